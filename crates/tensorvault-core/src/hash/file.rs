@@ -1,0 +1,335 @@
+//! Hashing files: one pipelined sequential stream, or the chunk tree with chunks read and hashed in
+//! parallel.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+
+use super::{ChunkSize, ChunkTree, Digest, HashError, Sha256};
+use crate::control::Control;
+use crate::io::{self, IoError};
+
+/// Size of one read: large enough to amortise syscalls, small enough to stay in L2/L3 between the read
+/// and the hash.
+const READ_BLOCK: usize = 1 << 20;
+/// Buffers in flight between the reader thread and the hasher in the sequential mode.
+const PIPELINE_DEPTH: usize = 4;
+
+/// What to compute over a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashMode {
+    /// One SHA-256 over the whole file.
+    Plain,
+    /// The chunk tree with the given chunk size.
+    Tree(ChunkSize),
+}
+
+/// Options for [`hash_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashFileOptions {
+    /// Plain SHA-256 or a chunk tree.
+    pub mode: HashMode,
+    /// Worker threads for the tree (default: the machine's available parallelism).
+    pub threads: Option<usize>,
+}
+
+impl Default for HashFileOptions {
+    fn default() -> Self {
+        Self {
+            mode: HashMode::Plain,
+            threads: None,
+        }
+    }
+}
+
+/// The result of [`hash_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileDigest {
+    /// Plain SHA-256 of the whole file.
+    Plain { len: u64, digest: Digest },
+    /// The chunk tree (its root is [`ChunkTree::root`]).
+    Tree(ChunkTree),
+}
+
+impl FileDigest {
+    /// The file's length.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Plain { len, .. } => *len,
+            Self::Tree(t) => t.total_len(),
+        }
+    }
+
+    /// Whether the file was empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The plain digest or the tree's root.
+    #[must_use]
+    pub fn digest(&self) -> Digest {
+        match self {
+            Self::Plain { digest, .. } => *digest,
+            Self::Tree(t) => t.root(),
+        }
+    }
+}
+
+/// Hash the file at `path`. Progress (bytes hashed) and cancellation go through `control`; a
+/// cancelled job stops at the next 1 MiB boundary with [`HashError::Cancelled`].
+pub fn hash_file(
+    path: &Path,
+    options: &HashFileOptions,
+    control: &Control,
+) -> Result<FileDigest, HashError> {
+    let (file, len) = io::open_regular(path)?;
+    control.set_total(len);
+    match options.mode {
+        HashMode::Plain => {
+            let digest = hash_sequential(&file, path, len, control)?;
+            Ok(FileDigest::Plain { len, digest })
+        }
+        HashMode::Tree(chunk_size) => {
+            let threads = options.threads.unwrap_or_else(default_threads).max(1);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("tv-hash-{i}"))
+                .build()
+                .map_err(|e| HashError::ThreadPool {
+                    threads,
+                    reason: e.to_string(),
+                })?;
+            let leaves = pool.install(|| hash_chunks(&file, path, len, chunk_size, control))?;
+            Ok(FileDigest::Tree(ChunkTree::from_leaves(
+                chunk_size, len, leaves,
+            )?))
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// One SHA-256 over `len` bytes of `file`: a reader thread fills 1 MiB buffers while this thread
+/// hashes the previous ones, so the read and the hash overlap.
+fn hash_sequential(
+    file: &File,
+    path: &Path,
+    len: u64,
+    control: &Control,
+) -> Result<Digest, HashError> {
+    io::advise_sequential(file);
+    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPELINE_DEPTH);
+    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..PIPELINE_DEPTH {
+        // The receiver is alive in this scope, so sending cannot fail.
+        let _ = free_tx.send(vec![0u8; READ_BLOCK]);
+    }
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || -> Result<(), HashError> {
+            let mut offset = 0u64;
+            while offset < len {
+                control.checkpoint()?;
+                let Ok(mut buf) = free_rx.recv() else {
+                    return Ok(()); // hasher gone: it stopped on its own error
+                };
+                let n =
+                    usize::try_from((len - offset).min(READ_BLOCK as u64)).unwrap_or(READ_BLOCK);
+                let part = buf.get_mut(..n).unwrap_or_default();
+                io::read_exact_at(file, path, part, offset)?;
+                offset += n as u64;
+                if full_tx.send((buf, n)).is_err() {
+                    return Ok(());
+                }
+            }
+            // A file that grew after stat is reported rather than silently hashed short.
+            check_unchanged(file, path, len)?;
+            Ok(())
+        });
+        let mut hasher = Sha256::new();
+        let mut total_hashed = 0u64;
+        for (buf, n) in &full_rx {
+            hasher.update(buf.get(..n).unwrap_or_default());
+            total_hashed += n as u64;
+            control.add(n as u64);
+            let _ = free_tx.send(buf);
+            if control.is_cancelled() {
+                break;
+            }
+        }
+        drop(full_rx);
+        let read_result = reader.join().unwrap_or(Err(HashError::Io(IoError::Os {
+            path: path.to_path_buf(),
+            op: "read",
+            source: std::io::Error::other("reader thread panicked"),
+        })));
+        read_result?;
+        control.checkpoint()?;
+        if total_hashed != len {
+            return Err(HashError::Io(IoError::Truncated {
+                path: path.to_path_buf(),
+                expected: len,
+                actual: total_hashed,
+            }));
+        }
+        Ok(hasher.finalize())
+    })
+}
+
+fn check_unchanged(file: &File, path: &Path, len: u64) -> Result<(), HashError> {
+    let now = file
+        .metadata()
+        .map_err(|e| IoError::from_os(path, "stat", e))?
+        .len();
+    if now == len {
+        Ok(())
+    } else {
+        Err(HashError::Io(IoError::Truncated {
+            path: path.to_path_buf(),
+            expected: len,
+            actual: now,
+        }))
+    }
+}
+
+/// The leaves of the chunk tree of `file`, chunks hashed in parallel on the current rayon pool.
+fn hash_chunks(
+    file: &File,
+    path: &Path,
+    len: u64,
+    chunk_size: ChunkSize,
+    control: &Control,
+) -> Result<Vec<Digest>, HashError> {
+    let count = chunk_size.chunk_count(len);
+    let leaves = (0..count)
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; READ_BLOCK.min(chunk_size.as_usize())],
+            |buf, index| {
+                let (start, chunk_len) = chunk_size.chunk_range(index, len);
+                let mut hasher = Sha256::new();
+                let mut done = 0u64;
+                while done < chunk_len {
+                    control.checkpoint()?;
+                    let n = usize::try_from((chunk_len - done).min(buf.len() as u64))
+                        .unwrap_or(buf.len());
+                    let part = buf.get_mut(..n).unwrap_or_default();
+                    io::read_exact_at(file, path, part, start + done)?;
+                    hasher.update(part);
+                    done += n as u64;
+                    control.add(n as u64);
+                }
+                Ok(hasher.finalize())
+            },
+        )
+        .collect::<Result<Vec<Digest>, HashError>>()?;
+    check_unchanged(file, path, len)?;
+    Ok(leaves)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::cast_possible_truncation)]
+    use super::super::sha256;
+    use super::*;
+    use std::io::Write;
+    use std::sync::Arc;
+
+    fn temp_with(data: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(data).unwrap();
+        f.flush().unwrap();
+        f
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn plain_file_hash_equals_in_memory_hash_at_block_edges() {
+        for n in [
+            0,
+            1,
+            READ_BLOCK - 1,
+            READ_BLOCK,
+            READ_BLOCK + 1,
+            3 * READ_BLOCK + 77,
+        ] {
+            let data = pattern(n);
+            let f = temp_with(&data);
+            let ctl = Control::new();
+            let got = hash_file(f.path(), &HashFileOptions::default(), &ctl).unwrap();
+            assert_eq!(got.digest(), sha256(&data), "len {n}");
+            assert_eq!(got.len(), n as u64);
+            assert_eq!(ctl.done(), n as u64);
+        }
+    }
+
+    #[test]
+    fn tree_file_hash_equals_in_memory_tree_for_any_thread_count() {
+        let data = pattern(5 * 65_536 + 999);
+        let f = temp_with(&data);
+        let cs = ChunkSize::new(65_536).unwrap();
+        let want = ChunkTree::of_bytes(&data, cs);
+        for threads in [1, 2, 4, 7] {
+            let got = hash_file(
+                f.path(),
+                &HashFileOptions {
+                    mode: HashMode::Tree(cs),
+                    threads: Some(threads),
+                },
+                &Control::new(),
+            )
+            .unwrap();
+            assert_eq!(got, FileDigest::Tree(want.clone()), "threads {threads}");
+        }
+    }
+
+    #[test]
+    fn missing_file_and_folder_are_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let e = hash_file(&missing, &HashFileOptions::default(), &Control::new()).unwrap_err();
+        assert!(
+            matches!(e, HashError::Io(IoError::NotFound { .. })),
+            "{e:?}"
+        );
+        let e = hash_file(dir.path(), &HashFileOptions::default(), &Control::new()).unwrap_err();
+        assert!(
+            matches!(e, HashError::Io(IoError::IsADirectory { .. })),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn cancellation_stops_both_modes_early() {
+        let data = pattern(16 * READ_BLOCK);
+        let f = temp_with(&data);
+        for mode in [
+            HashMode::Plain,
+            HashMode::Tree(ChunkSize::new(1 << 20).unwrap()),
+        ] {
+            let ctl = Arc::new(Control::new());
+            ctl.cancel();
+            let e = hash_file(
+                f.path(),
+                &HashFileOptions {
+                    mode,
+                    threads: Some(2),
+                },
+                &ctl,
+            )
+            .unwrap_err();
+            assert!(matches!(e, HashError::Cancelled), "{e:?}");
+            assert!(ctl.done() < data.len() as u64);
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! SHA-256 (streaming, SHA-NI accelerated through `sha2`'s runtime CPU detection), HMAC-SHA256, file
+//! hashing with large pipelined reads, and the parallel chunk tree (`docs/formats/chunk-tree.md`).
+
+mod file;
+mod tree;
+
+pub use file::{hash_file, FileDigest, HashFileOptions, HashMode};
+pub use tree::{ChunkSize, ChunkTree, TREE_HEADER_LEN, TREE_MAGIC};
+
+use hmac::{Hmac, Mac};
+use sha2::Digest as _;
+
+use crate::io::IoError;
+
+/// Length of a SHA-256 digest in bytes.
+pub const DIGEST_LEN: usize = 32;
+
+/// A SHA-256 digest.
+pub type Digest = [u8; DIGEST_LEN];
+
+/// Why a hashing operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Opening or reading the input failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// The chunk size is not a power of two between [`ChunkSize::MIN`] and [`ChunkSize::MAX`].
+    #[error("invalid chunk size {chunk_size}: must be a power of two from {min} to {max} bytes")]
+    InvalidChunkSize { chunk_size: u64, min: u64, max: u64 },
+    /// A stored tree does not match the length it claims to cover.
+    #[error("chunk tree has {actual} leaves but {expected} are needed for {total_len} bytes")]
+    LeafCountMismatch {
+        expected: u64,
+        actual: u64,
+        total_len: u64,
+    },
+    /// The worker thread pool could not be created.
+    #[error("cannot start {threads} hashing threads: {reason}")]
+    ThreadPool { threads: usize, reason: String },
+    /// The caller cancelled the operation.
+    #[error("hashing was cancelled")]
+    Cancelled,
+}
+
+impl From<crate::control::Cancelled> for HashError {
+    fn from(_: crate::control::Cancelled) -> Self {
+        Self::Cancelled
+    }
+}
+
+/// Incremental SHA-256.
+#[derive(Clone, Default)]
+pub struct Sha256(sha2::Sha256);
+
+impl Sha256 {
+    /// A new, empty hash state.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed more bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The digest of everything fed so far; the state is consumed.
+    #[must_use]
+    pub fn finalize(self) -> Digest {
+        self.0.finalize().into()
+    }
+}
+
+/// SHA-256 of `data` in one call.
+#[must_use]
+pub fn sha256(data: &[u8]) -> Digest {
+    sha2::Sha256::digest(data).into()
+}
+
+/// HMAC-SHA256 (RFC 2104) of `data` under `key`; any key length is accepted.
+#[must_use]
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Digest {
+    // HMAC accepts keys of every length (long keys are hashed first), so `new_from_slice` cannot fail;
+    // the fallback keeps the function total without a panic path.
+    match Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(data);
+            mac.finalize().into_bytes().into()
+        }
+        Err(_) => hmac_fallback(key, data),
+    }
+}
+
+/// Textbook HMAC-SHA256, used only if the `hmac` crate ever refused a key.
+fn hmac_fallback(key: &[u8], data: &[u8]) -> Digest {
+    let hashed_key;
+    let key = if key.len() > 64 {
+        hashed_key = sha256(key);
+        &hashed_key[..]
+    } else {
+        key
+    };
+    let mut block = [0u8; 64];
+    for (dst, src) in block.iter_mut().zip(key) {
+        *dst = *src;
+    }
+    let mut inner = Sha256::new();
+    inner.update(&block.map(|b| b ^ 0x36));
+    inner.update(data);
+    let mut outer = Sha256::new();
+    outer.update(&block.map(|b| b ^ 0x5c));
+    outer.update(&inner.finalize());
+    outer.finalize()
+}
+
+/// Lower-case hexadecimal of `bytes`.
+#[must_use]
+pub fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::cast_possible_truncation)]
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    // FIPS 180-4 / NIST CSRC example values.
+    #[test]
+    fn nist_known_answers() {
+        assert_eq!(
+            to_hex(&sha256(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            to_hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            to_hex(&sha256(
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+            )),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+        assert_eq!(
+            to_hex(&sha256(b"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu")),
+            "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"
+        );
+        // One million 'a'.
+        let mut h = Sha256::new();
+        let block = [b'a'; 1000];
+        for _ in 0..1000 {
+            h.update(&block);
+        }
+        assert_eq!(
+            to_hex(&h.finalize()),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+        );
+    }
+
+    #[test]
+    fn streaming_equals_one_shot_at_every_split() {
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        let want = sha256(&data);
+        for split in 0..=data.len() {
+            let mut h = Sha256::new();
+            h.update(&data[..split]);
+            h.update(&data[split..]);
+            assert_eq!(h.finalize(), want, "split at {split}");
+        }
+    }
+
+    // RFC 4231 test cases 1-4, 6, 7 (case 5 is a truncated output).
+    #[test]
+    fn rfc4231_known_answers() {
+        let cases: [(Vec<u8>, Vec<u8>, &str); 6] = [
+            (
+                vec![0x0b; 20],
+                b"Hi There".to_vec(),
+                "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+            ),
+            (
+                b"Jefe".to_vec(),
+                b"what do ya want for nothing?".to_vec(),
+                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            ),
+            (
+                vec![0xaa; 20],
+                vec![0xdd; 50],
+                "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe",
+            ),
+            (
+                hex("0102030405060708090a0b0c0d0e0f10111213141516171819"),
+                vec![0xcd; 50],
+                "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+            ),
+            (
+                vec![0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First".to_vec(),
+                "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+            ),
+            (
+                vec![0xaa; 131],
+                b"This is a test using a larger than block-size key and a larger than block-size data. The key needs to be hashed before being used by the HMAC algorithm.".to_vec(),
+                "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+            ),
+        ];
+        for (key, data, want) in &cases {
+            assert_eq!(to_hex(&hmac_sha256(key, data)), *want);
+            assert_eq!(to_hex(&hmac_fallback(key, data)), *want);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! File access shared by every module: opening with typed errors, and large positioned reads.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why a file operation failed. Each variant carries the path and, where the OS gave one, the errno.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    /// The path does not exist.
+    #[error("no such file: {path}")]
+    NotFound { path: PathBuf },
+    /// The process may not read the path.
+    #[error("permission denied: {path}")]
+    PermissionDenied { path: PathBuf },
+    /// The path is a folder where a file was expected.
+    #[error("is a directory, not a file: {path}")]
+    IsADirectory { path: PathBuf },
+    /// The path is neither a regular file nor a folder (a socket, a FIFO, a device).
+    #[error("not a regular file: {path}")]
+    NotARegularFile { path: PathBuf },
+    /// The file changed size while it was being read.
+    #[error("file changed while reading: {path} (expected {expected} bytes, read {actual})")]
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    /// Any other OS error, with the operation that failed.
+    #[error("{op} failed on {path}: {source}")]
+    Os {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl IoError {
+    /// Classify an OS error from operation `op` on `path`.
+    #[must_use]
+    pub fn from_os(path: &Path, op: &'static str, source: io::Error) -> Self {
+        let path = path.to_path_buf();
+        match source.kind() {
+            io::ErrorKind::NotFound => Self::NotFound { path },
+            io::ErrorKind::PermissionDenied => Self::PermissionDenied { path },
+            io::ErrorKind::IsADirectory => Self::IsADirectory { path },
+            _ => Self::Os { path, op, source },
+        }
+    }
+
+    /// The path the error is about.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::NotFound { path }
+            | Self::PermissionDenied { path }
+            | Self::IsADirectory { path }
+            | Self::NotARegularFile { path }
+            | Self::Truncated { path, .. }
+            | Self::Os { path, .. } => path,
+        }
+    }
+
+    /// The OS errno behind the error, when there is one.
+    #[must_use]
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::NotFound { .. } => Some(2),
+            Self::PermissionDenied { .. } => Some(13),
+            Self::IsADirectory { .. } => Some(21),
+            Self::Os { source, .. } => source.raw_os_error(),
+            Self::NotARegularFile { .. } | Self::Truncated { .. } => None,
+        }
+    }
+}
+
+/// Open `path` for reading and return it with its length; folders and special files are refused.
+pub fn open_regular(path: &Path) -> Result<(File, u64), IoError> {
+    let file = File::open(path).map_err(|e| IoError::from_os(path, "open", e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| IoError::from_os(path, "stat", e))?;
+    if meta.is_dir() {
+        return Err(IoError::IsADirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(IoError::NotARegularFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok((file, meta.len()))
+}
+
+/// Fill `buf` from `file` at `offset`, retrying short reads; a premature end of file is
+/// [`IoError::Truncated`].
+pub fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<(), IoError> {
+    use std::os::unix::fs::FileExt;
+    let mut filled = 0usize;
+    while filled < buf.len() {
+        let rest = buf.get_mut(filled..).unwrap_or_default();
+        let at = offset + filled as u64;
+        match file.read_at(rest, at) {
+            Ok(0) => {
+                return Err(IoError::Truncated {
+                    path: path.to_path_buf(),
+                    expected: offset + buf.len() as u64,
+                    actual: at,
+                })
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(IoError::from_os(path, "read", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Advise the kernel that `file` will be read sequentially (best effort; errors are ignored).
+pub fn advise_sequential(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: posix_fadvise only reads the descriptor number; an invalid fd yields EBADF, no UB.
+        unsafe {
+            libc_fadvise(file.as_raw_fd());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
+#[cfg(target_os = "linux")]
+unsafe fn libc_fadvise(fd: i32) {
+    extern "C" {
+        fn posix_fadvise(fd: i32, offset: i64, len: i64, advice: i32) -> i32;
+    }
+    const POSIX_FADV_SEQUENTIAL: i32 = 2;
+    // SAFETY: plain syscall wrapper from libc, arguments are plain integers.
+    unsafe {
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    }
+}

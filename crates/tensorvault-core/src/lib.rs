@@ -1,0 +1,10 @@
+//! tensorvault's core: pure Rust, no N-API.
+//!
+//! Everything here is testable with `cargo test` and benchable with criterion. The N-API binding in
+//! `tensorvault-node` is a thin layer over these modules.
+
+pub mod control;
+pub mod hash;
+pub mod io;
+
+pub use control::Control;

@@ -1,0 +1,173 @@
+//! Core errors → JS errors. The reason string of the `napi::Error` carries a JSON payload behind a
+//! marker; `src/errors.ts` turns it into a `TensorVaultError` with the same `code`, message and
+//! context. This file is the only place that decides codes.
+
+use std::fmt::Write as _;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use napi::{Error, Status};
+use tensorvault_core::hash::HashError;
+use tensorvault_core::io::IoError;
+
+/// Prefix that marks an error reason as a structured tensorvault error.
+const MARKER: &str = "TVERR1:";
+
+/// A JSON-encodable error: a stable code, a message and context fields.
+pub struct TvError {
+    code: &'static str,
+    message: String,
+    context: Vec<(&'static str, Ctx)>,
+}
+
+/// One context value.
+pub enum Ctx {
+    Str(String),
+    Num(f64),
+}
+
+impl TvError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            context: Vec::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn with(mut self, key: &'static str, value: Ctx) -> Self {
+        self.context.push((key, value));
+        self
+    }
+
+    fn to_json(&self) -> String {
+        let mut out = String::from("{\"code\":");
+        push_json_str(&mut out, self.code);
+        out.push_str(",\"message\":");
+        push_json_str(&mut out, &self.message);
+        out.push_str(",\"context\":{");
+        for (i, (k, v)) in self.context.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(&mut out, k);
+            out.push(':');
+            match v {
+                Ctx::Str(s) => push_json_str(&mut out, s),
+                Ctx::Num(n) if n.is_finite() => out.push_str(&n.to_string()),
+                Ctx::Num(_) => out.push_str("null"),
+            }
+        }
+        out.push_str("}}");
+        out
+    }
+}
+
+impl From<TvError> for Error {
+    fn from(e: TvError) -> Self {
+        Error::new(Status::GenericFailure, format!("{MARKER}{}", e.to_json()))
+    }
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[allow(clippy::cast_precision_loss)] // context numbers: lengths far below 2^53
+pub fn num(n: u64) -> Ctx {
+    Ctx::Num(n as f64)
+}
+
+impl From<&IoError> for TvError {
+    fn from(e: &IoError) -> Self {
+        let code = match e {
+            IoError::NotFound { .. } => "TV_NOT_FOUND",
+            IoError::PermissionDenied { .. } => "TV_PERMISSION_DENIED",
+            IoError::IsADirectory { .. } => "TV_IS_DIRECTORY",
+            IoError::NotARegularFile { .. } => "TV_NOT_A_FILE",
+            IoError::Truncated { .. } => "TV_FILE_CHANGED",
+            IoError::Os { .. } => "TV_IO",
+        };
+        let mut out = TvError::new(code, e.to_string())
+            .with("path", Ctx::Str(e.path().display().to_string()));
+        if let Some(errno) = e.errno() {
+            out = out.with("errno", Ctx::Num(f64::from(errno)));
+        }
+        if let IoError::Os { op, .. } = e {
+            out = out.with("syscall", Ctx::Str((*op).to_string()));
+        }
+        if let IoError::Truncated {
+            expected, actual, ..
+        } = e
+        {
+            out = out
+                .with("expected", num(*expected))
+                .with("actual", num(*actual));
+        }
+        out
+    }
+}
+
+impl From<HashError> for TvError {
+    fn from(e: HashError) -> Self {
+        match &e {
+            HashError::Io(io) => io.into(),
+            HashError::InvalidChunkSize {
+                chunk_size,
+                min,
+                max,
+            } => TvError::new("TV_INVALID_ARGUMENT", e.to_string())
+                .with("argument", Ctx::Str("chunkSize".into()))
+                .with("actual", num(*chunk_size))
+                .with("min", num(*min))
+                .with("max", num(*max)),
+            HashError::LeafCountMismatch {
+                expected, actual, ..
+            } => TvError::new("TV_CORRUPT", e.to_string())
+                .with("expected", num(*expected))
+                .with("actual", num(*actual)),
+            HashError::ThreadPool { .. } => TvError::new("TV_INTERNAL", e.to_string()),
+            HashError::Cancelled => TvError::new("TV_ABORTED", e.to_string()),
+        }
+    }
+}
+
+/// Run `f`, turning a panic into a `TV_INTERNAL` error so that it never unwinds into Node.
+pub fn guard<T>(f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(TvError::new(
+                "TV_INTERNAL",
+                format!("internal error in the native core (a bug): {what}"),
+            )
+            .into())
+        }
+    }
+}
+
+/// An argument the binding rejects.
+pub fn invalid_argument(argument: &'static str, message: impl Into<String>) -> Error {
+    TvError::new("TV_INVALID_ARGUMENT", message)
+        .with("argument", Ctx::Str(argument.into()))
+        .into()
+}

@@ -1,0 +1,163 @@
+//! Hashing: one-shot and streaming SHA-256, HMAC, and file hashing on the libuv pool.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array};
+use napi::{Env, Task};
+use napi_derive::napi;
+use tensorvault_core::hash::{self, ChunkSize, FileDigest, HashFileOptions, HashMode};
+use tensorvault_core::Control;
+
+use crate::control::JobControl;
+use crate::errors::{guard, invalid_argument, TvError};
+
+/// SHA-256 of `data`.
+#[napi]
+pub fn sha256(data: Uint8Array) -> napi::Result<Buffer> {
+    guard(|| Ok(hash::sha256(&data).to_vec().into()))
+}
+
+/// HMAC-SHA256 of `data` under `key`.
+#[napi]
+pub fn hmac_sha256(key: Uint8Array, data: Uint8Array) -> napi::Result<Buffer> {
+    guard(|| Ok(hash::hmac_sha256(&key, &data).to_vec().into()))
+}
+
+/// Incremental SHA-256 state.
+#[napi]
+pub struct NativeSha256 {
+    state: Option<hash::Sha256>,
+}
+
+#[napi]
+impl NativeSha256 {
+    #[napi(constructor)]
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            state: Some(hash::Sha256::new()),
+        }
+    }
+
+    /// Feed bytes; fails after `digest()`.
+    #[napi]
+    pub fn update(&mut self, data: Uint8Array) -> napi::Result<()> {
+        guard(|| match self.state.as_mut() {
+            Some(s) => {
+                s.update(&data);
+                Ok(())
+            }
+            None => Err(finalized()),
+        })
+    }
+
+    /// The digest; the state is finished afterwards.
+    #[napi]
+    pub fn digest(&mut self) -> napi::Result<Buffer> {
+        guard(|| match self.state.take() {
+            Some(s) => Ok(s.finalize().to_vec().into()),
+            None => Err(finalized()),
+        })
+    }
+
+    /// An independent copy of the current state.
+    #[napi]
+    pub fn copy(&self) -> napi::Result<NativeSha256> {
+        guard(|| match &self.state {
+            Some(s) => Ok(NativeSha256 {
+                state: Some(s.clone()),
+            }),
+            None => Err(finalized()),
+        })
+    }
+}
+
+impl Default for NativeSha256 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn finalized() -> napi::Error {
+    TvError::new("TV_HASH_FINALIZED", "digest already called").into()
+}
+
+/// Result of `hashFile`.
+#[napi(object)]
+pub struct HashFileResult {
+    /// Plain SHA-256, or the tree's root.
+    pub digest: Buffer,
+    /// The file's length in bytes.
+    pub length: f64,
+    /// Chunk size of the tree (absent for a plain hash).
+    pub chunk_size: Option<u32>,
+    /// The tree's leaves, concatenated 32-byte digests (absent for a plain hash).
+    pub leaves: Option<Buffer>,
+}
+
+pub struct HashFileTask {
+    path: PathBuf,
+    options: HashFileOptions,
+    control: Arc<Control>,
+}
+
+impl Task for HashFileTask {
+    type Output = FileDigest;
+    type JsValue = HashFileResult;
+
+    fn compute(&mut self) -> napi::Result<FileDigest> {
+        guard(|| {
+            hash::hash_file(&self.path, &self.options, &self.control)
+                .map_err(|e| TvError::from(e).into())
+        })
+    }
+
+    #[allow(clippy::cast_precision_loss)] // file lengths stay far below 2^53
+    fn resolve(&mut self, _env: Env, output: FileDigest) -> napi::Result<HashFileResult> {
+        let digest = output.digest().to_vec().into();
+        let length = output.len() as f64;
+        Ok(match output {
+            FileDigest::Plain { .. } => HashFileResult {
+                digest,
+                length,
+                chunk_size: None,
+                leaves: None,
+            },
+            FileDigest::Tree(t) => HashFileResult {
+                digest,
+                length,
+                chunk_size: u32::try_from(t.chunk_size().get()).ok(),
+                leaves: Some(t.leaves_bytes().into()),
+            },
+        })
+    }
+}
+
+/// Hash a file on the libuv pool. `chunkSize` selects the chunk tree; `threads` its parallelism.
+#[napi(ts_return_type = "Promise<HashFileResult>")]
+pub fn hash_file(
+    path: String,
+    chunk_size: Option<u32>,
+    threads: Option<u32>,
+    control: &JobControl,
+) -> napi::Result<AsyncTask<HashFileTask>> {
+    guard(|| {
+        let mode = match chunk_size {
+            None => HashMode::Plain,
+            Some(cs) => HashMode::Tree(
+                ChunkSize::new(u64::from(cs)).map_err(|e| napi::Error::from(TvError::from(e)))?,
+            ),
+        };
+        let threads = match threads {
+            None => None,
+            Some(0) => return Err(invalid_argument("threads", "threads must be at least 1")),
+            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        };
+        Ok(AsyncTask::new(HashFileTask {
+            path: PathBuf::from(path),
+            options: HashFileOptions { mode, threads },
+            control: Arc::clone(&control.inner),
+        }))
+    })
+}
