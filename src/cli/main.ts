@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+/**
+ * The `tensorvault` command. One file per verb group; each exports `run(argv) → exit code` and `usage`.
+ */
+import { packageVersion } from '../native';
+import { ExitCode, reportError, UsageError } from './common';
+
+interface Verb {
+  summary: string;
+  load: () => Promise<{ run: (argv: readonly string[]) => Promise<number>; usage: string }>;
+}
+
+const verbs: Record<string, Verb> = {
+  hash: { summary: 'SHA-256 or chunk-tree root of a file', load: async () => import('./hash.js') },
+};
+
+function help(): string {
+  const lines = Object.entries(verbs).map(([name, v]) => `  ${name.padEnd(10)} ${v.summary}`);
+  return `tensorvault ${packageVersion()}: keep ML checkpoints, logs and event logs safe on disk
+
+Usage: tensorvault <command> [options]
+
+Commands:
+${lines.join('\n')}
+
+Options:
+  --help, -h     show help (also: tensorvault <command> --help)
+  --version, -v  print the version
+
+Exit codes: 0 success, 1 damage found but repairable, 2 damage not repairable,
+            3 bad command line, 6 file I/O error, 7 internal error, 130 interrupted.
+`;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
+    process.stdout.write(help());
+    return first === undefined ? ExitCode.USAGE : ExitCode.OK;
+  }
+  if (first === '--version' || first === '-v') {
+    process.stdout.write(`${packageVersion()}\n`);
+    return ExitCode.OK;
+  }
+  const verb = verbs[first];
+  if (verb === undefined) throw new UsageError(`unknown command '${first}'`);
+  const mod = await verb.load();
+  return mod.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = reportError(err);
+  },
+);

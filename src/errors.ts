@@ -1,0 +1,142 @@
+/**
+ * Typed errors. Every failure tensorvault reports is a {@link TensorVaultError} with a stable `code`
+ * from {@link ErrorCode} and a `context` object holding what is needed to act on it (path, errno,
+ * expected, actual, ...).
+ */
+
+/** The stable error codes. New codes may be added; existing ones never change meaning. */
+export const ErrorCode = {
+  /** An argument has the wrong type or an out-of-range value. */
+  INVALID_ARGUMENT: 'TV_INVALID_ARGUMENT',
+  /** The path does not exist. */
+  NOT_FOUND: 'TV_NOT_FOUND',
+  /** The process may not read or write the path. */
+  PERMISSION_DENIED: 'TV_PERMISSION_DENIED',
+  /** A folder was given where a file is expected. */
+  IS_DIRECTORY: 'TV_IS_DIRECTORY',
+  /** A socket, FIFO or device was given where a regular file is expected. */
+  NOT_A_FILE: 'TV_NOT_A_FILE',
+  /** The file changed size while it was being read. */
+  FILE_CHANGED: 'TV_FILE_CHANGED',
+  /** Any other operating-system I/O failure (see `context.errno`, `context.syscall`). */
+  IO: 'TV_IO',
+  /** Stored data is inconsistent with itself. */
+  CORRUPT: 'TV_CORRUPT',
+  /** `update()` or `digest()` was called on a hash that is already finished. */
+  HASH_FINALIZED: 'TV_HASH_FINALIZED',
+  /** The operation was cancelled through its `AbortSignal`. */
+  ABORTED: 'TV_ABORTED',
+  /** The native addon could not be found or loaded for this platform. */
+  NATIVE_UNAVAILABLE: 'TV_NATIVE_UNAVAILABLE',
+  /** A bug inside tensorvault (for example a caught Rust panic). Please report it. */
+  INTERNAL: 'TV_INTERNAL',
+} as const;
+
+/** One of the stable error codes. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Context attached to an error: string or number fields such as `path`, `errno`, `expected`. */
+export type ErrorContext = Readonly<Record<string, string | number | null>>;
+
+const KNOWN_CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode));
+
+/** The error every tensorvault API throws or rejects with. */
+export class TensorVaultError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode;
+  /** Facts about the failure (path, errno, expected, actual, ...). */
+  readonly context: ErrorContext;
+
+  constructor(code: ErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TensorVaultError';
+    this.code = code;
+    this.context = Object.freeze({ ...context });
+  }
+
+  /** The path the error is about, when there is one. */
+  get path(): string | undefined {
+    const p = this.context.path;
+    return typeof p === 'string' ? p : undefined;
+  }
+
+  /** The OS errno behind the error, when there is one. */
+  get errno(): number | undefined {
+    const e = this.context.errno;
+    return typeof e === 'number' ? e : undefined;
+  }
+}
+
+/**
+ * Rejection of an operation cancelled through an `AbortSignal`. Its `name` is `'AbortError'` as in the
+ * rest of Node; `cause` is the signal's `reason`.
+ */
+export class TensorVaultAbortError extends TensorVaultError {
+  constructor(message = 'The operation was aborted', cause?: unknown) {
+    super(ErrorCode.ABORTED, message, {}, cause === undefined ? undefined : { cause });
+    this.name = 'AbortError';
+  }
+}
+
+/** Shorthand for an invalid-argument error naming the argument. */
+export function invalidArgument(
+  argument: string,
+  message: string,
+  context: ErrorContext = {},
+): TensorVaultError {
+  return new TensorVaultError(ErrorCode.INVALID_ARGUMENT, message, { argument, ...context });
+}
+
+const MARKER = 'TVERR1:';
+
+interface NativePayload {
+  code: string;
+  message: string;
+  context: Record<string, string | number | null>;
+}
+
+function parsePayload(text: string): NativePayload | undefined {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v === 'object' && v !== null && 'code' in v && 'message' in v) {
+      const p = v as NativePayload;
+      if (typeof p.code === 'string' && typeof p.message === 'string') return p;
+    }
+  } catch {
+    // not a payload
+  }
+  return undefined;
+}
+
+/**
+ * Turn whatever the native addon threw into a {@link TensorVaultError}. The binding encodes its typed
+ * errors as a marked JSON payload; napi-rs's own argument errors become `TV_INVALID_ARGUMENT`.
+ */
+export function fromNative(err: unknown, signal?: AbortSignal): TensorVaultError {
+  if (err instanceof TensorVaultError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  if (message.startsWith(MARKER)) {
+    const payload = parsePayload(message.slice(MARKER.length));
+    if (payload !== undefined) {
+      if (payload.code === ErrorCode.ABORTED) {
+        return new TensorVaultAbortError(payload.message, signal?.reason);
+      }
+      const code = KNOWN_CODES.has(payload.code) ? (payload.code as ErrorCode) : ErrorCode.INTERNAL;
+      return new TensorVaultError(code, payload.message, payload.context ?? {});
+    }
+  }
+  const napiCode = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
+  if (napiCode === 'InvalidArg' || napiCode === 'NumberExpected' || napiCode === 'StringExpected') {
+    return new TensorVaultError(ErrorCode.INVALID_ARGUMENT, message, {}, { cause: err });
+  }
+  return new TensorVaultError(ErrorCode.INTERNAL, message, {}, { cause: err });
+}
+
+/** Call a synchronous native function, converting its errors. */
+export function callNative<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw fromNative(err);
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * SHA-256 and HMAC-SHA256 over buffers, a streaming {@link Sha256} that stands in for Node's `Hash`,
+ * and {@link hashFile}, which hashes multi-gigabyte files on the libuv pool (plain or as a chunk tree,
+ * `docs/formats/chunk-tree.md`).
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { callNative, ErrorCode, invalidArgument, TensorVaultError } from './errors';
+import { type JobOptions, runJob } from './job';
+import { type NativeSha256State, native } from './native';
+
+/** Bytes accepted by the hashing functions: a Buffer, any typed array or DataView, or a string (UTF-8). */
+export type BinaryInput = string | NodeJS.ArrayBufferView | ArrayBuffer;
+
+/** Encodings accepted for string input (as in `Hash.update`). */
+export type InputEncoding = 'utf8' | 'utf-8' | 'latin1' | 'binary' | 'ascii' | 'hex' | 'base64' | 'base64url';
+
+/** Encodings accepted for the digest (as in `Hash.digest`). */
+export type DigestEncoding = 'hex' | 'base64' | 'base64url' | 'latin1' | 'binary';
+
+function toBytes(data: unknown, argument: string, encoding?: InputEncoding): Uint8Array {
+  if (typeof data === 'string') return Buffer.from(data, encoding ?? 'utf8');
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  throw invalidArgument(
+    argument,
+    `${argument} must be a string, Buffer, TypedArray, DataView or ArrayBuffer, got ${describe(data)}`,
+  );
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? `an object (${(v as object).constructor?.name ?? 'Object'})` : typeof v;
+}
+
+/** SHA-256 of `data` (strings are UTF-8). Returns the 32-byte digest. */
+export function sha256(data: BinaryInput): Buffer {
+  const bytes = toBytes(data, 'data');
+  return callNative(() => native().sha256(bytes));
+}
+
+/** HMAC-SHA256 (RFC 2104) of `data` under `key` (strings are UTF-8). Returns the 32-byte MAC. */
+export function hmacSha256(key: BinaryInput, data: BinaryInput): Buffer {
+  const k = toBytes(key, 'key');
+  const d = toBytes(data, 'data');
+  return callNative(() => native().hmacSha256(k, d));
+}
+
+/**
+ * Incremental SHA-256 with the shape of Node's `crypto.Hash`: `update()` chains, `digest()` returns a
+ * Buffer or an encoded string, `copy()` forks the state, and as a `Transform` stream it can be piped
+ * into (the digest is pushed when the input ends).
+ */
+export class Sha256 extends Transform {
+  #state: NativeSha256State | undefined;
+
+  constructor(state?: NativeSha256State) {
+    super();
+    this.#state = state ?? callNative(() => new (native().NativeSha256)());
+  }
+
+  /** Feed `data` (strings in `encoding`, default UTF-8). Returns `this`. */
+  update(data: BinaryInput, encoding?: InputEncoding): this {
+    const state = this.#live();
+    const bytes = toBytes(data, 'data', encoding);
+    callNative(() => state.update(bytes));
+    return this;
+  }
+
+  /** The digest of all input; the hash cannot be used afterwards. */
+  digest(): Buffer;
+  digest(encoding: DigestEncoding): string;
+  digest(encoding?: DigestEncoding): Buffer | string {
+    const state = this.#live();
+    this.#state = undefined;
+    const out = callNative(() => state.digest());
+    return encoding === undefined ? out : out.toString(encoding);
+  }
+
+  /** An independent copy of the current state. */
+  copy(): Sha256 {
+    const state = this.#live();
+    return new Sha256(callNative(() => state.copy()));
+  }
+
+  #live(): NativeSha256State {
+    if (this.#state === undefined) {
+      throw new TensorVaultError(ErrorCode.HASH_FINALIZED, 'Digest already called');
+    }
+    return this.#state;
+  }
+
+  override _transform(chunk: unknown, encoding: BufferEncoding, callback: TransformCallback): void {
+    try {
+      this.update(
+        chunk as BinaryInput,
+        (encoding as string) === 'buffer' ? undefined : (encoding as InputEncoding),
+      );
+      callback();
+    } catch (err) {
+      callback(err as Error);
+    }
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      this.push(this.digest());
+      callback();
+    } catch (err) {
+      callback(err as Error);
+    }
+  }
+}
+
+/** Create a {@link Sha256}, like `crypto.createHash('sha256')`. */
+export function createSha256(): Sha256 {
+  return new Sha256();
+}
+
+/** Default chunk size of the chunk tree: 4 MiB. */
+export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
+
+/** Options of {@link hashFile}. */
+export interface HashFileOptions extends JobOptions {
+  /** Compute the chunk tree instead of one plain SHA-256 (default false). */
+  tree?: boolean;
+  /** Chunk size of the tree in bytes: a power of two from 4 KiB to 1 GiB (default 4 MiB). Implies `tree`. */
+  chunkSize?: number;
+  /** Return the tree's leaf digests (default false). Implies `tree`. */
+  leaves?: boolean;
+  /** Threads for the tree (default: all cores). */
+  threads?: number;
+}
+
+/** Result of {@link hashFile}. */
+export interface HashFileResult {
+  /** `sha256` for a plain hash, `sha256-tree-v1` for a chunk tree root. */
+  algorithm: 'sha256' | 'sha256-tree-v1';
+  /** Hex digest: the file's SHA-256, or the tree's root. */
+  digest: string;
+  /** The file's length in bytes. */
+  length: number;
+  /** Chunk size of the tree (tree only). */
+  chunkSize?: number;
+  /** Number of chunks (tree only). */
+  chunkCount?: number;
+  /** Hex SHA-256 of each chunk, in order (only with `leaves: true`). */
+  leaves?: string[];
+}
+
+function checkPositiveInt(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}, got ${String(v)}`, {
+      actual: typeof v === 'number' ? v : String(v),
+    });
+  }
+  return v;
+}
+
+/**
+ * Hash the file at `path` on the libuv pool (the JS thread is never blocked). Plain SHA-256 by
+ * default; with `tree`, `chunkSize` or `leaves`, the chunk tree (chunks hashed in parallel). Honours
+ * `signal` (rejects with an `AbortError` and stops reading) and reports `onProgress`.
+ */
+export async function hashFile(path: string, options: HashFileOptions = {}): Promise<HashFileResult> {
+  if (typeof path !== 'string' || path.length === 0) {
+    throw invalidArgument('path', `path must be a non-empty string, got ${describe(path)}`);
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw invalidArgument('options', `options must be an object, got ${describe(options)}`);
+  }
+  const tree = options.tree === true || options.chunkSize !== undefined || options.leaves === true;
+  const chunkSize = tree
+    ? checkPositiveInt('chunkSize', options.chunkSize ?? DEFAULT_CHUNK_SIZE, 1, 2 ** 30)
+    : undefined;
+  const threads =
+    options.threads === undefined ? undefined : checkPositiveInt('threads', options.threads, 1, 1024);
+  const result = await runJob(options, (control) => native().hashFile(path, chunkSize, threads, control));
+  const out: HashFileResult = {
+    algorithm: tree ? 'sha256-tree-v1' : 'sha256',
+    digest: result.digest.toString('hex'),
+    length: result.length,
+  };
+  if (tree && result.chunkSize !== undefined) {
+    out.chunkSize = result.chunkSize;
+    out.chunkCount = (result.leaves?.length ?? 0) / 32;
+    if (options.leaves === true && result.leaves !== undefined) {
+      const leaves: string[] = [];
+      for (let i = 0; i < result.leaves.length; i += 32)
+        leaves.push(result.leaves.toString('hex', i, i + 32));
+      out.leaves = leaves;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,62 @@
+/**
+ * Runs a native job on the libuv pool with progress polling and `AbortSignal` cancellation.
+ */
+import { fromNative, invalidArgument, TensorVaultAbortError } from './errors';
+import { type NativeJobControl, native } from './native';
+
+/** Progress of a long operation. */
+export interface Progress {
+  /** Bytes processed so far. */
+  bytesDone: number;
+  /** Total bytes of the operation (0 until known). */
+  bytesTotal: number;
+}
+
+/** Options every long-running operation accepts. */
+export interface JobOptions {
+  /** Cancels the operation: the promise rejects with an `AbortError` and the native work stops. */
+  signal?: AbortSignal;
+  /** Called about every `progressIntervalMs` while the work runs, and once at the end. */
+  onProgress?: (progress: Progress) => void;
+  /** How often to report progress, in milliseconds (default 100). */
+  progressIntervalMs?: number;
+}
+
+/** Start `start(control)` and wire progress and cancellation to it. */
+export async function runJob<T>(
+  options: JobOptions,
+  start: (control: NativeJobControl) => Promise<T>,
+): Promise<T> {
+  const { signal, onProgress } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw invalidArgument('signal', 'signal must be an AbortSignal');
+  }
+  if (onProgress !== undefined && typeof onProgress !== 'function') {
+    throw invalidArgument('onProgress', 'onProgress must be a function');
+  }
+  if (signal?.aborted)
+    throw new TensorVaultAbortError('The operation was aborted before it started', signal.reason);
+  let control: NativeJobControl;
+  let promise: Promise<T>;
+  try {
+    control = new (native().JobControl)();
+    promise = start(control);
+  } catch (err) {
+    throw fromNative(err, signal);
+  }
+  const onAbort = (): void => control.cancel();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const report = (): void => onProgress?.({ bytesDone: control.done, bytesTotal: control.total });
+  const timer = onProgress === undefined ? undefined : setInterval(report, options.progressIntervalMs ?? 100);
+  timer?.unref();
+  try {
+    const value = await promise;
+    report();
+    return value;
+  } catch (err) {
+    throw fromNative(err, signal);
+  } finally {
+    if (timer !== undefined) clearInterval(timer);
+    signal?.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Loads the N-API addon: a local build (`native/` at the package root, made by `npm run build`) first,
+ * then the prebuilt platform package (`tensorvault-linux-x64-gnu`), with a clear error when neither
+ * exists. `TENSORVAULT_NATIVE_PATH` overrides both. Loading is lazy: importing tensorvault never fails,
+ * the first call that needs the addon does, with `TV_NATIVE_UNAVAILABLE`.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ErrorCode, TensorVaultError } from './errors';
+
+/** Result of the native `hashFile`. */
+export interface NativeHashFileResult {
+  digest: Buffer;
+  length: number;
+  chunkSize?: number;
+  leaves?: Buffer;
+}
+
+/** Progress/cancellation handle of one native job. */
+export interface NativeJobControl {
+  cancel(): void;
+  readonly cancelled: boolean;
+  readonly done: number;
+  readonly total: number;
+}
+
+/** Incremental native SHA-256 state. */
+export interface NativeSha256State {
+  update(data: Uint8Array): void;
+  digest(): Buffer;
+  copy(): NativeSha256State;
+}
+
+/** The addon's exports (kept in step with `crates/tensorvault-node`; a test checks every name). */
+export interface NativeBinding {
+  sha256(data: Uint8Array): Buffer;
+  hmacSha256(key: Uint8Array, data: Uint8Array): Buffer;
+  NativeSha256: new () => NativeSha256State;
+  JobControl: new () => NativeJobControl;
+  hashFile(
+    path: string,
+    chunkSize: number | undefined | null,
+    threads: number | undefined | null,
+    control: NativeJobControl,
+  ): Promise<NativeHashFileResult>;
+  __testPanicSync(): void;
+  __testPanicAsync(): Promise<unknown>;
+}
+
+/** Names the binding must export; checked at load time so a stale build fails loudly. */
+export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
+  'sha256',
+  'hmacSha256',
+  'NativeSha256',
+  'JobControl',
+  'hashFile',
+  '__testPanicSync',
+  '__testPanicAsync',
+];
+
+/** The npm package that carries the prebuilt addon for this platform, or undefined if none is made. */
+export function platformPackage(): string | undefined {
+  if (process.platform === 'linux' && process.arch === 'x64' && !isMusl()) return 'tensorvault-linux-x64-gnu';
+  return undefined;
+}
+
+function isMusl(): boolean {
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  return report?.header?.glibcVersionRuntime === undefined;
+}
+
+const BINARY = 'tensorvault.linux-x64-gnu.node';
+
+let cached: NativeBinding | undefined;
+let loadedFrom: string | undefined;
+
+/** Where the addon was loaded from (after the first successful load). */
+export function nativePath(): string | undefined {
+  return loadedFrom;
+}
+
+/** The addon, loaded on first use. Throws `TV_NATIVE_UNAVAILABLE` when no build fits this platform. */
+export function native(): NativeBinding {
+  if (cached !== undefined) return cached;
+  const tried: string[] = [];
+  const errors: string[] = [];
+  const candidates: string[] = [];
+  const override = process.env.TENSORVAULT_NATIVE_PATH;
+  if (override) candidates.push(override);
+  else {
+    const local = join(__dirname, '..', 'native', BINARY);
+    if (existsSync(local)) candidates.push(local);
+    const pkg = platformPackage();
+    if (pkg !== undefined) {
+      try {
+        candidates.push(require.resolve(`${pkg}/${BINARY}`));
+      } catch {
+        tried.push(`${pkg} (not installed)`);
+      }
+    }
+  }
+  for (const candidate of candidates) {
+    tried.push(candidate);
+    try {
+      const mod = require(candidate) as NativeBinding;
+      const missing = NATIVE_EXPORTS.filter((name) => !(name in mod));
+      if (missing.length > 0) {
+        errors.push(`${candidate} is stale: missing ${missing.join(', ')} (rebuild with npm run build)`);
+        continue;
+      }
+      cached = mod;
+      loadedFrom = candidate;
+      return mod;
+    } catch (err) {
+      errors.push(`${candidate}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  throw new TensorVaultError(
+    ErrorCode.NATIVE_UNAVAILABLE,
+    `tensorvault's native addon is not available for ${process.platform}-${process.arch}. ` +
+      `Tried: ${tried.join('; ') || 'nothing'}. ${errors.join('; ')} ` +
+      'Install the platform package or build from source with `npm run build` (needs a Rust toolchain).',
+    { platform: process.platform, arch: process.arch, tried: tried.join('; ') },
+  );
+}
+
+/** The package's version, from its package.json. */
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
