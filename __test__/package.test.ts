@@ -1,0 +1,103 @@
+// The published shape: pack the root and platform packages with `npm pack`, install the tarballs into an
+// empty project with no Rust toolchain on the PATH, and use the package from require, import and its CLI.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from './helpers/tmp';
+
+const root = join(__dirname, '..');
+const work = tempDir('tv-pack-');
+const project = join(work, 'consumer');
+const bare = join(work, 'bare');
+// Only node's own folder and the system folders: no ~/.cargo/bin, so no cargo or rustc.
+const PATH = [dirname(process.execPath), '/usr/bin', '/bin'].join(':');
+const env = { ...process.env, PATH, TENSORVAULT_NATIVE_PATH: '' };
+delete (env as Record<string, string | undefined>).TENSORVAULT_NATIVE_PATH;
+let packed: { root: string; platform: string; rootFiles: string[]; platformFiles: string[] };
+
+const node = (cwd: string, args: string[]) =>
+  spawnSync(process.execPath, args, { cwd, env, encoding: 'utf8', timeout: 60_000 });
+
+beforeAll(() => {
+  packed = JSON.parse(execFileSync('node', [join(root, 'scripts', 'pack.mjs'), join(work, 'tarballs')], { encoding: 'utf8' }));
+  for (const [dir, tarballs, extra] of [
+    [project, [packed.platform, packed.root], []],
+    [bare, [packed.root], ['--omit=optional']],
+  ] as const) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'package.json'), '{"name":"consumer","private":true}\n');
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', ...extra, ...tarballs], {
+      cwd: dir,
+      env,
+      stdio: 'pipe',
+    });
+  }
+});
+
+describe('packed package', () => {
+  it('has no Rust toolchain on the PATH used for installing and running', () => {
+    for (const tool of ['cargo', 'rustc']) {
+      expect(spawnSync('sh', ['-c', `command -v ${tool}`], { env, encoding: 'utf8' }).status).not.toBe(0);
+    }
+  });
+
+  it('ships the addon only in the platform package, and types with the root', () => {
+    expect(packed.platformFiles).toContain('tensorvault.linux-x64-gnu.node');
+    expect(packed.rootFiles.some((f) => f.endsWith('.node'))).toBe(false);
+    for (const f of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'dist/cli/main.js']) {
+      expect(packed.rootFiles).toContain(f);
+    }
+  });
+
+  it('works from require, loading the addon from the platform package', () => {
+    const r = node(project, [
+      '-e',
+      "const t = require('tensorvault'); console.log(t.sha256('abc').toString('hex')); console.log(t.nativePath());",
+    ]);
+    expect(r.stderr).toBe('');
+    const [digest, from] = r.stdout.trim().split('\n');
+    expect(digest).toBe(createHash('sha256').update('abc').digest('hex'));
+    expect(from).toBe(join(project, 'node_modules', 'tensorvault-linux-x64-gnu', 'tensorvault.linux-x64-gnu.node'));
+  });
+
+  it('works from import, sharing one module instance with require', () => {
+    writeFileSync(
+      join(project, 'esm.mjs'),
+      `import * as t from 'tensorvault';
+       import { createRequire } from 'node:module';
+       const cjs = createRequire(import.meta.url)('tensorvault');
+       const r = await t.hashFile(new URL('./package.json', import.meta.url).pathname, { tree: true });
+       console.log(JSON.stringify({ alg: r.algorithm, same: t.TensorVaultError === cjs.TensorVaultError, names: Object.keys(t).length === Object.keys(cjs).length }));`,
+    );
+    const r = node(project, ['esm.mjs']);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ alg: 'sha256-tree-v1', same: true, names: true });
+  });
+
+  it('runs the tensorvault command', () => {
+    const bin = join(project, 'node_modules', '.bin', 'tensorvault');
+    const v = spawnSync(bin, ['--version'], { env, encoding: 'utf8' });
+    expect(v.status).toBe(0);
+    expect(v.stdout.trim()).toBe('0.1.0');
+    const h = spawnSync(bin, ['hash', '--json', 'package.json'], { cwd: project, env, encoding: 'utf8' });
+    expect(h.status).toBe(0);
+    expect(JSON.parse(h.stdout).digest).toBe(
+      createHash('sha256').update(readFileSync(join(project, 'package.json'))).digest('hex'),
+    );
+    const missing = spawnSync(bin, ['hash', 'nope'], { cwd: project, env, encoding: 'utf8' });
+    expect(missing.status).toBe(6);
+    expect(missing.stderr).toContain('TV_NOT_FOUND');
+  });
+
+  it('without the platform package: importing works, the first native call fails with TV_NATIVE_UNAVAILABLE', () => {
+    const r = node(bare, [
+      '-e',
+      "const t = require('tensorvault'); try { t.sha256('x'); } catch (e) { console.log(e.code); console.log(e.message); }",
+    ]);
+    const [code, message] = r.stdout.trim().split('\n');
+    expect(code).toBe('TV_NATIVE_UNAVAILABLE');
+    expect(message).toContain('tensorvault-linux-x64-gnu (not installed)');
+  });
+});
