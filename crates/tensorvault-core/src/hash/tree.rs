@@ -233,6 +233,19 @@ mod tests {
             manual.extend_from_slice(l);
         }
         assert_eq!(t.root(), sha256(&manual));
+        // Cross-checked with node:crypto (docs/formats/chunk-tree.md, worked example).
+        assert_eq!(
+            to_hex(&t.leaves()[0]),
+            "d67c656e01756650d77717b0839985a056ec28ffe174601d690fc407a2ceffca"
+        );
+        assert_eq!(
+            to_hex(&t.root()),
+            "de2e199c0b5f63d683827de0258fa24609afa567f205480001adec200aa11574"
+        );
+        assert_eq!(
+            to_hex(&ChunkTree::of_bytes(&[], ChunkSize::DEFAULT).root()),
+            "6e84ca076aefe2919fba1c24c17ccc825d2dce1260698c64fa495d221ea665af"
+        );
     }
 
     #[test]
