@@ -5,6 +5,7 @@ import {
   createReadStream,
   ftruncateSync,
   openSync,
+  rmSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -211,6 +212,27 @@ describe('hashFile', () => {
     expect(tree.chunkCount).toBe(Math.ceil(size / (4 << 20)));
     const zeroLeaf = nodeSha(Buffer.alloc(4 << 20));
     expect(tree.leaves?.slice(0, -1).every((l) => l === zeroLeaf)).toBe(true);
+    rmSync(file);
+  });
+
+  it('equals node:crypto on a 2 GiB file (plain and tree leaves)', async () => {
+    const file = join(dir, 'two-gib.bin');
+    const size = 2 * 1024 ** 3;
+    const block = randomBytes(16 << 20);
+    const fd = openSync(file, 'w');
+    for (let off = 0; off < size; off += block.length) {
+      block.writeDoubleLE(off, 0); // every block differs
+      writeSync(fd, block, 0, block.length, off);
+    }
+    closeSync(fd);
+    const h = createHash('sha256');
+    await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), h);
+    expect((await tv.hashFile(file)).digest).toBe(h.digest('hex'));
+    const tree = await tv.hashFile(file, { chunkSize: 16 << 20, leaves: true });
+    expect(tree.chunkCount).toBe(128);
+    block.writeDoubleLE(size - block.length, 0);
+    expect(tree.leaves?.[127]).toBe(nodeSha(block));
+    rmSync(file);
   });
 
   it('AbortSignal: rejects with AbortError and the native work stops early', async () => {
@@ -281,5 +303,26 @@ describe('native safety', () => {
     const { native, NATIVE_EXPORTS } = await import('../dist/native.js');
     const n = native() as unknown as Record<string, unknown>;
     for (const name of NATIVE_EXPORTS) expect(typeof n[name], name).toBe('function');
+  });
+});
+
+describe('telemetry', () => {
+  it('publishes each job on the tensorvault:job diagnostics channel', async () => {
+    const { subscribe, unsubscribe } = await import('node:diagnostics_channel');
+    const seen: unknown[] = [];
+    const fn = (m: unknown) => seen.push(m);
+    subscribe('tensorvault:job', fn);
+    try {
+      const file = join(dir, 'telemetry.bin');
+      writeFileSync(file, randomBytes(1000));
+      await tv.hashFile(file);
+      await tv.hashFile(join(dir, 'nothing-here')).catch(() => {});
+    } finally {
+      unsubscribe('tensorvault:job', fn);
+    }
+    expect(seen).toMatchObject([
+      { op: 'hashFile', bytes: 1000, outcome: 'ok' },
+      { op: 'hashFile', outcome: 'TV_NOT_FOUND' },
+    ]);
   });
 });

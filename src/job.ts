@@ -1,6 +1,7 @@
 /**
  * Runs a native job on the libuv pool with progress polling and `AbortSignal` cancellation.
  */
+import { channel } from 'node:diagnostics_channel';
 import { fromNative, invalidArgument, TensorVaultAbortError } from './errors';
 import { type NativeJobControl, native } from './native';
 
@@ -22,8 +23,16 @@ export interface JobOptions {
   progressIntervalMs?: number;
 }
 
-/** Start `start(control)` and wire progress and cancellation to it. */
+/**
+ * Telemetry: every native job publishes `{ op, bytes, ms, outcome }` on the diagnostics channel
+ * `tensorvault:job` when it ends (`outcome` is `ok`, `aborted` or an error code). Subscribe with
+ * `diagnostics_channel.subscribe('tensorvault:job', fn)`; it costs nothing when nobody listens.
+ */
+export const jobChannel = channel('tensorvault:job');
+
+/** Start `start(control)` and wire progress and cancellation to it; `op` names it for telemetry. */
 export async function runJob<T>(
+  op: string,
   options: JobOptions,
   start: (control: NativeJobControl) => Promise<T>,
 ): Promise<T> {
@@ -49,12 +58,21 @@ export async function runJob<T>(
   const report = (): void => onProgress?.({ bytesDone: control.done, bytesTotal: control.total });
   const timer = onProgress === undefined ? undefined : setInterval(report, options.progressIntervalMs ?? 100);
   timer?.unref();
+  const t0 = performance.now();
+  const publish = (outcome: string): void => {
+    if (jobChannel.hasSubscribers) {
+      jobChannel.publish({ op, bytes: control.done, ms: performance.now() - t0, outcome });
+    }
+  };
   try {
     const value = await promise;
     report();
+    publish('ok');
     return value;
   } catch (err) {
-    throw fromNative(err, signal);
+    const e = fromNative(err, signal);
+    publish(e.name === 'AbortError' ? 'aborted' : e.code);
+    throw e;
   } finally {
     if (timer !== undefined) clearInterval(timer);
     signal?.removeEventListener('abort', onAbort);
