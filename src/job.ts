@@ -17,7 +17,7 @@ export interface Progress {
 export interface JobOptions {
   /** Cancels the operation: the promise rejects with an `AbortError` and the native work stops. */
   signal?: AbortSignal;
-  /** Called about every `progressIntervalMs` while the work runs, and once at the end. */
+  /** Called about every `progressIntervalMs` while the work runs, and once when it ends (also on failure). */
   onProgress?: (progress: Progress) => void;
   /** How often to report progress, in milliseconds (default 100). */
   progressIntervalMs?: number;
@@ -70,6 +70,9 @@ export async function runJob<T>(
     publish('ok');
     return value;
   } catch (err) {
+    // The native promise settles only after the worker returned, so this last report shows where the
+    // work really stopped (after an abort: well short of the total).
+    report();
     const e = fromNative(err, signal);
     publish(e.name === 'AbortError' ? 'aborted' : e.code);
     throw e;
