@@ -21,7 +21,9 @@ const node = (cwd: string, args: string[]) =>
   spawnSync(process.execPath, args, { cwd, env, encoding: 'utf8', timeout: 60_000 });
 
 beforeAll(() => {
-  packed = JSON.parse(execFileSync('node', [join(root, 'scripts', 'pack.mjs'), join(work, 'tarballs')], { encoding: 'utf8' }));
+  packed = JSON.parse(
+    execFileSync('node', [join(root, 'scripts', 'pack.mjs'), join(work, 'tarballs')], { encoding: 'utf8' }),
+  );
   for (const [dir, tarballs, extra] of [
     [project, [packed.platform, packed.root], []],
     [bare, [packed.root], ['--omit=optional']],
@@ -46,7 +48,13 @@ describe('packed package', () => {
   it('ships the addon only in the platform package, and types with the root', () => {
     expect(packed.platformFiles).toContain('tensorvault.linux-x64-gnu.node');
     expect(packed.rootFiles.some((f) => f.endsWith('.node'))).toBe(false);
-    for (const f of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'dist/cli/main.js']) {
+    for (const f of [
+      'dist/index.js',
+      'dist/index.mjs',
+      'dist/index.d.ts',
+      'dist/index.d.mts',
+      'dist/cli/main.js',
+    ]) {
       expect(packed.rootFiles).toContain(f);
     }
   });
@@ -59,7 +67,9 @@ describe('packed package', () => {
     expect(r.stderr).toBe('');
     const [digest, from] = r.stdout.trim().split('\n');
     expect(digest).toBe(createHash('sha256').update('abc').digest('hex'));
-    expect(from).toBe(join(project, 'node_modules', 'tensorvault-linux-x64-gnu', 'tensorvault.linux-x64-gnu.node'));
+    expect(from).toBe(
+      join(project, 'node_modules', 'tensorvault-linux-x64-gnu', 'tensorvault.linux-x64-gnu.node'),
+    );
   });
 
   it('works from import, sharing one module instance with require', () => {
@@ -84,7 +94,9 @@ describe('packed package', () => {
     const h = spawnSync(bin, ['hash', '--json', 'package.json'], { cwd: project, env, encoding: 'utf8' });
     expect(h.status).toBe(0);
     expect(JSON.parse(h.stdout).digest).toBe(
-      createHash('sha256').update(readFileSync(join(project, 'package.json'))).digest('hex'),
+      createHash('sha256')
+        .update(readFileSync(join(project, 'package.json')))
+        .digest('hex'),
     );
     const missing = spawnSync(bin, ['hash', 'nope'], { cwd: project, env, encoding: 'utf8' });
     expect(missing.status).toBe(6);

@@ -30,7 +30,8 @@ function makeFile(path, size) {
   const fd = openSync(path, 'w');
   const block = Buffer.alloc(16 << 20);
   for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
-  for (let off = 0; off < size; off += block.length) writeSync(fd, block, 0, Math.min(block.length, size - off), off);
+  for (let off = 0; off < size; off += block.length)
+    writeSync(fd, block, 0, Math.min(block.length, size - off), off);
   closeSync(fd);
 }
 
@@ -48,7 +49,13 @@ async function run(label, bytes, cases) {
   const base = bench.tasks[0].result.latency.p50;
   for (const t of bench.tasks) {
     const ms = t.result.latency.p50;
-    results.push({ group: label, case: t.name, medianMs: ms, gbPerS: bytes / 1e9 / (ms / 1000), vsBaseline: base / ms });
+    results.push({
+      group: label,
+      case: t.name,
+      medianMs: ms,
+      gbPerS: bytes / 1e9 / (ms / 1000),
+      vsBaseline: base / ms,
+    });
   }
 }
 

@@ -35,7 +35,9 @@ const bar = (label) =>
   process.stderr.isTTY
     ? (p) => {
         const f = p.bytesTotal ? p.bytesDone / p.bytesTotal : 0;
-        process.stderr.write(`\r  ${label} [${'#'.repeat(Math.round(f * 30)).padEnd(30, '.')}] ${(f * 100).toFixed(0)}%`);
+        process.stderr.write(
+          `\r  ${label} [${'#'.repeat(Math.round(f * 30)).padEnd(30, '.')}] ${(f * 100).toFixed(0)}%`,
+        );
         if (f >= 1) process.stderr.write('\r\x1b[K');
       }
     : undefined;
@@ -75,6 +77,8 @@ console.log('\n3. Result');
 const same = node.value === plain.value.digest;
 console.log(`   tensorvault and node:crypto agree: ${same ? 'yes' : 'NO'}`);
 console.log(`   plain hash: ${(node.ms / plain.ms).toFixed(2)}× node:crypto's stream`);
-console.log(`   chunk tree: ${(node.ms / tree.ms).toFixed(2)}× node:crypto's stream (parallel over all cores)`);
+console.log(
+  `   chunk tree: ${(node.ms / tree.ms).toFixed(2)}× node:crypto's stream (parallel over all cores)`,
+);
 if (!process.argv.includes('--keep')) rmSync(file, { force: true });
 if (!same) process.exitCode = 1;

@@ -13,7 +13,9 @@ const root = resolve(fileURLToPath(import.meta.url), '..', '..');
 const out = resolve(process.argv[2] ?? join(root, 'target', 'pack'));
 mkdirSync(out, { recursive: true });
 const pack = (dir) =>
-  JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', out], { cwd: dir, encoding: 'utf8' }))[0];
+  JSON.parse(
+    execFileSync('npm', ['pack', '--json', '--pack-destination', out], { cwd: dir, encoding: 'utf8' }),
+  )[0];
 
 const platformDir = join(root, 'npm', 'linux-x64-gnu');
 if (!existsSync(join(platformDir, 'tensorvault.linux-x64-gnu.node'))) {

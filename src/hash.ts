@@ -175,7 +175,9 @@ export async function hashFile(path: string, options: HashFileOptions = {}): Pro
     : undefined;
   const threads =
     options.threads === undefined ? undefined : checkPositiveInt('threads', options.threads, 1, 1024);
-  const result = await runJob('hashFile', options, (control) => native().hashFile(path, chunkSize, threads, control));
+  const result = await runJob('hashFile', options, (control) =>
+    native().hashFile(path, chunkSize, threads, control),
+  );
   const out: HashFileResult = {
     algorithm: tree ? 'sha256-tree-v1' : 'sha256',
     digest: result.digest.toString('hex'),
