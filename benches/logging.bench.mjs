@@ -8,9 +8,15 @@
 //   steady   10,000 INFO records, then the data is handed to the kernel (pino: flush(); ring and
 //            PyFolds: one flushSync at the end, i.e. one lazy write per 10,000 records, as at the 5 s
 //            default interval for a run logging 2,000 records/s). Baseline: pino.destination(file).
-//   storm    every record is an ERROR written before the call returns: 1,000 records (PyFolds 100k:
-//            20 records, one full rewrite each). Baseline: pino.destination({ sync: true }).
-//   flush    one lazy write of 100 pending records (mean includes the ring's amortised compactions).
+//   storm    every record is an ERROR written before the call returns: 1,000 records per iteration
+//            (PyFolds: 100 records at 1k, 10 at 100k, one full rewrite each). Baseline: pino.destination({ sync: true }).
+//   flush    one lazy write of 100 pending records (an append for the ring; a full rewrite for PyFolds).
+//   compact  one compaction of the ring (atomic rewrite of the window: temp, fdatasync, rename, folder
+//            fsync), forced with compactionSlack 0. With the default slack, max(capacity, 4096), it
+//            happens once per slack records written.
+// The headline figure is the MEAN per record: ring cases run enough iterations to include their
+// periodic compactions (e.g. 200 storm iterations at 100k = 2 compactions), so the mean is the amortised
+// cost. The median (typical call, without compaction) is shown too.
 import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
@@ -76,27 +82,37 @@ const pinoOpts = { base: { pid: process.pid, hostname: 'bench' } };
 
 const results = [];
 async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
-  const bench = new Bench({ iterations, time: 0, warmupIterations: 1, warmupTime: 0 });
-  for (const c of cases) bench.add(c.name, c.fn);
-  await bench.run();
-  const nsPer = (t, c) => (t.result.latency.p50 * 1e6) / (c.records ?? perIteration);
-  const base = nsPer(bench.tasks[baselineIndex], cases[baselineIndex]);
-  bench.tasks.forEach((t, i) => {
+  const tasks = [];
+  for (const c of cases) {
+    const bench = new Bench({
+      iterations: c.iterations ?? iterations,
+      time: 0,
+      warmupIterations: 1,
+      warmupTime: 0,
+    });
+    bench.add(c.name, c.fn);
+    await bench.run();
+    tasks.push(bench.tasks[0]);
+    c.close?.();
+  }
+  const meanNs = (t, c) => (t.result.latency.mean * 1e6) / (c.records ?? perIteration);
+  const base = meanNs(tasks[baselineIndex], cases[baselineIndex]);
+  tasks.forEach((t, i) => {
     const c = cases[i];
     const records = c.records ?? perIteration;
-    const ns = nsPer(t, c);
+    const ns = meanNs(t, c);
     results.push({
       group: label,
       case: t.name,
       records,
+      iterations: t.result.latency.samplesCount ?? c.iterations ?? iterations,
       medianMs: t.result.latency.p50,
       meanMs: t.result.latency.mean,
-      nsPerRecord: ns,
-      meanNsPerRecord: (t.result.latency.mean * 1e6) / records,
+      meanNsPerRecord: ns,
+      medianNsPerRecord: (t.result.latency.p50 * 1e6) / records,
       recordsPerS: 1e9 / ns,
       vsBaseline: ns / base,
     });
-    c.close?.();
   });
 }
 
@@ -107,6 +123,7 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
   const pinoAsync = pino.destination(newFile('pino-async'));
   const la = pino(pinoOpts, pinoAsync);
   cases.push({
+    iterations: 20,
     name: 'pino.destination(file) [baseline]',
     fn: async () => {
       fill(la, B);
@@ -117,6 +134,7 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
   const pinoSync = pino.destination({ dest: newFile('pino-sync'), sync: true });
   const ls = pino(pinoOpts, pinoSync);
   cases.push({
+    iterations: 20,
     name: 'pino.destination({ sync: true })',
     fn: () => fill(ls, B),
     close: () => pinoSync.end(),
@@ -127,6 +145,7 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
     fill(l, cap);
     dest.flushSync();
     cases.push({
+      iterations: 20,
       name: `tv ringDestination, capacity ${cap / 1000}k`,
       fn: () => {
         fill(l, B);
@@ -138,6 +157,7 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
     const lp = pino(pinoOpts, py);
     fill(lp, cap);
     cases.push({
+      iterations: 20,
       name: `PyFolds-style rewrite, capacity ${cap / 1000}k`,
       fn: () => {
         fill(lp, B);
@@ -148,6 +168,7 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
   // The standalone API (its own serialisation, ISO time) for reference.
   const own = new tv.RingFileLog(newFile('ring-own'), { capacityLines: 1000 });
   cases.push({
+    iterations: 20,
     name: 'tv RingFileLog.info (own JSON), capacity 1k',
     fn: () => {
       for (let i = 0; i < B; i++)
@@ -169,6 +190,7 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
   const pinoSync = pino.destination({ dest: newFile('storm-pino-sync'), sync: true });
   const ls = pino(pinoOpts, pinoSync);
   cases.push({
+    iterations: 20,
     name: 'pino.destination({ sync: true }) [baseline]',
     fn: () => err(ls, B),
     close: () => pinoSync.end(),
@@ -179,6 +201,7 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
     fill(l, cap);
     dest.flushSync();
     cases.push({
+      iterations: cap >= 100_000 ? 200 : 20,
       name: `tv ringDestination, capacity ${cap / 1000}k`,
       fn: () => err(l, B),
       close: () => dest.end(),
@@ -186,8 +209,13 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
     const py = new PyFoldsStyle(newFile(`storm-pyfolds-${cap}`), cap);
     const lp = pino(pinoOpts, py);
     fill(lp, cap);
-    const n = cap >= 100_000 ? 20 : B;
-    cases.push({ name: `PyFolds-style rewrite, capacity ${cap / 1000}k`, records: n, fn: () => err(lp, n) });
+    const n = cap >= 100_000 ? 10 : 100;
+    cases.push({
+      iterations: 5,
+      name: `PyFolds-style rewrite, capacity ${cap / 1000}k`,
+      records: n,
+      fn: () => err(lp, n),
+    });
   }
   await group('storm: ERROR records, each written at once', B, cases);
 }
@@ -205,6 +233,7 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
     fill(l, cap);
     dest.flushSync();
     cases.push({
+      iterations: cap >= 100_000 ? 1000 : 100,
       name: `tv ringDestination, capacity ${cap / 1000}k`,
       records: P,
       fn: () => {
@@ -217,6 +246,7 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
     const lp = pino(pinoOpts, py);
     fill(lp, cap);
     cases.push({
+      iterations: cap >= 100_000 ? 7 : 20,
       name: `PyFolds-style rewrite, capacity ${cap / 1000}k`,
       records: P,
       fn: () => {
@@ -226,6 +256,31 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
     });
   }
   await group('flush: 100 pending records, one write', P, cases);
+}
+
+// ---- compact: one atomic rewrite of a full window ----
+{
+  const cases = [];
+  for (const cap of [1000, 100_000]) {
+    const dest = tv.ringDestination(newFile(`compact-ring-${cap}`), {
+      capacityLines: cap,
+      flushIntervalMs: 3_600_000,
+      compactionSlack: 0,
+    });
+    const l = pino(pinoOpts, dest);
+    fill(l, cap);
+    dest.flushSync();
+    cases.push({
+      name: `tv ring compaction, capacity ${cap / 1000}k`,
+      records: 1,
+      fn: () => {
+        fill(l, 1);
+        dest.flushSync();
+      },
+      close: () => dest.end(),
+    });
+  }
+  await group('compact: one atomic rewrite of the window', 1, cases);
 }
 
 const machine = `${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}, Node ${process.version}`;

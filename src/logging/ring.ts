@@ -36,8 +36,9 @@ export interface RingFileLogOptions {
   fsync?: boolean;
   /**
    * How many records beyond the capacity the file may hold before it is compacted (atomically rewritten
-   * with the last `capacityLines` records). Integer ≥ 0; default `capacityLines`, so each record is
-   * written about twice in all, whatever the capacity. `0` rewrites on every write, like PyFolds.
+   * with the last `capacityLines` records). Integer ≥ 0; default `max(capacityLines, 4096)`, so each record
+   * is written at most about twice in all whatever the capacity, and small windows do not pay a synced
+   * rewrite every few records. `0` rewrites on every write, like PyFolds (a file of exactly N records).
    */
   compactionSlack?: number;
   /**
@@ -169,6 +170,9 @@ function checkInt(value: unknown, argument: string, min: number, max: number): n
   return value;
 }
 
+/** Smallest default compaction slack (records), so small windows are not rewritten every few records. */
+const DEFAULT_MIN_SLACK = 4096;
+
 /** Largest accepted capacity (records kept in memory and on disk). */
 export const MAX_CAPACITY_LINES = 100_000_000;
 
@@ -241,7 +245,7 @@ export class RingFileLog {
     this.flushIntervalMs = interval;
     this.flushLevel = resolveLevel(options.flushLevel ?? 'error', 'flushLevel');
     this.#slack = checkInt(
-      options.compactionSlack ?? this.capacityLines,
+      options.compactionSlack ?? Math.max(this.capacityLines, DEFAULT_MIN_SLACK),
       'compactionSlack',
       0,
       MAX_CAPACITY_LINES,
