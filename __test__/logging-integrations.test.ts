@@ -179,6 +179,24 @@ describe('winston transport (tensorvault/winston)', () => {
   });
 });
 
+describe('entry points', () => {
+  it('ESM import of tensorvault and tensorvault/winston gives the same classes as require', () => {
+    const root = join(__dirname, '..', 'dist');
+    const script = `
+      import { createRequire } from 'node:module';
+      import { RingFileLog, ringDestination, readRingLog } from '${join(root, 'index.mjs')}';
+      import { RingTransport } from '${join(root, 'winston.mjs')}';
+      const require = createRequire(import.meta.url);
+      const cjs = require('${join(root, 'index.js')}');
+      const w = require('${join(root, 'winston.js')}');
+      process.stdout.write(JSON.stringify([RingFileLog === cjs.RingFileLog, ringDestination === cjs.ringDestination,
+        readRingLog === cjs.readRingLog, RingTransport === w.RingTransport, typeof RingTransport]));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual([true, true, true, true, 'function']);
+  });
+});
+
 describe('optional peers', () => {
   it('tensorvault (ring log + pino destination) loads neither pino nor winston', () => {
     const r = spawnSync(process.execPath, [child, 'no-peers', fresh()], { encoding: 'utf8' });

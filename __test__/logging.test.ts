@@ -1,3 +1,4 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -332,6 +333,42 @@ describe('RingFileLog: flush, storms, errors', () => {
     expect(errors).toHaveLength(1);
     log.close();
     expect(msgs(path)).toEqual(['lost?', 'after']);
+  });
+});
+
+describe('RingFileLog: telemetry', () => {
+  it('publishes compactions and write errors on the tensorvault:ring-log diagnostics channel', () => {
+    const events: Array<Record<string, unknown>> = [];
+    const onMessage = (m: unknown) => events.push(m as Record<string, unknown>);
+    subscribe(tv.RING_LOG_CHANNEL, onMessage);
+    try {
+      const base = join(dir, 'telemetry');
+      const path = join(base, 'x.log');
+      const log = new tv.RingFileLog(path, {
+        capacityLines: 2,
+        compactionSlack: 1,
+        flushIntervalMs: 0,
+        onError: () => {},
+      });
+      log.info('a'); // first write: compaction
+      log.info('b'); // append (2 in file ≤ capacity + slack = 3)
+      log.info('c'); // append (3)
+      log.info('d'); // 3 + 1 > 3: compaction to the last 2
+      expect(events.map((e) => [e.event, e.records])).toEqual([
+        ['compaction', 1],
+        ['compaction', 2],
+      ]);
+      expect(events[1]?.path).toBe(path);
+      expect(events[1]?.bytes).toBe(readFileSync(path).length);
+      rmSync(base, { recursive: true });
+      log.info('e'); // an append to the unlinked file still works (3 in file)...
+      log.info('f'); // ...but the next compaction cannot create its temp file
+      expect(events.at(-1)?.event).toBe('error');
+      expect((events.at(-1)?.error as tv.TensorVaultError).code).toBe('TV_NOT_FOUND');
+      log.close();
+    } finally {
+      unsubscribe(tv.RING_LOG_CHANNEL, onMessage);
+    }
   });
 });
 

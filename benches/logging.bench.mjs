@@ -284,16 +284,16 @@ async function group(label, perIteration, cases, { baselineIndex = 0 } = {}) {
 }
 
 const machine = `${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}, Node ${process.version}`;
-console.log(`\n${machine}, ${new Date().toISOString().slice(0, 10)}, median of ${iterations} iterations\n`);
+const out = arg('json');
+if (out) writeFileSync(out, JSON.stringify({ machine, results }, null, 2));
+console.log(`\n${machine}, ${new Date().toISOString().slice(0, 10)}\n`);
 console.log(
-  '| group | case | records/iter | median ns/record | mean ns/record | records/s (median) | × baseline |',
+  '| group | case | records × iterations | mean ns/record | median ns/record | records/s (mean) | × baseline (mean) |',
 );
 console.log('|---|---|---:|---:|---:|---:|---:|');
 for (const r of results) {
   console.log(
-    `| ${r.group} | ${r.case} | ${r.records} | ${r.nsPerRecord.toFixed(0)} | ${r.meanNsPerRecord.toFixed(0)} | ${Math.round(r.recordsPerS).toLocaleString('en-US')} | ${r.vsBaseline.toFixed(2)}× |`,
+    `| ${r.group} | ${r.case} | ${r.records} × ${r.iterations} | ${r.meanNsPerRecord.toFixed(0)} | ${r.medianNsPerRecord.toFixed(0)} | ${Math.round(r.recordsPerS).toLocaleString('en-US')} | ${r.vsBaseline.toFixed(2)}× |`,
   );
 }
-const out = arg('json');
-if (out) writeFileSync(out, JSON.stringify({ machine, iterations, results }, null, 2));
 rmSync(dir, { recursive: true, force: true });

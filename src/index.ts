@@ -29,6 +29,7 @@ export {
   type LogFields,
   levelName,
   MAX_CAPACITY_LINES,
+  RING_LOG_CHANNEL,
   type RingDestination,
   type RingDestinationOptions,
   RingFileLog,

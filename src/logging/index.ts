@@ -11,6 +11,7 @@ export { type RingDestination, type RingDestinationOptions, ringDestination } fr
 export {
   type LogFields,
   MAX_CAPACITY_LINES,
+  RING_LOG_CHANNEL,
   RingFileLog,
   type RingFileLogOptions,
   type RingFileLogStats,

@@ -4,6 +4,8 @@
  * records at or above the flush level, and on exit. Format and crash-safety argument:
  * `docs/formats/ring-log.md`.
  */
+
+import { channel } from 'node:diagnostics_channel';
 import {
   closeSync,
   fdatasync,
@@ -140,6 +142,13 @@ class Ring {
     return out;
   }
 }
+
+/**
+ * Telemetry (`diagnostics_channel`): `{ event: 'compaction', path, records, bytes, ms }` after each
+ * compaction and `{ event: 'error', path, error }` for each write error reported through `onError`.
+ */
+export const RING_LOG_CHANNEL = 'tensorvault:ring-log';
+const diag = channel(RING_LOG_CHANNEL);
 
 const open = new Set<RingFileLog>();
 let exitHookInstalled = false;
@@ -395,7 +404,9 @@ export class RingFileLog {
     try {
       this.flushSync();
     } catch (err) {
-      this.#onError(err instanceof TensorVaultError ? err : fsError(err, this.path));
+      const e = err instanceof TensorVaultError ? err : fsError(err, this.path);
+      if (diag.hasSubscribers) diag.publish({ event: 'error', path: this.path, error: e });
+      this.#onError(e);
     }
   }
 
@@ -484,6 +495,7 @@ export class RingFileLog {
   }
 
   #rewrite(): void {
+    const started = performance.now();
     const lines = this.#ring.tail(this.capacityLines);
     const body =
       lines.length > 0
@@ -510,6 +522,15 @@ export class RingFileLog {
     this.#needsRewrite = false;
     this.#compactions++;
     this.#bytes += buf.length;
+    if (diag.hasSubscribers) {
+      diag.publish({
+        event: 'compaction',
+        path: this.path,
+        records: lines.length,
+        bytes: buf.length,
+        ms: performance.now() - started,
+      });
+    }
   }
 
   /**
