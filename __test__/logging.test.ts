@@ -364,7 +364,7 @@ describe('RingFileLog: telemetry', () => {
       log.info('e'); // an append to the unlinked file still works (3 in file)...
       log.info('f'); // ...but the next compaction cannot create its temp file
       expect(events.at(-1)?.event).toBe('error');
-      expect((events.at(-1)?.error as tv.TensorVaultError).code).toBe('TV_NOT_FOUND');
+      expect((events.at(-1)?.error as tv.TensorVaultError | undefined)?.code).toBe('TV_NOT_FOUND');
       log.close();
     } finally {
       unsubscribe(tv.RING_LOG_CHANNEL, onMessage);
