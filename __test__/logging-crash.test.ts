@@ -51,6 +51,13 @@ describe('ring log across process death', () => {
     expect(records(file).map((x) => x.msg)).toEqual(['pending before the throw']);
   });
 
+  it('a write that fails at exit is reported on stderr (not a warning that would never print)', () => {
+    const folder = join(dir, 'gone');
+    const r = runChild('exit-write-fails', folder);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/^tensorvault: ring log: .*gone.* \[TV_NOT_FOUND\]\n$/);
+  });
+
   it('a second process is refused with TV_LOCKED while the first lives, and takes over once it is killed', async () => {
     const file = join(dir, 'locked.log');
     const holder = spawn(process.execPath, [child, 'hold', file], { stdio: ['ignore', 'pipe', 'inherit'] });

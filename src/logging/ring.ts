@@ -45,7 +45,7 @@ export interface RingFileLogOptions {
   compactionSlack?: number;
   /**
    * Called with write errors from the timer, the exit hook or a logging call (logging never throws for
-   * I/O). Default: `process.emitWarning`. Records that failed to be written stay pending and are retried.
+   * I/O). Default: `process.emitWarning` (a line on stderr during process exit). Records that failed to be written stay pending and are retried.
    */
   onError?: (err: TensorVaultError) => void;
 }
@@ -152,9 +152,20 @@ const diag = channel(RING_LOG_CHANNEL);
 
 const open = new Set<RingFileLog>();
 let exitHookInstalled = false;
+let exiting = false;
 
 function onExit(): void {
+  exiting = true;
   for (const log of [...open]) log.close();
+}
+
+/**
+ * The default `onError`: a process warning, or, during the `exit` event (when warnings, emitted on the
+ * next tick, would never appear), a line on stderr.
+ */
+function defaultOnError(err: TensorVaultError): void {
+  if (exiting) process.stderr.write(`tensorvault: ring log: ${err.message} [${err.code}]\n`);
+  else process.emitWarning(err);
 }
 
 function resolveLevel(level: unknown, argument: string): number {
@@ -266,7 +277,7 @@ export class RingFileLog {
     if (options.onError !== undefined && typeof options.onError !== 'function') {
       throw invalidArgument('onError', 'onError must be a function');
     }
-    this.#onError = options.onError ?? ((err) => process.emitWarning(err));
+    this.#onError = options.onError ?? defaultOnError;
     this.path = resolve(path);
     this.#ring = new Ring(this.capacityLines);
 
