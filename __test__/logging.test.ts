@@ -473,7 +473,7 @@ describe('RingFileLog: one writer per file', () => {
     expect(existsSync(`${path}.lock`)).toBe(false);
   });
 
-  it('a stale lock (dead process) is taken over; a damaged lock too', () => {
+  it('a stale lock (dead process, reused pid) is taken over; a damaged lock too', () => {
     const path = fresh();
     mkdirSync(join(path, '..'), { recursive: true });
     writeFileSync(`${path}.lock`, JSON.stringify({ pid: 2 ** 22 + 12345, hostname: hostname() }));
@@ -482,5 +482,16 @@ describe('RingFileLog: one writer per file', () => {
     writeFileSync(`${path}.lock`, '{"pid":');
     const b = new tv.RingFileLog(path);
     b.close();
+    // A reused pid: alive (it is ours), but the recorded start time is another process's.
+    writeFileSync(`${path}.lock`, JSON.stringify({ pid: process.pid, hostname: hostname(), start: '1' }));
+    const c = new tv.RingFileLog(path);
+    c.close();
+    // The same pid with our real start time is a live holder.
+    const d = new tv.RingFileLog(path);
+    const lock = JSON.parse(readFileSync(`${path}.lock`, 'utf8'));
+    expect(typeof lock.start).toBe('string');
+    d.close();
+    writeFileSync(`${path}.lock`, JSON.stringify(lock));
+    expectCode(() => new tv.RingFileLog(path), 'TV_LOCKED');
   });
 });

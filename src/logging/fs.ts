@@ -62,6 +62,22 @@ interface LockInfo {
   pid: number;
   hostname: string;
   since: string;
+  /** The process start time from /proc (Linux), to tell a reused pid from the lock holder. */
+  start?: string;
+}
+
+/** Start time of process `pid` (field 22 of /proc/<pid>/stat), or undefined where /proc is missing. */
+function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+    return stat
+      .slice(stat.lastIndexOf(')') + 2)
+      .split(' ')
+      .at(22 - 3);
+  } catch {
+    return undefined;
+  }
 }
 
 function isAlive(pid: number): boolean {
@@ -73,11 +89,24 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** Whether the lock's holder still runs: its pid is alive and, where known, has the same start time. */
+function isHolderAlive(holder: LockInfo): boolean {
+  if (!isAlive(holder.pid)) return false;
+  if (holder.start === undefined) return true;
+  const now = processStart(holder.pid);
+  return now === undefined || now === holder.start;
+}
+
 function readLock(lockPath: string): LockInfo | undefined {
   try {
     const v = JSON.parse(readFileSync(lockPath, 'utf8')) as Partial<LockInfo>;
     if (typeof v.pid === 'number' && typeof v.hostname === 'string') {
-      return { pid: v.pid, hostname: v.hostname, since: String(v.since ?? '') };
+      return {
+        pid: v.pid,
+        hostname: v.hostname,
+        since: String(v.since ?? ''),
+        ...(typeof v.start === 'string' ? { start: v.start } : {}),
+      };
     }
   } catch {
     // unreadable or damaged lock: treated as stale below
@@ -88,12 +117,19 @@ function readLock(lockPath: string): LockInfo | undefined {
 /**
  * Take the writer lock `<file>.lock` for `path`. The lock file appears complete or not at all (written to
  * a temp name, then hard-linked into place, which fails if it exists). A lock left by a dead process on
- * this host is taken over; a live holder (this process included) is a `TV_LOCKED` error.
+ * this host (pid gone, or reused by a process with another start time) is taken over; a live holder (this
+ * process included) is a `TV_LOCKED` error.
  */
 export function acquireLock(path: string): string {
   const lockPath = `${path}.lock`;
   const tmp = `${lockPath}.${process.pid}.tmp`;
-  const info: LockInfo = { pid: process.pid, hostname: hostname(), since: new Date().toISOString() };
+  const start = processStart(process.pid);
+  const info: LockInfo = {
+    pid: process.pid,
+    hostname: hostname(),
+    since: new Date().toISOString(),
+    ...(start !== undefined ? { start } : {}),
+  };
   try {
     writeFileSync(tmp, `${JSON.stringify(info)}\n`);
   } catch (err) {
@@ -108,7 +144,7 @@ export function acquireLock(path: string): string {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fsError(err, lockPath);
       }
       const holder = readLock(lockPath);
-      const stale = holder === undefined || (holder.hostname === info.hostname && !isAlive(holder.pid));
+      const stale = holder === undefined || (holder.hostname === info.hostname && !isHolderAlive(holder));
       if (!stale) {
         throw new TensorVaultError(
           ErrorCode.LOCKED,
