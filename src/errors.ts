@@ -28,6 +28,12 @@ export const ErrorCode = {
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */
   NATIVE_UNAVAILABLE: 'TV_NATIVE_UNAVAILABLE',
+  /** Another live writer holds the file's lock (see `context.path`, `context.pid`, `context.hostname`). */
+  LOCKED: 'TV_LOCKED',
+  /** The object was used after `close()`. */
+  CLOSED: 'TV_CLOSED',
+  /** An optional peer package (for example `winston-transport`) is not installed. */
+  MISSING_PEER: 'TV_MISSING_PEER',
   /** A bug inside tensorvault (for example a caught Rust panic). Please report it. */
   INTERNAL: 'TV_INTERNAL',
 } as const;

@@ -23,4 +23,21 @@ export {
   sha256,
 } from './hash';
 export type { JobOptions, Progress } from './job';
+export {
+  LEVELS,
+  type LevelName,
+  type LogFields,
+  levelName,
+  MAX_CAPACITY_LINES,
+  RING_LOG_CHANNEL,
+  type RingDestination,
+  type RingDestinationOptions,
+  RingFileLog,
+  type RingFileLogOptions,
+  type RingFileLogStats,
+  type RingLogContents,
+  type RingLogRecord,
+  readRingLog,
+  ringDestination,
+} from './logging';
 export { nativePath, packageVersion as version } from './native';

@@ -12,6 +12,7 @@ interface Verb {
 
 const verbs: Record<string, Verb> = {
   hash: { summary: 'SHA-256 or chunk-tree root of a file', load: async () => import('./hash.js') },
+  log: { summary: 'print the records of a ring log file (log tail)', load: async () => import('./log.js') },
 };
 
 function help(): string {

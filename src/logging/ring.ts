@@ -1,0 +1,573 @@
+/**
+ * {@link RingFileLog}: a file that always holds the most recent N log records, written lazily (at most
+ * once per flush interval, by an unref'd timer while something is pending), at once and synchronously for
+ * records at or above the flush level, and on exit. Format and crash-safety argument:
+ * `docs/formats/ring-log.md`.
+ */
+
+import { channel } from 'node:diagnostics_channel';
+import {
+  closeSync,
+  fdatasync,
+  fdatasyncSync,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+} from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { headerLine, LEVELS, type LevelName, parseRingLog } from './format';
+import { acquireLock, fsError, fsyncDir, releaseLock, writeAllAt } from './fs';
+
+/** Options of {@link RingFileLog}. */
+export interface RingFileLogOptions {
+  /** How many records the file keeps (the window). Integer ≥ 1; default 1000. */
+  capacityLines?: number;
+  /**
+   * Lazy-write interval in milliseconds (monotonic clock). Records below the flush level are written at
+   * most this long after they were logged. `0` writes on every record. Default 5000.
+   */
+  flushIntervalMs?: number;
+  /** Records at or above this level are written synchronously before the logging call returns. Default `'error'`. */
+  flushLevel?: LevelName | number;
+  /** fdatasync the file after every write (not only after compactions). Default false. */
+  fsync?: boolean;
+  /**
+   * How many records beyond the capacity the file may hold before it is compacted (atomically rewritten
+   * with the last `capacityLines` records). Integer ≥ 0; default `max(capacityLines, 4096)`, so each record
+   * is written at most about twice in all whatever the capacity, and small windows do not pay a synced
+   * rewrite every few records. `0` rewrites on every write, like PyFolds (a file of exactly N records).
+   */
+  compactionSlack?: number;
+  /**
+   * Called with write errors from the timer, the exit hook or a logging call (logging never throws for
+   * I/O). Default: `process.emitWarning` (a line on stderr during process exit). Records that failed to be written stay pending and are retried.
+   */
+  onError?: (err: TensorVaultError) => void;
+}
+
+/** Counters of one {@link RingFileLog}. */
+export interface RingFileLogStats {
+  /** Records in the memory window (≤ capacity). */
+  readonly records: number;
+  /** Records logged but not yet written. */
+  readonly pending: number;
+  /** Complete records in the file (≤ capacity + slack). */
+  readonly recordsInFile: number;
+  /** Appends done. */
+  readonly appends: number;
+  /** Atomic rewrites done (the first write of a new file counts as one). */
+  readonly compactions: number;
+  /** Bytes written (appends and rewrites). */
+  readonly bytesWritten: number;
+}
+
+/** Fields attached to a record. `Error` values are serialised with name, message, stack and code. */
+export type LogFields = Readonly<Record<string, unknown>>;
+
+const RESERVED = new Set(['time', 'level', 'msg']);
+
+function replacer(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (value instanceof Error) {
+    const e = value as Error & { code?: unknown };
+    return {
+      type: e.name,
+      message: e.message,
+      stack: e.stack,
+      ...(e.code !== undefined ? { code: e.code } : {}),
+      ...(e.cause !== undefined ? { cause: e.cause } : {}),
+    };
+  }
+  return value;
+}
+
+/** Serialise one record as a single JSON line (newlines inside strings are escaped by JSON). */
+function serialise(level: string | number, msg: string, fields: LogFields | undefined): string {
+  const rec: Record<string, unknown> = { time: new Date().toISOString(), level, msg };
+  if (fields !== undefined) {
+    for (const k of Object.keys(fields)) if (!RESERVED.has(k)) rec[k] = fields[k];
+  }
+  try {
+    return JSON.stringify(rec, replacer);
+  } catch (err) {
+    // Circular structures and throwing toJSON(): keep the record, say why the fields are missing.
+    return JSON.stringify({
+      time: rec.time,
+      level,
+      msg,
+      fieldsError: err instanceof Error ? err.message : String(err),
+    });
+  }
+}
+
+/** Circular buffer of the last N lines. */
+class Ring {
+  readonly #lines: string[];
+  #start = 0;
+  #count = 0;
+
+  constructor(readonly capacity: number) {
+    this.#lines = new Array<string>(Math.min(capacity, 1024));
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  push(line: string): void {
+    const cap = this.capacity;
+    if (this.#count < cap) {
+      const i = (this.#start + this.#count) % cap;
+      if (i >= this.#lines.length) this.#lines.push(line);
+      else this.#lines[i] = line;
+      this.#count++;
+    } else {
+      this.#lines[this.#start] = line;
+      this.#start = (this.#start + 1) % cap;
+    }
+  }
+
+  /** The newest `k` lines, oldest first. */
+  tail(k: number): string[] {
+    const n = Math.min(k, this.#count);
+    const out = new Array<string>(n);
+    const cap = this.capacity;
+    const first = this.#start + this.#count - n;
+    for (let j = 0; j < n; j++) out[j] = this.#lines[(first + j) % cap] as string;
+    return out;
+  }
+}
+
+/**
+ * Telemetry (`diagnostics_channel`): `{ event: 'compaction', path, records, bytes, ms }` after each
+ * compaction and `{ event: 'error', path, error }` for each write error reported through `onError`.
+ */
+export const RING_LOG_CHANNEL = 'tensorvault:ring-log';
+const diag = channel(RING_LOG_CHANNEL);
+
+const open = new Set<RingFileLog>();
+let exitHookInstalled = false;
+let exiting = false;
+
+function onExit(): void {
+  exiting = true;
+  for (const log of [...open]) log.close();
+}
+
+/**
+ * The default `onError`: a process warning, or, during the `exit` event (when warnings, emitted on the
+ * next tick, would never appear), a line on stderr.
+ */
+function defaultOnError(err: TensorVaultError): void {
+  if (exiting) process.stderr.write(`tensorvault: ring log: ${err.message} [${err.code}]\n`);
+  else process.emitWarning(err);
+}
+
+function resolveLevel(level: unknown, argument: string): number {
+  if (typeof level === 'number' && Number.isFinite(level)) return level;
+  if (typeof level === 'string' && Object.hasOwn(LEVELS, level)) return LEVELS[level as LevelName];
+  throw invalidArgument(
+    argument,
+    `${argument} must be one of ${Object.keys(LEVELS).join(', ')} or a number, got ${String(level)}`,
+  );
+}
+
+function checkInt(value: unknown, argument: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw invalidArgument(
+      argument,
+      `${argument} must be an integer in [${min}, ${max}], got ${String(value)}`,
+      {
+        actual: String(value),
+      },
+    );
+  }
+  return value;
+}
+
+/** Smallest default compaction slack (records), so small windows are not rewritten every few records. */
+const DEFAULT_MIN_SLACK = 4096;
+
+/** Largest accepted capacity (records kept in memory and on disk). */
+export const MAX_CAPACITY_LINES = 100_000_000;
+
+/**
+ * A circular-buffer log file: the last `capacityLines` records, on disk, crash-safe.
+ *
+ * - Records below the flush level are written lazily: when `flushIntervalMs` has passed since the last
+ *   write (checked at each record, and by an unref'd timer armed only while something is pending).
+ * - Records at or above `flushLevel` (default `error`) are on disk (in the page cache; fsync with
+ *   `fsync: true`) when the logging call returns, together with everything logged before them.
+ * - Pending records are written synchronously at process exit and by {@link close}.
+ * - Writes append; the file is compacted by atomic replacement once it holds `capacityLines +
+ *   compactionSlack` records. A crash at any instant leaves a readable file holding every record written
+ *   before the last completed write (`docs/formats/ring-log.md`).
+ * - One writer per file: a second logger on the same file (in this or another live process) is rejected
+ *   with `TV_LOCKED`.
+ * - An existing file's last `capacityLines` records are loaded at start (also a PyFolds plain text file,
+ *   which is converted at the first write).
+ */
+export class RingFileLog {
+  /** The log file's absolute path. */
+  readonly path: string;
+  /** The window: records kept. */
+  readonly capacityLines: number;
+  /** The lazy-write interval in milliseconds. */
+  readonly flushIntervalMs: number;
+  /** Numeric level at or above which records are written at once. */
+  readonly flushLevel: number;
+
+  readonly #fsync: boolean;
+  readonly #slack: number;
+  readonly #onError: (err: TensorVaultError) => void;
+  readonly #ring: Ring;
+  readonly #lockPath: string;
+  #pending = 0;
+  #fd: number | undefined;
+  #size = 0;
+  #inFile = 0;
+  #needsRewrite = true;
+  #lastWrite: number;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #appends = 0;
+  #compactions = 0;
+  #bytes = 0;
+
+  /**
+   * Open (or create at the first write) the ring log at `path`. Parent folders are created. Throws
+   * `TV_INVALID_ARGUMENT` for bad options, `TV_LOCKED` if another logger writes the file, `TV_CORRUPT`
+   * for a ring file of an unknown version, and file errors (`TV_PERMISSION_DENIED`, `TV_IS_DIRECTORY`...).
+   */
+  constructor(path: string, options: RingFileLogOptions = {}) {
+    if (typeof path !== 'string' || path.length === 0)
+      throw invalidArgument('path', 'path must be a non-empty string');
+    if (typeof options !== 'object' || options === null)
+      throw invalidArgument('options', 'options must be an object');
+    this.capacityLines = checkInt(options.capacityLines ?? 1000, 'capacityLines', 1, MAX_CAPACITY_LINES);
+    const interval = options.flushIntervalMs ?? 5000;
+    if (
+      typeof interval !== 'number' ||
+      !Number.isFinite(interval) ||
+      interval < 0 ||
+      interval > 2 ** 31 - 1
+    ) {
+      throw invalidArgument(
+        'flushIntervalMs',
+        `flushIntervalMs must be a number in [0, 2^31-1], got ${String(interval)}`,
+      );
+    }
+    this.flushIntervalMs = interval;
+    this.flushLevel = resolveLevel(options.flushLevel ?? 'error', 'flushLevel');
+    this.#slack = checkInt(
+      options.compactionSlack ?? Math.max(this.capacityLines, DEFAULT_MIN_SLACK),
+      'compactionSlack',
+      0,
+      MAX_CAPACITY_LINES,
+    );
+    if (options.fsync !== undefined && typeof options.fsync !== 'boolean') {
+      throw invalidArgument('fsync', 'fsync must be a boolean');
+    }
+    this.#fsync = options.fsync ?? false;
+    if (options.onError !== undefined && typeof options.onError !== 'function') {
+      throw invalidArgument('onError', 'onError must be a function');
+    }
+    this.#onError = options.onError ?? defaultOnError;
+    this.path = resolve(path);
+    this.#ring = new Ring(this.capacityLines);
+
+    try {
+      mkdirSync(dirname(this.path), { recursive: true });
+    } catch (err) {
+      throw fsError(err, dirname(this.path));
+    }
+    this.#lockPath = acquireLock(this.path);
+    try {
+      this.#load();
+    } catch (err) {
+      releaseLock(this.#lockPath);
+      throw err;
+    }
+    this.#lastWrite = performance.now();
+    open.add(this);
+    if (!exitHookInstalled) {
+      process.on('exit', onExit);
+      exitHookInstalled = true;
+    }
+  }
+
+  #load(): void {
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // created at the first write
+      throw fsError(err, this.path);
+    }
+    const contents = parseRingLog(text, this.path, this.capacityLines);
+    for (const r of contents.records) this.#ring.push(r.raw);
+    // Stale temp file of a writer that died mid-compaction (we hold the lock: it is not in use).
+    this.#removeTemp();
+    const clean =
+      contents.format === 'tvring1' &&
+      contents.capacity === this.capacityLines &&
+      !contents.tornTail &&
+      contents.skipped === 0 &&
+      contents.recordsInFile <= this.capacityLines + this.#slack;
+    if (clean) {
+      try {
+        this.#fd = openSync(this.path, 'r+');
+        this.#size = fstatSync(this.#fd).size;
+      } catch (err) {
+        throw fsError(err, this.path);
+      }
+      this.#inFile = contents.recordsInFile;
+      this.#needsRewrite = false;
+    }
+    // Otherwise the first write rewrites the file: converts plain text, drops a torn tail or damaged
+    // lines, applies a new capacity.
+  }
+
+  get #tempPath(): string {
+    return join(dirname(this.path), `.${basename(this.path)}.tmp`);
+  }
+
+  #removeTemp(): void {
+    try {
+      unlinkSync(this.#tempPath);
+    } catch {
+      // none
+    }
+  }
+
+  /** Log `msg` at `level` with optional `fields`. Never throws for I/O (see `onError`). */
+  log(level: LevelName | number, msg: string, fields?: LogFields): void {
+    const value = resolveLevel(level, 'level');
+    const label = typeof level === 'string' ? level : value;
+    this.#add(serialise(label, String(msg), fields), value);
+  }
+
+  /** Log at `trace`. */
+  trace(msg: string, fields?: LogFields): void {
+    this.log('trace', msg, fields);
+  }
+  /** Log at `debug`. */
+  debug(msg: string, fields?: LogFields): void {
+    this.log('debug', msg, fields);
+  }
+  /** Log at `info`. */
+  info(msg: string, fields?: LogFields): void {
+    this.log('info', msg, fields);
+  }
+  /** Log at `warn`. */
+  warn(msg: string, fields?: LogFields): void {
+    this.log('warn', msg, fields);
+  }
+  /** Log at `error`: written before the call returns. */
+  error(msg: string, fields?: LogFields): void {
+    this.log('error', msg, fields);
+  }
+  /** Log at `fatal`: written before the call returns. */
+  fatal(msg: string, fields?: LogFields): void {
+    this.log('fatal', msg, fields);
+  }
+
+  /**
+   * Add one pre-serialised record: `line` must be a single JSON value without newline (pino's and
+   * winston's JSON lines are). `level` is its numeric level on the scale of `flushLevel`. Used by the
+   * pino destination and the winston transport.
+   */
+  appendLine(line: string, level: number): void {
+    if (typeof line !== 'string' || line.includes('\n')) {
+      throw invalidArgument('line', 'line must be a string without newlines');
+    }
+    this.#add(line, level);
+  }
+
+  #add(line: string, level: number): void {
+    if (this.#closed) {
+      throw new TensorVaultError(ErrorCode.CLOSED, `${this.path}: log is closed`, { path: this.path });
+    }
+    this.#ring.push(line);
+    this.#pending++;
+    if (level >= this.flushLevel || this.flushIntervalMs === 0) {
+      this.#flushReporting();
+      return;
+    }
+    const due = this.#lastWrite + this.flushIntervalMs;
+    const now = performance.now();
+    if (now >= due) this.#flushReporting();
+    else if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#flushReporting();
+      }, due - now);
+      this.#timer.unref();
+    }
+  }
+
+  #flushReporting(): void {
+    try {
+      this.flushSync();
+    } catch (err) {
+      const e = err instanceof TensorVaultError ? err : fsError(err, this.path);
+      if (diag.hasSubscribers) diag.publish({ event: 'error', path: this.path, error: e });
+      this.#onError(e);
+    }
+  }
+
+  /** Records logged and not yet written. */
+  get pending(): number {
+    return Math.min(this.#pending, this.#ring.count);
+  }
+
+  /** Counters (records, pending, records in the file, appends, compactions, bytes). */
+  stats(): RingFileLogStats {
+    return {
+      records: this.#ring.count,
+      pending: this.pending,
+      recordsInFile: this.#inFile,
+      appends: this.#appends,
+      compactions: this.#compactions,
+      bytesWritten: this.#bytes,
+    };
+  }
+
+  /**
+   * Write pending records now, synchronously (an append; a compaction when the file is full). Throws
+   * file errors (the records stay pending). No-op when nothing is pending or the log is closed.
+   */
+  flushSync(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (this.#closed) return;
+    const pending = this.pending;
+    if (pending === 0 && !this.#needsRewrite) return;
+    if (
+      this.#needsRewrite ||
+      this.#fd === undefined ||
+      this.#inFile + pending > this.capacityLines + this.#slack
+    ) {
+      this.#rewrite();
+    } else {
+      this.#append(pending);
+    }
+    this.#pending = 0;
+    this.#lastWrite = performance.now();
+  }
+
+  /**
+   * Write pending records now. The promise settles once they are written and, with `fsync: true`, synced;
+   * it rejects with the file error, if any.
+   */
+  flush(): Promise<void> {
+    return new Promise((resolvePromise, reject) => {
+      try {
+        this.flushSync();
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      const fd = this.#fd;
+      if (!this.#fsync || fd === undefined) {
+        resolvePromise();
+        return;
+      }
+      fdatasync(fd, (err) => (err ? reject(fsError(err, this.path)) : resolvePromise()));
+    });
+  }
+
+  #append(count: number): void {
+    const fd = this.#fd as number;
+    const buf = Buffer.from(`${this.#ring.tail(count).join('\n')}\n`, 'utf8');
+    try {
+      writeAllAt(fd, buf, this.#size);
+      if (this.#fsync) fdatasyncSync(fd);
+    } catch (err) {
+      // Leave no partial line behind: cut the file back to its last complete record.
+      try {
+        ftruncateSync(fd, this.#size);
+      } catch {
+        this.#needsRewrite = true;
+      }
+      throw fsError(err, this.path);
+    }
+    this.#size += buf.length;
+    this.#inFile += count;
+    this.#appends++;
+    this.#bytes += buf.length;
+  }
+
+  #rewrite(): void {
+    const started = performance.now();
+    const lines = this.#ring.tail(this.capacityLines);
+    const body =
+      lines.length > 0
+        ? `${headerLine(this.capacityLines)}\n${lines.join('\n')}\n`
+        : `${headerLine(this.capacityLines)}\n`;
+    const buf = Buffer.from(body, 'utf8');
+    const tmp = this.#tempPath;
+    let fd: number | undefined;
+    try {
+      fd = openSync(tmp, 'w', 0o644);
+      writeAllAt(fd, buf, 0);
+      fdatasyncSync(fd);
+      renameSync(tmp, this.path);
+    } catch (err) {
+      if (fd !== undefined) closeSync(fd);
+      this.#removeTemp();
+      throw fsError(err, this.path);
+    }
+    fsyncDir(dirname(this.path));
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = fd;
+    this.#size = buf.length;
+    this.#inFile = lines.length;
+    this.#needsRewrite = false;
+    this.#compactions++;
+    this.#bytes += buf.length;
+    if (diag.hasSubscribers) {
+      diag.publish({
+        event: 'compaction',
+        path: this.path,
+        records: lines.length,
+        bytes: buf.length,
+        ms: performance.now() - started,
+      });
+    }
+  }
+
+  /**
+   * Write pending records, close the file and release the lock. Idempotent. Logging afterwards throws
+   * `TV_CLOSED`. A final write error is reported through `onError`.
+   */
+  close(): void {
+    if (this.#closed) return;
+    if (this.#pending > 0 || (this.#needsRewrite && this.#ring.count > 0)) this.#flushReporting();
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#fd !== undefined) {
+      try {
+        closeSync(this.#fd);
+      } catch {
+        // already closed
+      }
+      this.#fd = undefined;
+    }
+    releaseLock(this.#lockPath);
+    open.delete(this);
+  }
+
+  /** True once {@link close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+}

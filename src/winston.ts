@@ -1,0 +1,142 @@
+/**
+ * `tensorvault/winston`: {@link RingTransport}, a winston transport that keeps the last N records in a
+ * ring log file ({@link RingFileLog}). A separate entry point so that `tensorvault` itself never needs
+ * winston: this module loads `winston-transport` (installed with winston 3) when it is imported, and
+ * throws `TV_MISSING_PEER` if it is not installed.
+ */
+import type TransportStream from 'winston-transport';
+import { ErrorCode, invalidArgument, TensorVaultError } from './errors';
+import { RingFileLog, type RingFileLogOptions } from './logging/ring';
+
+function loadTransportStream(): typeof TransportStream {
+  try {
+    return require('winston-transport') as typeof TransportStream;
+  } catch (err) {
+    throw new TensorVaultError(
+      ErrorCode.MISSING_PEER,
+      "tensorvault/winston needs the 'winston-transport' package (installed with winston 3): npm install winston",
+      { package: 'winston-transport' },
+      { cause: err },
+    );
+  }
+}
+
+const Base = loadTransportStream();
+const LEVEL = Symbol.for('level');
+const MESSAGE = Symbol.for('message');
+/** winston's default (npm) levels, used until the transport is added to a logger. */
+const NPM_LEVELS: Readonly<Record<string, number>> = {
+  error: 0,
+  warn: 1,
+  info: 2,
+  http: 3,
+  verbose: 4,
+  debug: 5,
+  silly: 6,
+};
+
+/** Options of {@link RingTransport}: winston's transport options plus those of {@link RingFileLog}. */
+export interface RingTransportOptions
+  extends TransportStream.TransportStreamOptions,
+    Omit<RingFileLogOptions, 'flushLevel'> {
+  /** The ring log file. */
+  path: string;
+  /**
+   * Records at this winston level or more severe are written before `log()` calls back. A level name of
+   * the logger's levels; default `'error'`.
+   */
+  flushLevel?: string;
+}
+
+/** Turn winston's formatted message into one JSON line: JSON output is kept as is, text is JSON-quoted. */
+function toLine(message: unknown, info: Record<string | symbol, unknown>): string {
+  if (typeof message === 'string') {
+    if (message.charCodeAt(0) === 123 /* { */ && !message.includes('\n')) {
+      try {
+        JSON.parse(message);
+        return message;
+      } catch {
+        // text that merely starts with '{'
+      }
+    }
+    return JSON.stringify(message);
+  }
+  // No format set: store the info object's own fields.
+  try {
+    return JSON.stringify({ ...info });
+  } catch {
+    return JSON.stringify({ level: String(info.level), message: String(info.message) });
+  }
+}
+
+/**
+ * A winston transport writing to a ring log file: the last `capacityLines` records, lazy writes every
+ * `flushIntervalMs`, records at `flushLevel` or worse on disk before the transport calls back. Written on
+ * `close()` (winston calls it when the transport is removed or the logger closed), on stream end and at
+ * process exit. Stores winston's formatted message (`info[Symbol.for('message')]`): JSON formats are kept
+ * as is, other formats become JSON strings, so each record is one line.
+ *
+ * @example
+ * import { RingTransport } from 'tensorvault/winston';
+ * const logger = winston.createLogger({ format: winston.format.json(),
+ *   transports: [new RingTransport({ path: 'train.log', capacityLines: 10_000 })] });
+ */
+export class RingTransport extends Base {
+  /** The ring log the transport writes to. */
+  readonly ring: RingFileLog;
+  readonly #flushLevel: string;
+
+  constructor(options: RingTransportOptions) {
+    if (typeof options !== 'object' || options === null)
+      throw invalidArgument('options', 'options must be an object');
+    const { path, flushLevel, capacityLines, flushIntervalMs, fsync, compactionSlack, onError, ...rest } =
+      options;
+    super(rest);
+    this.#flushLevel = flushLevel ?? 'error';
+    if (typeof this.#flushLevel !== 'string')
+      throw invalidArgument('flushLevel', 'flushLevel must be a level name');
+    const ringOptions: RingFileLogOptions = {
+      flushLevel: 1,
+      ...(capacityLines !== undefined ? { capacityLines } : {}),
+      ...(flushIntervalMs !== undefined ? { flushIntervalMs } : {}),
+      ...(fsync !== undefined ? { fsync } : {}),
+      ...(compactionSlack !== undefined ? { compactionSlack } : {}),
+      ...(onError !== undefined ? { onError } : {}),
+    };
+    this.ring = new RingFileLog(path, ringOptions);
+  }
+
+  #isUrgent(level: unknown): boolean {
+    const levels = ((this as unknown as { levels?: Record<string, number> }).levels ?? NPM_LEVELS) as Record<
+      string,
+      number
+    >;
+    const threshold = levels[this.#flushLevel];
+    const sev = typeof level === 'string' ? levels[level] : undefined;
+    return threshold !== undefined && sev !== undefined && sev <= threshold;
+  }
+
+  /** winston's transport contract: store one record, then call `next`. */
+  override log(info: Record<string | symbol, unknown>, next: () => void): void {
+    const line = toLine(info[MESSAGE], info);
+    try {
+      this.ring.appendLine(line, this.#isUrgent(info[LEVEL] ?? info.level) ? 1 : 0);
+    } catch (err) {
+      this.emit('error', err);
+    }
+    setImmediate(() => this.emit('logged', info));
+    next();
+  }
+
+  /** Write pending records and close the file (winston calls this when the transport is removed). */
+  override close(): void {
+    this.ring.close();
+    this.emit('closed');
+  }
+
+  /** Writes pending records when the stream ends. */
+  override _final(callback: (error?: Error | null) => void): void {
+    this.ring.close();
+    callback();
+  }
+}
