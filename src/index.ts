@@ -3,6 +3,29 @@
  *
  * The public surface, and nothing else.
  */
+
+export {
+  type BackupCreateOptions,
+  type BackupCreateResult,
+  type BackupManifest,
+  type BackupReadOptions,
+  type BackupVerifyOptions,
+  type BackupVerifyResult,
+  createBackup,
+  type EntryCheck,
+  type EventLogSummary,
+  type ManifestExtension,
+  type ManifestFile,
+  type ManifestKey,
+  type ManifestSignature,
+  type RestoreOptions,
+  type RestoreResult,
+  restoreBackup,
+  sidecarPath,
+  signManifest,
+  verifyBackup,
+  verifyManifestSignature,
+} from './backup/index';
 export {
   ErrorCode,
   type ErrorContext,

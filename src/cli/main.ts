@@ -12,6 +12,11 @@ interface Verb {
 
 const verbs: Record<string, Verb> = {
   hash: { summary: 'SHA-256 or chunk-tree root of a file', load: async () => import('./hash.js') },
+  backup: {
+    summary: 'event-log cold backups: create, verify, restore',
+    load: async () => import('./backup.js'),
+  },
+  eventlog: { summary: 'verify or describe an event log', load: async () => import('./eventlog.js') },
 };
 
 function help(): string {
