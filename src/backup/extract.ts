@@ -32,6 +32,8 @@ export interface WalkOptions {
   manifest?: BackupManifest;
   /** Write listed files into this (fresh, private) folder. */
   extractTo?: string;
+  /** Throw at a file the manifest does not list (restore) instead of reporting it (verify). */
+  rejectExtra?: boolean;
   /** Compute each file's SHA-256 (always on when extracting). */
   hash: boolean;
   /** Key of an encrypted archive. */
@@ -119,9 +121,15 @@ async function* gunzipped(source: AsyncGenerator<Buffer>, path: string): AsyncGe
   const feed = (async () => {
     try {
       for await (const c of source) {
-        if (!gz.write(c)) await new Promise((r) => gz.once('drain', r));
+        if (gz.destroyed) break;
+        if (!gz.write(c)) {
+          await new Promise((r) => {
+            gz.once('drain', r);
+            gz.once('close', r);
+          });
+        }
       }
-      gz.end();
+      if (!gz.destroyed) gz.end();
     } catch (err) {
       gz.destroy(err as Error);
     }
@@ -151,7 +159,7 @@ export async function walkArchive(archivePath: string, o: WalkOptions): Promise<
     const parts = p.split('/');
     for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
   }
-  if (o.manifest === undefined) dirs.add(LAYOUT.dir);
+  dirs.add(LAYOUT.dir);
   const budget =
     o.manifest !== undefined
       ? [...listed.values()].reduce((a, f) => a + ceil512(f.size) + 3 * 512, 0) +
@@ -188,6 +196,9 @@ export async function walkArchive(archivePath: string, o: WalkOptions): Promise<
             );
           }
           seen.set(e.name, { size: 0 });
+          if (o.extractTo !== undefined) {
+            await fsp.mkdir(join(o.extractTo, ...e.name.split('/')), { recursive: true, mode: 0o700 });
+          }
           cur = { e, skip: true };
           return;
         }
@@ -205,7 +216,7 @@ export async function walkArchive(archivePath: string, o: WalkOptions): Promise<
         const want = listed.get(e.name);
         if (o.manifest !== undefined ? want === undefined : !LAYOUT_NAME.test(e.name)) {
           // A file nobody vouches for: never written; reported (verify) or fatal (restore).
-          if (o.extractTo !== undefined) {
+          if (o.rejectExtra) {
             throw new TensorVaultError(
               ErrorCode.UNSAFE_ARCHIVE,
               `archive holds a file the manifest does not list: ${e.name}`,

@@ -347,6 +347,7 @@ export async function restoreBackup(
     const walk = await walkArchive(archivePath, {
       ...(sidecar ? { manifest: sidecar } : {}),
       extractTo: staging,
+      rejectExtra: true,
       hash: true,
       ...(options.encryptionKey ? { encryptionKey: options.encryptionKey } : {}),
       ...(options.signal ? { signal: options.signal } : {}),

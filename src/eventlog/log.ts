@@ -347,6 +347,7 @@ export class EventLog {
       if (!(await exists(dir))) {
         throw new TensorVaultError(ErrorCode.NOT_FOUND, `no event log in ${dataDir}`, { path: dir });
       }
+      format = 'legacy'; // an event-log folder without v2 metadata or segments: an empty legacy log
     }
     const log = new EventLog(dataDir, format, opts);
     if (!opts.readOnly) {
