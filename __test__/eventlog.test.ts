@@ -623,3 +623,30 @@ describe('weaknesses fixed (v2)', () => {
     expect(statSync(root).isDirectory()).toBe(true);
   });
 });
+
+describe('v2 preimage fast path', () => {
+  it('is byte-identical to the generic canonical JSON for arbitrary strings (property)', async () => {
+    const fc = (await import('fast-check')).default;
+    const h = await import('../dist/eventlog/hashing.js');
+    fc.assert(
+      fc.property(
+        fc.record({
+          seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+          id: fc.string(),
+          timestamp: fc.string(),
+          actor: fc.string({ unit: 'grapheme' }),
+          evento: fc.string({ unit: 'binary' }),
+          entidade: fc.string(),
+          entidade_id: fc.string(),
+          payload_hash: fc.string(),
+          previous_hash: fc.option(fc.string(), { nil: null }),
+        }),
+        (r) => {
+          const e = { v: 2 as const, ...r };
+          expect(h.v2Preimage(e)).toBe(h.v2PreimageGeneric(e));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});

@@ -49,13 +49,18 @@ export function tempName(path: string): string {
  * Replace `path` atomically with `data`: write a temp file in the same folder, fsync it, rename it over
  * `path`, fsync the folder. A crash leaves the old file or the new one, never a torn one.
  */
-export async function atomicWriteFile(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+export async function atomicWriteFile(
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o644,
+  sync = true,
+): Promise<void> {
   const tmp = tempName(path);
   let fh: fsp.FileHandle | undefined;
   try {
     fh = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
     await fh.writeFile(data);
-    await fh.sync();
+    if (sync) await fh.sync();
     await fh.close();
     fh = undefined;
     await fsp.rename(tmp, path);
@@ -64,7 +69,7 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array, m
     await fsp.rm(tmp, { force: true }).catch(() => {});
     throw ioError(err, path, 'cannot write');
   }
-  await fsyncDir(dirname(path));
+  if (sync) await fsyncDir(dirname(path));
 }
 
 /** Read a file, returning `undefined` when it does not exist. */

@@ -3,7 +3,7 @@
  * logs bit for bit, and writes new logs in the v2 format of `docs/formats/eventlog.md`.
  */
 import { randomUUID } from 'node:crypto';
-import { constants, promises as fsp } from 'node:fs';
+import { constants, promises as fsp, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { hashFile, hmacSha256, sha256 } from '../hash';
@@ -247,6 +247,17 @@ interface SegmentRead {
 
 const SLOT = 256;
 const MAX_FIELD = 4096;
+
+function writeAll(fd: number, buf: Buffer, position: number | null, path: string): void {
+  let at = 0;
+  try {
+    while (at < buf.length) {
+      at += writeSync(fd, buf, at, buf.length - at, position === null ? null : position + at);
+    }
+  } catch (err) {
+    throw ioError(err, path, 'cannot write');
+  }
+}
 
 function segName(n: number, format: EventLogFormat): string {
   return `segment-${String(n).padStart(6, '0')}.${format === 'v2' ? 'jsonl' : 'json'}`;
@@ -683,7 +694,7 @@ export class EventLog {
         await fsyncDir(this.#dir);
       }
     }
-    await this.#headFh.write(buf, 0, SLOT, (head.seq % 2) * SLOT);
+    writeAll(this.#headFh.fd, buf, (head.seq % 2) * SLOT, join(this.#dir, LAYOUT.v2Head));
     if (this.#fsync) await this.#headFh.datasync();
   }
 
@@ -846,7 +857,12 @@ export class EventLog {
 
   async #writeLegacy(seg: number, entries: EventLogEntry[]): Promise<void> {
     const next = [...this.#legacyCurrent, ...entries];
-    await atomicWriteFile(join(this.#dir, segName(seg, 'legacy')), JSON.stringify(next, null, 2));
+    await atomicWriteFile(
+      join(this.#dir, segName(seg, 'legacy')),
+      JSON.stringify(next, null, 2),
+      0o644,
+      this.#fsync,
+    );
     this.#legacyCurrent = next;
   }
 
@@ -854,8 +870,14 @@ export class EventLog {
     if (this.#appendFh === undefined) {
       this.#appendFh = await fsp.open(join(this.#dir, segName(seg, 'v2')), 'a');
     }
-    const text = entries.map((e) => `${JSON.stringify(e)}\n`).join('');
-    await this.#appendFh.write(text);
+    // The line is small and goes to the page cache: write it synchronously (no thread-pool hop);
+    // the fsync, which can take milliseconds, stays off the JS thread.
+    writeAll(
+      this.#appendFh.fd,
+      Buffer.from(entries.map((e) => `${JSON.stringify(e)}\n`).join('')),
+      null,
+      join(this.#dir, segName(seg, 'v2')),
+    );
     if (this.#fsync) await this.#appendFh.datasync();
   }
 
@@ -909,7 +931,7 @@ export class EventLog {
     };
     const path = join(this.dataDir, LAYOUT.snapshot);
     if (this.format === 'legacy') {
-      await atomicWriteFile(path, JSON.stringify(base, null, 2));
+      await atomicWriteFile(path, JSON.stringify(base, null, 2), 0o644, this.#fsync);
       return;
     }
     // v2: carry the digests of every sealed segment (sealing the current one when it is full).
@@ -931,7 +953,7 @@ export class EventLog {
       first_seq: this.#anchor?.seq ?? 1,
       sealed,
     };
-    await atomicWriteFile(path, `${JSON.stringify(this.#seal(snap), null, 2)}\n`);
+    await atomicWriteFile(path, `${JSON.stringify(this.#seal(snap), null, 2)}\n`, 0o644, this.#fsync);
   }
 
   async #sealRecord(n: number): Promise<SealRecord | undefined> {
