@@ -548,7 +548,13 @@ describe('hostile archives (nothing is written outside staging)', () => {
       ),
       'TV_BUDGET_EXCEEDED',
     );
-    const pax = Buffer.from('30 linkpath=/etc/shadow.......\n');
+    const paxPath = Buffer.from('22 path=../../evil.sh\n');
+    await expectRefused(
+      hostile(rawTar([{ name: 'pax', type: 'x', data: paxPath }, { name: 'event-log-snapshot.json', data: Buffer.from('x') }, ...real]), r.manifest),
+      'TV_UNSAFE_ARCHIVE',
+      join(root, 'evil.sh'),
+    );
+    const pax = Buffer.from('31 linkpath=/etc/shadow.......\n');
     await expectRefused(
       hostile(rawTar([{ name: 'pax', type: 'x', data: pax }, ...real]), r.manifest),
       'TV_UNSAFE_ARCHIVE',

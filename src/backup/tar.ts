@@ -253,9 +253,7 @@ export class TarReader {
     let size = parseOctal(block, 124, 12, 'size');
     const mode = parseOctal(block, 100, 8, 'mode');
     if (type === 'x') {
-      if (this.#paxNext !== undefined || (this.#pax.length > 0 && this.#state !== 'header')) {
-        throw unsafe('two pax headers in a row');
-      }
+      if (this.#paxNext !== undefined) throw unsafe('two pax headers in a row');
       if (size > this.#limits.maxPaxBytes) {
         throw new TensorVaultError(ErrorCode.BUDGET_EXCEEDED, 'pax header too large', { size });
       }
@@ -331,6 +329,7 @@ export class TarReader {
 
   /** Call after the last chunk: throws unless the archive ended cleanly. */
   end(): void {
+    if (this.#paxNext !== undefined) throw unsafe('pax header without an entry');
     if (this.#state !== 'end') {
       throw unsafe(
         this.#state === 'header' && this.#pending.length === 0 && this.#zeroBlocks === 0
