@@ -550,7 +550,14 @@ describe('hostile archives (nothing is written outside staging)', () => {
     );
     const paxPath = Buffer.from('22 path=../../evil.sh\n');
     await expectRefused(
-      hostile(rawTar([{ name: 'pax', type: 'x', data: paxPath }, { name: 'event-log-snapshot.json', data: Buffer.from('x') }, ...real]), r.manifest),
+      hostile(
+        rawTar([
+          { name: 'pax', type: 'x', data: paxPath },
+          { name: 'event-log-snapshot.json', data: Buffer.from('x') },
+          ...real,
+        ]),
+        r.manifest,
+      ),
       'TV_UNSAFE_ARCHIVE',
       join(root, 'evil.sh'),
     );
