@@ -24,6 +24,20 @@ export const ErrorCode = {
   CORRUPT: 'TV_CORRUPT',
   /** `update()` or `digest()` was called on a hash that is already finished. */
   HASH_FINALIZED: 'TV_HASH_FINALIZED',
+  /** Another live process holds the event log's writer lock. */
+  LOCKED: 'TV_LOCKED',
+  /** The destination already holds data that the operation refuses to replace (see `--overwrite`). */
+  EXISTS: 'TV_EXISTS',
+  /** A hash chain does not verify (see `context.reason`, `context.index`). */
+  CHAIN_INVALID: 'TV_CHAIN_INVALID',
+  /** A file's bytes do not match the SHA-256 or size recorded for it. */
+  CHECKSUM_MISMATCH: 'TV_CHECKSUM_MISMATCH',
+  /** An archive holds something a safe restore must refuse (path escape, link, device, unlisted file). */
+  UNSAFE_ARCHIVE: 'TV_UNSAFE_ARCHIVE',
+  /** Input exceeded a size, count or depth budget (decompression bomb, export/replay limit). */
+  BUDGET_EXCEEDED: 'TV_BUDGET_EXCEEDED',
+  /** A manifest signature is missing, malformed or does not verify. */
+  SIGNATURE_INVALID: 'TV_SIGNATURE_INVALID',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */

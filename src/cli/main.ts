@@ -13,6 +13,11 @@ interface Verb {
 const verbs: Record<string, Verb> = {
   hash: { summary: 'SHA-256 or chunk-tree root of a file', load: async () => import('./hash.js') },
   log: { summary: 'print the records of a ring log file (log tail)', load: async () => import('./log.js') },
+  backup: {
+    summary: 'event-log cold backups: create, verify, restore',
+    load: async () => import('./backup.js'),
+  },
+  eventlog: { summary: 'verify or describe an event log', load: async () => import('./eventlog.js') },
 };
 
 function help(): string {

@@ -1,0 +1,634 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { refChain, writeLiberviaLog } from './helpers/libervia-ref';
+import { tempDir } from './helpers/tmp';
+
+const root = tempDir('tv-backup-');
+let n = 0;
+const fresh = (): string => {
+  const d = join(root, `d${++n}`);
+  mkdirSync(d, { recursive: true });
+  return d;
+};
+const sha = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex');
+const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
+const child = join(__dirname, 'helpers/eventlog-child.mjs');
+
+async function makeLog(count: number, opts: tv.EventLogOptions = {}): Promise<string> {
+  const d = fresh();
+  const log = await tv.EventLog.open(d, { fsync: 'never', segmentSize: 3, snapshotEvery: 2, ...opts });
+  for (let i = 0; i < count; i++) await log.append('Bazari', `E${i % 3}`, 'Situacao', `s${i}`, { i });
+  await log.close();
+  return d;
+}
+
+/** Every file under `dir` → SHA-256 (relative paths). */
+function tree(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else out[relative(dir, p)] = sha(readFileSync(p));
+    }
+  };
+  if (existsSync(dir)) walk(dir);
+  return out;
+}
+
+// ---- an independent raw tar builder for hostile archives ----
+interface RawEntry {
+  name: string;
+  type?: string;
+  data?: Buffer;
+  linkname?: string;
+  size?: number;
+}
+function rawHeader(e: RawEntry): Buffer {
+  const b = Buffer.alloc(512);
+  const size = e.size ?? e.data?.length ?? 0;
+  b.write(e.name, 0, 100, 'utf8');
+  b.write('0000644\0', 100, 'latin1');
+  b.write('0000000\0', 108, 'latin1');
+  b.write('0000000\0', 116, 'latin1');
+  b.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  b.write('00000000000\0', 136, 'latin1');
+  b.fill(0x20, 148, 156);
+  b.write(e.type ?? '0', 156, 'latin1');
+  if (e.linkname) b.write(e.linkname, 157, 100, 'utf8');
+  b.write('ustar\u000000', 257, 'latin1');
+  let sum = 0;
+  for (const x of b) sum += x;
+  b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return b;
+}
+function rawTar(entries: RawEntry[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const e of entries) {
+    parts.push(rawHeader(e));
+    if (e.data) {
+      parts.push(e.data);
+      const pad = (512 - (e.data.length % 512)) % 512;
+      parts.push(Buffer.alloc(pad));
+    }
+  }
+  parts.push(Buffer.alloc(1024));
+  return Buffer.concat(parts);
+}
+/** Extract the real entries of a tensorvault archive (via GNU tar) to rebuild hostile variants. */
+function realEntries(archive: string): RawEntry[] {
+  const x = fresh();
+  const r = spawnSync('tar', ['-xzf', archive, '-C', x]);
+  expect(r.status).toBe(0);
+  return Object.keys(tree(x))
+    .sort()
+    .map((p) => ({ name: p, data: readFileSync(join(x, p)) }));
+}
+/** Write `tarBytes` as an archive with a sidecar copied from `manifest` (archive hash updated). */
+function hostile(
+  tarBytes: Buffer,
+  manifest: tv.BackupManifest,
+  mutate?: (m: tv.BackupManifest) => void,
+): string {
+  const d = fresh();
+  const gz = gzipSync(tarBytes);
+  const archive = join(d, 'backup-eventlog-20260101-000000-aaaaaa.tar.gz');
+  writeFileSync(archive, gz);
+  const m = structuredClone(manifest);
+  m.archive = { name: 'x', size: gz.length, sha256: sha(gz) };
+  mutate?.(m);
+  writeFileSync(join(d, 'backup-eventlog-20260101-000000-aaaaaa.manifest.json'), JSON.stringify(m));
+  return archive;
+}
+
+describe('backup create / verify / restore', () => {
+  it('backs up 10 events over several segments with a valid chain; checksums match the source; the source is unchanged', async () => {
+    const d = await makeLog(10);
+    const before = tree(d);
+    const out = fresh();
+    const steps: string[] = [];
+    const r = await tv.createBackup(d, out, { onStep: (s) => steps.push(s) });
+    expect(tree(d)).toEqual(before);
+    expect(steps.length).toBe(5);
+    expect(r.manifest).toMatchObject({
+      version: 1,
+      chain_valid_at_backup: true,
+      eventlog_summary: { total_events: 10, total_segments: 4, snapshot_exists: true },
+    });
+    for (const f of r.manifest.files) expect(f.sha256).toBe(before[f.path]);
+    expect(r.manifest.archive?.sha256).toBe(sha(readFileSync(r.archivePath)));
+    expect(r.archivePath).toMatch(/backup-eventlog-\d{8}-\d{6}-[0-9a-f]{6}\.tar\.gz$/);
+    expect(JSON.parse(readFileSync(r.manifestPath, 'utf8'))).toEqual(r.manifest);
+    // The archive holds every manifest file with matching hashes (checked with GNU tar) and manifest.json.
+    const entries = realEntries(r.archivePath);
+    const byName = new Map(entries.map((e) => [e.name, sha(e.data as Buffer)]));
+    for (const f of r.manifest.files) expect(byName.get(f.path)).toBe(f.sha256);
+    expect(byName.has('manifest.json')).toBe(true);
+    expect((await tv.verifyBackup(r.archivePath, { readData: true })).ok).toBe(true);
+  });
+
+  it('multi-segment backup (15 events, >= 4 segments) restores into a clean folder and the log works after', async () => {
+    const d = await makeLog(15);
+    const r = await tv.createBackup(d, fresh());
+    expect(r.manifest.eventlog_summary.total_segments).toBeGreaterThanOrEqual(4);
+    const dest = join(fresh(), 'new-home');
+    const res = await tv.restoreBackup(r.archivePath, dest);
+    expect(res).toMatchObject({ totalEvents: 15, replaced: false });
+    expect(res.chain.valid).toBe(true);
+    const log = await tv.EventLog.open(dest, { segmentSize: 3 });
+    expect(await log.count()).toBe(15);
+    await log.append('after', 'E', 'X', '1');
+    expect((await log.verifyChainFull()).valid).toBe(true);
+    await log.close();
+    expect(readdirSync(dest).filter((x) => x.startsWith('.tv-restore'))).toEqual([]);
+  });
+
+  it('a missing event-log folder fails clearly; an empty log backs up and restores', async () => {
+    await expect(tv.createBackup(fresh(), fresh())).rejects.toMatchObject({ code: 'TV_NOT_FOUND' });
+    for (const format of ['v2', 'legacy'] as const) {
+      const d = fresh();
+      await (await tv.EventLog.open(d, { format })).close();
+      const r = await tv.createBackup(d, fresh());
+      expect(r.manifest.eventlog_summary).toMatchObject({ total_events: 0, last_event_id: null });
+      expect(r.manifest.chain_valid_at_backup).toBe(true);
+      const res = await tv.restoreBackup(r.archivePath, fresh());
+      expect(res.totalEvents).toBe(0);
+    }
+  });
+
+  it('two backups in a row get distinct names (no sleep)', async () => {
+    const d = await makeLog(3);
+    const out = fresh();
+    const a = await tv.createBackup(d, out);
+    const b = await tv.createBackup(d, out);
+    expect(a.archivePath).not.toBe(b.archivePath);
+    expect(readdirSync(out).length).toBe(4);
+  });
+
+  it('manifest verification: valid, missing file, corrupted file (each entry named)', async () => {
+    const d = await makeLog(7);
+    const r = await tv.createBackup(d, fresh());
+    expect(await tv.verifyBackup(r.archivePath)).toMatchObject({
+      ok: true,
+      archiveHash: 'ok',
+      signature: 'absent',
+    });
+    const real = realEntries(r.archivePath);
+    // Archive lacks a listed file (the manifest is left as is: the attacker cannot fix an unsigned... it can, see below).
+    const missing = hostile(
+      rawTar(real.filter((e) => e.name !== 'event-log/segment-000002.jsonl')),
+      r.manifest,
+    );
+    const v1 = await tv.verifyBackup(missing);
+    expect(v1.ok).toBe(false);
+    expect(v1.entries).toContainEqual(
+      expect.objectContaining({ path: 'event-log/segment-000002.jsonl', status: 'missing' }),
+    );
+    // A corrupted file (same size).
+    const bad = real.map((e) =>
+      e.name === 'event-log/segment-000001.jsonl'
+        ? { ...e, data: Buffer.from((e.data as Buffer).toString().replace('Bazari', 'Bazarj')) }
+        : e,
+    );
+    const corrupted = hostile(rawTar(bad), r.manifest);
+    expect((await tv.verifyBackup(corrupted)).ok).toBe(true); // quick mode: names and sizes only
+    const v2 = await tv.verifyBackup(corrupted, { readData: true });
+    expect(v2.ok).toBe(false);
+    expect(v2.entries).toContainEqual(
+      expect.objectContaining({ path: 'event-log/segment-000001.jsonl', status: 'sha256-mismatch' }),
+    );
+    // The archive file itself altered after the backup: its own hash catches it at once.
+    const altered = fresh();
+    const copy = join(altered, 'backup-eventlog-20260101-000000-bbbbbb.tar.gz');
+    const bytes = readFileSync(r.archivePath);
+    bytes[bytes.length - 10] = (bytes[bytes.length - 10] as number) ^ 1;
+    writeFileSync(copy, bytes);
+    writeFileSync(
+      join(altered, 'backup-eventlog-20260101-000000-bbbbbb.manifest.json'),
+      readFileSync(r.manifestPath),
+    );
+    expect(await tv.verifyBackup(copy)).toMatchObject({ ok: false, archiveHash: 'mismatch' });
+    await expect(tv.restoreBackup(copy, fresh())).rejects.toMatchObject({ code: 'TV_CHECKSUM_MISMATCH' });
+  });
+
+  it('restores after a segment and after the snapshot were corrupted (10 events, valid chain)', async () => {
+    for (const victim of ['event-log/segment-000002.jsonl', 'event-log-snapshot.json']) {
+      const d = await makeLog(10);
+      const r = await tv.createBackup(d, fresh());
+      writeFileSync(join(d, victim), 'garbage');
+      const res = await tv.restoreBackup(r.archivePath, d, { overwrite: true });
+      expect(res).toMatchObject({ totalEvents: 10, replaced: true });
+      const log = await tv.EventLog.open(d, { readOnly: true });
+      expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalEvents: 10 });
+      expect(await log.verifyChain()).toMatchObject({ valid: true });
+      expect(readdirSync(d).filter((x) => x.startsWith('.tv-restore'))).toEqual([]);
+    }
+  });
+
+  it('refuses to replace an existing log without overwrite (destination untouched), allows it with', async () => {
+    const a = await makeLog(4);
+    const b = await makeLog(6);
+    const r = await tv.createBackup(a, fresh());
+    const before = tree(b);
+    await expect(tv.restoreBackup(r.archivePath, b)).rejects.toMatchObject({ code: 'TV_EXISTS' });
+    expect(tree(b)).toEqual(before);
+    const res = await tv.restoreBackup(r.archivePath, b, { overwrite: true });
+    expect(res.totalEvents).toBe(4);
+    expect(await (await tv.EventLog.open(b, { readOnly: true })).count()).toBe(4);
+    // A live writer's lock also blocks a restore.
+    const w = await tv.EventLog.open(b);
+    await expect(tv.restoreBackup(r.archivePath, b, { overwrite: true })).rejects.toMatchObject({
+      code: 'TV_LOCKED',
+    });
+    await w.close();
+  });
+
+  it('a failed restore leaves the destination as it was (chain invalid inside a consistent archive)', async () => {
+    const d = await makeLog(6);
+    // Corrupt the source chain, then back it up: the archive is self-consistent but the chain is not.
+    const seg = join(d, 'event-log', 'segment-000001.jsonl');
+    writeFileSync(seg, readFileSync(seg, 'utf8').replace('"Bazari"', '"Mallory"'));
+    const r = await tv.createBackup(d, fresh());
+    expect(r.manifest.chain_valid_at_backup).toBe(false);
+    expect(r.manifest.tensorvault?.chain_problem).toMatch(/current_hash/);
+    const dest = await makeLog(2);
+    const before = tree(dest);
+    await expect(tv.restoreBackup(r.archivePath, dest, { overwrite: true })).rejects.toMatchObject({
+      code: 'TV_CHAIN_INVALID',
+    });
+    expect(tree(dest)).toEqual(before);
+    expect(readdirSync(dest).filter((x) => x.startsWith('.tv-restore'))).toEqual([]);
+  });
+
+  it("restores Libervia's own backups (GNU tar archive, v1 sidecar manifest, no signature)", async () => {
+    const d = fresh();
+    const entries = refChain(10);
+    writeLiberviaLog(d, entries, 4);
+    const out = fresh();
+    const name = 'backup-eventlog-20251224-023000';
+    const archive = join(out, `${name}.tar.gz`);
+    expect(spawnSync('tar', ['-czf', archive, '-C', d, 'event-log', 'event-log-snapshot.json']).status).toBe(
+      0,
+    );
+    const files = [
+      'event-log/segment-000001.json',
+      'event-log/segment-000002.json',
+      'event-log/segment-000003.json',
+      'event-log-snapshot.json',
+    ].map((p) => ({ path: p, size: statSync(join(d, p)).size, sha256: sha(readFileSync(join(d, p))) }));
+    writeFileSync(
+      join(out, `${name}.manifest.json`),
+      JSON.stringify({
+        version: 1,
+        created_at: '2025-12-24T02:30:00.000Z',
+        source_dir: d,
+        files,
+        eventlog_summary: {
+          total_events: 10,
+          total_segments: 3,
+          first_event_id: entries[0]?.id,
+          last_event_id: entries[9]?.id,
+          last_current_hash: entries[9]?.current_hash,
+          snapshot_exists: true,
+        },
+        chain_valid_at_backup: true,
+      }),
+    );
+    const v = await tv.verifyBackup(archive, { readData: true });
+    expect(v).toMatchObject({ ok: true, archiveHash: 'unrecorded', manifestSource: 'sidecar' });
+    const dest = fresh();
+    const res = await tv.restoreBackup(archive, dest);
+    expect(res.totalEvents).toBe(10);
+    expect(res.warnings.join(' ')).toMatch(/Libervia/);
+    expect(tree(join(dest, 'event-log'))).toEqual(tree(join(d, 'event-log')));
+    // A legacy log backed up by tensorvault round-trips too.
+    const r2 = await tv.createBackup(d, fresh());
+    expect(r2.manifest.tensorvault?.log_format).toBe('legacy');
+    expect((await tv.restoreBackup(r2.archivePath, fresh())).totalEvents).toBe(10);
+  });
+
+  it('backs up a live log while a writer appends, without blocking it or changing its files', async () => {
+    const d = fresh();
+    const c = spawn(process.execPath, [child, d, '0', 'forever'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let seen = 0;
+    await new Promise<void>((resolve) => {
+      c.stdout?.on('data', (b: Buffer) => {
+        seen = Math.max(seen, Number(b.toString().trim().split('\n').pop()));
+        if (seen >= 30) resolve();
+      });
+    });
+    const archives = [];
+    for (let i = 0; i < 3; i++) archives.push(await tv.createBackup(d, join(d, '..', `live-out-${n}`)));
+    const atEnd = seen;
+    c.kill('SIGKILL');
+    await new Promise((r) => c.on('exit', r));
+    expect(atEnd).toBeGreaterThan(30); // the writer kept going during the backups
+    for (const r of archives) {
+      expect(r.manifest.chain_valid_at_backup).toBe(true);
+      const res = await tv.restoreBackup(r.archivePath, fresh());
+      expect(res.totalEvents).toBe(r.manifest.eventlog_summary.total_events);
+    }
+  });
+
+  it('signs manifests with Ed25519 and HMAC; a tampered manifest fails with and without a signature', async () => {
+    const d = await makeLog(5);
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const r = await tv.createBackup(d, fresh(), {
+      sign: { type: 'ed25519', key: privateKey, keyId: 'ops-2026' },
+    });
+    expect(r.manifest.signature).toMatchObject({ algorithm: 'ed25519', key_id: 'ops-2026' });
+    const pub = { type: 'ed25519' as const, key: publicKey };
+    expect(await tv.verifyBackup(r.archivePath, { key: pub, readData: true })).toMatchObject({
+      ok: true,
+      signature: 'valid',
+    });
+    // Tampered signed manifest: any field change breaks the signature.
+    const m = JSON.parse(readFileSync(r.manifestPath, 'utf8'));
+    m.eventlog_summary.total_events = 4;
+    writeFileSync(r.manifestPath, JSON.stringify(m));
+    expect(await tv.verifyBackup(r.archivePath, { key: pub })).toMatchObject({
+      ok: false,
+      signature: 'invalid',
+    });
+    await expect(tv.restoreBackup(r.archivePath, fresh(), { key: pub })).rejects.toMatchObject({
+      code: 'TV_SIGNATURE_INVALID',
+    });
+    // Re-signed by an attacker's key: still rejected.
+    const evil = generateKeyPairSync('ed25519');
+    writeFileSync(
+      r.manifestPath,
+      JSON.stringify(tv.signManifest(m, { type: 'ed25519', key: evil.privateKey })),
+    );
+    await expect(tv.restoreBackup(r.archivePath, fresh(), { key: pub })).rejects.toMatchObject({
+      code: 'TV_SIGNATURE_INVALID',
+    });
+    // Tampered unsigned manifest: a changed file hash is caught by the data and the inner copy.
+    const u = await tv.createBackup(d, fresh());
+    const um = JSON.parse(readFileSync(u.manifestPath, 'utf8'));
+    um.files[1].sha256 = 'e'.repeat(64);
+    writeFileSync(u.manifestPath, JSON.stringify(um));
+    const uv = await tv.verifyBackup(u.archivePath, { readData: true });
+    expect(uv.ok).toBe(false);
+    expect(uv.problems.join(' ')).toMatch(/differs from the sidecar|sha256-mismatch/);
+    await expect(tv.restoreBackup(u.archivePath, fresh())).rejects.toMatchObject({
+      code: 'TV_CHECKSUM_MISMATCH',
+    });
+    // ...and an unsigned manifest is refused when a signature is required.
+    await expect(tv.restoreBackup(u.archivePath, fresh(), { requireSignature: true })).rejects.toMatchObject({
+      code: 'TV_SIGNATURE_INVALID',
+    });
+    // HMAC
+    const key = randomBytes(32);
+    const h = await tv.createBackup(d, fresh(), { sign: { type: 'hmac-sha256', key } });
+    expect((await tv.verifyBackup(h.archivePath, { key: { type: 'hmac-sha256', key } })).signature).toBe(
+      'valid',
+    );
+    expect(
+      (await tv.verifyBackup(h.archivePath, { key: { type: 'hmac-sha256', key: randomBytes(32) } }))
+        .signature,
+    ).toBe('invalid');
+  });
+
+  it('encrypts with AES-256-GCM; the right key restores, a wrong key or an altered byte fails', async () => {
+    const d = await makeLog(5);
+    const key = randomBytes(32);
+    const r = await tv.createBackup(d, fresh(), { encryptionKey: key, encryptionKeyId: 'k1' });
+    expect(r.archivePath.endsWith('.tar.gz.enc')).toBe(true);
+    expect(readFileSync(r.archivePath).includes(Buffer.from('Bazari'))).toBe(false);
+    expect(r.manifest.tensorvault?.encryption).toEqual({ algorithm: 'aes-256-gcm', key_id: 'k1' });
+    expect((await tv.verifyBackup(r.archivePath, { encryptionKey: key, readData: true })).ok).toBe(true);
+    await expect(tv.verifyBackup(r.archivePath)).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+    expect((await tv.verifyBackup(r.archivePath, { encryptionKey: randomBytes(32) })).ok).toBe(false);
+    expect((await tv.restoreBackup(r.archivePath, fresh(), { encryptionKey: key })).totalEvents).toBe(5);
+    await expect(
+      tv.restoreBackup(r.archivePath, fresh(), { encryptionKey: randomBytes(32) }),
+    ).rejects.toBeInstanceOf(tv.TensorVaultError);
+  });
+
+  it('honours an AbortSignal', async () => {
+    const d = await makeLog(3);
+    const out = fresh();
+    await expect(tv.createBackup(d, out, { signal: AbortSignal.abort() })).rejects.toMatchObject({
+      name: 'AbortError',
+    });
+    expect(readdirSync(out)).toEqual([]);
+  });
+});
+
+describe('hostile archives (nothing is written outside staging)', () => {
+  async function base() {
+    const d = await makeLog(5);
+    const r = await tv.createBackup(d, fresh());
+    return { r, real: realEntries(r.archivePath) };
+  }
+  async function expectRefused(archive: string, code: string, outside?: string) {
+    const dest = fresh();
+    await expect(tv.restoreBackup(archive, dest)).rejects.toMatchObject({ code });
+    expect(readdirSync(dest).filter((x) => x !== 'event-log.lock')).toEqual([]);
+    if (outside !== undefined) expect(existsSync(outside)).toBe(false);
+    const v = await tv.verifyBackup(archive, { readData: true });
+    expect(v.ok).toBe(false);
+    return v;
+  }
+
+  it('tar-slip (../)', async () => {
+    const { r, real } = await base();
+    const a = hostile(
+      rawTar([...real, { name: '../../tar-slip-evil.txt', data: Buffer.from('pwned') }]),
+      r.manifest,
+      (m) => m.files.push({ path: '../../tar-slip-evil.txt', size: 5, sha256: sha('pwned') }),
+    );
+    await expectRefused(a, 'TV_UNSAFE_ARCHIVE', join(root, 'tar-slip-evil.txt'));
+  });
+
+  it('absolute path', async () => {
+    const { r, real } = await base();
+    const target = join(root, 'abs-evil.txt');
+    const a = hostile(rawTar([{ name: target, data: Buffer.from('x') }, ...real]), r.manifest, (m) =>
+      m.files.push({ path: target, size: 1, sha256: sha('x') }),
+    );
+    await expectRefused(a, 'TV_UNSAFE_ARCHIVE', target);
+  });
+
+  it('symlink', async () => {
+    const { r, real } = await base();
+    const a = hostile(
+      rawTar([
+        { name: 'event-log/segment-000001.jsonl', type: '2', linkname: '/etc/passwd' },
+        ...real.slice(1),
+      ]),
+      r.manifest,
+    );
+    await expectRefused(a, 'TV_UNSAFE_ARCHIVE');
+  });
+
+  it('hardlink', async () => {
+    const { r, real } = await base();
+    const a = hostile(
+      rawTar([{ name: 'event-log-snapshot.json', type: '1', linkname: '/etc/passwd' }, ...real]),
+      r.manifest,
+    );
+    await expectRefused(a, 'TV_UNSAFE_ARCHIVE');
+  });
+
+  it('device and FIFO', async () => {
+    const { r, real } = await base();
+    for (const type of ['3', '4', '6']) {
+      const a = hostile(
+        rawTar([{ name: 'event-log/segment-000001.jsonl', type }, ...real.slice(1)]),
+        r.manifest,
+      );
+      await expectRefused(a, 'TV_UNSAFE_ARCHIVE');
+    }
+  });
+
+  it('gzip bomb', async () => {
+    const { r, real } = await base();
+    const bomb = Buffer.alloc(48 * 1024 * 1024);
+    const a = hostile(
+      rawTar([...real.slice(0, 1), { name: 'event-log/segment-000001.jsonl', data: bomb }]),
+      r.manifest,
+    );
+    expect(statSync(a).size).toBeLessThan(1024 * 1024);
+    const v = await expectRefused(a, 'TV_BUDGET_EXCEEDED');
+    expect(v.problems.join(' ')).toMatch(/budget|too large/);
+  });
+
+  it('manifest lists a file the archive lacks', async () => {
+    const { r, real } = await base();
+    const a = hostile(rawTar(real.filter((e) => e.name !== 'event-log/segment-000001.jsonl')), r.manifest);
+    await expectRefused(a, 'TV_CHECKSUM_MISMATCH');
+  });
+
+  it('archive holds an extra file', async () => {
+    const { r, real } = await base();
+    const a = hostile(
+      rawTar([...real, { name: 'event-log/extra.sh', data: Buffer.from('#!/bin/sh\n') }]),
+      r.manifest,
+    );
+    const v = await expectRefused(a, 'TV_UNSAFE_ARCHIVE');
+    expect(v.entries).toContainEqual(
+      expect.objectContaining({ path: 'event-log/extra.sh', status: 'extra' }),
+    );
+  });
+
+  it('truncated archive, bad header checksum, data after the end marker, non-gzip input', async () => {
+    const { r, real } = await base();
+    const full = rawTar(real);
+    await expectRefused(hostile(full.subarray(0, full.length - 1024 - 512), r.manifest), 'TV_UNSAFE_ARCHIVE');
+    const badSum = Buffer.from(full);
+    badSum[10] = 0x41;
+    await expectRefused(hostile(badSum, r.manifest), 'TV_UNSAFE_ARCHIVE');
+    await expectRefused(
+      hostile(Buffer.concat([full, rawHeader({ name: 'late', data: Buffer.alloc(0) })]), r.manifest),
+      'TV_UNSAFE_ARCHIVE',
+    );
+    const d = fresh();
+    const notGz = join(d, 'backup-eventlog-20260101-000000-cccccc.tar.gz');
+    writeFileSync(notGz, 'not gzip at all');
+    writeFileSync(
+      join(d, 'backup-eventlog-20260101-000000-cccccc.manifest.json'),
+      JSON.stringify({ ...r.manifest, archive: undefined }),
+    );
+    await expect(tv.restoreBackup(notGz, fresh())).rejects.toMatchObject({ code: 'TV_CORRUPT' });
+  });
+
+  it('deep paths, pax link targets and GNU long names are refused', async () => {
+    const { r, real } = await base();
+    const deep = 'a/b/c/d/e/f.json';
+    await expectRefused(
+      hostile(rawTar([...real, { name: deep, data: Buffer.from('x') }]), r.manifest, (m) =>
+        m.files.push({ path: deep, size: 1, sha256: sha('x') }),
+      ),
+      'TV_BUDGET_EXCEEDED',
+    );
+    const paxPath = Buffer.from('22 path=../../evil.sh\n');
+    await expectRefused(
+      hostile(
+        rawTar([
+          { name: 'pax', type: 'x', data: paxPath },
+          { name: 'event-log-snapshot.json', data: Buffer.from('x') },
+          ...real,
+        ]),
+        r.manifest,
+      ),
+      'TV_UNSAFE_ARCHIVE',
+      join(root, 'evil.sh'),
+    );
+    const pax = Buffer.from('31 linkpath=/etc/shadow.......\n');
+    await expectRefused(
+      hostile(rawTar([{ name: 'pax', type: 'x', data: pax }, ...real]), r.manifest),
+      'TV_UNSAFE_ARCHIVE',
+    );
+    await expectRefused(
+      hostile(rawTar([{ name: '././@LongLink', type: 'L', data: Buffer.from('x\0') }, ...real]), r.manifest),
+      'TV_UNSAFE_ARCHIVE',
+    );
+  });
+
+  it('random corruption of the tar stream never escapes staging and never throws an untyped error (property)', async () => {
+    const { r, real } = await base();
+    const good = rawTar(real);
+    const outside = join(root, 'fuzz-escape');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat({ max: good.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        async (flips) => {
+          const bytes = Buffer.from(good);
+          for (const [at, v] of flips) bytes[at] = v;
+          const a = hostile(bytes, r.manifest);
+          const dest = fresh();
+          try {
+            const res = await tv.restoreBackup(a, dest);
+            // Accepted only if every byte still matches the manifest and the chain.
+            expect(res.chain.valid).toBe(true);
+          } catch (err) {
+            expect(err).toBeInstanceOf(tv.TensorVaultError);
+            expect(readdirSync(dest).filter((x) => x !== 'event-log.lock')).toEqual([]);
+          }
+          expect(existsSync(outside)).toBe(false);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+});
+
+describe('CLI: tensorvault backup', () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  it('create / verify / restore with documented exit codes', async () => {
+    const d = await makeLog(6);
+    const out = fresh();
+    const c = run('backup', 'create', d, out);
+    expect(c.status).toBe(0);
+    expect(c.stdout).toMatch(/\[5\/5\]/);
+    const archive = join(out, readdirSync(out).find((f) => f.endsWith('.tar.gz')) as string);
+    const v = run('backup', 'verify', archive, '--read-data');
+    expect(v.status).toBe(0);
+    expect(v.stdout).toMatch(/backup OK/);
+    expect(run('backup', 'restore', archive, d).status).toBe(4);
+    const dest = fresh();
+    const rs = run('backup', 'restore', archive, dest, '--json');
+    expect(rs.status).toBe(0);
+    expect(JSON.parse(rs.stdout).totalEvents).toBe(6);
+    const bytes = readFileSync(archive);
+    bytes[bytes.length - 20] = (bytes[bytes.length - 20] as number) ^ 0xff;
+    writeFileSync(archive, bytes);
+    expect(run('backup', 'verify', archive).status).toBe(2);
+    expect(run('backup', 'restore', archive, fresh()).status).toBe(2);
+    expect(run('backup', 'frobnicate').status).toBe(3);
+    expect(run('backup', 'create', join(d, 'nope'), out).status).toBe(6);
+    const e = run('eventlog', 'verify', d, '--full');
+    expect(e.status).toBe(0);
+    expect(e.stdout).toMatch(/^valid/);
+  });
+});

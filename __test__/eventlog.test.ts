@@ -1,0 +1,652 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { refChain, refHash, refPayloadHash, refVerify, writeLiberviaLog } from './helpers/libervia-ref';
+import { tempDir } from './helpers/tmp';
+
+const root = tempDir('tv-eventlog-');
+let n = 0;
+const fresh = (): string => {
+  const d = join(root, `d${++n}`);
+  mkdirSync(d, { recursive: true });
+  return d;
+};
+const ka = JSON.parse(readFileSync(join(__dirname, 'fixtures/libervia/known-answers.json'), 'utf8'));
+const child = join(__dirname, 'helpers/eventlog-child.mjs');
+type Fmt = 'legacy' | 'v2';
+const segFile = (d: string, fmt: Fmt, s: number) =>
+  join(d, 'event-log', `segment-${String(s).padStart(6, '0')}.${fmt === 'v2' ? 'jsonl' : 'json'}`);
+
+/** Read a segment's entries (and the v2 header line). */
+function readSeg(d: string, fmt: Fmt, s: number): { header?: string; entries: Record<string, unknown>[] } {
+  const text = readFileSync(segFile(d, fmt, s), 'utf8');
+  if (fmt === 'legacy') return { entries: JSON.parse(text) };
+  const lines = text.split('\n').filter((l) => l !== '');
+  return { header: lines[0] as string, entries: lines.slice(1).map((l) => JSON.parse(l)) };
+}
+function writeSeg(d: string, fmt: Fmt, s: number, seg: { header?: string; entries: unknown[] }): void {
+  writeFileSync(
+    segFile(d, fmt, s),
+    fmt === 'legacy'
+      ? JSON.stringify(seg.entries, null, 2)
+      : `${[seg.header, ...seg.entries.map((e) => JSON.stringify(e))].join('\n')}\n`,
+  );
+}
+
+async function filled(fmt: Fmt, count: number, opts: tv.EventLogOptions = {}) {
+  const d = fresh();
+  const log = await tv.EventLog.open(d, { format: fmt, fsync: 'never', ...opts });
+  for (let i = 0; i < count; i++) {
+    await log.append(i % 2 ? 'Libervia' : 'Bazari', i % 3 ? 'DECISAO' : 'CRIADA', 'Situacao', `e${i % 4}`, {
+      index: i,
+      data: `Evento ${i}`,
+    });
+  }
+  return { d, log };
+}
+
+describe('known answers (contract section 1)', () => {
+  it('legacy payload hashes', () => {
+    for (const { payload, payload_hash } of ka.payload_hashes) {
+      expect(tv.legacyPayloadHash(payload)).toBe(payload_hash);
+    }
+  });
+  it('legacy nested-key quirk is reproduced exactly', () => {
+    const { payload, hashed_as } = ka.nested_key_quirk;
+    expect(tv.legacyPayloadHash(payload)).toBe(createHash('sha256').update(hashed_as).digest('hex'));
+  });
+  it('legacy first event hash', () => {
+    expect(tv.legacyEntryHash(ka.first_event)).toBe(ka.first_event.current_hash);
+  });
+  it('legacy logs written by the reference implementation verify, fast and full', async () => {
+    const d = fresh();
+    const entries = refChain(25);
+    writeLiberviaLog(d, entries, 10);
+    const log = await tv.EventLog.open(d, { readOnly: true });
+    expect(log.format).toBe('legacy');
+    const full = await log.verifyChainFull();
+    expect(full).toMatchObject({ valid: true, totalVerified: 25, totalEvents: 25 });
+    const fast = await log.verifyChain();
+    expect(fast).toMatchObject({ valid: true, usedSnapshot: true, mode: 'fast' });
+    expect(fast.totalVerified).toBeLessThan(25);
+    expect(await log.count()).toBe(25);
+    expect((await log.getLastEntry())?.id).toBe(entries[24]?.id);
+  });
+  it('legacy entries written by tensorvault verify with the reference implementation', async () => {
+    const { d, log } = await filled('legacy', 8, { segmentSize: 5 });
+    await log.close();
+    const all = [...readSeg(d, 'legacy', 1).entries, ...readSeg(d, 'legacy', 2).entries];
+    expect(refVerify(all as never)).toBe(-1);
+    expect(Object.keys(all[0] as object)).toEqual([
+      'id',
+      'timestamp',
+      'actor',
+      'evento',
+      'entidade',
+      'entidade_id',
+      'payload_hash',
+      'previous_hash',
+      'current_hash',
+    ]);
+    expect((all[0] as { payload_hash: string }).payload_hash).toBe(
+      refPayloadHash({ index: 0, data: 'Evento 0' }),
+    );
+    expect(readFileSync(segFile(d, 'legacy', 1), 'utf8')).toBe(
+      JSON.stringify(readSeg(d, 'legacy', 1).entries, null, 2),
+    );
+  });
+});
+
+describe.each(['legacy', 'v2'] as const)('chain (%s)', (fmt) => {
+  it('links consecutive events; the first has previous_hash null; order is chronological', async () => {
+    const { log } = await filled(fmt, 6);
+    const all = await log.getAll();
+    expect(all[0]?.previous_hash).toBeNull();
+    for (let i = 1; i < all.length; i++) {
+      expect(all[i]?.previous_hash).toBe(all[i - 1]?.current_hash);
+      expect((all[i]?.timestamp ?? '') >= (all[i - 1]?.timestamp ?? '')).toBe(true);
+    }
+    expect((await log.verifyChainFull()).valid).toBe(true);
+    if (fmt === 'v2') expect(all.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    await log.close();
+  });
+
+  it('empty and one-event logs are valid', async () => {
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { format: fmt });
+    expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 0 });
+    expect(await log.verifyChain()).toMatchObject({ valid: true });
+    await log.append('a', 'E', 'X', '1', {});
+    expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 1 });
+    expect(await log.count()).toBe(1);
+    await log.close();
+  });
+
+  it('detects a changed field, a broken link, a corrupted middle event and a non-null first previous_hash', async () => {
+    const cases: [string, (e: Record<string, unknown>[]) => void, number][] = [
+      ['changed field', (e) => (e[2] = { ...e[2], actor: 'Mallory' }), 2],
+      ['broken link', (e) => (e[3] = { ...e[3], previous_hash: 'a'.repeat(64) }), 3],
+      ['corrupted middle', (e) => (e[2] = { ...e[2], current_hash: 'b'.repeat(64) }), 2],
+      ['non-null first previous_hash', (e) => (e[0] = { ...e[0], previous_hash: 'c'.repeat(64) }), 0],
+    ];
+    for (const [name, mutate, at] of cases) {
+      const { d, log } = await filled(fmt, 5);
+      await log.close();
+      const seg = readSeg(d, fmt, 1);
+      mutate(seg.entries);
+      writeSeg(d, fmt, 1, seg);
+      const ro = await tv.EventLog.open(d, { readOnly: true });
+      const r = await ro.verifyChainFull();
+      expect(r.valid, name).toBe(false);
+      expect(r.firstInvalidIndex, name).toBe(at);
+      expect(r.firstInvalidId, name).toBe(seg.entries[at]?.id);
+      expect(r.reason, name).toBeTruthy();
+    }
+  });
+
+  it('reopening continues the chain; queries by id, evento, entidade; count; actor recorded', async () => {
+    const { d, log } = await filled(fmt, 5);
+    const last = await log.getLastEntry();
+    await log.close();
+    const again = await tv.EventLog.open(d);
+    const e = await again.append('Carol', 'FECHADA', 'Situacao', 'e9', { ok: true });
+    expect(e.previous_hash).toBe(last?.current_hash);
+    expect(e.actor).toBe('Carol');
+    expect(await again.count()).toBe(6);
+    expect((await again.getById(e.id))?.current_hash).toBe(e.current_hash);
+    expect(await again.getById('nope')).toBeUndefined();
+    expect((await again.getByEvento('CRIADA')).map((x) => x.evento)).toEqual(['CRIADA', 'CRIADA']);
+    expect((await again.getByEntidade('Situacao', 'e1')).length).toBe(1);
+    expect((await again.getByEntidade('Situacao')).length).toBe(6);
+    expect((await again.verifyChainFull()).valid).toBe(true);
+    // There is deliberately no update or delete.
+    expect('update' in again || 'delete' in again || 'remove' in again).toBe(false);
+    await again.close();
+  });
+
+  it('payload hashes differ for different payloads, match for equal ones, ignore top-level key order', () => {
+    const h = fmt === 'v2' ? tv.v2PayloadHash : tv.legacyPayloadHash;
+    expect(h({ a: 1, b: 2 })).toBe(h({ b: 2, a: 1 }));
+    expect(h({ a: 1 })).toBe(h({ a: 1 }));
+    expect(h({ a: 1 })).not.toBe(h({ a: 2 }));
+  });
+
+  it('rotates segments; the first event of a segment links to the last of the previous; getLastEntry after rotation', async () => {
+    const { d, log } = await filled(fmt, 11, { segmentSize: 3, snapshotEvery: 2 });
+    expect(log.segments).toEqual([1, 2, 3, 4]);
+    const s1 = readSeg(d, fmt, 1).entries;
+    const s2 = readSeg(d, fmt, 2).entries;
+    expect(s1.length).toBe(3);
+    expect(s2[0]?.previous_hash).toBe(s1[2]?.current_hash);
+    expect((await log.getLastEntry())?.id).toBe(readSeg(d, fmt, 4).entries[1]?.id);
+    expect(existsSync(join(d, 'event-log-snapshot.json'))).toBe(true);
+    const fast = await log.verifyChain();
+    expect(fast).toMatchObject({ valid: true, usedSnapshot: true });
+    expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 11 });
+    await log.close();
+    // persistence across restart
+    const again = await tv.EventLog.open(d, { segmentSize: 3 });
+    expect(await again.count()).toBe(11);
+    await again.append('x', 'E', 'X', '1');
+    await again.append('x', 'E', 'X', '1');
+    expect(again.segments).toEqual([1, 2, 3, 4, 5]);
+    expect((await again.verifyChainFull()).valid).toBe(true);
+    await again.close();
+  });
+
+  it('detects cross-segment corruption', async () => {
+    const { d, log } = await filled(fmt, 9, { segmentSize: 3 });
+    await log.close();
+    const seg = readSeg(d, fmt, 2);
+    seg.entries[0] = { ...seg.entries[0], evento: 'FORGED' };
+    writeSeg(d, fmt, 2, seg);
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    expect(await ro.verifyChainFull()).toMatchObject({ valid: false, firstInvalidIndex: 3 });
+  });
+
+  it('prune keeps N segments (12 events, 4 segments, retention 2), below the limit does nothing, verifies after', async () => {
+    const { d, log } = await filled(fmt, 12, { segmentSize: 3, snapshotEvery: 2 });
+    expect(await log.prune(5)).toEqual({ segmentsRemoved: 0, eventsRemoved: 0 });
+    expect(await log.prune(2)).toEqual({ segmentsRemoved: 2, eventsRemoved: 6 });
+    expect(log.segments).toEqual([3, 4]);
+    expect(await log.count()).toBe(6);
+    expect((await log.getAll()).length).toBe(6);
+    expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 6 });
+    expect((await log.verifyChain()).valid).toBe(true);
+    const snap = JSON.parse(readFileSync(join(d, 'event-log-snapshot.json'), 'utf8'));
+    expect(snap.total_events).toBe(6);
+    await log.append('a', 'E', 'X', '1');
+    await log.close();
+    const again = await tv.EventLog.open(d, { readOnly: true });
+    expect(await again.count()).toBe(7);
+    expect((await again.verifyChainFull()).valid).toBe(true);
+  });
+
+  it('fast verification from the snapshot detects later corruption and corruption of the first event; falls back without a snapshot', async () => {
+    const { d, log } = await filled(fmt, 7, { segmentSize: 100, snapshotEvery: 3 });
+    await log.close();
+    const orig = readSeg(d, fmt, 1);
+    const later = structuredClone(orig);
+    later.entries[6] = { ...later.entries[6], actor: 'Eve' };
+    writeSeg(d, fmt, 1, later);
+    expect((await (await tv.EventLog.open(d, { readOnly: true })).verifyChain()).valid).toBe(false);
+    const first = structuredClone(orig);
+    first.entries[0] = { ...first.entries[0], actor: 'Eve' };
+    writeSeg(d, fmt, 1, first);
+    expect(await (await tv.EventLog.open(d, { readOnly: true })).verifyChain()).toMatchObject({
+      valid: false,
+      firstInvalidIndex: 0,
+    });
+    writeSeg(d, fmt, 1, orig);
+    rmSync(join(d, 'event-log-snapshot.json'));
+    const r = await (await tv.EventLog.open(d, { readOnly: true })).verifyChain();
+    expect(r).toMatchObject({ valid: true, usedSnapshot: false, mode: 'full', totalVerified: 7 });
+  });
+
+  it('a corrupt snapshot does not stop the log from opening (ignored, reported, rewritten)', async () => {
+    const { d, log } = await filled(fmt, 4, { snapshotEvery: 2 });
+    await log.close();
+    writeFileSync(join(d, 'event-log-snapshot.json'), '{"version": 1, "last_seg');
+    const again = await tv.EventLog.open(d, { snapshotEvery: 2 });
+    expect(again.recovery.snapshotIgnored).toBe(true);
+    const r = await again.verifyChain();
+    expect(r.valid).toBe(true);
+    expect(r.warnings.join(' ')).toMatch(/snapshot/);
+    await again.append('a', 'E', 'X', '1');
+    await again.append('a', 'E', 'X', '1');
+    expect(JSON.parse(readFileSync(join(d, 'event-log-snapshot.json'), 'utf8')).total_events).toBe(6);
+    await again.close();
+  });
+});
+
+describe('legacy single-file migration', () => {
+  it('migrates event-log.json into segment 1, renames it, and is idempotent', async () => {
+    const d = fresh();
+    const entries = refChain(4);
+    writeFileSync(join(d, 'event-log.json'), JSON.stringify(entries, null, 2));
+    const log = await tv.EventLog.open(d);
+    expect(log.format).toBe('legacy');
+    expect(log.recovery.migratedLegacySingleFile).toBe(true);
+    expect(existsSync(join(d, 'event-log.json'))).toBe(false);
+    expect(existsSync(join(d, 'event-log.legacy.json'))).toBe(true);
+    expect(JSON.parse(readFileSync(segFile(d, 'legacy', 1), 'utf8'))).toEqual(entries);
+    expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 4 });
+    await log.close();
+    const again = await tv.EventLog.open(d);
+    expect(again.recovery.migratedLegacySingleFile).toBe(false);
+    expect(await again.count()).toBe(4);
+    await again.close();
+  });
+});
+
+describe('audit: export and replay', () => {
+  it('exports everything, by time, from the first event, mid-chain, empty, by segment; enforces the limit', async () => {
+    const { log } = await filled('v2', 9, { segmentSize: 3 });
+    const all = await log.getAll();
+    const everything = await log.exportRange();
+    expect(everything).toMatchObject({
+      count: 9,
+      truncated: false,
+      linked: true,
+      fromGenesis: true,
+      anchorHash: null,
+    });
+    const mid = all[4]?.timestamp as string;
+    const byTime = await log.exportRange({ fromTs: mid });
+    expect((byTime.entries[0]?.timestamp ?? '') >= mid).toBe(true);
+    expect(byTime.entries.every((e) => e.timestamp >= mid)).toBe(true);
+    expect(byTime.count).toBeGreaterThanOrEqual(5);
+    const seg2 = await log.exportRange({ fromSegment: 2, toSegment: 2 });
+    expect(seg2.entries.map((e) => e.id)).toEqual(all.slice(3, 6).map((e) => e.id));
+    expect(seg2).toMatchObject({ fromGenesis: false, linked: true, anchorHash: all[2]?.current_hash });
+    const empty = await log.exportRange({ fromTs: '2999-01-01T00:00:00.000Z' });
+    expect(empty).toMatchObject({ count: 0, truncated: false });
+    const limited = await log.exportRange({ limit: 4 });
+    expect(limited).toMatchObject({ count: 4, truncated: true });
+    await expect(log.exportRange({ limit: tv.EXPORT_LIMIT + 1 })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+    await expect(log.exportRange({ fromTs: 'yesterday' })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+    await log.close();
+  });
+
+  it('replay counts, filters, range, limit and reports inconsistencies', async () => {
+    const { d, log } = await filled('legacy', 10, { segmentSize: 100 });
+    await log.close();
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    const r = await ro.replay();
+    expect(r).toMatchObject({ totalEvents: 10, byActor: { Bazari: 5, Libervia: 5 }, truncated: false });
+    expect(r.byEvento).toEqual({ CRIADA: 4, DECISAO: 6 });
+    expect(r.uniqueEntities).toBe(4);
+    expect(r.inconsistencies).toEqual([]);
+    const all = await ro.getAll();
+    expect(r.range).toEqual({ first: all[0]?.timestamp, last: all[9]?.timestamp });
+    expect((await ro.replay({ evento: 'CRIADA', actor: 'Bazari' })).totalEvents).toBe(2);
+    expect((await ro.replay({ entidadeId: 'e0' })).totalEvents).toBe(3);
+    expect(await ro.replay({ limit: 3 })).toMatchObject({ totalEvents: 3, truncated: true });
+    await expect(ro.replay({ limit: tv.REPLAY_LIMIT + 1 })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+    const seg = readSeg(d, 'legacy', 1);
+    seg.entries[5] = { ...seg.entries[5], actor: 'Eve' };
+    writeSeg(d, 'legacy', 1, seg);
+    const bad = await (await tv.EventLog.open(d, { readOnly: true })).replay();
+    expect(bad.inconsistencies).toContainEqual({ index: 5, id: seg.entries[5]?.id, reason: 'hash mismatch' });
+  });
+});
+
+describe('weaknesses fixed (v2)', () => {
+  it('ambiguous preimage: legacy collides, v2 does not', () => {
+    const base = { previous_hash: null, timestamp: 't', evento: 'E', entidade: 'X', payload_hash: 'p' };
+    const a = { ...base, actor: 'a|b', entidade_id: 'c' };
+    const b = { ...base, actor: 'a', entidade_id: 'b|c' };
+    // Fields shifted across the separator: `a|b|E|X|c` vs `a|E|X|b|c` differ, so build a real collision.
+    const c1 = { ...base, actor: 'x|E', evento: 'X', entidade: 'y' };
+    const c2 = { ...base, actor: 'x', evento: 'E|X', entidade: 'y' };
+    expect(tv.legacyEntryHash({ ...c1, entidade_id: 'z' })).toBe(
+      tv.legacyEntryHash({ ...c2, entidade_id: 'z' }),
+    );
+    expect(refHash({ ...c1, entidade_id: 'z' })).toBe(refHash({ ...c2, entidade_id: 'z' }));
+    const v2 = (o: typeof a) => tv.v2EntryHash({ v: 2, seq: 1, id: 'i', ...o, payload_hash: 'p' });
+    expect(v2({ ...c1, entidade_id: 'z' } as never)).not.toBe(v2({ ...c2, entidade_id: 'z' } as never));
+    expect(v2(a)).not.toBe(v2(b));
+  });
+
+  it('id and seq are hashed in v2 (not in legacy)', () => {
+    const e = {
+      timestamp: 't',
+      actor: 'a',
+      evento: 'E',
+      entidade: 'X',
+      entidade_id: '1',
+      payload_hash: 'p',
+      previous_hash: null,
+    };
+    expect(tv.v2EntryHash({ v: 2, seq: 1, id: 'A', ...e })).not.toBe(
+      tv.v2EntryHash({ v: 2, seq: 1, id: 'B', ...e }),
+    );
+    expect(tv.v2EntryHash({ v: 2, seq: 1, id: 'A', ...e })).not.toBe(
+      tv.v2EntryHash({ v: 2, seq: 2, id: 'A', ...e }),
+    );
+  });
+
+  it('nested payload change: legacy misses it, v2 catches it', () => {
+    const p1 = { index: 1, nested: { a: 1 } };
+    const p2 = { index: 1, nested: { a: 2 } };
+    expect(tv.legacyPayloadHash(p1)).toBe(tv.legacyPayloadHash(p2));
+    expect(tv.v2PayloadHash(p1)).not.toBe(tv.v2PayloadHash(p2));
+    expect(tv.v2PayloadHash({ a: { y: 1, x: [1, { q: 2, p: 3 }] } })).toBe(
+      tv.v2PayloadHash({ a: { x: [1, { p: 3, q: 2 }], y: 1 } }),
+    );
+    expect(tv.canonicalJson({ b: [1, 'é', null, true], a: 1e21, c: { z: -0 } })).toBe(
+      '{"a":1e+21,"b":[1,"é",null,true],"c":{"z":0}}',
+    );
+    expect(() => tv.v2PayloadHash({ x: Number.NaN })).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+    expect(() => tv.v2PayloadHash({ x: 1n } as never)).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+    const cyc: Record<string, unknown> = {};
+    cyc.self = cyc;
+    expect(() => tv.v2PayloadHash(cyc)).toThrow(expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }));
+  });
+
+  it('tail cut: removing the last events is detected (head record), and a writer refuses to extend it', async () => {
+    const { d, log } = await filled('v2', 6, { segmentSize: 100, snapshotEvery: 100 });
+    await log.close();
+    const seg = readSeg(d, 'v2', 1);
+    writeSeg(d, 'v2', 1, { header: seg.header as string, entries: seg.entries.slice(0, 4) });
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    for (const r of [await ro.verifyChainFull(), await ro.verifyChain()]) {
+      expect(r.valid).toBe(false);
+      expect(r.reason).toMatch(/tail cut/);
+    }
+    const w = await tv.EventLog.open(d);
+    await expect(w.append('a', 'E', 'X', '1')).rejects.toMatchObject({ code: 'TV_CHAIN_INVALID' });
+    await w.close();
+  });
+
+  it('tail cut of a whole segment and deletion of the head record are detected', async () => {
+    const { d, log } = await filled('v2', 7, { segmentSize: 3, snapshotEvery: 100 });
+    await log.close();
+    unlinkSync(segFile(d, 'v2', 3));
+    expect((await (await tv.EventLog.open(d, { readOnly: true })).verifyChain()).reason).toMatch(/tail cut/);
+    unlinkSync(join(d, 'event-log', 'HEAD'));
+    expect((await (await tv.EventLog.open(d, { readOnly: true })).verifyChainFull()).reason).toMatch(
+      /head record is missing/,
+    );
+  });
+
+  it('middle segment deletion is detected by fast and full verification', async () => {
+    const { d, log } = await filled('v2', 12, { segmentSize: 3, snapshotEvery: 2 });
+    await log.close();
+    unlinkSync(segFile(d, 'v2', 2));
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    for (const r of [await ro.verifyChain(), await ro.verifyChainFull()]) {
+      expect(r.valid).toBe(false);
+      expect(r.reason).toMatch(/segment 2 is missing/);
+    }
+    // ...and so is deleting the first segment without a prune.
+    const b = await filled('v2', 6, { segmentSize: 3 });
+    await b.log.close();
+    unlinkSync(segFile(b.d, 'v2', 1));
+    expect((await (await tv.EventLog.open(b.d, { readOnly: true })).verifyChainFull()).reason).toMatch(
+      /segment 1 is missing/,
+    );
+  });
+
+  it('rewritten history before the snapshot (consistently re-hashed) is detected', async () => {
+    const { d, log } = await filled('v2', 9, { segmentSize: 3, snapshotEvery: 3 });
+    await log.close();
+    // Rewrite event 2 and re-hash everything after it so the chain is self-consistent.
+    let prev: string | null = null;
+    for (const s of [1, 2, 3]) {
+      const seg = readSeg(d, 'v2', s);
+      const header = JSON.parse(seg.header as string);
+      header.prev_hash = prev;
+      seg.header = JSON.stringify(header);
+      seg.entries = seg.entries.map((e) => {
+        const x = { ...e, previous_hash: prev } as Record<string, unknown>;
+        if (x.seq === 2) x.actor = 'Rewriter';
+        delete x.current_hash;
+        const out = { ...x, current_hash: tv.v2EntryHash(x as never) };
+        prev = out.current_hash;
+        return out;
+      });
+      writeSeg(d, 'v2', s, seg);
+    }
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    const fast = await ro.verifyChain();
+    expect(fast.valid).toBe(false);
+    expect(fast.reason).toMatch(/rewritten|sealed digest/);
+    const full = await ro.verifyChainFull();
+    expect(full.valid).toBe(false);
+    expect(full.reason).toMatch(/snapshot|head/);
+  });
+
+  it('prune then full verify passes (anchor), and the snapshot total is adjusted', async () => {
+    const { d, log } = await filled('v2', 20, { segmentSize: 4, snapshotEvery: 3 });
+    await log.prune(2);
+    expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 8 });
+    const meta = JSON.parse(readFileSync(join(d, 'event-log', 'log.json'), 'utf8'));
+    expect(meta.anchor).toMatchObject({ segment: 4, seq: 13, pruned_events: 12 });
+    expect(JSON.parse(readFileSync(join(d, 'event-log-snapshot.json'), 'utf8')).total_events).toBe(8);
+    await log.close();
+  });
+
+  it('a legacy log pruned by Libervia (no anchor) fails full verification; pruned by tensorvault it passes', async () => {
+    const d = fresh();
+    writeLiberviaLog(d, refChain(9), 3);
+    unlinkSync(segFile(d, 'legacy', 1));
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    expect((await ro.verifyChainFull()).valid).toBe(false);
+    const d2 = fresh();
+    writeLiberviaLog(d2, refChain(9), 3);
+    const log = await tv.EventLog.open(d2, { segmentSize: 3 });
+    expect(await log.prune(2)).toEqual({ segmentsRemoved: 1, eventsRemoved: 3 });
+    expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 6 });
+    await log.close();
+  });
+
+  it('append cost does not depend on segment size: v2 appends one line, never rewrites the segment', async () => {
+    const { d, log } = await filled('v2', 50, { segmentSize: 1000 });
+    const file = segFile(d, 'v2', 1);
+    const before = readFileSync(file);
+    await log.append('a', 'E', 'X', '1', { k: 1 });
+    const after = readFileSync(file);
+    expect(after.subarray(0, before.length).equals(before)).toBe(true);
+    expect(after.subarray(before.length).toString().split('\n').length).toBe(2);
+    await log.close();
+  });
+
+  it('single writer lock: a second writer gets TV_LOCKED; readers are fine; a stale lock is broken', async () => {
+    const d = fresh();
+    const log = await tv.EventLog.open(d);
+    await expect(tv.EventLog.open(d)).rejects.toMatchObject({ code: 'TV_LOCKED' });
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    expect((await ro.verifyChain()).valid).toBe(true);
+    await log.close();
+    // A lock left by a dead process on this host.
+    const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']).pid as number;
+    writeFileSync(
+      join(d, 'event-log.lock'),
+      JSON.stringify({ pid: dead, hostname: hostname(), created_at: '', token: 'x' }),
+    );
+    const again = await tv.EventLog.open(d);
+    await again.append('a', 'E', 'X', '1');
+    await again.close();
+    expect(existsSync(join(d, 'event-log.lock'))).toBe(false);
+  });
+
+  it('concurrent appends from two processes lose nothing', async () => {
+    const d = fresh();
+    const runChild = () =>
+      new Promise<number>((resolve) => {
+        const c = spawn(process.execPath, [child, d, '40', 'append'], { stdio: 'inherit' });
+        c.on('exit', (code) => resolve(code ?? -1));
+      });
+    const codes = await Promise.all([runChild(), runChild()]);
+    expect(codes).toEqual([0, 0]);
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    expect(await ro.count()).toBe(80);
+    expect(await ro.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 80 });
+    const actors = new Set((await ro.getAll()).map((e) => e.actor));
+    expect(actors.size).toBe(2);
+  });
+
+  it('SIGKILL during append, then reopen: committed events survive, the tail is recovered, the chain verifies', async () => {
+    const d = fresh();
+    const c: ChildProcess = spawn(process.execPath, [child, d, '0', 'forever'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let committed = 0;
+    await new Promise<void>((resolve) => {
+      c.stdout?.on('data', (b: Buffer) => {
+        const lines = b.toString().trim().split('\n');
+        committed = Math.max(committed, Number(lines[lines.length - 1]));
+        if (committed >= 60) {
+          c.kill('SIGKILL');
+          resolve();
+        }
+      });
+    });
+    await new Promise((r) => c.on('exit', r));
+    // Simulate the torn write the kill could have left.
+    const segs = readdirSync(join(d, 'event-log'))
+      .filter((f) => f.endsWith('.jsonl'))
+      .sort();
+    appendFileSync(join(d, 'event-log', segs[segs.length - 1] as string), '{"v":2,"seq":99999,"id":"tor');
+    const log = await tv.EventLog.open(d, { segmentSize: 7, snapshotEvery: 5 });
+    expect(log.recovery.truncatedBytes).toBeGreaterThan(0);
+    expect(await log.count()).toBeGreaterThanOrEqual(committed);
+    expect((await log.verifyChainFull()).valid).toBe(true);
+    expect((await log.verifyChain()).valid).toBe(true);
+    const e = await log.append('after', 'E', 'X', '1');
+    expect(e.seq).toBe(await log.count());
+    await log.close();
+  });
+
+  it('leftover temp files are removed on open', async () => {
+    const { d, log } = await filled('v2', 2);
+    await log.close();
+    writeFileSync(join(d, '.event-log-snapshot.json.0123456789ab.tmp'), 'half');
+    const again = await tv.EventLog.open(d);
+    expect(again.recovery.removedTempFiles).toBe(1);
+    expect(existsSync(join(d, '.event-log-snapshot.json.0123456789ab.tmp'))).toBe(false);
+    await again.close();
+  });
+
+  it('HMAC key authenticates metadata, snapshot and head', async () => {
+    const key = Buffer.alloc(32, 7);
+    const { d, log } = await filled('v2', 5, { hmacKey: key, snapshotEvery: 2 });
+    expect((await log.verifyChainFull()).valid).toBe(true);
+    await log.close();
+    await expect(tv.EventLog.open(d, { readOnly: true })).rejects.toMatchObject({ code: 'TV_CORRUPT' });
+    // A snapshot forged without the key is ignored, not trusted.
+    const snapPath = join(d, 'event-log-snapshot.json');
+    const snap = JSON.parse(readFileSync(snapPath, 'utf8'));
+    snap.last_current_hash = 'f'.repeat(64);
+    writeFileSync(snapPath, JSON.stringify(snap));
+    const r = await (await tv.EventLog.open(d, { readOnly: true, hmacKey: key })).verifyChain();
+    expect(r.usedSnapshot).toBe(false);
+    expect(r.warnings.join(' ')).toMatch(/hmac-sha256 check does not match/);
+  });
+
+  it('rejects bad arguments with typed errors', async () => {
+    const { log } = await filled('v2', 0);
+    await expect(log.append('', 'E', 'X', '1')).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+    await expect(log.append('a', 'E', 'X', '1', [] as never)).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+    await expect(tv.EventLog.open(fresh(), { segmentSize: 0 })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+    await log.close();
+    await expect(log.append('a', 'E', 'X', '1')).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+    expect(statSync(root).isDirectory()).toBe(true);
+  });
+});
+
+describe('v2 preimage fast path', () => {
+  it('is byte-identical to the generic canonical JSON for arbitrary strings (property)', async () => {
+    const fc = (await import('fast-check')).default;
+    const h = await import('../dist/eventlog/hashing.js');
+    fc.assert(
+      fc.property(
+        fc.record({
+          seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+          id: fc.string(),
+          timestamp: fc.string(),
+          actor: fc.string({ unit: 'grapheme' }),
+          evento: fc.string({ unit: 'binary' }),
+          entidade: fc.string(),
+          entidade_id: fc.string(),
+          payload_hash: fc.string(),
+          previous_hash: fc.option(fc.string(), { nil: null }),
+        }),
+        (r) => {
+          const e = { v: 2 as const, ...r };
+          expect(h.v2Preimage(e)).toBe(h.v2PreimageGeneric(e));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});

@@ -1,0 +1,318 @@
+/**
+ * Reading backup archives safely: optional AES-256-GCM decryption, gunzip under a byte budget, the
+ * strict tar reader, a whitelist of names, and per-file SHA-256. Used by verify (nothing written, or
+ * a private temp folder for `--read-data`) and restore (a private staging folder).
+ */
+import { createDecipheriv } from 'node:crypto';
+import { constants, createReadStream, promises as fsp } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { createGunzip } from 'node:zlib';
+import { ErrorCode, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { ioError } from '../eventlog/fsutil';
+import { LAYOUT } from '../eventlog/log';
+import { Sha256 } from '../hash';
+import type { Progress } from '../job';
+import { ENCRYPTED_MAGIC } from './create';
+import type { BackupManifest } from './manifest';
+import { type TarEntry, TarReader } from './tar';
+
+/** Status of one archived file after a walk. */
+export interface EntryCheck {
+  path: string;
+  status: 'ok' | 'missing' | 'extra' | 'size-mismatch' | 'sha256-mismatch' | 'unchecked';
+  expectedSize?: number;
+  actualSize?: number;
+  expectedSha256?: string;
+  actualSha256?: string;
+}
+
+/** Options of {@link walkArchive}. */
+export interface WalkOptions {
+  /** The trusted manifest (sidecar). Without it, names must fit the event-log layout. */
+  manifest?: BackupManifest;
+  /** Write listed files into this (fresh, private) folder. */
+  extractTo?: string;
+  /** Throw at a file the manifest does not list (restore) instead of reporting it (verify). */
+  rejectExtra?: boolean;
+  /** Compute each file's SHA-256 (always on when extracting). */
+  hash: boolean;
+  /** Key of an encrypted archive. */
+  encryptionKey?: Uint8Array;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  /** Budget of decompressed bytes when there is no manifest (default 64 GiB). */
+  maxBytes?: number;
+}
+
+/** Result of {@link walkArchive}. */
+export interface WalkResult {
+  entries: EntryCheck[];
+  /** `manifest.json` found inside the archive (bytes), if any. */
+  innerManifest?: Buffer;
+  /** Files seen, with their size and SHA-256 (when hashed). */
+  seen: Map<string, { size: number; sha256?: string }>;
+}
+
+const LAYOUT_NAME =
+  /^(event-log\/segment-\d{6}\.jsonl?|event-log\/log\.json|event-log-snapshot\.json|event-log-anchor\.json|manifest\.json)$/;
+const MAX_INNER_MANIFEST = 16 * 1024 * 1024;
+const ceil512 = (n: number): number => Math.ceil(n / 512) * 512;
+
+/** True when the file starts with the encrypted-archive magic. */
+export async function isEncrypted(path: string): Promise<boolean> {
+  const fh = await fsp.open(path, 'r').catch((err: unknown) => {
+    throw ioError(err, path, 'cannot open archive');
+  });
+  try {
+    const b = Buffer.alloc(ENCRYPTED_MAGIC.length);
+    const { bytesRead } = await fh.read(b, 0, b.length, 0);
+    return bytesRead === b.length && b.equals(ENCRYPTED_MAGIC);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function* decryptedChunks(path: string, key: Uint8Array | undefined): AsyncGenerator<Buffer> {
+  const st = await fsp.stat(path);
+  if (!(await isEncrypted(path))) {
+    for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) yield c as Buffer;
+    return;
+  }
+  if (key === undefined) {
+    throw new TensorVaultError(
+      ErrorCode.INVALID_ARGUMENT,
+      'the archive is encrypted: an encryption key is needed',
+      {
+        path,
+      },
+    );
+  }
+  const head = ENCRYPTED_MAGIC.length + 12;
+  if (st.size < head + 16)
+    throw new TensorVaultError(ErrorCode.CORRUPT, 'encrypted archive is truncated', { path });
+  const fh = await fsp.open(path, 'r');
+  const iv = Buffer.alloc(12);
+  const tag = Buffer.alloc(16);
+  try {
+    await fh.read(iv, 0, 12, ENCRYPTED_MAGIC.length);
+    await fh.read(tag, 0, 16, st.size - 16);
+  } finally {
+    await fh.close();
+  }
+  const d = createDecipheriv('aes-256-gcm', key, iv);
+  d.setAAD(ENCRYPTED_MAGIC);
+  d.setAuthTag(tag);
+  for await (const c of createReadStream(path, { start: head, end: st.size - 17, highWaterMark: 1 << 20 })) {
+    yield d.update(c as Buffer);
+  }
+  try {
+    yield d.final();
+  } catch {
+    throw new TensorVaultError(
+      ErrorCode.CHECKSUM_MISMATCH,
+      'encrypted archive failed authentication (wrong key or altered)',
+      { path },
+    );
+  }
+}
+
+async function* gunzipped(source: AsyncGenerator<Buffer>, path: string): AsyncGenerator<Buffer> {
+  const gz = createGunzip({ chunkSize: 1 << 16 });
+  const feed = (async () => {
+    try {
+      for await (const c of source) {
+        if (gz.destroyed) break;
+        if (!gz.write(c)) {
+          await new Promise((r) => {
+            gz.once('drain', r);
+            gz.once('close', r);
+          });
+        }
+      }
+      if (!gz.destroyed) gz.end();
+    } catch (err) {
+      gz.destroy(err as Error);
+    }
+  })();
+  try {
+    for await (const c of gz) yield c as Buffer;
+  } catch (err) {
+    if (err instanceof TensorVaultError) throw err;
+    throw new TensorVaultError(ErrorCode.CORRUPT, `archive is not valid gzip: ${(err as Error).message}`, {
+      path,
+    });
+  } finally {
+    gz.destroy();
+    await feed;
+  }
+}
+
+/**
+ * Stream the archive once, checking everything against the manifest (or the layout whitelist). Throws
+ * `TV_UNSAFE_ARCHIVE` or `TV_BUDGET_EXCEEDED` at the first hostile entry; reports missing, extra and
+ * mismatching files in `entries`.
+ */
+export async function walkArchive(archivePath: string, o: WalkOptions): Promise<WalkResult> {
+  const listed = new Map((o.manifest?.files ?? []).map((f) => [f.path, f]));
+  const dirs = new Set<string>();
+  for (const p of listed.keys()) {
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+  }
+  dirs.add(LAYOUT.dir);
+  const budget =
+    o.manifest !== undefined
+      ? [...listed.values()].reduce((a, f) => a + ceil512(f.size) + 3 * 512, 0) +
+        dirs.size * 1536 +
+        ceil512(MAX_INNER_MANIFEST) +
+        64 * 1024
+      : (o.maxBytes ?? 64 * 1024 ** 3);
+  const maxEntry =
+    o.manifest !== undefined
+      ? Math.max(MAX_INNER_MANIFEST, ...[...listed.values()].map((f) => f.size))
+      : budget;
+  const seen = new Map<string, { size: number; sha256?: string }>();
+  const entries: EntryCheck[] = [];
+  let inner: Buffer[] | undefined;
+  let innerLen = 0;
+  let cur: { e: TarEntry; hash?: Sha256; fh?: fsp.FileHandle; skip: boolean } | undefined;
+  const hashing = o.hash || o.extractTo !== undefined;
+  const reader = new TarReader(
+    {
+      onEntry: async (e) => {
+        if (seen.has(e.name)) {
+          throw new TensorVaultError(ErrorCode.UNSAFE_ARCHIVE, `archive lists ${e.name} twice`, {
+            name: e.name,
+          });
+        }
+        if (e.type === 'dir') {
+          if (!dirs.has(e.name)) {
+            throw new TensorVaultError(
+              ErrorCode.UNSAFE_ARCHIVE,
+              `archive holds an unexpected folder: ${e.name}`,
+              {
+                name: e.name,
+              },
+            );
+          }
+          seen.set(e.name, { size: 0 });
+          if (o.extractTo !== undefined) {
+            await fsp.mkdir(join(o.extractTo, ...e.name.split('/')), { recursive: true, mode: 0o700 });
+          }
+          cur = { e, skip: true };
+          return;
+        }
+        if (e.name === 'manifest.json') {
+          if (e.size > MAX_INNER_MANIFEST) {
+            throw new TensorVaultError(
+              ErrorCode.BUDGET_EXCEEDED,
+              'manifest.json inside the archive is too large',
+            );
+          }
+          inner = [];
+          cur = { e, skip: true };
+          return;
+        }
+        const want = listed.get(e.name);
+        if (o.manifest !== undefined ? want === undefined : !LAYOUT_NAME.test(e.name)) {
+          // A file nobody vouches for: never written; reported (verify) or fatal (restore).
+          if (o.rejectExtra) {
+            throw new TensorVaultError(
+              ErrorCode.UNSAFE_ARCHIVE,
+              `archive holds a file the manifest does not list: ${e.name}`,
+              { name: e.name },
+            );
+          }
+          entries.push({ path: e.name, status: 'extra', actualSize: e.size });
+          seen.set(e.name, { size: e.size });
+          cur = { e, skip: true };
+          return;
+        }
+        const c: NonNullable<typeof cur> = { e, skip: false };
+        if (hashing) c.hash = new Sha256();
+        if (o.extractTo !== undefined) {
+          const target = join(o.extractTo, ...e.name.split('/'));
+          await fsp.mkdir(dirname(target), { recursive: true, mode: 0o700 });
+          c.fh = await fsp
+            .open(
+              target,
+              constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+              0o600,
+            )
+            .catch((err: unknown) => {
+              throw ioError(err, target, 'cannot create');
+            });
+        }
+        cur = c;
+      },
+      onData: async (chunk) => {
+        const c = cur as NonNullable<typeof cur>;
+        if (inner !== undefined && c.e.name === 'manifest.json') {
+          inner.push(Buffer.from(chunk));
+          innerLen += chunk.length;
+          return;
+        }
+        if (c.skip) return;
+        c.hash?.update(chunk);
+        if (c.fh !== undefined) await c.fh.write(chunk);
+      },
+      onEntryEnd: async () => {
+        const c = cur as NonNullable<typeof cur>;
+        cur = undefined;
+        if (c.e.name === 'manifest.json' && inner !== undefined) return;
+        if (c.skip) return;
+        if (c.fh !== undefined) {
+          await c.fh.sync();
+          await c.fh.close();
+        }
+        const sha = c.hash?.digest('hex');
+        seen.set(c.e.name, { size: c.e.size, ...(sha !== undefined ? { sha256: sha } : {}) });
+        const want = listed.get(c.e.name);
+        if (want === undefined) return;
+        const rec: EntryCheck = {
+          path: c.e.name,
+          status: 'ok',
+          expectedSize: want.size,
+          actualSize: c.e.size,
+          expectedSha256: want.sha256,
+        };
+        if (sha !== undefined) rec.actualSha256 = sha;
+        if (want.size !== c.e.size) rec.status = 'size-mismatch';
+        else if (sha === undefined) rec.status = 'unchecked';
+        else if (sha !== want.sha256) rec.status = 'sha256-mismatch';
+        entries.push(rec);
+      },
+    },
+    {
+      maxEntries: o.manifest !== undefined ? listed.size + dirs.size + 1 : 1_000_000,
+      maxEntryBytes: maxEntry,
+      maxDepth: 4,
+    },
+  );
+  let total = 0;
+  try {
+    for await (const chunk of gunzipped(decryptedChunks(archivePath, o.encryptionKey), archivePath)) {
+      if (o.signal?.aborted) throw new TensorVaultAbortError('aborted', o.signal.reason);
+      total += chunk.length;
+      if (total > budget) {
+        throw new TensorVaultError(
+          ErrorCode.BUDGET_EXCEEDED,
+          `archive expands beyond its budget of ${budget} bytes (decompression bomb?)`,
+          { path: archivePath, limit: budget },
+        );
+      }
+      await reader.push(chunk);
+      o.onProgress?.({ bytesDone: total, bytesTotal: o.manifest !== undefined ? budget : 0 });
+    }
+    reader.end();
+  } finally {
+    await (cur as { fh?: fsp.FileHandle } | undefined)?.fh?.close().catch(() => {});
+  }
+  for (const [p, f] of listed) {
+    if (!seen.has(p))
+      entries.push({ path: p, status: 'missing', expectedSize: f.size, expectedSha256: f.sha256 });
+  }
+  const out: WalkResult = { entries, seen };
+  if (inner !== undefined) out.innerManifest = Buffer.concat(inner, innerLen);
+  return out;
+}

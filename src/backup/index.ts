@@ -1,0 +1,23 @@
+/** Cold backups of the event log: create, verify, restore (docs/formats/backup-manifest.md). */
+export { type BackupCreateOptions, type BackupCreateResult, createBackup } from './create';
+export type { EntryCheck } from './extract';
+export {
+  type BackupManifest,
+  type EventLogSummary,
+  type ManifestExtension,
+  type ManifestFile,
+  type ManifestKey,
+  type ManifestSignature,
+  signManifest,
+  verifyManifestSignature,
+} from './manifest';
+export {
+  type BackupReadOptions,
+  type BackupVerifyOptions,
+  type BackupVerifyResult,
+  type RestoreOptions,
+  type RestoreResult,
+  restoreBackup,
+  sidecarPath,
+  verifyBackup,
+} from './restore';

@@ -1,0 +1,186 @@
+/**
+ * Backup manifests (docs/formats/backup-manifest.md): Libervia's v1 fields, tensorvault's additions
+ * under `tensorvault`, `archive` (sidecar only) and an optional `signature` (Ed25519 or HMAC-SHA256
+ * over the RFC 8785 canonical JSON of every other field).
+ */
+import { createPrivateKey, createPublicKey, KeyObject, sign, timingSafeEqual, verify } from 'node:crypto';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { canonicalJson } from '../eventlog/canonical';
+import { hmacSha256 } from '../hash';
+
+/** One archived file. */
+export interface ManifestFile {
+  /** Relative POSIX path inside the archive (and under the data folder). */
+  path: string;
+  /** Size in bytes. */
+  size: number;
+  /** SHA-256 (hex) of exactly the bytes in the archive. */
+  sha256: string;
+}
+
+/** Summary of the archived event log. */
+export interface EventLogSummary {
+  total_events: number;
+  total_segments: number;
+  first_event_id: string | null;
+  last_event_id: string | null;
+  last_current_hash: string | null;
+  snapshot_exists: boolean;
+}
+
+/** tensorvault's additions (absent from Libervia manifests). */
+export interface ManifestExtension {
+  /** Manifest revision of these additions (2). */
+  manifest_version: 2;
+  /** File name of the archive. */
+  archive_name: string;
+  /** Format of the archived log. */
+  log_format: 'legacy' | 'v2';
+  /** seq of the first and last archived events (v2), or null. */
+  first_seq: number | null;
+  last_seq: number | null;
+  /** Why the chain did not verify at backup time, when it did not. */
+  chain_problem: string | null;
+  /** `gzip` (possibly several members). */
+  compression: 'gzip';
+  /** Present when the archive file is encrypted. */
+  encryption: { algorithm: 'aes-256-gcm'; key_id: string | null } | null;
+}
+
+/** The manifest (a superset of Libervia's v1 manifest). */
+export interface BackupManifest {
+  version: 1;
+  created_at: string;
+  source_dir: string;
+  files: ManifestFile[];
+  eventlog_summary: EventLogSummary;
+  chain_valid_at_backup: boolean;
+  tensorvault?: ManifestExtension;
+  /** The archive file's own size and SHA-256 (sidecar manifest only). */
+  archive?: { name: string; size: number; sha256: string };
+  signature?: ManifestSignature;
+}
+
+/** A manifest signature. */
+export interface ManifestSignature {
+  algorithm: 'ed25519' | 'hmac-sha256';
+  key_id: string | null;
+  /** base64 signature or MAC. */
+  value: string;
+}
+
+/** Key material for signing or verifying a manifest. */
+export type ManifestKey =
+  | { type: 'ed25519'; key: KeyObject | string | Buffer; keyId?: string }
+  | { type: 'hmac-sha256'; key: Uint8Array; keyId?: string };
+
+/** The bytes a signature covers: canonical JSON of the manifest without `signature`. */
+export function signedBytes(m: BackupManifest): Buffer {
+  const { signature: _s, ...rest } = m;
+  return Buffer.from(canonicalJson(rest), 'utf8');
+}
+
+/** Return a copy of `m` signed with `key`. */
+export function signManifest(m: BackupManifest, key: ManifestKey): BackupManifest {
+  const { signature: _s, ...rest } = m;
+  const data = signedBytes(rest as BackupManifest);
+  if (key.type === 'hmac-sha256') {
+    return {
+      ...rest,
+      signature: {
+        algorithm: 'hmac-sha256',
+        key_id: key.keyId ?? null,
+        value: hmacSha256(key.key, data).toString('base64'),
+      },
+    } as BackupManifest;
+  }
+  const priv = key.key instanceof KeyObject ? key.key : createPrivateKey(key.key);
+  if (priv.asymmetricKeyType !== 'ed25519')
+    throw invalidArgument('key', 'the signing key is not an Ed25519 key');
+  return {
+    ...rest,
+    signature: {
+      algorithm: 'ed25519',
+      key_id: key.keyId ?? null,
+      value: sign(null, data, priv).toString('base64'),
+    },
+  } as BackupManifest;
+}
+
+/**
+ * Check `m`'s signature with `key`. Throws `TV_SIGNATURE_INVALID` when the manifest is unsigned,
+ * signed with another algorithm, or the signature does not verify.
+ */
+export function verifyManifestSignature(m: BackupManifest, key: ManifestKey): void {
+  const sig = m.signature;
+  if (sig === undefined)
+    throw new TensorVaultError(ErrorCode.SIGNATURE_INVALID, 'the manifest is not signed');
+  if (sig.algorithm !== key.type) {
+    throw new TensorVaultError(
+      ErrorCode.SIGNATURE_INVALID,
+      `the manifest is signed with ${String(sig.algorithm)}, not ${key.type}`,
+      { expected: key.type, actual: String(sig.algorithm) },
+    );
+  }
+  const value = typeof sig.value === 'string' ? Buffer.from(sig.value, 'base64') : Buffer.alloc(0);
+  const data = signedBytes(m);
+  let ok: boolean;
+  if (key.type === 'hmac-sha256') {
+    const want = hmacSha256(key.key, data);
+    ok = value.length === want.length && timingSafeEqual(value, want);
+  } else {
+    const k = key.key;
+    const pub = k instanceof KeyObject ? (k.type === 'private' ? createPublicKey(k) : k) : createPublicKey(k);
+    ok = value.length === 64 && verify(null, data, pub, value);
+  }
+  if (!ok) throw new TensorVaultError(ErrorCode.SIGNATURE_INVALID, 'the manifest signature does not verify');
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** Parse and shape-check a manifest (untrusted JSON). Throws `TV_CORRUPT` with the reason. */
+export function parseManifest(text: string, path: string): BackupManifest {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new TensorVaultError(ErrorCode.CORRUPT, `manifest is not valid JSON: ${path}`, { path });
+  }
+  const bad = (why: string): TensorVaultError =>
+    new TensorVaultError(ErrorCode.CORRUPT, `manifest ${path}: ${why}`, { path, reason: why });
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('not an object');
+  const m = v as Record<string, unknown>;
+  if (m.version !== 1) throw bad(`unsupported version ${String(m.version)}`);
+  if (!Array.isArray(m.files)) throw bad('files is not an array');
+  const seen = new Set<string>();
+  for (const f of m.files as unknown[]) {
+    const r = f as Record<string, unknown>;
+    if (
+      typeof r !== 'object' ||
+      r === null ||
+      typeof r.path !== 'string' ||
+      !Number.isSafeInteger(r.size) ||
+      (r.size as number) < 0 ||
+      typeof r.sha256 !== 'string' ||
+      !HEX64.test(r.sha256)
+    ) {
+      throw bad('a files[] record is malformed');
+    }
+    if (seen.has(r.path)) throw bad(`file listed twice: ${r.path}`);
+    seen.add(r.path);
+  }
+  const a = m.archive as Record<string, unknown> | undefined;
+  if (
+    a !== undefined &&
+    (typeof a !== 'object' ||
+      a === null ||
+      typeof a.sha256 !== 'string' ||
+      !HEX64.test(a.sha256) ||
+      !Number.isSafeInteger(a.size))
+  ) {
+    throw bad('archive record is malformed');
+  }
+  if (typeof m.eventlog_summary !== 'object' || m.eventlog_summary === null)
+    throw bad('eventlog_summary is missing');
+  return v as BackupManifest;
+}

@@ -1,0 +1,54 @@
+/**
+ * `tensorvault eventlog verify|info <dataDir>`: check an event log (legacy Libervia or v2) read-only.
+ */
+import { EventLog } from '../eventlog/log';
+import { ExitCode, parseArgs, UsageError } from './common';
+
+export const usage = `tensorvault eventlog <verify|info> <dataDir> [options]
+
+  verify <dataDir>   verify the hash chain (fast: snapshot, sealed segments, tail and head)
+      --full         verify every event from the first kept one
+  info <dataDir>     format, segments, events, last event
+  --json             machine-readable output
+
+Exit codes: 0 valid, 2 the chain does not verify, 3 bad command line, 6 I/O error.
+`;
+
+/** Run the `eventlog` verb; returns the exit code. */
+export async function run(argv: readonly string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h') {
+    process.stdout.write(usage);
+    return sub === undefined ? ExitCode.USAGE : ExitCode.OK;
+  }
+  const a = parseArgs(rest, ['full', 'json'], []);
+  if (a.positionals.length !== 1) throw new UsageError(`eventlog ${sub} takes one data folder`);
+  const log = await EventLog.open(a.positionals[0] as string, { readOnly: true });
+  if (sub === 'verify') {
+    const r = a.flags.has('full') ? await log.verifyChainFull() : await log.verifyChain();
+    if (a.flags.has('json')) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else {
+      process.stdout.write(
+        r.valid
+          ? `valid (${r.mode}, ${r.totalEvents} events, ${r.totalVerified} checked one by one)\n`
+          : `INVALID at event ${r.firstInvalidIndex ?? '?'}${r.firstInvalidId ? ` (${r.firstInvalidId})` : ''}: ${r.reason}\n`,
+      );
+      for (const w of r.warnings) process.stdout.write(`  note: ${w}\n`);
+    }
+    return r.valid ? ExitCode.OK : ExitCode.UNREPAIRABLE;
+  }
+  if (sub === 'info') {
+    const last = await log.getLastEntry();
+    const info = {
+      format: log.format,
+      segments: log.segments,
+      events: await log.count(),
+      last: last ?? null,
+    };
+    process.stdout.write(
+      a.flags.has('json') ? `${JSON.stringify(info)}\n` : `${JSON.stringify(info, null, 2)}\n`,
+    );
+    return ExitCode.OK;
+  }
+  throw new UsageError(`unknown eventlog command '${sub}' (verify or info)`);
+}

@@ -1,0 +1,53 @@
+/**
+ * Canonical JSON (RFC 8785, JCS) for the v2 event log: object keys sorted by UTF-16 code units, no
+ * whitespace, numbers in ECMAScript shortest form, strings as `JSON.stringify` writes them. Values that
+ * JSON cannot represent exactly (functions, symbols, bigint, NaN, ±Infinity, cycles) are rejected
+ * rather than silently dropped or changed; `undefined` object members are omitted as in JSON.
+ */
+import { invalidArgument } from '../errors';
+
+const MAX_DEPTH = 256;
+
+/** Canonical JSON text of `value` (RFC 8785). Throws `TV_INVALID_ARGUMENT` for non-JSON values. */
+export function canonicalJson(value: unknown): string {
+  return write(value, 0, new Set());
+}
+
+function write(value: unknown, depth: number, seen: Set<object>): string {
+  if (depth > MAX_DEPTH) throw invalidArgument('payload', `payload nests deeper than ${MAX_DEPTH} levels`);
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'string':
+      return JSON.stringify(value);
+    case 'number':
+      if (!Number.isFinite(value)) {
+        throw invalidArgument('payload', `payload holds a non-finite number (${String(value)})`);
+      }
+      return JSON.stringify(value);
+    case 'object':
+      break;
+    default:
+      throw invalidArgument('payload', `payload holds a ${typeof value}, which JSON cannot represent`);
+  }
+  const obj = value as object;
+  const withJson = obj as { toJSON?: unknown };
+  if (typeof withJson.toJSON === 'function') {
+    return write((withJson.toJSON as () => unknown).call(obj), depth + 1, seen);
+  }
+  if (seen.has(obj)) throw invalidArgument('payload', 'payload contains a cycle');
+  seen.add(obj);
+  let out: string;
+  if (Array.isArray(obj)) {
+    out = `[${obj.map((v) => (v === undefined ? 'null' : write(v, depth + 1, seen))).join(',')}]`;
+  } else {
+    const rec = obj as Record<string, unknown>;
+    const keys = Object.keys(rec)
+      .filter((k) => rec[k] !== undefined)
+      .sort();
+    out = `{${keys.map((k) => `${JSON.stringify(k)}:${write(rec[k], depth + 1, seen)}`).join(',')}}`;
+  }
+  seen.delete(obj);
+  return out;
+}

@@ -1,0 +1,131 @@
+/**
+ * The two hash rules of the event log.
+ *
+ * - **legacy** (Libervia, reproduced bit for bit): `payload_hash = sha256_hex(JSON.stringify(payload,
+ *   Object.keys(payload).sort()))` (the replacer array is a key whitelist applied at every depth, so
+ *   nested keys that are not also top-level keys are dropped) and `current_hash = sha256_hex(utf8(
+ *   [previous_hash ?? "", timestamp, actor, evento, entidade, entidade_id, payload_hash].join("|")))`.
+ * - **v2** (`tv-eventlog-v2`, docs/formats/eventlog.md): `payload_hash = sha256_hex(JCS(payload))` and
+ *   `current_hash = sha256_hex("tv-eventlog-v2\n" + JCS(entry without current_hash))`, where the
+ *   entry includes `v`, `seq` and `id`. JCS is RFC 8785 canonical JSON: unambiguous and length-safe.
+ */
+import { invalidArgument } from '../errors';
+import { sha256 } from '../hash';
+import { canonicalJson } from './canonical';
+
+/** Name of the v2 hash algorithm, recorded in the log's metadata and segment headers. */
+export const V2_HASH_ALGORITHM = 'tv-eventlog-v2';
+
+/** One stored event. `v` and `seq` are present in v2 logs only. */
+export interface EventLogEntry {
+  /** Format marker of v2 entries (absent in legacy entries). */
+  v?: 2;
+  /** Sequence number, 1 for the first event ever appended (v2 only; survives pruning). */
+  seq?: number;
+  /** Unique id (UUID v4). Hashed in v2, not in legacy. */
+  id: string;
+  /** ISO-8601 time with milliseconds and `Z`. */
+  timestamp: string;
+  /** Who did it. */
+  actor: string;
+  /** What happened (event type). */
+  evento: string;
+  /** Kind of entity concerned. */
+  entidade: string;
+  /** Id of the entity concerned. */
+  entidade_id: string;
+  /** SHA-256 (hex) of the payload under the log's rule. */
+  payload_hash: string;
+  /** `current_hash` of the previous event, `null` for the first one. */
+  previous_hash: string | null;
+  /** This event's hash under the log's rule. */
+  current_hash: string;
+}
+
+function checkPayload(payload: unknown): Record<string, unknown> {
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+    throw invalidArgument('payload', 'payload must be a plain object');
+  }
+  return payload as Record<string, unknown>;
+}
+
+const hex = (data: string): string => sha256(data).toString('hex');
+
+/** Legacy (Libervia) payload hash, quirk included. */
+export function legacyPayloadHash(payload: unknown): string {
+  const p = checkPayload(payload);
+  return hex(JSON.stringify(p, Object.keys(p).sort()));
+}
+
+/** Legacy (Libervia) `current_hash` of an entry (the id is not hashed). */
+export function legacyEntryHash(e: Omit<EventLogEntry, 'current_hash' | 'id'>): string {
+  return hex(
+    [e.previous_hash ?? '', e.timestamp, e.actor, e.evento, e.entidade, e.entidade_id, e.payload_hash].join(
+      '|',
+    ),
+  );
+}
+
+/** v2 payload hash: SHA-256 of the RFC 8785 canonical JSON of the whole payload. */
+export function v2PayloadHash(payload: unknown): string {
+  return hex(canonicalJson(checkPayload(payload)));
+}
+
+const str = JSON.stringify;
+
+/**
+ * The v2 hash preimage's canonical JSON. For a well-typed entry it is written directly (keys in RFC
+ * 8785 order: actor, entidade, entidade_id, evento, id, payload_hash, previous_hash, seq, timestamp, v),
+ * which is byte-identical to {@link canonicalJson} and several times faster; anything else goes
+ * through {@link canonicalJson}.
+ */
+export function v2Preimage(e: Omit<EventLogEntry, 'current_hash'>): string {
+  const { v, seq, id, timestamp, actor, evento, entidade, entidade_id, payload_hash, previous_hash } = e;
+  if (
+    v === 2 &&
+    Number.isSafeInteger(seq) &&
+    typeof id === 'string' &&
+    typeof timestamp === 'string' &&
+    typeof actor === 'string' &&
+    typeof evento === 'string' &&
+    typeof entidade === 'string' &&
+    typeof entidade_id === 'string' &&
+    typeof payload_hash === 'string' &&
+    (previous_hash === null || typeof previous_hash === 'string')
+  ) {
+    return `${V2_HASH_ALGORITHM}\n{"actor":${str(actor)},"entidade":${str(entidade)},"entidade_id":${str(entidade_id)},"evento":${str(evento)},"id":${str(id)},"payload_hash":${str(payload_hash)},"previous_hash":${previous_hash === null ? 'null' : str(previous_hash)},"seq":${seq},"timestamp":${str(timestamp)},"v":2}`;
+  }
+  return `${V2_HASH_ALGORITHM}\n${canonicalJson({ v, seq, id, timestamp, actor, evento, entidade, entidade_id, payload_hash, previous_hash })}`;
+}
+
+/** v2 `current_hash`: domain-separated SHA-256 of the canonical JSON of every other field. */
+export function v2EntryHash(e: Omit<EventLogEntry, 'current_hash'>): string {
+  return hex(v2Preimage(e));
+}
+
+/** The generic (slow) form of {@link v2Preimage}, kept for tests. */
+export function v2PreimageGeneric(e: Omit<EventLogEntry, 'current_hash'>): string {
+  const { v, seq, id, timestamp, actor, evento, entidade, entidade_id, payload_hash, previous_hash } = e;
+  return `${V2_HASH_ALGORITHM}\n${canonicalJson({ v, seq, id, timestamp, actor, evento, entidade, entidade_id, payload_hash, previous_hash })}`;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** Shape check of an entry read from disk: returns a reason when it is malformed. */
+export function entryShapeProblem(e: unknown, v2: boolean): string | undefined {
+  if (typeof e !== 'object' || e === null || Array.isArray(e)) return 'entry is not an object';
+  const r = e as Record<string, unknown>;
+  for (const k of ['id', 'timestamp', 'actor', 'evento', 'entidade', 'entidade_id'] as const) {
+    if (typeof r[k] !== 'string') return `field ${k} is not a string`;
+  }
+  if (typeof r.payload_hash !== 'string' || !HEX64.test(r.payload_hash)) return 'payload_hash is malformed';
+  if (typeof r.current_hash !== 'string' || !HEX64.test(r.current_hash)) return 'current_hash is malformed';
+  if (r.previous_hash !== null && (typeof r.previous_hash !== 'string' || !HEX64.test(r.previous_hash))) {
+    return 'previous_hash is malformed';
+  }
+  if (v2) {
+    if (r.v !== 2) return 'entry is not a v2 entry';
+    if (typeof r.seq !== 'number' || !Number.isSafeInteger(r.seq) || r.seq < 1) return 'seq is malformed';
+  }
+  return undefined;
+}
