@@ -24,6 +24,21 @@ export const ErrorCode = {
   CORRUPT: 'TV_CORRUPT',
   /** `update()` or `digest()` was called on a hash that is already finished. */
   HASH_FINALIZED: 'TV_HASH_FINALIZED',
+  /**
+   * A safetensors file (or sharded index) failed validation; `context.reason` names the rule
+   * (`header_too_large`, `offset_gap`, `trailing_bytes`, ...) and `context.name` the tensor.
+   */
+  SAFETENSORS_INVALID: 'TV_SAFETENSORS_INVALID',
+  /** No tensor of that name in the file. */
+  TENSOR_NOT_FOUND: 'TV_TENSOR_NOT_FOUND',
+  /** A tensor is larger than one ArrayBuffer may be on this runtime; read it in chunks. */
+  TENSOR_TOO_LARGE: 'TV_TENSOR_TOO_LARGE',
+  /** A tensor's data does not have the byte length its dtype and shape require. */
+  TENSOR_SIZE_MISMATCH: 'TV_TENSOR_SIZE_MISMATCH',
+  /** The runtime forbids external ArrayBuffers and copying was not allowed. */
+  EXTERNAL_BUFFERS_UNAVAILABLE: 'TV_EXTERNAL_BUFFERS_UNAVAILABLE',
+  /** The file or writer was already closed. */
+  CLOSED: 'TV_CLOSED',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */

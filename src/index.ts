@@ -23,4 +23,30 @@ export {
   sha256,
 } from './hash';
 export type { JobOptions, Progress } from './job';
+export {
+  byteLengthOf,
+  type ChunkOptions,
+  DTYPES,
+  type Dtype,
+  isDtype,
+  type OpenSafetensorsOptions,
+  openSafetensors,
+  openShardedSafetensors,
+  parseShardIndex,
+  SafetensorsFile,
+  type SaveShardedOptions,
+  type SaveShardedResult,
+  type SaveSafetensorsOptions,
+  type SaveSafetensorsResult,
+  saveSafetensors,
+  saveShardedSafetensors,
+  type ShardIndex,
+  ShardedSafetensors,
+  type Tensor,
+  type TensorArray,
+  type TensorInfo,
+  type TensorInput,
+  type TensorSource,
+  type TensorsToSave,
+} from './safetensors';
 export { nativePath, packageVersion as version } from './native';

@@ -12,6 +12,10 @@ interface Verb {
 
 const verbs: Record<string, Verb> = {
   hash: { summary: 'SHA-256 or chunk-tree root of a file', load: async () => import('./hash.js') },
+  inspect: {
+    summary: 'tensors, dtypes, shapes, sizes and metadata of a safetensors file',
+    load: async () => import('./inspect.js'),
+  },
 };
 
 function help(): string {

@@ -492,6 +492,7 @@ impl Task for WriteTask {
         guard(|| {
             const STEP: usize = 8 << 20;
             with_writer(&self.inner, |w| {
+                self.control.set_total(w.layout().data_len());
                 for chunk in self.data.chunks(STEP) {
                     self.control.checkpoint().map_err(|_| {
                         napi::Error::from(TvError::new("TV_ABORTED", "the operation was cancelled"))
@@ -539,4 +540,35 @@ impl Task for FinishTask {
     fn resolve(&mut self, _env: Env, (): ()) -> napi::Result<()> {
         Ok(())
     }
+}
+
+pub struct WriteAtomicTask {
+    path: PathBuf,
+    data: Uint8Array,
+}
+
+impl Task for WriteAtomicTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> napi::Result<()> {
+        guard(|| {
+            tensorvault_core::io::write_atomic(&self.path, &self.data)
+                .map_err(|e| TvError::from(&e).into())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, (): ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
+/// Replace `path` with `data` atomically (temporary file, fsync, rename, fsync folder) on the libuv
+/// pool.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn write_file_atomic(path: String, data: Uint8Array) -> AsyncTask<WriteAtomicTask> {
+    AsyncTask::new(WriteAtomicTask {
+        path: PathBuf::from(path),
+        data,
+    })
 }
