@@ -23,6 +23,7 @@ export {
   sha256,
 } from './hash';
 export type { JobOptions, Progress } from './job';
+export { nativePath, packageVersion as version } from './native';
 export {
   byteLengthOf,
   type ChunkOptions,
@@ -34,14 +35,14 @@ export {
   openShardedSafetensors,
   parseShardIndex,
   SafetensorsFile,
-  type SaveShardedOptions,
-  type SaveShardedResult,
   type SaveSafetensorsOptions,
   type SaveSafetensorsResult,
+  type SaveShardedOptions,
+  type SaveShardedResult,
+  ShardedSafetensors,
+  type ShardIndex,
   saveSafetensors,
   saveShardedSafetensors,
-  type ShardIndex,
-  ShardedSafetensors,
   type Tensor,
   type TensorArray,
   type TensorInfo,
@@ -49,4 +50,3 @@ export {
   type TensorSource,
   type TensorsToSave,
 } from './safetensors';
-export { nativePath, packageVersion as version } from './native';

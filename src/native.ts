@@ -61,7 +61,7 @@ export interface NativeSafetensorsHandle {
 export interface NativeSafetensorsWriterHandle {
   order(): string[];
   dataLength(): number;
-  writeSync(data: Uint8Array, control?: NativeJobControl | null): void;
+  writeSync(data: Uint8Array, control: NativeJobControl): void;
   write(data: Uint8Array, control: NativeJobControl): Promise<void>;
   finish(): Promise<void>;
   abort(): void;

@@ -10,7 +10,14 @@ import { constants as bufferConstants } from 'node:buffer';
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { callNative, ErrorCode, fromNative, invalidArgument, TensorVaultError } from './errors';
+import {
+  callNative,
+  ErrorCode,
+  fromNative,
+  invalidArgument,
+  TensorVaultAbortError,
+  TensorVaultError,
+} from './errors';
 import { type JobOptions, runJob } from './job';
 import {
   type NativeJobControl,
@@ -187,7 +194,8 @@ export interface ChunkOptions {
 }
 
 function checkName(name: unknown): string {
-  if (typeof name !== 'string') throw invalidArgument('name', `tensor name must be a string, got ${typeof name}`);
+  if (typeof name !== 'string')
+    throw invalidArgument('name', `tensor name must be a string, got ${typeof name}`);
   return name;
 }
 
@@ -341,8 +349,12 @@ export class SafetensorsFile {
  * Open and validate the safetensors file at `path` (on the libuv pool). Nothing is exposed unless the
  * whole header passes every check (`TV_SAFETENSORS_INVALID` with `context.reason` otherwise).
  */
-export async function openSafetensors(path: string, options: OpenSafetensorsOptions = {}): Promise<SafetensorsFile> {
-  if (typeof path !== 'string' || path.length === 0) throw invalidArgument('path', 'path must be a non-empty string');
+export async function openSafetensors(
+  path: string,
+  options: OpenSafetensorsOptions = {},
+): Promise<SafetensorsFile> {
+  if (typeof path !== 'string' || path.length === 0)
+    throw invalidArgument('path', 'path must be a non-empty string');
   checkOptionsObject(options);
   if (
     options.maxTensorBytes !== undefined &&
@@ -451,14 +463,20 @@ function prepare(tensors: TensorsToSave): Prepared[] {
     if (ArrayBuffer.isView(value)) {
       const dtype = dtypeOfArray(value);
       if (dtype === undefined) {
-        throw invalidArgument('tensors', `tensor ${JSON.stringify(name)}: pass { dtype, shape, data } for a DataView`);
+        throw invalidArgument(
+          'tensors',
+          `tensor ${JSON.stringify(name)}: pass { dtype, shape, data } for a DataView`,
+        );
       }
       const bpe = BITS[dtype] / 8;
       out.push({ name, dtype, shape: [value.byteLength / bpe], byteLength: value.byteLength, data: value });
       continue;
     }
     if (typeof value !== 'object' || value === null) {
-      throw invalidArgument('tensors', `tensor ${JSON.stringify(name)} must be { dtype, shape, data } or a typed array`);
+      throw invalidArgument(
+        'tensors',
+        `tensor ${JSON.stringify(name)} must be { dtype, shape, data } or a typed array`,
+      );
     }
     const { dtype, shape, data } = value as TensorInput;
     if (!isDtype(dtype)) {
@@ -468,9 +486,13 @@ function prepare(tensors: TensorsToSave): Prepared[] {
       });
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw invalidArgument('shape', `tensor ${JSON.stringify(name)}: shape must be an array of non-negative integers`, {
-        name,
-      });
+      throw invalidArgument(
+        'shape',
+        `tensor ${JSON.stringify(name)}: shape must be an array of non-negative integers`,
+        {
+          name,
+        },
+      );
     }
     const byteLength = byteLengthOf(dtype, shape);
     if (!Number.isSafeInteger(byteLength)) {
@@ -488,9 +510,13 @@ function prepare(tensors: TensorsToSave): Prepared[] {
         );
       }
     } else if (!(Symbol.asyncIterator in data) && !(Symbol.iterator in data)) {
-      throw invalidArgument('data', `tensor ${JSON.stringify(name)}: data must be bytes or an (async) iterable of chunks`, {
-        name,
-      });
+      throw invalidArgument(
+        'data',
+        `tensor ${JSON.stringify(name)}: data must be bytes or an (async) iterable of chunks`,
+        {
+          name,
+        },
+      );
     }
     out.push({ name, dtype, shape: [...shape], byteLength, data });
   }
@@ -500,9 +526,13 @@ function prepare(tensors: TensorsToSave): Prepared[] {
 function asBytes(chunk: unknown, name: string): Uint8Array {
   if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
-  throw invalidArgument('data', `tensor ${JSON.stringify(name)}: chunks must be typed arrays, Buffers or ArrayBuffers`, {
-    name,
-  });
+  throw invalidArgument(
+    'data',
+    `tensor ${JSON.stringify(name)}: chunks must be typed arrays, Buffers or ArrayBuffers`,
+    {
+      name,
+    },
+  );
 }
 
 /** Chunks above this size are written on the libuv pool; smaller ones on the JS thread. */
@@ -517,7 +547,7 @@ async function writeTensor(
 ): Promise<void> {
   const put = async (bytes: Uint8Array): Promise<void> => {
     for (let at = 0; at < bytes.byteLength; at += WRITE_PIECE) {
-      if (control.cancelled) throw new TensorVaultError(ErrorCode.ABORTED, 'The operation was aborted');
+      if (control.cancelled) throw new TensorVaultAbortError();
       const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + WRITE_PIECE));
       if (piece.byteLength < ASYNC_WRITE_MIN) writer.writeSync(piece, control);
       else await writer.write(piece, control);
@@ -576,7 +606,8 @@ export async function saveSafetensors(
   tensors: TensorsToSave,
   options: SaveSafetensorsOptions = {},
 ): Promise<SaveSafetensorsResult> {
-  if (typeof path !== 'string' || path.length === 0) throw invalidArgument('path', 'path must be a non-empty string');
+  if (typeof path !== 'string' || path.length === 0)
+    throw invalidArgument('path', 'path must be a non-empty string');
   checkOptionsObject(options);
   const prepared = prepare(tensors);
   const metadata = checkMetadata(options.metadata);
@@ -612,7 +643,11 @@ export interface ShardIndex {
   weightMap: Readonly<Record<string, string>>;
 }
 
-function invalidIndex(path: string, message: string, context: Record<string, string | number> = {}): TensorVaultError {
+function invalidIndex(
+  path: string,
+  message: string,
+  context: Record<string, string | number> = {},
+): TensorVaultError {
   return new TensorVaultError(ErrorCode.SAFETENSORS_INVALID, `${path}: ${message}`, {
     path,
     reason: 'invalid_index',
@@ -674,10 +709,14 @@ export class ShardedSafetensors {
     }
     const f = await p;
     if (!f.has(name)) {
-      throw invalidIndex(this.indexPath, `the index maps ${JSON.stringify(name)} to ${shard}, which does not hold it`, {
-        name,
-        shard,
-      });
+      throw invalidIndex(
+        this.indexPath,
+        `the index maps ${JSON.stringify(name)} to ${shard}, which does not hold it`,
+        {
+          name,
+          shard,
+        },
+      );
     }
     return f;
   }
@@ -709,17 +748,31 @@ export function parseShardIndex(text: string, path = 'index'): ShardIndex {
   } catch (err) {
     throw invalidIndex(path, `not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw invalidIndex(path, 'not a JSON object');
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw invalidIndex(path, 'not a JSON object');
   const { metadata, weight_map: weightMap } = json as { metadata?: unknown; weight_map?: unknown };
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
     throw invalidIndex(path, 'weight_map is missing or not an object');
   }
   for (const [name, file] of Object.entries(weightMap)) {
-    if (typeof file !== 'string' || file.length === 0 || basename(file) !== file || file === '.' || file === '..') {
-      throw invalidIndex(path, `weight_map[${JSON.stringify(name)}] must be a file name in the index's folder`, { name });
+    if (
+      typeof file !== 'string' ||
+      file.length === 0 ||
+      basename(file) !== file ||
+      file === '.' ||
+      file === '..'
+    ) {
+      throw invalidIndex(
+        path,
+        `weight_map[${JSON.stringify(name)}] must be a file name in the index's folder`,
+        { name },
+      );
     }
   }
-  if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))) {
+  if (
+    metadata !== undefined &&
+    (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))
+  ) {
     throw invalidIndex(path, 'metadata is not an object');
   }
   return {
@@ -745,9 +798,20 @@ export async function openShardedSafetensors(
     text = await readFile(indexPath, { encoding: 'utf8', signal: options.signal });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (e.name === 'AbortError') throw fromNative(new TensorVaultError(ErrorCode.ABORTED, 'aborted'), options.signal);
-    const code = e.code === 'ENOENT' ? ErrorCode.NOT_FOUND : e.code === 'EACCES' ? ErrorCode.PERMISSION_DENIED : ErrorCode.IO;
-    throw new TensorVaultError(code, `cannot read ${indexPath}: ${e.message}`, { path: indexPath }, { cause: err });
+    if (e.name === 'AbortError')
+      throw fromNative(new TensorVaultError(ErrorCode.ABORTED, 'aborted'), options.signal);
+    const code =
+      e.code === 'ENOENT'
+        ? ErrorCode.NOT_FOUND
+        : e.code === 'EACCES'
+          ? ErrorCode.PERMISSION_DENIED
+          : ErrorCode.IO;
+    throw new TensorVaultError(
+      code,
+      `cannot read ${indexPath}: ${e.message}`,
+      { path: indexPath },
+      { cause: err },
+    );
   }
   return new ShardedSafetensors(resolve(indexPath), parseShardIndex(text, indexPath), options);
 }
@@ -780,10 +844,12 @@ export async function saveShardedSafetensors(
   tensors: TensorsToSave,
   options: SaveShardedOptions = {},
 ): Promise<SaveShardedResult> {
-  if (typeof dir !== 'string' || dir.length === 0) throw invalidArgument('dir', 'dir must be a non-empty string');
+  if (typeof dir !== 'string' || dir.length === 0)
+    throw invalidArgument('dir', 'dir must be a non-empty string');
   checkOptionsObject(options);
   const max = options.maxShardBytes ?? 5_000_000_000;
-  if (!Number.isSafeInteger(max) || max < 1) throw invalidArgument('maxShardBytes', 'maxShardBytes must be a positive integer');
+  if (!Number.isSafeInteger(max) || max < 1)
+    throw invalidArgument('maxShardBytes', 'maxShardBytes must be a positive integer');
   const prefix = options.prefix ?? 'model';
   if (typeof prefix !== 'string' || prefix.length === 0 || basename(prefix) !== prefix) {
     throw invalidArgument('prefix', 'prefix must be a plain file name');
@@ -817,7 +883,11 @@ export async function saveShardedSafetensors(
     for (const [name] of group) weightMap[name] = shard;
   }
   for (const t of prepared) totalSize += t.byteLength;
-  const sortedMap = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]]));
+  const sortedMap = Object.fromEntries(
+    Object.keys(weightMap)
+      .sort()
+      .map((k) => [k, weightMap[k]]),
+  );
   const index = { metadata: { total_size: totalSize }, weight_map: sortedMap };
   const indexPath = join(dir, `${prefix}.safetensors.index.json`);
   try {

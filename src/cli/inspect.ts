@@ -33,7 +33,8 @@ export async function run(argv: readonly string[]): Promise<number> {
     const sharded = await openShardedSafetensors(file);
     try {
       rows = [];
-      for (const name of sharded.names) rows.push({ ...(await sharded.info(name)), shard: sharded.shardOf(name) });
+      for (const name of sharded.names)
+        rows.push({ ...(await sharded.info(name)), shard: sharded.shardOf(name) });
       metadata = sharded.metadata;
     } finally {
       await sharded.close();
@@ -64,9 +65,12 @@ export async function run(argv: readonly string[]): Promise<number> {
   process.stdout.write(`${file}: ${rows.length} tensors, ${formatBytes(total)}\n`);
   if (metadata !== null && Object.keys(metadata).length > 0) {
     process.stdout.write('metadata:\n');
-    for (const [k, v] of Object.entries(metadata)) process.stdout.write(`  ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}\n`);
+    for (const [k, v] of Object.entries(metadata))
+      process.stdout.write(`  ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}\n`);
   }
-  process.stdout.write(`${'name'.padEnd(nameW)}  ${'dtype'.padEnd(8)} ${'shape'.padEnd(20)} ${'size'.padStart(10)}\n`);
+  process.stdout.write(
+    `${'name'.padEnd(nameW)}  ${'dtype'.padEnd(8)} ${'shape'.padEnd(20)} ${'size'.padStart(10)}\n`,
+  );
   process.stdout.write(`${lines.join('\n')}\n`);
   return ExitCode.OK;
 }

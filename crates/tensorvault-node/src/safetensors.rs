@@ -441,12 +441,15 @@ impl NativeSafetensorsWriter {
         guard(|| with_writer(&self.inner, |w| Ok(f(w.layout().data_len()))))
     }
 
-    /// Append a small chunk on the JS thread.
+    /// Append a small chunk on the JS thread (progress is added to `control`).
     #[napi]
-    pub fn write_sync(&self, data: Uint8Array) -> napi::Result<()> {
+    pub fn write_sync(&self, data: Uint8Array, control: &JobControl) -> napi::Result<()> {
         guard(|| {
             with_writer(&self.inner, |w| {
-                w.write(&data).map_err(|e| TvError::from(e).into())
+                w.write(&data).map_err(TvError::from)?;
+                control.inner.set_total(w.layout().data_len());
+                control.inner.add(data.len() as u64);
+                Ok(())
             })
         })
     }
