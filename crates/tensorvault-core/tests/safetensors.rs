@@ -16,7 +16,7 @@ fn file(json: &str, data_len: usize) -> Vec<u8> {
     }
     let mut out = (j.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(&j);
-    out.extend(std::iter::repeat_n(0u8, data_len));
+    out.extend(vec![0u8; data_len]);
     out
 }
 
@@ -447,7 +447,7 @@ proptest! {
             .collect();
         let l = layout(specs, None).unwrap();
         let mut bytes = l.header.clone();
-        bytes.extend(std::iter::repeat_n(0u8, usize::try_from(l.data_len()).unwrap()));
+        bytes.extend(vec![0u8; usize::try_from(l.data_len()).unwrap()]);
         prop_assert!(parse(&bytes).is_ok());
         let i = pos % bytes.len();
         bytes[i] = byte;
@@ -469,7 +469,7 @@ proptest! {
             .collect();
         let l = layout(specs.clone(), None).unwrap();
         let mut bytes = l.header.clone();
-        bytes.extend(std::iter::repeat_n(1u8, usize::try_from(l.data_len()).unwrap()));
+        bytes.extend(vec![1u8; usize::try_from(l.data_len()).unwrap()]);
         let h = parse(&bytes).unwrap();
         prop_assert_eq!(h.header_len() % 8, 0);
         for s in &specs {
