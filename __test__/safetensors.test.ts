@@ -308,6 +308,27 @@ describe('saveSafetensors / openSafetensors', () => {
     await expect(f.readRange('a', 0, 10)).rejects.toMatchObject({ code: 'TV_FILE_CHANGED' });
   });
 
+  it('a view handed out before the file is truncated: reading it does not kill the process', async () => {
+    const p = tmp();
+    await tv.saveSafetensors(p, { a: new Uint8Array(1 << 20).fill(7) });
+    const script = `
+      const tv = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
+      const fs = require('node:fs');
+      (async () => {
+        const f = await tv.openSafetensors(${JSON.stringify(p)});
+        const view = f.tensor('a').data;
+        const before = view[500000];
+        fs.truncateSync(${JSON.stringify(p)}, 64);
+        let sum = 0; for (let i = 0; i < view.length; i += 4096) sum += view[i];
+        let code; try { f.tensor('a'); } catch (e) { code = e.code; }
+        process.stdout.write(JSON.stringify({ before, after: view[500000], sum, code }));
+      })();`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ before: 7, after: 0, sum: 0, code: 'TV_FILE_CHANGED' });
+  });
+
   it('replacing a file that a reader has mapped never truncates what the reader sees', async () => {
     const p = tmp();
     await tv.saveSafetensors(p, { a: new Float64Array(200_000).fill(1) });

@@ -16,6 +16,16 @@ pub struct Mapping {
     file: File,
     path: PathBuf,
     len: u64,
+    sigbus_slot: Option<usize>,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // Unregister before the pages are unmapped (fields drop after this).
+        if let Some(slot) = self.sigbus_slot.take() {
+            super::sigbus::unregister(slot);
+        }
+    }
 }
 
 impl Mapping {
@@ -38,19 +48,22 @@ impl Mapping {
                     "file larger than the address space",
                 ),
             })?;
-            // SAFETY: the mapping is private copy-on-write, so neither our writes nor the file's
-            // contents being changed by another process alias Rust-owned memory unsoundly beyond what
-            // any mapped file allows; truncation by another process is detected by `check_len` before
-            // new views are handed out.
+            // SAFETY: the mapping is private copy-on-write, so our writes never reach the file; a
+            // truncation by another process is detected by `check_len` before new views are handed
+            // out, and a SIGBUS in pages handed out earlier is answered by `sigbus` (zero page).
             let m = unsafe { MmapOptions::new().len(n).map_copy(&file) }
                 .map_err(|e| IoError::from_os(path, "mmap", e))?;
             Some(m)
         };
+        let sigbus_slot = map
+            .as_ref()
+            .and_then(|m| super::sigbus::register(m.as_ptr() as usize, m.len()));
         Ok(Mapping {
             map,
             file,
             path: path.to_path_buf(),
             len,
+            sigbus_slot,
         })
     }
 
@@ -128,6 +141,27 @@ mod tests {
         assert_eq!(m.bytes()[0], b'J');
         drop(m);
         assert_eq!(std::fs::read(&p).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn reading_a_page_truncated_away_survives_as_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, vec![0xABu8; 64 * 1024]).unwrap();
+        let m = Mapping::open(&p).unwrap();
+        let before = super::super::sigbus::faults();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        // SAFETY: inside the mapping; the page is gone from the file, so this raises SIGBUS, which
+        // the handler answers with a zero page.
+        let v = unsafe { std::ptr::read_volatile(m.as_mut_ptr().add(40_000)) };
+        assert_eq!(v, 0);
+        assert!(super::super::sigbus::faults() > before);
+        assert!(m.check_len().is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod atomic;
 mod map;
+pub mod sigbus;
 
 pub use atomic::{sync_parent, write_atomic, AtomicFile};
 pub use map::Mapping;
