@@ -266,7 +266,8 @@ describe('saveSafetensors / openSafetensors', () => {
     expect(chunks.map((c) => c.length)).toEqual([4096, 4096, 1808]);
     expect(Buffer.concat(chunks)).toEqual(Buffer.from(data));
     expect(await f.readRange('a', 9000, 1000)).toEqual(Buffer.from(data.subarray(9000)));
-    await expect(f.readRange('a', 9001, 1000)).rejects.toMatchObject({ code: 'TV_SAFETENSORS_INVALID' });
+    await expect(f.readRange('a', 9001, 1000)).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+    await expect(f.readRange('a', -1, 1)).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
   });
 
   it('a tensor above 4 GiB (sparse file) opens, refuses one ArrayBuffer, and reads in chunks', async () => {
@@ -338,6 +339,14 @@ describe('saveSafetensors / openSafetensors', () => {
     expect(view[199_999]).toBe(1);
     expect((f.tensor('a').data as Float64Array)[0]).toBe(1);
     expect((await tv.openSafetensors(p)).names).toEqual(['b']);
+  });
+
+  it('an aborted signal rejects openSafetensors with an AbortError', async () => {
+    const p = tmp();
+    await tv.saveSafetensors(p, { a: new Uint8Array(1) });
+    const err = await tv.openSafetensors(p, { signal: AbortSignal.abort() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(tv.TensorVaultAbortError);
+    expect((err as tv.TensorVaultError).code).toBe('TV_ABORTED');
   });
 
   it('unknown names, closed handles and bad arguments are typed errors', async () => {

@@ -21,6 +21,11 @@ export declare class JobControl {
 export declare class NativeSafetensors {
   /** The tensors in file order. */
   tensors(): Array<NativeTensorInfo>
+  /**
+   * The tensors in file order as one JSON array of `{name, dtype, shape, fileOffset, byteLength}`
+   * (one string crossing into JS is much cheaper than hundreds of N-API objects).
+   */
+  tensorsJson(): string
   /** The `__metadata__` map (None when absent). */
   metadata(): Array<MetadataEntry> | null
   /** Header length and file size. */

@@ -231,7 +231,7 @@ export class SafetensorsFile {
     this.#handle = handle;
     this.#copy = options.copy !== false;
     this.#max = options.maxTensorBytes ?? bufferConstants.MAX_LENGTH;
-    const infos = callNative(() => handle.tensors());
+    const infos = JSON.parse(callNative(() => handle.tensorsJson())) as NativeTensorInfo[];
     this.#infos = new Map(
       infos.map((t: NativeTensorInfo) => [
         t.name,
@@ -309,7 +309,25 @@ export class SafetensorsFile {
    * tensors of any size.
    */
   async readRange(name: string, offset: number, length: number): Promise<Buffer> {
-    this.info(name);
+    const info = this.info(name);
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > info.byteLength
+    ) {
+      throw invalidArgument(
+        'range',
+        `range [${offset}, ${offset}+${length}) is outside tensor ${JSON.stringify(name)} (${info.byteLength} bytes)`,
+        {
+          name,
+          offset,
+          length,
+          byteLength: info.byteLength,
+        },
+      );
+    }
     const handle = this.#handle;
     try {
       return await handle.readRange(name, offset, length);
@@ -363,7 +381,8 @@ export async function openSafetensors(
     throw invalidArgument('maxTensorBytes', 'maxTensorBytes must be a positive integer');
   }
   const signal = options.signal;
-  if (signal?.aborted) throw fromNative(new TensorVaultError(ErrorCode.ABORTED, 'aborted'), signal);
+  if (signal?.aborted)
+    throw new TensorVaultAbortError('The operation was aborted before it started', signal.reason);
   let handle: NativeSafetensorsHandle;
   try {
     handle = await native().openSafetensors(path);
@@ -372,7 +391,7 @@ export async function openSafetensors(
   }
   if (signal?.aborted) {
     handle.close();
-    throw fromNative(new TensorVaultError(ErrorCode.ABORTED, 'The operation was aborted'), signal);
+    throw new TensorVaultAbortError('The operation was aborted', signal.reason);
   }
   return new SafetensorsFile(path, handle, options);
 }
@@ -799,7 +818,7 @@ export async function openShardedSafetensors(
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.name === 'AbortError')
-      throw fromNative(new TensorVaultError(ErrorCode.ABORTED, 'aborted'), options.signal);
+      throw new TensorVaultAbortError('The operation was aborted', options.signal?.reason);
     const code =
       e.code === 'ENOENT'
         ? ErrorCode.NOT_FOUND

@@ -15,7 +15,7 @@ use tensorvault_core::safetensors::{Dtype, SafetensorsFile, SafetensorsWriter, T
 use tensorvault_core::Control;
 
 use crate::control::JobControl;
-use crate::errors::{guard, invalid_argument, num, Ctx, TvError};
+use crate::errors::{guard, invalid_argument, num, push_json_str, Ctx, TvError};
 
 /// One tensor's header entry.
 #[napi(object)]
@@ -92,12 +92,24 @@ fn f(n: u64) -> f64 {
     n as f64
 }
 
+/// What an external `ArrayBuffer` keeps alive: the mapping, and its length for the external-memory
+/// bookkeeping below.
+struct ViewHint {
+    map: Arc<Mapping>,
+    len: i64,
+}
+
 /// Drops the `Arc<Mapping>` leaked into an external `ArrayBuffer` when V8 collects it.
-unsafe extern "C" fn release_mapping(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+unsafe extern "C" fn release_mapping(env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
     if !hint.is_null() {
-        // SAFETY: `hint` is the `Box<Arc<Mapping>>` leaked by `external_view`, released exactly once
-        // here by the engine's finalizer.
-        drop(unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) });
+        // SAFETY: `hint` is the `Box<ViewHint>` leaked by `tensor_buffer`, released exactly once here by
+        // the engine's finalizer.
+        let hint = unsafe { Box::from_raw(hint.cast::<ViewHint>()) };
+        let mut total = 0i64;
+        // SAFETY: plain N-API call with the env the finalizer received; undoes the credit given when
+        // the buffer was created (V8 subtracts the buffer's length itself when it frees it).
+        unsafe { sys::napi_adjust_external_memory(env, hint.len, &mut total) };
+        drop(hint.map);
     }
 }
 
@@ -160,6 +172,41 @@ impl NativeSafetensors {
                     byte_length: f(t.byte_len()),
                 })
                 .collect())
+        })
+    }
+
+    /// The tensors in file order as one JSON array of `{name, dtype, shape, fileOffset, byteLength}`
+    /// (one string crossing into JS is much cheaper than hundreds of N-API objects).
+    #[napi]
+    pub fn tensors_json(&self) -> napi::Result<String> {
+        use std::fmt::Write as _;
+        guard(|| {
+            let file = self.file()?;
+            let tensors = file.header().tensors();
+            let mut out = String::with_capacity(tensors.len() * 96 + 2);
+            out.push('[');
+            for (i, t) in tensors.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"name\":");
+                push_json_str(&mut out, &t.name);
+                let _ = write!(out, ",\"dtype\":\"{}\",\"shape\":[", t.dtype);
+                for (j, d) in t.shape.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{d}");
+                }
+                let _ = write!(
+                    out,
+                    "],\"fileOffset\":{},\"byteLength\":{}}}",
+                    file.absolute_offset(t),
+                    t.byte_len()
+                );
+            }
+            out.push(']');
+            Ok(out)
         })
     }
 
@@ -233,7 +280,11 @@ impl NativeSafetensors {
             let at = (bytes.as_ptr() as usize).wrapping_sub(base as usize);
             // SAFETY: `at + bytes.len()` lies inside the live mapping (checked by `bytes_of`).
             let ptr = unsafe { base.add(at) };
-            let hint = Box::into_raw(Box::new(Arc::clone(file.mapping())));
+            let len = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+            let hint = Box::into_raw(Box::new(ViewHint {
+                map: Arc::clone(file.mapping()),
+                len,
+            }));
             let mut value: sys::napi_value = std::ptr::null_mut();
             // SAFETY: `ptr..ptr+len` stays mapped while `hint` (an Arc of the mapping) lives; the
             // finalizer releases it when V8 collects the ArrayBuffer. Writes by JS land in private
@@ -268,6 +319,13 @@ impl NativeSafetensors {
                 }
                 check(status, "napi_create_external_arraybuffer")?;
             }
+            // V8 counts an external ArrayBuffer's length as external memory and schedules full GCs as
+            // that grows, as if the bytes were heap allocations. These bytes are file-backed mapped
+            // pages, which the kernel can drop at will, so credit the length back (the finalizer undoes
+            // the credit). Without this every multi-megabyte view costs a mark-compact GC.
+            let mut total = 0i64;
+            // SAFETY: plain N-API call on the current env.
+            unsafe { sys::napi_adjust_external_memory(env.raw(), -len, &mut total) };
             Ok(TensorBuffer {
                 // SAFETY: `value` was just created by the engine.
                 buffer: unsafe { Unknown::from_napi_value(env.raw(), value) }?,
