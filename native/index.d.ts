@@ -17,6 +17,50 @@ export declare class JobControl {
   get total(): number
 }
 
+/** An open, validated safetensors file. */
+export declare class NativeSafetensors {
+  /** The tensors in file order. */
+  tensors(): Array<NativeTensorInfo>
+  /**
+   * The tensors in file order as one JSON array of `{name, dtype, shape, fileOffset, byteLength}`
+   * (one string crossing into JS is much cheaper than hundreds of N-API objects).
+   */
+  tensorsJson(): string
+  /** The `__metadata__` map (None when absent). */
+  metadata(): Array<MetadataEntry> | null
+  /** Header length and file size. */
+  dataStart(): number
+  /**
+   * A zero-copy `ArrayBuffer` over tensor `name` (`byteOffset`/`byteLength` select a sub-range; by
+   * default the whole tensor). Larger than `maxBytes` → `TV_TENSOR_TOO_LARGE`. When the runtime
+   * forbids external buffers: a copy of the range if `copyIfNoExternal`, else
+   * `TV_EXTERNAL_BUFFERS_UNAVAILABLE`.
+   */
+  tensorBuffer(name: string, byteOffset: number, byteLength: number | undefined | null, maxBytes: number, copyIfNoExternal: boolean): TensorBuffer
+  /** Copy `length` bytes of tensor `name` from `offset` into a new Buffer, on the libuv pool. */
+  readRange(name: string, offset: number, length: number): Promise<Buffer>
+  /** Release this handle's reference to the mapping (views already handed out stay valid). */
+  close(): void
+  /** Whether `close()` was called. */
+  get closed(): boolean
+}
+
+/** The streaming writer (see `tensorvault_core::safetensors::SafetensorsWriter`). */
+export declare class NativeSafetensorsWriter {
+  /** Tensor names in the order their bytes must be written. */
+  order(): Array<string>
+  /** Total bytes of the data area. */
+  dataLength(): number
+  /** Append a small chunk on the JS thread (progress is added to `control`). */
+  writeSync(data: Uint8Array, control: JobControl): void
+  /** Append a chunk on the libuv pool. */
+  write(data: Uint8Array, control: JobControl): Promise<void>
+  /** Check completeness, fsync, rename into place, fsync the folder (on the libuv pool). */
+  finish(): Promise<void>
+  /** Abandon the file: the temporary file is removed and the destination left untouched. */
+  abort(): void
+}
+
 /** Incremental SHA-256 state. */
 export declare class NativeSha256 {
   constructor()
@@ -33,6 +77,12 @@ export declare function __testPanicAsync(): Promise<unknown>
 
 /** Panics inside the guard of a synchronous entry point. */
 export declare function __testPanicSync(): void
+
+/**
+ * Start writing `path`: declares every tensor; the returned writer's `order()` is the order in which
+ * their bytes must be written.
+ */
+export declare function createSafetensorsWriter(path: string, names: Array<string>, dtypes: Array<string>, shapes: Array<Array<number>>, metadata?: Array<MetadataEntry> | undefined | null): NativeSafetensorsWriter
 
 /** Hash a file on the libuv pool. `chunkSize` selects the chunk tree; `threads` its parallelism. */
 export declare function hashFile(path: string, chunkSize: number | undefined | null, threads: number | undefined | null, control: JobControl): Promise<HashFileResult>
@@ -52,5 +102,37 @@ export interface HashFileResult {
 /** HMAC-SHA256 of `data` under `key`. */
 export declare function hmacSha256(key: Uint8Array, data: Uint8Array): Buffer
 
+/** One `__metadata__` entry (order preserved: sorted by key). */
+export interface MetadataEntry {
+  key: string
+  value: string
+}
+
+/** One tensor's header entry. */
+export interface NativeTensorInfo {
+  name: string
+  dtype: string
+  shape: Array<number>
+  /** Absolute offset of the first byte in the file. */
+  fileOffset: number
+  byteLength: number
+}
+
+/** Open and validate a safetensors file on the libuv pool. */
+export declare function openSafetensors(path: string): Promise<NativeSafetensors>
+
 /** SHA-256 of `data`. */
 export declare function sha256(data: Uint8Array): Buffer
+
+/** Result of `tensorBuffer`: the `ArrayBuffer` and whether it is a copy. */
+export interface TensorBuffer {
+  buffer: unknown
+  /** True when the runtime refused external buffers and the bytes were copied. */
+  copied: boolean
+}
+
+/**
+ * Replace `path` with `data` atomically (temporary file, fsync, rename, fsync folder) on the libuv
+ * pool.
+ */
+export declare function writeFileAtomic(path: string, data: Uint8Array): Promise<void>

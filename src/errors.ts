@@ -24,7 +24,7 @@ export const ErrorCode = {
   CORRUPT: 'TV_CORRUPT',
   /** `update()` or `digest()` was called on a hash that is already finished. */
   HASH_FINALIZED: 'TV_HASH_FINALIZED',
-  /** Another live process holds the event log's writer lock. */
+  /** Another live writer holds the lock of an event log or ring log (`context.path`, `context.pid`). */
   LOCKED: 'TV_LOCKED',
   /** The destination already holds data that the operation refuses to replace (see `--overwrite`). */
   EXISTS: 'TV_EXISTS',
@@ -38,12 +38,23 @@ export const ErrorCode = {
   BUDGET_EXCEEDED: 'TV_BUDGET_EXCEEDED',
   /** A manifest signature is missing, malformed or does not verify. */
   SIGNATURE_INVALID: 'TV_SIGNATURE_INVALID',
+  /**
+   * A safetensors file (or sharded index) failed validation; `context.reason` names the rule
+   * (`header_too_large`, `offset_gap`, `trailing_bytes`, ...) and `context.name` the tensor.
+   */
+  SAFETENSORS_INVALID: 'TV_SAFETENSORS_INVALID',
+  /** No tensor of that name in the file. */
+  TENSOR_NOT_FOUND: 'TV_TENSOR_NOT_FOUND',
+  /** A tensor is larger than one ArrayBuffer may be on this runtime; read it in chunks. */
+  TENSOR_TOO_LARGE: 'TV_TENSOR_TOO_LARGE',
+  /** A tensor's data does not have the byte length its dtype and shape require. */
+  TENSOR_SIZE_MISMATCH: 'TV_TENSOR_SIZE_MISMATCH',
+  /** The runtime forbids external ArrayBuffers and copying was not allowed. */
+  EXTERNAL_BUFFERS_UNAVAILABLE: 'TV_EXTERNAL_BUFFERS_UNAVAILABLE',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */
   NATIVE_UNAVAILABLE: 'TV_NATIVE_UNAVAILABLE',
-  /** Another live writer holds the file's lock (see `context.path`, `context.pid`, `context.hostname`). */
-  LOCKED: 'TV_LOCKED',
   /** The object was used after `close()`. */
   CLOSED: 'TV_CLOSED',
   /** An optional peer package (for example `winston-transport`) is not installed. */

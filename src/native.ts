@@ -31,6 +31,43 @@ export interface NativeSha256State {
   copy(): NativeSha256State;
 }
 
+/** One tensor's header entry, as the addon reports it. */
+export interface NativeTensorInfo {
+  name: string;
+  dtype: string;
+  shape: number[];
+  fileOffset: number;
+  byteLength: number;
+}
+
+/** An open, validated safetensors file in the addon. */
+export interface NativeSafetensorsHandle {
+  tensors(): NativeTensorInfo[];
+  tensorsJson(): string;
+  metadata(): { key: string; value: string }[] | null | undefined;
+  dataStart(): number;
+  tensorBuffer(
+    name: string,
+    byteOffset: number,
+    byteLength: number | undefined | null,
+    maxBytes: number,
+    copyIfNoExternal: boolean,
+  ): { buffer: ArrayBuffer; copied: boolean };
+  readRange(name: string, offset: number, length: number): Promise<Buffer>;
+  close(): void;
+  readonly closed: boolean;
+}
+
+/** The addon's streaming safetensors writer. */
+export interface NativeSafetensorsWriterHandle {
+  order(): string[];
+  dataLength(): number;
+  writeSync(data: Uint8Array, control: NativeJobControl): void;
+  write(data: Uint8Array, control: NativeJobControl): Promise<void>;
+  finish(): Promise<void>;
+  abort(): void;
+}
+
 /** The addon's exports (kept in step with `crates/tensorvault-node`; a test checks every name). */
 export interface NativeBinding {
   sha256(data: Uint8Array): Buffer;
@@ -45,6 +82,15 @@ export interface NativeBinding {
   ): Promise<NativeHashFileResult>;
   __testPanicSync(): void;
   __testPanicAsync(): Promise<unknown>;
+  openSafetensors(path: string): Promise<NativeSafetensorsHandle>;
+  createSafetensorsWriter(
+    path: string,
+    names: string[],
+    dtypes: string[],
+    shapes: number[][],
+    metadata: { key: string; value: string }[] | null | undefined,
+  ): NativeSafetensorsWriterHandle;
+  writeFileAtomic(path: string, data: Uint8Array): Promise<void>;
 }
 
 /** Names the binding must export; checked at load time so a stale build fails loudly. */
@@ -56,6 +102,9 @@ export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
   'hashFile',
   '__testPanicSync',
   '__testPanicAsync',
+  'openSafetensors',
+  'createSafetensorsWriter',
+  'writeFileAtomic',
 ];
 
 /** The npm package that carries the prebuilt addon for this platform, or undefined if none is made. */

@@ -18,6 +18,10 @@ const verbs: Record<string, Verb> = {
     load: async () => import('./backup.js'),
   },
   eventlog: { summary: 'verify or describe an event log', load: async () => import('./eventlog.js') },
+  inspect: {
+    summary: 'tensors, dtypes, shapes, sizes and metadata of a safetensors file',
+    load: async () => import('./inspect.js'),
+  },
 };
 
 function help(): string {

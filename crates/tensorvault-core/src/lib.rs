@@ -6,5 +6,6 @@
 pub mod control;
 pub mod hash;
 pub mod io;
+pub mod safetensors;
 
 pub use control::Control;

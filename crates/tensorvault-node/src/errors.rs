@@ -8,6 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use napi::{Error, Status};
 use tensorvault_core::hash::HashError;
 use tensorvault_core::io::IoError;
+use tensorvault_core::safetensors::SafetensorsError;
 
 /// Prefix that marks an error reason as a structured tensorvault error.
 const MARKER: &str = "TVERR1:";
@@ -69,7 +70,7 @@ impl From<TvError> for Error {
     }
 }
 
-fn push_json_str(out: &mut String, s: &str) {
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -142,6 +143,116 @@ impl From<HashError> for TvError {
                 .with("actual", num(*actual)),
             HashError::ThreadPool { .. } => TvError::new("TV_INTERNAL", e.to_string()),
             HashError::Cancelled => TvError::new("TV_ABORTED", e.to_string()),
+        }
+    }
+}
+
+impl From<SafetensorsError> for TvError {
+    #[allow(clippy::too_many_lines)] // one arm per failure, each with its context
+    fn from(e: SafetensorsError) -> Self {
+        use SafetensorsError as E;
+        let message = e.to_string();
+        let invalid = |reason: &str| {
+            TvError::new("TV_SAFETENSORS_INVALID", message.clone())
+                .with("reason", Ctx::Str(reason.to_string()))
+        };
+        let named = |t: TvError, name: &str| t.with("name", Ctx::Str(name.to_string()));
+        match &e {
+            E::HeaderTooSmall { file_len } => {
+                invalid("header_too_small").with("actual", num(*file_len))
+            }
+            E::HeaderTooLarge { header_len, max } => invalid("header_too_large")
+                .with("actual", num(*header_len))
+                .with("max", num(*max)),
+            E::HeaderPastEnd {
+                header_len,
+                file_len,
+            } => invalid("header_past_end")
+                .with("actual", num(*header_len))
+                .with("fileLength", num(*file_len)),
+            E::HeaderNotUtf8 { offset } => invalid("header_not_utf8").with("offset", num(*offset)),
+            E::HeaderNotJson { line, column, .. } => invalid("header_not_json")
+                .with("line", num(*line))
+                .with("column", num(*column)),
+            E::HeaderNotObject { .. } => invalid("header_not_object"),
+            E::MetadataNotStringMap { .. } => invalid("metadata_not_string_map"),
+            E::DuplicateName { name } => named(invalid("duplicate_name"), name),
+            E::InvalidTensorEntry { name, .. } => named(invalid("invalid_tensor_entry"), name),
+            E::UnknownDtype { name, dtype } => {
+                named(invalid("unknown_dtype"), name).with("dtype", Ctx::Str(dtype.clone()))
+            }
+            E::OffsetsReversed { name, start, end } => named(invalid("offsets_reversed"), name)
+                .with("start", num(*start))
+                .with("end", num(*end)),
+            E::OffsetGap {
+                name,
+                start,
+                expected,
+            } => named(invalid("offset_gap"), name)
+                .with("expected", num(*expected))
+                .with("actual", num(*start)),
+            E::OffsetOverlap {
+                name,
+                start,
+                expected,
+            } => named(invalid("offset_overlap"), name)
+                .with("expected", num(*expected))
+                .with("actual", num(*start)),
+            E::ShapeOverflow { name, .. } => named(invalid("shape_overflow"), name),
+            E::MisalignedBits { name, elements, .. } => {
+                named(invalid("misaligned_bits"), name).with("elements", num(*elements))
+            }
+            E::SizeMismatch {
+                name,
+                expected,
+                actual,
+            } => named(invalid("size_mismatch"), name)
+                .with("expected", num(*expected))
+                .with("actual", num(*actual)),
+            E::DataPastEnd {
+                name,
+                end,
+                data_len,
+            } => named(invalid("data_past_end"), name)
+                .with("actual", num(*end))
+                .with("expected", num(*data_len)),
+            E::TrailingBytes {
+                data_end,
+                data_len,
+                trailing,
+            } => invalid("trailing_bytes")
+                .with("expected", num(*data_end))
+                .with("actual", num(*data_len))
+                .with("trailing", num(*trailing)),
+            E::TensorNotFound { name } => {
+                TvError::new("TV_TENSOR_NOT_FOUND", message).with("name", Ctx::Str(name.clone()))
+            }
+            E::InvalidName { name, .. } => TvError::new("TV_INVALID_ARGUMENT", message)
+                .with("argument", Ctx::Str("tensors".into()))
+                .with("name", Ctx::Str(name.clone())),
+            E::WriteOverflow {
+                name,
+                expected,
+                actual,
+            }
+            | E::WriteIncomplete {
+                name,
+                expected,
+                actual,
+            } => TvError::new("TV_TENSOR_SIZE_MISMATCH", message)
+                .with("name", Ctx::Str(name.clone()))
+                .with("expected", num(*expected))
+                .with("actual", num(*actual)),
+            E::FileChanged {
+                path,
+                expected,
+                actual,
+            } => TvError::new("TV_FILE_CHANGED", message)
+                .with("path", Ctx::Str(path.display().to_string()))
+                .with("expected", num(*expected))
+                .with("actual", num(*actual)),
+            E::Cancelled => TvError::new("TV_ABORTED", message),
+            E::Io(io) => io.into(),
         }
     }
 }

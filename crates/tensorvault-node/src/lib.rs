@@ -12,4 +12,5 @@
 mod control;
 mod errors;
 mod hash;
+mod safetensors;
 mod testing;

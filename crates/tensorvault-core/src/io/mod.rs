@@ -1,4 +1,12 @@
-//! File access shared by every module: opening with typed errors, and large positioned reads.
+//! File access shared by every module: opening with typed errors, large positioned reads, private
+//! copy-on-write mappings ([`Mapping`]) and atomic file replacement ([`AtomicFile`]).
+
+mod atomic;
+mod map;
+pub mod sigbus;
+
+pub use atomic::{sync_parent, write_atomic, AtomicFile};
+pub use map::Mapping;
 
 use std::fs::File;
 use std::io;

@@ -1,0 +1,220 @@
+/**
+ * Interop with the real peer: Python `safetensors` + `numpy` from `.venv` (installed by
+ * `scripts/setup-python.sh`; `TV_PYTHON` overrides the interpreter). Fails, never skips, under CI.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { tempDir } from './helpers/tmp';
+
+const python = process.env.TV_PYTHON ?? join(__dirname, '..', '.venv', 'bin', 'python');
+const havePython = existsSync(python);
+if (!havePython && process.env.CI) throw new Error(`TV_PYTHON / .venv python missing: ${python}`);
+const dir = tempDir('tv-st-py-');
+
+function py(script: string, ...args: string[]): string {
+  const r = spawnSync(python, ['-c', script, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`python failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Deterministic test tensors built identically on both sides. */
+const PY_TENSORS = `
+import numpy as np
+def tensors():
+    rng = np.random.default_rng(1234)
+    t = {}
+    for dt in ['float64','float32','float16','int64','uint64','int32','uint32','int16','uint16','int8','uint8']:
+        a = rng.integers(0, 256, size=(3, 5, 2), dtype=np.uint8).view(np.uint8)
+        raw = rng.bytes(30 * np.dtype(dt).itemsize)
+        t['t_' + dt] = np.frombuffer(raw, dtype=dt).reshape(3, 5, 2).copy()
+    t['t_bool'] = rng.integers(0, 2, size=(7,)).astype(bool)
+    t['t_complex64'] = (rng.standard_normal(4) + 1j * rng.standard_normal(4)).astype(np.complex64)
+    t['scalar'] = np.array(3.5, dtype=np.float32)
+    t['empty'] = np.zeros((0, 4), dtype=np.float32)
+    t['ünï/cøde.name'] = np.arange(3, dtype=np.int32)
+    return t
+`;
+/** One metadata key (Python's order for several keys is its HashMap's, random per process). */
+const META1 = { format: 'pt' };
+const META = {
+  format: 'np',
+  z: 'last',
+  a: 'first',
+  é: 'ü "quoted" \\ \n\t\u0001 <tag>',
+  '10': 'x',
+  '9': 'y',
+};
+
+const DTYPE_OF: Record<string, tv.Dtype> = {
+  float64: 'F64',
+  float32: 'F32',
+  float16: 'F16',
+  int64: 'I64',
+  uint64: 'U64',
+  int32: 'I32',
+  uint32: 'U32',
+  int16: 'I16',
+  uint16: 'U16',
+  int8: 'I8',
+  uint8: 'U8',
+};
+
+describe.runIf(havePython)('interop with Python safetensors + numpy', () => {
+  it('files written by Python open with identical bytes and values for every numpy dtype', async () => {
+    const p = join(dir, 'py.safetensors');
+    const out = py(
+      `${PY_TENSORS}
+import sys, json
+from safetensors.numpy import save_file
+t = tensors()
+save_file(t, sys.argv[1], metadata=json.loads(sys.argv[2]))
+print(json.dumps({k: {'hex': v.tobytes().hex(), 'shape': list(v.shape), 'dtype': str(v.dtype)} for k, v in t.items()}))`,
+      p,
+      JSON.stringify(META),
+    );
+    const want = JSON.parse(out) as Record<string, { hex: string; shape: number[]; dtype: string }>;
+    const f = await tv.openSafetensors(p);
+    expect(f.metadata).toEqual(META);
+    expect([...f.names].sort()).toEqual(Object.keys(want).sort());
+    for (const [name, w] of Object.entries(want)) {
+      const t = f.tensor(name);
+      expect(t.shape, name).toEqual(w.shape);
+      expect(Buffer.from(t.bytes).toString('hex'), name).toBe(w.hex);
+      expect(t.copied, name).toBe(false);
+      const expectDtype =
+        DTYPE_OF[w.dtype] ?? (w.dtype === 'bool' ? 'BOOL' : w.dtype === 'complex64' ? 'C64' : '?');
+      expect(t.dtype, name).toBe(expectDtype);
+    }
+    // Typed values, not just bytes: float32 through the Float32Array view.
+    const f32 = f.tensor('t_float32').data as Float32Array;
+    const ref = new Float32Array(Uint8Array.from(Buffer.from(want.t_float32?.hex ?? '', 'hex')).buffer);
+    expect(Object.is(f32[7], ref[7]) || (Number.isNaN(f32[7]) && Number.isNaN(ref[7]))).toBe(true);
+    f.close();
+  });
+
+  it('files written by tensorvault load in Python, and are byte-identical to Python save_file', async () => {
+    // Byte-identical with one metadata key; with several, see the next test.
+    const pyPath = join(dir, 'ref.safetensors');
+    const tvPath = join(dir, 'ours.safetensors');
+    const out = py(
+      `${PY_TENSORS}
+import sys, json
+from safetensors.numpy import save_file
+t = tensors()
+save_file(t, sys.argv[1], metadata=json.loads(sys.argv[2]))
+print(json.dumps({k: {'hex': v.tobytes().hex(), 'shape': list(v.shape), 'dtype': str(v.dtype)} for k, v in t.items()}))`,
+      pyPath,
+      JSON.stringify(META1),
+    );
+    const spec = JSON.parse(out) as Record<string, { hex: string; shape: number[]; dtype: string }>;
+    // Insert in a scrambled order: the layout must not depend on it.
+    const names = Object.keys(spec).reverse();
+    const tensors = new Map<string, tv.TensorInput>();
+    for (const name of names) {
+      const s = spec[name] as { hex: string; shape: number[]; dtype: string };
+      const dtype = DTYPE_OF[s.dtype] ?? (s.dtype === 'bool' ? 'BOOL' : 'C64');
+      tensors.set(name, { dtype, shape: s.shape, data: Buffer.from(s.hex, 'hex') });
+    }
+    await tv.saveSafetensors(tvPath, tensors, { metadata: META1 });
+    expect(readFileSync(tvPath).equals(readFileSync(pyPath))).toBe(true);
+    const check = py(
+      `${PY_TENSORS}
+import sys
+import numpy as np
+from safetensors.numpy import load_file
+from safetensors import safe_open
+got = load_file(sys.argv[1])
+want = tensors()
+assert set(got) == set(want), (set(got) ^ set(want))
+for k in want:
+    assert got[k].dtype == want[k].dtype, k
+    assert got[k].shape == want[k].shape, k
+    assert got[k].tobytes() == want[k].tobytes(), k
+with safe_open(sys.argv[1], framework='np') as f:
+    print(len(f.keys()), f.metadata()['format'] == sys.argv[2])`,
+      tvPath,
+      'pt',
+    );
+    expect(check.trim()).toBe(`${Object.keys(spec).length} True`);
+  });
+
+  it("with several metadata keys: same bytes except the metadata key order (Python's is random)", async () => {
+    const pyPath = join(dir, 'ref-multi.safetensors');
+    const tvPath = join(dir, 'ours-multi.safetensors');
+    py(
+      `import sys, json
+import numpy as np
+from safetensors.numpy import save_file
+save_file({'w': np.arange(6, dtype=np.float32).reshape(2, 3), 'ids': np.arange(4, dtype=np.int64)}, sys.argv[1], metadata=json.loads(sys.argv[2]))`,
+      pyPath,
+      JSON.stringify(META),
+    );
+    await tv.saveSafetensors(
+      tvPath,
+      {
+        w: { dtype: 'F32', shape: [2, 3], data: new Float32Array([0, 1, 2, 3, 4, 5]) },
+        ids: new BigInt64Array([0n, 1n, 2n, 3n]),
+      },
+      { metadata: META },
+    );
+    const a = readFileSync(pyPath);
+    const b = readFileSync(tvPath);
+    expect(b.length).toBe(a.length);
+    const n = Number(a.readBigUInt64LE(0));
+    expect(Number(b.readBigUInt64LE(0))).toBe(n);
+    expect(JSON.parse(b.subarray(8, 8 + n).toString('utf8'))).toEqual(
+      JSON.parse(a.subarray(8, 8 + n).toString('utf8')),
+    );
+    expect(b.subarray(8 + n).equals(a.subarray(8 + n))).toBe(true);
+    // Ours is deterministic: keys sorted by UTF-8 bytes.
+    expect(b.subarray(8, 8 + n).toString('utf8')).toContain(
+      '{"__metadata__":{"10":"x","9":"y","a":"first","format":"np","z":"last","é":',
+    );
+  });
+
+  it('byte-identical without metadata, with empty metadata, and for BF16/F8 tensors (via raw bytes)', async () => {
+    for (const [label, meta] of [
+      ['none', null],
+      ['empty', {}],
+    ] as const) {
+      const pyPath = join(dir, `ref-${label}.safetensors`);
+      const tvPath = join(dir, `ours-${label}.safetensors`);
+      py(
+        `import sys, json
+import numpy as np
+from safetensors.numpy import save_file
+m = json.loads(sys.argv[2])
+save_file({'b': np.arange(5, dtype=np.int16), 'a': np.ones((2, 2), dtype=np.float64)}, sys.argv[1], metadata=m)`,
+        pyPath,
+        JSON.stringify(meta),
+      );
+      await tv.saveSafetensors(
+        tvPath,
+        {
+          b: new Int16Array([0, 1, 2, 3, 4]),
+          a: { dtype: 'F64', shape: [2, 2], data: new Float64Array(4).fill(1) },
+        },
+        { metadata: meta },
+      );
+      expect(readFileSync(tvPath).equals(readFileSync(pyPath)), label).toBe(true);
+    }
+    // BF16 and F8 are not numpy dtypes: Python's safe_open still reads their header entries.
+    const p = join(dir, 'bf16.safetensors');
+    await tv.saveSafetensors(p, {
+      w: { dtype: 'BF16', shape: [2], data: new Uint16Array([0x3f80, 0x4000]) },
+      q: { dtype: 'F8_E4M3', shape: [3], data: new Uint8Array([1, 2, 3]) },
+    });
+    const out = py(
+      `import sys, json, struct
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8+n])
+print(json.dumps({k: [v['dtype'], v['data_offsets']] for k, v in h.items()}))`,
+      p,
+    );
+    expect(JSON.parse(out)).toEqual({ w: ['BF16', [0, 4]], q: ['F8_E4M3', [4, 7]] });
+  });
+});

@@ -1,0 +1,560 @@
+import { spawnSync } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { tempDir } from './helpers/tmp';
+
+const dir = tempDir('tv-st-');
+let seq = 0;
+const tmp = (name = 'm.safetensors') => join(dir, `${seq++}-${name}`);
+
+/** A raw safetensors file from a JSON header text (not padded unless asked) and data bytes. */
+function rawFile(path: string, header: string, data: Uint8Array | number = 0, pad = true): string {
+  let h = Buffer.from(header, 'utf8');
+  if (pad && h.length % 8 !== 0) h = Buffer.concat([h, Buffer.alloc(8 - (h.length % 8), 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(h.length));
+  const body = typeof data === 'number' ? Buffer.alloc(data) : Buffer.from(data);
+  writeFileSync(path, Buffer.concat([len, h, body]));
+  return path;
+}
+
+async function expectInvalid(path: string, reason: string, extra: Record<string, unknown> = {}) {
+  const err = await tv.openSafetensors(path).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(tv.TensorVaultError);
+  const e = err as tv.TensorVaultError;
+  expect(e.code).toBe('TV_SAFETENSORS_INVALID');
+  expect(e.context.reason).toBe(reason);
+  expect(e.context.path).toBe(path);
+  for (const [k, v] of Object.entries(extra)) expect(e.context[k]).toBe(v);
+  return e;
+}
+
+describe('saveSafetensors / openSafetensors', () => {
+  it('round-trips every typed-array dtype with exact values and typed views', async () => {
+    const p = tmp();
+    const tensors = {
+      f64: { dtype: 'F64', shape: [2, 2], data: new Float64Array([1.5, -2, Math.PI, 1e300]) },
+      f32: { dtype: 'F32', shape: [3], data: new Float32Array([0.1, -0, Number.NaN]) },
+      i64: { dtype: 'I64', shape: [2], data: new BigInt64Array([-(2n ** 63n), 2n ** 63n - 1n]) },
+      u64: { dtype: 'U64', shape: [1], data: new BigUint64Array([2n ** 64n - 1n]) },
+      i32: { dtype: 'I32', shape: [2], data: new Int32Array([-7, 2 ** 31 - 1]) },
+      u32: { dtype: 'U32', shape: [1], data: new Uint32Array([2 ** 32 - 1]) },
+      i16: { dtype: 'I16', shape: [1], data: new Int16Array([-300]) },
+      u16: { dtype: 'U16', shape: [1], data: new Uint16Array([65535]) },
+      bf16: { dtype: 'BF16', shape: [2], data: new Uint16Array([0x3f80, 0xc000]) },
+      f16: { dtype: 'F16', shape: [1], data: new Uint16Array([0x3c00]) },
+      i8: { dtype: 'I8', shape: [2], data: new Int8Array([-128, 127]) },
+      u8: { dtype: 'U8', shape: [3], data: new Uint8Array([0, 1, 255]) },
+      b: { dtype: 'BOOL', shape: [2], data: new Uint8Array([1, 0]) },
+      f8: { dtype: 'F8_E4M3', shape: [1], data: new Uint8Array([0x38]) },
+      f4: { dtype: 'F4', shape: [4], data: new Uint8Array([0x21, 0x43]) },
+      c64: { dtype: 'C64', shape: [1], data: new Float32Array([1, -1]) },
+      scalar: { dtype: 'F32', shape: [], data: new Float32Array([42]) },
+      empty: { dtype: 'F32', shape: [0, 3], data: new Float32Array(0) },
+    } as const;
+    const res = await tv.saveSafetensors(p, tensors, { metadata: { format: 'pt', note: 'é "q"' } });
+    expect(res.byteLength).toBe(readFileSync(p).length);
+    const f = await tv.openSafetensors(p);
+    expect(f.metadata).toEqual({ format: 'pt', note: 'é "q"' });
+    expect([...f.names].sort()).toEqual(Object.keys(tensors).sort());
+    for (const [name, t] of Object.entries(tensors)) {
+      const got = f.tensor(name);
+      expect(got.dtype).toBe(t.dtype);
+      expect(got.shape).toEqual(t.shape);
+      expect(got.data.constructor).toBe(t.data.constructor);
+      expect(got.data).toEqual(t.data);
+      expect(got.copied).toBe(false);
+      expect(f.info(name).byteLength).toBe(t.data.byteLength);
+    }
+    f.close();
+  });
+
+  it('writes bare typed arrays as 1-D tensors, Maps and [name, tensor] iterables', async () => {
+    const p = tmp();
+    await tv.saveSafetensors(p, new Map([['x', new Int32Array([1, 2, 3])]]));
+    const f = await tv.openSafetensors(p);
+    expect(f.tensor('x')).toMatchObject({ dtype: 'I32', shape: [3] });
+    expect(f.metadata).toBeNull();
+    const q = tmp();
+    await tv.saveSafetensors(q, [['y', new Float64Array([1])]]);
+    expect((await tv.openSafetensors(q)).tensor('y').data).toEqual(new Float64Array([1]));
+  });
+
+  it('streams async sources chunk by chunk and checks their byte counts', async () => {
+    const p = tmp();
+    async function* gen() {
+      for (let i = 0; i < 10; i++) yield new Uint8Array(1000).fill(i);
+    }
+    await tv.saveSafetensors(p, { big: { dtype: 'U8', shape: [10, 1000], data: gen() } });
+    const f = await tv.openSafetensors(p);
+    const d = f.tensor('big').data as Uint8Array;
+    expect(d[0]).toBe(0);
+    expect(d[9999]).toBe(9);
+    async function* short() {
+      yield new Uint8Array(10);
+    }
+    async function* long() {
+      yield new Uint8Array(10);
+      yield new Uint8Array(10);
+    }
+    for (const src of [short(), long()]) {
+      const q = tmp();
+      writeFileSync(q, 'old');
+      await expect(
+        tv.saveSafetensors(q, {
+          a: { dtype: 'U8', shape: [15], data: src },
+          b: { dtype: 'U8', shape: [15], data: new Uint8Array(15) },
+        }),
+      ).rejects.toMatchObject({ code: 'TV_TENSOR_SIZE_MISMATCH', context: { name: 'a', expected: 15 } });
+      expect(readFileSync(q, 'utf8')).toBe('old');
+    }
+  });
+
+  it('rejects bad input with typed errors before touching the disk', async () => {
+    const p = tmp();
+    await expect(
+      tv.saveSafetensors(p, { a: { dtype: 'F128' as tv.Dtype, shape: [1], data: new Uint8Array(16) } }),
+    ).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+      context: { argument: 'dtype' },
+    });
+    await expect(
+      tv.saveSafetensors(p, { a: { dtype: 'F32', shape: [3], data: new Float32Array(2) } }),
+    ).rejects.toMatchObject({
+      code: 'TV_TENSOR_SIZE_MISMATCH',
+      context: { expected: 12, actual: 8 },
+    });
+    await expect(
+      tv.saveSafetensors(p, { a: { dtype: 'F32', shape: [-1], data: new Float32Array(0) } }),
+    ).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+    await expect(tv.saveSafetensors(p, { __metadata__: new Uint8Array(1) })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+    await expect(
+      tv.saveSafetensors(p, { a: new Uint8Array(1) }, { metadata: { k: 1 as unknown as string } }),
+    ).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+      context: { argument: 'metadata' },
+    });
+    await expect(
+      tv.saveSafetensors(join(dir, 'no/such/dir.safetensors'), { a: new Uint8Array(1) }),
+    ).rejects.toMatchObject({
+      code: 'TV_NOT_FOUND',
+    });
+    expect(existsSync(p)).toBe(false);
+  });
+
+  it('abort leaves the previous file intact and no temporary file behind', async () => {
+    const sub = join(dir, 'abort');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(sub);
+    const p = join(sub, 'm.safetensors');
+    await tv.saveSafetensors(p, { a: new Uint8Array([1]) });
+    const before = readFileSync(p);
+    const ac = new AbortController();
+    async function* slow() {
+      yield new Uint8Array(1024);
+      ac.abort(new Error('stop'));
+      yield new Uint8Array(1024);
+    }
+    const err = await tv
+      .saveSafetensors(p, { a: { dtype: 'U8', shape: [2048], data: slow() } }, { signal: ac.signal })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(tv.TensorVaultAbortError);
+    expect(readFileSync(p)).toEqual(before);
+    expect(readdirSync(sub)).toEqual(['m.safetensors']);
+  });
+
+  it('reports progress up to the data size', async () => {
+    const p = tmp();
+    const seen: number[] = [];
+    await tv.saveSafetensors(
+      p,
+      { a: new Uint8Array(3 << 20), b: new Uint8Array(100) },
+      { onProgress: (pr) => seen.push(pr.bytesDone) },
+    );
+    expect(seen.at(-1)).toBe((3 << 20) + 100);
+  });
+
+  it('views are private copy-on-write: writes never reach the file', async () => {
+    const p = tmp();
+    await tv.saveSafetensors(p, { a: new Float32Array([1, 2, 3]) });
+    const bytes = readFileSync(p);
+    const f = await tv.openSafetensors(p);
+    const t = f.tensor('a');
+    (t.data as Float32Array)[0] = 99;
+    expect((f.tensor('a').data as Float32Array)[0]).toBe(99); // same private pages
+    f.close();
+    expect(readFileSync(p)).toEqual(bytes);
+    expect((await tv.openSafetensors(p)).tensor('a').data).toEqual(new Float32Array([1, 2, 3]));
+  });
+
+  it('a view stays valid after close() and garbage collection (child process with --expose-gc)', async () => {
+    const p = tmp();
+    await tv.saveSafetensors(p, { a: new Float64Array(100_000).map((_, i) => i) });
+    const script = `
+      const tv = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
+      (async () => {
+        let f = await tv.openSafetensors(${JSON.stringify(p)});
+        const view = f.tensor('a').data;
+        f.close();
+        let err; try { f.tensor('a'); } catch (e) { err = e.code; }
+        f = null;
+        for (let i = 0; i < 5; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+        // churn: create and drop many views so finalizers run
+        for (let k = 0; k < 50; k++) { const g = await tv.openSafetensors(${JSON.stringify(p)}); g.tensor('a'); g.close(); }
+        for (let i = 0; i < 5; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+        let sum = 0; for (let i = 0; i < view.length; i++) sum += view[i];
+        process.stdout.write(JSON.stringify({ err, sum, last: view[99999] }));
+      })();`;
+    const r = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ err: 'TV_CLOSED', sum: (99_999 * 100_000) / 2, last: 99_999 });
+  });
+
+  it('copies (and says so) only when a typed view would be misaligned', async () => {
+    // Unpadded 61-byte header: the data area starts at 69, so F32 at offset 69 cannot be viewed in place.
+    const p = rawFile(
+      tmp(),
+      '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}',
+      new Uint8Array(new Float32Array([1.5, -2]).buffer),
+      false,
+    );
+    const f = await tv.openSafetensors(p);
+    expect(f.dataStart % 4).not.toBe(0);
+    const t = f.tensor('a');
+    expect(t.copied).toBe(true);
+    expect(t.data).toEqual(new Float32Array([1.5, -2]));
+    const q = rawFile(
+      tmp(),
+      '{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}',
+      new Uint8Array([7, 8]),
+      false,
+    );
+    expect((await tv.openSafetensors(q)).tensor('a').copied).toBe(false);
+  });
+
+  it('tensors larger than maxTensorBytes get TV_TENSOR_TOO_LARGE and are read in chunks', async () => {
+    const p = tmp();
+    const data = new Uint8Array(10_000).map((_, i) => i % 251);
+    await tv.saveSafetensors(p, { a: data });
+    const f = await tv.openSafetensors(p, { maxTensorBytes: 4096 });
+    expect(() => f.tensor('a')).toThrow(
+      expect.objectContaining({
+        code: 'TV_TENSOR_TOO_LARGE',
+        context: expect.objectContaining({ actual: 10_000, max: 4096 }),
+      }),
+    );
+    const chunks = [...f.chunks('a', { chunkBytes: 4096 })];
+    expect(chunks.map((c) => c.length)).toEqual([4096, 4096, 1808]);
+    expect(Buffer.concat(chunks)).toEqual(Buffer.from(data));
+    expect(await f.readRange('a', 9000, 1000)).toEqual(Buffer.from(data.subarray(9000)));
+    await expect(f.readRange('a', 9001, 1000)).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+    await expect(f.readRange('a', -1, 1)).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+  });
+
+  it('a tensor above 4 GiB (sparse file) opens, refuses one ArrayBuffer, and reads in chunks', async () => {
+    const n = 2 ** 32 + 16;
+    const p = tmp('huge.safetensors');
+    const header = `{"huge":{"dtype":"U8","shape":[${n}],"data_offsets":[0,${n}]}}`;
+    rawFile(p, header, 0);
+    const fd = openSync(p, 'r+');
+    const start = readFileSync(p).length;
+    ftruncateSync(fd, start + n);
+    writeSync(fd, Buffer.from([1, 2, 3]), 0, 3, start + n - 3);
+    closeSync(fd);
+    const f = await tv.openSafetensors(p);
+    expect(f.info('huge').byteLength).toBe(n);
+    expect(() => f.tensor('huge')).toThrow(expect.objectContaining({ code: 'TV_TENSOR_TOO_LARGE' }));
+    expect(await f.readRange('huge', n - 3, 3)).toEqual(Buffer.from([1, 2, 3]));
+    let last: Uint8Array | undefined;
+    let count = 0;
+    const it = f.chunks('huge', { chunkBytes: 2 ** 31 });
+    for (const c of it) {
+      last = c;
+      count++;
+    }
+    expect(count).toBe(3);
+    expect([...(last ?? [])]).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]);
+    f.close();
+  });
+
+  it('a file truncated under an open reader: typed error, the process survives', async () => {
+    const p = tmp();
+    await tv.saveSafetensors(p, { a: new Uint8Array(1 << 20).fill(3), b: new Uint8Array(10) });
+    const f = await tv.openSafetensors(p);
+    const fd = openSync(p, 'r+');
+    ftruncateSync(fd, 100);
+    closeSync(fd);
+    expect(() => f.tensor('a')).toThrow(
+      expect.objectContaining({ code: 'TV_FILE_CHANGED', context: expect.objectContaining({ actual: 100 }) }),
+    );
+    await expect(f.readRange('a', 0, 10)).rejects.toMatchObject({ code: 'TV_FILE_CHANGED' });
+  });
+
+  it('a view handed out before the file is truncated: reading it does not kill the process', async () => {
+    const p = tmp();
+    await tv.saveSafetensors(p, { a: new Uint8Array(1 << 20).fill(7) });
+    const script = `
+      const tv = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
+      const fs = require('node:fs');
+      (async () => {
+        const f = await tv.openSafetensors(${JSON.stringify(p)});
+        const view = f.tensor('a').data;
+        const before = view[500000];
+        fs.truncateSync(${JSON.stringify(p)}, 64);
+        let sum = 0; for (let i = 0; i < view.length; i += 4096) sum += view[i];
+        let code; try { f.tensor('a'); } catch (e) { code = e.code; }
+        process.stdout.write(JSON.stringify({ before, after: view[500000], sum, code }));
+      })();`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ before: 7, after: 0, sum: 0, code: 'TV_FILE_CHANGED' });
+  });
+
+  it('replacing a file that a reader has mapped never truncates what the reader sees', async () => {
+    const p = tmp();
+    await tv.saveSafetensors(p, { a: new Float64Array(200_000).fill(1) });
+    const f = await tv.openSafetensors(p);
+    const view = f.tensor('a').data as Float64Array;
+    await tv.saveSafetensors(p, { b: new Uint8Array(3) });
+    expect(view[199_999]).toBe(1);
+    expect((f.tensor('a').data as Float64Array)[0]).toBe(1);
+    expect((await tv.openSafetensors(p)).names).toEqual(['b']);
+  });
+
+  it('an aborted signal rejects openSafetensors with an AbortError', async () => {
+    const p = tmp();
+    await tv.saveSafetensors(p, { a: new Uint8Array(1) });
+    const err = await tv.openSafetensors(p, { signal: AbortSignal.abort() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(tv.TensorVaultAbortError);
+    expect((err as tv.TensorVaultError).code).toBe('TV_ABORTED');
+  });
+
+  it('unknown names, closed handles and bad arguments are typed errors', async () => {
+    const p = tmp();
+    await tv.saveSafetensors(p, { a: new Uint8Array(1) });
+    const f = await tv.openSafetensors(p);
+    expect(() => f.tensor('nope')).toThrow(expect.objectContaining({ code: 'TV_TENSOR_NOT_FOUND' }));
+    f.close();
+    expect(f.closed).toBe(true);
+    expect(() => f.tensor('a')).toThrow(expect.objectContaining({ code: 'TV_CLOSED' }));
+    await expect(tv.openSafetensors(join(dir, 'missing'))).rejects.toMatchObject({ code: 'TV_NOT_FOUND' });
+    await expect(tv.openSafetensors(dir)).rejects.toMatchObject({ code: 'TV_IS_DIRECTORY' });
+    await expect(tv.openSafetensors('')).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+  });
+});
+
+describe('adversarial headers: each attack gets its typed error', () => {
+  const T = (dtype: string, shape: string, off: string) =>
+    `{"dtype":"${dtype}","shape":${shape},"data_offsets":${off}}`;
+  it('file shorter than 8 bytes', async () => {
+    const p = tmp();
+    writeFileSync(p, Buffer.from([1, 2, 3]));
+    await expectInvalid(p, 'header_too_small', { actual: 3 });
+  });
+  it('header length larger than the file', async () => {
+    const p = tmp();
+    const b = Buffer.alloc(16, 0x20);
+    b.writeBigUInt64LE(1000n);
+    writeFileSync(p, b);
+    await expectInvalid(p, 'header_past_end', { actual: 1000, fileLength: 16 });
+  });
+  it('header length larger than 100 MB', async () => {
+    const p = tmp();
+    const b = Buffer.alloc(16, 0x20);
+    b.writeBigUInt64LE(100_000_001n);
+    writeFileSync(p, b);
+    await expectInvalid(p, 'header_too_large', { actual: 100_000_001, max: 100_000_000 });
+  });
+  it('non-UTF-8 header', async () => {
+    const p = tmp();
+    const h = Buffer.from('{"\xff":1}   ', 'latin1');
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    writeFileSync(p, Buffer.concat([len, h]));
+    await expectInvalid(p, 'header_not_utf8', { offset: 2 });
+  });
+  it('invalid JSON', async () => {
+    await expectInvalid(rawFile(tmp(), '{"a":'), 'header_not_json');
+  });
+  it('non-object JSON', async () => {
+    await expectInvalid(rawFile(tmp(), '[1,2]'), 'header_not_object');
+  });
+  it('metadata that is not a string map', async () => {
+    await expectInvalid(rawFile(tmp(), '{"__metadata__":{"a":1}}'), 'metadata_not_string_map');
+  });
+  it('duplicate names', async () => {
+    const e = await expectInvalid(
+      rawFile(tmp(), `{"a":${T('U8', '[1]', '[0,1]')},"a":${T('U8', '[1]', '[1,2]')}}`, 2),
+      'duplicate_name',
+    );
+    expect(e.context.name).toBe('a');
+  });
+  it('unknown dtype', async () => {
+    await expectInvalid(rawFile(tmp(), `{"a":${T('Q7', '[1]', '[0,1]')}}`, 1), 'unknown_dtype', {
+      name: 'a',
+      dtype: 'Q7',
+    });
+  });
+  it('overlapping offsets', async () => {
+    await expectInvalid(
+      rawFile(tmp(), `{"a":${T('U8', '[4]', '[0,4]')},"b":${T('U8', '[4]', '[2,6]')}}`, 6),
+      'offset_overlap',
+      {
+        name: 'b',
+        expected: 4,
+        actual: 2,
+      },
+    );
+  });
+  it('gaps between tensors', async () => {
+    await expectInvalid(
+      rawFile(tmp(), `{"a":${T('U8', '[4]', '[0,4]')},"b":${T('U8', '[4]', '[8,12]')}}`, 12),
+      'offset_gap',
+      {
+        name: 'b',
+        expected: 4,
+        actual: 8,
+      },
+    );
+  });
+  it('trailing polyglot data', async () => {
+    const p = rawFile(
+      tmp(),
+      `{"a":${T('U8', '[4]', '[0,4]')}}`,
+      Buffer.from('abcd<?php system($_GET[1]); ?>'),
+    );
+    await expectInvalid(p, 'trailing_bytes', { expected: 4, trailing: 26 });
+  });
+  it('offsets past the end', async () => {
+    await expectInvalid(rawFile(tmp(), `{"a":${T('F32', '[4]', '[0,16]')}}`, 8), 'data_past_end', {
+      name: 'a',
+      actual: 16,
+      expected: 8,
+    });
+  });
+  it('shape products that overflow', async () => {
+    await expectInvalid(
+      rawFile(tmp(), `{"a":${T('F32', '[4294967296,4294967296]', '[0,0]')}}`),
+      'shape_overflow',
+      { name: 'a' },
+    );
+  });
+  it('size not matching dtype × shape', async () => {
+    await expectInvalid(rawFile(tmp(), `{"a":${T('F32', '[3]', '[0,8]')}}`, 8), 'size_mismatch', {
+      name: 'a',
+      expected: 12,
+      actual: 8,
+    });
+  });
+  it('reversed offsets', async () => {
+    await expectInvalid(rawFile(tmp(), `{"a":${T('U8', '[0]', '[4,0]')}}`, 4), 'offsets_reversed', {
+      name: 'a',
+    });
+  });
+  it('malformed tensor entry', async () => {
+    await expectInvalid(rawFile(tmp(), '{"a":{"dtype":"U8","shape":[1]}}', 1), 'invalid_tensor_entry', {
+      name: 'a',
+    });
+  });
+});
+
+describe('sharded checkpoints', () => {
+  it('save with a maximum shard size, then open lazily as one checkpoint', async () => {
+    const { mkdirSync } = await import('node:fs');
+    const d = join(dir, 'sharded');
+    mkdirSync(d);
+    const tensors: Record<string, Float32Array> = {};
+    for (let i = 0; i < 7; i++) tensors[`layer.${i}.w`] = new Float32Array(100).fill(i);
+    const res = await tv.saveShardedSafetensors(d, tensors, { maxShardBytes: 1000 });
+    expect(res.shards).toEqual([
+      'model-00001-of-00004.safetensors',
+      'model-00002-of-00004.safetensors',
+      'model-00003-of-00004.safetensors',
+      'model-00004-of-00004.safetensors',
+    ]);
+    expect(res.totalSize).toBe(2800);
+    const index = JSON.parse(readFileSync(res.indexPath, 'utf8'));
+    expect(index.metadata).toEqual({ total_size: 2800 });
+    expect(index.weight_map['layer.6.w']).toBe('model-00004-of-00004.safetensors');
+    const s = await tv.openShardedSafetensors(res.indexPath);
+    expect(s.names.length).toBe(7);
+    for (let i = 0; i < 7; i++)
+      expect((await s.tensor(`layer.${i}.w`)).data).toEqual(new Float32Array(100).fill(i));
+    await expect(s.tensor('nope')).rejects.toMatchObject({ code: 'TV_TENSOR_NOT_FOUND' });
+    await s.close();
+    await expect(s.tensor('layer.0.w')).rejects.toMatchObject({ code: 'TV_CLOSED' });
+  });
+
+  it('refuses indexes that escape their folder or point at the wrong shard', async () => {
+    const p = join(dir, 'bad.index.json');
+    writeFileSync(p, JSON.stringify({ weight_map: { a: '../etc/passwd' } }));
+    await expect(tv.openShardedSafetensors(p)).rejects.toMatchObject({
+      code: 'TV_SAFETENSORS_INVALID',
+      context: { reason: 'invalid_index' },
+    });
+    writeFileSync(p, '[1]');
+    await expect(tv.openShardedSafetensors(p)).rejects.toMatchObject({ code: 'TV_SAFETENSORS_INVALID' });
+    const shard = tmp('s.safetensors');
+    await tv.saveSafetensors(shard, { b: new Uint8Array(1) });
+    writeFileSync(p, JSON.stringify({ weight_map: { a: shard.split('/').at(-1) } }));
+    const s = await tv.openShardedSafetensors(p);
+    await expect(s.tensor('a')).rejects.toMatchObject({
+      code: 'TV_SAFETENSORS_INVALID',
+      context: { name: 'a' },
+    });
+  });
+});
+
+describe('tensorvault inspect', () => {
+  const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
+  it('lists tensors, dtypes, shapes, sizes and metadata (--json and text)', async () => {
+    const p = tmp();
+    await tv.saveSafetensors(
+      p,
+      { w: { dtype: 'BF16', shape: [2, 3], data: new Uint16Array(6) }, b: new Float32Array(3) },
+      { metadata: { format: 'pt' } },
+    );
+    const r = spawnSync(process.execPath, [cli, 'inspect', '--json', p], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({
+      kind: 'safetensors',
+      metadata: { format: 'pt' },
+      tensorCount: 2,
+      totalBytes: 24,
+    });
+    expect(
+      j.tensors.map((t: { name: string; dtype: string; shape: number[] }) => [t.name, t.dtype, t.shape]),
+    ).toEqual([
+      ['b', 'F32', [3]],
+      ['w', 'BF16', [2, 3]],
+    ]);
+    const text = spawnSync(process.execPath, [cli, 'inspect', p], { encoding: 'utf8' });
+    expect(text.stdout).toMatch(/w\s+BF16\s+\[2, 3\]\s+12 B/);
+    const bad = tmp();
+    writeFileSync(bad, 'xx');
+    const e = spawnSync(process.execPath, [cli, 'inspect', bad], { encoding: 'utf8' });
+    expect(e.status).not.toBe(0);
+    expect(e.stderr).toContain('TV_SAFETENSORS_INVALID');
+  });
+});

@@ -1,0 +1,271 @@
+#!/usr/bin/env node
+// safetensors benchmarks against named baselines, in one script so ratios are fair on a shared machine.
+//   node --expose-gc benches/safetensors.bench.mjs [--gib 4] [--tensors 300] [--iterations N] [--json out.json]
+// Cases (on a generated checkpoint of --gib GiB in --tensors tensors, F32 and BF16):
+//   open     openSafetensors + first tensor view      vs Python safe_open + get_tensor (numpy), same file
+//            (+ RSS growth of this process before any tensor is touched)
+//   read     every tensor through its view, warm (copy into a 64 MiB scratch buffer)
+//            vs fs.readSync of the same bytes into the same buffer (64 MiB reads)
+//   write    saveSafetensors streaming the same bytes (fsync + rename)
+//            vs fs.writeSync of the same bytes + fsync, and Python save_file (numpy) on a 1 GiB subset
+import { spawnSync } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { Bench } from 'tinybench';
+
+const require = createRequire(import.meta.url);
+const tv = require('../dist/index.js');
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? dflt : process.argv[i + 1];
+};
+const gib = Number(arg('gib', 4));
+const count = Number(arg('tensors', 300));
+const iterations = Number(arg('iterations', 5));
+const root = join(import.meta.dirname, '..');
+const python = process.env.TV_PYTHON ?? join(root, '.venv', 'bin', 'python');
+const dir = join(root, 'target', 'bench-data');
+mkdirSync(dir, { recursive: true });
+const total = Math.round(gib * 1024 ** 3);
+
+// ~count tensors: F32 [rows, 1024] and every third BF16 [rows, 2048]; sizes sum to `total`.
+const per = Math.floor(total / count / 4096) * 4096;
+const specs = [];
+for (let i = 0; i < count; i++) {
+  const bf16 = i % 3 === 2;
+  specs.push({
+    name: `model.layers.${i}.weight`,
+    dtype: bf16 ? 'BF16' : 'F32',
+    shape: [per / 4096, bf16 ? 2048 : 1024],
+    bytes: per,
+  });
+}
+const dataBytes = per * count;
+const block = Buffer.alloc(64 << 20);
+for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
+
+async function* source(bytes) {
+  for (let at = 0; at < bytes; at += block.length)
+    yield block.subarray(0, Math.min(block.length, bytes - at));
+}
+const tensorsFor = (list) =>
+  Object.fromEntries(list.map((s) => [s.name, { dtype: s.dtype, shape: s.shape, data: source(s.bytes) }]));
+
+const file = join(dir, `st-${gib}gib-${count}.safetensors`);
+if (!existsSync(file)) await tv.saveSafetensors(file, tensorsFor(specs), { metadata: { format: 'pt' } });
+const fileBytes = statSync(file).size;
+const results = [];
+const record = (group, name, medianMs, bytes, baseMs) =>
+  results.push({
+    group,
+    case: name,
+    medianMs,
+    ...(bytes ? { gbPerS: bytes / 1e9 / (medianMs / 1000) } : {}),
+    vsBaseline: baseMs / medianMs,
+  });
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+};
+
+// Warm the page cache.
+{
+  const fd = openSync(file, 'r');
+  for (let at = 0; at < fileBytes; at += block.length) readSync(fd, block, 0, block.length, at);
+  closeSync(fd);
+}
+
+// --- open + first tensor -------------------------------------------------------------------------
+const first = specs[0].name;
+globalThis.gc?.();
+const rss0 = process.memoryUsage().rss;
+const probe = await tv.openSafetensors(file);
+const rssOpen = process.memoryUsage().rss - rss0;
+probe.close();
+const openTimes = [];
+const firstTimes = [];
+for (let i = 0; i < 50; i++) {
+  const t0 = performance.now();
+  const f = await tv.openSafetensors(file);
+  const t1 = performance.now();
+  const t = f.tensor(first);
+  const t2 = performance.now();
+  if (t.data.length === 0) throw new Error('empty');
+  openTimes.push(t1 - t0);
+  firstTimes.push(t2 - t0);
+  f.close();
+  // Let the previous iteration's views be collected (and their mappings unmapped) outside the timing.
+  globalThis.gc?.();
+  await new Promise((r) => setTimeout(r, 1));
+}
+const pyOpen = spawnSync(
+  python,
+  [
+    '-c',
+    `import sys, time, json
+from safetensors import safe_open
+ts = []
+for i in range(50):
+    t0 = time.perf_counter()
+    with safe_open(sys.argv[1], framework='np') as f:
+        a = f.get_tensor(sys.argv[2])
+    ts.append((time.perf_counter() - t0) * 1000)
+ts.sort()
+print(json.dumps({'median': ts[len(ts)//2]}))`,
+    file,
+    first,
+  ],
+  { encoding: 'utf8' },
+);
+if (pyOpen.status !== 0) throw new Error(pyOpen.stderr);
+const pyFirst = JSON.parse(pyOpen.stdout).median;
+record(
+  'open + first tensor',
+  'Python safe_open + get_tensor (numpy, copies the tensor)',
+  pyFirst,
+  0,
+  pyFirst,
+);
+record('open + first tensor', 'tv.openSafetensors (validate, map)', median(openTimes), 0, pyFirst);
+record(
+  'open + first tensor',
+  'tv.openSafetensors + tensor() (zero-copy view)',
+  median(firstTimes),
+  0,
+  pyFirst,
+);
+
+// --- read every tensor ----------------------------------------------------------------------------
+{
+  const f = await tv.openSafetensors(file);
+  const bench = new Bench({ iterations, time: 0, warmupIterations: 1, warmupTime: 0 });
+  bench.add('fs.readSync 64 MiB chunks into a buffer', () => {
+    const fd = openSync(file, 'r');
+    for (let at = f.dataStart; at < fileBytes; at += block.length)
+      readSync(fd, block, 0, Math.min(block.length, fileBytes - at), at);
+    closeSync(fd);
+  });
+  bench.add('views: every tensor copied into the same buffer', () => {
+    for (const name of f.names) {
+      const b = f.tensor(name).bytes;
+      for (let at = 0; at < b.length; at += block.length)
+        block.set(b.subarray(at, Math.min(b.length, at + block.length)));
+    }
+  });
+  bench.add('views: every tensor, touch one byte per 4 KiB page', () => {
+    let x = 0;
+    for (const name of f.names) {
+      const b = f.tensor(name).bytes;
+      for (let at = 0; at < b.length; at += 4096) x ^= b[at];
+    }
+    return x;
+  });
+  await bench.run();
+  const base = bench.tasks[0].result.latency.p50;
+  for (const t of bench.tasks) record(`read ${gib} GiB warm`, t.name, t.result.latency.p50, dataBytes, base);
+  f.close();
+}
+
+// --- write -----------------------------------------------------------------------------------------
+{
+  const out = join(dir, 'st-write.safetensors');
+  const plain = join(dir, 'st-write.bin');
+  const bench = new Bench({
+    iterations: Math.max(3, Math.min(iterations, 3)),
+    time: 0,
+    warmupIterations: 0,
+    warmupTime: 0,
+  });
+  bench.add('fs.writeSync 64 MiB chunks + fsync (same bytes)', () => {
+    const fd = openSync(plain, 'w');
+    for (let at = 0; at < dataBytes; at += block.length)
+      writeSync(fd, block, 0, Math.min(block.length, dataBytes - at));
+    fsyncSync(fd);
+    closeSync(fd);
+  });
+  bench.add('tv.saveSafetensors streaming (fsync + rename)', async () => {
+    await tv.saveSafetensors(out, tensorsFor(specs), { metadata: { format: 'pt' } });
+  });
+  await bench.run();
+  const base = bench.tasks[0].result.latency.p50;
+  for (const t of bench.tasks) record(`write ${gib} GiB`, t.name, t.result.latency.p50, dataBytes, base);
+  rmSync(plain, { force: true });
+  rmSync(out, { force: true });
+}
+{
+  // Python save_file holds its arrays in memory: compare on a 1 GiB subset.
+  const sub = specs.slice(0, Math.max(1, Math.round((count * 1) / gib)));
+  const subBytes = sub.reduce((s, x) => s + x.bytes, 0);
+  const out = join(dir, 'st-write-sub.safetensors');
+  const py = spawnSync(
+    python,
+    [
+      '-c',
+      `import sys, time, json, os
+import numpy as np
+from safetensors.numpy import save_file
+n, per = int(sys.argv[2]), int(sys.argv[3])
+base = np.frombuffer(np.random.default_rng(1).bytes(per), dtype=np.float32)
+t = {f'model.layers.{i}.weight': base.copy() for i in range(n)}
+ts = []
+for i in range(3):
+    t0 = time.perf_counter()
+    save_file(t, sys.argv[1], metadata={'format': 'pt'})
+    fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.close(fd)
+    ts.append((time.perf_counter() - t0) * 1000)
+ts.sort()
+print(json.dumps({'median': ts[1]}))`,
+      out,
+      String(sub.length),
+      String(per),
+    ],
+    { encoding: 'utf8' },
+  );
+  if (py.status !== 0) throw new Error(py.stderr);
+  const pyMs = JSON.parse(py.stdout).median;
+  const subSpecs = sub.map((s) => ({ ...s, dtype: 'F32', shape: [s.bytes / 4] }));
+  const ours = [];
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    await tv.saveSafetensors(out, tensorsFor(subSpecs), { metadata: { format: 'pt' } });
+    ours.push(performance.now() - t0);
+  }
+  const label = `write ${(subBytes / 1024 ** 3).toFixed(2)} GiB subset`;
+  record(label, 'Python save_file (numpy) + fsync', pyMs, subBytes, pyMs);
+  record(label, 'tv.saveSafetensors streaming (fsync + rename)', median(ours), subBytes, pyMs);
+  rmSync(out, { force: true });
+}
+
+const meta = {
+  date: new Date().toISOString(),
+  node: process.version,
+  cpu: cpus()[0]?.model,
+  cores: cpus().length,
+  memGiB: Math.round(totalmem() / 1024 ** 3),
+  file: { bytes: fileBytes, tensors: count },
+  rssGrowthOnOpenBytes: rssOpen,
+};
+console.log(JSON.stringify(meta, null, 2));
+console.table(
+  results.map((r) => ({
+    ...r,
+    medianMs: r.medianMs.toFixed(3),
+    gbPerS: r.gbPerS?.toFixed(2),
+    vsBaseline: `${r.vsBaseline.toFixed(2)}x`,
+  })),
+);
+const jsonOut = arg('json', undefined);
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ meta, results }, null, 2));

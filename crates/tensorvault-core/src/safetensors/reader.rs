@@ -1,0 +1,118 @@
+//! The mapped reader: validate the header read with `pread`, then map the file private copy-on-write.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{header_len, Header, SafetensorsError, TensorInfo};
+use crate::io::{open_regular, read_exact_at, IoError, Mapping};
+
+/// An open, validated safetensors file. Tensor bytes are borrowed from a shared private mapping
+/// (`Arc<Mapping>`), which callers may clone to keep the pages alive beyond this value.
+#[derive(Debug)]
+pub struct SafetensorsFile {
+    map: Arc<Mapping>,
+    header: Header,
+}
+
+impl SafetensorsFile {
+    /// Open and validate `path`. Nothing is mapped until the header has passed every check.
+    pub fn open(path: &Path) -> Result<SafetensorsFile, SafetensorsError> {
+        let (file, len) = open_regular(path)?;
+        let mut first = [0u8; 8];
+        let have = usize::try_from(len.min(8)).unwrap_or(8);
+        let first = first.get_mut(..have).unwrap_or_default();
+        read_exact_at(&file, path, first, 0)?;
+        let n = header_len(first, len)?;
+        // n ≤ MAX_HEADER_LEN (100 MB), so this fits in usize.
+        let mut prefix = vec![0u8; usize::try_from(n + 8).unwrap_or(0)];
+        read_exact_at(&file, path, &mut prefix, 0)?;
+        let header = Header::parse(&prefix, len)?;
+        drop(prefix);
+        let map = Mapping::from_file(file, path, len)?;
+        Ok(SafetensorsFile {
+            map: Arc::new(map),
+            header,
+        })
+    }
+
+    /// The validated header.
+    #[must_use]
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The shared mapping.
+    #[must_use]
+    pub fn mapping(&self) -> &Arc<Mapping> {
+        &self.map
+    }
+
+    /// The path the file was opened from.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        self.map.path()
+    }
+
+    /// Look up `name`.
+    pub fn info(&self, name: &str) -> Result<&TensorInfo, SafetensorsError> {
+        self.header
+            .get(name)
+            .ok_or_else(|| SafetensorsError::TensorNotFound {
+                name: name.to_string(),
+            })
+    }
+
+    /// Absolute file offset of a tensor's first byte.
+    #[must_use]
+    pub fn absolute_offset(&self, info: &TensorInfo) -> u64 {
+        self.header.data_start() + info.start
+    }
+
+    /// Check that the file has not been truncated since it was opened (touching pages past the new end
+    /// of file would raise SIGBUS).
+    pub fn check_unchanged(&self) -> Result<(), SafetensorsError> {
+        self.map.check_len().map_err(|e| match e {
+            IoError::Truncated {
+                path,
+                expected,
+                actual,
+            } => SafetensorsError::FileChanged {
+                path,
+                expected,
+                actual,
+            },
+            other => SafetensorsError::Io(other),
+        })
+    }
+
+    /// The bytes of tensor `name` (after checking that the file was not truncated).
+    pub fn tensor(&self, name: &str) -> Result<(&TensorInfo, &[u8]), SafetensorsError> {
+        let info = self.info(name)?;
+        self.check_unchanged()?;
+        let bytes = self.bytes_of(info, 0, info.byte_len())?;
+        Ok((info, bytes))
+    }
+
+    /// `len` bytes of tensor `info` starting `offset` bytes into it.
+    pub fn bytes_of(
+        &self,
+        info: &TensorInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<&[u8], SafetensorsError> {
+        let abs = self.absolute_offset(info);
+        let range = offset
+            .checked_add(len)
+            .filter(|&end| end <= info.byte_len())
+            .and_then(|end| {
+                let s = usize::try_from(abs + offset).ok()?;
+                let e = usize::try_from(abs + end).ok()?;
+                self.map.bytes().get(s..e)
+            });
+        range.ok_or_else(|| SafetensorsError::DataPastEnd {
+            name: info.name.clone(),
+            end: offset.saturating_add(len),
+            data_len: info.byte_len(),
+        })
+    }
+}

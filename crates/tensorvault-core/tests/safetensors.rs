@@ -1,0 +1,481 @@
+//! Header validation: one named test per attack, a proptest "fuzz" over random bytes and mutated
+//! valid headers, and writer → reader round trips.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use tensorvault_core::safetensors::{
+    layout, Dtype, Header, SafetensorsError as E, SafetensorsFile, SafetensorsWriter, TensorSpec,
+};
+
+/// A file made of `json` (padded to 8) followed by `data_len` zero bytes.
+fn file(json: &str, data_len: usize) -> Vec<u8> {
+    let mut j = json.as_bytes().to_vec();
+    while j.len() % 8 != 0 {
+        j.push(b' ');
+    }
+    let mut out = (j.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&j);
+    out.extend(vec![0u8; data_len]);
+    out
+}
+
+fn parse(bytes: &[u8]) -> Result<Header, E> {
+    Header::parse(bytes, bytes.len() as u64)
+}
+
+const ONE: &str = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+
+#[test]
+fn valid_file_parses() {
+    let h = parse(&file(ONE, 8)).unwrap();
+    assert_eq!(h.tensors().len(), 1);
+    let t = h.get("a").unwrap();
+    assert_eq!(
+        (t.dtype, t.shape.clone(), t.start, t.end),
+        (Dtype::F32, vec![2], 0, 8)
+    );
+    assert!(h.metadata().is_none());
+}
+
+#[test]
+fn attack_file_shorter_than_8_bytes() {
+    assert!(matches!(
+        parse(&[1, 2, 3]),
+        Err(E::HeaderTooSmall { file_len: 3 })
+    ));
+    assert!(matches!(parse(&[]), Err(E::HeaderTooSmall { file_len: 0 })));
+}
+
+#[test]
+fn attack_header_length_larger_than_100mb() {
+    let mut b = (100_000_001u64).to_le_bytes().to_vec();
+    b.extend_from_slice(b"{}");
+    assert!(matches!(
+        parse(&b),
+        Err(E::HeaderTooLarge {
+            header_len: 100_000_001,
+            max: 100_000_000
+        })
+    ));
+    let b = u64::MAX.to_le_bytes();
+    assert!(matches!(parse(&b), Err(E::HeaderTooLarge { .. })));
+}
+
+#[test]
+fn attack_header_length_larger_than_the_file() {
+    let mut b = 64u64.to_le_bytes().to_vec();
+    b.extend_from_slice(b"{}      ");
+    assert!(matches!(
+        parse(&b),
+        Err(E::HeaderPastEnd {
+            header_len: 64,
+            file_len: 16
+        })
+    ));
+}
+
+#[test]
+fn attack_non_utf8_header() {
+    let mut b = 8u64.to_le_bytes().to_vec();
+    b.extend_from_slice(b"{\"\xff\":1}  ");
+    assert!(matches!(parse(&b), Err(E::HeaderNotUtf8 { offset: 2 })));
+}
+
+#[test]
+fn attack_invalid_json() {
+    assert!(matches!(
+        parse(&file("{\"a\":", 0)),
+        Err(E::HeaderNotJson { line: 1, .. })
+    ));
+    assert!(matches!(
+        parse(&file("{} {}", 0)),
+        Err(E::HeaderNotJson { .. })
+    ));
+}
+
+#[test]
+fn attack_non_object_json() {
+    for j in ["[]", "\"x\"", "42", "null", "true"] {
+        assert!(
+            matches!(parse(&file(j, 0)), Err(E::HeaderNotObject { .. })),
+            "{j}"
+        );
+    }
+}
+
+#[test]
+fn attack_metadata_not_a_string_map() {
+    for j in [
+        r#"{"__metadata__":{"k":1}}"#,
+        r#"{"__metadata__":{"k":null}}"#,
+        r#"{"__metadata__":{"k":{"x":"y"}}}"#,
+        r#"{"__metadata__":["a"]}"#,
+        r#"{"__metadata__":"a"}"#,
+    ] {
+        assert!(
+            matches!(parse(&file(j, 0)), Err(E::MetadataNotStringMap { .. })),
+            "{j}"
+        );
+    }
+    let h = parse(&file(r#"{"__metadata__":{"format":"pt","b":"é"}}"#, 0)).unwrap();
+    let m = h.metadata().unwrap();
+    assert_eq!(m.get("format").map(String::as_str), Some("pt"));
+}
+
+#[test]
+fn attack_duplicate_tensor_names() {
+    let j = r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#;
+    assert!(matches!(parse(&file(j, 2)), Err(E::DuplicateName { name }) if name == "a"));
+    let j = r#"{"__metadata__":{},"__metadata__":{}}"#;
+    assert!(matches!(parse(&file(j, 0)), Err(E::DuplicateName { .. })));
+    let j = r#"{"__metadata__":{"k":"1","k":"2"}}"#;
+    assert!(
+        matches!(parse(&file(j, 0)), Err(E::DuplicateName { name }) if name == "__metadata__.k")
+    );
+}
+
+#[test]
+fn attack_unknown_dtype() {
+    let j = r#"{"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}}"#;
+    assert!(
+        matches!(parse(&file(j, 16)), Err(E::UnknownDtype { name, dtype }) if name == "a" && dtype == "F128")
+    );
+}
+
+#[test]
+fn attack_malformed_tensor_entries() {
+    for j in [
+        r#"{"a":{"shape":[1],"data_offsets":[0,1]}}"#,
+        r#"{"a":{"dtype":"U8","data_offsets":[0,1]}}"#,
+        r#"{"a":{"dtype":"U8","shape":[1]}}"#,
+        r#"{"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}}"#,
+        r#"{"a":{"dtype":"U8","shape":[1.5],"data_offsets":[0,1]}}"#,
+        r#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1,2]}}"#,
+        r#"{"a":{"dtype":7,"shape":[1],"data_offsets":[0,1]}}"#,
+        r#"{"a":[1,2]}"#,
+        r#"{"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#,
+    ] {
+        assert!(
+            matches!(parse(&file(j, 1)), Err(E::InvalidTensorEntry { ref name, .. }) if name == "a"),
+            "{j}: {:?}",
+            parse(&file(j, 1))
+        );
+    }
+}
+
+#[test]
+fn attack_reversed_offsets() {
+    let j = r#"{"a":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}}"#;
+    assert!(matches!(
+        parse(&file(j, 4)),
+        Err(E::OffsetsReversed {
+            start: 4,
+            end: 0,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn attack_overlapping_offsets() {
+    let j = r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#;
+    assert!(matches!(
+        parse(&file(j, 6)),
+        Err(E::OffsetOverlap { name, start: 2, expected: 4 }) if name == "b"
+    ));
+}
+
+#[test]
+fn attack_gap_between_tensors() {
+    let j = r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[8,12]}}"#;
+    assert!(matches!(
+        parse(&file(j, 12)),
+        Err(E::OffsetGap { name, start: 8, expected: 4 }) if name == "b"
+    ));
+    let j = r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#;
+    assert!(matches!(
+        parse(&file(j, 8)),
+        Err(E::OffsetGap {
+            start: 4,
+            expected: 0,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn attack_trailing_polyglot_data() {
+    let mut b = file(ONE, 8);
+    b.extend_from_slice(b"<html><script>alert(1)</script></html>");
+    assert!(matches!(
+        parse(&b),
+        Err(E::TrailingBytes {
+            data_end: 8,
+            trailing: 38,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn attack_offsets_past_the_end() {
+    let j = r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
+    assert!(matches!(
+        parse(&file(j, 8)),
+        Err(E::DataPastEnd { name, end: 16, data_len: 8 }) if name == "a"
+    ));
+}
+
+#[test]
+fn attack_shape_product_overflows() {
+    let j = r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#;
+    assert!(matches!(parse(&file(j, 8)), Err(E::ShapeOverflow { name, .. }) if name == "a"));
+    // The element count fits in 64 bits but the bit count does not.
+    let j = r#"{"a":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,8]}}"#;
+    assert!(matches!(parse(&file(j, 8)), Err(E::ShapeOverflow { .. })));
+}
+
+#[test]
+fn attack_size_not_matching_dtype_times_shape() {
+    let j = r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#;
+    assert!(matches!(
+        parse(&file(j, 8)),
+        Err(E::SizeMismatch {
+            expected: 12,
+            actual: 8,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn attack_packed_subbyte_tensor_not_whole_bytes() {
+    let j = r#"{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#;
+    assert!(matches!(
+        parse(&file(j, 2)),
+        Err(E::MisalignedBits {
+            elements: 3,
+            bits: 4,
+            ..
+        })
+    ));
+    let j = r#"{"a":{"dtype":"F4","shape":[4],"data_offsets":[0,2]}}"#;
+    parse(&file(j, 2)).unwrap();
+}
+
+#[test]
+fn tensors_listed_out_of_offset_order_and_unknown_fields_are_accepted() {
+    let j = r#"{"b":{"dtype":"U8","shape":[2],"data_offsets":[2,4],"extra":[1,{"x":null}]},"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"s":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}"#;
+    let h = parse(&file(j, 4)).unwrap();
+    let names: Vec<_> = h.tensors().iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "s"]);
+}
+
+#[test]
+fn deeply_nested_json_is_refused_not_a_stack_overflow() {
+    let j = format!(
+        "{{\"__metadata__\":{}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert!(parse(&file(&j, 0)).is_err());
+}
+
+fn spec(name: &str, dtype: Dtype, shape: &[u64]) -> TensorSpec {
+    TensorSpec {
+        name: name.into(),
+        dtype,
+        shape: shape.to_vec(),
+    }
+}
+
+#[test]
+fn layout_matches_the_reference_bytes() {
+    // Byte-for-byte the reference crate's `test_serialization` and `test_empty` outputs.
+    let l = layout(vec![spec("attn.0", Dtype::F32, &[1, 2, 3])], None).unwrap();
+    assert_eq!(
+        l.header,
+        [
+            64, 0, 0, 0, 0, 0, 0, 0, 123, 34, 97, 116, 116, 110, 46, 48, 34, 58, 123, 34, 100, 116,
+            121, 112, 101, 34, 58, 34, 70, 51, 50, 34, 44, 34, 115, 104, 97, 112, 101, 34, 58, 91,
+            49, 44, 50, 44, 51, 93, 44, 34, 100, 97, 116, 97, 95, 111, 102, 102, 115, 101, 116,
+            115, 34, 58, 91, 48, 44, 50, 52, 93, 125, 125
+        ]
+    );
+    let l = layout(vec![], None).unwrap();
+    assert_eq!(
+        l.header,
+        [8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32]
+    );
+    let meta: BTreeMap<String, String> = [("framework".to_string(), "pt".to_string())].into();
+    let l = layout(vec![], Some(&meta)).unwrap();
+    assert_eq!(
+        &l.header[8..],
+        b"{\"__metadata__\":{\"framework\":\"pt\"}}     "
+    );
+}
+
+#[test]
+fn layout_orders_by_dtype_descending_then_name() {
+    let l = layout(
+        vec![
+            spec("z", Dtype::U8, &[1]),
+            spec("b", Dtype::F32, &[1]),
+            spec("a", Dtype::F32, &[1]),
+            spec("c", Dtype::U64, &[1]),
+            spec("d", Dtype::BF16, &[1]),
+        ],
+        None,
+    )
+    .unwrap();
+    let names: Vec<_> = l.tensors.iter().map(|t| t.0.name.as_str()).collect();
+    assert_eq!(names, ["c", "a", "b", "d", "z"]);
+    assert!(matches!(
+        layout(
+            vec![spec("a", Dtype::U8, &[1]), spec("a", Dtype::U8, &[1])],
+            None
+        ),
+        Err(E::DuplicateName { .. })
+    ));
+    assert!(matches!(
+        layout(vec![spec("__metadata__", Dtype::U8, &[1])], None),
+        Err(E::InvalidName { .. })
+    ));
+}
+
+#[test]
+fn writer_streams_and_reader_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.safetensors");
+    let meta: BTreeMap<String, String> = [("k".to_string(), "v \"q\"\n".to_string())].into();
+    let mut w = SafetensorsWriter::create(
+        &p,
+        vec![spec("w", Dtype::F32, &[2, 3]), spec("b", Dtype::U8, &[5])],
+        Some(&meta),
+    )
+    .unwrap();
+    let order: Vec<_> = w
+        .layout()
+        .tensors
+        .iter()
+        .map(|t| t.0.name.clone())
+        .collect();
+    assert_eq!(order, ["w", "b"]);
+    let wdata: Vec<u8> = (0..24).collect();
+    for c in wdata.chunks(5) {
+        w.write(c).unwrap();
+    }
+    assert!(matches!(w.write(&[0; 6]), Err(E::WriteOverflow { .. })));
+    w.write(&[9; 5]).unwrap();
+    assert!(!p.exists(), "nothing visible before finish");
+    w.finish().unwrap();
+    let f = SafetensorsFile::open(&p).unwrap();
+    assert_eq!(f.header().metadata(), Some(&meta));
+    assert_eq!(f.tensor("w").unwrap().1, &wdata[..]);
+    assert_eq!(f.tensor("b").unwrap().1, &[9; 5]);
+    assert!(matches!(f.tensor("nope"), Err(E::TensorNotFound { .. })));
+    assert_eq!(f.absolute_offset(f.info("w").unwrap()) % 8, 0);
+}
+
+#[test]
+fn incomplete_writer_leaves_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.safetensors");
+    std::fs::write(&p, b"old").unwrap();
+    let mut w = SafetensorsWriter::create(&p, vec![spec("w", Dtype::F32, &[2])], None).unwrap();
+    w.write(&[1, 2, 3]).unwrap();
+    assert!(matches!(
+        w.finish(),
+        Err(E::WriteIncomplete {
+            expected: 8,
+            actual: 3,
+            ..
+        })
+    ));
+    assert_eq!(std::fs::read(&p).unwrap(), b"old");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn file_truncated_under_an_open_reader_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.safetensors");
+    let mut w =
+        SafetensorsWriter::create(&p, vec![spec("w", Dtype::U8, &[100_000])], None).unwrap();
+    w.write(&vec![7u8; 100_000]).unwrap();
+    w.finish().unwrap();
+    let f = SafetensorsFile::open(&p).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    assert!(matches!(
+        f.tensor("w"),
+        Err(E::FileChanged { actual: 100, .. })
+    ));
+}
+
+fn arb_dtype() -> impl Strategy<Value = Dtype> {
+    proptest::sample::select(Dtype::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Fuzz: arbitrary bytes never panic.
+    #[test]
+    fn fuzz_random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = parse(&bytes);
+    }
+
+    /// Fuzz: random bytes behind a plausible length prefix never panic.
+    #[test]
+    fn fuzz_random_header_text_never_panics(text in "[{}\\[\\]\":,0-9a-zA-Z_ .-]{0,200}", extra in 0usize..64) {
+        let _ = parse(&file(&text, extra));
+    }
+
+    /// Fuzz: single-byte mutations of a valid file are accepted or refused, never a panic, and an
+    /// accepted file always satisfies the invariants.
+    #[test]
+    fn fuzz_mutated_valid_files(pos in 0usize..2000, byte in any::<u8>(),
+                                tensors in proptest::collection::vec((arb_dtype(), proptest::collection::vec(0u64..5, 0..3)), 0..6)) {
+        let specs: Vec<_> = tensors.iter().enumerate()
+            .map(|(i, (d, s))| { let mut s = s.clone(); if matches!(d, Dtype::F4 | Dtype::F6E2M3 | Dtype::F6E3M2) { s = vec![8]; } spec(&format!("t{i}"), *d, &s) })
+            .collect();
+        let l = layout(specs, None).unwrap();
+        let mut bytes = l.header.clone();
+        bytes.extend(vec![0u8; usize::try_from(l.data_len()).unwrap()]);
+        prop_assert!(parse(&bytes).is_ok());
+        let i = pos % bytes.len();
+        bytes[i] = byte;
+        if let Ok(h) = parse(&bytes) {
+            let mut at = 0;
+            for t in h.tensors() {
+                prop_assert_eq!(t.start, at);
+                at = t.end;
+            }
+            prop_assert_eq!(8 + h.header_len() + at, bytes.len() as u64);
+        }
+    }
+
+    /// The writer's layout always parses back to the same tensors.
+    #[test]
+    fn layout_round_trips(tensors in proptest::collection::vec((arb_dtype(), proptest::collection::vec(0u64..6, 0..4)), 0..8)) {
+        let specs: Vec<_> = tensors.iter().enumerate()
+            .map(|(i, (d, s))| { let mut s = s.clone(); if matches!(d, Dtype::F4 | Dtype::F6E2M3 | Dtype::F6E3M2) { s.push(8); } spec(&format!("n{i}é"), *d, &s) })
+            .collect();
+        let l = layout(specs.clone(), None).unwrap();
+        let mut bytes = l.header.clone();
+        bytes.extend(vec![1u8; usize::try_from(l.data_len()).unwrap()]);
+        let h = parse(&bytes).unwrap();
+        prop_assert_eq!(h.header_len() % 8, 0);
+        for s in &specs {
+            let t = h.get(&s.name).unwrap();
+            prop_assert_eq!(t.dtype, s.dtype);
+            prop_assert_eq!(&t.shape, &s.shape);
+        }
+    }
+}

@@ -1,0 +1,635 @@
+//! safetensors: open + validate on the libuv pool, zero-copy external `ArrayBuffer`s over the private
+//! mapping (each holds an `Arc` of the mapping, so pages outlive `close()` until the last view is
+//! collected), ranged copies for tensors too large for one `ArrayBuffer`, and the streaming writer.
+
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::{AsyncTask, Buffer, FromNapiValue, Uint8Array, Unknown};
+use napi::{sys, Env, Task};
+use napi_derive::napi;
+use tensorvault_core::io::Mapping;
+use tensorvault_core::safetensors::{Dtype, SafetensorsFile, SafetensorsWriter, TensorSpec};
+use tensorvault_core::Control;
+
+use crate::control::JobControl;
+use crate::errors::{guard, invalid_argument, num, push_json_str, Ctx, TvError};
+
+/// One tensor's header entry.
+#[napi(object)]
+pub struct NativeTensorInfo {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<f64>,
+    /// Absolute offset of the first byte in the file.
+    pub file_offset: f64,
+    pub byte_length: f64,
+}
+
+/// One `__metadata__` entry (order preserved: sorted by key).
+#[napi(object)]
+pub struct MetadataEntry {
+    pub key: String,
+    pub value: String,
+}
+
+/// An open, validated safetensors file.
+#[napi]
+pub struct NativeSafetensors {
+    inner: Option<Arc<SafetensorsFile>>,
+}
+
+pub struct OpenTask {
+    path: PathBuf,
+}
+
+impl Task for OpenTask {
+    type Output = SafetensorsFile;
+    type JsValue = NativeSafetensors;
+
+    fn compute(&mut self) -> napi::Result<SafetensorsFile> {
+        guard(|| {
+            SafetensorsFile::open(&self.path).map_err(|e| {
+                let has_path = matches!(
+                    e,
+                    tensorvault_core::safetensors::SafetensorsError::Io(_)
+                        | tensorvault_core::safetensors::SafetensorsError::FileChanged { .. }
+                );
+                let t = TvError::from(e);
+                if has_path {
+                    t.into()
+                } else {
+                    t.with("path", Ctx::Str(self.path.display().to_string()))
+                        .into()
+                }
+            })
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: SafetensorsFile) -> napi::Result<NativeSafetensors> {
+        Ok(NativeSafetensors {
+            inner: Some(Arc::new(output)),
+        })
+    }
+}
+
+/// Open and validate a safetensors file on the libuv pool.
+#[napi(ts_return_type = "Promise<NativeSafetensors>")]
+pub fn open_safetensors(path: String) -> AsyncTask<OpenTask> {
+    AsyncTask::new(OpenTask {
+        path: PathBuf::from(path),
+    })
+}
+
+fn closed() -> napi::Error {
+    TvError::new("TV_CLOSED", "the safetensors file is closed").into()
+}
+
+#[allow(clippy::cast_precision_loss)] // shapes and offsets of a valid file are below 2^53
+fn f(n: u64) -> f64 {
+    n as f64
+}
+
+/// What an external `ArrayBuffer` keeps alive: the mapping, and its length for the external-memory
+/// bookkeeping below.
+struct ViewHint {
+    map: Arc<Mapping>,
+    len: i64,
+}
+
+/// Drops the `Arc<Mapping>` leaked into an external `ArrayBuffer` when V8 collects it.
+unsafe extern "C" fn release_mapping(env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+    if !hint.is_null() {
+        // SAFETY: `hint` is the `Box<ViewHint>` leaked by `tensor_buffer`, released exactly once here by
+        // the engine's finalizer.
+        let hint = unsafe { Box::from_raw(hint.cast::<ViewHint>()) };
+        let mut total = 0i64;
+        // SAFETY: plain N-API call with the env the finalizer received; undoes the credit given when
+        // the buffer was created (V8 subtracts the buffer's length itself when it frees it).
+        unsafe { sys::napi_adjust_external_memory(env, hint.len, &mut total) };
+        drop(hint.map);
+    }
+}
+
+fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(TvError::new(
+            "TV_INTERNAL",
+            format!("{what} failed with napi status {status}"),
+        )
+        .into())
+    }
+}
+
+/// A fresh (engine-owned) `ArrayBuffer` holding a copy of `bytes`.
+fn copied_buffer<'env>(env: &'env Env, bytes: &[u8]) -> napi::Result<Unknown<'env>> {
+    let mut data: *mut c_void = std::ptr::null_mut();
+    let mut value: sys::napi_value = std::ptr::null_mut();
+    // SAFETY: plain N-API call on the current env; outputs are checked below.
+    let status =
+        unsafe { sys::napi_create_arraybuffer(env.raw(), bytes.len(), &mut data, &mut value) };
+    check(status, "napi_create_arraybuffer")?;
+    if !bytes.is_empty() && !data.is_null() {
+        // SAFETY: `data` points to `bytes.len()` fresh bytes owned by the new ArrayBuffer.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.cast::<u8>(), bytes.len()) };
+    }
+    // SAFETY: `value` is a valid napi_value created just above.
+    unsafe { Unknown::from_napi_value(env.raw(), value) }
+}
+
+/// Result of `tensorBuffer`: the `ArrayBuffer` and whether it is a copy.
+#[napi(object)]
+pub struct TensorBuffer<'env> {
+    pub buffer: Unknown<'env>,
+    /// True when the runtime refused external buffers and the bytes were copied.
+    pub copied: bool,
+}
+
+#[napi]
+impl NativeSafetensors {
+    fn file(&self) -> napi::Result<&Arc<SafetensorsFile>> {
+        self.inner.as_ref().ok_or_else(closed)
+    }
+
+    /// The tensors in file order.
+    #[napi]
+    pub fn tensors(&self) -> napi::Result<Vec<NativeTensorInfo>> {
+        guard(|| {
+            let file = self.file()?;
+            Ok(file
+                .header()
+                .tensors()
+                .iter()
+                .map(|t| NativeTensorInfo {
+                    name: t.name.clone(),
+                    dtype: t.dtype.as_str().to_string(),
+                    shape: t.shape.iter().map(|&d| f(d)).collect(),
+                    file_offset: f(file.absolute_offset(t)),
+                    byte_length: f(t.byte_len()),
+                })
+                .collect())
+        })
+    }
+
+    /// The tensors in file order as one JSON array of `{name, dtype, shape, fileOffset, byteLength}`
+    /// (one string crossing into JS is much cheaper than hundreds of N-API objects).
+    #[napi]
+    pub fn tensors_json(&self) -> napi::Result<String> {
+        use std::fmt::Write as _;
+        guard(|| {
+            let file = self.file()?;
+            let tensors = file.header().tensors();
+            let mut out = String::with_capacity(tensors.len() * 96 + 2);
+            out.push('[');
+            for (i, t) in tensors.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"name\":");
+                push_json_str(&mut out, &t.name);
+                let _ = write!(out, ",\"dtype\":\"{}\",\"shape\":[", t.dtype);
+                for (j, d) in t.shape.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{d}");
+                }
+                let _ = write!(
+                    out,
+                    "],\"fileOffset\":{},\"byteLength\":{}}}",
+                    file.absolute_offset(t),
+                    t.byte_len()
+                );
+            }
+            out.push(']');
+            Ok(out)
+        })
+    }
+
+    /// The `__metadata__` map (None when absent).
+    #[napi]
+    pub fn metadata(&self) -> napi::Result<Option<Vec<MetadataEntry>>> {
+        guard(|| {
+            Ok(self.file()?.header().metadata().map(|m| {
+                m.iter()
+                    .map(|(k, v)| MetadataEntry {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect()
+            }))
+        })
+    }
+
+    /// Header length and file size.
+    #[napi]
+    pub fn data_start(&self) -> napi::Result<f64> {
+        guard(|| Ok(f(self.file()?.header().data_start())))
+    }
+
+    /// A zero-copy `ArrayBuffer` over tensor `name` (`byteOffset`/`byteLength` select a sub-range; by
+    /// default the whole tensor). Larger than `maxBytes` → `TV_TENSOR_TOO_LARGE`. When the runtime
+    /// forbids external buffers: a copy of the range if `copyIfNoExternal`, else
+    /// `TV_EXTERNAL_BUFFERS_UNAVAILABLE`.
+    #[napi]
+    pub fn tensor_buffer<'env>(
+        &self,
+        env: &'env Env,
+        name: String,
+        byte_offset: f64,
+        byte_length: Option<f64>,
+        max_bytes: f64,
+        copy_if_no_external: bool,
+    ) -> napi::Result<TensorBuffer<'env>> {
+        guard(|| {
+            let file = self.file()?;
+            let info = file.info(&name).map_err(TvError::from)?;
+            let offset = to_u64("byteOffset", byte_offset)?;
+            let len = match byte_length {
+                Some(l) => to_u64("byteLength", l)?,
+                None => info.byte_len().saturating_sub(offset),
+            };
+            let max = to_u64("maxBytes", max_bytes)?;
+            if len > max {
+                return Err(TvError::new(
+                    "TV_TENSOR_TOO_LARGE",
+                    format!(
+                        "tensor {name:?} is {len} bytes, more than one ArrayBuffer may hold here ({max}); \
+                         read it in chunks"
+                    ),
+                )
+                .with("name", Ctx::Str(name.clone()))
+                .with("actual", num(len))
+                .with("max", num(max))
+                .into());
+            }
+            file.check_unchanged().map_err(TvError::from)?;
+            let bytes = file.bytes_of(info, offset, len).map_err(TvError::from)?;
+            if bytes.is_empty() {
+                return Ok(TensorBuffer {
+                    buffer: copied_buffer(env, &[])?,
+                    copied: false,
+                });
+            }
+            let base = file.mapping().as_mut_ptr();
+            // INVARIANT: `bytes` is a sub-slice of the mapping, so the difference is its offset.
+            let at = (bytes.as_ptr() as usize).wrapping_sub(base as usize);
+            // SAFETY: `at + bytes.len()` lies inside the live mapping (checked by `bytes_of`).
+            let ptr = unsafe { base.add(at) };
+            let len = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+            let hint = Box::into_raw(Box::new(ViewHint {
+                map: Arc::clone(file.mapping()),
+                len,
+            }));
+            let mut value: sys::napi_value = std::ptr::null_mut();
+            // SAFETY: `ptr..ptr+len` stays mapped while `hint` (an Arc of the mapping) lives; the
+            // finalizer releases it when V8 collects the ArrayBuffer. Writes by JS land in private
+            // copy-on-write pages, never in the file.
+            let status = unsafe {
+                sys::napi_create_external_arraybuffer(
+                    env.raw(),
+                    ptr.cast::<c_void>(),
+                    bytes.len(),
+                    Some(release_mapping),
+                    hint.cast::<c_void>(),
+                    &mut value,
+                )
+            };
+            if status != sys::Status::napi_ok {
+                // SAFETY: the engine did not take ownership of `hint`; reclaim it.
+                drop(unsafe { Box::from_raw(hint) });
+                if status == sys::Status::napi_no_external_buffers_allowed {
+                    if copy_if_no_external {
+                        return Ok(TensorBuffer {
+                            buffer: copied_buffer(env, bytes)?,
+                            copied: true,
+                        });
+                    }
+                    return Err(TvError::new(
+                        "TV_EXTERNAL_BUFFERS_UNAVAILABLE",
+                        "this runtime forbids external ArrayBuffers; open with { copy: true } to copy \
+                         each tensor instead",
+                    )
+                    .with("name", Ctx::Str(name.clone()))
+                    .into());
+                }
+                check(status, "napi_create_external_arraybuffer")?;
+            }
+            // V8 counts an external ArrayBuffer's length as external memory and schedules full GCs as
+            // that grows, as if the bytes were heap allocations. These bytes are file-backed mapped
+            // pages, which the kernel can drop at will, so credit the length back (the finalizer undoes
+            // the credit). Without this every multi-megabyte view costs a mark-compact GC.
+            let mut total = 0i64;
+            // SAFETY: plain N-API call on the current env.
+            unsafe { sys::napi_adjust_external_memory(env.raw(), -len, &mut total) };
+            Ok(TensorBuffer {
+                // SAFETY: `value` was just created by the engine.
+                buffer: unsafe { Unknown::from_napi_value(env.raw(), value) }?,
+                copied: false,
+            })
+        })
+    }
+
+    /// Copy `length` bytes of tensor `name` from `offset` into a new Buffer, on the libuv pool.
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn read_range(
+        &self,
+        name: String,
+        offset: f64,
+        length: f64,
+    ) -> napi::Result<AsyncTask<ReadRangeTask>> {
+        guard(|| {
+            let file = Arc::clone(self.file()?);
+            file.info(&name).map_err(TvError::from)?;
+            Ok(AsyncTask::new(ReadRangeTask {
+                file,
+                name,
+                offset: to_u64("offset", offset)?,
+                length: to_u64("length", length)?,
+            }))
+        })
+    }
+
+    /// Release this handle's reference to the mapping (views already handed out stay valid).
+    #[napi]
+    pub fn close(&mut self) {
+        self.inner = None;
+    }
+
+    /// Whether `close()` was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.inner.is_none()
+    }
+}
+
+pub struct ReadRangeTask {
+    file: Arc<SafetensorsFile>,
+    name: String,
+    offset: u64,
+    length: u64,
+}
+
+impl Task for ReadRangeTask {
+    type Output = Vec<u8>;
+    type JsValue = Buffer;
+
+    fn compute(&mut self) -> napi::Result<Vec<u8>> {
+        guard(|| {
+            let info = self.file.info(&self.name).map_err(TvError::from)?;
+            self.file.check_unchanged().map_err(TvError::from)?;
+            let bytes = self
+                .file
+                .bytes_of(info, self.offset, self.length)
+                .map_err(TvError::from)?;
+            Ok(bytes.to_vec())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: Vec<u8>) -> napi::Result<Buffer> {
+        Ok(output.into())
+    }
+}
+
+fn to_u64(argument: &'static str, v: f64) -> napi::Result<u64> {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked just before
+    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 {
+        Ok(v as u64)
+    } else {
+        Err(invalid_argument(
+            argument,
+            format!("{argument} must be a non-negative safe integer, got {v}"),
+        ))
+    }
+}
+
+/// The streaming writer (see `tensorvault_core::safetensors::SafetensorsWriter`).
+#[napi]
+pub struct NativeSafetensorsWriter {
+    inner: Arc<Mutex<Option<SafetensorsWriter>>>,
+    order: Vec<String>,
+}
+
+/// Start writing `path`: declares every tensor; the returned writer's `order()` is the order in which
+/// their bytes must be written.
+#[napi]
+pub fn create_safetensors_writer(
+    path: String,
+    names: Vec<String>,
+    dtypes: Vec<String>,
+    shapes: Vec<Vec<f64>>,
+    metadata: Option<Vec<MetadataEntry>>,
+) -> napi::Result<NativeSafetensorsWriter> {
+    guard(|| {
+        if names.len() != dtypes.len() || names.len() != shapes.len() {
+            return Err(invalid_argument(
+                "tensors",
+                "names, dtypes and shapes differ in length",
+            ));
+        }
+        let mut specs = Vec::with_capacity(names.len());
+        for ((name, dtype), shape) in names.into_iter().zip(dtypes).zip(shapes) {
+            let dtype = Dtype::parse(&dtype).ok_or_else(|| {
+                invalid_argument("dtype", format!("tensor {name:?}: unknown dtype {dtype:?}"))
+            })?;
+            let shape = shape
+                .into_iter()
+                .map(|d| to_u64("shape", d))
+                .collect::<napi::Result<Vec<u64>>>()?;
+            specs.push(TensorSpec { name, dtype, shape });
+        }
+        let meta = match metadata {
+            None => None,
+            Some(entries) => {
+                let mut m = BTreeMap::new();
+                for e in entries {
+                    if m.insert(e.key.clone(), e.value).is_some() {
+                        return Err(invalid_argument(
+                            "metadata",
+                            format!("duplicate metadata key {:?}", e.key),
+                        ));
+                    }
+                }
+                Some(m)
+            }
+        };
+        let writer = SafetensorsWriter::create(&PathBuf::from(path), specs, meta.as_ref())
+            .map_err(TvError::from)?;
+        let order = writer
+            .layout()
+            .tensors
+            .iter()
+            .map(|t| t.0.name.clone())
+            .collect();
+        Ok(NativeSafetensorsWriter {
+            inner: Arc::new(Mutex::new(Some(writer))),
+            order,
+        })
+    })
+}
+
+fn with_writer<T>(
+    inner: &Mutex<Option<SafetensorsWriter>>,
+    f: impl FnOnce(&mut SafetensorsWriter) -> napi::Result<T>,
+) -> napi::Result<T> {
+    let mut guard = inner
+        .lock()
+        .map_err(|_| napi::Error::from(TvError::new("TV_INTERNAL", "writer lock poisoned")))?;
+    match guard.as_mut() {
+        Some(w) => f(w),
+        None => Err(TvError::new("TV_CLOSED", "the writer is finished or aborted").into()),
+    }
+}
+
+#[napi]
+impl NativeSafetensorsWriter {
+    /// Tensor names in the order their bytes must be written.
+    #[napi]
+    pub fn order(&self) -> Vec<String> {
+        self.order.clone()
+    }
+
+    /// Total bytes of the data area.
+    #[napi]
+    pub fn data_length(&self) -> napi::Result<f64> {
+        guard(|| with_writer(&self.inner, |w| Ok(f(w.layout().data_len()))))
+    }
+
+    /// Append a small chunk on the JS thread (progress is added to `control`).
+    #[napi]
+    pub fn write_sync(&self, data: Uint8Array, control: &JobControl) -> napi::Result<()> {
+        guard(|| {
+            with_writer(&self.inner, |w| {
+                w.write(&data).map_err(TvError::from)?;
+                control.inner.set_total(w.layout().data_len());
+                control.inner.add(data.len() as u64);
+                Ok(())
+            })
+        })
+    }
+
+    /// Append a chunk on the libuv pool.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn write(&self, data: Uint8Array, control: &JobControl) -> AsyncTask<WriteTask> {
+        AsyncTask::new(WriteTask {
+            inner: Arc::clone(&self.inner),
+            data,
+            control: Arc::clone(&control.inner),
+        })
+    }
+
+    /// Check completeness, fsync, rename into place, fsync the folder (on the libuv pool).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn finish(&self) -> AsyncTask<FinishTask> {
+        AsyncTask::new(FinishTask {
+            inner: Arc::clone(&self.inner),
+        })
+    }
+
+    /// Abandon the file: the temporary file is removed and the destination left untouched.
+    #[napi]
+    pub fn abort(&self) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.take();
+        }
+    }
+}
+
+pub struct WriteTask {
+    inner: Arc<Mutex<Option<SafetensorsWriter>>>,
+    data: Uint8Array,
+    control: Arc<Control>,
+}
+
+impl Task for WriteTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> napi::Result<()> {
+        guard(|| {
+            const STEP: usize = 8 << 20;
+            with_writer(&self.inner, |w| {
+                self.control.set_total(w.layout().data_len());
+                for chunk in self.data.chunks(STEP) {
+                    self.control.checkpoint().map_err(|_| {
+                        napi::Error::from(TvError::new("TV_ABORTED", "the operation was cancelled"))
+                    })?;
+                    w.write(chunk).map_err(TvError::from)?;
+                    self.control.add(chunk.len() as u64);
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, (): ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct FinishTask {
+    inner: Arc<Mutex<Option<SafetensorsWriter>>>,
+}
+
+impl Task for FinishTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> napi::Result<()> {
+        guard(|| {
+            let writer = self
+                .inner
+                .lock()
+                .map_err(|_| {
+                    napi::Error::from(TvError::new("TV_INTERNAL", "writer lock poisoned"))
+                })?
+                .take()
+                .ok_or_else(|| {
+                    napi::Error::from(TvError::new(
+                        "TV_CLOSED",
+                        "the writer is finished or aborted",
+                    ))
+                })?;
+            writer.finish().map_err(|e| TvError::from(e).into())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, (): ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct WriteAtomicTask {
+    path: PathBuf,
+    data: Uint8Array,
+}
+
+impl Task for WriteAtomicTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> napi::Result<()> {
+        guard(|| {
+            tensorvault_core::io::write_atomic(&self.path, &self.data)
+                .map_err(|e| TvError::from(&e).into())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, (): ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
+/// Replace `path` with `data` atomically (temporary file, fsync, rename, fsync folder) on the libuv
+/// pool.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn write_file_atomic(path: String, data: Uint8Array) -> AsyncTask<WriteAtomicTask> {
+    AsyncTask::new(WriteAtomicTask {
+        path: PathBuf::from(path),
+        data,
+    })
+}
