@@ -1,14 +1,16 @@
 //! Systematic encoding: the parity of one block is `m(x) * x^N mod g(x)`.
 //!
-//! The reference is the LFSR of `reedsolo` ([`lfsr_parity`]). The fast path uses that the parity is a
-//! linear function of the data: `parity = XOR_i d_i * R_i`, where `R_i` is the parity of the unit
-//! message with a 1 at position `i`. Each `d_i * R_i` is split into nibbles, `lo(d_i) * R_i ^
-//! (hi(d_i) << 4) * R_i`, and both products come from a 16-entry table of whole parity rows built once
-//! per codec ("split-nibble tables", the same idea as PSHUFB multiplication, but with the lookup done
-//! by the load unit on `N`-byte rows instead of a shuffle on single bytes). Encoding one data byte thus
-//! costs two row loads and two XORs of `N` bytes, independent of the LFSR's serial dependency. On x86-64
-//! with AVX2 (runtime detection) the rows are XORed as 32-byte vectors and four blocks are interleaved
-//! so that each table row is reused from L1; the portable path gives identical bytes.
+//! The reference is the LFSR of `reedsolo` ([`lfsr_parity`]), one byte per step. The fast kernels
+//! advance the LFSR eight bytes per step ("slicing-by-8", as fast CRCs do): with the remainder `r` (N
+//! bytes, `r[0]` the highest-degree coefficient) and the next data bytes `d_0..d_7`, the new remainder is
+//! `(r shifted by 8 bytes) XOR sum_j T_j[d_j ^ r[j]]`, where `T_j[u] = u * (x^(N+7-j) mod g)` is a
+//! whole `N`-byte row looked up by byte value (`8 × 256` rows: 64 KiB for rs(32), L2-resident). A GF
+//! multiplication of a row by a byte is thus one vector load, and a step costs 8 loads and 8 XORs for 8
+//! data bytes, whatever `N`'s 32-byte lane count. (Split-nibble tables, the PSHUFB formulation, need
+//! two lookups per byte; measured here on rows, they were about 1.6× slower than whole-byte rows, see
+//! docs/benchmarks-rs.md.) On x86-64 with AVX2 (runtime detection) the rows are 32-byte vectors, the
+//! shift is `vperm2i128` + `vpalignr`, and four blocks are interleaved to hide the step's latency; the
+//! portable path (64-bit words) gives identical bytes. `N < 8` uses the one-byte step only.
 
 use super::gf;
 
@@ -20,6 +22,11 @@ pub(super) struct Lane(pub [u64; 4]);
 /// The largest number of 32-byte lanes a row can have (N ≤ 254 rounds up to 256 bytes).
 pub(super) const MAX_LANES: usize = 8;
 
+/// Bytes per wide step.
+const SLICE: usize = 8;
+/// Table entries per slice position (one per byte value).
+const ENTRIES: usize = 256;
+
 /// Encoding tables of one `rs(N)`.
 pub(super) struct Encoder {
     /// Parity bytes per block.
@@ -30,8 +37,8 @@ pub(super) struct Encoder {
     w: usize,
     /// The generator polynomial, highest degree first, `gen[0] == 1`, `n + 1` coefficients.
     gen: Vec<u8>,
-    /// `k * 32` rows of `w` lanes: row `i * 32 + e` is `e * R_i` for `e < 16` and `((e - 16) << 4) *
-    /// R_i` for `e >= 16`; bytes past `n` are zero.
+    /// `SLICE * 256` rows of `w` lanes: row `j * 256 + e` is `e * R_j`, with `R_j = x^(n + SLICE - 1 -
+    /// j) mod g`; bytes past `n` are zero.
     rows: Vec<Lane>,
 }
 
@@ -41,30 +48,21 @@ impl Encoder {
         let k = 255 - n;
         let w = n.div_ceil(32);
         let gen = generator(n);
-        let mut rows = vec![Lane::default(); k * 32 * w];
-        // R_{k-1} is the parity of the message [1]; R_{i-1} is R_i shifted through one more LFSR step.
+        let mut rows = vec![Lane::default(); SLICE * ENTRIES * w];
+        // R_{SLICE-1} = x^n mod g is the parity of the message [1]; each earlier j is one more shift.
         let mut r = vec![0u8; n];
         lfsr_step(&gen, &mut r, 1);
         let mut bytes = vec![0u8; w * 32];
-        for i in (0..k).rev() {
-            for e in 0..32usize {
-                #[allow(clippy::cast_possible_truncation)] // e < 32
-                let scale = if e < 16 {
-                    e as u8
-                } else {
-                    ((e - 16) as u8) << 4
-                };
+        for j in (0..SLICE).rev() {
+            for e in 0..ENTRIES {
+                #[allow(clippy::cast_possible_truncation)] // e < 256
+                let scale = e as u8;
                 bytes.fill(0);
                 for (dst, &src) in bytes.iter_mut().zip(&r) {
                     *dst = gf::mul(scale, src);
                 }
-                let base = (i * 32 + e) * w;
-                for (lane, chunk) in rows
-                    .iter_mut()
-                    .skip(base)
-                    .take(w)
-                    .zip(bytes.chunks_exact(32))
-                {
+                let base = (j * ENTRIES + e) * w;
+                for (lane, chunk) in rows.iter_mut().skip(base).take(w).zip(bytes.chunks_exact(32)) {
                     for (word, b) in lane.0.iter_mut().zip(chunk.chunks_exact(8)) {
                         let mut le = [0u8; 8];
                         le.copy_from_slice(b);
@@ -98,34 +96,60 @@ impl Encoder {
 
     /// Portable kernel (also the reference for the vector kernel in tests).
     pub(super) fn encode_blocks_portable(&self, data: &[u8], parity: &mut [u8]) {
+        let words = 4 * self.w;
+        let row = ENTRIES * self.w;
+        let wide = self.n >= SLICE;
+        let last = self.rows.get((SLICE - 1) * row..).unwrap_or_default();
         for (block, out) in data.chunks(self.k).zip(parity.chunks_exact_mut(self.n)) {
-            let mut acc = [Lane::default(); MAX_LANES];
-            let first_row = self.k - block.len();
-            let row_len = 32 * self.w;
-            for (&d, row) in block
-                .iter()
-                .zip(self.rows.chunks_exact(row_len).skip(first_row))
-            {
-                let lo = usize::from(d & 15) * self.w;
-                let hi = (16 + usize::from(d >> 4)) * self.w;
-                let lo_row = row.get(lo..lo + self.w).unwrap_or_default();
-                let hi_row = row.get(hi..hi + self.w).unwrap_or_default();
-                for ((a, l), h) in acc.iter_mut().zip(lo_row).zip(hi_row) {
-                    for ((aw, lw), hw) in a.0.iter_mut().zip(&l.0).zip(&h.0) {
-                        *aw ^= lw ^ hw;
+            let mut st = [0u64; 4 * MAX_LANES];
+            let st = st.get_mut(..words).unwrap_or_default();
+            let mut rest = block;
+            if wide {
+                let mut chunks = block.chunks_exact(SLICE);
+                for c in &mut chunks {
+                    let mut le = [0u8; 8];
+                    le.copy_from_slice(c);
+                    let u = u64::from_le_bytes(le) ^ st.first().copied().unwrap_or(0);
+                    st.copy_within(1.., 0);
+                    if let Some(l) = st.last_mut() {
+                        *l = 0;
+                    }
+                    for (j, table) in self.rows.chunks_exact(row).enumerate() {
+                        let b = (u >> (8 * j)) & 0xff;
+                        #[allow(clippy::cast_possible_truncation)] // b < 256
+                        let b = b as usize;
+                        xor_row(st, table, b, self.w);
                     }
                 }
+                rest = chunks.remainder();
             }
-            store_parity(&acc, out);
+            for &d in rest {
+                #[allow(clippy::cast_possible_truncation)] // low byte
+                let u = usize::from(d ^ (st.first().copied().unwrap_or(0) as u8));
+                for i in 0..words {
+                    let next = st.get(i + 1).copied().unwrap_or(0);
+                    if let Some(x) = st.get_mut(i) {
+                        *x = (*x >> 8) | (next << 56);
+                    }
+                }
+                xor_row(st, last, u, self.w);
+            }
+            let bytes = st.iter().flat_map(|w| w.to_le_bytes());
+            for (o, b) in out.iter_mut().zip(bytes) {
+                *o = b;
+            }
         }
     }
 
-    /// AVX2 kernel: dispatch on the lane count so the accumulators live in registers.
+    /// AVX2 kernel: dispatch on the lane count so the state lives in registers.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn encode_blocks_avx2(&self, data: &[u8], parity: &mut [u8]) {
-        // SAFETY (all arms): AVX2 is enabled for this function; the kernel's own contract is met by
-        // construction of `self` (rows has k * 32 * w lanes) and the caller's block layout.
+        if self.n < SLICE {
+            self.encode_blocks_portable(data, parity);
+            return;
+        }
+        // SAFETY (all arms): AVX2 is enabled for this function; `rows` has SLICE * 256 * w lanes.
         unsafe {
             match self.w {
                 1 => self.avx2_kernel::<1>(data, parity),
@@ -142,38 +166,75 @@ impl Encoder {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     unsafe fn avx2_kernel<const W: usize>(&self, data: &[u8], parity: &mut [u8]) {
         use std::arch::x86_64::{
-            __m256i, _mm256_load_si256, _mm256_setzero_si256, _mm256_store_si256, _mm256_xor_si256,
+            __m256i, _mm256_alignr_epi8, _mm256_castsi256_si128, _mm256_load_si256,
+            _mm256_permute2x128_si256, _mm256_setzero_si256, _mm256_store_si256, _mm256_xor_si256,
+            _mm_cvtsi128_si64,
         };
         const GROUP: usize = 4;
-        debug_assert_eq!(W, self.w);
+        /// Shift the W-lane state toward index 0 by S bytes (S is 1 or 8).
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn shift<const W: usize, const S: i32>(st: &[__m256i; W]) -> [__m256i; W] {
+            let zero = _mm256_setzero_si256();
+            let mut out = [zero; W];
+            for (w, o) in out.iter_mut().enumerate() {
+                let cur = st.get(w).copied().unwrap_or(zero);
+                let next = st.get(w + 1).copied().unwrap_or(zero);
+                let mid = _mm256_permute2x128_si256::<0x21>(cur, next);
+                *o = _mm256_alignr_epi8::<S>(mid, cur);
+            }
+            out
+        }
         let k = self.k;
         let n = self.n;
         let full = data.len() / k;
         let blocks = parity.len() / n;
         let groups = full.min(blocks) / GROUP;
         let rows = self.rows.as_ptr();
+        let steps = k / SLICE;
         for g in 0..groups {
             let mut acc = [[_mm256_setzero_si256(); W]; GROUP];
             let base = g * GROUP * k;
-            for i in 0..k {
-                // SAFETY: row i has 32 * W lanes (rows.len() == k * 32 * W, i < k).
-                let row = unsafe { rows.add(i * 32 * W) };
-                for (b, a) in acc.iter_mut().enumerate() {
-                    // INVARIANT: base + b * k + i < (g + 1) * GROUP * k <= full * k <= data.len().
-                    #[allow(clippy::indexing_slicing)]
-                    let d = data[base + b * k + i];
-                    let lo = usize::from(d & 15) * W;
-                    let hi = (16 + usize::from(d >> 4)) * W;
-                    for (w, aw) in a.iter_mut().enumerate() {
-                        // SAFETY: lo + w and hi + w are below 32 * W, inside row i; Lane is 32-aligned.
-                        unsafe {
-                            let l = _mm256_load_si256(row.add(lo + w).cast::<__m256i>());
-                            let h = _mm256_load_si256(row.add(hi + w).cast::<__m256i>());
-                            *aw = _mm256_xor_si256(*aw, _mm256_xor_si256(l, h));
+            for step in 0..steps {
+                for (b, st) in acc.iter_mut().enumerate() {
+                    let at = base + b * k + step * SLICE;
+                    let mut le = [0u8; 8];
+                    if let Some(c) = data.get(at..at + SLICE) {
+                        le.copy_from_slice(c);
+                    }
+                    let head = _mm_cvtsi128_si64(_mm256_castsi256_si128(st[0])) as u64;
+                    let u = u64::from_le_bytes(le) ^ head;
+                    let mut next = shift::<W, 8>(st);
+                    for j in 0..SLICE {
+                        let e = (j * ENTRIES + ((u >> (8 * j)) & 0xff) as usize) * W;
+                        for (w, nw) in next.iter_mut().enumerate() {
+                            // SAFETY: e + w < SLICE * ENTRIES * W = rows.len(); Lane is 32-aligned.
+                            unsafe {
+                                let r = _mm256_load_si256(rows.add(e + w).cast::<__m256i>());
+                                *nw = _mm256_xor_si256(*nw, r);
+                            }
                         }
                     }
+                    *st = next;
+                }
+            }
+            for t in steps * SLICE..k {
+                for (b, st) in acc.iter_mut().enumerate() {
+                    let d = data.get(base + b * k + t).copied().unwrap_or(0);
+                    let head = _mm_cvtsi128_si64(_mm256_castsi256_si128(st[0])) as u8;
+                    let e = ((SLICE - 1) * ENTRIES + usize::from(d ^ head)) * W;
+                    let mut next = shift::<W, 1>(st);
+                    for (w, nw) in next.iter_mut().enumerate() {
+                        // SAFETY: as above, indices inside the last slice's rows.
+                        unsafe {
+                            let r = _mm256_load_si256(rows.add(e + w).cast::<__m256i>());
+                            *nw = _mm256_xor_si256(*nw, r);
+                        }
+                    }
+                    *st = next;
                 }
             }
             for (b, a) in acc.iter().enumerate() {
@@ -192,6 +253,17 @@ impl Encoder {
         let rest_data = data.get(done * k..).unwrap_or_default();
         let rest_parity = parity.get_mut(done * n..).unwrap_or_default();
         self.encode_blocks_portable(rest_data, rest_parity);
+    }
+}
+
+/// `st ^= table[e]` over `w` lanes of 4 words.
+#[inline]
+fn xor_row(st: &mut [u64], table: &[Lane], e: usize, w: usize) {
+    let r = table.get(e * w..e * w + w).unwrap_or_default();
+    for (dst, a) in st.chunks_exact_mut(4).zip(r) {
+        for (x, y) in dst.iter_mut().zip(&a.0) {
+            *x ^= y;
+        }
     }
 }
 

@@ -20,6 +20,8 @@ mod decode;
 mod encode;
 mod gf;
 
+use std::sync::{Arc, OnceLock};
+
 use rayon::prelude::*;
 
 use crate::control::Control;
@@ -125,6 +127,17 @@ impl RsCodec {
             n,
             k: 255 - n,
         })
+    }
+
+    /// A process-wide shared `rs(n)` (tables built once per `n`, on first use).
+    pub fn shared(n: usize) -> Result<Arc<Self>, RsError> {
+        static CACHE: [OnceLock<Arc<RsCodec>>; 255] = [const { OnceLock::new() }; 255];
+        let slot = CACHE.get(n).ok_or(RsError::InvalidParityCount { n: n as u64 })?;
+        if let Some(c) = slot.get() {
+            return Ok(Arc::clone(c));
+        }
+        let fresh = Arc::new(Self::new(n)?);
+        Ok(Arc::clone(slot.get_or_init(|| fresh)))
     }
 
     /// The codec for a PyFolds protection level: `off`/`none`/`0` → `None`, `low` → `rs(16)`, `med` →

@@ -496,3 +496,32 @@ fn beyond_the_bound_failures_and_miscorrections_are_measured() {
     }
     eprintln!("{summary}");
 }
+
+/// Manual throughput probe (not a benchmark of record): `cargo test --release -p tensorvault-core
+/// --lib cpu_probe -- --ignored --nocapture`, run under `time` to read the CPU seconds.
+#[test]
+#[ignore = "manual throughput probe"]
+fn cpu_probe() {
+    let n: usize = std::env::var("TV_RS_PROBE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
+    let c = codec(n);
+    let data: Vec<u8> = (0..64u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let mut parity = vec![0u8; c.ecc_len(data.len() as u64) as usize];
+    let cpu = || -> f64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    };
+    let (t, c0) = (std::time::Instant::now(), cpu());
+    for _ in 0..8 {
+        c.enc.encode_blocks(&data, &mut parity);
+    }
+    let (wall, used) = (t.elapsed().as_secs_f64(), cpu() - c0);
+    eprintln!("rs({n}) encode 512 MiB: {wall:.2}s wall, {used:.2}s thread CPU => {:.0} MiB/s per CPU-second", 512.0 / used);
+    let mut fresh = vec![0u8; parity.len()];
+    let (t, c0) = (std::time::Instant::now(), cpu());
+    for _ in 0..8 {
+        c.enc.encode_blocks_portable(&data[..8 << 20], &mut fresh[..c.ecc_len(8 << 20) as usize]);
+    }
+    let (wall, used) = (t.elapsed().as_secs_f64(), cpu() - c0);
+    eprintln!("rs({n}) portable 64 MiB: {wall:.2}s wall, {used:.2}s CPU => {:.0} MiB/s per CPU-second", 64.0 / used);
+}
