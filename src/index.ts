@@ -4,6 +4,17 @@
  * The public surface, and nothing else.
  */
 export {
+  type EccDecodeOptions,
+  type EccDecodeResult,
+  type EccInput,
+  type EccOptions,
+  eccFromName,
+  eccFromProtection,
+  eccKernel,
+  type ProtectionLevel,
+  RsCodec,
+} from './ecc';
+export {
   ErrorCode,
   type ErrorContext,
   TensorVaultAbortError,

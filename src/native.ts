@@ -31,6 +31,13 @@ export interface NativeSha256State {
   copy(): NativeSha256State;
 }
 
+/** Result of the native `rsDecode`. */
+export interface NativeRsDecodeResult {
+  data: Buffer;
+  correctedBytes: number;
+  correctedBlocks: number[];
+}
+
 /** The addon's exports (kept in step with `crates/tensorvault-node`; a test checks every name). */
 export interface NativeBinding {
   sha256(data: Uint8Array): Buffer;
@@ -43,6 +50,26 @@ export interface NativeBinding {
     threads: number | undefined | null,
     control: NativeJobControl,
   ): Promise<NativeHashFileResult>;
+  rsProtectionParity(level: string): number | null | undefined;
+  rsParseName(name: string): number | null | undefined;
+  rsKernel(): string;
+  rsEncodeSync(n: number, data: Uint8Array): Buffer;
+  rsEncode(
+    n: number,
+    data: Uint8Array,
+    inline: boolean,
+    threads: number | undefined | null,
+    control: NativeJobControl,
+  ): Promise<Buffer>;
+  rsDecode(
+    n: number,
+    data: Uint8Array,
+    parity: Uint8Array | undefined | null,
+    erasures: number[] | undefined | null,
+    parityErasures: number[] | undefined | null,
+    threads: number | undefined | null,
+    control: NativeJobControl,
+  ): Promise<NativeRsDecodeResult>;
   __testPanicSync(): void;
   __testPanicAsync(): Promise<unknown>;
 }
@@ -54,6 +81,12 @@ export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
   'NativeSha256',
   'JobControl',
   'hashFile',
+  'rsProtectionParity',
+  'rsParseName',
+  'rsKernel',
+  'rsEncodeSync',
+  'rsEncode',
+  'rsDecode',
   '__testPanicSync',
   '__testPanicAsync',
 ];

@@ -2,14 +2,23 @@
 //! with errors in every 8th block) for rs(16), rs(32), rs(64) on 1 and 2 threads, plus the portable
 //! kernel and the reference LFSR as in-process baselines. Size: `TV_RS_BENCH_MIB` (default 64 MiB;
 //! the recorded figures use 256).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_possible_truncation, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    missing_docs
+)]
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tensorvault_core::ecc::rs255::RsCodec;
 use tensorvault_core::Control;
 
 fn size() -> usize {
-    std::env::var("TV_RS_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(64usize) << 20
+    std::env::var("TV_RS_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64usize)
+        << 20
 }
 
 fn data(len: usize) -> Vec<u8> {
@@ -43,23 +52,38 @@ fn bench_rs(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(len as u64));
         g.sample_size(10);
         for threads in [1usize, 2] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             g.bench_function(BenchmarkId::new("encode", threads), |b| {
-                b.iter(|| pool.install(|| codec.encode(black_box(&input), &Control::new())).unwrap());
+                b.iter(|| {
+                    pool.install(|| codec.encode(black_box(&input), &Control::new()))
+                        .unwrap()
+                });
             });
             let mut scratch = input.clone();
             g.bench_function(BenchmarkId::new("decode_clean", threads), |b| {
                 b.iter(|| {
-                    pool.install(|| codec.decode(black_box(&mut scratch), &parity, &[], &Control::new())).unwrap()
+                    pool.install(|| {
+                        codec.decode(black_box(&mut scratch), &parity, &[], &Control::new())
+                    })
+                    .unwrap()
                 });
             });
-            g.bench_function(BenchmarkId::new("decode_errors_every_8th_block", threads), |b| {
-                b.iter_batched_ref(
-                    || damaged.clone(),
-                    |d| pool.install(|| codec.decode(d, &parity, &[], &Control::new())).unwrap(),
-                    criterion::BatchSize::LargeInput,
-                );
-            });
+            g.bench_function(
+                BenchmarkId::new("decode_errors_every_8th_block", threads),
+                |b| {
+                    b.iter_batched_ref(
+                        || damaged.clone(),
+                        |d| {
+                            pool.install(|| codec.decode(d, &parity, &[], &Control::new()))
+                                .unwrap()
+                        },
+                        criterion::BatchSize::LargeInput,
+                    );
+                },
+            );
         }
         g.bench_function("encode_portable_1", |b| {
             b.iter(|| codec.encode_portable(black_box(&input)));
@@ -67,7 +91,12 @@ fn bench_rs(c: &mut Criterion) {
         let small = &input[..len.min(4 << 20)];
         g.throughput(Throughput::Bytes(small.len() as u64));
         g.bench_function("encode_reference_lfsr_4MiB", |b| {
-            b.iter(|| small.chunks(k).map(|blk| codec.encode_block_reference(blk)).count());
+            b.iter(|| {
+                small
+                    .chunks(k)
+                    .map(|blk| codec.encode_block_reference(blk))
+                    .count()
+            });
         });
         g.finish();
     }

@@ -62,7 +62,12 @@ impl Encoder {
                     *dst = gf::mul(scale, src);
                 }
                 let base = (j * ENTRIES + e) * w;
-                for (lane, chunk) in rows.iter_mut().skip(base).take(w).zip(bytes.chunks_exact(32)) {
+                for (lane, chunk) in rows
+                    .iter_mut()
+                    .skip(base)
+                    .take(w)
+                    .zip(bytes.chunks_exact(32))
+                {
                     for (word, b) in lane.0.iter_mut().zip(chunk.chunks_exact(8)) {
                         let mut le = [0u8; 8];
                         le.copy_from_slice(b);

@@ -132,7 +132,9 @@ impl RsCodec {
     /// A process-wide shared `rs(n)` (tables built once per `n`, on first use).
     pub fn shared(n: usize) -> Result<Arc<Self>, RsError> {
         static CACHE: [OnceLock<Arc<RsCodec>>; 255] = [const { OnceLock::new() }; 255];
-        let slot = CACHE.get(n).ok_or(RsError::InvalidParityCount { n: n as u64 })?;
+        let slot = CACHE
+            .get(n)
+            .ok_or(RsError::InvalidParityCount { n: n as u64 })?;
         if let Some(c) = slot.get() {
             return Ok(Arc::clone(c));
         }
@@ -304,25 +306,29 @@ impl RsCodec {
         erasures: &[u64],
         control: &Control,
     ) -> Result<DecodeReport, RsError> {
+        self.decode_with_parity_erasures(data, parity, erasures, &[], control)
+    }
+
+    /// [`RsCodec::decode`] with erasures in the parity stream too (`parity_erasures`: byte offsets in
+    /// `parity`).
+    pub fn decode_with_parity_erasures(
+        &self,
+        data: &mut [u8],
+        parity: &[u8],
+        erasures: &[u64],
+        parity_erasures: &[u64],
+        control: &Control,
+    ) -> Result<DecodeReport, RsError> {
         self.check_parity_len(data.len(), parity.len())?;
-        let mut erasures = erasures.to_vec();
-        erasures.sort_unstable();
-        erasures.dedup();
-        if let Some(&last) = erasures.last() {
-            if last >= data.len() as u64 {
-                return Err(RsError::ErasureOutOfRange {
-                    position: last,
-                    len: data.len() as u64,
-                });
-            }
-        }
+        let erasures = sorted_positions(erasures, data.len())?;
+        let parity_erasures = sorted_positions(parity_erasures, parity.len())?;
         control.set_total(data.len() as u64);
         let data_batch = BATCH_BLOCKS * self.k;
         let parity_batch = BATCH_BLOCKS * self.n;
         let work = |(batch, (d, p)): (usize, (&mut [u8], &[u8]))| -> Result<DecodeReport, RsError> {
             control.checkpoint()?;
             let first_block = batch * BATCH_BLOCKS;
-            let report = self.decode_batch(first_block, d, p, &erasures)?;
+            let report = self.decode_batch(first_block, d, p, &erasures, &parity_erasures)?;
             control.add(d.len() as u64);
             Ok(report)
         };
@@ -353,6 +359,7 @@ impl RsCodec {
         data: &mut [u8],
         parity: &[u8],
         erasures: &[u64],
+        parity_erasures: &[u64],
     ) -> Result<DecodeReport, RsError> {
         let mut fresh = vec![0u8; parity.len()];
         self.enc.encode_blocks(data, &mut fresh);
@@ -373,12 +380,23 @@ impl RsCodec {
             let end = start + block.len() as u64;
             let lo = erasures.partition_point(|&e| e < start);
             let hi = erasures.partition_point(|&e| e < end);
-            let local: Vec<usize> = erasures
+            let mut local: Vec<usize> = erasures
                 .get(lo..hi)
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|&e| usize::try_from(e - start).ok())
                 .collect();
+            let pstart = (index * n) as u64;
+            let plo = parity_erasures.partition_point(|&e| e < pstart);
+            let phi = parity_erasures.partition_point(|&e| e < pstart + n as u64);
+            local.extend(
+                parity_erasures
+                    .get(plo..phi)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|&e| usize::try_from(e - pstart).ok())
+                    .map(|q| block.len() + q),
+            );
             let changed =
                 self.repair_block(block, stored, &local)
                     .map_err(|_| RsError::Uncorrectable {
@@ -447,17 +465,7 @@ impl RsCodec {
         control: &Control,
     ) -> Result<(Vec<u8>, DecodeReport), RsError> {
         let data_len = self.inline_data_len(chunk.len() as u64)?;
-        let mut erasures = erasures.to_vec();
-        erasures.sort_unstable();
-        erasures.dedup();
-        if let Some(&last) = erasures.last() {
-            if last >= chunk.len() as u64 {
-                return Err(RsError::ErasureOutOfRange {
-                    position: last,
-                    len: chunk.len() as u64,
-                });
-            }
-        }
+        let erasures = sorted_positions(erasures, chunk.len())?;
         let cap = usize::try_from(data_len).unwrap_or(0);
         let mut data = Vec::with_capacity(cap);
         let mut parity = Vec::with_capacity(chunk.len() - cap);
@@ -506,6 +514,22 @@ impl RsCodec {
         }
         Ok((data, report))
     }
+}
+
+/// Sorted, deduplicated erasure positions, all below `len`.
+fn sorted_positions(positions: &[u64], len: usize) -> Result<Vec<u64>, RsError> {
+    let mut v = positions.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    if let Some(&last) = v.last() {
+        if last >= len as u64 {
+            return Err(RsError::ErasureOutOfRange {
+                position: last,
+                len: len as u64,
+            });
+        }
+    }
+    Ok(v)
 }
 
 /// Parity count for a PyFolds protection level (`None` = no ECC).

@@ -502,13 +502,23 @@ fn beyond_the_bound_failures_and_miscorrections_are_measured() {
 #[test]
 #[ignore = "manual throughput probe"]
 fn cpu_probe() {
-    let n: usize = std::env::var("TV_RS_PROBE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
+    let n: usize = std::env::var("TV_RS_PROBE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
     let c = codec(n);
-    let data: Vec<u8> = (0..64u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
     let mut parity = vec![0u8; c.ecc_len(data.len() as u64) as usize];
     let cpu = || -> f64 {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
         (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
     };
     let (t, c0) = (std::time::Instant::now(), cpu());
@@ -520,8 +530,45 @@ fn cpu_probe() {
     let mut fresh = vec![0u8; parity.len()];
     let (t, c0) = (std::time::Instant::now(), cpu());
     for _ in 0..8 {
-        c.enc.encode_blocks_portable(&data[..8 << 20], &mut fresh[..c.ecc_len(8 << 20) as usize]);
+        c.enc
+            .encode_blocks_portable(&data[..8 << 20], &mut fresh[..c.ecc_len(8 << 20) as usize]);
     }
     let (wall, used) = (t.elapsed().as_secs_f64(), cpu() - c0);
-    eprintln!("rs({n}) portable 64 MiB: {wall:.2}s wall, {used:.2}s CPU => {:.0} MiB/s per CPU-second", 64.0 / used);
+    eprintln!(
+        "rs({n}) portable 64 MiB: {wall:.2}s wall, {used:.2}s CPU => {:.0} MiB/s per CPU-second",
+        64.0 / used
+    );
+}
+
+#[test]
+fn parity_erasures_count_as_erasures() {
+    let c = codec(10);
+    let data: Vec<u8> = (0..2000u32).map(|i| (i * 37) as u8).collect();
+    let parity = c.encode(&data, &ctl()).unwrap();
+    let mut bad = parity.clone();
+    let mut damaged = data.clone();
+    // block 2: 5 erased data bytes + 5 erased parity bytes = 10 erasures (the bound)
+    for j in 0..5 {
+        damaged[490 + j] ^= 1;
+        bad[20 + j] ^= 1;
+    }
+    let erasures: Vec<u64> = (490..495).collect();
+    let parity_erasures: Vec<u64> = (20..25).collect();
+    assert!(matches!(
+        c.decode(&mut damaged.clone(), &bad, &erasures, &ctl()),
+        Err(RsError::Uncorrectable { block: 2, .. })
+    ));
+    let report = c
+        .decode_with_parity_erasures(&mut damaged, &bad, &erasures, &parity_erasures, &ctl())
+        .unwrap();
+    assert_eq!(damaged, data);
+    assert_eq!(report.corrected_bytes, 10);
+    assert_eq!(
+        c.decode_with_parity_erasures(&mut damaged, &bad, &[], &[80], &ctl())
+            .unwrap_err(),
+        RsError::ErasureOutOfRange {
+            position: 80,
+            len: 80
+        }
+    );
 }
