@@ -38,6 +38,9 @@ fn eval_asc(p: &[u8], x: u8) -> u8 {
 
 /// Correct `cw` (data then `n` parity bytes) in place. `erasures` are positions in `cw` known to be
 /// wrong (duplicates allowed, each must be `< cw.len()`). Returns the number of bytes changed.
+// One linear pass through the textbook steps reads best as one function; the short names are the
+// textbook's (n, s, l, b, t, e).
+#[allow(clippy::too_many_lines, clippy::many_single_char_names)]
 pub(super) fn decode_block(
     n: usize,
     cw: &mut [u8],

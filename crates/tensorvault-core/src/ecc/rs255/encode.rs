@@ -171,7 +171,11 @@ impl Encoder {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::many_single_char_names
+    )]
     unsafe fn avx2_kernel<const W: usize>(&self, data: &[u8], parity: &mut [u8]) {
         use std::arch::x86_64::{
             __m256i, _mm256_alignr_epi8, _mm256_castsi256_si128, _mm256_load_si256,

@@ -3,6 +3,11 @@
 //! Tables are built at compile time; every lookup indexes a fixed-size array with a `u8` or a value
 //! proven below the array's length, so no bounds check can fail.
 
+// INVARIANT for every index in this file: `LOG` (256 entries) is indexed by a `u8`; `EXP` (512) by
+// `log a + log b <= 508`, `log a + 255 - log b <= 509`, or `e % 255 < 255`; the const builders loop
+// `i < 255` (`i + 255 < 510`) and index `LOG` by an `EXP` value (`< 256`).
+#![allow(clippy::indexing_slicing)]
+
 /// The primitive polynomial x^8 + x^4 + x^3 + x^2 + 1.
 pub const PRIM: u16 = 0x11d;
 

@@ -1,11 +1,11 @@
 //! `rs(N)`: systematic Reed-Solomon RS(255, 255−N) over GF(2^8), byte-compatible with Python
 //! `reedsolo`'s `RSCodec(N)` defaults (primitive polynomial `0x11d`, generator 2, first consecutive
-//! root 0), with shortened blocks. This is PyFolds's ECC codec (contract §3).
+//! root 0), with shortened blocks. This is `PyFolds`'s ECC codec (contract §3).
 //!
 //! Two stream layouts over data cut into blocks of `255 − N` bytes (the last may be shorter):
 //! - **sidecar** ([`RsCodec::encode`] / [`RsCodec::decode`]): the parity stream is every block's `N`
 //!   parity bytes, concatenated in block order; the data is stored separately, unchanged.
-//! - **inline** ([`RsCodec::protect_chunk`] / [`RsCodec::recover_chunk`], PyFolds's `ECCProtector`):
+//! - **inline** ([`RsCodec::protect_chunk`] / [`RsCodec::recover_chunk`], `PyFolds`'s `ECCProtector`):
 //!   each block followed by its own parity, `[data][parity][data][parity]...` (what
 //!   `reedsolo.RSCodec.encode` returns).
 //!
@@ -114,7 +114,7 @@ impl std::fmt::Debug for RsCodec {
 impl RsCodec {
     /// Largest valid `N`.
     pub const MAX_PARITY: usize = 254;
-    /// PyFolds `ECCProtector`'s default `N`.
+    /// `PyFolds` `ECCProtector`'s default `N`.
     pub const INLINE_DEFAULT_PARITY: usize = 10;
 
     /// `rs(n)`; `n` must be in `1..=254`.
@@ -142,7 +142,7 @@ impl RsCodec {
         Ok(Arc::clone(slot.get_or_init(|| fresh)))
     }
 
-    /// The codec for a PyFolds protection level: `off`/`none`/`0` → `None`, `low` → `rs(16)`, `med` →
+    /// The codec for a `PyFolds` protection level: `off`/`none`/`0` → `None`, `low` → `rs(16)`, `med` →
     /// `rs(32)`, `high` → `rs(64)`. Anything else (including `medium`) is an error.
     pub fn from_protection(level: &str) -> Result<Option<Self>, RsError> {
         match protection_parity(level)? {
@@ -532,7 +532,7 @@ fn sorted_positions(positions: &[u64], len: usize) -> Result<Vec<u64>, RsError> 
     Ok(v)
 }
 
-/// Parity count for a PyFolds protection level (`None` = no ECC).
+/// Parity count for a `PyFolds` protection level (`None` = no ECC).
 pub fn protection_parity(level: &str) -> Result<Option<usize>, RsError> {
     match level {
         "off" | "none" | "0" => Ok(None),

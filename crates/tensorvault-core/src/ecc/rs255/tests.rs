@@ -1,4 +1,11 @@
-//! Known answers (PyFolds contract §3), kernel equivalence, and property tests.
+//! Known answers (`PyFolds` contract §3), kernel equivalence, and property tests.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::single_match_else,
+    clippy::format_collect
+)]
 
 use proptest::prelude::*;
 
