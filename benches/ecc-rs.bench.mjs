@@ -121,7 +121,9 @@ function reedsoloRates(n, len) {
 }
 
 // ---- run ----------------------------------------------------------------------------------------
-console.log(`# rs(N) bench: ${size / MIB} MiB, median of ${reps}, ${cpus()[0]?.model ?? '?'} x${cpus().length}`);
+console.log(
+  `# rs(N) bench: ${size / MIB} MiB, median of ${reps}, ${cpus()[0]?.model ?? '?'} x${cpus().length}`,
+);
 console.log(`# node ${process.version}, kernel ${tv.eccKernel()}, ${new Date().toISOString()}`);
 const input = data(size);
 const rows = [];
@@ -140,7 +142,8 @@ for (const n of [16, 32, 64]) {
   const jsIn = input.subarray(0, jsLen);
   const js = await time(() => jsEncode(n, jsIn));
   const jsOut = jsEncode(n, jsIn);
-  if (!Buffer.from(jsOut).equals(parity.subarray(0, jsOut.length))) throw new Error(`JS baseline rs(${n}) differs`);
+  if (!Buffer.from(jsOut).equals(parity.subarray(0, jsOut.length)))
+    throw new Error(`JS baseline rs(${n}) differs`);
   const py = reedsoloRates(n, 256 * 1024);
   const jsRate = mibs(jsLen, js.wall);
   for (const threads of [1, 2]) {
@@ -164,10 +167,25 @@ for (const n of [16, 32, 64]) {
       });
     }
   }
-  rows.push({ codec: `rs(${n})`, op: 'baseline: plain JS tables, encode (8 MiB)', threads: 1, 'MiB/s (wall)': jsRate.toFixed(1) });
+  rows.push({
+    codec: `rs(${n})`,
+    op: 'baseline: plain JS tables, encode (8 MiB)',
+    threads: 1,
+    'MiB/s (wall)': jsRate.toFixed(1),
+  });
   if (py) {
-    rows.push({ codec: `rs(${n})`, op: 'baseline: Python reedsolo encode (256 KiB)', threads: 1, 'MiB/s (wall)': py.encode.toFixed(3) });
-    rows.push({ codec: `rs(${n})`, op: 'baseline: Python reedsolo decode clean (256 KiB)', threads: 1, 'MiB/s (wall)': py.decode.toFixed(3) });
+    rows.push({
+      codec: `rs(${n})`,
+      op: 'baseline: Python reedsolo encode (256 KiB)',
+      threads: 1,
+      'MiB/s (wall)': py.encode.toFixed(3),
+    });
+    rows.push({
+      codec: `rs(${n})`,
+      op: 'baseline: Python reedsolo decode clean (256 KiB)',
+      threads: 1,
+      'MiB/s (wall)': py.decode.toFixed(3),
+    });
   }
 }
 console.table(rows);

@@ -81,7 +81,8 @@ function erasuresOf(e: readonly number[] | undefined, name: string): number[] | 
 
 function optionsOf<T extends object>(options: T | undefined): T {
   if (options === undefined) return {} as T;
-  if (typeof options !== 'object' || options === null) throw invalidArgument('options', 'options must be an object');
+  if (typeof options !== 'object' || options === null)
+    throw invalidArgument('options', 'options must be an object');
   return options;
 }
 
@@ -101,7 +102,12 @@ export class RsCodec {
 
   /** `rs(parity)`: `parity` is an integer from 1 to 254. */
   constructor(parity: number) {
-    if (typeof parity !== 'number' || !Number.isInteger(parity) || parity < 1 || parity > RsCodec.MAX_PARITY) {
+    if (
+      typeof parity !== 'number' ||
+      !Number.isInteger(parity) ||
+      parity < 1 ||
+      parity > RsCodec.MAX_PARITY
+    ) {
       throw invalidArgument('parity', `parity must be an integer from 1 to 254, got ${String(parity)}`, {
         actual: typeof parity === 'number' ? parity : String(parity),
         min: 1,
@@ -143,10 +149,14 @@ export class RsCodec {
   encodeSync(data: EccInput): Buffer {
     const d = bytes(data, 'data');
     if (d.byteLength > SYNC_LIMIT) {
-      throw invalidArgument('data', `encodeSync takes at most ${SYNC_LIMIT} bytes; use encode() for larger inputs`, {
-        actual: d.byteLength,
-        max: SYNC_LIMIT,
-      });
+      throw invalidArgument(
+        'data',
+        `encodeSync takes at most ${SYNC_LIMIT} bytes; use encode() for larger inputs`,
+        {
+          actual: d.byteLength,
+          max: SYNC_LIMIT,
+        },
+      );
     }
     return callNative(() => native().rsEncodeSync(this.parity, d));
   }
