@@ -397,14 +397,14 @@ impl RsCodec {
                     .filter_map(|&e| usize::try_from(e - pstart).ok())
                     .map(|q| block.len() + q),
             );
-            let changed =
-                self.repair_block(block, stored, &local)
-                    .map_err(|_| RsError::Uncorrectable {
-                        block: index as u64,
-                        offset: start,
-                        end,
-                        n: n as u64,
-                    })?;
+            let changed = self
+                .repair_block(block, stored, computed, &local)
+                .map_err(|_| RsError::Uncorrectable {
+                    block: index as u64,
+                    offset: start,
+                    end,
+                    n: n as u64,
+                })?;
             report.corrected_bytes += changed as u64;
             report.corrected_blocks.push(index as u64);
         }
@@ -416,6 +416,7 @@ impl RsCodec {
         &self,
         block: &mut [u8],
         parity: &[u8],
+        computed: &[u8],
         erasures: &[usize],
     ) -> Result<usize, decode::Uncorrectable> {
         let mut cw = [0u8; 255];
@@ -424,7 +425,14 @@ impl RsCodec {
         let (d, p) = cw.split_at_mut(block.len());
         d.copy_from_slice(block);
         p.copy_from_slice(parity);
-        let changed = decode::decode_block(self.n, cw, erasures)?;
+        let changed = {
+            let mut diff = [0u8; 255];
+            let diff = diff.get_mut(..self.n).ok_or(decode::Uncorrectable)?;
+            for ((d, a), b) in diff.iter_mut().zip(parity).zip(computed) {
+                *d = a ^ b;
+            }
+            decode::decode_block_with_parity_diff(self.n, cw, erasures, diff)?
+        };
         block.copy_from_slice(cw.get(..block.len()).ok_or(decode::Uncorrectable)?);
         Ok(changed)
     }
@@ -501,14 +509,14 @@ impl RsCodec {
                 .iter()
                 .filter_map(|&e| usize::try_from(e - start).ok())
                 .collect();
-            let changed =
-                self.repair_block(block, stored, &local)
-                    .map_err(|_| RsError::Uncorrectable {
-                        block: index as u64,
-                        offset: start,
-                        end,
-                        n: self.n as u64,
-                    })?;
+            let changed = self
+                .repair_block(block, stored, computed, &local)
+                .map_err(|_| RsError::Uncorrectable {
+                    block: index as u64,
+                    offset: start,
+                    end,
+                    n: self.n as u64,
+                })?;
             report.corrected_bytes += changed as u64;
             report.corrected_blocks.push(index as u64);
         }
