@@ -152,7 +152,7 @@ fn correct(n: usize, cw: &mut [u8], erasures: &[usize], s: &[u8]) -> Result<usiz
         .iter()
         .enumerate()
         .filter(|&(_, &c)| c != 0)
-        .map(|(i, &c)| (i % 255, usize::from(gf::LOG[usize::from(c)])))
+        .map(|(i, &c)| (i % 255, usize::from(gf::log(c))))
         .collect();
     for e in 0..len {
         let mut acc = 0u8;

@@ -74,6 +74,13 @@ pub fn div(a: u8, b: u8) -> u8 {
     }
 }
 
+/// `log2(a)` for `a != 0` (0 for 0).
+#[inline]
+#[must_use]
+pub fn log(a: u8) -> u8 {
+    LOG[usize::from(a)]
+}
+
 /// `2^e` for any exponent (reduced mod 255).
 #[inline]
 #[must_use]
