@@ -142,7 +142,8 @@ for (const n of [16, 32, 64]) {
   const jsIn = input.subarray(0, jsLen);
   const js = await time(() => jsEncode(n, jsIn));
   const jsOut = jsEncode(n, jsIn);
-  if (!Buffer.from(jsOut).equals(parity.subarray(0, jsOut.length)))
+  const whole = Math.floor(jsLen / codec.blockDataLength) * n; // the last, partial block differs
+  if (!Buffer.from(jsOut.subarray(0, whole)).equals(parity.subarray(0, whole)))
     throw new Error(`JS baseline rs(${n}) differs`);
   const py = reedsoloRates(n, 256 * 1024);
   const jsRate = mibs(jsLen, js.wall);
