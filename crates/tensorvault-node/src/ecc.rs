@@ -169,12 +169,7 @@ impl Task for RsDecodeTask {
             let data = &self.data[..];
             let parity = self.parity.as_deref();
             rs255::with_threads(self.threads, || match parity {
-                Some(p) => {
-                    let mut out = data.to_vec();
-                    let report =
-                        c.decode_with_parity_erasures(&mut out, p, erasures, parity_erasures, ctl)?;
-                    Ok((out, report))
-                }
+                Some(p) => c.decode_to_vec(data, p, erasures, parity_erasures, ctl),
                 None => c.recover_chunk(data, erasures, ctl),
             })
             .map_err(|e| TvError::from(e).into())

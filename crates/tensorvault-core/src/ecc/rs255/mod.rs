@@ -319,6 +319,42 @@ impl RsCodec {
         parity_erasures: &[u64],
         control: &Control,
     ) -> Result<DecodeReport, RsError> {
+        self.decode_impl(None, data, parity, erasures, parity_erasures, control)
+    }
+
+    /// Repair a copy of `data`: like [`RsCodec::decode_with_parity_erasures`] but leaves `data`
+    /// untouched and returns the repaired copy. The copy is made batch by batch inside the parallel
+    /// work (cache-hot, no separate pass over memory).
+    pub fn decode_to_vec(
+        &self,
+        data: &[u8],
+        parity: &[u8],
+        erasures: &[u64],
+        parity_erasures: &[u64],
+        control: &Control,
+    ) -> Result<(Vec<u8>, DecodeReport), RsError> {
+        self.check_parity_len(data.len(), parity.len())?;
+        let mut out = vec![0u8; data.len()];
+        let report = self.decode_impl(
+            Some(data),
+            &mut out,
+            parity,
+            erasures,
+            parity_erasures,
+            control,
+        )?;
+        Ok((out, report))
+    }
+
+    fn decode_impl(
+        &self,
+        src: Option<&[u8]>,
+        data: &mut [u8],
+        parity: &[u8],
+        erasures: &[u64],
+        parity_erasures: &[u64],
+        control: &Control,
+    ) -> Result<DecodeReport, RsError> {
         self.check_parity_len(data.len(), parity.len())?;
         let erasures = sorted_positions(erasures, data.len())?;
         let parity_erasures = sorted_positions(parity_erasures, parity.len())?;
@@ -327,6 +363,12 @@ impl RsCodec {
         let parity_batch = BATCH_BLOCKS * self.n;
         let work = |(batch, (d, p)): (usize, (&mut [u8], &[u8]))| -> Result<DecodeReport, RsError> {
             control.checkpoint()?;
+            if let Some(src) = src {
+                let start = batch * data_batch;
+                if let Some(from) = src.get(start..start + d.len()) {
+                    d.copy_from_slice(from);
+                }
+            }
             let first_block = batch * BATCH_BLOCKS;
             let report = self.decode_batch(first_block, d, p, &erasures, &parity_erasures)?;
             control.add(d.len() as u64);

@@ -329,8 +329,13 @@ fn large_stream_with_scattered_damage_is_repaired_in_parallel() {
             erasures.push(p as u64);
         }
     }
+    let (copy, copy_report) = c
+        .decode_to_vec(&damaged, &parity, &erasures, &[], &ctl())
+        .unwrap();
     let report = c.decode(&mut damaged, &parity, &erasures, &ctl()).unwrap();
     assert_eq!(damaged, data);
+    assert_eq!(copy, data);
+    assert_eq!(copy_report, report);
     assert_eq!(report.corrected_blocks.len(), blocks.div_ceil(7));
     assert!(report.corrected_blocks.windows(2).all(|w| w[0] < w[1]));
 }
