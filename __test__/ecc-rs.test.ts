@@ -164,7 +164,11 @@ describe('sidecar and inline streams', () => {
       }
       touched++;
     }
+    const bad = await codec.verify(damaged, parity, { threads: 2 });
+    expect(bad.length).toBe(touched);
+    expect(await codec.verify(data, parity)).toEqual([]);
     const out = await codec.decode(damaged, parity, { erasures, threads: 2 });
+    expect(out.correctedBlocks).toEqual(bad);
     expect(out.data.equals(data)).toBe(true);
     expect(out.correctedBlocks.length).toBe(touched);
     expect(out.correctedBlocks[1]).toBe(97);
@@ -207,6 +211,7 @@ describe('sidecar and inline streams', () => {
     const codec = new tv.RsCodec(16);
     const data = pseudoRandom(500, 5);
     const parity = await codec.encode(data);
+    expect((await rejection(codec.verify(data, parity.subarray(1)))).code).toBe('TV_ECC_PARITY_LENGTH');
     const len = await rejection(codec.decode(data, parity.subarray(1)));
     expect(len.code).toBe('TV_ECC_PARITY_LENGTH');
     expect(len.context).toMatchObject({ expected: 48, actual: 47, dataLength: 500 });

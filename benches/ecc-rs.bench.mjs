@@ -149,11 +149,13 @@ for (const n of [16, 32, 64]) {
   const jsRate = mibs(jsLen, js.wall);
   for (const threads of [1, 2]) {
     const enc = await time(() => codec.encode(input, { threads }));
+    const ver = await time(() => codec.verify(input, parity, { threads }));
     const dec = await time(() => codec.decode(input, parity, { threads }));
     const err = await time(() => codec.decode(damaged, parity, { threads }));
     for (const [op, t, base, pyRate] of [
       ['encode', enc, jsRate, py?.encode],
-      ['decode (clean: syndrome check)', dec, undefined, py?.decode],
+      ['verify (clean: syndrome check, no copy)', ver, undefined, py?.decode],
+      ['decode (clean: check + repaired copy)', dec, undefined, py?.decode],
       ['decode (N/2 errors in every 8th block)', err, undefined, undefined],
     ]) {
       const rate = mibs(size, t.wall);

@@ -87,5 +87,8 @@ export declare function rsParseName(name: string): number | null
  */
 export declare function rsProtectionParity(level: string): number | null
 
+/** Indices of the blocks of `data` whose parity differs from the sidecar `parity` (no repair, no copy). */
+export declare function rsVerify(n: number, data: Uint8Array, parity: Uint8Array, threads: number | undefined | null, control: JobControl): Promise<Array<number>>
+
 /** SHA-256 of `data`. */
 export declare function sha256(data: Uint8Array): Buffer

@@ -178,6 +178,19 @@ export class RsCodec {
     );
   }
 
+  /**
+   * Check `data` against its sidecar `parity` without repairing or copying: resolves with the indices of
+   * the blocks whose parity does not match (damage in the data or in the parity), ascending; an empty
+   * array means every block is intact. About as fast as {@link RsCodec.encode}.
+   */
+  async verify(data: EccInput, parity: EccInput, options?: EccOptions): Promise<number[]> {
+    const d = bytes(data, 'data');
+    const p = bytes(parity, 'parity');
+    const o = optionsOf(options);
+    const threads = threadsOf(o);
+    return runJob(o, (control) => native().rsVerify(this.parity, d, p, threads, control));
+  }
+
   /** The inline layout of `data`: `[block][parity][block][parity]...` (`reedsolo.RSCodec.encode`). */
   async protectChunk(data: EccInput, options?: EccOptions): Promise<Buffer> {
     const d = bytes(data, 'data');

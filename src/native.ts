@@ -70,6 +70,13 @@ export interface NativeBinding {
     threads: number | undefined | null,
     control: NativeJobControl,
   ): Promise<NativeRsDecodeResult>;
+  rsVerify(
+    n: number,
+    data: Uint8Array,
+    parity: Uint8Array,
+    threads: number | undefined | null,
+    control: NativeJobControl,
+  ): Promise<number[]>;
   __testPanicSync(): void;
   __testPanicAsync(): Promise<unknown>;
 }
@@ -87,6 +94,7 @@ export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
   'rsEncodeSync',
   'rsEncode',
   'rsDecode',
+  'rsVerify',
   '__testPanicSync',
   '__testPanicAsync',
 ];

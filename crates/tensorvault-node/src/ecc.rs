@@ -211,3 +211,54 @@ pub fn rs_decode(
         }))
     })
 }
+
+pub struct RsVerifyTask {
+    codec: Arc<RsCodec>,
+    data: Uint8Array,
+    parity: Uint8Array,
+    threads: Option<usize>,
+    control: Arc<Control>,
+}
+
+impl Task for RsVerifyTask {
+    type Output = Vec<u64>;
+    type JsValue = Vec<f64>;
+
+    fn compute(&mut self) -> napi::Result<Vec<u64>> {
+        guard(|| {
+            let (c, d, p, ctl) = (
+                &self.codec,
+                &self.data[..],
+                &self.parity[..],
+                &*self.control,
+            );
+            rs255::with_threads(self.threads, || c.verify(d, p, ctl))
+                .map_err(|e| TvError::from(e).into())
+        })
+    }
+
+    #[allow(clippy::cast_precision_loss)] // block indices stay far below 2^53
+    fn resolve(&mut self, _env: Env, output: Vec<u64>) -> napi::Result<Vec<f64>> {
+        Ok(output.iter().map(|&b| b as f64).collect())
+    }
+}
+
+/// Indices of the blocks of `data` whose parity differs from the sidecar `parity` (no repair, no copy).
+#[napi(ts_return_type = "Promise<Array<number>>")]
+pub fn rs_verify(
+    n: u32,
+    data: Uint8Array,
+    parity: Uint8Array,
+    threads: Option<u32>,
+    control: &JobControl,
+) -> napi::Result<AsyncTask<RsVerifyTask>> {
+    guard(|| {
+        Ok(AsyncTask::new(RsVerifyTask {
+            codec: codec(n)?,
+            data,
+            parity,
+            threads: threads_arg(threads)?,
+            control: Arc::clone(&control.inner),
+        }))
+    })
+}

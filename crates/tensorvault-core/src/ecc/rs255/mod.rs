@@ -322,6 +322,49 @@ impl RsCodec {
         self.decode_impl(None, data, parity, erasures, parity_erasures, control)
     }
 
+    /// Check `data` against its sidecar `parity` without repairing or copying anything: the indices of
+    /// the blocks whose recomputed parity differs from the stored one (damage in the data or in the
+    /// parity), ascending. Empty means every block is a codeword (all syndromes zero).
+    pub fn verify(
+        &self,
+        data: &[u8],
+        parity: &[u8],
+        control: &Control,
+    ) -> Result<Vec<u64>, RsError> {
+        self.check_parity_len(data.len(), parity.len())?;
+        control.set_total(data.len() as u64);
+        let data_batch = BATCH_BLOCKS * self.k;
+        let parity_batch = BATCH_BLOCKS * self.n;
+        let work = |(batch, (d, p)): (usize, (&[u8], &[u8]))| -> Result<Vec<u64>, RsError> {
+            control.checkpoint()?;
+            let mut fresh = vec![0u8; p.len()];
+            self.enc.encode_blocks(d, &mut fresh);
+            let bad = fresh
+                .chunks(self.n)
+                .zip(p.chunks(self.n))
+                .enumerate()
+                .filter(|(_, (a, b))| a != b)
+                .map(|(i, _)| (batch * BATCH_BLOCKS + i) as u64)
+                .collect();
+            control.add(d.len() as u64);
+            Ok(bad)
+        };
+        let lists: Vec<Vec<u64>> = if data.len() <= data_batch {
+            data.chunks(data_batch)
+                .zip(parity.chunks(parity_batch))
+                .enumerate()
+                .map(work)
+                .collect::<Result<_, _>>()?
+        } else {
+            data.par_chunks(data_batch)
+                .zip(parity.par_chunks(parity_batch))
+                .enumerate()
+                .map(work)
+                .collect::<Result<_, _>>()?
+        };
+        Ok(lists.into_iter().flatten().collect())
+    }
+
     /// Repair a copy of `data`: like [`RsCodec::decode_with_parity_erasures`] but leaves `data`
     /// untouched and returns the repaired copy. The copy is made batch by batch inside the parallel
     /// work (cache-hot, no separate pass over memory).

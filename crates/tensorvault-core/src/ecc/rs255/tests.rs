@@ -332,7 +332,10 @@ fn large_stream_with_scattered_damage_is_repaired_in_parallel() {
     let (copy, copy_report) = c
         .decode_to_vec(&damaged, &parity, &erasures, &[], &ctl())
         .unwrap();
+    let bad = c.verify(&damaged, &parity, &ctl()).unwrap();
     let report = c.decode(&mut damaged, &parity, &erasures, &ctl()).unwrap();
+    assert_eq!(bad, report.corrected_blocks);
+    assert!(c.verify(&damaged, &parity, &ctl()).unwrap().is_empty());
     assert_eq!(damaged, data);
     assert_eq!(copy, data);
     assert_eq!(copy_report, report);
