@@ -120,6 +120,43 @@ export interface NativeTensorInfo {
 
 /** Open and validate a safetensors file on the libuv pool. */
 export declare function openSafetensors(path: string): Promise<NativeSafetensors>
+/**
+ * Repair `data` from its sidecar `parity` (or, when `parity` is null, recover the data of the inline
+ * chunk `data`). `erasures`: byte offsets known to be wrong (in `data`, or in the inline chunk);
+ * `parityErasures`: byte offsets in `parity` known to be wrong.
+ */
+export declare function rsDecode(n: number, data: Uint8Array, parity: Uint8Array | undefined | null, erasures: Array<number> | undefined | null, parityErasures: Array<number> | undefined | null, threads: number | undefined | null, control: JobControl): Promise<RsDecodeResult>
+
+/** Result of `rsDecode`. */
+export interface RsDecodeResult {
+  /** The repaired data (a new buffer; the input is not modified). */
+  data: Buffer
+  /** Bytes changed by the repair (data and parity). */
+  correctedBytes: number
+  /** Indices of the repaired blocks, ascending. */
+  correctedBlocks: Array<number>
+}
+
+/** Sidecar parity stream of `data` under `rs(n)` (`inline`: the `[data][parity]...` layout instead). */
+export declare function rsEncode(n: number, data: Uint8Array, inline: boolean, threads: number | undefined | null, control: JobControl): Promise<Buffer>
+
+/** Sidecar parity of a small input, synchronously (the TS layer uses it below 1 MiB). */
+export declare function rsEncodeSync(n: number, data: Uint8Array): Buffer
+
+/** Which encoding kernel this CPU uses (`avx2` or `portable`). */
+export declare function rsKernel(): string
+
+/** Parity count of a codec name `rs(N)` (`none` → null); anything else is `TV_ECC_UNKNOWN_CODEC`. */
+export declare function rsParseName(name: string): number | null
+
+/**
+ * Parity count for a protection level (`off`/`none`/`0` → null, `low` → 16, `med` → 32, `high` →
+ * 64); any other string is `TV_ECC_UNKNOWN_PROTECTION`.
+ */
+export declare function rsProtectionParity(level: string): number | null
+
+/** Indices of the blocks of `data` whose parity differs from the sidecar `parity` (no repair, no copy). */
+export declare function rsVerify(n: number, data: Uint8Array, parity: Uint8Array, threads: number | undefined | null, control: JobControl): Promise<Array<number>>
 
 /** SHA-256 of `data`. */
 export declare function sha256(data: Uint8Array): Buffer

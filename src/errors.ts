@@ -51,6 +51,16 @@ export const ErrorCode = {
   TENSOR_SIZE_MISMATCH: 'TV_TENSOR_SIZE_MISMATCH',
   /** The runtime forbids external ArrayBuffers and copying was not allowed. */
   EXTERNAL_BUFFERS_UNAVAILABLE: 'TV_EXTERNAL_BUFFERS_UNAVAILABLE',
+  /** A Reed-Solomon block has more damage than its parity can repair (`context.block`, `offset`, `end`). */
+  ECC_UNCORRECTABLE: 'TV_ECC_UNCORRECTABLE',
+  /** A protection level other than `off`, `none`, `0`, `low`, `med`, `high` (`context.level`). */
+  ECC_UNKNOWN_PROTECTION: 'TV_ECC_UNKNOWN_PROTECTION',
+  /** An ECC codec name other than `rs(N)` with N from 1 to 254, or `none` (`context.name`). */
+  ECC_UNKNOWN_CODEC: 'TV_ECC_UNKNOWN_CODEC',
+  /** A parity stream whose length does not fit the data (`context.expected`, `actual`). */
+  ECC_PARITY_LENGTH: 'TV_ECC_PARITY_LENGTH',
+  /** An inline ECC chunk whose length cannot be whole blocks (typically truncated; `context.length`). */
+  ECC_INVALID_LENGTH: 'TV_ECC_INVALID_LENGTH',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */

@@ -27,6 +27,17 @@ export {
   verifyManifestSignature,
 } from './backup/index';
 export {
+  type EccDecodeOptions,
+  type EccDecodeResult,
+  type EccInput,
+  type EccOptions,
+  eccFromName,
+  eccFromProtection,
+  eccKernel,
+  type ProtectionLevel,
+  RsCodec,
+} from './ecc';
+export {
   ErrorCode,
   type ErrorContext,
   TensorVaultAbortError,

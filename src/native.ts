@@ -66,6 +66,11 @@ export interface NativeSafetensorsWriterHandle {
   write(data: Uint8Array, control: NativeJobControl): Promise<void>;
   finish(): Promise<void>;
   abort(): void;
+/** Result of the native `rsDecode`. */
+export interface NativeRsDecodeResult {
+  data: Buffer;
+  correctedBytes: number;
+  correctedBlocks: number[];
 }
 
 /** The addon's exports (kept in step with `crates/tensorvault-node`; a test checks every name). */
@@ -80,6 +85,33 @@ export interface NativeBinding {
     threads: number | undefined | null,
     control: NativeJobControl,
   ): Promise<NativeHashFileResult>;
+  rsProtectionParity(level: string): number | null | undefined;
+  rsParseName(name: string): number | null | undefined;
+  rsKernel(): string;
+  rsEncodeSync(n: number, data: Uint8Array): Buffer;
+  rsEncode(
+    n: number,
+    data: Uint8Array,
+    inline: boolean,
+    threads: number | undefined | null,
+    control: NativeJobControl,
+  ): Promise<Buffer>;
+  rsDecode(
+    n: number,
+    data: Uint8Array,
+    parity: Uint8Array | undefined | null,
+    erasures: number[] | undefined | null,
+    parityErasures: number[] | undefined | null,
+    threads: number | undefined | null,
+    control: NativeJobControl,
+  ): Promise<NativeRsDecodeResult>;
+  rsVerify(
+    n: number,
+    data: Uint8Array,
+    parity: Uint8Array,
+    threads: number | undefined | null,
+    control: NativeJobControl,
+  ): Promise<number[]>;
   __testPanicSync(): void;
   __testPanicAsync(): Promise<unknown>;
   openSafetensors(path: string): Promise<NativeSafetensorsHandle>;
@@ -100,6 +132,13 @@ export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
   'NativeSha256',
   'JobControl',
   'hashFile',
+  'rsProtectionParity',
+  'rsParseName',
+  'rsKernel',
+  'rsEncodeSync',
+  'rsEncode',
+  'rsDecode',
+  'rsVerify',
   '__testPanicSync',
   '__testPanicAsync',
   'openSafetensors',

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use napi::{Error, Status};
+use tensorvault_core::ecc::rs255::RsError;
 use tensorvault_core::hash::HashError;
 use tensorvault_core::io::IoError;
 use tensorvault_core::safetensors::SafetensorsError;
@@ -253,6 +254,54 @@ impl From<SafetensorsError> for TvError {
                 .with("actual", num(*actual)),
             E::Cancelled => TvError::new("TV_ABORTED", message),
             E::Io(io) => io.into(),
+impl From<RsError> for TvError {
+    fn from(e: RsError) -> Self {
+        let message = e.to_string();
+        match e {
+            RsError::InvalidParityCount { n } => TvError::new("TV_INVALID_ARGUMENT", message)
+                .with("argument", Ctx::Str("parity".into()))
+                .with("actual", num(n))
+                .with("min", num(1))
+                .with("max", num(254)),
+            RsError::UnknownCodec { name } => {
+                TvError::new("TV_ECC_UNKNOWN_CODEC", message).with("name", Ctx::Str(name))
+            }
+            RsError::UnknownProtection { level } => {
+                TvError::new("TV_ECC_UNKNOWN_PROTECTION", message).with("level", Ctx::Str(level))
+            }
+            RsError::ParityLengthMismatch {
+                data_len,
+                expected,
+                actual,
+            } => TvError::new("TV_ECC_PARITY_LENGTH", message)
+                .with("dataLength", num(data_len))
+                .with("expected", num(expected))
+                .with("actual", num(actual)),
+            RsError::InvalidInlineLength { len, n } => {
+                TvError::new("TV_ECC_INVALID_LENGTH", message)
+                    .with("length", num(len))
+                    .with("parity", num(n))
+            }
+            RsError::ErasureOutOfRange { position, len } => {
+                TvError::new("TV_INVALID_ARGUMENT", message)
+                    .with("argument", Ctx::Str("erasures".into()))
+                    .with("position", num(position))
+                    .with("length", num(len))
+            }
+            RsError::Uncorrectable {
+                block,
+                offset,
+                end,
+                n,
+            } => TvError::new("TV_ECC_UNCORRECTABLE", message)
+                .with("block", num(block))
+                .with("offset", num(offset))
+                .with("end", num(end))
+                .with("parity", num(n)),
+            RsError::ThreadPool { threads, .. } => {
+                TvError::new("TV_INTERNAL", message).with("threads", num(threads as u64))
+            }
+            RsError::Cancelled => TvError::new("TV_ABORTED", message),
         }
     }
 }

@@ -10,6 +10,7 @@
 #![allow(clippy::needless_pass_by_value)]
 
 mod control;
+mod ecc;
 mod errors;
 mod hash;
 mod safetensors;
