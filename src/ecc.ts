@@ -142,7 +142,7 @@ export class RsCodec {
     const d = bytes(data, 'data');
     const o = optionsOf(options);
     const threads = threadsOf(o);
-    return runJob(o, (control) => native().rsEncode(this.parity, d, false, threads, control));
+    return runJob('rsEncode', o, (control) => native().rsEncode(this.parity, d, false, threads, control));
   }
 
   /** {@link RsCodec.encode} on the calling thread, for inputs up to 1 MiB. */
@@ -173,7 +173,7 @@ export class RsCodec {
     const threads = threadsOf(o);
     const erasures = erasuresOf(o.erasures, 'erasures');
     const parityErasures = erasuresOf(o.parityErasures, 'parityErasures');
-    return runJob(o, (control) =>
+    return runJob('rsDecode', o, (control) =>
       native().rsDecode(this.parity, d, p, erasures, parityErasures, threads, control),
     );
   }
@@ -188,7 +188,7 @@ export class RsCodec {
     const p = bytes(parity, 'parity');
     const o = optionsOf(options);
     const threads = threadsOf(o);
-    return runJob(o, (control) => native().rsVerify(this.parity, d, p, threads, control));
+    return runJob('rsVerify', o, (control) => native().rsVerify(this.parity, d, p, threads, control));
   }
 
   /** The inline layout of `data`: `[block][parity][block][parity]...` (`reedsolo.RSCodec.encode`). */
@@ -196,7 +196,9 @@ export class RsCodec {
     const d = bytes(data, 'data');
     const o = optionsOf(options);
     const threads = threadsOf(o);
-    return runJob(o, (control) => native().rsEncode(this.parity, d, true, threads, control));
+    return runJob('rsProtectChunk', o, (control) =>
+      native().rsEncode(this.parity, d, true, threads, control),
+    );
   }
 
   /**
@@ -214,7 +216,9 @@ export class RsCodec {
       );
     }
     const erasures = erasuresOf(o.erasures, 'erasures');
-    return runJob(o, (control) => native().rsDecode(this.parity, c, null, erasures, null, threads, control));
+    return runJob('rsRecoverChunk', o, (control) =>
+      native().rsDecode(this.parity, c, null, erasures, null, threads, control),
+    );
   }
 }
 

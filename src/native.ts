@@ -66,6 +66,8 @@ export interface NativeSafetensorsWriterHandle {
   write(data: Uint8Array, control: NativeJobControl): Promise<void>;
   finish(): Promise<void>;
   abort(): void;
+}
+
 /** Result of the native `rsDecode`. */
 export interface NativeRsDecodeResult {
   data: Buffer;

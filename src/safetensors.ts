@@ -630,7 +630,7 @@ export async function saveSafetensors(
   checkOptionsObject(options);
   const prepared = prepare(tensors);
   const metadata = checkMetadata(options.metadata);
-  return runJob(options, async (control) => {
+  return runJob('saveSafetensors', options, async (control) => {
     const writer = native().createSafetensorsWriter(
       path,
       prepared.map((t) => t.name),

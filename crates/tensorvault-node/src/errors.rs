@@ -254,6 +254,10 @@ impl From<SafetensorsError> for TvError {
                 .with("actual", num(*actual)),
             E::Cancelled => TvError::new("TV_ABORTED", message),
             E::Io(io) => io.into(),
+        }
+    }
+}
+
 impl From<RsError> for TvError {
     fn from(e: RsError) -> Self {
         let message = e.to_string();
