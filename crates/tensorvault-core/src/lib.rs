@@ -4,6 +4,7 @@
 //! `tensorvault-node` is a thin layer over these modules.
 
 pub mod control;
+pub mod ecc;
 pub mod hash;
 pub mod io;
 
