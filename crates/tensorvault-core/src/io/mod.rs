@@ -1,5 +1,7 @@
 //! File access shared by every module: opening with typed errors, and large positioned reads.
 
+pub mod atomic;
+
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
