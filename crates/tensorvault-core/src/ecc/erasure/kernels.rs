@@ -254,7 +254,56 @@ mod simd {
     ) {
         let k = ins.len();
         let mask = _mm256_set1_epi8(0x0f);
-        for step in 0..steps {
+        // Two vectors (64 bytes) per iteration so each table load serves two shuffles.
+        let pairs = steps / 2;
+        for pair in 0..pairs {
+            let pos = start + pair * 64;
+            let mut acc0 = [_mm256_setzero_si256(); N];
+            let mut acc1 = [_mm256_setzero_si256(); N];
+            for (i, &inp) in ins.iter().enumerate() {
+                // SAFETY: see `avx2_group`; `pos + 64 <= start + 32 * steps`.
+                unsafe {
+                    let v0 = _mm256_loadu_si256(inp.add(pos).cast::<__m256i>());
+                    let v1 = _mm256_loadu_si256(inp.add(pos + 32).cast::<__m256i>());
+                    let lo0 = _mm256_and_si256(v0, mask);
+                    let hi0 = _mm256_and_si256(_mm256_srli_epi64::<4>(v0), mask);
+                    let lo1 = _mm256_and_si256(v1, mask);
+                    let hi1 = _mm256_and_si256(_mm256_srli_epi64::<4>(v1), mask);
+                    for j in 0..N {
+                        let t = *tabs.get_unchecked(j * k + i);
+                        let tlo = _mm256_broadcastsi128_si256(_mm_loadu_si128(t.cast::<__m128i>()));
+                        let thi = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                            t.add(16).cast::<__m128i>(),
+                        ));
+                        let a0 = acc0.get_unchecked_mut(j);
+                        *a0 = _mm256_xor_si256(
+                            *a0,
+                            _mm256_xor_si256(
+                                _mm256_shuffle_epi8(tlo, lo0),
+                                _mm256_shuffle_epi8(thi, hi0),
+                            ),
+                        );
+                        let a1 = acc1.get_unchecked_mut(j);
+                        *a1 = _mm256_xor_si256(
+                            *a1,
+                            _mm256_xor_si256(
+                                _mm256_shuffle_epi8(tlo, lo1),
+                                _mm256_shuffle_epi8(thi, hi1),
+                            ),
+                        );
+                    }
+                }
+            }
+            for j in 0..N {
+                // SAFETY: see `avx2_group`.
+                unsafe {
+                    let o = outs.get_unchecked(j).add(pos);
+                    _mm256_storeu_si256(o.cast::<__m256i>(), *acc0.get_unchecked(j));
+                    _mm256_storeu_si256(o.add(32).cast::<__m256i>(), *acc1.get_unchecked(j));
+                }
+            }
+        }
+        for step in pairs * 2..steps {
             let pos = start + step * 32;
             let mut acc = [_mm256_setzero_si256(); N];
             for (i, &inp) in ins.iter().enumerate() {
