@@ -17,6 +17,20 @@ export declare class JobControl {
   get total(): number
 }
 
+/** In-memory `k + m` erasure codec over equal-length buffers. */
+export declare class NativeErasureCodec {
+  constructor(k: number, m: number)
+  /** The SIMD kernel in use (`avx2`, `ssse3` or `portable`). */
+  get kernel(): string
+  /** The `m` parity shards of `k` equal-length data shards. */
+  encode(data: Array<Uint8Array>): Array<Buffer>
+  /**
+   * All `k + m` shards from the present ones (`null` marks a lost shard); present shards are
+   * returned as copies.
+   */
+  reconstruct(shards: Array<Uint8Array | undefined | null>): Array<Buffer>
+}
+
 /** Incremental SHA-256 state. */
 export declare class NativeSha256 {
   constructor()
@@ -33,6 +47,82 @@ export declare function __testPanicAsync(): Promise<unknown>
 
 /** Panics inside the guard of a synchronous entry point. */
 export declare function __testPanicSync(): void
+
+/** Measure encode / reconstruct / verify throughput for one `(k, m, shard size, threads)`. */
+export declare function eccBench(k: number, m: number, shardSize: number, threads: number, minRoundMs: number): Promise<EccBenchResult>
+
+/** One row of `tensorvault bench ecc`. */
+export interface EccBenchResult {
+  /** Bytes per second. */
+  encode: number
+  reconstructOne: number
+  reconstructAll: number
+  verify: number
+  kernel: string
+}
+
+/** Parameters and sizes of a sidecar. */
+export interface EccLayout {
+  k: number
+  m: number
+  chunkSize: number
+  fileLength: number
+  chunks: number
+  stripes: number
+  sidecarLength: number
+}
+
+/**
+ * Protect a file: write `<path>.tvecc` (or `sidecar`) atomically. Either `level` (`low`, `medium`,
+ * `high`) or all of `k`, `m`, `chunkSize`.
+ */
+export declare function eccProtect(path: string, sidecar: string | undefined | null, level: string | undefined | null, k: number | undefined | null, m: number | undefined | null, chunkSize: number | undefined | null, control: JobControl): Promise<EccProtectResult>
+
+/** Result of `eccProtect`. */
+export interface EccProtectResult {
+  sidecarPath: string
+  layout: EccLayout
+  /** Chunk-tree root of the protected file, hex. */
+  root: string
+}
+
+/** Repair a file and its sidecar atomically, then re-verify. */
+export declare function eccRepair(path: string, sidecar: string | undefined | null, control: JobControl): Promise<EccRepairResult>
+
+/** Result of `eccRepair`. */
+export interface EccRepairResult {
+  before: EccVerifyResult
+  after: EccVerifyResult
+  repairedChunks: Array<number>
+  fileRewritten: boolean
+  sidecarRewritten: boolean
+}
+
+/** The sidecar's own structure. */
+export interface EccSidecarHealth {
+  headerA: boolean
+  headerB: boolean
+  tableABadBlocks: Array<number>
+  tableBBadBlocks: Array<number>
+  actualLength: number
+  expectedLength: number
+}
+
+/** Verify a file against its sidecar, read-only. */
+export declare function eccVerify(path: string, sidecar: string | undefined | null, control: JobControl): Promise<EccVerifyResult>
+
+/** Result of `eccVerify`. */
+export interface EccVerifyResult {
+  /** `intact`, `repairable` or `unrepairable`. */
+  status: string
+  layout: EccLayout
+  actualLength: number
+  damagedChunks: Array<number>
+  damagedParity: Array<number>
+  unrepairableStripes: Array<number>
+  unrepairableChunks: Array<number>
+  sidecar: EccSidecarHealth
+}
 
 /** Hash a file on the libuv pool. `chunkSize` selects the chunk tree; `threads` its parallelism. */
 export declare function hashFile(path: string, chunkSize: number | undefined | null, threads: number | undefined | null, control: JobControl): Promise<HashFileResult>

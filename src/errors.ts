@@ -24,6 +24,12 @@ export const ErrorCode = {
   CORRUPT: 'TV_CORRUPT',
   /** `update()` or `digest()` was called on a hash that is already finished. */
   HASH_FINALIZED: 'TV_HASH_FINALIZED',
+  /** Damage exceeds the parity budget: `context.chunks` lists the chunks that cannot be rebuilt. */
+  ECC_UNREPAIRABLE: 'TV_ECC_UNREPAIRABLE',
+  /** An ECC sidecar is unusable: both header copies, or both copies of a digest-table block, are damaged. */
+  ECC_SIDECAR_CORRUPT: 'TV_ECC_SIDECAR_CORRUPT',
+  /** A repair produced bytes that failed verification; nothing was replaced. */
+  ECC_REPAIR_FAILED: 'TV_ECC_REPAIR_FAILED',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */

@@ -3,6 +3,24 @@
  *
  * The public surface, and nothing else.
  */
+
+export {
+  type EccLayout,
+  type EccStatus,
+  type ErasureBenchResult,
+  ErasureCodec,
+  type ProtectionLevel,
+  type ProtectOptions,
+  type ProtectResult,
+  protect,
+  type RepairResult,
+  repair,
+  type SidecarHealth,
+  type SidecarOptions,
+  sidecarPath,
+  type VerifyResult,
+  verify,
+} from './ecc-erasure';
 export {
   ErrorCode,
   type ErrorContext,

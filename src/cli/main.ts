@@ -12,6 +12,19 @@ interface Verb {
 
 const verbs: Record<string, Verb> = {
   hash: { summary: 'SHA-256 or chunk-tree root of a file', load: async () => import('./hash.js') },
+  protect: {
+    summary: 'write a parity sidecar (<file>.tvecc) that repairs damage',
+    load: async () => (await import('./ecc.js')).protectVerb,
+  },
+  verify: {
+    summary: 'check a file against its parity sidecar (exit 0/1/2)',
+    load: async () => (await import('./ecc.js')).verifyVerb,
+  },
+  repair: {
+    summary: 'rebuild damaged chunks from the parity sidecar',
+    load: async () => (await import('./ecc.js')).repairVerb,
+  },
+  bench: { summary: 'measure throughput (bench ecc)', load: async () => import('./bench.js') },
 };
 
 function help(): string {

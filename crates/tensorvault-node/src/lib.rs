@@ -10,6 +10,7 @@
 #![allow(clippy::needless_pass_by_value)]
 
 mod control;
+mod ecc_erasure;
 mod errors;
 mod hash;
 mod testing;

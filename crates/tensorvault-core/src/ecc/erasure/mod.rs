@@ -6,6 +6,7 @@
 //! - [`matrix`]: the systematic Cauchy generator and inversion.
 //! - [`ErasureCodec`]: encode and reconstruct with a decode-matrix cache per loss pattern.
 
+pub mod bench;
 pub mod codec;
 pub mod file;
 pub mod gf;

@@ -70,13 +70,14 @@ impl Level {
     /// Preset chunk size ceiling: 1 MiB.
     pub const CHUNK: u64 = 1 << 20;
 
-    /// Parameters for a file of `file_len` bytes: the preset's `(k, m)` and chunk size, with the chunk
-    /// size lowered (to at least 4 KiB) and `k` lowered for small files so a small file still gets
-    /// `k` real chunks per stripe where it can.
+    /// Parameters for a file of `file_len` bytes: the preset's `(k, m)`, with the chunk size lowered
+    /// for small files to the largest power of two that still gives `k` chunks (at least 4 KiB), and `k`
+    /// lowered to the chunk count for files under `k` × 4 KiB.
     pub fn params_for(self, file_len: u64) -> Result<Params, ErasureError> {
         let (k, m) = self.shards();
-        let want = file_len.div_ceil(u64::from(k)).max(1).next_power_of_two();
-        let cs = want.clamp(ChunkSize::MIN, Self::CHUNK);
+        let per = (file_len / u64::from(k)).max(1);
+        let floor_pow2 = 1u64 << (63 - per.leading_zeros());
+        let cs = floor_pow2.clamp(ChunkSize::MIN, Self::CHUNK);
         let chunk_size =
             ChunkSize::new(cs).map_err(|_| ErasureError::InvalidChunkSize { chunk_size: cs })?;
         let chunks = chunk_size.chunk_count(file_len);
@@ -683,6 +684,19 @@ mod tests {
             root: [7; 32],
             table_digest: [9; 32],
         }
+    }
+
+    #[test]
+    fn presets_adapt_to_small_files() {
+        let p = Level::Medium.params_for(0).unwrap();
+        assert_eq!((p.k(), p.m(), p.chunk_size().get()), (1, 2, 4096));
+        let p = Level::Medium.params_for(700_000).unwrap();
+        assert_eq!((p.k(), p.m(), p.chunk_size().get()), (16, 2, 32768));
+        let p = Level::High.params_for(5 << 30).unwrap();
+        assert_eq!((p.k(), p.m(), p.chunk_size().get()), (10, 4, 1 << 20));
+        let p = Level::Low.params_for(10_000).unwrap();
+        assert_eq!((p.k(), p.m(), p.chunk_size().get()), (3, 2, 4096));
+        assert_eq!(Level::parse("extreme"), None);
     }
 
     #[test]
