@@ -76,7 +76,7 @@ impl Level {
     pub fn params_for(self, file_len: u64) -> Result<Params, ErasureError> {
         let (k, m) = self.shards();
         let per = (file_len / u64::from(k)).max(1);
-        let floor_pow2 = 1u64 << (63 - per.leading_zeros());
+        let floor_pow2 = 1u64 << per.checked_ilog2().unwrap_or(0);
         let cs = floor_pow2.clamp(ChunkSize::MIN, Self::CHUNK);
         let chunk_size =
             ChunkSize::new(cs).map_err(|_| ErasureError::InvalidChunkSize { chunk_size: cs })?;
