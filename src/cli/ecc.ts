@@ -124,7 +124,7 @@ async function runProtect(argv: readonly string[]): Promise<number> {
     const l = r.layout;
     const overhead = l.fileLength > 0 ? ((l.sidecarLength / l.fileLength) * 100).toFixed(1) : '-';
     process.stdout.write(
-      `protected ${file} → ${r.sidecarPath}\n  code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes, sidecar ${formatBytes(l.sidecarLength)} (${overhead} %)\n  a burst of up to ${formatBytes(l.m * l.stripes * l.chunkSize)} is repairable; at most ${l.m} damaged chunk(s) per stripe\n`,
+      `protected ${file} → ${r.sidecarPath}\n  code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes, sidecar ${formatBytes(l.sidecarLength)} (${overhead} %)\n  any single burst of up to ${formatBytes(Math.max(0, (l.m * l.stripes - 1) * l.chunkSize + 1))} is repairable; at most ${l.m} damaged chunk(s) per stripe\n`,
     );
     process.stderr.write(
       `${formatBytes(l.fileLength)} in ${seconds.toFixed(2)} s (${formatRate(l.fileLength, seconds)})\n`,

@@ -377,3 +377,31 @@ fn corruption_campaign_has_zero_silent_wrong_results() {
         "{counts:?}"
     );
 }
+
+#[test]
+fn any_single_burst_up_to_the_parity_size_is_repaired() {
+    // With interleaving, a burst of (m·S − 1)·chunk + 1 bytes touches at most m·S consecutive chunks,
+    // hence at most m per stripe, wherever it starts.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("burst.bin");
+    let mut rng = Rng(77);
+    let data0 = rng.bytes(4096 * 37 + 1000);
+    let params = Params::new(5, 2, 4096).unwrap();
+    for start in [0usize, 1, 4095, 4096, 20_000, 60_001, 100_000] {
+        std::fs::write(&path, &data0).unwrap();
+        let layout = protect(&path, None, ProtectOptions::Custom(params), &Control::new())
+            .unwrap()
+            .layout;
+        let burst = ((layout.params.m() as u64 * layout.stripes - 1) * 4096 + 1) as usize;
+        let mut data = data0.clone();
+        let end = (start + burst).min(data.len());
+        for b in &mut data[start..end] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, &data).unwrap();
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!(v.status, Status::Repairable, "start {start}");
+        repair(&path, None, &Control::new()).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), data0, "start {start}");
+    }
+}
