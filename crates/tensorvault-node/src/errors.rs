@@ -168,6 +168,10 @@ impl From<ErasureError> for TvError {
                     .with("argument", Ctx::Str("chunkSize".into()))
                     .with("actual", num(chunk_size))
             }
+            ErasureError::StripeTooLarge { bytes, max } => TvError::new("TV_INVALID_ARGUMENT", msg)
+                .with("argument", Ctx::Str("chunkSize".into()))
+                .with("actual", num(bytes))
+                .with("max", num(max)),
             ErasureError::InvalidLevel { level } => TvError::new("TV_INVALID_ARGUMENT", msg)
                 .with("argument", Ctx::Str("level".into()))
                 .with("actual", Ctx::Str(level)),

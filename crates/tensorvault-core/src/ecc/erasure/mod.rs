@@ -49,6 +49,9 @@ pub enum ErasureError {
         "invalid chunk size {chunk_size}: must be a power of two from 4096 to 1073741824 bytes"
     )]
     InvalidChunkSize { chunk_size: u64 },
+    /// `(k + m) × chunk` is too large to hold one stripe in memory per thread.
+    #[error("a stripe of {bytes} bytes ((k + m) × chunk size) exceeds the limit of {max} bytes")]
+    StripeTooLarge { bytes: u64, max: u64 },
     /// The protection level is not one of the presets.
     #[error("unknown protection level '{level}' (expected low, medium or high)")]
     InvalidLevel { level: String },

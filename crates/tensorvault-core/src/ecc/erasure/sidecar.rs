@@ -31,6 +31,8 @@ const ENTRIES_PER_BLOCK_US: usize = 127;
 pub const CODEC_CAUCHY_GF256: u8 = 1;
 /// Digest identifier: SHA-256.
 pub const DIGEST_SHA256: u8 = 1;
+/// Largest stripe (`(k + m) × chunk`) accepted: each worker thread holds one stripe in memory.
+pub const MAX_STRIPE_BYTES: u64 = 1 << 32;
 /// Largest protected file length accepted (2^62 bytes).
 pub const MAX_FILE_LEN: u64 = 1 << 62;
 
@@ -107,6 +109,13 @@ impl Params {
         }
         let chunk_size = ChunkSize::new(chunk_size)
             .map_err(|_| ErasureError::InvalidChunkSize { chunk_size })?;
+        let stripe = (u64::from(k) + u64::from(m)) * chunk_size.get();
+        if stripe > MAX_STRIPE_BYTES {
+            return Err(ErasureError::StripeTooLarge {
+                bytes: stripe,
+                max: MAX_STRIPE_BYTES,
+            });
+        }
         Ok(Self { k, m, chunk_size })
     }
 
@@ -697,6 +706,11 @@ mod tests {
         let p = Level::Low.params_for(10_000).unwrap();
         assert_eq!((p.k(), p.m(), p.chunk_size().get()), (3, 2, 4096));
         assert_eq!(Level::parse("extreme"), None);
+        assert!(matches!(
+            Params::new(200, 56, 1 << 30),
+            Err(ErasureError::StripeTooLarge { .. })
+        ));
+        assert!(Params::new(3, 1, 1 << 30).is_ok());
     }
 
     #[test]
