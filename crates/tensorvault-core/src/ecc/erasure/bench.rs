@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::{ErasureCodec, ErasureError};
+use super::{AlignedBuf, ErasureCodec, ErasureError};
 use crate::hash::sha256;
 
 /// One measured configuration.
@@ -42,34 +42,33 @@ pub fn measure(
             max: super::MAX_SHARDS,
         })?;
     let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut stripes: Vec<Vec<Vec<u8>>> = (0..threads.max(1))
+    let mut stripes: Vec<Vec<AlignedBuf>> = (0..threads.max(1))
         .map(|_| {
             (0..k + m)
                 .map(|i| {
+                    let mut b = AlignedBuf::zeroed(shard);
                     if i < k {
-                        (0..shard)
-                            .map(|_| {
-                                state ^= state << 13;
-                                state ^= state >> 7;
-                                state ^= state << 17;
-                                state.to_le_bytes()[3]
-                            })
-                            .collect()
-                    } else {
-                        vec![0u8; shard]
+                        for x in b.as_mut_slice() {
+                            state ^= state << 13;
+                            state ^= state >> 7;
+                            state ^= state << 17;
+                            *x = state.to_le_bytes()[3];
+                        }
                     }
+                    b
                 })
                 .collect()
         })
         .collect();
     #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
     let bytes = (k * shard * threads.max(1)) as f64;
-    let encode_once = |stripes: &mut Vec<Vec<Vec<u8>>>| -> Result<(), ErasureError> {
+    let encode_once = |stripes: &mut Vec<Vec<AlignedBuf>>| -> Result<(), ErasureError> {
         pool.install(|| {
             stripes.par_iter_mut().try_for_each(|s| {
                 let (data, parity) = s.split_at_mut(k);
-                let d: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
-                let mut p: Vec<&mut [u8]> = parity.iter_mut().map(Vec::as_mut_slice).collect();
+                let d: Vec<&[u8]> = data.iter().map(AlignedBuf::as_slice).collect();
+                let mut p: Vec<&mut [u8]> =
+                    parity.iter_mut().map(AlignedBuf::as_mut_slice).collect();
                 codec.encode(&d, &mut p)
             })
         })
@@ -80,7 +79,8 @@ pub fn measure(
         rate(bytes, min_round, || {
             pool.install(|| {
                 stripes.par_iter_mut().try_for_each(|s| {
-                    let mut w: Vec<&mut [u8]> = s.iter_mut().map(Vec::as_mut_slice).collect();
+                    let mut w: Vec<&mut [u8]> =
+                        s.iter_mut().map(AlignedBuf::as_mut_slice).collect();
                     codec.reconstruct(&mut w, &present)
                 })
             })
@@ -92,7 +92,7 @@ pub fn measure(
         pool.install(|| {
             stripes.par_iter().for_each(|s| {
                 for shard in s.iter().take(k) {
-                    std::hint::black_box(sha256(shard));
+                    std::hint::black_box(sha256(shard.as_slice()));
                 }
             });
         });

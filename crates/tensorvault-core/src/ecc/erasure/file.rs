@@ -16,7 +16,12 @@ use crate::io::atomic::AtomicFile;
 use crate::io::{open_regular, read_exact_at, IoError};
 
 use super::sidecar::{Header, Layout, Level, Params, Sidecar, SidecarHealth, Table};
-use super::{ErasureCodec, ErasureError};
+use super::{AlignedBuf, ErasureCodec, ErasureError};
+
+/// `n` zeroed, cache-line-aligned buffers of `len` bytes.
+fn aligned_bufs(n: usize, len: usize) -> Vec<AlignedBuf> {
+    (0..n).map(|_| AlignedBuf::zeroed(len)).collect()
+}
 
 /// The sidecar path for `path`: the same name with `.tvecc` appended.
 #[must_use]
@@ -175,11 +180,12 @@ pub fn protect(
     let results: Result<Vec<StripeDigests>, ErasureError> = (0..layout.stripes)
         .into_par_iter()
         .map_init(
-            || (vec![vec![0u8; cs]; k], vec![vec![0u8; cs]; m]),
+            || (aligned_bufs(k, cs), aligned_bufs(m, cs)),
             |(data, parity), s| {
                 control.checkpoint()?;
                 let mut dd = Vec::with_capacity(k);
                 for (pos, buf) in data.iter_mut().enumerate() {
+                    let buf = buf.as_mut_slice();
                     if let Some(idx) = layout.chunk_at(s, pos) {
                         if !read_chunk(&file, path, &layout, idx, len, buf)? {
                             return Err(ErasureError::FileChanged {
@@ -193,11 +199,13 @@ pub fn protect(
                         buf.fill(0);
                     }
                 }
-                let d: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
-                let mut p: Vec<&mut [u8]> = parity.iter_mut().map(Vec::as_mut_slice).collect();
+                let d: Vec<&[u8]> = data.iter().map(AlignedBuf::as_slice).collect();
+                let mut p: Vec<&mut [u8]> =
+                    parity.iter_mut().map(AlignedBuf::as_mut_slice).collect();
                 codec.encode(&d, &mut p)?;
                 let mut pd = Vec::with_capacity(m);
                 for (j, buf) in parity.iter().enumerate() {
+                    let buf = buf.as_slice();
                     let slot = layout.parity_slot(s, j);
                     write_all_at(sc, &tmp_path, buf, layout.parity_offset(slot))?;
                     pd.push((slot, sha256(buf)));
@@ -494,13 +502,13 @@ fn rebuild_file(
     stripes
         .into_par_iter()
         .map_init(
-            || vec![vec![0u8; cs]; k + m],
+            || aligned_bufs(k + m, cs),
             |shards, s| -> Result<(), ErasureError> {
                 control.checkpoint()?;
                 let mut present = vec![true; k + m];
                 let mut lost_data = Vec::new();
                 for pos in 0..k {
-                    let Some(buf) = shards.get_mut(pos) else {
+                    let Some(buf) = shards.get_mut(pos).map(AlignedBuf::as_mut_slice) else {
                         continue;
                     };
                     match layout.chunk_at(s, pos) {
@@ -522,7 +530,7 @@ fn rebuild_file(
                 }
                 for j in 0..m {
                     let slot = layout.parity_slot(s, j);
-                    let Some(buf) = shards.get_mut(k + j) else {
+                    let Some(buf) = shards.get_mut(k + j).map(AlignedBuf::as_mut_slice) else {
                         continue;
                     };
                     if report.damaged_parity.binary_search(&slot).is_ok() {
@@ -533,13 +541,14 @@ fn rebuild_file(
                         read_exact_at(&sc.file, sidecar_path, buf, layout.parity_offset(slot))?;
                     }
                 }
-                let mut refs: Vec<&mut [u8]> = shards.iter_mut().map(Vec::as_mut_slice).collect();
+                let mut refs: Vec<&mut [u8]> =
+                    shards.iter_mut().map(AlignedBuf::as_mut_slice).collect();
                 codec.reconstruct(&mut refs, &present)?;
                 for (pos, idx) in lost_data {
                     let (off, len) = layout.chunk_range(idx);
                     let bytes = shards
                         .get(pos)
-                        .and_then(|b| b.get(..usize_of(len)))
+                        .and_then(|b| b.as_slice().get(..usize_of(len)))
                         .unwrap_or_default();
                     if entries.get(usize_of(idx)) != Some(&sha256(bytes)) {
                         return Err(ErasureError::RepairVerification {

@@ -5,8 +5,8 @@
 //! method (each coefficient becomes two 16-entry tables, the low and high nibble of every input byte
 //! are looked up in parallel and `XORed`) and compute up to four outputs per load of an input, the
 //! structure of ISA-L's `gf_4vect_dot_prod`; the portable kernel uses the 64 KiB product table.
-//! Columns are processed in tiles of [`TILE`] bytes so one tile of every input stays in cache while
-//! each group of four outputs is computed.
+//! With more than four outputs, columns are processed in tiles of [`TILE`] bytes so one tile of every
+//! input stays in cache while each group of four outputs is computed.
 
 use super::gf;
 
@@ -118,9 +118,12 @@ pub fn dot_prod(
     } else {
         Kernel::Portable
     };
+    // One group of outputs reads each input once: tiling would only restart the prefetch streams.
+    // With several groups, tiles keep the inputs of one tile in cache across the groups.
+    let tile = if outputs.len() <= GROUP { len } else { TILE };
     let mut start = 0;
     while start < len {
-        let end = (start + TILE).min(len);
+        let end = (start + tile).min(len);
         for (g, outs) in outputs.chunks_mut(GROUP).enumerate() {
             let c = coefs
                 .get(g * GROUP * k..(g * GROUP + outs.len()) * k)

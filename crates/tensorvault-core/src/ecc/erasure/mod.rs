@@ -6,6 +6,7 @@
 //! - [`matrix`]: the systematic Cauchy generator and inversion.
 //! - [`ErasureCodec`]: encode and reconstruct with a decode-matrix cache per loss pattern.
 
+pub mod aligned;
 pub mod bench;
 pub mod codec;
 pub mod file;
@@ -14,6 +15,7 @@ pub mod kernels;
 pub mod matrix;
 pub mod sidecar;
 
+pub use aligned::AlignedBuf;
 pub use codec::{ErasureCodec, MAX_SHARDS};
 pub use file::{
     protect, repair, sidecar_path_for, verify, ProtectOptions, ProtectReport, RepairReport, Status,
