@@ -86,6 +86,35 @@ const fn build_nibble() -> [[u8; 32]; 256] {
 /// `NIBBLE[c][16..32] = c·(x << 4)` for the high nibble.
 pub static NIBBLE: [[u8; 32]; 256] = build_nibble();
 
+#[allow(clippy::many_single_char_names)]
+const fn build_affine() -> [u64; 256] {
+    let mut t = [0u64; 256];
+    let mut c = 0;
+    while c < 256 {
+        let mut a = 0u64;
+        let mut i = 0;
+        while i < 8 {
+            let mut row = 0u64;
+            let mut j = 0;
+            while j < 8 {
+                if (mul_const(c as u8, 1 << j) >> i) & 1 == 1 {
+                    row |= 1 << j;
+                }
+                j += 1;
+            }
+            a |= row << (8 * (7 - i));
+            i += 1;
+        }
+        t[c] = a;
+        c += 1;
+    }
+    t
+}
+
+/// GFNI bit matrices: `AFFINE[c]` is the 8×8 matrix over GF(2) of "multiply by `c`" in the layout
+/// `vgf2p8affineqb` expects (row `i`, the bits of `c·x^j` at bit `i`, in byte `7 − i`).
+pub static AFFINE: [u64; 256] = build_affine();
+
 /// `a · b` in the field.
 #[inline]
 #[must_use]
@@ -151,6 +180,22 @@ mod tests {
                     t[usize::from(x & 15)] ^ t[16 + usize::from(x >> 4)],
                     mul(c, x)
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn affine_matrices_multiply() {
+        // Apply the matrix as vgf2p8affineqb does: result bit i = parity(byte[7 - i] & x).
+        for c in 0..=255u8 {
+            let a = AFFINE[usize::from(c)];
+            for x in 0..=255u8 {
+                let mut y = 0u8;
+                for i in 0..8 {
+                    let row = (a >> (8 * (7 - i))) as u8;
+                    y |= (((row & x).count_ones() & 1) as u8) << i;
+                }
+                assert_eq!(y, mul(c, x), "{c}·{x}");
             }
         }
     }
