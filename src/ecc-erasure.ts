@@ -206,7 +206,7 @@ export class ErasureCodec {
     this.#inner = callNative(() => new (native().NativeErasureCodec)(this.dataShards, this.parityShards));
   }
 
-  /** The SIMD kernel in use: `avx2`, `ssse3` or `portable` (all give identical bytes). */
+  /** The SIMD kernel in use: `avx512-gfni`, `avx2`, `ssse3` or `portable` (all give identical bytes). */
   get kernel(): string {
     return this.#inner.kernel;
   }

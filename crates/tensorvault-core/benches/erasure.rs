@@ -1,4 +1,5 @@
-//! Criterion benches for the erasure codec: encode and reconstruct (1 and 4 lost data shards) of a
+//! Criterion benches for the erasure codec (every kernel this CPU has: AVX-512+GFNI, AVX2, SSSE3,
+//! portable): encode and reconstruct (1 and 4 lost data shards) of a
 //! 10 + 4 stripe of 1 MiB shards on one thread, per kernel, against `reed-solomon-simd` (FFT-based Rust
 //! crate) in the same run. ISA-L and `@ronomon/reed-solomon` figures are recorded as anchors in
 //! `docs/benchmarks-ecc.md`. Throughput is counted in data bytes (k × shard size).

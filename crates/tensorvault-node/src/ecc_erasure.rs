@@ -312,7 +312,7 @@ impl NativeErasureCodec {
         })
     }
 
-    /// The SIMD kernel in use (`avx2`, `ssse3` or `portable`).
+    /// The SIMD kernel in use (`avx512-gfni`, `avx2`, `ssse3` or `portable`).
     #[napi(getter)]
     pub fn kernel(&self) -> String {
         self.codec.kernel().name().to_string()

@@ -1,12 +1,16 @@
 //! GF(2^8) multiply-accumulate ("dot product") kernels: `out[j] = Σ_i c[j][i] · in[i]` over byte
 //! columns, the inner loop of encode and reconstruct.
 //!
-//! Three implementations give identical bytes (tested): AVX2 and SSSE3 use the split-nibble PSHUFB
-//! method (each coefficient becomes two 16-entry tables, the low and high nibble of every input byte
-//! are looked up in parallel and `XORed`) and compute up to four outputs per load of an input, the
-//! structure of ISA-L's `gf_4vect_dot_prod`; the portable kernel uses the 64 KiB product table.
-//! With more than four outputs, columns are processed in tiles of [`TILE`] bytes so one tile of every
-//! input stays in cache while each group of four outputs is computed.
+//! Four implementations give identical bytes (tested), chosen at run time:
+//! - AVX-512 + GFNI: each product is one `vgf2p8affineqb` with the coefficient's 8×8 bit matrix
+//!   (`gf::AFFINE`), 64 bytes per step — the method of ISA-L's `*_avx512_gfni` kernels.
+//! - AVX2 and SSSE3: the split-nibble PSHUFB method (each coefficient becomes two 16-entry tables, the
+//!   low and high nibble of every input byte are looked up in parallel and `XORed`).
+//! - Portable: the 64 KiB product table.
+//!
+//! All compute up to four outputs per load of an input (the structure of ISA-L's
+//! `gf_4vect_dot_prod`). With more than four outputs, columns are processed in tiles of [`TILE`] bytes
+//! so one tile of every input stays in cache while each group of four outputs is computed.
 
 use super::gf;
 
