@@ -20,7 +20,7 @@ export declare class JobControl {
 /** In-memory `k + m` erasure codec over equal-length buffers. */
 export declare class NativeErasureCodec {
   constructor(k: number, m: number)
-  /** The SIMD kernel in use (`avx2`, `ssse3` or `portable`). */
+  /** The SIMD kernel in use (`avx512-gfni`, `avx2`, `ssse3` or `portable`). */
   get kernel(): string
   /** The `m` parity shards of `k` equal-length data shards. */
   encode(data: Array<Uint8Array>): Array<Buffer>

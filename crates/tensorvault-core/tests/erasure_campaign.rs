@@ -405,3 +405,22 @@ fn any_single_burst_up_to_the_parity_size_is_repaired() {
         assert_eq!(std::fs::read(&path).unwrap(), data0, "start {start}");
     }
 }
+
+#[test]
+fn empty_file_is_protected_and_appended_garbage_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.bin");
+    std::fs::write(&path, b"").unwrap();
+    let pr = protect(&path, None, ProtectOptions::default(), &Control::new()).unwrap();
+    assert_eq!((pr.layout.chunks, pr.layout.stripes), (0, 0));
+    assert_eq!(pr.layout.sidecar_len, 2 * HEADER_LEN);
+    assert_eq!(
+        verify(&path, None, &Control::new()).unwrap().status,
+        Status::Intact
+    );
+    std::fs::write(&path, b"garbage").unwrap();
+    let v = verify(&path, None, &Control::new()).unwrap();
+    assert_eq!((v.status, v.actual_len), (Status::Repairable, 7));
+    repair(&path, None, &Control::new()).unwrap();
+    assert!(std::fs::read(&path).unwrap().is_empty());
+}
