@@ -61,6 +61,12 @@ export const ErrorCode = {
   ECC_PARITY_LENGTH: 'TV_ECC_PARITY_LENGTH',
   /** An inline ECC chunk whose length cannot be whole blocks (typically truncated; `context.length`). */
   ECC_INVALID_LENGTH: 'TV_ECC_INVALID_LENGTH',
+  /** Damage exceeds the parity budget: `context.chunks` lists the chunks that cannot be rebuilt. */
+  ECC_UNREPAIRABLE: 'TV_ECC_UNREPAIRABLE',
+  /** An ECC sidecar is unusable: both header copies, or both copies of a digest-table block, are damaged. */
+  ECC_SIDECAR_CORRUPT: 'TV_ECC_SIDECAR_CORRUPT',
+  /** A repair produced bytes that failed verification; nothing was replaced. */
+  ECC_REPAIR_FAILED: 'TV_ECC_REPAIR_FAILED',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */

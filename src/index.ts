@@ -38,6 +38,23 @@ export {
   RsCodec,
 } from './ecc';
 export {
+  type EccLayout,
+  type EccStatus,
+  type ErasureBenchResult,
+  ErasureCodec,
+  type ProtectionLevel as ErasureProtectionLevel,
+  type ProtectOptions,
+  type ProtectResult,
+  protect,
+  type RepairResult,
+  repair,
+  type SidecarHealth,
+  type SidecarOptions,
+  sidecarPath as eccSidecarPath,
+  type VerifyResult,
+  verify,
+} from './ecc-erasure';
+export {
   ErrorCode,
   type ErrorContext,
   TensorVaultAbortError,

@@ -75,6 +75,59 @@ export interface NativeRsDecodeResult {
   correctedBlocks: number[];
 }
 
+/** Parameters and sizes of an ECC sidecar, as the addon returns them. */
+export interface NativeEccLayout {
+  k: number;
+  m: number;
+  chunkSize: number;
+  fileLength: number;
+  chunks: number;
+  stripes: number;
+  sidecarLength: number;
+}
+
+/** Result of the native `eccProtect`. */
+export interface NativeEccProtectResult {
+  sidecarPath: string;
+  layout: NativeEccLayout;
+  root: string;
+}
+
+/** Result of the native `eccVerify`. */
+export interface NativeEccVerifyResult {
+  status: string;
+  layout: NativeEccLayout;
+  actualLength: number;
+  damagedChunks: number[];
+  damagedParity: number[];
+  unrepairableStripes: number[];
+  unrepairableChunks: number[];
+  sidecar: {
+    headerA: boolean;
+    headerB: boolean;
+    tableABadBlocks: number[];
+    tableBBadBlocks: number[];
+    actualLength: number;
+    expectedLength: number;
+  };
+}
+
+/** Result of the native `eccRepair`. */
+export interface NativeEccRepairResult {
+  before: NativeEccVerifyResult;
+  after: NativeEccVerifyResult;
+  repairedChunks: number[];
+  fileRewritten: boolean;
+  sidecarRewritten: boolean;
+}
+
+/** Native in-memory erasure codec. */
+export interface NativeErasureCodecInstance {
+  readonly kernel: string;
+  encode(data: Uint8Array[]): Buffer[];
+  reconstruct(shards: (Uint8Array | null)[]): Buffer[];
+}
+
 /** The addon's exports (kept in step with `crates/tensorvault-node`; a test checks every name). */
 export interface NativeBinding {
   sha256(data: Uint8Array): Buffer;
@@ -114,6 +167,31 @@ export interface NativeBinding {
     threads: number | undefined | null,
     control: NativeJobControl,
   ): Promise<number[]>;
+  eccProtect(
+    path: string,
+    sidecar: string | null,
+    level: string | null,
+    k: number | null,
+    m: number | null,
+    chunkSize: number | null,
+    control: NativeJobControl,
+  ): Promise<NativeEccProtectResult>;
+  eccVerify(path: string, sidecar: string | null, control: NativeJobControl): Promise<NativeEccVerifyResult>;
+  eccRepair(path: string, sidecar: string | null, control: NativeJobControl): Promise<NativeEccRepairResult>;
+  NativeErasureCodec: new (k: number, m: number) => NativeErasureCodecInstance;
+  eccBench(
+    k: number,
+    m: number,
+    shardSize: number,
+    threads: number,
+    minRoundMs: number,
+  ): Promise<{
+    encode: number;
+    reconstructOne: number;
+    reconstructAll: number;
+    verify: number;
+    kernel: string;
+  }>;
   __testPanicSync(): void;
   __testPanicAsync(): Promise<unknown>;
   openSafetensors(path: string): Promise<NativeSafetensorsHandle>;
@@ -141,6 +219,11 @@ export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
   'rsEncode',
   'rsDecode',
   'rsVerify',
+  'eccProtect',
+  'eccVerify',
+  'eccRepair',
+  'NativeErasureCodec',
+  'eccBench',
   '__testPanicSync',
   '__testPanicAsync',
   'openSafetensors',

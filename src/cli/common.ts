@@ -134,6 +134,10 @@ export function reportError(err: unknown): number {
         return ExitCode.INTERRUPTED;
       case 'TV_INVALID_ARGUMENT':
         return ExitCode.USAGE;
+      case 'TV_ECC_UNREPAIRABLE':
+      case 'TV_ECC_SIDECAR_CORRUPT':
+      case 'TV_ECC_REPAIR_FAILED':
+        return ExitCode.UNREPAIRABLE;
       case 'TV_INTERNAL':
       case 'TV_NATIVE_UNAVAILABLE':
         return ExitCode.INTERNAL;

@@ -22,6 +22,19 @@ const verbs: Record<string, Verb> = {
     summary: 'tensors, dtypes, shapes, sizes and metadata of a safetensors file',
     load: async () => import('./inspect.js'),
   },
+  protect: {
+    summary: 'write a parity sidecar (<file>.tvecc) that repairs damage',
+    load: async () => (await import('./ecc.js')).protectVerb,
+  },
+  verify: {
+    summary: 'check a file against its parity sidecar (exit 0/1/2)',
+    load: async () => (await import('./ecc.js')).verifyVerb,
+  },
+  repair: {
+    summary: 'rebuild damaged chunks from the parity sidecar',
+    load: async () => (await import('./ecc.js')).repairVerb,
+  },
+  bench: { summary: 'measure throughput (bench ecc)', load: async () => import('./bench.js') },
 };
 
 function help(): string {

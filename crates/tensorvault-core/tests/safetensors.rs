@@ -11,7 +11,7 @@ use tensorvault_core::safetensors::{
 /// A file made of `json` (padded to 8) followed by `data_len` zero bytes.
 fn file(json: &str, data_len: usize) -> Vec<u8> {
     let mut j = json.as_bytes().to_vec();
-    while j.len() % 8 != 0 {
+    while !j.len().is_multiple_of(8) {
         j.push(b' ');
     }
     let mut out = (j.len() as u64).to_le_bytes().to_vec();

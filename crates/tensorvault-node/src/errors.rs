@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use napi::{Error, Status};
+use tensorvault_core::ecc::erasure::ErasureError;
 use tensorvault_core::ecc::rs255::RsError;
 use tensorvault_core::hash::HashError;
 use tensorvault_core::io::IoError;
@@ -306,6 +307,77 @@ impl From<RsError> for TvError {
                 TvError::new("TV_INTERNAL", message).with("threads", num(threads as u64))
             }
             RsError::Cancelled => TvError::new("TV_ABORTED", message),
+        }
+    }
+}
+
+fn join(v: &[u64]) -> String {
+    v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+impl From<ErasureError> for TvError {
+    fn from(e: ErasureError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ErasureError::Io(io) => (&io).into(),
+            ErasureError::InvalidShardCounts { k, m, max } => {
+                TvError::new("TV_INVALID_ARGUMENT", msg)
+                    .with("argument", Ctx::Str("k/m".into()))
+                    .with("k", num(k as u64))
+                    .with("m", num(m as u64))
+                    .with("max", num(max as u64))
+            }
+            ErasureError::InvalidChunkSize { chunk_size } => {
+                TvError::new("TV_INVALID_ARGUMENT", msg)
+                    .with("argument", Ctx::Str("chunkSize".into()))
+                    .with("actual", num(chunk_size))
+            }
+            ErasureError::StripeTooLarge { bytes, max } => TvError::new("TV_INVALID_ARGUMENT", msg)
+                .with("argument", Ctx::Str("chunkSize".into()))
+                .with("actual", num(bytes))
+                .with("max", num(max)),
+            ErasureError::InvalidLevel { level } => TvError::new("TV_INVALID_ARGUMENT", msg)
+                .with("argument", Ctx::Str("level".into()))
+                .with("actual", Ctx::Str(level)),
+            ErasureError::ShardCountMismatch { expected, actual } => {
+                TvError::new("TV_INVALID_ARGUMENT", msg)
+                    .with("argument", Ctx::Str("shards".into()))
+                    .with("expected", num(expected as u64))
+                    .with("actual", num(actual as u64))
+            }
+            ErasureError::ShardLengthMismatch => {
+                TvError::new("TV_INVALID_ARGUMENT", msg).with("argument", Ctx::Str("shards".into()))
+            }
+            ErasureError::TooManyErasures { lost, budget } => {
+                TvError::new("TV_ECC_UNREPAIRABLE", msg)
+                    .with("lost", num(lost as u64))
+                    .with("budget", num(budget as u64))
+            }
+            ErasureError::SingularMatrix => TvError::new("TV_INTERNAL", msg),
+            ErasureError::FileTooLarge { len, max } => TvError::new("TV_INVALID_ARGUMENT", msg)
+                .with("actual", num(len))
+                .with("max", num(max)),
+            ErasureError::SidecarCorrupt { path, reason } => {
+                TvError::new("TV_ECC_SIDECAR_CORRUPT", msg)
+                    .with("path", Ctx::Str(path.display().to_string()))
+                    .with("reason", Ctx::Str(reason))
+            }
+            ErasureError::Unrepairable {
+                path,
+                stripes,
+                chunks,
+            } => TvError::new("TV_ECC_UNREPAIRABLE", msg)
+                .with("path", Ctx::Str(path.display().to_string()))
+                .with("stripes", Ctx::Str(join(&stripes)))
+                .with("chunks", Ctx::Str(join(&chunks))),
+            ErasureError::RepairVerification { path, reason } => {
+                TvError::new("TV_ECC_REPAIR_FAILED", msg)
+                    .with("path", Ctx::Str(path.display().to_string()))
+                    .with("reason", Ctx::Str(reason))
+            }
+            ErasureError::FileChanged { path } => TvError::new("TV_FILE_CHANGED", msg)
+                .with("path", Ctx::Str(path.display().to_string())),
+            ErasureError::Cancelled => TvError::new("TV_ABORTED", msg),
         }
     }
 }

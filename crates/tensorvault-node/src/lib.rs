@@ -11,6 +11,7 @@
 
 mod control;
 mod ecc;
+mod ecc_erasure;
 mod errors;
 mod hash;
 mod safetensors;

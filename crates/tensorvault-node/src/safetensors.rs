@@ -108,7 +108,7 @@ unsafe extern "C" fn release_mapping(env: sys::napi_env, _data: *mut c_void, hin
         let mut total = 0i64;
         // SAFETY: plain N-API call with the env the finalizer received; undoes the credit given when
         // the buffer was created (V8 subtracts the buffer's length itself when it frees it).
-        unsafe { sys::napi_adjust_external_memory(env, hint.len, &mut total) };
+        unsafe { sys::napi_adjust_external_memory(env, hint.len, &raw mut total) };
         drop(hint.map);
     }
 }
@@ -131,7 +131,7 @@ fn copied_buffer<'env>(env: &'env Env, bytes: &[u8]) -> napi::Result<Unknown<'en
     let mut value: sys::napi_value = std::ptr::null_mut();
     // SAFETY: plain N-API call on the current env; outputs are checked below.
     let status =
-        unsafe { sys::napi_create_arraybuffer(env.raw(), bytes.len(), &mut data, &mut value) };
+        unsafe { sys::napi_create_arraybuffer(env.raw(), bytes.len(), &raw mut data, &raw mut value) };
     check(status, "napi_create_arraybuffer")?;
     if !bytes.is_empty() && !data.is_null() {
         // SAFETY: `data` points to `bytes.len()` fresh bytes owned by the new ArrayBuffer.
@@ -296,7 +296,7 @@ impl NativeSafetensors {
                     bytes.len(),
                     Some(release_mapping),
                     hint.cast::<c_void>(),
-                    &mut value,
+                    &raw mut value,
                 )
             };
             if status != sys::Status::napi_ok {
@@ -325,7 +325,7 @@ impl NativeSafetensors {
             // the credit). Without this every multi-megabyte view costs a mark-compact GC.
             let mut total = 0i64;
             // SAFETY: plain N-API call on the current env.
-            unsafe { sys::napi_adjust_external_memory(env.raw(), -len, &mut total) };
+            unsafe { sys::napi_adjust_external_memory(env.raw(), -len, &raw mut total) };
             Ok(TensorBuffer {
                 // SAFETY: `value` was just created by the engine.
                 buffer: unsafe { Unknown::from_napi_value(env.raw(), value) }?,

@@ -2,5 +2,8 @@
 //!
 //! - [`rs255`]: the `rs(N)` Reed-Solomon codec over GF(2^8), byte-compatible with Python `reedsolo`'s
 //!   defaults (the `PyFolds` ECC stream).
+//! - [`erasure`]: the stripe erasure codec and its self-protecting parity sidecar
+//!   (`docs/formats/ecc-sidecar.md`).
 
+pub mod erasure;
 pub mod rs255;

@@ -51,6 +51,13 @@ impl AtomicFile {
         })
     }
 
+    /// The open temporary file, for positioned writes (`write_at`) by callers that lay out the file
+    /// themselves; do not mix with unflushed [`AtomicFile::write_all`] data.
+    #[must_use]
+    pub fn file(&self) -> Option<&File> {
+        self.out.as_ref().map(BufWriter::get_ref)
+    }
+
     /// The temporary file's path.
     #[must_use]
     pub fn tmp_path(&self) -> &Path {

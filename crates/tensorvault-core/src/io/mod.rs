@@ -1,7 +1,7 @@
 //! File access shared by every module: opening with typed errors, large positioned reads, private
 //! copy-on-write mappings ([`Mapping`]) and atomic file replacement ([`AtomicFile`]).
 
-mod atomic;
+pub mod atomic;
 mod map;
 pub mod sigbus;
 

@@ -1,0 +1,273 @@
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { tempDir } from './helpers/tmp';
+
+const dir = tempDir('tv-ecc-');
+const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
+
+/** Deterministic bytes (xorshift) so failures reproduce. */
+function bytes(n: number, seed: number): Buffer {
+  const out = Buffer.alloc(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+function damage(path: string, at: number, len: number, seed: number): void {
+  const b = readFileSync(path);
+  const g = bytes(len, seed);
+  for (let i = 0; i < len && at + i < b.length; i++)
+    b[at + i] = (b[at + i] as number) ^ ((g[i] as number) | 1);
+  writeFileSync(path, b);
+}
+
+function runCli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('ErasureCodec (in memory)', () => {
+  it('rebuilds any m lost shards byte-exactly', () => {
+    const codec = new tv.ErasureCodec(10, 4);
+    expect(['avx512-gfni', 'avx2', 'ssse3', 'portable']).toContain(codec.kernel);
+    const data = Array.from({ length: 10 }, (_, i) => bytes(100_003, i + 1));
+    const parity = codec.encode(data);
+    expect(parity).toHaveLength(4);
+    const all = [...data, ...parity];
+    for (const lost of [[0], [3, 7], [0, 1, 2, 3], [9, 10, 11, 13], [2, 5, 12, 13]]) {
+      const shards = all.map((s, i) => (lost.includes(i) ? null : s));
+      const out = codec.reconstruct(shards);
+      expect(out.map(sha)).toEqual(all.map(sha));
+    }
+  });
+
+  it('refuses too many losses and bad arguments with typed errors', () => {
+    const codec = new tv.ErasureCodec(4, 2);
+    const data = Array.from({ length: 4 }, (_, i) => bytes(64, i + 9));
+    const all = [...data, ...codec.encode(data)];
+    expect(() => codec.reconstruct([null, null, null, ...all.slice(3)])).toThrow(
+      expect.objectContaining({ code: 'TV_ECC_UNREPAIRABLE', context: { lost: 3, budget: 2 } }),
+    );
+    expect(() => codec.encode(data.slice(1))).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+    expect(() => codec.encode([...data.slice(1), Buffer.alloc(3)])).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+    expect(() => new tv.ErasureCodec(0, 2)).toThrow(expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }));
+    expect(() => new tv.ErasureCodec(200, 57)).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+  });
+});
+
+describe('protect / verify / repair', () => {
+  it('locates a burst, repairs it byte-exactly and reports progress', async () => {
+    const file = join(dir, 'burst.bin');
+    const original = bytes(3_000_000, 42);
+    writeFileSync(file, original);
+    const progress: number[] = [];
+    const p = await tv.protect(file, { level: 'high', onProgress: (x) => progress.push(x.bytesDone) });
+    expect(p.sidecarPath).toBe(`${file}.tvecc`);
+    expect(p.layout).toMatchObject({ k: 10, m: 4, fileLength: 3_000_000 });
+    expect(progress.at(-1)).toBe(3_000_000);
+    expect((await tv.verify(file)).status).toBe('intact');
+
+    damage(file, 1_000_000, 200_000, 7); // a burst over several consecutive chunks
+    const v = await tv.verify(file);
+    expect(v.status).toBe('repairable');
+    expect(v.damagedChunks.length).toBeGreaterThan(1);
+    const cs = v.layout.chunkSize;
+    expect(v.damagedChunks[0]).toBe(Math.floor(1_000_000 / cs));
+    expect(v.damagedChunks.at(-1)).toBe(Math.floor((1_200_000 - 1) / cs));
+
+    const r = await tv.repair(file);
+    expect(r.before.status).toBe('repairable');
+    expect(r.after.status).toBe('intact');
+    expect(r.repairedChunks).toEqual(v.damagedChunks);
+    expect(r.fileRewritten).toBe(true);
+    expect(sha(readFileSync(file))).toBe(sha(original));
+  });
+
+  it('repairs truncation, appended garbage and a damaged sidecar header', async () => {
+    const file = join(dir, 'trunc.bin');
+    const original = bytes(1_500_000, 5);
+    writeFileSync(file, original);
+    await tv.protect(file, { k: 8, m: 3, chunkSize: 16384 });
+    const sidecar = `${file}.tvecc`;
+    const goodSidecar = readFileSync(sidecar);
+
+    truncateSync(file, 1_500_000 - 40_000);
+    damage(sidecar, 10, 4, 3); // header A
+    const v = await tv.verify(file);
+    expect(v.status).toBe('repairable');
+    expect(v.actualLength).toBe(1_460_000);
+    expect(v.sidecar.headerA).toBe(false);
+    expect(v.sidecar.headerB).toBe(true);
+    const r = await tv.repair(file);
+    expect(r.sidecarRewritten).toBe(true);
+    expect(sha(readFileSync(file))).toBe(sha(original));
+    expect(readFileSync(sidecar).equals(goodSidecar)).toBe(true);
+
+    writeFileSync(file, Buffer.concat([original, Buffer.from('trailing garbage')]));
+    expect((await tv.verify(file)).status).toBe('repairable');
+    await tv.repair(file);
+    expect(sha(readFileSync(file))).toBe(sha(original));
+  });
+
+  it('reports damage beyond the budget as unrepairable and changes nothing', async () => {
+    const file = join(dir, 'beyond.bin');
+    writeFileSync(file, bytes(400_000, 11));
+    await tv.protect(file, { k: 4, m: 1, chunkSize: 4096 });
+    const { layout } = await tv.verify(file);
+    // Two chunks of the same stripe: chunk 0 and chunk `stripes`.
+    damage(file, 0, 10, 1);
+    damage(file, layout.stripes * 4096, 10, 2);
+    const damaged = readFileSync(file);
+    const v = await tv.verify(file);
+    expect(v.status).toBe('unrepairable');
+    expect(v.unrepairableStripes).toEqual([0]);
+    expect(v.unrepairableChunks).toEqual([0, layout.stripes]);
+    await expect(tv.repair(file)).rejects.toMatchObject({
+      code: 'TV_ECC_UNREPAIRABLE',
+      context: { chunks: `0,${layout.stripes}` },
+    });
+    expect(readFileSync(file).equals(damaged)).toBe(true);
+  });
+
+  it('gives typed errors for a missing or unusable sidecar, bad options and abort', async () => {
+    const file = join(dir, 'errors.bin');
+    writeFileSync(file, bytes(50_000, 3));
+    await expect(tv.verify(file)).rejects.toMatchObject({ code: 'TV_NOT_FOUND' });
+    writeFileSync(`${file}.tvecc`, 'definitely not a sidecar');
+    await expect(tv.verify(file)).rejects.toMatchObject({ code: 'TV_ECC_SIDECAR_CORRUPT' });
+    await expect(tv.protect(file, { k: 4, m: 2, chunkSize: 5000 })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+      context: { argument: 'chunkSize' },
+    });
+    await expect(tv.protect(file, { k: 4 })).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+    await expect(tv.protect(file, { level: 'extreme' as never })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+    const ac = new AbortController();
+    ac.abort();
+    await expect(tv.protect(file, { signal: ac.signal })).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
+  it('stops a running protect when the signal fires and leaves no sidecar', async () => {
+    const file = join(dir, 'abort.bin');
+    writeFileSync(file, Buffer.alloc(96 * 1024 * 1024, 1));
+    const ac = new AbortController();
+    const job = tv.protect(file, {
+      k: 4,
+      m: 1,
+      chunkSize: 4096,
+      signal: ac.signal,
+      onProgress: (p) => {
+        if (p.bytesDone > 0) ac.abort();
+      },
+      progressIntervalMs: 1,
+    });
+    setTimeout(() => ac.abort(), 5);
+    await expect(job).rejects.toMatchObject({ name: 'AbortError', code: 'TV_ABORTED' });
+    expect(existsSync(`${file}.tvecc`)).toBe(false);
+  });
+
+  it('survives a fixed-seed corruption campaign with zero silent wrong results', async () => {
+    const counts = { repaired: 0, unrepairable: 0, sidecarUnusable: 0 };
+    for (let seed = 1; seed <= 30; seed++) {
+      const file = join(dir, `campaign-${seed}.bin`);
+      const original = bytes(20_000 + seed * 7919, seed);
+      writeFileSync(file, original);
+      await tv.protect(file, { k: 2 + (seed % 6), m: 1 + (seed % 3), chunkSize: 4096 });
+      const g = bytes(8, seed * 31);
+      const hits = 1 + ((g[0] as number) % 4);
+      for (let h = 0; h < hits; h++) {
+        const target = (g[h + 1] as number) % 5 === 0 ? `${file}.tvecc` : file;
+        const size = readFileSync(target).length;
+        damage(target, ((g[h + 4] as number) * 997 * seed) % size, 1 + ((g[h] as number) % 9000), seed + h);
+      }
+      const before = readFileSync(file);
+      try {
+        await tv.repair(file);
+        expect(sha(readFileSync(file))).toBe(sha(original)); // never a silent wrong result
+        expect((await tv.verify(file)).status).toBe('intact');
+        counts.repaired++;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        expect(['TV_ECC_UNREPAIRABLE', 'TV_ECC_SIDECAR_CORRUPT']).toContain(code);
+        expect(readFileSync(file).equals(before)).toBe(true);
+        if (code === 'TV_ECC_UNREPAIRABLE') counts.unrepairable++;
+        else counts.sidecarUnusable++;
+      }
+    }
+    expect(counts.repaired + counts.unrepairable + counts.sidecarUnusable).toBe(30);
+    expect(counts.repaired).toBeGreaterThan(10);
+  });
+});
+
+describe('CLI', () => {
+  it('protect / verify / repair with par2-style exit codes and --json', () => {
+    const file = join(dir, 'cli.bin');
+    const original = bytes(700_000, 99);
+    writeFileSync(file, original);
+    const p = runCli('protect', file, '--level', 'medium', '--json');
+    expect(p.status).toBe(0);
+    expect(JSON.parse(p.stdout)).toMatchObject({ file, layout: { k: 16, m: 2 } });
+    expect(runCli('verify', file).status).toBe(0);
+    damage(file, 300_000, 100, 4);
+    const v = runCli('verify', file, '--json');
+    expect(v.status).toBe(1);
+    expect(JSON.parse(v.stdout).status).toBe('repairable');
+    const r = runCli('repair', file);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('re-verified intact');
+    expect(sha(readFileSync(file))).toBe(sha(original));
+    // Beyond the budget: the whole file zeroed.
+    writeFileSync(file, Buffer.alloc(original.length));
+    expect(runCli('verify', file).status).toBe(2);
+    const bad = runCli('repair', file);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('TV_ECC_UNREPAIRABLE');
+    expect(runCli('protect', file, '--k', '4').status).toBe(3);
+    expect(runCli('verify', join(dir, 'nope.bin')).status).toBe(6);
+  });
+
+  it('bench ecc prints a table, JSON and an SVG chart', () => {
+    const svg = join(dir, 'bench.svg');
+    const r = runCli(
+      'bench',
+      'ecc',
+      '--codes',
+      '4+2',
+      '--shard-size',
+      '4k',
+      '--threads',
+      '1',
+      '--round-ms',
+      '1',
+      '--svg',
+      svg,
+      '--json',
+    );
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.rows).toHaveLength(1);
+    expect(out.rows[0].encode).toBeGreaterThan(0);
+    expect(readFileSync(svg, 'utf8')).toContain('<svg');
+    expect(runCli('bench', 'nope').status).toBe(3);
+  });
+});

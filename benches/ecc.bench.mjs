@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+// Erasure codec against its baselines, in one run on one machine: tensorvault's codec (native, one
+// thread), Intel ISA-L (C harness benches/isal/ec_bench.c, when `libisal-dev` is installed) and
+// `@ronomon/reed-solomon` (when installed: `npm install --no-save @ronomon/reed-solomon`).
+// 10 data + 4 parity shards of 1 MiB by default; figures are GB/s of data, medians of three rounds.
+//   node benches/ecc.bench.mjs [k=10] [m=4] [shardSize=1048576]
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const k = Number(process.argv[2] ?? 10);
+const m = Number(process.argv[3] ?? 4);
+const size = Number(process.argv[4] ?? 1 << 20);
+const roundMs = 400;
+const gb = (x) => (x === undefined ? '   -  ' : (x / 1e9).toFixed(2).padStart(6));
+
+const rows = [];
+
+// tensorvault (the ecc-erasure module of the built package).
+const { benchmarkErasure } = require(join(root, 'dist', 'ecc-erasure.js'));
+const tvr = await benchmarkErasure(k, m, size, 1, roundMs);
+rows.push({ name: `tensorvault (${tvr.kernel})`, ...tvr });
+
+// ISA-L through the C harness.
+try {
+  const dir = mkdtempSync(join(tmpdir(), 'tv-isal-'));
+  const exe = join(dir, 'ec_bench');
+  execFileSync('cc', ['-O2', '-o', exe, join(root, 'benches', 'isal', 'ec_bench.c'), '-lisal'], {
+    stdio: 'pipe',
+  });
+  const out = JSON.parse(
+    execFileSync(exe, [String(k), String(m), String(size), String(roundMs / 1000)]).toString(),
+  );
+  rows.push({ name: 'ISA-L 2.30 (libisal-dev)', ...out });
+} catch (err) {
+  rows.push({ name: `ISA-L: not available (${String(err.message).split('\n')[0]})` });
+}
+
+// @ronomon/reed-solomon (encode only: its API rebuilds parity and data through the same call).
+try {
+  const RS = require('@ronomon/reed-solomon');
+  const ctx = RS.create(k, m);
+  const buffer = Buffer.alloc(size * k, 7);
+  const parity = Buffer.alloc(size * m);
+  let sources = 0;
+  for (let i = 0; i < k; i++) sources |= 1 << i;
+  let targets = 0;
+  for (let i = k; i < k + m; i++) targets |= 1 << i;
+  const once = () =>
+    new Promise((res, rej) =>
+      RS.encode(ctx, sources, targets, buffer, 0, buffer.length, parity, 0, parity.length, (e) =>
+        e ? rej(e) : res(),
+      ),
+    );
+  const rate = async (fn) => {
+    await fn();
+    const rates = [];
+    for (let r = 0; r < 3; r++) {
+      const t0 = performance.now();
+      let calls = 0;
+      while (calls === 0 || performance.now() - t0 < roundMs) {
+        await fn();
+        calls++;
+      }
+      rates.push((k * size * calls) / ((performance.now() - t0) / 1000));
+    }
+    return rates.sort((a, b) => a - b)[1];
+  };
+  const encode = await rate(once);
+  // Reconstruct: mark the first 1 (or m) data shards as targets, sources = the rest.
+  const rebuild = (lost) => {
+    let src = 0;
+    for (let i = lost; i < k + m; i++) src |= 1 << i;
+    let tgt = 0;
+    for (let i = 0; i < lost; i++) tgt |= 1 << i;
+    return () =>
+      new Promise((res, rej) =>
+        RS.encode(ctx, src, tgt, buffer, 0, buffer.length, parity, 0, parity.length, (e) =>
+          e ? rej(e) : res(),
+        ),
+      );
+  };
+  rows.push({
+    name: '@ronomon/reed-solomon',
+    encode,
+    reconstructOne: await rate(rebuild(1)),
+    reconstructAll: await rate(rebuild(m)),
+  });
+} catch (err) {
+  rows.push({ name: `@ronomon/reed-solomon: not installed (${String(err.message).split('\n')[0]})` });
+}
+
+console.log(`erasure ${k}+${m} × ${size} bytes, one thread, GB/s of data (median of 3)\n`);
+console.log(`${'codec'.padEnd(34)} encode  rec 1  rec ${m}`);
+for (const r of rows)
+  console.log(`${r.name.padEnd(34)} ${gb(r.encode)} ${gb(r.reconstructOne)} ${gb(r.reconstructAll)}`);
+const base = (name) => rows.find((r) => r.name.startsWith(name) && r.encode !== undefined);
+for (const b of ['ISA-L', '@ronomon']) {
+  const r = base(b);
+  if (r)
+    console.log(
+      `ratio tensorvault / ${b}: encode ${(tvr.encode / r.encode).toFixed(2)}×, rec 1 ${(tvr.reconstructOne / r.reconstructOne).toFixed(2)}×, rec ${m} ${(tvr.reconstructAll / r.reconstructAll).toFixed(2)}×`,
+    );
+}
+if (existsSync(join(root, 'package.json')) && process.argv.includes('--json'))
+  console.log(JSON.stringify(rows));

@@ -1,0 +1,571 @@
+//! `protect`, `verify` and `repair` of a file with its `.tvecc` sidecar.
+//!
+//! Damaged data chunks are located by their SHA-256 (the chunk tree's leaves), become erasures, and are
+//! rebuilt per stripe from the survivors; every rebuilt chunk is checked against its recorded digest
+//! before it is written, and the repaired file is re-verified after the atomic replace, so a repair
+//! either yields verified bytes or fails loudly.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::control::Control;
+use crate::hash::{sha256, ChunkTree, Digest};
+use crate::io::atomic::AtomicFile;
+use crate::io::{open_regular, read_exact_at, IoError};
+
+use super::sidecar::{Header, Layout, Level, Params, Sidecar, SidecarHealth, Table};
+use super::{AlignedBuf, ErasureCodec, ErasureError};
+
+/// `n` zeroed, cache-line-aligned buffers of `len` bytes.
+fn aligned_bufs(n: usize, len: usize) -> Vec<AlignedBuf> {
+    (0..n).map(|_| AlignedBuf::zeroed(len)).collect()
+}
+
+/// The sidecar path for `path`: the same name with `.tvecc` appended.
+#[must_use]
+pub fn sidecar_path_for(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".tvecc");
+    PathBuf::from(s)
+}
+
+/// How to protect a file: a named level or explicit parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtectOptions {
+    /// A preset, adapted to small files (see [`Level::params_for`]).
+    Level(Level),
+    /// Exactly these parameters.
+    Custom(Params),
+}
+
+impl Default for ProtectOptions {
+    fn default() -> Self {
+        Self::Level(Level::Medium)
+    }
+}
+
+/// What [`protect`] wrote.
+#[derive(Debug, Clone)]
+pub struct ProtectReport {
+    /// The sidecar's layout (parameters and sizes).
+    pub layout: Layout,
+    /// Chunk-tree root of the protected file.
+    pub root: Digest,
+    /// Where the sidecar was written.
+    pub sidecar_path: PathBuf,
+}
+
+/// Overall state found by [`verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// File and sidecar exactly as protected.
+    Intact,
+    /// Damage found, all of it within the parity budget.
+    Repairable,
+    /// Some stripe lost more chunks than it has parity.
+    Unrepairable,
+}
+
+impl Status {
+    /// Lower-case name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Intact => "intact",
+            Self::Repairable => "repairable",
+            Self::Unrepairable => "unrepairable",
+        }
+    }
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    /// Overall state.
+    pub status: Status,
+    /// The sidecar's layout.
+    pub layout: Layout,
+    /// The protected file's actual length (differs from `layout.file_len` after truncation or appends).
+    pub actual_len: u64,
+    /// Data chunks whose digest does not match (or that are missing), ascending.
+    pub damaged_chunks: Vec<u64>,
+    /// Parity slots whose digest does not match (or that are missing), ascending.
+    pub damaged_parity: Vec<u64>,
+    /// Stripes that lost more chunks than they have parity.
+    pub unrepairable_stripes: Vec<u64>,
+    /// Damaged data chunks in unrepairable stripes.
+    pub unrepairable_chunks: Vec<u64>,
+    /// The sidecar's own structure.
+    pub sidecar: SidecarHealth,
+}
+
+/// What [`repair`] did.
+#[derive(Debug, Clone)]
+pub struct RepairReport {
+    /// The state before repair.
+    pub before: VerifyReport,
+    /// Data chunks rebuilt from parity.
+    pub repaired_chunks: Vec<u64>,
+    /// Whether the protected file was replaced.
+    pub file_rewritten: bool,
+    /// Whether the sidecar was rewritten.
+    pub sidecar_rewritten: bool,
+    /// The state after repair (always intact on success).
+    pub after: VerifyReport,
+}
+
+fn usize_of(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Read chunk `idx` of the protected file into `buf` (zero-padded to a full chunk); `false` if the file
+/// is too short to hold it.
+fn read_chunk(
+    file: &File,
+    path: &Path,
+    layout: &Layout,
+    idx: u64,
+    actual_len: u64,
+    buf: &mut [u8],
+) -> Result<bool, ErasureError> {
+    let (off, len) = layout.chunk_range(idx);
+    let len_us = usize_of(len);
+    if off.saturating_add(len) > actual_len {
+        return Ok(false);
+    }
+    let (head, tail) = buf.split_at_mut(len_us.min(buf.len()));
+    match read_exact_at(file, path, head, off) {
+        Ok(()) => {}
+        Err(IoError::Truncated { .. }) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    tail.fill(0);
+    Ok(true)
+}
+
+/// Digests of one stripe's data chunks and parity slots.
+type StripeDigests = (Vec<(u64, Digest)>, Vec<(u64, Digest)>);
+
+/// Protect `path`: write its sidecar (`<path>.tvecc`, or `sidecar`) atomically.
+#[allow(clippy::too_many_lines)]
+pub fn protect(
+    path: &Path,
+    sidecar: Option<&Path>,
+    options: ProtectOptions,
+    control: &Control,
+) -> Result<ProtectReport, ErasureError> {
+    let (file, len) = open_regular(path)?;
+    let params = match options {
+        ProtectOptions::Level(level) => level.params_for(len)?,
+        ProtectOptions::Custom(p) => p,
+    };
+    let layout = Layout::new(params, len)?;
+    let sidecar_path = sidecar.map_or_else(|| sidecar_path_for(path), Path::to_path_buf);
+    let codec = ErasureCodec::new(params.k(), params.m())?;
+    control.set_total(len);
+    crate::io::advise_sequential(&file);
+
+    let out = AtomicFile::create(&sidecar_path)?;
+    let sc = out.file().ok_or_else(|| ErasureError::FileChanged {
+        path: sidecar_path.clone(),
+    })?;
+    sc.set_len(layout.sidecar_len)
+        .map_err(|e| IoError::from_os(out.tmp_path(), "set_len", e))?;
+    let tmp_path = out.tmp_path().to_path_buf();
+    let cs = params.chunk_size().as_usize();
+    let (k, m) = (params.k(), params.m());
+
+    let results: Result<Vec<StripeDigests>, ErasureError> = (0..layout.stripes)
+        .into_par_iter()
+        .map_init(
+            || (aligned_bufs(k, cs), aligned_bufs(m, cs)),
+            |(data, parity), s| {
+                control.checkpoint()?;
+                let mut dd = Vec::with_capacity(k);
+                for (pos, buf) in data.iter_mut().enumerate() {
+                    let buf = buf.as_mut_slice();
+                    if let Some(idx) = layout.chunk_at(s, pos) {
+                        if !read_chunk(&file, path, &layout, idx, len, buf)? {
+                            return Err(ErasureError::FileChanged {
+                                path: path.to_path_buf(),
+                            });
+                        }
+                        let (_, clen) = layout.chunk_range(idx);
+                        dd.push((idx, sha256(buf.get(..usize_of(clen)).unwrap_or_default())));
+                        control.add(clen);
+                    } else {
+                        buf.fill(0);
+                    }
+                }
+                let d: Vec<&[u8]> = data.iter().map(AlignedBuf::as_slice).collect();
+                let mut p: Vec<&mut [u8]> =
+                    parity.iter_mut().map(AlignedBuf::as_mut_slice).collect();
+                codec.encode(&d, &mut p)?;
+                let mut pd = Vec::with_capacity(m);
+                for (j, buf) in parity.iter().enumerate() {
+                    let buf = buf.as_slice();
+                    let slot = layout.parity_slot(s, j);
+                    write_all_at(sc, &tmp_path, buf, layout.parity_offset(slot))?;
+                    pd.push((slot, sha256(buf)));
+                }
+                Ok((dd, pd))
+            },
+        )
+        .collect();
+    let mut entries = vec![Digest::default(); usize_of(layout.entries)];
+    for (dd, pd) in results? {
+        for (idx, d) in dd {
+            if let Some(e) = entries.get_mut(usize_of(idx)) {
+                *e = d;
+            }
+        }
+        for (slot, d) in pd {
+            if let Some(e) = entries.get_mut(usize_of(layout.chunks + slot)) {
+                *e = d;
+            }
+        }
+    }
+    // The file must not have changed under us.
+    let now = file
+        .metadata()
+        .map_err(|e| IoError::from_os(path, "stat", e))?
+        .len();
+    if now != len {
+        return Err(ErasureError::FileChanged {
+            path: path.to_path_buf(),
+        });
+    }
+    let leaves = entries
+        .get(..usize_of(layout.chunks))
+        .unwrap_or_default()
+        .to_vec();
+    let root = ChunkTree::from_leaves(params.chunk_size(), len, leaves)
+        .map_err(|_| ErasureError::FileChanged {
+            path: path.to_path_buf(),
+        })?
+        .root();
+    let table = Table::new(entries);
+    let header = Header {
+        layout,
+        root,
+        table_digest: table.digest(),
+    }
+    .encode();
+    let table_bytes = table.encode();
+    write_all_at(sc, &tmp_path, &header, 0)?;
+    write_all_at(sc, &tmp_path, &table_bytes, layout.table_a_offset())?;
+    write_all_at(sc, &tmp_path, &table_bytes, layout.table_b_offset())?;
+    write_all_at(sc, &tmp_path, &header, layout.header_b_offset())?;
+    control.checkpoint()?;
+    out.commit()?;
+    Ok(ProtectReport {
+        layout,
+        root,
+        sidecar_path,
+    })
+}
+
+fn write_all_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<(), IoError> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(buf, offset)
+        .map_err(|e| IoError::from_os(path, "write", e))
+}
+
+/// Verify `path` against its sidecar, read-only.
+pub fn verify(
+    path: &Path,
+    sidecar: Option<&Path>,
+    control: &Control,
+) -> Result<VerifyReport, ErasureError> {
+    let sidecar_path = sidecar.map_or_else(|| sidecar_path_for(path), Path::to_path_buf);
+    let sc = Sidecar::open(&sidecar_path)?;
+    verify_with(path, &sidecar_path, &sc, control)
+}
+
+fn verify_with(
+    path: &Path,
+    sidecar_path: &Path,
+    sc: &Sidecar,
+    control: &Control,
+) -> Result<VerifyReport, ErasureError> {
+    let layout = sc.header.layout;
+    let (file, actual_len) = open_regular(path)?;
+    crate::io::advise_sequential(&file);
+    control.set_total(control.done() + layout.file_len + layout.parity_len);
+    let cs = layout.params.chunk_size().as_usize();
+    let entries = sc.table.entries();
+    let chunks = layout.chunks;
+
+    let damaged: Result<Vec<Option<u64>>, ErasureError> = (0..chunks)
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; cs],
+            |buf, idx| {
+                control.checkpoint()?;
+                let (_, clen) = layout.chunk_range(idx);
+                let ok = read_chunk(&file, path, &layout, idx, actual_len, buf)?
+                    && entries.get(usize_of(idx))
+                        == Some(&sha256(buf.get(..usize_of(clen)).unwrap_or_default()));
+                control.add(clen);
+                Ok((!ok).then_some(idx))
+            },
+        )
+        .collect();
+    let damaged_chunks: Vec<u64> = damaged?.into_iter().flatten().collect();
+
+    let sidecar_len = sc.health.actual_len;
+    let bad_parity: Result<Vec<Option<u64>>, ErasureError> = (0..layout.parity_slots())
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; cs],
+            |buf, slot| {
+                control.checkpoint()?;
+                let off = layout.parity_offset(slot);
+                let ok = if off.saturating_add(cs as u64) > sidecar_len {
+                    false
+                } else {
+                    read_exact_at(&sc.file, sidecar_path, buf, off)?;
+                    entries.get(usize_of(chunks + slot)) == Some(&sha256(buf))
+                };
+                control.add(cs as u64);
+                Ok((!ok).then_some(slot))
+            },
+        )
+        .collect();
+    let damaged_parity: Vec<u64> = bad_parity?.into_iter().flatten().collect();
+
+    let mut per_stripe = vec![0usize; usize_of(layout.stripes)];
+    for &idx in &damaged_chunks {
+        if let Some(c) = per_stripe.get_mut(usize_of(layout.stripe_of(idx).0)) {
+            *c += 1;
+        }
+    }
+    for &slot in &damaged_parity {
+        if let Some(c) = per_stripe.get_mut(usize_of(slot % layout.stripes.max(1))) {
+            *c += 1;
+        }
+    }
+    let unrepairable_stripes: Vec<u64> = per_stripe
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c > layout.params.m())
+        .map(|(s, _)| s as u64)
+        .collect();
+    let unrepairable_chunks: Vec<u64> = damaged_chunks
+        .iter()
+        .copied()
+        .filter(|&i| {
+            unrepairable_stripes
+                .binary_search(&layout.stripe_of(i).0)
+                .is_ok()
+        })
+        .collect();
+    let status = if !unrepairable_stripes.is_empty() {
+        Status::Unrepairable
+    } else if damaged_chunks.is_empty()
+        && damaged_parity.is_empty()
+        && actual_len == layout.file_len
+        && sc.health.structure_intact()
+    {
+        Status::Intact
+    } else {
+        Status::Repairable
+    };
+    Ok(VerifyReport {
+        status,
+        layout,
+        actual_len,
+        damaged_chunks,
+        damaged_parity,
+        unrepairable_stripes,
+        unrepairable_chunks,
+        sidecar: sc.health.clone(),
+    })
+}
+
+/// Repair `path` (and its sidecar) atomically from parity, then re-verify. An intact pair is left
+/// untouched; damage beyond the budget is [`ErasureError::Unrepairable`] and changes nothing.
+pub fn repair(
+    path: &Path,
+    sidecar: Option<&Path>,
+    control: &Control,
+) -> Result<RepairReport, ErasureError> {
+    let sidecar_path = sidecar.map_or_else(|| sidecar_path_for(path), Path::to_path_buf);
+    let sc = Sidecar::open(&sidecar_path)?;
+    let before = verify_with(path, &sidecar_path, &sc, control)?;
+    match before.status {
+        Status::Intact => {
+            return Ok(RepairReport {
+                after: before.clone(),
+                before,
+                repaired_chunks: Vec::new(),
+                file_rewritten: false,
+                sidecar_rewritten: false,
+            })
+        }
+        Status::Unrepairable => {
+            return Err(ErasureError::Unrepairable {
+                path: path.to_path_buf(),
+                stripes: before.unrepairable_stripes.clone(),
+                chunks: before.unrepairable_chunks.clone(),
+            })
+        }
+        Status::Repairable => {}
+    }
+    let layout = before.layout;
+    let file_rewritten = !before.damaged_chunks.is_empty() || before.actual_len != layout.file_len;
+    if file_rewritten {
+        rebuild_file(path, &sidecar_path, &sc, &before, control)?;
+    }
+    let sidecar_rewritten = !before.damaged_parity.is_empty() || !before.sidecar.structure_intact();
+    if sidecar_rewritten {
+        let report = protect(
+            path,
+            Some(&sidecar_path),
+            ProtectOptions::Custom(layout.params),
+            control,
+        )?;
+        if report.root != sc.header.root || report.layout != layout {
+            return Err(ErasureError::RepairVerification {
+                path: path.to_path_buf(),
+                reason: "rebuilt sidecar does not describe the original file".into(),
+            });
+        }
+    }
+    let old_root = sc.header.root;
+    drop(sc);
+    let sc = Sidecar::open(&sidecar_path)?;
+    let after = verify_with(path, &sidecar_path, &sc, control)?;
+    if after.status != Status::Intact || sc.header.root != old_root {
+        return Err(ErasureError::RepairVerification {
+            path: path.to_path_buf(),
+            reason: format!("re-verification found the pair {}", after.status.name()),
+        });
+    }
+    Ok(RepairReport {
+        repaired_chunks: before.damaged_chunks.clone(),
+        before,
+        file_rewritten,
+        sidecar_rewritten,
+        after,
+    })
+}
+
+/// Write a repaired copy of `path` (intact bytes copied, damaged chunks rebuilt and checked) and
+/// atomically replace the original.
+#[allow(clippy::too_many_lines)]
+fn rebuild_file(
+    path: &Path,
+    sidecar_path: &Path,
+    sc: &Sidecar,
+    report: &VerifyReport,
+    control: &Control,
+) -> Result<(), ErasureError> {
+    let layout = report.layout;
+    let params = layout.params;
+    let (k, m) = (params.k(), params.m());
+    let cs = params.chunk_size().as_usize();
+    let codec = ErasureCodec::new(k, m)?;
+    let (src, actual_len) = open_regular(path)?;
+    let perms = src
+        .metadata()
+        .map_err(|e| IoError::from_os(path, "stat", e))?
+        .permissions();
+    let out = AtomicFile::create(path)?;
+    let tmp_path = out.tmp_path().to_path_buf();
+    let dst = out.file().ok_or_else(|| ErasureError::FileChanged {
+        path: path.to_path_buf(),
+    })?;
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut reader = (&src).take(actual_len.min(layout.file_len));
+        (&src)
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| IoError::from_os(path, "seek", e))?;
+        let mut writer = dst;
+        std::io::copy(&mut reader, &mut writer)
+            .map_err(|e| IoError::from_os(&tmp_path, "copy", e))?;
+    }
+    dst.set_len(layout.file_len)
+        .map_err(|e| IoError::from_os(&tmp_path, "set_len", e))?;
+
+    let mut stripes: Vec<u64> = report
+        .damaged_chunks
+        .iter()
+        .map(|&i| layout.stripe_of(i).0)
+        .collect();
+    stripes.sort_unstable();
+    stripes.dedup();
+    let entries = sc.table.entries();
+    stripes
+        .into_par_iter()
+        .map_init(
+            || aligned_bufs(k + m, cs),
+            |shards, s| -> Result<(), ErasureError> {
+                control.checkpoint()?;
+                let mut present = vec![true; k + m];
+                let mut lost_data = Vec::new();
+                for pos in 0..k {
+                    let Some(buf) = shards.get_mut(pos).map(AlignedBuf::as_mut_slice) else {
+                        continue;
+                    };
+                    match layout.chunk_at(s, pos) {
+                        Some(idx) if report.damaged_chunks.binary_search(&idx).is_ok() => {
+                            if let Some(p) = present.get_mut(pos) {
+                                *p = false;
+                            }
+                            lost_data.push((pos, idx));
+                        }
+                        Some(idx) => {
+                            if !read_chunk(&src, path, &layout, idx, actual_len, buf)? {
+                                return Err(ErasureError::FileChanged {
+                                    path: path.to_path_buf(),
+                                });
+                            }
+                        }
+                        None => buf.fill(0),
+                    }
+                }
+                for j in 0..m {
+                    let slot = layout.parity_slot(s, j);
+                    let Some(buf) = shards.get_mut(k + j).map(AlignedBuf::as_mut_slice) else {
+                        continue;
+                    };
+                    if report.damaged_parity.binary_search(&slot).is_ok() {
+                        if let Some(p) = present.get_mut(k + j) {
+                            *p = false;
+                        }
+                    } else {
+                        read_exact_at(&sc.file, sidecar_path, buf, layout.parity_offset(slot))?;
+                    }
+                }
+                let mut refs: Vec<&mut [u8]> =
+                    shards.iter_mut().map(AlignedBuf::as_mut_slice).collect();
+                codec.reconstruct(&mut refs, &present)?;
+                for (pos, idx) in lost_data {
+                    let (off, len) = layout.chunk_range(idx);
+                    let bytes = shards
+                        .get(pos)
+                        .and_then(|b| b.as_slice().get(..usize_of(len)))
+                        .unwrap_or_default();
+                    if entries.get(usize_of(idx)) != Some(&sha256(bytes)) {
+                        return Err(ErasureError::RepairVerification {
+                            path: path.to_path_buf(),
+                            reason: format!("rebuilt chunk {idx} does not match its digest"),
+                        });
+                    }
+                    write_all_at(dst, &tmp_path, bytes, off)?;
+                    control.add(len);
+                }
+                Ok(())
+            },
+        )
+        .collect::<Result<Vec<()>, ErasureError>>()?;
+    dst.set_permissions(perms)
+        .map_err(|e| IoError::from_os(&tmp_path, "chmod", e))?;
+    control.checkpoint()?;
+    out.commit()?;
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! The stripe erasure codec and its self-protecting parity sidecar (`<file>.tvecc`, specified in
+//! `docs/formats/ecc-sidecar.md`).
+//!
+//! - [`gf`]: GF(2^8) tables (polynomial 0x11d).
+//! - [`kernels`]: AVX2 / SSSE3 split-nibble multiply-accumulate kernels and a portable fallback.
+//! - [`matrix`]: the systematic Cauchy generator and inversion.
+//! - [`ErasureCodec`]: encode and reconstruct with a decode-matrix cache per loss pattern.
+
+pub mod aligned;
+pub mod bench;
+pub mod codec;
+pub mod file;
+pub mod gf;
+pub mod kernels;
+pub mod matrix;
+pub mod sidecar;
+
+pub use aligned::AlignedBuf;
+pub use codec::{ErasureCodec, MAX_SHARDS};
+pub use file::{
+    protect, repair, sidecar_path_for, verify, ProtectOptions, ProtectReport, RepairReport, Status,
+    VerifyReport,
+};
+pub use kernels::Kernel;
+pub use sidecar::{Layout, Level, Params, SidecarHealth};
+
+use std::path::PathBuf;
+
+use crate::io::IoError;
+
+/// Why an erasure-coding operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ErasureError {
+    /// `k` or `m` is zero, or `k + m` exceeds the field.
+    #[error("invalid shard counts k={k} m={m}: need k ≥ 1, m ≥ 1, k + m ≤ {max}")]
+    InvalidShardCounts { k: usize, m: usize, max: usize },
+    /// The caller passed the wrong number of shards.
+    #[error("expected {expected} shards, got {actual}")]
+    ShardCountMismatch { expected: usize, actual: usize },
+    /// Shards of one stripe differ in length.
+    #[error("all shards of a stripe must have the same length")]
+    ShardLengthMismatch,
+    /// More shards are lost than there are parity shards.
+    #[error("{lost} shards lost but only {budget} can be rebuilt")]
+    TooManyErasures { lost: usize, budget: usize },
+    /// A decode matrix could not be inverted (a bug: the code is MDS).
+    #[error("decode matrix is singular")]
+    SingularMatrix,
+    /// The chunk size is not a power of two from 4 KiB to 1 GiB.
+    #[error(
+        "invalid chunk size {chunk_size}: must be a power of two from 4096 to 1073741824 bytes"
+    )]
+    InvalidChunkSize { chunk_size: u64 },
+    /// `(k + m) × chunk` is too large to hold one stripe in memory per thread.
+    #[error("a stripe of {bytes} bytes ((k + m) × chunk size) exceeds the limit of {max} bytes")]
+    StripeTooLarge { bytes: u64, max: u64 },
+    /// The protection level is not one of the presets.
+    #[error("unknown protection level '{level}' (expected low, medium or high)")]
+    InvalidLevel { level: String },
+    /// The file is too large for the format.
+    #[error("file of {len} bytes exceeds the format's limit of {max} bytes")]
+    FileTooLarge { len: u64, max: u64 },
+    /// Opening, reading or writing a file failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// The sidecar cannot be used: no valid header, or its digest table is lost in both copies.
+    #[error("ECC sidecar {path} is unusable: {reason}")]
+    SidecarCorrupt { path: PathBuf, reason: String },
+    /// Damage exceeds the parity budget of at least one stripe.
+    #[error("{path}: damage exceeds the parity budget in {} stripe(s); unrepairable chunks: {chunks:?}", stripes.len())]
+    Unrepairable {
+        path: PathBuf,
+        stripes: Vec<u64>,
+        chunks: Vec<u64>,
+    },
+    /// A rebuilt chunk did not match its recorded digest, or the repaired file failed re-verification.
+    #[error("{path}: repair produced bytes that do not verify ({reason})")]
+    RepairVerification { path: PathBuf, reason: String },
+    /// The protected file changed while it was being read.
+    #[error("{path} changed while it was being protected")]
+    FileChanged { path: PathBuf },
+    /// The caller cancelled the operation.
+    #[error("the operation was cancelled")]
+    Cancelled,
+}
+
+impl From<crate::control::Cancelled> for ErasureError {
+    fn from(_: crate::control::Cancelled) -> Self {
+        Self::Cancelled
+    }
+}

@@ -1,0 +1,422 @@
+//! Erasure ECC: `protect` / `verify` / `repair` of a file with its `.tvecc` sidecar on the libuv pool,
+//! an in-memory codec for buffers, and the measurement behind `tensorvault bench ecc`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array};
+use napi::{Env, Task};
+use napi_derive::napi;
+use tensorvault_core::ecc::erasure::{
+    self as core_ecc, ErasureCodec, Level, Params, ProtectOptions, ProtectReport, RepairReport,
+    SidecarHealth, VerifyReport,
+};
+use tensorvault_core::hash::to_hex;
+use tensorvault_core::Control;
+
+use crate::control::JobControl;
+use crate::errors::{guard, invalid_argument, TvError};
+
+#[allow(clippy::cast_precision_loss)] // counts and lengths stay far below 2^53
+fn f(n: u64) -> f64 {
+    n as f64
+}
+
+fn list(v: &[u64]) -> Vec<f64> {
+    v.iter().map(|&n| f(n)).collect()
+}
+
+/// Parameters and sizes of a sidecar.
+#[napi(object)]
+pub struct EccLayout {
+    pub k: u32,
+    pub m: u32,
+    pub chunk_size: f64,
+    pub file_length: f64,
+    pub chunks: f64,
+    pub stripes: f64,
+    pub sidecar_length: f64,
+}
+
+fn layout(l: &core_ecc::Layout) -> EccLayout {
+    EccLayout {
+        k: u32::try_from(l.params.k()).unwrap_or(0),
+        m: u32::try_from(l.params.m()).unwrap_or(0),
+        chunk_size: f(l.params.chunk_size().get()),
+        file_length: f(l.file_len),
+        chunks: f(l.chunks),
+        stripes: f(l.stripes),
+        sidecar_length: f(l.sidecar_len),
+    }
+}
+
+/// Result of `eccProtect`.
+#[napi(object)]
+pub struct EccProtectResult {
+    pub sidecar_path: String,
+    pub layout: EccLayout,
+    /// Chunk-tree root of the protected file, hex.
+    pub root: String,
+}
+
+/// The sidecar's own structure.
+#[napi(object)]
+pub struct EccSidecarHealth {
+    pub header_a: bool,
+    pub header_b: bool,
+    pub table_a_bad_blocks: Vec<f64>,
+    pub table_b_bad_blocks: Vec<f64>,
+    pub actual_length: f64,
+    pub expected_length: f64,
+}
+
+fn health(h: &SidecarHealth) -> EccSidecarHealth {
+    EccSidecarHealth {
+        header_a: h.header_a,
+        header_b: h.header_b,
+        table_a_bad_blocks: list(&h.table_a_bad_blocks),
+        table_b_bad_blocks: list(&h.table_b_bad_blocks),
+        actual_length: f(h.actual_len),
+        expected_length: f(h.expected_len),
+    }
+}
+
+/// Result of `eccVerify`.
+#[napi(object)]
+pub struct EccVerifyResult {
+    /// `intact`, `repairable` or `unrepairable`.
+    pub status: String,
+    pub layout: EccLayout,
+    pub actual_length: f64,
+    pub damaged_chunks: Vec<f64>,
+    pub damaged_parity: Vec<f64>,
+    pub unrepairable_stripes: Vec<f64>,
+    pub unrepairable_chunks: Vec<f64>,
+    pub sidecar: EccSidecarHealth,
+}
+
+fn verify_result(r: &VerifyReport) -> EccVerifyResult {
+    EccVerifyResult {
+        status: r.status.name().to_string(),
+        layout: layout(&r.layout),
+        actual_length: f(r.actual_len),
+        damaged_chunks: list(&r.damaged_chunks),
+        damaged_parity: list(&r.damaged_parity),
+        unrepairable_stripes: list(&r.unrepairable_stripes),
+        unrepairable_chunks: list(&r.unrepairable_chunks),
+        sidecar: health(&r.sidecar),
+    }
+}
+
+/// Result of `eccRepair`.
+#[napi(object)]
+pub struct EccRepairResult {
+    pub before: EccVerifyResult,
+    pub after: EccVerifyResult,
+    pub repaired_chunks: Vec<f64>,
+    pub file_rewritten: bool,
+    pub sidecar_rewritten: bool,
+}
+
+fn sidecar_arg(sidecar: Option<String>) -> Option<PathBuf> {
+    sidecar.map(PathBuf::from)
+}
+
+pub struct ProtectTask {
+    path: PathBuf,
+    sidecar: Option<PathBuf>,
+    options: ProtectOptions,
+    control: Arc<Control>,
+}
+
+impl Task for ProtectTask {
+    type Output = ProtectReport;
+    type JsValue = EccProtectResult;
+
+    fn compute(&mut self) -> napi::Result<ProtectReport> {
+        guard(|| {
+            core_ecc::protect(
+                &self.path,
+                self.sidecar.as_deref(),
+                self.options,
+                &self.control,
+            )
+            .map_err(|e| TvError::from(e).into())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, r: ProtectReport) -> napi::Result<EccProtectResult> {
+        Ok(EccProtectResult {
+            sidecar_path: r.sidecar_path.display().to_string(),
+            layout: layout(&r.layout),
+            root: to_hex(&r.root),
+        })
+    }
+}
+
+/// Protect a file: write `<path>.tvecc` (or `sidecar`) atomically. Either `level` (`low`, `medium`,
+/// `high`) or all of `k`, `m`, `chunkSize`.
+#[napi(ts_return_type = "Promise<EccProtectResult>")]
+pub fn ecc_protect(
+    path: String,
+    sidecar: Option<String>,
+    level: Option<String>,
+    k: Option<u32>,
+    m: Option<u32>,
+    chunk_size: Option<f64>,
+    control: &JobControl,
+) -> napi::Result<AsyncTask<ProtectTask>> {
+    guard(|| {
+        let options = match (level, k, m, chunk_size) {
+            (Some(level), None, None, None) => {
+                ProtectOptions::Level(Level::parse(&level).ok_or_else(|| {
+                    napi::Error::from(TvError::from(core_ecc::ErasureError::InvalidLevel {
+                        level,
+                    }))
+                })?)
+            }
+            (None, Some(k), Some(m), Some(cs)) => {
+                let k =
+                    u16::try_from(k).map_err(|_| invalid_argument("k", "k must be at most 255"))?;
+                let m =
+                    u16::try_from(m).map_err(|_| invalid_argument("m", "m must be at most 255"))?;
+                if !(cs.is_finite() && cs >= 0.0 && cs.fract() == 0.0) {
+                    return Err(invalid_argument(
+                        "chunkSize",
+                        "chunkSize must be a whole number of bytes",
+                    ));
+                }
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                // checked whole, ≥ 0
+                let cs = cs as u64;
+                ProtectOptions::Custom(
+                    Params::new(k, m, cs).map_err(|e| napi::Error::from(TvError::from(e)))?,
+                )
+            }
+            (None, None, None, None) => ProtectOptions::default(),
+            _ => {
+                return Err(invalid_argument(
+                    "options",
+                    "give either level, or all of k, m and chunkSize",
+                ))
+            }
+        };
+        Ok(AsyncTask::new(ProtectTask {
+            path: PathBuf::from(path),
+            sidecar: sidecar_arg(sidecar),
+            options,
+            control: Arc::clone(&control.inner),
+        }))
+    })
+}
+
+pub struct VerifyTask {
+    path: PathBuf,
+    sidecar: Option<PathBuf>,
+    control: Arc<Control>,
+}
+
+impl Task for VerifyTask {
+    type Output = VerifyReport;
+    type JsValue = EccVerifyResult;
+
+    fn compute(&mut self) -> napi::Result<VerifyReport> {
+        guard(|| {
+            core_ecc::verify(&self.path, self.sidecar.as_deref(), &self.control)
+                .map_err(|e| TvError::from(e).into())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, r: VerifyReport) -> napi::Result<EccVerifyResult> {
+        Ok(verify_result(&r))
+    }
+}
+
+/// Verify a file against its sidecar, read-only.
+#[napi(ts_return_type = "Promise<EccVerifyResult>")]
+pub fn ecc_verify(
+    path: String,
+    sidecar: Option<String>,
+    control: &JobControl,
+) -> napi::Result<AsyncTask<VerifyTask>> {
+    guard(|| {
+        Ok(AsyncTask::new(VerifyTask {
+            path: PathBuf::from(path),
+            sidecar: sidecar_arg(sidecar),
+            control: Arc::clone(&control.inner),
+        }))
+    })
+}
+
+pub struct RepairTask {
+    path: PathBuf,
+    sidecar: Option<PathBuf>,
+    control: Arc<Control>,
+}
+
+impl Task for RepairTask {
+    type Output = RepairReport;
+    type JsValue = EccRepairResult;
+
+    fn compute(&mut self) -> napi::Result<RepairReport> {
+        guard(|| {
+            core_ecc::repair(&self.path, self.sidecar.as_deref(), &self.control)
+                .map_err(|e| TvError::from(e).into())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, r: RepairReport) -> napi::Result<EccRepairResult> {
+        Ok(EccRepairResult {
+            before: verify_result(&r.before),
+            after: verify_result(&r.after),
+            repaired_chunks: list(&r.repaired_chunks),
+            file_rewritten: r.file_rewritten,
+            sidecar_rewritten: r.sidecar_rewritten,
+        })
+    }
+}
+
+/// Repair a file and its sidecar atomically, then re-verify.
+#[napi(ts_return_type = "Promise<EccRepairResult>")]
+pub fn ecc_repair(
+    path: String,
+    sidecar: Option<String>,
+    control: &JobControl,
+) -> napi::Result<AsyncTask<RepairTask>> {
+    guard(|| {
+        Ok(AsyncTask::new(RepairTask {
+            path: PathBuf::from(path),
+            sidecar: sidecar_arg(sidecar),
+            control: Arc::clone(&control.inner),
+        }))
+    })
+}
+
+/// In-memory `k + m` erasure codec over equal-length buffers.
+#[napi]
+pub struct NativeErasureCodec {
+    codec: ErasureCodec,
+}
+
+#[napi]
+impl NativeErasureCodec {
+    #[napi(constructor)]
+    pub fn new(k: u32, m: u32) -> napi::Result<Self> {
+        guard(|| {
+            let k = usize::try_from(k).unwrap_or(usize::MAX);
+            let m = usize::try_from(m).unwrap_or(usize::MAX);
+            Ok(Self {
+                codec: ErasureCodec::new(k, m).map_err(|e| napi::Error::from(TvError::from(e)))?,
+            })
+        })
+    }
+
+    /// The SIMD kernel in use (`avx512-gfni`, `avx2`, `ssse3` or `portable`).
+    #[napi(getter)]
+    pub fn kernel(&self) -> String {
+        self.codec.kernel().name().to_string()
+    }
+
+    /// The `m` parity shards of `k` equal-length data shards.
+    #[napi]
+    pub fn encode(&self, data: Vec<Uint8Array>) -> napi::Result<Vec<Buffer>> {
+        guard(|| {
+            let len = data.first().map_or(0, |d| d.len());
+            let mut parity = vec![vec![0u8; len]; self.codec.parity_shards()];
+            let d: Vec<&[u8]> = data.iter().map(|b| &b[..]).collect();
+            let mut p: Vec<&mut [u8]> = parity.iter_mut().map(Vec::as_mut_slice).collect();
+            self.codec
+                .encode_parallel(&d, &mut p)
+                .map_err(|e| napi::Error::from(TvError::from(e)))?;
+            Ok(parity.into_iter().map(Buffer::from).collect())
+        })
+    }
+
+    /// All `k + m` shards from the present ones (`null` marks a lost shard); present shards are
+    /// returned as copies.
+    #[napi]
+    pub fn reconstruct(&self, shards: Vec<Option<Uint8Array>>) -> napi::Result<Vec<Buffer>> {
+        guard(|| {
+            let len = shards.iter().flatten().next().map_or(0, |s| s.len());
+            let present: Vec<bool> = shards.iter().map(Option::is_some).collect();
+            let mut work: Vec<Vec<u8>> = shards
+                .iter()
+                .map(|s| s.as_ref().map_or_else(|| vec![0u8; len], |b| b.to_vec()))
+                .collect();
+            let mut w: Vec<&mut [u8]> = work.iter_mut().map(Vec::as_mut_slice).collect();
+            self.codec
+                .reconstruct_parallel(&mut w, &present)
+                .map_err(|e| napi::Error::from(TvError::from(e)))?;
+            Ok(work.into_iter().map(Buffer::from).collect())
+        })
+    }
+}
+
+/// One row of `tensorvault bench ecc`.
+#[napi(object)]
+pub struct EccBenchResult {
+    /// Bytes per second.
+    pub encode: f64,
+    pub reconstruct_one: f64,
+    pub reconstruct_all: f64,
+    pub verify: f64,
+    pub kernel: String,
+}
+
+pub struct BenchTask {
+    k: usize,
+    m: usize,
+    shard: usize,
+    threads: usize,
+    min_round: Duration,
+}
+
+impl Task for BenchTask {
+    type Output = core_ecc::bench::BenchResult;
+    type JsValue = EccBenchResult;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guard(|| {
+            core_ecc::bench::measure(self.k, self.m, self.shard, self.threads, self.min_round)
+                .map_err(|e| TvError::from(e).into())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, r: Self::Output) -> napi::Result<EccBenchResult> {
+        Ok(EccBenchResult {
+            encode: r.encode,
+            reconstruct_one: r.reconstruct_one,
+            reconstruct_all: r.reconstruct_all,
+            verify: r.verify,
+            kernel: core_ecc::Kernel::detect().name().to_string(),
+        })
+    }
+}
+
+/// Measure encode / reconstruct / verify throughput for one `(k, m, shard size, threads)`.
+#[napi(ts_return_type = "Promise<EccBenchResult>")]
+pub fn ecc_bench(
+    k: u32,
+    m: u32,
+    shard_size: u32,
+    threads: u32,
+    min_round_ms: u32,
+) -> napi::Result<AsyncTask<BenchTask>> {
+    guard(|| {
+        if shard_size == 0 || shard_size > (256 << 20) || threads == 0 || threads > 256 {
+            return Err(invalid_argument(
+                "shardSize",
+                "shardSize must be 1..256 MiB and threads 1..256",
+            ));
+        }
+        let us = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(AsyncTask::new(BenchTask {
+            k: us(k),
+            m: us(m),
+            shard: us(shard_size),
+            threads: us(threads),
+            min_round: Duration::from_millis(u64::from(min_round_ms)),
+        }))
+    })
+}

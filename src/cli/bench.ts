@@ -1,0 +1,157 @@
+/**
+ * `tensorvault bench ecc [--k 10,16 --m 4,2 --shard-size 64k,1M --threads 1,2] [--json] [--svg FILE]`:
+ * encode / reconstruct / verify throughput of the erasure codec over a matrix of configurations,
+ * printed as a table and drawn as an SVG bar chart.
+ */
+import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { benchmarkErasure, type ErasureBenchResult } from '../ecc-erasure';
+import { ExitCode, formatBytes, parseArgs, parseSize, UsageError } from './common';
+
+export const usage = `tensorvault bench ecc [options]
+
+  Throughput of the erasure codec (GB/s of data, median of three rounds) for every combination of:
+
+  --codes LIST       k+m codes, comma-separated (default 10+4,16+2,32+2)
+  --shard-size LIST  shard (chunk) sizes (default 64k,1M)
+  --threads LIST     thread counts (default 1 and all cores)
+  --round-ms N       minimum length of one timed round (default 200)
+  --svg FILE         write a bar chart (default ecc-bench.svg; --no-svg to skip)
+  --no-svg           do not write the chart
+  --json             machine-readable output
+
+  Columns: encode; reconstruct with 1 and with m data shards lost; verify (SHA-256 of the data).
+`;
+
+interface Row extends ErasureBenchResult {
+  k: number;
+  m: number;
+  shardSize: number;
+  threads: number;
+}
+
+function list<T>(text: string | undefined, fallback: T[], parse: (s: string) => T): T[] {
+  if (text === undefined) return fallback;
+  return text.split(',').map((s) => parse(s.trim()));
+}
+
+function parseCode(s: string): [number, number] {
+  const m = /^(\d+)\+(\d+)$/.exec(s);
+  if (!m) throw new UsageError(`--codes: not a k+m code: ${s}`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+const gb = (n: number): string => (n / 1e9).toFixed(2);
+
+/** A grouped bar chart of the rows. */
+export function svgChart(rows: readonly Row[]): string {
+  const series: [keyof ErasureBenchResult, string, string][] = [
+    ['encode', 'encode', '#4e79a7'],
+    ['reconstructOne', 'reconstruct 1 lost', '#f28e2b'],
+    ['reconstructAll', 'reconstruct m lost', '#e15759'],
+    ['verify', 'verify (SHA-256)', '#76b7b2'],
+  ];
+  const max = Math.max(1, ...rows.flatMap((r) => series.map(([k]) => Number(r[k]) / 1e9)));
+  const barW = 14;
+  const groupW = barW * series.length + 20;
+  const h = 300;
+  const left = 50;
+  const width = left + rows.length * groupW + 20;
+  const y = (v: number): number => 20 + h - (v / max) * h;
+  const parts: string[] = [];
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${h + 120}" font-family="sans-serif" font-size="10">`,
+  );
+  parts.push(
+    `<text x="${left}" y="12" font-size="12">tensorvault erasure codec throughput (GB/s of data)</text>`,
+  );
+  for (let t = 0; t <= 4; t++) {
+    const v = (max * t) / 4;
+    parts.push(
+      `<line x1="${left}" x2="${width - 10}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/><text x="4" y="${y(v) + 3}">${v.toFixed(1)}</text>`,
+    );
+  }
+  rows.forEach((r, i) => {
+    const x0 = left + i * groupW + 10;
+    series.forEach(([key, , color], j) => {
+      const v = Number(r[key]) / 1e9;
+      parts.push(
+        `<rect x="${x0 + j * barW}" y="${y(v)}" width="${barW - 2}" height="${y(0) - y(v)}" fill="${color}"><title>${v.toFixed(2)} GB/s</title></rect>`,
+      );
+    });
+    parts.push(
+      `<text x="${x0}" y="${h + 35}" transform="rotate(40 ${x0} ${h + 35})">${r.k}+${r.m} ${formatBytes(r.shardSize)} ×${r.threads}t</text>`,
+    );
+  });
+  series.forEach(([, label, color], j) => {
+    parts.push(
+      `<rect x="${left + j * 130}" y="${h + 100}" width="10" height="10" fill="${color}"/><text x="${left + j * 130 + 14}" y="${h + 109}">${label}</text>`,
+    );
+  });
+  parts.push('</svg>');
+  return `${parts.join('\n')}\n`;
+}
+
+/** Run `bench <topic>`; only `ecc` exists here. */
+export async function run(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(
+    argv,
+    ['json', 'help', 'no-svg'],
+    ['codes', 'shard-size', 'threads', 'round-ms', 'svg'],
+  );
+  if (args.flags.has('help')) {
+    process.stdout.write(usage);
+    return ExitCode.OK;
+  }
+  if (args.positionals.length !== 1 || args.positionals[0] !== 'ecc') {
+    throw new UsageError("bench takes one topic: 'ecc'");
+  }
+  const codes = list<[number, number]>(
+    args.values.get('codes'),
+    [
+      [10, 4],
+      [16, 2],
+      [32, 2],
+    ],
+    parseCode,
+  );
+  const sizes = list(args.values.get('shard-size'), [64 * 1024, 1024 * 1024], (s) =>
+    parseSize(s, 'shard-size'),
+  );
+  const cores = availableParallelism();
+  const threads = list(args.values.get('threads'), cores > 1 ? [1, cores] : [1], (s) => {
+    if (!/^\d+$/.test(s) || Number(s) < 1) throw new UsageError(`--threads: not a thread count: ${s}`);
+    return Number(s);
+  });
+  const roundText = args.values.get('round-ms') ?? '200';
+  if (!/^\d+$/.test(roundText)) throw new UsageError(`--round-ms: not a number: ${roundText}`);
+  const json = args.flags.has('json');
+  const rows: Row[] = [];
+  if (!json) {
+    process.stdout.write(
+      `${'code'.padEnd(7)}${'shard'.padStart(9)}${'threads'.padStart(8)}${'encode'.padStart(9)}${'rec 1'.padStart(9)}${'rec m'.padStart(9)}${'verify'.padStart(9)}  GB/s\n`,
+    );
+  }
+  for (const [k, m] of codes) {
+    for (const shardSize of sizes) {
+      for (const t of threads) {
+        const r = await benchmarkErasure(k, m, shardSize, t, Number(roundText));
+        const row: Row = { k, m, shardSize, threads: t, ...r };
+        rows.push(row);
+        if (!json) {
+          process.stdout.write(
+            `${`${k}+${m}`.padEnd(7)}${formatBytes(shardSize).padStart(9)}${String(t).padStart(8)}${gb(r.encode).padStart(9)}${gb(r.reconstructOne).padStart(9)}${gb(r.reconstructAll).padStart(9)}${gb(r.verify).padStart(9)}\n`,
+          );
+        }
+      }
+    }
+  }
+  const svg = args.flags.has('no-svg') ? undefined : (args.values.get('svg') ?? 'ecc-bench.svg');
+  if (svg !== undefined) writeFileSync(svg, svgChart(rows));
+  if (json) process.stdout.write(`${JSON.stringify({ kernel: rows[0]?.kernel, rows, svg: svg ?? null })}\n`);
+  else
+    process.stderr.write(
+      `kernel ${rows[0]?.kernel ?? '?'}${svg !== undefined ? `; chart written to ${svg}` : ''}\n`,
+    );
+  return ExitCode.OK;
+}

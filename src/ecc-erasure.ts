@@ -1,0 +1,274 @@
+/**
+ * Erasure ECC: a self-protecting parity sidecar (`<file>.tvecc`, `docs/formats/ecc-sidecar.md`) that
+ * locates damage by per-chunk SHA-256 and rebuilds it from interleaved Reed-Solomon stripes, plus an
+ * in-memory {@link ErasureCodec} for buffers.
+ */
+import { callNative, invalidArgument } from './errors';
+import { type JobOptions, runJob } from './job';
+import { type NativeErasureCodecInstance, native } from './native';
+
+/** Named protection levels: `low` 32+2 (6.25 % overhead), `medium` 16+2 (12.5 %), `high` 10+4 (40 %). */
+export type ProtectionLevel = 'low' | 'medium' | 'high';
+
+/** Where the sidecar lives (default `<file>.tvecc`). */
+export interface SidecarOptions extends JobOptions {
+  /** Path of the sidecar; default: the file's path with `.tvecc` appended. */
+  sidecar?: string;
+}
+
+/** Options of {@link protect}: a `level`, or all of `k`, `m` and `chunkSize`. */
+export interface ProtectOptions extends SidecarOptions {
+  /** A preset (default `medium`); adapted to small files (smaller chunks, fewer data chunks per stripe). */
+  level?: ProtectionLevel;
+  /** Data chunks per stripe (1..255, with `k + m ≤ 256`). */
+  k?: number;
+  /** Parity chunks per stripe: how many chunks of each stripe may be lost. */
+  m?: number;
+  /** Chunk size in bytes: a power of two from 4 KiB to 1 GiB. */
+  chunkSize?: number;
+}
+
+/** Parameters and sizes of a sidecar. */
+export interface EccLayout {
+  /** Data chunks per stripe. */
+  k: number;
+  /** Parity chunks per stripe. */
+  m: number;
+  /** Chunk size in bytes. */
+  chunkSize: number;
+  /** Length of the protected file when it was protected. */
+  fileLength: number;
+  /** Data chunks. */
+  chunks: number;
+  /** Stripes (chunk `i` belongs to stripe `i mod stripes`). */
+  stripes: number;
+  /** Length of the sidecar. */
+  sidecarLength: number;
+}
+
+/** Result of {@link protect}. */
+export interface ProtectResult {
+  /** Where the sidecar was written. */
+  sidecarPath: string;
+  /** Its parameters and sizes. */
+  layout: EccLayout;
+  /** Chunk-tree root (hex) of the protected file at the sidecar's chunk size. */
+  root: string;
+}
+
+/** Overall state of a file and its sidecar. */
+export type EccStatus = 'intact' | 'repairable' | 'unrepairable';
+
+/** Health of the sidecar's own structure. */
+export interface SidecarHealth {
+  /** Header copy A (at the start) is valid. */
+  headerA: boolean;
+  /** Header copy B (at the end) is valid. */
+  headerB: boolean;
+  /** Digest-table blocks damaged in copy A. */
+  tableABadBlocks: number[];
+  /** Digest-table blocks damaged in copy B. */
+  tableBBadBlocks: number[];
+  /** Actual length of the sidecar. */
+  actualLength: number;
+  /** Length it should have. */
+  expectedLength: number;
+}
+
+/** Result of {@link verify}. */
+export interface VerifyResult {
+  /** `intact`, `repairable` (see `damagedChunks`) or `unrepairable` (see `unrepairableChunks`). */
+  status: EccStatus;
+  /** The sidecar's parameters. */
+  layout: EccLayout;
+  /** Actual length of the file (differs from `layout.fileLength` after truncation or appends). */
+  actualLength: number;
+  /** Data chunks whose SHA-256 does not match, or that are missing. */
+  damagedChunks: number[];
+  /** Parity slots of the sidecar that are damaged. */
+  damagedParity: number[];
+  /** Stripes that lost more chunks than they have parity. */
+  unrepairableStripes: number[];
+  /** Damaged data chunks that cannot be rebuilt. */
+  unrepairableChunks: number[];
+  /** The sidecar's own structure. */
+  sidecar: SidecarHealth;
+}
+
+/** Result of {@link repair}. */
+export interface RepairResult {
+  /** The state found before repair. */
+  before: VerifyResult;
+  /** The state after repair (always `intact`). */
+  after: VerifyResult;
+  /** Data chunks rebuilt from parity. */
+  repairedChunks: number[];
+  /** Whether the file was replaced. */
+  fileRewritten: boolean;
+  /** Whether the sidecar was rewritten. */
+  sidecarRewritten: boolean;
+}
+
+function checkPath(path: unknown, name = 'path'): string {
+  if (typeof path !== 'string' || path.length === 0)
+    throw invalidArgument(name, `${name} must be a non-empty string`);
+  return path;
+}
+
+function optionalPath(p: unknown): string | undefined {
+  return p === undefined ? undefined : checkPath(p, 'sidecar');
+}
+
+function checkInt(v: unknown, name: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}`, { actual: String(v) });
+  }
+  return v;
+}
+
+/** The sidecar path used by default for `path`: `<path>.tvecc`. */
+export function sidecarPath(path: string): string {
+  return `${checkPath(path)}.tvecc`;
+}
+
+/**
+ * Protect `path`: write its parity sidecar atomically (temp file, fsync, rename, fsync folder).
+ * Runs on the libuv pool; honours `signal` and reports `onProgress`.
+ */
+export async function protect(path: string, options: ProtectOptions = {}): Promise<ProtectResult> {
+  const file = checkPath(path);
+  const sidecar = optionalPath(options.sidecar);
+  const { level, k, m, chunkSize } = options;
+  const custom = k !== undefined || m !== undefined || chunkSize !== undefined;
+  if (custom && level !== undefined)
+    throw invalidArgument('level', 'give either level or k, m and chunkSize');
+  if (custom && (k === undefined || m === undefined || chunkSize === undefined)) {
+    throw invalidArgument('k', 'custom parameters need all of k, m and chunkSize');
+  }
+  if (level !== undefined && !['low', 'medium', 'high'].includes(level)) {
+    throw invalidArgument('level', "level must be 'low', 'medium' or 'high'", { actual: String(level) });
+  }
+  const kk = custom ? checkInt(k, 'k', 1, 255) : undefined;
+  const mm = custom ? checkInt(m, 'm', 1, 255) : undefined;
+  const cs = custom ? checkInt(chunkSize, 'chunkSize', 1, 2 ** 30) : undefined;
+  return runJob(options, (control) =>
+    native().eccProtect(
+      file,
+      sidecar ?? null,
+      custom ? null : (level ?? 'medium'),
+      kk ?? null,
+      mm ?? null,
+      cs ?? null,
+      control,
+    ),
+  );
+}
+
+/** Verify `path` against its sidecar, read-only: intact, repairable (which chunks) or unrepairable. */
+export async function verify(path: string, options: SidecarOptions = {}): Promise<VerifyResult> {
+  const file = checkPath(path);
+  const sidecar = optionalPath(options.sidecar);
+  const r = await runJob(options, (control) => native().eccVerify(file, sidecar ?? null, control));
+  return { ...r, status: r.status as EccStatus };
+}
+
+/**
+ * Repair `path` and its sidecar from parity: every rebuilt chunk is checked against its SHA-256, the
+ * file and sidecar are replaced atomically, and the result is re-verified. Damage beyond the parity
+ * budget rejects with `TV_ECC_UNREPAIRABLE` (context lists the chunks) and changes nothing.
+ */
+export async function repair(path: string, options: SidecarOptions = {}): Promise<RepairResult> {
+  const file = checkPath(path);
+  const sidecar = optionalPath(options.sidecar);
+  const r = await runJob(options, (control) => native().eccRepair(file, sidecar ?? null, control));
+  return {
+    ...r,
+    before: { ...r.before, status: r.before.status as EccStatus },
+    after: { ...r.after, status: r.after.status as EccStatus },
+  };
+}
+
+/**
+ * An in-memory `k + m` erasure codec (systematic Cauchy Reed-Solomon over GF(2^8), SIMD kernels): any
+ * `m` of the `k + m` equal-length shards can be lost and rebuilt. Runs synchronously on the calling
+ * thread (columns split across the native thread pool); use it for buffers, and {@link protect} for files.
+ */
+export class ErasureCodec {
+  /** Data shards. */
+  readonly dataShards: number;
+  /** Parity shards. */
+  readonly parityShards: number;
+  readonly #inner: NativeErasureCodecInstance;
+
+  constructor(dataShards: number, parityShards: number) {
+    this.dataShards = checkInt(dataShards, 'dataShards', 1, 255);
+    this.parityShards = checkInt(parityShards, 'parityShards', 1, 255);
+    this.#inner = callNative(() => new (native().NativeErasureCodec)(this.dataShards, this.parityShards));
+  }
+
+  /** The SIMD kernel in use: `avx512-gfni`, `avx2`, `ssse3` or `portable` (all give identical bytes). */
+  get kernel(): string {
+    return this.#inner.kernel;
+  }
+
+  /** The `m` parity shards of `k` equal-length data shards. */
+  encode(data: readonly Uint8Array[]): Buffer[] {
+    if (
+      !Array.isArray(data) ||
+      data.length !== this.dataShards ||
+      !data.every((d) => d instanceof Uint8Array)
+    ) {
+      throw invalidArgument('data', `data must be an array of ${this.dataShards} Uint8Arrays`);
+    }
+    return callNative(() => this.#inner.encode(data as Uint8Array[]));
+  }
+
+  /**
+   * All `k + m` shards (data first, then parity), given the present ones and `null`/`undefined` for lost
+   * ones. At most `m` may be lost (`TV_ECC_UNREPAIRABLE` otherwise).
+   */
+  reconstruct(shards: readonly (Uint8Array | null | undefined)[]): Buffer[] {
+    const n = this.dataShards + this.parityShards;
+    if (!Array.isArray(shards) || shards.length !== n) {
+      throw invalidArgument('shards', `shards must be an array of ${n} entries (null for a lost shard)`);
+    }
+    const list = shards.map((s) => (s === undefined ? null : s));
+    if (!list.every((s) => s === null || s instanceof Uint8Array)) {
+      throw invalidArgument('shards', 'each shard must be a Uint8Array or null');
+    }
+    return callNative(() => this.#inner.reconstruct(list));
+  }
+}
+
+/** One measurement of {@link benchmarkErasure}, in bytes per second of data. */
+export interface ErasureBenchResult {
+  /** Encode throughput. */
+  encode: number;
+  /** Reconstruct with one data shard lost. */
+  reconstructOne: number;
+  /** Reconstruct with `m` data shards lost. */
+  reconstructAll: number;
+  /** SHA-256 over the data (what `verify` spends per byte). */
+  verify: number;
+  /** SIMD kernel used. */
+  kernel: string;
+}
+
+/**
+ * Measure encode / reconstruct / verify throughput for `threads` independent `k + m` stripes of
+ * `shardSize`-byte shards (median of three rounds of at least `minRoundMs`). Used by `tensorvault bench ecc`.
+ */
+export async function benchmarkErasure(
+  k: number,
+  m: number,
+  shardSize: number,
+  threads: number,
+  minRoundMs = 300,
+): Promise<ErasureBenchResult> {
+  checkInt(k, 'k', 1, 255);
+  checkInt(m, 'm', 1, 255);
+  checkInt(shardSize, 'shardSize', 1, 256 * 1024 * 1024);
+  checkInt(threads, 'threads', 1, 256);
+  checkInt(minRoundMs, 'minRoundMs', 0, 60_000);
+  return runJob({}, () => native().eccBench(k, m, shardSize, threads, minRoundMs));
+}
