@@ -151,7 +151,7 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
   const kk = custom ? checkInt(k, 'k', 1, 255) : undefined;
   const mm = custom ? checkInt(m, 'm', 1, 255) : undefined;
   const cs = custom ? checkInt(chunkSize, 'chunkSize', 1, 2 ** 30) : undefined;
-  return runJob(options, (control) =>
+  return runJob('eccProtect', options, (control) =>
     native().eccProtect(
       file,
       sidecar ?? null,
@@ -168,7 +168,9 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
 export async function verify(path: string, options: SidecarOptions = {}): Promise<VerifyResult> {
   const file = checkPath(path);
   const sidecar = optionalPath(options.sidecar);
-  const r = await runJob(options, (control) => native().eccVerify(file, sidecar ?? null, control));
+  const r = await runJob('eccVerify', options, (control) =>
+    native().eccVerify(file, sidecar ?? null, control),
+  );
   return { ...r, status: r.status as EccStatus };
 }
 
@@ -180,7 +182,9 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
 export async function repair(path: string, options: SidecarOptions = {}): Promise<RepairResult> {
   const file = checkPath(path);
   const sidecar = optionalPath(options.sidecar);
-  const r = await runJob(options, (control) => native().eccRepair(file, sidecar ?? null, control));
+  const r = await runJob('eccRepair', options, (control) =>
+    native().eccRepair(file, sidecar ?? null, control),
+  );
   return {
     ...r,
     before: { ...r.before, status: r.before.status as EccStatus },
@@ -270,5 +274,5 @@ export async function benchmarkErasure(
   checkInt(shardSize, 'shardSize', 1, 256 * 1024 * 1024);
   checkInt(threads, 'threads', 1, 256);
   checkInt(minRoundMs, 'minRoundMs', 0, 60_000);
-  return runJob({}, () => native().eccBench(k, m, shardSize, threads, minRoundMs));
+  return runJob('eccBench', {}, () => native().eccBench(k, m, shardSize, threads, minRoundMs));
 }

@@ -51,7 +51,7 @@ export {
   type SidecarHealth,
   type SidecarOptions,
   sidecarPath as eccSidecarPath,
-  type VerifyResult,
+  type VerifyResult as EccVerifyResult,
   verify,
 } from './ecc-erasure';
 export {

@@ -130,8 +130,9 @@ fn copied_buffer<'env>(env: &'env Env, bytes: &[u8]) -> napi::Result<Unknown<'en
     let mut data: *mut c_void = std::ptr::null_mut();
     let mut value: sys::napi_value = std::ptr::null_mut();
     // SAFETY: plain N-API call on the current env; outputs are checked below.
-    let status =
-        unsafe { sys::napi_create_arraybuffer(env.raw(), bytes.len(), &raw mut data, &raw mut value) };
+    let status = unsafe {
+        sys::napi_create_arraybuffer(env.raw(), bytes.len(), &raw mut data, &raw mut value)
+    };
     check(status, "napi_create_arraybuffer")?;
     if !bytes.is_empty() && !data.is_null() {
         // SAFETY: `data` points to `bytes.len()` fresh bytes owned by the new ArrayBuffer.
