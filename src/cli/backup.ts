@@ -4,13 +4,15 @@
 import { readFileSync } from 'node:fs';
 import { createBackup } from '../backup/create';
 import type { ManifestKey } from '../backup/manifest';
-import { restoreBackup, verifyBackup } from '../backup/restore';
+import { type BackupReadOptions, restoreBackup, verifyBackup } from '../backup/restore';
 import { TensorVaultError } from '../errors';
+import type { Progress } from '../job';
 import {
   ExitCode,
   formatBytes,
   formatRate,
   interruptSignal,
+  type ParsedArgs,
   parseArgs,
   progressBar,
   UsageError,
@@ -76,6 +78,20 @@ function manifestKey(values: Map<string, string>, signing: boolean): ManifestKey
   return undefined;
 }
 
+/** The options `verify` and `restore` share: manifest, keys, signature policy, Ctrl-C, progress. */
+function readOptions(a: ParsedArgs, onProgress: ((p: Progress) => void) | undefined): BackupReadOptions {
+  const key = manifestKey(a.values, false);
+  const ek = encKey(a.values);
+  return {
+    requireSignature: a.flags.has('require-signature'),
+    signal: interruptSignal(),
+    ...(a.values.has('manifest') ? { manifestPath: a.values.get('manifest') as string } : {}),
+    ...(key ? { key } : {}),
+    ...(ek ? { encryptionKey: ek } : {}),
+    ...(onProgress ? { onProgress } : {}),
+  };
+}
+
 function encKey(values: Map<string, string>): Uint8Array | undefined {
   const f = values.get('encrypt-key-file');
   if (f === undefined) return undefined;
@@ -105,17 +121,10 @@ export async function run(argv: readonly string[]): Promise<number> {
       }
       if (a.positionals.length !== 1) throw new UsageError('backup verify takes one archive');
       const archive = a.positionals[0] as string;
-      const key = manifestKey(a.values, false);
-      const ek = encKey(a.values);
       const bar = progressBar('verifying', 0);
       const r = await verifyBackup(archive, {
         readData: a.flags.has('read-data'),
-        requireSignature: a.flags.has('require-signature'),
-        signal: interruptSignal(),
-        ...(a.values.has('manifest') ? { manifestPath: a.values.get('manifest') as string } : {}),
-        ...(key ? { key } : {}),
-        ...(ek ? { encryptionKey: ek } : {}),
-        ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
+        ...readOptions(a, bar.onProgress),
       }).finally(bar.done);
       if (a.flags.has('json')) out(`${JSON.stringify(r)}\n`);
       else {
@@ -141,17 +150,10 @@ export async function run(argv: readonly string[]): Promise<number> {
       if (a.positionals.length !== 2)
         throw new UsageError('backup restore takes an archive and a destination folder');
       const [archive, dest] = a.positionals as [string, string];
-      const key = manifestKey(a.values, false);
-      const ek = encKey(a.values);
       const bar = progressBar('restoring', 0);
       const r = await restoreBackup(archive, dest, {
         overwrite: a.flags.has('overwrite'),
-        requireSignature: a.flags.has('require-signature'),
-        signal: interruptSignal(),
-        ...(a.values.has('manifest') ? { manifestPath: a.values.get('manifest') as string } : {}),
-        ...(key ? { key } : {}),
-        ...(ek ? { encryptionKey: ek } : {}),
-        ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
+        ...readOptions(a, bar.onProgress),
       }).finally(bar.done);
       if (a.flags.has('json')) out(`${JSON.stringify(r)}\n`);
       else {
