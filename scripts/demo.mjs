@@ -1,84 +1,305 @@
 #!/usr/bin/env node
-// `npm run demo`: the main job on built-in data. Installs and builds what it needs, then:
-//   1. writes a 2 GiB file of deterministic data,
-//   2. hashes it with tensorvault (plain SHA-256 and the parallel chunk tree) and with node:crypto,
-//   3. checks the digests agree and prints what happened and how fast.
-// Options: --size-gib G (default 2), --keep (keep the data file in demo-data/).
+// `npm run demo`: tensorvault's main job on built-in data. Installs and builds what it needs, then:
+//   1. writes a multi-gigabyte synthetic checkpoint with the streaming safetensors writer,
+//   2. records its SHA-256 and protects it with an erasure-code sidecar (<file>.tvecc),
+//   3. damages it (the safetensors header, two bursts, scattered bit flips, the sidecar's own header),
+//   4. shows the damaged file is refused (typed error), verifies, repairs, confirms the SHA-256 with
+//      node:crypto as an independent check,
+//   5. opens the repaired checkpoint lazily through mmap (open time, memory) and checks every tensor's
+//      bytes through zero-copy views,
+// and prints what happened and how fast.
+//   npm run demo -- [--size 2G] [--level low|medium|high] [--dir demo-data] [--keep]
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  mkdirSync,
+  openSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-execFileSync('node', [join(root, 'scripts', 'setup.mjs')], { stdio: 'inherit' });
-
-const require = createRequire(import.meta.url);
-const tv = require('../dist/index.js');
-const arg = (name, dflt) => {
+const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? dflt : process.argv[i + 1];
+  return i === -1 ? fallback : process.argv[i + 1];
 };
-const size = Math.round(Number(arg('size-gib', 2)) * 1024 ** 3);
-const dir = join(root, 'demo-data');
-mkdirSync(dir, { recursive: true });
-const file = join(dir, 'demo.bin');
-const gb = (bytes, ms) => `${(bytes / 1e9 / (ms / 1000)).toFixed(2)} GB/s`;
-const time = async (fn) => {
+const parseSize = (t) => {
+  const m = /^(\d+(?:\.\d+)?)([kmg]?)i?b?$/i.exec(String(t));
+  if (!m) throw new Error(`bad --size ${t} (examples: 2G, 512M)`);
+  return Math.round(Number(m[1]) * { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase()]);
+};
+const size = parseSize(arg('size', '2G'));
+const level = arg('level', 'medium');
+const dir = resolve(root, arg('dir', 'demo-data'));
+const keep = process.argv.includes('--keep');
+
+execFileSync('node', [join(root, 'scripts', 'setup.mjs')], { stdio: 'inherit' });
+const require = createRequire(import.meta.url);
+const tv = require(join(root, 'dist', 'index.js'));
+
+const gib = (n) => `${(n / 1024 ** 3).toFixed(2)} GiB`;
+const mib = (n) => `${(n / 1024 ** 2).toFixed(1)} MiB`;
+const rate = (n, ms) => `${(n / 1e9 / (ms / 1000)).toFixed(2)} GB/s`;
+const secs = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
+const timed = async (fn) => {
   const t0 = performance.now();
   const value = await fn();
   return { value, ms: performance.now() - t0 };
 };
+const summary = [];
+const note = (step, what, ms, bytes) =>
+  summary.push({ step, what, time: secs(ms), speed: bytes ? rate(bytes, ms) : '' });
+// A progress bar on stderr when it is a terminal (the CLI's `--progress` does the same).
 const bar = (label) =>
   process.stderr.isTTY
     ? (p) => {
-        const f = p.bytesTotal ? p.bytesDone / p.bytesTotal : 0;
+        const f = p.bytesTotal ? Math.min(1, p.bytesDone / p.bytesTotal) : 0;
         process.stderr.write(
-          `\r  ${label} [${'#'.repeat(Math.round(f * 30)).padEnd(30, '.')}] ${(f * 100).toFixed(0)}%`,
+          `\r   ${label} [${'#'.repeat(Math.round(f * 30)).padEnd(30, '.')}] ${(f * 100).toFixed(0)}%`,
         );
-        if (f >= 1) process.stderr.write('\r\x1b[K');
       }
     : undefined;
+const clearBar = () => process.stderr.isTTY && process.stderr.write('\r\x1b[K');
 
-console.log(`\ntensorvault ${tv.version()} demo — Node ${process.version}`);
-console.log(`\n1. Writing ${(size / 1024 ** 3).toFixed(1)} GiB of deterministic data to ${file}`);
-const written = await time(() => {
-  const fd = openSync(file, 'w');
-  // One pseudo-random 16 MiB block, with every 4 KiB page stamped with its file offset so that no two
-  // pages of the file are equal.
-  const block = Buffer.alloc(16 << 20);
-  for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
-  for (let off = 0; off < size; off += block.length) {
-    for (let p = 0; p < block.length; p += 4096) block.writeDoubleLE(off + p, p);
-    writeSync(fd, block, 0, Math.min(block.length, size - off), off);
+// ---------------------------------------------------------------------------------------------------
+// The synthetic model: 64 MiB tensors (F32 [4096, 4096]; every fourth one BF16 [4096, 8192]) until
+// `size`, plus a small F32 bias per layer. Every byte is a function of (tensor, offset), so the values
+// read back at the end can be checked against a fresh copy without keeping anything in memory.
+const TENSOR_BYTES = 64 * 1024 * 1024;
+const PIECE = 4 * 1024 * 1024;
+const layers = Math.max(1, Math.floor(size / TENSOR_BYTES));
+const base = Buffer.alloc(PIECE);
+{
+  const f = new Float32Array(base.buffer, base.byteOffset, PIECE / 4);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < f.length; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    f[i] = (x / 2 ** 32 - 0.5) * 0.08; // weights around ±0.04, like an initialised layer
   }
-  closeSync(fd);
-});
-console.log(`   written in ${(written.ms / 1000).toFixed(1)} s (${gb(size, written.ms)})`);
+}
+/** Piece `p` of tensor `t`: the base block with every 4 KiB page stamped with (t, p, page). */
+function piece(t, p, len, out) {
+  base.copy(out, 0, 0, len);
+  for (let at = 0; at + 8 <= len; at += 4096) {
+    out.writeUInt32LE(t, at);
+    out.writeUInt32LE(p * 1024 + at / 4096, at + 4);
+  }
+  return out.subarray(0, len);
+}
+async function* source(t, bytes) {
+  const out = Buffer.alloc(PIECE);
+  for (let p = 0; p * PIECE < bytes; p++) yield piece(t, p, Math.min(PIECE, bytes - p * PIECE), out);
+}
+const model = [];
+for (let i = 0; i < layers; i++) {
+  const bf16 = i % 4 === 3;
+  model.push({
+    name: `model.layers.${i}.mlp.weight`,
+    dtype: bf16 ? 'BF16' : 'F32',
+    shape: bf16 ? [4096, 8192] : [4096, 4096],
+    bytes: TENSOR_BYTES,
+  });
+  model.push({ name: `model.layers.${i}.mlp.bias`, dtype: 'F32', shape: [4096], bytes: 4096 * 4 });
+}
 
-console.log('\n2. Hashing (the file is now in the page cache; each run reads all of it)');
-const plain = await time(() => tv.hashFile(file, { onProgress: bar('plain') }));
-console.log(`   tensorvault  sha256 (1 stream)        ${plain.value.digest}  ${gb(size, plain.ms)}`);
-const tree = await time(() => tv.hashFile(file, { tree: true, onProgress: bar('tree') }));
+mkdirSync(dir, { recursive: true });
+const file = join(dir, 'checkpoint.safetensors');
+rmSync(file, { force: true });
+rmSync(tv.eccSidecarPath(file), { force: true });
 console.log(
-  `   tensorvault  chunk tree root (${tree.value.chunkCount} × 4 MiB) ${tree.value.digest}  ${gb(size, tree.ms)}`,
+  `\ntensorvault ${tv.version()} demo — Node ${process.version}, ${process.platform}/${process.arch}`,
 );
-const node = await time(async () => {
+
+// 1. Write ---------------------------------------------------------------------------------------------
+console.log(
+  `\n1. Writing a ${gib(layers * (TENSOR_BYTES + 16384))} checkpoint (${model.length} tensors) to ${file}`,
+);
+const tensors = new Map(
+  model.map((t, i) => [t.name, { dtype: t.dtype, shape: t.shape, data: source(i, t.bytes) }]),
+);
+const saved = await timed(() =>
+  tv.saveSafetensors(file, tensors, {
+    metadata: { format: 'pt', producer: 'tensorvault demo', layers: String(layers) },
+    onProgress: bar('write'),
+  }),
+);
+clearBar();
+const total = statSync(file).size;
+console.log(
+  `   streamed from async sources (constant memory), temp file + fsync + rename: ${secs(saved.ms)} (${rate(total, saved.ms)})`,
+);
+note('write', `saveSafetensors, ${gib(total)}`, saved.ms, total);
+
+const original = await timed(() => tv.hashFile(file));
+console.log(`   SHA-256 ${original.value.digest} in ${secs(original.ms)} (${rate(total, original.ms)})`);
+note('hash', 'hashFile (SHA-256)', original.ms, total);
+
+// 2. Protect -------------------------------------------------------------------------------------------
+console.log(`\n2. Protecting it with an erasure-code sidecar (level ${level})`);
+const prot = await timed(() => tv.protect(file, { level, onProgress: bar('protect') }));
+clearBar();
+const L = prot.value.layout;
+console.log(
+  `   ${L.k}+${L.m} Reed-Solomon, ${L.chunkSize / 1024} KiB chunks: ${L.chunks} chunks in ${L.stripes} interleaved stripes`,
+);
+console.log(
+  `   sidecar ${prot.value.sidecarPath}: ${gib(L.sidecarLength)} (${((L.sidecarLength / total) * 100).toFixed(1)} % overhead), written in ${secs(prot.ms)} (${rate(total, prot.ms)})`,
+);
+note('protect', `${L.k}+${L.m} × ${L.chunkSize / 1024} KiB`, prot.ms, total);
+
+// 3. Damage --------------------------------------------------------------------------------------------
+console.log('\n3. Damaging it');
+const garbage = (n, seed) => {
+  const b = Buffer.alloc(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
+  return b;
+};
+// Damage is placed within the parity budget (at most m damaged chunks per stripe; chunk c belongs to
+// stripe c mod S), moving a planned spot forward one chunk at a time until it fits; `repair` would report
+// anything beyond the budget as TV_ECC_UNREPAIRABLE and change nothing.
+const perStripe = new Map();
+const chunksOf = (off, len) => {
+  const out = [];
+  for (let c = Math.floor(off / L.chunkSize); c <= Math.floor((off + len - 1) / L.chunkSize); c++)
+    out.push(c);
+  return out;
+};
+const place = (off, len) => {
+  for (let at = off; at + len <= total; at += L.chunkSize) {
+    const cs = chunksOf(at, len);
+    const add = new Map();
+    for (const c of cs) add.set(c % L.stripes, (add.get(c % L.stripes) ?? 0) + 1);
+    if ([...add].every(([s, n]) => (perStripe.get(s) ?? 0) + n <= L.m)) {
+      for (const [s, n] of add) perStripe.set(s, (perStripe.get(s) ?? 0) + n);
+      return at;
+    }
+  }
+  return -1;
+};
+const fdw = openSync(file, 'r+');
+place(0, 4096);
+writeSync(fdw, garbage(4096, 1), 0, 4096, 0);
+console.log('   - 4 KiB of garbage over the safetensors header');
+const burst = Math.min(Math.floor(total / 40), 24 * 1024 * 1024, Math.max(1, L.stripes - 2) * L.chunkSize);
+for (const at of [0.3, 0.71]) {
+  const off = place(Math.floor(total * at), burst);
+  if (off < 0) continue;
+  writeSync(fdw, garbage(burst, off), 0, burst, off);
+  console.log(`   - a ${mib(burst)} burst at offset ${gib(off)}`);
+}
+const one = Buffer.alloc(1);
+let flips = 0;
+for (let i = 0; i < 6; i++) {
+  const off = place(Math.floor(total * (0.05 + i * 0.15)) + 12345, 1);
+  if (off < 0) continue;
+  readSync(fdw, one, 0, 1, off);
+  one[0] ^= 1 << (i % 8);
+  writeSync(fdw, one, 0, 1, off);
+  flips++;
+}
+console.log(`   - ${flips} single-bit flips spread over the file`);
+closeSync(fdw);
+const fds = openSync(prot.value.sidecarPath, 'r+');
+writeSync(fds, garbage(64, 9), 0, 64, 16);
+closeSync(fds);
+console.log("   - 64 bytes over the sidecar's own header (copy A)");
+
+// 4. Refuse, verify, repair, confirm ---------------------------------------------------------------------
+console.log('\n4. Detecting and repairing');
+try {
+  const f = await tv.openSafetensors(file);
+  f.close();
+  console.log('   opening the damaged checkpoint: it opened (the header damage went unnoticed — unexpected)');
+} catch (err) {
+  console.log(
+    `   opening the damaged checkpoint is refused: ${err.code} (${String(err.message).split('\n')[0].slice(0, 90)})`,
+  );
+}
+const ver = await timed(() => tv.verify(file, { onProgress: bar('verify') }));
+clearBar();
+const V = ver.value;
+console.log(
+  `   verify: ${V.status.toUpperCase()} — ${V.damagedChunks.length} damaged chunks (${V.damagedChunks.slice(0, 8).join(', ')}${V.damagedChunks.length > 8 ? ', …' : ''}), sidecar header A ${V.sidecar.headerA ? 'ok' : 'damaged'}, in ${secs(ver.ms)} (${rate(total, ver.ms)})`,
+);
+note('verify', `${V.status}, ${V.damagedChunks.length} chunks damaged`, ver.ms, total);
+const rep = await timed(() => tv.repair(file, { onProgress: bar('repair') }));
+clearBar();
+const R = rep.value;
+console.log(
+  `   repair: ${R.repairedChunks.length} chunks rebuilt (${mib(R.repairedChunks.length * L.chunkSize)}), file ${R.fileRewritten ? 'replaced atomically' : 'kept'}, sidecar ${R.sidecarRewritten ? 'rewritten' : 'kept'}, re-verified ${R.after.status}, in ${secs(rep.ms)}`,
+);
+note('repair', `${R.repairedChunks.length} chunks rebuilt, re-verified`, rep.ms, total);
+const check = await timed(async () => {
   const h = createHash('sha256');
-  await pipeline(createReadStream(file), h);
+  await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), h);
   return h.digest('hex');
 });
-console.log(`   node:crypto  sha256 (createReadStream) ${node.value}  ${gb(size, node.ms)}`);
-console.log(`   loaded native addon: ${tv.nativePath()}`);
-
-console.log('\n3. Result');
-const same = node.value === plain.value.digest;
-console.log(`   tensorvault and node:crypto agree: ${same ? 'yes' : 'NO'}`);
-console.log(`   plain hash: ${(node.ms / plain.ms).toFixed(2)}× node:crypto's stream`);
+const same = check.value === original.value.digest;
 console.log(
-  `   chunk tree: ${(node.ms / tree.ms).toFixed(2)}× node:crypto's stream (parallel over all cores)`,
+  `   SHA-256 after repair (node:crypto, independent): ${check.value} — ${same ? 'MATCHES the original' : 'DIFFERS from the original (bug)'}`,
 );
-if (!process.argv.includes('--keep')) rmSync(file, { force: true });
-if (!same) process.exitCode = 1;
+
+// 5. Load lazily -------------------------------------------------------------------------------------------
+console.log('\n5. Loading the repaired checkpoint lazily (mmap, zero-copy views)');
+globalThis.gc?.();
+const rss0 = process.memoryUsage().rss;
+const opened = await timed(() => tv.openSafetensors(file));
+const ckpt = opened.value;
+const rssOpen = process.memoryUsage().rss - rss0;
+const first = await timed(() => ckpt.tensor(ckpt.names[0]));
+console.log(
+  `   opened and validated ${ckpt.names.length} tensors in ${secs(opened.ms)}; memory grew ${mib(Math.max(0, rssOpen))}; first view in ${secs(first.ms)}`,
+);
+console.log(`   metadata ${JSON.stringify(ckpt.metadata)}`);
+note('open', `openSafetensors, ${ckpt.names.length} tensors`, opened.ms);
+const sample = ckpt.tensor(model[0].name);
+console.log(
+  `   ${sample.name}: ${sample.dtype} [${sample.shape.join(', ')}] → ${sample.data.constructor.name}, ${sample.copied ? 'copied' : 'zero-copy'}; values [${Array.from(sample.data.subarray(2, 6), (v) => v.toFixed(4)).join(', ')}]`,
+);
+const bf = ckpt.tensor(model.find((t) => t.dtype === 'BF16')?.name ?? model[0].name);
+console.log(
+  `   ${bf.name}: ${bf.dtype} [${bf.shape.join(', ')}] → ${bf.data.constructor.name} (raw bfloat16 bits)`,
+);
+let mismatched = 0;
+let viewed = 0;
+const expect = Buffer.alloc(PIECE);
+const readAll = await timed(() => {
+  for (const [i, t] of model.entries()) {
+    const view = ckpt.tensor(t.name);
+    if (view.dtype !== t.dtype || view.shape.join() !== t.shape.join()) mismatched++;
+    const bytes = Buffer.from(view.bytes.buffer, view.bytes.byteOffset, view.bytes.byteLength);
+    for (let p = 0; p * PIECE < t.bytes; p++) {
+      const len = Math.min(PIECE, t.bytes - p * PIECE);
+      if (bytes.compare(piece(i, p, len, expect), 0, len, p * PIECE, p * PIECE + len) !== 0) mismatched++;
+    }
+    viewed += t.bytes;
+  }
+});
+console.log(
+  `   every tensor checked through its view against the generator: ${mismatched === 0 ? 'all bytes equal' : `${mismatched} MISMATCHES`} (${gib(viewed)} in ${secs(readAll.ms)}, ${rate(viewed, readAll.ms)}, including regenerating the expected bytes)`,
+);
+note('read', 'every tensor via views, checked', readAll.ms, viewed);
+ckpt.close();
+
+// Summary --------------------------------------------------------------------------------------------------
+console.log('\nSummary');
+console.table(summary);
+const ok = same && mismatched === 0 && R.after.status === 'intact';
+console.log(
+  ok ? 'Result: damage found, repaired byte-exactly, checkpoint loads.' : 'Result: FAILED (see above)',
+);
+if (!keep) rmSync(dir, { recursive: true, force: true });
+else console.log(`kept ${file} and its sidecar`);
+process.exitCode = ok ? 0 : 1;

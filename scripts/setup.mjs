@@ -18,7 +18,7 @@ const stamp = join(root, 'node_modules', '.package-lock.json');
 const lock = join(root, 'package-lock.json');
 if (!existsSync(stamp) || statSync(stamp).mtimeMs < statSync(lock).mtimeMs) {
   console.error('setup: installing npm dependencies (npm install from package-lock.json)');
-  run('npm', ['install', '--no-audit', '--no-fund']);
+  run('npm', ['install', '--no-audit', '--no-fund', '--no-save']);
 }
 if (!process.argv.includes('--deps')) {
   run('node', ['scripts/build.mjs']);
