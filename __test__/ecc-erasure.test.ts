@@ -102,6 +102,33 @@ describe('protect / verify / repair', () => {
     expect(sha(readFileSync(file))).toBe(sha(original));
   });
 
+  it('records its chunk digest: blake3 by default, sha256 on request (root = the chunk tree root)', async () => {
+    const file = join(dir, 'digest.bin');
+    const original = bytes(1_500_000, 5);
+    writeFileSync(file, original);
+    const b = await tv.protect(file, { level: 'medium' });
+    expect(b.layout.digest).toBe('blake3');
+    const s = await tv.protect(file, { level: 'medium', digest: 'sha256' });
+    expect(s.layout.digest).toBe('sha256');
+    // With SHA-256 leaves the sidecar's root is the file's chunk-tree root at the sidecar's chunk size.
+    const tree = await tv.hashFile(file, { chunkSize: s.layout.chunkSize });
+    expect(s.root).toBe(tree.digest);
+    expect(b.root).not.toBe(tree.digest);
+    for (const digest of ['blake3', 'sha256'] as const) {
+      writeFileSync(file, original);
+      await tv.protect(file, { k: 4, m: 2, chunkSize: 65536, digest });
+      damage(file, 200_000, 70_000, 11);
+      const v = await tv.verify(file);
+      expect(v.layout.digest).toBe(digest);
+      expect(v.damagedChunks).toEqual([3, 4]);
+      expect((await tv.repair(file)).after.status).toBe('intact');
+      expect(sha(readFileSync(file))).toBe(sha(original));
+    }
+    await expect(tv.protect(file, { digest: 'md5' as never })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+  });
+
   it('repairs truncation, appended garbage and a damaged sidecar header', async () => {
     const file = join(dir, 'trunc.bin');
     const original = bytes(1_500_000, 5);
@@ -243,6 +270,10 @@ describe('CLI', () => {
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('TV_ECC_UNREPAIRABLE');
     expect(runCli('protect', file, '--k', '4').status).toBe(3);
+    expect(runCli('protect', file, '--digest', 'md5').status).toBe(3);
+    const sp = runCli('protect', file, '--digest', 'sha256', '--json');
+    expect(sp.status).toBe(0);
+    expect(JSON.parse(sp.stdout).layout.digest).toBe('sha256');
     expect(runCli('verify', join(dir, 'nope.bin')).status).toBe(6);
   });
 

@@ -26,7 +26,15 @@ export interface ProtectOptions extends SidecarOptions {
   m?: number;
   /** Chunk size in bytes: a power of two from 4 KiB to 1 GiB. */
   chunkSize?: number;
+  /**
+   * Digest that locates damaged chunks: `blake3` (default; verify runs at memory/disk speed) or `sha256`
+   * (the chunk tree's leaves, so the sidecar's root equals {@link hashFile}'s tree root, at SHA-256 speed).
+   */
+  digest?: ChunkDigestName;
 }
+
+/** Chunk digests a sidecar can use (`docs/formats/ecc-sidecar.md`). */
+export type ChunkDigestName = 'blake3' | 'sha256';
 
 /** Parameters and sizes of a sidecar. */
 export interface EccLayout {
@@ -44,6 +52,8 @@ export interface EccLayout {
   stripes: number;
   /** Length of the sidecar. */
   sidecarLength: number;
+  /** The chunk digest recorded in the sidecar. */
+  digest: ChunkDigestName;
 }
 
 /** Result of {@link protect}. */
@@ -138,7 +148,10 @@ export function sidecarPath(path: string): string {
 export async function protect(path: string, options: ProtectOptions = {}): Promise<ProtectResult> {
   const file = checkPath(path);
   const sidecar = optionalPath(options.sidecar);
-  const { level, k, m, chunkSize } = options;
+  const { level, k, m, chunkSize, digest } = options;
+  if (digest !== undefined && digest !== 'blake3' && digest !== 'sha256') {
+    throw invalidArgument('digest', "digest must be 'blake3' or 'sha256'", { actual: String(digest) });
+  }
   const custom = k !== undefined || m !== undefined || chunkSize !== undefined;
   if (custom && level !== undefined)
     throw invalidArgument('level', 'give either level or k, m and chunkSize');
@@ -159,6 +172,7 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
       kk ?? null,
       mm ?? null,
       cs ?? null,
+      digest ?? null,
       control,
     ),
   );
@@ -252,8 +266,10 @@ export interface ErasureBenchResult {
   reconstructOne: number;
   /** Reconstruct with `m` data shards lost. */
   reconstructAll: number;
-  /** SHA-256 over the data (what `verify` spends per byte). */
+  /** SHA-256 over the data (what `verify` spends per byte with `sha256` chunk digests). */
   verify: number;
+  /** BLAKE3 over the data (what `verify` spends per byte with `blake3` chunk digests, the default). */
+  verifyBlake3: number;
   /** SIMD kernel used. */
   kernel: string;
 }

@@ -38,6 +38,7 @@ export {
   RsCodec,
 } from './ecc';
 export {
+  type ChunkDigestName,
   type EccLayout,
   type EccStatus,
   type ErasureBenchResult,

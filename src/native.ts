@@ -84,6 +84,7 @@ export interface NativeEccLayout {
   chunks: number;
   stripes: number;
   sidecarLength: number;
+  digest: 'blake3' | 'sha256';
 }
 
 /** Result of the native `eccProtect`. */
@@ -174,6 +175,7 @@ export interface NativeBinding {
     k: number | null,
     m: number | null,
     chunkSize: number | null,
+    digest: string | null,
     control: NativeJobControl,
   ): Promise<NativeEccProtectResult>;
   eccVerify(path: string, sidecar: string | null, control: NativeJobControl): Promise<NativeEccVerifyResult>;
@@ -190,6 +192,7 @@ export interface NativeBinding {
     reconstructOne: number;
     reconstructAll: number;
     verify: number;
+    verifyBlake3: number;
     kernel: string;
   }>;
   __testPanicSync(): void;

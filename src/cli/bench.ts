@@ -20,7 +20,8 @@ export const usage = `tensorvault bench ecc [options]
   --no-svg           do not write the chart
   --json             machine-readable output
 
-  Columns: encode; reconstruct with 1 and with m data shards lost; verify (SHA-256 of the data).
+  Columns: encode; reconstruct with 1 and with m data shards lost; verify (SHA-256 and BLAKE3 of the data: the
+  two chunk digests a sidecar can use).
 `;
 
 interface Row extends ErasureBenchResult {
@@ -50,6 +51,7 @@ export function svgChart(rows: readonly Row[]): string {
     ['reconstructOne', 'reconstruct 1 lost', '#f28e2b'],
     ['reconstructAll', 'reconstruct m lost', '#e15759'],
     ['verify', 'verify (SHA-256)', '#76b7b2'],
+    ['verifyBlake3', 'verify (BLAKE3)', '#59a14f'],
   ];
   const max = Math.max(1, ...rows.flatMap((r) => series.map(([k]) => Number(r[k]) / 1e9)));
   const barW = 14;
@@ -129,7 +131,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const rows: Row[] = [];
   if (!json) {
     process.stdout.write(
-      `${'code'.padEnd(7)}${'shard'.padStart(9)}${'threads'.padStart(8)}${'encode'.padStart(9)}${'rec 1'.padStart(9)}${'rec m'.padStart(9)}${'verify'.padStart(9)}  GB/s\n`,
+      `${'code'.padEnd(7)}${'shard'.padStart(9)}${'threads'.padStart(8)}${'encode'.padStart(9)}${'rec 1'.padStart(9)}${'rec m'.padStart(9)}${'sha256'.padStart(9)}${'blake3'.padStart(9)}  GB/s\n`,
     );
   }
   for (const [k, m] of codes) {
@@ -140,7 +142,7 @@ export async function run(argv: readonly string[]): Promise<number> {
         rows.push(row);
         if (!json) {
           process.stdout.write(
-            `${`${k}+${m}`.padEnd(7)}${formatBytes(shardSize).padStart(9)}${String(t).padStart(8)}${gb(r.encode).padStart(9)}${gb(r.reconstructOne).padStart(9)}${gb(r.reconstructAll).padStart(9)}${gb(r.verify).padStart(9)}\n`,
+            `${`${k}+${m}`.padEnd(7)}${formatBytes(shardSize).padStart(9)}${String(t).padStart(8)}${gb(r.encode).padStart(9)}${gb(r.reconstructOne).padStart(9)}${gb(r.reconstructAll).padStart(9)}${gb(r.verify).padStart(9)}${gb(r.verifyBlake3).padStart(9)}\n`,
           );
         }
       }

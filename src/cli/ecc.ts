@@ -5,11 +5,13 @@
  * repairable or sidecar unusable, 3 bad command line, 6 I/O error, 7 internal error, 130 interrupted.
  */
 import {
+  type ChunkDigestName,
   type ProtectionLevel,
   type ProtectOptions,
   protect,
   type RepairResult,
   repair,
+  type SidecarOptions,
   type VerifyResult,
   verify,
 } from '../ecc-erasure';
@@ -18,6 +20,7 @@ import {
   formatBytes,
   formatRate,
   interruptSignal,
+  type ParsedArgs,
   parseArgs,
   parseSize,
   progressBar,
@@ -54,7 +57,7 @@ function listChunks(label: string, chunks: readonly number[]): string {
 function describeVerify(file: string, r: VerifyResult): string {
   const l = r.layout;
   let out = `${file}: ${r.status.toUpperCase()}\n`;
-  out += `  code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes\n`;
+  out += `  code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes, ${l.digest} digests\n`;
   if (r.actualLength !== l.fileLength) {
     out += `  length ${r.actualLength} bytes, expected ${l.fileLength} (${r.actualLength < l.fileLength ? 'truncated' : 'trailing bytes'})\n`;
   }
@@ -73,14 +76,42 @@ function describeVerify(file: string, r: VerifyResult): string {
   return out;
 }
 
+/** What every verb of this group shares: `--help`, one file, `--sidecar`, Ctrl-C, the progress bar, timing. */
+async function runSidecarVerb<T>(
+  argv: readonly string[],
+  verb: string,
+  usage: string,
+  values: readonly string[],
+  label: string,
+  job: (file: string, args: ParsedArgs, options: SidecarOptions) => Promise<T>,
+): Promise<{ file: string; args: ParsedArgs; r: T; seconds: number } | null> {
+  const args = parseArgs(argv, ['json', 'help'], ['sidecar', ...values]);
+  if (args.flags.has('help')) {
+    process.stdout.write(usage);
+    return null;
+  }
+  const file = oneFile(args.positionals, verb);
+  const sidecar = args.values.get('sidecar');
+  const bar = progressBar(label);
+  const started = performance.now();
+  const options: SidecarOptions = {
+    signal: interruptSignal(),
+    ...(sidecar !== undefined ? { sidecar } : {}),
+    ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
+  };
+  const r = await job(file, args, options).finally(bar.done);
+  return { file, args, r, seconds: (performance.now() - started) / 1000 };
+}
+
 const protectUsage = `tensorvault protect <file> [options]
 
-  Write <file>.tvecc: per-chunk SHA-256 digests and interleaved Reed-Solomon parity that locate and
-  repair damage to the file (and to the sidecar itself). docs/formats/ecc-sidecar.md.
+  Write <file>.tvecc: per-chunk digests and interleaved Reed-Solomon parity that locate and repair
+  damage to the file (and to the sidecar itself). docs/formats/ecc-sidecar.md.
 
   --level L          low (32+2, 6.25 %), medium (16+2, 12.5 %, default), high (10+4, 40 %)
   --k N --m N --chunk-size S
                      custom code: N data + N parity chunks per stripe, chunk size (power of two, 4k..1G)
+  --digest D         chunk digest: blake3 (default, fastest verify) or sha256 (the chunk tree's leaves)
   --sidecar PATH     sidecar path (default <file>.tvecc)
   --json             machine-readable output
 
@@ -88,43 +119,50 @@ ${EXIT_TEXT}
 `;
 
 async function runProtect(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, ['json', 'help'], ['level', 'k', 'm', 'chunk-size', 'sidecar']);
-  if (args.flags.has('help')) {
-    process.stdout.write(protectUsage);
-    return ExitCode.OK;
-  }
-  const file = oneFile(args.positionals, 'protect');
-  const level = args.values.get('level');
-  const k = intArg(args.values.get('k'), 'k');
-  const m = intArg(args.values.get('m'), 'm');
-  const cs = args.values.get('chunk-size');
-  const custom = k !== undefined || m !== undefined || cs !== undefined;
-  if (custom && (k === undefined || m === undefined || cs === undefined)) {
-    throw new UsageError('--k, --m and --chunk-size go together');
-  }
-  if (custom && level !== undefined) throw new UsageError('give --level or --k/--m/--chunk-size, not both');
-  if (level !== undefined && !['low', 'medium', 'high'].includes(level)) {
-    throw new UsageError(`--level must be low, medium or high, got ${level}`);
-  }
-  const sidecar = args.values.get('sidecar');
-  const bar = progressBar('protecting');
-  const started = performance.now();
-  const options: ProtectOptions = {
-    signal: interruptSignal(),
-    ...(custom ? { k: k as number, m: m as number, chunkSize: parseSize(cs as string, 'chunk-size') } : {}),
-    ...(level !== undefined ? { level: level as ProtectionLevel } : {}),
-    ...(sidecar !== undefined ? { sidecar } : {}),
-    ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
-  };
-  const r = await protect(file, options).finally(bar.done);
-  const seconds = (performance.now() - started) / 1000;
+  const done = await runSidecarVerb(
+    argv,
+    'protect',
+    protectUsage,
+    ['level', 'k', 'm', 'chunk-size', 'digest'],
+    'protecting',
+    (file, args, common) => {
+      const level = args.values.get('level');
+      const k = intArg(args.values.get('k'), 'k');
+      const m = intArg(args.values.get('m'), 'm');
+      const cs = args.values.get('chunk-size');
+      const digest = args.values.get('digest');
+      const custom = k !== undefined || m !== undefined || cs !== undefined;
+      if (custom && (k === undefined || m === undefined || cs === undefined)) {
+        throw new UsageError('--k, --m and --chunk-size go together');
+      }
+      if (custom && level !== undefined)
+        throw new UsageError('give --level or --k/--m/--chunk-size, not both');
+      if (level !== undefined && !['low', 'medium', 'high'].includes(level)) {
+        throw new UsageError(`--level must be low, medium or high, got ${level}`);
+      }
+      if (digest !== undefined && digest !== 'blake3' && digest !== 'sha256') {
+        throw new UsageError(`--digest must be blake3 or sha256, got ${digest}`);
+      }
+      const options: ProtectOptions = {
+        ...common,
+        ...(custom
+          ? { k: k as number, m: m as number, chunkSize: parseSize(cs as string, 'chunk-size') }
+          : {}),
+        ...(level !== undefined ? { level: level as ProtectionLevel } : {}),
+        ...(digest !== undefined ? { digest: digest as ChunkDigestName } : {}),
+      };
+      return protect(file, options);
+    },
+  );
+  if (done === null) return ExitCode.OK;
+  const { file, args, r, seconds } = done;
   if (args.flags.has('json')) {
     process.stdout.write(`${JSON.stringify({ file, ...r, seconds })}\n`);
   } else {
     const l = r.layout;
     const overhead = l.fileLength > 0 ? ((l.sidecarLength / l.fileLength) * 100).toFixed(1) : '-';
     process.stdout.write(
-      `protected ${file} → ${r.sidecarPath}\n  code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes, sidecar ${formatBytes(l.sidecarLength)} (${overhead} %)\n  any single burst of up to ${formatBytes(Math.max(0, (l.m * l.stripes - 1) * l.chunkSize + 1))} is repairable; at most ${l.m} damaged chunk(s) per stripe\n`,
+      `protected ${file} → ${r.sidecarPath}\n  code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes, ${l.digest} digests, sidecar ${formatBytes(l.sidecarLength)} (${overhead} %)\n  any single burst of up to ${formatBytes(Math.max(0, (l.m * l.stripes - 1) * l.chunkSize + 1))} is repairable; at most ${l.m} damaged chunk(s) per stripe\n`,
     );
     process.stderr.write(
       `${formatBytes(l.fileLength)} in ${seconds.toFixed(2)} s (${formatRate(l.fileLength, seconds)})\n`,
@@ -144,21 +182,11 @@ ${EXIT_TEXT}
 `;
 
 async function runVerify(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, ['json', 'help'], ['sidecar']);
-  if (args.flags.has('help')) {
-    process.stdout.write(verifyUsage);
-    return ExitCode.OK;
-  }
-  const file = oneFile(args.positionals, 'verify');
-  const sidecar = args.values.get('sidecar');
-  const bar = progressBar('verifying');
-  const started = performance.now();
-  const r = await verify(file, {
-    signal: interruptSignal(),
-    ...(sidecar !== undefined ? { sidecar } : {}),
-    ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
-  }).finally(bar.done);
-  const seconds = (performance.now() - started) / 1000;
+  const done = await runSidecarVerb(argv, 'verify', verifyUsage, [], 'verifying', (file, _args, options) =>
+    verify(file, options),
+  );
+  if (done === null) return ExitCode.OK;
+  const { file, args, r, seconds } = done;
   if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ file, ...r, seconds })}\n`);
   else {
     process.stdout.write(describeVerify(file, r));
@@ -176,7 +204,7 @@ async function runVerify(argv: readonly string[]): Promise<number> {
 const repairUsage = `tensorvault repair <file> [options]
 
   Rebuild damaged chunks of <file> (and a damaged sidecar) from parity; every rebuilt chunk is checked
-  against its SHA-256, files are replaced atomically, and the result is re-verified. Damage beyond the
+  against its digest, files are replaced atomically, and the result is re-verified. Damage beyond the
   parity budget changes nothing and exits 2 with the unrepairable chunks listed.
 
   --sidecar PATH     sidecar path (default <file>.tvecc)
@@ -186,21 +214,16 @@ ${EXIT_TEXT}
 `;
 
 async function runRepair(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, ['json', 'help'], ['sidecar']);
-  if (args.flags.has('help')) {
-    process.stdout.write(repairUsage);
-    return ExitCode.OK;
-  }
-  const file = oneFile(args.positionals, 'repair');
-  const sidecar = args.values.get('sidecar');
-  const bar = progressBar('repairing');
-  const started = performance.now();
-  const r: RepairResult = await repair(file, {
-    signal: interruptSignal(),
-    ...(sidecar !== undefined ? { sidecar } : {}),
-    ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
-  }).finally(bar.done);
-  const seconds = (performance.now() - started) / 1000;
+  const done = await runSidecarVerb(
+    argv,
+    'repair',
+    repairUsage,
+    [],
+    'repairing',
+    (file, _args, options): Promise<RepairResult> => repair(file, options),
+  );
+  if (done === null) return ExitCode.OK;
+  const { file, args, r, seconds } = done;
   if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ file, ...r, seconds })}\n`);
   else if (r.before.status === 'intact') process.stdout.write(`${file}: intact, nothing to repair\n`);
   else {

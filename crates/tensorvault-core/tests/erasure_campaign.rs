@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use tensorvault_core::ecc::erasure::sidecar::{Layout, Params, BLOCK_LEN, HEADER_LEN};
+use tensorvault_core::ecc::erasure::sidecar::{ChunkDigest, Layout, Params, BLOCK_LEN, HEADER_LEN};
 use tensorvault_core::ecc::erasure::{
     protect, repair, verify, ErasureError, ProtectOptions, Status,
 };
@@ -269,9 +269,16 @@ fn run_case(dir: &Path, seed: u64, counts: &mut Counts) {
     let path = dir.join(format!("case-{seed}.bin"));
     let side_path = dir.join(format!("case-{seed}.bin.tvecc"));
     std::fs::write(&path, &data0).unwrap();
-    let params = Params::new(k, m, 4096).unwrap();
+    // Odd seeds use SHA-256 chunk digests, even seeds BLAKE3 (the default): both locate damage.
+    let digest = if seed % 2 == 1 {
+        ChunkDigest::Sha256
+    } else {
+        ChunkDigest::Blake3
+    };
+    let params = Params::new(k, m, 4096).unwrap().with_digest(digest);
     let pr = protect(&path, None, ProtectOptions::Custom(params), &Control::new()).unwrap();
     let layout = pr.layout;
+    assert_eq!(layout.params.digest(), digest);
     let side0 = std::fs::read(&side_path).unwrap();
     assert_eq!(side0.len() as u64, layout.sidecar_len);
 

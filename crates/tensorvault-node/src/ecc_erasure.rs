@@ -9,8 +9,8 @@ use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::ecc::erasure::{
-    self as core_ecc, ErasureCodec, Level, Params, ProtectOptions, ProtectReport, RepairReport,
-    SidecarHealth, VerifyReport,
+    self as core_ecc, ChunkDigest, ErasureCodec, Level, Params, ProtectOptions, ProtectReport,
+    RepairReport, SidecarHealth, VerifyReport,
 };
 use tensorvault_core::hash::to_hex;
 use tensorvault_core::Control;
@@ -37,6 +37,8 @@ pub struct EccLayout {
     pub chunks: f64,
     pub stripes: f64,
     pub sidecar_length: f64,
+    /// Chunk digest: `blake3` or `sha256`.
+    pub digest: String,
 }
 
 fn layout(l: &core_ecc::Layout) -> EccLayout {
@@ -48,6 +50,7 @@ fn layout(l: &core_ecc::Layout) -> EccLayout {
         chunks: f(l.chunks),
         stripes: f(l.stripes),
         sidecar_length: f(l.sidecar_len),
+        digest: l.params.digest().name().to_owned(),
     }
 }
 
@@ -156,8 +159,9 @@ impl Task for ProtectTask {
 }
 
 /// Protect a file: write `<path>.tvecc` (or `sidecar`) atomically. Either `level` (`low`, `medium`,
-/// `high`) or all of `k`, `m`, `chunkSize`.
+/// `high`) or all of `k`, `m`, `chunkSize`; `digest` is `blake3` (default) or `sha256`.
 #[napi(ts_return_type = "Promise<EccProtectResult>")]
+#[allow(clippy::too_many_arguments)]
 pub fn ecc_protect(
     path: String,
     sidecar: Option<String>,
@@ -165,17 +169,25 @@ pub fn ecc_protect(
     k: Option<u32>,
     m: Option<u32>,
     chunk_size: Option<f64>,
+    digest: Option<String>,
     control: &JobControl,
 ) -> napi::Result<AsyncTask<ProtectTask>> {
     guard(|| {
+        let digest = match digest.as_deref() {
+            None => ChunkDigest::default(),
+            Some(name) => ChunkDigest::parse(name).ok_or_else(|| {
+                invalid_argument("digest", "digest must be \"blake3\" or \"sha256\"")
+            })?,
+        };
         let options = match (level, k, m, chunk_size) {
-            (Some(level), None, None, None) => {
-                ProtectOptions::Level(Level::parse(&level).ok_or_else(|| {
+            (Some(level), None, None, None) => ProtectOptions::Level(
+                Level::parse(&level).ok_or_else(|| {
                     napi::Error::from(TvError::from(core_ecc::ErasureError::InvalidLevel {
                         level,
                     }))
-                })?)
-            }
+                })?,
+                digest,
+            ),
             (None, Some(k), Some(m), Some(cs)) => {
                 let k =
                     u16::try_from(k).map_err(|_| invalid_argument("k", "k must be at most 255"))?;
@@ -191,10 +203,12 @@ pub fn ecc_protect(
                 // checked whole, ≥ 0
                 let cs = cs as u64;
                 ProtectOptions::Custom(
-                    Params::new(k, m, cs).map_err(|e| napi::Error::from(TvError::from(e)))?,
+                    Params::new(k, m, cs)
+                        .map_err(|e| napi::Error::from(TvError::from(e)))?
+                        .with_digest(digest),
                 )
             }
-            (None, None, None, None) => ProtectOptions::default(),
+            (None, None, None, None) => ProtectOptions::Level(Level::Medium, digest),
             _ => {
                 return Err(invalid_argument(
                     "options",
@@ -361,6 +375,7 @@ pub struct EccBenchResult {
     pub reconstruct_one: f64,
     pub reconstruct_all: f64,
     pub verify: f64,
+    pub verify_blake3: f64,
     pub kernel: String,
 }
 
@@ -389,6 +404,7 @@ impl Task for BenchTask {
             reconstruct_one: r.reconstruct_one,
             reconstruct_all: r.reconstruct_all,
             verify: r.verify,
+            verify_blake3: r.verify_blake3,
             kernel: core_ecc::Kernel::detect().name().to_string(),
         })
     }

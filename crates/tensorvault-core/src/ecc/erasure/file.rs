@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::control::Control;
-use crate::hash::{sha256, ChunkTree, Digest};
+use crate::hash::{ChunkTree, Digest};
 use crate::io::atomic::AtomicFile;
 use crate::io::{open_regular, read_exact_at, IoError};
 
-use super::sidecar::{Header, Layout, Level, Params, Sidecar, SidecarHealth, Table};
+use super::sidecar::{ChunkDigest, Header, Layout, Level, Params, Sidecar, SidecarHealth, Table};
 use super::{AlignedBuf, ErasureCodec, ErasureError};
 
 /// `n` zeroed, cache-line-aligned buffers of `len` bytes.
@@ -34,15 +34,15 @@ pub fn sidecar_path_for(path: &Path) -> PathBuf {
 /// How to protect a file: a named level or explicit parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtectOptions {
-    /// A preset, adapted to small files (see [`Level::params_for`]).
-    Level(Level),
+    /// A preset, adapted to small files (see [`Level::params_for`]), with this chunk digest.
+    Level(Level, ChunkDigest),
     /// Exactly these parameters.
     Custom(Params),
 }
 
 impl Default for ProtectOptions {
     fn default() -> Self {
-        Self::Level(Level::Medium)
+        Self::Level(Level::Medium, ChunkDigest::default())
     }
 }
 
@@ -158,7 +158,7 @@ pub fn protect(
 ) -> Result<ProtectReport, ErasureError> {
     let (file, len) = open_regular(path)?;
     let params = match options {
-        ProtectOptions::Level(level) => level.params_for(len)?,
+        ProtectOptions::Level(level, digest) => level.params_for(len)?.with_digest(digest),
         ProtectOptions::Custom(p) => p,
     };
     let layout = Layout::new(params, len)?;
@@ -176,6 +176,7 @@ pub fn protect(
     let tmp_path = out.tmp_path().to_path_buf();
     let cs = params.chunk_size().as_usize();
     let (k, m) = (params.k(), params.m());
+    let digest = params.digest();
 
     let results: Result<Vec<StripeDigests>, ErasureError> = (0..layout.stripes)
         .into_par_iter()
@@ -193,7 +194,10 @@ pub fn protect(
                             });
                         }
                         let (_, clen) = layout.chunk_range(idx);
-                        dd.push((idx, sha256(buf.get(..usize_of(clen)).unwrap_or_default())));
+                        dd.push((
+                            idx,
+                            digest.hash(buf.get(..usize_of(clen)).unwrap_or_default()),
+                        ));
                         control.add(clen);
                     } else {
                         buf.fill(0);
@@ -208,7 +212,7 @@ pub fn protect(
                     let buf = buf.as_slice();
                     let slot = layout.parity_slot(s, j);
                     write_all_at(sc, &tmp_path, buf, layout.parity_offset(slot))?;
-                    pd.push((slot, sha256(buf)));
+                    pd.push((slot, digest.hash(buf)));
                 }
                 Ok((dd, pd))
             },
@@ -291,6 +295,7 @@ fn verify_with(
     control: &Control,
 ) -> Result<VerifyReport, ErasureError> {
     let layout = sc.header.layout;
+    let digest = layout.params.digest();
     let (file, actual_len) = open_regular(path)?;
     crate::io::advise_sequential(&file);
     control.set_total(control.done() + layout.file_len + layout.parity_len);
@@ -307,7 +312,7 @@ fn verify_with(
                 let (_, clen) = layout.chunk_range(idx);
                 let ok = read_chunk(&file, path, &layout, idx, actual_len, buf)?
                     && entries.get(usize_of(idx))
-                        == Some(&sha256(buf.get(..usize_of(clen)).unwrap_or_default()));
+                        == Some(&digest.hash(buf.get(..usize_of(clen)).unwrap_or_default()));
                 control.add(clen);
                 Ok((!ok).then_some(idx))
             },
@@ -327,7 +332,7 @@ fn verify_with(
                     false
                 } else {
                     read_exact_at(&sc.file, sidecar_path, buf, off)?;
-                    entries.get(usize_of(chunks + slot)) == Some(&sha256(buf))
+                    entries.get(usize_of(chunks + slot)) == Some(&digest.hash(buf))
                 };
                 control.add(cs as u64);
                 Ok((!ok).then_some(slot))
@@ -465,6 +470,7 @@ fn rebuild_file(
 ) -> Result<(), ErasureError> {
     let layout = report.layout;
     let params = layout.params;
+    let digest = params.digest();
     let (k, m) = (params.k(), params.m());
     let cs = params.chunk_size().as_usize();
     let codec = ErasureCodec::new(k, m)?;
@@ -550,7 +556,7 @@ fn rebuild_file(
                         .get(pos)
                         .and_then(|b| b.as_slice().get(..usize_of(len)))
                         .unwrap_or_default();
-                    if entries.get(usize_of(idx)) != Some(&sha256(bytes)) {
+                    if entries.get(usize_of(idx)) != Some(&digest.hash(bytes)) {
                         return Err(ErasureError::RepairVerification {
                             path: path.to_path_buf(),
                             reason: format!("rebuilt chunk {idx} does not match its digest"),

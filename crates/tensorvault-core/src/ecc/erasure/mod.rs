@@ -22,7 +22,7 @@ pub use file::{
     VerifyReport,
 };
 pub use kernels::Kernel;
-pub use sidecar::{Layout, Level, Params, SidecarHealth};
+pub use sidecar::{ChunkDigest, Layout, Level, Params, SidecarHealth};
 
 use std::path::PathBuf;
 
