@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::{AlignedBuf, ErasureCodec, ErasureError};
-use crate::hash::sha256;
-
 use super::sidecar::ChunkDigest;
+use super::{AlignedBuf, ErasureCodec, ErasureError};
 
 /// One measured configuration.
 #[derive(Debug, Clone, Copy)]
@@ -66,52 +64,49 @@ pub fn measure(
         .collect();
     #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
     let bytes = (k * shard * threads.max(1)) as f64;
-    let encode_once = |stripes: &mut Vec<Vec<AlignedBuf>>| -> Result<(), ErasureError> {
-        pool.install(|| {
-            stripes.par_iter_mut().try_for_each(|s| {
-                let (data, parity) = s.split_at_mut(k);
-                let d: Vec<&[u8]> = data.iter().map(AlignedBuf::as_slice).collect();
-                let mut p: Vec<&mut [u8]> =
-                    parity.iter_mut().map(AlignedBuf::as_mut_slice).collect();
-                codec.encode(&d, &mut p)
-            })
-        })
+    // One thread runs on the calling thread, as a C harness would (no pool hand-off per call);
+    // several run one stripe each on the pool.
+    let single = threads <= 1;
+    let each = |stripes: &mut Vec<Vec<AlignedBuf>>,
+                f: &(dyn Fn(&mut Vec<AlignedBuf>) -> Result<(), ErasureError> + Sync)|
+     -> Result<(), ErasureError> {
+        if single {
+            stripes.iter_mut().try_for_each(f)
+        } else {
+            pool.install(|| stripes.par_iter_mut().try_for_each(f))
+        }
     };
-    let encode = rate(bytes, min_round, || encode_once(&mut stripes))?;
+    let encode = rate(bytes, min_round, || {
+        each(&mut stripes, &|s| {
+            let (data, parity) = s.split_at_mut(k);
+            let d: Vec<&[u8]> = data.iter().map(AlignedBuf::as_slice).collect();
+            let mut p: Vec<&mut [u8]> = parity.iter_mut().map(AlignedBuf::as_mut_slice).collect();
+            codec.encode(&d, &mut p)
+        })
+    })?;
     let mut rec = |lost: usize| {
         let present: Vec<bool> = (0..k + m).map(|i| i >= lost.min(k)).collect();
         rate(bytes, min_round, || {
-            pool.install(|| {
-                stripes.par_iter_mut().try_for_each(|s| {
-                    let mut w: Vec<&mut [u8]> =
-                        s.iter_mut().map(AlignedBuf::as_mut_slice).collect();
-                    codec.reconstruct(&mut w, &present)
-                })
+            each(&mut stripes, &|s| {
+                let mut w: Vec<&mut [u8]> = s.iter_mut().map(AlignedBuf::as_mut_slice).collect();
+                codec.reconstruct(&mut w, &present)
             })
         })
     };
     let reconstruct_one = rec(1)?;
     let reconstruct_all = rec(m)?;
-    let verify = rate(bytes, min_round, || {
-        pool.install(|| {
-            stripes.par_iter().for_each(|s| {
+    let mut hash = |digest: ChunkDigest| {
+        rate(bytes, min_round, || {
+            each(&mut stripes, &|s| {
                 for shard in s.iter().take(k) {
-                    std::hint::black_box(sha256(shard.as_slice()));
+                    std::hint::black_box(digest.hash(shard.as_slice()));
                 }
-            });
-        });
-        Ok(())
-    })?;
-    let verify_blake3 = rate(bytes, min_round, || {
-        pool.install(|| {
-            stripes.par_iter().for_each(|s| {
-                for shard in s.iter().take(k) {
-                    std::hint::black_box(ChunkDigest::Blake3.hash(shard.as_slice()));
-                }
-            });
-        });
-        Ok(())
-    })?;
+                Ok(())
+            })
+        })
+    };
+    let verify = hash(ChunkDigest::Sha256)?;
+    let verify_blake3 = hash(ChunkDigest::Blake3)?;
     Ok(BenchResult {
         encode,
         reconstruct_one,
