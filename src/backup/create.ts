@@ -29,13 +29,15 @@ export interface BackupCreateOptions extends JobOptions {
   /** Label of the encryption key recorded in the manifest (never the key). */
   encryptionKeyId?: string;
   /**
-   * gzip level 1–9 (default 6), compressed with libdeflate at the level of the same number (libdeflate
-   * 6 compresses about as well as zlib 6 or better, and faster).
+   * gzip level 1–9 (default 6), compressed by the native core with libdeflate at the level of the same
+   * number (libdeflate's levels 1–9 are designed to match zlib's; on event-log JSON it compresses
+   * better than zlib at 6 and 9, and faster).
    */
   compressionLevel?: number;
   /**
-   * gzip members compressed at the same time, each on a libuv pool thread (default: available cores,
-   * at most 8). The pool has `UV_THREADPOOL_SIZE` threads (4 unless set), which caps the parallelism.
+   * 1 MiB gzip members in flight at once, each compressed on a libuv pool thread (default: available
+   * cores + 1, so a core is not left idle while a finished member is written; at most 8). The pool
+   * has `UV_THREADPOOL_SIZE` threads (4 unless set), which caps how many run at the same time.
    */
   threads?: number;
   /** Receives the step-by-step summary lines. */
