@@ -104,7 +104,12 @@ class ParallelGzip {
     this.#pieces = [];
     this.#len = 0;
     this.#submitted++;
-    const job = native().gzipMembers(block, this.level, this.blockSize, 1, this.control);
+    let job: Promise<Buffer>;
+    try {
+      job = native().gzipMembers(block, this.level, this.blockSize, 1, this.control);
+    } catch (err) {
+      throw fromNative(err);
+    }
     // A rejection is handled when the job is awaited in order; this only keeps it from being reported
     // as unhandled while earlier members are still being written.
     job.catch(() => {});
