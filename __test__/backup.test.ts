@@ -411,6 +411,70 @@ describe('backup create / verify / restore', () => {
     ).rejects.toBeInstanceOf(tv.TensorVaultError);
   });
 
+  it('a multi-megabyte log gives a multi-member gzip that GNU tar, gzip and node:zlib read; restore works', async () => {
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { fsync: 'never' });
+    for (let b = 0; b < 4; b++) {
+      await log.appendMany(
+        Array.from({ length: 3000 }, (_, k) => ({
+          actor: `user-${k % 97}`,
+          evento: 'DECISAO_REGISTRADA',
+          entidade: 'SituacaoDecisoria',
+          entidadeId: `${b}-${k}`,
+          payload: { k, note: 'x'.repeat(k % 50) },
+        })),
+      );
+    }
+    await log.close();
+    const before = tree(d);
+    for (const [level, threads] of [
+      [6, undefined],
+      [1, 1],
+      [9, 3],
+    ] as const) {
+      const out = fresh();
+      const r = await tv.createBackup(d, out, {
+        compressionLevel: level,
+        ...(threads === undefined ? {} : { threads }),
+      });
+      expect(r.bytesIn).toBeGreaterThan(3 * 1024 * 1024); // several 1 MiB members
+      expect(r.manifest.chain_valid_at_backup).toBe(true);
+      expect(r.manifest.eventlog_summary.total_events).toBe(12000);
+      expect(spawnSync('gzip', ['-t', r.archivePath]).status).toBe(0);
+      const entries = realEntries(r.archivePath);
+      const byName = new Map(entries.map((e) => [e.name, sha(e.data as Buffer)]));
+      for (const f of r.manifest.files) expect(byName.get(f.path)).toBe(f.sha256);
+      expect((await tv.verifyBackup(r.archivePath, { readData: true })).ok).toBe(true);
+      const dest = fresh();
+      await tv.restoreBackup(r.archivePath, dest);
+      const restored = tree(dest);
+      for (const f of r.manifest.files) expect(restored[f.path]).toBe(before[f.path]);
+    }
+  });
+
+  it('the chain check on the archived bytes finds a changed event deep in a large segment', async () => {
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { fsync: 'never' });
+    await log.appendMany(
+      Array.from({ length: 3000 }, (_, k) => ({
+        actor: 'a',
+        evento: 'E',
+        entidade: 'X',
+        entidadeId: String(k),
+        payload: { k },
+      })),
+    );
+    await log.close();
+    const seg = join(d, 'event-log', 'segment-000001.jsonl');
+    const lines = readFileSync(seg, 'utf8').split('\n');
+    const e = JSON.parse(lines[2501] as string); // line 0 is the header: event index 2500
+    lines[2501] = JSON.stringify({ ...e, actor: 'Mallory' });
+    writeFileSync(seg, lines.join('\n'));
+    const r = await tv.createBackup(d, fresh());
+    expect(r.manifest.chain_valid_at_backup).toBe(false);
+    expect(r.manifest.tensorvault?.chain_problem).toMatch(/^event 2500 .*current_hash does not match/);
+  });
+
   it('honours an AbortSignal', async () => {
     const d = await makeLog(3);
     const out = fresh();

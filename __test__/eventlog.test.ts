@@ -624,6 +624,58 @@ describe('weaknesses fixed (v2)', () => {
   });
 });
 
+describe('batched hashing: segments larger than one hash batch (1,024 events)', () => {
+  it('v2: a changed event is found at its exact index anywhere in a 3,000-event segment', async () => {
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { fsync: 'never' });
+    for (let b = 0; b < 3; b++) {
+      await log.appendMany(
+        Array.from({ length: 1000 }, (_, k) => ({
+          actor: `a${k % 5}`,
+          evento: 'E',
+          entidade: 'X',
+          entidadeId: `é${b * 1000 + k}`, // non-ASCII preimages too
+          payload: { k },
+        })),
+      );
+    }
+    await log.close();
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    expect(await ro.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 3000 });
+    const pristine = readSeg(d, 'v2', 1);
+    for (const at of [0, 1023, 1024, 2047, 2500, 2999]) {
+      const seg = structuredClone(pristine);
+      seg.entries[at] = { ...seg.entries[at], actor: 'Mallory' };
+      writeSeg(d, 'v2', 1, seg);
+      const r = await ro.verifyChainFull();
+      expect(r.valid, String(at)).toBe(false);
+      expect(r.firstInvalidIndex, String(at)).toBe(at);
+      expect(r.firstInvalidId, String(at)).toBe(seg.entries[at]?.id);
+      expect(r.reason, String(at)).toMatch(/current_hash does not match/);
+    }
+    writeSeg(d, 'v2', 1, pristine);
+    expect((await ro.verifyChainFull()).valid).toBe(true);
+  });
+
+  it('legacy (Libervia rule): full and fast verification over 2,500-event segments', async () => {
+    const entries = refChain(6000);
+    const d = fresh();
+    writeLiberviaLog(d, entries, 2500);
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    expect(await ro.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 6000 });
+    expect((await ro.verifyChain()).valid).toBe(true);
+    for (const at of [1030, 2500 + 1024, 5999]) {
+      const bad = structuredClone(entries);
+      bad[at] = { ...(bad[at] as (typeof bad)[number]), entidade_id: 'tampered' };
+      const d2 = fresh();
+      writeLiberviaLog(d2, bad, 2500);
+      const r = await (await tv.EventLog.open(d2, { readOnly: true })).verifyChainFull();
+      expect(r.valid, String(at)).toBe(false);
+      expect(r.firstInvalidIndex, String(at)).toBe(at);
+    }
+  });
+});
+
 describe('v2 preimage fast path', () => {
   it('is byte-identical to the generic canonical JSON for arbitrary strings (property)', async () => {
     const fc = (await import('fast-check')).default;

@@ -101,6 +101,78 @@ describe('sha256 / hmacSha256 / Sha256', () => {
   });
 });
 
+describe('sha256Many / sha256ManyHex (batched native hash)', () => {
+  const one = (x: string | Uint8Array) => createHash('sha256').update(x).digest('hex');
+
+  it('matches one sha256 per item for mixed strings (ASCII and not) and byte views (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.string({ unit: 'binary', maxLength: 200 }),
+            fc.string({ maxLength: 400 }),
+            fc.uint8Array({ maxLength: 300 }),
+          ),
+          { maxLength: 60 },
+        ),
+        (items) => {
+          const want = items.map((x) => one(x));
+          expect(tv.sha256Many(items).map((b) => b.toString('hex'))).toEqual(want);
+          expect(tv.sha256ManyHex(items)).toBe(want.join(''));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('handles thousands of event-sized strings and views with offsets, like per-item sha256', () => {
+    const items: (string | Uint8Array)[] = [];
+    for (let i = 0; i < 5000; i++) items.push(`tv-eventlog-v2\n{"seq":${i},"actor":"a${i % 7}"}`);
+    items.push('é∑😀', '', new Uint8Array(Buffer.from('xxabcxx')).subarray(2, 5));
+    const hex = tv.sha256ManyHex(items);
+    expect(hex.length).toBe(64 * items.length);
+    items.forEach((x, i) => {
+      expect(hex.slice(i * 64, i * 64 + 64)).toBe(tv.sha256(x).toString('hex'));
+    });
+    expect(hex.slice(-64)).toBe(one('abc'));
+  });
+
+  it('an empty list gives no digests', () => {
+    expect(tv.sha256Many([])).toEqual([]);
+    expect(tv.sha256ManyHex([])).toBe('');
+    expect(tv.sha256ManyHex([''])).toBe(one(''));
+  });
+
+  it('bad arguments are typed errors', async () => {
+    for (const bad of [undefined, null, 'abc', 5, {}]) {
+      expect(() => tv.sha256Many(bad as never)).toThrow(
+        expect.objectContaining({ code: 'TV_INVALID_ARGUMENT', context: { argument: 'items' } }),
+      );
+    }
+    for (const item of [5, null, undefined, {}, [1]]) {
+      expect(() => tv.sha256ManyHex(['ok', item as never])).toThrow(
+        expect.objectContaining({ code: 'TV_INVALID_ARGUMENT', context: { argument: 'items', index: 1 } }),
+      );
+    }
+    // The native batch checks the item bounds it is given.
+    const { native } = await import('../dist/native.js');
+    const { callNative } = await import('../dist/errors.js');
+    const data = Buffer.from('0123456789');
+    for (const ends of [[5, 3, 10], [11], [5], [], [10, 12]]) {
+      let err: unknown;
+      try {
+        callNative(() => native().sha256Many(data, new Uint32Array(ends)));
+      } catch (e) {
+        err = e;
+      }
+      expect(err, String(ends)).toMatchObject({
+        code: 'TV_INVALID_ARGUMENT',
+        context: { argument: 'ends', length: 10 },
+      });
+    }
+  });
+});
+
 describe('hashFile', () => {
   const sizes = [0, 1, 4095, 4096, 4097, 1 << 20, (1 << 20) + 1, 5 * (1 << 20) + 12345];
 

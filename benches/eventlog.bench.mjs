@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 // Event-log and backup benchmarks against named baselines, in one process so ratios are fair on a
 // shared machine.
-//   node benches/eventlog.bench.mjs [--gib 1] [--iterations 3] [--skip-backup] [--json out.json]
+//   node benches/eventlog.bench.mjs [--gib 1] [--iterations 3] [--groups append,verify,backup]
+//                                   [--skip-backup] [--json out.json]
+// --groups runs only the named groups (the ~1 GiB data set is built first whenever it is missing), so a
+// long run can be split into shorter ones that each hold the machine's benchmark lock briefly.
 // Cases:
 //   append   events/s: Libervia's algorithm (whole-segment JSON rewrite, node:crypto; the baseline),
 //            tensorvault legacy mode (same format, atomic + fsync), v2 (one line per event), v2 batched
 //   verify   events/s of verifyChainFull / verifyChain on a v2 log vs a naive verifier (JSON.parse per
 //            line, node:crypto SHA-256 of the same canonical preimage)
-//   backup   a ~1 GiB v2 event log: tv.createBackup (gzip 6, parallel members) vs node-tar (gzip 6),
-//            archiver (tar + gzip 6), GNU tar | gzip -6 and GNU tar | pigz -6
+//   backup   a ~1 GiB v2 event log: tv.createBackup (libdeflate level 6, 1 MiB gzip members compressed
+//            in parallel by the native core) vs node-tar (gzip 6, the baseline), archiver (tar + gzip 6),
+//            GNU tar | gzip -6 and GNU tar | pigz -6
 // node-tar and archiver are not project dependencies: `npm install --no-save tar@7 archiver@7` first
 // (cases whose tool is missing are skipped and say so).
 import { execFileSync } from 'node:child_process';
@@ -36,6 +40,10 @@ const arg = (name, dflt) => {
 };
 const gib = Number(arg('gib', 1));
 const iterations = Number(arg('iterations', 3));
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const loadavgAtStart = loadavg();
+const groups = new Set(String(arg('groups', 'append,verify,backup')).split(','));
+if (process.argv.includes('--skip-backup')) groups.delete('backup');
 const work = join(import.meta.dirname, '..', 'target', 'bench-eventlog');
 mkdirSync(work, { recursive: true });
 const results = [];
@@ -106,51 +114,57 @@ async function appendCase(name, count, make) {
 
 const N_SMALL = 2000;
 const N_BIG = 20000;
-await appendCase(`Libervia algorithm (baseline), ${N_SMALL} events in one segment`, N_SMALL, async (dir) => {
-  const add = liberviaAppender(dir);
-  return {
-    step: async (n) => {
-      for (let i = 0; i < n; i++) add(i);
+if (groups.has('append')) {
+  await appendCase(
+    `Libervia algorithm (baseline), ${N_SMALL} events in one segment`,
+    N_SMALL,
+    async (dir) => {
+      const add = liberviaAppender(dir);
+      return {
+        step: async (n) => {
+          for (let i = 0; i < n; i++) add(i);
+        },
+      };
     },
-  };
-});
-for (const [fmt, fsync, count] of [
-  ['legacy', 'never', N_SMALL],
-  ['legacy', 'always', 500],
-  ['v2', 'never', N_SMALL],
-  ['v2', 'never', N_BIG],
-  ['v2', 'always', N_SMALL],
-]) {
-  await appendCase(`tensorvault ${fmt}, fsync ${fsync}, ${count} events`, count, async (dir) => {
-    const log = await tv.EventLog.open(dir, { format: fmt, fsync });
+  );
+  for (const [fmt, fsync, count] of [
+    ['legacy', 'never', N_SMALL],
+    ['legacy', 'always', 500],
+    ['v2', 'never', N_SMALL],
+    ['v2', 'never', N_BIG],
+    ['v2', 'always', N_SMALL],
+  ]) {
+    await appendCase(`tensorvault ${fmt}, fsync ${fsync}, ${count} events`, count, async (dir) => {
+      const log = await tv.EventLog.open(dir, { format: fmt, fsync });
+      return {
+        step: async (n) => {
+          for (let i = 0; i < n; i++)
+            await log.append('bench', 'E', 'X', String(i % 10), { index: i, data: `Evento ${i}` });
+        },
+        close: () => log.close(),
+      };
+    });
+  }
+  await appendCase(`tensorvault v2, fsync always, appendMany x100, ${N_BIG} events`, N_BIG, async (dir) => {
+    const log = await tv.EventLog.open(dir, { fsync: 'always' });
     return {
       step: async (n) => {
-        for (let i = 0; i < n; i++)
-          await log.append('bench', 'E', 'X', String(i % 10), { index: i, data: `Evento ${i}` });
+        for (let i = 0; i < n; i += 100) {
+          await log.appendMany(
+            Array.from({ length: 100 }, (_, k) => ({
+              actor: 'bench',
+              evento: 'E',
+              entidade: 'X',
+              entidadeId: String(k),
+              payload: { index: i + k },
+            })),
+          );
+        }
       },
       close: () => log.close(),
     };
   });
 }
-await appendCase(`tensorvault v2, fsync always, appendMany x100, ${N_BIG} events`, N_BIG, async (dir) => {
-  const log = await tv.EventLog.open(dir, { fsync: 'always' });
-  return {
-    step: async (n) => {
-      for (let i = 0; i < n; i += 100) {
-        await log.appendMany(
-          Array.from({ length: 100 }, (_, k) => ({
-            actor: 'bench',
-            evento: 'E',
-            entidade: 'X',
-            entidadeId: String(k),
-            payload: { index: i + k },
-          })),
-        );
-      }
-    },
-    close: () => log.close(),
-  };
-});
 
 // ---------------------------------------------------------------- the ~1 GiB v2 data set
 const data = join(work, `data-${gib}gib`);
@@ -194,7 +208,7 @@ const inputBytes = logBytes() + statSync(join(data, 'event-log-snapshot.json')).
 process.stderr.write(`data set: ${events} events, ${(inputBytes / 1024 ** 3).toFixed(2)} GiB\n`);
 
 // ---------------------------------------------------------------- verify
-{
+if (groups.has('verify')) {
   // Verify on the first ~200k events (a copy of the first segments) so the figure is quick to take.
   const segs = readdirSync(join(data, 'event-log'))
     .filter((f) => f.endsWith('.jsonl'))
@@ -248,7 +262,7 @@ process.stderr.write(`data set: ${events} events, ${(inputBytes / 1024 ** 3).toF
 }
 
 // ---------------------------------------------------------------- backup
-if (!process.argv.includes('--skip-backup')) {
+if (groups.has('backup')) {
   const nodeTar = optional('tar');
   const archiver = optional('archiver');
   const has = (cmd) => {
@@ -292,7 +306,7 @@ if (!process.argv.includes('--skip-backup')) {
           execFileSync('sh', ['-c', `tar -cf - -C '${data}' ${members.join(' ')} | pigz -6 -p 2 > '${f}'`])),
     ],
     [
-      'tv.createBackup (gzip 6, parallel members, one pass, chain check)',
+      'tv.createBackup (libdeflate 6, parallel 1 MiB members, one pass, hashes, chain check, fsync)',
       async () => {
         const r = await tv.createBackup(data, out, { compressionLevel: 6 });
         rmSync(r.manifestPath);
@@ -338,7 +352,16 @@ if (!process.argv.includes('--skip-backup')) {
 }
 
 const machine = `${cpus()[0]?.model ?? 'cpu'} x${cpus().length}, Node ${process.version}`;
-const report = { date: new Date().toISOString(), machine, iterations, gib, results };
+const report = {
+  date: new Date().toISOString(),
+  machine,
+  loadavgAtStart,
+  loadavgAtEnd: loadavg(),
+  iterations,
+  gib,
+  groups: [...groups],
+  results,
+};
 const json = arg('json', undefined);
 if (json) writeFileSync(json, JSON.stringify(report, null, 2));
 console.log(JSON.stringify(report, null, 2));

@@ -39,6 +39,125 @@ export function sha256(data: BinaryInput): Buffer {
   return callNative(() => native().sha256(bytes));
 }
 
+/** Packed bytes handed to the batch hash; reused between calls (the native call is synchronous). */
+let scratch = Buffer.allocUnsafe(0);
+/** Largest buffer kept in `scratch` between calls. */
+const SCRATCH_KEEP = 16 * 1024 * 1024;
+/** Largest packed batch per native call (its item ends are 32-bit). */
+const BATCH_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Pack `items` (strings as UTF-8) and hash them with one native call per batch of up to 256 MiB;
+ * `each(hexOrBytes)` receives each batch's result in order.
+ */
+function hashPacked<T>(
+  items: readonly BinaryInput[],
+  call: (data: Uint8Array, ends: Uint32Array) => T,
+  each: (result: T) => void,
+): void {
+  if (!Array.isArray(items)) {
+    throw invalidArgument('items', `items must be an array, got ${describe(items)}`);
+  }
+  let i = 0;
+  do {
+    // Upper bound of the batch's bytes: 3 UTF-8 bytes per UTF-16 unit at most.
+    let cap = 0;
+    let strings = true;
+    let j = i;
+    for (; j < items.length; j++) {
+      const it = items[j];
+      if (typeof it !== 'string') strings = false;
+      const need =
+        typeof it === 'string'
+          ? it.length * 3
+          : ArrayBuffer.isView(it) || it instanceof ArrayBuffer
+            ? it.byteLength
+            : Number.NaN;
+      if (Number.isNaN(need)) {
+        throw invalidArgument(
+          'items',
+          `items[${j}] must be a string, Buffer, TypedArray, DataView or ArrayBuffer, got ${describe(it)}`,
+          { index: j },
+        );
+      }
+      if (need > 0xffffffff) {
+        throw invalidArgument('items', `items[${j}] is larger than 4 GiB: hash it with Sha256`, {
+          index: j,
+        });
+      }
+      if (j > i && cap + need > BATCH_BYTES) break;
+      cap += need;
+    }
+    let buf = scratch;
+    if (buf.length < cap) {
+      buf = Buffer.allocUnsafe(
+        cap <= SCRATCH_KEEP ? Math.min(SCRATCH_KEEP, Math.max(cap, 2 * buf.length)) : cap,
+      );
+      if (buf.length <= SCRATCH_KEEP) scratch = buf;
+    }
+    const ends = new Uint32Array(j - i);
+    let at = 0;
+    if (strings && j > i) {
+      // Strings only: one UTF-8 write of them all. When the byte count equals the UTF-16 unit count
+      // every character was ASCII (any other takes more bytes than units), so the ends follow from
+      // the string lengths; otherwise the items are written again one by one below.
+      const joined = (i === 0 && j === items.length ? items : items.slice(i, j)).join('');
+      if (buf.write(joined, 0, 'utf8') === joined.length) {
+        for (let k = i; k < j; k++) {
+          at += (items[k] as string).length;
+          ends[k - i] = at;
+        }
+      }
+    }
+    for (let k = at === 0 ? i : j; k < j; k++) {
+      const it = items[k] as BinaryInput;
+      if (typeof it === 'string') at += buf.write(it, at, 'utf8');
+      else {
+        const bytes = toBytes(it, 'items');
+        buf.set(bytes, at);
+        at += bytes.length;
+      }
+      ends[k - i] = at;
+    }
+    const data = buf.subarray(0, at);
+    each(callNative(() => call(data, ends)));
+    i = j;
+  } while (i < items.length);
+}
+
+/**
+ * SHA-256 of each item (strings are UTF-8), computed with one native call for the whole list (per
+ * 256 MiB), so thousands of small inputs do not pay one call each. Synchronous: meant for many small
+ * items; for large inputs use {@link hashFile} or {@link Sha256}. Returns one 32-byte digest per item.
+ */
+export function sha256Many(items: readonly BinaryInput[]): Buffer[] {
+  const out: Buffer[] = [];
+  hashPacked(
+    items,
+    (d, e) => native().sha256Many(d, e),
+    (digests) => {
+      for (let k = 0; k < digests.length; k += 32) out.push(digests.subarray(k, k + 32));
+    },
+  );
+  return out;
+}
+
+/**
+ * {@link sha256Many} with the digests as one lower-case hex string: item `i`'s digest is the 64
+ * characters at `i * 64` (compare with `hex.startsWith(expected, i * 64)`, no slicing needed).
+ */
+export function sha256ManyHex(items: readonly BinaryInput[]): string {
+  let hex = '';
+  hashPacked(
+    items,
+    (d, e) => native().sha256ManyHex(d, e),
+    (h) => {
+      hex += h;
+    },
+  );
+  return hex;
+}
+
 /** HMAC-SHA256 (RFC 2104) of `data` under `key` (strings are UTF-8). Returns the 32-byte MAC. */
 export function hmacSha256(key: BinaryInput, data: BinaryInput): Buffer {
   const k = toBytes(key, 'key');

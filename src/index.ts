@@ -26,6 +26,7 @@ export {
   verifyBackup,
   verifyManifestSignature,
 } from './backup/index';
+export { type GzipMembersOptions, gzipMembers } from './compress';
 export {
   type EccDecodeOptions,
   type EccDecodeResult,
@@ -96,6 +97,8 @@ export {
   type InputEncoding,
   Sha256,
   sha256,
+  sha256Many,
+  sha256ManyHex,
 } from './hash';
 export type { JobOptions, Progress } from './job';
 export {

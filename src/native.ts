@@ -132,6 +132,15 @@ export interface NativeErasureCodecInstance {
 /** The addon's exports (kept in step with `crates/tensorvault-node`; a test checks every name). */
 export interface NativeBinding {
   sha256(data: Uint8Array): Buffer;
+  sha256Many(data: Uint8Array, ends: Uint32Array): Buffer;
+  sha256ManyHex(data: Uint8Array, ends: Uint32Array): string;
+  gzipMembers(
+    data: Uint8Array,
+    level: number,
+    memberSize: number | undefined | null,
+    threads: number | undefined | null,
+    control: NativeJobControl,
+  ): Promise<Buffer>;
   hmacSha256(key: Uint8Array, data: Uint8Array): Buffer;
   NativeSha256: new () => NativeSha256State;
   JobControl: new () => NativeJobControl;
@@ -211,6 +220,9 @@ export interface NativeBinding {
 /** Names the binding must export; checked at load time so a stale build fails loudly. */
 export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
   'sha256',
+  'sha256Many',
+  'sha256ManyHex',
+  'gzipMembers',
   'hmacSha256',
   'NativeSha256',
   'JobControl',

@@ -6,19 +6,16 @@ import { type CipherGCM, createCipheriv, randomBytes } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { promisify } from 'node:util';
-import { gzip as gzipCb } from 'node:zlib';
-import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { ErrorCode, fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { canonicalJson } from '../eventlog/canonical';
 import { atomicWriteFile, fsyncDir, ioError } from '../eventlog/fsutil';
-import { type EventLogEntry, entryShapeProblem, legacyEntryHash, v2EntryHash } from '../eventlog/hashing';
+import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from '../eventlog/hashing';
 import { LAYOUT, LEGACY_SEGMENT_RE, parseSegment, V2_SEGMENT_RE } from '../eventlog/log';
 import { Sha256, sha256 } from '../hash';
 import type { JobOptions } from '../job';
+import { type NativeJobControl, native } from '../native';
 import { type BackupManifest, type ManifestFile, type ManifestKey, signManifest } from './manifest';
 import { tarEnd, tarHeader, tarPadding } from './tar';
-
-const gzipAsync = promisify(gzipCb);
 
 /** Magic at the start of an encrypted archive (then a 12-byte IV, the ciphertext, a 16-byte tag). */
 export const ENCRYPTED_MAGIC = Buffer.from('TVAEGCM1', 'latin1');
@@ -31,9 +28,17 @@ export interface BackupCreateOptions extends JobOptions {
   encryptionKey?: Uint8Array;
   /** Label of the encryption key recorded in the manifest (never the key). */
   encryptionKeyId?: string;
-  /** gzip level 1–9 (default 6). */
+  /**
+   * gzip level 1–9 (default 6), compressed by the native core with libdeflate at the level of the same
+   * number (libdeflate's levels 1–9 are designed to match zlib's; on event-log JSON it compresses
+   * better than zlib at 6 and 9, and faster).
+   */
   compressionLevel?: number;
-  /** Parallel gzip workers (default: available cores, at most 8). */
+  /**
+   * 1 MiB gzip members in flight at once, each compressed on a libuv pool thread (default: available
+   * cores + 1, so a core is not left idle while a finished member is written; at most 8). The pool
+   * has `UV_THREADPOOL_SIZE` threads (4 unless set), which caps how many run at the same time.
+   */
   threads?: number;
   /** Receives the step-by-step summary lines. */
   onStep?: (line: string) => void;
@@ -63,9 +68,14 @@ interface CutFile {
   segment?: number;
 }
 
-/** gzip in independent members compressed in parallel on the libuv pool, written in order. */
+/**
+ * gzip in independent members of `blockSize` input bytes, each compressed by the native core
+ * (libdeflate) as its own job on the libuv pool, at most `concurrency` at a time, and written in
+ * order. Input buffers are referenced, not copied, until their member is compressed: callers must
+ * not change a buffer after writing it.
+ */
 class ParallelGzip {
-  readonly #pieces: Buffer[] = [];
+  #pieces: Buffer[] = [];
   #len = 0;
   readonly #inflight: Promise<Buffer>[] = [];
   #submitted = 0;
@@ -73,33 +83,58 @@ class ParallelGzip {
     readonly level: number,
     readonly blockSize: number,
     readonly concurrency: number,
+    readonly control: NativeJobControl,
     readonly out: (b: Buffer) => Promise<void>,
   ) {}
 
   async write(b: Buffer): Promise<void> {
-    if (b.length === 0) return;
-    this.#pieces.push(b);
-    this.#len += b.length;
-    while (this.#len >= this.blockSize) {
-      const all = Buffer.concat(this.#pieces.splice(0));
-      await this.#submit(all.subarray(0, this.blockSize));
-      const rest = all.subarray(this.blockSize);
-      this.#len = rest.length;
-      if (rest.length > 0) this.#pieces.push(rest);
+    let at = 0;
+    while (at < b.length) {
+      const take = Math.min(this.blockSize - this.#len, b.length - at);
+      this.#pieces.push(at === 0 && take === b.length ? b : b.subarray(at, at + take));
+      this.#len += take;
+      at += take;
+      if (this.#len === this.blockSize) await this.#flush();
     }
   }
 
-  async #submit(block: Buffer): Promise<void> {
+  async #flush(): Promise<void> {
+    const pieces = this.#pieces;
+    const block = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces, this.#len);
+    this.#pieces = [];
+    this.#len = 0;
     this.#submitted++;
-    this.#inflight.push(gzipAsync(block, { level: this.level }));
-    if (this.#inflight.length >= this.concurrency)
-      await this.out(await (this.#inflight.shift() as Promise<Buffer>));
+    let job: Promise<Buffer>;
+    try {
+      job = native().gzipMembers(block, this.level, this.blockSize, 1, this.control);
+    } catch (err) {
+      throw fromNative(err);
+    }
+    // A rejection is handled when the job is awaited in order; this only keeps it from being reported
+    // as unhandled while earlier members are still being written.
+    job.catch(() => {});
+    this.#inflight.push(job);
+    if (this.#inflight.length >= this.concurrency) await this.#drainOne();
+  }
+
+  async #drainOne(): Promise<void> {
+    let member: Buffer;
+    try {
+      member = await (this.#inflight.shift() as Promise<Buffer>);
+    } catch (err) {
+      throw fromNative(err);
+    }
+    await this.out(member);
   }
 
   async end(): Promise<void> {
-    if (this.#len > 0 || this.#submitted === 0) await this.#submit(Buffer.concat(this.#pieces.splice(0)));
-    this.#len = 0;
-    while (this.#inflight.length > 0) await this.out(await (this.#inflight.shift() as Promise<Buffer>));
+    if (this.#len > 0 || this.#submitted === 0) await this.#flush();
+    while (this.#inflight.length > 0) await this.#drainOne();
+  }
+
+  /** Stop the members still being compressed (after a failure or an abort). */
+  cancel(): void {
+    this.control.cancel();
   }
 }
 
@@ -164,8 +199,9 @@ class ChainWalker {
       this.problem = `segment ${n}: header does not link to the previous segment`;
       return;
     }
-    for (const raw of r.entries) {
-      const e = raw as EventLogEntry;
+    const hasher = new EntryHashChecker(r.entries, this.v2);
+    for (let k = 0; k < r.entries.length; k++) {
+      const e = r.entries[k] as EventLogEntry;
       const shape = entryShapeProblem(e, this.v2);
       if (shape !== undefined) {
         this.problem = `event ${this.count}: ${shape}`;
@@ -180,7 +216,7 @@ class ChainWalker {
         this.problem = `event ${this.count} (${e.id}): seq ${e.seq} follows ${this.#prevSeq}`;
         return;
       }
-      if ((this.v2 ? v2EntryHash(e) : legacyEntryHash(e)) !== e.current_hash) {
+      if (!hasher.matches(k, e.current_hash)) {
         this.problem = `event ${this.count} (${e.id}): current_hash does not match`;
         return;
       }
@@ -307,7 +343,7 @@ export async function createBackup(
   const level = options.compressionLevel ?? 6;
   if (!Number.isInteger(level) || level < 1 || level > 9)
     throw invalidArgument('compressionLevel', 'compressionLevel must be 1–9');
-  const threads = options.threads ?? Math.min(8, Math.max(2, availableParallelism()));
+  const threads = options.threads ?? Math.min(8, Math.max(2, availableParallelism()) + 1);
   if (!Number.isInteger(threads) || threads < 1 || threads > 64)
     throw invalidArgument('threads', 'threads must be 1–64');
   const encKey = options.encryptionKey;
@@ -406,7 +442,9 @@ export async function createBackup(
     cipher.setAAD(ENCRYPTED_MAGIC);
     await emit(Buffer.concat([ENCRYPTED_MAGIC, iv]));
   }
-  const gz = new ParallelGzip(level, 1 << 20, threads, async (b) => emit(cipher ? cipher.update(b) : b));
+  const gz = new ParallelGzip(level, 1 << 20, threads, new (native().JobControl)(), async (b) =>
+    emit(cipher ? cipher.update(b) : b),
+  );
   const files: ManifestFile[] = [];
   const mtime = Math.floor(createdAt.getTime() / 1000);
   let lastSeq: number | null = null;
@@ -492,6 +530,7 @@ export async function createBackup(
   } finally {
     for (const f of cut.files) await f.fh?.close().catch(() => {});
     if (!done) {
+      gz.cancel();
       await out.close().catch(() => {});
       await fsp.rm(tmp, { force: true }).catch(() => {});
     }

@@ -28,8 +28,8 @@ export const usage = `tensorvault backup <create|verify|restore> ...
       --sign-key FILE           sign the manifest with this Ed25519 private key (PEM)
       --hmac-key-file FILE      sign the manifest with HMAC-SHA256 under this key (raw or hex)
       --encrypt-key-file FILE   encrypt the archive with AES-256-GCM (32-byte key, raw or hex)
-      --level N                 gzip level 1-9 (default 6)
-      --threads N               parallel gzip workers
+      --level N                 gzip level 1-9 (default 6; libdeflate level N)
+      --threads N               gzip members compressed at once (default cores + 1, max 8)
 
   verify <archive>              manifest, archive SHA-256, entry list and sizes (read-only)
       --read-data               also every file's SHA-256 and a full chain verification

@@ -10,6 +10,7 @@ import { hashFile, hmacSha256, sha256 } from '../hash';
 import { canonicalJson } from './canonical';
 import { atomicWriteFile, exists, fsyncDir, ioError, readIfExists } from './fsutil';
 import {
+  EntryHashChecker,
   type EventLogEntry,
   entryShapeProblem,
   legacyEntryHash,
@@ -1116,6 +1117,7 @@ export class EventLog {
         }
       }
       const entries = r.entries;
+      const hasher = new EntryHashChecker(entries, v2);
       for (let k = 0; k < entries.length; k++) {
         const e = entries[k] as EventLogEntry;
         const problem = entryShapeProblem(e, v2);
@@ -1158,8 +1160,8 @@ export class EventLog {
           );
         }
         if (v2 && e.seq !== prevSeq + 1) return fail(`seq ${e.seq} follows ${prevSeq}`, index, e.id);
-        const want = v2 ? v2EntryHash(e) : legacyEntryHash(e);
-        if (want !== e.current_hash) return fail('current_hash does not match the event', index, e.id);
+        if (!hasher.matches(k, e.current_hash))
+          return fail('current_hash does not match the event', index, e.id);
         const vouchedHash = v2 ? vouched.get(e.seq as number) : undefined;
         if (vouchedHash !== undefined && vouchedHash !== e.current_hash) {
           return fail('the event differs from the snapshot (history before it was rewritten)', index, e.id);

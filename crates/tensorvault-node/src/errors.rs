@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use napi::{Error, Status};
+use tensorvault_core::compress::CompressError;
 use tensorvault_core::ecc::erasure::ErasureError;
 use tensorvault_core::ecc::rs255::RsError;
 use tensorvault_core::hash::HashError;
@@ -145,6 +146,50 @@ impl From<HashError> for TvError {
                 .with("actual", num(*actual)),
             HashError::ThreadPool { .. } => TvError::new("TV_INTERNAL", e.to_string()),
             HashError::Cancelled => TvError::new("TV_ABORTED", e.to_string()),
+            HashError::InvalidBatchBounds {
+                index,
+                end,
+                previous,
+                len,
+            } => TvError::new("TV_INVALID_ARGUMENT", e.to_string())
+                .with("argument", Ctx::Str("ends".into()))
+                .with("index", num(*index))
+                .with("actual", num(*end))
+                .with("previous", num(*previous))
+                .with("length", num(*len)),
+        }
+    }
+}
+
+impl From<CompressError> for TvError {
+    fn from(e: CompressError) -> Self {
+        let message = e.to_string();
+        match e {
+            CompressError::InvalidLevel { level, min, max } => {
+                #[allow(clippy::cast_precision_loss)] // a level; display only
+                let actual = Ctx::Num(level as f64);
+                TvError::new("TV_INVALID_ARGUMENT", message)
+                    .with("argument", Ctx::Str("level".into()))
+                    .with("actual", actual)
+                    .with("min", num(u64::from(min)))
+                    .with("max", num(u64::from(max)))
+            }
+            CompressError::InvalidMemberSize {
+                member_size,
+                min,
+                max,
+            } => TvError::new("TV_INVALID_ARGUMENT", message)
+                .with("argument", Ctx::Str("memberSize".into()))
+                .with("actual", num(member_size))
+                .with("min", num(min))
+                .with("max", num(max)),
+            CompressError::OutputBound { input_len } => {
+                TvError::new("TV_INTERNAL", message).with("length", num(input_len))
+            }
+            CompressError::ThreadPool { threads, .. } => {
+                TvError::new("TV_INTERNAL", message).with("threads", num(threads as u64))
+            }
+            CompressError::Cancelled => TvError::new("TV_ABORTED", message),
         }
     }
 }

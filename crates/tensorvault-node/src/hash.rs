@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Uint32Array, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::hash::{self, ChunkSize, FileDigest, HashFileOptions, HashMode};
@@ -16,6 +16,27 @@ use crate::errors::{guard, invalid_argument, TvError};
 #[napi]
 pub fn sha256(data: Uint8Array) -> napi::Result<Buffer> {
     guard(|| Ok(hash::sha256(&data).to_vec().into()))
+}
+
+/// SHA-256 of many items packed in `data` (item `i` ends at `ends[i]`, starts at the previous end or
+/// 0), in one call. Returns the digests concatenated, 32 bytes per item.
+#[napi]
+pub fn sha256_many(data: Uint8Array, ends: Uint32Array) -> napi::Result<Buffer> {
+    guard(|| {
+        let ends: &[u32] = &ends;
+        hash::sha256_many(&data, ends)
+            .map(Buffer::from)
+            .map_err(|e| TvError::from(e).into())
+    })
+}
+
+/// [`sha256_many`] returning one lower-case hex string, 64 characters per item.
+#[napi]
+pub fn sha256_many_hex(data: Uint8Array, ends: Uint32Array) -> napi::Result<String> {
+    guard(|| {
+        let ends: &[u32] = &ends;
+        hash::sha256_many_hex(&data, ends).map_err(|e| TvError::from(e).into())
+    })
 }
 
 /// HMAC-SHA256 of `data` under `key`.

@@ -40,6 +40,17 @@ pub enum HashError {
     /// The caller cancelled the operation.
     #[error("hashing was cancelled")]
     Cancelled,
+    /// The item boundaries of a batch ([`sha256_many`]) do not describe the buffer: an end goes
+    /// backwards or past the buffer, or the last end is not the buffer's length.
+    #[error(
+        "batch item {index}: end {end} is invalid (previous end {previous}, buffer length {len})"
+    )]
+    InvalidBatchBounds {
+        index: u64,
+        end: u64,
+        previous: u64,
+        len: u64,
+    },
 }
 
 impl From<crate::control::Cancelled> for HashError {
@@ -75,6 +86,74 @@ impl Sha256 {
 #[must_use]
 pub fn sha256(data: &[u8]) -> Digest {
     sha2::Sha256::digest(data).into()
+}
+
+/// SHA-256 of many items packed in one buffer, in one call: item `i` is `data[ends[i-1]..ends[i]]`
+/// (the first starts at 0). `ends` must not go backwards and the last must equal `data.len()`; an empty
+/// `ends` needs an empty `data`. Returns the digests concatenated (32 bytes per item, in order).
+///
+/// This is the batch form for many small inputs (event-log preimages): one call instead of one per
+/// item, so a caller across an FFI boundary pays the crossing once.
+pub fn sha256_many<E: Copy + Into<u64>>(data: &[u8], ends: &[E]) -> Result<Vec<u8>, HashError> {
+    let mut out = Vec::with_capacity(ends.len() * DIGEST_LEN);
+    for_each_item(data, ends, |item| out.extend_from_slice(&sha256(item)))?;
+    Ok(out)
+}
+
+/// [`sha256_many`] with the digests as one lower-case hex string (64 characters per item).
+pub fn sha256_many_hex<E: Copy + Into<u64>>(data: &[u8], ends: &[E]) -> Result<String, HashError> {
+    let mut out = Vec::with_capacity(ends.len() * DIGEST_LEN * 2);
+    for_each_item(data, ends, |item| push_hex(&mut out, &sha256(item)))?;
+    // Only ASCII hex digits were pushed.
+    Ok(String::from_utf8(out).unwrap_or_default())
+}
+
+fn for_each_item<E: Copy + Into<u64>>(
+    data: &[u8],
+    ends: &[E],
+    mut f: impl FnMut(&[u8]),
+) -> Result<(), HashError> {
+    let len = data.len() as u64;
+    let mut previous = 0u64;
+    for (i, end) in ends.iter().enumerate() {
+        let end: u64 = (*end).into();
+        let last = i + 1 == ends.len();
+        let bad = || HashError::InvalidBatchBounds {
+            index: i as u64,
+            end,
+            previous,
+            len,
+        };
+        if end < previous || end > len || (last && end != len) {
+            return Err(bad());
+        }
+        // Both bounds were checked against `data.len()` just above.
+        let item = usize::try_from(previous)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .and_then(|(a, b)| data.get(a..b))
+            .ok_or_else(bad)?;
+        f(item);
+        previous = end;
+    }
+    if ends.is_empty() && !data.is_empty() {
+        return Err(HashError::InvalidBatchBounds {
+            index: 0,
+            end: 0,
+            previous: 0,
+            len,
+        });
+    }
+    Ok(())
+}
+
+#[allow(clippy::indexing_slicing)] // INVARIANT: a nibble is below 16, the table's length
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
 }
 
 /// HMAC-SHA256 (RFC 2104) of `data` under `key`; any key length is accepted.
@@ -221,5 +300,67 @@ mod tests {
             assert_eq!(to_hex(&hmac_sha256(key, data)), *want);
             assert_eq!(to_hex(&hmac_fallback(key, data)), *want);
         }
+    }
+
+    #[test]
+    fn sha256_many_matches_one_call_per_item() {
+        let items: Vec<Vec<u8>> = vec![
+            b"abc".to_vec(),
+            Vec::new(),
+            vec![0x61; 1000],
+            b"tv-eventlog-v2\n{}".to_vec(),
+            Vec::new(),
+        ];
+        let data: Vec<u8> = items.concat();
+        let mut ends = Vec::new();
+        let mut at = 0u32;
+        for it in &items {
+            at += it.len() as u32;
+            ends.push(at);
+        }
+        let many = sha256_many(&data, &ends).unwrap();
+        let hex_all = sha256_many_hex(&data, &ends).unwrap();
+        assert_eq!(many.len(), 32 * items.len());
+        assert_eq!(hex_all, to_hex(&many));
+        for (i, it) in items.iter().enumerate() {
+            assert_eq!(&many[i * 32..(i + 1) * 32], &sha256(it));
+        }
+        assert_eq!(
+            &hex_all[..64],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn sha256_many_of_nothing_is_empty() {
+        assert!(sha256_many::<u32>(&[], &[]).unwrap().is_empty());
+        assert!(sha256_many_hex::<u32>(&[], &[]).unwrap().is_empty());
+        // One empty item is not the same as no item.
+        assert_eq!(sha256_many(&[], &[0u32]).unwrap(), sha256(b"").to_vec());
+    }
+
+    #[test]
+    fn sha256_many_rejects_bad_bounds() {
+        let data = [0u8; 10];
+        let bad: [&[u32]; 5] = [&[5, 3, 10], &[11], &[5], &[], &[10, 12]];
+        for ends in bad {
+            assert!(
+                matches!(
+                    sha256_many(&data, ends),
+                    Err(HashError::InvalidBatchBounds { len: 10, .. })
+                ),
+                "{ends:?}"
+            );
+        }
+        match sha256_many(&data, &[5u32, 3, 10]) {
+            Err(HashError::InvalidBatchBounds {
+                index,
+                end,
+                previous,
+                ..
+            }) => assert_eq!((index, end, previous), (1, 3, 5)),
+            other => panic!("{other:?}"),
+        }
+        assert!(sha256_many(&data, &[4u64, 4, 10]).is_ok());
     }
 }
