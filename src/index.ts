@@ -124,6 +124,7 @@ export {
   type OpenSafetensorsOptions,
   openSafetensors,
   openShardedSafetensors,
+  type PrefetchResult,
   parseShardIndex,
   SafetensorsFile,
   type SaveSafetensorsOptions,
@@ -138,6 +139,7 @@ export {
   type TensorArray,
   type TensorInfo,
   type TensorInput,
+  type TensorOptions,
   type TensorSource,
   type TensorsToSave,
 } from './safetensors';
