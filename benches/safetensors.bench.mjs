@@ -4,10 +4,17 @@
 // Cases (on a generated checkpoint of --gib GiB in --tensors tensors, F32 and BF16):
 //   open     openSafetensors + first tensor view      vs Python safe_open + get_tensor (numpy), same file
 //            (+ RSS growth of this process before any tensor is touched)
-//   read     every tensor through its view, warm (copy into a 64 MiB scratch buffer)
-//            vs fs.readSync of the same bytes into the same buffer (64 MiB reads)
+//   read     every tensor through its view, warm page cache (copy into a 64 MiB scratch buffer)
+//            vs fs.readSync of the same bytes into the same buffer (64 MiB reads). Cases:
+//            - "same open file": one SafetensorsFile for every iteration, so after the warm-up its pages
+//              are already mapped (a second pass; the only read case of the first version of this bench)
+//            - "first touch": a fresh open per iteration (timed: open, views, copy), so every iteration
+//              pays the page faults of a new mapping; plain views, tensor({ populate: true }),
+//              await prefetch() before the views, prefetch() running while the views are read
+//            (+ how much of the file the kernel mapped with 2 MiB PMD entries after a first touch)
 //   write    saveSafetensors streaming the same bytes (fsync + rename)
-//            vs fs.writeSync of the same bytes + fsync, and Python save_file (numpy) on a 1 GiB subset
+//            vs fs.writeSync of the same bytes + fsync, and Python save_file (numpy) on a 1 GiB subset;
+//            interleaved rounds, medians
 import { spawnSync } from 'node:child_process';
 import {
   closeSync,
@@ -15,6 +22,7 @@ import {
   fsyncSync,
   mkdirSync,
   openSync,
+  readFileSync,
   readSync,
   rmSync,
   statSync,
@@ -22,7 +30,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
 
@@ -68,6 +76,7 @@ const file = join(dir, `st-${gib}gib-${count}.safetensors`);
 if (!existsSync(file)) await tv.saveSafetensors(file, tensorsFor(specs), { metadata: { format: 'pt' } });
 const fileBytes = statSync(file).size;
 const results = [];
+const loadAtStart = loadavg();
 const record = (group, name, medianMs, bytes, baseMs) =>
   results.push({
     group,
@@ -149,23 +158,49 @@ record(
 );
 
 // --- read every tensor ----------------------------------------------------------------------------
+const copyAll = (f, options) => {
+  for (const name of f.names) {
+    const b = f.tensor(name, options).bytes;
+    for (let at = 0; at < b.length; at += block.length)
+      block.set(b.subarray(at, Math.min(b.length, at + block.length)));
+  }
+};
+/** FilePmdMapped summed over this process's mappings of `file`, in bytes. */
+const pmdMapped = () => {
+  const smaps = readFileSync('/proc/self/smaps', 'utf8').split('\n');
+  let inFile = false;
+  let kb = 0;
+  for (const line of smaps) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inFile = line.endsWith(file);
+    else if (inFile && line.startsWith('FilePmdMapped:')) kb += Number(line.split(/\s+/)[1]);
+  }
+  return kb * 1024;
+};
+let pmdAfterFirstTouch;
 {
   const f = await tv.openSafetensors(file);
   const bench = new Bench({ iterations, time: 0, warmupIterations: 1, warmupTime: 0 });
+  // A fresh open per iteration; the previous mapping is released (views collected) outside the timing.
+  let fresh;
+  const freshHooks = {
+    afterEach: async () => {
+      fresh?.close();
+      fresh = undefined;
+      globalThis.gc?.();
+      await new Promise((r) => setTimeout(r, 1));
+      globalThis.gc?.();
+    },
+  };
   bench.add('fs.readSync 64 MiB chunks into a buffer', () => {
     const fd = openSync(file, 'r');
     for (let at = f.dataStart; at < fileBytes; at += block.length)
       readSync(fd, block, 0, Math.min(block.length, fileBytes - at), at);
     closeSync(fd);
   });
-  bench.add('views: every tensor copied into the same buffer', () => {
-    for (const name of f.names) {
-      const b = f.tensor(name).bytes;
-      for (let at = 0; at < b.length; at += block.length)
-        block.set(b.subarray(at, Math.min(b.length, at + block.length)));
-    }
+  bench.add('views, same open file (pages mapped by the warm-up): every tensor copied', () => {
+    copyAll(f);
   });
-  bench.add('views: every tensor, touch one byte per 4 KiB page', () => {
+  bench.add('views, same open file: touch one byte per 4 KiB page', () => {
     let x = 0;
     for (const name of f.names) {
       const b = f.tensor(name).bytes;
@@ -173,79 +208,139 @@ record(
     }
     return x;
   });
+  bench.add(
+    'first touch: open + views (default) + copy',
+    async () => {
+      fresh = await tv.openSafetensors(file);
+      copyAll(fresh);
+    },
+    freshHooks,
+  );
+  bench.add(
+    'first touch: open + tensor({ populate: true }) + copy',
+    async () => {
+      fresh = await tv.openSafetensors(file);
+      copyAll(fresh, { populate: true });
+    },
+    freshHooks,
+  );
+  bench.add(
+    'first touch: open + await prefetch() + views + copy',
+    async () => {
+      fresh = await tv.openSafetensors(file);
+      await fresh.prefetch();
+      copyAll(fresh);
+    },
+    freshHooks,
+  );
+  bench.add(
+    'first touch: open + prefetch() running while views are copied',
+    async () => {
+      fresh = await tv.openSafetensors(file);
+      const p = fresh.prefetch();
+      copyAll(fresh);
+      await p;
+    },
+    freshHooks,
+  );
   await bench.run();
   const base = bench.tasks[0].result.latency.p50;
   for (const t of bench.tasks) record(`read ${gib} GiB warm`, t.name, t.result.latency.p50, dataBytes, base);
   f.close();
+  globalThis.gc?.();
+  await new Promise((r) => setTimeout(r, 1));
+  globalThis.gc?.();
+  const g = await tv.openSafetensors(file);
+  copyAll(g);
+  pmdAfterFirstTouch = pmdMapped();
+  g.close();
 }
 
 // --- write -----------------------------------------------------------------------------------------
+// Writes are disk-bound and the disk is shared: the cases run interleaved (A, B, A, B, ...) so that a
+// slow spell of the disk hits both, and each output is deleted (and `sync` run) before the next write.
+const interleaved = async (rounds, cases) => {
+  const times = cases.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    for (const [i, c] of cases.entries()) {
+      await c.before?.();
+      spawnSync('sync');
+      times[i].push(await c.run());
+    }
+  }
+  return times.map(median);
+};
+const timed = async (fn) => {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+};
 {
   const out = join(dir, 'st-write.safetensors');
   const plain = join(dir, 'st-write.bin');
-  const bench = new Bench({
-    iterations: Math.max(3, Math.min(iterations, 3)),
-    time: 0,
-    warmupIterations: 0,
-    warmupTime: 0,
-  });
-  bench.add('fs.writeSync 64 MiB chunks + fsync (same bytes)', () => {
-    const fd = openSync(plain, 'w');
-    for (let at = 0; at < dataBytes; at += block.length)
-      writeSync(fd, block, 0, Math.min(block.length, dataBytes - at));
-    fsyncSync(fd);
-    closeSync(fd);
-  });
-  bench.add('tv.saveSafetensors streaming (fsync + rename)', async () => {
-    await tv.saveSafetensors(out, tensorsFor(specs), { metadata: { format: 'pt' } });
-  });
-  await bench.run();
-  const base = bench.tasks[0].result.latency.p50;
-  for (const t of bench.tasks) record(`write ${gib} GiB`, t.name, t.result.latency.p50, dataBytes, base);
+  const [fsMs, tvMs] = await interleaved(Math.max(3, Math.min(iterations, 3)), [
+    {
+      before: () => rmSync(plain, { force: true }),
+      run: () =>
+        timed(() => {
+          const fd = openSync(plain, 'w');
+          for (let at = 0; at < dataBytes; at += block.length)
+            writeSync(fd, block, 0, Math.min(block.length, dataBytes - at));
+          fsyncSync(fd);
+          closeSync(fd);
+        }),
+    },
+    {
+      before: () => rmSync(out, { force: true }),
+      run: () => timed(() => tv.saveSafetensors(out, tensorsFor(specs), { metadata: { format: 'pt' } })),
+    },
+  ]);
+  record(`write ${gib} GiB`, 'fs.writeSync 64 MiB chunks + fsync (same bytes)', fsMs, dataBytes, fsMs);
+  record(`write ${gib} GiB`, 'tv.saveSafetensors streaming (fsync + rename)', tvMs, dataBytes, fsMs);
   rmSync(plain, { force: true });
   rmSync(out, { force: true });
 }
 {
-  // Python save_file holds its arrays in memory: compare on a 1 GiB subset.
+  // Python save_file holds its arrays in memory: compare on a 1 GiB subset. One Python process per
+  // round (array set-up untimed), interleaved with tensorvault.
   const sub = specs.slice(0, Math.max(1, Math.round((count * 1) / gib)));
   const subBytes = sub.reduce((s, x) => s + x.bytes, 0);
   const out = join(dir, 'st-write-sub.safetensors');
-  const py = spawnSync(
-    python,
-    [
-      '-c',
-      `import sys, time, json, os
+  const pySave = () => {
+    const py = spawnSync(
+      python,
+      [
+        '-c',
+        `import sys, time, json, os
 import numpy as np
 from safetensors.numpy import save_file
 n, per = int(sys.argv[2]), int(sys.argv[3])
 base = np.frombuffer(np.random.default_rng(1).bytes(per), dtype=np.float32)
 t = {f'model.layers.{i}.weight': base.copy() for i in range(n)}
-ts = []
-for i in range(3):
-    t0 = time.perf_counter()
-    save_file(t, sys.argv[1], metadata={'format': 'pt'})
-    fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.close(fd)
-    ts.append((time.perf_counter() - t0) * 1000)
-ts.sort()
-print(json.dumps({'median': ts[1]}))`,
-      out,
-      String(sub.length),
-      String(per),
-    ],
-    { encoding: 'utf8' },
-  );
-  if (py.status !== 0) throw new Error(py.stderr);
-  const pyMs = JSON.parse(py.stdout).median;
+t0 = time.perf_counter()
+save_file(t, sys.argv[1], metadata={'format': 'pt'})
+fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.close(fd)
+print(json.dumps({'ms': (time.perf_counter() - t0) * 1000}))`,
+        out,
+        String(sub.length),
+        String(per),
+      ],
+      { encoding: 'utf8' },
+    );
+    if (py.status !== 0) throw new Error(py.stderr);
+    return JSON.parse(py.stdout).ms;
+  };
   const subSpecs = sub.map((s) => ({ ...s, dtype: 'F32', shape: [s.bytes / 4] }));
-  const ours = [];
-  for (let i = 0; i < 3; i++) {
-    const t0 = performance.now();
-    await tv.saveSafetensors(out, tensorsFor(subSpecs), { metadata: { format: 'pt' } });
-    ours.push(performance.now() - t0);
-  }
+  const [pyMs, ourMs] = await interleaved(Math.max(3, iterations), [
+    { before: () => rmSync(out, { force: true }), run: async () => pySave() },
+    {
+      before: () => rmSync(out, { force: true }),
+      run: () => timed(() => tv.saveSafetensors(out, tensorsFor(subSpecs), { metadata: { format: 'pt' } })),
+    },
+  ]);
   const label = `write ${(subBytes / 1024 ** 3).toFixed(2)} GiB subset`;
   record(label, 'Python save_file (numpy) + fsync', pyMs, subBytes, pyMs);
-  record(label, 'tv.saveSafetensors streaming (fsync + rename)', median(ours), subBytes, pyMs);
+  record(label, 'tv.saveSafetensors streaming (fsync + rename)', ourMs, subBytes, pyMs);
   rmSync(out, { force: true });
 }
 
@@ -257,6 +352,10 @@ const meta = {
   memGiB: Math.round(totalmem() / 1024 ** 3),
   file: { bytes: fileBytes, tensors: count },
   rssGrowthOnOpenBytes: rssOpen,
+  filePmdMappedAfterFirstTouchBytes: pmdAfterFirstTouch,
+  loadAverageAtStart: loadAtStart,
+  loadAverageAtEnd: loadavg(),
+  kernel: release(),
 };
 console.log(JSON.stringify(meta, null, 2));
 console.table(
