@@ -14,7 +14,7 @@
 //            (+ how much of the file the kernel mapped with 2 MiB PMD entries after a first touch)
 //   write    saveSafetensors streaming the same bytes (fsync + rename)
 //            vs fs.writeSync of the same bytes + fsync, and Python save_file (numpy) on a 1 GiB subset;
-//            interleaved rounds, medians
+//            interleaved rounds in ABBA order, medians
 import { spawnSync } from 'node:child_process';
 import {
   closeSync,
@@ -87,7 +87,8 @@ const record = (group, name, medianMs, bytes, baseMs) =>
   });
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
 // Warm the page cache.
@@ -257,17 +258,24 @@ let pmdAfterFirstTouch;
 }
 
 // --- write -----------------------------------------------------------------------------------------
-// Writes are disk-bound and the disk is shared: the cases run interleaved (A, B, A, B, ...) so that a
-// slow spell of the disk hits both, and each output is deleted (and `sync` run) before the next write.
-const interleaved = async (rounds, cases) => {
+// Writes are disk-bound and the disk is shared. Its speed was seen to alternate from one 4 GiB write to
+// the next (slow, fast, slow, fast, whoever wrote), so the cases run in ABBA order (A B, then B A, ...)
+// and every case gets as many odd as even slots. Each output is deleted (and `sync` run) before a write.
+// Per-round times are printed and saved with --json.
+const writeRounds = {};
+const interleaved = async (label, rounds, cases) => {
   const times = cases.map(() => []);
   for (let r = 0; r < rounds; r++) {
-    for (const [i, c] of cases.entries()) {
+    const order = r % 2 === 0 ? [...cases.keys()] : [...cases.keys()].reverse();
+    for (const i of order) {
+      const c = cases[i];
       await c.before?.();
       spawnSync('sync');
       times[i].push(await c.run());
     }
   }
+  writeRounds[label] = Object.fromEntries(cases.map((c, i) => [c.name, times[i].map((t) => Math.round(t))]));
+  console.error(label, JSON.stringify(writeRounds[label]));
   return times.map(median);
 };
 const timed = async (fn) => {
@@ -278,8 +286,9 @@ const timed = async (fn) => {
 {
   const out = join(dir, 'st-write.safetensors');
   const plain = join(dir, 'st-write.bin');
-  const [fsMs, tvMs] = await interleaved(Math.max(3, Math.min(iterations, 3)), [
+  const [fsMs, tvMs] = await interleaved(`write ${gib} GiB`, 4, [
     {
+      name: 'fs',
       before: () => rmSync(plain, { force: true }),
       run: () =>
         timed(() => {
@@ -291,6 +300,7 @@ const timed = async (fn) => {
         }),
     },
     {
+      name: 'tv',
       before: () => rmSync(out, { force: true }),
       run: () => timed(() => tv.saveSafetensors(out, tensorsFor(specs), { metadata: { format: 'pt' } })),
     },
@@ -331,9 +341,10 @@ print(json.dumps({'ms': (time.perf_counter() - t0) * 1000}))`,
     return JSON.parse(py.stdout).ms;
   };
   const subSpecs = sub.map((s) => ({ ...s, dtype: 'F32', shape: [s.bytes / 4] }));
-  const [pyMs, ourMs] = await interleaved(Math.max(3, iterations), [
-    { before: () => rmSync(out, { force: true }), run: async () => pySave() },
+  const [pyMs, ourMs] = await interleaved('write 1 GiB subset', Math.max(4, iterations + (iterations % 2)), [
+    { name: 'python', before: () => rmSync(out, { force: true }), run: async () => pySave() },
     {
+      name: 'tv',
       before: () => rmSync(out, { force: true }),
       run: () => timed(() => tv.saveSafetensors(out, tensorsFor(subSpecs), { metadata: { format: 'pt' } })),
     },
@@ -367,4 +378,4 @@ console.table(
   })),
 );
 const jsonOut = arg('json', undefined);
-if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ meta, results }, null, 2));
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ meta, results, writeRounds }, null, 2));
