@@ -426,7 +426,10 @@ describe('populate and prefetch (mapping pages before they are read)', () => {
     ftruncateSync(fd, 4096);
     closeSync(fd);
     expect(() => f.tensor('a', { populate: true })).toThrow(
-      expect.objectContaining({ code: 'TV_FILE_CHANGED', context: expect.objectContaining({ actual: 4096 }) }),
+      expect.objectContaining({
+        code: 'TV_FILE_CHANGED',
+        context: expect.objectContaining({ actual: 4096 }),
+      }),
     );
     await expect(f.prefetch()).rejects.toMatchObject({ code: 'TV_FILE_CHANGED' });
     await expect(f.prefetch(['a'])).rejects.toMatchObject({ code: 'TV_FILE_CHANGED' });

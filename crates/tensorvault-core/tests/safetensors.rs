@@ -420,6 +420,11 @@ fn file_truncated_under_an_open_reader_is_reported() {
 
 /// A file of three U8 tensors with distinct bytes and sizes that are not multiples of a page, so
 /// populated ranges start and end inside pages.
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)] // test fixture
 fn three_tensors(dir: &std::path::Path) -> (std::path::PathBuf, Vec<Vec<u8>>) {
     let p = dir.join("three.safetensors");
     let sizes = [5_000_001usize, 3, 70_000];
