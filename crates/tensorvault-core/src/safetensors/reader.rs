@@ -121,10 +121,10 @@ impl SafetensorsFile {
         let unsupported = std::sync::atomic::AtomicBool::new(false);
         pieces.par_iter().try_for_each(|&(info, at, len)| {
             control.checkpoint()?;
-            if unsupported.load(std::sync::atomic::Ordering::Relaxed) {
-                return Ok(());
-            }
-            if self.populate(info, at, len)? == Populated::Unsupported {
+            // Once the system said it cannot populate, the other pieces are only counted.
+            if !unsupported.load(std::sync::atomic::Ordering::Relaxed)
+                && self.populate(info, at, len)? == Populated::Unsupported
+            {
                 unsupported.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             control.add(len);
