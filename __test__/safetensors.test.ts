@@ -363,6 +363,129 @@ describe('saveSafetensors / openSafetensors', () => {
   });
 });
 
+describe('populate and prefetch (mapping pages before they are read)', () => {
+  /** Three tensors with distinct bytes, sizes not multiples of a page. */
+  async function threeTensors(): Promise<{ path: string; data: Record<string, Uint8Array> }> {
+    const path = tmp();
+    const data: Record<string, Uint8Array> = {};
+    for (const [name, n] of [
+      ['a', 3_000_001],
+      ['b', 3],
+      ['c', 70_001],
+    ] as const) {
+      const d = new Uint8Array(n);
+      for (let i = 0; i < n; i++) d[i] = (i * 7 + name.charCodeAt(0)) % 253;
+      data[name] = d;
+    }
+    await tv.saveSafetensors(path, data);
+    return { path, data };
+  }
+
+  it('tensor({ populate: true }) returns the same bytes, zero-copy and copy-on-write', async () => {
+    const { path, data } = await threeTensors();
+    const onDisk = readFileSync(path);
+    const f = await tv.openSafetensors(path);
+    for (const name of ['a', 'b', 'c']) {
+      const t = f.tensor(name, { populate: true });
+      expect(t.copied).toBe(false);
+      expect(Buffer.from(t.bytes).equals(Buffer.from(data[name] as Uint8Array))).toBe(true);
+    }
+    const t = f.tensor('a', { populate: true });
+    const before = t.bytes[5];
+    t.bytes[5] = (before ?? 0) ^ 0xff;
+    expect(f.tensor('a').bytes[5]).toBe((before ?? 0) ^ 0xff); // views share the private mapping
+    f.close();
+    expect(readFileSync(path).equals(onDisk)).toBe(true); // never written to the file
+    const g = await tv.openSafetensors(path, { populate: true });
+    expect(Buffer.from(g.tensor('c').bytes).equals(Buffer.from(data.c as Uint8Array))).toBe(true);
+    const chunks = [...g.chunks('a', { chunkBytes: 1_000_000 })];
+    expect(Buffer.concat(chunks).equals(Buffer.from(data.a as Uint8Array))).toBe(true);
+    g.close();
+  });
+
+  it('prefetch() maps every tensor or the named ones, reports progress, and leaves the bytes intact', async () => {
+    const { path, data } = await threeTensors();
+    const f = await tv.openSafetensors(path);
+    const seen: tv.Progress[] = [];
+    const all = await f.prefetch(undefined, { onProgress: (p) => seen.push(p) });
+    expect(all.byteLength).toBe(3_070_005);
+    expect(typeof all.populated).toBe('boolean');
+    expect(seen.at(-1)).toEqual({ bytesDone: 3_070_005, bytesTotal: 3_070_005 });
+    expect(await f.prefetch(['c', 'b', 'c'])).toEqual({ byteLength: 70_004, populated: all.populated });
+    expect(await f.prefetch([])).toEqual({ byteLength: 0, populated: true });
+    for (const name of ['a', 'b', 'c']) {
+      expect(Buffer.from(f.tensor(name).bytes).equals(Buffer.from(data[name] as Uint8Array))).toBe(true);
+    }
+    f.close();
+  });
+
+  it('populate and prefetch of a truncated file: TV_FILE_CHANGED, the process survives', async () => {
+    const { path } = await threeTensors();
+    const f = await tv.openSafetensors(path);
+    const fd = openSync(path, 'r+');
+    ftruncateSync(fd, 4096);
+    closeSync(fd);
+    expect(() => f.tensor('a', { populate: true })).toThrow(
+      expect.objectContaining({
+        code: 'TV_FILE_CHANGED',
+        context: expect.objectContaining({ actual: 4096 }),
+      }),
+    );
+    await expect(f.prefetch()).rejects.toMatchObject({ code: 'TV_FILE_CHANGED' });
+    await expect(f.prefetch(['a'])).rejects.toMatchObject({ code: 'TV_FILE_CHANGED' });
+  });
+
+  it('a file truncated after the check: populate gets the kernel error, never a SIGBUS', async () => {
+    // The Rust core test covers the EFAULT path directly; here a child process truncates the file
+    // between views and prefetches over and over, and must end normally.
+    const { path } = await threeTensors();
+    const script = `
+      const tv = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
+      const fs = require('node:fs');
+      (async () => {
+        const f = await tv.openSafetensors(${JSON.stringify(path)});
+        const p = f.prefetch();
+        fs.truncateSync(${JSON.stringify(path)}, 64);
+        const codes = new Set();
+        try { await p; codes.add('ok'); } catch (e) { codes.add(e.code); }
+        try { f.tensor('a', { populate: true }); } catch (e) { codes.add(e.code); }
+        try { await f.prefetch(['a']); } catch (e) { codes.add(e.code); }
+        process.stdout.write(JSON.stringify([...codes].sort()));
+      })();`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0);
+    const codes = JSON.parse(r.stdout) as string[];
+    expect(codes).toContain('TV_FILE_CHANGED');
+    expect(codes.every((c) => c === 'TV_FILE_CHANGED' || c === 'ok')).toBe(true);
+  });
+
+  it('bad options, unknown names, aborts and closed handles are typed errors', async () => {
+    const { path } = await threeTensors();
+    await expect(
+      tv.openSafetensors(path, { populate: 'yes' } as unknown as tv.OpenSafetensorsOptions),
+    ).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT', context: { argument: 'populate' } });
+    const f = await tv.openSafetensors(path);
+    expect(() => f.tensor('a', { populate: 1 } as unknown as tv.TensorOptions)).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+    expect(() => f.tensor('a', null as unknown as tv.TensorOptions)).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+    expect(() => [...f.chunks('a', { populate: 'no' } as unknown as tv.ChunkOptions)]).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+    await expect(f.prefetch(['a', 'nope'])).rejects.toMatchObject({ code: 'TV_TENSOR_NOT_FOUND' });
+    await expect(f.prefetch('a' as unknown as string[])).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+    const aborted = await f.prefetch(undefined, { signal: AbortSignal.abort() }).catch((e: unknown) => e);
+    expect(aborted).toBeInstanceOf(tv.TensorVaultAbortError);
+    f.close();
+    await expect(f.prefetch()).rejects.toMatchObject({ code: 'TV_CLOSED' });
+  });
+});
+
 describe('adversarial headers: each attack gets its typed error', () => {
   const T = (dtype: string, shape: string, off: string) =>
     `{"dtype":"${dtype}","shape":${shape},"data_offsets":${off}}`;

@@ -4,10 +4,17 @@
 // Cases (on a generated checkpoint of --gib GiB in --tensors tensors, F32 and BF16):
 //   open     openSafetensors + first tensor view      vs Python safe_open + get_tensor (numpy), same file
 //            (+ RSS growth of this process before any tensor is touched)
-//   read     every tensor through its view, warm (copy into a 64 MiB scratch buffer)
-//            vs fs.readSync of the same bytes into the same buffer (64 MiB reads)
+//   read     every tensor through its view, warm page cache (copy into a 64 MiB scratch buffer)
+//            vs fs.readSync of the same bytes into the same buffer (64 MiB reads). Cases:
+//            - "same open file": one SafetensorsFile for every iteration, so after the warm-up its pages
+//              are already mapped (a second pass; the only read case of the first version of this bench)
+//            - "first touch": a fresh open per iteration (timed: open, views, copy), so every iteration
+//              pays the page faults of a new mapping; plain views, tensor({ populate: true }),
+//              await prefetch() before the views, prefetch() running while the views are read
+//            (+ how much of the file the kernel mapped with 2 MiB PMD entries after a first touch)
 //   write    saveSafetensors streaming the same bytes (fsync + rename)
-//            vs fs.writeSync of the same bytes + fsync, and Python save_file (numpy) on a 1 GiB subset
+//            vs fs.writeSync of the same bytes + fsync, and Python save_file (numpy) on a 1 GiB subset;
+//            interleaved rounds in ABBA order, medians
 import { spawnSync } from 'node:child_process';
 import {
   closeSync,
@@ -15,6 +22,7 @@ import {
   fsyncSync,
   mkdirSync,
   openSync,
+  readFileSync,
   readSync,
   rmSync,
   statSync,
@@ -22,7 +30,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
 
@@ -68,6 +76,7 @@ const file = join(dir, `st-${gib}gib-${count}.safetensors`);
 if (!existsSync(file)) await tv.saveSafetensors(file, tensorsFor(specs), { metadata: { format: 'pt' } });
 const fileBytes = statSync(file).size;
 const results = [];
+const loadAtStart = loadavg();
 const record = (group, name, medianMs, bytes, baseMs) =>
   results.push({
     group,
@@ -78,7 +87,8 @@ const record = (group, name, medianMs, bytes, baseMs) =>
   });
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
 // Warm the page cache.
@@ -149,23 +159,49 @@ record(
 );
 
 // --- read every tensor ----------------------------------------------------------------------------
+const copyAll = (f, options) => {
+  for (const name of f.names) {
+    const b = f.tensor(name, options).bytes;
+    for (let at = 0; at < b.length; at += block.length)
+      block.set(b.subarray(at, Math.min(b.length, at + block.length)));
+  }
+};
+/** FilePmdMapped summed over this process's mappings of `file`, in bytes. */
+const pmdMapped = () => {
+  const smaps = readFileSync('/proc/self/smaps', 'utf8').split('\n');
+  let inFile = false;
+  let kb = 0;
+  for (const line of smaps) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inFile = line.endsWith(file);
+    else if (inFile && line.startsWith('FilePmdMapped:')) kb += Number(line.split(/\s+/)[1]);
+  }
+  return kb * 1024;
+};
+let pmdAfterFirstTouch;
+const settle = async () => {
+  // Collect dropped views so that their mapping is unmapped now (N-API finalizers run from the event
+  // loop, hence the wait), not inside the next timed iteration.
+  globalThis.gc?.();
+  await new Promise((r) => setTimeout(r, 5));
+  globalThis.gc?.();
+};
+const readBaseline = () => {
+  const fd = openSync(file, 'r');
+  for (let at = dataStartOfFile; at < fileBytes; at += block.length)
+    readSync(fd, block, 0, Math.min(block.length, fileBytes - at), at);
+  closeSync(fd);
+};
+let dataStartOfFile;
 {
+  // 1. One open file for every iteration: after the warm-up iteration its pages are mapped.
   const f = await tv.openSafetensors(file);
+  dataStartOfFile = f.dataStart;
   const bench = new Bench({ iterations, time: 0, warmupIterations: 1, warmupTime: 0 });
-  bench.add('fs.readSync 64 MiB chunks into a buffer', () => {
-    const fd = openSync(file, 'r');
-    for (let at = f.dataStart; at < fileBytes; at += block.length)
-      readSync(fd, block, 0, Math.min(block.length, fileBytes - at), at);
-    closeSync(fd);
+  bench.add('fs.readSync 64 MiB chunks into a buffer', readBaseline);
+  bench.add('views, same open file (pages mapped by the warm-up): every tensor copied', () => {
+    copyAll(f);
   });
-  bench.add('views: every tensor copied into the same buffer', () => {
-    for (const name of f.names) {
-      const b = f.tensor(name).bytes;
-      for (let at = 0; at < b.length; at += block.length)
-        block.set(b.subarray(at, Math.min(b.length, at + block.length)));
-    }
-  });
-  bench.add('views: every tensor, touch one byte per 4 KiB page', () => {
+  bench.add('views, same open file: touch one byte per 4 KiB page', () => {
     let x = 0;
     for (const name of f.names) {
       const b = f.tensor(name).bytes;
@@ -178,74 +214,161 @@ record(
   for (const t of bench.tasks) record(`read ${gib} GiB warm`, t.name, t.result.latency.p50, dataBytes, base);
   f.close();
 }
+await settle();
+{
+  // 2. A fresh open per iteration (timed: open, views, copy), so every iteration pays the page faults
+  // of a new mapping; the previous one is released outside the timing.
+  let fresh;
+  const freshHooks = {
+    afterEach: async () => {
+      fresh?.close();
+      fresh = undefined;
+      await settle();
+    },
+  };
+  const bench = new Bench({ iterations, time: 0, warmupIterations: 1, warmupTime: 0 });
+  bench.add('fs.readSync 64 MiB chunks into a buffer (again, same conditions as below)', readBaseline);
+  bench.add(
+    'first touch: open + views (default) + copy',
+    async () => {
+      fresh = await tv.openSafetensors(file);
+      copyAll(fresh);
+    },
+    freshHooks,
+  );
+  bench.add(
+    'first touch: open + tensor({ populate: true }) + copy',
+    async () => {
+      fresh = await tv.openSafetensors(file);
+      copyAll(fresh, { populate: true });
+    },
+    freshHooks,
+  );
+  bench.add(
+    'first touch: open + await prefetch() + views + copy',
+    async () => {
+      fresh = await tv.openSafetensors(file);
+      await fresh.prefetch();
+      copyAll(fresh);
+    },
+    freshHooks,
+  );
+  bench.add(
+    'first touch: open + prefetch() running while views are copied',
+    async () => {
+      fresh = await tv.openSafetensors(file);
+      const p = fresh.prefetch();
+      copyAll(fresh);
+      await p;
+    },
+    freshHooks,
+  );
+  await bench.run();
+  const base = bench.tasks[0].result.latency.p50;
+  for (const t of bench.tasks)
+    record(`read ${gib} GiB warm, first touch`, t.name, t.result.latency.p50, dataBytes, base);
+  const g = await tv.openSafetensors(file);
+  copyAll(g);
+  pmdAfterFirstTouch = pmdMapped();
+  g.close();
+  await settle();
+}
 
 // --- write -----------------------------------------------------------------------------------------
+// Writes are disk-bound and the disk is shared. Its speed was seen to alternate from one 4 GiB write to
+// the next (slow, fast, slow, fast, whoever wrote), so the cases run in ABBA order (A B, then B A, ...)
+// and every case gets as many odd as even slots. Each output is deleted (and `sync` run) before a write.
+// Per-round times are printed and saved with --json.
+const writeRounds = {};
+const interleaved = async (label, rounds, cases) => {
+  const times = cases.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 0 ? [...cases.keys()] : [...cases.keys()].reverse();
+    for (const i of order) {
+      const c = cases[i];
+      await c.before?.();
+      spawnSync('sync');
+      times[i].push(await c.run());
+    }
+  }
+  writeRounds[label] = Object.fromEntries(cases.map((c, i) => [c.name, times[i].map((t) => Math.round(t))]));
+  console.error(label, JSON.stringify(writeRounds[label]));
+  return times.map(median);
+};
+const timed = async (fn) => {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+};
 {
   const out = join(dir, 'st-write.safetensors');
   const plain = join(dir, 'st-write.bin');
-  const bench = new Bench({
-    iterations: Math.max(3, Math.min(iterations, 3)),
-    time: 0,
-    warmupIterations: 0,
-    warmupTime: 0,
-  });
-  bench.add('fs.writeSync 64 MiB chunks + fsync (same bytes)', () => {
-    const fd = openSync(plain, 'w');
-    for (let at = 0; at < dataBytes; at += block.length)
-      writeSync(fd, block, 0, Math.min(block.length, dataBytes - at));
-    fsyncSync(fd);
-    closeSync(fd);
-  });
-  bench.add('tv.saveSafetensors streaming (fsync + rename)', async () => {
-    await tv.saveSafetensors(out, tensorsFor(specs), { metadata: { format: 'pt' } });
-  });
-  await bench.run();
-  const base = bench.tasks[0].result.latency.p50;
-  for (const t of bench.tasks) record(`write ${gib} GiB`, t.name, t.result.latency.p50, dataBytes, base);
+  const [fsMs, tvMs] = await interleaved(`write ${gib} GiB`, 4, [
+    {
+      name: 'fs',
+      before: () => rmSync(plain, { force: true }),
+      run: () =>
+        timed(() => {
+          const fd = openSync(plain, 'w');
+          for (let at = 0; at < dataBytes; at += block.length)
+            writeSync(fd, block, 0, Math.min(block.length, dataBytes - at));
+          fsyncSync(fd);
+          closeSync(fd);
+        }),
+    },
+    {
+      name: 'tv',
+      before: () => rmSync(out, { force: true }),
+      run: () => timed(() => tv.saveSafetensors(out, tensorsFor(specs), { metadata: { format: 'pt' } })),
+    },
+  ]);
+  record(`write ${gib} GiB`, 'fs.writeSync 64 MiB chunks + fsync (same bytes)', fsMs, dataBytes, fsMs);
+  record(`write ${gib} GiB`, 'tv.saveSafetensors streaming (fsync + rename)', tvMs, dataBytes, fsMs);
   rmSync(plain, { force: true });
   rmSync(out, { force: true });
 }
 {
-  // Python save_file holds its arrays in memory: compare on a 1 GiB subset.
+  // Python save_file holds its arrays in memory: compare on a 1 GiB subset. One Python process per
+  // round (array set-up untimed), interleaved with tensorvault.
   const sub = specs.slice(0, Math.max(1, Math.round((count * 1) / gib)));
   const subBytes = sub.reduce((s, x) => s + x.bytes, 0);
   const out = join(dir, 'st-write-sub.safetensors');
-  const py = spawnSync(
-    python,
-    [
-      '-c',
-      `import sys, time, json, os
+  const pySave = () => {
+    const py = spawnSync(
+      python,
+      [
+        '-c',
+        `import sys, time, json, os
 import numpy as np
 from safetensors.numpy import save_file
 n, per = int(sys.argv[2]), int(sys.argv[3])
 base = np.frombuffer(np.random.default_rng(1).bytes(per), dtype=np.float32)
 t = {f'model.layers.{i}.weight': base.copy() for i in range(n)}
-ts = []
-for i in range(3):
-    t0 = time.perf_counter()
-    save_file(t, sys.argv[1], metadata={'format': 'pt'})
-    fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.close(fd)
-    ts.append((time.perf_counter() - t0) * 1000)
-ts.sort()
-print(json.dumps({'median': ts[1]}))`,
-      out,
-      String(sub.length),
-      String(per),
-    ],
-    { encoding: 'utf8' },
-  );
-  if (py.status !== 0) throw new Error(py.stderr);
-  const pyMs = JSON.parse(py.stdout).median;
+t0 = time.perf_counter()
+save_file(t, sys.argv[1], metadata={'format': 'pt'})
+fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.close(fd)
+print(json.dumps({'ms': (time.perf_counter() - t0) * 1000}))`,
+        out,
+        String(sub.length),
+        String(per),
+      ],
+      { encoding: 'utf8' },
+    );
+    if (py.status !== 0) throw new Error(py.stderr);
+    return JSON.parse(py.stdout).ms;
+  };
   const subSpecs = sub.map((s) => ({ ...s, dtype: 'F32', shape: [s.bytes / 4] }));
-  const ours = [];
-  for (let i = 0; i < 3; i++) {
-    const t0 = performance.now();
-    await tv.saveSafetensors(out, tensorsFor(subSpecs), { metadata: { format: 'pt' } });
-    ours.push(performance.now() - t0);
-  }
+  const [pyMs, ourMs] = await interleaved('write 1 GiB subset', Math.max(4, iterations + (iterations % 2)), [
+    { name: 'python', before: () => rmSync(out, { force: true }), run: async () => pySave() },
+    {
+      name: 'tv',
+      before: () => rmSync(out, { force: true }),
+      run: () => timed(() => tv.saveSafetensors(out, tensorsFor(subSpecs), { metadata: { format: 'pt' } })),
+    },
+  ]);
   const label = `write ${(subBytes / 1024 ** 3).toFixed(2)} GiB subset`;
   record(label, 'Python save_file (numpy) + fsync', pyMs, subBytes, pyMs);
-  record(label, 'tv.saveSafetensors streaming (fsync + rename)', median(ours), subBytes, pyMs);
+  record(label, 'tv.saveSafetensors streaming (fsync + rename)', ourMs, subBytes, pyMs);
   rmSync(out, { force: true });
 }
 
@@ -257,6 +380,10 @@ const meta = {
   memGiB: Math.round(totalmem() / 1024 ** 3),
   file: { bytes: fileBytes, tensors: count },
   rssGrowthOnOpenBytes: rssOpen,
+  filePmdMappedAfterFirstTouchBytes: pmdAfterFirstTouch,
+  loadAverageAtStart: loadAtStart,
+  loadAverageAtEnd: loadavg(),
+  kernel: release(),
 };
 console.log(JSON.stringify(meta, null, 2));
 console.table(
@@ -268,4 +395,4 @@ console.table(
   })),
 );
 const jsonOut = arg('json', undefined);
-if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ meta, results }, null, 2));
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ meta, results, writeRounds }, null, 2));

@@ -128,6 +128,7 @@ export {
   type OpenSafetensorsOptions,
   openSafetensors,
   openShardedSafetensors,
+  type PrefetchResult,
   parseShardIndex,
   SafetensorsFile,
   type SaveSafetensorsOptions,
@@ -142,6 +143,7 @@ export {
   type TensorArray,
   type TensorInfo,
   type TensorInput,
+  type TensorOptions,
   type TensorSource,
   type TensorsToSave,
 } from './safetensors';

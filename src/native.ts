@@ -52,7 +52,9 @@ export interface NativeSafetensorsHandle {
     byteLength: number | undefined | null,
     maxBytes: number,
     copyIfNoExternal: boolean,
+    populate?: boolean,
   ): { buffer: ArrayBuffer; copied: boolean };
+  prefetch(names: string[] | null | undefined, control: NativeJobControl): Promise<boolean>;
   readRange(name: string, offset: number, length: number): Promise<Buffer>;
   close(): void;
   readonly closed: boolean;

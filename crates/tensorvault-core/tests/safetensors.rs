@@ -418,6 +418,93 @@ fn file_truncated_under_an_open_reader_is_reported() {
     ));
 }
 
+/// A file of three U8 tensors with distinct bytes and sizes that are not multiples of a page, so
+/// populated ranges start and end inside pages.
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)] // test fixture
+fn three_tensors(dir: &std::path::Path) -> (std::path::PathBuf, Vec<Vec<u8>>) {
+    let p = dir.join("three.safetensors");
+    let sizes = [5_000_001usize, 3, 70_000];
+    let specs: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| spec(&format!("t{i}"), Dtype::U8, &[n as u64]))
+        .collect();
+    let mut w = SafetensorsWriter::create(&p, specs, None).unwrap();
+    let order: Vec<String> = w
+        .layout()
+        .tensors
+        .iter()
+        .map(|t| t.0.name.clone())
+        .collect();
+    let mut datas = vec![Vec::new(); 3];
+    for name in order {
+        let i: usize = name[1..].parse().unwrap();
+        let d: Vec<u8> = (0..sizes[i]).map(|j| ((j * 7 + i) % 253) as u8).collect();
+        w.write(&d).unwrap();
+        datas[i] = d;
+    }
+    w.finish().unwrap();
+    (p, datas)
+}
+
+#[test]
+fn populate_and_prefetch_give_the_same_bytes() {
+    use tensorvault_core::io::Populated;
+    let dir = tempfile::tempdir().unwrap();
+    let (p, datas) = three_tensors(dir.path());
+    let f = SafetensorsFile::open(&p).unwrap();
+    let t1 = f.info("t1").unwrap();
+    assert_eq!(f.populate(t1, 1, 2).unwrap(), Populated::Yes);
+    assert!(matches!(
+        f.populate(t1, 2, 2),
+        Err(E::DataPastEnd { end: 4, .. })
+    ));
+    let infos: Vec<_> = ["t0", "t1", "t2"]
+        .iter()
+        .map(|n| f.info(n).unwrap())
+        .collect();
+    let control = tensorvault_core::Control::new();
+    assert_eq!(f.prefetch(&infos, &control).unwrap(), Populated::Yes);
+    assert_eq!(control.total(), 5_070_004);
+    assert_eq!(control.done(), 5_070_004);
+    for (i, d) in datas.iter().enumerate() {
+        assert_eq!(f.tensor(&format!("t{i}")).unwrap().1, &d[..]);
+    }
+    let cancelled = tensorvault_core::Control::new();
+    cancelled.cancel();
+    assert!(matches!(f.prefetch(&infos, &cancelled), Err(E::Cancelled)));
+}
+
+#[test]
+fn prefetch_and_populate_of_a_truncated_file_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = three_tensors(dir.path());
+    let f = SafetensorsFile::open(&p).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let t0 = f.info("t0").unwrap();
+    let r = f.populate(t0, 0, t0.byte_len());
+    if matches!(r, Ok(tensorvault_core::io::Populated::Unsupported)) {
+        return; // kernel before 5.14
+    }
+    assert!(
+        matches!(r, Err(E::FileChanged { actual: 4096, .. })),
+        "{r:?}"
+    );
+    assert!(matches!(
+        f.prefetch(&[t0], &tensorvault_core::Control::new()),
+        Err(E::FileChanged { actual: 4096, .. })
+    ));
+}
+
 fn arb_dtype() -> impl Strategy<Value = Dtype> {
     proptest::sample::select(Dtype::ALL.to_vec())
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use napi::bindgen_prelude::{AsyncTask, Buffer, FromNapiValue, Uint8Array, Unknown};
 use napi::{sys, Env, Task};
 use napi_derive::napi;
-use tensorvault_core::io::Mapping;
+use tensorvault_core::io::{Mapping, Populated};
 use tensorvault_core::safetensors::{Dtype, SafetensorsFile, SafetensorsWriter, TensorSpec};
 use tensorvault_core::Control;
 
@@ -235,8 +235,10 @@ impl NativeSafetensors {
     /// A zero-copy `ArrayBuffer` over tensor `name` (`byteOffset`/`byteLength` select a sub-range; by
     /// default the whole tensor). Larger than `maxBytes` → `TV_TENSOR_TOO_LARGE`. When the runtime
     /// forbids external buffers: a copy of the range if `copyIfNoExternal`, else
-    /// `TV_EXTERNAL_BUFFERS_UNAVAILABLE`.
+    /// `TV_EXTERNAL_BUFFERS_UNAVAILABLE`. With `populate`, the range's pages are mapped first
+    /// (`MADV_POPULATE_READ`) so that reading the view takes no page faults.
     #[napi]
+    #[allow(clippy::too_many_arguments)]
     pub fn tensor_buffer<'env>(
         &self,
         env: &'env Env,
@@ -245,6 +247,7 @@ impl NativeSafetensors {
         byte_length: Option<f64>,
         max_bytes: f64,
         copy_if_no_external: bool,
+        populate: Option<bool>,
     ) -> napi::Result<TensorBuffer<'env>> {
         guard(|| {
             let file = self.file()?;
@@ -270,6 +273,9 @@ impl NativeSafetensors {
             }
             file.check_unchanged().map_err(TvError::from)?;
             let bytes = file.bytes_of(info, offset, len).map_err(TvError::from)?;
+            if populate == Some(true) {
+                file.populate(info, offset, len).map_err(TvError::from)?;
+            }
             if bytes.is_empty() {
                 return Ok(TensorBuffer {
                     buffer: copied_buffer(env, &[])?,
@@ -355,6 +361,30 @@ impl NativeSafetensors {
         })
     }
 
+    /// Map every page of the named tensors (all tensors when `names` is None) on the libuv pool, in
+    /// parallel pieces (`MADV_POPULATE_READ`); resolves to false where the system has no such advice
+    /// (nothing was done).
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn prefetch(
+        &self,
+        names: Option<Vec<String>>,
+        control: &JobControl,
+    ) -> napi::Result<AsyncTask<PrefetchTask>> {
+        guard(|| {
+            let file = Arc::clone(self.file()?);
+            if let Some(names) = &names {
+                for n in names {
+                    file.info(n).map_err(TvError::from)?;
+                }
+            }
+            Ok(AsyncTask::new(PrefetchTask {
+                file,
+                names,
+                control: Arc::clone(&control.inner),
+            }))
+        })
+    }
+
     /// Release this handle's reference to the mapping (views already handed out stay valid).
     #[napi]
     pub fn close(&mut self) {
@@ -393,6 +423,39 @@ impl Task for ReadRangeTask {
 
     fn resolve(&mut self, _env: Env, output: Vec<u8>) -> napi::Result<Buffer> {
         Ok(output.into())
+    }
+}
+
+pub struct PrefetchTask {
+    file: Arc<SafetensorsFile>,
+    names: Option<Vec<String>>,
+    control: Arc<Control>,
+}
+
+impl Task for PrefetchTask {
+    type Output = bool;
+    type JsValue = bool;
+
+    fn compute(&mut self) -> napi::Result<bool> {
+        guard(|| {
+            let file = &self.file;
+            let infos = match &self.names {
+                None => file.header().tensors().iter().collect::<Vec<_>>(),
+                Some(names) => names
+                    .iter()
+                    .map(|n| file.info(n))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(TvError::from)?,
+            };
+            let done = file
+                .prefetch(&infos, &self.control)
+                .map_err(TvError::from)?;
+            Ok(done == Populated::Yes)
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: bool) -> napi::Result<bool> {
+        Ok(output)
     }
 }
 

@@ -6,7 +6,7 @@ mod map;
 pub mod sigbus;
 
 pub use atomic::{sync_parent, write_atomic, AtomicFile};
-pub use map::Mapping;
+pub use map::{Mapping, Populated};
 
 use std::fs::File;
 use std::io;

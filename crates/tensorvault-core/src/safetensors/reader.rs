@@ -3,8 +3,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use super::{header_len, Header, SafetensorsError, TensorInfo};
-use crate::io::{open_regular, read_exact_at, IoError, Mapping};
+use crate::io::{open_regular, read_exact_at, IoError, Mapping, Populated};
+use crate::Control;
+
+/// Pieces [`SafetensorsFile::prefetch`] populates at a time (progress and cancellation granularity).
+const PREFETCH_PIECE: u64 = 32 << 20;
 
 /// An open, validated safetensors file. Tensor bytes are borrowed from a shared private mapping
 /// (`Arc<Mapping>`), which callers may clone to keep the pages alive beyond this value.
@@ -71,17 +77,63 @@ impl SafetensorsFile {
     /// Check that the file has not been truncated since it was opened (touching pages past the new end
     /// of file would raise SIGBUS).
     pub fn check_unchanged(&self) -> Result<(), SafetensorsError> {
-        self.map.check_len().map_err(|e| match e {
-            IoError::Truncated {
-                path,
-                expected,
-                actual,
-            } => SafetensorsError::FileChanged {
-                path,
-                expected,
-                actual,
-            },
-            other => SafetensorsError::Io(other),
+        self.map.check_len().map_err(changed)
+    }
+
+    /// Map `len` bytes of tensor `info` from `offset` into the page tables now (see
+    /// [`Mapping::populate`]), so that reading them later takes no page fault. Pages not in the page
+    /// cache are read from disk, on this thread. A file truncated since it was opened gives
+    /// [`SafetensorsError::FileChanged`].
+    pub fn populate(
+        &self,
+        info: &TensorInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<Populated, SafetensorsError> {
+        self.bytes_of(info, offset, len)?;
+        self.map
+            .populate(self.absolute_offset(info) + offset, len)
+            .map_err(changed)
+    }
+
+    /// [`SafetensorsFile::populate`] every byte of `tensors`, in 32 MiB pieces spread over the current
+    /// rayon pool. Progress (bytes) and cancellation go through `control`; its total is set to the
+    /// tensors' byte length.
+    pub fn prefetch(
+        &self,
+        tensors: &[&TensorInfo],
+        control: &Control,
+    ) -> Result<Populated, SafetensorsError> {
+        self.check_unchanged()?;
+        let mut pieces = Vec::new();
+        let mut total = 0u64;
+        for info in tensors {
+            let n = info.byte_len();
+            total += n;
+            let mut at = 0;
+            while at < n {
+                let len = PREFETCH_PIECE.min(n - at);
+                pieces.push((*info, at, len));
+                at += len;
+            }
+        }
+        control.set_total(total);
+        let unsupported = std::sync::atomic::AtomicBool::new(false);
+        pieces.par_iter().try_for_each(|&(info, at, len)| {
+            control.checkpoint()?;
+            // Once the system said it cannot populate, the other pieces are only counted.
+            if !unsupported.load(std::sync::atomic::Ordering::Relaxed)
+                && self.populate(info, at, len)? == Populated::Unsupported
+            {
+                unsupported.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            control.add(len);
+            Ok::<(), SafetensorsError>(())
+        })?;
+        Ok(if unsupported.into_inner() {
+            Populated::Unsupported
+        } else {
+            Populated::Yes
         })
     }
 
@@ -114,5 +166,20 @@ impl SafetensorsFile {
             end: offset.saturating_add(len),
             data_len: info.byte_len(),
         })
+    }
+}
+
+fn changed(e: IoError) -> SafetensorsError {
+    match e {
+        IoError::Truncated {
+            path,
+            expected,
+            actual,
+        } => SafetensorsError::FileChanged {
+            path,
+            expected,
+            actual,
+        },
+        other => SafetensorsError::Io(other),
     }
 }
