@@ -16,20 +16,24 @@ const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'igno
 
 if (!process.argv.includes('--npm-only')) {
   const want = [];
-  if (!existsSync('/usr/include/isa-l.h') && !existsSync('/usr/include/isa-l/erasure_code.h')) want.push('libisal-dev');
+  if (!existsSync('/usr/include/isa-l.h') && !existsSync('/usr/include/isa-l/erasure_code.h'))
+    want.push('libisal-dev');
   if (!has('pigz')) want.push('pigz');
   if (!has('libdeflate-gzip')) want.push('libdeflate-tools');
   if (want.length > 0) {
     const root_ = typeof process.getuid === 'function' && process.getuid() === 0;
     if (!root_ || !has('apt-get')) {
-      console.error(`bench-anchors: cannot install ${want.join(', ')} (needs apt-get as root); those rows will be skipped`);
+      console.error(
+        `bench-anchors: cannot install ${want.join(', ')} (needs apt-get as root); those rows will be skipped`,
+      );
     } else {
       console.error(`bench-anchors: apt-get install ${want.join(' ')}`);
       const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
       const apt = (args) => spawnSync('apt-get', args, { stdio: 'inherit', env }).status === 0;
       if (!apt(['install', '-y', '-q', ...want])) {
         apt(['update', '-q']);
-        if (!apt(['install', '-y', '-q', ...want])) console.error('bench-anchors: apt-get failed; rows skipped');
+        if (!apt(['install', '-y', '-q', ...want]))
+          console.error('bench-anchors: apt-get failed; rows skipped');
       }
     }
   }
