@@ -593,10 +593,15 @@ mod tests {
 
     #[test]
     fn kernels_agree_across_tiles_and_tails() {
+        for n_out in [1, 2, 6] {
+            kernels_agree_for(n_out);
+        }
+    }
+
+    fn kernels_agree_for(n_out: usize) {
         // Longer than a tile, not a multiple of 32: exercises tiling and the scalar tail.
         let len = TILE * 2 + 45;
         let k = 10;
-        let n_out = 6;
         let coefs: Vec<u8> = (0..k * n_out).map(|i| (i * 37 + 11) as u8).collect();
         let inputs: Vec<Vec<u8>> = (0..k)
             .map(|i| {
