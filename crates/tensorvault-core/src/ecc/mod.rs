@@ -6,4 +6,5 @@
 //!   (`docs/formats/ecc-sidecar.md`).
 
 pub mod erasure;
+pub mod gf256;
 pub mod rs255;

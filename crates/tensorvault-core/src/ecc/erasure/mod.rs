@@ -10,7 +10,7 @@ pub mod aligned;
 pub mod bench;
 pub mod codec;
 pub mod file;
-pub mod gf;
+pub use super::gf256 as gf;
 pub mod kernels;
 pub mod matrix;
 pub mod sidecar;

@@ -1,56 +1,17 @@
 //! GF(2^8) with the primitive polynomial `0x11d` and generator 2 (`reedsolo`'s defaults).
 //!
-//! Tables are built at compile time; every lookup indexes a fixed-size array with a `u8` or a value
-//! proven below the array's length, so no bounds check can fail.
+//! The tables are the erasure codec's ([`crate::ecc::gf256`], one definition of the field); this module
+//! keeps the log-domain helpers the rs(N) codec's hot loops use (768 bytes of tables, L1-resident).
+//! Every lookup indexes a fixed-size array with a `u8` or a value proven below the array's length, so no
+//! bounds check can fail.
 
 // INVARIANT for every index in this file: `LOG` (256 entries) is indexed by a `u8`; `EXP` (512) by
-// `log a + log b <= 508`, `log a + 255 - log b <= 509`, or `e % 255 < 255`; the const builders loop
-// `i < 255` (`i + 255 < 510`) and index `LOG` by an `EXP` value (`< 256`).
+// `log a + log b <= 508`, `log a + 255 - log b <= 509`, or `e % 255 < 255`.
 #![allow(clippy::indexing_slicing)]
 
-/// The primitive polynomial x^8 + x^4 + x^3 + x^2 + 1.
-pub const PRIM: u16 = 0x11d;
-
-/// `EXP[i] = 2^i` for `i` in `0..510` (doubled so that `EXP[log a + log b]` needs no reduction).
-pub static EXP: [u8; 512] = build_exp();
-/// `LOG[a]` for `a != 0` (`LOG[0]` is unused and 0).
-pub static LOG: [u8; 256] = build_log();
-
-const fn build_exp() -> [u8; 512] {
-    let mut t = [0u8; 512];
-    let mut x: u16 = 1;
-    let mut i = 0;
-    while i < 255 {
-        // INVARIANT: x < 256 after each reduction below.
-        #[allow(clippy::cast_possible_truncation)]
-        {
-            t[i] = x as u8;
-            t[i + 255] = x as u8;
-        }
-        x <<= 1;
-        if x & 0x100 != 0 {
-            x ^= PRIM;
-        }
-        i += 1;
-    }
-    t[510] = t[0];
-    t[511] = t[1];
-    t
-}
-
-const fn build_log() -> [u8; 256] {
-    let exp = build_exp();
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 255 {
-        #[allow(clippy::cast_possible_truncation)] // i < 255
-        {
-            t[exp[i] as usize] = i as u8;
-        }
-        i += 1;
-    }
-    t
-}
+/// `EXP[i] = 2^i` for `i` in `0..510` (doubled so that `EXP[log a + log b]` needs no reduction) and
+/// `LOG[a]` for `a != 0`: the shared field tables of [`crate::ecc::gf256`].
+pub use super::super::gf256::{EXP, LOG};
 
 /// `a * b` in the field.
 #[inline]

@@ -1,7 +1,9 @@
 //! GF(2^8) arithmetic over the polynomial x^8 + x^4 + x^3 + x^2 + 1 (0x11d), generator 2: the field
 //! reedsolo, ISA-L and most Reed-Solomon codes use. All tables are computed at compile time.
 //!
-//! Self-contained on purpose so it can later be unified with the byte-level rs(N) codec's field.
+//! The one definition of the field for both codecs: the byte-level rs(N) codec ([`super::rs255`]) uses
+//! its `EXP` / `LOG` tables for log-domain arithmetic, the erasure codec ([`super::erasure`]) also its
+//! full product, nibble and GFNI affine tables.
 
 // INVARIANT: every table here has 256 (or 512) entries and is indexed by a `u8` (or the sum of two
 // logarithms, each < 255, so < 510); no index can be out of bounds.
