@@ -148,12 +148,12 @@ const prot = await timed(() => tv.protect(file, { level, onProgress: bar('protec
 clearBar();
 const L = prot.value.layout;
 console.log(
-  `   ${L.k}+${L.m} Reed-Solomon, ${L.chunkSize / 1024} KiB chunks: ${L.chunks} chunks in ${L.stripes} interleaved stripes`,
+  `   ${L.k}+${L.m} Reed-Solomon, ${L.chunkSize / 1024} KiB chunks: ${L.chunks} chunks in ${L.stripes} interleaved stripes, ${L.digest} chunk digests`,
 );
 console.log(
   `   sidecar ${prot.value.sidecarPath}: ${gib(L.sidecarLength)} (${((L.sidecarLength / total) * 100).toFixed(1)} % overhead), written in ${secs(prot.ms)} (${rate(total, prot.ms)})`,
 );
-note('protect', `${L.k}+${L.m} × ${L.chunkSize / 1024} KiB`, prot.ms, total);
+note('protect', `${L.k}+${L.m} × ${L.chunkSize / 1024} KiB, ${L.digest}`, prot.ms, total);
 
 // 3. Damage --------------------------------------------------------------------------------------------
 console.log('\n3. Damaging it');
@@ -240,7 +240,7 @@ const R = rep.value;
 console.log(
   `   repair: ${R.repairedChunks.length} chunks rebuilt (${mib(R.repairedChunks.length * L.chunkSize)}), file ${R.fileRewritten ? 'replaced atomically' : 'kept'}, sidecar ${R.sidecarRewritten ? 'rewritten' : 'kept'}, re-verified ${R.after.status}, in ${secs(rep.ms)}`,
 );
-note('repair', `${R.repairedChunks.length} chunks rebuilt, re-verified`, rep.ms, total);
+note('repair', `${R.repairedChunks.length} chunks rebuilt, full copy written, re-verified`, rep.ms, total);
 const check = await timed(async () => {
   const h = createHash('sha256');
   await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), h);
