@@ -299,6 +299,30 @@ describe('CLI', () => {
     expect(out.rows).toHaveLength(1);
     expect(out.rows[0].encode).toBeGreaterThan(0);
     expect(readFileSync(svg, 'utf8')).toContain('<svg');
+    expect(out.rows[0].verifyBlake3).toBeGreaterThan(0);
     expect(runCli('bench', 'nope').status).toBe(3);
+    // A named kernel is measured (portable runs everywhere); an unknown one is a usage error.
+    const p = runCli(
+      'bench',
+      'ecc',
+      '--codes',
+      '2+1',
+      '--shard-size',
+      '4k',
+      '--threads',
+      '1',
+      '--round-ms',
+      '1',
+      '--kernel',
+      'portable',
+      '--no-svg',
+      '--json',
+    );
+    expect(p.status).toBe(0);
+    expect(JSON.parse(p.stdout).kernel).toBe('portable');
+    const bad = runCli('bench', 'ecc', '--kernel', 'nope', '--no-svg');
+    expect(bad.status).toBe(3);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toContain('TV_INVALID_ARGUMENT');
   });
 });

@@ -26,19 +26,38 @@ const { benchmarkErasure } = require(join(root, 'dist', 'ecc-erasure.js'));
 const tvr = await benchmarkErasure(k, m, size, 1, roundMs);
 rows.push({ name: `tensorvault (${tvr.kernel})`, ...tvr });
 
-// ISA-L through the C harness.
+// ISA-L through the C harness: its runtime dispatch (its best kernel here), then its AVX2 entry point.
+let isal;
 try {
   const dir = mkdtempSync(join(tmpdir(), 'tv-isal-'));
-  const exe = join(dir, 'ec_bench');
-  execFileSync('cc', ['-O2', '-o', exe, join(root, 'benches', 'isal', 'ec_bench.c'), '-lisal'], {
+  isal = join(dir, 'ec_bench');
+  execFileSync('cc', ['-O2', '-o', isal, join(root, 'benches', 'isal', 'ec_bench.c'), '-lisal'], {
     stdio: 'pipe',
   });
   const out = JSON.parse(
-    execFileSync(exe, [String(k), String(m), String(size), String(roundMs / 1000)]).toString(),
+    execFileSync(isal, [String(k), String(m), String(size), String(roundMs / 1000)]).toString(),
   );
   rows.push({ name: 'ISA-L 2.30 (libisal-dev)', ...out });
 } catch (err) {
+  isal = undefined;
   rows.push({ name: `ISA-L: not available (${String(err.message).split('\n')[0]})` });
+}
+
+// Same instruction set on both sides: what CPUs without AVX-512/GFNI get (most AMD Zen 2/3, older Intel).
+const avx2Rows = [];
+if (tvr.kernel !== 'avx2') {
+  try {
+    const a = await benchmarkErasure(k, m, size, 1, roundMs, 'avx2');
+    avx2Rows.push({ name: 'tensorvault (avx2)', ...a });
+    if (isal !== undefined) {
+      const out = JSON.parse(
+        execFileSync(isal, [String(k), String(m), String(size), String(roundMs / 1000), 'avx2']).toString(),
+      );
+      avx2Rows.push({ name: 'ISA-L 2.30 (ec_encode_data_avx2)', ...out });
+    }
+  } catch (err) {
+    avx2Rows.push({ name: `avx2: not available (${String(err.message).split('\n')[0]})` });
+  }
 }
 
 // @ronomon/reed-solomon (encode only: its API rebuilds parity and data through the same call).
@@ -107,5 +126,15 @@ for (const b of ['ISA-L', '@ronomon']) {
       `ratio tensorvault / ${b}: encode ${(tvr.encode / r.encode).toFixed(2)}×, rec 1 ${(tvr.reconstructOne / r.reconstructOne).toFixed(2)}×, rec ${m} ${(tvr.reconstructAll / r.reconstructAll).toFixed(2)}×`,
     );
 }
+if (avx2Rows.length > 0) {
+  console.log('\nsame instruction set (AVX2) on both sides:');
+  for (const r of avx2Rows)
+    console.log(`${r.name.padEnd(34)} ${gb(r.encode)} ${gb(r.reconstructOne)} ${gb(r.reconstructAll)}`);
+  const [a, b] = avx2Rows;
+  if (a?.encode !== undefined && b?.encode !== undefined)
+    console.log(
+      `ratio tensorvault avx2 / ISA-L avx2: encode ${(a.encode / b.encode).toFixed(2)}×, rec 1 ${(a.reconstructOne / b.reconstructOne).toFixed(2)}×, rec ${m} ${(a.reconstructAll / b.reconstructAll).toFixed(2)}×`,
+    );
+}
 if (existsSync(join(root, 'package.json')) && process.argv.includes('--json'))
-  console.log(JSON.stringify(rows));
+  console.log(JSON.stringify([...rows, ...avx2Rows]));

@@ -276,7 +276,8 @@ export interface ErasureBenchResult {
 
 /**
  * Measure encode / reconstruct / verify throughput for `threads` independent `k + m` stripes of
- * `shardSize`-byte shards (median of three rounds of at least `minRoundMs`). Used by `tensorvault bench ecc`.
+ * `shardSize`-byte shards (median of three rounds of at least `minRoundMs`), with the fastest kernel or
+ * `kernel` (`avx512-gfni`, `avx2`, `ssse3`, `portable`; one this CPU runs). Used by `tensorvault bench ecc`.
  */
 export async function benchmarkErasure(
   k: number,
@@ -284,11 +285,17 @@ export async function benchmarkErasure(
   shardSize: number,
   threads: number,
   minRoundMs = 300,
+  kernel?: string,
 ): Promise<ErasureBenchResult> {
   checkInt(k, 'k', 1, 255);
   checkInt(m, 'm', 1, 255);
   checkInt(shardSize, 'shardSize', 1, 256 * 1024 * 1024);
   checkInt(threads, 'threads', 1, 256);
   checkInt(minRoundMs, 'minRoundMs', 0, 60_000);
-  return runJob('eccBench', {}, () => native().eccBench(k, m, shardSize, threads, minRoundMs));
+  if (kernel !== undefined && typeof kernel !== 'string') {
+    throw invalidArgument('kernel', 'kernel must be a kernel name such as "avx2"');
+  }
+  return runJob('eccBench', {}, () =>
+    native().eccBench(k, m, shardSize, threads, minRoundMs, kernel ?? null),
+  );
 }

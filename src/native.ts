@@ -198,6 +198,7 @@ export interface NativeBinding {
     shardSize: number,
     threads: number,
     minRoundMs: number,
+    kernel: string | null,
   ): Promise<{
     encode: number;
     reconstructOne: number;

@@ -37,6 +37,13 @@ int main(int argc, char **argv) {
   int k = argc > 1 ? atoi(argv[1]) : 10, m = argc > 2 ? atoi(argv[2]) : 4;
   size_t size = argc > 3 ? strtoul(argv[3], 0, 10) : 1 << 20;
   double min_round = argc > 4 ? atof(argv[4]) : 0.3;
+  // Optional 5th argument: force one of ISA-L's per-ISA entry points ("avx2", "sse") instead of its
+  // runtime dispatch (which picks AVX-512 / GFNI where the CPU has them).
+  const char *isa = argc > 5 ? argv[5] : "dispatch";
+  void (*encode)(int, int, int, unsigned char *, unsigned char **, unsigned char **) = ec_encode_data;
+  if (!strcmp(isa, "avx2")) encode = ec_encode_data_avx2;
+  else if (!strcmp(isa, "sse")) encode = ec_encode_data_sse;
+  else if (strcmp(isa, "dispatch")) return 4;
   int n = k + m, rounds = 3;
   unsigned char *frags[256], *recov[256], *src[256];
   unsigned char encode_matrix[256 * 256], g_tbls[256 * 32 * 256];
@@ -49,7 +56,7 @@ int main(int argc, char **argv) {
   gf_gen_cauchy1_matrix(encode_matrix, n, k);
   double res[3];
   const char *names[3] = {"encode", "reconstructOne", "reconstructAll"};
-  printf("{\"k\":%d,\"m\":%d,\"shardSize\":%zu", k, m, size);
+  printf("{\"k\":%d,\"m\":%d,\"shardSize\":%zu,\"isa\":\"%s\"", k, m, size, isa);
   for (int op = 0; op < 3; op++) {
     int lost = op == 1 ? 1 : m;
     int src_idx[256];
@@ -61,8 +68,8 @@ int main(int argc, char **argv) {
       double t0 = now();
       long calls = 0;
       do {
-        if (op == 0) ec_encode_data(size, k, m, g_tbls, frags, &frags[k]);
-        else ec_encode_data(size, k, lost, g_tbls, src, recov);
+        if (op == 0) encode(size, k, m, g_tbls, frags, &frags[k]);
+        else encode(size, k, lost, g_tbls, src, recov);
         calls++;
       } while (now() - t0 < min_round);
       if (r > 0) res[r - 1] = (double)k * size * calls / (now() - t0);

@@ -16,6 +16,7 @@ export const usage = `tensorvault bench ecc [options]
   --shard-size LIST  shard (chunk) sizes (default 64k,1M)
   --threads LIST     thread counts (default 1 and all cores)
   --round-ms N       minimum length of one timed round (default 200)
+  --kernel NAME      avx512-gfni, avx2, ssse3 or portable (default: the fastest this CPU runs)
   --svg FILE         write a bar chart (default ecc-bench.svg; --no-svg to skip)
   --no-svg           do not write the chart
   --json             machine-readable output
@@ -99,7 +100,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const args = parseArgs(
     argv,
     ['json', 'help', 'no-svg'],
-    ['codes', 'shard-size', 'threads', 'round-ms', 'svg'],
+    ['codes', 'shard-size', 'threads', 'round-ms', 'svg', 'kernel'],
   );
   if (args.flags.has('help')) {
     process.stdout.write(usage);
@@ -129,17 +130,18 @@ export async function run(argv: readonly string[]): Promise<number> {
   if (!/^\d+$/.test(roundText)) throw new UsageError(`--round-ms: not a number: ${roundText}`);
   const json = args.flags.has('json');
   const rows: Row[] = [];
-  if (!json) {
-    process.stdout.write(
-      `${'code'.padEnd(7)}${'shard'.padStart(9)}${'threads'.padStart(8)}${'encode'.padStart(9)}${'rec 1'.padStart(9)}${'rec m'.padStart(9)}${'sha256'.padStart(9)}${'blake3'.padStart(9)}  GB/s\n`,
-    );
-  }
   for (const [k, m] of codes) {
     for (const shardSize of sizes) {
       for (const t of threads) {
-        const r = await benchmarkErasure(k, m, shardSize, t, Number(roundText));
+        const r = await benchmarkErasure(k, m, shardSize, t, Number(roundText), args.values.get('kernel'));
         const row: Row = { k, m, shardSize, threads: t, ...r };
         rows.push(row);
+        if (!json && rows.length === 1) {
+          // After the first measurement, so that a bad --kernel fails before any output.
+          process.stdout.write(
+            `${'code'.padEnd(7)}${'shard'.padStart(9)}${'threads'.padStart(8)}${'encode'.padStart(9)}${'rec 1'.padStart(9)}${'rec m'.padStart(9)}${'sha256'.padStart(9)}${'blake3'.padStart(9)}  GB/s\n`,
+          );
+        }
         if (!json) {
           process.stdout.write(
             `${`${k}+${m}`.padEnd(7)}${formatBytes(shardSize).padStart(9)}${String(t).padStart(8)}${gb(r.encode).padStart(9)}${gb(r.reconstructOne).padStart(9)}${gb(r.reconstructAll).padStart(9)}${gb(r.verify).padStart(9)}${gb(r.verifyBlake3).padStart(9)}\n`,

@@ -385,6 +385,7 @@ pub struct BenchTask {
     shard: usize,
     threads: usize,
     min_round: Duration,
+    kernel: core_ecc::Kernel,
 }
 
 impl Task for BenchTask {
@@ -393,8 +394,15 @@ impl Task for BenchTask {
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         guard(|| {
-            core_ecc::bench::measure(self.k, self.m, self.shard, self.threads, self.min_round)
-                .map_err(|e| TvError::from(e).into())
+            core_ecc::bench::measure(
+                self.k,
+                self.m,
+                self.shard,
+                self.threads,
+                self.min_round,
+                Some(self.kernel),
+            )
+            .map_err(|e| TvError::from(e).into())
         })
     }
 
@@ -405,12 +413,13 @@ impl Task for BenchTask {
             reconstruct_all: r.reconstruct_all,
             verify: r.verify,
             verify_blake3: r.verify_blake3,
-            kernel: core_ecc::Kernel::detect().name().to_string(),
+            kernel: self.kernel.name().to_string(),
         })
     }
 }
 
-/// Measure encode / reconstruct / verify throughput for one `(k, m, shard size, threads)`.
+/// Measure encode / reconstruct / verify throughput for one `(k, m, shard size, threads)`, with the
+/// fastest kernel or the one named (`avx512-gfni`, `avx2`, `ssse3`, `portable`; it must run here).
 #[napi(ts_return_type = "Promise<EccBenchResult>")]
 pub fn ecc_bench(
     k: u32,
@@ -418,8 +427,27 @@ pub fn ecc_bench(
     shard_size: u32,
     threads: u32,
     min_round_ms: u32,
+    kernel: Option<String>,
 ) -> napi::Result<AsyncTask<BenchTask>> {
     guard(|| {
+        let kernel = match kernel.as_deref() {
+            None => core_ecc::Kernel::detect(),
+            Some(name) => core_ecc::Kernel::parse(name)
+                .filter(|k| k.is_supported())
+                .ok_or_else(|| {
+                    let here: Vec<&str> = core_ecc::Kernel::available()
+                        .into_iter()
+                        .map(core_ecc::Kernel::name)
+                        .collect();
+                    invalid_argument(
+                        "kernel",
+                        format!(
+                            "kernel {name:?} is unknown or not supported by this CPU (available: {})",
+                            here.join(", ")
+                        ),
+                    )
+                })?,
+        };
         if shard_size == 0 || shard_size > (256 << 20) || threads == 0 || threads > 256 {
             return Err(invalid_argument(
                 "shardSize",
@@ -433,6 +461,7 @@ pub fn ecc_bench(
             shard: us(shard_size),
             threads: us(threads),
             min_round: Duration::from_millis(u64::from(min_round_ms)),
+            kernel,
         }))
     })
 }

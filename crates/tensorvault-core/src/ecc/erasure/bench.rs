@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use super::sidecar::ChunkDigest;
-use super::{AlignedBuf, ErasureCodec, ErasureError};
+use super::{AlignedBuf, ErasureCodec, ErasureError, Kernel};
 
 /// One measured configuration.
 #[derive(Debug, Clone, Copy)]
@@ -26,15 +26,16 @@ pub struct BenchResult {
 }
 
 /// Measure `k + m` with shards of `shard` bytes on `threads` threads, each round lasting at least
-/// `min_round`.
+/// `min_round`, with the fastest kernel or `kernel` (which the caller has checked is supported).
 pub fn measure(
     k: usize,
     m: usize,
     shard: usize,
     threads: usize,
     min_round: Duration,
+    kernel: Option<Kernel>,
 ) -> Result<BenchResult, ErasureError> {
-    let codec = ErasureCodec::new(k, m)?;
+    let codec = ErasureCodec::with_kernel(k, m, kernel.unwrap_or_else(Kernel::detect))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
@@ -141,7 +142,7 @@ fn rate(
 mod tests {
     #[test]
     fn measures_positive_rates() {
-        let r = super::measure(4, 2, 4096, 1, std::time::Duration::from_millis(1)).unwrap();
+        let r = super::measure(4, 2, 4096, 1, std::time::Duration::from_millis(1), None).unwrap();
         assert!(
             r.encode > 0.0
                 && r.reconstruct_one > 0.0

@@ -83,6 +83,14 @@ impl Kernel {
         }
     }
 
+    /// The kernel named `name` (as [`Kernel::name`] spells it), supported here or not.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Avx512Gfni, Self::Avx2, Self::Ssse3, Self::Portable]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
     /// Whether this CPU can run the kernel.
     #[must_use]
     pub fn is_supported(self) -> bool {
