@@ -99,7 +99,8 @@ async function runSidecarVerb<T>(
     ...(sidecar !== undefined ? { sidecar } : {}),
     ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
   };
-  const r = await job(file, args, options).finally(bar.done);
+  // An async wrapper so that a usage error thrown while building the options still clears the bar.
+  const r = await (async () => job(file, args, options))().finally(bar.done);
   return { file, args, r, seconds: (performance.now() - started) / 1000 };
 }
 
