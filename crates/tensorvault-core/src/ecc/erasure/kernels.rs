@@ -409,7 +409,7 @@ mod simd {
         // was checked by `Kernel::is_supported`.
         unsafe {
             match outs.len() {
-                1 => gfni_one(&mats, &ins, o[0], start, steps),
+                1 => gfni::<1>(&mats, &ins, &o, start, steps),
                 2 => gfni::<2>(&mats, &ins, &o, start, steps),
                 3 => gfni::<3>(&mats, &ins, &o, start, steps),
                 4 => gfni::<4>(&mats, &ins, &o, start, steps),
@@ -417,44 +417,6 @@ mod simd {
             }
         }
         start + steps * 64
-    }
-
-    /// One output (the common single-loss rebuild): 128 bytes per step with two accumulators, so each
-    /// coefficient's broadcast serves two vectors and the two dependency chains overlap.
-    #[target_feature(enable = "avx512f,avx512bw,gfni")]
-    unsafe fn gfni_one(mats: &[u64], ins: &[*const u8], out: *mut u8, start: usize, steps: usize) {
-        let pairs = steps / 2;
-        for pair in 0..pairs {
-            let pos = start + pair * 128;
-            let mut a0 = _mm512_setzero_si512();
-            let mut a1 = _mm512_setzero_si512();
-            for (i, &inp) in ins.iter().enumerate() {
-                // SAFETY: see `gfni_group`; `pos + 128 ≤ start + steps · 64`. (A software prefetch,
-                // which helps the AVX2 kernel, measured no gain here.)
-                unsafe {
-                    #[allow(clippy::cast_possible_wrap)] // bit pattern, not a number
-                    let m = _mm512_set1_epi64(*mats.get_unchecked(i) as i64);
-                    let v0 = _mm512_loadu_si512(inp.add(pos).cast::<__m512i>());
-                    let v1 = _mm512_loadu_si512(inp.add(pos + 64).cast::<__m512i>());
-                    a0 = _mm512_xor_si512(a0, _mm512_gf2p8affine_epi64_epi8::<0>(v0, m));
-                    a1 = _mm512_xor_si512(a1, _mm512_gf2p8affine_epi64_epi8::<0>(v1, m));
-                }
-            }
-            // SAFETY: see `gfni_group`.
-            unsafe {
-                _mm512_storeu_si512(out.add(pos).cast::<__m512i>(), a0);
-                _mm512_storeu_si512(out.add(pos + 64).cast::<__m512i>(), a1);
-            }
-        }
-        if steps % 2 == 1 {
-            let outs: [*mut u8; GROUP] = {
-                let mut o = [std::ptr::null_mut(); GROUP];
-                o[0] = out;
-                o
-            };
-            // SAFETY: see `gfni_group`: the last whole 64-byte step.
-            unsafe { gfni::<1>(mats, ins, &outs, start + pairs * 128, 1) };
-        }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,gfni")]
