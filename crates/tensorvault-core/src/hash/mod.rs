@@ -195,13 +195,10 @@ fn hmac_fallback(key: &[u8], data: &[u8]) -> Digest {
 /// Lower-case hexadecimal of `bytes`.
 #[must_use]
 pub fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing into a String cannot fail.
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    // Only ASCII hex digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
