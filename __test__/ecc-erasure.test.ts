@@ -279,21 +279,22 @@ describe('CLI', () => {
 
   it('bench ecc prints a table, JSON and an SVG chart', () => {
     const svg = join(dir, 'bench.svg');
-    const r = runCli(
-      'bench',
-      'ecc',
-      '--codes',
-      '4+2',
-      '--shard-size',
-      '4k',
-      '--threads',
-      '1',
-      '--round-ms',
-      '1',
-      '--svg',
-      svg,
-      '--json',
-    );
+    // The smallest possible run of one code: 4 KiB shards, one thread, 1 ms rounds.
+    const bench = (code: string, ...rest: string[]) =>
+      runCli(
+        'bench',
+        'ecc',
+        '--codes',
+        code,
+        '--shard-size',
+        '4k',
+        '--threads',
+        '1',
+        '--round-ms',
+        '1',
+        ...rest,
+      );
+    const r = bench('4+2', '--svg', svg, '--json');
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.rows).toHaveLength(1);
@@ -302,22 +303,7 @@ describe('CLI', () => {
     expect(out.rows[0].verifyBlake3).toBeGreaterThan(0);
     expect(runCli('bench', 'nope').status).toBe(3);
     // A named kernel is measured (portable runs everywhere); an unknown one is a usage error.
-    const p = runCli(
-      'bench',
-      'ecc',
-      '--codes',
-      '2+1',
-      '--shard-size',
-      '4k',
-      '--threads',
-      '1',
-      '--round-ms',
-      '1',
-      '--kernel',
-      'portable',
-      '--no-svg',
-      '--json',
-    );
+    const p = bench('2+1', '--kernel', 'portable', '--no-svg', '--json');
     expect(p.status).toBe(0);
     expect(JSON.parse(p.stdout).kernel).toBe('portable');
     const bad = runCli('bench', 'ecc', '--kernel', 'nope', '--no-svg');
