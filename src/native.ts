@@ -46,14 +46,20 @@ export interface NativeSafetensorsHandle {
   tensorsJson(): string;
   metadata(): { key: string; value: string }[] | null | undefined;
   dataStart(): number;
-  tensorBuffer(
+  checkRange(
     name: string,
     byteOffset: number,
     byteLength: number | undefined | null,
     maxBytes: number,
-    copyIfNoExternal: boolean,
     populate?: boolean,
-  ): { buffer: ArrayBuffer; copied: boolean };
+  ): void;
+  copyRange(
+    name: string,
+    byteOffset: number,
+    byteLength: number | undefined | null,
+    maxBytes: number,
+  ): ArrayBuffer;
+  regionBuffer(offset: number, length: number): ArrayBuffer;
   prefetch(names: string[] | null | undefined, control: NativeJobControl): Promise<boolean>;
   readRange(name: string, offset: number, length: number): Promise<Buffer>;
   close(): void;

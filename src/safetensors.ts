@@ -27,6 +27,9 @@ import {
   native,
 } from './native';
 
+/** Region buffers start and end on multiples of this (a multiple of every page size in use). */
+const REGION_ALIGN = 64 * 1024;
+
 /** The element types of the safetensors format, in the reference order. */
 export const DTYPES = [
   'BOOL',
@@ -190,6 +193,13 @@ export interface OpenSafetensorsOptions {
    * (default false). Opening never populates anything: the open stays instant whatever the file size.
    */
   populate?: boolean;
+  /**
+   * Largest region buffer that tensor views are windows on (default and upper bound:
+   * `buffer.constants.MAX_LENGTH`; rounded down to a multiple of 64 KiB). A file no larger is viewed
+   * through one buffer; a larger one through overlapping regions. Only worth setting to exercise the
+   * multi-region path on small files.
+   */
+  regionBytes?: number;
 }
 
 /** Options of {@link SafetensorsFile.tensor}. */
@@ -265,6 +275,14 @@ export class SafetensorsFile {
   #copy: boolean;
   #max: number;
   #populate: boolean;
+  /** Bytes mapped: the whole file. */
+  #fileLength: number;
+  /** Largest region buffer (a multiple of 64 KiB). */
+  #regionBytes: number;
+  /** Region buffers made so far, by `start:length` (see {@link SafetensorsFile.#window}). */
+  #regions = new Map<string, ArrayBuffer>();
+  /** Set once the runtime refused an external buffer: every view is then a copy. */
+  #noExternal = false;
 
   /** @internal Use {@link openSafetensors}. */
   constructor(path: string, handle: NativeSafetensorsHandle, options: OpenSafetensorsOptions) {
@@ -293,6 +311,69 @@ export class SafetensorsFile {
         ? null
         : Object.freeze(Object.fromEntries(meta.map((e) => [e.key, e.value])));
     this.dataStart = callNative(() => handle.dataStart());
+    // The header validation guarantees contiguous data with no trailing bytes.
+    this.#fileLength = infos.reduce((n, t) => Math.max(n, t.fileOffset + t.byteLength), this.dataStart);
+    const cap = Math.min(options.regionBytes ?? bufferConstants.MAX_LENGTH, bufferConstants.MAX_LENGTH);
+    this.#regionBytes = Math.max(REGION_ALIGN, cap - (cap % REGION_ALIGN));
+  }
+
+  /**
+   * A window on the mapping for file bytes `abs .. abs + len` (`len` ≥ 1): a region buffer and the
+   * window's offset in it, or null where the runtime forbids external buffers. Views are typed arrays
+   * on a handful of region buffers per file rather than one external buffer each, so making a view
+   * costs V8 nothing to account for (issue 11: one external buffer per view cost a collection each,
+   * and the old bookkeeping that hid them aborts Node 24+). A file up to `regionBytes` is one region;
+   * a larger one is covered by regions of `regionBytes` starting every `regionBytes / 2`, so any range
+   * up to half a region lies in one of them; a larger range gets a region of its own.
+   */
+  #window(abs: number, len: number): { buffer: ArrayBuffer; byteOffset: number } | null {
+    if (this.#noExternal) return null;
+    const cap = this.#regionBytes;
+    let start = 0;
+    let length = this.#fileLength;
+    if (length > cap) {
+      const half = cap / 2;
+      start = Math.floor(abs / half) * half;
+      length = Math.min(cap, this.#fileLength - start);
+      if (abs + len > start + length) {
+        start = abs;
+        length = len;
+      }
+    }
+    const key = `${start}:${length}`;
+    let buffer = this.#regions.get(key);
+    if (buffer === undefined) {
+      const handle = this.#handle;
+      try {
+        buffer = callNative(() => handle.regionBuffer(start, length));
+      } catch (err) {
+        if (err instanceof TensorVaultError && err.code === ErrorCode.EXTERNAL_BUFFERS_UNAVAILABLE) {
+          this.#noExternal = true;
+          return null;
+        }
+        throw err;
+      }
+      this.#regions.set(key, buffer);
+    }
+    return { buffer, byteOffset: abs - start };
+  }
+
+  /** The bytes `offset .. offset + len` of tensor `name` (checked): a window, or a copy if need be. */
+  #bytes(name: string, info: TensorInfo, offset: number, len: number, populate: boolean) {
+    const handle = this.#handle;
+    callNative(() => handle.checkRange(name, offset, len, this.#max, populate));
+    if (len === 0) return { buffer: new ArrayBuffer(0), byteOffset: 0, copied: false };
+    const w = this.#window(info.fileOffset + offset, len);
+    if (w !== null) return { ...w, copied: false };
+    if (!this.#copy) {
+      throw new TensorVaultError(
+        ErrorCode.EXTERNAL_BUFFERS_UNAVAILABLE,
+        'this runtime forbids external ArrayBuffers; open with { copy: true } to copy each tensor instead',
+        { name },
+      );
+    }
+    const buffer = callNative(() => handle.copyRange(name, offset, len, this.#max));
+    return { buffer, byteOffset: 0, copied: true };
   }
 
   /** Whether `close()` was called. */
@@ -333,19 +414,20 @@ export class SafetensorsFile {
     const info = this.info(name);
     checkOptionsObject(options);
     const populate = checkPopulate(options.populate) ?? this.#populate;
-    const handle = this.#handle;
-    const r = callNative(() => handle.tensorBuffer(name, 0, undefined, this.#max, this.#copy, populate));
-    let buffer = r.buffer;
-    let copied = r.copied;
+    const w = this.#bytes(name, info, 0, info.byteLength, populate);
     const Ctor = VIEW[info.dtype];
+    let { buffer, byteOffset } = w;
+    let copied = w.copied;
     if (!copied && info.fileOffset % Ctor.BYTES_PER_ELEMENT !== 0) {
-      buffer = buffer.slice(0);
+      // A typed view needs its offset aligned to the element size: copy this one tensor.
+      buffer = buffer.slice(byteOffset, byteOffset + info.byteLength);
+      byteOffset = 0;
       copied = true;
     }
     return {
       ...info,
-      data: new Ctor(buffer, 0, info.byteLength / Ctor.BYTES_PER_ELEMENT),
-      bytes: new Uint8Array(buffer),
+      data: new Ctor(buffer, byteOffset, info.byteLength / Ctor.BYTES_PER_ELEMENT),
+      bytes: new Uint8Array(buffer, byteOffset, info.byteLength),
       copied,
     };
   }
@@ -397,11 +479,10 @@ export class SafetensorsFile {
         actual: step,
       });
     }
-    const handle = this.#handle;
     for (let at = 0; at < info.byteLength; at += step) {
       const len = Math.min(step, info.byteLength - at);
-      const r = callNative(() => handle.tensorBuffer(name, at, len, this.#max, this.#copy, populate));
-      yield new Uint8Array(r.buffer);
+      const w = this.#bytes(name, info, at, len, populate);
+      yield new Uint8Array(w.buffer, w.byteOffset, len);
     }
   }
 
@@ -434,6 +515,7 @@ export class SafetensorsFile {
   /** Release the file. Views already handed out stay valid until they are garbage-collected. */
   close(): void {
     this.#handle.close();
+    this.#regions.clear();
   }
 }
 
@@ -453,6 +535,12 @@ export async function openSafetensors(
     (!Number.isSafeInteger(options.maxTensorBytes) || options.maxTensorBytes < 1)
   ) {
     throw invalidArgument('maxTensorBytes', 'maxTensorBytes must be a positive integer');
+  }
+  if (
+    options.regionBytes !== undefined &&
+    (!Number.isSafeInteger(options.regionBytes) || options.regionBytes < 1)
+  ) {
+    throw invalidArgument('regionBytes', 'regionBytes must be a positive integer');
   }
   checkPopulate(options.populate);
   const signal = options.signal;
