@@ -71,13 +71,13 @@ export interface RestoreResult {
 }
 
 /** Sidecar manifest path of an archive. */
-export function sidecarPath(archivePath: string): string {
+export function backupManifestPath(archivePath: string): string {
   const name = basename(archivePath).replace(/\.tar\.gz(\.enc)?$/, '');
   return join(dirname(archivePath), `${name}.manifest.json`);
 }
 
 async function loadSidecar(archivePath: string, o: BackupReadOptions): Promise<BackupManifest | undefined> {
-  const path = o.manifestPath ?? sidecarPath(archivePath);
+  const path = o.manifestPath ?? backupManifestPath(archivePath);
   let text: string;
   try {
     text = await fsp.readFile(path, 'utf8');

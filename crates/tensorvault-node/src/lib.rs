@@ -11,8 +11,8 @@
 
 mod compress;
 mod control;
-mod ecc;
-mod ecc_erasure;
+mod rs255;
+mod erasure;
 mod errors;
 mod hash;
 mod safetensors;
