@@ -535,6 +535,29 @@ describe('weaknesses fixed (v2)', () => {
     expect(existsSync(join(d, 'event-log.lock'))).toBe(false);
   });
 
+  it('a lock file left by a holder whose pid is now reused (pid 1, our own pid) or torn is taken over at once', async () => {
+    // Issue 13: a container restarted with Node as pid 1 found `locked by pid 1` forever, and a torn
+    // lock file gave TV_LOCKED for 5 s. The lock is now the kernel's (flock): the text locks nothing.
+    const d = fresh();
+    const log = await tv.EventLog.open(d);
+    await log.close();
+    for (const text of [
+      JSON.stringify({ pid: 1, hostname: hostname(), created_at: '', token: 'x' }),
+      JSON.stringify({ pid: process.pid, hostname: hostname(), created_at: '', token: 'y' }),
+      '{"pid":1,"host',
+    ]) {
+      writeFileSync(join(d, 'event-log.lock'), text);
+      const t0 = Date.now();
+      const again = await tv.EventLog.open(d);
+      expect(Date.now() - t0).toBeLessThan(2_000);
+      await expect(tv.EventLog.open(d)).rejects.toMatchObject({
+        code: 'TV_LOCKED',
+        context: { pid: process.pid, hostname: hostname() },
+      });
+      await again.close();
+    }
+  });
+
   it('concurrent appends from two processes lose nothing', async () => {
     const d = fresh();
     const runChild = () =>

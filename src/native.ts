@@ -224,10 +224,12 @@ export interface NativeBinding {
     metadata: { key: string; value: string }[] | null | undefined,
   ): NativeSafetensorsWriterHandle;
   writeFileAtomic(path: string, data: Uint8Array): Promise<void>;
+  lockFile(path: string, holder: string): { release(): void; readonly held: boolean };
 }
 
 /** Names the binding must export; checked at load time so a stale build fails loudly. */
 export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
+  'lockFile',
   'sha256',
   'sha256Many',
   'sha256ManyHex',

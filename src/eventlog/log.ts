@@ -7,8 +7,8 @@ import { constants, promises as fsp, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { hashFile, hmacSha256, sha256 } from '../hash';
+import { atomicWriteFile, exists, fsyncDir, ioError, readIfExists, WriterLock } from '../io/index';
 import { canonicalJson } from './canonical';
-import { atomicWriteFile, exists, fsyncDir, ioError, readIfExists } from './fsutil';
 import {
   EntryHashChecker,
   type EventLogEntry,
@@ -19,7 +19,6 @@ import {
   v2EntryHash,
   v2PayloadHash,
 } from './hashing';
-import { WriterLock } from './lock';
 
 /** Default events per segment (as in Libervia). */
 export const DEFAULT_SEGMENT_SIZE = 10_000;
@@ -366,7 +365,11 @@ export class EventLog {
       await fsp.mkdir(dir, { recursive: true }).catch((err: unknown) => {
         throw ioError(err, dir, 'cannot create');
       });
-      log.#lock = WriterLock.acquire(join(dataDir, LAYOUT.lock), opts.lockTimeoutMs);
+      log.#lock = WriterLock.acquire(join(dataDir, LAYOUT.lock), {
+        timeoutMs: opts.lockTimeoutMs,
+        describe: (h) =>
+          `event log is locked by ${h.pid !== undefined ? `pid ${h.pid} on ${h.hostname ?? 'an unknown host'}` : 'another process'}: ${join(dataDir, LAYOUT.lock)}`,
+      });
     }
     try {
       if (format === 'legacy') await log.#openLegacy();
@@ -858,12 +861,9 @@ export class EventLog {
 
   async #writeLegacy(seg: number, entries: EventLogEntry[]): Promise<void> {
     const next = [...this.#legacyCurrent, ...entries];
-    await atomicWriteFile(
-      join(this.#dir, segName(seg, 'legacy')),
-      JSON.stringify(next, null, 2),
-      0o644,
-      this.#fsync,
-    );
+    await atomicWriteFile(join(this.#dir, segName(seg, 'legacy')), JSON.stringify(next, null, 2), {
+      sync: this.#fsync,
+    });
     this.#legacyCurrent = next;
   }
 
@@ -932,7 +932,7 @@ export class EventLog {
     };
     const path = join(this.dataDir, LAYOUT.snapshot);
     if (this.format === 'legacy') {
-      await atomicWriteFile(path, JSON.stringify(base, null, 2), 0o644, this.#fsync);
+      await atomicWriteFile(path, JSON.stringify(base, null, 2), { sync: this.#fsync });
       return;
     }
     // v2: carry the digests of every sealed segment (sealing the current one when it is full).
@@ -954,7 +954,7 @@ export class EventLog {
       first_seq: this.#anchor?.seq ?? 1,
       sealed,
     };
-    await atomicWriteFile(path, `${JSON.stringify(this.#seal(snap), null, 2)}\n`, 0o644, this.#fsync);
+    await atomicWriteFile(path, `${JSON.stringify(this.#seal(snap), null, 2)}\n`, { sync: this.#fsync });
   }
 
   async #sealRecord(n: number): Promise<SealRecord | undefined> {

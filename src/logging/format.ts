@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { fsError } from './fs';
+import { ioError } from '../io/index';
 
 /** Format version written in the header line. */
 export const RING_FORMAT_VERSION = 1;
@@ -145,7 +145,7 @@ export function readRingLog(path: string): RingLogContents {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw fsError(err, path);
+    throw ioError(err, path);
   }
   return parseRingLog(text, path);
 }

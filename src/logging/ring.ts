@@ -15,13 +15,12 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
-  renameSync,
   unlinkSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { atomicWriteFileSync, ioError, WriterLock, writeAllAt } from '../io/index';
 import { headerLine, LEVELS, type LevelName, parseRingLog } from './format';
-import { acquireLock, fsError, fsyncDir, releaseLock, writeAllAt } from './fs';
 
 /** Options of {@link RingFileLog}. */
 export interface RingFileLogOptions {
@@ -226,7 +225,7 @@ export class RingFileLog {
   readonly #slack: number;
   readonly #onError: (err: TensorVaultError) => void;
   readonly #ring: Ring;
-  readonly #lockPath: string;
+  readonly #lock: WriterLock;
   #pending = 0;
   #fd: number | undefined;
   #size = 0;
@@ -284,13 +283,16 @@ export class RingFileLog {
     try {
       mkdirSync(dirname(this.path), { recursive: true });
     } catch (err) {
-      throw fsError(err, dirname(this.path));
+      throw ioError(err, dirname(this.path));
     }
-    this.#lockPath = acquireLock(this.path);
+    this.#lock = WriterLock.acquire(`${this.path}.lock`, {
+      describe: (h) =>
+        `${this.path} is already open for writing by ${h.pid === process.pid ? 'another logger in this process' : h.pid !== undefined ? `process ${h.pid} on ${h.hostname ?? 'an unknown host'}` : 'another process'} (lock ${this.path}.lock); one writer per file`,
+    });
     try {
       this.#load();
     } catch (err) {
-      releaseLock(this.#lockPath);
+      this.#lock.release();
       throw err;
     }
     this.#lastWrite = performance.now();
@@ -307,7 +309,7 @@ export class RingFileLog {
       text = readFileSync(this.path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // created at the first write
-      throw fsError(err, this.path);
+      throw ioError(err, this.path);
     }
     const contents = parseRingLog(text, this.path, this.capacityLines);
     for (const r of contents.records) this.#ring.push(r.raw);
@@ -324,7 +326,7 @@ export class RingFileLog {
         this.#fd = openSync(this.path, 'r+');
         this.#size = fstatSync(this.#fd).size;
       } catch (err) {
-        throw fsError(err, this.path);
+        throw ioError(err, this.path);
       }
       this.#inFile = contents.recordsInFile;
       this.#needsRewrite = false;
@@ -415,7 +417,7 @@ export class RingFileLog {
     try {
       this.flushSync();
     } catch (err) {
-      const e = err instanceof TensorVaultError ? err : fsError(err, this.path);
+      const e = err instanceof TensorVaultError ? err : ioError(err, this.path);
       if (diag.hasSubscribers) diag.publish({ event: 'error', path: this.path, error: e });
       this.#onError(e);
     }
@@ -480,7 +482,7 @@ export class RingFileLog {
         resolvePromise();
         return;
       }
-      fdatasync(fd, (err) => (err ? reject(fsError(err, this.path)) : resolvePromise()));
+      fdatasync(fd, (err) => (err ? reject(ioError(err, this.path)) : resolvePromise()));
     });
   }
 
@@ -497,7 +499,7 @@ export class RingFileLog {
       } catch {
         this.#needsRewrite = true;
       }
-      throw fsError(err, this.path);
+      throw ioError(err, this.path);
     }
     this.#size += buf.length;
     this.#inFile += count;
@@ -513,19 +515,13 @@ export class RingFileLog {
         ? `${headerLine(this.capacityLines)}\n${lines.join('\n')}\n`
         : `${headerLine(this.capacityLines)}\n`;
     const buf = Buffer.from(body, 'utf8');
-    const tmp = this.#tempPath;
     let fd: number | undefined;
     try {
-      fd = openSync(tmp, 'w', 0o644);
-      writeAllAt(fd, buf, 0);
-      fdatasyncSync(fd);
-      renameSync(tmp, this.path);
+      fd = atomicWriteFileSync(this.path, buf, { keepOpen: true, tmpPath: this.#tempPath });
     } catch (err) {
-      if (fd !== undefined) closeSync(fd);
       this.#removeTemp();
-      throw fsError(err, this.path);
+      throw err;
     }
-    fsyncDir(dirname(this.path));
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = fd;
     this.#size = buf.length;
@@ -562,7 +558,7 @@ export class RingFileLog {
       }
       this.#fd = undefined;
     }
-    releaseLock(this.#lockPath);
+    this.#lock.release();
     open.delete(this);
   }
 

@@ -11,9 +11,10 @@
 
 mod compress;
 mod control;
-mod rs255;
 mod erasure;
 mod errors;
 mod hash;
+mod io;
+mod rs255;
 mod safetensors;
 mod testing;

@@ -21,10 +21,13 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Create the temporary file next to `dest` (`.NAME.PID.N.tmp`).
+    /// Create the temporary file next to `dest` (`.NAME.PID.N.tmp`), after checking `dest` with
+    /// [`writable_target`]: a destination that exists and is not a regular file is refused, and a
+    /// symlink is followed (the file it names is replaced; the link stays).
     pub fn create(dest: &Path) -> Result<AtomicFile, IoError> {
+        let dest = writable_target(dest)?;
         let name = dest.file_name().ok_or_else(|| IoError::Os {
-            path: dest.to_path_buf(),
+            path: dest.clone(),
             op: "create",
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
         })?;
@@ -47,7 +50,7 @@ impl AtomicFile {
         Ok(AtomicFile {
             out: Some(BufWriter::with_capacity(1 << 20, file)),
             tmp,
-            dest: dest.to_path_buf(),
+            dest,
         })
     }
 
@@ -89,6 +92,12 @@ impl AtomicFile {
         file.sync_all()
             .map_err(|e| IoError::from_os(&self.tmp, "fsync", e))?;
         drop(file);
+        // Checked again just before the rename: a device or FIFO put at the path meanwhile is
+        // still never replaced.
+        if let Err(e) = writable_target(&self.dest) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e);
+        }
         if let Err(e) = std::fs::rename(&self.tmp, &self.dest) {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(IoError::from_os(&self.dest, "rename", e));
@@ -113,6 +122,41 @@ fn closed(path: &Path) -> IoError {
     }
 }
 
+/// Where a writer that replaces `dest` may put its file: `dest` itself when it does not exist or is a
+/// regular file; for a symlink, the regular file it resolves to (so the link survives and its target
+/// is replaced). Anything else (a folder, a character or block device such as `/dev/null`, a FIFO, a
+/// socket, a dangling or looping symlink, a symlink to one of those) is refused with
+/// [`IoError::IsADirectory`] or [`IoError::NotARegularFile`]: renaming a file over a device node
+/// would replace the device for every program on the machine.
+pub fn writable_target(dest: &Path) -> Result<PathBuf, IoError> {
+    let refuse = |meta: &std::fs::Metadata| {
+        if meta.is_dir() {
+            IoError::IsADirectory {
+                path: dest.to_path_buf(),
+            }
+        } else {
+            IoError::NotARegularFile {
+                path: dest.to_path_buf(),
+            }
+        }
+    };
+    match std::fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(dest.to_path_buf()),
+        Err(e) => Err(IoError::from_os(dest, "stat", e)),
+        Ok(meta) if meta.is_file() => Ok(dest.to_path_buf()),
+        Ok(meta) if meta.file_type().is_symlink() => match std::fs::metadata(dest) {
+            Ok(target) if target.is_file() => {
+                std::fs::canonicalize(dest).map_err(|e| IoError::from_os(dest, "realpath", e))
+            }
+            Ok(target) => Err(refuse(&target)),
+            Err(_) => Err(IoError::NotARegularFile {
+                path: dest.to_path_buf(),
+            }),
+        },
+        Ok(meta) => Err(refuse(&meta)),
+    }
+}
+
 /// fsync the folder holding `path`, so that a rename into it survives a crash.
 pub fn sync_parent(path: &Path) -> Result<(), IoError> {
     let parent = match path.parent() {
@@ -134,6 +178,87 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<(), IoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn never_replaces_what_is_not_a_regular_file_and_follows_symlinks() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A folder, a FIFO, a dangling symlink, a symlink to a folder: refused, left as they were.
+        std::fs::create_dir(d.join("folder")).unwrap();
+        assert!(matches!(
+            write_atomic(&d.join("folder"), b"x"),
+            Err(IoError::IsADirectory { .. })
+        ));
+        let fifo = d.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(matches!(
+            write_atomic(&fifo, b"x"),
+            Err(IoError::NotARegularFile { .. })
+        ));
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        std::os::unix::fs::symlink(d.join("missing"), d.join("dangling")).unwrap();
+        assert!(matches!(
+            write_atomic(&d.join("dangling"), b"x"),
+            Err(IoError::NotARegularFile { .. })
+        ));
+        std::os::unix::fs::symlink(d.join("folder"), d.join("to-folder")).unwrap();
+        assert!(matches!(
+            write_atomic(&d.join("to-folder"), b"x"),
+            Err(IoError::IsADirectory { .. })
+        ));
+        // A symlink to a regular file: the target is replaced, the link stays a link.
+        std::fs::write(d.join("real"), b"old").unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+        write_atomic(&d.join("link"), b"new").unwrap();
+        assert_eq!(std::fs::read(d.join("real")).unwrap(), b"new");
+        assert!(std::fs::symlink_metadata(d.join("link"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // No temporary file was left anywhere.
+        let left: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                std::path::Path::new(n)
+                    .extension()
+                    .is_some_and(|e| e == "tmp")
+            })
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_character_device_is_never_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        // A private /dev/null twin (mknod needs root; skipped with a note otherwise).
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path().join("nul");
+        let c = std::ffi::CString::new(dev.to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall with a valid C string.
+        let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+        if rc != 0 {
+            eprintln!(
+                "skipped: mknod needs root ({})",
+                std::io::Error::last_os_error()
+            );
+            return;
+        }
+        assert!(matches!(
+            write_atomic(&dev, b"x"),
+            Err(IoError::NotARegularFile { .. })
+        ));
+        assert!(std::fs::symlink_metadata(&dev)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
 
     #[test]
     fn commit_replaces_and_drop_leaves_old_file_and_no_temp() {

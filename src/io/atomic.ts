@@ -1,0 +1,163 @@
+/**
+ * Atomic replacement for the files the TypeScript side writes (JSON sidecars, manifests, the ring
+ * log's compaction, the event log's metadata): a temporary file in the same folder, fsync, rename over
+ * the target, fsync the folder. A crash leaves the old file or the new one, never a torn one. The Rust
+ * core's writers do the same in `io/atomic.rs`, with the same target rule ({@link writableTarget}).
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  constants,
+  fdatasyncSync,
+  promises as fsp,
+  lstatSync,
+  openSync,
+  realpathSync,
+  renameSync,
+  type Stats,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { ErrorCode, TensorVaultError } from '../errors';
+import { fsyncDir, fsyncDirSync, ioError, writeAllAt } from './fs';
+
+/** Temp-file name next to `path` (same folder, so the rename is atomic). */
+export function tempName(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+function refuse(path: string, st: Stats): TensorVaultError {
+  if (st.isDirectory()) {
+    return new TensorVaultError(ErrorCode.IS_DIRECTORY, `${path} is a folder; refusing to replace it`, {
+      path,
+    });
+  }
+  const kind = st.isCharacterDevice()
+    ? 'a character device'
+    : st.isBlockDevice()
+      ? 'a block device'
+      : st.isFIFO()
+        ? 'a FIFO'
+        : st.isSocket()
+          ? 'a socket'
+          : 'not a regular file';
+  return new TensorVaultError(
+    ErrorCode.NOT_A_FILE,
+    `${path} is ${kind}; refusing to replace it with a regular file`,
+    { path, kind },
+  );
+}
+
+/**
+ * Where a writer that replaces `path` may put its file: `path` itself when it does not exist or is a
+ * regular file; for a symlink, the regular file it resolves to (the link stays, its target is
+ * replaced). Anything else (a folder, `/dev/null` or another device, a FIFO, a socket, a dangling
+ * symlink) is refused with `TV_NOT_A_FILE` or `TV_IS_DIRECTORY`: renaming a file over a device node
+ * would replace the device for every program on the machine. The same rule as the core's
+ * `writable_target`.
+ */
+export function writableTarget(path: string): string {
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return path;
+    throw ioError(err, path, 'cannot stat');
+  }
+  if (st.isFile()) return path;
+  if (!st.isSymbolicLink()) throw refuse(path, st);
+  let target: Stats;
+  try {
+    target = statSync(path);
+  } catch {
+    throw new TensorVaultError(ErrorCode.NOT_A_FILE, `${path} is a dangling symlink; refusing to write`, {
+      path,
+      kind: 'dangling symlink',
+    });
+  }
+  if (!target.isFile()) throw refuse(path, target);
+  return realpathSync(path);
+}
+
+/** Options of {@link atomicWriteFile}. */
+export interface AtomicWriteOptions {
+  /** File mode of a new file (default 0o644). */
+  mode?: number;
+  /** fsync the file and its folder (default true). */
+  sync?: boolean;
+}
+
+/** Replace `path` atomically with `data` (see the module comment); returns the path written. */
+export async function atomicWriteFile(
+  path: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions = {},
+): Promise<string> {
+  const { mode = 0o644, sync = true } = options;
+  const target = writableTarget(path);
+  const tmp = tempName(target);
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+    await fh.writeFile(data);
+    if (sync) await fh.sync();
+    await fh.close();
+    fh = undefined;
+    writableTarget(target); // again just before the rename: never replace what appeared meanwhile
+    await fsp.rename(tmp, target);
+  } catch (err) {
+    await fh?.close().catch(() => {});
+    await fsp.rm(tmp, { force: true }).catch(() => {});
+    throw ioError(err, path, 'cannot write');
+  }
+  if (sync) await fsyncDir(dirname(target));
+  return target;
+}
+
+/**
+ * {@link atomicWriteFile} on the calling thread, for synchronous writers (the ring log's compaction).
+ * With `keepOpen`, returns the new file's descriptor (open for writing, positioned by the caller);
+ * otherwise closes it and returns undefined. `tmpPath` names the temporary file (default: a fresh
+ * random name), for writers that clean up a known leftover after a crash.
+ */
+export function atomicWriteFileSync(
+  path: string,
+  data: Uint8Array,
+  options: AtomicWriteOptions & { keepOpen?: boolean; tmpPath?: string } = {},
+): number | undefined {
+  const { mode = 0o644, sync = true, keepOpen = false } = options;
+  const target = writableTarget(path);
+  const tmp = options.tmpPath ?? tempName(target);
+  let fd: number | undefined;
+  try {
+    fd = openSync(
+      tmp,
+      constants.O_RDWR |
+        constants.O_CREAT |
+        (options.tmpPath === undefined ? constants.O_EXCL : constants.O_TRUNC),
+      mode,
+    );
+    writeAllAt(fd, data, 0);
+    if (sync) fdatasyncSync(fd);
+    writableTarget(target);
+    renameSync(tmp, target);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // not created, or already renamed
+    }
+    throw ioError(err, path, 'cannot write');
+  }
+  try {
+    if (sync) fsyncDirSync(dirname(target));
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  if (keepOpen) return fd;
+  closeSync(fd);
+  return undefined;
+}

@@ -1,0 +1,13 @@
+/**
+ * File plumbing shared by every TypeScript writer and reader: one errno map, one folder fsync, one
+ * atomic replacement with one target rule, one writer lock.
+ */
+export {
+  type AtomicWriteOptions,
+  atomicWriteFile,
+  atomicWriteFileSync,
+  tempName,
+  writableTarget,
+} from './atomic';
+export { exists, fsyncDir, fsyncDirSync, ioError, readIfExists, writeAllAt } from './fs';
+export { type AcquireLockOptions, type LockHolder, WriterLock } from './lock';
