@@ -8,7 +8,7 @@ import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { canonicalJson } from '../eventlog/canonical';
 import { EventLog, LAYOUT, type VerifyResult } from '../eventlog/log';
 import { hashFile } from '../hash';
-import { exists, fsyncDir, ioError, WriterLock } from '../io/index';
+import { assertRegularFile, exists, fsyncDir, ioError, WriterLock } from '../io/index';
 import type { JobOptions } from '../job';
 import { type EntryCheck, walkArchive } from './extract';
 import { type BackupManifest, type ManifestKey, parseManifest, verifyManifestSignature } from './manifest';
@@ -79,9 +79,12 @@ async function loadSidecar(archivePath: string, o: BackupReadOptions): Promise<B
   const path = o.manifestPath ?? backupManifestPath(archivePath);
   let text: string;
   try {
+    await assertRegularFile(path);
     text = await fsp.readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && o.manifestPath === undefined) return undefined;
+    if (err instanceof TensorVaultError && err.code === ErrorCode.NOT_FOUND && o.manifestPath === undefined) {
+      return undefined;
+    }
     throw ioError(err, path, 'cannot read manifest');
   }
   return parseManifest(text, path);
@@ -170,6 +173,7 @@ export async function verifyBackup(
   if (typeof archivePath !== 'string' || archivePath === '')
     throw invalidArgument('archivePath', 'archivePath must be a path');
   const problems: string[] = [];
+  await assertRegularFile(archivePath);
   const sidecar = await loadSidecar(archivePath, options);
   const res: BackupVerifyResult = {
     ok: false,
@@ -300,6 +304,7 @@ export async function restoreBackup(
     throw invalidArgument('destDir', 'destDir must be a path');
   const dest = resolve(destDir);
   const warnings: string[] = [];
+  await assertRegularFile(archivePath);
   const sidecar = await loadSidecar(archivePath, options);
   const sigProblems: string[] = [];
   if (sidecar !== undefined) {

@@ -20,33 +20,11 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { fsyncDir, fsyncDirSync, ioError, writeAllAt } from './fs';
+import { fsyncDir, fsyncDirSync, ioError, notRegularFile, writeAllAt } from './fs';
 
 /** Temp-file name next to `path` (same folder, so the rename is atomic). */
 export function tempName(path: string): string {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-}
-
-function refuse(path: string, st: Stats): TensorVaultError {
-  if (st.isDirectory()) {
-    return new TensorVaultError(ErrorCode.IS_DIRECTORY, `${path} is a folder; refusing to replace it`, {
-      path,
-    });
-  }
-  const kind = st.isCharacterDevice()
-    ? 'a character device'
-    : st.isBlockDevice()
-      ? 'a block device'
-      : st.isFIFO()
-        ? 'a FIFO'
-        : st.isSocket()
-          ? 'a socket'
-          : 'not a regular file';
-  return new TensorVaultError(
-    ErrorCode.NOT_A_FILE,
-    `${path} is ${kind}; refusing to replace it with a regular file`,
-    { path, kind },
-  );
 }
 
 /**
@@ -66,7 +44,7 @@ export function writableTarget(path: string): string {
     throw ioError(err, path, 'cannot stat');
   }
   if (st.isFile()) return path;
-  if (!st.isSymbolicLink()) throw refuse(path, st);
+  if (!st.isSymbolicLink()) throw notRegularFile(path, st, 'replace');
   let target: Stats;
   try {
     target = statSync(path);
@@ -76,7 +54,7 @@ export function writableTarget(path: string): string {
       kind: 'dangling symlink',
     });
   }
-  if (!target.isFile()) throw refuse(path, target);
+  if (!target.isFile()) throw notRegularFile(path, target, 'replace');
   return realpathSync(path);
 }
 

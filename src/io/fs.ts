@@ -2,7 +2,17 @@
  * The TypeScript side's file plumbing, written once: Node errno → {@link TensorVaultError} (the same
  * rule as the Rust core's `IoError`), folder fsync, full positioned writes, and small reads.
  */
-import { closeSync, constants, promises as fsp, fsyncSync, openSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  promises as fsp,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  type Stats,
+  writeSync,
+} from 'node:fs';
 import { ErrorCode, TensorVaultError } from '../errors';
 
 /**
@@ -89,5 +99,72 @@ export async function exists(path: string): Promise<boolean> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw ioError(err, path, 'cannot stat');
+  }
+}
+
+/**
+ * The typed error for a path that is not a regular file: `TV_IS_DIRECTORY` for a folder, else
+ * `TV_NOT_A_FILE` naming what it is (a character or block device, a FIFO, a socket). `verb` says what
+ * was refused ("read", "replace").
+ */
+export function notRegularFile(path: string, st: Stats, verb: string): TensorVaultError {
+  if (st.isDirectory()) {
+    return new TensorVaultError(ErrorCode.IS_DIRECTORY, `${path} is a folder; refusing to ${verb} it`, {
+      path,
+    });
+  }
+  const kind = st.isCharacterDevice()
+    ? 'a character device'
+    : st.isBlockDevice()
+      ? 'a block device'
+      : st.isFIFO()
+        ? 'a FIFO'
+        : st.isSocket()
+          ? 'a socket'
+          : 'not a regular file';
+  return new TensorVaultError(
+    ErrorCode.NOT_A_FILE,
+    `${path} is ${kind}, not a regular file; refusing to ${verb} it`,
+    { path, kind },
+  );
+}
+
+/**
+ * Check that `path` is a regular file (following symlinks) without opening it, so a FIFO or a device
+ * is refused at once instead of blocking a read; returns its size. `TV_NOT_FOUND`, `TV_IS_DIRECTORY`,
+ * `TV_NOT_A_FILE` otherwise.
+ */
+export async function assertRegularFile(path: string): Promise<number> {
+  let st: Stats;
+  try {
+    st = await fsp.stat(path);
+  } catch (err) {
+    throw ioError(err, path, 'cannot open');
+  }
+  if (!st.isFile()) throw notRegularFile(path, st, 'read');
+  return st.size;
+}
+
+/**
+ * Read a whole regular file on the calling thread. The open is non-blocking and the type is checked
+ * on the open descriptor, so a FIFO or a device (`/dev/zero`) is refused at once rather than read
+ * forever. `undefined` when the file does not exist and `missingOk`.
+ */
+export function readRegularFileSync(path: string, missingOk = false): Buffer | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    if (missingOk && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw ioError(err, path, 'cannot open');
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw notRegularFile(path, st, 'read');
+    return readFileSync(fd);
+  } catch (err) {
+    throw ioError(err, path, 'cannot read');
+  } finally {
+    closeSync(fd);
   }
 }

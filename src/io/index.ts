@@ -9,5 +9,15 @@ export {
   tempName,
   writableTarget,
 } from './atomic';
-export { exists, fsyncDir, fsyncDirSync, ioError, readIfExists, writeAllAt } from './fs';
+export {
+  assertRegularFile,
+  exists,
+  fsyncDir,
+  fsyncDirSync,
+  ioError,
+  notRegularFile,
+  readIfExists,
+  readRegularFileSync,
+  writeAllAt,
+} from './fs';
 export { type AcquireLockOptions, type LockHolder, WriterLock } from './lock';

@@ -75,7 +75,10 @@ export class WriterLock {
     const deadline = Date.now() + (options.timeoutMs ?? 0);
     for (;;) {
       try {
-        return new WriterLock(path, callNative(() => native().lockFile(path, holderLine())));
+        return new WriterLock(
+          path,
+          callNative(() => native().lockFile(path, holderLine())),
+        );
       } catch (err) {
         if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.LOCKED) throw err;
         if (Date.now() < deadline) {

@@ -14,12 +14,18 @@ import {
   ftruncateSync,
   mkdirSync,
   openSync,
-  readFileSync,
   unlinkSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { atomicWriteFileSync, ioError, WriterLock, writeAllAt } from '../io/index';
+import {
+  atomicWriteFileSync,
+  ioError,
+  readRegularFileSync,
+  WriterLock,
+  writableTarget,
+  writeAllAt,
+} from '../io/index';
 import { headerLine, LEVELS, type LevelName, parseRingLog } from './format';
 
 /** Options of {@link RingFileLog}. */
@@ -277,7 +283,7 @@ export class RingFileLog {
       throw invalidArgument('onError', 'onError must be a function');
     }
     this.#onError = options.onError ?? defaultOnError;
-    this.path = resolve(path);
+    this.path = writableTarget(resolve(path));
     this.#ring = new Ring(this.capacityLines);
 
     try {
@@ -304,13 +310,9 @@ export class RingFileLog {
   }
 
   #load(): void {
-    let text: string;
-    try {
-      text = readFileSync(this.path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // created at the first write
-      throw ioError(err, this.path);
-    }
+    const bytes = readRegularFileSync(this.path, true);
+    if (bytes === undefined) return; // created at the first write
+    const text = bytes.toString('utf8');
     const contents = parseRingLog(text, this.path, this.capacityLines);
     for (const r of contents.records) this.#ring.push(r.raw);
     // Stale temp file of a writer that died mid-compaction (we hold the lock: it is not in use).

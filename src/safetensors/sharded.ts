@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { assertRegularFile, ioError } from '../io/index';
 import { native } from '../native';
-
 import type { TensorArray } from './dtype';
 import {
   checkOptionsObject,
@@ -182,23 +182,12 @@ export async function openShardedSafetensors(
   checkOptionsObject(options);
   let text: string;
   try {
+    await assertRegularFile(indexPath);
     text = await readFile(indexPath, { encoding: 'utf8', signal: options.signal });
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.name === 'AbortError')
+    if ((err as Error).name === 'AbortError')
       throw new TensorVaultAbortError('The operation was aborted', options.signal?.reason);
-    const code =
-      e.code === 'ENOENT'
-        ? ErrorCode.NOT_FOUND
-        : e.code === 'EACCES'
-          ? ErrorCode.PERMISSION_DENIED
-          : ErrorCode.IO;
-    throw new TensorVaultError(
-      code,
-      `cannot read ${indexPath}: ${e.message}`,
-      { path: indexPath },
-      { cause: err },
-    );
+    throw ioError(err, indexPath, 'cannot read');
   }
   return new ShardedSafetensors(resolve(indexPath), parseShardIndex(text, indexPath), options);
 }
