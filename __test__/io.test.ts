@@ -77,7 +77,11 @@ describe('readers refuse what is not a regular file, at once', () => {
   it('the CLI says so with the I/O exit code and a typed message, without waiting', () => {
     const f = fifo('cli.fifo');
     const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
-    for (const args of [['hash', f], ['inspect', f], ['log', 'tail', f]]) {
+    for (const args of [
+      ['hash', f],
+      ['inspect', f],
+      ['log', 'tail', f],
+    ]) {
       const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 20_000 });
       expect(r.signal, args.join(' ')).toBeNull();
       expect(r.status, args.join(' ')).toBe(6);
