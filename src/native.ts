@@ -187,12 +187,14 @@ export interface NativeBinding {
   ): Promise<number[]>;
   eccProtect(
     path: string,
-    sidecar: string | null,
-    level: string | null,
-    k: number | null,
-    m: number | null,
-    chunkSize: number | null,
-    digest: string | null,
+    options: {
+      sidecar?: string;
+      level?: string;
+      k?: number;
+      m?: number;
+      chunkSize?: number;
+      digest?: string;
+    },
     control: NativeJobControl,
   ): Promise<NativeEccProtectResult>;
   eccVerify(path: string, sidecar: string | null, control: NativeJobControl): Promise<NativeEccVerifyResult>;

@@ -149,30 +149,29 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
   const file = checkPath(path);
   const sidecar = optionalPath(options.sidecar);
   const { level, k, m, chunkSize, digest } = options;
-  if (digest !== undefined && digest !== 'blake3' && digest !== 'sha256') {
-    throw invalidArgument('digest', "digest must be 'blake3' or 'sha256'", { actual: String(digest) });
+  // Shapes only: the values (level names, k + m, chunk sizes, digest names) are the core's rules.
+  if (level !== undefined && typeof level !== 'string')
+    throw invalidArgument('level', 'level must be a string');
+  if (digest !== undefined && typeof digest !== 'string')
+    throw invalidArgument('digest', 'digest must be a string');
+  for (const [name, v] of [
+    ['k', k],
+    ['m', m],
+    ['chunkSize', chunkSize],
+  ] as const) {
+    if (v !== undefined && typeof v !== 'number') throw invalidArgument(name, `${name} must be a number`);
   }
-  const custom = k !== undefined || m !== undefined || chunkSize !== undefined;
-  if (custom && level !== undefined)
-    throw invalidArgument('level', 'give either level or k, m and chunkSize');
-  if (custom && (k === undefined || m === undefined || chunkSize === undefined)) {
-    throw invalidArgument('k', 'custom parameters need all of k, m and chunkSize');
-  }
-  if (level !== undefined && !['low', 'medium', 'high'].includes(level)) {
-    throw invalidArgument('level', "level must be 'low', 'medium' or 'high'", { actual: String(level) });
-  }
-  const kk = custom ? checkInt(k, 'k', 1, 255) : undefined;
-  const mm = custom ? checkInt(m, 'm', 1, 255) : undefined;
-  const cs = custom ? checkInt(chunkSize, 'chunkSize', 1, 2 ** 30) : undefined;
   return runJob('eccProtect', options, (control) =>
     native().eccProtect(
       file,
-      sidecar ?? null,
-      custom ? null : (level ?? 'medium'),
-      kk ?? null,
-      mm ?? null,
-      cs ?? null,
-      digest ?? null,
+      {
+        ...(sidecar !== undefined ? { sidecar } : {}),
+        ...(level !== undefined ? { level } : {}),
+        ...(k !== undefined ? { k } : {}),
+        ...(m !== undefined ? { m } : {}),
+        ...(chunkSize !== undefined ? { chunkSize } : {}),
+        ...(digest !== undefined ? { digest } : {}),
+      },
       control,
     ),
   );

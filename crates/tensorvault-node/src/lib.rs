@@ -9,6 +9,7 @@
 // N-API arguments arrive as owned handles (`Uint8Array`, `String`); borrowing them is not an option.
 #![allow(clippy::needless_pass_by_value)]
 
+mod args;
 mod compress;
 mod control;
 mod erasure;

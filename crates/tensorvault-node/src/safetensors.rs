@@ -16,6 +16,7 @@ use tensorvault_core::safetensors::{
 };
 use tensorvault_core::Control;
 
+use crate::args::to_u64;
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, num, push_json_str, Ctx, TvError};
 
@@ -487,18 +488,6 @@ fn checked_range<'f>(
     file.check_unchanged().map_err(TvError::from)?;
     file.bytes_of(info, offset, len).map_err(TvError::from)?;
     Ok((info, offset, len))
-}
-
-fn to_u64(argument: &'static str, v: f64) -> napi::Result<u64> {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked just before
-    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 {
-        Ok(v as u64)
-    } else {
-        Err(invalid_argument(
-            argument,
-            format!("{argument} must be a non-negative safe integer, got {v}"),
-        ))
-    }
 }
 
 /// The streaming writer (see `tensorvault_core::safetensors::SafetensorsWriter`).
