@@ -7,9 +7,16 @@ import { constants, promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { ErrorCode, fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
-import { canonicalJson } from '../eventlog/canonical';
-import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from '../eventlog/hashing';
-import { LAYOUT, LEGACY_SEGMENT_RE, parseSegment, V2_SEGMENT_RE } from '../eventlog/log';
+import {
+  canonicalJson,
+  EntryHashChecker,
+  type EventLogEntry,
+  entryShapeProblem,
+  LAYOUT,
+  LEGACY_SEGMENT_RE,
+  parseSegment,
+  V2_SEGMENT_RE,
+} from '../eventlog/index';
 import { Sha256, sha256 } from '../hash';
 import { atomicWriteFile, fsyncDir, ioError } from '../io/index';
 import type { JobOptions } from '../job';

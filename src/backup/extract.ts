@@ -8,7 +8,7 @@ import { constants, createReadStream, promises as fsp } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { ErrorCode, TensorVaultAbortError, TensorVaultError } from '../errors';
-import { LAYOUT } from '../eventlog/log';
+import { LAYOUT } from '../eventlog/index';
 import { Sha256 } from '../hash';
 import { ioError } from '../io/index';
 import type { Progress } from '../job';

@@ -5,7 +5,7 @@
  */
 import { createPrivateKey, createPublicKey, KeyObject, sign, timingSafeEqual, verify } from 'node:crypto';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { canonicalJson } from '../eventlog/canonical';
+import { canonicalJson } from '../eventlog/index';
 import { hmacSha256 } from '../hash';
 
 /** One archived file. */
