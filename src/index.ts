@@ -104,7 +104,7 @@ export {
   sha256,
   sha256Many,
   sha256ManyHex,
-} from './hash';
+} from './hash/index';
 export type { JobOptions, Progress } from './job';
 export {
   LEVELS,

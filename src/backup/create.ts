@@ -17,7 +17,7 @@ import {
   parseSegment,
   V2_SEGMENT_RE,
 } from '../eventlog/index';
-import { Sha256, sha256 } from '../hash';
+import { Sha256, sha256 } from '../hash/index';
 import { atomicWriteFile, fsyncDir, ioError } from '../io/index';
 import type { JobOptions } from '../job';
 import { type NativeJobControl, native } from '../native';

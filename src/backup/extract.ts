@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { ErrorCode, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { LAYOUT } from '../eventlog/index';
-import { Sha256 } from '../hash';
+import { Sha256 } from '../hash/index';
 import { ioError } from '../io/index';
 import type { Progress } from '../job';
 import { ENCRYPTED_MAGIC } from './create';

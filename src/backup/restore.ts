@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { canonicalJson, EventLog, LAYOUT, type VerifyResult } from '../eventlog/index';
-import { hashFile } from '../hash';
+import { hashFile } from '../hash/index';
 import { assertRegularFile, exists, fsyncDir, ioError, WriterLock } from '../io/index';
 import type { JobOptions } from '../job';
 import { type EntryCheck, walkArchive } from './extract';

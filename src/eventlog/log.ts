@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { constants, promises as fsp, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { hashFile, hmacSha256, sha256 } from '../hash';
+import { hashFile, hmacSha256, sha256 } from '../hash/index';
 import { atomicWriteFile, exists, fsyncDir, ioError, readIfExists, WriterLock } from '../io/index';
 import { canonicalJson } from './canonical';
 import {
