@@ -115,19 +115,7 @@ fn open_lock_file(path: &Path) -> Result<(File, std::fs::Metadata), IoError> {
                 IoError::from_os(path, "open", e)
             }
         })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| IoError::from_os(path, "stat", e))?;
-    if meta.is_dir() {
-        return Err(IoError::IsADirectory {
-            path: path.to_path_buf(),
-        });
-    }
-    if !meta.is_file() {
-        return Err(IoError::NotARegularFile {
-            path: path.to_path_buf(),
-        });
-    }
+    let meta = super::regular_metadata(&file, path)?;
     Ok((file, meta))
 }
 

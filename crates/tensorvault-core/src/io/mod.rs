@@ -85,19 +85,10 @@ impl IoError {
     }
 }
 
-/// Open `path` for reading and return it with its length; folders and special files are refused.
-///
-/// The open is non-blocking, so a FIFO with no writer (or a device that blocks on open) is refused
-/// at once by the file-type check instead of blocking a libuv worker forever; the flag is cleared
-/// again for the regular file that is returned.
-pub fn open_regular(path: &Path) -> Result<(File, u64), IoError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::io::AsRawFd;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| IoError::from_os(path, "open", e))?;
+/// The metadata of an opened `file`, which must be a regular file: a folder is
+/// [`IoError::IsADirectory`], anything else that is not a regular file (a FIFO, a device, a socket)
+/// [`IoError::NotARegularFile`].
+pub fn regular_metadata(file: &File, path: &Path) -> Result<std::fs::Metadata, IoError> {
     let meta = file
         .metadata()
         .map_err(|e| IoError::from_os(path, "stat", e))?;
@@ -111,6 +102,23 @@ pub fn open_regular(path: &Path) -> Result<(File, u64), IoError> {
             path: path.to_path_buf(),
         });
     }
+    Ok(meta)
+}
+
+/// Open `path` for reading and return it with its length; folders and special files are refused.
+///
+/// The open is non-blocking, so a FIFO with no writer (or a device that blocks on open) is refused
+/// at once by the file-type check instead of blocking a libuv worker forever; the flag is cleared
+/// again for the regular file that is returned.
+pub fn open_regular(path: &Path) -> Result<(File, u64), IoError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| IoError::from_os(path, "open", e))?;
+    let meta = regular_metadata(&file, path)?;
     let fd = file.as_raw_fd();
     // SAFETY: plain fcntl calls on a descriptor owned by `file`.
     let cleared = unsafe {
