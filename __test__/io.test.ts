@@ -2,7 +2,16 @@
 // a typed error at once, never waited on (issue 13: a FIFO hung the libuv pool forever), and never
 // replaced (issue 17: a writer renamed a regular file over /dev/null).
 import { spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -152,5 +161,43 @@ describe('writers never replace what is not a regular file', () => {
     expect(await codeOf(tv.saveShardedSafetensors(out, tensors))).toBe('TV_NOT_A_FILE');
     expect(lstatSync(join(out, 'model.safetensors.index.json')).isCharacterDevice()).toBe(true);
     expect(readFileSync('/dev/null').length).toBe(0);
+  });
+});
+
+describe('replacing a file keeps what protects it (issue 13)', () => {
+  it('protect refuses a sidecar that is the protected file itself (same name, hard link, symlink)', async () => {
+    const data = fresh('data.bin');
+    const bytes = Buffer.alloc(200_000, 9);
+    writeFileSync(data, bytes);
+    const hard = fresh('hard.bin');
+    linkSync(data, hard);
+    const soft = fresh('soft.bin');
+    symlinkSync(data, soft);
+    for (const sidecar of [data, hard, soft]) {
+      await expect(tv.protect(data, { sidecar })).rejects.toMatchObject({
+        code: 'TV_INVALID_ARGUMENT',
+        context: { argument: 'sidecar' },
+      });
+    }
+    expect(readFileSync(data).equals(bytes)).toBe(true);
+  });
+
+  it('a replaced file keeps its mode; a sidecar takes the mode of the file it protects', async () => {
+    const ckpt = fresh('secret.safetensors');
+    writeFileSync(ckpt, 'old');
+    chmodSync(ckpt, 0o600);
+    await tv.saveSafetensors(ckpt, { a: new Float32Array(4) });
+    expect(statSync(ckpt).mode & 0o777).toBe(0o600);
+    const r = await tv.protect(ckpt, { k: 1, m: 1, chunkSize: 4096 });
+    expect(statSync(r.sidecarPath).mode & 0o777).toBe(0o600);
+    // The ring log's compaction (the TypeScript atomic write) keeps the mode too.
+    const log = fresh('secret.log');
+    writeFileSync(log, '');
+    chmodSync(log, 0o600);
+    const ring = new tv.RingFileLog(log, { capacityLines: 2, compactionSlack: 0, flushIntervalMs: 0 });
+    for (let i = 0; i < 5; i++) ring.info(`line ${i}`);
+    ring.close();
+    expect(statSync(log).mode & 0o777).toBe(0o600);
+    expect(tv.readRingLog(log).records.length).toBe(2);
   });
 });

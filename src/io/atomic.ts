@@ -8,6 +8,8 @@ import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   constants,
+  fchmodSync,
+  fchownSync,
   fdatasyncSync,
   promises as fsp,
   lstatSync,
@@ -58,9 +60,27 @@ export function writableTarget(path: string): string {
   return realpathSync(path);
 }
 
+/** The replaced file's permission bits and owner, when it exists. */
+function existingAttributes(target: string): { mode: number; uid: number; gid: number } | undefined {
+  try {
+    const st = statSync(target);
+    return { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Ignore only "not permitted" from a chown: a non-root writer cannot give a file away. */
+const ignoreEperm = (err: unknown): void => {
+  if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+};
+
 /** Options of {@link atomicWriteFile}. */
 export interface AtomicWriteOptions {
-  /** File mode of a new file (default 0o644). */
+  /**
+   * File mode of a new file (default 0o644, less the umask). A replaced file keeps its own mode and,
+   * where this process may set it, its owner.
+   */
   mode?: number;
   /** fsync the file and its folder (default true). */
   sync?: boolean;
@@ -75,9 +95,14 @@ export async function atomicWriteFile(
   const { mode = 0o644, sync = true } = options;
   const target = writableTarget(path);
   const tmp = tempName(target);
+  const keep = existingAttributes(target);
   let fh: fsp.FileHandle | undefined;
   try {
     fh = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+    if (keep !== undefined) {
+      await fh.chown(keep.uid, keep.gid).catch(ignoreEperm);
+      await fh.chmod(keep.mode);
+    }
     await fh.writeFile(data);
     if (sync) await fh.sync();
     await fh.close();
@@ -107,6 +132,7 @@ export function atomicWriteFileSync(
   const { mode = 0o644, sync = true, keepOpen = false } = options;
   const target = writableTarget(path);
   const tmp = options.tmpPath ?? tempName(target);
+  const keep = existingAttributes(target);
   let fd: number | undefined;
   try {
     fd = openSync(
@@ -116,6 +142,14 @@ export function atomicWriteFileSync(
         (options.tmpPath === undefined ? constants.O_EXCL : constants.O_TRUNC),
       mode,
     );
+    if (keep !== undefined) {
+      try {
+        fchownSync(fd, keep.uid, keep.gid);
+      } catch (err) {
+        ignoreEperm(err);
+      }
+      fchmodSync(fd, keep.mode);
+    }
     writeAllAt(fd, data, 0);
     if (sync) fdatasyncSync(fd);
     writableTarget(target);

@@ -24,8 +24,22 @@ impl AtomicFile {
     /// Create the temporary file next to `dest` (`.NAME.PID.N.tmp`), after checking `dest` with
     /// [`writable_target`]: a destination that exists and is not a regular file is refused, and a
     /// symlink is followed (the file it names is replaced; the link stays).
+    ///
+    /// The new file keeps the permissions and (where the process may set it) the owner of the file it
+    /// replaces; a new file gets mode 0644 less the umask.
     pub fn create(dest: &Path) -> Result<AtomicFile, IoError> {
+        Self::create_inner(dest, None)
+    }
+
+    /// [`AtomicFile::create`] with the new file's permission bits given (a sidecar takes the mode of
+    /// the file it protects).
+    pub fn create_with_mode(dest: &Path, mode: u32) -> Result<AtomicFile, IoError> {
+        Self::create_inner(dest, Some(mode))
+    }
+
+    fn create_inner(dest: &Path, mode: Option<u32>) -> Result<AtomicFile, IoError> {
         let dest = writable_target(dest)?;
+        let existing = std::fs::metadata(&dest).ok();
         let name = dest.file_name().ok_or_else(|| IoError::Os {
             path: dest.clone(),
             op: "create",
@@ -47,6 +61,10 @@ impl AtomicFile {
         let file = opts
             .open(&tmp)
             .map_err(|e| IoError::from_os(&tmp, "create", e))?;
+        if let Err(e) = keep_attributes(&file, existing.as_ref(), mode) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(IoError::from_os(&tmp, "chmod", e));
+        }
         Ok(AtomicFile {
             out: Some(BufWriter::with_capacity(1 << 20, file)),
             tmp,
@@ -111,6 +129,27 @@ impl Drop for AtomicFile {
         if self.out.take().is_some() {
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+/// Give the temporary file the replaced file's permission bits and owner (or `mode` when given).
+/// Changing the owner is best effort: only a privileged process may give a file away.
+fn keep_attributes(
+    file: &File,
+    existing: Option<&std::fs::Metadata>,
+    mode: Option<u32>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if let Some(m) = existing {
+        if let Err(e) = std::os::unix::fs::fchown(file, Some(m.uid()), Some(m.gid())) {
+            if e.raw_os_error() != Some(libc::EPERM) {
+                return Err(e);
+            }
+        }
+    }
+    match mode.or_else(|| existing.map(|m| m.permissions().mode() & 0o7777)) {
+        Some(bits) => file.set_permissions(std::fs::Permissions::from_mode(bits)),
+        None => Ok(()),
     }
 }
 
@@ -232,6 +271,26 @@ mod tests {
             })
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn replacing_keeps_the_mode_and_a_given_mode_is_applied() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret");
+        std::fs::write(&p, b"old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&p, b"new").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "replacing a 0600 file widened it to {mode:o}");
+        let q = dir.path().join("sidecar");
+        let mut f = AtomicFile::create_with_mode(&q, 0o640).unwrap();
+        f.write_all(b"x").unwrap();
+        f.commit().unwrap();
+        assert_eq!(
+            std::fs::metadata(&q).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
     }
 
     #[test]
