@@ -632,6 +632,52 @@ describe('weaknesses fixed (v2)', () => {
     expect(r.warnings.join(' ')).toMatch(/hmac-sha256 check does not match/);
   });
 
+  it('with a key, events forged after the head are never accepted nor re-signed (issue 13)', async () => {
+    const key = Buffer.alloc(32, 9);
+    const { d, log } = await filled('v2', 5, { hmacKey: key });
+    await log.close();
+    // Someone without the key appends two events chained with plain SHA-256 after HEAD.
+    const seg = join(d, 'event-log', 'segment-000001.jsonl');
+    const lines = readFileSync(seg, 'utf8').trimEnd().split('\n');
+    let prev = JSON.parse(lines[lines.length - 1] as string);
+    const forged: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const base = {
+        v: 2,
+        seq: prev.seq + 1,
+        id: `forged-${i}`,
+        timestamp: new Date().toISOString(),
+        actor: 'mallory',
+        evento: 'SITUACAO_CRIADA',
+        entidade: 'Situacao',
+        entidade_id: 'x',
+        payload_hash: tv.v2PayloadHash({}),
+        previous_hash: prev.current_hash,
+      };
+      prev = { ...base, current_hash: tv.v2EntryHash(base as never) };
+      forged.push(JSON.stringify(prev));
+    }
+    appendFileSync(seg, `${forged.join('\n')}\n`);
+    // Verification with the key refuses them (it reported valid before the fix).
+    const ro = await tv.EventLog.open(d, { readOnly: true, hmacKey: key });
+    for (const r of [await ro.verifyChain(), await ro.verifyChainFull()]) {
+      expect(r.valid).toBe(false);
+      expect(r.reason).toMatch(/carry no authentication/);
+    }
+    await ro.close();
+    // A read-write open moves them aside instead of re-signing the head over them.
+    const rw = await tv.EventLog.open(d, { hmacKey: key });
+    expect(rw.recovery.quarantinedEvents).toBe(2);
+    const aside = rw.recovery.quarantineFile as string;
+    expect(readFileSync(aside, 'utf8')).toBe(`${forged.join('\n')}\n`);
+    expect(await rw.count()).toBe(5);
+    expect((await rw.verifyChainFull()).valid).toBe(true);
+    expect((await rw.getAll()).some((e) => e.actor === 'mallory')).toBe(false);
+    await rw.append('alice', 'E', 'X', '1');
+    expect((await rw.verifyChainFull()).valid).toBe(true);
+    await rw.close();
+  });
+
   it('rejects bad arguments with typed errors', async () => {
     const { log } = await filled('v2', 0);
     await expect(log.append('', 'E', 'X', '1')).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });

@@ -178,6 +178,7 @@ export class EventLog {
       headAdvanced: false,
       snapshotIgnored: false,
       migratedLegacySingleFile: false,
+      quarantinedEvents: 0,
     };
   }
 
@@ -383,8 +384,19 @@ export class EventLog {
         this.#segCounts.set(curSeg, curSeg === lastSeg.n ? entries.length : 0);
       }
     }
+    let head = await this.#readHead();
+    if (!this.#readOnly && this.#key !== undefined && this.#chainBroken === undefined) {
+      // With a key, only what the authenticated head vouches for is the log. Events after it were
+      // never acknowledged (append() returns after the head update) and carry no MAC: they may be a
+      // crash's leftovers or forgeries, and must never be re-signed. They are moved aside.
+      if (head === undefined && lastSeq >= meta.anchor.seq) {
+        this.#chainBroken = 'the head record is missing: the events cannot be authenticated';
+      } else if (head !== undefined && head.seq < lastSeq) {
+        lastSeq = await this.#quarantineAfter(head.seq);
+        head = await this.#readHead();
+      }
+    }
     this.#total = Math.max(0, lastSeq - meta.anchor.seq + 1);
-    const head = await this.#readHead();
     if (!this.#readOnly) {
       if (head !== undefined && head.seq > lastSeq) {
         this.#chainBroken = `tail cut: the head records seq ${head.seq} but the log ends at seq ${lastSeq}`;
@@ -394,6 +406,70 @@ export class EventLog {
       }
       if ((await this.#readSnapshot()).corrupt) this.recovery.snapshotIgnored = true;
     }
+  }
+
+  /**
+   * Move every v2 event after `seq` out of the log, into `unauthenticated-<time>.jsonl` in the log's
+   * folder (never deleted: a person decides), and return the new last seq (`seq`). Whole segments after
+   * it are moved; the segment holding `seq` is cut after that event's line.
+   */
+  async #quarantineAfter(seq: number): Promise<number> {
+    const aside = join(this.#dir, `unauthenticated-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`);
+    const parts: Buffer[] = [];
+    let moved = 0;
+    const segs = await this.#listSegments();
+    for (let i = segs.length - 1; i >= 0; i--) {
+      const s = segs[i] as Segment;
+      const raw = await fsp.readFile(s.file).catch((err: unknown) => {
+        throw ioError(err, s.file, 'cannot read segment');
+      });
+      const lines = raw.toString('utf8').split('\n');
+      // Line 0 is the header; find the first event line past `seq`.
+      let offset = lines[0] === undefined ? 0 : Buffer.byteLength(lines[0]) + 1;
+      let cut: number | undefined;
+      for (let j = 1; j < lines.length; j++) {
+        const line = lines[j] as string;
+        if (line === '') break;
+        const e = (() => {
+          try {
+            return JSON.parse(line) as { seq?: unknown };
+          } catch {
+            return undefined;
+          }
+        })();
+        if (typeof e?.seq === 'number' && e.seq > seq) {
+          cut = offset;
+          moved += lines.slice(j).filter((l) => l !== '').length;
+          break;
+        }
+        offset += Buffer.byteLength(line) + 1;
+      }
+      if (cut === undefined) break; // this segment ends at or before `seq`: done
+      const whole = cut <= Buffer.byteLength(lines[0] ?? '') + 1;
+      parts.unshift(raw.subarray(whole ? Buffer.byteLength(lines[0] ?? '') + 1 : cut));
+      if (whole && i > 0) {
+        await fsp.rm(s.file, { force: true });
+        this.#segments = this.#segments.filter((n) => n !== s.n);
+      } else {
+        await this.#truncate(s.file, cut);
+        break;
+      }
+    }
+    if (moved > 0) {
+      await atomicWriteFile(aside, Buffer.concat(parts));
+      await fsyncDir(this.#dir);
+      this.recovery.quarantinedEvents += moved;
+      this.recovery.quarantineFile = aside;
+    }
+    // Re-read the new tail.
+    const last = this.#segments[this.#segments.length - 1];
+    const seg = (await this.#listSegments()).find((x) => x.n === last);
+    if (seg !== undefined) {
+      const entries = (await this.#readSegment(seg)).entries as EventLogEntry[];
+      this.#last = entries[entries.length - 1] ?? this.#last;
+      this.#segCounts.set(seg.n, entries.length);
+    }
+    return seq;
   }
 
   async #truncate(file: string, length: number): Promise<void> {
@@ -1033,6 +1109,12 @@ export class EventLog {
         return fail(`tail cut: the head records seq ${head.seq} but the log ends at seq ${prevSeq}`, index);
       } else if (head.seq === prevSeq && head.hash !== prevHash) {
         return fail('the head hash does not match the last event', index - 1);
+      } else if (head.seq < prevSeq && this.#key !== undefined) {
+        // With a key, events past the authenticated head are unauthenticated: never accepted.
+        return fail(
+          `${prevSeq - head.seq} event(s) after the authenticated head (seq ${head.seq}) carry no authentication`,
+          index - (prevSeq - head.seq),
+        );
       } else if (head.seq < prevSeq) {
         warnings.push(`the head lags the log by ${prevSeq - head.seq} events (crash before the head update)`);
       }

@@ -66,6 +66,13 @@ export interface RecoveryReport {
   snapshotIgnored: boolean;
   /** The legacy single-file log was migrated into segment 1. */
   migratedLegacySingleFile: boolean;
+  /**
+   * With an `hmacKey`: events after the authenticated head (never acknowledged, or forged), moved out
+   * of the log into {@link RecoveryReport.quarantineFile} instead of being re-signed.
+   */
+  quarantinedEvents: number;
+  /** Where the quarantined events were put (in the log's folder), when there were any. */
+  quarantineFile?: string;
 }
 
 /** Filters of {@link EventLog.exportRange}. */
