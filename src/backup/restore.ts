@@ -422,8 +422,19 @@ export async function restoreBackup(
         },
       );
     }
-    // Place: move the old log aside (kept until the new one verifies in place), then rename in.
-    const incoming = (await fsp.readdir(staging)).filter((n) => n !== LAYOUT.lock);
+    // Place: move the old log aside (kept until the new one verifies in place), then rename in. Only
+    // the log's own layout is ever placed: a manifest (signed or not) naming anything else at the top
+    // of the destination (`.bashrc`, `config.json`) is refused before anything moves.
+    const staged = (await fsp.readdir(staging)).filter((n) => n !== LAYOUT.lock && n !== 'manifest.json');
+    const foreign = staged.filter((n) => !(OWNED as readonly string[]).includes(n));
+    if (foreign.length > 0) {
+      throw new TensorVaultError(
+        ErrorCode.CORRUPT,
+        `the backup holds files outside the event-log layout, which a restore never writes: ${foreign.join(', ')}`,
+        { path: archivePath, names: foreign.join(', ') },
+      );
+    }
+    const incoming = staged;
     const moved: string[] = [];
     const movedAside: string[] = [];
     try {
