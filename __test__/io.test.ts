@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
+  existsSync,
   linkSync,
   lstatSync,
   mkdirSync,
@@ -199,5 +200,32 @@ describe('replacing a file keeps what protects it (issue 13)', () => {
     ring.close();
     expect(statSync(log).mode & 0o777).toBe(0o600);
     expect(tv.readRingLog(log).records.length).toBe(2);
+  });
+});
+
+describe('temporary files of dead writers (issue 13)', () => {
+  it('the next write to the same target removes a dead writer’s temp and keeps a live one’s', async () => {
+    const ckpt = fresh('model.safetensors');
+    const base = ckpt.slice(0, ckpt.lastIndexOf('/'));
+    const name = ckpt.slice(ckpt.lastIndexOf('/') + 1);
+    // pid 4194999 is above the kernel's pid_max (2^22): it cannot be running.
+    const deadRust = join(base, `.${name}.4194999.0.tmp`);
+    const liveRust = join(base, `.${name}.${process.pid}.9.tmp`);
+    writeFileSync(deadRust, 'x'.repeat(1000));
+    writeFileSync(liveRust, 'y');
+    await tv.saveSafetensors(ckpt, { a: new Float32Array(2) });
+    expect(existsSync(deadRust)).toBe(false);
+    expect(existsSync(liveRust)).toBe(true);
+    // The TypeScript writers (manifests, the event log's files) use the same rule.
+    const { atomicWriteFile } = await import('../dist/io/index.js');
+    const json = fresh('state.json');
+    const jb = json.slice(json.lastIndexOf('/') + 1);
+    const deadTs = join(base, `.${jb}.4194999.0123456789ab.tmp`);
+    const liveTs = join(base, `.${jb}.${process.pid}.0123456789ab.tmp`);
+    writeFileSync(deadTs, 'x');
+    writeFileSync(liveTs, 'y');
+    await atomicWriteFile(json, '{}');
+    expect(existsSync(deadTs)).toBe(false);
+    expect(existsSync(liveTs)).toBe(true);
   });
 });

@@ -14,6 +14,7 @@ import {
   promises as fsp,
   lstatSync,
   openSync,
+  readdirSync,
   realpathSync,
   renameSync,
   type Stats,
@@ -24,9 +25,48 @@ import { basename, dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { fsyncDir, fsyncDirSync, ioError, notRegularFile, writeAllAt } from './fs';
 
-/** Temp-file name next to `path` (same folder, so the rename is atomic). */
+/**
+ * Temp-file name next to `path` (same folder, so the rename is atomic): `.NAME.PID.RANDOM.tmp`, so a
+ * later writer can tell a dead writer's leftover from a live one's file ({@link removeDeadTemps}).
+ */
 export function tempName(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove temporary files for `path` left by writers that are dead (a kill mid-write leaves one as large
+ * as the file): `.NAME.PID.X.tmp` whose PID does not run. Live writers' files are kept. Best effort.
+ */
+export function removeDeadTemps(path: string): void {
+  const prefix = `.${basename(path)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const m = /^(\d+)\.[0-9a-z]+$/.exec(name.slice(prefix.length, -'.tmp'.length));
+    if (m === null) continue;
+    const pid = Number(m[1]);
+    if (pid > 0 && !alive(pid)) {
+      try {
+        unlinkSync(join(dirname(path), name));
+      } catch {
+        // gone already, or not ours to remove
+      }
+    }
+  }
 }
 
 /**
@@ -94,6 +134,7 @@ export async function atomicWriteFile(
 ): Promise<string> {
   const { mode = 0o644, sync = true } = options;
   const target = writableTarget(path);
+  removeDeadTemps(target);
   const tmp = tempName(target);
   const keep = existingAttributes(target);
   let fh: fsp.FileHandle | undefined;
@@ -131,6 +172,7 @@ export function atomicWriteFileSync(
 ): number | undefined {
   const { mode = 0o644, sync = true, keepOpen = false } = options;
   const target = writableTarget(path);
+  if (options.tmpPath === undefined) removeDeadTemps(target);
   const tmp = options.tmpPath ?? tempName(target);
   const keep = existingAttributes(target);
   let fd: number | undefined;

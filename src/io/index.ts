@@ -6,6 +6,7 @@ export {
   type AtomicWriteOptions,
   atomicWriteFile,
   atomicWriteFileSync,
+  removeDeadTemps,
   tempName,
   writableTarget,
 } from './atomic';

@@ -45,6 +45,7 @@ impl AtomicFile {
             op: "create",
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
         })?;
+        remove_dead_temps(&dest, &name.to_string_lossy());
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = dest.with_file_name(format!(
             ".{}.{}.{n}.tmp",
@@ -130,6 +131,47 @@ impl Drop for AtomicFile {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Remove temporary files for `dest` (`.NAME.PID.N.tmp`) left by writers that are dead: a kill or a
+/// crash mid-write leaves one as large as the file. A temp whose pid is alive (ours included) is kept;
+/// a pid reused by an unrelated process only delays the clean-up. Best effort: errors are ignored.
+fn remove_dead_temps(dest: &Path, name: &str) {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let mut parts = rest.split('.');
+        let (Some(pid), Some(n), None) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let (Ok(pid), true) = (pid.parse::<i32>(), n.bytes().all(|c| c.is_ascii_digit())) else {
+            continue;
+        };
+        if pid > 0 && !process_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` exists (`kill(pid, 0)`; `EPERM` means it exists under another user).
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for the process; nothing is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Give the temporary file the replaced file's permission bits and owner (or `mode` when given).
@@ -291,6 +333,23 @@ mod tests {
             std::fs::metadata(&q).unwrap().permissions().mode() & 0o7777,
             0o640
         );
+    }
+
+    #[test]
+    fn temps_of_dead_writers_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A pid that does not exist (above the kernel's pid_max of 2^22) and this process's own.
+        let dead = d.join(".ckpt.bin.4194999.0.tmp");
+        let live = d.join(format!(".ckpt.bin.{}.7.tmp", std::process::id()));
+        let other = d.join(".other.bin.4194999.0.tmp");
+        for p in [&dead, &live, &other] {
+            std::fs::write(p, b"leftover").unwrap();
+        }
+        write_atomic(&d.join("ckpt.bin"), b"new").unwrap();
+        assert!(!dead.exists(), "a dead writer's temp was left behind");
+        assert!(live.exists(), "a live writer's temp was removed");
+        assert!(other.exists(), "another file's temp was removed");
     }
 
     #[test]
