@@ -53,19 +53,3 @@ pub fn threads(threads: Option<u32>) -> napi::Result<Option<usize>> {
         Some(t) => Ok(Some(usize::try_from(t).unwrap_or(usize::MAX))),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn integers_only() {
-        assert_eq!(to_u64("x", 0.0).ok(), Some(0));
-        assert_eq!(to_u64("x", MAX_SAFE).ok(), Some(9_007_199_254_740_991));
-        for bad in [-1.0, 0.5, f64::NAN, f64::INFINITY, MAX_SAFE + 2.0] {
-            assert!(to_u64("x", bad).is_err(), "{bad}");
-        }
-        assert_eq!(to_int::<u16>("k", 255.0).ok(), Some(255));
-        assert!(to_int::<u16>("k", 70_000.0).is_err());
-    }
-}
