@@ -87,6 +87,13 @@ if (depsOk) {
   step('tsc --noEmit (strict, src + tests)', bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']);
   step('biome check', bin('biome'), ['check', '--error-on-warnings']);
 }
+// linux-arm64-gnu: cross-built (Debian's rustc-web + Zig) and then run under qemu-user by
+// __test__/platforms.test.ts; TV_REQUIRE_ARM64 makes that spec fail rather than skip without it.
+const arm64 =
+  depsOk &&
+  process.platform === 'linux' &&
+  process.arch === 'x64' &&
+  step('build linux-arm64-gnu (cross)', 'node', ['scripts/build.mjs', 'arm64']);
 if (buildOk) {
   mkdirSync(join(root, 'target'), { recursive: true });
   rmSync(vitestJson, { force: true });
@@ -94,7 +101,13 @@ if (buildOk) {
     'vitest',
     bin('vitest'),
     ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${vitestJson}`],
-    { parse: vitestCounts, env: { TV_PYTHON: pyOk ? join(root, '.venv', 'bin', 'python') : '' } },
+    {
+      parse: vitestCounts,
+      env: {
+        TV_PYTHON: pyOk ? join(root, '.venv', 'bin', 'python') : '',
+        TV_REQUIRE_ARM64: arm64 ? '1' : '',
+      },
+    },
   );
 } else {
   failed += 1;
