@@ -6,7 +6,8 @@
 // and Zig (both from PyPI, installed into .tv-cache/zig by scripts/setup-cross.sh), stripped by the
 // release profile. So `npm test` and `npm run demo` exercise the binary that ships.
 //   node scripts/build.mjs [native|ts]
-//   node scripts/build.mjs arm64     the linux-arm64-gnu addon (Debian's rustc-web + Zig, see setup-cross.sh)
+//   node scripts/build.mjs <platform>|cross   a cross-built addon (linux-arm64-gnu, linux-x64-musl,
+//                                   darwin-arm64, darwin-x64) or all of them, into npm/<platform>/
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -53,21 +54,60 @@ function napiBuild({ target, platform, outDir, env, extra = [] }) {
   return join(outDir, file);
 }
 
-if (only === 'arm64') {
-  run('bash', ['scripts/setup-cross.sh', '--arm64']);
-  const deb = join(root, '.tv-cache', 'deb-rust', 'usr');
-  napiBuild({
-    target: `aarch64-unknown-linux-gnu.${GLIBC_BASELINE}`,
-    platform: 'linux-arm64-gnu',
-    outDir: join(root, 'target', 'prebuilt', 'linux-arm64-gnu'),
+/**
+ * The addons cross-built here besides the host's. None can use rustup's toolchain (rustup can only add a
+ * target's std from the Rust project's own server, out of reach here): linux-arm64-gnu uses Debian's
+ * rustc-web and the arm64 std Debian ships for it; the others build the std from Debian's rust-web-src
+ * with `-Z build-std` (RUSTC_BOOTSTRAP, the same compiler's own sources). Zig links all of them.
+ */
+const CROSS = {
+  'linux-arm64-gnu': { target: `aarch64-unknown-linux-gnu.${GLIBC_BASELINE}`, setup: '--arm64' },
+  'linux-x64-musl': {
+    target: 'x86_64-unknown-linux-musl',
+    setup: '--std-src',
+    buildStd: true,
+    // musl targets link libc statically by default, which rules out a cdylib.
     env: {
-      ...zigEnv(),
-      // rustup cannot add the aarch64 std here; Debian's rustc-web ships one (its own compiler only).
-      RUSTC: join(deb, 'bin', 'rustc'),
-      LD_LIBRARY_PATH: join(deb, 'lib', 'x86_64-linux-gnu'),
-      CARGO_TARGET_DIR: join(root, 'target', 'deb-rust'),
+      CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS: '-C target-feature=-crt-static',
+      CFLAGS_x86_64_unknown_linux_musl: '-mevex512',
     },
-  });
+  },
+  // Not stripped: rustc strips Mach-O with rust-objcopy, which Debian's rustc-web lacks, and stripping
+  // after the link would have to redo Zig's ad-hoc code signature (arm64 macOS loads only signed code).
+  'darwin-arm64': {
+    target: 'aarch64-apple-darwin',
+    setup: '--std-src',
+    buildStd: true,
+    env: { CARGO_PROFILE_RELEASE_STRIP: 'none' },
+  },
+  'darwin-x64': {
+    target: 'x86_64-apple-darwin',
+    setup: '--std-src',
+    buildStd: true,
+    env: { CARGO_PROFILE_RELEASE_STRIP: 'none', CFLAGS_x86_64_apple_darwin: '-mevex512' },
+  },
+};
+
+if (only !== undefined && (only in CROSS || only === 'cross')) {
+  const deb = join(root, '.tv-cache', 'deb-rust', 'usr');
+  for (const platform of only === 'cross' ? Object.keys(CROSS) : [only]) {
+    const spec = CROSS[platform];
+    run('bash', ['scripts/setup-cross.sh', spec.setup]);
+    napiBuild({
+      target: spec.target,
+      platform,
+      outDir: join(root, 'target', 'prebuilt', platform),
+      env: {
+        ...zigEnv(),
+        RUSTC: join(deb, 'bin', 'rustc'),
+        LD_LIBRARY_PATH: join(deb, 'lib', 'x86_64-linux-gnu'),
+        CARGO_TARGET_DIR: join(root, 'target', spec.buildStd ? 'build-std' : 'deb-rust'),
+        ...(spec.buildStd ? { RUSTC_BOOTSTRAP: '1' } : {}),
+        ...spec.env,
+      },
+      extra: spec.buildStd ? ['--', '-Zbuild-std=std,panic_unwind'] : [],
+    });
+  }
 } else if (only !== 'ts') {
   if (process.platform === 'linux' && process.arch === 'x64') {
     run('bash', ['scripts/setup-cross.sh']);
@@ -93,7 +133,7 @@ if (only === 'arm64') {
     ]);
   }
 }
-if (only !== 'native' && only !== 'arm64') {
+if (only === undefined || only === 'ts') {
   run(join(bin, 'tsc'), ['-p', 'tsconfig.build.json']);
   run('node', ['scripts/esm-wrapper.mjs']);
   chmodSync(join(root, 'dist', 'cli', 'main.js'), 0o755);

