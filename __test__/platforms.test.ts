@@ -226,3 +226,95 @@ describe.skipIf(!haveArm64)('linux-arm64-gnu binary (cross-built here, run under
     });
   });
 });
+
+// Built by `node scripts/build.mjs cross` (not by `npm test`: building the std for three more targets
+// costs about 15 minutes here); each spec runs when its binary exists.
+const built = (platform: string) => join(root, 'npm', platform, `tensorvault.${platform}.node`);
+
+describe.skipIf(!existsSync(built('linux-x64-musl')))('linux-x64-musl binary (built only)', () => {
+  const file = built('linux-x64-musl');
+
+  it('is an x86-64 ELF linked against musl alone, exporting napi_register_module_v1, stripped', () => {
+    const facts = elfFacts(file);
+    expect(facts.machine).toBe('Advanced Micro Devices X86-64');
+    expect(facts.maxGlibc).toBeUndefined();
+    expect(facts.exportsRegister).toBe(true);
+    expect(facts.stripped).toBe(true);
+    const needed = spawnSync('readelf', ['-d', file], { encoding: 'utf8' }).stdout;
+    expect([...needed.matchAll(/\(NEEDED\)\s+Shared library: \[(.+)\]/g)].map((m) => m[1])).toEqual([
+      'libc.so',
+    ]);
+  });
+
+  it("musl's loader resolves every symbol it needs except Node's napi_* functions", () => {
+    const loader = '/lib/ld-musl-x86_64.so.1'; // Debian's musl, installed by setup-cross.sh --std-src
+    const r = spawnSync(loader, ['--list', file], { encoding: 'utf8' });
+    const missing = [...r.stderr.matchAll(/Error relocating .*?: (\S+): symbol not found/g)].map((m) => m[1]);
+    expect(r.stdout).toContain(`libc.so => ${loader}`);
+    expect(missing.length).toBeGreaterThan(0);
+    expect(missing.filter((name) => !name?.startsWith('napi_'))).toEqual([]);
+  });
+});
+
+interface MachOFacts {
+  cpu: 'arm64' | 'x86_64' | 'other';
+  dylib: boolean;
+  exportsRegister: boolean;
+  undefinedNapi: number;
+  codeSignature: boolean;
+}
+
+/** Reads a 64-bit little-endian Mach-O: header, load commands, and the symbol table (nlist_64). */
+function machOFacts(file: string): MachOFacts {
+  const b = readFileSync(file);
+  expect(b.readUInt32LE(0)).toBe(0xfeedfacf); // MH_MAGIC_64
+  const cputype = b.readUInt32LE(4);
+  const cpu = cputype === 0x0100000c ? 'arm64' : cputype === 0x01000007 ? 'x86_64' : 'other';
+  const ncmds = b.readUInt32LE(16);
+  let off = 32;
+  let exportsRegister = false;
+  let undefinedNapi = 0;
+  let codeSignature = false;
+  for (let i = 0; i < ncmds; i++) {
+    const cmd = b.readUInt32LE(off);
+    const size = b.readUInt32LE(off + 4);
+    if (cmd === 0x1d) codeSignature = true; // LC_CODE_SIGNATURE
+    if (cmd === 0x2) {
+      // LC_SYMTAB: symoff, nsyms, stroff
+      const [symoff, nsyms, stroff] = [
+        b.readUInt32LE(off + 8),
+        b.readUInt32LE(off + 12),
+        b.readUInt32LE(off + 16),
+      ];
+      for (let s = 0; s < nsyms; s++) {
+        const e = symoff + s * 16;
+        const strx = b.readUInt32LE(e);
+        const type = b.readUInt8(e + 4);
+        const name = b.toString('latin1', stroff + strx, b.indexOf(0, stroff + strx));
+        const external = (type & 0x01) !== 0;
+        const kind = type & 0x0e; // N_UNDF 0x0, N_SECT 0xe
+        if (name === '_napi_register_module_v1' && external && kind === 0x0e) exportsRegister = true;
+        if (name.startsWith('_napi_') && external && kind === 0) undefinedNapi += 1;
+      }
+    }
+    off += size;
+  }
+  return { cpu, dylib: b.readUInt32LE(12) === 6, exportsRegister, undefinedNapi, codeSignature };
+}
+
+for (const [platform, cpu] of [
+  ['darwin-arm64', 'arm64'],
+  ['darwin-x64', 'x86_64'],
+] as const) {
+  describe.skipIf(!existsSync(built(platform)))(`${platform} binary (built only)`, () => {
+    it(`is a Mach-O ${cpu} dylib exporting napi_register_module_v1, leaving napi_* to Node`, () => {
+      const facts = machOFacts(built(platform));
+      expect(facts.cpu).toBe(cpu);
+      expect(facts.dylib).toBe(true);
+      expect(facts.exportsRegister).toBe(true);
+      expect(facts.undefinedNapi).toBeGreaterThan(0);
+      // arm64 macOS loads only signed code: Zig's linker signs ad hoc, and nothing may touch it after.
+      if (cpu === 'arm64') expect(facts.codeSignature).toBe(true);
+    });
+  });
+}
