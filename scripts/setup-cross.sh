@@ -66,7 +66,10 @@ if [ "${1:-}" = "--arm64" ] || [ "${1:-}" = "--std-src" ]; then
     mkdir -p "$deb_dir/debs"
     (cd "$deb_dir/debs" && apt-get download "rust-web-src=$RUST_WEB" 2>/dev/null)
     dpkg-deb -x "$deb_dir"/debs/rust-web-src_*.deb "$deb_dir"
-    rm -rf "$deb_dir/debs" "$deb_dir/usr/src/rustc-1.96.0/src/doc"
+    # -Z build-std needs library/ only; the compiler's and tools' sources (with dangling symlinks that
+    # trip up tree walkers such as biome) go.
+    find "$deb_dir/usr/src/rustc-1.96.0" -mindepth 1 -maxdepth 1 ! -name library -exec rm -rf {} +
+    rm -rf "$deb_dir/debs"
     echo "$RUST_WEB" >"$deb_dir/.src-version"
   fi
   if [ "${1:-}" = "--std-src" ] && ! dpkg -s musl >/dev/null 2>&1; then
