@@ -217,6 +217,44 @@ describe('backup create / verify / restore', () => {
     await expect(tv.restoreBackup(copy, fresh())).rejects.toMatchObject({ code: 'TV_CHECKSUM_MISMATCH' });
   });
 
+  it('never writes a name outside the log layout, even when the manifest lists it (issue 13)', async () => {
+    const d = await makeLog(3);
+    const out = fresh();
+    const r = await tv.createBackup(d, out);
+    // Rebuild the archive with an extra top-level file and a manifest that vouches for it.
+    const work = fresh();
+    mkdirSync(work, { recursive: true });
+    expect(spawnSync('tar', ['-xzf', r.archivePath, '-C', work]).status).toBe(0);
+    writeFileSync(join(work, '.bashrc'), 'echo owned\n');
+    const manifest = JSON.parse(readFileSync(r.manifestPath, 'utf8'));
+    const extra = readFileSync(join(work, '.bashrc'));
+    manifest.files.push({
+      path: '.bashrc',
+      size: extra.length,
+      sha256: createHash('sha256').update(extra).digest('hex'),
+    });
+    const inner = join(work, 'manifest.json');
+    if (existsSync(inner)) writeFileSync(inner, JSON.stringify(manifest));
+    const names = readdirSync(work);
+    expect(spawnSync('tar', ['-czf', r.archivePath, '-C', work, ...names]).status).toBe(0);
+    const archived = readFileSync(r.archivePath);
+    manifest.archive = {
+      ...manifest.archive,
+      size: archived.length,
+      sha256: createHash('sha256').update(archived).digest('hex'),
+    };
+    writeFileSync(r.manifestPath, JSON.stringify(manifest));
+    const dest = fresh();
+    mkdirSync(dest, { recursive: true });
+    writeFileSync(join(dest, '.bashrc'), 'mine\n');
+    await expect(tv.restoreBackup(r.archivePath, dest)).rejects.toMatchObject({
+      code: 'TV_CORRUPT',
+      message: expect.stringMatching(/outside the event-log layout.*\.bashrc/),
+    });
+    expect(readFileSync(join(dest, '.bashrc'), 'utf8')).toBe('mine\n');
+    expect(existsSync(join(dest, 'event-log'))).toBe(false);
+  });
+
   it('restores after a segment and after the snapshot were corrupted (10 events, valid chain)', async () => {
     for (const victim of ['event-log/segment-000002.jsonl', 'event-log-snapshot.json']) {
       const d = await makeLog(10);

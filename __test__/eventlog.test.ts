@@ -535,6 +535,29 @@ describe('weaknesses fixed (v2)', () => {
     expect(existsSync(join(d, 'event-log.lock'))).toBe(false);
   });
 
+  it('a lock file left by a holder whose pid is now reused (pid 1, our own pid) or torn is taken over at once', async () => {
+    // Issue 13: a container restarted with Node as pid 1 found `locked by pid 1` forever, and a torn
+    // lock file gave TV_LOCKED for 5 s. The lock is now the kernel's (flock): the text locks nothing.
+    const d = fresh();
+    const log = await tv.EventLog.open(d);
+    await log.close();
+    for (const text of [
+      JSON.stringify({ pid: 1, hostname: hostname(), created_at: '', token: 'x' }),
+      JSON.stringify({ pid: process.pid, hostname: hostname(), created_at: '', token: 'y' }),
+      '{"pid":1,"host',
+    ]) {
+      writeFileSync(join(d, 'event-log.lock'), text);
+      const t0 = Date.now();
+      const again = await tv.EventLog.open(d);
+      expect(Date.now() - t0).toBeLessThan(2_000);
+      await expect(tv.EventLog.open(d)).rejects.toMatchObject({
+        code: 'TV_LOCKED',
+        context: { pid: process.pid, hostname: hostname() },
+      });
+      await again.close();
+    }
+  });
+
   it('concurrent appends from two processes lose nothing', async () => {
     const d = fresh();
     const runChild = () =>
@@ -607,6 +630,52 @@ describe('weaknesses fixed (v2)', () => {
     const r = await (await tv.EventLog.open(d, { readOnly: true, hmacKey: key })).verifyChain();
     expect(r.usedSnapshot).toBe(false);
     expect(r.warnings.join(' ')).toMatch(/hmac-sha256 check does not match/);
+  });
+
+  it('with a key, events forged after the head are never accepted nor re-signed (issue 13)', async () => {
+    const key = Buffer.alloc(32, 9);
+    const { d, log } = await filled('v2', 5, { hmacKey: key });
+    await log.close();
+    // Someone without the key appends two events chained with plain SHA-256 after HEAD.
+    const seg = join(d, 'event-log', 'segment-000001.jsonl');
+    const lines = readFileSync(seg, 'utf8').trimEnd().split('\n');
+    let prev = JSON.parse(lines[lines.length - 1] as string);
+    const forged: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const base = {
+        v: 2,
+        seq: prev.seq + 1,
+        id: `forged-${i}`,
+        timestamp: new Date().toISOString(),
+        actor: 'mallory',
+        evento: 'SITUACAO_CRIADA',
+        entidade: 'Situacao',
+        entidade_id: 'x',
+        payload_hash: tv.v2PayloadHash({}),
+        previous_hash: prev.current_hash,
+      };
+      prev = { ...base, current_hash: tv.v2EntryHash(base as never) };
+      forged.push(JSON.stringify(prev));
+    }
+    appendFileSync(seg, `${forged.join('\n')}\n`);
+    // Verification with the key refuses them (it reported valid before the fix).
+    const ro = await tv.EventLog.open(d, { readOnly: true, hmacKey: key });
+    for (const r of [await ro.verifyChain(), await ro.verifyChainFull()]) {
+      expect(r.valid).toBe(false);
+      expect(r.reason).toMatch(/carry no authentication/);
+    }
+    await ro.close();
+    // A read-write open moves them aside instead of re-signing the head over them.
+    const rw = await tv.EventLog.open(d, { hmacKey: key });
+    expect(rw.recovery.quarantinedEvents).toBe(2);
+    const aside = rw.recovery.quarantineFile as string;
+    expect(readFileSync(aside, 'utf8')).toBe(`${forged.join('\n')}\n`);
+    expect(await rw.count()).toBe(5);
+    expect((await rw.verifyChainFull()).valid).toBe(true);
+    expect((await rw.getAll()).some((e) => e.actor === 'mallory')).toBe(false);
+    await rw.append('alice', 'E', 'X', '1');
+    expect((await rw.verifyChainFull()).valid).toBe(true);
+    await rw.close();
   });
 
   it('rejects bad arguments with typed errors', async () => {

@@ -6,7 +6,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import winston from 'winston';
 import * as tv from '../dist/index.js';
-import { RingTransport } from '../dist/winston.js';
+import { RingTransport } from '../dist/logging/winston.js';
 import { tempDir } from './helpers/tmp';
 
 const dir = tempDir('tv-logint-');
@@ -185,10 +185,10 @@ describe('entry points', () => {
     const script = `
       import { createRequire } from 'node:module';
       import { RingFileLog, ringDestination, readRingLog } from '${join(root, 'index.mjs')}';
-      import { RingTransport } from '${join(root, 'winston.mjs')}';
+      import { RingTransport } from '${join(root, 'logging', 'winston.mjs')}';
       const require = createRequire(import.meta.url);
       const cjs = require('${join(root, 'index.js')}');
-      const w = require('${join(root, 'winston.js')}');
+      const w = require('${join(root, 'logging', 'winston.js')}');
       process.stdout.write(JSON.stringify([RingFileLog === cjs.RingFileLog, ringDestination === cjs.ringDestination,
         readRingLog === cjs.readRingLog, RingTransport === w.RingTransport, typeof RingTransport]));`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -473,25 +474,37 @@ describe('RingFileLog: one writer per file', () => {
     expect(existsSync(`${path}.lock`)).toBe(false);
   });
 
-  it('a stale lock (dead process, reused pid) is taken over; a damaged lock too', () => {
+  it('a lock file nobody holds is taken over whatever it says (dead pid, reused pid 1, our own pid, torn)', () => {
+    // The lock is the kernel's (flock), not the file's text: a file left by a killed writer, a pid
+    // reused after a container restart, or a torn file locks nothing (issue 13).
     const path = fresh();
     mkdirSync(join(path, '..'), { recursive: true });
-    writeFileSync(`${path}.lock`, JSON.stringify({ pid: 2 ** 22 + 12345, hostname: hostname() }));
-    const a = new tv.RingFileLog(path);
-    a.close();
-    writeFileSync(`${path}.lock`, '{"pid":');
-    const b = new tv.RingFileLog(path);
-    b.close();
-    // A reused pid: alive (it is ours), but the recorded start time is another process's.
-    writeFileSync(`${path}.lock`, JSON.stringify({ pid: process.pid, hostname: hostname(), start: '1' }));
-    const c = new tv.RingFileLog(path);
-    c.close();
-    // The same pid with our real start time is a live holder.
-    const d = new tv.RingFileLog(path);
-    const lock = JSON.parse(readFileSync(`${path}.lock`, 'utf8'));
-    expect(typeof lock.start).toBe('string');
-    d.close();
-    writeFileSync(`${path}.lock`, JSON.stringify(lock));
-    expectCode(() => new tv.RingFileLog(path), 'TV_LOCKED');
+    for (const text of [
+      JSON.stringify({ pid: 2 ** 22 + 12345, hostname: hostname() }),
+      JSON.stringify({ pid: 1, hostname: hostname(), since: '2026-01-01T00:00:00Z' }),
+      JSON.stringify({ pid: process.pid, hostname: hostname(), start: '1' }),
+      '{"pid":',
+      '',
+    ]) {
+      writeFileSync(`${path}.lock`, text);
+      const log = new tv.RingFileLog(path);
+      const lock = JSON.parse(readFileSync(`${path}.lock`, 'utf8'));
+      expect(lock).toMatchObject({ pid: process.pid, hostname: hostname() });
+      // While it is held, a second writer is refused and told who holds it.
+      const e = expectCode(() => new tv.RingFileLog(path), 'TV_LOCKED');
+      expect(e.context).toMatchObject({ pid: process.pid, hostname: hostname() });
+      log.close();
+      expect(existsSync(`${path}.lock`)).toBe(false);
+    }
+  });
+
+  it('a lock path that is a folder or a FIFO is refused with a typed error, not waited on', () => {
+    const path = fresh();
+    mkdirSync(`${path}.lock`, { recursive: true });
+    expectCode(() => new tv.RingFileLog(path), 'TV_IS_DIRECTORY');
+    const other = fresh();
+    mkdirSync(join(other, '..'), { recursive: true });
+    spawnSync('mkfifo', [`${other}.lock`]);
+    expectCode(() => new tv.RingFileLog(other), 'TV_NOT_A_FILE');
   });
 });

@@ -28,7 +28,9 @@ const node = (cwd: string, args: string[]) =>
 
 beforeAll(() => {
   packed = JSON.parse(
-    execFileSync('node', [join(root, 'scripts', 'pack.mjs'), join(work, 'tarballs')], { encoding: 'utf8' }),
+    execFileSync(process.execPath, [join(root, 'scripts', 'pack.mjs'), join(work, 'tarballs')], {
+      encoding: 'utf8',
+    }),
   );
   for (const [dir, tarballs, extra] of [
     [project, [packed.platform, packed.root], []],
@@ -76,6 +78,28 @@ describe('packed package', () => {
     ]);
     const installed = readdirSync(join(project, 'node_modules')).filter((n) => n.startsWith('tensorvault-'));
     expect(installed).toEqual(['tensorvault-linux-x64-gnu']);
+  });
+
+  it('ships the licence and the docs the README points to, and declares where it comes from', () => {
+    expect(packed.rootFiles).toContain('LICENSE');
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const docs = new Set([...readme.matchAll(/\bdocs\/[\w./-]+\.(?:md|svg)\b/g)].map((m) => m[0]));
+    expect(docs.size).toBeGreaterThan(0);
+    for (const d of docs) expect(packed.rootFiles).toContain(d);
+    // Relative links (as npm's page resolves them against `repository`) name shipped files too.
+    for (const m of readme.matchAll(/\]\((?!https?:|#)([^)\s]+)\)/g)) {
+      expect(packed.rootFiles).toContain(m[1]!.replace(/#.*$/, ''));
+    }
+    const published = JSON.parse(
+      execFileSync('tar', ['-xzOf', packed.root, 'package/package.json'], { encoding: 'utf8' }),
+    );
+    expect(published.license).toBe('MIT');
+    expect(published.repository?.url).toMatch(/^git\+https:\/\//);
+    expect(published.homepage).toBeTruthy();
+    expect(published.bugs?.url).toBeTruthy();
+    expect(published.peerDependenciesMeta).toEqual({ pino: { optional: true }, winston: { optional: true } });
+    expect(published.devDependencies).toBeUndefined();
+    expect(published.overrides).toBeUndefined();
   });
 
   it('works from require, loading the addon from the platform package', () => {

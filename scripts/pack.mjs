@@ -55,7 +55,9 @@ const stage = mkdtempSync(join(tmpdir(), 'tv-pack-'));
 try {
   cpSync(join(root, 'dist'), join(stage, 'dist'), { recursive: true });
   cpSync(join(root, 'README.md'), join(stage, 'README.md'));
-  const { devDependencies: _dev, scripts: _scripts, ...published } = rootPkg;
+  cpSync(join(root, 'LICENSE'), join(stage, 'LICENSE'));
+  cpSync(join(root, 'docs'), join(stage, 'docs'), { recursive: true });
+  const { devDependencies: _dev, scripts: _scripts, overrides: _overrides, ...published } = rootPkg;
   published.optionalDependencies = optional;
   writeFileSync(join(stage, 'package.json'), `${JSON.stringify(published, null, 2)}\n`);
   const main = pack(stage);

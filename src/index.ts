@@ -4,6 +4,13 @@
  * The public surface, and nothing else.
  */
 
+import { backupManifestPath } from './backup/index';
+
+/** @deprecated Renamed {@link RsProtectionLevel} (the erasure sidecar's levels are {@link ErasureProtectionLevel}). */
+export type ProtectionLevel = import('./ecc/index').RsProtectionLevel;
+/** @deprecated Renamed {@link backupManifestPath} (the ECC sidecar's path is {@link eccSidecarPath}). */
+export const sidecarPath: (archivePath: string) => string = backupManifestPath;
+
 export {
   type BackupCreateOptions,
   type BackupCreateResult,
@@ -11,6 +18,7 @@ export {
   type BackupReadOptions,
   type BackupVerifyOptions,
   type BackupVerifyResult,
+  backupManifestPath,
   createBackup,
   type EntryCheck,
   type EventLogSummary,
@@ -21,41 +29,38 @@ export {
   type RestoreOptions,
   type RestoreResult,
   restoreBackup,
-  sidecarPath,
   signManifest,
   verifyBackup,
   verifyManifestSignature,
 } from './backup/index';
 export { type GzipMembersOptions, gzipMembers } from './compress';
 export {
+  type ChunkDigestName,
   type EccDecodeOptions,
   type EccDecodeResult,
   type EccInput,
+  type EccLayout,
   type EccOptions,
+  type EccStatus,
+  type EccVerifyResult,
+  type ErasureBenchResult,
+  ErasureCodec,
+  type ErasureProtectionLevel,
   eccFromName,
   eccFromProtection,
   eccKernel,
-  type ProtectionLevel,
-  RsCodec,
-} from './ecc';
-export {
-  type ChunkDigestName,
-  type EccLayout,
-  type EccStatus,
-  type ErasureBenchResult,
-  ErasureCodec,
-  type ProtectionLevel as ErasureProtectionLevel,
+  eccSidecarPath,
   type ProtectOptions,
   type ProtectResult,
   protect,
   type RepairResult,
+  RsCodec,
+  type RsProtectionLevel,
   repair,
   type SidecarHealth,
   type SidecarOptions,
-  sidecarPath as eccSidecarPath,
-  type VerifyResult as EccVerifyResult,
   verify,
-} from './ecc-erasure';
+} from './ecc/index';
 export {
   ErrorCode,
   type ErrorContext,
@@ -99,7 +104,7 @@ export {
   sha256,
   sha256Many,
   sha256ManyHex,
-} from './hash';
+} from './hash/index';
 export type { JobOptions, Progress } from './job';
 export {
   LEVELS,

@@ -48,14 +48,20 @@ export interface NativeSafetensorsHandle {
   tensorsJson(): string;
   metadata(): { key: string; value: string }[] | null | undefined;
   dataStart(): number;
-  tensorBuffer(
+  checkRange(
     name: string,
     byteOffset: number,
     byteLength: number | undefined | null,
     maxBytes: number,
-    copyIfNoExternal: boolean,
     populate?: boolean,
-  ): { buffer: ArrayBuffer; copied: boolean };
+  ): void;
+  copyRange(
+    name: string,
+    byteOffset: number,
+    byteLength: number | undefined | null,
+    maxBytes: number,
+  ): ArrayBuffer;
+  regionBuffer(offset: number, length: number): ArrayBuffer;
   prefetch(names: string[] | null | undefined, control: NativeJobControl): Promise<boolean>;
   readRange(name: string, offset: number, length: number): Promise<Buffer>;
   close(): void;
@@ -183,12 +189,14 @@ export interface NativeBinding {
   ): Promise<number[]>;
   eccProtect(
     path: string,
-    sidecar: string | null,
-    level: string | null,
-    k: number | null,
-    m: number | null,
-    chunkSize: number | null,
-    digest: string | null,
+    options: {
+      sidecar?: string;
+      level?: string;
+      k?: number;
+      m?: number;
+      chunkSize?: number;
+      digest?: string;
+    },
     control: NativeJobControl,
   ): Promise<NativeEccProtectResult>;
   eccVerify(path: string, sidecar: string | null, control: NativeJobControl): Promise<NativeEccVerifyResult>;
@@ -220,10 +228,12 @@ export interface NativeBinding {
     metadata: { key: string; value: string }[] | null | undefined,
   ): NativeSafetensorsWriterHandle;
   writeFileAtomic(path: string, data: Uint8Array): Promise<void>;
+  lockFile(path: string, holder: string): { release(): void; readonly held: boolean };
 }
 
 /** Names the binding must export; checked at load time so a stale build fails loudly. */
 export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
+  'lockFile',
   'sha256',
   'sha256Many',
   'sha256ManyHex',

@@ -7,11 +7,18 @@ import { constants, promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { ErrorCode, fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
-import { canonicalJson } from '../eventlog/canonical';
-import { atomicWriteFile, fsyncDir, ioError } from '../eventlog/fsutil';
-import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from '../eventlog/hashing';
-import { LAYOUT, LEGACY_SEGMENT_RE, parseSegment, V2_SEGMENT_RE } from '../eventlog/log';
-import { Sha256, sha256 } from '../hash';
+import {
+  canonicalJson,
+  EntryHashChecker,
+  type EventLogEntry,
+  entryShapeProblem,
+  LAYOUT,
+  LEGACY_SEGMENT_RE,
+  parseSegment,
+  V2_SEGMENT_RE,
+} from '../eventlog/index';
+import { Sha256, sha256 } from '../hash/index';
+import { atomicWriteFile, fsyncDir, ioError } from '../io/index';
 import type { JobOptions } from '../job';
 import { type NativeJobControl, native } from '../native';
 import { type BackupManifest, type ManifestFile, type ManifestKey, signManifest } from './manifest';

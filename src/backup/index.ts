@@ -15,9 +15,9 @@ export {
   type BackupReadOptions,
   type BackupVerifyOptions,
   type BackupVerifyResult,
+  backupManifestPath,
   type RestoreOptions,
   type RestoreResult,
   restoreBackup,
-  sidecarPath,
   verifyBackup,
 } from './restore';

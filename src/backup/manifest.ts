@@ -5,8 +5,8 @@
  */
 import { createPrivateKey, createPublicKey, KeyObject, sign, timingSafeEqual, verify } from 'node:crypto';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { canonicalJson } from '../eventlog/canonical';
-import { hmacSha256 } from '../hash';
+import { canonicalJson } from '../eventlog/index';
+import { hmacSha256 } from '../hash/index';
 
 /** One archived file. */
 export interface ManifestFile {

@@ -5,11 +5,9 @@ import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { canonicalJson } from '../eventlog/canonical';
-import { exists, fsyncDir, ioError } from '../eventlog/fsutil';
-import { WriterLock } from '../eventlog/lock';
-import { EventLog, LAYOUT, type VerifyResult } from '../eventlog/log';
-import { hashFile } from '../hash';
+import { canonicalJson, EventLog, LAYOUT, type VerifyResult } from '../eventlog/index';
+import { hashFile } from '../hash/index';
+import { assertRegularFile, exists, fsyncDir, ioError, WriterLock } from '../io/index';
 import type { JobOptions } from '../job';
 import { type EntryCheck, walkArchive } from './extract';
 import { type BackupManifest, type ManifestKey, parseManifest, verifyManifestSignature } from './manifest';
@@ -71,18 +69,21 @@ export interface RestoreResult {
 }
 
 /** Sidecar manifest path of an archive. */
-export function sidecarPath(archivePath: string): string {
+export function backupManifestPath(archivePath: string): string {
   const name = basename(archivePath).replace(/\.tar\.gz(\.enc)?$/, '');
   return join(dirname(archivePath), `${name}.manifest.json`);
 }
 
 async function loadSidecar(archivePath: string, o: BackupReadOptions): Promise<BackupManifest | undefined> {
-  const path = o.manifestPath ?? sidecarPath(archivePath);
+  const path = o.manifestPath ?? backupManifestPath(archivePath);
   let text: string;
   try {
+    await assertRegularFile(path);
     text = await fsp.readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && o.manifestPath === undefined) return undefined;
+    if (err instanceof TensorVaultError && err.code === ErrorCode.NOT_FOUND && o.manifestPath === undefined) {
+      return undefined;
+    }
     throw ioError(err, path, 'cannot read manifest');
   }
   return parseManifest(text, path);
@@ -171,6 +172,7 @@ export async function verifyBackup(
   if (typeof archivePath !== 'string' || archivePath === '')
     throw invalidArgument('archivePath', 'archivePath must be a path');
   const problems: string[] = [];
+  await assertRegularFile(archivePath);
   const sidecar = await loadSidecar(archivePath, options);
   const res: BackupVerifyResult = {
     ok: false,
@@ -301,6 +303,7 @@ export async function restoreBackup(
     throw invalidArgument('destDir', 'destDir must be a path');
   const dest = resolve(destDir);
   const warnings: string[] = [];
+  await assertRegularFile(archivePath);
   const sidecar = await loadSidecar(archivePath, options);
   const sigProblems: string[] = [];
   if (sidecar !== undefined) {
@@ -419,8 +422,19 @@ export async function restoreBackup(
         },
       );
     }
-    // Place: move the old log aside (kept until the new one verifies in place), then rename in.
-    const incoming = (await fsp.readdir(staging)).filter((n) => n !== LAYOUT.lock);
+    // Place: move the old log aside (kept until the new one verifies in place), then rename in. Only
+    // the log's own layout is ever placed: a manifest (signed or not) naming anything else at the top
+    // of the destination (`.bashrc`, `config.json`) is refused before anything moves.
+    const staged = (await fsp.readdir(staging)).filter((n) => n !== LAYOUT.lock && n !== 'manifest.json');
+    const foreign = staged.filter((n) => !(OWNED as readonly string[]).includes(n));
+    if (foreign.length > 0) {
+      throw new TensorVaultError(
+        ErrorCode.CORRUPT,
+        `the backup holds files outside the event-log layout, which a restore never writes: ${foreign.join(', ')}`,
+        { path: archivePath, names: foreign.join(', ') },
+      );
+    }
+    const incoming = staged;
     const moved: string[] = [];
     const movedAside: string[] = [];
     try {

@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { benchmarkErasure, type ErasureBenchResult } from '../ecc-erasure';
+import { benchmarkErasure, type ErasureBenchResult } from '../ecc/erasure';
 import { ExitCode, formatBytes, parseArgs, parseSize, UsageError } from './common';
 
 export const usage = `tensorvault bench ecc [options]

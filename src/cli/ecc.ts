@@ -6,15 +6,15 @@
  */
 import {
   type ChunkDigestName,
-  type ProtectionLevel,
+  type EccVerifyResult,
+  type ErasureProtectionLevel,
   type ProtectOptions,
   protect,
   type RepairResult,
   repair,
   type SidecarOptions,
-  type VerifyResult,
   verify,
-} from '../ecc-erasure';
+} from '../ecc/erasure';
 import {
   ExitCode,
   formatBytes,
@@ -54,7 +54,7 @@ function listChunks(label: string, chunks: readonly number[]): string {
   return `  ${label}: ${shown}${chunks.length > 20 ? `, … (${chunks.length} in all)` : ''}\n`;
 }
 
-function describeVerify(file: string, r: VerifyResult): string {
+function describeVerify(file: string, r: EccVerifyResult): string {
   const l = r.layout;
   let out = `${file}: ${r.status.toUpperCase()}\n`;
   out += `  code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes, ${l.digest} digests\n`;
@@ -149,7 +149,7 @@ async function runProtect(argv: readonly string[]): Promise<number> {
         ...(custom
           ? { k: k as number, m: m as number, chunkSize: parseSize(cs as string, 'chunk-size') }
           : {}),
-        ...(level !== undefined ? { level: level as ProtectionLevel } : {}),
+        ...(level !== undefined ? { level: level as ErasureProtectionLevel } : {}),
         ...(digest !== undefined ? { digest: digest as ChunkDigestName } : {}),
       };
       return protect(file, options);

@@ -1,7 +1,7 @@
 /**
  * `tensorvault eventlog verify|info <dataDir>`: check an event log (legacy Libervia or v2) read-only.
  */
-import { EventLog } from '../eventlog/log';
+import { EventLog } from '../eventlog/index';
 import { ExitCode, parseArgs, UsageError } from './common';
 
 export const usage = `tensorvault eventlog <verify|info> <dataDir> [options]

@@ -1,7 +1,7 @@
 /**
  * `tensorvault hash <file> [--tree] [--chunk-size N] [--threads N] [--leaves] [--json]`
  */
-import { hashFile } from '../hash';
+import { hashFile } from '../hash/index';
 import {
   ExitCode,
   formatBytes,

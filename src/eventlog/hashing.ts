@@ -10,7 +10,7 @@
  *   entry includes `v`, `seq` and `id`. JCS is RFC 8785 canonical JSON: unambiguous and length-safe.
  */
 import { invalidArgument } from '../errors';
-import { sha256, sha256ManyHex } from '../hash';
+import { sha256, sha256ManyHex } from '../hash/index';
 import { canonicalJson } from './canonical';
 
 /** Name of the v2 hash algorithm, recorded in the log's metadata and segment headers. */

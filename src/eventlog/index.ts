@@ -1,26 +1,39 @@
 /** The event log: legacy Libervia format and v2 (docs/formats/eventlog.md). */
 export { canonicalJson } from './canonical';
+/** Entry checks shared with backups (not re-exported at the package root). */
 export {
+  EntryHashChecker,
   type EventLogEntry,
+  entryShapeProblem,
   legacyEntryHash,
   legacyPayloadHash,
   V2_HASH_ALGORITHM,
   v2EntryHash,
   v2PayloadHash,
 } from './hashing';
+/** The on-disk layout, for backups (not re-exported at the package root). */
+export {
+  type EventLogFormat,
+  LAYOUT,
+  LEGACY_SEGMENT_RE,
+  parseSegment,
+  type SegmentRead,
+  V2_SEGMENT_RE,
+} from './layout';
 export {
   DEFAULT_RETENTION_SEGMENTS,
   DEFAULT_SEGMENT_SIZE,
   DEFAULT_SNAPSHOT_EVERY,
   EventLog,
-  type EventLogFormat,
-  type EventLogOptions,
   EXPORT_LIMIT,
-  type ExportRangeOptions,
-  type ExportResult,
   REPLAY_LIMIT,
-  type RecoveryReport,
-  type ReplayOptions,
-  type ReplayResult,
-  type VerifyResult,
 } from './log';
+export type {
+  EventLogOptions,
+  ExportRangeOptions,
+  ExportResult,
+  RecoveryReport,
+  ReplayOptions,
+  ReplayResult,
+  VerifyResult,
+} from './types';

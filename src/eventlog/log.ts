@@ -6,9 +6,9 @@ import { randomUUID } from 'node:crypto';
 import { constants, promises as fsp, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { hashFile, hmacSha256, sha256 } from '../hash';
+import { hashFile, hmacSha256, sha256 } from '../hash/index';
+import { atomicWriteFile, exists, fsyncDir, ioError, readIfExists, WriterLock } from '../io/index';
 import { canonicalJson } from './canonical';
-import { atomicWriteFile, exists, fsyncDir, ioError, readIfExists } from './fsutil';
 import {
   EntryHashChecker,
   type EventLogEntry,
@@ -19,7 +19,24 @@ import {
   v2EntryHash,
   v2PayloadHash,
 } from './hashing';
-import { WriterLock } from './lock';
+import {
+  type EventLogFormat,
+  LAYOUT,
+  LEGACY_SEGMENT_RE,
+  parseSegment,
+  type SegmentRead,
+  segName,
+  V2_SEGMENT_RE,
+} from './layout';
+import type {
+  EventLogOptions,
+  ExportRangeOptions,
+  ExportResult,
+  RecoveryReport,
+  ReplayOptions,
+  ReplayResult,
+  VerifyResult,
+} from './types';
 
 /** Default events per segment (as in Libervia). */
 export const DEFAULT_SEGMENT_SIZE = 10_000;
@@ -31,160 +48,6 @@ export const DEFAULT_RETENTION_SEGMENTS = 30;
 export const EXPORT_LIMIT = 10_000;
 /** Most events one `replay()` call reads. */
 export const REPLAY_LIMIT = 50_000;
-
-/** File names inside a data folder. */
-export const LAYOUT = {
-  dir: 'event-log',
-  snapshot: 'event-log-snapshot.json',
-  legacySingle: 'event-log.json',
-  legacyMigrated: 'event-log.legacy.json',
-  legacyAnchor: 'event-log-anchor.json',
-  lock: 'event-log.lock',
-  v2Meta: 'log.json',
-  v2Head: 'HEAD',
-} as const;
-
-/** Legacy segment file name pattern. */
-export const LEGACY_SEGMENT_RE = /^segment-(\d{6})\.json$/;
-/** v2 segment file name pattern. */
-export const V2_SEGMENT_RE = /^segment-(\d{6})\.jsonl$/;
-
-/** On-disk format of a log. */
-export type EventLogFormat = 'legacy' | 'v2';
-
-/** Options of {@link EventLog.open}. */
-export interface EventLogOptions {
-  /** Events per segment before rotation (default 10,000). */
-  segmentSize?: number;
-  /** Write a snapshot every this many events (default 1,000), and at each rotation. */
-  snapshotEvery?: number;
-  /** Segments kept by `prune()` (default 30). */
-  retentionSegments?: number;
-  /** Format of a NEW log (default `'v2'`). An existing log keeps its format. */
-  format?: EventLogFormat;
-  /**
-   * `'always'` (default): every append is on disk (fsync) before it resolves. `'never'`: leave flushing
-   * to the OS (fast; a power loss may lose recent events and make the tail look cut).
-   */
-  fsync?: 'always' | 'never';
-  /** Open read-only: no lock, no recovery, no writes. */
-  readOnly?: boolean;
-  /** Wait up to this long for another writer's lock (default 0: fail at once with `TV_LOCKED`). */
-  lockTimeoutMs?: number;
-  /**
-   * Key that authenticates the v2 metadata, snapshot and head with HMAC-SHA256 (without it they carry
-   * a plain SHA-256 checksum, which detects corruption but not a deliberate rewrite).
-   */
-  hmacKey?: Uint8Array;
-}
-
-/** Result of a chain verification (Libervia's shape, plus details). */
-export interface VerifyResult {
-  /** True when every check passed. */
-  valid: boolean;
-  /** 0-based index (among the events present) of the first bad event. */
-  firstInvalidIndex?: number;
-  /** Id of the first bad event. */
-  firstInvalidId?: string;
-  /** What failed. */
-  reason?: string;
-  /** Events whose hash and link were checked one by one. */
-  totalVerified: number;
-  /** `fast` (snapshot and sealed-segment digests, then the tail) or `full` (every event). */
-  mode: 'fast' | 'full';
-  /** True when a valid snapshot was used. */
-  usedSnapshot: boolean;
-  /** Events present in the log. */
-  totalEvents: number;
-  /** Last event's seq (v2) and hash, as found. */
-  head: { seq: number | null; hash: string | null };
-  /** Things worth knowing that do not make the log invalid (ignored corrupt snapshot, torn tail, ...). */
-  warnings: string[];
-}
-
-/** What opening for writing had to repair after a crash. */
-export interface RecoveryReport {
-  /** Bytes of a torn last line that were cut off. */
-  truncatedBytes: number;
-  /** Leftover temp files removed. */
-  removedTempFiles: number;
-  /** Segments removed: empty ones from an interrupted rotation, old ones from an interrupted prune. */
-  removedSegments: number;
-  /** The head record was behind the log and was moved forward. */
-  headAdvanced: boolean;
-  /** A corrupt snapshot was ignored (and rewritten). */
-  snapshotIgnored: boolean;
-  /** The legacy single-file log was migrated into segment 1. */
-  migratedLegacySingleFile: boolean;
-}
-
-/** Filters of {@link EventLog.exportRange}. */
-export interface ExportRangeOptions {
-  /** Only events at or after this ISO time. */
-  fromTs?: string;
-  /** Only events at or before this ISO time. */
-  toTs?: string;
-  /** First segment number to read. */
-  fromSegment?: number;
-  /** Last segment number to read. */
-  toSegment?: number;
-  /** Most events to return (default and maximum {@link EXPORT_LIMIT}). */
-  limit?: number;
-}
-
-/** Result of {@link EventLog.exportRange}. */
-export interface ExportResult {
-  /** The events, in order. */
-  entries: EventLogEntry[];
-  /** Number of events returned. */
-  count: number;
-  /** True when more events matched than `limit`. */
-  truncated: boolean;
-  /** True when the exported events link to each other (each `previous_hash` is the last `current_hash`). */
-  linked: boolean;
-  /** True when the first exported event is the first of the chain (`previous_hash` null). */
-  fromGenesis: boolean;
-  /** `current_hash` that the first exported event links to (null from genesis). */
-  anchorHash: string | null;
-}
-
-/** Filters of {@link EventLog.replay}. */
-export interface ReplayOptions {
-  /** Only this event type. */
-  evento?: string;
-  /** Only this entity kind. */
-  entidade?: string;
-  /** Only this entity id. */
-  entidadeId?: string;
-  /** Only this actor. */
-  actor?: string;
-  /** Only events at or after this ISO time. */
-  fromTs?: string;
-  /** Only events at or before this ISO time. */
-  toTs?: string;
-  /** Most events to read (default and maximum {@link REPLAY_LIMIT}). */
-  limit?: number;
-}
-
-/** Result of {@link EventLog.replay}. */
-export interface ReplayResult {
-  /** Events that matched the filters. */
-  totalEvents: number;
-  /** Count per event type. */
-  byEvento: Record<string, number>;
-  /** Count per entity kind. */
-  byEntidade: Record<string, number>;
-  /** Count per actor. */
-  byActor: Record<string, number>;
-  /** Distinct entities (`entidade:entidade_id`). */
-  uniqueEntities: number;
-  /** First and last timestamps seen (null when nothing matched). */
-  range: { first: string | null; last: string | null };
-  /** Problems seen while reading the whole chain: broken links, bad hashes, time going backwards. */
-  inconsistencies: { index: number; id: string; reason: string }[];
-  /** True when the limit stopped the replay early. */
-  truncated: boolean;
-}
 
 interface Segment {
   n: number;
@@ -234,18 +97,6 @@ interface Head {
   segment: number;
 }
 
-interface SegmentRead {
-  entries: unknown[];
-  /** v2 header (first line), when parseable. */
-  header?: Record<string, unknown>;
-  /** Bytes after the last newline (torn tail), v2 only. */
-  tornBytes: number;
-  /** Byte length of the complete part. */
-  completeBytes: number;
-  /** Why the file could not be parsed at all. */
-  problem?: string;
-}
-
 const SLOT = 256;
 const MAX_FIELD = 4096;
 
@@ -258,10 +109,6 @@ function writeAll(fd: number, buf: Buffer, position: number | null, path: string
   } catch (err) {
     throw ioError(err, path, 'cannot write');
   }
-}
-
-function segName(n: number, format: EventLogFormat): string {
-  return `segment-${String(n).padStart(6, '0')}.${format === 'v2' ? 'jsonl' : 'json'}`;
 }
 
 function checkInt(name: string, v: unknown, min: number, max: number): number {
@@ -331,6 +178,7 @@ export class EventLog {
       headAdvanced: false,
       snapshotIgnored: false,
       migratedLegacySingleFile: false,
+      quarantinedEvents: 0,
     };
   }
 
@@ -366,7 +214,11 @@ export class EventLog {
       await fsp.mkdir(dir, { recursive: true }).catch((err: unknown) => {
         throw ioError(err, dir, 'cannot create');
       });
-      log.#lock = WriterLock.acquire(join(dataDir, LAYOUT.lock), opts.lockTimeoutMs);
+      log.#lock = WriterLock.acquire(join(dataDir, LAYOUT.lock), {
+        timeoutMs: opts.lockTimeoutMs,
+        describe: (h) =>
+          `event log is locked by ${h.pid !== undefined ? `pid ${h.pid} on ${h.hostname ?? 'an unknown host'}` : 'another process'}: ${join(dataDir, LAYOUT.lock)}`,
+      });
     }
     try {
       if (format === 'legacy') await log.#openLegacy();
@@ -532,8 +384,19 @@ export class EventLog {
         this.#segCounts.set(curSeg, curSeg === lastSeg.n ? entries.length : 0);
       }
     }
+    let head = await this.#readHead();
+    if (!this.#readOnly && this.#key !== undefined && this.#chainBroken === undefined) {
+      // With a key, only what the authenticated head vouches for is the log. Events after it were
+      // never acknowledged (append() returns after the head update) and carry no MAC: they may be a
+      // crash's leftovers or forgeries, and must never be re-signed. They are moved aside.
+      if (head === undefined && lastSeq >= meta.anchor.seq) {
+        this.#chainBroken = 'the head record is missing: the events cannot be authenticated';
+      } else if (head !== undefined && head.seq < lastSeq) {
+        lastSeq = await this.#quarantineAfter(head.seq);
+        head = await this.#readHead();
+      }
+    }
     this.#total = Math.max(0, lastSeq - meta.anchor.seq + 1);
-    const head = await this.#readHead();
     if (!this.#readOnly) {
       if (head !== undefined && head.seq > lastSeq) {
         this.#chainBroken = `tail cut: the head records seq ${head.seq} but the log ends at seq ${lastSeq}`;
@@ -543,6 +406,70 @@ export class EventLog {
       }
       if ((await this.#readSnapshot()).corrupt) this.recovery.snapshotIgnored = true;
     }
+  }
+
+  /**
+   * Move every v2 event after `seq` out of the log, into `unauthenticated-<time>.jsonl` in the log's
+   * folder (never deleted: a person decides), and return the new last seq (`seq`). Whole segments after
+   * it are moved; the segment holding `seq` is cut after that event's line.
+   */
+  async #quarantineAfter(seq: number): Promise<number> {
+    const aside = join(this.#dir, `unauthenticated-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`);
+    const parts: Buffer[] = [];
+    let moved = 0;
+    const segs = await this.#listSegments();
+    for (let i = segs.length - 1; i >= 0; i--) {
+      const s = segs[i] as Segment;
+      const raw = await fsp.readFile(s.file).catch((err: unknown) => {
+        throw ioError(err, s.file, 'cannot read segment');
+      });
+      const lines = raw.toString('utf8').split('\n');
+      // Line 0 is the header; find the first event line past `seq`.
+      let offset = lines[0] === undefined ? 0 : Buffer.byteLength(lines[0]) + 1;
+      let cut: number | undefined;
+      for (let j = 1; j < lines.length; j++) {
+        const line = lines[j] as string;
+        if (line === '') break;
+        const e = (() => {
+          try {
+            return JSON.parse(line) as { seq?: unknown };
+          } catch {
+            return undefined;
+          }
+        })();
+        if (typeof e?.seq === 'number' && e.seq > seq) {
+          cut = offset;
+          moved += lines.slice(j).filter((l) => l !== '').length;
+          break;
+        }
+        offset += Buffer.byteLength(line) + 1;
+      }
+      if (cut === undefined) break; // this segment ends at or before `seq`: done
+      const whole = cut <= Buffer.byteLength(lines[0] ?? '') + 1;
+      parts.unshift(raw.subarray(whole ? Buffer.byteLength(lines[0] ?? '') + 1 : cut));
+      if (whole && i > 0) {
+        await fsp.rm(s.file, { force: true });
+        this.#segments = this.#segments.filter((n) => n !== s.n);
+      } else {
+        await this.#truncate(s.file, cut);
+        break;
+      }
+    }
+    if (moved > 0) {
+      await atomicWriteFile(aside, Buffer.concat(parts));
+      await fsyncDir(this.#dir);
+      this.recovery.quarantinedEvents += moved;
+      this.recovery.quarantineFile = aside;
+    }
+    // Re-read the new tail.
+    const last = this.#segments[this.#segments.length - 1];
+    const seg = (await this.#listSegments()).find((x) => x.n === last);
+    if (seg !== undefined) {
+      const entries = (await this.#readSegment(seg)).entries as EventLogEntry[];
+      this.#last = entries[entries.length - 1] ?? this.#last;
+      this.#segCounts.set(seg.n, entries.length);
+    }
+    return seq;
   }
 
   async #truncate(file: string, length: number): Promise<void> {
@@ -858,12 +785,9 @@ export class EventLog {
 
   async #writeLegacy(seg: number, entries: EventLogEntry[]): Promise<void> {
     const next = [...this.#legacyCurrent, ...entries];
-    await atomicWriteFile(
-      join(this.#dir, segName(seg, 'legacy')),
-      JSON.stringify(next, null, 2),
-      0o644,
-      this.#fsync,
-    );
+    await atomicWriteFile(join(this.#dir, segName(seg, 'legacy')), JSON.stringify(next, null, 2), {
+      sync: this.#fsync,
+    });
     this.#legacyCurrent = next;
   }
 
@@ -932,7 +856,7 @@ export class EventLog {
     };
     const path = join(this.dataDir, LAYOUT.snapshot);
     if (this.format === 'legacy') {
-      await atomicWriteFile(path, JSON.stringify(base, null, 2), 0o644, this.#fsync);
+      await atomicWriteFile(path, JSON.stringify(base, null, 2), { sync: this.#fsync });
       return;
     }
     // v2: carry the digests of every sealed segment (sealing the current one when it is full).
@@ -954,7 +878,7 @@ export class EventLog {
       first_seq: this.#anchor?.seq ?? 1,
       sealed,
     };
-    await atomicWriteFile(path, `${JSON.stringify(this.#seal(snap), null, 2)}\n`, 0o644, this.#fsync);
+    await atomicWriteFile(path, `${JSON.stringify(this.#seal(snap), null, 2)}\n`, { sync: this.#fsync });
   }
 
   async #sealRecord(n: number): Promise<SealRecord | undefined> {
@@ -1185,6 +1109,12 @@ export class EventLog {
         return fail(`tail cut: the head records seq ${head.seq} but the log ends at seq ${prevSeq}`, index);
       } else if (head.seq === prevSeq && head.hash !== prevHash) {
         return fail('the head hash does not match the last event', index - 1);
+      } else if (head.seq < prevSeq && this.#key !== undefined) {
+        // With a key, events past the authenticated head are unauthenticated: never accepted.
+        return fail(
+          `${prevSeq - head.seq} event(s) after the authenticated head (seq ${head.seq}) carry no authentication`,
+          index - (prevSeq - head.seq),
+        );
       } else if (head.seq < prevSeq) {
         warnings.push(`the head lags the log by ${prevSeq - head.seq} events (crash before the head update)`);
       }
@@ -1511,48 +1441,4 @@ function resolveOptions(o: EventLogOptions): Required<ResolvedOptions> {
     lockTimeoutMs: checkInt('lockTimeoutMs', o.lockTimeoutMs ?? 0, 0, 24 * 3600 * 1000),
     hmacKey: o.hmacKey ?? new Uint8Array(0),
   };
-}
-
-/**
- * Parse the bytes of one segment file. Legacy: a JSON array. v2: a header line then one entry per
- * line; bytes after the last newline are a torn write and are reported, not parsed.
- */
-export function parseSegment(raw: Buffer, format: EventLogFormat): SegmentRead {
-  if (format === 'legacy') {
-    try {
-      const v: unknown = JSON.parse(raw.toString('utf8'));
-      if (!Array.isArray(v))
-        return { entries: [], tornBytes: 0, completeBytes: raw.length, problem: 'not a JSON array' };
-      return { entries: v, tornBytes: 0, completeBytes: raw.length };
-    } catch {
-      return { entries: [], tornBytes: 0, completeBytes: raw.length, problem: 'not valid JSON' };
-    }
-  }
-  const end = raw.lastIndexOf(0x0a) + 1;
-  const tornBytes = raw.length - end;
-  const out: SegmentRead = { entries: [], tornBytes, completeBytes: end };
-  if (end === 0) return out;
-  const lines = raw
-    .subarray(0, end - 1)
-    .toString('utf8')
-    .split('\n');
-  try {
-    out.header = JSON.parse(lines[0] as string) as Record<string, unknown>;
-  } catch {
-    out.problem = 'header line is not valid JSON';
-    return out;
-  }
-  if (out.header?.tv_eventlog !== 2) {
-    out.problem = 'not a v2 segment header';
-    return out;
-  }
-  for (let i = 1; i < lines.length; i++) {
-    try {
-      out.entries.push(JSON.parse(lines[i] as string));
-    } catch {
-      out.problem = `line ${i + 1} is not valid JSON`;
-      return out;
-    }
-  }
-  return out;
 }

@@ -1,13 +1,5 @@
-/**
- * The ring log file format (`docs/formats/ring-log.md`): UTF-8 JSON Lines, a header line
- * `{"tvring":1,"capacity":N}` then one record per line, oldest first. Records are appended; the file is
- * compacted (atomically replaced by the last N records) when it holds more than N + slack records.
- * Readers show the last N complete, parseable lines; an unterminated last line is a torn write and is
- * ignored.
- */
-import { readFileSync } from 'node:fs';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { fsError } from './fs';
+import { readRegularFileSync } from '../io/index';
 
 /** Format version written in the header line. */
 export const RING_FORMAT_VERSION = 1;
@@ -141,12 +133,7 @@ export function readRingLog(path: string): RingLogContents {
       argument: 'path',
     });
   }
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw fsError(err, path);
-  }
+  const text = (readRegularFileSync(path) as Buffer).toString('utf8');
   return parseRingLog(text, path);
 }
 

@@ -14,14 +14,19 @@ import {
   ftruncateSync,
   mkdirSync,
   openSync,
-  readFileSync,
-  renameSync,
   unlinkSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import {
+  atomicWriteFileSync,
+  ioError,
+  readRegularFileSync,
+  WriterLock,
+  writableTarget,
+  writeAllAt,
+} from '../io/index';
 import { headerLine, LEVELS, type LevelName, parseRingLog } from './format';
-import { acquireLock, fsError, fsyncDir, releaseLock, writeAllAt } from './fs';
 
 /** Options of {@link RingFileLog}. */
 export interface RingFileLogOptions {
@@ -226,7 +231,7 @@ export class RingFileLog {
   readonly #slack: number;
   readonly #onError: (err: TensorVaultError) => void;
   readonly #ring: Ring;
-  readonly #lockPath: string;
+  readonly #lock: WriterLock;
   #pending = 0;
   #fd: number | undefined;
   #size = 0;
@@ -278,19 +283,22 @@ export class RingFileLog {
       throw invalidArgument('onError', 'onError must be a function');
     }
     this.#onError = options.onError ?? defaultOnError;
-    this.path = resolve(path);
+    this.path = writableTarget(resolve(path));
     this.#ring = new Ring(this.capacityLines);
 
     try {
       mkdirSync(dirname(this.path), { recursive: true });
     } catch (err) {
-      throw fsError(err, dirname(this.path));
+      throw ioError(err, dirname(this.path));
     }
-    this.#lockPath = acquireLock(this.path);
+    this.#lock = WriterLock.acquire(`${this.path}.lock`, {
+      describe: (h) =>
+        `${this.path} is already open for writing by ${h.pid === process.pid ? 'another logger in this process' : h.pid !== undefined ? `process ${h.pid} on ${h.hostname ?? 'an unknown host'}` : 'another process'} (lock ${this.path}.lock); one writer per file`,
+    });
     try {
       this.#load();
     } catch (err) {
-      releaseLock(this.#lockPath);
+      this.#lock.release();
       throw err;
     }
     this.#lastWrite = performance.now();
@@ -302,13 +310,9 @@ export class RingFileLog {
   }
 
   #load(): void {
-    let text: string;
-    try {
-      text = readFileSync(this.path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // created at the first write
-      throw fsError(err, this.path);
-    }
+    const bytes = readRegularFileSync(this.path, true);
+    if (bytes === undefined) return; // created at the first write
+    const text = bytes.toString('utf8');
     const contents = parseRingLog(text, this.path, this.capacityLines);
     for (const r of contents.records) this.#ring.push(r.raw);
     // Stale temp file of a writer that died mid-compaction (we hold the lock: it is not in use).
@@ -324,7 +328,7 @@ export class RingFileLog {
         this.#fd = openSync(this.path, 'r+');
         this.#size = fstatSync(this.#fd).size;
       } catch (err) {
-        throw fsError(err, this.path);
+        throw ioError(err, this.path);
       }
       this.#inFile = contents.recordsInFile;
       this.#needsRewrite = false;
@@ -415,7 +419,7 @@ export class RingFileLog {
     try {
       this.flushSync();
     } catch (err) {
-      const e = err instanceof TensorVaultError ? err : fsError(err, this.path);
+      const e = err instanceof TensorVaultError ? err : ioError(err, this.path);
       if (diag.hasSubscribers) diag.publish({ event: 'error', path: this.path, error: e });
       this.#onError(e);
     }
@@ -480,7 +484,7 @@ export class RingFileLog {
         resolvePromise();
         return;
       }
-      fdatasync(fd, (err) => (err ? reject(fsError(err, this.path)) : resolvePromise()));
+      fdatasync(fd, (err) => (err ? reject(ioError(err, this.path)) : resolvePromise()));
     });
   }
 
@@ -497,7 +501,7 @@ export class RingFileLog {
       } catch {
         this.#needsRewrite = true;
       }
-      throw fsError(err, this.path);
+      throw ioError(err, this.path);
     }
     this.#size += buf.length;
     this.#inFile += count;
@@ -513,19 +517,13 @@ export class RingFileLog {
         ? `${headerLine(this.capacityLines)}\n${lines.join('\n')}\n`
         : `${headerLine(this.capacityLines)}\n`;
     const buf = Buffer.from(body, 'utf8');
-    const tmp = this.#tempPath;
     let fd: number | undefined;
     try {
-      fd = openSync(tmp, 'w', 0o644);
-      writeAllAt(fd, buf, 0);
-      fdatasyncSync(fd);
-      renameSync(tmp, this.path);
+      fd = atomicWriteFileSync(this.path, buf, { keepOpen: true, tmpPath: this.#tempPath });
     } catch (err) {
-      if (fd !== undefined) closeSync(fd);
       this.#removeTemp();
-      throw fsError(err, this.path);
+      throw err;
     }
-    fsyncDir(dirname(this.path));
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = fd;
     this.#size = buf.length;
@@ -562,7 +560,7 @@ export class RingFileLog {
       }
       this.#fd = undefined;
     }
-    releaseLock(this.#lockPath);
+    this.#lock.release();
     open.delete(this);
   }
 

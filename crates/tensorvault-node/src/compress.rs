@@ -8,8 +8,9 @@ use napi_derive::napi;
 use tensorvault_core::compress::{self, GzipLevel, GzipOptions, MemberSize};
 use tensorvault_core::Control;
 
+use crate::args::to_i64;
 use crate::control::JobControl;
-use crate::errors::{guard, invalid_argument, Ctx, TvError};
+use crate::errors::{guard, TvError};
 
 pub struct GzipTask {
     data: Uint8Array,
@@ -33,22 +34,6 @@ impl Task for GzipTask {
     }
 }
 
-/// A JS number that must be an integer; the range is the core's check.
-#[allow(clippy::cast_possible_truncation)] // checked: integral and within ±2^53
-fn integral(argument: &'static str, v: f64) -> napi::Result<i64> {
-    if v.is_finite() && v.fract() == 0.0 && v.abs() <= 9_007_199_254_740_992.0 {
-        Ok(v as i64)
-    } else {
-        Err(TvError::new(
-            "TV_INVALID_ARGUMENT",
-            format!("{argument} must be an integer, got {v}"),
-        )
-        .with("argument", Ctx::Str(argument.into()))
-        .with("actual", Ctx::Num(v))
-        .into())
-    }
-}
-
 /// Compress `data` on the libuv pool into consecutive gzip members of `memberSize` input bytes (default
 /// 1 MiB), at gzip `level` 1–9 (libdeflate's level of the same number). `threads` (default 1: this
 /// libuv thread only) compresses members in parallel. The result is one valid multi-member `.gz`.
@@ -61,20 +46,16 @@ pub fn gzip_members(
     control: &JobControl,
 ) -> napi::Result<AsyncTask<GzipTask>> {
     guard(|| {
-        let level = GzipLevel::new(integral("level", level)?).map_err(TvError::from)?;
+        let level = GzipLevel::new(to_i64("level", level)?).map_err(TvError::from)?;
         let member_size = match member_size {
             None => MemberSize::default(),
             Some(m) => {
-                let m = integral("memberSize", m)?;
+                let m = to_i64("memberSize", m)?;
                 // A negative size is reported as 0 (also out of range).
                 MemberSize::new(u64::try_from(m).unwrap_or(0)).map_err(TvError::from)?
             }
         };
-        let threads = match threads {
-            None | Some(1) => Some(1),
-            Some(0) => return Err(invalid_argument("threads", "threads must be at least 1")),
-            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-        };
+        let threads = crate::args::threads(threads)?.or(Some(1));
         Ok(AsyncTask::new(GzipTask {
             data,
             options: GzipOptions {

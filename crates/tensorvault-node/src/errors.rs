@@ -399,6 +399,12 @@ impl From<ErasureError> for TvError {
                     .with("budget", num(budget as u64))
             }
             ErasureError::SingularMatrix => TvError::new("TV_INTERNAL", msg),
+            ErasureError::SidecarIsTheFile { path, sidecar } => {
+                TvError::new("TV_INVALID_ARGUMENT", msg)
+                    .with("argument", Ctx::Str("sidecar".into()))
+                    .with("path", Ctx::Str(path.display().to_string()))
+                    .with("sidecar", Ctx::Str(sidecar.display().to_string()))
+            }
             ErasureError::FileTooLarge { len, max } => TvError::new("TV_INVALID_ARGUMENT", msg)
                 .with("actual", num(len))
                 .with("max", num(max)),

@@ -10,7 +10,7 @@ use tensorvault_core::hash::{self, ChunkSize, FileDigest, HashFileOptions, HashM
 use tensorvault_core::Control;
 
 use crate::control::JobControl;
-use crate::errors::{guard, invalid_argument, TvError};
+use crate::errors::{guard, TvError};
 
 /// SHA-256 of `data`.
 #[napi]
@@ -170,11 +170,7 @@ pub fn hash_file(
                 ChunkSize::new(u64::from(cs)).map_err(|e| napi::Error::from(TvError::from(e)))?,
             ),
         };
-        let threads = match threads {
-            None => None,
-            Some(0) => return Err(invalid_argument("threads", "threads must be at least 1")),
-            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-        };
+        let threads = crate::args::threads(threads)?;
         Ok(AsyncTask::new(HashFileTask {
             path: PathBuf::from(path),
             options: HashFileOptions { mode, threads },

@@ -9,11 +9,13 @@
 // N-API arguments arrive as owned handles (`Uint8Array`, `String`); borrowing them is not an option.
 #![allow(clippy::needless_pass_by_value)]
 
+mod args;
 mod compress;
 mod control;
-mod ecc;
-mod ecc_erasure;
+mod erasure;
 mod errors;
 mod hash;
+mod io;
+mod rs255;
 mod safetensors;
 mod testing;

@@ -11,9 +11,12 @@ use napi::bindgen_prelude::{AsyncTask, Buffer, FromNapiValue, Uint8Array, Unknow
 use napi::{sys, Env, Task};
 use napi_derive::napi;
 use tensorvault_core::io::{Mapping, Populated};
-use tensorvault_core::safetensors::{Dtype, SafetensorsFile, SafetensorsWriter, TensorSpec};
+use tensorvault_core::safetensors::{
+    Dtype, SafetensorsFile, SafetensorsWriter, TensorInfo, TensorSpec,
+};
 use tensorvault_core::Control;
 
+use crate::args::to_u64;
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, num, push_json_str, Ctx, TvError};
 
@@ -92,24 +95,17 @@ fn f(n: u64) -> f64 {
     n as f64
 }
 
-/// What an external `ArrayBuffer` keeps alive: the mapping, and its length for the external-memory
-/// bookkeeping below.
-struct ViewHint {
-    map: Arc<Mapping>,
-    len: i64,
-}
-
 /// Drops the `Arc<Mapping>` leaked into an external `ArrayBuffer` when V8 collects it.
-unsafe extern "C" fn release_mapping(env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+///
+/// Nothing here touches V8's external-memory count: the engine accounts an external `ArrayBuffer`'s
+/// length itself (and V8 13+ aborts the process if an addon's own adjustments drive its count below
+/// zero). Views are typed-array windows on a few region buffers per file (see `regionBuffer`), so the
+/// count grows once per region, not once per view.
+unsafe extern "C" fn release_mapping(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
     if !hint.is_null() {
-        // SAFETY: `hint` is the `Box<ViewHint>` leaked by `tensor_buffer`, released exactly once here by
-        // the engine's finalizer.
-        let hint = unsafe { Box::from_raw(hint.cast::<ViewHint>()) };
-        let mut total = 0i64;
-        // SAFETY: plain N-API call with the env the finalizer received; undoes the credit given when
-        // the buffer was created (V8 subtracts the buffer's length itself when it frees it).
-        unsafe { sys::napi_adjust_external_memory(env, hint.len, &raw mut total) };
-        drop(hint.map);
+        // SAFETY: `hint` is the `Box<Arc<Mapping>>` leaked by `region_buffer`, released exactly once
+        // here by the engine's finalizer.
+        drop(unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) });
     }
 }
 
@@ -140,14 +136,6 @@ fn copied_buffer<'env>(env: &'env Env, bytes: &[u8]) -> napi::Result<Unknown<'en
     }
     // SAFETY: `value` is a valid napi_value created just above.
     unsafe { Unknown::from_napi_value(env.raw(), value) }
-}
-
-/// Result of `tensorBuffer`: the `ArrayBuffer` and whether it is a copy.
-#[napi(object)]
-pub struct TensorBuffer<'env> {
-    pub buffer: Unknown<'env>,
-    /// True when the runtime refused external buffers and the bytes were copied.
-    pub copied: bool,
 }
 
 #[napi]
@@ -232,75 +220,101 @@ impl NativeSafetensors {
         guard(|| Ok(f(self.file()?.header().data_start())))
     }
 
-    /// A zero-copy `ArrayBuffer` over tensor `name` (`byteOffset`/`byteLength` select a sub-range; by
-    /// default the whole tensor). Larger than `maxBytes` → `TV_TENSOR_TOO_LARGE`. When the runtime
-    /// forbids external buffers: a copy of the range if `copyIfNoExternal`, else
-    /// `TV_EXTERNAL_BUFFERS_UNAVAILABLE`. With `populate`, the range's pages are mapped first
+    /// Checks a view of tensor `name` before it is handed out (`byteOffset`/`byteLength` select a
+    /// sub-range; by default the whole tensor): the range lies inside the tensor, it is at most
+    /// `maxBytes` (`TV_TENSOR_TOO_LARGE` otherwise) and the file was not truncated since it was opened
+    /// (`TV_FILE_CHANGED`). With `populate`, the range's pages are mapped first
     /// (`MADV_POPULATE_READ`) so that reading the view takes no page faults.
     #[napi]
-    #[allow(clippy::too_many_arguments)]
-    pub fn tensor_buffer<'env>(
+    pub fn check_range(
+        &self,
+        name: String,
+        byte_offset: f64,
+        byte_length: Option<f64>,
+        max_bytes: f64,
+        populate: Option<bool>,
+    ) -> napi::Result<()> {
+        guard(|| {
+            let file = self.file()?;
+            let (info, offset, len) =
+                checked_range(file, &name, byte_offset, byte_length, max_bytes)?;
+            if populate == Some(true) {
+                file.populate(info, offset, len).map_err(TvError::from)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A copy of a checked range of tensor `name` in a new engine-owned `ArrayBuffer` (for runtimes
+    /// that forbid external buffers, and for views whose alignment forbids a window on the mapping).
+    #[napi(ts_return_type = "ArrayBuffer")]
+    pub fn copy_range<'env>(
         &self,
         env: &'env Env,
         name: String,
         byte_offset: f64,
         byte_length: Option<f64>,
         max_bytes: f64,
-        copy_if_no_external: bool,
-        populate: Option<bool>,
-    ) -> napi::Result<TensorBuffer<'env>> {
+    ) -> napi::Result<Unknown<'env>> {
         guard(|| {
             let file = self.file()?;
-            let info = file.info(&name).map_err(TvError::from)?;
-            let offset = to_u64("byteOffset", byte_offset)?;
-            let len = match byte_length {
-                Some(l) => to_u64("byteLength", l)?,
-                None => info.byte_len().saturating_sub(offset),
-            };
-            let max = to_u64("maxBytes", max_bytes)?;
-            if len > max {
-                return Err(TvError::new(
-                    "TV_TENSOR_TOO_LARGE",
-                    format!(
-                        "tensor {name:?} is {len} bytes, more than one ArrayBuffer may hold here ({max}); \
-                         read it in chunks"
-                    ),
-                )
-                .with("name", Ctx::Str(name.clone()))
-                .with("actual", num(len))
-                .with("max", num(max))
-                .into());
-            }
-            file.check_unchanged().map_err(TvError::from)?;
+            let (info, offset, len) =
+                checked_range(file, &name, byte_offset, byte_length, max_bytes)?;
             let bytes = file.bytes_of(info, offset, len).map_err(TvError::from)?;
-            if populate == Some(true) {
-                file.populate(info, offset, len).map_err(TvError::from)?;
-            }
-            if bytes.is_empty() {
-                return Ok(TensorBuffer {
-                    buffer: copied_buffer(env, &[])?,
-                    copied: false,
-                });
-            }
-            let base = file.mapping().as_mut_ptr();
-            // INVARIANT: `bytes` is a sub-slice of the mapping, so the difference is its offset.
-            let at = (bytes.as_ptr() as usize).wrapping_sub(base as usize);
-            // SAFETY: `at + bytes.len()` lies inside the live mapping (checked by `bytes_of`).
-            let ptr = unsafe { base.add(at) };
-            let len = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-            let hint = Box::into_raw(Box::new(ViewHint {
-                map: Arc::clone(file.mapping()),
-                len,
-            }));
+            copied_buffer(env, bytes)
+        })
+    }
+
+    /// A zero-copy external `ArrayBuffer` over bytes `offset..offset + length` of the mapped file
+    /// (absolute offsets; `length` ≥ 1). Tensor views are typed-array windows on such region buffers,
+    /// made in JS without crossing into the addon. The buffer holds the mapping alive until V8 collects
+    /// it, so views outlive `close()`. Writes by JS land in private copy-on-write pages, never in the
+    /// file. `TV_EXTERNAL_BUFFERS_UNAVAILABLE` where the runtime forbids external buffers.
+    #[napi(ts_return_type = "ArrayBuffer")]
+    pub fn region_buffer<'env>(
+        &self,
+        env: &'env Env,
+        offset: f64,
+        length: f64,
+    ) -> napi::Result<Unknown<'env>> {
+        guard(|| {
+            let file = self.file()?;
+            let offset = to_u64("offset", offset)?;
+            let length = to_u64("length", length)?;
+            let map = file.mapping();
+            let end = offset
+                .checked_add(length)
+                .filter(|&end| length > 0 && end <= map.len())
+                .ok_or_else(|| {
+                    invalid_argument(
+                        "range",
+                        format!(
+                            "region {offset}+{length} is empty or outside the {}-byte file",
+                            map.len()
+                        ),
+                    )
+                })?;
+            file.check_unchanged().map_err(TvError::from)?;
+            // INVARIANT: `end <= map.len()`, and the whole file is mapped in this address space, so
+            // both fit in usize.
+            let (at, len) = (
+                usize::try_from(offset)
+                    .map_err(|_| invalid_argument("offset", "offset too large"))?,
+                usize::try_from(end - offset)
+                    .map_err(|_| invalid_argument("length", "length too large"))?,
+            );
+            // SAFETY: `at + len <= map.len()` (checked above), so the pointer stays inside the live
+            // mapping, which is non-empty because `len >= 1`.
+            let ptr = unsafe { map.as_mut_ptr().add(at) };
+            let hint = Box::into_raw(Box::new(Arc::clone(map)));
             let mut value: sys::napi_value = std::ptr::null_mut();
             // SAFETY: `ptr..ptr+len` stays mapped while `hint` (an Arc of the mapping) lives; the
-            // finalizer releases it when V8 collects the ArrayBuffer. Writes by JS land in private
-            // copy-on-write pages, never in the file.
+            // finalizer releases it when V8 collects the ArrayBuffer.
             let status = unsafe {
                 sys::napi_create_external_arraybuffer(
                     env.raw(),
                     ptr.cast::<c_void>(),
-                    bytes.len(),
+                    len,
                     Some(release_mapping),
                     hint.cast::<c_void>(),
                     &raw mut value,
@@ -310,34 +324,17 @@ impl NativeSafetensors {
                 // SAFETY: the engine did not take ownership of `hint`; reclaim it.
                 drop(unsafe { Box::from_raw(hint) });
                 if status == sys::Status::napi_no_external_buffers_allowed {
-                    if copy_if_no_external {
-                        return Ok(TensorBuffer {
-                            buffer: copied_buffer(env, bytes)?,
-                            copied: true,
-                        });
-                    }
                     return Err(TvError::new(
                         "TV_EXTERNAL_BUFFERS_UNAVAILABLE",
                         "this runtime forbids external ArrayBuffers; open with { copy: true } to copy \
                          each tensor instead",
                     )
-                    .with("name", Ctx::Str(name.clone()))
                     .into());
                 }
                 check(status, "napi_create_external_arraybuffer")?;
             }
-            // V8 counts an external ArrayBuffer's length as external memory and schedules full GCs as
-            // that grows, as if the bytes were heap allocations. These bytes are file-backed mapped
-            // pages, which the kernel can drop at will, so credit the length back (the finalizer undoes
-            // the credit). Without this every multi-megabyte view costs a mark-compact GC.
-            let mut total = 0i64;
-            // SAFETY: plain N-API call on the current env.
-            unsafe { sys::napi_adjust_external_memory(env.raw(), -len, &raw mut total) };
-            Ok(TensorBuffer {
-                // SAFETY: `value` was just created by the engine.
-                buffer: unsafe { Unknown::from_napi_value(env.raw(), value) }?,
-                copied: false,
-            })
+            // SAFETY: `value` was just created by the engine.
+            unsafe { Unknown::from_napi_value(env.raw(), value) }
         })
     }
 
@@ -459,16 +456,38 @@ impl Task for PrefetchTask {
     }
 }
 
-fn to_u64(argument: &'static str, v: f64) -> napi::Result<u64> {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked just before
-    if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0 {
-        Ok(v as u64)
-    } else {
-        Err(invalid_argument(
-            argument,
-            format!("{argument} must be a non-negative safe integer, got {v}"),
-        ))
+/// Tensor `name`'s sub-range `byte_offset..byte_offset + byte_length` (default: to the tensor's end),
+/// checked against the tensor, `max_bytes` and the file's current length.
+fn checked_range<'f>(
+    file: &'f SafetensorsFile,
+    name: &str,
+    byte_offset: f64,
+    byte_length: Option<f64>,
+    max_bytes: f64,
+) -> napi::Result<(&'f TensorInfo, u64, u64)> {
+    let info = file.info(name).map_err(TvError::from)?;
+    let offset = to_u64("byteOffset", byte_offset)?;
+    let len = match byte_length {
+        Some(l) => to_u64("byteLength", l)?,
+        None => info.byte_len().saturating_sub(offset),
+    };
+    let max = to_u64("maxBytes", max_bytes)?;
+    if len > max {
+        return Err(TvError::new(
+            "TV_TENSOR_TOO_LARGE",
+            format!(
+                "tensor {name:?} is {len} bytes, more than one ArrayBuffer may hold here ({max}); \
+                 read it in chunks"
+            ),
+        )
+        .with("name", Ctx::Str(name.to_string()))
+        .with("actual", num(len))
+        .with("max", num(max))
+        .into());
     }
+    file.check_unchanged().map_err(TvError::from)?;
+    file.bytes_of(info, offset, len).map_err(TvError::from)?;
+    Ok((info, offset, len))
 }
 
 /// The streaming writer (see `tensorvault_core::safetensors::SafetensorsWriter`).

@@ -21,13 +21,31 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Create the temporary file next to `dest` (`.NAME.PID.N.tmp`).
+    /// Create the temporary file next to `dest` (`.NAME.PID.N.tmp`), after checking `dest` with
+    /// [`writable_target`]: a destination that exists and is not a regular file is refused, and a
+    /// symlink is followed (the file it names is replaced; the link stays).
+    ///
+    /// The new file keeps the permissions and (where the process may set it) the owner of the file it
+    /// replaces; a new file gets mode 0644 less the umask.
     pub fn create(dest: &Path) -> Result<AtomicFile, IoError> {
+        Self::create_inner(dest, None)
+    }
+
+    /// [`AtomicFile::create`] with the new file's permission bits given (a sidecar takes the mode of
+    /// the file it protects).
+    pub fn create_with_mode(dest: &Path, mode: u32) -> Result<AtomicFile, IoError> {
+        Self::create_inner(dest, Some(mode))
+    }
+
+    fn create_inner(dest: &Path, mode: Option<u32>) -> Result<AtomicFile, IoError> {
+        let dest = writable_target(dest)?;
+        let existing = std::fs::metadata(&dest).ok();
         let name = dest.file_name().ok_or_else(|| IoError::Os {
-            path: dest.to_path_buf(),
+            path: dest.clone(),
             op: "create",
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
         })?;
+        remove_dead_temps(&dest, &name.to_string_lossy());
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = dest.with_file_name(format!(
             ".{}.{}.{n}.tmp",
@@ -44,10 +62,14 @@ impl AtomicFile {
         let file = opts
             .open(&tmp)
             .map_err(|e| IoError::from_os(&tmp, "create", e))?;
+        if let Err(e) = keep_attributes(&file, existing.as_ref(), mode) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(IoError::from_os(&tmp, "chmod", e));
+        }
         Ok(AtomicFile {
             out: Some(BufWriter::with_capacity(1 << 20, file)),
             tmp,
-            dest: dest.to_path_buf(),
+            dest,
         })
     }
 
@@ -89,6 +111,12 @@ impl AtomicFile {
         file.sync_all()
             .map_err(|e| IoError::from_os(&self.tmp, "fsync", e))?;
         drop(file);
+        // Checked again just before the rename: a device or FIFO put at the path meanwhile is
+        // still never replaced.
+        if let Err(e) = writable_target(&self.dest) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e);
+        }
         if let Err(e) = std::fs::rename(&self.tmp, &self.dest) {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(IoError::from_os(&self.dest, "rename", e));
@@ -105,11 +133,108 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Remove temporary files for `dest` (`.NAME.PID.N.tmp`) left by writers that are dead: a kill or a
+/// crash mid-write leaves one as large as the file. A temp whose pid is alive (ours included) is kept;
+/// a pid reused by an unrelated process only delays the clean-up. Best effort: errors are ignored.
+fn remove_dead_temps(dest: &Path, name: &str) {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let mut parts = rest.split('.');
+        let (Some(pid), Some(n), None) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let (Ok(pid), true) = (pid.parse::<i32>(), n.bytes().all(|c| c.is_ascii_digit())) else {
+            continue;
+        };
+        if pid > 0 && !process_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` exists (`kill(pid, 0)`; `EPERM` means it exists under another user).
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for the process; nothing is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Give the temporary file the replaced file's permission bits and owner (or `mode` when given).
+/// Changing the owner is best effort: only a privileged process may give a file away.
+fn keep_attributes(
+    file: &File,
+    existing: Option<&std::fs::Metadata>,
+    mode: Option<u32>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if let Some(m) = existing {
+        if let Err(e) = std::os::unix::fs::fchown(file, Some(m.uid()), Some(m.gid())) {
+            if e.raw_os_error() != Some(libc::EPERM) {
+                return Err(e);
+            }
+        }
+    }
+    match mode.or_else(|| existing.map(|m| m.permissions().mode() & 0o7777)) {
+        Some(bits) => file.set_permissions(std::fs::Permissions::from_mode(bits)),
+        None => Ok(()),
+    }
+}
+
 fn closed(path: &Path) -> IoError {
     IoError::Os {
         path: path.to_path_buf(),
         op: "write",
         source: std::io::Error::other("file already committed"),
+    }
+}
+
+/// Where a writer that replaces `dest` may put its file: `dest` itself when it does not exist or is a
+/// regular file; for a symlink, the regular file it resolves to (so the link survives and its target
+/// is replaced). Anything else (a folder, a character or block device such as `/dev/null`, a FIFO, a
+/// socket, a dangling or looping symlink, a symlink to one of those) is refused with
+/// [`IoError::IsADirectory`] or [`IoError::NotARegularFile`]: renaming a file over a device node
+/// would replace the device for every program on the machine.
+pub fn writable_target(dest: &Path) -> Result<PathBuf, IoError> {
+    let refuse = |meta: &std::fs::Metadata| {
+        if meta.is_dir() {
+            IoError::IsADirectory {
+                path: dest.to_path_buf(),
+            }
+        } else {
+            IoError::NotARegularFile {
+                path: dest.to_path_buf(),
+            }
+        }
+    };
+    match std::fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(dest.to_path_buf()),
+        Err(e) => Err(IoError::from_os(dest, "stat", e)),
+        Ok(meta) if meta.is_file() => Ok(dest.to_path_buf()),
+        Ok(meta) if meta.file_type().is_symlink() => match std::fs::metadata(dest) {
+            Ok(target) if target.is_file() => {
+                std::fs::canonicalize(dest).map_err(|e| IoError::from_os(dest, "realpath", e))
+            }
+            Ok(target) => Err(refuse(&target)),
+            Err(_) => Err(IoError::NotARegularFile {
+                path: dest.to_path_buf(),
+            }),
+        },
+        Ok(meta) => Err(refuse(&meta)),
     }
 }
 
@@ -134,6 +259,124 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<(), IoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn never_replaces_what_is_not_a_regular_file_and_follows_symlinks() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A folder, a FIFO, a dangling symlink, a symlink to a folder: refused, left as they were.
+        std::fs::create_dir(d.join("folder")).unwrap();
+        assert!(matches!(
+            write_atomic(&d.join("folder"), b"x"),
+            Err(IoError::IsADirectory { .. })
+        ));
+        let fifo = d.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(matches!(
+            write_atomic(&fifo, b"x"),
+            Err(IoError::NotARegularFile { .. })
+        ));
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        std::os::unix::fs::symlink(d.join("missing"), d.join("dangling")).unwrap();
+        assert!(matches!(
+            write_atomic(&d.join("dangling"), b"x"),
+            Err(IoError::NotARegularFile { .. })
+        ));
+        std::os::unix::fs::symlink(d.join("folder"), d.join("to-folder")).unwrap();
+        assert!(matches!(
+            write_atomic(&d.join("to-folder"), b"x"),
+            Err(IoError::IsADirectory { .. })
+        ));
+        // A symlink to a regular file: the target is replaced, the link stays a link.
+        std::fs::write(d.join("real"), b"old").unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+        write_atomic(&d.join("link"), b"new").unwrap();
+        assert_eq!(std::fs::read(d.join("real")).unwrap(), b"new");
+        assert!(std::fs::symlink_metadata(d.join("link"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // No temporary file was left anywhere.
+        let left: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                std::path::Path::new(n)
+                    .extension()
+                    .is_some_and(|e| e == "tmp")
+            })
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn replacing_keeps_the_mode_and_a_given_mode_is_applied() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret");
+        std::fs::write(&p, b"old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&p, b"new").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "replacing a 0600 file widened it to {mode:o}");
+        let q = dir.path().join("sidecar");
+        let mut f = AtomicFile::create_with_mode(&q, 0o640).unwrap();
+        f.write_all(b"x").unwrap();
+        f.commit().unwrap();
+        assert_eq!(
+            std::fs::metadata(&q).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+    }
+
+    #[test]
+    fn temps_of_dead_writers_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A pid that does not exist (above the kernel's pid_max of 2^22) and this process's own.
+        let dead = d.join(".ckpt.bin.4194999.0.tmp");
+        let live = d.join(format!(".ckpt.bin.{}.7.tmp", std::process::id()));
+        let other = d.join(".other.bin.4194999.0.tmp");
+        for p in [&dead, &live, &other] {
+            std::fs::write(p, b"leftover").unwrap();
+        }
+        write_atomic(&d.join("ckpt.bin"), b"new").unwrap();
+        assert!(!dead.exists(), "a dead writer's temp was left behind");
+        assert!(live.exists(), "a live writer's temp was removed");
+        assert!(other.exists(), "another file's temp was removed");
+    }
+
+    #[test]
+    fn a_character_device_is_never_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        // A private /dev/null twin (mknod needs root; skipped with a note otherwise).
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path().join("nul");
+        let c = std::ffi::CString::new(dev.to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall with a valid C string.
+        let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+        if rc != 0 {
+            eprintln!(
+                "skipped: mknod needs root ({})",
+                std::io::Error::last_os_error()
+            );
+            return;
+        }
+        assert!(matches!(
+            write_atomic(&dev, b"x"),
+            Err(IoError::NotARegularFile { .. })
+        ));
+        assert!(std::fs::symlink_metadata(&dev)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
 
     #[test]
     fn commit_replaces_and_drop_leaves_old_file_and_no_temp() {

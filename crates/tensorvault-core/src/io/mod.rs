@@ -2,10 +2,12 @@
 //! copy-on-write mappings ([`Mapping`]) and atomic file replacement ([`AtomicFile`]).
 
 pub mod atomic;
+mod lock;
 mod map;
 pub mod sigbus;
 
-pub use atomic::{sync_parent, write_atomic, AtomicFile};
+pub use atomic::{sync_parent, writable_target, write_atomic, AtomicFile};
+pub use lock::{FileLock, LockError};
 pub use map::{Mapping, Populated};
 
 use std::fs::File;
@@ -83,9 +85,10 @@ impl IoError {
     }
 }
 
-/// Open `path` for reading and return it with its length; folders and special files are refused.
-pub fn open_regular(path: &Path) -> Result<(File, u64), IoError> {
-    let file = File::open(path).map_err(|e| IoError::from_os(path, "open", e))?;
+/// The metadata of an opened `file`, which must be a regular file: a folder is
+/// [`IoError::IsADirectory`], anything else that is not a regular file (a FIFO, a device, a socket)
+/// [`IoError::NotARegularFile`].
+pub fn regular_metadata(file: &File, path: &Path) -> Result<std::fs::Metadata, IoError> {
     let meta = file
         .metadata()
         .map_err(|e| IoError::from_os(path, "stat", e))?;
@@ -98,6 +101,32 @@ pub fn open_regular(path: &Path) -> Result<(File, u64), IoError> {
         return Err(IoError::NotARegularFile {
             path: path.to_path_buf(),
         });
+    }
+    Ok(meta)
+}
+
+/// Open `path` for reading and return it with its length; folders and special files are refused.
+///
+/// The open is non-blocking, so a FIFO with no writer (or a device that blocks on open) is refused
+/// at once by the file-type check instead of blocking a libuv worker forever; the flag is cleared
+/// again for the regular file that is returned.
+pub fn open_regular(path: &Path) -> Result<(File, u64), IoError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| IoError::from_os(path, "open", e))?;
+    let meta = regular_metadata(&file, path)?;
+    let fd = file.as_raw_fd();
+    // SAFETY: plain fcntl calls on a descriptor owned by `file`.
+    let cleared = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+    };
+    if !cleared {
+        return Err(IoError::from_os(path, "fcntl", io::Error::last_os_error()));
     }
     Ok((file, meta.len()))
 }
@@ -149,5 +178,38 @@ unsafe fn libc_fadvise(fd: i32) {
     // SAFETY: plain syscall wrapper from libc, arguments are plain integers.
     unsafe {
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    }
+}
+
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_without_a_writer_is_refused_at_once_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        // Before the fix this blocked forever in open(2); run it on a thread and bound the wait.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_regular(&p).map(|_| ()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("open_regular blocked on a FIFO");
+        assert!(matches!(got, Err(IoError::NotARegularFile { .. })));
+        // A regular file opened the same way reads normally (the non-blocking flag is cleared).
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"abc").unwrap();
+        let (file, len) = open_regular(&f).unwrap();
+        assert_eq!(len, 3);
+        // SAFETY: plain fcntl on a descriptor owned by `file`.
+        let flags =
+            unsafe { libc::fcntl(std::os::unix::io::AsRawFd::as_raw_fd(&file), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_NONBLOCK, 0);
     }
 }

@@ -157,17 +157,35 @@ pub fn protect(
     control: &Control,
 ) -> Result<ProtectReport, ErasureError> {
     let (file, len) = open_regular(path)?;
+    let sidecar_path = sidecar.map_or_else(|| sidecar_path_for(path), Path::to_path_buf);
+    let data_meta = file
+        .metadata()
+        .map_err(|e| IoError::from_os(path, "stat", e))?;
+    // The sidecar must not be the data file under another name (`--sidecar FILE`, a hard link, a
+    // symlink): replacing it would destroy what it protects.
+    if let Ok(sc) = std::fs::metadata(&sidecar_path) {
+        use std::os::unix::fs::MetadataExt;
+        if sc.dev() == data_meta.dev() && sc.ino() == data_meta.ino() {
+            return Err(ErasureError::SidecarIsTheFile {
+                path: path.to_path_buf(),
+                sidecar: sidecar_path,
+            });
+        }
+    }
     let params = match options {
         ProtectOptions::Level(level, digest) => level.params_for(len)?.with_digest(digest),
         ProtectOptions::Custom(p) => p,
     };
     let layout = Layout::new(params, len)?;
-    let sidecar_path = sidecar.map_or_else(|| sidecar_path_for(path), Path::to_path_buf);
     let codec = ErasureCodec::new(params.k(), params.m())?;
     control.set_total(len);
     crate::io::advise_sequential(&file);
 
-    let out = AtomicFile::create(&sidecar_path)?;
+    // The sidecar takes the protected file's permissions (with k = 1 it holds the data verbatim).
+    let out = AtomicFile::create_with_mode(&sidecar_path, {
+        use std::os::unix::fs::PermissionsExt;
+        data_meta.permissions().mode() & 0o7777
+    })?;
     let sc = out.file().ok_or_else(|| ErasureError::FileChanged {
         path: sidecar_path.clone(),
     })?;

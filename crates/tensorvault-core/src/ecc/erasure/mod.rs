@@ -57,6 +57,10 @@ pub enum ErasureError {
     /// The protection level is not one of the presets.
     #[error("unknown protection level '{level}' (expected low, medium or high)")]
     InvalidLevel { level: String },
+    /// The sidecar path names the protected file itself (directly or through a link): writing the
+    /// sidecar would destroy the data.
+    #[error("the sidecar {sidecar} is the protected file {path} itself")]
+    SidecarIsTheFile { path: PathBuf, sidecar: PathBuf },
     /// The file is too large for the format.
     #[error("file of {len} bytes exceeds the format's limit of {max} bytes")]
     FileTooLarge { len: u64, max: u64 },

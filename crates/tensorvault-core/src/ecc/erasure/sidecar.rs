@@ -414,6 +414,16 @@ impl Header {
         if u16_at(b, 10) != 256 {
             return Err("bad header length");
         }
+        // Flags and reserved bytes are zero in format 1: anything else is a sidecar this reader does
+        // not understand (a later writer's feature, or damage the checksum did not catch).
+        if b.get(12..16) != Some(&[0u8; 4][..]) {
+            return Err("unknown header flags");
+        }
+        if b.get(22..24) != Some(&[0u8; 2][..])
+            || b.get(72..96).is_some_and(|r| r.iter().any(|&x| x != 0))
+        {
+            return Err("reserved header bytes are not zero");
+        }
         if b.get(20) != Some(&CODEC_CAUCHY_GF256) {
             return Err("unknown codec");
         }
@@ -833,6 +843,23 @@ mod tests {
         let sum = sha256(&b[..224]);
         b[224..].copy_from_slice(&sum);
         assert!(Header::parse(&b).is_err());
+    }
+
+    #[test]
+    fn unknown_flags_and_non_zero_reserved_bytes_are_refused_even_with_a_valid_checksum() {
+        // Issue 13: a header with non-zero flags was accepted.
+        for (at, want) in [
+            (12, "unknown header flags"),
+            (15, "unknown header flags"),
+            (22, "reserved header bytes are not zero"),
+            (80, "reserved header bytes are not zero"),
+        ] {
+            let mut b = header().encode();
+            b[at] = 1;
+            let sum = sha256(&b[..224]);
+            b[224..].copy_from_slice(&sum);
+            assert_eq!(Header::parse(&b), Err(want), "byte {at}");
+        }
     }
 
     #[test]

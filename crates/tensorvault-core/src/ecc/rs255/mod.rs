@@ -625,10 +625,12 @@ fn sorted_positions(positions: &[u64], len: usize) -> Result<Vec<u64>, RsError> 
     Ok(v)
 }
 
-/// Parity count for a `PyFolds` protection level (`None` = no ECC).
+/// Parity count for a `PyFolds` protection level (`None` = no ECC). As `PyFolds` does, the level is
+/// lower-cased first and an empty level means no ECC, so `LOW`, `Med`, `HIGH`, `Off` and `""` are
+/// accepted; `medium` is not.
 pub fn protection_parity(level: &str) -> Result<Option<usize>, RsError> {
-    match level {
-        "off" | "none" | "0" => Ok(None),
+    match level.to_lowercase().as_str() {
+        "" | "off" | "none" | "0" => Ok(None),
         "low" => Ok(Some(16)),
         "med" => Ok(Some(32)),
         "high" => Ok(Some(64)),

@@ -149,6 +149,13 @@ fn protection_levels_and_names() {
         ("low", Some(16)),
         ("med", Some(32)),
         ("high", Some(64)),
+        // PyFolds lower-cases the level and reads an empty one as off (contract, section 3).
+        ("", None),
+        ("Off", None),
+        ("NONE", None),
+        ("LOW", Some(16)),
+        ("Med", Some(32)),
+        ("HIGH", Some(64)),
     ] {
         assert_eq!(
             RsCodec::from_protection(level)
@@ -158,7 +165,7 @@ fn protection_levels_and_names() {
             "{level}"
         );
     }
-    for bad in ["medium", "", "LOW", "1", "rs(16)", " low"] {
+    for bad in ["medium", "MEDIUM", "1", "rs(16)", " low", "low "] {
         assert_eq!(
             RsCodec::from_protection(bad).unwrap_err(),
             RsError::UnknownProtection { level: bad.into() }

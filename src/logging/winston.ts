@@ -5,8 +5,8 @@
  * throws `TV_MISSING_PEER` if it is not installed.
  */
 import type TransportStream from 'winston-transport';
-import { ErrorCode, invalidArgument, TensorVaultError } from './errors';
-import { RingFileLog, type RingFileLogOptions } from './logging/ring';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { RingFileLog, type RingFileLogOptions } from './ring';
 
 function loadTransportStream(): typeof TransportStream {
   try {

@@ -15,6 +15,7 @@ use tensorvault_core::ecc::erasure::{
 use tensorvault_core::hash::to_hex;
 use tensorvault_core::Control;
 
+use crate::args::to_int;
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, TvError};
 
@@ -158,57 +159,55 @@ impl Task for ProtectTask {
     }
 }
 
-/// Protect a file: write `<path>.tvecc` (or `sidecar`) atomically. Either `level` (`low`, `medium`,
-/// `high`) or all of `k`, `m`, `chunkSize`; `digest` is `blake3` (default) or `sha256`.
+/// Options of `eccProtect` (see `protect()` in the TypeScript API).
+#[napi(object)]
+pub struct EccProtectOptions {
+    /// Where to write the sidecar (default `<path>.tvecc`).
+    pub sidecar: Option<String>,
+    /// A preset: `low`, `medium` (the default when no custom parameters are given) or `high`.
+    pub level: Option<String>,
+    /// Custom parameters, all three or none: data chunks per stripe.
+    pub k: Option<f64>,
+    /// Parity chunks per stripe.
+    pub m: Option<f64>,
+    /// Chunk size in bytes.
+    pub chunk_size: Option<f64>,
+    /// Chunk digest: `blake3` (default) or `sha256`.
+    pub digest: Option<String>,
+}
+
+/// Protect a file: write `<path>.tvecc` (or `options.sidecar`) atomically. The level, the parameters
+/// and the digest are validated by the core.
 #[napi(ts_return_type = "Promise<EccProtectResult>")]
-#[allow(clippy::too_many_arguments)]
 pub fn ecc_protect(
     path: String,
-    sidecar: Option<String>,
-    level: Option<String>,
-    k: Option<u32>,
-    m: Option<u32>,
-    chunk_size: Option<f64>,
-    digest: Option<String>,
+    options: EccProtectOptions,
     control: &JobControl,
 ) -> napi::Result<AsyncTask<ProtectTask>> {
     guard(|| {
-        let digest = match digest.as_deref() {
+        let digest = match options.digest.as_deref() {
             None => ChunkDigest::default(),
             Some(name) => ChunkDigest::parse(name).ok_or_else(|| {
                 invalid_argument("digest", "digest must be \"blake3\" or \"sha256\"")
             })?,
         };
-        let options = match (level, k, m, chunk_size) {
-            (Some(level), None, None, None) => ProtectOptions::Level(
-                Level::parse(&level).ok_or_else(|| {
-                    napi::Error::from(TvError::from(core_ecc::ErasureError::InvalidLevel {
-                        level,
-                    }))
-                })?,
-                digest,
-            ),
-            (None, Some(k), Some(m), Some(cs)) => {
-                let k =
-                    u16::try_from(k).map_err(|_| invalid_argument("k", "k must be at most 255"))?;
-                let m =
-                    u16::try_from(m).map_err(|_| invalid_argument("m", "m must be at most 255"))?;
-                if !(cs.is_finite() && cs >= 0.0 && cs.fract() == 0.0) {
-                    return Err(invalid_argument(
-                        "chunkSize",
-                        "chunkSize must be a whole number of bytes",
-                    ));
-                }
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                // checked whole, ≥ 0
-                let cs = cs as u64;
-                ProtectOptions::Custom(
-                    Params::new(k, m, cs)
-                        .map_err(|e| napi::Error::from(TvError::from(e)))?
-                        .with_digest(digest),
+        let protect = match (options.level, options.k, options.m, options.chunk_size) {
+            (level, None, None, None) => {
+                let level = level.unwrap_or_else(|| "medium".to_string());
+                ProtectOptions::Level(
+                    Level::parse(&level).ok_or_else(|| {
+                        napi::Error::from(TvError::from(core_ecc::ErasureError::InvalidLevel {
+                            level,
+                        }))
+                    })?,
+                    digest,
                 )
             }
-            (None, None, None, None) => ProtectOptions::Level(Level::Medium, digest),
+            (None, Some(k), Some(m), Some(cs)) => ProtectOptions::Custom(
+                Params::new(to_int("k", k)?, to_int("m", m)?, to_int("chunkSize", cs)?)
+                    .map_err(|e| napi::Error::from(TvError::from(e)))?
+                    .with_digest(digest),
+            ),
             _ => {
                 return Err(invalid_argument(
                     "options",
@@ -218,8 +217,8 @@ pub fn ecc_protect(
         };
         Ok(AsyncTask::new(ProtectTask {
             path: PathBuf::from(path),
-            sidecar: sidecar_arg(sidecar),
-            options,
+            sidecar: sidecar_arg(options.sidecar),
+            options: protect,
             control: Arc::clone(&control.inner),
         }))
     })

@@ -116,8 +116,18 @@ describe('protection levels and names', () => {
     expect(tv.eccFromProtection('high')?.name).toBe('rs(64)');
   });
 
+  it('accepts what PyFolds accepts: any letter case, and an empty or missing level as off (issue 13)', () => {
+    expect(tv.eccFromProtection('LOW')?.name).toBe('rs(16)');
+    expect(tv.eccFromProtection('Med')?.name).toBe('rs(32)');
+    expect(tv.eccFromProtection('HIGH')?.name).toBe('rs(64)');
+    expect(tv.eccFromProtection('Off')).toBeNull();
+    expect(tv.eccFromProtection('')).toBeNull();
+    expect(tv.eccFromProtection(undefined)).toBeNull();
+    expect(tv.eccFromProtection(null)).toBeNull();
+  });
+
   it('rejects other levels, including medium, with a typed error', () => {
-    for (const bad of ['medium', 'LOW', '', 'rs(16)', '1']) {
+    for (const bad of ['medium', 'Medium', 'rs(16)', '1', ' low']) {
       const err = thrown(() => tv.eccFromProtection(bad));
       expect(err.code).toBe('TV_ECC_UNKNOWN_PROTECTION');
       expect(err.context.level).toBe(bad);

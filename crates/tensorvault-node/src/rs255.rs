@@ -12,37 +12,19 @@ use napi_derive::napi;
 use tensorvault_core::ecc::rs255::{self, DecodeReport, RsCodec};
 use tensorvault_core::Control;
 
+use crate::args::to_u64;
 use crate::control::JobControl;
-use crate::errors::{guard, invalid_argument, TvError};
+use crate::errors::{guard, TvError};
 
 fn codec(n: u32) -> napi::Result<Arc<RsCodec>> {
     RsCodec::shared(usize::try_from(n).unwrap_or(usize::MAX)).map_err(|e| TvError::from(e).into())
-}
-
-fn threads_arg(threads: Option<u32>) -> napi::Result<Option<usize>> {
-    match threads {
-        None => Ok(None),
-        Some(0) => Err(invalid_argument("threads", "threads must be at least 1")),
-        Some(t) => Ok(Some(usize::try_from(t).unwrap_or(usize::MAX))),
-    }
 }
 
 fn erasures_arg(erasures: Option<Vec<f64>>) -> napi::Result<Vec<u64>> {
     erasures
         .unwrap_or_default()
         .into_iter()
-        .map(|e| {
-            if e.is_finite() && e >= 0.0 && e.fract() == 0.0 && e < 9_007_199_254_740_992.0 {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                // checked just above
-                Ok(e as u64)
-            } else {
-                Err(invalid_argument(
-                    "erasures",
-                    format!("erasure positions must be non-negative integers, got {e}"),
-                ))
-            }
-        })
+        .map(|e| to_u64("erasures", e))
         .collect()
 }
 
@@ -130,7 +112,7 @@ pub fn rs_encode(
             codec: codec(n)?,
             data,
             inline,
-            threads: threads_arg(threads)?,
+            threads: crate::args::threads(threads)?,
             control: Arc::clone(&control.inner),
         }))
     })
@@ -206,7 +188,7 @@ pub fn rs_decode(
             parity,
             erasures: erasures_arg(erasures)?,
             parity_erasures: erasures_arg(parity_erasures)?,
-            threads: threads_arg(threads)?,
+            threads: crate::args::threads(threads)?,
             control: Arc::clone(&control.inner),
         }))
     })
@@ -257,7 +239,7 @@ pub fn rs_verify(
             codec: codec(n)?,
             data,
             parity,
-            threads: threads_arg(threads)?,
+            threads: crate::args::threads(threads)?,
             control: Arc::clone(&control.inner),
         }))
     })

@@ -5,7 +5,7 @@
 // run on smaller inputs and scaled (throughput in MiB/s). Reports wall-clock medians and, for the native
 // single-thread runs, MiB per CPU-second (the machine is shared; wall figures wander).
 //
-//   node scripts/build.mjs && node benches/ecc-rs.bench.mjs          (TV_RS_BENCH_MIB=256 by default)
+//   node scripts/build.mjs && node benches/rs255.bench.mjs          (TV_RS_BENCH_MIB=256 by default)
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

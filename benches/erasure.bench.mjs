@@ -3,7 +3,7 @@
 // thread), Intel ISA-L (C harness benches/isal/ec_bench.c, when `libisal-dev` is installed) and
 // `@ronomon/reed-solomon` (when installed: `npm install --no-save @ronomon/reed-solomon`).
 // 10 data + 4 parity shards of 1 MiB by default; figures are GB/s of data, medians of three rounds.
-//   node benches/ecc.bench.mjs [k=10] [m=4] [shardSize=1048576]
+//   node benches/erasure.bench.mjs [k=10] [m=4] [shardSize=1048576]
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -21,8 +21,8 @@ const gb = (x) => (x === undefined ? '   -  ' : (x / 1e9).toFixed(2).padStart(6)
 
 const rows = [];
 
-// tensorvault (the ecc-erasure module of the built package).
-const { benchmarkErasure } = require(join(root, 'dist', 'ecc-erasure.js'));
+// tensorvault (the ecc/erasure module of the built package).
+const { benchmarkErasure } = require(join(root, 'dist', 'ecc', 'erasure.js'));
 const tvr = await benchmarkErasure(k, m, size, 1, roundMs);
 rows.push({ name: `tensorvault (${tvr.kernel})`, ...tvr });
 

@@ -11,12 +11,12 @@
  * `AbortSignal`. A block that cannot be repaired rejects with `TV_ECC_UNCORRECTABLE` naming the block;
  * damaged data is never returned as if it were repaired.
  */
-import { callNative, invalidArgument } from './errors';
-import { type JobOptions, runJob } from './job';
-import { native } from './native';
+import { callNative, invalidArgument } from '../errors';
+import { type JobOptions, runJob } from '../job';
+import { native } from '../native';
 
 /** A PyFolds protection level: `off`/`none`/`0` (no ECC), `low` (rs(16)), `med` (rs(32)), `high` (rs(64)). */
-export type ProtectionLevel = 'off' | 'none' | '0' | 'low' | 'med' | 'high';
+export type RsProtectionLevel = 'off' | 'none' | '0' | 'low' | 'med' | 'high';
 
 /** Options of the ECC operations. */
 export interface EccOptions extends JobOptions {
@@ -223,11 +223,13 @@ export class RsCodec {
 }
 
 /**
- * The codec for a PyFolds protection level: `off`, `none` or `0` → `null` (no ECC); `low` → rs(16);
- * `med` → rs(32); `high` → rs(64). Any other value (including `medium`) throws
+ * The codec for a PyFolds protection level, read as PyFolds reads it (lower-cased; empty or missing
+ * means off): `off`, `none`, `0`, `''`, `undefined` → `null` (no ECC); `low` → rs(16); `med` → rs(32);
+ * `high` → rs(64), in any letter case. Any other value (including `medium`) throws
  * `TV_ECC_UNKNOWN_PROTECTION`.
  */
-export function eccFromProtection(level: ProtectionLevel | string): RsCodec | null {
+export function eccFromProtection(level: RsProtectionLevel | string | null | undefined): RsCodec | null {
+  if (level === undefined || level === null) return null; // PyFolds: a missing level is off
   if (typeof level !== 'string') throw invalidArgument('level', 'protection level must be a string');
   const n = callNative(() => native().rsProtectionParity(level));
   return n === null || n === undefined ? null : new RsCodec(n);

@@ -3,12 +3,12 @@
  * locates damage by per-chunk SHA-256 and rebuilds it from interleaved Reed-Solomon stripes, plus an
  * in-memory {@link ErasureCodec} for buffers.
  */
-import { callNative, invalidArgument } from './errors';
-import { type JobOptions, runJob } from './job';
-import { type NativeErasureCodecInstance, native } from './native';
+import { callNative, invalidArgument } from '../errors';
+import { type JobOptions, runJob } from '../job';
+import { type NativeErasureCodecInstance, native } from '../native';
 
 /** Named protection levels: `low` 32+2 (6.25 % overhead), `medium` 16+2 (12.5 %), `high` 10+4 (40 %). */
-export type ProtectionLevel = 'low' | 'medium' | 'high';
+export type ErasureProtectionLevel = 'low' | 'medium' | 'high';
 
 /** Where the sidecar lives (default `<file>.tvecc`). */
 export interface SidecarOptions extends JobOptions {
@@ -19,7 +19,7 @@ export interface SidecarOptions extends JobOptions {
 /** Options of {@link protect}: a `level`, or all of `k`, `m` and `chunkSize`. */
 export interface ProtectOptions extends SidecarOptions {
   /** A preset (default `medium`); adapted to small files (smaller chunks, fewer data chunks per stripe). */
-  level?: ProtectionLevel;
+  level?: ErasureProtectionLevel;
   /** Data chunks per stripe (1..255, with `k + m ≤ 256`). */
   k?: number;
   /** Parity chunks per stripe: how many chunks of each stripe may be lost. */
@@ -86,7 +86,7 @@ export interface SidecarHealth {
 }
 
 /** Result of {@link verify}. */
-export interface VerifyResult {
+export interface EccVerifyResult {
   /** `intact`, `repairable` (see `damagedChunks`) or `unrepairable` (see `unrepairableChunks`). */
   status: EccStatus;
   /** The sidecar's parameters. */
@@ -108,9 +108,9 @@ export interface VerifyResult {
 /** Result of {@link repair}. */
 export interface RepairResult {
   /** The state found before repair. */
-  before: VerifyResult;
+  before: EccVerifyResult;
   /** The state after repair (always `intact`). */
-  after: VerifyResult;
+  after: EccVerifyResult;
   /** Data chunks rebuilt from parity. */
   repairedChunks: number[];
   /** Whether the file was replaced. */
@@ -137,7 +137,7 @@ function checkInt(v: unknown, name: string, min: number, max: number): number {
 }
 
 /** The sidecar path used by default for `path`: `<path>.tvecc`. */
-export function sidecarPath(path: string): string {
+export function eccSidecarPath(path: string): string {
   return `${checkPath(path)}.tvecc`;
 }
 
@@ -149,37 +149,36 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
   const file = checkPath(path);
   const sidecar = optionalPath(options.sidecar);
   const { level, k, m, chunkSize, digest } = options;
-  if (digest !== undefined && digest !== 'blake3' && digest !== 'sha256') {
-    throw invalidArgument('digest', "digest must be 'blake3' or 'sha256'", { actual: String(digest) });
+  // Shapes only: the values (level names, k + m, chunk sizes, digest names) are the core's rules.
+  if (level !== undefined && typeof level !== 'string')
+    throw invalidArgument('level', 'level must be a string');
+  if (digest !== undefined && typeof digest !== 'string')
+    throw invalidArgument('digest', 'digest must be a string');
+  for (const [name, v] of [
+    ['k', k],
+    ['m', m],
+    ['chunkSize', chunkSize],
+  ] as const) {
+    if (v !== undefined && typeof v !== 'number') throw invalidArgument(name, `${name} must be a number`);
   }
-  const custom = k !== undefined || m !== undefined || chunkSize !== undefined;
-  if (custom && level !== undefined)
-    throw invalidArgument('level', 'give either level or k, m and chunkSize');
-  if (custom && (k === undefined || m === undefined || chunkSize === undefined)) {
-    throw invalidArgument('k', 'custom parameters need all of k, m and chunkSize');
-  }
-  if (level !== undefined && !['low', 'medium', 'high'].includes(level)) {
-    throw invalidArgument('level', "level must be 'low', 'medium' or 'high'", { actual: String(level) });
-  }
-  const kk = custom ? checkInt(k, 'k', 1, 255) : undefined;
-  const mm = custom ? checkInt(m, 'm', 1, 255) : undefined;
-  const cs = custom ? checkInt(chunkSize, 'chunkSize', 1, 2 ** 30) : undefined;
   return runJob('eccProtect', options, (control) =>
     native().eccProtect(
       file,
-      sidecar ?? null,
-      custom ? null : (level ?? 'medium'),
-      kk ?? null,
-      mm ?? null,
-      cs ?? null,
-      digest ?? null,
+      {
+        ...(sidecar !== undefined ? { sidecar } : {}),
+        ...(level !== undefined ? { level } : {}),
+        ...(k !== undefined ? { k } : {}),
+        ...(m !== undefined ? { m } : {}),
+        ...(chunkSize !== undefined ? { chunkSize } : {}),
+        ...(digest !== undefined ? { digest } : {}),
+      },
       control,
     ),
   );
 }
 
 /** Verify `path` against its sidecar, read-only: intact, repairable (which chunks) or unrepairable. */
-export async function verify(path: string, options: SidecarOptions = {}): Promise<VerifyResult> {
+export async function verify(path: string, options: SidecarOptions = {}): Promise<EccVerifyResult> {
   const file = checkPath(path);
   const sidecar = optionalPath(options.sidecar);
   const r = await runJob('eccVerify', options, (control) =>

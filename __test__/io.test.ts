@@ -1,0 +1,231 @@
+// File plumbing shared by every reader and writer (src/io, core io/): special files are refused with
+// a typed error at once, never waited on (issue 13: a FIFO hung the libuv pool forever), and never
+// replaced (issue 17: a writer renamed a regular file over /dev/null).
+import { spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { tempDir } from './helpers/tmp';
+
+const dir = tempDir('tv-io-');
+let seq = 0;
+const fresh = (name: string) => join(dir, `${seq++}-${name}`);
+
+function fifo(name: string): string {
+  const p = fresh(name);
+  const r = spawnSync('mkfifo', [p]);
+  if (r.status !== 0) throw new Error(`mkfifo failed: ${r.stderr}`);
+  return p;
+}
+
+/** A private character device like /dev/null (1, 3), or undefined when mknod is not permitted. */
+function privateNull(name: string): string | undefined {
+  const p = fresh(name);
+  const r = spawnSync('mknod', [p, 'c', '1', '3']);
+  return r.status === 0 ? p : undefined;
+}
+const isRoot = process.getuid?.() === 0;
+
+/** The promise's rejection code, or a failure if it takes more than `ms` (a hang). */
+async function codeOf(p: Promise<unknown> | (() => unknown), ms = 5_000): Promise<string> {
+  const run = typeof p === 'function' ? Promise.resolve().then(p) : p;
+  let timer: NodeJS.Timeout | undefined;
+  const hang = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve('HUNG'), ms);
+  });
+  const outcome = run.then(
+    () => 'RESOLVED',
+    (e: unknown) => (e instanceof tv.TensorVaultError ? e.code : `untyped: ${String(e)}`),
+  );
+  const got = await Promise.race([outcome, hang]);
+  clearTimeout(timer);
+  return got;
+}
+
+describe('readers refuse what is not a regular file, at once', () => {
+  it('a FIFO with no writer: every reader says TV_NOT_A_FILE instead of hanging', async () => {
+    const f = fifo('in.fifo');
+    expect(await codeOf(tv.hashFile(f))).toBe('TV_NOT_A_FILE');
+    expect(await codeOf(tv.openSafetensors(f))).toBe('TV_NOT_A_FILE');
+    expect(await codeOf(tv.protect(f))).toBe('TV_NOT_A_FILE');
+    // verify looks for the sidecar first: a typed answer at once is what matters here.
+    expect(await codeOf(tv.verify(f))).toMatch(/^TV_NOT_(A_FILE|FOUND)$/);
+    expect(await codeOf(() => tv.readRingLog(f))).toBe('TV_NOT_A_FILE');
+    expect(await codeOf(tv.verifyBackup(f))).toBe('TV_NOT_A_FILE');
+    expect(await codeOf(tv.restoreBackup(f, fresh('restore-dest')))).toBe('TV_NOT_A_FILE');
+    expect(await codeOf(tv.openShardedSafetensors(f))).toBe('TV_NOT_A_FILE');
+  });
+
+  it('a sharded index naming a FIFO shard fails on that shard with TV_NOT_A_FILE', async () => {
+    const d = fresh('sharded');
+    mkdirSync(d);
+    spawnSync('mkfifo', [join(d, 'model-00001-of-00001.safetensors')]);
+    writeFileSync(
+      join(d, 'model.safetensors.index.json'),
+      JSON.stringify({ metadata: {}, weight_map: { a: 'model-00001-of-00001.safetensors' } }),
+    );
+    const s = await tv.openShardedSafetensors(join(d, 'model.safetensors.index.json'));
+    expect(await codeOf(s.tensor('a'))).toBe('TV_NOT_A_FILE');
+  });
+
+  it('/dev/zero is refused by the ring log (it was read forever)', async () => {
+    expect(await codeOf(() => tv.readRingLog('/dev/zero'))).toBe('TV_NOT_A_FILE');
+    expect(await codeOf(() => new tv.RingFileLog('/dev/zero'))).toBe('TV_NOT_A_FILE');
+  });
+
+  it('the CLI says so with the I/O exit code and a typed message, without waiting', () => {
+    const f = fifo('cli.fifo');
+    const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
+    for (const args of [
+      ['hash', f],
+      ['inspect', f],
+      ['log', 'tail', f],
+    ]) {
+      const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.signal, args.join(' ')).toBeNull();
+      expect(r.status, args.join(' ')).toBe(6);
+      expect(r.stderr, args.join(' ')).toContain('TV_NOT_A_FILE');
+    }
+  });
+});
+
+describe('writers never replace what is not a regular file', () => {
+  const tensors = { a: new Float32Array([1, 2, 3, 4]) };
+
+  /** Each writer, aimed at `target`. */
+  const writers: [string, (target: string) => Promise<unknown> | unknown][] = [
+    ['saveSafetensors', (t) => tv.saveSafetensors(t, tensors)],
+    [
+      'protect (sidecar)',
+      async (t) => {
+        const src = fresh('src.bin');
+        writeFileSync(src, Buffer.alloc(100_000, 7));
+        return tv.protect(src, { sidecar: t });
+      },
+    ],
+    ['RingFileLog', (t) => new tv.RingFileLog(t).close()],
+  ];
+
+  it('a FIFO, a folder and a dangling symlink are refused and left as they were', async () => {
+    for (const [name, write] of writers) {
+      const f = fifo(`${name}.fifo`);
+      expect(await codeOf(() => write(f)), name).toBe('TV_NOT_A_FILE');
+      expect(lstatSync(f).isFIFO(), name).toBe(true);
+      const d = fresh(`${name}.dir`);
+      mkdirSync(d);
+      expect(await codeOf(() => write(d)), name).toBe('TV_IS_DIRECTORY');
+      expect(lstatSync(d).isDirectory(), name).toBe(true);
+      const dangling = fresh(`${name}.dangling`);
+      symlinkSync(fresh('nowhere'), dangling);
+      expect(await codeOf(() => write(dangling)), name).toBe('TV_NOT_A_FILE');
+      expect(lstatSync(dangling).isSymbolicLink(), name).toBe(true);
+    }
+  });
+
+  it('a symlink to a regular file is followed: its target is replaced, the link stays', async () => {
+    const real = fresh('real.safetensors');
+    writeFileSync(real, 'old');
+    const link = fresh('link.safetensors');
+    symlinkSync(real, link);
+    await tv.saveSafetensors(link, tensors);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect((await tv.openSafetensors(real)).tensor('a').data).toEqual(new Float32Array([1, 2, 3, 4]));
+  });
+
+  it.skipIf(!isRoot)('a private /dev/null (mknod c 1 3) stays a device for every writer', async () => {
+    for (const [name, write] of writers) {
+      const dev = privateNull(`${name}.nul`);
+      if (dev === undefined) throw new Error('mknod failed although running as root');
+      expect(await codeOf(() => write(dev)), name).toBe('TV_NOT_A_FILE');
+      expect(lstatSync(dev).isCharacterDevice(), name).toBe(true);
+    }
+    // The reproduction from issue 17, and the sharded writer's index through the same guard.
+    const dev = privateNull('repro.nul') as string;
+    await expect(tv.saveSafetensors(dev, { a: new Float32Array(4) })).rejects.toMatchObject({
+      code: 'TV_NOT_A_FILE',
+    });
+    expect(lstatSync(dev).isCharacterDevice()).toBe(true);
+    const out = fresh('shards');
+    mkdirSync(out);
+    spawnSync('mknod', [join(out, 'model.safetensors.index.json'), 'c', '1', '3']);
+    expect(await codeOf(tv.saveShardedSafetensors(out, tensors))).toBe('TV_NOT_A_FILE');
+    expect(lstatSync(join(out, 'model.safetensors.index.json')).isCharacterDevice()).toBe(true);
+    expect(readFileSync('/dev/null').length).toBe(0);
+  });
+});
+
+describe('replacing a file keeps what protects it (issue 13)', () => {
+  it('protect refuses a sidecar that is the protected file itself (same name, hard link, symlink)', async () => {
+    const data = fresh('data.bin');
+    const bytes = Buffer.alloc(200_000, 9);
+    writeFileSync(data, bytes);
+    const hard = fresh('hard.bin');
+    linkSync(data, hard);
+    const soft = fresh('soft.bin');
+    symlinkSync(data, soft);
+    for (const sidecar of [data, hard, soft]) {
+      await expect(tv.protect(data, { sidecar })).rejects.toMatchObject({
+        code: 'TV_INVALID_ARGUMENT',
+        context: { argument: 'sidecar' },
+      });
+    }
+    expect(readFileSync(data).equals(bytes)).toBe(true);
+  });
+
+  it('a replaced file keeps its mode; a sidecar takes the mode of the file it protects', async () => {
+    const ckpt = fresh('secret.safetensors');
+    writeFileSync(ckpt, 'old');
+    chmodSync(ckpt, 0o600);
+    await tv.saveSafetensors(ckpt, { a: new Float32Array(4) });
+    expect(statSync(ckpt).mode & 0o777).toBe(0o600);
+    const r = await tv.protect(ckpt, { k: 1, m: 1, chunkSize: 4096 });
+    expect(statSync(r.sidecarPath).mode & 0o777).toBe(0o600);
+    // The ring log's compaction (the TypeScript atomic write) keeps the mode too.
+    const log = fresh('secret.log');
+    writeFileSync(log, '');
+    chmodSync(log, 0o600);
+    const ring = new tv.RingFileLog(log, { capacityLines: 2, compactionSlack: 0, flushIntervalMs: 0 });
+    for (let i = 0; i < 5; i++) ring.info(`line ${i}`);
+    ring.close();
+    expect(statSync(log).mode & 0o777).toBe(0o600);
+    expect(tv.readRingLog(log).records.length).toBe(2);
+  });
+});
+
+describe('temporary files of dead writers (issue 13)', () => {
+  it('the next write to the same target removes a dead writer’s temp and keeps a live one’s', async () => {
+    const ckpt = fresh('model.safetensors');
+    const base = ckpt.slice(0, ckpt.lastIndexOf('/'));
+    const name = ckpt.slice(ckpt.lastIndexOf('/') + 1);
+    // pid 4194999 is above the kernel's pid_max (2^22): it cannot be running.
+    const deadRust = join(base, `.${name}.4194999.0.tmp`);
+    const liveRust = join(base, `.${name}.${process.pid}.9.tmp`);
+    writeFileSync(deadRust, 'x'.repeat(1000));
+    writeFileSync(liveRust, 'y');
+    await tv.saveSafetensors(ckpt, { a: new Float32Array(2) });
+    expect(existsSync(deadRust)).toBe(false);
+    expect(existsSync(liveRust)).toBe(true);
+    // The TypeScript writers (manifests, the event log's files) use the same rule.
+    const { atomicWriteFile } = await import('../dist/io/index.js');
+    const json = fresh('state.json');
+    const jb = json.slice(json.lastIndexOf('/') + 1);
+    const deadTs = join(base, `.${jb}.4194999.0123456789ab.tmp`);
+    const liveTs = join(base, `.${jb}.${process.pid}.0123456789ab.tmp`);
+    writeFileSync(deadTs, 'x');
+    writeFileSync(liveTs, 'y');
+    await atomicWriteFile(json, '{}');
+    expect(existsSync(deadTs)).toBe(false);
+    expect(existsSync(liveTs)).toBe(true);
+  });
+});

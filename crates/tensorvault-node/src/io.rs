@@ -1,0 +1,53 @@
+//! io: the writer lock (`tensorvault_core::io::FileLock`), held by a JS object until `release()`.
+
+use std::path::PathBuf;
+
+use napi_derive::napi;
+use tensorvault_core::io::{FileLock, LockError};
+
+use crate::errors::{guard, Ctx, TvError};
+
+/// A held writer lock (an advisory `flock` on the lock file). Dropping it (garbage collection,
+/// process exit) releases the lock; `release()` also removes the file.
+#[napi]
+pub struct NativeFileLock {
+    inner: Option<FileLock>,
+}
+
+/// Take the writer lock on `path` without waiting, writing `holder` (this process's description,
+/// one JSON line) into the file. `TV_LOCKED` (with `context.holder`, the holder's own line) when
+/// another writer holds it; `TV_NOT_A_FILE` / `TV_IS_DIRECTORY` when the path is not a regular file.
+#[napi]
+pub fn lock_file(path: String, holder: String) -> napi::Result<NativeFileLock> {
+    guard(|| {
+        let path = PathBuf::from(path);
+        match FileLock::try_acquire(&path, &holder) {
+            Ok(lock) => Ok(NativeFileLock { inner: Some(lock) }),
+            Err(LockError::Held { path, holder }) => Err(TvError::new(
+                "TV_LOCKED",
+                format!("{} is locked by another writer", path.display()),
+            )
+            .with("path", Ctx::Str(path.display().to_string()))
+            .with("holder", Ctx::Str(holder))
+            .into()),
+            Err(LockError::Io(e)) => Err(TvError::from(&e).into()),
+        }
+    })
+}
+
+#[napi]
+impl NativeFileLock {
+    /// Remove the lock file (if it is still this lock's) and release the lock. Idempotent.
+    #[napi]
+    pub fn release(&mut self) {
+        if let Some(lock) = self.inner.take() {
+            lock.release();
+        }
+    }
+
+    /// Whether the lock is still held.
+    #[napi(getter)]
+    pub fn held(&self) -> bool {
+        self.inner.is_some()
+    }
+}

@@ -1,0 +1,217 @@
+/**
+ * Atomic replacement for the files the TypeScript side writes (JSON sidecars, manifests, the ring
+ * log's compaction, the event log's metadata): a temporary file in the same folder, fsync, rename over
+ * the target, fsync the folder. A crash leaves the old file or the new one, never a torn one. The Rust
+ * core's writers do the same in `io/atomic.rs`, with the same target rule ({@link writableTarget}).
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  fdatasyncSync,
+  promises as fsp,
+  lstatSync,
+  openSync,
+  readdirSync,
+  realpathSync,
+  renameSync,
+  type Stats,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { ErrorCode, TensorVaultError } from '../errors';
+import { fsyncDir, fsyncDirSync, ioError, notRegularFile, writeAllAt } from './fs';
+
+/**
+ * Temp-file name next to `path` (same folder, so the rename is atomic): `.NAME.PID.RANDOM.tmp`, so a
+ * later writer can tell a dead writer's leftover from a live one's file ({@link removeDeadTemps}).
+ */
+export function tempName(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove temporary files for `path` left by writers that are dead (a kill mid-write leaves one as large
+ * as the file): `.NAME.PID.X.tmp` whose PID does not run. Live writers' files are kept. Best effort.
+ */
+export function removeDeadTemps(path: string): void {
+  const prefix = `.${basename(path)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const m = /^(\d+)\.[0-9a-z]+$/.exec(name.slice(prefix.length, -'.tmp'.length));
+    if (m === null) continue;
+    const pid = Number(m[1]);
+    if (pid > 0 && !alive(pid)) {
+      try {
+        unlinkSync(join(dirname(path), name));
+      } catch {
+        // gone already, or not ours to remove
+      }
+    }
+  }
+}
+
+/**
+ * Where a writer that replaces `path` may put its file: `path` itself when it does not exist or is a
+ * regular file; for a symlink, the regular file it resolves to (the link stays, its target is
+ * replaced). Anything else (a folder, `/dev/null` or another device, a FIFO, a socket, a dangling
+ * symlink) is refused with `TV_NOT_A_FILE` or `TV_IS_DIRECTORY`: renaming a file over a device node
+ * would replace the device for every program on the machine. The same rule as the core's
+ * `writable_target`.
+ */
+export function writableTarget(path: string): string {
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return path;
+    throw ioError(err, path, 'cannot stat');
+  }
+  if (st.isFile()) return path;
+  if (!st.isSymbolicLink()) throw notRegularFile(path, st, 'replace');
+  let target: Stats;
+  try {
+    target = statSync(path);
+  } catch {
+    throw new TensorVaultError(ErrorCode.NOT_A_FILE, `${path} is a dangling symlink; refusing to write`, {
+      path,
+      kind: 'dangling symlink',
+    });
+  }
+  if (!target.isFile()) throw notRegularFile(path, target, 'replace');
+  return realpathSync(path);
+}
+
+/** The replaced file's permission bits and owner, when it exists. */
+function existingAttributes(target: string): { mode: number; uid: number; gid: number } | undefined {
+  try {
+    const st = statSync(target);
+    return { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Ignore only "not permitted" from a chown: a non-root writer cannot give a file away. */
+const ignoreEperm = (err: unknown): void => {
+  if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+};
+
+/** Options of {@link atomicWriteFile}. */
+export interface AtomicWriteOptions {
+  /**
+   * File mode of a new file (default 0o644, less the umask). A replaced file keeps its own mode and,
+   * where this process may set it, its owner.
+   */
+  mode?: number;
+  /** fsync the file and its folder (default true). */
+  sync?: boolean;
+}
+
+/** Replace `path` atomically with `data` (see the module comment); returns the path written. */
+export async function atomicWriteFile(
+  path: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions = {},
+): Promise<string> {
+  const { mode = 0o644, sync = true } = options;
+  const target = writableTarget(path);
+  removeDeadTemps(target);
+  const tmp = tempName(target);
+  const keep = existingAttributes(target);
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+    if (keep !== undefined) {
+      await fh.chown(keep.uid, keep.gid).catch(ignoreEperm);
+      await fh.chmod(keep.mode);
+    }
+    await fh.writeFile(data);
+    if (sync) await fh.sync();
+    await fh.close();
+    fh = undefined;
+    writableTarget(target); // again just before the rename: never replace what appeared meanwhile
+    await fsp.rename(tmp, target);
+  } catch (err) {
+    await fh?.close().catch(() => {});
+    await fsp.rm(tmp, { force: true }).catch(() => {});
+    throw ioError(err, path, 'cannot write');
+  }
+  if (sync) await fsyncDir(dirname(target));
+  return target;
+}
+
+/**
+ * {@link atomicWriteFile} on the calling thread, for synchronous writers (the ring log's compaction).
+ * With `keepOpen`, returns the new file's descriptor (open for writing, positioned by the caller);
+ * otherwise closes it and returns undefined. `tmpPath` names the temporary file (default: a fresh
+ * random name), for writers that clean up a known leftover after a crash.
+ */
+export function atomicWriteFileSync(
+  path: string,
+  data: Uint8Array,
+  options: AtomicWriteOptions & { keepOpen?: boolean; tmpPath?: string } = {},
+): number | undefined {
+  const { mode = 0o644, sync = true, keepOpen = false } = options;
+  const target = writableTarget(path);
+  if (options.tmpPath === undefined) removeDeadTemps(target);
+  const tmp = options.tmpPath ?? tempName(target);
+  const keep = existingAttributes(target);
+  let fd: number | undefined;
+  try {
+    fd = openSync(
+      tmp,
+      constants.O_RDWR |
+        constants.O_CREAT |
+        (options.tmpPath === undefined ? constants.O_EXCL : constants.O_TRUNC),
+      mode,
+    );
+    if (keep !== undefined) {
+      try {
+        fchownSync(fd, keep.uid, keep.gid);
+      } catch (err) {
+        ignoreEperm(err);
+      }
+      fchmodSync(fd, keep.mode);
+    }
+    writeAllAt(fd, data, 0);
+    if (sync) fdatasyncSync(fd);
+    writableTarget(target);
+    renameSync(tmp, target);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // not created, or already renamed
+    }
+    throw ioError(err, path, 'cannot write');
+  }
+  try {
+    if (sync) fsyncDirSync(dirname(target));
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  if (keepOpen) return fd;
+  closeSync(fd);
+  return undefined;
+}

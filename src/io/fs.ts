@@ -1,0 +1,170 @@
+/**
+ * The TypeScript side's file plumbing, written once: Node errno → {@link TensorVaultError} (the same
+ * rule as the Rust core's `IoError`), folder fsync, full positioned writes, and small reads.
+ */
+import {
+  closeSync,
+  constants,
+  promises as fsp,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  type Stats,
+  writeSync,
+} from 'node:fs';
+import { ErrorCode, TensorVaultError } from '../errors';
+
+/**
+ * A Node fs error as a typed error about `path`: `ENOENT` → `TV_NOT_FOUND`, `EACCES`/`EPERM` →
+ * `TV_PERMISSION_DENIED`, `EISDIR` → `TV_IS_DIRECTORY`, anything else (`EROFS`, `ENOSPC`, …) →
+ * `TV_IO`; `context` carries `path`, `errno` and `syscall`. `what` prefixes the message.
+ */
+export function ioError(err: unknown, path: string, what?: string): TensorVaultError {
+  if (err instanceof TensorVaultError) return err;
+  const e = err as NodeJS.ErrnoException | undefined;
+  const code =
+    e?.code === 'ENOENT'
+      ? ErrorCode.NOT_FOUND
+      : e?.code === 'EACCES' || e?.code === 'EPERM'
+        ? ErrorCode.PERMISSION_DENIED
+        : e?.code === 'EISDIR'
+          ? ErrorCode.IS_DIRECTORY
+          : ErrorCode.IO;
+  const detail = e?.message ?? String(err);
+  return new TensorVaultError(
+    code,
+    what === undefined ? `${path}: ${detail}` : `${what} ${path}: ${detail}`,
+    { path, errno: typeof e?.errno === 'number' ? e.errno : null, syscall: e?.syscall ?? null },
+    { cause: err },
+  );
+}
+
+/** Errors of an fsync on a folder that mean "this file system cannot", not "it failed". */
+const FSYNC_DIR_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP']);
+
+/** fsync a folder so that a rename or unlink inside it survives a crash (async). */
+export async function fsyncDir(dir: string): Promise<void> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    await fh.sync();
+  } catch (err) {
+    if (FSYNC_DIR_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) return;
+    throw ioError(err, dir, 'cannot fsync folder');
+  } finally {
+    await fh?.close();
+  }
+}
+
+/** {@link fsyncDir} on the calling thread (for synchronous writers such as the ring log). */
+export function fsyncDirSync(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    fsyncSync(fd);
+  } catch (err) {
+    if (FSYNC_DIR_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) return;
+    throw ioError(err, dir, 'cannot fsync folder');
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Write all of `buf` to `fd` at `position`, looping over short writes. */
+export function writeAllAt(fd: number, buf: Uint8Array, position: number): void {
+  let off = 0;
+  while (off < buf.length) {
+    const n = writeSync(fd, buf, off, buf.length - off, position + off);
+    if (n <= 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
+    off += n;
+  }
+}
+
+/** Read a file, or `undefined` when it does not exist. */
+export async function readIfExists(path: string): Promise<Buffer | undefined> {
+  try {
+    return await fsp.readFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw ioError(err, path, 'cannot read');
+  }
+}
+
+/** True when `path` exists (any type; symlinks are not followed). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await fsp.lstat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw ioError(err, path, 'cannot stat');
+  }
+}
+
+/**
+ * The typed error for a path that is not a regular file: `TV_IS_DIRECTORY` for a folder, else
+ * `TV_NOT_A_FILE` naming what it is (a character or block device, a FIFO, a socket). `verb` says what
+ * was refused ("read", "replace").
+ */
+export function notRegularFile(path: string, st: Stats, verb: string): TensorVaultError {
+  if (st.isDirectory()) {
+    return new TensorVaultError(ErrorCode.IS_DIRECTORY, `${path} is a folder; refusing to ${verb} it`, {
+      path,
+    });
+  }
+  const kind = st.isCharacterDevice()
+    ? 'a character device'
+    : st.isBlockDevice()
+      ? 'a block device'
+      : st.isFIFO()
+        ? 'a FIFO'
+        : st.isSocket()
+          ? 'a socket'
+          : 'not a regular file';
+  return new TensorVaultError(
+    ErrorCode.NOT_A_FILE,
+    `${path} is ${kind}, not a regular file; refusing to ${verb} it`,
+    { path, kind },
+  );
+}
+
+/**
+ * Check that `path` is a regular file (following symlinks) without opening it, so a FIFO or a device
+ * is refused at once instead of blocking a read; returns its size. `TV_NOT_FOUND`, `TV_IS_DIRECTORY`,
+ * `TV_NOT_A_FILE` otherwise.
+ */
+export async function assertRegularFile(path: string): Promise<number> {
+  let st: Stats;
+  try {
+    st = await fsp.stat(path);
+  } catch (err) {
+    throw ioError(err, path, 'cannot open');
+  }
+  if (!st.isFile()) throw notRegularFile(path, st, 'read');
+  return st.size;
+}
+
+/**
+ * Read a whole regular file on the calling thread. The open is non-blocking and the type is checked
+ * on the open descriptor, so a FIFO or a device (`/dev/zero`) is refused at once rather than read
+ * forever. `undefined` when the file does not exist and `missingOk`.
+ */
+export function readRegularFileSync(path: string, missingOk = false): Buffer | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    if (missingOk && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw ioError(err, path, 'cannot open');
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw notRegularFile(path, st, 'read');
+    return readFileSync(fd);
+  } catch (err) {
+    throw ioError(err, path, 'cannot read');
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * File plumbing shared by every TypeScript writer and reader: one errno map, one folder fsync, one
+ * atomic replacement with one target rule, one writer lock.
+ */
+export {
+  type AtomicWriteOptions,
+  atomicWriteFile,
+  atomicWriteFileSync,
+  removeDeadTemps,
+  tempName,
+  writableTarget,
+} from './atomic';
+export {
+  assertRegularFile,
+  exists,
+  fsyncDir,
+  fsyncDirSync,
+  ioError,
+  notRegularFile,
+  readIfExists,
+  readRegularFileSync,
+  writeAllAt,
+} from './fs';
+export { type AcquireLockOptions, type LockHolder, WriterLock } from './lock';

@@ -1,0 +1,121 @@
+/**
+ * The one writer lock, for the ring log, the event log and restores: an advisory `flock` on a lock
+ * file, taken and held by the Rust core (`io/lock.rs`). The kernel releases it when its holder dies,
+ * however it dies, so there is no stale lock to detect: a reused pid (a container restarted with the
+ * writer as pid 1), a lock file torn by a crash or written by hand, and two processes racing for a
+ * free lock are all handled by the kernel. The file holds one JSON line about the holder (pid, host,
+ * start time, since), used only in the message of a refused writer. A second writer in the same
+ * process is refused as well. The file is removed on release.
+ */
+import { hostname } from 'node:os';
+import { callNative, ErrorCode, TensorVaultError } from '../errors';
+import { native } from '../native';
+
+/** What a lock file says about its holder. */
+export interface LockHolder {
+  pid?: number;
+  hostname?: string;
+  since?: string;
+}
+
+/** Options of {@link WriterLock.acquire}. */
+export interface AcquireLockOptions {
+  /** Keep trying for this long while another writer holds the lock (default 0: fail at once). */
+  timeoutMs?: number;
+  /** Builds the `TV_LOCKED` message from the holder's description. */
+  describe?: (holder: LockHolder) => string;
+}
+
+const sleep = (ms: number): void => {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+};
+
+/** Start time of this process (field 22 of /proc/self/stat), for the holder's description. */
+function holderLine(): string {
+  return JSON.stringify({ pid: process.pid, hostname: hostname(), since: new Date().toISOString() });
+}
+
+function parseHolder(text: unknown): LockHolder {
+  try {
+    const v = JSON.parse(String(text)) as Record<string, unknown>;
+    return {
+      ...(typeof v.pid === 'number' ? { pid: v.pid } : {}),
+      ...(typeof v.hostname === 'string' ? { hostname: v.hostname } : {}),
+      ...(typeof v.since === 'string' ? { since: v.since } : {}),
+    };
+  } catch {
+    return {};
+  }
+}
+
+interface NativeLock {
+  release(): void;
+  readonly held: boolean;
+}
+
+/** A held writer lock. */
+export class WriterLock {
+  /** The lock file. */
+  readonly path: string;
+  #native: NativeLock;
+  readonly #onExit = (): void => this.release();
+
+  private constructor(path: string, lock: NativeLock) {
+    this.path = path;
+    this.#native = lock;
+    process.once('exit', this.#onExit);
+  }
+
+  /**
+   * Take the lock at `path` (a file, created if missing; anything but a regular file is refused
+   * with `TV_NOT_A_FILE`), waiting up to `timeoutMs` while another writer holds it. Throws
+   * `TV_LOCKED` with the holder's `pid`, `hostname` and `since` in `context` when it cannot.
+   */
+  static acquire(path: string, options: AcquireLockOptions = {}): WriterLock {
+    const deadline = Date.now() + (options.timeoutMs ?? 0);
+    for (;;) {
+      try {
+        return new WriterLock(
+          path,
+          callNative(() => native().lockFile(path, holderLine())),
+        );
+      } catch (err) {
+        if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.LOCKED) throw err;
+        if (Date.now() < deadline) {
+          sleep(Math.min(20, Math.max(1, deadline - Date.now())));
+          continue;
+        }
+        const holder = parseHolder(err.context.holder);
+        const who =
+          holder.pid === undefined
+            ? 'another writer'
+            : holder.pid === process.pid && holder.hostname === hostname()
+              ? 'another writer in this process'
+              : `process ${holder.pid} on ${holder.hostname ?? 'an unknown host'}`;
+        throw new TensorVaultError(
+          ErrorCode.LOCKED,
+          options.describe?.(holder) ?? `${path} is locked by ${who}`,
+          {
+            path,
+            lock: path,
+            pid: holder.pid ?? null,
+            hostname: holder.hostname ?? null,
+            since: holder.since ?? null,
+          },
+        );
+      }
+    }
+  }
+
+  /** True while this lock is held. */
+  get held(): boolean {
+    return this.#native.held;
+  }
+
+  /** Remove the lock file and release the lock. Idempotent. */
+  release(): void {
+    if (!this.#native.held) return;
+    process.removeListener('exit', this.#onExit);
+    this.#native.release();
+  }
+}

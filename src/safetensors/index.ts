@@ -1,0 +1,28 @@
+export { byteLengthOf, DTYPES, type Dtype, isDtype, type TensorArray } from './dtype';
+export {
+  type ChunkOptions,
+  type OpenSafetensorsOptions,
+  openSafetensors,
+  type PrefetchResult,
+  SafetensorsFile,
+  type Tensor,
+  type TensorInfo,
+  type TensorOptions,
+} from './reader';
+export {
+  openShardedSafetensors,
+  parseShardIndex,
+  type SaveShardedOptions,
+  type SaveShardedResult,
+  ShardedSafetensors,
+  type ShardIndex,
+  saveShardedSafetensors,
+} from './sharded';
+export {
+  type SaveSafetensorsOptions,
+  type SaveSafetensorsResult,
+  saveSafetensors,
+  type TensorInput,
+  type TensorSource,
+  type TensorsToSave,
+} from './writer';

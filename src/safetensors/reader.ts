@@ -1,0 +1,436 @@
+/**
+ * The safetensors reader: {@link openSafetensors} maps a file private copy-on-write, validates its
+ * header on the libuv pool and hands out zero-copy typed views per tensor, windows on region buffers
+ * over the mapping. Format notes: `docs/formats/safetensors.md`.
+ */
+import { constants as bufferConstants } from 'node:buffer';
+import {
+  callNative,
+  ErrorCode,
+  fromNative,
+  invalidArgument,
+  TensorVaultAbortError,
+  TensorVaultError,
+} from '../errors';
+import { type JobOptions, runJob } from '../job';
+import { type NativeSafetensorsHandle, type NativeTensorInfo, native } from '../native';
+
+import { type Dtype, type TensorArray, VIEW } from './dtype';
+
+/** Region buffers start and end on multiples of this (a multiple of every page size in use). */
+const REGION_ALIGN = 64 * 1024;
+
+/** A tensor's header entry. */
+export interface TensorInfo {
+  /** Name of the tensor. */
+  name: string;
+  /** Element type. */
+  dtype: Dtype;
+  /** Dimensions (empty for a scalar). */
+  shape: readonly number[];
+  /** Size in bytes. */
+  byteLength: number;
+  /** Absolute offset of the tensor's first byte in the file. */
+  fileOffset: number;
+}
+
+/** A tensor read from a file: a typed view with its dtype and shape beside it. */
+export interface Tensor extends TensorInfo {
+  /** The elements, typed by dtype (see {@link DTYPES} for the mapping). */
+  data: TensorArray;
+  /** The same bytes as a `Uint8Array`. */
+  bytes: Uint8Array;
+  /**
+   * True when the bytes were copied rather than viewed in place: the tensor's file offset is not a
+   * multiple of its element size (a typed view needs alignment), or the runtime forbids external
+   * ArrayBuffers. A copy is private; writes to it are not shared with other views.
+   */
+  copied: boolean;
+}
+
+/** Options of {@link openSafetensors}. */
+export interface OpenSafetensorsOptions {
+  /** Aborts the open. */
+  signal?: AbortSignal;
+  /**
+   * When the runtime forbids external ArrayBuffers (some Electron builds), copy each tensor when it is
+   * read (default true); false throws `TV_EXTERNAL_BUFFERS_UNAVAILABLE` instead. The whole file is
+   * never copied.
+   */
+  copy?: boolean;
+  /**
+   * Largest tensor handed out as one ArrayBuffer (default: `buffer.constants.MAX_LENGTH`, 4 GiB on
+   * Node 20). Larger tensors throw `TV_TENSOR_TOO_LARGE`; read them with `chunks()` or `readRange()`.
+   */
+  maxTensorBytes?: number;
+  /**
+   * Default of {@link TensorOptions.populate} for every `tensor()` and `chunks()` call on this file
+   * (default false). Opening never populates anything: the open stays instant whatever the file size.
+   */
+  populate?: boolean;
+  /**
+   * Largest region buffer that tensor views are windows on (default and upper bound:
+   * `buffer.constants.MAX_LENGTH`; rounded down to a multiple of 64 KiB). A file no larger is viewed
+   * through one buffer; a larger one through overlapping regions. Only worth setting to exercise the
+   * multi-region path on small files.
+   */
+  regionBytes?: number;
+}
+
+/** Options of {@link SafetensorsFile.tensor}. */
+export interface TensorOptions {
+  /**
+   * Map the tensor's pages before returning the view (Linux ≥ 5.14, `madvise(MADV_POPULATE_READ)`),
+   * so that reading it takes no page faults: worth it when the whole tensor is about to be read (a
+   * first full read of a 4 GiB warm checkpoint measured 4–13 % faster, see
+   * `docs/benchmarks-safetensors.md`). It runs on the calling thread and reads from disk whatever is
+   * not in the page cache, so `tensor()` then takes as long as that read; prefer
+   * {@link SafetensorsFile.prefetch}, which does the same on the libuv pool, for large or cold
+   * tensors. The view stays zero-copy and copy-on-write. Default: the file's
+   * {@link OpenSafetensorsOptions.populate} (false).
+   */
+  populate?: boolean;
+}
+
+/** Options of {@link SafetensorsFile.chunks}. */
+export interface ChunkOptions {
+  /** Bytes per chunk (default 64 MiB). */
+  chunkBytes?: number;
+  /** Map each chunk's pages before it is yielded (see {@link TensorOptions.populate}). */
+  populate?: boolean;
+}
+
+/** Result of {@link SafetensorsFile.prefetch}. */
+export interface PrefetchResult {
+  /** Bytes of tensor data covered. */
+  byteLength: number;
+  /**
+   * False when the system cannot populate mappings (Linux before 5.14, other systems): nothing was
+   * done and views fault their pages in on first touch as usual.
+   */
+  populated: boolean;
+}
+
+function checkName(name: unknown): string {
+  if (typeof name !== 'string')
+    throw invalidArgument('name', `tensor name must be a string, got ${typeof name}`);
+  return name;
+}
+
+/** @internal Throws `TV_INVALID_ARGUMENT` unless `options` is an object (shared by the writers). */
+export function checkOptionsObject(options: unknown): void {
+  if (typeof options !== 'object' || options === null) {
+    throw invalidArgument('options', 'options must be an object');
+  }
+}
+
+function checkPopulate(populate: unknown): boolean | undefined {
+  if (populate !== undefined && typeof populate !== 'boolean') {
+    throw invalidArgument('populate', `populate must be a boolean, got ${typeof populate}`);
+  }
+  return populate;
+}
+
+/**
+ * An open safetensors file. Tensor views are zero-copy windows on a private copy-on-write mapping:
+ * writing through a view changes this process's copy only, never the file. The mapping lives until
+ * `close()` has been called and every view has been garbage-collected, so views stay valid after
+ * `close()`.
+ */
+export class SafetensorsFile {
+  /** The path the file was opened from. */
+  readonly path: string;
+  /** The `__metadata__` map, or null when the file has none. */
+  readonly metadata: Readonly<Record<string, string>> | null;
+  /** Tensor names in file order. */
+  readonly names: readonly string[];
+  /** Absolute offset of the data area (8 + header length). */
+  readonly dataStart: number;
+  #handle: NativeSafetensorsHandle;
+  #infos: Map<string, TensorInfo>;
+  #copy: boolean;
+  #max: number;
+  #populate: boolean;
+  /** Bytes mapped: the whole file. */
+  #fileLength: number;
+  /** Largest region buffer (a multiple of 64 KiB). */
+  #regionBytes: number;
+  /** Region buffers made so far, by `start:length` (see {@link SafetensorsFile.#window}). */
+  #regions = new Map<string, ArrayBuffer>();
+  /** Set once the runtime refused an external buffer: every view is then a copy. */
+  #noExternal = false;
+
+  /** @internal Use {@link openSafetensors}. */
+  constructor(path: string, handle: NativeSafetensorsHandle, options: OpenSafetensorsOptions) {
+    this.path = path;
+    this.#handle = handle;
+    this.#copy = options.copy !== false;
+    this.#max = options.maxTensorBytes ?? bufferConstants.MAX_LENGTH;
+    this.#populate = options.populate ?? false;
+    const infos = JSON.parse(callNative(() => handle.tensorsJson())) as NativeTensorInfo[];
+    this.#infos = new Map(
+      infos.map((t: NativeTensorInfo) => [
+        t.name,
+        Object.freeze({
+          name: t.name,
+          dtype: t.dtype as Dtype,
+          shape: Object.freeze([...t.shape]),
+          byteLength: t.byteLength,
+          fileOffset: t.fileOffset,
+        }),
+      ]),
+    );
+    this.names = Object.freeze(infos.map((t) => t.name));
+    const meta = callNative(() => handle.metadata());
+    this.metadata =
+      meta === null || meta === undefined
+        ? null
+        : Object.freeze(Object.fromEntries(meta.map((e) => [e.key, e.value])));
+    this.dataStart = callNative(() => handle.dataStart());
+    // The header validation guarantees contiguous data with no trailing bytes.
+    this.#fileLength = infos.reduce((n, t) => Math.max(n, t.fileOffset + t.byteLength), this.dataStart);
+    const cap = Math.min(options.regionBytes ?? bufferConstants.MAX_LENGTH, bufferConstants.MAX_LENGTH);
+    this.#regionBytes = Math.max(REGION_ALIGN, cap - (cap % REGION_ALIGN));
+  }
+
+  /**
+   * A window on the mapping for file bytes `abs .. abs + len` (`len` ≥ 1): a region buffer and the
+   * window's offset in it, or null where the runtime forbids external buffers. Views are typed arrays
+   * on a handful of region buffers per file rather than one external buffer each, so making a view
+   * costs V8 nothing to account for (issue 11: one external buffer per view cost a collection each,
+   * and the old bookkeeping that hid them aborts Node 24+). A file up to `regionBytes` is one region;
+   * a larger one is covered by regions of `regionBytes` starting every `regionBytes / 2`, so any range
+   * up to half a region lies in one of them; a larger range gets a region of its own.
+   */
+  #window(abs: number, len: number): { buffer: ArrayBuffer; byteOffset: number } | null {
+    if (this.#noExternal) return null;
+    const cap = this.#regionBytes;
+    let start = 0;
+    let length = this.#fileLength;
+    if (length > cap) {
+      const half = cap / 2;
+      start = Math.floor(abs / half) * half;
+      length = Math.min(cap, this.#fileLength - start);
+      if (abs + len > start + length) {
+        start = abs;
+        length = len;
+      }
+    }
+    const key = `${start}:${length}`;
+    let buffer = this.#regions.get(key);
+    if (buffer === undefined) {
+      const handle = this.#handle;
+      try {
+        buffer = callNative(() => handle.regionBuffer(start, length));
+      } catch (err) {
+        if (err instanceof TensorVaultError && err.code === ErrorCode.EXTERNAL_BUFFERS_UNAVAILABLE) {
+          this.#noExternal = true;
+          return null;
+        }
+        throw err;
+      }
+      this.#regions.set(key, buffer);
+    }
+    return { buffer, byteOffset: abs - start };
+  }
+
+  /** The bytes `offset .. offset + len` of tensor `name` (checked): a window, or a copy if need be. */
+  #bytes(name: string, info: TensorInfo, offset: number, len: number, populate: boolean) {
+    const handle = this.#handle;
+    callNative(() => handle.checkRange(name, offset, len, this.#max, populate));
+    if (len === 0) return { buffer: new ArrayBuffer(0), byteOffset: 0, copied: false };
+    const w = this.#window(info.fileOffset + offset, len);
+    if (w !== null) return { ...w, copied: false };
+    if (!this.#copy) {
+      throw new TensorVaultError(
+        ErrorCode.EXTERNAL_BUFFERS_UNAVAILABLE,
+        'this runtime forbids external ArrayBuffers; open with { copy: true } to copy each tensor instead',
+        { name },
+      );
+    }
+    const buffer = callNative(() => handle.copyRange(name, offset, len, this.#max));
+    return { buffer, byteOffset: 0, copied: true };
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#handle.closed;
+  }
+
+  /** Whether the file holds a tensor called `name`. */
+  has(name: string): boolean {
+    return this.#infos.has(name);
+  }
+
+  /** Dtype, shape, byte length and file offset of tensor `name`. */
+  info(name: string): TensorInfo {
+    const info = this.#infos.get(checkName(name));
+    if (info === undefined) {
+      throw new TensorVaultError(ErrorCode.TENSOR_NOT_FOUND, `no tensor named ${JSON.stringify(name)}`, {
+        name,
+        path: this.path,
+      });
+    }
+    return info;
+  }
+
+  /** Every tensor's header entry, in file order. */
+  infos(): TensorInfo[] {
+    return [...this.#infos.values()];
+  }
+
+  /**
+   * Tensor `name` as a typed view over the mapped file (zero-copy unless {@link Tensor.copied}).
+   * Throws `TV_TENSOR_TOO_LARGE` for a tensor larger than one ArrayBuffer may be (use `chunks()`),
+   * `TV_FILE_CHANGED` if the file was truncated since it was opened, `TV_CLOSED` after `close()`.
+   * With `{ populate: true }` the tensor's pages are mapped before the view is returned (see
+   * {@link TensorOptions.populate}).
+   */
+  tensor(name: string, options: TensorOptions = {}): Tensor {
+    const info = this.info(name);
+    checkOptionsObject(options);
+    const populate = checkPopulate(options.populate) ?? this.#populate;
+    const w = this.#bytes(name, info, 0, info.byteLength, populate);
+    const Ctor = VIEW[info.dtype];
+    let { buffer, byteOffset } = w;
+    let copied = w.copied;
+    if (!copied && info.fileOffset % Ctor.BYTES_PER_ELEMENT !== 0) {
+      // A typed view needs its offset aligned to the element size: copy this one tensor.
+      buffer = buffer.slice(byteOffset, byteOffset + info.byteLength);
+      byteOffset = 0;
+      copied = true;
+    }
+    return {
+      ...info,
+      data: new Ctor(buffer, byteOffset, info.byteLength / Ctor.BYTES_PER_ELEMENT),
+      bytes: new Uint8Array(buffer, byteOffset, info.byteLength),
+      copied,
+    };
+  }
+
+  /**
+   * Copy `length` bytes of tensor `name` starting `offset` bytes into it, on the libuv pool. Works for
+   * tensors of any size.
+   */
+  async readRange(name: string, offset: number, length: number): Promise<Buffer> {
+    const info = this.info(name);
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > info.byteLength
+    ) {
+      throw invalidArgument(
+        'range',
+        `range [${offset}, ${offset}+${length}) is outside tensor ${JSON.stringify(name)} (${info.byteLength} bytes)`,
+        {
+          name,
+          offset,
+          length,
+          byteLength: info.byteLength,
+        },
+      );
+    }
+    const handle = this.#handle;
+    try {
+      return await handle.readRange(name, offset, length);
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
+
+  /**
+   * The bytes of tensor `name` in chunks of `chunkBytes` (default 64 MiB), each a zero-copy
+   * `Uint8Array` window on the mapping (or a copy where the runtime forbids external buffers). The
+   * accessor for tensors larger than one ArrayBuffer.
+   */
+  *chunks(name: string, options: ChunkOptions = {}): Generator<Uint8Array, void, undefined> {
+    const info = this.info(name);
+    checkOptionsObject(options);
+    const populate = checkPopulate(options.populate) ?? this.#populate;
+    const step = options.chunkBytes ?? 64 * 1024 * 1024;
+    if (!Number.isSafeInteger(step) || step < 1 || step > this.#max) {
+      throw invalidArgument('chunkBytes', `chunkBytes must be an integer from 1 to ${this.#max}`, {
+        actual: step,
+      });
+    }
+    for (let at = 0; at < info.byteLength; at += step) {
+      const len = Math.min(step, info.byteLength - at);
+      const w = this.#bytes(name, info, at, len, populate);
+      yield new Uint8Array(w.buffer, w.byteOffset, len);
+    }
+  }
+
+  /**
+   * Map every page of the named tensors (default: all) into this process on the libuv pool, in 32 MiB
+   * pieces spread over the worker threads, reading from disk whatever is not in the page cache. Views
+   * made afterwards (or before) then read without page faults: on a 4 GiB warm checkpoint, a full read
+   * of every view with `prefetch()` running alongside measured 7–35 % faster than the plain first read
+   * (`docs/benchmarks-safetensors.md`). Nothing is copied: the pages are the page
+   * cache's, mapped read-only and copy-on-write, and they count in this process's RSS while mapped.
+   * Reports progress in bytes and honours `signal` (`AbortError`; pages done so far stay mapped).
+   * Throws `TV_TENSOR_NOT_FOUND` for an unknown name, `TV_FILE_CHANGED` if the file was truncated.
+   */
+  async prefetch(names?: readonly string[], options: JobOptions = {}): Promise<PrefetchResult> {
+    let list: string[] | undefined;
+    if (names !== undefined) {
+      if (!Array.isArray(names)) throw invalidArgument('names', 'names must be an array of tensor names');
+      list = [...new Set(names.map((n) => this.info(n).name))];
+    }
+    checkOptionsObject(options);
+    let byteLength = 0;
+    for (const n of list ?? this.names) byteLength += (this.#infos.get(n) as TensorInfo).byteLength;
+    const handle = this.#handle;
+    const populated = await runJob('prefetchSafetensors', options, (control) =>
+      handle.prefetch(list, control),
+    );
+    return { byteLength, populated };
+  }
+
+  /** Release the file. Views already handed out stay valid until they are garbage-collected. */
+  close(): void {
+    this.#handle.close();
+    this.#regions.clear();
+  }
+}
+
+/**
+ * Open and validate the safetensors file at `path` (on the libuv pool). Nothing is exposed unless the
+ * whole header passes every check (`TV_SAFETENSORS_INVALID` with `context.reason` otherwise).
+ */
+export async function openSafetensors(
+  path: string,
+  options: OpenSafetensorsOptions = {},
+): Promise<SafetensorsFile> {
+  if (typeof path !== 'string' || path.length === 0)
+    throw invalidArgument('path', 'path must be a non-empty string');
+  checkOptionsObject(options);
+  if (
+    options.maxTensorBytes !== undefined &&
+    (!Number.isSafeInteger(options.maxTensorBytes) || options.maxTensorBytes < 1)
+  ) {
+    throw invalidArgument('maxTensorBytes', 'maxTensorBytes must be a positive integer');
+  }
+  if (
+    options.regionBytes !== undefined &&
+    (!Number.isSafeInteger(options.regionBytes) || options.regionBytes < 1)
+  ) {
+    throw invalidArgument('regionBytes', 'regionBytes must be a positive integer');
+  }
+  checkPopulate(options.populate);
+  const signal = options.signal;
+  if (signal?.aborted)
+    throw new TensorVaultAbortError('The operation was aborted before it started', signal.reason);
+  let handle: NativeSafetensorsHandle;
+  try {
+    handle = await native().openSafetensors(path);
+  } catch (err) {
+    throw fromNative(err, signal);
+  }
+  if (signal?.aborted) {
+    handle.close();
+    throw new TensorVaultAbortError('The operation was aborted', signal.reason);
+  }
+  return new SafetensorsFile(path, handle, options);
+}

@@ -1,0 +1,267 @@
+import { statSync } from 'node:fs';
+import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { type JobOptions, runJob } from '../job';
+import { type NativeJobControl, type NativeSafetensorsWriterHandle, native } from '../native';
+
+import { BITS, byteLengthOf, type Dtype, isDtype, type TensorArray } from './dtype';
+import { checkOptionsObject } from './reader';
+
+/** Bytes accepted as a tensor's data. */
+export type TensorSource =
+  | ArrayBufferView
+  | ArrayBuffer
+  | AsyncIterable<ArrayBufferView | ArrayBuffer>
+  | Iterable<ArrayBufferView | ArrayBuffer>;
+
+/** A tensor to write. `data` may be an async source (chunks of any size) for data that does not fit in memory. */
+export interface TensorInput {
+  /** Element type. */
+  dtype: Dtype;
+  /** Dimensions (empty for a scalar). */
+  shape: readonly number[];
+  /** The little-endian, C-order bytes: a typed array, Buffer, ArrayBuffer, or (async) iterable of chunks. */
+  data: TensorSource;
+}
+
+/**
+ * The tensors to write: a record or Map of name → {@link TensorInput} (or a bare typed array, written
+ * as a 1-D tensor of its element type), or an iterable of `[name, input]` pairs.
+ */
+export type TensorsToSave =
+  | Readonly<Record<string, TensorInput | TensorArray>>
+  | ReadonlyMap<string, TensorInput | TensorArray>
+  | Iterable<readonly [string, TensorInput | TensorArray]>;
+
+/** Options of {@link saveSafetensors}. */
+export interface SaveSafetensorsOptions extends JobOptions {
+  /** The `__metadata__` string map (omitted from the header when undefined or null). */
+  metadata?: Readonly<Record<string, string>> | null;
+}
+
+/** Result of {@link saveSafetensors}. */
+export interface SaveSafetensorsResult {
+  /** Where the file was written. */
+  path: string;
+  /** Size of the file in bytes. */
+  byteLength: number;
+  /** Tensor names in file order. */
+  names: string[];
+}
+
+function dtypeOfArray(a: ArrayBufferView): Dtype | undefined {
+  if (a instanceof Float64Array) return 'F64';
+  if (a instanceof Float32Array) return 'F32';
+  if (a instanceof BigInt64Array) return 'I64';
+  if (a instanceof BigUint64Array) return 'U64';
+  if (a instanceof Int32Array) return 'I32';
+  if (a instanceof Uint32Array) return 'U32';
+  if (a instanceof Int16Array) return 'I16';
+  if (a instanceof Uint16Array) return 'U16';
+  if (a instanceof Int8Array) return 'I8';
+  if (a instanceof Uint8Array) return 'U8';
+  return undefined;
+}
+
+interface Prepared {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  byteLength: number;
+  data: TensorSource;
+}
+
+/** @internal The `[name, tensor]` pairs of a tensors argument (shared with the sharded writer). */
+export function entriesOf(tensors: TensorsToSave): [string, TensorInput | TensorArray][] {
+  if (tensors instanceof Map) return [...tensors.entries()];
+  if (typeof tensors === 'object' && tensors !== null && Symbol.iterator in tensors) {
+    return [...(tensors as Iterable<readonly [string, TensorInput | TensorArray]>)].map((e) => {
+      if (!Array.isArray(e) || e.length !== 2)
+        throw invalidArgument('tensors', 'an iterable of tensors must yield [name, tensor] pairs');
+      return [e[0], e[1]];
+    });
+  }
+  if (typeof tensors !== 'object' || tensors === null) {
+    throw invalidArgument('tensors', 'tensors must be an object, a Map or an iterable of [name, tensor]');
+  }
+  return Object.entries(tensors as Record<string, TensorInput | TensorArray>);
+}
+
+/** @internal Checks and normalises the tensors to write (shared with the sharded writer). */
+export function prepare(tensors: TensorsToSave): Prepared[] {
+  const out: Prepared[] = [];
+  for (const [name, value] of entriesOf(tensors)) {
+    if (typeof name !== 'string') throw invalidArgument('tensors', 'tensor names must be strings');
+    if (ArrayBuffer.isView(value)) {
+      const dtype = dtypeOfArray(value);
+      if (dtype === undefined) {
+        throw invalidArgument(
+          'tensors',
+          `tensor ${JSON.stringify(name)}: pass { dtype, shape, data } for a DataView`,
+        );
+      }
+      const bpe = BITS[dtype] / 8;
+      out.push({ name, dtype, shape: [value.byteLength / bpe], byteLength: value.byteLength, data: value });
+      continue;
+    }
+    if (typeof value !== 'object' || value === null) {
+      throw invalidArgument(
+        'tensors',
+        `tensor ${JSON.stringify(name)} must be { dtype, shape, data } or a typed array`,
+      );
+    }
+    const { dtype, shape, data } = value as TensorInput;
+    if (!isDtype(dtype)) {
+      throw invalidArgument('dtype', `tensor ${JSON.stringify(name)}: unknown dtype ${String(dtype)}`, {
+        name,
+        actual: String(dtype),
+      });
+    }
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw invalidArgument(
+        'shape',
+        `tensor ${JSON.stringify(name)}: shape must be an array of non-negative integers`,
+        {
+          name,
+        },
+      );
+    }
+    const byteLength = byteLengthOf(dtype, shape);
+    if (!Number.isSafeInteger(byteLength)) {
+      throw invalidArgument('shape', `tensor ${JSON.stringify(name)}: shape is too large`, { name });
+    }
+    if (data === undefined || data === null) {
+      throw invalidArgument('data', `tensor ${JSON.stringify(name)}: data is missing`, { name });
+    }
+    if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) {
+      if (data.byteLength !== byteLength) {
+        throw new TensorVaultError(
+          ErrorCode.TENSOR_SIZE_MISMATCH,
+          `tensor ${JSON.stringify(name)}: ${dtype} ${JSON.stringify(shape)} needs ${byteLength} bytes, data has ${data.byteLength}`,
+          { name, expected: byteLength, actual: data.byteLength },
+        );
+      }
+    } else if (!(Symbol.asyncIterator in data) && !(Symbol.iterator in data)) {
+      throw invalidArgument(
+        'data',
+        `tensor ${JSON.stringify(name)}: data must be bytes or an (async) iterable of chunks`,
+        {
+          name,
+        },
+      );
+    }
+    out.push({ name, dtype, shape: [...shape], byteLength, data });
+  }
+  return out;
+}
+
+function asBytes(chunk: unknown, name: string): Uint8Array {
+  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
+  throw invalidArgument(
+    'data',
+    `tensor ${JSON.stringify(name)}: chunks must be typed arrays, Buffers or ArrayBuffers`,
+    {
+      name,
+    },
+  );
+}
+
+/** Chunks above this size are written on the libuv pool; smaller ones on the JS thread. */
+const ASYNC_WRITE_MIN = 1024 * 1024;
+/** Large views are handed to the pool in pieces of this size (so cancellation is prompt). */
+const WRITE_PIECE = 64 * 1024 * 1024;
+
+async function writeTensor(
+  writer: NativeSafetensorsWriterHandle,
+  control: NativeJobControl,
+  t: Prepared,
+): Promise<void> {
+  const put = async (bytes: Uint8Array): Promise<void> => {
+    for (let at = 0; at < bytes.byteLength; at += WRITE_PIECE) {
+      if (control.cancelled) throw new TensorVaultAbortError();
+      const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + WRITE_PIECE));
+      if (piece.byteLength < ASYNC_WRITE_MIN) writer.writeSync(piece, control);
+      else await writer.write(piece, control);
+    }
+  };
+  const src = t.data;
+  if (ArrayBuffer.isView(src) || src instanceof ArrayBuffer) {
+    await put(asBytes(src, t.name));
+    return;
+  }
+  let got = 0;
+  const iterable = src as AsyncIterable<unknown> | Iterable<unknown>;
+  for await (const chunk of iterable) {
+    const bytes = asBytes(chunk, t.name);
+    if (got + bytes.byteLength > t.byteLength) {
+      throw new TensorVaultError(
+        ErrorCode.TENSOR_SIZE_MISMATCH,
+        `tensor ${JSON.stringify(t.name)}: source yielded more than the ${t.byteLength} bytes its dtype and shape need`,
+        { name: t.name, expected: t.byteLength, actual: got + bytes.byteLength },
+      );
+    }
+    got += bytes.byteLength;
+    await put(bytes);
+  }
+  if (got !== t.byteLength) {
+    throw new TensorVaultError(
+      ErrorCode.TENSOR_SIZE_MISMATCH,
+      `tensor ${JSON.stringify(t.name)}: source yielded ${got} bytes, its dtype and shape need ${t.byteLength}`,
+      { name: t.name, expected: t.byteLength, actual: got },
+    );
+  }
+}
+
+function checkMetadata(metadata: unknown): { key: string; value: string }[] | null {
+  if (metadata === undefined || metadata === null) return null;
+  if (typeof metadata !== 'object' || Array.isArray(metadata)) {
+    throw invalidArgument('metadata', 'metadata must be an object mapping strings to strings');
+  }
+  return Object.entries(metadata as Record<string, unknown>).map(([key, value]) => {
+    if (typeof value !== 'string') {
+      throw invalidArgument('metadata', `metadata value of ${JSON.stringify(key)} must be a string`, { key });
+    }
+    return { key, value };
+  });
+}
+
+/**
+ * Write `tensors` to `path` as safetensors, streaming with constant memory, in the reference layout
+ * (byte-identical to Python's `safetensors.save_file` for the same tensors and metadata). The file
+ * appears atomically: a temporary file in the same folder is fsynced and renamed over `path`, then the
+ * folder is fsynced; on any failure or abort, `path` is left as it was. A reader that has the old file
+ * open keeps reading the old bytes.
+ */
+export async function saveSafetensors(
+  path: string,
+  tensors: TensorsToSave,
+  options: SaveSafetensorsOptions = {},
+): Promise<SaveSafetensorsResult> {
+  if (typeof path !== 'string' || path.length === 0)
+    throw invalidArgument('path', 'path must be a non-empty string');
+  checkOptionsObject(options);
+  const prepared = prepare(tensors);
+  const metadata = checkMetadata(options.metadata);
+  return runJob('saveSafetensors', options, async (control) => {
+    const writer = native().createSafetensorsWriter(
+      path,
+      prepared.map((t) => t.name),
+      prepared.map((t) => t.dtype),
+      prepared.map((t) => t.shape),
+      metadata,
+    );
+    try {
+      const byName = new Map(prepared.map((t) => [t.name, t]));
+      const order = writer.order();
+      for (const name of order) {
+        const t = byName.get(name);
+        if (t !== undefined) await writeTensor(writer, control, t);
+      }
+      await writer.finish();
+      return { path, byteLength: statSync(path).size, names: order };
+    } catch (err) {
+      writer.abort();
+      throw err;
+    }
+  });
+}
