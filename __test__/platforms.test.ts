@@ -82,6 +82,7 @@ describe('loader: C library detection (napi-rs order: /usr/bin/ldd, then the pro
 describe('platform packages', () => {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
     napi: { targets: string[] };
+    engines: { node: string };
   };
 
   it('napi.targets lists the six platforms', () => {
@@ -98,6 +99,7 @@ describe('platform packages', () => {
         os: string[];
         cpu: string[];
         libc?: string[];
+        engines: { node: string };
       };
       const [os, cpu] = platform.split('-') as [string, string];
       const libc = p.libc?.[0] as 'glibc' | 'musl' | undefined;
@@ -111,6 +113,7 @@ describe('platform packages', () => {
       if (os === 'linux') expect(p.libc).toEqual([platform.endsWith('-musl') ? 'musl' : 'glibc']);
       else expect(p.libc).toBeUndefined();
       expect(p.version).toBe('0.1.0');
+      expect(p.engines).toEqual(pkg.engines);
     });
   }
 });
