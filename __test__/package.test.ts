@@ -2,7 +2,7 @@
 // empty project with no Rust toolchain on the PATH, and use the package from require, import and its CLI.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './helpers/tmp';
@@ -15,7 +15,13 @@ const bare = join(work, 'bare');
 const PATH = [dirname(process.execPath), '/usr/bin', '/bin'].join(':');
 const env = { ...process.env, PATH, TENSORVAULT_NATIVE_PATH: '' };
 delete (env as Record<string, string | undefined>).TENSORVAULT_NATIVE_PATH;
-let packed: { root: string; platform: string; rootFiles: string[]; platformFiles: string[] };
+let packed: {
+  root: string;
+  platform: string;
+  rootFiles: string[];
+  platformFiles: string[];
+  optionalDependencies: Record<string, string>;
+};
 
 const node = (cwd: string, args: string[]) =>
   spawnSync(process.execPath, args, { cwd, env, encoding: 'utf8', timeout: 60_000 });
@@ -59,6 +65,19 @@ describe('packed package', () => {
     ]) {
       expect(packed.rootFiles).toContain(f);
     }
+  });
+
+  it('names every platform package as an optional dependency; npm installs only the one for this machine', () => {
+    expect(Object.keys(packed.optionalDependencies).sort()).toEqual([
+      'tensorvault-darwin-arm64',
+      'tensorvault-darwin-x64',
+      'tensorvault-linux-arm64-gnu',
+      'tensorvault-linux-x64-gnu',
+      'tensorvault-linux-x64-musl',
+      'tensorvault-win32-x64-msvc',
+    ]);
+    const installed = readdirSync(join(project, 'node_modules')).filter((n) => n.startsWith('tensorvault-'));
+    expect(installed).toEqual(['tensorvault-linux-x64-gnu']);
   });
 
   it('ships the licence and the docs the README points to, and declares where it comes from', () => {

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// Packs the two npm packages the way they are published: the platform package carrying the prebuilt
-// addon (npm/linux-x64-gnu) and the root package, whose package.json gains the platform package as an
-// optionalDependency at pack time (as `napi prepublish` does), so a development checkout never asks the
-// registry for it. Usage: node scripts/pack.mjs <outDir>   (prints the two tarball paths as JSON)
+// Packs the npm packages the way they are published: each platform package that carries a built addon
+// (npm/<platform>/, linux-x64-gnu at least) and the root package, whose package.json gains every
+// platform package of `napi.targets` as an optionalDependency at pack time (as `napi prepublish`
+// does), so a development checkout never asks the registry for them. npm installs only the one whose
+// os/cpu/libc fit the machine.
+// Usage: node scripts/pack.mjs <outDir>   (prints the tarball paths as JSON)
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,14 +19,38 @@ const pack = (dir) =>
     execFileSync('npm', ['pack', '--json', '--pack-destination', out], { cwd: dir, encoding: 'utf8' }),
   )[0];
 
-const platformDir = join(root, 'npm', 'linux-x64-gnu');
-if (!existsSync(join(platformDir, 'tensorvault.linux-x64-gnu.node'))) {
-  throw new Error('npm/linux-x64-gnu has no addon: run `npm run build` first');
+/** napi-rs's platform name of a Rust target triple (the suffix of npm/<platform> and of the .node). */
+export function napiPlatform(triple) {
+  const known = {
+    'x86_64-unknown-linux-gnu': 'linux-x64-gnu',
+    'aarch64-unknown-linux-gnu': 'linux-arm64-gnu',
+    'x86_64-unknown-linux-musl': 'linux-x64-musl',
+    'aarch64-apple-darwin': 'darwin-arm64',
+    'x86_64-apple-darwin': 'darwin-x64',
+    'x86_64-pc-windows-msvc': 'win32-x64-msvc',
+  };
+  const name = known[triple];
+  if (name === undefined) throw new Error(`pack: no napi platform name for target ${triple}`);
+  return name;
 }
-const platform = pack(platformDir);
 
 const rootPkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-const platformPkg = JSON.parse(readFileSync(join(platformDir, 'package.json'), 'utf8'));
+const optional = {};
+const platforms = {};
+for (const triple of rootPkg.napi.targets) {
+  const name = napiPlatform(triple);
+  const dir = join(root, 'npm', name);
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+  optional[pkg.name] = pkg.version;
+  if (existsSync(join(dir, pkg.main))) {
+    const packed = pack(dir);
+    platforms[name] = { tarball: join(out, packed.filename), files: packed.files.map((f) => f.path) };
+  }
+}
+if (platforms['linux-x64-gnu'] === undefined) {
+  throw new Error('npm/linux-x64-gnu has no addon: run `npm run build` first');
+}
+
 const stage = mkdtempSync(join(tmpdir(), 'tv-pack-'));
 try {
   cpSync(join(root, 'dist'), join(stage, 'dist'), { recursive: true });
@@ -32,14 +58,16 @@ try {
   cpSync(join(root, 'LICENSE'), join(stage, 'LICENSE'));
   cpSync(join(root, 'docs'), join(stage, 'docs'), { recursive: true });
   const { devDependencies: _dev, scripts: _scripts, overrides: _overrides, ...published } = rootPkg;
-  published.optionalDependencies = { [platformPkg.name]: platformPkg.version };
+  published.optionalDependencies = optional;
   writeFileSync(join(stage, 'package.json'), `${JSON.stringify(published, null, 2)}\n`);
   const main = pack(stage);
   const result = {
     root: join(out, main.filename),
-    platform: join(out, platform.filename),
+    platform: platforms['linux-x64-gnu'].tarball,
     rootFiles: main.files.map((f) => f.path),
-    platformFiles: platform.files.map((f) => f.path),
+    platformFiles: platforms['linux-x64-gnu'].files,
+    optionalDependencies: optional,
+    platforms,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 } finally {

@@ -160,7 +160,17 @@ if (depsOk) {
   step('tsc --noEmit (strict, src + tests)', bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']);
   step('biome check', bin('biome'), ['check', '--error-on-warnings']);
 }
-const pyEnv = { TV_PYTHON: pyOk ? join(root, '.venv', 'bin', 'python') : '' };
+// linux-arm64-gnu: cross-built (Debian's rustc-web + Zig) and then run under qemu-user by
+// __test__/platforms.test.ts; TV_REQUIRE_ARM64 makes that spec fail rather than skip without it.
+const arm64 =
+  depsOk &&
+  process.platform === 'linux' &&
+  process.arch === 'x64' &&
+  step('build linux-arm64-gnu (cross)', 'node', ['scripts/build.mjs', 'linux-arm64-gnu']);
+const pyEnv = {
+  TV_PYTHON: pyOk ? join(root, '.venv', 'bin', 'python') : '',
+  TV_REQUIRE_ARM64: arm64 ? '1' : '',
+};
 if (buildOk) {
   // The default line: the Node that runs `npm test`.
   vitestOn('', process.execPath, { env: pyEnv });

@@ -1,8 +1,10 @@
 /**
- * Loads the N-API addon: a local build (`native/` at the package root, made by `npm run build`) first,
- * then the prebuilt platform package (`tensorvault-linux-x64-gnu`), with a clear error when neither
- * exists. `TENSORVAULT_NATIVE_PATH` overrides both. Loading is lazy: importing tensorvault never fails,
- * the first call that needs the addon does, with `TV_NATIVE_UNAVAILABLE`.
+ * Loads the N-API addon the way napi-rs's generated loader does: an override path first
+ * (`TENSORVAULT_NATIVE_PATH`, or napi-rs's own `NAPI_RS_NATIVE_LIBRARY_PATH`), else a local build
+ * (`native/` at the package root, made by `npm run build`), else the prebuilt platform package chosen
+ * from the platform, the CPU and, on Linux, the C library (glibc or musl). Loading is lazy: importing
+ * tensorvault never fails, the first call that needs the addon does, with `TV_NATIVE_UNAVAILABLE`
+ * listing every candidate tried.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -259,18 +261,100 @@ export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
   'writeFileAtomic',
 ];
 
-/** The npm package that carries the prebuilt addon for this platform, or undefined if none is made. */
+/** One prebuilt addon: its napi-rs platform name, npm package and file name. */
+export interface NativeTarget {
+  /** napi-rs's platform name, e.g. `linux-x64-gnu`. */
+  readonly platform: string;
+  /** The npm package that carries it, e.g. `tensorvault-linux-x64-gnu`. */
+  readonly packageName: string;
+  /** The addon's file name inside that package (and in a local `native/` build). */
+  readonly file: string;
+}
+
+/** The C library of a Linux process; `undefined` on other platforms. */
+export type Libc = 'glibc' | 'musl' | undefined;
+
+const target = (platform: string): NativeTarget => ({
+  platform,
+  packageName: `tensorvault-${platform}`,
+  file: `tensorvault.${platform}.node`,
+});
+
+/**
+ * The prebuilt addons that can serve a process, best first, following napi-rs's naming
+ * (`<os>-<arch>[-<abi>]`). A pure function of its inputs; an empty list means no prebuilt binary is
+ * made for that platform (building from source still works).
+ */
+export function nativeTargets(platform: string, arch: string, libc: Libc): NativeTarget[] {
+  switch (`${platform}-${arch}`) {
+    case 'linux-x64':
+      return [target(libc === 'musl' ? 'linux-x64-musl' : 'linux-x64-gnu')];
+    case 'linux-arm64':
+      // No linux-arm64-musl package is made: a musl arm64 process has no candidate.
+      return libc === 'musl' ? [] : [target('linux-arm64-gnu')];
+    case 'darwin-arm64':
+      return [target('darwin-arm64')];
+    case 'darwin-x64':
+      return [target('darwin-x64')];
+    case 'win32-x64':
+      return [target('win32-x64-msvc')];
+    default:
+      return [];
+  }
+}
+
+/** The parts of Node's process report that tell the C library. */
+export interface LibcEvidence {
+  /** The text of `/usr/bin/ldd`, or null when it cannot be read. */
+  ldd: string | null;
+  /** Node's process report, or null when `process.report` is missing. */
+  report: { header?: { glibcVersionRuntime?: string }; sharedObjects?: string[] } | null;
+}
+
+/**
+ * Decides glibc or musl from the same evidence as napi-rs's loader, in its order: `/usr/bin/ldd` (a
+ * shell script that names musl on musl systems), then the process report (a glibc version at run time
+ * means glibc; musl's loader among the loaded objects means musl). Pure, for tests.
+ */
+export function libcFrom({ ldd, report }: LibcEvidence): 'glibc' | 'musl' {
+  if (ldd !== null) return ldd.includes('musl') ? 'musl' : 'glibc';
+  if (report?.header?.glibcVersionRuntime) return 'glibc';
+  if (report?.sharedObjects?.some((f) => f.includes('libc.musl-') || f.includes('ld-musl-'))) return 'musl';
+  return 'glibc';
+}
+
+/** This process's C library on Linux (see {@link libcFrom}); `undefined` on other platforms. */
+export function detectLibc(): Libc {
+  if (process.platform !== 'linux') return undefined;
+  let ldd: string | null = null;
+  try {
+    ldd = readFileSync('/usr/bin/ldd', 'utf8');
+  } catch {
+    ldd = null;
+  }
+  let report: LibcEvidence['report'] = null;
+  const reporter = process.report as (typeof process.report & { excludeNetwork?: boolean }) | undefined;
+  if (ldd === null && typeof reporter?.getReport === 'function') {
+    // Skip the report's network section (reverse DNS look-ups can be slow), as napi-rs does, and put
+    // the caller's setting back.
+    const before = reporter.excludeNetwork;
+    reporter.excludeNetwork = true;
+    try {
+      report = reporter.getReport() as LibcEvidence['report'];
+    } finally {
+      reporter.excludeNetwork = before ?? false;
+    }
+  }
+  return libcFrom({ ldd, report });
+}
+
+/** The npm package that carries the prebuilt addon for this process, or undefined if none is made. */
 export function platformPackage(): string | undefined {
-  if (process.platform === 'linux' && process.arch === 'x64' && !isMusl()) return 'tensorvault-linux-x64-gnu';
-  return undefined;
+  return nativeTargets(process.platform, process.arch, detectLibc())[0]?.packageName;
 }
 
-function isMusl(): boolean {
-  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
-  return report?.header?.glibcVersionRuntime === undefined;
-}
-
-const BINARY = 'tensorvault.linux-x64-gnu.node';
+/** The environment variables that name an addon file to load instead of any other, in order. */
+export const NATIVE_PATH_VARIABLES = ['TENSORVAULT_NATIVE_PATH', 'NAPI_RS_NATIVE_LIBRARY_PATH'] as const;
 
 let cached: NativeBinding | undefined;
 let loadedFrom: string | undefined;
@@ -286,17 +370,21 @@ export function native(): NativeBinding {
   const tried: string[] = [];
   const errors: string[] = [];
   const candidates: string[] = [];
-  const override = process.env.TENSORVAULT_NATIVE_PATH;
+  const libc = detectLibc();
+  const targets = nativeTargets(process.platform, process.arch, libc);
+  const overrideVar = NATIVE_PATH_VARIABLES.find((name) => process.env[name]);
+  const override = overrideVar === undefined ? undefined : process.env[overrideVar];
   if (override) candidates.push(override);
   else {
-    const local = join(__dirname, '..', 'native', BINARY);
-    if (existsSync(local)) candidates.push(local);
-    const pkg = platformPackage();
-    if (pkg !== undefined) {
+    for (const t of targets) {
+      const local = join(__dirname, '..', 'native', t.file);
+      if (existsSync(local)) candidates.push(local);
+    }
+    for (const t of targets) {
       try {
-        candidates.push(require.resolve(`${pkg}/${BINARY}`));
+        candidates.push(require.resolve(`${t.packageName}/${t.file}`));
       } catch {
-        tried.push(`${pkg} (not installed)`);
+        tried.push(`${t.packageName} (not installed)`);
       }
     }
   }
@@ -316,12 +404,22 @@ export function native(): NativeBinding {
       errors.push(`${candidate}: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
+  const where = `${process.platform}-${process.arch}${libc === undefined ? '' : ` (${libc})`}`;
   throw new TensorVaultError(
     ErrorCode.NATIVE_UNAVAILABLE,
-    `tensorvault's native addon is not available for ${process.platform}-${process.arch}. ` +
+    `tensorvault's native addon is not available for ${where}. ` +
       `Tried: ${tried.join('; ') || 'nothing'}. ${errors.join('; ')} ` +
-      'Install the platform package or build from source with `npm run build` (needs a Rust toolchain).',
-    { platform: process.platform, arch: process.arch, tried: tried.join('; ') },
+      (targets.length === 0
+        ? 'No prebuilt addon is made for this platform: build from source with `npm run build` (needs a Rust toolchain).'
+        : 'Install the platform package or build from source with `npm run build` (needs a Rust toolchain).'),
+    {
+      platform: process.platform,
+      arch: process.arch,
+      libc: libc ?? null,
+      packages: targets.map((t) => t.packageName).join('; '),
+      override: overrideVar ?? null,
+      tried: tried.join('; '),
+    },
   );
 }
 
