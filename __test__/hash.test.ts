@@ -268,44 +268,52 @@ describe('hashFile', () => {
     });
   });
 
-  it('hashes a sparse file over 4 GiB (plain and tree) like node:crypto', async () => {
-    const file = join(dir, 'sparse.bin');
-    const size = 4 * 1024 ** 3 + 12345;
-    const fd = openSync(file, 'w');
-    ftruncateSync(fd, size);
-    writeSync(fd, Buffer.from('tail'), 0, 4, size - 4);
-    closeSync(fd);
-    const h = createHash('sha256');
-    await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), h);
-    const plain = await tv.hashFile(file);
-    expect(plain.length).toBe(size);
-    expect(plain.digest).toBe(h.digest('hex'));
-    const tree = await tv.hashFile(file, { leaves: true });
-    expect(tree.chunkCount).toBe(Math.ceil(size / (4 << 20)));
-    const zeroLeaf = nodeSha(Buffer.alloc(4 << 20));
-    expect(tree.leaves?.slice(0, -1).every((l) => l === zeroLeaf)).toBe(true);
-    rmSync(file);
-  });
+  // Multi-GiB files: the native hasher on the libuv pool, the same on every Node line, so the extra
+  // lines of the Node matrix skip these two (TV_MATRIX_EXTRA, set by scripts/test.mjs).
+  it.skipIf(process.env.TV_MATRIX_EXTRA === '1')(
+    'hashes a sparse file over 4 GiB (plain and tree) like node:crypto',
+    async () => {
+      const file = join(dir, 'sparse.bin');
+      const size = 4 * 1024 ** 3 + 12345;
+      const fd = openSync(file, 'w');
+      ftruncateSync(fd, size);
+      writeSync(fd, Buffer.from('tail'), 0, 4, size - 4);
+      closeSync(fd);
+      const h = createHash('sha256');
+      await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), h);
+      const plain = await tv.hashFile(file);
+      expect(plain.length).toBe(size);
+      expect(plain.digest).toBe(h.digest('hex'));
+      const tree = await tv.hashFile(file, { leaves: true });
+      expect(tree.chunkCount).toBe(Math.ceil(size / (4 << 20)));
+      const zeroLeaf = nodeSha(Buffer.alloc(4 << 20));
+      expect(tree.leaves?.slice(0, -1).every((l) => l === zeroLeaf)).toBe(true);
+      rmSync(file);
+    },
+  );
 
-  it('equals node:crypto on a 2 GiB file (plain and tree leaves)', async () => {
-    const file = join(dir, 'two-gib.bin');
-    const size = 2 * 1024 ** 3;
-    const block = randomBytes(16 << 20);
-    const fd = openSync(file, 'w');
-    for (let off = 0; off < size; off += block.length) {
-      block.writeDoubleLE(off, 0); // every block differs
-      writeSync(fd, block, 0, block.length, off);
-    }
-    closeSync(fd);
-    const h = createHash('sha256');
-    await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), h);
-    expect((await tv.hashFile(file)).digest).toBe(h.digest('hex'));
-    const tree = await tv.hashFile(file, { chunkSize: 16 << 20, leaves: true });
-    expect(tree.chunkCount).toBe(128);
-    block.writeDoubleLE(size - block.length, 0);
-    expect(tree.leaves?.[127]).toBe(nodeSha(block));
-    rmSync(file);
-  });
+  it.skipIf(process.env.TV_MATRIX_EXTRA === '1')(
+    'equals node:crypto on a 2 GiB file (plain and tree leaves)',
+    async () => {
+      const file = join(dir, 'two-gib.bin');
+      const size = 2 * 1024 ** 3;
+      const block = randomBytes(16 << 20);
+      const fd = openSync(file, 'w');
+      for (let off = 0; off < size; off += block.length) {
+        block.writeDoubleLE(off, 0); // every block differs
+        writeSync(fd, block, 0, block.length, off);
+      }
+      closeSync(fd);
+      const h = createHash('sha256');
+      await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), h);
+      expect((await tv.hashFile(file)).digest).toBe(h.digest('hex'));
+      const tree = await tv.hashFile(file, { chunkSize: 16 << 20, leaves: true });
+      expect(tree.chunkCount).toBe(128);
+      block.writeDoubleLE(size - block.length, 0);
+      expect(tree.leaves?.[127]).toBe(nodeSha(block));
+      rmSync(file);
+    },
+  );
 
   it('AbortSignal: rejects with AbortError and the native work stops early', async () => {
     const file = join(dir, 'big.bin');
