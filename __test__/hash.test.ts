@@ -363,6 +363,10 @@ describe('native safety', () => {
   it('a Rust panic becomes TV_INTERNAL on the JS thread and on the libuv pool', async () => {
     const { native } = await import('../dist/native.js');
     const n = native();
+    // The hooks exist only in test builds (npm test builds with TV_TEST_HOOKS=1).
+    if (n.__testPanicSync === undefined || n.__testPanicAsync === undefined) {
+      throw new Error('the addon has no test hooks: build it with TV_TEST_HOOKS=1 node scripts/build.mjs');
+    }
     let caught: unknown;
     try {
       n.__testPanicSync();

@@ -28,9 +28,13 @@ const node = (cwd: string, args: string[]) =>
 
 beforeAll(() => {
   packed = JSON.parse(
-    execFileSync(process.execPath, [join(root, 'scripts', 'pack.mjs'), join(work, 'tarballs')], {
-      encoding: 'utf8',
-    }),
+    execFileSync(
+      process.execPath,
+      [join(root, 'scripts', 'pack.mjs'), join(work, 'tarballs'), '--test-build'],
+      {
+        encoding: 'utf8',
+      },
+    ),
   );
   for (const [dir, tarballs, extra] of [
     [project, [packed.platform, packed.root], []],
@@ -47,6 +51,16 @@ beforeAll(() => {
 });
 
 describe('packed package', () => {
+  it('refuses to pack a test build (panic hooks) unless told it is one', () => {
+    // npm test builds the addon with its test hooks; a published package must never carry them.
+    const r = spawnSync(process.execPath, [join(root, 'scripts', 'pack.mjs'), join(work, 'refused')], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/is a test build \(panic hooks\)/);
+  });
+
   it('has no Rust toolchain on the PATH used for installing and running', () => {
     for (const tool of ['cargo', 'rustc']) {
       expect(spawnSync('sh', ['-c', `command -v ${tool}`], { env, encoding: 'utf8' }).status).not.toBe(0);

@@ -31,6 +31,9 @@ const zigEnv = () => ({
   CFLAGS_x86_64_unknown_linux_gnu: '-mevex512',
 });
 
+/** The test build (`npm test` sets TV_TEST_HOOKS=1) adds the panic hooks; a published build has none. */
+const testHooks = process.env.TV_TEST_HOOKS === '1' ? ['--features', 'test-hooks'] : [];
+
 function napiBuild({ target, platform, outDir, env, extra = [] }) {
   mkdirSync(outDir, { recursive: true });
   run(
@@ -116,7 +119,7 @@ if (only !== undefined && (only in CROSS || only === 'cross')) {
       platform: 'linux-x64-gnu',
       outDir: join(root, 'native'),
       env: zigEnv(),
-      extra: ['--dts', 'index.d.ts'],
+      extra: ['--dts', 'index.d.ts', ...testHooks],
     });
   } else {
     run(join(bin, 'napi'), [
@@ -130,6 +133,7 @@ if (only !== undefined && (only in CROSS || only === 'cross')) {
       '--no-js',
       '--dts',
       'index.d.ts',
+      ...testHooks,
     ]);
   }
 }

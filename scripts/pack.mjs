@@ -4,7 +4,10 @@
 // platform package of `napi.targets` as an optionalDependency at pack time (as `napi prepublish`
 // does), so a development checkout never asks the registry for them. npm installs only the one whose
 // os/cpu/libc fit the machine.
-// Usage: node scripts/pack.mjs <outDir>   (prints the tarball paths as JSON)
+// A test build's addon (TV_TEST_HOOKS=1, as `npm test` builds it) carries panic hooks for the test
+// suite and is refused unless --test-build is given (the packaging test passes it): publish what
+// `npm run build` makes.
+// Usage: node scripts/pack.mjs <outDir> [--test-build]   (prints the tarball paths as JSON)
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,6 +48,17 @@ for (const triple of rootPkg.napi.targets) {
   if (existsSync(join(dir, pkg.main))) {
     const packed = pack(dir);
     platforms[name] = { tarball: join(out, packed.filename), files: packed.files.map((f) => f.path) };
+  }
+}
+for (const triple of rootPkg.napi.targets) {
+  const name = napiPlatform(triple);
+  const file = join(root, 'npm', name, `tensorvault.${name}.node`);
+  if (
+    existsSync(file) &&
+    readFileSync(file).includes('__testPanicSync') &&
+    !process.argv.includes('--test-build')
+  ) {
+    throw new Error(`pack: ${file} is a test build (panic hooks); rebuild with \`npm run build\``);
   }
 }
 if (platforms['linux-x64-gnu'] === undefined) {

@@ -155,7 +155,11 @@ if (depsOk)
 step('cargo fmt --check', 'cargo', ['fmt', '--all', '--check']);
 step('cargo clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings']);
 step('cargo test', 'cargo', ['test', '--workspace'], { parse: cargoCounts });
-const buildOk = depsOk && step('build (addon + TypeScript)', 'node', ['scripts/build.mjs']);
+const buildOk =
+  depsOk &&
+  step('build (addon with test hooks + TypeScript)', 'node', ['scripts/build.mjs'], {
+    env: { TV_TEST_HOOKS: '1' },
+  });
 if (depsOk) {
   step('tsc --noEmit (strict, src + tests)', bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']);
   step('biome check', bin('biome'), ['check', '--error-on-warnings']);

@@ -217,8 +217,10 @@ export interface NativeBinding {
     verifyBlake3: number;
     kernel: string;
   }>;
-  __testPanicSync(): void;
-  __testPanicAsync(): Promise<unknown>;
+  /** Test builds only (cargo feature `test-hooks`). */
+  __testPanicSync?(): void;
+  /** Test builds only (cargo feature `test-hooks`). */
+  __testPanicAsync?(): Promise<unknown>;
   openSafetensors(path: string): Promise<NativeSafetensorsHandle>;
   createSafetensorsWriter(
     path: string,
@@ -254,8 +256,6 @@ export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
   'eccRepair',
   'NativeErasureCodec',
   'eccBench',
-  '__testPanicSync',
-  '__testPanicAsync',
   'openSafetensors',
   'createSafetensorsWriter',
   'writeFileAtomic',

@@ -18,4 +18,5 @@ mod hash;
 mod io;
 mod rs255;
 mod safetensors;
+#[cfg(feature = "test-hooks")]
 mod testing;
