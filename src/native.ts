@@ -44,7 +44,6 @@ export interface NativeTensorInfo {
 
 /** An open, validated safetensors file in the addon. */
 export interface NativeSafetensorsHandle {
-  tensors(): NativeTensorInfo[];
   tensorsJson(): string;
   metadata(): { key: string; value: string }[] | null | undefined;
   dataStart(): number;

@@ -20,17 +20,6 @@ use crate::args::to_u64;
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, num, push_json_str, Ctx, TvError};
 
-/// One tensor's header entry.
-#[napi(object)]
-pub struct NativeTensorInfo {
-    pub name: String,
-    pub dtype: String,
-    pub shape: Vec<f64>,
-    /// Absolute offset of the first byte in the file.
-    pub file_offset: f64,
-    pub byte_length: f64,
-}
-
 /// One `__metadata__` entry (order preserved: sorted by key).
 #[napi(object)]
 pub struct MetadataEntry {
@@ -142,26 +131,6 @@ fn copied_buffer<'env>(env: &'env Env, bytes: &[u8]) -> napi::Result<Unknown<'en
 impl NativeSafetensors {
     fn file(&self) -> napi::Result<&Arc<SafetensorsFile>> {
         self.inner.as_ref().ok_or_else(closed)
-    }
-
-    /// The tensors in file order.
-    #[napi]
-    pub fn tensors(&self) -> napi::Result<Vec<NativeTensorInfo>> {
-        guard(|| {
-            let file = self.file()?;
-            Ok(file
-                .header()
-                .tensors()
-                .iter()
-                .map(|t| NativeTensorInfo {
-                    name: t.name.clone(),
-                    dtype: t.dtype.as_str().to_string(),
-                    shape: t.shape.iter().map(|&d| f(d)).collect(),
-                    file_offset: f(file.absolute_offset(t)),
-                    byte_length: f(t.byte_len()),
-                })
-                .collect())
-        })
     }
 
     /// The tensors in file order as one JSON array of `{name, dtype, shape, fileOffset, byteLength}`
