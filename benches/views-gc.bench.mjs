@@ -5,6 +5,7 @@
 // Cases, on one generated checkpoint of --tensors F32 tensors of --mib MiB each:
 //   one open   one openSafetensors, then --views tensor() calls cycling over the names, each view
 //              touched once (data[5]), then close
+//   warm       the same views on a file already open and viewed once (steady per-view cost)
 //   reopen     the same number of views, with an open/close around every pass over the names
 // Baseline: the build before issue 11 (one external ArrayBuffer per view, with external-memory
 // credits), run with --lib DIR (a copy of that build's `dist/` beside its `native/`) on Node 20 and
@@ -57,6 +58,17 @@ async function oneOpen() {
   f.close();
   return ms;
 }
+// The same views on a file already open and already viewed once (its region exists): the steady
+// per-view cost, without the first view's region and the collection its size triggers.
+let warm;
+async function warmFile() {
+  warm ??= await tv.openSafetensors(path);
+  const names = warm.names;
+  sink += warm.tensor(names[0]).data[5];
+  const t0 = performance.now();
+  for (let i = 0; i < views; i++) sink += warm.tensor(names[i % names.length]).data[5];
+  return performance.now() - t0;
+}
 async function reopen() {
   const t0 = performance.now();
   let made = 0;
@@ -74,6 +86,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = {};
 for (const [name, fn] of [
   ['one open', oneOpen],
+  ['open file, region made', warmFile],
   ['reopen', reopen],
 ]) {
   await fn(); // warm-up
@@ -90,6 +103,7 @@ for (const [name, fn] of [
   };
 }
 obs.disconnect();
+warm?.close();
 rmSync(path, { force: true });
 
 console.log(
