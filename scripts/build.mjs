@@ -34,22 +34,24 @@ const zigEnv = () => ({
 /** The test build (`npm test` sets TV_TEST_HOOKS=1) adds the panic hooks; a published build has none. */
 const testHooks = process.env.TV_TEST_HOOKS === '1' ? ['--features', 'test-hooks'] : [];
 
+/** `napi build` of the addon into `outDir` (release, no JS glue). */
+const napiArgs = (outDir, extra = []) => [
+  'build',
+  '--platform',
+  '--release',
+  '--manifest-path',
+  'crates/tensorvault-node/Cargo.toml',
+  '--output-dir',
+  outDir,
+  '--no-js',
+  ...extra,
+];
+
 function napiBuild({ target, platform, outDir, env, extra = [] }) {
   mkdirSync(outDir, { recursive: true });
   run(
     join(bin, 'napi'),
-    [
-      'build',
-      '--platform',
-      '--release',
-      '--manifest-path',
-      'crates/tensorvault-node/Cargo.toml',
-      '--output-dir',
-      outDir,
-      '--no-js',
-      ...(target ? ['--target', target, '--cross-compile'] : []),
-      ...extra,
-    ],
+    napiArgs(outDir, [...(target ? ['--target', target, '--cross-compile'] : []), ...extra]),
     env,
   );
   const file = `tensorvault.${platform}.node`;
@@ -122,19 +124,7 @@ if (only !== undefined && (only in CROSS || only === 'cross')) {
       extra: ['--dts', 'index.d.ts', ...testHooks],
     });
   } else {
-    run(join(bin, 'napi'), [
-      'build',
-      '--platform',
-      '--release',
-      '--manifest-path',
-      'crates/tensorvault-node/Cargo.toml',
-      '--output-dir',
-      'native',
-      '--no-js',
-      '--dts',
-      'index.d.ts',
-      ...testHooks,
-    ]);
+    run(join(bin, 'napi'), napiArgs('native', ['--dts', 'index.d.ts', ...testHooks]));
   }
 }
 if (only === undefined || only === 'ts') {
