@@ -4,7 +4,7 @@
  * however it dies, so there is no stale lock to detect: a reused pid (a container restarted with the
  * writer as pid 1), a lock file torn by a crash or written by hand, and two processes racing for a
  * free lock are all handled by the kernel. The file holds one JSON line about the holder (pid, host,
- * start time, since), used only in the message of a refused writer. A second writer in the same
+ * since), used only in the message of a refused writer. A second writer in the same
  * process is refused as well. The file is removed on release.
  */
 import { hostname } from 'node:os';
@@ -30,7 +30,7 @@ const sleep = (ms: number): void => {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 };
 
-/** Start time of this process (field 22 of /proc/self/stat), for the holder's description. */
+/** This process's description, written into the lock file for a refused writer's message. */
 function holderLine(): string {
   return JSON.stringify({ pid: process.pid, hostname: hostname(), since: new Date().toISOString() });
 }
