@@ -182,6 +182,25 @@ describe('saveSafetensors / openSafetensors', () => {
     expect(readdirSync(sub)).toEqual(['m.safetensors']);
   });
 
+  it('an abort ends a save whose streamed source has stalled; nothing is left behind (issue 13)', async () => {
+    const sub = join(dir, 'stalled');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(sub);
+    const p = join(sub, 'm.safetensors');
+    const ac = new AbortController();
+    async function* stalled() {
+      yield new Uint8Array(1024);
+      await new Promise(() => {}); // never yields again
+    }
+    setTimeout(() => ac.abort(new Error('stop')), 50);
+    const err = await tv
+      .saveSafetensors(p, { a: { dtype: 'U8', shape: [2048], data: stalled() } }, { signal: ac.signal })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(tv.TensorVaultAbortError);
+    expect((err as Error).cause).toEqual(new Error('stop'));
+    expect(readdirSync(sub)).toEqual([]);
+  }, 10_000);
+
   it('reports progress up to the data size', async () => {
     const p = tmp();
     const seen: number[] = [];

@@ -171,10 +171,32 @@ const ASYNC_WRITE_MIN = 1024 * 1024;
 /** Large views are handed to the pool in pieces of this size (so cancellation is prompt). */
 const WRITE_PIECE = 64 * 1024 * 1024;
 
+/** `p`, or a rejection with an AbortError as soon as `signal` fires (whichever comes first). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  if (signal.aborted)
+    return Promise.reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
 async function writeTensor(
   writer: NativeSafetensorsWriterHandle,
   control: NativeJobControl,
   t: Prepared,
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   const put = async (bytes: Uint8Array): Promise<void> => {
     for (let at = 0; at < bytes.byteLength; at += WRITE_PIECE) {
@@ -190,8 +212,35 @@ async function writeTensor(
     return;
   }
   let got = 0;
+  // Iterated by hand so that an abort ends the wait for a source that has stalled (a `for await`
+  // would wait on it forever); the source is then told to stop (`return()`).
   const iterable = src as AsyncIterable<unknown> | Iterable<unknown>;
-  for await (const chunk of iterable) {
+  const it =
+    Symbol.asyncIterator in iterable
+      ? (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator]()
+      : (iterable as Iterable<unknown>)[Symbol.iterator]();
+  let finished = false;
+  try {
+    for (;;) {
+      const r = await abortable(Promise.resolve(it.next()), signal);
+      if (r.done === true) {
+        finished = true;
+        break;
+      }
+      got = await writeChunk(r.value, got);
+    }
+  } finally {
+    if (!finished) Promise.resolve(it.return?.()).catch(() => {});
+  }
+  if (got !== t.byteLength) {
+    throw new TensorVaultError(
+      ErrorCode.TENSOR_SIZE_MISMATCH,
+      `tensor ${JSON.stringify(t.name)}: source yielded ${got} bytes, its dtype and shape need ${t.byteLength}`,
+      { name: t.name, expected: t.byteLength, actual: got },
+    );
+  }
+
+  async function writeChunk(chunk: unknown, got: number): Promise<number> {
     const bytes = asBytes(chunk, t.name);
     if (got + bytes.byteLength > t.byteLength) {
       throw new TensorVaultError(
@@ -200,15 +249,8 @@ async function writeTensor(
         { name: t.name, expected: t.byteLength, actual: got + bytes.byteLength },
       );
     }
-    got += bytes.byteLength;
     await put(bytes);
-  }
-  if (got !== t.byteLength) {
-    throw new TensorVaultError(
-      ErrorCode.TENSOR_SIZE_MISMATCH,
-      `tensor ${JSON.stringify(t.name)}: source yielded ${got} bytes, its dtype and shape need ${t.byteLength}`,
-      { name: t.name, expected: t.byteLength, actual: got },
-    );
+    return got + bytes.byteLength;
   }
 }
 
@@ -255,7 +297,7 @@ export async function saveSafetensors(
       const order = writer.order();
       for (const name of order) {
         const t = byName.get(name);
-        if (t !== undefined) await writeTensor(writer, control, t);
+        if (t !== undefined) await writeTensor(writer, control, t, options.signal);
       }
       await writer.finish();
       return { path, byteLength: statSync(path).size, names: order };
