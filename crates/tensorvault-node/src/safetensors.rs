@@ -383,7 +383,11 @@ impl Task for ReadRangeTask {
                 .file
                 .bytes_of(info, self.offset, self.length)
                 .map_err(TvError::from)?;
-            Ok(bytes.to_vec())
+            let copy = bytes.to_vec();
+            // Checked again after the copy: a truncation (or a media error) while copying makes the
+            // SIGBUS guard fill pages with zeros, which must never be returned as the file's bytes.
+            self.file.check_unchanged().map_err(TvError::from)?;
+            Ok(copy)
         })
     }
 

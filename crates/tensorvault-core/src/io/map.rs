@@ -101,7 +101,9 @@ impl Mapping {
     }
 
     /// `Err(Truncated)` when the file is now shorter than the mapping (touching the missing pages would
-    /// raise SIGBUS).
+    /// raise SIGBUS), and an error as well once any page of this mapping faulted (SIGBUS answered with
+    /// a zero page): the mapping then holds zeros that are not the file's bytes, even if the file grew
+    /// back or the fault was a media error, so nothing read from it may be trusted any more.
     pub fn check_len(&self) -> Result<(), IoError> {
         let now = self
             .file
@@ -115,7 +117,23 @@ impl Mapping {
                 actual: now,
             });
         }
+        if self.faults() > 0 {
+            return Err(IoError::Os {
+                path: self.path.clone(),
+                op: "read",
+                source: std::io::Error::other(
+                    "a page of the mapped file could not be read (SIGBUS: the file was truncated \
+                     or the device failed); reopen the file",
+                ),
+            });
+        }
         Ok(())
+    }
+
+    /// SIGBUS faults answered with a zero page in this mapping so far.
+    #[must_use]
+    pub fn faults(&self) -> usize {
+        self.sigbus_slot.map_or(0, super::sigbus::slot_faults)
     }
 
     /// The opened file.
@@ -264,6 +282,26 @@ mod tests {
         let v = unsafe { std::ptr::read_volatile(m.as_mut_ptr().add(40_000)) };
         assert_eq!(v, 0);
         assert!(super::super::sigbus::faults() > before);
+        assert!(m.check_len().is_err());
+    }
+
+    #[test]
+    fn a_mapping_that_faulted_is_refused_even_after_the_file_grew_back() {
+        // Issue 13: a copy that raced a truncation returned zeros. The fault is remembered per
+        // mapping, so the check after a copy fails even if the size is right again (or the SIGBUS was
+        // a media error and the size never changed).
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g");
+        std::fs::write(&p, vec![0xCDu8; 64 * 1024]).unwrap();
+        let m = Mapping::open(&p).unwrap();
+        assert_eq!(m.faults(), 0);
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(0).unwrap();
+        // SAFETY: inside the mapping; the page is gone, the handler maps a zero page.
+        let v = unsafe { std::ptr::read_volatile(m.as_mut_ptr().add(50_000)) };
+        assert_eq!(v, 0);
+        f.set_len(64 * 1024).unwrap(); // the size is right again
+        assert!(m.faults() > 0);
         assert!(m.check_len().is_err());
     }
 

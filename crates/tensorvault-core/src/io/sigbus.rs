@@ -20,6 +20,8 @@ mod imp {
     static STARTS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
     static LENS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
     static FAULTS: AtomicUsize = AtomicUsize::new(0);
+    /// Faults answered in each slot since it was registered.
+    static SLOT_FAULTS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
     static PAGE: AtomicUsize = AtomicUsize::new(4096);
     static OLD: AtomicPtr<libc::sigaction> = AtomicPtr::new(ptr::null_mut());
     static INSTALL: Once = Once::new();
@@ -59,6 +61,9 @@ mod imp {
             if l.compare_exchange(0, len, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
+                if let Some(f) = SLOT_FAULTS.get(i) {
+                    f.store(0, Ordering::SeqCst);
+                }
                 s.store(start, Ordering::SeqCst);
                 return Some(i);
             }
@@ -78,10 +83,16 @@ mod imp {
         FAULTS.load(Ordering::SeqCst)
     }
 
+    pub fn slot_faults(slot: usize) -> usize {
+        SLOT_FAULTS
+            .get(slot)
+            .map_or(0, |f| f.load(Ordering::SeqCst))
+    }
+
     extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
         let addr = unsafe { (*info).si_addr() } as usize;
-        for (s, l) in STARTS.iter().zip(LENS.iter()) {
+        for (slot, (s, l)) in STARTS.iter().zip(LENS.iter()).enumerate() {
             let start = s.load(Ordering::SeqCst);
             if start != 0 && addr >= start && addr - start < l.load(Ordering::SeqCst) {
                 let page = addr & !(PAGE.load(Ordering::Relaxed) - 1);
@@ -99,6 +110,9 @@ mod imp {
                 };
                 if r != libc::MAP_FAILED {
                     FAULTS.fetch_add(1, Ordering::SeqCst);
+                    if let Some(f) = SLOT_FAULTS.get(slot) {
+                        f.fetch_add(1, Ordering::SeqCst);
+                    }
                     return;
                 }
             }
@@ -136,9 +150,12 @@ mod imp {
     pub fn faults() -> usize {
         0
     }
+    pub fn slot_faults(_slot: usize) -> usize {
+        0
+    }
 }
 
-pub(crate) use imp::{register, unregister};
+pub(crate) use imp::{register, slot_faults, unregister};
 
 /// How many SIGBUS faults in registered mappings were answered with a zero page (process-wide).
 #[must_use]
