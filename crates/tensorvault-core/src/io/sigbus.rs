@@ -16,12 +16,55 @@ mod imp {
     use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
     use std::sync::Once;
 
-    const SLOTS: usize = 4096;
-    static STARTS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
-    static LENS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+    /// Slots per block. Blocks are chained: when every slot is taken, `register` allocates another
+    /// block (outside the signal handler) and links it in with one atomic store, so there is no fixed
+    /// limit on live mappings. Blocks are never freed (about 24 KiB each), so the handler can walk the
+    /// chain with plain atomic loads, which is async-signal-safe.
+    const SLOTS: usize = 1024;
+
+    struct Block {
+        starts: [AtomicUsize; SLOTS],
+        lens: [AtomicUsize; SLOTS],
+        /// Faults answered in each slot since it was registered.
+        faults: [AtomicUsize; SLOTS],
+        next: AtomicPtr<Block>,
+    }
+
+    impl Block {
+        const fn new() -> Self {
+            Block {
+                starts: [const { AtomicUsize::new(0) }; SLOTS],
+                lens: [const { AtomicUsize::new(0) }; SLOTS],
+                faults: [const { AtomicUsize::new(0) }; SLOTS],
+                next: AtomicPtr::new(ptr::null_mut()),
+            }
+        }
+    }
+
+    static FIRST: Block = Block::new();
     static FAULTS: AtomicUsize = AtomicUsize::new(0);
-    /// Faults answered in each slot since it was registered.
-    static SLOT_FAULTS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+
+    /// The blocks in chain order, with the slot number of each one's first slot.
+    fn blocks() -> impl Iterator<Item = (usize, &'static Block)> {
+        let mut cur: Option<&'static Block> = Some(&FIRST);
+        let mut base = 0usize;
+        std::iter::from_fn(move || {
+            let b = cur?;
+            let next = b.next.load(Ordering::SeqCst);
+            // SAFETY: `next` is null or a block leaked by `register` (never freed).
+            cur = unsafe { next.as_ref() };
+            let item = (base, b);
+            base += SLOTS;
+            Some(item)
+        })
+    }
+
+    /// The block and index of slot number `slot`.
+    fn locate(slot: usize) -> Option<(&'static Block, usize)> {
+        blocks()
+            .find(|(base, _)| slot >= *base && slot < base + SLOTS)
+            .map(|(base, b)| (b, slot - base))
+    }
     static PAGE: AtomicUsize = AtomicUsize::new(4096);
     static OLD: AtomicPtr<libc::sigaction> = AtomicPtr::new(ptr::null_mut());
     static INSTALL: Once = Once::new();
@@ -50,32 +93,50 @@ mod imp {
         });
     }
 
-    /// Register `[start, start + len)`; returns the slot to release, or None when all slots are taken
-    /// (the mapping then simply is not protected).
+    /// Register `[start, start + len)`; returns the slot to release (None only for an empty range).
+    /// There is no fixed limit: a new block of slots is chained when all are taken.
     pub fn register(start: usize, len: usize) -> Option<usize> {
         if start == 0 || len == 0 {
             return None;
         }
         install();
-        for (i, (s, l)) in STARTS.iter().zip(LENS.iter()).enumerate() {
-            if l.compare_exchange(0, len, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
-                if let Some(f) = SLOT_FAULTS.get(i) {
-                    f.store(0, Ordering::SeqCst);
+        loop {
+            let mut last: &'static Block = &FIRST;
+            for (base, b) in blocks() {
+                last = b;
+                for (i, (s, l)) in b.starts.iter().zip(b.lens.iter()).enumerate() {
+                    if l.compare_exchange(0, len, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        if let Some(f) = b.faults.get(i) {
+                            f.store(0, Ordering::SeqCst);
+                        }
+                        s.store(start, Ordering::SeqCst);
+                        return Some(base + i);
+                    }
                 }
-                s.store(start, Ordering::SeqCst);
-                return Some(i);
+            }
+            // Every slot is taken: chain a new block (another thread may have done so meanwhile;
+            // then ours is dropped and the loop uses theirs).
+            let fresh = Box::into_raw(Box::new(Block::new()));
+            if last
+                .next
+                .compare_exchange(ptr::null_mut(), fresh, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                // SAFETY: `fresh` was never published; we still own it.
+                drop(unsafe { Box::from_raw(fresh) });
             }
         }
-        None
     }
 
     /// Release a slot returned by [`register`].
     pub fn unregister(slot: usize) {
-        if let (Some(s), Some(l)) = (STARTS.get(slot), LENS.get(slot)) {
-            s.store(0, Ordering::SeqCst);
-            l.store(0, Ordering::SeqCst);
+        if let Some((b, i)) = locate(slot) {
+            if let (Some(s), Some(l)) = (b.starts.get(i), b.lens.get(i)) {
+                s.store(0, Ordering::SeqCst);
+                l.store(0, Ordering::SeqCst);
+            }
         }
     }
 
@@ -84,15 +145,21 @@ mod imp {
     }
 
     pub fn slot_faults(slot: usize) -> usize {
-        SLOT_FAULTS
-            .get(slot)
+        locate(slot)
+            .and_then(|(b, i)| b.faults.get(i))
             .map_or(0, |f| f.load(Ordering::SeqCst))
     }
 
     extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
         let addr = unsafe { (*info).si_addr() } as usize;
-        for (slot, (s, l)) in STARTS.iter().zip(LENS.iter()).enumerate() {
+        for (s, l, f) in blocks().flat_map(|(_, b)| {
+            b.starts
+                .iter()
+                .zip(b.lens.iter())
+                .zip(b.faults.iter())
+                .map(|((s, l), f)| (s, l, f))
+        }) {
             let start = s.load(Ordering::SeqCst);
             if start != 0 && addr >= start && addr - start < l.load(Ordering::SeqCst) {
                 let page = addr & !(PAGE.load(Ordering::Relaxed) - 1);
@@ -110,9 +177,7 @@ mod imp {
                 };
                 if r != libc::MAP_FAILED {
                     FAULTS.fetch_add(1, Ordering::SeqCst);
-                    if let Some(f) = SLOT_FAULTS.get(slot) {
-                        f.fetch_add(1, Ordering::SeqCst);
-                    }
+                    f.fetch_add(1, Ordering::SeqCst);
                     return;
                 }
             }
@@ -161,4 +226,38 @@ pub(crate) use imp::{register, slot_faults, unregister};
 #[must_use]
 pub fn faults() -> usize {
     imp::faults()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_live_mappings_than_one_block_holds_are_all_protected() {
+        // Issue 13: the guard had 4,096 fixed slots; with more live mappings a truncation killed the
+        // process. Occupy 4,200 slots with ranges that are never touched, then truncate a real
+        // mapping under a reader: the read must survive as zeros.
+        let fake_base = 0x7e00_0000_0000usize;
+        let slots: Vec<usize> = (0..4200)
+            .filter_map(|i| register(fake_base + i * 4096, 4096))
+            .collect();
+        assert_eq!(slots.len(), 4200);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("late");
+        std::fs::write(&p, vec![0x5Au8; 64 * 1024]).unwrap();
+        let m = crate::io::Mapping::open(&p).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        // SAFETY: inside the mapping; the page is gone, so this faults and the handler answers.
+        let v = unsafe { std::ptr::read_volatile(m.as_mut_ptr().add(30_000)) };
+        assert_eq!(v, 0);
+        assert!(m.faults() > 0);
+        for s in slots {
+            unregister(s);
+        }
+    }
 }
