@@ -217,6 +217,30 @@ describe('backup create / verify / restore', () => {
     await expect(tv.restoreBackup(copy, fresh())).rejects.toMatchObject({ code: 'TV_CHECKSUM_MISMATCH' });
   });
 
+  it('without a sidecar manifest, a gzip bomb stops at a budget sized from the archive (issue 13)', async () => {
+    // 96 MiB of zeros in a layout-named segment: the archive is about 100 KiB. The old default budget
+    // (64 GiB) extracted all of it before refusing the archive for having no manifest.
+    const d = fresh();
+    mkdirSync(d, { recursive: true });
+    const bomb = rawTar([
+      { name: 'event-log/', type: '5' },
+      { name: 'event-log/segment-000001.jsonl', data: Buffer.alloc(96 * 1024 * 1024) },
+    ]);
+    const archive = join(d, 'backup-eventlog-20260101-000000-cccccc.tar.gz');
+    writeFileSync(archive, gzipSync(bomb));
+    expect(statSync(archive).size).toBeLessThan(1024 * 1024);
+    const dest = fresh();
+    await expect(tv.restoreBackup(archive, dest)).rejects.toMatchObject({
+      code: 'TV_BUDGET_EXCEEDED',
+      context: { limit: 16 * 1024 * 1024 },
+    });
+    expect(readdirSync(dest)).toEqual([]);
+    // A caller who knows better may raise it.
+    await expect(
+      tv.restoreBackup(archive, fresh(), { maxExpandedBytes: 200 * 1024 * 1024 }),
+    ).rejects.toMatchObject({ code: 'TV_CORRUPT' });
+  });
+
   it('never writes a name outside the log layout, even when the manifest lists it (issue 13)', async () => {
     const d = await makeLog(3);
     const out = fresh();

@@ -7,7 +7,7 @@ import { createDecipheriv } from 'node:crypto';
 import { constants, createReadStream, promises as fsp } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { ErrorCode, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { LAYOUT } from '../eventlog/index';
 import { Sha256 } from '../hash/index';
 import { ioError } from '../io/index';
@@ -40,7 +40,10 @@ export interface WalkOptions {
   encryptionKey?: Uint8Array;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
-  /** Budget of decompressed bytes when there is no manifest (default 64 GiB). */
+  /**
+   * Budget of decompressed bytes when there is no manifest (default: {@link DEFAULT_EXPANSION} times
+   * the archive's size, at least {@link MIN_BUDGET}).
+   */
   maxBytes?: number;
 }
 
@@ -56,6 +59,14 @@ export interface WalkResult {
 const LAYOUT_NAME =
   /^(event-log\/segment-\d{6}\.jsonl?|event-log\/log\.json|event-log-snapshot\.json|event-log-anchor\.json|manifest\.json)$/;
 const MAX_INNER_MANIFEST = 16 * 1024 * 1024;
+/**
+ * Without a manifest, an archive may expand to this many times its own size. Event-log segments
+ * compress about 4× (random ids and hashes in every entry); gzip's own limit is about 1,032×, which is
+ * what a bomb uses.
+ */
+export const DEFAULT_EXPANSION = 100;
+/** The smallest budget without a manifest, so that tiny archives are never refused. */
+export const MIN_BUDGET = 16 * 1024 * 1024;
 const ceil512 = (n: number): number => Math.ceil(n / 512) * 512;
 
 /** True when the file starts with the encrypted-archive magic. */
@@ -153,6 +164,9 @@ async function* gunzipped(source: AsyncGenerator<Buffer>, path: string): AsyncGe
  * mismatching files in `entries`.
  */
 export async function walkArchive(archivePath: string, o: WalkOptions): Promise<WalkResult> {
+  if (o.maxBytes !== undefined && (!Number.isSafeInteger(o.maxBytes) || o.maxBytes < 1)) {
+    throw invalidArgument('maxExpandedBytes', 'maxExpandedBytes must be a positive integer');
+  }
   const listed = new Map((o.manifest?.files ?? []).map((f) => [f.path, f]));
   const dirs = new Set<string>();
   for (const p of listed.keys()) {
@@ -166,7 +180,16 @@ export async function walkArchive(archivePath: string, o: WalkOptions): Promise<
         dirs.size * 1536 +
         ceil512(MAX_INNER_MANIFEST) +
         64 * 1024
-      : (o.maxBytes ?? 64 * 1024 ** 3);
+      : (o.maxBytes ??
+        Math.max(
+          MIN_BUDGET,
+          DEFAULT_EXPANSION *
+            (
+              await fsp.stat(archivePath).catch((err: unknown) => {
+                throw ioError(err, archivePath, 'cannot open archive');
+              })
+            ).size,
+        ));
   const maxEntry =
     o.manifest !== undefined
       ? Math.max(MAX_INNER_MANIFEST, ...[...listed.values()].map((f) => f.size))

@@ -24,6 +24,11 @@ export interface BackupReadOptions extends JobOptions {
   encryptionKey?: Uint8Array;
   /** HMAC key of a v2 log that authenticates its metadata (see `EventLogOptions.hmacKey`). */
   logKey?: Uint8Array;
+  /**
+   * Most bytes the archive may expand to when there is no sidecar manifest to size it exactly
+   * (default: 100 times the archive's size, at least 16 MiB). A decompression bomb stops there.
+   */
+  maxExpandedBytes?: number;
 }
 
 /** Options of {@link verifyBackup}. */
@@ -201,6 +206,7 @@ export async function verifyBackup(
       ...(staging ? { extractTo: staging } : {}),
       hash: options.readData === true,
       ...(options.encryptionKey ? { encryptionKey: options.encryptionKey } : {}),
+      ...(options.maxExpandedBytes !== undefined ? { maxBytes: options.maxExpandedBytes } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
@@ -353,6 +359,7 @@ export async function restoreBackup(
       rejectExtra: true,
       hash: true,
       ...(options.encryptionKey ? { encryptionKey: options.encryptionKey } : {}),
+      ...(options.maxExpandedBytes !== undefined ? { maxBytes: options.maxExpandedBytes } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
