@@ -78,3 +78,32 @@ export function parseSegment(raw: Buffer, format: EventLogFormat): SegmentRead {
   }
   return out;
 }
+
+/**
+ * In the bytes of a v2 segment, where the events after `seq` start: the byte offset of the first
+ * event line whose `seq` is larger, how many event lines follow from there, and the header line's
+ * length. `undefined` when no event of the segment is past `seq`.
+ */
+export function v2EventsAfter(
+  raw: Buffer,
+  seq: number,
+): { cut: number; events: number; headerBytes: number } | undefined {
+  const lines = raw.toString('utf8').split('\n');
+  const headerBytes = Buffer.byteLength(lines[0] ?? '') + 1;
+  let offset = headerBytes;
+  for (let j = 1; j < lines.length; j++) {
+    const line = lines[j] as string;
+    if (line === '') break;
+    let e: { seq?: unknown } | undefined;
+    try {
+      e = JSON.parse(line) as { seq?: unknown };
+    } catch {
+      e = undefined;
+    }
+    if (typeof e?.seq === 'number' && e.seq > seq) {
+      return { cut: offset, events: lines.slice(j).filter((l) => l !== '').length, headerBytes };
+    }
+    offset += Buffer.byteLength(line) + 1;
+  }
+  return undefined;
+}

@@ -27,6 +27,7 @@ import {
   type SegmentRead,
   segName,
   V2_SEGMENT_RE,
+  v2EventsAfter,
 } from './layout';
 import type {
   EventLogOptions,
@@ -423,31 +424,14 @@ export class EventLog {
       const raw = await fsp.readFile(s.file).catch((err: unknown) => {
         throw ioError(err, s.file, 'cannot read segment');
       });
-      const lines = raw.toString('utf8').split('\n');
-      // Line 0 is the header; find the first event line past `seq`.
-      let offset = lines[0] === undefined ? 0 : Buffer.byteLength(lines[0]) + 1;
-      let cut: number | undefined;
-      for (let j = 1; j < lines.length; j++) {
-        const line = lines[j] as string;
-        if (line === '') break;
-        const e = (() => {
-          try {
-            return JSON.parse(line) as { seq?: unknown };
-          } catch {
-            return undefined;
-          }
-        })();
-        if (typeof e?.seq === 'number' && e.seq > seq) {
-          cut = offset;
-          moved += lines.slice(j).filter((l) => l !== '').length;
-          break;
-        }
-        offset += Buffer.byteLength(line) + 1;
-      }
-      if (cut === undefined) break; // this segment ends at or before `seq`: done
-      const whole = cut <= Buffer.byteLength(lines[0] ?? '') + 1;
-      parts.unshift(raw.subarray(whole ? Buffer.byteLength(lines[0] ?? '') + 1 : cut));
-      if (whole && i > 0) {
+      const after = v2EventsAfter(raw, seq);
+      if (after === undefined) break; // this segment ends at or before `seq`: done
+      const { cut, headerBytes } = after;
+      moved += after.events;
+      parts.unshift(raw.subarray(cut));
+      // Every event of this segment is past `seq`: the whole segment goes (the first one is kept,
+      // cut back to its header).
+      if (cut === headerBytes && i > 0) {
         await fsp.rm(s.file, { force: true });
         this.#segments = this.#segments.filter((n) => n !== s.n);
       } else {
