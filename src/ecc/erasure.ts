@@ -5,7 +5,12 @@
  */
 import { callNative, invalidArgument } from '../errors';
 import { type JobOptions, runJob } from '../job';
-import { type NativeErasureCodecInstance, native } from '../native';
+import {
+  type NativeEccLayout,
+  type EccVerifyResult as NativeEccVerifyResult,
+  type NativeErasureCodecInstance,
+  native,
+} from '../native';
 
 /** Named protection levels: `low` 32+2 (6.25 % overhead), `medium` 16+2 (12.5 %), `high` 10+4 (40 %). */
 export type ErasureProtectionLevel = 'low' | 'medium' | 'high';
@@ -161,7 +166,7 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
   ] as const) {
     if (v !== undefined && typeof v !== 'number') throw invalidArgument(name, `${name} must be a number`);
   }
-  return runJob('eccProtect', options, (control) =>
+  const r = await runJob('eccProtect', options, (control) =>
     native().eccProtect(
       file,
       {
@@ -175,6 +180,16 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
       control,
     ),
   );
+  return { ...r, layout: layoutOf(r.layout) };
+}
+
+/** The addon's layout, with the digest name narrowed (the core writes only the names it knows). */
+function layoutOf(l: NativeEccLayout): EccLayout {
+  return { ...l, digest: l.digest as ChunkDigestName };
+}
+
+function verifyResultOf(r: NativeEccVerifyResult): EccVerifyResult {
+  return { ...r, status: r.status as EccStatus, layout: layoutOf(r.layout) };
 }
 
 /** Verify `path` against its sidecar, read-only: intact, repairable (which chunks) or unrepairable. */
@@ -184,7 +199,7 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
   const r = await runJob('eccVerify', options, (control) =>
     native().eccVerify(file, sidecar ?? null, control),
   );
-  return { ...r, status: r.status as EccStatus };
+  return verifyResultOf(r);
 }
 
 /**
@@ -198,11 +213,7 @@ export async function repair(path: string, options: SidecarOptions = {}): Promis
   const r = await runJob('eccRepair', options, (control) =>
     native().eccRepair(file, sidecar ?? null, control),
   );
-  return {
-    ...r,
-    before: { ...r.before, status: r.before.status as EccStatus },
-    after: { ...r.after, status: r.after.status as EccStatus },
-  };
+  return { ...r, before: verifyResultOf(r.before), after: verifyResultOf(r.after) };
 }
 
 /**

@@ -9,7 +9,7 @@
  */
 import { hostname } from 'node:os';
 import { callNative, ErrorCode, TensorVaultError } from '../errors';
-import { native } from '../native';
+import { type NativeFileLock, native } from '../native';
 
 /** What a lock file says about its holder. */
 export interface LockHolder {
@@ -48,19 +48,14 @@ function parseHolder(text: unknown): LockHolder {
   }
 }
 
-interface NativeLock {
-  release(): void;
-  readonly held: boolean;
-}
-
 /** A held writer lock. */
 export class WriterLock {
   /** The lock file. */
   readonly path: string;
-  #native: NativeLock;
+  #native: NativeFileLock;
   readonly #onExit = (): void => this.release();
 
-  private constructor(path: string, lock: NativeLock) {
+  private constructor(path: string, lock: NativeFileLock) {
     this.path = path;
     this.#native = lock;
     process.once('exit', this.#onExit);
