@@ -133,6 +133,16 @@ function summaryProblems(m: BackupManifest, chain: VerifyResult): string[] {
   return out;
 }
 
+/** The options of a verify or restore that the archive walk takes as they are. */
+function readOptions(o: BackupReadOptions) {
+  return {
+    ...(o.encryptionKey ? { encryptionKey: o.encryptionKey } : {}),
+    ...(o.maxExpandedBytes !== undefined ? { maxBytes: o.maxExpandedBytes } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+  };
+}
+
 async function verifyStaged(
   dir: string,
   m: BackupManifest | undefined,
@@ -205,10 +215,7 @@ export async function verifyBackup(
       ...(sidecar ? { manifest: sidecar } : {}),
       ...(staging ? { extractTo: staging } : {}),
       hash: options.readData === true,
-      ...(options.encryptionKey ? { encryptionKey: options.encryptionKey } : {}),
-      ...(options.maxExpandedBytes !== undefined ? { maxBytes: options.maxExpandedBytes } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...readOptions(options),
     });
     let manifest = sidecar;
     if (walk.innerManifest !== undefined) {
@@ -358,10 +365,7 @@ export async function restoreBackup(
       extractTo: staging,
       rejectExtra: true,
       hash: true,
-      ...(options.encryptionKey ? { encryptionKey: options.encryptionKey } : {}),
-      ...(options.maxExpandedBytes !== undefined ? { maxBytes: options.maxExpandedBytes } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...readOptions(options),
     });
     let manifest = sidecar;
     if (walk.innerManifest !== undefined) {

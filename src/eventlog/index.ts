@@ -14,14 +14,14 @@ export {
   v2PayloadHash,
 } from './hashing';
 export { type EventLogFormat, LAYOUT } from './layout';
+export { EventLog, type NewEvent } from './log';
 export {
   DEFAULT_RETENTION_SEGMENTS,
   DEFAULT_SEGMENT_SIZE,
   DEFAULT_SNAPSHOT_EVERY,
-  EventLog,
   EXPORT_LIMIT,
   REPLAY_LIMIT,
-} from './log';
+} from './options';
 export type {
   EventLogOptions,
   ExportRangeOptions,

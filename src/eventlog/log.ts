@@ -29,14 +29,6 @@ import type {
 import { V2Format } from './v2';
 import { verifyLog } from './verify';
 
-export {
-  DEFAULT_RETENTION_SEGMENTS,
-  DEFAULT_SEGMENT_SIZE,
-  DEFAULT_SNAPSHOT_EVERY,
-  EXPORT_LIMIT,
-  REPLAY_LIMIT,
-} from './options';
-
 /** An event as given to {@link EventLog.appendMany}. */
 export interface NewEvent {
   actor: string;
