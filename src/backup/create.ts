@@ -7,7 +7,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fromNative, invalidArgument, TensorVaultAbortError } from '../errors';
-import { CutChainCheck, LAYOUT, takeCut } from '../eventlog/index';
+import { CutChainCheck, LAYOUT, type LogCut, takeCut } from '../eventlog/index';
 import { Sha256, sha256 } from '../hash/index';
 import { atomicWriteFile, fsyncDir, ioError } from '../io/index';
 import type { JobOptions } from '../job';
@@ -138,17 +138,8 @@ function stamp(d: Date): string {
   return `${d.getUTCFullYear()}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}-${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}`;
 }
 
-/**
- * Back up the event log of `dataDir` into `outDir`: `backup-eventlog-YYYYMMDD-HHMMSS-xxxxxx.tar.gz`
- * (`.tar.gz.enc` when encrypted) holding the segments, the snapshot and `manifest.json`, plus the
- * sidecar manifest `…manifest.json` that also records the archive's own size and SHA-256. The writer
- * is never blocked and the source never changed; the live segment is cut at its last complete event.
- */
-export async function createBackup(
-  dataDir: string,
-  outDir: string,
-  options: BackupCreateOptions = {},
-): Promise<BackupCreateResult> {
+/** The checked numbers of {@link BackupCreateOptions}. */
+function checkOptions(dataDir: string, outDir: string, options: BackupCreateOptions) {
   if (typeof dataDir !== 'string' || dataDir === '')
     throw invalidArgument('dataDir', 'dataDir must be a path');
   if (typeof outDir !== 'string' || outDir === '') throw invalidArgument('outDir', 'outDir must be a path');
@@ -162,6 +153,141 @@ export async function createBackup(
   if (encKey !== undefined && (!(encKey instanceof Uint8Array) || encKey.length !== 32)) {
     throw invalidArgument('encryptionKey', 'encryptionKey must be 32 bytes');
   }
+  return { level, threads, encKey };
+}
+
+/**
+ * The archive being written: tar entries → parallel gzip → (AES-256-GCM) → a temp file in the output
+ * folder, hashed as written; published with a no-clobber `link()`, or removed on failure.
+ */
+class ArchiveSink {
+  readonly hash = new Sha256();
+  bytesOut = 0;
+  readonly #gz: ParallelGzip;
+  #cipher: CipherGCM | undefined;
+  readonly #mtime: number;
+
+  private constructor(
+    readonly tmp: string,
+    readonly out: fsp.FileHandle,
+    level: number,
+    threads: number,
+    createdAt: Date,
+  ) {
+    this.#mtime = Math.floor(createdAt.getTime() / 1000);
+    this.#gz = new ParallelGzip(level, 1 << 20, threads, new (native().JobControl)(), async (b) =>
+      this.#emit(this.#cipher ? this.#cipher.update(b) : b),
+    );
+  }
+
+  static async open(
+    tmp: string,
+    o: { level: number; threads: number; encKey?: Uint8Array | undefined; createdAt: Date },
+  ) {
+    const out = await fsp
+      .open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
+      .catch((err: unknown) => {
+        throw ioError(err, tmp, 'cannot create');
+      });
+    const sink = new ArchiveSink(tmp, out, o.level, o.threads, o.createdAt);
+    if (o.encKey !== undefined) {
+      const iv = randomBytes(12);
+      sink.#cipher = createCipheriv('aes-256-gcm', o.encKey, iv);
+      sink.#cipher.setAAD(ENCRYPTED_MAGIC);
+      await sink.#emit(Buffer.concat([ENCRYPTED_MAGIC, iv]));
+    }
+    await sink.#gz.write(
+      tarHeader({ name: `${LAYOUT.dir}/`, size: 0, mtime: sink.#mtime, mode: 0o755, type: 'dir' }),
+    );
+    return sink;
+  }
+
+  async #emit(b: Buffer): Promise<void> {
+    if (b.length === 0) return;
+    this.hash.update(b);
+    this.bytesOut += b.length;
+    await this.out.write(b);
+  }
+
+  /** One tar entry. */
+  async file(name: string, data: Buffer): Promise<void> {
+    await this.#gz.write(
+      tarHeader({ name, size: data.length, mtime: this.#mtime, mode: 0o644, type: 'file' }),
+    );
+    await this.#gz.write(data);
+    await this.#gz.write(tarPadding(data.length));
+  }
+
+  /** End the tar and the gzip, make it durable and publish it at `archivePath` (never over a file). */
+  async publish(archivePath: string, outDir: string): Promise<void> {
+    await this.#gz.write(tarEnd());
+    await this.#gz.end();
+    if (this.#cipher !== undefined) {
+      await this.#emit(this.#cipher.final());
+      await this.#emit(this.#cipher.getAuthTag());
+    }
+    await this.out.sync();
+    await this.out.close();
+    await fsp.link(this.tmp, archivePath); // fails if the name exists
+    await fsp.rm(this.tmp, { force: true });
+    await fsyncDir(outDir);
+  }
+
+  async abort(): Promise<void> {
+    this.#gz.cancel();
+    await this.out.close().catch(() => {});
+    await fsp.rm(this.tmp, { force: true }).catch(() => {});
+  }
+}
+
+/** The manifest of an archive from its files and the chain check of their bytes. */
+function manifestOf(
+  o: { createdAt: Date; source: string; archiveName: string; options: BackupCreateOptions },
+  cut: LogCut,
+  files: ManifestFile[],
+  chain: CutChainCheck,
+): BackupManifest {
+  return {
+    version: 1,
+    created_at: o.createdAt.toISOString(),
+    source_dir: o.source,
+    files,
+    eventlog_summary: {
+      total_events: chain.count,
+      total_segments: cut.files.filter((f) => f.kind === 'segment').length,
+      first_event_id: chain.first?.id ?? null,
+      last_event_id: chain.last?.id ?? null,
+      last_current_hash: chain.last?.current_hash ?? null,
+      snapshot_exists: cut.files.some((f) => f.kind === 'snapshot'),
+    },
+    chain_valid_at_backup: chain.problem === null,
+    tensorvault: {
+      manifest_version: 2,
+      archive_name: o.archiveName,
+      log_format: cut.format,
+      first_seq: chain.first?.seq ?? null,
+      last_seq: chain.last?.seq ?? null,
+      chain_problem: chain.problem,
+      compression: 'gzip',
+      encryption: o.options.encryptionKey
+        ? { algorithm: 'aes-256-gcm', key_id: o.options.encryptionKeyId ?? null }
+        : null,
+    },
+  };
+}
+
+/**
+ * Back up the event log of `dataDir` into `outDir`: `backup-eventlog-YYYYMMDD-HHMMSS-xxxxxx.tar.gz`
+ * (`.tar.gz.enc` when encrypted) holding the segments, the snapshot and `manifest.json`, plus the
+ * sidecar manifest `…manifest.json` that also records the archive's own size and SHA-256. The writer
+ * is never blocked and the source never changed; the live segment is cut at its last complete event.
+ */
+export async function createBackup(
+  dataDir: string,
+  outDir: string,
+  options: BackupCreateOptions = {},
+): Promise<BackupCreateResult> {
+  const { level, threads, encKey } = checkOptions(dataDir, outDir, options);
   const signal = options.signal;
   const checkAbort = (): void => {
     if (signal?.aborted) throw new TensorVaultAbortError('backup aborted', signal.reason);
@@ -177,131 +303,56 @@ export async function createBackup(
   step(
     `[2/5] Consistent cut: ${cut.format} log, ${segCount} segment(s), snapshot ${hasSnapshot ? 'present' : 'absent'}`,
   );
-
-  await fsp.mkdir(outDir, { recursive: true }).catch((err: unknown) => {
-    throw ioError(err, outDir, 'cannot create');
-  });
-  const createdAt = new Date();
-  const base = `backup-eventlog-${stamp(createdAt)}-${randomBytes(3).toString('hex')}`;
-  const archiveName = `${base}.tar.gz${encKey ? '.enc' : ''}`;
-  const archivePath = join(outDir, archiveName);
-  const manifestPath = join(outDir, `${base}.manifest.json`);
-  const tmp = join(outDir, `.${archiveName}.${randomBytes(6).toString('hex')}.tmp`);
-
-  const walker = new CutChainCheck(cut, options.logKey);
-
-  const out = await fsp
-    .open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
-    .catch((err: unknown) => {
-      throw ioError(err, tmp, 'cannot create');
-    });
-  const archiveHash = new Sha256();
-  let bytesOut = 0;
-  let bytesDone = 0;
-  const emit = async (b: Buffer): Promise<void> => {
-    if (b.length === 0) return;
-    archiveHash.update(b);
-    bytesOut += b.length;
-    await out.write(b);
-  };
-  let cipher: CipherGCM | undefined;
-  if (encKey !== undefined) {
-    const iv = randomBytes(12);
-    cipher = createCipheriv('aes-256-gcm', encKey, iv);
-    cipher.setAAD(ENCRYPTED_MAGIC);
-    await emit(Buffer.concat([ENCRYPTED_MAGIC, iv]));
-  }
-  const gz = new ParallelGzip(level, 1 << 20, threads, new (native().JobControl)(), async (b) =>
-    emit(cipher ? cipher.update(b) : b),
-  );
-  const files: ManifestFile[] = [];
-  const mtime = Math.floor(createdAt.getTime() / 1000);
-  let lastSeq: number | null = null;
+  let sink: ArchiveSink | undefined;
   let done = false;
   try {
-    await gz.write(tarHeader({ name: `${LAYOUT.dir}/`, size: 0, mtime, mode: 0o755, type: 'dir' }));
+    await fsp.mkdir(outDir, { recursive: true }).catch((err: unknown) => {
+      throw ioError(err, outDir, 'cannot create');
+    });
+    const createdAt = new Date();
+    const base = `backup-eventlog-${stamp(createdAt)}-${randomBytes(3).toString('hex')}`;
+    const archiveName = `${base}.tar.gz${encKey ? '.enc' : ''}`;
+    const archivePath = join(outDir, archiveName);
+    const manifestPath = join(outDir, `${base}.manifest.json`);
+    const tmp = join(outDir, `.${archiveName}.${randomBytes(6).toString('hex')}.tmp`);
+    sink = await ArchiveSink.open(tmp, { level, threads, encKey, createdAt });
+    const chain = new CutChainCheck(cut, options.logKey);
+    const files: ManifestFile[] = [];
+    let bytesDone = 0;
     for (const f of cut.files) {
       checkAbort();
       const data = await cut.read(f);
       const digest = sha256(data).toString('hex');
-      if (f.kind === 'segment') walker.segment(f.segment as number, data, digest);
+      if (f.kind === 'segment') chain.segment(f.segment as number, data, digest);
       files.push({ path: f.path, size: data.length, sha256: digest });
-      await gz.write(tarHeader({ name: f.path, size: data.length, mtime, mode: 0o644, type: 'file' }));
-      await gz.write(data);
-      await gz.write(tarPadding(data.length));
+      await sink.file(f.path, data);
       bytesDone += f.size;
       options.onProgress?.({ bytesDone, bytesTotal });
     }
     step(`[3/5] Archived and hashed ${files.length} file(s), ${bytesDone} bytes`);
-    await walker.finish();
-    const chainValid = walker.problem === null;
-    lastSeq = walker.last?.seq ?? null;
+    await chain.finish();
     step(
-      chainValid
-        ? `[4/5] Chain at backup: valid (${walker.count} events)`
-        : `[4/5] Chain at backup: INVALID (${walker.problem})`,
+      chain.problem === null
+        ? `[4/5] Chain at backup: valid (${chain.count} events)`
+        : `[4/5] Chain at backup: INVALID (${chain.problem})`,
     );
-    let manifest: BackupManifest = {
-      version: 1,
-      created_at: createdAt.toISOString(),
-      source_dir: source,
-      files,
-      eventlog_summary: {
-        total_events: walker.count,
-        total_segments: segCount,
-        first_event_id: walker.first?.id ?? null,
-        last_event_id: walker.last?.id ?? null,
-        last_current_hash: walker.last?.current_hash ?? null,
-        snapshot_exists: hasSnapshot,
-      },
-      chain_valid_at_backup: chainValid,
-      tensorvault: {
-        manifest_version: 2,
-        archive_name: archiveName,
-        log_format: cut.format,
-        first_seq: walker.first?.seq ?? null,
-        last_seq: lastSeq,
-        chain_problem: walker.problem,
-        compression: 'gzip',
-        encryption: encKey ? { algorithm: 'aes-256-gcm', key_id: options.encryptionKeyId ?? null } : null,
-      },
-    };
+    let manifest = manifestOf({ createdAt, source, archiveName, options }, cut, files, chain);
     const inner = options.sign ? signManifest(manifest, options.sign) : manifest;
-    const innerBytes = Buffer.from(`${JSON.stringify(inner, null, 2)}\n`);
-    await gz.write(
-      tarHeader({ name: 'manifest.json', size: innerBytes.length, mtime, mode: 0o644, type: 'file' }),
-    );
-    await gz.write(innerBytes);
-    await gz.write(tarPadding(innerBytes.length));
-    await gz.write(tarEnd());
-    await gz.end();
-    if (cipher !== undefined) {
-      await emit(cipher.final());
-      await emit(cipher.getAuthTag());
-    }
-    await out.sync();
-    await out.close();
-    // No-clobber publish: link() fails if the name exists.
-    await fsp.link(tmp, archivePath);
-    await fsp.rm(tmp, { force: true });
-    await fsyncDir(outDir);
+    await sink.file('manifest.json', Buffer.from(`${JSON.stringify(inner, null, 2)}\n`));
+    await sink.publish(archivePath, outDir);
     manifest = {
       ...manifest,
-      archive: { name: archiveName, size: bytesOut, sha256: archiveHash.digest('hex') },
+      archive: { name: archiveName, size: sink.bytesOut, sha256: sink.hash.digest('hex') },
     };
     if (options.sign) manifest = signManifest(manifest, options.sign);
     await atomicWriteFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
     step(
-      `[5/5] Archive ${archivePath} (${bytesOut} bytes, sha256 ${manifest.archive?.sha256}); manifest ${basename(manifestPath)}`,
+      `[5/5] Archive ${archivePath} (${sink.bytesOut} bytes, sha256 ${manifest.archive?.sha256}); manifest ${basename(manifestPath)}`,
     );
     done = true;
-    return { archivePath, manifestPath, manifest, bytesIn: bytesDone, bytesOut };
+    return { archivePath, manifestPath, manifest, bytesIn: bytesDone, bytesOut: sink.bytesOut };
   } finally {
     await cut.close();
-    if (!done) {
-      gz.cancel();
-      await out.close().catch(() => {});
-      await fsp.rm(tmp, { force: true }).catch(() => {});
-    }
+    if (!done) await sink?.abort();
   }
 }
