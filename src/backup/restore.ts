@@ -354,7 +354,7 @@ export async function restoreBackup(
     if (present.length > 0 && !options.overwrite) {
       throw new TensorVaultError(
         ErrorCode.EXISTS,
-        `${dest} already holds an event log (${present.join(', ')}); use overwrite to replace it`,
+        `${dest} already holds an event log (${present.join(', ')}); pass overwrite: true (CLI: --overwrite) to replace it`,
         { path: dest },
       );
     }
