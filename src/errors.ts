@@ -28,6 +28,11 @@ export const ErrorCode = {
   LOCKED: 'TV_LOCKED',
   /** The destination already holds data that the operation refuses to replace (see `--overwrite`). */
   EXISTS: 'TV_EXISTS',
+  /**
+   * A restore into this folder was interrupted (or is running) before its log was in place: a read-only
+   * open refuses it; the next read-write open or restore finishes or undoes it (`context.path`).
+   */
+  RESTORE_INCOMPLETE: 'TV_RESTORE_INCOMPLETE',
   /** A hash chain does not verify (see `context.reason`, `context.index`). */
   CHAIN_INVALID: 'TV_CHAIN_INVALID',
   /** A file's bytes do not match the SHA-256 or size recorded for it. */

@@ -7,7 +7,18 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { canonicalJson, EventLog, LAYOUT, type VerifyResult } from '../eventlog/index';
 import { hashFile } from '../hash/index';
-import { assertRegularFile, exists, fsyncDir, ioError, WriterLock } from '../io/index';
+import {
+  assertRegularFile,
+  beginSwap,
+  commitSwap,
+  exists,
+  ioError,
+  placeSwap,
+  rollBackSwap,
+  settleSwap,
+  swapStep,
+  WriterLock,
+} from '../io/index';
 import type { JobOptions } from '../job';
 import { type EntryCheck, walkArchive } from './extract';
 import { type BackupManifest, type ManifestKey, parseManifest, verifyManifestSignature } from './manifest';
@@ -339,9 +350,9 @@ export async function restoreBackup(
   // Hold the destination's writer lock for the whole restore: no writer may start meanwhile.
   const lock = WriterLock.acquire(join(dest, LAYOUT.lock));
   let staging: string | undefined;
-  let aside: string | undefined;
-  let placed = false;
   try {
+    // A restore killed earlier in this folder is finished or undone first (and its leftovers removed).
+    await settleSwap(dest, false);
     const present: string[] = [];
     for (const name of OWNED) if (await exists(join(dest, name))) present.push(name);
     if (present.length > 0 && !options.overwrite) {
@@ -441,25 +452,15 @@ export async function restoreBackup(
         { path: archivePath, names: foreign.join(', ') },
       );
     }
-    const incoming = staged;
-    const moved: string[] = [];
-    const movedAside: string[] = [];
+    // The swap is journaled before anything moves (io/swap.ts): a kill at any point leaves a state
+    // that the next read-write open or restore finishes or undoes, never a folder without a log.
+    const journal = await beginSwap(dest, basename(staging), present, staged);
     try {
-      if (present.length > 0) {
-        aside = await fsp.mkdtemp(join(dest, '.tv-restore-old-'));
-        for (const name of present) {
-          await fsp.rename(join(dest, name), join(aside, name));
-          movedAside.push(name);
-        }
-      }
-      for (const name of incoming) {
-        await fsp.rename(join(staging, name), join(dest, name));
-        moved.push(name);
-      }
-      await fsyncDir(dest);
+      await placeSwap(dest, journal);
       const check = await (
         await EventLog.open(dest, { readOnly: true, ...(options.logKey ? { hmacKey: options.logKey } : {}) })
       ).verifyChain();
+      swapStep('verified');
       if (!check.valid) {
         throw new TensorVaultError(
           ErrorCode.CHAIN_INVALID,
@@ -468,15 +469,11 @@ export async function restoreBackup(
         );
       }
     } catch (err) {
-      // Roll back: take the new files out, put the old ones back.
-      for (const name of moved.reverse())
-        await fsp.rename(join(dest, name), join(staging, name)).catch(() => {});
-      for (const name of movedAside)
-        await fsp.rename(join(aside as string, name), join(dest, name)).catch(() => {});
-      await fsyncDir(dest).catch(() => {});
+      // Roll back: take the new files out, put the old ones back (journaled too).
+      await rollBackSwap(dest, journal).catch(() => {});
       throw err;
     }
-    placed = true;
+    await commitSwap(dest, journal);
     return {
       destDir: dest,
       files: walk.entries.length,
@@ -487,11 +484,6 @@ export async function restoreBackup(
     };
   } finally {
     if (staging !== undefined) await fsp.rm(staging, { recursive: true, force: true }).catch(() => {});
-    // The old log is deleted only once the new one is in place; after a rollback the folder is empty.
-    if (aside !== undefined) {
-      if (placed) await fsp.rm(aside, { recursive: true, force: true }).catch(() => {});
-      else await fsp.rmdir(aside).catch(() => {});
-    }
     lock.release();
   }
 }

@@ -7,7 +7,15 @@ import { constants, promises as fsp, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { hashFile, hmacSha256, sha256 } from '../hash/index';
-import { atomicWriteFile, exists, fsyncDir, ioError, readIfExists, WriterLock } from '../io/index';
+import {
+  atomicWriteFile,
+  exists,
+  fsyncDir,
+  ioError,
+  readIfExists,
+  settleSwap,
+  WriterLock,
+} from '../io/index';
 import { canonicalJson } from './canonical';
 import {
   EntryHashChecker,
@@ -195,6 +203,34 @@ export class EventLog {
     }
     const opts = resolveOptions(options);
     const dir = join(dataDir, LAYOUT.dir);
+    // A writer locks first, then finishes or undoes a restore that was killed mid-swap (io/swap.ts) before
+    // it looks for a log: never an empty log where a restore was placing one. A reader refuses a half swap.
+    let lock: WriterLock | undefined;
+    if (!opts.readOnly) {
+      await fsp.mkdir(dataDir, { recursive: true }).catch((err: unknown) => {
+        throw ioError(err, dataDir, 'cannot create');
+      });
+      lock = WriterLock.acquire(join(dataDir, LAYOUT.lock), {
+        timeoutMs: opts.lockTimeoutMs,
+        describe: (h) =>
+          `event log is locked by ${h.pid !== undefined ? `pid ${h.pid} on ${h.hostname ?? 'an unknown host'}` : 'another process'}: ${join(dataDir, LAYOUT.lock)}`,
+      });
+    }
+    try {
+      return await EventLog.#openLocked(dataDir, dir, opts, lock);
+    } catch (err) {
+      lock?.release();
+      throw err;
+    }
+  }
+
+  static async #openLocked(
+    dataDir: string,
+    dir: string,
+    opts: Required<ResolvedOptions>,
+    lock: WriterLock | undefined,
+  ): Promise<EventLog> {
+    await settleSwap(dataDir, opts.readOnly);
     let format: EventLogFormat;
     const hasMeta = await exists(join(dir, LAYOUT.v2Meta));
     if (hasMeta) format = 'v2';
@@ -215,19 +251,10 @@ export class EventLog {
       await fsp.mkdir(dir, { recursive: true }).catch((err: unknown) => {
         throw ioError(err, dir, 'cannot create');
       });
-      log.#lock = WriterLock.acquire(join(dataDir, LAYOUT.lock), {
-        timeoutMs: opts.lockTimeoutMs,
-        describe: (h) =>
-          `event log is locked by ${h.pid !== undefined ? `pid ${h.pid} on ${h.hostname ?? 'an unknown host'}` : 'another process'}: ${join(dataDir, LAYOUT.lock)}`,
-      });
+      log.#lock = lock;
     }
-    try {
-      if (format === 'legacy') await log.#openLegacy();
-      else await log.#openV2(hasMeta);
-    } catch (err) {
-      log.#lock?.release();
-      throw err;
-    }
+    if (format === 'legacy') await log.#openLegacy();
+    else await log.#openV2(hasMeta);
     return log;
   }
 
