@@ -72,6 +72,8 @@ export const ErrorCode = {
   ECC_SIDECAR_CORRUPT: 'TV_ECC_SIDECAR_CORRUPT',
   /** A repair produced bytes that failed verification; nothing was replaced. */
   ECC_REPAIR_FAILED: 'TV_ECC_REPAIR_FAILED',
+  /** A caller-supplied data source (a tensor's iterator) threw; `cause` is its error, `context.name` the tensor. */
+  SOURCE_FAILED: 'TV_SOURCE_FAILED',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */

@@ -19,34 +19,17 @@ import {
   swapStep,
   WriterLock,
 } from '../io/index';
-import type { JobOptions } from '../job';
+import { requiredString } from '../validate';
 import { type EntryCheck, walkArchive } from './extract';
-import { type BackupManifest, type ManifestKey, parseManifest, verifyManifestSignature } from './manifest';
+import { type BackupManifest, parseManifest, verifyManifestSignature } from './manifest';
+import {
+  type BackupReadOptions,
+  type BackupVerifyOptions,
+  checkReadOptions,
+  type RestoreOptions,
+} from './options';
 
-/** Options shared by verify and restore. */
-export interface BackupReadOptions extends JobOptions {
-  /** Sidecar manifest path (default: next to the archive, `…manifest.json`). */
-  manifestPath?: string;
-  /** Verify the manifest signature with this key (a public Ed25519 key, or the HMAC key). */
-  key?: ManifestKey;
-  /** Fail when the manifest is not signed (implied by `key`). */
-  requireSignature?: boolean;
-  /** Key of an encrypted archive (32 bytes). */
-  encryptionKey?: Uint8Array;
-  /** HMAC key of a v2 log that authenticates its metadata (see `EventLogOptions.hmacKey`). */
-  logKey?: Uint8Array;
-  /**
-   * Most bytes the archive may expand to when there is no sidecar manifest to size it exactly
-   * (default: 100 times the archive's size, at least 16 MiB). A decompression bomb stops there.
-   */
-  maxExpandedBytes?: number;
-}
-
-/** Options of {@link verifyBackup}. */
-export interface BackupVerifyOptions extends BackupReadOptions {
-  /** Also check every file's SHA-256 and verify the whole chain (in a private temp folder). */
-  readData?: boolean;
-}
+export type { BackupReadOptions, BackupVerifyOptions, RestoreOptions } from './options';
 
 /** Result of {@link verifyBackup}. */
 export interface BackupVerifyResult {
@@ -86,6 +69,7 @@ export interface RestoreResult {
 
 /** Sidecar manifest path of an archive. */
 export function backupManifestPath(archivePath: string): string {
+  requiredString(archivePath, 'archivePath');
   const name = basename(archivePath).replace(/\.tar\.gz(\.enc)?$/, '');
   return join(dirname(archivePath), `${name}.manifest.json`);
 }
@@ -187,6 +171,7 @@ export async function verifyBackup(
 ): Promise<BackupVerifyResult> {
   if (typeof archivePath !== 'string' || archivePath === '')
     throw invalidArgument('archivePath', 'archivePath must be a path');
+  checkReadOptions(options);
   const problems: string[] = [];
   await assertRegularFile(archivePath);
   const sidecar = await loadSidecar(archivePath, options);
@@ -293,12 +278,6 @@ export async function verifyBackup(
   return res;
 }
 
-/** Options of {@link restoreBackup}. */
-export interface RestoreOptions extends BackupReadOptions {
-  /** Replace an existing event log in `destDir` (kept until the new one is verified in place). */
-  overwrite?: boolean;
-}
-
 const OWNED = [LAYOUT.dir, LAYOUT.snapshot, LAYOUT.legacyAnchor, LAYOUT.legacySingle] as const;
 
 /**
@@ -318,6 +297,7 @@ export async function restoreBackup(
     throw invalidArgument('archivePath', 'archivePath must be a path');
   if (typeof destDir !== 'string' || destDir === '')
     throw invalidArgument('destDir', 'destDir must be a path');
+  checkReadOptions(options);
   const dest = resolve(destDir);
   const warnings: string[] = [];
   await assertRegularFile(archivePath);

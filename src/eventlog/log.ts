@@ -16,6 +16,7 @@ import {
   settleSwap,
   WriterLock,
 } from '../io/index';
+import { describeValue, optionalBoolean, optionsObject } from '../validate';
 import { canonicalJson } from './canonical';
 import {
   EntryHashChecker,
@@ -122,7 +123,7 @@ function writeAll(fd: number, buf: Buffer, position: number | null, path: string
 
 function checkInt(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}, got ${String(v)}`);
+    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}, got ${describeValue(v)}`);
   }
   return v;
 }
@@ -137,7 +138,8 @@ function checkField(name: string, v: unknown): string {
 function checkTs(name: string, v: unknown): number | undefined {
   if (v === undefined) return undefined;
   const t = typeof v === 'string' ? Date.parse(v) : Number.NaN;
-  if (Number.isNaN(t)) throw invalidArgument(name, `${name} must be an ISO-8601 time, got ${String(v)}`);
+  if (Number.isNaN(t))
+    throw invalidArgument(name, `${name} must be an ISO-8601 time, got ${describeValue(v)}`);
   return t;
 }
 
@@ -1312,6 +1314,7 @@ export class EventLog {
 
   /** Export events by time and/or segment range, at most {@link EXPORT_LIMIT} per call. */
   async exportRange(options: ExportRangeOptions = {}): Promise<ExportResult> {
+    optionsObject(options);
     const from = checkTs('fromTs', options.fromTs);
     const to = checkTs('toTs', options.toTs);
     const limit = checkInt('limit', options.limit ?? EXPORT_LIMIT, 1, EXPORT_LIMIT);
@@ -1346,6 +1349,7 @@ export class EventLog {
 
   /** Replay the log through filters: counts per type/entity/actor, time range and inconsistencies. */
   async replay(options: ReplayOptions = {}): Promise<ReplayResult> {
+    optionsObject(options);
     const from = checkTs('fromTs', options.fromTs);
     const to = checkTs('toTs', options.toTs);
     const limit = checkInt('limit', options.limit ?? REPLAY_LIMIT, 1, REPLAY_LIMIT);
@@ -1448,7 +1452,7 @@ function resolveOptions(o: EventLogOptions): Required<ResolvedOptions> {
     ),
     format,
     fsync,
-    readOnly: o.readOnly === true,
+    readOnly: optionalBoolean(o.readOnly, 'readOnly') === true,
     lockTimeoutMs: checkInt('lockTimeoutMs', o.lockTimeoutMs ?? 0, 0, 24 * 3600 * 1000),
     hmacKey: o.hmacKey ?? new Uint8Array(0),
   };
