@@ -73,6 +73,7 @@ describe('command line conventions', () => {
       'TV_NOT_A_FILE',
       'TV_FILE_CHANGED',
       'TV_IO',
+      'TV_SOURCE_FAILED',
     ]);
     for (const code of Object.values(tv.ErrorCode) as string[]) {
       const exit = exitCodeOf(code);

@@ -28,6 +28,11 @@ export const ErrorCode = {
   LOCKED: 'TV_LOCKED',
   /** The destination already holds data that the operation refuses to replace (see `--overwrite`). */
   EXISTS: 'TV_EXISTS',
+  /**
+   * A restore into this folder was interrupted (or is running) before its log was in place: a read-only
+   * open refuses it; the next read-write open or restore finishes or undoes it (`context.path`).
+   */
+  RESTORE_INCOMPLETE: 'TV_RESTORE_INCOMPLETE',
   /** A hash chain does not verify (see `context.reason`, `context.index`). */
   CHAIN_INVALID: 'TV_CHAIN_INVALID',
   /** A file's bytes do not match the SHA-256 or size recorded for it. */
@@ -67,6 +72,8 @@ export const ErrorCode = {
   ECC_SIDECAR_CORRUPT: 'TV_ECC_SIDECAR_CORRUPT',
   /** A repair produced bytes that failed verification; nothing was replaced. */
   ECC_REPAIR_FAILED: 'TV_ECC_REPAIR_FAILED',
+  /** A caller-supplied data source (a tensor's iterator) threw; `cause` is its error, `context.name` the tensor. */
+  SOURCE_FAILED: 'TV_SOURCE_FAILED',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */

@@ -12,7 +12,14 @@ import { Sha256, sha256 } from '../hash/index';
 import { atomicWriteFile, fsyncDir, ioError } from '../io/index';
 import type { JobOptions } from '../job';
 import { type NativeJobControl, native } from '../native';
-import { type BackupManifest, type ManifestFile, type ManifestKey, signManifest } from './manifest';
+import { bytesOf, checkJobOptions, optionalFunction, optionalString, optionsObject } from '../validate';
+import {
+  type BackupManifest,
+  checkManifestKey,
+  type ManifestFile,
+  type ManifestKey,
+  signManifest,
+} from './manifest';
 import { tarEnd, tarHeader, tarPadding } from './tar';
 
 /** Magic at the start of an encrypted archive (then a 12-byte IV, the ciphertext, a 16-byte tag). */
@@ -143,6 +150,11 @@ function checkOptions(dataDir: string, outDir: string, options: BackupCreateOpti
   if (typeof dataDir !== 'string' || dataDir === '')
     throw invalidArgument('dataDir', 'dataDir must be a path');
   if (typeof outDir !== 'string' || outDir === '') throw invalidArgument('outDir', 'outDir must be a path');
+  optionsObject(options);
+  checkJobOptions(options);
+  optionalFunction(options.onStep, 'onStep');
+  optionalString(options.encryptionKeyId, 'encryptionKeyId', false);
+  if (options.sign !== undefined) checkManifestKey(options.sign, 'sign', true);
   const level = options.compressionLevel ?? 6;
   if (!Number.isInteger(level) || level < 1 || level > 9)
     throw invalidArgument('compressionLevel', 'compressionLevel must be 1–9');
@@ -150,7 +162,10 @@ function checkOptions(dataDir: string, outDir: string, options: BackupCreateOpti
   if (!Number.isInteger(threads) || threads < 1 || threads > 64)
     throw invalidArgument('threads', 'threads must be 1–64');
   const encKey = options.encryptionKey;
-  if (encKey !== undefined && (!(encKey instanceof Uint8Array) || encKey.length !== 32)) {
+  if (
+    encKey !== undefined &&
+    (!(encKey instanceof Uint8Array) || bytesOf(encKey, 'encryptionKey').length !== 32)
+  ) {
     throw invalidArgument('encryptionKey', 'encryptionKey must be 32 bytes');
   }
   return { level, threads, encKey };

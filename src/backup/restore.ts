@@ -7,35 +7,29 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { canonicalJson, EventLog, LAYOUT, type VerifyResult } from '../eventlog/index';
 import { hashFile } from '../hash/index';
-import { assertRegularFile, exists, fsyncDir, ioError, WriterLock } from '../io/index';
-import type { JobOptions } from '../job';
+import {
+  assertRegularFile,
+  beginSwap,
+  commitSwap,
+  exists,
+  ioError,
+  placeSwap,
+  rollBackSwap,
+  settleSwap,
+  swapStep,
+  WriterLock,
+} from '../io/index';
+import { requiredString } from '../validate';
 import { type EntryCheck, walkArchive } from './extract';
-import { type BackupManifest, type ManifestKey, parseManifest, verifyManifestSignature } from './manifest';
+import { type BackupManifest, parseManifest, verifyManifestSignature } from './manifest';
+import {
+  type BackupReadOptions,
+  type BackupVerifyOptions,
+  checkReadOptions,
+  type RestoreOptions,
+} from './options';
 
-/** Options shared by verify and restore. */
-export interface BackupReadOptions extends JobOptions {
-  /** Sidecar manifest path (default: next to the archive, `…manifest.json`). */
-  manifestPath?: string;
-  /** Verify the manifest signature with this key (a public Ed25519 key, or the HMAC key). */
-  key?: ManifestKey;
-  /** Fail when the manifest is not signed (implied by `key`). */
-  requireSignature?: boolean;
-  /** Key of an encrypted archive (32 bytes). */
-  encryptionKey?: Uint8Array;
-  /** HMAC key of a v2 log that authenticates its metadata (see `EventLogOptions.hmacKey`). */
-  logKey?: Uint8Array;
-  /**
-   * Most bytes the archive may expand to when there is no sidecar manifest to size it exactly
-   * (default: 100 times the archive's size, at least 16 MiB). A decompression bomb stops there.
-   */
-  maxExpandedBytes?: number;
-}
-
-/** Options of {@link verifyBackup}. */
-export interface BackupVerifyOptions extends BackupReadOptions {
-  /** Also check every file's SHA-256 and verify the whole chain (in a private temp folder). */
-  readData?: boolean;
-}
+export type { BackupReadOptions, BackupVerifyOptions, RestoreOptions } from './options';
 
 /** Result of {@link verifyBackup}. */
 export interface BackupVerifyResult {
@@ -75,6 +69,7 @@ export interface RestoreResult {
 
 /** Sidecar manifest path of an archive. */
 export function backupManifestPath(archivePath: string): string {
+  requiredString(archivePath, 'archivePath');
   const name = basename(archivePath).replace(/\.tar\.gz(\.enc)?$/, '');
   return join(dirname(archivePath), `${name}.manifest.json`);
 }
@@ -186,6 +181,7 @@ export async function verifyBackup(
 ): Promise<BackupVerifyResult> {
   if (typeof archivePath !== 'string' || archivePath === '')
     throw invalidArgument('archivePath', 'archivePath must be a path');
+  checkReadOptions(options);
   const problems: string[] = [];
   await assertRegularFile(archivePath);
   const sidecar = await loadSidecar(archivePath, options);
@@ -289,12 +285,6 @@ export async function verifyBackup(
   return res;
 }
 
-/** Options of {@link restoreBackup}. */
-export interface RestoreOptions extends BackupReadOptions {
-  /** Replace an existing event log in `destDir` (kept until the new one is verified in place). */
-  overwrite?: boolean;
-}
-
 const OWNED = [LAYOUT.dir, LAYOUT.snapshot, LAYOUT.legacyAnchor, LAYOUT.legacySingle] as const;
 
 /**
@@ -314,6 +304,7 @@ export async function restoreBackup(
     throw invalidArgument('archivePath', 'archivePath must be a path');
   if (typeof destDir !== 'string' || destDir === '')
     throw invalidArgument('destDir', 'destDir must be a path');
+  checkReadOptions(options);
   const dest = resolve(destDir);
   const warnings: string[] = [];
   await assertRegularFile(archivePath);
@@ -346,9 +337,9 @@ export async function restoreBackup(
   // Hold the destination's writer lock for the whole restore: no writer may start meanwhile.
   const lock = WriterLock.acquire(join(dest, LAYOUT.lock));
   let staging: string | undefined;
-  let aside: string | undefined;
-  let placed = false;
   try {
+    // A restore killed earlier in this folder is finished or undone first (and its leftovers removed).
+    await settleSwap(dest, false);
     const present: string[] = [];
     for (const name of OWNED) if (await exists(join(dest, name))) present.push(name);
     if (present.length > 0 && !options.overwrite) {
@@ -445,25 +436,15 @@ export async function restoreBackup(
         { path: archivePath, names: foreign.join(', ') },
       );
     }
-    const incoming = staged;
-    const moved: string[] = [];
-    const movedAside: string[] = [];
+    // The swap is journaled before anything moves (io/swap.ts): a kill at any point leaves a state
+    // that the next read-write open or restore finishes or undoes, never a folder without a log.
+    const journal = await beginSwap(dest, basename(staging), present, staged);
     try {
-      if (present.length > 0) {
-        aside = await fsp.mkdtemp(join(dest, '.tv-restore-old-'));
-        for (const name of present) {
-          await fsp.rename(join(dest, name), join(aside, name));
-          movedAside.push(name);
-        }
-      }
-      for (const name of incoming) {
-        await fsp.rename(join(staging, name), join(dest, name));
-        moved.push(name);
-      }
-      await fsyncDir(dest);
+      await placeSwap(dest, journal);
       const check = await (
         await EventLog.open(dest, { readOnly: true, ...(options.logKey ? { hmacKey: options.logKey } : {}) })
       ).verifyChain();
+      swapStep('verified');
       if (!check.valid) {
         throw new TensorVaultError(
           ErrorCode.CHAIN_INVALID,
@@ -472,15 +453,11 @@ export async function restoreBackup(
         );
       }
     } catch (err) {
-      // Roll back: take the new files out, put the old ones back.
-      for (const name of moved.reverse())
-        await fsp.rename(join(dest, name), join(staging, name)).catch(() => {});
-      for (const name of movedAside)
-        await fsp.rename(join(aside as string, name), join(dest, name)).catch(() => {});
-      await fsyncDir(dest).catch(() => {});
+      // Roll back: take the new files out, put the old ones back (journaled too).
+      await rollBackSwap(dest, journal).catch(() => {});
       throw err;
     }
-    placed = true;
+    await commitSwap(dest, journal);
     return {
       destDir: dest,
       files: walk.entries.length,
@@ -491,11 +468,6 @@ export async function restoreBackup(
     };
   } finally {
     if (staging !== undefined) await fsp.rm(staging, { recursive: true, force: true }).catch(() => {});
-    // The old log is deleted only once the new one is in place; after a rollback the folder is empty.
-    if (aside !== undefined) {
-      if (placed) await fsp.rm(aside, { recursive: true, force: true }).catch(() => {});
-      else await fsp.rmdir(aside).catch(() => {});
-    }
     lock.release();
   }
 }

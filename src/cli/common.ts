@@ -63,14 +63,16 @@ export function exitCodeOf(code: string): number {
       return ExitCode.INVALID_INPUT;
     case 'TV_LOCKED':
     case 'TV_EXISTS':
+    case 'TV_RESTORE_INCOMPLETE':
       return ExitCode.REFUSED;
     case 'TV_INTERNAL':
     case 'TV_NATIVE_UNAVAILABLE':
     case 'TV_EXTERNAL_BUFFERS_UNAVAILABLE':
       return ExitCode.INTERNAL;
     default:
-      // TV_NOT_FOUND, TV_PERMISSION_DENIED, TV_IS_DIRECTORY, TV_NOT_A_FILE, TV_FILE_CHANGED, TV_IO, and
-      // codes added later until they are placed above.
+      // TV_NOT_FOUND, TV_PERMISSION_DENIED, TV_IS_DIRECTORY, TV_NOT_A_FILE, TV_FILE_CHANGED, TV_IO,
+      // TV_SOURCE_FAILED (a caller's data source failed to deliver), and codes added later until they are
+      // placed above (a test lists the ones that may land here).
       return ExitCode.IO;
   }
 }
@@ -232,7 +234,7 @@ export function reportError(err: unknown): number {
   if (output.json) {
     process.stderr.write(`${JSON.stringify({ error: { code, message, context } })}\n`);
   } else if (err instanceof UsageError) {
-    process.stderr.write(`tensorvault: ${message}\nTry 'tensorvault --help'.\n`);
+    process.stderr.write(`tensorvault: ${message} [${code}]\nTry 'tensorvault --help'.\n`);
   } else {
     process.stderr.write(
       `tensorvault: ${message}${code === 'TV_INTERNAL' && !(err instanceof TensorVaultError) ? '' : ` [${code}]`}\n`,

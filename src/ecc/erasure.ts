@@ -11,6 +11,7 @@ import {
   type NativeErasureCodecInstance,
   native,
 } from '../native';
+import { describeValue, optionsObject } from '../validate';
 
 /** Named protection levels: `low` 32+2 (6.25 % overhead), `medium` 16+2 (12.5 %), `high` 10+4 (40 %). */
 export type ErasureProtectionLevel = 'low' | 'medium' | 'high';
@@ -136,7 +137,9 @@ function optionalPath(p: unknown): string | undefined {
 
 function checkInt(v: unknown, name: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}`, { actual: String(v) });
+    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}`, {
+      actual: describeValue(v),
+    });
   }
   return v;
 }
@@ -152,6 +155,7 @@ export function eccSidecarPath(path: string): string {
  */
 export async function protect(path: string, options: ProtectOptions = {}): Promise<ProtectResult> {
   const file = checkPath(path);
+  optionsObject(options);
   const sidecar = optionalPath(options.sidecar);
   const { level, k, m, chunkSize, digest } = options;
   // Shapes only: the values (level names, k + m, chunk sizes, digest names) are the core's rules.
@@ -195,6 +199,7 @@ function verifyResultOf(r: NativeEccVerifyResult): EccVerifyResult {
 /** Verify `path` against its sidecar, read-only: intact, repairable (which chunks) or unrepairable. */
 export async function verify(path: string, options: SidecarOptions = {}): Promise<EccVerifyResult> {
   const file = checkPath(path);
+  optionsObject(options);
   const sidecar = optionalPath(options.sidecar);
   const r = await runJob('eccVerify', options, (control) =>
     native().eccVerify(file, sidecar ?? null, control),
@@ -209,6 +214,7 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
  */
 export async function repair(path: string, options: SidecarOptions = {}): Promise<RepairResult> {
   const file = checkPath(path);
+  optionsObject(options);
   const sidecar = optionalPath(options.sidecar);
   const r = await runJob('eccRepair', options, (control) =>
     native().eccRepair(file, sidecar ?? null, control),

@@ -9,7 +9,8 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { exists, fsyncDir, ioError, WriterLock } from '../io/index';
+import { exists, fsyncDir, ioError, settleSwap, WriterLock } from '../io/index';
+import { optionsObject } from '../validate';
 import type { EventLogEntry } from './hashing';
 import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE } from './layout';
 import { LegacyFormat } from './legacy';
@@ -95,6 +96,33 @@ export class EventLog {
       throw invalidArgument('dataDir', 'dataDir must be a non-empty string');
     }
     const opts = resolveOptions(options);
+    // A writer locks first, then finishes or undoes a restore that was killed mid-swap (io/swap.ts) before
+    // it looks for a log: never an empty log where a restore was placing one. A reader refuses a half swap.
+    let lock: WriterLock | undefined;
+    if (!opts.readOnly) {
+      await fsp.mkdir(dataDir, { recursive: true }).catch((err: unknown) => {
+        throw ioError(err, dataDir, 'cannot create');
+      });
+      lock = WriterLock.acquire(join(dataDir, LAYOUT.lock), {
+        timeoutMs: opts.lockTimeoutMs,
+        describe: (h) =>
+          `event log is locked by ${h.pid !== undefined ? `pid ${h.pid} on ${h.hostname ?? 'an unknown host'}` : 'another process'}: ${join(dataDir, LAYOUT.lock)}`,
+      });
+    }
+    try {
+      return await EventLog.#openLocked(dataDir, opts, lock);
+    } catch (err) {
+      lock?.release();
+      throw err;
+    }
+  }
+
+  static async #openLocked(
+    dataDir: string,
+    opts: ResolvedOptions,
+    lock: WriterLock | undefined,
+  ): Promise<EventLog> {
+    await settleSwap(dataDir, opts.readOnly);
     const dir = join(dataDir, LAYOUT.dir);
     const hasMeta = await exists(join(dir, LAYOUT.v2Meta));
     let format = hasMeta ? 'v2' : await detectLegacy(dataDir, opts.format);
@@ -109,18 +137,9 @@ export class EventLog {
       await fsp.mkdir(dir, { recursive: true }).catch((err: unknown) => {
         throw ioError(err, dir, 'cannot create');
       });
-      log.#lock = WriterLock.acquire(join(dataDir, LAYOUT.lock), {
-        timeoutMs: opts.lockTimeoutMs,
-        describe: (h) =>
-          `event log is locked by ${h.pid !== undefined ? `pid ${h.pid} on ${h.hostname ?? 'an unknown host'}` : 'another process'}: ${join(dataDir, LAYOUT.lock)}`,
-      });
+      log.#lock = lock;
     }
-    try {
-      await log.#fmt.open();
-    } catch (err) {
-      log.#lock?.release();
-      throw err;
-    }
+    await log.#fmt.open();
     return log;
   }
 
@@ -351,11 +370,13 @@ export class EventLog {
 
   /** Export events by time and/or segment range, at most {@link EXPORT_LIMIT} per call. */
   async exportRange(options: ExportRangeOptions = {}): Promise<ExportResult> {
+    optionsObject(options);
     return exportRange(this.#events, options);
   }
 
   /** Replay the log through filters: counts per type/entity/actor, time range and inconsistencies. */
   async replay(options: ReplayOptions = {}): Promise<ReplayResult> {
+    optionsObject(options);
     return replay(this.#events, this.format === 'v2', options);
   }
 

@@ -1,5 +1,6 @@
 /** Option defaults, limits and the argument checks of the event log. */
 import { invalidArgument } from '../errors';
+import { describeValue, optionalBoolean } from '../validate';
 import type { EventLogFormat } from './layout';
 import type { EventLogOptions } from './types';
 
@@ -18,7 +19,7 @@ const MAX_FIELD = 4096;
 
 export function checkInt(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}, got ${describe(v)}`);
+    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}, got ${describeValue(v)}`);
   }
   return v;
 }
@@ -34,15 +35,9 @@ export function checkField(name: string, v: unknown): string {
 export function checkTs(name: string, v: unknown): number | undefined {
   if (v === undefined) return undefined;
   const t = typeof v === 'string' ? Date.parse(v) : Number.NaN;
-  if (Number.isNaN(t)) throw invalidArgument(name, `${name} must be an ISO-8601 time, got ${describe(v)}`);
+  if (Number.isNaN(t))
+    throw invalidArgument(name, `${name} must be an ISO-8601 time, got ${describeValue(v)}`);
   return t;
-}
-
-/** A value for an error message; never throws (a Symbol or a null-prototype object cannot be `String()`ed). */
-function describe(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' || v == null) return String(v);
-  return typeof v;
 }
 
 export interface ResolvedOptions {
@@ -68,9 +63,6 @@ export function resolveOptions(o: EventLogOptions): ResolvedOptions {
   if (o.hmacKey !== undefined && !(o.hmacKey instanceof Uint8Array)) {
     throw invalidArgument('hmacKey', 'hmacKey must be a Uint8Array');
   }
-  if (o.readOnly !== undefined && typeof o.readOnly !== 'boolean') {
-    throw invalidArgument('readOnly', 'readOnly must be a boolean');
-  }
   return {
     segmentSize: checkInt('segmentSize', o.segmentSize ?? DEFAULT_SEGMENT_SIZE, 1, 10_000_000),
     snapshotEvery: checkInt('snapshotEvery', o.snapshotEvery ?? DEFAULT_SNAPSHOT_EVERY, 1, 100_000_000),
@@ -82,7 +74,7 @@ export function resolveOptions(o: EventLogOptions): ResolvedOptions {
     ),
     format,
     fsync,
-    readOnly: o.readOnly === true,
+    readOnly: optionalBoolean(o.readOnly, 'readOnly') === true,
     lockTimeoutMs: checkInt('lockTimeoutMs', o.lockTimeoutMs ?? 0, 0, 24 * 3600 * 1000),
     hmacKey: o.hmacKey ?? new Uint8Array(0),
   };

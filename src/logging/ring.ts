@@ -26,6 +26,7 @@ import {
   writableTarget,
   writeAllAt,
 } from '../io/index';
+import { describeValue, optionsObject } from '../validate';
 import { headerLine, LEVELS, type LevelName, parseRingLog } from './format';
 import { type LogFields, Ring, serialise } from './record';
 
@@ -105,7 +106,7 @@ function resolveLevel(level: unknown, argument: string): number {
   if (typeof level === 'string' && Object.hasOwn(LEVELS, level)) return LEVELS[level as LevelName];
   throw invalidArgument(
     argument,
-    `${argument} must be one of ${Object.keys(LEVELS).join(', ')} or a number, got ${String(level)}`,
+    `${argument} must be one of ${Object.keys(LEVELS).join(', ')} or a number, got ${describeValue(level)}`,
   );
 }
 
@@ -113,9 +114,9 @@ function checkInt(value: unknown, argument: string, min: number, max: number): n
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
     throw invalidArgument(
       argument,
-      `${argument} must be an integer in [${min}, ${max}], got ${String(value)}`,
+      `${argument} must be an integer in [${min}, ${max}], got ${describeValue(value)}`,
       {
-        actual: String(value),
+        actual: describeValue(value),
       },
     );
   }
@@ -191,7 +192,7 @@ export class RingFileLog {
     ) {
       throw invalidArgument(
         'flushIntervalMs',
-        `flushIntervalMs must be a number in [0, 2^31-1], got ${String(interval)}`,
+        `flushIntervalMs must be a number in [0, 2^31-1], got ${describeValue(interval)}`,
       );
     }
     this.flushIntervalMs = interval;
@@ -280,7 +281,10 @@ export class RingFileLog {
   log(level: LevelName | number, msg: string, fields?: LogFields): void {
     const value = resolveLevel(level, 'level');
     const label = typeof level === 'string' ? level : value;
-    this.#add(serialise(label, String(msg), fields), value);
+    if (typeof msg !== 'string')
+      throw invalidArgument('msg', `msg must be a string, got ${describeValue(msg)}`);
+    if (fields !== undefined) optionsObject(fields, 'fields');
+    this.#add(serialise(label, msg, fields), value);
   }
 
   /** Log at `trace`. */
@@ -317,6 +321,8 @@ export class RingFileLog {
     if (typeof line !== 'string' || line.includes('\n')) {
       throw invalidArgument('line', 'line must be a string without newlines');
     }
+    if (typeof level !== 'number' || Number.isNaN(level))
+      throw invalidArgument('level', `level must be a number, got ${describeValue(level)}`);
     this.#add(line, level);
   }
 

@@ -3,6 +3,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { assertRegularFile, ioError } from '../io/index';
 import { native } from '../native';
+import { optionalBoolean, requiredString } from '../validate';
 import type { TensorArray } from './dtype';
 import {
   checkOptionsObject,
@@ -74,6 +75,7 @@ export class ShardedSafetensors {
 
   /** The shard file holding tensor `name`. */
   shardOf(name: string): string {
+    requiredString(name, 'name', false);
     const shard = Object.hasOwn(this.#weightMap, name) ? this.#weightMap[name] : undefined;
     if (shard === undefined) {
       throw new TensorVaultError(ErrorCode.TENSOR_NOT_FOUND, `no tensor named ${JSON.stringify(name)}`, {
@@ -180,6 +182,8 @@ export async function openShardedSafetensors(
     throw invalidArgument('indexPath', 'indexPath must be a non-empty string');
   }
   checkOptionsObject(options);
+  optionalBoolean(options.copy, 'copy');
+  optionalBoolean(options.populate, 'populate');
   let text: string;
   try {
     await assertRegularFile(indexPath);
