@@ -197,3 +197,38 @@ describe('command line conventions', () => {
     expect(progressLine('hashing', 0.5, 1024, 1, 120)).toMatch(/hashing \[#+\.+\]\s+50%/);
   });
 });
+
+describe('TensorVaultError.context is typed per code (issue 16)', () => {
+  it('is(code) narrows the context; the narrowing is checked by tsc (npm test runs tsc over the tests)', async () => {
+    const d = fresh();
+    const f = join(d, 'f.bin');
+    writeFileSync(f, Buffer.alloc(256 * 1024, 1));
+    await tv.protect(f, { level: 'high' });
+    const b = readFileSync(f);
+    for (let i = 0; i < b.length; i += 4096) b[i] = (b[i] as number) ^ 0xff; // every chunk
+    writeFileSync(f, b);
+    let caught: unknown;
+    try {
+      await tv.repair(f);
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(tv.TensorVaultError);
+    const e = caught as tv.TensorVaultError;
+    expect(e.is('TV_ECC_UNREPAIRABLE')).toBe(true);
+    expect(e.is('TV_IO')).toBe(false);
+    if (e.is('TV_ECC_UNREPAIRABLE')) {
+      // Compile-time: `chunks` is a documented string field of this code.
+      const chunks: string | undefined = e.context.chunks;
+      expect(chunks).toMatch(/^\d+(,\d+)*$/);
+      // @ts-expect-error: chunks is not a number
+      const wrong: number = e.context.chunks;
+      expect(typeof wrong).toBe('string');
+    }
+    const locked = new tv.TensorVaultError('TV_LOCKED', 'x', { pid: 42 });
+    if (locked.is('TV_LOCKED')) {
+      const pid: number | undefined = locked.context.pid;
+      expect(pid).toBe(42);
+    }
+  });
+});
