@@ -8,6 +8,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { asyncDisposeSymbol } from '../dispose';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { exists, fsyncDir, ioError, settleSwap, WriterLock } from '../io/index';
 import { optionsObject } from '../validate';
@@ -390,7 +391,7 @@ export class EventLog {
   }
 
   /** `await using log = await EventLog.open(...)` support. */
-  async [Symbol.asyncDispose](): Promise<void> {
+  async [asyncDisposeSymbol](): Promise<void> {
     await this.close();
   }
 }

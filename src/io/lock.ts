@@ -8,6 +8,7 @@
  * process is refused as well. The file is removed on release.
  */
 import { hostname } from 'node:os';
+import { disposeSymbol } from '../dispose';
 import { callNative, ErrorCode, TensorVaultError } from '../errors';
 import { type NativeFileLock, native } from '../native';
 
@@ -112,5 +113,10 @@ export class WriterLock {
     if (!this.#native.held) return;
     process.removeListener('exit', this.#onExit);
     this.#native.release();
+  }
+
+  /** `using lock = WriterLock.acquire(...)`: released at the end of the scope. */
+  [disposeSymbol](): void {
+    this.release();
   }
 }

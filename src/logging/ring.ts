@@ -17,6 +17,7 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { disposeSymbol } from '../dispose';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import {
   atomicWriteFileSync,
@@ -500,5 +501,10 @@ export class RingFileLog {
   /** True once {@link close} was called. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** `using log = new RingFileLog(...)`: closes the log (writing what is pending) at the end of the scope. */
+  [disposeSymbol](): void {
+    this.close();
   }
 }

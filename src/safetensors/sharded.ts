@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { asyncDisposeSymbol } from '../dispose';
 import { ErrorCode, fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { assertRegularFile, ioError } from '../io/index';
 import { native } from '../native';
@@ -126,6 +127,11 @@ export class ShardedSafetensors {
     const files = await Promise.allSettled(this.#open.values());
     for (const f of files) if (f.status === 'fulfilled') f.value.close();
     this.#open.clear();
+  }
+
+  /** `await using set = await openShardedSafetensors(...)`: closes every opened shard at scope end. */
+  async [asyncDisposeSymbol](): Promise<void> {
+    await this.close();
   }
 }
 
