@@ -136,9 +136,22 @@ export interface ErrorContextMap {
     readonly since?: string;
   };
   TV_EXISTS: { readonly path?: string };
-  TV_CORRUPT: { readonly path?: string; readonly reason?: string; readonly expected?: number; readonly actual?: number };
-  TV_CHAIN_INVALID: { readonly path?: string; readonly reason?: string | null; readonly index?: number | null };
-  TV_CHECKSUM_MISMATCH: { readonly path?: string; readonly expected?: string | null; readonly actual?: string | null };
+  TV_CORRUPT: {
+    readonly path?: string;
+    readonly reason?: string;
+    readonly expected?: number;
+    readonly actual?: number;
+  };
+  TV_CHAIN_INVALID: {
+    readonly path?: string;
+    readonly reason?: string | null;
+    readonly index?: number | null;
+  };
+  TV_CHECKSUM_MISMATCH: {
+    readonly path?: string;
+    readonly expected?: string | null;
+    readonly actual?: string | null;
+  };
   TV_SAFETENSORS_INVALID: {
     /** A stable reason (`header_too_large`, `overlapping_tensors`, `unknown_dtype`, …). */
     readonly reason?: string;
@@ -165,7 +178,11 @@ export interface ErrorContextMap {
   };
   TV_ECC_UNKNOWN_PROTECTION: { readonly level?: string };
   TV_ECC_UNKNOWN_CODEC: { readonly name?: string };
-  TV_ECC_PARITY_LENGTH: { readonly dataLength?: number; readonly expected?: number; readonly actual?: number };
+  TV_ECC_PARITY_LENGTH: {
+    readonly dataLength?: number;
+    readonly expected?: number;
+    readonly actual?: number;
+  };
   TV_NATIVE_UNAVAILABLE: {
     readonly platform?: string;
     readonly arch?: string;

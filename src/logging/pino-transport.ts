@@ -78,6 +78,7 @@ class RingStream extends Writable {
  */
 export default async function ringTransport(options: RingTransportOptions): Promise<Writable> {
   const { path, ...rest } = optionsObject(options) as RingTransportOptions;
-  if (typeof path !== 'string' || path === '') throw invalidArgument('path', 'the transport needs options.path');
+  if (typeof path !== 'string' || path === '')
+    throw invalidArgument('path', 'the transport needs options.path');
   return new RingStream(new RingFileLog(path, rest));
 }
