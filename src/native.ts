@@ -45,6 +45,12 @@ export interface NativeTensorInfo {
 /** An open, validated safetensors file in the addon. */
 export interface NativeSafetensorsHandle {
   tensorsJson(): string;
+  namesJson(): string;
+  tensorCount(): number;
+  info(name: string): NativeTensorInfo | null | undefined;
+  has(name: string): boolean;
+  dataLength(): number;
+  fileLength(): number;
   metadata(): { key: string; value: string }[] | null | undefined;
   dataStart(): number;
   checkRange(
