@@ -65,6 +65,12 @@ export const ErrorCode = {
   ECC_UNREPAIRABLE: 'TV_ECC_UNREPAIRABLE',
   /** An ECC sidecar is unusable: both header copies, or both copies of a digest-table block, are damaged. */
   ECC_SIDECAR_CORRUPT: 'TV_ECC_SIDECAR_CORRUPT',
+  /**
+   * The file was modified after it was protected (modification time or length differ from the sidecar's
+   * record) and most of it differs: the sidecar looks stale, and `repair` refuses to roll the edit back
+   * unless `force` is set (`context.path`, `sidecar`, `differingBytes`, `fileLength`).
+   */
+  ECC_STALE_SIDECAR: 'TV_ECC_STALE_SIDECAR',
   /** A repair produced bytes that failed verification; nothing was replaced. */
   ECC_REPAIR_FAILED: 'TV_ECC_REPAIR_FAILED',
   /** The operation was cancelled through its `AbortSignal`. */

@@ -112,6 +112,9 @@ export interface NativeEccProtectResult {
 /** Result of the native `eccVerify`. */
 export interface NativeEccVerifyResult {
   status: string;
+  damageStatus: string;
+  modifiedSinceProtect?: boolean | null;
+  differingBytes: number;
   layout: NativeEccLayout;
   actualLength: number;
   damagedChunks: number[];
@@ -205,7 +208,12 @@ export interface NativeBinding {
     control: NativeJobControl,
   ): Promise<NativeEccProtectResult>;
   eccVerify(path: string, sidecar: string | null, control: NativeJobControl): Promise<NativeEccVerifyResult>;
-  eccRepair(path: string, sidecar: string | null, control: NativeJobControl): Promise<NativeEccRepairResult>;
+  eccRepair(
+    path: string,
+    sidecar: string | null,
+    force: boolean,
+    control: NativeJobControl,
+  ): Promise<NativeEccRepairResult>;
   NativeErasureCodec: new (k: number, m: number) => NativeErasureCodecInstance;
   eccBench(
     k: number,

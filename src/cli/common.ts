@@ -135,6 +135,7 @@ export function reportError(err: unknown): number {
       case 'TV_INVALID_ARGUMENT':
         return ExitCode.USAGE;
       case 'TV_ECC_UNREPAIRABLE':
+      case 'TV_ECC_STALE_SIDECAR':
       case 'TV_ECC_SIDECAR_CORRUPT':
       case 'TV_ECC_REPAIR_FAILED':
         return ExitCode.UNREPAIRABLE;
