@@ -1,6 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  readFileSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -26,12 +34,31 @@ function bytes(n: number, seed: number): Buffer {
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
+/**
+ * Flip bytes of `path` in place, as a failing medium would: the modification time is kept (an edit
+ * through the file system, which changes it, is what a stale sidecar is; see the `stale` tests).
+ */
 function damage(path: string, at: number, len: number, seed: number): void {
+  const st = statSync(path);
   const b = readFileSync(path);
   const g = bytes(len, seed);
   for (let i = 0; i < len && at + i < b.length; i++)
     b[at + i] = (b[at + i] as number) ^ ((g[i] as number) | 1);
   writeFileSync(path, b);
+  utimesSync(path, st.atime, st.mtime);
+}
+
+/** Set both header copies' flags to `flags` and fix their checksums (a well-formed header from a "future" writer). */
+function setHeaderFlags(sidecar: string, flags: number): void {
+  const b = readFileSync(sidecar);
+  for (const at of [0, b.length - 256]) {
+    b.writeUInt32LE(flags, at + 12);
+    createHash('sha256')
+      .update(b.subarray(at, at + 224))
+      .digest()
+      .copy(b, at + 224);
+  }
+  writeFileSync(sidecar, b);
 }
 
 function runCli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
@@ -246,6 +273,111 @@ describe('protect / verify / repair', () => {
   });
 });
 
+describe('stale sidecars: edits made after protect (issue 13, item 16)', () => {
+  it('a file edited after protect is reported stale, and repair does not roll it back unless forced', async () => {
+    const file = join(dir, 'edited.bin');
+    const original = bytes(20_000, 21);
+    writeFileSync(file, original);
+    // 5 chunks of 4 KiB, 3 + 2 per stripe: an edit of 3 chunks is within the parity budget, so the old
+    // repair "fixed" it, silently rolling the edit back.
+    await tv.protect(file, { k: 3, m: 2, chunkSize: 4096 });
+    const protectedMtime = statSync(file).mtimeMs;
+    const edited = Buffer.from(original);
+    for (let i = 0; i < 12_288; i++) edited[i] = ((edited[i] as number) + 1) & 0xff;
+    writeFileSync(file, edited);
+    const later = new Date(protectedMtime + 60_000);
+    utimesSync(file, later, later);
+
+    const v = await tv.verify(file);
+    expect(v.status).toBe('stale');
+    expect(v.damageStatus).toBe('repairable');
+    expect(v.modifiedSinceProtect).toBe(true);
+    expect(v.differingBytes).toBe(12_288);
+    await expect(tv.repair(file)).rejects.toMatchObject({
+      code: 'TV_ECC_STALE_SIDECAR',
+      context: { path: file, differingBytes: 12_288, fileLength: 20_000 },
+    });
+    expect(readFileSync(file).equals(edited)).toBe(true);
+    await expect(tv.repair(file, { force: 'yes' as never })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+      context: { argument: 'force' },
+    });
+
+    const cliVerify = runCli('verify', file);
+    expect(cliVerify.status).toBe(2);
+    expect(cliVerify.stdout).toContain('STALE');
+    const cliRepair = runCli('repair', file);
+    expect(cliRepair.status).toBe(2);
+    expect(cliRepair.stderr).toContain('TV_ECC_STALE_SIDECAR');
+    expect(readFileSync(file).equals(edited)).toBe(true);
+
+    // Forced: rolled back to the protected bytes, which get their protected modification time back.
+    const r = await tv.repair(file, { force: true });
+    expect(r.before.status).toBe('stale');
+    expect(r.after.status).toBe('intact');
+    expect(sha(readFileSync(file))).toBe(sha(original));
+    expect(statSync(file).mtimeMs).toBe(protectedMtime);
+
+    // The CLI's --force does the same.
+    writeFileSync(file, edited);
+    utimesSync(file, later, later);
+    expect(runCli('repair', file, '--force').status).toBe(0);
+    expect(sha(readFileSync(file))).toBe(sha(original));
+  });
+
+  it('the same bytes changed with the modification time kept are damage, repaired as before', async () => {
+    const file = join(dir, 'rotted.bin');
+    const original = bytes(20_000, 22);
+    writeFileSync(file, original);
+    await tv.protect(file, { k: 3, m: 2, chunkSize: 4096 });
+    damage(file, 0, 12_288, 7);
+    const v = await tv.verify(file);
+    expect(v.status).toBe('repairable');
+    expect(v.modifiedSinceProtect).toBe(false);
+    await tv.repair(file);
+    expect(sha(readFileSync(file))).toBe(sha(original));
+    // A small change with a new modification time is still repaired, and the report says so.
+    const small = Buffer.from(original);
+    small[5] = (small[5] as number) ^ 1;
+    writeFileSync(file, small);
+    const later = new Date(statSync(file).mtimeMs + 60_000);
+    utimesSync(file, later, later);
+    const w = await tv.verify(file);
+    expect([w.status, w.modifiedSinceProtect, w.differingBytes]).toEqual(['repairable', true, 4096]);
+    await tv.repair(file);
+    expect(sha(readFileSync(file))).toBe(sha(original));
+  });
+
+  it('reads sidecars written before the hints existed (never stale) and refuses unknown flags', async () => {
+    // Written by the version before this change (flags 0, no modification time recorded).
+    const fixture = join(__dirname, 'fixtures', 'ecc-v1', 'old.bin');
+    const file = join(dir, 'old.bin');
+    copyFileSync(fixture, file);
+    copyFileSync(`${fixture}.tvecc`, `${file}.tvecc`);
+    const original = readFileSync(file);
+    const v = await tv.verify(file);
+    expect(v.status).toBe('intact');
+    expect(v.modifiedSinceProtect).toBeNull();
+    expect(v.layout).toMatchObject({ k: 3, m: 2, chunkSize: 4096, fileLength: 20_000 });
+    // Without a recorded modification time a rewrite cannot be told from damage: repaired as before.
+    const edited = Buffer.from(original);
+    for (let i = 0; i < 12_288; i++) edited[i] = ((edited[i] as number) + 1) & 0xff;
+    writeFileSync(file, edited);
+    expect((await tv.verify(file)).status).toBe('repairable');
+    await tv.repair(file);
+    expect(readFileSync(file).equals(original)).toBe(true);
+
+    // A header with a flag this reader does not know (valid checksum) is refused, not guessed at.
+    const fresh = join(dir, 'flags.bin');
+    writeFileSync(fresh, original);
+    await tv.protect(fresh, { k: 3, m: 2, chunkSize: 4096 });
+    setHeaderFlags(`${fresh}.tvecc`, 1 | 2);
+    await expect(tv.verify(fresh)).rejects.toMatchObject({ code: 'TV_ECC_SIDECAR_CORRUPT' });
+    setHeaderFlags(`${fresh}.tvecc`, 1);
+    expect((await tv.verify(fresh)).status).toBe('intact');
+  });
+});
+
 describe('CLI', () => {
   it('protect / verify / repair with par2-style exit codes and --json', () => {
     const file = join(dir, 'cli.bin');
@@ -263,10 +395,16 @@ describe('CLI', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('re-verified intact');
     expect(sha(readFileSync(file))).toBe(sha(original));
-    // Beyond the budget: the whole file zeroed.
+    // Beyond the budget: the whole file zeroed by a write (a new modification time): it looks like an
+    // edit, so the sidecar is reported stale and repair refuses; forced, the damage is unrepairable.
     writeFileSync(file, Buffer.alloc(original.length));
-    expect(runCli('verify', file).status).toBe(2);
-    const bad = runCli('repair', file);
+    const st = runCli('verify', file);
+    expect(st.status).toBe(2);
+    expect(st.stdout).toContain('STALE');
+    const stale = runCli('repair', file);
+    expect(stale.status).toBe(2);
+    expect(stale.stderr).toContain('TV_ECC_STALE_SIDECAR');
+    const bad = runCli('repair', file, '--force');
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('TV_ECC_UNREPAIRABLE');
     expect(runCli('protect', file, '--k', '4').status).toBe(3);

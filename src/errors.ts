@@ -70,6 +70,12 @@ export const ErrorCode = {
   ECC_UNREPAIRABLE: 'TV_ECC_UNREPAIRABLE',
   /** An ECC sidecar is unusable: both header copies, or both copies of a digest-table block, are damaged. */
   ECC_SIDECAR_CORRUPT: 'TV_ECC_SIDECAR_CORRUPT',
+  /**
+   * The file was modified after it was protected (modification time or length differ from the sidecar's
+   * record) and most of it differs: the sidecar looks stale, and `repair` refuses to roll the edit back
+   * unless `force` is set (`context.path`, `sidecar`, `differingBytes`, `fileLength`).
+   */
+  ECC_STALE_SIDECAR: 'TV_ECC_STALE_SIDECAR',
   /** A repair produced bytes that failed verification; nothing was replaced. */
   ECC_REPAIR_FAILED: 'TV_ECC_REPAIR_FAILED',
   /** A caller-supplied data source (a tensor's iterator) threw; `cause` is its error, `context.name` the tensor. */
@@ -169,6 +175,13 @@ export interface ErrorContextMap {
     readonly chunks?: string;
     /** The stripes that lost more chunks than they have parity, comma-separated. */
     readonly stripes?: string;
+  };
+  TV_ECC_STALE_SIDECAR: {
+    readonly path?: string;
+    readonly sidecar?: string;
+    /** Bytes of the file that differ from what was protected. */
+    readonly differingBytes?: number;
+    readonly fileLength?: number;
   };
   TV_ECC_UNCORRECTABLE: {
     readonly block?: number;

@@ -42,6 +42,7 @@ export function exitCodeOf(code: string): number {
     case 'TV_MISSING_PEER':
       return ExitCode.USAGE;
     case 'TV_ECC_UNREPAIRABLE':
+    case 'TV_ECC_STALE_SIDECAR':
     case 'TV_ECC_SIDECAR_CORRUPT':
     case 'TV_ECC_REPAIR_FAILED':
     case 'TV_ECC_UNCORRECTABLE':

@@ -2,7 +2,8 @@
  * `tensorvault protect|verify|repair <file>`: the erasure parity sidecar (`<file>.tvecc`).
  *
  * Exit codes (par2-style): 0 intact / done, 1 damage found and repairable (verify), 2 damage not
- * repairable or sidecar unusable, 3 bad command line, 6 I/O error, 7 internal error, 130 interrupted.
+ * repairable, sidecar unusable or stale, 3 bad command line, 6 I/O error, 7 internal error, 130
+ * interrupted.
  */
 import {
   type ChunkDigestName,
@@ -28,8 +29,8 @@ import {
 } from './common';
 
 const EXIT_TEXT = `Exit codes: 0 intact (or repaired), 1 damage found but repairable (verify), 2 damage not
-            repairable or sidecar unusable, 3 bad command line, 6 I/O error, 7 internal error,
-            130 interrupted.`;
+            repairable, sidecar unusable or stale (the file was edited after protect), 3 bad command
+            line, 6 I/O error, 7 internal error, 130 interrupted.`;
 
 /** A verb of this group. */
 export interface Verb {
@@ -64,6 +65,12 @@ function describeVerify(file: string, r: EccVerifyResult): string {
   out += listChunks('damaged chunks', r.damagedChunks);
   out += listChunks('damaged parity slots', r.damagedParity);
   out += listChunks('UNREPAIRABLE chunks', r.unrepairableChunks);
+  if (r.status === 'stale') {
+    out += `  STALE sidecar: ${file} was modified after it was protected and ${r.differingBytes} of its bytes differ\n`;
+    out += `  protect it again, or \`tensorvault repair --force\` to roll it back (the damage would be ${r.damageStatus})\n`;
+  } else if (r.modifiedSinceProtect === true && r.status !== 'intact') {
+    out += '  note: the file was modified after it was protected (modification time or length differ)\n';
+  }
   const s = r.sidecar;
   const side: string[] = [];
   if (!s.headerA) side.push('header A damaged');
@@ -84,8 +91,9 @@ async function runSidecarVerb<T>(
   values: readonly string[],
   label: string,
   job: (file: string, args: ParsedArgs, options: SidecarOptions) => Promise<T>,
+  flags: readonly string[] = [],
 ): Promise<{ file: string; args: ParsedArgs; r: T; seconds: number } | null> {
-  const args = parseArgs(argv, ['json', 'help'], ['sidecar', ...values]);
+  const args = parseArgs(argv, ['json', 'help', ...flags], ['sidecar', ...values]);
   if (args.flags.has('help')) {
     process.stdout.write(usage);
     return null;
@@ -174,7 +182,9 @@ async function runProtect(argv: readonly string[]): Promise<number> {
 
 const verifyUsage = `tensorvault verify <file> [options]
 
-  Check <file> against <file>.tvecc, read-only: intact, repairable (which chunks) or unrepairable.
+  Check <file> against <file>.tvecc, read-only: intact, repairable (which chunks), unrepairable, or
+  stale (the file was edited after protect: its modification time or length differ from the sidecar's
+  record and most of its bytes differ).
 
   --sidecar PATH     sidecar path (default <file>.tvecc)
   --json             machine-readable output
@@ -206,9 +216,12 @@ const repairUsage = `tensorvault repair <file> [options]
 
   Rebuild damaged chunks of <file> (and a damaged sidecar) from parity; every rebuilt chunk is checked
   against its digest, files are replaced atomically, and the result is re-verified. Damage beyond the
-  parity budget changes nothing and exits 2 with the unrepairable chunks listed.
+  parity budget changes nothing and exits 2 with the unrepairable chunks listed. A file edited after
+  protect (verify says stale) is not rolled back: repair exits 2 and changes nothing, unless --force.
+  A repaired file gets back the modification time it had when it was protected.
 
   --sidecar PATH     sidecar path (default <file>.tvecc)
+  --force            repair a file whose sidecar looks stale, rolling the edit back
   --json             machine-readable output
 
 ${EXIT_TEXT}
@@ -221,7 +234,9 @@ async function runRepair(argv: readonly string[]): Promise<number> {
     repairUsage,
     [],
     'repairing',
-    (file, _args, options): Promise<RepairResult> => repair(file, options),
+    (file, args, options): Promise<RepairResult> =>
+      repair(file, { ...options, force: args.flags.has('force') }),
+    ['force'],
   );
   if (done === null) return ExitCode.OK;
   const { file, args, r, seconds } = done;

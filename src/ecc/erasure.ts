@@ -72,8 +72,22 @@ export interface ProtectResult {
   root: string;
 }
 
-/** Overall state of a file and its sidecar. */
-export type EccStatus = 'intact' | 'repairable' | 'unrepairable';
+/**
+ * Overall state of a file and its sidecar. `stale`: the file was modified after it was protected (its
+ * modification time or length differs from the sidecar's record) and most of it differs from what was
+ * protected, so the sidecar is out of date rather than the file damaged; `repair` refuses to roll such
+ * a file back unless `force` is set.
+ */
+export type EccStatus = 'intact' | 'repairable' | 'unrepairable' | 'stale';
+
+/** Options of {@link repair}. */
+export interface RepairOptions extends SidecarOptions {
+  /**
+   * Repair a file whose sidecar looks stale (status `stale`), rolling it back to the protected bytes
+   * (default false: such a repair throws `TV_ECC_STALE_SIDECAR` and changes nothing).
+   */
+  force?: boolean;
+}
 
 /** Health of the sidecar's own structure. */
 export interface SidecarHealth {
@@ -93,13 +107,25 @@ export interface SidecarHealth {
 
 /** Result of {@link verify}. */
 export interface EccVerifyResult {
-  /** `intact`, `repairable` (see `damagedChunks`) or `unrepairable` (see `unrepairableChunks`). */
+  /**
+   * `intact`, `repairable` (see `damagedChunks`), `unrepairable` (see `unrepairableChunks`) or `stale`
+   * (the file was edited after `protect`; see {@link EccStatus}).
+   */
   status: EccStatus;
+  /** What the damage amounts to if the sidecar is trusted anyway: `status`, except `repairable` or `unrepairable` when `status` is `stale`. */
+  damageStatus: EccStatus;
+  /**
+   * Whether the file's modification time or length differs from those recorded at `protect`; null for a
+   * sidecar written before these hints were recorded (such a sidecar is never reported `stale`).
+   */
+  modifiedSinceProtect: boolean | null;
+  /** Bytes of the file that differ from what was protected: damaged or missing chunks, and appended bytes. */
+  differingBytes: number;
   /** The sidecar's parameters. */
   layout: EccLayout;
   /** Actual length of the file (differs from `layout.fileLength` after truncation or appends). */
   actualLength: number;
-  /** Data chunks whose SHA-256 does not match, or that are missing. */
+  /** Data chunks whose digest does not match, or that are missing. */
   damagedChunks: number[];
   /** Parity slots of the sidecar that are damaged. */
   damagedParity: number[];
@@ -193,7 +219,13 @@ function layoutOf(l: NativeEccLayout): EccLayout {
 }
 
 function verifyResultOf(r: NativeEccVerifyResult): EccVerifyResult {
-  return { ...r, status: r.status as EccStatus, layout: layoutOf(r.layout) };
+  return {
+    ...r,
+    status: r.status as EccStatus,
+    damageStatus: r.damageStatus as EccStatus,
+    modifiedSinceProtect: r.modifiedSinceProtect ?? null,
+    layout: layoutOf(r.layout),
+  };
 }
 
 /** Verify `path` against its sidecar, read-only: intact, repairable (which chunks) or unrepairable. */
@@ -208,16 +240,22 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
 }
 
 /**
- * Repair `path` and its sidecar from parity: every rebuilt chunk is checked against its SHA-256, the
+ * Repair `path` and its sidecar from parity: every rebuilt chunk is checked against its digest, the
  * file and sidecar are replaced atomically, and the result is re-verified. Damage beyond the parity
- * budget rejects with `TV_ECC_UNREPAIRABLE` (context lists the chunks) and changes nothing.
+ * budget rejects with `TV_ECC_UNREPAIRABLE` (context lists the chunks) and changes nothing. A file
+ * edited after `protect` (status `stale`) rejects with `TV_ECC_STALE_SIDECAR` and changes nothing,
+ * unless `force: true` rolls it back to the protected bytes. The repaired file gets back the
+ * modification time it had when protected.
  */
-export async function repair(path: string, options: SidecarOptions = {}): Promise<RepairResult> {
+export async function repair(path: string, options: RepairOptions = {}): Promise<RepairResult> {
   const file = checkPath(path);
   optionsObject(options);
   const sidecar = optionalPath(options.sidecar);
+  if (options.force !== undefined && typeof options.force !== 'boolean')
+    throw invalidArgument('force', 'force must be a boolean');
+  const force = options.force === true;
   const r = await runJob('eccRepair', options, (control) =>
-    native().eccRepair(file, sidecar ?? null, control),
+    native().eccRepair(file, sidecar ?? null, force, control),
   );
   return { ...r, before: verifyResultOf(r.before), after: verifyResultOf(r.after) };
 }

@@ -43,13 +43,31 @@ export declare class NativeFileLock {
   get held(): boolean
 }
 
-/** An open, validated safetensors file. */
+/**
+ * An open, validated safetensors file. The header stays here: JS looks tensors up by name through
+ * `info`, so opening a file costs the JS thread nothing per tensor (issue 13, item 14).
+ */
 export declare class NativeSafetensors {
   /**
    * The tensors in file order as one JSON array of `{name, dtype, shape, fileOffset, byteLength}`
    * (one string crossing into JS is much cheaper than hundreds of N-API objects).
    */
   tensorsJson(): string
+  /** Number of tensors. */
+  tensorCount(): number
+  /**
+   * Tensor `name`'s entry, or None when the file has no such tensor (a hash lookup here: nothing is
+   * built per tensor on the JS side).
+   */
+  info(name: string): NativeTensorEntry | null
+  /** Whether the file holds a tensor called `name`. */
+  has(name: string): boolean
+  /** The tensor names in file order, as one JSON array (one string crossing into JS). */
+  namesJson(): string
+  /** Total bytes of tensor data (the data area's length). */
+  dataLength(): number
+  /** The file's length in bytes, as mapped. */
+  fileLength(): number
   /** The `__metadata__` map (None when absent). */
   metadata(): Array<MetadataEntry> | null
   /** Header length and file size. */
@@ -182,8 +200,11 @@ export interface EccProtectResult {
   root: string
 }
 
-/** Repair a file and its sidecar atomically, then re-verify. */
-export declare function eccRepair(path: string, sidecar: string | undefined | null, control: JobControl): Promise<EccRepairResult>
+/**
+ * Repair a file and its sidecar atomically, then re-verify. A stale-looking sidecar is refused
+ * (`TV_ECC_STALE_SIDECAR`) unless `force`.
+ */
+export declare function eccRepair(path: string, sidecar: string | undefined | null, force: boolean | undefined | null, control: JobControl): Promise<EccRepairResult>
 
 /** Result of `eccRepair`. */
 export interface EccRepairResult {
@@ -209,8 +230,20 @@ export declare function eccVerify(path: string, sidecar: string | undefined | nu
 
 /** Result of `eccVerify`. */
 export interface EccVerifyResult {
-  /** `intact`, `repairable` or `unrepairable`. */
+  /** `intact`, `repairable`, `unrepairable` or `stale`. */
   status: string
+  /**
+   * `repairable` or `unrepairable` when `status` is `stale` (what a forced repair would find), else
+   * the same as `status`.
+   */
+  damageStatus: string
+  /**
+   * Whether the file's modification time or length differs from the sidecar's record (None: the
+   * sidecar predates these hints).
+   */
+  modifiedSinceProtect?: boolean
+  /** Bytes of the file that differ from what was protected (damaged chunks and appended bytes). */
+  differingBytes: number
   layout: EccLayout
   actualLength: number
   damagedChunks: Array<number>
@@ -256,6 +289,15 @@ export declare function lockFile(path: string, holder: string): NativeFileLock
 export interface MetadataEntry {
   key: string
   value: string
+}
+
+/** One tensor's header entry (absolute file offset). */
+export interface NativeTensorEntry {
+  name: string
+  dtype: string
+  shape: Array<number>
+  fileOffset: number
+  byteLength: number
 }
 
 /** Open and validate a safetensors file on the libuv pool. */

@@ -111,6 +111,16 @@ export interface PrefetchResult {
   populated: boolean;
 }
 
+function freezeInfo(t: NativeTensorInfo): TensorInfo {
+  return Object.freeze({
+    name: t.name,
+    dtype: t.dtype as Dtype,
+    shape: Object.freeze([...t.shape]),
+    byteLength: t.byteLength,
+    fileOffset: t.fileOffset,
+  });
+}
+
 function checkName(name: unknown): string {
   if (typeof name !== 'string')
     throw invalidArgument('name', `tensor name must be a string, got ${typeof name}`);
@@ -140,19 +150,27 @@ function checkPopulate(populate: unknown): boolean | undefined {
 export class SafetensorsFile {
   /** The path the file was opened from. */
   readonly path: string;
-  /** The `__metadata__` map, or null when the file has none. */
-  readonly metadata: Readonly<Record<string, string>> | null;
-  /** Tensor names in file order. */
-  readonly names: readonly string[];
   /** Absolute offset of the data area (8 + header length). */
   readonly dataStart: number;
+  /** Number of tensors in the file. */
+  readonly tensorCount: number;
   #handle: NativeSafetensorsHandle;
-  #infos: Map<string, TensorInfo>;
+  /**
+   * Entries looked up so far. The header stays in the addon: opening a file builds nothing per tensor
+   * on the JS thread (a million-tensor header used to block the event loop for seconds, issue 13 item
+   * 14); `info()` asks the addon's index, and `names` / `infos()` are built on first use.
+   */
+  #infos = new Map<string, TensorInfo>();
+  #names: readonly string[] | undefined;
+  #all: readonly TensorInfo[] | undefined;
+  #metadata: Readonly<Record<string, string>> | null | undefined;
   #copy: boolean;
   #max: number;
   #populate: boolean;
   /** Bytes mapped: the whole file. */
   #fileLength: number;
+  /** Bytes of tensor data. */
+  #dataLength: number;
   /** Largest region buffer (a multiple of 64 KiB). */
   #regionBytes: number;
   /** Region buffers made so far, by `start:length` (see {@link SafetensorsFile.#window}). */
@@ -167,30 +185,38 @@ export class SafetensorsFile {
     this.#copy = options.copy !== false;
     this.#max = options.maxTensorBytes ?? bufferConstants.MAX_LENGTH;
     this.#populate = options.populate ?? false;
-    const infos = JSON.parse(callNative(() => handle.tensorsJson())) as NativeTensorInfo[];
-    this.#infos = new Map(
-      infos.map((t: NativeTensorInfo) => [
-        t.name,
-        Object.freeze({
-          name: t.name,
-          dtype: t.dtype as Dtype,
-          shape: Object.freeze([...t.shape]),
-          byteLength: t.byteLength,
-          fileOffset: t.fileOffset,
-        }),
-      ]),
-    );
-    this.names = Object.freeze(infos.map((t) => t.name));
-    const meta = callNative(() => handle.metadata());
-    this.metadata =
-      meta === null || meta === undefined
-        ? null
-        : Object.freeze(Object.fromEntries(meta.map((e) => [e.key, e.value])));
     this.dataStart = callNative(() => handle.dataStart());
+    this.tensorCount = callNative(() => handle.tensorCount());
     // The header validation guarantees contiguous data with no trailing bytes.
-    this.#fileLength = infos.reduce((n, t) => Math.max(n, t.fileOffset + t.byteLength), this.dataStart);
+    this.#fileLength = callNative(() => handle.fileLength());
+    this.#dataLength = callNative(() => handle.dataLength());
     const cap = Math.min(options.regionBytes ?? bufferConstants.MAX_LENGTH, bufferConstants.MAX_LENGTH);
     this.#regionBytes = Math.max(REGION_ALIGN, cap - (cap % REGION_ALIGN));
+  }
+
+  /**
+   * Tensor names in file order. Built on first use (one string from the addon, parsed once), then
+   * cached: O(number of tensors), so a file of a million tensors pays for it only when asked.
+   */
+  get names(): readonly string[] {
+    if (this.#names === undefined) {
+      const handle = this.#handle;
+      this.#names = Object.freeze(JSON.parse(callNative(() => handle.namesJson())) as string[]);
+    }
+    return this.#names;
+  }
+
+  /** The `__metadata__` map, or null when the file has none (built on first use). */
+  get metadata(): Readonly<Record<string, string>> | null {
+    if (this.#metadata === undefined) {
+      const handle = this.#handle;
+      const meta = callNative(() => handle.metadata());
+      this.#metadata =
+        meta === null || meta === undefined
+          ? null
+          : Object.freeze(Object.fromEntries(meta.map((e) => [e.key, e.value])));
+    }
+    return this.#metadata;
   }
 
   /**
@@ -259,24 +285,42 @@ export class SafetensorsFile {
 
   /** Whether the file holds a tensor called `name`. */
   has(name: string): boolean {
-    return this.#infos.has(name);
+    if (typeof name !== 'string') return false;
+    if (this.#infos.has(name)) return true;
+    const handle = this.#handle;
+    return callNative(() => handle.has(name));
   }
 
-  /** Dtype, shape, byte length and file offset of tensor `name`. */
+  /** Dtype, shape, byte length and file offset of tensor `name` (looked up in the addon's index). */
   info(name: string): TensorInfo {
-    const info = this.#infos.get(checkName(name));
+    checkName(name);
+    let info = this.#infos.get(name);
     if (info === undefined) {
-      throw new TensorVaultError(ErrorCode.TENSOR_NOT_FOUND, `no tensor named ${JSON.stringify(name)}`, {
-        name,
-        path: this.path,
-      });
+      const handle = this.#handle;
+      const t = callNative(() => handle.info(name));
+      if (t === null || t === undefined) {
+        throw new TensorVaultError(ErrorCode.TENSOR_NOT_FOUND, `no tensor named ${JSON.stringify(name)}`, {
+          name,
+          path: this.path,
+        });
+      }
+      info = freezeInfo(t);
+      this.#infos.set(name, info);
     }
     return info;
   }
 
-  /** Every tensor's header entry, in file order. */
+  /**
+   * Every tensor's header entry, in file order. Built on first use and cached: O(number of tensors)
+   * on the JS thread (prefer {@link SafetensorsFile.info} by name for large files).
+   */
   infos(): TensorInfo[] {
-    return [...this.#infos.values()];
+    if (this.#all === undefined) {
+      const handle = this.#handle;
+      const raw = JSON.parse(callNative(() => handle.tensorsJson())) as NativeTensorInfo[];
+      this.#all = Object.freeze(raw.map((t) => this.#infos.get(t.name) ?? freezeInfo(t)));
+    }
+    return [...this.#all];
   }
 
   /**
@@ -380,7 +424,8 @@ export class SafetensorsFile {
     }
     checkOptionsObject(options);
     let byteLength = 0;
-    for (const n of list ?? this.names) byteLength += (this.#infos.get(n) as TensorInfo).byteLength;
+    if (list === undefined) byteLength = this.#dataLength;
+    else for (const n of list) byteLength += this.info(n).byteLength;
     const handle = this.#handle;
     const populated = await runJob('prefetchSafetensors', options, (control) =>
       handle.prefetch(list, control),

@@ -277,6 +277,7 @@ fn run_case(dir: &Path, seed: u64, counts: &mut Counts) {
     };
     let params = Params::new(k, m, 4096).unwrap().with_digest(digest);
     let pr = protect(&path, None, ProtectOptions::Custom(params), &Control::new()).unwrap();
+    let mtime0 = mtime_of(&path);
     let layout = pr.layout;
     assert_eq!(layout.params.digest(), digest);
     let side0 = std::fs::read(&side_path).unwrap();
@@ -292,13 +293,18 @@ fn run_case(dir: &Path, seed: u64, counts: &mut Counts) {
         applied.push(d);
     }
     std::fs::write(&path, &data).unwrap();
+    // The damage models the medium going bad, which leaves the modification time alone (an edit made
+    // through the file system is what a stale sidecar is, tested in `stale_sidecar_*` below).
+    set_mtime(&path, mtime0);
     std::fs::write(&side_path, &side).unwrap();
     let expect = oracle(&layout, &data0, &data, &side0, &side);
     let ctx = format!("seed {seed} k={k} m={m} len={len} damage={applied:?}");
     counts.cases += 1;
 
     let v = verify(&path, None, &Control::new());
-    let r = repair(&path, None, &Control::new());
+    // Forced: a truncation or append changes the length, and one that takes most of the file makes the
+    // sidecar look stale; the campaign checks what a repair does with the damage either way.
+    let r = repair(&path, None, true, &Control::new());
     let after = std::fs::read(&path).unwrap();
     match (&v, &r) {
         (Err(ErasureError::SidecarCorrupt { .. }), Err(ErasureError::SidecarCorrupt { .. })) => {
@@ -337,7 +343,7 @@ fn run_case(dir: &Path, seed: u64, counts: &mut Counts) {
                         !expect.within_budget,
                         "within budget but not repaired: {ctx}"
                     );
-                    assert_eq!(v.status, Status::Unrepairable, "{ctx}");
+                    assert_eq!(v.damage_status, Status::Unrepairable, "{ctx}");
                     assert!(
                         !chunks.is_empty() || !v.unrepairable_stripes.is_empty(),
                         "{ctx}"
@@ -408,7 +414,7 @@ fn any_single_burst_up_to_the_parity_size_is_repaired() {
         std::fs::write(&path, &data).unwrap();
         let v = verify(&path, None, &Control::new()).unwrap();
         assert_eq!(v.status, Status::Repairable, "start {start}");
-        repair(&path, None, &Control::new()).unwrap();
+        repair(&path, None, false, &Control::new()).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), data0, "start {start}");
     }
 }
@@ -425,9 +431,119 @@ fn empty_file_is_protected_and_appended_garbage_is_removed() {
         verify(&path, None, &Control::new()).unwrap().status,
         Status::Intact
     );
+    // Writing into a protected empty file is an edit (its length changed and every byte is new): the
+    // sidecar is stale, and only a forced repair truncates the file back.
     std::fs::write(&path, b"garbage").unwrap();
     let v = verify(&path, None, &Control::new()).unwrap();
-    assert_eq!((v.status, v.actual_len), (Status::Repairable, 7));
-    repair(&path, None, &Control::new()).unwrap();
+    assert_eq!(
+        (v.status, v.damage_status, v.actual_len),
+        (Status::Stale, Status::Repairable, 7)
+    );
+    assert!(matches!(
+        repair(&path, None, false, &Control::new()),
+        Err(ErasureError::StaleSidecar { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), b"garbage");
+    repair(&path, None, true, &Control::new()).unwrap();
     assert!(std::fs::read(&path).unwrap().is_empty());
+    // A few bytes appended to a larger file are damage: repaired without force.
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    protect(&path, None, ProtectOptions::default(), &Control::new()).unwrap();
+    let mut longer = data.clone();
+    longer.extend_from_slice(b"garbage");
+    std::fs::write(&path, &longer).unwrap();
+    let v = verify(&path, None, &Control::new()).unwrap();
+    assert_eq!(
+        (v.status, v.modified_since_protect),
+        (Status::Repairable, Some(true))
+    );
+    repair(&path, None, false, &Control::new()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+}
+
+fn mtime_of(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+fn set_mtime(path: &Path, t: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+/// Issue 13, item 16: a legitimate edit made after `protect` (most of the file rewritten, modification
+/// time changed) is reported `Stale`, and `repair` refuses to roll it back unless forced.
+#[test]
+fn stale_sidecar_is_reported_and_not_rolled_back_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edited.bin");
+    let mut rng = Rng(5);
+    let data0 = rng.bytes(20_000);
+    std::fs::write(&path, &data0).unwrap();
+    // 5 chunks of 4 KiB, k = 3, m = 2: an edit of 3 of the 5 chunks is still within the parity budget,
+    // so the old code "repaired" it, silently rolling the edit back.
+    let params = Params::new(3, 2, 4096).unwrap();
+    protect(&path, None, ProtectOptions::Custom(params), &Control::new()).unwrap();
+    let t0 = mtime_of(&path);
+    let mut edited = data0.clone();
+    for b in &mut edited[..12_288] {
+        *b = b.wrapping_add(1);
+    }
+    std::fs::write(&path, &edited).unwrap();
+    set_mtime(&path, t0 + std::time::Duration::from_secs(60));
+    let v = verify(&path, None, &Control::new()).unwrap();
+    assert_eq!(v.status, Status::Stale);
+    assert_eq!(v.damage_status, Status::Repairable);
+    assert_eq!(v.modified_since_protect, Some(true));
+    assert_eq!(v.differing_bytes, 12_288);
+    match repair(&path, None, false, &Control::new()) {
+        Err(ErasureError::StaleSidecar {
+            differing_bytes,
+            file_len,
+            ..
+        }) => assert_eq!((differing_bytes, file_len), (12_288, 20_000)),
+        other => panic!("expected StaleSidecar, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), edited, "the edit is kept");
+    // Forced: rolled back to the protected bytes, with the protected modification time.
+    let r = repair(&path, None, true, &Control::new()).unwrap();
+    assert_eq!(r.before.status, Status::Stale);
+    assert_eq!(r.after.status, Status::Intact);
+    assert_eq!(std::fs::read(&path).unwrap(), data0);
+    assert_eq!(mtime_of(&path), t0);
+
+    // The same bytes changed with the modification time left alone (media damage): repaired as before.
+    std::fs::write(&path, &edited).unwrap();
+    set_mtime(&path, t0);
+    let v = verify(&path, None, &Control::new()).unwrap();
+    assert_eq!(
+        (v.status, v.modified_since_protect),
+        (Status::Repairable, Some(false))
+    );
+    repair(&path, None, false, &Control::new()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), data0);
+
+    // An edit of a minority of the file with a new modification time is still repaired (damage by a
+    // stray write looks the same), and the report says the file was modified.
+    let mut small = data0.clone();
+    small[100] ^= 1;
+    std::fs::write(&path, &small).unwrap();
+    set_mtime(&path, t0 + std::time::Duration::from_secs(60));
+    let v = verify(&path, None, &Control::new()).unwrap();
+    assert_eq!(
+        (v.status, v.modified_since_protect),
+        (Status::Repairable, Some(true))
+    );
+    repair(&path, None, false, &Control::new()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), data0);
+    // A touched but intact file is intact.
+    set_mtime(&path, t0 + std::time::Duration::from_secs(120));
+    assert_eq!(
+        verify(&path, None, &Control::new()).unwrap().status,
+        Status::Intact
+    );
 }

@@ -135,6 +135,49 @@ fn attack_duplicate_tensor_names() {
     );
 }
 
+/// `depth` nested arrays around `inner`.
+fn nested(depth: usize, inner: &str) -> String {
+    format!("{}{inner}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// Issue 13, item 14: the JSON nesting limit (128) holds for every value in the header, including the
+/// ones the parser ignores (unknown fields of a tensor entry) and `__metadata__` values: `serde_json`
+/// skips ignored values without counting depth, so such a header used to be accepted.
+#[test]
+fn attack_deep_nesting_in_ignored_fields_is_refused() {
+    let deep = nested(5_000, "1");
+    let cases = [
+        format!(r#"{{"a":{{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":{deep}}}}}"#),
+        format!(r#"{{"a":{{"x":{deep},"dtype":"U8","shape":[1],"data_offsets":[0,1]}}}}"#),
+        format!(
+            r#"{{"__metadata__":{{"k":{deep}}},"a":{{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}}}"#
+        ),
+        format!(r#"{{"a":{{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":{{"y":{deep}}}}}}}"#),
+    ];
+    for j in &cases {
+        assert!(
+            matches!(parse(&file(j, 1)), Err(E::HeaderNotJson { .. })),
+            "{}",
+            &j[..60]
+        );
+    }
+    // Objects count as well as arrays.
+    let objs = format!("{}1{}", r#"{"k":"#.repeat(300), "}".repeat(300));
+    let j = format!(r#"{{"a":{{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":{objs}}}}}"#);
+    assert!(matches!(parse(&file(&j, 1)), Err(E::HeaderNotJson { .. })));
+    // Within the limit, ignored values are still ignored (the entry is depth 2, its field 3).
+    let j = format!(
+        r#"{{"a":{{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":{}}}}}"#,
+        nested(120, r#"{"k":null}"#)
+    );
+    assert_eq!(parse(&file(&j, 1)).unwrap().tensors().len(), 1);
+    // A deeply nested non-object header is refused as JSON too, not walked without a limit.
+    assert!(matches!(
+        parse(&file(&nested(5_000, "1"), 0)),
+        Err(E::HeaderNotJson { .. })
+    ));
+}
+
 #[test]
 fn attack_unknown_dtype() {
     let j = r#"{"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}}"#;

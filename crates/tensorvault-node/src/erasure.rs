@@ -89,8 +89,16 @@ fn health(h: &SidecarHealth) -> EccSidecarHealth {
 /// Result of `eccVerify`.
 #[napi(object)]
 pub struct EccVerifyResult {
-    /// `intact`, `repairable` or `unrepairable`.
+    /// `intact`, `repairable`, `unrepairable` or `stale`.
     pub status: String,
+    /// `repairable` or `unrepairable` when `status` is `stale` (what a forced repair would find), else
+    /// the same as `status`.
+    pub damage_status: String,
+    /// Whether the file's modification time or length differs from the sidecar's record (None: the
+    /// sidecar predates these hints).
+    pub modified_since_protect: Option<bool>,
+    /// Bytes of the file that differ from what was protected (damaged chunks and appended bytes).
+    pub differing_bytes: f64,
     pub layout: EccLayout,
     pub actual_length: f64,
     pub damaged_chunks: Vec<f64>,
@@ -103,6 +111,9 @@ pub struct EccVerifyResult {
 fn verify_result(r: &VerifyReport) -> EccVerifyResult {
     EccVerifyResult {
         status: r.status.name().to_string(),
+        damage_status: r.damage_status.name().to_string(),
+        modified_since_protect: r.modified_since_protect,
+        differing_bytes: f(r.differing_bytes),
         layout: layout(&r.layout),
         actual_length: f(r.actual_len),
         damaged_chunks: list(&r.damaged_chunks),
@@ -265,6 +276,7 @@ pub fn ecc_verify(
 pub struct RepairTask {
     path: PathBuf,
     sidecar: Option<PathBuf>,
+    force: bool,
     control: Arc<Control>,
 }
 
@@ -274,8 +286,13 @@ impl Task for RepairTask {
 
     fn compute(&mut self) -> napi::Result<RepairReport> {
         guard(|| {
-            core_ecc::repair(&self.path, self.sidecar.as_deref(), &self.control)
-                .map_err(|e| TvError::from(e).into())
+            core_ecc::repair(
+                &self.path,
+                self.sidecar.as_deref(),
+                self.force,
+                &self.control,
+            )
+            .map_err(|e| TvError::from(e).into())
         })
     }
 
@@ -290,17 +307,20 @@ impl Task for RepairTask {
     }
 }
 
-/// Repair a file and its sidecar atomically, then re-verify.
+/// Repair a file and its sidecar atomically, then re-verify. A stale-looking sidecar is refused
+/// (`TV_ECC_STALE_SIDECAR`) unless `force`.
 #[napi(ts_return_type = "Promise<EccRepairResult>")]
 pub fn ecc_repair(
     path: String,
     sidecar: Option<String>,
+    force: Option<bool>,
     control: &JobControl,
 ) -> napi::Result<AsyncTask<RepairTask>> {
     guard(|| {
         Ok(AsyncTask::new(RepairTask {
             path: PathBuf::from(path),
             sidecar: sidecar_arg(sidecar),
+            force: force.unwrap_or(false),
             control: Arc::clone(&control.inner),
         }))
     })

@@ -421,6 +421,16 @@ impl From<ErasureError> for TvError {
                 .with("path", Ctx::Str(path.display().to_string()))
                 .with("stripes", Ctx::Str(join(&stripes)))
                 .with("chunks", Ctx::Str(join(&chunks))),
+            ErasureError::StaleSidecar {
+                path,
+                sidecar,
+                differing_bytes,
+                file_len,
+            } => TvError::new("TV_ECC_STALE_SIDECAR", msg)
+                .with("path", Ctx::Str(path.display().to_string()))
+                .with("sidecar", Ctx::Str(sidecar.display().to_string()))
+                .with("differingBytes", num(differing_bytes))
+                .with("fileLength", num(file_len)),
             ErasureError::RepairVerification { path, reason } => {
                 TvError::new("TV_ECC_REPAIR_FAILED", msg)
                     .with("path", Ctx::Str(path.display().to_string()))

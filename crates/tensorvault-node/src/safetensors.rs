@@ -27,10 +27,43 @@ pub struct MetadataEntry {
     pub value: String,
 }
 
-/// An open, validated safetensors file.
+/// One tensor's header entry (absolute file offset).
+#[napi(object)]
+pub struct NativeTensorEntry {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<f64>,
+    pub file_offset: f64,
+    pub byte_length: f64,
+}
+
+/// An open, validated safetensors file. The header stays here: JS looks tensors up by name through
+/// `info`, so opening a file costs the JS thread nothing per tensor (issue 13, item 14).
 #[napi]
 pub struct NativeSafetensors {
     inner: Option<Arc<SafetensorsFile>>,
+}
+
+/// Headers with more tensors than this are freed on a thread of their own when released (freeing a
+/// million names takes the better part of 100 ms, which would otherwise land on the JS thread in
+/// `close()` or in the garbage collector's finalizer).
+const FREE_OFF_THREAD: usize = 10_000;
+
+fn release(file: Option<Arc<SafetensorsFile>>) {
+    if let Some(file) = file {
+        if Arc::strong_count(&file) == 1 && file.header().tensors().len() > FREE_OFF_THREAD {
+            // If no thread can be spawned, the closure (and the file) is dropped here instead.
+            let _ = std::thread::Builder::new()
+                .name("tv-free-header".into())
+                .spawn(move || drop(file));
+        }
+    }
+}
+
+impl Drop for NativeSafetensors {
+    fn drop(&mut self) {
+        release(self.inner.take());
+    }
 }
 
 pub struct OpenTask {
@@ -166,6 +199,67 @@ impl NativeSafetensors {
             out.push(']');
             Ok(out)
         })
+    }
+
+    /// Number of tensors.
+    #[napi]
+    pub fn tensor_count(&self) -> napi::Result<u32> {
+        guard(|| {
+            u32::try_from(self.file()?.header().tensors().len())
+                .map_err(|_| TvError::new("TV_INTERNAL", "too many tensors").into())
+        })
+    }
+
+    /// Tensor `name`'s entry, or None when the file has no such tensor (a hash lookup here: nothing is
+    /// built per tensor on the JS side).
+    #[napi]
+    pub fn info(&self, name: String) -> napi::Result<Option<NativeTensorEntry>> {
+        guard(|| {
+            let file = self.file()?;
+            Ok(file.header().get(&name).map(|t| NativeTensorEntry {
+                name: t.name.clone(),
+                dtype: t.dtype.to_string(),
+                shape: t.shape.iter().map(|&d| f(d)).collect(),
+                file_offset: f(file.absolute_offset(t)),
+                byte_length: f(t.byte_len()),
+            }))
+        })
+    }
+
+    /// Whether the file holds a tensor called `name`.
+    #[napi]
+    pub fn has(&self, name: String) -> napi::Result<bool> {
+        guard(|| Ok(self.file()?.header().get(&name).is_some()))
+    }
+
+    /// The tensor names in file order, as one JSON array (one string crossing into JS).
+    #[napi]
+    pub fn names_json(&self) -> napi::Result<String> {
+        guard(|| {
+            let tensors = self.file()?.header().tensors();
+            let mut out = String::with_capacity(tensors.len() * 24 + 2);
+            out.push('[');
+            for (i, t) in tensors.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_str(&mut out, &t.name);
+            }
+            out.push(']');
+            Ok(out)
+        })
+    }
+
+    /// Total bytes of tensor data (the data area's length).
+    #[napi]
+    pub fn data_length(&self) -> napi::Result<f64> {
+        guard(|| Ok(f(self.file()?.header().data_len())))
+    }
+
+    /// The file's length in bytes, as mapped.
+    #[napi]
+    pub fn file_length(&self) -> napi::Result<f64> {
+        guard(|| Ok(f(self.file()?.mapping().len())))
     }
 
     /// The `__metadata__` map (None when absent).
@@ -354,7 +448,7 @@ impl NativeSafetensors {
     /// Release this handle's reference to the mapping (views already handed out stay valid).
     #[napi]
     pub fn close(&mut self) {
-        self.inner = None;
+        release(self.inner.take());
     }
 
     /// Whether `close()` was called.

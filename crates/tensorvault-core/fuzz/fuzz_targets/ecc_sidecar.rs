@@ -1,15 +1,22 @@
 //! Fuzz the `.tvecc` parser: one header copy from raw bytes, and a whole sidecar file. Neither may
-//! panic; an accepted sidecar must be self-consistent (the parser re-derives every size).
+//! panic; an accepted sidecar must be self-consistent (the parser re-derives every size), and an
+//! accepted header, file hints included (flag bit 0, the protected file's mtime at bytes 160..168,
+//! issue 13 item 16), must encode back to exactly the bytes it was parsed from: no flag, hint or
+//! reserved byte is accepted and then dropped.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tensorvault_core::ecc::erasure::sidecar::{Header, Layout, Sidecar};
+use tensorvault_core::ecc::erasure::sidecar::{Header, Layout, Sidecar, FLAG_FILE_HINTS};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(h) = Header::parse(data) {
         let again =
             Layout::new(h.layout.params, h.layout.file_len).expect("accepted layout re-derives");
         assert_eq!(again, h.layout);
+        assert_eq!(&h.encode()[..], &data[..256], "accepted header round-trips");
+        let flags = u32::from_le_bytes(data[12..16].try_into().expect("4 bytes"));
+        assert_eq!(flags & !FLAG_FILE_HINTS, 0, "unknown flags refused");
+        assert_eq!(h.file_mtime_ns.is_some(), flags == FLAG_FILE_HINTS);
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("f.tvecc");

@@ -9,10 +9,11 @@
 //! A [`Header`] only exists once all of that holds; later code trusts it.
 
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::{Dtype, SafetensorsError};
 
@@ -147,24 +148,37 @@ struct RawTensor {
 struct RawHeader {
     metadata: Option<BTreeMap<String, String>>,
     tensors: Vec<RawTensor>,
+    /// Tensor name → position in `tensors` (built while parsing: it also finds duplicate names).
+    index: HashMap<String, usize>,
 }
 
 /// Parse the JSON (step 5). Typed failures found inside serde visitors travel in `failure`.
+///
+/// The nesting limit of `serde_json` (128) holds for every value, the ignored ones included: they are
+/// skipped with [`Skip`], which walks them through `deserialize_any` (depth-checked) rather than
+/// serde's `IgnoredAny` (which `serde_json` skips without counting depth).
 fn parse_json(text: &str) -> Result<RawHeader, SafetensorsError> {
     let trimmed = text.trim_start_matches([' ', '\t', '\n', '\r']);
     if !trimmed.starts_with('{') {
         // Valid JSON that is not an object, or not JSON at all: tell which.
-        return Err(match serde_json::from_str::<IgnoredAny>(text) {
-            Ok(_) => SafetensorsError::HeaderNotObject {
+        let mut de = serde_json::Deserializer::from_str(text);
+        return Err(match Skip.deserialize(&mut de).and_then(|()| de.end()) {
+            Ok(()) => SafetensorsError::HeaderNotObject {
                 found: trimmed.chars().take(16).collect(),
             },
             Err(e) => json_error(&e),
         });
     }
+    // Every tensor entry names `data_offsets`, so its count bounds the number of tensors: the table
+    // and the index are sized once instead of growing (and rehashing every name) a dozen times.
+    let capacity = text.matches("\"data_offsets\"").count();
     let failure = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
     let result = de
-        .deserialize_map(HeaderVisitor { failure: &failure })
+        .deserialize_map(HeaderVisitor {
+            failure: &failure,
+            capacity,
+        })
         .and_then(|h| de.end().map(|()| h));
     match result {
         Ok(h) => Ok(h),
@@ -188,8 +202,58 @@ fn fail<E: de::Error>(failure: Failure<'_>, err: SafetensorsError) -> E {
     E::custom(msg)
 }
 
+/// Skips any JSON value, recursing through `deserialize_any` so that the deserializer's nesting limit
+/// applies (serde's `IgnoredAny` is skipped by `serde_json` without one).
+#[derive(Clone, Copy)]
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(())
+    }
+}
+
 struct HeaderVisitor<'a> {
     failure: Failure<'a>,
+    /// At least the number of tensors (see `parse_json`).
+    capacity: usize,
 }
 
 impl<'de> Visitor<'de> for HeaderVisitor<'_> {
@@ -200,33 +264,48 @@ impl<'de> Visitor<'de> for HeaderVisitor<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
-        let mut seen = std::collections::HashSet::new();
         let mut out = RawHeader {
             metadata: None,
-            tensors: Vec::new(),
+            tensors: Vec::with_capacity(self.capacity),
+            index: HashMap::with_capacity(self.capacity),
         };
+        let mut seen_metadata = false;
         while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
-                return Err(fail(
-                    self.failure,
-                    SafetensorsError::DuplicateName { name: key },
-                ));
-            }
             if key == "__metadata__" {
+                if std::mem::replace(&mut seen_metadata, true) {
+                    return Err(fail(
+                        self.failure,
+                        SafetensorsError::DuplicateName { name: key },
+                    ));
+                }
                 out.metadata = Some(map.next_value_seed(MetadataSeed {
                     failure: self.failure,
                 })?);
-            } else {
-                let (dtype, shape, offsets) = map.next_value_seed(TensorSeed {
-                    failure: self.failure,
-                    name: &key,
-                })?;
-                out.tensors.push(RawTensor {
-                    name: key,
-                    dtype,
-                    shape,
-                    offsets,
-                });
+                continue;
+            }
+            let at = out.tensors.len();
+            match out.index.entry(key) {
+                Entry::Occupied(e) => {
+                    return Err(fail(
+                        self.failure,
+                        SafetensorsError::DuplicateName {
+                            name: e.key().clone(),
+                        },
+                    ));
+                }
+                Entry::Vacant(e) => {
+                    let (dtype, shape, offsets) = map.next_value_seed(TensorSeed {
+                        failure: self.failure,
+                        name: e.key(),
+                    })?;
+                    out.tensors.push(RawTensor {
+                        name: e.key().clone(),
+                        dtype,
+                        shape,
+                        offsets,
+                    });
+                    e.insert(at);
+                }
             }
         }
         Ok(out)
@@ -254,6 +333,7 @@ impl<'de> Visitor<'de> for MetadataSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = BTreeMap::new();
         while let Some(key) = map.next_key::<String>()? {
+            // serde_json::Value is parsed through `deserialize_any`: the nesting limit applies.
             let value: serde_json::Value = map.next_value()?;
             let serde_json::Value::String(value) = value else {
                 return Err(fail(
@@ -344,18 +424,157 @@ impl TensorSeed<'_> {
             },
         )
     }
+}
 
-    fn u64s(v: &serde_json::Value, field: &str) -> Result<Vec<u64>, String> {
-        let serde_json::Value::Array(items) = v else {
-            return Err(format!("{field} is {}, not an array", kind(v)));
+/// The fields of a tensor entry, read without allocating.
+enum Field {
+    Dtype,
+    Shape,
+    Offsets,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Field, E> {
+                Ok(match s {
+                    "dtype" => Field::Dtype,
+                    "shape" => Field::Shape,
+                    "data_offsets" => Field::Offsets,
+                    _ => Field::Other,
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// What a value of a tensor entry turned out to be: the expected thing, or a description of what was
+/// found instead (the entry's error message).
+type Found<T> = Result<T, String>;
+
+/// `dtype`: a string naming a known dtype (`Ok(Err(name))` for an unknown one), read without
+/// allocating for known names.
+struct DtypeSeed;
+
+impl<'de> DeserializeSeed<'de> for DtypeSeed {
+    type Value = Found<Result<Dtype, String>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let v: serde_json::Value = match d.deserialize_any(DtypeVisitor)? {
+            Ok(parsed) => return Ok(Ok(parsed)),
+            Err(v) => v,
         };
-        items
-            .iter()
-            .map(|x| {
-                x.as_u64()
-                    .ok_or_else(|| format!("{field} holds {x}, not a non-negative integer"))
-            })
-            .collect()
+        Ok(Err(format!("dtype is {}, not a string", kind(&v))))
+    }
+}
+
+/// Visits a dtype string; anything else comes back as a `serde_json::Value` (for the message).
+struct DtypeVisitor;
+
+impl<'de> Visitor<'de> for DtypeVisitor {
+    type Value = Result<Result<Dtype, String>, serde_json::Value>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a dtype string")
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Ok(Dtype::parse(s).ok_or_else(|| s.to_string())))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err(serde_json::Value::Null))
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(Err(serde_json::Value::Bool(b)))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Err(n.into()))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Err(n.into()))
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+        Ok(Err(n.into()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(Err(serde_json::Value::Array(Vec::new())))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(Err(serde_json::Value::Object(serde_json::Map::new())))
+    }
+}
+
+/// `shape` or `data_offsets`: an array of non-negative integers, read straight into a `Vec<u64>`.
+struct U64sSeed {
+    field: &'static str,
+}
+
+impl<'de> DeserializeSeed<'de> for U64sSeed {
+    type Value = Found<Vec<u64>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl U64sSeed {
+    fn not_array(&self, what: &str) -> Found<Vec<u64>> {
+        Err(format!("{} is {what}, not an array", self.field))
+    }
+}
+
+impl<'de> Visitor<'de> for U64sSeed {
+    type Value = Found<Vec<u64>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of non-negative integers")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(8));
+        // Elements are read as `serde_json::Value` (no allocation for a number; depth-checked for
+        // anything else), so that a bad element is quoted in the message as it was written.
+        while let Some(x) = seq.next_element::<serde_json::Value>()? {
+            let Some(n) = x.as_u64() else {
+                // Skip the rest (depth-checked) so the error is ours, not a parse error.
+                while seq.next_element_seed(Skip)?.is_some() {}
+                return Ok(Err(format!(
+                    "{} holds {x}, not a non-negative integer",
+                    self.field
+                )));
+            };
+            out.push(n);
+        }
+        Ok(Ok(out))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(self.not_array("null"))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(self.not_array("a boolean"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(self.not_array("a number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(self.not_array("a number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(self.not_array("a number"))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(self.not_array("a string"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(self.not_array("an object"))
     }
 }
 
@@ -367,37 +586,40 @@ impl<'de> Visitor<'de> for TensorSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEntry, A::Error> {
-        let mut dtype: Option<String> = None;
+        let mut dtype: Option<Result<Dtype, String>> = None;
         let mut shape: Option<Vec<u64>> = None;
         let mut offsets: Option<Vec<u64>> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "dtype" | "shape" | "data_offsets" => {
-                    let v: serde_json::Value = map.next_value()?;
-                    let dup = match key.as_str() {
-                        "dtype" => {
-                            let serde_json::Value::String(s) = v else {
-                                return Err(
-                                    self.invalid(format!("dtype is {}, not a string", kind(&v)))
-                                );
-                            };
-                            dtype.replace(s).is_some()
-                        }
-                        "shape" => shape
-                            .replace(Self::u64s(&v, "shape").map_err(|m| self.invalid(m))?)
-                            .is_some(),
-                        _ => offsets
-                            .replace(Self::u64s(&v, "data_offsets").map_err(|m| self.invalid(m))?)
-                            .is_some(),
-                    };
-                    if dup {
-                        return Err(self.invalid(format!("field {key} appears twice")));
-                    }
+        while let Some(key) = map.next_key::<Field>()? {
+            let (dup, name) = match key {
+                Field::Dtype => {
+                    let v = map
+                        .next_value_seed(DtypeSeed)?
+                        .map_err(|m| self.invalid(m))?;
+                    (dtype.replace(v).is_some(), "dtype")
                 }
-                // Unknown fields are ignored, as the reference implementation does.
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+                Field::Shape => {
+                    let v = map
+                        .next_value_seed(U64sSeed { field: "shape" })?
+                        .map_err(|m| self.invalid(m))?;
+                    (shape.replace(v).is_some(), "shape")
                 }
+                Field::Offsets => {
+                    let v = map
+                        .next_value_seed(U64sSeed {
+                            field: "data_offsets",
+                        })?
+                        .map_err(|m| self.invalid(m))?;
+                    (offsets.replace(v).is_some(), "data_offsets")
+                }
+                // Unknown fields are ignored, as the reference implementation does (but the nesting
+                // limit still holds inside them).
+                Field::Other => {
+                    map.next_value_seed(Skip)?;
+                    (false, "")
+                }
+            };
+            if dup {
+                return Err(self.invalid(format!("field {name} appears twice")));
             }
         }
         let dtype = dtype.ok_or_else(|| self.invalid("missing field dtype"))?;
@@ -409,15 +631,15 @@ impl<'de> Visitor<'de> for TensorSeed<'_> {
                 offsets.len()
             )));
         };
-        let Some(dtype_parsed) = Dtype::parse(&dtype) else {
-            return Err(fail(
+        let dtype_parsed = dtype.map_err(|dtype| {
+            fail(
                 self.failure,
                 SafetensorsError::UnknownDtype {
                     name: self.name.to_string(),
                     dtype,
                 },
-            ));
-        };
+            )
+        })?;
         Ok((dtype_parsed, shape, (start, end)))
     }
 
@@ -468,26 +690,38 @@ pub(super) fn byte_size(name: &str, dtype: Dtype, shape: &[u64]) -> Result<u64, 
 
 /// Step 6 and 7: offsets, sizes, coverage of the data area.
 fn validate(header_len: u64, raw: RawHeader, data_len: u64) -> Result<Header, SafetensorsError> {
-    let mut tensors: Vec<TensorInfo> = raw
-        .tensors
+    let RawHeader {
+        metadata,
+        tensors: raw_tensors,
+        mut index,
+    } = raw;
+    // Each tensor with its position in the header, so that the name index built while parsing can be
+    // renumbered after the sort instead of hashing every name again.
+    let mut tensors: Vec<(TensorInfo, usize)> = raw_tensors
         .into_iter()
-        .map(|t| TensorInfo {
-            name: t.name,
-            dtype: t.dtype,
-            shape: t.shape,
-            start: t.offsets.0,
-            end: t.offsets.1,
+        .enumerate()
+        .map(|(i, t)| {
+            (
+                TensorInfo {
+                    name: t.name,
+                    dtype: t.dtype,
+                    shape: t.shape,
+                    start: t.offsets.0,
+                    end: t.offsets.1,
+                },
+                i,
+            )
         })
         .collect();
     // Sort by offsets as the reference does (files may list tensors in any order); names break ties
     // so that the error reported for a bad file does not depend on JSON key order.
-    tensors.sort_by(|a, b| {
+    tensors.sort_by(|(a, _), (b, _)| {
         (a.start, a.end)
             .cmp(&(b.start, b.end))
             .then_with(|| a.name.cmp(&b.name))
     });
     let mut expected = 0u64;
-    for t in &tensors {
+    for (t, _) in &tensors {
         if t.end < t.start {
             return Err(SafetensorsError::OffsetsReversed {
                 name: t.name.clone(),
@@ -533,15 +767,21 @@ fn validate(header_len: u64, raw: RawHeader, data_len: u64) -> Result<Header, Sa
             trailing: data_len - expected,
         });
     }
-    let index = tensors
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.name.clone(), i))
-        .collect();
+    // position in the header → position in offset order
+    let mut sorted_at = vec![0usize; tensors.len()];
+    for (at, (_, i)) in tensors.iter().enumerate() {
+        if let Some(slot) = sorted_at.get_mut(*i) {
+            *slot = at;
+        }
+    }
+    for i in index.values_mut() {
+        // INVARIANT: `index` holds each header position once, all below `tensors.len()`.
+        *i = sorted_at.get(*i).copied().unwrap_or(usize::MAX);
+    }
     Ok(Header {
         json_len: header_len,
-        metadata: raw.metadata,
-        tensors,
+        metadata,
+        tensors: tensors.into_iter().map(|(t, _)| t).collect(),
         index,
     })
 }

@@ -66,6 +66,10 @@ pub enum Status {
     Repairable,
     /// Some stripe lost more chunks than it has parity.
     Unrepairable,
+    /// The sidecar looks stale rather than the file damaged: the file's modification time or length
+    /// differs from the one recorded at `protect`, **and** most of the file differs from what was
+    /// protected. A repair would roll a legitimate edit back, so [`repair`] refuses unless forced.
+    Stale,
 }
 
 impl Status {
@@ -76,6 +80,7 @@ impl Status {
             Self::Intact => "intact",
             Self::Repairable => "repairable",
             Self::Unrepairable => "unrepairable",
+            Self::Stale => "stale",
         }
     }
 }
@@ -99,6 +104,15 @@ pub struct VerifyReport {
     pub unrepairable_chunks: Vec<u64>,
     /// The sidecar's own structure.
     pub sidecar: SidecarHealth,
+    /// Whether the file's modification time or length differs from the one recorded at `protect`
+    /// (`None` for a sidecar written before these hints were recorded).
+    pub modified_since_protect: Option<bool>,
+    /// Bytes of the file that differ from what was protected: damaged or missing chunks, plus bytes
+    /// appended past the protected length.
+    pub differing_bytes: u64,
+    /// What the damage amounts to when the sidecar is not taken as stale: `Repairable` or
+    /// `Unrepairable` (equal to `status` unless `status` is `Stale`).
+    pub damage_status: Status,
 }
 
 /// What [`repair`] did.
@@ -148,12 +162,44 @@ fn read_chunk(
 /// Digests of one stripe's data chunks and parity slots.
 type StripeDigests = (Vec<(u64, Digest)>, Vec<(u64, Digest)>);
 
-/// Protect `path`: write its sidecar (`<path>.tvecc`, or `sidecar`) atomically.
-#[allow(clippy::too_many_lines)]
+/// A file's modification time in nanoseconds since the Unix epoch (saturating; negative before it).
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
+}
+
+/// Modification times closer than this count as equal (see `verify_with`).
+const MTIME_TOLERANCE_NS: u64 = 1_000_000;
+
+/// The modification time to record in a new sidecar's header.
+#[derive(Debug, Clone, Copy)]
+enum MtimeHint {
+    /// The protected file's own, read when it is protected.
+    FromFile,
+    /// The one of the sidecar being rebuilt by [`repair`] (the file verified identical to what was
+    /// protected), so that the rebuilt sidecar is byte-identical to the original.
+    Keep(Option<i64>),
+}
+
+/// Protect `path`: write its sidecar (`<path>.tvecc`, or `sidecar`) atomically. The header records
+/// the file's modification time (a hint that tells a later edit from damage, see [`Status::Stale`]).
 pub fn protect(
     path: &Path,
     sidecar: Option<&Path>,
     options: ProtectOptions,
+    control: &Control,
+) -> Result<ProtectReport, ErasureError> {
+    protect_with(path, sidecar, options, MtimeHint::FromFile, control)
+}
+
+#[allow(clippy::too_many_lines)]
+fn protect_with(
+    path: &Path,
+    sidecar: Option<&Path>,
+    options: ProtectOptions,
+    mtime: MtimeHint,
     control: &Control,
 ) -> Result<ProtectReport, ErasureError> {
     let (file, len) = open_regular(path)?;
@@ -250,11 +296,10 @@ pub fn protect(
         }
     }
     // The file must not have changed under us.
-    let now = file
+    let now_meta = file
         .metadata()
-        .map_err(|e| IoError::from_os(path, "stat", e))?
-        .len();
-    if now != len {
+        .map_err(|e| IoError::from_os(path, "stat", e))?;
+    if now_meta.len() != len || mtime_ns(&now_meta) != mtime_ns(&data_meta) {
         return Err(ErasureError::FileChanged {
             path: path.to_path_buf(),
         });
@@ -273,6 +318,10 @@ pub fn protect(
         layout,
         root,
         table_digest: table.digest(),
+        file_mtime_ns: match mtime {
+            MtimeHint::FromFile => Some(mtime_ns(&data_meta)),
+            MtimeHint::Keep(t) => t,
+        },
     }
     .encode();
     let table_bytes = table.encode();
@@ -306,6 +355,7 @@ pub fn verify(
     verify_with(path, &sidecar_path, &sc, control)
 }
 
+#[allow(clippy::too_many_lines)]
 fn verify_with(
     path: &Path,
     sidecar_path: &Path,
@@ -315,6 +365,11 @@ fn verify_with(
     let layout = sc.header.layout;
     let digest = layout.params.digest();
     let (file, actual_len) = open_regular(path)?;
+    let actual_mtime = mtime_ns(
+        &file
+            .metadata()
+            .map_err(|e| IoError::from_os(path, "stat", e))?,
+    );
     crate::io::advise_sequential(&file);
     control.set_total(control.done() + layout.file_len + layout.parity_len);
     let cs = layout.params.chunk_size().as_usize();
@@ -385,7 +440,7 @@ fn verify_with(
                 .is_ok()
         })
         .collect();
-    let status = if !unrepairable_stripes.is_empty() {
+    let damage_status = if !unrepairable_stripes.is_empty() {
         Status::Unrepairable
     } else if damaged_chunks.is_empty()
         && damaged_parity.is_empty()
@@ -396,6 +451,30 @@ fn verify_with(
     } else {
         Status::Repairable
     };
+    // Stale or damaged? Media damage leaves the modification time alone; an edit changes it, and a
+    // legitimate edit (a re-saved checkpoint, a rewritten file) changes most of the bytes, where damage
+    // within any parity budget cannot. So: hints differ and most of the file differs → stale.
+    // Modification times are compared to the millisecond, so that a copy made by a tool that keeps
+    // them at micro- or millisecond precision (Node's `fs.utimes`, many archivers) still matches.
+    let modified_since_protect = sc
+        .header
+        .file_mtime_ns
+        .map(|t| t.abs_diff(actual_mtime) >= MTIME_TOLERANCE_NS || actual_len != layout.file_len);
+    let appended = actual_len.saturating_sub(layout.file_len);
+    let differing_bytes = damaged_chunks
+        .iter()
+        .map(|&i| layout.chunk_range(i).1)
+        .sum::<u64>()
+        .saturating_add(appended);
+    let whole = layout.file_len.saturating_add(appended);
+    let status = if modified_since_protect == Some(true)
+        && damage_status != Status::Intact
+        && u128::from(differing_bytes) * 2 > u128::from(whole)
+    {
+        Status::Stale
+    } else {
+        damage_status
+    };
     Ok(VerifyReport {
         status,
         layout,
@@ -405,20 +484,39 @@ fn verify_with(
         unrepairable_stripes,
         unrepairable_chunks,
         sidecar: sc.health.clone(),
+        modified_since_protect,
+        differing_bytes,
+        damage_status,
     })
 }
 
 /// Repair `path` (and its sidecar) atomically from parity, then re-verify. An intact pair is left
-/// untouched; damage beyond the budget is [`ErasureError::Unrepairable`] and changes nothing.
+/// untouched; damage beyond the budget is [`ErasureError::Unrepairable`] and changes nothing. A pair
+/// whose sidecar looks stale ([`Status::Stale`]: the file was edited after `protect`) is refused with
+/// [`ErasureError::StaleSidecar`] and left untouched unless `force` is set, in which case the file is
+/// rolled back to the protected bytes when the damage is within budget.
 pub fn repair(
     path: &Path,
     sidecar: Option<&Path>,
+    force: bool,
     control: &Control,
 ) -> Result<RepairReport, ErasureError> {
     let sidecar_path = sidecar.map_or_else(|| sidecar_path_for(path), Path::to_path_buf);
     let sc = Sidecar::open(&sidecar_path)?;
     let before = verify_with(path, &sidecar_path, &sc, control)?;
-    match before.status {
+    let status = match before.status {
+        Status::Stale if !force => {
+            return Err(ErasureError::StaleSidecar {
+                path: path.to_path_buf(),
+                sidecar: sidecar_path,
+                differing_bytes: before.differing_bytes,
+                file_len: before.actual_len,
+            })
+        }
+        Status::Stale => before.damage_status,
+        s => s,
+    };
+    match status {
         Status::Intact => {
             return Ok(RepairReport {
                 after: before.clone(),
@@ -435,7 +533,7 @@ pub fn repair(
                 chunks: before.unrepairable_chunks.clone(),
             })
         }
-        Status::Repairable => {}
+        Status::Repairable | Status::Stale => {}
     }
     let layout = before.layout;
     let file_rewritten = !before.damaged_chunks.is_empty() || before.actual_len != layout.file_len;
@@ -444,10 +542,11 @@ pub fn repair(
     }
     let sidecar_rewritten = !before.damaged_parity.is_empty() || !before.sidecar.structure_intact();
     if sidecar_rewritten {
-        let report = protect(
+        let report = protect_with(
             path,
             Some(&sidecar_path),
             ProtectOptions::Custom(layout.params),
+            MtimeHint::Keep(sc.header.file_mtime_ns),
             control,
         )?;
         if report.root != sc.header.root || report.layout != layout {
@@ -461,7 +560,7 @@ pub fn repair(
     drop(sc);
     let sc = Sidecar::open(&sidecar_path)?;
     let after = verify_with(path, &sidecar_path, &sc, control)?;
-    if after.status != Status::Intact || sc.header.root != old_root {
+    if after.damage_status != Status::Intact || sc.header.root != old_root {
         return Err(ErasureError::RepairVerification {
             path: path.to_path_buf(),
             reason: format!("re-verification found the pair {}", after.status.name()),
@@ -589,6 +688,19 @@ fn rebuild_file(
         .collect::<Result<Vec<()>, ErasureError>>()?;
     dst.set_permissions(perms)
         .map_err(|e| IoError::from_os(&tmp_path, "chmod", e))?;
+    // The repaired file holds exactly the protected bytes: it gets back the modification time they had
+    // when protected, so that the sidecar's hint keeps telling later edits from damage.
+    if let Some(t) = sc.header.file_mtime_ns {
+        let at = if t >= 0 {
+            std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_nanos(t.unsigned_abs()))
+        } else {
+            std::time::UNIX_EPOCH.checked_sub(std::time::Duration::from_nanos(t.unsigned_abs()))
+        };
+        if let Some(at) = at {
+            dst.set_times(std::fs::FileTimes::new().set_modified(at))
+                .map_err(|e| IoError::from_os(&tmp_path, "set_times", e))?;
+        }
+    }
     control.checkpoint()?;
     out.commit()?;
     Ok(())

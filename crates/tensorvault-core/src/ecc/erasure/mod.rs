@@ -80,6 +80,20 @@ pub enum ErasureError {
     /// A rebuilt chunk did not match its recorded digest, or the repaired file failed re-verification.
     #[error("{path}: repair produced bytes that do not verify ({reason})")]
     RepairVerification { path: PathBuf, reason: String },
+    /// The sidecar looks stale: the file was modified after `protect` (its modification time or length
+    /// differs from the recorded one) and most of it differs from what was protected. Repairing would
+    /// roll that edit back; it is refused unless forced.
+    #[error(
+        "{path} was modified after it was protected and {differing_bytes} of its {file_len} bytes differ: \
+         the sidecar {sidecar} looks stale, not the file damaged (protect the file again, or force the \
+         repair to roll the file back)"
+    )]
+    StaleSidecar {
+        path: PathBuf,
+        sidecar: PathBuf,
+        differing_bytes: u64,
+        file_len: u64,
+    },
     /// The protected file changed while it was being read.
     #[error("{path} changed while it was being protected")]
     FileChanged { path: PathBuf },

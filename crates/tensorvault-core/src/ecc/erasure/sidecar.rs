@@ -33,6 +33,12 @@ pub const CODEC_CAUCHY_GF256: u8 = 1;
 pub const DIGEST_SHA256: u8 = 1;
 /// Chunk-digest identifier: BLAKE3 (256-bit output), the default since it verifies several times faster.
 pub const DIGEST_BLAKE3: u8 = 2;
+/// Header flag (bit 0): the header records the protected file's modification time at protect time (bytes
+/// 160..168), so that `verify` can tell a stale sidecar (the file was edited after `protect`) from damage.
+/// Sidecars written before this flag existed have flags 0 and no hint; they stay readable.
+pub const FLAG_FILE_HINTS: u32 = 1;
+/// Every flag this reader understands.
+const KNOWN_FLAGS: u32 = FLAG_FILE_HINTS;
 
 /// The digest that locates damage: one per data chunk and per parity slot, in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -348,6 +354,11 @@ pub struct Header {
     pub root: Digest,
     /// SHA-256 over all digest entries, in order.
     pub table_digest: Digest,
+    /// The protected file's modification time when it was protected, in nanoseconds since the Unix
+    /// epoch (flag [`FLAG_FILE_HINTS`]); `None` in sidecars written before the flag existed. A hint
+    /// only: with the file's length (`layout.file_len`) it tells a file edited after `protect` from a
+    /// damaged one.
+    pub file_mtime_ns: Option<i64>,
 }
 
 fn put(buf: &mut [u8; 256], at: usize, bytes: &[u8]) {
@@ -383,6 +394,10 @@ impl Header {
         put(&mut b, 0, &MAGIC);
         put(&mut b, 8, &VERSION.to_le_bytes());
         put(&mut b, 10, &256u16.to_le_bytes());
+        if let Some(t) = self.file_mtime_ns {
+            put(&mut b, 12, &FLAG_FILE_HINTS.to_le_bytes());
+            put(&mut b, 160, &t.to_le_bytes());
+        }
         put(&mut b, 16, &l.params.k.to_le_bytes());
         put(&mut b, 18, &l.params.m.to_le_bytes());
         put(&mut b, 20, &[CODEC_CAUCHY_GF256, l.params.digest.id()]);
@@ -414,13 +429,18 @@ impl Header {
         if u16_at(b, 10) != 256 {
             return Err("bad header length");
         }
-        // Flags and reserved bytes are zero in format 1: anything else is a sidecar this reader does
+        // Flags other than the known ones, and non-zero reserved bytes, are a sidecar this reader does
         // not understand (a later writer's feature, or damage the checksum did not catch).
-        if b.get(12..16) != Some(&[0u8; 4][..]) {
+        let flags = u32::from(u16_at(b, 12)) | (u32::from(u16_at(b, 14)) << 16);
+        if flags & !KNOWN_FLAGS != 0 {
             return Err("unknown header flags");
         }
+        let hints = flags & FLAG_FILE_HINTS != 0;
+        let reserved_tail = if hints { 168..224 } else { 160..224 };
         if b.get(22..24) != Some(&[0u8; 2][..])
             || b.get(72..96).is_some_and(|r| r.iter().any(|&x| x != 0))
+            || b.get(reserved_tail)
+                .is_some_and(|r| r.iter().any(|&x| x != 0))
         {
             return Err("reserved header bytes are not zero");
         }
@@ -447,6 +467,7 @@ impl Header {
             layout,
             root: digest_at(b, 96),
             table_digest: digest_at(b, 128),
+            file_mtime_ns: hints.then(|| u64_at(b, 160).cast_signed()),
         })
     }
 }
@@ -788,6 +809,7 @@ mod tests {
             layout,
             root: [7; 32],
             table_digest: [9; 32],
+            file_mtime_ns: Some(1_767_225_600_123_456_789),
         }
     }
 
@@ -847,19 +869,56 @@ mod tests {
 
     #[test]
     fn unknown_flags_and_non_zero_reserved_bytes_are_refused_even_with_a_valid_checksum() {
-        // Issue 13: a header with non-zero flags was accepted.
-        for (at, want) in [
-            (12, "unknown header flags"),
-            (15, "unknown header flags"),
-            (22, "reserved header bytes are not zero"),
-            (80, "reserved header bytes are not zero"),
+        // Issue 13: a header with non-zero flags was accepted. Bit 0 (file hints) is known now; every
+        // other bit is refused.
+        for (at, v, want) in [
+            (12, 2, "unknown header flags"),
+            (12, 0x81, "unknown header flags"),
+            (13, 1, "unknown header flags"),
+            (15, 0x80, "unknown header flags"),
+            (22, 1, "reserved header bytes are not zero"),
+            (80, 1, "reserved header bytes are not zero"),
+            (170, 1, "reserved header bytes are not zero"),
+            (223, 1, "reserved header bytes are not zero"),
         ] {
             let mut b = header().encode();
-            b[at] = 1;
+            b[at] = v;
             let sum = sha256(&b[..224]);
             b[224..].copy_from_slice(&sum);
             assert_eq!(Header::parse(&b), Err(want), "byte {at}");
         }
+        // Without the hints flag, the hint bytes are reserved too.
+        let mut b = header().encode();
+        b[12] = 0;
+        let sum = sha256(&b[..224]);
+        b[224..].copy_from_slice(&sum);
+        assert_eq!(Header::parse(&b), Err("reserved header bytes are not zero"));
+    }
+
+    #[test]
+    fn file_hints_round_trip_and_old_headers_stay_readable() {
+        // Issue 13, item 16: the protected file's mtime is recorded (flag bit 0, bytes 160..168).
+        let h = header();
+        let b = h.encode();
+        assert_eq!(
+            u32::from_le_bytes(b[12..16].try_into().unwrap()),
+            FLAG_FILE_HINTS
+        );
+        assert_eq!(Header::parse(&b).unwrap().file_mtime_ns, h.file_mtime_ns);
+        let before_epoch = Header {
+            file_mtime_ns: Some(-5),
+            ..header()
+        };
+        assert_eq!(Header::parse(&before_epoch.encode()).unwrap(), before_epoch);
+        // A header as written before the flag existed: flags 0, bytes 160..224 zero.
+        let old = Header {
+            file_mtime_ns: None,
+            ..header()
+        };
+        let ob = old.encode();
+        assert_eq!(&ob[12..16], &[0u8; 4]);
+        assert!(ob[160..224].iter().all(|&x| x == 0));
+        assert_eq!(Header::parse(&ob).unwrap().file_mtime_ns, None);
     }
 
     #[test]
@@ -930,6 +989,7 @@ mod tests {
                 layout,
                 root: [1; 32],
                 table_digest: [2; 32],
+                file_mtime_ns: None,
             };
             let b = h.encode();
             assert_eq!(b[21], d.id());
