@@ -134,8 +134,22 @@ export interface NativeEccRepairResult {
 /** Native in-memory erasure codec. */
 export interface NativeErasureCodecInstance {
   readonly kernel: string;
-  encode(data: Uint8Array[]): Buffer[];
-  reconstruct(shards: (Uint8Array | null)[]): Buffer[];
+  encodeInto(data: Uint8Array[], parity: Uint8Array[]): void;
+  reconstructInto(shards: Uint8Array[], present: boolean[]): void;
+}
+
+/** Result of the native `cpuInfo`. */
+export interface NativeCpuInfo {
+  arch: string;
+  features: string[];
+  detected: string;
+  cap?: string | null;
+  capError?: string | null;
+  level: string;
+  erasureKernel: string;
+  rsKernel: string;
+  sha256: string;
+  blake3: string;
 }
 
 /** The addon's exports (kept in step with `crates/tensorvault-node`; a test checks every name). */
@@ -162,6 +176,7 @@ export interface NativeBinding {
   rsProtectionParity(level: string): number | null | undefined;
   rsParseName(name: string): number | null | undefined;
   rsKernel(): string;
+  cpuInfo(): NativeCpuInfo;
   rsEncodeSync(n: number, data: Uint8Array): Buffer;
   rsEncode(
     n: number,
@@ -246,6 +261,7 @@ export const NATIVE_EXPORTS: readonly (keyof NativeBinding)[] = [
   'rsProtectionParity',
   'rsParseName',
   'rsKernel',
+  'cpuInfo',
   'rsEncodeSync',
   'rsEncode',
   'rsDecode',
