@@ -61,6 +61,17 @@ const apiRow = {
   reconstructAll: syncRate(() => apiCodec.reconstruct(lose(m))),
 };
 rows.push(apiRow);
+// The same through the no-allocation methods (caller buffers, rebuilt in place).
+const apiParity = Array.from({ length: m }, () => Buffer.alloc(size));
+const inPlace = apiAll.map((s) => Buffer.from(s));
+const presentAfter = (n) => inPlace.map((_, i) => i >= n);
+const intoRow = {
+  name: `tensorvault encodeInto/reconstructInto`,
+  encode: syncRate(() => apiCodec.encodeInto(apiData, apiParity)),
+  reconstructOne: syncRate(() => apiCodec.reconstructInto(inPlace, presentAfter(1))),
+  reconstructAll: syncRate(() => apiCodec.reconstructInto(inPlace, presentAfter(m))),
+};
+rows.push(intoRow);
 
 // ISA-L through the C harness: its runtime dispatch (its best kernel here), then its AVX2 entry point.
 let isal;
@@ -162,6 +173,9 @@ for (const b of ['ISA-L', '@ronomon']) {
       `ratio tensorvault / ${b}: encode ${(tvr.encode / r.encode).toFixed(2)}×, rec 1 ${(tvr.reconstructOne / r.reconstructOne).toFixed(2)}×, rec ${m} ${(tvr.reconstructAll / r.reconstructAll).toFixed(2)}×`,
     );
 }
+console.log(
+  `ratio encodeInto/reconstructInto / kernel loop: encode ${(intoRow.encode / tvr.encode).toFixed(2)}×, rec 1 ${(intoRow.reconstructOne / tvr.reconstructOne).toFixed(2)}×, rec ${m} ${(intoRow.reconstructAll / tvr.reconstructAll).toFixed(2)}×`,
+);
 console.log(
   `ratio ErasureCodec API / kernel loop: encode ${(apiRow.encode / tvr.encode).toFixed(2)}×, rec 1 ${(apiRow.reconstructOne / tvr.reconstructOne).toFixed(2)}×, rec ${m} ${(apiRow.reconstructAll / tvr.reconstructAll).toFixed(2)}×`,
 );

@@ -250,6 +250,58 @@ mod tests {
         assert!(Level::Avx2 < Level::Avx512);
     }
 
+    /// Manual probe (not a benchmark of record): BLAKE3 and SHA-256 over the same 64 MiB buffer on one
+    /// thread, MiB per second of the thread's CPU time, medians of five interleaved rounds. BLAKE3's
+    /// AVX-512 path is not capped by `TV_CPU`; its AVX2 path is measured by building without it:
+    /// `cargo test --release -p tensorvault-core --lib hash_probe --features blake3/no_avx512 --
+    /// --ignored --nocapture`.
+    #[test]
+    #[ignore = "manual throughput probe"]
+    #[allow(clippy::unwrap_used, clippy::cast_precision_loss)]
+    fn hash_probe() {
+        let data: Vec<u8> = (0..64u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11).to_le_bytes()[0])
+            .collect();
+        let cpu = || -> f64 {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+            let f: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+        };
+        let mut rates = [Vec::new(), Vec::new()];
+        let mut sink = 0u8;
+        for _ in 0..5 {
+            for (which, r) in rates.iter_mut().enumerate() {
+                let c0 = cpu();
+                let mut reps = 0u32;
+                while reps < 2 || cpu() - c0 < 0.4 {
+                    sink ^= if which == 0 {
+                        blake3::hash(&data).as_bytes()[0]
+                    } else {
+                        crate::hash::sha256(&data)[0]
+                    };
+                    reps += 1;
+                }
+                r.push(64.0 * f64::from(reps) / (cpu() - c0));
+            }
+        }
+        for (name, r) in ["blake3", "sha256"].iter().zip(rates.iter_mut()) {
+            r.sort_by(f64::total_cmp);
+            // (The BLAKE3 path printed by `info()` mirrors the crate's detection and does not know
+            // about `no_avx512`; the build command says which path ran.)
+            eprintln!(
+                "{name}: {:.0} MiB per CPU-second (rounds {:?})",
+                r[2],
+                r.iter().map(|x| x.round()).collect::<Vec<_>>()
+            );
+        }
+        eprintln!("(sink {sink})");
+    }
+
     #[test]
     fn level_in_use_never_exceeds_the_cpu() {
         let i = info();
