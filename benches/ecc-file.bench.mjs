@@ -50,7 +50,11 @@ for (let r = 0; r < rounds; r++) {
   const t0 = performance.now();
   const h = createHash('sha256');
   const fd = openSync(file, 'r');
-  for (let n; (n = readSync(fd, block, 0, block.length)) > 0; ) h.update(block.subarray(0, n));
+  for (;;) {
+    const n = readSync(fd, block, 0, block.length);
+    if (n === 0) break;
+    h.update(block.subarray(0, n));
+  }
   closeSync(fd);
   h.digest();
   shaTimes.push(performance.now() - t0);
