@@ -3,7 +3,10 @@
 // in one run. The first line names the kernels in use (TV_CPU=avx2 caps the erasure kernel; BLAKE3 and
 // SHA-256 pick their own paths). Baseline in the same run: node:crypto SHA-256 of the file's bytes
 // (one core, from the page cache in 64 MiB reads).
+// With --burst LEVEL: afterwards, protect at LEVEL, overwrite the largest burst that level guarantees to
+// repair ((m·S − 1)·chunk + 1 bytes, S = stripes) and time `repair` (rebuild, full atomic copy, re-verify).
 //   node benches/ecc-file.bench.mjs [--gib 2] [--levels low,medium] [--digests blake3,sha256] [--rounds 3]
+//   node benches/ecc-file.bench.mjs --gib 1 --levels none --burst medium
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -18,7 +21,10 @@ const arg = (name, dflt) => {
   return i === -1 ? dflt : process.argv[i + 1];
 };
 const gib = Number(arg('gib', 2));
-const levels = arg('levels', 'low,medium').split(',');
+const levels = arg('levels', 'low,medium')
+  .split(',')
+  .filter((l) => l !== 'none');
+const burst = arg('burst', undefined);
 const digests = arg('digests', 'blake3,sha256').split(',');
 const rounds = Number(arg('rounds', 3));
 const file = join(root, 'target', 'bench-data', `ecc-file-${gib}g.bin`);
@@ -80,6 +86,27 @@ for (const level of levels) {
       `${level.padEnd(8)}${digest.padEnd(8)}${gbs(median(p)).padStart(12)}${gbs(median(v)).padStart(13)}${''.padStart(32)}${(sha / median(v)).toFixed(2)}×`,
     );
   }
+}
+if (burst !== undefined) {
+  rmSync(`${file}.tvecc`, { force: true });
+  const p = await tv.protect(file, { level: burst });
+  const { k, m, chunkSize } = p.layout;
+  const chunks = Math.ceil(bytes / chunkSize);
+  const stripes = Math.ceil(chunks / k);
+  const len = (m * stripes - 1) * chunkSize + 1;
+  const at = Math.floor((bytes - len) / 2);
+  const fd = openSync(file, 'r+');
+  const junk = Buffer.alloc(Math.min(len, block.length), 0xa5);
+  for (let done = 0; done < len; done += junk.length)
+    writeSync(fd, junk, 0, Math.min(junk.length, len - done), at + done);
+  closeSync(fd);
+  const t0 = performance.now();
+  const r = await tv.repair(file);
+  const ms = performance.now() - t0;
+  if (r.after.status !== 'intact') throw new Error(`repair: ${r.after.status}`);
+  console.log(
+    `repair of a ${(len / 2 ** 20).toFixed(0)} MiB burst (${burst}, ${k}+${m}, ${r.repairedChunks.length} chunks rebuilt): ${(ms / 1000).toFixed(2)} s`,
+  );
 }
 rmSync(`${file}.tvecc`, { force: true });
 console.log(
