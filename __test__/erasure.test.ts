@@ -81,6 +81,45 @@ describe('ErasureCodec (in memory)', () => {
     }
   });
 
+  it('encodes into and rebuilds in caller buffers without copying the present shards', () => {
+    const codec = new tv.ErasureCodec(5, 3);
+    const data = Array.from({ length: 5 }, (_, i) => bytes(70_001, i + 21));
+    const want = codec.encode(data);
+    // One backing buffer for all parity shards (disjoint ranges), as a caller reusing memory would.
+    const block = Buffer.alloc(3 * 70_001, 0xee);
+    const parity = [0, 1, 2].map((i) => block.subarray(i * 70_001, (i + 1) * 70_001));
+    codec.encodeInto(data, parity);
+    expect(parity.map(sha)).toEqual(want.map(sha));
+    const all = [...data, ...parity].map((s) => Buffer.from(s));
+    const present = all.map((_, i) => ![1, 5, 7].includes(i));
+    for (const [i, s] of all.entries()) if (!present[i]) s.fill(0);
+    codec.reconstructInto(all, present);
+    expect(all.map(sha)).toEqual([...data, ...want].map(sha));
+    // reconstruct(): present shards come back as the same memory, lost ones freshly rebuilt.
+    const out = codec.reconstruct([data[0], null, data[2], data[3], data[4], null, want[1], want[2]]);
+    expect(out[0]?.buffer).toBe(data[0]?.buffer);
+    expect(out.map(sha)).toEqual([...data, ...want].map(sha));
+    // Outputs overlapping an input or each other are refused before anything is written.
+    const overlapping = [block.subarray(0, 70_001), block.subarray(10, 70_011), parity[2] as Buffer];
+    expect(() => codec.encodeInto(data, overlapping)).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+    expect(() =>
+      codec.encodeInto(data, [data[0] as Buffer, parity[1] as Buffer, parity[2] as Buffer]),
+    ).toThrow(expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }));
+    const before = sha(data[0] as Buffer);
+    expect(() =>
+      codec.reconstructInto(
+        [all[0] as Buffer, all[0] as Buffer, ...all.slice(2)],
+        [true, false, ...present.slice(2)],
+      ),
+    ).toThrow(expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }));
+    expect(sha(data[0] as Buffer)).toBe(before);
+    expect(() => codec.reconstructInto(all, present.slice(1))).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+  });
+
   it('refuses too many losses and bad arguments with typed errors', () => {
     const codec = new tv.ErasureCodec(4, 2);
     const data = Array.from({ length: 4 }, (_, i) => bytes(64, i + 9));

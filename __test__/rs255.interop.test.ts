@@ -88,6 +88,9 @@ const CASES = [
   { n: 64, len: 1200 },
   { n: 1, len: 700 },
   { n: 200, len: 300 },
+  // Enough whole blocks for the interleaved kernels (groups of 64 blocks) plus a remainder.
+  { n: 32, len: 223 * 130 + 17 },
+  { n: 16, len: 239 * 70 },
 ];
 
 describe.skipIf(!available)('interop with Python reedsolo', () => {

@@ -3,13 +3,18 @@
 // script: a plain JavaScript table implementation (log/exp tables, LFSR per block: what a pure-JS
 // reedsolo port does) and Python `reedsolo` 1.7 (pure Python, from .venv / TV_PYTHON). The baselines are
 // run on smaller inputs and scaled (throughput in MiB/s). Reports wall-clock medians and, for the native
-// single-thread runs, MiB per CPU-second (the machine is shared; wall figures wander).
+// single-thread runs, MiB per CPU-second (the machine is shared; wall figures wander). The machine-speed
+// yardstick is node:crypto SHA-256 of the same buffer in the same run (column "x SHA-256", wall over
+// wall; SHA-NI when the CPU has it): compare that ratio between machines, not the raw MiB/s.
 //
 //   node scripts/build.mjs && node benches/rs255.bench.mjs          (TV_RS_BENCH_MIB=256 by default)
+//   TV_RS_BENCH_N=32 TV_RS_BENCH_ENCODE_ONLY=1 TV_CPU=avx2 node benches/rs255.bench.mjs
+//     (only rs(32) encode and the yardstick; TV_CPU caps the kernel, see src/ecc/cpu.ts)
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { cpus, tmpdir } from 'node:os';
+import os, { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,6 +24,8 @@ const MIB = 1 << 20;
 const size = Number(process.env.TV_RS_BENCH_MIB ?? 256) * MIB;
 const reps = Number(process.env.TV_RS_BENCH_REPS ?? 3);
 const python = process.env.TV_PYTHON || join(root, '.venv', 'bin', 'python');
+const ns = (process.env.TV_RS_BENCH_N ?? '16,32,64').split(',').map(Number);
+const encodeOnly = process.env.TV_RS_BENCH_ENCODE_ONLY === '1';
 
 function data(len, seed = 1) {
   const b = Buffer.allocUnsafe(len);
@@ -124,10 +131,26 @@ function reedsoloRates(n, len) {
 console.log(
   `# rs(N) bench: ${size / MIB} MiB, median of ${reps}, ${cpus()[0]?.model ?? '?'} x${cpus().length}`,
 );
-console.log(`# node ${process.version}, kernel ${tv.eccKernel()}, ${new Date().toISOString()}`);
+console.log(
+  `# node ${process.version}, ${new Date().toISOString()}, load ${os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);
+console.log(`# ${tv.describeCpu()}`);
 const input = data(size);
 const rows = [];
-for (const n of [16, 32, 64]) {
+const sha = await time(() => createHash('sha256').update(input).digest());
+const shaRate = mibs(size, sha.wall);
+rows.push({
+  codec: '-',
+  op: 'yardstick: node:crypto SHA-256 of the same buffer',
+  threads: 1,
+  'MiB/s (wall)': shaRate.toFixed(0),
+  'MiB per CPU-s': mibs(size, sha.cpu).toFixed(0),
+  'x SHA-256': '1.00',
+});
+for (const n of ns) {
   const codec = new tv.RsCodec(n);
   const parity = await codec.encode(input);
   const damaged = Buffer.from(input);
@@ -145,19 +168,22 @@ for (const n of [16, 32, 64]) {
   const whole = Math.floor(jsLen / codec.blockDataLength) * n; // the last, partial block differs
   if (!Buffer.from(jsOut.subarray(0, whole)).equals(parity.subarray(0, whole)))
     throw new Error(`JS baseline rs(${n}) differs`);
-  const py = reedsoloRates(n, 256 * 1024);
+  const py = encodeOnly ? undefined : reedsoloRates(n, 256 * 1024);
   const jsRate = mibs(jsLen, js.wall);
   for (const threads of [1, 2]) {
     const enc = await time(() => codec.encode(input, { threads }));
-    const ver = await time(() => codec.verify(input, parity, { threads }));
-    const dec = await time(() => codec.decode(input, parity, { threads }));
-    const err = await time(() => codec.decode(damaged, parity, { threads }));
-    for (const [op, t, base, pyRate] of [
-      ['encode', enc, jsRate, py?.encode],
-      ['verify (clean: syndrome check, no copy)', ver, undefined, py?.decode],
-      ['decode (clean: check + repaired copy)', dec, undefined, py?.decode],
-      ['decode (N/2 errors in every 8th block)', err, undefined, undefined],
-    ]) {
+    const ops = [['encode', enc, jsRate, py?.encode]];
+    if (!encodeOnly) {
+      const ver = await time(() => codec.verify(input, parity, { threads }));
+      const dec = await time(() => codec.decode(input, parity, { threads }));
+      const err = await time(() => codec.decode(damaged, parity, { threads }));
+      ops.push(
+        ['verify (clean: syndrome check, no copy)', ver, undefined, py?.decode],
+        ['decode (clean: check + repaired copy)', dec, undefined, py?.decode],
+        ['decode (N/2 errors in every 8th block)', err, undefined, undefined],
+      );
+    }
+    for (const [op, t, base, pyRate] of ops) {
       const rate = mibs(size, t.wall);
       rows.push({
         codec: `rs(${n})`,
@@ -165,6 +191,7 @@ for (const n of [16, 32, 64]) {
         threads,
         'MiB/s (wall)': rate.toFixed(0),
         'MiB per CPU-s': threads === 1 ? mibs(size, t.cpu).toFixed(0) : '',
+        'x SHA-256': threads === 1 ? (rate / shaRate).toFixed(2) : '',
         'x plain JS': base ? (rate / base).toFixed(0) : '',
         'x reedsolo': pyRate ? (rate / pyRate).toFixed(0) : '',
       });

@@ -36,6 +36,9 @@ export {
 export { type GzipMembersOptions, gzipMembers } from './compress';
 export {
   type ChunkDigestName,
+  type CpuInfo,
+  cpuInfo,
+  describeCpu,
   type EccDecodeOptions,
   type EccDecodeResult,
   type EccInput,

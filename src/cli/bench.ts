@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { cpuInfo, describeCpu } from '../ecc/cpu';
 import { benchmarkErasure, type ErasureBenchResult } from '../ecc/erasure';
 import { ExitCode, formatBytes, parseArgs, parseSize, UsageError } from './common';
 
@@ -22,6 +23,10 @@ export const usage = `tensorvault bench ecc [options]
 
   Columns: encode; reconstruct with 1 and with m data shards lost; verify (SHA-256 and BLAKE3 of the data: the
   two chunk digests a sidecar can use).
+
+  The first line names the kernels in use and the CPU features found. TV_CPU=portable|ssse3|avx2|avx512
+  in the environment caps the ECC kernels' feature level (e.g. TV_CPU=avx2 on an AVX-512 machine measures
+  what an AVX2-only CPU gets); SHA-256 and BLAKE3 are not capped.
 `;
 
 interface Row extends ErasureBenchResult {
@@ -124,6 +129,10 @@ export async function run(argv: readonly string[]): Promise<number> {
   const roundText = args.values.get('round-ms') ?? '200';
   if (!/^\d+$/.test(roundText)) throw new UsageError(`--round-ms: not a number: ${roundText}`);
   const json = args.flags.has('json');
+  const cpu = cpuInfo();
+  if (cpu.capError !== null) {
+    throw new UsageError(`TV_CPU=${cpu.capError} names no feature level (portable, ssse3, avx2, avx512)`);
+  }
   const rows: Row[] = [];
   for (const [k, m] of codes) {
     for (const shardSize of sizes) {
@@ -134,7 +143,7 @@ export async function run(argv: readonly string[]): Promise<number> {
         if (!json && rows.length === 1) {
           // After the first measurement, so that a bad --kernel fails before any output.
           process.stdout.write(
-            `${'code'.padEnd(7)}${'shard'.padStart(9)}${'threads'.padStart(8)}${'encode'.padStart(9)}${'rec 1'.padStart(9)}${'rec m'.padStart(9)}${'sha256'.padStart(9)}${'blake3'.padStart(9)}  GB/s\n`,
+            `${describeCpu(cpu)}\n${'code'.padEnd(7)}${'shard'.padStart(9)}${'threads'.padStart(8)}${'encode'.padStart(9)}${'rec 1'.padStart(9)}${'rec m'.padStart(9)}${'sha256'.padStart(9)}${'blake3'.padStart(9)}  GB/s\n`,
           );
         }
         if (!json) {
@@ -148,7 +157,8 @@ export async function run(argv: readonly string[]): Promise<number> {
   // A chart only when asked for, where asked (`--no-svg` is still accepted: it is now the default).
   const svg = args.flags.has('no-svg') ? undefined : args.values.get('svg');
   if (svg !== undefined) writeFileSync(svg, svgChart(rows));
-  if (json) process.stdout.write(`${JSON.stringify({ kernel: rows[0]?.kernel, rows, svg: svg ?? null })}\n`);
+  if (json)
+    process.stdout.write(`${JSON.stringify({ kernel: rows[0]?.kernel, cpu, rows, svg: svg ?? null })}\n`);
   else
     process.stderr.write(
       `kernel ${rows[0]?.kernel ?? '?'}${svg !== undefined ? `; chart written to ${svg}` : ''}\n`,

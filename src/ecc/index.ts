@@ -2,6 +2,7 @@
  * Error correction: {@link RsCodec}, the reedsolo-compatible rs(N) byte-stream codec (`rs255`), and
  * the erasure parity sidecar that protects, verifies and repairs whole files (`erasure`).
  */
+export { type CpuInfo, cpuInfo, describeCpu } from './cpu';
 export {
   type ChunkDigestName,
   type EccLayout,

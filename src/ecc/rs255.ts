@@ -239,7 +239,10 @@ export function eccFromName(name: string): RsCodec | null {
   return n === null || n === undefined ? null : new RsCodec(n);
 }
 
-/** The native encoding kernel selected for this CPU: `avx2` or `portable`. */
+/**
+ * The native encoding kernel selected for this CPU under the `TV_CPU` cap: `avx512-gfni`, `avx2` or
+ * `portable` (see `cpuInfo()` for the AVX2 variant and the CPU features).
+ */
 export function eccKernel(): string {
   return callNative(() => native().rsKernel());
 }

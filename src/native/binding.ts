@@ -23,13 +23,18 @@ export declare class NativeErasureCodec {
   constructor(k: number, m: number)
   /** The SIMD kernel in use (`avx512-gfni`, `avx2`, `ssse3` or `portable`). */
   get kernel(): string
-  /** The `m` parity shards of `k` equal-length data shards. */
-  encode(data: Array<Uint8Array>): Array<Buffer>
   /**
-   * All `k + m` shards from the present ones (`null` marks a lost shard); present shards are
-   * returned as copies.
+   * Write the `m` parity shards of `k` equal-length data shards into `parity` (`m` buffers of the
+   * same length, not overlapping each other or the data). Runs on the calling thread below
+   * [`PARALLEL_MIN`] bytes of data, split across the thread pool above.
    */
-  reconstruct(shards: Array<Uint8Array | undefined | null>): Array<Buffer>
+  encodeInto(data: Array<Uint8Array>, parity: Array<Uint8Array>): void
+  /**
+   * Rebuild the shards marked absent in `present` in place: `shards` holds all `k + m` buffers of
+   * one length (data then parity); the present ones are read, the absent ones (which must not
+   * overlap any other shard) are overwritten. Threads as in `encodeInto`.
+   */
+  reconstructInto(shards: Array<Uint8Array>, present: Array<boolean>): void
 }
 
 /**
@@ -132,6 +137,33 @@ export declare class NativeSha256 {
   digest(): Buffer
   /** An independent copy of the current state. */
   copy(): NativeSha256
+}
+
+/** The CPU features detected and the kernels in use. */
+export declare function cpuInfo(): CpuInfo
+
+/** What the process runs on: the SIMD features found, the `TV_CPU` cap and the kernels in use. */
+export interface CpuInfo {
+  /** `x86_64`, `aarch64`, … */
+  arch: string
+  /** SIMD features of this CPU that tensorvault's code paths use (`avx2`, `avx512f`, `gfni`, `sha`, …). */
+  features: Array<string>
+  /** The highest ECC feature level this CPU supports (`portable`, `ssse3`, `avx2`, `avx512`). */
+  detected: string
+  /** The level `TV_CPU` asked for, or null. */
+  cap?: string
+  /** A `TV_CPU` value that names no level (ignored), or null. */
+  capError?: string
+  /** The level in use: `detected` capped by `cap`. */
+  level: string
+  /** The erasure kernel in use (`avx512-gfni`, `avx2`, `ssse3`, `portable`). */
+  erasureKernel: string
+  /** The `rs(32)` encoder in use (`avx512-gfni`, `avx2-interleaved`, `avx2-sliced`, `portable`). */
+  rsKernel: string
+  /** The SHA-256 path (`sha-ni` or `software`; not capped by `TV_CPU`). */
+  sha256: string
+  /** The BLAKE3 path (`avx512`, `avx2`, `sse4.1`, `sse2`, `portable`; not capped by `TV_CPU`). */
+  blake3: string
 }
 
 /**
@@ -326,7 +358,7 @@ export declare function rsEncode(n: number, data: Uint8Array, inline: boolean, t
 /** Sidecar parity of a small input, synchronously (the TS layer uses it below 1 MiB). */
 export declare function rsEncodeSync(n: number, data: Uint8Array): Buffer
 
-/** Which encoding kernel this CPU uses (`avx2` or `portable`). */
+/** Which encoding kernel this CPU uses under the `TV_CPU` cap (`avx512-gfni`, `avx2` or `portable`). */
 export declare function rsKernel(): string
 
 /** Parity count of a codec name `rs(N)` (`none` → null); anything else is `TV_ECC_UNKNOWN_CODEC`. */

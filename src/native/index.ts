@@ -30,6 +30,8 @@ export type NativeFileLock = Binding.NativeFileLock;
 export type NativeErasureCodecInstance = Binding.NativeErasureCodec;
 /** Parameters and sizes of an ECC sidecar, as the addon returns them. */
 export type NativeEccLayout = Binding.EccLayout;
+/** What the addon reports about the CPU and the kernels it chose. */
+export type NativeCpuInfo = Binding.CpuInfo;
 export type {
   EccBenchResult,
   EccProtectOptions,
@@ -57,6 +59,7 @@ export interface NativeTensorInfo {
  */
 const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   JobControl: true,
+  cpuInfo: true,
   NativeErasureCodec: true,
   NativeFileLock: true,
   NativeSafetensors: true,

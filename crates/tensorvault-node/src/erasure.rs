@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::ecc::erasure::{
@@ -351,40 +351,115 @@ impl NativeErasureCodec {
         self.codec.kernel().name().to_string()
     }
 
-    /// The `m` parity shards of `k` equal-length data shards.
+    /// Write the `m` parity shards of `k` equal-length data shards into `parity` (`m` buffers of the
+    /// same length, not overlapping each other or the data). Runs on the calling thread below
+    /// [`PARALLEL_MIN`] bytes of data, split across the thread pool above.
     #[napi]
-    pub fn encode(&self, data: Vec<Uint8Array>) -> napi::Result<Vec<Buffer>> {
+    pub fn encode_into(
+        &self,
+        data: Vec<Uint8Array>,
+        mut parity: Vec<Uint8Array>,
+    ) -> napi::Result<()> {
         guard(|| {
-            let len = data.first().map_or(0, |d| d.len());
-            let mut parity = vec![vec![0u8; len]; self.codec.parity_shards()];
             let d: Vec<&[u8]> = data.iter().map(|b| &b[..]).collect();
-            let mut p: Vec<&mut [u8]> = parity.iter_mut().map(Vec::as_mut_slice).collect();
-            self.codec
-                .encode_parallel(&d, &mut p)
-                .map_err(|e| napi::Error::from(TvError::from(e)))?;
-            Ok(parity.into_iter().map(Buffer::from).collect())
+            if overlaps(&d, parity.iter().map(|b| &b[..])) {
+                return Err(invalid_argument(
+                    "parity",
+                    "parity buffers must not overlap each other or the data",
+                ));
+            }
+            // SAFETY: the call is synchronous on the JS thread (nothing else can touch the buffers
+            // meanwhile) and the output ranges were just checked to be disjoint from each other and
+            // from every input, so these mutable slices alias nothing.
+            let mut p: Vec<&mut [u8]> = parity.iter_mut().map(|b| unsafe { b.as_mut() }).collect();
+            let len = d.first().map_or(0, |s| s.len());
+            let result = if len.saturating_mul(d.len()) >= PARALLEL_MIN {
+                self.codec.encode_parallel(&d, &mut p)
+            } else {
+                self.codec.encode(&d, &mut p)
+            };
+            result.map_err(|e| napi::Error::from(TvError::from(e)))
         })
     }
 
-    /// All `k + m` shards from the present ones (`null` marks a lost shard); present shards are
-    /// returned as copies.
+    /// Rebuild the shards marked absent in `present` in place: `shards` holds all `k + m` buffers of
+    /// one length (data then parity); the present ones are read, the absent ones (which must not
+    /// overlap any other shard) are overwritten. Threads as in `encodeInto`.
     #[napi]
-    pub fn reconstruct(&self, shards: Vec<Option<Uint8Array>>) -> napi::Result<Vec<Buffer>> {
+    pub fn reconstruct_into(
+        &self,
+        mut shards: Vec<Uint8Array>,
+        present: Vec<bool>,
+    ) -> napi::Result<()> {
         guard(|| {
-            let len = shards.iter().flatten().next().map_or(0, |s| s.len());
-            let present: Vec<bool> = shards.iter().map(Option::is_some).collect();
-            let mut work: Vec<Vec<u8>> = shards
-                .iter()
-                .map(|s| s.as_ref().map_or_else(|| vec![0u8; len], |b| b.to_vec()))
+            if present.len() != shards.len() {
+                return Err(invalid_argument(
+                    "present",
+                    "present must have one entry per shard",
+                ));
+            }
+            let len = shards.first().map_or(0, |b| b.len());
+            if shards.iter().any(|b| b.len() != len) {
+                return Err(TvError::from(core_ecc::ErasureError::ShardLengthMismatch).into());
+            }
+            let (outs, ins): (Vec<_>, Vec<_>) = shards
+                .iter_mut()
+                .zip(&present)
+                .partition(|(_, &here)| !here);
+            let inputs: Vec<&[u8]> = ins.iter().map(|(b, _)| &b[..]).collect();
+            if overlaps(&inputs, outs.iter().map(|(b, _)| &b[..])) {
+                return Err(invalid_argument(
+                    "shards",
+                    "a lost shard's buffer must not overlap any other shard",
+                ));
+            }
+            let mut lost: Vec<&mut [u8]> = outs
+                .into_iter()
+                // SAFETY: as in `encode_into`: synchronous, and the outputs were checked to be
+                // disjoint from each other and from every input.
+                .map(|(b, _)| unsafe { b.as_mut() })
                 .collect();
-            let mut w: Vec<&mut [u8]> = work.iter_mut().map(Vec::as_mut_slice).collect();
+            let mut next = ins.iter();
+            let views: Vec<Option<&[u8]>> = present
+                .iter()
+                .map(|&here| {
+                    if here {
+                        next.next().map(|(b, _)| &b[..])
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            let parallel = len.saturating_mul(self.codec.data_shards()) >= PARALLEL_MIN;
             self.codec
-                .reconstruct_parallel(&mut w, &present)
-                .map_err(|e| napi::Error::from(TvError::from(e)))?;
-            Ok(work.into_iter().map(Buffer::from).collect())
+                .reconstruct_lost(&views, &mut lost, parallel)
+                .map_err(|e| napi::Error::from(TvError::from(e)))
         })
     }
 }
+
+/// Whether any output range overlaps another output or any input (empty ranges overlap nothing).
+fn overlaps<'a>(inputs: &[&[u8]], outputs: impl Iterator<Item = &'a [u8]>) -> bool {
+    let range = |s: &[u8]| {
+        let start = s.as_ptr() as usize;
+        (start, start + s.len())
+    };
+    let outs: Vec<(usize, usize)> = outputs.map(range).filter(|(a, b)| a < b).collect();
+    let ins: Vec<(usize, usize)> = inputs
+        .iter()
+        .map(|s| range(s))
+        .filter(|(a, b)| a < b)
+        .collect();
+    outs.iter().enumerate().any(|(i, &(a, b))| {
+        let hit = |&(c, d): &(usize, usize)| a < d && c < b;
+        ins.iter().any(hit) || outs.iter().skip(i + 1).any(hit)
+    })
+}
+
+/// Bytes of data per call from which the in-memory codec splits its columns across the thread pool:
+/// below it, the hand-off to the pool costs more than a second core gains (measured on 10 × 1 MiB
+/// stripes, see docs/benchmarks-ecc.md).
+const PARALLEL_MIN: usize = 32 << 20;
 
 /// One row of `tensorvault bench ecc`.
 #[napi(object)]

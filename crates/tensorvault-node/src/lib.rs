@@ -12,6 +12,7 @@
 mod args;
 mod compress;
 mod control;
+mod cpu;
 mod erasure;
 mod errors;
 mod hash;

@@ -49,7 +49,7 @@ pub fn rs_parse_name(name: String) -> napi::Result<Option<u32>> {
     })
 }
 
-/// Which encoding kernel this CPU uses (`avx2` or `portable`).
+/// Which encoding kernel this CPU uses under the `TV_CPU` cap (`avx512-gfni`, `avx2` or `portable`).
 #[napi]
 #[must_use]
 pub fn rs_kernel() -> String {

@@ -183,6 +183,37 @@ impl ErasureCodec {
         self.parallel_dot(&plan.coefs, &inputs, &mut outputs)
     }
 
+    /// Rebuild only the lost shards: `shards` holds the `k + m` shards in order (data then parity),
+    /// `None` for a lost one; `lost` receives the rebuilt shards in ascending index order, one buffer of
+    /// the shards' length per `None`. The present shards are only read (no copy). Columns are split
+    /// across the current rayon pool when `parallel` is set.
+    pub fn reconstruct_lost(
+        &self,
+        shards: &[Option<&[u8]>],
+        lost: &mut [&mut [u8]],
+        parallel: bool,
+    ) -> Result<(), ErasureError> {
+        let present: Vec<bool> = shards.iter().map(Option::is_some).collect();
+        let plan = self.plan(shards.len(), &present)?;
+        if lost.len() != plan.lost.len() {
+            return Err(ErasureError::ShardCountMismatch {
+                expected: plan.lost.len(),
+                actual: lost.len(),
+            });
+        }
+        let inputs: Vec<&[u8]> = plan
+            .survivors
+            .iter()
+            .map(|&i| shards.get(i).copied().flatten().unwrap_or_default())
+            .collect();
+        if parallel {
+            self.parallel_dot(&plan.coefs, &inputs, lost)
+        } else {
+            kernels::dot_prod(self.kernel, &plan.coefs, &inputs, lost)
+                .map_err(|_| ErasureError::ShardLengthMismatch)
+        }
+    }
+
     /// The cached (or freshly computed) decode plan for a loss pattern.
     fn plan(&self, count: usize, present: &[bool]) -> Result<Arc<Plan>, ErasureError> {
         let n = self.k + self.m;
@@ -280,6 +311,44 @@ fn split<'a>(shards: &'a mut [&mut [u8]], plan: &Plan) -> (Vec<&'a [u8]>, Vec<&'
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn reconstruct_lost_rebuilds_only_the_missing_shards() {
+        let codec = ErasureCodec::new(6, 3).unwrap();
+        let len = 70_001;
+        let data = random_shards(6, len, 99);
+        let mut parity = vec![vec![0u8; len]; 3];
+        {
+            let d: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+            let mut p: Vec<&mut [u8]> = parity.iter_mut().map(Vec::as_mut_slice).collect();
+            codec.encode(&d, &mut p).unwrap();
+        }
+        let all: Vec<Vec<u8>> = data.iter().chain(&parity).cloned().collect();
+        for (lost_set, parallel) in [
+            (&[0usize][..], false),
+            (&[1, 4, 7][..], true),
+            (&[8][..], false),
+        ] {
+            let shards: Vec<Option<&[u8]>> = all
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (!lost_set.contains(&i)).then_some(s.as_slice()))
+                .collect();
+            let mut out = vec![vec![0x5au8; len]; lost_set.len()];
+            let mut o: Vec<&mut [u8]> = out.iter_mut().map(Vec::as_mut_slice).collect();
+            codec.reconstruct_lost(&shards, &mut o, parallel).unwrap();
+            for (rebuilt, &i) in out.iter().zip(lost_set) {
+                assert_eq!(rebuilt, &all[i], "shard {i}");
+            }
+        }
+        let shards: Vec<Option<&[u8]>> = all.iter().map(|s| Some(s.as_slice())).collect();
+        let mut none: Vec<&mut [u8]> = Vec::new();
+        codec.reconstruct_lost(&shards, &mut none, false).unwrap();
+        let mut extra = vec![0u8; len];
+        assert!(codec
+            .reconstruct_lost(&shards, &mut [extra.as_mut_slice()], false)
+            .is_err());
+    }
 
     fn random_shards(k: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {
         let mut x = seed | 1;

@@ -8,11 +8,14 @@
 //!   low and high nibble of every input byte are looked up in parallel and `XORed`).
 //! - Portable: the 64 KiB product table.
 //!
+//! The choice can be capped with the `TV_CPU` environment variable ([`crate::ecc::cpu`]).
+//!
 //! All compute up to four outputs per load of an input (the structure of ISA-L's
 //! `gf_4vect_dot_prod`). With more than four outputs, columns are processed in tiles of [`TILE`] bytes
 //! so one tile of every input stays in cache while each group of four outputs is computed.
 
 use super::gf;
+use crate::ecc::cpu::{self, Level};
 
 /// Bytes per column tile: k inputs and up to four outputs of one tile stay in L1/L2.
 pub const TILE: usize = 16 << 10;
@@ -34,45 +37,67 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU supports (checked at run time).
+    /// The fastest kernel this CPU supports (checked at run time), capped by `TV_CPU`
+    /// ([`crate::ecc::cpu`]).
     #[must_use]
     pub fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if has_avx512_gfni() {
-                return Self::Avx512Gfni;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return Self::Avx2;
-            }
-            if std::arch::is_x86_feature_detected!("ssse3") {
-                return Self::Ssse3;
-            }
-        }
-        Self::Portable
+        Self::detect_at(cpu::level())
     }
 
-    /// Every kernel this CPU can run, fastest first.
+    /// The fastest kernel this CPU supports at or below `level`.
+    #[must_use]
+    pub fn detect_at(level: Level) -> Self {
+        [Self::Avx512Gfni, Self::Avx2, Self::Ssse3]
+            .into_iter()
+            .find(|k| k.runs_at(level))
+            .unwrap_or(Self::Portable)
+    }
+
+    /// Every kernel this CPU can run under the `TV_CPU` cap, fastest first.
     #[must_use]
     pub fn available() -> Vec<Self> {
-        let mut v = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if has_avx512_gfni() {
-                v.push(Self::Avx512Gfni);
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                v.push(Self::Avx2);
-            }
-            if std::arch::is_x86_feature_detected!("ssse3") {
-                v.push(Self::Ssse3);
-            }
-        }
-        v.push(Self::Portable);
-        v
+        Self::available_at(cpu::level())
     }
 
-    /// Lower-case name (`avx2`, `ssse3`, `portable`).
+    /// Every kernel this CPU can run at or below `level`, fastest first.
+    #[must_use]
+    pub fn available_at(level: Level) -> Vec<Self> {
+        [Self::Avx512Gfni, Self::Avx2, Self::Ssse3, Self::Portable]
+            .into_iter()
+            .filter(|k| k.runs_at(level))
+            .collect()
+    }
+
+    /// The feature level the kernel needs.
+    #[must_use]
+    pub fn level(self) -> Level {
+        match self {
+            Self::Avx512Gfni => Level::Avx512,
+            Self::Avx2 => Level::Avx2,
+            Self::Ssse3 => Level::Ssse3,
+            Self::Portable => Level::Portable,
+        }
+    }
+
+    /// Whether this CPU runs the kernel and `level` allows it.
+    fn runs_at(self, level: Level) -> bool {
+        if self.level() > level {
+            return false;
+        }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512Gfni => has_avx512_gfni(),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Self::Ssse3 => std::arch::is_x86_feature_detected!("ssse3"),
+            Self::Portable => true,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Lower-case name (`avx512-gfni`, `avx2`, `ssse3`, `portable`).
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
@@ -91,10 +116,10 @@ impl Kernel {
             .find(|k| k.name() == name)
     }
 
-    /// Whether this CPU can run the kernel.
+    /// Whether this CPU can run the kernel under the `TV_CPU` cap.
     #[must_use]
     pub fn is_supported(self) -> bool {
-        Self::available().contains(&self)
+        self.runs_at(cpu::level())
     }
 }
 
@@ -601,6 +626,39 @@ mod tests {
                 kernel.name()
             );
         }
+    }
+
+    #[test]
+    fn every_level_selects_a_kernel_it_allows_with_the_same_bytes() {
+        let (k, n_out, len) = (10, 4, TILE + 77);
+        let coefs: Vec<u8> = (0..k * n_out).map(|i| (i * 53 + 3) as u8).collect();
+        let inputs: Vec<Vec<u8>> = (0..k)
+            .map(|i| {
+                (0..len)
+                    .map(|b| ((b * 29 + i * 11) ^ (b >> 7)) as u8)
+                    .collect()
+            })
+            .collect();
+        let want = reference(&coefs, &inputs, n_out, len);
+        for level in Level::ALL {
+            let kernel = Kernel::detect_at(level);
+            assert!(
+                kernel.level() <= level,
+                "{} at {}",
+                kernel.name(),
+                level.name()
+            );
+            assert!(Kernel::available_at(level)
+                .iter()
+                .all(|k| k.level() <= level));
+            assert_eq!(
+                run(kernel, &coefs, &inputs, n_out, len),
+                want,
+                "{}",
+                level.name()
+            );
+        }
+        assert_eq!(Kernel::detect_at(Level::Portable), Kernel::Portable);
     }
 
     #[test]

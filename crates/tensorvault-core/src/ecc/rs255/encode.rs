@@ -12,7 +12,10 @@
 //! shift is `vperm2i128` + `vpalignr`, and four blocks are interleaved to hide the step's latency; the
 //! portable path (64-bit words) gives identical bytes. `N < 8` uses the one-byte step only.
 
+use std::sync::OnceLock;
+
 use super::gf;
+use crate::ecc::cpu::{self, Level};
 
 /// One 32-byte, 32-aligned lane of a table row.
 #[derive(Clone, Copy, Default)]
@@ -40,6 +43,30 @@ pub(super) struct Encoder {
     /// `SLICE * 256` rows of `w` lanes: row `j * 256 + e` is `e * R_j`, with `R_j = x^(n + SLICE - 1 -
     /// j) mod g`; bytes past `n` are zero.
     rows: Vec<Lane>,
+    /// Which AVX2 kernel is faster on this CPU for this `n` (measured on first use).
+    avx2_choice: OnceLock<Avx2Kernel>,
+}
+
+/// The two AVX2 kernels. Which one wins depends on the microarchitecture: the interleaved kernel
+/// is bound by `vpshufb` throughput (two per product), the slicing-by-8 kernel by the latency of its
+/// 64 KiB row table (L1-resident on CPUs with 48 KiB L1D or more, L2 otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Avx2Kernel {
+    /// Many blocks at once, split-nibble products ([`super::interleave`]).
+    Interleaved,
+    /// One block per LFSR, eight bytes per step from whole-byte row tables.
+    Sliced,
+}
+
+impl Avx2Kernel {
+    /// The kernel's name as reported (`avx2-interleaved`, `avx2-sliced`).
+    #[must_use]
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Interleaved => "avx2-interleaved",
+            Self::Sliced => "avx2-sliced",
+        }
+    }
 }
 
 impl Encoder {
@@ -77,7 +104,14 @@ impl Encoder {
             }
             lfsr_step(&gen, &mut r, 0);
         }
-        Self { n, k, w, gen, rows }
+        Self {
+            n,
+            k,
+            w,
+            gen,
+            rows,
+            avx2_choice: OnceLock::new(),
+        }
     }
 
     /// The generator polynomial (highest degree first).
@@ -86,16 +120,29 @@ impl Encoder {
     }
 
     /// Parity of consecutive blocks: `data` holds `parity.len() / n` blocks of `k` bytes, except that
-    /// the last may be shorter (but not empty). Uses the fastest kernel this CPU supports.
+    /// the last may be shorter (but not empty). Uses the fastest kernel this CPU supports under the
+    /// `TV_CPU` cap ([`crate::ecc::cpu`]).
     pub(super) fn encode_blocks(&self, data: &[u8], parity: &mut [u8]) {
+        self.encode_blocks_at(cpu::level(), data, parity);
+    }
+
+    /// As [`Encoder::encode_blocks`] with the fastest kernel at or below `level` (identical bytes at
+    /// every level).
+    pub(super) fn encode_blocks_at(&self, level: Level, data: &[u8], parity: &mut [u8]) {
         #[cfg(target_arch = "x86_64")]
         {
-            if avx2_available() {
+            if level >= Level::Avx512 && gfni_available() {
+                // SAFETY: AVX-512 F/BW and GFNI are present (checked at run time just above).
+                unsafe { self.encode_blocks_gfni(data, parity) };
+                return;
+            }
+            if level >= Level::Avx2 && avx2_available() {
                 // SAFETY: AVX2 is present (checked at run time just above).
                 unsafe { self.encode_blocks_avx2(data, parity) };
                 return;
             }
         }
+        let _ = level;
         self.encode_blocks_portable(data, parity);
     }
 
@@ -146,10 +193,122 @@ impl Encoder {
         }
     }
 
-    /// AVX2 kernel: dispatch on the lane count so the state lives in registers.
+    /// AVX2: the faster of the two AVX2 kernels for this CPU and `n` ([`Encoder::best_avx2`]);
+    /// with the interleaved one, whole groups of 64 blocks go through it and the rest through the
+    /// slicing-by-8 kernel.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn encode_blocks_avx2(&self, data: &[u8], parity: &mut [u8]) {
+        // SAFETY: AVX2 is enabled for this function (and so present).
+        unsafe { self.encode_blocks_avx2_with(self.best_avx2(), data, parity) };
+    }
+
+    /// As [`Encoder::encode_blocks_avx2`] with a chosen AVX2 kernel.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn encode_blocks_avx2_with(
+        &self,
+        kernel: Avx2Kernel,
+        data: &[u8],
+        parity: &mut [u8],
+    ) {
+        let done = match kernel {
+            // SAFETY: AVX2 is enabled for this function.
+            Avx2Kernel::Interleaved => unsafe { self.interleaved_avx2(data, parity) },
+            Avx2Kernel::Sliced => 0,
+        };
+        let data = data.get(done * self.k..).unwrap_or_default();
+        let parity = parity.get_mut(done * self.n..).unwrap_or_default();
+        // SAFETY: as above.
+        unsafe { self.encode_blocks_sliced_avx2(data, parity) };
+    }
+
+    /// The faster AVX2 kernel for this `n` on this CPU: both are timed once on 256 blocks (best of
+    /// seven runs each, interleaved) the first time an AVX2 encode runs. Both give identical bytes, so the choice
+    /// only affects speed.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn best_avx2(&self) -> Avx2Kernel {
+        *self.avx2_choice.get_or_init(|| {
+            if !avx2_available() || self.k < 16 || self.n < 2 {
+                return Avx2Kernel::Sliced;
+            }
+            let blocks = 256;
+            let data: Vec<u8> = (0..blocks * self.k)
+                .map(|i| {
+                    #[allow(clippy::cast_possible_truncation)] // a byte pattern
+                    let b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+                    b
+                })
+                .collect();
+            let mut parity = vec![0u8; blocks * self.n];
+            let mut best = [std::time::Duration::MAX; 2];
+            for _ in 0..7 {
+                for (slot, kernel) in best
+                    .iter_mut()
+                    .zip([Avx2Kernel::Interleaved, Avx2Kernel::Sliced])
+                {
+                    let t = std::time::Instant::now();
+                    // SAFETY: AVX2 is present (checked above).
+                    unsafe { self.encode_blocks_avx2_with(kernel, &data, &mut parity) };
+                    *slot = (*slot).min(t.elapsed());
+                }
+            }
+            if best[0] <= best[1] {
+                Avx2Kernel::Interleaved
+            } else {
+                Avx2Kernel::Sliced
+            }
+        })
+    }
+
+    /// The kernel [`Encoder::encode_blocks_at`] uses at `level`, with the AVX2 variant
+    /// (`avx512-gfni`, `avx2-interleaved`, `avx2-sliced`, `portable`).
+    pub(super) fn kernel_at(&self, level: Level) -> &'static str {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if level >= Level::Avx512 && gfni_available() {
+                return "avx512-gfni";
+            }
+            if level >= Level::Avx2 && avx2_available() {
+                return self.best_avx2().name();
+            }
+        }
+        let _ = level;
+        "portable"
+    }
+
+    /// AVX-512 + GFNI: whole groups of 64 blocks interleaved, the rest as on AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,gfni,avx2")]
+    unsafe fn encode_blocks_gfni(&self, data: &[u8], parity: &mut [u8]) {
+        // SAFETY: the features are enabled for this function.
+        let done = unsafe { self.interleaved_gfni(data, parity) };
+        let data = data.get(done * self.k..).unwrap_or_default();
+        let parity = parity.get_mut(done * self.n..).unwrap_or_default();
+        // SAFETY: as above (AVX2 is implied by the checks of `gfni_available`).
+        unsafe { self.encode_blocks_avx2(data, parity) };
+    }
+
+    /// Groups of 32 full blocks through the interleaved AVX2 kernel; returns the blocks done.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn interleaved_avx2(&self, data: &[u8], parity: &mut [u8]) -> usize {
+        // SAFETY: AVX2 is enabled for this function.
+        unsafe { super::interleave::avx2(&self.gen, self.k, data, parity) }
+    }
+
+    /// Groups of 64 full blocks through the interleaved GFNI kernel; returns the blocks done.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,gfni")]
+    unsafe fn interleaved_gfni(&self, data: &[u8], parity: &mut [u8]) -> usize {
+        // SAFETY: the features are enabled for this function.
+        unsafe { super::interleave::gfni(&self.gen, self.k, data, parity) }
+    }
+
+    /// AVX2 slicing-by-8 kernel: dispatch on the lane count so the state lives in registers.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn encode_blocks_sliced_avx2(&self, data: &[u8], parity: &mut [u8]) {
         if self.n < SLICE {
             self.encode_blocks_portable(data, parity);
             return;
@@ -282,15 +441,34 @@ fn avx2_available() -> bool {
     std::is_x86_feature_detected!("avx2")
 }
 
-/// The name of the kernel [`Encoder::encode_blocks`] uses on this CPU.
+/// Whether the AVX-512 + GFNI kernel can run (cached by std).
+#[cfg(target_arch = "x86_64")]
+fn gfni_available() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("gfni")
+        && std::is_x86_feature_detected!("avx2")
+}
+
+/// The name of the kernel [`Encoder::encode_blocks`] uses on this CPU under the `TV_CPU` cap.
 #[must_use]
 pub fn kernel_name() -> &'static str {
+    kernel_name_at(cpu::level())
+}
+
+/// The name of the kernel used at `level`.
+#[must_use]
+pub fn kernel_name_at(level: Level) -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        if avx2_available() {
+        if level >= Level::Avx512 && gfni_available() {
+            return "avx512-gfni";
+        }
+        if level >= Level::Avx2 && avx2_available() {
             return "avx2";
         }
     }
+    let _ = level;
     "portable"
 }
 

@@ -19,6 +19,7 @@
 mod decode;
 mod encode;
 mod gf;
+mod interleave;
 
 use std::sync::{Arc, OnceLock};
 
@@ -188,6 +189,14 @@ impl RsCodec {
     #[must_use]
     pub fn name(&self) -> String {
         format!("rs({})", self.n)
+    }
+
+    /// The encoding kernel this codec uses under the `TV_CPU` cap ([`crate::ecc::cpu`]):
+    /// `avx512-gfni`, `avx2-interleaved`, `avx2-sliced` (the faster AVX2 kernel for this `N` on this
+    /// CPU, measured once) or `portable`.
+    #[must_use]
+    pub fn kernel(&self) -> &'static str {
+        self.enc.kernel_at(crate::ecc::cpu::level())
     }
 
     /// The generator polynomial, highest degree first (as `reedsolo.rs_generator_poly`).

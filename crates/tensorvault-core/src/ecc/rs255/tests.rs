@@ -313,6 +313,47 @@ fn every_n_vector_kernel_matches_portable_and_reference() {
 }
 
 #[test]
+fn every_level_gives_the_portable_bytes_across_interleaved_groups() {
+    use crate::ecc::cpu::Level;
+    // 66 full blocks and a short one: one interleaved group of 64 (GFNI or AVX2), the rest through the
+    // slicing kernel. Small N, every 7th N and the top of the range (N > 239 leaves blocks shorter
+    // than one 16-byte transpose). Both AVX2 kernels are checked explicitly: at the AVX2 level only the
+    // faster one runs.
+    let ns = (1..=40usize).chain((41..230).step_by(7)).chain(230..=254);
+    for n in ns {
+        let c = codec(n);
+        let k = 255 - n;
+        let len = 66 * k + 1 + n % 7;
+        let data: Vec<u8> = (0..len)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let want = c.encode_portable(&data);
+        for level in Level::ALL {
+            let mut got = vec![0xa5u8; want.len()];
+            c.enc.encode_blocks_at(level, &data, &mut got);
+            assert_eq!(got, want, "rs({n}) at {}", level.name());
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            use super::encode::Avx2Kernel;
+            for kernel in [Avx2Kernel::Interleaved, Avx2Kernel::Sliced] {
+                let mut got = vec![0xa5u8; want.len()];
+                // SAFETY: AVX2 is present (checked just above).
+                unsafe { c.enc.encode_blocks_avx2_with(kernel, &data, &mut got) };
+                assert_eq!(got, want, "rs({n}) with {}", kernel.name());
+            }
+        }
+        if n % 31 == 1 {
+            let reference: Vec<u8> = data
+                .chunks(k)
+                .flat_map(|b| c.encode_block_reference(b))
+                .collect();
+            assert_eq!(want, reference, "rs({n})");
+        }
+    }
+}
+
+#[test]
 fn large_stream_with_scattered_damage_is_repaired_in_parallel() {
     let c = codec(32);
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i ^ (i >> 8)) as u8).collect();
@@ -563,14 +604,22 @@ fn beyond_the_bound_failures_and_miscorrections_are_measured() {
 }
 
 /// Manual throughput probe (not a benchmark of record): `cargo test --release -p tensorvault-core
-/// --lib cpu_probe -- --ignored --nocapture`, run under `time` to read the CPU seconds.
+/// --lib cpu_probe -- --ignored --nocapture` (`TV_RS_PROBE_N`, default 32). Every encoder path of this
+/// CPU and SHA-256 of the same 64 MiB buffer (the machine-speed yardstick), interleaved over
+/// `TV_RS_PROBE_ROUNDS` rounds (default 5), in MiB per second of the thread's CPU time
+/// (`/proc/thread-self/stat`), medians.
 #[test]
 #[ignore = "manual throughput probe"]
 fn cpu_probe() {
+    use crate::ecc::cpu::Level;
     let n: usize = std::env::var("TV_RS_PROBE_N")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(32);
+    let rounds: usize = std::env::var("TV_RS_PROBE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let c = codec(n);
     let data: Vec<u8> = (0..64u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
@@ -586,22 +635,73 @@ fn cpu_probe() {
             .collect();
         (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
     };
-    let (t, c0) = (std::time::Instant::now(), cpu());
-    for _ in 0..8 {
-        c.enc.encode_blocks(&data, &mut parity);
+    let here = Level::detected();
+    let mut names: Vec<String> = vec!["sha256 (yardstick)".into()];
+    if here >= Level::Avx2 {
+        names.push("avx2-sliced".into());
+        names.push("avx2-interleaved".into());
     }
-    let (wall, used) = (t.elapsed().as_secs_f64(), cpu() - c0);
-    eprintln!("rs({n}) encode 512 MiB: {wall:.2}s wall, {used:.2}s thread CPU => {:.0} MiB/s per CPU-second", 512.0 / used);
-    let mut fresh = vec![0u8; parity.len()];
-    let (t, c0) = (std::time::Instant::now(), cpu());
-    for _ in 0..8 {
-        c.enc
-            .encode_blocks_portable(&data[..8 << 20], &mut fresh[..c.ecc_len(8 << 20) as usize]);
+    if here >= Level::Avx512 {
+        names.push("avx512-gfni".into());
     }
-    let (wall, used) = (t.elapsed().as_secs_f64(), cpu() - c0);
+    names.push("portable".into());
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut sink = 0u8;
+    for _ in 0..rounds {
+        for (i, name) in names.iter().enumerate() {
+            let mib = if name == "portable" { 16.0 } else { 64.0 };
+            let len = (mib as usize) << 20;
+            let plen = c.ecc_len(len as u64) as usize;
+            let (d, p) = (&data[..len], &mut parity[..plen]);
+            let c0 = cpu();
+            let mut reps = 0;
+            while reps < 2 || cpu() - c0 < 0.4 {
+                match name.as_str() {
+                    "sha256 (yardstick)" => sink ^= sha256(d)[0],
+                    "portable" => c.enc.encode_blocks_portable(d, p),
+                    #[cfg(target_arch = "x86_64")]
+                    "avx2-sliced" => {
+                        // SAFETY: AVX2 is present (`here >= Avx2`).
+                        unsafe {
+                            c.enc
+                                .encode_blocks_avx2_with(super::encode::Avx2Kernel::Sliced, d, p);
+                        }
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    "avx2-interleaved" => {
+                        // SAFETY: as above.
+                        unsafe {
+                            c.enc.encode_blocks_avx2_with(
+                                super::encode::Avx2Kernel::Interleaved,
+                                d,
+                                p,
+                            );
+                        }
+                    }
+                    _ => c.enc.encode_blocks_at(Level::Avx512, d, p),
+                }
+                reps += 1;
+            }
+            rates[i].push(mib * f64::from(reps) / (cpu() - c0));
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let sha = median(&mut rates[0].clone());
+    for (name, r) in names.iter().zip(rates.iter_mut()) {
+        let m = median(r);
+        eprintln!(
+            "rs({n}) {name:28} {m:7.0} MiB/s per CPU-second ({:.2} GB/s), {:.2}x SHA-256 (rounds: {})",
+            m * 1.048_576 / 1000.0,
+            m / sha,
+            r.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" ")
+        );
+    }
     eprintln!(
-        "rs({n}) portable 64 MiB: {wall:.2}s wall, {used:.2}s CPU => {:.0} MiB/s per CPU-second",
-        64.0 / used
+        "(sink {sink}; AVX2 kernel chosen for rs({n}): {})",
+        c.enc.kernel_at(Level::Avx2)
     );
 }
 
