@@ -67,6 +67,20 @@ export const ErrorCode = {
   ECC_SIDECAR_CORRUPT: 'TV_ECC_SIDECAR_CORRUPT',
   /** A repair produced bytes that failed verification; nothing was replaced. */
   ECC_REPAIR_FAILED: 'TV_ECC_REPAIR_FAILED',
+  /** A checkpoint's files are malformed or missing a sidecar (`context.reason`, `context.path`). */
+  CHECKPOINT_INVALID: 'TV_CHECKPOINT_INVALID',
+  /** A checkpoint's integrity hash or seal does not match its bytes and metadata. */
+  CHECKPOINT_INTEGRITY: 'TV_CHECKPOINT_INTEGRITY',
+  /** A tensor's bytes do not match their chunk digests and could not be repaired (`context.tensor`, `chunks`). */
+  CHECKPOINT_TENSOR_DAMAGED: 'TV_CHECKPOINT_TENSOR_DAMAGED',
+  /** The tensors differ from what the caller expects (missing, unexpected, wrong shape or dtype). */
+  CHECKPOINT_MISMATCH: 'TV_CHECKPOINT_MISMATCH',
+  /** The checkpoint's version is not the expected one (`context.expected`, `actual`). */
+  CHECKPOINT_VERSION: 'TV_CHECKPOINT_VERSION',
+  /** A keyed (HMAC) integrity hash is required, or a key is needed to check one (no downgrade). */
+  CHECKPOINT_HMAC_REQUIRED: 'TV_CHECKPOINT_HMAC_REQUIRED',
+  /** A load_secure manifest points outside its folder or carries no hash (`context.reason`). */
+  CHECKPOINT_UNSAFE_MANIFEST: 'TV_CHECKPOINT_UNSAFE_MANIFEST',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */
