@@ -31,6 +31,12 @@ export {
   verifyCheckpoint,
 } from './load';
 export {
+  CheckpointManager,
+  type CheckpointManagerOptions,
+  type ManagedCheckpoint,
+  type RestoreReport,
+} from './manager';
+export {
   type CheckpointEcc,
   PYFOLDS_HMAC_ENV,
   type SaveCheckpointOptions,
