@@ -1,7 +1,7 @@
 // Checkpoints: the three layouts, PyFolds's own checkpoint tests (contract section 5), the contract's
 // known answers, damage and repair, the key policy, set replacement after a crash.
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -366,6 +366,35 @@ describe('PyFolds layouts: damage', () => {
       // 40 bytes inside the header can also make the header itself unreadable
       expect(c.code).toBe('TV_SAFETENSORS_INVALID');
     }
+  });
+
+  it('pyfolds-ecc: intact weights with damaged or truncated parity still load; repair rewrites the parity', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large(), { layout: 'pyfolds-ecc', ecc: 'low' });
+    const parity = readFileSync(`${path}.ecc`);
+    // 40 bytes in one block: beyond rs(16)
+    corrupt(`${path}.ecc`, 160, 16);
+    const v = await tv.verifyCheckpoint(path);
+    expect(v.status).toBe('repairable');
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c.report.status).toBe('repaired');
+    c.close();
+    expect(readFileSync(`${path}.ecc`).equals(parity)).toBe(true);
+    truncateSync(`${path}.ecc`, 1000);
+    const c2 = await tv.loadCheckpoint(path);
+    expect((await c2.tensor('tiny')).bytes).toEqual(new Uint8Array([7, 8, 9]));
+    c2.close();
+    expect(readFileSync(`${path}.ecc`).equals(parity)).toBe(true);
+  });
+
+  it('pyfolds-ecc: a damaged safetensors header is repaired from the parity before opening', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { layout: 'pyfolds-ecc', ecc: 'med' });
+    corrupt(path, 9, 6); // the start of the JSON header
+    const c = await tv.loadCheckpoint(path);
+    expect([...(await c.tensor('w')).data]).toEqual([1, 2]);
+    expect(c.report.status).toBe('repaired');
+    c.close();
   });
 
   it('pyfolds: a changed byte is caught by the hash', async () => {

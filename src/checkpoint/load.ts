@@ -603,7 +603,9 @@ export class Checkpoint {
 }
 
 function mergeReport(into: CheckpointReport, from: Partial<CheckpointReport>): void {
+  const repairedBefore = into.status === 'repaired';
   Object.assign(into, from);
+  if (repairedBefore && into.status === 'intact') into.status = 'repaired';
 }
 
 /**
@@ -620,6 +622,7 @@ async function verifyWhole(
 ): Promise<{ file: SafetensorsFile; report: Partial<CheckpointReport>; why?: string }> {
   const report: Partial<CheckpointReport> = { damagedChunks: [], repairedChunks: [], damagedTensors: [] };
   let status: CheckpointReport['status'] = 'intact';
+  let parityDamaged = false;
   let f = file;
   if (p.layout === 'tensorvault') {
     const block = p.block as IntegrityBlock;
@@ -662,41 +665,39 @@ async function verifyWhole(
       status = 'repaired';
     }
   } else if (p.rs !== undefined) {
-    const r = await rsCheck(p, key, false, options);
-    if (r.badBlocks.length > 0) {
+    // The parity may be unusable (wrong length: a truncated weights file or parity stream) or beyond
+    // its budget; the data are then judged by the hash alone (intact data with damaged parity load).
+    let r: RsRepair | undefined;
+    try {
+      r = await rsCheck(p, key, false, options);
+    } catch (err) {
+      if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.ECC_PARITY_LENGTH) throw err;
+      parityDamaged = true;
+      publish({ event: 'damaged', path: p.files.weights, part: 'parity', reason: err.code });
+    }
+    if (r !== undefined && r.badBlocks.length > 0) {
       report.damagedChunks = r.badBlocks;
       publish({ event: 'damaged', path: p.files.weights, blocks: r.badBlocks });
-      if (!repair || r.uncorrectable.length > 0) {
-        return {
-          file: f,
-          report: { ...report, status: 'damaged' },
-          why:
-            r.uncorrectable.length > 0
-              ? `rs blocks ${r.uncorrectable.join(', ')} are beyond the parity`
-              : 'repair is off',
-        };
-      }
-      try {
-        const t0 = performance.now();
-        const w = await rsCheck(p, key, true, options);
-        publish({
-          event: 'repaired',
-          path: p.files.weights,
-          blocks: w.badBlocks,
-          ms: performance.now() - t0,
-        });
-      } catch (err) {
-        if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
-        return {
-          file: f,
-          report: { ...report, status: 'damaged' },
-          why: `repair failed (${(err as TensorVaultError).code ?? 'error'})`,
-        };
-      }
-      f.close();
-      f = await openSafetensors(p.weights);
-      report.repairedChunks = r.badBlocks;
-      status = 'repaired';
+      if (r.uncorrectable.length > 0) parityDamaged = true;
+      else if (repair) {
+        try {
+          const t0 = performance.now();
+          const w = await rsCheck(p, key, true, options);
+          publish({
+            event: 'repaired',
+            path: p.files.weights,
+            blocks: w.badBlocks,
+            ms: performance.now() - t0,
+          });
+          f.close();
+          f = await openSafetensors(p.weights);
+          report.repairedChunks = r.badBlocks;
+          status = 'repaired';
+        } catch (err) {
+          if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
+          parityDamaged = true;
+        }
+      } else parityDamaged = true;
     }
   }
   const digest = await pyfoldsDigest(hashableOf(f));
@@ -704,7 +705,25 @@ async function verifyWhole(
   report.pyfoldsHash = ok ? 'ok' : 'mismatch';
   if (!ok) {
     if (p.layout !== 'tensorvault') report.damagedTensors = [...f.names];
-    return { file: f, report: { ...report, status: 'damaged' }, why: 'the integrity hash does not match' };
+    const why = parityDamaged
+      ? 'the integrity hash does not match and the rs(N) parity cannot repair it'
+      : 'the integrity hash does not match';
+    return { file: f, report: { ...report, status: 'damaged' }, why };
+  }
+  if (parityDamaged && p.rs !== undefined) {
+    // The data verify; only the parity is damaged: rewrite it from the data, or say it can be.
+    if (repair) {
+      const tmp = tempName(p.rs.path);
+      try {
+        await writeRsParity(p.weights, tmp, p.rs.codec, {});
+        await fsp.rename(tmp, p.rs.path);
+        await fsyncDir(dirname(p.rs.path));
+      } finally {
+        await fsp.rm(tmp, { force: true }).catch(() => {});
+      }
+      publish({ event: 'repaired', path: p.files.weights, part: 'parity' });
+      status = 'repaired';
+    } else status = 'repairable';
   }
   report.status = status;
   report.verifiedTensors = [...f.names];
@@ -789,10 +808,10 @@ function checkKeyPolicy(p: Parsed, key: HmacKey | undefined, requireHmac: boolea
 }
 
 /** Check the seal and the header (tensorvault layout); repair a damaged header from parity. */
-async function checkSeal(p: Parsed, key: HmacKey | undefined, repair: boolean): Promise<void> {
+async function checkSeal(p: Parsed, key: HmacKey | undefined, repair: boolean): Promise<boolean> {
   const block = p.block as IntegrityBlock;
   const keyed = block.algorithm === 'sha256-tree-v1+hmac-sha256';
-  if (keyed && key === undefined) return; // only with verify: 'none' (checked by the key policy)
+  if (keyed && key === undefined) return false; // only with verify: 'none' (checked by the key policy)
   const { seal: stored, leaves: _l, ...rest } = block;
   const want = seal(sealMessage(rest, p.metadata, p.integrityHash), keyed ? key : undefined);
   if (!equalHex(want, stored)) {
@@ -821,7 +840,9 @@ async function checkSeal(p: Parsed, key: HmacKey | undefined, repair: boolean): 
         { path: p.files.weights, reason: 'header', expected: block.file_length, actual: h.size },
       );
     }
+    return true;
   }
+  return false;
 }
 
 /**
@@ -838,6 +859,7 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
   if (options.signal?.aborted)
     throw new TensorVaultAbortError('The operation was aborted before it started', options.signal.reason);
   let p: Parsed;
+  let repairedAtOpen = false;
   try {
     p = parseCheckpoint(path);
     checkKeyPolicy(p, key, requireHmac, mode);
@@ -855,7 +877,7 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
         );
       }
     }
-    if (p.block !== undefined) await checkSeal(p, key, repair && mode !== 'none');
+    if (p.block !== undefined) repairedAtOpen = await checkSeal(p, key, repair && mode !== 'none');
   } catch (err) {
     publish({
       event: 'failed',
@@ -865,12 +887,38 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
     });
     throw err;
   }
-  let file = await openSafetensors(p.weights, options.signal ? { signal: options.signal } : {});
+  let file: SafetensorsFile;
+  try {
+    file = await openSafetensors(p.weights, options.signal ? { signal: options.signal } : {});
+  } catch (err) {
+    // A damaged header of a pyfolds-ecc checkpoint: repair from the rs(N) parity, then open again.
+    if (
+      !(err instanceof TensorVaultError) ||
+      err.code !== ErrorCode.SAFETENSORS_INVALID ||
+      p.rs === undefined ||
+      !repair ||
+      mode === 'none'
+    ) {
+      publish({
+        event: 'failed',
+        op: 'load',
+        path,
+        code: err instanceof TensorVaultError ? err.code : 'TV_INTERNAL',
+      });
+      throw err;
+    }
+    publish({ event: 'damaged', path: p.files.weights, part: 'header' });
+    const r = await rsCheck(p, key, true, options).catch(() => undefined);
+    if (r === undefined || !r.rewritten) throw err;
+    repairedAtOpen = true;
+    publish({ event: 'repaired', path: p.files.weights, part: 'header', blocks: r.badBlocks });
+    file = await openSafetensors(p.weights, options.signal ? { signal: options.signal } : {});
+  }
   const report: CheckpointReport = {
     path: p.files.weights,
     layout: p.layout,
     verify: mode,
-    status: 'unverified',
+    status: repairedAtOpen ? 'repaired' : 'unverified',
     hashKind: p.stored.kind,
     keyed: p.stored.kind === 'hmac-sha256' && key !== undefined,
     pyfoldsHash: 'unchecked',
@@ -978,8 +1026,8 @@ export async function verifyCheckpoint(
         const v: EccVerifyResult = await eccVerify(p.weights, { sidecar: p.tvecc });
         if (v.status === 'repairable') report.status = 'repairable';
       } else if (p.rs !== undefined && report.damagedChunks.length > 0) {
-        const rs = await rsCheck(p, key, false, {});
-        if (rs.uncorrectable.length === 0) report.status = 'repairable';
+        const rs = await rsCheck(p, key, false, {}).catch(() => undefined);
+        if (rs !== undefined && rs.uncorrectable.length === 0) report.status = 'repairable';
       }
     }
     publish({
