@@ -14,7 +14,7 @@ import { ioError } from '../io/fs';
 import type { JobOptions, Progress } from '../job';
 import { packageVersion } from '../native';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
-import { saveSafetensors, type TensorsToSave } from '../safetensors/writer';
+import { entriesOf, prepare, saveSafetensors, type TensorsToSave } from '../safetensors/writer';
 import { commitSet, lockSet, publish, recoverLocked } from './commit';
 import {
   CHECKPOINT_CHUNK_SIZE,
@@ -246,6 +246,10 @@ export async function writeRsParity(
   return total;
 }
 
+function bytesOf(d: ArrayBufferView | ArrayBuffer): Uint8Array {
+  return d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+}
+
 /** Progress over several phases of known sizes, reported as one count. */
 function phases(onProgress: ((p: Progress) => void) | undefined, total: number) {
   let base = 0;
@@ -332,6 +336,21 @@ export async function saveCheckpoint(
   }
   const files = checkpointFiles(path);
   const plan = eccPlan(layout, options.ecc);
+  // Read the tensors argument once (it may be a one-shot iterable) and check it before anything.
+  const entries = entriesOf(tensors);
+  const prepared = prepare(entries);
+  if (layout !== 'tensorvault') {
+    const unsupported = prepared.find((t) => torchDtype(t.dtype) === undefined);
+    if (unsupported !== undefined) {
+      throw invalidArgument(
+        'dtype',
+        `tensor ${JSON.stringify(unsupported.name)}: PyFolds has no dtype for ${unsupported.dtype}`,
+        {
+          name: unsupported.name,
+        },
+      );
+    }
+  }
   const key = keyInForce(options.hmacKey);
   if (options.version !== undefined && typeof options.version !== 'string') {
     throw invalidArgument('version', 'version must be a string');
@@ -360,13 +379,28 @@ export async function saveCheckpoint(
   try {
     recoverLocked(files);
     const tmpWeights = temp(files.weights);
-    // Phase sizes are known only after the write; report the write as one phase of unknown size first.
-    const writeResult = await saveSafetensors(tmpWeights, tensors, {
-      ...(signal ? { signal } : {}),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-    });
+    // Tensors held in memory are hashed (PyFolds framing, on this thread) while the pool writes them;
+    // streamed sources are hashed from the written file afterwards.
+    const inMemory = prepared.every((t) => ArrayBuffer.isView(t.data) || t.data instanceof ArrayBuffer);
+    const [writeResult, inputDigest] = await Promise.all([
+      saveSafetensors(tmpWeights, entries, {
+        ...(signal ? { signal } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      }),
+      inMemory
+        ? pyfoldsDigest(
+            prepared.map((t) => ({
+              name: t.name,
+              dtype: t.dtype,
+              shape: t.shape,
+              bytes: () => [bytesOf(t.data as ArrayBufferView | ArrayBuffer)],
+            })),
+          )
+        : Promise.resolve(undefined),
+    ]);
     const size = writeResult.byteLength;
-    const passes = 2 + (layout === 'tensorvault' ? 1 : 0) + (plan.kind === 'none' ? 0 : 1);
+    const passes =
+      1 + (inMemory ? 0 : 1) + (layout === 'tensorvault' ? 1 : 0) + (plan.kind === 'none' ? 0 : 1);
     const ph = phases(options.onProgress, size * passes);
     ph.next(size); // the write
     const jobOpts = (p: ((x: Progress) => void) | undefined): JobOptions => ({
@@ -375,59 +409,65 @@ export async function saveCheckpoint(
     });
 
     const file = await openSafetensors(tmpWeights);
-    let integrityHash: string;
+    let digest = inputDigest;
     let headerLength: number;
     try {
       headerLength = file.dataStart;
-      if (layout !== 'tensorvault') {
-        const unsupported = file.infos().find((t) => torchDtype(t.dtype) === undefined);
-        if (unsupported !== undefined) {
-          throw invalidArgument(
-            'dtype',
-            `tensor ${JSON.stringify(unsupported.name)}: PyFolds has no dtype for ${unsupported.dtype}`,
-            {
-              name: unsupported.name,
-            },
-          );
-        }
+      if (digest === undefined) {
+        const hashProgress = ph.next(size);
+        digest = await pyfoldsDigest(hashableOf(file));
+        hashProgress?.({ bytesDone: size, bytesTotal: size });
       }
-      const hashProgress = ph.next(size);
-      const digest = await pyfoldsDigest(hashableOf(file));
-      hashProgress?.({ bytesDone: size, bytesTotal: size });
-      integrityHash = formatPyfoldsHash(digest, key);
     } finally {
       file.close();
     }
+    const integrityHash = formatPyfoldsHash(digest, key);
     if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
 
     const renames: [string, string][] = [[basename(tmpWeights), basename(files.weights)]];
     const newSet = new Set<string>([files.weights]);
     let eccName = 'none';
     let eccLen = 0;
-    let tveccRef: IntegrityBlock['ecc'] = null;
-    if (plan.kind === 'rs') {
-      const tmp = temp(files.rsEcc);
-      eccLen = await writeRsParity(tmpWeights, tmp, plan.codec, jobOpts(ph.next(size)));
-      eccName = plan.codec.name;
-      if (eccLen > 0) {
-        renames.push([basename(tmp), basename(files.rsEcc)]);
-        newSet.add(files.rsEcc);
+    const tveccRef: IntegrityBlock['ecc'] =
+      plan.kind === 'tvecc' ? { kind: 'tvecc', file: basename(files.tvecc) } : null;
+    // Parity and the chunk tree read the written file (from the page cache) at the same time.
+    const parity = (async (): Promise<void> => {
+      if (plan.kind === 'rs') {
+        const tmp = temp(files.rsEcc);
+        eccLen = await writeRsParity(tmpWeights, tmp, plan.codec, jobOpts(ph.next(size)));
+        eccName = plan.codec.name;
+        if (eccLen > 0) {
+          renames.push([basename(tmp), basename(files.rsEcc)]);
+          newSet.add(files.rsEcc);
+        }
+      } else if (plan.kind === 'tvecc') {
+        const tmp = temp(files.tvecc);
+        const r = await protect(tmpWeights, {
+          sidecar: tmp,
+          ...jobOpts(ph.next(size)),
+          ...(plan.level !== undefined ? { level: plan.level } : {}),
+          ...(plan.k !== undefined
+            ? { k: plan.k, m: plan.m as number, chunkSize: plan.chunkSize as number }
+            : {}),
+        });
+        eccName = `tvecc ${r.layout.k}+${r.layout.m}`;
+        renames.push([basename(tmp), basename(files.tvecc)]);
+        newSet.add(files.tvecc);
       }
-    } else if (plan.kind === 'tvecc') {
-      const tmp = temp(files.tvecc);
-      const r = await protect(tmpWeights, {
-        sidecar: tmp,
-        ...jobOpts(ph.next(size)),
-        ...(plan.level !== undefined ? { level: plan.level } : {}),
-        ...(plan.k !== undefined
-          ? { k: plan.k, m: plan.m as number, chunkSize: plan.chunkSize as number }
-          : {}),
-      });
-      eccName = `tvecc ${r.layout.k}+${r.layout.m}`;
-      tveccRef = { kind: 'tvecc', file: basename(files.tvecc) };
-      renames.push([basename(tmp), basename(files.tvecc)]);
-      newSet.add(files.tvecc);
-    }
+    })();
+    const blockPromise =
+      layout === 'tensorvault'
+        ? buildIntegrityBlock(
+            tmpWeights,
+            headerLength,
+            metadata,
+            integrityHash,
+            tveccRef,
+            key,
+            jobOpts(ph.next(size)),
+          )
+        : Promise.resolve(undefined);
+    const [, block] = await Promise.all([parity, blockPromise]);
 
     let integrity: IntegrityBlock | undefined;
     let sidecarText: string;
@@ -449,16 +489,8 @@ export async function saveCheckpoint(
     } else {
       sidecarPath = files.meta;
       const doc: Record<string, unknown> = { metadata, integrity_hash: integrityHash, format: 'safetensors' };
-      if (layout === 'tensorvault') {
-        integrity = await buildIntegrityBlock(
-          tmpWeights,
-          headerLength,
-          metadata,
-          integrityHash,
-          tveccRef,
-          key,
-          jobOpts(ph.next(size)),
-        );
+      if (block !== undefined) {
+        integrity = block;
         doc.tensorvault = integrity;
       }
       sidecarText = JSON.stringify(doc, null, 2);
