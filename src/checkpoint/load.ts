@@ -3,6 +3,7 @@
  */
 import { webcrypto } from 'node:crypto';
 import { constants, existsSync, promises as fsp, readFileSync, statSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import {
   basename,
   dirname,
@@ -15,7 +16,7 @@ import { type EccVerifyResult, repair as eccRepair, verify as eccVerify } from '
 import { eccFromName, type RsCodec } from '../ecc/rs255';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { hashFile } from '../hash/file';
-import { sha256, sha256ManyHex } from '../hash/index';
+import { sha256 } from '../hash/index';
 import { tempName } from '../io/atomic';
 import { fsyncDir, ioError } from '../io/fs';
 import type { JobOptions } from '../job';
@@ -247,15 +248,6 @@ function chunkSpan(start: number, end: number, chunk: number): [number, number] 
   return [Math.floor(start / chunk), Math.ceil(end / chunk)];
 }
 
-/** Hash a chunk's pieces on the libuv pool (WebCrypto), or on this thread when small. */
-async function digestPieces(pieces: Uint8Array[]): Promise<string> {
-  let total = 0;
-  for (const p of pieces) total += p.byteLength;
-  const one = pieces.length === 1 ? (pieces[0] as Uint8Array) : Buffer.concat(pieces, total);
-  if (total < 64 * 1024) return sha256ManyHex([one]);
-  return Buffer.from(await webcrypto.subtle.digest('SHA-256', one)).toString('hex');
-}
-
 /** Result of a repair of a pyfolds-ecc weights file from its rs(N) stream. */
 interface RsRepair {
   badBlocks: number[];
@@ -401,7 +393,7 @@ export class Checkpoint {
   #verifiedChunks = new Set<number>();
   #allVerified = false;
   #queue: Promise<unknown> = Promise.resolve();
-  #header: Buffer | undefined;
+  #fh: FileHandle | undefined;
 
   /** @internal Use {@link loadCheckpoint}. */
   constructor(
@@ -460,6 +452,8 @@ export class Checkpoint {
   /** Release the mapping (views handed out stay valid until collected). */
   close(): void {
     this.#file.close();
+    this.#fh?.close().catch(() => {});
+    this.#fh = undefined;
   }
 
   async #ensure(info: TensorInfo): Promise<void> {
@@ -512,43 +506,31 @@ export class Checkpoint {
     const todo: number[] = [];
     for (let c = first; c < last; c++) if (!this.#verifiedChunks.has(c)) todo.push(c);
     if (todo.length === 0) return [];
-    const infos = this.#file.infos().sort((a, b) => a.fileOffset - b.fileOffset);
-    if (this.#header === undefined) {
-      const fh = await fsp.open(this.#p.weights, 'r');
-      try {
-        this.#header = Buffer.alloc(block.header_length);
-        await fh.read(this.#header, 0, block.header_length, 0);
-      } finally {
-        await fh.close();
-      }
-    }
-    const header = this.#header;
-    const views = new Map<string, Uint8Array>();
-    const bytesOf = (t: TensorInfo): Uint8Array => {
-      let v = views.get(t.name);
-      if (v === undefined) {
-        v = this.#file.tensor(t.name).bytes;
-        views.set(t.name, v);
-      }
-      return v;
-    };
-    const piecesOf = (c: number): Uint8Array[] => {
+    // The chunks are read with pread from the mapped file's own descriptor: the same page-cache pages
+    // the views map (this process never writes to the mapping before a view is handed out), read in
+    // one call per chunk instead of a view per overlapping tensor.
+    if (this.#fh === undefined) this.#fh = await fsp.open(this.#p.weights, 'r');
+    const fh = this.#fh;
+    const readChunk = async (c: number): Promise<Buffer | null> => {
       const start = c * cs;
-      const end = Math.min(block.file_length, start + cs);
-      const pieces: Uint8Array[] = [];
-      if (start < header.length) pieces.push(header.subarray(start, Math.min(end, header.length)));
-      for (const t of infos) {
-        const a = Math.max(start, t.fileOffset);
-        const b = Math.min(end, t.fileOffset + t.byteLength);
-        if (a < b) pieces.push(bytesOf(t).subarray(a - t.fileOffset, b - t.fileOffset));
-      }
-      return pieces;
+      const len = Math.min(block.file_length, start + cs) - start;
+      const buf = Buffer.allocUnsafe(len);
+      const { bytesRead } = await fh.read(buf, 0, len, start);
+      return bytesRead === len ? buf : null;
+    };
+    const digestOf = async (c: number, sync: boolean): Promise<string> => {
+      const b = await readChunk(c);
+      if (b === null) return '';
+      // One chunk (≤ 1 MiB) is hashed here; several go to the libuv pool in parallel.
+      return sync
+        ? sha256(b).toString('hex')
+        : Buffer.from(await webcrypto.subtle.digest('SHA-256', b)).toString('hex');
     };
     const bad: number[] = [];
     const PARALLEL = 8;
     for (let i = 0; i < todo.length; i += PARALLEL) {
       const batch = todo.slice(i, i + PARALLEL);
-      const digests = await Promise.all(batch.map((c) => digestPieces(piecesOf(c))));
+      const digests = await Promise.all(batch.map((c) => digestOf(c, todo.length === 1)));
       batch.forEach((c, j) => {
         if (equalHex(digests[j] as string, leafAt(block, c))) this.#verifiedChunks.add(c);
         else bad.push(c);
@@ -584,7 +566,8 @@ export class Checkpoint {
     this.#file.close();
     this.#file = await openSafetensors(this.#p.weights);
     this.#verifiedChunks.clear();
-    this.#header = undefined;
+    await this.#fh?.close().catch(() => {});
+    this.#fh = undefined;
     this.report.status = 'repaired';
   }
 
