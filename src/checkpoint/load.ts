@@ -2,8 +2,17 @@
  * Loading, verifying and repairing checkpoints of the three layouts; lazy verification per tensor.
  */
 import { webcrypto } from 'node:crypto';
-import { constants, existsSync, promises as fsp, readFileSync, statSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  promises as fsp,
+  openSync,
+  read as readCb,
+  readFileSync,
+  readSync,
+  statSync,
+} from 'node:fs';
 import {
   basename,
   dirname,
@@ -230,15 +239,35 @@ function hasMismatch(m: CheckpointMismatches): boolean {
   return m.missing.length + m.unexpected.length + m.wrongShape.length + m.wrongDtype.length > 0;
 }
 
+/** `fs.read` on the libuv pool, resolving with the bytes read. */
+function readAsync(
+  fd: number,
+  buf: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    readCb(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+/** SHA-256 of the first `length` bytes of `path` and its size (read on this thread: a header is small). */
 async function headerSha(path: string, length: number): Promise<{ hex: string; size: number }> {
-  const fh = await fsp.open(path, 'r');
+  let fd: number;
   try {
-    const size = (await fh.stat()).size;
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw ioError(err, path, 'cannot open');
+  }
+  try {
+    const size = statSync(path).size;
     const buf = Buffer.alloc(Math.min(length, size));
-    await fh.read(buf, 0, buf.length, 0);
-    return { hex: sha256(buf).toString('hex'), size };
+    const got =
+      length > 1024 * 1024 ? await readAsync(fd, buf, 0, buf.length, 0) : readSync(fd, buf, 0, buf.length, 0);
+    return { hex: sha256(buf.subarray(0, got)).toString('hex'), size };
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
@@ -393,7 +422,7 @@ export class Checkpoint {
   #verifiedChunks = new Set<number>();
   #allVerified = false;
   #queue: Promise<unknown> = Promise.resolve();
-  #fh: FileHandle | undefined;
+  #fd: number | undefined;
 
   /** @internal Use {@link loadCheckpoint}. */
   constructor(
@@ -452,8 +481,8 @@ export class Checkpoint {
   /** Release the mapping (views handed out stay valid until collected). */
   close(): void {
     this.#file.close();
-    this.#fh?.close().catch(() => {});
-    this.#fh = undefined;
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
   }
 
   async #ensure(info: TensorInfo): Promise<void> {
@@ -509,17 +538,19 @@ export class Checkpoint {
     // The chunks are read with pread from the mapped file's own descriptor: the same page-cache pages
     // the views map (this process never writes to the mapping before a view is handed out), read in
     // one call per chunk instead of a view per overlapping tensor.
-    if (this.#fh === undefined) this.#fh = await fsp.open(this.#p.weights, 'r');
-    const fh = this.#fh;
-    const readChunk = async (c: number): Promise<Buffer | null> => {
+    if (this.#fd === undefined) this.#fd = openSync(this.#p.weights, 'r');
+    const fd = this.#fd;
+    // One chunk (≤ 1 MiB, from the page cache in the common case) is read and hashed on this thread:
+    // a pool round trip costs more than the work. Several are read and hashed on the libuv pool.
+    const readChunk = async (c: number, sync: boolean): Promise<Buffer | null> => {
       const start = c * cs;
       const len = Math.min(block.file_length, start + cs) - start;
       const buf = Buffer.allocUnsafe(len);
-      const { bytesRead } = await fh.read(buf, 0, len, start);
-      return bytesRead === len ? buf : null;
+      const got = sync ? readSync(fd, buf, 0, len, start) : await readAsync(fd, buf, 0, len, start);
+      return got === len ? buf : null;
     };
     const digestOf = async (c: number, sync: boolean): Promise<string> => {
-      const b = await readChunk(c);
+      const b = await readChunk(c, sync);
       if (b === null) return '';
       // One chunk (≤ 1 MiB) is hashed here; several go to the libuv pool in parallel.
       return sync
@@ -566,8 +597,8 @@ export class Checkpoint {
     this.#file.close();
     this.#file = await openSafetensors(this.#p.weights);
     this.#verifiedChunks.clear();
-    await this.#fh?.close().catch(() => {});
-    this.#fh = undefined;
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
     this.report.status = 'repaired';
   }
 
