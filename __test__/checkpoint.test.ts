@@ -505,6 +505,42 @@ describe('set replacement', () => {
     expect(readdirSync(dir).filter((f) => f.includes(base) && f.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('a load during a save that has not committed reads the old set at once', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { version: 'old' });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let started: () => void = () => {};
+    const writing = new Promise<void>((r) => {
+      started = r;
+    });
+    async function* stalled() {
+      yield new Uint8Array(1024);
+      started();
+      await gate;
+      yield new Uint8Array(1024);
+    }
+    const saving = tv.saveCheckpoint(
+      path,
+      { x: { dtype: 'U8', shape: [2048], data: stalled() } },
+      { version: 'new' },
+    );
+    await writing;
+    const lockFile = join(dir, `.${path.slice(dir.length + 1)}.ckpt-lock`);
+    expect(existsSync(lockFile)).toBe(true);
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c.version).toBe('old');
+    c.close();
+    release();
+    await saving;
+    const c2 = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c2.version).toBe('new');
+    c2.close();
+    expect(existsSync(lockFile)).toBe(false);
+  });
+
   it('changing layout replaces the whole set (no sidecar of the old layout left)', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, small(), { layout: 'pyfolds-ecc', ecc: 'low' });

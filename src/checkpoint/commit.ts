@@ -175,12 +175,16 @@ export function lockSet(files: CheckpointFiles, timeoutMs: number): WriterLock {
  */
 export function prepareRead(files: CheckpointFiles, timeoutMs = 10_000): (final: string) => string {
   const identity = (p: string): string => p;
-  if (!existsSync(files.lock) && !needsRecovery(files)) return identity;
+  const pending = existsSync(files.journal);
+  if (!pending && !existsSync(files.lock) && deadTemps(files).length === 0) return identity;
   let lock: WriterLock | undefined;
   try {
-    lock = lockSet(files, timeoutMs);
+    // Wait only for a committed save being applied; a live save that has not committed yet leaves
+    // the old set complete, so the reader goes ahead (cleanup, if any, is left to a later open).
+    lock = lockSet(files, pending ? timeoutMs : 0);
   } catch (err) {
     const code = err instanceof TensorVaultError ? err.code : undefined;
+    if (code === ErrorCode.LOCKED && !pending) return identity;
     if (code !== ErrorCode.PERMISSION_DENIED && code !== ErrorCode.IO) throw err;
     // Read-only folder: read the new set through the record without changing anything.
     if (!existsSync(files.journal)) return identity;
