@@ -298,6 +298,45 @@ describe('tensorvault layout', () => {
     expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
   });
 
+  it('lazy tensors(): all chunks hashed at once; damage repaired, or named without parity', async () => {
+    const src = large();
+    for (const ecc of ['medium', 'off'] as const) {
+      const path = fresh();
+      await tv.saveCheckpoint(path, src, { ecc });
+      const c0 = await tv.loadCheckpoint(path, { verify: 'none' });
+      const mid = c0.info('mid');
+      c0.close();
+      corrupt(path, mid.fileOffset + 10, 4);
+      const c = await tv.loadCheckpoint(path);
+      if (ecc === 'medium') {
+        const all = await c.tensors();
+        expect(Buffer.from((all.get('mid') as tv.Tensor).bytes).equals(Buffer.from(src.mid.buffer))).toBe(
+          true,
+        );
+        expect(Buffer.from((all.get('big') as tv.Tensor).bytes).equals(Buffer.from(src.big.buffer))).toBe(
+          true,
+        );
+        expect(c.report.status).toBe('repaired');
+      } else {
+        const e = await rejects(c.tensors());
+        // the first tensor (in file order) that shares the damaged 1 MiB chunk
+        const k = Math.floor((mid.fileOffset + 10) / 2 ** 20);
+        const first = c.names.find((n) => {
+          const t = c.info(n);
+          return (
+            t.byteLength > 0 &&
+            Math.floor(t.fileOffset / 2 ** 20) <= k &&
+            Math.floor((t.fileOffset + t.byteLength - 1) / 2 ** 20) >= k
+          );
+        });
+        expect((e as tv.TensorDamagedError).tensor).toBe(first);
+        expect((e as tv.TensorDamagedError).chunks).toEqual([k]);
+        expect([...(await c.tensor('tiny')).data]).toEqual([7, 8, 9]);
+      }
+      c.close();
+    }
+  });
+
   it('full: damage is found up front; verify reports repairable, repair fixes it', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, large(), { ecc: 'high' });

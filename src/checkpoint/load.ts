@@ -7,6 +7,7 @@ import {
   constants,
   existsSync,
   promises as fsp,
+  fstatSync,
   openSync,
   read as readCb,
   readFileSync,
@@ -400,6 +401,49 @@ async function rsCheck(
 }
 
 /**
+ * Open the weights twice: a descriptor (for the chunk reads of lazy verification) and the mapping,
+ * and make sure both are the same file (not replaced in between).
+ */
+async function openPair(path: string, signal?: AbortSignal): Promise<{ file: SafetensorsFile; fd: number }> {
+  for (let attempt = 0; ; attempt++) {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (err) {
+      throw ioError(err, path, 'cannot open');
+    }
+    let file: SafetensorsFile;
+    try {
+      file = await openSafetensors(path, signal ? { signal } : {});
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    const a = fstatSync(fd);
+    let same = false;
+    try {
+      const b = statSync(path);
+      same = a.ino === b.ino && a.dev === b.dev;
+    } catch {
+      same = false;
+    }
+    if (same) return { file, fd };
+    file.close();
+    closeSync(fd);
+    if (attempt >= 2) {
+      throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${path} was replaced while it was opened`, {
+        path,
+      });
+    }
+  }
+}
+
+/** A path that names the open descriptor's file even if the path was replaced since (Linux). */
+function fdPath(fd: number, path: string): string {
+  return process.platform === 'linux' ? `/proc/self/fd/${fd}` : path;
+}
+
+/**
  * A loaded checkpoint: metadata, version, verified tensor views and the verification report. Views are
  * zero-copy windows on the mapped weights (see {@link SafetensorsFile}); {@link Checkpoint.tensor}
  * checks the bytes first according to the verify mode.
@@ -428,10 +472,12 @@ export class Checkpoint {
   constructor(
     p: Parsed,
     file: SafetensorsFile,
+    fd: number,
     report: CheckpointReport,
     key: HmacKey | undefined,
     repair: boolean,
   ) {
+    this.#fd = fd;
     this.path = p.files.weights;
     this.layout = p.layout;
     this.metadata = p.metadata;
@@ -473,6 +519,24 @@ export class Checkpoint {
 
   /** Every tensor, verified as {@link Checkpoint.tensor} does, by name. */
   async tensors(): Promise<Map<string, Tensor>> {
+    if (
+      this.report.verify === 'lazy' &&
+      !this.#allVerified &&
+      this.#p.block !== undefined &&
+      this.#fd !== undefined
+    ) {
+      // All of them: hash the whole file's chunks at once (all cores), then only damage is handled
+      // per tensor below.
+      const block = this.#p.block;
+      const fd = this.#fd;
+      const run = this.#queue.then(async () => {
+        const bad = new Set(await treeDamage(this.#p, block, {}, fdPath(fd, this.#p.weights)));
+        const n = Math.ceil(block.file_length / block.chunk_size);
+        for (let i = 0; i < n; i++) if (!bad.has(i)) this.#verifiedChunks.add(i);
+      });
+      this.#queue = run.catch(() => {});
+      await run;
+    }
     const out = new Map<string, Tensor>();
     for (const n of this.names) out.set(n, await this.tensor(n));
     return out;
@@ -595,10 +659,12 @@ export class Checkpoint {
     }
     // The repaired file is a new inode: map it again and verify from scratch.
     this.#file.close();
-    this.#file = await openSafetensors(this.#p.weights);
-    this.#verifiedChunks.clear();
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
+    const pair = await openPair(this.#p.weights);
+    this.#file = pair.file;
+    this.#fd = pair.fd;
+    this.#verifiedChunks.clear();
     this.report.status = 'repaired';
   }
 
@@ -745,9 +811,14 @@ async function verifyWhole(
 }
 
 /** Chunks whose digest differs from the block's leaves (hashing the whole file on the pool). */
-async function treeDamage(p: Parsed, block: IntegrityBlock, options: JobOptions): Promise<number[]> {
-  const size = statSync(p.weights).size;
-  const tree = await hashFile(p.weights, { chunkSize: block.chunk_size, leaves: true, ...options });
+async function treeDamage(
+  p: Parsed,
+  block: IntegrityBlock,
+  options: JobOptions,
+  path: string = p.weights,
+): Promise<number[]> {
+  const size = statSync(path).size;
+  const tree = await hashFile(path, { chunkSize: block.chunk_size, leaves: true, ...options });
   const n = Math.ceil(block.file_length / block.chunk_size);
   const bad: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -902,8 +973,9 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
     throw err;
   }
   let file: SafetensorsFile;
+  let fd = -1;
   try {
-    file = await openSafetensors(p.weights, options.signal ? { signal: options.signal } : {});
+    ({ file, fd } = await openPair(p.weights, options.signal));
   } catch (err) {
     // A damaged header of a pyfolds-ecc checkpoint: repair from the rs(N) parity, then open again.
     if (
@@ -926,7 +998,7 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
     if (r === undefined || !r.rewritten) throw err;
     repairedAtOpen = true;
     publish({ event: 'repaired', path: p.files.weights, part: 'header', blocks: r.badBlocks });
-    file = await openSafetensors(p.weights, options.signal ? { signal: options.signal } : {});
+    ({ file, fd } = await openPair(p.weights, options.signal));
   }
   const report: CheckpointReport = {
     path: p.files.weights,
@@ -957,6 +1029,11 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
     }
     if (mode === 'full') {
       const r = await verifyWhole(p, file, key, repair, options);
+      if (r.file !== file) {
+        // repaired and mapped again: the descriptor follows the new file
+        closeSync(fd);
+        fd = openSync(p.weights, 'r');
+      }
       file = r.file;
       mergeReport(report, r.report);
       if (report.status === 'damaged') {
@@ -983,6 +1060,7 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
     }
   } catch (err) {
     file.close();
+    closeSync(fd);
     if (!(err instanceof CheckpointMismatchError)) {
       publish({
         event: 'failed',
@@ -993,7 +1071,7 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
     }
     throw err;
   }
-  return new Checkpoint(p, file, report, key, repair);
+  return new Checkpoint(p, file, fd, report, key, repair);
 }
 
 /** Options of {@link verifyCheckpoint}. */
@@ -1131,7 +1209,9 @@ export async function loadSecure(manifestPath: string, options: LoadSecureOption
   };
   const mode: VerifyMode = hasHash ? 'full' : 'none';
   if (hasHash || requireHmac) checkKeyPolicy(p, key, requireHmac, mode);
-  let file = await openSafetensors(weights, options.signal ? { signal: options.signal } : {});
+  const pair = await openPair(weights, options.signal);
+  let file = pair.file;
+  let fd = pair.fd;
   const report: CheckpointReport = {
     path: weights,
     layout: 'pyfolds',
@@ -1156,6 +1236,11 @@ export async function loadSecure(manifestPath: string, options: LoadSecureOption
     }
     if (hasHash) {
       const r = await verifyWhole(p, file, key, false, options);
+      if (r.file !== file) {
+        // repaired and mapped again: the descriptor follows the new file
+        closeSync(fd);
+        fd = openSync(p.weights, 'r');
+      }
       file = r.file;
       mergeReport(report, r.report);
       if (report.status === 'damaged') {
@@ -1171,7 +1256,8 @@ export async function loadSecure(manifestPath: string, options: LoadSecureOption
     }
   } catch (err) {
     file.close();
+    closeSync(fd);
     throw err;
   }
-  return new Checkpoint(p, file, report, key, false);
+  return new Checkpoint(p, file, fd, report, key, false);
 }
