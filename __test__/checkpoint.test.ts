@@ -592,6 +592,34 @@ describe('set replacement', () => {
   });
 });
 
+describe('progress', () => {
+  it('one count over every pass, never backwards, ending at its total', async () => {
+    for (const [layout, ecc] of [
+      ['tensorvault', 'medium'],
+      ['pyfolds-ecc', 'low'],
+      ['pyfolds', 'off'],
+    ] as const) {
+      const seen: tv.Progress[] = [];
+      await tv.saveCheckpoint(fresh(), large(), {
+        layout,
+        ecc,
+        onProgress: (p) => seen.push(p),
+        progressIntervalMs: 1,
+      });
+      const last = seen.at(-1) as tv.Progress;
+      const data = 3 * 1024 * 1024 + 1.5 * 1024 * 1024 + 3;
+      const passes = layout === 'tensorvault' ? 3 : layout === 'pyfolds-ecc' ? 2 : 1;
+      expect(last).toEqual({ bytesDone: data * passes, bytesTotal: data * passes });
+      for (let i = 1; i < seen.length; i++) {
+        expect((seen[i] as tv.Progress).bytesDone).toBeGreaterThanOrEqual(
+          (seen[i - 1] as tv.Progress).bytesDone,
+        );
+        expect((seen[i] as tv.Progress).bytesTotal).toBe(data * passes);
+      }
+    }
+  });
+});
+
 describe('arguments', () => {
   it('version, verify mode, layout and ecc are checked', async () => {
     const path = fresh();

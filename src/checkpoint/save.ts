@@ -250,15 +250,24 @@ function bytesOf(d: ArrayBufferView | ArrayBuffer): Uint8Array {
   return d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }
 
-/** Progress over several phases of known sizes, reported as one count. */
+/**
+ * Progress over several phases of known sizes (some run at the same time), reported as one count: the
+ * sum of each phase's bytes done, so it never goes backwards.
+ */
 function phases(onProgress: ((p: Progress) => void) | undefined, total: number) {
-  let base = 0;
+  const done: number[] = [];
+  let last = 0;
   return {
     next(size: number): ((p: Progress) => void) | undefined {
-      const start = base;
-      base += size;
+      const k = done.push(0) - 1;
       if (onProgress === undefined) return undefined;
-      return (p) => onProgress({ bytesDone: start + Math.min(p.bytesDone, size), bytesTotal: total });
+      return (p) => {
+        done[k] = Math.max(done[k] ?? 0, Math.min(p.bytesDone, size));
+        const sum = done.reduce((a, b) => a + b, 0);
+        if (sum < last) return;
+        last = sum;
+        onProgress({ bytesDone: sum, bytesTotal: total });
+      };
     },
   };
 }
@@ -382,10 +391,17 @@ export async function saveCheckpoint(
     // Tensors held in memory are hashed (PyFolds framing, on this thread) while the pool writes them;
     // streamed sources are hashed from the written file afterwards.
     const inMemory = prepared.every((t) => ArrayBuffer.isView(t.data) || t.data instanceof ArrayBuffer);
+    // One progress count over every pass: the write, the PyFolds hash when it needs its own pass, the
+    // chunk tree, the parity; each pass counts the tensor bytes once.
+    const dataBytes = prepared.reduce((n, t) => n + t.byteLength, 0);
+    const passes =
+      1 + (inMemory ? 0 : 1) + (layout === 'tensorvault' ? 1 : 0) + (plan.kind === 'none' ? 0 : 1);
+    const ph = phases(options.onProgress, dataBytes * passes);
+    const writeProgress = ph.next(dataBytes);
     const [writeResult, inputDigest] = await Promise.all([
       saveSafetensors(tmpWeights, entries, {
         ...(signal ? { signal } : {}),
-        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        ...(writeProgress ? { onProgress: writeProgress } : {}),
       }),
       inMemory
         ? pyfoldsDigest(
@@ -399,10 +415,6 @@ export async function saveCheckpoint(
         : Promise.resolve(undefined),
     ]);
     const size = writeResult.byteLength;
-    const passes =
-      1 + (inMemory ? 0 : 1) + (layout === 'tensorvault' ? 1 : 0) + (plan.kind === 'none' ? 0 : 1);
-    const ph = phases(options.onProgress, size * passes);
-    ph.next(size); // the write
     const jobOpts = (p: ((x: Progress) => void) | undefined): JobOptions => ({
       ...(signal ? { signal } : {}),
       ...(p ? { onProgress: p } : {}),
@@ -414,9 +426,9 @@ export async function saveCheckpoint(
     try {
       headerLength = file.dataStart;
       if (digest === undefined) {
-        const hashProgress = ph.next(size);
+        const hashProgress = ph.next(dataBytes);
         digest = await pyfoldsDigest(hashableOf(file));
-        hashProgress?.({ bytesDone: size, bytesTotal: size });
+        hashProgress?.({ bytesDone: dataBytes, bytesTotal: dataBytes });
       }
     } finally {
       file.close();
@@ -434,7 +446,7 @@ export async function saveCheckpoint(
     const parity = (async (): Promise<void> => {
       if (plan.kind === 'rs') {
         const tmp = temp(files.rsEcc);
-        eccLen = await writeRsParity(tmpWeights, tmp, plan.codec, jobOpts(ph.next(size)));
+        eccLen = await writeRsParity(tmpWeights, tmp, plan.codec, jobOpts(ph.next(dataBytes)));
         eccName = plan.codec.name;
         if (eccLen > 0) {
           renames.push([basename(tmp), basename(files.rsEcc)]);
@@ -444,7 +456,7 @@ export async function saveCheckpoint(
         const tmp = temp(files.tvecc);
         const r = await protect(tmpWeights, {
           sidecar: tmp,
-          ...jobOpts(ph.next(size)),
+          ...jobOpts(ph.next(dataBytes)),
           ...(plan.level !== undefined ? { level: plan.level } : {}),
           ...(plan.k !== undefined
             ? { k: plan.k, m: plan.m as number, chunkSize: plan.chunkSize as number }
@@ -464,7 +476,7 @@ export async function saveCheckpoint(
             integrityHash,
             tveccRef,
             key,
-            jobOpts(ph.next(size)),
+            jobOpts(ph.next(dataBytes)),
           )
         : Promise.resolve(undefined);
     const [, block] = await Promise.all([parity, blockPromise]);
@@ -506,6 +518,7 @@ export async function saveCheckpoint(
       .map((f) => basename(f));
     await commitSet(files, { tensorvault_commit: 1, renames, deletes });
     temps.length = 0;
+    options.onProgress?.({ bytesDone: dataBytes * passes, bytesTotal: dataBytes * passes });
     const result: SaveCheckpointResult = {
       path: files.weights,
       layout,
