@@ -32,7 +32,7 @@ import { fsyncDir, ioError } from '../io/fs';
 import type { JobOptions } from '../job';
 import type { Dtype } from '../safetensors/dtype';
 import { openSafetensors, type SafetensorsFile, type Tensor, type TensorInfo } from '../safetensors/reader';
-import { prepareRead, publish } from './commit';
+import { lockSet, prepareRead, publish } from './commit';
 import { CheckpointMismatchError, type CheckpointMismatches, TensorDamagedError } from './errors';
 import {
   type CheckpointFiles,
@@ -637,7 +637,9 @@ export class Checkpoint {
   async #repairTvecc(tensor: string, chunks: number[]): Promise<void> {
     const t0 = performance.now();
     try {
-      const r = await eccRepair(this.#p.weights, { sidecar: this.#p.tvecc as string });
+      const ino = this.#fd === undefined ? undefined : fstatSync(this.#fd).ino;
+      const sidecar = this.#p.tvecc as string;
+      const r = await underLock(this.#p, ino, () => eccRepair(this.#p.weights, { sidecar }));
       for (const c of chunks) if (!this.report.repairedChunks.includes(c)) this.report.repairedChunks.push(c);
       publish({
         event: 'repaired',
@@ -670,7 +672,12 @@ export class Checkpoint {
 
   async #verifyWhole(tensor: string): Promise<void> {
     const t0 = performance.now();
-    const r = await verifyWhole(this.#p, this.#file, this.#key, this.#repair, {});
+    const ino = this.#fd === undefined ? undefined : fstatSync(this.#fd).ino;
+    const r = await verifyWhole(this.#p, this.#file, this.#key, this.#repair, {}, ino);
+    if (r.file !== this.#file && this.#fd !== undefined) {
+      closeSync(this.#fd);
+      this.#fd = openSync(this.#p.weights, 'r');
+    }
     if (r.file !== this.#file) this.#file = r.file;
     mergeReport(this.report, r.report);
     if (r.report.status === 'damaged') {
@@ -689,6 +696,35 @@ function mergeReport(into: CheckpointReport, from: Partial<CheckpointReport>): v
 }
 
 /**
+ * Run a repair (which replaces files) under the set's writer lock, after checking that the weights on
+ * disk are still the file that was verified (`ino`): a newer save may have replaced them meanwhile, and
+ * a repaired old file must never be renamed over a newer set.
+ */
+async function underLock<T>(p: Parsed, ino: number | undefined, fn: () => Promise<T>): Promise<T> {
+  const lock = lockSet(p.files, 30_000);
+  try {
+    if (ino !== undefined) {
+      let now: number | undefined;
+      try {
+        now = statSync(p.weights).ino;
+      } catch {
+        now = undefined;
+      }
+      if (now !== ino) {
+        throw new TensorVaultError(
+          ErrorCode.FILE_CHANGED,
+          `${p.files.weights} was replaced (by a newer save?) since it was opened; not repaired`,
+          { path: p.files.weights },
+        );
+      }
+    }
+    return await fn();
+  } finally {
+    lock.release();
+  }
+}
+
+/**
  * Full verification of an open checkpoint (every layout): the chunk tree (tensorvault) or the rs(N)
  * blocks (pyfolds-ecc), then the PyFolds hash; with `repair`, damage is repaired from parity and the
  * file re-opened and re-checked. Never throws for damage: the report says `damaged` (with `why`).
@@ -699,6 +735,7 @@ async function verifyWhole(
   key: HmacKey | undefined,
   repair: boolean,
   options: JobOptions,
+  ino?: number,
 ): Promise<{ file: SafetensorsFile; report: Partial<CheckpointReport>; why?: string }> {
   const report: Partial<CheckpointReport> = { damagedChunks: [], repairedChunks: [], damagedTensors: [] };
   let status: CheckpointReport['status'] = 'intact';
@@ -720,7 +757,8 @@ async function verifyWhole(
       }
       try {
         const t0 = performance.now();
-        const r = await eccRepair(p.weights, { sidecar: p.tvecc, ...options });
+        const sidecar = p.tvecc;
+        const r = await underLock(p, ino, () => eccRepair(p.weights, { sidecar, ...options }));
         publish({
           event: 'repaired',
           path: p.files.weights,
@@ -762,7 +800,7 @@ async function verifyWhole(
       else if (repair) {
         try {
           const t0 = performance.now();
-          const w = await rsCheck(p, key, true, options);
+          const w = await underLock(p, ino, () => rsCheck(p, key, true, options));
           publish({
             event: 'repaired',
             path: p.files.weights,
@@ -793,14 +831,17 @@ async function verifyWhole(
   if (parityDamaged && p.rs !== undefined) {
     // The data verify; only the parity is damaged: rewrite it from the data, or say it can be.
     if (repair) {
-      const tmp = tempName(p.rs.path);
-      try {
-        await writeRsParity(p.weights, tmp, p.rs.codec, {});
-        await fsp.rename(tmp, p.rs.path);
-        await fsyncDir(dirname(p.rs.path));
-      } finally {
-        await fsp.rm(tmp, { force: true }).catch(() => {});
-      }
+      const rs = p.rs;
+      await underLock(p, ino, async () => {
+        const tmp = tempName(rs.path);
+        try {
+          await writeRsParity(p.weights, tmp, rs.codec, {});
+          await fsp.rename(tmp, rs.path);
+          await fsyncDir(dirname(rs.path));
+        } finally {
+          await fsp.rm(tmp, { force: true }).catch(() => {});
+        }
+      });
       publish({ event: 'repaired', path: p.files.weights, part: 'parity' });
       status = 'repaired';
     } else status = 'repairable';
@@ -911,7 +952,8 @@ async function checkSeal(p: Parsed, key: HmacKey | undefined, repair: boolean): 
     publish({ event: 'damaged', path: p.files.weights, part: 'header', chunks: [0] });
     if (repair && p.tvecc !== undefined) {
       try {
-        await eccRepair(p.weights, { sidecar: p.tvecc });
+        const sidecar = p.tvecc;
+        await underLock(p, undefined, () => eccRepair(p.weights, { sidecar }));
         publish({ event: 'repaired', path: p.files.weights, part: 'header', chunks: [0] });
       } catch {
         // reported below
@@ -994,7 +1036,7 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
       throw err;
     }
     publish({ event: 'damaged', path: p.files.weights, part: 'header' });
-    const r = await rsCheck(p, key, true, options).catch(() => undefined);
+    const r = await underLock(p, undefined, () => rsCheck(p, key, true, options)).catch(() => undefined);
     if (r === undefined || !r.rewritten) throw err;
     repairedAtOpen = true;
     publish({ event: 'repaired', path: p.files.weights, part: 'header', blocks: r.badBlocks });
@@ -1028,7 +1070,7 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
       }
     }
     if (mode === 'full') {
-      const r = await verifyWhole(p, file, key, repair, options);
+      const r = await verifyWhole(p, file, key, repair, options, fstatSync(fd).ino);
       if (r.file !== file) {
         // repaired and mapped again: the descriptor follows the new file
         closeSync(fd);
