@@ -237,6 +237,18 @@ describe('tensorvault layout', () => {
     expect(b.ecc).toEqual({ kind: 'tvecc', file: `${path.slice(dir.length + 1)}.tvecc` });
   });
 
+  it('lazy status: unverified until every chunk was checked, then intact', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large());
+    const c = await tv.loadCheckpoint(path);
+    await c.tensor('tiny');
+    expect(c.report.status).toBe('unverified');
+    await c.tensors();
+    expect(c.report.status).toBe('intact');
+    expect([...c.report.verifiedTensors].sort()).toEqual(['big', 'mid', 'tiny']);
+    c.close();
+  });
+
   it('a changed metadata value breaks the seal', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, small(), { metadata: { lr: 1 } });

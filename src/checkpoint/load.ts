@@ -568,6 +568,12 @@ export class Checkpoint {
       if (bad.length > 0) this.#fail(info.name, bad, 'bytes still differ after repair');
     }
     if (!this.report.verifiedTensors.includes(info.name)) this.report.verifiedTensors.push(info.name);
+    if (
+      this.report.status === 'unverified' &&
+      this.#verifiedChunks.size === Math.ceil(block.file_length / block.chunk_size)
+    ) {
+      this.report.status = 'intact'; // every byte of the file has been checked
+    }
     publish({
       event: 'verified',
       path: this.path,
