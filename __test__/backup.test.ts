@@ -6,7 +6,7 @@ import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
-import { refChain, writeLiberviaLog } from './helpers/libervia-ref';
+import { refChain, writeLiberviaLog, writeLiberviaPrunedLog } from './helpers/libervia-ref';
 import { tempDir } from './helpers/tmp';
 
 const root = tempDir('tv-backup-');
@@ -373,6 +373,56 @@ describe('backup create / verify / restore', () => {
     const r2 = await tv.createBackup(d, fresh());
     expect(r2.manifest.tensorvault?.log_format).toBe('legacy');
     expect((await tv.restoreBackup(r2.archivePath, fresh())).totalEvents).toBe(10);
+  });
+
+  it("a folder pruned by Libervia itself backs up, verifies and restores under Libervia's rule (issue 13 item 18)", async () => {
+    const d = fresh();
+    const kept = writeLiberviaPrunedLog(d, { n: 14, segmentSize: 4, snapshotEvery: 3, retention: 2 });
+    const r = await tv.createBackup(d, fresh());
+    expect(r.manifest.chain_valid_at_backup).toBe(true);
+    expect((await tv.verifyBackup(r.archivePath, { readData: true })).ok).toBe(true);
+    const dest = fresh();
+    const res = await tv.restoreBackup(r.archivePath, dest);
+    expect(res.totalEvents).toBe(kept.length);
+    expect(res.warnings.join(' ')).toMatch(/pruned without an anchor/);
+    expect(tree(join(dest, 'event-log'))).toEqual(tree(join(d, 'event-log')));
+    expect((await (await tv.EventLog.open(dest, { readOnly: true })).verifyChain()).valid).toBe(true);
+  });
+
+  it('with the log key, events forged after the head make chain_valid_at_backup false (issue 13 item 3)', async () => {
+    const key = Buffer.alloc(32, 7);
+    const d = await makeLog(7, { hmacKey: key });
+    const clean = await tv.createBackup(d, fresh(), { logKey: key });
+    expect(clean.manifest.chain_valid_at_backup).toBe(true);
+    // Someone without the key appends an event chained with plain SHA-256 after HEAD.
+    const segs = readdirSync(join(d, 'event-log'))
+      .filter((n) => n.endsWith('.jsonl'))
+      .sort();
+    const seg = join(d, 'event-log', segs[segs.length - 1] as string);
+    const lines = readFileSync(seg, 'utf8').trimEnd().split('\n');
+    const prev = JSON.parse(lines[lines.length - 1] as string);
+    const base = {
+      v: 2,
+      seq: prev.seq + 1,
+      id: 'forged',
+      timestamp: new Date().toISOString(),
+      actor: 'mallory',
+      evento: 'E0',
+      entidade: 'Situacao',
+      entidade_id: 'x',
+      payload_hash: tv.v2PayloadHash({}),
+      previous_hash: prev.current_hash,
+    };
+    writeFileSync(
+      seg,
+      `${readFileSync(seg, 'utf8')}${JSON.stringify({ ...base, current_hash: tv.v2EntryHash(base as never) })}\n`,
+    );
+    const forged = await tv.createBackup(d, fresh(), { logKey: key });
+    expect(forged.manifest.chain_valid_at_backup).toBe(false);
+    expect(forged.manifest.tensorvault?.chain_problem).toMatch(/carry no authentication/);
+    // The wrong key is refused too.
+    const wrong = await tv.createBackup(d, fresh(), { logKey: Buffer.alloc(32, 8) });
+    expect(wrong.manifest.chain_valid_at_backup).toBe(false);
   });
 
   it('backs up a live log while a writer appends, without blocking it or changing its files', async () => {

@@ -633,6 +633,44 @@ describe('progress', () => {
 });
 
 describe('arguments', () => {
+  it('bad arguments are TV_INVALID_ARGUMENT, never an untyped error', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small());
+    const w = { w: new Float32Array(1) };
+    const bad: [string, () => unknown][] = [
+      ['path', () => tv.saveCheckpoint(123 as never, w)],
+      ['tensors', () => tv.saveCheckpoint(path, null as never)],
+      ['options', () => tv.saveCheckpoint(path, w, null as never)],
+      ['version', () => tv.saveCheckpoint(path, w, { version: Symbol('v') as never })],
+      ['ecc', () => tv.saveCheckpoint(path, w, { ecc: 5 as never })],
+      ['metadata', () => tv.saveCheckpoint(path, w, { metadata: { a: 1n } as never })],
+      ['gitHash', () => tv.saveCheckpoint(path, w, { gitHash: 5 as never })],
+      ['hmacKey', () => tv.saveCheckpoint(path, w, { hmacKey: 5 as never })],
+      ['load options', () => tv.loadCheckpoint(path, null as never)],
+      ['expect entry', () => tv.loadCheckpoint(path, { expect: { w: 5 as never } })],
+      ['expect shape', () => tv.loadCheckpoint(path, { expect: { w: { shape: 'x' as never } } })],
+      ['expect dtype', () => tv.loadCheckpoint(path, { expect: { w: { dtype: 'F33' as never } } })],
+      ['expectedVersion', () => tv.loadCheckpoint(path, { expectedVersion: 1 as never })],
+      ['strict', () => tv.loadCheckpoint(path, { expect: {}, strict: 'no' as never })],
+      ['requireHmac without key', () => tv.loadCheckpoint(path, { requireHmac: true, hmacKey: null })],
+      ['verify path', () => tv.verifyCheckpoint(null as never)],
+      ['manifest path', () => tv.loadSecure(5 as never)],
+      ['manager dir', () => new tv.CheckpointManager(null as never)],
+      ['manager options', () => new tv.CheckpointManager(dir, null as never)],
+      ['keepLast', () => new tv.CheckpointManager(dir, { keepLast: -1 })],
+    ];
+    for (const [name, call] of bad) {
+      let err: unknown;
+      try {
+        await call();
+      } catch (e) {
+        err = e;
+      }
+      expect(err, name).toBeInstanceOf(tv.TensorVaultError);
+      expect((err as tv.TensorVaultError).code, name).toBe('TV_INVALID_ARGUMENT');
+    }
+  });
+
   it('version, verify mode, layout and ecc are checked', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, small(), { version: '1' });

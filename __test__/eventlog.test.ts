@@ -15,7 +15,14 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
-import { refChain, refHash, refPayloadHash, refVerify, writeLiberviaLog } from './helpers/libervia-ref';
+import {
+  refChain,
+  refHash,
+  refPayloadHash,
+  refVerify,
+  writeLiberviaLog,
+  writeLiberviaPrunedLog,
+} from './helpers/libervia-ref';
 import { tempDir } from './helpers/tmp';
 
 const root = tempDir('tv-eventlog-');
@@ -503,6 +510,39 @@ describe('weaknesses fixed (v2)', () => {
     expect(await log.prune(2)).toEqual({ segmentsRemoved: 1, eventsRemoved: 3 });
     expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 6 });
     await log.close();
+  });
+
+  it("a folder pruned by Libervia itself (segments of 4, snapshot every 3, retention 2, 14 events) verifies by Libervia's rule (issue 13 item 18)", async () => {
+    const d = fresh();
+    const kept = writeLiberviaPrunedLog(d, { n: 14, segmentSize: 4, snapshotEvery: 3, retention: 2 });
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    const fast = await ro.verifyChain();
+    expect(fast).toMatchObject({ valid: true, usedSnapshot: true, totalEvents: kept.length });
+    expect(fast.warnings.join(' ')).toMatch(/pruned without an anchor/);
+    // The full check reports it as pruned, not as corrupt.
+    const full = await ro.verifyChainFull();
+    expect(full.valid).toBe(false);
+    expect(full.reason).toMatch(/earlier segments were deleted \(pruned without an anchor/);
+    // Still a real check: an event after the snapshot's one that was changed is found...
+    const seg4 = segFile(d, 'legacy', 4);
+    const events = JSON.parse(readFileSync(seg4, 'utf8'));
+    events[1].actor = 'mallory';
+    writeFileSync(seg4, JSON.stringify(events, null, 2));
+    const bad = await (await tv.EventLog.open(d, { readOnly: true })).verifyChain();
+    expect(bad).toMatchObject({ valid: false, firstInvalidIndex: 5 });
+    // ...and so is a snapshot that no longer names the kept event.
+    const d2 = fresh();
+    writeLiberviaPrunedLog(d2, { n: 14, segmentSize: 4, snapshotEvery: 3, retention: 2 });
+    const snapFile = join(d2, 'event-log-snapshot.json');
+    const snap = JSON.parse(readFileSync(snapFile, 'utf8'));
+    writeFileSync(snapFile, JSON.stringify({ ...snap, last_current_hash: 'f'.repeat(64) }));
+    expect((await (await tv.EventLog.open(d2, { readOnly: true })).verifyChain()).valid).toBe(false);
+    // Pruned past the snapshot's event: nothing vouches for the first kept event.
+    const d3 = fresh();
+    writeLiberviaPrunedLog(d3, { n: 14, segmentSize: 4, snapshotEvery: 3, retention: 1 });
+    const r3 = await (await tv.EventLog.open(d3, { readOnly: true })).verifyChain();
+    expect(r3.valid).toBe(false);
+    expect(r3.reason).toMatch(/pruned without an anchor/);
   });
 
   it('append cost does not depend on segment size: v2 appends one line, never rewrites the segment', async () => {

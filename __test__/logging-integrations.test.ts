@@ -1,11 +1,12 @@
 // The pino destination and the winston transport with the real packages, and `tensorvault log tail`.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import winston from 'winston';
 import * as tv from '../dist/index.js';
+import ringTransport from '../dist/logging/pino-transport.js';
 import { RingTransport } from '../dist/logging/winston.js';
 import { tempDir } from './helpers/tmp';
 
@@ -91,6 +92,58 @@ describe('pino destination', () => {
       [50, 'pino error'],
       [30, 'pino after'],
     ]);
+  });
+});
+
+describe("pino transport (tensorvault/pino, in pino's worker thread)", () => {
+  const target = join(__dirname, '..', 'dist', 'logging', 'pino-transport.js');
+  const closed = (stream: { on: (e: string, f: () => void) => void; end: () => void }) =>
+    new Promise<void>((resolve) => {
+      stream.on('close', resolve);
+      stream.end();
+    });
+
+  it('package.json exports ./pino for CommonJS and ESM, with a default export pino can call', async () => {
+    const pkg = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8'));
+    expect(pkg.exports['./pino'].require.default).toBe('./dist/logging/pino-transport.js');
+    expect(pkg.exports['./pino'].import.default).toBe('./dist/logging/pino-transport.mjs');
+    const esm = await import('../dist/logging/pino-transport.mjs');
+    expect(typeof esm.default).toBe('function');
+  });
+
+  it('records reach the ring file through the worker; levels come from the lines; the window holds', async () => {
+    const path = fresh();
+    const transport = pino.transport({
+      target,
+      options: { path, capacityLines: 4, flushIntervalMs: 60_000 },
+    });
+    const logger = pino({ base: null }, transport);
+    for (let i = 0; i < 6; i++) logger.info({ i }, 'step');
+    logger.error({ i: 6 }, 'boom');
+    await closed(transport);
+    const v = values(path);
+    expect(v.map((r) => r.i)).toEqual([3, 4, 5, 6]);
+    expect(v.map((r) => r.level)).toEqual([30, 30, 30, 50]);
+    // Labels (pino's level formatter) are read too.
+    const path2 = fresh();
+    const t2 = pino.transport({ target, options: { path: path2 } });
+    const l2 = pino({ base: null, formatters: { level: (label) => ({ level: label }) } }, t2);
+    l2.warn('w');
+    l2.fatal('f');
+    await closed(t2);
+    expect(values(path2).map((r) => r.level)).toEqual(['warn', 'fatal']);
+  });
+
+  it('levelOfLine reads numbers and labels and defaults to info', async () => {
+    const { levelOfLine } = await import('../dist/logging/pino-transport.js');
+    expect(levelOfLine('{"level":50,"msg":"x"}')).toBe(50);
+    expect(levelOfLine('{"msg":"x","level":"error"}')).toBe(50);
+    expect(levelOfLine('{"msg":"no level"}')).toBe(30);
+    expect(levelOfLine('plain text')).toBe(30);
+  });
+
+  it('a missing path is a typed error', async () => {
+    await expect(ringTransport({} as never)).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
   });
 });
 

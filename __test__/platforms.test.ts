@@ -8,7 +8,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { libcFrom, NATIVE_PATH_VARIABLES, nativeTargets } from '../dist/native.js';
+import { libcFrom, NATIVE_PATH_VARIABLES, nativeTargets } from '../dist/native/index.js';
 
 const root = join(__dirname, '..');
 const GLIBC_BASELINE = '2.17';

@@ -126,6 +126,8 @@ if (only !== undefined && (only in CROSS || only === 'cross')) {
   } else {
     run(join(bin, 'napi'), napiArgs('native', ['--dts', 'index.d.ts', ...testHooks]));
   }
+  // The TypeScript's view of the boundary: src/native/binding.ts, from the types napi just generated.
+  run('node', ['scripts/gen-binding-types.mjs']);
 }
 if (only === undefined || only === 'ts') {
   run(join(bin, 'tsc'), ['-p', 'tsconfig.build.json']);

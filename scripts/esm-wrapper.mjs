@@ -1,4 +1,5 @@
-// Writes the ESM face of each CommonJS entry (dist/index.mjs + .d.mts, dist/logging/winston.mjs + .d.mts): it
+// Writes the ESM face of each CommonJS entry (dist/index.mjs, dist/logging/winston.mjs, dist/logging/
+// pino-transport.mjs, each with its .d.mts): it
 // re-exports the CommonJS build, so `import` and `require` share one module instance (no dual-package
 // hazard: one TensorVaultError class).
 import { writeFileSync } from 'node:fs';
@@ -6,7 +7,7 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 // (the build machine has winston's dev dependency, so dist/logging/winston.js loads here)
-const entries = ['index', 'logging/winston'];
+const entries = ['index', 'logging/winston', 'logging/pino-transport'];
 for (const entry of entries) {
   const base = entry.split('/').pop();
   const cjs = require(`../dist/${entry}.js`);
@@ -18,9 +19,14 @@ for (const entry of entries) {
     `import cjs from './${base}.js';`,
     '',
     `export const { ${names.join(', ')} } = cjs;`,
+    // A default export (the pino transport's entry point) stays the default.
+    ...('default' in cjs ? ['export default cjs.default;'] : []),
     '',
   ];
   writeFileSync(new URL(`../dist/${entry}.mjs`, import.meta.url), lines.join('\n'));
-  writeFileSync(new URL(`../dist/${entry}.d.mts`, import.meta.url), `export * from './${base}.js';\n`);
+  writeFileSync(
+    new URL(`../dist/${entry}.d.mts`, import.meta.url),
+    `export * from './${base}.js';\n${'default' in cjs ? `export { default } from './${base}.js';\n` : ''}`,
+  );
   console.log(`esm-wrapper: ${entry}: ${names.length} exports`);
 }

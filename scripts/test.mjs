@@ -160,6 +160,16 @@ const buildOk =
   step('build (addon with test hooks + TypeScript)', 'node', ['scripts/build.mjs'], {
     env: { TV_TEST_HOOKS: '1' },
   });
+// The build regenerates the boundary types from the binding; the committed copy must be that one.
+if (buildOk && existsSync(join(root, '.git'))) {
+  step('binding types committed (src/native/binding.ts = napi build --dts)', 'git', [
+    'diff',
+    '--exit-code',
+    '--stat',
+    '--',
+    'src/native/binding.ts',
+  ]);
+}
 if (depsOk) {
   step('tsc --noEmit (strict, src + tests)', bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']);
   step('biome check', bin('biome'), ['check', '--error-on-warnings']);

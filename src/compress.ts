@@ -6,6 +6,7 @@
 import { invalidArgument } from './errors';
 import { type JobOptions, runJob } from './job';
 import { native } from './native';
+import { bytesOf, describeValue, optionsObject } from './validate';
 
 /** Options of {@link gzipMembers}. */
 export interface GzipMembersOptions extends JobOptions {
@@ -32,10 +33,8 @@ export interface GzipMembersOptions extends JobOptions {
  */
 export async function gzipMembers(data: Uint8Array, options: GzipMembersOptions = {}): Promise<Buffer> {
   if (!ArrayBuffer.isView(data)) throw invalidArgument('data', 'data must be a Buffer or TypedArray');
-  if (typeof options !== 'object' || options === null) {
-    throw invalidArgument('options', 'options must be an object');
-  }
-  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  optionsObject(options);
+  const bytes = bytesOf(data, 'data');
   const level = options.level ?? 6;
   if (typeof level !== 'number') throw invalidArgument('level', 'level must be a number from 1 to 9');
   const { memberSize, threads } = options;
@@ -44,7 +43,7 @@ export async function gzipMembers(data: Uint8Array, options: GzipMembersOptions 
   }
   if (threads !== undefined && (!Number.isInteger(threads) || threads < 1 || threads > 1024)) {
     throw invalidArgument('threads', 'threads must be an integer from 1 to 1024', {
-      actual: String(threads),
+      actual: describeValue(threads),
     });
   }
   return runJob('gzipMembers', options, (control) =>

@@ -28,6 +28,11 @@ export const ErrorCode = {
   LOCKED: 'TV_LOCKED',
   /** The destination already holds data that the operation refuses to replace (see `--overwrite`). */
   EXISTS: 'TV_EXISTS',
+  /**
+   * A restore into this folder was interrupted (or is running) before its log was in place: a read-only
+   * open refuses it; the next read-write open or restore finishes or undoes it (`context.path`).
+   */
+  RESTORE_INCOMPLETE: 'TV_RESTORE_INCOMPLETE',
   /** A hash chain does not verify (see `context.reason`, `context.index`). */
   CHAIN_INVALID: 'TV_CHAIN_INVALID',
   /** A file's bytes do not match the SHA-256 or size recorded for it. */
@@ -81,6 +86,8 @@ export const ErrorCode = {
   CHECKPOINT_HMAC_REQUIRED: 'TV_CHECKPOINT_HMAC_REQUIRED',
   /** A load_secure manifest points outside its folder or carries no hash (`context.reason`). */
   CHECKPOINT_UNSAFE_MANIFEST: 'TV_CHECKPOINT_UNSAFE_MANIFEST',
+  /** A caller-supplied data source (a tensor's iterator) threw; `cause` is its error, `context.name` the tensor. */
+  SOURCE_FAILED: 'TV_SOURCE_FAILED',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */
@@ -99,20 +106,170 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 /** Context attached to an error: string or number fields such as `path`, `errno`, `expected`. */
 export type ErrorContext = Readonly<Record<string, string | number | null>>;
 
+/** Fields any error's context may carry besides the ones its code documents. */
+export interface CommonContext {
+  readonly [field: string]: string | number | null | undefined;
+}
+
+/** Context of a file-system error. */
+export interface FileContext {
+  /** The path the error is about. */
+  readonly path?: string;
+  /** The OS errno (negative on Linux in Node's convention; as the OS reports it in the core). */
+  readonly errno?: number;
+  /** The system call that failed. */
+  readonly syscall?: string;
+}
+
+/**
+ * The documented context fields of each error code (README "Errors"). Narrow an error to one code with
+ * {@link TensorVaultError.is} and its `context` has these fields, typed:
+ *
+ * @example
+ * if (e instanceof TensorVaultError && e.is('TV_ECC_UNREPAIRABLE')) console.log(e.context.chunks);
+ */
+export interface ErrorContextMap {
+  TV_INVALID_ARGUMENT: {
+    /** The argument, or the path of the bad field (`options.sign.key`, `shape[1]`). */
+    readonly argument?: string;
+    readonly actual?: string | number;
+    readonly min?: number;
+    readonly max?: number;
+  };
+  TV_NOT_FOUND: FileContext;
+  TV_PERMISSION_DENIED: FileContext;
+  TV_IS_DIRECTORY: FileContext;
+  TV_NOT_A_FILE: FileContext;
+  TV_IO: FileContext;
+  TV_FILE_CHANGED: FileContext & { readonly expected?: number; readonly actual?: number };
+  TV_LOCKED: {
+    readonly path?: string;
+    /** The holder's process id, host and since when it holds the lock (when the lock file says). */
+    readonly pid?: number;
+    readonly hostname?: string;
+    readonly since?: string;
+  };
+  TV_EXISTS: { readonly path?: string };
+  TV_CORRUPT: {
+    readonly path?: string;
+    readonly reason?: string;
+    readonly expected?: number;
+    readonly actual?: number;
+  };
+  TV_CHAIN_INVALID: {
+    readonly path?: string;
+    readonly reason?: string | null;
+    readonly index?: number | null;
+  };
+  TV_CHECKSUM_MISMATCH: {
+    readonly path?: string;
+    readonly expected?: string | null;
+    readonly actual?: string | null;
+  };
+  TV_SAFETENSORS_INVALID: {
+    /** A stable reason (`header_too_large`, `overlapping_tensors`, `unknown_dtype`, …). */
+    readonly reason?: string;
+    /** The tensor, when the problem is one tensor's. */
+    readonly name?: string;
+    readonly expected?: number;
+    readonly actual?: number;
+  };
+  TV_TENSOR_NOT_FOUND: { readonly name?: string };
+  TV_TENSOR_TOO_LARGE: { readonly name?: string; readonly actual?: number; readonly max?: number };
+  TV_TENSOR_SIZE_MISMATCH: { readonly name?: string; readonly expected?: number; readonly actual?: number };
+  TV_ECC_UNREPAIRABLE: {
+    readonly path?: string;
+    /** The data chunks that cannot be rebuilt, comma-separated (`"0,16,32"`). */
+    readonly chunks?: string;
+    /** The stripes that lost more chunks than they have parity, comma-separated. */
+    readonly stripes?: string;
+  };
+  TV_ECC_UNCORRECTABLE: {
+    readonly block?: number;
+    readonly offset?: number;
+    readonly end?: number;
+    readonly parity?: number;
+  };
+  TV_ECC_UNKNOWN_PROTECTION: { readonly level?: string };
+  TV_ECC_UNKNOWN_CODEC: { readonly name?: string };
+  TV_ECC_PARITY_LENGTH: {
+    readonly dataLength?: number;
+    readonly expected?: number;
+    readonly actual?: number;
+  };
+  TV_CHECKPOINT_INVALID: { readonly path?: string; readonly reason?: string; readonly actual?: string };
+  TV_CHECKPOINT_INTEGRITY: {
+    readonly path?: string;
+    /** `seal`, `header`, `hash` or a description of the damage. */
+    readonly reason?: string;
+    /** Damaged chunks and tensors, comma-separated. */
+    readonly chunks?: string;
+    readonly tensors?: string;
+    readonly expected?: number;
+    readonly actual?: number;
+  };
+  TV_CHECKPOINT_TENSOR_DAMAGED: {
+    readonly path?: string;
+    readonly tensor?: string;
+    /** Damaged chunk indices, comma-separated. */
+    readonly chunks?: string;
+    readonly reason?: string;
+  };
+  TV_CHECKPOINT_MISMATCH: {
+    readonly path?: string;
+    readonly missing?: number;
+    readonly unexpected?: number;
+    readonly wrongShape?: number;
+    readonly wrongDtype?: number;
+  };
+  TV_CHECKPOINT_VERSION: {
+    readonly path?: string;
+    readonly expected?: string;
+    readonly actual?: string | null;
+  };
+  TV_CHECKPOINT_HMAC_REQUIRED: { readonly path?: string; readonly actual?: string };
+  TV_CHECKPOINT_UNSAFE_MANIFEST: {
+    readonly path?: string;
+    readonly reason?: string;
+    readonly weightFile?: string;
+  };
+  TV_NATIVE_UNAVAILABLE: {
+    readonly platform?: string;
+    readonly arch?: string;
+    readonly libc?: string | null;
+    readonly packages?: string;
+    readonly override?: string | null;
+    readonly tried?: string;
+  };
+}
+
+/** The context type of errors with code `C`. */
+export type ContextOf<C extends ErrorCode> = C extends keyof ErrorContextMap
+  ? ErrorContextMap[C] & CommonContext
+  : CommonContext;
+
 const KNOWN_CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode));
 
-/** The error every tensorvault API throws or rejects with. */
-export class TensorVaultError extends Error {
+/**
+ * The error every tensorvault API throws or rejects with. `code` is stable; `context` carries the facts
+ * of the failure, typed per code ({@link ErrorContextMap}) once narrowed with {@link TensorVaultError.is}.
+ */
+export class TensorVaultError<C extends ErrorCode = ErrorCode> extends Error {
   /** Stable machine-readable code. */
-  readonly code: ErrorCode;
-  /** Facts about the failure (path, errno, expected, actual, ...). */
-  readonly context: ErrorContext;
+  readonly code: C;
+  /** Facts about the failure (path, errno, expected, actual, ...); see {@link ErrorContextMap}. */
+  readonly context: ContextOf<C>;
 
-  constructor(code: ErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+  constructor(code: C, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'TensorVaultError';
     this.code = code;
-    this.context = Object.freeze({ ...context });
+    this.context = Object.freeze({ ...context }) as ContextOf<C>;
+  }
+
+  /** Whether this error has code `code`; narrows `context` to that code's fields. */
+  is<K extends ErrorCode>(code: K): this is TensorVaultError<K> {
+    return (this.code as ErrorCode) === code;
   }
 
   /** The path the error is about, when there is one. */

@@ -98,8 +98,12 @@ export {
   verify,
 } from './ecc/index';
 export {
+  type CommonContext,
+  type ContextOf,
   ErrorCode,
   type ErrorContext,
+  type ErrorContextMap,
+  type FileContext,
   TensorVaultAbortError,
   TensorVaultError,
 } from './errors';

@@ -3,7 +3,7 @@
  * data folders the way Libervia writes them and to check tensorvault's legacy output against it.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const sha = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
@@ -97,4 +97,41 @@ export function refVerify(entries: RefEntry[]): number {
     prev = e.current_hash;
   }
   return -1;
+}
+
+/**
+ * A folder as Libervia leaves it after its own `prune()` (contract `libervia.md` §2): `n` events in
+ * segments of `segmentSize`, a snapshot written every `snapshotEvery` events (so it names the last
+ * multiple of `snapshotEvery`), then every segment but the newest `retention` deleted, with no anchor.
+ * Returns the kept entries.
+ */
+export function writeLiberviaPrunedLog(
+  dataDir: string,
+  o: { n: number; segmentSize: number; snapshotEvery: number; retention: number },
+): RefEntry[] {
+  const entries = refChain(o.n);
+  writeLiberviaLog(dataDir, entries, o.segmentSize, false);
+  const snapAt = Math.floor(o.n / o.snapshotEvery) * o.snapshotEvery - 1;
+  const snapEvent = entries[snapAt] as RefEntry;
+  writeFileSync(
+    join(dataDir, 'event-log-snapshot.json'),
+    JSON.stringify(
+      {
+        version: 1,
+        last_segment: Math.floor(snapAt / o.segmentSize) + 1,
+        last_index_in_segment: snapAt % o.segmentSize,
+        last_event_id: snapEvent.id,
+        last_current_hash: snapEvent.current_hash,
+        last_timestamp: snapEvent.timestamp,
+        total_events: snapAt + 1,
+      },
+      null,
+      2,
+    ),
+  );
+  const segments = Math.ceil(o.n / o.segmentSize);
+  for (let s = 1; s <= segments - o.retention; s++) {
+    rmSync(join(dataDir, 'event-log', `segment-${String(s).padStart(6, '0')}.json`));
+  }
+  return entries.slice((segments - o.retention) * o.segmentSize);
 }

@@ -13,7 +13,7 @@ import { Sha256 } from '../hash/index';
 import { ioError } from '../io/index';
 import type { Progress } from '../job';
 import { ENCRYPTED_MAGIC } from './create';
-import type { BackupManifest } from './manifest';
+import type { BackupManifest, ManifestFile } from './manifest';
 import { type TarEntry, TarReader } from './tar';
 
 /** Status of one archived file after a walk. */
@@ -158,6 +158,161 @@ async function* gunzipped(source: AsyncGenerator<Buffer>, path: string): AsyncGe
   }
 }
 
+/** How many bytes the archive may expand to, and the largest entry it may hold. */
+async function budgetOf(
+  archivePath: string,
+  o: WalkOptions,
+  listed: Map<string, ManifestFile>,
+  dirs: Set<string>,
+): Promise<{ budget: number; maxEntry: number }> {
+  if (o.manifest !== undefined) {
+    const sizes = [...listed.values()].map((f) => f.size);
+    return {
+      budget:
+        sizes.reduce((a, n) => a + ceil512(n) + 3 * 512, 0) +
+        dirs.size * 1536 +
+        ceil512(MAX_INNER_MANIFEST) +
+        64 * 1024,
+      maxEntry: Math.max(MAX_INNER_MANIFEST, ...sizes),
+    };
+  }
+  const st = await fsp.stat(archivePath).catch((err: unknown) => {
+    throw ioError(err, archivePath, 'cannot open archive');
+  });
+  const budget = o.maxBytes ?? Math.max(MIN_BUDGET, DEFAULT_EXPANSION * st.size);
+  return { budget, maxEntry: budget };
+}
+
+/** The entry being read. */
+interface Current {
+  e: TarEntry;
+  hash?: Sha256;
+  fh?: fsp.FileHandle;
+  skip: boolean;
+}
+
+/**
+ * What one pass over the tar checks, entry by entry: no entry twice, folders and files only where the
+ * manifest (or the layout) vouches for them, each file hashed and, when extracting, written with
+ * `O_EXCL | O_NOFOLLOW` into the staging folder.
+ */
+class EntryChecks {
+  readonly seen = new Map<string, { size: number; sha256?: string }>();
+  readonly entries: EntryCheck[] = [];
+  inner: Buffer[] | undefined;
+  innerLen = 0;
+  cur: Current | undefined;
+  readonly #hashing: boolean;
+
+  constructor(
+    readonly o: WalkOptions,
+    readonly listed: Map<string, ManifestFile>,
+    readonly dirs: Set<string>,
+  ) {
+    this.#hashing = o.hash || o.extractTo !== undefined;
+  }
+
+  async onEntry(e: TarEntry): Promise<void> {
+    const o = this.o;
+    if (this.seen.has(e.name)) {
+      throw new TensorVaultError(ErrorCode.UNSAFE_ARCHIVE, `archive lists ${e.name} twice`, { name: e.name });
+    }
+    if (e.type === 'dir') {
+      if (!this.dirs.has(e.name)) {
+        throw new TensorVaultError(
+          ErrorCode.UNSAFE_ARCHIVE,
+          `archive holds an unexpected folder: ${e.name}`,
+          {
+            name: e.name,
+          },
+        );
+      }
+      this.seen.set(e.name, { size: 0 });
+      if (o.extractTo !== undefined) {
+        await fsp.mkdir(join(o.extractTo, ...e.name.split('/')), { recursive: true, mode: 0o700 });
+      }
+      this.cur = { e, skip: true };
+      return;
+    }
+    if (e.name === 'manifest.json') {
+      if (e.size > MAX_INNER_MANIFEST) {
+        throw new TensorVaultError(
+          ErrorCode.BUDGET_EXCEEDED,
+          'manifest.json inside the archive is too large',
+        );
+      }
+      this.inner = [];
+      this.cur = { e, skip: true };
+      return;
+    }
+    const want = this.listed.get(e.name);
+    if (o.manifest !== undefined ? want === undefined : !LAYOUT_NAME.test(e.name)) {
+      // A file nobody vouches for: never written; reported (verify) or fatal (restore).
+      if (o.rejectExtra) {
+        throw new TensorVaultError(
+          ErrorCode.UNSAFE_ARCHIVE,
+          `archive holds a file the manifest does not list: ${e.name}`,
+          { name: e.name },
+        );
+      }
+      this.entries.push({ path: e.name, status: 'extra', actualSize: e.size });
+      this.seen.set(e.name, { size: e.size });
+      this.cur = { e, skip: true };
+      return;
+    }
+    const c: Current = { e, skip: false };
+    if (this.#hashing) c.hash = new Sha256();
+    if (o.extractTo !== undefined) {
+      const target = join(o.extractTo, ...e.name.split('/'));
+      await fsp.mkdir(dirname(target), { recursive: true, mode: 0o700 });
+      c.fh = await fsp
+        .open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+        .catch((err: unknown) => {
+          throw ioError(err, target, 'cannot create');
+        });
+    }
+    this.cur = c;
+  }
+
+  async onData(chunk: Uint8Array): Promise<void> {
+    const c = this.cur as Current;
+    if (this.inner !== undefined && c.e.name === 'manifest.json') {
+      this.inner.push(Buffer.from(chunk));
+      this.innerLen += chunk.length;
+      return;
+    }
+    if (c.skip) return;
+    c.hash?.update(chunk);
+    if (c.fh !== undefined) await c.fh.write(chunk);
+  }
+
+  async onEntryEnd(): Promise<void> {
+    const c = this.cur as Current;
+    this.cur = undefined;
+    if (c.skip || (c.e.name === 'manifest.json' && this.inner !== undefined)) return;
+    if (c.fh !== undefined) {
+      await c.fh.sync();
+      await c.fh.close();
+    }
+    const sha = c.hash?.digest('hex');
+    this.seen.set(c.e.name, { size: c.e.size, ...(sha !== undefined ? { sha256: sha } : {}) });
+    const want = this.listed.get(c.e.name);
+    if (want === undefined) return;
+    const rec: EntryCheck = {
+      path: c.e.name,
+      status: 'ok',
+      expectedSize: want.size,
+      actualSize: c.e.size,
+      expectedSha256: want.sha256,
+    };
+    if (sha !== undefined) rec.actualSha256 = sha;
+    if (want.size !== c.e.size) rec.status = 'size-mismatch';
+    else if (sha === undefined) rec.status = 'unchecked';
+    else if (sha !== want.sha256) rec.status = 'sha256-mismatch';
+    this.entries.push(rec);
+  }
+}
+
 /**
  * Stream the archive once, checking everything against the manifest (or the layout whitelist). Throws
  * `TV_UNSAFE_ARCHIVE` or `TV_BUDGET_EXCEEDED` at the first hostile entry; reports missing, extra and
@@ -174,137 +329,13 @@ export async function walkArchive(archivePath: string, o: WalkOptions): Promise<
     for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
   }
   dirs.add(LAYOUT.dir);
-  const budget =
-    o.manifest !== undefined
-      ? [...listed.values()].reduce((a, f) => a + ceil512(f.size) + 3 * 512, 0) +
-        dirs.size * 1536 +
-        ceil512(MAX_INNER_MANIFEST) +
-        64 * 1024
-      : (o.maxBytes ??
-        Math.max(
-          MIN_BUDGET,
-          DEFAULT_EXPANSION *
-            (
-              await fsp.stat(archivePath).catch((err: unknown) => {
-                throw ioError(err, archivePath, 'cannot open archive');
-              })
-            ).size,
-        ));
-  const maxEntry =
-    o.manifest !== undefined
-      ? Math.max(MAX_INNER_MANIFEST, ...[...listed.values()].map((f) => f.size))
-      : budget;
-  const seen = new Map<string, { size: number; sha256?: string }>();
-  const entries: EntryCheck[] = [];
-  let inner: Buffer[] | undefined;
-  let innerLen = 0;
-  let cur: { e: TarEntry; hash?: Sha256; fh?: fsp.FileHandle; skip: boolean } | undefined;
-  const hashing = o.hash || o.extractTo !== undefined;
+  const { budget, maxEntry } = await budgetOf(archivePath, o, listed, dirs);
+  const checks = new EntryChecks(o, listed, dirs);
   const reader = new TarReader(
     {
-      onEntry: async (e) => {
-        if (seen.has(e.name)) {
-          throw new TensorVaultError(ErrorCode.UNSAFE_ARCHIVE, `archive lists ${e.name} twice`, {
-            name: e.name,
-          });
-        }
-        if (e.type === 'dir') {
-          if (!dirs.has(e.name)) {
-            throw new TensorVaultError(
-              ErrorCode.UNSAFE_ARCHIVE,
-              `archive holds an unexpected folder: ${e.name}`,
-              {
-                name: e.name,
-              },
-            );
-          }
-          seen.set(e.name, { size: 0 });
-          if (o.extractTo !== undefined) {
-            await fsp.mkdir(join(o.extractTo, ...e.name.split('/')), { recursive: true, mode: 0o700 });
-          }
-          cur = { e, skip: true };
-          return;
-        }
-        if (e.name === 'manifest.json') {
-          if (e.size > MAX_INNER_MANIFEST) {
-            throw new TensorVaultError(
-              ErrorCode.BUDGET_EXCEEDED,
-              'manifest.json inside the archive is too large',
-            );
-          }
-          inner = [];
-          cur = { e, skip: true };
-          return;
-        }
-        const want = listed.get(e.name);
-        if (o.manifest !== undefined ? want === undefined : !LAYOUT_NAME.test(e.name)) {
-          // A file nobody vouches for: never written; reported (verify) or fatal (restore).
-          if (o.rejectExtra) {
-            throw new TensorVaultError(
-              ErrorCode.UNSAFE_ARCHIVE,
-              `archive holds a file the manifest does not list: ${e.name}`,
-              { name: e.name },
-            );
-          }
-          entries.push({ path: e.name, status: 'extra', actualSize: e.size });
-          seen.set(e.name, { size: e.size });
-          cur = { e, skip: true };
-          return;
-        }
-        const c: NonNullable<typeof cur> = { e, skip: false };
-        if (hashing) c.hash = new Sha256();
-        if (o.extractTo !== undefined) {
-          const target = join(o.extractTo, ...e.name.split('/'));
-          await fsp.mkdir(dirname(target), { recursive: true, mode: 0o700 });
-          c.fh = await fsp
-            .open(
-              target,
-              constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-              0o600,
-            )
-            .catch((err: unknown) => {
-              throw ioError(err, target, 'cannot create');
-            });
-        }
-        cur = c;
-      },
-      onData: async (chunk) => {
-        const c = cur as NonNullable<typeof cur>;
-        if (inner !== undefined && c.e.name === 'manifest.json') {
-          inner.push(Buffer.from(chunk));
-          innerLen += chunk.length;
-          return;
-        }
-        if (c.skip) return;
-        c.hash?.update(chunk);
-        if (c.fh !== undefined) await c.fh.write(chunk);
-      },
-      onEntryEnd: async () => {
-        const c = cur as NonNullable<typeof cur>;
-        cur = undefined;
-        if (c.e.name === 'manifest.json' && inner !== undefined) return;
-        if (c.skip) return;
-        if (c.fh !== undefined) {
-          await c.fh.sync();
-          await c.fh.close();
-        }
-        const sha = c.hash?.digest('hex');
-        seen.set(c.e.name, { size: c.e.size, ...(sha !== undefined ? { sha256: sha } : {}) });
-        const want = listed.get(c.e.name);
-        if (want === undefined) return;
-        const rec: EntryCheck = {
-          path: c.e.name,
-          status: 'ok',
-          expectedSize: want.size,
-          actualSize: c.e.size,
-          expectedSha256: want.sha256,
-        };
-        if (sha !== undefined) rec.actualSha256 = sha;
-        if (want.size !== c.e.size) rec.status = 'size-mismatch';
-        else if (sha === undefined) rec.status = 'unchecked';
-        else if (sha !== want.sha256) rec.status = 'sha256-mismatch';
-        entries.push(rec);
-      },
+      onEntry: (e) => checks.onEntry(e),
+      onData: (chunk) => checks.onData(chunk),
+      onEntryEnd: () => checks.onEntryEnd(),
     },
     {
       maxEntries: o.manifest !== undefined ? listed.size + dirs.size + 1 : 1_000_000,
@@ -329,8 +360,9 @@ export async function walkArchive(archivePath: string, o: WalkOptions): Promise<
     }
     reader.end();
   } finally {
-    await (cur as { fh?: fsp.FileHandle } | undefined)?.fh?.close().catch(() => {});
+    await checks.cur?.fh?.close().catch(() => {});
   }
+  const { entries, seen, inner, innerLen } = checks;
   for (const [p, f] of listed) {
     if (!seen.has(p))
       entries.push({ path: p, status: 'missing', expectedSize: f.size, expectedSha256: f.sha256 });

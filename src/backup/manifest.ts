@@ -7,6 +7,7 @@ import { createPrivateKey, createPublicKey, KeyObject, sign, timingSafeEqual, ve
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { canonicalJson } from '../eventlog/index';
 import { hmacSha256 } from '../hash/index';
+import { bytesOf, describeValue, optionalString } from '../validate';
 
 /** One archived file. */
 export interface ManifestFile {
@@ -80,8 +81,59 @@ export function signedBytes(m: BackupManifest): Buffer {
   return Buffer.from(canonicalJson(rest), 'utf8');
 }
 
+/**
+ * Check the shape of a {@link ManifestKey} argument (`path` names it): an object whose `type` is
+ * `ed25519` (a `KeyObject`, PEM string or DER/PEM Buffer, `private` when signing) or `hmac-sha256` (a
+ * non-empty Uint8Array). Returns the Ed25519 key as a `KeyObject`, loaded once.
+ */
+export function checkManifestKey(key: unknown, path: string, signing: boolean): KeyObject | undefined {
+  if (typeof key !== 'object' || key === null || Array.isArray(key))
+    throw invalidArgument(path, `${path} must be a manifest key object, got ${describeValue(key)}`);
+  const k = key as Record<string, unknown>;
+  optionalString(k.keyId, `${path}.keyId`, false);
+  if (k.type === 'hmac-sha256') {
+    if (!(k.key instanceof Uint8Array) || bytesOf(k.key, `${path}.key`).length === 0)
+      throw invalidArgument(
+        `${path}.key`,
+        `${path}.key must be a non-empty Uint8Array, got ${describeValue(k.key)}`,
+      );
+    return undefined;
+  }
+  if (k.type !== 'ed25519') {
+    throw invalidArgument(
+      `${path}.type`,
+      `${path}.type must be 'ed25519' or 'hmac-sha256', got ${describeValue(k.type)}`,
+    );
+  }
+  const raw = k.key;
+  if (raw instanceof KeyObject) return raw;
+  if (typeof raw !== 'string' && !(raw instanceof Uint8Array))
+    throw invalidArgument(
+      `${path}.key`,
+      `${path}.key must be a KeyObject, PEM string or Buffer, got ${describeValue(raw)}`,
+    );
+  const material = typeof raw === 'string' ? raw : Buffer.from(bytesOf(raw, `${path}.key`));
+  try {
+    return signing ? createPrivateKey(material) : createPublicKey(material);
+  } catch (err) {
+    throw new TensorVaultError(
+      ErrorCode.INVALID_ARGUMENT,
+      `${path}.key is not ${signing ? 'a private' : 'a'} key Node can read (PEM or DER): ${(err as Error).message}`,
+      { argument: `${path}.key` },
+      { cause: err },
+    );
+  }
+}
+
+function checkManifest(m: unknown): asserts m is BackupManifest {
+  if (typeof m !== 'object' || m === null || Array.isArray(m))
+    throw invalidArgument('manifest', `manifest must be an object, got ${describeValue(m)}`);
+}
+
 /** Return a copy of `m` signed with `key`. */
 export function signManifest(m: BackupManifest, key: ManifestKey): BackupManifest {
+  checkManifest(m);
+  const loaded = checkManifestKey(key, 'key', true);
   const { signature: _s, ...rest } = m;
   const data = signedBytes(rest as BackupManifest);
   if (key.type === 'hmac-sha256') {
@@ -94,8 +146,8 @@ export function signManifest(m: BackupManifest, key: ManifestKey): BackupManifes
       },
     } as BackupManifest;
   }
-  const priv = key.key instanceof KeyObject ? key.key : createPrivateKey(key.key);
-  if (priv.asymmetricKeyType !== 'ed25519')
+  const priv = loaded as KeyObject;
+  if (priv.type !== 'private' || priv.asymmetricKeyType !== 'ed25519')
     throw invalidArgument('key', 'the signing key is not an Ed25519 key');
   return {
     ...rest,
@@ -112,6 +164,8 @@ export function signManifest(m: BackupManifest, key: ManifestKey): BackupManifes
  * signed with another algorithm, or the signature does not verify.
  */
 export function verifyManifestSignature(m: BackupManifest, key: ManifestKey): void {
+  checkManifest(m);
+  const loaded = checkManifestKey(key, 'key', false);
   const sig = m.signature;
   if (sig === undefined)
     throw new TensorVaultError(ErrorCode.SIGNATURE_INVALID, 'the manifest is not signed');
@@ -129,8 +183,8 @@ export function verifyManifestSignature(m: BackupManifest, key: ManifestKey): vo
     const want = hmacSha256(key.key, data);
     ok = value.length === want.length && timingSafeEqual(value, want);
   } else {
-    const k = key.key;
-    const pub = k instanceof KeyObject ? (k.type === 'private' ? createPublicKey(k) : k) : createPublicKey(k);
+    const k = loaded as KeyObject;
+    const pub = k.type === 'private' ? createPublicKey(k) : k;
     ok = value.length === 64 && verify(null, data, pub, value);
   }
   if (!ok) throw new TensorVaultError(ErrorCode.SIGNATURE_INVALID, 'the manifest signature does not verify');

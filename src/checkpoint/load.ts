@@ -30,7 +30,7 @@ import { sha256 } from '../hash/index';
 import { tempName } from '../io/atomic';
 import { fsyncDir, ioError } from '../io/fs';
 import type { JobOptions } from '../job';
-import type { Dtype } from '../safetensors/dtype';
+import { type Dtype, isDtype } from '../safetensors/dtype';
 import { openSafetensors, type SafetensorsFile, type Tensor, type TensorInfo } from '../safetensors/reader';
 import { lockSet, prepareRead, publish } from './commit';
 import { CheckpointMismatchError, type CheckpointMismatches, TensorDamagedError } from './errors';
@@ -904,8 +904,38 @@ function checkOptions(options: LoadCheckpointOptions): {
   if (requireHmac && key === undefined) {
     throw invalidArgument('requireHmac', 'requireHmac needs a key (hmacKey or PYFOLDS_CHECKPOINT_HMAC_KEY)');
   }
-  if (options.expect !== undefined && (typeof options.expect !== 'object' || options.expect === null)) {
-    throw invalidArgument('expect', 'expect must map tensor names to { dtype, shape }');
+  if (options.expect !== undefined) {
+    if (typeof options.expect !== 'object' || options.expect === null || Array.isArray(options.expect)) {
+      throw invalidArgument('expect', 'expect must map tensor names to { dtype, shape }');
+    }
+    for (const [name, want] of Object.entries(options.expect)) {
+      if (typeof want !== 'object' || want === null) {
+        throw invalidArgument(`expect.${name}`, `expect[${JSON.stringify(name)}] must be { dtype?, shape? }`);
+      }
+      if (want.dtype !== undefined && !isDtype(want.dtype)) {
+        throw invalidArgument(
+          `expect.${name}.dtype`,
+          `expect[${JSON.stringify(name)}].dtype is not a safetensors dtype`,
+        );
+      }
+      if (
+        want.shape !== undefined &&
+        (!Array.isArray(want.shape) || !want.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      ) {
+        throw invalidArgument(
+          `expect.${name}.shape`,
+          `expect[${JSON.stringify(name)}].shape must be an array of non-negative integers`,
+        );
+      }
+    }
+  }
+  for (const k of ['strict', 'repair', 'requireHmac'] as const) {
+    if (options[k] !== undefined && typeof options[k] !== 'boolean') {
+      throw invalidArgument(k, `${k} must be a boolean`);
+    }
+  }
+  if (options.expectedVersion !== undefined && typeof options.expectedVersion !== 'string') {
+    throw invalidArgument('expectedVersion', 'expectedVersion must be a string');
   }
   return { mode, key, requireHmac };
 }
@@ -1215,6 +1245,11 @@ export interface LoadSecureOptions
  * (`TV_CHECKPOINT_UNSAFE_MANIFEST`) unless `allowOutsideFolder` / `allowMissingHash` say otherwise.
  */
 export async function loadSecure(manifestPath: string, options: LoadSecureOptions = {}): Promise<Checkpoint> {
+  if (typeof manifestPath !== 'string' || manifestPath.length === 0) {
+    throw invalidArgument('manifestPath', 'manifestPath must be a non-empty string');
+  }
+  if (typeof options !== 'object' || options === null)
+    throw invalidArgument('options', 'options must be an object');
   const { key, requireHmac } = checkOptions({ ...options, verify: 'full' });
   const doc = readJson(manifestPath);
   const wf = doc.weight_file;

@@ -65,6 +65,9 @@ export class CheckpointManager {
   constructor(dir: string, options: CheckpointManagerOptions = {}) {
     if (typeof dir !== 'string' || dir.length === 0)
       throw invalidArgument('dir', 'dir must be a non-empty string');
+    if (typeof options !== 'object' || options === null) {
+      throw invalidArgument('options', 'options must be an object');
+    }
     const int = (v: unknown, name: string, dflt: number): number => {
       if (v === undefined) return dflt;
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {

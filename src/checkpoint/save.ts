@@ -364,6 +364,9 @@ export async function saveCheckpoint(
   if (options.version !== undefined && typeof options.version !== 'string') {
     throw invalidArgument('version', 'version must be a string');
   }
+  if (options.gitHash !== undefined && typeof options.gitHash !== 'string') {
+    throw invalidArgument('gitHash', 'gitHash must be a string');
+  }
   const user = checkJsonObject(options.metadata, 'metadata');
   const config = checkJsonObject(options.config, 'config');
   const { signal } = options;

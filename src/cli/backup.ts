@@ -1,11 +1,11 @@
 /**
  * `tensorvault backup create|verify|restore`: cold backups of an event log.
  */
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createBackup } from '../backup/create';
 import type { ManifestKey } from '../backup/manifest';
 import { type BackupReadOptions, restoreBackup, verifyBackup } from '../backup/restore';
-import { TensorVaultError } from '../errors';
 import type { Progress } from '../job';
 import {
   ExitCode,
@@ -19,7 +19,6 @@ import {
 } from './common';
 
 /** Exit code when a restore refuses to replace an existing (or locked) event log. */
-export const EXIT_REFUSED = 4;
 
 export const usage = `tensorvault backup <create|verify|restore> ...
 
@@ -68,11 +67,22 @@ function manifestKey(values: Map<string, string>, signing: boolean): ManifestKey
   const hmac = values.get('hmac-key-file');
   if (pem !== undefined && hmac !== undefined) throw new UsageError('give one key, not both');
   if (pem !== undefined) {
+    let key: Buffer;
     try {
-      return { type: 'ed25519', key: readFileSync(pem) };
+      key = readFileSync(pem);
     } catch (err) {
       throw new UsageError(`cannot read ${pem}: ${(err as Error).message}`);
     }
+    const option = signing ? '--sign-key' : '--public-key';
+    try {
+      const k = signing ? createPrivateKey(key) : createPublicKey(key);
+      if (k.asymmetricKeyType !== 'ed25519') throw new Error(`a ${k.asymmetricKeyType} key`);
+    } catch (err) {
+      throw new UsageError(
+        `${option} ${pem}: not an Ed25519 ${signing ? 'private' : 'public'} key in PEM (${(err as Error).message})`,
+      );
+    }
+    return { type: 'ed25519', key };
   }
   if (hmac !== undefined) return { type: 'hmac-sha256', key: keyBytes(hmac, '--hmac-key-file') };
   return undefined;
@@ -111,93 +121,54 @@ export async function run(argv: readonly string[]): Promise<number> {
     return sub === undefined ? ExitCode.USAGE : ExitCode.OK;
   }
   const common = ['manifest', 'public-key', 'hmac-key-file', 'encrypt-key-file'];
-  try {
-    if (sub === 'create') return await create(rest);
-    if (sub === 'verify') {
-      const a = parseArgs(rest, ['read-data', 'require-signature', 'json', 'help'], common);
-      if (a.flags.has('help')) {
-        out(usage);
-        return ExitCode.OK;
-      }
-      if (a.positionals.length !== 1) throw new UsageError('backup verify takes one archive');
-      const archive = a.positionals[0] as string;
-      const bar = progressBar('verifying', 0);
-      const r = await verifyBackup(archive, {
-        readData: a.flags.has('read-data'),
-        ...readOptions(a, bar.onProgress),
-      }).finally(bar.done);
-      if (a.flags.has('json')) out(`${JSON.stringify(r)}\n`);
-      else {
-        out(`manifest: ${r.manifestSource}; signature: ${r.signature}; archive sha256: ${r.archiveHash}\n`);
-        for (const e of r.entries)
-          out(
-            `  ${e.status === 'ok' || e.status === 'unchecked' ? 'ok  ' : 'FAIL'} ${e.path} (${e.status})\n`,
-          );
-        if (r.chain)
-          out(
-            `chain: ${r.chain.valid ? `valid (${r.chain.totalEvents} events)` : `INVALID: ${r.chain.reason}`}\n`,
-          );
-        out(r.ok ? 'backup OK\n' : `backup FAILED:\n${r.problems.map((p) => `  - ${p}\n`).join('')}`);
-      }
-      return r.ok ? ExitCode.OK : ExitCode.UNREPAIRABLE;
+  if (sub === 'create') return await create(rest);
+  if (sub === 'verify') {
+    const a = parseArgs(rest, ['read-data', 'require-signature', 'json'], common);
+    if (a.positionals.length !== 1) throw new UsageError('backup verify takes one archive');
+    const archive = a.positionals[0] as string;
+    const bar = progressBar('verifying', 0);
+    const r = await verifyBackup(archive, {
+      readData: a.flags.has('read-data'),
+      ...readOptions(a, bar.onProgress),
+    }).finally(bar.done);
+    if (a.flags.has('json')) out(`${JSON.stringify(r)}\n`);
+    else {
+      out(`manifest: ${r.manifestSource}; signature: ${r.signature}; archive sha256: ${r.archiveHash}\n`);
+      for (const e of r.entries)
+        out(`  ${e.status === 'ok' || e.status === 'unchecked' ? 'ok  ' : 'FAIL'} ${e.path} (${e.status})\n`);
+      if (r.chain)
+        out(
+          `chain: ${r.chain.valid ? `valid (${r.chain.totalEvents} events)` : `INVALID: ${r.chain.reason}`}\n`,
+        );
+      out(r.ok ? 'backup OK\n' : `backup FAILED:\n${r.problems.map((p) => `  - ${p}\n`).join('')}`);
     }
-    if (sub === 'restore') {
-      const a = parseArgs(rest, ['overwrite', 'require-signature', 'json', 'help'], common);
-      if (a.flags.has('help')) {
-        out(usage);
-        return ExitCode.OK;
-      }
-      if (a.positionals.length !== 2)
-        throw new UsageError('backup restore takes an archive and a destination folder');
-      const [archive, dest] = a.positionals as [string, string];
-      const bar = progressBar('restoring', 0);
-      const r = await restoreBackup(archive, dest, {
-        overwrite: a.flags.has('overwrite'),
-        ...readOptions(a, bar.onProgress),
-      }).finally(bar.done);
-      if (a.flags.has('json')) out(`${JSON.stringify(r)}\n`);
-      else {
-        out(`[1/4] Manifest and archive checksum verified\n`);
-        out(`[2/4] Extracted ${r.files} file(s) into a private staging folder; every SHA-256 matches\n`);
-        out(`[3/4] Chain verified: ${r.totalEvents} events, last hash ${r.chain.head.hash ?? '-'}\n`);
-        out(`[4/4] Restored into ${r.destDir}${r.replaced ? ' (previous log replaced)' : ''}\n`);
-        for (const w of r.warnings) out(`  note: ${w}\n`);
-      }
-      return ExitCode.OK;
+    return r.ok ? ExitCode.OK : ExitCode.UNREPAIRABLE;
+  }
+  if (sub === 'restore') {
+    const a = parseArgs(rest, ['overwrite', 'require-signature', 'json'], common);
+    if (a.positionals.length !== 2)
+      throw new UsageError('backup restore takes an archive and a destination folder');
+    const [archive, dest] = a.positionals as [string, string];
+    const bar = progressBar('restoring', 0);
+    const r = await restoreBackup(archive, dest, {
+      overwrite: a.flags.has('overwrite'),
+      ...readOptions(a, bar.onProgress),
+    }).finally(bar.done);
+    if (a.flags.has('json')) out(`${JSON.stringify(r)}\n`);
+    else {
+      out(`[1/4] Manifest and archive checksum verified\n`);
+      out(`[2/4] Extracted ${r.files} file(s) into a private staging folder; every SHA-256 matches\n`);
+      out(`[3/4] Chain verified: ${r.totalEvents} events, last hash ${r.chain.head.hash ?? '-'}\n`);
+      out(`[4/4] Restored into ${r.destDir}${r.replaced ? ' (previous log replaced)' : ''}\n`);
+      for (const w of r.warnings) out(`  note: ${w}\n`);
     }
-  } catch (err) {
-    if (err instanceof TensorVaultError) {
-      process.stderr.write(`tensorvault: ${err.message} [${err.code}]\n`);
-      switch (err.code) {
-        case 'TV_EXISTS':
-        case 'TV_LOCKED':
-          return EXIT_REFUSED;
-        case 'TV_CHECKSUM_MISMATCH':
-        case 'TV_CHAIN_INVALID':
-        case 'TV_UNSAFE_ARCHIVE':
-        case 'TV_BUDGET_EXCEEDED':
-        case 'TV_SIGNATURE_INVALID':
-        case 'TV_CORRUPT':
-          return ExitCode.UNREPAIRABLE;
-        default:
-          throw err;
-      }
-    }
-    throw err;
+    return ExitCode.OK;
   }
   throw new UsageError(`unknown backup command '${sub}' (create, verify or restore)`);
 }
 
 async function create(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(
-    argv,
-    ['json', 'help'],
-    ['sign-key', 'hmac-key-file', 'encrypt-key-file', 'level', 'threads'],
-  );
-  if (a.flags.has('help')) {
-    out(usage);
-    return ExitCode.OK;
-  }
+  const a = parseArgs(argv, ['json'], ['sign-key', 'hmac-key-file', 'encrypt-key-file', 'level', 'threads']);
   if (a.positionals.length !== 2)
     throw new UsageError('backup create takes a data folder and an output folder');
   const [dataDir, outDir] = a.positionals as [string, string];

@@ -1,7 +1,7 @@
 /**
  * `tensorvault bench ecc [--k 10,16 --m 4,2 --shard-size 64k,1M --threads 1,2] [--json] [--svg FILE]`:
  * encode / reconstruct / verify throughput of the erasure codec over a matrix of configurations,
- * printed as a table and drawn as an SVG bar chart.
+ * printed as a table and, with `--svg FILE`, drawn as an SVG bar chart.
  */
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -17,8 +17,7 @@ export const usage = `tensorvault bench ecc [options]
   --threads LIST     thread counts (default 1 and all cores)
   --round-ms N       minimum length of one timed round (default 200)
   --kernel NAME      avx512-gfni, avx2, ssse3 or portable (default: the fastest this CPU runs)
-  --svg FILE         write a bar chart (default ecc-bench.svg; --no-svg to skip)
-  --no-svg           do not write the chart
+  --svg FILE         also write a bar chart to FILE (none unless asked for)
   --json             machine-readable output
 
   Columns: encode; reconstruct with 1 and with m data shards lost; verify (SHA-256 and BLAKE3 of the data: the
@@ -99,13 +98,9 @@ export function svgChart(rows: readonly Row[]): string {
 export async function run(argv: readonly string[]): Promise<number> {
   const args = parseArgs(
     argv,
-    ['json', 'help', 'no-svg'],
+    ['json', 'no-svg'],
     ['codes', 'shard-size', 'threads', 'round-ms', 'svg', 'kernel'],
   );
-  if (args.flags.has('help')) {
-    process.stdout.write(usage);
-    return ExitCode.OK;
-  }
   if (args.positionals.length !== 1 || args.positionals[0] !== 'ecc') {
     throw new UsageError("bench takes one topic: 'ecc'");
   }
@@ -150,7 +145,8 @@ export async function run(argv: readonly string[]): Promise<number> {
       }
     }
   }
-  const svg = args.flags.has('no-svg') ? undefined : (args.values.get('svg') ?? 'ecc-bench.svg');
+  // A chart only when asked for, where asked (`--no-svg` is still accepted: it is now the default).
+  const svg = args.flags.has('no-svg') ? undefined : args.values.get('svg');
   if (svg !== undefined) writeFileSync(svg, svgChart(rows));
   if (json) process.stdout.write(`${JSON.stringify({ kernel: rows[0]?.kernel, rows, svg: svg ?? null })}\n`);
   else

@@ -14,8 +14,7 @@ import {
 } from '../checkpoint/load';
 import { CheckpointManager } from '../checkpoint/manager';
 import { saveCheckpoint } from '../checkpoint/save';
-import { TensorVaultError } from '../errors';
-import { ExitCode, formatBytes, interruptSignal, parseArgs, progressBar, UsageError } from './common';
+import { ExitCode, formatBytes, interruptSignal, output, parseArgs, progressBar, UsageError } from './common';
 
 const usage = `tensorvault checkpoint <command> [options]
 
@@ -30,15 +29,9 @@ const usage = `tensorvault checkpoint <command> [options]
   The HMAC key, when the checkpoint is keyed, comes from PYFOLDS_CHECKPOINT_HMAC_KEY.
 
 Exit codes: 0 intact (or repaired), 1 damage found but repairable (verify), 2 damage not
-            repairable, 3 bad command line, 6 I/O error, 7 internal error, 130 interrupted.
+            repairable or verification failed, 3 bad command line, 5 invalid checkpoint (malformed
+            sidecar, unsafe manifest), 6 I/O error, 7 internal error, 130 interrupted.
 `;
-
-const DAMAGE_CODES = new Set([
-  'TV_CHECKPOINT_INTEGRITY',
-  'TV_CHECKPOINT_TENSOR_DAMAGED',
-  'TV_ECC_UNREPAIRABLE',
-  'TV_ECC_REPAIR_FAILED',
-]);
 
 function out(json: boolean, value: unknown, text: string): void {
   process.stdout.write(json ? `${JSON.stringify(value)}\n` : text);
@@ -64,111 +57,94 @@ async function run(argv: readonly string[]): Promise<number> {
     process.stdout.write(usage);
     return verb === undefined ? ExitCode.USAGE : ExitCode.OK;
   }
-  const args = parseArgs(rest, ['json', 'help'], ['layout', 'out', 'ecc']);
-  if (args.flags.has('help')) {
-    process.stdout.write(usage);
-    return ExitCode.OK;
-  }
-  const json = args.flags.has('json');
+  // -h/--help throws HelpRequested (the usage is printed by main.ts); errors go to reportError.
+  const args = parseArgs(rest, [], ['layout', 'out', 'ecc']);
+  const json = output.json;
   const signal = interruptSignal();
-  try {
-    switch (verb) {
-      case 'inspect': {
-        const file = oneFile(args.positionals, verb);
-        const c = await loadCheckpoint(file, { verify: 'none', signal });
-        const infos = c.names.map((n) => c.info(n));
-        c.close();
-        const value = {
-          path: c.path,
-          layout: c.layout,
-          version: c.version,
-          metadata: c.metadata,
-          report: c.report,
-          tensors: infos,
-        };
-        let text = `${c.path}: ${c.layout} checkpoint, version ${c.version ?? '(none)'}, hash ${c.report.hashKind}, seal ${c.report.seal}\n`;
-        text += `  metadata: ${JSON.stringify(c.metadata)}\n`;
-        for (const t of infos)
-          text += `  ${t.name.padEnd(30)} ${t.dtype.padEnd(8)} [${t.shape.join(', ')}] ${formatBytes(t.byteLength)}\n`;
-        out(json, value, text);
-        return ExitCode.OK;
-      }
-      case 'verify': {
-        const file = oneFile(args.positionals, verb);
-        const bar = progressBar('verifying');
-        const r = await verifyCheckpoint(file, {
-          signal,
-          ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
-        }).finally(bar.done);
-        out(json, r, describeReport(r));
-        return r.status === 'intact'
-          ? ExitCode.OK
-          : r.status === 'repairable'
-            ? ExitCode.REPAIRABLE
-            : ExitCode.UNREPAIRABLE;
-      }
-      case 'repair': {
-        const file = oneFile(args.positionals, verb);
-        const bar = progressBar('repairing');
-        const r = await repairCheckpoint(file, {
-          signal,
-          ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
-        }).finally(bar.done);
-        out(json, r, r.status === 'intact' ? `${r.path}: intact, nothing to repair\n` : describeReport(r));
-        return ExitCode.OK;
-      }
-      case 'convert': {
-        const file = oneFile(args.positionals, verb);
-        const layout = args.values.get('layout');
-        if (layout === undefined || !LAYOUTS.includes(layout as CheckpointLayout)) {
-          throw new UsageError(`--layout must be one of ${LAYOUTS.join(', ')}`);
-        }
-        const dest = args.values.get('out') ?? file;
-        const c = await loadCheckpoint(file, { verify: 'full', signal });
-        try {
-          const tensors = await c.tensors();
-          const ecc = args.values.get('ecc');
-          const r = await saveCheckpoint(
-            dest,
-            [...tensors].map(
-              ([name, t]) => [name, { dtype: t.dtype, shape: t.shape, data: t.bytes }] as const,
-            ),
-            {
-              layout: layout as CheckpointLayout,
-              metadata: c.metadata as Record<string, unknown>,
-              signal,
-              ...(ecc !== undefined ? { ecc } : {}),
-            },
-          );
-          out(json, r, `converted ${file} (${c.layout}) → ${r.path} (${r.layout}, parity ${r.ecc})\n`);
-        } finally {
-          c.close();
-        }
-        return ExitCode.OK;
-      }
-      case 'ls': {
-        if (args.positionals.length !== 1) throw new UsageError('checkpoint ls takes one run folder');
-        const m = new CheckpointManager(args.positionals[0] as string);
-        const list = m.list().map((c) => ({ ...c, byteLength: statSync(c.path).size }));
-        let text = '';
-        for (const c of list)
-          text += `  step ${String(c.step).padStart(9)}  ${formatBytes(c.byteLength).padStart(10)}  ${JSON.stringify(c.metrics)}  ${c.path}\n`;
-        out(json, list, text || '  (no checkpoints)\n');
-        return ExitCode.OK;
-      }
-      default:
-        throw new UsageError(`unknown checkpoint command '${verb}'`);
+  switch (verb) {
+    case 'inspect': {
+      const file = oneFile(args.positionals, verb);
+      const c = await loadCheckpoint(file, { verify: 'none', signal });
+      const infos = c.names.map((n) => c.info(n));
+      c.close();
+      const value = {
+        path: c.path,
+        layout: c.layout,
+        version: c.version,
+        metadata: c.metadata,
+        report: c.report,
+        tensors: infos,
+      };
+      let text = `${c.path}: ${c.layout} checkpoint, version ${c.version ?? '(none)'}, hash ${c.report.hashKind}, seal ${c.report.seal}\n`;
+      text += `  metadata: ${JSON.stringify(c.metadata)}\n`;
+      for (const t of infos)
+        text += `  ${t.name.padEnd(30)} ${t.dtype.padEnd(8)} [${t.shape.join(', ')}] ${formatBytes(t.byteLength)}\n`;
+      out(json, value, text);
+      return ExitCode.OK;
     }
-  } catch (err) {
-    if (err instanceof TensorVaultError && DAMAGE_CODES.has(err.code)) {
-      process.stderr.write(`tensorvault: ${err.message} [${err.code}]\n`);
-      if (json)
-        process.stdout.write(
-          `${JSON.stringify({ error: err.code, message: err.message, context: err.context })}\n`,
+    case 'verify': {
+      const file = oneFile(args.positionals, verb);
+      const bar = progressBar('verifying');
+      const r = await verifyCheckpoint(file, {
+        signal,
+        ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
+      }).finally(bar.done);
+      out(json, r, describeReport(r));
+      return r.status === 'intact'
+        ? ExitCode.OK
+        : r.status === 'repairable'
+          ? ExitCode.REPAIRABLE
+          : ExitCode.UNREPAIRABLE;
+    }
+    case 'repair': {
+      const file = oneFile(args.positionals, verb);
+      const bar = progressBar('repairing');
+      const r = await repairCheckpoint(file, {
+        signal,
+        ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
+      }).finally(bar.done);
+      out(json, r, r.status === 'intact' ? `${r.path}: intact, nothing to repair\n` : describeReport(r));
+      return ExitCode.OK;
+    }
+    case 'convert': {
+      const file = oneFile(args.positionals, verb);
+      const layout = args.values.get('layout');
+      if (layout === undefined || !LAYOUTS.includes(layout as CheckpointLayout)) {
+        throw new UsageError(`--layout must be one of ${LAYOUTS.join(', ')}`);
+      }
+      const dest = args.values.get('out') ?? file;
+      const c = await loadCheckpoint(file, { verify: 'full', signal });
+      try {
+        const tensors = await c.tensors();
+        const ecc = args.values.get('ecc');
+        const r = await saveCheckpoint(
+          dest,
+          [...tensors].map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, data: t.bytes }] as const),
+          {
+            layout: layout as CheckpointLayout,
+            metadata: c.metadata as Record<string, unknown>,
+            signal,
+            ...(ecc !== undefined ? { ecc } : {}),
+          },
         );
-      return ExitCode.UNREPAIRABLE;
+        out(json, r, `converted ${file} (${c.layout}) → ${r.path} (${r.layout}, parity ${r.ecc})\n`);
+      } finally {
+        c.close();
+      }
+      return ExitCode.OK;
     }
-    throw err;
+    case 'ls': {
+      if (args.positionals.length !== 1) throw new UsageError('checkpoint ls takes one run folder');
+      const m = new CheckpointManager(args.positionals[0] as string);
+      const list = m.list().map((c) => ({ ...c, byteLength: statSync(c.path).size }));
+      let text = '';
+      for (const c of list)
+        text += `  step ${String(c.step).padStart(9)}  ${formatBytes(c.byteLength).padStart(10)}  ${JSON.stringify(c.metrics)}  ${c.path}\n`;
+      out(json, list, text || '  (no checkpoints)\n');
+      return ExitCode.OK;
+    }
+    default:
+      throw new UsageError(`unknown checkpoint command '${verb}'`);
   }
 }
 

@@ -2,26 +2,104 @@
  * Shared pieces of the `tensorvault` command: exit codes, a small argument parser, a progress bar and
  * error reporting.
  */
+import { parseArgs as nodeParseArgs } from 'node:util';
 import { TensorVaultError } from '../errors';
 import type { Progress } from '../job';
 
 /**
- * Exit codes, par2-style (documented in the README): 0 success, 1 damage found but repairable,
- * 2 damage not repairable, 3 bad command line, 6 file I/O error, 7 internal error, 130 interrupted.
+ * Exit codes, one table for every command (README "Command line"; a test keeps the two in step).
+ * par2-style at the bottom: 1 and 2 say what a check found.
  */
 export const ExitCode = {
+  /** Success (for a check: intact, or repaired). */
   OK: 0,
+  /** A check found damage that can be repaired (for `hash --check`: a checksum did not match). */
   REPAIRABLE: 1,
+  /** A check found damage that cannot be repaired, or verification failed (checksum, chain, signature). */
   UNREPAIRABLE: 2,
+  /** Bad command line or argument. */
   USAGE: 3,
+  /** Refused to touch something: locked by another writer, or the destination exists (`--overwrite`). */
+  REFUSED: 4,
+  /** The input is not a valid file of its kind: malformed, structurally corrupt, hostile. */
+  INVALID_INPUT: 5,
+  /** File I/O error: missing, a folder, not a regular file, permission, changed while read, disk full. */
   IO: 6,
+  /** Internal error (a bug) or the native addon is unavailable. */
   INTERNAL: 7,
+  /** Interrupted (Ctrl-C, SIGTERM). */
   INTERRUPTED: 130,
 } as const;
+
+/** The exit code of an error code (every `TV_…` code has one; a test checks that none falls through). */
+export function exitCodeOf(code: string): number {
+  switch (code) {
+    case 'TV_ABORTED':
+      return ExitCode.INTERRUPTED;
+    case 'TV_INVALID_ARGUMENT':
+    case 'TV_HASH_FINALIZED':
+    case 'TV_CLOSED':
+    case 'TV_MISSING_PEER':
+      return ExitCode.USAGE;
+    case 'TV_ECC_UNREPAIRABLE':
+    case 'TV_ECC_SIDECAR_CORRUPT':
+    case 'TV_ECC_REPAIR_FAILED':
+    case 'TV_ECC_UNCORRECTABLE':
+    case 'TV_CHAIN_INVALID':
+    case 'TV_CHECKSUM_MISMATCH':
+    case 'TV_SIGNATURE_INVALID':
+    case 'TV_CHECKPOINT_INTEGRITY':
+    case 'TV_CHECKPOINT_TENSOR_DAMAGED':
+    case 'TV_CHECKPOINT_HMAC_REQUIRED':
+      return ExitCode.UNREPAIRABLE;
+    case 'TV_CORRUPT':
+    case 'TV_UNSAFE_ARCHIVE':
+    case 'TV_BUDGET_EXCEEDED':
+    case 'TV_SAFETENSORS_INVALID':
+    case 'TV_TENSOR_NOT_FOUND':
+    case 'TV_TENSOR_TOO_LARGE':
+    case 'TV_TENSOR_SIZE_MISMATCH':
+    case 'TV_ECC_UNKNOWN_PROTECTION':
+    case 'TV_ECC_UNKNOWN_CODEC':
+    case 'TV_ECC_PARITY_LENGTH':
+    case 'TV_ECC_INVALID_LENGTH':
+    case 'TV_CHECKPOINT_INVALID':
+    case 'TV_CHECKPOINT_UNSAFE_MANIFEST':
+    case 'TV_CHECKPOINT_MISMATCH':
+    case 'TV_CHECKPOINT_VERSION':
+      return ExitCode.INVALID_INPUT;
+    case 'TV_LOCKED':
+    case 'TV_EXISTS':
+    case 'TV_RESTORE_INCOMPLETE':
+      return ExitCode.REFUSED;
+    case 'TV_INTERNAL':
+    case 'TV_NATIVE_UNAVAILABLE':
+    case 'TV_EXTERNAL_BUFFERS_UNAVAILABLE':
+      return ExitCode.INTERNAL;
+    default:
+      // TV_NOT_FOUND, TV_PERMISSION_DENIED, TV_IS_DIRECTORY, TV_NOT_A_FILE, TV_FILE_CHANGED, TV_IO,
+      // TV_SOURCE_FAILED (a caller's data source failed to deliver), and codes added later until they are
+      // placed above (a test lists the ones that may land here).
+      return ExitCode.IO;
+  }
+}
 
 /** A command-line usage error (exit code 3). */
 export class UsageError extends Error {
   override name = 'UsageError';
+}
+
+/** `-h` / `--help` was given: print the command's usage and exit 0. Thrown by {@link parseArgs}. */
+export class HelpRequested extends Error {
+  override name = 'HelpRequested';
+}
+
+/** Output settings every command shares, from `--json` and `--quiet` anywhere on the command line. */
+export const output = { json: false, quiet: false };
+
+/** A note on stderr (timing, hints); silenced by `--quiet`. Errors never go through here. */
+export function note(text: string): void {
+  if (!output.quiet) process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
 /** Parsed arguments: positionals and `--flag` / `--key value` / `--key=value` options. */
@@ -31,33 +109,39 @@ export interface ParsedArgs {
   values: Map<string, string>;
 }
 
+/** Short forms every command knows. */
+const SHORT: Readonly<Record<string, string>> = { help: 'h', quiet: 'q' };
+
 /**
- * Parse `argv` against the known boolean `flags` and valued `options`; unknown options are a
- * {@link UsageError}.
+ * Parse `argv` with Node's `util.parseArgs` (strict: an unknown option, a missing value or a value
+ * given to a flag is a {@link UsageError}) against the boolean `flags` and valued `options`. Every
+ * command also takes `-h`/`--help` (throws {@link HelpRequested}), `-q`/`--quiet` and `--json`.
  */
 export function parseArgs(
   argv: readonly string[],
   flags: readonly string[],
   options: readonly string[],
 ): ParsedArgs {
-  const out: ParsedArgs = { positionals: [], flags: new Set(), values: new Map() };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (arg === '--') {
-      out.positionals.push(...argv.slice(i + 1));
-      break;
-    }
-    if (arg.startsWith('--')) {
-      const eq = arg.indexOf('=');
-      const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-      if (flags.includes(name) && eq === -1) out.flags.add(name);
-      else if (options.includes(name)) {
-        const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
-        if (value === undefined) throw new UsageError(`--${name} needs a value`);
-        out.values.set(name, value);
-      } else throw new UsageError(`unknown option ${arg}`);
-    } else out.positionals.push(arg);
+  const spec: Record<string, { type: 'boolean' | 'string'; short?: string }> = {};
+  for (const f of new Set([...flags, 'help', 'quiet', 'json'])) {
+    spec[f] = { type: 'boolean', ...(SHORT[f] !== undefined ? { short: SHORT[f] } : {}) };
   }
+  for (const o of options) spec[o] = { type: 'string' };
+  let parsed: ReturnType<typeof nodeParseArgs>;
+  try {
+    parsed = nodeParseArgs({ args: [...argv], options: spec, allowPositionals: true, strict: true });
+  } catch (err) {
+    if (argv.some((a) => a === '-h' || a === '--help')) throw new HelpRequested();
+    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+  }
+  const out: ParsedArgs = { positionals: [...parsed.positionals], flags: new Set(), values: new Map() };
+  for (const [k, v] of Object.entries(parsed.values)) {
+    if (v === true) out.flags.add(k);
+    else if (typeof v === 'string') out.values.set(k, v);
+  }
+  if (out.flags.has('help')) throw new HelpRequested();
+  if (out.flags.has('quiet')) output.quiet = true;
+  if (out.flags.has('json')) output.json = true;
   return out;
 }
 
@@ -99,20 +183,15 @@ export function progressBar(
   done: () => void;
 } {
   const tty = process.stderr.isTTY === true;
-  if (!tty) return { onProgress: undefined, done: () => {} };
+  if (!tty || output.quiet) return { onProgress: undefined, done: () => {} };
   const start = performance.now();
   let shown = false;
   return {
     onProgress: (p) => {
       if (p.bytesTotal < minBytes) return;
       const frac = p.bytesTotal > 0 ? Math.min(1, p.bytesDone / p.bytesTotal) : 0;
-      const width = 30;
-      const filled = Math.round(frac * width);
       const secs = (performance.now() - start) / 1000;
-      const bar = `${'#'.repeat(filled)}${'.'.repeat(width - filled)}`;
-      process.stderr.write(
-        `\r${label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(p.bytesDone)} ${formatRate(p.bytesDone, secs)}  `,
-      );
+      process.stderr.write(`\r${progressLine(label, frac, p.bytesDone, secs, process.stderr.columns ?? 80)}`);
       shown = true;
     },
     done: () => {
@@ -121,34 +200,54 @@ export function progressBar(
   };
 }
 
-/** Map an error to an exit code and print it to stderr. */
+/**
+ * One progress line, clamped to `columns` (the bar shrinks first, then the label is cut), so a narrow
+ * terminal never wraps it.
+ */
+export function progressLine(
+  label: string,
+  frac: number,
+  bytes: number,
+  secs: number,
+  columns: number,
+): string {
+  const tail = ` ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(bytes)} ${formatRate(bytes, secs)}`;
+  const room = Math.max(0, columns - 1 - tail.length);
+  const width = Math.max(0, Math.min(30, room - label.length - 3));
+  const filled = Math.round(frac * width);
+  const bar = width > 0 ? ` [${'#'.repeat(filled)}${'.'.repeat(width - filled)}]` : '';
+  return `${label.slice(0, Math.max(0, room - bar.length))}${bar}${tail}`.slice(0, Math.max(0, columns - 1));
+}
+
+/**
+ * Map an error to an exit code ({@link exitCodeOf}) and print it to stderr once: a line of text, or
+ * with `--json` one JSON object `{ "error": { "code", "message", "context" } }`.
+ */
 export function reportError(err: unknown): number {
+  let code: string;
+  let message: string;
+  let context: Record<string, unknown> = {};
+  let exit: number;
   if (err instanceof UsageError) {
-    process.stderr.write(`tensorvault: ${err.message}\nTry 'tensorvault --help'.\n`);
-    return ExitCode.USAGE;
+    [code, message, exit] = ['TV_USAGE', err.message, ExitCode.USAGE];
+  } else if (err instanceof TensorVaultError) {
+    [code, message, exit] = [err.code, err.message, exitCodeOf(err.code)];
+    context = err.context as Record<string, unknown>;
+  } else {
+    code = 'TV_INTERNAL';
+    message = `internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
+    exit = ExitCode.INTERNAL;
   }
-  if (err instanceof TensorVaultError) {
-    process.stderr.write(`tensorvault: ${err.message} [${err.code}]\n`);
-    switch (err.code) {
-      case 'TV_ABORTED':
-        return ExitCode.INTERRUPTED;
-      case 'TV_INVALID_ARGUMENT':
-        return ExitCode.USAGE;
-      case 'TV_ECC_UNREPAIRABLE':
-      case 'TV_ECC_SIDECAR_CORRUPT':
-      case 'TV_ECC_REPAIR_FAILED':
-        return ExitCode.UNREPAIRABLE;
-      case 'TV_INTERNAL':
-      case 'TV_NATIVE_UNAVAILABLE':
-        return ExitCode.INTERNAL;
-      default:
-        return ExitCode.IO;
-    }
+  if (output.json) {
+    process.stderr.write(`${JSON.stringify({ error: { code, message, context } })}\n`);
+  } else if (err instanceof UsageError) {
+    process.stderr.write(`tensorvault: ${message} [${code}]\nTry 'tensorvault --help'.\n`);
+  } else {
+    process.stderr.write(
+      `tensorvault: ${message}${code === 'TV_INTERNAL' && !(err instanceof TensorVaultError) ? '' : ` [${code}]`}\n`,
+    );
   }
-  process.stderr.write(
-    `tensorvault: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-  );
-  return ExitCode.INTERNAL;
+  return exit;
 }
 
 /** An AbortSignal that fires on SIGINT/SIGTERM, so long commands stop cleanly. */

@@ -11,7 +11,7 @@ export const usage = `tensorvault eventlog <verify|info> <dataDir> [options]
   info <dataDir>     format, segments, events, last event
   --json             machine-readable output
 
-Exit codes: 0 valid, 2 the chain does not verify, 3 bad command line, 6 I/O error.
+Exit codes: 0 valid, 2 the chain does not verify, 3 bad command line, 6 I/O error (README table).
 `;
 
 /** Run the `eventlog` verb; returns the exit code. */

@@ -1,60 +1,115 @@
 /**
- * `tensorvault hash <file> [--tree] [--chunk-size N] [--threads N] [--leaves] [--json]`
+ * `tensorvault hash <file>... [--tree] [--chunk-size N] [--threads N] [--leaves] [--json]`
+ * `tensorvault hash --check SUMS`
+ *
+ * Plain SHA-256 lines are sha256sum's (`<hex>  <file>`), so the output drops into existing scripts and
+ * `--check` reads what `sha256sum` writes.
  */
+import { readFileSync } from 'node:fs';
+import { TensorVaultError } from '../errors';
 import { hashFile } from '../hash/index';
 import {
   ExitCode,
   formatBytes,
   formatRate,
   interruptSignal,
+  note,
   parseArgs,
   parseSize,
   progressBar,
   UsageError,
 } from './common';
 
-export const usage = `tensorvault hash <file> [options]
+export const usage = `tensorvault hash <file>... [options]
+tensorvault hash --check SUMS
 
-  SHA-256 of a file, or its chunk tree root (docs/formats/chunk-tree.md).
+  SHA-256 of files, printed as sha256sum prints them (<hex>  <file>), or a file's chunk tree root
+  (docs/formats/chunk-tree.md, printed as <algorithm>:<hex>  <file>).
 
+  --check SUMS       read sha256sum lines from SUMS ('-' for stdin) and check each file: <file>: OK or
+                     <file>: FAILED; exit 1 if any does not match (sha256sum -c compatible)
   --tree             chunk tree instead of a plain SHA-256
   --chunk-size N     tree chunk size (power of two, 4k..1G; default 4M); implies --tree
   --threads N        threads for the tree (default: all cores)
   --leaves           also print each chunk's SHA-256; implies --tree
-  --json             machine-readable output
+  --json             one JSON object per file
+  -q, --quiet        no progress and no timing on stderr
 `;
+
+/** One line of a sha256sum file: `<64 hex> <space or *><name>` (text or binary mode). */
+export function parseSumLine(line: string): { digest: string; file: string } | undefined {
+  const m = /^([0-9a-fA-F]{64}) [ *](.+)$/.exec(line);
+  return m ? { digest: (m[1] as string).toLowerCase(), file: m[2] as string } : undefined;
+}
+
+async function check(sums: string): Promise<number> {
+  let text: string;
+  try {
+    text = readFileSync(sums === '-' ? 0 : sums, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--check: cannot read ${sums}: ${(err as Error).message}`);
+  }
+  let failed = 0;
+  let unreadable = 0;
+  let malformed = 0;
+  const signal = interruptSignal();
+  for (const line of text.split(/\r?\n/)) {
+    if (line.trim() === '') continue;
+    const entry = parseSumLine(line);
+    if (entry === undefined) {
+      malformed++;
+      continue;
+    }
+    try {
+      const r = await hashFile(entry.file, { signal });
+      const ok = r.digest === entry.digest;
+      if (!ok) failed++;
+      process.stdout.write(`${entry.file}: ${ok ? 'OK' : 'FAILED'}\n`);
+    } catch (err) {
+      if (err instanceof TensorVaultError && err.code === 'TV_ABORTED') throw err;
+      unreadable++;
+      process.stdout.write(`${entry.file}: FAILED open or read\n`);
+    }
+  }
+  if (malformed > 0) note(`tensorvault: WARNING: ${malformed} line(s) are improperly formatted`);
+  if (unreadable > 0) note(`tensorvault: WARNING: ${unreadable} listed file(s) could not be read`);
+  if (failed > 0) note(`tensorvault: WARNING: ${failed} computed checksum(s) did NOT match`);
+  return failed + unreadable > 0 ? ExitCode.REPAIRABLE : ExitCode.OK;
+}
 
 /** Run the `hash` verb; returns the exit code. */
 export async function run(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, ['tree', 'leaves', 'json', 'help'], ['chunk-size', 'threads']);
-  if (args.flags.has('help')) {
-    process.stdout.write(usage);
-    return ExitCode.OK;
+  const args = parseArgs(argv, ['tree', 'leaves', 'json'], ['chunk-size', 'threads', 'check']);
+  const sums = args.values.get('check');
+  if (sums !== undefined) {
+    if (args.positionals.length > 0) throw new UsageError('hash --check takes no file arguments');
+    return check(sums);
   }
-  if (args.positionals.length !== 1) throw new UsageError('hash takes exactly one file');
-  const file = args.positionals[0] as string;
+  if (args.positionals.length === 0) throw new UsageError('hash needs at least one file');
   const chunk = args.values.get('chunk-size');
   const threads = args.values.get('threads');
   const tree = args.flags.has('tree') || args.flags.has('leaves') || chunk !== undefined;
-  const bar = progressBar('hashing');
-  const started = performance.now();
-  const result = await hashFile(file, {
-    tree,
-    leaves: args.flags.has('leaves'),
-    signal: interruptSignal(),
-    ...(chunk !== undefined ? { chunkSize: parseSize(chunk, 'chunk-size') } : {}),
-    ...(threads !== undefined ? { threads: Number(threads) } : {}),
-    ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
-  }).finally(bar.done);
-  const seconds = (performance.now() - started) / 1000;
-  if (args.flags.has('json')) {
-    process.stdout.write(`${JSON.stringify({ file, ...result, seconds })}\n`);
-  } else {
-    process.stdout.write(`${result.algorithm}:${result.digest}  ${file}\n`);
+  const signal = interruptSignal();
+  for (const file of args.positionals) {
+    const bar = progressBar('hashing');
+    const started = performance.now();
+    const result = await hashFile(file, {
+      tree,
+      leaves: args.flags.has('leaves'),
+      signal,
+      ...(chunk !== undefined ? { chunkSize: parseSize(chunk, 'chunk-size') } : {}),
+      ...(threads !== undefined ? { threads: Number(threads) } : {}),
+      ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
+    }).finally(bar.done);
+    const seconds = (performance.now() - started) / 1000;
+    if (args.flags.has('json')) {
+      process.stdout.write(`${JSON.stringify({ file, ...result, seconds })}\n`);
+      continue;
+    }
+    const prefix = result.algorithm === 'sha256' ? '' : `${result.algorithm}:`;
+    process.stdout.write(`${prefix}${result.digest}  ${file}\n`);
     for (const [i, leaf] of (result.leaves ?? []).entries()) process.stdout.write(`  chunk ${i}: ${leaf}\n`);
-    process.stderr.write(
-      `${formatBytes(result.length)} in ${seconds.toFixed(2)} s (${formatRate(result.length, seconds)})\n`,
-    );
+    note(`${formatBytes(result.length)} in ${seconds.toFixed(2)} s (${formatRate(result.length, seconds)})`);
   }
   return ExitCode.OK;
 }

@@ -18,11 +18,7 @@ interface Row extends TensorInfo {
 
 /** Run the `inspect` verb; returns the exit code. */
 export async function run(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, ['json', 'help'], []);
-  if (args.flags.has('help')) {
-    process.stdout.write(usage);
-    return ExitCode.OK;
-  }
+  const args = parseArgs(argv, ['json'], []);
   if (args.positionals.length !== 1) throw new UsageError('inspect takes exactly one file');
   const file = args.positionals[0] as string;
   let rows: Row[];

@@ -1,8 +1,10 @@
 /**
  * `tensorvault log tail <file> [--json] [--lines N]`: print a ring log's records in order.
  */
+
+import { ErrorCode, TensorVaultError } from '../errors';
 import { levelName, readRingLog } from '../logging/format';
-import { ExitCode, parseArgs, UsageError } from './common';
+import { ExitCode, note, parseArgs, UsageError } from './common';
 
 export const usage = `tensorvault log tail <file> [options]
 
@@ -14,7 +16,7 @@ export const usage = `tensorvault log tail <file> [options]
   --lines N     only the last N records
 
   Exit status 0; 1 when damaged lines were skipped (a torn last line after a crash is normal and only
-  noted on stderr).
+  noted on stderr); 5 when the file is not a log (binary data).
 `;
 
 function formatTime(t: unknown): string {
@@ -44,11 +46,7 @@ function human(value: unknown): string {
 
 /** Run the `log` verb; returns the exit code. */
 export async function run(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, ['json', 'help'], ['lines']);
-  if (args.flags.has('help')) {
-    process.stdout.write(usage);
-    return ExitCode.OK;
-  }
+  const args = parseArgs(argv, ['json'], ['lines']);
   const [sub, ...files] = args.positionals;
   if (sub !== 'tail')
     throw new UsageError(
@@ -63,6 +61,18 @@ export async function run(argv: readonly string[]): Promise<number> {
     limit = Number(linesArg);
   }
   const contents = readRingLog(file);
+  // A binary file is not a log: refuse rather than dump it on the terminal. NUL never appears in a
+  // JSON or text log line, and U+FFFD is what invalid UTF-8 decodes to.
+  const binary = contents.records.find((r) => {
+    const text = typeof r.value === 'string' ? r.value : r.raw;
+    return text.includes('\0') || text.includes('\uFFFD');
+  });
+  if (binary !== undefined) {
+    throw new TensorVaultError(ErrorCode.CORRUPT, `${file} is not a log file (it holds binary data)`, {
+      path: file,
+      reason: 'binary data',
+    });
+  }
   const records =
     limit === undefined
       ? contents.records
@@ -70,8 +80,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const out: string[] = [];
   for (const r of records) out.push(args.flags.has('json') ? r.raw : human(r.value));
   if (out.length > 0) process.stdout.write(`${out.join('\n')}\n`);
-  if (contents.tornTail)
-    process.stderr.write(`tensorvault: ${file}: ignored an unterminated last line (a write cut short)\n`);
+  if (contents.tornTail) note(`tensorvault: ${file}: ignored an unterminated last line (a write cut short)`);
   if (contents.skipped > 0) {
     process.stderr.write(`tensorvault: ${file}: skipped ${contents.skipped} damaged line(s)\n`);
     return ExitCode.REPAIRABLE;

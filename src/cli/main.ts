@@ -3,7 +3,7 @@
  * The `tensorvault` command. One file per verb group; each exports `run(argv) → exit code` and `usage`.
  */
 import { packageVersion } from '../native';
-import { ExitCode, reportError, UsageError } from './common';
+import { ExitCode, HelpRequested, output, reportError, UsageError } from './common';
 
 interface Verb {
   summary: string;
@@ -50,16 +50,23 @@ Usage: tensorvault <command> [options]
 Commands:
 ${lines.join('\n')}
 
-Options:
-  --help, -h     show help (also: tensorvault <command> --help)
+Options (every command):
+  --help, -h     show help (also: tensorvault <command> --help, -h)
+  --json         machine-readable output; errors as {"error":{"code","message","context"}} on stderr
+  --quiet, -q    no progress bar and no notes on stderr (errors are still printed)
   --version, -v  print the version
 
-Exit codes: 0 success, 1 damage found but repairable, 2 damage not repairable,
-            3 bad command line, 6 file I/O error, 7 internal error, 130 interrupted.
+Exit codes: 0 success, 1 damage found but repairable, 2 damage not repairable (or verification
+            failed), 3 bad command line, 4 invalid or corrupt input, 5 refused (locked, or the
+            destination exists), 6 file I/O error, 7 internal error, 130 interrupted.
 `;
 }
 
 async function main(argv: readonly string[]): Promise<number> {
+  // Known before any parsing, so that even a usage error is reported the way the caller asked.
+  const options = argv.slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length);
+  output.json = options.includes('--json');
+  output.quiet = options.includes('--quiet') || options.includes('-q');
   const [first, ...rest] = argv;
   if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
     process.stdout.write(help());
@@ -72,7 +79,13 @@ async function main(argv: readonly string[]): Promise<number> {
   const verb = verbs[first];
   if (verb === undefined) throw new UsageError(`unknown command '${first}'`);
   const mod = await verb.load();
-  return mod.run(rest);
+  try {
+    return await mod.run(rest);
+  } catch (err) {
+    if (!(err instanceof HelpRequested)) throw err;
+    process.stdout.write(mod.usage);
+    return ExitCode.OK;
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -5,7 +5,13 @@
  */
 import { callNative, invalidArgument } from '../errors';
 import { type JobOptions, runJob } from '../job';
-import { type NativeErasureCodecInstance, native } from '../native';
+import {
+  type NativeEccLayout,
+  type EccVerifyResult as NativeEccVerifyResult,
+  type NativeErasureCodecInstance,
+  native,
+} from '../native';
+import { describeValue, optionsObject } from '../validate';
 
 /** Named protection levels: `low` 32+2 (6.25 % overhead), `medium` 16+2 (12.5 %), `high` 10+4 (40 %). */
 export type ErasureProtectionLevel = 'low' | 'medium' | 'high';
@@ -131,7 +137,9 @@ function optionalPath(p: unknown): string | undefined {
 
 function checkInt(v: unknown, name: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}`, { actual: String(v) });
+    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}`, {
+      actual: describeValue(v),
+    });
   }
   return v;
 }
@@ -147,6 +155,7 @@ export function eccSidecarPath(path: string): string {
  */
 export async function protect(path: string, options: ProtectOptions = {}): Promise<ProtectResult> {
   const file = checkPath(path);
+  optionsObject(options);
   const sidecar = optionalPath(options.sidecar);
   const { level, k, m, chunkSize, digest } = options;
   // Shapes only: the values (level names, k + m, chunk sizes, digest names) are the core's rules.
@@ -161,7 +170,7 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
   ] as const) {
     if (v !== undefined && typeof v !== 'number') throw invalidArgument(name, `${name} must be a number`);
   }
-  return runJob('eccProtect', options, (control) =>
+  const r = await runJob('eccProtect', options, (control) =>
     native().eccProtect(
       file,
       {
@@ -175,16 +184,27 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
       control,
     ),
   );
+  return { ...r, layout: layoutOf(r.layout) };
+}
+
+/** The addon's layout, with the digest name narrowed (the core writes only the names it knows). */
+function layoutOf(l: NativeEccLayout): EccLayout {
+  return { ...l, digest: l.digest as ChunkDigestName };
+}
+
+function verifyResultOf(r: NativeEccVerifyResult): EccVerifyResult {
+  return { ...r, status: r.status as EccStatus, layout: layoutOf(r.layout) };
 }
 
 /** Verify `path` against its sidecar, read-only: intact, repairable (which chunks) or unrepairable. */
 export async function verify(path: string, options: SidecarOptions = {}): Promise<EccVerifyResult> {
   const file = checkPath(path);
+  optionsObject(options);
   const sidecar = optionalPath(options.sidecar);
   const r = await runJob('eccVerify', options, (control) =>
     native().eccVerify(file, sidecar ?? null, control),
   );
-  return { ...r, status: r.status as EccStatus };
+  return verifyResultOf(r);
 }
 
 /**
@@ -194,15 +214,12 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
  */
 export async function repair(path: string, options: SidecarOptions = {}): Promise<RepairResult> {
   const file = checkPath(path);
+  optionsObject(options);
   const sidecar = optionalPath(options.sidecar);
   const r = await runJob('eccRepair', options, (control) =>
     native().eccRepair(file, sidecar ?? null, control),
   );
-  return {
-    ...r,
-    before: { ...r.before, status: r.before.status as EccStatus },
-    after: { ...r.after, status: r.after.status as EccStatus },
-  };
+  return { ...r, before: verifyResultOf(r.before), after: verifyResultOf(r.after) };
 }
 
 /**

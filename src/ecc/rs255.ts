@@ -14,6 +14,7 @@
 import { callNative, invalidArgument } from '../errors';
 import { type JobOptions, runJob } from '../job';
 import { native } from '../native';
+import { bytesOf, describeValue, optionalInteger, optionsObject } from '../validate';
 
 /** A PyFolds protection level: `off`/`none`/`0` (no ECC), `low` (rs(16)), `med` (rs(32)), `high` (rs(64)). */
 export type RsProtectionLevel = 'off' | 'none' | '0' | 'low' | 'med' | 'high';
@@ -51,18 +52,14 @@ export type EccInput = NodeJS.ArrayBufferView | ArrayBuffer;
 /** Below this size `encodeSync` is allowed and async calls skip thread fan-out overheads. */
 const SYNC_LIMIT = 1 << 20;
 
-function bytes(data: unknown, argument: string): Uint8Array {
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  throw invalidArgument(argument, `${argument} must be a Buffer, TypedArray, DataView or ArrayBuffer`);
-}
+const bytes = bytesOf;
 
 function threadsOf(options: EccOptions): number | undefined {
   const t = options.threads;
   if (t === undefined) return undefined;
   if (typeof t !== 'number' || !Number.isInteger(t) || t < 1 || t > 1024) {
-    throw invalidArgument('threads', `threads must be an integer from 1 to 1024, got ${String(t)}`, {
-      actual: typeof t === 'number' ? t : String(t),
+    throw invalidArgument('threads', `threads must be an integer from 1 to 1024, got ${describeValue(t)}`, {
+      actual: typeof t === 'number' ? t : describeValue(t),
     });
   }
   return t;
@@ -73,18 +70,13 @@ function erasuresOf(e: readonly number[] | undefined, name: string): number[] | 
   if (!Array.isArray(e)) throw invalidArgument(name, `${name} must be an array of byte offsets`);
   for (const p of e) {
     if (typeof p !== 'number' || !Number.isSafeInteger(p) || p < 0) {
-      throw invalidArgument(name, `erasure positions must be non-negative integers, got ${String(p)}`);
+      throw invalidArgument(name, `erasure positions must be non-negative integers, got ${describeValue(p)}`);
     }
   }
   return e as number[];
 }
 
-function optionsOf<T extends object>(options: T | undefined): T {
-  if (options === undefined) return {} as T;
-  if (typeof options !== 'object' || options === null)
-    throw invalidArgument('options', 'options must be an object');
-  return options;
-}
+const optionsOf = <T extends object>(options: T | undefined): T => optionsObject(options);
 
 /**
  * The `rs(N)` codec. Instances are cheap (the native tables are built once per `N` and shared).
@@ -108,11 +100,15 @@ export class RsCodec {
       parity < 1 ||
       parity > RsCodec.MAX_PARITY
     ) {
-      throw invalidArgument('parity', `parity must be an integer from 1 to 254, got ${String(parity)}`, {
-        actual: typeof parity === 'number' ? parity : String(parity),
-        min: 1,
-        max: RsCodec.MAX_PARITY,
-      });
+      throw invalidArgument(
+        'parity',
+        `parity must be an integer from 1 to 254, got ${describeValue(parity)}`,
+        {
+          actual: typeof parity === 'number' ? parity : describeValue(parity),
+          min: 1,
+          max: RsCodec.MAX_PARITY,
+        },
+      );
     }
     this.parity = parity;
   }
@@ -129,6 +125,7 @@ export class RsCodec {
 
   /** Number of blocks for `dataLength` bytes. */
   blockCount(dataLength: number): number {
+    optionalInteger(dataLength, 'dataLength', 0, Number.MAX_SAFE_INTEGER);
     return Math.ceil(dataLength / this.blockDataLength);
   }
 

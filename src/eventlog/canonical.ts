@@ -5,6 +5,7 @@
  * rather than silently dropped or changed; `undefined` object members are omitted as in JSON.
  */
 import { invalidArgument } from '../errors';
+import { describeValue } from '../validate';
 
 const MAX_DEPTH = 256;
 
@@ -23,7 +24,7 @@ function write(value: unknown, depth: number, seen: Set<object>): string {
       return JSON.stringify(value);
     case 'number':
       if (!Number.isFinite(value)) {
-        throw invalidArgument('payload', `payload holds a non-finite number (${String(value)})`);
+        throw invalidArgument('payload', `payload holds a non-finite number (${describeValue(value)})`);
       }
       return JSON.stringify(value);
     case 'object':

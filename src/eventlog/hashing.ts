@@ -9,8 +9,9 @@
  *   `current_hash = sha256_hex("tv-eventlog-v2\n" + JCS(entry without current_hash))`, where the
  *   entry includes `v`, `seq` and `id`. JCS is RFC 8785 canonical JSON: unambiguous and length-safe.
  */
-import { invalidArgument } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { sha256, sha256ManyHex } from '../hash/index';
+import { describeValue } from '../validate';
 import { canonicalJson } from './canonical';
 
 /** Name of the v2 hash algorithm, recorded in the log's metadata and segment headers. */
@@ -54,7 +55,24 @@ const hex = (data: string): string => sha256(data).toString('hex');
 /** Legacy (Libervia) payload hash, quirk included. */
 export function legacyPayloadHash(payload: unknown): string {
   const p = checkPayload(payload);
-  return hex(JSON.stringify(p, Object.keys(p).sort()));
+  let text: string;
+  try {
+    text = JSON.stringify(p, Object.keys(p).sort());
+  } catch (err) {
+    // Nesting too deep for the stack (RangeError), a cycle or a bigint (TypeError): a typed refusal.
+    throw new TensorVaultError(
+      ErrorCode.INVALID_ARGUMENT,
+      `payload cannot be hashed as JSON: ${(err as Error).message}`,
+      { argument: 'payload' },
+      { cause: err },
+    );
+  }
+  return hex(text);
+}
+
+function checkEntry(e: unknown): void {
+  if (typeof e !== 'object' || e === null || Array.isArray(e))
+    throw invalidArgument('entry', `entry must be an object, got ${describeValue(e)}`);
 }
 
 /** The legacy (Libervia) hash preimage of an entry: seven fields joined with `|`. */
@@ -72,6 +90,7 @@ export function legacyPreimage(e: Omit<EventLogEntry, 'current_hash' | 'id'>): s
 
 /** Legacy (Libervia) `current_hash` of an entry (the id is not hashed). */
 export function legacyEntryHash(e: Omit<EventLogEntry, 'current_hash' | 'id'>): string {
+  checkEntry(e);
   return hex(legacyPreimage(e));
 }
 
@@ -109,6 +128,7 @@ export function v2Preimage(e: Omit<EventLogEntry, 'current_hash'>): string {
 
 /** v2 `current_hash`: domain-separated SHA-256 of the canonical JSON of every other field. */
 export function v2EntryHash(e: Omit<EventLogEntry, 'current_hash'>): string {
+  checkEntry(e);
   return hex(v2Preimage(e));
 }
 

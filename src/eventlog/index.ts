@@ -1,5 +1,7 @@
 /** The event log: legacy Libervia format and v2 (docs/formats/eventlog.md). */
 export { canonicalJson } from './canonical';
+/** For backups (not re-exported at the package root): the file names, a consistent cut and its check. */
+export { CutChainCheck, type CutFile, type LogCut, takeCut } from './cut';
 /** Entry checks shared with backups (not re-exported at the package root). */
 export {
   EntryHashChecker,
@@ -11,23 +13,15 @@ export {
   v2EntryHash,
   v2PayloadHash,
 } from './hashing';
-/** The on-disk layout, for backups (not re-exported at the package root). */
-export {
-  type EventLogFormat,
-  LAYOUT,
-  LEGACY_SEGMENT_RE,
-  parseSegment,
-  type SegmentRead,
-  V2_SEGMENT_RE,
-} from './layout';
+export { type EventLogFormat, LAYOUT } from './layout';
+export { EventLog, type NewEvent } from './log';
 export {
   DEFAULT_RETENTION_SEGMENTS,
   DEFAULT_SEGMENT_SIZE,
   DEFAULT_SNAPSHOT_EVERY,
-  EventLog,
   EXPORT_LIMIT,
   REPLAY_LIMIT,
-} from './log';
+} from './options';
 export type {
   EventLogOptions,
   ExportRangeOptions,

@@ -2,6 +2,7 @@
 import { invalidArgument } from '../errors';
 import { type JobOptions, runJob } from '../job';
 import { native } from '../native';
+import { describeValue, optionalBoolean } from '../validate';
 import { describe } from './sha256';
 
 /** Default chunk size of the chunk tree: 4 MiB. */
@@ -37,8 +38,8 @@ export interface HashFileResult {
 
 function checkPositiveInt(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}, got ${String(v)}`, {
-      actual: typeof v === 'number' ? v : String(v),
+    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}, got ${describeValue(v)}`, {
+      actual: typeof v === 'number' ? v : describeValue(v),
     });
   }
   return v;
@@ -56,6 +57,8 @@ export async function hashFile(path: string, options: HashFileOptions = {}): Pro
   if (typeof options !== 'object' || options === null) {
     throw invalidArgument('options', `options must be an object, got ${describe(options)}`);
   }
+  optionalBoolean(options.tree, 'tree');
+  optionalBoolean(options.leaves, 'leaves');
   const tree = options.tree === true || options.chunkSize !== undefined || options.leaves === true;
   const chunkSize = tree
     ? checkPositiveInt('chunkSize', options.chunkSize ?? DEFAULT_CHUNK_SIZE, 1, 2 ** 30)

@@ -5,6 +5,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { callNative, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { type NativeSha256State, native } from '../native';
+import { bytesOf, describeValue } from '../validate';
 
 /** Bytes accepted by the hashing functions: a Buffer, any typed array or DataView, or a string (UTF-8). */
 export type BinaryInput = string | NodeJS.ArrayBufferView | ArrayBuffer;
@@ -15,22 +16,24 @@ export type InputEncoding = 'utf8' | 'utf-8' | 'latin1' | 'binary' | 'ascii' | '
 /** Encodings accepted for the digest (as in `Hash.digest`). */
 export type DigestEncoding = 'hex' | 'base64' | 'base64url' | 'latin1' | 'binary';
 
+const INPUT_ENCODINGS = new Set(['utf8', 'utf-8', 'latin1', 'binary', 'ascii', 'hex', 'base64', 'base64url']);
+const DIGEST_ENCODINGS = new Set(['hex', 'base64', 'base64url', 'latin1', 'binary']);
+
 function toBytes(data: unknown, argument: string, encoding?: InputEncoding): Uint8Array {
-  if (typeof data === 'string') return Buffer.from(data, encoding ?? 'utf8');
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (typeof data === 'string') {
+    if (encoding !== undefined && !INPUT_ENCODINGS.has(encoding as string))
+      throw invalidArgument('encoding', `encoding must be a string encoding, got ${describeValue(encoding)}`);
+    return Buffer.from(data, encoding ?? 'utf8');
+  }
+  if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) return bytesOf(data, argument);
   throw invalidArgument(
     argument,
-    `${argument} must be a string, Buffer, TypedArray, DataView or ArrayBuffer, got ${describe(data)}`,
+    `${argument} must be a string, Buffer, TypedArray, DataView or ArrayBuffer, got ${describeValue(data)}`,
   );
 }
 
-/** @internal A short description of a value for error messages. */
-export function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? `an object (${(v as object).constructor?.name ?? 'Object'})` : typeof v;
-}
+/** @internal A short description of a value for error messages (never throws). */
+export const describe = describeValue;
 
 /** SHA-256 of `data` (strings are UTF-8). Returns the 32-byte digest. */
 export function sha256(data: BinaryInput): Buffer {
@@ -189,6 +192,8 @@ export class Sha256 extends Transform {
   digest(): Buffer;
   digest(encoding: DigestEncoding): string;
   digest(encoding?: DigestEncoding): Buffer | string {
+    if (encoding !== undefined && !DIGEST_ENCODINGS.has(encoding as string))
+      throw invalidArgument('encoding', `encoding must be a digest encoding, got ${describeValue(encoding)}`);
     const state = this.#live();
     this.#state = undefined;
     const out = callNative(() => state.digest());

@@ -22,3 +22,14 @@ export {
   writeAllAt,
 } from './fs';
 export { type AcquireLockOptions, type LockHolder, WriterLock } from './lock';
+export {
+  beginSwap,
+  commitSwap,
+  placeSwap,
+  rollBackSwap,
+  type SettleReport,
+  SWAP_JOURNAL,
+  type SwapJournal,
+  settleSwap,
+  swapStep,
+} from './swap';

@@ -8,8 +8,9 @@
  * process is refused as well. The file is removed on release.
  */
 import { hostname } from 'node:os';
+import { disposeSymbol } from '../dispose';
 import { callNative, ErrorCode, TensorVaultError } from '../errors';
-import { native } from '../native';
+import { type NativeFileLock, native } from '../native';
 
 /** What a lock file says about its holder. */
 export interface LockHolder {
@@ -48,19 +49,14 @@ function parseHolder(text: unknown): LockHolder {
   }
 }
 
-interface NativeLock {
-  release(): void;
-  readonly held: boolean;
-}
-
 /** A held writer lock. */
 export class WriterLock {
   /** The lock file. */
   readonly path: string;
-  #native: NativeLock;
+  #native: NativeFileLock;
   readonly #onExit = (): void => this.release();
 
-  private constructor(path: string, lock: NativeLock) {
+  private constructor(path: string, lock: NativeFileLock) {
     this.path = path;
     this.#native = lock;
     process.once('exit', this.#onExit);
@@ -117,5 +113,10 @@ export class WriterLock {
     if (!this.#native.held) return;
     process.removeListener('exit', this.#onExit);
     this.#native.release();
+  }
+
+  /** `using lock = WriterLock.acquire(...)`: released at the end of the scope. */
+  [disposeSymbol](): void {
+    this.release();
   }
 }

@@ -17,6 +17,7 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { disposeSymbol } from '../dispose';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import {
   atomicWriteFileSync,
@@ -26,7 +27,11 @@ import {
   writableTarget,
   writeAllAt,
 } from '../io/index';
+import { describeValue, optionsObject } from '../validate';
 import { headerLine, LEVELS, type LevelName, parseRingLog } from './format';
+import { type LogFields, Ring, serialise } from './record';
+
+export type { LogFields } from './record';
 
 /** Options of {@link RingFileLog}. */
 export interface RingFileLogOptions {
@@ -72,82 +77,6 @@ export interface RingFileLogStats {
 }
 
 /** Fields attached to a record. `Error` values are serialised with name, message, stack and code. */
-export type LogFields = Readonly<Record<string, unknown>>;
-
-const RESERVED = new Set(['time', 'level', 'msg']);
-
-function replacer(_key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return value.toString();
-  if (value instanceof Error) {
-    const e = value as Error & { code?: unknown };
-    return {
-      type: e.name,
-      message: e.message,
-      stack: e.stack,
-      ...(e.code !== undefined ? { code: e.code } : {}),
-      ...(e.cause !== undefined ? { cause: e.cause } : {}),
-    };
-  }
-  return value;
-}
-
-/** Serialise one record as a single JSON line (newlines inside strings are escaped by JSON). */
-function serialise(level: string | number, msg: string, fields: LogFields | undefined): string {
-  const rec: Record<string, unknown> = { time: new Date().toISOString(), level, msg };
-  if (fields !== undefined) {
-    for (const k of Object.keys(fields)) if (!RESERVED.has(k)) rec[k] = fields[k];
-  }
-  try {
-    return JSON.stringify(rec, replacer);
-  } catch (err) {
-    // Circular structures and throwing toJSON(): keep the record, say why the fields are missing.
-    return JSON.stringify({
-      time: rec.time,
-      level,
-      msg,
-      fieldsError: err instanceof Error ? err.message : String(err),
-    });
-  }
-}
-
-/** Circular buffer of the last N lines. */
-class Ring {
-  readonly #lines: string[];
-  #start = 0;
-  #count = 0;
-
-  constructor(readonly capacity: number) {
-    this.#lines = new Array<string>(Math.min(capacity, 1024));
-  }
-
-  get count(): number {
-    return this.#count;
-  }
-
-  push(line: string): void {
-    const cap = this.capacity;
-    if (this.#count < cap) {
-      const i = (this.#start + this.#count) % cap;
-      if (i >= this.#lines.length) this.#lines.push(line);
-      else this.#lines[i] = line;
-      this.#count++;
-    } else {
-      this.#lines[this.#start] = line;
-      this.#start = (this.#start + 1) % cap;
-    }
-  }
-
-  /** The newest `k` lines, oldest first. */
-  tail(k: number): string[] {
-    const n = Math.min(k, this.#count);
-    const out = new Array<string>(n);
-    const cap = this.capacity;
-    const first = this.#start + this.#count - n;
-    for (let j = 0; j < n; j++) out[j] = this.#lines[(first + j) % cap] as string;
-    return out;
-  }
-}
-
 /**
  * Telemetry (`diagnostics_channel`): `{ event: 'compaction', path, records, bytes, ms }` after each
  * compaction and `{ event: 'error', path, error }` for each write error reported through `onError`.
@@ -178,7 +107,7 @@ function resolveLevel(level: unknown, argument: string): number {
   if (typeof level === 'string' && Object.hasOwn(LEVELS, level)) return LEVELS[level as LevelName];
   throw invalidArgument(
     argument,
-    `${argument} must be one of ${Object.keys(LEVELS).join(', ')} or a number, got ${String(level)}`,
+    `${argument} must be one of ${Object.keys(LEVELS).join(', ')} or a number, got ${describeValue(level)}`,
   );
 }
 
@@ -186,9 +115,9 @@ function checkInt(value: unknown, argument: string, min: number, max: number): n
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
     throw invalidArgument(
       argument,
-      `${argument} must be an integer in [${min}, ${max}], got ${String(value)}`,
+      `${argument} must be an integer in [${min}, ${max}], got ${describeValue(value)}`,
       {
-        actual: String(value),
+        actual: describeValue(value),
       },
     );
   }
@@ -264,7 +193,7 @@ export class RingFileLog {
     ) {
       throw invalidArgument(
         'flushIntervalMs',
-        `flushIntervalMs must be a number in [0, 2^31-1], got ${String(interval)}`,
+        `flushIntervalMs must be a number in [0, 2^31-1], got ${describeValue(interval)}`,
       );
     }
     this.flushIntervalMs = interval;
@@ -353,7 +282,10 @@ export class RingFileLog {
   log(level: LevelName | number, msg: string, fields?: LogFields): void {
     const value = resolveLevel(level, 'level');
     const label = typeof level === 'string' ? level : value;
-    this.#add(serialise(label, String(msg), fields), value);
+    if (typeof msg !== 'string')
+      throw invalidArgument('msg', `msg must be a string, got ${describeValue(msg)}`);
+    if (fields !== undefined) optionsObject(fields, 'fields');
+    this.#add(serialise(label, msg, fields), value);
   }
 
   /** Log at `trace`. */
@@ -390,6 +322,8 @@ export class RingFileLog {
     if (typeof line !== 'string' || line.includes('\n')) {
       throw invalidArgument('line', 'line must be a string without newlines');
     }
+    if (typeof level !== 'number' || Number.isNaN(level))
+      throw invalidArgument('level', `level must be a number, got ${describeValue(level)}`);
     this.#add(line, level);
   }
 
@@ -567,5 +501,10 @@ export class RingFileLog {
   /** True once {@link close} was called. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** `using log = new RingFileLog(...)`: closes the log (writing what is pending) at the end of the scope. */
+  [disposeSymbol](): void {
+    this.close();
   }
 }

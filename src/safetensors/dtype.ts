@@ -1,4 +1,5 @@
 import { invalidArgument } from '../errors';
+import { describeValue } from '../validate';
 
 /** The element types of the safetensors format, in the reference order. */
 export const DTYPES = [
@@ -105,8 +106,21 @@ export function isDtype(v: unknown): v is Dtype {
 
 /** Bytes needed by `shape` elements of `dtype` (throws on a shape that is not whole bytes). */
 export function byteLengthOf(dtype: Dtype, shape: readonly number[]): number {
+  if (!isDtype(dtype))
+    throw invalidArgument('dtype', `dtype must be one of ${DTYPES.join(', ')}, got ${describeValue(dtype)}`);
+  if (!Array.isArray(shape))
+    throw invalidArgument('shape', `shape must be an array of dimensions, got ${describeValue(shape)}`);
   let n = 1;
-  for (const d of shape) n *= d;
+  for (const [i, d] of shape.entries()) {
+    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)
+      throw invalidArgument(
+        `shape[${i}]`,
+        `shape[${i}] must be a non-negative integer, got ${describeValue(d)}`,
+      );
+    n *= d;
+  }
+  if (!Number.isSafeInteger(n * BITS[dtype]))
+    throw invalidArgument('shape', `shape [${shape.join(', ')}] holds more elements than a number can count`);
   const bits = n * BITS[dtype];
   if (bits % 8 !== 0) {
     throw invalidArgument('shape', `${shape.length} ${dtype} elements do not fill whole bytes`, {

@@ -14,7 +14,7 @@ import {
 } from '../errors';
 import { type JobOptions, runJob } from '../job';
 import { type NativeSafetensorsHandle, type NativeTensorInfo, native } from '../native';
-
+import { describeValue, optionalBoolean } from '../validate';
 import { type Dtype, type TensorArray, VIEW } from './dtype';
 
 /** Region buffers start and end on multiples of this (a multiple of every page size in use). */
@@ -323,7 +323,7 @@ export class SafetensorsFile {
     ) {
       throw invalidArgument(
         'range',
-        `range [${offset}, ${offset}+${length}) is outside tensor ${JSON.stringify(name)} (${info.byteLength} bytes)`,
+        `range [${describeValue(offset)}, +${describeValue(length)}) is outside tensor ${JSON.stringify(name)} (${info.byteLength} bytes)`,
         {
           name,
           offset,
@@ -419,6 +419,7 @@ export async function openSafetensors(
     throw invalidArgument('regionBytes', 'regionBytes must be a positive integer');
   }
   checkPopulate(options.populate);
+  optionalBoolean(options.copy, 'copy');
   const signal = options.signal;
   if (signal?.aborted)
     throw new TensorVaultAbortError('The operation was aborted before it started', signal.reason);

@@ -1,8 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { asyncDisposeSymbol } from '../dispose';
 import { ErrorCode, fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { assertRegularFile, ioError } from '../io/index';
 import { native } from '../native';
+import { optionalBoolean, requiredString } from '../validate';
 import type { TensorArray } from './dtype';
 import {
   checkOptionsObject,
@@ -74,6 +76,7 @@ export class ShardedSafetensors {
 
   /** The shard file holding tensor `name`. */
   shardOf(name: string): string {
+    requiredString(name, 'name', false);
     const shard = Object.hasOwn(this.#weightMap, name) ? this.#weightMap[name] : undefined;
     if (shard === undefined) {
       throw new TensorVaultError(ErrorCode.TENSOR_NOT_FOUND, `no tensor named ${JSON.stringify(name)}`, {
@@ -124,6 +127,11 @@ export class ShardedSafetensors {
     const files = await Promise.allSettled(this.#open.values());
     for (const f of files) if (f.status === 'fulfilled') f.value.close();
     this.#open.clear();
+  }
+
+  /** `await using set = await openShardedSafetensors(...)`: closes every opened shard at scope end. */
+  async [asyncDisposeSymbol](): Promise<void> {
+    await this.close();
   }
 }
 
@@ -180,6 +188,8 @@ export async function openShardedSafetensors(
     throw invalidArgument('indexPath', 'indexPath must be a non-empty string');
   }
   checkOptionsObject(options);
+  optionalBoolean(options.copy, 'copy');
+  optionalBoolean(options.populate, 'populate');
   let text: string;
   try {
     await assertRegularFile(indexPath);

@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { type JobOptions, runJob } from '../job';
 import { type NativeJobControl, type NativeSafetensorsWriterHandle, native } from '../native';
-
+import { bytesOf, describeValue } from '../validate';
 import { BITS, byteLengthOf, type Dtype, isDtype, type TensorArray } from './dtype';
 import { checkOptionsObject } from './reader';
 
@@ -72,6 +72,12 @@ interface Prepared {
 
 /** @internal The `[name, tensor]` pairs of a tensors argument (shared with the sharded writer). */
 export function entriesOf(tensors: TensorsToSave): [string, TensorInput | TensorArray][] {
+  if (ArrayBuffer.isView(tensors) || typeof tensors === 'string') {
+    throw invalidArgument(
+      'tensors',
+      `tensors must be an object, a Map or an iterable of [name, tensor], got ${describeValue(tensors)}`,
+    );
+  }
   if (tensors instanceof Map) return [...tensors.entries()];
   if (typeof tensors === 'object' && tensors !== null && Symbol.iterator in tensors) {
     return [...(tensors as Iterable<readonly [string, TensorInput | TensorArray]>)].map((e) => {
@@ -92,6 +98,7 @@ export function prepare(tensors: TensorsToSave): Prepared[] {
   for (const [name, value] of entriesOf(tensors)) {
     if (typeof name !== 'string') throw invalidArgument('tensors', 'tensor names must be strings');
     if (ArrayBuffer.isView(value)) {
+      bytesOf(value, `tensors.${name}`);
       const dtype = dtypeOfArray(value);
       if (dtype === undefined) {
         throw invalidArgument(
@@ -111,10 +118,14 @@ export function prepare(tensors: TensorsToSave): Prepared[] {
     }
     const { dtype, shape, data } = value as TensorInput;
     if (!isDtype(dtype)) {
-      throw invalidArgument('dtype', `tensor ${JSON.stringify(name)}: unknown dtype ${String(dtype)}`, {
-        name,
-        actual: String(dtype),
-      });
+      throw invalidArgument(
+        'dtype',
+        `tensor ${JSON.stringify(name)}: unknown dtype ${describeValue(dtype)}`,
+        {
+          name,
+          actual: describeValue(dtype),
+        },
+      );
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw invalidArgument(
@@ -133,6 +144,7 @@ export function prepare(tensors: TensorsToSave): Prepared[] {
       throw invalidArgument('data', `tensor ${JSON.stringify(name)}: data is missing`, { name });
     }
     if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) {
+      bytesOf(data, 'data');
       if (data.byteLength !== byteLength) {
         throw new TensorVaultError(
           ErrorCode.TENSOR_SIZE_MISMATCH,
@@ -140,10 +152,10 @@ export function prepare(tensors: TensorsToSave): Prepared[] {
           { name, expected: byteLength, actual: data.byteLength },
         );
       }
-    } else if (!(Symbol.asyncIterator in data) && !(Symbol.iterator in data)) {
+    } else if (typeof data !== 'object' || (!(Symbol.asyncIterator in data) && !(Symbol.iterator in data))) {
       throw invalidArgument(
         'data',
-        `tensor ${JSON.stringify(name)}: data must be bytes or an (async) iterable of chunks`,
+        `tensor ${JSON.stringify(name)}: data must be bytes or an (async) iterable of chunks, got ${describeValue(data)}`,
         {
           name,
         },
@@ -155,8 +167,7 @@ export function prepare(tensors: TensorsToSave): Prepared[] {
 }
 
 function asBytes(chunk: unknown, name: string): Uint8Array {
-  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
+  if (ArrayBuffer.isView(chunk) || chunk instanceof ArrayBuffer) return bytesOf(chunk, 'data');
   throw invalidArgument(
     'data',
     `tensor ${JSON.stringify(name)}: chunks must be typed arrays, Buffers or ArrayBuffers`,
@@ -222,7 +233,31 @@ async function writeTensor(
   let finished = false;
   try {
     for (;;) {
-      const r = await abortable(Promise.resolve(it.next()), signal);
+      let r: IteratorResult<unknown>;
+      try {
+        r = await abortable(
+          Promise.resolve().then(() => it.next()),
+          signal,
+        );
+      } catch (err) {
+        if (err instanceof TensorVaultError) throw err;
+        // The caller's source failed: its error is passed on as the cause, not reported as our bug.
+        throw new TensorVaultError(
+          ErrorCode.SOURCE_FAILED,
+          `tensor ${JSON.stringify(t.name)}: its data source threw: ${err instanceof Error ? err.message : describeValue(err)}`,
+          { name: t.name },
+          { cause: err },
+        );
+      }
+      if (typeof r !== 'object' || r === null) {
+        throw invalidArgument(
+          'data',
+          `tensor ${JSON.stringify(t.name)}: the source's next() returned ${describeValue(r)}`,
+          {
+            name: t.name,
+          },
+        );
+      }
       if (r.done === true) {
         finished = true;
         break;

@@ -1,0 +1,664 @@
+// Issue 13 item 13: every public entry point checks its arguments. A table of every exported function,
+// constructor and method, called with a corpus of bad values in each argument and each option field:
+// every rejection must be a TensorVaultError with a documented code (TV_INVALID_ARGUMENT for the
+// argument itself), never a plain TypeError/RangeError, and never a TV_INTERNAL.
+import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { tempDir } from './helpers/tmp';
+
+const root = tempDir('tv-args-');
+let n = 0;
+const fresh = (name = 'f'): string => join(root, `${name}-${++n}`);
+const freshDir = (name = 'd'): string => {
+  const d = fresh(name);
+  mkdirSync(d);
+  return d;
+};
+
+/** A buffer whose memory was transferred away (byteLength 0, unusable). */
+function detachedBuffer(): ArrayBuffer {
+  const ab = new ArrayBuffer(16);
+  structuredClone(ab, { transfer: [ab] });
+  return ab;
+}
+function detachedView(): Uint8Array {
+  const ab = new ArrayBuffer(16);
+  const v = new Uint8Array(ab);
+  structuredClone(ab, { transfer: [ab] });
+  return v;
+}
+function deepArray(depth: number): unknown {
+  let v: unknown = 1;
+  for (let i = 0; i < depth; i++) v = [v];
+  return v;
+}
+
+/** The bad values, made fresh for every call (a detached buffer cannot be reused). */
+const CORPUS: [string, () => unknown][] = [
+  ['null', () => null],
+  ['undefined', () => undefined],
+  ['Symbol', () => Symbol('bad')],
+  ['Object.create(null)', () => Object.create(null)],
+  ['Object.create(null) with fields', () => Object.assign(Object.create(null), { a: 1, path: 'x' })],
+  ['detached ArrayBuffer', detachedBuffer],
+  ['detached Uint8Array', detachedView],
+  ["'false'", () => 'false'],
+  ["'true'", () => 'true'],
+  ['1', () => 1],
+  ['0', () => 0],
+  ['-1', () => -1],
+  ['1.5', () => 1.5],
+  ['NaN', () => Number.NaN],
+  ['Infinity', () => Number.POSITIVE_INFINITY],
+  ['1e308', () => 1e308],
+  ['2**64', () => 2 ** 64],
+  ['BigInt', () => 12n],
+  ["''", () => ''],
+  ["'x'", () => 'x'],
+  ['NUL string', () => 'a\0b'],
+  ['function', () => () => {}],
+  ['[]', () => []],
+  ['[Symbol]', () => [Symbol('s')]],
+  ['{}', () => ({})],
+  ['Date', () => new Date(0)],
+  ['true', () => true],
+  ['nested 5000 deep', () => deepArray(5000)],
+];
+
+type Fn = (...args: unknown[]) => unknown;
+interface Spec {
+  name: string;
+  /** A valid argument list (fresh paths each time for writers). */
+  args: () => unknown[];
+  call: Fn;
+  /** Index of the options argument and its fields. */
+  options?: { index: number; fields: string[]; booleans?: string[] };
+  /** Argument indexes not to replace (the positional is fine as anything). */
+  skip?: number[];
+}
+
+const JOB = ['signal', 'onProgress', 'progressIntervalMs'];
+const READ = [
+  ...JOB,
+  'manifestPath',
+  'key',
+  'requireSignature',
+  'encryptionKey',
+  'logKey',
+  'maxExpandedBytes',
+];
+
+let st = '';
+let protectedFile = '';
+let logDir = '';
+let archive = '';
+let shardIndex = '';
+let ringPath = '';
+let manifest: tv.BackupManifest;
+let file: tv.SafetensorsFile;
+let log: tv.EventLog;
+let sharded: tv.ShardedSafetensors;
+let ring: tv.RingFileLog;
+
+// Bad values include relative names ('x', 'false'): run in a scratch folder so nothing lands in the checkout.
+const cwd = process.cwd();
+afterAll(() => process.chdir(cwd));
+
+beforeAll(async () => {
+  process.chdir(freshDir('cwd'));
+  st = fresh('st');
+  await tv.saveSafetensors(st, { w: { dtype: 'F32', shape: [2, 2], data: new Float32Array(4) } });
+  protectedFile = fresh('p');
+  writeFileSync(protectedFile, Buffer.alloc(10_000, 7));
+  await tv.protect(protectedFile);
+  logDir = fresh('log');
+  const l = await tv.EventLog.open(logDir, { fsync: 'never' });
+  await l.append('a', 'E', 'S', '1', { x: 1 });
+  await l.close();
+  const b = await tv.createBackup(logDir, fresh('out'));
+  archive = b.archivePath;
+  manifest = b.manifest;
+  const sh = await tv.saveShardedSafetensors(freshDir('sh'), {
+    a: { dtype: 'U8', shape: [4], data: new Uint8Array(4) },
+  });
+  shardIndex = sh.indexPath;
+  file = await tv.openSafetensors(st);
+  log = await tv.EventLog.open(fresh('log2'), { fsync: 'never' });
+  await log.append('a', 'E', 'S', '1');
+  sharded = await tv.openShardedSafetensors(shardIndex);
+  ringPath = fresh('ring');
+  ring = new tv.RingFileLog(ringPath, { capacityLines: 100 });
+});
+
+const rs = () => new tv.RsCodec(4);
+const hmacKey = (): tv.ManifestKey => ({ type: 'hmac-sha256', key: Buffer.alloc(32, 1) });
+const edKey = generateKeyPairSync('ed25519').privateKey;
+const er = () => new tv.ErasureCodec(2, 1);
+const tensors = () => ({ w: { dtype: 'U8', shape: [2], data: new Uint8Array(2) } });
+const SPECS: Spec[] = [
+  { name: 'backupManifestPath', args: () => ['a.tar.gz'], call: (p) => tv.backupManifestPath(p as string) },
+  {
+    name: 'createBackup',
+    args: () => [logDir, fresh('out'), {}],
+    call: (...a) => tv.createBackup(...(a as Parameters<typeof tv.createBackup>)),
+    options: {
+      index: 2,
+      fields: [...JOB, 'sign', 'encryptionKey', 'encryptionKeyId', 'compressionLevel', 'threads', 'onStep'],
+    },
+  },
+  {
+    name: 'verifyBackup',
+    args: () => [archive, {}],
+    call: (...a) => tv.verifyBackup(...(a as Parameters<typeof tv.verifyBackup>)),
+    options: { index: 1, fields: [...READ, 'readData'], booleans: ['readData', 'requireSignature'] },
+  },
+  {
+    name: 'restoreBackup',
+    args: () => [archive, fresh('dest'), {}],
+    call: (...a) => tv.restoreBackup(...(a as Parameters<typeof tv.restoreBackup>)),
+    options: { index: 2, fields: [...READ, 'overwrite'], booleans: ['overwrite', 'requireSignature'] },
+  },
+  {
+    name: 'signManifest',
+    args: () => [manifest, hmacKey()],
+    call: (...a) => tv.signManifest(...(a as Parameters<typeof tv.signManifest>)),
+    options: { index: 1, fields: ['type', 'key', 'keyId'] },
+  },
+  {
+    name: 'signManifest (ed25519)',
+    args: () => [manifest, { type: 'ed25519', key: edKey }],
+    call: (...a) => tv.signManifest(...(a as Parameters<typeof tv.signManifest>)),
+    options: { index: 1, fields: ['key', 'keyId'] },
+  },
+  {
+    name: 'verifyManifestSignature',
+    args: () => [tv.signManifest(manifest, hmacKey()), hmacKey()],
+    call: (...a) => tv.verifyManifestSignature(...(a as Parameters<typeof tv.verifyManifestSignature>)),
+    options: { index: 1, fields: ['type', 'key', 'keyId'] },
+  },
+  {
+    name: 'gzipMembers',
+    args: () => [new Uint8Array(10), {}],
+    call: (...a) => tv.gzipMembers(...(a as Parameters<typeof tv.gzipMembers>)),
+    options: { index: 1, fields: ['level', 'memberSize', 'threads', ...JOB] },
+  },
+  { name: 'new RsCodec', args: () => [4], call: (p) => new tv.RsCodec(p as number) },
+  { name: 'RsCodec.blockCount', args: () => [10], call: (x) => rs().blockCount(x as number) },
+  { name: 'RsCodec.eccLength', args: () => [10], call: (x) => rs().eccLength(x as number) },
+  {
+    name: 'RsCodec.encode',
+    args: () => [new Uint8Array(10), {}],
+    call: (d, o) => rs().encode(d as Uint8Array, o as tv.EccOptions),
+    options: { index: 1, fields: ['threads', ...JOB] },
+  },
+  {
+    name: 'RsCodec.encodeSync',
+    args: () => [new Uint8Array(10)],
+    call: (d) => rs().encodeSync(d as Uint8Array),
+  },
+  {
+    name: 'RsCodec.decode',
+    args: () => [new Uint8Array(10), rs().encodeSync(new Uint8Array(10)), {}],
+    call: (d, p, o) => rs().decode(d as Uint8Array, p as Uint8Array, o as tv.EccDecodeOptions),
+    options: { index: 2, fields: ['threads', 'erasures', 'parityErasures', ...JOB] },
+  },
+  {
+    name: 'RsCodec.verify',
+    args: () => [new Uint8Array(10), rs().encodeSync(new Uint8Array(10)), {}],
+    call: (d, p, o) => rs().verify(d as Uint8Array, p as Uint8Array, o as tv.EccOptions),
+    options: { index: 2, fields: ['threads', ...JOB] },
+  },
+  {
+    name: 'RsCodec.protectChunk',
+    args: () => [new Uint8Array(10), {}],
+    call: (d, o) => rs().protectChunk(d as Uint8Array, o as tv.EccOptions),
+    options: { index: 1, fields: ['threads', ...JOB] },
+  },
+  {
+    name: 'RsCodec.recoverChunk',
+    args: () => [new Uint8Array(14), {}],
+    call: (d, o) => rs().recoverChunk(d as Uint8Array, o as tv.EccDecodeOptions),
+    options: { index: 1, fields: ['threads', 'erasures', 'parityErasures', ...JOB] },
+  },
+  { name: 'eccFromProtection', args: () => ['low'], call: (l) => tv.eccFromProtection(l as string) },
+  { name: 'eccFromName', args: () => ['rs(4)'], call: (l) => tv.eccFromName(l as string) },
+  { name: 'eccSidecarPath', args: () => ['a.bin'], call: (p) => tv.eccSidecarPath(p as string) },
+  {
+    name: 'protect',
+    args: () => {
+      const p = fresh('prot');
+      writeFileSync(p, Buffer.alloc(1000, 3));
+      return [p, {}];
+    },
+    call: (p, o) => tv.protect(p as string, o as tv.ProtectOptions),
+    options: { index: 1, fields: ['sidecar', 'level', 'k', 'm', 'chunkSize', 'digest', 'threads', ...JOB] },
+  },
+  {
+    name: 'verify',
+    args: () => [protectedFile, {}],
+    call: (p, o) => tv.verify(p as string, o as tv.SidecarOptions),
+    options: { index: 1, fields: ['sidecar', 'threads', ...JOB] },
+  },
+  {
+    name: 'repair',
+    args: () => [protectedFile, {}],
+    call: (p, o) => tv.repair(p as string, o as tv.SidecarOptions),
+    options: { index: 1, fields: ['sidecar', 'threads', ...JOB] },
+  },
+  {
+    name: 'new ErasureCodec',
+    args: () => [2, 1],
+    call: (k, m) => new tv.ErasureCodec(k as number, m as number),
+  },
+  {
+    name: 'ErasureCodec.encode',
+    args: () => [[new Uint8Array(8), new Uint8Array(8)]],
+    call: (s) => er().encode(s as Uint8Array[]),
+  },
+  {
+    name: 'ErasureCodec.reconstruct',
+    args: () => [[new Uint8Array(8), null, new Uint8Array(8)]],
+    call: (s) => er().reconstruct(s as Uint8Array[]),
+  },
+  { name: 'canonicalJson', args: () => [{ a: 1 }], call: (v) => tv.canonicalJson(v) },
+  {
+    name: 'EventLog.open',
+    args: () => [fresh('elog'), {}],
+    call: async (d, o) => (await tv.EventLog.open(d as string, o as tv.EventLogOptions)).close(),
+    options: {
+      index: 1,
+      fields: [
+        'segmentSize',
+        'snapshotEvery',
+        'retentionSegments',
+        'format',
+        'fsync',
+        'readOnly',
+        'lockTimeoutMs',
+        'hmacKey',
+      ],
+      booleans: ['readOnly'],
+    },
+  },
+  {
+    name: 'EventLog.append',
+    args: () => ['actor', 'EV', 'Ent', 'id', { a: 1 }],
+    call: (...a) => log.append(...(a as Parameters<tv.EventLog['append']>)),
+  },
+  {
+    name: 'EventLog.appendMany',
+    args: () => [[{ actor: 'a', evento: 'E', entidade: 'S', entidadeId: '1', payload: {} }]],
+    call: (e) => log.appendMany(e as Parameters<tv.EventLog['appendMany']>[0]),
+  },
+  { name: 'EventLog.prune', args: () => [5], call: (r) => log.prune(r as number) },
+  { name: 'EventLog.getById', args: () => ['x'], call: (x) => log.getById(x as string) },
+  { name: 'EventLog.getByEvento', args: () => ['E'], call: (x) => log.getByEvento(x as string) },
+  {
+    name: 'EventLog.getByEntidade',
+    args: () => ['S', '1'],
+    call: (a, b) => log.getByEntidade(a as string, b as string),
+  },
+  {
+    name: 'EventLog.exportRange',
+    args: () => [{}],
+    call: (o) => log.exportRange(o as tv.ExportRangeOptions),
+    options: { index: 0, fields: ['fromTs', 'toTs', 'fromSegment', 'toSegment', 'limit'] },
+  },
+  {
+    name: 'EventLog.replay',
+    args: () => [{}],
+    call: (o) => log.replay(o as tv.ReplayOptions),
+    options: { index: 0, fields: ['evento', 'entidade', 'entidadeId', 'actor', 'fromTs', 'toTs', 'limit'] },
+  },
+  {
+    name: 'legacyPayloadHash',
+    args: () => [{ a: 1 }],
+    call: (p) => tv.legacyPayloadHash(p),
+  },
+  { name: 'v2PayloadHash', args: () => [{ a: 1 }], call: (p) => tv.v2PayloadHash(p) },
+  {
+    name: 'legacyEntryHash',
+    args: () => [
+      {
+        seq: 1,
+        timestamp: '2024-01-01T00:00:00.000Z',
+        actor: 'a',
+        evento: 'E',
+        entidade: 'S',
+        entidade_id: '1',
+        payload_hash: 'x',
+        previous_hash: null,
+      },
+    ],
+    call: (e) => tv.legacyEntryHash(e as Parameters<typeof tv.legacyEntryHash>[0]),
+  },
+  {
+    name: 'v2EntryHash',
+    args: () => [
+      {
+        id: 'i',
+        seq: 1,
+        timestamp: '2024-01-01T00:00:00.000Z',
+        actor: 'a',
+        evento: 'E',
+        entidade: 'S',
+        entidade_id: '1',
+        payload_hash: 'x',
+        previous_hash: null,
+      },
+    ],
+    call: (e) => tv.v2EntryHash(e as Parameters<typeof tv.v2EntryHash>[0]),
+  },
+  { name: 'createSha256', args: () => [], call: () => tv.createSha256() },
+  {
+    name: 'Sha256.update',
+    args: () => ['abc', 'utf8'],
+    call: (d, e) => tv.createSha256().update(d as string, e as tv.InputEncoding),
+  },
+  {
+    name: 'Sha256.digest',
+    args: () => ['hex'],
+    call: (e) => tv.createSha256().digest(e as tv.DigestEncoding),
+  },
+  {
+    name: 'hashFile',
+    args: () => [st, {}],
+    call: (p, o) => tv.hashFile(p as string, o as tv.HashFileOptions),
+    options: {
+      index: 1,
+      fields: ['tree', 'chunkSize', 'leaves', 'threads', ...JOB],
+      booleans: ['tree', 'leaves'],
+    },
+  },
+  { name: 'hmacSha256', args: () => ['k', 'd'], call: (k, d) => tv.hmacSha256(k as string, d as string) },
+  { name: 'sha256', args: () => ['abc'], call: (d) => tv.sha256(d as string) },
+  { name: 'sha256Many', args: () => [['a', 'b']], call: (d) => tv.sha256Many(d as string[]) },
+  { name: 'sha256ManyHex', args: () => [['a', 'b']], call: (d) => tv.sha256ManyHex(d as string[]) },
+  { name: 'levelName', args: () => [30], call: (v) => tv.levelName(v) },
+  {
+    name: 'new RingFileLog',
+    args: () => [fresh('ring'), {}],
+    call: (p, o) => new tv.RingFileLog(p as string, o as tv.RingFileLogOptions).close(),
+    options: {
+      index: 1,
+      fields: ['capacityLines', 'flushIntervalMs', 'flushLevel', 'fsync', 'compactionSlack', 'onError'],
+      booleans: ['fsync'],
+    },
+  },
+  {
+    name: 'RingFileLog.log',
+    args: () => ['info', 'msg', { a: 1 }],
+    call: (l, m, f) => ring.log(l as tv.LevelName, m as string, f as tv.LogFields),
+  },
+  {
+    name: 'RingFileLog.info',
+    args: () => ['msg', { a: 1 }],
+    call: (m, f) => ring.info(m as string, f as tv.LogFields),
+  },
+  {
+    name: 'RingFileLog.appendLine',
+    args: () => ['{"msg":"x"}', 30],
+    call: (l, v) => ring.appendLine(l as string, v as number),
+  },
+  { name: 'readRingLog', args: () => [ringPath], call: (p) => tv.readRingLog(p as string) },
+  {
+    name: 'ringDestination',
+    args: () => [fresh('ringd'), {}],
+    call: (p, o) => tv.ringDestination(p as string, o as tv.RingDestinationOptions).log.close(),
+    options: { index: 1, fields: ['capacityLines', 'flushIntervalMs', 'fsync'], booleans: ['fsync'] },
+  },
+  {
+    name: 'byteLengthOf',
+    args: () => ['F32', [2, 3]],
+    call: (d, s) => tv.byteLengthOf(d as tv.Dtype, s as number[]),
+  },
+  { name: 'isDtype', args: () => ['F32'], call: (d) => tv.isDtype(d) },
+  {
+    name: 'openSafetensors',
+    args: () => [st, {}],
+    call: async (p, o) => (await tv.openSafetensors(p as string, o as tv.OpenSafetensorsOptions)).close(),
+    options: {
+      index: 1,
+      fields: ['signal', 'copy', 'maxTensorBytes', 'populate', 'regionBytes'],
+      booleans: ['copy', 'populate'],
+    },
+  },
+  {
+    name: 'openShardedSafetensors',
+    args: () => [shardIndex, {}],
+    call: async (p, o) =>
+      (await tv.openShardedSafetensors(p as string, o as tv.OpenSafetensorsOptions)).close(),
+    options: {
+      index: 1,
+      fields: ['signal', 'copy', 'maxTensorBytes', 'populate'],
+      booleans: ['copy', 'populate'],
+    },
+  },
+  {
+    name: 'parseShardIndex',
+    args: () => ['{"metadata":{},"weight_map":{"a":"x.safetensors"}}', 'i.json'],
+    call: (t, p) => tv.parseShardIndex(t as string, p as string),
+  },
+  { name: 'SafetensorsFile.has', args: () => ['w'], call: (x) => file.has(x as string) },
+  { name: 'SafetensorsFile.info', args: () => ['w'], call: (x) => file.info(x as string) },
+  {
+    name: 'SafetensorsFile.tensor',
+    args: () => ['w', {}],
+    call: (x, o) => file.tensor(x as string, o as tv.TensorOptions),
+    options: { index: 1, fields: ['populate'], booleans: ['populate'] },
+  },
+  {
+    name: 'SafetensorsFile.readRange',
+    args: () => ['w', 0, 4],
+    call: (x, o, l) => file.readRange(x as string, o as number, l as number),
+  },
+  {
+    name: 'SafetensorsFile.chunks',
+    args: () => ['w', {}],
+    call: (x, o) => [...file.chunks(x as string, o as tv.ChunkOptions)],
+    options: { index: 1, fields: ['chunkBytes', 'populate'], booleans: ['populate'] },
+  },
+  {
+    name: 'SafetensorsFile.prefetch',
+    args: () => [['w'], {}],
+    call: (x, o) => file.prefetch(x as string[], o as tv.JobOptions),
+    options: { index: 1, fields: JOB },
+  },
+  { name: 'ShardedSafetensors.shardOf', args: () => ['a'], call: (x) => sharded.shardOf(x as string) },
+  { name: 'ShardedSafetensors.info', args: () => ['a'], call: (x) => sharded.info(x as string) },
+  {
+    name: 'ShardedSafetensors.tensor',
+    args: () => ['a', {}],
+    call: (x, o) => sharded.tensor(x as string, o as tv.TensorOptions),
+    options: { index: 1, fields: ['populate'], booleans: ['populate'] },
+  },
+  {
+    name: 'saveSafetensors',
+    args: () => [fresh('save'), tensors(), {}],
+    call: (p, t, o) => tv.saveSafetensors(p as string, t as tv.TensorsToSave, o as tv.SaveSafetensorsOptions),
+    options: { index: 2, fields: ['metadata', ...JOB] },
+  },
+  {
+    name: 'saveSafetensors (tensor fields)',
+    args: () => [fresh('save'), { w: { dtype: 'U8', shape: [2], data: new Uint8Array(2) } }],
+    call: (p, t) => tv.saveSafetensors(p as string, t as tv.TensorsToSave),
+    options: { index: 1, fields: ['w'] },
+  },
+  {
+    name: 'saveShardedSafetensors',
+    args: () => [freshDir('ssave'), tensors(), {}],
+    call: (p, t, o) =>
+      tv.saveShardedSafetensors(p as string, t as tv.TensorsToSave, o as tv.SaveShardedOptions),
+    options: { index: 2, fields: ['metadata', 'maxShardBytes', 'prefix', ...JOB] },
+  },
+];
+
+/** Tensor-entry fields are checked one level down: `{ w: { dtype: BAD } }` and so on. */
+function tensorFieldCalls(): { label: string; run: () => unknown }[] {
+  const out: { label: string; run: () => unknown }[] = [];
+  for (const field of ['dtype', 'shape', 'data']) {
+    for (const [label, make] of CORPUS) {
+      const entry: Record<string, unknown> = { dtype: 'U8', shape: [2], data: new Uint8Array(2) };
+      out.push({
+        label: `saveSafetensors tensors.w.${field} = ${label}`,
+        run: () => {
+          entry[field] = make();
+          return tv.saveSafetensors(fresh('save'), { w: entry } as unknown as tv.TensorsToSave);
+        },
+      });
+    }
+  }
+  return out;
+}
+
+interface Outcome {
+  label: string;
+  kind: 'ok' | 'typed' | 'untyped';
+  code?: string;
+  detail?: string;
+}
+
+const CODES = new Set<string>(Object.values(tv.ErrorCode).filter((c) => c !== 'TV_INTERNAL'));
+
+async function settle(label: string, run: () => unknown): Promise<Outcome> {
+  try {
+    const v = run();
+    if (v instanceof Promise) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        v,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('did not settle in 20 s')), 20_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+    }
+    return { label, kind: 'ok' };
+  } catch (err) {
+    if (err instanceof tv.TensorVaultError && CODES.has(err.code))
+      return { label, kind: 'typed', code: err.code };
+    const e = err as Error;
+    let detail: string;
+    try {
+      detail = `${e?.name}: ${e?.message}`.slice(0, 160);
+    } catch {
+      detail = 'unprintable';
+    }
+    return { label, kind: 'untyped', detail };
+  }
+}
+
+function calls(): { label: string; run: () => unknown; boolean?: boolean }[] {
+  const out: { label: string; run: () => unknown; boolean?: boolean }[] = [];
+  for (const s of SPECS) {
+    const arity = s.args().length;
+    for (let i = 0; i < arity; i++) {
+      if (s.skip?.includes(i)) continue;
+      for (const [label, make] of CORPUS) {
+        out.push({
+          label: `${s.name} arg ${i} = ${label}`,
+          run: () => {
+            const a = s.args();
+            a[i] = make();
+            return s.call(...a);
+          },
+        });
+      }
+    }
+    if (s.options === undefined) continue;
+    const { index, fields, booleans = [] } = s.options;
+    for (const f of fields) {
+      for (const [label, make] of CORPUS) {
+        out.push({
+          label: `${s.name} options.${f} = ${label}`,
+          boolean: booleans.includes(f) && label !== 'undefined' && label !== 'true' && label !== 'false',
+          run: () => {
+            const a = s.args();
+            const o = (a[index] ?? {}) as Record<string, unknown>;
+            a[index] = { ...o, [f]: make() };
+            return s.call(...a);
+          },
+        });
+      }
+    }
+  }
+  return [...out, ...tensorFieldCalls()];
+}
+
+describe('every public entry point refuses bad arguments with a typed error (issue 13 item 13)', () => {
+  it('the corpus over every exported function, constructor, method and option field', async () => {
+    const results: Outcome[] = [];
+    const booleanMisses: string[] = [];
+    for (const c of calls()) {
+      const r = await settle(c.label, c.run);
+      results.push(r);
+      if (c.boolean && r.code !== 'TV_INVALID_ARGUMENT') booleanMisses.push(`${c.label}: ${r.kind}`);
+    }
+    const untyped = results.filter((r) => r.kind === 'untyped');
+    const summary = `${results.length} calls, ${untyped.length} untyped`;
+    // TV_ARGS_REPORT=FILE writes every outcome there (to count before/after a change).
+    if (process.env.TV_ARGS_REPORT)
+      writeFileSync(process.env.TV_ARGS_REPORT, JSON.stringify(results, null, 1));
+    expect({ summary, untyped: untyped.map((u) => `${u.label} → ${u.detail}`) }).toEqual({
+      summary: `${results.length} calls, 0 untyped`,
+      untyped: [],
+    });
+    // Booleans are booleans: { overwrite: 'false' } and friends are refused, not read as true.
+    expect(booleanMisses).toEqual([]);
+  }, 600_000);
+
+  it('null as options is refused with TV_INVALID_ARGUMENT naming options (verify(p, null))', async () => {
+    await expect(tv.verify(protectedFile, null as never)).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+      context: { argument: 'options' },
+    });
+  });
+
+  it('{ overwrite: "false" } is refused and the destination keeps its log', async () => {
+    await expect(tv.restoreBackup(archive, logDir, { overwrite: 'false' as never })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+      context: { argument: 'overwrite' },
+    });
+  });
+
+  it('a legacy payload nested 5,000 deep is a typed error, not a RangeError', () => {
+    let payload: unknown = 1;
+    for (let i = 0; i < 5000; i++) payload = { a: payload };
+    expect(() => tv.legacyPayloadHash(payload)).toThrow(tv.TensorVaultError);
+    expect(() => tv.canonicalJson(payload)).toThrow(tv.TensorVaultError);
+  });
+
+  it('a streamed source that throws is passed on as the cause', async () => {
+    const boom = new Error('source failed');
+    const err = await tv
+      .saveSafetensors(fresh('save'), {
+        w: {
+          dtype: 'U8',
+          shape: [4],
+          data: (async function* () {
+            yield new Uint8Array(2);
+            throw boom;
+          })(),
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(tv.TensorVaultError);
+    expect((err as tv.TensorVaultError).code).not.toBe('TV_INTERNAL');
+    expect((err as Error).cause).toBe(boom);
+  });
+
+  it('the CLI: backup create --sign-key with a file that is not a key exits with a typed error and no stack', () => {
+    const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
+    const r = spawnSync(
+      process.execPath,
+      [cli, 'backup', 'create', logDir, fresh('cliout'), '--sign-key', join(__dirname, '..', 'README.md')],
+      { encoding: 'utf8' },
+    );
+    expect(r.stderr).toMatch(/\[TV_[A-Z_]+\]/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.status).not.toBe(7);
+  });
+});

@@ -1,0 +1,234 @@
+/**
+ * The command line's conventions (issue 16): help everywhere, one exit-code table, JSON errors, quiet,
+ * sha256sum-compatible `hash`, and the fixes found by trying it as a new user.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { tempDir } from './helpers/tmp';
+
+const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
+const dir = tempDir('tv-cli-');
+let n = 0;
+const fresh = (): string => {
+  const d = join(dir, `d${++n}`);
+  mkdirSync(d, { recursive: true });
+  return d;
+};
+
+function run(args: string[], opts: { cwd?: string; input?: string } = {}) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', ...opts });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Every command and subcommand, as a user would ask for its help. */
+const COMMANDS = [
+  ['hash'],
+  ['inspect'],
+  ['protect'],
+  ['verify'],
+  ['repair'],
+  ['log'],
+  ['log', 'tail'],
+  ['eventlog'],
+  ['eventlog', 'verify'],
+  ['eventlog', 'info'],
+  ['backup'],
+  ['backup', 'create'],
+  ['backup', 'verify'],
+  ['backup', 'restore'],
+  ['bench'],
+  ['bench', 'ecc'],
+];
+
+describe('command line conventions', () => {
+  it('-h and --help work on every command and subcommand, before or after other arguments', () => {
+    for (const cmd of COMMANDS) {
+      for (const h of ['-h', '--help']) {
+        const r = run([...cmd, h]);
+        expect(r.status, `${cmd.join(' ')} ${h}: ${r.stderr}`).toBe(0);
+        expect(r.stdout, `${cmd.join(' ')} ${h}`).toMatch(/tensorvault \w+/);
+      }
+    }
+    // After a file argument and with other options too.
+    expect(run(['hash', 'somefile', '-h']).status).toBe(0);
+    expect(run(['verify', 'x', '--json', '--help']).status).toBe(0);
+  });
+
+  it("the README's exit-code table is ExitCode, and every error code maps to a documented exit code", async () => {
+    const { ExitCode, exitCodeOf } = await import('../dist/cli/common.js');
+    const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Command line'), readme.indexOf('## Errors'));
+    const documented = [...section.matchAll(/^\| (\d+) \| /gm)].map((m) => Number(m[1]));
+    expect(documented.sort((a, b) => a - b)).toEqual(
+      Object.values(ExitCode as Record<string, number>).sort((a, b) => a - b),
+    );
+    const io = new Set([
+      'TV_NOT_FOUND',
+      'TV_PERMISSION_DENIED',
+      'TV_IS_DIRECTORY',
+      'TV_NOT_A_FILE',
+      'TV_FILE_CHANGED',
+      'TV_IO',
+      'TV_SOURCE_FAILED',
+    ]);
+    for (const code of Object.values(tv.ErrorCode) as string[]) {
+      const exit = exitCodeOf(code);
+      expect(documented, code).toContain(exit);
+      // Only the file-system codes fall to "I/O error": every other code was placed on purpose.
+      if (exit === ExitCode.IO)
+        expect(io.has(code), `${code} maps to the I/O exit code by default`).toBe(true);
+    }
+  });
+
+  it('an invalid safetensors file is invalid input (5), not an I/O error (6); a missing one is 6', () => {
+    const d = fresh();
+    writeFileSync(join(d, 'bad.safetensors'), Buffer.from('not a safetensors file at all'));
+    expect(run(['inspect', join(d, 'bad.safetensors')]).status).toBe(5);
+    expect(run(['inspect', join(d, 'missing.safetensors')]).status).toBe(6);
+    expect(run(['inspect']).status).toBe(3);
+    expect(run(['hash', '--no-such-option', 'x']).status).toBe(3);
+  });
+
+  it('under --json an error is one JSON object on stderr; --quiet silences notes', () => {
+    const r = run(['hash', '--json', join(fresh(), 'missing')]);
+    expect(r.status).toBe(6);
+    const e = JSON.parse(r.stderr.trim());
+    expect(e.error).toMatchObject({ code: 'TV_NOT_FOUND' });
+    expect(typeof e.error.message).toBe('string');
+    expect(e.error.context).toBeTypeOf('object');
+    const u = run(['hash', '--json', '--bogus']);
+    expect(u.status).toBe(3);
+    expect(JSON.parse(u.stderr.trim()).error.code).toBe('TV_USAGE');
+    const f = join(fresh(), 'f');
+    writeFileSync(f, 'abc');
+    expect(run(['hash', f]).stderr).toMatch(/B in/);
+    const q = run(['hash', '-q', f]);
+    expect(q.stderr).toBe('');
+    expect(q.stdout).toMatch(/^[0-9a-f]{64} {2}/);
+  });
+
+  it('hash prints what sha256sum prints, and --check reads sha256sum files (OK, FAILED, exit 1)', () => {
+    const d = fresh();
+    const a = join(d, 'a.bin');
+    const b = join(d, 'b b.bin');
+    writeFileSync(a, 'hello');
+    writeFileSync(b, Buffer.alloc(70_000, 7));
+    const mine = run(['hash', a, b]);
+    expect(mine.status).toBe(0);
+    const ref = spawnSync('sha256sum', [a, b], { encoding: 'utf8' });
+    if (ref.status === 0) expect(mine.stdout).toBe(ref.stdout);
+    const want = `${createHash('sha256').update('hello').digest('hex')}  ${a}\n`;
+    expect(mine.stdout.startsWith(want)).toBe(true);
+    const sums = join(d, 'SUMS');
+    writeFileSync(sums, mine.stdout);
+    const ok = run(['hash', '--check', sums]);
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toBe(`${a}: OK\n${b}: OK\n`);
+    writeFileSync(a, 'hellO');
+    const bad = run(['hash', '--check', sums]);
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toBe(`${a}: FAILED\n${b}: OK\n`);
+    expect(bad.stderr).toMatch(/1 computed checksum\(s\) did NOT match/);
+    // Binary-mode lines (`*name`) and stdin, as sha256sum -c takes them.
+    const star = `${createHash('sha256').update('hellO').digest('hex')} *${a}\n`;
+    expect(run(['hash', '--check', '-'], { input: star }).stdout).toBe(`${a}: OK\n`);
+    if (ref.status === 0) {
+      // And sha256sum accepts what hash --check accepts.
+      writeFileSync(a, 'hello');
+      expect(spawnSync('sha256sum', ['-c', sums]).status).toBe(0);
+    }
+  });
+
+  it('backup create reports an error once; a restore refusal exits 4 and names --overwrite', async () => {
+    const c = run(['backup', 'create', join(fresh(), 'nope'), fresh()]);
+    expect(c.status).toBe(6);
+    expect(c.stderr.trim().split('\n')).toHaveLength(1);
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { fsync: 'never' });
+    await log.append('a', 'E', 'X', '1');
+    await log.close();
+    const out = fresh();
+    expect(run(['backup', 'create', d, out]).status).toBe(0);
+    const archive = join(out, readdirSync(out).find((f) => f.endsWith('.tar.gz')) as string);
+    const r = run(['backup', 'restore', archive, d]);
+    expect(r.status).toBe(4);
+    expect(r.stderr).toMatch(/--overwrite/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(
+      run(['backup', 'create', d, fresh(), '--sign-key', join(__dirname, '..', 'README.md')]).status,
+    ).toBe(3);
+  });
+
+  it('log tail refuses a binary file (exit 5) instead of dumping it', () => {
+    const f = join(fresh(), 'blob.bin');
+    writeFileSync(f, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0, 1, 2, 0xff, 0xfe, 10, 0, 0, 10]));
+    const r = run(['log', 'tail', f]);
+    expect(r.status).toBe(5);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/not a log file/);
+  });
+
+  it('bench ecc writes no chart unless --svg names one', () => {
+    const cwd = fresh();
+    const r = run(
+      ['bench', 'ecc', '--codes', '2+1', '--shard-size', '4k', '--threads', '1', '--round-ms', '1', '--json'],
+      {
+        cwd,
+      },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(readdirSync(cwd)).toEqual([]);
+    expect(JSON.parse(r.stdout).svg).toBeNull();
+    expect(existsSync(join(cwd, 'ecc-bench.svg'))).toBe(false);
+  });
+
+  it('the progress line never exceeds the terminal width', async () => {
+    const { progressLine } = await import('../dist/cli/common.js');
+    for (const columns of [10, 20, 40, 60, 80, 200]) {
+      for (const frac of [0, 0.5, 1]) {
+        const line = progressLine('protecting', frac, 123_456_789, 3.2, columns);
+        expect(line.length, `${columns}`).toBeLessThan(columns);
+      }
+    }
+    expect(progressLine('hashing', 0.5, 1024, 1, 120)).toMatch(/hashing \[#+\.+\]\s+50%/);
+  });
+});
+
+describe('TensorVaultError.context is typed per code (issue 16)', () => {
+  it('is(code) narrows the context; the narrowing is checked by tsc (npm test runs tsc over the tests)', async () => {
+    const d = fresh();
+    const f = join(d, 'f.bin');
+    writeFileSync(f, Buffer.alloc(256 * 1024, 1));
+    await tv.protect(f, { level: 'high' });
+    const b = readFileSync(f);
+    for (let i = 0; i < b.length; i += 4096) b[i] = (b[i] as number) ^ 0xff; // every chunk
+    writeFileSync(f, b);
+    let caught: unknown;
+    try {
+      await tv.repair(f);
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(tv.TensorVaultError);
+    const e = caught as tv.TensorVaultError;
+    expect(e.is('TV_ECC_UNREPAIRABLE')).toBe(true);
+    expect(e.is('TV_IO')).toBe(false);
+    if (e.is('TV_ECC_UNREPAIRABLE')) {
+      // Compile-time: `chunks` is a documented string field of this code.
+      const chunks: string | undefined = e.context.chunks;
+      expect(chunks).toMatch(/^\d+(,\d+)*$/);
+      // @ts-expect-error: chunks is not a number
+      const wrong: number = e.context.chunks;
+      expect(typeof wrong).toBe('string');
+    }
+    const locked = new tv.TensorVaultError('TV_LOCKED', 'x', { pid: 42 });
+    if (locked.is('TV_LOCKED')) {
+      const pid: number | undefined = locked.context.pid;
+      expect(pid).toBe(42);
+    }
+  });
+});

@@ -1,0 +1,358 @@
+/**
+ * A consistent cut of a live log, for backups: every file the log consists of, opened (or read, when
+ * small) before any is copied, so a writer appending meanwhile changes nothing that is archived; and
+ * the chain check on the exact bytes being archived ({@link CutChainCheck}), under the same rules as
+ * `verify.ts`. Backups know the log only through this file.
+ */
+import { constants, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { ErrorCode, TensorVaultError } from '../errors';
+import { ioError } from '../io/index';
+import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from './hashing';
+import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE, parseSegment, V2_SEGMENT_RE } from './layout';
+import { type Head, LogStore, type SealRecord, type Snapshot } from './store';
+import { ChainChecker } from './verify';
+
+/** One file of the cut. `path` is relative to the data folder, with `/` separators. */
+export interface CutFile {
+  path: string;
+  abs: string;
+  size: number;
+  kind: 'meta' | 'segment' | 'snapshot' | 'anchor';
+  segment?: number;
+  /** The bytes of a small file, read at the cut. */
+  data?: Buffer;
+  /** An open handle to a segment (it stays readable even if pruned meanwhile). */
+  fh?: fsp.FileHandle;
+}
+
+/** What the cut holds. Close it (or `await using`) to release the handles. */
+export interface LogCut {
+  format: EventLogFormat;
+  files: CutFile[];
+  /**
+   * v2: the head record, read after every segment's size was taken (so it vouches for at least the
+   * events in the cut). Not archived: a restore writes it anew.
+   */
+  head?: Buffer | undefined;
+  /** v2: the head record as it is now. */
+  rereadHead(): Promise<Buffer | undefined>;
+  /** The bytes to archive for `f`: a v2 segment is cut at its last complete event. */
+  read(f: CutFile): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+async function openNoFollow(path: string): Promise<fsp.FileHandle> {
+  try {
+    return await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    throw ioError(err, path, 'cannot open');
+  }
+}
+
+async function readAll(fh: fsp.FileHandle, size: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  while (at < size) {
+    const { bytesRead } = await fh.read(buf, at, size - at, at);
+    if (bytesRead === 0) break;
+    at += bytesRead;
+  }
+  return at === size ? buf : buf.subarray(0, at);
+}
+
+/** Take the consistent cut of the log in `dataDir`. */
+export async function takeCut(dataDir: string): Promise<LogCut> {
+  const dir = join(dataDir, LAYOUT.dir);
+  let names: string[];
+  try {
+    const st = await fsp.lstat(dir);
+    if (!st.isDirectory()) throw new Error('not a folder');
+    names = await fsp.readdir(dir);
+  } catch (err) {
+    throw new TensorVaultError(
+      ErrorCode.NOT_FOUND,
+      `no event-log folder in ${dataDir}`,
+      { path: dir },
+      { cause: err },
+    );
+  }
+  const format: EventLogFormat = names.includes(LAYOUT.v2Meta) ? 'v2' : 'legacy';
+  for (let attempt = 0; ; attempt++) {
+    const files: CutFile[] = [];
+    const close = async () => {
+      for (const f of files) await f.fh?.close().catch(() => {});
+    };
+    // 1. Small state first (the snapshot is never ahead of the segments read after it).
+    const snapPath = join(dataDir, LAYOUT.snapshot);
+    const snap = await fsp.readFile(snapPath).catch(() => undefined);
+    const metaPath = join(dir, LAYOUT.v2Meta);
+    const meta = format === 'v2' ? await fsp.readFile(metaPath) : undefined;
+    const anchorPath = join(dataDir, LAYOUT.legacyAnchor);
+    const anchor = format === 'legacy' ? await fsp.readFile(anchorPath).catch(() => undefined) : undefined;
+    // 2. Segments: list, then open them all (an open handle keeps a file readable even if pruned).
+    const re = format === 'v2' ? V2_SEGMENT_RE : LEGACY_SEGMENT_RE;
+    const segs = (await fsp.readdir(dir))
+      .map((name) => ({ name, m: re.exec(name) }))
+      .filter((x) => x.m !== null)
+      .map((x) => ({ name: x.name, n: Number(x.m?.[1]) }))
+      .sort((a, b) => a.n - b.n);
+    if (meta !== undefined) {
+      files.push({
+        path: `${LAYOUT.dir}/${LAYOUT.v2Meta}`,
+        abs: metaPath,
+        data: meta,
+        size: meta.length,
+        kind: 'meta',
+      });
+    }
+    try {
+      for (const s of segs) {
+        const abs = join(dir, s.name);
+        const fh = await openNoFollow(abs);
+        const st = await fh.stat();
+        if (!st.isFile()) {
+          await fh.close();
+          throw new TensorVaultError(ErrorCode.NOT_A_FILE, `not a regular file: ${abs}`, { path: abs });
+        }
+        files.push({
+          path: `${LAYOUT.dir}/${s.name}`,
+          abs,
+          fh,
+          size: st.size,
+          kind: 'segment',
+          segment: s.n,
+        });
+      }
+    } catch (err) {
+      await close();
+      throw err;
+    }
+    if (snap !== undefined) {
+      files.push({ path: LAYOUT.snapshot, abs: snapPath, data: snap, size: snap.length, kind: 'snapshot' });
+    }
+    if (anchor !== undefined) {
+      files.push({
+        path: LAYOUT.legacyAnchor,
+        abs: anchorPath,
+        data: anchor,
+        size: anchor.length,
+        kind: 'anchor',
+      });
+    }
+    const head =
+      format === 'v2' ? await fsp.readFile(join(dir, LAYOUT.v2Head)).catch(() => undefined) : undefined;
+    // 3. A prune that ran meanwhile moves the v2 anchor: take the cut again.
+    if (meta !== undefined && attempt < 5) {
+      const again = await fsp.readFile(metaPath).catch(() => undefined);
+      if (again === undefined || !again.equals(meta)) {
+        await close();
+        continue;
+      }
+    }
+    return {
+      format,
+      files,
+      head,
+      rereadHead: () => fsp.readFile(join(dir, LAYOUT.v2Head)).catch(() => undefined),
+      async read(f: CutFile): Promise<Buffer> {
+        const data = f.data ?? (await readAll(f.fh as fsp.FileHandle, f.size));
+        return format === 'v2' && f.kind === 'segment' ? data.subarray(0, data.lastIndexOf(0x0a) + 1) : data;
+      },
+      close,
+    };
+  }
+}
+
+/**
+ * The chain check on the bytes of a cut, as they stream past, by the rules of `verify.ts`: from the
+ * v2 anchor (sealed segments whose bytes match the snapshot's digest are checked by their links
+ * only) or the legacy anchor; a legacy log pruned by Libervia (no anchor) is chained from its first
+ * kept event and must hold the snapshot's event with its recorded hash (contract `libervia.md` §2).
+ * With the log's key, the v2 metadata and snapshot must carry its HMAC.
+ */
+export class CutChainCheck {
+  problem: string | null = null;
+  count = 0;
+  first: EventLogEntry | undefined;
+  last: EventLogEntry | undefined;
+  readonly #v2: boolean;
+  readonly #chain: ChainChecker;
+  #unanchored = false;
+  #sealed = new Map<number, SealRecord>();
+  #snapPoint: { seg: number; idx: number; id: string | null; hash: string | null } | undefined;
+  #snapMatched = false;
+  #head: Head | undefined;
+  #headMissing = false;
+  readonly #cut: LogCut;
+  readonly #store: LogStore;
+
+  get #lastSeq(): number {
+    return this.last?.seq ?? this.#chain.prevSeq;
+  }
+
+  constructor(cut: LogCut, key?: Uint8Array) {
+    this.#v2 = cut.format === 'v2';
+    this.#chain = new ChainChecker(this.#v2, null, 0);
+    const store = new LogStore('', cut.format, key);
+    this.#cut = cut;
+    this.#store = store;
+    const json = (kind: CutFile['kind']): unknown => {
+      const data = cut.files.find((f) => f.kind === kind)?.data;
+      if (data === undefined) return undefined;
+      try {
+        return JSON.parse(data.toString('utf8'));
+      } catch {
+        return null;
+      }
+    };
+    const unsealed = (kind: CutFile['kind']): Record<string, unknown> | undefined => {
+      const r = store.unseal(json(kind));
+      return 'ok' in r ? r.ok : undefined;
+    };
+    const firstSeg = cut.files.find((f) => f.kind === 'segment')?.segment;
+    if (this.#v2) {
+      // Without the key the metadata's own check cannot be verified (it may be an HMAC): read as is.
+      const meta = (key === undefined ? json('meta') : unsealed('meta')) as
+        | { anchor?: unknown }
+        | null
+        | undefined;
+      const a = meta?.anchor as { prev_hash?: string | null; seq?: number } | undefined;
+      if (typeof a?.seq !== 'number') {
+        this.problem =
+          key === undefined
+            ? 'the log metadata is unreadable'
+            : 'the log metadata does not verify with the key';
+      } else {
+        this.#chain.prevHash = a.prev_hash ?? null;
+        this.#chain.prevSeq = a.seq - 1;
+      }
+      // A snapshot whose own check verifies vouches for the sealed segments' digests.
+      for (const r of ((unsealed('snapshot') as Snapshot | undefined)?.sealed ?? []) as SealRecord[]) {
+        this.#sealed.set(r.segment, r);
+      }
+      if (key !== undefined) {
+        this.#head = cut.head === undefined ? undefined : store.parseHead(cut.head);
+        this.#headMissing = this.#head === undefined;
+      }
+      return;
+    }
+    const anchor = json('anchor') as { first_previous_hash?: string | null } | null | undefined;
+    if (anchor === null) this.problem = 'the prune anchor is unreadable';
+    else if (anchor !== undefined) this.#chain.prevHash = anchor.first_previous_hash ?? null;
+    else if (firstSeg !== undefined && firstSeg !== 1) {
+      this.#unanchored = true;
+      const s = json('snapshot') as Snapshot | null | undefined;
+      if (s && Number.isSafeInteger(s.last_segment) && Number.isSafeInteger(s.last_index_in_segment)) {
+        this.#snapPoint = {
+          seg: s.last_segment,
+          idx: s.last_index_in_segment,
+          id: s.last_event_id,
+          hash: s.last_current_hash,
+        };
+      }
+    }
+  }
+
+  /** Check the archived bytes of segment `n` (with their SHA-256 `digest`). */
+  segment(n: number, data: Buffer, digest: string): void {
+    if (this.problem !== null) return;
+    if (this.#v2 && this.#sealedLinks(n, data, digest)) return;
+    const r = parseSegment(data, this.#v2 ? 'v2' : 'legacy');
+    if (r.problem !== undefined) {
+      this.problem = `segment ${n}: ${r.problem}`;
+      return;
+    }
+    const chain = this.#chain;
+    if (this.#v2 && (r.header?.segment !== n || (r.header?.prev_hash ?? null) !== chain.prevHash)) {
+      this.problem = `segment ${n}: header does not link to the previous segment`;
+      return;
+    }
+    const hasher = new EntryHashChecker(r.entries, this.#v2);
+    for (let k = 0; k < r.entries.length; k++) {
+      const e = r.entries[k] as EventLogEntry;
+      const shape = entryShapeProblem(e, this.#v2);
+      const at = `event ${this.count}`;
+      if (shape !== undefined) {
+        this.problem = `${at}: ${shape}`;
+        return;
+      }
+      if (this.#unanchored && this.count === 0) chain.prevHash = e.previous_hash;
+      const p = this.#snapPoint;
+      if (p !== undefined && p.seg === n && p.idx === k) {
+        if (e.id !== p.id || e.current_hash !== p.hash) {
+          this.problem = `${at} (${e.id}): the snapshot does not match the log`;
+          return;
+        }
+        this.#snapPoint = undefined;
+        this.#snapMatched = true;
+      }
+      const problem = chain.check(e, k, hasher);
+      if (problem !== undefined) {
+        this.problem = `${at} (${e.id}): ${problem}`;
+        return;
+      }
+      this.first ??= e;
+      this.last = e;
+      this.count++;
+    }
+  }
+
+  /**
+   * After the last segment: a log pruned without an anchor must have held the snapshot's event; with
+   * a key, no event may follow the authenticated head.
+   */
+  async finish(): Promise<void> {
+    if (this.problem !== null) return;
+    // A live writer updates the head just after the segment: give it a moment before calling the
+    // events after the head unauthenticated (a forged event never gets a head that covers it).
+    for (let i = 0; i < 5 && this.#head !== undefined && this.#lastSeq > this.#head.seq; i++) {
+      await new Promise((r) => setTimeout(r, 20 * (i + 1)));
+      const raw = await this.#cut.rereadHead();
+      const h = raw === undefined ? undefined : this.#store.parseHead(raw);
+      if (h !== undefined && h.seq > this.#head.seq) this.#head = h;
+    }
+    if (this.#unanchored && !this.#snapMatched) {
+      this.problem =
+        'legacy log pruned without an anchor, and the snapshot event it could be verified from is not kept';
+    } else if (this.#head !== undefined && this.#lastSeq > this.#head.seq) {
+      const extra = this.#lastSeq - this.#head.seq;
+      this.problem = `${extra} event(s) after the authenticated head (seq ${this.#head.seq}) carry no authentication`;
+    } else if (this.#headMissing && this.count > 0) {
+      this.problem = 'the head record is missing or does not verify with the key';
+    }
+  }
+
+  /** A sealed v2 segment with the same bytes as when it was sealed: check only its links. */
+  #sealedLinks(n: number, data: Buffer, digest: string): boolean {
+    const seal = this.#sealed.get(n);
+    const chain = this.#chain;
+    if (seal === undefined || seal.sha256 !== digest) return false;
+    const nl1 = data.indexOf(0x0a);
+    const nl2 = data.indexOf(0x0a, nl1 + 1);
+    const lastStart = data.lastIndexOf(0x0a, data.length - 2) + 1;
+    try {
+      const header = JSON.parse(data.subarray(0, nl1).toString('utf8')) as Record<string, unknown>;
+      const first = JSON.parse(data.subarray(nl1 + 1, nl2).toString('utf8')) as EventLogEntry;
+      const last = JSON.parse(data.subarray(lastStart, data.length - 1).toString('utf8')) as EventLogEntry;
+      if (
+        header.segment !== n ||
+        (header.prev_hash ?? null) !== chain.prevHash ||
+        seal.first_seq !== chain.prevSeq + 1 ||
+        first.seq !== seal.first_seq ||
+        last.seq !== seal.last_seq ||
+        last.current_hash !== seal.last_hash
+      ) {
+        return false;
+      }
+      this.first ??= first;
+      this.last = last;
+      chain.prevHash = seal.last_hash;
+      chain.prevSeq = seal.last_seq;
+      this.count += seal.last_seq - seal.first_seq + 1;
+      return true;
+    } catch {
+      return false; // fall back to the event-by-event check
+    }
+  }
+}

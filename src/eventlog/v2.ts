@@ -1,0 +1,359 @@
+/**
+ * The v2 format (`docs/formats/eventlog.md`): append-only JSON-lines segments with a header line,
+ * sealed metadata with the prune anchor, a two-slot head record of the last acknowledged event, and a
+ * snapshot carrying the digest of every sealed segment. With a key, everything sealed is HMAC'd and
+ * events the head does not vouch for are never accepted.
+ */
+import { randomUUID } from 'node:crypto';
+import { constants, promises as fsp, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { ErrorCode, TensorVaultError } from '../errors';
+import { hashFile } from '../hash/index';
+import { atomicWriteFile, exists, fsyncDir, ioError } from '../io/index';
+import {
+  type EventLogEntry,
+  entryShapeProblem,
+  V2_HASH_ALGORITHM,
+  v2EntryHash,
+  v2PayloadHash,
+} from './hashing';
+import { LAYOUT, segName, v2EventsAfter } from './layout';
+import { HEAD_SLOT, type Head, type SealRecord, type Segment, type Snapshot, type V2Anchor } from './store';
+import type { FormatContext, LogFormat, PreparedEvent } from './strategy';
+
+function writeAll(fd: number, buf: Buffer, position: number | null, path: string): void {
+  let at = 0;
+  try {
+    while (at < buf.length) {
+      at += writeSync(fd, buf, at, buf.length - at, position === null ? null : position + at);
+    }
+  } catch (err) {
+    throw ioError(err, path, 'cannot write');
+  }
+}
+
+export class V2Format implements LogFormat {
+  readonly name = 'v2' as const;
+  #anchor: V2Anchor = { segment: 1, seq: 1, prev_hash: null, pruned_events: 0 };
+  #appendFh: fsp.FileHandle | undefined;
+  #headFh: fsp.FileHandle | undefined;
+  constructor(
+    readonly ctx: FormatContext,
+    readonly hasMeta: boolean,
+  ) {}
+
+  /** The seq before the first kept event. */
+  get #seqBefore(): number {
+    return this.#anchor.seq - 1;
+  }
+
+  async open(): Promise<void> {
+    const { store, tail, recovery, readOnly } = this.ctx;
+    if (!this.hasMeta) {
+      if (readOnly) throw new TensorVaultError(ErrorCode.NOT_FOUND, `no event log in ${store.dataDir}`);
+      await store.writeMeta({
+        format: 'tensorvault-eventlog',
+        version: 2,
+        hash_algorithm: V2_HASH_ALGORITHM,
+        created_at: new Date().toISOString(),
+        anchor: { segment: 1, seq: 1, prev_hash: null, pruned_events: 0 },
+      });
+    }
+    const meta = await store.readMeta();
+    this.#anchor = meta.anchor;
+    if (!readOnly) recovery.removedTempFiles += await store.removeTemps();
+    let segs = await store.listSegments();
+    if (!readOnly) {
+      // Finish an interrupted prune: segments before the anchor are no longer part of the log.
+      for (const s of segs.filter((x) => x.n < meta.anchor.segment)) {
+        await fsp.rm(s.file, { force: true });
+        recovery.removedSegments++;
+      }
+      segs = segs.filter((x) => x.n >= meta.anchor.segment);
+    }
+    tail.segments = segs.map((s) => s.n);
+    let lastSeq = await this.#loadTail(segs);
+    let head = await store.readHead();
+    if (!readOnly && store.key !== undefined && tail.chainBroken === undefined) {
+      // With a key, only what the authenticated head vouches for is the log. Events after it were
+      // never acknowledged (append() returns after the head update) and carry no MAC: they may be a
+      // crash's leftovers or forgeries, and must never be re-signed. They are moved aside.
+      if (head === undefined && lastSeq >= meta.anchor.seq) {
+        tail.chainBroken = 'the head record is missing: the events cannot be authenticated';
+      } else if (head !== undefined && head.seq < lastSeq) {
+        lastSeq = await this.#quarantineAfter(head.seq);
+        head = await store.readHead();
+      }
+    }
+    tail.total = Math.max(0, lastSeq - meta.anchor.seq + 1);
+    if (readOnly) return;
+    if (head !== undefined && head.seq > lastSeq) {
+      tail.chainBroken = `tail cut: the head records seq ${head.seq} but the log ends at seq ${lastSeq}`;
+    } else if (tail.chainBroken === undefined && (head === undefined || head.seq < lastSeq)) {
+      if (head !== undefined || lastSeq >= meta.anchor.seq) recovery.headAdvanced = head !== undefined;
+      await this.acknowledge();
+    }
+    if ((await store.readSnapshot()).corrupt) recovery.snapshotIgnored = true;
+  }
+
+  /** Read the last segment (cutting a torn write, removing a header-less one); returns the last seq. */
+  async #loadTail(segs: Segment[]): Promise<number> {
+    const { store, tail, recovery, readOnly } = this.ctx;
+    const lastSeg = segs[segs.length - 1];
+    if (lastSeg === undefined) return this.#seqBefore;
+    let r = await store.readSegment(lastSeg);
+    if (!readOnly && r.tornBytes > 0) {
+      await store.truncate(lastSeg.file, r.completeBytes);
+      recovery.truncatedBytes += r.tornBytes;
+      r = await store.readSegment(lastSeg);
+    }
+    if (!readOnly && r.completeBytes === 0) {
+      // Rotation crashed before the header was written.
+      await fsp.rm(lastSeg.file, { force: true });
+      await fsyncDir(store.dir);
+      recovery.removedSegments++;
+      tail.segments.pop();
+      const prev = segs[segs.length - 2];
+      r =
+        prev === undefined ? { entries: [], tornBytes: 0, completeBytes: 0 } : await store.readSegment(prev);
+    }
+    if (r.problem !== undefined) tail.chainBroken = `last segment: ${r.problem}`;
+    const entries = r.entries as EventLogEntry[];
+    tail.last = entries[entries.length - 1];
+    if (tail.last === undefined && tail.segments.length > 1) {
+      const prev = segs.find((s) => s.n === tail.segments[tail.segments.length - 2]);
+      if (prev !== undefined) {
+        const pe = await store.entries(prev);
+        tail.last = pe[pe.length - 1];
+      }
+    }
+    const curSeg = tail.segments[tail.segments.length - 1];
+    if (curSeg !== undefined) tail.segCounts.set(curSeg, curSeg === lastSeg.n ? entries.length : 0);
+    if (tail.last === undefined) return this.#seqBefore;
+    if (entryShapeProblem(tail.last, true) !== undefined) {
+      tail.chainBroken = 'last entry is malformed';
+      return this.#seqBefore;
+    }
+    return tail.last.seq as number;
+  }
+
+  /**
+   * Move every event after `seq` out of the log, into `unauthenticated-<time>.jsonl` in the log's
+   * folder (never deleted: a person decides), and return the new last seq (`seq`). Whole segments after
+   * it are moved; the segment holding `seq` is cut after that event's line.
+   */
+  async #quarantineAfter(seq: number): Promise<number> {
+    const { store, tail, recovery } = this.ctx;
+    const aside = join(store.dir, `unauthenticated-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`);
+    const parts: Buffer[] = [];
+    let moved = 0;
+    const segs = await store.listSegments();
+    for (let i = segs.length - 1; i >= 0; i--) {
+      const s = segs[i] as Segment;
+      const raw = await fsp.readFile(s.file).catch((err: unknown) => {
+        throw ioError(err, s.file, 'cannot read segment');
+      });
+      const after = v2EventsAfter(raw, seq);
+      if (after === undefined) break; // this segment ends at or before `seq`: done
+      const { cut, headerBytes } = after;
+      moved += after.events;
+      parts.unshift(raw.subarray(cut));
+      // Every event of this segment is past `seq`: the whole segment goes (the first one is kept,
+      // cut back to its header).
+      if (cut === headerBytes && i > 0) {
+        await fsp.rm(s.file, { force: true });
+        tail.segments = tail.segments.filter((n) => n !== s.n);
+      } else {
+        await store.truncate(s.file, cut);
+        break;
+      }
+    }
+    if (moved > 0) {
+      await atomicWriteFile(aside, Buffer.concat(parts));
+      await fsyncDir(store.dir);
+      recovery.quarantinedEvents += moved;
+      recovery.quarantineFile = aside;
+    }
+    // Re-read the new tail.
+    const last = tail.segments[tail.segments.length - 1];
+    const seg = (await store.listSegments()).find((x) => x.n === last);
+    if (seg !== undefined) {
+      const entries = await store.entries(seg);
+      tail.last = entries[entries.length - 1] ?? tail.last;
+      tail.segCounts.set(seg.n, entries.length);
+    }
+    return seq;
+  }
+
+  payloadHash(payload: Record<string, unknown>): string {
+    return v2PayloadHash(payload);
+  }
+
+  entry(prev: EventLogEntry | undefined, p: PreparedEvent, timestamp: string): EventLogEntry {
+    const base = {
+      v: 2 as const,
+      seq: (prev?.seq ?? this.#seqBefore) + 1,
+      id: randomUUID(),
+      timestamp,
+      ...p,
+      previous_hash: prev?.current_hash ?? this.#anchor.prev_hash,
+    };
+    return { ...base, current_hash: v2EntryHash(base) };
+  }
+
+  firstSegment(): number {
+    return this.#anchor.segment;
+  }
+
+  async liveSegments(): Promise<Segment[]> {
+    const a = this.#anchor.segment;
+    return (await this.ctx.store.listSegments()).filter((s) => s.n >= a);
+  }
+
+  async write(seg: number, entries: EventLogEntry[]): Promise<void> {
+    const file = join(this.ctx.store.dir, segName(seg, 'v2'));
+    this.#appendFh ??= await fsp.open(file, 'a');
+    // The lines are small and go to the page cache: write them synchronously (no thread-pool hop);
+    // the fsync, which can take milliseconds, stays off the JS thread.
+    writeAll(
+      this.#appendFh.fd,
+      Buffer.from(entries.map((e) => `${JSON.stringify(e)}\n`).join('')),
+      null,
+      file,
+    );
+    if (this.ctx.fsync) await this.#appendFh.datasync();
+  }
+
+  async rotate(n: number): Promise<void> {
+    const { store, tail } = this.ctx;
+    await this.#appendFh?.close();
+    this.#appendFh = undefined;
+    const file = join(store.dir, segName(n, 'v2'));
+    const header = {
+      tv_eventlog: 2,
+      hash_algorithm: V2_HASH_ALGORITHM,
+      segment: n,
+      first_seq: (tail.last?.seq ?? this.#seqBefore) + 1,
+      prev_hash: tail.last?.current_hash ?? this.#anchor.prev_hash,
+    };
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await fsp.open(
+        file,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND,
+      );
+      await fh.write(`${JSON.stringify(header)}\n`);
+      if (this.ctx.fsync) await fh.sync();
+    } catch (err) {
+      await fh?.close();
+      throw ioError(err, file, 'cannot create segment');
+    }
+    this.#appendFh = fh;
+    if (this.ctx.fsync) await fsyncDir(store.dir);
+  }
+
+  /** Write the head record (alternate slots, so a torn write leaves the other one). */
+  async acknowledge(): Promise<void> {
+    const { store, tail } = this.ctx;
+    const head: Head = {
+      seq: tail.last?.seq ?? this.#seqBefore,
+      hash: tail.last?.current_hash ?? this.#anchor.prev_hash,
+      segment: tail.segments[tail.segments.length - 1] ?? this.#anchor.segment,
+    };
+    const buf = Buffer.alloc(HEAD_SLOT, 0x20);
+    buf.write(JSON.stringify(store.seal(head)), 0, 'utf8');
+    buf[HEAD_SLOT - 1] = 0x0a;
+    const path = join(store.dir, LAYOUT.v2Head);
+    if (this.#headFh === undefined) {
+      const existed = await exists(path);
+      this.#headFh = await fsp.open(path, existed ? 'r+' : 'w+');
+      if (!existed) {
+        await this.#headFh.write(Buffer.alloc(2 * HEAD_SLOT, 0x20), 0, 2 * HEAD_SLOT, 0);
+        await this.#headFh.sync();
+        await fsyncDir(store.dir);
+      }
+    }
+    writeAll(this.#headFh.fd, buf, (head.seq % 2) * HEAD_SLOT, path);
+    if (this.ctx.fsync) await this.#headFh.datasync();
+  }
+
+  /** The snapshot carries the digests of every sealed segment (sealing the current one when full). */
+  async snapshot(base: Snapshot): Promise<void> {
+    const { store, tail } = this.ctx;
+    const seg = base.last_segment;
+    const prev = await store.readSnapshot();
+    const sealed = (prev.snap?.sealed ?? []).filter(
+      (r) => r.segment >= this.#anchor.segment && tail.segments.includes(r.segment),
+    );
+    const have = new Set(sealed.map((r) => r.segment));
+    for (const n of tail.segments) {
+      const current = n === seg;
+      const full = current && (tail.segCounts.get(n) ?? 0) >= this.ctx.segmentSize;
+      if (have.has(n) || (current && !full)) continue;
+      const rec = await this.#sealRecord(n);
+      if (rec !== undefined) sealed.push(rec);
+    }
+    sealed.sort((a, b) => a.segment - b.segment);
+    const snap: Snapshot = {
+      ...base,
+      last_seq: tail.last?.seq ?? this.#seqBefore,
+      first_seq: this.#anchor.seq,
+      sealed,
+    };
+    await atomicWriteFile(
+      join(store.dataDir, LAYOUT.snapshot),
+      `${JSON.stringify(store.seal(snap), null, 2)}\n`,
+      {
+        sync: this.ctx.fsync,
+      },
+    );
+  }
+
+  async #sealRecord(n: number): Promise<SealRecord | undefined> {
+    const file = join(this.ctx.store.dir, segName(n, 'v2'));
+    const r = await this.ctx.store.readSegment({ n, file });
+    const entries = r.entries as EventLogEntry[];
+    const first = entries[0];
+    const last = entries[entries.length - 1];
+    if (r.problem !== undefined || first === undefined || last === undefined || r.tornBytes > 0)
+      return undefined;
+    const h = await hashFile(file);
+    return {
+      segment: n,
+      first_seq: first.seq as number,
+      last_seq: last.seq as number,
+      last_hash: last.current_hash,
+      size: h.length,
+      sha256: h.digest,
+    };
+  }
+
+  async pruneAnchor(firstKept: Segment, _drop: Segment[]): Promise<number> {
+    const { store } = this.ctx;
+    const header = await store.readSegmentHeader(firstKept);
+    const firstSeq = header?.first_seq;
+    if (typeof firstSeq !== 'number') {
+      throw new TensorVaultError(ErrorCode.CORRUPT, `segment ${firstKept.n} has no valid header`, {
+        path: firstKept.file,
+      });
+    }
+    const meta = await store.readMeta();
+    const removed = firstSeq - meta.anchor.seq;
+    const anchor: V2Anchor = {
+      segment: firstKept.n,
+      seq: firstSeq,
+      prev_hash: (header?.prev_hash as string | null | undefined) ?? null,
+      pruned_events: meta.anchor.pruned_events + removed,
+    };
+    await store.writeMeta({ ...meta, anchor });
+    this.#anchor = anchor;
+    return removed;
+  }
+
+  async close(): Promise<void> {
+    await this.#appendFh?.close();
+    await this.#headFh?.close();
+    this.#appendFh = undefined;
+    this.#headFh = undefined;
+  }
+}

@@ -1,0 +1,343 @@
+/**
+ * Chain verification. One per-event rule ({@link ChainChecker}: shape, link, seq, hash), used here and by
+ * backups on the bytes they archive; around it, how each format decides where checking starts (v2:
+ * the prune anchor and the digests of sealed segments; legacy: Libervia's snapshot rule) and what is
+ * checked at the end (v2: the head record and the snapshot's tail).
+ */
+import { hashFile } from '../hash/index';
+import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from './hashing';
+import type { Head, LogStore, Segment, Snapshot } from './store';
+import type { VerifyResult } from './types';
+
+/**
+ * The rule every event of a chain must meet, checked in order: its link to the previous event, its
+ * seq (v2) and its hash.
+ */
+export class ChainChecker {
+  constructor(
+    readonly v2: boolean,
+    public prevHash: string | null,
+    public prevSeq: number,
+  ) {}
+
+  /**
+   * Check entry `k` of a segment (already shape-checked with `entryShapeProblem`; hashed through
+   * `hasher`); advance on success, else say why.
+   */
+  check(e: EventLogEntry, k: number, hasher: EntryHashChecker): string | undefined {
+    if (e.previous_hash !== this.prevHash) return 'previous_hash does not link to the previous event';
+    if (this.v2 && e.seq !== this.prevSeq + 1) return `seq ${e.seq} follows ${this.prevSeq}`;
+    if (!hasher.matches(k, e.current_hash)) return 'current_hash does not match the event';
+    this.prevHash = e.current_hash;
+    this.prevSeq = e.seq ?? this.prevSeq + 1;
+    return undefined;
+  }
+}
+
+class Failed {
+  constructor(
+    readonly reason: string,
+    readonly index?: number,
+    readonly id?: string,
+  ) {}
+}
+
+/** Where event-by-event checking starts, as each format decides it. */
+interface Start {
+  /** Segments of the log, in order and without gaps. */
+  present: Segment[];
+  /** Index in `present` of the first segment to read event by event. */
+  fromSegment: number;
+  /** Events before it (already vouched for). */
+  index: number;
+  chain: ChainChecker;
+  /** Legacy: the snapshot's event, before which events are only counted. */
+  snapPoint?: { seg: number; idx: number; id: string | null; hash: string | null } | undefined;
+  /** Legacy fast: only count the events before the snapshot's event (Libervia's rule). */
+  skipToSnapshot: boolean;
+  /**
+   * Check the first event as the start of the chain (from null or the prune anchor). False for a
+   * legacy log pruned without an anchor: its first kept event's link is taken as given, every kept
+   * event is checked, and the snapshot's event must be among them with its recorded hash.
+   */
+  checkFirst: boolean;
+  /** v2: hashes the snapshot vouches for, by seq. */
+  vouched: Map<number, string>;
+}
+
+/**
+ * Verify the log in `store`. `fast` uses the snapshot (legacy: Libervia's rule; v2: sealed digests);
+ * without a usable one it verifies every event.
+ */
+export async function verifyLog(store: LogStore, fast: boolean): Promise<VerifyResult> {
+  const v2 = store.format === 'v2';
+  const res: VerifyResult = {
+    valid: true,
+    totalVerified: 0,
+    mode: fast ? 'fast' : 'full',
+    usedSnapshot: false,
+    totalEvents: 0,
+    head: { seq: null, hash: null },
+    warnings: [],
+  };
+  try {
+    const snapR = await store.readSnapshot();
+    if (snapR.corrupt) res.warnings.push(`${snapR.problem ?? 'snapshot unusable'}: ignored`);
+    const snap = snapR.snap;
+    const start = v2 ? await startV2(store, snap, fast, res) : await startLegacy(store, snap, fast, res);
+    if (fast && !res.usedSnapshot) res.mode = 'full';
+    const index = await walkEvents(store, start, res);
+    res.totalEvents = index;
+    res.head = { seq: v2 ? start.chain.prevSeq : null, hash: start.chain.prevHash };
+    if (v2) await endV2(store, snap, start.chain, index, res);
+    else endLegacy(snap, start, index, res);
+    return res;
+  } catch (err) {
+    if (!(err instanceof Failed)) throw err;
+    res.valid = false;
+    res.reason = err.reason;
+    if (err.index !== undefined) res.firstInvalidIndex = err.index;
+    if (err.id !== undefined) res.firstInvalidId = err.id;
+    return res;
+  }
+}
+
+/** The segments from `first` on, failing on a gap. */
+function contiguous(segs: Segment[], first: number | undefined): Segment[] {
+  const present = segs.filter((s) => first === undefined || s.n >= first);
+  const s0 = present[0];
+  if (first !== undefined && s0 !== undefined && s0.n !== first) {
+    throw new Failed(`segment ${first} is missing (the log starts at segment ${s0.n})`, 0);
+  }
+  for (let i = 1; i < present.length; i++) {
+    const a = present[i - 1] as Segment;
+    const b = present[i] as Segment;
+    if (b.n !== a.n + 1) throw new Failed(`segment ${a.n + 1} is missing (between ${a.n} and ${b.n})`);
+  }
+  return present;
+}
+
+async function startV2(
+  store: LogStore,
+  snap: Snapshot | undefined,
+  fast: boolean,
+  res: VerifyResult,
+): Promise<Start> {
+  let anchor: Awaited<ReturnType<LogStore['readMeta']>>['anchor'];
+  try {
+    anchor = (await store.readMeta()).anchor;
+  } catch (err) {
+    throw new Failed(err instanceof Error ? err.message : String(err));
+  }
+  const segs = await store.listSegments();
+  const present = contiguous(segs, anchor.segment);
+  if (segs.length > present.length) res.warnings.push('segments before the prune anchor are ignored');
+  const chain = new ChainChecker(true, anchor.prev_hash ?? null, anchor.seq - 1);
+  let fromSegment = 0;
+  let index = 0;
+  if (fast && snap !== undefined) {
+    // Sealed segments are checked by their bytes against the (checked) snapshot's digests.
+    const sealed = new Map((snap.sealed ?? []).map((r) => [r.segment, r]));
+    for (const s of present) {
+      const rec = sealed.get(s.n);
+      if (rec === undefined) break;
+      const h = await store.readSegmentHeader(s);
+      if (h?.first_seq !== rec.first_seq || h?.prev_hash !== chain.prevHash || h?.segment !== s.n) {
+        throw new Failed(`segment ${s.n}: header does not link to the previous segment`, index);
+      }
+      const d = await hashFile(s.file);
+      if (d.digest !== rec.sha256 || d.length !== rec.size) {
+        throw new Failed(`segment ${s.n} differs from its sealed digest (history was rewritten)`, index);
+      }
+      index += rec.last_seq - rec.first_seq + 1;
+      chain.prevHash = rec.last_hash;
+      chain.prevSeq = rec.last_seq;
+      fromSegment++;
+      res.usedSnapshot = true;
+    }
+  }
+  const vouched = new Map<number, string>();
+  if (snap !== undefined) {
+    for (const r of snap.sealed ?? []) vouched.set(r.last_seq, r.last_hash);
+    if (snap.last_seq !== undefined && snap.last_current_hash !== null) {
+      vouched.set(snap.last_seq, snap.last_current_hash);
+    }
+  }
+  return { present, fromSegment, index, chain, skipToSnapshot: false, checkFirst: true, vouched };
+}
+
+/**
+ * Legacy start. A tensorvault prune leaves an anchor (first segment, first previous hash); Libervia's
+ * own prune leaves none. Fast mode follows Libervia's rule (contract `libervia.md` §2): from the
+ * snapshot's event on, which must be present with the recorded id and hash; an unpruned or anchored
+ * log also has its first event checked. A log pruned without an anchor is accepted in fast mode when
+ * the snapshot's event is kept: every kept event is checked (more than Libervia does), chained from
+ * the first kept one. Without a usable snapshot it cannot be verified (full mode reports it as
+ * pruned, not as corrupt).
+ */
+async function startLegacy(
+  store: LogStore,
+  snap: Snapshot | undefined,
+  fast: boolean,
+  res: VerifyResult,
+): Promise<Start> {
+  const anchor = await store.readLegacyAnchor(res.warnings);
+  const present = contiguous(await store.listSegments(), anchor?.first_segment);
+  const first = present[0];
+  const unanchoredPrune = anchor === undefined && first !== undefined && first.n !== 1;
+  let snapPoint: Start['snapPoint'];
+  if (fast && snap !== undefined) {
+    if (present.some((s) => s.n === snap.last_segment)) {
+      snapPoint = {
+        seg: snap.last_segment,
+        idx: snap.last_index_in_segment,
+        id: snap.last_event_id,
+        hash: snap.last_current_hash,
+      };
+      res.usedSnapshot = true;
+    } else res.warnings.push('snapshot points outside the log: full verification');
+  }
+  if (unanchoredPrune) {
+    if (snapPoint === undefined) {
+      throw new Failed(
+        `the log starts at segment ${first.n}: earlier segments were deleted (pruned without an anchor?)`,
+        0,
+      );
+    }
+    res.warnings.push(
+      `legacy log pruned without an anchor (segments before ${first.n} deleted, as Libervia prunes): verified from its snapshot on`,
+    );
+  }
+  return {
+    present,
+    fromSegment: 0,
+    index: 0,
+    chain: new ChainChecker(false, anchor?.first_previous_hash ?? null, 0),
+    snapPoint,
+    skipToSnapshot: !unanchoredPrune,
+    checkFirst: !unanchoredPrune,
+    vouched: new Map(),
+  };
+}
+
+/** Read the segments from `start` on, event by event; returns the number of events present. */
+async function walkEvents(store: LogStore, start: Start, res: VerifyResult): Promise<number> {
+  const { present, chain, vouched } = start;
+  const v2 = chain.v2;
+  let { index, snapPoint } = start;
+  let prevTs = '';
+  let tornWarned = false;
+  for (let si = start.fromSegment; si < present.length; si++) {
+    const s = present[si] as Segment;
+    const r = await store.readSegment(s);
+    if (r.problem !== undefined) throw new Failed(`segment ${s.n}: ${r.problem}`, index);
+    if (r.tornBytes > 0 && !tornWarned) {
+      res.warnings.push(
+        `segment ${s.n} ends with ${r.tornBytes} bytes of a torn write (not part of the log)`,
+      );
+      tornWarned = true;
+    }
+    const h = r.header;
+    if (
+      v2 &&
+      (h?.segment !== s.n || h?.first_seq !== chain.prevSeq + 1 || (h?.prev_hash ?? null) !== chain.prevHash)
+    ) {
+      throw new Failed(`segment ${s.n}: header does not link to the previous segment`, index);
+    }
+    const entries = r.entries;
+    const hasher = new EntryHashChecker(entries, v2);
+    for (let k = 0; k < entries.length; k++) {
+      const e = entries[k] as EventLogEntry;
+      const shape = entryShapeProblem(e, v2);
+      if (shape !== undefined) throw new Failed(`segment ${s.n} entry ${k}: ${shape}`, index);
+      if (snapPoint !== undefined) {
+        const before = s.n < snapPoint.seg || (s.n === snapPoint.seg && k < snapPoint.idx);
+        if (before && start.skipToSnapshot && !(index === 0 && start.checkFirst)) {
+          index++; // before the snapshot's event: vouched for by the snapshot (Libervia's fast rule)
+          continue;
+        }
+        if (s.n === snapPoint.seg && k === snapPoint.idx) {
+          if (e.current_hash !== snapPoint.hash || e.id !== snapPoint.id) {
+            throw new Failed(
+              'the snapshot does not match the log (history before it was rewritten)',
+              index,
+              e.id,
+            );
+          }
+          snapPoint = undefined;
+          // Resume from the snapshot: this entry's own hash is still checked below.
+          if (start.skipToSnapshot && index > 0) chain.prevHash = e.previous_hash;
+        } else if (before && start.skipToSnapshot) {
+          // The first event, checked as the start of the chain; then on to the snapshot's event.
+          const problem = chain.check(e, k, hasher);
+          if (problem !== undefined) throw new Failed(`first event is invalid: ${problem}`, 0, e.id);
+          res.totalVerified++;
+          index++;
+          continue;
+        }
+      }
+      // A log pruned without an anchor starts wherever its first kept event says.
+      if (index === 0 && !start.checkFirst) chain.prevHash = e.previous_hash;
+      const genesis = index === 0 && chain.prevHash === null;
+      const problem = chain.check(e, k, hasher);
+      if (problem !== undefined) {
+        const nonNull = genesis && e.previous_hash !== null;
+        throw new Failed(nonNull ? 'first event has a non-null previous_hash' : problem, index, e.id);
+      }
+      const vouchedHash = v2 ? vouched.get(e.seq as number) : undefined;
+      if (vouchedHash !== undefined && vouchedHash !== e.current_hash) {
+        throw new Failed(
+          'the event differs from the snapshot (history before it was rewritten)',
+          index,
+          e.id,
+        );
+      }
+      if (v2 && prevTs !== '' && e.timestamp < prevTs)
+        res.warnings.push(`time goes backwards at seq ${e.seq}`);
+      prevTs = e.timestamp;
+      res.totalVerified++;
+      index++;
+    }
+  }
+  if (snapPoint !== undefined) throw new Failed('the snapshot points past the end of the log (tail cut)');
+  return index;
+}
+
+/** Legacy end check of a full verification: the snapshot must not name a segment past the end. */
+function endLegacy(snap: Snapshot | undefined, start: Start, index: number, res: VerifyResult): void {
+  if (snap === undefined || index === 0 || res.usedSnapshot || snap.last_event_id === null) return;
+  const lastSeg = start.present[start.present.length - 1]?.n ?? 0;
+  if (!start.present.some((s) => s.n === snap.last_segment) && snap.last_segment > lastSeg) {
+    throw new Failed('the snapshot points past the end of the log (tail cut)');
+  }
+}
+
+/** v2 end checks: the head record (a cut tail, a rewritten last event, unauthenticated events). */
+async function endV2(
+  store: LogStore,
+  snap: Snapshot | undefined,
+  chain: ChainChecker,
+  index: number,
+  res: VerifyResult,
+): Promise<void> {
+  const last = chain.prevSeq;
+  const head: Head | undefined = await store.readHead();
+  if (head === undefined) {
+    if (index > 0) throw new Failed('the head record is missing: a cut tail could not be detected');
+  } else if (head.seq > last) {
+    throw new Failed(`tail cut: the head records seq ${head.seq} but the log ends at seq ${last}`, index);
+  } else if (head.seq === last && head.hash !== chain.prevHash) {
+    throw new Failed('the head hash does not match the last event', index - 1);
+  } else if (head.seq < last && store.key !== undefined) {
+    // With a key, events past the authenticated head are unauthenticated: never accepted.
+    throw new Failed(
+      `${last - head.seq} event(s) after the authenticated head (seq ${head.seq}) carry no authentication`,
+      index - (last - head.seq),
+    );
+  } else if (head.seq < last) {
+    res.warnings.push(`the head lags the log by ${last - head.seq} events (crash before the head update)`);
+  }
+  if (snap?.last_seq !== undefined && snap.last_seq > last) {
+    throw new Failed(`tail cut: the snapshot records seq ${snap.last_seq} but the log ends at seq ${last}`);
+  }
+}

@@ -1,0 +1,318 @@
+// GENERATED from the binding (crates/tensorvault-node) by `napi build --dts` and
+// scripts/gen-binding-types.mjs: do not edit. `node scripts/build.mjs native` regenerates it.
+/* eslint-disable */
+
+/**
+ * Progress and cancellation of one native job. JS polls `done`/`total` for progress and calls
+ * `cancel()` when its `AbortSignal` fires; the job stops at its next chunk boundary.
+ */
+export declare class JobControl {
+  constructor()
+  /** Ask the job to stop. */
+  cancel(): void
+  /** Whether `cancel()` was called. */
+  get cancelled(): boolean
+  /** Bytes processed so far. */
+  get done(): number
+  /** Total bytes of the job (0 until known). */
+  get total(): number
+}
+
+/** In-memory `k + m` erasure codec over equal-length buffers. */
+export declare class NativeErasureCodec {
+  constructor(k: number, m: number)
+  /** The SIMD kernel in use (`avx512-gfni`, `avx2`, `ssse3` or `portable`). */
+  get kernel(): string
+  /** The `m` parity shards of `k` equal-length data shards. */
+  encode(data: Array<Uint8Array>): Array<Buffer>
+  /**
+   * All `k + m` shards from the present ones (`null` marks a lost shard); present shards are
+   * returned as copies.
+   */
+  reconstruct(shards: Array<Uint8Array | undefined | null>): Array<Buffer>
+}
+
+/**
+ * A held writer lock (an advisory `flock` on the lock file). Dropping it (garbage collection,
+ * process exit) releases the lock; `release()` also removes the file.
+ */
+export declare class NativeFileLock {
+  /** Remove the lock file (if it is still this lock's) and release the lock. Idempotent. */
+  release(): void
+  /** Whether the lock is still held. */
+  get held(): boolean
+}
+
+/** An open, validated safetensors file. */
+export declare class NativeSafetensors {
+  /**
+   * The tensors in file order as one JSON array of `{name, dtype, shape, fileOffset, byteLength}`
+   * (one string crossing into JS is much cheaper than hundreds of N-API objects).
+   */
+  tensorsJson(): string
+  /** The `__metadata__` map (None when absent). */
+  metadata(): Array<MetadataEntry> | null
+  /** Header length and file size. */
+  dataStart(): number
+  /**
+   * Checks a view of tensor `name` before it is handed out (`byteOffset`/`byteLength` select a
+   * sub-range; by default the whole tensor): the range lies inside the tensor, it is at most
+   * `maxBytes` (`TV_TENSOR_TOO_LARGE` otherwise) and the file was not truncated since it was opened
+   * (`TV_FILE_CHANGED`). With `populate`, the range's pages are mapped first
+   * (`MADV_POPULATE_READ`) so that reading the view takes no page faults.
+   */
+  checkRange(name: string, byteOffset: number, byteLength: number | undefined | null, maxBytes: number, populate?: boolean | undefined | null): void
+  /**
+   * A copy of a checked range of tensor `name` in a new engine-owned `ArrayBuffer` (for runtimes
+   * that forbid external buffers, and for views whose alignment forbids a window on the mapping).
+   */
+  copyRange(name: string, byteOffset: number, byteLength: number | undefined | null, maxBytes: number): ArrayBuffer
+  /**
+   * A zero-copy external `ArrayBuffer` over bytes `offset..offset + length` of the mapped file
+   * (absolute offsets; `length` ≥ 1). Tensor views are typed-array windows on such region buffers,
+   * made in JS without crossing into the addon. The buffer holds the mapping alive until V8 collects
+   * it, so views outlive `close()`. Writes by JS land in private copy-on-write pages, never in the
+   * file. `TV_EXTERNAL_BUFFERS_UNAVAILABLE` where the runtime forbids external buffers.
+   */
+  regionBuffer(offset: number, length: number): ArrayBuffer
+  /** Copy `length` bytes of tensor `name` from `offset` into a new Buffer, on the libuv pool. */
+  readRange(name: string, offset: number, length: number): Promise<Buffer>
+  /**
+   * Map every page of the named tensors (all tensors when `names` is None) on the libuv pool, in
+   * parallel pieces (`MADV_POPULATE_READ`); resolves to false where the system has no such advice
+   * (nothing was done).
+   */
+  prefetch(names: Array<string> | undefined | null, control: JobControl): Promise<boolean>
+  /** Release this handle's reference to the mapping (views already handed out stay valid). */
+  close(): void
+  /** Whether `close()` was called. */
+  get closed(): boolean
+}
+
+/** The streaming writer (see `tensorvault_core::safetensors::SafetensorsWriter`). */
+export declare class NativeSafetensorsWriter {
+  /** Tensor names in the order their bytes must be written. */
+  order(): Array<string>
+  /** Total bytes of the data area. */
+  dataLength(): number
+  /** Append a small chunk on the JS thread (progress is added to `control`). */
+  writeSync(data: Uint8Array, control: JobControl): void
+  /** Append a chunk on the libuv pool. */
+  write(data: Uint8Array, control: JobControl): Promise<void>
+  /** Check completeness, fsync, rename into place, fsync the folder (on the libuv pool). */
+  finish(): Promise<void>
+  /** Abandon the file: the temporary file is removed and the destination left untouched. */
+  abort(): void
+}
+
+/** Incremental SHA-256 state. */
+export declare class NativeSha256 {
+  constructor()
+  /** Feed bytes; fails after `digest()`. */
+  update(data: Uint8Array): void
+  /** The digest; the state is finished afterwards. */
+  digest(): Buffer
+  /** An independent copy of the current state. */
+  copy(): NativeSha256
+}
+
+/**
+ * Start writing `path`: declares every tensor; the returned writer's `order()` is the order in which
+ * their bytes must be written.
+ */
+export declare function createSafetensorsWriter(path: string, names: Array<string>, dtypes: Array<string>, shapes: Array<Array<number>>, metadata?: Array<MetadataEntry> | undefined | null): NativeSafetensorsWriter
+
+/**
+ * Measure encode / reconstruct / verify throughput for one `(k, m, shard size, threads)`, with the
+ * fastest kernel or the one named (`avx512-gfni`, `avx2`, `ssse3`, `portable`; it must run here).
+ */
+export declare function eccBench(k: number, m: number, shardSize: number, threads: number, minRoundMs: number, kernel?: string | undefined | null): Promise<EccBenchResult>
+
+/** One row of `tensorvault bench ecc`. */
+export interface EccBenchResult {
+  /** Bytes per second. */
+  encode: number
+  reconstructOne: number
+  reconstructAll: number
+  verify: number
+  verifyBlake3: number
+  kernel: string
+}
+
+/** Parameters and sizes of a sidecar. */
+export interface EccLayout {
+  k: number
+  m: number
+  chunkSize: number
+  fileLength: number
+  chunks: number
+  stripes: number
+  sidecarLength: number
+  /** Chunk digest: `blake3` or `sha256`. */
+  digest: string
+}
+
+/**
+ * Protect a file: write `<path>.tvecc` (or `options.sidecar`) atomically. The level, the parameters
+ * and the digest are validated by the core.
+ */
+export declare function eccProtect(path: string, options: EccProtectOptions, control: JobControl): Promise<EccProtectResult>
+
+/** Options of `eccProtect` (see `protect()` in the TypeScript API). */
+export interface EccProtectOptions {
+  /** Where to write the sidecar (default `<path>.tvecc`). */
+  sidecar?: string
+  /** A preset: `low`, `medium` (the default when no custom parameters are given) or `high`. */
+  level?: string
+  /** Custom parameters, all three or none: data chunks per stripe. */
+  k?: number
+  /** Parity chunks per stripe. */
+  m?: number
+  /** Chunk size in bytes. */
+  chunkSize?: number
+  /** Chunk digest: `blake3` (default) or `sha256`. */
+  digest?: string
+}
+
+/** Result of `eccProtect`. */
+export interface EccProtectResult {
+  sidecarPath: string
+  layout: EccLayout
+  /** Chunk-tree root of the protected file, hex. */
+  root: string
+}
+
+/** Repair a file and its sidecar atomically, then re-verify. */
+export declare function eccRepair(path: string, sidecar: string | undefined | null, control: JobControl): Promise<EccRepairResult>
+
+/** Result of `eccRepair`. */
+export interface EccRepairResult {
+  before: EccVerifyResult
+  after: EccVerifyResult
+  repairedChunks: Array<number>
+  fileRewritten: boolean
+  sidecarRewritten: boolean
+}
+
+/** The sidecar's own structure. */
+export interface EccSidecarHealth {
+  headerA: boolean
+  headerB: boolean
+  tableABadBlocks: Array<number>
+  tableBBadBlocks: Array<number>
+  actualLength: number
+  expectedLength: number
+}
+
+/** Verify a file against its sidecar, read-only. */
+export declare function eccVerify(path: string, sidecar: string | undefined | null, control: JobControl): Promise<EccVerifyResult>
+
+/** Result of `eccVerify`. */
+export interface EccVerifyResult {
+  /** `intact`, `repairable` or `unrepairable`. */
+  status: string
+  layout: EccLayout
+  actualLength: number
+  damagedChunks: Array<number>
+  damagedParity: Array<number>
+  unrepairableStripes: Array<number>
+  unrepairableChunks: Array<number>
+  sidecar: EccSidecarHealth
+}
+
+/**
+ * Compress `data` on the libuv pool into consecutive gzip members of `memberSize` input bytes (default
+ * 1 MiB), at gzip `level` 1–9 (libdeflate's level of the same number). `threads` (default 1: this
+ * libuv thread only) compresses members in parallel. The result is one valid multi-member `.gz`.
+ */
+export declare function gzipMembers(data: Uint8Array, level: number, memberSize: number | undefined | null, threads: number | undefined | null, control: JobControl): Promise<Buffer>
+
+/** Hash a file on the libuv pool. `chunkSize` selects the chunk tree; `threads` its parallelism. */
+export declare function hashFile(path: string, chunkSize: number | undefined | null, threads: number | undefined | null, control: JobControl): Promise<HashFileResult>
+
+/** Result of `hashFile`. */
+export interface HashFileResult {
+  /** Plain SHA-256, or the tree's root. */
+  digest: Buffer
+  /** The file's length in bytes. */
+  length: number
+  /** Chunk size of the tree (absent for a plain hash). */
+  chunkSize?: number
+  /** The tree's leaves, concatenated 32-byte digests (absent for a plain hash). */
+  leaves?: Buffer
+}
+
+/** HMAC-SHA256 of `data` under `key`. */
+export declare function hmacSha256(key: Uint8Array, data: Uint8Array): Buffer
+
+/**
+ * Take the writer lock on `path` without waiting, writing `holder` (this process's description,
+ * one JSON line) into the file. `TV_LOCKED` (with `context.holder`, the holder's own line) when
+ * another writer holds it; `TV_NOT_A_FILE` / `TV_IS_DIRECTORY` when the path is not a regular file.
+ */
+export declare function lockFile(path: string, holder: string): NativeFileLock
+
+/** One `__metadata__` entry (order preserved: sorted by key). */
+export interface MetadataEntry {
+  key: string
+  value: string
+}
+
+/** Open and validate a safetensors file on the libuv pool. */
+export declare function openSafetensors(path: string): Promise<NativeSafetensors>
+
+/**
+ * Repair `data` from its sidecar `parity` (or, when `parity` is null, recover the data of the inline
+ * chunk `data`). `erasures`: byte offsets known to be wrong (in `data`, or in the inline chunk);
+ * `parityErasures`: byte offsets in `parity` known to be wrong.
+ */
+export declare function rsDecode(n: number, data: Uint8Array, parity: Uint8Array | undefined | null, erasures: Array<number> | undefined | null, parityErasures: Array<number> | undefined | null, threads: number | undefined | null, control: JobControl): Promise<RsDecodeResult>
+
+/** Result of `rsDecode`. */
+export interface RsDecodeResult {
+  /** The repaired data (a new buffer; the input is not modified). */
+  data: Buffer
+  /** Bytes changed by the repair (data and parity). */
+  correctedBytes: number
+  /** Indices of the repaired blocks, ascending. */
+  correctedBlocks: Array<number>
+}
+
+/** Sidecar parity stream of `data` under `rs(n)` (`inline`: the `[data][parity]...` layout instead). */
+export declare function rsEncode(n: number, data: Uint8Array, inline: boolean, threads: number | undefined | null, control: JobControl): Promise<Buffer>
+
+/** Sidecar parity of a small input, synchronously (the TS layer uses it below 1 MiB). */
+export declare function rsEncodeSync(n: number, data: Uint8Array): Buffer
+
+/** Which encoding kernel this CPU uses (`avx2` or `portable`). */
+export declare function rsKernel(): string
+
+/** Parity count of a codec name `rs(N)` (`none` → null); anything else is `TV_ECC_UNKNOWN_CODEC`. */
+export declare function rsParseName(name: string): number | null
+
+/**
+ * Parity count for a protection level (`off`/`none`/`0` → null, `low` → 16, `med` → 32, `high` →
+ * 64); any other string is `TV_ECC_UNKNOWN_PROTECTION`.
+ */
+export declare function rsProtectionParity(level: string): number | null
+
+/** Indices of the blocks of `data` whose parity differs from the sidecar `parity` (no repair, no copy). */
+export declare function rsVerify(n: number, data: Uint8Array, parity: Uint8Array, threads: number | undefined | null, control: JobControl): Promise<Array<number>>
+
+/** SHA-256 of `data`. */
+export declare function sha256(data: Uint8Array): Buffer
+
+/**
+ * SHA-256 of many items packed in `data` (item `i` ends at `ends[i]`, starts at the previous end or
+ * 0), in one call. Returns the digests concatenated, 32 bytes per item.
+ */
+export declare function sha256Many(data: Uint8Array, ends: Uint32Array): Buffer
+
+/** [`sha256_many`] returning one lower-case hex string, 64 characters per item. */
+export declare function sha256ManyHex(data: Uint8Array, ends: Uint32Array): string
+
+/**
+ * Replace `path` with `data` atomically (temporary file, fsync, rename, fsync folder) on the libuv
+ * pool.
+ */
+export declare function writeFileAtomic(path: string, data: Uint8Array): Promise<void>

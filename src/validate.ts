@@ -1,0 +1,130 @@
+/**
+ * Argument checks shared by every public entry point. Each throws `TV_INVALID_ARGUMENT` whose
+ * `context.argument` is the path of the bad field (`options`, `overwrite`, `tensors.w.shape`), and
+ * builds its message with {@link describeValue}, which never throws (a Symbol, `Object.create(null)`,
+ * a detached buffer or a revoked proxy cannot turn a refusal into a `TypeError`).
+ */
+import { invalidArgument, type TensorVaultError } from './errors';
+
+/** A short description of any value for an error message; never throws. */
+export function describeValue(v: unknown): string {
+  try {
+    if (v === null) return 'null';
+    switch (typeof v) {
+      case 'string':
+        return v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v);
+      case 'number':
+      case 'boolean':
+      case 'undefined':
+        return String(v);
+      case 'bigint':
+        return `a bigint (${v.toString()}n)`;
+      case 'symbol':
+        return 'a symbol';
+      case 'function':
+        return 'a function';
+    }
+    if (Array.isArray(v)) return `an array of ${v.length}`;
+    if (ArrayBuffer.isView(v)) {
+      return isDetached(v.buffer) ? 'a detached typed array' : `a ${viewName(v)} of ${v.byteLength} bytes`;
+    }
+    if (v instanceof ArrayBuffer) return isDetached(v) ? 'a detached ArrayBuffer' : 'an ArrayBuffer';
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto === null) return 'an object without a prototype';
+    const name = (proto as { constructor?: { name?: unknown } }).constructor?.name;
+    return typeof name === 'string' && name !== 'Object' ? `an object (${name})` : 'an object';
+  } catch {
+    return 'an unprintable value';
+  }
+}
+
+function viewName(v: ArrayBufferView): string {
+  const n = (Object.getPrototypeOf(v) as { constructor?: { name?: unknown } } | null)?.constructor?.name;
+  return typeof n === 'string' ? n : 'typed array';
+}
+
+/** True when `buf`'s memory was transferred away (postMessage, structuredClone, `transfer()`). */
+export function isDetached(buf: ArrayBufferLike): boolean {
+  const d = (buf as { detached?: unknown }).detached;
+  if (typeof d === 'boolean') return d;
+  if (buf.byteLength !== 0) return false;
+  try {
+    new Uint8Array(buf as ArrayBuffer, 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+const refuse = (path: string, what: string, v: unknown): TensorVaultError =>
+  invalidArgument(path, `${path} must be ${what}, got ${describeValue(v)}`);
+
+/**
+ * An options argument: `undefined` is `{}`; anything but a plain object (null, an array, a string) is
+ * refused, naming `path`.
+ */
+export function optionsObject<T extends object>(v: T | undefined | null, path = 'options'): T {
+  if (v === undefined) return {} as T;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw refuse(path, 'an object', v);
+  return v;
+}
+
+/** An optional boolean: `undefined` stays undefined; `'false'`, `0` or `1` are refused. */
+export function optionalBoolean(v: unknown, path: string): boolean | undefined {
+  if (v === undefined || typeof v === 'boolean') return v;
+  throw refuse(path, 'true or false', v);
+}
+
+/** An optional function (a callback). */
+export function optionalFunction<T>(v: T | undefined, path: string): T | undefined {
+  if (v === undefined || typeof v === 'function') return v;
+  throw refuse(path, 'a function', v);
+}
+
+/** An optional string; with `nonEmpty`, '' is refused too; a NUL character always is. */
+export function optionalString(v: unknown, path: string, nonEmpty = true): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || (nonEmpty && v === '') || v.includes('\0'))
+    throw refuse(path, nonEmpty ? 'a non-empty string' : 'a string', v);
+  return v;
+}
+
+/** A required string (a path or a name). */
+export function requiredString(v: unknown, path: string, nonEmpty = true): string {
+  const s = optionalString(v, path, nonEmpty);
+  if (s === undefined) throw refuse(path, nonEmpty ? 'a non-empty string' : 'a string', v);
+  return s;
+}
+
+/** An optional integer in [min, max]. */
+export function optionalInteger(v: unknown, path: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw refuse(path, `an integer from ${min} to ${max}`, v);
+  return v;
+}
+
+/** Bytes: a typed array, DataView or ArrayBuffer that is not detached, viewed as a Uint8Array. */
+export function bytesOf(v: unknown, path: string): Uint8Array {
+  if (ArrayBuffer.isView(v)) {
+    if (isDetached(v.buffer)) throw refuse(path, 'bytes that are still attached', v);
+    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  }
+  if (v instanceof ArrayBuffer) {
+    if (isDetached(v)) throw refuse(path, 'bytes that are still attached', v);
+    return new Uint8Array(v);
+  }
+  throw refuse(path, 'a Buffer, TypedArray, DataView or ArrayBuffer', v);
+}
+
+/** The fields every long job takes (`signal`, `onProgress`, `progressIntervalMs`). */
+export function checkJobOptions(o: {
+  signal?: unknown;
+  onProgress?: unknown;
+  progressIntervalMs?: unknown;
+}): void {
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal))
+    throw refuse('signal', 'an AbortSignal', o.signal);
+  optionalFunction(o.onProgress, 'onProgress');
+  optionalInteger(o.progressIntervalMs, 'progressIntervalMs', 1, 2 ** 31 - 1);
+}
