@@ -1,8 +1,9 @@
 /**
  * `tensorvault checkpoint inspect|verify|repair|convert|ls`: checkpoints in the tensorvault and PyFolds
- * layouts (`docs/formats/checkpoint.md`). Exit codes as `protect`/`verify`/`repair`: 0 intact (or
- * repaired), 1 damage found but repairable (verify), 2 damage not repairable, 3 bad command line, 6 I/O
- * error, 7 internal error, 130 interrupted. The HMAC key is read from `PYFOLDS_CHECKPOINT_HMAC_KEY`.
+ * layouts (`docs/formats/checkpoint.md`). Exit codes from the shared table (`common.ts`): 0 intact
+ * (or repaired), 1 damage found but repairable (verify), 2 damage not repairable or verification
+ * failed, 3 bad command line, 5 invalid checkpoint, 6 I/O error, 7 internal error, 130 interrupted.
+ * The HMAC key is read from `PYFOLDS_CHECKPOINT_HMAC_KEY`.
  */
 import { statSync } from 'node:fs';
 import { type CheckpointLayout, LAYOUTS } from '../checkpoint/layout';
