@@ -78,6 +78,20 @@ export const ErrorCode = {
   ECC_STALE_SIDECAR: 'TV_ECC_STALE_SIDECAR',
   /** A repair produced bytes that failed verification; nothing was replaced. */
   ECC_REPAIR_FAILED: 'TV_ECC_REPAIR_FAILED',
+  /** A checkpoint's files are malformed or missing a sidecar (`context.reason`, `context.path`). */
+  CHECKPOINT_INVALID: 'TV_CHECKPOINT_INVALID',
+  /** A checkpoint's integrity hash or seal does not match its bytes and metadata. */
+  CHECKPOINT_INTEGRITY: 'TV_CHECKPOINT_INTEGRITY',
+  /** A tensor's bytes do not match their chunk digests and could not be repaired (`context.tensor`, `chunks`). */
+  CHECKPOINT_TENSOR_DAMAGED: 'TV_CHECKPOINT_TENSOR_DAMAGED',
+  /** The tensors differ from what the caller expects (missing, unexpected, wrong shape or dtype). */
+  CHECKPOINT_MISMATCH: 'TV_CHECKPOINT_MISMATCH',
+  /** The checkpoint's version is not the expected one (`context.expected`, `actual`). */
+  CHECKPOINT_VERSION: 'TV_CHECKPOINT_VERSION',
+  /** A keyed (HMAC) integrity hash is required, or a key is needed to check one (no downgrade). */
+  CHECKPOINT_HMAC_REQUIRED: 'TV_CHECKPOINT_HMAC_REQUIRED',
+  /** A load_secure manifest points outside its folder or carries no hash (`context.reason`). */
+  CHECKPOINT_UNSAFE_MANIFEST: 'TV_CHECKPOINT_UNSAFE_MANIFEST',
   /** A caller-supplied data source (a tensor's iterator) threw; `cause` is its error, `context.name` the tensor. */
   SOURCE_FAILED: 'TV_SOURCE_FAILED',
   /** The operation was cancelled through its `AbortSignal`. */
@@ -195,6 +209,42 @@ export interface ErrorContextMap {
     readonly dataLength?: number;
     readonly expected?: number;
     readonly actual?: number;
+  };
+  TV_CHECKPOINT_INVALID: { readonly path?: string; readonly reason?: string; readonly actual?: string };
+  TV_CHECKPOINT_INTEGRITY: {
+    readonly path?: string;
+    /** `seal`, `header`, `hash` or a description of the damage. */
+    readonly reason?: string;
+    /** Damaged chunks and tensors, comma-separated. */
+    readonly chunks?: string;
+    readonly tensors?: string;
+    readonly expected?: number;
+    readonly actual?: number;
+  };
+  TV_CHECKPOINT_TENSOR_DAMAGED: {
+    readonly path?: string;
+    readonly tensor?: string;
+    /** Damaged chunk indices, comma-separated. */
+    readonly chunks?: string;
+    readonly reason?: string;
+  };
+  TV_CHECKPOINT_MISMATCH: {
+    readonly path?: string;
+    readonly missing?: number;
+    readonly unexpected?: number;
+    readonly wrongShape?: number;
+    readonly wrongDtype?: number;
+  };
+  TV_CHECKPOINT_VERSION: {
+    readonly path?: string;
+    readonly expected?: string;
+    readonly actual?: string | null;
+  };
+  TV_CHECKPOINT_HMAC_REQUIRED: { readonly path?: string; readonly actual?: string };
+  TV_CHECKPOINT_UNSAFE_MANIFEST: {
+    readonly path?: string;
+    readonly reason?: string;
+    readonly weightFile?: string;
   };
   TV_NATIVE_UNAVAILABLE: {
     readonly platform?: string;

@@ -49,6 +49,9 @@ export function exitCodeOf(code: string): number {
     case 'TV_CHAIN_INVALID':
     case 'TV_CHECKSUM_MISMATCH':
     case 'TV_SIGNATURE_INVALID':
+    case 'TV_CHECKPOINT_INTEGRITY':
+    case 'TV_CHECKPOINT_TENSOR_DAMAGED':
+    case 'TV_CHECKPOINT_HMAC_REQUIRED':
       return ExitCode.UNREPAIRABLE;
     case 'TV_CORRUPT':
     case 'TV_UNSAFE_ARCHIVE':
@@ -61,6 +64,10 @@ export function exitCodeOf(code: string): number {
     case 'TV_ECC_UNKNOWN_CODEC':
     case 'TV_ECC_PARITY_LENGTH':
     case 'TV_ECC_INVALID_LENGTH':
+    case 'TV_CHECKPOINT_INVALID':
+    case 'TV_CHECKPOINT_UNSAFE_MANIFEST':
+    case 'TV_CHECKPOINT_MISMATCH':
+    case 'TV_CHECKPOINT_VERSION':
       return ExitCode.INVALID_INPUT;
     case 'TV_LOCKED':
     case 'TV_EXISTS':

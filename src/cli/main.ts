@@ -34,6 +34,10 @@ const verbs: Record<string, Verb> = {
     summary: 'rebuild damaged chunks from the parity sidecar',
     load: async () => (await import('./ecc.js')).repairVerb,
   },
+  checkpoint: {
+    summary: 'checkpoints: inspect, verify, repair, convert --layout, ls <run folder>',
+    load: async () => import('./checkpoint.js'),
+  },
   bench: { summary: 'measure throughput (bench ecc)', load: async () => import('./bench.js') },
 };
 

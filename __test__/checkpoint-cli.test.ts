@@ -1,0 +1,82 @@
+// `tensorvault checkpoint …`: inspect, verify (exit 0/1/2), repair, convert --layout, ls, --json.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { xorAt } from './helpers/bytes';
+import { tempDir } from './helpers/tmp';
+
+const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
+const dir = tempDir('tv-ckpt-cli-');
+
+function run(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, 'checkpoint', ...args], { encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function damage(path: string, offset: number, len: number): void {
+  const b = readFileSync(path);
+  for (let i = 0; i < len; i++) xorAt(b, offset + i, 0xff);
+  writeFileSync(path, b);
+}
+
+const tensors = () => ({ w: new Float32Array(300_000).fill(1.5), b: new Int32Array([1, 2, 3]) });
+
+describe('tensorvault checkpoint', () => {
+  it('inspect and verify an intact checkpoint', async () => {
+    const path = join(dir, 'a.safetensors');
+    await tv.saveCheckpoint(path, tensors(), { version: '7', ecc: 'medium' });
+    const i = run('inspect', path, '--json');
+    expect(i.status).toBe(0);
+    const info = JSON.parse(i.stdout);
+    expect([info.layout, info.version]).toEqual(['tensorvault', '7']);
+    expect(info.tensors.map((t: { name: string }) => t.name).sort()).toEqual(['b', 'w']);
+    const v = run('verify', path);
+    expect(v.status).toBe(0);
+    expect(v.stdout).toContain('INTACT');
+  });
+
+  it('verify exits 1 on repairable damage, repair fixes it, 2 beyond the parity', async () => {
+    const path = join(dir, 'b.safetensors');
+    await tv.saveCheckpoint(path, tensors(), { ecc: 'medium' });
+    damage(path, 600_000, 16);
+    const v = run('verify', path, '--json');
+    expect(v.status).toBe(1);
+    expect(JSON.parse(v.stdout).status).toBe('repairable');
+    const r = run('repair', path);
+    expect(r.status).toBe(0);
+    expect(run('verify', path).status).toBe(0);
+    const bare = join(dir, 'c.safetensors');
+    await tv.saveCheckpoint(bare, tensors());
+    damage(bare, 600_000, 16);
+    expect(run('verify', bare).status).toBe(2);
+    const r2 = run('repair', bare);
+    expect(r2.status).toBe(2);
+    expect(r2.stderr).toContain('TV_CHECKPOINT_INTEGRITY');
+  });
+
+  it('convert --layout writes another layout that verifies; ls lists a run', async () => {
+    const path = join(dir, 'd.safetensors');
+    await tv.saveCheckpoint(path, tensors(), { layout: 'pyfolds', metadata: { keep: 'me' } });
+    const out = join(dir, 'e.safetensors');
+    const c = run('convert', path, '--layout', 'pyfolds-ecc', '--ecc', 'high', '--out', out);
+    expect(c.status).toBe(0);
+    expect(existsSync(join(dir, 'e.json'))).toBe(true);
+    const loaded = await tv.loadCheckpoint(out, { verify: 'full' });
+    expect([loaded.layout, loaded.metadata.keep]).toEqual(['pyfolds-ecc', 'me']);
+    loaded.close();
+    expect(run('convert', path).status).toBe(3);
+    const runDir = join(dir, 'run');
+    const m = new tv.CheckpointManager(runDir);
+    await m.save(1, tensors(), { metrics: { loss: 2 } });
+    await m.save(2, tensors(), { metrics: { loss: 1 } });
+    const ls = run('ls', runDir, '--json');
+    expect(ls.status).toBe(0);
+    expect(JSON.parse(ls.stdout).map((e: { step: number; metrics: object }) => [e.step, e.metrics])).toEqual([
+      [1, { loss: 2 }],
+      [2, { loss: 1 }],
+    ]);
+    expect(run('frobnicate').status).toBe(3);
+  });
+});

@@ -1,0 +1,73 @@
+// CheckpointManager: queued saves, keepLast / keepBest retention, latest(), restore() with fall-back.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { xorAt } from './helpers/bytes';
+import { tempDir } from './helpers/tmp';
+
+const t = (v: number) => ({ w: new Float32Array(1000).fill(v) });
+
+describe('CheckpointManager', () => {
+  it('keeps the last N and the best K by a metric', async () => {
+    const dir = tempDir('tv-mgr-');
+    const m = new tv.CheckpointManager(dir, { keepLast: 2, keepBest: 2, metric: 'loss', mode: 'min' });
+    const losses = [5, 1, 4, 0.5, 3, 6, 7];
+    // saves are queued: start them all without awaiting, in order
+    const all = losses.map((loss, i) => m.save(i + 1, t(i + 1), { metrics: { loss } }));
+    await Promise.all(all);
+    // last two: 6, 7; best two: step 4 (0.5), step 2 (1)
+    expect(m.list().map((c) => c.step)).toEqual([2, 4, 6, 7]);
+    expect(m.latest()).toBe(7);
+    expect(m.list().find((c) => c.step === 4)?.metrics).toEqual({ loss: 0.5 });
+    const max = new tv.CheckpointManager(dir, { keepLast: 0, keepBest: 2, metric: 'loss', mode: 'max' });
+    expect([...max.kept()].sort()).toEqual([6, 7]);
+    const min = new tv.CheckpointManager(dir, { keepLast: 0, keepBest: 1, metric: 'loss' });
+    expect([...min.kept()]).toEqual([4]);
+  });
+
+  it('restore() falls back to the newest checkpoint that verifies, with a report', async () => {
+    const dir = tempDir('tv-mgr-restore-');
+    const m = new tv.CheckpointManager(dir, { keepLast: 5 });
+    for (let s = 1; s <= 3; s++) await m.save(s, t(s));
+    // damage step 3 beyond repair (no parity) and break step 2's sidecar
+    const p3 = m.pathOf(3);
+    const b = readFileSync(p3);
+    xorAt(b, b.length - 4, 0xff);
+    writeFileSync(p3, b);
+    writeFileSync(`${m.pathOf(2)}.meta.json`, '{ not json');
+    const { checkpoint, report } = await m.restore();
+    expect(report.step).toBe(1);
+    expect(report.skipped.map((s) => [s.step, s.code])).toEqual([
+      [3, 'TV_CHECKPOINT_INTEGRITY'],
+      [2, 'TV_CHECKPOINT_INVALID'],
+    ]);
+    expect(((await checkpoint.tensor('w')).data as Float32Array)[0]).toBe(1);
+    checkpoint.close();
+    const r1 = await m.restore(1);
+    expect(r1.report.step).toBe(1);
+    r1.checkpoint.close();
+    await expect(m.restore(9)).rejects.toMatchObject({ code: 'TV_NOT_FOUND' });
+  });
+
+  it('restore() repairs a damaged checkpoint from parity instead of skipping it', async () => {
+    const dir = tempDir('tv-mgr-repair-');
+    const m = new tv.CheckpointManager(dir, { keepLast: 5, ecc: 'medium' });
+    await m.save(1, t(1));
+    await m.save(2, t(2));
+    const p = m.pathOf(2);
+    const b = readFileSync(p);
+    xorAt(b, b.length - 100, 0xff);
+    writeFileSync(p, b);
+    const { checkpoint, report } = await m.restore();
+    expect(report).toEqual({ step: 2, skipped: [] });
+    expect(checkpoint.report.status).toBe('repaired');
+    checkpoint.close();
+  });
+
+  it('checks its arguments', () => {
+    expect(() => new tv.CheckpointManager('x', { keepBest: 1 })).toThrow(/metric/);
+    const m = new tv.CheckpointManager(tempDir('tv-mgr-args-'));
+    expect(() => m.save(-1, t(0))).toThrow(/step/);
+    expect(() => m.save(1, t(0), { metrics: { loss: Number.NaN } })).toThrow(/finite/);
+  });
+});

@@ -1,0 +1,695 @@
+// Checkpoints: the three layouts, PyFolds's own checkpoint tests (contract section 5), the contract's
+// known answers, damage and repair, the key policy, set replacement after a crash.
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { xorAt } from './helpers/bytes';
+import { tempDir } from './helpers/tmp';
+
+const dir = tempDir('tv-ckpt-');
+let n = 0;
+const fresh = (name = 'model'): string => join(dir, `${n++}-${name}.safetensors`);
+
+const vectors = JSON.parse(
+  readFileSync(join(__dirname, 'fixtures', 'pyfolds-checkpoint-vectors.json'), 'utf8'),
+) as { plain: string; key: string; hmac: string };
+
+const small = () => ({
+  w: new Float32Array([1, 2]),
+  b: { dtype: 'F32' as const, shape: [], data: new Float32Array([0.5]) },
+});
+
+/** Three tensors over several 1 MiB chunks: `big` (3 MiB), `mid` (1.5 MiB), `tiny`. */
+function large() {
+  const big = new Float32Array((3 * 1024 * 1024) / 4);
+  for (let i = 0; i < big.length; i++) big[i] = i * 0.25;
+  const mid = new Int32Array((1.5 * 1024 * 1024) / 4);
+  for (let i = 0; i < mid.length; i++) mid[i] = i ^ 0x5a5a;
+  return { big, mid, tiny: new Uint8Array([7, 8, 9]) };
+}
+
+function corrupt(path: string, offset: number, len = 1): void {
+  const buf = readFileSync(path);
+  for (let i = 0; i < len; i++) xorAt(buf, offset + i, 0xff);
+  writeFileSync(path, buf);
+}
+
+async function rejects(p: Promise<unknown>): Promise<tv.TensorVaultError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(tv.TensorVaultError);
+    return err as tv.TensorVaultError;
+  }
+  throw new Error('expected a rejection');
+}
+
+afterEach(() => {
+  delete process.env.PYFOLDS_CHECKPOINT_HMAC_KEY;
+});
+
+describe('contract known answers (section 2)', () => {
+  it('plain and keyed integrity hashes of w=[1,2], b=0.5', async () => {
+    for (const layout of ['tensorvault', 'pyfolds', 'pyfolds-ecc'] as const) {
+      const plain = await tv.saveCheckpoint(fresh(), small(), { layout });
+      expect(plain.integrityHash).toBe(vectors.plain);
+      const keyed = await tv.saveCheckpoint(fresh(), small(), { layout, hmacKey: vectors.key });
+      expect(keyed.integrityHash).toBe(vectors.hmac);
+    }
+  });
+
+  it('the key can come from PYFOLDS_CHECKPOINT_HMAC_KEY', async () => {
+    process.env.PYFOLDS_CHECKPOINT_HMAC_KEY = vectors.key;
+    const r = await tv.saveCheckpoint(fresh(), small(), { layout: 'pyfolds' });
+    expect(r.integrityHash).toBe(vectors.hmac);
+    const c = await tv.loadCheckpoint(r.path, { verify: 'full' });
+    expect(c.report.keyed).toBe(true);
+    c.close();
+  });
+
+  it('PyFolds framing: shapes as Python tuples, dtypes as torch names', () => {
+    expect(tv.pythonShape([])).toBe('()');
+    expect(tv.pythonShape([2])).toBe('(2,)');
+    expect(tv.pythonShape([2, 4])).toBe('(2, 4)');
+    expect(tv.torchDtype('BF16')).toBe('torch.bfloat16');
+    expect(tv.torchDtype('F8_E4M3')).toBe('torch.float8_e4m3fn');
+  });
+});
+
+describe("PyFolds's checkpoint tests (section 5)", () => {
+  it('round trip with extra metadata; created_at ends in Z and parses', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), {
+      version: '2.1',
+      config: { lr: 0.01 },
+      metadata: { epoch: 3, note: 'x' },
+      gitHash: 'abc',
+    });
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c.version).toBe('2.1');
+    const m = c.metadata as Record<string, unknown>;
+    expect(m.epoch).toBe(3);
+    expect(m.note).toBe('x');
+    expect(m.config).toEqual({ lr: 0.01 });
+    expect(m.git_hash).toBe('abc');
+    expect(String(m.runtime)).toMatch(/^node v/);
+    const created = String(m.created_at);
+    expect(created.endsWith('Z')).toBe(true);
+    expect(Number.isNaN(Date.parse(created))).toBe(false);
+    expect([...(await c.tensor('w')).data]).toEqual([1, 2]);
+    expect([...(await c.tensor('b')).data]).toEqual([0.5]);
+    c.close();
+  });
+
+  it('git_hash comes from git or is "unknown"', async () => {
+    const r = await tv.saveCheckpoint(fresh(), small());
+    expect(String(r.metadata.git_hash)).toMatch(/^([0-9a-f]{40}|unknown)$/);
+  });
+
+  it('a shape mismatch (4 vs 5) is rejected, and every mismatch is listed', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, {
+      layer: { dtype: 'F32', shape: [4], data: new Float32Array(4) },
+      extra: new Int8Array(2),
+      ids: new Int32Array(3),
+    });
+    const err = await rejects(
+      tv.loadCheckpoint(path, {
+        expect: { layer: { shape: [5] }, gone: { dtype: 'F32' }, ids: { dtype: 'I64', shape: [3] } },
+      }),
+    );
+    expect(err.code).toBe('TV_CHECKPOINT_MISMATCH');
+    const m = err as tv.CheckpointMismatchError;
+    expect(m.missing).toEqual(['gone']);
+    expect(m.unexpected).toEqual(['extra']);
+    expect(m.wrongShape).toEqual([{ name: 'layer', expected: '[5]', actual: '[4]' }]);
+    expect(m.wrongDtype).toEqual([{ name: 'ids', expected: 'I64', actual: 'I32' }]);
+    const loose = await tv.loadCheckpoint(path, { expect: { layer: { shape: [5] } }, strict: false });
+    expect(loose.report.mismatches?.wrongShape).toHaveLength(1);
+    loose.close();
+  });
+
+  it('pyfolds layout: .safetensors and .safetensors.meta.json exist, metadata survives, hash equal', async () => {
+    const path = fresh();
+    const r = await tv.saveCheckpoint(path, small(), { layout: 'pyfolds', metadata: { run: 'r1' } });
+    expect(existsSync(path)).toBe(true);
+    expect(existsSync(`${path}.meta.json`)).toBe(true);
+    const side = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8'));
+    expect(Object.keys(side)).toEqual(['metadata', 'integrity_hash', 'format']);
+    expect(side.format).toBe('safetensors');
+    expect(side.integrity_hash).toBe(r.integrityHash);
+    expect(readFileSync(`${path}.meta.json`, 'utf8')).toContain('\n  "metadata": {');
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c.layout).toBe('pyfolds');
+    expect(c.metadata.run).toBe('r1');
+    expect(c.report.pyfoldsHash).toBe('ok');
+    c.close();
+  });
+
+  it('load_secure accepts a good manifest and rejects sha256:000…', async () => {
+    const path = fresh('secure');
+    const r = await tv.saveCheckpoint(path, small(), { layout: 'pyfolds' });
+    const good = join(dir, 'good-manifest.json');
+    const name = path.slice(dir.length + 1);
+    writeFileSync(
+      good,
+      JSON.stringify({ weight_file: name, integrity_hash: r.integrityHash, metadata: { a: 1 } }),
+    );
+    const c = await tv.loadSecure(good);
+    expect([...(await c.tensor('w')).data]).toEqual([1, 2]);
+    expect(c.metadata.a).toBe(1);
+    c.close();
+    const bad = join(dir, 'bad-manifest.json');
+    writeFileSync(bad, JSON.stringify({ weight_file: name, integrity_hash: `sha256:${'0'.repeat(64)}` }));
+    expect((await rejects(tv.loadSecure(bad))).code).toBe('TV_CHECKPOINT_INTEGRITY');
+  });
+
+  it('load_secure refuses an escaping weight_file and a missing hash unless told by name', async () => {
+    const sub = join(dir, `sub-${n++}`);
+    const path = fresh('outside');
+    const r = await tv.saveCheckpoint(path, small(), { layout: 'pyfolds' });
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(sub);
+    const esc = join(sub, 'm.json');
+    writeFileSync(
+      esc,
+      JSON.stringify({ weight_file: `../${path.slice(dir.length + 1)}`, integrity_hash: r.integrityHash }),
+    );
+    const e1 = await rejects(tv.loadSecure(esc));
+    expect(e1.code).toBe('TV_CHECKPOINT_UNSAFE_MANIFEST');
+    expect(e1.context.reason).toBe('outside_folder');
+    (await tv.loadSecure(esc, { allowOutsideFolder: true })).close();
+    const nohash = join(dir, 'nohash.json');
+    writeFileSync(nohash, JSON.stringify({ weight_file: path.slice(dir.length + 1) }));
+    const e2 = await rejects(tv.loadSecure(nohash));
+    expect(e2.context.reason).toBe('missing_hash');
+    const c = await tv.loadSecure(nohash, { allowMissingHash: true });
+    expect(c.report.verify).toBe('none');
+    c.close();
+  });
+
+  it('ECC layout: NAME.json sidecar with rs(16) and a non-zero ecc_len; round trip', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { layout: 'pyfolds-ecc', ecc: 'LOW', version: '3' });
+    const json = path.replace(/\.safetensors$/, '.json');
+    const side = JSON.parse(readFileSync(json, 'utf8'));
+    expect(side.format).toBe('safetensors');
+    expect(side.tensor_file).toBe(path.slice(dir.length + 1));
+    expect(side.ecc_algo).toBe('rs(16)');
+    expect(side.ecc_len).toBe(16);
+    expect(readFileSync(`${path}.ecc`).length).toBe(16);
+    const c = await tv.loadCheckpoint(path, { verify: 'full', expectedVersion: '3' });
+    expect(c.layout).toBe('pyfolds-ecc');
+    expect([...(await c.tensor('w')).data]).toEqual([1, 2]);
+    c.close();
+  });
+
+  it('ECC levels as PyFolds reads them: medium is refused, a stale .ecc is deleted', async () => {
+    const path = fresh();
+    expect(
+      (await rejects(tv.saveCheckpoint(path, small(), { layout: 'pyfolds-ecc', ecc: 'medium' }))).code,
+    ).toBe('TV_ECC_UNKNOWN_PROTECTION');
+    await tv.saveCheckpoint(path, small(), { layout: 'pyfolds-ecc', ecc: 'Med' });
+    expect(JSON.parse(readFileSync(path.replace(/\.safetensors$/, '.json'), 'utf8')).ecc_algo).toBe('rs(32)');
+    await tv.saveCheckpoint(path, small(), { layout: 'pyfolds-ecc', ecc: 'off' });
+    expect(existsSync(`${path}.ecc`)).toBe(false);
+    const side = JSON.parse(readFileSync(path.replace(/\.safetensors$/, '.json'), 'utf8'));
+    expect([side.ecc_algo, side.ecc_len]).toEqual(['none', 0]);
+  });
+});
+
+describe('tensorvault layout', () => {
+  it('keeps the PyFolds sidecar fields and adds a sealed integrity block', async () => {
+    const path = fresh();
+    const r = await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+    const side = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8'));
+    expect(side.integrity_hash).toBe(r.integrityHash);
+    expect(side.format).toBe('safetensors');
+    const b = side.tensorvault;
+    expect(b.integrity).toBe(1);
+    expect(b.algorithm).toBe('sha256-tree-v1+sha256');
+    expect(b.file_length).toBe(r.byteLength);
+    expect(b.leaves.length).toBe(Math.ceil(r.byteLength / b.chunk_size) * 64);
+    const tree = await tv.hashFile(path, { chunkSize: b.chunk_size });
+    expect(b.root).toBe(tree.digest);
+    expect(b.ecc).toEqual({ kind: 'tvecc', file: `${path.slice(dir.length + 1)}.tvecc` });
+  });
+
+  it('lazy status: unverified until every chunk was checked, then intact', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large());
+    const c = await tv.loadCheckpoint(path);
+    await c.tensor('tiny');
+    expect(c.report.status).toBe('unverified');
+    await c.tensors();
+    expect(c.report.status).toBe('intact');
+    expect([...c.report.verifiedTensors].sort()).toEqual(['big', 'mid', 'tiny']);
+    c.close();
+  });
+
+  it('a changed metadata value breaks the seal', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { metadata: { lr: 1 } });
+    const side = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8'));
+    side.metadata.lr = 2;
+    writeFileSync(`${path}.meta.json`, JSON.stringify(side));
+    const e = await rejects(tv.loadCheckpoint(path, { verify: 'none' }));
+    expect(e.code).toBe('TV_CHECKPOINT_INTEGRITY');
+    expect(e.context.reason).toBe('seal');
+  });
+
+  it('lazy: only the viewed tensor is checked; damage elsewhere does not stop it', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large());
+    const c0 = await tv.loadCheckpoint(path, { verify: 'none' });
+    const big = c0.info('big');
+    const tiny = c0.info('tiny');
+    c0.close();
+    corrupt(path, big.fileOffset + big.byteLength - 100);
+    const c = await tv.loadCheckpoint(path);
+    // tiny is far from the damage (unless they share a chunk, which the layout below rules out)
+    expect(Math.floor(tiny.fileOffset / 2 ** 20)).not.toBe(
+      Math.floor((big.fileOffset + big.byteLength - 100) / 2 ** 20),
+    );
+    expect([...(await c.tensor('tiny')).data]).toEqual([7, 8, 9]);
+    const e = await rejects(c.tensor('big'));
+    expect(e.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    const d = e as tv.TensorDamagedError;
+    expect(d.tensor).toBe('big');
+    expect(d.chunks).toEqual([Math.floor((big.fileOffset + big.byteLength - 100) / 2 ** 20)]);
+    expect(c.report.damagedTensors).toEqual(['big']);
+    c.close();
+  });
+
+  it('lazy: a damaged tensor is repaired from the .tvecc parity before it is handed out', async () => {
+    const path = fresh();
+    const src = large();
+    await tv.saveCheckpoint(path, src, { ecc: 'medium' });
+    const c0 = await tv.loadCheckpoint(path, { verify: 'none' });
+    const mid = c0.info('mid');
+    c0.close();
+    corrupt(path, mid.fileOffset + 1000, 64);
+    const events: Record<string, unknown>[] = [];
+    const on = (m: unknown): void => {
+      events.push(m as Record<string, unknown>);
+    };
+    subscribe('tensorvault:checkpoint', on);
+    try {
+      const c = await tv.loadCheckpoint(path);
+      const t = await c.tensor('mid');
+      expect(Buffer.from(t.bytes).equals(Buffer.from(src.mid.buffer))).toBe(true);
+      expect(c.report.status).toBe('repaired');
+      expect(c.report.repairedChunks.length).toBeGreaterThan(0);
+      c.close();
+    } finally {
+      unsubscribe('tensorvault:checkpoint', on);
+    }
+    expect(events.map((e) => e.event)).toEqual(expect.arrayContaining(['damaged', 'repaired', 'verified']));
+    expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
+  });
+
+  it('lazy tensors(): all chunks hashed at once; damage repaired, or named without parity', async () => {
+    const src = large();
+    for (const ecc of ['medium', 'off'] as const) {
+      const path = fresh();
+      await tv.saveCheckpoint(path, src, { ecc });
+      const c0 = await tv.loadCheckpoint(path, { verify: 'none' });
+      const mid = c0.info('mid');
+      c0.close();
+      corrupt(path, mid.fileOffset + 10, 4);
+      const c = await tv.loadCheckpoint(path);
+      if (ecc === 'medium') {
+        const all = await c.tensors();
+        expect(Buffer.from((all.get('mid') as tv.Tensor).bytes).equals(Buffer.from(src.mid.buffer))).toBe(
+          true,
+        );
+        expect(Buffer.from((all.get('big') as tv.Tensor).bytes).equals(Buffer.from(src.big.buffer))).toBe(
+          true,
+        );
+        expect(c.report.status).toBe('repaired');
+      } else {
+        const e = await rejects(c.tensors());
+        // the first tensor (in file order) that shares the damaged 1 MiB chunk
+        const k = Math.floor((mid.fileOffset + 10) / 2 ** 20);
+        const first = c.names.find((n) => {
+          const t = c.info(n);
+          return (
+            t.byteLength > 0 &&
+            Math.floor(t.fileOffset / 2 ** 20) <= k &&
+            Math.floor((t.fileOffset + t.byteLength - 1) / 2 ** 20) >= k
+          );
+        });
+        expect((e as tv.TensorDamagedError).tensor).toBe(first);
+        expect((e as tv.TensorDamagedError).chunks).toEqual([k]);
+        expect([...(await c.tensor('tiny')).data]).toEqual([7, 8, 9]);
+      }
+      c.close();
+    }
+  });
+
+  it('full: damage is found up front; verify reports repairable, repair fixes it', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large(), { ecc: 'high' });
+    corrupt(path, 2_000_000, 8);
+    const v = await tv.verifyCheckpoint(path);
+    expect(v.status).toBe('repairable');
+    expect(v.damagedChunks).toEqual([1]);
+    expect(v.damagedTensors.length).toBeGreaterThan(0);
+    const noRepair = await rejects(tv.loadCheckpoint(path, { verify: 'full', repair: false }));
+    expect(noRepair.code).toBe('TV_CHECKPOINT_INTEGRITY');
+    const r = await tv.repairCheckpoint(path);
+    expect(r.status).toBe('repaired');
+    expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
+  });
+
+  it('damage without parity: verify says damaged', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large());
+    corrupt(path, 3_000_000);
+    const v = await tv.verifyCheckpoint(path);
+    expect(v.status).toBe('damaged');
+    expect((await rejects(tv.repairCheckpoint(path))).code).toBe('TV_CHECKPOINT_INTEGRITY');
+  });
+
+  it('a damaged header is repaired from parity at open', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { ecc: 'low' });
+    corrupt(path, 20); // inside the JSON header
+    const c = await tv.loadCheckpoint(path);
+    expect([...(await c.tensor('w')).data]).toEqual([1, 2]);
+    c.close();
+  });
+});
+
+describe('PyFolds layouts: damage', () => {
+  it('pyfolds-ecc: rs(N) repairs a damaged payload, then the hash is checked', async () => {
+    const path = fresh();
+    const src = large();
+    await tv.saveCheckpoint(path, src, { layout: 'pyfolds-ecc', ecc: 'high' });
+    const c0 = await tv.loadCheckpoint(path, { verify: 'none' });
+    const big = c0.info('big');
+    c0.close();
+    // 20 bytes in each of several blocks (rs(64) corrects 32 per block)
+    for (const off of [100, 5000, 700_000]) corrupt(path, big.fileOffset + off, 20);
+    const v = await tv.verifyCheckpoint(path);
+    expect(v.status).toBe('repairable');
+    const c = await tv.loadCheckpoint(path);
+    const t = await c.tensor('big');
+    expect(Buffer.from(t.bytes).equals(Buffer.from(src.big.buffer))).toBe(true);
+    expect(c.report.status).toBe('repaired');
+    c.close();
+    expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
+  });
+
+  it('pyfolds-ecc: damage beyond the parity is a typed error naming the tensor', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { layout: 'pyfolds-ecc', ecc: 'low' });
+    corrupt(path, 10, 40);
+    const c = await tv.loadCheckpoint(path).catch((e: unknown) => e as tv.TensorVaultError);
+    if (c instanceof tv.Checkpoint) {
+      const e = await rejects(c.tensor('w'));
+      expect(e.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+      expect((e as tv.TensorDamagedError).tensor).toBe('w');
+      c.close();
+    } else {
+      // 40 bytes inside the header can also make the header itself unreadable
+      expect(c.code).toBe('TV_SAFETENSORS_INVALID');
+    }
+  });
+
+  it('pyfolds-ecc: intact weights with damaged or truncated parity still load; repair rewrites the parity', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large(), { layout: 'pyfolds-ecc', ecc: 'low' });
+    const parity = readFileSync(`${path}.ecc`);
+    // 40 bytes in one block: beyond rs(16)
+    corrupt(`${path}.ecc`, 160, 16);
+    const v = await tv.verifyCheckpoint(path);
+    expect(v.status).toBe('repairable');
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c.report.status).toBe('repaired');
+    c.close();
+    expect(readFileSync(`${path}.ecc`).equals(parity)).toBe(true);
+    truncateSync(`${path}.ecc`, 1000);
+    const c2 = await tv.loadCheckpoint(path);
+    expect((await c2.tensor('tiny')).bytes).toEqual(new Uint8Array([7, 8, 9]));
+    c2.close();
+    expect(readFileSync(`${path}.ecc`).equals(parity)).toBe(true);
+  });
+
+  it('pyfolds-ecc: a damaged safetensors header is repaired from the parity before opening', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { layout: 'pyfolds-ecc', ecc: 'med' });
+    corrupt(path, 9, 6); // the start of the JSON header
+    const c = await tv.loadCheckpoint(path);
+    expect([...(await c.tensor('w')).data]).toEqual([1, 2]);
+    expect(c.report.status).toBe('repaired');
+    c.close();
+  });
+
+  it('pyfolds: a changed byte is caught by the hash', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { layout: 'pyfolds' });
+    const size = readFileSync(path).length;
+    corrupt(path, size - 2);
+    const c = await tv.loadCheckpoint(path);
+    const e = await rejects(c.tensor('w'));
+    expect(e.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    c.close();
+  });
+});
+
+describe('keys: no downgrade', () => {
+  it('a configured key makes a plain sha256: file fail; requireHmac: false opts out', async () => {
+    for (const layout of ['tensorvault', 'pyfolds'] as const) {
+      const path = fresh();
+      await tv.saveCheckpoint(path, small(), { layout, hmacKey: null });
+      const e = await rejects(tv.loadCheckpoint(path, { hmacKey: 'secret' }));
+      expect(e.code).toBe('TV_CHECKPOINT_HMAC_REQUIRED');
+      process.env.PYFOLDS_CHECKPOINT_HMAC_KEY = 'secret';
+      expect((await rejects(tv.loadCheckpoint(path))).code).toBe('TV_CHECKPOINT_HMAC_REQUIRED');
+      delete process.env.PYFOLDS_CHECKPOINT_HMAC_KEY;
+      (await tv.loadCheckpoint(path, { hmacKey: 'secret', requireHmac: false })).close();
+    }
+  });
+
+  it('a keyed file needs its key; a wrong key fails', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { hmacKey: 'k1' });
+    expect((await rejects(tv.loadCheckpoint(path))).code).toBe('TV_CHECKPOINT_HMAC_REQUIRED');
+    expect((await rejects(tv.loadCheckpoint(path, { hmacKey: 'k2' }))).code).toBe('TV_CHECKPOINT_INTEGRITY');
+    const c = await tv.loadCheckpoint(path, { hmacKey: 'k1', verify: 'full' });
+    expect(c.report.keyed).toBe(true);
+    c.close();
+    const p2 = fresh();
+    await tv.saveCheckpoint(p2, small(), { layout: 'pyfolds', hmacKey: 'k1' });
+    const c2 = await tv.loadCheckpoint(p2, { hmacKey: 'k2' });
+    expect((await rejects(c2.tensor('w'))).code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    c2.close();
+  });
+
+  it('a legacy bare hex hash is read as plain SHA-256', async () => {
+    const path = fresh();
+    const r = await tv.saveCheckpoint(path, small(), { layout: 'pyfolds' });
+    const side = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8'));
+    side.integrity_hash = r.integrityHash.slice('sha256:'.length);
+    writeFileSync(`${path}.meta.json`, JSON.stringify(side));
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c.report.hashKind).toBe('legacy-sha256');
+    c.close();
+  });
+});
+
+describe('set replacement', () => {
+  it('an interrupted commit is rolled forward by the next load; dead temps are removed', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { version: 'old' });
+    const next = fresh();
+    await tv.saveCheckpoint(next, { w: new Float32Array([9, 9]) }, { version: 'new' });
+    // Simulate a save killed after its commit record: the new files under temp names, the record.
+    const base = path.slice(dir.length + 1);
+    const dead = 2 ** 22 + 12345; // above pid_max's default: never a live process
+    const tw = `.${base}.${dead}.aa.tmp`;
+    const tm = `.${base}.meta.json.${dead}.bb.tmp`;
+    writeFileSync(join(dir, tw), readFileSync(next));
+    writeFileSync(join(dir, tm), readFileSync(`${next}.meta.json`));
+    writeFileSync(join(dir, `.${base}.${dead}.cc.tmp`), 'leftover of an uncommitted save');
+    writeFileSync(
+      `${path}.ckpt-commit`,
+      JSON.stringify({
+        tensorvault_commit: 1,
+        renames: [
+          [tw, base],
+          [tm, `${base}.meta.json`],
+        ],
+        deletes: [],
+      }),
+    );
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c.version).toBe('new');
+    expect([...(await c.tensor('w')).data]).toEqual([9, 9]);
+    c.close();
+    expect(
+      readdirSync(dir).filter((f) => f.includes(base) && (f.endsWith('.tmp') || f.endsWith('commit'))),
+    ).toEqual([]);
+  });
+
+  it('an aborted save leaves the old set and no temporaries', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { version: 'old' });
+    const ac = new AbortController();
+    async function* slow() {
+      yield new Uint8Array(1024);
+      ac.abort();
+      await new Promise((r) => setTimeout(r, 50));
+      yield new Uint8Array(1024);
+    }
+    const e = await rejects(
+      tv.saveCheckpoint(path, { x: { dtype: 'U8', shape: [2048], data: slow() } }, { signal: ac.signal }),
+    );
+    expect(e.name).toBe('AbortError');
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c.version).toBe('old');
+    c.close();
+    const base = path.slice(dir.length + 1);
+    expect(readdirSync(dir).filter((f) => f.includes(base) && f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('a load during a save that has not committed reads the old set at once', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { version: 'old' });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let started: () => void = () => {};
+    const writing = new Promise<void>((r) => {
+      started = r;
+    });
+    async function* stalled() {
+      yield new Uint8Array(1024);
+      started();
+      await gate;
+      yield new Uint8Array(1024);
+    }
+    const saving = tv.saveCheckpoint(
+      path,
+      { x: { dtype: 'U8', shape: [2048], data: stalled() } },
+      { version: 'new' },
+    );
+    await writing;
+    const lockFile = join(dir, `.${path.slice(dir.length + 1)}.ckpt-lock`);
+    expect(existsSync(lockFile)).toBe(true);
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c.version).toBe('old');
+    c.close();
+    release();
+    await saving;
+    const c2 = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c2.version).toBe('new');
+    c2.close();
+    expect(existsSync(lockFile)).toBe(false);
+  });
+
+  it('changing layout replaces the whole set (no sidecar of the old layout left)', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { layout: 'pyfolds-ecc', ecc: 'low' });
+    await tv.saveCheckpoint(path, small(), { layout: 'tensorvault', ecc: 'low' });
+    expect(existsSync(path.replace(/\.safetensors$/, '.json'))).toBe(false);
+    expect(existsSync(`${path}.ecc`)).toBe(false);
+    const c = await tv.loadCheckpoint(path);
+    expect(c.layout).toBe('tensorvault');
+    c.close();
+  });
+});
+
+describe('progress', () => {
+  it('one count over every pass, never backwards, ending at its total', async () => {
+    for (const [layout, ecc] of [
+      ['tensorvault', 'medium'],
+      ['pyfolds-ecc', 'low'],
+      ['pyfolds', 'off'],
+    ] as const) {
+      const seen: tv.Progress[] = [];
+      await tv.saveCheckpoint(fresh(), large(), {
+        layout,
+        ecc,
+        onProgress: (p) => seen.push(p),
+        progressIntervalMs: 1,
+      });
+      const last = seen.at(-1) as tv.Progress;
+      const data = 3 * 1024 * 1024 + 1.5 * 1024 * 1024 + 3;
+      const passes = layout === 'tensorvault' ? 3 : layout === 'pyfolds-ecc' ? 2 : 1;
+      expect(last).toEqual({ bytesDone: data * passes, bytesTotal: data * passes });
+      for (let i = 1; i < seen.length; i++) {
+        expect((seen[i] as tv.Progress).bytesDone).toBeGreaterThanOrEqual(
+          (seen[i - 1] as tv.Progress).bytesDone,
+        );
+        expect((seen[i] as tv.Progress).bytesTotal).toBe(data * passes);
+      }
+    }
+  });
+});
+
+describe('arguments', () => {
+  it('bad arguments are TV_INVALID_ARGUMENT, never an untyped error', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small());
+    const w = { w: new Float32Array(1) };
+    const bad: [string, () => unknown][] = [
+      ['path', () => tv.saveCheckpoint(123 as never, w)],
+      ['tensors', () => tv.saveCheckpoint(path, null as never)],
+      ['options', () => tv.saveCheckpoint(path, w, null as never)],
+      ['version', () => tv.saveCheckpoint(path, w, { version: Symbol('v') as never })],
+      ['ecc', () => tv.saveCheckpoint(path, w, { ecc: 5 as never })],
+      ['metadata', () => tv.saveCheckpoint(path, w, { metadata: { a: 1n } as never })],
+      ['gitHash', () => tv.saveCheckpoint(path, w, { gitHash: 5 as never })],
+      ['hmacKey', () => tv.saveCheckpoint(path, w, { hmacKey: 5 as never })],
+      ['load options', () => tv.loadCheckpoint(path, null as never)],
+      ['expect entry', () => tv.loadCheckpoint(path, { expect: { w: 5 as never } })],
+      ['expect shape', () => tv.loadCheckpoint(path, { expect: { w: { shape: 'x' as never } } })],
+      ['expect dtype', () => tv.loadCheckpoint(path, { expect: { w: { dtype: 'F33' as never } } })],
+      ['expectedVersion', () => tv.loadCheckpoint(path, { expectedVersion: 1 as never })],
+      ['strict', () => tv.loadCheckpoint(path, { expect: {}, strict: 'no' as never })],
+      ['requireHmac without key', () => tv.loadCheckpoint(path, { requireHmac: true, hmacKey: null })],
+      ['verify path', () => tv.verifyCheckpoint(null as never)],
+      ['manifest path', () => tv.loadSecure(5 as never)],
+      ['manager dir', () => new tv.CheckpointManager(null as never)],
+      ['manager options', () => new tv.CheckpointManager(dir, null as never)],
+      ['keepLast', () => new tv.CheckpointManager(dir, { keepLast: -1 })],
+    ];
+    for (const [name, call] of bad) {
+      let err: unknown;
+      try {
+        await call();
+      } catch (e) {
+        err = e;
+      }
+      expect(err, name).toBeInstanceOf(tv.TensorVaultError);
+      expect((err as tv.TensorVaultError).code, name).toBe('TV_INVALID_ARGUMENT');
+    }
+  });
+
+  it('version, verify mode, layout and ecc are checked', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { version: '1' });
+    expect((await rejects(tv.loadCheckpoint(path, { expectedVersion: '2' }))).code).toBe(
+      'TV_CHECKPOINT_VERSION',
+    );
+    expect((await rejects(tv.loadCheckpoint(path, { verify: 'most' as never }))).code).toBe(
+      'TV_INVALID_ARGUMENT',
+    );
+    expect((await rejects(tv.saveCheckpoint(path, small(), { layout: 'x' as never }))).code).toBe(
+      'TV_INVALID_ARGUMENT',
+    );
+    expect((await rejects(tv.saveCheckpoint(path, small(), { layout: 'pyfolds', ecc: 'low' }))).code).toBe(
+      'TV_INVALID_ARGUMENT',
+    );
+    expect((await rejects(tv.loadCheckpoint(join(dir, 'none.safetensors')))).code).toBe('TV_NOT_FOUND');
+    const bare = join(dir, 'bare.safetensors');
+    await tv.saveSafetensors(bare, small());
+    const e = await rejects(tv.loadCheckpoint(bare));
+    expect([e.code, e.context.reason]).toEqual(['TV_CHECKPOINT_INVALID', 'no_sidecar']);
+  });
+});

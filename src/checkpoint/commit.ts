@@ -1,0 +1,206 @@
+/**
+ * Replacing a checkpoint as a set. A save writes every new file under a temporary name (fsynced),
+ * then writes the commit record `NAME.safetensors.ckpt-commit` atomically: that write is the commit
+ * point. The record lists the renames (temporary → final name) and the files to delete (sidecars of
+ * the old set that the new one does not have); applying it is idempotent. Whoever finds a record next
+ * (the saver itself, the next save or the next load) applies it, so after a crash the path holds the
+ * old complete set (no record was written) or the new complete set (the record is rolled forward).
+ * Temporary files of dead writers are removed on the next open. `docs/formats/checkpoint.md`.
+ */
+import { channel } from 'node:diagnostics_channel';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { ErrorCode, TensorVaultError } from '../errors';
+import { atomicWriteFile } from '../io/atomic';
+import { fsyncDirSync, ioError } from '../io/fs';
+import { WriterLock } from '../io/lock';
+import { type CheckpointFiles, sidecarFiles } from './layout';
+
+/** Telemetry channel of checkpoint integrity events (`docs/formats/checkpoint.md#telemetry`). */
+export const checkpointChannel = channel('tensorvault:checkpoint');
+
+/** Publish `event` on `tensorvault:checkpoint` when someone listens. */
+export function publish(event: Record<string, unknown>): void {
+  if (checkpointChannel.hasSubscribers) checkpointChannel.publish(event);
+}
+
+/** A commit record: renames and deletions inside the checkpoint's folder (base names only). */
+export interface CommitRecord {
+  tensorvault_commit: 1;
+  renames: [string, string][];
+  deletes: string[];
+}
+
+function isBaseName(s: unknown): s is string {
+  return typeof s === 'string' && s.length > 0 && !/[/\\]/.test(s) && s !== '.' && s !== '..';
+}
+
+/** Parse a commit record; throws `TV_CHECKPOINT_INVALID` when it is malformed. */
+export function parseCommitRecord(text: string, path: string): CommitRecord {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    v = undefined;
+  }
+  const r = v as Partial<CommitRecord> | undefined;
+  if (
+    typeof r !== 'object' ||
+    r === null ||
+    r.tensorvault_commit !== 1 ||
+    !Array.isArray(r.renames) ||
+    !Array.isArray(r.deletes) ||
+    !r.renames.every((p) => Array.isArray(p) && p.length === 2 && isBaseName(p[0]) && isBaseName(p[1])) ||
+    !r.deletes.every(isBaseName)
+  ) {
+    throw new TensorVaultError(
+      ErrorCode.CHECKPOINT_INVALID,
+      `${path}: the commit record of an interrupted save is damaged; the checkpoint needs manual attention (docs/runbooks/checkpoint-corruption.md)`,
+      { path, reason: 'commit_record' },
+    );
+  }
+  return r as CommitRecord;
+}
+
+/** Apply a commit record: renames whose source still exists, then deletions, then drop the record. */
+export function applyCommit(files: CheckpointFiles, record: CommitRecord): void {
+  const dir = dirname(files.weights);
+  try {
+    for (const [from, to] of record.renames) {
+      const src = join(dir, from);
+      if (existsSync(src)) renameSync(src, join(dir, to));
+    }
+    for (const name of record.deletes) rmSync(join(dir, name), { force: true });
+    fsyncDirSync(dir);
+    rmSync(files.journal, { force: true });
+    fsyncDirSync(dir);
+  } catch (err) {
+    throw err instanceof TensorVaultError ? err : ioError(err, files.weights, 'cannot commit checkpoint');
+  }
+}
+
+/** Write the commit record (the commit point) and apply it. */
+export async function commitSet(files: CheckpointFiles, record: CommitRecord): Promise<void> {
+  await atomicWriteFile(files.journal, JSON.stringify(record));
+  applyCommit(files, record);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Temporary files of the set's writers that are dead: `.F.PID.X.tmp` (and the nested
+ * `..F.PID.X.tmp.PID.N.tmp` of a native writer given such a name) for each file name F of the set.
+ */
+export function deadTemps(files: CheckpointFiles): string[] {
+  const dir = dirname(files.weights);
+  const names = new Set([files.weights, files.journal, ...sidecarFiles(files)].map((p) => basename(p)));
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const e of entries) {
+    if (!e.startsWith('.') || !e.endsWith('.tmp')) continue;
+    const m = /^\.{1,2}(.+?)\.(\d+)\.([0-9a-z]+)\.tmp(?:\.(\d+)\.(\d+)\.tmp)?$/.exec(e);
+    if (m === null || !names.has(m[1] as string)) continue;
+    const pids = [Number(m[2]), ...(m[4] === undefined ? [] : [Number(m[4])])];
+    if (pids.every((p) => p > 0 && !alive(p))) out.push(join(dir, e));
+  }
+  return out;
+}
+
+/** Whether the set needs recovery: a commit record or temporaries of dead writers. */
+export function needsRecovery(files: CheckpointFiles): boolean {
+  return existsSync(files.journal) || deadTemps(files).length > 0;
+}
+
+/**
+ * Finish or undo an interrupted save, holding the set's lock (the caller may already hold it): roll a
+ * commit record forward, remove dead writers' temporaries. Returns what was done.
+ */
+export function recoverLocked(files: CheckpointFiles): { rolledForward: boolean; removed: string[] } {
+  let rolledForward = false;
+  if (existsSync(files.journal)) {
+    let text: string;
+    try {
+      text = readFileSync(files.journal, 'utf8');
+    } catch (err) {
+      throw ioError(err, files.journal, 'cannot read');
+    }
+    applyCommit(files, parseCommitRecord(text, files.journal));
+    rolledForward = true;
+  }
+  const removed: string[] = [];
+  for (const t of deadTemps(files)) {
+    try {
+      unlinkSync(t);
+      removed.push(t);
+    } catch {
+      // gone already
+    }
+  }
+  if (rolledForward || removed.length > 0) {
+    publish({
+      event: 'recovered',
+      path: files.weights,
+      rolledForward,
+      removedTemps: removed.map((p) => basename(p)),
+    });
+  }
+  return { rolledForward, removed };
+}
+
+/** Take the set's writer lock (waiting up to `timeoutMs` for a live writer). */
+export function lockSet(files: CheckpointFiles, timeoutMs: number): WriterLock {
+  return WriterLock.acquire(files.lock, {
+    timeoutMs,
+    describe: (h) =>
+      `${files.weights} is being saved by ${h.pid === undefined ? 'another writer' : `process ${h.pid}`}`,
+  });
+}
+
+/**
+ * Before reading a set: recover it when needed. Takes the lock (waiting for a live saver to finish);
+ * when the folder is read-only, nothing is changed and the paths to read are resolved through the
+ * commit record instead. Returns the path each final file name should be read from.
+ */
+export function prepareRead(files: CheckpointFiles, timeoutMs = 10_000): (final: string) => string {
+  const identity = (p: string): string => p;
+  const pending = existsSync(files.journal);
+  if (!pending && !existsSync(files.lock) && deadTemps(files).length === 0) return identity;
+  let lock: WriterLock | undefined;
+  try {
+    // Wait only for a committed save being applied; a live save that has not committed yet leaves
+    // the old set complete, so the reader goes ahead (cleanup, if any, is left to a later open).
+    lock = lockSet(files, pending ? timeoutMs : 0);
+  } catch (err) {
+    const code = err instanceof TensorVaultError ? err.code : undefined;
+    if (code === ErrorCode.LOCKED && !pending) return identity;
+    if (code !== ErrorCode.PERMISSION_DENIED && code !== ErrorCode.IO) throw err;
+    // Read-only folder: read the new set through the record without changing anything.
+    if (!existsSync(files.journal)) return identity;
+    const record = parseCommitRecord(readFileSync(files.journal, 'utf8'), files.journal);
+    const dir = dirname(files.weights);
+    const map = new Map<string, string>();
+    for (const [from, to] of record.renames) {
+      if (existsSync(join(dir, from))) map.set(join(dir, to), join(dir, from));
+    }
+    const gone = new Set(record.deletes.map((d) => join(dir, d)));
+    return (p) => map.get(p) ?? (gone.has(p) ? join(dir, `.deleted-by-commit.${basename(p)}`) : p);
+  }
+  try {
+    recoverLocked(files);
+  } finally {
+    lock.release();
+  }
+  return identity;
+}

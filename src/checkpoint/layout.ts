@@ -1,0 +1,372 @@
+/**
+ * The on-disk pieces of a checkpoint: file names of the three layouts, PyFolds's integrity hash
+ * (contract section 2) and tensorvault's integrity block (`docs/formats/checkpoint.md`).
+ */
+import { basename, dirname, join } from 'node:path';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { canonicalJson } from '../eventlog/canonical';
+import { createSha256, hmacSha256, sha256 } from '../hash/index';
+import type { Dtype } from '../safetensors/dtype';
+
+/**
+ * A checkpoint layout: `tensorvault` (the default: PyFolds 2.0.2's files plus tensorvault's integrity
+ * block and optional `.tvecc` parity), `pyfolds` (PyFolds 2.0.2: `NAME.safetensors` +
+ * `NAME.safetensors.meta.json`), `pyfolds-ecc` (PyFolds ADR 0042: `NAME.json` + `NAME.safetensors.ecc`).
+ */
+export type CheckpointLayout = 'tensorvault' | 'pyfolds' | 'pyfolds-ecc';
+
+/** Every layout name. */
+export const LAYOUTS: readonly CheckpointLayout[] = ['tensorvault', 'pyfolds', 'pyfolds-ecc'];
+
+/** The files a checkpoint at `weights` may consist of (absolute or relative as given). */
+export interface CheckpointFiles {
+  /** `NAME.safetensors`: the weights. */
+  weights: string;
+  /** `NAME.safetensors.meta.json`: the sidecar of the `pyfolds` and `tensorvault` layouts. */
+  meta: string;
+  /** `NAME.json`: the sidecar of the `pyfolds-ecc` layout. */
+  json: string;
+  /** `NAME.safetensors.ecc`: the rs(N) parity stream of the `pyfolds-ecc` layout. */
+  rsEcc: string;
+  /** `NAME.safetensors.tvecc`: the erasure parity sidecar of the `tensorvault` layout. */
+  tvecc: string;
+  /** `NAME.safetensors.ckpt-commit`: the commit record of a save in progress (see `save.ts`). */
+  journal: string;
+  /** `.NAME.safetensors.ckpt-lock`: the writer lock. */
+  lock: string;
+}
+
+/** The file names of a checkpoint whose weights are at `path`. */
+export function checkpointFiles(path: string): CheckpointFiles {
+  if (typeof path !== 'string' || path.length === 0) {
+    throw invalidArgument('path', 'path must be a non-empty string');
+  }
+  const base = basename(path);
+  const dir = dirname(path);
+  const stem = base.endsWith('.safetensors') ? base.slice(0, -'.safetensors'.length) : base;
+  return {
+    weights: path,
+    meta: `${path}.meta.json`,
+    json: join(dir, `${stem}.json`),
+    rsEcc: `${path}.ecc`,
+    tvecc: `${path}.tvecc`,
+    journal: `${path}.ckpt-commit`,
+    lock: join(dir, `.${base}.ckpt-lock`),
+  };
+}
+
+/** The sidecar files of a checkpoint (everything but the weights, the journal and the lock). */
+export function sidecarFiles(f: CheckpointFiles): string[] {
+  return [f.meta, f.json, f.rsEcc, f.tvecc];
+}
+
+// ---------------------------------------------------------------------------------------------
+// PyFolds integrity hash (contract section 2)
+
+const TORCH_DTYPE: Partial<Record<Dtype, string>> = {
+  F32: 'torch.float32',
+  F16: 'torch.float16',
+  BF16: 'torch.bfloat16',
+  F64: 'torch.float64',
+  I8: 'torch.int8',
+  I16: 'torch.int16',
+  I32: 'torch.int32',
+  I64: 'torch.int64',
+  U8: 'torch.uint8',
+  U16: 'torch.uint16',
+  U32: 'torch.uint32',
+  U64: 'torch.uint64',
+  BOOL: 'torch.bool',
+  F8_E4M3: 'torch.float8_e4m3fn',
+  F8_E5M2: 'torch.float8_e5m2',
+  C64: 'torch.complex64',
+  F8_E8M0: 'torch.float8_e8m0fnu',
+};
+
+/** PyTorch's name of a safetensors dtype, or undefined for the packed 4/6-bit floats. */
+export function torchDtype(dtype: Dtype): string | undefined {
+  return TORCH_DTYPE[dtype];
+}
+
+/** The dtype label fed to the PyFolds hash (`torch.*`; `safetensors.F4` etc. for dtypes torch lacks). */
+export function hashDtypeLabel(dtype: Dtype): string {
+  return TORCH_DTYPE[dtype] ?? `safetensors.${dtype}`;
+}
+
+/** Python's `str(tuple(shape))`: `()`, `(2,)`, `(2, 4)`. */
+export function pythonShape(shape: readonly number[]): string {
+  if (shape.length === 0) return '()';
+  if (shape.length === 1) return `(${shape[0]},)`;
+  return `(${shape.join(', ')})`;
+}
+
+/** Python's `sorted()` order of strings: by Unicode code point (not UTF-16 code unit). */
+export function codePointCompare(a: string, b: string): number {
+  const ia = a[Symbol.iterator]();
+  const ib = b[Symbol.iterator]();
+  for (;;) {
+    const x = ia.next();
+    const y = ib.next();
+    if (x.done === true) return y.done === true ? 0 : -1;
+    if (y.done === true) return 1;
+    const cx = x.value.codePointAt(0) as number;
+    const cy = y.value.codePointAt(0) as number;
+    if (cx !== cy) return cx < cy ? -1 : 1;
+  }
+}
+
+/** A tensor as the PyFolds hash sees it. */
+export interface HashableTensor {
+  name: string;
+  dtype: Dtype;
+  shape: readonly number[];
+  /** The tensor's bytes, possibly in pieces (read on demand, in order). */
+  bytes: () => Iterable<Uint8Array>;
+}
+
+/** Bytes hashed between two yields to the event loop. */
+const YIELD_EVERY = 16 * 1024 * 1024;
+
+/**
+ * The plain hex SHA-256 of PyFolds's framing over `tensors` (sorted by name; key, torch dtype,
+ * `str(tuple(shape))`, raw bytes; no separators). Yields to the event loop every 16 MiB.
+ */
+export async function pyfoldsDigest(tensors: readonly HashableTensor[]): Promise<string> {
+  const h = createSha256();
+  const sorted = [...tensors].sort((a, b) => codePointCompare(a.name, b.name));
+  let since = 0;
+  for (const t of sorted) {
+    h.update(t.name, 'utf8');
+    h.update(hashDtypeLabel(t.dtype), 'utf8');
+    h.update(pythonShape(t.shape), 'utf8');
+    for (const piece of t.bytes()) {
+      for (let at = 0; at < piece.byteLength; at += YIELD_EVERY) {
+        const part = piece.subarray(at, Math.min(piece.byteLength, at + YIELD_EVERY));
+        h.update(part);
+        since += part.byteLength;
+        if (since >= YIELD_EVERY) {
+          since = 0;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+      }
+    }
+  }
+  return h.digest('hex');
+}
+
+/** A key for the HMAC: a string (UTF-8, as PyFolds's environment variable) or bytes. */
+export type HmacKey = string | Uint8Array;
+
+function keyBytes(key: HmacKey): Uint8Array {
+  return typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+}
+
+/** PyFolds's stored hash: `sha256:<hex>`, or with a key `hmac-sha256:` + HMAC(key, hex digest as ASCII). */
+export function formatPyfoldsHash(hexDigest: string, key?: HmacKey): string {
+  if (key === undefined) return `sha256:${hexDigest}`;
+  return `hmac-sha256:${hmacSha256(keyBytes(key), Buffer.from(hexDigest, 'ascii')).toString('hex')}`;
+}
+
+/** How a stored PyFolds hash is written. */
+export type StoredHashKind = 'sha256' | 'hmac-sha256' | 'legacy-sha256';
+
+/** Parse a stored PyFolds hash; throws `TV_CHECKPOINT_INVALID` for anything else. */
+export function parseStoredHash(text: unknown, path: string): { kind: StoredHashKind; hex: string } {
+  if (typeof text === 'string') {
+    let m = /^sha256:([0-9a-f]{64})$/i.exec(text);
+    if (m !== null) return { kind: 'sha256', hex: (m[1] as string).toLowerCase() };
+    m = /^hmac-sha256:([0-9a-f]{64})$/i.exec(text);
+    if (m !== null) return { kind: 'hmac-sha256', hex: (m[1] as string).toLowerCase() };
+    m = /^([0-9a-f]{64})$/i.exec(text);
+    if (m !== null) return { kind: 'legacy-sha256', hex: (m[1] as string).toLowerCase() };
+  }
+  throw new TensorVaultError(
+    ErrorCode.CHECKPOINT_INVALID,
+    `${path}: integrity_hash is not sha256:<hex>, hmac-sha256:<hex> or a bare hex digest`,
+    { path, reason: 'bad_hash', actual: typeof text === 'string' ? text.slice(0, 100) : typeof text },
+  );
+}
+
+/** Whether the plain hex digest `hexDigest` matches the stored hash (constant-time compare). */
+export function pyfoldsHashMatches(
+  stored: { kind: StoredHashKind; hex: string },
+  hexDigest: string,
+  key: HmacKey | undefined,
+): boolean {
+  let want: string;
+  if (stored.kind === 'hmac-sha256') {
+    if (key === undefined) return false;
+    want = formatPyfoldsHash(hexDigest, key).slice('hmac-sha256:'.length);
+  } else want = hexDigest;
+  return equalHex(want, stored.hex);
+}
+
+/** Constant-time equality of two hex strings. */
+export function equalHex(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return d === 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// tensorvault integrity block (docs/formats/checkpoint.md)
+
+/** Version of the integrity block. */
+export const INTEGRITY_VERSION = 1;
+/** Chunk size of the checkpoint's chunk tree (1 MiB: a tensor's first view checks at most 1 MiB more than it needs). */
+export const CHECKPOINT_CHUNK_SIZE = 1024 * 1024;
+/** Domain tag of the seal message. */
+const SEAL_TAG = 'tensorvault-checkpoint-seal-v1';
+
+/** The integrity block stored under `tensorvault` in the `.meta.json` sidecar. */
+export interface IntegrityBlock {
+  /** Block version (1). */
+  integrity: 1;
+  /** `sha256-tree-v1+sha256` (unkeyed) or `sha256-tree-v1+hmac-sha256` (keyed). */
+  algorithm: 'sha256-tree-v1+sha256' | 'sha256-tree-v1+hmac-sha256';
+  /** Chunk size of the tree over the whole weights file. */
+  chunk_size: number;
+  /** Length of the weights file. */
+  file_length: number;
+  /** Length of the safetensors header (8 + JSON length). */
+  header_length: number;
+  /** SHA-256 (hex) of the header bytes `[0, header_length)`. */
+  header_sha256: string;
+  /** Chunk-tree root (hex) of the weights file (`docs/formats/chunk-tree.md`). */
+  root: string;
+  /** The tree's leaves: 64 hex characters per chunk, concatenated. */
+  leaves: string;
+  /** Parity sidecar, or null: `{ kind: 'tvecc', file: '<basename>' }`. */
+  ecc: { kind: 'tvecc'; file: string } | null;
+  /** `sha256:<hex>` or `hmac-sha256:<hex>` of the seal message. */
+  seal: string;
+}
+
+function u64be(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}
+
+/** The length-framed seal message (see the format document). */
+export function sealMessage(
+  block: Omit<IntegrityBlock, 'seal' | 'leaves'>,
+  metadata: unknown,
+  integrityHash: string,
+): Buffer {
+  const fields: Buffer[] = [
+    Buffer.from(SEAL_TAG, 'utf8'),
+    Buffer.from(block.algorithm, 'utf8'),
+    u64be(block.chunk_size),
+    u64be(block.file_length),
+    u64be(block.header_length),
+    Buffer.from(block.header_sha256, 'hex'),
+    Buffer.from(block.root, 'hex'),
+    Buffer.from(canonicalJson(metadata), 'utf8'),
+    Buffer.from(integrityHash, 'utf8'),
+    Buffer.from(canonicalJson(block.ecc), 'utf8'),
+  ];
+  const parts: Buffer[] = [];
+  for (const f of fields) parts.push(u64be(f.length), f);
+  return Buffer.concat(parts);
+}
+
+/** The seal: `hmac-sha256:<hex>` with a key, `sha256:<hex>` without. */
+export function seal(message: Uint8Array, key: HmacKey | undefined): string {
+  return key === undefined
+    ? `sha256:${sha256(message).toString('hex')}`
+    : `hmac-sha256:${hmacSha256(keyBytes(key), message).toString('hex')}`;
+}
+
+/** The chunk-tree root (hex) of `leaves` (hex, concatenated) for a file of `length` bytes. */
+export function treeRoot(leaves: string, chunkSize: number, length: number): string {
+  const header = Buffer.alloc(32);
+  header.write('TVCTREE', 0, 'ascii');
+  header[7] = 1;
+  header[8] = 1;
+  header.writeBigUInt64LE(BigInt(chunkSize), 16);
+  header.writeBigUInt64LE(BigInt(length), 24);
+  return sha256(Buffer.concat([header, Buffer.from(leaves, 'hex')])).toString('hex');
+}
+
+/**
+ * Parse and structurally check an integrity block (types, lengths, the leaves against the root).
+ * Throws `TV_CHECKPOINT_INVALID` (context `reason`) when it is malformed.
+ */
+export function parseIntegrityBlock(v: unknown, path: string): IntegrityBlock {
+  const bad = (reason: string, message: string): TensorVaultError =>
+    new TensorVaultError(ErrorCode.CHECKPOINT_INVALID, `${path}: integrity block: ${message}`, {
+      path,
+      reason,
+    });
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('block', 'not an object');
+  const b = v as Record<string, unknown>;
+  if (b.integrity !== INTEGRITY_VERSION) throw bad('version', `unsupported version ${String(b.integrity)}`);
+  if (b.algorithm !== 'sha256-tree-v1+sha256' && b.algorithm !== 'sha256-tree-v1+hmac-sha256') {
+    throw bad('algorithm', `unknown algorithm ${String(b.algorithm)}`);
+  }
+  const int = (k: string, min: number): number => {
+    const n = b[k];
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) throw bad(k, `${k} is not an integer`);
+    return n;
+  };
+  const chunk = int('chunk_size', 4096);
+  if ((chunk & (chunk - 1)) !== 0 || chunk > 2 ** 30)
+    throw bad('chunk_size', 'chunk_size is not a power of two');
+  const len = int('file_length', 8);
+  const hlen = int('header_length', 8);
+  if (hlen > len) throw bad('header_length', 'header_length exceeds file_length');
+  const hex = (k: string): string => {
+    const s = b[k];
+    if (typeof s !== 'string' || !/^[0-9a-f]{64}$/.test(s)) throw bad(k, `${k} is not a hex digest`);
+    return s;
+  };
+  const headerSha = hex('header_sha256');
+  const root = hex('root');
+  const leaves = b.leaves;
+  const chunks = Math.ceil(len / chunk);
+  if (typeof leaves !== 'string' || leaves.length !== chunks * 64 || !/^[0-9a-f]*$/.test(leaves)) {
+    throw bad('leaves', `leaves must be ${chunks} hex digests`);
+  }
+  if (!equalHex(treeRoot(leaves, chunk, len), root)) throw bad('leaves', 'leaves do not match the root');
+  let ecc: IntegrityBlock['ecc'] = null;
+  if (b.ecc !== null) {
+    const e = b.ecc as Record<string, unknown> | undefined;
+    if (
+      typeof e !== 'object' ||
+      e === null ||
+      e.kind !== 'tvecc' ||
+      typeof e.file !== 'string' ||
+      e.file.length === 0 ||
+      /[/\\]/.test(e.file) ||
+      e.file === '.' ||
+      e.file === '..'
+    ) {
+      throw bad('ecc', 'ecc must be null or { kind: "tvecc", file: <a file name> }');
+    }
+    ecc = { kind: 'tvecc', file: e.file };
+  }
+  if (typeof b.seal !== 'string' || !/^(sha256|hmac-sha256):[0-9a-f]{64}$/.test(b.seal))
+    throw bad('seal', 'seal is malformed');
+  const keyed = b.seal.startsWith('hmac-');
+  if (keyed !== (b.algorithm === 'sha256-tree-v1+hmac-sha256'))
+    throw bad('seal', 'seal does not match the algorithm');
+  return {
+    integrity: 1,
+    algorithm: b.algorithm,
+    chunk_size: chunk,
+    file_length: len,
+    header_length: hlen,
+    header_sha256: headerSha,
+    root,
+    leaves,
+    ecc,
+    seal: b.seal,
+  };
+}
+
+/** Leaf `i` (hex) of a block. */
+export function leafAt(block: IntegrityBlock, i: number): string {
+  return block.leaves.slice(i * 64, i * 64 + 64);
+}

@@ -1,0 +1,292 @@
+/**
+ * {@link CheckpointManager}: a training run's folder of checkpoints `step-NNNNNNNNN.safetensors`, saved
+ * one at a time off the event loop, pruned to the last N and the best K by a metric, restored with a
+ * fall-back to the newest checkpoint that verifies.
+ */
+import { existsSync, promises as fsp, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import type { TensorsToSave } from '../safetensors/writer';
+import { commitSet, lockSet, needsRecovery, publish, recoverLocked } from './commit';
+import type { CheckpointLayout } from './layout';
+import { checkpointFiles, type HmacKey, sidecarFiles } from './layout';
+import { type Checkpoint, type LoadCheckpointOptions, loadCheckpoint } from './load';
+import { type CheckpointEcc, type SaveCheckpointResult, saveCheckpoint } from './save';
+
+/** Options of {@link CheckpointManager}. */
+export interface CheckpointManagerOptions {
+  /** Keep the newest N checkpoints (default 3; 0 keeps none by recency). */
+  keepLast?: number;
+  /** Also keep the best K by `metric` (default 0). */
+  keepBest?: number;
+  /** The metric of `save(…, { metrics })` that ranks checkpoints for `keepBest`. */
+  metric?: string;
+  /** `min` (default: lower is better, e.g. a loss) or `max`. */
+  mode?: 'min' | 'max';
+  /** Layout of every checkpoint (default `tensorvault`). */
+  layout?: CheckpointLayout;
+  /** Parity of every checkpoint (default off). */
+  ecc?: CheckpointEcc;
+  /** HMAC key for saves and restores (default: `PYFOLDS_CHECKPOINT_HMAC_KEY`). */
+  hmacKey?: HmacKey | null;
+}
+
+/** One checkpoint of the run. */
+export interface ManagedCheckpoint {
+  step: number;
+  path: string;
+  metrics: Record<string, number>;
+}
+
+/** What {@link CheckpointManager.restore} tried. */
+export interface RestoreReport {
+  /** The step restored. */
+  step: number;
+  /** Checkpoints skipped before it, newest first, with the reason. */
+  skipped: { step: number; code: string; message: string }[];
+}
+
+const NAME = /^step-(\d{1,15})\.safetensors$/;
+const ANY = /step-(\d{1,15})\.(?:safetensors|json)/;
+
+/**
+ * A run folder of checkpoints. `save()` returns at once with a promise; saves run one after another on
+ * the libuv pool (hashing, parity and writes are native), so the event loop is not blocked. The tensor
+ * buffers are read until that promise settles: do not change them before (copy them, or await the save,
+ * if training continues in place).
+ */
+export class CheckpointManager {
+  /** The run folder. */
+  readonly dir: string;
+  readonly #o: Required<Omit<CheckpointManagerOptions, 'metric' | 'hmacKey' | 'ecc'>> &
+    Pick<CheckpointManagerOptions, 'metric' | 'hmacKey' | 'ecc'>;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(dir: string, options: CheckpointManagerOptions = {}) {
+    if (typeof dir !== 'string' || dir.length === 0)
+      throw invalidArgument('dir', 'dir must be a non-empty string');
+    if (typeof options !== 'object' || options === null) {
+      throw invalidArgument('options', 'options must be an object');
+    }
+    const int = (v: unknown, name: string, dflt: number): number => {
+      if (v === undefined) return dflt;
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+        throw invalidArgument(name, `${name} must be a non-negative integer`);
+      }
+      return v;
+    };
+    const keepBest = int(options.keepBest, 'keepBest', 0);
+    if (keepBest > 0 && typeof options.metric !== 'string') {
+      throw invalidArgument('metric', 'keepBest needs the name of a metric');
+    }
+    if (options.mode !== undefined && options.mode !== 'min' && options.mode !== 'max') {
+      throw invalidArgument('mode', 'mode must be min or max');
+    }
+    this.dir = dir;
+    this.#o = {
+      keepLast: int(options.keepLast, 'keepLast', 3),
+      keepBest,
+      mode: options.mode ?? 'min',
+      layout: options.layout ?? 'tensorvault',
+      ...(options.metric !== undefined ? { metric: options.metric } : {}),
+      ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}),
+      ...(options.ecc !== undefined ? { ecc: options.ecc } : {}),
+    };
+  }
+
+  /** The weights path of `step`. */
+  pathOf(step: number): string {
+    return join(this.dir, `step-${String(step).padStart(9, '0')}.safetensors`);
+  }
+
+  /** Every checkpoint of the run, oldest first (from the folder). */
+  list(): ManagedCheckpoint[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    // Finish interrupted saves and prunes first (commit records, dead writers' temporaries), so that
+    // the list holds whole sets only.
+    const sets = new Set<number>();
+    for (const name of names) {
+      const m = ANY.exec(name);
+      if (m !== null && !NAME.test(name)) sets.add(Number(m[1]));
+    }
+    for (const step of sets) {
+      const files = checkpointFiles(this.pathOf(step));
+      if (!needsRecovery(files)) continue;
+      const lock = lockSet(files, 30_000);
+      try {
+        recoverLocked(files);
+      } finally {
+        lock.release();
+      }
+    }
+    const out: ManagedCheckpoint[] = [];
+    for (const name of sets.size > 0 ? readdirSync(this.dir) : names) {
+      const m = NAME.exec(name);
+      if (m === null) continue;
+      const step = Number(m[1]);
+      const path = join(this.dir, name);
+      out.push({ step, path, metrics: this.#metricsOf(path) });
+    }
+    return out.sort((a, b) => a.step - b.step);
+  }
+
+  #metricsOf(path: string): Record<string, number> {
+    const f = checkpointFiles(path);
+    for (const side of [f.meta, f.json]) {
+      if (!existsSync(side)) continue;
+      try {
+        const doc = JSON.parse(readFileSync(side, 'utf8')) as { metadata?: { metrics?: unknown } };
+        const m = doc.metadata?.metrics;
+        if (typeof m === 'object' && m !== null) {
+          return Object.fromEntries(Object.entries(m).filter(([, v]) => typeof v === 'number')) as Record<
+            string,
+            number
+          >;
+        }
+      } catch {
+        // a damaged sidecar has no metrics; restore() reports it
+      }
+    }
+    return {};
+  }
+
+  /** The newest step, or undefined when the run has none. */
+  latest(): number | undefined {
+    return this.list().at(-1)?.step;
+  }
+
+  /**
+   * Save `tensors` as checkpoint `step` (metadata `step` and `metrics`), then prune. Saves are queued:
+   * the returned promise settles when this one is on disk and pruning is done.
+   */
+  save(
+    step: number,
+    tensors: TensorsToSave,
+    options: {
+      metrics?: Record<string, number>;
+      metadata?: Record<string, unknown>;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<SaveCheckpointResult> {
+    if (!Number.isSafeInteger(step) || step < 0 || step > 999_999_999_999_999) {
+      throw invalidArgument('step', 'step must be a non-negative integer');
+    }
+    const metrics = options.metrics ?? {};
+    for (const [k, v] of Object.entries(metrics)) {
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw invalidArgument('metrics', `metric ${k} must be a finite number`);
+    }
+    const run = this.#queue.then(async () => {
+      await fsp.mkdir(this.dir, { recursive: true });
+      const r = await saveCheckpoint(this.pathOf(step), tensors, {
+        layout: this.#o.layout,
+        version: String(step),
+        metadata: { ...(options.metadata ?? {}), step, metrics },
+        ...(this.#o.ecc !== undefined ? { ecc: this.#o.ecc } : {}),
+        ...(this.#o.hmacKey !== undefined ? { hmacKey: this.#o.hmacKey } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      await this.prune();
+      return r;
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** The steps kept by the retention rules. */
+  kept(all: readonly ManagedCheckpoint[] = this.list()): Set<number> {
+    const keep = new Set<number>();
+    if (this.#o.keepLast > 0) for (const c of all.slice(-this.#o.keepLast)) keep.add(c.step);
+    const metric = this.#o.metric;
+    if (this.#o.keepBest > 0 && metric !== undefined) {
+      const ranked = all
+        .filter((c) => typeof c.metrics[metric] === 'number')
+        .sort((a, b) => {
+          const d = (a.metrics[metric] as number) - (b.metrics[metric] as number);
+          return this.#o.mode === 'min' ? d : -d;
+        });
+      for (const c of ranked.slice(0, this.#o.keepBest)) keep.add(c.step);
+    }
+    return keep;
+  }
+
+  /**
+   * Delete the checkpoints the retention rules do not keep. Each is deleted as a set through a commit
+   * record (`commit.ts`), so a crash mid-prune leaves it whole or gone once the record is rolled forward.
+   */
+  async prune(): Promise<number[]> {
+    const all = this.list();
+    const keep = this.kept(all);
+    const removed: number[] = [];
+    for (const c of all) {
+      if (keep.has(c.step)) continue;
+      const files = checkpointFiles(c.path);
+      const lock = lockSet(files, 30_000);
+      try {
+        recoverLocked(files);
+        const names = [files.weights, ...sidecarFiles(files)]
+          .filter((f) => existsSync(f))
+          .map((f) => basename(f));
+        await commitSet(files, { tensorvault_commit: 1, renames: [], deletes: names });
+        removed.push(c.step);
+      } finally {
+        lock.release();
+      }
+    }
+    if (removed.length > 0) publish({ event: 'pruned', dir: this.dir, steps: removed });
+    return removed;
+  }
+
+  /**
+   * Load checkpoint `step` (default: the newest) fully verified (repairing from parity). A checkpoint
+   * that fails is skipped and the next older one tried; the result says which were skipped and why.
+   * Rejects with the last error when none verifies (`TV_NOT_FOUND` when the run has none).
+   */
+  async restore(
+    step?: number,
+    options: Omit<LoadCheckpointOptions, 'verify'> = {},
+  ): Promise<{ checkpoint: Checkpoint; report: RestoreReport }> {
+    const all = this.list()
+      .filter((c) => step === undefined || c.step <= step)
+      .reverse();
+    if (step !== undefined && !all.some((c) => c.step === step)) {
+      throw new TensorVaultError(
+        ErrorCode.NOT_FOUND,
+        `${this.pathOf(step)}: no checkpoint for step ${step}`,
+        {
+          path: this.pathOf(step),
+        },
+      );
+    }
+    const skipped: RestoreReport['skipped'] = [];
+    let last: unknown;
+    for (const c of all) {
+      try {
+        const checkpoint = await loadCheckpoint(c.path, {
+          ...(this.#o.hmacKey !== undefined ? { hmacKey: this.#o.hmacKey } : {}),
+          ...options,
+          verify: 'full',
+        });
+        return { checkpoint, report: { step: c.step, skipped } };
+      } catch (err) {
+        if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
+        last = err;
+        skipped.push({
+          step: c.step,
+          code: err instanceof TensorVaultError ? err.code : ErrorCode.INTERNAL,
+          message: err instanceof Error ? err.message : String(err),
+        });
+        publish({ event: 'failed', op: 'restore', path: c.path, code: skipped.at(-1)?.code });
+      }
+    }
+    if (last !== undefined) throw last;
+    throw new TensorVaultError(ErrorCode.NOT_FOUND, `${this.dir}: the run has no checkpoint`, {
+      path: this.dir,
+    });
+  }
+}
