@@ -379,7 +379,14 @@ describe('tensorvault layout', () => {
     corrupt(path, 20); // inside the JSON header
     const c = await tv.loadCheckpoint(path);
     expect([...(await c.tensor('w')).data]).toEqual([1, 2]);
+    // The report says what the repair at open rebuilt (it said 0 chunks before).
+    expect(c.report.status).toBe('repaired');
+    expect(c.report.repairedChunks).toContain(0);
+    expect(c.report.damagedChunks).toContain(0);
     c.close();
+    // repairCheckpoint reports it the same way.
+    corrupt(path, 20);
+    expect((await tv.repairCheckpoint(path)).repairedChunks).toContain(0);
   });
 });
 

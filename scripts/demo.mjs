@@ -112,48 +112,56 @@ for (let i = 0; i < layers; i++) {
 
 mkdirSync(dir, { recursive: true });
 const file = join(dir, 'checkpoint.safetensors');
-rmSync(file, { force: true });
-rmSync(tv.eccSidecarPath(file), { force: true });
+for (const f of [file, `${file}.meta.json`, tv.eccSidecarPath(file)]) rmSync(f, { force: true });
 console.log(
   `\ntensorvault ${tv.version()} demo — Node ${process.version}, ${process.platform}/${process.arch}`,
 );
 
-// 1. Write ---------------------------------------------------------------------------------------------
+// 1. Save ----------------------------------------------------------------------------------------------
 console.log(
-  `\n1. Writing a ${gib(layers * (TENSOR_BYTES + 16384))} checkpoint (${model.length} tensors) to ${file}`,
+  `\n1. Saving a ${gib(layers * (TENSOR_BYTES + 16384))} checkpoint (${model.length} tensors) to ${file} with saveCheckpoint (ecc ${level})`,
 );
 const tensors = new Map(
   model.map((t, i) => [t.name, { dtype: t.dtype, shape: t.shape, data: source(i, t.bytes) }]),
 );
 const saved = await timed(() =>
-  tv.saveSafetensors(file, tensors, {
-    metadata: { format: 'pt', producer: 'tensorvault demo', layers: String(layers) },
-    onProgress: bar('write'),
+  tv.saveCheckpoint(file, tensors, {
+    version: '1.0',
+    config: { layers, producer: 'tensorvault demo' },
+    metadata: { format: 'pt' },
+    ecc: level,
+    gitHash: 'demo',
+    onProgress: bar('save'),
   }),
 );
 clearBar();
 const total = statSync(file).size;
 console.log(
-  `   streamed from async sources (constant memory), temp file + fsync + rename: ${secs(saved.ms)} (${rate(total, saved.ms)})`,
+  `   streamed from async sources (constant memory); weights, integrity block, PyFolds-readable metadata and parity written and replaced as one set: ${secs(saved.ms)} (${rate(total, saved.ms)})`,
 );
-note('write', `saveSafetensors, ${gib(total)}`, saved.ms, total);
+console.log(
+  `   files: ${saved.value.files.map((f) => f.slice(dir.length + 1)).join(', ')}; parity ${saved.value.ecc}`,
+);
+console.log(`   integrity hash ${saved.value.integrityHash.slice(0, 30)}…`);
+note('save', `saveCheckpoint, ${gib(total)}, hash + seal + ${saved.value.ecc}`, saved.ms, total);
 
 const original = await timed(() => tv.hashFile(file));
 console.log(`   SHA-256 ${original.value.digest} in ${secs(original.ms)} (${rate(total, original.ms)})`);
 note('hash', 'hashFile (SHA-256)', original.ms, total);
 
-// 2. Protect -------------------------------------------------------------------------------------------
-console.log(`\n2. Protecting it with an erasure-code sidecar (level ${level})`);
-const prot = await timed(() => tv.protect(file, { level, onProgress: bar('protect') }));
+// 2. The parity the save wrote ------------------------------------------------------------------------------
+console.log(`\n2. The parity sidecar the save wrote (level ${level})`);
+const intact = await timed(() => tv.verifyCheckpoint(file, { onProgress: bar('verify') }));
 clearBar();
+const prot = { value: { sidecarPath: tv.eccSidecarPath(file), layout: (await tv.verify(file)).layout } };
 const L = prot.value.layout;
 console.log(
   `   ${L.k}+${L.m} Reed-Solomon, ${L.chunkSize / 1024} KiB chunks: ${L.chunks} chunks in ${L.stripes} interleaved stripes, ${L.digest} chunk digests`,
 );
 console.log(
-  `   sidecar ${prot.value.sidecarPath}: ${gib(L.sidecarLength)} (${((L.sidecarLength / total) * 100).toFixed(1)} % overhead), written in ${secs(prot.ms)} (${rate(total, prot.ms)})`,
+  `   sidecar ${prot.value.sidecarPath}: ${gib(L.sidecarLength)} (${((L.sidecarLength / total) * 100).toFixed(1)} % overhead); verifyCheckpoint of the intact set: ${intact.value.status} in ${secs(intact.ms)} (${rate(total, intact.ms)})`,
 );
-note('protect', `${L.k}+${L.m} × ${L.chunkSize / 1024} KiB, ${L.digest}`, prot.ms, total);
+note('verify', `verifyCheckpoint (intact), ${L.k}+${L.m} × ${L.chunkSize / 1024} KiB`, intact.ms, total);
 
 // 3. Damage --------------------------------------------------------------------------------------------
 console.log('\n3. Damaging it');
@@ -216,15 +224,17 @@ writeSync(fds, garbage(64, 9), 0, 64, 16);
 closeSync(fds);
 console.log("   - 64 bytes over the sidecar's own header (copy A)");
 
-// 4. Refuse, verify, repair, confirm ---------------------------------------------------------------------
+// 4. Detect, repair, confirm -------------------------------------------------------------------------------
 console.log('\n4. Detecting and repairing');
 try {
-  const f = await tv.openSafetensors(file);
-  f.close();
-  console.log('   opening the damaged checkpoint: it opened (the header damage went unnoticed — unexpected)');
+  const c = await tv.loadCheckpoint(file, { repair: false });
+  c.close();
+  console.log(
+    '   loading the damaged checkpoint without repair: it loaded (the header damage went unnoticed — unexpected)',
+  );
 } catch (err) {
   console.log(
-    `   opening the damaged checkpoint is refused: ${err.code} (${String(err.message).split('\n')[0].slice(0, 90)})`,
+    `   loading the damaged checkpoint without repair is refused: ${err.code} (${String(err.message).split('\n')[0].slice(0, 90)})`,
   );
 }
 const ver = await timed(() => tv.verify(file, { onProgress: bar('verify') }));
@@ -234,13 +244,13 @@ console.log(
   `   verify: ${V.status.toUpperCase()} — ${V.damagedChunks.length} damaged chunks (${V.damagedChunks.slice(0, 8).join(', ')}${V.damagedChunks.length > 8 ? ', …' : ''}), sidecar header A ${V.sidecar.headerA ? 'ok' : 'damaged'}, in ${secs(ver.ms)} (${rate(total, ver.ms)})`,
 );
 note('verify', `${V.status}, ${V.damagedChunks.length} chunks damaged`, ver.ms, total);
-const rep = await timed(() => tv.repair(file, { onProgress: bar('repair') }));
+const rep = await timed(() => tv.repairCheckpoint(file, { onProgress: bar('repair') }));
 clearBar();
 const R = rep.value;
 console.log(
-  `   repair: ${R.repairedChunks.length} chunks rebuilt (${mib(R.repairedChunks.length * L.chunkSize)}), file ${R.fileRewritten ? 'replaced atomically' : 'kept'}, sidecar ${R.sidecarRewritten ? 'rewritten' : 'kept'}, re-verified ${R.after.status}, in ${secs(rep.ms)}`,
+  `   repairCheckpoint: ${R.status}, ${R.repairedChunks.length} chunks rebuilt (${mib(R.repairedChunks.length * L.chunkSize)}), seal ${R.seal}, PyFolds hash ${R.pyfoldsHash}, in ${secs(rep.ms)}`,
 );
-note('repair', `${R.repairedChunks.length} chunks rebuilt, full copy written, re-verified`, rep.ms, total);
+note('repair', `repairCheckpoint: ${R.repairedChunks.length} chunks rebuilt, re-verified`, rep.ms, total);
 const check = await timed(async () => {
   const h = createHash('sha256');
   await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), h);
@@ -252,32 +262,37 @@ console.log(
 );
 
 // 5. Load lazily -------------------------------------------------------------------------------------------
-console.log('\n5. Loading the repaired checkpoint lazily (mmap, zero-copy views)');
+console.log(
+  '\n5. Loading the repaired checkpoint lazily (mmap, zero-copy views, each tensor verified on first view)',
+);
 globalThis.gc?.();
 const rss0 = process.memoryUsage().rss;
-const opened = await timed(() => tv.openSafetensors(file));
+const opened = await timed(() =>
+  tv.loadCheckpoint(file, {
+    expect: Object.fromEntries(model.map((t) => [t.name, { dtype: t.dtype, shape: t.shape }])),
+    expectedVersion: '1.0',
+  }),
+);
 const ckpt = opened.value;
 const rssOpen = process.memoryUsage().rss - rss0;
 const first = await timed(() => ckpt.tensor(ckpt.names[0]));
 console.log(
-  `   opened and validated ${ckpt.names.length} tensors in ${secs(opened.ms)}; memory grew ${mib(Math.max(0, rssOpen))}; first view in ${secs(first.ms)}`,
+  `   opened ${ckpt.names.length} tensors (shapes and dtypes as expected, version ${ckpt.version}) in ${secs(opened.ms)}; memory grew ${mib(Math.max(0, rssOpen))}; first verified view in ${secs(first.ms)}`,
 );
-console.log(`   metadata ${JSON.stringify(ckpt.metadata)}`);
-note('open', `openSafetensors, ${ckpt.names.length} tensors`, opened.ms);
-const sample = ckpt.tensor(model[0].name);
+console.log(
+  `   metadata version ${JSON.stringify(ckpt.metadata.version)}, created_at ${ckpt.metadata.created_at}`,
+);
+note('load', `loadCheckpoint (lazy), ${ckpt.names.length} tensors`, opened.ms);
+const sample = await ckpt.tensor(model[0].name);
 console.log(
   `   ${sample.name}: ${sample.dtype} [${sample.shape.join(', ')}] → ${sample.data.constructor.name}, ${sample.copied ? 'copied' : 'zero-copy'}; values [${Array.from(sample.data.subarray(2, 6), (v) => v.toFixed(4)).join(', ')}]`,
-);
-const bf = ckpt.tensor(model.find((t) => t.dtype === 'BF16')?.name ?? model[0].name);
-console.log(
-  `   ${bf.name}: ${bf.dtype} [${bf.shape.join(', ')}] → ${bf.data.constructor.name} (raw bfloat16 bits)`,
 );
 let mismatched = 0;
 let viewed = 0;
 const expect = Buffer.alloc(PIECE);
-const readAll = await timed(() => {
+const readAll = await timed(async () => {
   for (const [i, t] of model.entries()) {
-    const view = ckpt.tensor(t.name);
+    const view = await ckpt.tensor(t.name);
     if (view.dtype !== t.dtype || view.shape.join() !== t.shape.join()) mismatched++;
     const bytes = Buffer.from(view.bytes.buffer, view.bytes.byteOffset, view.bytes.byteLength);
     for (let p = 0; p * PIECE < t.bytes; p++) {
@@ -288,15 +303,15 @@ const readAll = await timed(() => {
   }
 });
 console.log(
-  `   every tensor checked through its view against the generator: ${mismatched === 0 ? 'all bytes equal' : `${mismatched} MISMATCHES`} (${gib(viewed)} in ${secs(readAll.ms)}, ${rate(viewed, readAll.ms)}, including regenerating the expected bytes)`,
+  `   every tensor verified on first view and checked against the generator: ${mismatched === 0 ? 'all bytes equal' : `${mismatched} MISMATCHES`} (${gib(viewed)} in ${secs(readAll.ms)}, ${rate(viewed, readAll.ms)}, including regenerating the expected bytes); report ${ckpt.report.status}`,
 );
-note('read', 'every tensor via views, checked', readAll.ms, viewed);
+note('read', 'every tensor via verified views, checked', readAll.ms, viewed);
 ckpt.close();
 
 // Summary --------------------------------------------------------------------------------------------------
 console.log('\nSummary');
 console.table(summary);
-const ok = same && mismatched === 0 && R.after.status === 'intact';
+const ok = same && mismatched === 0 && R.status === 'repaired';
 console.log(
   ok ? 'Result: damage found, repaired byte-exactly, checkpoint loads.' : 'Result: FAILED (see above)',
 );

@@ -697,9 +697,19 @@ export class Checkpoint {
   }
 }
 
+/**
+ * Merge a later check's findings into a report. Chunk and tensor lists accumulate (a repair at open
+ * stays listed after the full check that follows finds everything intact), and a `repaired` status
+ * is not downgraded to `intact`.
+ */
 function mergeReport(into: CheckpointReport, from: Partial<CheckpointReport>): void {
   const repairedBefore = into.status === 'repaired';
-  Object.assign(into, from);
+  const union = (a: readonly number[], b: readonly number[] | undefined) => [
+    ...new Set([...a, ...(b ?? [])]),
+  ];
+  const damagedChunks = union(into.damagedChunks, from.damagedChunks);
+  const repairedChunks = union(into.repairedChunks, from.repairedChunks);
+  Object.assign(into, from, { damagedChunks, repairedChunks });
   if (repairedBefore && into.status === 'intact') into.status = 'repaired';
 }
 
@@ -972,10 +982,18 @@ function checkKeyPolicy(p: Parsed, key: HmacKey | undefined, requireHmac: boolea
 }
 
 /** Check the seal and the header (tensorvault layout); repair a damaged header from parity. */
-async function checkSeal(p: Parsed, key: HmacKey | undefined, repair: boolean): Promise<boolean> {
+/**
+ * Check the integrity block's seal and the header digest; with `repair`, rebuild a damaged header from
+ * the parity. Returns the chunks the repair rebuilt (`undefined` when nothing was repaired).
+ */
+async function checkSeal(
+  p: Parsed,
+  key: HmacKey | undefined,
+  repair: boolean,
+): Promise<number[] | undefined> {
   const block = p.block as IntegrityBlock;
   const keyed = block.algorithm === 'sha256-tree-v1+hmac-sha256';
-  if (keyed && key === undefined) return false; // only with verify: 'none' (checked by the key policy)
+  if (keyed && key === undefined) return undefined; // only with verify: 'none' (checked by the key policy)
   const { seal: stored, leaves: _l, ...rest } = block;
   const want = seal(sealMessage(rest, p.metadata, p.integrityHash), keyed ? key : undefined);
   if (!equalHex(want, stored)) {
@@ -988,11 +1006,14 @@ async function checkSeal(p: Parsed, key: HmacKey | undefined, repair: boolean): 
   let h = await headerSha(p.weights, block.header_length);
   if (h.hex !== block.header_sha256 || h.size !== block.file_length) {
     publish({ event: 'damaged', path: p.files.weights, part: 'header', chunks: [0] });
+    let rebuilt: number[] = [];
     if (repair && p.tvecc !== undefined) {
       try {
         const sidecar = p.tvecc;
-        await underLock(p, undefined, () => eccRepair(p.weights, { sidecar, force: true })); // damage proven by the seal
-        publish({ event: 'repaired', path: p.files.weights, part: 'header', chunks: [0] });
+        // force: the seal proved this is damage, not an edit after the save.
+        const r = await underLock(p, undefined, () => eccRepair(p.weights, { sidecar, force: true }));
+        rebuilt = r.repairedChunks;
+        publish({ event: 'repaired', path: p.files.weights, part: 'header', chunks: rebuilt });
       } catch {
         // reported below
       }
@@ -1005,9 +1026,9 @@ async function checkSeal(p: Parsed, key: HmacKey | undefined, repair: boolean): 
         { path: p.files.weights, reason: 'header', expected: block.file_length, actual: h.size },
       );
     }
-    return true;
+    return rebuilt;
   }
-  return false;
+  return undefined;
 }
 
 /**
@@ -1025,6 +1046,7 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
     throw new TensorVaultAbortError('The operation was aborted before it started', options.signal.reason);
   let p: Parsed;
   let repairedAtOpen = false;
+  let rebuiltAtOpen: number[] = [];
   try {
     p = parseCheckpoint(path);
     checkKeyPolicy(p, key, requireHmac, mode);
@@ -1042,7 +1064,9 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
         );
       }
     }
-    if (p.block !== undefined) repairedAtOpen = await checkSeal(p, key, repair && mode !== 'none');
+    const rebuilt = p.block === undefined ? undefined : await checkSeal(p, key, repair && mode !== 'none');
+    repairedAtOpen = rebuilt !== undefined;
+    rebuiltAtOpen = rebuilt ?? [];
   } catch (err) {
     publish({
       event: 'failed',
@@ -1096,8 +1120,8 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
           : 'ok',
     verifiedTensors: [],
     damagedTensors: [],
-    damagedChunks: [],
-    repairedChunks: [],
+    damagedChunks: [...rebuiltAtOpen],
+    repairedChunks: [...rebuiltAtOpen],
   };
   try {
     if (options.expect !== undefined) {
