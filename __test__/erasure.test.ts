@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import diagnostics_channel from 'node:diagnostics_channel';
 import {
   copyFileSync,
   existsSync,
@@ -309,6 +310,35 @@ describe('protect / verify / repair', () => {
     }
     expect(counts.repaired + counts.unrepairable + counts.sidecarUnusable).toBe(30);
     expect(counts.repaired).toBeGreaterThan(10);
+  });
+});
+
+describe('telemetry of protected files (tensorvault:ecc, issue 14 item 6)', () => {
+  it('verify publishes damage (not "ok"), repair publishes the rebuilt chunks, an unrepairable repair publishes failed', async () => {
+    const events: Record<string, unknown>[] = [];
+    const onMessage = (m: unknown) => events.push(m as Record<string, unknown>);
+    diagnostics_channel.subscribe(tv.ECC_CHANNEL, onMessage);
+    try {
+      const file = join(dir, 'telemetry.bin');
+      writeFileSync(file, bytes(600_000, 3));
+      await tv.protect(file, { k: 4, m: 2, chunkSize: 4096 });
+      await tv.verify(file);
+      damage(file, 10_000, 100, 1);
+      await tv.verify(file);
+      await tv.repair(file);
+      const layout = (await tv.verify(file)).layout;
+      // Enough damage in one stripe to exceed its parity: chunks s, s + S, s + 2S.
+      for (let j = 0; j < 3; j++) damage(file, j * layout.stripes * 4096 + 5, 10, 9);
+      await tv.repair(file).catch(() => undefined);
+      const summary = events.map((e) => `${e.op}:${e.event}`);
+      expect(summary.slice(0, 3)).toEqual(['verify:verified', 'verify:damaged', 'repair:repaired']);
+      expect(events[1]).toMatchObject({ status: 'repairable', damagedChunks: [2] });
+      expect(events[2]).toMatchObject({ status: 'intact', repairedChunks: [2] });
+      expect(events.at(-1)).toMatchObject({ op: 'repair', event: 'failed', code: 'TV_ECC_UNREPAIRABLE' });
+      expect(typeof events[0]?.ms).toBe('number');
+    } finally {
+      diagnostics_channel.unsubscribe(tv.ECC_CHANNEL, onMessage);
+    }
   });
 });
 

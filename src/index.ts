@@ -75,6 +75,7 @@ export {
   type CpuInfo,
   cpuInfo,
   describeCpu,
+  ECC_CHANNEL,
   type EccDecodeOptions,
   type EccDecodeResult,
   type EccInput,

@@ -3,7 +3,8 @@
  * locates damage by per-chunk SHA-256 and rebuilds it from interleaved Reed-Solomon stripes, plus an
  * in-memory {@link ErasureCodec} for buffers.
  */
-import { callNative, invalidArgument } from '../errors';
+import { channel } from 'node:diagnostics_channel';
+import { callNative, invalidArgument, TensorVaultError } from '../errors';
 import { type JobOptions, runJob } from '../job';
 import {
   type NativeEccLayout,
@@ -12,6 +13,17 @@ import {
   native,
 } from '../native';
 import { describeValue, optionsObject } from '../validate';
+
+/**
+ * Telemetry of protected files (`diagnostics_channel` `tensorvault:ecc`): after each `verify`,
+ * `{ event: 'verified' | 'damaged' | 'stale', op: 'verify', path, status, damagedChunks,
+ * unrepairableChunks, damagedParity, bytes, ms }`; after each `repair`, `{ event: 'repaired' |
+ * 'verified', op: 'repair', path, status, repairedChunks, sidecarRewritten, bytes, ms }`, or
+ * `{ event: 'failed', op: 'repair', path, code, context }` when it throws. (The job channel
+ * `tensorvault:job` reports only that the native job ended.)
+ */
+export const ECC_CHANNEL = 'tensorvault:ecc';
+const eccChannel = channel(ECC_CHANNEL);
 
 /** Named protection levels: `low` 32+2 (6.25 % overhead), `medium` 16+2 (12.5 %), `high` 10+4 (40 %). */
 export type ErasureProtectionLevel = 'low' | 'medium' | 'high';
@@ -233,10 +245,24 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
   const file = checkPath(path);
   optionsObject(options);
   const sidecar = optionalPath(options.sidecar);
-  const r = await runJob('eccVerify', options, (control) =>
-    native().eccVerify(file, sidecar ?? null, control),
+  const t0 = performance.now();
+  const r = verifyResultOf(
+    await runJob('eccVerify', options, (control) => native().eccVerify(file, sidecar ?? null, control)),
   );
-  return verifyResultOf(r);
+  if (eccChannel.hasSubscribers) {
+    eccChannel.publish({
+      event: r.status === 'intact' ? 'verified' : r.status === 'stale' ? 'stale' : 'damaged',
+      op: 'verify',
+      path: file,
+      status: r.status,
+      damagedChunks: r.damagedChunks,
+      unrepairableChunks: r.unrepairableChunks,
+      damagedParity: r.damagedParity,
+      bytes: r.actualLength,
+      ms: performance.now() - t0,
+    });
+  }
+  return r;
 }
 
 /**
@@ -254,10 +280,32 @@ export async function repair(path: string, options: RepairOptions = {}): Promise
   if (options.force !== undefined && typeof options.force !== 'boolean')
     throw invalidArgument('force', 'force must be a boolean');
   const force = options.force === true;
-  const r = await runJob('eccRepair', options, (control) =>
-    native().eccRepair(file, sidecar ?? null, force, control),
-  );
-  return { ...r, before: verifyResultOf(r.before), after: verifyResultOf(r.after) };
+  const t0 = performance.now();
+  let r: Awaited<ReturnType<ReturnType<typeof native>['eccRepair']>>;
+  try {
+    r = await runJob('eccRepair', options, (control) =>
+      native().eccRepair(file, sidecar ?? null, force, control),
+    );
+  } catch (err) {
+    if (eccChannel.hasSubscribers && err instanceof TensorVaultError && err.code !== 'TV_ABORTED') {
+      eccChannel.publish({ event: 'failed', op: 'repair', path: file, code: err.code, context: err.context });
+    }
+    throw err;
+  }
+  const out = { ...r, before: verifyResultOf(r.before), after: verifyResultOf(r.after) };
+  if (eccChannel.hasSubscribers) {
+    eccChannel.publish({
+      event: out.repairedChunks.length > 0 || out.sidecarRewritten ? 'repaired' : 'verified',
+      op: 'repair',
+      path: file,
+      status: out.after.status,
+      repairedChunks: out.repairedChunks,
+      sidecarRewritten: out.sidecarRewritten,
+      bytes: out.after.actualLength,
+      ms: performance.now() - t0,
+    });
+  }
+  return out;
 }
 
 /**

@@ -5,6 +5,7 @@
 export { type CpuInfo, cpuInfo, describeCpu } from './cpu';
 export {
   type ChunkDigestName,
+  ECC_CHANNEL,
   type EccLayout,
   type EccStatus,
   type EccVerifyResult,
