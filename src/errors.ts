@@ -54,6 +54,8 @@ export const ErrorCode = {
   TENSOR_TOO_LARGE: 'TV_TENSOR_TOO_LARGE',
   /** A tensor's data does not have the byte length its dtype and shape require. */
   TENSOR_SIZE_MISMATCH: 'TV_TENSOR_SIZE_MISMATCH',
+  /** `tensor(name, dtype)` asked for a dtype the tensor does not have (`context.expected`, `actual`). */
+  TENSOR_DTYPE_MISMATCH: 'TV_TENSOR_DTYPE_MISMATCH',
   /** The runtime forbids external ArrayBuffers and copying was not allowed. */
   EXTERNAL_BUFFERS_UNAVAILABLE: 'TV_EXTERNAL_BUFFERS_UNAVAILABLE',
   /** A Reed-Solomon block has more damage than its parity can repair (`context.block`, `offset`, `end`). */
@@ -183,6 +185,7 @@ export interface ErrorContextMap {
   TV_TENSOR_NOT_FOUND: { readonly name?: string };
   TV_TENSOR_TOO_LARGE: { readonly name?: string; readonly actual?: number; readonly max?: number };
   TV_TENSOR_SIZE_MISMATCH: { readonly name?: string; readonly expected?: number; readonly actual?: number };
+  TV_TENSOR_DTYPE_MISMATCH: { readonly name?: string; readonly expected?: string; readonly actual?: string };
   TV_ECC_UNREPAIRABLE: {
     readonly path?: string;
     /** The data chunks that cannot be rebuilt, comma-separated (`"0,16,32"`). */

@@ -169,6 +169,7 @@ export {
 } from './logging';
 export { nativePath, packageVersion as version } from './native';
 export {
+  type ArrayOfDtype,
   byteLengthOf,
   type ChunkOptions,
   DTYPES,
@@ -195,4 +196,5 @@ export {
   type TensorOptions,
   type TensorSource,
   type TensorsToSave,
+  type TypedTensor,
 } from './safetensors';

@@ -60,6 +60,7 @@ export function exitCodeOf(code: string): number {
     case 'TV_TENSOR_NOT_FOUND':
     case 'TV_TENSOR_TOO_LARGE':
     case 'TV_TENSOR_SIZE_MISMATCH':
+    case 'TV_TENSOR_DTYPE_MISMATCH':
     case 'TV_ECC_UNKNOWN_PROTECTION':
     case 'TV_ECC_UNKNOWN_CODEC':
     case 'TV_ECC_PARITY_LENGTH':

@@ -65,6 +65,30 @@ export type TensorArray =
   | Int8Array
   | Uint8Array;
 
+/** The typed array a tensor of dtype `D` is viewed as (see {@link VIEW}), for typed access. */
+export interface ArrayOfDtype {
+  BOOL: Uint8Array;
+  F4: Uint8Array;
+  F6_E2M3: Uint8Array;
+  F6_E3M2: Uint8Array;
+  U8: Uint8Array;
+  I8: Int8Array;
+  F8_E5M2: Uint8Array;
+  F8_E4M3: Uint8Array;
+  F8_E8M0: Uint8Array;
+  I16: Int16Array;
+  U16: Uint16Array;
+  F16: Uint16Array;
+  BF16: Uint16Array;
+  I32: Int32Array;
+  U32: Uint32Array;
+  F32: Float32Array;
+  C64: Float32Array;
+  F64: Float64Array;
+  I64: BigInt64Array;
+  U64: BigUint64Array;
+}
+
 type ViewCtor = {
   new (buffer: ArrayBuffer, byteOffset?: number, length?: number): TensorArray;
   readonly BYTES_PER_ELEMENT: number;

@@ -1,4 +1,4 @@
-export { byteLengthOf, DTYPES, type Dtype, isDtype, type TensorArray } from './dtype';
+export { type ArrayOfDtype, byteLengthOf, DTYPES, type Dtype, isDtype, type TensorArray } from './dtype';
 export {
   type ChunkOptions,
   type OpenSafetensorsOptions,
@@ -8,6 +8,7 @@ export {
   type Tensor,
   type TensorInfo,
   type TensorOptions,
+  type TypedTensor,
 } from './reader';
 export {
   openShardedSafetensors,

@@ -4,6 +4,7 @@
  * over the mapping. Format notes: `docs/formats/safetensors.md`.
  */
 import { constants as bufferConstants } from 'node:buffer';
+import { disposeSymbol } from '../dispose';
 import {
   callNative,
   ErrorCode,
@@ -15,7 +16,7 @@ import {
 import { type JobOptions, runJob } from '../job';
 import { type NativeSafetensorsHandle, type NativeTensorInfo, native } from '../native';
 import { describeValue, optionalBoolean } from '../validate';
-import { type Dtype, type TensorArray, VIEW } from './dtype';
+import { type ArrayOfDtype, type Dtype, isDtype, type TensorArray, VIEW } from './dtype';
 
 /** Region buffers start and end on multiples of this (a multiple of every page size in use). */
 const REGION_ALIGN = 64 * 1024;
@@ -46,6 +47,12 @@ export interface Tensor extends TensorInfo {
    * ArrayBuffers. A copy is private; writes to it are not shared with other views.
    */
   copied: boolean;
+}
+
+/** A tensor whose dtype is known at compile time: `data` is that dtype's typed array. */
+export interface TypedTensor<D extends Dtype> extends Tensor {
+  dtype: D;
+  data: ArrayOfDtype[D];
 }
 
 /** Options of {@link openSafetensors}. */
@@ -329,25 +336,81 @@ export class SafetensorsFile {
    * `TV_FILE_CHANGED` if the file was truncated since it was opened, `TV_CLOSED` after `close()`.
    * With `{ populate: true }` the tensor's pages are mapped before the view is returned (see
    * {@link TensorOptions.populate}).
+   *
+   * With a dtype as second argument (`tensor('w', 'F32')`) the result is typed for it at compile time
+   * (`data: Float32Array`), and a tensor of another dtype throws `TV_TENSOR_DTYPE_MISMATCH`: no
+   * `BigInt64Array` where a `Float32Array` was expected.
    */
-  tensor(name: string, options: TensorOptions = {}): Tensor {
+  tensor(name: string, options?: TensorOptions): Tensor;
+  tensor<D extends Dtype>(name: string, dtype: D, options?: TensorOptions): TypedTensor<D>;
+  tensor(name: string, dtypeOrOptions?: Dtype | TensorOptions, maybeOptions?: TensorOptions): Tensor {
+    const typed = typeof dtypeOrOptions === 'string';
+    const given = typed ? maybeOptions : dtypeOrOptions;
+    const options = given === undefined ? {} : given; // null is refused below, not defaulted
+    const info = this.info(name);
+    if (typed) checkDtype(info, dtypeOrOptions);
+    checkOptionsObject(options);
+    return this.#view(
+      info,
+      0,
+      info.byteLength,
+      info.shape,
+      checkPopulate(options.populate) ?? this.#populate,
+    );
+  }
+
+  /**
+   * Rows `start` to `end` (exclusive; default: to the last row) of tensor `name`, along its first
+   * dimension, as a zero-copy view of just those bytes — Python's `safe_open(…).get_slice(name)[a:b]`.
+   * Nothing outside the slice is touched. Negative indices count from the end, as in Python; the range
+   * is clamped to the tensor. Throws `TV_INVALID_ARGUMENT` for a scalar, or for a dtype packed below
+   * one byte per row.
+   */
+  slice(name: string, start: number, end?: number, options: TensorOptions = {}): Tensor {
     const info = this.info(name);
     checkOptionsObject(options);
+    const rows = info.shape[0];
+    if (rows === undefined)
+      throw invalidArgument('name', `tensor ${JSON.stringify(name)} is a scalar: it has no rows to slice`);
+    const rowBytes = rows === 0 ? 0 : info.byteLength / rows;
+    if (!Number.isInteger(rowBytes)) {
+      throw invalidArgument(
+        'name',
+        `tensor ${JSON.stringify(name)} (${info.dtype}) packs rows below byte boundaries`,
+      );
+    }
+    if (!Number.isInteger(start) || (end !== undefined && !Number.isInteger(end))) {
+      throw invalidArgument(
+        'start',
+        `slice bounds must be integers, got ${describeValue(start)}, ${describeValue(end)}`,
+      );
+    }
+    const clamp = (i: number) => Math.min(rows, Math.max(0, i < 0 ? rows + i : i));
+    const a = clamp(start);
+    const b = Math.max(a, clamp(end ?? rows));
     const populate = checkPopulate(options.populate) ?? this.#populate;
-    const w = this.#bytes(name, info, 0, info.byteLength, populate);
+    return this.#view(info, a * rowBytes, (b - a) * rowBytes, [b - a, ...info.shape.slice(1)], populate);
+  }
+
+  /** A typed view of `len` bytes at `offset` into tensor `info` (copied only where alignment forces it). */
+  #view(info: TensorInfo, offset: number, len: number, shape: readonly number[], populate: boolean): Tensor {
+    const w = this.#bytes(info.name, info, offset, len, populate);
     const Ctor = VIEW[info.dtype];
     let { buffer, byteOffset } = w;
     let copied = w.copied;
-    if (!copied && info.fileOffset % Ctor.BYTES_PER_ELEMENT !== 0) {
+    if (!copied && (info.fileOffset + offset) % Ctor.BYTES_PER_ELEMENT !== 0) {
       // A typed view needs its offset aligned to the element size: copy this one tensor.
-      buffer = buffer.slice(byteOffset, byteOffset + info.byteLength);
+      buffer = buffer.slice(byteOffset, byteOffset + len);
       byteOffset = 0;
       copied = true;
     }
     return {
       ...info,
-      data: new Ctor(buffer, byteOffset, info.byteLength / Ctor.BYTES_PER_ELEMENT),
-      bytes: new Uint8Array(buffer, byteOffset, info.byteLength),
+      shape,
+      byteLength: len,
+      fileOffset: info.fileOffset + offset,
+      data: new Ctor(buffer, byteOffset, len / Ctor.BYTES_PER_ELEMENT),
+      bytes: new Uint8Array(buffer, byteOffset, len),
       copied,
     };
   }
@@ -437,6 +500,22 @@ export class SafetensorsFile {
   close(): void {
     this.#handle.close();
     this.#regions.clear();
+  }
+
+  /** `using f = await openSafetensors(...)`: closed at the end of the scope (views stay valid). */
+  [disposeSymbol](): void {
+    this.close();
+  }
+}
+
+function checkDtype(info: TensorInfo, want: unknown): void {
+  if (!isDtype(want)) throw invalidArgument('dtype', `not a safetensors dtype: ${describeValue(want)}`);
+  if (info.dtype !== want) {
+    throw new TensorVaultError(
+      ErrorCode.TENSOR_DTYPE_MISMATCH,
+      `tensor ${JSON.stringify(info.name)} is ${info.dtype}, not ${want}`,
+      { name: info.name, expected: want, actual: info.dtype },
+    );
   }
 }
 
