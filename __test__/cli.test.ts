@@ -186,6 +186,34 @@ describe('command line conventions', () => {
     expect(existsSync(join(cwd, 'ecc-bench.svg'))).toBe(false);
   });
 
+  it('bench covers both codecs, hashing and safetensors reads, each beside a same-run yardstick', () => {
+    const cases: Record<string, string[]> = {
+      rs: ['--codecs', '16,rs(32)', '--size', '1M'],
+      hash: ['--size', '4M'],
+      safetensors: ['--size', '4M'],
+    };
+    for (const [topic, extra] of Object.entries(cases)) {
+      const r = run(['bench', topic, ...extra, '--round-ms', '1', '--json'], { cwd: fresh() });
+      expect(r.status, `${topic}: ${r.stderr}`).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.topic).toBe(topic);
+      expect(out.cpu).toMatch(/^cpu: level /);
+      expect(out.rows[0].case).toMatch(/^yardstick/);
+      for (const row of out.rows) expect(row.ms).toBeGreaterThan(0);
+    }
+    const rs = JSON.parse(
+      run(['bench', 'rs', '--codecs', '32', '--size', '1M', '--round-ms', '1', '--json']).stdout,
+    );
+    expect(rs.rows.map((x: { case: string }) => x.case)).toEqual([
+      'yardstick: node:crypto SHA-256',
+      'rs(32) encode',
+      'rs(32) verify (intact)',
+      'rs(32) decode (intact)',
+      'rs(32) decode (1 error / 8 blocks)',
+    ]);
+    expect(run(['bench', 'rs', '--codecs', '300']).status).toBe(3);
+  });
+
   it('the progress line never exceeds the terminal width', async () => {
     const { progressLine } = await import('../dist/cli/common.js');
     for (const columns of [10, 20, 40, 60, 80, 200]) {

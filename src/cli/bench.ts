@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { cpuInfo, describeCpu } from '../ecc/cpu';
 import { benchmarkErasure, type ErasureBenchResult } from '../ecc/erasure';
+import { runTopic, topicsUsage } from './bench-topics';
 import { ExitCode, formatBytes, parseArgs, parseSize, UsageError } from './common';
 
 export const usage = `tensorvault bench ecc [options]
@@ -27,7 +28,8 @@ export const usage = `tensorvault bench ecc [options]
   The first line names the kernels in use and the CPU features found. TV_CPU=portable|ssse3|avx2|avx512
   in the environment caps the ECC kernels' feature level (e.g. TV_CPU=avx2 on an AVX-512 machine measures
   what an AVX2-only CPU gets); SHA-256 and BLAKE3 are not capped.
-`;
+
+${topicsUsage}`;
 
 interface Row extends ErasureBenchResult {
   k: number;
@@ -104,11 +106,13 @@ export async function run(argv: readonly string[]): Promise<number> {
   const args = parseArgs(
     argv,
     ['json', 'no-svg'],
-    ['codes', 'shard-size', 'threads', 'round-ms', 'svg', 'kernel'],
+    ['codes', 'shard-size', 'threads', 'round-ms', 'svg', 'kernel', 'codecs', 'size'],
   );
-  if (args.positionals.length !== 1 || args.positionals[0] !== 'ecc') {
-    throw new UsageError("bench takes one topic: 'ecc'");
+  const topic = args.positionals[0];
+  if (args.positionals.length !== 1 || !['ecc', 'rs', 'hash', 'safetensors'].includes(topic as string)) {
+    throw new UsageError("bench takes one topic: 'ecc', 'rs', 'hash' or 'safetensors'");
   }
+  if (topic !== 'ecc') return runTopic(topic as string, args);
   const codes = list<[number, number]>(
     args.values.get('codes'),
     [
