@@ -1,0 +1,323 @@
+/** Whole-file checks and repairs of a checkpoint set: the seal and header, the chunk tree, the parity, all under the set's lock. */
+import { closeSync, promises as fsp, fstatSync, openSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { repair as eccRepair } from '../ecc/erasure';
+import { ErrorCode, TensorVaultError } from '../errors';
+import { hashFile } from '../hash/file';
+import { tempName } from '../io/atomic';
+import { fsyncDir, ioError } from '../io/fs';
+import type { JobOptions } from '../job';
+import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
+import { lockSet, publish } from './commit';
+import {
+  equalHex,
+  type HmacKey,
+  type IntegrityBlock,
+  leafAt,
+  pyfoldsDigest,
+  pyfoldsHashMatches,
+  seal,
+  sealMessage,
+} from './layout';
+import type { CheckpointReport, Parsed } from './parse';
+import { chunkSpan, headerSha, type RsRepair, rsCheck } from './rs';
+import { hashableOf, writeRsParity } from './save';
+
+/**
+ * Open the weights twice: a descriptor (for the chunk reads of lazy verification) and the mapping,
+ * and make sure both are the same file (not replaced in between).
+ */
+export async function openPair(
+  path: string,
+  signal?: AbortSignal,
+): Promise<{ file: SafetensorsFile; fd: number }> {
+  for (let attempt = 0; ; attempt++) {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (err) {
+      throw ioError(err, path, 'cannot open');
+    }
+    let file: SafetensorsFile;
+    try {
+      file = await openSafetensors(path, signal ? { signal } : {});
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    const a = fstatSync(fd);
+    let same = false;
+    try {
+      const b = statSync(path);
+      same = a.ino === b.ino && a.dev === b.dev;
+    } catch {
+      same = false;
+    }
+    if (same) return { file, fd };
+    file.close();
+    closeSync(fd);
+    if (attempt >= 2) {
+      throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${path} was replaced while it was opened`, {
+        path,
+      });
+    }
+  }
+}
+
+/** A path that names the open descriptor's file even if the path was replaced since (Linux). */
+export function fdPath(fd: number, path: string): string {
+  return process.platform === 'linux' ? `/proc/self/fd/${fd}` : path;
+}
+
+/**
+ * Merge a later check's findings into a report. Chunk and tensor lists accumulate (a repair at open
+ * stays listed after the full check that follows finds everything intact), and a `repaired` status
+ * is not downgraded to `intact`.
+ */
+export function mergeReport(into: CheckpointReport, from: Partial<CheckpointReport>): void {
+  const repairedBefore = into.status === 'repaired';
+  const union = (a: readonly number[], b: readonly number[] | undefined) => [
+    ...new Set([...a, ...(b ?? [])]),
+  ];
+  const damagedChunks = union(into.damagedChunks, from.damagedChunks);
+  const repairedChunks = union(into.repairedChunks, from.repairedChunks);
+  Object.assign(into, from, { damagedChunks, repairedChunks });
+  if (repairedBefore && into.status === 'intact') into.status = 'repaired';
+}
+
+/**
+ * Run a repair (which replaces files) under the set's writer lock, after checking that the weights on
+ * disk are still the file that was verified (`ino`): a newer save may have replaced them meanwhile, and
+ * a repaired old file must never be renamed over a newer set.
+ */
+export async function underLock<T>(p: Parsed, ino: number | undefined, fn: () => Promise<T>): Promise<T> {
+  const lock = lockSet(p.files, 30_000);
+  try {
+    if (ino !== undefined) {
+      let now: number | undefined;
+      try {
+        now = statSync(p.weights).ino;
+      } catch {
+        now = undefined;
+      }
+      if (now !== ino) {
+        throw new TensorVaultError(
+          ErrorCode.FILE_CHANGED,
+          `${p.files.weights} was replaced (by a newer save?) since it was opened; not repaired`,
+          { path: p.files.weights },
+        );
+      }
+    }
+    return await fn();
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * Full verification of an open checkpoint (every layout): the chunk tree (tensorvault) or the rs(N)
+ * blocks (pyfolds-ecc), then the PyFolds hash; with `repair`, damage is repaired from parity and the
+ * file re-opened and re-checked. Never throws for damage: the report says `damaged` (with `why`).
+ */
+export async function verifyWhole(
+  p: Parsed,
+  file: SafetensorsFile,
+  key: HmacKey | undefined,
+  repair: boolean,
+  options: JobOptions,
+  ino?: number,
+): Promise<{ file: SafetensorsFile; report: Partial<CheckpointReport>; why?: string }> {
+  const report: Partial<CheckpointReport> = { damagedChunks: [], repairedChunks: [], damagedTensors: [] };
+  let status: CheckpointReport['status'] = 'intact';
+  let parityDamaged = false;
+  let f = file;
+  if (p.layout === 'tensorvault') {
+    const block = p.block as IntegrityBlock;
+    let bad = await treeDamage(p, block, options);
+    if (bad.length > 0) {
+      report.damagedChunks = bad;
+      report.damagedTensors = tensorsIn(f, bad, block.chunk_size);
+      publish({ event: 'damaged', path: p.files.weights, chunks: bad, tensors: report.damagedTensors });
+      if (!repair || p.tvecc === undefined) {
+        return {
+          file: f,
+          report: { ...report, status: 'damaged' },
+          why: p.tvecc === undefined ? 'no parity' : 'repair is off',
+        };
+      }
+      try {
+        const t0 = performance.now();
+        const sidecar = p.tvecc;
+        const r = await underLock(p, ino, () => eccRepair(p.weights, { sidecar, ...options, force: true }));
+        publish({
+          event: 'repaired',
+          path: p.files.weights,
+          chunks: bad,
+          eccChunks: r.repairedChunks,
+          ms: performance.now() - t0,
+        });
+      } catch (err) {
+        if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
+        return {
+          file: f,
+          report: { ...report, status: 'damaged' },
+          why: `parity cannot repair it (${(err as TensorVaultError).code ?? 'error'})`,
+        };
+      }
+      f.close();
+      f = await openSafetensors(p.weights);
+      bad = await treeDamage(p, block, options);
+      if (bad.length > 0)
+        return { file: f, report: { ...report, status: 'damaged' }, why: 'bytes still differ after repair' };
+      report.repairedChunks = [...(report.damagedChunks ?? [])];
+      status = 'repaired';
+    }
+  } else if (p.rs !== undefined) {
+    // The parity may be unusable (wrong length: a truncated weights file or parity stream) or beyond
+    // its budget; the data are then judged by the hash alone (intact data with damaged parity load).
+    let r: RsRepair | undefined;
+    try {
+      r = await rsCheck(p, key, false, options);
+    } catch (err) {
+      if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.ECC_PARITY_LENGTH) throw err;
+      parityDamaged = true;
+      publish({ event: 'damaged', path: p.files.weights, part: 'parity', reason: err.code });
+    }
+    if (r !== undefined && r.badBlocks.length > 0) {
+      report.damagedChunks = r.badBlocks;
+      publish({ event: 'damaged', path: p.files.weights, blocks: r.badBlocks });
+      if (r.uncorrectable.length > 0) parityDamaged = true;
+      else if (repair) {
+        try {
+          const t0 = performance.now();
+          const w = await underLock(p, ino, () => rsCheck(p, key, true, options));
+          publish({
+            event: 'repaired',
+            path: p.files.weights,
+            blocks: w.badBlocks,
+            ms: performance.now() - t0,
+          });
+          f.close();
+          f = await openSafetensors(p.weights);
+          report.repairedChunks = r.badBlocks;
+          status = 'repaired';
+        } catch (err) {
+          if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
+          parityDamaged = true;
+        }
+      } else parityDamaged = true;
+    }
+  }
+  const digest = await pyfoldsDigest(hashableOf(f));
+  const ok = pyfoldsHashMatches(p.stored, digest, key);
+  report.pyfoldsHash = ok ? 'ok' : 'mismatch';
+  if (!ok) {
+    if (p.layout !== 'tensorvault') report.damagedTensors = [...f.names];
+    const why = parityDamaged
+      ? 'the integrity hash does not match and the rs(N) parity cannot repair it'
+      : 'the integrity hash does not match';
+    return { file: f, report: { ...report, status: 'damaged' }, why };
+  }
+  if (parityDamaged && p.rs !== undefined) {
+    // The data verify; only the parity is damaged: rewrite it from the data, or say it can be.
+    if (repair) {
+      const rs = p.rs;
+      await underLock(p, ino, async () => {
+        const tmp = tempName(rs.path);
+        try {
+          await writeRsParity(p.weights, tmp, rs.codec, {});
+          await fsp.rename(tmp, rs.path);
+          await fsyncDir(dirname(rs.path));
+        } finally {
+          await fsp.rm(tmp, { force: true }).catch(() => {});
+        }
+      });
+      publish({ event: 'repaired', path: p.files.weights, part: 'parity' });
+      status = 'repaired';
+    } else status = 'repairable';
+  }
+  report.status = status;
+  report.verifiedTensors = [...f.names];
+  return { file: f, report };
+}
+
+/** Chunks whose digest differs from the block's leaves (hashing the whole file on the pool). */
+export async function treeDamage(
+  p: Parsed,
+  block: IntegrityBlock,
+  options: JobOptions,
+  path: string = p.weights,
+): Promise<number[]> {
+  const size = statSync(path).size;
+  const tree = await hashFile(path, { chunkSize: block.chunk_size, leaves: true, ...options });
+  const n = Math.ceil(block.file_length / block.chunk_size);
+  const bad: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const got = tree.leaves?.[i];
+    if (got === undefined || !equalHex(got, leafAt(block, i))) bad.push(i);
+  }
+  if (size !== block.file_length && bad.length === 0) bad.push(Math.max(0, n - 1));
+  return bad;
+}
+
+export function tensorsIn(f: SafetensorsFile, chunks: readonly number[], cs: number): string[] {
+  const set = new Set(chunks);
+  return f
+    .infos()
+    .filter((t) => {
+      const [a, b] = chunkSpan(t.fileOffset, t.fileOffset + t.byteLength, cs);
+      for (let c = a; c < b; c++) if (set.has(c)) return true;
+      return false;
+    })
+    .map((t) => t.name);
+}
+
+/** Check the seal and the header (tensorvault layout); repair a damaged header from parity. */
+/**
+ * Check the integrity block's seal and the header digest; with `repair`, rebuild a damaged header from
+ * the parity. Returns the chunks the repair rebuilt (`undefined` when nothing was repaired).
+ */
+export async function checkSeal(
+  p: Parsed,
+  key: HmacKey | undefined,
+  repair: boolean,
+): Promise<number[] | undefined> {
+  const block = p.block as IntegrityBlock;
+  const keyed = block.algorithm === 'sha256-tree-v1+hmac-sha256';
+  if (keyed && key === undefined) return undefined; // only with verify: 'none' (checked by the key policy)
+  const { seal: stored, leaves: _l, ...rest } = block;
+  const want = seal(sealMessage(rest, p.metadata, p.integrityHash), keyed ? key : undefined);
+  if (!equalHex(want, stored)) {
+    throw new TensorVaultError(
+      ErrorCode.CHECKPOINT_INTEGRITY,
+      `${p.files.weights}: the integrity block's seal does not match its metadata, hash or header digest (tampered or wrong key)`,
+      { path: p.files.weights, reason: 'seal' },
+    );
+  }
+  let h = await headerSha(p.weights, block.header_length);
+  if (h.hex !== block.header_sha256 || h.size !== block.file_length) {
+    publish({ event: 'damaged', path: p.files.weights, part: 'header', chunks: [0] });
+    let rebuilt: number[] = [];
+    if (repair && p.tvecc !== undefined) {
+      try {
+        const sidecar = p.tvecc;
+        // force: the seal proved this is damage, not an edit after the save.
+        const r = await underLock(p, undefined, () => eccRepair(p.weights, { sidecar, force: true }));
+        rebuilt = r.repairedChunks;
+        publish({ event: 'repaired', path: p.files.weights, part: 'header', chunks: rebuilt });
+      } catch {
+        // reported below
+      }
+      h = await headerSha(p.weights, block.header_length);
+    }
+    if (h.hex !== block.header_sha256 || h.size !== block.file_length) {
+      throw new TensorVaultError(
+        ErrorCode.CHECKPOINT_INTEGRITY,
+        `${p.files.weights}: the safetensors header or the file length differs from the integrity block${p.tvecc === undefined ? ' (no parity to repair it)' : ''}`,
+        { path: p.files.weights, reason: 'header', expected: block.file_length, actual: h.size },
+      );
+    }
+    return rebuilt;
+  }
+  return undefined;
+}

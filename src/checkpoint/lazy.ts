@@ -1,0 +1,271 @@
+/** The loaded checkpoint: lazy, verified-on-first-view tensors. */
+/**
+ * Loading, verifying and repairing checkpoints of the three layouts; lazy verification per tensor.
+ */
+import { webcrypto } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { repair as eccRepair } from '../ecc/erasure';
+import { ErrorCode, TensorVaultError } from '../errors';
+import { sha256 } from '../hash/index';
+import type { SafetensorsFile, Tensor, TensorInfo } from '../safetensors/reader';
+import { publish } from './commit';
+import { TensorDamagedError } from './errors';
+import { fdPath, mergeReport, openPair, treeDamage, underLock, verifyWhole } from './integrity';
+import { type CheckpointLayout, equalHex, type HmacKey, type IntegrityBlock, leafAt } from './layout';
+import { loadCheckpoint } from './load';
+import type { CheckpointReport, Parsed } from './parse';
+import { chunkSpan, readAsync } from './rs';
+
+/**
+ * A loaded checkpoint: metadata, version, verified tensor views and the verification report. Views are
+ * zero-copy windows on the mapped weights (see {@link SafetensorsFile}); {@link Checkpoint.tensor}
+ * checks the bytes first according to the verify mode.
+ */
+export class Checkpoint {
+  /** The weights file. */
+  readonly path: string;
+  /** The layout detected. */
+  readonly layout: CheckpointLayout;
+  /** The checkpoint's metadata (from its sidecar). */
+  readonly metadata: Readonly<Record<string, unknown>>;
+  /** Metadata `version` as a string (or undefined). */
+  readonly version: string | undefined;
+  /** The verification state (updated as tensors are verified). */
+  readonly report: CheckpointReport;
+  #p: Parsed;
+  #file: SafetensorsFile;
+  #key: HmacKey | undefined;
+  #repair: boolean;
+  #verifiedChunks = new Set<number>();
+  #allVerified = false;
+  #queue: Promise<unknown> = Promise.resolve();
+  #fd: number | undefined;
+
+  /** @internal Use {@link loadCheckpoint}. */
+  constructor(
+    p: Parsed,
+    file: SafetensorsFile,
+    fd: number,
+    report: CheckpointReport,
+    key: HmacKey | undefined,
+    repair: boolean,
+  ) {
+    this.#fd = fd;
+    this.path = p.files.weights;
+    this.layout = p.layout;
+    this.metadata = p.metadata;
+    const v = p.metadata.version;
+    this.version = typeof v === 'string' ? v : v === undefined ? undefined : String(v);
+    this.report = report;
+    this.#p = p;
+    this.#file = file;
+    this.#key = key;
+    this.#repair = repair;
+    if (report.verify === 'full' && report.status !== 'damaged') this.#allVerified = true;
+  }
+
+  /** Tensor names in file order. */
+  get names(): readonly string[] {
+    return this.#file.names;
+  }
+
+  /** Dtype, shape, size and offset of tensor `name`. */
+  info(name: string): TensorInfo {
+    return this.#file.info(name);
+  }
+
+  /**
+   * Tensor `name` as a zero-copy typed view, after its bytes were checked (verify `lazy`: its chunks
+   * against their digests, the first time it is viewed; PyFolds layouts: the whole hash on the first
+   * view). Damage is repaired from parity when the checkpoint has some and `repair` is on; otherwise
+   * rejects with {@link TensorDamagedError} (`TV_CHECKPOINT_TENSOR_DAMAGED`) naming the tensor and chunks.
+   */
+  async tensor(name: string): Promise<Tensor> {
+    const info = this.#file.info(name);
+    if (this.report.verify !== 'none' && !this.#allVerified) {
+      const run = this.#queue.then(() => this.#ensure(info));
+      this.#queue = run.catch(() => {});
+      await run;
+    }
+    return this.#file.tensor(name);
+  }
+
+  /** Every tensor, verified as {@link Checkpoint.tensor} does, by name. */
+  async tensors(): Promise<Map<string, Tensor>> {
+    if (
+      this.report.verify === 'lazy' &&
+      !this.#allVerified &&
+      this.#p.block !== undefined &&
+      this.#fd !== undefined
+    ) {
+      // All of them: hash the whole file's chunks at once (all cores), then only damage is handled
+      // per tensor below.
+      const block = this.#p.block;
+      const fd = this.#fd;
+      const run = this.#queue.then(async () => {
+        const bad = new Set(await treeDamage(this.#p, block, {}, fdPath(fd, this.#p.weights)));
+        const n = Math.ceil(block.file_length / block.chunk_size);
+        for (let i = 0; i < n; i++) if (!bad.has(i)) this.#verifiedChunks.add(i);
+      });
+      this.#queue = run.catch(() => {});
+      await run;
+    }
+    const out = new Map<string, Tensor>();
+    for (const n of this.names) out.set(n, await this.tensor(n));
+    return out;
+  }
+
+  /** Release the mapping (views handed out stay valid until collected). */
+  close(): void {
+    this.#file.close();
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
+  }
+
+  async #ensure(info: TensorInfo): Promise<void> {
+    const t0 = performance.now();
+    if (this.#p.layout !== 'tensorvault') {
+      await this.#verifyWhole(info.name);
+      return;
+    }
+    const block = this.#p.block as IntegrityBlock;
+    let bad = await this.#checkChunks(info);
+    if (bad.length > 0) {
+      this.#damaged(info.name, bad);
+      if (!this.#repair || this.#p.tvecc === undefined) {
+        const why = this.#p.tvecc === undefined ? 'the checkpoint has no parity' : 'repair is off';
+        this.#fail(info.name, bad, why);
+      }
+      await this.#repairTvecc(info.name, bad);
+      bad = await this.#checkChunks(info);
+      if (bad.length > 0) this.#fail(info.name, bad, 'bytes still differ after repair');
+    }
+    if (!this.report.verifiedTensors.includes(info.name)) this.report.verifiedTensors.push(info.name);
+    if (
+      this.report.status === 'unverified' &&
+      this.#verifiedChunks.size === Math.ceil(block.file_length / block.chunk_size)
+    ) {
+      this.report.status = 'intact'; // every byte of the file has been checked
+    }
+    publish({
+      event: 'verified',
+      path: this.path,
+      tensor: info.name,
+      bytes: info.byteLength,
+      chunks: chunkSpan(info.fileOffset, info.fileOffset + info.byteLength, block.chunk_size),
+      ms: performance.now() - t0,
+    });
+  }
+
+  #damaged(tensor: string, chunks: number[]): void {
+    for (const c of chunks) if (!this.report.damagedChunks.includes(c)) this.report.damagedChunks.push(c);
+    if (!this.report.damagedTensors.includes(tensor)) this.report.damagedTensors.push(tensor);
+    publish({ event: 'damaged', path: this.path, tensor, chunks });
+  }
+
+  #fail(tensor: string, chunks: number[], why: string): never {
+    this.report.status = 'damaged';
+    const err = new TensorDamagedError(this.path, tensor, chunks, why);
+    publish({ event: 'failed', op: 'load', path: this.path, tensor, chunks, code: err.code });
+    throw err;
+  }
+
+  /** The tensor's chunks not yet verified that do not match their leaves. */
+  async #checkChunks(info: TensorInfo): Promise<number[]> {
+    const block = this.#p.block as IntegrityBlock;
+    const cs = block.chunk_size;
+    const [first, last] = chunkSpan(info.fileOffset, info.fileOffset + info.byteLength, cs);
+    const todo: number[] = [];
+    for (let c = first; c < last; c++) if (!this.#verifiedChunks.has(c)) todo.push(c);
+    if (todo.length === 0) return [];
+    // The chunks are read with pread from the mapped file's own descriptor: the same page-cache pages
+    // the views map (this process never writes to the mapping before a view is handed out), read in
+    // one call per chunk instead of a view per overlapping tensor.
+    if (this.#fd === undefined) this.#fd = openSync(this.#p.weights, 'r');
+    const fd = this.#fd;
+    // One chunk (≤ 1 MiB, from the page cache in the common case) is read and hashed on this thread:
+    // a pool round trip costs more than the work. Several are read and hashed on the libuv pool.
+    const readChunk = async (c: number, sync: boolean): Promise<Buffer | null> => {
+      const start = c * cs;
+      const len = Math.min(block.file_length, start + cs) - start;
+      const buf = Buffer.allocUnsafe(len);
+      const got = sync ? readSync(fd, buf, 0, len, start) : await readAsync(fd, buf, 0, len, start);
+      return got === len ? buf : null;
+    };
+    const digestOf = async (c: number, sync: boolean): Promise<string> => {
+      const b = await readChunk(c, sync);
+      if (b === null) return '';
+      // One chunk (≤ 1 MiB) is hashed here; several go to the libuv pool in parallel.
+      return sync
+        ? sha256(b).toString('hex')
+        : Buffer.from(await webcrypto.subtle.digest('SHA-256', b)).toString('hex');
+    };
+    const bad: number[] = [];
+    const PARALLEL = 8;
+    for (let i = 0; i < todo.length; i += PARALLEL) {
+      const batch = todo.slice(i, i + PARALLEL);
+      const digests = await Promise.all(batch.map((c) => digestOf(c, todo.length === 1)));
+      batch.forEach((c, j) => {
+        if (equalHex(digests[j] as string, leafAt(block, c))) this.#verifiedChunks.add(c);
+        else bad.push(c);
+      });
+    }
+    return bad;
+  }
+
+  async #repairTvecc(tensor: string, chunks: number[]): Promise<void> {
+    const t0 = performance.now();
+    try {
+      const ino = this.#fd === undefined ? undefined : fstatSync(this.#fd).ino;
+      const sidecar = this.#p.tvecc as string;
+      // force: the sealed integrity block already proved these bytes are damage, not an edit after the
+      // save, so rolling back to the protected bytes is right even when the sidecar's hints call it stale.
+      const r = await underLock(this.#p, ino, () => eccRepair(this.#p.weights, { sidecar, force: true }));
+      for (const c of chunks) if (!this.report.repairedChunks.includes(c)) this.report.repairedChunks.push(c);
+      publish({
+        event: 'repaired',
+        path: this.path,
+        tensor,
+        chunks,
+        eccChunks: r.repairedChunks,
+        ms: performance.now() - t0,
+      });
+    } catch (err) {
+      if (
+        err instanceof TensorVaultError &&
+        err.code !== ErrorCode.ABORTED &&
+        err.code !== ErrorCode.INTERNAL
+      ) {
+        this.#fail(tensor, chunks, `parity cannot repair it (${err.code})`);
+      }
+      throw err;
+    }
+    // The repaired file is a new inode: map it again and verify from scratch.
+    this.#file.close();
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
+    const pair = await openPair(this.#p.weights);
+    this.#file = pair.file;
+    this.#fd = pair.fd;
+    this.#verifiedChunks.clear();
+    this.report.status = 'repaired';
+  }
+
+  async #verifyWhole(tensor: string): Promise<void> {
+    const t0 = performance.now();
+    const ino = this.#fd === undefined ? undefined : fstatSync(this.#fd).ino;
+    const r = await verifyWhole(this.#p, this.#file, this.#key, this.#repair, {}, ino);
+    if (r.file !== this.#file && this.#fd !== undefined) {
+      closeSync(this.#fd);
+      this.#fd = openSync(this.#p.weights, 'r');
+    }
+    if (r.file !== this.#file) this.#file = r.file;
+    mergeReport(this.report, r.report);
+    if (r.report.status === 'damaged') {
+      this.#fail(tensor, r.report.damagedChunks ?? [], r.why ?? 'the integrity hash does not match');
+    }
+    this.#allVerified = true;
+    this.report.verifiedTensors = [...this.#file.names];
+    publish({ event: 'verified', path: this.path, tensor: null, bytes: 0, ms: performance.now() - t0 });
+  }
+}

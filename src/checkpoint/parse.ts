@@ -1,0 +1,297 @@
+/** Checkpoint loading: options, the report, parsing a set's files, and checking the caller's expectations and key policy. */
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { eccFromName, type RsCodec } from '../ecc/rs255';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { ioError } from '../io/fs';
+import type { JobOptions } from '../job';
+import { type Dtype, isDtype } from '../safetensors/dtype';
+import type { TensorInfo } from '../safetensors/reader';
+import { prepareRead } from './commit';
+import type { CheckpointMismatches } from './errors';
+import {
+  type CheckpointFiles,
+  type CheckpointLayout,
+  checkpointFiles,
+  type HmacKey,
+  type IntegrityBlock,
+  parseIntegrityBlock,
+  parseStoredHash,
+  type StoredHashKind,
+} from './layout';
+import { loadCheckpoint } from './load';
+import { keyInForce } from './save';
+
+/** How much of a checkpoint is checked: everything up front, each tensor when first viewed, or nothing. */
+export type VerifyMode = 'full' | 'lazy' | 'none';
+
+/** What the caller expects of one tensor (omitted fields are not checked). */
+export interface ExpectedTensor {
+  dtype?: Dtype;
+  shape?: readonly number[];
+}
+
+/** Options of {@link loadCheckpoint}. */
+export interface LoadCheckpointOptions extends JobOptions {
+  /** Expected tensors: name → dtype and shape. Every difference is listed in `TV_CHECKPOINT_MISMATCH`. */
+  expect?: Readonly<Record<string, ExpectedTensor>>;
+  /** With `expect`: refuse a mismatch (default true); false records it in the report instead. */
+  strict?: boolean;
+  /** Refuse a checkpoint whose metadata `version` differs (`TV_CHECKPOINT_VERSION`). */
+  expectedVersion?: string;
+  /** `lazy` (default), `full` or `none` (see {@link VerifyMode}). */
+  verify?: VerifyMode;
+  /** Repair damage from parity (and re-verify) before returning bytes (default true). */
+  repair?: boolean;
+  /** Key of a keyed hash (default: `PYFOLDS_CHECKPOINT_HMAC_KEY` when set; `null` ignores it). */
+  hmacKey?: HmacKey | null;
+  /**
+   * Refuse a checkpoint whose hash is not keyed (no downgrade). Default: true when a key is in force
+   * (option or environment variable), so a configured key makes a plain `sha256:` file fail.
+   */
+  requireHmac?: boolean;
+}
+
+/** The verification state of a checkpoint. */
+export interface CheckpointReport {
+  path: string;
+  layout: CheckpointLayout;
+  verify: VerifyMode;
+  /** `intact` (all checked bytes good), `repaired`, `damaged`, `repairable` (verify only) or `unverified`. */
+  status: 'intact' | 'repaired' | 'repairable' | 'damaged' | 'unverified';
+  /** How the PyFolds hash is stored. */
+  hashKind: StoredHashKind;
+  /** Whether the hash (and the seal) are keyed and were checked with the key. */
+  keyed: boolean;
+  /** PyFolds hash over the tensors: `ok`, `mismatch` or `unchecked`. */
+  pyfoldsHash: 'ok' | 'mismatch' | 'unchecked';
+  /** tensorvault layout: the seal over header, metadata and chunk tree; `none` for the PyFolds layouts. */
+  seal: 'ok' | 'none' | 'unchecked';
+  /** Tensors whose bytes were verified so far. */
+  verifiedTensors: string[];
+  /** Tensors found damaged. */
+  damagedTensors: string[];
+  /** Damaged chunks (tensorvault layout) or rs(N) blocks (pyfolds-ecc) found. */
+  damagedChunks: number[];
+  /** Chunks or blocks rebuilt from parity. */
+  repairedChunks: number[];
+  /** Differences from `expect` when `strict: false`. */
+  mismatches?: CheckpointMismatches;
+}
+
+export interface Parsed {
+  files: CheckpointFiles;
+  layout: CheckpointLayout;
+  weights: string;
+  metadata: Record<string, unknown>;
+  integrityHash: string;
+  stored: { kind: StoredHashKind; hex: string };
+  block?: IntegrityBlock;
+  rs?: { codec: RsCodec; eccLen: number; path: string };
+  tvecc?: string;
+}
+
+export function invalid(path: string, reason: string, message: string): TensorVaultError {
+  return new TensorVaultError(ErrorCode.CHECKPOINT_INVALID, `${path}: ${message}`, { path, reason });
+}
+
+export function readJson(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw ioError(err, path, 'cannot read');
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw invalid(path, 'json', 'sidecar is not valid JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw invalid(path, 'json', 'sidecar is not a JSON object');
+  return v as Record<string, unknown>;
+}
+
+/** Detect the layout at `path` and parse its sidecar (after recovering an interrupted save). */
+export function parseCheckpoint(path: string): Parsed {
+  const files = checkpointFiles(path);
+  const at = prepareRead(files);
+  const metaPath = at(files.meta);
+  const jsonPath = at(files.json);
+  let doc: Record<string, unknown>;
+  let layout: CheckpointLayout;
+  let weights = at(files.weights);
+  if (existsSync(metaPath)) {
+    doc = readJson(metaPath);
+    layout = 'tensorvault' in doc ? 'tensorvault' : 'pyfolds';
+  } else if (
+    existsSync(jsonPath) &&
+    readJson(jsonPath).format === 'safetensors' &&
+    'tensor_file' in readJson(jsonPath)
+  ) {
+    doc = readJson(jsonPath);
+    layout = 'pyfolds-ecc';
+    const tf = doc.tensor_file;
+    if (typeof tf !== 'string' || tf.length === 0 || /[/\\]/.test(tf) || tf === '.' || tf === '..') {
+      throw invalid(jsonPath, 'tensor_file', 'tensor_file must be a file name in the same folder');
+    }
+    weights = at(join(dirname(files.weights), tf));
+  } else if (existsSync(weights)) {
+    throw invalid(
+      path,
+      'no_sidecar',
+      `no checkpoint sidecar (${basename(files.meta)} or ${basename(files.json)})`,
+    );
+  } else {
+    throw new TensorVaultError(ErrorCode.NOT_FOUND, `${path}: no such checkpoint`, { path });
+  }
+  if (doc.format !== undefined && doc.format !== 'safetensors') {
+    throw invalid(path, 'format', `unsupported format ${JSON.stringify(doc.format)}`);
+  }
+  const metadata = doc.metadata ?? {};
+  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
+    throw invalid(path, 'metadata', 'metadata is not an object');
+  }
+  const stored = parseStoredHash(doc.integrity_hash, path);
+  const parsed: Parsed = {
+    files,
+    layout,
+    weights,
+    metadata: metadata as Record<string, unknown>,
+    integrityHash: doc.integrity_hash as string,
+    stored,
+  };
+  if (layout === 'tensorvault') {
+    parsed.block = parseIntegrityBlock(doc.tensorvault, metaPath);
+    if (parsed.block.ecc !== null) parsed.tvecc = at(join(dirname(files.weights), parsed.block.ecc.file));
+  }
+  if (layout === 'pyfolds-ecc') {
+    const algo = doc.ecc_algo ?? 'none';
+    if (typeof algo !== 'string') throw invalid(path, 'ecc_algo', 'ecc_algo is not a string');
+    const codec = eccFromName(algo);
+    const eccLen = doc.ecc_len ?? 0;
+    if (typeof eccLen !== 'number' || !Number.isSafeInteger(eccLen) || eccLen < 0) {
+      throw invalid(path, 'ecc_len', 'ecc_len is not a non-negative integer');
+    }
+    if (codec !== null && eccLen > 0) parsed.rs = { codec, eccLen, path: at(files.rsEcc) };
+  }
+  return parsed;
+}
+
+export function shapeText(s: readonly number[]): string {
+  return `[${s.join(',')}]`;
+}
+
+/** Every difference between the file's tensors and `expect`. */
+export function compareExpect(
+  infos: readonly TensorInfo[],
+  expect: Readonly<Record<string, ExpectedTensor>>,
+): CheckpointMismatches {
+  const have = new Map(infos.map((t) => [t.name, t]));
+  const m: CheckpointMismatches = { missing: [], unexpected: [], wrongShape: [], wrongDtype: [] };
+  for (const [name, want] of Object.entries(expect)) {
+    const t = have.get(name);
+    if (t === undefined) {
+      m.missing.push(name);
+      continue;
+    }
+    if (want.shape !== undefined && shapeText(want.shape) !== shapeText(t.shape)) {
+      m.wrongShape.push({ name, expected: shapeText(want.shape), actual: shapeText(t.shape) });
+    }
+    if (want.dtype !== undefined && want.dtype !== t.dtype)
+      m.wrongDtype.push({ name, expected: want.dtype, actual: t.dtype });
+  }
+  for (const name of have.keys()) if (!(name in expect)) m.unexpected.push(name);
+  return m;
+}
+
+export function hasMismatch(m: CheckpointMismatches): boolean {
+  return m.missing.length + m.unexpected.length + m.wrongShape.length + m.wrongDtype.length > 0;
+}
+
+export function checkOptions(options: LoadCheckpointOptions): {
+  mode: VerifyMode;
+  key: HmacKey | undefined;
+  requireHmac: boolean;
+} {
+  if (typeof options !== 'object' || options === null)
+    throw invalidArgument('options', 'options must be an object');
+  const mode = options.verify ?? 'lazy';
+  if (mode !== 'full' && mode !== 'lazy' && mode !== 'none') {
+    throw invalidArgument('verify', `verify must be full, lazy or none, got ${String(mode)}`);
+  }
+  const key = keyInForce(options.hmacKey);
+  const requireHmac = options.requireHmac ?? key !== undefined;
+  if (requireHmac && key === undefined) {
+    throw invalidArgument('requireHmac', 'requireHmac needs a key (hmacKey or PYFOLDS_CHECKPOINT_HMAC_KEY)');
+  }
+  if (options.expect !== undefined) {
+    if (typeof options.expect !== 'object' || options.expect === null || Array.isArray(options.expect)) {
+      throw invalidArgument('expect', 'expect must map tensor names to { dtype, shape }');
+    }
+    for (const [name, want] of Object.entries(options.expect)) {
+      if (typeof want !== 'object' || want === null) {
+        throw invalidArgument(`expect.${name}`, `expect[${JSON.stringify(name)}] must be { dtype?, shape? }`);
+      }
+      if (want.dtype !== undefined && !isDtype(want.dtype)) {
+        throw invalidArgument(
+          `expect.${name}.dtype`,
+          `expect[${JSON.stringify(name)}].dtype is not a safetensors dtype`,
+        );
+      }
+      if (
+        want.shape !== undefined &&
+        (!Array.isArray(want.shape) || !want.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      ) {
+        throw invalidArgument(
+          `expect.${name}.shape`,
+          `expect[${JSON.stringify(name)}].shape must be an array of non-negative integers`,
+        );
+      }
+    }
+  }
+  for (const k of ['strict', 'repair', 'requireHmac'] as const) {
+    if (options[k] !== undefined && typeof options[k] !== 'boolean') {
+      throw invalidArgument(k, `${k} must be a boolean`);
+    }
+  }
+  if (options.expectedVersion !== undefined && typeof options.expectedVersion !== 'string') {
+    throw invalidArgument('expectedVersion', 'expectedVersion must be a string');
+  }
+  return { mode, key, requireHmac };
+}
+
+/** The key policy: no downgrade, and a keyed hash needs its key. */
+export function checkKeyPolicy(
+  p: Parsed,
+  key: HmacKey | undefined,
+  requireHmac: boolean,
+  mode: VerifyMode,
+): void {
+  const keyed = p.stored.kind === 'hmac-sha256';
+  if (requireHmac && !keyed) {
+    throw new TensorVaultError(
+      ErrorCode.CHECKPOINT_HMAC_REQUIRED,
+      `${p.files.weights}: a keyed (hmac-sha256) integrity hash is required, the checkpoint has ${p.stored.kind}`,
+      { path: p.files.weights, actual: p.stored.kind },
+    );
+  }
+  if (requireHmac && p.block !== undefined && p.block.algorithm !== 'sha256-tree-v1+hmac-sha256') {
+    throw new TensorVaultError(
+      ErrorCode.CHECKPOINT_HMAC_REQUIRED,
+      `${p.files.weights}: the integrity block is not keyed`,
+      {
+        path: p.files.weights,
+        actual: p.block.algorithm,
+      },
+    );
+  }
+  if (keyed && key === undefined && mode !== 'none') {
+    throw new TensorVaultError(
+      ErrorCode.CHECKPOINT_HMAC_REQUIRED,
+      `${p.files.weights}: the integrity hash is keyed; pass hmacKey (or set PYFOLDS_CHECKPOINT_HMAC_KEY) to verify it`,
+      { path: p.files.weights, actual: p.stored.kind },
+    );
+  }
+}

@@ -1,0 +1,172 @@
+/** The rs(N) parity of the `pyfolds-ecc` layout (check and repair), and header digests. */
+import { closeSync, constants, promises as fsp, openSync, read as readCb, readSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ErrorCode, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { sha256 } from '../hash/index';
+import { tempName } from '../io/atomic';
+import { fsyncDir, ioError } from '../io/fs';
+import type { JobOptions } from '../job';
+import { openSafetensors } from '../safetensors/reader';
+import { type HmacKey, pyfoldsDigest, pyfoldsHashMatches } from './layout';
+import type { Parsed } from './parse';
+import { hashableOf, writeRsParity } from './save';
+
+/** `fs.read` on the libuv pool, resolving with the bytes read. */
+export function readAsync(
+  fd: number,
+  buf: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    readCb(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+/** SHA-256 of the first `length` bytes of `path` and its size (read on this thread: a header is small). */
+export async function headerSha(path: string, length: number): Promise<{ hex: string; size: number }> {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw ioError(err, path, 'cannot open');
+  }
+  try {
+    const size = statSync(path).size;
+    const buf = Buffer.alloc(Math.min(length, size));
+    const got =
+      length > 1024 * 1024 ? await readAsync(fd, buf, 0, buf.length, 0) : readSync(fd, buf, 0, buf.length, 0);
+    return { hex: sha256(buf.subarray(0, got)).toString('hex'), size };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Chunk indices `[first, last)` covering file bytes `[start, end)`. */
+export function chunkSpan(start: number, end: number, chunk: number): [number, number] {
+  if (end <= start) return [0, 0];
+  return [Math.floor(start / chunk), Math.ceil(end / chunk)];
+}
+
+/** Result of a repair of a pyfolds-ecc weights file from its rs(N) stream. */
+export interface RsRepair {
+  badBlocks: number[];
+  uncorrectable: number[];
+  rewritten: boolean;
+}
+
+/**
+ * Check (and with `write`, repair) the weights against their rs(N) parity stream, in block-aligned
+ * pieces. A repaired copy is checked against the PyFolds hash before it replaces the weights.
+ */
+export async function rsCheck(
+  p: Parsed,
+  key: HmacKey | undefined,
+  write: boolean,
+  options: JobOptions,
+): Promise<RsRepair> {
+  const rs = p.rs as NonNullable<Parsed['rs']>;
+  const codec = rs.codec;
+  const per = codec.blockDataLength;
+  const blocksPerPiece = Math.floor((32 * 1024 * 1024) / per);
+  const piece = blocksPerPiece * per;
+  const fh = await fsp.open(p.weights, 'r');
+  const ph = await fsp.open(rs.path, 'r');
+  const badBlocks: number[] = [];
+  const uncorrectable: number[] = [];
+  const fixed = new Map<number, Buffer>();
+  let size: number;
+  let paritySize: number;
+  try {
+    size = (await fh.stat()).size;
+    paritySize = (await ph.stat()).size;
+    if (paritySize !== codec.eccLength(size) || rs.eccLen !== paritySize) {
+      throw new TensorVaultError(
+        ErrorCode.ECC_PARITY_LENGTH,
+        `${rs.path}: parity length ${paritySize} does not fit ${size} bytes of weights (ecc_len ${rs.eccLen})`,
+        {
+          path: rs.path,
+          expected: codec.eccLength(size),
+          actual: paritySize,
+        },
+      );
+    }
+    const buf = Buffer.allocUnsafe(Math.min(piece, Math.max(1, size)));
+    const pbuf = Buffer.allocUnsafe(blocksPerPiece * codec.parity);
+    for (let at = 0, k = 0; at < size; at += piece, k++) {
+      if (options.signal?.aborted)
+        throw new TensorVaultAbortError('The operation was aborted', options.signal.reason);
+      const len = Math.min(piece, size - at);
+      const plen = codec.eccLength(len);
+      await fh.read(buf, 0, len, at);
+      await ph.read(pbuf, 0, plen, (at / per) * codec.parity);
+      const data = buf.subarray(0, len);
+      const par = pbuf.subarray(0, plen);
+      const bad = await codec.verify(data, par);
+      if (bad.length === 0) continue;
+      const first = k * blocksPerPiece;
+      for (const b of bad) badBlocks.push(first + b);
+      try {
+        const r = await codec.decode(data, par);
+        if (!r.data.equals(data)) fixed.set(at, r.data);
+      } catch (err) {
+        if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.ECC_UNCORRECTABLE) throw err;
+        const blk = typeof err.context.block === 'number' ? err.context.block : 0;
+        uncorrectable.push(first + blk);
+      }
+      options.onProgress?.({ bytesDone: at + len, bytesTotal: size });
+    }
+  } finally {
+    await fh.close();
+    await ph.close();
+  }
+  if (!write || badBlocks.length === 0 || uncorrectable.length > 0)
+    return { badBlocks, uncorrectable, rewritten: false };
+  let rewritten = false;
+  if (fixed.size > 0) {
+    const tmp = tempName(p.weights);
+    try {
+      await fsp.copyFile(p.weights, tmp, constants.COPYFILE_EXCL);
+      const out = await fsp.open(tmp, 'r+');
+      try {
+        for (const [at, data] of fixed) await out.write(data, 0, data.length, at);
+        await out.sync();
+      } finally {
+        await out.close();
+      }
+      // A mis-correction must not replace the weights: check the PyFolds hash on the repaired copy.
+      const f = await openSafetensors(tmp);
+      let digest: string;
+      try {
+        digest = await pyfoldsDigest(hashableOf(f));
+      } finally {
+        f.close();
+      }
+      if (!pyfoldsHashMatches(p.stored, digest, key)) {
+        throw new TensorVaultError(
+          ErrorCode.ECC_REPAIR_FAILED,
+          `${p.weights}: the rs(N) repair does not match the integrity hash (mis-correction); nothing was replaced`,
+          {
+            path: p.weights,
+          },
+        );
+      }
+      await fsp.rename(tmp, p.weights);
+      await fsyncDir(dirname(p.weights));
+      rewritten = true;
+    } finally {
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+    }
+  }
+  // Damaged parity (or parity of repaired data): rewrite the stream from the good data.
+  const tmpEcc = tempName(rs.path);
+  try {
+    await writeRsParity(p.weights, tmpEcc, codec, {});
+    await fsp.rename(tmpEcc, rs.path);
+    await fsyncDir(dirname(rs.path));
+  } finally {
+    await fsp.rm(tmpEcc, { force: true }).catch(() => {});
+  }
+  return { badBlocks, uncorrectable, rewritten };
+}
