@@ -114,6 +114,8 @@ export async function underLock<T>(p: Parsed, ino: number | undefined, fn: () =>
   }
 }
 
+// Over 100 lines on purpose: one pass per layout (tree, rs(N), PyFolds hash) sharing the report and the
+// repair-then-recheck step; splitting it would pass half a dozen values between the pieces.
 /**
  * Full verification of an open checkpoint (every layout): the chunk tree (tensorvault) or the rs(N)
  * blocks (pyfolds-ecc), then the PyFolds hash; with `repair`, damage is repaired from parity and the

@@ -23,6 +23,8 @@ import {
 } from './parse';
 import { rsCheck } from './rs';
 
+// Over 100 lines on purpose: the checks run in the contract's order (recovery, key policy, version,
+// expectations, seal/header, bytes) with one failure-telemetry path; each check is a helper in parse/integrity.
 /**
  * Load the checkpoint whose weights are at `path`, detecting its layout (`tensorvault`, `pyfolds`,
  * `pyfolds-ecc`). Checks the key policy (`requireHmac`), the version, the tensors against `expect`

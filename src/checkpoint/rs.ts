@@ -56,6 +56,8 @@ export interface RsRepair {
   rewritten: boolean;
 }
 
+// Over 100 lines on purpose: the rs(N) stream is checked block by block with the repair of each damaged
+// block in the same loop (the file is read once).
 /**
  * Check (and with `write`, repair) the weights against their rs(N) parity stream, in block-aligned
  * pieces. A repaired copy is checked against the PyFolds hash before it replaces the weights.

@@ -318,23 +318,8 @@ export async function buildIntegrityBlock(
   return { ...partial, leaves, seal: seal(sealMessage(partial, metadata, integrityHash), key) };
 }
 
-/**
- * Save `tensors` as a checkpoint at `path` (the weights file, normally `NAME.safetensors`), in one of
- * three layouts (see {@link CheckpointLayout}). The metadata holds `created_at` (UTC, ending in `Z`),
- * `version`, `git_hash`, `config`, `runtime`, then the user's `metadata` merged over them. The PyFolds
- * integrity hash is keyed with `hmacKey` when there is one. The files are written under temporary
- * names and replaced as a set (`commit.ts`): a crash at any instant leaves the previous complete
- * checkpoint or the new one; leftovers are cleaned by the next save or load. Another save of the same
- * path waits (`lockTimeoutMs`). Honours `signal` (nothing changes) and reports `onProgress` over all
- * passes (write, hashes, parity). Tensor buffers are read while the promise is pending: do not change
- * them until it settles.
- */
-export async function saveCheckpoint(
-  path: string,
-  tensors: TensorsToSave,
-  options: SaveCheckpointOptions = {},
-): Promise<SaveCheckpointResult> {
-  const t0 = performance.now();
+/** The checked arguments of {@link saveCheckpoint}. */
+function checkSaveArgs(path: string, tensors: TensorsToSave, options: SaveCheckpointOptions) {
   if (typeof options !== 'object' || options === null)
     throw invalidArgument('options', 'options must be an object');
   const layout = options.layout ?? 'tensorvault';
@@ -354,9 +339,7 @@ export async function saveCheckpoint(
       throw invalidArgument(
         'dtype',
         `tensor ${JSON.stringify(unsupported.name)}: PyFolds has no dtype for ${unsupported.dtype}`,
-        {
-          name: unsupported.name,
-        },
+        { name: unsupported.name },
       );
     }
   }
@@ -369,6 +352,140 @@ export async function saveCheckpoint(
   }
   const user = checkJsonObject(options.metadata, 'metadata');
   const config = checkJsonObject(options.config, 'config');
+  return { layout, files, plan, entries, prepared, key, user, config };
+}
+
+type Prepared = ReturnType<typeof prepare>;
+
+/**
+ * Write the weights to `tmpWeights`. Tensors held in memory are hashed (PyFolds framing, on this
+ * thread) while the pool writes them; streamed sources are hashed from the written file afterwards.
+ */
+async function writeWeights(
+  tmpWeights: string,
+  entries: ReturnType<typeof entriesOf>,
+  prepared: Prepared,
+  inMemory: boolean,
+  ph: ReturnType<typeof phases>,
+  dataBytes: number,
+  signal: AbortSignal | undefined,
+): Promise<{ size: number; headerLength: number; digest: Awaited<ReturnType<typeof pyfoldsDigest>> }> {
+  const writeProgress = ph.next(dataBytes);
+  const [writeResult, inputDigest] = await Promise.all([
+    saveSafetensors(tmpWeights, entries, {
+      ...(signal ? { signal } : {}),
+      ...(writeProgress ? { onProgress: writeProgress } : {}),
+    }),
+    inMemory
+      ? pyfoldsDigest(
+          prepared.map((t) => ({
+            name: t.name,
+            dtype: t.dtype,
+            shape: t.shape,
+            bytes: () => [bytesOf(t.data as ArrayBufferView | ArrayBuffer)],
+          })),
+        )
+      : Promise.resolve(undefined),
+  ]);
+  const file = await openSafetensors(tmpWeights);
+  try {
+    let digest = inputDigest;
+    if (digest === undefined) {
+      const hashProgress = ph.next(dataBytes);
+      digest = await pyfoldsDigest(hashableOf(file));
+      hashProgress?.({ bytesDone: dataBytes, bytesTotal: dataBytes });
+    }
+    return { size: writeResult.byteLength, headerLength: file.dataStart, digest };
+  } finally {
+    file.close();
+  }
+}
+
+/** The files of the new set as they are written: temp → final renames, and the finals. */
+interface NewSet {
+  renames: [string, string][];
+  finals: Set<string>;
+  temp: (final: string) => string;
+}
+
+/** Write the parity the plan asks for next to the weights; returns its name and (rs) length. */
+async function writeParity(
+  plan: ReturnType<typeof eccPlan>,
+  files: ReturnType<typeof checkpointFiles>,
+  tmpWeights: string,
+  set: NewSet,
+  jobOpts: JobOptions,
+): Promise<{ eccName: string; eccLen: number }> {
+  if (plan.kind === 'rs') {
+    const tmp = set.temp(files.rsEcc);
+    const eccLen = await writeRsParity(tmpWeights, tmp, plan.codec, jobOpts);
+    if (eccLen > 0) {
+      set.renames.push([basename(tmp), basename(files.rsEcc)]);
+      set.finals.add(files.rsEcc);
+    }
+    return { eccName: plan.codec.name, eccLen };
+  }
+  if (plan.kind === 'tvecc') {
+    const tmp = set.temp(files.tvecc);
+    const r = await protect(tmpWeights, {
+      sidecar: tmp,
+      ...jobOpts,
+      ...(plan.level !== undefined ? { level: plan.level } : {}),
+      ...(plan.k !== undefined
+        ? { k: plan.k, m: plan.m as number, chunkSize: plan.chunkSize as number }
+        : {}),
+    });
+    set.renames.push([basename(tmp), basename(files.tvecc)]);
+    set.finals.add(files.tvecc);
+    return { eccName: `tvecc ${r.layout.k}+${r.layout.m}`, eccLen: 0 };
+  }
+  return { eccName: 'none', eccLen: 0 };
+}
+
+/** The metadata sidecar of the layout: PyFolds's fields, plus the integrity block (tensorvault layout). */
+function sidecarOf(
+  layout: CheckpointLayout,
+  files: ReturnType<typeof checkpointFiles>,
+  fields: { metadata: Record<string, unknown>; integrityHash: string; eccName: string; eccLen: number },
+  block: IntegrityBlock | undefined,
+): { path: string; text: string } {
+  const { metadata, integrityHash, eccName, eccLen } = fields;
+  if (layout === 'pyfolds-ecc') {
+    const doc = {
+      format: 'safetensors',
+      tensor_file: basename(files.weights),
+      metadata,
+      integrity_hash: integrityHash,
+      ecc_algo: eccName,
+      ecc_len: eccLen,
+    };
+    return { path: files.json, text: JSON.stringify(doc, null, 2) };
+  }
+  const doc: Record<string, unknown> = { metadata, integrity_hash: integrityHash, format: 'safetensors' };
+  if (block !== undefined) doc.tensorvault = block;
+  return { path: files.meta, text: JSON.stringify(doc, null, 2) };
+}
+
+// Over 100 lines on purpose: one ordered sequence (lock, recover, write, hash, parity + tree, sidecar,
+// commit) inside one try whose catch removes every temp it made; the steps themselves are the helpers above.
+/**
+ * Save `tensors` as a checkpoint at `path` (the weights file, normally `NAME.safetensors`), in one of
+ * three layouts (see {@link CheckpointLayout}). The metadata holds `created_at` (UTC, ending in `Z`),
+ * `version`, `git_hash`, `config`, `runtime`, then the user's `metadata` merged over them. The PyFolds
+ * integrity hash is keyed with `hmacKey` when there is one. The files are written under temporary
+ * names and replaced as a set (`commit.ts`): a crash at any instant leaves the previous complete
+ * checkpoint or the new one; leftovers are cleaned by the next save or load. Another save of the same
+ * path waits (`lockTimeoutMs`). Honours `signal` (nothing changes) and reports `onProgress` over all
+ * passes (write, hashes, parity). Tensor buffers are read while the promise is pending: do not change
+ * them until it settles.
+ */
+export async function saveCheckpoint(
+  path: string,
+  tensors: TensorsToSave,
+  options: SaveCheckpointOptions = {},
+): Promise<SaveCheckpointResult> {
+  const t0 = performance.now();
+  const { layout, files, plan, entries, prepared, key, user, config } = checkSaveArgs(path, tensors, options);
   const { signal } = options;
   if (signal?.aborted)
     throw new TensorVaultAbortError('The operation was aborted before it started', signal.reason);
@@ -383,16 +500,22 @@ export async function saveCheckpoint(
   await fsp.mkdir(dirname(resolve(path)), { recursive: true });
   const lock = lockSet(files, options.lockTimeoutMs ?? 30_000);
   const temps: string[] = [];
-  const temp = (final: string): string => {
-    const t = tempName(final);
-    temps.push(t);
-    return t;
+  const set: NewSet = {
+    renames: [],
+    finals: new Set<string>([files.weights]),
+    temp: (final) => {
+      const t = tempName(final);
+      temps.push(t);
+      return t;
+    },
+  };
+  const checkAbort = () => {
+    if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
   };
   try {
     recoverLocked(files);
-    const tmpWeights = temp(files.weights);
-    // Tensors held in memory are hashed (PyFolds framing, on this thread) while the pool writes them;
-    // streamed sources are hashed from the written file afterwards.
+    const tmpWeights = set.temp(files.weights);
+    set.renames.push([basename(tmpWeights), basename(files.weights)]);
     const inMemory = prepared.every((t) => ArrayBuffer.isView(t.data) || t.data instanceof ArrayBuffer);
     // One progress count over every pass: the write, the PyFolds hash when it needs its own pass, the
     // chunk tree, the parity; each pass counts the tensor bytes once.
@@ -400,148 +523,67 @@ export async function saveCheckpoint(
     const passes =
       1 + (inMemory ? 0 : 1) + (layout === 'tensorvault' ? 1 : 0) + (plan.kind === 'none' ? 0 : 1);
     const ph = phases(options.onProgress, dataBytes * passes);
-    const writeProgress = ph.next(dataBytes);
-    const [writeResult, inputDigest] = await Promise.all([
-      saveSafetensors(tmpWeights, entries, {
-        ...(signal ? { signal } : {}),
-        ...(writeProgress ? { onProgress: writeProgress } : {}),
-      }),
-      inMemory
-        ? pyfoldsDigest(
-            prepared.map((t) => ({
-              name: t.name,
-              dtype: t.dtype,
-              shape: t.shape,
-              bytes: () => [bytesOf(t.data as ArrayBufferView | ArrayBuffer)],
-            })),
-          )
-        : Promise.resolve(undefined),
-    ]);
-    const size = writeResult.byteLength;
+    const w = await writeWeights(tmpWeights, entries, prepared, inMemory, ph, dataBytes, signal);
+    const integrityHash = formatPyfoldsHash(w.digest, key);
+    checkAbort();
     const jobOpts = (p: ((x: Progress) => void) | undefined): JobOptions => ({
       ...(signal ? { signal } : {}),
       ...(p ? { onProgress: p } : {}),
     });
-
-    const file = await openSafetensors(tmpWeights);
-    let digest = inputDigest;
-    let headerLength: number;
-    try {
-      headerLength = file.dataStart;
-      if (digest === undefined) {
-        const hashProgress = ph.next(dataBytes);
-        digest = await pyfoldsDigest(hashableOf(file));
-        hashProgress?.({ bytesDone: dataBytes, bytesTotal: dataBytes });
-      }
-    } finally {
-      file.close();
-    }
-    const integrityHash = formatPyfoldsHash(digest, key);
-    if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
-
-    const renames: [string, string][] = [[basename(tmpWeights), basename(files.weights)]];
-    const newSet = new Set<string>([files.weights]);
-    let eccName = 'none';
-    let eccLen = 0;
     const tveccRef: IntegrityBlock['ecc'] =
       plan.kind === 'tvecc' ? { kind: 'tvecc', file: basename(files.tvecc) } : null;
     // Parity and the chunk tree read the written file (from the page cache) at the same time.
-    const parity = (async (): Promise<void> => {
-      if (plan.kind === 'rs') {
-        const tmp = temp(files.rsEcc);
-        eccLen = await writeRsParity(tmpWeights, tmp, plan.codec, jobOpts(ph.next(dataBytes)));
-        eccName = plan.codec.name;
-        if (eccLen > 0) {
-          renames.push([basename(tmp), basename(files.rsEcc)]);
-          newSet.add(files.rsEcc);
-        }
-      } else if (plan.kind === 'tvecc') {
-        const tmp = temp(files.tvecc);
-        const r = await protect(tmpWeights, {
-          sidecar: tmp,
-          ...jobOpts(ph.next(dataBytes)),
-          ...(plan.level !== undefined ? { level: plan.level } : {}),
-          ...(plan.k !== undefined
-            ? { k: plan.k, m: plan.m as number, chunkSize: plan.chunkSize as number }
-            : {}),
-        });
-        eccName = `tvecc ${r.layout.k}+${r.layout.m}`;
-        renames.push([basename(tmp), basename(files.tvecc)]);
-        newSet.add(files.tvecc);
-      }
-    })();
-    const blockPromise =
+    const [ecc, block] = await Promise.all([
+      writeParity(
+        plan,
+        files,
+        tmpWeights,
+        set,
+        jobOpts(plan.kind === 'none' ? undefined : ph.next(dataBytes)),
+      ),
       layout === 'tensorvault'
         ? buildIntegrityBlock(
             tmpWeights,
-            headerLength,
+            w.headerLength,
             metadata,
             integrityHash,
             tveccRef,
             key,
             jobOpts(ph.next(dataBytes)),
           )
-        : Promise.resolve(undefined);
-    const [, block] = await Promise.all([parity, blockPromise]);
-
-    let integrity: IntegrityBlock | undefined;
-    let sidecarText: string;
-    let sidecarPath: string;
-    if (layout === 'pyfolds-ecc') {
-      sidecarPath = files.json;
-      sidecarText = JSON.stringify(
-        {
-          format: 'safetensors',
-          tensor_file: basename(files.weights),
-          metadata,
-          integrity_hash: integrityHash,
-          ecc_algo: eccName,
-          ecc_len: eccLen,
-        },
-        null,
-        2,
-      );
-    } else {
-      sidecarPath = files.meta;
-      const doc: Record<string, unknown> = { metadata, integrity_hash: integrityHash, format: 'safetensors' };
-      if (block !== undefined) {
-        integrity = block;
-        doc.tensorvault = integrity;
-      }
-      sidecarText = JSON.stringify(doc, null, 2);
-    }
-    const tmpSidecar = temp(sidecarPath);
-    await writeTemp(tmpSidecar, sidecarText);
-    renames.push([basename(tmpSidecar), basename(sidecarPath)]);
-    newSet.add(sidecarPath);
-    if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
-
+        : Promise.resolve(undefined),
+    ]);
+    const sidecar = sidecarOf(layout, files, { metadata, integrityHash, ...ecc }, block);
+    const tmpSidecar = set.temp(sidecar.path);
+    await writeTemp(tmpSidecar, sidecar.text);
+    set.renames.push([basename(tmpSidecar), basename(sidecar.path)]);
+    set.finals.add(sidecar.path);
+    checkAbort();
     const deletes = sidecarFiles(files)
-      .filter((f) => !newSet.has(f))
+      .filter((f) => !set.finals.has(f))
       .map((f) => basename(f));
-    await commitSet(files, { tensorvault_commit: 1, renames, deletes });
+    await commitSet(files, { tensorvault_commit: 1, renames: set.renames, deletes });
     temps.length = 0;
     options.onProgress?.({ bytesDone: dataBytes * passes, bytesTotal: dataBytes * passes });
-    const result: SaveCheckpointResult = {
-      path: files.weights,
-      layout,
-      files: [...newSet],
-      byteLength: size,
-      integrityHash,
-      metadata,
-      ecc: eccName,
-      ...(integrity ? { integrity } : {}),
-    };
     publish({
       event: 'saved',
       path: files.weights,
       layout,
-      bytes: size,
-      ecc: eccName,
+      bytes: w.size,
+      ecc: ecc.eccName,
       keyed: key !== undefined,
       ms: performance.now() - t0,
     });
-    return result;
+    return {
+      path: files.weights,
+      layout,
+      files: [...set.finals],
+      byteLength: w.size,
+      integrityHash,
+      metadata,
+      ecc: ecc.eccName,
+      ...(block !== undefined && layout !== 'pyfolds-ecc' ? { integrity: block } : {}),
+    };
   } catch (err) {
     for (const t of temps) await fsp.rm(t, { force: true }).catch(() => {});
     publish({
