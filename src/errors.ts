@@ -67,6 +67,33 @@ export const ErrorCode = {
   ECC_SIDECAR_CORRUPT: 'TV_ECC_SIDECAR_CORRUPT',
   /** A repair produced bytes that failed verification; nothing was replaced. */
   ECC_REPAIR_FAILED: 'TV_ECC_REPAIR_FAILED',
+  /**
+   * A `.fold` / `.mind` container is structurally invalid (`context.reason`: `bad_magic`, `unfinalised`,
+   * `index_not_json`, `bad_offset`, `overlap`, `header_mismatch`, `bad_ecc_len`, `duplicate_name`, ...;
+   * `context.chunk` when one chunk is concerned).
+   */
+  FOLD_INVALID: 'TV_FOLD_INVALID',
+  /**
+   * A `.fold` chunk or file-level hash does not verify and parity could not repair it
+   * (`context.check`: `crc32c`, `digest`, `ecc`, `chunk_hashes`, `manifest_hash`, `merkle_root`,
+   * `zstd`, `length`; `context.chunk`).
+   */
+  FOLD_CORRUPT: 'TV_FOLD_CORRUPT',
+  /**
+   * A `.fold` digest cannot be checked: it is keyed (`hmac-sha256:`) and no `hmacKey` was given, or a
+   * key was given and the file is not keyed (`context.reason`: `key_missing`, `file_not_keyed`).
+   */
+  FOLD_UNVERIFIABLE: 'TV_FOLD_UNVERIFIABLE',
+  /** A `.fold` chunk is encrypted and no `decryptionKey` was given (`context.chunk`). */
+  FOLD_KEY_REQUIRED: 'TV_FOLD_KEY_REQUIRED',
+  /** AES-GCM authentication of a `.fold` chunk failed: wrong key or tampered bytes (`context.chunk`). */
+  FOLD_DECRYPT_FAILED: 'TV_FOLD_DECRYPT_FAILED',
+  /** The caller's `.fold` policy refuses the file (`context.rule`). */
+  FOLD_POLICY: 'TV_FOLD_POLICY',
+  /** A `.fold` chunk tensorvault will not decode (a pickled `torch_state`; `context.chunk`). */
+  FOLD_UNSUPPORTED: 'TV_FOLD_UNSUPPORTED',
+  /** No chunk of that name in the `.fold` file (`context.chunk`). */
+  FOLD_CHUNK_NOT_FOUND: 'TV_FOLD_CHUNK_NOT_FOUND',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */

@@ -34,6 +34,10 @@ const verbs: Record<string, Verb> = {
     summary: 'rebuild damaged chunks from the parity sidecar',
     load: async () => (await import('./ecc.js')).repairVerb,
   },
+  fold: {
+    summary: 'PyFolds .fold/.mind containers: inspect, verify, repair, extract',
+    load: async () => import('./fold.js'),
+  },
   bench: { summary: 'measure throughput (bench ecc)', load: async () => import('./bench.js') },
 };
 

@@ -14,6 +14,7 @@ mod compress;
 mod control;
 mod erasure;
 mod errors;
+mod fold;
 mod hash;
 mod io;
 mod rs255;

@@ -476,24 +476,36 @@ fn emit(v: &Value, form: Form, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Object(m) => {
-            let mut refs: Vec<&(String, Value)> = m.iter().collect();
-            if matches!(form, Form::H | Form::L) {
-                // Rust `str` order is UTF-8 byte order, which is code-point order (contract §7).
-                refs.sort_by(|a, b| a.0.cmp(&b.0));
-            }
-            out.push('{');
-            for (i, (k, x)) in refs.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                emit_str(k, form, out);
-                out.push(':');
-                emit(x, form, out);
-            }
+        // A caller's own object that looks like one of the Js form's tags is wrapped, so that
+        // JavaScript can tell them apart: `{"$obj":{…}}`.
+        Value::Object(m)
+            if form == Form::Js
+                && matches!(m.as_slice(), [(k, _)] if k == "$int" || k == "$float" || k == "$obj") =>
+        {
+            out.push_str("{\"$obj\":");
+            emit_object(m, form, out);
             out.push('}');
         }
+        Value::Object(m) => emit_object(m, form, out),
     }
+}
+
+fn emit_object(m: &[(String, Value)], form: Form, out: &mut String) {
+    let mut refs: Vec<&(String, Value)> = m.iter().collect();
+    if matches!(form, Form::H | Form::L) {
+        // Rust `str` order is UTF-8 byte order, which is code-point order (contract §7).
+        refs.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    out.push('{');
+    for (i, (k, x)) in refs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        emit_str(k, form, out);
+        out.push(':');
+        emit(x, form, out);
+    }
+    out.push('}');
 }
 
 #[cfg(test)]
@@ -549,6 +561,12 @@ mod tests {
         assert_eq!(
             v.to_text(Form::H),
             "[18446744073709551615,0,NaN,Infinity,-Infinity,\"\\u007f\\u2028\\t//\"]"
+        );
+        assert_eq!(
+            parse(r#"[{"$int":"1"},{"$obj":2},{"$int":"1","b":2}]"#)
+                .unwrap()
+                .to_text(Form::Js),
+            r#"[{"$obj":{"$int":"1"}},{"$obj":{"$obj":2}},{"$int":"1","b":2}]"#
         );
         assert_eq!(
             v.to_text(Form::Js),

@@ -82,6 +82,20 @@ pub struct ChunkInput {
     pub data: Vec<u8>,
 }
 
+impl ChunkInput {
+    /// A `JSON` chunk from JSON text, re-emitted in Form I (Python's float and escape rules), so that
+    /// `PyFolds` and tensorvault read the same values.
+    pub fn json(name: &str, text: &str) -> Result<ChunkInput, FoldError> {
+        let v = super::json::parse(text)
+            .map_err(|e| arg("chunks", format!("chunk {name:?} is not valid JSON: {e}")))?;
+        Ok(ChunkInput {
+            name: name.into(),
+            ctype: "JSON".into(),
+            data: v.to_text(Form::I).into_bytes(),
+        })
+    }
+}
+
 /// Options of [`write_fold`].
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
