@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -312,5 +313,43 @@ describe('verifyFold / repairFold', () => {
       context: { chunk: 'metrics' },
     });
     expect((await fold.chunk('telemetry')).status).toBe('intact');
+  });
+});
+
+describe('tensorvault fold (CLI)', () => {
+  const dir = tempDir('tv-fold-cli-');
+  const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [cli, 'fold', ...args], { encoding: 'utf8' });
+
+  it('inspect, verify, repair and extract with the verify/repair exit codes', () => {
+    const ins = run('inspect', join(FIX, 'sample.mind'), '--json');
+    expect(ins.status).toBe(0);
+    expect(JSON.parse(ins.stdout)).toMatchObject({ isMind: true, version: '1.2.0' });
+    expect(run('verify', join(FIX, 'sample.fold')).status).toBe(0);
+    // hmac.fold without its key: not verifiable → 2; with the key → 0.
+    expect(run('verify', join(FIX, 'hmac.fold')).status).toBe(2);
+    expect(run('verify', join(FIX, 'hmac.fold'), '--hmac-key', expected.keys.hmac_key_utf8).status).toBe(0);
+    const path = join(dir, 's.fold');
+    const raw = readFileSync(join(FIX, 'sample.fold'));
+    xorAt(raw, 28 + 32 + 3, 0x55);
+    writeFileSync(path, raw);
+    const v = run('verify', path, '--json');
+    expect(v.status).toBe(1);
+    expect(JSON.parse(v.stdout).chunks[0]).toMatchObject({ name: 'torch_state', status: 'repaired' });
+    expect(run('repair', path).status).toBe(0);
+    expect(sha(readFileSync(path))).toBe(sha(readFileSync(join(FIX, 'sample.fold'))));
+    const out = join(dir, 'manifest.json');
+    expect(run('extract', path, '--chunk', 'llm_manifest', '--out', out).status).toBe(0);
+    expect(sha(readFileSync(out))).toBe(expected.files['sample.fold']?.chunks.llm_manifest?.payload_sha256);
+    // Beyond parity: a plain (no ECC) chunk damaged → 2; a bad command line → 3.
+    const plain = join(dir, 'p.fold');
+    const p = readFileSync(join(FIX, 'plain.fold'));
+    xorAt(p, 100, 1);
+    writeFileSync(plain, p);
+    expect(run('verify', plain).status).toBe(2);
+    expect(run('repair', plain).status).toBe(2);
+    expect(run('verify').status).toBe(3);
+    expect(run('verify', join(FIX, 'README.md')).status).toBe(2);
   });
 });

@@ -176,7 +176,7 @@ async function verifyOrRepair(args: ParsedArgs, repair: boolean): Promise<number
       `repaired ${output ?? file}: ${r.rewritten.length} chunk(s) rewritten; re-verified ${r.after.status}\n`,
     );
   }
-  return r.after.status === 'damaged' ? ExitCode.UNREPAIRABLE : ExitCode.OK;
+  return r.after.status === 'intact' ? ExitCode.OK : ExitCode.UNREPAIRABLE;
 }
 
 async function extract(args: ParsedArgs): Promise<number> {

@@ -30,8 +30,12 @@ export interface FoldChunkReport {
 
 /** Result of {@link verifyFold}. */
 export interface FoldVerifyReport {
-  /** `intact`: every chunk and check passed; `repairable`: only damage rs(N) can undo; `damaged`: the rest. */
-  status: 'intact' | 'repairable' | 'damaged';
+  /**
+   * `intact`: every chunk and check passed; `repairable`: only damage rs(N) can undo; `damaged`: the
+   * rest; `unverifiable`: no damage found, but some chunk or hash could not be checked (a keyed file
+   * without its key, an encrypted chunk without the decryption key).
+   */
+  status: 'intact' | 'repairable' | 'damaged' | 'unverifiable';
   /** Per chunk, in index order. */
   chunks: FoldChunkReport[];
   /** File-level checks. */
@@ -93,8 +97,11 @@ function toReport(raw: RawReport): FoldVerifyReport {
   const checks = raw.file.checks;
   const damaged = chunks.some((c) => c.status === 'damaged') || fileLevelBad(checks);
   const repairable = chunks.some((c) => c.status === 'repaired' || c.parityDamaged);
+  const unchecked =
+    chunks.some((c) => c.status === 'unverifiable' || c.status === 'locked') ||
+    [checks.manifestHash, checks.trustBlock].some((x) => x.status === 'unverifiable');
   return {
-    status: damaged ? 'damaged' : repairable ? 'repairable' : 'intact',
+    status: damaged ? 'damaged' : repairable ? 'repairable' : unchecked ? 'unverifiable' : 'intact',
     chunks,
     checks,
     records: raw.file.chunks,

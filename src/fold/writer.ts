@@ -49,6 +49,12 @@ export interface WriteFoldOptions extends JobOptions {
   metadata?: Record<string, unknown>;
   /** `created_at_unix` (default: now). */
   createdAt?: number;
+  /**
+   * Bare-hex digests and manifest hash, the form `pyfolds` 1.0.x writes and checks (its reader refuses
+   * the prefixed `sha256:` form). No HMAC key, level basic or standard only. Note that 1.0.x's own rs(N)
+   * is only correct for chunks of at most 255 − N stored bytes.
+   */
+  legacyDigests?: boolean;
 }
 
 /** A safetensors file (no `__metadata__`) of `tensors`, in the given order, contiguous. */
@@ -139,6 +145,7 @@ export async function writeFold(
     signingSeed: options.signingKey === undefined ? undefined : rawSigningSeed(options.signingKey),
     metadataJson: options.metadata === undefined ? undefined : toFoldJson(options.metadata, 'metadata'),
     createdAt: options.createdAt,
+    legacyDigests: options.legacyDigests,
   });
   try {
     return await runJob('fold.write', options, (control) => native().foldWrite(path, native_, opts, control));

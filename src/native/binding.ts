@@ -316,6 +316,8 @@ export interface FoldWriteOptions {
   /** Caller metadata as JSON text (an object). */
   metadataJson?: string
   createdAt?: number
+  /** Bare-hex digests as `PyFolds` 1.0.x writes them. */
+  legacyDigests?: boolean
 }
 
 /** What `foldWrite` wrote. */

@@ -339,6 +339,7 @@ fn round_trip_every_option_and_known_answers() {
             signing_seed: sign.then_some(seed),
             metadata: Some(md.clone()),
             created_at: Some(1_796_208_784.5),
+            legacy_digests: false,
         };
         let s = write_fold(&p, &chunks, &w, &Control::new()).unwrap();
         let o = OpenOptions {

@@ -598,6 +598,8 @@ pub struct FoldWriteOptions {
     /// Caller metadata as JSON text (an object).
     pub metadata_json: Option<String>,
     pub created_at: Option<f64>,
+    /// Bare-hex digests as `PyFolds` 1.0.x writes them.
+    pub legacy_digests: Option<bool>,
 }
 
 /// What `foldWrite` wrote.
@@ -693,6 +695,7 @@ pub fn fold_write(
                 signing_seed: key32("signingKey", options.signing_seed.as_ref())?,
                 metadata,
                 created_at: options.created_at,
+                legacy_digests: options.legacy_digests.unwrap_or(false),
             },
             control: Arc::clone(&control.inner),
         }))

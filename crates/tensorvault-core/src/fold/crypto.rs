@@ -62,6 +62,17 @@ pub fn digest(key: Option<&[u8]>, data: &[u8]) -> String {
     }
 }
 
+/// The digest string of `data` in the form `stored` uses: bare hex (legacy `PyFolds`, never keyed),
+/// otherwise [`digest`].
+#[must_use]
+pub fn digest_like(stored: &str, key: Option<&[u8]>, data: &[u8]) -> String {
+    if stored.contains(':') {
+        digest(key, data)
+    } else {
+        hex(&Sha256::digest(data))
+    }
+}
+
 /// Compare two strings in time independent of where they differ.
 #[must_use]
 pub fn ct_eq(a: &str, b: &str) -> bool {

@@ -243,10 +243,13 @@ pub struct Index {
     pub trust_block: Option<String>,
 }
 
+/// `sha256:<hex>`, `hmac-sha256:<hex>`, or the bare `<hex>` of `PyFolds` 1.x releases before the
+/// prefixed form (plain SHA-256; `pyfolds==1.0.2` writes it under the same container version).
 fn is_digest(s: &str) -> bool {
     let hex = s
         .strip_prefix("sha256:")
-        .or_else(|| s.strip_prefix("hmac-sha256:"));
+        .or_else(|| s.strip_prefix("hmac-sha256:"))
+        .or(Some(s));
     hex.is_some_and(|h| h.len() == 64 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
 }
 

@@ -303,7 +303,7 @@ impl FoldFile {
                 "an HMAC key was given but the file's digests are not keyed (sha256:)".into(),
             ),
             _ => {
-                let fresh = crypto::digest(self.key(), data);
+                let fresh = crypto::digest_like(stored, self.key(), data);
                 if crypto::ct_eq(&fresh, stored) {
                     CheckStatus::Valid
                 } else {

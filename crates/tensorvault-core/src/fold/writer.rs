@@ -113,6 +113,9 @@ pub struct WriteOptions {
     pub metadata: Option<Value>,
     /// `created_at_unix` (default: now).
     pub created_at: Option<f64>,
+    /// Bare-hex digests and manifest hash, as `PyFolds` 1.0.x writes and verifies them (no HMAC, no
+    /// Merkle root or trust block: level basic or standard only).
+    pub legacy_digests: bool,
 }
 
 /// What was written.
@@ -167,6 +170,12 @@ fn check_inputs(
         }
     }
     let high = matches!(opts.level, Level::High | Level::Paranoid);
+    if opts.legacy_digests && (high || opts.hmac_key.is_some()) {
+        return Err(arg(
+            "legacyDigests",
+            "legacy (bare-hex) digests exist only without an HMAC key, at level basic or standard",
+        ));
+    }
     if opts.encryption_key.is_some() && !high {
         return Err(arg(
             "encryptionKey",
@@ -261,7 +270,11 @@ fn write_chunk(
         _ => Vec::new(),
     };
     let crc = crypto::crc32c(&stored);
-    let digest = crypto::digest(key, &stored);
+    let digest = if opts.legacy_digests {
+        crypto::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(&stored))
+    } else {
+        crypto::digest(key, &stored)
+    };
     let flags = u32::from(opts.zstd_level.is_some());
     let mut ctype = [0u8; 4];
     ctype.copy_from_slice(c.ctype.as_bytes());
@@ -411,10 +424,12 @@ pub fn write_fold(
                 .collect(),
         ),
     ));
-    let manifest_hash = crypto::digest(
-        key,
-        Value::Object(metadata.clone()).to_text(Form::H).as_bytes(),
-    );
+    let manifest_text = Value::Object(metadata.clone()).to_text(Form::H);
+    let manifest_hash = if opts.legacy_digests {
+        crypto::digest_like("", None, manifest_text.as_bytes())
+    } else {
+        crypto::digest(key, manifest_text.as_bytes())
+    };
     metadata.push(("manifest_hash".into(), Value::Str(manifest_hash.clone())));
     let metadata = Value::Object(metadata);
     let created = opts.created_at.unwrap_or_else(now);
