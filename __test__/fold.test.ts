@@ -15,6 +15,7 @@ interface ChunkExpect {
   payload_sha256: string;
   json?: unknown;
   tensors?: unknown;
+  npz?: Record<string, { dtype: string; shape: number[]; sha256: string; values?: unknown[] }>;
 }
 interface FileExpect {
   size: number;
@@ -90,6 +91,18 @@ describe('openFold over the PyFolds fixtures', () => {
       // Stored as is, not encrypted: a zero-copy view on the mapping.
       expect(chunk.copied).toBe(c.flags === 1 || c.encrypted);
       if (want.json !== undefined) expect(tagged(await fold.json(c.name))).toEqual(want.json);
+      if (want.npz !== undefined) {
+        const arrays = await fold.npz(c.name);
+        expect(Object.keys(arrays).sort()).toEqual(Object.keys(want.npz).sort());
+        for (const [k, a] of Object.entries(want.npz)) {
+          const got = arrays[k] as tv.NpzArray;
+          expect([got.dtype, got.shape, sha(got.bytes)]).toEqual([a.dtype, a.shape, a.sha256]);
+          if (a.values !== undefined) {
+            const vals = Array.from(got.data as unknown as ArrayLike<number>);
+            expect(a.dtype === 'bool' ? vals.map(Boolean) : vals).toEqual(a.values);
+          }
+        }
+      }
       // Cached: the second read is the same bytes, not a new check.
       expect((await fold.chunk(c.name)).bytes).toBe(chunk.bytes);
     }

@@ -105,6 +105,7 @@ export {
   type FoldStateDict,
   type FoldTensorInput,
   type FoldVerifyReport,
+  type NpzArray,
   type OpenFoldOptions,
   openFold,
   repairFold,

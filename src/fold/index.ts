@@ -3,6 +3,7 @@
  * {@link writeFold}. Format and policy notes: `docs/formats/fold.md`.
  */
 export { type FoldJson, toFoldJson } from './json';
+export type { NpzArray } from './npz';
 export type { FoldPolicy, OpenFoldOptions } from './options';
 export {
   type FoldCheck,

@@ -19,6 +19,7 @@ import type { NativeFold } from '../native/binding';
 import { type Dtype, isDtype, VIEW } from '../safetensors/dtype';
 import type { Tensor } from '../safetensors/reader';
 import { type FoldJson, parseTagged, revive } from './json';
+import { type NpzArray, readNpz } from './npz';
 import { nativeOpenOptions, type OpenFoldOptions } from './options';
 
 /** Result of one file-level check. */
@@ -241,6 +242,18 @@ export class FoldFile {
   async json(name: string, options: { signal?: AbortSignal } = {}): Promise<FoldJson> {
     const c = await this.chunk(name, options);
     return parseTagged(callNative(() => native().foldJsonToJs(c.bytes)));
+  }
+
+  /**
+   * An `NPZ0` chunk (NumPy `.npz`: `nuclear_arrays`, `ai_vectors`) as typed arrays by name. Object
+   * arrays are refused (never unpickled); members are CRC-checked and bounded before inflating.
+   */
+  async npz(
+    name: string,
+    options: { signal?: AbortSignal; maxBytes?: number } = {},
+  ): Promise<Record<string, NpzArray>> {
+    const c = await this.chunk(name, options.signal === undefined ? {} : { signal: options.signal });
+    return readNpz(name, c.bytes, options.maxBytes ?? 1024 ** 3);
   }
 
   /**
