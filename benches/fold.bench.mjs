@@ -10,7 +10,16 @@
 //              digest + the parity consistency check (rs(N) re-encode), MB/s of stored bytes.
 //   write      writeFold of the same state dict, stored as is and zstd (fsync + rename), for the
 //              trade-off table: size and throughput per compression and ECC level.
-import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -85,8 +94,21 @@ console.log(
   `state dict: ${count} F32 tensors, ${(total / 1024 ** 3).toFixed(3)} GiB; ${iterations} timed runs each, medians`,
 );
 
-// write (also produces the files read below)
+// write (also produces the files read below); baseline: the same bytes with fs.writeSync + fsync
 const write = {};
+{
+  const p = join(dir, 'baseline.bin');
+  const ms = await time(() => {
+    const fd = openSync(p, 'w');
+    writeSync(fd, sten);
+    fsyncSync(fd);
+    closeSync(fd);
+  }, 2);
+  write['fs.writeSync + fsync (baseline)'] = { ms, size: total, path: p };
+  console.log(
+    `write ${'fs + fsync'.padEnd(14)} ${ms.toFixed(0).padStart(7)} ms  ${mbps(total, ms).padStart(6)} MB/s  (baseline)`,
+  );
+}
 for (const [label, opts] of [
   ['stored as is', { compress: 'none' }],
   ['zstd 3', { compress: 'zstd' }],
