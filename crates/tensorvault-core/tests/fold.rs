@@ -591,3 +591,179 @@ fn ecc_runs_only_when_the_check_fails_and_repair_rewrites_the_chunk() {
         std::fs::read(dir().join("sample.fold")).unwrap()
     );
 }
+
+/// Rewrite the index of `raw` through `edit` (the file header is updated; chunks untouched).
+fn with_index(raw: &[u8], edit: impl FnOnce(&mut json::Value)) -> Vec<u8> {
+    let off = u64::from_be_bytes(raw[12..20].try_into().unwrap()) as usize;
+    let len = u64::from_be_bytes(raw[20..28].try_into().unwrap()) as usize;
+    let mut v = json::parse(std::str::from_utf8(&raw[off..off + len]).unwrap()).unwrap();
+    edit(&mut v);
+    let text = v.to_text(Form::I);
+    let mut out = raw[..off].to_vec();
+    out[20..28].copy_from_slice(&(text.len() as u64).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+fn member<'a>(v: &'a mut json::Value, key: &str) -> &'a mut json::Value {
+    match v {
+        json::Value::Object(m) => &mut m.iter_mut().find(|(k, _)| k == key).unwrap().1,
+        _ => panic!("not an object"),
+    }
+}
+
+fn entry(v: &mut json::Value, i: usize) -> &mut json::Value {
+    match member(v, "chunks") {
+        json::Value::Array(a) => &mut a[i],
+        _ => panic!("chunks"),
+    }
+}
+
+/// Named tampering scenarios: each either fails with a typed error naming the chunk (or the file,
+/// for file-level checks) or, where the format cannot tell, returns the original bytes.
+#[test]
+fn named_tampering_scenarios_are_typed_errors() {
+    let e = expected();
+    let (hmac, ..) = keys(&e);
+    let d = tempfile::tempdir().unwrap();
+    let open = |bytes: &[u8], o: OpenOptions| {
+        let p = d.path().join("t.fold");
+        std::fs::write(&p, bytes).unwrap();
+        FoldFile::open(&p, o)
+    };
+    let plain = std::fs::read(dir().join("plain.fold")).unwrap();
+    let lazy = OpenOptions::default();
+
+    // Bad offset: an entry pointing inside another chunk.
+    let m = with_index(&plain, |v| {
+        *member(entry(v, 1), "offset") = json::Value::Int("33".into())
+    });
+    let err = open(&m, lazy.clone()).unwrap_err();
+    assert!(
+        matches!(&err, FoldError::Invalid { .. } | FoldError::Budget { .. }),
+        "{err}"
+    );
+    assert_eq!(err.chunk(), Some("llm_manifest"));
+
+    // Bad checksum in the chunk header only: disagrees with the index.
+    let mut m = plain.clone();
+    m[28 + 24] ^= 1;
+    let err = open(&m, lazy.clone()).unwrap_err();
+    assert!(
+        matches!(&err, FoldError::Invalid { reason: "header_mismatch", chunk: Some(c), .. } if c == "torch_state"),
+        "{err}"
+    );
+
+    // Bad checksum in both header and index: the bytes no longer match it.
+    let crc = u32::from_be_bytes(plain[52..56].try_into().unwrap()) ^ 1;
+    let mut m = with_index(&plain, |v| {
+        *member(entry(v, 0), "crc32c") = json::Value::Int(crc.to_string())
+    });
+    m[52..56].copy_from_slice(&crc.to_be_bytes());
+    let f = open(&m, lazy.clone()).unwrap();
+    let err = f.read(0, &Control::new()).unwrap_err();
+    assert!(
+        matches!(&err, FoldError::Corrupt { check: "crc32c", chunk: Some(c), .. } if c == "torch_state"),
+        "{err}"
+    );
+
+    // Swapped chunks: two entries exchange names (no key): chunk_hashes catches both.
+    let m = with_index(&plain, |v| {
+        let a = member(entry(v, 2), "name").clone();
+        let b = member(entry(v, 3), "name").clone();
+        *member(entry(v, 2), "name") = b;
+        *member(entry(v, 3), "name") = a;
+    });
+    let f = open(&m, lazy.clone()).unwrap();
+    for i in [2, 3] {
+        let err = f.read(i, &Control::new()).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                FoldError::Corrupt {
+                    check: "chunk_hashes",
+                    chunk: Some(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    assert_eq!(f.read(0, &Control::new()).map(|_| ()).ok(), Some(()));
+
+    // Edited index (metadata) without recomputing the manifest: every verified read fails, naming the chunk.
+    let m = with_index(&plain, |v| {
+        *member(member(v, "metadata"), "model_type") = json::Value::Str("Forged".into())
+    });
+    let f = open(&m, lazy.clone()).unwrap();
+    let err = f.read(1, &Control::new()).unwrap_err();
+    assert!(
+        matches!(&err, FoldError::Corrupt { check: "manifest_hash", chunk: Some(c), .. } if c == "llm_manifest"),
+        "{err}"
+    );
+
+    // Dropped chunk: the index no longer lists it, chunk_hashes still does.
+    let m = with_index(&plain, |v| {
+        if let json::Value::Array(a) = member(v, "chunks") {
+            a.pop();
+        }
+    });
+    assert!(matches!(
+        open(&m, lazy.clone()),
+        Err(FoldError::Corrupt {
+            check: "chunk_hashes",
+            ..
+        })
+    ));
+
+    // Forged HMAC file without the key: bytes changed, CRC and parity recomputed, the digest cannot be.
+    let hm = std::fs::read(dir().join("hmac.fold")).unwrap();
+    let keyed = OpenOptions {
+        hmac_key: Some(hmac.clone()),
+        ..OpenOptions::default()
+    };
+    let good = open(&hm, keyed.clone()).unwrap();
+    let r = good.records()[3].as_ref().unwrap().clone(); // telemetry
+    let mut m = hm.clone();
+    let (a, b) = (r.data_start() as usize, r.data_end() as usize);
+    m[a + 5] ^= 0x20;
+    let crc = crc32c::crc32c(&m[a..b]);
+    m[r.offset as usize + 24..r.offset as usize + 28].copy_from_slice(&crc.to_be_bytes());
+    let parity = tensorvault_core::ecc::rs255::RsCodec::new(16)
+        .unwrap()
+        .encode(&m[a..b], &Control::new())
+        .unwrap();
+    m[b..r.end() as usize].copy_from_slice(&parity);
+    let m = with_index(&m, |v| {
+        *member(entry(v, 3), "crc32c") = json::Value::Int(crc.to_string())
+    });
+    let f = open(&m, keyed.clone()).unwrap();
+    let err = f.read(3, &Control::new()).unwrap_err();
+    assert!(
+        matches!(&err, FoldError::Corrupt { check: "ecc" | "digest", chunk: Some(c), .. } if c == "telemetry"),
+        "{err}"
+    );
+    // Downgrade: keyed digests replaced by plain ones the forger can compute → refused with the key.
+    let m = with_index(&hm, |v| {
+        for i in 0..5 {
+            let s = member(entry(v, i), "sha256")
+                .as_str()
+                .unwrap()
+                .replace("hmac-sha256:", "sha256:");
+            *member(entry(v, i), "sha256") = json::Value::Str(s);
+        }
+    });
+    let f = open(
+        &m,
+        OpenOptions {
+            degraded: true,
+            ..keyed
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        f.read(0, &Control::new()),
+        Err(FoldError::Unverifiable { .. } | FoldError::Corrupt { .. })
+    ));
+    assert_ne!(f.checks().authenticated, "hmac");
+}
