@@ -636,7 +636,7 @@ fn named_tampering_scenarios_are_typed_errors() {
 
     // Bad offset: an entry pointing inside another chunk.
     let m = with_index(&plain, |v| {
-        *member(entry(v, 1), "offset") = json::Value::Int("33".into())
+        *member(entry(v, 1), "offset") = json::Value::Int("33".into());
     });
     let err = open(&m, lazy.clone()).unwrap_err();
     assert!(
@@ -657,7 +657,7 @@ fn named_tampering_scenarios_are_typed_errors() {
     // Bad checksum in both header and index: the bytes no longer match it.
     let crc = u32::from_be_bytes(plain[52..56].try_into().unwrap()) ^ 1;
     let mut m = with_index(&plain, |v| {
-        *member(entry(v, 0), "crc32c") = json::Value::Int(crc.to_string())
+        *member(entry(v, 0), "crc32c") = json::Value::Int(crc.to_string());
     });
     m[52..56].copy_from_slice(&crc.to_be_bytes());
     let f = open(&m, lazy.clone()).unwrap();
@@ -693,7 +693,7 @@ fn named_tampering_scenarios_are_typed_errors() {
 
     // Edited index (metadata) without recomputing the manifest: every verified read fails, naming the chunk.
     let m = with_index(&plain, |v| {
-        *member(member(v, "metadata"), "model_type") = json::Value::Str("Forged".into())
+        *member(member(v, "metadata"), "model_type") = json::Value::Str("Forged".into());
     });
     let f = open(&m, lazy.clone()).unwrap();
     let err = f.read(1, &Control::new()).unwrap_err();
@@ -735,7 +735,7 @@ fn named_tampering_scenarios_are_typed_errors() {
         .unwrap();
     m[b..r.end() as usize].copy_from_slice(&parity);
     let m = with_index(&m, |v| {
-        *member(entry(v, 3), "crc32c") = json::Value::Int(crc.to_string())
+        *member(entry(v, 3), "crc32c") = json::Value::Int(crc.to_string());
     });
     let f = open(&m, keyed.clone()).unwrap();
     let err = f.read(3, &Control::new()).unwrap_err();
