@@ -366,3 +366,23 @@ describe('tensorvault fold (CLI)', () => {
     expect(run('verify', join(FIX, 'README.md')).status).toBe(2);
   });
 });
+
+describe('openFold cancellation and progress', () => {
+  it('a full verification reports progress and an aborted signal rejects with AbortError', async () => {
+    const seen: number[] = [];
+    const f = await tv.openFold(join(FIX, 'plain.fold'), {
+      verify: 'full',
+      onProgress: (p) => seen.push(p.bytesDone),
+    });
+    expect(f.chunks.length).toBe(5);
+    expect(seen.at(-1)).toBe(f.chunks.reduce((a, c) => a + c.storedLength, 0));
+    const ac = new AbortController();
+    ac.abort(new Error('stop'));
+    await expect(
+      tv.openFold(join(FIX, 'plain.fold'), { verify: 'full', signal: ac.signal }),
+    ).rejects.toMatchObject({
+      name: 'AbortError',
+      code: 'TV_ABORTED',
+    });
+  });
+});

@@ -4,6 +4,7 @@
  */
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { invalidArgument } from '../errors';
+import type { JobOptions } from '../job';
 import type { FoldOpenOptions } from '../native/binding';
 
 /**
@@ -29,7 +30,7 @@ export interface FoldPolicy {
 }
 
 /** Options of {@link openFold}. */
-export interface OpenFoldOptions {
+export interface OpenFoldOptions extends JobOptions {
   /**
    * The integrity key (PyFolds's `PYFOLDS_INTEGRITY_KEY`; a string is taken as UTF-8). Needed to
    * verify files whose digests are `hmac-sha256:`; with a key, plain `sha256:` files are refused
@@ -53,8 +54,6 @@ export interface OpenFoldOptions {
   policy?: 'compatible' | 'strict' | FoldPolicy;
   /** Largest chunk payload handed out (default and ceiling: 2 GiB). */
   maxPayloadBytes?: number;
-  /** Aborts the open. */
-  signal?: AbortSignal;
 }
 
 function bytes(v: string | Uint8Array | undefined, argument: string): Uint8Array | undefined {

@@ -5,14 +5,7 @@
  * on the mapping, JSON chunks parsed, and the `torch_state` chunk as a safetensors state dict.
  * Format notes: `docs/formats/fold.md`.
  */
-import {
-  callNative,
-  ErrorCode,
-  fromNative,
-  invalidArgument,
-  TensorVaultAbortError,
-  TensorVaultError,
-} from '../errors';
+import { callNative, ErrorCode, fromNative, invalidArgument, TensorVaultError } from '../errors';
 import { runJob } from '../job';
 import { native } from '../native';
 import type { NativeFold } from '../native/binding';
@@ -330,15 +323,15 @@ export class FoldFile {
 /**
  * Open a PyFolds `.fold` / `.mind` file. The header, the index and every chunk record are validated
  * (bounds, overlaps, limits, duplicated fields against the chunk headers) and the file-level checks
- * run once: manifest hash, Merkle root, trust block (with `trustPublicKey`), then `policy`.
+ * run once: manifest hash, Merkle root, trust block (with `trustPublicKey`), then `policy`. With
+ * `verify: 'full'` every chunk is verified during the open, with `onProgress` and `signal`.
  */
 export async function openFold(path: string, options: OpenFoldOptions = {}): Promise<FoldFile> {
   if (typeof path !== 'string' || path.length === 0)
     throw invalidArgument('path', 'path must be a non-empty string');
   const opts = nativeOpenOptions(options);
-  if (options.signal?.aborted) throw new TensorVaultAbortError(undefined, options.signal.reason);
   try {
-    const handle = await native().foldOpen(path, opts);
+    const handle = await runJob('fold.open', options, (control) => native().foldOpen(path, opts, control));
     return new FoldFile(path, handle);
   } catch (err) {
     throw fromNative(err, options.signal);

@@ -4,7 +4,7 @@
  * chunks that rs(N) can repair rewritten atomically.
  */
 import { ErrorCode, type ErrorContext, fromNative, invalidArgument, TensorVaultError } from '../errors';
-import { type JobOptions, runJob } from '../job';
+import { runJob } from '../job';
 import { native } from '../native';
 import { type FoldJson, revive } from './json';
 import { nativeOpenOptions, type OpenFoldOptions } from './options';
@@ -59,7 +59,7 @@ export interface FoldRepairResult {
 }
 
 /** Options of {@link verifyFold} and {@link repairFold} (`verify` is ignored: every chunk is checked). */
-export type VerifyFoldOptions = Omit<OpenFoldOptions, 'verify' | 'signal'> & JobOptions;
+export type VerifyFoldOptions = Omit<OpenFoldOptions, 'verify'>;
 
 interface RawError {
   code: string;

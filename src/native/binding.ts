@@ -266,7 +266,7 @@ export interface FoldChunkRead {
 export declare function foldJsonToJs(payload: Uint8Array): string
 
 /** Open and validate a `.fold` / `.mind` file on the libuv pool. */
-export declare function foldOpen(path: string, options: FoldOpenOptions): Promise<NativeFold>
+export declare function foldOpen(path: string, options: FoldOpenOptions, control: JobControl): Promise<NativeFold>
 
 /** Options of `openFold` / `verifyFold` / `repairFold`. */
 export interface FoldOpenOptions {

@@ -105,6 +105,7 @@ pub struct NativeFold {
 pub struct OpenFoldTask {
     path: PathBuf,
     options: OpenOptions,
+    control: Arc<Control>,
 }
 
 impl Task for OpenFoldTask {
@@ -113,7 +114,8 @@ impl Task for OpenFoldTask {
 
     fn compute(&mut self) -> napi::Result<FoldFile> {
         guard(|| {
-            FoldFile::open(&self.path, self.options.clone()).map_err(|e| fold_err(&self.path, e))
+            FoldFile::open_with(&self.path, self.options.clone(), &self.control)
+                .map_err(|e| fold_err(&self.path, e))
         })
     }
 
@@ -126,11 +128,16 @@ impl Task for OpenFoldTask {
 
 /// Open and validate a `.fold` / `.mind` file on the libuv pool.
 #[napi(ts_return_type = "Promise<NativeFold>")]
-pub fn fold_open(path: String, options: FoldOpenOptions) -> napi::Result<AsyncTask<OpenFoldTask>> {
+pub fn fold_open(
+    path: String,
+    options: FoldOpenOptions,
+    control: &JobControl,
+) -> napi::Result<AsyncTask<OpenFoldTask>> {
     guard(|| {
         Ok(AsyncTask::new(OpenFoldTask {
             path: PathBuf::from(path),
             options: open_options(&options, false)?,
+            control: Arc::clone(&control.inner),
         }))
     })
 }

@@ -218,12 +218,29 @@ fn features_claim(metadata: &Value, key: &str) -> bool {
 impl FoldFile {
     /// Open and validate `path`.
     pub fn open(path: &Path, opts: OpenOptions) -> Result<FoldFile, FoldError> {
+        Self::open_with(path, opts, &Control::new())
+    }
+
+    /// [`FoldFile::open`] with progress and cancellation (the `Full` verification of every chunk).
+    pub fn open_with(
+        path: &Path,
+        opts: OpenOptions,
+        control: &Control,
+    ) -> Result<FoldFile, FoldError> {
         let map = Arc::new(Mapping::open(path)?);
-        Self::from_mapping(map, opts)
+        Self::from_mapping_with(map, opts, control)
     }
 
     /// Validate an already mapped file.
     pub fn from_mapping(map: Arc<Mapping>, opts: OpenOptions) -> Result<FoldFile, FoldError> {
+        Self::from_mapping_with(map, opts, &Control::new())
+    }
+
+    fn from_mapping_with(
+        map: Arc<Mapping>,
+        opts: OpenOptions,
+        control: &Control,
+    ) -> Result<FoldFile, FoldError> {
         let bytes = map.bytes();
         let header = FileHeader::parse(bytes, map.len())?;
         let index_bytes = usize::try_from(header.index_off)
@@ -281,8 +298,18 @@ impl FoldFile {
         file.file_checks()?;
         file.apply_policy()?;
         if file.opts.verify == VerifyMode::Full && !file.opts.degraded {
+            control.set_total(
+                file.records
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok())
+                    .map(|r| r.comp_len)
+                    .sum(),
+            );
             for i in 0..file.records.len() {
-                file.stored(i, &Control::new())?;
+                file.stored(i, control)?;
+                if let Some(Ok(r)) = file.records.get(i) {
+                    control.add(r.comp_len);
+                }
             }
         }
         Ok(file)

@@ -4,6 +4,7 @@
 //! keys, unique chunk names, 4-ASCII-character types, zstd frames that pledge their size, and
 //! encryption or signing that is refused, never silently dropped, when the level cannot carry it (W7).
 
+use std::borrow::Cow;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 
@@ -244,16 +245,19 @@ fn write_chunk(
     control: &Control,
 ) -> Result<(Members, String, u64), FoldError> {
     let key = opts.hmac_key.as_deref();
-    let compressed = match opts.zstd_level {
-        Some(level) => crypto::zstd_compress(&c.data, level).map_err(|e| write_err(out, e))?,
-        None => c.data.clone(),
+    // Borrowed when stored as is: a multi-gigabyte chunk is never copied on its way to the file.
+    let compressed: Cow<'_, [u8]> = match opts.zstd_level {
+        Some(level) => {
+            Cow::Owned(crypto::zstd_compress(&c.data, level).map_err(|e| write_err(out, e))?)
+        }
+        None => Cow::Borrowed(&c.data),
     };
     let (stored, nonce) = match &opts.encryption_key {
         Some(k) => {
             let n: [u8; 12] = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng).into();
             let sealed = crypto::aes_gcm_encrypt(k, &n, c.name.as_bytes(), &compressed)
                 .ok_or_else(|| arg("chunks", "AES-GCM refused the chunk"))?;
-            (sealed, Some(n))
+            (Cow::Owned(sealed), Some(n))
         }
         None => (compressed, None),
     };
