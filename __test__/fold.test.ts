@@ -364,6 +364,10 @@ describe('tensorvault fold (CLI)', () => {
     expect(run('repair', plain).status).toBe(2);
     expect(run('verify').status).toBe(3);
     expect(run('verify', join(FIX, 'README.md')).status).toBe(2);
+    // A file that verifies but breaks the policy: refused, exit 2.
+    const strict = run('verify', join(FIX, 'edge.fold'), '--policy', 'strict', '--json');
+    expect(strict.status).toBe(2);
+    expect(JSON.parse(strict.stdout).status).toBe('refused');
   });
 });
 

@@ -95,6 +95,7 @@ function describeChecks(c: FoldChecks): string {
   out += line('metadata signature', c.metadataSignature);
   out += `  authenticated      ${c.authenticated === 'none' ? 'no (integrity only: anyone can rewrite every check)' : c.authenticated}\n`;
   for (const w of c.warnings) out += `  warning: ${w}\n`;
+  for (const v of c.policyViolations) out += `  POLICY: ${v}\n`;
   return out;
 }
 

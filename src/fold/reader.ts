@@ -40,8 +40,10 @@ export interface FoldChecks {
    * trust block), or `none`: integrity only, anyone can rewrite the file and every check.
    */
   authenticated: 'hmac' | 'signature' | 'none';
-  /** Non-fatal findings (layout PyFolds's writer never produces, unknown minor version, policy notes). */
+  /** Non-fatal findings (layout PyFolds's writer never produces, unknown minor version). */
   warnings: string[];
+  /** Policy rules the file breaks (`verifyFold` / `repairFold` report them; `openFold` throws `TV_FOLD_POLICY`). */
+  policyViolations: string[];
 }
 
 /** One chunk record, validated against its index entry. */

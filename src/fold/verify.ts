@@ -33,9 +33,10 @@ export interface FoldVerifyReport {
   /**
    * `intact`: every chunk and check passed; `repairable`: only damage rs(N) can undo; `damaged`: the
    * rest; `unverifiable`: no damage found, but some chunk or hash could not be checked (a keyed file
-   * without its key, an encrypted chunk without the decryption key).
+   * without its key, an encrypted chunk without the decryption key); `refused`: the chunks verify but
+   * the file breaks a `policy` rule (`checks.policyViolations`).
    */
-  status: 'intact' | 'repairable' | 'damaged' | 'unverifiable';
+  status: 'intact' | 'repairable' | 'damaged' | 'unverifiable' | 'refused';
   /** Per chunk, in index order. */
   chunks: FoldChunkReport[];
   /** File-level checks. */
@@ -101,7 +102,15 @@ function toReport(raw: RawReport): FoldVerifyReport {
     chunks.some((c) => c.status === 'unverifiable' || c.status === 'locked') ||
     [checks.manifestHash, checks.trustBlock].some((x) => x.status === 'unverifiable');
   return {
-    status: damaged ? 'damaged' : repairable ? 'repairable' : unchecked ? 'unverifiable' : 'intact',
+    status: damaged
+      ? 'damaged'
+      : checks.policyViolations.length > 0
+        ? 'refused'
+        : repairable
+          ? 'repairable'
+          : unchecked
+            ? 'unverifiable'
+            : 'intact',
     chunks,
     checks,
     records: raw.file.chunks,

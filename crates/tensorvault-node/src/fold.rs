@@ -187,6 +187,13 @@ fn info_json(f: &FoldFile) -> String {
         }
         push_json_str(&mut out, w);
     }
+    out.push_str("],\"policyViolations\":[");
+    for (i, w) in c.policy_violations.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(&mut out, w);
+    }
     out.push_str("]},\"chunks\":[");
     for (i, (e, r)) in f.index().entries.iter().zip(f.records()).enumerate() {
         if i > 0 {

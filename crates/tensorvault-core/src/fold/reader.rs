@@ -118,6 +118,8 @@ pub struct FileChecks {
     pub layout: LayoutFindings,
     /// Non-fatal observations (unknown version, layout, claims the file does not back).
     pub warnings: Vec<String>,
+    /// Policy rules the file breaks (only collected in degraded mode; otherwise the open fails).
+    pub policy_violations: Vec<String>,
 }
 
 /// What verification found for one chunk.
@@ -290,6 +292,7 @@ impl FoldFile {
                 authenticated: "none",
                 layout,
                 warnings: Vec::new(),
+                policy_violations: Vec::new(),
             },
             opts,
             hash_problems: vec![None; n],
@@ -701,8 +704,8 @@ impl FoldFile {
                 return Err(FoldError::Policy { rule, detail });
             }
             self.checks
-                .warnings
-                .push(format!("policy {rule}: {detail}"));
+                .policy_violations
+                .push(format!("{rule}: {detail}"));
         }
         Ok(())
     }
