@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Fuzz one parser of untrusted bytes with libFuzzer for a bounded time (default 120 s).
-#   bash scripts/fuzz.sh <target> [seconds]      targets: safetensors_header, ecc_sidecar
+#   bash scripts/fuzz.sh <target> [seconds]      targets: safetensors_header, ecc_sidecar, fold_container
 # Needs a nightly toolchain (rustup toolchain install nightly) and a C++ compiler; cargo-fuzz itself is
 # not required (this does what `cargo fuzz run` does). Not part of `npm test`. Seed corpora live in
 # crates/tensorvault-core/fuzz/seeds/<target>/; new inputs go to target/fuzz/corpus/<target>, crashes to
 # target/fuzz/artifacts/<target>/ (the run exits non-zero on a crash).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-target="${1:?usage: fuzz.sh <safetensors_header|ecc_sidecar> [seconds]}"
+target="${1:?usage: fuzz.sh <safetensors_header|ecc_sidecar|fold_container> [seconds]}"
 secs="${2:-120}"
 case "$target" in
   safetensors_header) max_len=4096 ;;
   ecc_sidecar) max_len=65536 ;;
+  fold_container) max_len=32768 ;;
   *) echo "fuzz.sh: unknown target $target" >&2; exit 2 ;;
 esac
 triple="x86_64-unknown-linux-gnu"

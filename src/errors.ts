@@ -96,6 +96,33 @@ export const ErrorCode = {
   CHECKPOINT_UNSAFE_MANIFEST: 'TV_CHECKPOINT_UNSAFE_MANIFEST',
   /** A caller-supplied data source (a tensor's iterator) threw; `cause` is its error, `context.name` the tensor. */
   SOURCE_FAILED: 'TV_SOURCE_FAILED',
+  /**
+   * A `.fold` / `.mind` container is structurally invalid (`context.reason`: `bad_magic`, `unfinalised`,
+   * `index_not_json`, `bad_offset`, `overlap`, `header_mismatch`, `bad_ecc_len`, `duplicate_name`, ...;
+   * `context.chunk` when one chunk is concerned).
+   */
+  FOLD_INVALID: 'TV_FOLD_INVALID',
+  /**
+   * A `.fold` chunk or file-level hash does not verify and parity could not repair it
+   * (`context.check`: `crc32c`, `digest`, `ecc`, `chunk_hashes`, `manifest_hash`, `merkle_root`,
+   * `zstd`, `length`; `context.chunk`).
+   */
+  FOLD_CORRUPT: 'TV_FOLD_CORRUPT',
+  /**
+   * A `.fold` digest cannot be checked: it is keyed (`hmac-sha256:`) and no `hmacKey` was given, or a
+   * key was given and the file is not keyed (`context.reason`: `key_missing`, `file_not_keyed`).
+   */
+  FOLD_UNVERIFIABLE: 'TV_FOLD_UNVERIFIABLE',
+  /** A `.fold` chunk is encrypted and no `decryptionKey` was given (`context.chunk`). */
+  FOLD_KEY_REQUIRED: 'TV_FOLD_KEY_REQUIRED',
+  /** AES-GCM authentication of a `.fold` chunk failed: wrong key or tampered bytes (`context.chunk`). */
+  FOLD_DECRYPT_FAILED: 'TV_FOLD_DECRYPT_FAILED',
+  /** The caller's `.fold` policy refuses the file (`context.rule`). */
+  FOLD_POLICY: 'TV_FOLD_POLICY',
+  /** A `.fold` chunk tensorvault will not decode (a pickled `torch_state`; `context.chunk`). */
+  FOLD_UNSUPPORTED: 'TV_FOLD_UNSUPPORTED',
+  /** No chunk of that name in the `.fold` file (`context.chunk`). */
+  FOLD_CHUNK_NOT_FOUND: 'TV_FOLD_CHUNK_NOT_FOUND',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */
@@ -249,6 +276,14 @@ export interface ErrorContextMap {
     readonly reason?: string;
     readonly weightFile?: string;
   };
+  TV_FOLD_INVALID: { readonly path?: string; readonly reason?: string; readonly chunk?: string };
+  TV_FOLD_CORRUPT: { readonly path?: string; readonly check?: string; readonly chunk?: string };
+  TV_FOLD_UNVERIFIABLE: { readonly path?: string; readonly reason?: string };
+  TV_FOLD_KEY_REQUIRED: { readonly path?: string; readonly chunk?: string };
+  TV_FOLD_DECRYPT_FAILED: { readonly path?: string; readonly chunk?: string };
+  TV_FOLD_POLICY: { readonly path?: string; readonly rule?: string };
+  TV_FOLD_UNSUPPORTED: { readonly path?: string; readonly chunk?: string };
+  TV_FOLD_CHUNK_NOT_FOUND: { readonly path?: string; readonly chunk?: string };
   TV_NATIVE_UNAVAILABLE: {
     readonly platform?: string;
     readonly arch?: string;

@@ -52,7 +52,13 @@ export function exitCodeOf(code: string): number {
     case 'TV_CHECKPOINT_INTEGRITY':
     case 'TV_CHECKPOINT_TENSOR_DAMAGED':
     case 'TV_CHECKPOINT_HMAC_REQUIRED':
+    case 'TV_FOLD_CORRUPT':
+    case 'TV_FOLD_UNVERIFIABLE':
+    case 'TV_FOLD_DECRYPT_FAILED':
+    case 'TV_FOLD_POLICY':
       return ExitCode.UNREPAIRABLE;
+    case 'TV_FOLD_KEY_REQUIRED':
+      return ExitCode.USAGE;
     case 'TV_CORRUPT':
     case 'TV_UNSAFE_ARCHIVE':
     case 'TV_BUDGET_EXCEEDED':
@@ -69,6 +75,9 @@ export function exitCodeOf(code: string): number {
     case 'TV_CHECKPOINT_UNSAFE_MANIFEST':
     case 'TV_CHECKPOINT_MISMATCH':
     case 'TV_CHECKPOINT_VERSION':
+    case 'TV_FOLD_INVALID':
+    case 'TV_FOLD_UNSUPPORTED':
+    case 'TV_FOLD_CHUNK_NOT_FOUND':
       return ExitCode.INVALID_INPUT;
     case 'TV_LOCKED':
     case 'TV_EXISTS':

@@ -38,6 +38,10 @@ const verbs: Record<string, Verb> = {
     summary: 'checkpoints: inspect, verify, repair, convert --layout, ls <run folder>',
     load: async () => import('./checkpoint.js'),
   },
+  fold: {
+    summary: 'PyFolds .fold/.mind containers: inspect, verify, repair, extract',
+    load: async () => import('./fold.js'),
+  },
   bench: { summary: 'measure throughput (bench ecc)', load: async () => import('./bench.js') },
 };
 

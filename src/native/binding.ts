@@ -48,6 +48,24 @@ export declare class NativeFileLock {
   get held(): boolean
 }
 
+/** An open `.fold` / `.mind` file. */
+export declare class NativeFold {
+  /**
+   * Header, index (JS form: big integers as `{"$int"}`, non-finite floats as `{"$float"}`), file
+   * checks and chunk records, as one JSON text.
+   */
+  infoJson(): string
+  /** Read chunk number `index` on the libuv pool (verified once per open). */
+  readChunk(index: number, control: JobControl): Promise<FoldChunkRead>
+  /**
+   * A zero-copy `ArrayBuffer` over `length` bytes of the mapping at `offset` (a chunk stored as it
+   * is); it keeps the mapping alive until collected.
+   */
+  regionBuffer(offset: number, length: number): unknown
+  /** Release this handle (views already handed out keep the mapping alive). */
+  close(): void
+}
+
 /**
  * An open, validated safetensors file. The header stays here: JS looks tensors up by name through
  * `info`, so opening a file costs the JS thread nothing per tensor (issue 13, item 14).
@@ -283,6 +301,97 @@ export interface EccVerifyResult {
   unrepairableStripes: Array<number>
   unrepairableChunks: Array<number>
   sidecar: EccSidecarHealth
+}
+
+/** One chunk for `foldWrite`: raw bytes with a 4-character type, or JSON text (type `JSON`). */
+export interface FoldChunkInput {
+  name: string
+  ctype?: string
+  data?: Uint8Array
+  json?: string
+}
+
+/**
+ * One chunk read: `data` holds owned payload bytes, or `mappedOffset`/`length` name a window on the
+ * mapping (take it with `regionBuffer`).
+ */
+export interface FoldChunkRead {
+  data?: Buffer
+  mappedOffset?: number
+  length: number
+  /** `intact`, `repaired` or `unchecked`. */
+  status: string
+  correctedBytes: number
+}
+
+/**
+ * A `JSON` chunk's text (Python rules: `NaN`/`Infinity`, exact big integers) re-emitted as standard
+ * JSON for JavaScript: integers beyond ±2^53 as `{"$int":"…"}`, non-finite floats as `{"$float":…}`.
+ */
+export declare function foldJsonToJs(payload: Uint8Array): string
+
+/** Open and validate a `.fold` / `.mind` file on the libuv pool. */
+export declare function foldOpen(path: string, options: FoldOpenOptions, control: JobControl): Promise<NativeFold>
+
+/** Options of `openFold` / `verifyFold` / `repairFold`. */
+export interface FoldOpenOptions {
+  /** HMAC key bytes (the UTF-8 of `PYFOLDS_INTEGRITY_KEY`). */
+  hmacKey?: Uint8Array
+  /** AES-256 key (32 bytes). */
+  decryptionKey?: Uint8Array
+  /** Raw Ed25519 public key (32 bytes) for the trust block and the metadata signature. */
+  trustKey?: Uint8Array
+  /** `full`, `lazy` (default) or `none`. */
+  verify?: string
+  requireAuthenticated?: boolean
+  requireMerkle?: boolean
+  requireSignature?: boolean
+  strict?: boolean
+  /** Largest payload handed out. */
+  maxPayload?: number
+}
+
+/**
+ * The tensors of a safetensors payload (a `STEN` chunk), validated by the safetensors header parser:
+ * JSON `[{name, dtype, shape, start, byteLength}]` with `start` relative to the payload.
+ */
+export declare function foldSafetensorsTensors(payload: Uint8Array): string
+
+/**
+ * Verify every chunk and the file-level checks in degraded mode (one damaged chunk does not stop
+ * the rest); with `repairTo`, rewrite repairable chunks atomically into that path and verify again.
+ */
+export declare function foldVerify(path: string, options: FoldOpenOptions, repairTo: string | undefined | null, control: JobControl): Promise<string>
+
+/** Write a `.fold` / `.mind` file atomically and durably on the libuv pool. */
+export declare function foldWrite(path: string, chunks: Array<FoldChunkInput>, options: FoldWriteOptions, control: JobControl): Promise<FoldWriteResult>
+
+/** Options of `foldWrite`. */
+export interface FoldWriteOptions {
+  /** zstd level (`PyFolds`: 3); absent = stored as is. */
+  zstdLevel?: number
+  /** rs(N)'s N. */
+  ecc?: number
+  hmacKey?: Uint8Array
+  /** basic | standard | high | paranoid. */
+  level?: string
+  encryptionKey?: Uint8Array
+  /** Ed25519 seed (32 bytes). */
+  signingSeed?: Uint8Array
+  /** Caller metadata as JSON text (an object). */
+  metadataJson?: string
+  createdAt?: number
+  /** Bare-hex digests as `PyFolds` 1.0.x writes them. */
+  legacyDigests?: boolean
+}
+
+/** What `foldWrite` wrote. */
+export interface FoldWriteResult {
+  fileLength: number
+  indexOffset: number
+  indexLength: number
+  manifestHash: string
+  merkleRoot?: string
 }
 
 /**

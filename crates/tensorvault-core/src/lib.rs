@@ -6,6 +6,7 @@
 pub mod compress;
 pub mod control;
 pub mod ecc;
+pub mod fold;
 pub mod hash;
 pub mod io;
 pub mod safetensors;

@@ -9,6 +9,7 @@ use napi::{Error, Status};
 use tensorvault_core::compress::CompressError;
 use tensorvault_core::ecc::erasure::ErasureError;
 use tensorvault_core::ecc::rs255::RsError;
+use tensorvault_core::fold::FoldError;
 use tensorvault_core::hash::HashError;
 use tensorvault_core::io::IoError;
 use tensorvault_core::safetensors::SafetensorsError;
@@ -44,7 +45,7 @@ impl TvError {
         self
     }
 
-    fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let mut out = String::from("{\"code\":");
         push_json_str(&mut out, self.code);
         out.push_str(",\"message\":");
@@ -439,6 +440,57 @@ impl From<ErasureError> for TvError {
             ErasureError::FileChanged { path } => TvError::new("TV_FILE_CHANGED", msg)
                 .with("path", Ctx::Str(path.display().to_string())),
             ErasureError::Cancelled => TvError::new("TV_ABORTED", msg),
+        }
+    }
+}
+
+impl From<FoldError> for TvError {
+    fn from(e: FoldError) -> Self {
+        let message = e.to_string();
+        let chunk = e.chunk().map(str::to_string);
+        let out = match e {
+            FoldError::Io(io) => return (&io).into(),
+            FoldError::Invalid { reason, offset, .. } => {
+                let t = TvError::new("TV_FOLD_INVALID", message)
+                    .with("reason", Ctx::Str(reason.into()));
+                match offset {
+                    Some(o) => t.with("offset", num(o)),
+                    None => t,
+                }
+            }
+            FoldError::Corrupt { check, .. } => {
+                TvError::new("TV_FOLD_CORRUPT", message).with("check", Ctx::Str(check.into()))
+            }
+            FoldError::Unverifiable { reason, .. } => TvError::new("TV_FOLD_UNVERIFIABLE", message)
+                .with("reason", Ctx::Str(reason.into())),
+            FoldError::KeyRequired { .. } => TvError::new("TV_FOLD_KEY_REQUIRED", message),
+            FoldError::DecryptFailed { .. } => TvError::new("TV_FOLD_DECRYPT_FAILED", message),
+            FoldError::Signature { what, .. } => {
+                TvError::new("TV_SIGNATURE_INVALID", message).with("what", Ctx::Str(what.into()))
+            }
+            FoldError::Policy { rule, .. } => {
+                TvError::new("TV_FOLD_POLICY", message).with("rule", Ctx::Str(rule.into()))
+            }
+            FoldError::Budget {
+                what,
+                limit,
+                actual,
+                ..
+            } => TvError::new("TV_BUDGET_EXCEEDED", message)
+                .with("what", Ctx::Str(what.into()))
+                .with("limit", num(limit))
+                .with("actual", num(actual)),
+            FoldError::Unsupported { .. } => TvError::new("TV_FOLD_UNSUPPORTED", message),
+            FoldError::ChunkNotFound { .. } => TvError::new("TV_FOLD_CHUNK_NOT_FOUND", message),
+            FoldError::InvalidArgument { argument, .. } => {
+                TvError::new("TV_INVALID_ARGUMENT", message)
+                    .with("argument", Ctx::Str(argument.into()))
+            }
+            FoldError::Cancelled => TvError::new("TV_ABORTED", message),
+        };
+        match chunk {
+            Some(c) => out.with("chunk", Ctx::Str(c)),
+            None => out,
         }
     }
 }

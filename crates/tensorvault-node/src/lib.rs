@@ -15,6 +15,7 @@ mod control;
 mod cpu;
 mod erasure;
 mod errors;
+mod fold;
 mod hash;
 mod io;
 mod rs255;

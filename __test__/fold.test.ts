@@ -1,0 +1,392 @@
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { xorAt } from './helpers/bytes';
+import { tempDir } from './helpers/tmp';
+
+const FIX = join(__dirname, 'fixtures', 'fold');
+
+interface ChunkExpect {
+  chunk_header_hex: string;
+  payload_len: number;
+  payload_sha256: string;
+  json?: unknown;
+  tensors?: unknown;
+  npz?: Record<string, { dtype: string; shape: number[]; sha256: string; values?: unknown[] }>;
+}
+interface FileExpect {
+  size: number;
+  header: { index_off: number; index_len: number };
+  read_with: {
+    integrity_key: string | null;
+    decryption_key_hex: string | null;
+    trust_public_key: string | null;
+  };
+  index: Record<string, unknown>;
+  list_chunks: string[];
+  is_mind: boolean;
+  chunks: Record<string, ChunkExpect>;
+  manifest: { manifest_hash: string };
+  read_without_keys?: Record<string, string>;
+  trust_block?: { verify_header_with_fixture_key: boolean };
+}
+interface Expected {
+  keys: {
+    hmac_key_utf8: string;
+    aes256_key_hex: string;
+    ed25519_public_pem: string;
+    ed25519_private_pem: string;
+  };
+  neuron_state: { tensors: Record<string, [string, number[], string, unknown?]> };
+  files: Record<string, FileExpect>;
+}
+const expected = JSON.parse(readFileSync(join(FIX, 'expected.json'), 'utf8')) as Expected;
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+const aesKey = Buffer.from(expected.keys.aes256_key_hex, 'hex');
+
+function optionsFor(f: FileExpect): tv.OpenFoldOptions {
+  return {
+    ...(f.read_with.integrity_key === null ? {} : { hmacKey: f.read_with.integrity_key }),
+    ...(f.read_with.decryption_key_hex === null ? {} : { decryptionKey: aesKey }),
+    trustPublicKey: expected.keys.ed25519_public_pem,
+  };
+}
+
+/** Back to expected.json's tagged form: bigint → {$int}, NaN/±Infinity → {$float}. */
+function tagged(v: unknown): unknown {
+  if (typeof v === 'bigint') return { $int: v.toString() };
+  if (typeof v === 'number' && !Number.isFinite(v))
+    return { $float: Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity' };
+  if (Array.isArray(v)) return v.map(tagged);
+  if (typeof v === 'object' && v !== null)
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, tagged(x)]));
+  return v;
+}
+
+const files = Object.entries(expected.files);
+
+describe('openFold over the PyFolds fixtures', () => {
+  it.each(files)('%s opens with the values expected.json records', async (name, f) => {
+    const fold = await tv.openFold(join(FIX, name), { ...optionsFor(f), verify: 'full' });
+    expect(fold.layout).toEqual({
+      indexOffset: f.header.index_off,
+      indexLength: f.header.index_len,
+      fileLength: f.size,
+    });
+    expect(fold.isMind).toBe(f.is_mind);
+    expect(fold.chunks.map((c) => c.name)).toEqual(f.list_chunks);
+    expect(tagged(fold.index)).toEqual(f.index);
+    expect(fold.checks.manifestHash.status).toBe('valid');
+    expect(fold.metadata.manifest_hash).toBe(f.manifest.manifest_hash);
+    if (f.trust_block) expect(fold.checks.trustBlock.status).toBe('valid');
+    for (const c of fold.chunks) {
+      const want = f.chunks[c.name] as ChunkExpect;
+      const chunk = await fold.chunk(c.name);
+      expect(chunk.status).toBe('intact');
+      expect(chunk.bytes.length).toBe(want.payload_len);
+      expect(sha(chunk.bytes)).toBe(want.payload_sha256);
+      // Stored as is, not encrypted: a zero-copy view on the mapping.
+      expect(chunk.copied).toBe(c.flags === 1 || c.encrypted);
+      if (want.json !== undefined) expect(tagged(await fold.json(c.name))).toEqual(want.json);
+      if (want.npz !== undefined) {
+        const arrays = await fold.npz(c.name);
+        expect(Object.keys(arrays).sort()).toEqual(Object.keys(want.npz).sort());
+        for (const [k, a] of Object.entries(want.npz)) {
+          const got = arrays[k] as tv.NpzArray;
+          expect([got.dtype, got.shape, sha(got.bytes)]).toEqual([a.dtype, a.shape, a.sha256]);
+          if (a.values !== undefined) {
+            const vals = Array.from(got.data as unknown as ArrayLike<number>);
+            expect(a.dtype === 'bool' ? vals.map(Boolean) : vals).toEqual(a.values);
+          }
+        }
+      }
+      // Cached: the second read is the same bytes, not a new check.
+      expect((await fold.chunk(c.name)).bytes).toBe(chunk.bytes);
+    }
+    if (f.chunks.torch_state !== undefined) {
+      const sd = await fold.stateDict();
+      const want = expected.neuron_state.tensors;
+      expect([...sd.names].sort()).toEqual(Object.keys(want).sort());
+      for (const t of sd.tensors()) {
+        const [dtype, shape, digest] = want[t.name] as [string, number[], string];
+        expect(t.dtype).toBe(dtype);
+        expect(t.shape).toEqual(shape);
+        expect(sha(t.bytes)).toBe(digest);
+      }
+    }
+    fold.close();
+  });
+
+  // Every error case expected.json records gets a typed error naming the chunk.
+  const errorCases = files.flatMap(([name, f]) =>
+    Object.entries(f.read_without_keys ?? {}).map(([chunk, what]) => [name, chunk, what] as const),
+  );
+  it.each(errorCases)('%s chunk %s without keys: %s', async (name, chunk, what) => {
+    const fold = await tv.openFold(join(FIX, name));
+    const err = await fold.chunk(chunk).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(tv.TensorVaultError);
+    const code = what.startsWith('FoldSecurityError') ? 'TV_FOLD_KEY_REQUIRED' : 'TV_FOLD_UNVERIFIABLE';
+    expect((err as tv.TensorVaultError).code).toBe(code);
+    expect((err as tv.TensorVaultError).context.chunk).toBe(chunk);
+  });
+
+  it('wrong keys, downgrades and policies are typed errors', async () => {
+    const enc = await tv.openFold(join(FIX, 'encrypted.fold'), { decryptionKey: Buffer.alloc(32, 7) });
+    await expect(enc.chunk('torch_state')).rejects.toMatchObject({
+      code: 'TV_FOLD_DECRYPT_FAILED',
+      context: { chunk: 'torch_state' },
+    });
+    const plainWithKey = await tv.openFold(join(FIX, 'plain.fold'), { verify: 'none', hmacKey: 'k' });
+    expect((await plainWithKey.chunk('metrics')).status).toBe('unchecked');
+    await expect(
+      tv.openFold(join(FIX, 'plain.fold'), { policy: { requireAuthenticated: true } }),
+    ).rejects.toMatchObject({
+      code: 'TV_FOLD_POLICY',
+      context: { rule: 'require_authenticated' },
+    });
+    await expect(tv.openFold(join(FIX, 'edge.fold'), { policy: 'strict' })).rejects.toMatchObject({
+      code: 'TV_FOLD_POLICY',
+    });
+    const hmac = await tv.openFold(join(FIX, 'hmac.fold'), {
+      hmacKey: expected.keys.hmac_key_utf8,
+      policy: { requireAuthenticated: true },
+    });
+    expect(hmac.checks.authenticated).toBe('hmac');
+    await expect(hmac.chunk('nope')).rejects.toMatchObject({ code: 'TV_FOLD_CHUNK_NOT_FOUND' });
+    await expect(tv.openFold(join(FIX, 'README.md'))).rejects.toMatchObject({
+      code: 'TV_FOLD_INVALID',
+      context: { reason: 'bad_magic' },
+    });
+    await expect(tv.openFold(join(FIX, 'nope.fold'))).rejects.toMatchObject({ code: 'TV_NOT_FOUND' });
+  });
+});
+
+describe('writeFold', () => {
+  const dir = tempDir('tv-fold-');
+
+  it('round-trips every option and re-opens with full verification', async () => {
+    const src = await tv.openFold(join(FIX, 'sample.mind'));
+    const chunks: tv.FoldChunkInput[] = [];
+    for (const c of src.chunks) chunks.push({ name: c.name, ctype: c.ctype, data: await src.bytes(c.name) });
+    chunks.push({
+      name: 'notes',
+      json: { big: 2n ** 64n - 1n, nan: Number.NaN, f: 0.1, s: 'ação 🧠', neg0: -0 },
+    });
+    const cases: tv.WriteFoldOptions[] = [
+      { compress: 'none' },
+      { protection: 'med' },
+      { ecc: 'rs(8)', hmacKey: expected.keys.hmac_key_utf8, level: 'standard' },
+      {
+        protection: 'high',
+        level: 'high',
+        encryptionKey: aesKey,
+        signingKey: expected.keys.ed25519_private_pem,
+      },
+    ];
+    for (const [i, opts] of cases.entries()) {
+      const path = join(dir, `rt${i}.mind`);
+      const res = await tv.writeFold(path, chunks, {
+        ...opts,
+        metadata: { model_type: 'T', tags: { k: 'v' } },
+        createdAt: 1.5,
+      });
+      expect(res.fileLength).toBe(readFileSync(path).length);
+      const back = await tv.openFold(path, {
+        verify: 'full',
+        trustPublicKey: expected.keys.ed25519_public_pem,
+        ...(opts.hmacKey === undefined ? {} : { hmacKey: opts.hmacKey }),
+        ...(opts.encryptionKey === undefined ? {} : { decryptionKey: aesKey }),
+        policy: 'strict',
+      });
+      expect(back.isMind).toBe(true);
+      expect(back.index.created_at_unix).toBe(1.5);
+      expect(back.checks.trustBlock.status).toBe(opts.signingKey === undefined ? 'absent' : 'valid');
+      for (const c of chunks) {
+        if ('data' in c) expect(sha(await back.bytes(c.name))).toBe(sha(c.data));
+      }
+      expect(await back.json('notes')).toEqual({
+        big: 2n ** 64n - 1n,
+        nan: Number.NaN,
+        f: 0.1,
+        s: 'ação 🧠',
+        neg0: -0,
+      });
+      const sd = await back.stateDict();
+      expect(sd.names.length).toBe(116);
+    }
+    // The JSON chunk is Python's text: exact integer, NaN token, -0.0.
+    const plain = await tv.openFold(join(dir, 'rt0.mind'));
+    expect(Buffer.from(await plain.bytes('notes')).toString('utf8')).toBe(
+      '{"big":18446744073709551615,"nan":NaN,"f":0.1,"s":"ação 🧠","neg0":-0.0}',
+    );
+    expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('a state dict written from typed arrays reads back as the same tensors', async () => {
+    const path = join(dir, 'sd.fold');
+    const w = new Float32Array([1.5, -2, 3.25, 4]);
+    const b = new BigInt64Array([1n, -1n]);
+    await tv.writeFold(
+      path,
+      [
+        {
+          name: 'torch_state',
+          stateDict: {
+            w: { dtype: 'F32', shape: [2, 2], data: w },
+            b: { dtype: 'I64', shape: [2], data: b },
+          },
+        },
+      ],
+      {
+        compress: 'none',
+      },
+    );
+    const sd = await (await tv.openFold(path)).stateDict();
+    expect(Array.from(sd.tensor('w').data as Float32Array)).toEqual([1.5, -2, 3.25, 4]);
+    expect(Array.from(sd.tensor('b').data as BigInt64Array)).toEqual([1n, -1n]);
+    expect(() => sd.tensor('x')).toThrow(expect.objectContaining({ code: 'TV_TENSOR_NOT_FOUND' }));
+  });
+
+  it('refuses what PyFolds would silently accept', async () => {
+    const path = join(dir, 'bad.fold');
+    const data = new Uint8Array([1, 2, 3]);
+    const bad: [tv.FoldChunkInput[], tv.WriteFoldOptions][] = [
+      [
+        [
+          { name: 'a', data },
+          { name: 'a', data },
+        ],
+        {},
+      ],
+      [[{ name: 'a', data }], { encryptionKey: aesKey }],
+      [[{ name: 'a', data }], { metadata: { chunk_hashes: {} } }],
+      [[{ name: 'a', ctype: 'TOOLONG', data }], {}],
+      [[{ name: 'a', json: { d: new Date(0) } }], {}],
+    ];
+    for (const [chunks, opts] of bad) {
+      await expect(tv.writeFold(path, chunks, opts)).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+    }
+    await expect(tv.writeFold(path, [{ name: 'a', data }], { protection: 'medium' })).rejects.toMatchObject({
+      code: 'TV_ECC_UNKNOWN_PROTECTION',
+    });
+    expect(readdirSync(dir).filter((n) => n.startsWith('bad') || n.includes('.bad.'))).toEqual([]);
+  });
+});
+
+describe('verifyFold / repairFold', () => {
+  const dir = tempDir('tv-fold-repair-');
+
+  it('reports intact fixtures and repairs damage within the parity budget atomically', async () => {
+    const ok = await tv.verifyFold(join(FIX, 'sample.fold'));
+    expect(ok.status).toBe('intact');
+    expect(ok.chunks.every((c) => c.status === 'intact')).toBe(true);
+
+    const path = join(dir, 'sample.fold');
+    copyFileSync(join(FIX, 'sample.fold'), path);
+    const raw = readFileSync(path);
+    const ts = (await tv.openFold(path)).info('torch_state');
+    for (let k = 0; k < 12; k++) xorAt(raw, ts.dataOffset + k * 5, 0xff); // 12 errors in one rs(32) block
+    writeFileSync(path, raw);
+    const fold = await tv.openFold(path);
+    const read = await fold.chunk('torch_state');
+    expect(read.status).toBe('repaired');
+    expect(read.correctedBytes).toBe(12);
+    expect(sha(read.bytes)).toBe(expected.files['sample.fold']?.chunks.torch_state?.payload_sha256);
+    const report = await tv.verifyFold(path);
+    expect(report.status).toBe('repairable');
+    expect(report.chunks[0]).toMatchObject({ name: 'torch_state', status: 'repaired', correctedBytes: 12 });
+    const fixed = await tv.repairFold(path);
+    expect(fixed.rewritten).toEqual(['torch_state']);
+    expect(fixed.after.status).toBe('intact');
+    expect(sha(readFileSync(path))).toBe(sha(readFileSync(join(FIX, 'sample.fold'))));
+  });
+
+  it('degraded mode names damaged chunks and keeps reading the rest', async () => {
+    const path = join(dir, 'plain.fold');
+    copyFileSync(join(FIX, 'plain.fold'), path);
+    const raw = readFileSync(path);
+    const m = (await tv.openFold(path)).info('metrics');
+    xorAt(raw, m.dataOffset + 10, 1);
+    writeFileSync(path, raw);
+    const report = await tv.verifyFold(path);
+    expect(report.status).toBe('damaged');
+    const bad = report.chunks.find((c) => c.name === 'metrics');
+    expect(bad?.status).toBe('damaged');
+    expect(bad?.error).toMatchObject({
+      code: 'TV_FOLD_CORRUPT',
+      context: { chunk: 'metrics', check: 'crc32c' },
+    });
+    expect(report.chunks.filter((c) => c.status === 'intact').length).toBe(4);
+    const fold = await tv.openFold(path);
+    await expect(fold.chunk('metrics')).rejects.toMatchObject({
+      code: 'TV_FOLD_CORRUPT',
+      context: { chunk: 'metrics' },
+    });
+    expect((await fold.chunk('telemetry')).status).toBe('intact');
+  });
+});
+
+describe('tensorvault fold (CLI)', () => {
+  const dir = tempDir('tv-fold-cli-');
+  const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [cli, 'fold', ...args], { encoding: 'utf8' });
+
+  it('inspect, verify, repair and extract with the verify/repair exit codes', () => {
+    const ins = run('inspect', join(FIX, 'sample.mind'), '--json');
+    expect(ins.status).toBe(0);
+    expect(JSON.parse(ins.stdout)).toMatchObject({ isMind: true, version: '1.2.0' });
+    expect(run('verify', join(FIX, 'sample.fold')).status).toBe(0);
+    // hmac.fold without its key: not verifiable → 2; with the key → 0.
+    expect(run('verify', join(FIX, 'hmac.fold')).status).toBe(2);
+    expect(run('verify', join(FIX, 'hmac.fold'), '--hmac-key', expected.keys.hmac_key_utf8).status).toBe(0);
+    const path = join(dir, 's.fold');
+    const raw = readFileSync(join(FIX, 'sample.fold'));
+    xorAt(raw, 28 + 32 + 3, 0x55);
+    writeFileSync(path, raw);
+    const v = run('verify', path, '--json');
+    expect(v.status).toBe(1);
+    expect(JSON.parse(v.stdout).chunks[0]).toMatchObject({ name: 'torch_state', status: 'repaired' });
+    expect(run('repair', path).status).toBe(0);
+    expect(sha(readFileSync(path))).toBe(sha(readFileSync(join(FIX, 'sample.fold'))));
+    const out = join(dir, 'manifest.json');
+    expect(run('extract', path, '--chunk', 'llm_manifest', '--out', out).status).toBe(0);
+    expect(sha(readFileSync(out))).toBe(expected.files['sample.fold']?.chunks.llm_manifest?.payload_sha256);
+    // Beyond parity: a plain (no ECC) chunk damaged → 2; a bad command line → 3.
+    const plain = join(dir, 'p.fold');
+    const p = readFileSync(join(FIX, 'plain.fold'));
+    xorAt(p, 100, 1);
+    writeFileSync(plain, p);
+    expect(run('verify', plain).status).toBe(2);
+    expect(run('repair', plain).status).toBe(2);
+    expect(run('verify').status).toBe(3);
+    expect(run('verify', join(FIX, 'README.md')).status).toBe(2);
+    // A file that verifies but breaks the policy: refused, exit 2.
+    const strict = run('verify', join(FIX, 'edge.fold'), '--policy', 'strict', '--json');
+    expect(strict.status).toBe(2);
+    expect(JSON.parse(strict.stdout).status).toBe('refused');
+  });
+});
+
+describe('openFold cancellation and progress', () => {
+  it('a full verification reports progress and an aborted signal rejects with AbortError', async () => {
+    const seen: number[] = [];
+    const f = await tv.openFold(join(FIX, 'plain.fold'), {
+      verify: 'full',
+      onProgress: (p) => seen.push(p.bytesDone),
+    });
+    expect(f.chunks.length).toBe(5);
+    expect(seen.at(-1)).toBe(f.chunks.reduce((a, c) => a + c.storedLength, 0));
+    const ac = new AbortController();
+    ac.abort(new Error('stop'));
+    await expect(
+      tv.openFold(join(FIX, 'plain.fold'), { verify: 'full', signal: ac.signal }),
+    ).rejects.toMatchObject({
+      name: 'AbortError',
+      code: 'TV_ABORTED',
+    });
+  });
+});
