@@ -11,7 +11,7 @@ import { channel } from 'node:diagnostics_channel';
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { atomicWriteFile } from '../io/atomic';
+import { alive, atomicWriteFile } from '../io/atomic';
 import { fsyncDirSync, ioError } from '../io/fs';
 import { WriterLock } from '../io/lock';
 import { type CheckpointFiles, sidecarFiles } from './layout';
@@ -83,15 +83,6 @@ export function applyCommit(files: CheckpointFiles, record: CommitRecord): void 
 export async function commitSet(files: CheckpointFiles, record: CommitRecord): Promise<void> {
   await atomicWriteFile(files.journal, JSON.stringify(record));
   applyCommit(files, record);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

@@ -33,7 +33,8 @@ export function tempName(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` exists on this host (`EPERM`: it exists, owned by someone else). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -217,46 +217,13 @@ fn info_json(f: &FoldFile) -> String {
             }
             Err(err) => {
                 out.push_str(",\"error\":");
-                out.push_str(&TvError::from(clone_for_report(err)).to_json());
+                out.push_str(&TvError::from(err.duplicate()).to_json());
             }
         }
         out.push('}');
     }
     out.push_str("]}");
     out
-}
-
-fn clone_for_report(e: &FoldError) -> FoldError {
-    match e {
-        FoldError::Invalid {
-            reason,
-            detail,
-            chunk,
-            offset,
-        } => FoldError::Invalid {
-            reason,
-            detail: detail.clone(),
-            chunk: chunk.clone(),
-            offset: *offset,
-        },
-        FoldError::Budget {
-            what,
-            limit,
-            actual,
-            chunk,
-        } => FoldError::Budget {
-            what,
-            limit: *limit,
-            actual: *actual,
-            chunk: chunk.clone(),
-        },
-        other => FoldError::Invalid {
-            reason: "invalid_chunk",
-            detail: other.to_string(),
-            chunk: other.chunk().map(str::to_string),
-            offset: None,
-        },
-    }
 }
 
 /// One chunk read: `data` holds owned payload bytes, or `mappedOffset`/`length` name a window on the
@@ -485,46 +452,12 @@ fn report_json(f: &FoldFile, control: &Control) -> Result<String, FoldError> {
         );
         if let Some(e) = &c.error {
             out.push_str(",\"error\":");
-            out.push_str(&TvError::from(clone_for_report_full(e)).to_json());
+            out.push_str(&TvError::from(e.duplicate()).to_json());
         }
         out.push('}');
     }
     out.push_str("]}");
     Ok(out)
-}
-
-fn clone_for_report_full(e: &FoldError) -> FoldError {
-    match e {
-        FoldError::Corrupt {
-            check,
-            detail,
-            chunk,
-        } => FoldError::Corrupt {
-            check,
-            detail: detail.clone(),
-            chunk: chunk.clone(),
-        },
-        FoldError::Unverifiable {
-            reason,
-            detail,
-            chunk,
-        } => FoldError::Unverifiable {
-            reason,
-            detail: detail.clone(),
-            chunk: chunk.clone(),
-        },
-        FoldError::KeyRequired { chunk } => FoldError::KeyRequired {
-            chunk: chunk.clone(),
-        },
-        FoldError::DecryptFailed { chunk } => FoldError::DecryptFailed {
-            chunk: chunk.clone(),
-        },
-        FoldError::Unsupported { chunk, detail } => FoldError::Unsupported {
-            chunk: chunk.clone(),
-            detail: detail.clone(),
-        },
-        other => clone_for_report(other),
-    }
 }
 
 impl Task for VerifyFoldTask {

@@ -104,6 +104,85 @@ impl From<crate::control::Cancelled> for FoldError {
 }
 
 impl FoldError {
+    /// A copy of this error for a report or a cached verdict (`FoldError` holds an `io::Error` in one
+    /// variant, so it is not `Clone`): every variant is copied field by field; an I/O error becomes
+    /// `Invalid { reason: "invalid_chunk" }` with its message and chunk.
+    #[must_use]
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Self::Invalid {
+                reason,
+                detail,
+                chunk,
+                offset,
+            } => Self::Invalid {
+                reason,
+                detail: detail.clone(),
+                chunk: chunk.clone(),
+                offset: *offset,
+            },
+            Self::Corrupt {
+                check,
+                detail,
+                chunk,
+            } => Self::Corrupt {
+                check,
+                detail: detail.clone(),
+                chunk: chunk.clone(),
+            },
+            Self::Unverifiable {
+                reason,
+                detail,
+                chunk,
+            } => Self::Unverifiable {
+                reason,
+                detail: detail.clone(),
+                chunk: chunk.clone(),
+            },
+            Self::KeyRequired { chunk } => Self::KeyRequired {
+                chunk: chunk.clone(),
+            },
+            Self::DecryptFailed { chunk } => Self::DecryptFailed {
+                chunk: chunk.clone(),
+            },
+            Self::Signature { what, detail } => Self::Signature {
+                what,
+                detail: detail.clone(),
+            },
+            Self::Policy { rule, detail } => Self::Policy {
+                rule,
+                detail: detail.clone(),
+            },
+            Self::Budget {
+                what,
+                limit,
+                actual,
+                chunk,
+            } => Self::Budget {
+                what,
+                limit: *limit,
+                actual: *actual,
+                chunk: chunk.clone(),
+            },
+            Self::Unsupported { chunk, detail } => Self::Unsupported {
+                chunk: chunk.clone(),
+                detail: detail.clone(),
+            },
+            Self::ChunkNotFound { name } => Self::ChunkNotFound { name: name.clone() },
+            Self::InvalidArgument { argument, detail } => Self::InvalidArgument {
+                argument,
+                detail: detail.clone(),
+            },
+            Self::Cancelled => Self::Cancelled,
+            Self::Io(e) => Self::Invalid {
+                reason: "invalid_chunk",
+                detail: e.to_string(),
+                chunk: self.chunk().map(str::to_string),
+                offset: None,
+            },
+        }
+    }
+
     pub(crate) fn invalid(reason: &'static str, detail: impl Into<String>) -> Self {
         Self::Invalid {
             reason,

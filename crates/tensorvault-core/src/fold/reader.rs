@@ -182,34 +182,6 @@ pub struct FoldFile {
     cache: Mutex<Vec<Option<Stored>>>,
 }
 
-fn clone_err(e: &FoldError) -> FoldError {
-    match e {
-        FoldError::Invalid {
-            reason,
-            detail,
-            chunk,
-            offset,
-        } => FoldError::Invalid {
-            reason,
-            detail: detail.clone(),
-            chunk: chunk.clone(),
-            offset: *offset,
-        },
-        FoldError::Budget {
-            what,
-            limit,
-            actual,
-            chunk,
-        } => FoldError::Budget {
-            what,
-            limit: *limit,
-            actual: *actual,
-            chunk: chunk.clone(),
-        },
-        other => FoldError::invalid("invalid_chunk", other.to_string()),
-    }
-}
-
 fn features_claim(metadata: &Value, key: &str) -> bool {
     matches!(
         metadata.get("security_features").and_then(|f| f.get(key)),
@@ -258,7 +230,7 @@ impl FoldFile {
             .collect();
         if !opts.degraded {
             if let Some(Err(e)) = records.iter().find(|r| r.is_err()) {
-                return Err(clone_err(e));
+                return Err(e.duplicate());
             }
         }
         let good: Vec<&ChunkRecord> = records.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -269,7 +241,7 @@ impl FoldFile {
                 if let Some(name) = e.chunk().map(str::to_string) {
                     for r in &mut records {
                         if r.as_ref().is_ok_and(|c| c.name == name) {
-                            *r = Err(clone_err(&e));
+                            *r = Err(e.duplicate());
                         }
                     }
                 }
@@ -754,7 +726,7 @@ impl FoldFile {
     fn record(&self, i: usize) -> Result<&ChunkRecord, FoldError> {
         match self.records.get(i) {
             Some(Ok(r)) => Ok(r),
-            Some(Err(e)) => Err(clone_err(e)),
+            Some(Err(e)) => Err(e.duplicate()),
             None => Err(FoldError::ChunkNotFound {
                 name: format!("#{i}"),
             }),
