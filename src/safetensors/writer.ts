@@ -62,7 +62,8 @@ function dtypeOfArray(a: ArrayBufferView): Dtype | undefined {
   return undefined;
 }
 
-interface Prepared {
+/** @internal A tensor to save, checked and normalised. */
+export interface Prepared {
   name: string;
   dtype: Dtype;
   shape: number[];

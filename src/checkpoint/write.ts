@@ -1,0 +1,403 @@
+/** The pieces of a checkpoint save: the parity plan, the weights and their digest, the parity, the integrity block and the sidecar. */
+import { execFile } from 'node:child_process';
+import { constants, promises as fsp } from 'node:fs';
+import { basename } from 'node:path';
+import { type ErasureProtectionLevel, protect } from '../ecc/erasure';
+import { eccFromName, eccFromProtection, RsCodec } from '../ecc/rs255';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { hashFile } from '../hash/file';
+import { sha256 } from '../hash/index';
+import type { JobOptions, Progress } from '../job';
+import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
+import { entriesOf, prepare, saveSafetensors, type TensorsToSave } from '../safetensors/writer';
+import {
+  CHECKPOINT_CHUNK_SIZE,
+  type CheckpointLayout,
+  checkpointFiles,
+  type HmacKey,
+  type IntegrityBlock,
+  LAYOUTS,
+  pyfoldsDigest,
+  seal,
+  sealMessage,
+  torchDtype,
+  treeRoot,
+} from './layout';
+import type { CheckpointEcc, SaveCheckpointOptions, saveCheckpoint } from './save';
+
+/** The environment variable PyFolds reads its HMAC key from (honoured by save and load). */
+export const PYFOLDS_HMAC_ENV = 'PYFOLDS_CHECKPOINT_HMAC_KEY';
+
+export type EccPlan =
+  | { kind: 'none' }
+  | { kind: 'rs'; codec: RsCodec }
+  | { kind: 'tvecc'; level?: ErasureProtectionLevel; k?: number; m?: number; chunkSize?: number };
+
+export function isOff(level: string): boolean {
+  const l = level.toLowerCase();
+  return l === '' || l === 'off' || l === 'none' || l === '0';
+}
+
+/** @internal The parity a layout writes for `ecc`. */
+export function eccPlan(layout: CheckpointLayout, ecc: CheckpointEcc): EccPlan {
+  if (ecc === undefined || ecc === null) return { kind: 'none' };
+  if (layout === 'pyfolds') {
+    if (typeof ecc === 'string' && isOff(ecc)) return { kind: 'none' };
+    throw invalidArgument(
+      'ecc',
+      'the pyfolds layout has no parity; use layout "pyfolds-ecc" or "tensorvault"',
+    );
+  }
+  if (layout === 'pyfolds-ecc') {
+    if (typeof ecc === 'string') {
+      const codec = /^rs\(/i.test(ecc) ? eccFromName(ecc) : eccFromProtection(ecc);
+      return codec === null ? { kind: 'none' } : { kind: 'rs', codec };
+    }
+    if (typeof ecc === 'object' && 'parity' in ecc) return { kind: 'rs', codec: new RsCodec(ecc.parity) };
+    throw invalidArgument(
+      'ecc',
+      'pyfolds-ecc takes a PyFolds level (off, low, med, high), rs(N) or { parity }',
+    );
+  }
+  if (typeof ecc === 'string') {
+    if (isOff(ecc)) return { kind: 'none' };
+    const l = ecc.toLowerCase();
+    if (l === 'low' || l === 'high') return { kind: 'tvecc', level: l };
+    if (l === 'medium' || l === 'med') return { kind: 'tvecc', level: 'medium' };
+    throw invalidArgument(
+      'ecc',
+      `unknown ecc level ${JSON.stringify(ecc)}: off, low, medium, high or { k, m, chunkSize }`,
+      {
+        actual: ecc,
+      },
+    );
+  }
+  if (typeof ecc === 'object' && 'k' in ecc && 'm' in ecc && 'chunkSize' in ecc) {
+    return { kind: 'tvecc', k: ecc.k, m: ecc.m, chunkSize: ecc.chunkSize };
+  }
+  throw invalidArgument('ecc', 'ecc must be a level or { k, m, chunkSize } for the tensorvault layout');
+}
+
+export const gitCache = new Map<string, Promise<string>>();
+
+/** `git rev-parse HEAD` in `cwd`, or `"unknown"` (cached per folder). */
+export function gitHash(cwd = process.cwd()): Promise<string> {
+  let p = gitCache.get(cwd);
+  if (p === undefined) {
+    p = new Promise<string>((resolveHash) => {
+      try {
+        execFile('git', ['rev-parse', 'HEAD'], { cwd, timeout: 5000, windowsHide: true }, (err, stdout) => {
+          const h = String(stdout).trim();
+          resolveHash(err === null && /^[0-9a-f]{40,64}$/.test(h) ? h : 'unknown');
+        });
+      } catch {
+        resolveHash('unknown');
+      }
+    });
+    gitCache.set(cwd, p);
+  }
+  return p;
+}
+
+/** @internal The key in force: the option, else PyFolds's environment variable (unless `null`). */
+export function keyInForce(option: HmacKey | null | undefined): HmacKey | undefined {
+  if (option === null) return undefined;
+  if (option !== undefined) {
+    if (typeof option !== 'string' && !(option instanceof Uint8Array)) {
+      throw invalidArgument('hmacKey', 'hmacKey must be a string or a Uint8Array');
+    }
+    if (option.length === 0) throw invalidArgument('hmacKey', 'hmacKey must not be empty');
+    return option;
+  }
+  const env = process.env[PYFOLDS_HMAC_ENV];
+  return env === undefined || env === '' ? undefined : env;
+}
+
+export function checkJsonObject(v: unknown, name: string): Record<string, unknown> {
+  if (v === undefined) return {};
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw invalidArgument(name, `${name} must be a plain object`);
+  }
+  try {
+    return JSON.parse(JSON.stringify(v)) as Record<string, unknown>;
+  } catch (err) {
+    throw invalidArgument(name, `${name} must be JSON-serialisable: ${(err as Error).message}`);
+  }
+}
+
+/** @internal The tensors' bytes of an open file, for the PyFolds hash. */
+export function hashableOf(file: SafetensorsFile) {
+  return file.infos().map((t) => ({
+    name: t.name,
+    dtype: t.dtype,
+    shape: t.shape,
+    bytes: () => file.chunks(t.name, { chunkBytes: 16 * 1024 * 1024 }),
+  }));
+}
+
+/** @internal Write `data` to a fresh temporary file (O_EXCL) and fsync it. */
+export async function writeTemp(path: string, data: Uint8Array | string): Promise<void> {
+  const fh = await fsp.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** @internal The rs(N) parity stream of a file, computed in block-aligned pieces, written to `out`. */
+export async function writeRsParity(
+  file: string,
+  out: string,
+  codec: RsCodec,
+  options: JobOptions,
+): Promise<number> {
+  const piece = Math.floor((32 * 1024 * 1024) / codec.blockDataLength) * codec.blockDataLength;
+  const src = await fsp.open(file, 'r');
+  const dst = await fsp.open(out, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  let total = 0;
+  try {
+    const size = (await src.stat()).size;
+    const buf = Buffer.allocUnsafe(Math.min(piece, Math.max(size, 1)));
+    for (let at = 0; at < size; at += piece) {
+      const len = Math.min(piece, size - at);
+      const { bytesRead } = await src.read(buf, 0, len, at);
+      if (bytesRead !== len)
+        throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${file} changed while it was read`, {
+          path: file,
+        });
+      const parity = await codec.encode(buf.subarray(0, len), {
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      await dst.write(parity, 0, parity.length, total);
+      total += parity.length;
+      options.onProgress?.({ bytesDone: at + len, bytesTotal: size });
+    }
+    await dst.sync();
+  } finally {
+    await src.close();
+    await dst.close();
+  }
+  return total;
+}
+
+export function bytesOf(d: ArrayBufferView | ArrayBuffer): Uint8Array {
+  return d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+}
+
+/**
+ * Progress over several phases of known sizes (some run at the same time), reported as one count: the
+ * sum of each phase's bytes done, so it never goes backwards.
+ */
+export function phases(onProgress: ((p: Progress) => void) | undefined, total: number) {
+  const done: number[] = [];
+  let last = 0;
+  return {
+    next(size: number): ((p: Progress) => void) | undefined {
+      const k = done.push(0) - 1;
+      if (onProgress === undefined) return undefined;
+      return (p) => {
+        done[k] = Math.max(done[k] ?? 0, Math.min(p.bytesDone, size));
+        const sum = done.reduce((a, b) => a + b, 0);
+        if (sum < last) return;
+        last = sum;
+        onProgress({ bytesDone: sum, bytesTotal: total });
+      };
+    },
+  };
+}
+
+/** @internal The header bytes' SHA-256 and length of a safetensors file. */
+export async function headerDigest(path: string, headerLength: number): Promise<string> {
+  const fh = await fsp.open(path, 'r');
+  try {
+    const buf = Buffer.alloc(headerLength);
+    const { bytesRead } = await fh.read(buf, 0, headerLength, 0);
+    if (bytesRead !== headerLength)
+      throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${path} is shorter than its header`, { path });
+    return sha256(buf).toString('hex');
+  } finally {
+    await fh.close();
+  }
+}
+
+/** @internal Build the integrity block of a finished weights file. */
+export async function buildIntegrityBlock(
+  weights: string,
+  headerLength: number,
+  metadata: unknown,
+  integrityHash: string,
+  ecc: IntegrityBlock['ecc'],
+  key: HmacKey | undefined,
+  options: JobOptions,
+): Promise<IntegrityBlock> {
+  const tree = await hashFile(weights, { chunkSize: CHECKPOINT_CHUNK_SIZE, leaves: true, ...options });
+  const leaves = (tree.leaves ?? []).join('');
+  const root = treeRoot(leaves, CHECKPOINT_CHUNK_SIZE, tree.length);
+  if (root !== tree.digest) {
+    throw new TensorVaultError(ErrorCode.INTERNAL, 'chunk-tree root does not match its leaves', {
+      path: weights,
+    });
+  }
+  const partial = {
+    integrity: 1 as const,
+    algorithm:
+      key === undefined ? ('sha256-tree-v1+sha256' as const) : ('sha256-tree-v1+hmac-sha256' as const),
+    chunk_size: CHECKPOINT_CHUNK_SIZE,
+    file_length: tree.length,
+    header_length: headerLength,
+    header_sha256: await headerDigest(weights, headerLength),
+    root,
+    ecc,
+  };
+  return { ...partial, leaves, seal: seal(sealMessage(partial, metadata, integrityHash), key) };
+}
+
+/** The checked arguments of {@link saveCheckpoint}. */
+export function checkSaveArgs(path: string, tensors: TensorsToSave, options: SaveCheckpointOptions) {
+  if (typeof options !== 'object' || options === null)
+    throw invalidArgument('options', 'options must be an object');
+  const layout = options.layout ?? 'tensorvault';
+  if (!LAYOUTS.includes(layout)) {
+    throw invalidArgument('layout', `layout must be one of ${LAYOUTS.join(', ')}`, {
+      actual: String(layout),
+    });
+  }
+  const files = checkpointFiles(path);
+  const plan = eccPlan(layout, options.ecc);
+  // Read the tensors argument once (it may be a one-shot iterable) and check it before anything.
+  const entries = entriesOf(tensors);
+  const prepared = prepare(entries);
+  if (layout !== 'tensorvault') {
+    const unsupported = prepared.find((t) => torchDtype(t.dtype) === undefined);
+    if (unsupported !== undefined) {
+      throw invalidArgument(
+        'dtype',
+        `tensor ${JSON.stringify(unsupported.name)}: PyFolds has no dtype for ${unsupported.dtype}`,
+        { name: unsupported.name },
+      );
+    }
+  }
+  const key = keyInForce(options.hmacKey);
+  if (options.version !== undefined && typeof options.version !== 'string') {
+    throw invalidArgument('version', 'version must be a string');
+  }
+  if (options.gitHash !== undefined && typeof options.gitHash !== 'string') {
+    throw invalidArgument('gitHash', 'gitHash must be a string');
+  }
+  const user = checkJsonObject(options.metadata, 'metadata');
+  const config = checkJsonObject(options.config, 'config');
+  return { layout, files, plan, entries, prepared, key, user, config };
+}
+
+export type Prepared = ReturnType<typeof prepare>;
+
+/**
+ * Write the weights to `tmpWeights`. Tensors held in memory are hashed (PyFolds framing, on this
+ * thread) while the pool writes them; streamed sources are hashed from the written file afterwards.
+ */
+export async function writeWeights(
+  tmpWeights: string,
+  entries: ReturnType<typeof entriesOf>,
+  prepared: Prepared,
+  inMemory: boolean,
+  ph: ReturnType<typeof phases>,
+  dataBytes: number,
+  signal: AbortSignal | undefined,
+): Promise<{ size: number; headerLength: number; digest: Awaited<ReturnType<typeof pyfoldsDigest>> }> {
+  const writeProgress = ph.next(dataBytes);
+  const [writeResult, inputDigest] = await Promise.all([
+    saveSafetensors(tmpWeights, entries, {
+      ...(signal ? { signal } : {}),
+      ...(writeProgress ? { onProgress: writeProgress } : {}),
+    }),
+    inMemory
+      ? pyfoldsDigest(
+          prepared.map((t) => ({
+            name: t.name,
+            dtype: t.dtype,
+            shape: t.shape,
+            bytes: () => [bytesOf(t.data as ArrayBufferView | ArrayBuffer)],
+          })),
+        )
+      : Promise.resolve(undefined),
+  ]);
+  const file = await openSafetensors(tmpWeights);
+  try {
+    let digest = inputDigest;
+    if (digest === undefined) {
+      const hashProgress = ph.next(dataBytes);
+      digest = await pyfoldsDigest(hashableOf(file));
+      hashProgress?.({ bytesDone: dataBytes, bytesTotal: dataBytes });
+    }
+    return { size: writeResult.byteLength, headerLength: file.dataStart, digest };
+  } finally {
+    file.close();
+  }
+}
+
+/** The files of the new set as they are written: temp → final renames, and the finals. */
+export interface NewSet {
+  renames: [string, string][];
+  finals: Set<string>;
+  temp: (final: string) => string;
+}
+
+/** Write the parity the plan asks for next to the weights; returns its name and (rs) length. */
+export async function writeParity(
+  plan: ReturnType<typeof eccPlan>,
+  files: ReturnType<typeof checkpointFiles>,
+  tmpWeights: string,
+  set: NewSet,
+  jobOpts: JobOptions,
+): Promise<{ eccName: string; eccLen: number }> {
+  if (plan.kind === 'rs') {
+    const tmp = set.temp(files.rsEcc);
+    const eccLen = await writeRsParity(tmpWeights, tmp, plan.codec, jobOpts);
+    if (eccLen > 0) {
+      set.renames.push([basename(tmp), basename(files.rsEcc)]);
+      set.finals.add(files.rsEcc);
+    }
+    return { eccName: plan.codec.name, eccLen };
+  }
+  if (plan.kind === 'tvecc') {
+    const tmp = set.temp(files.tvecc);
+    const r = await protect(tmpWeights, {
+      sidecar: tmp,
+      ...jobOpts,
+      ...(plan.level !== undefined ? { level: plan.level } : {}),
+      ...(plan.k !== undefined
+        ? { k: plan.k, m: plan.m as number, chunkSize: plan.chunkSize as number }
+        : {}),
+    });
+    set.renames.push([basename(tmp), basename(files.tvecc)]);
+    set.finals.add(files.tvecc);
+    return { eccName: `tvecc ${r.layout.k}+${r.layout.m}`, eccLen: 0 };
+  }
+  return { eccName: 'none', eccLen: 0 };
+}
+
+/** The metadata sidecar of the layout: PyFolds's fields, plus the integrity block (tensorvault layout). */
+export function sidecarOf(
+  layout: CheckpointLayout,
+  files: ReturnType<typeof checkpointFiles>,
+  fields: { metadata: Record<string, unknown>; integrityHash: string; eccName: string; eccLen: number },
+  block: IntegrityBlock | undefined,
+): { path: string; text: string } {
+  const { metadata, integrityHash, eccName, eccLen } = fields;
+  if (layout === 'pyfolds-ecc') {
+    const doc = {
+      format: 'safetensors',
+      tensor_file: basename(files.weights),
+      metadata,
+      integrity_hash: integrityHash,
+      ecc_algo: eccName,
+      ecc_len: eccLen,
+    };
+    return { path: files.json, text: JSON.stringify(doc, null, 2) };
+  }
+  const doc: Record<string, unknown> = { metadata, integrity_hash: integrityHash, format: 'safetensors' };
+  if (block !== undefined) doc.tensorvault = block;
+  return { path: files.meta, text: JSON.stringify(doc, null, 2) };
+}
