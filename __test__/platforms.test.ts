@@ -206,8 +206,10 @@ describe.skipIf(!haveArm64)('linux-arm64-gnu binary (cross-built here, run under
       const data = Buffer.from('tensorvault on arm64');
       const codec = new t.NativeErasureCodec(4, 2);
       const shards = [0, 1, 2, 3].map((i) => Buffer.alloc(64, i + 1));
-      const parity = codec.encode(shards);
-      const back = codec.reconstruct([null, shards[1], shards[2], shards[3], parity[0], null]);
+      const parity = [Buffer.alloc(64), Buffer.alloc(64)];
+      codec.encodeInto(shards, parity);
+      const back = [Buffer.alloc(64), shards[1], shards[2], shards[3], parity[0], Buffer.alloc(64)];
+      codec.reconstructInto(back, [false, true, true, true, true, false]);
       console.log(JSON.stringify({
         arch: process.arch,
         sha256: t.sha256(data).toString('hex'),
