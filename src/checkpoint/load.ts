@@ -2,11 +2,12 @@ import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath } from 'node:path';
 import { type EccVerifyResult, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import type { JobOptions } from '../job';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
 import { publish } from './commit';
 import { CheckpointMismatchError } from './errors';
 import { checkSeal, mergeReport, openPair, underLock, verifyWhole } from './integrity';
-import { checkpointFiles, parseStoredHash } from './layout';
+import { checkpointFiles, type HmacKey, parseStoredHash } from './layout';
 import { Checkpoint } from './lazy';
 import {
   type CheckpointReport,
@@ -22,6 +23,43 @@ import {
   type VerifyMode,
 } from './parse';
 import { rsCheck } from './rs';
+
+/** Check the tensors against `expect`: a mismatch throws, or is recorded in the report with `strict: false`. */
+function applyExpect(
+  file: SafetensorsFile,
+  options: Pick<LoadCheckpointOptions, 'expect' | 'strict'>,
+  path: string,
+  report: CheckpointReport,
+): void {
+  if (options.expect === undefined) return;
+  const m = compareExpect(file.infos(), options.expect);
+  if (!hasMismatch(m)) return;
+  if (options.strict !== false) throw new CheckpointMismatchError(path, m);
+  report.mismatches = m;
+}
+
+/**
+ * {@link verifyWhole}, merged into `report`. A repair maps the replaced file again; the descriptor is
+ * then reopened so that it follows the new file. Returns the file and descriptor to use from now on.
+ */
+async function verifyAndFollow(
+  p: Parsed,
+  open: { file: SafetensorsFile; fd: number },
+  key: HmacKey | undefined,
+  repair: boolean,
+  options: JobOptions,
+  report: CheckpointReport,
+  ino?: number,
+): Promise<{ file: SafetensorsFile; fd: number; why?: string | undefined }> {
+  const r = await verifyWhole(p, open.file, key, repair, options, ino);
+  let fd = open.fd;
+  if (r.file !== open.file) {
+    closeSync(fd);
+    fd = openSync(p.weights, 'r');
+  }
+  mergeReport(report, r.report);
+  return { file: r.file, fd, why: r.why };
+}
 
 // Over 100 lines on purpose: the checks run in the contract's order (recovery, key policy, version,
 // expectations, seal/header, bytes) with one failure-telemetry path; each check is a helper in parse/integrity.
@@ -118,22 +156,10 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
     repairedChunks: [...rebuiltAtOpen],
   };
   try {
-    if (options.expect !== undefined) {
-      const m = compareExpect(file.infos(), options.expect);
-      if (hasMismatch(m)) {
-        if (options.strict !== false) throw new CheckpointMismatchError(p.files.weights, m);
-        report.mismatches = m;
-      }
-    }
+    applyExpect(file, options, p.files.weights, report);
     if (mode === 'full') {
-      const r = await verifyWhole(p, file, key, repair, options, fstatSync(fd).ino);
-      if (r.file !== file) {
-        // repaired and mapped again: the descriptor follows the new file
-        closeSync(fd);
-        fd = openSync(p.weights, 'r');
-      }
-      file = r.file;
-      mergeReport(report, r.report);
+      const r = await verifyAndFollow(p, { file, fd }, key, repair, options, report, fstatSync(fd).ino);
+      ({ file, fd } = r);
       if (report.status === 'damaged') {
         const err = new TensorVaultError(
           ErrorCode.CHECKPOINT_INTEGRITY,
@@ -330,22 +356,9 @@ export async function loadSecure(manifestPath: string, options: LoadSecureOption
     repairedChunks: [],
   };
   try {
-    if (options.expect !== undefined) {
-      const m = compareExpect(file.infos(), options.expect);
-      if (hasMismatch(m)) {
-        if (options.strict !== false) throw new CheckpointMismatchError(weights, m);
-        report.mismatches = m;
-      }
-    }
+    applyExpect(file, options, weights, report);
     if (hasHash) {
-      const r = await verifyWhole(p, file, key, false, options);
-      if (r.file !== file) {
-        // repaired and mapped again: the descriptor follows the new file
-        closeSync(fd);
-        fd = openSync(p.weights, 'r');
-      }
-      file = r.file;
-      mergeReport(report, r.report);
+      ({ file, fd } = await verifyAndFollow(p, { file, fd }, key, false, options, report));
       if (report.status === 'damaged') {
         throw new TensorVaultError(
           ErrorCode.CHECKPOINT_INTEGRITY,
