@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz one parser of untrusted bytes with libFuzzer for a bounded time (default 120 s).
-#   bash scripts/fuzz.sh <target> [seconds]      targets: safetensors_header, ecc_sidecar, fold_container
+#   bash scripts/fuzz.sh <target> [seconds] [libFuzzer flags…]   targets: safetensors_header, ecc_sidecar, fold_container
+# e.g. `bash scripts/fuzz.sh fold_container 7200 -runs=10000000` stops at 10 million executions or 2 hours.
 # Needs a nightly toolchain (rustup toolchain install nightly) and a C++ compiler; cargo-fuzz itself is
 # not required (this does what `cargo fuzz run` does). Not part of `npm test`. Seed corpora live in
 # crates/tensorvault-core/fuzz/seeds/<target>/; new inputs go to target/fuzz/corpus/<target>, crashes to
@@ -9,6 +10,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target="${1:?usage: fuzz.sh <safetensors_header|ecc_sidecar|fold_container> [seconds]}"
 secs="${2:-120}"
+shift $(( $# >= 2 ? 2 : $# ))
 case "$target" in
   safetensors_header) max_len=4096 ;;
   ecc_sidecar) max_len=65536 ;;
@@ -27,4 +29,4 @@ corpus="$CARGO_TARGET_DIR/corpus/$target"
 artifacts="$CARGO_TARGET_DIR/artifacts/$target/"
 mkdir -p "$corpus" "$artifacts"
 "$bin" -max_total_time="$secs" -max_len="$max_len" -artifact_prefix="$artifacts" -print_final_stats=1 \
-  "$corpus" "$root/crates/tensorvault-core/fuzz/seeds/$target"
+  "$@" "$corpus" "$root/crates/tensorvault-core/fuzz/seeds/$target"
