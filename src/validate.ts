@@ -96,12 +96,18 @@ export function requiredString(v: unknown, path: string, nonEmpty = true): strin
   return s;
 }
 
+/** An integer in [min, max] (a safe integer: min and max are), refused as `TV_INVALID_ARGUMENT` naming `path`. */
+export function requiredInteger(v: unknown, path: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw invalidArgument(path, `${path} must be an integer from ${min} to ${max}, got ${describeValue(v)}`, {
+      actual: describeValue(v),
+    });
+  return v;
+}
+
 /** An optional integer in [min, max]. */
 export function optionalInteger(v: unknown, path: string, min: number, max: number): number | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    throw refuse(path, `an integer from ${min} to ${max}`, v);
-  return v;
+  return v === undefined ? undefined : requiredInteger(v, path, min, max);
 }
 
 /** Bytes: a typed array, DataView or ArrayBuffer that is not detached, viewed as a Uint8Array. */

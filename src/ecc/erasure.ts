@@ -12,7 +12,7 @@ import {
   type NativeErasureCodecInstance,
   native,
 } from '../native';
-import { describeValue, optionsObject } from '../validate';
+import { optionsObject, requiredInteger } from '../validate';
 
 /**
  * Telemetry of protected files (`diagnostics_channel` `tensorvault:ecc`): after each `verify`,
@@ -173,15 +173,6 @@ function optionalPath(p: unknown): string | undefined {
   return p === undefined ? undefined : checkPath(p, 'sidecar');
 }
 
-function checkInt(v: unknown, name: string, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}`, {
-      actual: describeValue(v),
-    });
-  }
-  return v;
-}
-
 /** The sidecar path used by default for `path`: `<path>.tvecc`. */
 export function eccSidecarPath(path: string): string {
   return `${checkPath(path)}.tvecc`;
@@ -322,8 +313,8 @@ export class ErasureCodec {
   readonly #inner: NativeErasureCodecInstance;
 
   constructor(dataShards: number, parityShards: number) {
-    this.dataShards = checkInt(dataShards, 'dataShards', 1, 255);
-    this.parityShards = checkInt(parityShards, 'parityShards', 1, 255);
+    this.dataShards = requiredInteger(dataShards, 'dataShards', 1, 255);
+    this.parityShards = requiredInteger(parityShards, 'parityShards', 1, 255);
     this.#inner = callNative(() => new (native().NativeErasureCodec)(this.dataShards, this.parityShards));
   }
 
@@ -451,11 +442,11 @@ export async function benchmarkErasure(
   minRoundMs = 300,
   kernel?: string,
 ): Promise<ErasureBenchResult> {
-  checkInt(k, 'k', 1, 255);
-  checkInt(m, 'm', 1, 255);
-  checkInt(shardSize, 'shardSize', 1, 256 * 1024 * 1024);
-  checkInt(threads, 'threads', 1, 256);
-  checkInt(minRoundMs, 'minRoundMs', 0, 60_000);
+  requiredInteger(k, 'k', 1, 255);
+  requiredInteger(m, 'm', 1, 255);
+  requiredInteger(shardSize, 'shardSize', 1, 256 * 1024 * 1024);
+  requiredInteger(threads, 'threads', 1, 256);
+  requiredInteger(minRoundMs, 'minRoundMs', 0, 60_000);
   if (kernel !== undefined && typeof kernel !== 'string') {
     throw invalidArgument('kernel', 'kernel must be a kernel name such as "avx2"');
   }

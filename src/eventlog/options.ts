@@ -1,6 +1,6 @@
 /** Option defaults, limits and the argument checks of the event log. */
 import { invalidArgument } from '../errors';
-import { describeValue, optionalBoolean } from '../validate';
+import { describeValue, optionalBoolean, requiredInteger } from '../validate';
 import type { EventLogFormat } from './layout';
 import type { EventLogOptions } from './types';
 
@@ -18,10 +18,7 @@ export const REPLAY_LIMIT = 50_000;
 const MAX_FIELD = 4096;
 
 export function checkInt(name: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalidArgument(name, `${name} must be an integer from ${min} to ${max}, got ${describeValue(v)}`);
-  }
-  return v;
+  return requiredInteger(v, name, min, max);
 }
 
 export function checkField(name: string, v: unknown): string {

@@ -27,7 +27,7 @@ import {
   writableTarget,
   writeAllAt,
 } from '../io/index';
-import { describeValue, optionsObject } from '../validate';
+import { describeValue, optionsObject, requiredInteger } from '../validate';
 import { headerLine, LEVELS, type LevelName, parseRingLog } from './format';
 import { type LogFields, Ring, serialise } from './record';
 
@@ -111,19 +111,6 @@ function resolveLevel(level: unknown, argument: string): number {
   );
 }
 
-function checkInt(value: unknown, argument: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw invalidArgument(
-      argument,
-      `${argument} must be an integer in [${min}, ${max}], got ${describeValue(value)}`,
-      {
-        actual: describeValue(value),
-      },
-    );
-  }
-  return value;
-}
-
 /** Smallest default compaction slack (records), so small windows are not rewritten every few records. */
 const DEFAULT_MIN_SLACK = 4096;
 
@@ -183,7 +170,12 @@ export class RingFileLog {
       throw invalidArgument('path', 'path must be a non-empty string');
     if (typeof options !== 'object' || options === null)
       throw invalidArgument('options', 'options must be an object');
-    this.capacityLines = checkInt(options.capacityLines ?? 1000, 'capacityLines', 1, MAX_CAPACITY_LINES);
+    this.capacityLines = requiredInteger(
+      options.capacityLines ?? 1000,
+      'capacityLines',
+      1,
+      MAX_CAPACITY_LINES,
+    );
     const interval = options.flushIntervalMs ?? 5000;
     if (
       typeof interval !== 'number' ||
@@ -198,7 +190,7 @@ export class RingFileLog {
     }
     this.flushIntervalMs = interval;
     this.flushLevel = resolveLevel(options.flushLevel ?? 'error', 'flushLevel');
-    this.#slack = checkInt(
+    this.#slack = requiredInteger(
       options.compactionSlack ?? Math.max(this.capacityLines, DEFAULT_MIN_SLACK),
       'compactionSlack',
       0,
