@@ -141,6 +141,26 @@ describe('restore --overwrite killed at every step of the swap (issue 13 item 7)
     expect(leftovers(dest)).toEqual([]);
   });
 
+  it('a published build (no test exports in the addon) ignores the swap hooks in its environment', async () => {
+    // A shim addon: the real one without its test-build exports, loaded through TENSORVAULT_NATIVE_PATH.
+    const shim = join(fresh(), 'release-shim.cjs');
+    const real = join(__dirname, '..', 'native', 'tensorvault.linux-x64-gnu.node');
+    writeFileSync(
+      shim,
+      `const a = require(${JSON.stringify(real)});\n` +
+        'module.exports = Object.fromEntries(Object.entries(a).filter(([k]) => !k.startsWith("__test")));\n',
+    );
+    const src = await makeLog(3);
+    const r = await tv.createBackup(src, fresh());
+    const dest = await makeLog(2);
+    const res = runChild(r.archivePath, dest, { TV_TEST_SWAP_KILL: '0', TENSORVAULT_NATIVE_PATH: shim });
+    expect(res).toEqual({ killed: false, out: 'done' });
+    expect(await writerView(dest)).toBe(3);
+    // The same hook in a test build does kill: the shim is what made the difference.
+    const dest2 = await makeLog(2);
+    expect(runChild(r.archivePath, dest2, { TV_TEST_SWAP_KILL: '0' }).killed).toBe(true);
+  });
+
   it('an unreadable journal is refused with TV_CORRUPT and nothing moves', async () => {
     const dest = await makeLog(3);
     writeFileSync(join(dest, '.tv-restore.journal'), '{"version":1,"phase":"placing","staging":"../x"}');

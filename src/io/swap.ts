@@ -18,6 +18,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
+import { testHooksBuilt } from '../native';
 import { atomicWriteFile } from './atomic';
 import { exists, fsyncDir, ioError, readIfExists } from './fs';
 
@@ -46,10 +47,14 @@ export interface SwapJournal {
 /**
  * Test hooks (used by `__test__/backup-swap.test.ts` only): `TV_TEST_SWAP_KILL=N` kills this process
  * with SIGKILL at the N-th step of a swap (counted from 0 in the process), `TV_TEST_SWAP_THROW=LABEL`
- * fails the step of that label as an I/O error would. Neither is set outside the tests.
+ * fails the step of that label as an I/O error would. They are read only when the addon is a test build
+ * (`testHooksBuilt()`), so a published build ignores them.
  */
 let stepCount = 0;
+let hooks: boolean | undefined;
 export function swapStep(label: string): void {
+  hooks ??= testHooksBuilt();
+  if (!hooks) return;
   const kill = process.env.TV_TEST_SWAP_KILL;
   if (kill !== undefined && kill === String(stepCount)) process.kill(process.pid, 'SIGKILL');
   stepCount++;

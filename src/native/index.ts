@@ -259,6 +259,14 @@ export function native(): NativeBinding {
   );
 }
 
+/**
+ * Whether the loaded addon is a test build (`TV_TEST_HOOKS=1 node scripts/build.mjs`, which `npm test` uses): only
+ * then do the TypeScript test hooks (`src/io/swap.ts`) read their environment variables. A published build has none.
+ */
+export function testHooksBuilt(): boolean {
+  return '__testPanicSync' in native();
+}
+
 /** The package's version, from its package.json. */
 export function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
