@@ -267,18 +267,28 @@ fn write_chunk(
             format!("chunk {:?}: stored bytes exceed 2 GiB", c.name),
         ));
     }
-    let parity = match codec {
-        Some(cd) if !stored.is_empty() => cd
-            .encode(&stored, control)
-            .map_err(|_| FoldError::Cancelled)?,
-        _ => Vec::new(),
-    };
-    let crc = crypto::crc32c(&stored);
-    let digest = if opts.legacy_digests {
-        crypto::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(&stored))
-    } else {
-        crypto::digest(key, &stored)
-    };
+    // The stored bytes go to the file on one core while the other computes their checks and parity;
+    // the record header (which holds the CRC and the parity length) is written last.
+    let (checks, wrote) = rayon::join(
+        || -> Result<(Vec<u8>, u32, String), FoldError> {
+            let parity = match codec {
+                Some(cd) if !stored.is_empty() => cd
+                    .encode(&stored, control)
+                    .map_err(|_| FoldError::Cancelled)?,
+                _ => Vec::new(),
+            };
+            let crc = crypto::crc32c(&stored);
+            let digest = if opts.legacy_digests {
+                crypto::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(&stored))
+            } else {
+                crypto::digest(key, &stored)
+            };
+            Ok((parity, crc, digest))
+        },
+        || put(out, pos + CHUNK_HEADER_LEN, &stored),
+    );
+    wrote?;
+    let (parity, crc, digest) = checks?;
     let flags = u32::from(opts.zstd_level.is_some());
     let mut ctype = [0u8; 4];
     ctype.copy_from_slice(c.ctype.as_bytes());
@@ -291,9 +301,8 @@ fn write_chunk(
         crc32c: crc,
         ecc_len,
     };
-    put(out, pos, &h.to_bytes())?;
-    put(out, pos + CHUNK_HEADER_LEN, &stored)?;
     put(out, pos + CHUNK_HEADER_LEN + stored.len() as u64, &parity)?;
+    put(out, pos, &h.to_bytes())?;
     let int = |n: u64| Value::Int(n.to_string());
     let mut e = vec![
         ("name".to_string(), Value::Str(c.name.clone())),
