@@ -1071,7 +1071,9 @@ impl FoldFile {
     /// that cannot be repaired are left as they are and reported by `verify_all`.
     #[allow(clippy::many_single_char_names)]
     pub fn repair_to(&self, dest: &Path, control: &Control) -> Result<Vec<String>, FoldError> {
-        let mut out = self.map.bytes().to_vec();
+        // The rebuilt chunks only are held in memory (data and parity at their offsets); the rest of
+        // the new file is copied from the mapping.
+        let mut patches: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut fixed = Vec::new();
         for i in 0..self.records.len() {
             control.checkpoint()?;
@@ -1079,36 +1081,51 @@ impl FoldFile {
             let Some(n) = r.ecc else { continue };
             let data: Vec<u8> = match self.stored(i, control) {
                 Ok(Stored::Repaired(b, _, _)) => b.to_vec(),
-                Ok(Stored::Intact) if self.parity_damaged(i, control)? => {
-                    self.slice(r.data_start(), r.data_end()).to_vec()
-                }
+                Ok(Stored::Intact) if self.parity_damaged(i, control)? => Vec::new(),
                 Err(FoldError::Cancelled) => return Err(FoldError::Cancelled),
                 _ => continue,
             };
             let codec = RsCodec::shared(n)
                 .map_err(|x| FoldError::corrupt("ecc", Some(&r.name), x.to_string()))?;
+            let source = if data.is_empty() {
+                self.slice(r.data_start(), r.data_end())
+            } else {
+                &data
+            };
             let parity = codec
-                .encode(&data, control)
+                .encode(source, control)
                 .map_err(|_| FoldError::Cancelled)?;
-            let (a, b, c) = (
-                usize::try_from(r.data_start()).unwrap_or(usize::MAX),
-                usize::try_from(r.data_end()).unwrap_or(usize::MAX),
-                usize::try_from(r.end()).unwrap_or(usize::MAX),
-            );
-            if let Some(d) = out.get_mut(a..b) {
-                d.copy_from_slice(&data);
+            if !data.is_empty() {
+                patches.push((r.data_start(), data));
             }
-            if let Some(p) = out.get_mut(b..c) {
-                p.copy_from_slice(&parity);
-            }
+            patches.push((r.data_end(), parity));
             fixed.push(r.name.clone());
         }
         if fixed.is_empty() {
             return Ok(fixed);
         }
+        // The new file in order: the mapping's bytes, with each patch in place of the bytes it covers.
+        patches.sort_unstable_by_key(|(at, _)| *at);
+        let all = self.map.bytes();
         let mut f = AtomicFile::create(dest)?;
-        f.write_all(&out)?;
+        let mut cursor = 0usize;
+        for (at, bytes) in &patches {
+            let at = usize::try_from(*at).unwrap_or(usize::MAX);
+            for block in all.get(cursor..at).unwrap_or_default().chunks(COPY_BLOCK) {
+                control.checkpoint()?;
+                f.write_all(block)?;
+            }
+            f.write_all(bytes)?;
+            cursor = at.saturating_add(bytes.len());
+        }
+        for block in all.get(cursor..).unwrap_or_default().chunks(COPY_BLOCK) {
+            control.checkpoint()?;
+            f.write_all(block)?;
+        }
         f.commit()?;
         Ok(fixed)
     }
 }
+
+/// Bytes copied per write when a repair copies the intact part of a file.
+const COPY_BLOCK: usize = 8 << 20;
