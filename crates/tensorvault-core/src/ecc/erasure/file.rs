@@ -2,8 +2,8 @@
 //!
 //! Damaged data chunks are located by their SHA-256 (the chunk tree's leaves), become erasures, and are
 //! rebuilt per stripe from the survivors; every rebuilt chunk is checked against its recorded digest
-//! before it is written, and the repaired file is re-verified after the atomic replace, so a repair
-//! either yields verified bytes or fails loudly.
+//! before it is written (in place by default, see [`super::place`]), and what changed is checked again
+//! afterwards, so a repair either yields verified bytes or fails loudly.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
