@@ -81,9 +81,13 @@ describe('repair in place', () => {
     damage(path, [0, 11, 27]);
     truncateSync(path, 38 * CS + 7); // chunks 38 (partly) and 39 lost
     utimesSync(path, new Date(), new Date(mtimeMs));
-    const r = await tv.repair(path);
+    const progress: { bytesDone: number; bytesTotal: number }[] = [];
+    const r = await tv.repair(path, { onProgress: (p) => progress.push(p) });
     expect(r.writeMode).toBe('in-place');
     expect(r.repairedChunks).toEqual([0, 11, 27, 38, 39]);
+    // The count covers every pass (verify, rebuild, re-check) and ends at its total.
+    expect(progress.every((p) => p.bytesDone <= p.bytesTotal)).toBe(true);
+    expect(progress.at(-1)?.bytesDone).toBe(progress.at(-1)?.bytesTotal);
     expect([r.checkedBefore, r.checkedAfter]).toEqual(['file', 'written']);
     expect(r.after.status).toBe('intact');
     expect(statSync(path).ino).toBe(ino);

@@ -798,6 +798,14 @@ fn recheck_written(
             .map_err(|e| IoError::from_os(path, "stat", e))?,
     );
     let entries = sc.table.entries();
+    control.set_total(
+        control.done()
+            + before
+                .damaged_chunks
+                .iter()
+                .map(|&i| layout.chunk_range(i).1)
+                .sum::<u64>(),
+    );
     let still: Result<Vec<Option<u64>>, ErasureError> = before
         .damaged_chunks
         .par_iter()
@@ -862,6 +870,12 @@ fn rebuild_file(
         mode,
     )?;
     let written = target.mode();
+    let rebuilt: u64 = report
+        .damaged_chunks
+        .iter()
+        .map(|&i| layout.chunk_range(i).1)
+        .sum();
+    control.set_total(control.done() + rebuilt);
     // In place the file now has its protected length; survivors are read below it either way.
     let read_len = actual_len.min(layout.file_len);
 
