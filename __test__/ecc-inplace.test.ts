@@ -4,6 +4,7 @@
 // verify report's damaged chunks can be passed in so that only their stripes are checked.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import diagnostics_channel from 'node:diagnostics_channel';
 import {
   chmodSync,
   linkSync,
@@ -103,8 +104,16 @@ describe('repair in place', () => {
     const link = join(dir, 'b-link.bin');
     linkSync(path, link);
     const { ino } = statSync(path);
-    const r = await tv.repair(path, { mode: 'copy' });
+    const events: { writeMode?: string }[] = [];
+    const listen = (m: unknown): void => {
+      events.push(m as { writeMode?: string });
+    };
+    diagnostics_channel.subscribe(tv.ECC_CHANNEL, listen);
+    const r = await tv
+      .repair(path, { mode: 'copy' })
+      .finally(() => diagnostics_channel.unsubscribe(tv.ECC_CHANNEL, listen));
     expect([r.writeMode, r.checkedAfter]).toEqual(['copy', 'file']);
+    expect(events.at(-1)).toMatchObject({ event: 'repaired', op: 'repair', writeMode: 'copy' });
     expect(statSync(path).ino).not.toBe(ino);
     expect(sha(readFileSync(path))).toBe(sha(original));
     expect(sha(readFileSync(link))).not.toBe(sha(original));

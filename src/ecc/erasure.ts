@@ -18,7 +18,7 @@ import { optionsObject, requiredInteger } from '../validate';
  * Telemetry of protected files (`diagnostics_channel` `tensorvault:ecc`): after each `verify`,
  * `{ event: 'verified' | 'damaged' | 'stale', op: 'verify', path, status, damagedChunks,
  * unrepairableChunks, damagedParity, bytes, ms }`; after each `repair`, `{ event: 'repaired' |
- * 'verified', op: 'repair', path, status, repairedChunks, sidecarRewritten, bytes, ms }`, or
+ * 'verified', op: 'repair', path, status, repairedChunks, sidecarRewritten, writeMode, bytes, ms }`, or
  * `{ event: 'failed', op: 'repair', path, code, context }` when it throws. (The job channel
  * `tensorvault:job` reports only that the native job ended.)
  */
@@ -334,6 +334,7 @@ export async function repair(path: string, options: RepairOptions = {}): Promise
       status: out.after.status,
       repairedChunks: out.repairedChunks,
       sidecarRewritten: out.sidecarRewritten,
+      writeMode: out.writeMode,
       bytes: out.after.actualLength,
       ms: performance.now() - t0,
     });
