@@ -5,6 +5,7 @@
  * repairable, sidecar unusable or stale, 3 bad command line, 6 I/O error, 7 internal error, 130
  * interrupted.
  */
+import { readFile } from 'node:fs/promises';
 import {
   type ChunkDigestName,
   type EccVerifyResult,
@@ -225,7 +226,6 @@ async function listedChunks(
     return text.split(',').map(Number);
   }
   if (report === undefined) return undefined;
-  const { readFile } = await import('node:fs/promises');
   let parsed: unknown;
   try {
     parsed = JSON.parse(await readFile(report, 'utf8'));
