@@ -93,6 +93,8 @@ export {
   type ProtectOptions,
   type ProtectResult,
   protect,
+  type RepairMode,
+  type RepairOptions,
   type RepairResult,
   RsCodec,
   type RsProtectionLevel,

@@ -5,6 +5,7 @@
  * repairable, sidecar unusable or stale, 3 bad command line, 6 I/O error, 7 internal error, 130
  * interrupted.
  */
+import { readFile } from 'node:fs/promises';
 import {
   type ChunkDigestName,
   type EccVerifyResult,
@@ -212,14 +213,50 @@ async function runVerify(argv: readonly string[]): Promise<number> {
       : ExitCode.UNREPAIRABLE;
 }
 
+/** `--chunks 3,17` or `--report verify.json` (the `damagedChunks` of `tensorvault verify --json`). */
+async function listedChunks(
+  text: string | undefined,
+  report: string | undefined,
+): Promise<number[] | undefined> {
+  if (text !== undefined && report !== undefined)
+    throw new UsageError('--chunks and --report exclude each other');
+  if (text !== undefined) {
+    if (!/^\d+(,\d+)*$/.test(text))
+      throw new UsageError(`--chunks: not a comma-separated list of chunk numbers: ${text}`);
+    return text.split(',').map(Number);
+  }
+  if (report === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(report, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`--report ${report}: not readable JSON (${(err as Error).message})`);
+  }
+  const list = (parsed as { damagedChunks?: unknown } | null)?.damagedChunks;
+  if (!Array.isArray(list) || !list.every((c) => Number.isSafeInteger(c) && c >= 0))
+    throw new UsageError(
+      `--report ${report}: no damagedChunks list (the output of tensorvault verify --json)`,
+    );
+  return list as number[];
+}
+
 const repairUsage = `tensorvault repair <file> [options]
 
   Rebuild damaged chunks of <file> (and a damaged sidecar) from parity; every rebuilt chunk is checked
-  against its digest, files are replaced atomically, and the result is re-verified. Damage beyond the
-  parity budget changes nothing and exits 2 with the unrepairable chunks listed. A file edited after
-  protect (verify says stale) is not rolled back: repair exits 2 and changes nothing, unless --force.
-  A repaired file gets back the modification time it had when it was protected.
+  against its digest before it is written. By default only the damaged chunks are written, into the
+  file itself (a kill at any moment leaves it repairable to the same bytes), the length is restored,
+  and what was written is checked again; a file that cannot be opened for writing is repaired through
+  a copy. A damaged sidecar is replaced atomically. Damage beyond the parity budget changes nothing
+  and exits 2 with the unrepairable chunks listed. A file edited after protect (verify says stale) is
+  not rolled back: repair exits 2 and changes nothing, unless --force. A repaired file gets back the
+  modification time it had when it was protected.
 
+  --copy             write a repaired copy and rename it over the file (a new inode: other hard links
+                     keep their bytes), as for a shared or read-only file
+  --in-place         in place or fail (no fallback to a copy)
+  --chunks LIST      the damaged chunks (comma-separated, from verify): check only their stripes, not
+                     the whole file (damage elsewhere is neither seen nor repaired)
+  --report FILE      the same list from the output of \`tensorvault verify --json\`
   --sidecar PATH     sidecar path (default <file>.tvecc)
   --force            repair a file whose sidecar looks stale, rolling the edit back
   --json             machine-readable output
@@ -232,11 +269,21 @@ async function runRepair(argv: readonly string[]): Promise<number> {
     argv,
     'repair',
     repairUsage,
-    [],
+    ['chunks', 'report'],
     'repairing',
-    (file, args, options): Promise<RepairResult> =>
-      repair(file, { ...options, force: args.flags.has('force') }),
-    ['force'],
+    async (file, args, options): Promise<RepairResult> => {
+      if (args.flags.has('copy') && args.flags.has('in-place'))
+        throw new UsageError('--copy and --in-place exclude each other');
+      const mode = args.flags.has('copy') ? 'copy' : args.flags.has('in-place') ? 'in-place' : 'auto';
+      const chunks = await listedChunks(args.values.get('chunks'), args.values.get('report'));
+      return repair(file, {
+        ...options,
+        force: args.flags.has('force'),
+        mode,
+        ...(chunks !== undefined ? { chunks } : {}),
+      });
+    },
+    ['force', 'copy', 'in-place'],
   );
   if (done === null) return ExitCode.OK;
   const { file, args, r, seconds } = done;
@@ -245,7 +292,7 @@ async function runRepair(argv: readonly string[]): Promise<number> {
   else {
     process.stdout.write(describeVerify(file, r.before));
     process.stdout.write(
-      `repaired ${file}: ${r.repairedChunks.length} chunk(s) rebuilt${r.fileRewritten ? ', file replaced' : ''}${r.sidecarRewritten ? ', sidecar rewritten' : ''}; re-verified ${r.after.status}\n`,
+      `repaired ${file}: ${r.repairedChunks.length} chunk(s) rebuilt${r.writeMode === 'in-place' ? ', written in place' : r.writeMode === 'copy' ? ', file replaced by a repaired copy' : ''}${r.sidecarRewritten ? ', sidecar rewritten' : ''}; re-verified ${r.after.status} (${r.checkedAfter === 'file' ? 'whole file' : 'written chunks and length'})\n`,
     );
     process.stderr.write(`in ${seconds.toFixed(2)} s\n`);
   }

@@ -18,7 +18,7 @@ import { optionsObject, requiredInteger } from '../validate';
  * Telemetry of protected files (`diagnostics_channel` `tensorvault:ecc`): after each `verify`,
  * `{ event: 'verified' | 'damaged' | 'stale', op: 'verify', path, status, damagedChunks,
  * unrepairableChunks, damagedParity, bytes, ms }`; after each `repair`, `{ event: 'repaired' |
- * 'verified', op: 'repair', path, status, repairedChunks, sidecarRewritten, bytes, ms }`, or
+ * 'verified', op: 'repair', path, status, repairedChunks, sidecarRewritten, writeMode, bytes, ms }`, or
  * `{ event: 'failed', op: 'repair', path, code, context }` when it throws. (The job channel
  * `tensorvault:job` reports only that the native job ended.)
  */
@@ -92,6 +92,15 @@ export interface ProtectResult {
  */
 export type EccStatus = 'intact' | 'repairable' | 'unrepairable' | 'stale';
 
+/**
+ * How {@link repair} writes the file: `in-place` writes only the damaged chunks into the file itself
+ * (crash-safe: see "Repair in place" in `docs/formats/ecc-sidecar.md`); `copy` writes a repaired copy
+ * and renames it over the file (a new inode: other hard links keep their bytes); `auto` (the default)
+ * is in place, falling back to a copy when the file cannot be opened for writing or when more than
+ * half of it differs from what was protected.
+ */
+export type RepairMode = 'auto' | 'in-place' | 'copy';
+
 /** Options of {@link repair}. */
 export interface RepairOptions extends SidecarOptions {
   /**
@@ -99,6 +108,14 @@ export interface RepairOptions extends SidecarOptions {
    * (default false: such a repair throws `TV_ECC_STALE_SIDECAR` and changes nothing).
    */
   force?: boolean;
+  /** In place, through a copy, or in place with a fallback to a copy (`auto`, the default). */
+  mode?: RepairMode;
+  /**
+   * The damaged chunks, from a verify report (`damagedChunks`): only their stripes (every data chunk and
+   * parity slot in them), the file's length and the sidecar's own structure are checked, instead of the
+   * whole file. Damage in other stripes is neither seen nor repaired.
+   */
+  chunks?: readonly number[];
 }
 
 /** Health of the sidecar's own structure. */
@@ -161,6 +178,15 @@ export interface RepairResult {
   fileRewritten: boolean;
   /** Whether the sidecar was rewritten. */
   sidecarRewritten: boolean;
+  /** How the file was written (`in-place` or `copy`), or null when it was not. */
+  writeMode: 'in-place' | 'copy' | null;
+  /** What `before` covers: `file` (every chunk and parity slot) or `listed` (the stripes of `chunks`). */
+  checkedBefore: 'file' | 'listed';
+  /**
+   * What `after` covers: `file` (a copy, or a rebuilt sidecar, is checked whole) or `written` (in place:
+   * the chunks written, the length and the sidecar's structure; the rest is what `before` found intact).
+   */
+  checkedAfter: 'file' | 'written';
 }
 
 function checkPath(path: unknown, name = 'path'): string {
@@ -257,8 +283,12 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
 }
 
 /**
- * Repair `path` and its sidecar from parity: every rebuilt chunk is checked against its digest, the
- * file and sidecar are replaced atomically, and the result is re-verified. Damage beyond the parity
+ * Repair `path` and its sidecar from parity: every rebuilt chunk is checked against its digest before
+ * it is written. By default only the damaged chunks are written, into the file itself, in an order that
+ * a crash at any instant leaves repairable to the same bytes (`mode: 'copy'` writes a new file and
+ * renames it over instead); a damaged sidecar is replaced atomically; then what changed is checked
+ * again (see {@link RepairResult.checkedAfter}). Pass `chunks` (a verify report's `damagedChunks`) to
+ * check only their stripes instead of the whole file first. Damage beyond the parity
  * budget rejects with `TV_ECC_UNREPAIRABLE` (context lists the chunks) and changes nothing. A file
  * edited after `protect` (status `stale`) rejects with `TV_ECC_STALE_SIDECAR` and changes nothing,
  * unless `force: true` rolls it back to the protected bytes. The repaired file gets back the
@@ -271,11 +301,16 @@ export async function repair(path: string, options: RepairOptions = {}): Promise
   if (options.force !== undefined && typeof options.force !== 'boolean')
     throw invalidArgument('force', 'force must be a boolean');
   const force = options.force === true;
+  const { mode, chunks } = options;
+  if (mode !== undefined && mode !== 'auto' && mode !== 'in-place' && mode !== 'copy')
+    throw invalidArgument('mode', "mode must be 'auto', 'in-place' or 'copy'");
+  if (chunks !== undefined && !Array.isArray(chunks))
+    throw invalidArgument('chunks', 'chunks must be an array of chunk numbers');
   const t0 = performance.now();
   let r: Awaited<ReturnType<ReturnType<typeof native>['eccRepair']>>;
   try {
     r = await runJob('eccRepair', options, (control) =>
-      native().eccRepair(file, sidecar ?? null, force, control),
+      native().eccRepair(file, sidecar ?? null, force, mode ?? null, chunks ? [...chunks] : null, control),
     );
   } catch (err) {
     if (eccChannel.hasSubscribers && err instanceof TensorVaultError && err.code !== 'TV_ABORTED') {
@@ -283,7 +318,14 @@ export async function repair(path: string, options: RepairOptions = {}): Promise
     }
     throw err;
   }
-  const out = { ...r, before: verifyResultOf(r.before), after: verifyResultOf(r.after) };
+  const out: RepairResult = {
+    ...r,
+    before: verifyResultOf(r.before),
+    after: verifyResultOf(r.after),
+    writeMode: (r.writeMode ?? null) as RepairResult['writeMode'],
+    checkedBefore: r.checkedBefore as RepairResult['checkedBefore'],
+    checkedAfter: r.checkedAfter as RepairResult['checkedAfter'],
+  };
   if (eccChannel.hasSubscribers) {
     eccChannel.publish({
       event: out.repairedChunks.length > 0 || out.sidecarRewritten ? 'repaired' : 'verified',
@@ -292,6 +334,7 @@ export async function repair(path: string, options: RepairOptions = {}): Promise
       status: out.after.status,
       repairedChunks: out.repairedChunks,
       sidecarRewritten: out.sidecarRewritten,
+      writeMode: out.writeMode,
       bytes: out.after.actualLength,
       ms: performance.now() - t0,
     });

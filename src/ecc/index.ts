@@ -16,6 +16,8 @@ export {
   type ProtectOptions,
   type ProtectResult,
   protect,
+  type RepairMode,
+  type RepairOptions,
   type RepairResult,
   repair,
   type SidecarHealth,

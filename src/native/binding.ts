@@ -251,10 +251,12 @@ export interface EccProtectResult {
 }
 
 /**
- * Repair a file and its sidecar atomically, then re-verify. A stale-looking sidecar is refused
- * (`TV_ECC_STALE_SIDECAR`) unless `force`.
+ * Repair a file and its sidecar from parity, then re-verify. A stale-looking sidecar is refused
+ * (`TV_ECC_STALE_SIDECAR`) unless `force`. `mode`: `auto` (default: in place, a copy when the file is
+ * not writable), `in-place` or `copy`. `chunks`: damaged chunks from a verify report (only their
+ * stripes are checked).
  */
-export declare function eccRepair(path: string, sidecar: string | undefined | null, force: boolean | undefined | null, control: JobControl): Promise<EccRepairResult>
+export declare function eccRepair(path: string, sidecar: string | undefined | null, force: boolean | undefined | null, mode: string | undefined | null, chunks: Array<number> | undefined | null, control: JobControl): Promise<EccRepairResult>
 
 /** Result of `eccRepair`. */
 export interface EccRepairResult {
@@ -263,6 +265,15 @@ export interface EccRepairResult {
   repairedChunks: Array<number>
   fileRewritten: boolean
   sidecarRewritten: boolean
+  /** How the file was written: `in-place`, `copy`, or null when it was not. */
+  writeMode?: string
+  /**
+   * What `before` covers: `file` (every chunk and parity slot) or `listed` (the stripes of the chunks
+   * passed in).
+   */
+  checkedBefore: string
+  /** What `after` covers: `file` or `written` (the chunks written, the length, the sidecar's structure). */
+  checkedAfter: string
 }
 
 /** The sidecar's own structure. */

@@ -9,13 +9,13 @@ use napi::bindgen_prelude::{AsyncTask, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::ecc::erasure::{
-    self as core_ecc, ChunkDigest, ErasureCodec, Level, Params, ProtectOptions, ProtectReport,
-    RepairReport, SidecarHealth, VerifyReport,
+    self as core_ecc, Checked, ChunkDigest, ErasureCodec, Level, Params, ProtectOptions,
+    ProtectReport, RepairMode, RepairOptions, RepairReport, SidecarHealth, VerifyReport,
 };
 use tensorvault_core::hash::to_hex;
 use tensorvault_core::Control;
 
-use crate::args::to_int;
+use crate::args::{to_int, to_u64};
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, TvError};
 
@@ -132,6 +132,13 @@ pub struct EccRepairResult {
     pub repaired_chunks: Vec<f64>,
     pub file_rewritten: bool,
     pub sidecar_rewritten: bool,
+    /// How the file was written: `in-place`, `copy`, or null when it was not.
+    pub write_mode: Option<String>,
+    /// What `before` covers: `file` (every chunk and parity slot) or `listed` (the stripes of the chunks
+    /// passed in).
+    pub checked_before: String,
+    /// What `after` covers: `file` or `written` (the chunks written, the length, the sidecar's structure).
+    pub checked_after: String,
 }
 
 fn sidecar_arg(sidecar: Option<String>) -> Option<PathBuf> {
@@ -277,6 +284,8 @@ pub struct RepairTask {
     path: PathBuf,
     sidecar: Option<PathBuf>,
     force: bool,
+    mode: RepairMode,
+    chunks: Option<Vec<u64>>,
     control: Arc<Control>,
 }
 
@@ -286,10 +295,14 @@ impl Task for RepairTask {
 
     fn compute(&mut self) -> napi::Result<RepairReport> {
         guard(|| {
-            core_ecc::repair(
+            core_ecc::repair_with(
                 &self.path,
                 self.sidecar.as_deref(),
-                self.force,
+                &RepairOptions {
+                    force: self.force,
+                    mode: self.mode,
+                    chunks: self.chunks.as_deref(),
+                },
                 &self.control,
             )
             .map_err(|e| TvError::from(e).into())
@@ -297,30 +310,61 @@ impl Task for RepairTask {
     }
 
     fn resolve(&mut self, _env: Env, r: RepairReport) -> napi::Result<EccRepairResult> {
+        let scope = |c: Checked, part: &str| match c {
+            Checked::Whole => "file".to_owned(),
+            Checked::Changed => part.to_owned(),
+        };
         Ok(EccRepairResult {
             before: verify_result(&r.before),
             after: verify_result(&r.after),
             repaired_chunks: list(&r.repaired_chunks),
             file_rewritten: r.file_rewritten,
             sidecar_rewritten: r.sidecar_rewritten,
+            write_mode: r.write_mode.map(|w| w.name().to_owned()),
+            checked_before: scope(r.checked_before, "listed"),
+            checked_after: scope(r.checked_after, "written"),
         })
     }
 }
 
-/// Repair a file and its sidecar atomically, then re-verify. A stale-looking sidecar is refused
-/// (`TV_ECC_STALE_SIDECAR`) unless `force`.
+/// Repair a file and its sidecar from parity, then re-verify. A stale-looking sidecar is refused
+/// (`TV_ECC_STALE_SIDECAR`) unless `force`. `mode`: `auto` (default: in place, a copy when the file is
+/// not writable), `in-place` or `copy`. `chunks`: damaged chunks from a verify report (only their
+/// stripes are checked).
 #[napi(ts_return_type = "Promise<EccRepairResult>")]
 pub fn ecc_repair(
     path: String,
     sidecar: Option<String>,
     force: Option<bool>,
+    mode: Option<String>,
+    chunks: Option<Vec<f64>>,
     control: &JobControl,
 ) -> napi::Result<AsyncTask<RepairTask>> {
     guard(|| {
+        let mode = match mode.as_deref() {
+            None => RepairMode::Auto,
+            Some(name) => RepairMode::parse(name).ok_or_else(|| {
+                invalid_argument("mode", "mode must be 'auto', 'in-place' or 'copy'")
+            })?,
+        };
+        let chunks = chunks
+            .map(|v| {
+                v.into_iter()
+                    .map(|c| to_u64("chunks", c))
+                    .collect::<napi::Result<Vec<u64>>>()
+            })
+            .transpose()?
+            .map(|mut v| {
+                v.sort_unstable();
+                v.dedup();
+                v
+            });
         Ok(AsyncTask::new(RepairTask {
             path: PathBuf::from(path),
             sidecar: sidecar_arg(sidecar),
             force: force.unwrap_or(false),
+            mode,
+            chunks,
             control: Arc::clone(&control.inner),
         }))
     })

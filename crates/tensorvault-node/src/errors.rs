@@ -437,6 +437,12 @@ impl From<ErasureError> for TvError {
                     .with("path", Ctx::Str(path.display().to_string()))
                     .with("reason", Ctx::Str(reason))
             }
+            ErasureError::ChunkOutOfRange { chunk, chunks } => {
+                TvError::new("TV_INVALID_ARGUMENT", msg)
+                    .with("argument", Ctx::Str("chunks".into()))
+                    .with("actual", num(chunk))
+                    .with("max", num(chunks.saturating_sub(1)))
+            }
             ErasureError::FileChanged { path } => TvError::new("TV_FILE_CHANGED", msg)
                 .with("path", Ctx::Str(path.display().to_string())),
             ErasureError::Cancelled => TvError::new("TV_ABORTED", msg),

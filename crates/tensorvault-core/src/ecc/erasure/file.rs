@@ -2,8 +2,8 @@
 //!
 //! Damaged data chunks are located by their SHA-256 (the chunk tree's leaves), become erasures, and are
 //! rebuilt per stripe from the survivors; every rebuilt chunk is checked against its recorded digest
-//! before it is written, and the repaired file is re-verified after the atomic replace, so a repair
-//! either yields verified bytes or fails loudly.
+//! before it is written (in place by default, see [`super::place`]), and what changed is checked again
+//! afterwards, so a repair either yields verified bytes or fails loudly.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use crate::hash::{ChunkTree, Digest};
 use crate::io::atomic::AtomicFile;
 use crate::io::{open_regular, read_exact_at, IoError};
 
+use super::place::{open_target, RepairMode, TargetSpec, WriteMode};
 use super::sidecar::{ChunkDigest, Header, Layout, Level, Params, Sidecar, SidecarHealth, Table};
 use super::{AlignedBuf, ErasureCodec, ErasureError};
 
@@ -126,6 +127,12 @@ pub struct RepairReport {
     pub file_rewritten: bool,
     /// Whether the sidecar was rewritten.
     pub sidecar_rewritten: bool,
+    /// How the file was written (`None` when only the sidecar, or nothing, was).
+    pub write_mode: Option<WriteMode>,
+    /// What `before` covers: the whole file, or the stripes of the chunks listed in the options.
+    pub checked_before: Checked,
+    /// What `after` covers: the whole file (a copy, or a rebuilt sidecar), or the written chunks.
+    pub checked_after: Checked,
     /// The state after repair (always intact on success).
     pub after: VerifyReport,
 }
@@ -414,6 +421,25 @@ fn verify_with(
         .collect();
     let damaged_parity: Vec<u64> = bad_parity?.into_iter().flatten().collect();
 
+    Ok(classify(
+        sc,
+        actual_len,
+        actual_mtime,
+        damaged_chunks,
+        damaged_parity,
+    ))
+}
+
+/// The report for the damage found: per-stripe budget, overall status, the stale heuristic.
+#[allow(clippy::too_many_lines)]
+fn classify(
+    sc: &Sidecar,
+    actual_len: u64,
+    actual_mtime: i64,
+    damaged_chunks: Vec<u64>,
+    damaged_parity: Vec<u64>,
+) -> VerifyReport {
+    let layout = sc.header.layout;
     let mut per_stripe = vec![0usize; usize_of(layout.stripes)];
     for &idx in &damaged_chunks {
         if let Some(c) = per_stripe.get_mut(usize_of(layout.stripe_of(idx).0)) {
@@ -475,7 +501,7 @@ fn verify_with(
     } else {
         damage_status
     };
-    Ok(VerifyReport {
+    VerifyReport {
         status,
         layout,
         actual_len,
@@ -487,25 +513,80 @@ fn verify_with(
         modified_since_protect,
         differing_bytes,
         damage_status,
-    })
+    }
 }
 
-/// Repair `path` (and its sidecar) atomically from parity, then re-verify. An intact pair is left
-/// untouched; damage beyond the budget is [`ErasureError::Unrepairable`] and changes nothing. A pair
-/// whose sidecar looks stale ([`Status::Stale`]: the file was edited after `protect`) is refused with
-/// [`ErasureError::StaleSidecar`] and left untouched unless `force` is set, in which case the file is
-/// rolled back to the protected bytes when the damage is within budget.
+/// How [`repair_with`] works.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RepairOptions<'a> {
+    /// Repair a pair whose sidecar looks stale ([`Status::Stale`]), rolling the file back.
+    pub force: bool,
+    /// Where the rebuilt chunks are written (default: in place, a copy when the file is not writable).
+    pub mode: RepairMode,
+    /// The damaged data chunks, from a previous verify report: only their stripes are read and checked
+    /// (with the file's length and the sidecar's own structure), instead of the whole file.
+    pub chunks: Option<&'a [u64]>,
+}
+
+/// What a repair's `before` and `after` reports cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Every chunk of the file and every parity slot.
+    Whole,
+    /// Only the stripes of the listed chunks (before), or only the chunks written (after), with the
+    /// file's length and the sidecar's structure.
+    Changed,
+}
+
+/// Repair `path` (and its sidecar) from parity with the default options: in place, falling back to a
+/// copy for a file that is not writable (see [`repair_with`]).
 pub fn repair(
     path: &Path,
     sidecar: Option<&Path>,
     force: bool,
     control: &Control,
 ) -> Result<RepairReport, ErasureError> {
+    repair_with(
+        path,
+        sidecar,
+        &RepairOptions {
+            force,
+            ..RepairOptions::default()
+        },
+        control,
+    )
+}
+
+/// Repair `path` (and its sidecar) from parity. An intact pair is left untouched; damage beyond the
+/// budget is [`ErasureError::Unrepairable`] and changes nothing. A pair whose sidecar looks stale
+/// ([`Status::Stale`]: the file was edited after `protect`) is refused with
+/// [`ErasureError::StaleSidecar`] and left untouched unless `force` is set, in which case the file is
+/// rolled back to the protected bytes when the damage is within budget.
+///
+/// Every rebuilt chunk is checked against its digest before it is written. In place (the default),
+/// only damaged chunks are written and only they are read back and checked afterwards (with the
+/// length, and the whole file when the sidecar is rebuilt); a copy is re-verified whole. A damaged
+/// sidecar is rewritten atomically.
+#[allow(clippy::too_many_lines)]
+pub fn repair_with(
+    path: &Path,
+    sidecar: Option<&Path>,
+    options: &RepairOptions<'_>,
+    control: &Control,
+) -> Result<RepairReport, ErasureError> {
     let sidecar_path = sidecar.map_or_else(|| sidecar_path_for(path), Path::to_path_buf);
     let sc = Sidecar::open(&sidecar_path)?;
-    let before = verify_with(path, &sidecar_path, &sc, control)?;
+    let before = match options.chunks {
+        None => verify_with(path, &sidecar_path, &sc, control)?,
+        Some(list) => verify_listed(path, &sidecar_path, &sc, list, control)?,
+    };
+    let checked_before = if options.chunks.is_some() {
+        Checked::Changed
+    } else {
+        Checked::Whole
+    };
     let status = match before.status {
-        Status::Stale if !force => {
+        Status::Stale if !options.force => {
             return Err(ErasureError::StaleSidecar {
                 path: path.to_path_buf(),
                 sidecar: sidecar_path,
@@ -524,6 +605,9 @@ pub fn repair(
                 repaired_chunks: Vec::new(),
                 file_rewritten: false,
                 sidecar_rewritten: false,
+                write_mode: None,
+                checked_before,
+                checked_after: checked_before,
             })
         }
         Status::Unrepairable => {
@@ -537,9 +621,18 @@ pub fn repair(
     }
     let layout = before.layout;
     let file_rewritten = !before.damaged_chunks.is_empty() || before.actual_len != layout.file_len;
-    if file_rewritten {
-        rebuild_file(path, &sidecar_path, &sc, &before, control)?;
-    }
+    let write_mode = if file_rewritten {
+        Some(rebuild_file(
+            path,
+            &sidecar_path,
+            &sc,
+            &before,
+            options.mode,
+            control,
+        )?)
+    } else {
+        None
+    };
     let sidecar_rewritten = !before.damaged_parity.is_empty() || !before.sidecar.structure_intact();
     if sidecar_rewritten {
         let report = protect_with(
@@ -559,7 +652,23 @@ pub fn repair(
     let old_root = sc.header.root;
     drop(sc);
     let sc = Sidecar::open(&sidecar_path)?;
-    let after = verify_with(path, &sidecar_path, &sc, control)?;
+    // A copy is a new file: every byte of it is checked again. In place, the bytes that were not
+    // written are the ones `before` found intact; only the written chunks (and the length) are checked
+    // again. A rebuilt sidecar already hashed the whole file and matched the old root.
+    let (after, checked_after) = if write_mode == Some(WriteMode::Copy) {
+        (
+            verify_with(path, &sidecar_path, &sc, control)?,
+            Checked::Whole,
+        )
+    } else {
+        let after = recheck_written(path, &sc, &before, control)?;
+        let scope = if sidecar_rewritten {
+            Checked::Whole
+        } else {
+            Checked::Changed
+        };
+        (after, scope)
+    };
     if after.damage_status != Status::Intact || sc.header.root != old_root {
         return Err(ErasureError::RepairVerification {
             path: path.to_path_buf(),
@@ -571,20 +680,169 @@ pub fn repair(
         before,
         file_rewritten,
         sidecar_rewritten,
+        write_mode,
+        checked_before,
+        checked_after,
         after,
     })
 }
 
-/// Write a repaired copy of `path` (intact bytes copied, damaged chunks rebuilt and checked) and
-/// atomically replace the original.
+/// Check only the stripes of `listed` chunks (every data chunk and parity slot in them), plus the
+/// chunks the file is too short to hold: the `before` report of a repair given a verify report's list.
+fn verify_listed(
+    path: &Path,
+    sidecar_path: &Path,
+    sc: &Sidecar,
+    listed: &[u64],
+    control: &Control,
+) -> Result<VerifyReport, ErasureError> {
+    let layout = sc.header.layout;
+    let digest = layout.params.digest();
+    let (k, m) = (layout.params.k(), layout.params.m());
+    let cs = layout.params.chunk_size().as_usize();
+    let (file, actual_len) = open_regular(path)?;
+    let actual_mtime = mtime_ns(
+        &file
+            .metadata()
+            .map_err(|e| IoError::from_os(path, "stat", e))?,
+    );
+    if let Some(&bad) = listed.iter().find(|&&c| c >= layout.chunks) {
+        return Err(ErasureError::ChunkOutOfRange {
+            chunk: bad,
+            chunks: layout.chunks,
+        });
+    }
+    let mut stripes: Vec<u64> = listed.iter().map(|&c| layout.stripe_of(c).0).collect();
+    if actual_len < layout.file_len {
+        // Chunks past the end are missing whatever the list says.
+        let first = actual_len / layout.params.chunk_size().get();
+        stripes.extend((first..layout.chunks).map(|c| layout.stripe_of(c).0));
+    }
+    stripes.sort_unstable();
+    stripes.dedup();
+    let entries = sc.table.entries();
+    let chunks = layout.chunks;
+    let sidecar_len = sc.health.actual_len;
+    let per_stripe = (k as u64 + m as u64) * cs as u64;
+    control.set_total(control.done() + per_stripe * stripes.len() as u64);
+    let found: Result<Vec<StripeDigests>, ErasureError> = stripes
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; cs],
+            |buf, s| {
+                control.checkpoint()?;
+                let mut bad_data = Vec::new();
+                for pos in 0..k {
+                    let Some(idx) = layout.chunk_at(s, pos) else {
+                        continue;
+                    };
+                    let (_, clen) = layout.chunk_range(idx);
+                    let ok = read_chunk(&file, path, &layout, idx, actual_len, buf)?
+                        && entries.get(usize_of(idx))
+                            == Some(&digest.hash(buf.get(..usize_of(clen)).unwrap_or_default()));
+                    if !ok {
+                        bad_data.push((idx, Digest::default()));
+                    }
+                }
+                let mut bad_parity = Vec::new();
+                for j in 0..m {
+                    let slot = layout.parity_slot(s, j);
+                    let off = layout.parity_offset(slot);
+                    let ok = if off.saturating_add(cs as u64) > sidecar_len {
+                        false
+                    } else {
+                        read_exact_at(&sc.file, sidecar_path, buf, off)?;
+                        entries.get(usize_of(chunks + slot)) == Some(&digest.hash(buf))
+                    };
+                    if !ok {
+                        bad_parity.push((slot, Digest::default()));
+                    }
+                }
+                control.add(per_stripe);
+                Ok((bad_data, bad_parity))
+            },
+        )
+        .collect();
+    let mut damaged_chunks = Vec::new();
+    let mut damaged_parity = Vec::new();
+    for (d, p) in found? {
+        damaged_chunks.extend(d.into_iter().map(|(i, _)| i));
+        damaged_parity.extend(p.into_iter().map(|(i, _)| i));
+    }
+    damaged_chunks.sort_unstable();
+    damaged_parity.sort_unstable();
+    Ok(classify(
+        sc,
+        actual_len,
+        actual_mtime,
+        damaged_chunks,
+        damaged_parity,
+    ))
+}
+
+/// The `after` report of an in-place repair: the file's length and modification time, and the digest
+/// of every chunk that was written (the others are the ones `before` found intact).
+fn recheck_written(
+    path: &Path,
+    sc: &Sidecar,
+    before: &VerifyReport,
+    control: &Control,
+) -> Result<VerifyReport, ErasureError> {
+    let layout = sc.header.layout;
+    let digest = layout.params.digest();
+    let cs = layout.params.chunk_size().as_usize();
+    let (file, actual_len) = open_regular(path)?;
+    let actual_mtime = mtime_ns(
+        &file
+            .metadata()
+            .map_err(|e| IoError::from_os(path, "stat", e))?,
+    );
+    let entries = sc.table.entries();
+    control.set_total(
+        control.done()
+            + before
+                .damaged_chunks
+                .iter()
+                .map(|&i| layout.chunk_range(i).1)
+                .sum::<u64>(),
+    );
+    let still: Result<Vec<Option<u64>>, ErasureError> = before
+        .damaged_chunks
+        .par_iter()
+        .map_init(
+            || vec![0u8; cs],
+            |buf, &idx| {
+                control.checkpoint()?;
+                let (_, clen) = layout.chunk_range(idx);
+                let ok = read_chunk(&file, path, &layout, idx, actual_len, buf)?
+                    && entries.get(usize_of(idx))
+                        == Some(&digest.hash(buf.get(..usize_of(clen)).unwrap_or_default()));
+                control.add(clen);
+                Ok((!ok).then_some(idx))
+            },
+        )
+        .collect();
+    let damaged_chunks: Vec<u64> = still?.into_iter().flatten().collect();
+    Ok(classify(
+        sc,
+        actual_len,
+        actual_mtime,
+        damaged_chunks,
+        Vec::new(),
+    ))
+}
+
+/// Rebuild the damaged chunks stripe by stripe (each checked against its digest) and write them
+/// through the [`RepairTarget`] `mode` selects: into the file itself, or into a copy renamed over it.
 #[allow(clippy::too_many_lines)]
 fn rebuild_file(
     path: &Path,
     sidecar_path: &Path,
     sc: &Sidecar,
     report: &VerifyReport,
+    mode: RepairMode,
     control: &Control,
-) -> Result<(), ErasureError> {
+) -> Result<WriteMode, ErasureError> {
     let layout = report.layout;
     let params = layout.params;
     let digest = params.digest();
@@ -592,27 +850,34 @@ fn rebuild_file(
     let cs = params.chunk_size().as_usize();
     let codec = ErasureCodec::new(k, m)?;
     let (src, actual_len) = open_regular(path)?;
-    let perms = src
-        .metadata()
-        .map_err(|e| IoError::from_os(path, "stat", e))?
-        .permissions();
-    let out = AtomicFile::create(path)?;
-    let tmp_path = out.tmp_path().to_path_buf();
-    let dst = out.file().ok_or_else(|| ErasureError::FileChanged {
-        path: path.to_path_buf(),
-    })?;
-    {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut reader = (&src).take(actual_len.min(layout.file_len));
-        (&src)
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| IoError::from_os(path, "seek", e))?;
-        let mut writer = dst;
-        std::io::copy(&mut reader, &mut writer)
-            .map_err(|e| IoError::from_os(&tmp_path, "copy", e))?;
+    if actual_len != report.actual_len {
+        return Err(ErasureError::FileChanged {
+            path: path.to_path_buf(),
+        });
     }
-    dst.set_len(layout.file_len)
-        .map_err(|e| IoError::from_os(&tmp_path, "set_len", e))?;
+    let whole = layout
+        .file_len
+        .saturating_add(actual_len.saturating_sub(layout.file_len));
+    let target = open_target(
+        &TargetSpec {
+            path,
+            src: &src,
+            actual_len,
+            file_len: layout.file_len,
+            mtime_ns: sc.header.file_mtime_ns,
+            mostly_damaged: u128::from(report.differing_bytes) * 2 > u128::from(whole),
+        },
+        mode,
+    )?;
+    let written = target.mode();
+    let rebuilt: u64 = report
+        .damaged_chunks
+        .iter()
+        .map(|&i| layout.chunk_range(i).1)
+        .sum();
+    control.set_total(control.done() + rebuilt);
+    // In place the file now has its protected length; survivors are read below it either way.
+    let read_len = actual_len.min(layout.file_len);
 
     let mut stripes: Vec<u64> = report
         .damaged_chunks
@@ -622,6 +887,7 @@ fn rebuild_file(
     stripes.sort_unstable();
     stripes.dedup();
     let entries = sc.table.entries();
+    let target_ref = &*target;
     stripes
         .into_par_iter()
         .map_init(
@@ -642,7 +908,7 @@ fn rebuild_file(
                             lost_data.push((pos, idx));
                         }
                         Some(idx) => {
-                            if !read_chunk(&src, path, &layout, idx, actual_len, buf)? {
+                            if !read_chunk(&src, path, &layout, idx, read_len, buf)? {
                                 return Err(ErasureError::FileChanged {
                                     path: path.to_path_buf(),
                                 });
@@ -679,29 +945,14 @@ fn rebuild_file(
                             reason: format!("rebuilt chunk {idx} does not match its digest"),
                         });
                     }
-                    write_all_at(dst, &tmp_path, bytes, off)?;
+                    target_ref.write_chunk(off, bytes)?;
                     control.add(len);
                 }
                 Ok(())
             },
         )
         .collect::<Result<Vec<()>, ErasureError>>()?;
-    dst.set_permissions(perms)
-        .map_err(|e| IoError::from_os(&tmp_path, "chmod", e))?;
-    // The repaired file holds exactly the protected bytes: it gets back the modification time they had
-    // when protected, so that the sidecar's hint keeps telling later edits from damage.
-    if let Some(t) = sc.header.file_mtime_ns {
-        let at = if t >= 0 {
-            std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_nanos(t.unsigned_abs()))
-        } else {
-            std::time::UNIX_EPOCH.checked_sub(std::time::Duration::from_nanos(t.unsigned_abs()))
-        };
-        if let Some(at) = at {
-            dst.set_times(std::fs::FileTimes::new().set_modified(at))
-                .map_err(|e| IoError::from_os(&tmp_path, "set_times", e))?;
-        }
-    }
     control.checkpoint()?;
-    out.commit()?;
-    Ok(())
+    target.finish(control)?;
+    Ok(written)
 }

@@ -13,15 +13,17 @@ pub mod file;
 pub use super::gf256 as gf;
 pub mod kernels;
 pub mod matrix;
+pub mod place;
 pub mod sidecar;
 
 pub use aligned::AlignedBuf;
 pub use codec::{ErasureCodec, MAX_SHARDS};
 pub use file::{
-    protect, repair, sidecar_path_for, verify, ProtectOptions, ProtectReport, RepairReport, Status,
-    VerifyReport,
+    protect, repair, repair_with, sidecar_path_for, verify, Checked, ProtectOptions, ProtectReport,
+    RepairOptions, RepairReport, Status, VerifyReport,
 };
 pub use kernels::Kernel;
+pub use place::{RepairMode, RepairTarget, WriteMode};
 pub use sidecar::{ChunkDigest, Layout, Level, Params, SidecarHealth};
 
 use std::path::PathBuf;
@@ -94,6 +96,9 @@ pub enum ErasureError {
         differing_bytes: u64,
         file_len: u64,
     },
+    /// A chunk listed for repair does not exist in the protected file.
+    #[error("chunk {chunk} is out of range: the file has {chunks} chunks")]
+    ChunkOutOfRange { chunk: u64, chunks: u64 },
     /// The protected file changed while it was being read.
     #[error("{path} changed while it was being protected")]
     FileChanged { path: PathBuf },
