@@ -16,7 +16,7 @@ use crate::io::atomic::AtomicFile;
 use crate::io::{open_regular, read_exact_at, IoError};
 
 use super::sidecar::{ChunkDigest, Header, Layout, Level, Params, Sidecar, SidecarHealth, Table};
-use super::{AlignedBuf, ErasureCodec, ErasureError};
+use super::{AlignedBuf, ErasureCodec, ErasureError, Format};
 
 /// `n` zeroed, cache-line-aligned buffers of `len` bytes.
 fn aligned_bufs(n: usize, len: usize) -> Vec<AlignedBuf> {
@@ -34,8 +34,11 @@ pub fn sidecar_path_for(path: &Path) -> PathBuf {
 /// How to protect a file: a named level or explicit parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtectOptions {
-    /// A preset, adapted to small files (see [`Level::params_for`]), with this chunk digest.
+    /// A preset, adapted to small files (see [`Level::params_for`]), with this chunk digest, in the
+    /// format [`Format::Auto`] picks (v2 for files that need more than one stripe).
     Level(Level, ChunkDigest),
+    /// A preset in a chosen sidecar format (see [`super::wide::params_for`]).
+    LevelFormat(Level, ChunkDigest, Format),
     /// Exactly these parameters.
     Custom(Params),
 }
@@ -219,11 +222,15 @@ fn protect_with(
         }
     }
     let params = match options {
-        ProtectOptions::Level(level, digest) => level.params_for(len)?.with_digest(digest),
+        ProtectOptions::Level(level, digest) => {
+            super::wide::params_for(level, Format::Auto, len)?.with_digest(digest)
+        }
+        ProtectOptions::LevelFormat(level, digest, format) => {
+            super::wide::params_for(level, format, len)?.with_digest(digest)
+        }
         ProtectOptions::Custom(p) => p,
     };
     let layout = Layout::new(params, len)?;
-    let codec = ErasureCodec::new(params.k(), params.m())?;
     control.set_total(len);
     crate::io::advise_sequential(&file);
 
@@ -238,10 +245,69 @@ fn protect_with(
     sc.set_len(layout.sidecar_len)
         .map_err(|e| IoError::from_os(out.tmp_path(), "set_len", e))?;
     let tmp_path = out.tmp_path().to_path_buf();
+
+    let entries = if params.is_wide() {
+        super::wide::encode_file(&file, path, &layout, sc, &tmp_path, control)?
+    } else {
+        stripe_entries(&file, path, &layout, sc, &tmp_path, control)?
+    };
+    // The file must not have changed under us.
+    let now_meta = file
+        .metadata()
+        .map_err(|e| IoError::from_os(path, "stat", e))?;
+    if now_meta.len() != len || mtime_ns(&now_meta) != mtime_ns(&data_meta) {
+        return Err(ErasureError::FileChanged {
+            path: path.to_path_buf(),
+        });
+    }
+    let leaves = entries
+        .get(..usize_of(layout.chunks))
+        .unwrap_or_default()
+        .to_vec();
+    let root = ChunkTree::from_leaves(params.chunk_size(), len, leaves)
+        .map_err(|_| ErasureError::FileChanged {
+            path: path.to_path_buf(),
+        })?
+        .root();
+    let table = Table::new(entries);
+    let header = Header {
+        layout,
+        root,
+        table_digest: table.digest(),
+        file_mtime_ns: match mtime {
+            MtimeHint::FromFile => Some(mtime_ns(&data_meta)),
+            MtimeHint::Keep(t) => t,
+        },
+    }
+    .encode();
+    let table_bytes = table.encode();
+    write_all_at(sc, &tmp_path, &header, 0)?;
+    write_all_at(sc, &tmp_path, &table_bytes, layout.table_a_offset())?;
+    write_all_at(sc, &tmp_path, &table_bytes, layout.table_b_offset())?;
+    write_all_at(sc, &tmp_path, &header, layout.header_b_offset())?;
+    control.checkpoint()?;
+    out.commit()?;
+    Ok(ProtectReport {
+        layout,
+        root,
+        sidecar_path,
+    })
+}
+
+/// Format v1: encode stripe by stripe, write the parity slots, return the digest entries.
+fn stripe_entries(
+    file: &File,
+    path: &Path,
+    layout: &Layout,
+    sc: &File,
+    tmp_path: &Path,
+    control: &Control,
+) -> Result<Vec<Digest>, ErasureError> {
+    let (layout, len, params) = (*layout, layout.file_len, layout.params);
+    let codec = ErasureCodec::new(params.k(), params.m())?;
     let cs = params.chunk_size().as_usize();
     let (k, m) = (params.k(), params.m());
     let digest = params.digest();
-
     let results: Result<Vec<StripeDigests>, ErasureError> = (0..layout.stripes)
         .into_par_iter()
         .map_init(
@@ -252,7 +318,7 @@ fn protect_with(
                 for (pos, buf) in data.iter_mut().enumerate() {
                     let buf = buf.as_mut_slice();
                     if let Some(idx) = layout.chunk_at(s, pos) {
-                        if !read_chunk(&file, path, &layout, idx, len, buf)? {
+                        if !read_chunk(file, path, &layout, idx, len, buf)? {
                             return Err(ErasureError::FileChanged {
                                 path: path.to_path_buf(),
                             });
@@ -295,47 +361,7 @@ fn protect_with(
             }
         }
     }
-    // The file must not have changed under us.
-    let now_meta = file
-        .metadata()
-        .map_err(|e| IoError::from_os(path, "stat", e))?;
-    if now_meta.len() != len || mtime_ns(&now_meta) != mtime_ns(&data_meta) {
-        return Err(ErasureError::FileChanged {
-            path: path.to_path_buf(),
-        });
-    }
-    let leaves = entries
-        .get(..usize_of(layout.chunks))
-        .unwrap_or_default()
-        .to_vec();
-    let root = ChunkTree::from_leaves(params.chunk_size(), len, leaves)
-        .map_err(|_| ErasureError::FileChanged {
-            path: path.to_path_buf(),
-        })?
-        .root();
-    let table = Table::new(entries);
-    let header = Header {
-        layout,
-        root,
-        table_digest: table.digest(),
-        file_mtime_ns: match mtime {
-            MtimeHint::FromFile => Some(mtime_ns(&data_meta)),
-            MtimeHint::Keep(t) => t,
-        },
-    }
-    .encode();
-    let table_bytes = table.encode();
-    write_all_at(sc, &tmp_path, &header, 0)?;
-    write_all_at(sc, &tmp_path, &table_bytes, layout.table_a_offset())?;
-    write_all_at(sc, &tmp_path, &table_bytes, layout.table_b_offset())?;
-    write_all_at(sc, &tmp_path, &header, layout.header_b_offset())?;
-    control.checkpoint()?;
-    out.commit()?;
-    Ok(ProtectReport {
-        layout,
-        root,
-        sidecar_path,
-    })
+    Ok(entries)
 }
 
 fn write_all_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<(), IoError> {
@@ -538,7 +564,12 @@ pub fn repair(
     let layout = before.layout;
     let file_rewritten = !before.damaged_chunks.is_empty() || before.actual_len != layout.file_len;
     if file_rewritten {
-        rebuild_file(path, &sidecar_path, &sc, &before, control)?;
+        if layout.params.is_wide() {
+            let rebuilt = super::wide::rebuild(path, &sidecar_path, &sc, &before, control)?;
+            super::wide::write_repaired(path, &layout, sc.header.file_mtime_ns, &rebuilt, control)?;
+        } else {
+            rebuild_file(path, &sidecar_path, &sc, &before, control)?;
+        }
     }
     let sidecar_rewritten = !before.damaged_parity.is_empty() || !before.sidecar.structure_intact();
     if sidecar_rewritten {
