@@ -341,7 +341,7 @@ fn stripe_entries(
                 for (j, buf) in parity.iter().enumerate() {
                     let buf = buf.as_slice();
                     let slot = layout.parity_slot(s, j);
-                    write_all_at(sc, &tmp_path, buf, layout.parity_offset(slot))?;
+                    write_all_at(sc, tmp_path, buf, layout.parity_offset(slot))?;
                     pd.push((slot, digest.hash(buf)));
                 }
                 Ok((dd, pd))

@@ -102,8 +102,11 @@ pub fn params_for(level: Level, format: Format, len: u64) -> Result<Params, Eras
         let m = (k * mp).div_ceil(kp).max(1);
         if format == Format::Auto && k + m <= 255 {
             // One GF(2^8) stripe gives the same guarantee (any m of the k + m) and encodes faster.
-            if let Ok(p) = Params::new(u16::try_from(k).unwrap_or(0), u16::try_from(m).unwrap_or(0), cs)
-            {
+            if let Ok(p) = Params::new(
+                u16::try_from(k).unwrap_or(0),
+                u16::try_from(m).unwrap_or(0),
+                cs,
+            ) {
                 return Ok(p);
             }
         }
@@ -263,18 +266,16 @@ pub(super) fn encode_file(
         control.checkpoint()?;
         let subs = sub_slices(from, w, workers, cs);
         // Encode the sub-slices in parallel, each worker with its own encoder.
-        slots
-            .par_iter_mut()
-            .zip(subs.par_iter())
-            .try_for_each(|(slot, &(start, width))| -> Result<(), ErasureError> {
+        slots.par_iter_mut().zip(subs.par_iter()).try_for_each(
+            |(slot, &(start, width))| -> Result<(), ErasureError> {
                 let enc = match slot.enc.as_mut() {
                     Some(e) => {
                         e.reset(k, m, width).map_err(|e| codec_err(&e))?;
                         e
                     }
-                    None => slot.enc.insert(
-                        ReedSolomonEncoder::new(k, m, width).map_err(|e| codec_err(&e))?,
-                    ),
+                    None => slot
+                        .enc
+                        .insert(ReedSolomonEncoder::new(k, m, width).map_err(|e| codec_err(&e))?),
                 };
                 for idx in 0..chunks {
                     let p = piece(bytes, layout, idx, start, width);
@@ -294,7 +295,8 @@ pub(super) fn encode_file(
                     slot.parity.extend_from_slice(r);
                 }
                 Ok(())
-            })?;
+            },
+        )?;
         let active = &slots.get(..subs.len()).unwrap_or_default();
         let batch_end = subs.last().map_or(cs, |&(s, wd)| s + wd);
         // Hash the batch of every data chunk (contiguous in the chunk), in order.
@@ -415,18 +417,16 @@ pub(super) fn rebuild(
     while from < cs {
         control.checkpoint()?;
         let subs = sub_slices(from, w, workers, cs);
-        slots
-            .par_iter_mut()
-            .zip(subs.par_iter())
-            .try_for_each(|(slot, &(start, width))| -> Result<(), ErasureError> {
+        slots.par_iter_mut().zip(subs.par_iter()).try_for_each(
+            |(slot, &(start, width))| -> Result<(), ErasureError> {
                 let dec = match slot.dec.as_mut() {
                     Some(d) => {
                         d.reset(k, m, width).map_err(|e| codec_err(&e))?;
                         d
                     }
-                    None => slot.dec.insert(
-                        ReedSolomonDecoder::new(k, m, width).map_err(|e| codec_err(&e))?,
-                    ),
+                    None => slot
+                        .dec
+                        .insert(ReedSolomonDecoder::new(k, m, width).map_err(|e| codec_err(&e))?),
                 };
                 for idx in 0..layout.chunks {
                     if lost.binary_search(&idx).is_ok() {
@@ -457,15 +457,16 @@ pub(super) fn rebuild(
                 let res = dec.decode().map_err(|e| codec_err(&e))?;
                 slot.restored.clear();
                 for &idx in lost {
-                    let r = res
-                        .restored_original(usize_of(idx))
-                        .ok_or_else(|| ErasureError::WideCodec {
+                    let r = res.restored_original(usize_of(idx)).ok_or_else(|| {
+                        ErasureError::WideCodec {
                             reason: format!("chunk {idx} was not restored"),
-                        })?;
+                        }
+                    })?;
                     slot.restored.extend_from_slice(r);
                 }
                 Ok(())
-            })?;
+            },
+        )?;
         let active = slots.get(..subs.len()).unwrap_or_default();
         let batch_end = subs.last().map_or(cs, |&(s, wd)| s + wd);
         hashers
@@ -647,8 +648,9 @@ mod tests {
         let (_d, path, _) = setup(200_000, 7);
         let f = std::fs::File::options().write(true).open(&path).unwrap();
         f.set_times(
-            std::fs::FileTimes::new()
-                .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600)),
+            std::fs::FileTimes::new().set_modified(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600),
+            ),
         )
         .unwrap();
         drop(f);
@@ -663,13 +665,20 @@ mod tests {
         assert_eq!(r.layout.params.format_version(), 2);
         // 200 000 bytes, medium: chunk 8 KiB (floor_pow2(200000 / 16)), k = 25, m = ⌈25 / 8⌉ = 4.
         assert_eq!(
-            (r.layout.params.k(), r.layout.params.m(), r.layout.params.chunk_size().get()),
+            (
+                r.layout.params.k(),
+                r.layout.params.m(),
+                r.layout.params.chunk_size().get()
+            ),
             (25, 4, 8192)
         );
         let side = std::fs::read(sidecar_path_for(&path)).unwrap();
         assert_eq!(side[8], 2, "format version 2");
         assert_eq!(side[20], 2, "codec 2");
-        assert_eq!(to_hex(&sha256(&side)), "22087fa2c329c3f3a6b4e4b02b0dd81ad535dd0f4ea6bad2f2079f4517de5f6a");
+        assert_eq!(
+            to_hex(&sha256(&side)),
+            "22087fa2c329c3f3a6b4e4b02b0dd81ad535dd0f4ea6bad2f2079f4517de5f6a"
+        );
         // The same sidecar with SHA-256 chunk digests.
         protect(
             &path,
@@ -679,7 +688,10 @@ mod tests {
         )
         .unwrap();
         let side = std::fs::read(sidecar_path_for(&path)).unwrap();
-        assert_eq!(to_hex(&sha256(&side)), "d8f676308ca2302e13bc113907a4ac7d84ce15daba40d44bb9f277b140871a28");
+        assert_eq!(
+            to_hex(&sha256(&side)),
+            "d8f676308ca2302e13bc113907a4ac7d84ce15daba40d44bb9f277b140871a28"
+        );
     }
 
     #[test]
@@ -717,7 +729,10 @@ mod tests {
         let p = params_for(Level::Low, Format::Auto, 3 << 30).unwrap();
         assert_eq!((p.k(), p.m(), p.chunk_size().get()), (3072, 192, mib));
         let p = params_for(Level::High, Format::Auto, 1 << 30).unwrap();
-        assert_eq!((p.k(), p.m(), p.chunk_size().get()), (4096, 1639, 256 << 10));
+        assert_eq!(
+            (p.k(), p.m(), p.chunk_size().get()),
+            (4096, 1639, 256 << 10)
+        );
         // A file that fits one GF(2^8) stripe keeps v1 (same guarantee, faster).
         let p = params_for(Level::Medium, Format::Auto, 10 * mib).unwrap();
         assert!(!p.is_wide());
@@ -735,7 +750,10 @@ mod tests {
         assert_eq!((p.k(), p.m(), p.is_wide()), (1, 1, true));
         // Huge files: chunks grow to 1 GiB, then k grows.
         let p = params_for(Level::Medium, Format::Auto, 1 << 44).unwrap();
-        assert_eq!((p.k(), p.m(), p.chunk_size().get(), p.is_wide()), (16384, 2048, 1 << 30, true));
+        assert_eq!(
+            (p.k(), p.m(), p.chunk_size().get(), p.is_wide()),
+            (16384, 2048, 1 << 30, true)
+        );
         // Beyond the transform: auto falls back to the striped code, a forced v2 is refused.
         let p = params_for(Level::Medium, Format::Auto, 1 << 46).unwrap();
         assert_eq!((p.k(), p.is_wide()), (16, false));
@@ -752,7 +770,8 @@ mod tests {
         let r = pattern(chunks.len() * 4, seed);
         for (i, &c) in chunks.iter().enumerate() {
             let (off, len) = l.chunk_range(c);
-            let at = off + u64::from(u32::from_le_bytes(r[i * 4..i * 4 + 4].try_into().unwrap())) % len;
+            let at =
+                off + u64::from(u32::from_le_bytes(r[i * 4..i * 4 + 4].try_into().unwrap())) % len;
             flip(path, at);
         }
     }
@@ -787,7 +806,12 @@ mod tests {
             assert_eq!(sha_file(&path), want, "round {round}");
         }
         // m + 1 chunks: reported, nothing written.
-        damage_chunks(&path, &l, &[1, 50, 99, 120, 121, 122, 123, 200, 201, 250, 280, 298, 299], 5);
+        damage_chunks(
+            &path,
+            &l,
+            &[1, 50, 99, 120, 121, 122, 123, 200, 201, 250, 280, 298, 299],
+            5,
+        );
         let before = sha_file(&path);
         let v = verify(&path, None, &Control::new()).unwrap();
         assert_eq!(v.status, Status::Unrepairable);
@@ -875,6 +899,8 @@ mod tests {
         assert_eq!(std::fs::read(&sp).unwrap(), side);
     }
 
+    type Edit = Box<dyn Fn(&mut [u8; 256])>;
+
     fn resum(b: &mut [u8; 256]) {
         let s = sha256(&b[..224]);
         b[224..].copy_from_slice(&s);
@@ -897,27 +923,57 @@ mod tests {
         assert_eq!(Header::parse(&b).unwrap(), h);
         assert_eq!(h.layout.stripes, 1);
         assert_eq!(h.layout.parity_slots(), 40);
-        let cases: Vec<(Box<dyn Fn(&mut [u8; 256])>, &str)> = vec![
+        let cases: Vec<(Edit, &str)> = vec![
             // Version 2 with the v1 codec, version 1 with the v2 codec.
             (Box::new(|b| b[20] = 1), "unknown codec"),
             (Box::new(|b| b[8] = 1), "unknown codec"),
             (Box::new(|b| b[8] = 3), "unsupported version"),
             // k that does not cover the chunks (two stripes), or more than the chunks.
-            (Box::new(|b| b[16..18].copy_from_slice(&150u16.to_le_bytes())), "file length out of range"),
-            (Box::new(|b| b[16..18].copy_from_slice(&301u16.to_le_bytes())), "file length out of range"),
+            (
+                Box::new(|b| b[16..18].copy_from_slice(&150u16.to_le_bytes())),
+                "file length out of range",
+            ),
+            (
+                Box::new(|b| b[16..18].copy_from_slice(&301u16.to_le_bytes())),
+                "file length out of range",
+            ),
             // k + m beyond the transform, m = 0, k = 0.
-            (Box::new(|b| {
-                b[16..18].copy_from_slice(&60000u16.to_le_bytes());
-                b[18..20].copy_from_slice(&5000u16.to_le_bytes());
-            }), "invalid parameters"),
-            (Box::new(|b| b[18..20].copy_from_slice(&0u16.to_le_bytes())), "invalid parameters"),
-            (Box::new(|b| b[16..18].copy_from_slice(&0u16.to_le_bytes())), "invalid parameters"),
+            (
+                Box::new(|b| {
+                    b[16..18].copy_from_slice(&60000u16.to_le_bytes());
+                    b[18..20].copy_from_slice(&5000u16.to_le_bytes());
+                }),
+                "invalid parameters",
+            ),
+            (
+                Box::new(|b| b[18..20].copy_from_slice(&0u16.to_le_bytes())),
+                "invalid parameters",
+            ),
+            (
+                Box::new(|b| b[16..18].copy_from_slice(&0u16.to_le_bytes())),
+                "invalid parameters",
+            ),
             // Chunk size not a power of two; sizes that disagree with the parameters.
-            (Box::new(|b| b[24..32].copy_from_slice(&5000u64.to_le_bytes())), "invalid parameters"),
-            (Box::new(|b| b[48..56].copy_from_slice(&2u64.to_le_bytes())), "derived sizes disagree"),
-            (Box::new(|b| b[56..64].copy_from_slice(&341u64.to_le_bytes())), "derived sizes disagree"),
-            (Box::new(|b| b[64..72].copy_from_slice(&1u64.to_le_bytes())), "derived sizes disagree"),
-            (Box::new(|b| b[32..40].copy_from_slice(&u64::MAX.to_le_bytes())), "file length out of range"),
+            (
+                Box::new(|b| b[24..32].copy_from_slice(&5000u64.to_le_bytes())),
+                "invalid parameters",
+            ),
+            (
+                Box::new(|b| b[48..56].copy_from_slice(&2u64.to_le_bytes())),
+                "derived sizes disagree",
+            ),
+            (
+                Box::new(|b| b[56..64].copy_from_slice(&341u64.to_le_bytes())),
+                "derived sizes disagree",
+            ),
+            (
+                Box::new(|b| b[64..72].copy_from_slice(&1u64.to_le_bytes())),
+                "derived sizes disagree",
+            ),
+            (
+                Box::new(|b| b[32..40].copy_from_slice(&u64::MAX.to_le_bytes())),
+                "file length out of range",
+            ),
         ];
         for (i, (edit, want)) in cases.iter().enumerate() {
             let mut b = h.encode();
