@@ -83,13 +83,13 @@ describe('format v2: any m damaged chunks anywhere', () => {
     const p = await tv.protect(path);
     expect(p.layout.formatVersion).toBe(2);
     expect(p.layout.stripes).toBe(1);
-    expect([p.layout.k, p.layout.m, p.layout.chunkSize]).toEqual([4096, 512, 64 * 1024]);
+    expect([p.layout.k, p.layout.m, p.layout.chunkSize]).toEqual([1024, 128, 256 * 1024]);
     flipAt(path, [0, 16 * MiB, 32 * MiB]);
     const v = await tv.verify(path);
     expect(v.status).toBe('repairable');
-    expect(v.damagedChunks).toEqual([0, 256, 512]);
+    expect(v.damagedChunks).toEqual([0, 64, 128]);
     const r = await tv.repair(path);
-    expect(r.repairedChunks).toEqual([0, 256, 512]);
+    expect(r.repairedChunks).toEqual([0, 64, 128]);
     expect(r.after.status).toBe('intact');
     expect(shaFile(path)).toBe(hash);
     // The same damage defeats the striped v1 sidecar (16 + 2 per stripe, chunks 0, 16 and 32 share stripe 0).

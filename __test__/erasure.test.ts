@@ -504,6 +504,8 @@ describe('CLI', () => {
         '1',
         '--round-ms',
         '1',
+        '--file-size',
+        '1M',
         ...rest,
       );
     const r = bench('4+2', '--svg', svg, '--json');
@@ -513,6 +515,9 @@ describe('CLI', () => {
     expect(out.rows[0].encode).toBeGreaterThan(0);
     expect(readFileSync(svg, 'utf8')).toContain('<svg');
     expect(out.rows[0].verifyBlake3).toBeGreaterThan(0);
+    // Issue 18: the file comparison shows sidecar format v2 beside v1.
+    expect(out.files.map((f: { formatVersion: number }) => f.formatVersion)).toEqual([1, 2]);
+    expect(out.files[1].protect).toBeGreaterThan(0);
     expect(runCli('bench', 'nope').status).toBe(3);
     // A named kernel is measured (portable runs everywhere); an unknown one is a usage error.
     const p = bench('2+1', '--kernel', 'portable', '--no-svg', '--json');

@@ -8,10 +8,21 @@
 // size and recovery count as v2 (so the same damage is within every tool's budget unless stated) and
 // 2 threads. A par2 binary that is absent is skipped (its row says so). Every repair is checked by the
 // file's SHA-256 (not timed).
-//   node benches/ecc-par2.bench.mjs [--gib 1] [--rounds 1] [--tools v2,v1,par2,turbo]
+// With --sweep: instead, time v2 `protect` and `verify` of the file at k = 1024 … 16384 chunks (m = k/8),
+// to choose the chunk-size rule's target k (docs/formats/ecc-sidecar.md), beside v1 medium.
+//   node benches/ecc-par2.bench.mjs [--gib 1] [--rounds 1] [--tools v2,v1,par2,turbo] [--sweep]
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readdirSync, readSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { loadavg } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -121,8 +132,23 @@ function cleanPar2() {
   }
 }
 
+/** CPU seconds (user + system) spent by this process and by the par2 children run through /usr/bin/time. */
+let childCpu = 0;
+const timeBin = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+const cpuNow = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6 + childCpu;
+};
+
 function run(bin, args) {
-  const r = spawnSync(bin, args, { cwd: dirname(file), encoding: 'utf8', maxBuffer: 1 << 26 });
+  const cpuFile = join(dataDir, 'par2-cpu.txt');
+  const [cmd, argv] = timeBin ? [timeBin, ['-f', '%U %S', '-o', cpuFile, bin, ...args]] : [bin, args];
+  const r = spawnSync(cmd, argv, { cwd: dirname(file), encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (timeBin && existsSync(cpuFile)) {
+    const [u, s] = readFileSync(cpuFile, 'utf8').trim().split(/\s+/).slice(-2).map(Number);
+    childCpu += (u || 0) + (s || 0);
+    rmSync(cpuFile, { force: true });
+  }
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -185,6 +211,47 @@ console.log(
   `redundancy: ${v2params.m} recovery blocks of ${v2params.chunkSize} bytes for ${v2params.chunks} data blocks (${((v2params.m / v2params.chunks) * 100).toFixed(1)} %)`,
 );
 
+if (process.argv.includes('--sweep')) {
+  console.log(
+    'v2 protect / verify by chunk count k (m = k / 8), median of rounds; v1 medium as the baseline',
+  );
+  const cpu = [];
+  const time = async (fn) => {
+    const c0 = cpuNow();
+    const t0 = performance.now();
+    await fn();
+    cpu.push(cpuNow() - c0);
+    return performance.now() - t0;
+  };
+  const configs = [{ name: 'v1 medium (16+2, 1 MiB)', opts: { level: 'medium', format: 'v1' } }];
+  for (const k of [1024, 2048, 4096, 8192, 16384]) {
+    const cs = bytes / k;
+    configs.push({
+      name: `v2 k=${k} m=${k / 8} chunk ${cs >> 10} KiB`,
+      opts: { format: 'v2', k, m: k / 8, chunkSize: cs },
+    });
+  }
+  for (const c of configs) {
+    const p = [];
+    const v = [];
+    const pc = [];
+    const vc = [];
+    for (let r = 0; r < rounds; r++) {
+      rmSync(`${file}.tvecc`, { force: true });
+      p.push(await time(() => tv.protect(file, c.opts)));
+      pc.push(cpu.pop());
+      v.push(await time(() => tv.verify(file)));
+      vc.push(cpu.pop());
+    }
+    console.log(
+      `${c.name.padEnd(36)} protect ${gbs(median(p))} GB/s (${median(pc).toFixed(2)} CPU-s)  verify ${gbs(median(v))} GB/s (${median(vc).toFixed(2)} CPU-s)  (load ${load()})`,
+    );
+  }
+  rmSync(`${file}.tvecc`, { force: true });
+  rmSync(file, { force: true });
+  process.exit(0);
+}
+
 const rows = [];
 for (const t of tools) {
   let tool;
@@ -204,19 +271,26 @@ for (const t of tools) {
   const v = [];
   const rs = [];
   const rb = [];
+  const cpu = { protect: [], verify: [], scattered: [], burst: [] };
   const notes = [];
   for (let r = 0; r < rounds; r++) {
+    let c0 = cpuNow();
     let t0 = performance.now();
     await tool.protect();
     p.push(performance.now() - t0);
+    cpu.protect.push(cpuNow() - c0);
+    c0 = cpuNow();
     t0 = performance.now();
     await tool.verify();
     v.push(performance.now() - t0);
+    cpu.verify.push(cpuNow() - c0);
     const n = scatter(1000 + r);
+    c0 = cpuNow();
     t0 = performance.now();
     try {
       await tool.repair();
       rs.push(performance.now() - t0);
+      cpu.scattered.push(cpuNow() - c0);
       if (shaFile() !== want) throw new Error('scattered repair is not byte-exact');
     } catch (e) {
       notes.push(`scattered (${n} blocks): ${e.code ?? ''} ${String(e.message).slice(0, 120)}`);
@@ -224,10 +298,12 @@ for (const t of tools) {
       await tool.protect();
     }
     const len = burst();
+    c0 = cpuNow();
     t0 = performance.now();
     try {
       await tool.repair();
       rb.push(performance.now() - t0);
+      cpu.burst.push(cpuNow() - c0);
       if (shaFile() !== want) throw new Error('burst repair is not byte-exact');
     } catch (e) {
       notes.push(`burst ${len >> 20} MiB: ${e.code ?? ''} ${String(e.message).slice(0, 120)}`);
@@ -242,11 +318,14 @@ for (const t of tools) {
     repairScattered: rs.length ? (median(rs) / 1000).toFixed(2) : '-',
     repairBurst: rb.length ? (median(rb) / 1000).toFixed(2) : '-',
     load: load(),
+    cpu: Object.fromEntries(
+      Object.entries(cpu).map(([k, xs]) => [k, xs.length ? Number(median(xs).toFixed(2)) : null]),
+    ),
     notes,
   };
   rows.push(row);
   console.log(
-    `${row.tool.padEnd(42)} protect ${row.protect} GB/s  verify ${row.verify} GB/s  repair scattered ${row.repairScattered} s  burst ${row.repairBurst} s  (load ${row.load})${notes.length ? `  NOTES: ${notes.join('; ')}` : ''}`,
+    `${row.tool.padEnd(42)} protect ${row.protect} GB/s  verify ${row.verify} GB/s  repair scattered ${row.repairScattered} s  burst ${row.repairBurst} s  CPU-s ${JSON.stringify(row.cpu)} (load ${row.load})${notes.length ? `  NOTES: ${notes.join('; ')}` : ''}`,
   );
 }
 const base = rows.find((r) => r.tool.startsWith('sidecar v2'));
