@@ -167,7 +167,12 @@ function par2Tool(name, bin, blockSize, recovery) {
       check('verify', run(bin, ['verify', '-q', '-t2', idx]));
     },
     async repair() {
-      check('repair', run(bin, ['repair', '-q', '-t2', '-p', idx]));
+      check('repair', run(bin, ['repair', '-q', '-t2', idx]));
+      // par2 keeps the damaged file as <file>.1 (`-p` would also delete the .par2 files): drop it, keep the
+      // recovery files for the next repair.
+      for (const f of readdirSync(dataDir)) {
+        if (f.startsWith(`${basename(file)}.`) && /\.\d+$/.test(f)) rmSync(join(dataDir, f), { force: true });
+      }
     },
     clean: cleanPar2,
   };
