@@ -1032,7 +1032,7 @@ mod tests {
 }
 
 #[cfg(test)]
-#[allow(clippy::cast_precision_loss)]
+#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 mod measure {
     /// Not a test: `cargo test --release -p tensorvault-core measure_transform -- --ignored --nocapture`
     /// times the transform alone for a few (k, m, slice width) on one thread.
