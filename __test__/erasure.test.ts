@@ -149,7 +149,9 @@ describe('protect / verify / repair', () => {
     const progress: number[] = [];
     const p = await tv.protect(file, { level: 'high', onProgress: (x) => progress.push(x.bytesDone) });
     expect(p.sidecarPath).toBe(`${file}.tvecc`);
-    expect(p.layout).toMatchObject({ k: 10, m: 4, fileLength: 3_000_000 });
+    // Issue 18: a file that fits one GF(2^8) stripe gets one stripe of k + m ≤ 255 (format v1, any m
+    // chunks): 3 MB at `high` → 46 chunks of 64 KiB + 19 parity.
+    expect(p.layout).toMatchObject({ k: 46, m: 19, stripes: 1, formatVersion: 1, fileLength: 3_000_000 });
     expect(progress.at(-1)).toBe(3_000_000);
     expect((await tv.verify(file)).status).toBe('intact');
 
@@ -454,7 +456,10 @@ describe('CLI', () => {
     writeFileSync(file, original);
     const p = runCli('protect', file, '--level', 'medium', '--json');
     expect(p.status).toBe(0);
-    expect(JSON.parse(p.stdout)).toMatchObject({ file, layout: { k: 16, m: 2 } });
+    expect(JSON.parse(p.stdout)).toMatchObject({
+      file,
+      layout: { k: 22, m: 3, stripes: 1, formatVersion: 1 },
+    });
     expect(runCli('verify', file).status).toBe(0);
     damage(file, 300_000, 100, 4);
     const v = runCli('verify', file, '--json');
@@ -499,6 +504,8 @@ describe('CLI', () => {
         '1',
         '--round-ms',
         '1',
+        '--file-size',
+        '1M',
         ...rest,
       );
     const r = bench('4+2', '--svg', svg, '--json');
@@ -508,6 +515,9 @@ describe('CLI', () => {
     expect(out.rows[0].encode).toBeGreaterThan(0);
     expect(readFileSync(svg, 'utf8')).toContain('<svg');
     expect(out.rows[0].verifyBlake3).toBeGreaterThan(0);
+    // Issue 18: the file comparison shows sidecar format v2 beside v1.
+    expect(out.files.map((f: { formatVersion: number }) => f.formatVersion)).toEqual([1, 2]);
+    expect(out.files[1].protect).toBeGreaterThan(0);
     expect(runCli('bench', 'nope').status).toBe(3);
     // A named kernel is measured (portable runs everywhere); an unknown one is a usage error.
     const p = bench('2+1', '--kernel', 'portable', '--no-svg', '--json');

@@ -78,6 +78,7 @@ export {
   ECC_CHANNEL,
   type EccDecodeOptions,
   type EccDecodeResult,
+  type EccFormat,
   type EccInput,
   type EccLayout,
   type EccOptions,

@@ -3,10 +3,11 @@
  * encode / reconstruct / verify throughput of the erasure codec over a matrix of configurations,
  * printed as a table and, with `--svg FILE`, drawn as an SVG bar chart.
  */
-import { writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { cpuInfo, describeCpu } from '../ecc/cpu';
-import { benchmarkErasure, type ErasureBenchResult } from '../ecc/erasure';
+import { benchmarkErasure, type ErasureBenchResult, protect, verify } from '../ecc/erasure';
 import { runTopic, topicsUsage } from './bench-topics';
 import { ExitCode, formatBytes, parseArgs, parseSize, UsageError } from './common';
 
@@ -19,6 +20,9 @@ export const usage = `tensorvault bench ecc [options]
   --threads LIST     thread counts (default 1 and all cores)
   --round-ms N       minimum length of one timed round (default 200)
   --kernel NAME      avx512-gfni, avx2, ssse3 or portable (default: the fastest this CPU runs)
+  --file-size S      then protect and verify a page-cached temp file of S bytes with sidecar format v1
+                     (medium, 16+2 GF(2^8) stripes) and v2 (medium, one wide GF(2^16) code), side by
+                     side (default 256M; 0 skips)
   --svg FILE         also write a bar chart to FILE (none unless asked for)
   --json             machine-readable output
 
@@ -106,7 +110,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const args = parseArgs(
     argv,
     ['json', 'no-svg'],
-    ['codes', 'shard-size', 'threads', 'round-ms', 'svg', 'kernel', 'codecs', 'size'],
+    ['codes', 'shard-size', 'threads', 'round-ms', 'svg', 'kernel', 'codecs', 'size', 'file-size'],
   );
   const topic = args.positionals[0];
   if (args.positionals.length !== 1 || !['ecc', 'rs', 'hash', 'safetensors'].includes(topic as string)) {
@@ -158,14 +162,75 @@ export async function run(argv: readonly string[]): Promise<number> {
       }
     }
   }
+  const fileSize = parseSize(args.values.get('file-size') ?? '256M', 'file-size');
+  const files = fileSize > 0 ? await fileFormats(fileSize, json) : [];
   // A chart only when asked for, where asked (`--no-svg` is still accepted: it is now the default).
   const svg = args.flags.has('no-svg') ? undefined : args.values.get('svg');
   if (svg !== undefined) writeFileSync(svg, svgChart(rows));
   if (json)
-    process.stdout.write(`${JSON.stringify({ kernel: rows[0]?.kernel, cpu, rows, svg: svg ?? null })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ kernel: rows[0]?.kernel, cpu, rows, files, svg: svg ?? null })}\n`,
+    );
   else
     process.stderr.write(
       `kernel ${rows[0]?.kernel ?? '?'}${svg !== undefined ? `; chart written to ${svg}` : ''}\n`,
     );
   return ExitCode.OK;
+}
+
+/** One row of the file comparison: a sidecar format's protect and verify throughput (bytes/s). */
+interface FileRow {
+  formatVersion: number;
+  code: string;
+  chunkSize: number;
+  protect: number;
+  verify: number;
+}
+
+/**
+ * Protect and verify one page-cached temp file of `size` bytes with sidecar format v1 and v2 (both
+ * `medium`), in the same run: what the formats cost beside each other (issue 18).
+ */
+async function fileFormats(size: number, json: boolean): Promise<FileRow[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'tv-bench-ecc-'));
+  const file = join(dir, 'data.bin');
+  try {
+    const block = Buffer.alloc(Math.min(size, 16 << 20));
+    for (let i = 0; i + 4 <= block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const fd = openSync(file, 'w');
+    for (let done = 0; done < size; ) {
+      const n = Math.min(block.length, size - done);
+      block.writeUInt32LE(done >>> 0, 0);
+      writeSync(fd, block, 0, n);
+      done += n;
+    }
+    closeSync(fd);
+    const out: FileRow[] = [];
+    if (!json) process.stdout.write(`\nsidecar formats on a ${formatBytes(size)} file (medium, 12.5 %)\n`);
+    for (const format of ['v1', 'v2'] as const) {
+      let t0 = performance.now();
+      const p = await protect(file, { level: 'medium', format });
+      const tp = (performance.now() - t0) / 1000;
+      t0 = performance.now();
+      await verify(file);
+      const tv = (performance.now() - t0) / 1000;
+      const l = p.layout;
+      const row: FileRow = {
+        formatVersion: l.formatVersion,
+        code: `${l.k}+${l.m}${l.formatVersion === 1 ? ` ×${l.stripes}` : ''}`,
+        chunkSize: l.chunkSize,
+        protect: size / tp,
+        verify: size / tv,
+      };
+      out.push(row);
+      if (!json) {
+        process.stdout.write(
+          `  v${row.formatVersion} ${row.code.padEnd(12)} ${formatBytes(row.chunkSize).padStart(10)} chunks  protect ${gb(row.protect).padStart(6)}  verify ${gb(row.verify).padStart(6)}  GB/s\n`,
+        );
+      }
+    }
+    return out;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -8,6 +8,8 @@
 import { readFile } from 'node:fs/promises';
 import {
   type ChunkDigestName,
+  type EccFormat,
+  type EccLayout,
   type EccVerifyResult,
   type ErasureProtectionLevel,
   type ProtectOptions,
@@ -56,10 +58,25 @@ function listChunks(label: string, chunks: readonly number[]): string {
   return `  ${label}: ${shown}${chunks.length > 20 ? `, … (${chunks.length} in all)` : ''}\n`;
 }
 
+/** `format v2, code k+m, S chunks, …`: the code and its shape (v2 is one stripe over every chunk). */
+function describeCode(l: EccLayout): string {
+  return l.formatVersion === 2
+    ? `format v2 (wide GF(2^16) code), code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks`
+    : `format v1, code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes`;
+}
+
+/** The repair guarantee of a layout, in words. */
+function describeGuarantee(l: EccLayout): string {
+  if (l.formatVersion === 2 || l.stripes <= 1) {
+    return `any ${l.m} damaged chunk(s) of ${formatBytes(l.chunkSize)} (data or parity, anywhere) are repairable`;
+  }
+  return `any single burst of up to ${formatBytes(Math.max(0, (l.m * l.stripes - 1) * l.chunkSize + 1))} is repairable; at most ${l.m} damaged chunk(s) per stripe`;
+}
+
 function describeVerify(file: string, r: EccVerifyResult): string {
   const l = r.layout;
   let out = `${file}: ${r.status.toUpperCase()}\n`;
-  out += `  code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes, ${l.digest} digests\n`;
+  out += `  ${describeCode(l)}, ${l.digest} digests\n`;
   if (r.actualLength !== l.fileLength) {
     out += `  length ${r.actualLength} bytes, expected ${l.fileLength} (${r.actualLength < l.fileLength ? 'truncated' : 'trailing bytes'})\n`;
   }
@@ -122,6 +139,9 @@ const protectUsage = `tensorvault protect <file> [options]
   --k N --m N --chunk-size S
                      custom code: N data + N parity chunks per stripe, chunk size (power of two, 4k..1G)
   --digest D         chunk digest: blake3 (default, fastest verify) or sha256 (the chunk tree's leaves)
+  --format F         auto (default: v1 when the file fits one GF(2^8) stripe, else v2), v1 (GF(2^8)
+                     stripes: up to m damaged chunks per stripe) or v2 (one wide GF(2^16) code: any m
+                     damaged chunks anywhere; with --k, k must be the file's chunk count)
   --sidecar PATH     sidecar path (default <file>.tvecc)
   --json             machine-readable output
 
@@ -133,7 +153,7 @@ async function runProtect(argv: readonly string[]): Promise<number> {
     argv,
     'protect',
     protectUsage,
-    ['level', 'k', 'm', 'chunk-size', 'digest'],
+    ['level', 'k', 'm', 'chunk-size', 'digest', 'format'],
     'protecting',
     (file, args, common) => {
       const level = args.values.get('level');
@@ -141,6 +161,10 @@ async function runProtect(argv: readonly string[]): Promise<number> {
       const m = intArg(args.values.get('m'), 'm');
       const cs = args.values.get('chunk-size');
       const digest = args.values.get('digest');
+      const format = args.values.get('format');
+      if (format !== undefined && format !== 'auto' && format !== 'v1' && format !== 'v2') {
+        throw new UsageError(`--format must be auto, v1 or v2, got ${format}`);
+      }
       const custom = k !== undefined || m !== undefined || cs !== undefined;
       if (custom && (k === undefined || m === undefined || cs === undefined)) {
         throw new UsageError('--k, --m and --chunk-size go together');
@@ -160,6 +184,7 @@ async function runProtect(argv: readonly string[]): Promise<number> {
           : {}),
         ...(level !== undefined ? { level: level as ErasureProtectionLevel } : {}),
         ...(digest !== undefined ? { digest: digest as ChunkDigestName } : {}),
+        ...(format !== undefined ? { format: format as EccFormat } : {}),
       };
       return protect(file, options);
     },
@@ -172,7 +197,7 @@ async function runProtect(argv: readonly string[]): Promise<number> {
     const l = r.layout;
     const overhead = l.fileLength > 0 ? ((l.sidecarLength / l.fileLength) * 100).toFixed(1) : '-';
     process.stdout.write(
-      `protected ${file} → ${r.sidecarPath}\n  code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes, ${l.digest} digests, sidecar ${formatBytes(l.sidecarLength)} (${overhead} %)\n  any single burst of up to ${formatBytes(Math.max(0, (l.m * l.stripes - 1) * l.chunkSize + 1))} is repairable; at most ${l.m} damaged chunk(s) per stripe\n`,
+      `protected ${file} → ${r.sidecarPath}\n  ${describeCode(l)}, ${l.digest} digests, sidecar ${formatBytes(l.sidecarLength)} (${overhead} %)\n  ${describeGuarantee(l)}\n`,
     );
     process.stderr.write(
       `${formatBytes(l.fileLength)} in ${seconds.toFixed(2)} s (${formatRate(l.fileLength, seconds)})\n`,

@@ -49,7 +49,17 @@ export interface ProtectOptions extends SidecarOptions {
    * (the chunk tree's leaves, so the sidecar's root equals {@link hashFile}'s tree root, at SHA-256 speed).
    */
   digest?: ChunkDigestName;
+  /**
+   * Sidecar format: `auto` (default) writes v1 (GF(2^8)) when the file fits one stripe and v2 (one wide
+   * GF(2^16) code: any `m` damaged chunks anywhere are repairable) otherwise; `v1` forces the striped
+   * code (the preset's `k + m` per stripe); `v2` forces the wide code (with custom parameters, `k` must
+   * be the file's chunk count). See `docs/formats/ecc-sidecar.md`.
+   */
+  format?: EccFormat;
 }
+
+/** Sidecar formats {@link protect} can write. */
+export type EccFormat = 'auto' | 'v1' | 'v2';
 
 /** Chunk digests a sidecar can use (`docs/formats/ecc-sidecar.md`). */
 export type ChunkDigestName = 'blake3' | 'sha256';
@@ -72,6 +82,11 @@ export interface EccLayout {
   sidecarLength: number;
   /** The chunk digest recorded in the sidecar. */
   digest: ChunkDigestName;
+  /**
+   * Sidecar format version: 1 (`stripes` GF(2^8) stripes of `k + m`, up to `m` damaged chunks per
+   * stripe) or 2 (one wide GF(2^16) code, `stripes` = 1: any `m` damaged chunks, data or parity).
+   */
+  formatVersion: 1 | 2;
 }
 
 /** Result of {@link protect}. */
@@ -212,12 +227,14 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
   const file = checkPath(path);
   optionsObject(options);
   const sidecar = optionalPath(options.sidecar);
-  const { level, k, m, chunkSize, digest } = options;
+  const { level, k, m, chunkSize, digest, format } = options;
   // Shapes only: the values (level names, k + m, chunk sizes, digest names) are the core's rules.
   if (level !== undefined && typeof level !== 'string')
     throw invalidArgument('level', 'level must be a string');
   if (digest !== undefined && typeof digest !== 'string')
     throw invalidArgument('digest', 'digest must be a string');
+  if (format !== undefined && typeof format !== 'string')
+    throw invalidArgument('format', 'format must be a string');
   for (const [name, v] of [
     ['k', k],
     ['m', m],
@@ -235,6 +252,7 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
         ...(m !== undefined ? { m } : {}),
         ...(chunkSize !== undefined ? { chunkSize } : {}),
         ...(digest !== undefined ? { digest } : {}),
+        ...(format !== undefined ? { format } : {}),
       },
       control,
     ),
@@ -244,7 +262,7 @@ export async function protect(path: string, options: ProtectOptions = {}): Promi
 
 /** The addon's layout, with the digest name narrowed (the core writes only the names it knows). */
 function layoutOf(l: NativeEccLayout): EccLayout {
-  return { ...l, digest: l.digest as ChunkDigestName };
+  return { ...l, digest: l.digest as ChunkDigestName, formatVersion: l.formatVersion === 2 ? 2 : 1 };
 }
 
 function verifyResultOf(r: NativeEccVerifyResult): EccVerifyResult {

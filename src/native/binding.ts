@@ -218,6 +218,8 @@ export interface EccLayout {
   sidecarLength: number
   /** Chunk digest: `blake3` or `sha256`. */
   digest: string
+  /** Sidecar format version: 1 (GF(2^8) stripes) or 2 (one wide GF(2^16) code, `stripes` = 1). */
+  formatVersion: number
 }
 
 /**
@@ -240,6 +242,11 @@ export interface EccProtectOptions {
   chunkSize?: number
   /** Chunk digest: `blake3` (default) or `sha256`. */
   digest?: string
+  /**
+   * Sidecar format: `auto` (default: v2 when the file needs more than one GF(2^8) stripe), `v1` or
+   * `v2`. With custom parameters, `v2` makes `k` the file's chunk count and `m` the parity chunks.
+   */
+  format?: string
 }
 
 /** Result of `eccProtect`. */

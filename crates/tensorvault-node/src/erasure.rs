@@ -9,7 +9,7 @@ use napi::bindgen_prelude::{AsyncTask, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::ecc::erasure::{
-    self as core_ecc, Checked, ChunkDigest, ErasureCodec, Level, Params, ProtectOptions,
+    self as core_ecc, Checked, ChunkDigest, ErasureCodec, Format, Level, Params, ProtectOptions,
     ProtectReport, RepairMode, RepairOptions, RepairReport, SidecarHealth, VerifyReport,
 };
 use tensorvault_core::hash::to_hex;
@@ -40,6 +40,8 @@ pub struct EccLayout {
     pub sidecar_length: f64,
     /// Chunk digest: `blake3` or `sha256`.
     pub digest: String,
+    /// Sidecar format version: 1 (GF(2^8) stripes) or 2 (one wide GF(2^16) code, `stripes` = 1).
+    pub format_version: u32,
 }
 
 fn layout(l: &core_ecc::Layout) -> EccLayout {
@@ -52,6 +54,7 @@ fn layout(l: &core_ecc::Layout) -> EccLayout {
         stripes: f(l.stripes),
         sidecar_length: f(l.sidecar_len),
         digest: l.params.digest().name().to_owned(),
+        format_version: u32::from(l.params.format_version()),
     }
 }
 
@@ -192,6 +195,9 @@ pub struct EccProtectOptions {
     pub chunk_size: Option<f64>,
     /// Chunk digest: `blake3` (default) or `sha256`.
     pub digest: Option<String>,
+    /// Sidecar format: `auto` (default: v2 when the file needs more than one GF(2^8) stripe), `v1` or
+    /// `v2`. With custom parameters, `v2` makes `k` the file's chunk count and `m` the parity chunks.
+    pub format: Option<String>,
 }
 
 /// Protect a file: write `<path>.tvecc` (or `options.sidecar`) atomically. The level, the parameters
@@ -209,23 +215,38 @@ pub fn ecc_protect(
                 invalid_argument("digest", "digest must be \"blake3\" or \"sha256\"")
             })?,
         };
+        let format = match options.format.as_deref() {
+            None => Format::Auto,
+            Some(name) => Format::parse(name).ok_or_else(|| {
+                invalid_argument("format", "format must be \"auto\", \"v1\" or \"v2\"")
+            })?,
+        };
         let protect = match (options.level, options.k, options.m, options.chunk_size) {
             (level, None, None, None) => {
                 let level = level.unwrap_or_else(|| "medium".to_string());
-                ProtectOptions::Level(
+                ProtectOptions::LevelFormat(
                     Level::parse(&level).ok_or_else(|| {
                         napi::Error::from(TvError::from(core_ecc::ErasureError::InvalidLevel {
                             level,
                         }))
                     })?,
                     digest,
+                    format,
                 )
             }
-            (None, Some(k), Some(m), Some(cs)) => ProtectOptions::Custom(
-                Params::new(to_int("k", k)?, to_int("m", m)?, to_int("chunkSize", cs)?)
-                    .map_err(|e| napi::Error::from(TvError::from(e)))?
-                    .with_digest(digest),
-            ),
+            (None, Some(k), Some(m), Some(cs)) => {
+                let (k, m, cs) = (to_int("k", k)?, to_int("m", m)?, to_int("chunkSize", cs)?);
+                let params = if format == Format::V2 {
+                    Params::new_wide(k, m, cs)
+                } else {
+                    Params::new(k, m, cs)
+                };
+                ProtectOptions::Custom(
+                    params
+                        .map_err(|e| napi::Error::from(TvError::from(e)))?
+                        .with_digest(digest),
+                )
+            }
             _ => {
                 return Err(invalid_argument(
                     "options",

@@ -400,6 +400,13 @@ impl From<ErasureError> for TvError {
                     .with("budget", num(budget as u64))
             }
             ErasureError::SingularMatrix => TvError::new("TV_INTERNAL", msg),
+            ErasureError::WideCodec { reason } => {
+                TvError::new("TV_INTERNAL", msg).with("reason", Ctx::Str(reason))
+            }
+            ErasureError::WideShape { k, chunks } => TvError::new("TV_INVALID_ARGUMENT", msg)
+                .with("argument", Ctx::Str("k".into()))
+                .with("k", num(k as u64))
+                .with("chunks", num(chunks)),
             ErasureError::SidecarIsTheFile { path, sidecar } => {
                 TvError::new("TV_INVALID_ARGUMENT", msg)
                     .with("argument", Ctx::Str("sidecar".into()))

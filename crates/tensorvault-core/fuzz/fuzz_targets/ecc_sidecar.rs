@@ -2,7 +2,9 @@
 //! panic; an accepted sidecar must be self-consistent (the parser re-derives every size), and an
 //! accepted header, file hints included (flag bit 0, the protected file's mtime at bytes 160..168,
 //! issue 13 item 16), must encode back to exactly the bytes it was parsed from: no flag, hint or
-//! reserved byte is accepted and then dropped.
+//! reserved byte is accepted and then dropped. Format v2 (issue 18, the wide GF(2^16) code) goes through
+//! the same parser: an accepted v2 header is one stripe whose `k` is the chunk count, with the codec
+//! byte that matches its version.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +19,13 @@ fuzz_target!(|data: &[u8]| {
         let flags = u32::from_le_bytes(data[12..16].try_into().expect("4 bytes"));
         assert_eq!(flags & !FLAG_FILE_HINTS, 0, "unknown flags refused");
         assert_eq!(h.file_mtime_ns.is_some(), flags == FLAG_FILE_HINTS);
+        let version = u16::from_le_bytes([data[8], data[9]]);
+        assert_eq!(version, h.layout.params.format_version());
+        assert_eq!(data[20], if version == 2 { 2 } else { 1 }, "codec matches version");
+        if h.layout.params.is_wide() {
+            assert!(h.layout.stripes <= 1, "v2 is one stripe");
+            assert!(h.layout.chunks == h.layout.params.k() as u64 || h.layout.chunks == 0);
+        }
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("f.tvecc");

@@ -17,7 +17,7 @@ use crate::io::{open_regular, read_exact_at, IoError};
 
 use super::place::{open_target, RepairMode, TargetSpec, WriteMode};
 use super::sidecar::{ChunkDigest, Header, Layout, Level, Params, Sidecar, SidecarHealth, Table};
-use super::{AlignedBuf, ErasureCodec, ErasureError};
+use super::{AlignedBuf, ErasureCodec, ErasureError, Format};
 
 /// `n` zeroed, cache-line-aligned buffers of `len` bytes.
 fn aligned_bufs(n: usize, len: usize) -> Vec<AlignedBuf> {
@@ -35,8 +35,11 @@ pub fn sidecar_path_for(path: &Path) -> PathBuf {
 /// How to protect a file: a named level or explicit parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtectOptions {
-    /// A preset, adapted to small files (see [`Level::params_for`]), with this chunk digest.
+    /// A preset, adapted to small files (see [`Level::params_for`]), with this chunk digest, in the
+    /// format [`Format::Auto`] picks (v2 for files that need more than one stripe).
     Level(Level, ChunkDigest),
+    /// A preset in a chosen sidecar format (see [`super::wide::params_for`]).
+    LevelFormat(Level, ChunkDigest, Format),
     /// Exactly these parameters.
     Custom(Params),
 }
@@ -226,11 +229,15 @@ fn protect_with(
         }
     }
     let params = match options {
-        ProtectOptions::Level(level, digest) => level.params_for(len)?.with_digest(digest),
+        ProtectOptions::Level(level, digest) => {
+            super::wide::params_for(level, Format::Auto, len)?.with_digest(digest)
+        }
+        ProtectOptions::LevelFormat(level, digest, format) => {
+            super::wide::params_for(level, format, len)?.with_digest(digest)
+        }
         ProtectOptions::Custom(p) => p,
     };
     let layout = Layout::new(params, len)?;
-    let codec = ErasureCodec::new(params.k(), params.m())?;
     control.set_total(len);
     crate::io::advise_sequential(&file);
 
@@ -245,63 +252,12 @@ fn protect_with(
     sc.set_len(layout.sidecar_len)
         .map_err(|e| IoError::from_os(out.tmp_path(), "set_len", e))?;
     let tmp_path = out.tmp_path().to_path_buf();
-    let cs = params.chunk_size().as_usize();
-    let (k, m) = (params.k(), params.m());
-    let digest = params.digest();
 
-    let results: Result<Vec<StripeDigests>, ErasureError> = (0..layout.stripes)
-        .into_par_iter()
-        .map_init(
-            || (aligned_bufs(k, cs), aligned_bufs(m, cs)),
-            |(data, parity), s| {
-                control.checkpoint()?;
-                let mut dd = Vec::with_capacity(k);
-                for (pos, buf) in data.iter_mut().enumerate() {
-                    let buf = buf.as_mut_slice();
-                    if let Some(idx) = layout.chunk_at(s, pos) {
-                        if !read_chunk(&file, path, &layout, idx, len, buf)? {
-                            return Err(ErasureError::FileChanged {
-                                path: path.to_path_buf(),
-                            });
-                        }
-                        let (_, clen) = layout.chunk_range(idx);
-                        dd.push((
-                            idx,
-                            digest.hash(buf.get(..usize_of(clen)).unwrap_or_default()),
-                        ));
-                        control.add(clen);
-                    } else {
-                        buf.fill(0);
-                    }
-                }
-                let d: Vec<&[u8]> = data.iter().map(AlignedBuf::as_slice).collect();
-                let mut p: Vec<&mut [u8]> =
-                    parity.iter_mut().map(AlignedBuf::as_mut_slice).collect();
-                codec.encode(&d, &mut p)?;
-                let mut pd = Vec::with_capacity(m);
-                for (j, buf) in parity.iter().enumerate() {
-                    let buf = buf.as_slice();
-                    let slot = layout.parity_slot(s, j);
-                    write_all_at(sc, &tmp_path, buf, layout.parity_offset(slot))?;
-                    pd.push((slot, digest.hash(buf)));
-                }
-                Ok((dd, pd))
-            },
-        )
-        .collect();
-    let mut entries = vec![Digest::default(); usize_of(layout.entries)];
-    for (dd, pd) in results? {
-        for (idx, d) in dd {
-            if let Some(e) = entries.get_mut(usize_of(idx)) {
-                *e = d;
-            }
-        }
-        for (slot, d) in pd {
-            if let Some(e) = entries.get_mut(usize_of(layout.chunks + slot)) {
-                *e = d;
-            }
-        }
-    }
+    let entries = if params.is_wide() {
+        super::wide::encode_file(&file, path, &layout, sc, &tmp_path, control)?
+    } else {
+        stripe_entries(&file, path, &layout, sc, &tmp_path, control)?
+    };
     // The file must not have changed under us.
     let now_meta = file
         .metadata()
@@ -343,6 +299,76 @@ fn protect_with(
         root,
         sidecar_path,
     })
+}
+
+/// Format v1: encode stripe by stripe, write the parity slots, return the digest entries.
+fn stripe_entries(
+    file: &File,
+    path: &Path,
+    layout: &Layout,
+    sc: &File,
+    tmp_path: &Path,
+    control: &Control,
+) -> Result<Vec<Digest>, ErasureError> {
+    let (layout, len, params) = (*layout, layout.file_len, layout.params);
+    let codec = ErasureCodec::new(params.k(), params.m())?;
+    let cs = params.chunk_size().as_usize();
+    let (k, m) = (params.k(), params.m());
+    let digest = params.digest();
+    let results: Result<Vec<StripeDigests>, ErasureError> = (0..layout.stripes)
+        .into_par_iter()
+        .map_init(
+            || (aligned_bufs(k, cs), aligned_bufs(m, cs)),
+            |(data, parity), s| {
+                control.checkpoint()?;
+                let mut dd = Vec::with_capacity(k);
+                for (pos, buf) in data.iter_mut().enumerate() {
+                    let buf = buf.as_mut_slice();
+                    if let Some(idx) = layout.chunk_at(s, pos) {
+                        if !read_chunk(file, path, &layout, idx, len, buf)? {
+                            return Err(ErasureError::FileChanged {
+                                path: path.to_path_buf(),
+                            });
+                        }
+                        let (_, clen) = layout.chunk_range(idx);
+                        dd.push((
+                            idx,
+                            digest.hash(buf.get(..usize_of(clen)).unwrap_or_default()),
+                        ));
+                        control.add(clen);
+                    } else {
+                        buf.fill(0);
+                    }
+                }
+                let d: Vec<&[u8]> = data.iter().map(AlignedBuf::as_slice).collect();
+                let mut p: Vec<&mut [u8]> =
+                    parity.iter_mut().map(AlignedBuf::as_mut_slice).collect();
+                codec.encode(&d, &mut p)?;
+                let mut pd = Vec::with_capacity(m);
+                for (j, buf) in parity.iter().enumerate() {
+                    let buf = buf.as_slice();
+                    let slot = layout.parity_slot(s, j);
+                    write_all_at(sc, tmp_path, buf, layout.parity_offset(slot))?;
+                    pd.push((slot, digest.hash(buf)));
+                }
+                Ok((dd, pd))
+            },
+        )
+        .collect();
+    let mut entries = vec![Digest::default(); usize_of(layout.entries)];
+    for (dd, pd) in results? {
+        for (idx, d) in dd {
+            if let Some(e) = entries.get_mut(usize_of(idx)) {
+                *e = d;
+            }
+        }
+        for (slot, d) in pd {
+            if let Some(e) = entries.get_mut(usize_of(layout.chunks + slot)) {
+                *e = d;
+            }
+        }
+    }
+    Ok(entries)
 }
 
 fn write_all_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<(), IoError> {
@@ -621,7 +647,19 @@ pub fn repair_with(
     }
     let layout = before.layout;
     let file_rewritten = !before.damaged_chunks.is_empty() || before.actual_len != layout.file_len;
-    let write_mode = if file_rewritten {
+    let write_mode = if !file_rewritten {
+        None
+    } else if layout.params.is_wide() {
+        let rebuilt = super::wide::rebuild(path, &sidecar_path, &sc, &before, control)?;
+        Some(write_rebuilt(
+            path,
+            &sc,
+            &before,
+            &rebuilt,
+            options.mode,
+            control,
+        )?)
+    } else {
         Some(rebuild_file(
             path,
             &sidecar_path,
@@ -630,8 +668,6 @@ pub fn repair_with(
             options.mode,
             control,
         )?)
-    } else {
-        None
     };
     let sidecar_rewritten = !before.damaged_parity.is_empty() || !before.sidecar.structure_intact();
     if sidecar_rewritten {
@@ -830,6 +866,49 @@ fn recheck_written(
         damaged_chunks,
         Vec::new(),
     ))
+}
+
+/// Write chunks already rebuilt and checked against their digests (format v2) through the same
+/// in-place or copy target as [`rebuild_file`], with the same crash argument: only chunks found damaged
+/// are overwritten, and the length is restored first.
+fn write_rebuilt(
+    path: &Path,
+    sc: &Sidecar,
+    report: &VerifyReport,
+    rebuilt: &[super::wide::RebuiltChunk],
+    mode: RepairMode,
+    control: &Control,
+) -> Result<WriteMode, ErasureError> {
+    let layout = report.layout;
+    let (src, actual_len) = open_regular(path)?;
+    if actual_len != report.actual_len {
+        return Err(ErasureError::FileChanged {
+            path: path.to_path_buf(),
+        });
+    }
+    let whole = layout
+        .file_len
+        .saturating_add(actual_len.saturating_sub(layout.file_len));
+    let target = open_target(
+        &TargetSpec {
+            path,
+            src: &src,
+            actual_len,
+            file_len: layout.file_len,
+            mtime_ns: sc.header.file_mtime_ns,
+            mostly_damaged: u128::from(report.differing_bytes) * 2 > u128::from(whole),
+        },
+        mode,
+    )?;
+    let written = target.mode();
+    for rc in rebuilt {
+        control.checkpoint()?;
+        let (off, _) = layout.chunk_range(rc.index);
+        target.write_chunk(off, &rc.bytes)?;
+    }
+    control.checkpoint()?;
+    target.finish(control)?;
+    Ok(written)
 }
 
 /// Rebuild the damaged chunks stripe by stripe (each checked against its digest) and write them

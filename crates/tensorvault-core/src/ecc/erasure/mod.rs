@@ -15,6 +15,7 @@ pub mod kernels;
 pub mod matrix;
 pub mod place;
 pub mod sidecar;
+pub mod wide;
 
 pub use aligned::AlignedBuf;
 pub use codec::{ErasureCodec, MAX_SHARDS};
@@ -25,6 +26,7 @@ pub use file::{
 pub use kernels::Kernel;
 pub use place::{RepairMode, RepairTarget, WriteMode};
 pub use sidecar::{ChunkDigest, Layout, Level, Params, SidecarHealth};
+pub use wide::Format;
 
 use std::path::PathBuf;
 
@@ -63,6 +65,12 @@ pub enum ErasureError {
     /// sidecar would destroy the data.
     #[error("the sidecar {sidecar} is the protected file {path} itself")]
     SidecarIsTheFile { path: PathBuf, sidecar: PathBuf },
+    /// Format v2 parameters whose `k` is not the file's chunk count (the wide code is one stripe).
+    #[error("wide code with k={k} does not match the file's {chunks} chunks")]
+    WideShape { k: usize, chunks: u64 },
+    /// The GF(2^16) transform refused its input (a bug: shapes are validated before).
+    #[error("wide code failed: {reason}")]
+    WideCodec { reason: String },
     /// The file is too large for the format.
     #[error("file of {len} bytes exceeds the format's limit of {max} bytes")]
     FileTooLarge { len: u64, max: u64 },

@@ -16,8 +16,10 @@ use super::{ErasureError, MAX_SHARDS};
 
 /// The first eight bytes of a header.
 pub const MAGIC: [u8; 8] = *b"TVECC\x1a\r\n";
-/// The format version this code writes and reads.
+/// The format version of the striped GF(2^8) code (v1).
 pub const VERSION: u16 = 1;
+/// The format version of the wide GF(2^16) code (v2): one stripe over all chunks.
+pub const VERSION_WIDE: u16 = 2;
 /// Bytes in one header copy.
 pub const HEADER_LEN: u64 = HEADER_BYTES as u64;
 const HEADER_BYTES: usize = 256;
@@ -29,6 +31,9 @@ pub const ENTRIES_PER_BLOCK: u64 = ENTRIES_PER_BLOCK_US as u64;
 const ENTRIES_PER_BLOCK_US: usize = 127;
 /// Codec identifier: systematic Cauchy Reed-Solomon over GF(2^8), polynomial 0x11d.
 pub const CODEC_CAUCHY_GF256: u8 = 1;
+/// Codec identifier (format v2): the Leopard-RS code over GF(2^16) (`reed-solomon-simd`), applied to
+/// every 64-byte column of the chunks independently (see `wide.rs`).
+pub const CODEC_LEOPARD_GF65536: u8 = 2;
 /// Chunk-digest identifier: SHA-256 (the chunk tree's leaf).
 pub const DIGEST_SHA256: u8 = 1;
 /// Chunk-digest identifier: BLAKE3 (256-bit output), the default since it verifies several times faster.
@@ -163,6 +168,7 @@ pub struct Params {
     m: u16,
     chunk_size: ChunkSize,
     digest: ChunkDigest,
+    wide: bool,
 }
 
 impl Params {
@@ -190,7 +196,47 @@ impl Params {
             m,
             chunk_size,
             digest: ChunkDigest::default(),
+            wide: false,
         })
+    }
+
+    /// Format v2: one wide code over GF(2^16) with `k` data chunks (all the file's chunks) and `m`
+    /// parity chunks, any `m` of the `k + m` recoverable. `(k, m)` must be supported by the transform
+    /// (`k + m ≤ 65536`, see [`super::wide::supported`]); the chunk size is a power of two from 4 KiB to
+    /// 1 GiB. No stripe-size limit: the code is applied column slice by column slice.
+    pub fn new_wide(k: u16, m: u16, chunk_size: u64) -> Result<Self, ErasureError> {
+        if k == 0 || m == 0 || !super::wide::supported(k.into(), m.into()) {
+            return Err(ErasureError::InvalidShardCounts {
+                k: k.into(),
+                m: m.into(),
+                max: super::wide::MAX_SHARDS,
+            });
+        }
+        let chunk_size = ChunkSize::new(chunk_size)
+            .map_err(|_| ErasureError::InvalidChunkSize { chunk_size })?;
+        Ok(Self {
+            k,
+            m,
+            chunk_size,
+            digest: ChunkDigest::default(),
+            wide: true,
+        })
+    }
+
+    /// Whether this is the wide code of format v2.
+    #[must_use]
+    pub fn is_wide(self) -> bool {
+        self.wide
+    }
+
+    /// The sidecar format version these parameters are written in (1 or 2).
+    #[must_use]
+    pub fn format_version(self) -> u16 {
+        if self.wide {
+            VERSION_WIDE
+        } else {
+            VERSION
+        }
     }
 
     /// The same parameters with chunk digest `digest`.
@@ -257,6 +303,14 @@ impl Layout {
         }
         let cs = params.chunk_size.get();
         let chunks = params.chunk_size.chunk_count(file_len);
+        // The wide code is one stripe: `k` must cover every chunk, with no virtual chunk past them
+        // beyond the single one an empty file gets (`k = 1`).
+        if params.wide && chunks != u64::from(params.k) && !(chunks == 0 && params.k == 1) {
+            return Err(ErasureError::WideShape {
+                k: params.k.into(),
+                chunks,
+            });
+        }
         let stripes = chunks.div_ceil(u64::from(params.k));
         let parity_slots = stripes
             .checked_mul(u64::from(params.m))
@@ -392,7 +446,7 @@ impl Header {
         let l = &self.layout;
         let mut b = [0u8; 256];
         put(&mut b, 0, &MAGIC);
-        put(&mut b, 8, &VERSION.to_le_bytes());
+        put(&mut b, 8, &l.params.format_version().to_le_bytes());
         put(&mut b, 10, &256u16.to_le_bytes());
         if let Some(t) = self.file_mtime_ns {
             put(&mut b, 12, &FLAG_FILE_HINTS.to_le_bytes());
@@ -400,7 +454,12 @@ impl Header {
         }
         put(&mut b, 16, &l.params.k.to_le_bytes());
         put(&mut b, 18, &l.params.m.to_le_bytes());
-        put(&mut b, 20, &[CODEC_CAUCHY_GF256, l.params.digest.id()]);
+        let codec = if l.params.wide {
+            CODEC_LEOPARD_GF65536
+        } else {
+            CODEC_CAUCHY_GF256
+        };
+        put(&mut b, 20, &[codec, l.params.digest.id()]);
         put(&mut b, 24, &l.params.chunk_size.get().to_le_bytes());
         put(&mut b, 32, &l.file_len.to_le_bytes());
         put(&mut b, 40, &l.chunks.to_le_bytes());
@@ -423,7 +482,8 @@ impl Header {
         if sha256(b.get(..224).unwrap_or_default()) != digest_at(b, 224) {
             return Err("header checksum mismatch");
         }
-        if u16_at(b, 8) != VERSION {
+        let version = u16_at(b, 8);
+        if version != VERSION && version != VERSION_WIDE {
             return Err("unsupported version");
         }
         if u16_at(b, 10) != 256 {
@@ -444,7 +504,12 @@ impl Header {
         {
             return Err("reserved header bytes are not zero");
         }
-        if b.get(20) != Some(&CODEC_CAUCHY_GF256) {
+        let want_codec = if version == VERSION_WIDE {
+            CODEC_LEOPARD_GF65536
+        } else {
+            CODEC_CAUCHY_GF256
+        };
+        if b.get(20) != Some(&want_codec) {
             return Err("unknown codec");
         }
         let digest = b
@@ -452,9 +517,13 @@ impl Header {
             .copied()
             .and_then(ChunkDigest::from_id)
             .ok_or("unknown digest")?;
-        let params = Params::new(u16_at(b, 16), u16_at(b, 18), u64_at(b, 24))
-            .map_err(|_| "invalid parameters")?
-            .with_digest(digest);
+        let params = if version == VERSION_WIDE {
+            Params::new_wide(u16_at(b, 16), u16_at(b, 18), u64_at(b, 24))
+        } else {
+            Params::new(u16_at(b, 16), u16_at(b, 18), u64_at(b, 24))
+        }
+        .map_err(|_| "invalid parameters")?
+        .with_digest(digest);
         let layout = Layout::new(params, u64_at(b, 32)).map_err(|_| "file length out of range")?;
         if layout.chunks != u64_at(b, 40)
             || layout.stripes != u64_at(b, 48)
