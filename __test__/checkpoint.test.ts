@@ -611,6 +611,90 @@ describe('set replacement', () => {
   });
 });
 
+describe('the single native save pass (issue 14, item 1)', () => {
+  it('writes the same weights, hash, header digest and tree as the streamed path, and parity that repairs', async () => {
+    // Typed arrays go through the one native pass; the same tensors as (sync) iterables of chunks go
+    // through the streamed path (writer, then the hash, the tree and the parity from the file).
+    const mem = { ...large(), 'é.ünïcode': new Float64Array([1.5, -2]) };
+    const streamed = Object.fromEntries(
+      Object.entries(mem).map(([k, v]) => {
+        const dtype =
+          v instanceof Float32Array
+            ? 'F32'
+            : v instanceof Int32Array
+              ? 'I32'
+              : v instanceof Float64Array
+                ? 'F64'
+                : 'U8';
+        const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+        const bpe = (v as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+        return [k, { dtype, shape: [v.byteLength / bpe], data: [bytes.subarray(0, 5), bytes.subarray(5)] }];
+      }),
+    ) as never;
+    for (const [layout, ecc, hmacKey] of [
+      ['tensorvault', 'medium', undefined],
+      ['tensorvault', 'off', 'k3y'],
+      ['pyfolds', 'off', undefined],
+      ['pyfolds-ecc', 'low', undefined],
+    ] as const) {
+      const a = fresh('native');
+      const b = fresh('streamed');
+      const ra = await tv.saveCheckpoint(a, mem, { layout, ecc, hmacKey: hmacKey ?? null, gitHash: 'x' });
+      const rb = await tv.saveCheckpoint(b, streamed, {
+        layout,
+        ecc,
+        hmacKey: hmacKey ?? null,
+        gitHash: 'x',
+      });
+      expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+      expect(ra.integrityHash).toBe(rb.integrityHash);
+      expect(ra.ecc).toBe(rb.ecc);
+      expect(ra.byteLength).toBe(rb.byteLength);
+      if (layout === 'tensorvault') {
+        const { seal: _sa, ...ia } = ra.integrity as tv.IntegrityBlock;
+        const { seal: _sb, ...ib } = rb.integrity as tv.IntegrityBlock;
+        expect({ ...ia, ecc: null }).toEqual({ ...ib, ecc: null });
+      }
+      const c = await tv.loadCheckpoint(a, { verify: 'full', hmacKey: hmacKey ?? null });
+      expect(c.report.status).toBe('intact');
+      expect(c.report.pyfoldsHash).toBe('ok');
+      c.close();
+    }
+    // The parity of the native pass repairs damage.
+    const p = fresh('native-repair');
+    await tv.saveCheckpoint(p, mem, { ecc: 'medium', hmacKey: null });
+    corrupt(p, 2 * 1024 * 1024 + 17, 100);
+    const c = await tv.loadCheckpoint(p, { verify: 'full', repair: true, hmacKey: null });
+    expect(c.report.status).toBe('repaired');
+    expect(Array.from((await c.tensor('big')).data.subarray(0, 4) as Float32Array)).toEqual([
+      0, 0.25, 0.5, 0.75,
+    ]);
+    c.close();
+  });
+
+  it('an abort during the native pass leaves the previous set and no temporary file', async () => {
+    const p = fresh('abort');
+    await tv.saveCheckpoint(p, small(), { hmacKey: null });
+    const before = readFileSync(p);
+    const ac = new AbortController();
+    const big = { x: new Uint8Array(64 * 1024 * 1024).fill(3) };
+    const pending = tv.saveCheckpoint(p, big, {
+      ecc: 'medium',
+      hmacKey: null,
+      signal: ac.signal,
+      onProgress: (q) => {
+        if (q.bytesDone > 0) ac.abort();
+      },
+      progressIntervalMs: 1,
+    });
+    await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+    expect(readFileSync(p)).toEqual(before);
+    const { readdirSync } = await import('node:fs');
+    const { basename, dirname } = await import('node:path');
+    expect(readdirSync(dirname(p)).filter((f) => f.includes(basename(p)) && f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
 describe('progress', () => {
   it('one count over every pass, never backwards, ending at its total', async () => {
     for (const [layout, ecc] of [

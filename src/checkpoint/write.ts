@@ -7,17 +7,21 @@ import { eccFromName, eccFromProtection, RsCodec } from '../ecc/rs255';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { hashFile } from '../hash/file';
 import { sha256 } from '../hash/index';
-import type { JobOptions, Progress } from '../job';
+import { type JobOptions, type Progress, runJob } from '../job';
+import { native } from '../native';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
 import { entriesOf, prepare, saveSafetensors, type TensorsToSave } from '../safetensors/writer';
 import {
   CHECKPOINT_CHUNK_SIZE,
   type CheckpointLayout,
   checkpointFiles,
+  codePointCompare,
   type HmacKey,
+  hashDtypeLabel,
   type IntegrityBlock,
   LAYOUTS,
   pyfoldsDigest,
+  pythonShape,
   seal,
   sealMessage,
   torchDtype,
@@ -400,4 +404,100 @@ export function sidecarOf(
   const doc: Record<string, unknown> = { metadata, integrity_hash: integrityHash, format: 'safetensors' };
   if (block !== undefined) doc.tensorvault = block;
   return { path: files.meta, text: JSON.stringify(doc, null, 2) };
+}
+
+/** What the native save pass returns (see `crates/tensorvault-core/src/checkpoint.rs`). */
+export interface NativeSaveResult {
+  fileLength: number;
+  headerLength: number;
+  headerSha256: string;
+  pyfoldsDigest: string;
+  leaves: string;
+  root: string;
+  ecc?: { k: number; m: number; chunkSize: number } | null;
+}
+
+/** Progress of a native job rescaled to `units` (the caller's count for the passes it covers). */
+function scaled(
+  onProgress: ((p: Progress) => void) | undefined,
+  units: number,
+): ((p: Progress) => void) | undefined {
+  if (onProgress === undefined) return undefined;
+  return (p) =>
+    onProgress({
+      bytesDone: p.bytesTotal > 0 ? Math.min(units, Math.floor((p.bytesDone * units) / p.bytesTotal)) : 0,
+      bytesTotal: units,
+    });
+}
+
+/**
+ * The single save pass (tensors in memory): the addon writes `tmpWeights` (O_EXCL) and, over the same
+ * bytes, computes the PyFolds digest (one SHA-256 in PyFolds's order and framing), the chunk tree
+ * (`tree`) and then the `.tvecc` parity (`tvecc`, by the core's `protect` on the written file while it
+ * is fsynced). Progress is reported as `units` over the whole job.
+ */
+export async function saveNative(
+  tmpWeights: string,
+  prepared: Prepared,
+  tree: 'sha256' | 'none',
+  tvecc: { sidecar: string; plan: Extract<EccPlan, { kind: 'tvecc' }> } | undefined,
+  units: number,
+  options: JobOptions,
+): Promise<NativeSaveResult> {
+  const order = prepared.map((_, i) => i);
+  order.sort((a, b) =>
+    codePointCompare((prepared[a] as Prepared[number]).name, (prepared[b] as Prepared[number]).name),
+  );
+  const onProgress = scaled(options.onProgress, units);
+  const ecc =
+    tvecc === undefined
+      ? undefined
+      : {
+          sidecar: tvecc.sidecar,
+          ...(tvecc.plan.k !== undefined
+            ? { k: tvecc.plan.k, m: tvecc.plan.m as number, chunkSize: tvecc.plan.chunkSize as number }
+            : { level: tvecc.plan.level ?? 'medium' }),
+        };
+  return runJob(
+    'checkpointSave',
+    { ...(options.signal ? { signal: options.signal } : {}), ...(onProgress ? { onProgress } : {}) },
+    (control) =>
+      native().checkpointSaveWeights(
+        tmpWeights,
+        prepared.map((t) => t.name),
+        prepared.map((t) => t.dtype),
+        prepared.map((t) => t.shape),
+        prepared.map((t) => bytesOf(t.data as ArrayBufferView | ArrayBuffer)),
+        prepared.map((t) => `${t.name}${hashDtypeLabel(t.dtype)}${pythonShape(t.shape)}`),
+        { chunkSize: CHECKPOINT_CHUNK_SIZE, tree, hashOrder: order, ...(ecc ? { ecc } : {}) },
+        control,
+      ),
+  );
+}
+
+/** The integrity block of a weights file from the native pass's digests (no re-read of the file). */
+export function integrityBlockOf(
+  r: NativeSaveResult,
+  metadata: unknown,
+  integrityHash: string,
+  ecc: IntegrityBlock['ecc'],
+  key: HmacKey | undefined,
+): IntegrityBlock {
+  // The root is recomputed from the leaves here: the format's own check, done before anything is written.
+  const root = treeRoot(r.leaves, CHECKPOINT_CHUNK_SIZE, r.fileLength);
+  if (root !== r.root) {
+    throw new TensorVaultError(ErrorCode.INTERNAL, 'chunk-tree root does not match its leaves', {});
+  }
+  const partial = {
+    integrity: 1 as const,
+    algorithm:
+      key === undefined ? ('sha256-tree-v1+sha256' as const) : ('sha256-tree-v1+hmac-sha256' as const),
+    chunk_size: CHECKPOINT_CHUNK_SIZE,
+    file_length: r.fileLength,
+    header_length: r.headerLength,
+    header_sha256: r.headerSha256,
+    root,
+    ecc,
+  };
+  return { ...partial, leaves: r.leaves, seal: seal(sealMessage(partial, metadata, integrityHash), key) };
 }

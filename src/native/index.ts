@@ -59,6 +59,7 @@ export interface NativeTensorInfo {
  */
 const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   JobControl: true,
+  checkpointSaveWeights: true,
   cpuInfo: true,
   NativeErasureCodec: true,
   NativeFileLock: true,
@@ -81,6 +82,7 @@ const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   hmacSha256: true,
   lockFile: true,
   openSafetensors: true,
+  openSafetensorsSmall: true,
   rsDecode: true,
   rsEncode: true,
   rsEncodeSync: true,
