@@ -715,6 +715,41 @@ describe('a million-tensor header (issue 13, item 14)', () => {
   }, 120_000);
 });
 
+describe('opening a small header on the calling thread (issue 14, item 3)', () => {
+  it('does not wait for a libuv pool thread; a header over SYNC_HEADER_MAX still opens (on the pool)', async () => {
+    const { pbkdf2 } = await import('node:crypto');
+    const p = tmp();
+    await tv.saveSafetensors(p, { w: new Float32Array([1, 2, 3]) });
+    // Occupy every libuv pool thread, then open: a small header must not queue behind them. Before the
+    // synchronous path, the open was a pool task and settled only after a pbkdf2 had finished.
+    const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    const order: string[] = [];
+    const busy = Array.from(
+      { length: threads },
+      () =>
+        new Promise<void>((resolve) =>
+          pbkdf2('x', 'y', 400_000, 32, 'sha256', () => {
+            order.push('pool');
+            resolve();
+          }),
+        ),
+    );
+    const f = await tv.openSafetensors(p);
+    order.push('open');
+    expect(f.tensor('w', 'F32').data).toEqual(new Float32Array([1, 2, 3]));
+    f.close();
+    await Promise.all(busy);
+    expect(order[0]).toBe('open');
+    // 20,000 tensors: a header of about 1.2 MB, over the limit, opened on the pool as before.
+    const big = manyTensors(tmp(), 20_000);
+    const g = await tv.openSafetensors(big);
+    expect(g.dataStart - 8).toBeGreaterThan(tv.SYNC_HEADER_MAX);
+    expect(g.tensorCount).toBe(20_000);
+    expect(g.tensor('layer.19999.weight').data[0]).toBe(19_999 % 251);
+    g.close();
+  }, 60_000);
+});
+
 describe('sharded checkpoints', () => {
   it('save with a maximum shard size, then open lazily as one checkpoint', async () => {
     const { mkdirSync } = await import('node:fs');

@@ -211,6 +211,7 @@ export {
   type SaveShardedResult,
   ShardedSafetensors,
   type ShardIndex,
+  SYNC_HEADER_MAX,
   saveSafetensors,
   saveShardedSafetensors,
   type Tensor,

@@ -442,7 +442,14 @@ function checkDtype(info: TensorInfo, want: unknown): void {
 }
 
 /**
- * Open and validate the safetensors file at `path` (on the libuv pool). Nothing is exposed unless the
+ * Headers up to this many bytes (1 MiB, some 7,000 tensors) are opened on the calling thread by
+ * {@link openSafetensors}; larger ones on the libuv pool.
+ */
+export const SYNC_HEADER_MAX = 1024 * 1024;
+
+/**
+ * Open and validate the safetensors file at `path` (a header up to {@link SYNC_HEADER_MAX} on the
+ * calling thread, a larger one on the libuv pool). Nothing is exposed unless the
  * whole header passes every check (`TV_SAFETENSORS_INVALID` with `context.reason` otherwise).
  */
 export async function openSafetensors(
@@ -471,7 +478,10 @@ export async function openSafetensors(
     throw new TensorVaultAbortError('The operation was aborted before it started', signal.reason);
   let handle: NativeSafetensorsHandle;
   try {
-    handle = await native().openSafetensors(path);
+    // A header of at most SYNC_HEADER_MAX bytes is read and validated on this thread (cheaper than
+    // the libuv pool's round trip); a larger one (a million tensors) on the pool, so that it never
+    // blocks the event loop.
+    handle = native().openSafetensorsSmall(path, SYNC_HEADER_MAX) ?? (await native().openSafetensors(path));
   } catch (err) {
     throw fromNative(err, signal);
   }
