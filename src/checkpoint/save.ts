@@ -26,6 +26,7 @@ import {
   checkSaveArgs,
   gitHash,
   integrityBlockOf,
+  NEW_TREE,
   type NewSet,
   phases,
   saveNative,
@@ -178,7 +179,7 @@ export async function saveCheckpoint(
       const r = await saveNative(
         tmpWeights,
         prepared,
-        tree ? 'sha256' : 'none',
+        tree ? NEW_TREE : 'none',
         tvecc,
         units,
         jobOpts(ph.next(units)),

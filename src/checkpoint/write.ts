@@ -1,11 +1,10 @@
 /** The pieces of a checkpoint save: the parity plan, the weights and their digest, the parity, the integrity block and the sidecar. */
 import { execFile } from 'node:child_process';
-import { constants, promises as fsp } from 'node:fs';
+import { constants, promises as fsp, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { type ErasureProtectionLevel, protect } from '../ecc/erasure';
 import { eccFromName, eccFromProtection, RsCodec } from '../ecc/rs255';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { hashFile } from '../hash/file';
 import { sha256 } from '../hash/index';
 import { type JobOptions, type Progress, runJob } from '../job';
 import { native } from '../native';
@@ -19,11 +18,13 @@ import {
   type HmacKey,
   hashDtypeLabel,
   type IntegrityBlock,
+  integrityAlgorithm,
   LAYOUTS,
   pyfoldsDigest,
   pythonShape,
   seal,
   sealMessage,
+  type TreeHash,
   torchDtype,
   treeRoot,
 } from './layout';
@@ -186,6 +187,26 @@ export async function writeRsParity(
   return total;
 }
 
+/** The tree hash of new saves (`blake3-tree-v1`; `sha256-tree-v1` files are still read). */
+export const NEW_TREE: TreeHash = 'blake3';
+
+/**
+ * Leaves (hex, concatenated) of chunks `[first, first + count)` of `path` at the checkpoint's chunk
+ * size, read and hashed in parallel on the pool; a chunk past the end of the file is 64 `-`.
+ */
+export function fileLeaves(
+  path: string,
+  tree: TreeHash,
+  first: number,
+  count: number,
+  options: JobOptions = {},
+  chunkSize = CHECKPOINT_CHUNK_SIZE,
+): Promise<string> {
+  return runJob('checkpointLeaves', options, (control) =>
+    native().checkpointChunkLeaves(path, chunkSize, first, count, tree, control),
+  );
+}
+
 export function bytesOf(d: ArrayBufferView | ArrayBuffer): Uint8Array {
   return d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }
@@ -236,20 +257,19 @@ export async function buildIntegrityBlock(
   key: HmacKey | undefined,
   options: JobOptions,
 ): Promise<IntegrityBlock> {
-  const tree = await hashFile(weights, { chunkSize: CHECKPOINT_CHUNK_SIZE, leaves: true, ...options });
-  const leaves = (tree.leaves ?? []).join('');
-  const root = treeRoot(leaves, CHECKPOINT_CHUNK_SIZE, tree.length);
-  if (root !== tree.digest) {
-    throw new TensorVaultError(ErrorCode.INTERNAL, 'chunk-tree root does not match its leaves', {
+  const length = statSync(weights).size;
+  const leaves = await fileLeaves(weights, NEW_TREE, 0, Math.ceil(length / CHECKPOINT_CHUNK_SIZE), options);
+  if (leaves.includes('-')) {
+    throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${weights} changed while it was hashed`, {
       path: weights,
     });
   }
+  const root = treeRoot(leaves, CHECKPOINT_CHUNK_SIZE, length, NEW_TREE);
   const partial = {
     integrity: 1 as const,
-    algorithm:
-      key === undefined ? ('sha256-tree-v1+sha256' as const) : ('sha256-tree-v1+hmac-sha256' as const),
+    algorithm: integrityAlgorithm(NEW_TREE, key !== undefined),
     chunk_size: CHECKPOINT_CHUNK_SIZE,
-    file_length: tree.length,
+    file_length: length,
     header_length: headerLength,
     header_sha256: await headerDigest(weights, headerLength),
     root,
@@ -439,7 +459,7 @@ function scaled(
 export async function saveNative(
   tmpWeights: string,
   prepared: Prepared,
-  tree: 'sha256' | 'none',
+  tree: TreeHash | 'none',
   tvecc: { sidecar: string; plan: Extract<EccPlan, { kind: 'tvecc' }> } | undefined,
   units: number,
   options: JobOptions,
@@ -484,14 +504,13 @@ export function integrityBlockOf(
   key: HmacKey | undefined,
 ): IntegrityBlock {
   // The root is recomputed from the leaves here: the format's own check, done before anything is written.
-  const root = treeRoot(r.leaves, CHECKPOINT_CHUNK_SIZE, r.fileLength);
+  const root = treeRoot(r.leaves, CHECKPOINT_CHUNK_SIZE, r.fileLength, NEW_TREE);
   if (root !== r.root) {
     throw new TensorVaultError(ErrorCode.INTERNAL, 'chunk-tree root does not match its leaves', {});
   }
   const partial = {
     integrity: 1 as const,
-    algorithm:
-      key === undefined ? ('sha256-tree-v1+sha256' as const) : ('sha256-tree-v1+hmac-sha256' as const),
+    algorithm: integrityAlgorithm(NEW_TREE, key !== undefined),
     chunk_size: CHECKPOINT_CHUNK_SIZE,
     file_length: r.fileLength,
     header_length: r.headerLength,

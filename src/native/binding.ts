@@ -157,6 +157,12 @@ export declare class NativeSha256 {
   copy(): NativeSha256
 }
 
+/**
+ * Leaves (hex, concatenated; `-` × 64 for a chunk past the end of the file) of chunks
+ * `[first, first + count)` of `path`, read and hashed in parallel on the pool.
+ */
+export declare function checkpointChunkLeaves(path: string, chunkSize: number, first: number, count: number, tree: string, control: JobControl): Promise<string>
+
 /** Parity of the save: a preset `level`, or all of `k`, `m` and `chunkSize`; written to `sidecar`. */
 export interface CheckpointEccOptions {
   sidecar: string
@@ -172,6 +178,12 @@ export interface CheckpointEccWritten {
   m: number
   chunkSize: number
 }
+
+/**
+ * The leaf (hex) of one chunk held in memory, on the calling thread (one chunk: cheaper than a
+ * round trip to the pool).
+ */
+export declare function checkpointLeaf(data: Uint8Array, tree: string): string
 
 /** Options of `checkpointSaveWeights`. */
 export interface CheckpointSaveOptions {
@@ -206,6 +218,9 @@ export interface CheckpointSaveResult {
  * buffers are read while the promise is pending.
  */
 export declare function checkpointSaveWeights(path: string, names: Array<string>, dtypes: Array<string>, shapes: Array<Array<number>>, data: Array<Uint8Array>, hashPrefixes: Array<string>, options: CheckpointSaveOptions, control: JobControl): Promise<CheckpointSaveResult>
+
+/** The root (hex) of a tree from its leaves (hex, concatenated). */
+export declare function checkpointTreeRoot(leaves: string, chunkSize: number, fileLength: number, tree: string): string
 
 /** The CPU features detected and the kernels in use. */
 export declare function cpuInfo(): CpuInfo

@@ -59,7 +59,10 @@ export interface NativeTensorInfo {
  */
 const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   JobControl: true,
+  checkpointChunkLeaves: true,
+  checkpointLeaf: true,
   checkpointSaveWeights: true,
+  checkpointTreeRoot: true,
   cpuInfo: true,
   NativeErasureCodec: true,
   NativeFileLock: true,

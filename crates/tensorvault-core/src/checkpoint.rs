@@ -523,6 +523,47 @@ fn forward(outer: &Control, inner: &Control, finished: &AtomicBool) {
     }
 }
 
+/// Leaves of chunks `[first, first + count)` of the file at `path` (the chunk tree's cut at
+/// `chunk_size`), read with `pread` and hashed in parallel on the rayon pool. A chunk past the end of
+/// the file is `None` (it cannot match its leaf); the last chunk is as long as the file allows.
+pub fn file_leaves(
+    path: &Path,
+    chunk_size: ChunkSize,
+    first: u64,
+    count: u64,
+    alg: TreeAlgorithm,
+    control: &Control,
+) -> Result<Vec<Option<Digest>>, CheckpointError> {
+    use rayon::prelude::*;
+    let (file, len) = crate::io::open_regular(path)?;
+    let end = first.saturating_add(count);
+    let present = end.min(chunk_size.chunk_count(len)).saturating_sub(first);
+    control.set_total(present.saturating_mul(chunk_size.get()).min(len));
+    (first..end)
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; chunk_size.as_usize()],
+            |buf, idx| -> Result<Option<Digest>, CheckpointError> {
+                control.checkpoint()?;
+                let (start, clen) = chunk_size.chunk_range(idx, len);
+                if clen == 0 {
+                    return Ok(None);
+                }
+                let Some(b) = buf.get_mut(..usize::try_from(clen).unwrap_or(usize::MAX)) else {
+                    return Ok(None);
+                };
+                match crate::io::read_exact_at(&file, path, b, start) {
+                    Ok(()) => {}
+                    Err(IoError::Truncated { .. }) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+                control.add(clen);
+                Ok(Some(alg.leaf(b)))
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -758,5 +799,34 @@ mod tests {
         assert!(matches!(e, CheckpointError::Io(_)));
         // O_EXCL failed before anything was written: the file that was there is not removed.
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
+    }
+
+    #[test]
+    fn file_leaves_match_the_saved_tree_and_flag_missing_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let bufs = model(3, 9_000);
+        let tensors: Vec<SaveTensor<'_>> = bufs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| SaveTensor {
+                spec: spec(&format!("t{i}"), Dtype::U8, &[d.len() as u64]),
+                data: d,
+                hash_prefix: Vec::new(),
+            })
+            .collect();
+        for alg in [TreeAlgorithm::Sha256, TreeAlgorithm::Blake3] {
+            let path = dir.path().join(format!("{alg:?}.safetensors"));
+            let mut o = opts((0..3).collect(), None);
+            o.tree = Some(alg);
+            let r = save_weights(&path, &tensors, &o, &Control::new()).unwrap();
+            let n = r.leaves.len() as u64;
+            let got = file_leaves(&path, o.chunk_size, 1, n + 1, alg, &Control::new()).unwrap();
+            assert_eq!(got.len() as u64, n + 1);
+            for (i, g) in got.iter().take(usize::try_from(n - 1).unwrap()).enumerate() {
+                assert_eq!(g.as_ref(), Some(&r.leaves[i + 1]));
+            }
+            assert_eq!(got[usize::try_from(n - 1).unwrap()], None);
+            assert_eq!(got[usize::try_from(n).unwrap()], None);
+        }
     }
 }

@@ -8,7 +8,7 @@ use napi::bindgen_prelude::{AsyncTask, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::checkpoint::{
-    save_weights, SaveOptions, SaveReport, SaveTensor, TreeAlgorithm,
+    file_leaves, save_weights, SaveOptions, SaveReport, SaveTensor, TreeAlgorithm,
 };
 use tensorvault_core::ecc::erasure::{ChunkDigest, ErasureError, Level, Params, ProtectOptions};
 use tensorvault_core::hash::{to_hex, ChunkSize};
@@ -208,5 +208,125 @@ pub fn checkpoint_save_weights(
             },
             control: Arc::clone(&control.inner),
         }))
+    })
+}
+
+fn tree_of(name: &str) -> napi::Result<TreeAlgorithm> {
+    match name {
+        "sha256" => Ok(TreeAlgorithm::Sha256),
+        "blake3" => Ok(TreeAlgorithm::Blake3),
+        _ => Err(invalid_argument(
+            "tree",
+            "tree must be \"sha256\" or \"blake3\"",
+        )),
+    }
+}
+
+fn chunk_size_of(n: f64) -> napi::Result<ChunkSize> {
+    ChunkSize::new(to_u64("chunkSize", n)?).map_err(|e| napi::Error::from(TvError::from(e)))
+}
+
+pub struct LeavesTask {
+    path: PathBuf,
+    chunk_size: ChunkSize,
+    first: u64,
+    count: u64,
+    tree: TreeAlgorithm,
+    control: Arc<Control>,
+}
+
+impl Task for LeavesTask {
+    type Output = Vec<Option<[u8; 32]>>;
+    type JsValue = String;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guard(|| {
+            file_leaves(
+                &self.path,
+                self.chunk_size,
+                self.first,
+                self.count,
+                self.tree,
+                &self.control,
+            )
+            .map_err(|e| TvError::from(e).into())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, leaves: Self::Output) -> napi::Result<String> {
+        let mut out = String::with_capacity(leaves.len() * 64);
+        for l in &leaves {
+            match l {
+                Some(d) => out.push_str(&to_hex(d)),
+                // A chunk past the end of the file: 64 characters that match no leaf.
+                None => out.push_str(&"-".repeat(64)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Leaves (hex, concatenated; `-` × 64 for a chunk past the end of the file) of chunks
+/// `[first, first + count)` of `path`, read and hashed in parallel on the pool.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn checkpoint_chunk_leaves(
+    path: String,
+    chunk_size: f64,
+    first: f64,
+    count: f64,
+    tree: String,
+    control: &JobControl,
+) -> napi::Result<AsyncTask<LeavesTask>> {
+    guard(|| {
+        Ok(AsyncTask::new(LeavesTask {
+            path: PathBuf::from(path),
+            chunk_size: chunk_size_of(chunk_size)?,
+            first: to_u64("first", first)?,
+            count: to_u64("count", count)?,
+            tree: tree_of(&tree)?,
+            control: Arc::clone(&control.inner),
+        }))
+    })
+}
+
+/// The leaf (hex) of one chunk held in memory, on the calling thread (one chunk: cheaper than a
+/// round trip to the pool).
+#[napi]
+pub fn checkpoint_leaf(data: Uint8Array, tree: String) -> napi::Result<String> {
+    guard(|| Ok(to_hex(&tree_of(&tree)?.leaf(&data))))
+}
+
+/// The root (hex) of a tree from its leaves (hex, concatenated).
+#[napi]
+pub fn checkpoint_tree_root(
+    leaves: String,
+    chunk_size: f64,
+    file_length: f64,
+    tree: String,
+) -> napi::Result<String> {
+    guard(|| {
+        let alg = tree_of(&tree)?;
+        let cs = chunk_size_of(chunk_size)?;
+        let len = to_u64("fileLength", file_length)?;
+        let mut digests = Vec::with_capacity(leaves.len() / 64);
+        for hex in leaves.as_bytes().chunks(64) {
+            let mut d = [0u8; 32];
+            for (i, pair) in hex.chunks(2).enumerate() {
+                let s = std::str::from_utf8(pair).unwrap_or("");
+                let v = u8::from_str_radix(s, 16)
+                    .map_err(|_| invalid_argument("leaves", "leaves must be hex digests"))?;
+                if let Some(b) = d.get_mut(i) {
+                    *b = v;
+                }
+            }
+            if hex.len() != 64 {
+                return Err(invalid_argument(
+                    "leaves",
+                    "leaves must be 64 hex characters each",
+                ));
+            }
+            digests.push(d);
+        }
+        Ok(to_hex(&alg.root(cs, len, &digests)))
     })
 }
