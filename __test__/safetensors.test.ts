@@ -750,6 +750,29 @@ describe('opening a small header on the calling thread (issue 14, item 3)', () =
   }, 60_000);
 });
 
+describe("the first view's region (issue 14, item 3)", () => {
+  it('the first view of a file is a window on a small region; later views use the large regions', async () => {
+    const p = tmp();
+    const big = new Uint8Array(40 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4096) big[i] = (i / 4096) & 255;
+    await tv.saveSafetensors(p, { a: new Float32Array([1, 2, 3]), b: big, c: new Uint8Array([9, 8]) });
+    const f = await tv.openSafetensors(p);
+    // Before: one region of the whole 40 MiB mapping (V8 collects when that much external memory
+    // appears at once); now the first view's region is at most 16 MiB.
+    const a = f.tensor('a', 'F32');
+    expect(a.data).toEqual(new Float32Array([1, 2, 3]));
+    expect(a.data.buffer.byteLength).toBeLessThanOrEqual(16 * 1024 * 1024);
+    const c = f.tensor('c', 'U8');
+    expect(Array.from(c.data)).toEqual([9, 8]);
+    const b = f.tensor('b', 'U8');
+    expect(b.data.byteLength).toBe(big.length);
+    expect(b.data[4096 * 300]).toBe(300 & 255);
+    // A view inside the first region reuses it.
+    expect(f.tensor('a', 'F32').data.buffer).toBe(a.data.buffer);
+    f.close();
+  });
+});
+
 describe('sharded checkpoints', () => {
   it('save with a maximum shard size, then open lazily as one checkpoint', async () => {
     const { mkdirSync } = await import('node:fs');
