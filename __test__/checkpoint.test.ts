@@ -729,6 +729,25 @@ describe('integrity block algorithms (issue 14, item 2)', () => {
     c.close();
   });
 
+  it('a blake3-tree-v1 block with malformed leaves is TV_CHECKPOINT_INVALID (reason leaves)', async () => {
+    const path = fresh('bad-leaves');
+    await tv.saveCheckpoint(path, large(), { hmacKey: null });
+    const meta = `${path}.meta.json`;
+    const good = readFileSync(meta, 'utf8');
+    const side = JSON.parse(good);
+    const l: string = side.tensorvault.leaves;
+    // Upper-case hex, a sign, a non-hex character: each refused before any root comparison.
+    for (const bad of [`A${l.slice(1)}`, `+a${l.slice(2)}`, `zz${l.slice(2)}`]) {
+      side.tensorvault.leaves = bad;
+      writeFileSync(meta, JSON.stringify(side, null, 2));
+      const err = await rejects(tv.loadCheckpoint(path, { hmacKey: null }));
+      expect(err.code).toBe('TV_CHECKPOINT_INVALID');
+      expect(err.context).toMatchObject({ reason: 'leaves' });
+    }
+    writeFileSync(meta, good);
+    (await tv.loadCheckpoint(path, { hmacKey: null })).close();
+  });
+
   it('one tensor() at a time verifies ahead in one job, and damage ahead is reported only for its tensor', async () => {
     const path = fresh('ahead');
     const t: Record<string, Uint8Array> = {};

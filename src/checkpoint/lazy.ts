@@ -26,6 +26,9 @@ import { fileLeaves } from './write';
 
 /** Chunks verified by one read-ahead job when tensors are viewed one after another (32 MiB at 1 MiB). */
 const READ_AHEAD = 32;
+/** Size of the shared scratch buffer of single-chunk checks. */
+const CHUNK_SCRATCH = 1024 * 1024;
+let scratch = Buffer.alloc(0);
 
 /**
  * A loaded checkpoint: metadata, version, verified tensor views and the verification report. Views are
@@ -203,7 +206,10 @@ export class Checkpoint {
       const c = todo[0] as number;
       const start = c * cs;
       const len = Math.min(block.file_length, start + cs) - start;
-      const buf = Buffer.allocUnsafe(len);
+      // One scratch buffer for every single-chunk check (read and hashed synchronously): a fresh
+      // 1 MiB buffer per first view is external memory that makes V8 collect.
+      if (scratch.length < len) scratch = Buffer.allocUnsafe(Math.max(len, CHUNK_SCRATCH));
+      const buf = scratch.subarray(0, len);
       const got = readSync(fd, buf, 0, len, start);
       const digest =
         got !== len

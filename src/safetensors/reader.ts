@@ -40,7 +40,7 @@ export {
 /** Region buffers start and end on multiples of this (a multiple of every page size in use). */
 const REGION_ALIGN = 64 * 1024;
 /** Size of the first view's region (see `SafetensorsFile.#window`). */
-const FIRST_REGION = 16 * 1024 * 1024;
+const FIRST_REGION = 4 * 1024 * 1024;
 
 function freezeInfo(t: NativeTensorInfo): TensorInfo {
   return Object.freeze({
@@ -176,7 +176,8 @@ export class SafetensorsFile {
     ) {
       // The file's first view gets a small region of its own: a region of the whole mapping (up to
       // regionBytes) makes V8 account that much external memory at once and run a collection, which
-      // cost the first view 3–8 ms on a 512 MiB file (docs/benchmarks.md, issue 14). Later views use
+      // cost the first view 3–8 ms on a 512 MiB file (docs/benchmarks.md, issue 14); 4 MiB is below
+      // what makes V8 collect, and holds a first tensor of up to 4 MiB. Later views use
       // the large regions as before, so a loop over every tensor pays for at most one more region.
       const start = Math.min(
         Math.floor(abs / REGION_ALIGN) * REGION_ALIGN,

@@ -308,22 +308,32 @@ pub fn checkpoint_tree_root(
         let alg = tree_of(&tree)?;
         let cs = chunk_size_of(chunk_size)?;
         let len = to_u64("fileLength", file_length)?;
+        if !leaves.len().is_multiple_of(64) {
+            return Err(invalid_argument(
+                "leaves",
+                "leaves must be 64 hex characters each",
+            ));
+        }
         let mut digests = Vec::with_capacity(leaves.len() / 64);
         for hex in leaves.as_bytes().chunks(64) {
             let mut d = [0u8; 32];
-            for (i, pair) in hex.chunks(2).enumerate() {
-                let s = std::str::from_utf8(pair).unwrap_or("");
-                let v = u8::from_str_radix(s, 16)
-                    .map_err(|_| invalid_argument("leaves", "leaves must be hex digests"))?;
-                if let Some(b) = d.get_mut(i) {
-                    *b = v;
+            for (b, pair) in d.iter_mut().zip(hex.chunks(2)) {
+                let mut v = 0u8;
+                for &c in pair {
+                    // Lower-case hex only, as the format writes it.
+                    let n = match c {
+                        b'0'..=b'9' => c - b'0',
+                        b'a'..=b'f' => c - b'a' + 10,
+                        _ => {
+                            return Err(invalid_argument(
+                                "leaves",
+                                "leaves must be lower-case hex digests",
+                            ))
+                        }
+                    };
+                    v = (v << 4) | n;
                 }
-            }
-            if hex.len() != 64 {
-                return Err(invalid_argument(
-                    "leaves",
-                    "leaves must be 64 hex characters each",
-                ));
+                *b = v;
             }
             digests.push(d);
         }
