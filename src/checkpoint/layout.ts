@@ -326,7 +326,8 @@ export function treeRoot(
   length: number,
   tree: TreeHash = 'sha256',
 ): string {
-  if (tree === 'blake3') return native().checkpointTreeRoot(leaves, chunkSize, length, 'blake3');
+  if (tree === 'blake3')
+    return native().checkpointTreeRoot(Buffer.from(leaves, 'utf8'), chunkSize, length, 'blake3');
   const header = Buffer.alloc(32);
   header.write('TVCTREE', 0, 'ascii');
   header[7] = 1;

@@ -219,8 +219,8 @@ export interface CheckpointSaveResult {
  */
 export declare function checkpointSaveWeights(path: string, names: Array<string>, dtypes: Array<string>, shapes: Array<Array<number>>, data: Array<Uint8Array>, hashPrefixes: Array<string>, options: CheckpointSaveOptions, control: JobControl): Promise<CheckpointSaveResult>
 
-/** The root (hex) of a tree from its leaves (hex, concatenated). */
-export declare function checkpointTreeRoot(leaves: string, chunkSize: number, fileLength: number, tree: string): string
+/** The root (hex) of a tree from its leaves: lower-case hex digests, concatenated, as UTF-8 bytes. */
+export declare function checkpointTreeRoot(leaves: Uint8Array, chunkSize: number, fileLength: number, tree: string): string
 
 /** The CPU features detected and the kernels in use. */
 export declare function cpuInfo(): CpuInfo

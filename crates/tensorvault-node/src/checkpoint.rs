@@ -296,10 +296,32 @@ pub fn checkpoint_leaf(data: Uint8Array, tree: String) -> napi::Result<String> {
     guard(|| Ok(to_hex(&tree_of(&tree)?.leaf(&data))))
 }
 
-/// The root (hex) of a tree from its leaves (hex, concatenated).
+/// The value of each byte as a lower-case hex digit, 0xff for every other byte (upper case, signs…).
+#[allow(clippy::cast_possible_truncation, clippy::indexing_slicing)]
+const HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    // INVARIANT: i < 10 and i < 6 below, so the indices stay under 256 and the casts are exact.
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+fn nibble(c: u8) -> u8 {
+    HEX.get(usize::from(c)).copied().unwrap_or(0xff)
+}
+
+/// The root (hex) of a tree from its leaves: lower-case hex digests, concatenated, as UTF-8 bytes.
 #[napi]
 pub fn checkpoint_tree_root(
-    leaves: String,
+    leaves: Uint8Array,
     chunk_size: f64,
     file_length: f64,
     tree: String,
@@ -308,32 +330,28 @@ pub fn checkpoint_tree_root(
         let alg = tree_of(&tree)?;
         let cs = chunk_size_of(chunk_size)?;
         let len = to_u64("fileLength", file_length)?;
-        if !leaves.len().is_multiple_of(64) {
-            return Err(invalid_argument(
+        let bad = || {
+            invalid_argument(
                 "leaves",
-                "leaves must be 64 hex characters each",
-            ));
+                "leaves must be lower-case hex digests, 64 characters each",
+            )
+        };
+        if !leaves.len().is_multiple_of(64) {
+            return Err(bad());
         }
         let mut digests = Vec::with_capacity(leaves.len() / 64);
-        for hex in leaves.as_bytes().chunks(64) {
+        for hex in leaves.chunks(64) {
             let mut d = [0u8; 32];
-            for (b, pair) in d.iter_mut().zip(hex.chunks(2)) {
-                let mut v = 0u8;
-                for &c in pair {
-                    // Lower-case hex only, as the format writes it.
-                    let n = match c {
-                        b'0'..=b'9' => c - b'0',
-                        b'a'..=b'f' => c - b'a' + 10,
-                        _ => {
-                            return Err(invalid_argument(
-                                "leaves",
-                                "leaves must be lower-case hex digests",
-                            ))
-                        }
-                    };
-                    v = (v << 4) | n;
+            let mut invalid = 0u8;
+            for (b, pair) in d.iter_mut().zip(hex.chunks_exact(2)) {
+                if let [hi, lo] = *pair {
+                    let (h, l) = (nibble(hi), nibble(lo));
+                    invalid |= (h | l) & 0xf0;
+                    *b = (h << 4) | (l & 0x0f);
                 }
-                *b = v;
+            }
+            if invalid != 0 {
+                return Err(bad());
             }
             digests.push(d);
         }
