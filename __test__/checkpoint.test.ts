@@ -4,6 +4,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import * as layout from '../dist/checkpoint/layout.js';
 import * as tv from '../dist/index.js';
 import { xorAt } from './helpers/bytes';
 import { tempDir } from './helpers/tmp';
@@ -229,11 +230,12 @@ describe('tensorvault layout', () => {
     expect(side.format).toBe('safetensors');
     const b = side.tensorvault;
     expect(b.integrity).toBe(1);
-    expect(b.algorithm).toBe('sha256-tree-v1+sha256');
+    expect(b.algorithm).toBe('blake3-tree-v1+sha256');
     expect(b.file_length).toBe(r.byteLength);
     expect(b.leaves.length).toBe(Math.ceil(r.byteLength / b.chunk_size) * 64);
-    const tree = await tv.hashFile(path, { chunkSize: b.chunk_size });
-    expect(b.root).toBe(tree.digest);
+    // blake3-tree-v1: the root binds the leaves (known answer of the construction in the Rust tests).
+    expect(b.root).toBe(layout.treeRoot(b.leaves, b.chunk_size, b.file_length, 'blake3'));
+    expect(b.root).not.toBe(layout.treeRoot(b.leaves, b.chunk_size, b.file_length, 'sha256'));
     expect(b.ecc).toEqual({ kind: 'tvecc', file: `${path.slice(dir.length + 1)}.tvecc` });
   });
 
@@ -607,6 +609,162 @@ describe('set replacement', () => {
     expect(existsSync(`${path}.ecc`)).toBe(false);
     const c = await tv.loadCheckpoint(path);
     expect(c.layout).toBe('tensorvault');
+    c.close();
+  });
+});
+
+describe('the single native save pass (issue 14, item 1)', () => {
+  it('writes the same weights, hash, header digest and tree as the streamed path, and parity that repairs', async () => {
+    // Typed arrays go through the one native pass; the same tensors as (sync) iterables of chunks go
+    // through the streamed path (writer, then the hash, the tree and the parity from the file).
+    const mem = { ...large(), 'é.ünïcode': new Float64Array([1.5, -2]) };
+    const streamed = Object.fromEntries(
+      Object.entries(mem).map(([k, v]) => {
+        const dtype =
+          v instanceof Float32Array
+            ? 'F32'
+            : v instanceof Int32Array
+              ? 'I32'
+              : v instanceof Float64Array
+                ? 'F64'
+                : 'U8';
+        const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+        const bpe = (v as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+        return [k, { dtype, shape: [v.byteLength / bpe], data: [bytes.subarray(0, 5), bytes.subarray(5)] }];
+      }),
+    ) as never;
+    for (const [layout, ecc, hmacKey] of [
+      ['tensorvault', 'medium', undefined],
+      ['tensorvault', 'off', 'k3y'],
+      ['pyfolds', 'off', undefined],
+      ['pyfolds-ecc', 'low', undefined],
+    ] as const) {
+      const a = fresh('native');
+      const b = fresh('streamed');
+      const ra = await tv.saveCheckpoint(a, mem, { layout, ecc, hmacKey: hmacKey ?? null, gitHash: 'x' });
+      const rb = await tv.saveCheckpoint(b, streamed, {
+        layout,
+        ecc,
+        hmacKey: hmacKey ?? null,
+        gitHash: 'x',
+      });
+      expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+      expect(ra.integrityHash).toBe(rb.integrityHash);
+      expect(ra.ecc).toBe(rb.ecc);
+      expect(ra.byteLength).toBe(rb.byteLength);
+      if (layout === 'tensorvault') {
+        const { seal: _sa, ...ia } = ra.integrity as tv.IntegrityBlock;
+        const { seal: _sb, ...ib } = rb.integrity as tv.IntegrityBlock;
+        expect({ ...ia, ecc: null }).toEqual({ ...ib, ecc: null });
+      }
+      const c = await tv.loadCheckpoint(a, { verify: 'full', hmacKey: hmacKey ?? null });
+      expect(c.report.status).toBe('intact');
+      expect(c.report.pyfoldsHash).toBe('ok');
+      c.close();
+    }
+    // The parity of the native pass repairs damage.
+    const p = fresh('native-repair');
+    await tv.saveCheckpoint(p, mem, { ecc: 'medium', hmacKey: null });
+    corrupt(p, 2 * 1024 * 1024 + 17, 100);
+    const c = await tv.loadCheckpoint(p, { verify: 'full', repair: true, hmacKey: null });
+    expect(c.report.status).toBe('repaired');
+    expect(Array.from((await c.tensor('big')).data.subarray(0, 4) as Float32Array)).toEqual([
+      0, 0.25, 0.5, 0.75,
+    ]);
+    c.close();
+  });
+
+  it('an abort during the native pass leaves the previous set and no temporary file', async () => {
+    const p = fresh('abort');
+    await tv.saveCheckpoint(p, small(), { hmacKey: null });
+    const before = readFileSync(p);
+    const ac = new AbortController();
+    const big = { x: new Uint8Array(64 * 1024 * 1024).fill(3) };
+    const pending = tv.saveCheckpoint(p, big, {
+      ecc: 'medium',
+      hmacKey: null,
+      signal: ac.signal,
+      onProgress: (q) => {
+        if (q.bytesDone > 0) ac.abort();
+      },
+      progressIntervalMs: 1,
+    });
+    await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+    expect(readFileSync(p)).toEqual(before);
+    const { readdirSync } = await import('node:fs');
+    const { basename, dirname } = await import('node:path');
+    expect(readdirSync(dirname(p)).filter((f) => f.includes(basename(p)) && f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('integrity block algorithms (issue 14, item 2)', () => {
+  it('still reads sha256-tree-v1 blocks (files saved before blake3-tree-v1), lazily and in full', async () => {
+    const path = fresh('sha-tree');
+    await tv.saveCheckpoint(path, large(), { ecc: 'medium', hmacKey: null, gitHash: 'x' });
+    // Rewrite the block as an older save wrote it: SHA-256 leaves and root, sealed per the format.
+    const meta = `${path}.meta.json`;
+    const side = JSON.parse(readFileSync(meta, 'utf8'));
+    const tree = await tv.hashFile(path, { chunkSize: side.tensorvault.chunk_size, leaves: true });
+    const { seal: _s, leaves: _l, ...rest } = side.tensorvault;
+    const partial = { ...rest, algorithm: 'sha256-tree-v1+sha256', root: tree.digest };
+    side.tensorvault = {
+      ...partial,
+      leaves: (tree.leaves as string[]).join(''),
+      seal: layout.seal(layout.sealMessage(partial, side.metadata, side.integrity_hash), undefined),
+    };
+    writeFileSync(meta, JSON.stringify(side, null, 2));
+    for (const verify of ['lazy', 'full'] as const) {
+      const c = await tv.loadCheckpoint(path, { verify, hmacKey: null });
+      expect(c.report.seal).toBe('ok');
+      const big = await c.tensor('big');
+      expect((big.data as Float32Array)[5]).toBe(1.25);
+      await c.tensors();
+      expect(c.report.status).toBe('intact');
+      c.close();
+    }
+    // Damage in a sha256-tree-v1 file is still found by the lazy check (and not repaired: repair off).
+    corrupt(path, 2 * 1024 * 1024 + 9);
+    const c = await tv.loadCheckpoint(path, { hmacKey: null, repair: false });
+    expect((await rejects(c.tensor('big'))).code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    c.close();
+  });
+
+  it('a blake3-tree-v1 block with malformed leaves is TV_CHECKPOINT_INVALID (reason leaves)', async () => {
+    const path = fresh('bad-leaves');
+    await tv.saveCheckpoint(path, large(), { hmacKey: null });
+    const meta = `${path}.meta.json`;
+    const good = readFileSync(meta, 'utf8');
+    const side = JSON.parse(good);
+    const l: string = side.tensorvault.leaves;
+    // Upper-case hex, a sign, a non-hex character: each refused before any root comparison.
+    for (const bad of [`A${l.slice(1)}`, `+a${l.slice(2)}`, `zz${l.slice(2)}`]) {
+      side.tensorvault.leaves = bad;
+      writeFileSync(meta, JSON.stringify(side, null, 2));
+      const err = await rejects(tv.loadCheckpoint(path, { hmacKey: null }));
+      expect(err.code).toBe('TV_CHECKPOINT_INVALID');
+      expect(err.context).toMatchObject({ reason: 'leaves' });
+    }
+    writeFileSync(meta, good);
+    (await tv.loadCheckpoint(path, { hmacKey: null })).close();
+  });
+
+  it('one tensor() at a time verifies ahead in one job, and damage ahead is reported only for its tensor', async () => {
+    const path = fresh('ahead');
+    const t: Record<string, Uint8Array> = {};
+    for (let i = 0; i < 12; i++) t[`t${String(i).padStart(2, '0')}`] = new Uint8Array(600 * 1024).fill(i);
+    await tv.saveCheckpoint(path, t, { hmacKey: null });
+    const f = await tv.openSafetensors(path);
+    const at = f.info('t10').fileOffset + 400 * 1024; // in chunk 6, which t10 and t11 share
+    f.close();
+    corrupt(path, at);
+    const c = await tv.loadCheckpoint(path, { hmacKey: null, repair: false });
+    // t00..t09 verify (the read-ahead also hashed the damaged chunk, which is not reported for them).
+    for (let i = 0; i < 10; i++) expect((await c.tensor(`t${String(i).padStart(2, '0')}`)).data[7]).toBe(i);
+    expect(c.report.damagedTensors).toEqual([]);
+    const err = await rejects(c.tensor('t10'));
+    expect(err.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    expect(c.report.damagedTensors).toEqual(['t10']);
+    expect((err as tv.TensorDamagedError).chunks).toEqual([6]);
     c.close();
   });
 });

@@ -715,6 +715,64 @@ describe('a million-tensor header (issue 13, item 14)', () => {
   }, 120_000);
 });
 
+describe('opening a small header on the calling thread (issue 14, item 3)', () => {
+  it('does not wait for a libuv pool thread; a header over SYNC_HEADER_MAX still opens (on the pool)', async () => {
+    const { pbkdf2 } = await import('node:crypto');
+    const p = tmp();
+    await tv.saveSafetensors(p, { w: new Float32Array([1, 2, 3]) });
+    // Occupy every libuv pool thread, then open: a small header must not queue behind them. Before the
+    // synchronous path, the open was a pool task and settled only after a pbkdf2 had finished.
+    const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    const order: string[] = [];
+    const busy = Array.from(
+      { length: threads },
+      () =>
+        new Promise<void>((resolve) =>
+          pbkdf2('x', 'y', 400_000, 32, 'sha256', () => {
+            order.push('pool');
+            resolve();
+          }),
+        ),
+    );
+    const f = await tv.openSafetensors(p);
+    order.push('open');
+    expect(f.tensor('w', 'F32').data).toEqual(new Float32Array([1, 2, 3]));
+    f.close();
+    await Promise.all(busy);
+    expect(order[0]).toBe('open');
+    // 20,000 tensors: a header of about 1.2 MB, over the limit, opened on the pool as before.
+    const big = manyTensors(tmp(), 20_000);
+    const g = await tv.openSafetensors(big);
+    expect(g.dataStart - 8).toBeGreaterThan(tv.SYNC_HEADER_MAX);
+    expect(g.tensorCount).toBe(20_000);
+    expect(g.tensor('layer.19999.weight').data[0]).toBe(19_999 % 251);
+    g.close();
+  }, 60_000);
+});
+
+describe("the first view's region (issue 14, item 3)", () => {
+  it('the first view of a file is a window on a small region; later views use the large regions', async () => {
+    const p = tmp();
+    const big = new Uint8Array(40 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4096) big[i] = (i / 4096) & 255;
+    await tv.saveSafetensors(p, { a: new Float32Array([1, 2, 3]), b: big, c: new Uint8Array([9, 8]) });
+    const f = await tv.openSafetensors(p);
+    // Before: one region of the whole 40 MiB mapping (V8 collects when that much external memory
+    // appears at once); now the first view's region is at most 4 MiB.
+    const a = f.tensor('a', 'F32');
+    expect(a.data).toEqual(new Float32Array([1, 2, 3]));
+    expect(a.data.buffer.byteLength).toBeLessThanOrEqual(4 * 1024 * 1024);
+    const c = f.tensor('c', 'U8');
+    expect(Array.from(c.data)).toEqual([9, 8]);
+    const b = f.tensor('b', 'U8');
+    expect(b.data.byteLength).toBe(big.length);
+    expect(b.data[4096 * 300]).toBe(300 & 255);
+    // A view inside the first region reuses it.
+    expect(f.tensor('a', 'F32').data.buffer).toBe(a.data.buffer);
+    f.close();
+  });
+});
+
 describe('sharded checkpoints', () => {
   it('save with a maximum shard size, then open lazily as one checkpoint', async () => {
     const { mkdirSync } = await import('node:fs');

@@ -214,6 +214,7 @@ export {
   type SaveShardedResult,
   ShardedSafetensors,
   type ShardIndex,
+  SYNC_HEADER_MAX,
   saveSafetensors,
   saveShardedSafetensors,
   type Tensor,

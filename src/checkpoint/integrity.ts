@@ -3,7 +3,6 @@ import { closeSync, promises as fsp, fstatSync, openSync, statSync } from 'node:
 import { dirname } from 'node:path';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { hashFile } from '../hash/file';
 import { tempName } from '../io/atomic';
 import { fsyncDir, ioError } from '../io/fs';
 import type { JobOptions } from '../job';
@@ -13,15 +12,18 @@ import {
   equalHex,
   type HmacKey,
   type IntegrityBlock,
+  isKeyedAlgorithm,
   leafAt,
   pyfoldsDigest,
   pyfoldsHashMatches,
   seal,
   sealMessage,
+  treeHashOf,
 } from './layout';
 import type { CheckpointReport, Parsed } from './parse';
 import { chunkSpan, headerSha, type RsRepair, rsCheck } from './rs';
 import { hashableOf, writeRsParity } from './save';
+import { fileLeaves } from './write';
 
 /**
  * Open the weights twice: a descriptor (for the chunk reads of lazy verification) and the mapping,
@@ -251,12 +253,11 @@ export async function treeDamage(
   path: string = p.weights,
 ): Promise<number[]> {
   const size = statSync(path).size;
-  const tree = await hashFile(path, { chunkSize: block.chunk_size, leaves: true, ...options });
   const n = Math.ceil(block.file_length / block.chunk_size);
+  const leaves = await fileLeaves(path, treeHashOf(block.algorithm), 0, n, options, block.chunk_size);
   const bad: number[] = [];
   for (let i = 0; i < n; i++) {
-    const got = tree.leaves?.[i];
-    if (got === undefined || !equalHex(got, leafAt(block, i))) bad.push(i);
+    if (!equalHex(leaves.slice(i * 64, i * 64 + 64), leafAt(block, i))) bad.push(i);
   }
   if (size !== block.file_length && bad.length === 0) bad.push(Math.max(0, n - 1));
   return bad;
@@ -285,7 +286,7 @@ export async function checkSeal(
   repair: boolean,
 ): Promise<number[] | undefined> {
   const block = p.block as IntegrityBlock;
-  const keyed = block.algorithm === 'sha256-tree-v1+hmac-sha256';
+  const keyed = isKeyedAlgorithm(block.algorithm);
   if (keyed && key === undefined) return undefined; // only with verify: 'none' (checked by the key policy)
   const { seal: stored, leaves: _l, ...rest } = block;
   const want = seal(sealMessage(rest, p.metadata, p.integrityHash), keyed ? key : undefined);

@@ -6,6 +6,7 @@ import { basename, dirname, join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { canonicalJson } from '../eventlog/canonical';
 import { createSha256, hmacSha256, sha256 } from '../hash/index';
+import { native } from '../native';
 import type { Dtype } from '../safetensors/dtype';
 
 /**
@@ -219,12 +220,48 @@ export const CHECKPOINT_CHUNK_SIZE = 1024 * 1024;
 /** Domain tag of the seal message. */
 const SEAL_TAG = 'tensorvault-checkpoint-seal-v1';
 
+/**
+ * The integrity block's algorithm: the chunk tree (`sha256-tree-v1`, or `blake3-tree-v1` written by
+ * new saves) and the seal (`sha256` unkeyed, `hmac-sha256` keyed).
+ */
+export type IntegrityAlgorithm =
+  | 'sha256-tree-v1+sha256'
+  | 'sha256-tree-v1+hmac-sha256'
+  | 'blake3-tree-v1+sha256'
+  | 'blake3-tree-v1+hmac-sha256';
+
+/** Every algorithm a reader accepts. */
+export const INTEGRITY_ALGORITHMS: readonly IntegrityAlgorithm[] = [
+  'sha256-tree-v1+sha256',
+  'sha256-tree-v1+hmac-sha256',
+  'blake3-tree-v1+sha256',
+  'blake3-tree-v1+hmac-sha256',
+];
+
+/** The tree hash a block's algorithm names. */
+export type TreeHash = 'sha256' | 'blake3';
+
+/** The tree hash of `algorithm`. */
+export function treeHashOf(algorithm: IntegrityAlgorithm): TreeHash {
+  return algorithm.startsWith('blake3-') ? 'blake3' : 'sha256';
+}
+
+/** Whether `algorithm`'s seal is keyed. */
+export function isKeyedAlgorithm(algorithm: IntegrityAlgorithm): boolean {
+  return algorithm.endsWith('+hmac-sha256');
+}
+
+/** The algorithm name of a new block. */
+export function integrityAlgorithm(tree: TreeHash, keyed: boolean): IntegrityAlgorithm {
+  return `${tree}-tree-v1+${keyed ? 'hmac-sha256' : 'sha256'}` as IntegrityAlgorithm;
+}
+
 /** The integrity block stored under `tensorvault` in the `.meta.json` sidecar. */
 export interface IntegrityBlock {
   /** Block version (1). */
   integrity: 1;
-  /** `sha256-tree-v1+sha256` (unkeyed) or `sha256-tree-v1+hmac-sha256` (keyed). */
-  algorithm: 'sha256-tree-v1+sha256' | 'sha256-tree-v1+hmac-sha256';
+  /** The tree and the seal (see {@link IntegrityAlgorithm}). */
+  algorithm: IntegrityAlgorithm;
   /** Chunk size of the tree over the whole weights file. */
   chunk_size: number;
   /** Length of the weights file. */
@@ -279,8 +316,18 @@ export function seal(message: Uint8Array, key: HmacKey | undefined): string {
     : `hmac-sha256:${hmacSha256(keyBytes(key), message).toString('hex')}`;
 }
 
-/** The chunk-tree root (hex) of `leaves` (hex, concatenated) for a file of `length` bytes. */
-export function treeRoot(leaves: string, chunkSize: number, length: number): string {
+/**
+ * The chunk-tree root (hex) of `leaves` (hex, concatenated) for a file of `length` bytes: SHA-256
+ * (`sha256-tree-v1`) or BLAKE3 (`blake3-tree-v1`) over the 32-byte tree header and the leaves.
+ */
+export function treeRoot(
+  leaves: string,
+  chunkSize: number,
+  length: number,
+  tree: TreeHash = 'sha256',
+): string {
+  if (tree === 'blake3')
+    return native().checkpointTreeRoot(Buffer.from(leaves, 'utf8'), chunkSize, length, 'blake3');
   const header = Buffer.alloc(32);
   header.write('TVCTREE', 0, 'ascii');
   header[7] = 1;
@@ -303,9 +350,10 @@ export function parseIntegrityBlock(v: unknown, path: string): IntegrityBlock {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('block', 'not an object');
   const b = v as Record<string, unknown>;
   if (b.integrity !== INTEGRITY_VERSION) throw bad('version', `unsupported version ${String(b.integrity)}`);
-  if (b.algorithm !== 'sha256-tree-v1+sha256' && b.algorithm !== 'sha256-tree-v1+hmac-sha256') {
+  if (!INTEGRITY_ALGORITHMS.includes(b.algorithm as IntegrityAlgorithm)) {
     throw bad('algorithm', `unknown algorithm ${String(b.algorithm)}`);
   }
+  const algorithm = b.algorithm as IntegrityAlgorithm;
   const int = (k: string, min: number): number => {
     const n = b[k];
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) throw bad(k, `${k} is not an integer`);
@@ -326,10 +374,21 @@ export function parseIntegrityBlock(v: unknown, path: string): IntegrityBlock {
   const root = hex('root');
   const leaves = b.leaves;
   const chunks = Math.ceil(len / chunk);
-  if (typeof leaves !== 'string' || leaves.length !== chunks * 64 || !/^[0-9a-f]*$/.test(leaves)) {
+  // blake3 leaves are checked as hex by the native root computation below.
+  if (
+    typeof leaves !== 'string' ||
+    leaves.length !== chunks * 64 ||
+    (treeHashOf(algorithm) === 'sha256' && !/^[0-9a-f]*$/.test(leaves))
+  ) {
     throw bad('leaves', `leaves must be ${chunks} hex digests`);
   }
-  if (!equalHex(treeRoot(leaves, chunk, len), root)) throw bad('leaves', 'leaves do not match the root');
+  let computed: string;
+  try {
+    computed = treeRoot(leaves, chunk, len, treeHashOf(algorithm));
+  } catch {
+    throw bad('leaves', `leaves must be ${chunks} hex digests`);
+  }
+  if (!equalHex(computed, root)) throw bad('leaves', 'leaves do not match the root');
   let ecc: IntegrityBlock['ecc'] = null;
   if (b.ecc !== null) {
     const e = b.ecc as Record<string, unknown> | undefined;
@@ -350,11 +409,10 @@ export function parseIntegrityBlock(v: unknown, path: string): IntegrityBlock {
   if (typeof b.seal !== 'string' || !/^(sha256|hmac-sha256):[0-9a-f]{64}$/.test(b.seal))
     throw bad('seal', 'seal is malformed');
   const keyed = b.seal.startsWith('hmac-');
-  if (keyed !== (b.algorithm === 'sha256-tree-v1+hmac-sha256'))
-    throw bad('seal', 'seal does not match the algorithm');
+  if (keyed !== isKeyedAlgorithm(algorithm)) throw bad('seal', 'seal does not match the algorithm');
   return {
     integrity: 1,
-    algorithm: b.algorithm,
+    algorithm,
     chunk_size: chunk,
     file_length: len,
     header_length: hlen,

@@ -2,19 +2,33 @@
 /**
  * Loading, verifying and repairing checkpoints of the three layouts; lazy verification per tensor.
  */
-import { webcrypto } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
+import { native } from '../native';
 import type { SafetensorsFile, Tensor, TensorInfo } from '../safetensors/reader';
 import { publish } from './commit';
 import { TensorDamagedError } from './errors';
 import { fdPath, mergeReport, openPair, treeDamage, underLock, verifyWhole } from './integrity';
-import { type CheckpointLayout, equalHex, type HmacKey, type IntegrityBlock, leafAt } from './layout';
+import {
+  type CheckpointLayout,
+  equalHex,
+  type HmacKey,
+  type IntegrityBlock,
+  leafAt,
+  treeHashOf,
+} from './layout';
 import { loadCheckpoint } from './load';
 import type { CheckpointReport, Parsed } from './parse';
-import { chunkSpan, readAsync } from './rs';
+import { chunkSpan } from './rs';
+import { fileLeaves } from './write';
+
+/** Chunks verified by one read-ahead job when tensors are viewed one after another (32 MiB at 1 MiB). */
+const READ_AHEAD = 32;
+/** Size of the shared scratch buffer of single-chunk checks. */
+const CHUNK_SCRATCH = 1024 * 1024;
+let scratch = Buffer.alloc(0);
 
 /**
  * A loaded checkpoint: metadata, version, verified tensor views and the verification report. Views are
@@ -179,36 +193,48 @@ export class Checkpoint {
     for (let c = first; c < last; c++) if (!this.#verifiedChunks.has(c)) todo.push(c);
     if (todo.length === 0) return [];
     // The chunks are read with pread from the mapped file's own descriptor: the same page-cache pages
-    // the views map (this process never writes to the mapping before a view is handed out), read in
-    // one call per chunk instead of a view per overlapping tensor.
+    // the views map (this process never writes to the mapping before a view is handed out).
     if (this.#fd === undefined) this.#fd = openSync(this.#p.weights, 'r');
     const fd = this.#fd;
-    // One chunk (≤ 1 MiB, from the page cache in the common case) is read and hashed on this thread:
-    // a pool round trip costs more than the work. Several are read and hashed on the libuv pool.
-    const readChunk = async (c: number, sync: boolean): Promise<Buffer | null> => {
+    const tree = treeHashOf(block.algorithm);
+    const nChunks = Math.ceil(block.file_length / cs);
+    const bad: number[] = [];
+    const sequential = first > 0 && this.#verifiedChunks.has(first - 1);
+    if (todo.length === 1 && !sequential) {
+      // One chunk (≤ 1 MiB, from the page cache in the common case) is read and hashed on this thread:
+      // a pool round trip costs more than the work.
+      const c = todo[0] as number;
       const start = c * cs;
       const len = Math.min(block.file_length, start + cs) - start;
-      const buf = Buffer.allocUnsafe(len);
-      const got = sync ? readSync(fd, buf, 0, len, start) : await readAsync(fd, buf, 0, len, start);
-      return got === len ? buf : null;
-    };
-    const digestOf = async (c: number, sync: boolean): Promise<string> => {
-      const b = await readChunk(c, sync);
-      if (b === null) return '';
-      // One chunk (≤ 1 MiB) is hashed here; several go to the libuv pool in parallel.
-      return sync
-        ? sha256(b).toString('hex')
-        : Buffer.from(await webcrypto.subtle.digest('SHA-256', b)).toString('hex');
-    };
-    const bad: number[] = [];
-    const PARALLEL = 8;
-    for (let i = 0; i < todo.length; i += PARALLEL) {
-      const batch = todo.slice(i, i + PARALLEL);
-      const digests = await Promise.all(batch.map((c) => digestOf(c, todo.length === 1)));
-      batch.forEach((c, j) => {
-        if (equalHex(digests[j] as string, leafAt(block, c))) this.#verifiedChunks.add(c);
-        else bad.push(c);
-      });
+      // One scratch buffer for every single-chunk check (read and hashed synchronously): a fresh
+      // 1 MiB buffer per first view is external memory that makes V8 collect.
+      if (scratch.length < len) scratch = Buffer.allocUnsafe(Math.max(len, CHUNK_SCRATCH));
+      const buf = scratch.subarray(0, len);
+      const got = readSync(fd, buf, 0, len, start);
+      const digest =
+        got !== len
+          ? ''
+          : tree === 'sha256'
+            ? sha256(buf).toString('hex')
+            : native().checkpointLeaf(buf, tree);
+      if (equalHex(digest, leafAt(block, c))) this.#verifiedChunks.add(c);
+      else bad.push(c);
+      return bad;
+    }
+    // Several chunks, or tensors read one after another: one native job reads and hashes the
+    // tensor's chunks and, when the reads look sequential, the next unverified ones up to READ_AHEAD
+    // chunks in all (in parallel on the pool), so a loop over tensor() pays one job per READ_AHEAD
+    // chunks rather than one per tensor. Damage found ahead is not reported here: those chunks stay
+    // unverified and are checked again when their tensor is viewed.
+    const from = todo[0] as number;
+    let to = last;
+    if (sequential) while (to < nChunks && to - from < READ_AHEAD && !this.#verifiedChunks.has(to)) to++;
+    const leaves = await fileLeaves(fdPath(fd, this.#p.weights), tree, from, to - from, {}, cs);
+    for (let c = from; c < to; c++) {
+      if (this.#verifiedChunks.has(c)) continue;
+      const i = c - from;
+      if (equalHex(leaves.slice(i * 64, i * 64 + 64), leafAt(block, c))) this.#verifiedChunks.add(c);
+      else if (c < last) bad.push(c);
     }
     return bad;
   }

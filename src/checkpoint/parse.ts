@@ -15,6 +15,7 @@ import {
   checkpointFiles,
   type HmacKey,
   type IntegrityBlock,
+  isKeyedAlgorithm,
   parseIntegrityBlock,
   parseStoredHash,
   type StoredHashKind,
@@ -277,7 +278,7 @@ export function checkKeyPolicy(
       { path: p.files.weights, actual: p.stored.kind },
     );
   }
-  if (requireHmac && p.block !== undefined && p.block.algorithm !== 'sha256-tree-v1+hmac-sha256') {
+  if (requireHmac && p.block !== undefined && !isKeyedAlgorithm(p.block.algorithm)) {
     throw new TensorVaultError(
       ErrorCode.CHECKPOINT_HMAC_REQUIRED,
       `${p.files.weights}: the integrity block is not keyed`,

@@ -25,8 +25,11 @@ import {
   buildIntegrityBlock,
   checkSaveArgs,
   gitHash,
+  integrityBlockOf,
+  NEW_TREE,
   type NewSet,
   phases,
+  saveNative,
   sidecarOf,
   writeParity,
   writeTemp,
@@ -158,36 +161,73 @@ export async function saveCheckpoint(
     const passes =
       1 + (inMemory ? 0 : 1) + (layout === 'tensorvault' ? 1 : 0) + (plan.kind === 'none' ? 0 : 1);
     const ph = phases(options.onProgress, dataBytes * passes);
-    const w = await writeWeights(tmpWeights, entries, prepared, inMemory, ph, dataBytes, signal);
-    const integrityHash = formatPyfoldsHash(w.digest, key);
-    checkAbort();
     const jobOpts = (p: ((x: Progress) => void) | undefined): JobOptions => ({
       ...(signal ? { signal } : {}),
       ...(p ? { onProgress: p } : {}),
     });
     const tveccRef: IntegrityBlock['ecc'] =
       plan.kind === 'tvecc' ? { kind: 'tvecc', file: basename(files.tvecc) } : null;
-    // Parity and the chunk tree read the written file (from the page cache) at the same time.
-    const [ecc, block] = await Promise.all([
-      writeParity(
-        plan,
-        files,
+    let integrityHash: string;
+    let ecc: { eccName: string; eccLen: number };
+    let block: IntegrityBlock | undefined;
+    let size: number;
+    if (inMemory) {
+      // One native pass: the weights, the PyFolds digest, the chunk tree and the .tvecc parity.
+      const tree = layout === 'tensorvault';
+      const tvecc = plan.kind === 'tvecc' ? { sidecar: set.temp(files.tvecc), plan } : undefined;
+      const units = dataBytes * (1 + (tree ? 1 : 0) + (tvecc ? 1 : 0));
+      const r = await saveNative(
         tmpWeights,
-        set,
-        jobOpts(plan.kind === 'none' ? undefined : ph.next(dataBytes)),
-      ),
-      layout === 'tensorvault'
-        ? buildIntegrityBlock(
-            tmpWeights,
-            w.headerLength,
-            metadata,
-            integrityHash,
-            tveccRef,
-            key,
-            jobOpts(ph.next(dataBytes)),
-          )
-        : Promise.resolve(undefined),
-    ]);
+        prepared,
+        tree ? NEW_TREE : 'none',
+        tvecc,
+        units,
+        jobOpts(ph.next(units)),
+      );
+      size = r.fileLength;
+      integrityHash = formatPyfoldsHash(r.pyfoldsDigest, key);
+      checkAbort();
+      if (tvecc !== undefined && r.ecc) {
+        set.renames.push([basename(tvecc.sidecar), basename(files.tvecc)]);
+        set.finals.add(files.tvecc);
+        ecc = { eccName: `tvecc ${r.ecc.k}+${r.ecc.m}`, eccLen: 0 };
+      } else {
+        ecc = await writeParity(
+          plan,
+          files,
+          tmpWeights,
+          set,
+          jobOpts(plan.kind === 'none' ? undefined : ph.next(dataBytes)),
+        );
+      }
+      block = tree ? integrityBlockOf(r, metadata, integrityHash, tveccRef, key) : undefined;
+    } else {
+      const w = await writeWeights(tmpWeights, entries, prepared, inMemory, ph, dataBytes, signal);
+      size = w.size;
+      integrityHash = formatPyfoldsHash(w.digest, key);
+      checkAbort();
+      // Parity and the chunk tree read the written file (from the page cache) at the same time.
+      [ecc, block] = await Promise.all([
+        writeParity(
+          plan,
+          files,
+          tmpWeights,
+          set,
+          jobOpts(plan.kind === 'none' ? undefined : ph.next(dataBytes)),
+        ),
+        layout === 'tensorvault'
+          ? buildIntegrityBlock(
+              tmpWeights,
+              w.headerLength,
+              metadata,
+              integrityHash,
+              tveccRef,
+              key,
+              jobOpts(ph.next(dataBytes)),
+            )
+          : Promise.resolve(undefined),
+      ]);
+    }
     const sidecar = sidecarOf(layout, files, { metadata, integrityHash, ...ecc }, block);
     const tmpSidecar = set.temp(sidecar.path);
     await writeTemp(tmpSidecar, sidecar.text);
@@ -204,7 +244,7 @@ export async function saveCheckpoint(
       event: 'saved',
       path: files.weights,
       layout,
-      bytes: w.size,
+      bytes: size,
       ecc: ecc.eccName,
       keyed: key !== undefined,
       ms: performance.now() - t0,
@@ -213,7 +253,7 @@ export async function saveCheckpoint(
       path: files.weights,
       layout,
       files: [...set.finals],
-      byteLength: w.size,
+      byteLength: size,
       integrityHash,
       metadata,
       ecc: ecc.eccName,

@@ -1,25 +1,30 @@
 /** The pieces of a checkpoint save: the parity plan, the weights and their digest, the parity, the integrity block and the sidecar. */
 import { execFile } from 'node:child_process';
-import { constants, promises as fsp } from 'node:fs';
+import { constants, promises as fsp, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { type ErasureProtectionLevel, protect } from '../ecc/erasure';
 import { eccFromName, eccFromProtection, RsCodec } from '../ecc/rs255';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { hashFile } from '../hash/file';
 import { sha256 } from '../hash/index';
-import type { JobOptions, Progress } from '../job';
+import { type JobOptions, type Progress, runJob } from '../job';
+import { native } from '../native';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
 import { entriesOf, prepare, saveSafetensors, type TensorsToSave } from '../safetensors/writer';
 import {
   CHECKPOINT_CHUNK_SIZE,
   type CheckpointLayout,
   checkpointFiles,
+  codePointCompare,
   type HmacKey,
+  hashDtypeLabel,
   type IntegrityBlock,
+  integrityAlgorithm,
   LAYOUTS,
   pyfoldsDigest,
+  pythonShape,
   seal,
   sealMessage,
+  type TreeHash,
   torchDtype,
   treeRoot,
 } from './layout';
@@ -182,6 +187,26 @@ export async function writeRsParity(
   return total;
 }
 
+/** The tree hash of new saves (`blake3-tree-v1`; `sha256-tree-v1` files are still read). */
+export const NEW_TREE: TreeHash = 'blake3';
+
+/**
+ * Leaves (hex, concatenated) of chunks `[first, first + count)` of `path` at the checkpoint's chunk
+ * size, read and hashed in parallel on the pool; a chunk past the end of the file is 64 `-`.
+ */
+export function fileLeaves(
+  path: string,
+  tree: TreeHash,
+  first: number,
+  count: number,
+  options: JobOptions = {},
+  chunkSize = CHECKPOINT_CHUNK_SIZE,
+): Promise<string> {
+  return runJob('checkpointLeaves', options, (control) =>
+    native().checkpointChunkLeaves(path, chunkSize, first, count, tree, control),
+  );
+}
+
 export function bytesOf(d: ArrayBufferView | ArrayBuffer): Uint8Array {
   return d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }
@@ -232,20 +257,19 @@ export async function buildIntegrityBlock(
   key: HmacKey | undefined,
   options: JobOptions,
 ): Promise<IntegrityBlock> {
-  const tree = await hashFile(weights, { chunkSize: CHECKPOINT_CHUNK_SIZE, leaves: true, ...options });
-  const leaves = (tree.leaves ?? []).join('');
-  const root = treeRoot(leaves, CHECKPOINT_CHUNK_SIZE, tree.length);
-  if (root !== tree.digest) {
-    throw new TensorVaultError(ErrorCode.INTERNAL, 'chunk-tree root does not match its leaves', {
+  const length = statSync(weights).size;
+  const leaves = await fileLeaves(weights, NEW_TREE, 0, Math.ceil(length / CHECKPOINT_CHUNK_SIZE), options);
+  if (leaves.includes('-')) {
+    throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${weights} changed while it was hashed`, {
       path: weights,
     });
   }
+  const root = treeRoot(leaves, CHECKPOINT_CHUNK_SIZE, length, NEW_TREE);
   const partial = {
     integrity: 1 as const,
-    algorithm:
-      key === undefined ? ('sha256-tree-v1+sha256' as const) : ('sha256-tree-v1+hmac-sha256' as const),
+    algorithm: integrityAlgorithm(NEW_TREE, key !== undefined),
     chunk_size: CHECKPOINT_CHUNK_SIZE,
-    file_length: tree.length,
+    file_length: length,
     header_length: headerLength,
     header_sha256: await headerDigest(weights, headerLength),
     root,
@@ -400,4 +424,99 @@ export function sidecarOf(
   const doc: Record<string, unknown> = { metadata, integrity_hash: integrityHash, format: 'safetensors' };
   if (block !== undefined) doc.tensorvault = block;
   return { path: files.meta, text: JSON.stringify(doc, null, 2) };
+}
+
+/** What the native save pass returns (see `crates/tensorvault-core/src/checkpoint.rs`). */
+export interface NativeSaveResult {
+  fileLength: number;
+  headerLength: number;
+  headerSha256: string;
+  pyfoldsDigest: string;
+  leaves: string;
+  root: string;
+  ecc?: { k: number; m: number; chunkSize: number } | null;
+}
+
+/** Progress of a native job rescaled to `units` (the caller's count for the passes it covers). */
+function scaled(
+  onProgress: ((p: Progress) => void) | undefined,
+  units: number,
+): ((p: Progress) => void) | undefined {
+  if (onProgress === undefined) return undefined;
+  return (p) =>
+    onProgress({
+      bytesDone: p.bytesTotal > 0 ? Math.min(units, Math.floor((p.bytesDone * units) / p.bytesTotal)) : 0,
+      bytesTotal: units,
+    });
+}
+
+/**
+ * The single save pass (tensors in memory): the addon writes `tmpWeights` (O_EXCL) and, over the same
+ * bytes, computes the PyFolds digest (one SHA-256 in PyFolds's order and framing), the chunk tree
+ * (`tree`) and then the `.tvecc` parity (`tvecc`, by the core's `protect` on the written file while it
+ * is fsynced). Progress is reported as `units` over the whole job.
+ */
+export async function saveNative(
+  tmpWeights: string,
+  prepared: Prepared,
+  tree: TreeHash | 'none',
+  tvecc: { sidecar: string; plan: Extract<EccPlan, { kind: 'tvecc' }> } | undefined,
+  units: number,
+  options: JobOptions,
+): Promise<NativeSaveResult> {
+  const order = prepared.map((_, i) => i);
+  order.sort((a, b) =>
+    codePointCompare((prepared[a] as Prepared[number]).name, (prepared[b] as Prepared[number]).name),
+  );
+  const onProgress = scaled(options.onProgress, units);
+  const ecc =
+    tvecc === undefined
+      ? undefined
+      : {
+          sidecar: tvecc.sidecar,
+          ...(tvecc.plan.k !== undefined
+            ? { k: tvecc.plan.k, m: tvecc.plan.m as number, chunkSize: tvecc.plan.chunkSize as number }
+            : { level: tvecc.plan.level ?? 'medium' }),
+        };
+  return runJob(
+    'checkpointSave',
+    { ...(options.signal ? { signal: options.signal } : {}), ...(onProgress ? { onProgress } : {}) },
+    (control) =>
+      native().checkpointSaveWeights(
+        tmpWeights,
+        prepared.map((t) => t.name),
+        prepared.map((t) => t.dtype),
+        prepared.map((t) => t.shape),
+        prepared.map((t) => bytesOf(t.data as ArrayBufferView | ArrayBuffer)),
+        prepared.map((t) => `${t.name}${hashDtypeLabel(t.dtype)}${pythonShape(t.shape)}`),
+        { chunkSize: CHECKPOINT_CHUNK_SIZE, tree, hashOrder: order, ...(ecc ? { ecc } : {}) },
+        control,
+      ),
+  );
+}
+
+/** The integrity block of a weights file from the native pass's digests (no re-read of the file). */
+export function integrityBlockOf(
+  r: NativeSaveResult,
+  metadata: unknown,
+  integrityHash: string,
+  ecc: IntegrityBlock['ecc'],
+  key: HmacKey | undefined,
+): IntegrityBlock {
+  // The root is recomputed from the leaves here: the format's own check, done before anything is written.
+  const root = treeRoot(r.leaves, CHECKPOINT_CHUNK_SIZE, r.fileLength, NEW_TREE);
+  if (root !== r.root) {
+    throw new TensorVaultError(ErrorCode.INTERNAL, 'chunk-tree root does not match its leaves', {});
+  }
+  const partial = {
+    integrity: 1 as const,
+    algorithm: integrityAlgorithm(NEW_TREE, key !== undefined),
+    chunk_size: CHECKPOINT_CHUNK_SIZE,
+    file_length: r.fileLength,
+    header_length: r.headerLength,
+    header_sha256: r.headerSha256,
+    root,
+    ecc,
+  };
+  return { ...partial, leaves: r.leaves, seal: seal(sealMessage(partial, metadata, integrityHash), key) };
 }

@@ -157,6 +157,71 @@ export declare class NativeSha256 {
   copy(): NativeSha256
 }
 
+/**
+ * Leaves (hex, concatenated; `-` × 64 for a chunk past the end of the file) of chunks
+ * `[first, first + count)` of `path`, read and hashed in parallel on the pool.
+ */
+export declare function checkpointChunkLeaves(path: string, chunkSize: number, first: number, count: number, tree: string, control: JobControl): Promise<string>
+
+/** Parity of the save: a preset `level`, or all of `k`, `m` and `chunkSize`; written to `sidecar`. */
+export interface CheckpointEccOptions {
+  sidecar: string
+  level?: string
+  k?: number
+  m?: number
+  chunkSize?: number
+}
+
+/** The parity sidecar written by the save. */
+export interface CheckpointEccWritten {
+  k: number
+  m: number
+  chunkSize: number
+}
+
+/**
+ * The leaf (hex) of one chunk held in memory, on the calling thread (one chunk: cheaper than a
+ * round trip to the pool).
+ */
+export declare function checkpointLeaf(data: Uint8Array, tree: string): string
+
+/** Options of `checkpointSaveWeights`. */
+export interface CheckpointSaveOptions {
+  /** Chunk size of the tree (a power of two, 4 KiB … 1 GiB). */
+  chunkSize: number
+  /** Tree hash: `sha256` (`sha256-tree-v1`), `blake3` (`blake3-tree-v1`) or `none`. */
+  tree: string
+  /** Indices of the tensors in the order the `PyFolds` hash feeds them. */
+  hashOrder: Array<number>
+  /** Parity, or none. */
+  ecc?: CheckpointEccOptions
+}
+
+/** Result of `checkpointSaveWeights`. */
+export interface CheckpointSaveResult {
+  fileLength: number
+  headerLength: number
+  /** SHA-256 of the header bytes, hex. */
+  headerSha256: string
+  /** The plain `PyFolds` digest, hex. */
+  pyfoldsDigest: string
+  /** The tree's leaves, hex, concatenated. */
+  leaves: string
+  /** The tree's root, hex (empty without a tree). */
+  root: string
+  ecc?: CheckpointEccWritten
+}
+
+/**
+ * Write a checkpoint's weights at `path` (must not exist) from in-memory tensors, computing the
+ * `PyFolds` digest, the chunk tree and the parity sidecar in the same pass, on the libuv pool. The
+ * buffers are read while the promise is pending.
+ */
+export declare function checkpointSaveWeights(path: string, names: Array<string>, dtypes: Array<string>, shapes: Array<Array<number>>, data: Array<Uint8Array>, hashPrefixes: Array<string>, options: CheckpointSaveOptions, control: JobControl): Promise<CheckpointSaveResult>
+
+/** The root (hex) of a tree from its leaves: lower-case hex digests, concatenated, as UTF-8 bytes. */
+export declare function checkpointTreeRoot(leaves: Uint8Array, chunkSize: number, fileLength: number, tree: string): string
+
 /** The CPU features detected and the kernels in use. */
 export declare function cpuInfo(): CpuInfo
 
@@ -461,6 +526,13 @@ export interface NativeTensorEntry {
 
 /** Open and validate a safetensors file on the libuv pool. */
 export declare function openSafetensors(path: string): Promise<NativeSafetensors>
+
+/**
+ * Open and validate a safetensors file on the calling thread when its JSON header is at most
+ * `maxHeader` bytes (a small header costs less than the libuv pool's round trip); `null` when it is
+ * larger, after reading only its 8-byte length: open it with `openSafetensors` then.
+ */
+export declare function openSafetensorsSmall(path: string, maxHeader: number): NativeSafetensors | null
 
 /**
  * Repair `data` from its sidecar `parity` (or, when `parity` is null, recover the data of the inline

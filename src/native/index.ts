@@ -59,6 +59,10 @@ export interface NativeTensorInfo {
  */
 const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   JobControl: true,
+  checkpointChunkLeaves: true,
+  checkpointLeaf: true,
+  checkpointSaveWeights: true,
+  checkpointTreeRoot: true,
   cpuInfo: true,
   NativeErasureCodec: true,
   NativeFileLock: true,
@@ -81,6 +85,7 @@ const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   hmacSha256: true,
   lockFile: true,
   openSafetensors: true,
+  openSafetensorsSmall: true,
   rsDecode: true,
   rsEncode: true,
   rsEncodeSync: true,

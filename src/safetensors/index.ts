@@ -5,6 +5,7 @@ export {
   openSafetensors,
   type PrefetchResult,
   SafetensorsFile,
+  SYNC_HEADER_MAX,
   type Tensor,
   type TensorInfo,
   type TensorOptions,

@@ -39,6 +39,8 @@ export {
 
 /** Region buffers start and end on multiples of this (a multiple of every page size in use). */
 const REGION_ALIGN = 64 * 1024;
+/** Size of the first view's region (see `SafetensorsFile.#window`). */
+const FIRST_REGION = 4 * 1024 * 1024;
 
 function freezeInfo(t: NativeTensorInfo): TensorInfo {
   return Object.freeze({
@@ -104,6 +106,8 @@ export class SafetensorsFile {
   #regionBytes: number;
   /** Region buffers made so far, by `start:length` (see {@link SafetensorsFile.#window}). */
   #regions = new Map<string, ArrayBuffer>();
+  /** The small region of the file's first view (see {@link SafetensorsFile.#window}). */
+  #first: { start: number; buffer: ArrayBuffer } | undefined;
   /** Set once the runtime refused an external buffer: every view is then a copy. */
   #noExternal = false;
 
@@ -160,6 +164,33 @@ export class SafetensorsFile {
   #window(abs: number, len: number): { buffer: ArrayBuffer; byteOffset: number } | null {
     if (this.#noExternal) return null;
     const cap = this.#regionBytes;
+    const first = this.#first;
+    if (first !== undefined && abs >= first.start && abs + len <= first.start + first.buffer.byteLength) {
+      return { buffer: first.buffer, byteOffset: abs - first.start };
+    }
+    if (
+      first === undefined &&
+      this.#regions.size === 0 &&
+      cap > FIRST_REGION &&
+      this.#fileLength > FIRST_REGION
+    ) {
+      // The file's first view gets a small region of its own: a region of the whole mapping (up to
+      // regionBytes) makes V8 account that much external memory at once and run a collection, which
+      // cost the first view 3–8 ms on a 512 MiB file (docs/benchmarks.md, issue 14); 4 MiB is below
+      // what makes V8 collect, and holds a first tensor of up to 4 MiB. Later views use
+      // the large regions as before, so a loop over every tensor pays for at most one more region.
+      const start = Math.min(
+        Math.floor(abs / REGION_ALIGN) * REGION_ALIGN,
+        Math.max(0, Math.floor((this.#fileLength - FIRST_REGION) / REGION_ALIGN) * REGION_ALIGN),
+      );
+      const length = Math.min(FIRST_REGION, this.#fileLength - start);
+      if (abs >= start && abs + len <= start + length) {
+        const buffer = this.#region(start, length);
+        if (buffer === null) return null;
+        this.#first = { start, buffer };
+        return { buffer, byteOffset: abs - start };
+      }
+    }
     let start = 0;
     let length = this.#fileLength;
     if (length > cap) {
@@ -172,21 +203,27 @@ export class SafetensorsFile {
       }
     }
     const key = `${start}:${length}`;
-    let buffer = this.#regions.get(key);
-    if (buffer === undefined) {
-      const handle = this.#handle;
-      try {
-        buffer = callNative(() => handle.regionBuffer(start, length));
-      } catch (err) {
-        if (err instanceof TensorVaultError && err.code === ErrorCode.EXTERNAL_BUFFERS_UNAVAILABLE) {
-          this.#noExternal = true;
-          return null;
-        }
-        throw err;
-      }
+    let buffer = this.#regions.get(key) ?? null;
+    if (buffer === null) {
+      buffer = this.#region(start, length);
+      if (buffer === null) return null;
       this.#regions.set(key, buffer);
     }
     return { buffer, byteOffset: abs - start };
+  }
+
+  /** A new region buffer over file bytes `start .. start + length`, or null (no external buffers). */
+  #region(start: number, length: number): ArrayBuffer | null {
+    const handle = this.#handle;
+    try {
+      return callNative(() => handle.regionBuffer(start, length));
+    } catch (err) {
+      if (err instanceof TensorVaultError && err.code === ErrorCode.EXTERNAL_BUFFERS_UNAVAILABLE) {
+        this.#noExternal = true;
+        return null;
+      }
+      throw err;
+    }
   }
 
   /** The bytes `offset .. offset + len` of tensor `name` (checked): a window, or a copy if need be. */
@@ -422,6 +459,7 @@ export class SafetensorsFile {
   close(): void {
     this.#handle.close();
     this.#regions.clear();
+    this.#first = undefined;
   }
 
   /** `using f = await openSafetensors(...)`: closed at the end of the scope (views stay valid). */
@@ -442,7 +480,14 @@ function checkDtype(info: TensorInfo, want: unknown): void {
 }
 
 /**
- * Open and validate the safetensors file at `path` (on the libuv pool). Nothing is exposed unless the
+ * Headers up to this many bytes (1 MiB, some 7,000 tensors) are opened on the calling thread by
+ * {@link openSafetensors}; larger ones on the libuv pool.
+ */
+export const SYNC_HEADER_MAX = 1024 * 1024;
+
+/**
+ * Open and validate the safetensors file at `path` (a header up to {@link SYNC_HEADER_MAX} on the
+ * calling thread, a larger one on the libuv pool). Nothing is exposed unless the
  * whole header passes every check (`TV_SAFETENSORS_INVALID` with `context.reason` otherwise).
  */
 export async function openSafetensors(
@@ -471,7 +516,10 @@ export async function openSafetensors(
     throw new TensorVaultAbortError('The operation was aborted before it started', signal.reason);
   let handle: NativeSafetensorsHandle;
   try {
-    handle = await native().openSafetensors(path);
+    // A header of at most SYNC_HEADER_MAX bytes is read and validated on this thread (cheaper than
+    // the libuv pool's round trip); a larger one (a million tensors) on the pool, so that it never
+    // blocks the event loop.
+    handle = native().openSafetensorsSmall(path, SYNC_HEADER_MAX) ?? (await native().openSafetensors(path));
   } catch (err) {
     throw fromNative(err, signal);
   }

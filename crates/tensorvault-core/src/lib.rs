@@ -3,6 +3,7 @@
 //! Everything here is testable with `cargo test` and benchable with criterion. The N-API binding in
 //! `tensorvault-node` is a thin layer over these modules.
 
+pub mod checkpoint;
 pub mod compress;
 pub mod control;
 pub mod ecc;

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use napi::{Error, Status};
+use tensorvault_core::checkpoint::CheckpointError;
 use tensorvault_core::compress::CompressError;
 use tensorvault_core::ecc::erasure::ErasureError;
 use tensorvault_core::ecc::rs255::RsError;
@@ -124,6 +125,31 @@ impl From<&IoError> for TvError {
                 .with("actual", num(*actual));
         }
         out
+    }
+}
+
+impl From<CheckpointError> for TvError {
+    fn from(e: CheckpointError) -> Self {
+        let message = e.to_string();
+        match e {
+            CheckpointError::Safetensors(e) => e.into(),
+            CheckpointError::Io(e) => (&e).into(),
+            CheckpointError::Erasure(e) => e.into(),
+            CheckpointError::Hash(e) => e.into(),
+            CheckpointError::SizeMismatch {
+                name,
+                expected,
+                actual,
+            } => TvError::new("TV_TENSOR_SIZE_MISMATCH", message)
+                .with("name", Ctx::Str(name))
+                .with("expected", num(expected))
+                .with("actual", num(actual)),
+            CheckpointError::InvalidArguments { .. } => {
+                TvError::new("TV_INVALID_ARGUMENT", message)
+                    .with("argument", Ctx::Str("tensors".into()))
+            }
+            CheckpointError::Cancelled => TvError::new("TV_ABORTED", message),
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 #![allow(clippy::needless_pass_by_value)]
 
 mod args;
+mod checkpoint;
 mod compress;
 mod control;
 mod cpu;

@@ -75,22 +75,7 @@ impl Task for OpenTask {
     type JsValue = NativeSafetensors;
 
     fn compute(&mut self) -> napi::Result<SafetensorsFile> {
-        guard(|| {
-            SafetensorsFile::open(&self.path).map_err(|e| {
-                let has_path = matches!(
-                    e,
-                    tensorvault_core::safetensors::SafetensorsError::Io(_)
-                        | tensorvault_core::safetensors::SafetensorsError::FileChanged { .. }
-                );
-                let t = TvError::from(e);
-                if has_path {
-                    t.into()
-                } else {
-                    t.with("path", Ctx::Str(self.path.display().to_string()))
-                        .into()
-                }
-            })
-        })
+        guard(|| SafetensorsFile::open(&self.path).map_err(|e| open_error(e, &self.path)))
     }
 
     fn resolve(&mut self, _env: Env, output: SafetensorsFile) -> napi::Result<NativeSafetensors> {
@@ -98,6 +83,42 @@ impl Task for OpenTask {
             inner: Some(Arc::new(output)),
         })
     }
+}
+
+fn open_error(
+    e: tensorvault_core::safetensors::SafetensorsError,
+    path: &std::path::Path,
+) -> napi::Error {
+    let has_path = matches!(
+        e,
+        tensorvault_core::safetensors::SafetensorsError::Io(_)
+            | tensorvault_core::safetensors::SafetensorsError::FileChanged { .. }
+    );
+    let t = TvError::from(e);
+    if has_path {
+        t.into()
+    } else {
+        t.with("path", Ctx::Str(path.display().to_string())).into()
+    }
+}
+
+/// Open and validate a safetensors file on the calling thread when its JSON header is at most
+/// `maxHeader` bytes (a small header costs less than the libuv pool's round trip); `null` when it is
+/// larger, after reading only its 8-byte length: open it with `openSafetensors` then.
+#[napi]
+pub fn open_safetensors_small(
+    path: String,
+    max_header: f64,
+) -> napi::Result<Option<NativeSafetensors>> {
+    guard(|| {
+        let path = PathBuf::from(path);
+        let max = to_u64("maxHeader", max_header)?;
+        Ok(SafetensorsFile::open_small(&path, max)
+            .map_err(|e| open_error(e, &path))?
+            .map(|file| NativeSafetensors {
+                inner: Some(Arc::new(file)),
+            }))
+    })
 }
 
 /// Open and validate a safetensors file on the libuv pool.

@@ -23,22 +23,36 @@ pub struct SafetensorsFile {
 impl SafetensorsFile {
     /// Open and validate `path`. Nothing is mapped until the header has passed every check.
     pub fn open(path: &Path) -> Result<SafetensorsFile, SafetensorsError> {
+        // INVARIANT: no header is longer than u64::MAX, so `open_small` always opens here.
+        Self::open_small(path, u64::MAX)?.ok_or(SafetensorsError::Cancelled)
+    }
+
+    /// [`SafetensorsFile::open`] when the JSON header is at most `max_header` bytes, else `None`
+    /// after reading only the 8-byte length (for a caller that opens small headers on its own thread
+    /// and large ones elsewhere).
+    pub fn open_small(
+        path: &Path,
+        max_header: u64,
+    ) -> Result<Option<SafetensorsFile>, SafetensorsError> {
         let (file, len) = open_regular(path)?;
         let mut first = [0u8; 8];
         let have = usize::try_from(len.min(8)).unwrap_or(8);
         let first = first.get_mut(..have).unwrap_or_default();
         read_exact_at(&file, path, first, 0)?;
         let n = header_len(first, len)?;
+        if n > max_header {
+            return Ok(None);
+        }
         // n ≤ MAX_HEADER_LEN (100 MB), so this fits in usize.
         let mut prefix = vec![0u8; usize::try_from(n + 8).unwrap_or(0)];
         read_exact_at(&file, path, &mut prefix, 0)?;
         let header = Header::parse(&prefix, len)?;
         drop(prefix);
         let map = Mapping::from_file(file, path, len)?;
-        Ok(SafetensorsFile {
+        Ok(Some(SafetensorsFile {
             map: Arc::new(map),
             header,
-        })
+        }))
     }
 
     /// The validated header.

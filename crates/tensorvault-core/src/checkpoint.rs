@@ -1,0 +1,832 @@
+//! The single save pass of a checkpoint (issue 14, item 1).
+//!
+//! [`save_weights`] takes the tensors' bytes in memory and, in one pass over them, writes the
+//! safetensors file (the same layout and header as [`crate::safetensors::SafetensorsWriter`]) and
+//! computes:
+//!
+//! - the `PyFolds` integrity hash: one SHA-256, sequential, over the tensors in the caller's order
+//!   (sorted by name, code point order), each framed by the caller's prefix (name, torch dtype label,
+//!   Python shape string) and followed by its raw bytes (contract section 2);
+//! - the chunk tree of the whole file (leaves per chunk; SHA-256 for `sha256-tree-v1`, BLAKE3 for
+//!   `blake3-tree-v1`), with the header's SHA-256;
+//! - then, when asked, the erasure parity sidecar, by calling [`crate::ecc::erasure::protect`] on the
+//!   just-written file (its bytes are in the page cache) while the file is fsynced.
+//!
+//! The write, the `PyFolds` hash and the leaves run on three threads at the same time; every thread
+//! stops at its next piece when the [`Control`] is cancelled. The file is created with `O_EXCL` at the
+//! path given (a temporary name chosen by the caller, which owns the commit protocol) and removed on
+//! any failure.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::control::{Cancelled, Control};
+use crate::ecc::erasure::{self, ErasureError, ProtectOptions, ProtectReport};
+use crate::hash::{sha256, ChunkSize, ChunkTree, Digest, HashError, Sha256, TREE_HEADER_LEN};
+use crate::io::IoError;
+use crate::safetensors::{layout, SafetensorsError, TensorSpec};
+
+/// Errors of the checkpoint save pass.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The tensors do not form a valid safetensors file (names, shapes).
+    #[error(transparent)]
+    Safetensors(#[from] SafetensorsError),
+    /// Reading or writing a file failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// The parity sidecar could not be written.
+    #[error(transparent)]
+    Erasure(ErasureError),
+    /// Invalid tree parameters.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// A tensor's bytes do not match its dtype and shape.
+    #[error("tensor {name:?}: its dtype and shape need {expected} bytes, data has {actual}")]
+    SizeMismatch {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
+    /// The arguments are inconsistent (lengths of the lists, the hash order).
+    #[error("invalid save arguments: {reason}")]
+    InvalidArguments { reason: &'static str },
+    /// The operation was cancelled.
+    #[error("the operation was cancelled")]
+    Cancelled,
+}
+
+impl From<ErasureError> for CheckpointError {
+    fn from(e: ErasureError) -> Self {
+        match e {
+            ErasureError::Cancelled => Self::Cancelled,
+            e => Self::Erasure(e),
+        }
+    }
+}
+
+impl From<Cancelled> for CheckpointError {
+    fn from(_: Cancelled) -> Self {
+        Self::Cancelled
+    }
+}
+
+/// The hash of the chunk tree's leaves and root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TreeAlgorithm {
+    /// `sha256-tree-v1` (`docs/formats/chunk-tree.md`): SHA-256 leaves and root.
+    #[default]
+    Sha256,
+    /// `blake3-tree-v1`: BLAKE3 leaves; root = BLAKE3 over the same 32-byte header (algorithm byte 2)
+    /// followed by the leaves (`docs/formats/checkpoint.md`).
+    Blake3,
+}
+
+impl TreeAlgorithm {
+    /// The algorithm byte of the tree header.
+    #[must_use]
+    pub fn id(self) -> u8 {
+        match self {
+            Self::Sha256 => 1,
+            Self::Blake3 => 2,
+        }
+    }
+
+    /// The digest of one chunk.
+    #[must_use]
+    pub fn leaf(self, data: &[u8]) -> Digest {
+        match self {
+            Self::Sha256 => sha256(data),
+            Self::Blake3 => *blake3::hash(data).as_bytes(),
+        }
+    }
+
+    /// The root of `leaves` for a file of `total_len` bytes cut in `chunk_size` chunks.
+    #[must_use]
+    pub fn root(self, chunk_size: ChunkSize, total_len: u64, leaves: &[Digest]) -> Digest {
+        match self {
+            Self::Sha256 => {
+                ChunkTree::from_leaves(chunk_size, total_len, leaves.to_vec()).map_or_else(
+                    // INVARIANT: the caller passes one leaf per chunk; a wrong count yields a root
+                    // that matches nothing rather than a panic.
+                    |_| [0u8; 32],
+                    |t| t.root(),
+                )
+            }
+            Self::Blake3 => {
+                let mut header: [u8; TREE_HEADER_LEN] = ChunkTree::header(chunk_size, total_len);
+                if let Some(b) = header.get_mut(8) {
+                    *b = self.id();
+                }
+                let mut h = blake3::Hasher::new();
+                h.update(&header);
+                for leaf in leaves {
+                    h.update(leaf);
+                }
+                *h.finalize().as_bytes()
+            }
+        }
+    }
+
+    /// Digests of consecutive chunks of `data` (the last may be short).
+    #[must_use]
+    pub fn leaves_of(self, data: &[u8], chunk_size: ChunkSize) -> Vec<Digest> {
+        data.chunks(chunk_size.as_usize().max(1))
+            .map(|c| self.leaf(c))
+            .collect()
+    }
+}
+
+/// One tensor to save: its spec, its bytes, and its `PyFolds` hash prefix.
+#[derive(Debug)]
+pub struct SaveTensor<'a> {
+    /// Name, dtype, shape.
+    pub spec: TensorSpec,
+    /// The raw bytes (little-endian, as stored).
+    pub data: &'a [u8],
+    /// Bytes fed to the `PyFolds` hash before the tensor's data (name, dtype label, shape string).
+    pub hash_prefix: Vec<u8>,
+}
+
+/// Parameters of [`save_weights`].
+#[derive(Debug, Clone)]
+pub struct SaveOptions {
+    /// Chunk size of the tree.
+    pub chunk_size: ChunkSize,
+    /// Hash of the tree, or none (no leaves are computed).
+    pub tree: Option<TreeAlgorithm>,
+    /// Indices into the tensor list in the order the `PyFolds` hash feeds them.
+    pub hash_order: Vec<usize>,
+    /// Parity sidecar to write after the data (its path and parameters), or none.
+    pub ecc: Option<(PathBuf, ProtectOptions)>,
+}
+
+/// What [`save_weights`] wrote and computed.
+#[derive(Debug, Clone)]
+pub struct SaveReport {
+    /// Length of the weights file.
+    pub file_len: u64,
+    /// `8 + N`: the length prefix and the JSON header.
+    pub header_len: u64,
+    /// SHA-256 of the header bytes.
+    pub header_sha256: Digest,
+    /// The plain `PyFolds` digest (SHA-256 over the framed tensors).
+    pub pyfolds: Digest,
+    /// Leaves of the chunk tree, one per chunk (empty without a tree).
+    pub leaves: Vec<Digest>,
+    /// The tree's root (none without a tree).
+    pub root: Option<Digest>,
+    /// The parity sidecar written, if any.
+    pub ecc: Option<ProtectReport>,
+}
+
+/// The file as a sequence of byte slices (header, then the tensors in file order).
+struct Segments<'a> {
+    parts: Vec<&'a [u8]>,
+    /// Start offset of each part.
+    starts: Vec<u64>,
+    len: u64,
+}
+
+impl<'a> Segments<'a> {
+    fn new(parts: Vec<&'a [u8]>) -> Self {
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut at = 0u64;
+        for p in &parts {
+            starts.push(at);
+            at += p.len() as u64;
+        }
+        Self {
+            parts,
+            starts,
+            len: at,
+        }
+    }
+
+    /// Call `f` with the slices that make up bytes `[start, end)`, in order.
+    fn each(&self, start: u64, end: u64, mut f: impl FnMut(&[u8])) {
+        // First part that ends after `start`.
+        let first = self
+            .starts
+            .partition_point(|&s| s <= start)
+            .saturating_sub(1);
+        for (p, &s) in self.parts.iter().zip(&self.starts).skip(first) {
+            if s >= end {
+                break;
+            }
+            let e = s + p.len() as u64;
+            if e <= start {
+                continue;
+            }
+            let a = usize::try_from(start.saturating_sub(s)).unwrap_or(usize::MAX);
+            let b = usize::try_from(end.min(e) - s).unwrap_or(usize::MAX);
+            if let Some(slice) = p.get(a..b) {
+                f(slice);
+            }
+        }
+    }
+}
+
+/// Bytes written or hashed between two looks at the control.
+const PIECE: usize = 8 << 20;
+
+fn create_new(path: &Path) -> Result<File, IoError> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o644);
+    }
+    opts.open(path)
+        .map_err(|e| IoError::from_os(path, "open", e))
+}
+
+fn write_parts(
+    file: &File,
+    path: &Path,
+    seg: &Segments<'_>,
+    control: &Control,
+) -> Result<(), CheckpointError> {
+    use std::io::Write as _;
+    let mut w = file;
+    for part in &seg.parts {
+        for piece in part.chunks(PIECE) {
+            control.checkpoint()?;
+            w.write_all(piece)
+                .map_err(|e| IoError::from_os(path, "write", e))?;
+            control.add(piece.len() as u64);
+        }
+    }
+    Ok(())
+}
+
+fn pyfolds_digest(
+    tensors: &[SaveTensor<'_>],
+    order: &[usize],
+    control: &Control,
+) -> Result<Digest, CheckpointError> {
+    let mut h = Sha256::new();
+    for &i in order {
+        let t = tensors.get(i).ok_or(CheckpointError::InvalidArguments {
+            reason: "hash order index out of range",
+        })?;
+        h.update(&t.hash_prefix);
+        for piece in t.data.chunks(PIECE) {
+            control.checkpoint()?;
+            h.update(piece);
+            control.add(piece.len() as u64);
+        }
+    }
+    Ok(h.finalize())
+}
+
+fn tree_leaves(
+    seg: &Segments<'_>,
+    chunk_size: ChunkSize,
+    alg: TreeAlgorithm,
+    control: &Control,
+) -> Result<Vec<Digest>, CheckpointError> {
+    let n = chunk_size.chunk_count(seg.len);
+    let mut leaves = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+    let mut since = 0u64;
+    for i in 0..n {
+        let (start, len) = chunk_size.chunk_range(i, seg.len);
+        let leaf = match alg {
+            TreeAlgorithm::Sha256 => {
+                let mut h = Sha256::new();
+                seg.each(start, start + len, |s| h.update(s));
+                h.finalize()
+            }
+            TreeAlgorithm::Blake3 => {
+                let mut h = blake3::Hasher::new();
+                seg.each(start, start + len, |s| {
+                    h.update(s);
+                });
+                *h.finalize().as_bytes()
+            }
+        };
+        leaves.push(leaf);
+        control.add(len);
+        since += len;
+        if since >= PIECE as u64 {
+            since = 0;
+            control.checkpoint()?;
+        }
+    }
+    Ok(leaves)
+}
+
+/// Check the tensors and lay them out: the header and the data in file order.
+fn lay_out<'a>(
+    tensors: &[SaveTensor<'a>],
+    order: &[usize],
+) -> Result<(Vec<u8>, Vec<&'a [u8]>), CheckpointError> {
+    let mut seen = vec![false; tensors.len()];
+    if order.len() != tensors.len() {
+        return Err(CheckpointError::InvalidArguments {
+            reason: "the hash order must list every tensor once",
+        });
+    }
+    for &i in order {
+        match seen.get_mut(i) {
+            Some(s) if !*s => *s = true,
+            _ => {
+                return Err(CheckpointError::InvalidArguments {
+                    reason: "the hash order must list every tensor once",
+                })
+            }
+        }
+    }
+    let specs: Vec<TensorSpec> = tensors.iter().map(|t| t.spec.clone()).collect();
+    let lay = layout(specs, None)?;
+    let by_name: HashMap<&str, &SaveTensor<'a>> =
+        tensors.iter().map(|t| (t.spec.name.as_str(), t)).collect();
+    let mut data = Vec::with_capacity(tensors.len());
+    for (spec, start, end) in &lay.tensors {
+        let t = by_name
+            .get(spec.name.as_str())
+            .ok_or(CheckpointError::InvalidArguments {
+                reason: "tensor missing from the layout",
+            })?;
+        let want = end - start;
+        if t.data.len() as u64 != want {
+            return Err(CheckpointError::SizeMismatch {
+                name: spec.name.clone(),
+                expected: want,
+                actual: t.data.len() as u64,
+            });
+        }
+        data.push(t.data);
+    }
+    Ok((lay.header, data))
+}
+
+/// Write `tensors` as a safetensors file at `path` (created, must not exist) and compute its `PyFolds`
+/// digest, chunk tree and (optionally) parity sidecar in the same pass; see the module docs. Progress:
+/// the control's total is set to `file_len * passes` (write, `PyFolds` hash, tree, and parity when
+/// asked), and each pass adds its bytes.
+#[allow(clippy::too_many_lines)]
+pub fn save_weights(
+    path: &Path,
+    tensors: &[SaveTensor<'_>],
+    options: &SaveOptions,
+    control: &Control,
+) -> Result<SaveReport, CheckpointError> {
+    let (header, data) = lay_out(tensors, &options.hash_order)?;
+    let header_len = header.len() as u64;
+    let header_sha256 = sha256(&header);
+    let mut parts = Vec::with_capacity(data.len() + 1);
+    parts.push(header.as_slice());
+    parts.extend(data);
+    let seg = Segments::new(parts);
+    let file_len = seg.len;
+    let passes = 2 + u64::from(options.tree.is_some()) + u64::from(options.ecc.is_some());
+    control.set_total(file_len.saturating_mul(passes));
+
+    let file = create_new(path)?;
+    let result = run(path, &file, tensors, &seg, options, control);
+    drop(file);
+    match result {
+        Ok((pyfolds, leaves, ecc)) => {
+            let root = options
+                .tree
+                .map(|t| t.root(options.chunk_size, file_len, &leaves));
+            Ok(SaveReport {
+                file_len,
+                header_len,
+                header_sha256,
+                pyfolds,
+                leaves,
+                root,
+                ecc,
+            })
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
+    }
+}
+
+type Computed = (Digest, Vec<Digest>, Option<ProtectReport>);
+
+fn run(
+    path: &Path,
+    file: &File,
+    tensors: &[SaveTensor<'_>],
+    seg: &Segments<'_>,
+    options: &SaveOptions,
+    control: &Control,
+) -> Result<Computed, CheckpointError> {
+    // A failing thread cancels the others through this control (the caller's is forwarded to it).
+    let inner = Arc::new(Control::new());
+    let written = AtomicBool::new(false);
+    let finished = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let fwd = s.spawn(|| forward(control, &inner, &finished));
+        let writer = s.spawn(|| {
+            let r = write_parts(file, path, seg, &inner).and_then(|()| {
+                written.store(true, Ordering::SeqCst);
+                file.sync_all()
+                    .map_err(|e| CheckpointError::Io(IoError::from_os(path, "fsync", e)))
+            });
+            if r.is_err() {
+                inner.cancel();
+            }
+            r
+        });
+        let hasher = s.spawn(|| {
+            let r = pyfolds_digest(tensors, &options.hash_order, &inner);
+            if r.is_err() {
+                inner.cancel();
+            }
+            r
+        });
+        let leaves = match options.tree {
+            Some(alg) => tree_leaves(seg, options.chunk_size, alg, &inner),
+            None => Ok(Vec::new()),
+        };
+        if leaves.is_err() {
+            inner.cancel();
+        }
+        // The parity reads the written file (page cache) while the writer thread fsyncs it.
+        let ecc = match (&leaves, &options.ecc) {
+            (Ok(_), Some((sidecar, opts))) => {
+                while !written.load(Ordering::SeqCst) && !writer.is_finished() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if written.load(Ordering::SeqCst) && !inner.is_cancelled() {
+                    let r = erasure::protect(path, Some(sidecar), *opts, &inner)
+                        .map(Some)
+                        .map_err(CheckpointError::from);
+                    if r.is_err() {
+                        inner.cancel();
+                    }
+                    r
+                } else {
+                    // The writer failed (its error is reported) or the save was cancelled.
+                    Err(CheckpointError::Cancelled)
+                }
+            }
+            _ => Ok(None),
+        };
+        let written_r = join(writer);
+        let digest_r = join(hasher);
+        finished.store(true, Ordering::SeqCst);
+        let _ = fwd.join();
+        match (written_r, digest_r, leaves, ecc) {
+            (Ok(()), Ok(digest), Ok(leaves), Ok(parity)) => Ok((digest, leaves, parity)),
+            (a, b, c, d) => Err(first_error([a.err(), b.err(), c.err(), d.err()])),
+        }
+    })
+}
+
+fn join<T>(
+    h: std::thread::ScopedJoinHandle<'_, Result<T, CheckpointError>>,
+) -> Result<T, CheckpointError> {
+    h.join().unwrap_or(Err(CheckpointError::InvalidArguments {
+        reason: "a save thread panicked",
+    }))
+}
+
+/// The error to report: a part's own failure beats the cancellations it caused.
+fn first_error(errors: [Option<CheckpointError>; 4]) -> CheckpointError {
+    errors
+        .into_iter()
+        .flatten()
+        .find(|e| !matches!(e, CheckpointError::Cancelled))
+        .unwrap_or(CheckpointError::Cancelled)
+}
+
+/// Forward the caller's cancellation to `inner` and `inner`'s progress to the caller, until `finished`.
+fn forward(outer: &Control, inner: &Control, finished: &AtomicBool) {
+    let mut last = 0u64;
+    loop {
+        let done = finished.load(Ordering::SeqCst);
+        if outer.is_cancelled() {
+            inner.cancel();
+        }
+        let now = inner.done();
+        if now > last {
+            outer.add(now - last);
+            last = now;
+        }
+        if done {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Leaves of chunks `[first, first + count)` of the file at `path` (the chunk tree's cut at
+/// `chunk_size`), read with `pread` and hashed in parallel on the rayon pool. A chunk past the end of
+/// the file is `None` (it cannot match its leaf); the last chunk is as long as the file allows.
+pub fn file_leaves(
+    path: &Path,
+    chunk_size: ChunkSize,
+    first: u64,
+    count: u64,
+    alg: TreeAlgorithm,
+    control: &Control,
+) -> Result<Vec<Option<Digest>>, CheckpointError> {
+    use rayon::prelude::*;
+    let (file, len) = crate::io::open_regular(path)?;
+    let end = first.saturating_add(count);
+    let present = end.min(chunk_size.chunk_count(len)).saturating_sub(first);
+    control.set_total(present.saturating_mul(chunk_size.get()).min(len));
+    (first..end)
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; chunk_size.as_usize()],
+            |buf, idx| -> Result<Option<Digest>, CheckpointError> {
+                control.checkpoint()?;
+                let (start, clen) = chunk_size.chunk_range(idx, len);
+                if clen == 0 {
+                    return Ok(None);
+                }
+                let Some(b) = buf.get_mut(..usize::try_from(clen).unwrap_or(usize::MAX)) else {
+                    return Ok(None);
+                };
+                match crate::io::read_exact_at(&file, path, b, start) {
+                    Ok(()) => {}
+                    Err(IoError::Truncated { .. }) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+                control.add(clen);
+                Ok(Some(alg.leaf(b)))
+            },
+        )
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+    use crate::ecc::erasure::{verify, ChunkDigest, Level, Status};
+    use crate::hash::{hash_file, to_hex, FileDigest, HashFileOptions, HashMode};
+    use crate::safetensors::{Dtype, SafetensorsWriter};
+
+    fn spec(name: &str, dtype: Dtype, shape: &[u64]) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+        }
+    }
+
+    fn opts(order: Vec<usize>, ecc: Option<(PathBuf, ProtectOptions)>) -> SaveOptions {
+        SaveOptions {
+            chunk_size: ChunkSize::new(4096).unwrap(),
+            tree: Some(TreeAlgorithm::Sha256),
+            hash_order: order,
+            ecc,
+        }
+    }
+
+    #[test]
+    fn pyfolds_known_answer_and_same_bytes_as_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let w: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let b: Vec<u8> = 0.5f32.to_le_bytes().to_vec();
+        let tensors = vec![
+            SaveTensor {
+                spec: spec("w", Dtype::F32, &[2]),
+                data: &w,
+                hash_prefix: b"wtorch.float32(2,)".to_vec(),
+            },
+            SaveTensor {
+                spec: spec("b", Dtype::F32, &[]),
+                data: &b,
+                hash_prefix: b"btorch.float32()".to_vec(),
+            },
+        ];
+        let path = dir.path().join("a.safetensors");
+        // `PyFolds` order: sorted names ("b" before "w").
+        let r = save_weights(&path, &tensors, &opts(vec![1, 0], None), &Control::new()).unwrap();
+        assert_eq!(
+            to_hex(&r.pyfolds),
+            "ef7ddc4cbd3ce109ea2c3e01e39555cd1c183669a2585f055a8db30a1ddb08bd"
+        );
+        let other = dir.path().join("b.safetensors");
+        let mut wr = SafetensorsWriter::create(
+            &other,
+            vec![spec("w", Dtype::F32, &[2]), spec("b", Dtype::F32, &[])],
+            None,
+        )
+        .unwrap();
+        let order: Vec<String> = wr
+            .layout()
+            .tensors
+            .iter()
+            .map(|t| t.0.name.clone())
+            .collect();
+        for n in order {
+            wr.write(if n == "w" { &w } else { &b }).unwrap();
+        }
+        wr.finish().unwrap();
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(got, std::fs::read(&other).unwrap());
+        assert_eq!(r.file_len, got.len() as u64);
+        assert_eq!(
+            r.header_sha256,
+            sha256(&got[..usize::try_from(r.header_len).unwrap()])
+        );
+    }
+
+    fn model(n: usize, each: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                (0..each)
+                    .map(|j| u8::try_from((i * 31 + j * 7) % 251).unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tree_matches_hash_file_and_parity_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let bufs = model(7, 10_000);
+        let tensors: Vec<SaveTensor<'_>> = bufs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| SaveTensor {
+                spec: spec(&format!("t{i}"), Dtype::U8, &[d.len() as u64]),
+                data: d,
+                hash_prefix: format!("t{i}").into_bytes(),
+            })
+            .collect();
+        let path = dir.path().join("m.safetensors");
+        let sidecar = dir.path().join("m.tvecc");
+        let r = save_weights(
+            &path,
+            &tensors,
+            &opts(
+                (0..7).collect(),
+                Some((
+                    sidecar.clone(),
+                    ProtectOptions::Level(Level::Medium, ChunkDigest::default()),
+                )),
+            ),
+            &Control::new(),
+        )
+        .unwrap();
+        let FileDigest::Tree(tree) = hash_file(
+            &path,
+            &HashFileOptions {
+                mode: HashMode::Tree(ChunkSize::new(4096).unwrap()),
+                threads: Some(1),
+            },
+            &Control::new(),
+        )
+        .unwrap() else {
+            panic!("not a tree")
+        };
+        assert_eq!(tree.leaves(), r.leaves.as_slice());
+        assert_eq!(Some(tree.root()), r.root);
+        // The `PyFolds` digest over the tensors in the order given.
+        let mut h = Sha256::new();
+        for (i, d) in bufs.iter().enumerate() {
+            h.update(format!("t{i}").as_bytes());
+            h.update(d);
+        }
+        assert_eq!(h.finalize(), r.pyfolds);
+        assert!(r.ecc.is_some());
+        let v = verify(&path, Some(&sidecar), &Control::new()).unwrap();
+        assert_eq!(v.status, Status::Intact);
+        // BLAKE3 tree: leaves per chunk of the file.
+        let file = std::fs::read(&path).unwrap();
+        let path2 = dir.path().join("n.safetensors");
+        let mut o = opts((0..7).collect(), None);
+        o.tree = Some(TreeAlgorithm::Blake3);
+        let r2 = save_weights(&path2, &tensors, &o, &Control::new()).unwrap();
+        let cs = ChunkSize::new(4096).unwrap();
+        assert_eq!(r2.leaves, TreeAlgorithm::Blake3.leaves_of(&file, cs));
+        assert_eq!(r2.leaves[0], *blake3::hash(&file[..4096]).as_bytes());
+        assert_ne!(r2.root, r.root);
+        o.tree = None;
+        let r3 = save_weights(
+            &dir.path().join("o.safetensors"),
+            &tensors,
+            &o,
+            &Control::new(),
+        )
+        .unwrap();
+        assert!(r3.leaves.is_empty() && r3.root.is_none());
+        assert_eq!(r3.pyfolds, r.pyfolds);
+    }
+
+    #[test]
+    fn blake3_tree_known_answer() {
+        // 5000 bytes of 0xab in 4 KiB chunks: two leaves; root = BLAKE3(header ‖ leaves).
+        let data = vec![0xabu8; 5000];
+        let cs = ChunkSize::new(4096).unwrap();
+        let leaves = TreeAlgorithm::Blake3.leaves_of(&data, cs);
+        let mut msg = Vec::new();
+        msg.extend_from_slice(b"TVCTREE\x01\x02\0\0\0\0\0\0\0");
+        msg.extend_from_slice(&4096u64.to_le_bytes());
+        msg.extend_from_slice(&5000u64.to_le_bytes());
+        msg.extend_from_slice(blake3::hash(&data[..4096]).as_bytes());
+        msg.extend_from_slice(blake3::hash(&data[4096..]).as_bytes());
+        assert_eq!(
+            TreeAlgorithm::Blake3.root(cs, 5000, &leaves),
+            *blake3::hash(&msg).as_bytes()
+        );
+    }
+
+    #[test]
+    fn wrong_size_and_bad_order_are_refused_and_leave_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = vec![0u8; 10];
+        let tensors = vec![SaveTensor {
+            spec: spec("x", Dtype::F32, &[3]),
+            data: &d,
+            hash_prefix: Vec::new(),
+        }];
+        let path = dir.path().join("x.safetensors");
+        let e = save_weights(&path, &tensors, &opts(vec![0], None), &Control::new()).unwrap_err();
+        assert!(matches!(
+            e,
+            CheckpointError::SizeMismatch {
+                expected: 12,
+                actual: 10,
+                ..
+            }
+        ));
+        let e = save_weights(&path, &tensors, &opts(vec![], None), &Control::new()).unwrap_err();
+        assert!(matches!(e, CheckpointError::InvalidArguments { .. }));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn cancelled_save_removes_the_file_and_existing_path_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let bufs = model(4, 100_000);
+        let tensors: Vec<SaveTensor<'_>> = bufs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| SaveTensor {
+                spec: spec(&format!("t{i}"), Dtype::U8, &[d.len() as u64]),
+                data: d,
+                hash_prefix: Vec::new(),
+            })
+            .collect();
+        let path = dir.path().join("c.safetensors");
+        let c = Control::new();
+        c.cancel();
+        let e = save_weights(&path, &tensors, &opts((0..4).collect(), None), &c).unwrap_err();
+        assert!(matches!(e, CheckpointError::Cancelled));
+        assert!(!path.exists());
+        std::fs::write(&path, b"old").unwrap();
+        let e = save_weights(
+            &path,
+            &tensors,
+            &opts((0..4).collect(), None),
+            &Control::new(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, CheckpointError::Io(_)));
+        // O_EXCL failed before anything was written: the file that was there is not removed.
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+    }
+
+    #[test]
+    fn file_leaves_match_the_saved_tree_and_flag_missing_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let bufs = model(3, 9_000);
+        let tensors: Vec<SaveTensor<'_>> = bufs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| SaveTensor {
+                spec: spec(&format!("t{i}"), Dtype::U8, &[d.len() as u64]),
+                data: d,
+                hash_prefix: Vec::new(),
+            })
+            .collect();
+        for alg in [TreeAlgorithm::Sha256, TreeAlgorithm::Blake3] {
+            let path = dir.path().join(format!("{alg:?}.safetensors"));
+            let mut o = opts((0..3).collect(), None);
+            o.tree = Some(alg);
+            let r = save_weights(&path, &tensors, &o, &Control::new()).unwrap();
+            let n = r.leaves.len() as u64;
+            let got = file_leaves(&path, o.chunk_size, 1, n + 1, alg, &Control::new()).unwrap();
+            assert_eq!(got.len() as u64, n + 1);
+            for (i, g) in got.iter().take(usize::try_from(n - 1).unwrap()).enumerate() {
+                assert_eq!(g.as_ref(), Some(&r.leaves[i + 1]));
+            }
+            assert_eq!(got[usize::try_from(n - 1).unwrap()], None);
+            assert_eq!(got[usize::try_from(n).unwrap()], None);
+        }
+    }
+}
