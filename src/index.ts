@@ -193,6 +193,31 @@ export {
 } from './logging';
 export { nativePath, packageVersion as version } from './native';
 export {
+  isRemoteUrl,
+  listRemote,
+  loadRemoteCheckpoint,
+  MANIFEST_SUFFIX,
+  type PullOptions,
+  type PullResult,
+  type PushedFile,
+  type PushOptions,
+  type PushResult,
+  pull,
+  push,
+  RemoteCheckpoint,
+  type RemoteFileEntry,
+  type RemoteListEntry,
+  type RemoteLoadOptions,
+  type RemoteManifest,
+  type RemoteOptions,
+  type RemoteSetKind,
+  type RemoteVerifyReport,
+  remoteChannel,
+  type StoreMetrics,
+  type VerifyRemoteOptions,
+  verifyRemote,
+} from './remote/index';
+export {
   type ArrayOfDtype,
   byteLengthOf,
   type ChunkOptions,

@@ -1,0 +1,320 @@
+/**
+ * push: upload a checkpoint set (weights, sidecars, parity) or any single file (a backup archive) to an
+ * object store with parallel multipart uploads, a SHA-256 and an MD5 per part that the store checks,
+ * resumable after an interruption, and the manifest written last as the commit point.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { checkpointFiles } from '../checkpoint/layout';
+import { parseCheckpoint } from '../checkpoint/parse';
+import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import type { JobOptions } from '../job';
+import { publishRemote, remoteCacheDir } from './common';
+import {
+  chunkLeaves,
+  MANIFEST_SUFFIX,
+  REMOTE_CHUNK_SIZE,
+  type RemoteFileEntry,
+  type RemoteManifest,
+  type RemoteSetKind,
+} from './manifest';
+import { md5Hex, openStore, type RemoteOptions, type Store, type UploadedPart } from './store';
+import { joinKey, parseRemoteUrl } from './url';
+
+/** Options of {@link push}. */
+export interface PushOptions extends JobOptions, RemoteOptions {
+  /** Multipart part size (default 8 MiB; a multiple of 1 MiB, at least 5 MiB as S3 requires). */
+  partSize?: number;
+  /** Parts in flight at once (default 4). */
+  concurrency?: number;
+  /** Replace a set that already has a manifest at the target (default false: `TV_EXISTS`). */
+  overwrite?: boolean;
+  /** Where the resume state of unfinished uploads is kept (default: the cache folder, `remote-state/`). */
+  stateDir?: string;
+}
+
+/** One uploaded file. */
+export interface PushedFile {
+  name: string;
+  size: number;
+  /** Parts (1 for a single-request upload). */
+  parts: number;
+  /** Parts found already stored by an earlier, interrupted push (not sent again). */
+  reusedParts: number;
+}
+
+/** What {@link push} did. */
+export interface PushResult {
+  /** URL of the main object (pass it to `pull`, `loadCheckpoint`, `verify`). */
+  url: string;
+  /** URL of the manifest. */
+  manifest: string;
+  layout: RemoteSetKind;
+  files: PushedFile[];
+  /** Bytes of the set. */
+  bytes: number;
+  /** Body bytes sent in this call (less than `bytes` after a resume). */
+  bytesUploaded: number;
+}
+
+const MiB = 1024 * 1024;
+
+/** The files of the set at `localPath`, data files first and JSON sidecars last. */
+function setFiles(localPath: string): { files: string[]; layout: RemoteSetKind; leaves?: string } {
+  if (localPath.endsWith('.safetensors')) {
+    const f = checkpointFiles(localPath);
+    if (existsSync(f.meta) || existsSync(f.json)) {
+      const p = parseCheckpoint(localPath);
+      const data = [p.weights, f.tvecc, f.rsEcc].filter((x) => existsSync(x));
+      const json = [f.meta, f.json].filter((x) => existsSync(x));
+      return {
+        files: [...new Set([...data, ...json])],
+        layout: p.layout,
+        ...(p.block === undefined ? {} : { leaves: p.block.leaves }),
+      };
+    }
+  }
+  // A backup archive travels with its sidecar manifest (`BASE.tar.gz[.enc]` → `BASE.manifest.json`).
+  const m = /^(.*)\.(tar\.gz|tgz)(\.enc)?$/.exec(localPath);
+  const sidecar = m === null ? undefined : `${m[1]}.manifest.json`;
+  return {
+    files: sidecar !== undefined && existsSync(sidecar) ? [localPath, sidecar] : [localPath],
+    layout: 'file',
+  };
+}
+
+interface UploadState {
+  url: string;
+  uploadId: string;
+  size: number;
+  mtimeMs: number;
+  partSize: number;
+}
+
+/** Upload one file; returns its manifest entry and what was sent. */
+async function uploadFile(
+  store: Store,
+  key: string,
+  path: string,
+  o: Required<Pick<PushOptions, 'partSize' | 'concurrency' | 'stateDir'>> & JobOptions,
+  progress: (bytes: number) => void,
+): Promise<{ entry: RemoteFileEntry; parts: number; reused: number }> {
+  const st = await stat(path);
+  const size = st.size;
+  const signal = o.signal;
+  const name = basename(path);
+  if (size <= o.partSize) {
+    const data = await readFile(path);
+    if (data.byteLength !== size)
+      throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${path}: changed while read`, { path });
+    await store.put(key, data, signal);
+    progress(size);
+    return {
+      entry: {
+        name,
+        size,
+        sha256: createHash('sha256').update(data).digest('hex'),
+        leaves: chunkLeaves(data, REMOTE_CHUNK_SIZE),
+      },
+      parts: 1,
+      reused: 0,
+    };
+  }
+  const url = store.url(key);
+  const stateFile = join(
+    o.stateDir,
+    `${createHash('sha256').update(`${url}\0${st.dev}:${st.ino}\0${size}\0${st.mtimeMs}\0${o.partSize}`).digest('hex').slice(0, 32)}.json`,
+  );
+  let uploadId: string | undefined;
+  let stored = new Map<number, UploadedPart>();
+  try {
+    const s = JSON.parse(await readFile(stateFile, 'utf8')) as UploadState;
+    if (s.url === url && s.size === size && s.mtimeMs === st.mtimeMs && s.partSize === o.partSize) {
+      const parts = await store.listParts(key, s.uploadId, signal);
+      if (parts !== undefined) {
+        uploadId = s.uploadId;
+        stored = new Map(parts.map((p) => [p.part, p]));
+      }
+    }
+  } catch (err) {
+    if (err instanceof TensorVaultError) throw err;
+    // no state: a fresh upload
+  }
+  if (uploadId === undefined) {
+    uploadId = await store.createUpload(key, signal);
+    await mkdir(o.stateDir, { recursive: true });
+    const s: UploadState = { url, uploadId, size, mtimeMs: st.mtimeMs, partSize: o.partSize };
+    await writeFile(stateFile, JSON.stringify(s));
+  }
+  const id = uploadId;
+  const nParts = Math.ceil(size / o.partSize);
+  const whole = createHash('sha256');
+  let leaves = '';
+  let reused = 0;
+  const done: UploadedPart[] = new Array(nParts);
+  const fh = await open(path, 'r');
+  try {
+    // Parts are read (and hashed) in order on this side; their uploads run `concurrency` at a time.
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    for (let n = 1; n <= nParts; n++) {
+      if (failure !== undefined) break;
+      if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
+      const start = (n - 1) * o.partSize;
+      const len = Math.min(o.partSize, size - start);
+      const buf = Buffer.allocUnsafe(len);
+      const { bytesRead } = await fh.read(buf, 0, len, start);
+      if (bytesRead !== len)
+        throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${path}: changed while read`, { path });
+      whole.update(buf);
+      leaves += chunkLeaves(buf, REMOTE_CHUNK_SIZE);
+      const md5 = md5Hex(buf);
+      const have = stored.get(n);
+      if (have !== undefined && have.etag === md5 && have.size === len) {
+        done[n - 1] = { part: n, etag: md5, size: len };
+        reused += 1;
+        progress(len);
+        continue;
+      }
+      const task = (async () => {
+        let etag = await store.uploadPart(key, id, n, buf, signal);
+        // The ETag of a part is the MD5 the store computed over the bytes it stored: compare it with ours
+        // (the SHA-256 and MD5 headers are checked by the store itself where it supports them).
+        if (etag !== md5) etag = await store.uploadPart(key, id, n, buf, signal);
+        if (etag !== md5) {
+          throw new TensorVaultError(
+            ErrorCode.REMOTE_DAMAGED,
+            `${url}: part ${n} was stored with a different digest than was sent (twice)`,
+            { url, file: name, reason: 'part_etag', chunks: String(n) },
+          );
+        }
+        done[n - 1] = { part: n, etag, size: len };
+        progress(len);
+      })().catch((err: unknown) => {
+        if (failure === undefined) failure = err;
+      });
+      inFlight.add(task);
+      void task.finally(() => inFlight.delete(task));
+      if (inFlight.size >= o.concurrency) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    if (failure !== undefined) throw failure;
+  } finally {
+    await fh.close();
+  }
+  // The file must not have changed while it was sent.
+  const after = await stat(path);
+  if (after.size !== size || after.mtimeMs !== st.mtimeMs) {
+    throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${path}: changed while it was uploaded`, { path });
+  }
+  await store.complete(key, id, done, signal);
+  await rm(stateFile, { force: true });
+  return { entry: { name, size, sha256: whole.digest('hex'), leaves }, parts: nParts, reused };
+}
+
+/**
+ * Upload the checkpoint set whose weights are `localPath` (with its sidecars and parity), or the single
+ * file `localPath` (a backup archive), under the prefix `url` (`s3://bucket/prefix` or `file:///dir`).
+ * Parts go up in parallel with a SHA-256 and MD5 each; the manifest `NAME.tvremote.json` is written
+ * last (the commit point: until it exists, readers see no set). An interrupted push resumes: the parts
+ * already stored are listed and only the others are sent. The checkpoint's chunks are checked against
+ * its sealed digests while they are read: a damaged local checkpoint is not pushed.
+ */
+export async function push(localPath: string, url: string, options: PushOptions = {}): Promise<PushResult> {
+  if (typeof localPath !== 'string' || localPath.length === 0)
+    throw invalidArgument('localPath', 'localPath must be a non-empty string');
+  const partSize = options.partSize ?? 8 * MiB;
+  if (!Number.isSafeInteger(partSize) || partSize < 5 * MiB || partSize % REMOTE_CHUNK_SIZE !== 0)
+    throw invalidArgument('partSize', 'partSize must be a multiple of 1 MiB, at least 5 MiB');
+  const concurrency = options.concurrency ?? 4;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)
+    throw invalidArgument('concurrency', 'concurrency must be an integer from 1 to 64');
+  const target = parseRemoteUrl(url);
+  const t0 = performance.now();
+  const st = await stat(localPath).catch(() => undefined);
+  if (st === undefined || !st.isFile())
+    throw new TensorVaultError(ErrorCode.NOT_FOUND, `${localPath}: no such file`, { path: localPath });
+  const set = setFiles(localPath);
+  const { store, key: prefix } = await openStore(target, options);
+  const main = basename(localPath);
+  const manifestKey = joinKey(prefix, `${main}${MANIFEST_SUFFIX}`);
+  try {
+    if ((await store.head(manifestKey, options.signal)) !== undefined) {
+      if (options.overwrite !== true) {
+        throw new TensorVaultError(
+          ErrorCode.EXISTS,
+          `${store.url(manifestKey)}: a set is already stored there (pass overwrite to replace it)`,
+          { path: store.url(manifestKey) },
+        );
+      }
+      // Readers see no set (rather than a mix of old and new files) until the new manifest is written.
+      await store.delete(manifestKey, options.signal);
+    }
+    const sizes = await Promise.all(set.files.map(async (f) => (await stat(f)).size));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    let doneBytes = 0;
+    const progress = (n: number): void => {
+      doneBytes += n;
+      options.onProgress?.({ bytesDone: doneBytes, bytesTotal: total });
+    };
+    const o = {
+      partSize,
+      concurrency,
+      stateDir: options.stateDir ?? join(remoteCacheDir(), 'remote-state'),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    };
+    const up0 = store.metrics.bytesUp;
+    const entries: RemoteFileEntry[] = [];
+    const files: PushedFile[] = [];
+    for (const f of set.files) {
+      const r = await uploadFile(store, joinKey(prefix, basename(f)), f, o, progress);
+      if (f === set.files[0] && set.leaves !== undefined && r.entry.leaves !== set.leaves) {
+        // The local weights do not match their sealed digests: do not publish them.
+        throw new TensorVaultError(
+          ErrorCode.CHECKPOINT_INTEGRITY,
+          `${f}: the weights do not match their sealed chunk digests; repair or re-save before pushing`,
+          { path: f, reason: 'chunk_digest' },
+        );
+      }
+      entries.push(r.entry);
+      files.push({ name: r.entry.name, size: r.entry.size, parts: r.parts, reusedParts: r.reused });
+    }
+    const manifest: RemoteManifest = {
+      tensorvault_remote: 1,
+      main,
+      layout: set.layout,
+      chunk_size: REMOTE_CHUNK_SIZE,
+      created_at: new Date().toISOString(),
+      files: entries,
+    };
+    await store.put(manifestKey, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), options.signal);
+    const result: PushResult = {
+      url: store.url(joinKey(prefix, main)),
+      manifest: store.url(manifestKey),
+      layout: set.layout,
+      files,
+      bytes: total,
+      bytesUploaded: store.metrics.bytesUp - up0,
+    };
+    publishRemote({
+      event: 'pushed',
+      url: result.url,
+      bytes: total,
+      sent: result.bytesUploaded,
+      ms: performance.now() - t0,
+    });
+    return result;
+  } catch (err) {
+    publishRemote({
+      event: 'failed',
+      op: 'push',
+      url,
+      code: err instanceof TensorVaultError ? err.code : 'TV_INTERNAL',
+    });
+    throw err;
+  } finally {
+    store.close();
+  }
+}
