@@ -4,7 +4,7 @@
  * resumable after an interruption, and the manifest written last as the commit point.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { checkpointFiles } from '../checkpoint/layout';
@@ -91,6 +91,8 @@ interface UploadState {
   size: number;
   mtimeMs: number;
   partSize: number;
+  /** Part number → the ETag the store answered for it (some stores' ListParts omit ETags). */
+  parts: Record<string, string>;
 }
 
 /** Upload one file; returns its manifest entry and what was sent. */
@@ -129,6 +131,7 @@ async function uploadFile(
   );
   let uploadId: string | undefined;
   let stored = new Map<number, UploadedPart>();
+  let state: UploadState | undefined;
   try {
     const s = JSON.parse(await readFile(stateFile, 'utf8')) as UploadState;
     if (s.url === url && s.size === size && s.mtimeMs === st.mtimeMs && s.partSize === o.partSize) {
@@ -136,6 +139,7 @@ async function uploadFile(
       if (parts !== undefined) {
         uploadId = s.uploadId;
         stored = new Map(parts.map((p) => [p.part, p]));
+        state = { ...s, parts: typeof s.parts === 'object' && s.parts !== null ? s.parts : {} };
       }
     }
   } catch (err) {
@@ -145,9 +149,10 @@ async function uploadFile(
   if (uploadId === undefined) {
     uploadId = await store.createUpload(key, signal);
     await mkdir(o.stateDir, { recursive: true });
-    const s: UploadState = { url, uploadId, size, mtimeMs: st.mtimeMs, partSize: o.partSize };
-    await writeFile(stateFile, JSON.stringify(s));
+    state = { url, uploadId, size, mtimeMs: st.mtimeMs, partSize: o.partSize, parts: {} };
+    await writeFile(stateFile, JSON.stringify(state));
   }
+  const ackd = (state as UploadState).parts;
   const id = uploadId;
   const nParts = Math.ceil(size / o.partSize);
   const whole = createHash('sha256');
@@ -172,7 +177,13 @@ async function uploadFile(
       leaves += chunkLeaves(buf, REMOTE_CHUNK_SIZE);
       const md5 = md5Hex(buf);
       const have = stored.get(n);
-      if (have !== undefined && have.etag === md5 && have.size === len) {
+      // A part is reused when the store still lists it with this size and its ETag (as listed, or as the
+      // store answered when it was uploaded) is the MD5 of these bytes.
+      if (
+        have !== undefined &&
+        have.size === len &&
+        (have.etag === '' ? ackd[String(n)] : have.etag) === md5
+      ) {
         done[n - 1] = { part: n, etag: md5, size: len };
         reused += 1;
         progress(len);
@@ -191,6 +202,8 @@ async function uploadFile(
           );
         }
         done[n - 1] = { part: n, etag, size: len };
+        ackd[String(n)] = etag;
+        writeFileSync(stateFile, JSON.stringify(state));
         progress(len);
       })().catch((err: unknown) => {
         if (failure === undefined) failure = err;
