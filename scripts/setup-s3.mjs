@@ -91,6 +91,10 @@ export async function startS3Server({ root, port = 0, accessKeyId, secretAccessK
     ['--host', '127.0.0.1', '--port', String(port), '--access-key', ak, '--secret-key', sk, dir],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 's3s_fs=info', NO_COLOR: '1' } },
   );
+  // The server never outlives the process that started it (a crashed test worker, an interrupted bench).
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
+  child.once('exit', () => process.removeListener('exit', reap));
   let out = '';
   const bound = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
