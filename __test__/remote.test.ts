@@ -276,6 +276,35 @@ describe.skipIf(!available)('remote (S3-compatible server s3s-fs)', () => {
     expect(JSON.parse(c.stdout).files[0].damagedChunks).toEqual([5]);
   });
 
+  it('remote repair rewrites only the parts holding damaged chunks (the rest copied by the store)', async () => {
+    const r = await tv.push(ckpt, `s3://${BUCKET}/runs/r`, {
+      ...opts,
+      partSize: 5 * MiB,
+      stateDir: join(dir, 'state'),
+    });
+    damageAtRest(s, 'runs/r/model.safetensors', 11 * MiB + 3); // chunk 11, in the second 8 MiB part
+    const rep = await tv.repairRemote(r.url, { ...opts, workDir: dir });
+    expect(rep).toMatchObject({
+      status: 'repaired',
+      repairedChunks: [11],
+      partsRewritten: 1,
+      partsCopied: 1,
+    });
+    expect(rep.bytesUploaded).toBe(original.byteLength - 8 * MiB); // the second part only
+    expect(readFileSync(join(s.root, BUCKET, 'runs/r/model.safetensors')).equals(original)).toBe(true);
+    expect((await tv.verifyRemote(r.url, { ...opts, cacheDir: join(dir, 'cache-r') })).status).toBe('intact');
+    expect((await tv.repairRemote(r.url, { ...opts, workDir: dir })).status).toBe('intact');
+    // CLI
+    damageAtRest(s, 'runs/r/model.safetensors', 2 * MiB);
+    const c = spawnSync(process.execPath, [cli, 'repair', r.url, '--json'], {
+      encoding: 'utf8',
+      env: { ...process.env, ...s.env },
+    });
+    expect(c.status).toBe(0);
+    expect(JSON.parse(c.stdout)).toMatchObject({ status: 'repaired', repairedChunks: [2] });
+    expect(readFileSync(join(s.root, BUCKET, 'runs/r/model.safetensors')).equals(original)).toBe(true);
+  });
+
   it('damage without parity: pull fails with TV_REMOTE_DAMAGED naming the chunk, nothing placed', async () => {
     const bare = join(dir, 'src-bare', 'bare.safetensors');
     mkdirSync(join(dir, 'src-bare'), { recursive: true });

@@ -31,7 +31,7 @@ const verbs: Record<string, Verb> = {
     load: async () => (await import('./ecc.js')).verifyVerb,
   },
   repair: {
-    summary: 'rebuild damaged chunks from the parity sidecar',
+    summary: 'rebuild damaged chunks from the parity sidecar, or of a stored set (repair s3://…)',
     load: async () => (await import('./ecc.js')).repairVerb,
   },
   checkpoint: {
@@ -61,6 +61,12 @@ const verbs: Record<string, Verb> = {
 const remoteVerify: Verb = {
   summary: 'verify a stored set where it is',
   load: async () => (await import('./remote.js')).verifyVerb,
+};
+
+/** `repair s3://…`: rebuild a stored set's damaged chunks from its stored parity, rewriting only their parts. */
+const remoteRepair: Verb = {
+  summary: 'repair a stored set in place',
+  load: async () => (await import('./remote.js')).repairVerb,
 };
 
 function help(): string {
@@ -98,8 +104,9 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${packageVersion()}\n`);
     return ExitCode.OK;
   }
+  const remote = rest.some((a) => /^(s3|file):\/\//i.test(a));
   const verb =
-    first === 'verify' && rest.some((a) => /^(s3|file):\/\//i.test(a)) ? remoteVerify : verbs[first];
+    first === 'verify' && remote ? remoteVerify : first === 'repair' && remote ? remoteRepair : verbs[first];
   if (verb === undefined) throw new UsageError(`unknown command '${first}'`);
   const mod = await verb.load();
   try {

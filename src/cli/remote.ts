@@ -3,6 +3,7 @@
  */
 import { pull } from '../remote/pull';
 import { push } from '../remote/push';
+import { repairRemote } from '../remote/repair';
 import type { RemoteOptions } from '../remote/store';
 import { listRemote, verifyRemote } from '../remote/verify';
 import {
@@ -197,5 +198,38 @@ ${exits}`,
       : r.status === 'repairable'
         ? ExitCode.REPAIRABLE
         : ExitCode.UNREPAIRABLE;
+  },
+};
+
+/** `tensorvault repair <url>` (a local path goes to the parity-sidecar repair). */
+export const repairVerb = {
+  usage: `tensorvault repair <url> [options]
+
+  Repair a stored checkpoint in place: the set is pulled into a temporary folder (every chunk verified,
+  damaged weights chunks rebuilt from the stored parity), then only the parts of the weights object that
+  hold repaired chunks are sent; the others are copied by the store (UploadPartCopy). Exit 0 intact or
+  repaired, 2 beyond the parity.
+
+  --part-size SIZE    part size of the rewritten object (default 8M)
+
+${connection}
+${exits}`,
+  async run(argv: readonly string[]): Promise<number> {
+    const a = parseArgs(argv, [], [...OPTS, 'part-size']);
+    if (a.positionals.length !== 1) throw new UsageError('repair takes <url>');
+    const ps = a.values.get('part-size');
+    const r = await repairRemote(url(a, 0, '<url>'), {
+      ...remoteOptions(a),
+      ...(ps === undefined ? {} : { partSize: parseSize(ps, 'part-size') }),
+      signal: interruptSignal(),
+    });
+    if (a.flags.has('json')) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else
+      process.stdout.write(
+        r.status === 'intact'
+          ? `intact: ${r.url}\n`
+          : `repaired: ${r.url} (chunks ${r.repairedChunks.join(', ')}; ${r.partsRewritten} part(s) sent, ${r.partsCopied} copied by the store)\n`,
+      );
+    return ExitCode.OK;
   },
 };

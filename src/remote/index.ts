@@ -4,6 +4,7 @@ export { loadRemoteCheckpoint, RemoteCheckpoint, type RemoteLoadOptions } from '
 export { MANIFEST_SUFFIX, type RemoteFileEntry, type RemoteManifest, type RemoteSetKind } from './manifest';
 export { type PullOptions, type PullResult, pull } from './pull';
 export { type PushedFile, type PushOptions, type PushResult, push } from './push';
+export { type RemoteRepairReport, type RepairRemoteOptions, repairRemote } from './repair';
 export type { RemoteOptions, StoreMetrics } from './store';
 export { isRemoteUrl } from './url';
 export {

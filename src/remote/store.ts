@@ -56,6 +56,14 @@ export interface Store {
   createUpload(key: string, signal?: AbortSignal): Promise<string>;
   /** Upload part `part` (1-based); resolves with the ETag the store computed. */
   uploadPart(key: string, id: string, part: number, data: Uint8Array, signal?: AbortSignal): Promise<string>;
+  /** Part `part` copied by the store from bytes `[start, end)` of the object `key` (no transfer); its ETag. */
+  uploadPartCopy(
+    key: string,
+    id: string,
+    part: number,
+    range: [number, number],
+    signal?: AbortSignal,
+  ): Promise<string>;
   /** The parts stored so far, or undefined when the upload no longer exists. */
   listParts(key: string, id: string, signal?: AbortSignal): Promise<UploadedPart[] | undefined>;
   complete(key: string, id: string, parts: readonly UploadedPart[], signal?: AbortSignal): Promise<void>;
@@ -288,6 +296,28 @@ export class S3Store implements Store {
     return stripQuotes(r.ETag);
   }
 
+  async uploadPartCopy(
+    key: string,
+    id: string,
+    part: number,
+    range: [number, number],
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const r = await this.#send<{ CopyPartResult?: { ETag?: string } }>(
+      key,
+      new this.#sdk.UploadPartCopyCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: id,
+        PartNumber: part,
+        CopySource: `${this.bucket}/${key.split('/').map(encodeURIComponent).join('/')}`,
+        CopySourceRange: `bytes=${range[0]}-${range[1] - 1}`,
+      }),
+      signal,
+    );
+    return stripQuotes(r.CopyPartResult?.ETag);
+  }
+
   async listParts(key: string, id: string, signal?: AbortSignal): Promise<UploadedPart[] | undefined> {
     const out: UploadedPart[] = [];
     let marker: string | undefined;
@@ -496,6 +526,31 @@ export class FileStore implements Store {
       signal,
     );
     return md5Hex(data);
+  }
+
+  async uploadPartCopy(
+    key: string,
+    id: string,
+    part: number,
+    range: [number, number],
+    signal?: AbortSignal,
+  ): Promise<string> {
+    return this.#wrap(
+      key,
+      async () => {
+        const fh = await open(this.#path(key), 'r');
+        try {
+          const buf = Buffer.alloc(range[1] - range[0]);
+          const { bytesRead } = await fh.read(buf, 0, buf.byteLength, range[0]);
+          await stat(this.#uploadDir(key, id));
+          await this.#writeAtomic(join(this.#uploadDir(key, id), String(part)), [buf.subarray(0, bytesRead)]);
+          return md5Hex(buf.subarray(0, bytesRead));
+        } finally {
+          await fh.close();
+        }
+      },
+      signal,
+    );
   }
 
   async listParts(key: string, id: string, signal?: AbortSignal): Promise<UploadedPart[] | undefined> {
