@@ -357,7 +357,18 @@ describe.skipIf(!available)('remote (S3-compatible server s3s-fs)', () => {
     await again.tensor('layer.31');
     expect(again.transfer.bytesDown).toBeLessThan(64 * 1024);
     const at = again.info('layer.20').fileOffset + 100;
+    const cachedAt = again.info('layer.31').fileOffset + 10;
     again.close();
+    // A cached chunk changed on the local disk: verified before use, so fetched again, right bytes.
+    const cacheEntry = join(cacheDir, readdirSync(cacheDir)[0] as string, 'big.safetensors');
+    const cb = readFileSync(cacheEntry);
+    cb[cachedAt] = (cb[cachedAt] as number) ^ 0xff;
+    writeFileSync(cacheEntry, cb);
+    const fourth = await tv.loadCheckpoint(r.url as `s3://${string}`, { ...opts, cacheDir });
+    const y = await fourth.tensor('layer.31');
+    expect(Buffer.from(y.bytes).equals(Buffer.from((t['layer.31'] as Float32Array).buffer))).toBe(true);
+    expect(fourth.transfer.bytesDown).toBeGreaterThan(MiB); // the damaged chunk came from the store again
+    fourth.close();
     // Damage at rest inside layer.20: that tensor is refused, the others still load.
     damageAtRest(s, 'runs/g/big.safetensors', at);
     const third = await tv.loadCheckpoint(r.url as `s3://${string}`, {

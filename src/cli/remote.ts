@@ -69,7 +69,7 @@ export const pushVerb = {
   part, the manifest NAME.tvremote.json written last. An interrupted push resumes where it stopped.
 
   --part-size SIZE    multipart part size (default 8M; multiple of 1M, at least 5M)
-  --concurrency N     parts in flight (default 4)
+  --concurrency N     parts in flight (default 8)
   --overwrite         replace a set already stored at the URL
   --json              print the result as JSON
 

@@ -7,8 +7,9 @@
  * the seal, the header digest and every chunk digest are checked by the same code as on a local disk.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { TensorDamagedError } from '../checkpoint/errors';
 import type { CheckpointLayout } from '../checkpoint/layout';
 import type { Checkpoint } from '../checkpoint/lazy';
 import { loadCheckpoint } from '../checkpoint/load';
@@ -17,7 +18,7 @@ import { chunkSpan } from '../checkpoint/rs';
 import { ErrorCode, TensorVaultError } from '../errors';
 import type { Tensor, TensorInfo } from '../safetensors/reader';
 import { publishRemote, remoteCacheDir } from './common';
-import { type ChunkSource, fetchChunks, localChunkGood } from './fetch';
+import { type ChunkSource, fetchChunks } from './fetch';
 import { leafOf, type RemoteFileEntry } from './manifest';
 import { crossCheck, openManifest } from './pull';
 import { type RemoteOptions, readAll, type Store, type StoreMetrics } from './store';
@@ -79,13 +80,15 @@ export class RemoteCheckpoint {
   #local: Checkpoint;
   #store: Store;
   #src: ChunkSource;
-  #have = new Set<number>();
+  #have: Set<number>;
+  #hintPath: string;
   #concurrency: number;
   #signal: AbortSignal | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
   /** @internal Use `loadCheckpoint('s3://…')`. */
   constructor(
+    have: Set<number>,
     url: string,
     local: Checkpoint,
     store: Store,
@@ -103,6 +106,8 @@ export class RemoteCheckpoint {
     this.#src = src;
     this.#concurrency = concurrency;
     this.#signal = signal;
+    this.#hintPath = `${local.path}.chunks`;
+    this.#have = have;
   }
 
   /** The verification state (as a local lazy load's). */
@@ -132,12 +137,9 @@ export class RemoteCheckpoint {
       const fh = await open(this.path, 'r+');
       try {
         const todo: number[] = [];
-        for (let c = first; c < last; c++) {
-          if (this.#have.has(c)) continue;
-          // A chunk cached by an earlier load is used when its bytes still match their digest.
-          if (await localChunkGood(fh, this.#src, c)) this.#have.add(c);
-          else todo.push(c);
-        }
+        // Chunks fetched by this or an earlier load (the hint file) are not fetched again: the local lazy
+        // load verifies them before any view is handed out, and a mismatch there fetches them again.
+        for (let c = first; c < last; c++) if (!this.#have.has(c)) todo.push(c);
         if (todo.length === 0) return;
         const t0 = performance.now();
         const before = this.#store.metrics.bytesDown;
@@ -147,7 +149,7 @@ export class RemoteCheckpoint {
           signal: this.#signal,
           onChunk: (c) => this.#have.add(c),
         });
-        await fh.datasync();
+        await writeFile(this.#hintPath, JSON.stringify([...this.#have])).catch(() => {});
         publishRemote({
           event: 'fetched',
           url: this.url,
@@ -182,13 +184,28 @@ export class RemoteCheckpoint {
   async tensor(name: string): Promise<Tensor> {
     const info = this.#local.info(name);
     await this.#ensureRange(info.fileOffset, info.fileOffset + info.byteLength);
-    return this.#local.tensor(name);
+    try {
+      return await this.#local.tensor(name);
+    } catch (err) {
+      // Cached bytes that changed on the local disk: fetch those chunks again, once.
+      if (!(err instanceof TensorDamagedError)) throw err;
+      for (const c of err.chunks) this.#have.delete(c);
+      await this.#ensureRange(info.fileOffset, info.fileOffset + info.byteLength);
+      return this.#local.tensor(name);
+    }
   }
 
   /** Every tensor (the whole weights file is fetched, in parallel ranged requests). */
   async tensors(): Promise<Map<string, Tensor>> {
     await this.#ensureRange(0, this.#src.size);
-    return this.#local.tensors();
+    try {
+      return await this.#local.tensors();
+    } catch (err) {
+      if (!(err instanceof TensorDamagedError)) throw err;
+      for (const c of err.chunks) this.#have.delete(c);
+      await this.#ensureRange(0, this.#src.size);
+      return this.#local.tensors();
+    }
   }
 
   /** Close the cached file and the store's connections. */
@@ -316,7 +333,15 @@ export async function loadRemoteCheckpoint(
       repair: false,
       verify: options.verify === 'full' ? 'lazy' : (options.verify ?? 'lazy'),
     });
-    const remote = new RemoteCheckpoint(mainUrl, ck, store, src, concurrency ?? 4, options.signal);
+    // Which chunks earlier loads fetched into this entry (a hint: each is verified before use).
+    const have = new Set<number>();
+    try {
+      const hint = JSON.parse(await readFile(`${local}.chunks`, 'utf8')) as unknown;
+      if (Array.isArray(hint)) for (const c of hint) if (Number.isSafeInteger(c)) have.add(c as number);
+    } catch {
+      // no hint: every chunk is fetched when first needed
+    }
+    const remote = new RemoteCheckpoint(have, mainUrl, ck, store, src, concurrency ?? 4, options.signal);
     if (options.verify === 'full') await remote.tensors();
     publishRemote({
       event: 'opened',

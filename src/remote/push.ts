@@ -3,7 +3,7 @@
  * object store with parallel multipart uploads, a SHA-256 and an MD5 per part that the store checks,
  * resumable after an interruption, and the manifest written last as the commit point.
  */
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -20,14 +20,14 @@ import {
   type RemoteManifest,
   type RemoteSetKind,
 } from './manifest';
-import { md5Hex, openStore, type RemoteOptions, type Store, type UploadedPart } from './store';
+import { openStore, type RemoteOptions, type Store, type UploadedPart } from './store';
 import { joinKey, parseRemoteUrl } from './url';
 
 /** Options of {@link push}. */
 export interface PushOptions extends JobOptions, RemoteOptions {
   /** Multipart part size (default 8 MiB; a multiple of 1 MiB, at least 5 MiB as S3 requires). */
   partSize?: number;
-  /** Parts in flight at once (default 4). */
+  /** Parts in flight at once (default 8). */
   concurrency?: number;
   /** Replace a set that already has a manifest at the target (default false: `TV_EXISTS`). */
   overwrite?: boolean;
@@ -173,9 +173,25 @@ async function uploadFile(
       const { bytesRead } = await fh.read(buf, 0, len, start);
       if (bytesRead !== len)
         throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${path}: changed while read`, { path });
+      // The part's chunk leaves and SHA-256 on the libuv pool (webcrypto) while this thread does the MD5
+      // and the whole-file SHA-256: each byte is read once per digest, and no digest is computed twice.
+      const pool = Promise.all([
+        Promise.all(
+          Array.from({ length: Math.ceil(len / REMOTE_CHUNK_SIZE) }, (_, i) =>
+            webcrypto.subtle.digest(
+              'SHA-256',
+              buf.subarray(i * REMOTE_CHUNK_SIZE, Math.min(len, (i + 1) * REMOTE_CHUNK_SIZE)),
+            ),
+          ),
+        ),
+        webcrypto.subtle.digest('SHA-256', buf),
+      ]);
       whole.update(buf);
-      leaves += chunkLeaves(buf, REMOTE_CHUNK_SIZE);
-      const md5 = md5Hex(buf);
+      const md5Raw = createHash('md5').update(buf).digest();
+      const md5 = md5Raw.toString('hex');
+      const [leafDigests, partSha] = await pool;
+      for (const d of leafDigests) leaves += Buffer.from(d).toString('hex');
+      const digests = { md5: md5Raw, sha256: Buffer.from(partSha) };
       const have = stored.get(n);
       // A part is reused when the store still lists it with this size and its ETag (as listed, or as the
       // store answered when it was uploaded) is the MD5 of these bytes.
@@ -190,10 +206,10 @@ async function uploadFile(
         continue;
       }
       const task = (async () => {
-        let etag = await store.uploadPart(key, id, n, buf, signal);
+        let etag = await store.uploadPart(key, id, n, buf, signal, digests);
         // The ETag of a part is the MD5 the store computed over the bytes it stored: compare it with ours
         // (the SHA-256 and MD5 headers are checked by the store itself where it supports them).
-        if (etag !== md5) etag = await store.uploadPart(key, id, n, buf, signal);
+        if (etag !== md5) etag = await store.uploadPart(key, id, n, buf, signal, digests);
         if (etag !== md5) {
           throw new TensorVaultError(
             ErrorCode.REMOTE_DAMAGED,
@@ -241,7 +257,7 @@ export async function push(localPath: string, url: string, options: PushOptions 
   const partSize = options.partSize ?? 8 * MiB;
   if (!Number.isSafeInteger(partSize) || partSize < 5 * MiB || partSize % REMOTE_CHUNK_SIZE !== 0)
     throw invalidArgument('partSize', 'partSize must be a multiple of 1 MiB, at least 5 MiB');
-  const concurrency = options.concurrency ?? 4;
+  const concurrency = options.concurrency ?? 8;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)
     throw invalidArgument('concurrency', 'concurrency must be an integer from 1 to 64');
   const target = parseRemoteUrl(url);

@@ -21,6 +21,12 @@ export interface StoreMetrics {
   bytesUp: number;
 }
 
+/** Digests of a part already computed by the caller (so that they are not computed twice). */
+export interface PartDigests {
+  md5: Buffer;
+  sha256: Buffer;
+}
+
 /** One uploaded part of a multipart upload. */
 export interface UploadedPart {
   part: number;
@@ -55,7 +61,14 @@ export interface Store {
   put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void>;
   createUpload(key: string, signal?: AbortSignal): Promise<string>;
   /** Upload part `part` (1-based); resolves with the ETag the store computed. */
-  uploadPart(key: string, id: string, part: number, data: Uint8Array, signal?: AbortSignal): Promise<string>;
+  uploadPart(
+    key: string,
+    id: string,
+    part: number,
+    data: Uint8Array,
+    signal?: AbortSignal,
+    digests?: PartDigests,
+  ): Promise<string>;
   /** Part `part` copied by the store from bytes `[start, end)` of the object `key` (no transfer); its ETag. */
   uploadPartCopy(
     key: string,
@@ -277,6 +290,7 @@ export class S3Store implements Store {
     part: number,
     data: Uint8Array,
     signal?: AbortSignal,
+    digests?: PartDigests,
   ): Promise<string> {
     this.metrics.bytesUp += data.byteLength;
     const r = await this.#send<{ ETag?: string }>(
@@ -288,8 +302,8 @@ export class S3Store implements Store {
         PartNumber: part,
         Body: data,
         ContentLength: data.byteLength,
-        ChecksumSHA256: createHash('sha256').update(data).digest('base64'),
-        ContentMD5: createHash('md5').update(data).digest('base64'),
+        ChecksumSHA256: (digests?.sha256 ?? createHash('sha256').update(data).digest()).toString('base64'),
+        ContentMD5: (digests?.md5 ?? createHash('md5').update(data).digest()).toString('base64'),
       }),
       signal,
     );
