@@ -112,7 +112,7 @@ export const pullVerb = {
   every chunk verified against its digest as it arrives, damaged weights chunks rebuilt from the stored
   parity; an interrupted pull resumes from the chunks already verified.
 
-  --concurrency N     ranged requests in flight (default 4)
+  --concurrency N     ranged requests in flight (default 8)
   --overwrite         replace files in <destDir>
   --json              print the result as JSON
 

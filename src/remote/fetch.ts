@@ -3,7 +3,7 @@
  * ranged GET each), hashed as the bytes stream in, compared with their digests, and only then written
  * at their offset in a local file. A chunk that arrives damaged is fetched once more on its own.
  */
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { equalHex } from '../checkpoint/layout';
 import { mapLimit } from './manifest';
@@ -70,7 +70,8 @@ async function fetchRun(
   let buf = Buffer.allocUnsafe(chunkLen(src, idx));
   let fill = 0;
   const finish = async (): Promise<void> => {
-    const hex = createHash('sha256').update(buf).digest('hex');
+    // Hashed on the libuv pool (webcrypto): the JS thread keeps parsing the other responses meanwhile.
+    const hex = Buffer.from(await webcrypto.subtle.digest('SHA-256', buf)).toString('hex');
     if (equalHex(hex, src.leaf(idx))) {
       await fh.write(buf, 0, buf.byteLength, idx * src.chunkSize);
       bad.delete(idx);

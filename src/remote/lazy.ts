@@ -33,7 +33,7 @@ export interface RemoteLoadOptions extends LoadCheckpointOptions, RemoteOptions 
    * bytes are removed, least recently used first, until the folder is under it.
    */
   cacheBytes?: number;
-  /** Ranged requests in flight (default 4). */
+  /** Ranged requests in flight (default 8). */
   concurrency?: number;
 }
 
@@ -341,7 +341,7 @@ export async function loadRemoteCheckpoint(
     } catch {
       // no hint: every chunk is fetched when first needed
     }
-    const remote = new RemoteCheckpoint(have, mainUrl, ck, store, src, concurrency ?? 4, options.signal);
+    const remote = new RemoteCheckpoint(have, mainUrl, ck, store, src, concurrency ?? 8, options.signal);
     if (options.verify === 'full') await remote.tensors();
     publishRemote({
       event: 'opened',

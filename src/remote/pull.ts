@@ -28,7 +28,7 @@ import { joinKey, parseRemoteUrl } from './url';
 
 /** Options of {@link pull}. */
 export interface PullOptions extends JobOptions, RemoteOptions, Pick<LoadCheckpointOptions, 'hmacKey'> {
-  /** Ranged requests in flight at once (default 4). */
+  /** Ranged requests in flight at once (default 8). */
   concurrency?: number;
   /** Bytes per ranged request (default 8 MiB). */
   rangeSize?: number;
@@ -154,7 +154,7 @@ function damaged(url: string, file: string, chunks: readonly number[], why: stri
 export async function pull(url: string, destDir: string, options: PullOptions = {}): Promise<PullResult> {
   if (typeof destDir !== 'string' || destDir.length === 0)
     throw invalidArgument('destDir', 'destDir must be a non-empty string');
-  const concurrency = options.concurrency ?? 4;
+  const concurrency = options.concurrency ?? 8;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)
     throw invalidArgument('concurrency', 'concurrency must be an integer from 1 to 64');
   const rangeSize = options.rangeSize ?? 8 * 1024 * 1024;

@@ -18,7 +18,7 @@ export interface VerifyRemoteOptions
   extends JobOptions,
     RemoteOptions,
     Pick<RemoteLoadOptions, 'hmacKey' | 'requireHmac' | 'cacheDir'> {
-  /** Ranged requests in flight (default 4). */
+  /** Ranged requests in flight (default 8). */
   concurrency?: number;
 }
 
@@ -75,7 +75,7 @@ export async function verifyRemote(
         all,
         dropSink,
         {
-          concurrency: options.concurrency ?? 4,
+          concurrency: options.concurrency ?? 8,
           rangeSize: 8 * 1024 * 1024,
           signal: options.signal,
           onChunk: (_i, b) => {
