@@ -182,7 +182,7 @@ const arm64 =
   process.arch === 'x64' &&
   step('build linux-arm64-gnu (cross)', 'node', ['scripts/build.mjs', 'linux-arm64-gnu']);
 // The S3-compatible server of __test__/remote.test.ts: s3s-fs, built once by cargo into a cache folder
-// outside the clone (scripts/setup-s3.mjs; cold about 5 min of CPU, 17 min wall on a busy 2-core
+// outside the clone (scripts/setup-s3.mjs; cold about 5 min of CPU, 10–17 min wall on a busy 2-core
 // machine) and reused. TV_REQUIRE_S3 makes that spec fail rather than skip without it.
 const s3Ok = step('S3 test server (s3s-fs, cached outside the clone)', 'node', ['scripts/setup-s3.mjs'], {
   timeout: 40 * 60_000,
