@@ -137,13 +137,15 @@ export async function startS3Server({ root, port = 0, accessKeyId, secretAccessK
       AWS_SECRET_ACCESS_KEY: sk,
       AWS_REGION: region,
     },
-    /** Stop the server (SIGTERM, then SIGKILL after 5 s); resolves when it has exited. */
+    /** Stop the server (SIGTERM, then SIGKILL after 5 s); a data folder it made itself is removed. */
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+      if (root === undefined) rmSync(dir, { recursive: true, force: true });
     },
     /** Kill the server at once (SIGKILL), as a crash would; resolves when it has exited. */
     async kill() {
