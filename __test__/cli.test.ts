@@ -74,6 +74,10 @@ describe('command line conventions', () => {
       'TV_FILE_CHANGED',
       'TV_IO',
       'TV_SOURCE_FAILED',
+      // An object store's answers are I/O too: refused credentials, missing object, store unavailable.
+      'TV_REMOTE_AUTH',
+      'TV_REMOTE_NOT_FOUND',
+      'TV_REMOTE_UNAVAILABLE',
     ]);
     for (const code of Object.values(tv.ErrorCode) as string[]) {
       const exit = exitCodeOf(code);

@@ -123,6 +123,26 @@ export const ErrorCode = {
   FOLD_UNSUPPORTED: 'TV_FOLD_UNSUPPORTED',
   /** No chunk of that name in the `.fold` file (`context.chunk`). */
   FOLD_CHUNK_NOT_FOUND: 'TV_FOLD_CHUNK_NOT_FOUND',
+  /**
+   * An object store refused the credentials (HTTP 401/403: unknown access key, bad signature, access
+   * denied). `context.url`, `status`, `reason` (the store's error name); never a key or a signature.
+   */
+  REMOTE_AUTH: 'TV_REMOTE_AUTH',
+  /**
+   * No such object or bucket in the store, or no commit manifest (`context.reason: no_manifest`: the set
+   * was never completely pushed). `context.url`, `key`.
+   */
+  REMOTE_NOT_FOUND: 'TV_REMOTE_NOT_FOUND',
+  /**
+   * Bytes read from (or stored in) an object store do not match their digests and could not be repaired
+   * (`context.url`, `file`, `chunks`, `reason`: `chunk_digest`, `part_etag`, `manifest_mismatch`, `size`).
+   */
+  REMOTE_DAMAGED: 'TV_REMOTE_DAMAGED',
+  /**
+   * The store kept failing (network error, HTTP 5xx, throttling) after the retries with backoff
+   * (`context.url`, `attempts`, `status`, `reason`).
+   */
+  REMOTE_UNAVAILABLE: 'TV_REMOTE_UNAVAILABLE',
   /** The operation was cancelled through its `AbortSignal`. */
   ABORTED: 'TV_ABORTED',
   /** The native addon could not be found or loaded for this platform. */
@@ -185,6 +205,21 @@ export interface ErrorContextMap {
     readonly since?: string;
   };
   TV_EXISTS: { readonly path?: string };
+  TV_REMOTE_AUTH: { readonly url?: string; readonly status?: number; readonly reason?: string };
+  TV_REMOTE_NOT_FOUND: { readonly url?: string; readonly key?: string; readonly reason?: string };
+  TV_REMOTE_DAMAGED: {
+    readonly url?: string;
+    readonly file?: string;
+    /** The damaged chunks (of `chunk_size` bytes), comma-separated. */
+    readonly chunks?: string;
+    readonly reason?: string;
+  };
+  TV_REMOTE_UNAVAILABLE: {
+    readonly url?: string;
+    readonly attempts?: number;
+    readonly status?: number;
+    readonly reason?: string;
+  };
   TV_CORRUPT: {
     readonly path?: string;
     readonly reason?: string;

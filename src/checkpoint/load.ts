@@ -3,6 +3,8 @@ import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath }
 import { type EccVerifyResult, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import type { JobOptions } from '../job';
+import { loadRemoteCheckpoint, type RemoteCheckpoint, type RemoteLoadOptions } from '../remote/lazy';
+import { isRemoteUrl, type RemoteUrl } from '../remote/url';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
 import { publish } from './commit';
 import { CheckpointMismatchError } from './errors';
@@ -69,8 +71,17 @@ async function verifyAndFollow(
  * (every difference listed), the seal and header (tensorvault layout), then the bytes as `verify`
  * says: `lazy` (default; each tensor when first viewed), `full` (everything now, repairing from parity
  * with `repair`), `none`. An interrupted save is rolled forward (or its leftovers removed) first.
+ * An `s3://bucket/prefix/NAME.safetensors` (or `file://`) URL of a pushed checkpoint is loaded lazily
+ * with ranged requests instead (a {@link RemoteCheckpoint}; README "Remote").
  */
-export async function loadCheckpoint(path: string, options: LoadCheckpointOptions = {}): Promise<Checkpoint> {
+export function loadCheckpoint(url: RemoteUrl, options?: RemoteLoadOptions): Promise<RemoteCheckpoint>;
+export function loadCheckpoint(path: string, options?: LoadCheckpointOptions): Promise<Checkpoint>;
+export async function loadCheckpoint(
+  path: string,
+  options: LoadCheckpointOptions = {},
+): Promise<Checkpoint | RemoteCheckpoint> {
+  // `s3://…` and `file://…`: a lazy remote load (src/remote/lazy.ts), ranged reads into a local cache.
+  if (isRemoteUrl(path)) return loadRemoteCheckpoint(path, options);
   const t0 = performance.now();
   const { mode, key, requireHmac } = checkOptions(options);
   const repair = options.repair ?? true;

@@ -56,6 +56,7 @@ export function exitCodeOf(code: string): number {
     case 'TV_FOLD_UNVERIFIABLE':
     case 'TV_FOLD_DECRYPT_FAILED':
     case 'TV_FOLD_POLICY':
+    case 'TV_REMOTE_DAMAGED':
       return ExitCode.UNREPAIRABLE;
     case 'TV_FOLD_KEY_REQUIRED':
       return ExitCode.USAGE;
@@ -83,6 +84,10 @@ export function exitCodeOf(code: string): number {
     case 'TV_EXISTS':
     case 'TV_RESTORE_INCOMPLETE':
       return ExitCode.REFUSED;
+    case 'TV_REMOTE_AUTH':
+    case 'TV_REMOTE_NOT_FOUND':
+    case 'TV_REMOTE_UNAVAILABLE':
+      return ExitCode.IO;
     case 'TV_INTERNAL':
     case 'TV_NATIVE_UNAVAILABLE':
     case 'TV_EXTERNAL_BUFFERS_UNAVAILABLE':

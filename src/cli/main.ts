@@ -27,11 +27,11 @@ const verbs: Record<string, Verb> = {
     load: async () => (await import('./ecc.js')).protectVerb,
   },
   verify: {
-    summary: 'check a file against its parity sidecar (exit 0/1/2)',
+    summary: 'check a file against its parity sidecar, or a stored set (verify s3://…) (exit 0/1/2)',
     load: async () => (await import('./ecc.js')).verifyVerb,
   },
   repair: {
-    summary: 'rebuild damaged chunks from the parity sidecar',
+    summary: 'rebuild damaged chunks from the parity sidecar, or of a stored set (repair s3://…)',
     load: async () => (await import('./ecc.js')).repairVerb,
   },
   checkpoint: {
@@ -43,6 +43,30 @@ const verbs: Record<string, Verb> = {
     load: async () => import('./fold.js'),
   },
   bench: { summary: 'measure throughput (bench ecc)', load: async () => import('./bench.js') },
+  push: {
+    summary: 'upload a checkpoint set or backup to s3://bucket/prefix (resumable)',
+    load: async () => (await import('./remote.js')).pushVerb,
+  },
+  pull: {
+    summary: 'download a pushed set, every chunk verified (resumable)',
+    load: async () => (await import('./remote.js')).pullVerb,
+  },
+  ls: {
+    summary: 'list the sets stored under s3://bucket/prefix',
+    load: async () => (await import('./remote.js')).lsVerb,
+  },
+};
+
+/** `verify s3://…` / `verify file://…`: the remote verify; a local path: the parity-sidecar verify. */
+const remoteVerify: Verb = {
+  summary: 'verify a stored set where it is',
+  load: async () => (await import('./remote.js')).verifyVerb,
+};
+
+/** `repair s3://…`: rebuild a stored set's damaged chunks from its stored parity, rewriting only their parts. */
+const remoteRepair: Verb = {
+  summary: 'repair a stored set in place',
+  load: async () => (await import('./remote.js')).repairVerb,
 };
 
 function help(): string {
@@ -80,7 +104,9 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${packageVersion()}\n`);
     return ExitCode.OK;
   }
-  const verb = verbs[first];
+  const remote = rest.some((a) => /^(s3|file):\/\//i.test(a));
+  const verb =
+    first === 'verify' && remote ? remoteVerify : first === 'repair' && remote ? remoteRepair : verbs[first];
   if (verb === undefined) throw new UsageError(`unknown command '${first}'`);
   const mod = await verb.load();
   try {

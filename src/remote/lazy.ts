@@ -1,0 +1,358 @@
+/**
+ * Lazy remote loads: `loadCheckpoint('s3://…')`. The manifest and the sidecar are fetched, the header
+ * with one ranged request of exactly its length; each tensor's chunks are fetched with ranged requests
+ * the first time it is viewed, verified against their digests as they stream in, and kept in a sparse
+ * file in a bounded local cache folder. The checks after that are the local lazy load's own: the cache
+ * folder holds a tensorvault checkpoint whose weights file is sparse, opened with `loadCheckpoint`, so
+ * the seal, the header digest and every chunk digest are checked by the same code as on a local disk.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TensorDamagedError } from '../checkpoint/errors';
+import type { CheckpointLayout } from '../checkpoint/layout';
+import type { Checkpoint } from '../checkpoint/lazy';
+import { loadCheckpoint } from '../checkpoint/load';
+import type { CheckpointReport, LoadCheckpointOptions } from '../checkpoint/parse';
+import { chunkSpan } from '../checkpoint/rs';
+import { ErrorCode, TensorVaultError } from '../errors';
+import type { Tensor, TensorInfo } from '../safetensors/reader';
+import { publishRemote, remoteCacheDir } from './common';
+import { type ChunkSource, fetchChunks } from './fetch';
+import { leafHashOf, leafOf, type RemoteFileEntry } from './manifest';
+import { crossCheck, openManifest } from './pull';
+import { type RemoteOptions, readAll, type Store, type StoreMetrics } from './store';
+import { joinKey } from './url';
+
+/** Options of a lazy remote load (with those of {@link loadCheckpoint}). */
+export interface RemoteLoadOptions extends LoadCheckpointOptions, RemoteOptions {
+  /** The cache folder (default: the cache folder's `remote-cache/`; env `TV_REMOTE_CACHE`). */
+  cacheDir?: string;
+  /**
+   * Bound of the cache folder in bytes on disk (default 8 GiB): on open, other checkpoints' cached
+   * bytes are removed, least recently used first, until the folder is under it.
+   */
+  cacheBytes?: number;
+  /** Ranged requests in flight (default 8). */
+  concurrency?: number;
+}
+
+/** How much of a cache entry is on disk (allocated blocks of its files, sparse holes not counted). */
+async function allocated(dir: string): Promise<number> {
+  let n = 0;
+  for (const e of await readdir(dir).catch(() => [] as string[])) {
+    const s = await stat(join(dir, e)).catch(() => undefined);
+    if (s?.isFile()) n += s.blocks * 512;
+  }
+  return n;
+}
+
+/** Remove other entries, least recently used first, until the folder holds at most `limit` bytes. */
+async function evict(root: string, keep: string, limit: number): Promise<void> {
+  const entries: { dir: string; used: number; at: number }[] = [];
+  for (const e of await readdir(root).catch(() => [] as string[])) {
+    const dir = join(root, e);
+    const s = await stat(dir).catch(() => undefined);
+    if (s?.isDirectory()) entries.push({ dir, used: await allocated(dir), at: s.mtimeMs });
+  }
+  let total = entries.reduce((a, e) => a + e.used, 0);
+  for (const e of entries.sort((a, b) => a.at - b.at)) {
+    if (total <= limit) break;
+    if (e.dir === keep) continue;
+    await rm(e.dir, { recursive: true, force: true });
+    total -= e.used;
+  }
+}
+
+/**
+ * A checkpoint read lazily from an object store: the same surface as {@link Checkpoint} (names, info,
+ * tensor, tensors, report, close), plus {@link RemoteCheckpoint.transfer}, the bytes and requests
+ * this load has made.
+ */
+export class RemoteCheckpoint {
+  /** URL of the weights object. */
+  readonly url: string;
+  /** Local path of the cached (sparse) weights file. */
+  readonly path: string;
+  readonly layout: CheckpointLayout;
+  readonly metadata: Readonly<Record<string, unknown>>;
+  readonly version: string | undefined;
+  #local: Checkpoint;
+  #store: Store;
+  #src: ChunkSource;
+  #have: Set<number>;
+  #hintPath: string;
+  #concurrency: number;
+  #signal: AbortSignal | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /** @internal Use `loadCheckpoint('s3://…')`. */
+  constructor(
+    have: Set<number>,
+    url: string,
+    local: Checkpoint,
+    store: Store,
+    src: ChunkSource,
+    concurrency: number,
+    signal?: AbortSignal,
+  ) {
+    this.url = url;
+    this.path = local.path;
+    this.layout = local.layout;
+    this.metadata = local.metadata;
+    this.version = local.version;
+    this.#local = local;
+    this.#store = store;
+    this.#src = src;
+    this.#concurrency = concurrency;
+    this.#signal = signal;
+    this.#hintPath = `${local.path}.chunks`;
+    this.#have = have;
+  }
+
+  /** The verification state (as a local lazy load's). */
+  get report(): CheckpointReport {
+    return this.#local.report;
+  }
+
+  /** Requests made and bytes received from the store by this load so far. */
+  get transfer(): Readonly<StoreMetrics> {
+    return { ...this.#store.metrics };
+  }
+
+  /** Tensor names in file order. */
+  get names(): readonly string[] {
+    return this.#local.names;
+  }
+
+  /** Dtype, shape, size and offset of tensor `name` (from the verified header; no request). */
+  info(name: string): TensorInfo {
+    return this.#local.info(name);
+  }
+
+  /** Fetch (once) and verify the chunks of `[start, end)` of the weights. */
+  async #ensureRange(start: number, end: number): Promise<void> {
+    const [first, last] = chunkSpan(start, end, this.#src.chunkSize);
+    const run = this.#queue.then(async () => {
+      const fh = await open(this.path, 'r+');
+      try {
+        const todo: number[] = [];
+        // Chunks fetched by this or an earlier load (the hint file) are not fetched again: the local lazy
+        // load verifies them before any view is handed out, and a mismatch there fetches them again.
+        for (let c = first; c < last; c++) if (!this.#have.has(c)) todo.push(c);
+        if (todo.length === 0) return;
+        const t0 = performance.now();
+        const before = this.#store.metrics.bytesDown;
+        const bad = await fetchChunks(this.#src, todo, fh, {
+          concurrency: this.#concurrency,
+          rangeSize: 8 * 1024 * 1024,
+          signal: this.#signal,
+          onChunk: (c) => this.#have.add(c),
+        });
+        await writeFile(this.#hintPath, JSON.stringify([...this.#have])).catch(() => {});
+        publishRemote({
+          event: 'fetched',
+          url: this.url,
+          chunks: todo.length,
+          bytes: this.#store.metrics.bytesDown - before,
+          ms: performance.now() - t0,
+        });
+        if (bad.length > 0) {
+          throw new TensorVaultError(
+            ErrorCode.REMOTE_DAMAGED,
+            `${this.url}: chunks ${bad.join(', ')} do not match their digests (fetched twice)`,
+            {
+              url: this.url,
+              file: this.url.slice(this.url.lastIndexOf('/') + 1),
+              chunks: bad.join(','),
+              reason: 'chunk_digest',
+            },
+          );
+        }
+      } finally {
+        await fh.close();
+      }
+    });
+    this.#queue = run.catch(() => {});
+    await run;
+  }
+
+  /**
+   * Tensor `name`: its chunks are fetched with ranged requests the first time (verified as they stream
+   * in), then checked and viewed as a local lazy load does (zero-copy view on the cached file).
+   */
+  async tensor(name: string): Promise<Tensor> {
+    const info = this.#local.info(name);
+    await this.#ensureRange(info.fileOffset, info.fileOffset + info.byteLength);
+    try {
+      return await this.#local.tensor(name);
+    } catch (err) {
+      // Cached bytes that changed on the local disk: fetch those chunks again, once.
+      if (!(err instanceof TensorDamagedError)) throw err;
+      for (const c of err.chunks) this.#have.delete(c);
+      await this.#ensureRange(info.fileOffset, info.fileOffset + info.byteLength);
+      return this.#local.tensor(name);
+    }
+  }
+
+  /** Every tensor (the whole weights file is fetched, in parallel ranged requests). */
+  async tensors(): Promise<Map<string, Tensor>> {
+    await this.#ensureRange(0, this.#src.size);
+    try {
+      return await this.#local.tensors();
+    } catch (err) {
+      if (!(err instanceof TensorDamagedError)) throw err;
+      for (const c of err.chunks) this.#have.delete(c);
+      await this.#ensureRange(0, this.#src.size);
+      return this.#local.tensors();
+    }
+  }
+
+  /** Close the cached file and the store's connections. */
+  close(): void {
+    this.#local.close();
+    this.#store.close();
+  }
+}
+
+/**
+ * Open the checkpoint whose weights object is `url` lazily (see the module comment). Only the
+ * `tensorvault` layout has the per-chunk digests this needs; other layouts: `pull` them.
+ */
+export async function loadRemoteCheckpoint(
+  url: string,
+  options: RemoteLoadOptions = {},
+): Promise<RemoteCheckpoint> {
+  const t0 = performance.now();
+  const { store, prefix, manifest } = await openManifest(url, options);
+  try {
+    const mainUrl = store.url(joinKey(prefix, manifest.main));
+    if (manifest.layout !== 'tensorvault') {
+      throw new TensorVaultError(
+        ErrorCode.CHECKPOINT_INVALID,
+        `${mainUrl}: a lazy remote load needs the tensorvault layout (chunk digests); this set is ${manifest.layout}: pull it`,
+        { path: mainUrl, reason: 'remote_layout' },
+      );
+    }
+    const weights = manifest.files.find((f) => f.name === manifest.main) as RemoteFileEntry;
+    const metaName = `${manifest.main}.meta.json`;
+    const metaEntry = manifest.files.find((f) => f.name === metaName);
+    if (metaEntry === undefined) {
+      throw new TensorVaultError(ErrorCode.REMOTE_DAMAGED, `${mainUrl}: the manifest lists no ${metaName}`, {
+        url: mainUrl,
+        reason: 'manifest',
+      });
+    }
+    const meta = await readAll(store, joinKey(prefix, metaName), options.signal);
+    if (createHash('sha256').update(meta).digest('hex') !== metaEntry.sha256) {
+      throw new TensorVaultError(
+        ErrorCode.REMOTE_DAMAGED,
+        `${mainUrl}: ${metaName} does not match its digest`,
+        {
+          url: mainUrl,
+          file: metaName,
+          reason: 'chunk_digest',
+        },
+      );
+    }
+    crossCheck(manifest, meta, mainUrl);
+    const block = (
+      JSON.parse(meta.toString('utf8')) as { tensorvault: { header_length: number; header_sha256: string } }
+    ).tensorvault;
+    // The cache entry is named by the weights' digest: the same bytes share one entry whatever the URL.
+    const root = options.cacheDir ?? join(remoteCacheDir(), 'remote-cache');
+    const dir = join(root, weights.sha256.slice(0, 32));
+    await mkdir(dir, { recursive: true });
+    const now = new Date();
+    await utimes(dir, now, now);
+    await evict(root, dir, options.cacheBytes ?? 8 * 1024 ** 3);
+    const local = join(dir, manifest.main);
+    await writeFile(`${local}.meta.json`, meta);
+    const fh = await open(local, 'a+');
+    try {
+      const st = await fh.stat();
+      if (st.size !== weights.size) await fh.truncate(weights.size);
+    } finally {
+      await fh.close();
+    }
+    // The header: one ranged request of exactly its length, checked against the sealed header digest.
+    const src: ChunkSource = {
+      store,
+      key: joinKey(prefix, manifest.main),
+      size: weights.size,
+      chunkSize: manifest.chunk_size,
+      leaf: (i) => leafOf(weights, i),
+      hash: leafHashOf(manifest),
+    };
+    const hfh = await open(local, 'r+');
+    try {
+      const hbuf = Buffer.allocUnsafe(block.header_length);
+      const { bytesRead } = await hfh.read(hbuf, 0, block.header_length, 0);
+      const cached =
+        bytesRead === block.header_length &&
+        createHash('sha256').update(hbuf).digest('hex') === block.header_sha256;
+      if (!cached) {
+        const header = Buffer.concat(
+          await (async () => {
+            const parts: Uint8Array[] = [];
+            for await (const c of await store.read(src.key, [0, block.header_length], options.signal))
+              parts.push(c);
+            return parts;
+          })(),
+        );
+        if (createHash('sha256').update(header).digest('hex') !== block.header_sha256) {
+          throw new TensorVaultError(
+            ErrorCode.REMOTE_DAMAGED,
+            `${mainUrl}: the safetensors header does not match its sealed digest`,
+            {
+              url: mainUrl,
+              file: manifest.main,
+              chunks: '0',
+              reason: 'chunk_digest',
+            },
+          );
+        }
+        await hfh.write(header, 0, header.byteLength, 0);
+      }
+    } finally {
+      await hfh.close();
+    }
+    // The local lazy load checks the seal, the header and file length, the key policy and `expect`.
+    const {
+      cacheDir: _c,
+      cacheBytes: _b,
+      concurrency,
+      endpoint: _e,
+      region: _r,
+      credentials: _k,
+      forcePathStyle: _f,
+      maxAttempts: _m,
+      ...loadOptions
+    } = options;
+    const ck = await loadCheckpoint(local, {
+      ...loadOptions,
+      repair: false,
+      verify: options.verify === 'full' ? 'lazy' : (options.verify ?? 'lazy'),
+    });
+    // Which chunks earlier loads fetched into this entry (a hint: each is verified before use).
+    const have = new Set<number>();
+    try {
+      const hint = JSON.parse(await readFile(`${local}.chunks`, 'utf8')) as unknown;
+      if (Array.isArray(hint)) for (const c of hint) if (Number.isSafeInteger(c)) have.add(c as number);
+    } catch {
+      // no hint: every chunk is fetched when first needed
+    }
+    const remote = new RemoteCheckpoint(have, mainUrl, ck, store, src, concurrency ?? 8, options.signal);
+    if (options.verify === 'full') await remote.tensors();
+    publishRemote({
+      event: 'opened',
+      url: mainUrl,
+      bytes: store.metrics.bytesDown,
+      ms: performance.now() - t0,
+    });
+    return remote;
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+}

@@ -1,0 +1,318 @@
+/**
+ * pull: download a pushed set in parallel ranged requests, verifying every chunk against its digest as
+ * it streams in, repairing damaged weights chunks from the parity stored with the set, and resuming an
+ * interrupted pull from the chunks already verified on disk.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { join, resolve as resolvePath } from 'node:path';
+import { parseIntegrityBlock } from '../checkpoint/layout';
+import { loadCheckpoint } from '../checkpoint/load';
+import type { LoadCheckpointOptions } from '../checkpoint/parse';
+import { repair as eccRepair } from '../ecc/erasure';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { fsyncDir } from '../io/fs';
+import type { JobOptions } from '../job';
+import { publishRemote } from './common';
+import { type ChunkSource, fetchChunks, localChunkGood } from './fetch';
+import {
+  leafHashOf,
+  leafOf,
+  MANIFEST_SUFFIX,
+  parseManifest,
+  type RemoteFileEntry,
+  type RemoteManifest,
+} from './manifest';
+import { openStore, type RemoteOptions, readAll, type Store } from './store';
+import { joinKey, parseRemoteUrl } from './url';
+
+/** Options of {@link pull}. */
+export interface PullOptions extends JobOptions, RemoteOptions, Pick<LoadCheckpointOptions, 'hmacKey'> {
+  /** Ranged requests in flight at once (default 8). */
+  concurrency?: number;
+  /** Bytes per ranged request (default 8 MiB). */
+  rangeSize?: number;
+  /** Replace files that exist in the destination folder (default false: `TV_EXISTS`). */
+  overwrite?: boolean;
+  /** Repair damaged weights chunks from the parity stored with the set (default true). */
+  repair?: boolean;
+}
+
+/** What {@link pull} did. */
+export interface PullResult {
+  /** Local path of the main file (weights or archive). */
+  path: string;
+  layout: RemoteManifest['layout'];
+  files: { name: string; size: number }[];
+  /** Bytes of the set. */
+  bytes: number;
+  /** Body bytes received in this call. */
+  bytesDownloaded: number;
+  /** Chunks found already verified on disk from an interrupted pull (not fetched again). */
+  reusedChunks: number;
+  /** Weights chunks that arrived damaged and were rebuilt from the parity. */
+  repairedChunks: number[];
+}
+
+/** Split a main-object URL into its store, prefix and main name; fetch and parse its manifest. */
+export async function openManifest(
+  url: string,
+  options: RemoteOptions & { signal?: AbortSignal | undefined },
+): Promise<{ store: Store; prefix: string; manifest: RemoteManifest; manifestKey: string }> {
+  const target = parseRemoteUrl(url.endsWith(MANIFEST_SUFFIX) ? url.slice(0, -MANIFEST_SUFFIX.length) : url);
+  const { store, key } = await openStore(target, options);
+  try {
+    const slash = key.lastIndexOf('/');
+    const prefix = slash < 0 ? '' : key.slice(0, slash);
+    const main = slash < 0 ? key : key.slice(slash + 1);
+    if (main.length === 0) throw invalidArgument('url', `the URL names no object: ${JSON.stringify(url)}`);
+    const manifestKey = joinKey(prefix, `${main}${MANIFEST_SUFFIX}`);
+    let bytes: Buffer;
+    try {
+      bytes = await readAll(store, manifestKey, options.signal);
+    } catch (err) {
+      if (err instanceof TensorVaultError && err.code === ErrorCode.REMOTE_NOT_FOUND) {
+        const exists = (await store.head(key, options.signal)) !== undefined;
+        throw new TensorVaultError(
+          ErrorCode.REMOTE_NOT_FOUND,
+          exists
+            ? `${store.url(key)}: no manifest (${main}${MANIFEST_SUFFIX}): the set was never completely pushed`
+            : `${store.url(key)}: no such object`,
+          { url: store.url(key), key, reason: exists ? 'no_manifest' : 'NoSuchKey' },
+        );
+      }
+      throw err;
+    }
+    const manifest = parseManifest(bytes, store.url(manifestKey));
+    if (manifest.main !== main) {
+      throw new TensorVaultError(
+        ErrorCode.REMOTE_DAMAGED,
+        `${store.url(manifestKey)}: the manifest is for ${manifest.main}`,
+        {
+          url: store.url(manifestKey),
+          reason: 'manifest_mismatch',
+        },
+      );
+    }
+    return { store, prefix, manifest, manifestKey };
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+}
+
+/**
+ * For a `tensorvault` checkpoint: the sealed integrity block in the sidecar must list the same weights
+ * digests as the manifest (the manifest is not trusted on its own for the weights).
+ */
+export function crossCheck(manifest: RemoteManifest, metaBytes: Uint8Array, url: string): void {
+  const weights = manifest.files.find((f) => f.name === manifest.main) as RemoteFileEntry;
+  let block: ReturnType<typeof parseIntegrityBlock>;
+  try {
+    const doc = JSON.parse(Buffer.from(metaBytes).toString('utf8')) as Record<string, unknown>;
+    block = parseIntegrityBlock(doc.tensorvault, `${url}.meta.json`);
+  } catch (err) {
+    throw new TensorVaultError(
+      ErrorCode.REMOTE_DAMAGED,
+      `${url}: the checkpoint's sidecar is not readable`,
+      {
+        url,
+        file: `${manifest.main}.meta.json`,
+        reason: 'manifest_mismatch',
+      },
+      { cause: err },
+    );
+  }
+  if (
+    block.chunk_size !== manifest.chunk_size ||
+    block.file_length !== weights.size ||
+    block.leaves !== weights.leaves
+  ) {
+    throw new TensorVaultError(
+      ErrorCode.REMOTE_DAMAGED,
+      `${url}: the manifest's digests of the weights differ from the checkpoint's sealed integrity block`,
+      { url, file: manifest.main, reason: 'manifest_mismatch' },
+    );
+  }
+}
+
+function damaged(url: string, file: string, chunks: readonly number[], why: string): TensorVaultError {
+  return new TensorVaultError(
+    ErrorCode.REMOTE_DAMAGED,
+    `${url}: ${file}: chunks ${chunks.join(', ')} do not match their digests (${why})`,
+    { url, file, chunks: chunks.join(','), reason: 'chunk_digest' },
+  );
+}
+
+/**
+ * Download the set whose main object is `url` (`s3://bucket/prefix/NAME.safetensors`) into the folder
+ * `destDir`. Files are staged in `destDir/.tv-pull-…/`, every chunk verified as it arrives; an
+ * interrupted pull resumes from the chunks already verified there. Damaged weights chunks are rebuilt
+ * from the stored parity (`.tvecc`) when there is one; the checkpoint's seal is checked; then the files
+ * are renamed into `destDir` (sidecars last).
+ */
+export async function pull(url: string, destDir: string, options: PullOptions = {}): Promise<PullResult> {
+  if (typeof destDir !== 'string' || destDir.length === 0)
+    throw invalidArgument('destDir', 'destDir must be a non-empty string');
+  const concurrency = options.concurrency ?? 8;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)
+    throw invalidArgument('concurrency', 'concurrency must be an integer from 1 to 64');
+  const rangeSize = options.rangeSize ?? 8 * 1024 * 1024;
+  const t0 = performance.now();
+  const { store, prefix, manifest } = await openManifest(url, options);
+  const mainUrl = store.url(joinKey(prefix, manifest.main));
+  try {
+    const dest = resolvePath(destDir);
+    const staging = join(dest, `.tv-pull-${createHash('sha256').update(mainUrl).digest('hex').slice(0, 16)}`);
+    await mkdir(staging, { recursive: true });
+    if (options.overwrite !== true) {
+      for (const f of manifest.files) {
+        if (existsSync(join(dest, f.name)))
+          throw new TensorVaultError(ErrorCode.EXISTS, `${join(dest, f.name)} exists (pass overwrite)`, {
+            path: join(dest, f.name),
+          });
+      }
+    }
+    const total = manifest.files.reduce((a, f) => a + f.size, 0);
+    let doneBytes = 0;
+    const down0 = store.metrics.bytesDown;
+    let reused = 0;
+    const progress = (n: number): void => {
+      doneBytes += n;
+      options.onProgress?.({ bytesDone: doneBytes, bytesTotal: total });
+    };
+    // Small JSON sidecars first (the integrity block is needed to trust the weights' digests).
+    const order = [...manifest.files].sort(
+      (a, b) => Number(b.name.endsWith('.json')) - Number(a.name.endsWith('.json')),
+    );
+    const badByFile = new Map<string, number[]>();
+    for (const f of order) {
+      const path = join(staging, f.name);
+      const fresh = !existsSync(path);
+      const fh = await open(path, fresh ? 'w+' : 'r+');
+      try {
+        await fh.truncate(f.size);
+        const src: ChunkSource = {
+          store,
+          key: joinKey(prefix, f.name),
+          size: f.size,
+          chunkSize: manifest.chunk_size,
+          leaf: (i) => leafOf(f, i),
+          hash: leafHashOf(manifest),
+        };
+        const n = Math.ceil(f.size / manifest.chunk_size);
+        const todo: number[] = [];
+        for (let i = 0; i < n; i++) {
+          if (!fresh && (await localChunkGood(fh, src, i))) {
+            reused += 1;
+            progress(Math.min(manifest.chunk_size, f.size - i * manifest.chunk_size));
+          } else todo.push(i);
+        }
+        const bad = await fetchChunks(src, todo, fh, {
+          concurrency,
+          rangeSize,
+          signal: options.signal,
+          onChunk: (_i, b) => progress(b),
+        });
+        await fh.sync();
+        if (bad.length > 0) badByFile.set(f.name, bad);
+      } finally {
+        await fh.close();
+      }
+      if (
+        f.name === `${manifest.main}.meta.json` &&
+        manifest.layout === 'tensorvault' &&
+        !badByFile.has(f.name)
+      ) {
+        crossCheck(manifest, await readFile(path), mainUrl);
+      }
+    }
+    // Damaged weights chunks: rebuild from the parity stored with the set, when it arrived intact.
+    const repaired: number[] = [];
+    const tvecc = `${manifest.main}.tvecc`;
+    const badWeights = badByFile.get(manifest.main);
+    if (
+      badWeights !== undefined &&
+      options.repair !== false &&
+      manifest.files.some((f) => f.name === tvecc) &&
+      !badByFile.has(tvecc)
+    ) {
+      publishRemote({ event: 'damaged', url: mainUrl, chunks: badWeights });
+      const weights = join(staging, manifest.main);
+      await eccRepair(weights, { sidecar: join(staging, tvecc), force: true }).catch(() => undefined);
+      const f = manifest.files.find((e) => e.name === manifest.main) as RemoteFileEntry;
+      const src: ChunkSource = {
+        store,
+        key: '',
+        size: f.size,
+        chunkSize: manifest.chunk_size,
+        leaf: (i) => leafOf(f, i),
+        hash: leafHashOf(manifest),
+      };
+      const fh = await open(weights, 'r');
+      const still: number[] = [];
+      try {
+        for (const c of badWeights) if (!(await localChunkGood(fh, src, c))) still.push(c);
+      } finally {
+        await fh.close();
+      }
+      if (still.length === 0) {
+        repaired.push(...badWeights);
+        badByFile.delete(manifest.main);
+        publishRemote({ event: 'repaired', url: mainUrl, chunks: badWeights });
+      } else badByFile.set(manifest.main, still);
+    }
+    for (const [file, chunks] of badByFile) {
+      throw damaged(
+        mainUrl,
+        file,
+        chunks,
+        repaired.length === 0 && file === manifest.main ? 'no usable parity' : 'not repairable',
+      );
+    }
+    // The seal (metadata, header digest, PyFolds hash) of a tensorvault checkpoint, read-only.
+    if (manifest.layout === 'tensorvault') {
+      const ck = await loadCheckpoint(join(staging, manifest.main), {
+        verify: 'none',
+        repair: false,
+        ...(options.hmacKey === undefined ? {} : { hmacKey: options.hmacKey }),
+      });
+      ck.close();
+    }
+    await mkdir(dest, { recursive: true });
+    const place = [...manifest.files].sort(
+      (a, b) => Number(a.name.endsWith('.json')) - Number(b.name.endsWith('.json')),
+    );
+    for (const f of place) await rename(join(staging, f.name), join(dest, f.name));
+    await fsyncDir(dest);
+    await rm(staging, { recursive: true, force: true });
+    const result: PullResult = {
+      path: join(dest, manifest.main),
+      layout: manifest.layout,
+      files: manifest.files.map((f) => ({ name: f.name, size: f.size })),
+      bytes: total,
+      bytesDownloaded: store.metrics.bytesDown - down0,
+      reusedChunks: reused,
+      repairedChunks: repaired,
+    };
+    publishRemote({
+      event: 'pulled',
+      url: mainUrl,
+      bytes: total,
+      received: result.bytesDownloaded,
+      ms: performance.now() - t0,
+    });
+    return result;
+  } catch (err) {
+    publishRemote({
+      event: 'failed',
+      op: 'pull',
+      url: mainUrl,
+      code: err instanceof TensorVaultError ? err.code : 'TV_INTERNAL',
+    });
+    throw err;
+  } finally {
+    store.close();
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * Remote repair: rebuild the damaged chunks of a stored checkpoint's weights from the parity stored with
+ * it, and rewrite only the parts of the object that hold them. The set is pulled into a temporary folder
+ * (which verifies every chunk and repairs the weights from the parity); then the weights object is
+ * replaced by a multipart upload in which the parts holding repaired chunks are sent and every other part
+ * is copied by the store from the stored object (UploadPartCopy: no transfer). Each part's ETag is checked
+ * against the MD5 of the right bytes, and the repaired chunks are read back and checked against their
+ * digests. The manifest and the sidecars are unchanged: the object gets back the bytes they describe.
+ */
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode, TensorVaultError } from '../errors';
+import { publishRemote } from './common';
+import { type ChunkSink, fetchChunks } from './fetch';
+import { leafHashOf, leafOf, type RemoteFileEntry } from './manifest';
+import { openManifest, type PullOptions, pull } from './pull';
+import { md5Hex, type UploadedPart } from './store';
+import { joinKey } from './url';
+
+/** Options of {@link repairRemote}. */
+export interface RepairRemoteOptions extends Omit<PullOptions, 'overwrite' | 'repair'> {
+  /** Part size of the rewritten object (default 8 MiB; a multiple of 1 MiB, at least 5 MiB). */
+  partSize?: number;
+  /** Where the set is pulled to while it is repaired (default the OS temp folder). */
+  workDir?: string;
+}
+
+/** What {@link repairRemote} did. */
+export interface RemoteRepairReport {
+  url: string;
+  /** `intact`: nothing was damaged; `repaired`: the damaged chunks were rebuilt and rewritten. */
+  status: 'intact' | 'repaired';
+  /** Chunks (of 1 MiB) of the weights that were damaged in the store and are now rewritten. */
+  repairedChunks: number[];
+  /** Parts sent with repaired bytes. */
+  partsRewritten: number;
+  /** Parts copied by the store from the stored object (not transferred). */
+  partsCopied: number;
+  /** Body bytes sent. */
+  bytesUploaded: number;
+}
+
+const dropSink: ChunkSink = {
+  write: (async () => ({ bytesWritten: 0, buffer: Buffer.alloc(0) })) as unknown as ChunkSink['write'],
+};
+
+/**
+ * Repair the stored set whose main object is `url` in place (see the module comment). Rejects with
+ * `TV_REMOTE_DAMAGED` when the damage is beyond the parity, or is in a file other than the weights.
+ */
+export async function repairRemote(
+  url: string,
+  options: RepairRemoteOptions = {},
+): Promise<RemoteRepairReport> {
+  const partSize = options.partSize ?? 8 * 1024 * 1024;
+  const t0 = performance.now();
+  const work = await mkdtemp(join(options.workDir ?? tmpdir(), 'tv-remote-repair-'));
+  try {
+    const { workDir: _w, partSize: _p, ...pullOptions } = options;
+    const pulled = await pull(url, work, { ...pullOptions, repair: true });
+    const { store, prefix, manifest } = await openManifest(url, options);
+    const key = joinKey(prefix, manifest.main);
+    const mainUrl = store.url(key);
+    try {
+      if (pulled.repairedChunks.length === 0) {
+        return {
+          url: mainUrl,
+          status: 'intact',
+          repairedChunks: [],
+          partsRewritten: 0,
+          partsCopied: 0,
+          bytesUploaded: 0,
+        };
+      }
+      const entry = manifest.files.find((f) => f.name === manifest.main) as RemoteFileEntry;
+      const cs = manifest.chunk_size;
+      const up0 = store.metrics.bytesUp;
+      const fh = await open(pulled.path, 'r');
+      let rewritten = 0;
+      let copied = 0;
+      try {
+        if (entry.size <= partSize) {
+          const buf = Buffer.alloc(entry.size);
+          await fh.read(buf, 0, entry.size, 0);
+          await store.put(key, buf, options.signal);
+          rewritten = 1;
+        } else {
+          const damagedParts = new Set(pulled.repairedChunks.map((c) => Math.floor((c * cs) / partSize) + 1));
+          const id = await store.createUpload(key, options.signal);
+          try {
+            const parts: UploadedPart[] = [];
+            const n = Math.ceil(entry.size / partSize);
+            for (let part = 1; part <= n; part++) {
+              const start = (part - 1) * partSize;
+              const end = Math.min(entry.size, start + partSize);
+              const buf = Buffer.alloc(end - start);
+              await fh.read(buf, 0, buf.byteLength, start);
+              const md5 = md5Hex(buf);
+              let etag: string;
+              if (damagedParts.has(part)) {
+                etag = await store.uploadPart(key, id, part, buf, options.signal);
+                rewritten += 1;
+              } else {
+                etag = await store.uploadPartCopy(key, id, part, [start, end], options.signal);
+                copied += 1;
+              }
+              // A copied part must hold the verified bytes too (its ETag is the MD5 of what was copied).
+              if (etag !== md5) {
+                throw new TensorVaultError(
+                  ErrorCode.REMOTE_DAMAGED,
+                  `${mainUrl}: part ${part} of the rewritten object does not hold the verified bytes`,
+                  { url: mainUrl, file: manifest.main, reason: 'part_etag', chunks: String(part) },
+                );
+              }
+              parts.push({ part, etag, size: buf.byteLength });
+            }
+            await store.complete(key, id, parts, options.signal);
+          } catch (err) {
+            await store.abort(key, id);
+            throw err;
+          }
+        }
+      } finally {
+        await fh.close();
+      }
+      // Read the repaired chunks back from the store.
+      const still = await fetchChunks(
+        {
+          store,
+          key,
+          size: entry.size,
+          chunkSize: cs,
+          leaf: (i) => leafOf(entry, i),
+          hash: leafHashOf(manifest),
+        },
+        pulled.repairedChunks,
+        dropSink,
+        { concurrency: 4, rangeSize: 8 * 1024 * 1024, signal: options.signal },
+      );
+      if (still.length > 0) {
+        throw new TensorVaultError(
+          ErrorCode.REMOTE_DAMAGED,
+          `${mainUrl}: chunks ${still.join(', ')} still differ after the rewrite`,
+          { url: mainUrl, file: manifest.main, chunks: still.join(','), reason: 'chunk_digest' },
+        );
+      }
+      const report: RemoteRepairReport = {
+        url: mainUrl,
+        status: 'repaired',
+        repairedChunks: pulled.repairedChunks,
+        partsRewritten: rewritten,
+        partsCopied: copied,
+        bytesUploaded: store.metrics.bytesUp - up0,
+      };
+      publishRemote({
+        event: 'repaired',
+        url: mainUrl,
+        chunks: pulled.repairedChunks,
+        ms: performance.now() - t0,
+      });
+      return report;
+    } finally {
+      store.close();
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * Remote verify and listing: check a stored set without writing it to disk (every chunk of every file
+ * streamed in ranged requests and compared with its digest), and list the sets under a prefix.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import { ErrorCode, TensorVaultError } from '../errors';
+import type { JobOptions } from '../job';
+import { publishRemote } from './common';
+import { type ChunkSink, fetchChunks } from './fetch';
+import { loadRemoteCheckpoint, type RemoteLoadOptions } from './lazy';
+import { leafHashOf, leafOf, MANIFEST_SUFFIX, parseManifest, type RemoteManifest } from './manifest';
+import { openManifest } from './pull';
+import { openStore, type RemoteOptions, readAll } from './store';
+import { joinKey, parseRemoteUrl } from './url';
+
+/** Options of {@link verifyRemote}. */
+export interface VerifyRemoteOptions
+  extends JobOptions,
+    RemoteOptions,
+    Pick<RemoteLoadOptions, 'hmacKey' | 'requireHmac' | 'cacheDir'> {
+  /** Ranged requests in flight (default 8). */
+  concurrency?: number;
+}
+
+/** What {@link verifyRemote} found. */
+export interface RemoteVerifyReport {
+  url: string;
+  layout: RemoteManifest['layout'];
+  /** `intact`: every chunk matches; `repairable`: only weights chunks are damaged and the parity arrived intact; else `damaged`. */
+  status: 'intact' | 'repairable' | 'damaged';
+  /** Per file: size and damaged chunk indexes (of `chunkSize` bytes). */
+  files: { name: string; size: number; damagedChunks: number[] }[];
+  chunkSize: number;
+  /** Body bytes read from the store. */
+  bytesRead: number;
+}
+
+const dropSink: ChunkSink = {
+  write: (async () => ({ bytesWritten: 0, buffer: Buffer.alloc(0) })) as unknown as FileHandle['write'],
+};
+
+/**
+ * Verify the set whose main object is `url` where it is stored: for a tensorvault checkpoint the seal
+ * and header first (as a lazy load opens it), then every chunk of every file, streamed and compared
+ * with its digest; nothing is written to disk but the checkpoint's header in the lazy-load cache.
+ * Resolves with the report; rejects when the set cannot be read at all (missing, no manifest, seal).
+ */
+export async function verifyRemote(
+  url: string,
+  options: VerifyRemoteOptions = {},
+): Promise<RemoteVerifyReport> {
+  const t0 = performance.now();
+  const { store, prefix, manifest } = await openManifest(url, options);
+  const mainUrl = store.url(joinKey(prefix, manifest.main));
+  try {
+    if (manifest.layout === 'tensorvault') {
+      const { concurrency: _c, onProgress: _p, ...o } = options;
+      (await loadRemoteCheckpoint(mainUrl, { ...o, verify: 'none' })).close();
+    }
+    const total = manifest.files.reduce((a, f) => a + f.size, 0);
+    let done = 0;
+    const files: RemoteVerifyReport['files'] = [];
+    const before = store.metrics.bytesDown;
+    for (const f of manifest.files) {
+      const n = Math.ceil(f.size / manifest.chunk_size);
+      const all = Array.from({ length: n }, (_, i) => i);
+      const bad = await fetchChunks(
+        {
+          store,
+          key: joinKey(prefix, f.name),
+          size: f.size,
+          chunkSize: manifest.chunk_size,
+          leaf: (i) => leafOf(f, i),
+          hash: leafHashOf(manifest),
+        },
+        all,
+        dropSink,
+        {
+          concurrency: options.concurrency ?? 8,
+          rangeSize: 8 * 1024 * 1024,
+          signal: options.signal,
+          onChunk: (_i, b) => {
+            done += b;
+            options.onProgress?.({ bytesDone: done, bytesTotal: total });
+          },
+        },
+      );
+      files.push({ name: f.name, size: f.size, damagedChunks: bad });
+    }
+    const damagedFiles = files.filter((f) => f.damagedChunks.length > 0).map((f) => f.name);
+    const parity = `${manifest.main}.tvecc`;
+    const status: RemoteVerifyReport['status'] =
+      damagedFiles.length === 0
+        ? 'intact'
+        : damagedFiles.length === 1 &&
+            damagedFiles[0] === manifest.main &&
+            manifest.files.some((f) => f.name === parity)
+          ? 'repairable'
+          : 'damaged';
+    const report: RemoteVerifyReport = {
+      url: mainUrl,
+      layout: manifest.layout,
+      status,
+      files,
+      chunkSize: manifest.chunk_size,
+      bytesRead: store.metrics.bytesDown - before,
+    };
+    publishRemote({ event: 'verified', url: mainUrl, status, ms: performance.now() - t0 });
+    return report;
+  } finally {
+    store.close();
+  }
+}
+
+/** One set found by {@link listRemote}. */
+export interface RemoteListEntry {
+  /** URL of the main object. */
+  url: string;
+  name: string;
+  /** `complete` (has a manifest) or `incomplete` (a weights or archive object without one). */
+  state: 'complete' | 'incomplete';
+  layout?: RemoteManifest['layout'];
+  /** Bytes of the set (complete) or of the object (incomplete). */
+  bytes: number;
+  files?: number;
+  createdAt?: string;
+}
+
+/** The sets stored under the prefix `url` (`s3://bucket/prefix/`), complete or not. */
+export async function listRemote(
+  url: string,
+  options: RemoteOptions & { signal?: AbortSignal } = {},
+): Promise<RemoteListEntry[]> {
+  const target = parseRemoteUrl(url);
+  const { store, key } = await openStore(target, options);
+  try {
+    const objects = await store.list(key, options.signal);
+    const keys = new Map(objects.map((o) => [o.key, o.size]));
+    const out: RemoteListEntry[] = [];
+    for (const o of objects) {
+      if (o.key.endsWith(MANIFEST_SUFFIX)) {
+        const mainKey = o.key.slice(0, -MANIFEST_SUFFIX.length);
+        try {
+          const m = parseManifest(await readAll(store, o.key, options.signal), store.url(o.key));
+          out.push({
+            url: store.url(mainKey),
+            name: m.main,
+            state: 'complete',
+            layout: m.layout,
+            bytes: m.files.reduce((a, f) => a + f.size, 0),
+            files: m.files.length,
+            createdAt: m.created_at,
+          });
+        } catch (err) {
+          if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.REMOTE_DAMAGED) throw err;
+          out.push({
+            url: store.url(mainKey),
+            name: mainKey.slice(mainKey.lastIndexOf('/') + 1),
+            state: 'incomplete',
+            bytes: keys.get(mainKey) ?? 0,
+          });
+        }
+      } else if (
+        (o.key.endsWith('.safetensors') || o.key.endsWith('.tar.gz') || o.key.endsWith('.tgz')) &&
+        !keys.has(`${o.key}${MANIFEST_SUFFIX}`)
+      ) {
+        out.push({
+          url: store.url(o.key),
+          name: o.key.slice(o.key.lastIndexOf('/') + 1),
+          state: 'incomplete',
+          bytes: o.size,
+        });
+      }
+    }
+    return out.sort((a, b) => (a.url < b.url ? -1 : a.url > b.url ? 1 : 0));
+  } finally {
+    store.close();
+  }
+}
