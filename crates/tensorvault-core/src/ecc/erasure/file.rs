@@ -868,17 +868,14 @@ fn recheck_written(
     ))
 }
 
-/// Write chunks already rebuilt and checked against their digests (format v2) through the same
-/// in-place or copy target as [`rebuild_file`], with the same crash argument: only chunks found damaged
-/// are overwritten, and the length is restored first.
-fn write_rebuilt(
+/// Open `path` again (it must still have the length the report saw) and the [`RepairTarget`] `mode`
+/// selects for it; returns the read handle, its length and the target.
+fn repair_target(
     path: &Path,
     sc: &Sidecar,
     report: &VerifyReport,
-    rebuilt: &[super::wide::RebuiltChunk],
     mode: RepairMode,
-    control: &Control,
-) -> Result<WriteMode, ErasureError> {
+) -> Result<(std::fs::File, u64, Box<dyn super::place::RepairTarget>), ErasureError> {
     let layout = report.layout;
     let (src, actual_len) = open_regular(path)?;
     if actual_len != report.actual_len {
@@ -900,6 +897,22 @@ fn write_rebuilt(
         },
         mode,
     )?;
+    Ok((src, actual_len, target))
+}
+
+/// Write chunks already rebuilt and checked against their digests (format v2) through the same
+/// in-place or copy target as [`rebuild_file`], with the same crash argument: only chunks found damaged
+/// are overwritten, and the length is restored first.
+fn write_rebuilt(
+    path: &Path,
+    sc: &Sidecar,
+    report: &VerifyReport,
+    rebuilt: &[super::wide::RebuiltChunk],
+    mode: RepairMode,
+    control: &Control,
+) -> Result<WriteMode, ErasureError> {
+    let layout = report.layout;
+    let (_src, _, target) = repair_target(path, sc, report, mode)?;
     let written = target.mode();
     for rc in rebuilt {
         control.checkpoint()?;
@@ -928,26 +941,7 @@ fn rebuild_file(
     let (k, m) = (params.k(), params.m());
     let cs = params.chunk_size().as_usize();
     let codec = ErasureCodec::new(k, m)?;
-    let (src, actual_len) = open_regular(path)?;
-    if actual_len != report.actual_len {
-        return Err(ErasureError::FileChanged {
-            path: path.to_path_buf(),
-        });
-    }
-    let whole = layout
-        .file_len
-        .saturating_add(actual_len.saturating_sub(layout.file_len));
-    let target = open_target(
-        &TargetSpec {
-            path,
-            src: &src,
-            actual_len,
-            file_len: layout.file_len,
-            mtime_ns: sc.header.file_mtime_ns,
-            mostly_damaged: u128::from(report.differing_bytes) * 2 > u128::from(whole),
-        },
-        mode,
-    )?;
+    let (src, actual_len, target) = repair_target(path, sc, report, mode)?;
     let written = target.mode();
     let rebuilt: u64 = report
         .damaged_chunks
