@@ -21,6 +21,7 @@ import {
   type IntegrityBlock,
   sidecarFiles,
 } from './layout';
+import { syncOutboard } from './outboard';
 import {
   buildIntegrityBlock,
   checkSaveArgs,
@@ -238,6 +239,7 @@ export async function saveCheckpoint(
       .filter((f) => !set.finals.has(f))
       .map((f) => basename(f));
     await commitSet(files, { tensorvault_commit: 1, renames: set.renames, deletes });
+    await syncOutboard(files, layout === 'tensorvault' ? block : undefined);
     temps.length = 0;
     options.onProgress?.({ bytesDone: dataBytes * passes, bytesTotal: dataBytes * passes });
     publish({

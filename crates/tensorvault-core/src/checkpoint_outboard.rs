@@ -253,6 +253,8 @@ pub fn write_outboard(
     control: &Control,
 ) -> Result<u64, OutboardError> {
     use rayon::prelude::*;
+    /// Chunks hashed in parallel between two writes.
+    const BATCH: u64 = 64;
     let (file, len) = crate::io::open_regular(weights)?;
     let header = OutboardHeader::new(chunk_size, len)?;
     let cs = usize::try_from(chunk_size).map_err(|_| malformed("chunk_size"))?;
@@ -262,7 +264,6 @@ pub fn write_outboard(
         std::io::BufWriter::new(File::create(out).map_err(|e| IoError::from_os(out, "create", e))?);
     w.write_all(&header.encode())
         .map_err(|e| IoError::from_os(out, "write", e))?;
-    const BATCH: u64 = 64;
     let mut first = 0u64;
     while first < full {
         control.checkpoint().map_err(|_| OutboardError::Cancelled)?;
@@ -301,7 +302,9 @@ pub fn write_outboard(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    clippy::many_single_char_names
 )]
 mod tests {
     use super::*;
@@ -379,6 +382,36 @@ mod tests {
         c[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(OutboardHeader::parse(&c).is_err());
         assert!(OutboardHeader::parse(&b[..39]).is_err());
+    }
+
+    proptest::proptest! {
+        /// The always-on equivalent of the `checkpoint_outboard` fuzz target's header half.
+        #[test]
+        fn any_header_bytes_parse_or_fail_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            if let Ok(h) = OutboardHeader::parse(&bytes) {
+                proptest::prop_assert_eq!(&h.encode()[..], &bytes[..HEADER_LEN]);
+            }
+            if let Some(cvs) = split_cvs(&bytes) {
+                let _ = merge_leaf(&cvs);
+            }
+        }
+
+        #[test]
+        fn accepted_headers_describe_their_own_length(cs_log in 10u32..31, piece_log in 9u32..20, len in 0u64..(1 << 40)) {
+            let mut b = [0u8; HEADER_LEN];
+            b[..8].copy_from_slice(&MAGIC);
+            b[8] = ALGORITHM_BLAKE3;
+            b[16..24].copy_from_slice(&(1u64 << cs_log).to_le_bytes());
+            b[24..32].copy_from_slice(&len.to_le_bytes());
+            b[32..40].copy_from_slice(&(1u64 << piece_log).to_le_bytes());
+            if let Ok(h) = OutboardHeader::parse(&b) {
+                let total = h.total_len().unwrap();
+                if h.full_chunks() > 0 {
+                    proptest::prop_assert_eq!(h.chunk_offset(h.full_chunks() - 1).unwrap() + h.pieces_per_chunk() * 32, total);
+                }
+                proptest::prop_assert!(h.pieces_per_chunk() >= 2);
+            }
+        }
     }
 
     #[test]

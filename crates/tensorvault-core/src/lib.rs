@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod checkpoint_outboard;
+pub mod checkpoint_sidecar;
 pub mod compress;
 pub mod control;
 pub mod ecc;

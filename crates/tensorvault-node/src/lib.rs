@@ -19,6 +19,8 @@ mod errors;
 mod fold;
 mod hash;
 mod io;
+mod open;
+mod outboard;
 mod rs255;
 mod safetensors;
 #[cfg(feature = "test-hooks")]

@@ -298,6 +298,25 @@ impl NativeSafetensors {
         })
     }
 
+    /// SHA-256 (hex) of the first `length` bytes of the mapped file (a checkpoint's `header_sha256`
+    /// check without opening and reading the file again), or null when the file is shorter. Checked
+    /// against a truncation since the open first.
+    #[napi]
+    pub fn header_sha256(&self, length: f64) -> napi::Result<Option<String>> {
+        guard(|| {
+            let file = self.file()?;
+            let n = to_u64("length", length)?;
+            file.check_unchanged().map_err(TvError::from)?;
+            let bytes = file.mapping().bytes();
+            let Some(head) = usize::try_from(n).ok().and_then(|n| bytes.get(..n)) else {
+                return Ok(None);
+            };
+            Ok(Some(tensorvault_core::hash::to_hex(
+                &tensorvault_core::hash::sha256(head),
+            )))
+        })
+    }
+
     /// Header length and file size.
     #[napi]
     pub fn data_start(&self) -> napi::Result<f64> {
