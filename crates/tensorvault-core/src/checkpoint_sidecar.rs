@@ -8,6 +8,40 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use crate::checkpoint::TreeAlgorithm;
+use crate::hash::{ChunkSize, ChunkTree, Digest};
+
+/// [`TreeAlgorithm::root`] from the leaves as one contiguous slice (32 bytes each, as the fast path
+/// decodes them): for BLAKE3, one `update` over all of them, which hashes many BLAKE3 chunks at once
+/// instead of one 32-byte update per leaf. The same root (tested against `root`).
+#[must_use]
+pub fn tree_root_of_bytes(
+    alg: TreeAlgorithm,
+    chunk_size: ChunkSize,
+    total_len: u64,
+    leaves: &[u8],
+) -> Digest {
+    match alg {
+        TreeAlgorithm::Blake3 => {
+            let mut header = ChunkTree::header(chunk_size, total_len);
+            if let Some(b) = header.get_mut(8) {
+                *b = alg.id();
+            }
+            let mut h = blake3::Hasher::new();
+            h.update(&header);
+            h.update(leaves);
+            *h.finalize().as_bytes()
+        }
+        TreeAlgorithm::Sha256 => {
+            let digests: Vec<Digest> = leaves
+                .chunks_exact(32)
+                .filter_map(|c| c.try_into().ok())
+                .collect();
+            alg.root(chunk_size, total_len, &digests)
+        }
+    }
+}
+
 /// The top-level object: `tensorvault` (at most once) is read by [`BlockSeed`], the rest skipped.
 struct DocSeed;
 
@@ -141,7 +175,11 @@ pub fn split_leaves(text: &str) -> Option<SplitSidecar> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 mod tests {
     use super::*;
 
@@ -160,6 +198,19 @@ mod tests {
         assert_eq!(format!("{}{hex}{}", &s.text[..s.at], &s.text[s.at..]), text);
         assert_eq!(s.leaves[0], 0xab);
         assert_eq!(s.leaves[63], 0x0f);
+    }
+
+    #[test]
+    fn the_root_of_contiguous_leaves_is_the_trees_root() {
+        let leaves: Vec<u8> = (0u32..5 * 32).map(|i| (i * 37) as u8).collect();
+        let digests: Vec<Digest> = leaves.chunks(32).map(|c| c.try_into().unwrap()).collect();
+        let cs = ChunkSize::new(4096).unwrap();
+        for alg in [TreeAlgorithm::Blake3, TreeAlgorithm::Sha256] {
+            assert_eq!(
+                tree_root_of_bytes(alg, cs, 5 * 4096 - 10, &leaves),
+                alg.root(cs, 5 * 4096 - 10, &digests)
+            );
+        }
     }
 
     #[test]

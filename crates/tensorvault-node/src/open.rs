@@ -4,7 +4,7 @@
 use napi::bindgen_prelude::{Buffer, Uint8Array};
 use napi_derive::napi;
 use tensorvault_core::checkpoint::TreeAlgorithm;
-use tensorvault_core::checkpoint_sidecar::split_leaves;
+use tensorvault_core::checkpoint_sidecar::{split_leaves, tree_root_of_bytes};
 use tensorvault_core::hash::{to_hex, ChunkSize};
 
 use crate::args::to_u64;
@@ -59,10 +59,6 @@ pub fn checkpoint_tree_root_bytes(
         if !leaves.len().is_multiple_of(32) {
             return Err(invalid_argument("leaves", "leaves must be 32 bytes each"));
         }
-        let digests: Vec<[u8; 32]> = leaves
-            .chunks_exact(32)
-            .filter_map(|c| c.try_into().ok())
-            .collect();
-        Ok(to_hex(&alg.root(cs, len, &digests)))
+        Ok(to_hex(&tree_root_of_bytes(alg, cs, len, &leaves)))
     })
 }
