@@ -244,6 +244,21 @@ pub fn chunk_cvs(chunk: &[u8], piece_size: u64) -> Vec<ChainingValue> {
         .collect()
 }
 
+/// A full chunk's `blake3-tree-v1` leaf and its pieces' chaining values from one pass over its bytes
+/// (the leaf is merged from the values: the same digest as `blake3::hash(chunk)`), so that a save that
+/// hashes the leaves anyway can write the outboard without reading the file again. None unless the
+/// chunk is a power-of-two number (≥ 2) of whole pieces.
+#[must_use]
+pub fn leaf_and_cvs(chunk: &[u8], piece_size: u64) -> Option<([u8; 32], Vec<ChainingValue>)> {
+    let len = chunk.len() as u64;
+    if piece_size == 0 || !len.is_multiple_of(piece_size) || !(len / piece_size).is_power_of_two() {
+        return None;
+    }
+    let cvs = chunk_cvs(chunk, piece_size);
+    let leaf = merge_leaf(&cvs)?;
+    Some((leaf, cvs))
+}
+
 /// Write the outboard of the weights at `weights` (cut in `chunk_size` chunks) to `out` (created or
 /// truncated), hashing chunks in parallel on the rayon pool. Returns the outboard's length.
 pub fn write_outboard(
@@ -321,6 +336,17 @@ mod tests {
             assert_eq!(cvs.len(), cs / PIECE_SIZE as usize);
             assert_eq!(merge_leaf(&cvs).unwrap(), *blake3::hash(&d).as_bytes());
         }
+    }
+
+    #[test]
+    fn leaf_and_values_in_one_pass() {
+        let d = data(1 << 20);
+        let (leaf, cvs) = leaf_and_cvs(&d, PIECE_SIZE).unwrap();
+        assert_eq!(leaf, *blake3::hash(&d).as_bytes());
+        assert_eq!(cvs, chunk_cvs(&d, PIECE_SIZE));
+        assert!(leaf_and_cvs(&d[..3 * PIECE_SIZE as usize], PIECE_SIZE).is_none());
+        assert!(leaf_and_cvs(&d[..PIECE_SIZE as usize + 1], PIECE_SIZE).is_none());
+        assert!(leaf_and_cvs(&d[..PIECE_SIZE as usize], PIECE_SIZE).is_none());
     }
 
     #[test]
