@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(leaf, *blake3::hash(&d).as_bytes());
         assert_eq!(cvs, chunk_cvs(&d, PIECE_SIZE));
         assert!(leaf_and_cvs(&d[..3 * PIECE_SIZE as usize], PIECE_SIZE).is_none());
-        assert!(leaf_and_cvs(&d[..PIECE_SIZE as usize + 1], PIECE_SIZE).is_none());
+        assert!(leaf_and_cvs(&d[..=PIECE_SIZE as usize], PIECE_SIZE).is_none());
         assert!(leaf_and_cvs(&d[..PIECE_SIZE as usize], PIECE_SIZE).is_none());
     }
 
