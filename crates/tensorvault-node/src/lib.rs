@@ -19,6 +19,7 @@ mod errors;
 mod fold;
 mod hash;
 mod io;
+mod region;
 mod rs255;
 mod safetensors;
 #[cfg(feature = "test-hooks")]
