@@ -21,6 +21,7 @@ mod hash;
 mod io;
 mod open;
 mod outboard;
+mod region;
 mod rs255;
 mod safetensors;
 #[cfg(feature = "test-hooks")]

@@ -1,7 +1,7 @@
 //! The fast path of a checkpoint's verified open: the sidecar's leaves cut out of its JSON and
 //! decoded here (`tensorvault_core::checkpoint_sidecar`), and the tree root from decoded leaves.
 
-use napi::bindgen_prelude::{Buffer, Uint8Array};
+use napi::bindgen_prelude::{Buffer, Uint8ArraySlice};
 use napi_derive::napi;
 use tensorvault_core::checkpoint::TreeAlgorithm;
 use tensorvault_core::checkpoint_sidecar::{split_leaves, tree_root_of_bytes};
@@ -37,7 +37,7 @@ pub fn checkpoint_read_sidecar(path: String) -> napi::Result<Option<CheckpointSi
 /// The root (hex) of a tree (`sha256` or `blake3`) from its decoded leaves (32 bytes each).
 #[napi]
 pub fn checkpoint_tree_root_bytes(
-    leaves: Uint8Array,
+    leaves: Uint8ArraySlice<'_>,
     chunk_size: f64,
     file_length: f64,
     tree: String,

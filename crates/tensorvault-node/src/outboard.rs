@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{AsyncTask, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Uint8ArraySlice};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::checkpoint_outboard::{
@@ -77,7 +77,7 @@ pub fn checkpoint_write_outboard(
 #[napi]
 #[allow(clippy::cast_precision_loss)] // at most 16384
 pub fn checkpoint_outboard_pieces(
-    header: Uint8Array,
+    header: Uint8ArraySlice<'_>,
     length: f64,
     chunk_size: f64,
     file_length: f64,
@@ -102,9 +102,9 @@ pub fn checkpoint_outboard_pieces(
 /// leaf (a stale or tampered outboard: hash the whole leaf instead).
 #[napi]
 pub fn checkpoint_outboard_verify(
-    cvs: Uint8Array,
+    cvs: Uint8ArraySlice<'_>,
     leaf_hex: String,
-    data: Uint8Array,
+    data: Uint8ArraySlice<'_>,
     first_piece: f64,
     piece_size: f64,
 ) -> napi::Result<u32> {
