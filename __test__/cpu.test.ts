@@ -53,18 +53,21 @@ describe('CPU features and the TV_CPU cap', () => {
     expect(LEVELS).toContain(info.detected);
     expect(rank(info.level)).toBeLessThanOrEqual(rank(info.detected));
     expect(['avx512-gfni', 'avx2', 'ssse3', 'portable']).toContain(info.erasureKernel);
+    expect(['avx512-gfni', 'avx2', 'ssse3', 'portable']).toContain(info.wideEngine);
     expect(['avx512-gfni', 'avx2-interleaved', 'avx2-sliced', 'portable']).toContain(info.rsKernel);
     expect(['sha-ni', 'software']).toContain(info.sha256);
     expect(Array.isArray(info.features)).toBe(true);
     if (info.detected === 'avx512')
       expect(info.features).toEqual(expect.arrayContaining(['avx512f', 'gfni']));
     expect(tv.describeCpu(info)).toContain(`erasure ${info.erasureKernel}`);
+    expect(tv.describeCpu(info)).toContain(`wide ${info.wideEngine}`);
   });
 
   it('every forced level gives the bytes of the portable path', () => {
     const portable = runAt('portable');
     expect(portable.info.level).toBe('portable');
     expect(portable.erasureKernel).toBe('portable');
+    expect(portable.info.wideEngine).toBe('portable');
     expect(portable.info.rsKernel).toBe('portable');
     const detected = portable.info.detected;
     for (const level of [...LEVELS, undefined]) {
@@ -77,7 +80,11 @@ describe('CPU features and the TV_CPU cap', () => {
         expect(r.erasureKernel).toBe('avx2');
         expect(['avx2-interleaved', 'avx2-sliced']).toContain(r.info.rsKernel);
       }
-      if (want === 'avx512') expect(r.erasureKernel).toBe('avx512-gfni');
+      if (want === 'avx2') expect(r.info.wideEngine).toBe('avx2');
+      if (want === 'avx512') {
+        expect(r.erasureKernel).toBe('avx512-gfni');
+        expect(r.info.wideEngine).toBe('avx512-gfni');
+      }
       expect({ parity: r.parity, rebuilt: r.rebuilt, rs: r.rs }, String(level)).toEqual({
         parity: portable.parity,
         rebuilt: portable.rebuilt,
@@ -123,7 +130,9 @@ describe('CPU features and the TV_CPU cap', () => {
     );
     expect(r.status, r.stderr).toBe(0);
     const first = r.stdout.split('\n')[0] ?? '';
-    expect(first).toMatch(/^cpu: level (avx2|ssse3|portable) \(TV_CPU=avx2\); erasure \S+, rs\(32\) \S+/);
+    expect(first).toMatch(
+      /^cpu: level (avx2|ssse3|portable) \(TV_CPU=avx2\); erasure \S+, wide (avx2|ssse3|portable), rs\(32\) \S+/,
+    );
     expect(first).toContain('features');
   });
 });
