@@ -366,7 +366,9 @@ for (const t of tools) {
       continue;
     }
     const ver = versionOf(bin);
-    tool = par2Tool(`${name} ${ver}`.trim(), bin, v2params.chunkSize, v2params.m);
+    // `par2cmdline-turbo version 1.4.0` → `par2cmdline-turbo 1.4.0`.
+    const v = ver.replace(/^par2cmdline(-turbo)?\s+version\s+/i, '');
+    tool = par2Tool(`${name} ${v}`.trim(), bin, v2params.chunkSize, v2params.m);
   } else throw new Error(`unknown tool ${t}`);
   const p = [];
   const v = [];
