@@ -761,13 +761,17 @@ mod tests {
             (8, 1),
             (32, 3),
             (256, 2),
+            (512, 4),
             (2048, 1),
         ] {
             let base: Vec<[u8; 64]> = pattern(n * len64 * 64, n as u32)
                 .chunks_exact(64)
                 .map(|c| c.try_into().unwrap())
                 .collect();
-            for trunc in [n, n / 2 + 1, 1].into_iter().filter(|&t| t >= 1 && t <= n) {
+            for trunc in [n, n / 2 + 1, n / 3 + 5, 1]
+                .into_iter()
+                .filter(|&t| t >= 1 && t <= n)
+            {
                 for skew in [n, 3 * n, 100 * n, 65536 - n]
                     .into_iter()
                     .filter(|&s| s + n <= 65536)
