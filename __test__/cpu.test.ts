@@ -76,7 +76,7 @@ describe('CPU features and the TV_CPU cap', () => {
     expect(LEVELS).toContain(info.detected);
     expect(rank(info.level)).toBeLessThanOrEqual(rank(info.detected));
     expect(['avx512-gfni', 'avx2', 'ssse3', 'portable']).toContain(info.erasureKernel);
-    expect(['avx512-gfni', 'avx2', 'ssse3', 'portable']).toContain(info.wideEngine);
+    expect(['avx512-gfni', 'avx2', 'ssse3', 'neon', 'portable']).toContain(info.wideEngine);
     expect(['avx512-gfni', 'avx2-interleaved', 'avx2-sliced', 'portable']).toContain(info.rsKernel);
     expect(['sha-ni', 'software']).toContain(info.sha256);
     expect(Array.isArray(info.features)).toBe(true);

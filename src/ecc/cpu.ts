@@ -24,7 +24,7 @@ export interface CpuInfo {
   level: string;
   /** The erasure kernel in use: `avx512-gfni`, `avx2`, `ssse3` or `portable`. */
   erasureKernel: string;
-  /** The engine of the wide GF(2^16) code (sidecar format v2): `avx512-gfni`, `avx2`, `ssse3` or `portable`. */
+  /** The engine of the wide GF(2^16) code (sidecar format v2): `avx512-gfni`, `avx2`, `ssse3`, `neon` or `portable`. */
   wideEngine: string;
   /** The rs(32) encoder in use: `avx512-gfni`, `avx2-interleaved`, `avx2-sliced` or `portable`. */
   rsKernel: string;

@@ -22,7 +22,7 @@ pub struct CpuInfo {
     pub level: String,
     /// The erasure kernel in use (`avx512-gfni`, `avx2`, `ssse3`, `portable`).
     pub erasure_kernel: String,
-    /// The engine of the wide GF(2^16) code (`avx512-gfni`, `avx2`, `ssse3`, `portable`).
+    /// The engine of the wide GF(2^16) code (`avx512-gfni`, `avx2`, `ssse3`, `neon`, `portable`).
     pub wide_engine: String,
     /// The `rs(32)` encoder in use (`avx512-gfni`, `avx2-interleaved`, `avx2-sliced`, `portable`).
     pub rs_kernel: String,

@@ -116,6 +116,15 @@ fn cap() -> &'static Cap {
     })
 }
 
+/// The level `TV_CPU` names, if it names one (whatever this CPU supports).
+#[must_use]
+pub fn cap_level() -> Option<Level> {
+    match cap() {
+        Cap::Level(l) => Some(*l),
+        Cap::None | Cap::Invalid(_) => None,
+    }
+}
+
 /// The level the ECC kernels use: the detected one, capped by `TV_CPU`.
 #[must_use]
 pub fn level() -> Level {
@@ -148,7 +157,7 @@ pub struct CpuInfo {
     /// The erasure kernel in use (`avx512-gfni`, `avx2`, `ssse3`, `portable`).
     pub erasure_kernel: &'static str,
     /// The engine of the wide GF(2^16) code, sidecar format v2 (`avx512-gfni`, `avx2`, `ssse3`,
-    /// `portable`; see [`super::erasure::gf16_gfni`]).
+    /// `neon`, `portable`; see [`super::erasure::gf16_gfni`]).
     pub wide_engine: &'static str,
     /// The `rs(32)` encoder in use (`avx512-gfni`, `avx2-interleaved`, `avx2-sliced`, `portable`; the
     /// AVX2 variant is the faster of the two on this CPU for that `N`, see

@@ -15,10 +15,13 @@
 //! The results are bit-identical to the crate's engines (tested against `Avx2` and `NoSimd` for
 //! every multiplier and through whole encodes and decodes), so the format does not depend on the
 //! engine. The choice follows the `TV_CPU` cap ([`crate::ecc::cpu`]): `avx2`, `ssse3` and
-//! `portable` select the crate's engine of that level.
+//! `portable` select the crate's engine of that level. On `AArch64` the crate's Neon engine is used
+//! (as its default engine does) unless `TV_CPU=portable`.
 
 use std::sync::OnceLock;
 
+#[cfg(target_arch = "aarch64")]
+use reed_solomon_simd::engine::Neon;
 use reed_solomon_simd::engine::{
     tables, Engine, GfElement, NoSimd, ShardsRefMut, GF_MODULUS, GF_ORDER,
 };
@@ -38,6 +41,8 @@ pub enum EngineKind {
     Avx2,
     /// The crate's SSSE3 engine.
     Ssse3,
+    /// The crate's Neon engine (`AArch64`).
+    Neon,
     /// The crate's portable engine (`NoSimd`, table lookups).
     Portable,
 }
@@ -53,7 +58,7 @@ impl EngineKind {
     /// The fastest engine this CPU runs at or below `level`.
     #[must_use]
     pub fn detect_at(level: Level) -> Self {
-        [Self::Avx512Gfni, Self::Avx2, Self::Ssse3]
+        [Self::Avx512Gfni, Self::Avx2, Self::Ssse3, Self::Neon]
             .into_iter()
             .find(|k| k.runs_at(level))
             .unwrap_or(Self::Portable)
@@ -61,13 +66,19 @@ impl EngineKind {
 
     fn runs_at(self, level: Level) -> bool {
         match self {
+            // The ECC levels name x86 features: on AArch64 only an explicit `TV_CPU=portable` caps.
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon => {
+                cpu::cap_level() != Some(Level::Portable)
+                    && std::arch::is_aarch64_feature_detected!("neon")
+            }
             Self::Avx512Gfni => level >= Level::Avx512 && gfni_supported(),
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             Self::Avx2 => level >= Level::Avx2 && std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             Self::Ssse3 => level >= Level::Ssse3 && std::arch::is_x86_feature_detected!("ssse3"),
             Self::Portable => true,
-            #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+            // The kinds of other architectures.
             _ => false,
         }
     }
@@ -79,6 +90,7 @@ impl EngineKind {
             Self::Avx512Gfni => "avx512-gfni",
             Self::Avx2 => "avx2",
             Self::Ssse3 => "ssse3",
+            Self::Neon => "neon",
             Self::Portable => "portable",
         }
     }
@@ -110,6 +122,8 @@ enum Inner {
     Avx2(Avx2),
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     Ssse3(Ssse3),
+    #[cfg(target_arch = "aarch64")]
+    Neon(Neon),
     NoSimd(NoSimd),
 }
 
@@ -136,6 +150,10 @@ impl WideEngine {
             EngineKind::Ssse3 if std::arch::is_x86_feature_detected!("ssse3") => {
                 Inner::Ssse3(Ssse3::new())
             }
+            #[cfg(target_arch = "aarch64")]
+            EngineKind::Neon if std::arch::is_aarch64_feature_detected!("neon") => {
+                Inner::Neon(Neon::new())
+            }
             _ => Inner::NoSimd(NoSimd::new()),
         })
     }
@@ -149,6 +167,8 @@ impl WideEngine {
             Inner::Avx2(_) => EngineKind::Avx2,
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             Inner::Ssse3(_) => EngineKind::Ssse3,
+            #[cfg(target_arch = "aarch64")]
+            Inner::Neon(_) => EngineKind::Neon,
             Inner::NoSimd(_) => EngineKind::Portable,
         }
     }
@@ -169,6 +189,8 @@ impl Engine for WideEngine {
             Inner::Avx2(e) => e.fft(data, pos, size, truncated_size, skew_delta),
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             Inner::Ssse3(e) => e.fft(data, pos, size, truncated_size, skew_delta),
+            #[cfg(target_arch = "aarch64")]
+            Inner::Neon(e) => e.fft(data, pos, size, truncated_size, skew_delta),
             Inner::NoSimd(e) => e.fft(data, pos, size, truncated_size, skew_delta),
         }
     }
@@ -187,6 +209,8 @@ impl Engine for WideEngine {
             Inner::Avx2(e) => e.ifft(data, pos, size, truncated_size, skew_delta),
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             Inner::Ssse3(e) => e.ifft(data, pos, size, truncated_size, skew_delta),
+            #[cfg(target_arch = "aarch64")]
+            Inner::Neon(e) => e.ifft(data, pos, size, truncated_size, skew_delta),
             Inner::NoSimd(e) => e.ifft(data, pos, size, truncated_size, skew_delta),
         }
     }
@@ -198,6 +222,8 @@ impl Engine for WideEngine {
             Inner::Avx2(e) => e.mul(x, log_m),
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             Inner::Ssse3(e) => e.mul(x, log_m),
+            #[cfg(target_arch = "aarch64")]
+            Inner::Neon(e) => e.mul(x, log_m),
             Inner::NoSimd(e) => e.mul(x, log_m),
         }
     }
@@ -209,6 +235,8 @@ impl Engine for WideEngine {
             EngineKind::Avx512Gfni | EngineKind::Avx2 => Avx2::eval_poly(erasures, truncated_size),
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             EngineKind::Ssse3 => Ssse3::eval_poly(erasures, truncated_size),
+            #[cfg(target_arch = "aarch64")]
+            EngineKind::Neon => Neon::eval_poly(erasures, truncated_size),
             _ => NoSimd::eval_poly(erasures, truncated_size),
         }
     }
@@ -711,7 +739,7 @@ mod tests {
 
     fn engines() -> Vec<WideEngine> {
         let mut v = vec![WideEngine::of(EngineKind::Portable)];
-        for k in [EngineKind::Avx2, EngineKind::Avx512Gfni] {
+        for k in [EngineKind::Avx2, EngineKind::Neon, EngineKind::Avx512Gfni] {
             let e = WideEngine::of(k);
             if e.kind() == k {
                 v.push(e);
@@ -899,6 +927,7 @@ mod tests {
 
     #[test]
     fn the_cap_selects_the_engine() {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         assert_eq!(EngineKind::detect_at(Level::Portable), EngineKind::Portable);
         assert_ne!(EngineKind::detect_at(Level::Avx2), EngineKind::Avx512Gfni);
         assert_eq!(
