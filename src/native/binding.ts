@@ -286,6 +286,8 @@ export interface CpuInfo {
   level: string
   /** The erasure kernel in use (`avx512-gfni`, `avx2`, `ssse3`, `portable`). */
   erasureKernel: string
+  /** The engine of the wide GF(2^16) code (`avx512-gfni`, `avx2`, `ssse3`, `neon`, `portable`). */
+  wideEngine: string
   /** The `rs(32)` encoder in use (`avx512-gfni`, `avx2-interleaved`, `avx2-sliced`, `portable`). */
   rsKernel: string
   /** The SHA-256 path (`sha-ni` or `software`; not capped by `TV_CPU`). */
