@@ -90,7 +90,7 @@ export interface EccLayout {
   /**
    * Format v2: data chunks per local parity group (0: none). Each group of `localGroup` consecutive
    * chunks has one XOR parity chunk, so one damaged chunk in a group is repaired from that group alone,
-   * and beyond the `m` global parity chunks one more damaged chunk per group is repairable.
+   * and damage beyond `m` repairs while the damaged chunks not alone in their group number at most `m`.
    */
   localGroup: number;
   /** Format v2: number of local parity groups (0: none). */
