@@ -559,7 +559,9 @@ pub struct RepairOptions<'a> {
     /// Where the rebuilt chunks are written (default: in place, a copy when the file is not writable).
     pub mode: RepairMode,
     /// The damaged data chunks, from a previous verify report: only their stripes are read and checked
-    /// (with the file's length and the sidecar's own structure), instead of the whole file.
+    /// (with the file's length and the sidecar's own structure), instead of the whole file. With local
+    /// parity (format v2), only their local groups, when each holds one damaged chunk and intact local
+    /// parity.
     pub chunks: Option<&'a [u64]>,
 }
 
