@@ -473,44 +473,60 @@ pub(super) fn rebuild_local(
     let entries = sc.table.entries();
     let results: Result<Vec<Result<RebuiltChunk, u64>>, ErasureError> = chunks
         .par_iter()
-        .map_init(
-            || (vec![0u8; cs], vec![0u8; cs]),
-            |(acc, buf), &idx| {
-                control.checkpoint()?;
-                let Some(q) = layout.group_of(idx) else {
-                    return Ok(Err(idx));
-                };
-                read_exact_at(
-                    &sc.file,
-                    sidecar_path,
-                    acc,
-                    layout.parity_offset(layout.local_slot(q)),
+        .map(|&idx| {
+            control.checkpoint()?;
+            let Some(q) = layout.group_of(idx) else {
+                return Ok(Err(idx));
+            };
+            let others: Vec<u64> = layout.group_chunks(q).filter(|&c| c != idx).collect();
+            if others.iter().any(|&c| {
+                let (off, len) = layout.chunk_range(c);
+                off.saturating_add(len) > actual_len
+            }) {
+                return Ok(Err(idx));
+            }
+            // The group's other chunks XORed in parallel (one chunk known: the whole machine on its
+            // group), then the local parity.
+            let mut acc = others
+                .par_iter()
+                .try_fold(
+                    || (vec![0u8; cs], vec![0u8; cs]),
+                    |(mut acc, mut buf), &c| -> Result<_, ErasureError> {
+                        let (off, len) = layout.chunk_range(c);
+                        let part = buf.get_mut(..usize_of(len)).unwrap_or_default();
+                        read_exact_at(&file, path, part, off)?;
+                        xor_into(&mut acc, part);
+                        Ok((acc, buf))
+                    },
+                )
+                .map(|r| r.map(|(acc, _)| acc))
+                .try_reduce(
+                    || vec![0u8; cs],
+                    |mut a, b| {
+                        xor_into(&mut a, &b);
+                        Ok(a)
+                    },
                 )?;
-                for other in layout.group_chunks(q) {
-                    if other == idx {
-                        continue;
-                    }
-                    let (off, len) = layout.chunk_range(other);
-                    let part = buf.get_mut(..usize_of(len)).unwrap_or_default();
-                    if off.saturating_add(len) > actual_len {
-                        return Ok(Err(idx));
-                    }
-                    read_exact_at(&file, path, part, off)?;
-                    xor_into(acc, part);
-                }
-                let (_, len) = layout.chunk_range(idx);
-                let bytes = acc.get(..usize_of(len)).unwrap_or_default();
-                control.add(len);
-                if entries.get(usize_of(idx)) == Some(&digest.hash(bytes)) {
-                    Ok(Ok(RebuiltChunk {
-                        index: idx,
-                        bytes: bytes.to_vec(),
-                    }))
-                } else {
-                    Ok(Err(idx))
-                }
-            },
-        )
+            let mut lp = vec![0u8; cs];
+            read_exact_at(
+                &sc.file,
+                sidecar_path,
+                &mut lp,
+                layout.parity_offset(layout.local_slot(q)),
+            )?;
+            xor_into(&mut acc, &lp);
+            let (_, len) = layout.chunk_range(idx);
+            acc.truncate(usize_of(len));
+            control.add(len);
+            if entries.get(usize_of(idx)) == Some(&digest.hash(&acc)) {
+                Ok(Ok(RebuiltChunk {
+                    index: idx,
+                    bytes: acc,
+                }))
+            } else {
+                Ok(Err(idx))
+            }
+        })
         .collect();
     let mut done = Vec::new();
     let mut failed = Vec::new();
