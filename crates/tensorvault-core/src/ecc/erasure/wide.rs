@@ -470,6 +470,9 @@ pub(super) fn rebuild_local(
     let cs = layout.params.chunk_size().as_usize();
     let digest = layout.params.digest();
     let (file, actual_len) = open_regular(path)?;
+    // Read through a private mapping: the group's chunks are XORed straight from the page cache.
+    let map = Mapping::from_file(file, path, actual_len.min(layout.file_len))?;
+    let bytes = map.bytes();
     let entries = sc.table.entries();
     let results: Result<Vec<Result<RebuiltChunk, u64>>, ErasureError> = chunks
         .par_iter()
@@ -485,21 +488,29 @@ pub(super) fn rebuild_local(
             }) {
                 return Ok(Err(idx));
             }
+            let range = layout.group_chunks(q);
+            let (first, _) = layout.chunk_range(range.start);
+            let (last, last_len) = layout.chunk_range(range.end.saturating_sub(1));
+            // Page-table entries in one pass (no first-touch faults); without the advice, faults.
+            let _ = map.populate(first, (last + last_len).saturating_sub(first));
             // The group's other chunks XORed in parallel (one chunk known: the whole machine on its
             // group), then the local parity.
             let mut acc = others
                 .par_iter()
                 .try_fold(
-                    || (vec![0u8; cs], vec![0u8; cs]),
-                    |(mut acc, mut buf), &c| -> Result<_, ErasureError> {
+                    || vec![0u8; cs],
+                    |mut acc, &c| -> Result<_, ErasureError> {
                         let (off, len) = layout.chunk_range(c);
-                        let part = buf.get_mut(..usize_of(len)).unwrap_or_default();
-                        read_exact_at(&file, path, part, off)?;
+                        let part =
+                            bytes
+                                .get(usize_of(off)..usize_of(off + len))
+                                .ok_or_else(|| ErasureError::FileChanged {
+                                    path: path.to_path_buf(),
+                                })?;
                         xor_into(&mut acc, part);
-                        Ok((acc, buf))
+                        Ok(acc)
                     },
                 )
-                .map(|r| r.map(|(acc, _)| acc))
                 .try_reduce(
                     || vec![0u8; cs],
                     |mut a, b| {
@@ -528,9 +539,13 @@ pub(super) fn rebuild_local(
             }
         })
         .collect();
+    let results = results?;
+    map.check_len().map_err(|_| ErasureError::FileChanged {
+        path: path.to_path_buf(),
+    })?;
     let mut done = Vec::new();
     let mut failed = Vec::new();
-    for r in results? {
+    for r in results {
         match r {
             Ok(rc) => done.push(rc),
             Err(idx) => failed.push(idx),
