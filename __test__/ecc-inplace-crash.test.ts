@@ -67,15 +67,37 @@ function runAndKill(path: string, delayMs: number): Promise<'killed' | 'finished
 }
 
 // v1: 4 + 2 per stripe, the repair's writes on 2 threads (about 6 pauses). v2: one wide code, any 16 of the
-// 64 chunks; its rebuilt chunks are written one after the other (about 12 pauses).
+// 64 chunks; its rebuilt chunks are written one after the other (about 12 pauses). v2 sidecars of 64 chunks
+// carry local parity (16 groups of 4 chunks): in the first v2 case chunks 20, 25, 37, 42 and 54 are alone
+// in their group (rebuilt from it) and 1-3, 62-63 go to the global code; the `v2-local` case has m = 4 and
+// 12 damaged chunks, 10 of them alone in their group: beyond m, repairable only with the local parity.
 const FORMATS = [
-  { format: 'v1', params: { k: 4, m: 2, chunkSize: CS }, window: 11 },
-  { format: 'v2', params: { k: 64, m: 16, chunkSize: CS }, window: 18 },
+  {
+    name: 'v1',
+    format: 'v1',
+    params: { k: 4, m: 2, chunkSize: CS },
+    window: 11,
+    flipped: [1, 2, 3, 20, 37, 54, 25, 42],
+  },
+  {
+    name: 'v2',
+    format: 'v2',
+    params: { k: 64, m: 16, chunkSize: CS },
+    window: 18,
+    flipped: [1, 2, 3, 20, 37, 54, 25, 42],
+  },
+  {
+    name: 'v2-local',
+    format: 'v2',
+    params: { k: 64, m: 4, chunkSize: CS },
+    window: 18,
+    flipped: [1, 5, 10, 14, 17, 22, 27, 31, 36, 41],
+  },
 ] as const;
 
 describe('kill -9 during an in-place repair', () => {
-  for (const { format, params, window } of FORMATS)
-    it(`sidecar ${format}, ${kills} kills: never intact with wrong bytes, always repairable to the original SHA-256`, async () => {
+  for (const { name, format, params, window, flipped } of FORMATS)
+    it(`sidecar ${name}, ${kills} kills: never intact with wrong bytes, always repairable to the original SHA-256`, async () => {
       const { native } = await import('../dist/native/index.js');
       if ((native() as unknown as { __testPanicSync?: unknown }).__testPanicSync === undefined)
         throw new Error('the addon has no test hooks: build it with TV_TEST_HOOKS=1 node scripts/build.mjs');
@@ -84,14 +106,13 @@ describe('kill -9 during an in-place repair', () => {
       // 64 chunks of 4 KiB, 4 + 2 per stripe: 16 stripes, chunk i in stripe i % 16.
       const original = bytes(64 * CS, 18);
       writeFileSync(path, original);
-      expect((await tv.protect(path, { format, ...params })).layout.formatVersion).toBe(
-        format === 'v1' ? 1 : 2,
-      );
+      const { layout } = await tv.protect(path, { format, ...params });
+      expect(layout.formatVersion).toBe(format === 'v1' ? 1 : 2);
+      expect(layout.localGroups).toBe(format === 'v1' ? 0 : 16);
       const { atime, mtime } = statSync(path);
       // Damage: flips in 8 chunks of 8 stripes, and the file cut inside chunk 62 (62 and 63 lost): every
       // stripe keeps within its 2 parity chunks.
       const damaged = Buffer.from(original);
-      const flipped = [1, 2, 3, 20, 37, 54, 25, 42];
       for (const c of flipped) damaged[c * CS + 100] = (damaged[c * CS + 100] as number) ^ 0xff;
       const cut = 62 * CS + 1000;
       const before = [...flipped, 62, 63].sort((a, b) => a - b);
@@ -134,7 +155,7 @@ describe('kill -9 during an in-place repair', () => {
       expect(states.untouched + states.partial + states.intact).toBe(kills);
       // The counts, for the record (docs/benchmarks.md).
       process.stdout.write(
-        `ecc in-place kill campaign (${format}): ${kills} kills; after the kill: ${states.untouched} untouched, ${states.partial} part-repaired, ${states.intact} intact (${finished} finished first); all repaired to the original SHA-256\n`,
+        `ecc in-place kill campaign (${name}): ${kills} kills; after the kill: ${states.untouched} untouched, ${states.partial} part-repaired, ${states.intact} intact (${finished} finished first); all repaired to the original SHA-256\n`,
       );
     });
 });

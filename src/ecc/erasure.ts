@@ -87,6 +87,14 @@ export interface EccLayout {
    * stripe) or 2 (one wide GF(2^16) code, `stripes` = 1: any `m` damaged chunks, data or parity).
    */
   formatVersion: 1 | 2;
+  /**
+   * Format v2: data chunks per local parity group (0: none). Each group of `localGroup` consecutive
+   * chunks has one XOR parity chunk, so one damaged chunk in a group is repaired from that group alone,
+   * and damage beyond `m` repairs while the damaged chunks not alone in their group number at most `m`.
+   */
+  localGroup: number;
+  /** Format v2: number of local parity groups (0: none). */
+  localGroups: number;
 }
 
 /** Result of {@link protect}. */
@@ -128,7 +136,8 @@ export interface RepairOptions extends SidecarOptions {
   /**
    * The damaged chunks, from a verify report (`damagedChunks`): only their stripes (every data chunk and
    * parity slot in them), the file's length and the sidecar's own structure are checked, instead of the
-   * whole file. Damage in other stripes is neither seen nor repaired.
+   * whole file. Damage in other stripes is neither seen nor repaired. With local parity (format v2), only
+   * their local groups are read when each has one damaged chunk and intact local parity.
    */
   chunks?: readonly number[];
 }

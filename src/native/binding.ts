@@ -332,6 +332,10 @@ export interface EccLayout {
   digest: string
   /** Sidecar format version: 1 (GF(2^8) stripes) or 2 (one wide GF(2^16) code, `stripes` = 1). */
   formatVersion: number
+  /** Format v2: data chunks per local parity group (0: no local parity). */
+  localGroup: number
+  /** Format v2: local parity groups, each with one XOR parity chunk after the `m` global ones. */
+  localGroups: number
 }
 
 /**

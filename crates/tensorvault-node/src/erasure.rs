@@ -42,6 +42,10 @@ pub struct EccLayout {
     pub digest: String,
     /// Sidecar format version: 1 (GF(2^8) stripes) or 2 (one wide GF(2^16) code, `stripes` = 1).
     pub format_version: u32,
+    /// Format v2: data chunks per local parity group (0: no local parity).
+    pub local_group: f64,
+    /// Format v2: local parity groups, each with one XOR parity chunk after the `m` global ones.
+    pub local_groups: f64,
 }
 
 fn layout(l: &core_ecc::Layout) -> EccLayout {
@@ -55,6 +59,8 @@ fn layout(l: &core_ecc::Layout) -> EccLayout {
         sidecar_length: f(l.sidecar_len),
         digest: l.params.digest().name().to_owned(),
         format_version: u32::from(l.params.format_version()),
+        local_group: f(l.params.local_group()),
+        local_groups: f(l.local_groups),
     }
 }
 

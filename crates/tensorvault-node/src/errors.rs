@@ -451,6 +451,7 @@ impl From<ErasureError> for TvError {
                 path,
                 stripes,
                 chunks,
+                ..
             } => TvError::new("TV_ECC_UNREPAIRABLE", msg)
                 .with("path", Ctx::Str(path.display().to_string()))
                 .with("stripes", Ctx::Str(join(&stripes)))

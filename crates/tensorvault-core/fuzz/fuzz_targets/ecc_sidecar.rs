@@ -4,11 +4,14 @@
 //! issue 13 item 16), must encode back to exactly the bytes it was parsed from: no flag, hint or
 //! reserved byte is accepted and then dropped. Format v2 (issue 18, the wide GF(2^16) code) goes through
 //! the same parser: an accepted v2 header is one stripe whose `k` is the chunk count, with the codec
-//! byte that matches its version.
+//! byte that matches its version. Local parity (flag bit 1, group size at bytes 72..76, issue 18) is v2
+//! only, and its groups and parity slots must re-derive from `g`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tensorvault_core::ecc::erasure::sidecar::{Header, Layout, Sidecar, FLAG_FILE_HINTS};
+use tensorvault_core::ecc::erasure::sidecar::{
+    Header, Layout, Sidecar, FLAG_FILE_HINTS, FLAG_LOCAL_PARITY,
+};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(h) = Header::parse(data) {
@@ -17,11 +20,32 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again, h.layout);
         assert_eq!(&h.encode()[..], &data[..256], "accepted header round-trips");
         let flags = u32::from_le_bytes(data[12..16].try_into().expect("4 bytes"));
-        assert_eq!(flags & !FLAG_FILE_HINTS, 0, "unknown flags refused");
-        assert_eq!(h.file_mtime_ns.is_some(), flags == FLAG_FILE_HINTS);
+        assert_eq!(
+            flags & !(FLAG_FILE_HINTS | FLAG_LOCAL_PARITY),
+            0,
+            "unknown flags refused"
+        );
+        assert_eq!(h.file_mtime_ns.is_some(), flags & FLAG_FILE_HINTS != 0);
+        let g = h.layout.params.local_group();
+        assert_eq!(g > 0, flags & FLAG_LOCAL_PARITY != 0, "local flag iff g");
+        if g > 0 {
+            assert!(h.layout.params.is_wide(), "local parity is v2 only");
+            assert!(g <= h.layout.params.k() as u64);
+            assert_eq!(h.layout.local_groups, h.layout.chunks.div_ceil(g));
+            assert_eq!(
+                h.layout.entries,
+                h.layout.chunks + h.layout.params.m() as u64 + h.layout.local_groups
+            );
+        } else {
+            assert_eq!(h.layout.local_groups, 0);
+        }
         let version = u16::from_le_bytes([data[8], data[9]]);
         assert_eq!(version, h.layout.params.format_version());
-        assert_eq!(data[20], if version == 2 { 2 } else { 1 }, "codec matches version");
+        assert_eq!(
+            data[20],
+            if version == 2 { 2 } else { 1 },
+            "codec matches version"
+        );
         if h.layout.params.is_wide() {
             assert!(h.layout.stripes <= 1, "v2 is one stripe");
             assert!(h.layout.chunks == h.layout.params.k() as u64 || h.layout.chunks == 0);

@@ -466,23 +466,32 @@ fn classify(
     damaged_parity: Vec<u64>,
 ) -> VerifyReport {
     let layout = sc.header.layout;
-    let mut per_stripe = vec![0usize; usize_of(layout.stripes)];
-    for &idx in &damaged_chunks {
-        if let Some(c) = per_stripe.get_mut(usize_of(layout.stripe_of(idx).0)) {
-            *c += 1;
+    let unrepairable_stripes: Vec<u64> = if layout.params.is_wide() {
+        // One stripe: the chunks local parity cannot repair must fit the intact global parity.
+        if super::wide::unrepairable_reason(&layout, &damaged_chunks, &damaged_parity).is_some() {
+            vec![0]
+        } else {
+            Vec::new()
         }
-    }
-    for &slot in &damaged_parity {
-        if let Some(c) = per_stripe.get_mut(usize_of(slot % layout.stripes.max(1))) {
-            *c += 1;
+    } else {
+        let mut per_stripe = vec![0usize; usize_of(layout.stripes)];
+        for &idx in &damaged_chunks {
+            if let Some(c) = per_stripe.get_mut(usize_of(layout.stripe_of(idx).0)) {
+                *c += 1;
+            }
         }
-    }
-    let unrepairable_stripes: Vec<u64> = per_stripe
-        .iter()
-        .enumerate()
-        .filter(|(_, &c)| c > layout.params.m())
-        .map(|(s, _)| s as u64)
-        .collect();
+        for &slot in &damaged_parity {
+            if let Some(c) = per_stripe.get_mut(usize_of(slot % layout.stripes.max(1))) {
+                *c += 1;
+            }
+        }
+        per_stripe
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > layout.params.m())
+            .map(|(s, _)| s as u64)
+            .collect()
+    };
     let unrepairable_chunks: Vec<u64> = damaged_chunks
         .iter()
         .copied()
@@ -550,7 +559,9 @@ pub struct RepairOptions<'a> {
     /// Where the rebuilt chunks are written (default: in place, a copy when the file is not writable).
     pub mode: RepairMode,
     /// The damaged data chunks, from a previous verify report: only their stripes are read and checked
-    /// (with the file's length and the sidecar's own structure), instead of the whole file.
+    /// (with the file's length and the sidecar's own structure), instead of the whole file. With local
+    /// parity (format v2), only their local groups, when each holds one damaged chunk and intact local
+    /// parity.
     pub chunks: Option<&'a [u64]>,
 }
 
@@ -637,11 +648,25 @@ pub fn repair_with(
             })
         }
         Status::Unrepairable => {
+            let detail = if layout_is_wide(&before) {
+                super::wide::unrepairable_reason(
+                    &before.layout,
+                    &before.damaged_chunks,
+                    &before.damaged_parity,
+                )
+                .unwrap_or_default()
+            } else {
+                format!(
+                    "damage exceeds the parity budget in {} stripe(s)",
+                    before.unrepairable_stripes.len()
+                )
+            };
             return Err(ErasureError::Unrepairable {
                 path: path.to_path_buf(),
                 stripes: before.unrepairable_stripes.clone(),
                 chunks: before.unrepairable_chunks.clone(),
-            })
+                detail,
+            });
         }
         Status::Repairable | Status::Stale => {}
     }
@@ -650,7 +675,29 @@ pub fn repair_with(
     let write_mode = if !file_rewritten {
         None
     } else if layout.params.is_wide() {
-        let rebuilt = super::wide::rebuild(path, &sidecar_path, &sc, &before, control)?;
+        // Phase 1: groups with one damaged chunk and intact local parity, from that group alone.
+        // Phase 2: the rest (and any local rebuild that did not match its digest) through the global
+        // code, fed the chunks phase 1 rebuilt. Nothing is written until every chunk is rebuilt and
+        // checked against its digest.
+        let (local, global) =
+            super::wide::local_plan(&layout, &before.damaged_chunks, &before.damaged_parity);
+        let (mut rebuilt, failed) =
+            super::wide::rebuild_local(path, &sidecar_path, &sc, &layout, &local, control)?;
+        let mut global = global;
+        global.extend(failed);
+        global.sort_unstable();
+        rebuilt.sort_unstable_by_key(|rc| rc.index);
+        let more = super::wide::rebuild(
+            path,
+            &sidecar_path,
+            &sc,
+            &before,
+            &global,
+            &rebuilt,
+            control,
+        )?;
+        rebuilt.extend(more);
+        rebuilt.sort_unstable_by_key(|rc| rc.index);
         Some(write_rebuilt(
             path,
             &sc,
@@ -723,8 +770,15 @@ pub fn repair_with(
     })
 }
 
+fn layout_is_wide(r: &VerifyReport) -> bool {
+    r.layout.params.is_wide()
+}
+
 /// Check only the stripes of `listed` chunks (every data chunk and parity slot in them), plus the
 /// chunks the file is too short to hold: the `before` report of a repair given a verify report's list.
+/// With local parity (format v2), first only the local groups of those chunks (their data chunks and
+/// local parity slot): when each has at most one damaged chunk and its local parity intact, that is
+/// the report (the repair reads those groups only); otherwise the whole stripe is checked.
 fn verify_listed(
     path: &Path,
     sidecar_path: &Path,
@@ -733,6 +787,11 @@ fn verify_listed(
     control: &Control,
 ) -> Result<VerifyReport, ErasureError> {
     let layout = sc.header.layout;
+    if layout.local_groups > 0 {
+        if let Some(r) = verify_groups(path, sidecar_path, sc, listed, control)? {
+            return Ok(r);
+        }
+    }
     let digest = layout.params.digest();
     let (k, m) = (layout.params.k(), layout.params.m());
     let cs = layout.params.chunk_size().as_usize();
@@ -794,6 +853,18 @@ fn verify_listed(
                         bad_parity.push((slot, Digest::default()));
                     }
                 }
+                // Format v2 (one stripe): its local parity slots too.
+                for q in 0..layout.local_groups {
+                    let slot = layout.local_slot(q);
+                    let off = layout.parity_offset(slot);
+                    let ok = off.saturating_add(cs as u64) <= sidecar_len && {
+                        read_exact_at(&sc.file, sidecar_path, buf, off)?;
+                        entries.get(usize_of(chunks + slot)) == Some(&digest.hash(buf))
+                    };
+                    if !ok {
+                        bad_parity.push((slot, Digest::default()));
+                    }
+                }
                 control.add(per_stripe);
                 Ok((bad_data, bad_parity))
             },
@@ -814,6 +885,100 @@ fn verify_listed(
         damaged_chunks,
         damaged_parity,
     ))
+}
+
+/// The groups of `listed` chunks (and of chunks past the file's end), checked whole: `Some(report)` if
+/// each has at most one damaged data chunk and (then) an intact local parity slot, `None` otherwise.
+fn verify_groups(
+    path: &Path,
+    sidecar_path: &Path,
+    sc: &Sidecar,
+    listed: &[u64],
+    control: &Control,
+) -> Result<Option<VerifyReport>, ErasureError> {
+    let layout = sc.header.layout;
+    let digest = layout.params.digest();
+    let cs = layout.params.chunk_size().as_usize();
+    let (file, actual_len) = open_regular(path)?;
+    let actual_mtime = mtime_ns(
+        &file
+            .metadata()
+            .map_err(|e| IoError::from_os(path, "stat", e))?,
+    );
+    if let Some(&bad) = listed.iter().find(|&&c| c >= layout.chunks) {
+        return Err(ErasureError::ChunkOutOfRange {
+            chunk: bad,
+            chunks: layout.chunks,
+        });
+    }
+    let mut groups: Vec<u64> = listed.iter().filter_map(|&c| layout.group_of(c)).collect();
+    if actual_len < layout.file_len {
+        let first = actual_len / layout.params.chunk_size().get();
+        groups.extend((first..layout.chunks).filter_map(|c| layout.group_of(c)));
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    let entries = sc.table.entries();
+    let sidecar_len = sc.health.actual_len;
+    let bytes: u64 = groups
+        .iter()
+        .map(|&q| {
+            layout
+                .group_chunks(q)
+                .map(|c| layout.chunk_range(c).1)
+                .sum::<u64>()
+                + cs as u64
+        })
+        .sum();
+    control.set_total(control.done() + bytes);
+    let chunk_jobs: Vec<u64> = groups
+        .iter()
+        .flat_map(|&q| layout.group_chunks(q))
+        .collect();
+    let bad: Result<Vec<Option<u64>>, ErasureError> = chunk_jobs
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; cs],
+            |buf, idx| {
+                control.checkpoint()?;
+                let (_, clen) = layout.chunk_range(idx);
+                let ok = read_chunk(&file, path, &layout, idx, actual_len, buf)?
+                    && entries.get(usize_of(idx))
+                        == Some(&digest.hash(buf.get(..usize_of(clen)).unwrap_or_default()));
+                control.add(clen);
+                Ok((!ok).then_some(idx))
+            },
+        )
+        .collect();
+    let damaged_chunks: Vec<u64> = bad?.into_iter().flatten().collect();
+    let mut damaged_parity = Vec::new();
+    let mut buf = vec![0u8; cs];
+    for &q in &groups {
+        control.checkpoint()?;
+        let slot = layout.local_slot(q);
+        let off = layout.parity_offset(slot);
+        let ok = if off.saturating_add(cs as u64) > sidecar_len {
+            false
+        } else {
+            read_exact_at(&sc.file, sidecar_path, &mut buf, off)?;
+            entries.get(usize_of(layout.chunks + slot)) == Some(&digest.hash(&buf))
+        };
+        control.add(cs as u64);
+        if !ok {
+            damaged_parity.push(slot);
+        }
+    }
+    let (_, global) = super::wide::local_plan(&layout, &damaged_chunks, &damaged_parity);
+    if !global.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(classify(
+        sc,
+        actual_len,
+        actual_mtime,
+        damaged_chunks,
+        damaged_parity,
+    )))
 }
 
 /// The `after` report of an in-place repair: the file's length and modification time, and the digest

@@ -81,12 +81,14 @@ pub enum ErasureError {
     /// The sidecar cannot be used: no valid header, or its digest table is lost in both copies.
     #[error("ECC sidecar {path} is unusable: {reason}")]
     SidecarCorrupt { path: PathBuf, reason: String },
-    /// Damage exceeds the parity budget of at least one stripe.
-    #[error("{path}: damage exceeds the parity budget in {} stripe(s); unrepairable chunks: {chunks:?}", stripes.len())]
+    /// Damage exceeds the parity: the budget of at least one stripe (v1), or the intact global parity
+    /// (v2, after what local parity repairs). `detail` says which.
+    #[error("{path}: damage cannot be repaired: {detail}; unrepairable chunks: {chunks:?}")]
     Unrepairable {
         path: PathBuf,
         stripes: Vec<u64>,
         chunks: Vec<u64>,
+        detail: String,
     },
     /// A rebuilt chunk did not match its recorded digest, or the repaired file failed re-verification.
     #[error("{path}: repair produced bytes that do not verify ({reason})")]

@@ -3,7 +3,12 @@
 //! sidecar bytes.
 //!
 //! ```text
-//! [header A: 256][table A: T][parity: S·m·chunk][table B: T][header B: 256]
+//! [header A: 256][table A: T][parity: (S·m + G)·chunk][table B: T][header B: 256]
+//! ```
+//!
+//! (`G` = local parity groups, format v2 with flag bit 1 only; 0 otherwise.)
+//!
+//! ```text
 //! ```
 
 use std::fs::File;
@@ -42,8 +47,29 @@ pub const DIGEST_BLAKE3: u8 = 2;
 /// 160..168), so that `verify` can tell a stale sidecar (the file was edited after `protect`) from damage.
 /// Sidecars written before this flag existed have flags 0 and no hint; they stay readable.
 pub const FLAG_FILE_HINTS: u32 = 1;
+/// Header flag (bit 1, format v2 only): the sidecar holds **local parity** (issue 18): the data chunks
+/// form groups of `g` consecutive chunks (`g` at bytes 72..76), each with one parity chunk = the XOR of
+/// its chunks, stored after the `m` global parity chunks. A group with one damaged chunk is repaired
+/// from its own chunks alone. Sidecars without the flag have no local parity and stay readable.
+pub const FLAG_LOCAL_PARITY: u32 = 2;
 /// Every flag this reader understands.
-const KNOWN_FLAGS: u32 = FLAG_FILE_HINTS;
+const KNOWN_FLAGS: u32 = FLAG_FILE_HINTS | FLAG_LOCAL_PARITY;
+/// Local groups the writer aims at (format v2): `g = ⌈n / 16⌉`, so one group is about 1/16 of the file
+/// and the local parity adds about 16 chunks (1.6 % at n = 1024).
+pub const LOCAL_GROUPS_TARGET: u64 = 16;
+/// Files with fewer chunks get no local parity (a group of fewer than 4 chunks would cost over 25 %).
+pub const MIN_LOCAL_CHUNKS: u64 = 64;
+
+/// The local group size the writer picks for a wide code over `k` chunks: `⌈k / 16⌉` from 64 chunks
+/// on, else 0 (no local parity).
+#[must_use]
+pub fn default_local_group(k: u16) -> u16 {
+    let k = u64::from(k);
+    if k < MIN_LOCAL_CHUNKS {
+        return 0;
+    }
+    u16::try_from(k.div_ceil(LOCAL_GROUPS_TARGET)).unwrap_or(0)
+}
 
 /// The digest that locates damage: one per data chunk and per parity slot, in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -169,6 +195,8 @@ pub struct Params {
     chunk_size: ChunkSize,
     digest: ChunkDigest,
     wide: bool,
+    /// Local group size `g` (format v2 with local parity), 0 for none.
+    local: u16,
 }
 
 impl Params {
@@ -197,13 +225,15 @@ impl Params {
             chunk_size,
             digest: ChunkDigest::default(),
             wide: false,
+            local: 0,
         })
     }
 
     /// Format v2: one wide code over GF(2^16) with `k` data chunks (all the file's chunks) and `m`
     /// parity chunks, any `m` of the `k + m` recoverable. `(k, m)` must be supported by the transform
     /// (`k + m ≤ 65536`, see [`super::wide::supported`]); the chunk size is a power of two from 4 KiB to
-    /// 1 GiB. No stripe-size limit: the code is applied column slice by column slice.
+    /// 1 GiB. No stripe-size limit: the code is applied column slice by column slice. Local parity
+    /// groups of [`default_local_group`]`(k)` chunks are added (see [`Self::with_local_group`]).
     pub fn new_wide(k: u16, m: u16, chunk_size: u64) -> Result<Self, ErasureError> {
         if k == 0 || m == 0 || !super::wide::supported(k.into(), m.into()) {
             return Err(ErasureError::InvalidShardCounts {
@@ -220,7 +250,27 @@ impl Params {
             chunk_size,
             digest: ChunkDigest::default(),
             wide: true,
+            local: default_local_group(k),
         })
+    }
+
+    /// The same (format v2) parameters with local parity groups of `g` consecutive data chunks (0: no
+    /// local parity). `g ≤ k`; format v1 takes only 0.
+    pub fn with_local_group(self, g: u16) -> Result<Self, ErasureError> {
+        if g > self.k || (g > 0 && !self.wide) {
+            return Err(ErasureError::InvalidShardCounts {
+                k: self.k.into(),
+                m: self.m.into(),
+                max: super::wide::MAX_SHARDS,
+            });
+        }
+        Ok(Self { local: g, ..self })
+    }
+
+    /// The local group size `g` (0: no local parity).
+    #[must_use]
+    pub fn local_group(self) -> u64 {
+        self.local.into()
     }
 
     /// Whether this is the wide code of format v2.
@@ -281,7 +331,10 @@ pub struct Layout {
     pub chunks: u64,
     /// Stripes (`⌈chunks / k⌉`); chunk `i` is at position `i / S` of stripe `i mod S`.
     pub stripes: u64,
-    /// Digest entries (`chunks + S·m`).
+    /// Local parity groups (`⌈chunks / g⌉`, 0 without local parity); group `q` holds data chunks
+    /// `q·g … min((q + 1)·g, chunks) − 1` and its parity is parity slot `S·m + q`.
+    pub local_groups: u64,
+    /// Digest entries (`chunks + S·m + local_groups`).
     pub entries: u64,
     /// Bytes of one table copy.
     pub table_len: u64,
@@ -312,8 +365,13 @@ impl Layout {
             });
         }
         let stripes = chunks.div_ceil(u64::from(params.k));
+        let local_groups = match params.local {
+            0 => 0,
+            g => chunks.div_ceil(u64::from(g)),
+        };
         let parity_slots = stripes
             .checked_mul(u64::from(params.m))
+            .and_then(|p| p.checked_add(local_groups))
             .ok_or_else(too_big)?;
         let entries = chunks.checked_add(parity_slots).ok_or_else(too_big)?;
         let table_len = entries
@@ -331,6 +389,7 @@ impl Layout {
             file_len,
             chunks,
             stripes,
+            local_groups,
             entries,
             table_len,
             parity_len,
@@ -362,10 +421,36 @@ impl Layout {
         (j as u64) * self.stripes + stripe
     }
 
-    /// Number of parity slots.
+    /// Number of parity slots: the global ones (`S·m`), then one per local group.
     #[must_use]
     pub fn parity_slots(&self) -> u64 {
+        self.global_parity_slots() + self.local_groups
+    }
+
+    /// Number of global parity slots (`S·m`): the Reed-Solomon parity.
+    #[must_use]
+    pub fn global_parity_slots(&self) -> u64 {
         self.stripes * u64::from(self.params.m)
+    }
+
+    /// The parity slot of local group `group`.
+    #[must_use]
+    pub fn local_slot(&self, group: u64) -> u64 {
+        self.global_parity_slots() + group
+    }
+
+    /// The local group of data chunk `idx` (`None` without local parity).
+    #[must_use]
+    pub fn group_of(&self, idx: u64) -> Option<u64> {
+        idx.checked_div(self.params.local_group())
+    }
+
+    /// The data chunks `[first, end)` of local group `group`.
+    #[must_use]
+    pub fn group_chunks(&self, group: u64) -> std::ops::Range<u64> {
+        let g = self.params.local_group();
+        let first = group.saturating_mul(g).min(self.chunks);
+        first..first.saturating_add(g).min(self.chunks)
     }
 
     /// Offset of parity slot `slot` in the sidecar.
@@ -448,10 +533,16 @@ impl Header {
         put(&mut b, 0, &MAGIC);
         put(&mut b, 8, &l.params.format_version().to_le_bytes());
         put(&mut b, 10, &256u16.to_le_bytes());
+        let mut flags = 0u32;
         if let Some(t) = self.file_mtime_ns {
-            put(&mut b, 12, &FLAG_FILE_HINTS.to_le_bytes());
+            flags |= FLAG_FILE_HINTS;
             put(&mut b, 160, &t.to_le_bytes());
         }
+        if l.params.local > 0 {
+            flags |= FLAG_LOCAL_PARITY;
+            put(&mut b, 72, &u32::from(l.params.local).to_le_bytes());
+        }
+        put(&mut b, 12, &flags.to_le_bytes());
         put(&mut b, 16, &l.params.k.to_le_bytes());
         put(&mut b, 18, &l.params.m.to_le_bytes());
         let codec = if l.params.wide {
@@ -496,9 +587,15 @@ impl Header {
             return Err("unknown header flags");
         }
         let hints = flags & FLAG_FILE_HINTS != 0;
+        let local = flags & FLAG_LOCAL_PARITY != 0;
+        if local && version != VERSION_WIDE {
+            return Err("unknown header flags");
+        }
         let reserved_tail = if hints { 168..224 } else { 160..224 };
+        let reserved_mid = if local { 76..96 } else { 72..96 };
         if b.get(22..24) != Some(&[0u8; 2][..])
-            || b.get(72..96).is_some_and(|r| r.iter().any(|&x| x != 0))
+            || b.get(reserved_mid)
+                .is_some_and(|r| r.iter().any(|&x| x != 0))
             || b.get(reserved_tail)
                 .is_some_and(|r| r.iter().any(|&x| x != 0))
         {
@@ -524,6 +621,18 @@ impl Header {
         }
         .map_err(|_| "invalid parameters")?
         .with_digest(digest);
+        let group = if local {
+            let g = u64_at(b, 72) & 0xffff_ffff;
+            if g == 0 {
+                return Err("invalid parameters");
+            }
+            u16::try_from(g).map_err(|_| "invalid parameters")?
+        } else {
+            0
+        };
+        let params = params
+            .with_local_group(group)
+            .map_err(|_| "invalid parameters")?;
         let layout = Layout::new(params, u64_at(b, 32)).map_err(|_| "file length out of range")?;
         if layout.chunks != u64_at(b, 40)
             || layout.stripes != u64_at(b, 48)

@@ -218,11 +218,20 @@ fn padded<'a>(p: &'a [u8], width: usize, pad: &'a mut Vec<u8>) -> &'a [u8] {
     pad
 }
 
-/// One worker's state: its encoder and the parity it produced for its sub-slice.
+/// One worker's state: its encoder and the parity it produced for its sub-slice (global parity, then
+/// the local parity of every group).
 struct EncodeSlot {
     enc: Option<WideEncoder>,
     parity: Vec<u8>,
+    local: Vec<u8>,
     pad: Vec<u8>,
+}
+
+/// `acc ^= src` byte-wise (`src` may be shorter: a short last chunk is zero-padded).
+pub(super) fn xor_into(acc: &mut [u8], src: &[u8]) {
+    for (a, b) in acc.iter_mut().zip(src) {
+        *a ^= *b;
+    }
 }
 
 /// Encode the whole file (format v2): write every parity chunk into the sidecar `sc` at its place and
@@ -265,6 +274,7 @@ pub(super) fn encode_file(
         .map(|_| EncodeSlot {
             enc: None,
             parity: Vec::new(),
+            local: Vec::new(),
             pad: Vec::new(),
         })
         .collect();
@@ -284,8 +294,17 @@ pub(super) fn encode_file(
                         .enc
                         .insert(WideEncoder::new(k, m, width).map_err(|e| codec_err(&e))?),
                 };
+                // Local parity: the XOR of each group's column slices, while they are in cache.
+                slot.local.clear();
+                slot.local.resize(usize_of(layout.local_groups) * width, 0);
                 for idx in 0..chunks {
                     let p = piece(bytes, layout, idx, start, width);
+                    if let Some(acc) = layout
+                        .group_of(idx)
+                        .and_then(|q| slot.local.get_mut(usize_of(q) * width..))
+                    {
+                        xor_into(acc.get_mut(..width).unwrap_or_default(), p);
+                    }
                     enc.add_original_shard(padded(p, width, &mut slot.pad))
                         .map_err(|e| codec_err(&e))?;
                 }
@@ -310,17 +329,19 @@ pub(super) fn encode_file(
         data_h.par_iter_mut().enumerate().for_each(|(i, h)| {
             h.update(piece(bytes, layout, i as u64, from, batch_end - from));
         });
-        // Hash and write every parity chunk's part of the batch.
+        // Hash and write every parity chunk's part of the batch (global, then local).
         parity_h
             .par_iter_mut()
             .enumerate()
             .try_for_each(|(j, h)| -> Result<(), ErasureError> {
                 let mut off = layout.parity_offset(j as u64) + from as u64;
                 for (slot, &(_, width)) in active.iter().zip(&subs) {
-                    let part = slot
-                        .parity
-                        .get(j * width..(j + 1) * width)
-                        .ok_or_else(changed)?;
+                    let part = if j < m {
+                        slot.parity.get(j * width..(j + 1) * width)
+                    } else {
+                        slot.local.get((j - m) * width..(j - m + 1) * width)
+                    }
+                    .ok_or_else(changed)?;
                     h.update(part);
                     write_all_at(sc, sc_path, part, off)?;
                     off += width as u64;
@@ -364,15 +385,192 @@ struct DecodeSlot {
     pad: Vec<u8>,
 }
 
-/// Rebuild the damaged data chunks of `report` (format v2) from the intact chunks and the intact parity
-/// chunks, column slice by column slice, and check each against its digest. Memory: the rebuilt chunks
-/// plus one slice per worker.
-#[allow(clippy::too_many_lines)]
+/// Which damaged data chunks local parity repairs: `(local, global)`. A chunk is repaired locally when
+/// it is the only damaged data chunk of its group and the group's local parity slot is intact; the
+/// others need the global code. Both lists ascending. Without local parity, all are global.
+#[must_use]
+pub fn local_plan(
+    layout: &Layout,
+    damaged: &[u64],
+    damaged_parity: &[u64],
+) -> (Vec<u64>, Vec<u64>) {
+    let mut local = Vec::new();
+    let mut global = Vec::new();
+    for (i, &idx) in damaged.iter().enumerate() {
+        let alone = layout.group_of(idx).is_some_and(|q| {
+            let same = |j: usize| {
+                damaged
+                    .get(j)
+                    .is_some_and(|&o| layout.group_of(o) == Some(q))
+            };
+            !(same(i + 1) || i > 0 && same(i - 1))
+                && damaged_parity.binary_search(&layout.local_slot(q)).is_err()
+        });
+        if alone {
+            local.push(idx);
+        } else {
+            global.push(idx);
+        }
+    }
+    (local, global)
+}
+
+/// The global parity slots that are intact.
+fn intact_global(layout: &Layout, damaged_parity: &[u64]) -> u64 {
+    let bad = damaged_parity
+        .iter()
+        .filter(|&&s| s < layout.global_parity_slots())
+        .count() as u64;
+    layout.global_parity_slots().saturating_sub(bad)
+}
+
+/// Whether the damage is repairable (format v2): the damaged data chunks that local parity cannot
+/// repair number at most the intact global parity chunks. Returns `None` when repairable, else a
+/// sentence saying why not.
+#[must_use]
+pub fn unrepairable_reason(
+    layout: &Layout,
+    damaged: &[u64],
+    damaged_parity: &[u64],
+) -> Option<String> {
+    let (local, global) = local_plan(layout, damaged, damaged_parity);
+    let intact = intact_global(layout, damaged_parity);
+    if global.len() as u64 <= intact {
+        return None;
+    }
+    let m = layout.global_parity_slots();
+    let local_note = if layout.local_groups > 0 {
+        format!(
+            " ({} more damaged chunk(s) alone in their local group)",
+            local.len()
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{} damaged data chunk(s) need the global parity but only {intact} of its {m} chunks are intact{local_note}",
+        global.len()
+    ))
+}
+
+/// Rebuild each chunk of `chunks` (each the only damaged data chunk of its group, with the group's
+/// local parity intact) as the XOR of the local parity and the group's other chunks, reading only
+/// that group, and check it against its digest. Returns the rebuilt chunks and the ones whose rebuild
+/// did not match (undetected damage in the group: they go to the global code).
+pub(super) fn rebuild_local(
+    path: &Path,
+    sidecar_path: &Path,
+    sc: &Sidecar,
+    layout: &Layout,
+    chunks: &[u64],
+    control: &Control,
+) -> Result<(Vec<RebuiltChunk>, Vec<u64>), ErasureError> {
+    if chunks.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let cs = layout.params.chunk_size().as_usize();
+    let digest = layout.params.digest();
+    let (file, actual_len) = open_regular(path)?;
+    // Read through a private mapping: the group's chunks are XORed straight from the page cache.
+    let map = Mapping::from_file(file, path, actual_len.min(layout.file_len))?;
+    let bytes = map.bytes();
+    let entries = sc.table.entries();
+    let results: Result<Vec<Result<RebuiltChunk, u64>>, ErasureError> = chunks
+        .par_iter()
+        .map(|&idx| {
+            control.checkpoint()?;
+            let Some(q) = layout.group_of(idx) else {
+                return Ok(Err(idx));
+            };
+            let others: Vec<u64> = layout.group_chunks(q).filter(|&c| c != idx).collect();
+            if others.iter().any(|&c| {
+                let (off, len) = layout.chunk_range(c);
+                off.saturating_add(len) > actual_len
+            }) {
+                return Ok(Err(idx));
+            }
+            let range = layout.group_chunks(q);
+            let (first, _) = layout.chunk_range(range.start);
+            let (last, last_len) = layout.chunk_range(range.end.saturating_sub(1));
+            // Page-table entries in one pass (no first-touch faults); without the advice, faults.
+            let _ = map.populate(first, (last + last_len).saturating_sub(first));
+            // The group's other chunks XORed in parallel (one chunk known: the whole machine on its
+            // group), then the local parity.
+            let mut acc = others
+                .par_iter()
+                .try_fold(
+                    || vec![0u8; cs],
+                    |mut acc, &c| -> Result<_, ErasureError> {
+                        let (off, len) = layout.chunk_range(c);
+                        let part =
+                            bytes
+                                .get(usize_of(off)..usize_of(off + len))
+                                .ok_or_else(|| ErasureError::FileChanged {
+                                    path: path.to_path_buf(),
+                                })?;
+                        xor_into(&mut acc, part);
+                        Ok(acc)
+                    },
+                )
+                .try_reduce(
+                    || vec![0u8; cs],
+                    |mut a, b| {
+                        xor_into(&mut a, &b);
+                        Ok(a)
+                    },
+                )?;
+            let mut lp = vec![0u8; cs];
+            read_exact_at(
+                &sc.file,
+                sidecar_path,
+                &mut lp,
+                layout.parity_offset(layout.local_slot(q)),
+            )?;
+            xor_into(&mut acc, &lp);
+            let (_, len) = layout.chunk_range(idx);
+            acc.truncate(usize_of(len));
+            control.add(len);
+            if entries.get(usize_of(idx)) == Some(&digest.hash(&acc)) {
+                Ok(Ok(RebuiltChunk {
+                    index: idx,
+                    bytes: acc,
+                }))
+            } else {
+                Ok(Err(idx))
+            }
+        })
+        .collect();
+    let results = results?;
+    map.check_len().map_err(|_| ErasureError::FileChanged {
+        path: path.to_path_buf(),
+    })?;
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for r in results {
+        match r {
+            Ok(rc) => done.push(rc),
+            Err(idx) => failed.push(idx),
+        }
+    }
+    Ok((done, failed))
+}
+
+/// Rebuild the data chunks `lost` (format v2) from the intact chunks and the intact global parity
+/// chunks, column slice by column slice, and check each against its digest. Chunks in `known` (already
+/// rebuilt from local parity, still damaged in the file) are fed from memory. Memory: the rebuilt
+/// chunks plus one slice per worker.
+#[allow(
+    clippy::too_many_lines,
+    clippy::too_many_arguments,
+    clippy::many_single_char_names
+)]
 pub(super) fn rebuild(
     path: &Path,
     sidecar_path: &Path,
     sc: &Sidecar,
     report: &VerifyReport,
+    lost: &[u64],
+    known: &[RebuiltChunk],
     control: &Control,
 ) -> Result<Vec<RebuiltChunk>, ErasureError> {
     let layout = report.layout;
@@ -380,11 +578,10 @@ pub(super) fn rebuild(
     let (k, m) = (params.k(), params.m());
     let cs = params.chunk_size().as_usize();
     let digest = params.digest();
-    let lost = &report.damaged_chunks;
     if lost.is_empty() {
         return Ok(Vec::new());
     }
-    let good_parity: Vec<u64> = (0..layout.parity_slots())
+    let good_parity: Vec<u64> = (0..layout.global_parity_slots())
         .filter(|s| report.damaged_parity.binary_search(s).is_err())
         .take(lost.len())
         .collect();
@@ -392,7 +589,9 @@ pub(super) fn rebuild(
         return Err(ErasureError::Unrepairable {
             path: path.to_path_buf(),
             stripes: vec![0],
-            chunks: lost.clone(),
+            chunks: lost.to_vec(),
+            detail: unrepairable_reason(&layout, lost, &report.damaged_parity)
+                .unwrap_or_else(|| "not enough intact global parity".into()),
         });
     }
     let (file, actual_len) = open_regular(path)?;
@@ -437,6 +636,16 @@ pub(super) fn rebuild(
                 };
                 for idx in 0..layout.chunks {
                     if lost.binary_search(&idx).is_ok() {
+                        continue;
+                    }
+                    if let Ok(at) = known.binary_search_by_key(&idx, |rc| rc.index) {
+                        let b = known.get(at).map_or(&[][..], |rc| rc.bytes.as_slice());
+                        let p = b.get(start.min(b.len())..(start + width).min(b.len()));
+                        dec.add_original_shard(
+                            usize_of(idx),
+                            padded(p.unwrap_or_default(), width, &mut slot.pad),
+                        )
+                        .map_err(|e| codec_err(&e))?;
                         continue;
                     }
                     let p = piece(bytes, &layout, idx, start, width);
@@ -515,7 +724,10 @@ mod tests {
     use std::path::PathBuf;
 
     use super::super::sidecar::{Header, HEADER_LEN};
-    use super::super::{protect, repair, sidecar_path_for, verify, ProtectOptions, Status};
+    use super::super::{
+        protect, repair, repair_with, sidecar_path_for, verify, Checked, ProtectOptions,
+        RepairOptions, Status,
+    };
 
     fn pattern(n: usize, seed: u32) -> Vec<u8> {
         let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -582,6 +794,17 @@ mod tests {
 
     fn protect_wide(path: &Path, k: u16, m: u16, cs: u64) -> Layout {
         let p = Params::new_wide(k, m, cs).unwrap();
+        protect(path, None, ProtectOptions::Custom(p), &Control::new())
+            .unwrap()
+            .layout
+    }
+
+    /// `protect_wide` with local groups of `g` chunks (0: no local parity, as before issue 18's groups).
+    fn protect_wide_g(path: &Path, k: u16, m: u16, cs: u64, g: u16) -> Layout {
+        let p = Params::new_wide(k, m, cs)
+            .unwrap()
+            .with_local_group(g)
+            .unwrap();
         protect(path, None, ProtectOptions::Custom(p), &Control::new())
             .unwrap()
             .layout
@@ -736,8 +959,10 @@ mod tests {
 
     #[test]
     fn any_m_scattered_chunks_repair_and_m_plus_one_is_reported() {
+        // Without local parity: the global code alone (with it, m + 1 scattered chunks may repair).
         let (_d, path, data) = setup(300 * 4096 - 123, 11);
-        let l = protect_wide(&path, 300, 12, 4096);
+        let l = protect_wide_g(&path, 300, 12, 4096, 0);
+        assert_eq!(l.local_groups, 0);
         let want = to_hex(&sha256(&data));
         for round in 0..4u32 {
             // m distinct chunks, spread by a PRNG (including the short last one in round 0).
@@ -781,7 +1006,7 @@ mod tests {
     #[test]
     fn damaged_parity_counts_against_the_same_budget() {
         let (_d, path, data) = setup(100 * 4096, 12);
-        let l = protect_wide(&path, 100, 8, 4096);
+        let l = protect_wide_g(&path, 100, 8, 4096, 0);
         let sp = sidecar_path_for(&path);
         let side = std::fs::read(&sp).unwrap();
         // 5 data chunks + 3 parity chunks = 8 = m: repairable, both files restored.
@@ -853,6 +1078,254 @@ mod tests {
         assert_eq!(std::fs::read(&sp).unwrap(), side);
     }
 
+    // ---- Local parity groups (issue 18, items 2 and 5) ----
+
+    /// 256 chunks of 4 KiB (the last short), m = 8; default local groups of 16 chunks (16 groups).
+    fn lrc_setup(seed: u32) -> (tempfile::TempDir, PathBuf, Vec<u8>, Layout, Vec<u8>) {
+        let (d, path, data) = setup(256 * 4096 - 700, seed);
+        let l = protect_wide(&path, 256, 8, 4096);
+        assert_eq!((l.params.local_group(), l.local_groups), (16, 16));
+        let side = std::fs::read(sidecar_path_for(&path)).unwrap();
+        (d, path, data, l, side)
+    }
+
+    #[test]
+    fn local_parity_is_the_xor_of_each_group() {
+        let (_d, path, data, l, side) = lrc_setup(40);
+        assert_eq!(l.parity_slots(), 8 + 16);
+        assert_eq!(side.len() as u64, l.sidecar_len);
+        for q in 0..l.local_groups {
+            let mut want = vec![0u8; 4096];
+            for c in l.group_chunks(q) {
+                let (off, len) = l.chunk_range(c);
+                xor_into(&mut want, &data[off as usize..(off + len) as usize]);
+            }
+            let off = l.parity_offset(l.local_slot(q)) as usize;
+            assert_eq!(&side[off..off + 4096], &want[..], "group {q}");
+        }
+        // The global parity is the same as without local parity (the local slots come after it).
+        let (_d2, path2, _) = setup(256 * 4096 - 700, 40);
+        let l0 = protect_wide_g(&path2, 256, 8, 4096, 0);
+        let side0 = std::fs::read(sidecar_path_for(&path2)).unwrap();
+        let (a, b) = (l.parity_offset(0) as usize, l0.parity_offset(0) as usize);
+        assert_eq!(&side[a..a + 8 * 4096], &side0[b..b + 8 * 4096]);
+        drop(path);
+    }
+
+    #[test]
+    fn one_chunk_per_group_repairs_locally_with_every_global_parity_chunk_lost() {
+        // 16 damaged chunks (one per group, twice m) and all 8 global parity chunks damaged: only the
+        // local parity can repair this, so success proves the local path.
+        let (_d, path, data, l, side) = lrc_setup(41);
+        let sp = sidecar_path_for(&path);
+        let set: Vec<u64> = (0..16).map(|q| q * 16 + (q * 7) % 16).collect();
+        damage_chunks(&path, &l, &set, 1);
+        for j in 0..8 {
+            flip(&sp, l.parity_offset(j) + 33);
+        }
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!(v.status, Status::Repairable);
+        assert_eq!(v.damaged_chunks, set);
+        assert_eq!(v.damaged_parity, (0..8).collect::<Vec<_>>());
+        let r = repair(&path, None, false, &Control::new()).unwrap();
+        assert_eq!(r.repaired_chunks, set);
+        assert!(r.file_rewritten && r.sidecar_rewritten);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(std::fs::read(&sp).unwrap(), side);
+        // One more damaged chunk in group 3 (two there now): that group needs the global parity, and
+        // none of it is intact: unrepairable, nothing written, and the message says why.
+        damage_chunks(&path, &l, &set, 2);
+        damage_chunks(&path, &l, &[3 * 16 + 1], 3);
+        for j in 0..8 {
+            flip(&sp, l.parity_offset(j) + 33);
+        }
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!(v.status, Status::Unrepairable);
+        assert_eq!(v.unrepairable_stripes, vec![0]);
+        let before = sha_file(&path);
+        let e = repair(&path, None, false, &Control::new()).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, ErasureError::Unrepairable { .. }), "{msg}");
+        assert!(
+            msg.contains("2 damaged data chunk(s) need the global parity but only 0 of its 8"),
+            "{msg}"
+        );
+        assert!(!msg.contains("stripe(s)"), "{msg}");
+        assert_eq!(sha_file(&path), before);
+    }
+
+    #[test]
+    fn damage_beyond_m_repairs_when_local_parity_takes_the_rest() {
+        // 8 = m damaged chunks in group 0 (global code) and one in each other group (local): 23 chunks,
+        // m + 15. Phase 2 is fed the chunks phase 1 rebuilt (they are still damaged in the file).
+        let (_d, path, data, l, _) = lrc_setup(42);
+        let mut set: Vec<u64> = (0..8).map(|i| i * 2).collect();
+        set.extend((1..16).map(|q| q * 16 + 5));
+        damage_chunks(&path, &l, &set, 4);
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!(v.status, Status::Repairable);
+        let (local, global) = local_plan(&l, &v.damaged_chunks, &v.damaged_parity);
+        assert_eq!((local.len(), global.len()), (15, 8));
+        let r = repair(&path, None, false, &Control::new()).unwrap();
+        assert_eq!(r.repaired_chunks.len(), 23);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        // Nine in group 0: one past the global parity, reported.
+        let mut set: Vec<u64> = (0..9).collect();
+        set.push(100);
+        damage_chunks(&path, &l, &set, 5);
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!(v.status, Status::Unrepairable);
+    }
+
+    #[test]
+    fn two_damaged_chunks_in_a_group_go_to_the_global_code() {
+        let (_d, path, data, l, side) = lrc_setup(43);
+        let sp = sidecar_path_for(&path);
+        // Group 0: chunks 0 and 1 (global); groups 1 and 2: one each (local); 6 of 8 global parity
+        // chunks damaged, 2 intact = the 2 global chunks: repairable.
+        damage_chunks(&path, &l, &[0, 1, 17, 40], 6);
+        for j in [0u64, 1, 2, 4, 5, 7] {
+            flip(&sp, l.parity_offset(j) + 9);
+        }
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!(v.status, Status::Repairable);
+        assert_eq!(
+            local_plan(&l, &v.damaged_chunks, &v.damaged_parity),
+            (vec![17, 40], vec![0, 1])
+        );
+        repair(&path, None, false, &Control::new()).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(std::fs::read(&sp).unwrap(), side);
+        // A third in group 0 with the same parity damage: 3 > 2, unrepairable.
+        damage_chunks(&path, &l, &[0, 1, 2, 17, 40], 7);
+        for j in [0u64, 1, 2, 4, 5, 7] {
+            flip(&sp, l.parity_offset(j) + 9);
+        }
+        assert_eq!(
+            verify(&path, None, &Control::new()).unwrap().status,
+            Status::Unrepairable
+        );
+    }
+
+    #[test]
+    fn damaged_local_parity_is_located_and_rebuilt() {
+        let (_d, path, data, l, side) = lrc_setup(44);
+        let sp = sidecar_path_for(&path);
+        // Group 2's local parity damaged, with one chunk of group 2 (now global) and one of group 4.
+        flip(&sp, l.parity_offset(l.local_slot(2)) + 4000);
+        damage_chunks(&path, &l, &[37, 70], 8);
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!(v.status, Status::Repairable);
+        assert_eq!(v.damaged_parity, vec![l.local_slot(2)]);
+        assert_eq!(
+            local_plan(&l, &v.damaged_chunks, &v.damaged_parity),
+            (vec![70], vec![37])
+        );
+        let r = repair(&path, None, false, &Control::new()).unwrap();
+        assert!(r.sidecar_rewritten);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(std::fs::read(&sp).unwrap(), side);
+        // The sidecar cut inside the local parity: the missing slots are damaged parity, repairable.
+        let cut = l.parity_offset(l.local_slot(10)) + 100;
+        std::fs::write(&sp, &side[..cut as usize]).unwrap();
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!(v.status, Status::Repairable);
+        assert!(v.damaged_parity.contains(&l.local_slot(15)));
+        repair(&path, None, false, &Control::new()).unwrap();
+        assert_eq!(std::fs::read(&sp).unwrap(), side);
+    }
+
+    #[test]
+    fn known_chunk_repair_reads_only_its_group() {
+        // Chunk 5 (group 0) listed; group 3 has m + 1 damaged chunks that are not listed. A repair that
+        // looked beyond group 0 would find the pair unrepairable (or feed wrong survivors to the global
+        // code); reading group 0 only, it repairs chunk 5 and leaves group 3 as it was.
+        let (_d, path, data, l, side) = lrc_setup(45);
+        let sp = sidecar_path_for(&path);
+        let far: Vec<u64> = (48..57).collect();
+        damage_chunks(&path, &l, &[5], 9);
+        damage_chunks(&path, &l, &far, 10);
+        let r = repair_with(
+            &path,
+            None,
+            &RepairOptions {
+                chunks: Some(&[5]),
+                ..RepairOptions::default()
+            },
+            &Control::new(),
+        )
+        .unwrap();
+        assert_eq!(r.before.damaged_chunks, vec![5]);
+        assert_eq!(r.checked_before, Checked::Changed);
+        assert!(!r.sidecar_rewritten);
+        let now = std::fs::read(&path).unwrap();
+        assert_eq!(&now[5 * 4096..6 * 4096], &data[5 * 4096..6 * 4096]);
+        assert_eq!(std::fs::read(&sp).unwrap(), side);
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!(v.damaged_chunks, far);
+        // Listing a chunk of a group with two damaged chunks falls back to the whole-file check.
+        let list = [50u64];
+        let r = repair_with(
+            &path,
+            None,
+            &RepairOptions {
+                chunks: Some(&list),
+                ..RepairOptions::default()
+            },
+            &Control::new(),
+        );
+        assert!(matches!(r, Err(ErasureError::Unrepairable { .. })));
+    }
+
+    #[test]
+    fn a_local_rebuild_that_does_not_match_its_digest_is_handed_back() {
+        // rebuild_local called directly with a group whose parity is wrong (verify would have found
+        // it): the chunk is returned as failed, not as rebuilt.
+        let (_d, path, _, l, _) = lrc_setup(46);
+        let sp = sidecar_path_for(&path);
+        damage_chunks(&path, &l, &[20], 11);
+        let sc = Sidecar::open(&sp).unwrap();
+        let (ok, failed) = rebuild_local(&path, &sp, &sc, &l, &[20], &Control::new()).unwrap();
+        assert_eq!((ok.len(), failed.len()), (1, 0));
+        drop(sc);
+        flip(&sp, l.parity_offset(l.local_slot(1)) + 7);
+        let sc = Sidecar::open(&sp).unwrap();
+        let (ok, failed) = rebuild_local(&path, &sp, &sc, &l, &[20], &Control::new()).unwrap();
+        assert_eq!((ok.len(), failed), (0, vec![20]));
+    }
+
+    #[test]
+    fn v2_sidecars_written_before_local_parity_verify_and_repair() {
+        // __test__/fixtures/ecc-v2: written by main before local parity (flags = 1).
+        let fix = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures/ecc-v2");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.bin");
+        std::fs::copy(fix.join("old.bin"), &path).unwrap();
+        std::fs::copy(fix.join("old.bin.tvecc"), sidecar_path_for(&path)).unwrap();
+        let side = std::fs::read(sidecar_path_for(&path)).unwrap();
+        assert_eq!(side[12], 1, "no local-parity flag");
+        let data = std::fs::read(&path).unwrap();
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!(v.status, Status::Intact);
+        let l = v.layout;
+        assert_eq!((l.params.k(), l.params.m(), l.local_groups), (64, 8, 0));
+        // m = 8 damaged chunks: the global code, as before.
+        damage_chunks(&path, &l, &[0, 9, 17, 30, 31, 32, 50, 63], 12);
+        let r = repair(&path, None, false, &Control::new()).unwrap();
+        assert_eq!(r.repaired_chunks.len(), 8);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        // m + 1: unrepairable (no local parity to help).
+        damage_chunks(&path, &l, &[0, 9, 17, 30, 31, 32, 40, 50, 63], 13);
+        assert_eq!(
+            verify(&path, None, &Control::new()).unwrap().status,
+            Status::Unrepairable
+        );
+        // Protected again today, the same file gets local groups of 4 chunks.
+        std::fs::write(&path, &data).unwrap();
+        let l2 = protect_wide(&path, 64, 8, 4096);
+        assert_eq!((l2.params.local_group(), l2.local_groups), (4, 16));
+    }
+
     type Edit = Box<dyn Fn(&mut [u8; 256])>;
 
     fn resum(b: &mut [u8; 256]) {
@@ -871,16 +1344,49 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)]
     fn v2_header_round_trips_and_bad_fields_are_refused() {
         let h = wide_header();
         let b = h.encode();
         assert_eq!(Header::parse(&b).unwrap(), h);
         assert_eq!(h.layout.stripes, 1);
-        assert_eq!(h.layout.parity_slots(), 40);
+        // 300 chunks: local groups of ⌈300 / 16⌉ = 19, 16 groups after the 40 global parity slots.
+        assert_eq!(h.layout.params.local_group(), 19);
+        assert_eq!(
+            (h.layout.global_parity_slots(), h.layout.local_groups),
+            (40, 16)
+        );
+        assert_eq!(h.layout.parity_slots(), 56);
+        assert_eq!(h.layout.entries, 356);
+        assert_eq!(h.layout.local_slot(15), 55);
+        assert_eq!(h.layout.group_chunks(15), 285..300);
+        assert_eq!(b[12], 3, "flags: file hints and local parity");
+        assert_eq!(&b[72..76], &19u32.to_le_bytes());
+        // Without local parity (as written before): flag bit 1 clear, bytes 72..76 zero, round trip.
+        let old = Header {
+            layout: Layout::new(
+                h.layout.params.with_local_group(0).unwrap(),
+                h.layout.file_len,
+            )
+            .unwrap(),
+            ..h.clone()
+        };
+        let ob = old.encode();
+        assert_eq!((ob[12], &ob[72..76]), (1, &[0u8; 4][..]));
+        assert_eq!(Header::parse(&ob).unwrap(), old);
+        assert_eq!(old.layout.parity_slots(), 40);
         let cases: Vec<(Edit, &str)> = vec![
             // Version 2 with the v1 codec, version 1 with the v2 codec.
             (Box::new(|b| b[20] = 1), "unknown codec"),
-            (Box::new(|b| b[8] = 1), "unknown codec"),
+            (
+                Box::new(|b| {
+                    // (v1 has no local parity: clear its flag and field too.)
+                    b[8] = 1;
+                    b[12] = 1;
+                    b[72..76].fill(0);
+                }),
+                "unknown codec",
+            ),
             (Box::new(|b| b[8] = 3), "unsupported version"),
             // k that does not cover the chunks (two stripes), or more than the chunks.
             (
@@ -927,6 +1433,40 @@ mod tests {
             (
                 Box::new(|b| b[32..40].copy_from_slice(&u64::MAX.to_le_bytes())),
                 "file length out of range",
+            ),
+            // Local parity: g = 0, g > k, g beyond 16 bits, the flag without g, g without the flag,
+            // bytes after g, and the flag on a v1 header.
+            (
+                Box::new(|b| b[72..76].copy_from_slice(&0u32.to_le_bytes())),
+                "invalid parameters",
+            ),
+            (
+                Box::new(|b| b[72..76].copy_from_slice(&301u32.to_le_bytes())),
+                "invalid parameters",
+            ),
+            (
+                Box::new(|b| b[72..76].copy_from_slice(&65_555u32.to_le_bytes())),
+                "invalid parameters",
+            ),
+            (
+                Box::new(|b| b[12] = 1),
+                "reserved header bytes are not zero",
+            ),
+            (
+                Box::new(|b| b[76] = 1),
+                "reserved header bytes are not zero",
+            ),
+            (
+                Box::new(|b| {
+                    b[8] = 1;
+                    b[20] = 1;
+                }),
+                "unknown header flags",
+            ),
+            // Another g: the entry count and sidecar length no longer match.
+            (
+                Box::new(|b| b[72..76].copy_from_slice(&20u32.to_le_bytes())),
+                "derived sizes disagree",
             ),
         ];
         for (i, (edit, want)) in cases.iter().enumerate() {
