@@ -123,6 +123,9 @@ export async function saveCheckpoint(
   options: SaveCheckpointOptions = {},
 ): Promise<SaveCheckpointResult> {
   const t0 = performance.now();
+  // The save's timeline (ms since the call), published with the `saved` event.
+  const timeline: { name: string; ms: number }[] = [];
+  const mark = (name: string) => timeline.push({ name, ms: performance.now() - t0 });
   const { layout, files, plan, entries, prepared, key, user, config } = checkSaveArgs(path, tensors, options);
   const { signal } = options;
   if (signal?.aborted)
@@ -176,6 +179,7 @@ export async function saveCheckpoint(
       const tree = layout === 'tensorvault';
       const tvecc = plan.kind === 'tvecc' ? { sidecar: set.temp(files.tvecc), plan } : undefined;
       const units = dataBytes * (1 + (tree ? 1 : 0) + (tvecc ? 1 : 0));
+      const tNative = performance.now() - t0;
       const r = await saveNative(
         tmpWeights,
         prepared,
@@ -184,6 +188,8 @@ export async function saveCheckpoint(
         units,
         jobOpts(ph.next(units)),
       );
+      for (const p of r.phases ?? []) timeline.push({ name: p.name, ms: tNative + p.ms });
+      mark('native');
       size = r.fileLength;
       integrityHash = formatPyfoldsHash(r.pyfoldsDigest, key);
       checkAbort();
@@ -203,6 +209,7 @@ export async function saveCheckpoint(
       block = tree ? integrityBlockOf(r, metadata, integrityHash, tveccRef, key) : undefined;
     } else {
       const w = await writeWeights(tmpWeights, entries, prepared, inMemory, ph, dataBytes, signal);
+      mark('weights');
       size = w.size;
       integrityHash = formatPyfoldsHash(w.digest, key);
       checkAbort();
@@ -227,18 +234,21 @@ export async function saveCheckpoint(
             )
           : Promise.resolve(undefined),
       ]);
+      mark('parity+tree');
     }
     const sidecar = sidecarOf(layout, files, { metadata, integrityHash, ...ecc }, block);
     const tmpSidecar = set.temp(sidecar.path);
     await writeTemp(tmpSidecar, sidecar.text);
     set.renames.push([basename(tmpSidecar), basename(sidecar.path)]);
     set.finals.add(sidecar.path);
+    mark('sidecar');
     checkAbort();
     const deletes = sidecarFiles(files)
       .filter((f) => !set.finals.has(f))
       .map((f) => basename(f));
     await commitSet(files, { tensorvault_commit: 1, renames: set.renames, deletes });
     temps.length = 0;
+    mark('commit');
     options.onProgress?.({ bytesDone: dataBytes * passes, bytesTotal: dataBytes * passes });
     publish({
       event: 'saved',
@@ -248,6 +258,7 @@ export async function saveCheckpoint(
       ecc: ecc.eccName,
       keyed: key !== undefined,
       ms: performance.now() - t0,
+      phases: timeline,
     });
     return {
       path: files.weights,

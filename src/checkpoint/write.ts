@@ -435,6 +435,8 @@ export interface NativeSaveResult {
   leaves: string;
   root: string;
   ecc?: { k: number; m: number; chunkSize: number } | null;
+  /** When each phase of the native pass ended, ms since it started. */
+  phases?: { name: string; ms: number }[];
 }
 
 /** Progress of a native job rescaled to `units` (the caller's count for the passes it covers). */

@@ -185,6 +185,12 @@ export interface CheckpointEccWritten {
  */
 export declare function checkpointLeaf(data: Uint8Array, tree: string): string
 
+/** One mark of the save's timeline. */
+export interface CheckpointPhase {
+  name: string
+  ms: number
+}
+
 /** Options of `checkpointSaveWeights`. */
 export interface CheckpointSaveOptions {
   /** Chunk size of the tree (a power of two, 4 KiB … 1 GiB). */
@@ -210,6 +216,8 @@ export interface CheckpointSaveResult {
   /** The tree's root, hex (empty without a tree). */
   root: string
   ecc?: CheckpointEccWritten
+  /** When each phase of the pass ended (ms since it started), in that order. */
+  phases: Array<CheckpointPhase>
 }
 
 /**
