@@ -114,8 +114,11 @@ export interface SaveCheckpointResult {
  * names and replaced as a set (`commit.ts`): a crash at any instant leaves the previous complete
  * checkpoint or the new one; leftovers are cleaned by the next save or load. Another save of the same
  * path waits (`lockTimeoutMs`). Honours `signal` (nothing changes) and reports `onProgress` over all
- * passes (write, hashes, parity). Tensor buffers are read while the promise is pending: do not change
- * them until it settles.
+ * passes (write, hashes, parity). Tensor buffers are read while the promise is pending (the write, the
+ * hashes and the parity read them at different times): do not change them until it settles. A change
+ * meanwhile leaves a checkpoint whose bytes and hashes may disagree: it is reported at load or verify
+ * (`TV_CHECKPOINT_INTEGRITY`), never loaded with bytes its hash does not cover; a change after the
+ * promise settles does not reach the checkpoint.
  */
 export async function saveCheckpoint(
   path: string,

@@ -454,9 +454,10 @@ function scaled(
 
 /**
  * The single save pass (tensors in memory): the addon writes `tmpWeights` (O_EXCL) and, over the same
- * bytes, computes the PyFolds digest (one SHA-256 in PyFolds's order and framing), the chunk tree
- * (`tree`) and then the `.tvecc` parity (`tvecc`, by the core's `protect` on the written file while it
- * is fsynced). Progress is reported as `units` over the whole job.
+ * bytes and at the same time, computes the PyFolds digest (one SHA-256 in PyFolds's order and framing),
+ * the chunk tree (`tree`) and the `.tvecc` parity (`tvecc`: the wide code is encoded from the buffers
+ * while the file is written, its sidecar finished once the write ends; the striped code of small files
+ * reads the written file while it is fsynced). Progress is reported as `units` over the whole job.
  */
 export async function saveNative(
   tmpWeights: string,

@@ -9,11 +9,17 @@
 //!   Python shape string) and followed by its raw bytes (contract section 2);
 //! - the chunk tree of the whole file (leaves per chunk; SHA-256 for `sha256-tree-v1`, BLAKE3 for
 //!   `blake3-tree-v1`), with the header's SHA-256;
-//! - then, when asked, the erasure parity sidecar, by calling [`crate::ecc::erasure::protect`] on the
-//!   just-written file (its bytes are in the page cache) while the file is fsynced.
+//! - when asked, the erasure parity sidecar: the wide code (v2) is encoded from the tensors' bytes
+//!   ([`crate::ecc::erasure::protect_source`]) while the file is written, and its sidecar finished
+//!   (headers, tables with the file's modification time, fsync) once the write ends; the striped code
+//!   of small files (v1) is computed by [`crate::ecc::erasure::protect`] on the just-written file (its
+//!   bytes are in the page cache) while the file is fsynced.
 //!
-//! The write, the `PyFolds` hash and the leaves run on three threads at the same time; every thread
-//! stops at its next piece when the [`Control`] is cancelled. The file is created with `O_EXCL` at the
+//! The write, the `PyFolds` hash, the leaves and the parity run at the same time (threads, and the rayon
+//! pool for the parity); the writer asks the kernel to start the writeback every 32 MiB so that the
+//! disk works while the hashes and the parity use the cores, and the final fsync has little left.
+//! Every part stops at its next piece when the [`Control`] is cancelled. [`SaveReport::phases`] is the
+//! timeline of the pass. The file is created with `O_EXCL` at the
 //! path given (a temporary name chosen by the caller, which owns the commit protocol) and removed on
 //! any failure.
 
@@ -295,6 +301,30 @@ fn create_new(path: &Path) -> Result<File, IoError> {
         .map_err(|e| IoError::from_os(path, "open", e))
 }
 
+/// Bytes written between two requests to start their writeback.
+const WRITEBACK: u64 = 32 << 20;
+
+/// Ask the kernel to start writing bytes `[offset, offset + len)` of `file` to the disk now, without
+/// waiting (best effort; errors are ignored: the fsync that follows is what makes the file durable).
+/// Otherwise a fresh file's dirty pages wait for the fsync, and the disk idles while the save
+/// computes its hashes and parity.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: sync_file_range only reads its integer arguments; a bad fd or range is an error
+        // code, not undefined behaviour.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
 fn write_parts(
     file: &File,
     path: &Path,
@@ -303,12 +333,18 @@ fn write_parts(
 ) -> Result<(), CheckpointError> {
     use std::io::Write as _;
     let mut w = file;
+    let (mut at, mut flushed) = (0u64, 0u64);
     for part in &seg.parts {
         for piece in part.chunks(PIECE) {
             control.checkpoint()?;
             w.write_all(piece)
                 .map_err(|e| IoError::from_os(path, "write", e))?;
             control.add(piece.len() as u64);
+            at += piece.len() as u64;
+            if at - flushed >= WRITEBACK {
+                start_writeback(file, flushed, at - flushed);
+                flushed = at;
+            }
         }
     }
     Ok(())
