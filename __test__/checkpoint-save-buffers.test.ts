@@ -4,6 +4,8 @@
 // promise settles never reaches the checkpoint; a change while it is pending gives a checkpoint that
 // either verifies as a whole or is reported damaged (a typed error, or a repair that re-verifies), never
 // one that loads with bytes its hash does not cover.
+import { existsSync, readdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
 import { tempDir } from './helpers/tmp';
@@ -66,5 +68,38 @@ describe('tensor buffers during saveCheckpoint', () => {
     }
     expect(outcomes.intact + outcomes.refused + outcomes.repaired).toBe(6);
     console.log(JSON.stringify({ ...outcomes, codes }));
+  });
+});
+
+describe('replacing a checkpoint', () => {
+  // The old set's files are held open across the commit and closed on the pool afterwards (their
+  // blocks are freed there, not inside rename): none of those descriptors may leak.
+  it.skipIf(!existsSync('/proc/self/fd'))('holds no descriptor of the old set after the save', async () => {
+    const dir = tempDir('tv-ckpt-replace-');
+    const path = `${dir}/m.safetensors`;
+    const fds = () => readdirSync('/proc/self/fd').length;
+    await tv.saveCheckpoint(path, { w: new Float32Array(1024).fill(0) }, { ecc: 'medium', gitHash: 't' });
+    await sleep(50);
+    const before = fds();
+    for (let i = 1; i <= 20; i++) {
+      await tv.saveCheckpoint(
+        path,
+        { w: new Float32Array(1024).fill(i) },
+        { ecc: i % 2 ? 'off' : 'medium', gitHash: 't' },
+      );
+    }
+    await sleep(50);
+    expect(fds()).toBeLessThanOrEqual(before);
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    try {
+      expect(((await c.tensor('w')).data as Float32Array).every((x) => x === 20)).toBe(true);
+    } finally {
+      c.close();
+    }
+    expect(readdirSync(dir).sort()).toEqual([
+      'm.safetensors',
+      'm.safetensors.meta.json',
+      'm.safetensors.tvecc',
+    ]);
   });
 });

@@ -4,8 +4,8 @@
  */
 export { PYFOLDS_HMAC_ENV } from './write';
 
-import { promises as fsp } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { close, constants, promises as fsp, openSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { protect } from '../ecc/erasure';
 import { TensorVaultAbortError, TensorVaultError } from '../errors';
 import { tempName } from '../io/atomic';
@@ -102,6 +102,32 @@ export interface SaveCheckpointResult {
   ecc: string;
   /** The integrity block (tensorvault layout only). */
   integrity?: IntegrityBlock;
+}
+
+/**
+ * Descriptors on the files of the old set that a commit replaces or deletes (those that exist), opened
+ * before it, so that its renames and deletions only drop names: the old files' blocks are freed when
+ * these descriptors are closed, on the libuv pool after the commit ({@link releaseOld}), instead of
+ * inside `rename` on this thread (0.3–0.45 s for a 1 GiB weights file and its sidecar, measured).
+ */
+function holdOld(paths: Iterable<string>): number[] {
+  const fds: number[] = [];
+  // Windows refuses to rename over an open file: nothing is held there.
+  if (process.platform === 'win32') return fds;
+  for (const p of paths) {
+    try {
+      // O_NONBLOCK: never wait on a FIFO someone put there.
+      fds.push(openSync(p, constants.O_RDONLY | constants.O_NONBLOCK));
+    } catch {
+      // absent (or unreadable): nothing to hold
+    }
+  }
+  return fds;
+}
+
+/** Close what {@link holdOld} opened, on the libuv pool, without waiting. */
+function releaseOld(fds: number[]): void {
+  for (const fd of fds) close(fd, () => {});
 }
 
 // Over 100 lines on purpose: one ordered sequence (lock, recover, write, hash, parity + tree, sidecar,
@@ -249,7 +275,12 @@ export async function saveCheckpoint(
     const deletes = sidecarFiles(files)
       .filter((f) => !set.finals.has(f))
       .map((f) => basename(f));
-    await commitSet(files, { tensorvault_commit: 1, renames: set.renames, deletes });
+    const old = holdOld([...set.finals, ...deletes.map((d) => join(dirname(files.weights), d))]);
+    try {
+      await commitSet(files, { tensorvault_commit: 1, renames: set.renames, deletes }, mark);
+    } finally {
+      releaseOld(old);
+    }
     temps.length = 0;
     mark('commit');
     options.onProgress?.({ bytesDone: dataBytes * passes, bytesTotal: dataBytes * passes });
