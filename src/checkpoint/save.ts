@@ -240,10 +240,14 @@ export async function saveCheckpoint(
       const w = await writeWeights(tmpWeights, entries, prepared, inMemory, ph, dataBytes, signal);
       mark('weights');
       size = w.size;
-      integrityHash = formatPyfoldsHash(w.digest, key);
+      // The PyFolds hash (this thread), the parity and the chunk tree (the pool) read the written file
+      // (from the page cache) at the same time; the tree's seal waits for the hash. All settle before
+      // anything is decided, so that no part still writes a temporary file when the save fails.
+      const hash = w.digest.then((d) => formatPyfoldsHash(d, key));
+      hash.catch(() => {}); // awaited below; an abort right here must not leave it unhandled
       checkAbort();
-      // Parity and the chunk tree read the written file (from the page cache) at the same time.
-      [ecc, block] = await Promise.all([
+      const settled = await Promise.allSettled([
+        hash,
         writeParity(
           plan,
           files,
@@ -256,13 +260,20 @@ export async function saveCheckpoint(
               tmpWeights,
               w.headerLength,
               metadata,
-              integrityHash,
+              hash,
               tveccRef,
               key,
               jobOpts(ph.next(dataBytes)),
             )
           : Promise.resolve(undefined),
-      ]);
+      ] as const);
+      const failed = settled.find((r) => r.status === 'rejected');
+      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+      [integrityHash, ecc, block] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+        string,
+        { eccName: string; eccLen: number },
+        IntegrityBlock | undefined,
+      ];
       mark('parity+tree');
     }
     const sidecar = sidecarOf(layout, files, { metadata, integrityHash, ...ecc }, block);
