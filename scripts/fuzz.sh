@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz one parser of untrusted bytes with libFuzzer for a bounded time (default 120 s).
-#   bash scripts/fuzz.sh <target> [seconds] [libFuzzer flags…]   targets: safetensors_header, ecc_sidecar, fold_container
+#   bash scripts/fuzz.sh <target> [seconds] [libFuzzer flags…]   targets: safetensors_header, ecc_sidecar, fold_container, checkpoint_outboard
 # e.g. `bash scripts/fuzz.sh fold_container 7200 -runs=10000000` stops at 10 million executions or 2 hours.
 # Needs a nightly toolchain (rustup toolchain install nightly) and a C++ compiler; cargo-fuzz itself is
 # not required (this does what `cargo fuzz run` does). Not part of `npm test`. Seed corpora live in
@@ -8,13 +8,14 @@
 # target/fuzz/artifacts/<target>/ (the run exits non-zero on a crash).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-target="${1:?usage: fuzz.sh <safetensors_header|ecc_sidecar|fold_container> [seconds]}"
+target="${1:?usage: fuzz.sh <safetensors_header|ecc_sidecar|fold_container|checkpoint_outboard> [seconds]}"
 secs="${2:-120}"
 shift $(( $# >= 2 ? 2 : $# ))
 case "$target" in
   safetensors_header) max_len=4096 ;;
   ecc_sidecar) max_len=65536 ;;
   fold_container) max_len=32768 ;;
+  checkpoint_outboard) max_len=8192 ;;
   *) echo "fuzz.sh: unknown target $target" >&2; exit 2 ;;
 esac
 triple="x86_64-unknown-linux-gnu"

@@ -275,7 +275,54 @@ export function tensorsIn(f: SafetensorsFile, chunks: readonly number[], cs: num
     .map((t) => t.name);
 }
 
-/** Check the seal and the header (tensorvault layout); repair a damaged header from parity. */
+/**
+ * The seal alone (no file access): throws `TV_CHECKPOINT_INTEGRITY` (`reason: seal`) when it does not
+ * match. Returns false when nothing was checked: a keyed block without its key, which the key policy
+ * allows only with `verify: 'none'`.
+ */
+export function checkSealMessage(p: Parsed, key: HmacKey | undefined): boolean {
+  const block = p.block as IntegrityBlock;
+  const keyed = isKeyedAlgorithm(block.algorithm);
+  if (keyed && key === undefined) return false;
+  // Field by field: reading `leaves` would build its hex (see parseIntegrityBlock's fast path).
+  const rest = {
+    integrity: block.integrity,
+    algorithm: block.algorithm,
+    chunk_size: block.chunk_size,
+    file_length: block.file_length,
+    header_length: block.header_length,
+    header_sha256: block.header_sha256,
+    root: block.root,
+    ecc: block.ecc,
+  };
+  const want = seal(sealMessage(rest, p.metadata, p.integrityHash), keyed ? key : undefined);
+  if (!equalHex(want, block.seal)) {
+    throw new TensorVaultError(
+      ErrorCode.CHECKPOINT_INTEGRITY,
+      `${p.files.weights}: the integrity block's seal does not match its metadata, hash or header digest (tampered or wrong key)`,
+      { path: p.files.weights, reason: 'seal' },
+    );
+  }
+  return true;
+}
+
+/**
+ * Whether the open weights' header bytes and length match the block's `header_sha256` and
+ * `file_length`, hashed from the mapping (no second open or read). A mismatch is handled by
+ * {@link checkSeal} (repair from parity, or the typed error).
+ */
+export function headerMatches(p: Parsed, file: SafetensorsFile): boolean {
+  const block = p.block as IntegrityBlock;
+  if (file.fileLength !== block.file_length) return false;
+  let h: string | null;
+  try {
+    h = file.headerSha256(block.header_length);
+  } catch {
+    return false; // truncated since the open: checkSeal reports it
+  }
+  return h !== null && equalHex(h, block.header_sha256);
+}
+
 /**
  * Check the integrity block's seal and the header digest; with `repair`, rebuild a damaged header from
  * the parity. Returns the chunks the repair rebuilt (`undefined` when nothing was repaired).
@@ -286,17 +333,7 @@ export async function checkSeal(
   repair: boolean,
 ): Promise<number[] | undefined> {
   const block = p.block as IntegrityBlock;
-  const keyed = isKeyedAlgorithm(block.algorithm);
-  if (keyed && key === undefined) return undefined; // only with verify: 'none' (checked by the key policy)
-  const { seal: stored, leaves: _l, ...rest } = block;
-  const want = seal(sealMessage(rest, p.metadata, p.integrityHash), keyed ? key : undefined);
-  if (!equalHex(want, stored)) {
-    throw new TensorVaultError(
-      ErrorCode.CHECKPOINT_INTEGRITY,
-      `${p.files.weights}: the integrity block's seal does not match its metadata, hash or header digest (tampered or wrong key)`,
-      { path: p.files.weights, reason: 'seal' },
-    );
-  }
+  if (!checkSealMessage(p, key)) return undefined;
   let h = await headerSha(p.weights, block.header_length);
   if (h.hex !== block.header_sha256 || h.size !== block.file_length) {
     publish({ event: 'damaged', path: p.files.weights, part: 'header', chunks: [0] });

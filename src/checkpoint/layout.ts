@@ -31,6 +31,8 @@ export interface CheckpointFiles {
   rsEcc: string;
   /** `NAME.safetensors.tvecc`: the erasure parity sidecar of the `tensorvault` layout. */
   tvecc: string;
+  /** `NAME.safetensors.tvob`: the outboard of the `tensorvault` layout (`outboard.ts`; an accelerator). */
+  tvob: string;
   /** `NAME.safetensors.ckpt-commit`: the commit record of a save in progress (see `save.ts`). */
   journal: string;
   /** `.NAME.safetensors.ckpt-lock`: the writer lock. */
@@ -51,6 +53,7 @@ export function checkpointFiles(path: string): CheckpointFiles {
     json: join(dir, `${stem}.json`),
     rsEcc: `${path}.ecc`,
     tvecc: `${path}.tvecc`,
+    tvob: `${path}.tvob`,
     journal: `${path}.ckpt-commit`,
     lock: join(dir, `.${base}.ckpt-lock`),
   };
@@ -58,7 +61,7 @@ export function checkpointFiles(path: string): CheckpointFiles {
 
 /** The sidecar files of a checkpoint (everything but the weights, the journal and the lock). */
 export function sidecarFiles(f: CheckpointFiles): string[] {
-  return [f.meta, f.json, f.rsEcc, f.tvecc];
+  return [f.meta, f.json, f.rsEcc, f.tvecc, f.tvob];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,7 +344,7 @@ export function treeRoot(
  * Parse and structurally check an integrity block (types, lengths, the leaves against the root).
  * Throws `TV_CHECKPOINT_INVALID` (context `reason`) when it is malformed.
  */
-export function parseIntegrityBlock(v: unknown, path: string): IntegrityBlock {
+export function parseIntegrityBlock(v: unknown, path: string, leafBytes?: Buffer): IntegrityBlock {
   const bad = (reason: string, message: string): TensorVaultError =>
     new TensorVaultError(ErrorCode.CHECKPOINT_INVALID, `${path}: integrity block: ${message}`, {
       path,
@@ -374,6 +377,7 @@ export function parseIntegrityBlock(v: unknown, path: string): IntegrityBlock {
   const root = hex('root');
   const leaves = b.leaves;
   const chunks = Math.ceil(len / chunk);
+  if (leafBytes !== undefined) return parseWithLeafBytes(b, leafBytes, chunks, bad);
   // blake3 leaves are checked as hex by the native root computation below.
   if (
     typeof leaves !== 'string' ||
@@ -389,6 +393,66 @@ export function parseIntegrityBlock(v: unknown, path: string): IntegrityBlock {
     throw bad('leaves', `leaves must be ${chunks} hex digests`);
   }
   if (!equalHex(computed, root)) throw bad('leaves', 'leaves do not match the root');
+  return blockOf(b, algorithm, chunk, len, hlen, headerSha, root, leaves, bad);
+}
+
+/**
+ * The fast path of {@link parseIntegrityBlock}: the leaves arrive decoded (`leafBytes`, cut out of the
+ * sidecar's text by the addon, which left `leaves: ""`); the root is computed from the bytes, and the
+ * block's `leaves` hex is made only if something reads it ({@link leafAt} reads the bytes).
+ */
+function parseWithLeafBytes(
+  b: Record<string, unknown>,
+  leafBytes: Buffer,
+  chunks: number,
+  bad: (reason: string, message: string) => TensorVaultError,
+): IntegrityBlock {
+  const algorithm = b.algorithm as IntegrityAlgorithm;
+  const chunk = b.chunk_size as number;
+  const len = b.file_length as number;
+  if (b.leaves !== '' || leafBytes.length !== chunks * 32) {
+    throw bad('leaves', `leaves must be ${chunks} hex digests`);
+  }
+  const root = b.root as string;
+  const computed = native().checkpointTreeRootBytes(leafBytes, chunk, len, treeHashOf(algorithm));
+  if (!equalHex(computed, root)) throw bad('leaves', 'leaves do not match the root');
+  const block = blockOf(
+    b,
+    algorithm,
+    chunk,
+    len,
+    b.header_length as number,
+    b.header_sha256 as string,
+    root,
+    '',
+    bad,
+  );
+  let hex: string | undefined;
+  Object.defineProperty(block, 'leaves', {
+    enumerable: true,
+    get: () => {
+      hex ??= leafBytes.toString('hex');
+      return hex;
+    },
+  });
+  LEAF_BYTES.set(block, leafBytes);
+  return block;
+}
+
+/** Decoded leaves of blocks parsed on the fast path. */
+const LEAF_BYTES = new WeakMap<IntegrityBlock, Buffer>();
+
+function blockOf(
+  b: Record<string, unknown>,
+  algorithm: IntegrityAlgorithm,
+  chunk: number,
+  len: number,
+  hlen: number,
+  headerSha: string,
+  root: string,
+  leaves: string,
+  bad: (reason: string, message: string) => TensorVaultError,
+): IntegrityBlock {
   let ecc: IntegrityBlock['ecc'] = null;
   if (b.ecc !== null) {
     const e = b.ecc as Record<string, unknown> | undefined;
@@ -426,5 +490,7 @@ export function parseIntegrityBlock(v: unknown, path: string): IntegrityBlock {
 
 /** Leaf `i` (hex) of a block. */
 export function leafAt(block: IntegrityBlock, i: number): string {
+  const bytes = LEAF_BYTES.get(block);
+  if (bytes !== undefined) return bytes.toString('hex', i * 32, Math.min(bytes.length, i * 32 + 32));
   return block.leaves.slice(i * 64, i * 64 + 64);
 }

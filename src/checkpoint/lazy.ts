@@ -20,6 +20,7 @@ import {
   treeHashOf,
 } from './layout';
 import { loadCheckpoint } from './load';
+import { OutboardReader } from './outboard';
 import type { CheckpointReport, Parsed } from './parse';
 import { chunkSpan } from './rs';
 import { fileLeaves } from './write';
@@ -54,6 +55,10 @@ export class Checkpoint {
   #allVerified = false;
   #queue: Promise<unknown> = Promise.resolve();
   #fd: number | undefined;
+  /** The outboard (blake3 trees): first views check only the 64 KiB pieces a tensor covers. */
+  #outboard: OutboardReader | undefined;
+  /** Chunks verified in part through the outboard: chunk → verified pieces (1 = verified). */
+  #pieces = new Map<number, Uint8Array>();
 
   /** @internal Use {@link loadCheckpoint}. */
   constructor(
@@ -76,6 +81,8 @@ export class Checkpoint {
     this.#key = key;
     this.#repair = repair;
     if (report.verify === 'full' && report.status !== 'damaged') this.#allVerified = true;
+    if (p.block !== undefined && p.tvob !== undefined && treeHashOf(p.block.algorithm) === 'blake3')
+      this.#outboard = new OutboardReader(p.tvob, p.block);
   }
 
   /** Tensor names in file order. */
@@ -134,6 +141,7 @@ export class Checkpoint {
     this.#file.close();
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
+    this.#outboard?.close();
   }
 
   async #ensure(info: TensorInfo): Promise<void> {
@@ -201,6 +209,12 @@ export class Checkpoint {
     const bad: number[] = [];
     const sequential = first > 0 && this.#verifiedChunks.has(first - 1);
     if (todo.length === 1 && !sequential) {
+      const c = todo[0] as number;
+      const r = this.#checkPieces(info, c, fd);
+      if (r === 'ok') return [];
+      if (r === 'damaged') return [c];
+    }
+    if (todo.length === 1 && !sequential) {
       // One chunk (≤ 1 MiB, from the page cache in the common case) is read and hashed on this thread:
       // a pool round trip costs more than the work.
       const c = todo[0] as number;
@@ -239,6 +253,42 @@ export class Checkpoint {
     return bad;
   }
 
+  /**
+   * A tensor in one full chunk, first view: check only the 64 KiB pieces it covers (not yet checked)
+   * against the outboard, whose values for the chunk must first merge to the sealed leaf. `unusable`
+   * (no outboard, stale, tampered, or the tensor covers the whole chunk): hash the whole chunk.
+   */
+  #checkPieces(info: TensorInfo, c: number, fd: number): 'ok' | 'damaged' | 'unusable' {
+    const ob = this.#outboard;
+    const block = this.#p.block as IntegrityBlock;
+    const cs = block.chunk_size;
+    const start = c * cs;
+    if (ob === undefined || start + cs > block.file_length) return 'unusable';
+    const n = ob.pieces();
+    if (n === 0) return 'unusable';
+    const piece = cs / n;
+    const lo = Math.max(info.fileOffset, start) - start;
+    const hi = Math.min(info.fileOffset + info.byteLength, start + cs) - start;
+    const mask = this.#pieces.get(c);
+    let a = Math.floor(lo / piece);
+    let b = Math.ceil(hi / piece);
+    while (a < b && mask?.[a] === 1) a++;
+    while (b > a && mask?.[b - 1] === 1) b--;
+    if (a === b) return 'ok';
+    if (b - a === n) return 'unusable'; // every piece: one whole-chunk hash is as cheap
+    if (scratch.length < (b - a) * piece)
+      scratch = Buffer.allocUnsafe(Math.max((b - a) * piece, CHUNK_SCRATCH));
+    const r = ob.verify(c, leafAt(block, c), a, b, fd, scratch);
+    if (r !== 'ok') return r;
+    const m = mask ?? new Uint8Array(n);
+    m.fill(1, a, b);
+    if (m.every((x) => x === 1)) {
+      this.#pieces.delete(c);
+      this.#verifiedChunks.add(c);
+    } else this.#pieces.set(c, m);
+    return 'ok';
+  }
+
   async #repairTvecc(tensor: string, chunks: number[]): Promise<void> {
     const t0 = performance.now();
     try {
@@ -274,6 +324,8 @@ export class Checkpoint {
     this.#file = pair.file;
     this.#fd = pair.fd;
     this.#verifiedChunks.clear();
+    this.#pieces.clear();
+    this.#outboard?.close();
     this.report.status = 'repaired';
   }
 

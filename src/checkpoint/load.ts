@@ -8,7 +8,15 @@ import { isRemoteUrl, type RemoteUrl } from '../remote/url';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
 import { publish } from './commit';
 import { CheckpointMismatchError } from './errors';
-import { checkSeal, mergeReport, openPair, underLock, verifyWhole } from './integrity';
+import {
+  checkSeal,
+  checkSealMessage,
+  headerMatches,
+  mergeReport,
+  openPair,
+  underLock,
+  verifyWhole,
+} from './integrity';
 import { checkpointFiles, type HmacKey, parseStoredHash } from './layout';
 import { Checkpoint } from './lazy';
 import {
@@ -90,6 +98,7 @@ export async function loadCheckpoint(
   let p: Parsed;
   let repairedAtOpen = false;
   let rebuiltAtOpen: number[] = [];
+  let sealed = false;
   try {
     p = parseCheckpoint(path);
     checkKeyPolicy(p, key, requireHmac, mode);
@@ -107,9 +116,9 @@ export async function loadCheckpoint(
         );
       }
     }
-    const rebuilt = p.block === undefined ? undefined : await checkSeal(p, key, repair && mode !== 'none');
-    repairedAtOpen = rebuilt !== undefined;
-    rebuiltAtOpen = rebuilt ?? [];
+    // The seal now; the header digest and length once the weights are mapped (headerMatches), or, when
+    // they differ or the file does not open, by checkSeal below (repair from parity, or the error).
+    sealed = p.block !== undefined && checkSealMessage(p, key);
   } catch (err) {
     publish({
       event: 'failed',
@@ -122,7 +131,23 @@ export async function loadCheckpoint(
   let file: SafetensorsFile;
   let fd = -1;
   try {
-    ({ file, fd } = await openPair(p.weights, options.signal));
+    let pair: { file: SafetensorsFile; fd: number } | undefined;
+    try {
+      pair = await openPair(p.weights, options.signal);
+    } catch (err) {
+      if (!sealed || !(err instanceof TensorVaultError) || err.code === ErrorCode.ABORTED) throw err;
+    }
+    if (sealed && (pair === undefined || !headerMatches(p, pair.file))) {
+      if (pair !== undefined) {
+        pair.file.close();
+        closeSync(pair.fd);
+      }
+      const rebuilt = await checkSeal(p, key, repair && mode !== 'none');
+      repairedAtOpen = rebuilt !== undefined;
+      rebuiltAtOpen = rebuilt ?? [];
+      pair = await openPair(p.weights, options.signal);
+    }
+    ({ file, fd } = pair as { file: SafetensorsFile; fd: number });
   } catch (err) {
     // A damaged header of a pyfolds-ecc checkpoint: repair from the rs(N) parity, then open again.
     if (

@@ -5,6 +5,7 @@ import { eccFromName, type RsCodec } from '../ecc/rs255';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { ioError } from '../io/fs';
 import type { JobOptions } from '../job';
+import { native } from '../native';
 import { type Dtype, isDtype } from '../safetensors/dtype';
 import type { TensorInfo } from '../safetensors/reader';
 import { prepareRead } from './commit';
@@ -90,6 +91,8 @@ export interface Parsed {
   block?: IntegrityBlock;
   rs?: { codec: RsCodec; eccLen: number; path: string };
   tvecc?: string;
+  /** The outboard's path (tensorvault layout; may not exist: see `outboard.ts`). */
+  tvob?: string;
 }
 
 export function invalid(path: string, reason: string, message: string): TensorVaultError {
@@ -114,6 +117,30 @@ export function readJson(path: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
+/**
+ * A `.meta.json` sidecar. The fast path: the addon reads it and cuts out the integrity block's leaves
+ * (most of its bytes), decoded; only the rest is parsed here. Anything the fast path does not take
+ * (see `checkpoint_sidecar.rs`) is read and parsed in full by {@link readJson}, with its errors.
+ */
+function readSidecar(path: string): { doc: Record<string, unknown>; leafBytes?: Buffer } {
+  const parts = native().checkpointReadSidecar(path);
+  if (parts !== null && parts !== undefined) {
+    let v: unknown;
+    try {
+      v = JSON.parse(parts.text);
+    } catch {
+      v = undefined;
+    }
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+      const block = (v as Record<string, unknown>).tensorvault as Record<string, unknown> | undefined;
+      if (typeof block === 'object' && block !== null && block.leaves === '') {
+        return { doc: v as Record<string, unknown>, leafBytes: parts.leaves };
+      }
+    }
+  }
+  return { doc: readJson(path) };
+}
+
 /** Detect the layout at `path` and parse its sidecar (after recovering an interrupted save). */
 export function parseCheckpoint(path: string): Parsed {
   const files = checkpointFiles(path);
@@ -123,8 +150,9 @@ export function parseCheckpoint(path: string): Parsed {
   let doc: Record<string, unknown>;
   let layout: CheckpointLayout;
   let weights = at(files.weights);
+  let leafBytes: Buffer | undefined;
   if (existsSync(metaPath)) {
-    doc = readJson(metaPath);
+    ({ doc, leafBytes } = readSidecar(metaPath));
     layout = 'tensorvault' in doc ? 'tensorvault' : 'pyfolds';
   } else if (
     existsSync(jsonPath) &&
@@ -164,8 +192,9 @@ export function parseCheckpoint(path: string): Parsed {
     stored,
   };
   if (layout === 'tensorvault') {
-    parsed.block = parseIntegrityBlock(doc.tensorvault, metaPath);
+    parsed.block = parseIntegrityBlock(doc.tensorvault, metaPath, leafBytes);
     if (parsed.block.ecc !== null) parsed.tvecc = at(join(dirname(files.weights), parsed.block.ecc.file));
+    parsed.tvob = at(files.tvob);
   }
   if (layout === 'pyfolds-ecc') {
     const algo = doc.ecc_algo ?? 'none';

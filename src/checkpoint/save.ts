@@ -21,6 +21,7 @@ import {
   type IntegrityBlock,
   sidecarFiles,
 } from './layout';
+import { syncOutboard } from './outboard';
 import {
   buildIntegrityBlock,
   checkSaveArgs,
@@ -292,6 +293,7 @@ export async function saveCheckpoint(
     } finally {
       releaseOld(old);
     }
+    await syncOutboard(files, layout === 'tensorvault' ? block : undefined);
     temps.length = 0;
     mark('commit');
     options.onProgress?.({ bytesDone: dataBytes * passes, bytesTotal: dataBytes * passes });

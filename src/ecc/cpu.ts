@@ -24,6 +24,8 @@ export interface CpuInfo {
   level: string;
   /** The erasure kernel in use: `avx512-gfni`, `avx2`, `ssse3` or `portable`. */
   erasureKernel: string;
+  /** The engine of the wide GF(2^16) code (sidecar format v2): `avx512-gfni`, `avx2`, `ssse3`, `neon` or `portable`. */
+  wideEngine: string;
   /** The rs(32) encoder in use: `avx512-gfni`, `avx2-interleaved`, `avx2-sliced` or `portable`. */
   rsKernel: string;
   /** The SHA-256 path: `sha-ni` or `software` (not capped by `TV_CPU`). */
@@ -47,7 +49,8 @@ export function describeCpu(info: CpuInfo = cpuInfo()): string {
         ? ` (TV_CPU=${info.capError} ignored: not a level)`
         : '';
   return (
-    `cpu: level ${info.level}${cap}; erasure ${info.erasureKernel}, rs(32) ${info.rsKernel}, ` +
+    `cpu: level ${info.level}${cap}; erasure ${info.erasureKernel}, wide ${info.wideEngine}, ` +
+    `rs(32) ${info.rsKernel}, ` +
     `sha256 ${info.sha256}, blake3 ${info.blake3}; features ${info.features.join(' ') || 'none'}`
   );
 }

@@ -93,6 +93,12 @@ export declare class NativeSafetensors {
   fileLength(): number
   /** The `__metadata__` map (None when absent). */
   metadata(): Array<MetadataEntry> | null
+  /**
+   * SHA-256 (hex) of the first `length` bytes of the mapped file (a checkpoint's `header_sha256`
+   * check without opening and reading the file again), or null when the file is shorter. Checked
+   * against a truncation since the open first.
+   */
+  headerSha256(length: number): string | null
   /** Header length and file size. */
   dataStart(): number
   /**
@@ -185,11 +191,33 @@ export interface CheckpointEccWritten {
  */
 export declare function checkpointLeaf(data: Uint8Array, tree: string): string
 
+/**
+ * Pieces per chunk of an outboard whose first 40 bytes are `header` and whose length is `length`,
+ * when it is well formed and describes a tree at `chunkSize` over `fileLength` bytes; 0 otherwise
+ * (the loader then hashes whole leaves).
+ */
+export declare function checkpointOutboardPieces(header: Uint8Array, length: number, chunkSize: number, fileLength: number): number
+
+/**
+ * Check pieces of one chunk against the outboard: `cvs` holds the chunk's chaining values (32 bytes
+ * each), which must merge to `leafHex` (the sealed leaf) before any is used; `data` holds the
+ * consecutive pieces from piece `firstPiece` (`pieceSize` bytes each, a multiple of 1024). Returns
+ * 0 when every piece matches, 1 when a piece differs (damage), 2 when the values do not merge to the
+ * leaf (a stale or tampered outboard: hash the whole leaf instead).
+ */
+export declare function checkpointOutboardVerify(cvs: Uint8Array, leafHex: string, data: Uint8Array, firstPiece: number, pieceSize: number): number
+
 /** One mark of the save's timeline. */
 export interface CheckpointPhase {
   name: string
   ms: number
 }
+
+/**
+ * Read the sidecar at `path` and split it (see `checkpoint_sidecar`); null when it cannot be read or
+ * is not on the fast path: the caller then reads and parses it in full (and reports the errors).
+ */
+export declare function checkpointReadSidecar(path: string): CheckpointSidecarParts | null
 
 /** Options of `checkpointSaveWeights`. */
 export interface CheckpointSaveOptions {
@@ -227,8 +255,25 @@ export interface CheckpointSaveResult {
  */
 export declare function checkpointSaveWeights(path: string, names: Array<string>, dtypes: Array<string>, shapes: Array<Array<number>>, data: Array<Uint8Array>, hashPrefixes: Array<string>, options: CheckpointSaveOptions, control: JobControl): Promise<CheckpointSaveResult>
 
+/** A sidecar on the fast path: its text without the leaves, and the leaves decoded. */
+export interface CheckpointSidecarParts {
+  /** The JSON text with `tensorvault.leaves` emptied. */
+  text: string
+  /** The leaves: 32 bytes per chunk. */
+  leaves: Buffer
+}
+
 /** The root (hex) of a tree from its leaves: lower-case hex digests, concatenated, as UTF-8 bytes. */
 export declare function checkpointTreeRoot(leaves: Uint8Array, chunkSize: number, fileLength: number, tree: string): string
+
+/** The root (hex) of a tree (`sha256` or `blake3`) from its decoded leaves (32 bytes each). */
+export declare function checkpointTreeRootBytes(leaves: Uint8Array, chunkSize: number, fileLength: number, tree: string): string
+
+/**
+ * Write the outboard of the weights at `weights` (chunk tree at `chunkSize`) to `out` (created or
+ * truncated, fsynced), on the pool. Resolves with its length.
+ */
+export declare function checkpointWriteOutboard(weights: string, out: string, chunkSize: number, control: JobControl): Promise<number>
 
 /** The CPU features detected and the kernels in use. */
 export declare function cpuInfo(): CpuInfo
@@ -249,6 +294,8 @@ export interface CpuInfo {
   level: string
   /** The erasure kernel in use (`avx512-gfni`, `avx2`, `ssse3`, `portable`). */
   erasureKernel: string
+  /** The engine of the wide GF(2^16) code (`avx512-gfni`, `avx2`, `ssse3`, `neon`, `portable`). */
+  wideEngine: string
   /** The `rs(32)` encoder in use (`avx512-gfni`, `avx2-interleaved`, `avx2-sliced`, `portable`). */
   rsKernel: string
   /** The SHA-256 path (`sha-ni` or `software`; not capped by `TV_CPU`). */

@@ -24,7 +24,8 @@ import {
   type RemoteFileEntry,
   type RemoteManifest,
 } from './manifest';
-import { openStore, type RemoteOptions, readAll, type Store } from './store';
+import { openStore } from './open-store';
+import { type RemoteOptions, readAll, type Store } from './store';
 import { joinKey, parseRemoteUrl } from './url';
 
 /** Options of {@link pull}. */

@@ -22,7 +22,8 @@ import {
   type RemoteManifest,
   type RemoteSetKind,
 } from './manifest';
-import { openStore, type RemoteOptions, type Store, type UploadedPart } from './store';
+import { openStore } from './open-store';
+import type { RemoteOptions, Store, UploadedPart } from './store';
 import { joinKey, parseRemoteUrl } from './url';
 
 /** Options of {@link push}. */

@@ -9,8 +9,9 @@ import { publishRemote } from './common';
 import { type ChunkSink, fetchChunks } from './fetch';
 import { loadRemoteCheckpoint, type RemoteLoadOptions } from './lazy';
 import { leafHashOf, leafOf, MANIFEST_SUFFIX, parseManifest, type RemoteManifest } from './manifest';
+import { openStore } from './open-store';
 import { openManifest } from './pull';
-import { openStore, type RemoteOptions, readAll } from './store';
+import { type RemoteOptions, readAll } from './store';
 import { joinKey, parseRemoteUrl } from './url';
 
 /** Options of {@link verifyRemote}. */

@@ -244,6 +244,20 @@ export class SafetensorsFile {
     return { buffer, byteOffset: 0, copied: true };
   }
 
+  /** @internal Length of the mapped file in bytes. */
+  get fileLength(): number {
+    return this.#fileLength;
+  }
+
+  /**
+   * @internal SHA-256 (hex) of the file's first `length` bytes, from the mapping (a checkpoint's
+   * header digest without reading the file again), or null when the file is shorter.
+   */
+  headerSha256(length: number): string | null {
+    const handle = this.#handle;
+    return callNative(() => handle.headerSha256(length)) ?? null;
+  }
+
   /** Whether `close()` was called. */
   get closed(): boolean {
     return this.#handle.closed;

@@ -4,6 +4,8 @@
 //! `tensorvault-node` is a thin layer over these modules.
 
 pub mod checkpoint;
+pub mod checkpoint_outboard;
+pub mod checkpoint_sidecar;
 pub mod compress;
 pub mod control;
 pub mod ecc;

@@ -22,6 +22,8 @@ pub struct CpuInfo {
     pub level: String,
     /// The erasure kernel in use (`avx512-gfni`, `avx2`, `ssse3`, `portable`).
     pub erasure_kernel: String,
+    /// The engine of the wide GF(2^16) code (`avx512-gfni`, `avx2`, `ssse3`, `neon`, `portable`).
+    pub wide_engine: String,
     /// The `rs(32)` encoder in use (`avx512-gfni`, `avx2-interleaved`, `avx2-sliced`, `portable`).
     pub rs_kernel: String,
     /// The SHA-256 path (`sha-ni` or `software`; not capped by `TV_CPU`).
@@ -43,6 +45,7 @@ pub fn cpu_info() -> napi::Result<CpuInfo> {
             cap_error: i.cap_error,
             level: i.level.name().to_string(),
             erasure_kernel: i.erasure_kernel.to_string(),
+            wide_engine: i.wide_engine.to_string(),
             rs_kernel: i.rs_kernel.to_string(),
             sha256: i.sha256.to_string(),
             blake3: i.blake3.to_string(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{AsyncTask, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Uint8ArraySlice};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::ecc::erasure::{
@@ -422,8 +422,8 @@ impl NativeErasureCodec {
     #[napi]
     pub fn encode_into(
         &self,
-        data: Vec<Uint8Array>,
-        mut parity: Vec<Uint8Array>,
+        data: Vec<Uint8ArraySlice<'_>>,
+        mut parity: Vec<Uint8ArraySlice<'_>>,
     ) -> napi::Result<()> {
         guard(|| {
             let d: Vec<&[u8]> = data.iter().map(|b| &b[..]).collect();
@@ -453,7 +453,7 @@ impl NativeErasureCodec {
     #[napi]
     pub fn reconstruct_into(
         &self,
-        mut shards: Vec<Uint8Array>,
+        mut shards: Vec<Uint8ArraySlice<'_>>,
         present: Vec<bool>,
     ) -> napi::Result<()> {
         guard(|| {

@@ -2,26 +2,25 @@
 //! mapping for chunks stored as they are, owned buffers otherwise), verify, repair and write. The
 //! algorithms are the core's (`tensorvault_core::fold`); this file converts arguments and results.
 
-use std::ffi::c_void;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{AsyncTask, Buffer, FromNapiValue, Uint8Array, Unknown};
-use napi::{sys, Env, Task};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array, Unknown};
+use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::fold::json::{self, Form};
 use tensorvault_core::fold::{
     write_fold as core_write, CheckStatus, ChunkInput, ChunkStatus, FoldError, FoldFile, Level,
     OpenOptions, Payload, Policy, VerifyMode, WriteOptions,
 };
-use tensorvault_core::io::Mapping;
 use tensorvault_core::safetensors::Header;
 use tensorvault_core::Control;
 
 use crate::args::to_u64;
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, push_json_str, Ctx, TvError};
+use crate::region::external_region;
 
 /// Options of `openFold` / `verifyFold` / `repairFold`.
 #[napi(object)]
@@ -287,14 +286,6 @@ impl Task for ReadChunkTask {
     }
 }
 
-unsafe extern "C" fn release_mapping(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
-    if !hint.is_null() {
-        // SAFETY: `hint` is the `Box<Arc<Mapping>>` leaked by `region_buffer`, released exactly once
-        // here by the engine's finalizer.
-        drop(unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) });
-    }
-}
-
 #[napi]
 impl NativeFold {
     fn file(&self) -> napi::Result<&Arc<FoldFile>> {
@@ -339,49 +330,15 @@ impl NativeFold {
             let file = self.file()?;
             let (offset, length) = (to_u64("offset", offset)?, to_u64("length", length)?);
             let map = file.mapping();
-            let end = offset
-                .checked_add(length)
-                .filter(|&end| length > 0 && end <= map.len())
-                .ok_or_else(|| invalid_argument("range", "region is empty or outside the file"))?;
             map.check_len()
                 .map_err(|e| napi::Error::from(TvError::from(&e)))?;
-            let at = usize::try_from(offset)
-                .map_err(|_| invalid_argument("offset", "offset too large"))?;
-            let len = usize::try_from(end - offset)
-                .map_err(|_| invalid_argument("length", "length too large"))?;
-            // SAFETY: `at + len <= map.len()` (checked above): the pointer stays inside the live,
-            // non-empty mapping.
-            let ptr = unsafe { map.as_mut_ptr().add(at) };
-            let hint = Box::into_raw(Box::new(Arc::clone(map)));
-            let mut value: sys::napi_value = std::ptr::null_mut();
-            // SAFETY: `ptr..ptr+len` stays mapped while `hint` (an Arc of the mapping) lives; the
-            // finalizer releases it when V8 collects the ArrayBuffer.
-            let status = unsafe {
-                sys::napi_create_external_arraybuffer(
-                    env.raw(),
-                    ptr.cast::<c_void>(),
-                    len,
-                    Some(release_mapping),
-                    hint.cast::<c_void>(),
-                    &raw mut value,
-                )
-            };
-            if status != sys::Status::napi_ok {
-                // SAFETY: the engine did not take ownership of `hint`; reclaim it.
-                drop(unsafe { Box::from_raw(hint) });
-                let code = if status == sys::Status::napi_no_external_buffers_allowed {
-                    "TV_EXTERNAL_BUFFERS_UNAVAILABLE"
-                } else {
-                    "TV_INTERNAL"
-                };
-                return Err(TvError::new(
-                    code,
-                    format!("napi_create_external_arraybuffer failed ({status})"),
-                )
-                .into());
-            }
-            // SAFETY: `value` was just created by the engine.
-            unsafe { Unknown::from_napi_value(env.raw(), value) }
+            external_region(
+                env,
+                map,
+                offset,
+                length,
+                "this runtime forbids external ArrayBuffers",
+            )
         })
     }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{AsyncTask, Buffer, Uint32Array, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Uint32ArraySlice, Uint8ArraySlice};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::hash::{self, ChunkSize, FileDigest, HashFileOptions, HashMode};
@@ -14,14 +14,14 @@ use crate::errors::{guard, TvError};
 
 /// SHA-256 of `data`.
 #[napi]
-pub fn sha256(data: Uint8Array) -> napi::Result<Buffer> {
+pub fn sha256(data: Uint8ArraySlice<'_>) -> napi::Result<Buffer> {
     guard(|| Ok(hash::sha256(&data).to_vec().into()))
 }
 
 /// SHA-256 of many items packed in `data` (item `i` ends at `ends[i]`, starts at the previous end or
 /// 0), in one call. Returns the digests concatenated, 32 bytes per item.
 #[napi]
-pub fn sha256_many(data: Uint8Array, ends: Uint32Array) -> napi::Result<Buffer> {
+pub fn sha256_many(data: Uint8ArraySlice<'_>, ends: Uint32ArraySlice<'_>) -> napi::Result<Buffer> {
     guard(|| {
         let ends: &[u32] = &ends;
         hash::sha256_many(&data, ends)
@@ -32,7 +32,10 @@ pub fn sha256_many(data: Uint8Array, ends: Uint32Array) -> napi::Result<Buffer> 
 
 /// [`sha256_many`] returning one lower-case hex string, 64 characters per item.
 #[napi]
-pub fn sha256_many_hex(data: Uint8Array, ends: Uint32Array) -> napi::Result<String> {
+pub fn sha256_many_hex(
+    data: Uint8ArraySlice<'_>,
+    ends: Uint32ArraySlice<'_>,
+) -> napi::Result<String> {
     guard(|| {
         let ends: &[u32] = &ends;
         hash::sha256_many_hex(&data, ends).map_err(|e| TvError::from(e).into())
@@ -41,7 +44,7 @@ pub fn sha256_many_hex(data: Uint8Array, ends: Uint32Array) -> napi::Result<Stri
 
 /// HMAC-SHA256 of `data` under `key`.
 #[napi]
-pub fn hmac_sha256(key: Uint8Array, data: Uint8Array) -> napi::Result<Buffer> {
+pub fn hmac_sha256(key: Uint8ArraySlice<'_>, data: Uint8ArraySlice<'_>) -> napi::Result<Buffer> {
     guard(|| Ok(hash::hmac_sha256(&key, &data).to_vec().into()))
 }
 
@@ -63,7 +66,7 @@ impl NativeSha256 {
 
     /// Feed bytes; fails after `digest()`.
     #[napi]
-    pub fn update(&mut self, data: Uint8Array) -> napi::Result<()> {
+    pub fn update(&mut self, data: Uint8ArraySlice<'_>) -> napi::Result<()> {
         guard(|| match self.state.as_mut() {
             Some(s) => {
                 s.update(&data);

@@ -19,6 +19,9 @@ mod errors;
 mod fold;
 mod hash;
 mod io;
+mod open;
+mod outboard;
+mod region;
 mod rs255;
 mod safetensors;
 #[cfg(feature = "test-hooks")]

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array, Uint8ArraySlice};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::ecc::rs255::{self, DecodeReport, RsCodec};
@@ -58,7 +58,7 @@ pub fn rs_kernel() -> String {
 
 /// Sidecar parity of a small input, synchronously (the TS layer uses it below 1 MiB).
 #[napi]
-pub fn rs_encode_sync(n: u32, data: Uint8Array) -> napi::Result<Buffer> {
+pub fn rs_encode_sync(n: u32, data: Uint8ArraySlice<'_>) -> napi::Result<Buffer> {
     guard(|| {
         let c = codec(n)?;
         c.encode(&data, &Control::new())

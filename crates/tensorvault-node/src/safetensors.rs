@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use napi::bindgen_prelude::{AsyncTask, Buffer, FromNapiValue, Uint8Array, Unknown};
 use napi::{sys, Env, Task};
 use napi_derive::napi;
-use tensorvault_core::io::{Mapping, Populated};
+use tensorvault_core::io::Populated;
 use tensorvault_core::safetensors::{
     Dtype, SafetensorsFile, SafetensorsWriter, TensorInfo, TensorSpec,
 };
@@ -19,6 +19,7 @@ use tensorvault_core::Control;
 use crate::args::to_u64;
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, num, push_json_str, Ctx, TvError};
+use crate::region::external_region;
 
 /// One `__metadata__` entry (order preserved: sorted by key).
 #[napi(object)]
@@ -136,20 +137,6 @@ fn closed() -> napi::Error {
 #[allow(clippy::cast_precision_loss)] // shapes and offsets of a valid file are below 2^53
 fn f(n: u64) -> f64 {
     n as f64
-}
-
-/// Drops the `Arc<Mapping>` leaked into an external `ArrayBuffer` when V8 collects it.
-///
-/// Nothing here touches V8's external-memory count: the engine accounts an external `ArrayBuffer`'s
-/// length itself (and V8 13+ aborts the process if an addon's own adjustments drive its count below
-/// zero). Views are typed-array windows on a few region buffers per file (see `regionBuffer`), so the
-/// count grows once per region, not once per view.
-unsafe extern "C" fn release_mapping(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
-    if !hint.is_null() {
-        // SAFETY: `hint` is the `Box<Arc<Mapping>>` leaked by `region_buffer`, released exactly once
-        // here by the engine's finalizer.
-        drop(unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) });
-    }
 }
 
 fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
@@ -298,6 +285,25 @@ impl NativeSafetensors {
         })
     }
 
+    /// SHA-256 (hex) of the first `length` bytes of the mapped file (a checkpoint's `header_sha256`
+    /// check without opening and reading the file again), or null when the file is shorter. Checked
+    /// against a truncation since the open first.
+    #[napi]
+    pub fn header_sha256(&self, length: f64) -> napi::Result<Option<String>> {
+        guard(|| {
+            let file = self.file()?;
+            let n = to_u64("length", length)?;
+            file.check_unchanged().map_err(TvError::from)?;
+            let bytes = file.mapping().bytes();
+            let Some(head) = usize::try_from(n).ok().and_then(|n| bytes.get(..n)) else {
+                return Ok(None);
+            };
+            Ok(Some(tensorvault_core::hash::to_hex(
+                &tensorvault_core::hash::sha256(head),
+            )))
+        })
+    }
+
     /// Header length and file size.
     #[napi]
     pub fn data_start(&self) -> napi::Result<f64> {
@@ -363,62 +369,16 @@ impl NativeSafetensors {
     ) -> napi::Result<Unknown<'env>> {
         guard(|| {
             let file = self.file()?;
-            let offset = to_u64("offset", offset)?;
-            let length = to_u64("length", length)?;
-            let map = file.mapping();
-            let end = offset
-                .checked_add(length)
-                .filter(|&end| length > 0 && end <= map.len())
-                .ok_or_else(|| {
-                    invalid_argument(
-                        "range",
-                        format!(
-                            "region {offset}+{length} is empty or outside the {}-byte file",
-                            map.len()
-                        ),
-                    )
-                })?;
+            let (offset, length) = (to_u64("offset", offset)?, to_u64("length", length)?);
             file.check_unchanged().map_err(TvError::from)?;
-            // INVARIANT: `end <= map.len()`, and the whole file is mapped in this address space, so
-            // both fit in usize.
-            let (at, len) = (
-                usize::try_from(offset)
-                    .map_err(|_| invalid_argument("offset", "offset too large"))?,
-                usize::try_from(end - offset)
-                    .map_err(|_| invalid_argument("length", "length too large"))?,
-            );
-            // SAFETY: `at + len <= map.len()` (checked above), so the pointer stays inside the live
-            // mapping, which is non-empty because `len >= 1`.
-            let ptr = unsafe { map.as_mut_ptr().add(at) };
-            let hint = Box::into_raw(Box::new(Arc::clone(map)));
-            let mut value: sys::napi_value = std::ptr::null_mut();
-            // SAFETY: `ptr..ptr+len` stays mapped while `hint` (an Arc of the mapping) lives; the
-            // finalizer releases it when V8 collects the ArrayBuffer.
-            let status = unsafe {
-                sys::napi_create_external_arraybuffer(
-                    env.raw(),
-                    ptr.cast::<c_void>(),
-                    len,
-                    Some(release_mapping),
-                    hint.cast::<c_void>(),
-                    &raw mut value,
-                )
-            };
-            if status != sys::Status::napi_ok {
-                // SAFETY: the engine did not take ownership of `hint`; reclaim it.
-                drop(unsafe { Box::from_raw(hint) });
-                if status == sys::Status::napi_no_external_buffers_allowed {
-                    return Err(TvError::new(
-                        "TV_EXTERNAL_BUFFERS_UNAVAILABLE",
-                        "this runtime forbids external ArrayBuffers; open with { copy: true } to copy \
-                         each tensor instead",
-                    )
-                    .into());
-                }
-                check(status, "napi_create_external_arraybuffer")?;
-            }
-            // SAFETY: `value` was just created by the engine.
-            unsafe { Unknown::from_napi_value(env.raw(), value) }
+            external_region(
+                env,
+                file.mapping(),
+                offset,
+                length,
+                "this runtime forbids external ArrayBuffers; open with { copy: true } to copy each \
+                 tensor instead",
+            )
         })
     }
 

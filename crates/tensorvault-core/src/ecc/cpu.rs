@@ -5,12 +5,12 @@
 //! call caps that choice at a feature level, so that, for example, the AVX2 figures of a CPU without
 //! AVX-512 can be measured on one that has it:
 //!
-//! | `TV_CPU` | erasure kernel | `rs(N)` encoder |
-//! |---|---|---|
-//! | `portable` | portable (table lookups) | portable (64-bit words) |
-//! | `ssse3` | SSSE3 | portable |
-//! | `avx2` | AVX2 | AVX2 |
-//! | `avx512` (or unset, `native`) | AVX-512 + GFNI when present | AVX-512 + GFNI when present |
+//! | `TV_CPU` | erasure kernel | wide GF(2^16) engine | `rs(N)` encoder |
+//! |---|---|---|---|
+//! | `portable` | portable (table lookups) | portable | portable (64-bit words) |
+//! | `ssse3` | SSSE3 | SSSE3 | portable |
+//! | `avx2` | AVX2 | AVX2 | AVX2 |
+//! | `avx512` (or unset, `native`) | AVX-512 + GFNI when present | AVX-512 + GFNI when present | AVX-512 + GFNI when present |
 //!
 //! On AVX2 the `rs(N)` encoder has two kernels (interleaved split-nibble products, slicing-by-8 row
 //! tables) and keeps the one that measures faster for its `N` on first use.
@@ -116,6 +116,15 @@ fn cap() -> &'static Cap {
     })
 }
 
+/// The level `TV_CPU` names, if it names one (whatever this CPU supports).
+#[must_use]
+pub fn cap_level() -> Option<Level> {
+    match cap() {
+        Cap::Level(l) => Some(*l),
+        Cap::None | Cap::Invalid(_) => None,
+    }
+}
+
 /// The level the ECC kernels use: the detected one, capped by `TV_CPU`.
 #[must_use]
 pub fn level() -> Level {
@@ -147,6 +156,9 @@ pub struct CpuInfo {
     pub level: Level,
     /// The erasure kernel in use (`avx512-gfni`, `avx2`, `ssse3`, `portable`).
     pub erasure_kernel: &'static str,
+    /// The engine of the wide GF(2^16) code, sidecar format v2 (`avx512-gfni`, `avx2`, `ssse3`,
+    /// `neon`, `portable`; see [`super::erasure::gf16_gfni`]).
+    pub wide_engine: &'static str,
     /// The `rs(32)` encoder in use (`avx512-gfni`, `avx2-interleaved`, `avx2-sliced`, `portable`; the
     /// AVX2 variant is the faster of the two on this CPU for that `N`, see
     /// [`super::rs255::RsCodec::kernel`]).
@@ -174,6 +186,7 @@ pub fn info() -> CpuInfo {
         cap_error,
         level: level(),
         erasure_kernel: super::erasure::Kernel::detect().name(),
+        wide_engine: super::erasure::gf16_gfni::EngineKind::detect().name(),
         rs_kernel: super::rs255::RsCodec::shared(32)
             .map_or_else(|_| super::rs255::kernel_name(), |c| c.kernel()),
         sha256: sha256_path(),

@@ -10,6 +10,7 @@ pub mod aligned;
 pub mod bench;
 pub mod codec;
 pub mod file;
+pub mod gf16_gfni;
 pub use super::gf256 as gf;
 pub mod kernels;
 pub mod matrix;

@@ -14,13 +14,14 @@ use std::fs::File;
 use std::path::Path;
 
 use rayon::prelude::*;
-use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+use reed_solomon_simd::ReedSolomonEncoder;
 
 use crate::control::Control;
 use crate::hash::{ChunkSize, Digest, Sha256};
 use crate::io::Mapping;
 use crate::io::{open_regular, read_exact_at, IoError};
 
+use super::gf16_gfni::{WideDecoder, WideEncoder};
 use super::sidecar::{ChunkDigest, Layout, Level, Params, Sidecar};
 use super::{ErasureError, VerifyReport};
 
@@ -263,7 +264,7 @@ fn padded<'a>(p: &'a [u8], width: usize, pad: &'a mut Vec<u8>) -> &'a [u8] {
 
 /// One worker's state: its encoder and the parity it produced for its sub-slice.
 struct EncodeSlot {
-    enc: Option<ReedSolomonEncoder>,
+    enc: Option<WideEncoder>,
     parity: Vec<u8>,
     pad: Vec<u8>,
     gather: Vec<u8>,
@@ -344,7 +345,7 @@ pub fn encode_source<S: Source + ?Sized>(
                     }
                     None => slot
                         .enc
-                        .insert(ReedSolomonEncoder::new(k, m, width).map_err(|e| codec_err(&e))?),
+                        .insert(WideEncoder::new(k, m, width).map_err(|e| codec_err(&e))?),
                 };
                 for idx in 0..chunks {
                     let p = piece_of(src, layout, idx, start, width, &mut slot.gather);
@@ -426,7 +427,7 @@ pub struct RebuiltChunk {
 }
 
 struct DecodeSlot {
-    dec: Option<ReedSolomonDecoder>,
+    dec: Option<WideDecoder>,
     recovery: Vec<u8>,
     restored: Vec<u8>,
     pad: Vec<u8>,
@@ -501,7 +502,7 @@ pub(super) fn rebuild(
                     }
                     None => slot
                         .dec
-                        .insert(ReedSolomonDecoder::new(k, m, width).map_err(|e| codec_err(&e))?),
+                        .insert(WideDecoder::new(k, m, width).map_err(|e| codec_err(&e))?),
                 };
                 for idx in 0..layout.chunks {
                     if lost.binary_search(&idx).is_ok() {

@@ -1,0 +1,324 @@
+// The cheap verified open (issue 14, opening targets): the header digest from the mapping, and the
+// outboard (`NAME.safetensors.tvob`) that lets a first view check only the 64 KiB pieces it covers.
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { native } from '../dist/native/index.js';
+import { xorAt } from './helpers/bytes';
+import { tempDir } from './helpers/tmp';
+
+const dir = tempDir('tv-ckpt-open-');
+let n = 0;
+const fresh = (): string => join(dir, `${n++}-model.safetensors`);
+const MiB = 1024 * 1024;
+const PIECE = 64 * 1024;
+
+/** `a.bias` (4 KiB, first in the file, in chunk 0's first piece) and `b.weight` (2 MiB + 4 KiB). */
+function tensors() {
+  const a = new Uint8Array(4096);
+  for (let i = 0; i < a.length; i++) a[i] = (i * 13) & 255;
+  const b = new Uint8Array(2 * MiB + 4096);
+  for (let i = 0; i < b.length; i++) b[i] = (i * 7 + (i >> 11)) & 255;
+  return { 'a.bias': a, 'b.weight': b };
+}
+
+function corrupt(path: string, offset: number): void {
+  const buf = readFileSync(path);
+  xorAt(buf, offset, 0xff);
+  writeFileSync(path, buf);
+}
+
+async function rejects(p: Promise<unknown>): Promise<tv.TensorVaultError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(tv.TensorVaultError);
+    return err as tv.TensorVaultError;
+  }
+  throw new Error('expected a rejection');
+}
+
+async function saved(options: tv.SaveCheckpointOptions = {}) {
+  const path = fresh();
+  await tv.saveCheckpoint(path, tensors(), options);
+  const c = await tv.loadCheckpoint(path, { verify: 'none', hmacKey: options.hmacKey ?? null });
+  const a = c.info('a.bias');
+  const b = c.info('b.weight');
+  c.close();
+  // The layout the tests rely on: a.bias in chunk 0's first piece, b.weight from there over chunk 1.
+  expect(a.fileOffset + a.byteLength).toBeLessThanOrEqual(PIECE);
+  expect(b.fileOffset).toBeLessThan(PIECE);
+  return { path, a, b };
+}
+
+describe('the outboard (NAME.safetensors.tvob)', () => {
+  it('is written by a save of the tensorvault layout, with the format its header says', async () => {
+    const { path } = await saved();
+    const ob = readFileSync(`${path}.tvob`);
+    const len = statSync(path).size;
+    expect(ob.subarray(0, 8).toString('latin1')).toBe('TVOUTBD\x01');
+    expect(ob[8]).toBe(2);
+    expect(Number(ob.readBigUInt64LE(16))).toBe(MiB);
+    expect(Number(ob.readBigUInt64LE(24))).toBe(len);
+    expect(Number(ob.readBigUInt64LE(32))).toBe(PIECE);
+    expect(ob.length).toBe(40 + Math.floor(len / MiB) * 16 * 32);
+    expect(native().checkpointOutboardPieces(ob.subarray(0, 40), ob.length, MiB, len)).toBe(16);
+    expect(native().checkpointOutboardPieces(ob.subarray(0, 40), ob.length - 1, MiB, len)).toBe(0);
+    expect(native().checkpointOutboardPieces(ob.subarray(0, 40), ob.length, MiB, len + 1)).toBe(0);
+  });
+
+  it('is removed when the set is saved again in a PyFolds layout', async () => {
+    const { path } = await saved();
+    expect(existsSync(`${path}.tvob`)).toBe(true);
+    await tv.saveCheckpoint(path, tensors(), { layout: 'pyfolds' });
+    expect(existsSync(`${path}.tvob`)).toBe(false);
+  });
+
+  it('a first view checks only its pieces: damage elsewhere in the same chunk does not refuse it', async () => {
+    const { path, a } = await saved();
+    corrupt(path, 8 * PIECE + 5); // chunk 0, piece 8: inside b.weight
+    const c = await tv.loadCheckpoint(path);
+    const t = await c.tensor('a.bias');
+    expect(Buffer.from(t.data as Uint8Array)).toEqual(Buffer.from(tensors()['a.bias']));
+    expect(c.report.verifiedTensors).toEqual(['a.bias']);
+    const e = await rejects(c.tensor('b.weight'));
+    expect(e.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    expect((e as tv.TensorDamagedError).chunks).toEqual([0]);
+    c.close();
+    // Without the outboard the whole chunk is hashed: the same damage refuses a.bias too.
+    rmSync(`${path}.tvob`);
+    const c2 = await tv.loadCheckpoint(path);
+    expect((await rejects(c2.tensor('a.bias'))).code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    c2.close();
+    expect(a.byteLength).toBe(4096);
+  });
+
+  it('damage inside the viewed pieces is refused, or repaired from parity', async () => {
+    for (const ecc of ['off', 'medium'] as const) {
+      const { path, a } = await saved({ ecc });
+      corrupt(path, a.fileOffset + 100);
+      const c = await tv.loadCheckpoint(path);
+      if (ecc === 'off') {
+        const e = await rejects(c.tensor('a.bias'));
+        expect(e.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+        expect((e as tv.TensorDamagedError).chunks).toEqual([0]);
+      } else {
+        const t = await c.tensor('a.bias');
+        expect(Buffer.from(t.data as Uint8Array)).toEqual(Buffer.from(tensors()['a.bias']));
+        expect(c.report.status).toBe('repaired');
+        expect(c.report.repairedChunks).toEqual([0]);
+      }
+      c.close();
+    }
+  });
+
+  it('an outboard rebuilt from tampered weights does not vouch for them (values must merge to the sealed leaf)', async () => {
+    const { path, a } = await saved();
+    corrupt(path, a.fileOffset + 7);
+    // A consistent outboard of the changed file: every value matches the changed bytes.
+    await native().checkpointWriteOutboard(path, `${path}.tvob`, MiB, new (native().JobControl)());
+    const c = await tv.loadCheckpoint(path);
+    const e = await rejects(c.tensor('a.bias'));
+    expect(e.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    expect((e as tv.TensorDamagedError).chunks).toEqual([0]);
+    c.close();
+  });
+
+  it('a damaged, truncated, stale or foreign outboard only makes the loader hash whole chunks', async () => {
+    const { path } = await saved();
+    const good = readFileSync(`${path}.tvob`);
+    const other = await saved();
+    const foreign = readFileSync(`${other.path}.tvob`);
+    corrupt(other.path, 3 * PIECE); // the other set's outboard is now stale for its own weights
+    const cases: [string, Buffer][] = [
+      ['a flipped value', Buffer.from(good).fill(0x55, 40 + 32, 40 + 64)],
+      [
+        'swapped values',
+        Buffer.concat([
+          good.subarray(0, 40),
+          good.subarray(72, 104),
+          good.subarray(40, 72),
+          good.subarray(104),
+        ]),
+      ],
+      ['truncated', good.subarray(0, good.length - 1)],
+      ['header only', good.subarray(0, 40)],
+      ['empty', Buffer.alloc(0)],
+      ['bad magic', Buffer.concat([Buffer.from('XXXXXXXX'), good.subarray(8)])],
+      ['garbage', Buffer.alloc(good.length, 0xa5)],
+      ['another file of the same length', foreign],
+    ];
+    for (const [what, bytes] of cases) {
+      writeFileSync(`${path}.tvob`, bytes);
+      const c = await tv.loadCheckpoint(path);
+      const t = await c.tensor('a.bias');
+      expect(Buffer.from(t.data as Uint8Array), what).toEqual(Buffer.from(tensors()['a.bias']));
+      const w = await c.tensor('b.weight');
+      expect(Buffer.from(w.data as Uint8Array).equals(Buffer.from(tensors()['b.weight'])), what).toBe(true);
+      c.close();
+    }
+    // The stale one still refuses the damaged bytes of its own set.
+    const c = await tv.loadCheckpoint(other.path);
+    expect((await rejects(c.tensor('b.weight'))).code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    c.close();
+  });
+
+  it('pieces verified by earlier views are not hashed again; the chunk counts once every piece is', async () => {
+    const { path } = await saved();
+    const c = await tv.loadCheckpoint(path);
+    await c.tensor('a.bias');
+    expect(c.report.status).toBe('unverified');
+    await c.tensors();
+    expect(c.report.status).toBe('intact');
+    c.close();
+  });
+});
+
+describe('outboard campaign (verify: lazy)', () => {
+  it('80 trials of damage to the weights and/or the outboard: zero tensors returned with wrong bytes', async () => {
+    let seed = 20261203;
+    const int = (k: number): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return Math.floor((seed / 2 ** 32) * k);
+    };
+    const want = tensors();
+    const stats = { returned: 0, refused: 0, wrong: 0 };
+    for (let i = 0; i < 80; i++) {
+      const { path } = await saved();
+      const kind = i % 4;
+      const size = statSync(path).size;
+      if (kind !== 1) corrupt(path, kind === 3 ? int(PIECE) : int(size)); // weights (kind 3: chunk 0, piece 0)
+      if (kind === 1 || kind === 2) {
+        const ob = readFileSync(`${path}.tvob`);
+        for (let k = 0, m = 1 + int(4); k < m; k++) xorAt(ob, int(ob.length), 1 << int(8));
+        writeFileSync(`${path}.tvob`, ob);
+      }
+      if (kind === 3) {
+        // the attacker's outboard: consistent with the changed weights
+        await native().checkpointWriteOutboard(path, `${path}.tvob`, MiB, new (native().JobControl)());
+      }
+      let c: tv.Checkpoint | undefined;
+      try {
+        c = await tv.loadCheckpoint(path);
+        const order = int(2) === 0 ? ['a.bias', 'b.weight'] : ['b.weight', 'a.bias'];
+        for (const name of order) {
+          try {
+            const t = await c.tensor(name);
+            const ok = Buffer.from(t.bytes).equals(Buffer.from(want[name as keyof typeof want]));
+            if (ok) stats.returned++;
+            else stats.wrong++;
+          } catch (err) {
+            expect(err).toBeInstanceOf(tv.TensorVaultError);
+            stats.refused++;
+          }
+        }
+      } catch (err) {
+        expect(err).toBeInstanceOf(tv.TensorVaultError);
+        stats.refused++;
+      } finally {
+        c?.close();
+      }
+    }
+    expect(stats.wrong).toBe(0);
+    expect(stats.returned).toBeGreaterThan(20);
+    expect(stats.refused).toBeGreaterThan(20);
+  });
+});
+
+describe('the verified open', () => {
+  it('a header changed on disk (still a valid header) is refused without parity, repaired with it', async () => {
+    for (const ecc of ['off', 'medium'] as const) {
+      const path = fresh();
+      await tv.saveCheckpoint(path, tensors(), { ecc, metadata: {} });
+      const buf = readFileSync(path);
+      const at = buf.indexOf('"a.bias"');
+      buf[at + 1] = 'A'.charCodeAt(0); // "A.bias": a valid header naming another tensor
+      writeFileSync(path, buf);
+      if (ecc === 'off') {
+        const e = await rejects(tv.loadCheckpoint(path));
+        expect(e.code).toBe('TV_CHECKPOINT_INTEGRITY');
+        expect(e.context.reason).toBe('header');
+      } else {
+        const c = await tv.loadCheckpoint(path);
+        expect(c.names).toContain('a.bias');
+        expect(c.report.status).toBe('repaired');
+        c.close();
+      }
+    }
+  });
+
+  it('a truncated file is refused (the length is part of the check)', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, tensors());
+    const buf = readFileSync(path);
+    writeFileSync(path, buf.subarray(0, buf.length - 4096));
+    const e = await rejects(tv.loadCheckpoint(path));
+    expect(['TV_CHECKPOINT_INTEGRITY', 'TV_SAFETENSORS_INVALID']).toContain(e.code);
+  });
+
+  it('a keyed checkpoint: no key fails, the key opens it, a tampered sidecar fails with the key', async () => {
+    const { path } = await saved({ hmacKey: 'k1' });
+    expect((await rejects(tv.loadCheckpoint(path, { hmacKey: null }))).code).toBe(
+      'TV_CHECKPOINT_HMAC_REQUIRED',
+    );
+    const c = await tv.loadCheckpoint(path, { hmacKey: 'k1' });
+    expect(c.report.seal).toBe('ok');
+    await c.tensor('a.bias');
+    c.close();
+    const side = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8'));
+    side.tensorvault.header_sha256 = '0'.repeat(64);
+    writeFileSync(`${path}.meta.json`, JSON.stringify(side));
+    const e = await rejects(tv.loadCheckpoint(path, { hmacKey: 'k1' }));
+    expect(e.code).toBe('TV_CHECKPOINT_INTEGRITY');
+    expect(e.context.reason).toBe('seal');
+  });
+
+  it('the sidecar fast path and the full parser agree (escapes, duplicate keys, upper case, tampered leaves)', async () => {
+    const { path } = await saved();
+    const text = readFileSync(`${path}.meta.json`, 'utf8');
+    const side = JSON.parse(text);
+    const leaves: string = side.tensorvault.leaves;
+    const variants: [string, string, string | null][] = [
+      // [what, sidecar text, expected error code or null (loads)]
+      ['as saved', text, null],
+      [
+        'an escaped digit (the full parser decodes it)',
+        text.replace(`"leaves": "${leaves[0]}`, `"leaves": "\\u00${leaves.charCodeAt(0).toString(16)}`),
+        null,
+      ],
+      [
+        'a duplicate leaves key, the last one valid',
+        text.replace('"leaves": "', '"leaves": "zz", "leaves": "'),
+        null,
+      ],
+      ['upper-case leaves', text.replace(leaves, leaves.toUpperCase()), 'TV_CHECKPOINT_INVALID'],
+      [
+        'a changed leaf',
+        text.replace(leaves, (leaves[0] === 'a' ? 'b' : 'a') + leaves.slice(1)),
+        'TV_CHECKPOINT_INVALID',
+      ],
+      ['a leaf too few', text.replace(leaves, leaves.slice(64)), 'TV_CHECKPOINT_INVALID'],
+      ['not JSON', `${text}}`, 'TV_CHECKPOINT_INVALID'],
+    ];
+    for (const [what, t, code] of variants) {
+      if (what !== 'as saved') expect(t, what).not.toBe(text);
+      writeFileSync(`${path}.meta.json`, t);
+      if (code === null) {
+        const c = await tv.loadCheckpoint(path);
+        const a = await c.tensor('a.bias');
+        expect(Buffer.from(a.data as Uint8Array), what).toEqual(Buffer.from(tensors()['a.bias']));
+        c.close();
+      } else {
+        const e = await rejects(tv.loadCheckpoint(path));
+        expect(e.code, what).toBe(code);
+      }
+    }
+  });
+
+  it('a plain checkpoint with requireHmac is refused before anything is mapped', async () => {
+    const { path } = await saved();
+    const e = await rejects(tv.loadCheckpoint(path, { hmacKey: 'k', requireHmac: true }));
+    expect(e.code).toBe('TV_CHECKPOINT_HMAC_REQUIRED');
+  });
+});

@@ -1,0 +1,269 @@
+/** The S3-compatible store (AWS SDK for JavaScript v3, loaded only when an `s3://` URL is used). */
+import { createHash } from 'node:crypto';
+import {
+  abortError,
+  missingAsUndefined,
+  type PartDigests,
+  type RemoteOptions,
+  type Store,
+  type StoreMetrics,
+  storeError,
+  type UploadedPart,
+} from './store';
+
+function stripQuotes(etag: string | undefined): string {
+  return (etag ?? '').replace(/^"|"$/g, '').toLowerCase();
+}
+
+type S3Module = typeof import('@aws-sdk/client-s3');
+
+/** An S3-compatible store (AWS SDK for JavaScript v3). */
+export class S3Store implements Store {
+  readonly metrics: StoreMetrics = { requests: 0, bytesDown: 0, bytesUp: 0 };
+  readonly bucket: string;
+  #sdk: S3Module;
+  #client: import('@aws-sdk/client-s3').S3Client;
+
+  constructor(sdk: S3Module, bucket: string, options: RemoteOptions) {
+    this.#sdk = sdk;
+    this.bucket = bucket;
+    const env = process.env;
+    const endpoint = options.endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+    this.#client = new sdk.S3Client({
+      ...(endpoint === undefined || endpoint === '' ? {} : { endpoint }),
+      region: options.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      forcePathStyle: options.forcePathStyle ?? (endpoint !== undefined && endpoint !== ''),
+      maxAttempts: options.maxAttempts ?? 5,
+      retryMode: 'standard',
+      // The checksums that matter are sent explicitly (SHA-256 per part) and every byte read is checked
+      // against the chunk digests, so the SDK's default CRC32 on every request is not added.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    });
+  }
+
+  url(key: string): string {
+    return `s3://${this.bucket}/${key}`;
+  }
+
+  async #send<T>(key: string, command: object, signal?: AbortSignal): Promise<T> {
+    if (signal?.aborted) throw abortError(signal);
+    this.metrics.requests += 1;
+    try {
+      return (await this.#client.send(
+        command as Parameters<import('@aws-sdk/client-s3').S3Client['send']>[0],
+        signal === undefined ? {} : { abortSignal: signal },
+      )) as T;
+    } catch (err) {
+      throw storeError(err, this.url(key), signal);
+    }
+  }
+
+  async head(key: string, signal?: AbortSignal): Promise<number | undefined> {
+    const r = await missingAsUndefined(
+      this.#send<{ ContentLength?: number }>(
+        key,
+        new this.#sdk.HeadObjectCommand({ Bucket: this.bucket, Key: key }),
+        signal,
+      ),
+    );
+    return r === undefined ? undefined : (r.ContentLength ?? 0);
+  }
+
+  async read(
+    key: string,
+    range?: [number, number],
+    signal?: AbortSignal,
+  ): Promise<AsyncIterable<Uint8Array>> {
+    if (range !== undefined && range[1] <= range[0]) return (async function* () {})();
+    const r = await this.#send<{ Body?: AsyncIterable<Uint8Array> }>(
+      key,
+      new this.#sdk.GetObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        ...(range === undefined ? {} : { Range: `bytes=${range[0]}-${range[1] - 1}` }),
+      }),
+      signal,
+    );
+    const body = r.Body;
+    if (body === undefined) return (async function* () {})();
+    const metrics = this.metrics;
+    const url = this.url(key);
+    return (async function* () {
+      try {
+        for await (const c of body) {
+          metrics.bytesDown += c.byteLength;
+          yield c;
+        }
+      } catch (err) {
+        throw storeError(err, url, signal);
+      }
+    })();
+  }
+
+  async put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    this.metrics.bytesUp += data.byteLength;
+    await this.#send(
+      key,
+      new this.#sdk.PutObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Body: data,
+        ContentLength: data.byteLength,
+        ChecksumSHA256: createHash('sha256').update(data).digest('base64'),
+        ContentMD5: createHash('md5').update(data).digest('base64'),
+      }),
+      signal,
+    );
+  }
+
+  async createUpload(key: string, signal?: AbortSignal): Promise<string> {
+    const r = await this.#send<{ UploadId?: string }>(
+      key,
+      new this.#sdk.CreateMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: key,
+        ChecksumAlgorithm: 'SHA256',
+      }),
+      signal,
+    );
+    if (r.UploadId === undefined) throw storeError(new Error('no UploadId'), this.url(key));
+    return r.UploadId;
+  }
+
+  async uploadPart(
+    key: string,
+    id: string,
+    part: number,
+    data: Uint8Array,
+    signal?: AbortSignal,
+    digests?: PartDigests,
+  ): Promise<string> {
+    this.metrics.bytesUp += data.byteLength;
+    const r = await this.#send<{ ETag?: string }>(
+      key,
+      new this.#sdk.UploadPartCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: id,
+        PartNumber: part,
+        Body: data,
+        ContentLength: data.byteLength,
+        ChecksumSHA256: (digests?.sha256 ?? createHash('sha256').update(data).digest()).toString('base64'),
+        ContentMD5: (digests?.md5 ?? createHash('md5').update(data).digest()).toString('base64'),
+      }),
+      signal,
+    );
+    return stripQuotes(r.ETag);
+  }
+
+  async uploadPartCopy(
+    key: string,
+    id: string,
+    part: number,
+    range: [number, number],
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const r = await this.#send<{ CopyPartResult?: { ETag?: string } }>(
+      key,
+      new this.#sdk.UploadPartCopyCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: id,
+        PartNumber: part,
+        CopySource: `${this.bucket}/${key.split('/').map(encodeURIComponent).join('/')}`,
+        CopySourceRange: `bytes=${range[0]}-${range[1] - 1}`,
+      }),
+      signal,
+    );
+    return stripQuotes(r.CopyPartResult?.ETag);
+  }
+
+  listParts(key: string, id: string, signal?: AbortSignal): Promise<UploadedPart[] | undefined> {
+    return missingAsUndefined(this.#allParts(key, id, signal));
+  }
+
+  async #allParts(key: string, id: string, signal?: AbortSignal): Promise<UploadedPart[]> {
+    const out: UploadedPart[] = [];
+    let marker: string | undefined;
+    for (;;) {
+      const r = await this.#send<{
+        Parts?: { PartNumber?: number; ETag?: string; Size?: number }[];
+        IsTruncated?: boolean;
+        NextPartNumberMarker?: string;
+      }>(
+        key,
+        new this.#sdk.ListPartsCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: id,
+          ...(marker === undefined ? {} : { PartNumberMarker: marker }),
+        }),
+        signal,
+      );
+      for (const p of r.Parts ?? []) {
+        out.push({ part: p.PartNumber ?? 0, etag: stripQuotes(p.ETag), size: p.Size ?? 0 });
+      }
+      if (r.IsTruncated !== true || r.NextPartNumberMarker === undefined) return out;
+      marker = r.NextPartNumberMarker;
+    }
+  }
+
+  async complete(
+    key: string,
+    id: string,
+    parts: readonly UploadedPart[],
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.#send(
+      key,
+      new this.#sdk.CompleteMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: id,
+        MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.part, ETag: `"${p.etag}"` })) },
+      }),
+      signal,
+    );
+  }
+
+  async abort(key: string, id: string): Promise<void> {
+    await this.#send(
+      key,
+      new this.#sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: id }),
+    ).catch(() => {});
+  }
+
+  async list(prefix: string, signal?: AbortSignal): Promise<{ key: string; size: number }[]> {
+    const out: { key: string; size: number }[] = [];
+    let token: string | undefined;
+    for (;;) {
+      const r = await this.#send<{
+        Contents?: { Key?: string; Size?: number }[];
+        IsTruncated?: boolean;
+        NextContinuationToken?: string;
+      }>(
+        prefix,
+        new this.#sdk.ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: prefix,
+          ...(token === undefined ? {} : { ContinuationToken: token }),
+        }),
+        signal,
+      );
+      for (const o of r.Contents ?? []) if (o.Key !== undefined) out.push({ key: o.Key, size: o.Size ?? 0 });
+      if (r.IsTruncated !== true || r.NextContinuationToken === undefined) break;
+      token = r.NextContinuationToken;
+    }
+    return out;
+  }
+
+  async delete(key: string, signal?: AbortSignal): Promise<void> {
+    await this.#send(key, new this.#sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: key }), signal);
+  }
+
+  close(): void {
+    this.#client.destroy();
+  }
+}
