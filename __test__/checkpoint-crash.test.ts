@@ -24,7 +24,7 @@ function rng(seed: number): () => number {
 }
 
 /** Run the child until it has saved at least once, then kill -9 it after a random delay. */
-function runAndKill(args: string[], delayMs: number): Promise<number> {
+function runAndKill(args: string[], delayMs: number, out: string[] = []): Promise<number> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let last = -1;
@@ -34,6 +34,7 @@ function runAndKill(args: string[], delayMs: number): Promise<number> {
       err += d.toString();
     });
     p.stdout.on('data', (d: Buffer) => {
+      out.push(d.toString());
       const m = [...d.toString().matchAll(/saved (\d+)/g)].at(-1);
       if (m) last = Number(m[1]);
       if (timer === undefined) timer = setTimeout(() => p.kill('SIGKILL'), delayMs);
@@ -78,6 +79,28 @@ describe('kill -9 during saves', () => {
       expect(readdirSync(dir).filter((f) => f.endsWith('.tmp') || f.endsWith('.ckpt-commit'))).toEqual([]);
     }
     expect(interrupted).toBeGreaterThan(kills / 4);
+  });
+
+  it(`saveCheckpoint with the wide parity (v2, from the buffers): ${Math.ceil(kills / 2)} kills`, async () => {
+    const dir = tempDir('tv-ckpt-kill-wide-');
+    const path = join(dir, 'model.safetensors');
+    const random = rng(0x5eed);
+    let gen = 0;
+    let interrupted = 0;
+    const out: string[] = [];
+    for (let i = 0; i < Math.ceil(kills / 2); i++) {
+      const last = await runAndKill([path, 'wide', String(gen)], Math.floor(random() * 400), out);
+      if (readdirSync(dir).some((f) => f.endsWith('.tmp') || f.endsWith('.ckpt-commit'))) interrupted++;
+      gen = await check(path, last);
+      // the parity set committed with the weights is the one that protects them
+      const v = await tv.verify(path, { sidecar: `${path}.tvecc` });
+      expect(v.status).toBe('intact');
+      expect(readdirSync(dir).filter((f) => f.endsWith('.tmp') || f.endsWith('.ckpt-commit'))).toEqual([]);
+    }
+    expect(interrupted).toBeGreaterThan(kills / 8);
+    // the saves were the wide code: k + m above one GF(2^8) stripe's 255
+    const [k, m] = (/ecc tvecc (\d+)\+(\d+)/.exec(out.join('')) ?? []).slice(1).map(Number);
+    expect((k as number) + (m as number)).toBeGreaterThan(255);
   });
 
   it(`CheckpointManager save + prune: ${kills} kills, every listed checkpoint verifies`, async () => {

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Checkpoint benchmarks against named baselines, in one script so ratios are fair on a shared machine.
 //   node --expose-gc benches/checkpoint.bench.mjs [--gib 1] [--tensors 291] [--rounds 3]
-//        [--cases hash,save,open,read] (default all)
+//        [--cases hash,save,open,read] (default all) [--phases]
+//   --phases prints the timeline of each `medium` parity save (the `saved` event's `phases`).
 // Cases (a generated checkpoint of --gib GiB in --tensors tensors of mixed sizes, F32):
 //   save   saveCheckpoint (tensorvault layout, hash + `medium` parity; and without parity)
 //          vs a plain fs write of the same tensor bytes + fsync (and saveSafetensors alone);
@@ -12,6 +13,7 @@
 //          chunk-tree hash of the file (hashFile, all cores) as the anchor: GB/s
 import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
+import { subscribe } from 'node:diagnostics_channel';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
@@ -109,6 +111,12 @@ if (only.has('save') || !existsSync(ckptPath)) {
       tv.saveCheckpoint(ckptPath, tensors, { ecc: 'medium', gitHash: 'bench' }),
   };
   const times = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
+  const timelines = [];
+  if (process.argv.includes('--phases')) {
+    subscribe('tensorvault:checkpoint', (e) => {
+      if (e.event === 'saved' && e.ecc !== 'none') timelines.push(e.phases);
+    });
+  }
   for (let r = 0; r < rounds; r++) {
     const order = r % 2 === 0 ? Object.keys(cases) : Object.keys(cases).reverse();
     for (const name of order) {
@@ -124,6 +132,11 @@ if (only.has('save') || !existsSync(ckptPath)) {
     const m = median(ts);
     console.log(
       `| ${name} | ${m.toFixed(0)} | ${(bytes / m / 1e6).toFixed(2)} | ${(m / base).toFixed(2)}× |`,
+    );
+  }
+  for (const [i, tl] of timelines.entries()) {
+    console.log(
+      `\nmedium parity save, round ${i + 1}: ${tl.map((p) => `${p.name} ${p.ms.toFixed(0)}`).join(' · ')} ms`,
     );
   }
   rmSync(plainPath, { force: true });

@@ -62,8 +62,15 @@ export function parseCommitRecord(text: string, path: string): CommitRecord {
   return r as CommitRecord;
 }
 
-/** Apply a commit record: renames whose source still exists, then deletions, then drop the record. */
-export function applyCommit(files: CheckpointFiles, record: CommitRecord): void {
+/**
+ * Apply a commit record: renames whose source still exists, then deletions, then drop the record.
+ * `mark` names the steps as they end (the save's timeline).
+ */
+export function applyCommit(
+  files: CheckpointFiles,
+  record: CommitRecord,
+  mark: (step: string) => void = () => {},
+): void {
   const dir = dirname(files.weights);
   try {
     for (const [from, to] of record.renames) {
@@ -71,7 +78,9 @@ export function applyCommit(files: CheckpointFiles, record: CommitRecord): void 
       if (existsSync(src)) renameSync(src, join(dir, to));
     }
     for (const name of record.deletes) rmSync(join(dir, name), { force: true });
+    mark('commit.renames');
     fsyncDirSync(dir);
+    mark('commit.renames.fsync');
     rmSync(files.journal, { force: true });
     fsyncDirSync(dir);
   } catch (err) {
@@ -79,10 +88,15 @@ export function applyCommit(files: CheckpointFiles, record: CommitRecord): void 
   }
 }
 
-/** Write the commit record (the commit point) and apply it. */
-export async function commitSet(files: CheckpointFiles, record: CommitRecord): Promise<void> {
+/** Write the commit record (the commit point) and apply it; `mark` as in {@link applyCommit}. */
+export async function commitSet(
+  files: CheckpointFiles,
+  record: CommitRecord,
+  mark?: (step: string) => void,
+): Promise<void> {
   await atomicWriteFile(files.journal, JSON.stringify(record));
-  applyCommit(files, record);
+  mark?.('commit.record');
+  applyCommit(files, record, mark);
 }
 
 /**

@@ -252,7 +252,7 @@ export async function buildIntegrityBlock(
   weights: string,
   headerLength: number,
   metadata: unknown,
-  integrityHash: string,
+  integrityHash: string | Promise<string>,
   ecc: IntegrityBlock['ecc'],
   key: HmacKey | undefined,
   options: JobOptions,
@@ -275,7 +275,7 @@ export async function buildIntegrityBlock(
     root,
     ecc,
   };
-  return { ...partial, leaves, seal: seal(sealMessage(partial, metadata, integrityHash), key) };
+  return { ...partial, leaves, seal: seal(sealMessage(partial, metadata, await integrityHash), key) };
 }
 
 /** The checked arguments of {@link saveCheckpoint}. */
@@ -319,7 +319,9 @@ export type Prepared = ReturnType<typeof prepare>;
 
 /**
  * Write the weights to `tmpWeights`. Tensors held in memory are hashed (PyFolds framing, on this
- * thread) while the pool writes them; streamed sources are hashed from the written file afterwards.
+ * thread) while the pool writes them; streamed sources are hashed from the written file afterwards:
+ * `digest` is then still running when this resolves (on this thread, in slices), so that the caller
+ * can read the file for the parity and the tree at the same time.
  */
 export async function writeWeights(
   tmpWeights: string,
@@ -329,7 +331,7 @@ export async function writeWeights(
   ph: ReturnType<typeof phases>,
   dataBytes: number,
   signal: AbortSignal | undefined,
-): Promise<{ size: number; headerLength: number; digest: Awaited<ReturnType<typeof pyfoldsDigest>> }> {
+): Promise<{ size: number; headerLength: number; digest: Promise<string> }> {
   const writeProgress = ph.next(dataBytes);
   const [writeResult, inputDigest] = await Promise.all([
     saveSafetensors(tmpWeights, entries, {
@@ -348,17 +350,21 @@ export async function writeWeights(
       : Promise.resolve(undefined),
   ]);
   const file = await openSafetensors(tmpWeights);
-  try {
-    let digest = inputDigest;
-    if (digest === undefined) {
-      const hashProgress = ph.next(dataBytes);
-      digest = await pyfoldsDigest(hashableOf(file));
-      hashProgress?.({ bytesDone: dataBytes, bytesTotal: dataBytes });
-    }
-    return { size: writeResult.byteLength, headerLength: file.dataStart, digest };
-  } finally {
+  const headerLength = file.dataStart;
+  if (inputDigest !== undefined) {
     file.close();
+    return { size: writeResult.byteLength, headerLength, digest: Promise.resolve(inputDigest) };
   }
+  const hashProgress = ph.next(dataBytes);
+  const digest = pyfoldsDigest(hashableOf(file)).finally(() => file.close());
+  return {
+    size: writeResult.byteLength,
+    headerLength,
+    digest: digest.then((d) => {
+      hashProgress?.({ bytesDone: dataBytes, bytesTotal: dataBytes });
+      return d;
+    }),
+  };
 }
 
 /** The files of the new set as they are written: temp → final renames, and the finals. */
@@ -435,6 +441,8 @@ export interface NativeSaveResult {
   leaves: string;
   root: string;
   ecc?: { k: number; m: number; chunkSize: number } | null;
+  /** When each phase of the native pass ended, ms since it started. */
+  phases?: { name: string; ms: number }[];
 }
 
 /** Progress of a native job rescaled to `units` (the caller's count for the passes it covers). */
@@ -452,9 +460,10 @@ function scaled(
 
 /**
  * The single save pass (tensors in memory): the addon writes `tmpWeights` (O_EXCL) and, over the same
- * bytes, computes the PyFolds digest (one SHA-256 in PyFolds's order and framing), the chunk tree
- * (`tree`) and then the `.tvecc` parity (`tvecc`, by the core's `protect` on the written file while it
- * is fsynced). Progress is reported as `units` over the whole job.
+ * bytes and at the same time, computes the PyFolds digest (one SHA-256 in PyFolds's order and framing),
+ * the chunk tree (`tree`) and the `.tvecc` parity (`tvecc`: the wide code is encoded from the buffers
+ * while the file is written, its sidecar finished once the write ends; the striped code of small files
+ * reads the written file while it is fsynced). Progress is reported as `units` over the whole job.
  */
 export async function saveNative(
   tmpWeights: string,

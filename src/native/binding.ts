@@ -207,6 +207,12 @@ export declare function checkpointOutboardPieces(header: Uint8Array, length: num
  */
 export declare function checkpointOutboardVerify(cvs: Uint8Array, leafHex: string, data: Uint8Array, firstPiece: number, pieceSize: number): number
 
+/** One mark of the save's timeline. */
+export interface CheckpointPhase {
+  name: string
+  ms: number
+}
+
 /**
  * Read the sidecar at `path` and split it (see `checkpoint_sidecar`); null when it cannot be read or
  * is not on the fast path: the caller then reads and parses it in full (and reports the errors).
@@ -238,6 +244,8 @@ export interface CheckpointSaveResult {
   /** The tree's root, hex (empty without a tree). */
   root: string
   ecc?: CheckpointEccWritten
+  /** When each phase of the pass ended (ms since it started), in that order. */
+  phases: Array<CheckpointPhase>
 }
 
 /**

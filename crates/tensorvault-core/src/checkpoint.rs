@@ -9,11 +9,17 @@
 //!   Python shape string) and followed by its raw bytes (contract section 2);
 //! - the chunk tree of the whole file (leaves per chunk; SHA-256 for `sha256-tree-v1`, BLAKE3 for
 //!   `blake3-tree-v1`), with the header's SHA-256;
-//! - then, when asked, the erasure parity sidecar, by calling [`crate::ecc::erasure::protect`] on the
-//!   just-written file (its bytes are in the page cache) while the file is fsynced.
+//! - when asked, the erasure parity sidecar: the wide code (v2) is encoded from the tensors' bytes
+//!   ([`crate::ecc::erasure::protect_source`]) while the file is written, and its sidecar finished
+//!   (headers, tables with the file's modification time, fsync) once the write ends; the striped code
+//!   of small files (v1) is computed by [`crate::ecc::erasure::protect`] on the just-written file (its
+//!   bytes are in the page cache) while the file is fsynced.
 //!
-//! The write, the `PyFolds` hash and the leaves run on three threads at the same time; every thread
-//! stops at its next piece when the [`Control`] is cancelled. The file is created with `O_EXCL` at the
+//! The write, the `PyFolds` hash, the leaves and the parity run at the same time (threads, and the rayon
+//! pool for the parity); the writer asks the kernel to start the writeback every 32 MiB so that the
+//! disk works while the hashes and the parity use the cores, and the final fsync has little left.
+//! Every part stops at its next piece when the [`Control`] is cancelled. [`SaveReport::phases`] is the
+//! timeline of the pass. The file is created with `O_EXCL` at the
 //! path given (a temporary name chosen by the caller, which owns the commit protocol) and removed on
 //! any failure.
 
@@ -21,8 +27,8 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::control::{Cancelled, Control};
 use crate::ecc::erasure::{self, ErasureError, ProtectOptions, ProtectReport};
@@ -182,6 +188,38 @@ pub struct SaveReport {
     pub root: Option<Digest>,
     /// The parity sidecar written, if any.
     pub ecc: Option<ProtectReport>,
+    /// When each phase ended, in milliseconds since the pass started (a timeline for benchmarks and
+    /// telemetry: `write`, `pyfolds`, `leaves`, `fsync`, `parity`, …), in the order they ended.
+    pub phases: Vec<(&'static str, f64)>,
+}
+
+/// The phase timeline of a save (see [`SaveReport::phases`]).
+struct Clock {
+    t0: Instant,
+    marks: Mutex<Vec<(&'static str, f64)>>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            t0: Instant::now(),
+            marks: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn mark(&self, name: &'static str) {
+        let ms = self.t0.elapsed().as_secs_f64() * 1e3;
+        if let Ok(mut m) = self.marks.lock() {
+            m.push((name, ms));
+        }
+    }
+
+    fn take(&self) -> Vec<(&'static str, f64)> {
+        self.marks
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
+    }
 }
 
 /// The file as a sequence of byte slices (header, then the tensors in file order).
@@ -190,6 +228,23 @@ struct Segments<'a> {
     /// Start offset of each part.
     starts: Vec<u64>,
     len: u64,
+}
+
+impl erasure::wide::Source for Segments<'_> {
+    fn slice(&self, start: u64, end: u64) -> Option<&[u8]> {
+        let idx = self
+            .starts
+            .partition_point(|&at| at <= start)
+            .saturating_sub(1);
+        let (part, &at) = (self.parts.get(idx)?, self.starts.get(idx)?);
+        let from = usize::try_from(start.checked_sub(at)?).ok()?;
+        let to = usize::try_from(end.checked_sub(at)?).ok()?;
+        part.get(from..to)
+    }
+
+    fn each(&self, start: u64, end: u64, f: &mut dyn FnMut(&[u8])) {
+        Segments::each(self, start, end, f);
+    }
 }
 
 impl<'a> Segments<'a> {
@@ -246,6 +301,30 @@ fn create_new(path: &Path) -> Result<File, IoError> {
         .map_err(|e| IoError::from_os(path, "open", e))
 }
 
+/// Bytes written between two requests to start their writeback.
+const WRITEBACK: u64 = 32 << 20;
+
+/// Ask the kernel to start writing bytes `[offset, offset + len)` of `file` to the disk now, without
+/// waiting (best effort; errors are ignored: the fsync that follows is what makes the file durable).
+/// Otherwise a fresh file's dirty pages wait for the fsync, and the disk idles while the save
+/// computes its hashes and parity.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: sync_file_range only reads its integer arguments; a bad fd or range is an error
+        // code, not undefined behaviour.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
 fn write_parts(
     file: &File,
     path: &Path,
@@ -254,12 +333,18 @@ fn write_parts(
 ) -> Result<(), CheckpointError> {
     use std::io::Write as _;
     let mut w = file;
+    let (mut at, mut flushed) = (0u64, 0u64);
     for part in &seg.parts {
         for piece in part.chunks(PIECE) {
             control.checkpoint()?;
             w.write_all(piece)
                 .map_err(|e| IoError::from_os(path, "write", e))?;
             control.add(piece.len() as u64);
+            at += piece.len() as u64;
+            if at - flushed >= WRITEBACK {
+                start_writeback(file, flushed, at - flushed);
+                flushed = at;
+            }
         }
     }
     Ok(())
@@ -377,6 +462,7 @@ pub fn save_weights(
     options: &SaveOptions,
     control: &Control,
 ) -> Result<SaveReport, CheckpointError> {
+    let clock = Clock::new();
     let (header, data) = lay_out(tensors, &options.hash_order)?;
     let header_len = header.len() as u64;
     let header_sha256 = sha256(&header);
@@ -389,7 +475,7 @@ pub fn save_weights(
     control.set_total(file_len.saturating_mul(passes));
 
     let file = create_new(path)?;
-    let result = run(path, &file, tensors, &seg, options, control);
+    let result = run(path, &file, tensors, &seg, options, control, &clock);
     drop(file);
     match result {
         Ok((pyfolds, leaves, ecc)) => {
@@ -404,6 +490,7 @@ pub fn save_weights(
                 leaves,
                 root,
                 ecc,
+                phases: clock.take(),
             })
         }
         Err(e) => {
@@ -422,6 +509,7 @@ fn run(
     seg: &Segments<'_>,
     options: &SaveOptions,
     control: &Control,
+    clock: &Clock,
 ) -> Result<Computed, CheckpointError> {
     // A failing thread cancels the others through this control (the caller's is forwarded to it).
     let inner = Arc::new(Control::new());
@@ -432,9 +520,11 @@ fn run(
         let writer = s.spawn(|| {
             let r = write_parts(file, path, seg, &inner).and_then(|()| {
                 written.store(true, Ordering::SeqCst);
+                clock.mark("write");
                 file.sync_all()
                     .map_err(|e| CheckpointError::Io(IoError::from_os(path, "fsync", e)))
             });
+            clock.mark("fsync");
             if r.is_err() {
                 inner.cancel();
             }
@@ -442,39 +532,34 @@ fn run(
         });
         let hasher = s.spawn(|| {
             let r = pyfolds_digest(tensors, &options.hash_order, &inner);
+            clock.mark("pyfolds");
             if r.is_err() {
                 inner.cancel();
             }
             r
         });
+        // The parity is encoded from the caller's buffers at the same time as the write and the
+        // hashes; its sidecar is finished once the file is written (it records the file's mtime).
+        let parity = options.ecc.as_ref().map(|(sidecar, opts)| {
+            let (inner, written) = (&inner, &written);
+            s.spawn(move || {
+                let r = parity(path, file, seg, sidecar, *opts, written, inner, clock);
+                clock.mark("parity");
+                if r.is_err() {
+                    inner.cancel();
+                }
+                r
+            })
+        });
         let leaves = match options.tree {
             Some(alg) => tree_leaves(seg, options.chunk_size, alg, &inner),
             None => Ok(Vec::new()),
         };
+        clock.mark("leaves");
         if leaves.is_err() {
             inner.cancel();
         }
-        // The parity reads the written file (page cache) while the writer thread fsyncs it.
-        let ecc = match (&leaves, &options.ecc) {
-            (Ok(_), Some((sidecar, opts))) => {
-                while !written.load(Ordering::SeqCst) && !writer.is_finished() {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                if written.load(Ordering::SeqCst) && !inner.is_cancelled() {
-                    let r = erasure::protect(path, Some(sidecar), *opts, &inner)
-                        .map(Some)
-                        .map_err(CheckpointError::from);
-                    if r.is_err() {
-                        inner.cancel();
-                    }
-                    r
-                } else {
-                    // The writer failed (its error is reported) or the save was cancelled.
-                    Err(CheckpointError::Cancelled)
-                }
-            }
-            _ => Ok(None),
-        };
+        let ecc = parity.map_or(Ok(None), |h| join(h).map(Some));
         let written_r = join(writer);
         let digest_r = join(hasher);
         finished.store(true, Ordering::SeqCst);
@@ -484,6 +569,58 @@ fn run(
             (a, b, c, d) => Err(first_error([a.err(), b.err(), c.err(), d.err()])),
         }
     })
+}
+
+/// Wait until the writer has written every byte (`written`), then the file's metadata; cancelled when
+/// the writer failed or the save was cancelled.
+fn wait_written(
+    file: &File,
+    path: &Path,
+    written: &AtomicBool,
+    control: &Control,
+) -> Result<std::fs::Metadata, ErasureError> {
+    while !written.load(Ordering::SeqCst) {
+        if control.is_cancelled() {
+            return Err(ErasureError::Cancelled);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    file.metadata()
+        .map_err(|e| ErasureError::from(IoError::from_os(path, "stat", e)))
+}
+
+/// The parity sidecar: from the caller's buffers while the file is written (the wide code), or, for
+/// the striped code, from the written file (page cache) while it is fsynced.
+#[allow(clippy::too_many_arguments)]
+fn parity(
+    path: &Path,
+    file: &File,
+    seg: &Segments<'_>,
+    sidecar: &Path,
+    opts: ProtectOptions,
+    written: &AtomicBool,
+    control: &Control,
+    clock: &Clock,
+) -> Result<ProtectReport, CheckpointError> {
+    let wait = || wait_written(file, path, written, control);
+    let from_buffers = erasure::protect_source(
+        seg,
+        seg.len,
+        path,
+        sidecar,
+        opts,
+        || {
+            clock.mark("parity.encoded");
+            wait()
+        },
+        control,
+    )?;
+    if let Some(r) = from_buffers {
+        return Ok(r);
+    }
+    wait()?;
+    clock.mark("parity.start");
+    Ok(erasure::protect(path, Some(sidecar), opts, control)?)
 }
 
 fn join<T>(
@@ -725,6 +862,56 @@ mod tests {
         .unwrap();
         assert!(r3.leaves.is_empty() && r3.root.is_none());
         assert_eq!(r3.pyfolds, r.pyfolds);
+    }
+
+    #[test]
+    fn wide_parity_from_the_buffers_is_the_sidecar_protect_writes() {
+        use crate::ecc::erasure::{protect, Format};
+        let dir = tempfile::tempdir().unwrap();
+        // Odd sizes: tensors straddle the wide code's chunks and its 64-byte columns.
+        let bufs: Vec<Vec<u8>> = [70_001usize, 3, 131_072, 0, 99_999, 4097]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                model(1, n)
+                    .remove(0)
+                    .into_iter()
+                    .map(|b| b ^ u8::try_from(i).unwrap())
+                    .collect()
+            })
+            .collect();
+        let tensors: Vec<SaveTensor<'_>> = bufs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| SaveTensor {
+                spec: spec(&format!("t{i}"), Dtype::U8, &[d.len() as u64]),
+                data: d,
+                hash_prefix: Vec::new(),
+            })
+            .collect();
+        for level in [Level::Low, Level::Medium, Level::High] {
+            let path = dir.path().join(format!("{level:?}.safetensors"));
+            let sidecar = dir.path().join(format!("{level:?}.tvecc"));
+            let o = ProtectOptions::LevelFormat(level, ChunkDigest::default(), Format::V2);
+            let r = save_weights(
+                &path,
+                &tensors,
+                &opts((0..bufs.len()).collect(), Some((sidecar.clone(), o))),
+                &Control::new(),
+            )
+            .unwrap();
+            assert!(r.ecc.unwrap().layout.params.is_wide());
+            assert!(r.phases.iter().any(|p| p.0 == "parity.encoded"));
+            // The same file protected afterwards from its bytes on disk: the same sidecar.
+            let again = dir.path().join(format!("{level:?}.again.tvecc"));
+            protect(&path, Some(&again), o, &Control::new()).unwrap();
+            assert_eq!(
+                std::fs::read(&sidecar).unwrap(),
+                std::fs::read(&again).unwrap()
+            );
+            let v = verify(&path, Some(&sidecar), &Control::new()).unwrap();
+            assert_eq!(v.status, Status::Intact);
+        }
     }
 
     #[test]

@@ -64,6 +64,15 @@ pub struct CheckpointSaveResult {
     /// The tree's root, hex (empty without a tree).
     pub root: String,
     pub ecc: Option<CheckpointEccWritten>,
+    /// When each phase of the pass ended (ms since it started), in that order.
+    pub phases: Vec<CheckpointPhase>,
+}
+
+/// One mark of the save's timeline.
+#[napi(object)]
+pub struct CheckpointPhase {
+    pub name: String,
+    pub ms: f64,
 }
 
 pub struct SaveTask {
@@ -114,6 +123,14 @@ impl Task for SaveTask {
                 m: u32::try_from(e.layout.params.m()).unwrap_or(0),
                 chunk_size: f(e.layout.params.chunk_size().get()),
             }),
+            phases: r
+                .phases
+                .iter()
+                .map(|&(name, ms)| CheckpointPhase {
+                    name: name.to_owned(),
+                    ms,
+                })
+                .collect(),
         })
     }
 }

@@ -267,31 +267,11 @@ fn protect_with(
             path: path.to_path_buf(),
         });
     }
-    let leaves = entries
-        .get(..usize_of(layout.chunks))
-        .unwrap_or_default()
-        .to_vec();
-    let root = ChunkTree::from_leaves(params.chunk_size(), len, leaves)
-        .map_err(|_| ErasureError::FileChanged {
-            path: path.to_path_buf(),
-        })?
-        .root();
-    let table = Table::new(entries);
-    let header = Header {
-        layout,
-        root,
-        table_digest: table.digest(),
-        file_mtime_ns: match mtime {
-            MtimeHint::FromFile => Some(mtime_ns(&data_meta)),
-            MtimeHint::Keep(t) => t,
-        },
-    }
-    .encode();
-    let table_bytes = table.encode();
-    write_all_at(sc, &tmp_path, &header, 0)?;
-    write_all_at(sc, &tmp_path, &table_bytes, layout.table_a_offset())?;
-    write_all_at(sc, &tmp_path, &table_bytes, layout.table_b_offset())?;
-    write_all_at(sc, &tmp_path, &header, layout.header_b_offset())?;
+    let file_mtime_ns = match mtime {
+        MtimeHint::FromFile => Some(mtime_ns(&data_meta)),
+        MtimeHint::Keep(t) => t,
+    };
+    let root = write_tables(sc, &tmp_path, path, &layout, entries, file_mtime_ns)?;
     control.checkpoint()?;
     out.commit()?;
     Ok(ProtectReport {
@@ -299,6 +279,113 @@ fn protect_with(
         root,
         sidecar_path,
     })
+}
+
+/// Write the sidecar's headers and digest tables (`entries`: data chunks, then parity chunks) at
+/// their places; returns the root of the data chunks' tree.
+fn write_tables(
+    sc: &File,
+    sc_path: &Path,
+    path: &Path,
+    layout: &Layout,
+    entries: Vec<Digest>,
+    file_mtime_ns: Option<i64>,
+) -> Result<Digest, ErasureError> {
+    let leaves = entries
+        .get(..usize_of(layout.chunks))
+        .unwrap_or_default()
+        .to_vec();
+    let root = ChunkTree::from_leaves(layout.params.chunk_size(), layout.file_len, leaves)
+        .map_err(|_| ErasureError::FileChanged {
+            path: path.to_path_buf(),
+        })?
+        .root();
+    let table = Table::new(entries);
+    let header = Header {
+        layout: *layout,
+        root,
+        table_digest: table.digest(),
+        file_mtime_ns,
+    }
+    .encode();
+    let table_bytes = table.encode();
+    write_all_at(sc, sc_path, &header, 0)?;
+    write_all_at(sc, sc_path, &table_bytes, layout.table_a_offset())?;
+    write_all_at(sc, sc_path, &table_bytes, layout.table_b_offset())?;
+    write_all_at(sc, sc_path, &header, layout.header_b_offset())?;
+    Ok(root)
+}
+
+/// The parity of a file computed from the bytes it is being written from, while it is written.
+///
+/// `src` holds the `len` bytes the file at `path` will hold. When `options` pick the wide code
+/// (format v2), the parity is encoded from `src` into a new sidecar created at `sidecar` (it must not
+/// exist: the caller gives a temporary name and commits it; it is removed on failure), then
+/// `written` is called — it returns once the file is completely written, with its metadata — and
+/// the headers and tables are written (with the file's modification time, as [`protect`] records it)
+/// and the sidecar is fsynced. The result is the sidecar [`protect`] would write for the finished
+/// file. Returns `None`, having done nothing, for the striped code (v1): the caller protects the
+/// written file instead.
+pub fn protect_source<S: super::wide::Source + ?Sized>(
+    src: &S,
+    len: u64,
+    path: &Path,
+    sidecar: &Path,
+    options: ProtectOptions,
+    written: impl FnOnce() -> Result<std::fs::Metadata, ErasureError>,
+    control: &Control,
+) -> Result<Option<ProtectReport>, ErasureError> {
+    let params = match options {
+        ProtectOptions::Level(level, digest) => {
+            super::wide::params_for(level, Format::Auto, len)?.with_digest(digest)
+        }
+        ProtectOptions::LevelFormat(level, digest, format) => {
+            super::wide::params_for(level, format, len)?.with_digest(digest)
+        }
+        ProtectOptions::Custom(p) => p,
+    };
+    if !params.is_wide() {
+        return Ok(None);
+    }
+    let layout = Layout::new(params, len)?;
+    control.set_total(len);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create_new(true);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o644);
+    }
+    let sc = opts
+        .open(sidecar)
+        .map_err(|e| IoError::from_os(sidecar, "open", e))?;
+    let r = (|| {
+        sc.set_len(layout.sidecar_len)
+            .map_err(|e| IoError::from_os(sidecar, "set_len", e))?;
+        let entries = super::wide::encode_source(src, &layout, &sc, sidecar, control)?;
+        let meta = written()?;
+        if meta.len() != len {
+            return Err(ErasureError::FileChanged {
+                path: path.to_path_buf(),
+            });
+        }
+        let root = write_tables(&sc, sidecar, path, &layout, entries, Some(mtime_ns(&meta)))?;
+        control.checkpoint()?;
+        sc.sync_all()
+            .map_err(|e| IoError::from_os(sidecar, "fsync", e))?;
+        Ok(root)
+    })();
+    drop(sc);
+    match r {
+        Ok(root) => Ok(Some(ProtectReport {
+            layout,
+            root,
+            sidecar_path: sidecar.to_path_buf(),
+        })),
+        Err(e) => {
+            let _ = std::fs::remove_file(sidecar);
+            Err(e)
+        }
+    }
 }
 
 /// Format v1: encode stripe by stripe, write the parity slots, return the digest entries.

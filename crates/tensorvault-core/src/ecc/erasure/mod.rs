@@ -21,8 +21,8 @@ pub mod wide;
 pub use aligned::AlignedBuf;
 pub use codec::{ErasureCodec, MAX_SHARDS};
 pub use file::{
-    protect, repair, repair_with, sidecar_path_for, verify, Checked, ProtectOptions, ProtectReport,
-    RepairOptions, RepairReport, Status, VerifyReport,
+    protect, protect_source, repair, repair_with, sidecar_path_for, verify, Checked,
+    ProtectOptions, ProtectReport, RepairOptions, RepairReport, Status, VerifyReport,
 };
 pub use kernels::Kernel;
 pub use place::{RepairMode, RepairTarget, WriteMode};

@@ -207,6 +207,50 @@ fn piece<'a>(bytes: &'a [u8], layout: &Layout, idx: u64, start: usize, width: us
     bytes.get(from..to).unwrap_or_default()
 }
 
+/// Where [`encode_source`] reads the bytes it protects: a mapping of the file (`[u8]`), or the pieces
+/// the file is being written from (a checkpoint's tensors in memory, `crate::checkpoint`), so that the
+/// parity can be computed while the file is written.
+pub trait Source: Sync {
+    /// Bytes `[start, end)` when they are one slice in memory (clipped to what there is), else none.
+    fn slice(&self, start: u64, end: u64) -> Option<&[u8]>;
+    /// Call `f` with the slices that make up bytes `[start, end)`, in order.
+    fn each(&self, start: u64, end: u64, f: &mut dyn FnMut(&[u8]));
+}
+
+impl Source for [u8] {
+    fn slice(&self, start: u64, end: u64) -> Option<&[u8]> {
+        Some(self.get(usize_of(start)..usize_of(end)).unwrap_or_default())
+    }
+
+    fn each(&self, start: u64, end: u64, f: &mut dyn FnMut(&[u8])) {
+        f(self.get(usize_of(start)..usize_of(end)).unwrap_or_default());
+    }
+}
+
+/// [`piece`] of any [`Source`]: a piece that is not one slice in memory is gathered into `scratch`.
+fn piece_of<'a, S: Source + ?Sized>(
+    src: &'a S,
+    layout: &Layout,
+    idx: u64,
+    start: usize,
+    width: usize,
+    scratch: &'a mut Vec<u8>,
+) -> &'a [u8] {
+    let (off, len) = layout.chunk_range(idx);
+    let len = usize_of(len);
+    if start >= len {
+        return &[];
+    }
+    let from = off.saturating_add(start as u64);
+    let to = off.saturating_add(len.min(start + width) as u64);
+    if let Some(s) = src.slice(from, to) {
+        return s;
+    }
+    scratch.clear();
+    src.each(from, to, &mut |s| scratch.extend_from_slice(s));
+    scratch
+}
+
 /// `piece`, zero-padded to `width` through `pad` when short.
 fn padded<'a>(p: &'a [u8], width: usize, pad: &'a mut Vec<u8>) -> &'a [u8] {
     if p.len() == width {
@@ -225,6 +269,7 @@ struct EncodeSlot {
     parity: Vec<u8>,
     local: Vec<u8>,
     pad: Vec<u8>,
+    gather: Vec<u8>,
 }
 
 /// `acc ^= src` byte-wise (`src` may be shorter: a short last chunk is zero-padded).
@@ -237,10 +282,34 @@ pub(super) fn xor_into(acc: &mut [u8], src: &[u8]) {
 /// Encode the whole file (format v2): write every parity chunk into the sidecar `sc` at its place and
 /// return the digest entries (data chunks, then parity chunks). The file is read through a private
 /// mapping; a truncation while it is read is [`ErasureError::FileChanged`].
-#[allow(clippy::too_many_lines)]
 pub(super) fn encode_file(
     file: &File,
     path: &Path,
+    layout: &Layout,
+    sc: &File,
+    sc_path: &Path,
+    control: &Control,
+) -> Result<Vec<Digest>, ErasureError> {
+    let changed = || ErasureError::FileChanged {
+        path: path.to_path_buf(),
+    };
+    let map = Mapping::from_file(
+        file.try_clone()
+            .map_err(|e| IoError::from_os(path, "dup", e))?,
+        path,
+        layout.file_len,
+    )?;
+    let entries = encode_source(map.bytes(), layout, sc, sc_path, control)?;
+    map.check_len().map_err(|_| changed())?;
+    Ok(entries)
+}
+
+/// [`encode_file`] over any [`Source`] of the file's `layout.file_len` bytes: write every parity
+/// chunk into the sidecar `sc` at its place and return the digest entries (data chunks, then parity
+/// chunks). The sidecar's header and tables are the caller's.
+#[allow(clippy::too_many_lines)]
+pub fn encode_source<S: Source + ?Sized>(
+    src: &S,
     layout: &Layout,
     sc: &File,
     sc_path: &Path,
@@ -252,15 +321,8 @@ pub(super) fn encode_file(
     let digest = params.digest();
     let chunks = layout.chunks;
     let changed = || ErasureError::FileChanged {
-        path: path.to_path_buf(),
+        path: sc_path.to_path_buf(),
     };
-    let map = Mapping::from_file(
-        file.try_clone()
-            .map_err(|e| IoError::from_os(path, "dup", e))?,
-        path,
-        layout.file_len,
-    )?;
-    let bytes = map.bytes();
     let mut data_h: Vec<Hasher> = (0..chunks).map(|_| Hasher::new(digest)).collect();
     let mut parity_h: Vec<Hasher> = (0..layout.parity_slots())
         .map(|_| Hasher::new(digest))
@@ -276,6 +338,7 @@ pub(super) fn encode_file(
             parity: Vec::new(),
             local: Vec::new(),
             pad: Vec::new(),
+            gather: Vec::new(),
         })
         .collect();
     let mut from = 0usize;
@@ -298,7 +361,7 @@ pub(super) fn encode_file(
                 slot.local.clear();
                 slot.local.resize(usize_of(layout.local_groups) * width, 0);
                 for idx in 0..chunks {
-                    let p = piece(bytes, layout, idx, start, width);
+                    let p = piece_of(src, layout, idx, start, width, &mut slot.gather);
                     if let Some(acc) = layout
                         .group_of(idx)
                         .and_then(|q| slot.local.get_mut(usize_of(q) * width..))
@@ -327,7 +390,11 @@ pub(super) fn encode_file(
         let batch_end = subs.last().map_or(cs, |&(s, wd)| s + wd);
         // Hash the batch of every data chunk (contiguous in the chunk), in order.
         data_h.par_iter_mut().enumerate().for_each(|(i, h)| {
-            h.update(piece(bytes, layout, i as u64, from, batch_end - from));
+            let (off, len) = layout.chunk_range(i as u64);
+            let end = off + len.min(batch_end as u64);
+            if (from as u64) < len {
+                src.each(off + from as u64, end, &mut |s| h.update(s));
+            }
         });
         // Hash and write every parity chunk's part of the batch (global, then local).
         parity_h
@@ -350,12 +417,14 @@ pub(super) fn encode_file(
             })?;
         control.add(
             (0..chunks)
-                .map(|i| piece(bytes, layout, i, from, batch_end - from).len() as u64)
+                .map(|i| {
+                    let len = layout.chunk_range(i).1;
+                    len.min(batch_end as u64).saturating_sub(from as u64)
+                })
                 .sum(),
         );
         from = batch_end;
     }
-    map.check_len().map_err(|_| changed())?;
     Ok(data_h
         .into_iter()
         .chain(parity_h)
