@@ -208,6 +208,8 @@ export async function saveCheckpoint(
       // One native pass: the weights, the PyFolds digest, the chunk tree and the .tvecc parity.
       const tree = layout === 'tensorvault';
       const tvecc = plan.kind === 'tvecc' ? { sidecar: set.temp(files.tvecc), plan } : undefined;
+      // The outboard comes from the same hashing as the leaves and is committed with the set.
+      const tmpOutboard = tree ? set.temp(files.tvob) : undefined;
       const units = dataBytes * (1 + (tree ? 1 : 0) + (tvecc ? 1 : 0));
       const tNative = performance.now() - t0;
       const r = await saveNative(
@@ -217,7 +219,12 @@ export async function saveCheckpoint(
         tvecc,
         units,
         jobOpts(ph.next(units)),
+        tmpOutboard,
       );
+      if (tmpOutboard !== undefined && r.outboard) {
+        set.renames.push([basename(tmpOutboard), basename(files.tvob)]);
+        set.finals.add(files.tvob);
+      }
       for (const p of r.phases ?? []) timeline.push({ name: p.name, ms: tNative + p.ms });
       mark('native');
       size = r.fileLength;
@@ -293,7 +300,8 @@ export async function saveCheckpoint(
     } finally {
       releaseOld(old);
     }
-    await syncOutboard(files, layout === 'tensorvault' ? block : undefined);
+    // Saves that did not write the outboard in their pass (sources read as streams) write it now.
+    if (!set.finals.has(files.tvob)) await syncOutboard(files, layout === 'tensorvault' ? block : undefined);
     temps.length = 0;
     mark('commit');
     options.onProgress?.({ bytesDone: dataBytes * passes, bytesTotal: dataBytes * passes });

@@ -441,6 +441,8 @@ export interface NativeSaveResult {
   leaves: string;
   root: string;
   ecc?: { k: number; m: number; chunkSize: number } | null;
+  /** Whether the outboard asked for was written (`outboard` of {@link saveNative}). */
+  outboard: boolean;
   /** When each phase of the native pass ended, ms since it started. */
   phases?: { name: string; ms: number }[];
 }
@@ -463,7 +465,8 @@ function scaled(
  * bytes and at the same time, computes the PyFolds digest (one SHA-256 in PyFolds's order and framing),
  * the chunk tree (`tree`) and the `.tvecc` parity (`tvecc`: the wide code is encoded from the buffers
  * while the file is written, its sidecar finished once the write ends; the striped code of small files
- * reads the written file while it is fsynced). Progress is reported as `units` over the whole job.
+ * reads the written file while it is fsynced), and with `outboard` (a BLAKE3 tree) the outboard from
+ * the same hashing as the leaves (`outboard.ts`). Progress is reported as `units` over the whole job.
  */
 export async function saveNative(
   tmpWeights: string,
@@ -472,6 +475,7 @@ export async function saveNative(
   tvecc: { sidecar: string; plan: Extract<EccPlan, { kind: 'tvecc' }> } | undefined,
   units: number,
   options: JobOptions,
+  outboard?: string,
 ): Promise<NativeSaveResult> {
   const order = prepared.map((_, i) => i);
   order.sort((a, b) =>
@@ -498,7 +502,13 @@ export async function saveNative(
         prepared.map((t) => t.shape),
         prepared.map((t) => bytesOf(t.data as ArrayBufferView | ArrayBuffer)),
         prepared.map((t) => `${t.name}${hashDtypeLabel(t.dtype)}${pythonShape(t.shape)}`),
-        { chunkSize: CHECKPOINT_CHUNK_SIZE, tree, hashOrder: order, ...(ecc ? { ecc } : {}) },
+        {
+          chunkSize: CHECKPOINT_CHUNK_SIZE,
+          tree,
+          hashOrder: order,
+          ...(ecc ? { ecc } : {}),
+          ...(outboard !== undefined && tree === 'blake3' ? { outboard } : {}),
+        },
         control,
       ),
   );

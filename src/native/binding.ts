@@ -229,6 +229,11 @@ export interface CheckpointSaveOptions {
   hashOrder: Array<number>
   /** Parity, or none. */
   ecc?: CheckpointEccOptions
+  /**
+   * With `tree: "blake3"`: where to write the outboard (`NAME.safetensors.tvob`), computed with the
+   * leaves in the same pass; see `outboard` in the result.
+   */
+  outboard?: string
 }
 
 /** Result of `checkpointSaveWeights`. */
@@ -244,6 +249,11 @@ export interface CheckpointSaveResult {
   /** The tree's root, hex (empty without a tree). */
   root: string
   ecc?: CheckpointEccWritten
+  /**
+   * Whether the outboard asked for was written (not when the chunk size does not allow one, or
+   * writing it failed: it is an accelerator, never a reason to fail the save).
+   */
+  outboard: boolean
   /** When each phase of the pass ended (ms since it started), in that order. */
   phases: Array<CheckpointPhase>
 }

@@ -30,6 +30,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use blake3::hazmat::ChainingValue;
+
+use crate::checkpoint_outboard::{
+    leaf_and_cvs, write_cvs, OutboardHeader, PIECE_SIZE as OUTBOARD_PIECE,
+};
 use crate::control::{Cancelled, Control};
 use crate::ecc::erasure::{self, ErasureError, ProtectOptions, ProtectReport};
 use crate::hash::{sha256, ChunkSize, ChunkTree, Digest, HashError, Sha256, TREE_HEADER_LEN};
@@ -169,6 +174,11 @@ pub struct SaveOptions {
     pub hash_order: Vec<usize>,
     /// Parity sidecar to write after the data (its path and parameters), or none.
     pub ecc: Option<(PathBuf, ProtectOptions)>,
+    /// With a `blake3-tree-v1` tree: write the outboard (`checkpoint_outboard`) of the weights here,
+    /// computed with the leaves in the same pass. Written only when the chunk size allows it (a
+    /// power-of-two number ≥ 2 of 64 KiB pieces); an accelerator, so failing to write it does not fail
+    /// the save (see [`SaveReport::outboard`]).
+    pub outboard: Option<PathBuf>,
 }
 
 /// What [`save_weights`] wrote and computed.
@@ -188,6 +198,8 @@ pub struct SaveReport {
     pub root: Option<Digest>,
     /// The parity sidecar written, if any.
     pub ecc: Option<ProtectReport>,
+    /// Whether the outboard asked for in [`SaveOptions::outboard`] was written.
+    pub outboard: bool,
     /// When each phase ended, in milliseconds since the pass started (a timeline for benchmarks and
     /// telemetry: `write`, `pyfolds`, `leaves`, `fsync`, `parity`, …), in the order they ended.
     pub phases: Vec<(&'static str, f64)>,
@@ -370,24 +382,47 @@ fn pyfolds_digest(
     Ok(h.finalize())
 }
 
+/// The tree's leaves, and with `cvs` (a `blake3-tree-v1` tree whose chunks are a power-of-two number
+/// ≥ 2 of outboard pieces) the chaining values of every full chunk's pieces, from the same hashing.
 fn tree_leaves(
     seg: &Segments<'_>,
     chunk_size: ChunkSize,
     alg: TreeAlgorithm,
+    mut cvs: Option<&mut Vec<ChainingValue>>,
     control: &Control,
 ) -> Result<Vec<Digest>, CheckpointError> {
+    use erasure::wide::Source as _;
     let n = chunk_size.chunk_count(seg.len);
     let mut leaves = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
     let mut since = 0u64;
+    let mut gather = Vec::new();
     for i in 0..n {
         let (start, len) = chunk_size.chunk_range(i, seg.len);
-        let leaf = match alg {
-            TreeAlgorithm::Sha256 => {
+        let with_cvs = match cvs.as_deref_mut() {
+            Some(out) if alg == TreeAlgorithm::Blake3 && len == chunk_size.get() => {
+                let chunk = match seg.slice(start, start + len) {
+                    Some(c) if c.len() as u64 == len => c,
+                    _ => {
+                        gather.clear();
+                        seg.each(start, start + len, |s| gather.extend_from_slice(s));
+                        gather.as_slice()
+                    }
+                };
+                leaf_and_cvs(chunk, OUTBOARD_PIECE).map(|(leaf, c)| {
+                    out.extend(c);
+                    leaf
+                })
+            }
+            _ => None,
+        };
+        let leaf = match (with_cvs, alg) {
+            (Some(leaf), _) => leaf,
+            (None, TreeAlgorithm::Sha256) => {
                 let mut h = Sha256::new();
                 seg.each(start, start + len, |s| h.update(s));
                 h.finalize()
             }
-            TreeAlgorithm::Blake3 => {
+            (None, TreeAlgorithm::Blake3) => {
                 let mut h = blake3::Hasher::new();
                 seg.each(start, start + len, |s| {
                     h.update(s);
@@ -404,6 +439,23 @@ fn tree_leaves(
         }
     }
     Ok(leaves)
+}
+
+/// Write the outboard of a file of `file_len` bytes from its chaining values to `out`; false (and no
+/// file left behind) when it cannot be written: it is an accelerator, never a reason to fail a save.
+fn write_outboard_of(
+    out: &Path,
+    chunk_size: ChunkSize,
+    file_len: u64,
+    cvs: &[ChainingValue],
+) -> bool {
+    let written = OutboardHeader::new(chunk_size.get(), file_len)
+        .and_then(|h| write_cvs(out, &h, cvs))
+        .is_ok();
+    if !written {
+        let _ = std::fs::remove_file(out);
+    }
+    written
 }
 
 /// Check the tensors and lay them out: the header and the data in file order.
@@ -478,7 +530,7 @@ pub fn save_weights(
     let result = run(path, &file, tensors, &seg, options, control, &clock);
     drop(file);
     match result {
-        Ok((pyfolds, leaves, ecc)) => {
+        Ok((pyfolds, leaves, ecc, outboard)) => {
             let root = options
                 .tree
                 .map(|t| t.root(options.chunk_size, file_len, &leaves));
@@ -490,17 +542,21 @@ pub fn save_weights(
                 leaves,
                 root,
                 ecc,
+                outboard,
                 phases: clock.take(),
             })
         }
         Err(e) => {
             let _ = std::fs::remove_file(path);
+            if let Some(out) = &options.outboard {
+                let _ = std::fs::remove_file(out);
+            }
             Err(e)
         }
     }
 }
 
-type Computed = (Digest, Vec<Digest>, Option<ProtectReport>);
+type Computed = (Digest, Vec<Digest>, Option<ProtectReport>, bool);
 
 fn run(
     path: &Path,
@@ -551,11 +607,27 @@ fn run(
                 r
             })
         });
+        let mut cvs = Vec::new();
+        let want_cvs = options.outboard.is_some() && options.tree == Some(TreeAlgorithm::Blake3);
         let leaves = match options.tree {
-            Some(alg) => tree_leaves(seg, options.chunk_size, alg, &inner),
+            Some(alg) => tree_leaves(
+                seg,
+                options.chunk_size,
+                alg,
+                want_cvs.then_some(&mut cvs),
+                &inner,
+            ),
             None => Ok(Vec::new()),
         };
         clock.mark("leaves");
+        let outboard = match (&options.outboard, &leaves) {
+            (Some(out), Ok(_)) if want_cvs => {
+                let w = write_outboard_of(out, options.chunk_size, seg.len, &cvs);
+                clock.mark("outboard");
+                w
+            }
+            _ => false,
+        };
         if leaves.is_err() {
             inner.cancel();
         }
@@ -565,7 +637,7 @@ fn run(
         finished.store(true, Ordering::SeqCst);
         let _ = fwd.join();
         match (written_r, digest_r, leaves, ecc) {
-            (Ok(()), Ok(digest), Ok(leaves), Ok(parity)) => Ok((digest, leaves, parity)),
+            (Ok(()), Ok(digest), Ok(leaves), Ok(parity)) => Ok((digest, leaves, parity, outboard)),
             (a, b, c, d) => Err(first_error([a.err(), b.err(), c.err(), d.err()])),
         }
     })
@@ -728,6 +800,7 @@ mod tests {
             tree: Some(TreeAlgorithm::Sha256),
             hash_order: order,
             ecc,
+            outboard: None,
         }
     }
 
@@ -930,6 +1003,68 @@ mod tests {
             TreeAlgorithm::Blake3.root(cs, 5000, &leaves),
             *blake3::hash(&msg).as_bytes()
         );
+    }
+
+    #[test]
+    fn the_outboard_from_the_save_pass_is_the_one_computed_from_the_file() {
+        // 3 tensors whose bytes straddle the 256 KiB chunks (so some chunks are gathered from two
+        // buffers), a short last chunk (no outboard entry), and a known-bad chunk size (no outboard).
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = 7u32;
+        let mut bytes = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 17;
+                    state ^= state << 5;
+                    state.to_le_bytes()[0]
+                })
+                .collect()
+        };
+        let (ta, tb, tc) = (bytes(300_000), bytes(500_000), bytes(123_456));
+        let tensors = vec![
+            SaveTensor {
+                spec: spec("a", Dtype::U8, &[300_000]),
+                data: &ta,
+                hash_prefix: b"a".to_vec(),
+            },
+            SaveTensor {
+                spec: spec("b", Dtype::U8, &[500_000]),
+                data: &tb,
+                hash_prefix: b"b".to_vec(),
+            },
+            SaveTensor {
+                spec: spec("c", Dtype::U8, &[123_456]),
+                data: &tc,
+                hash_prefix: b"c".to_vec(),
+            },
+        ];
+        let cs = ChunkSize::new(256 * 1024).unwrap();
+        let path = dir.path().join("w.safetensors");
+        let out = dir.path().join("w.tvob");
+        let mut options = opts(vec![0, 1, 2], None);
+        options.chunk_size = cs;
+        options.tree = Some(TreeAlgorithm::Blake3);
+        options.outboard = Some(out.clone());
+        let r = save_weights(&path, &tensors, &options, &Control::new()).unwrap();
+        assert!(r.outboard);
+        let file = std::fs::read(&path).unwrap();
+        assert_eq!(r.leaves, TreeAlgorithm::Blake3.leaves_of(&file, cs));
+        let reread = dir.path().join("reread.tvob");
+        crate::checkpoint_outboard::write_outboard(&path, &reread, cs.get(), &Control::new())
+            .unwrap();
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(&reread).unwrap()
+        );
+        // 64 KiB chunks hold one piece each: no outboard is written, and none is left behind.
+        let path2 = dir.path().join("w2.safetensors");
+        let out2 = dir.path().join("w2.tvob");
+        options.chunk_size = ChunkSize::new(64 * 1024).unwrap();
+        options.outboard = Some(out2.clone());
+        let r2 = save_weights(&path2, &tensors, &options, &Control::new()).unwrap();
+        assert!(!r2.outboard);
+        assert!(!out2.exists());
     }
 
     #[test]

@@ -259,6 +259,32 @@ pub fn leaf_and_cvs(chunk: &[u8], piece_size: u64) -> Option<([u8; 32], Vec<Chai
     Some((leaf, cvs))
 }
 
+/// Write an outboard whose chaining values are already known (a save computes them with its leaves:
+/// [`leaf_and_cvs`]) to `out` (created or truncated) and sync it. Returns its length.
+pub fn write_cvs(
+    out: &Path,
+    header: &OutboardHeader,
+    cvs: &[ChainingValue],
+) -> Result<u64, OutboardError> {
+    let total = header
+        .total_len()
+        .ok_or_else(|| malformed("file_length is too large"))?;
+    if (cvs.len() as u64).saturating_mul(CV_LEN as u64) + HEADER_LEN as u64 != total {
+        return Err(malformed("chaining values do not match the header"));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    bytes.extend_from_slice(&header.encode());
+    for cv in cvs {
+        bytes.extend_from_slice(cv);
+    }
+    let mut f = File::create(out).map_err(|e| IoError::from_os(out, "create", e))?;
+    f.write_all(&bytes)
+        .map_err(|e| IoError::from_os(out, "write", e))?;
+    f.sync_all()
+        .map_err(|e| IoError::from_os(out, "fsync", e))?;
+    Ok(total)
+}
+
 /// Write the outboard of the weights at `weights` (cut in `chunk_size` chunks) to `out` (created or
 /// truncated), hashing chunks in parallel on the rayon pool. Returns the outboard's length.
 pub fn write_outboard(

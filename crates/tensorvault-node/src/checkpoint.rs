@@ -40,6 +40,9 @@ pub struct CheckpointSaveOptions {
     pub hash_order: Vec<u32>,
     /// Parity, or none.
     pub ecc: Option<CheckpointEccOptions>,
+    /// With `tree: "blake3"`: where to write the outboard (`NAME.safetensors.tvob`), computed with the
+    /// leaves in the same pass; see `outboard` in the result.
+    pub outboard: Option<String>,
 }
 
 /// The parity sidecar written by the save.
@@ -64,6 +67,9 @@ pub struct CheckpointSaveResult {
     /// The tree's root, hex (empty without a tree).
     pub root: String,
     pub ecc: Option<CheckpointEccWritten>,
+    /// Whether the outboard asked for was written (not when the chunk size does not allow one, or
+    /// writing it failed: it is an accelerator, never a reason to fail the save).
+    pub outboard: bool,
     /// When each phase of the pass ended (ms since it started), in that order.
     pub phases: Vec<CheckpointPhase>,
 }
@@ -123,6 +129,7 @@ impl Task for SaveTask {
                 m: u32::try_from(e.layout.params.m()).unwrap_or(0),
                 chunk_size: f(e.layout.params.chunk_size().get()),
             }),
+            outboard: r.outboard,
             phases: r
                 .phases
                 .iter()
@@ -222,6 +229,7 @@ pub fn checkpoint_save_weights(
                 tree,
                 hash_order: options.hash_order.into_iter().map(|i| i as usize).collect(),
                 ecc,
+                outboard: options.outboard.map(PathBuf::from),
             },
             control: Arc::clone(&control.inner),
         }))
