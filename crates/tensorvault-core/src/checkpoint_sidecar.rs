@@ -117,39 +117,6 @@ pub struct SplitSidecar {
     pub at: usize,
 }
 
-/// The value of each byte as a lower-case hex digit, 0xff for every other byte.
-#[allow(clippy::cast_possible_truncation, clippy::indexing_slicing)]
-const HEX: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    // INVARIANT: i < 10 and i < 6 below, so the indices stay under 256 and the casts are exact.
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
-/// Decode lower-case hex (an even length), or None.
-#[allow(clippy::indexing_slicing)] // a `u8` index into a 256-entry table cannot be out of range
-fn decode_hex(hex: &[u8]) -> Option<Vec<u8>> {
-    let mut out = vec![0u8; hex.len() / 2];
-    let mut invalid = 0u8;
-    for (b, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        if let [hi, lo] = *pair {
-            let (h, l) = (HEX[usize::from(hi)], HEX[usize::from(lo)]);
-            invalid |= (h | l) & 0xf0;
-            *b = (h << 4) | (l & 0x0f);
-        }
-    }
-    (invalid == 0).then_some(out)
-}
-
 /// Split `text` (a whole sidecar) into the rest and the decoded leaves, or None when it does not
 /// take the fast path (see the module documentation).
 #[must_use]
@@ -163,7 +130,7 @@ pub fn split_leaves(text: &str) -> Option<SplitSidecar> {
     if text.get(start..end)? != leaves || !leaves.len().is_multiple_of(64) {
         return None;
     }
-    let bytes = decode_hex(leaves.as_bytes())?;
+    let bytes = crate::hash::from_hex(leaves.as_bytes())?;
     let mut rest = String::with_capacity(text.len() - leaves.len());
     rest.push_str(text.get(..start)?);
     rest.push_str(text.get(end..)?);

@@ -11,7 +11,7 @@ use tensorvault_core::checkpoint::{
     file_leaves, save_weights, SaveOptions, SaveReport, SaveTensor, TreeAlgorithm,
 };
 use tensorvault_core::ecc::erasure::{ChunkDigest, ErasureError, Level, Params, ProtectOptions};
-use tensorvault_core::hash::{to_hex, ChunkSize};
+use tensorvault_core::hash::{from_hex, to_hex, ChunkSize};
 use tensorvault_core::safetensors::{Dtype, TensorSpec};
 use tensorvault_core::Control;
 
@@ -321,28 +321,6 @@ pub fn checkpoint_leaf(data: Uint8Array, tree: String) -> napi::Result<String> {
     guard(|| Ok(to_hex(&tree_of(&tree)?.leaf(&data))))
 }
 
-/// The value of each byte as a lower-case hex digit, 0xff for every other byte (upper case, signs…).
-#[allow(clippy::cast_possible_truncation, clippy::indexing_slicing)]
-const HEX: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    // INVARIANT: i < 10 and i < 6 below, so the indices stay under 256 and the casts are exact.
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
-fn nibble(c: u8) -> u8 {
-    HEX.get(usize::from(c)).copied().unwrap_or(0xff)
-}
-
 /// The root (hex) of a tree from its leaves: lower-case hex digests, concatenated, as UTF-8 bytes.
 #[napi]
 pub fn checkpoint_tree_root(
@@ -364,22 +342,11 @@ pub fn checkpoint_tree_root(
         if !leaves.len().is_multiple_of(64) {
             return Err(bad());
         }
-        let mut digests = Vec::with_capacity(leaves.len() / 64);
-        for hex in leaves.chunks(64) {
-            let mut d = [0u8; 32];
-            let mut invalid = 0u8;
-            for (b, pair) in d.iter_mut().zip(hex.chunks_exact(2)) {
-                if let [hi, lo] = *pair {
-                    let (h, l) = (nibble(hi), nibble(lo));
-                    invalid |= (h | l) & 0xf0;
-                    *b = (h << 4) | (l & 0x0f);
-                }
-            }
-            if invalid != 0 {
-                return Err(bad());
-            }
-            digests.push(d);
-        }
+        let bytes = from_hex(&leaves).ok_or_else(bad)?;
+        let digests: Vec<[u8; 32]> = bytes
+            .chunks_exact(32)
+            .filter_map(|c| c.try_into().ok())
+            .collect();
         Ok(to_hex(&alg.root(cs, len, &digests)))
     })
 }

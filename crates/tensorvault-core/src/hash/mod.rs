@@ -201,6 +201,44 @@ pub fn to_hex(bytes: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The value of each byte as a lower-case hex digit, 0xff for every other byte (upper case, signs…).
+#[allow(clippy::cast_possible_truncation, clippy::indexing_slicing)]
+const HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    // INVARIANT: i < 10 and i < 6 below, so the indices stay under 256 and the casts are exact.
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The bytes of lower-case hexadecimal `hex` (the inverse of [`to_hex`]), or None for an odd length or
+/// any other character (upper case included). Branch-free over the digits.
+#[must_use]
+#[allow(clippy::indexing_slicing)] // a `u8` index into a 256-entry table cannot be out of range
+pub fn from_hex(hex: &[u8]) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut out = vec![0u8; hex.len() / 2];
+    let mut invalid = 0u8;
+    for (b, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        if let [hi, lo] = *pair {
+            let (h, l) = (HEX[usize::from(hi)], HEX[usize::from(lo)]);
+            invalid |= (h | l) & 0xf0;
+            *b = (h << 4) | (l & 0x0f);
+        }
+    }
+    (invalid == 0).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::cast_possible_truncation)]
@@ -214,6 +252,16 @@ mod tests {
     }
 
     // FIPS 180-4 / NIST CSRC example values.
+    #[test]
+    fn from_hex_inverts_to_hex_and_refuses_the_rest() {
+        let bytes: Vec<u8> = (0..=255u8).collect();
+        assert_eq!(from_hex(to_hex(&bytes).as_bytes()), Some(bytes));
+        assert_eq!(from_hex(b""), Some(Vec::new()));
+        for bad in [&b"0"[..], b"0g", b"AB", b"+1", b"abc"] {
+            assert_eq!(from_hex(bad), None, "{bad:?}");
+        }
+    }
+
     #[test]
     fn nist_known_answers() {
         assert_eq!(

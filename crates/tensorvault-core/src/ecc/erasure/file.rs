@@ -169,6 +169,55 @@ fn read_chunk(
     Ok(true)
 }
 
+/// Whether data chunk `idx` of `file` is present and matches its digest in `entries` (`buf`: scratch of
+/// one chunk).
+fn chunk_intact(
+    file: &File,
+    path: &Path,
+    layout: &Layout,
+    entries: &[Digest],
+    idx: u64,
+    actual_len: u64,
+    buf: &mut [u8],
+) -> Result<bool, ErasureError> {
+    let (_, clen) = layout.chunk_range(idx);
+    Ok(read_chunk(file, path, layout, idx, actual_len, buf)?
+        && entries.get(usize_of(idx))
+            == Some(
+                &layout
+                    .params
+                    .digest()
+                    .hash(buf.get(..usize_of(clen)).unwrap_or_default()),
+            ))
+}
+
+/// The data chunks among `chunks` that are missing or do not match their digest, checked in parallel
+/// (one chunk buffer per worker), ascending when `chunks` is; progress counts their bytes.
+fn damaged_among<I: IntoParallelIterator<Item = u64>>(
+    chunks: I,
+    file: &File,
+    path: &Path,
+    layout: &Layout,
+    entries: &[Digest],
+    actual_len: u64,
+    control: &Control,
+) -> Result<Vec<u64>, ErasureError> {
+    let cs = layout.params.chunk_size().as_usize();
+    let found: Result<Vec<Option<u64>>, ErasureError> = chunks
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; cs],
+            |buf, idx| {
+                control.checkpoint()?;
+                let ok = chunk_intact(file, path, layout, entries, idx, actual_len, buf)?;
+                control.add(layout.chunk_range(idx).1);
+                Ok((!ok).then_some(idx))
+            },
+        )
+        .collect();
+    Ok(found?.into_iter().flatten().collect())
+}
+
 /// Digests of one stripe's data chunks and parity slots.
 type StripeDigests = (Vec<(u64, Digest)>, Vec<(u64, Digest)>);
 
@@ -496,22 +545,15 @@ fn verify_with(
     let entries = sc.table.entries();
     let chunks = layout.chunks;
 
-    let damaged: Result<Vec<Option<u64>>, ErasureError> = (0..chunks)
-        .into_par_iter()
-        .map_init(
-            || vec![0u8; cs],
-            |buf, idx| {
-                control.checkpoint()?;
-                let (_, clen) = layout.chunk_range(idx);
-                let ok = read_chunk(&file, path, &layout, idx, actual_len, buf)?
-                    && entries.get(usize_of(idx))
-                        == Some(&digest.hash(buf.get(..usize_of(clen)).unwrap_or_default()));
-                control.add(clen);
-                Ok((!ok).then_some(idx))
-            },
-        )
-        .collect();
-    let damaged_chunks: Vec<u64> = damaged?.into_iter().flatten().collect();
+    let damaged_chunks = damaged_among(
+        0..chunks,
+        &file,
+        path,
+        &layout,
+        entries,
+        actual_len,
+        control,
+    )?;
 
     let sidecar_len = sc.health.actual_len;
     let bad_parity: Result<Vec<Option<u64>>, ErasureError> = (0..layout.parity_slots())
@@ -918,11 +960,7 @@ fn verify_listed(
                     let Some(idx) = layout.chunk_at(s, pos) else {
                         continue;
                     };
-                    let (_, clen) = layout.chunk_range(idx);
-                    let ok = read_chunk(&file, path, &layout, idx, actual_len, buf)?
-                        && entries.get(usize_of(idx))
-                            == Some(&digest.hash(buf.get(..usize_of(clen)).unwrap_or_default()));
-                    if !ok {
+                    if !chunk_intact(&file, path, &layout, entries, idx, actual_len, buf)? {
                         bad_data.push((idx, Digest::default()));
                     }
                 }
@@ -1022,22 +1060,9 @@ fn verify_groups(
         .iter()
         .flat_map(|&q| layout.group_chunks(q))
         .collect();
-    let bad: Result<Vec<Option<u64>>, ErasureError> = chunk_jobs
-        .into_par_iter()
-        .map_init(
-            || vec![0u8; cs],
-            |buf, idx| {
-                control.checkpoint()?;
-                let (_, clen) = layout.chunk_range(idx);
-                let ok = read_chunk(&file, path, &layout, idx, actual_len, buf)?
-                    && entries.get(usize_of(idx))
-                        == Some(&digest.hash(buf.get(..usize_of(clen)).unwrap_or_default()));
-                control.add(clen);
-                Ok((!ok).then_some(idx))
-            },
-        )
-        .collect();
-    let damaged_chunks: Vec<u64> = bad?.into_iter().flatten().collect();
+    let damaged_chunks = damaged_among(
+        chunk_jobs, &file, path, &layout, entries, actual_len, control,
+    )?;
     let mut damaged_parity = Vec::new();
     let mut buf = vec![0u8; cs];
     for &q in &groups {
@@ -1077,8 +1102,6 @@ fn recheck_written(
     control: &Control,
 ) -> Result<VerifyReport, ErasureError> {
     let layout = sc.header.layout;
-    let digest = layout.params.digest();
-    let cs = layout.params.chunk_size().as_usize();
     let (file, actual_len) = open_regular(path)?;
     let actual_mtime = mtime_ns(
         &file
@@ -1094,23 +1117,15 @@ fn recheck_written(
                 .map(|&i| layout.chunk_range(i).1)
                 .sum::<u64>(),
     );
-    let still: Result<Vec<Option<u64>>, ErasureError> = before
-        .damaged_chunks
-        .par_iter()
-        .map_init(
-            || vec![0u8; cs],
-            |buf, &idx| {
-                control.checkpoint()?;
-                let (_, clen) = layout.chunk_range(idx);
-                let ok = read_chunk(&file, path, &layout, idx, actual_len, buf)?
-                    && entries.get(usize_of(idx))
-                        == Some(&digest.hash(buf.get(..usize_of(clen)).unwrap_or_default()));
-                control.add(clen);
-                Ok((!ok).then_some(idx))
-            },
-        )
-        .collect();
-    let damaged_chunks: Vec<u64> = still?.into_iter().flatten().collect();
+    let damaged_chunks = damaged_among(
+        before.damaged_chunks.par_iter().copied(),
+        &file,
+        path,
+        &layout,
+        entries,
+        actual_len,
+        control,
+    )?;
     Ok(classify(
         sc,
         actual_len,
