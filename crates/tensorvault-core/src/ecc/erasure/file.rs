@@ -903,6 +903,38 @@ fn layout_is_wide(r: &VerifyReport) -> bool {
     r.layout.params.is_wide()
 }
 
+/// The protected file opened for a check of `listed` chunks: the file, its length and modification
+/// time, and the units (stripes or local groups: `unit`) of the listed chunks and of the chunks past the
+/// file's end (missing whatever the list says), ascending without repeats. A listed chunk out of range
+/// is [`ErasureError::ChunkOutOfRange`].
+fn open_listed(
+    path: &Path,
+    layout: &Layout,
+    listed: &[u64],
+    unit: impl Fn(u64) -> Option<u64>,
+) -> Result<(File, u64, i64, Vec<u64>), ErasureError> {
+    let (file, actual_len) = open_regular(path)?;
+    let actual_mtime = mtime_ns(
+        &file
+            .metadata()
+            .map_err(|e| IoError::from_os(path, "stat", e))?,
+    );
+    if let Some(&bad) = listed.iter().find(|&&c| c >= layout.chunks) {
+        return Err(ErasureError::ChunkOutOfRange {
+            chunk: bad,
+            chunks: layout.chunks,
+        });
+    }
+    let mut units: Vec<u64> = listed.iter().filter_map(|&c| unit(c)).collect();
+    if actual_len < layout.file_len {
+        let first = actual_len / layout.params.chunk_size().get();
+        units.extend((first..layout.chunks).filter_map(&unit));
+    }
+    units.sort_unstable();
+    units.dedup();
+    Ok((file, actual_len, actual_mtime, units))
+}
+
 /// Check only the stripes of `listed` chunks (every data chunk and parity slot in them), plus the
 /// chunks the file is too short to hold: the `before` report of a repair given a verify report's list.
 /// With local parity (format v2), first only the local groups of those chunks (their data chunks and
@@ -924,26 +956,8 @@ fn verify_listed(
     let digest = layout.params.digest();
     let (k, m) = (layout.params.k(), layout.params.m());
     let cs = layout.params.chunk_size().as_usize();
-    let (file, actual_len) = open_regular(path)?;
-    let actual_mtime = mtime_ns(
-        &file
-            .metadata()
-            .map_err(|e| IoError::from_os(path, "stat", e))?,
-    );
-    if let Some(&bad) = listed.iter().find(|&&c| c >= layout.chunks) {
-        return Err(ErasureError::ChunkOutOfRange {
-            chunk: bad,
-            chunks: layout.chunks,
-        });
-    }
-    let mut stripes: Vec<u64> = listed.iter().map(|&c| layout.stripe_of(c).0).collect();
-    if actual_len < layout.file_len {
-        // Chunks past the end are missing whatever the list says.
-        let first = actual_len / layout.params.chunk_size().get();
-        stripes.extend((first..layout.chunks).map(|c| layout.stripe_of(c).0));
-    }
-    stripes.sort_unstable();
-    stripes.dedup();
+    let (file, actual_len, actual_mtime, stripes) =
+        open_listed(path, &layout, listed, |c| Some(layout.stripe_of(c).0))?;
     let entries = sc.table.entries();
     let chunks = layout.chunks;
     let sidecar_len = sc.health.actual_len;
@@ -1024,25 +1038,8 @@ fn verify_groups(
     let layout = sc.header.layout;
     let digest = layout.params.digest();
     let cs = layout.params.chunk_size().as_usize();
-    let (file, actual_len) = open_regular(path)?;
-    let actual_mtime = mtime_ns(
-        &file
-            .metadata()
-            .map_err(|e| IoError::from_os(path, "stat", e))?,
-    );
-    if let Some(&bad) = listed.iter().find(|&&c| c >= layout.chunks) {
-        return Err(ErasureError::ChunkOutOfRange {
-            chunk: bad,
-            chunks: layout.chunks,
-        });
-    }
-    let mut groups: Vec<u64> = listed.iter().filter_map(|&c| layout.group_of(c)).collect();
-    if actual_len < layout.file_len {
-        let first = actual_len / layout.params.chunk_size().get();
-        groups.extend((first..layout.chunks).filter_map(|c| layout.group_of(c)));
-    }
-    groups.sort_unstable();
-    groups.dedup();
+    let (file, actual_len, actual_mtime, groups) =
+        open_listed(path, &layout, listed, |c| layout.group_of(c))?;
     let entries = sc.table.entries();
     let sidecar_len = sc.health.actual_len;
     let bytes: u64 = groups
