@@ -544,6 +544,47 @@ describe('set replacement', () => {
     ).toEqual([]);
   });
 
+  it('a folder remembered as clean is scanned again once it changes: a dead temp made after a cached open is removed by the next', async () => {
+    const { mkdirSync, utimesSync } = await import('node:fs');
+    const sub = join(dir, `quiet-${Math.random().toString(36).slice(2)}`);
+    mkdirSync(sub);
+    const path = join(sub, 'm.safetensors');
+    await tv.saveCheckpoint(path, small(), { version: 'v' });
+    // A folder quiet for a minute: the open remembers it as clean (one stat on the next open).
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(sub, old, old);
+    (await tv.loadCheckpoint(path)).close();
+    const dead = 2 ** 22 + 4321; // above pid_max's default: never a live process
+    const temp = join(sub, `.m.safetensors.${dead}.dd.tmp`);
+    writeFileSync(temp, 'leftover of a save killed after the cached open');
+    // The new entry changed the folder's mtime, so the next open scans again and removes it.
+    (await tv.loadCheckpoint(path)).close();
+    expect(existsSync(temp)).toBe(false);
+    // And a commit record left after a cached open is rolled forward.
+    utimesSync(sub, old, old);
+    (await tv.loadCheckpoint(path)).close();
+    const next = join(sub, 'n.safetensors');
+    await tv.saveCheckpoint(next, { w: new Float32Array([7]) }, { version: 'next' });
+    const tw = `.m.safetensors.${dead}.ee.tmp`;
+    const tm = `.m.safetensors.meta.json.${dead}.ff.tmp`;
+    writeFileSync(join(sub, tw), readFileSync(next));
+    writeFileSync(join(sub, tm), readFileSync(`${next}.meta.json`));
+    writeFileSync(
+      `${path}.ckpt-commit`,
+      JSON.stringify({
+        tensorvault_commit: 1,
+        renames: [
+          [tw, 'm.safetensors'],
+          [tm, 'm.safetensors.meta.json'],
+        ],
+        deletes: [],
+      }),
+    );
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(c.version).toBe('next');
+    c.close();
+  });
+
   it('an aborted save leaves the old set and no temporaries', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, small(), { version: 'old' });

@@ -771,6 +771,29 @@ describe("the first view's region (issue 14, item 3)", () => {
     expect(f.tensor('a', 'F32').data.buffer).toBe(a.data.buffer);
     f.close();
   });
+
+  it("a small first view's region is the 64 KiB span of its bytes, so reopening a file in a loop does not pile up external memory", async () => {
+    const p = tmp();
+    const big = new Uint8Array(12 * 1024 * 1024);
+    const bias = new Float32Array(70_000).fill(0.5); // 280,000 bytes: spans five 64 KiB blocks
+    await tv.saveSafetensors(p, { a: new Float32Array([1, 2, 3]), b: bias, c: big });
+    for (let i = 0; i < 3; i++) {
+      const f = await tv.openSafetensors(p);
+      const a = f.tensor('a', 'F32');
+      expect(a.data).toEqual(new Float32Array([1, 2, 3]));
+      // Was a fixed 4 MiB region: 16 opens made 64 MiB of external memory, and V8 collected.
+      expect(a.data.buffer.byteLength).toBe(64 * 1024);
+      f.close();
+    }
+    const g = await tv.openSafetensors(p);
+    const b = g.tensor('b', 'F32');
+    expect(b.data.length).toBe(70_000);
+    expect(b.data[69_999]).toBe(0.5);
+    expect(b.data.buffer.byteLength % (64 * 1024)).toBe(0);
+    expect(b.data.buffer.byteLength).toBeGreaterThanOrEqual(280_000);
+    expect(b.data.buffer.byteLength).toBeLessThanOrEqual(6 * 64 * 1024);
+    g.close();
+  });
 });
 
 describe('sharded checkpoints', () => {

@@ -8,7 +8,7 @@
  * Temporary files of dead writers are removed on the next open. `docs/formats/checkpoint.md`.
  */
 import { channel } from 'node:diagnostics_channel';
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { alive, atomicWriteFile } from '../io/atomic';
@@ -104,24 +104,38 @@ export async function commitSet(
  * `..F.PID.X.tmp.PID.N.tmp` of a native writer given such a name) for each file name F of the set.
  */
 export function deadTemps(files: CheckpointFiles): string[] {
+  return scanTemps(files).dead;
+}
+
+/** {@link deadTemps}, and whether the folder holds any temporary of the set (live writers' too). */
+function scanTemps(files: CheckpointFiles): { dead: string[]; any: boolean } {
   const dir = dirname(files.weights);
   const names = new Set([files.weights, files.journal, ...sidecarFiles(files)].map((p) => basename(p)));
   let entries: string[];
   try {
     entries = readdirSync(dir);
   } catch {
-    return [];
+    return { dead: [], any: false };
   }
   const out: string[] = [];
+  let any = false;
   for (const e of entries) {
     if (!e.startsWith('.') || !e.endsWith('.tmp')) continue;
     const m = /^\.{1,2}(.+?)\.(\d+)\.([0-9a-z]+)\.tmp(?:\.(\d+)\.(\d+)\.tmp)?$/.exec(e);
     if (m === null || !names.has(m[1] as string)) continue;
+    any = true;
     const pids = [Number(m[2]), ...(m[4] === undefined ? [] : [Number(m[4])])];
     if (pids.every((p) => p > 0 && !alive(p))) out.push(join(dir, e));
   }
-  return out;
+  return { dead: out, any };
 }
+
+/** Sets found with nothing to recover by {@link prepareRead}: weights path → the folder's `dev:ino:mtimeNs` then. */
+const cleanFolders = new Map<string, string>();
+/** Bound of {@link cleanFolders} (it is cleared when full). */
+const CLEAN_FOLDERS_MAX = 4096;
+/** How long a folder must have been unchanged before a clean scan of it is remembered (2 s, in ns). */
+const QUIET_NS = 2_000_000_000n;
 
 /** Whether the set needs recovery: a commit record or temporaries of dead writers. */
 export function needsRecovery(files: CheckpointFiles): boolean {
@@ -180,8 +194,34 @@ export function lockSet(files: CheckpointFiles, timeoutMs: number): WriterLock {
  */
 export function prepareRead(files: CheckpointFiles, timeoutMs = 10_000): (final: string) => string {
   const identity = (p: string): string => p;
+  // A folder unchanged since an earlier open found nothing to recover holds nothing to recover: every
+  // commit record, lock and temporary is a new entry, which changes the folder's mtime. One stat then
+  // replaces two lookups and a scan of the folder (which grows with a training run's checkpoints).
+  const dir = dirname(files.weights);
+  let stamp: string | undefined;
+  let quiet = false;
+  try {
+    const st = statSync(dir, { bigint: true });
+    stamp = `${st.dev}:${st.ino}:${st.mtimeNs}`;
+    // Trusted only when the folder had been quiet for a while before this scan: an entry made during
+    // the scan, in the same clock tick as the last change, would leave the mtime as it is.
+    quiet = BigInt(Date.now()) * 1_000_000n - st.mtimeNs > QUIET_NS;
+  } catch {
+    stamp = undefined;
+  }
+  if (stamp !== undefined && cleanFolders.get(files.weights) === stamp) return identity;
   const pending = existsSync(files.journal);
-  if (!pending && !existsSync(files.lock) && deadTemps(files).length === 0) return identity;
+  if (!pending && !existsSync(files.lock)) {
+    const temps = scanTemps(files);
+    if (temps.dead.length === 0) {
+      if (stamp !== undefined && quiet && !temps.any) {
+        if (cleanFolders.size >= CLEAN_FOLDERS_MAX) cleanFolders.clear();
+        cleanFolders.set(files.weights, stamp);
+      }
+      return identity;
+    }
+  }
+  cleanFolders.delete(files.weights);
   let lock: WriterLock | undefined;
   try {
     // Wait only for a committed save being applied; a live save that has not committed yet leaves

@@ -1,10 +1,10 @@
 /** Whole-file checks and repairs of a checkpoint set: the seal and header, the chunk tree, the parity, all under the set's lock. */
-import { closeSync, promises as fsp, fstatSync, openSync, statSync } from 'node:fs';
+import { promises as fsp, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { tempName } from '../io/atomic';
-import { fsyncDir, ioError } from '../io/fs';
+import { fsyncDir } from '../io/fs';
 import type { JobOptions } from '../job';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
 import { lockSet, publish } from './commit';
@@ -26,43 +26,19 @@ import { hashableOf, writeRsParity } from './save';
 import { fileLeaves } from './write';
 
 /**
- * Open the weights twice: a descriptor (for the chunk reads of lazy verification) and the mapping,
- * and make sure both are the same file (not replaced in between).
+ * Open the weights: the mapping, and a descriptor of the same file (for the chunk reads of lazy
+ * verification), duplicated from the mapping's own so that both are the same file by construction.
  */
 export async function openPair(
   path: string,
   signal?: AbortSignal,
 ): Promise<{ file: SafetensorsFile; fd: number }> {
-  for (let attempt = 0; ; attempt++) {
-    let fd: number;
-    try {
-      fd = openSync(path, 'r');
-    } catch (err) {
-      throw ioError(err, path, 'cannot open');
-    }
-    let file: SafetensorsFile;
-    try {
-      file = await openSafetensors(path, signal ? { signal } : {});
-    } catch (err) {
-      closeSync(fd);
-      throw err;
-    }
-    const a = fstatSync(fd);
-    let same = false;
-    try {
-      const b = statSync(path);
-      same = a.ino === b.ino && a.dev === b.dev;
-    } catch {
-      same = false;
-    }
-    if (same) return { file, fd };
+  const file = await openSafetensors(path, signal ? { signal } : {});
+  try {
+    return { file, fd: file.dupFd() };
+  } catch (err) {
     file.close();
-    closeSync(fd);
-    if (attempt >= 2) {
-      throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${path} was replaced while it was opened`, {
-        path,
-      });
-    }
+    throw err;
   }
 }
 

@@ -99,6 +99,12 @@ export declare class NativeSafetensors {
    * against a truncation since the open first.
    */
   headerSha256(length: number): string | null
+  /**
+   * A new descriptor (close-on-exec) of the mapped file itself, for reads beside the mapping: the
+   * same file as the views by construction, without opening the path again (which could name
+   * another file by then). The caller closes it.
+   */
+  dupFd(): number
   /** Header length and file size. */
   dataStart(): number
   /**

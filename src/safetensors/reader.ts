@@ -174,17 +174,19 @@ export class SafetensorsFile {
       cap > FIRST_REGION &&
       this.#fileLength > FIRST_REGION
     ) {
-      // The file's first view gets a small region of its own: a region of the whole mapping (up to
-      // regionBytes) makes V8 account that much external memory at once and run a collection, which
-      // cost the first view 3–8 ms on a 512 MiB file (docs/benchmarks.md, issue 14); 4 MiB is below
-      // what makes V8 collect, and holds a first tensor of up to 4 MiB. Later views use
-      // the large regions as before, so a loop over every tensor pays for at most one more region.
-      const start = Math.min(
-        Math.floor(abs / REGION_ALIGN) * REGION_ALIGN,
-        Math.max(0, Math.floor((this.#fileLength - FIRST_REGION) / REGION_ALIGN) * REGION_ALIGN),
+      // The file's first view gets a small region of its own, the 64 KiB-aligned span of its bytes: a
+      // region of the whole mapping (up to regionBytes) makes V8 account that much external memory at
+      // once and run a collection, which cost the first view 3–8 ms on a 512 MiB file
+      // (docs/benchmarks.md, issue 14). A fixed 4 MiB region still did, every 16 opens: a loop that
+      // opens checkpoints and views one tensor ran a full collection every 16 iterations (about a
+      // quarter of its time). Later views use the large regions as before, so a loop over every tensor
+      // pays for at most one more region.
+      const start = Math.floor(abs / REGION_ALIGN) * REGION_ALIGN;
+      const length = Math.min(
+        Math.max(REGION_ALIGN, Math.ceil((abs + len) / REGION_ALIGN) * REGION_ALIGN - start),
+        this.#fileLength - start,
       );
-      const length = Math.min(FIRST_REGION, this.#fileLength - start);
-      if (abs >= start && abs + len <= start + length) {
+      if (len > 0 && len <= FIRST_REGION && abs + len <= start + length) {
         const buffer = this.#region(start, length);
         if (buffer === null) return null;
         this.#first = { start, buffer };
@@ -256,6 +258,15 @@ export class SafetensorsFile {
   headerSha256(length: number): string | null {
     const handle = this.#handle;
     return callNative(() => handle.headerSha256(length)) ?? null;
+  }
+
+  /**
+   * @internal A new descriptor of the mapped file (close-on-exec), for reads beside the views: the
+   * same file by construction, not the path opened again. The caller closes it.
+   */
+  dupFd(): number {
+    const handle = this.#handle;
+    return callNative(() => handle.dupFd());
   }
 
   /** Whether `close()` was called. */

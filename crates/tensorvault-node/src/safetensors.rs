@@ -304,6 +304,21 @@ impl NativeSafetensors {
         })
     }
 
+    /// A new descriptor (close-on-exec) of the mapped file itself, for reads beside the mapping: the
+    /// same file as the views by construction, without opening the path again (which could name
+    /// another file by then). The caller closes it.
+    #[napi]
+    pub fn dup_fd(&self) -> napi::Result<i32> {
+        use std::os::fd::IntoRawFd as _;
+        guard(|| {
+            let file = self.file()?;
+            let dup = file.mapping().file().try_clone().map_err(|e| {
+                TvError::new("TV_IO", format!("cannot duplicate the descriptor: {e}"))
+            })?;
+            Ok(dup.into_raw_fd())
+        })
+    }
+
     /// Header length and file size.
     #[napi]
     pub fn data_start(&self) -> napi::Result<f64> {
