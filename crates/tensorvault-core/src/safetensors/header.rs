@@ -138,20 +138,18 @@ impl Header {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct RawTensor {
-    pub(super) name: String,
-    pub(super) dtype: Dtype,
-    pub(super) shape: Vec<u64>,
-    pub(super) offsets: (u64, u64),
+struct RawTensor {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<u64>,
+    offsets: (u64, u64),
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct RawHeader {
-    pub(super) metadata: Option<BTreeMap<String, String>>,
-    pub(super) tensors: Vec<RawTensor>,
+struct RawHeader {
+    metadata: Option<BTreeMap<String, String>>,
+    tensors: Vec<RawTensor>,
     /// Tensor name → position in `tensors` (built while parsing: it also finds duplicate names).
-    pub(super) index: HashMap<String, usize>,
+    index: HashMap<String, usize>,
 }
 
 /// Parse the JSON (step 5). Typed failures found inside serde visitors travel in `failure`.
@@ -160,16 +158,6 @@ pub(super) struct RawHeader {
 /// skipped with [`Skip`], which walks them through `deserialize_any` (depth-checked) rather than
 /// serde's `IgnoredAny` (which `serde_json` skips without counting depth).
 fn parse_json(text: &str) -> Result<RawHeader, SafetensorsError> {
-    // The plain form every writer produces, without serde (about 5x faster); anything else, and every
-    // error, is the serde path's below.
-    if let Some(h) = super::fast::parse(text) {
-        return Ok(h);
-    }
-    parse_json_serde(text)
-}
-
-/// [`parse_json`] through serde: the reference for every input (the fast path must agree with it).
-pub(super) fn parse_json_serde(text: &str) -> Result<RawHeader, SafetensorsError> {
     let trimmed = text.trim_start_matches([' ', '\t', '\n', '\r']);
     if !trimmed.starts_with('{') {
         // Valid JSON that is not an object, or not JSON at all: tell which.

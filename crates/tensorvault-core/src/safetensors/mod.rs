@@ -3,14 +3,11 @@
 //! to Python's `safetensors.save_file`. Spec notes: `docs/formats/safetensors.md`.
 
 mod dtype;
-mod fast;
 mod header;
 mod reader;
 mod writer;
 
 pub use dtype::Dtype;
-#[doc(hidden)]
-pub use fast::agrees_with_serde;
 pub use header::{header_len, Header, TensorInfo, MAX_HEADER_LEN};
 pub use reader::SafetensorsFile;
 pub use writer::{layout, Layout, SafetensorsWriter, TensorSpec};
