@@ -166,6 +166,9 @@ describe.skipIf(!available)('remote (S3-compatible server s3s-fs)', () => {
     expect(p.bytesDownloaded).toBe(r.bytes);
     expect(p.reusedChunks).toBe(0);
     expect(readFileSync(p.path).equals(original)).toBe(true);
+    // The outboard is not pushed; the pull rebuilds it (byte-identical to the one the save wrote).
+    expect(r.files.some((f) => f.name.endsWith('.tvob'))).toBe(false);
+    expect(readFileSync(`${p.path}.tvob`).equals(readFileSync(`${ckpt}.tvob`))).toBe(true);
     const ck = await tv.loadCheckpoint(p.path, { verify: 'full' });
     expect(ck.report.status).toBe('intact');
     ck.close();

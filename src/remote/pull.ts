@@ -7,9 +7,10 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
-import { parseIntegrityBlock } from '../checkpoint/layout';
+import { checkpointFiles, parseIntegrityBlock } from '../checkpoint/layout';
 import { loadCheckpoint } from '../checkpoint/load';
-import type { LoadCheckpointOptions } from '../checkpoint/parse';
+import { syncOutboard } from '../checkpoint/outboard';
+import { type LoadCheckpointOptions, parseCheckpoint } from '../checkpoint/parse';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { fsyncDir } from '../io/fs';
@@ -288,6 +289,13 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
     for (const f of place) await rename(join(staging, f.name), join(dest, f.name));
     await fsyncDir(dest);
     await rm(staging, { recursive: true, force: true });
+    if (manifest.layout === 'tensorvault') {
+      // The outboard (`.tvob`, what lets a lazy load's first view hash only the 64 KiB pieces it covers)
+      // is not part of the pushed set: an untrusted accelerator, rebuilt here from the pulled weights in
+      // one hashing pass from the page cache (never fails the pull: without it, whole chunks are hashed).
+      const files = checkpointFiles(join(dest, manifest.main));
+      await syncOutboard(files, parseCheckpoint(files.weights).block).catch(() => {});
+    }
     const result: PullResult = {
       path: join(dest, manifest.main),
       layout: manifest.layout,
