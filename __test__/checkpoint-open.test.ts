@@ -1,6 +1,16 @@
 // The cheap verified open (issue 14, opening targets): the header digest from the mapping, and the
 // outboard (`NAME.safetensors.tvob`) that lets a first view check only the 64 KiB pieces it covers.
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -63,9 +73,51 @@ describe('the outboard (NAME.safetensors.tvob)', () => {
     expect(Number(ob.readBigUInt64LE(24))).toBe(len);
     expect(Number(ob.readBigUInt64LE(32))).toBe(PIECE);
     expect(ob.length).toBe(40 + Math.floor(len / MiB) * 16 * 32);
-    expect(native().checkpointOutboardPieces(ob.subarray(0, 40), ob.length, MiB, len)).toBe(16);
-    expect(native().checkpointOutboardPieces(ob.subarray(0, 40), ob.length - 1, MiB, len)).toBe(0);
-    expect(native().checkpointOutboardPieces(ob.subarray(0, 40), ob.length, MiB, len + 1)).toBe(0);
+    const h = native().checkpointOutboardOpen(`${path}.tvob`, MiB, len);
+    expect(h?.pieces()).toBe(16);
+    h?.close();
+    // Another file's length or chunk size, a missing file, a truncated outboard: not usable.
+    expect(native().checkpointOutboardOpen(`${path}.tvob`, MiB, len + 1)).toBeNull();
+    expect(native().checkpointOutboardOpen(`${path}.tvob`, 2 * MiB, len)).toBeNull();
+    expect(native().checkpointOutboardOpen(`${path}.nope`, MiB, len)).toBeNull();
+    const cut = `${path}.cut.tvob`;
+    writeFileSync(cut, ob.subarray(0, ob.length - 1));
+    expect(native().checkpointOutboardOpen(cut, MiB, len)).toBeNull();
+  });
+
+  it("the addon's piece check reads the values and the pieces itself: ok, damaged, truncated, unusable", async () => {
+    const { path } = await saved();
+    const len = statSync(path).size;
+    const leaves = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8')).tensorvault.leaves as string;
+    const leaf0 = leaves.slice(0, 64);
+    const h = native().checkpointOutboardOpen(`${path}.tvob`, MiB, len);
+    if (h === null) throw new Error('no outboard');
+    let fd = openSync(path, 'r');
+    try {
+      expect(h.verify(0, leaf0, 0, 16, fd)).toBe(0);
+      expect(h.verify(0, leaf0, 3, 5, fd)).toBe(0);
+      // Values that do not merge to the sealed leaf (a stale outboard): unusable.
+      expect(h.verify(0, leaves.slice(64, 128), 0, 1, fd)).toBe(2);
+      // A chunk without values (past the full chunks) and bad ranges.
+      expect(h.verify(Math.floor(len / MiB), leaf0, 0, 1, fd)).toBe(2);
+      expect(() => h.verify(0, leaf0, 2, 2, fd)).toThrow(/range/);
+      expect(() => h.verify(0, leaf0, 0, 17, fd)).toThrow(/range/);
+      corrupt(path, 4 * PIECE + 9);
+      closeSync(fd);
+      fd = openSync(path, 'r');
+      expect(h.verify(0, leaf0, 2, 4, fd)).toBe(0);
+      expect(h.verify(0, leaf0, 5, 16, fd)).toBe(0);
+      expect(h.verify(0, leaf0, 4, 5, fd)).toBe(1);
+      expect(h.verify(0, leaf0, 0, 16, fd)).toBe(1);
+      // The descriptor is borrowed, not closed: it still reads.
+      expect(readSync(fd, Buffer.alloc(8), 0, 8, 0)).toBe(8);
+      truncateSync(path, 2 * PIECE);
+      expect(h.verify(0, leaf0, 0, 4, fd)).toBe(1);
+      h.close();
+      expect(h.verify(0, leaf0, 0, 1, fd)).toBe(2);
+    } finally {
+      closeSync(fd);
+    }
   });
 
   it('is removed when the set is saved again in a PyFolds layout', async () => {

@@ -276,9 +276,7 @@ export class Checkpoint {
     while (b > a && mask?.[b - 1] === 1) b--;
     if (a === b) return 'ok';
     if (b - a === n) return 'unusable'; // every piece: one whole-chunk hash is as cheap
-    if (scratch.length < (b - a) * piece)
-      scratch = Buffer.allocUnsafe(Math.max((b - a) * piece, CHUNK_SCRATCH));
-    const r = ob.verify(c, leafAt(block, c), a, b, fd, scratch);
+    const r = ob.verify(c, leafAt(block, c), a, b, fd);
     if (r !== 'ok') return r;
     const m = mask ?? new Uint8Array(n);
     m.fill(1, a, b);

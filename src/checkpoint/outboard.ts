@@ -5,16 +5,14 @@
  * untrusted: a chunk's values are used only after they merge to the sealed leaf; a missing, stale or
  * tampered outboard makes the loader hash whole chunks as before.
  */
-import { closeSync, promises as fsp, fstatSync, openSync, readSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
 import { tempName } from '../io/atomic';
 import { fsyncDir } from '../io/fs';
 import { runJob } from '../job';
 import { native } from '../native';
+import type { NativeOutboard } from '../native/binding';
 import type { CheckpointFiles, IntegrityBlock } from './layout';
-
-/** Length of the outboard's header. */
-const HEADER_LEN = 40;
 
 /**
  * The save's hook (one call, after the set is committed, under its lock): write the outboard of a
@@ -50,10 +48,7 @@ export type PieceCheck = 'ok' | 'damaged' | 'unusable';
 export class OutboardReader {
   #path: string;
   #block: IntegrityBlock;
-  #fd: number | undefined;
-  /** Pieces per chunk; 0 when the outboard is missing or does not describe this file (never used). */
-  #pieces: number | undefined;
-  #cvs: Buffer = Buffer.alloc(0);
+  #handle: NativeOutboard | null | undefined;
 
   constructor(path: string, block: IntegrityBlock) {
     this.#path = path;
@@ -62,65 +57,30 @@ export class OutboardReader {
 
   /** Pieces per chunk, or 0 when there is no usable outboard (opens it on first call). */
   pieces(): number {
-    if (this.#pieces !== undefined) return this.#pieces;
-    this.#pieces = 0;
-    if (!this.#block.algorithm.startsWith('blake3-')) return 0;
-    let fd: number;
-    try {
-      fd = openSync(this.#path, 'r');
-    } catch {
-      return 0;
-    }
-    try {
-      const head = Buffer.alloc(HEADER_LEN);
-      const got = readSync(fd, head, 0, HEADER_LEN, 0);
-      const n =
-        got === HEADER_LEN
-          ? native().checkpointOutboardPieces(
-              head,
-              fstatSync(fd).size,
-              this.#block.chunk_size,
-              this.#block.file_length,
-            )
-          : 0;
-      if (n > 0) {
-        this.#fd = fd;
-        this.#pieces = n;
-        this.#cvs = Buffer.allocUnsafe(n * 32);
-        return n;
+    if (this.#handle === undefined) {
+      this.#handle = null;
+      if (this.#block.algorithm.startsWith('blake3-')) {
+        try {
+          this.#handle =
+            native().checkpointOutboardOpen(this.#path, this.#block.chunk_size, this.#block.file_length) ??
+            null;
+        } catch {
+          // unusable: whole chunks
+        }
       }
-    } catch {
-      // unusable: whole chunks
     }
-    closeSync(fd);
-    return 0;
+    return this.#handle === null ? 0 : this.#handle.pieces();
   }
 
   /**
-   * Check pieces `[first, last)` of chunk `chunk` (a full chunk) read from `weightsFd` into `scratch`.
-   * `unusable`: the outboard's values for the chunk do not merge to `leafHex` (or cannot be read);
-   * the caller hashes the whole chunk instead.
+   * Check pieces `[first, last)` of chunk `chunk` (a full chunk), read from `weightsFd` by the addon.
+   * `unusable`: the outboard's values for the chunk do not merge to `leafHex` (or cannot be read); the
+   * caller hashes the whole chunk instead.
    */
-  verify(
-    chunk: number,
-    leafHex: string,
-    first: number,
-    last: number,
-    weightsFd: number,
-    scratch: Buffer,
-  ): PieceCheck {
-    const n = this.pieces();
-    const fd = this.#fd;
-    if (n === 0 || fd === undefined) return 'unusable';
-    const cs = this.#block.chunk_size;
-    const piece = cs / n;
+  verify(chunk: number, leafHex: string, first: number, last: number, weightsFd: number): PieceCheck {
+    if (this.pieces() === 0 || this.#handle == null) return 'unusable';
     try {
-      const at = HEADER_LEN + chunk * n * 32;
-      if (readSync(fd, this.#cvs, 0, n * 32, at) !== n * 32) return 'unusable';
-      const len = (last - first) * piece;
-      const buf = scratch.subarray(0, len);
-      if (readSync(weightsFd, buf, 0, len, chunk * cs + first * piece) !== len) return 'damaged';
-      const r = native().checkpointOutboardVerify(this.#cvs, leafHex, buf, first, piece);
+      const r = this.#handle.verify(chunk, leafHex, first, last, weightsFd);
       return r === 0 ? 'ok' : r === 1 ? 'damaged' : 'unusable';
     } catch {
       return 'unusable';
@@ -129,8 +89,7 @@ export class OutboardReader {
 
   /** Close the outboard (reopened on next use, e.g. after a repair replaced the set). */
   close(): void {
-    if (this.#fd !== undefined) closeSync(this.#fd);
-    this.#fd = undefined;
-    this.#pieces = undefined;
+    this.#handle?.close();
+    this.#handle = undefined;
   }
 }

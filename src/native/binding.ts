@@ -67,6 +67,25 @@ export declare class NativeFold {
 }
 
 /**
+ * An open outboard of a lazily loaded checkpoint: the file, held open, and its piece count. The
+ * first view's check is one call that reads the chunk's values and the pieces itself (no file
+ * descriptors, reads or buffers on the JS side: they cost more than the hashing of a 64 KiB piece).
+ */
+export declare class NativeOutboard {
+  /** Pieces per chunk. */
+  pieces(): number
+  /**
+   * Check pieces `[first, last)` of full chunk `chunk`, read from the weights' descriptor `fd`
+   * (borrowed, not closed), against the chunk's values, which must first merge to `leafHex`.
+   * 0 when every piece matches, 1 when one differs or cannot be read whole (damage, truncation),
+   * 2 when the outboard is unusable for this chunk (closed, unreadable, stale or tampered).
+   */
+  verify(chunk: number, leafHex: string, first: number, last: number, fd: number): number
+  /** Close the outboard (a later `verify` answers 2). */
+  close(): void
+}
+
+/**
  * An open, validated safetensors file. The header stays here: JS looks tensors up by name through
  * `info`, so opening a file costs the JS thread nothing per tensor (issue 13, item 14).
  */
@@ -198,20 +217,10 @@ export interface CheckpointEccWritten {
 export declare function checkpointLeaf(data: Uint8Array, tree: string): string
 
 /**
- * Pieces per chunk of an outboard whose first 40 bytes are `header` and whose length is `length`,
- * when it is well formed and describes a tree at `chunkSize` over `fileLength` bytes; 0 otherwise
- * (the loader then hashes whole leaves).
+ * Open the outboard at `path` for a tree at `chunkSize` over `fileLength` bytes; null when it is
+ * missing, unreadable, malformed or describes another file (the loader then hashes whole leaves).
  */
-export declare function checkpointOutboardPieces(header: Uint8Array, length: number, chunkSize: number, fileLength: number): number
-
-/**
- * Check pieces of one chunk against the outboard: `cvs` holds the chunk's chaining values (32 bytes
- * each), which must merge to `leafHex` (the sealed leaf) before any is used; `data` holds the
- * consecutive pieces from piece `firstPiece` (`pieceSize` bytes each, a multiple of 1024). Returns
- * 0 when every piece matches, 1 when a piece differs (damage), 2 when the values do not merge to the
- * leaf (a stale or tampered outboard: hash the whole leaf instead).
- */
-export declare function checkpointOutboardVerify(cvs: Uint8Array, leafHex: string, data: Uint8Array, firstPiece: number, pieceSize: number): number
+export declare function checkpointOutboardOpen(path: string, chunkSize: number, fileLength: number): NativeOutboard | null
 
 /** One mark of the save's timeline. */
 export interface CheckpointPhase {
