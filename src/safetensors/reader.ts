@@ -186,7 +186,7 @@ export class SafetensorsFile {
         Math.max(REGION_ALIGN, Math.ceil((abs + len) / REGION_ALIGN) * REGION_ALIGN - start),
         this.#fileLength - start,
       );
-      if (len > 0 && len <= FIRST_REGION && abs + len <= start + length) {
+      if (length > 0 && len <= FIRST_REGION && abs + len <= start + length) {
         const buffer = this.#region(start, length);
         if (buffer === null) return null;
         this.#first = { start, buffer };
