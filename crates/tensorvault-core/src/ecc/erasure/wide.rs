@@ -271,12 +271,14 @@ const SPAN: usize = 32 << 10;
 /// Memory budget of one worker's parity for its span (global and local).
 const SPAN_PARITY_BUDGET: usize = 16 << 20;
 
-/// The span width: the largest multiple of the slice width `w` that is at most [`SPAN`] (at least
-/// `w`) and whose `slots` parity parts fit [`SPAN_PARITY_BUDGET`].
-fn span_width(w: usize, slots: usize) -> usize {
+/// The span width: the largest multiple of the slice width `w` that is at most [`SPAN`] and whose
+/// `slots` parity parts fit [`SPAN_PARITY_BUDGET`], and small enough that the chunk size `cs` gives
+/// every one of the `workers` a span (at least `w`).
+fn span_width(w: usize, slots: usize, cs: usize, workers: usize) -> usize {
     let w = w.max(1);
     let n = (SPAN / w)
         .min(SPAN_PARITY_BUDGET / w.saturating_mul(slots.max(1)))
+        .min(cs / w.saturating_mul(workers.max(1)))
         .max(1);
     n * w
 }
@@ -407,7 +409,7 @@ pub fn encode_source<S: Source + ?Sized>(
     }
     let workers = rayon::current_num_threads().max(1);
     let w = slice_width(k, m, cs);
-    let span = span_width(w, usize_of(layout.parity_slots()));
+    let span = span_width(w, usize_of(layout.parity_slots()), cs, workers);
     let mut slots: Vec<EncodeSlot> = (0..workers)
         .map(|_| EncodeSlot {
             enc: None,
