@@ -326,7 +326,8 @@ pub(super) fn encode_file(
 }
 
 /// Encode the columns `[start, start + width)` (one worker's span) into `slot`: slice by slice of
-/// at most `w` bytes, the local parity XORed while the slice of each chunk is in cache.
+/// at most `w` bytes; each group's local parity (the XOR of its chunks) accumulates while the
+/// slice is in cache.
 fn encode_span<S: Source + ?Sized>(
     src: &S,
     layout: &Layout,
