@@ -262,8 +262,29 @@ fn padded<'a>(p: &'a [u8], width: usize, pad: &'a mut Vec<u8>) -> &'a [u8] {
     pad
 }
 
-/// One worker's state: its encoder and the parity it produced for its sub-slice (global parity, then
-/// the local parity of every group).
+/// Columns one worker encodes per batch of [`encode_source`] (several slices of the slice width):
+/// the data chunks are then hashed in contiguous runs of `workers ·` this many bytes (BLAKE3's 16-way
+/// SIMD needs runs of at least 16 KiB; at 8 KiB it ran half as wide and was a third of the profile)
+/// and each parity chunk is written in parts of this many bytes (not one `pwrite` per slice).
+const SPAN: usize = 32 << 10;
+
+/// Memory budget of one worker's parity for its span (global and local).
+const SPAN_PARITY_BUDGET: usize = 16 << 20;
+
+/// The span width: the largest multiple of the slice width `w` that is at most [`SPAN`] and whose
+/// `slots` parity parts fit [`SPAN_PARITY_BUDGET`], and small enough that the chunk size `cs` gives
+/// every one of the `workers` a span (at least `w`).
+fn span_width(w: usize, slots: usize, cs: usize, workers: usize) -> usize {
+    let w = w.max(1);
+    let n = (SPAN / w)
+        .min(SPAN_PARITY_BUDGET / w.saturating_mul(slots.max(1)))
+        .min(cs / w.saturating_mul(workers.max(1)))
+        .max(1);
+    n * w
+}
+
+/// One worker's state: its encoder and the parity it produced for its span (global parity, then
+/// the local parity of every group; each `[slot][span]`).
 struct EncodeSlot {
     enc: Option<WideEncoder>,
     parity: Vec<u8>,
@@ -304,10 +325,67 @@ pub(super) fn encode_file(
     Ok(entries)
 }
 
+/// Encode the columns `[start, start + width)` (one worker's span) into `slot`: slice by slice of
+/// at most `w` bytes; each group's local parity (the XOR of its chunks) accumulates while the
+/// slice is in cache.
+fn encode_span<S: Source + ?Sized>(
+    src: &S,
+    layout: &Layout,
+    slot: &mut EncodeSlot,
+    (start, width): (usize, usize),
+    w: usize,
+) -> Result<(), ErasureError> {
+    let (k, m) = (layout.params.k(), layout.params.m());
+    let chunks = layout.chunks;
+    // Every byte of `parity` is overwritten below; `local` accumulates, so it starts at zero.
+    slot.parity.resize(m * width, 0);
+    slot.local.clear();
+    slot.local.resize(usize_of(layout.local_groups) * width, 0);
+    let mut sub = start;
+    while sub < start + width {
+        let ws = w.min(start + width - sub);
+        let at = sub - start;
+        let enc = match slot.enc.as_mut() {
+            Some(e) => {
+                e.reset(k, m, ws).map_err(|e| codec_err(&e))?;
+                e
+            }
+            None => slot
+                .enc
+                .insert(WideEncoder::new(k, m, ws).map_err(|e| codec_err(&e))?),
+        };
+        for idx in 0..chunks {
+            let p = piece_of(src, layout, idx, sub, ws, &mut slot.gather);
+            if let Some(acc) = layout
+                .group_of(idx)
+                .and_then(|q| slot.local.get_mut(usize_of(q) * width + at..))
+            {
+                xor_into(acc.get_mut(..ws).unwrap_or_default(), p);
+            }
+            enc.add_original_shard(padded(p, ws, &mut slot.pad))
+                .map_err(|e| codec_err(&e))?;
+        }
+        if chunks == 0 {
+            // An empty file: one virtual all-zero chunk.
+            slot.pad.clear();
+            slot.pad.resize(ws, 0);
+            enc.add_original_shard(&slot.pad)
+                .map_err(|e| codec_err(&e))?;
+        }
+        let out = enc.encode().map_err(|e| codec_err(&e))?;
+        for (j, r) in out.recovery_iter().enumerate() {
+            if let Some(dst) = slot.parity.get_mut(j * width + at..j * width + at + ws) {
+                dst.copy_from_slice(r);
+            }
+        }
+        sub += ws;
+    }
+    Ok(())
+}
+
 /// [`encode_file`] over any [`Source`] of the file's `layout.file_len` bytes: write every parity
 /// chunk into the sidecar `sc` at its place and return the digest entries (data chunks, then parity
 /// chunks). The sidecar's header and tables are the caller's.
-#[allow(clippy::too_many_lines)]
 pub fn encode_source<S: Source + ?Sized>(
     src: &S,
     layout: &Layout,
@@ -332,6 +410,7 @@ pub fn encode_source<S: Source + ?Sized>(
     }
     let workers = rayon::current_num_threads().max(1);
     let w = slice_width(k, m, cs);
+    let span = span_width(w, usize_of(layout.parity_slots()), cs, workers);
     let mut slots: Vec<EncodeSlot> = (0..workers)
         .map(|_| EncodeSlot {
             enc: None,
@@ -344,69 +423,40 @@ pub fn encode_source<S: Source + ?Sized>(
     let mut from = 0usize;
     while from < cs {
         control.checkpoint()?;
-        let subs = sub_slices(from, w, workers, cs);
-        // Encode the sub-slices in parallel, each worker with its own encoder.
-        slots.par_iter_mut().zip(subs.par_iter()).try_for_each(
-            |(slot, &(start, width))| -> Result<(), ErasureError> {
-                let enc = match slot.enc.as_mut() {
-                    Some(e) => {
-                        e.reset(k, m, width).map_err(|e| codec_err(&e))?;
-                        e
-                    }
-                    None => slot
-                        .enc
-                        .insert(WideEncoder::new(k, m, width).map_err(|e| codec_err(&e))?),
-                };
-                // Local parity: the XOR of each group's column slices, while they are in cache.
-                slot.local.clear();
-                slot.local.resize(usize_of(layout.local_groups) * width, 0);
-                for idx in 0..chunks {
-                    let p = piece_of(src, layout, idx, start, width, &mut slot.gather);
-                    if let Some(acc) = layout
-                        .group_of(idx)
-                        .and_then(|q| slot.local.get_mut(usize_of(q) * width..))
-                    {
-                        xor_into(acc.get_mut(..width).unwrap_or_default(), p);
-                    }
-                    enc.add_original_shard(padded(p, width, &mut slot.pad))
-                        .map_err(|e| codec_err(&e))?;
-                }
-                if chunks == 0 {
-                    // An empty file: one virtual all-zero chunk.
-                    slot.pad.clear();
-                    slot.pad.resize(width, 0);
-                    enc.add_original_shard(&slot.pad)
-                        .map_err(|e| codec_err(&e))?;
-                }
-                let out = enc.encode().map_err(|e| codec_err(&e))?;
-                slot.parity.clear();
-                for r in out.recovery_iter() {
-                    slot.parity.extend_from_slice(r);
-                }
-                Ok(())
-            },
-        )?;
+        let subs = sub_slices(from, span, workers, cs);
+        // Encode the spans in parallel, each worker with its own encoder.
+        slots
+            .par_iter_mut()
+            .zip(subs.par_iter())
+            .try_for_each(|(slot, &sub)| encode_span(src, layout, slot, sub, w))?;
         let active = &slots.get(..subs.len()).unwrap_or_default();
         let batch_end = subs.last().map_or(cs, |&(s, wd)| s + wd);
-        // Hash the batch of every data chunk (contiguous in the chunk), in order.
-        data_h.par_iter_mut().enumerate().for_each(|(i, h)| {
-            let (off, len) = layout.chunk_range(i as u64);
-            let end = off + len.min(batch_end as u64);
-            if (from as u64) < len {
-                src.each(off + from as u64, end, &mut |s| h.update(s));
-            }
-        });
-        // Hash and write every parity chunk's part of the batch (global, then local).
-        parity_h
+        // In one parallel pass: hash the batch of every data chunk (contiguous in the chunk), and hash
+        // and write every parity chunk's part of the batch (global, then local).
+        let data = data_h
             .par_iter_mut()
             .enumerate()
-            .try_for_each(|(j, h)| -> Result<(), ErasureError> {
-                let mut off = layout.parity_offset(j as u64) + from as u64;
+            .map(|(i, h)| (false, i, h));
+        let parity = parity_h
+            .par_iter_mut()
+            .enumerate()
+            .map(|(j, h)| (true, j, h));
+        data.chain(parity)
+            .try_for_each(|(is_parity, i, h)| -> Result<(), ErasureError> {
+                if !is_parity {
+                    let (off, len) = layout.chunk_range(i as u64);
+                    let end = off + len.min(batch_end as u64);
+                    if (from as u64) < len {
+                        src.each(off + from as u64, end, &mut |s| h.update(s));
+                    }
+                    return Ok(());
+                }
+                let mut off = layout.parity_offset(i as u64) + from as u64;
                 for (slot, &(_, width)) in active.iter().zip(&subs) {
-                    let part = if j < m {
-                        slot.parity.get(j * width..(j + 1) * width)
+                    let part = if i < m {
+                        slot.parity.get(i * width..(i + 1) * width)
                     } else {
-                        slot.local.get((j - m) * width..(j - m + 1) * width)
+                        slot.local.get((i - m) * width..(i - m + 1) * width)
                     }
                     .ok_or_else(changed)?;
                     h.update(part);
@@ -941,21 +991,28 @@ mod tests {
     fn slice_width_does_not_change_the_sidecar() {
         // The batch/slice loop with several workers and a short last chunk gives the same parity as one
         // whole-chunk encode.
-        let (_d, path, data) = setup(37 * 4096 + 1000, 3);
-        let l = protect_wide(&path, 38, 6, 4096);
-        let side = std::fs::read(sidecar_path_for(&path)).unwrap();
-        let shards: Vec<Vec<u8>> = data
-            .chunks(4096)
-            .map(|c| {
-                let mut v = c.to_vec();
-                v.resize(4096, 0);
-                v
-            })
-            .collect();
-        let par = encode_whole(&shards, 6);
-        for (j, p) in par.iter().enumerate() {
-            let off = l.parity_offset(j as u64) as usize;
-            assert_eq!(&side[off..off + 4096], &p[..], "parity {j}");
+        // 4 KiB chunks: one slice per batch; 256 KiB chunks: batches of one span per worker, of
+        // several slices each.
+        for cs in [4096usize, 256 << 10] {
+            let (_d, path, data) = setup(37 * cs + 1000, 3);
+            let l = protect_wide(&path, 38, 6, cs as u64);
+            let side = std::fs::read(sidecar_path_for(&path)).unwrap();
+            let shards: Vec<Vec<u8>> = data
+                .chunks(cs)
+                .map(|c| {
+                    let mut v = c.to_vec();
+                    v.resize(cs, 0);
+                    v
+                })
+                .collect();
+            let par = encode_whole(&shards, 6);
+            for (j, p) in par.iter().enumerate() {
+                let off = l.parity_offset(j as u64) as usize;
+                assert_eq!(&side[off..off + cs], &p[..], "cs {cs} parity {j}");
+            }
+            // The chunk digests are those of the whole chunks.
+            let r = verify(&path, None, &Control::new()).unwrap();
+            assert_eq!(r.status, Status::Intact, "cs {cs}");
         }
     }
 
@@ -1587,6 +1644,61 @@ mod tests {
 #[cfg(test)]
 #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 mod measure {
+    fn cpu_s() -> f64 {
+        // SAFETY: getrusage fills the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut u) };
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(u.ru_utime) + tv(u.ru_stime)
+    }
+
+    /// Not a test: `TV_MEASURE_FILE=… TV_MEASURE_TOOLS=v2,v1 TV_MEASURE_ROUNDS=3 cargo test --release
+    /// -p tensorvault-core measure_protect -- --ignored --nocapture` protects a (page-cached) file
+    /// with v2 and v1 `medium` alternately, in one run: GB/s and CPU seconds each.
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    fn measure_protect() {
+        use super::super::file::{protect, ProtectOptions};
+        use super::super::sidecar::{ChunkDigest, Level};
+        use super::Format;
+        let Ok(path) = std::env::var("TV_MEASURE_FILE") else {
+            eprintln!("set TV_MEASURE_FILE");
+            return;
+        };
+        let path = std::path::PathBuf::from(path);
+        let rounds: usize = std::env::var("TV_MEASURE_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(1);
+        let tools = std::env::var("TV_MEASURE_TOOLS").unwrap_or_else(|_| "v2,v1".into());
+        let len = std::fs::metadata(&path).unwrap().len() as f64;
+        let side = std::env::temp_dir().join("tv-measure-protect.tvecc");
+        for r in 0..rounds {
+            for t in tools.split(',') {
+                let (format, digest) = match t {
+                    "v1" => (Format::V1, ChunkDigest::Blake3),
+                    "v2sha" => (Format::V2, ChunkDigest::Sha256),
+                    _ => (Format::V2, ChunkDigest::Blake3),
+                };
+                let (c0, t0) = (cpu_s(), std::time::Instant::now());
+                protect(
+                    &path,
+                    Some(&side),
+                    ProtectOptions::LevelFormat(Level::Medium, digest, format),
+                    &crate::control::Control::new(),
+                )
+                .unwrap();
+                let (s, c) = (t0.elapsed().as_secs_f64(), cpu_s() - c0);
+                eprintln!(
+                    "round {r} {t}: {:.3} GB/s, {c:.2} CPU-s ({:.2} s)",
+                    len / s / 1e9,
+                    s
+                );
+            }
+        }
+        let _ = std::fs::remove_file(side);
+    }
+
     /// Not a test: `cargo test --release -p tensorvault-core measure_transform -- --ignored --nocapture`
     /// times the transform alone for a few (k, m, slice width) on one thread.
     #[test]
