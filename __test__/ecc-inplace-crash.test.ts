@@ -68,9 +68,10 @@ function runAndKill(path: string, delayMs: number): Promise<'killed' | 'finished
 
 // v1: 4 + 2 per stripe, the repair's writes on 2 threads (about 6 pauses). v2: one wide code, any 16 of the
 // 64 chunks; its rebuilt chunks are written one after the other (about 12 pauses). v2 sidecars of 64 chunks
-// carry local parity (16 groups of 4 chunks): in the first v2 case chunks 20, 25, 37, 42 and 54 are alone
-// in their group (rebuilt from it) and 1-3, 62-63 go to the global code; the `v2-local` case has m = 4 and
-// 12 damaged chunks, 10 of them alone in their group: beyond m, repairable only with the local parity.
+// carry local parity (16 interleaved groups of 4 chunks: chunk i in group i % 16): in the first v2 case
+// chunks 20, 25, 37, 42, 54, 62 and 63 are alone in their group (rebuilt from it) and 1, 17 and 33 (all in
+// group 1) go to the global code; the `v2-local` case has m = 4 and 12 damaged chunks, 10 of them alone in
+// their group (9 and 25 share group 9): beyond m, repairable only with the local parity.
 const FORMATS = [
   {
     name: 'v1',
@@ -84,14 +85,14 @@ const FORMATS = [
     format: 'v2',
     params: { k: 64, m: 16, chunkSize: CS },
     window: 18,
-    flipped: [1, 2, 3, 20, 37, 54, 25, 42],
+    flipped: [1, 17, 33, 20, 37, 54, 25, 42],
   },
   {
     name: 'v2-local',
     format: 'v2',
     params: { k: 64, m: 4, chunkSize: CS },
     window: 18,
-    flipped: [1, 5, 10, 14, 17, 22, 27, 31, 36, 41],
+    flipped: [1, 2, 3, 4, 5, 6, 7, 8, 9, 25],
   },
 ] as const;
 

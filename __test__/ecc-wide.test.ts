@@ -127,18 +127,20 @@ describe('format v2: any m damaged chunks anywhere', () => {
     // beyond m is repairable: see erasure.test.ts, "local parity groups").
     const g = layout.localGroup;
     expect(g).toBeGreaterThan(2);
+    // New sidecars interleave the groups: chunk i is in group i % G, so a group's next chunk is G on.
+    expect(layout.interleavedGroups).toBe(true);
+    const G = layout.localGroups;
     const picked = new Set<number>();
     let last = -1;
     for (let i = 0; picked.size + 2 <= m + 1; i++) {
       const p = (i * 97) % chunks;
-      if (p % g >= g - 2 || p + 2 >= chunks || picked.has(p) || picked.has(p + 1) || picked.has(p + 2))
-        continue;
-      if (picked.has(p - 1)) continue;
+      if (p + 2 * G >= chunks || picked.has(p) || picked.has(p + G) || picked.has(p + 2 * G)) continue;
+      if (picked.has(p - G)) continue;
       picked.add(p);
-      picked.add(p + 1);
+      picked.add(p + G);
       last = p;
     }
-    if (picked.size < m + 1) picked.add(last + 2);
+    if (picked.size < m + 1) picked.add(last + 2 * G);
     const over = [...picked].sort((a, b) => a - b);
     expect(over.length).toBe(m + 1);
     flipAt(path, offsetsIn(over, chunkSize, len, 10));

@@ -61,7 +61,7 @@ function listChunks(label: string, chunks: readonly number[]): string {
 /** `format v2, code k+m, S chunks, …`: the code and its shape (v2 is one stripe over every chunk). */
 function describeCode(l: EccLayout): string {
   return l.formatVersion === 2
-    ? `format v2 (wide GF(2^16) code), code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks${l.localGroups > 0 ? `, local parity: ${l.localGroups} groups of ${l.localGroup} chunks` : ''}`
+    ? `format v2 (wide GF(2^16) code), code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks${l.localGroups > 0 ? `, local parity: ${l.localGroups} ${l.interleavedGroups ? `interleaved groups (chunk i in group i mod ${l.localGroups})` : `groups of ${l.localGroup} consecutive chunks`}` : ''}`
     : `format v1, code ${l.k}+${l.m}, ${formatBytes(l.chunkSize)} chunks, ${l.chunks} chunks in ${l.stripes} stripes`;
 }
 

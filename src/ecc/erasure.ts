@@ -88,13 +88,19 @@ export interface EccLayout {
    */
   formatVersion: 1 | 2;
   /**
-   * Format v2: data chunks per local parity group (0: none). Each group of `localGroup` consecutive
-   * chunks has one XOR parity chunk, so one damaged chunk in a group is repaired from that group alone,
-   * and damage beyond `m` repairs while the damaged chunks not alone in their group number at most `m`.
+   * Format v2: data chunks per local parity group (at most; 0: none). Each group has one XOR parity
+   * chunk, so one damaged chunk in a group is repaired from that group alone, and damage beyond `m`
+   * repairs while the damaged chunks not alone in their group number at most `m`.
    */
   localGroup: number;
   /** Format v2: number of local parity groups (0: none). */
   localGroups: number;
+  /**
+   * Format v2: the groups are interleaved (chunk `i` is in group `i % localGroups`, so neighbouring
+   * chunks, as a burst damages them, are in different groups), as new sidecars have them; `false`: runs
+   * of `localGroup` consecutive chunks (sidecars written before 2026-12-03), or no local parity.
+   */
+  interleavedGroups: boolean;
 }
 
 /** Result of {@link protect}. */

@@ -369,6 +369,11 @@ export interface EccLayout {
   localGroup: number
   /** Format v2: local parity groups, each with one XOR parity chunk after the `m` global ones. */
   localGroups: number
+  /**
+   * Format v2: whether the groups are interleaved (chunk `i` in group `i mod localGroups`), as new
+   * sidecars have them, or consecutive runs of `localGroup` chunks (sidecars written before).
+   */
+  interleavedGroups: boolean
 }
 
 /**

@@ -46,6 +46,9 @@ pub struct EccLayout {
     pub local_group: f64,
     /// Format v2: local parity groups, each with one XOR parity chunk after the `m` global ones.
     pub local_groups: f64,
+    /// Format v2: whether the groups are interleaved (chunk `i` in group `i mod localGroups`), as new
+    /// sidecars have them, or consecutive runs of `localGroup` chunks (sidecars written before).
+    pub interleaved_groups: bool,
 }
 
 fn layout(l: &core_ecc::Layout) -> EccLayout {
@@ -61,6 +64,7 @@ fn layout(l: &core_ecc::Layout) -> EccLayout {
         format_version: u32::from(l.params.format_version()),
         local_group: f(l.params.local_group()),
         local_groups: f(l.local_groups),
+        interleaved_groups: l.params.interleaved_groups(),
     }
 }
 

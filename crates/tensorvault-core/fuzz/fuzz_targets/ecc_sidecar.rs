@@ -5,12 +5,13 @@
 //! reserved byte is accepted and then dropped. Format v2 (issue 18, the wide GF(2^16) code) goes through
 //! the same parser: an accepted v2 header is one stripe whose `k` is the chunk count, with the codec
 //! byte that matches its version. Local parity (flag bit 1, group size at bytes 72..76, issue 18) is v2
-//! only, and its groups and parity slots must re-derive from `g`.
+//! only, and its groups and parity slots must re-derive from `g`; interleaved groups (flag bit 2) only
+//! with it, and every chunk must be in the group its index names.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tensorvault_core::ecc::erasure::sidecar::{
-    Header, Layout, Sidecar, FLAG_FILE_HINTS, FLAG_LOCAL_PARITY,
+    Header, Layout, Sidecar, FLAG_FILE_HINTS, FLAG_INTERLEAVED_GROUPS, FLAG_LOCAL_PARITY,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -21,15 +22,27 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(&h.encode()[..], &data[..256], "accepted header round-trips");
         let flags = u32::from_le_bytes(data[12..16].try_into().expect("4 bytes"));
         assert_eq!(
-            flags & !(FLAG_FILE_HINTS | FLAG_LOCAL_PARITY),
+            flags & !(FLAG_FILE_HINTS | FLAG_LOCAL_PARITY | FLAG_INTERLEAVED_GROUPS),
             0,
             "unknown flags refused"
         );
         assert_eq!(h.file_mtime_ns.is_some(), flags & FLAG_FILE_HINTS != 0);
         let g = h.layout.params.local_group();
         assert_eq!(g > 0, flags & FLAG_LOCAL_PARITY != 0, "local flag iff g");
+        assert_eq!(
+            h.layout.params.interleaved_groups(),
+            flags & FLAG_INTERLEAVED_GROUPS != 0,
+            "interleaved flag iff interleaved groups"
+        );
         if g > 0 {
             assert!(h.layout.params.is_wide(), "local parity is v2 only");
+            for idx in [0, h.layout.chunks / 2, h.layout.chunks.saturating_sub(1)] {
+                if idx < h.layout.chunks {
+                    let q = h.layout.group_of(idx).expect("a group");
+                    assert!(q < h.layout.local_groups, "group in range");
+                    assert!(h.layout.group_chunks(q).any(|c| c == idx), "chunk in its group");
+                }
+            }
             assert!(g <= h.layout.params.k() as u64);
             assert_eq!(h.layout.local_groups, h.layout.chunks.div_ceil(g));
             assert_eq!(

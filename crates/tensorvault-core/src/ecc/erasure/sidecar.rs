@@ -52,8 +52,14 @@ pub const FLAG_FILE_HINTS: u32 = 1;
 /// its chunks, stored after the `m` global parity chunks. A group with one damaged chunk is repaired
 /// from its own chunks alone. Sidecars without the flag have no local parity and stay readable.
 pub const FLAG_LOCAL_PARITY: u32 = 2;
+/// Header flag (bit 2, with bit 1 only): the local groups are **interleaved**: with `G = ⌈n / g⌉`
+/// groups, chunk `i` is in group `i mod G` (group `q` holds chunks `q, q + G, q + 2G, …`), so neighbouring
+/// chunks are in different groups and a burst over up to `G` consecutive chunks (an unaligned burst
+/// damages two) is repaired from local parity alone. Without the bit (sidecars written before it), group
+/// `q` is the `g` consecutive chunks from `q · g`.
+pub const FLAG_INTERLEAVED_GROUPS: u32 = 4;
 /// Every flag this reader understands.
-const KNOWN_FLAGS: u32 = FLAG_FILE_HINTS | FLAG_LOCAL_PARITY;
+const KNOWN_FLAGS: u32 = FLAG_FILE_HINTS | FLAG_LOCAL_PARITY | FLAG_INTERLEAVED_GROUPS;
 /// Local groups the writer aims at (format v2): `g = ⌈n / 16⌉`, so one group is about 1/16 of the file
 /// and the local parity adds about 16 chunks (1.6 % at n = 1024).
 pub const LOCAL_GROUPS_TARGET: u64 = 16;
@@ -197,6 +203,8 @@ pub struct Params {
     wide: bool,
     /// Local group size `g` (format v2 with local parity), 0 for none.
     local: u16,
+    /// Whether the local groups are interleaved ([`FLAG_INTERLEAVED_GROUPS`]); new wide codes are.
+    interleaved: bool,
 }
 
 impl Params {
@@ -226,6 +234,7 @@ impl Params {
             digest: ChunkDigest::default(),
             wide: false,
             local: 0,
+            interleaved: false,
         })
     }
 
@@ -251,6 +260,7 @@ impl Params {
             digest: ChunkDigest::default(),
             wide: true,
             local: default_local_group(k),
+            interleaved: true,
         })
     }
 
@@ -271,6 +281,22 @@ impl Params {
     #[must_use]
     pub fn local_group(self) -> u64 {
         self.local.into()
+    }
+
+    /// The same parameters with interleaved (`true`, what new sidecars use) or consecutive (`false`, as
+    /// written before [`FLAG_INTERLEAVED_GROUPS`]) local groups.
+    #[must_use]
+    pub fn with_interleaved_groups(self, interleaved: bool) -> Self {
+        Self {
+            interleaved,
+            ..self
+        }
+    }
+
+    /// Whether the local groups are interleaved.
+    #[must_use]
+    pub fn interleaved_groups(self) -> bool {
+        self.interleaved && self.local > 0
     }
 
     /// Whether this is the wide code of format v2.
@@ -442,15 +468,23 @@ impl Layout {
     /// The local group of data chunk `idx` (`None` without local parity).
     #[must_use]
     pub fn group_of(&self, idx: u64) -> Option<u64> {
+        if self.params.interleaved_groups() {
+            return idx.checked_rem(self.local_groups);
+        }
         idx.checked_div(self.params.local_group())
     }
 
-    /// The data chunks `[first, end)` of local group `group`.
+    /// The data chunks of local group `group`, in order: `q, q + G, …` (interleaved) or the `g`
+    /// consecutive chunks from `q · g`.
     #[must_use]
-    pub fn group_chunks(&self, group: u64) -> std::ops::Range<u64> {
+    pub fn group_chunks(&self, group: u64) -> std::iter::StepBy<std::ops::Range<u64>> {
+        if self.params.interleaved_groups() {
+            let step = usize::try_from(self.local_groups.max(1)).unwrap_or(usize::MAX);
+            return (group.min(self.chunks)..self.chunks).step_by(step);
+        }
         let g = self.params.local_group();
         let first = group.saturating_mul(g).min(self.chunks);
-        first..first.saturating_add(g).min(self.chunks)
+        (first..first.saturating_add(g).min(self.chunks)).step_by(1)
     }
 
     /// Offset of parity slot `slot` in the sidecar.
@@ -541,6 +575,9 @@ impl Header {
         if l.params.local > 0 {
             flags |= FLAG_LOCAL_PARITY;
             put(&mut b, 72, &u32::from(l.params.local).to_le_bytes());
+            if l.params.interleaved {
+                flags |= FLAG_INTERLEAVED_GROUPS;
+            }
         }
         put(&mut b, 12, &flags.to_le_bytes());
         put(&mut b, 16, &l.params.k.to_le_bytes());
@@ -588,7 +625,8 @@ impl Header {
         }
         let hints = flags & FLAG_FILE_HINTS != 0;
         let local = flags & FLAG_LOCAL_PARITY != 0;
-        if local && version != VERSION_WIDE {
+        let interleaved = flags & FLAG_INTERLEAVED_GROUPS != 0;
+        if (local && version != VERSION_WIDE) || (interleaved && !local) {
             return Err("unknown header flags");
         }
         let reserved_tail = if hints { 168..224 } else { 160..224 };
@@ -633,6 +671,11 @@ impl Header {
         let params = params
             .with_local_group(group)
             .map_err(|_| "invalid parameters")?;
+        let params = if local {
+            params.with_interleaved_groups(interleaved)
+        } else {
+            params
+        };
         let layout = Layout::new(params, u64_at(b, 32)).map_err(|_| "file length out of range")?;
         if layout.chunks != u64_at(b, 40)
             || layout.stripes != u64_at(b, 48)

@@ -515,14 +515,17 @@ pub fn local_plan(
 ) -> (Vec<u64>, Vec<u64>) {
     let mut local = Vec::new();
     let mut global = Vec::new();
-    for (i, &idx) in damaged.iter().enumerate() {
+    // Damaged chunks per group, counted (interleaved groups: a group's chunks are not neighbours in
+    // `damaged`, so comparing neighbours would call two chunks of one group "alone").
+    let mut per_group: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for &idx in damaged {
+        if let Some(q) = layout.group_of(idx) {
+            *per_group.entry(q).or_default() += 1;
+        }
+    }
+    for &idx in damaged {
         let alone = layout.group_of(idx).is_some_and(|q| {
-            let same = |j: usize| {
-                damaged
-                    .get(j)
-                    .is_some_and(|&o| layout.group_of(o) == Some(q))
-            };
-            !(same(i + 1) || i > 0 && same(i - 1))
+            per_group.get(&q) == Some(&1)
                 && damaged_parity.binary_search(&layout.local_slot(q)).is_err()
         });
         if alone {
@@ -608,11 +611,12 @@ pub(super) fn rebuild_local(
             }) {
                 return Ok(Err(idx));
             }
-            let range = layout.group_chunks(q);
-            let (first, _) = layout.chunk_range(range.start);
-            let (last, last_len) = layout.chunk_range(range.end.saturating_sub(1));
-            // Page-table entries in one pass (no first-touch faults); without the advice, faults.
-            let _ = map.populate(first, (last + last_len).saturating_sub(first));
+            // Page-table entries in one pass per chunk (no first-touch faults); without the advice,
+            // faults.
+            for &c in &others {
+                let (off, len) = layout.chunk_range(c);
+                let _ = map.populate(off, len);
+            }
             // The group's other chunks XORed in parallel (one chunk known: the whole machine on its
             // group), then the local parity.
             let mut acc = others
@@ -1206,13 +1210,104 @@ mod tests {
 
     // ---- Local parity groups (issue 18, items 2 and 5) ----
 
-    /// 256 chunks of 4 KiB (the last short), m = 8; default local groups of 16 chunks (16 groups).
+    /// 256 chunks of 4 KiB (the last short), m = 8; default local groups of 16 chunks (16 groups),
+    /// **consecutive** (group q = chunks 16q..16q + 16), as sidecars before the interleaved flag have
+    /// them: the tests below that name chunks by group were written for that layout, which readers keep.
     fn lrc_setup(seed: u32) -> (tempfile::TempDir, PathBuf, Vec<u8>, Layout, Vec<u8>) {
+        lrc_setup_with(seed, false)
+    }
+
+    /// [`lrc_setup`] with interleaved (`true`: group q = chunks q, q + 16, …) or consecutive groups.
+    fn lrc_setup_with(
+        seed: u32,
+        interleaved: bool,
+    ) -> (tempfile::TempDir, PathBuf, Vec<u8>, Layout, Vec<u8>) {
         let (d, path, data) = setup(256 * 4096 - 700, seed);
-        let l = protect_wide(&path, 256, 8, 4096);
+        let p = Params::new_wide(256, 8, 4096)
+            .unwrap()
+            .with_interleaved_groups(interleaved);
+        let l = protect(&path, None, ProtectOptions::Custom(p), &Control::new())
+            .unwrap()
+            .layout;
         assert_eq!((l.params.local_group(), l.local_groups), (16, 16));
+        assert_eq!(l.params.interleaved_groups(), interleaved);
         let side = std::fs::read(sidecar_path_for(&path)).unwrap();
         (d, path, data, l, side)
+    }
+
+    #[test]
+    fn new_sidecars_interleave_the_groups_so_a_burst_over_neighbours_repairs_locally() {
+        let (_d, path, data, l, side) = lrc_setup_with(47, true);
+        let sp = sidecar_path_for(&path);
+        // Each local parity is the XOR of its interleaved group.
+        for q in 0..l.local_groups {
+            let mut want = vec![0u8; 4096];
+            for c in l.group_chunks(q) {
+                assert_eq!(c % 16, q);
+                let (off, len) = l.chunk_range(c);
+                xor_into(&mut want, &data[off as usize..(off + len) as usize]);
+            }
+            let off = l.parity_offset(l.local_slot(q)) as usize;
+            assert_eq!(&side[off..off + 4096], &want[..], "group {q}");
+        }
+        // A burst over 16 consecutive chunks (twice m) and every global parity chunk damaged: one chunk
+        // per group, so only the local parity can repair it (consecutive groups: one group, lost).
+        let burst: Vec<u64> = (100..116).collect();
+        damage_chunks(&path, &l, &burst, 12);
+        for j in 0..8 {
+            flip(&sp, l.parity_offset(j) + 21);
+        }
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!(v.status, Status::Repairable);
+        assert_eq!(v.damaged_chunks, burst);
+        let (local, global) = local_plan(&l, &v.damaged_chunks, &v.damaged_parity);
+        assert_eq!((local.len(), global.len()), (16, 0));
+        let r = repair(&path, None, false, &Control::new()).unwrap();
+        assert_eq!(r.repaired_chunks, burst);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(std::fs::read(&sp).unwrap(), side);
+        // The same burst on consecutive groups is beyond the parity once the global chunks are lost.
+        let (_d2, path2, _, l2, _) = lrc_setup_with(47, false);
+        let sp2 = sidecar_path_for(&path2);
+        damage_chunks(&path2, &l2, &burst, 12);
+        for j in 0..8 {
+            flip(&sp2, l2.parity_offset(j) + 21);
+        }
+        assert_eq!(
+            verify(&path2, None, &Control::new()).unwrap().status,
+            Status::Unrepairable
+        );
+        // Two chunks of one group are not neighbours in the damaged list: counted per group, not by
+        // comparing neighbours (which called 6 and 22 of group 6 "alone" and over-promised).
+        assert_eq!(local_plan(&l, &[6, 22], &[]), (vec![], vec![6, 22]));
+        assert_eq!(local_plan(&l, &[6, 7, 22], &[]), (vec![7], vec![6, 22]));
+        assert_eq!(
+            local_plan(&l, &[6, 7], &[l.local_slot(7)]),
+            (vec![6], vec![7])
+        );
+        // A known chunk (from a verify report) reads only its interleaved group: chunk 37 (group 5)
+        // listed while chunks 6 and 22 (group 6, two damaged, not listed) stay as they are.
+        damage_chunks(&path, &l, &[37], 13);
+        damage_chunks(&path, &l, &[6, 22], 14);
+        let r = repair_with(
+            &path,
+            None,
+            &RepairOptions {
+                chunks: Some(&[37]),
+                ..RepairOptions::default()
+            },
+            &Control::new(),
+        )
+        .unwrap();
+        assert_eq!(r.before.damaged_chunks, vec![37]);
+        let now = std::fs::read(&path).unwrap();
+        assert_eq!(&now[37 * 4096..38 * 4096], &data[37 * 4096..38 * 4096]);
+        assert_eq!(
+            verify(&path, None, &Control::new()).unwrap().damaged_chunks,
+            vec![6, 22]
+        );
+        repair(&path, None, false, &Control::new()).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), data);
     }
 
     #[test]
@@ -1485,8 +1580,37 @@ mod tests {
         assert_eq!(h.layout.parity_slots(), 56);
         assert_eq!(h.layout.entries, 356);
         assert_eq!(h.layout.local_slot(15), 55);
-        assert_eq!(h.layout.group_chunks(15), 285..300);
-        assert_eq!(b[12], 3, "flags: file hints and local parity");
+        // Interleaved groups: group 15 is chunks 15, 31, …, 299; chunk i is in group i mod 16.
+        assert_eq!(
+            h.layout.group_chunks(15).collect::<Vec<_>>(),
+            (15..300).step_by(16).collect::<Vec<_>>()
+        );
+        assert_eq!(h.layout.group_chunks(0).count(), 19);
+        assert_eq!(h.layout.group_chunks(12).count(), 18);
+        assert_eq!(h.layout.group_of(153), Some(9));
+        assert_eq!(h.layout.group_of(154), Some(10));
+        assert_eq!(
+            b[12], 7,
+            "flags: file hints, local parity, interleaved groups"
+        );
+        // Consecutive groups, as written before the interleaved flag: group 15 is chunks 285..300.
+        let consecutive = Header {
+            layout: Layout::new(
+                h.layout.params.with_interleaved_groups(false),
+                h.layout.file_len,
+            )
+            .unwrap(),
+            ..h.clone()
+        };
+        let cb = consecutive.encode();
+        assert_eq!(cb[12], 3, "flags: file hints and local parity");
+        assert_eq!(Header::parse(&cb).unwrap(), consecutive);
+        assert_eq!(
+            consecutive.layout.group_chunks(15).collect::<Vec<_>>(),
+            (285..300).collect::<Vec<_>>()
+        );
+        assert_eq!(consecutive.layout.group_of(153), Some(8));
+
         assert_eq!(&b[72..76], &19u32.to_le_bytes());
         // Without local parity (as written before): flag bit 1 clear, bytes 72..76 zero, round trip.
         let old = Header {
@@ -1501,6 +1625,11 @@ mod tests {
         assert_eq!((ob[12], &ob[72..76]), (1, &[0u8; 4][..]));
         assert_eq!(Header::parse(&ob).unwrap(), old);
         assert_eq!(old.layout.parity_slots(), 40);
+        // The interleaved flag without local parity is refused.
+        let mut bad = ob;
+        bad[12] = 1 | 4;
+        resum(&mut bad);
+        assert_eq!(Header::parse(&bad).unwrap_err(), "unknown header flags");
         let cases: Vec<(Edit, &str)> = vec![
             // Version 2 with the v1 codec, version 1 with the v2 codec.
             (Box::new(|b| b[20] = 1), "unknown codec"),
