@@ -476,7 +476,6 @@ impl Layout {
 
     /// The data chunks of local group `group`, in order: `q, q + G, …` (interleaved) or the `g`
     /// consecutive chunks from `q · g`.
-    #[must_use]
     pub fn group_chunks(&self, group: u64) -> std::iter::StepBy<std::ops::Range<u64>> {
         if self.params.interleaved_groups() {
             let step = usize::try_from(self.local_groups.max(1)).unwrap_or(usize::MAX);

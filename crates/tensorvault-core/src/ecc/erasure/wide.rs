@@ -849,7 +849,7 @@ mod tests {
     use super::super::sidecar::{Header, HEADER_LEN};
     use super::super::{
         protect, repair, repair_with, sidecar_path_for, verify, Checked, ProtectOptions,
-        RepairOptions, Status,
+        RepairOptions, RepairReport, Status,
     };
 
     fn pattern(n: usize, seed: u32) -> Vec<u8> {
@@ -1235,6 +1235,19 @@ mod tests {
         (d, path, data, l, side)
     }
 
+    /// `repair` of the chunks `listed` (known from a verify report), the rest of the file unchecked.
+    fn repair_listed(path: &Path, listed: &[u64]) -> Result<RepairReport, ErasureError> {
+        repair_with(
+            path,
+            None,
+            &RepairOptions {
+                chunks: Some(listed),
+                ..RepairOptions::default()
+            },
+            &Control::new(),
+        )
+    }
+
     #[test]
     fn new_sidecars_interleave_the_groups_so_a_burst_over_neighbours_repairs_locally() {
         let (_d, path, data, l, side) = lrc_setup_with(47, true);
@@ -1289,16 +1302,7 @@ mod tests {
         // listed while chunks 6 and 22 (group 6, two damaged, not listed) stay as they are.
         damage_chunks(&path, &l, &[37], 13);
         damage_chunks(&path, &l, &[6, 22], 14);
-        let r = repair_with(
-            &path,
-            None,
-            &RepairOptions {
-                chunks: Some(&[37]),
-                ..RepairOptions::default()
-            },
-            &Control::new(),
-        )
-        .unwrap();
+        let r = repair_listed(&path, &[37]).unwrap();
         assert_eq!(r.before.damaged_chunks, vec![37]);
         let now = std::fs::read(&path).unwrap();
         assert_eq!(&now[37 * 4096..38 * 4096], &data[37 * 4096..38 * 4096]);
@@ -1466,16 +1470,7 @@ mod tests {
         let far: Vec<u64> = (48..57).collect();
         damage_chunks(&path, &l, &[5], 9);
         damage_chunks(&path, &l, &far, 10);
-        let r = repair_with(
-            &path,
-            None,
-            &RepairOptions {
-                chunks: Some(&[5]),
-                ..RepairOptions::default()
-            },
-            &Control::new(),
-        )
-        .unwrap();
+        let r = repair_listed(&path, &[5]).unwrap();
         assert_eq!(r.before.damaged_chunks, vec![5]);
         assert_eq!(r.checked_before, Checked::Changed);
         assert!(!r.sidecar_rewritten);
@@ -1486,15 +1481,7 @@ mod tests {
         assert_eq!(v.damaged_chunks, far);
         // Listing a chunk of a group with two damaged chunks falls back to the whole-file check.
         let list = [50u64];
-        let r = repair_with(
-            &path,
-            None,
-            &RepairOptions {
-                chunks: Some(&list),
-                ..RepairOptions::default()
-            },
-            &Control::new(),
-        );
+        let r = repair_listed(&path, &list);
         assert!(matches!(r, Err(ErasureError::Unrepairable { .. })));
     }
 
