@@ -137,6 +137,22 @@ fn codec_err(e: &reed_solomon_simd::Error) -> ErasureError {
     }
 }
 
+/// The coder in `slot`, reset for the next shape, or a new one the first time (one per worker,
+/// reused across batches).
+fn reused<T>(
+    slot: &mut Option<T>,
+    reset: impl FnOnce(&mut T) -> Result<(), reed_solomon_simd::Error>,
+    new: impl FnOnce() -> Result<T, reed_solomon_simd::Error>,
+) -> Result<&mut T, ErasureError> {
+    match slot {
+        Some(coder) => {
+            reset(coder).map_err(|e| codec_err(&e))?;
+            Ok(coder)
+        }
+        None => Ok(slot.insert(new().map_err(|e| codec_err(&e))?)),
+    }
+}
+
 fn usize_of(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -345,15 +361,11 @@ fn encode_span<S: Source + ?Sized>(
     while sub < start + width {
         let ws = w.min(start + width - sub);
         let at = sub - start;
-        let enc = match slot.enc.as_mut() {
-            Some(e) => {
-                e.reset(k, m, ws).map_err(|e| codec_err(&e))?;
-                e
-            }
-            None => slot
-                .enc
-                .insert(WideEncoder::new(k, m, ws).map_err(|e| codec_err(&e))?),
-        };
+        let enc = reused(
+            &mut slot.enc,
+            |e| e.reset(k, m, ws),
+            || WideEncoder::new(k, m, ws),
+        )?;
         for idx in 0..chunks {
             let p = piece_of(src, layout, idx, sub, ws, &mut slot.gather);
             if let Some(acc) = layout
@@ -748,15 +760,11 @@ pub(super) fn rebuild(
         let subs = sub_slices(from, w, workers, cs);
         slots.par_iter_mut().zip(subs.par_iter()).try_for_each(
             |(slot, &(start, width))| -> Result<(), ErasureError> {
-                let dec = match slot.dec.as_mut() {
-                    Some(d) => {
-                        d.reset(k, m, width).map_err(|e| codec_err(&e))?;
-                        d
-                    }
-                    None => slot
-                        .dec
-                        .insert(WideDecoder::new(k, m, width).map_err(|e| codec_err(&e))?),
-                };
+                let dec = reused(
+                    &mut slot.dec,
+                    |d| d.reset(k, m, width),
+                    || WideDecoder::new(k, m, width),
+                )?;
                 for idx in 0..layout.chunks {
                     if lost.binary_search(&idx).is_ok() {
                         continue;
@@ -1235,6 +1243,13 @@ mod tests {
         (d, path, data, l, side)
     }
 
+    /// Flip a byte at `at` in every global parity chunk of the sidecar `sp`.
+    fn lose_global_parity(sp: &Path, l: &Layout, at: u64) {
+        for j in 0..l.global_parity_slots() {
+            flip(sp, l.parity_offset(j) + at);
+        }
+    }
+
     /// `repair` of the chunks `listed` (known from a verify report), the rest of the file unchecked.
     fn repair_listed(path: &Path, listed: &[u64]) -> Result<RepairReport, ErasureError> {
         repair_with(
@@ -1267,9 +1282,7 @@ mod tests {
         // per group, so only the local parity can repair it (consecutive groups: one group, lost).
         let burst: Vec<u64> = (100..116).collect();
         damage_chunks(&path, &l, &burst, 12);
-        for j in 0..8 {
-            flip(&sp, l.parity_offset(j) + 21);
-        }
+        lose_global_parity(&sp, &l, 21);
         let v = verify(&path, None, &Control::new()).unwrap();
         assert_eq!(v.status, Status::Repairable);
         assert_eq!(v.damaged_chunks, burst);
@@ -1283,9 +1296,7 @@ mod tests {
         let (_d2, path2, _, l2, _) = lrc_setup_with(47, false);
         let sp2 = sidecar_path_for(&path2);
         damage_chunks(&path2, &l2, &burst, 12);
-        for j in 0..8 {
-            flip(&sp2, l2.parity_offset(j) + 21);
-        }
+        lose_global_parity(&sp2, &l2, 21);
         assert_eq!(
             verify(&path2, None, &Control::new()).unwrap().status,
             Status::Unrepairable
@@ -1345,9 +1356,7 @@ mod tests {
         let sp = sidecar_path_for(&path);
         let set: Vec<u64> = (0..16).map(|q| q * 16 + (q * 7) % 16).collect();
         damage_chunks(&path, &l, &set, 1);
-        for j in 0..8 {
-            flip(&sp, l.parity_offset(j) + 33);
-        }
+        lose_global_parity(&sp, &l, 33);
         let v = verify(&path, None, &Control::new()).unwrap();
         assert_eq!(v.status, Status::Repairable);
         assert_eq!(v.damaged_chunks, set);
@@ -1361,9 +1370,7 @@ mod tests {
         // none of it is intact: unrepairable, nothing written, and the message says why.
         damage_chunks(&path, &l, &set, 2);
         damage_chunks(&path, &l, &[3 * 16 + 1], 3);
-        for j in 0..8 {
-            flip(&sp, l.parity_offset(j) + 33);
-        }
+        lose_global_parity(&sp, &l, 33);
         let v = verify(&path, None, &Control::new()).unwrap();
         assert_eq!(v.status, Status::Unrepairable);
         assert_eq!(v.unrepairable_stripes, vec![0]);
