@@ -475,11 +475,16 @@ impl Layout {
     }
 
     /// The data chunks of local group `group`, in order: `q, q + G, …` (interleaved) or the `g`
-    /// consecutive chunks from `q · g`.
+    /// consecutive chunks from `q · g`; none for a group past the last.
     pub fn group_chunks(&self, group: u64) -> std::iter::StepBy<std::ops::Range<u64>> {
         if self.params.interleaved_groups() {
             let step = usize::try_from(self.local_groups.max(1)).unwrap_or(usize::MAX);
-            return (group.min(self.chunks)..self.chunks).step_by(step);
+            let first = if group < self.local_groups {
+                group.min(self.chunks)
+            } else {
+                self.chunks
+            };
+            return (first..self.chunks).step_by(step);
         }
         let g = self.params.local_group();
         let first = group.saturating_mul(g).min(self.chunks);

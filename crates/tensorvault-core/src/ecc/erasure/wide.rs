@@ -1580,6 +1580,11 @@ mod tests {
             (15..300).step_by(16).collect::<Vec<_>>()
         );
         assert_eq!(h.layout.group_chunks(0).count(), 19);
+        assert_eq!(
+            h.layout.group_chunks(16).count(),
+            0,
+            "no group past the last"
+        );
         assert_eq!(h.layout.group_chunks(12).count(), 18);
         assert_eq!(h.layout.group_of(153), Some(9));
         assert_eq!(h.layout.group_of(154), Some(10));
