@@ -78,9 +78,11 @@ export class OutboardReader {
    * caller hashes the whole chunk instead.
    */
   verify(chunk: number, leafHex: string, first: number, last: number, weightsFd: number): PieceCheck {
-    if (this.pieces() === 0 || this.#handle == null) return 'unusable';
+    this.pieces(); // opens it on first use
+    const handle = this.#handle;
+    if (handle == null) return 'unusable';
     try {
-      const r = this.#handle.verify(chunk, leafHex, first, last, weightsFd);
+      const r = handle.verify(chunk, leafHex, first, last, weightsFd);
       return r === 0 ? 'ok' : r === 1 ? 'damaged' : 'unusable';
     } catch {
       return 'unusable';

@@ -10,7 +10,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import { checkpointFiles, parseIntegrityBlock } from '../checkpoint/layout';
 import { loadCheckpoint } from '../checkpoint/load';
 import { syncOutboard } from '../checkpoint/outboard';
-import { type LoadCheckpointOptions, parseCheckpoint } from '../checkpoint/parse';
+import type { LoadCheckpointOptions } from '../checkpoint/parse';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { fsyncDir } from '../io/fs';
@@ -106,9 +106,13 @@ export async function openManifest(
 
 /**
  * For a `tensorvault` checkpoint: the sealed integrity block in the sidecar must list the same weights
- * digests as the manifest (the manifest is not trusted on its own for the weights).
+ * digests as the manifest (the manifest is not trusted on its own for the weights). Returns the block.
  */
-export function crossCheck(manifest: RemoteManifest, metaBytes: Uint8Array, url: string): void {
+export function crossCheck(
+  manifest: RemoteManifest,
+  metaBytes: Uint8Array,
+  url: string,
+): ReturnType<typeof parseIntegrityBlock> {
   const weights = manifest.files.find((f) => f.name === manifest.main) as RemoteFileEntry;
   let block: ReturnType<typeof parseIntegrityBlock>;
   try {
@@ -137,6 +141,7 @@ export function crossCheck(manifest: RemoteManifest, metaBytes: Uint8Array, url:
       { url, file: manifest.main, reason: 'manifest_mismatch' },
     );
   }
+  return block;
 }
 
 function damaged(url: string, file: string, chunks: readonly number[], why: string): TensorVaultError {
@@ -189,6 +194,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       (a, b) => Number(b.name.endsWith('.json')) - Number(a.name.endsWith('.json')),
     );
     const badByFile = new Map<string, number[]>();
+    let block: ReturnType<typeof parseIntegrityBlock> | undefined;
     for (const f of order) {
       const path = join(staging, f.name);
       const fresh = !existsSync(path);
@@ -227,7 +233,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
         manifest.layout === 'tensorvault' &&
         !badByFile.has(f.name)
       ) {
-        crossCheck(manifest, await readFile(path), mainUrl);
+        block = crossCheck(manifest, await readFile(path), mainUrl);
       }
     }
     // Damaged weights chunks: rebuild from the parity stored with the set, when it arrived intact.
@@ -289,12 +295,12 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
     for (const f of place) await rename(join(staging, f.name), join(dest, f.name));
     await fsyncDir(dest);
     await rm(staging, { recursive: true, force: true });
-    if (manifest.layout === 'tensorvault') {
+    if (block !== undefined) {
       // The outboard (`.tvob`, what lets a lazy load's first view hash only the 64 KiB pieces it covers)
       // is not part of the pushed set: an untrusted accelerator, rebuilt here from the pulled weights in
-      // one hashing pass from the page cache (never fails the pull: without it, whole chunks are hashed).
-      const files = checkpointFiles(join(dest, manifest.main));
-      await syncOutboard(files, parseCheckpoint(files.weights).block).catch(() => {});
+      // one hashing pass from the page cache, with the block cross-checked above (never fails the pull:
+      // without it, whole chunks are hashed).
+      await syncOutboard(checkpointFiles(join(dest, manifest.main)), block).catch(() => {});
     }
     const result: PullResult = {
       path: join(dest, manifest.main),
