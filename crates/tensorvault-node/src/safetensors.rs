@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use napi::bindgen_prelude::{AsyncTask, Buffer, FromNapiValue, Uint8Array, Unknown};
 use napi::{sys, Env, Task};
 use napi_derive::napi;
-use tensorvault_core::io::Populated;
+use tensorvault_core::io::{IoError, Populated};
 use tensorvault_core::safetensors::{
     Dtype, SafetensorsFile, SafetensorsWriter, TensorInfo, TensorSpec,
 };
@@ -312,9 +312,11 @@ impl NativeSafetensors {
         use std::os::fd::IntoRawFd as _;
         guard(|| {
             let file = self.file()?;
-            let dup = file.mapping().file().try_clone().map_err(|e| {
-                TvError::new("TV_IO", format!("cannot duplicate the descriptor: {e}"))
-            })?;
+            let dup = file
+                .mapping()
+                .file()
+                .try_clone()
+                .map_err(|e| TvError::from(&IoError::from_os(file.path(), "dup", e)))?;
             Ok(dup.into_raw_fd())
         })
     }
