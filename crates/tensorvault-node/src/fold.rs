@@ -357,12 +357,12 @@ pub fn fold_safetensors_tensors(payload: Uint8Array) -> napi::Result<String> {
         let h = Header::parse(&payload, payload.len() as u64).map_err(TvError::from)?;
         let base = h.data_start();
         let mut out = String::from("[");
-        for (i, t) in h.tensors().iter().enumerate() {
+        for (i, t) in h.tensors().enumerate() {
             if i > 0 {
                 out.push(',');
             }
             out.push_str("{\"name\":");
-            push_json_str(&mut out, &t.name);
+            push_json_str(&mut out, t.name);
             let _ = write!(out, ",\"dtype\":\"{}\",\"shape\":[", t.dtype);
             for (j, d) in t.shape.iter().enumerate() {
                 if j > 0 {

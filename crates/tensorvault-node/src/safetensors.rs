@@ -52,7 +52,7 @@ const FREE_OFF_THREAD: usize = 10_000;
 
 fn release(file: Option<Arc<SafetensorsFile>>) {
     if let Some(file) = file {
-        if Arc::strong_count(&file) == 1 && file.header().tensors().len() > FREE_OFF_THREAD {
+        if Arc::strong_count(&file) == 1 && file.header().tensor_count() > FREE_OFF_THREAD {
             // If no thread can be spawned, the closure (and the file) is dropped here instead.
             let _ = std::thread::Builder::new()
                 .name("tv-free-header".into())
@@ -184,12 +184,12 @@ impl NativeSafetensors {
             let tensors = file.header().tensors();
             let mut out = String::with_capacity(tensors.len() * 96 + 2);
             out.push('[');
-            for (i, t) in tensors.iter().enumerate() {
+            for (i, t) in tensors.enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 out.push_str("{\"name\":");
-                push_json_str(&mut out, &t.name);
+                push_json_str(&mut out, t.name);
                 let _ = write!(out, ",\"dtype\":\"{}\",\"shape\":[", t.dtype);
                 for (j, d) in t.shape.iter().enumerate() {
                     if j > 0 {
@@ -200,7 +200,7 @@ impl NativeSafetensors {
                 let _ = write!(
                     out,
                     "],\"fileOffset\":{},\"byteLength\":{}}}",
-                    file.absolute_offset(t),
+                    file.absolute_offset(&t),
                     t.byte_len()
                 );
             }
@@ -225,10 +225,10 @@ impl NativeSafetensors {
         guard(|| {
             let file = self.file()?;
             Ok(file.header().get(&name).map(|t| NativeTensorEntry {
-                name: t.name.clone(),
+                name: t.name.to_string(),
                 dtype: t.dtype.to_string(),
                 shape: t.shape.iter().map(|&d| f(d)).collect(),
-                file_offset: f(file.absolute_offset(t)),
+                file_offset: f(file.absolute_offset(&t)),
                 byte_length: f(t.byte_len()),
             }))
         })
@@ -247,11 +247,11 @@ impl NativeSafetensors {
             let tensors = self.file()?.header().tensors();
             let mut out = String::with_capacity(tensors.len() * 24 + 2);
             out.push('[');
-            for (i, t) in tensors.iter().enumerate() {
+            for (i, t) in tensors.enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                push_json_str(&mut out, &t.name);
+                push_json_str(&mut out, t.name);
             }
             out.push(']');
             Ok(out)
@@ -346,7 +346,7 @@ impl NativeSafetensors {
             let (info, offset, len) =
                 checked_range(file, &name, byte_offset, byte_length, max_bytes)?;
             if populate == Some(true) {
-                file.populate(info, offset, len).map_err(TvError::from)?;
+                file.populate(&info, offset, len).map_err(TvError::from)?;
             }
             Ok(())
         })
@@ -367,7 +367,7 @@ impl NativeSafetensors {
             let file = self.file()?;
             let (info, offset, len) =
                 checked_range(file, &name, byte_offset, byte_length, max_bytes)?;
-            let bytes = file.bytes_of(info, offset, len).map_err(TvError::from)?;
+            let bytes = file.bytes_of(&info, offset, len).map_err(TvError::from)?;
             copied_buffer(env, bytes)
         })
     }
@@ -473,7 +473,7 @@ impl Task for ReadRangeTask {
             self.file.check_unchanged().map_err(TvError::from)?;
             let bytes = self
                 .file
-                .bytes_of(info, self.offset, self.length)
+                .bytes_of(&info, self.offset, self.length)
                 .map_err(TvError::from)?;
             let copy = bytes.to_vec();
             // Checked again after the copy: a truncation (or a media error) while copying makes the
@@ -502,7 +502,7 @@ impl Task for PrefetchTask {
         guard(|| {
             let file = &self.file;
             let infos = match &self.names {
-                None => file.header().tensors().iter().collect::<Vec<_>>(),
+                None => file.header().tensors().collect::<Vec<_>>(),
                 Some(names) => names
                     .iter()
                     .map(|n| file.info(n))
@@ -529,7 +529,7 @@ fn checked_range<'f>(
     byte_offset: f64,
     byte_length: Option<f64>,
     max_bytes: f64,
-) -> napi::Result<(&'f TensorInfo, u64, u64)> {
+) -> napi::Result<(TensorInfo<'f>, u64, u64)> {
     let info = file.info(name).map_err(TvError::from)?;
     let offset = to_u64("byteOffset", byte_offset)?;
     let len = match byte_length {
@@ -551,7 +551,7 @@ fn checked_range<'f>(
         .into());
     }
     file.check_unchanged().map_err(TvError::from)?;
-    file.bytes_of(info, offset, len).map_err(TvError::from)?;
+    file.bytes_of(&info, offset, len).map_err(TvError::from)?;
     Ok((info, offset, len))
 }
 

@@ -34,14 +34,32 @@ fn max_depth(text: &[u8]) -> usize {
     max
 }
 
+/// What a parse means (metadata, tensors in offset order, header length), or the error's message.
+fn meaning(r: &Result<Header, tensorvault_core::safetensors::SafetensorsError>) -> String {
+    match r {
+        Ok(h) => {
+            let tensors: Vec<_> = h.tensors().collect();
+            format!("{:?} {tensors:?} {}", h.metadata(), h.header_len())
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
-    if let Ok(h) = Header::parse(data, data.len() as u64) {
+    let parsed = Header::parse(data, data.len() as u64);
+    // The fast path (taken for plain headers) means exactly what serde alone reads.
+    assert_eq!(
+        meaning(&parsed),
+        meaning(&Header::parse_reference(data, data.len() as u64)),
+        "fast path and serde agree"
+    );
+    if let Ok(h) = parsed {
         let mut at = 0u64;
         for t in h.tensors() {
             assert_eq!(t.start, at, "tensors must be contiguous");
             assert!(t.end >= t.start);
             at = t.end;
-            assert_eq!(h.get(&t.name), Some(t), "the index finds every tensor");
+            assert_eq!(h.get(t.name), Some(t), "the index finds every tensor");
         }
         assert_eq!(8 + h.header_len() + at, data.len() as u64, "no trailing bytes");
         let json = &data[8..8 + h.header_len() as usize];

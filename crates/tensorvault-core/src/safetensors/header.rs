@@ -9,9 +9,10 @@
 //! A [`Header`] only exists once all of that holds; later code trusts it.
 
 use std::cell::RefCell;
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::BuildHasher as _;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -20,26 +21,188 @@ use super::{Dtype, SafetensorsError};
 /// Largest header accepted, as in the reference implementation (100 MB).
 pub const MAX_HEADER_LEN: u64 = 100_000_000;
 
-/// One validated tensor entry. Offsets are relative to the start of the data area.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorInfo {
+/// One validated tensor entry, borrowed from its [`Header`]. Offsets are relative to the start of the
+/// data area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorInfo<'h> {
     /// The tensor's name.
-    pub name: String,
+    pub name: &'h str,
     /// Element type.
     pub dtype: Dtype,
     /// Dimensions (empty for a scalar).
-    pub shape: Vec<u64>,
+    pub shape: &'h [u64],
     /// First byte, relative to the data area.
     pub start: u64,
     /// One past the last byte, relative to the data area.
     pub end: u64,
 }
 
-impl TensorInfo {
+impl TensorInfo<'_> {
     /// Size in bytes.
     #[must_use]
     pub fn byte_len(&self) -> u64 {
         self.end - self.start
+    }
+}
+
+/// A tensor entry in the header's table: its name and shape are ranges of the shared arenas, so a
+/// header of n tensors is four allocations, not four per tensor (the allocations, not the JSON, were
+/// most of the cost of opening a file: docs/benchmarks.md, issue 14).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    name: (u32, u32),
+    shape: (u32, u32),
+    dtype: Dtype,
+    start: u64,
+    end: u64,
+}
+
+/// The tensors of a header: entries plus the arenas their names and shapes live in.
+#[derive(Debug, Clone, Default)]
+struct Table {
+    names: String,
+    dims: Vec<u64>,
+    entries: Vec<Entry>,
+}
+
+impl Table {
+    fn with_capacity(tensors: usize, name_bytes: usize) -> Table {
+        Table {
+            names: String::with_capacity(name_bytes),
+            dims: Vec::with_capacity(tensors.saturating_mul(2)),
+            entries: Vec::with_capacity(tensors),
+        }
+    }
+
+    fn name(&self, e: &Entry) -> &str {
+        self.names
+            .get(e.name.0 as usize..e.name.0 as usize + e.name.1 as usize)
+            .unwrap_or_default()
+    }
+
+    fn info(&self, e: &Entry) -> TensorInfo<'_> {
+        TensorInfo {
+            name: self.name(e),
+            dtype: e.dtype,
+            shape: self
+                .dims
+                .get(e.shape.0 as usize..e.shape.0 as usize + e.shape.1 as usize)
+                .unwrap_or_default(),
+            start: e.start,
+            end: e.end,
+        }
+    }
+
+    /// Append a tensor (name and shape copied into the arenas). The arenas are indexed by u32: a
+    /// header is at most 100 MB, so neither can pass 2^32 bytes or elements.
+    fn push(&mut self, name: &str, dtype: Dtype, shape: &[u64], start: u64, end: u64) {
+        let n = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push_str(name);
+        let d = u32::try_from(self.dims.len()).unwrap_or(u32::MAX);
+        self.dims.extend_from_slice(shape);
+        self.entries.push(Entry {
+            name: (n, u32::try_from(name.len()).unwrap_or(u32::MAX)),
+            shape: (d, u32::try_from(shape.len()).unwrap_or(u32::MAX)),
+            dtype,
+            start,
+            end,
+        });
+    }
+}
+
+/// Name → entry position: open addressing over u32 positions, keyed `SipHash` (names come from untrusted
+/// files: a fixed hash would let a crafted header of colliding names make the open quadratic).
+#[derive(Debug, Clone)]
+struct NameIndex {
+    hasher: RandomState,
+    slots: Vec<u32>,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl NameIndex {
+    fn with_capacity(n: usize) -> NameIndex {
+        NameIndex {
+            hasher: RandomState::new(),
+            slots: vec![EMPTY; n.saturating_mul(2).max(8).next_power_of_two()],
+        }
+    }
+
+    fn slot_of(&self, name: &str) -> usize {
+        // The mask keeps the slot below the table's length (a power of two).
+        // Truncating the hash on a 32-bit target is fine: only its low bits are used.
+        #[allow(clippy::cast_possible_truncation)]
+        let h = self.hasher.hash_one(name) as usize;
+        h & (self.slots.len() - 1)
+    }
+
+    /// Insert entry `at` named `name`; Err(existing position) when the name is already there.
+    fn insert(&mut self, table: &Table, name: &str, at: u32) -> Result<(), u32> {
+        if table.entries.len() * 2 > self.slots.len() {
+            self.grow(table);
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot_of(name);
+        loop {
+            match self.slots.get(i).copied() {
+                Some(EMPTY) | None => break,
+                Some(p) => {
+                    if table
+                        .entries
+                        .get(p as usize)
+                        .is_some_and(|e| table.name(e) == name)
+                    {
+                        return Err(p);
+                    }
+                }
+            }
+            i = (i + 1) & mask;
+        }
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = at;
+        }
+        Ok(())
+    }
+
+    fn grow(&mut self, table: &Table) {
+        let old = std::mem::take(&mut self.slots);
+        self.slots = vec![EMPTY; (old.len() * 2).max(8)];
+        let mask = self.slots.len() - 1;
+        for p in old.into_iter().filter(|&p| p != EMPTY) {
+            let Some(e) = table.entries.get(p as usize) else {
+                continue;
+            };
+            let mut i = self.slot_of(table.name(e));
+            while self.slots.get(i).is_some_and(|&s| s != EMPTY) {
+                i = (i + 1) & mask;
+            }
+            if let Some(s) = self.slots.get_mut(i) {
+                *s = p;
+            }
+        }
+    }
+
+    fn find(&self, table: &Table, name: &str) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot_of(name);
+        loop {
+            let p = *self.slots.get(i)?;
+            if p == EMPTY {
+                return None;
+            }
+            let e = table.entries.get(p as usize)?;
+            if table.name(e) == name {
+                return Some(p as usize);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Renumber every position through `map` (header order → offset order).
+    fn renumber(&mut self, map: &[u32]) {
+        for s in self.slots.iter_mut().filter(|s| **s != EMPTY) {
+            *s = map.get(*s as usize).copied().unwrap_or(EMPTY);
+        }
     }
 }
 
@@ -48,9 +211,35 @@ impl TensorInfo {
 pub struct Header {
     json_len: u64,
     metadata: Option<BTreeMap<String, String>>,
-    tensors: Vec<TensorInfo>,
-    index: HashMap<String, usize>,
+    /// Entries in offset order.
+    table: Table,
+    index: NameIndex,
 }
+
+/// The tensors of a header in offset order (see [`Header::tensors`]).
+#[derive(Debug, Clone)]
+pub struct Tensors<'h> {
+    table: &'h Table,
+    inner: std::slice::Iter<'h, Entry>,
+}
+
+impl<'h> Iterator for Tensors<'h> {
+    type Item = TensorInfo<'h>;
+    fn next(&mut self) -> Option<TensorInfo<'h>> {
+        self.inner.next().map(|e| self.table.info(e))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Tensors<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.inner.next_back().map(|e| self.table.info(e))
+    }
+}
+
+impl ExactSizeIterator for Tensors<'_> {}
 
 /// Read the header length from the first 8 bytes of a `file_len`-byte file and check it (steps 1–3).
 pub fn header_len(first: &[u8], file_len: u64) -> Result<u64, SafetensorsError> {
@@ -96,9 +285,40 @@ impl Header {
         let text = std::str::from_utf8(json).map_err(|e| SafetensorsError::HeaderNotUtf8 {
             offset: e.valid_up_to() as u64,
         })?;
-        let raw = parse_json(text)?;
+        // The common case (what every writer produces) in one pass without serde; anything else, and
+        // every error, through serde (the same result: `fast_path_agrees_with_serde`).
+        let raw = match parse_plain(text) {
+            Some(raw) => raw,
+            None => parse_json(text)?,
+        };
         let data_len = file_len - 8 - n;
         validate(n, raw, data_len)
+    }
+
+    /// [`Header::parse`] without the fast path: every header through serde (for the differential
+    /// tests and the fuzz target, which check that both give the same result).
+    #[doc(hidden)]
+    pub fn parse_reference(prefix: &[u8], file_len: u64) -> Result<Header, SafetensorsError> {
+        let n = header_len(prefix, file_len)?;
+        let json = usize::try_from(n)
+            .ok()
+            .and_then(|n| prefix.get(8..8 + n))
+            .ok_or(SafetensorsError::HeaderPastEnd {
+                header_len: n,
+                file_len: prefix.len() as u64,
+            })?;
+        let text = std::str::from_utf8(json).map_err(|e| SafetensorsError::HeaderNotUtf8 {
+            offset: e.valid_up_to() as u64,
+        })?;
+        validate(n, parse_json(text)?, file_len - 8 - n)
+    }
+
+    /// Whether the fast path reads this JSON header text itself (tests: it must take what the
+    /// writers produce).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn takes_fast_path(json: &[u8]) -> bool {
+        std::str::from_utf8(json).is_ok_and(|t| parse_plain(t).is_some())
     }
 
     /// Length of the JSON header in bytes (the data area starts at `8 + header_len`).
@@ -121,35 +341,39 @@ impl Header {
 
     /// The tensors, ordered by offset.
     #[must_use]
-    pub fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
+    pub fn tensors(&self) -> Tensors<'_> {
+        Tensors {
+            table: &self.table,
+            inner: self.table.entries.iter(),
+        }
+    }
+
+    /// Number of tensors.
+    #[must_use]
+    pub fn tensor_count(&self) -> usize {
+        self.table.entries.len()
     }
 
     /// The tensor named `name`.
     #[must_use]
-    pub fn get(&self, name: &str) -> Option<&TensorInfo> {
-        self.index.get(name).and_then(|&i| self.tensors.get(i))
+    pub fn get(&self, name: &str) -> Option<TensorInfo<'_>> {
+        let at = self.index.find(&self.table, name)?;
+        self.table.entries.get(at).map(|e| self.table.info(e))
     }
 
     /// Total size of the data area.
     #[must_use]
     pub fn data_len(&self) -> u64 {
-        self.tensors.last().map_or(0, |t| t.end)
+        self.table.entries.last().map_or(0, |t| t.end)
     }
-}
-
-struct RawTensor {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<u64>,
-    offsets: (u64, u64),
 }
 
 struct RawHeader {
     metadata: Option<BTreeMap<String, String>>,
-    tensors: Vec<RawTensor>,
-    /// Tensor name → position in `tensors` (built while parsing: it also finds duplicate names).
-    index: HashMap<String, usize>,
+    /// The tensors in header order.
+    table: Table,
+    /// Tensor name → position in `table` (built while parsing: it also finds duplicate names).
+    index: NameIndex,
 }
 
 /// Parse the JSON (step 5). Typed failures found inside serde visitors travel in `failure`.
@@ -266,8 +490,8 @@ impl<'de> Visitor<'de> for HeaderVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
         let mut out = RawHeader {
             metadata: None,
-            tensors: Vec::with_capacity(self.capacity),
-            index: HashMap::with_capacity(self.capacity),
+            table: Table::with_capacity(self.capacity, 0),
+            index: NameIndex::with_capacity(self.capacity),
         };
         let mut seen_metadata = false;
         while let Some(key) = map.next_key::<String>()? {
@@ -283,30 +507,18 @@ impl<'de> Visitor<'de> for HeaderVisitor<'_> {
                 })?);
                 continue;
             }
-            let at = out.tensors.len();
-            match out.index.entry(key) {
-                Entry::Occupied(e) => {
-                    return Err(fail(
-                        self.failure,
-                        SafetensorsError::DuplicateName {
-                            name: e.key().clone(),
-                        },
-                    ));
-                }
-                Entry::Vacant(e) => {
-                    let (dtype, shape, offsets) = map.next_value_seed(TensorSeed {
-                        failure: self.failure,
-                        name: e.key(),
-                    })?;
-                    out.tensors.push(RawTensor {
-                        name: e.key().clone(),
-                        dtype,
-                        shape,
-                        offsets,
-                    });
-                    e.insert(at);
-                }
+            let at = u32::try_from(out.table.entries.len()).unwrap_or(EMPTY);
+            if out.index.insert(&out.table, &key, at).is_err() {
+                return Err(fail(
+                    self.failure,
+                    SafetensorsError::DuplicateName { name: key },
+                ));
             }
+            let (dtype, shape, (start, end)) = map.next_value_seed(TensorSeed {
+                failure: self.failure,
+                name: &key,
+            })?;
+            out.table.push(&key, dtype, &shape, start, end);
         }
         Ok(out)
     }
@@ -688,72 +900,287 @@ pub(super) fn byte_size(name: &str, dtype: Dtype, shape: &[u64]) -> Result<u64, 
     Ok(bits / 8)
 }
 
+/// The fast path of step 5: a one-pass reader of the headers writers produce, with no allocation per
+/// tensor. It takes a strict subset of JSON: strings without escapes, tensor entries with exactly the
+/// three fields `dtype` (a known dtype), `shape` and `data_offsets` (plain non-negative integers, two
+/// offsets), a `__metadata__` map of plain strings, each at most once, no duplicate names. On anything
+/// else it returns `None` and the serde path parses the header (and reports its errors), so accepting
+/// a header here never changes what it means.
+fn parse_plain(text: &str) -> Option<RawHeader> {
+    let json = text.as_bytes();
+    let mut r = Plain {
+        text,
+        s: json,
+        at: 0,
+    };
+    // About one tensor per 64 bytes of JSON: the arenas are sized once.
+    let guess = json.len() / 64 + 1;
+    let mut out = RawHeader {
+        metadata: None,
+        table: Table::with_capacity(guess, json.len() / 2),
+        index: NameIndex::with_capacity(guess),
+    };
+    let mut shape: Vec<u64> = Vec::with_capacity(8);
+    r.ws();
+    r.eat(b'{')?;
+    r.ws();
+    if r.peek()? == b'}' {
+        r.at += 1;
+    } else {
+        loop {
+            let key = r.string()?;
+            r.ws();
+            r.eat(b':')?;
+            r.ws();
+            if key == "__metadata__" {
+                if out.metadata.is_some() {
+                    return None;
+                }
+                out.metadata = Some(r.string_map()?);
+            } else {
+                let (dtype, start, end) = r.entry(&mut shape)?;
+                let at = u32::try_from(out.table.entries.len()).ok()?;
+                out.index.insert(&out.table, key, at).ok()?;
+                out.table.push(key, dtype, &shape, start, end);
+            }
+            r.ws();
+            match r.next()? {
+                b',' => r.ws(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    r.ws();
+    (r.at == json.len()).then_some(out)
+}
+
+/// The fast path's cursor.
+struct Plain<'a> {
+    /// The header text (valid UTF-8), and the same as bytes.
+    text: &'a str,
+    s: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Plain<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn eat(&mut self, b: u8) -> Option<()> {
+        (self.next()? == b).then_some(())
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    /// A string without escapes or control characters (`"` is ASCII, so the text between the quotes
+    /// is on character boundaries of the already validated header).
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let rest = self.s.get(self.at..)?;
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest.get(len) != Some(&b'"') {
+            return None;
+        }
+        let out = self.text.get(self.at..self.at + len)?;
+        self.at += len + 1;
+        Some(out)
+    }
+
+    /// A non-negative integer as JSON writes it (no sign, fraction, exponent or leading zero) that fits
+    /// in a u64.
+    fn integer(&mut self) -> Option<u64> {
+        let rest = self.s.get(self.at..)?;
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let text = rest.get(..digits)?;
+        if digits == 0 || (digits > 1 && text.first() == Some(&b'0')) {
+            return None;
+        }
+        let n = text.iter().try_fold(0u64, |n, &b| {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })?;
+        if matches!(rest.get(digits), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.at += digits;
+        Some(n)
+    }
+
+    /// `[n, n, ...]` of plain integers into `out` (cleared first).
+    fn integers(&mut self, out: &mut Vec<u64>) -> Option<()> {
+        out.clear();
+        self.eat(b'[')?;
+        self.ws();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            out.push(self.integer()?);
+            self.ws();
+            match self.next()? {
+                b',' => self.ws(),
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// `{"dtype": …, "shape": […], "data_offsets": [a, b]}` in any order, each field once; the shape
+    /// is left in `shape`.
+    fn entry(&mut self, shape: &mut Vec<u64>) -> Option<(Dtype, u64, u64)> {
+        let mut dtype = None;
+        let mut have_shape = false;
+        let mut offsets = None;
+        let mut pair = Vec::new();
+        self.eat(b'{')?;
+        self.ws();
+        loop {
+            let field = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            match field {
+                "dtype" if dtype.is_none() => dtype = Some(Dtype::parse(self.string()?)?),
+                "shape" if !have_shape => {
+                    self.integers(shape)?;
+                    have_shape = true;
+                }
+                "data_offsets" if offsets.is_none() => {
+                    self.integers(&mut pair)?;
+                    let [a, b] = pair[..] else { return None };
+                    offsets = Some((a, b));
+                }
+                _ => return None,
+            }
+            self.ws();
+            match self.next()? {
+                b',' => self.ws(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+        let (start, end) = offsets?;
+        have_shape.then_some((dtype?, start, end))
+    }
+
+    /// `{"k": "v", ...}` of plain strings, no key twice.
+    fn string_map(&mut self) -> Option<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(out);
+        }
+        loop {
+            let k = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            let v = self.string()?;
+            if out.insert(k.to_string(), v.to_string()).is_some() {
+                return None;
+            }
+            self.ws();
+            match self.next()? {
+                b',' => self.ws(),
+                b'}' => return Some(out),
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Positions of `table`'s entries sorted by (start, end), ties by name: sorted on the offsets held
+/// together with the position (no lookups per comparison); equal offsets (refused by the validation
+/// anyway) are then ordered by name.
+fn offset_order(table: &Table) -> Vec<u32> {
+    let mut keyed: Vec<(u64, u64, u32)> = table
+        .entries
+        .iter()
+        .zip(0u32..)
+        .map(|(e, i)| (e.start, e.end, i))
+        .collect();
+    keyed.sort_unstable();
+    let name = |i: u32| table.entries.get(i as usize).map_or("", |e| table.name(e));
+    for run in keyed.chunk_by_mut(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        if run.len() > 1 {
+            run.sort_by(|a, b| name(a.2).cmp(name(b.2)));
+        }
+    }
+    keyed.into_iter().map(|k| k.2).collect()
+}
+
 /// Step 6 and 7: offsets, sizes, coverage of the data area.
 fn validate(header_len: u64, raw: RawHeader, data_len: u64) -> Result<Header, SafetensorsError> {
     let RawHeader {
         metadata,
-        tensors: raw_tensors,
+        table,
         mut index,
     } = raw;
-    // Each tensor with its position in the header, so that the name index built while parsing can be
-    // renumbered after the sort instead of hashing every name again.
-    let mut tensors: Vec<(TensorInfo, usize)> = raw_tensors
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            (
-                TensorInfo {
-                    name: t.name,
-                    dtype: t.dtype,
-                    shape: t.shape,
-                    start: t.offsets.0,
-                    end: t.offsets.1,
-                },
-                i,
-            )
-        })
-        .collect();
     // Sort by offsets as the reference does (files may list tensors in any order); names break ties
-    // so that the error reported for a bad file does not depend on JSON key order.
-    tensors.sort_by(|(a, _), (b, _)| {
-        (a.start, a.end)
-            .cmp(&(b.start, b.end))
-            .then_with(|| a.name.cmp(&b.name))
-    });
+    // so that the error reported for a bad file does not depend on JSON key order. Positions are
+    // sorted (not entries), so the index built while parsing is renumbered instead of rebuilt.
+    let entry = |i: u32| table.entries.get(i as usize);
+    let in_order = table
+        .entries
+        .windows(2)
+        .all(|w| matches!(w, [a, b] if (a.start, a.end) < (b.start, b.end)));
+    let order: Vec<u32> = if in_order {
+        (0..u32::try_from(table.entries.len()).unwrap_or(0)).collect()
+    } else {
+        offset_order(&table)
+    };
     let mut expected = 0u64;
-    for (t, _) in &tensors {
+    for &i in &order {
+        let Some(e) = entry(i) else { continue };
+        let t = table.info(e);
         if t.end < t.start {
             return Err(SafetensorsError::OffsetsReversed {
-                name: t.name.clone(),
+                name: t.name.to_string(),
                 start: t.start,
                 end: t.end,
             });
         }
         if t.start > expected {
             return Err(SafetensorsError::OffsetGap {
-                name: t.name.clone(),
+                name: t.name.to_string(),
                 start: t.start,
                 expected,
             });
         }
         if t.start < expected {
             return Err(SafetensorsError::OffsetOverlap {
-                name: t.name.clone(),
+                name: t.name.to_string(),
                 start: t.start,
                 expected,
             });
         }
-        let size = byte_size(&t.name, t.dtype, &t.shape)?;
+        let size = byte_size(t.name, t.dtype, t.shape)?;
         if size != t.end - t.start {
             return Err(SafetensorsError::SizeMismatch {
-                name: t.name.clone(),
+                name: t.name.to_string(),
                 expected: size,
                 actual: t.end - t.start,
             });
         }
         if t.end > data_len {
             return Err(SafetensorsError::DataPastEnd {
-                name: t.name.clone(),
+                name: t.name.to_string(),
                 end: t.end,
                 data_len,
             });
@@ -767,21 +1194,27 @@ fn validate(header_len: u64, raw: RawHeader, data_len: u64) -> Result<Header, Sa
             trailing: data_len - expected,
         });
     }
-    // position in the header → position in offset order
-    let mut sorted_at = vec![0usize; tensors.len()];
-    for (at, (_, i)) in tensors.iter().enumerate() {
-        if let Some(slot) = sorted_at.get_mut(*i) {
-            *slot = at;
+    let table = if in_order {
+        table
+    } else {
+        // position in the header → position in offset order
+        let mut sorted_at = vec![EMPTY; order.len()];
+        for (at, &i) in order.iter().enumerate() {
+            if let Some(slot) = sorted_at.get_mut(i as usize) {
+                *slot = u32::try_from(at).unwrap_or(EMPTY);
+            }
         }
-    }
-    for i in index.values_mut() {
-        // INVARIANT: `index` holds each header position once, all below `tensors.len()`.
-        *i = sorted_at.get(*i).copied().unwrap_or(usize::MAX);
-    }
+        index.renumber(&sorted_at);
+        Table {
+            entries: order.iter().filter_map(|&i| entry(i).copied()).collect(),
+            names: table.names,
+            dims: table.dims,
+        }
+    };
     Ok(Header {
         json_len: header_len,
         metadata,
-        tensors: tensors.into_iter().map(|(t, _)| t).collect(),
+        table,
         index,
     })
 }

@@ -74,7 +74,7 @@ impl SafetensorsFile {
     }
 
     /// Look up `name`.
-    pub fn info(&self, name: &str) -> Result<&TensorInfo, SafetensorsError> {
+    pub fn info(&self, name: &str) -> Result<TensorInfo<'_>, SafetensorsError> {
         self.header
             .get(name)
             .ok_or_else(|| SafetensorsError::TensorNotFound {
@@ -84,7 +84,7 @@ impl SafetensorsFile {
 
     /// Absolute file offset of a tensor's first byte.
     #[must_use]
-    pub fn absolute_offset(&self, info: &TensorInfo) -> u64 {
+    pub fn absolute_offset(&self, info: &TensorInfo<'_>) -> u64 {
         self.header.data_start() + info.start
     }
 
@@ -100,7 +100,7 @@ impl SafetensorsFile {
     /// [`SafetensorsError::FileChanged`].
     pub fn populate(
         &self,
-        info: &TensorInfo,
+        info: &TensorInfo<'_>,
         offset: u64,
         len: u64,
     ) -> Result<Populated, SafetensorsError> {
@@ -115,7 +115,7 @@ impl SafetensorsFile {
     /// tensors' byte length.
     pub fn prefetch(
         &self,
-        tensors: &[&TensorInfo],
+        tensors: &[TensorInfo<'_>],
         control: &Control,
     ) -> Result<Populated, SafetensorsError> {
         self.check_unchanged()?;
@@ -137,7 +137,7 @@ impl SafetensorsFile {
             control.checkpoint()?;
             // Once the system said it cannot populate, the other pieces are only counted.
             if !unsupported.load(std::sync::atomic::Ordering::Relaxed)
-                && self.populate(info, at, len)? == Populated::Unsupported
+                && self.populate(&info, at, len)? == Populated::Unsupported
             {
                 unsupported.store(true, std::sync::atomic::Ordering::Relaxed);
             }
@@ -152,17 +152,17 @@ impl SafetensorsFile {
     }
 
     /// The bytes of tensor `name` (after checking that the file was not truncated).
-    pub fn tensor(&self, name: &str) -> Result<(&TensorInfo, &[u8]), SafetensorsError> {
+    pub fn tensor(&self, name: &str) -> Result<(TensorInfo<'_>, &[u8]), SafetensorsError> {
         let info = self.info(name)?;
         self.check_unchanged()?;
-        let bytes = self.bytes_of(info, 0, info.byte_len())?;
+        let bytes = self.bytes_of(&info, 0, info.byte_len())?;
         Ok((info, bytes))
     }
 
     /// `len` bytes of tensor `info` starting `offset` bytes into it.
     pub fn bytes_of(
         &self,
-        info: &TensorInfo,
+        info: &TensorInfo<'_>,
         offset: u64,
         len: u64,
     ) -> Result<&[u8], SafetensorsError> {
@@ -176,7 +176,7 @@ impl SafetensorsFile {
                 self.map.bytes().get(s..e)
             });
         range.ok_or_else(|| SafetensorsError::DataPastEnd {
-            name: info.name.clone(),
+            name: info.name.to_string(),
             end: offset.saturating_add(len),
             data_len: info.byte_len(),
         })
