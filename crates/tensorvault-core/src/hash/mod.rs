@@ -223,7 +223,30 @@ pub fn from_hex(hex: &[u8]) -> Option<Vec<u8>> {
     }
     let mut out = vec![0u8; hex.len() / 2];
     let mut invalid = 0u8;
-    for (b, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+    // 32 digits at a time through fixed-size arrays: the digit loop becomes vector code.
+    let mut blocks_out = out.chunks_exact_mut(16);
+    let mut blocks_in = hex.chunks_exact(32);
+    for (o, i) in (&mut blocks_out).zip(&mut blocks_in) {
+        let (Ok(o), Ok(i)) = (<&mut [u8; 16]>::try_from(o), <&[u8; 32]>::try_from(i)) else {
+            return None;
+        };
+        let mut v = [0u8; 32];
+        for (d, &c) in v.iter_mut().zip(i) {
+            let (x, bad) = hex_digit(c);
+            *d = x;
+            invalid |= bad;
+        }
+        for (b, pair) in o.iter_mut().zip(v.chunks_exact(2)) {
+            if let [hi, lo] = *pair {
+                *b = (hi << 4) | (lo & 0x0f);
+            }
+        }
+    }
+    for (b, pair) in blocks_out
+        .into_remainder()
+        .iter_mut()
+        .zip(blocks_in.remainder().chunks_exact(2))
+    {
         if let [hi, lo] = *pair {
             let (h, hb) = hex_digit(hi);
             let (l, lb) = hex_digit(lo);
@@ -268,6 +291,18 @@ mod tests {
             for lo in 0..=255u8 {
                 let want = digit(hi).zip(digit(lo)).map(|(h, l)| vec![(h << 4) | l]);
                 assert_eq!(from_hex(&[hi, lo]), want, "{hi} {lo}");
+            }
+        }
+    }
+
+    #[test]
+    fn from_hex_refuses_a_bad_digit_anywhere_in_a_block() {
+        let good = to_hex(&(0..=255u8).collect::<Vec<_>>()).into_bytes();
+        for at in 0..80 {
+            for bad in [b'A', b'g', b'/', b':', b'`', b'"', 0, 0xff] {
+                let mut h = good.clone();
+                h[at] = bad;
+                assert_eq!(from_hex(&h), None, "{bad} at {at}");
             }
         }
     }
