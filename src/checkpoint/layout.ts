@@ -283,33 +283,49 @@ export interface IntegrityBlock {
   seal: string;
 }
 
-function u64be(n: number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(n));
-  return b;
-}
-
-/** The length-framed seal message (see the format document). */
+/** The length-framed seal message (see the format document), written into one buffer. */
 export function sealMessage(
   block: Omit<IntegrityBlock, 'seal' | 'leaves'>,
   metadata: unknown,
   integrityHash: string,
 ): Buffer {
-  const fields: Buffer[] = [
-    Buffer.from(SEAL_TAG, 'utf8'),
-    Buffer.from(block.algorithm, 'utf8'),
-    u64be(block.chunk_size),
-    u64be(block.file_length),
-    u64be(block.header_length),
-    Buffer.from(block.header_sha256, 'hex'),
-    Buffer.from(block.root, 'hex'),
-    Buffer.from(canonicalJson(metadata), 'utf8'),
-    Buffer.from(integrityHash, 'utf8'),
-    Buffer.from(canonicalJson(block.ecc), 'utf8'),
-  ];
-  const parts: Buffer[] = [];
-  for (const f of fields) parts.push(u64be(f.length), f);
-  return Buffer.concat(parts);
+  const meta = canonicalJson(metadata);
+  const ecc = canonicalJson(block.ecc);
+  const texts = [SEAL_TAG, block.algorithm, meta, integrityHash, ecc];
+  const lens = texts.map((t) => Buffer.byteLength(t, 'utf8'));
+  const headerDigest = Buffer.from(block.header_sha256, 'hex');
+  const root = Buffer.from(block.root, 'hex');
+  // ten length prefixes, three u64 fields, two digests, five texts
+  const out = Buffer.allocUnsafe(
+    10 * 8 + 3 * 8 + headerDigest.length + root.length + lens.reduce((a, b) => a + b, 0),
+  );
+  let at = 0;
+  const u64 = (n: number): void => {
+    // n is a safe integer: high and low 32 bits
+    out.writeUInt32BE(Math.floor(n / 2 ** 32), at);
+    out.writeUInt32BE(n >>> 0, at + 4);
+    at += 8;
+  };
+  const text = (i: number): void => {
+    u64(lens[i] as number);
+    at += out.write(texts[i] as string, at, 'utf8');
+  };
+  const digest = (bytes: Buffer): void => {
+    u64(bytes.length);
+    at += bytes.copy(out, at);
+  };
+  text(0);
+  text(1);
+  for (const n of [block.chunk_size, block.file_length, block.header_length]) {
+    u64(8);
+    u64(n);
+  }
+  digest(headerDigest);
+  digest(root);
+  text(2);
+  text(3);
+  text(4);
+  return out;
 }
 
 /** The seal: `hmac-sha256:<hex>` with a key, `sha256:<hex>` without. */

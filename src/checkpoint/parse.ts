@@ -120,9 +120,10 @@ export function readJson(path: string): Record<string, unknown> {
 /**
  * A `.meta.json` sidecar. The fast path: the addon reads it and cuts out the integrity block's leaves
  * (most of its bytes), decoded; only the rest is parsed here. Anything the fast path does not take
- * (see `checkpoint_sidecar.rs`) is read and parsed in full by {@link readJson}, with its errors.
+ * (see `checkpoint_sidecar.rs`) is read and parsed in full by {@link readJson}, with its errors: this
+ * returns undefined then (and for a missing file).
  */
-function readSidecar(path: string): { doc: Record<string, unknown>; leafBytes?: Buffer } {
+function readSidecarFast(path: string): { doc: Record<string, unknown>; leafBytes: Buffer } | undefined {
   const parts = native().checkpointReadSidecar(path);
   if (parts !== null && parts !== undefined) {
     let v: unknown;
@@ -138,7 +139,7 @@ function readSidecar(path: string): { doc: Record<string, unknown>; leafBytes?: 
       }
     }
   }
-  return { doc: readJson(path) };
+  return undefined;
 }
 
 /** Detect the layout at `path` and parse its sidecar (after recovering an interrupted save). */
@@ -151,8 +152,10 @@ export function parseCheckpoint(path: string): Parsed {
   let layout: CheckpointLayout;
   let weights = at(files.weights);
   let leafBytes: Buffer | undefined;
-  if (existsSync(metaPath)) {
-    ({ doc, leafBytes } = readSidecar(metaPath));
+  // The common case first: a sidecar on the fast path (no separate existence check).
+  const fast = readSidecarFast(metaPath);
+  if (fast !== undefined || existsSync(metaPath)) {
+    ({ doc, leafBytes } = fast ?? { doc: readJson(metaPath) });
     layout = 'tensorvault' in doc ? 'tensorvault' : 'pyfolds';
   } else if (
     existsSync(jsonPath) &&
