@@ -13,6 +13,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseCheckpoint } from '../dist/checkpoint/parse.js';
 import * as tv from '../dist/index.js';
 import { native } from '../dist/native/index.js';
 import { xorAt } from './helpers/bytes';
@@ -366,6 +367,53 @@ describe('the verified open', () => {
         expect(e.code, what).toBe(code);
       }
     }
+  });
+
+  it('the fast path opens the weights with the sidecar, and steps aside for what it cannot vouch for', async () => {
+    const taken = (path: string, keyedOnly = false): boolean => {
+      const p = parseCheckpoint(path, { keyedOnly });
+      const o = p.opened;
+      if (o !== undefined) {
+        expect(o.file.fileLength()).toBe(statSync(path).size);
+        o.file.close();
+        o.outboard?.close();
+      }
+      return o !== undefined;
+    };
+    const { path } = await saved();
+    expect(taken(path)).toBe(true);
+    const p = parseCheckpoint(path, { keyedOnly: false });
+    expect(p.opened?.outboard).not.toBeNull(); // the outboard comes with it
+    p.opened?.file.close();
+    p.opened?.outboard?.close();
+    expect(parseCheckpoint(path).opened).toBeUndefined(); // only when asked
+    expect(taken(path, true)).toBe(false); // a key is required: nothing is mapped for a plain one
+    const keyed = (await saved({ hmacKey: 'k2' })).path;
+    expect(taken(keyed, true)).toBe(true);
+    // Without an outboard: still taken, the outboard null.
+    rmSync(`${path}.tvob`);
+    const q = parseCheckpoint(path, { keyedOnly: false });
+    expect(q.opened?.outboard).toBeNull();
+    q.opened?.file.close();
+    // A valid header changed on disk: not taken (the loader repairs it or fails, as above).
+    const buf = readFileSync(path);
+    const at = buf.indexOf('"a.bias"');
+    buf[at + 1] = 'A'.charCodeAt(0);
+    writeFileSync(path, buf);
+    expect(taken(path)).toBe(false);
+    // The PyFolds layout has no block to check against: not taken.
+    const plain = fresh();
+    await tv.saveCheckpoint(plain, tensors(), { layout: 'pyfolds' });
+    expect(taken(plain)).toBe(false);
+    // Tampered leaves: not taken, and the full parser's error as before.
+    const other = (await saved()).path;
+    const side = readFileSync(`${other}.meta.json`, 'utf8');
+    const leaves: string = JSON.parse(side).tensorvault.leaves;
+    writeFileSync(
+      `${other}.meta.json`,
+      side.replace(leaves, (leaves[0] === 'a' ? 'b' : 'a') + leaves.slice(1)),
+    );
+    expect(() => parseCheckpoint(other, { keyedOnly: false })).toThrow(/leaves do not match the root/);
   });
 
   it('a plain checkpoint with requireHmac is refused before anything is mapped', async () => {

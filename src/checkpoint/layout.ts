@@ -360,7 +360,11 @@ export function treeRoot(
  * Parse and structurally check an integrity block (types, lengths, the leaves against the root).
  * Throws `TV_CHECKPOINT_INVALID` (context `reason`) when it is malformed.
  */
-export function parseIntegrityBlock(v: unknown, path: string, leafBytes?: Buffer): IntegrityBlock {
+export function parseIntegrityBlock(
+  v: unknown,
+  path: string,
+  leafBytes?: Buffer | LeafSource,
+): IntegrityBlock {
   const bad = (reason: string, message: string): TensorVaultError =>
     new TensorVaultError(ErrorCode.CHECKPOINT_INVALID, `${path}: integrity block: ${message}`, {
       path,
@@ -419,19 +423,23 @@ export function parseIntegrityBlock(v: unknown, path: string, leafBytes?: Buffer
  */
 function parseWithLeafBytes(
   b: Record<string, unknown>,
-  leafBytes: Buffer,
+  leafBytes: Buffer | LeafSource,
   chunks: number,
   bad: (reason: string, message: string) => TensorVaultError,
 ): IntegrityBlock {
   const algorithm = b.algorithm as IntegrityAlgorithm;
   const chunk = b.chunk_size as number;
   const len = b.file_length as number;
-  if (b.leaves !== '' || leafBytes.length !== chunks * 32) {
+  const source: LeafSource = Buffer.isBuffer(leafBytes) ? bufferLeaves(leafBytes) : leafBytes;
+  if (b.leaves !== '' || source.byteLength !== chunks * 32) {
     throw bad('leaves', `leaves must be ${chunks} hex digests`);
   }
   const root = b.root as string;
-  const computed = native().checkpointTreeRootBytes(leafBytes, chunk, len, treeHashOf(algorithm));
-  if (!equalHex(computed, root)) throw bad('leaves', 'leaves do not match the root');
+  // A native source was checked against this root, chunk size and length by the addon (the same text).
+  if (Buffer.isBuffer(leafBytes)) {
+    const computed = native().checkpointTreeRootBytes(leafBytes, chunk, len, treeHashOf(algorithm));
+    if (!equalHex(computed, root)) throw bad('leaves', 'leaves do not match the root');
+  }
   const block = blockOf(
     b,
     algorithm,
@@ -447,16 +455,34 @@ function parseWithLeafBytes(
   Object.defineProperty(block, 'leaves', {
     enumerable: true,
     get: () => {
-      hex ??= leafBytes.toString('hex');
+      hex ??= source.hex(0, chunks);
       return hex;
     },
   });
-  LEAF_BYTES.set(block, leafBytes);
+  LEAF_BYTES.set(block, source);
   return block;
 }
 
+/**
+ * Decoded leaves (32 bytes per chunk) of a block parsed on the fast path: a buffer, or kept by the addon
+ * (the checkpoint open's fast path: no buffer per open for V8 to account).
+ */
+export interface LeafSource {
+  /** Bytes of leaves. */
+  readonly byteLength: number;
+  /** Leaves `[first, first + count)` as hex. */
+  hex(first: number, count: number): string;
+}
+
+function bufferLeaves(b: Buffer): LeafSource {
+  return {
+    byteLength: b.length,
+    hex: (first, count) => b.toString('hex', first * 32, Math.min(b.length, (first + count) * 32)),
+  };
+}
+
 /** Decoded leaves of blocks parsed on the fast path. */
-const LEAF_BYTES = new WeakMap<IntegrityBlock, Buffer>();
+const LEAF_BYTES = new WeakMap<IntegrityBlock, LeafSource>();
 
 function blockOf(
   b: Record<string, unknown>,
@@ -506,7 +532,7 @@ function blockOf(
 
 /** Leaf `i` (hex) of a block. */
 export function leafAt(block: IntegrityBlock, i: number): string {
-  const bytes = LEAF_BYTES.get(block);
-  if (bytes !== undefined) return bytes.toString('hex', i * 32, Math.min(bytes.length, i * 32 + 32));
+  const source = LEAF_BYTES.get(block);
+  if (source !== undefined) return source.hex(i, 1);
   return block.leaves.slice(i * 64, i * 64 + 64);
 }

@@ -7,6 +7,7 @@ import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
 import { native } from '../native';
+import type { NativeOutboard } from '../native/binding';
 import type { SafetensorsFile, Tensor, TensorInfo } from '../safetensors/reader';
 import { publish } from './commit';
 import { TensorDamagedError } from './errors';
@@ -68,6 +69,7 @@ export class Checkpoint {
     report: CheckpointReport,
     key: HmacKey | undefined,
     repair: boolean,
+    outboard?: NativeOutboard,
   ) {
     this.#fd = fd;
     this.path = p.files.weights;
@@ -82,7 +84,8 @@ export class Checkpoint {
     this.#repair = repair;
     if (report.verify === 'full' && report.status !== 'damaged') this.#allVerified = true;
     if (p.block !== undefined && p.tvob !== undefined && treeHashOf(p.block.algorithm) === 'blake3')
-      this.#outboard = new OutboardReader(p.tvob, p.block);
+      this.#outboard = new OutboardReader(p.tvob, p.block, outboard);
+    else outboard?.close();
   }
 
   /** Tensor names in file order. */

@@ -3,9 +3,10 @@ import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath }
 import { type EccVerifyResult, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import type { JobOptions } from '../job';
+import type { NativeSafetensors } from '../native/binding';
 import { loadRemoteCheckpoint, type RemoteCheckpoint, type RemoteLoadOptions } from '../remote/lazy';
 import { isRemoteUrl, type RemoteUrl } from '../remote/url';
-import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
+import { openSafetensors, type SafetensorsFile, wrapNativeFile } from '../safetensors/reader';
 import { publish } from './commit';
 import { CheckpointMismatchError } from './errors';
 import {
@@ -23,6 +24,7 @@ import {
   type CheckpointReport,
   checkKeyPolicy,
   checkOptions,
+  closeOpened,
   compareExpect,
   hasMismatch,
   invalid,
@@ -99,8 +101,11 @@ export async function loadCheckpoint(
   let repairedAtOpen = false;
   let rebuiltAtOpen: number[] = [];
   let sealed = false;
+  let opened: Parsed['opened'];
   try {
-    p = parseCheckpoint(path);
+    // lazy and full loads open the weights in the same step when they can (see Parsed.opened).
+    p = parseCheckpoint(path, mode === 'none' ? undefined : { keyedOnly: requireHmac });
+    opened = p.opened;
     checkKeyPolicy(p, key, requireHmac, mode);
     if (options.expectedVersion !== undefined) {
       const v = p.metadata.version;
@@ -120,6 +125,7 @@ export async function loadCheckpoint(
     // they differ or the file does not open, by checkSeal below (repair from parity, or the error).
     sealed = p.block !== undefined && checkSealMessage(p, key);
   } catch (err) {
+    closeOpened(opened);
     publish({
       event: 'failed',
       op: 'load',
@@ -130,14 +136,18 @@ export async function loadCheckpoint(
   }
   let file: SafetensorsFile;
   let fd = -1;
+  // Opened by the fast path: the header digest and length already matched the block.
+  const pre = opened !== undefined && sealed ? openedPair(p, opened.file) : undefined;
+  const outboard = pre === undefined ? undefined : (opened?.outboard ?? undefined);
+  if (pre === undefined) closeOpened(opened);
   try {
     let pair: { file: SafetensorsFile; fd: number } | undefined;
     try {
-      pair = await openPair(p.weights, options.signal);
+      pair = pre ?? (await openPair(p.weights, options.signal));
     } catch (err) {
       if (!sealed || !(err instanceof TensorVaultError) || err.code === ErrorCode.ABORTED) throw err;
     }
-    if (sealed && (pair === undefined || !headerMatches(p, pair.file))) {
+    if (sealed && pre === undefined && (pair === undefined || !headerMatches(p, pair.file))) {
       if (pair !== undefined) {
         pair.file.close();
         closeSync(pair.fd);
@@ -221,6 +231,7 @@ export async function loadCheckpoint(
   } catch (err) {
     file.close();
     closeSync(fd);
+    outboard?.close();
     if (!(err instanceof CheckpointMismatchError)) {
       publish({
         event: 'failed',
@@ -231,7 +242,18 @@ export async function loadCheckpoint(
     }
     throw err;
   }
-  return new Checkpoint(p, file, fd, report, key, repair);
+  return new Checkpoint(p, file, fd, report, key, repair, outboard);
+}
+
+/** The fast path's weights as the loader's pair (undefined when the descriptor cannot be had). */
+function openedPair(p: Parsed, handle: NativeSafetensors): { file: SafetensorsFile; fd: number } | undefined {
+  const file = wrapNativeFile(p.weights, handle);
+  try {
+    return { file, fd: file.dupFd() };
+  } catch {
+    file.close();
+    return undefined;
+  }
 }
 
 /** Options of {@link verifyCheckpoint}. */

@@ -50,9 +50,11 @@ export class OutboardReader {
   #block: IntegrityBlock;
   #handle: NativeOutboard | null | undefined;
 
-  constructor(path: string, block: IntegrityBlock) {
+  /** `handle`: the outboard already opened (by the checkpoint open's fast path) for this block. */
+  constructor(path: string, block: IntegrityBlock, handle?: NativeOutboard) {
     this.#path = path;
     this.#block = block;
+    if (handle !== undefined) this.#handle = handle;
   }
 
   /** Pieces per chunk, or 0 when there is no usable outboard (opens it on first call). */

@@ -6,8 +6,9 @@ import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { ioError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { native } from '../native';
+import type { NativeCheckpointOpen, NativeOutboard, NativeSafetensors } from '../native/binding';
 import { type Dtype, isDtype } from '../safetensors/dtype';
-import type { TensorInfo } from '../safetensors/reader';
+import { SYNC_HEADER_MAX, type TensorInfo } from '../safetensors/reader';
 import { prepareRead } from './commit';
 import type { CheckpointMismatches } from './errors';
 import {
@@ -17,6 +18,7 @@ import {
   type HmacKey,
   type IntegrityBlock,
   isKeyedAlgorithm,
+  type LeafSource,
   parseIntegrityBlock,
   parseStoredHash,
   type StoredHashKind,
@@ -93,6 +95,12 @@ export interface Parsed {
   tvecc?: string;
   /** The outboard's path (tensorvault layout; may not exist: see `outboard.ts`). */
   tvob?: string;
+  /**
+   * The weights already opened by the fast path of {@link parseCheckpoint} (`openWeights`), their
+   * length and header digest matching the block, and the outboard (null: missing or unusable). The
+   * loader takes them over (or closes them when a later check fails).
+   */
+  opened?: { file: NativeSafetensors; outboard: NativeOutboard | null };
 }
 
 export function invalid(path: string, reason: string, message: string): TensorVaultError {
@@ -142,8 +150,69 @@ function readSidecarFast(path: string): { doc: Record<string, unknown>; leafByte
   return undefined;
 }
 
-/** Detect the layout at `path` and parse its sidecar (after recovering an interrupted save). */
-export function parseCheckpoint(path: string): Parsed {
+/**
+ * The checkpoint open's fast path (`checkpointOpenLazy` in the addon): the sidecar read and split, its
+ * leaves checked against the root, the weights opened and their length and header digest checked, in one
+ * call. Undefined when anything does not go through: the caller takes the step-by-step path.
+ */
+function openFast(
+  weights: string,
+  metaPath: string,
+  tvob: string,
+  keyedOnly: boolean,
+):
+  | { doc: Record<string, unknown>; leaves: NativeCheckpointOpen; opened: NonNullable<Parsed['opened']> }
+  | undefined {
+  const o = native().checkpointOpenLazy(weights, metaPath, tvob, SYNC_HEADER_MAX, keyedOnly);
+  if (o === null || o === undefined) return undefined;
+  const text = o.takeText();
+  const file = o.takeFile();
+  const outboard = o.takeOutboard() ?? null;
+  let v: unknown;
+  try {
+    v = text === null || text === undefined ? undefined : JSON.parse(text);
+  } catch {
+    v = undefined;
+  }
+  const block =
+    typeof v === 'object' && v !== null && !Array.isArray(v)
+      ? ((v as Record<string, unknown>).tensorvault as Record<string, unknown> | undefined)
+      : undefined;
+  if (
+    file === null ||
+    file === undefined ||
+    typeof block !== 'object' ||
+    block === null ||
+    block.leaves !== ''
+  ) {
+    file?.close();
+    outboard?.close();
+    return undefined;
+  }
+  return { doc: v as Record<string, unknown>, leaves: o, opened: { file, outboard } };
+}
+
+/**
+ * Detect the layout at `path` and parse its sidecar (after recovering an interrupted save). With
+ * `open`, a `tensorvault` checkpoint is opened in the same step when it can be (see
+ * {@link Parsed.opened}); `open.keyedOnly` (a key is required) opens only a keyed one, so that a
+ * downgrade is refused before anything is mapped.
+ */
+export function parseCheckpoint(path: string, open?: { keyedOnly: boolean }): Parsed {
+  const box: { opened?: Parsed['opened'] } = {};
+  try {
+    return parseWith(path, open, box);
+  } catch (err) {
+    closeOpened(box.opened);
+    throw err;
+  }
+}
+
+function parseWith(
+  path: string,
+  open: { keyedOnly: boolean } | undefined,
+  box: { opened?: Parsed['opened'] },
+): Parsed {
   const files = checkpointFiles(path);
   const at = prepareRead(files);
   const metaPath = at(files.meta);
@@ -151,11 +220,20 @@ export function parseCheckpoint(path: string): Parsed {
   let doc: Record<string, unknown>;
   let layout: CheckpointLayout;
   let weights = at(files.weights);
-  let leafBytes: Buffer | undefined;
+  let leafBytes: Buffer | LeafSource | undefined;
+  let opened: Parsed['opened'];
   // The common case first: a sidecar on the fast path (no separate existence check).
-  const fast = readSidecarFast(metaPath);
+  const both = open ? openFast(weights, metaPath, at(files.tvob), open.keyedOnly) : undefined;
+  const fast = both ?? readSidecarFast(metaPath);
+  if (both !== undefined) {
+    const o = both.leaves;
+    leafBytes = { byteLength: o.leafBytes(), hex: (first, count) => o.leavesHex(first, count) };
+    opened = both.opened;
+    box.opened = opened;
+  }
   if (fast !== undefined || existsSync(metaPath)) {
-    ({ doc, leafBytes } = fast ?? { doc: readJson(metaPath) });
+    doc = fast?.doc ?? readJson(metaPath);
+    if (both === undefined) leafBytes = (fast as { leafBytes?: Buffer } | undefined)?.leafBytes;
     layout = 'tensorvault' in doc ? 'tensorvault' : 'pyfolds';
   } else if (
     existsSync(jsonPath) &&
@@ -198,7 +276,8 @@ export function parseCheckpoint(path: string): Parsed {
     parsed.block = parseIntegrityBlock(doc.tensorvault, metaPath, leafBytes);
     if (parsed.block.ecc !== null) parsed.tvecc = at(join(dirname(files.weights), parsed.block.ecc.file));
     parsed.tvob = at(files.tvob);
-  }
+    if (opened !== undefined) parsed.opened = opened;
+  } else closeOpened(opened);
   if (layout === 'pyfolds-ecc') {
     const algo = doc.ecc_algo ?? 'none';
     if (typeof algo !== 'string') throw invalid(path, 'ecc_algo', 'ecc_algo is not a string');
@@ -210,6 +289,12 @@ export function parseCheckpoint(path: string): Parsed {
     if (codec !== null && eccLen > 0) parsed.rs = { codec, eccLen, path: at(files.rsEcc) };
   }
   return parsed;
+}
+
+/** Close what the fast path opened (a check after it failed). */
+export function closeOpened(opened: Parsed['opened']): void {
+  opened?.file.close();
+  opened?.outboard?.close();
 }
 
 export function shapeText(s: readonly number[]): string {

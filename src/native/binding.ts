@@ -18,6 +18,24 @@ export declare class JobControl {
   get total(): number
 }
 
+/**
+ * What the checkpoint open's fast path opened and checked (see [`checkpoint_open_lazy`]): the sidecar's
+ * text without the leaves, the leaves (kept here: no buffer per open for V8 to account), the weights'
+ * handle and the outboard. `takeFile` / `takeOutboard` hand each over once.
+ */
+export declare class NativeCheckpointOpen {
+  /** The sidecar's JSON text with `tensorvault.leaves` emptied (once). */
+  takeText(): string | null
+  /** The mapped weights, whose length and header digest matched the block (once). */
+  takeFile(): NativeSafetensors | null
+  /** The outboard, or null when it is missing or unusable (once). */
+  takeOutboard(): NativeOutboard | null
+  /** Bytes of decoded leaves (32 per chunk). */
+  leafBytes(): number
+  /** Leaves `[first, first + count)` as hex (clamped to the leaves there are). */
+  leavesHex(first: number, count: number): string
+}
+
 /** In-memory `k + m` erasure codec over equal-length buffers. */
 export declare class NativeErasureCodec {
   constructor(k: number, m: number)
@@ -215,6 +233,18 @@ export interface CheckpointEccWritten {
  * round trip to the pool).
  */
 export declare function checkpointLeaf(data: Uint8Array, tree: string): string
+
+/**
+ * The verified open of a `tensorvault`-layout checkpoint in one call, for the common case: read the
+ * sidecar on the fast path, check its leaves against the block's root, open and map the weights, and
+ * check their length and header digest against the block; open the outboard. Null when any step does
+ * not go through (not on the fast path, a mismatch, a file that does not open): the loader then takes
+ * its step-by-step path, which reports, repairs or fails exactly as before. The loader still parses
+ * and validates the returned text in full and checks the seal (and key policy, version, …) before
+ * any tensor is handed out. `keyedOnly` (a key is required): null before the weights are opened unless
+ * both the seal and the hash are keyed, so that the loader refuses a downgrade before mapping anything.
+ */
+export declare function checkpointOpenLazy(weights: string, meta: string, outboard: string, maxHeader: number, keyedOnly: boolean): NativeCheckpointOpen | null
 
 /**
  * Open the outboard at `path` for a tree at `chunkSize` over `fileLength` bytes; null when it is

@@ -554,3 +554,11 @@ export async function openSafetensors(
   }
   return new SafetensorsFile(path, handle, options);
 }
+
+/**
+ * @internal A {@link SafetensorsFile} over a handle the addon opened itself (the checkpoint open's fast
+ * path, `checkpointOpenLazy`), with the default options.
+ */
+export function wrapNativeFile(path: string, handle: NativeSafetensorsHandle): SafetensorsFile {
+  return new SafetensorsFile(path, handle, {});
+}

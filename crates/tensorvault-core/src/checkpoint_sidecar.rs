@@ -211,6 +211,53 @@ pub fn split_by_parse(text: &str) -> Option<SplitSidecar> {
     })
 }
 
+/// The integrity block's fields the fast path checks, read from the sidecar's text (the rest of the
+/// block is validated by the loader, which parses the same text).
+pub struct BlockFields {
+    /// The chunk tree's hash.
+    pub tree: TreeAlgorithm,
+    /// `chunk_size`.
+    pub chunk_size: u64,
+    /// `file_length`.
+    pub file_length: u64,
+    /// `header_length`.
+    pub header_length: u64,
+    /// `header_sha256` (as written).
+    pub header_sha256: String,
+    /// `root` (as written).
+    pub root: String,
+    /// Whether the seal (`algorithm`) and the `PyFolds` `integrity_hash` are both keyed.
+    pub keyed: bool,
+}
+
+/// The fields of `tensorvault` in a sidecar's `text` (None when missing or of another type).
+#[must_use]
+pub fn block_fields(text: &str) -> Option<BlockFields> {
+    let doc: serde_json::Value = serde_json::from_str(text).ok()?;
+    let b = doc.get("tensorvault")?;
+    let alg = b.get("algorithm")?.as_str()?;
+    let tree = if alg.starts_with("blake3-tree-v1+") {
+        TreeAlgorithm::Blake3
+    } else if alg.starts_with("sha256-tree-v1+") {
+        TreeAlgorithm::Sha256
+    } else {
+        return None;
+    };
+    Some(BlockFields {
+        tree,
+        chunk_size: b.get("chunk_size")?.as_u64()?,
+        file_length: b.get("file_length")?.as_u64()?,
+        header_length: b.get("header_length")?.as_u64()?,
+        header_sha256: b.get("header_sha256")?.as_str()?.to_string(),
+        root: b.get("root")?.as_str()?.to_string(),
+        keyed: alg.ends_with("+hmac-sha256")
+            && doc
+                .get("integrity_hash")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|h| h.starts_with("hmac-sha256:")),
+    })
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,

@@ -122,32 +122,31 @@ pub fn checkpoint_outboard_open(
     chunk_size: f64,
     file_length: f64,
 ) -> napi::Result<Option<NativeOutboard>> {
-    use std::os::unix::fs::FileExt as _;
     guard(|| {
         let cs = to_u64("chunkSize", chunk_size)?;
         let fl = to_u64("fileLength", file_length)?;
-        let Ok(file) = std::fs::File::open(&path) else {
-            return Ok(None);
-        };
-        let mut head = [0u8; tensorvault_core::checkpoint_outboard::HEADER_LEN];
-        if file.read_exact_at(&mut head, 0).is_err() {
-            return Ok(None);
-        }
-        let Ok(len) = file.metadata().map(|m| m.len()) else {
-            return Ok(None);
-        };
-        Ok(match OutboardHeader::parse(&head) {
-            Ok(h) if h.chunk_size == cs && h.file_length == fl && h.total_len() == Some(len) => {
-                Some(NativeOutboard {
-                    file: Some(file),
-                    header: h,
-                    cvs: Vec::new(),
-                    data: Vec::new(),
-                })
-            }
-            _ => None,
-        })
+        Ok(open_outboard(&path, cs, fl))
     })
+}
+
+/// [`checkpoint_outboard_open`] for the addon's own callers (the checkpoint open's fast path).
+pub(crate) fn open_outboard(path: &str, cs: u64, fl: u64) -> Option<NativeOutboard> {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; tensorvault_core::checkpoint_outboard::HEADER_LEN];
+    file.read_exact_at(&mut head, 0).ok()?;
+    let len = file.metadata().ok()?.len();
+    match OutboardHeader::parse(&head) {
+        Ok(h) if h.chunk_size == cs && h.file_length == fl && h.total_len() == Some(len) => {
+            Some(NativeOutboard {
+                file: Some(file),
+                header: h,
+                cvs: Vec::new(),
+                data: Vec::new(),
+            })
+        }
+        _ => None,
+    }
 }
 
 #[napi]

@@ -61,6 +61,15 @@ fn release(file: Option<Arc<SafetensorsFile>>) {
     }
 }
 
+impl NativeSafetensors {
+    /// A handle on a file the addon opened itself (the checkpoint open's fast path).
+    pub(crate) fn from_file(file: SafetensorsFile) -> NativeSafetensors {
+        NativeSafetensors {
+            inner: Some(Arc::new(file)),
+        }
+    }
+}
+
 impl Drop for NativeSafetensors {
     fn drop(&mut self) {
         release(self.inner.take());
