@@ -1782,46 +1782,50 @@ mod measure {
 
     /// Not a test: `TV_MEASURE_FILE=… TV_MEASURE_TOOLS=v2,v1 TV_MEASURE_ROUNDS=3 cargo test --release
     /// -p tensorvault-core measure_protect -- --ignored --nocapture` protects a (page-cached) file
-    /// with v2 and v1 `medium` alternately, in one run: GB/s and CPU seconds each.
+    /// with v2 and v1 `medium` alternately, in one run: GB/s and CPU seconds each. `TV_MEASURE_FILE`
+    /// may list several files (comma-separated, e.g. the same bytes written in large and in small
+    /// writes, whose page-cache folios differ): each round protects each file with each tool.
     #[test]
     #[ignore = "a measurement, run by hand"]
     fn measure_protect() {
         use super::super::file::{protect, ProtectOptions};
         use super::super::sidecar::{ChunkDigest, Level};
         use super::Format;
-        let Ok(path) = std::env::var("TV_MEASURE_FILE") else {
+        let Ok(files) = std::env::var("TV_MEASURE_FILE") else {
             eprintln!("set TV_MEASURE_FILE");
             return;
         };
-        let path = std::path::PathBuf::from(path);
         let rounds: usize = std::env::var("TV_MEASURE_ROUNDS")
             .ok()
             .and_then(|r| r.parse().ok())
             .unwrap_or(1);
         let tools = std::env::var("TV_MEASURE_TOOLS").unwrap_or_else(|_| "v2,v1".into());
-        let len = std::fs::metadata(&path).unwrap().len() as f64;
         let side = std::env::temp_dir().join("tv-measure-protect.tvecc");
         for r in 0..rounds {
-            for t in tools.split(',') {
-                let (format, digest) = match t {
-                    "v1" => (Format::V1, ChunkDigest::Blake3),
-                    "v2sha" => (Format::V2, ChunkDigest::Sha256),
-                    _ => (Format::V2, ChunkDigest::Blake3),
-                };
-                let (c0, t0) = (cpu_s(), std::time::Instant::now());
-                protect(
-                    &path,
-                    Some(&side),
-                    ProtectOptions::LevelFormat(Level::Medium, digest, format),
-                    &crate::control::Control::new(),
-                )
-                .unwrap();
-                let (s, c) = (t0.elapsed().as_secs_f64(), cpu_s() - c0);
-                eprintln!(
-                    "round {r} {t}: {:.3} GB/s, {c:.2} CPU-s ({:.2} s)",
-                    len / s / 1e9,
-                    s
-                );
+            for path in files.split(',').map(std::path::PathBuf::from) {
+                let len = std::fs::metadata(&path).unwrap().len() as f64;
+                for t in tools.split(',') {
+                    let (format, digest) = match t {
+                        "v1" => (Format::V1, ChunkDigest::Blake3),
+                        "v2sha" => (Format::V2, ChunkDigest::Sha256),
+                        _ => (Format::V2, ChunkDigest::Blake3),
+                    };
+                    let (c0, t0) = (cpu_s(), std::time::Instant::now());
+                    protect(
+                        &path,
+                        Some(&side),
+                        ProtectOptions::LevelFormat(Level::Medium, digest, format),
+                        &crate::control::Control::new(),
+                    )
+                    .unwrap();
+                    let (s, c) = (t0.elapsed().as_secs_f64(), cpu_s() - c0);
+                    eprintln!(
+                        "round {r} {} {t}: {:.3} GB/s, {c:.2} CPU-s ({:.2} s)",
+                        path.display(),
+                        len / s / 1e9,
+                        s
+                    );
+                }
             }
         }
         let _ = std::fs::remove_file(side);
