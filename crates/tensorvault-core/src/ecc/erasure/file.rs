@@ -205,9 +205,12 @@ fn map_for_hashing(file: &File, path: &Path, len: u64) -> Option<Mapping> {
 
 /// `pass(map)`, or `pass(None)` (reads only) when the mapped file shrank or failed a read while `pass`
 /// hashed it: the mapping reads zeros there ([`Mapping::check_len`]), which may match the digest of a
-/// chunk of zeros that reads would find missing; the report must be the one reads give.
+/// chunk of zeros that reads would find missing; the report must be the one reads give. `bytes`: what
+/// one pass adds to `control`'s progress (added to its total before a second pass).
 fn through_map_or_reads<T>(
     map: Option<Mapping>,
+    control: &Control,
+    bytes: u64,
     pass: impl Fn(Option<&Mapping>) -> Result<T, ErasureError>,
 ) -> Result<T, ErasureError> {
     let found = pass(map.as_ref())?;
@@ -215,6 +218,7 @@ fn through_map_or_reads<T>(
         return Ok(found);
     }
     drop(map);
+    control.set_total(control.total().saturating_add(bytes));
     pass(None)
 }
 
@@ -588,6 +592,8 @@ fn verify_with(
 
     let damaged_chunks = through_map_or_reads(
         map_for_hashing(&file, path, actual_len.min(layout.file_len)),
+        control,
+        layout.file_len,
         |map| {
             damaged_among(
                 0..chunks,
@@ -605,6 +611,8 @@ fn verify_with(
     let sidecar_len = sc.health.actual_len;
     let damaged_parity = through_map_or_reads(
         map_for_hashing(&sc.file, sidecar_path, sidecar_len),
+        control,
+        layout.parity_len,
         |map| {
             let bad: Result<Vec<Option<u64>>, ErasureError> = (0..layout.parity_slots())
                 .into_par_iter()
@@ -1378,11 +1386,16 @@ mod tests {
             .set_len(3 * 4096)
             .unwrap();
         let entries = sc.table.entries();
-        let found = through_map_or_reads(map, |m| {
+        let control = Control::new();
+        control.set_total(layout.file_len);
+        let found = through_map_or_reads(map, &control, layout.file_len, |m| {
             damaged_among(0..4, &file, &path, &layout, entries, len, m, &control)
         })
         .unwrap();
         assert_eq!(found, vec![3]);
+        // Both passes counted, neither beyond the total.
+        assert_eq!(control.done(), 2 * layout.file_len);
+        assert!(control.done() <= control.total());
         // And verify itself, opened after the truncation, says the same.
         let r = verify(&path, None, &control).unwrap();
         assert_eq!(r.damaged_chunks, vec![3]);
