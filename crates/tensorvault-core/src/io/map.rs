@@ -142,6 +142,16 @@ impl Mapping {
         &self.file
     }
 
+    /// Tell the kernel the mapping will be read front to back (`MADV_SEQUENTIAL`): a page fault on a
+    /// page that is not cached then reads ahead as `read` does, in growing windows. Advice only: an
+    /// error is ignored.
+    pub fn advise_sequential(&self) {
+        #[cfg(unix)]
+        if let Some(m) = self.map.as_ref() {
+            let _ = m.advise(memmap2::Advice::Sequential);
+        }
+    }
+
     /// Fill the page-table entries of bytes `offset..offset + len` (widened to whole pages) from the
     /// page cache, reading from disk what is not cached, with `madvise(MADV_POPULATE_READ)` (Linux
     /// ≥ 5.14), so that touching those bytes later takes no page fault. Done in one pass through the

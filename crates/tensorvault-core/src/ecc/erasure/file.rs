@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use crate::control::Control;
 use crate::hash::{ChunkTree, Digest};
 use crate::io::atomic::AtomicFile;
-use crate::io::{open_regular, read_exact_at, IoError};
+use crate::io::{open_regular, read_exact_at, IoError, Mapping};
 
 use super::place::{open_target, RepairMode, TargetSpec, WriteMode};
 use super::sidecar::{ChunkDigest, Header, Layout, Level, Params, Sidecar, SidecarHealth, Table};
@@ -191,8 +191,48 @@ fn chunk_intact(
             ))
 }
 
+/// A private mapping of the first `len` bytes of `file` to hash in place, read front to back; `None`
+/// where the file cannot be mapped (the caller then reads into buffers).
+///
+/// Hashing the page cache through a mapping spares the copy into a buffer that `pread` makes: that
+/// copy was 30 % of a verify's CPU time (`perf record` of an intact, page-cached 1 GiB file), more
+/// than the page faults and the unmapping that replace it.
+fn map_for_hashing(file: &File, path: &Path, len: u64) -> Option<Mapping> {
+    let map = Mapping::from_file(file.try_clone().ok()?, path, len).ok()?;
+    map.advise_sequential();
+    Some(map)
+}
+
+/// `pass(map)`, or `pass(None)` (reads only) when the mapped file shrank or failed a read while `pass`
+/// hashed it: the mapping reads zeros there ([`Mapping::check_len`]), which may match the digest of a
+/// chunk of zeros that reads would find missing; the report must be the one reads give. `bytes`: what
+/// one pass adds to `control`'s progress (added to its total before a second pass).
+fn through_map_or_reads<T>(
+    map: Option<Mapping>,
+    control: &Control,
+    bytes: u64,
+    pass: impl Fn(Option<&Mapping>) -> Result<T, ErasureError>,
+) -> Result<T, ErasureError> {
+    let found = pass(map.as_ref())?;
+    if map.as_ref().is_none_or(|m| m.check_len().is_ok()) {
+        return Ok(found);
+    }
+    drop(map);
+    control.set_total(control.total().saturating_add(bytes));
+    pass(None)
+}
+
+/// Bytes `[off, off + len)` of `map`, when it holds all of them.
+fn mapped(map: Option<&Mapping>, off: u64, len: u64) -> Option<&[u8]> {
+    let end = off.checked_add(len)?;
+    map?.bytes()
+        .get(usize::try_from(off).ok()?..usize::try_from(end).ok()?)
+}
+
 /// The data chunks among `chunks` that are missing or do not match their digest, checked in parallel
-/// (one chunk buffer per worker), ascending when `chunks` is; progress counts their bytes.
+/// (one chunk buffer per worker), ascending when `chunks` is; progress counts their bytes. A chunk
+/// that `map` (a mapping of the file's first bytes) holds whole is hashed there, the others are read.
+#[allow(clippy::too_many_arguments)]
 fn damaged_among<I: IntoParallelIterator<Item = u64>>(
     chunks: I,
     file: &File,
@@ -200,20 +240,25 @@ fn damaged_among<I: IntoParallelIterator<Item = u64>>(
     layout: &Layout,
     entries: &[Digest],
     actual_len: u64,
+    map: Option<&Mapping>,
     control: &Control,
 ) -> Result<Vec<u64>, ErasureError> {
     let cs = layout.params.chunk_size().as_usize();
+    let digest = layout.params.digest();
     let found: Result<Vec<Option<u64>>, ErasureError> = chunks
         .into_par_iter()
-        .map_init(
-            || vec![0u8; cs],
-            |buf, idx| {
-                control.checkpoint()?;
-                let ok = chunk_intact(file, path, layout, entries, idx, actual_len, buf)?;
-                control.add(layout.chunk_range(idx).1);
-                Ok((!ok).then_some(idx))
-            },
-        )
+        .map_init(Vec::new, |buf: &mut Vec<u8>, idx| {
+            control.checkpoint()?;
+            let (off, len) = layout.chunk_range(idx);
+            let ok = if let Some(bytes) = mapped(map, off, len) {
+                entries.get(usize_of(idx)) == Some(&digest.hash(bytes))
+            } else {
+                buf.resize(cs, 0);
+                chunk_intact(file, path, layout, entries, idx, actual_len, buf)?
+            };
+            control.add(layout.chunk_range(idx).1);
+            Ok((!ok).then_some(idx))
+        })
         .collect();
     Ok(found?.into_iter().flatten().collect())
 }
@@ -545,36 +590,51 @@ fn verify_with(
     let entries = sc.table.entries();
     let chunks = layout.chunks;
 
-    let damaged_chunks = damaged_among(
-        0..chunks,
-        &file,
-        path,
-        &layout,
-        entries,
-        actual_len,
+    let damaged_chunks = through_map_or_reads(
+        map_for_hashing(&file, path, actual_len.min(layout.file_len)),
         control,
+        layout.file_len,
+        |map| {
+            damaged_among(
+                0..chunks,
+                &file,
+                path,
+                &layout,
+                entries,
+                actual_len,
+                map,
+                control,
+            )
+        },
     )?;
 
     let sidecar_len = sc.health.actual_len;
-    let bad_parity: Result<Vec<Option<u64>>, ErasureError> = (0..layout.parity_slots())
-        .into_par_iter()
-        .map_init(
-            || vec![0u8; cs],
-            |buf, slot| {
-                control.checkpoint()?;
-                let off = layout.parity_offset(slot);
-                let ok = if off.saturating_add(cs as u64) > sidecar_len {
-                    false
-                } else {
-                    read_exact_at(&sc.file, sidecar_path, buf, off)?;
-                    entries.get(usize_of(chunks + slot)) == Some(&digest.hash(buf))
-                };
-                control.add(cs as u64);
-                Ok((!ok).then_some(slot))
-            },
-        )
-        .collect();
-    let damaged_parity: Vec<u64> = bad_parity?.into_iter().flatten().collect();
+    let damaged_parity = through_map_or_reads(
+        map_for_hashing(&sc.file, sidecar_path, sidecar_len),
+        control,
+        layout.parity_len,
+        |map| {
+            let bad: Result<Vec<Option<u64>>, ErasureError> = (0..layout.parity_slots())
+                .into_par_iter()
+                .map_init(Vec::new, |buf: &mut Vec<u8>, slot| {
+                    control.checkpoint()?;
+                    let off = layout.parity_offset(slot);
+                    let ok = if off.saturating_add(cs as u64) > sidecar_len {
+                        false
+                    } else if let Some(bytes) = mapped(map, off, cs as u64) {
+                        entries.get(usize_of(chunks + slot)) == Some(&digest.hash(bytes))
+                    } else {
+                        buf.resize(cs, 0);
+                        read_exact_at(&sc.file, sidecar_path, buf, off)?;
+                        entries.get(usize_of(chunks + slot)) == Some(&digest.hash(buf))
+                    };
+                    control.add(cs as u64);
+                    Ok((!ok).then_some(slot))
+                })
+                .collect();
+            Ok(bad?.into_iter().flatten().collect())
+        },
+    )?;
 
     Ok(classify(
         sc,
@@ -1058,7 +1118,7 @@ fn verify_groups(
         .flat_map(|&q| layout.group_chunks(q))
         .collect();
     let damaged_chunks = damaged_among(
-        chunk_jobs, &file, path, &layout, entries, actual_len, control,
+        chunk_jobs, &file, path, &layout, entries, actual_len, None, control,
     )?;
     let mut damaged_parity = Vec::new();
     let mut buf = vec![0u8; cs];
@@ -1121,6 +1181,7 @@ fn recheck_written(
         &layout,
         entries,
         actual_len,
+        None,
         control,
     )?;
     Ok(classify(
@@ -1292,4 +1353,52 @@ fn rebuild_file(
     control.checkpoint()?;
     target.finish(control)?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file whose last chunk is zeros loses it after verify mapped the file: the mapping then reads
+    /// zeros there (the SIGBUS handler's zero page), which match that chunk's digest, but the chunk is
+    /// gone and must be reported, as reads report it.
+    #[test]
+    fn a_chunk_truncated_while_mapped_is_reported_as_reads_report_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let mut bytes: Vec<u8> = (0..3 * 4096u32)
+            .map(|i| (i % 251 + 1).to_le_bytes()[0])
+            .collect();
+        bytes.resize(4 * 4096, 0);
+        std::fs::write(&path, &bytes).unwrap();
+        let control = Control::new();
+        let params = Params::new(4, 2, 4096).unwrap();
+        protect(&path, None, ProtectOptions::Custom(params), &control).unwrap();
+        let sc = Sidecar::open(&sidecar_path_for(&path)).unwrap();
+        let layout = sc.header.layout;
+        let (file, len) = open_regular(&path).unwrap();
+        let map = map_for_hashing(&file, &path, len);
+        assert!(map.is_some());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(3 * 4096)
+            .unwrap();
+        let entries = sc.table.entries();
+        let control = Control::new();
+        control.set_total(layout.file_len);
+        let found = through_map_or_reads(map, &control, layout.file_len, |m| {
+            damaged_among(0..4, &file, &path, &layout, entries, len, m, &control)
+        })
+        .unwrap();
+        assert_eq!(found, vec![3]);
+        // Both passes counted, neither beyond the total.
+        assert_eq!(control.done(), 2 * layout.file_len);
+        assert!(control.done() <= control.total());
+        // And verify itself, opened after the truncation, says the same.
+        let r = verify(&path, None, &control).unwrap();
+        assert_eq!(r.damaged_chunks, vec![3]);
+        assert_eq!(r.actual_len, 3 * 4096);
+    }
 }

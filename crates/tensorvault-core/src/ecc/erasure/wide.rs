@@ -1782,11 +1782,63 @@ mod measure {
 
     /// Not a test: `TV_MEASURE_FILE=… TV_MEASURE_TOOLS=v2,v1 TV_MEASURE_ROUNDS=3 cargo test --release
     /// -p tensorvault-core measure_protect -- --ignored --nocapture` protects a (page-cached) file
-    /// with v2 and v1 `medium` alternately, in one run: GB/s and CPU seconds each.
+    /// with v2 and v1 `medium` alternately, in one run: GB/s and CPU seconds each. `TV_MEASURE_FILE`
+    /// may list several files (comma-separated, e.g. the same bytes written in large and in small
+    /// writes, whose page-cache folios differ): each round protects each file with each tool.
     #[test]
     #[ignore = "a measurement, run by hand"]
     fn measure_protect() {
         use super::super::file::{protect, ProtectOptions};
+        use super::super::sidecar::{ChunkDigest, Level};
+        use super::Format;
+        let Ok(files) = std::env::var("TV_MEASURE_FILE") else {
+            eprintln!("set TV_MEASURE_FILE");
+            return;
+        };
+        let rounds: usize = std::env::var("TV_MEASURE_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(1);
+        let tools = std::env::var("TV_MEASURE_TOOLS").unwrap_or_else(|_| "v2,v1".into());
+        let side = std::env::temp_dir().join("tv-measure-protect.tvecc");
+        for r in 0..rounds {
+            for path in files.split(',').map(std::path::PathBuf::from) {
+                let len = std::fs::metadata(&path).unwrap().len() as f64;
+                for t in tools.split(',') {
+                    let (format, digest) = match t {
+                        "v1" => (Format::V1, ChunkDigest::Blake3),
+                        "v2sha" => (Format::V2, ChunkDigest::Sha256),
+                        _ => (Format::V2, ChunkDigest::Blake3),
+                    };
+                    let (c0, t0) = (cpu_s(), std::time::Instant::now());
+                    protect(
+                        &path,
+                        Some(&side),
+                        ProtectOptions::LevelFormat(Level::Medium, digest, format),
+                        &crate::control::Control::new(),
+                    )
+                    .unwrap();
+                    let (s, c) = (t0.elapsed().as_secs_f64(), cpu_s() - c0);
+                    eprintln!(
+                        "round {r} {} {t}: {:.3} GB/s, {c:.2} CPU-s ({:.2} s)",
+                        path.display(),
+                        len / s / 1e9,
+                        s
+                    );
+                }
+            }
+        }
+        let _ = std::fs::remove_file(side);
+    }
+
+    /// Not a test: `TV_MEASURE_FILE=… TV_MEASURE_TOOLS=v2,v1 TV_MEASURE_ROUNDS=5 cargo test --release
+    /// -p tensorvault-core measure_verify -- --ignored --nocapture` protects a (page-cached) file once
+    /// per tool (each its own sidecar), then verifies it with each tool alternately (the order rotating
+    /// from round to round): GB/s and CPU seconds each.
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    fn measure_verify() {
+        use super::super::file::{protect, verify, ProtectOptions, Status};
         use super::super::sidecar::{ChunkDigest, Level};
         use super::Format;
         let Ok(path) = std::env::var("TV_MEASURE_FILE") else {
@@ -1798,33 +1850,41 @@ mod measure {
             .ok()
             .and_then(|r| r.parse().ok())
             .unwrap_or(1);
-        let tools = std::env::var("TV_MEASURE_TOOLS").unwrap_or_else(|_| "v2,v1".into());
+        let tools: Vec<String> = std::env::var("TV_MEASURE_TOOLS")
+            .unwrap_or_else(|_| "v2,v1".into())
+            .split(',')
+            .map(str::to_owned)
+            .collect();
         let len = std::fs::metadata(&path).unwrap().len() as f64;
-        let side = std::env::temp_dir().join("tv-measure-protect.tvecc");
+        let control = crate::control::Control::new();
+        let sides: Vec<std::path::PathBuf> = tools
+            .iter()
+            .map(|t| {
+                let side = std::env::temp_dir().join(format!("tv-measure-verify-{t}.tvecc"));
+                let format = if t == "v1" { Format::V1 } else { Format::V2 };
+                let options =
+                    ProtectOptions::LevelFormat(Level::Medium, ChunkDigest::Blake3, format);
+                protect(&path, Some(&side), options, &control).unwrap();
+                side
+            })
+            .collect();
         for r in 0..rounds {
-            for t in tools.split(',') {
-                let (format, digest) = match t {
-                    "v1" => (Format::V1, ChunkDigest::Blake3),
-                    "v2sha" => (Format::V2, ChunkDigest::Sha256),
-                    _ => (Format::V2, ChunkDigest::Blake3),
-                };
+            for i in 0..tools.len() {
+                let i = (i + r) % tools.len();
                 let (c0, t0) = (cpu_s(), std::time::Instant::now());
-                protect(
-                    &path,
-                    Some(&side),
-                    ProtectOptions::LevelFormat(Level::Medium, digest, format),
-                    &crate::control::Control::new(),
-                )
-                .unwrap();
+                let rep = verify(&path, Some(&sides[i]), &control).unwrap();
                 let (s, c) = (t0.elapsed().as_secs_f64(), cpu_s() - c0);
+                assert_eq!(rep.status, Status::Intact);
                 eprintln!(
-                    "round {r} {t}: {:.3} GB/s, {c:.2} CPU-s ({:.2} s)",
-                    len / s / 1e9,
-                    s
+                    "round {r} {}: {:.3} GB/s, {c:.2} CPU-s ({s:.3} s)",
+                    tools[i],
+                    len / s / 1e9
                 );
             }
         }
-        let _ = std::fs::remove_file(side);
+        for s in sides {
+            let _ = std::fs::remove_file(s);
+        }
     }
 
     /// Not a test: `cargo test --release -p tensorvault-core measure_transform -- --ignored --nocapture`
