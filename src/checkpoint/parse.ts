@@ -96,7 +96,7 @@ export interface Parsed {
   /** The outboard's path (tensorvault layout; may not exist: see `outboard.ts`). */
   tvob?: string;
   /**
-   * The weights already opened by the fast path of {@link parseCheckpoint} (`openWeights`), their
+   * The weights already opened by the fast path of {@link parseCheckpoint} (`open`), their
    * length and header digest matching the block, and the outboard (null: missing or unusable). The
    * loader takes them over (or closes them when a later check fails).
    */
