@@ -270,46 +270,41 @@ pub fn header_len(first: &[u8], file_len: u64) -> Result<u64, SafetensorsError> 
     Ok(n)
 }
 
+/// Steps 1–4: the header's length (checked) and its JSON text (UTF-8).
+fn header_text(prefix: &[u8], file_len: u64) -> Result<(u64, &str), SafetensorsError> {
+    let n = header_len(prefix, file_len)?;
+    let json = usize::try_from(n)
+        .ok()
+        .and_then(|n| prefix.get(8..8 + n))
+        .ok_or(SafetensorsError::HeaderPastEnd {
+            header_len: n,
+            file_len: prefix.len() as u64,
+        })?;
+    let text = std::str::from_utf8(json).map_err(|e| SafetensorsError::HeaderNotUtf8 {
+        offset: e.valid_up_to() as u64,
+    })?;
+    Ok((n, text))
+}
+
 impl Header {
     /// Parse and validate the header of a `file_len`-byte file whose first bytes are `prefix`
     /// (`prefix` must hold at least the 8-byte length and the header itself).
     pub fn parse(prefix: &[u8], file_len: u64) -> Result<Header, SafetensorsError> {
-        let n = header_len(prefix, file_len)?;
-        let json = usize::try_from(n)
-            .ok()
-            .and_then(|n| prefix.get(8..8 + n))
-            .ok_or(SafetensorsError::HeaderPastEnd {
-                header_len: n,
-                file_len: prefix.len() as u64,
-            })?;
-        let text = std::str::from_utf8(json).map_err(|e| SafetensorsError::HeaderNotUtf8 {
-            offset: e.valid_up_to() as u64,
-        })?;
+        let (n, text) = header_text(prefix, file_len)?;
         // The common case (what every writer produces) in one pass without serde; anything else, and
         // every error, through serde (the same result: `fast_path_agrees_with_serde`).
         let raw = match parse_plain(text) {
             Some(raw) => raw,
             None => parse_json(text)?,
         };
-        let data_len = file_len - 8 - n;
-        validate(n, raw, data_len)
+        validate(n, raw, file_len - 8 - n)
     }
 
     /// [`Header::parse`] without the fast path: every header through serde (for the differential
     /// tests and the fuzz target, which check that both give the same result).
     #[doc(hidden)]
     pub fn parse_reference(prefix: &[u8], file_len: u64) -> Result<Header, SafetensorsError> {
-        let n = header_len(prefix, file_len)?;
-        let json = usize::try_from(n)
-            .ok()
-            .and_then(|n| prefix.get(8..8 + n))
-            .ok_or(SafetensorsError::HeaderPastEnd {
-                header_len: n,
-                file_len: prefix.len() as u64,
-            })?;
-        let text = std::str::from_utf8(json).map_err(|e| SafetensorsError::HeaderNotUtf8 {
-            offset: e.valid_up_to() as u64,
-        })?;
+        let (n, text) = header_text(prefix, file_len)?;
         validate(n, parse_json(text)?, file_len - 8 - n)
     }
 
