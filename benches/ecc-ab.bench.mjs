@@ -18,22 +18,16 @@
 // per-round ratios (v2 ÷ v1 by throughput, i.e. v1 time ÷ v2 time), with the load average.
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { arg, flag, loadBuild, root } from './lib/cli.mjs';
 
-const require = createRequire(import.meta.url);
-const root = join(import.meta.dirname, '..');
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? dflt : process.argv[i + 1];
-};
 const gib = Number(arg('gib', 1));
 const rounds = Number(arg('rounds', 7));
 const op = arg('op', 'verify');
 const dir = arg('dir', join(root, 'target', 'bench-data'));
-const fresh = process.argv.includes('--fresh');
-const cold = process.argv.includes('--cold');
+const fresh = flag('fresh');
+const cold = flag('cold');
 const base = arg('base', undefined);
 const writeKib = Number(arg('write-kib', 65536));
 const bytes = Math.round(gib * 1024 ** 3);
@@ -55,8 +49,8 @@ function fill() {
   closeSync(fd);
 }
 
-const builds = [{ tag: '', tv: require(join(root, 'dist', 'index.js')) }];
-if (base) builds.push({ tag: 'base ', tv: require(base) });
+const builds = [{ tag: '', tv: loadBuild() }];
+if (base) builds.push({ tag: 'base ', tv: loadBuild(base) });
 const contenders = builds.flatMap(({ tag, tv }) =>
   ['v2', 'v1'].map((format) => ({
     name: `${tag}${format}`,
