@@ -360,11 +360,7 @@ export function treeRoot(
  * Parse and structurally check an integrity block (types, lengths, the leaves against the root).
  * Throws `TV_CHECKPOINT_INVALID` (context `reason`) when it is malformed.
  */
-export function parseIntegrityBlock(
-  v: unknown,
-  path: string,
-  leafBytes?: Buffer | LeafSource,
-): IntegrityBlock {
+export function parseIntegrityBlock(v: unknown, path: string, fastLeaves?: LeafSource): IntegrityBlock {
   const bad = (reason: string, message: string): TensorVaultError =>
     new TensorVaultError(ErrorCode.CHECKPOINT_INVALID, `${path}: integrity block: ${message}`, {
       path,
@@ -397,7 +393,7 @@ export function parseIntegrityBlock(
   const root = hex('root');
   const leaves = b.leaves;
   const chunks = Math.ceil(len / chunk);
-  if (leafBytes !== undefined) return parseWithLeafBytes(b, leafBytes, chunks, bad);
+  if (fastLeaves !== undefined) return parseWithLeafSource(b, fastLeaves, chunks, bad);
   // blake3 leaves are checked as hex by the native root computation below.
   if (
     typeof leaves !== 'string' ||
@@ -417,29 +413,24 @@ export function parseIntegrityBlock(
 }
 
 /**
- * The fast path of {@link parseIntegrityBlock}: the leaves arrive decoded (`leafBytes`, cut out of the
- * sidecar's text by the addon, which left `leaves: ""`); the root is computed from the bytes, and the
- * block's `leaves` hex is made only if something reads it ({@link leafAt} reads the bytes).
+ * The fast path of {@link parseIntegrityBlock}: the leaves arrive decoded and already checked against
+ * this text's root, chunk size and file length by the addon (`checkpoint_sidecar.rs`, which cut them out
+ * of the sidecar and left `leaves: ""`); the block's `leaves` hex is made only if something reads it
+ * ({@link leafAt} asks the source for one leaf).
  */
-function parseWithLeafBytes(
+function parseWithLeafSource(
   b: Record<string, unknown>,
-  leafBytes: Buffer | LeafSource,
+  source: LeafSource,
   chunks: number,
   bad: (reason: string, message: string) => TensorVaultError,
 ): IntegrityBlock {
   const algorithm = b.algorithm as IntegrityAlgorithm;
   const chunk = b.chunk_size as number;
   const len = b.file_length as number;
-  const source: LeafSource = Buffer.isBuffer(leafBytes) ? bufferLeaves(leafBytes) : leafBytes;
   if (b.leaves !== '' || source.byteLength !== chunks * 32) {
     throw bad('leaves', `leaves must be ${chunks} hex digests`);
   }
   const root = b.root as string;
-  // A native source was checked against this root, chunk size and length by the addon (the same text).
-  if (Buffer.isBuffer(leafBytes)) {
-    const computed = native().checkpointTreeRootBytes(leafBytes, chunk, len, treeHashOf(algorithm));
-    if (!equalHex(computed, root)) throw bad('leaves', 'leaves do not match the root');
-  }
   const block = blockOf(
     b,
     algorithm,
@@ -459,13 +450,13 @@ function parseWithLeafBytes(
       return hex;
     },
   });
-  LEAF_BYTES.set(block, source);
+  LEAF_SOURCES.set(block, source);
   return block;
 }
 
 /**
- * Decoded leaves (32 bytes per chunk) of a block parsed on the fast path: a buffer, or kept by the addon
- * (the checkpoint open's fast path: no buffer per open for V8 to account).
+ * Decoded leaves (32 bytes per chunk) of a block parsed on the fast path, kept by the addon (no buffer per
+ * open for V8 to account) and checked there against the block's root.
  */
 export interface LeafSource {
   /** Bytes of leaves. */
@@ -474,15 +465,8 @@ export interface LeafSource {
   hex(first: number, count: number): string;
 }
 
-function bufferLeaves(b: Buffer): LeafSource {
-  return {
-    byteLength: b.length,
-    hex: (first, count) => b.toString('hex', first * 32, Math.min(b.length, (first + count) * 32)),
-  };
-}
-
 /** Decoded leaves of blocks parsed on the fast path. */
-const LEAF_BYTES = new WeakMap<IntegrityBlock, LeafSource>();
+const LEAF_SOURCES = new WeakMap<IntegrityBlock, LeafSource>();
 
 function blockOf(
   b: Record<string, unknown>,
@@ -532,7 +516,7 @@ function blockOf(
 
 /** Leaf `i` (hex) of a block. */
 export function leafAt(block: IntegrityBlock, i: number): string {
-  const source = LEAF_BYTES.get(block);
+  const source = LEAF_SOURCES.get(block);
   if (source !== undefined) return source.hex(i, 1);
   return block.leaves.slice(i * 64, i * 64 + 64);
 }

@@ -126,70 +126,59 @@ export function readJson(path: string): Record<string, unknown> {
 }
 
 /**
- * A `.meta.json` sidecar. The fast path: the addon reads it and cuts out the integrity block's leaves
- * (most of its bytes), decoded; only the rest is parsed here. Anything the fast path does not take
- * (see `checkpoint_sidecar.rs`) is read and parsed in full by {@link readJson}, with its errors: this
- * returns undefined then (and for a missing file).
+ * A sidecar read on the fast path (`checkpointReadSidecar` / `checkpointOpenLazy` in the addon): its text
+ * without the leaves, parsed here, and the leaves, decoded and checked against the block's root by the
+ * addon (kept there). Undefined when the text does not parse to an object whose `tensorvault.leaves` was
+ * cut (`""`).
  */
-function readSidecarFast(path: string): { doc: Record<string, unknown>; leafBytes: Buffer } | undefined {
-  const parts = native().checkpointReadSidecar(path);
-  if (parts !== null && parts !== undefined) {
-    let v: unknown;
-    try {
-      v = JSON.parse(parts.text);
-    } catch {
-      v = undefined;
-    }
-    if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
-      const block = (v as Record<string, unknown>).tensorvault as Record<string, unknown> | undefined;
-      if (typeof block === 'object' && block !== null && block.leaves === '') {
-        return { doc: v as Record<string, unknown>, leafBytes: parts.leaves };
-      }
-    }
+function fastDoc(o: NativeCheckpointOpen): { doc: Record<string, unknown>; leaves: LeafSource } | undefined {
+  const text = o.takeText();
+  let v: unknown;
+  try {
+    v = text === null || text === undefined ? undefined : JSON.parse(text);
+  } catch {
+    return undefined;
   }
-  return undefined;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const block = (v as Record<string, unknown>).tensorvault as Record<string, unknown> | undefined;
+  if (typeof block !== 'object' || block === null || block.leaves !== '') return undefined;
+  const leaves: LeafSource = { byteLength: o.leafBytes(), hex: (first, count) => o.leavesHex(first, count) };
+  return { doc: v as Record<string, unknown>, leaves };
 }
 
 /**
- * The checkpoint open's fast path (`checkpointOpenLazy` in the addon): the sidecar read and split, its
- * leaves checked against the root, the weights opened and their length and header digest checked, in one
- * call. Undefined when anything does not go through: the caller takes the step-by-step path.
+ * A `.meta.json` sidecar on the fast path: the addon reads it, cuts out the integrity block's leaves
+ * (most of its bytes) and checks them against the root; only the rest is parsed here. Anything the fast
+ * path does not take (see `checkpoint_sidecar.rs`), and leaves that do not match, are read and parsed in
+ * full by {@link readJson}, with its errors: this returns undefined then (and for a missing file).
+ */
+function readSidecarFast(path: string): { doc: Record<string, unknown>; leaves: LeafSource } | undefined {
+  const o = native().checkpointReadSidecar(path);
+  return o === null || o === undefined ? undefined : fastDoc(o);
+}
+
+/**
+ * The checkpoint open's fast path (`checkpointOpenLazy` in the addon): the sidecar as
+ * {@link readSidecarFast} reads it, and the weights opened and their length and header digest checked,
+ * in one call. Undefined when anything does not go through: the caller takes the step-by-step path.
  */
 function openFast(
   weights: string,
   metaPath: string,
   tvob: string,
   keyedOnly: boolean,
-):
-  | { doc: Record<string, unknown>; leaves: NativeCheckpointOpen; opened: NonNullable<Parsed['opened']> }
-  | undefined {
+): { doc: Record<string, unknown>; leaves: LeafSource; opened: NonNullable<Parsed['opened']> } | undefined {
   const o = native().checkpointOpenLazy(weights, metaPath, tvob, SYNC_HEADER_MAX, keyedOnly);
   if (o === null || o === undefined) return undefined;
-  const text = o.takeText();
   const file = o.takeFile();
   const outboard = o.takeOutboard() ?? null;
-  let v: unknown;
-  try {
-    v = text === null || text === undefined ? undefined : JSON.parse(text);
-  } catch {
-    v = undefined;
-  }
-  const block =
-    typeof v === 'object' && v !== null && !Array.isArray(v)
-      ? ((v as Record<string, unknown>).tensorvault as Record<string, unknown> | undefined)
-      : undefined;
-  if (
-    file === null ||
-    file === undefined ||
-    typeof block !== 'object' ||
-    block === null ||
-    block.leaves !== ''
-  ) {
+  const sidecar = fastDoc(o);
+  if (file === null || file === undefined || sidecar === undefined) {
     file?.close();
     outboard?.close();
     return undefined;
   }
-  return { doc: v as Record<string, unknown>, leaves: o, opened: { file, outboard } };
+  return { ...sidecar, opened: { file, outboard } };
 }
 
 /**
@@ -220,20 +209,18 @@ function parseWith(
   let doc: Record<string, unknown>;
   let layout: CheckpointLayout;
   let weights = at(files.weights);
-  let leafBytes: Buffer | LeafSource | undefined;
+  let leaves: LeafSource | undefined;
   let opened: Parsed['opened'];
   // The common case first: a sidecar on the fast path (no separate existence check).
   const both = open ? openFast(weights, metaPath, at(files.tvob), open.keyedOnly) : undefined;
   const fast = both ?? readSidecarFast(metaPath);
   if (both !== undefined) {
-    const o = both.leaves;
-    leafBytes = { byteLength: o.leafBytes(), hex: (first, count) => o.leavesHex(first, count) };
     opened = both.opened;
     box.opened = opened;
   }
   if (fast !== undefined || existsSync(metaPath)) {
     doc = fast?.doc ?? readJson(metaPath);
-    if (both === undefined) leafBytes = (fast as { leafBytes?: Buffer } | undefined)?.leafBytes;
+    leaves = fast?.leaves;
     layout = 'tensorvault' in doc ? 'tensorvault' : 'pyfolds';
   } else if (
     existsSync(jsonPath) &&
@@ -273,7 +260,7 @@ function parseWith(
     stored,
   };
   if (layout === 'tensorvault') {
-    parsed.block = parseIntegrityBlock(doc.tensorvault, metaPath, leafBytes);
+    parsed.block = parseIntegrityBlock(doc.tensorvault, metaPath, leaves);
     if (parsed.block.ecc !== null) parsed.tvecc = at(join(dirname(files.weights), parsed.block.ecc.file));
     parsed.tvob = at(files.tvob);
     if (opened !== undefined) parsed.opened = opened;

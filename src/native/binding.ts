@@ -19,9 +19,10 @@ export declare class JobControl {
 }
 
 /**
- * What the checkpoint open's fast path opened and checked (see [`checkpoint_open_lazy`]): the sidecar's
- * text without the leaves, the leaves (kept here: no buffer per open for V8 to account), the weights'
- * handle and the outboard. `takeFile` / `takeOutboard` hand each over once.
+ * What the checkpoint open's fast path read and checked (see [`checkpoint_open_lazy`] and
+ * [`checkpoint_read_sidecar`]): the sidecar's text without the leaves, the leaves (kept here, checked
+ * against the root: no buffer per open for V8 to account), and for a lazy load the weights' handle and
+ * the outboard. `takeText` / `takeFile` / `takeOutboard` hand each over once.
  */
 export declare class NativeCheckpointOpen {
   /** The sidecar's JSON text with `tensorvault.leaves` emptied (once). */
@@ -259,10 +260,11 @@ export interface CheckpointPhase {
 }
 
 /**
- * Read the sidecar at `path` and split it (see `checkpoint_sidecar`); null when it cannot be read or
- * is not on the fast path: the caller then reads and parses it in full (and reports the errors).
+ * Read the sidecar at `path`, split it (see `checkpoint_sidecar`) and check its leaves against the
+ * block's root; null when it cannot be read, is not on the fast path or the leaves do not match: the
+ * caller then reads and parses it in full (and reports the errors). The weights are not opened.
  */
-export declare function checkpointReadSidecar(path: string): CheckpointSidecarParts | null
+export declare function checkpointReadSidecar(path: string): NativeCheckpointOpen | null
 
 /** Options of `checkpointSaveWeights`. */
 export interface CheckpointSaveOptions {
@@ -310,19 +312,8 @@ export interface CheckpointSaveResult {
  */
 export declare function checkpointSaveWeights(path: string, names: Array<string>, dtypes: Array<string>, shapes: Array<Array<number>>, data: Array<Uint8Array>, hashPrefixes: Array<string>, options: CheckpointSaveOptions, control: JobControl): Promise<CheckpointSaveResult>
 
-/** A sidecar on the fast path: its text without the leaves, and the leaves decoded. */
-export interface CheckpointSidecarParts {
-  /** The JSON text with `tensorvault.leaves` emptied. */
-  text: string
-  /** The leaves: 32 bytes per chunk. */
-  leaves: Buffer
-}
-
 /** The root (hex) of a tree from its leaves: lower-case hex digests, concatenated, as UTF-8 bytes. */
 export declare function checkpointTreeRoot(leaves: Uint8Array, chunkSize: number, fileLength: number, tree: string): string
-
-/** The root (hex) of a tree (`sha256` or `blake3`) from its decoded leaves (32 bytes each). */
-export declare function checkpointTreeRootBytes(leaves: Uint8Array, chunkSize: number, fileLength: number, tree: string): string
 
 /**
  * Write the outboard of the weights at `weights` (chunk tree at `chunkSize`) to `out` (created or

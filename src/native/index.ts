@@ -66,7 +66,6 @@ const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   checkpointReadSidecar: true,
   checkpointSaveWeights: true,
   checkpointTreeRoot: true,
-  checkpointTreeRootBytes: true,
   checkpointWriteOutboard: true,
   cpuInfo: true,
   NativeCheckpointOpen: true,

@@ -1,73 +1,52 @@
-//! The fast path of a checkpoint's verified open: the sidecar's leaves cut out of its JSON and
-//! decoded here (`tensorvault_core::checkpoint_sidecar`), and the tree root from decoded leaves.
+//! The fast path of a checkpoint's verified open: the sidecar's leaves cut out of its JSON, decoded
+//! and checked against the block's root here (`tensorvault_core::checkpoint_sidecar`), and, for a
+//! lazy load, the weights mapped and their header checked in the same call.
 
-use napi::bindgen_prelude::{Buffer, Uint8ArraySlice};
 use napi_derive::napi;
 use tensorvault_core::checkpoint::TreeAlgorithm;
-use tensorvault_core::checkpoint_sidecar::{block_fields, split_leaves, tree_root_of_bytes};
+use tensorvault_core::checkpoint_sidecar::{
+    block_fields, split_leaves, tree_root_of_bytes, BlockFields, SplitSidecar,
+};
 use tensorvault_core::hash::{to_hex, ChunkSize};
 
 use crate::args::to_u64;
-use crate::errors::{guard, invalid_argument, TvError};
+use crate::errors::guard;
 use crate::outboard::{open_outboard, NativeOutboard};
 use crate::safetensors::NativeSafetensors;
 
-/// A sidecar on the fast path: its text without the leaves, and the leaves decoded.
-#[napi(object)]
-pub struct CheckpointSidecarParts {
-    /// The JSON text with `tensorvault.leaves` emptied.
-    pub text: String,
-    /// The leaves: 32 bytes per chunk.
-    pub leaves: Buffer,
-}
-
-/// Read the sidecar at `path` and split it (see `checkpoint_sidecar`); null when it cannot be read or
-/// is not on the fast path: the caller then reads and parses it in full (and reports the errors).
+/// Read the sidecar at `path`, split it (see `checkpoint_sidecar`) and check its leaves against the
+/// block's root; null when it cannot be read, is not on the fast path or the leaves do not match: the
+/// caller then reads and parses it in full (and reports the errors). The weights are not opened.
 #[napi]
-pub fn checkpoint_read_sidecar(path: String) -> napi::Result<Option<CheckpointSidecarParts>> {
+pub fn checkpoint_read_sidecar(path: String) -> napi::Result<Option<NativeCheckpointOpen>> {
     guard(|| {
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Ok(None);
-        };
-        Ok(split_leaves(&text).map(|s| CheckpointSidecarParts {
-            text: s.text,
-            leaves: Buffer::from(s.leaves),
+        Ok(read_checked(&path).map(|(split, _)| NativeCheckpointOpen {
+            text: Some(split.text),
+            leaves: split.leaves,
+            file: None,
+            outboard: None,
         }))
     })
 }
 
-/// The root (hex) of a tree (`sha256` or `blake3`) from its decoded leaves (32 bytes each).
-#[napi]
-pub fn checkpoint_tree_root_bytes(
-    leaves: Uint8ArraySlice<'_>,
-    chunk_size: f64,
-    file_length: f64,
-    tree: String,
-) -> napi::Result<String> {
-    guard(|| {
-        let alg = match tree.as_str() {
-            "sha256" => TreeAlgorithm::Sha256,
-            "blake3" => TreeAlgorithm::Blake3,
-            _ => {
-                return Err(invalid_argument(
-                    "tree",
-                    "tree must be \"sha256\" or \"blake3\"",
-                ))
-            }
-        };
-        let cs = ChunkSize::new(to_u64("chunkSize", chunk_size)?)
-            .map_err(|e| napi::Error::from(TvError::from(e)))?;
-        let len = to_u64("fileLength", file_length)?;
-        if !leaves.len().is_multiple_of(32) {
-            return Err(invalid_argument("leaves", "leaves must be 32 bytes each"));
-        }
-        Ok(to_hex(&tree_root_of_bytes(alg, cs, len, &leaves)))
-    })
+/// The sidecar at `meta`, split, with its block's fields; None unless its leaves match the root.
+fn read_checked(meta: &str) -> Option<(SplitSidecar, BlockFields)> {
+    let text = std::fs::read_to_string(meta).ok()?;
+    let split = split_leaves(&text)?;
+    let f = block_fields(&split.text)?;
+    let cs = ChunkSize::new(f.chunk_size).ok()?;
+    let chunks = f.file_length.div_ceil(f.chunk_size);
+    if u64::try_from(split.leaves.len()).ok()? != chunks.checked_mul(32)? {
+        return None;
+    }
+    let root = tree_root_of_bytes(f.tree, cs, f.file_length, &split.leaves);
+    (to_hex(&root) == f.root).then_some((split, f))
 }
 
-/// What the checkpoint open's fast path opened and checked (see [`checkpoint_open_lazy`]): the sidecar's
-/// text without the leaves, the leaves (kept here: no buffer per open for V8 to account), the weights'
-/// handle and the outboard. `takeFile` / `takeOutboard` hand each over once.
+/// What the checkpoint open's fast path read and checked (see [`checkpoint_open_lazy`] and
+/// [`checkpoint_read_sidecar`]): the sidecar's text without the leaves, the leaves (kept here, checked
+/// against the root: no buffer per open for V8 to account), and for a lazy load the weights' handle and
+/// the outboard. `takeText` / `takeFile` / `takeOutboard` hand each over once.
 #[napi]
 pub struct NativeCheckpointOpen {
     text: Option<String>,
@@ -147,24 +126,8 @@ fn open_lazy(
     max: u64,
     keyed_only: bool,
 ) -> Option<NativeCheckpointOpen> {
-    let text = std::fs::read_to_string(meta).ok()?;
-    let split = split_leaves(&text)?;
-    let f = block_fields(&split.text)?;
+    let (split, f) = read_checked(meta)?;
     if keyed_only && !f.keyed {
-        return None;
-    }
-    let cs = ChunkSize::new(f.chunk_size).ok()?;
-    let chunks = f.file_length.div_ceil(f.chunk_size);
-    if u64::try_from(split.leaves.len()).ok()? != chunks.checked_mul(32)? {
-        return None;
-    }
-    if to_hex(&tree_root_of_bytes(
-        f.tree,
-        cs,
-        f.file_length,
-        &split.leaves,
-    )) != f.root
-    {
         return None;
     }
     let file = tensorvault_core::safetensors::SafetensorsFile::open_small(
