@@ -121,76 +121,6 @@ pub struct SplitSidecar {
 /// take the fast path (see the module documentation).
 #[must_use]
 pub fn split_leaves(text: &str) -> Option<SplitSidecar> {
-    split_by_cut(text).or_else(|| split_by_parse(text))
-}
-
-/// [`split_leaves`] without parsing the 64 bytes per chunk of hex: cut the hex run after a
-/// `"leaves":"`, then parse the (small) rest, which must be a sidecar whose `tensorvault.leaves` is
-/// the empty string exactly at the cut. Putting the run back changes that value only (hex digits
-/// need no escaping), so the whole text is then a sidecar with those leaves: the same answer as
-/// [`split_by_parse`] (tested), in a fraction of the time. None: the caller parses in full.
-#[doc(hidden)]
-#[must_use]
-pub fn split_by_cut(text: &str) -> Option<SplitSidecar> {
-    const KEY: &str = "\"leaves\"";
-    let bytes = text.as_bytes();
-    let ws = |i: usize| {
-        i + bytes.get(i..).map_or(0, |r| {
-            r.iter()
-                .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-                .count()
-        })
-    };
-    let mut from = 0;
-    // A metadata value may be called `leaves` too: try each candidate (there are few).
-    for _ in 0..8 {
-        let key_end = from + text.get(from..)?.find(KEY)? + KEY.len();
-        from = key_end;
-        // `"leaves"`, optional whitespace, `:`, optional whitespace, `"`.
-        let colon = ws(key_end);
-        if bytes.get(colon) != Some(&b':') {
-            continue;
-        }
-        let quote = ws(colon + 1);
-        if bytes.get(quote) != Some(&b'"') {
-            continue;
-        }
-        let at = quote + 1;
-        // The value ends at the next quote; from_hex refuses anything but lower-case hex in it
-        // (an escape included), and the parse below that it is the leaves.
-        let run = text.get(at..)?.find('"')?;
-        if run == 0 || !run.is_multiple_of(64) {
-            continue;
-        }
-        let Some(decoded) = crate::hash::from_hex(text.get(at..at + run)?.as_bytes()) else {
-            continue;
-        };
-        let mut rest = String::with_capacity(text.len() - run);
-        rest.push_str(text.get(..at)?);
-        rest.push_str(text.get(at + run..)?);
-        let mut de = serde_json::Deserializer::from_str(&rest);
-        let Ok(Some(leaves)) = DocSeed.deserialize(&mut de) else {
-            continue;
-        };
-        if de.end().is_err()
-            || !leaves.is_empty()
-            || (leaves.as_ptr() as usize).checked_sub(rest.as_ptr() as usize) != Some(at)
-        {
-            continue;
-        }
-        return Some(SplitSidecar {
-            text: rest,
-            leaves: decoded,
-            at,
-        });
-    }
-    None
-}
-
-/// [`split_leaves`] by parsing the whole text (the reference for [`split_by_cut`]).
-#[doc(hidden)]
-#[must_use]
-pub fn split_by_parse(text: &str) -> Option<SplitSidecar> {
     let mut de = serde_json::Deserializer::from_str(text);
     let leaves = DocSeed.deserialize(&mut de).ok()??;
     de.end().ok()?;
@@ -294,36 +224,6 @@ mod tests {
                 tree_root_of_bytes(alg, cs, 5 * 4096 - 10, &leaves),
                 alg.root(cs, 5 * 4096 - 10, &digests)
             );
-        }
-    }
-
-    /// The cut agrees with the full parse wherever it answers, and answers for what saves write.
-    #[test]
-    fn the_cut_agrees_with_the_full_parse() {
-        let h = "0123456789abcdef".repeat(4);
-        let cases = [
-            (format!("{{\"tensorvault\":{{\"root\":\"r\",\"leaves\":\"{h}{h}\",\"seal\":\"s\"}}}}"), true),
-            (format!("{{\n  \"tensorvault\": {{\n    \"leaves\" :\t\"{h}\",\n    \"seal\": \"s\"\n  }}\n}}\n"), true),
-            (format!("{{\"tensorvault\":{{\"leaves\":x\"{h}\"}}}}"), false),
-            (format!("{{\"metadata\":{{\"leaves\":\"{h}\"}},\"tensorvault\":{{\"leaves\":\"{h}\"}}}}"), true),
-            (format!("{{\"metadata\":{{\"leaves\":\"ab\"}},\"tensorvault\":{{\"leaves\":\"{h}\"}}}}"), true),
-            (format!("{{\"tensorvault\":{{\"leaves\":\"{h}\"}},\"x\":{{\"leaves\":\"{h}\"}}}}"), true),
-            (format!("{{\"x\":\"\\\"leaves\\\":\\\"{h}\",\"tensorvault\":{{\"leaves\":\"{h}\"}}}}"), true),
-            (format!("{{\"tensorvault\":{{\"leaves\":\"{h}\",\"leaves\":\"\"}}}}"), false),
-            (format!("{{\"tensorvault\":{{\"leaves\":\"{h}\"}},\"tensorvault\":{{}}}}"), false),
-            (format!("{{\"tensorvault\":{{\"leaves\":\"{h}\"}}"), false),
-            (format!("{{\"tensorvault\":{{\"leaves\":\"{h}0\"}}}}"), false),
-            (format!("{{\"tensorvault\":{{\"leaves\":\"{h}\\u0030\"}}}}"), false),
-            (format!("{{\"other\":{{\"leaves\":\"{h}\"}}}}"), false),
-            (format!("[{{\"tensorvault\":{{\"leaves\":\"{h}\"}}}}]"), false),
-        ];
-        for (text, takes) in cases {
-            let cut = split_by_cut(&text);
-            assert_eq!(cut.is_some(), takes, "{text}");
-            if cut.is_some() {
-                assert_eq!(cut, split_by_parse(&text), "{text}");
-            }
-            assert_eq!(split_leaves(&text), split_by_parse(&text), "{text}");
         }
     }
 
