@@ -903,11 +903,7 @@ pub(super) fn byte_size(name: &str, dtype: Dtype, shape: &[u64]) -> Result<u64, 
 /// a header here never changes what it means.
 fn parse_plain(text: &str) -> Option<RawHeader> {
     let json = text.as_bytes();
-    let mut r = Plain {
-        text,
-        s: json,
-        at: 0,
-    };
+    let mut r = Plain { text, at: 0 };
     // About one tensor per 64 bytes of JSON: the arenas are sized once.
     let guess = json.len() / 64 + 1;
     let mut out = RawHeader {
@@ -938,11 +934,8 @@ fn parse_plain(text: &str) -> Option<RawHeader> {
                 out.index.insert(&out.table, key, at).ok()?;
                 out.table.push(key, dtype, &shape, start, end);
             }
-            r.ws();
-            match r.next()? {
-                b',' => r.ws(),
-                b'}' => break,
-                _ => return None,
+            if r.list_end(b'}')? {
+                break;
             }
         }
     }
@@ -952,15 +945,14 @@ fn parse_plain(text: &str) -> Option<RawHeader> {
 
 /// The fast path's cursor.
 struct Plain<'a> {
-    /// The header text (valid UTF-8), and the same as bytes.
+    /// The header text (valid UTF-8).
     text: &'a str,
-    s: &'a [u8],
     at: usize,
 }
 
 impl<'a> Plain<'a> {
     fn peek(&self) -> Option<u8> {
-        self.s.get(self.at).copied()
+        self.text.as_bytes().get(self.at).copied()
     }
 
     fn next(&mut self) -> Option<u8> {
@@ -973,6 +965,20 @@ impl<'a> Plain<'a> {
         (self.next()? == b).then_some(())
     }
 
+    /// After an element of an object or array closed by `close`: whitespace, then `,` (Some(false),
+    /// more follow) or `close` (Some(true)); None for anything else.
+    fn list_end(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        match self.next()? {
+            b',' => {
+                self.ws();
+                Some(false)
+            }
+            b if b == close => Some(true),
+            _ => None,
+        }
+    }
+
     fn ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.at += 1;
@@ -983,7 +989,7 @@ impl<'a> Plain<'a> {
     /// is on character boundaries of the already validated header).
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
-        let rest = self.s.get(self.at..)?;
+        let rest = self.text.as_bytes().get(self.at..)?;
         let len = rest
             .iter()
             .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
@@ -998,7 +1004,7 @@ impl<'a> Plain<'a> {
     /// A non-negative integer as JSON writes it (no sign, fraction, exponent or leading zero) that fits
     /// in a u64.
     fn integer(&mut self) -> Option<u64> {
-        let rest = self.s.get(self.at..)?;
+        let rest = self.text.as_bytes().get(self.at..)?;
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         let text = rest.get(..digits)?;
         if digits == 0 || (digits > 1 && text.first() == Some(&b'0')) {
@@ -1025,11 +1031,8 @@ impl<'a> Plain<'a> {
         }
         loop {
             out.push(self.integer()?);
-            self.ws();
-            match self.next()? {
-                b',' => self.ws(),
-                b']' => return Some(()),
-                _ => return None,
+            if self.list_end(b']')? {
+                return Some(());
             }
         }
     }
@@ -1061,11 +1064,8 @@ impl<'a> Plain<'a> {
                 }
                 _ => return None,
             }
-            self.ws();
-            match self.next()? {
-                b',' => self.ws(),
-                b'}' => break,
-                _ => return None,
+            if self.list_end(b'}')? {
+                break;
             }
         }
         let (start, end) = offsets?;
@@ -1090,11 +1090,8 @@ impl<'a> Plain<'a> {
             if out.insert(k.to_string(), v.to_string()).is_some() {
                 return None;
             }
-            self.ws();
-            match self.next()? {
-                b',' => self.ws(),
-                b'}' => return Some(out),
-                _ => return None,
+            if self.list_end(b'}')? {
+                return Some(out);
             }
         }
     }
