@@ -33,7 +33,11 @@ export async function openPair(
   path: string,
   signal?: AbortSignal,
 ): Promise<{ file: SafetensorsFile; fd: number }> {
-  const file = await openSafetensors(path, signal ? { signal } : {});
+  return pairOf(await openSafetensors(path, signal ? { signal } : {}));
+}
+
+/** An open file and a duplicate of its descriptor (see {@link openPair}); the file is closed if that fails. */
+export function pairOf(file: SafetensorsFile): { file: SafetensorsFile; fd: number } {
   try {
     return { file, fd: file.dupFd() };
   } catch (err) {

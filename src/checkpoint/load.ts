@@ -15,6 +15,7 @@ import {
   headerMatches,
   mergeReport,
   openPair,
+  pairOf,
   underLock,
   verifyWhole,
 } from './integrity';
@@ -247,11 +248,9 @@ export async function loadCheckpoint(
 
 /** The fast path's weights as the loader's pair (undefined when the descriptor cannot be had). */
 function openedPair(p: Parsed, handle: NativeSafetensors): { file: SafetensorsFile; fd: number } | undefined {
-  const file = wrapNativeFile(p.weights, handle);
   try {
-    return { file, fd: file.dupFd() };
+    return pairOf(wrapNativeFile(p.weights, handle));
   } catch {
-    file.close();
     return undefined;
   }
 }
