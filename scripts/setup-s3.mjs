@@ -88,7 +88,9 @@ export async function startS3Server({ root, port = 0, accessKeyId, secretAccessK
   const sk = secretAccessKey ?? randomBytes(20).toString('base64url');
   const child = spawn(
     bin,
-    ['--host', '127.0.0.1', '--port', String(port), '--access-key', ak, '--secret-key', sk, dir],
+    // `--name=value`: a base64url key may start with '-', which the server's argument parser would
+    // take for an option (`a value is required for '--secret-key'`, one start in 64).
+    ['--host', '127.0.0.1', '--port', String(port), `--access-key=${ak}`, `--secret-key=${sk}`, dir],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 's3s_fs=info', NO_COLOR: '1' } },
   );
   // The server never outlives the process that started it (a crashed test worker, an interrupted bench).
