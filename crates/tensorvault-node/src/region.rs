@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::{FromNapiValue, Unknown};
 use napi::{sys, Env};
-use tensorvault_core::io::Mapping;
+use tensorvault_core::io::{Mapping, Pages};
 
 use crate::errors::{invalid_argument, TvError};
 
-/// Drops the `Arc<Mapping>` leaked into an external `ArrayBuffer` when V8 collects it.
+/// Drops the `Arc<Pages>` leaked into an external `ArrayBuffer` when V8 collects it.
 ///
 /// Nothing here touches V8's external-memory count: the engine accounts an external `ArrayBuffer`'s
 /// length itself (and V8 13+ aborts the process if an addon's own adjustments drive its count below
@@ -18,14 +18,16 @@ use crate::errors::{invalid_argument, TvError};
 /// count grows once per region, not once per view.
 unsafe extern "C" fn release_mapping(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
     if !hint.is_null() {
-        // SAFETY: `hint` is the `Box<Arc<Mapping>>` leaked by `external_region`, released exactly
+        // SAFETY: `hint` is the `Box<Arc<Pages>>` leaked by `external_region`, released exactly
         // once here by the engine's finalizer.
-        drop(unsafe { Box::from_raw(hint.cast::<Arc<Mapping>>()) });
+        drop(unsafe { Box::from_raw(hint.cast::<Arc<Pages>>()) });
     }
 }
 
 /// Bytes `offset..offset + length` of `map` as a zero-copy external `ArrayBuffer` that keeps the
-/// mapping alive until V8 collects it. The range must be non-empty and inside the mapping
+/// mapped pages alive until V8 collects it (the pages only: the file's descriptor closes when the
+/// mapping is closed, so a loop that opens, views and closes holds no descriptor per iteration until
+/// the collector runs). The range must be non-empty and inside the mapping
 /// (`TV_INVALID_ARGUMENT` otherwise); the caller checks that the file is unchanged first.
 /// `TV_EXTERNAL_BUFFERS_UNAVAILABLE` (message: `unavailable`) where the runtime forbids external
 /// buffers.
@@ -54,9 +56,9 @@ pub fn external_region<'env>(
     // SAFETY: `at + len <= map.len()` (checked above), so the pointer stays inside the live mapping,
     // which is non-empty because `len >= 1`.
     let ptr = unsafe { map.as_mut_ptr().add(at) };
-    let hint = Box::into_raw(Box::new(Arc::clone(map)));
+    let hint = Box::into_raw(Box::new(Arc::clone(map.pages())));
     let mut value: sys::napi_value = std::ptr::null_mut();
-    // SAFETY: `ptr..ptr+len` stays mapped while `hint` (an Arc of the mapping) lives; the finalizer
+    // SAFETY: `ptr..ptr+len` stays mapped while `hint` (an Arc of the mapped pages) lives; the finalizer
     // releases it when V8 collects the ArrayBuffer.
     let status = unsafe {
         sys::napi_create_external_arraybuffer(

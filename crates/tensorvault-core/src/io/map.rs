@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::{MmapMut, MmapOptions};
 
@@ -9,22 +10,53 @@ use super::{open_regular, IoError};
 
 /// A whole file mapped private copy-on-write (`MAP_PRIVATE`): writes through the mapping change this
 /// process's copy of the page only, never the file. Share it with `Arc<Mapping>`; the pages stay mapped
-/// until the last owner drops it.
+/// until the last owner of them drops them ([`Mapping::pages`]: zero-copy views handed to a runtime
+/// keep the pages, not the file descriptor, which closes with the last `Mapping`).
 #[derive(Debug)]
 pub struct Mapping {
-    map: Option<MmapMut>,
+    pages: Arc<Pages>,
     file: File,
     path: PathBuf,
     len: u64,
+}
+
+/// The mapped pages of a [`Mapping`], shared by whatever holds views on them; unmapped (and their
+/// SIGBUS registration dropped) when the last owner drops them.
+#[derive(Debug)]
+pub struct Pages {
+    map: Option<MmapMut>,
     sigbus_slot: Option<usize>,
 }
 
-impl Drop for Mapping {
+impl Drop for Pages {
     fn drop(&mut self) {
         // Unregister before the pages are unmapped (fields drop after this).
         if let Some(slot) = self.sigbus_slot.take() {
             super::sigbus::unregister(slot);
         }
+    }
+}
+
+impl Pages {
+    /// Length of the mapping in bytes.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.map.as_ref().map_or(0, |m| m.len() as u64)
+    }
+
+    /// Whether nothing is mapped.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.map.is_none()
+    }
+
+    /// Base address for handing the pages to a runtime that may write them (copy-on-write keeps the file
+    /// intact). Null when the mapping is empty.
+    #[must_use]
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.map
+            .as_ref()
+            .map_or(std::ptr::null_mut(), |m| m.as_ptr().cast_mut())
     }
 }
 
@@ -59,11 +91,10 @@ impl Mapping {
             .as_ref()
             .and_then(|m| super::sigbus::register(m.as_ptr() as usize, m.len()));
         Ok(Mapping {
-            map,
+            pages: Arc::new(Pages { map, sigbus_slot }),
             file,
             path: path.to_path_buf(),
             len,
-            sigbus_slot,
         })
     }
 
@@ -88,16 +119,20 @@ impl Mapping {
     /// The mapped bytes.
     #[must_use]
     pub fn bytes(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
+        self.pages.map.as_deref().unwrap_or(&[])
     }
 
     /// Base address for handing the pages to a runtime that may write them (copy-on-write keeps the file
     /// intact). Null when the mapping is empty.
     #[must_use]
     pub fn as_mut_ptr(&self) -> *mut u8 {
-        self.map
-            .as_ref()
-            .map_or(std::ptr::null_mut(), |m| m.as_ptr().cast_mut())
+        self.pages.as_mut_ptr()
+    }
+
+    /// The mapped pages, to keep them alive without the file (zero-copy views).
+    #[must_use]
+    pub fn pages(&self) -> &Arc<Pages> {
+        &self.pages
     }
 
     /// `Err(Truncated)` when the file is now shorter than the mapping (touching the missing pages would
@@ -133,7 +168,7 @@ impl Mapping {
     /// SIGBUS faults answered with a zero page in this mapping so far.
     #[must_use]
     pub fn faults(&self) -> usize {
-        self.sigbus_slot.map_or(0, super::sigbus::slot_faults)
+        self.pages.sigbus_slot.map_or(0, super::sigbus::slot_faults)
     }
 
     /// The opened file.
@@ -147,7 +182,7 @@ impl Mapping {
     /// error is ignored.
     pub fn advise_sequential(&self) {
         #[cfg(unix)]
-        if let Some(m) = self.map.as_ref() {
+        if let Some(m) = self.pages.map.as_ref() {
             let _ = m.advise(memmap2::Advice::Sequential);
         }
     }
@@ -177,7 +212,7 @@ impl Mapping {
                     ),
                 ),
             })?;
-        let Some(map) = self.map.as_ref() else {
+        let Some(map) = self.pages.map.as_ref() else {
             return Ok(Populated::Yes);
         };
         if len == 0 {

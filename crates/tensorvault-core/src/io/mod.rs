@@ -8,7 +8,7 @@ pub mod sigbus;
 
 pub use atomic::{sync_parent, writable_target, write_atomic, AtomicFile};
 pub use lock::{FileLock, LockError};
-pub use map::{Mapping, Populated};
+pub use map::{Mapping, Pages, Populated};
 
 use std::fs::File;
 use std::io;
