@@ -1002,22 +1002,44 @@ impl<'a> Plain<'a> {
     }
 
     /// A non-negative integer as JSON writes it (no sign, fraction, exponent or leading zero) that fits
-    /// in a u64.
+    /// in a u64. Up to 19 digits always fit, so they are summed without overflow checks (whose 128-bit
+    /// multiplies were most of the parse); only a 20th digit is checked.
     fn integer(&mut self) -> Option<u64> {
         let rest = self.text.as_bytes().get(self.at..)?;
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let digits = rest
+            .iter()
+            .take(21)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
         let text = rest.get(..digits)?;
-        if digits == 0 || (digits > 1 && text.first() == Some(&b'0')) {
+        if digits == 0 || digits > 20 || (digits > 1 && text.first() == Some(&b'0')) {
             return None;
         }
-        let n = text.iter().try_fold(0u64, |n, &b| {
-            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        })?;
+        let (head, last) = text.split_at(digits.min(19));
+        let n = head.iter().fold(0u64, |n, &b| {
+            n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'))
+        });
+        let n = match last.first() {
+            Some(&b) => n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?,
+            None => n,
+        };
         if matches!(rest.get(digits), Some(b'.' | b'e' | b'E')) {
             return None;
         }
         self.at += digits;
         Some(n)
+    }
+
+    /// `[a, b]`: exactly two plain integers (anything else is left to serde, which reports it).
+    fn pair(&mut self) -> Option<(u64, u64)> {
+        self.eat(b'[')?;
+        self.ws();
+        let a = self.integer()?;
+        if self.list_end(b']')? {
+            return None;
+        }
+        let b = self.integer()?;
+        self.list_end(b']')?.then_some((a, b))
     }
 
     /// `[n, n, ...]` of plain integers into `out` (cleared first).
@@ -1043,7 +1065,6 @@ impl<'a> Plain<'a> {
         let mut dtype = None;
         let mut have_shape = false;
         let mut offsets = None;
-        let mut pair = Vec::new();
         self.eat(b'{')?;
         self.ws();
         loop {
@@ -1057,11 +1078,7 @@ impl<'a> Plain<'a> {
                     self.integers(shape)?;
                     have_shape = true;
                 }
-                "data_offsets" if offsets.is_none() => {
-                    self.integers(&mut pair)?;
-                    let [a, b] = pair[..] else { return None };
-                    offsets = Some((a, b));
-                }
+                "data_offsets" if offsets.is_none() => offsets = Some(self.pair()?),
                 _ => return None,
             }
             if self.list_end(b'}')? {
