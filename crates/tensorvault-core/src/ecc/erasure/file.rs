@@ -256,7 +256,7 @@ fn damaged_among<I: IntoParallelIterator<Item = u64>>(
                 buf.resize(cs, 0);
                 chunk_intact(file, path, layout, entries, idx, actual_len, buf)?
             };
-            control.add(layout.chunk_range(idx).1);
+            control.add(len);
             Ok((!ok).then_some(idx))
         })
         .collect();
@@ -621,12 +621,15 @@ fn verify_with(
                     let off = layout.parity_offset(slot);
                     let ok = if off.saturating_add(cs as u64) > sidecar_len {
                         false
-                    } else if let Some(bytes) = mapped(map, off, cs as u64) {
-                        entries.get(usize_of(chunks + slot)) == Some(&digest.hash(bytes))
                     } else {
-                        buf.resize(cs, 0);
-                        read_exact_at(&sc.file, sidecar_path, buf, off)?;
-                        entries.get(usize_of(chunks + slot)) == Some(&digest.hash(buf))
+                        let bytes = if let Some(bytes) = mapped(map, off, cs as u64) {
+                            bytes
+                        } else {
+                            buf.resize(cs, 0);
+                            read_exact_at(&sc.file, sidecar_path, buf, off)?;
+                            buf.as_slice()
+                        };
+                        entries.get(usize_of(chunks + slot)) == Some(&digest.hash(bytes))
                     };
                     control.add(cs as u64);
                     Ok((!ok).then_some(slot))
