@@ -480,7 +480,10 @@ export class SafetensorsFile {
     return { byteLength, populated };
   }
 
-  /** Release the file. Views already handed out stay valid until they are garbage-collected. */
+  /**
+   * Close the file: its descriptor now, its mapping once no view handed out is left (views stay valid
+   * until they are garbage-collected; they hold the mapped pages, not the descriptor).
+   */
   close(): void {
     this.#handle.close();
     this.#regions.clear();
