@@ -384,6 +384,8 @@ describe('the verified open', () => {
     expect(taken(path)).toBe(true);
     const p = parseCheckpoint(path, { keyedOnly: false });
     expect(p.opened?.outboard).not.toBeNull(); // the outboard comes with it
+    // The header (under 64 KiB) was checked through the outboard: chunk 0's first piece, not its SHA-256.
+    expect(p.opened?.headerPieces).toBe(1);
     p.opened?.file.close();
     p.opened?.outboard?.close();
     expect(parseCheckpoint(path).opened).toBeUndefined(); // only when asked
@@ -394,6 +396,7 @@ describe('the verified open', () => {
     rmSync(`${path}.tvob`);
     const q = parseCheckpoint(path, { keyedOnly: false });
     expect(q.opened?.outboard).toBeNull();
+    expect(q.opened?.headerPieces).toBe(0); // the header checked by its digest
     q.opened?.file.close();
     // A valid header changed on disk: not taken (the loader repairs it or fails, as above).
     const buf = readFileSync(path);
@@ -414,6 +417,43 @@ describe('the verified open', () => {
       side.replace(leaves, (leaves[0] === 'a' ? 'b' : 'a') + leaves.slice(1)),
     );
     expect(() => parseCheckpoint(other, { keyedOnly: false })).toThrow(/leaves do not match the root/);
+  });
+
+  it("the header checked through the outboard at open: its piece's damage, a stale outboard, a short file", async () => {
+    const opened = (path: string) => {
+      const o = parseCheckpoint(path, { keyedOnly: false }).opened;
+      o?.file.close();
+      o?.outboard?.close();
+      return o === undefined ? 'not taken' : o.headerPieces;
+    };
+    // Damage in the header's piece but outside the header (a.bias's bytes): the open steps aside (its
+    // header digest still matches), and the first view finds the damage and repairs it from parity.
+    const { path, a } = await saved({ ecc: 'medium' });
+    expect(opened(path)).toBe(1);
+    corrupt(path, a.fileOffset + 7);
+    expect(opened(path)).toBe('not taken');
+    const c = await tv.loadCheckpoint(path);
+    expect(c.report.status).toBe('unverified');
+    const t = await c.tensor('a.bias');
+    expect(Buffer.from(t.data as Uint8Array)).toEqual(Buffer.from(tensors()['a.bias']));
+    expect(c.report.repairedChunks).toEqual([0]);
+    c.close();
+    expect(opened(path)).toBe(1); // repaired: the fast path takes it again
+    // A value of chunk 0 flipped in the outboard: the values no longer merge to the sealed leaf, so the
+    // header is checked by its digest (taken, 0 pieces), and views hash whole chunks as before.
+    const ob = readFileSync(`${path}.tvob`);
+    writeFileSync(`${path}.tvob`, Buffer.from(ob).fill(0x55, 40, 72));
+    expect(opened(path)).toBe(0);
+    const c2 = await tv.loadCheckpoint(path);
+    expect(Buffer.from((await c2.tensor('a.bias')).data as Uint8Array)).toEqual(
+      Buffer.from(tensors()['a.bias']),
+    );
+    c2.close();
+    writeFileSync(`${path}.tvob`, ob);
+    // A checkpoint smaller than one chunk (chunk 0 not full): no pieces, the digest.
+    const small = fresh();
+    await tv.saveCheckpoint(small, { x: new Uint8Array(1000).fill(3) });
+    expect(opened(small)).toBe(0);
   });
 
   it('a plain checkpoint with requireHmac is refused before anything is mapped', async () => {

@@ -70,6 +70,7 @@ export class Checkpoint {
     key: HmacKey | undefined,
     repair: boolean,
     outboard?: NativeOutboard,
+    headerPieces = 0,
   ) {
     this.#fd = fd;
     this.path = p.files.weights;
@@ -86,6 +87,10 @@ export class Checkpoint {
     if (p.block !== undefined && p.tvob !== undefined && treeHashOf(p.block.algorithm) === 'blake3')
       this.#outboard = new OutboardReader(p.tvob, p.block, outboard);
     else outboard?.close();
+    // The open checked the header through the outboard (the handle passed in): the pieces of chunk 0
+    // that hold it are verified.
+    const n = headerPieces > 0 ? (this.#outboard?.pieces() ?? 0) : 0;
+    if (headerPieces < n) this.#pieces.set(0, new Uint8Array(n).fill(1, 0, headerPieces));
   }
 
   /** Tensor names in file order. */
@@ -139,7 +144,7 @@ export class Checkpoint {
     return out;
   }
 
-  /** Release the mapping (views handed out stay valid until collected). */
+  /** Close the files now (views handed out keep only their mapped pages, until collected). */
   close(): void {
     this.#file.close();
     if (this.#fd !== undefined) closeSync(this.#fd);

@@ -137,7 +137,8 @@ export async function loadCheckpoint(
   }
   let file: SafetensorsFile;
   let fd = -1;
-  // Opened by the fast path: the header digest and length already matched the block.
+  // Opened by the fast path: the header (by its digest or the outboard's pieces) and length already
+  // matched the block.
   const pre = opened !== undefined && sealed ? openedPair(p, opened.file) : undefined;
   const outboard = pre === undefined ? undefined : (opened?.outboard ?? undefined);
   if (pre === undefined) closeOpened(opened);
@@ -243,7 +244,10 @@ export async function loadCheckpoint(
     }
     throw err;
   }
-  return new Checkpoint(p, file, fd, report, key, repair, outboard);
+  // The fast path checked the header through the outboard's pieces: they count as verified while the
+  // file is the one it mapped (not after a repair at open replaced it).
+  const headerPieces = pre !== undefined && file === pre.file ? (opened?.headerPieces ?? 0) : 0;
+  return new Checkpoint(p, file, fd, report, key, repair, outboard, headerPieces);
 }
 
 /** The fast path's weights as the loader's pair (undefined when the descriptor cannot be had). */

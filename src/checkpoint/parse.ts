@@ -97,10 +97,11 @@ export interface Parsed {
   tvob?: string;
   /**
    * The weights already opened by the fast path of {@link parseCheckpoint} (`open`), their
-   * length and header digest matching the block, and the outboard (null: missing or unusable). The
-   * loader takes them over (or closes them when a later check fails).
+   * length and header matching the block, and the outboard (null: missing or unusable);
+   * `headerPieces`: the leading pieces of chunk 0 through which the header was checked (0: by its
+   * digest). The loader takes them over (or closes them when a later check fails).
    */
-  opened?: { file: NativeSafetensors; outboard: NativeOutboard | null };
+  opened?: { file: NativeSafetensors; outboard: NativeOutboard | null; headerPieces: number };
 }
 
 export function invalid(path: string, reason: string, message: string): TensorVaultError {
@@ -159,7 +160,8 @@ function readSidecarFast(path: string): { doc: Record<string, unknown>; leaves: 
 
 /**
  * The checkpoint open's fast path (`checkpointOpenLazy` in the addon): the sidecar as
- * {@link readSidecarFast} reads it, and the weights opened and their length and header digest checked,
+ * {@link readSidecarFast} reads it, and the weights opened and their length and header checked (by the
+ * outboard's values for the pieces that hold it, or by its digest),
  * in one call. Undefined when anything does not go through: the caller takes the step-by-step path.
  */
 function openFast(
@@ -178,7 +180,8 @@ function openFast(
     outboard?.close();
     return undefined;
   }
-  return { ...sidecar, opened: { file, outboard } };
+  // The header was checked through the outboard's pieces (0: by its digest): those pieces are verified.
+  return { ...sidecar, opened: { file, outboard, headerPieces: o.headerPieces() } };
 }
 
 /**

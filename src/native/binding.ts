@@ -31,6 +31,12 @@ export declare class NativeCheckpointOpen {
   takeFile(): NativeSafetensors | null
   /** The outboard, or null when it is missing or unusable (once). */
   takeOutboard(): NativeOutboard | null
+  /**
+   * Leading pieces of chunk 0 whose bytes were checked against the outboard (they hold the
+   * safetensors header, checked that way instead of by its SHA-256); 0 when the header was checked
+   * by its digest.
+   */
+  headerPieces(): number
   /** Bytes of decoded leaves (32 per chunk). */
   leafBytes(): number
   /** Leaves `[first, first + count)` as hex (clamped to the leaves there are). */

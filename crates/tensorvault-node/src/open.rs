@@ -11,7 +11,7 @@ use tensorvault_core::hash::{to_hex, ChunkSize};
 
 use crate::args::to_u64;
 use crate::errors::guard;
-use crate::outboard::{open_outboard, NativeOutboard};
+use crate::outboard::{open_outboard, NativeOutboard, PieceCheck};
 use crate::safetensors::NativeSafetensors;
 
 /// Read the sidecar at `path`, split it (see `checkpoint_sidecar`) and check its leaves against the
@@ -25,6 +25,7 @@ pub fn checkpoint_read_sidecar(path: String) -> napi::Result<Option<NativeCheckp
             leaves: split.leaves,
             file: None,
             outboard: None,
+            header_pieces: 0,
         }))
     })
 }
@@ -53,6 +54,7 @@ pub struct NativeCheckpointOpen {
     leaves: Vec<u8>,
     file: Option<NativeSafetensors>,
     outboard: Option<NativeOutboard>,
+    header_pieces: u32,
 }
 
 #[napi]
@@ -73,6 +75,14 @@ impl NativeCheckpointOpen {
     #[napi]
     pub fn take_outboard(&mut self) -> Option<NativeOutboard> {
         self.outboard.take()
+    }
+
+    /// Leading pieces of chunk 0 whose bytes were checked against the outboard (they hold the
+    /// safetensors header, checked that way instead of by its SHA-256); 0 when the header was checked
+    /// by its digest.
+    #[napi]
+    pub fn header_pieces(&self) -> u32 {
+        self.header_pieces
     }
 
     /// Bytes of decoded leaves (32 per chunk).
@@ -139,19 +149,54 @@ fn open_lazy(
     if map.len() != f.file_length {
         return None;
     }
-    let header = map.bytes().get(..usize::try_from(f.header_length).ok()?)?;
-    if to_hex(&tensorvault_core::hash::sha256(header)) != f.header_sha256 {
-        return None;
-    }
     let ob = if matches!(f.tree, TreeAlgorithm::Blake3) && f.chunk_size >= 128 * 1024 {
         open_outboard(outboard, f.chunk_size, f.file_length)
     } else {
         None
+    };
+    // The header's bytes: through the chunk tree when the outboard can vouch for chunk 0 (the pieces
+    // that hold it, hashed where they are mapped: cheaper than its SHA-256, and a first view inside
+    // those pieces then needs no check of its own), else by the digest the block records.
+    let header_pieces = match ob
+        .as_ref()
+        .map(|o| header_by_tree(o, &f, &split.leaves, map))
+    {
+        Some(Some((PieceCheck::Ok, n))) => n,
+        Some(Some((PieceCheck::Damaged, _))) => return None,
+        _ => {
+            let header = map.bytes().get(..usize::try_from(f.header_length).ok()?)?;
+            if to_hex(&tensorvault_core::hash::sha256(header)) != f.header_sha256 {
+                return None;
+            }
+            0
+        }
     };
     Some(NativeCheckpointOpen {
         text: Some(split.text),
         leaves: split.leaves,
         file: Some(NativeSafetensors::from_file(file)),
         outboard: ob,
+        header_pieces,
     })
+}
+
+/// The header's pieces of chunk 0 checked through the outboard: the check and how many pieces it
+/// covered; None (or `Unusable`: chunk 0 not full, an empty header) when the tree cannot stand in for
+/// the digest, and when the header spans the whole chunk (one hash of the header is as cheap).
+fn header_by_tree(
+    ob: &NativeOutboard,
+    f: &BlockFields,
+    leaves: &[u8],
+    map: &tensorvault_core::io::Mapping,
+) -> Option<(PieceCheck, u32)> {
+    let piece = f.chunk_size.checked_div(ob.pieces_per_chunk())?;
+    let last = f.header_length.div_ceil(piece);
+    if last >= ob.pieces_per_chunk() {
+        return None;
+    }
+    let leaf = leaves.get(..32)?;
+    Some((
+        ob.check_mapped(0, leaf, 0, last, map),
+        u32::try_from(last).ok()?,
+    ))
 }

@@ -110,8 +110,27 @@ fn check_pieces(cvs: &[u8], leaf_hex: &str, data: &[u8], first: u64, piece: u64)
 pub struct NativeOutboard {
     file: Option<std::fs::File>,
     header: OutboardHeader,
-    cvs: Vec<u8>,
-    data: Vec<u8>,
+}
+
+thread_local! {
+    /// A chunk's values, read by every check on this (the JS) thread: a loop that opens checkpoints
+    /// and views a tensor allocates (and faults in) the buffer once, not on every open.
+    static VALUES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The pieces `verify` reads, shared the same way.
+    static PIECES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Bytes of pieces the shared buffer keeps between checks (16 pieces of 64 KiB).
+const SCRATCH_KEEP: usize = 1 << 20;
+
+/// What [`NativeOutboard::check_mapped`] found.
+pub(crate) enum PieceCheck {
+    /// Every piece matches its value.
+    Ok,
+    /// A piece differs, or the mapping lost a page (truncated): damage.
+    Damaged,
+    /// The outboard cannot vouch for this chunk (closed, unreadable, stale or tampered).
+    Unusable,
 }
 
 /// Open the outboard at `path` for a tree at `chunkSize` over `fileLength` bytes; null when it is
@@ -141,8 +160,6 @@ pub(crate) fn open_outboard(path: &str, cs: u64, fl: u64) -> Option<NativeOutboa
             Some(NativeOutboard {
                 file: Some(file),
                 header: h,
-                cvs: Vec::new(),
-                data: Vec::new(),
             })
         }
         _ => None,
@@ -164,7 +181,7 @@ impl NativeOutboard {
     /// 2 when the outboard is unusable for this chunk (closed, unreadable, stale or tampered).
     #[napi]
     pub fn verify(
-        &mut self,
+        &self,
         chunk: f64,
         leaf_hex: String,
         first: f64,
@@ -184,34 +201,33 @@ impl NativeOutboard {
                     "pieces must be a non-empty range inside the chunk, and fd a descriptor",
                 ));
             }
-            let Some(file) = self.file.as_ref() else {
-                return Ok(2);
-            };
-            let Some(at) = self.header.chunk_offset(chunk) else {
-                return Ok(2);
-            };
             let piece = self.header.piece_size;
-            let cv_len = usize::try_from(n)
-                .ok()
-                .and_then(|n| n.checked_mul(tensorvault_core::checkpoint_outboard::CV_LEN))
-                .ok_or_else(|| invalid_argument("chunk", "too many pieces"))?;
-            self.cvs.resize(cv_len, 0);
-            if file.read_exact_at(&mut self.cvs, at).is_err() {
-                return Ok(2);
-            }
             let len = usize::try_from((last - first).saturating_mul(piece))
                 .map_err(|_| invalid_argument("range", "too large"))?;
-            self.data.resize(len, 0);
             let offset = chunk
                 .saturating_mul(self.header.chunk_size)
                 .saturating_add(first.saturating_mul(piece));
-            // SAFETY: `fd` is the caller's open descriptor, valid for this call; it is wrapped as a
-            // `File` only to read, and never dropped (so never closed here, even on a panic).
-            let weights = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
-            if weights.read_exact_at(&mut self.data, offset).is_err() {
-                return Ok(1);
-            }
-            Ok(check_pieces(&self.cvs, &leaf_hex, &self.data, first, piece))
+            let checked = self.with_values(chunk, |cvs| {
+                PIECES.with_borrow_mut(|data| {
+                    data.resize(len, 0);
+                    // SAFETY: `fd` is the caller's open descriptor, valid for this call; it is wrapped
+                    // as a `File` only to read, and never dropped (so never closed here, even on a
+                    // panic).
+                    let weights =
+                        std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+                    let r = if weights.read_exact_at(data, offset).is_err() {
+                        1
+                    } else {
+                        check_pieces(cvs, &leaf_hex, data, first, piece)
+                    };
+                    // Keep what a first view of a small tensor needs, not the largest check made.
+                    if data.capacity() > SCRATCH_KEEP {
+                        *data = Vec::new();
+                    }
+                    r
+                })
+            });
+            Ok(checked.unwrap_or(2))
         })
     }
 
@@ -219,7 +235,61 @@ impl NativeOutboard {
     #[napi]
     pub fn close(&mut self) {
         self.file = None;
-        self.cvs = Vec::new();
-        self.data = Vec::new();
+    }
+}
+
+impl NativeOutboard {
+    /// Pieces per chunk.
+    pub(crate) fn pieces_per_chunk(&self) -> u64 {
+        self.header.pieces_per_chunk()
+    }
+
+    /// `f` of chunk `chunk`'s values (read into the shared buffer); None when the outboard cannot give
+    /// them (closed, unreadable, or not a full chunk).
+    fn with_values<R>(&self, chunk: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        use std::os::unix::fs::FileExt as _;
+        let file = self.file.as_ref()?;
+        let at = self.header.chunk_offset(chunk)?;
+        let len = usize::try_from(self.header.pieces_per_chunk())
+            .ok()?
+            .checked_mul(tensorvault_core::checkpoint_outboard::CV_LEN)?;
+        VALUES.with_borrow_mut(|cvs| {
+            cvs.resize(len, 0);
+            file.read_exact_at(cvs, at).ok()?;
+            Some(f(cvs))
+        })
+    }
+
+    /// [`NativeOutboard::verify`] of pieces `[first, last)` of full chunk `chunk` hashed where the
+    /// weights are mapped (`map`, the loader's own mapping: no read, no buffer), against the values
+    /// that must merge to `leaf` (32 bytes). A page the mapping lost (the file truncated under it)
+    /// counts as damage.
+    pub(crate) fn check_mapped(
+        &self,
+        chunk: u64,
+        leaf: &[u8],
+        first: u64,
+        last: u64,
+        map: &tensorvault_core::io::Mapping,
+    ) -> PieceCheck {
+        if first >= last || last > self.header.pieces_per_chunk() {
+            return PieceCheck::Unusable;
+        }
+        let piece = self.header.piece_size;
+        let span = chunk
+            .checked_mul(self.header.chunk_size)
+            .and_then(|c| Some((c.checked_add(first * piece)?, c.checked_add(last * piece)?)))
+            .and_then(|(a, b)| Some(usize::try_from(a).ok()?..usize::try_from(b).ok()?));
+        let leaf_hex = tensorvault_core::hash::to_hex(leaf);
+        // A file shorter than the block says is damage (1).
+        let r = self.with_values(chunk, |cvs| {
+            span.and_then(|r| map.bytes().get(r))
+                .map_or(1, |data| check_pieces(cvs, &leaf_hex, data, first, piece))
+        });
+        match r {
+            Some(0) if map.check_len().is_ok() => PieceCheck::Ok,
+            Some(0 | 1) => PieceCheck::Damaged,
+            _ => PieceCheck::Unusable,
+        }
     }
 }
