@@ -30,10 +30,34 @@ pub fn checkpoint_read_sidecar(path: String) -> napi::Result<Option<NativeCheckp
     })
 }
 
+thread_local! {
+    /// The sidecar's bytes, read by every open on this (the JS) thread into the same buffer: a loop that
+    /// opens checkpoints no longer faults in a fresh 30-odd KB on every open.
+    static TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Bytes of sidecar the shared buffer keeps between opens (a larger one is read, then let go).
+const TEXT_KEEP: usize = 1 << 20;
+
 /// The sidecar at `meta`, split, with its block's fields; None unless its leaves match the root.
 fn read_checked(meta: &str) -> Option<(SplitSidecar, BlockFields)> {
-    let text = std::fs::read_to_string(meta).ok()?;
-    let split = split_leaves(&text)?;
+    TEXT.with(|cell| {
+        let mut buf = cell.try_borrow_mut().ok()?;
+        buf.clear();
+        let r = std::fs::File::open(meta)
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut buf))
+            .ok()
+            .and_then(|_| check_text(std::str::from_utf8(&buf).ok()?));
+        if buf.capacity() > TEXT_KEEP {
+            *buf = Vec::new();
+        }
+        r
+    })
+}
+
+/// [`read_checked`] on the sidecar's text.
+fn check_text(text: &str) -> Option<(SplitSidecar, BlockFields)> {
+    let split = split_leaves(text)?;
     let f = block_fields(&split.text)?;
     let cs = ChunkSize::new(f.chunk_size).ok()?;
     let chunks = f.file_length.div_ceil(f.chunk_size);
