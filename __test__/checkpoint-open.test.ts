@@ -456,6 +456,42 @@ describe('the verified open', () => {
     expect(opened(small)).toBe(0);
   });
 
+  it('a header changed between its read and its check is not handed out: the header checked is the one parsed', async () => {
+    // Defect: the open parsed the header from a read of the file, then checked the header's bytes
+    // where they were mapped. A writer that put the genuine header back in between (the test hook
+    // writes it right after the read) had a forged header accepted: here `a.bias` read as I8.
+    type Hooked = { __testAfterHeaderRead?: (path: string, nth: number, bytes: Buffer) => void };
+    const hook = (native() as unknown as Hooked).__testAfterHeaderRead;
+    if (hook === undefined) throw new Error('the addon was built without TV_TEST_HOOKS=1');
+    const cases = [
+      { what: 'fast path, through the outboard', nth: 1, outboard: true },
+      { what: 'fast path, by the header digest', nth: 1, outboard: false },
+      { what: 'step-by-step path', nth: 2, outboard: true },
+    ];
+    for (const c of cases) {
+      const path = fresh();
+      await tv.saveCheckpoint(path, tensors(), { ecc: 'off', metadata: {} });
+      if (!c.outboard) rmSync(`${path}.tvob`);
+      const genuine = readFileSync(path);
+      const headerEnd = 8 + Number(genuine.readBigUInt64LE(0));
+      const forged = Buffer.from(genuine);
+      const at = forged.indexOf('"U8"', forged.indexOf('"a.bias"'));
+      expect(at).toBeGreaterThan(0);
+      expect(at).toBeLessThan(headerEnd);
+      forged[at + 1] = 'I'.charCodeAt(0); // "I8": the same size, another dtype
+      writeFileSync(path, forged);
+      hook(path, c.nth, genuine.subarray(0, headerEnd));
+      const k = await tv.loadCheckpoint(path);
+      expect(readFileSync(path).equals(genuine), c.what).toBe(true); // the hook wrote
+      expect(k.info('a.bias').dtype, c.what).toBe('U8');
+      expect(
+        Buffer.from((await k.tensor('a.bias')).data as Uint8Array).equals(Buffer.from(tensors()['a.bias'])),
+        c.what,
+      ).toBe(true);
+      k.close();
+    }
+  });
+
   it('a plain checkpoint with requireHmac is refused before anything is mapped', async () => {
     const { path } = await saved();
     const e = await rejects(tv.loadCheckpoint(path, { hmacKey: 'k', requireHmac: true }));

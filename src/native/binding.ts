@@ -138,8 +138,9 @@ export declare class NativeSafetensors {
   /** The `__metadata__` map (None when absent). */
   metadata(): Array<MetadataEntry> | null
   /**
-   * SHA-256 (hex) of the first `length` bytes of the mapped file (a checkpoint's `header_sha256`
-   * check without opening and reading the file again), or null when the file is shorter. Checked
+   * SHA-256 (hex) of the first `length` bytes of the file (a checkpoint's `header_sha256` check
+   * without opening and reading the file again), or null when the file is shorter. When `length` is
+   * the header's, the bytes hashed are the ones the header was parsed from at the open. Checked
    * against a truncation since the open first.
    */
   headerSha256(length: number): string | null

@@ -169,6 +169,8 @@ fn open_lazy(
         max,
     )
     .ok()??;
+    #[cfg(feature = "test-hooks")]
+    crate::testing::after_header_read(weights);
     let map = file.mapping();
     if map.len() != f.file_length {
         return None;
@@ -181,15 +183,21 @@ fn open_lazy(
     // The header's bytes: through the chunk tree when the outboard can vouch for chunk 0 (the pieces
     // that hold it, hashed where they are mapped: cheaper than its SHA-256, and a first view inside
     // those pieces then needs no check of its own), else by the digest the block records.
+    // Either way the header's bytes hashed are the ones it was parsed from (`header_bytes`, read at the
+    // open), not the mapping's, which a writer could change in between: the header the views are cut
+    // by is the one checked.
+    let parsed = file.header_bytes();
+    if u64::try_from(parsed.len()).ok() != Some(f.header_length) {
+        return None;
+    }
     let header_pieces = match ob
         .as_ref()
-        .map(|o| header_by_tree(o, &f, &split.leaves, map))
+        .map(|o| header_by_tree(o, &f, &split.leaves, parsed, map))
     {
         Some(Some((PieceCheck::Ok, n))) => n,
         Some(Some((PieceCheck::Damaged, _))) => return None,
         _ => {
-            let header = map.bytes().get(..usize::try_from(f.header_length).ok()?)?;
-            if to_hex(&tensorvault_core::hash::sha256(header)) != f.header_sha256 {
+            if to_hex(&tensorvault_core::hash::sha256(parsed)) != f.header_sha256 {
                 return None;
             }
             0
@@ -211,6 +219,7 @@ fn header_by_tree(
     ob: &NativeOutboard,
     f: &BlockFields,
     leaves: &[u8],
+    parsed: &[u8],
     map: &tensorvault_core::io::Mapping,
 ) -> Option<(PieceCheck, u32)> {
     let piece = f.chunk_size.checked_div(ob.pieces_per_chunk())?;
@@ -220,7 +229,7 @@ fn header_by_tree(
     }
     let leaf = leaves.get(..32)?;
     Some((
-        ob.check_mapped(0, leaf, 0, last, map),
+        ob.check_header(leaf, last, parsed, map),
         u32::try_from(last).ok()?,
     ))
 }

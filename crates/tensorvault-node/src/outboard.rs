@@ -260,31 +260,43 @@ impl NativeOutboard {
         })
     }
 
-    /// [`NativeOutboard::verify`] of pieces `[first, last)` of full chunk `chunk` hashed where the
-    /// weights are mapped (`map`, the loader's own mapping: no read, no buffer), against the values
-    /// that must merge to `leaf` (32 bytes). A page the mapping lost (the file truncated under it)
-    /// counts as damage.
-    pub(crate) fn check_mapped(
+    /// [`NativeOutboard::verify`] of the first `last` pieces of chunk 0, which hold the header: the
+    /// header's bytes as it was parsed (`parsed`, read at the open), then the rest of those pieces
+    /// where the weights are mapped (`map`, the loader's own mapping), against the values that must
+    /// merge to `leaf` (32 bytes). The header hashed is thus the one the views are cut by, whatever a
+    /// writer did to the file since it was read. A page the mapping lost (the file truncated under
+    /// it) counts as damage.
+    pub(crate) fn check_header(
         &self,
-        chunk: u64,
         leaf: &[u8],
-        first: u64,
         last: u64,
+        parsed: &[u8],
         map: &tensorvault_core::io::Mapping,
     ) -> PieceCheck {
-        if first >= last || last > self.header.pieces_per_chunk() {
+        if last == 0 || last > self.header.pieces_per_chunk() {
             return PieceCheck::Unusable;
         }
         let piece = self.header.piece_size;
-        let span = chunk
-            .checked_mul(self.header.chunk_size)
-            .and_then(|c| Some((c.checked_add(first * piece)?, c.checked_add(last * piece)?)))
-            .and_then(|(a, b)| Some(usize::try_from(a).ok()?..usize::try_from(b).ok()?));
+        let end = last
+            .checked_mul(piece)
+            .and_then(|e| usize::try_from(e).ok())
+            .filter(|&e| e >= parsed.len());
         let leaf_hex = tensorvault_core::hash::to_hex(leaf);
         // A file shorter than the block says is damage (1).
-        let r = self.with_values(chunk, |cvs| {
-            span.and_then(|r| map.bytes().get(r))
-                .map_or(1, |data| check_pieces(cvs, &leaf_hex, data, first, piece))
+        let r = self.with_values(0, |cvs| {
+            let Some(rest) = end.and_then(|e| map.bytes().get(parsed.len()..e)) else {
+                return 1;
+            };
+            PIECES.with_borrow_mut(|buf| {
+                buf.clear();
+                buf.extend_from_slice(parsed);
+                buf.extend_from_slice(rest);
+                let r = check_pieces(cvs, &leaf_hex, buf, 0, piece);
+                if buf.capacity() > SCRATCH_KEEP {
+                    *buf = Vec::new();
+                }
+                r
+            })
         });
         match r {
             Some(0) if map.check_len().is_ok() => PieceCheck::Ok,

@@ -123,11 +123,14 @@ pub fn open_safetensors_small(
     guard(|| {
         let path = PathBuf::from(path);
         let max = to_u64("maxHeader", max_header)?;
-        Ok(SafetensorsFile::open_small(&path, max)
-            .map_err(|e| open_error(e, &path))?
-            .map(|file| NativeSafetensors {
-                inner: Some(Arc::new(file)),
-            }))
+        let opened = SafetensorsFile::open_small(&path, max).map_err(|e| open_error(e, &path))?;
+        #[cfg(feature = "test-hooks")]
+        if opened.is_some() {
+            crate::testing::after_header_read(&path.to_string_lossy());
+        }
+        Ok(opened.map(|file| NativeSafetensors {
+            inner: Some(Arc::new(file)),
+        }))
     })
 }
 
@@ -294,8 +297,9 @@ impl NativeSafetensors {
         })
     }
 
-    /// SHA-256 (hex) of the first `length` bytes of the mapped file (a checkpoint's `header_sha256`
-    /// check without opening and reading the file again), or null when the file is shorter. Checked
+    /// SHA-256 (hex) of the first `length` bytes of the file (a checkpoint's `header_sha256` check
+    /// without opening and reading the file again), or null when the file is shorter. When `length` is
+    /// the header's, the bytes hashed are the ones the header was parsed from at the open. Checked
     /// against a truncation since the open first.
     #[napi]
     pub fn header_sha256(&self, length: f64) -> napi::Result<Option<String>> {
@@ -303,7 +307,15 @@ impl NativeSafetensors {
             let file = self.file()?;
             let n = to_u64("length", length)?;
             file.check_unchanged().map_err(TvError::from)?;
-            let bytes = file.mapping().bytes();
+            // The header as parsed (not as mapped now: a writer could have changed it since the open,
+            // and the digest must vouch for the header the views are cut by); other lengths are the
+            // mapped file's (such a digest does not match a block made for this header).
+            let parsed = file.header_bytes();
+            let bytes = if u64::try_from(parsed.len()).ok() == Some(n) {
+                parsed
+            } else {
+                file.mapping().bytes()
+            };
             let Some(head) = usize::try_from(n).ok().and_then(|n| bytes.get(..n)) else {
                 return Ok(None);
             };

@@ -36,3 +36,40 @@ impl Task for PanicTask {
 pub fn test_panic_async() -> AsyncTask<PanicTask> {
     AsyncTask::new(PanicTask)
 }
+
+/// A write armed by [`test_after_header_read`]: the file, how many more header reads of it to let
+/// pass, and the bytes to write at offset 0 after the last one.
+static AFTER_HEADER_READ: std::sync::Mutex<Option<(String, u32, Vec<u8>)>> =
+    std::sync::Mutex::new(None);
+
+/// Arm a one-shot write: after the `nth` (1 = next) header read of `path` by a safetensors open (the
+/// checkpoint open's fast path or `openSafetensorsSmall`), write `bytes` at offset 0 of the file, as a
+/// writer racing the open would, between the read the header is parsed from and its check.
+#[napi(js_name = "__testAfterHeaderRead")]
+pub fn test_after_header_read(path: String, nth: u32, bytes: napi::bindgen_prelude::Buffer) {
+    if let Ok(mut g) = AFTER_HEADER_READ.lock() {
+        *g = Some((path, nth, bytes.to_vec()));
+    }
+}
+
+/// Called after a header read of `path` (test builds only): performs the armed write when due.
+pub(crate) fn after_header_read(path: &str) {
+    use std::os::unix::fs::FileExt as _;
+    let Ok(mut g) = AFTER_HEADER_READ.lock() else {
+        return;
+    };
+    let due = match g.as_mut() {
+        Some((p, n, _)) if p == path => {
+            *n = n.saturating_sub(1);
+            *n == 0
+        }
+        _ => false,
+    };
+    if due {
+        if let Some((p, _, bytes)) = g.take() {
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&p) {
+                let _ = f.write_all_at(&bytes, 0);
+            }
+        }
+    }
+}

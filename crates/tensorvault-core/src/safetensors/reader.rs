@@ -18,6 +18,10 @@ const PREFETCH_PIECE: u64 = 32 << 20;
 pub struct SafetensorsFile {
     map: Arc<Mapping>,
     header: Header,
+    /// The bytes the header was parsed from (the 8-byte length and the JSON, as read with `pread`):
+    /// a check of the header (a checkpoint's digest or chunk tree) must hash these, not the mapping,
+    /// which a writer could change between the read and the check.
+    prefix: Box<[u8]>,
 }
 
 impl SafetensorsFile {
@@ -47,11 +51,11 @@ impl SafetensorsFile {
         let mut prefix = vec![0u8; usize::try_from(n + 8).unwrap_or(0)];
         read_exact_at(&file, path, &mut prefix, 0)?;
         let header = Header::parse(&prefix, len)?;
-        drop(prefix);
         let map = Mapping::from_file(file, path, len)?;
         Ok(Some(SafetensorsFile {
             map: Arc::new(map),
             header,
+            prefix: prefix.into_boxed_slice(),
         }))
     }
 
@@ -59,6 +63,13 @@ impl SafetensorsFile {
     #[must_use]
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// The bytes the header was parsed from: the 8-byte length and the JSON header, exactly as read
+    /// when the file was opened. Checks of the header hash these (see the field).
+    #[must_use]
+    pub fn header_bytes(&self) -> &[u8] {
+        &self.prefix
     }
 
     /// The shared mapping.
