@@ -252,8 +252,9 @@ export class SafetensorsFile {
   }
 
   /**
-   * @internal SHA-256 (hex) of the file's first `length` bytes, from the mapping (a checkpoint's
-   * header digest without reading the file again), or null when the file is shorter.
+   * @internal SHA-256 (hex) of the file's first `length` bytes (a checkpoint's header digest without
+   * reading the file again), or null when the file is shorter. For the header's own length these are
+   * the bytes the header was parsed from at the open, so a match vouches for the header in use.
    */
   headerSha256(length: number): string | null {
     const handle = this.#handle;
