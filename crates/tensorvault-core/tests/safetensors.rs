@@ -729,3 +729,36 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_header_checked_is_the_header_parsed_not_the_file_rewritten_since() {
+    // A checkpoint's header check hashes the bytes the header was parsed from: rewriting the file
+    // after the open changes neither them nor their digest. Headers over 16 MiB keep only the digest.
+    let dir = tempfile::tempdir().unwrap();
+    for pad in [0usize, 17 << 20] {
+        let json = format!(
+            r#"{{"__metadata__":{{"pad":"{}"}},"w":{{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}}}"#,
+            "x".repeat(pad)
+        );
+        let bytes = file(&json, 4);
+        let p = dir.path().join(format!("h{pad}.safetensors"));
+        std::fs::write(&p, &bytes).unwrap();
+        let f = SafetensorsFile::open(&p).unwrap();
+        let n = 8 + usize::try_from(u64::from_le_bytes(bytes[..8].try_into().unwrap())).unwrap();
+        let want = tensorvault_core::hash::sha256(&bytes[..n]);
+        let mut other = bytes.clone();
+        let at = n - 30;
+        other[at] ^= 0x20; // the file changes under the open handle
+        std::fs::write(&p, &other).unwrap();
+        assert_eq!(f.header_sha256(), (n, want));
+        assert_eq!(
+            f.header_bytes().map(<[u8]>::to_vec),
+            (pad == 0).then(|| bytes[..n].to_vec())
+        );
+        assert_ne!(
+            f.mapping().bytes().get(..n),
+            Some(&bytes[..n]),
+            "the mapping shows the rewrite"
+        );
+    }
+}

@@ -186,7 +186,7 @@ fn open_lazy(
     // Either way the header's bytes hashed are the ones it was parsed from (`header_bytes`, read at the
     // open), not the mapping's, which a writer could change in between: the header the views are cut
     // by is the one checked.
-    let parsed = file.header_bytes();
+    let parsed = file.header_bytes()?;
     if u64::try_from(parsed.len()).ok() != Some(f.header_length) {
         return None;
     }

@@ -310,12 +310,11 @@ impl NativeSafetensors {
             // The header as parsed (not as mapped now: a writer could have changed it since the open,
             // and the digest must vouch for the header the views are cut by); other lengths are the
             // mapped file's (such a digest does not match a block made for this header).
-            let parsed = file.header_bytes();
-            let bytes = if u64::try_from(parsed.len()).ok() == Some(n) {
-                parsed
-            } else {
-                file.mapping().bytes()
-            };
+            let (len, digest) = file.header_sha256();
+            if u64::try_from(len).ok() == Some(n) {
+                return Ok(Some(tensorvault_core::hash::to_hex(&digest)));
+            }
+            let bytes = file.mapping().bytes();
             let Some(head) = usize::try_from(n).ok().and_then(|n| bytes.get(..n)) else {
                 return Ok(None);
             };

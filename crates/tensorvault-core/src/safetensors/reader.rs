@@ -21,7 +21,21 @@ pub struct SafetensorsFile {
     /// The bytes the header was parsed from (the 8-byte length and the JSON, as read with `pread`):
     /// a check of the header (a checkpoint's digest or chunk tree) must hash these, not the mapping,
     /// which a writer could change between the read and the check.
-    prefix: Box<[u8]>,
+    parsed: ParsedBytes,
+}
+
+/// Headers up to this many bytes keep their bytes; a larger one (a hundred thousand tensors and more)
+/// keeps only their SHA-256, taken at the open, rather than a second copy of that size.
+const KEEP_HEADER_BYTES: usize = 16 << 20;
+
+/// What a [`SafetensorsFile`] keeps of the bytes its header was parsed from.
+#[derive(Debug)]
+enum ParsedBytes {
+    Kept(Box<[u8]>),
+    Digest {
+        len: usize,
+        sha256: crate::hash::Digest,
+    },
 }
 
 impl SafetensorsFile {
@@ -52,10 +66,18 @@ impl SafetensorsFile {
         read_exact_at(&file, path, &mut prefix, 0)?;
         let header = Header::parse(&prefix, len)?;
         let map = Mapping::from_file(file, path, len)?;
+        let parsed = if prefix.len() <= KEEP_HEADER_BYTES {
+            ParsedBytes::Kept(prefix.into_boxed_slice())
+        } else {
+            ParsedBytes::Digest {
+                len: prefix.len(),
+                sha256: crate::hash::sha256(&prefix),
+            }
+        };
         Ok(Some(SafetensorsFile {
             map: Arc::new(map),
             header,
-            prefix: prefix.into_boxed_slice(),
+            parsed,
         }))
     }
 
@@ -66,10 +88,23 @@ impl SafetensorsFile {
     }
 
     /// The bytes the header was parsed from: the 8-byte length and the JSON header, exactly as read
-    /// when the file was opened. Checks of the header hash these (see the field).
+    /// when the file was opened (None for a header over 16 MiB: see [`SafetensorsFile::header_sha256`]).
+    /// Checks of the header hash these, not the mapping, which a writer could have changed since.
     #[must_use]
-    pub fn header_bytes(&self) -> &[u8] {
-        &self.prefix
+    pub fn header_bytes(&self) -> Option<&[u8]> {
+        match &self.parsed {
+            ParsedBytes::Kept(b) => Some(b),
+            ParsedBytes::Digest { .. } => None,
+        }
+    }
+
+    /// The length (8 + the JSON header's) and SHA-256 of the bytes the header was parsed from.
+    #[must_use]
+    pub fn header_sha256(&self) -> (usize, crate::hash::Digest) {
+        match &self.parsed {
+            ParsedBytes::Kept(b) => (b.len(), crate::hash::sha256(b)),
+            ParsedBytes::Digest { len, sha256 } => (*len, *sha256),
+        }
     }
 
     /// The shared mapping.
