@@ -181,11 +181,10 @@ fn open_lazy(
         None
     };
     // The header's bytes: through the chunk tree when the outboard can vouch for chunk 0 (the pieces
-    // that hold it, hashed where they are mapped: cheaper than its SHA-256, and a first view inside
-    // those pieces then needs no check of its own), else by the digest the block records.
-    // Either way the header's bytes hashed are the ones it was parsed from (`header_bytes`, read at the
-    // open), not the mapping's, which a writer could change in between: the header the views are cut
-    // by is the one checked.
+    // that hold it: cheaper than its SHA-256, and a first view inside those pieces then needs no check
+    // of its own), else by the digest the block records. Either way the header's bytes hashed are the
+    // ones it was parsed from (`header_bytes`, read at the open), not the mapping's, which a writer
+    // could change in between: the header the views are cut by is the one checked.
     let parsed = file.header_bytes()?;
     if u64::try_from(parsed.len()).ok() != Some(f.header_length) {
         return None;
