@@ -274,16 +274,21 @@ pub fn faults() -> usize {
 mod tests {
     use super::*;
 
+    /// Register `n` page-sized ranges from `base` that are never mapped or touched (live slots).
+    fn fake_slots(base: usize, n: usize) -> Vec<usize> {
+        let slots: Vec<usize> = (0..n)
+            .filter_map(|i| register(base + i * 4096, 4096))
+            .collect();
+        assert_eq!(slots.len(), n);
+        slots
+    }
+
     #[test]
     fn more_live_mappings_than_one_block_holds_are_all_protected() {
         // Issue 13: the guard had 4,096 fixed slots; with more live mappings a truncation killed the
         // process. Occupy 4,200 slots with ranges that are never touched, then truncate a real
         // mapping under a reader: the read must survive as zeros.
-        let fake_base = 0x7e00_0000_0000usize;
-        let slots: Vec<usize> = (0..4200)
-            .filter_map(|i| register(fake_base + i * 4096, 4096))
-            .collect();
-        assert_eq!(slots.len(), 4200);
+        let slots = fake_slots(0x7e00_0000_0000, 4200);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("late");
         std::fs::write(&p, vec![0x5Au8; 64 * 1024]).unwrap();
@@ -309,17 +314,10 @@ mod tests {
         // mapping cost a locked operation per live mapping (5 % of a checkpoint open loop whose views
         // kept a few thousand mappings alive until collected). With the next-fit cursor a registration
         // looks at a few slots. Other tests register concurrently, hence an average and a wide margin.
-        let fake_base = 0x7d00_0000_0000usize;
-        let held: Vec<usize> = (0..3000)
-            .filter_map(|i| register(fake_base + i * 4096, 4096))
-            .collect();
-        assert_eq!(held.len(), 3000);
+        let held = fake_slots(0x7d00_0000_0000, 3000);
         let before = imp::PROBES.with(std::cell::Cell::get);
-        let more: Vec<usize> = (0..200)
-            .filter_map(|i| register(fake_base + (3000 + i) * 4096, 4096))
-            .collect();
+        let more = fake_slots(0x7d00_0000_0000 + 3000 * 4096, 200);
         let probes = imp::PROBES.with(std::cell::Cell::get) - before;
-        assert_eq!(more.len(), 200);
         assert!(
             probes < 200 * 50,
             "{probes} slots looked at for 200 registrations"
