@@ -11,7 +11,7 @@ use tensorvault_core::hash::{to_hex, ChunkSize};
 
 use crate::args::to_u64;
 use crate::errors::guard;
-use crate::outboard::{open_outboard, NativeOutboard, PieceCheck};
+use crate::outboard::{open_outboard, with_scratch, NativeOutboard, PieceCheck};
 use crate::safetensors::NativeSafetensors;
 
 /// Read the sidecar at `path`, split it (see `checkpoint_sidecar`) and check its leaves against the
@@ -36,22 +36,14 @@ thread_local! {
     static TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Bytes of sidecar the shared buffer keeps between opens (a larger one is read, then let go).
-const TEXT_KEEP: usize = 1 << 20;
-
 /// The sidecar at `meta`, split, with its block's fields; None unless its leaves match the root.
 fn read_checked(meta: &str) -> Option<(SplitSidecar, BlockFields)> {
-    TEXT.with(|cell| {
-        let mut buf = cell.try_borrow_mut().ok()?;
+    with_scratch(&TEXT, |buf| {
         buf.clear();
-        let r = std::fs::File::open(meta)
-            .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut buf))
-            .ok()
-            .and_then(|_| check_text(std::str::from_utf8(&buf).ok()?));
-        if buf.capacity() > TEXT_KEEP {
-            *buf = Vec::new();
-        }
-        r
+        std::fs::File::open(meta)
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf))
+            .ok()?;
+        check_text(std::str::from_utf8(buf).ok()?)
     })
 }
 

@@ -120,10 +120,26 @@ thread_local! {
     static PIECES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Bytes of pieces the shared buffer keeps between checks (16 pieces of 64 KiB).
+/// Bytes a shared scratch buffer keeps between calls (16 pieces of 64 KiB; a sidecar of some 30,000
+/// chunks): what a first view of a small tensor or an open needs, not the largest call made.
 const SCRATCH_KEEP: usize = 1 << 20;
 
-/// What [`NativeOutboard::check_mapped`] found.
+/// `f` of this thread's scratch buffer `cell`, which is let go afterwards if it grew past
+/// [`SCRATCH_KEEP`].
+pub(crate) fn with_scratch<R>(
+    cell: &'static std::thread::LocalKey<std::cell::RefCell<Vec<u8>>>,
+    f: impl FnOnce(&mut Vec<u8>) -> R,
+) -> R {
+    cell.with_borrow_mut(|buf| {
+        let r = f(buf);
+        if buf.capacity() > SCRATCH_KEEP {
+            *buf = Vec::new();
+        }
+        r
+    })
+}
+
+/// What [`NativeOutboard::check_header`] found.
 pub(crate) enum PieceCheck {
     /// Every piece matches its value.
     Ok,
@@ -208,23 +224,18 @@ impl NativeOutboard {
                 .saturating_mul(self.header.chunk_size)
                 .saturating_add(first.saturating_mul(piece));
             let checked = self.with_values(chunk, |cvs| {
-                PIECES.with_borrow_mut(|data| {
+                with_scratch(&PIECES, |data| {
                     data.resize(len, 0);
                     // SAFETY: `fd` is the caller's open descriptor, valid for this call; it is wrapped
                     // as a `File` only to read, and never dropped (so never closed here, even on a
                     // panic).
                     let weights =
                         std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
-                    let r = if weights.read_exact_at(data, offset).is_err() {
+                    if weights.read_exact_at(data, offset).is_err() {
                         1
                     } else {
                         check_pieces(cvs, &leaf_hex, data, first, piece)
-                    };
-                    // Keep what a first view of a small tensor needs, not the largest check made.
-                    if data.capacity() > SCRATCH_KEEP {
-                        *data = Vec::new();
                     }
-                    r
                 })
             });
             Ok(checked.unwrap_or(2))
@@ -287,15 +298,11 @@ impl NativeOutboard {
             let Some(rest) = end.and_then(|e| map.bytes().get(parsed.len()..e)) else {
                 return 1;
             };
-            PIECES.with_borrow_mut(|buf| {
+            with_scratch(&PIECES, |buf| {
                 buf.clear();
                 buf.extend_from_slice(parsed);
                 buf.extend_from_slice(rest);
-                let r = check_pieces(cvs, &leaf_hex, buf, 0, piece);
-                if buf.capacity() > SCRATCH_KEEP {
-                    *buf = Vec::new();
-                }
-                r
+                check_pieces(cvs, &leaf_hex, buf, 0, piece)
             })
         });
         match r {

@@ -38,18 +38,6 @@ impl Drop for Pages {
 }
 
 impl Pages {
-    /// Length of the mapping in bytes.
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.map.as_ref().map_or(0, |m| m.len() as u64)
-    }
-
-    /// Whether nothing is mapped.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.map.is_none()
-    }
-
     /// Base address for handing the pages to a runtime that may write them (copy-on-write keeps the file
     /// intact). Null when the mapping is empty.
     #[must_use]
