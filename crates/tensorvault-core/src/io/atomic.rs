@@ -46,12 +46,6 @@ impl AtomicFile {
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
         })?;
         remove_dead_temps(&dest, &name.to_string_lossy());
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dest.with_file_name(format!(
-            ".{}.{}.{n}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
         let mut opts = OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -59,9 +53,24 @@ impl AtomicFile {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o644);
         }
-        let file = opts
-            .open(&tmp)
-            .map_err(|e| IoError::from_os(&tmp, "create", e))?;
+        // A temp of this name can be left by a dead process that had this pid (pids are reused) and
+        // is kept by `remove_dead_temps` (the pid is alive: ours): take the next number then.
+        let mut attempts = 0;
+        let (file, tmp) = loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp = dest.with_file_name(format!(
+                ".{}.{}.{n}.tmp",
+                name.to_string_lossy(),
+                std::process::id()
+            ));
+            match opts.open(&tmp) {
+                Ok(file) => break (file, tmp),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 1000 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(IoError::from_os(&tmp, "create", e)),
+            }
+        };
         if let Err(e) = keep_attributes(&file, existing.as_ref(), mode) {
             let _ = std::fs::remove_file(&tmp);
             return Err(IoError::from_os(&tmp, "chmod", e));
@@ -350,6 +359,24 @@ mod tests {
         assert!(!dead.exists(), "a dead writer's temp was left behind");
         assert!(live.exists(), "a live writer's temp was removed");
         assert!(other.exists(), "another file's temp was removed");
+    }
+
+    #[test]
+    fn a_temp_left_under_this_pid_does_not_fail_the_write() {
+        // Defect: a temp named with this process's pid and the next number (left by a dead process
+        // that had the same pid) made the write fail with "File exists"; it showed as a flaky
+        // `temps_of_dead_writers_are_removed_and_live_ones_kept`, whose "live" temp is number 7.
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("w.bin");
+        let next = COUNTER.load(Ordering::Relaxed);
+        for n in next..next + 64 {
+            let t = dir
+                .path()
+                .join(format!(".w.bin.{}.{n}.tmp", std::process::id()));
+            std::fs::write(t, b"left").unwrap();
+        }
+        write_atomic(&dest, b"new").unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
     }
 
     #[test]
