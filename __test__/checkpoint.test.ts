@@ -544,6 +544,51 @@ describe('set replacement', () => {
     ).toEqual([]);
   });
 
+  it("a commit record touches only its own set's files: one naming another checkpoint's is refused and changes nothing", async () => {
+    // Regression: the record's names were only checked to be base names in the folder, so a damaged or
+    // planted record of one checkpoint renamed over or deleted another checkpoint of the same run folder
+    // (and any other file there) when the first was loaded.
+    const { mkdirSync } = await import('node:fs');
+    const sub = join(dir, `foreign-${Math.random().toString(36).slice(2)}`);
+    mkdirSync(sub);
+    const a = join(sub, 'step-1.safetensors');
+    const b = join(sub, 'step-2.safetensors');
+    await tv.saveCheckpoint(a, small(), { version: 'a' });
+    await tv.saveCheckpoint(b, { w: new Float32Array([5]) }, { version: 'b' });
+    writeFileSync(join(sub, 'notes.txt'), 'not a checkpoint file');
+    const dead = 2 ** 22 + 777; // above pid_max's default: never a live process
+    const bBytes = readFileSync(b);
+    const records = [
+      // deletes another checkpoint's weights
+      { renames: [], deletes: ['step-2.safetensors'] },
+      // deletes a file of no checkpoint
+      { renames: [], deletes: ['notes.txt'] },
+      // renames a temporary of this set over another checkpoint's weights
+      { renames: [[`.step-1.safetensors.${dead}.aa.tmp`, 'step-2.safetensors']], deletes: [] },
+      // renames another checkpoint's weights over this set's
+      { renames: [['step-2.safetensors', 'step-1.safetensors']], deletes: [] },
+      // renames a temporary made for one file of the set onto another of its files
+      { renames: [[`.step-1.safetensors.${dead}.bb.tmp`, 'step-1.safetensors.meta.json']], deletes: [] },
+    ];
+    for (const r of records) {
+      writeFileSync(join(sub, `.step-1.safetensors.${dead}.aa.tmp`), 'planted');
+      writeFileSync(join(sub, `.step-1.safetensors.${dead}.bb.tmp`), 'planted');
+      writeFileSync(`${a}.ckpt-commit`, JSON.stringify({ tensorvault_commit: 1, ...r }));
+      const e = await rejects(tv.loadCheckpoint(a));
+      expect(e.code).toBe('TV_CHECKPOINT_INVALID');
+      expect(e.context.reason).toBe('commit_record');
+      expect(readFileSync(b).equals(bBytes)).toBe(true);
+      expect(readFileSync(join(sub, 'notes.txt'), 'utf8')).toBe('not a checkpoint file');
+      expect((await tv.loadCheckpoint(b, { verify: 'full' })).version).toBe('b');
+    }
+    // The record removed, the checkpoint loads as it was.
+    const { rmSync } = await import('node:fs');
+    rmSync(`${a}.ckpt-commit`);
+    const c = await tv.loadCheckpoint(a, { verify: 'full' });
+    expect(c.version).toBe('a');
+    c.close();
+  });
+
   it('a folder remembered as clean is scanned again once it changes: a dead temp made after a cached open is removed by the next', async () => {
     const { mkdirSync, utimesSync } = await import('node:fs');
     const sub = join(dir, `quiet-${Math.random().toString(36).slice(2)}`);

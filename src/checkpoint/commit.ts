@@ -24,19 +24,34 @@ export function publish(event: Record<string, unknown>): void {
   if (checkpointChannel.hasSubscribers) checkpointChannel.publish(event);
 }
 
-/** A commit record: renames and deletions inside the checkpoint's folder (base names only). */
+/**
+ * A commit record: renames and deletions of the set's own files (base names only). A rename moves a
+ * temporary of one of the set's files (`.F.PID.X.tmp`) onto that file `F`; a deletion removes one of
+ * them (the weights, or a sidecar of another layout). Nothing else in the folder can be named.
+ */
 export interface CommitRecord {
   tensorvault_commit: 1;
   renames: [string, string][];
   deletes: string[];
 }
 
-function isBaseName(s: unknown): s is string {
-  return typeof s === 'string' && s.length > 0 && !/[/\\]/.test(s) && s !== '.' && s !== '..';
+/** The base names of the set's own files (the weights and every sidecar). */
+function setNames(files: CheckpointFiles): Set<string> {
+  return new Set([files.weights, ...sidecarFiles(files)].map((p) => basename(p)));
 }
 
-/** Parse a commit record; throws `TV_CHECKPOINT_INVALID` when it is malformed. */
-export function parseCommitRecord(text: string, path: string): CommitRecord {
+/** Whether `from` is a temporary of `to` (`.TO.PID.X.tmp`, as `tempName` makes them). */
+function isTempOf(from: unknown, to: string): boolean {
+  if (typeof from !== 'string' || !from.startsWith(`.${to}.`)) return false;
+  return /^\d+\.[0-9a-z]+\.tmp$/.test(from.slice(to.length + 2));
+}
+
+/**
+ * Parse the commit record of the set `files`; throws `TV_CHECKPOINT_INVALID` when it is malformed or
+ * names anything but the set's own files and their temporaries (a damaged or planted record of one
+ * checkpoint must not rename over or delete another's files in a shared run folder).
+ */
+export function parseCommitRecord(text: string, path: string, files: CheckpointFiles): CommitRecord {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -44,14 +59,16 @@ export function parseCommitRecord(text: string, path: string): CommitRecord {
     v = undefined;
   }
   const r = v as Partial<CommitRecord> | undefined;
+  const own = setNames(files);
+  const isOwn = (s: unknown): s is string => typeof s === 'string' && own.has(s);
   if (
     typeof r !== 'object' ||
     r === null ||
     r.tensorvault_commit !== 1 ||
     !Array.isArray(r.renames) ||
     !Array.isArray(r.deletes) ||
-    !r.renames.every((p) => Array.isArray(p) && p.length === 2 && isBaseName(p[0]) && isBaseName(p[1])) ||
-    !r.deletes.every(isBaseName)
+    !r.renames.every((p) => Array.isArray(p) && p.length === 2 && isOwn(p[1]) && isTempOf(p[0], p[1])) ||
+    !r.deletes.every(isOwn)
   ) {
     throw new TensorVaultError(
       ErrorCode.CHECKPOINT_INVALID,
@@ -94,7 +111,10 @@ export async function commitSet(
   record: CommitRecord,
   mark?: (step: string) => void,
 ): Promise<void> {
-  await atomicWriteFile(files.journal, JSON.stringify(record));
+  const text = JSON.stringify(record);
+  // The rules a later open applies to it (a record it would refuse must not become the commit point).
+  parseCommitRecord(text, files.journal, files);
+  await atomicWriteFile(files.journal, text);
   mark?.('commit.record');
   applyCommit(files, record, mark);
 }
@@ -155,7 +175,7 @@ export function recoverLocked(files: CheckpointFiles): { rolledForward: boolean;
     } catch (err) {
       throw ioError(err, files.journal, 'cannot read');
     }
-    applyCommit(files, parseCommitRecord(text, files.journal));
+    applyCommit(files, parseCommitRecord(text, files.journal, files));
     rolledForward = true;
   }
   const removed: string[] = [];
@@ -233,7 +253,7 @@ export function prepareRead(files: CheckpointFiles, timeoutMs = 10_000): (final:
     if (code !== ErrorCode.PERMISSION_DENIED && code !== ErrorCode.IO) throw err;
     // Read-only folder: read the new set through the record without changing anything.
     if (!existsSync(files.journal)) return identity;
-    const record = parseCommitRecord(readFileSync(files.journal, 'utf8'), files.journal);
+    const record = parseCommitRecord(readFileSync(files.journal, 'utf8'), files.journal, files);
     const dir = dirname(files.weights);
     const map = new Map<string, string>();
     for (const [from, to] of record.renames) {
