@@ -73,10 +73,18 @@ describe('tensorvault checkpoint', () => {
     await m.save(2, tensors(), { metrics: { loss: 1 } });
     const ls = run('ls', runDir, '--json');
     expect(ls.status).toBe(0);
-    expect(JSON.parse(ls.stdout).map((e: { step: number; metrics: object }) => [e.step, e.metrics])).toEqual([
-      [1, { loss: 2 }],
-      [2, { loss: 1 }],
+    expect(
+      JSON.parse(ls.stdout).map((e: { step: number; metrics: object; sidecar: string }) => [
+        e.step,
+        e.metrics,
+        e.sidecar,
+      ]),
+    ).toEqual([
+      [1, { loss: 2 }, 'sealed'],
+      [2, { loss: 1 }, 'sealed'],
     ]);
+    writeFileSync(`${m.pathOf(1)}.meta.json`, '{ not json');
+    expect(run('ls', runDir).stdout).toMatch(/step +1 .*\(sidecar damaged\)/);
     expect(run('frobnicate').status).toBe(3);
   });
 });

@@ -25,6 +25,44 @@ describe('CheckpointManager', () => {
     expect([...min.kept()]).toEqual([4]);
   });
 
+  it('a metric changed on disk does not decide what is pruned; a checkpoint with a damaged sidecar is kept, not deleted', async () => {
+    // Regression: the metrics were read from the sidecar without checking its seal, so one flipped digit
+    // (bit rot, an edit) in a worse checkpoint's metrics made it "best" and the real best was deleted;
+    // and a checkpoint whose sidecar was damaged was pruned with its weights.
+    const { subscribe, unsubscribe } = await import('node:diagnostics_channel');
+    const dir = tempDir('tv-mgr-forged-');
+    const m = new tv.CheckpointManager(dir, { keepLast: 1, keepBest: 1, metric: 'loss', mode: 'min' });
+    await m.save(1, t(1), { metrics: { loss: 0.1 } });
+    await m.save(2, t(2), { metrics: { loss: 5 } });
+    const meta = `${m.pathOf(2)}.meta.json`;
+    const doc = JSON.parse(readFileSync(meta, 'utf8'));
+    expect(doc.metadata.metrics.loss).toBe(5);
+    doc.metadata.metrics.loss = 0.01;
+    writeFileSync(meta, JSON.stringify(doc, null, 2));
+    expect(m.list().map((c) => [c.step, c.sidecar])).toEqual([
+      [1, 'sealed'],
+      [2, 'damaged'],
+    ]);
+    const events: Record<string, unknown>[] = [];
+    const on = (e: unknown) => events.push(e as Record<string, unknown>);
+    subscribe('tensorvault:checkpoint', on);
+    try {
+      await m.save(3, t(3), { metrics: { loss: 9 } });
+    } finally {
+      unsubscribe('tensorvault:checkpoint', on);
+    }
+    // Step 1 is still the best (step 2's forged 0.01 is not trusted), step 3 the last; step 2 is kept
+    // because its sidecar is damaged, and named in a `damaged` event.
+    expect(m.list().map((c) => c.step)).toEqual([1, 2, 3]);
+    expect(events).toContainEqual(
+      expect.objectContaining({ event: 'damaged', path: m.pathOf(2), part: 'sidecar', op: 'prune' }),
+    );
+    // A sidecar that is not JSON at all: kept too; an intact worse one is pruned as before.
+    writeFileSync(meta, '{ not json');
+    await m.save(4, t(4), { metrics: { loss: 7 } });
+    expect(m.list().map((c) => c.step)).toEqual([1, 2, 4]);
+  });
+
   it('restore() falls back to the newest checkpoint that verifies, with a report', async () => {
     const dir = tempDir('tv-mgr-restore-');
     const m = new tv.CheckpointManager(dir, { keepLast: 5 });

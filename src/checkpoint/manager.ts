@@ -3,15 +3,17 @@
  * one at a time off the event loop, pruned to the last N and the best K by a metric, restored with a
  * fall-back to the newest checkpoint that verifies.
  */
-import { existsSync, promises as fsp, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import type { TensorsToSave } from '../safetensors/writer';
 import { commitSet, lockSet, needsRecovery, publish, recoverLocked } from './commit';
+import { checkSealMessage } from './integrity';
 import type { CheckpointLayout } from './layout';
 import { checkpointFiles, type HmacKey, sidecarFiles } from './layout';
 import { type Checkpoint, type LoadCheckpointOptions, loadCheckpoint } from './load';
-import { type CheckpointEcc, type SaveCheckpointResult, saveCheckpoint } from './save';
+import { type Parsed, parseCheckpoint } from './parse';
+import { type CheckpointEcc, keyInForce, type SaveCheckpointResult, saveCheckpoint } from './save';
 
 /** Options of {@link CheckpointManager}. */
 export interface CheckpointManagerOptions {
@@ -35,7 +37,15 @@ export interface CheckpointManagerOptions {
 export interface ManagedCheckpoint {
   step: number;
   path: string;
+  /** The metrics its sidecar records (none when the sidecar is `damaged`). */
   metrics: Record<string, number>;
+  /**
+   * Whether those metrics can be trusted: `sealed` (tensorvault layout, the seal over the metadata
+   * verified), `unsealed` (PyFolds layouts: their sidecar has no seal), `unchecked` (a keyed seal and
+   * no key), `damaged` (the sidecar is missing, unreadable or fails its seal). A `damaged` checkpoint
+   * is not ranked by its metrics and never pruned: it is left for a person (runbook).
+   */
+  sidecar: 'sealed' | 'unsealed' | 'unchecked' | 'damaged';
 }
 
 /** What {@link CheckpointManager.restore} tried. */
@@ -130,29 +140,39 @@ export class CheckpointManager {
       if (m === null) continue;
       const step = Number(m[1]);
       const path = join(this.dir, name);
-      out.push({ step, path, metrics: this.#metricsOf(path) });
+      out.push({ step, path, ...this.#metricsOf(path) });
     }
     return out.sort((a, b) => a.step - b.step);
   }
 
-  #metricsOf(path: string): Record<string, number> {
-    const f = checkpointFiles(path);
-    for (const side of [f.meta, f.json]) {
-      if (!existsSync(side)) continue;
-      try {
-        const doc = JSON.parse(readFileSync(side, 'utf8')) as { metadata?: { metrics?: unknown } };
-        const m = doc.metadata?.metrics;
-        if (typeof m === 'object' && m !== null) {
-          return Object.fromEntries(Object.entries(m).filter(([, v]) => typeof v === 'number')) as Record<
-            string,
-            number
-          >;
-        }
-      } catch {
-        // a damaged sidecar has no metrics; restore() reports it
-      }
+  /**
+   * The metrics recorded in a checkpoint's sidecar, and whether they can be trusted: the seal is checked
+   * (tensorvault layout), so a metric changed on disk (bit rot, an edit) cannot decide what is kept and
+   * what pruned.
+   */
+  #metricsOf(path: string): Pick<ManagedCheckpoint, 'metrics' | 'sidecar'> {
+    let p: Parsed;
+    let sidecar: ManagedCheckpoint['sidecar'];
+    try {
+      p = parseCheckpoint(path);
+      sidecar =
+        p.block === undefined
+          ? 'unsealed'
+          : checkSealMessage(p, keyInForce(this.#o.hmacKey))
+            ? 'sealed'
+            : 'unchecked';
+    } catch (err) {
+      if (!(err instanceof TensorVaultError)) throw err;
+      return { metrics: {}, sidecar: 'damaged' };
     }
-    return {};
+    const m = p.metadata.metrics;
+    const metrics =
+      typeof m === 'object' && m !== null
+        ? (Object.fromEntries(
+            Object.entries(m).filter(([, v]) => typeof v === 'number' && Number.isFinite(v)),
+          ) as Record<string, number>)
+        : {};
+    return { metrics, sidecar };
   }
 
   /** The newest step, or undefined when the run has none. */
@@ -205,7 +225,7 @@ export class CheckpointManager {
     const metric = this.#o.metric;
     if (this.#o.keepBest > 0 && metric !== undefined) {
       const ranked = all
-        .filter((c) => typeof c.metrics[metric] === 'number')
+        .filter((c) => c.sidecar !== 'damaged' && typeof c.metrics[metric] === 'number')
         .sort((a, b) => {
           const d = (a.metrics[metric] as number) - (b.metrics[metric] as number);
           return this.#o.mode === 'min' ? d : -d;
@@ -218,6 +238,8 @@ export class CheckpointManager {
   /**
    * Delete the checkpoints the retention rules do not keep. Each is deleted as a set through a commit
    * record (`commit.ts`), so a crash mid-prune leaves it whole or gone once the record is rolled forward.
+   * A checkpoint whose sidecar is `damaged` is never deleted (its weights may be all a person has to
+   * recover it from): it is kept, and a `damaged` event names it on every prune.
    */
   async prune(): Promise<number[]> {
     const all = this.list();
@@ -225,6 +247,10 @@ export class CheckpointManager {
     const removed: number[] = [];
     for (const c of all) {
       if (keep.has(c.step)) continue;
+      if (c.sidecar === 'damaged') {
+        publish({ event: 'damaged', path: c.path, part: 'sidecar', op: 'prune', action: 'kept' });
+        continue;
+      }
       const files = checkpointFiles(c.path);
       const lock = lockSet(files, 30_000);
       try {

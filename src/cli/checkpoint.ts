@@ -24,7 +24,8 @@ const usage = `tensorvault checkpoint <command> [options]
   repair <file>             repair from parity (.tvecc or rs(N) .ecc), replace atomically, re-verify
   convert <file> --layout L [--out FILE] [--ecc LEVEL]
                             rewrite in another layout (tensorvault, pyfolds, pyfolds-ecc), verified first
-  ls <run folder>           the checkpoints of a CheckpointManager run (step, size, metrics)
+  ls <run folder>           the checkpoints of a CheckpointManager run (step, size, metrics; a sidecar
+                            that fails its seal is marked damaged: its metrics are not trusted)
 
   <file> is the weights file (NAME.safetensors). --json prints machine-readable output.
   The HMAC key, when the checkpoint is keyed, comes from PYFOLDS_CHECKPOINT_HMAC_KEY.
@@ -140,7 +141,7 @@ async function run(argv: readonly string[]): Promise<number> {
       const list = m.list().map((c) => ({ ...c, byteLength: statSync(c.path).size }));
       let text = '';
       for (const c of list)
-        text += `  step ${String(c.step).padStart(9)}  ${formatBytes(c.byteLength).padStart(10)}  ${JSON.stringify(c.metrics)}  ${c.path}\n`;
+        text += `  step ${String(c.step).padStart(9)}  ${formatBytes(c.byteLength).padStart(10)}  ${JSON.stringify(c.metrics)}${c.sidecar === 'sealed' || c.sidecar === 'unsealed' ? '' : `  (sidecar ${c.sidecar})`}  ${c.path}\n`;
       out(json, list, text || '  (no checkpoints)\n');
       return ExitCode.OK;
     }
