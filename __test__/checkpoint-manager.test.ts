@@ -1,6 +1,6 @@
 // CheckpointManager: queued saves, keepLast / keepBest retention, latest(), restore() with fall-back.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import * as tv from '../dist/index.js';
 import { xorAt } from './helpers/bytes';
 import { tempDir } from './helpers/tmp';
@@ -61,6 +61,31 @@ describe('CheckpointManager', () => {
     writeFileSync(meta, '{ not json');
     await m.save(4, t(4), { metrics: { loss: 7 } });
     expect(m.list().map((c) => c.step)).toEqual([1, 2, 4]);
+  });
+
+  it('list() reads the run folder once, not once per checkpoint', async () => {
+    // Regression: every set was checked for recovery on its own, each check a scan of the whole folder,
+    // so list() (twice per save) grew with the square of the run's checkpoints: 1.7 s for 1,000
+    // (benches/probes/manager-list.mjs). Only sets with a commit record or a temporary are checked now.
+    const { createRequire } = await import('node:module');
+    const fs = createRequire(__filename)('node:fs') as typeof import('node:fs');
+    const dir = tempDir('tv-mgr-list-');
+    const m = new tv.CheckpointManager(dir, { keepLast: 100 });
+    for (let s = 1; s <= 30; s++) await m.save(s, { w: new Float32Array(4) });
+    const spy = vi.spyOn(fs, 'readdirSync');
+    try {
+      expect(m.list()).toHaveLength(30);
+      expect(spy.mock.calls.filter(([d]) => String(d) === dir).length).toBeLessThanOrEqual(2);
+    } finally {
+      spy.mockRestore();
+    }
+    // A set with a dead writer's temporary is still recovered by list().
+    const dead = 2 ** 22 + 99; // above pid_max's default: never a live process
+    const { existsSync, writeFileSync: write } = fs;
+    const temp = `${dir}/.step-000000007.safetensors.${dead}.ab.tmp`;
+    write(temp, 'leftover');
+    expect(m.list()).toHaveLength(30);
+    expect(existsSync(temp)).toBe(false);
   });
 
   it('restore() falls back to the newest checkpoint that verifies, with a report', async () => {

@@ -119,10 +119,13 @@ export class CheckpointManager {
     }
     // Finish interrupted saves and prunes first (commit records, dead writers' temporaries), so that
     // the list holds whole sets only.
+    // Only a set with a commit record or a temporary in the folder can need recovery: the others are
+    // not checked one by one (each check scans the folder, which grows with the run).
     const sets = new Set<number>();
     for (const name of names) {
       const m = ANY.exec(name);
-      if (m !== null && !NAME.test(name)) sets.add(Number(m[1]));
+      const pending = name.endsWith('.ckpt-commit') || (name.startsWith('.') && name.endsWith('.tmp'));
+      if (m !== null && pending) sets.add(Number(m[1]));
     }
     for (const step of sets) {
       const files = checkpointFiles(this.pathOf(step));
@@ -154,7 +157,9 @@ export class CheckpointManager {
     let p: Parsed;
     let sidecar: ManagedCheckpoint['sidecar'];
     try {
-      p = parseCheckpoint(path);
+      // list() has just recovered every set of the folder: no second recovery check (a scan of the
+      // folder per checkpoint).
+      p = parseCheckpoint(path, undefined, true);
       sidecar =
         p.block === undefined
           ? 'unsealed'

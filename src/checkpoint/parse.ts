@@ -188,12 +188,13 @@ function openFast(
  * Detect the layout at `path` and parse its sidecar (after recovering an interrupted save). With
  * `open`, a `tensorvault` checkpoint is opened in the same step when it can be (see
  * {@link Parsed.opened}); `open.keyedOnly` (a key is required) opens only a keyed one, so that a
- * downgrade is refused before anything is mapped.
+ * downgrade is refused before anything is mapped. `recovered`: the caller has just recovered the set
+ * (a `CheckpointManager` listing its run), so the recovery check is skipped.
  */
-export function parseCheckpoint(path: string, open?: { keyedOnly: boolean }): Parsed {
+export function parseCheckpoint(path: string, open?: { keyedOnly: boolean }, recovered = false): Parsed {
   const box: { opened?: Parsed['opened'] } = {};
   try {
-    return parseWith(path, open, box);
+    return parseWith(path, open, box, recovered);
   } catch (err) {
     closeOpened(box.opened);
     throw err;
@@ -204,9 +205,10 @@ function parseWith(
   path: string,
   open: { keyedOnly: boolean } | undefined,
   box: { opened?: Parsed['opened'] },
+  recovered: boolean,
 ): Parsed {
   const files = checkpointFiles(path);
-  const at = prepareRead(files);
+  const at = recovered ? (p: string) => p : prepareRead(files);
   const metaPath = at(files.meta);
   const jsonPath = at(files.json);
   let doc: Record<string, unknown>;
