@@ -5,11 +5,12 @@
  * events the head does not vouch for are never accepted.
  */
 import { randomUUID } from 'node:crypto';
-import { constants, promises as fsp, writeSync } from 'node:fs';
+import { constants, fdatasyncSync, promises as fsp, ftruncateSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { hashFile } from '../hash/index';
 import { atomicWriteFile, exists, fsyncDir, ioError } from '../io/index';
+import { testHooksBuilt } from '../native';
 import {
   type EventLogEntry,
   entryShapeProblem,
@@ -32,10 +33,27 @@ function writeAll(fd: number, buf: Buffer, position: number | null, path: string
   }
 }
 
+/**
+ * Test hook (`__test__/eventlog.test.ts` only): `TV_TEST_EVENTLOG_FAIL=LABEL` fails the step of that
+ * label as a full disk would (`ENOSPC`). Read only when the addon is a test build (`testHooksBuilt()`),
+ * so a published build ignores it.
+ */
+let hooks: boolean | undefined;
+function failpoint(label: string): void {
+  hooks ??= testHooksBuilt();
+  if (hooks && process.env.TV_TEST_EVENTLOG_FAIL === label) {
+    throw Object.assign(new Error(`test hook: ${label} failed`), { code: 'ENOSPC' });
+  }
+}
+
 export class V2Format implements LogFormat {
   readonly name = 'v2' as const;
   #anchor: V2Anchor = { segment: 1, seq: 1, prev_hash: null, pruned_events: 0 };
   #appendFh: fsp.FileHandle | undefined;
+  /** Length of the append file after the last complete batch (the lines the log holds). */
+  #appendEnd = 0;
+  /** Set when a failed batch's partial lines could not be cut off yet: the length to cut back to. */
+  #tornEnd: number | undefined;
   #headFh: fsp.FileHandle | undefined;
   constructor(
     readonly ctx: FormatContext,
@@ -212,16 +230,49 @@ export class V2Format implements LogFormat {
 
   async write(seg: number, entries: EventLogEntry[]): Promise<void> {
     const file = join(this.ctx.store.dir, segName(seg, 'v2'));
-    this.#appendFh ??= await fsp.open(file, 'a');
-    // The lines are small and go to the page cache: write them synchronously (no thread-pool hop);
-    // the fsync, which can take milliseconds, stays off the JS thread.
-    writeAll(
-      this.#appendFh.fd,
-      Buffer.from(entries.map((e) => `${JSON.stringify(e)}\n`).join('')),
-      null,
-      file,
-    );
-    if (this.ctx.fsync) await this.#appendFh.datasync();
+    if (this.#appendFh === undefined) {
+      this.#appendFh = await fsp.open(file, 'a');
+      this.#appendEnd = (await this.#appendFh.stat()).size;
+    }
+    const fh = this.#appendFh;
+    // A write that failed earlier and could not be cut back then: cut it now, or refuse.
+    if (this.#tornEnd !== undefined) this.#cutBack(fh.fd, file, this.#tornEnd);
+    const before = this.#appendEnd;
+    const buf = Buffer.from(entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    try {
+      // The lines are small and go to the page cache: write them synchronously (no thread-pool hop);
+      // the fsync, which can take milliseconds, stays off the JS thread.
+      writeAll(fh.fd, buf, null, file);
+      if (this.ctx.fsync) await fh.datasync();
+    } catch (err) {
+      // A full disk, a failed fsync: the batch is not in the log. Its lines (or the part of them that
+      // reached the file) are cut off now, so that the next append does not land after a torn line and
+      // break the chain (the caller saw the error and may retry). When even the cut fails, the next
+      // write tries it again first.
+      this.#tornEnd = before;
+      try {
+        this.#cutBack(fh.fd, file, before);
+      } catch {
+        // kept in #tornEnd
+      }
+      throw err;
+    }
+    this.#appendEnd = before + buf.length;
+  }
+
+  /** Cut the append file back to `end` bytes (after a failed write), or throw `TV_IO`. */
+  #cutBack(fd: number, file: string, end: number): void {
+    try {
+      ftruncateSync(fd, end);
+      if (this.ctx.fsync) fdatasyncSync(fd);
+    } catch (err) {
+      throw ioError(
+        err,
+        file,
+        'an earlier append failed and its partial lines cannot be cut off; nothing was written',
+      );
+    }
+    this.#tornEnd = undefined;
   }
 
   async rotate(n: number): Promise<void> {
@@ -237,18 +288,31 @@ export class V2Format implements LogFormat {
       prev_hash: tail.last?.current_hash ?? this.#anchor.prev_hash,
     };
     let fh: fsp.FileHandle | undefined;
+    const line = Buffer.from(`${JSON.stringify(header)}\n`);
     try {
       fh = await fsp.open(
         file,
         constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND,
       );
-      await fh.write(`${JSON.stringify(header)}\n`);
+      failpoint('rotate');
+      await fh.write(line);
       if (this.ctx.fsync) await fh.sync();
     } catch (err) {
-      await fh?.close();
+      await fh?.close().catch(() => {});
+      // The segment this call created (a full disk can leave it empty or with part of its header) is
+      // removed, so that the next append creates it again instead of failing on it.
+      if (fh !== undefined) {
+        try {
+          unlinkSync(file);
+        } catch {
+          // the next open cuts a torn header
+        }
+      }
       throw ioError(err, file, 'cannot create segment');
     }
     this.#appendFh = fh;
+    this.#appendEnd = line.length;
+    this.#tornEnd = undefined;
     if (this.ctx.fsync) await fsyncDir(store.dir);
   }
 
