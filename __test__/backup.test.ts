@@ -808,3 +808,37 @@ describe('CLI: tensorvault backup', () => {
     expect(e.stdout).toMatch(/^valid/);
   });
 });
+
+describe('a backup on a full disk', () => {
+  it('fails with TV_IO and leaves nothing in the output folder', () => {
+    // Regression: the archive's write error (ENOSPC, EFBIG) came out as a plain Node error (code
+    // `ENOSPC`, no `TV_` code). `ulimit -f 64` makes any write past 64 KiB fail as a full disk does.
+    const d = fresh();
+    const out = join(fresh(), 'out');
+    const dist = join(__dirname, '..', 'dist', 'index.js');
+    const script = `
+      const tv = require(${JSON.stringify(dist)});
+      (async () => {
+        const log = await tv.EventLog.open(${JSON.stringify(d)}, { segmentSize: 100, fsync: 'never' });
+        for (let i = 0; i < 3000; i += 50)
+          await log.appendMany(Array.from({ length: 50 }, (_, j) => ({ actor: 'a', evento: 'E', entidade: 'x', entidadeId: String(i + j) })));
+        await log.close();
+        try {
+          await tv.createBackup(${JSON.stringify(d)}, ${JSON.stringify(out)});
+          console.log(JSON.stringify({ ok: true }));
+        } catch (e) {
+          console.log(JSON.stringify({ name: e.constructor.name, code: e.code, tv: e instanceof tv.TensorVaultError }));
+        }
+      })();`;
+    const r = spawnSync(
+      'bash',
+      ['-c', `ulimit -f 64 && exec "${process.execPath}" -e '${script.replace(/'/g, "'\\''")}'`],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual({ name: 'TensorVaultError', code: 'TV_IO', tv: true });
+    expect(readdirSync(out)).toEqual([]);
+  });
+});

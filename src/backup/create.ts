@@ -6,7 +6,7 @@ import { type CipherGCM, createCipheriv, randomBytes } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { fromNative, invalidArgument, TensorVaultAbortError } from '../errors';
+import { fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { CutChainCheck, LAYOUT, type LogCut, takeCut } from '../eventlog/index';
 import { Sha256, sha256 } from '../hash/index';
 import { atomicWriteFile, fsyncDir, ioError } from '../io/index';
@@ -320,6 +320,8 @@ export async function createBackup(
   );
   let sink: ArchiveSink | undefined;
   let done = false;
+  /** The archive once published (removed again when a later step fails: no archive without manifest). */
+  let published: string | undefined;
   try {
     await fsp.mkdir(outDir, { recursive: true }).catch((err: unknown) => {
       throw ioError(err, outDir, 'cannot create');
@@ -355,6 +357,7 @@ export async function createBackup(
     const inner = options.sign ? signManifest(manifest, options.sign) : manifest;
     await sink.file('manifest.json', Buffer.from(`${JSON.stringify(inner, null, 2)}\n`));
     await sink.publish(archivePath, outDir);
+    published = archivePath;
     manifest = {
       ...manifest,
       archive: { name: archiveName, size: sink.bytesOut, sha256: sink.hash.digest('hex') },
@@ -366,6 +369,11 @@ export async function createBackup(
     );
     done = true;
     return { archivePath, manifestPath, manifest, bytesIn: bytesDone, bytesOut: sink.bytesOut };
+  } catch (err) {
+    // A full disk, a failed fsync…: a typed error, and nothing left in `outDir` (an archive published
+    // before its manifest could be written is removed with the temp file).
+    if (published !== undefined) await fsp.rm(published, { force: true }).catch(() => {});
+    throw err instanceof TensorVaultError ? err : ioError(err, outDir, 'cannot write the backup');
   } finally {
     await cut.close();
     if (!done) await sink?.abort();
