@@ -508,3 +508,48 @@ describe('RingFileLog: one writer per file', () => {
     expectCode(() => new tv.RingFileLog(other), 'TV_NOT_A_FILE');
   });
 });
+
+describe('a ring log that cannot write (full disk, folder gone)', () => {
+  it('the default onError warns once per streak of failures, not once per record', async () => {
+    // Regression: every failed flush was a process warning, and an `error` record flushes at once, so
+    // a full disk printed one warning per error logged (16 for the 20 records below).
+    const folder = join(dir, `streak-${n++}`);
+    mkdirSync(folder);
+    const warnings: Error[] = [];
+    const on = (w: Error) => {
+      if (/^TV_/.test(String((w as { code?: string }).code))) warnings.push(w);
+    };
+    const seen: unknown[] = [];
+    const diag = (m: unknown) => {
+      if ((m as { event?: string }).event === 'error') seen.push(m);
+    };
+    process.on('warning', on);
+    subscribe(tv.RING_LOG_CHANNEL, diag);
+    const log = new tv.RingFileLog(join(folder, 'x.log'), {
+      capacityLines: 4,
+      compactionSlack: 1,
+      flushIntervalMs: 0,
+    });
+    try {
+      log.info('written');
+      rmSync(folder, { recursive: true });
+      for (let i = 0; i < 20; i++) log.error(`cannot be written ${i}`);
+      await new Promise((r) => setTimeout(r, 20)); // warnings are emitted on a later tick
+      expect(warnings).toHaveLength(1);
+      const failures = seen.length;
+      expect(failures).toBeGreaterThan(1); // the channel still sees every failure
+      // Room again: the next write succeeds, and a new streak warns again (once).
+      mkdirSync(folder);
+      log.error('written again');
+      rmSync(folder, { recursive: true });
+      for (let i = 0; i < 20; i++) log.error(`cannot be written either ${i}`);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(warnings).toHaveLength(2);
+    } finally {
+      process.off('warning', on);
+      unsubscribe(tv.RING_LOG_CHANNEL, diag);
+      mkdirSync(folder, { recursive: true });
+      log.close();
+    }
+  });
+});

@@ -55,7 +55,9 @@ export interface RingFileLogOptions {
   compactionSlack?: number;
   /**
    * Called with write errors from the timer, the exit hook or a logging call (logging never throws for
-   * I/O). Default: `process.emitWarning` (a line on stderr during process exit). Records that failed to be written stay pending and are retried.
+   * I/O). Default: `process.emitWarning` (a line on stderr during process exit), once per streak of
+   * failures (a full disk: one warning until a write succeeds again). Records that failed to be written
+   * stay pending and are retried.
    */
   onError?: (err: TensorVaultError) => void;
 }
@@ -146,6 +148,8 @@ export class RingFileLog {
   readonly #fsync: boolean;
   readonly #slack: number;
   readonly #onError: (err: TensorVaultError) => void;
+  /** A flush failed and none has succeeded since (the default `onError` has warned already). */
+  #failing = false;
   readonly #ring: Ring;
   readonly #lock: WriterLock;
   #pending = 0;
@@ -347,7 +351,11 @@ export class RingFileLog {
     } catch (err) {
       const e = err instanceof TensorVaultError ? err : ioError(err, this.path);
       if (diag.hasSubscribers) diag.publish({ event: 'error', path: this.path, error: e });
-      this.#onError(e);
+      // The default handler warns once per streak of failures (a full disk fails every flush, and an
+      // `error` record flushes at once, until there is room again: one warning, not one per record); a
+      // caller's `onError` and the channel see every one.
+      if (this.#onError !== defaultOnError || !this.#failing) this.#onError(e);
+      this.#failing = true;
     }
   }
 
@@ -391,6 +399,7 @@ export class RingFileLog {
     }
     this.#pending = 0;
     this.#lastWrite = performance.now();
+    this.#failing = false;
   }
 
   /**
