@@ -4,6 +4,7 @@ import {
   closeSync,
   existsSync,
   ftruncateSync,
+  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -874,5 +875,38 @@ describe('tensorvault inspect', () => {
     const e = spawnSync(process.execPath, [cli, 'inspect', bad], { encoding: 'utf8' });
     expect(e.status).not.toBe(0);
     expect(e.stderr).toContain('TV_SAFETENSORS_INVALID');
+  });
+});
+
+describe('a save on a full disk', () => {
+  it('fails with TV_IO and leaves no temporary file, whichever write fails (the data or the last buffered bytes)', () => {
+    // Regression: when the write that failed was the flush of the last buffered bytes at commit (a
+    // file under 1 MiB, or the tail of any file), the temporary file `.NAME.PID.N.tmp` was left behind.
+    // `ulimit -f 256` makes any write past 256 KiB fail as a full disk does.
+    const sub = join(dir, `full-${Date.now()}`);
+    mkdirSync(sub);
+    const dist = join(__dirname, '..', 'dist', 'index.js');
+    const script = `
+      const tv = require(${JSON.stringify(dist)});
+      (async () => {
+        const out = [];
+        for (const [name, bytes] of [['small', 600000], ['large', 3000000]]) {
+          try {
+            await tv.saveSafetensors(${JSON.stringify(sub)} + '/' + name + '.safetensors', { w: new Uint8Array(bytes).fill(1) });
+            out.push('saved');
+          } catch (e) {
+            out.push(e instanceof tv.TensorVaultError ? e.code : 'untyped ' + e.code);
+          }
+        }
+        console.log(JSON.stringify(out));
+      })();`;
+    const r = spawnSync(
+      'bash',
+      ['-c', `ulimit -f 256 && exec "${process.execPath}" -e '${script.replace(/'/g, "'\\''")}'`],
+      { encoding: 'utf8' },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual(['TV_IO', 'TV_IO']);
+    expect(readdirSync(sub)).toEqual([]);
   });
 });

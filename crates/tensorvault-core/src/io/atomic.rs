@@ -111,24 +111,27 @@ impl AtomicFile {
         }
     }
 
-    /// Flush, fsync, rename over the destination and fsync the folder.
+    /// Flush, fsync, rename over the destination and fsync the folder. When any step before the
+    /// rename fails (the last buffered bytes or the fsync on a full disk), the temporary file is
+    /// removed and the destination left as it was.
     pub fn commit(mut self) -> Result<(), IoError> {
         let out = self.out.take().ok_or_else(|| closed(&self.tmp))?;
-        let file = out
-            .into_inner()
-            .map_err(|e| IoError::from_os(&self.tmp, "write", e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| IoError::from_os(&self.tmp, "fsync", e))?;
-        drop(file);
-        // Checked again just before the rename: a device or FIFO put at the path meanwhile is
-        // still never replaced.
-        if let Err(e) = writable_target(&self.dest) {
+        let placed = (|| {
+            let file = out
+                .into_inner()
+                .map_err(|e| IoError::from_os(&self.tmp, "write", e.into_error()))?;
+            file.sync_all()
+                .map_err(|e| IoError::from_os(&self.tmp, "fsync", e))?;
+            drop(file);
+            // Checked again just before the rename: a device or FIFO put at the path meanwhile is
+            // still never replaced.
+            writable_target(&self.dest)?;
+            std::fs::rename(&self.tmp, &self.dest)
+                .map_err(|e| IoError::from_os(&self.dest, "rename", e))
+        })();
+        if let Err(e) = placed {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(e);
-        }
-        if let Err(e) = std::fs::rename(&self.tmp, &self.dest) {
-            let _ = std::fs::remove_file(&self.tmp);
-            return Err(IoError::from_os(&self.dest, "rename", e));
         }
         sync_parent(&self.dest)
     }
