@@ -56,7 +56,13 @@ impl FileLock {
         for _ in 0..REOPEN_TRIES {
             let (file, meta) = open_lock_file(path)?;
             if let Some(lock) = lock_opened(path, file, &meta)? {
-                lock.write_holder(holder)?;
+                match lock.write_holder(holder) {
+                    // The holder's text only serves a refused writer's message; the lock is the
+                    // flock. A full disk (or quota, or file-size limit) must not stop the writer that
+                    // has it: repairing in place or reading through a commit needs no new space.
+                    Err(IoError::Os { source, .. }) if no_space(&source) => {}
+                    other => other?,
+                }
                 return Ok(lock);
             }
         }
@@ -68,6 +74,7 @@ impl FileLock {
         .into())
     }
 
+    /// Replace the file's text with `holder` (left empty when it cannot be written).
     fn write_holder(&self, holder: &str) -> Result<(), IoError> {
         let mut f = &self.file;
         f.set_len(0)
@@ -150,6 +157,15 @@ fn lock_opened(
     }
 }
 
+/// Whether a write failed for want of space (a full disk, a quota, a file-size limit).
+fn no_space(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
+}
+
 /// The holder's description from a lock file we could not lock (at most 4 KiB; `unknown` if empty).
 fn read_holder(mut file: File) -> String {
     let mut buf = Vec::new();
@@ -195,6 +211,49 @@ mod tests {
         let third = FileLock::try_acquire(&p, "c").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "c");
         third.release();
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_does_not_stop_the_writer_that_has_the_lock() {
+        // Regression: the holder's text could not be written on a full disk, and the lock was
+        // refused with the write error, so nothing could repair or commit in place there. The
+        // child process (this test binary, this test only) runs under a file-size limit of 4 bytes,
+        // which makes the holder's text fail as a full disk does.
+        if let Some(p) = std::env::var_os("TV_LOCK_FULL_DISK_CHILD") {
+            // SAFETY: plain libc calls on values owned here; SIGXFSZ ignored so the write fails
+            // with EFBIG instead of killing the process.
+            unsafe {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &raw mut lim), 0);
+                lim.rlim_cur = 4;
+                assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &raw const lim), 0);
+            }
+            let p = PathBuf::from(p);
+            let held = FileLock::try_acquire(&p, "{\"pid\":1,\"host\":\"h\"}").expect("the lock");
+            assert!(matches!(
+                FileLock::try_acquire(&p, "{\"pid\":2}"),
+                Err(LockError::Held { .. })
+            ));
+            held.release();
+            std::process::exit(0);
+        }
+        let d = dir();
+        let p = d.join("full.lock");
+        let st = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "io::lock::tests::a_full_disk_does_not_stop_the_writer_that_has_the_lock",
+                "--test-threads=1",
+            ])
+            .env("TV_LOCK_FULL_DISK_CHILD", &p)
+            .status()
+            .unwrap();
+        assert!(st.success(), "child: {st:?}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 
