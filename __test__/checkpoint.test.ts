@@ -1,7 +1,8 @@
 // Checkpoints: the three layouts, PyFolds's own checkpoint tests (contract section 5), the contract's
 // known answers, damage and repair, the key policy, set replacement after a crash.
+import { spawnSync } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as layout from '../dist/checkpoint/layout.js';
@@ -942,5 +943,60 @@ describe('arguments', () => {
     await tv.saveSafetensors(bare, small());
     const e = await rejects(tv.loadCheckpoint(bare));
     expect([e.code, e.context.reason]).toEqual(['TV_CHECKPOINT_INVALID', 'no_sidecar']);
+  });
+});
+
+describe('a repair that cannot write', () => {
+  it('reports the write error (TV_IO), not damage beyond the parity, and the checkpoint repairs once it can', async () => {
+    // Regression: any error of the repair (a full disk, a failing read, a lock) was reported as
+    // TV_CHECKPOINT_INTEGRITY "parity cannot repair it (TV_IO)", which sends an operator to an older
+    // checkpoint (runbook step 4) when the damage is well within the parity. `ulimit -f 1024` makes
+    // the in-place write of the damaged chunk (past 1 MiB) fail as a failing disk does.
+    const path = fresh('cannot-write');
+    const data = new Uint8Array(3 << 20).map((_, i) => (i * 7) & 0xff);
+    await tv.saveCheckpoint(path, { data }, { ecc: 'medium' });
+    corrupt(path, statSync(path).size - 1000);
+    const dist = join(__dirname, '..', 'dist', 'index.js');
+    const script = `
+      const tv = require(${JSON.stringify(dist)});
+      const code = (e) => (e instanceof tv.TensorVaultError ? e.code : 'untyped');
+      (async () => {
+        const out = {};
+        try {
+          out.repair = (await tv.repairCheckpoint(${JSON.stringify(path)})).status;
+        } catch (e) {
+          out.repair = code(e);
+        }
+        // The lazy path: the view's repair fails the same way, twice (nothing is cached as damaged).
+        const ck = await tv.loadCheckpoint(${JSON.stringify(path)});
+        out.views = [];
+        for (let i = 0; i < 2; i++) {
+          try {
+            await ck.tensor('data');
+            out.views.push('ok');
+          } catch (e) {
+            out.views.push(code(e));
+          }
+        }
+        out.status = ck.report.status;
+        ck.close();
+        console.log(JSON.stringify(out));
+      })();`;
+    const r = spawnSync(
+      'bash',
+      ['-c', `ulimit -f 1024 && exec "${process.execPath}" -e '${script.replace(/'/g, "'\\''")}'`],
+      { encoding: 'utf8' },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual({
+      repair: 'TV_IO',
+      views: ['TV_IO', 'TV_IO'],
+      status: 'unverified',
+    });
+    const fixed = await tv.repairCheckpoint(path);
+    expect(fixed.status).toBe('repaired');
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(Buffer.from((await c.tensor('data')).bytes).equals(Buffer.from(data))).toBe(true);
+    c.close();
   });
 });

@@ -29,6 +29,18 @@ import { fileLeaves } from './write';
  * Open the weights: the mapping, and a descriptor of the same file (for the chunk reads of lazy
  * verification), duplicated from the mapping's own so that both are the same file by construction.
  */
+
+/**
+ * Whether a repair's error is about the machine rather than the parity: the disk (full, failing
+ * reads: `TV_IO`), permissions, a lock held by another writer. The damage may still be repairable,
+ * so the error is reported as it is, not as damage beyond the parity.
+ */
+export function notAboutParity(err: unknown): boolean {
+  return (
+    err instanceof TensorVaultError &&
+    (err.code === ErrorCode.IO || err.code === ErrorCode.PERMISSION_DENIED || err.code === ErrorCode.LOCKED)
+  );
+}
 export async function openPair(
   path: string,
   signal?: AbortSignal,
@@ -142,6 +154,8 @@ export async function verifyWhole(
         });
       } catch (err) {
         if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
+        // A full disk, a read error, a lock: the repair could not run, which says nothing of the parity.
+        if (notAboutParity(err)) throw err;
         return {
           file: f,
           report: { ...report, status: 'damaged' },

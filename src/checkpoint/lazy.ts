@@ -11,7 +11,15 @@ import type { NativeOutboard } from '../native/binding';
 import type { SafetensorsFile, Tensor, TensorInfo } from '../safetensors/reader';
 import { publish } from './commit';
 import { TensorDamagedError } from './errors';
-import { fdPath, mergeReport, openPair, treeDamage, underLock, verifyWhole } from './integrity';
+import {
+  fdPath,
+  mergeReport,
+  notAboutParity,
+  openPair,
+  treeDamage,
+  underLock,
+  verifyWhole,
+} from './integrity';
 import {
   type CheckpointLayout,
   equalHex,
@@ -313,10 +321,13 @@ export class Checkpoint {
         ms: performance.now() - t0,
       });
     } catch (err) {
+      // A full disk, a read error, a lock: the repair could not run; the tensor is not marked damaged
+      // beyond its parity, and a later view tries again.
       if (
         err instanceof TensorVaultError &&
         err.code !== ErrorCode.ABORTED &&
-        err.code !== ErrorCode.INTERNAL
+        err.code !== ErrorCode.INTERNAL &&
+        !notAboutParity(err)
       ) {
         this.#fail(tensor, chunks, `parity cannot repair it (${err.code})`);
       }
