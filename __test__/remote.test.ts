@@ -555,3 +555,58 @@ describe.skipIf(!available)('remote (S3-compatible server s3s-fs)', () => {
     expect(run('pull', `s3://${BUCKET}/cli/nothing.safetensors`, join(dir, 'z')).status).toBe(6);
   });
 });
+
+describe('pulls and lazy loads that cannot write locally (full disk)', () => {
+  it('fail with TV_IO, and work once there is room', async () => {
+    // Regression: a write error under the destination or the cache (ENOSPC, EFBIG) came out of pull()
+    // and a lazy remote tensor() as a plain Node error, without a TV_ code. `ulimit -f 1024` makes any
+    // write past 1 MiB fail as a full disk does.
+    const base = join(dir, `full-disk-${Date.now()}`);
+    mkdirSync(base, { recursive: true });
+    const data = new Uint8Array(3 * MiB).map((_, i) => (i * 13) & 0xff);
+    await tv.saveCheckpoint(join(base, 'src', 'model.safetensors'), { data }, { ecc: 'low' });
+    const pushed = await tv.push(join(base, 'src', 'model.safetensors'), `file://${join(base, 'store')}`, {
+      stateDir: join(base, 'state'),
+    });
+    const dist = join(__dirname, '..', 'dist', 'index.js');
+    const script = `
+      const tv = require(${JSON.stringify(dist)});
+      const code = (e) => (e instanceof tv.TensorVaultError ? e.code : 'untyped ' + e.code);
+      (async () => {
+        const out = {};
+        try {
+          await tv.pull(${JSON.stringify(pushed.url)}, ${JSON.stringify(join(base, 'pulled'))});
+          out.pull = 'ok';
+        } catch (e) {
+          out.pull = code(e);
+        }
+        try {
+          const ck = await tv.loadCheckpoint(${JSON.stringify(pushed.url)}, { cacheDir: ${JSON.stringify(join(base, 'cache'))} });
+          try {
+            await ck.tensor('data');
+            out.lazy = 'ok';
+          } finally {
+            ck.close();
+          }
+        } catch (e) {
+          out.lazy = code(e);
+        }
+        console.log(JSON.stringify(out));
+      })();`;
+    const r = spawnSync(
+      'bash',
+      ['-c', `ulimit -f 1024 && exec "${process.execPath}" -e '${script.replace(/'/g, "'\\''")}'`],
+      { encoding: 'utf8' },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual({ pull: 'TV_IO', lazy: 'TV_IO' });
+    const p = await tv.pull(pushed.url, join(base, 'pulled'));
+    expect(readFileSync(p.path).length).toBeGreaterThan(3 * MiB);
+    const ck = await tv.loadCheckpoint(pushed.url as `file://${string}`, { cacheDir: join(base, 'cache') });
+    try {
+      expect(Buffer.from((await ck.tensor('data')).bytes).equals(Buffer.from(data))).toBe(true);
+    } finally {
+      ck.close();
+    }
+  });
+});

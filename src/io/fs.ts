@@ -40,6 +40,20 @@ export function ioError(err: unknown, path: string, what?: string): TensorVaultE
   );
 }
 
+/**
+ * `err` as thrown at a public API's boundary: a Node system error (an `fs` call's `ENOSPC`, `EIO`, …,
+ * with its `syscall`) becomes the {@link ioError} about its own path (else `path`); anything else is
+ * returned as it is.
+ */
+export function typedIoError(err: unknown, path: string): unknown {
+  if (err instanceof TensorVaultError) return err;
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (e instanceof Error && typeof e.code === 'string' && typeof e.syscall === 'string') {
+    return ioError(err, typeof e.path === 'string' ? e.path : path);
+  }
+  return err;
+}
+
 /** Errors of an fsync on a folder that mean "this file system cannot", not "it failed". */
 const FSYNC_DIR_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP']);
 

@@ -16,6 +16,7 @@ import { loadCheckpoint } from '../checkpoint/load';
 import type { CheckpointReport, LoadCheckpointOptions } from '../checkpoint/parse';
 import { chunkSpan } from '../checkpoint/rs';
 import { ErrorCode, TensorVaultError } from '../errors';
+import { typedIoError } from '../io/fs';
 import type { Tensor, TensorInfo } from '../safetensors/reader';
 import { publishRemote, remoteCacheDir } from './common';
 import { type ChunkSource, fetchChunks } from './fetch';
@@ -183,28 +184,36 @@ export class RemoteCheckpoint {
    */
   async tensor(name: string): Promise<Tensor> {
     const info = this.#local.info(name);
-    await this.#ensureRange(info.fileOffset, info.fileOffset + info.byteLength);
     try {
-      return await this.#local.tensor(name);
-    } catch (err) {
-      // Cached bytes that changed on the local disk: fetch those chunks again, once.
-      if (!(err instanceof TensorDamagedError)) throw err;
-      for (const c of err.chunks) this.#have.delete(c);
       await this.#ensureRange(info.fileOffset, info.fileOffset + info.byteLength);
-      return this.#local.tensor(name);
+      try {
+        return await this.#local.tensor(name);
+      } catch (err) {
+        // Cached bytes that changed on the local disk: fetch those chunks again, once.
+        if (!(err instanceof TensorDamagedError)) throw err;
+        for (const c of err.chunks) this.#have.delete(c);
+        await this.#ensureRange(info.fileOffset, info.fileOffset + info.byteLength);
+        return await this.#local.tensor(name);
+      }
+    } catch (err) {
+      throw typedIoError(err, this.#local.path);
     }
   }
 
   /** Every tensor (the whole weights file is fetched, in parallel ranged requests). */
   async tensors(): Promise<Map<string, Tensor>> {
-    await this.#ensureRange(0, this.#src.size);
     try {
-      return await this.#local.tensors();
-    } catch (err) {
-      if (!(err instanceof TensorDamagedError)) throw err;
-      for (const c of err.chunks) this.#have.delete(c);
       await this.#ensureRange(0, this.#src.size);
-      return this.#local.tensors();
+      try {
+        return await this.#local.tensors();
+      } catch (err) {
+        if (!(err instanceof TensorDamagedError)) throw err;
+        for (const c of err.chunks) this.#have.delete(c);
+        await this.#ensureRange(0, this.#src.size);
+        return await this.#local.tensors();
+      }
+    } catch (err) {
+      throw typedIoError(err, this.#local.path);
     }
   }
 
@@ -353,6 +362,7 @@ export async function loadRemoteCheckpoint(
     return remote;
   } catch (err) {
     store.close();
-    throw err;
+    // A full disk under the cache, a failing read: TV_IO (not a bare Node error).
+    throw typedIoError(err, options.cacheDir ?? url);
   }
 }

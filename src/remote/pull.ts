@@ -13,7 +13,7 @@ import { syncOutboard } from '../checkpoint/outboard';
 import type { LoadCheckpointOptions } from '../checkpoint/parse';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { fsyncDir } from '../io/fs';
+import { fsyncDir, typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publishRemote } from './common';
 import { type ChunkSource, fetchChunks, localChunkGood } from './fetch';
@@ -319,7 +319,9 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       ms: performance.now() - t0,
     });
     return result;
-  } catch (err) {
+  } catch (e) {
+    // A full disk under destDir, a failing read: TV_IO (not a bare Node error).
+    const err = typedIoError(e, destDir);
     publishRemote({
       event: 'failed',
       op: 'pull',

@@ -10,6 +10,7 @@ import { basename, join } from 'node:path';
 import { checkpointFiles, treeHashOf } from '../checkpoint/layout';
 import { parseCheckpoint } from '../checkpoint/parse';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publishRemote, remoteCacheDir } from './common';
 import {
@@ -349,7 +350,9 @@ export async function push(localPath: string, url: string, options: PushOptions 
       ms: performance.now() - t0,
     });
     return result;
-  } catch (err) {
+  } catch (e) {
+    // A full disk under the state folder, a failing read of the local file: TV_IO.
+    const err = typedIoError(e, localPath);
     publishRemote({
       event: 'failed',
       op: 'push',

@@ -11,6 +11,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
+import { typedIoError } from '../io/fs';
 import { publishRemote } from './common';
 import { type ChunkSink, fetchChunks } from './fetch';
 import { leafHashOf, leafOf, type RemoteFileEntry } from './manifest';
@@ -55,7 +56,10 @@ export async function repairRemote(
 ): Promise<RemoteRepairReport> {
   const partSize = options.partSize ?? 8 * 1024 * 1024;
   const t0 = performance.now();
-  const work = await mkdtemp(join(options.workDir ?? tmpdir(), 'tv-remote-repair-'));
+  const workRoot = options.workDir ?? tmpdir();
+  const work = await mkdtemp(join(workRoot, 'tv-remote-repair-')).catch((err: unknown) => {
+    throw typedIoError(err, workRoot);
+  });
   try {
     const { workDir: _w, partSize: _p, ...pullOptions } = options;
     const pulled = await pull(url, work, { ...pullOptions, repair: true });
@@ -163,6 +167,9 @@ export async function repairRemote(
     } finally {
       store.close();
     }
+  } catch (err) {
+    // A full disk under the work folder, a failing read: TV_IO.
+    throw typedIoError(err, work);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
