@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { runUnderFileLimit } from './helpers/full-disk';
 import { refChain, writeLiberviaLog, writeLiberviaPrunedLog } from './helpers/libervia-ref';
 import { tempDir } from './helpers/tmp';
 
@@ -830,13 +831,7 @@ describe('a backup on a full disk', () => {
           console.log(JSON.stringify({ name: e.constructor.name, code: e.code, tv: e instanceof tv.TensorVaultError }));
         }
       })();`;
-    const r = spawnSync(
-      'bash',
-      ['-c', `ulimit -f 64 && exec "${process.execPath}" -e '${script.replace(/'/g, "'\\''")}'`],
-      {
-        encoding: 'utf8',
-      },
-    );
+    const r = runUnderFileLimit(64, script);
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout.trim())).toEqual({ name: 'TensorVaultError', code: 'TV_IO', tv: true });
     expect(readdirSync(out)).toEqual([]);

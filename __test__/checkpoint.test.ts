@@ -1,6 +1,5 @@
 // Checkpoints: the three layouts, PyFolds's own checkpoint tests (contract section 5), the contract's
 // known answers, damage and repair, the key policy, set replacement after a crash.
-import { spawnSync } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as layout from '../dist/checkpoint/layout.js';
 import * as tv from '../dist/index.js';
 import { xorAt } from './helpers/bytes';
+import { runUnderFileLimit } from './helpers/full-disk';
 import { tempDir } from './helpers/tmp';
 
 const dir = tempDir('tv-ckpt-');
@@ -982,11 +982,7 @@ describe('a repair that cannot write', () => {
         ck.close();
         console.log(JSON.stringify(out));
       })();`;
-    const r = spawnSync(
-      'bash',
-      ['-c', `ulimit -f 1024 && exec "${process.execPath}" -e '${script.replace(/'/g, "'\\''")}'`],
-      { encoding: 'utf8' },
-    );
+    const r = runUnderFileLimit(1024, script);
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout.trim())).toEqual({
       repair: 'TV_IO',

@@ -15,6 +15,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { runUnderFileLimit } from './helpers/full-disk';
 import {
   refChain,
   refHash,
@@ -821,13 +822,7 @@ describe('a write that fails part-way (full disk)', () => {
       // 16 KiB fail as a full disk does, after writing what fits.
       const d = fresh();
       const script = join(__dirname, 'helpers/eventlog-full-disk-child.mjs');
-      const r = spawnSync(
-        'bash',
-        ['-c', `ulimit -f 16 && exec "${process.execPath}" "${script}" "${d}" ${format}`],
-        {
-          encoding: 'utf8',
-        },
-      );
+      const r = runUnderFileLimit(16, { file: script, args: [d, format] });
       expect(r.status, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout.trim().split('\n').pop() as string);
       expect(out.before).toBe(10);

@@ -11,6 +11,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { runUnderFileLimit } from './helpers/full-disk';
 import { tempDir } from './helpers/tmp';
 
 interface S3Server {
@@ -593,11 +594,7 @@ describe('pulls and lazy loads that cannot write locally (full disk)', () => {
         }
         console.log(JSON.stringify(out));
       })();`;
-    const r = spawnSync(
-      'bash',
-      ['-c', `ulimit -f 1024 && exec "${process.execPath}" -e '${script.replace(/'/g, "'\\''")}'`],
-      { encoding: 'utf8' },
-    );
+    const r = runUnderFileLimit(1024, script);
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout.trim())).toEqual({ pull: 'TV_IO', lazy: 'TV_IO' });
     const p = await tv.pull(pushed.url, join(base, 'pulled'));

@@ -14,6 +14,7 @@ import {
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { runUnderFileLimit } from './helpers/full-disk';
 import { tempDir } from './helpers/tmp';
 
 const dir = tempDir('tv-st-');
@@ -900,11 +901,7 @@ describe('a save on a full disk', () => {
         }
         console.log(JSON.stringify(out));
       })();`;
-    const r = spawnSync(
-      'bash',
-      ['-c', `ulimit -f 256 && exec "${process.execPath}" -e '${script.replace(/'/g, "'\\''")}'`],
-      { encoding: 'utf8' },
-    );
+    const r = runUnderFileLimit(256, script);
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout.trim())).toEqual(['TV_IO', 'TV_IO']);
     expect(readdirSync(sub)).toEqual([]);
