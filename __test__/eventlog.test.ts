@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import {
   appendFileSync,
   existsSync,
@@ -872,6 +873,47 @@ describe('a write that fails part-way (full disk)', () => {
       expect((await log.append('a', 'e', 'x', 'after', {})).seq).toBe(6);
       expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalEvents: 6 });
     } finally {
+      await log.close();
+    }
+  });
+});
+
+describe('a snapshot that cannot be written after the events are committed', () => {
+  it('does not fail the append (a retry would write the events twice); it is retried after the next one', async () => {
+    // Regression: on a full disk, every append that triggered a snapshot (a new file) was rejected with
+    // TV_IO although its events were written, synced and acknowledged: a caller retrying it wrote them
+    // twice. Needs a test build's hook (the snapshot fails as on a full disk).
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { format: 'v2', snapshotEvery: 3, fsync: 'never' });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => {
+      if (/snapshot/.test(w.message)) warnings.push(w);
+    };
+    const seen: unknown[] = [];
+    const onEvent = (m: unknown) => seen.push(m);
+    process.on('warning', onWarning);
+    subscribe(tv.EVENT_LOG_CHANNEL, onEvent);
+    try {
+      process.env.TV_TEST_EVENTLOG_FAIL = 'snapshot';
+      try {
+        for (let i = 1; i <= 7; i++) expect((await log.append('a', 'e', 'x', String(i), {})).seq).toBe(i);
+      } finally {
+        delete process.env.TV_TEST_EVENTLOG_FAIL;
+      }
+      await new Promise((r) => setTimeout(r, 10)); // warnings are emitted on a later tick
+      expect(warnings).toHaveLength(1); // once per streak
+      expect(seen.length).toBeGreaterThanOrEqual(3); // after events 3 and 6, and retried after 4, 5, 7
+      expect(seen[0]).toMatchObject({ event: 'snapshot-failed', dataDir: d, code: 'TV_IO' });
+      // Room again: the next append writes the snapshot it owes.
+      await log.append('a', 'e', 'x', '8', {});
+      const snap = JSON.parse(readFileSync(join(d, 'event-log-snapshot.json'), 'utf8'));
+      expect(snap.last_seq ?? snap.snapshot?.last_seq).toBe(8);
+      expect(await log.count()).toBe(8);
+      expect(await log.verifyChain()).toMatchObject({ valid: true });
+      expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalEvents: 8 });
+    } finally {
+      process.off('warning', onWarning);
+      unsubscribe(tv.EVENT_LOG_CHANNEL, onEvent);
       await log.close();
     }
   });

@@ -119,6 +119,7 @@ export {
   DEFAULT_RETENTION_SEGMENTS,
   DEFAULT_SEGMENT_SIZE,
   DEFAULT_SNAPSHOT_EVERY,
+  EVENT_LOG_CHANNEL,
   EventLog,
   type EventLogEntry,
   type EventLogFormat,

@@ -14,7 +14,7 @@ export {
   v2PayloadHash,
 } from './hashing';
 export { type EventLogFormat, LAYOUT } from './layout';
-export { EventLog, type NewEvent } from './log';
+export { EVENT_LOG_CHANNEL, EventLog, type NewEvent } from './log';
 export {
   DEFAULT_RETENTION_SEGMENTS,
   DEFAULT_SEGMENT_SIZE,

@@ -6,6 +6,7 @@
  * strategy (`legacy.ts`, `v2.ts`) over the files in `store.ts`; verification is `verify.ts` and the
  * read-side queries `queries.ts`.
  */
+import { channel } from 'node:diagnostics_channel';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { asyncDisposeSymbol } from '../dispose';
@@ -40,6 +41,13 @@ export interface NewEvent {
   payload?: Record<string, unknown>;
 }
 
+/**
+ * Telemetry channel of the event log (`docs/formats/eventlog.md`): `{ event: 'snapshot-failed', dataDir,
+ * code, message }` when a snapshot after committed events could not be written (retried later).
+ */
+export const EVENT_LOG_CHANNEL = 'tensorvault:eventlog';
+const eventLogDiag = channel(EVENT_LOG_CHANNEL);
+
 /** The log's segmented, hash-chained store. Create with {@link EventLog.open}. */
 export class EventLog {
   /** The data folder. */
@@ -47,6 +55,8 @@ export class EventLog {
   /** On-disk format. */
   readonly format: EventLogFormat;
   /** What opening had to repair (all zero/false for a clean log or a read-only open). */
+  /** A snapshot after committed events could not be written: retried after the next append. */
+  #snapshotDue = false;
   readonly recovery: RecoveryReport = {
     truncatedBytes: 0,
     removedTempFiles: 0,
@@ -246,7 +256,9 @@ export class EventLog {
       await this.#fmt.acknowledge();
       const full = (tail.segCounts.get(seg) ?? 0) >= size;
       const every = this.#opts.snapshotEvery;
-      if (full || Math.floor(tail.total / every) > Math.floor(before / every)) await this.#writeSnapshot();
+      if (full || Math.floor(tail.total / every) > Math.floor(before / every) || this.#snapshotDue) {
+        await this.#snapshotAfterCommit();
+      }
     }
     return out;
   }
@@ -258,6 +270,33 @@ export class EventLog {
     this.#tail.segments.push(n);
     this.#tail.segCounts.set(n, 0);
     return n;
+  }
+
+  /**
+   * The snapshot after events are committed (written, synced, acknowledged). One that cannot be written
+   * (a full disk: it is a new file) must not fail the append: the caller would take the events as not
+   * written and write them again. It is retried after the next append, reported on the channel (and,
+   * once per streak, as a process warning); verification works without it, from the previous snapshot
+   * or in full.
+   */
+  async #snapshotAfterCommit(): Promise<void> {
+    try {
+      await this.#writeSnapshot();
+      this.#snapshotDue = false;
+    } catch (err) {
+      const e =
+        err instanceof TensorVaultError ? err : ioError(err, this.dataDir, 'cannot write the snapshot');
+      if (eventLogDiag.hasSubscribers) {
+        eventLogDiag.publish({
+          event: 'snapshot-failed',
+          dataDir: this.dataDir,
+          code: e.code,
+          message: e.message,
+        });
+      }
+      if (!this.#snapshotDue) process.emitWarning(e);
+      this.#snapshotDue = true;
+    }
   }
 
   async #writeSnapshot(): Promise<void> {
@@ -325,7 +364,9 @@ export class EventLog {
     await fsyncDir(this.#store.dir);
     this.#tail.segments = this.#tail.segments.filter((n) => n >= firstKept.n);
     this.#tail.total -= eventsRemoved;
-    await this.#writeSnapshot();
+    // The segments are gone (the anchor recorded first): as after an append, a snapshot that cannot be
+    // written is retried later rather than reported as a failed prune.
+    await this.#snapshotAfterCommit();
     return { segmentsRemoved: drop.length, eventsRemoved };
   }
 

@@ -343,6 +343,7 @@ export class V2Format implements LogFormat {
 
   /** The snapshot carries the digests of every sealed segment (sealing the current one when full). */
   async snapshot(base: Snapshot): Promise<void> {
+    failpoint('snapshot');
     const { store, tail } = this.ctx;
     const seg = base.last_segment;
     const prev = await store.readSnapshot();
