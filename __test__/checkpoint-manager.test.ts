@@ -88,6 +88,34 @@ describe('CheckpointManager', () => {
     expect(existsSync(temp)).toBe(false);
   });
 
+  it('a prune that fails after the save does not reject the save (its step is on disk); it is retried after the next', async () => {
+    // Regression: save() awaited the prune and rejected with its error (a full disk refuses the prune's
+    // commit record), so a caller took a saved step as not saved. Here a folder where step 1's commit
+    // record would go makes the prune fail.
+    const { mkdirSync, rmdirSync } = await import('node:fs');
+    const { subscribe, unsubscribe } = await import('node:diagnostics_channel');
+    const dir = tempDir('tv-mgr-prune-fails-');
+    const m = new tv.CheckpointManager(dir, { keepLast: 1 });
+    await m.save(1, t(1));
+    mkdirSync(`${m.pathOf(1)}.ckpt-commit`);
+    const events: Record<string, unknown>[] = [];
+    const on = (e: unknown) => events.push(e as Record<string, unknown>);
+    subscribe('tensorvault:checkpoint', on);
+    try {
+      const r = await m.save(2, t(2));
+      expect(r.path).toBe(m.pathOf(2));
+    } finally {
+      unsubscribe('tensorvault:checkpoint', on);
+    }
+    expect(events).toContainEqual(expect.objectContaining({ event: 'failed', op: 'prune', dir }));
+    const c = await tv.loadCheckpoint(m.pathOf(2), { verify: 'full' });
+    expect(((await c.tensor('w')).data as Float32Array)[0]).toBe(2);
+    c.close();
+    rmdirSync(`${m.pathOf(1)}.ckpt-commit`);
+    await m.save(3, t(3));
+    expect(m.list().map((x) => x.step)).toEqual([3]);
+  });
+
   it('restore() falls back to the newest checkpoint that verifies, with a report', async () => {
     const dir = tempDir('tv-mgr-restore-');
     const m = new tv.CheckpointManager(dir, { keepLast: 5 });

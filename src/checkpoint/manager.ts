@@ -187,7 +187,9 @@ export class CheckpointManager {
 
   /**
    * Save `tensors` as checkpoint `step` (metadata `step` and `metrics`), then prune. Saves are queued:
-   * the returned promise settles when this one is on disk and pruning is done.
+   * the returned promise settles when this one is on disk and pruning is done. A prune that fails after
+   * the save (a full disk) does not reject it: it is published (`failed`, `op: 'prune'`) and retried
+   * after the next save.
    */
   save(
     step: number,
@@ -216,7 +218,20 @@ export class CheckpointManager {
         ...(this.#o.hmacKey !== undefined ? { hmacKey: this.#o.hmacKey } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      await this.prune();
+      // The checkpoint is saved (committed): a prune that fails now (a full disk refuses its commit
+      // record) must not reject the save, or the caller would take the step as not saved. It is
+      // reported (`failed`, `op: 'prune'`) and retried after the next save.
+      try {
+        await this.prune();
+      } catch (err) {
+        publish({
+          event: 'failed',
+          op: 'prune',
+          dir: this.dir,
+          code: err instanceof TensorVaultError ? err.code : ErrorCode.INTERNAL,
+          message: err instanceof Error ? err.message : String(err),
+        });
+      }
       return r;
     });
     this.#queue = run.catch(() => {});
