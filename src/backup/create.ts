@@ -6,10 +6,10 @@ import { type CipherGCM, createCipheriv, randomBytes } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { fromNative, invalidArgument, TensorVaultAbortError } from '../errors';
 import { CutChainCheck, LAYOUT, type LogCut, takeCut } from '../eventlog/index';
 import { Sha256, sha256 } from '../hash/index';
-import { atomicWriteFile, fsyncDir, ioError } from '../io/index';
+import { atomicWriteFile, fsyncDir, ioError, typedIoError } from '../io/index';
 import type { JobOptions } from '../job';
 import { type NativeJobControl, native } from '../native';
 import { bytesOf, checkJobOptions, optionalFunction, optionalString, optionsObject } from '../validate';
@@ -373,7 +373,7 @@ export async function createBackup(
     // A full disk, a failed fsync…: a typed error, and nothing left in `outDir` (an archive published
     // before its manifest could be written is removed with the temp file).
     if (published !== undefined) await fsp.rm(published, { force: true }).catch(() => {});
-    throw err instanceof TensorVaultError ? err : ioError(err, outDir, 'cannot write the backup');
+    throw typedIoError(err, outDir);
   } finally {
     await cut.close();
     if (!done) await sink?.abort();

@@ -19,6 +19,7 @@ export {
   notRegularFile,
   readIfExists,
   readRegularFileSync,
+  typedIoError,
   writeAllAt,
 } from './fs';
 export { type AcquireLockOptions, type LockHolder, WriterLock } from './lock';
