@@ -184,33 +184,28 @@ export class RemoteCheckpoint {
    */
   async tensor(name: string): Promise<Tensor> {
     const info = this.#local.info(name);
-    try {
-      await this.#ensureRange(info.fileOffset, info.fileOffset + info.byteLength);
-      try {
-        return await this.#local.tensor(name);
-      } catch (err) {
-        // Cached bytes that changed on the local disk: fetch those chunks again, once.
-        if (!(err instanceof TensorDamagedError)) throw err;
-        for (const c of err.chunks) this.#have.delete(c);
-        await this.#ensureRange(info.fileOffset, info.fileOffset + info.byteLength);
-        return await this.#local.tensor(name);
-      }
-    } catch (err) {
-      throw typedIoError(err, this.#local.path);
-    }
+    return this.#fetched(info.fileOffset, info.fileOffset + info.byteLength, () => this.#local.tensor(name));
   }
 
   /** Every tensor (the whole weights file is fetched, in parallel ranged requests). */
   async tensors(): Promise<Map<string, Tensor>> {
+    return this.#fetched(0, this.#src.size, () => this.#local.tensors());
+  }
+
+  /**
+   * `read` once bytes `[start, end)` are cached. Cached bytes that changed on the local disk are fetched
+   * again, once; a local write or read error (a full disk under the cache) is `TV_IO`.
+   */
+  async #fetched<T>(start: number, end: number, read: () => Promise<T>): Promise<T> {
     try {
-      await this.#ensureRange(0, this.#src.size);
+      await this.#ensureRange(start, end);
       try {
-        return await this.#local.tensors();
+        return await read();
       } catch (err) {
         if (!(err instanceof TensorDamagedError)) throw err;
         for (const c of err.chunks) this.#have.delete(c);
-        await this.#ensureRange(0, this.#src.size);
-        return await this.#local.tensors();
+        await this.#ensureRange(start, end);
+        return await read();
       }
     } catch (err) {
       throw typedIoError(err, this.#local.path);
