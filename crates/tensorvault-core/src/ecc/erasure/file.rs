@@ -102,6 +102,13 @@ pub struct VerifyReport {
     pub damaged_chunks: Vec<u64>,
     /// Parity slots whose digest does not match (or that are missing), ascending.
     pub damaged_parity: Vec<u64>,
+    /// Data chunks among `damaged_chunks` that could not be read at all (`EIO`: a bad sector, a failed
+    /// device; `EBADMSG`/`EUCLEAN`: a block the file system's own checksum refused). Parity rebuilds
+    /// them like any damaged chunk, and an in-place repair writes them anew (a disk remaps a bad sector
+    /// on write); their presence says the medium is failing.
+    pub unreadable_chunks: Vec<u64>,
+    /// Parity slots among `damaged_parity` that could not be read.
+    pub unreadable_parity: Vec<u64>,
     /// Stripes that lost more chunks than they have parity.
     pub unrepairable_stripes: Vec<u64>,
     /// Damaged data chunks in unrepairable stripes.
@@ -169,9 +176,27 @@ fn read_chunk(
     Ok(true)
 }
 
-/// Whether data chunk `idx` of `file` is present and matches its digest in `entries` (`buf`: scratch of
-/// one chunk).
-fn chunk_intact(
+/// Whether a read failed because the bytes there are lost to the medium: `EIO` (a bad sector, a
+/// failed device), `EBADMSG` or `EUCLEAN` (a file system that refused a block whose own checksum no
+/// longer matches). The chunk is then an erasure like a damaged one, and parity rebuilds it; any
+/// other error (a descriptor, memory, a network file system gone) still fails the operation.
+pub(super) fn lost_to_medium(e: &ErasureError) -> bool {
+    matches!(e, ErasureError::Io(io) if matches!(io.errno(), Some(libc::EIO | libc::EBADMSG | libc::EUCLEAN)))
+}
+
+/// What checking one chunk or parity slot found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Present, and its digest matches.
+    Intact,
+    /// Missing (the file is too short), or its digest does not match.
+    Damaged,
+    /// Its bytes could not be read ([`lost_to_medium`]).
+    Unreadable,
+}
+
+/// Check data chunk `idx` of `file` against its digest in `entries` (`buf`: scratch of one chunk).
+fn check_chunk(
     file: &File,
     path: &Path,
     layout: &Layout,
@@ -179,16 +204,99 @@ fn chunk_intact(
     idx: u64,
     actual_len: u64,
     buf: &mut [u8],
-) -> Result<bool, ErasureError> {
+) -> Result<Check, ErasureError> {
     let (_, clen) = layout.chunk_range(idx);
-    Ok(read_chunk(file, path, layout, idx, actual_len, buf)?
-        && entries.get(usize_of(idx))
-            == Some(
-                &layout
-                    .params
-                    .digest()
-                    .hash(buf.get(..usize_of(clen)).unwrap_or_default()),
-            ))
+    match read_chunk(file, path, layout, idx, actual_len, buf) {
+        Ok(false) => Ok(Check::Damaged),
+        Ok(true) => Ok(
+            if entries.get(usize_of(idx))
+                == Some(
+                    &layout
+                        .params
+                        .digest()
+                        .hash(buf.get(..usize_of(clen)).unwrap_or_default()),
+                )
+            {
+                Check::Intact
+            } else {
+                Check::Damaged
+            },
+        ),
+        Err(e) if lost_to_medium(&e) => Ok(Check::Unreadable),
+        Err(e) => Err(e),
+    }
+}
+
+/// Check parity slot `slot` of the sidecar (`sidecar_len` bytes long) against its digest, read into
+/// `buf` (one chunk) unless `map` holds it.
+fn check_parity(
+    sc: &Sidecar,
+    sidecar_path: &Path,
+    sidecar_len: u64,
+    slot: u64,
+    map: Option<&Mapping>,
+    buf: &mut Vec<u8>,
+) -> Result<Check, ErasureError> {
+    let layout = sc.header.layout;
+    let cs = layout.params.chunk_size().as_usize();
+    let off = layout.parity_offset(slot);
+    if off.saturating_add(cs as u64) > sidecar_len {
+        return Ok(Check::Damaged);
+    }
+    let bytes = if let Some(bytes) = mapped(map, off, cs as u64) {
+        bytes
+    } else {
+        buf.resize(cs, 0);
+        match read_exact_at(&sc.file, sidecar_path, buf, off) {
+            Ok(()) => {}
+            Err(e) => {
+                let e = ErasureError::from(e);
+                return if lost_to_medium(&e) {
+                    Ok(Check::Unreadable)
+                } else {
+                    Err(e)
+                };
+            }
+        }
+        buf.as_slice()
+    };
+    let entry = sc.table.entries().get(usize_of(layout.chunks + slot));
+    Ok(if entry == Some(&layout.params.digest().hash(bytes)) {
+        Check::Intact
+    } else {
+        Check::Damaged
+    })
+}
+
+/// One check's result per data chunk or parity slot (`None`: intact).
+type Checks = Vec<Option<(u64, Check)>>;
+
+/// Damaged data chunks or parity slots, ascending, and those among them that could not be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Found {
+    damaged: Vec<u64>,
+    unreadable: Vec<u64>,
+}
+
+impl Found {
+    /// From per-item results (`None`: intact), in order.
+    fn collect(items: impl IntoIterator<Item = Option<(u64, Check)>>) -> Self {
+        let mut f = Self::default();
+        for (idx, check) in items.into_iter().flatten() {
+            f.damaged.push(idx);
+            if check == Check::Unreadable {
+                f.unreadable.push(idx);
+            }
+        }
+        f
+    }
+
+    /// Both lists sorted (after items were gathered out of order).
+    fn sorted(mut self) -> Self {
+        self.damaged.sort_unstable();
+        self.unreadable.sort_unstable();
+        self
+    }
 }
 
 /// A private mapping of the first `len` bytes of `file` to hash in place, read front to back; `None`
@@ -229,9 +337,10 @@ fn mapped(map: Option<&Mapping>, off: u64, len: u64) -> Option<&[u8]> {
         .get(usize::try_from(off).ok()?..usize::try_from(end).ok()?)
 }
 
-/// The data chunks among `chunks` that are missing or do not match their digest, checked in parallel
-/// (one chunk buffer per worker), ascending when `chunks` is; progress counts their bytes. A chunk
-/// that `map` (a mapping of the file's first bytes) holds whole is hashed there, the others are read.
+/// The data chunks among `chunks` that are missing, unreadable or do not match their digest, checked
+/// in parallel (one chunk buffer per worker), ascending when `chunks` is; progress counts their bytes.
+/// A chunk that `map` (a mapping of the file's first bytes) holds whole is hashed there, the others are
+/// read.
 #[allow(clippy::too_many_arguments)]
 fn damaged_among<I: IntoParallelIterator<Item = u64>>(
     chunks: I,
@@ -242,25 +351,29 @@ fn damaged_among<I: IntoParallelIterator<Item = u64>>(
     actual_len: u64,
     map: Option<&Mapping>,
     control: &Control,
-) -> Result<Vec<u64>, ErasureError> {
+) -> Result<Found, ErasureError> {
     let cs = layout.params.chunk_size().as_usize();
     let digest = layout.params.digest();
-    let found: Result<Vec<Option<u64>>, ErasureError> = chunks
+    let found: Result<Checks, ErasureError> = chunks
         .into_par_iter()
         .map_init(Vec::new, |buf: &mut Vec<u8>, idx| {
             control.checkpoint()?;
             let (off, len) = layout.chunk_range(idx);
-            let ok = if let Some(bytes) = mapped(map, off, len) {
-                entries.get(usize_of(idx)) == Some(&digest.hash(bytes))
+            let check = if let Some(bytes) = mapped(map, off, len) {
+                if entries.get(usize_of(idx)) == Some(&digest.hash(bytes)) {
+                    Check::Intact
+                } else {
+                    Check::Damaged
+                }
             } else {
                 buf.resize(cs, 0);
-                chunk_intact(file, path, layout, entries, idx, actual_len, buf)?
+                check_chunk(file, path, layout, entries, idx, actual_len, buf)?
             };
             control.add(len);
-            Ok((!ok).then_some(idx))
+            Ok((check != Check::Intact).then_some((idx, check)))
         })
         .collect();
-    Ok(found?.into_iter().flatten().collect())
+    Ok(Found::collect(found?))
 }
 
 /// Digests of one stripe's data chunks and parity slots.
@@ -577,7 +690,6 @@ fn verify_with(
     control: &Control,
 ) -> Result<VerifyReport, ErasureError> {
     let layout = sc.header.layout;
-    let digest = layout.params.digest();
     let (file, actual_len) = open_regular(path)?;
     let actual_mtime = mtime_ns(
         &file
@@ -614,28 +726,16 @@ fn verify_with(
         control,
         layout.parity_len,
         |map| {
-            let bad: Result<Vec<Option<u64>>, ErasureError> = (0..layout.parity_slots())
+            let bad: Result<Checks, ErasureError> = (0..layout.parity_slots())
                 .into_par_iter()
                 .map_init(Vec::new, |buf: &mut Vec<u8>, slot| {
                     control.checkpoint()?;
-                    let off = layout.parity_offset(slot);
-                    let ok = if off.saturating_add(cs as u64) > sidecar_len {
-                        false
-                    } else {
-                        let bytes = if let Some(bytes) = mapped(map, off, cs as u64) {
-                            bytes
-                        } else {
-                            buf.resize(cs, 0);
-                            read_exact_at(&sc.file, sidecar_path, buf, off)?;
-                            buf.as_slice()
-                        };
-                        entries.get(usize_of(chunks + slot)) == Some(&digest.hash(bytes))
-                    };
+                    let check = check_parity(sc, sidecar_path, sidecar_len, slot, map, buf)?;
                     control.add(cs as u64);
-                    Ok((!ok).then_some(slot))
+                    Ok((check != Check::Intact).then_some((slot, check)))
                 })
                 .collect();
-            Ok(bad?.into_iter().flatten().collect())
+            Ok(Found::collect(bad?))
         },
     )?;
 
@@ -654,10 +754,18 @@ fn classify(
     sc: &Sidecar,
     actual_len: u64,
     actual_mtime: i64,
-    damaged_chunks: Vec<u64>,
-    damaged_parity: Vec<u64>,
+    chunks: Found,
+    parity: Found,
 ) -> VerifyReport {
     let layout = sc.header.layout;
+    let Found {
+        damaged: damaged_chunks,
+        unreadable: unreadable_chunks,
+    } = chunks;
+    let Found {
+        damaged: damaged_parity,
+        unreadable: unreadable_parity,
+    } = parity;
     let unrepairable_stripes: Vec<u64> = if layout.params.is_wide() {
         // One stripe: the chunks local parity cannot repair must fit the intact global parity.
         if super::wide::unrepairable_reason(&layout, &damaged_chunks, &damaged_parity).is_some() {
@@ -734,6 +842,8 @@ fn classify(
         actual_len,
         damaged_chunks,
         damaged_parity,
+        unreadable_chunks,
+        unreadable_parity,
         unrepairable_stripes,
         unrepairable_chunks,
         sidecar: sc.health.clone(),
@@ -1016,76 +1126,49 @@ fn verify_listed(
             return Ok(r);
         }
     }
-    let digest = layout.params.digest();
     let (k, m) = (layout.params.k(), layout.params.m());
     let cs = layout.params.chunk_size().as_usize();
     let (file, actual_len, actual_mtime, stripes) =
         open_listed(path, &layout, listed, |c| Some(layout.stripe_of(c).0))?;
     let entries = sc.table.entries();
-    let chunks = layout.chunks;
     let sidecar_len = sc.health.actual_len;
     let per_stripe = (k as u64 + m as u64) * cs as u64;
     control.set_total(control.done() + per_stripe * stripes.len() as u64);
-    let found: Result<Vec<StripeDigests>, ErasureError> = stripes
+    let found: Result<Vec<(Checks, Checks)>, ErasureError> = stripes
         .into_par_iter()
         .map_init(
             || vec![0u8; cs],
             |buf, s| {
                 control.checkpoint()?;
-                let mut bad_data = Vec::new();
+                let mut data = Vec::new();
                 for pos in 0..k {
                     let Some(idx) = layout.chunk_at(s, pos) else {
                         continue;
                     };
-                    if !chunk_intact(&file, path, &layout, entries, idx, actual_len, buf)? {
-                        bad_data.push((idx, Digest::default()));
-                    }
-                }
-                let mut bad_parity = Vec::new();
-                for j in 0..m {
-                    let slot = layout.parity_slot(s, j);
-                    let off = layout.parity_offset(slot);
-                    let ok = if off.saturating_add(cs as u64) > sidecar_len {
-                        false
-                    } else {
-                        read_exact_at(&sc.file, sidecar_path, buf, off)?;
-                        entries.get(usize_of(chunks + slot)) == Some(&digest.hash(buf))
-                    };
-                    if !ok {
-                        bad_parity.push((slot, Digest::default()));
-                    }
+                    let check = check_chunk(&file, path, &layout, entries, idx, actual_len, buf)?;
+                    data.push((check != Check::Intact).then_some((idx, check)));
                 }
                 // Format v2 (one stripe): its local parity slots too.
-                for q in 0..layout.local_groups {
-                    let slot = layout.local_slot(q);
-                    let off = layout.parity_offset(slot);
-                    let ok = off.saturating_add(cs as u64) <= sidecar_len && {
-                        read_exact_at(&sc.file, sidecar_path, buf, off)?;
-                        entries.get(usize_of(chunks + slot)) == Some(&digest.hash(buf))
-                    };
-                    if !ok {
-                        bad_parity.push((slot, Digest::default()));
-                    }
+                let slots = (0..m)
+                    .map(|j| layout.parity_slot(s, j))
+                    .chain((0..layout.local_groups).map(|q| layout.local_slot(q)));
+                let mut parity = Vec::new();
+                for slot in slots {
+                    let check = check_parity(sc, sidecar_path, sidecar_len, slot, None, buf)?;
+                    parity.push((check != Check::Intact).then_some((slot, check)));
                 }
                 control.add(per_stripe);
-                Ok((bad_data, bad_parity))
+                Ok((data, parity))
             },
         )
         .collect();
-    let mut damaged_chunks = Vec::new();
-    let mut damaged_parity = Vec::new();
-    for (d, p) in found? {
-        damaged_chunks.extend(d.into_iter().map(|(i, _)| i));
-        damaged_parity.extend(p.into_iter().map(|(i, _)| i));
-    }
-    damaged_chunks.sort_unstable();
-    damaged_parity.sort_unstable();
+    let (data, parity): (Vec<Checks>, Vec<Checks>) = found?.into_iter().unzip();
     Ok(classify(
         sc,
         actual_len,
         actual_mtime,
-        damaged_chunks,
-        damaged_parity,
+        Found::collect(data.into_iter().flatten()).sorted(),
+        Found::collect(parity.into_iter().flatten()).sorted(),
     ))
 }
 
@@ -1099,7 +1182,6 @@ fn verify_groups(
     control: &Control,
 ) -> Result<Option<VerifyReport>, ErasureError> {
     let layout = sc.header.layout;
-    let digest = layout.params.digest();
     let cs = layout.params.chunk_size().as_usize();
     let (file, actual_len, actual_mtime, groups) =
         open_listed(path, &layout, listed, |c| layout.group_of(c))?;
@@ -1122,25 +1204,20 @@ fn verify_groups(
         .collect();
     let damaged_chunks = damaged_among(
         chunk_jobs, &file, path, &layout, entries, actual_len, None, control,
-    )?;
-    let mut damaged_parity = Vec::new();
-    let mut buf = vec![0u8; cs];
+    )?
+    .sorted();
+    let mut parity = Vec::new();
+    let mut buf = Vec::with_capacity(cs);
     for &q in &groups {
         control.checkpoint()?;
         let slot = layout.local_slot(q);
-        let off = layout.parity_offset(slot);
-        let ok = if off.saturating_add(cs as u64) > sidecar_len {
-            false
-        } else {
-            read_exact_at(&sc.file, sidecar_path, &mut buf, off)?;
-            entries.get(usize_of(layout.chunks + slot)) == Some(&digest.hash(&buf))
-        };
+        let check = check_parity(sc, sidecar_path, sidecar_len, slot, None, &mut buf)?;
         control.add(cs as u64);
-        if !ok {
-            damaged_parity.push(slot);
-        }
+        parity.push((check != Check::Intact).then_some((slot, check)));
     }
-    let (_, global) = super::wide::local_plan(&layout, &damaged_chunks, &damaged_parity);
+    let damaged_parity = Found::collect(parity).sorted();
+    let (_, global) =
+        super::wide::local_plan(&layout, &damaged_chunks.damaged, &damaged_parity.damaged);
     if !global.is_empty() {
         return Ok(None);
     }
@@ -1192,7 +1269,7 @@ fn recheck_written(
         actual_len,
         actual_mtime,
         damaged_chunks,
-        Vec::new(),
+        Found::default(),
     ))
 }
 
@@ -1214,6 +1291,11 @@ fn repair_target(
     let whole = layout
         .file_len
         .saturating_add(actual_len.saturating_sub(layout.file_len));
+    let damaged: Vec<(u64, u64)> = report
+        .damaged_chunks
+        .iter()
+        .map(|&i| layout.chunk_range(i))
+        .collect();
     let target = open_target(
         &TargetSpec {
             path,
@@ -1222,6 +1304,7 @@ fn repair_target(
             file_len: layout.file_len,
             mtime_ns: sc.header.file_mtime_ns,
             mostly_damaged: u128::from(report.differing_bytes) * 2 > u128::from(whole),
+            damaged: &damaged,
         },
         mode,
     )?;
@@ -1395,7 +1478,8 @@ mod tests {
             damaged_among(0..4, &file, &path, &layout, entries, len, m, &control)
         })
         .unwrap();
-        assert_eq!(found, vec![3]);
+        assert_eq!(found.damaged, vec![3]);
+        assert!(found.unreadable.is_empty());
         // Both passes counted, neither beyond the total.
         assert_eq!(control.done(), 2 * layout.file_len);
         assert!(control.done() <= control.total());

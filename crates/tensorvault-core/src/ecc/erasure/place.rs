@@ -91,6 +91,9 @@ pub struct TargetSpec<'a> {
     /// Whether more than half of the file differs from what was protected (an interrupted in-place
     /// repair of such a file would look like a stale sidecar; see [`RepairMode::Auto`]).
     pub mostly_damaged: bool,
+    /// The byte ranges `(offset, len)` of the damaged chunks, ascending: a copy does not read them
+    /// (the rebuilt chunks are written there, and an unreadable sector would fail the copy).
+    pub damaged: &'a [(u64, u64)],
 }
 
 /// The writer for `mode`. [`RepairMode::Auto`] opens the file in place and falls back to a copy when
@@ -251,13 +254,29 @@ impl CopyTarget {
         let dst = out.file().ok_or_else(|| ErasureError::FileChanged {
             path: path.to_path_buf(),
         })?;
-        let mut src = spec.src;
-        src.seek(SeekFrom::Start(0))
-            .map_err(|e| IoError::from_os(path, "seek", e))?;
-        let mut reader = src.take(spec.actual_len.min(spec.file_len));
-        let mut writer = dst;
-        std::io::copy(&mut reader, &mut writer)
-            .map_err(|e| IoError::from_os(&tmp_path, "copy", e))?;
+        // The intact bytes below the protected length, around the damaged chunks.
+        let end = spec.actual_len.min(spec.file_len);
+        let mut at = 0u64;
+        let gaps = spec
+            .damaged
+            .iter()
+            .map(|&(off, len)| (off, off.saturating_add(len)))
+            .chain(std::iter::once((end, end)));
+        for (skip_from, skip_to) in gaps {
+            let upto = skip_from.min(end);
+            if upto > at {
+                let mut src = spec.src;
+                src.seek(SeekFrom::Start(at))
+                    .map_err(|e| IoError::from_os(path, "seek", e))?;
+                let mut writer = dst;
+                writer
+                    .seek(SeekFrom::Start(at))
+                    .map_err(|e| IoError::from_os(&tmp_path, "seek", e))?;
+                std::io::copy(&mut src.take(upto - at), &mut writer)
+                    .map_err(|e| IoError::from_os(&tmp_path, "copy", e))?;
+            }
+            at = at.max(skip_to);
+        }
         dst.set_len(spec.file_len)
             .map_err(|e| IoError::from_os(&tmp_path, "set_len", e))?;
         Ok(Self {
