@@ -734,7 +734,9 @@ fn forward(outer: &Control, inner: &Control, finished: &AtomicBool) {
 
 /// Leaves of chunks `[first, first + count)` of the file at `path` (the chunk tree's cut at
 /// `chunk_size`), read with `pread` and hashed in parallel on the rayon pool. A chunk past the end of
-/// the file is `None` (it cannot match its leaf); the last chunk is as long as the file allows.
+/// the file is `None` (it cannot match its leaf), and so is one that cannot be read because its bytes
+/// are lost to the medium (`EIO`, see [`IoError::is_lost_to_medium`]): a damaged chunk that parity may
+/// rebuild, not a failed check. The last chunk is as long as the file allows.
 pub fn file_leaves(
     path: &Path,
     chunk_size: ChunkSize,
@@ -764,6 +766,10 @@ pub fn file_leaves(
                 match crate::io::read_exact_at(&file, path, b, start) {
                     Ok(()) => {}
                     Err(IoError::Truncated { .. }) => return Ok(None),
+                    Err(e) if e.is_lost_to_medium() => {
+                        control.add(clen);
+                        return Ok(None);
+                    }
                     Err(e) => return Err(e.into()),
                 }
                 control.add(clen);

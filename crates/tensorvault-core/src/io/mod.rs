@@ -72,6 +72,18 @@ impl IoError {
         }
     }
 
+    /// Whether a read failed because the bytes there are lost to the medium: `EIO` (a bad sector, a
+    /// failed device), `EBADMSG` or `EUCLEAN` (a file system that refused a block whose own checksum
+    /// no longer matches). Readers that can rebuild such bytes (parity) treat them as erased; any other
+    /// error (a descriptor, memory, a network file system gone) still fails the operation.
+    #[must_use]
+    pub fn is_lost_to_medium(&self) -> bool {
+        matches!(
+            self.errno(),
+            Some(libc::EIO | libc::EBADMSG | libc::EUCLEAN)
+        )
+    }
+
     /// The OS errno behind the error, when there is one.
     #[must_use]
     pub fn errno(&self) -> Option<i32> {

@@ -176,12 +176,10 @@ fn read_chunk(
     Ok(true)
 }
 
-/// Whether a read failed because the bytes there are lost to the medium: `EIO` (a bad sector, a
-/// failed device), `EBADMSG` or `EUCLEAN` (a file system that refused a block whose own checksum no
-/// longer matches). The chunk is then an erasure like a damaged one, and parity rebuilds it; any
-/// other error (a descriptor, memory, a network file system gone) still fails the operation.
-pub(super) fn lost_to_medium(e: &ErasureError) -> bool {
-    matches!(e, ErasureError::Io(io) if matches!(io.errno(), Some(libc::EIO | libc::EBADMSG | libc::EUCLEAN)))
+/// Whether a read failed because its bytes are lost to the medium ([`IoError::is_lost_to_medium`]):
+/// the chunk is then an erasure like a damaged one, and parity rebuilds it.
+fn lost_to_medium(e: &ErasureError) -> bool {
+    matches!(e, ErasureError::Io(io) if io.is_lost_to_medium())
 }
 
 /// What checking one chunk or parity slot found.
