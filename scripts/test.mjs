@@ -197,6 +197,7 @@ const pyEnv = {
   TV_PYTHON: pyOk ? join(root, '.venv', 'bin', 'python') : '',
   TV_REQUIRE_ARM64: arm64 ? '1' : '',
   TV_REQUIRE_S3: s3Ok ? '1' : '',
+  TV_REQUIRE_FAULTFS: fuseOk ? '1' : '',
 };
 if (buildOk) {
   // The default line: the Node that runs `npm test`.

@@ -83,6 +83,12 @@ function describeVerify(file: string, r: EccVerifyResult): string {
   }
   out += listChunks('damaged chunks', r.damagedChunks);
   out += listChunks('damaged parity slots', r.damagedParity);
+  out += listChunks('UNREADABLE chunks (I/O error)', r.unreadableChunks);
+  out += listChunks('UNREADABLE parity slots (I/O error)', r.unreadableParity);
+  if (r.unreadableChunks.length + r.unreadableParity.length > 0) {
+    out +=
+      '  the medium returned read errors: parity rebuilds these, but check the disk (SMART, dmesg) and copy what matters off it\n';
+  }
   out += listChunks('UNREPAIRABLE chunks', r.unrepairableChunks);
   if (r.status === 'stale') {
     out += `  STALE sidecar: ${file} was modified after it was protected and ${r.differingBytes} of its bytes differ\n`;

@@ -17,7 +17,8 @@ import { optionsObject, requiredInteger } from '../validate';
 /**
  * Telemetry of protected files (`diagnostics_channel` `tensorvault:ecc`): after each `verify`,
  * `{ event: 'verified' | 'damaged' | 'stale', op: 'verify', path, status, damagedChunks,
- * unrepairableChunks, damagedParity, bytes, ms }`; after each `repair`, `{ event: 'repaired' |
+ * unrepairableChunks, damagedParity, unreadableChunks, unreadableParity, bytes, ms }` (unreadable:
+ * the read failed with `EIO`, a bad sector: alert on it, the medium is failing); after each `repair`, `{ event: 'repaired' |
  * 'verified', op: 'repair', path, status, repairedChunks, sidecarRewritten, writeMode, bytes, ms }`, or
  * `{ event: 'failed', op: 'repair', path, code, context }` when it throws. (The job channel
  * `tensorvault:job` reports only that the native job ended.)
@@ -188,6 +189,15 @@ export interface EccVerifyResult {
   damagedChunks: number[];
   /** Parity slots of the sidecar that are damaged. */
   damagedParity: number[];
+  /**
+   * Data chunks among `damagedChunks` whose read failed (`EIO`: a bad sector or a failing device;
+   * `EBADMSG`/`EUCLEAN`: a block the file system's own checksum refused). Parity rebuilds them like any
+   * damaged chunk, and an in-place repair writes them anew (a disk remaps a bad sector when it is
+   * written); that they occur at all says the medium is failing.
+   */
+  unreadableChunks: number[];
+  /** Parity slots among `damagedParity` whose read failed. */
+  unreadableParity: number[];
   /** Stripes that lost more chunks than they have parity. */
   unrepairableStripes: number[];
   /** Damaged data chunks that cannot be rebuilt. */
@@ -308,6 +318,8 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
       damagedChunks: r.damagedChunks,
       unrepairableChunks: r.unrepairableChunks,
       damagedParity: r.damagedParity,
+      unreadableChunks: r.unreadableChunks,
+      unreadableParity: r.unreadableParity,
       bytes: r.actualLength,
       ms: performance.now() - t0,
     });

@@ -498,6 +498,10 @@ export interface EccVerifyResult {
   actualLength: number
   damagedChunks: Array<number>
   damagedParity: Array<number>
+  /** Data chunks among `damaged_chunks` that could not be read (`EIO`: a bad sector). */
+  unreadableChunks: Array<number>
+  /** Parity slots among `damaged_parity` that could not be read. */
+  unreadableParity: Array<number>
   unrepairableStripes: Array<number>
   unrepairableChunks: Array<number>
   sidecar: EccSidecarHealth

@@ -116,6 +116,10 @@ pub struct EccVerifyResult {
     pub actual_length: f64,
     pub damaged_chunks: Vec<f64>,
     pub damaged_parity: Vec<f64>,
+    /// Data chunks among `damaged_chunks` that could not be read (`EIO`: a bad sector).
+    pub unreadable_chunks: Vec<f64>,
+    /// Parity slots among `damaged_parity` that could not be read.
+    pub unreadable_parity: Vec<f64>,
     pub unrepairable_stripes: Vec<f64>,
     pub unrepairable_chunks: Vec<f64>,
     pub sidecar: EccSidecarHealth,
@@ -131,6 +135,8 @@ fn verify_result(r: &VerifyReport) -> EccVerifyResult {
         actual_length: f(r.actual_len),
         damaged_chunks: list(&r.damaged_chunks),
         damaged_parity: list(&r.damaged_parity),
+        unreadable_chunks: list(&r.unreadable_chunks),
+        unreadable_parity: list(&r.unreadable_parity),
         unrepairable_stripes: list(&r.unrepairable_stripes),
         unrepairable_chunks: list(&r.unrepairable_chunks),
         sidecar: health(&r.sidecar),
