@@ -917,4 +917,29 @@ describe('a snapshot that cannot be written after the events are committed', () 
       await log.close();
     }
   });
+  it('a programming error in the snapshot is thrown, not turned into a warning', async () => {
+    // Regression: every error of the deferred snapshot became a warning and a retry, a TypeError too,
+    // so a bug recurred silently at every append. Only system errors (typed TV_IO) are deferred now.
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { format: 'v2', snapshotEvery: 2, fsync: 'never' });
+    const seen: unknown[] = [];
+    const onEvent = (m: unknown) => seen.push(m);
+    subscribe(tv.EVENT_LOG_CHANNEL, onEvent);
+    try {
+      await log.append('a', 'e', 'x', '1', {});
+      process.env.TV_TEST_EVENTLOG_FAIL = 'snapshot-bug';
+      try {
+        await expect(log.append('a', 'e', 'x', '2', {})).rejects.toThrow(TypeError);
+      } finally {
+        delete process.env.TV_TEST_EVENTLOG_FAIL;
+      }
+      expect(seen).toEqual([]);
+      // The events themselves were committed before the snapshot step.
+      expect(await log.count()).toBe(2);
+      expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalEvents: 2 });
+    } finally {
+      unsubscribe(tv.EVENT_LOG_CHANNEL, onEvent);
+      await log.close();
+    }
+  });
 });

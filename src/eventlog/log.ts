@@ -11,7 +11,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { asyncDisposeSymbol } from '../dispose';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { exists, fsyncDir, ioError, settleSwap, WriterLock } from '../io/index';
+import { exists, fsyncDir, ioError, settleSwap, typedIoError, WriterLock } from '../io/index';
 import { optionsObject } from '../validate';
 import type { EventLogEntry } from './hashing';
 import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE } from './layout';
@@ -277,15 +277,17 @@ export class EventLog {
    * (a full disk: it is a new file) must not fail the append: the caller would take the events as not
    * written and write them again. It is retried after the next append, reported on the channel (and,
    * once per streak, as a process warning); verification works without it, from the previous snapshot
-   * or in full.
+   * or in full. A programming error (not a system error) is thrown, not deferred.
    */
   async #snapshotAfterCommit(): Promise<void> {
     try {
       await this.#writeSnapshot();
       this.#snapshotDue = false;
     } catch (err) {
-      const e =
-        err instanceof TensorVaultError ? err : ioError(err, this.dataDir, 'cannot write the snapshot');
+      // Only a failure of the file system (a typed error, or a Node system error made one) is deferred;
+      // anything else is a bug, and hiding it behind a warning would let it recur at every append.
+      const e = typedIoError(err, this.dataDir);
+      if (!(e instanceof TensorVaultError)) throw e;
       if (eventLogDiag.hasSubscribers) {
         eventLogDiag.publish({
           event: 'snapshot-failed',

@@ -35,15 +35,23 @@ function writeAll(fd: number, buf: Buffer, position: number | null, path: string
 
 /**
  * Test hook (`__test__/eventlog.test.ts` only): `TV_TEST_EVENTLOG_FAIL=LABEL` fails the step of that
- * label as a full disk would (`ENOSPC`). Read only when the addon is a test build (`testHooksBuilt()`),
- * so a published build ignores it.
+ * label as a full disk would (a system error shaped like Node's: `ENOSPC`, `syscall: 'write'`), and
+ * `LABEL-bug` throws a `TypeError` there, as a programming error would. Read only when the addon is a
+ * test build (`testHooksBuilt()`), so a published build ignores it.
  */
 let hooks: boolean | undefined;
 function failpoint(label: string): void {
   hooks ??= testHooksBuilt();
-  if (hooks && process.env.TV_TEST_EVENTLOG_FAIL === label) {
-    throw Object.assign(new Error(`test hook: ${label} failed`), { code: 'ENOSPC' });
+  if (!hooks) return;
+  const want = process.env.TV_TEST_EVENTLOG_FAIL;
+  if (want === label) {
+    throw Object.assign(new Error(`ENOSPC: no space left on device, write (test hook: ${label})`), {
+      code: 'ENOSPC',
+      errno: -28,
+      syscall: 'write',
+    });
   }
+  if (want === `${label}-bug`) throw new TypeError(`test hook: a bug in ${label}`);
 }
 
 export class V2Format implements LogFormat {
