@@ -26,15 +26,49 @@ use fuser::{
 /// Attributes are not cached by the kernel: the backing files are the truth.
 const TTL: Duration = Duration::ZERO;
 
+/// A backing file's identity: its inode number and birth time (a file created after another was
+/// deleted may reuse the inode number; it must not inherit that file's bad ranges, nor its FUSE inode,
+/// whose page cache the kernel may still hold).
+type Key = (u64, Option<SystemTime>);
+
+fn key_of(meta: &std::fs::Metadata) -> Key {
+    (meta.ino(), meta.created().ok())
+}
+
 /// Bad ranges and counters, shared between the file system and its [`Faults`] handles.
-#[derive(Default)]
 struct State {
-    /// Backing inode → half-open byte ranges that read as `EIO`.
-    bad: HashMap<u64, Vec<(u64, u64)>>,
+    /// Backing file → half-open byte ranges that read as `EIO`.
+    bad: HashMap<Key, Vec<(u64, u64)>>,
+    /// Backing file → its FUSE inode (numbered in order of first sight, never reused).
+    inodes: HashMap<Key, u64>,
+    next_ino: u64,
     /// FUSE inode → name in the backing folder (learned from lookups and creations).
     names: HashMap<u64, OsString>,
     /// Open handles.
     files: HashMap<u64, File>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            bad: HashMap::new(),
+            inodes: HashMap::new(),
+            next_ino: INodeNo::ROOT.0 + 1,
+            names: HashMap::new(),
+            files: HashMap::new(),
+        }
+    }
+}
+
+impl State {
+    fn inode_of(&mut self, meta: &std::fs::Metadata) -> u64 {
+        let next = &mut self.next_ino;
+        *self.inodes.entry(key_of(meta)).or_insert_with(|| {
+            let n = *next;
+            *next += 1;
+            n
+        })
+    }
 }
 
 /// A handle to the mounted file system's faults.
@@ -52,10 +86,10 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Faults {
     /// Make bytes `[start, start + len)` of `name` (a file of the backing folder) unreadable.
     pub fn set_bad(&self, name: &str, start: u64, len: u64) -> io::Result<()> {
-        let ino = std::fs::metadata(self.backing.join(name))?.ino();
+        let key = key_of(&std::fs::metadata(self.backing.join(name))?);
         lock(&self.state)
             .bad
-            .entry(ino)
+            .entry(key)
             .or_default()
             .push((start, start.saturating_add(len)));
         Ok(())
@@ -63,8 +97,8 @@ impl Faults {
 
     /// The unreadable ranges of `name` that no write has cleared yet.
     pub fn bad_ranges(&self, name: &str) -> io::Result<Vec<(u64, u64)>> {
-        let ino = std::fs::metadata(self.backing.join(name))?.ino();
-        Ok(lock(&self.state).bad.get(&ino).cloned().unwrap_or_default())
+        let key = key_of(&std::fs::metadata(self.backing.join(name))?);
+        Ok(lock(&self.state).bad.get(&key).cloned().unwrap_or_default())
     }
 
     /// How many reads were answered with `EIO` so far.
@@ -91,15 +125,6 @@ fn system_time(secs: i64, nsecs: i64) -> SystemTime {
     match u64::try_from(secs) {
         Ok(s) => UNIX_EPOCH + Duration::new(s, nanos),
         Err(_) => UNIX_EPOCH,
-    }
-}
-
-/// The FUSE inode of a backing file: its own inode number, moved off the root's number.
-fn fuse_ino(meta: &std::fs::Metadata) -> u64 {
-    if meta.ino() == INodeNo::ROOT.0 {
-        u64::MAX - 1
-    } else {
-        meta.ino()
     }
 }
 
@@ -163,8 +188,9 @@ impl FaultFs {
 
     fn entry(&self, name: &OsStr) -> io::Result<FileAttr> {
         let meta = std::fs::symlink_metadata(self.backing.join(name))?;
-        let ino = fuse_ino(&meta);
-        lock(&self.state).names.insert(ino, name.to_os_string());
+        let mut st = lock(&self.state);
+        let ino = st.inode_of(&meta);
+        st.names.insert(ino, name.to_os_string());
         Ok(attr_of(ino, &meta))
     }
 
@@ -333,7 +359,7 @@ impl Filesystem for FaultFs {
         reply: ReplyData,
     ) {
         let result = self.with_file(fh, |file| {
-            let backing = file.metadata()?.ino();
+            let backing = key_of(&file.metadata()?);
             let end = offset.saturating_add(u64::from(size));
             let bad = lock(&self.state)
                 .bad
@@ -378,7 +404,7 @@ impl Filesystem for FaultFs {
     ) {
         let result = self.with_file(fh, |file| {
             file.write_all_at(data, offset)?;
-            let backing = file.metadata()?.ino();
+            let backing = key_of(&file.metadata()?);
             if let Some(r) = lock(&self.state).bad.get_mut(&backing) {
                 clear(r, offset, offset.saturating_add(data.len() as u64));
             }
@@ -471,7 +497,8 @@ impl Filesystem for FaultFs {
                         } else {
                             FileType::RegularFile
                         };
-                        entries.push((fuse_ino(&meta), kind, e.file_name()));
+                        let ino = lock(&self.state).inode_of(&meta);
+                        entries.push((ino, kind, e.file_name()));
                     }
                 }
             }
