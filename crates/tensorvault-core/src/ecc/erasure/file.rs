@@ -309,23 +309,60 @@ fn map_for_hashing(file: &File, path: &Path, len: u64) -> Option<Mapping> {
     Some(map)
 }
 
-/// `pass(map)`, or `pass(None)` (reads only) when the mapped file shrank or failed a read while `pass`
-/// hashed it: the mapping reads zeros there ([`Mapping::check_len`]), which may match the digest of a
-/// chunk of zeros that reads would find missing; the report must be the one reads give. `bytes`: what
-/// one pass adds to `control`'s progress (added to its total before a second pass).
-fn through_map_or_reads<T>(
+/// Check items `0..count` (data chunks, or parity slots) with `check(idx, map, scratch)`, in parallel,
+/// through `map` where it holds them; progress counts `bytes_of(idx)` per item.
+///
+/// The mapping reads zeros where the file shrank or a page could not be read (the SIGBUS guard's zero
+/// page, [`Mapping::check_len`]), which may match the digest of a chunk of zeros that reads would find
+/// missing or unreadable: the report must be the one reads give. So an item hashed while the mapping
+/// answered a fault (its fault count moved during the item's check: the item that faulted always does,
+/// others that ran beside it may) is checked again with reads; and when the file shrank under the
+/// mapping, every item is. One bad sector in a large file then costs a re-read of a chunk or two, not a
+/// second pass over the whole file.
+fn checked_through_map(
     map: Option<Mapping>,
+    count: u64,
     control: &Control,
-    bytes: u64,
-    pass: impl Fn(Option<&Mapping>) -> Result<T, ErasureError>,
-) -> Result<T, ErasureError> {
-    let found = pass(map.as_ref())?;
-    if map.as_ref().is_none_or(|m| m.check_len().is_ok()) {
-        return Ok(found);
-    }
+    bytes_of: impl Fn(u64) -> u64 + Sync,
+    check: impl Fn(u64, Option<&Mapping>, &mut Vec<u8>) -> Result<Check, ErasureError> + Sync,
+) -> Result<Found, ErasureError> {
+    let pass =
+        |items: &[u64], map: Option<&Mapping>| -> Result<Vec<(u64, Check, bool)>, ErasureError> {
+            items
+                .par_iter()
+                .map_init(Vec::new, |buf: &mut Vec<u8>, &idx| {
+                    control.checkpoint()?;
+                    let before = map.map_or(0, Mapping::faults);
+                    let c = check(idx, map, buf)?;
+                    let suspect = map.is_some_and(|m| m.faults() != before);
+                    control.add(bytes_of(idx));
+                    Ok((idx, c, suspect))
+                })
+                .collect()
+        };
+    let all: Vec<u64> = (0..count).collect();
+    let mut results = pass(&all, map.as_ref())?;
+    let again: Vec<u64> = match map.as_ref().map(Mapping::check_len) {
+        None | Some(Ok(())) => Vec::new(),
+        Some(Err(IoError::Truncated { .. })) => all,
+        Some(Err(_)) => results.iter().filter(|r| r.2).map(|r| r.0).collect(),
+    };
     drop(map);
-    control.set_total(control.total().saturating_add(bytes));
-    pass(None)
+    if !again.is_empty() {
+        control.set_total(
+            control
+                .total()
+                .saturating_add(again.iter().map(|&i| bytes_of(i)).sum::<u64>()),
+        );
+        for (idx, c, _) in pass(&again, None)? {
+            if let Some(r) = results.get_mut(usize_of(idx)) {
+                r.1 = c;
+            }
+        }
+    }
+    Ok(Found::collect(results.into_iter().map(|(idx, c, _)| {
+        (c != Check::Intact).then_some((idx, c))
+    })))
 }
 
 /// Bytes `[off, off + len)` of `map`, when it holds all of them.
@@ -335,11 +372,9 @@ fn mapped(map: Option<&Mapping>, off: u64, len: u64) -> Option<&[u8]> {
         .get(usize::try_from(off).ok()?..usize::try_from(end).ok()?)
 }
 
-/// The data chunks among `chunks` that are missing, unreadable or do not match their digest, checked
-/// in parallel (one chunk buffer per worker), ascending when `chunks` is; progress counts their bytes.
-/// A chunk that `map` (a mapping of the file's first bytes) holds whole is hashed there, the others are
-/// read.
-#[allow(clippy::too_many_arguments)]
+/// The data chunks among `chunks` that are missing, unreadable or do not match their digest, read and
+/// checked in parallel (one chunk buffer per worker), ascending when `chunks` is; progress counts their
+/// bytes.
 fn damaged_among<I: IntoParallelIterator<Item = u64>>(
     chunks: I,
     file: &File,
@@ -347,27 +382,16 @@ fn damaged_among<I: IntoParallelIterator<Item = u64>>(
     layout: &Layout,
     entries: &[Digest],
     actual_len: u64,
-    map: Option<&Mapping>,
     control: &Control,
 ) -> Result<Found, ErasureError> {
     let cs = layout.params.chunk_size().as_usize();
-    let digest = layout.params.digest();
     let found: Result<Checks, ErasureError> = chunks
         .into_par_iter()
         .map_init(Vec::new, |buf: &mut Vec<u8>, idx| {
             control.checkpoint()?;
-            let (off, len) = layout.chunk_range(idx);
-            let check = if let Some(bytes) = mapped(map, off, len) {
-                if entries.get(usize_of(idx)) == Some(&digest.hash(bytes)) {
-                    Check::Intact
-                } else {
-                    Check::Damaged
-                }
-            } else {
-                buf.resize(cs, 0);
-                check_chunk(file, path, layout, entries, idx, actual_len, buf)?
-            };
-            control.add(len);
+            buf.resize(cs, 0);
+            let check = check_chunk(file, path, layout, entries, idx, actual_len, buf)?;
+            control.add(layout.chunk_range(idx).1);
             Ok((check != Check::Intact).then_some((idx, check)))
         })
         .collect();
@@ -700,41 +724,33 @@ fn verify_with(
     let entries = sc.table.entries();
     let chunks = layout.chunks;
 
-    let damaged_chunks = through_map_or_reads(
+    let digest = layout.params.digest();
+    let damaged_chunks = checked_through_map(
         map_for_hashing(&file, path, actual_len.min(layout.file_len)),
+        chunks,
         control,
-        layout.file_len,
-        |map| {
-            damaged_among(
-                0..chunks,
-                &file,
-                path,
-                &layout,
-                entries,
-                actual_len,
-                map,
-                control,
-            )
+        |idx| layout.chunk_range(idx).1,
+        |idx, map, buf| {
+            let (off, len) = layout.chunk_range(idx);
+            if let Some(bytes) = mapped(map, off, len) {
+                return Ok(if entries.get(usize_of(idx)) == Some(&digest.hash(bytes)) {
+                    Check::Intact
+                } else {
+                    Check::Damaged
+                });
+            }
+            buf.resize(cs, 0);
+            check_chunk(&file, path, &layout, entries, idx, actual_len, buf)
         },
     )?;
 
     let sidecar_len = sc.health.actual_len;
-    let damaged_parity = through_map_or_reads(
+    let damaged_parity = checked_through_map(
         map_for_hashing(&sc.file, sidecar_path, sidecar_len),
+        layout.parity_slots(),
         control,
-        layout.parity_len,
-        |map| {
-            let bad: Result<Checks, ErasureError> = (0..layout.parity_slots())
-                .into_par_iter()
-                .map_init(Vec::new, |buf: &mut Vec<u8>, slot| {
-                    control.checkpoint()?;
-                    let check = check_parity(sc, sidecar_path, sidecar_len, slot, map, buf)?;
-                    control.add(cs as u64);
-                    Ok((check != Check::Intact).then_some((slot, check)))
-                })
-                .collect();
-            Ok(Found::collect(bad?))
-        },
+        |_| cs as u64,
+        |slot, map, buf| check_parity(sc, sidecar_path, sidecar_len, slot, map, buf),
     )?;
 
     Ok(classify(
@@ -1201,7 +1217,7 @@ fn verify_groups(
         .flat_map(|&q| layout.group_chunks(q))
         .collect();
     let damaged_chunks = damaged_among(
-        chunk_jobs, &file, path, &layout, entries, actual_len, None, control,
+        chunk_jobs, &file, path, &layout, entries, actual_len, control,
     )?
     .sorted();
     let mut parity = Vec::new();
@@ -1259,7 +1275,6 @@ fn recheck_written(
         &layout,
         entries,
         actual_len,
-        None,
         control,
     )?;
     Ok(classify(
@@ -1472,9 +1487,26 @@ mod tests {
         let entries = sc.table.entries();
         let control = Control::new();
         control.set_total(layout.file_len);
-        let found = through_map_or_reads(map, &control, layout.file_len, |m| {
-            damaged_among(0..4, &file, &path, &layout, entries, len, m, &control)
-        })
+        let found = checked_through_map(
+            map,
+            4,
+            &control,
+            |i| layout.chunk_range(i).1,
+            |i, m, buf| {
+                let (off, clen) = layout.chunk_range(i);
+                if let Some(b) = mapped(m, off, clen) {
+                    return Ok(
+                        if entries.get(usize_of(i)) == Some(&layout.params.digest().hash(b)) {
+                            Check::Intact
+                        } else {
+                            Check::Damaged
+                        },
+                    );
+                }
+                buf.resize(4096, 0);
+                check_chunk(&file, &path, &layout, entries, i, len, buf)
+            },
+        )
         .unwrap();
         assert_eq!(found.damaged, vec![3]);
         assert!(found.unreadable.is_empty());
