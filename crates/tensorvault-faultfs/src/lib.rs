@@ -1,6 +1,7 @@
 //! A FUSE file system for tests: it serves one flat folder (the backing folder) and answers any read
 //! that touches a chosen byte range of a file with `EIO`, as a disk answers a read of a bad sector.
-//! A write over such a range clears it, as a disk remaps a bad sector when it is written.
+//! A write clears the bad ranges in the 4 KiB blocks it touches, as a disk remaps a bad sector when
+//! the file system writes its block.
 //!
 //! This exercises the kernel's own paths: `pread` returns `EIO`, and a page fault of a mapping over
 //! the range raises `SIGBUS`. Mounting needs `/dev/fuse` and the right to call `mount(2)` (root, or
@@ -25,6 +26,9 @@ use fuser::{
 
 /// Attributes are not cached by the kernel: the backing files are the truth.
 const TTL: Duration = Duration::ZERO;
+
+/// The block a write rewrites as a whole (the page size).
+const BLOCK: u64 = 4096;
 
 /// A backing file's identity: its inode number and birth time (a file created after another was
 /// deleted may reuse the inode number; it must not inherit that file's bad ranges, nor its FUSE inode,
@@ -405,8 +409,12 @@ impl Filesystem for FaultFs {
         let result = self.with_file(fh, |file| {
             file.write_all_at(data, offset)?;
             let backing = key_of(&file.metadata()?);
+            // The file system writes whole blocks: a write that ends at the end of the file rewrites
+            // the last block past it too, so what the disk remaps is every block the write touches.
+            let start = offset / BLOCK * BLOCK;
+            let end = offset.saturating_add(data.len() as u64).div_ceil(BLOCK) * BLOCK;
             if let Some(r) = lock(&self.state).bad.get_mut(&backing) {
-                clear(r, offset, offset.saturating_add(data.len() as u64));
+                clear(r, start, end);
             }
             Ok(())
         });

@@ -138,6 +138,36 @@ fn pick_chunks(rng: &mut Rng, layout: &Layout, past: bool) -> Option<BTreeSet<u6
     Some(out)
 }
 
+/// Damage each of `chunks`: a bad sector (two times in three) or a flipped bit; returns the bytes the
+/// file holds now and the chunks made unreadable.
+fn damage(
+    rng: &mut Rng,
+    fs: &Mounted,
+    layout: &Layout,
+    name: &str,
+    chunks: &BTreeSet<u64>,
+    original: &[u8],
+    counts: &mut Counts,
+) -> (Vec<u8>, BTreeSet<u64>) {
+    let mut damaged = original.to_vec();
+    let mut unreadable = BTreeSet::new();
+    for &c in chunks {
+        let (off, clen) = layout.chunk_range(c);
+        if rng.below(3) > 0 {
+            // A bad sector (a page of the chunk: the kernel reads pages).
+            let at = off + rng.below(clen) / 4096 * 4096;
+            fs.faults.set_bad(name, at, rng.below(4096).max(1)).unwrap();
+            unreadable.insert(c);
+            counts.unreadable += 1;
+        } else {
+            let at = (off + rng.below(clen)) as usize;
+            damaged[at] ^= 1 << rng.below(8);
+            counts.flipped += 1;
+        }
+    }
+    (damaged, unreadable)
+}
+
 fn run_case(fs: &Mounted, backing: &Path, seed: u64, counts: &mut Counts) {
     let mut rng = Rng(seed);
     let name = format!("f{seed}.bin");
@@ -172,27 +202,18 @@ fn run_case(fs: &Mounted, backing: &Path, seed: u64, counts: &mut Counts) {
         past = false;
         pick_chunks(&mut rng, &layout, false).unwrap()
     };
-    let mut damaged = original.clone();
-    let mut unreadable = BTreeSet::new();
-    for &c in &chunks {
-        let (off, clen) = layout.chunk_range(c);
-        if rng.below(3) > 0 {
-            // A bad sector (a page of the chunk: the kernel reads pages).
-            let at = off + rng.below(clen) / 4096 * 4096;
-            fs.faults
-                .set_bad(&name, at, rng.below(4096).max(1))
-                .unwrap();
-            unreadable.insert(c);
-            counts.unreadable += 1;
-        } else {
-            let at = (off + rng.below(clen)) as usize;
-            damaged[at] ^= 1 << rng.below(8);
-            counts.flipped += 1;
-        }
-    }
+    let (damaged, unreadable) = damage(&mut rng, fs, &layout, &name, &chunks, &original, counts);
     if damaged != original {
-        // A new modification time: the report says so, and damage this small is still not "stale".
+        // Media damage leaves the modification time alone (a new one could make a mostly damaged
+        // file look like an edit: "stale", which is not what is tested here).
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
         std::fs::write(&path, &damaged).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
     }
     let ctx = format!(
         "seed {seed}: {} chunks, m {}, {} stripes, {} local groups; damaged {chunks:?}, unreadable {unreadable:?}, past {past}",
@@ -227,7 +248,13 @@ fn run_case(fs: &Mounted, backing: &Path, seed: u64, counts: &mut Counts) {
         counts.within += 1;
         assert_eq!(r.damage_status, Status::Repairable, "{ctx}");
         let rep = result.unwrap_or_else(|e| panic!("{e}: {ctx}"));
-        assert_eq!(rep.write_mode, Some(WriteMode::InPlace), "{ctx}");
+        // In place, unless more than half of the file is damaged (then a copy: see RepairMode::Auto).
+        let mode = if r.differing_bytes * 2 > len {
+            WriteMode::Copy
+        } else {
+            WriteMode::InPlace
+        };
+        assert_eq!(rep.write_mode, Some(mode), "{ctx}");
         assert_eq!(rep.repaired_chunks, expected, "{ctx}");
         assert_eq!(rep.after.status, Status::Intact, "{ctx}");
         assert!(fs.faults.bad_ranges(&name).unwrap().is_empty(), "{ctx}");
@@ -266,5 +293,6 @@ fn scattered_bad_sectors_up_to_the_budget_repair_and_one_past_is_reported() {
     assert_eq!(counts.within + counts.past, cases);
     assert_eq!(counts.repaired, counts.within);
     assert_eq!(counts.reported, counts.past);
-    assert!(counts.unreadable > 0 && counts.past > 0 && counts.within > 0);
+    // Both kinds occur in any run of a few cases (a short run of one seed is a reproduction).
+    assert!(cases < 8 || (counts.unreadable > 0 && counts.past > 0 && counts.within > 0));
 }
