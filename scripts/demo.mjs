@@ -86,6 +86,13 @@ const base = Buffer.alloc(PIECE);
   }
 }
 /** Piece `p` of tensor `t`: the base block with every 4 KiB page stamped with (t, p, page). */
+/** `text` cut at a word boundary before `max` characters, with an ellipsis when cut. */
+function clip(text, max) {
+  if (text.length <= max) return text;
+  const cut = text.slice(0, max);
+  return `${cut.slice(0, Math.max(cut.lastIndexOf(' '), max / 2))}…`;
+}
+
 function piece(t, p, len, out) {
   base.copy(out, 0, 0, len);
   for (let at = 0; at + 8 <= len; at += 4096) {
@@ -234,7 +241,7 @@ try {
   );
 } catch (err) {
   console.log(
-    `   loading the damaged checkpoint without repair is refused: ${err.code} (${String(err.message).split('\n')[0].slice(0, 90)})`,
+    `   loading the damaged checkpoint without repair is refused: ${err.code} (${clip(String(err.message).split('\n')[0], 110)})`,
   );
 }
 const ver = await timed(() => tv.verify(file, { onProgress: bar('verify') }));
