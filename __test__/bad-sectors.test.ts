@@ -87,6 +87,11 @@ describe('unreadable sectors (EIO)', () => {
     const v = await tv.verifyCheckpoint(path);
     expect(v.status).toBe('repairable');
     expect(v.damagedTensors).toContain('mid');
+    expect(v.unreadableChunks).toEqual(v.damagedChunks);
+    expect(v.unreadableChunks).toHaveLength(1);
+    const cv = spawnSync(process.execPath, [cli, 'checkpoint', 'verify', path], { encoding: 'utf8' });
+    expect(cv.status, cv.stderr).toBe(1);
+    expect(cv.stdout).toContain(`UNREADABLE chunks (I/O error): ${v.unreadableChunks[0]}\n`);
 
     const c = await tv.loadCheckpoint(path);
     const t = await c.tensor('mid');
@@ -97,5 +102,28 @@ describe('unreadable sectors (EIO)', () => {
     c.close();
     expect(await fs.ranges('ck.safetensors')).toEqual([]);
     expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
+  });
+
+  it('tensorvault checkpoint repair rebuilds an unreadable chunk and the checkpoint verifies', async (ctx) => {
+    if (!fs) return ctx.skip(why);
+    const w = new Float32Array((4 * 1024 * 1024) / 4);
+    for (let i = 0; i < w.length; i++) w[i] = Math.sin(i);
+    await tv.saveCheckpoint(join(fs.backing, 'r.safetensors'), { w }, { ecc: 'medium' });
+    await fs.bad('r.safetensors', 2 * 1024 * 1024, 4096);
+    const path = join(fs.mount, 'r.safetensors');
+    const r = spawnSync(process.execPath, [cli, 'checkpoint', 'repair', path, '--json'], {
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.status).toBe('repaired');
+    expect(report.unreadableChunks).toEqual(report.repairedChunks);
+    expect(await fs.ranges('r.safetensors')).toEqual([]);
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    const t = await c.tensor('w');
+    expect(
+      Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(w.buffer)),
+    ).toBe(true);
+    c.close();
   });
 });

@@ -74,8 +74,9 @@ export function mergeReport(into: CheckpointReport, from: Partial<CheckpointRepo
     ...new Set([...a, ...(b ?? [])]),
   ];
   const damagedChunks = union(into.damagedChunks, from.damagedChunks);
+  const unreadableChunks = union(into.unreadableChunks, from.unreadableChunks);
   const repairedChunks = union(into.repairedChunks, from.repairedChunks);
-  Object.assign(into, from, { damagedChunks, repairedChunks });
+  Object.assign(into, from, { damagedChunks, unreadableChunks, repairedChunks });
   if (repairedBefore && into.status === 'intact') into.status = 'repaired';
 }
 
@@ -123,17 +124,30 @@ export async function verifyWhole(
   options: JobOptions,
   ino?: number,
 ): Promise<{ file: SafetensorsFile; report: Partial<CheckpointReport>; why?: string }> {
-  const report: Partial<CheckpointReport> = { damagedChunks: [], repairedChunks: [], damagedTensors: [] };
+  const report: Partial<CheckpointReport> = {
+    damagedChunks: [],
+    unreadableChunks: [],
+    repairedChunks: [],
+    damagedTensors: [],
+  };
   let status: CheckpointReport['status'] = 'intact';
   let parityDamaged = false;
   let f = file;
   if (p.layout === 'tensorvault') {
     const block = p.block as IntegrityBlock;
-    let bad = await treeDamage(p, block, options);
+    const unreadable: number[] = [];
+    let bad = await treeDamage(p, block, options, p.weights, unreadable);
     if (bad.length > 0) {
       report.damagedChunks = bad;
+      report.unreadableChunks = unreadable;
       report.damagedTensors = tensorsIn(f, bad, block.chunk_size);
-      publish({ event: 'damaged', path: p.files.weights, chunks: bad, tensors: report.damagedTensors });
+      publish({
+        event: 'damaged',
+        path: p.files.weights,
+        chunks: bad,
+        tensors: report.damagedTensors,
+        unreadableChunks: unreadable,
+      });
       if (!repair || p.tvecc === undefined) {
         return {
           file: f,
@@ -239,19 +253,30 @@ export async function verifyWhole(
   return { file: f, report };
 }
 
-/** Chunks whose digest differs from the block's leaves (hashing the whole file on the pool). */
+/** The native leaves' mark for a chunk that could not be read (`EIO`). */
+const UNREADABLE_LEAF = '!'.repeat(64);
+
+/**
+ * Chunks whose digest differs from the block's leaves (hashing the whole file on the pool); those
+ * among them that could not be read at all (`EIO`) are also pushed to `unreadable`.
+ */
 export async function treeDamage(
   p: Parsed,
   block: IntegrityBlock,
   options: JobOptions,
   path: string = p.weights,
+  unreadable?: number[],
 ): Promise<number[]> {
   const size = statSync(path).size;
   const n = Math.ceil(block.file_length / block.chunk_size);
   const leaves = await fileLeaves(path, treeHashOf(block.algorithm), 0, n, options, block.chunk_size);
   const bad: number[] = [];
   for (let i = 0; i < n; i++) {
-    if (!equalHex(leaves.slice(i * 64, i * 64 + 64), leafAt(block, i))) bad.push(i);
+    const leaf = leaves.slice(i * 64, i * 64 + 64);
+    if (!equalHex(leaf, leafAt(block, i))) {
+      bad.push(i);
+      if (leaf === UNREADABLE_LEAF) unreadable?.push(i);
+    }
   }
   if (size !== block.file_length && bad.length === 0) bad.push(Math.max(0, n - 1));
   return bad;

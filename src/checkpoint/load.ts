@@ -201,6 +201,7 @@ export async function loadCheckpoint(
     verifiedTensors: [],
     damagedTensors: [],
     damagedChunks: [...rebuiltAtOpen],
+    unreadableChunks: [],
     repairedChunks: [...rebuiltAtOpen],
   };
   try {
@@ -294,6 +295,7 @@ export async function verifyCheckpoint(
       verifiedTensors: [],
       damagedTensors: [],
       damagedChunks: [],
+      unreadableChunks: [],
       repairedChunks: [],
     };
     mergeReport(report, r.report);
@@ -314,6 +316,7 @@ export async function verifyCheckpoint(
       status: report.status,
       chunks: report.damagedChunks,
       tensors: report.damagedTensors,
+      unreadableChunks: report.unreadableChunks,
       ms: performance.now() - t0,
     });
     return report;
@@ -414,6 +417,7 @@ export async function loadSecure(manifestPath: string, options: LoadSecureOption
     verifiedTensors: [],
     damagedTensors: [],
     damagedChunks: [],
+    unreadableChunks: [],
     repairedChunks: [],
   };
   try {

@@ -77,6 +77,12 @@ export interface CheckpointReport {
   damagedTensors: string[];
   /** Damaged chunks (tensorvault layout) or rs(N) blocks (pyfolds-ecc) found. */
   damagedChunks: number[];
+  /**
+   * Chunks among `damagedChunks` whose read failed (`EIO`: a bad sector, a failing device; tensorvault
+   * layout, full verification). Parity rebuilds them like any damaged chunk; that they occur at all
+   * says the medium is failing.
+   */
+  unreadableChunks: number[];
   /** Chunks or blocks rebuilt from parity. */
   repairedChunks: number[];
   /** Differences from `expect` when `strict: false`. */

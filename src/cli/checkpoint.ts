@@ -43,6 +43,11 @@ function describeReport(r: CheckpointReport): string {
   let s = `${r.path}: ${r.status.toUpperCase()} (${r.layout}, hash ${r.hashKind}${r.keyed ? ', keyed' : ''}, seal ${r.seal})\n`;
   if (r.damagedChunks.length > 0)
     s += `  damaged ${r.layout === 'tensorvault' ? 'chunks' : 'blocks'}: ${r.damagedChunks.slice(0, 20).join(', ')}${r.damagedChunks.length > 20 ? ', …' : ''}\n`;
+  if (r.unreadableChunks.length > 0) {
+    s += `  UNREADABLE chunks (I/O error): ${r.unreadableChunks.slice(0, 20).join(', ')}${r.unreadableChunks.length > 20 ? ', …' : ''}\n`;
+    s +=
+      '  the medium returned read errors: parity rebuilds these, but check the disk (SMART, dmesg) and copy the run off it\n';
+  }
   if (r.damagedTensors.length > 0) s += `  damaged tensors: ${r.damagedTensors.join(', ')}\n`;
   if (r.repairedChunks.length > 0) s += `  repaired: ${r.repairedChunks.length}\n`;
   return s;

@@ -215,7 +215,8 @@ export declare class NativeSha256 {
 }
 
 /**
- * Leaves (hex, concatenated; `-` × 64 for a chunk past the end of the file) of chunks
+ * Leaves (hex, concatenated; `-` × 64 for a chunk past the end of the file, `!` × 64 for one that could
+ * not be read because its bytes are lost to the medium, `EIO`) of chunks
  * `[first, first + count)` of `path`, read and hashed in parallel on the pool.
  */
 export declare function checkpointChunkLeaves(path: string, chunkSize: number, first: number, count: number, tree: string, control: JobControl): Promise<string>

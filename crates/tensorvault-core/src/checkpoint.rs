@@ -732,11 +732,32 @@ fn forward(outer: &Control, inner: &Control, finished: &AtomicBool) {
     }
 }
 
+/// A chunk's leaf as [`file_leaves`] read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileLeaf {
+    /// The leaf of the chunk's bytes.
+    Leaf(Digest),
+    /// The chunk lies (partly) past the end of the file: it cannot match its leaf.
+    Missing,
+    /// The chunk's bytes could not be read because they are lost to the medium (`EIO`, see
+    /// [`IoError::is_lost_to_medium`]): a damaged chunk that parity may rebuild, not a failed check.
+    Unreadable,
+}
+
+impl FileLeaf {
+    /// The leaf, when the chunk was read whole.
+    #[must_use]
+    pub fn digest(&self) -> Option<&Digest> {
+        match self {
+            Self::Leaf(d) => Some(d),
+            Self::Missing | Self::Unreadable => None,
+        }
+    }
+}
+
 /// Leaves of chunks `[first, first + count)` of the file at `path` (the chunk tree's cut at
-/// `chunk_size`), read with `pread` and hashed in parallel on the rayon pool. A chunk past the end of
-/// the file is `None` (it cannot match its leaf), and so is one that cannot be read because its bytes
-/// are lost to the medium (`EIO`, see [`IoError::is_lost_to_medium`]): a damaged chunk that parity may
-/// rebuild, not a failed check. The last chunk is as long as the file allows.
+/// `chunk_size`), read with `pread` and hashed in parallel on the rayon pool. The last chunk is as long
+/// as the file allows.
 pub fn file_leaves(
     path: &Path,
     chunk_size: ChunkSize,
@@ -744,7 +765,7 @@ pub fn file_leaves(
     count: u64,
     alg: TreeAlgorithm,
     control: &Control,
-) -> Result<Vec<Option<Digest>>, CheckpointError> {
+) -> Result<Vec<FileLeaf>, CheckpointError> {
     use rayon::prelude::*;
     let (file, len) = crate::io::open_regular(path)?;
     let end = first.saturating_add(count);
@@ -754,26 +775,23 @@ pub fn file_leaves(
         .into_par_iter()
         .map_init(
             || vec![0u8; chunk_size.as_usize()],
-            |buf, idx| -> Result<Option<Digest>, CheckpointError> {
+            |buf, idx| -> Result<FileLeaf, CheckpointError> {
                 control.checkpoint()?;
                 let (start, clen) = chunk_size.chunk_range(idx, len);
                 if clen == 0 {
-                    return Ok(None);
+                    return Ok(FileLeaf::Missing);
                 }
                 let Some(b) = buf.get_mut(..usize::try_from(clen).unwrap_or(usize::MAX)) else {
-                    return Ok(None);
+                    return Ok(FileLeaf::Missing);
                 };
-                match crate::io::read_exact_at(&file, path, b, start) {
-                    Ok(()) => {}
-                    Err(IoError::Truncated { .. }) => return Ok(None),
-                    Err(e) if e.is_lost_to_medium() => {
-                        control.add(clen);
-                        return Ok(None);
-                    }
+                let leaf = match crate::io::read_exact_at(&file, path, b, start) {
+                    Ok(()) => FileLeaf::Leaf(alg.leaf(b)),
+                    Err(IoError::Truncated { .. }) => return Ok(FileLeaf::Missing),
+                    Err(e) if e.is_lost_to_medium() => FileLeaf::Unreadable,
                     Err(e) => return Err(e.into()),
-                }
+                };
                 control.add(clen);
-                Ok(Some(alg.leaf(b)))
+                Ok(leaf)
             },
         )
         .collect()
@@ -1151,10 +1169,10 @@ mod tests {
             let got = file_leaves(&path, o.chunk_size, 1, n + 1, alg, &Control::new()).unwrap();
             assert_eq!(got.len() as u64, n + 1);
             for (i, g) in got.iter().take(usize::try_from(n - 1).unwrap()).enumerate() {
-                assert_eq!(g.as_ref(), Some(&r.leaves[i + 1]));
+                assert_eq!(g.digest(), Some(&r.leaves[i + 1]));
             }
-            assert_eq!(got[usize::try_from(n - 1).unwrap()], None);
-            assert_eq!(got[usize::try_from(n).unwrap()], None);
+            assert_eq!(got[usize::try_from(n - 1).unwrap()], FileLeaf::Missing);
+            assert_eq!(got[usize::try_from(n).unwrap()], FileLeaf::Missing);
         }
     }
 }

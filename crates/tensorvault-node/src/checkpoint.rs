@@ -8,7 +8,7 @@ use napi::bindgen_prelude::{AsyncTask, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::checkpoint::{
-    file_leaves, save_weights, SaveOptions, SaveReport, SaveTensor, TreeAlgorithm,
+    file_leaves, save_weights, FileLeaf, SaveOptions, SaveReport, SaveTensor, TreeAlgorithm,
 };
 use tensorvault_core::ecc::erasure::{ChunkDigest, ErasureError, Level, Params, ProtectOptions};
 use tensorvault_core::hash::{from_hex, to_hex, ChunkSize};
@@ -261,7 +261,7 @@ pub struct LeavesTask {
 }
 
 impl Task for LeavesTask {
-    type Output = Vec<Option<[u8; 32]>>;
+    type Output = Vec<FileLeaf>;
     type JsValue = String;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
@@ -282,16 +282,19 @@ impl Task for LeavesTask {
         let mut out = String::with_capacity(leaves.len() * 64);
         for l in &leaves {
             match l {
-                Some(d) => out.push_str(&to_hex(d)),
+                FileLeaf::Leaf(d) => out.push_str(&to_hex(d)),
                 // A chunk past the end of the file: 64 characters that match no leaf.
-                None => out.push_str(&"-".repeat(64)),
+                FileLeaf::Missing => out.push_str(&"-".repeat(64)),
+                // A chunk that could not be read (EIO): 64 characters that match no leaf either.
+                FileLeaf::Unreadable => out.push_str(&"!".repeat(64)),
             }
         }
         Ok(out)
     }
 }
 
-/// Leaves (hex, concatenated; `-` × 64 for a chunk past the end of the file) of chunks
+/// Leaves (hex, concatenated; `-` × 64 for a chunk past the end of the file, `!` × 64 for one that could
+/// not be read because its bytes are lost to the medium, `EIO`) of chunks
 /// `[first, first + count)` of `path`, read and hashed in parallel on the pool.
 #[napi(ts_return_type = "Promise<string>")]
 pub fn checkpoint_chunk_leaves(
