@@ -316,9 +316,9 @@ fn map_for_hashing(file: &File, path: &Path, len: u64) -> Option<Mapping> {
 /// page, [`Mapping::check_len`]), which may match the digest of a chunk of zeros that reads would find
 /// missing or unreadable: the report must be the one reads give. So an item hashed while the mapping
 /// answered a fault (its fault count moved during the item's check: the item that faulted always does,
-/// others that ran beside it may) is checked again with reads; and when the file shrank under the
-/// mapping, every item is. One bad sector in a large file then costs a re-read of a chunk or two, not a
-/// second pass over the whole file.
+/// others that ran beside it may) is checked again with reads, with the items next to it; and when the
+/// file shrank under the mapping, every item is. One bad sector in a large file then costs a re-read of
+/// a few chunks, not a second pass over the whole file.
 fn checked_through_map(
     map: Option<Mapping>,
     count: u64,
@@ -345,7 +345,19 @@ fn checked_through_map(
     let again: Vec<u64> = match map.as_ref().map(Mapping::check_len) {
         None | Some(Ok(())) => Vec::new(),
         Some(Err(IoError::Truncated { .. })) => all,
-        Some(Err(_)) => results.iter().filter(|r| r.2).map(|r| r.0).collect(),
+        // With their neighbours: the sidecar's parity slots are not page-aligned, so one page can hold
+        // the end of a slot and the start of the next, and only the first to touch it faults.
+        Some(Err(_)) => {
+            let mut again: Vec<u64> = results
+                .iter()
+                .filter(|r| r.2)
+                .flat_map(|r| [r.0.saturating_sub(1), r.0, r.0 + 1])
+                .filter(|&i| i < count)
+                .collect();
+            again.sort_unstable();
+            again.dedup();
+            again
+        }
     };
     drop(map);
     if !again.is_empty() {
