@@ -18,8 +18,9 @@ import { optionsObject, requiredInteger } from '../validate';
  * Telemetry of protected files (`diagnostics_channel` `tensorvault:ecc`): after each `verify`,
  * `{ event: 'verified' | 'damaged' | 'stale', op: 'verify', path, status, damagedChunks,
  * unrepairableChunks, damagedParity, unreadableChunks, unreadableParity, bytes, ms }` (unreadable:
- * the read failed with `EIO`, a bad sector: alert on it, the medium is failing); after each `repair`, `{ event: 'repaired' |
- * 'verified', op: 'repair', path, status, repairedChunks, sidecarRewritten, writeMode, bytes, ms }`, or
+ * the read failed with `EIO`, a bad sector: alert on it, the medium is failing); after each `repair`,
+ * `{ event: 'repaired' | 'verified', op: 'repair', path, status, repairedChunks, sidecarRewritten,
+ * writeMode, bytes, ms }`, or
  * `{ event: 'failed', op: 'repair', path, code, context }` when it throws. (The job channel
  * `tensorvault:job` reports only that the native job ended.)
  */
