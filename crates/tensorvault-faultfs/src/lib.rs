@@ -6,6 +6,9 @@
 //! This exercises the kernel's own paths: `pread` returns `EIO`, and a page fault of a mapping over
 //! the range raises `SIGBUS`. Mounting needs `/dev/fuse` and the right to call `mount(2)` (root, or
 //! a user namespace that has it); [`mount`] returns the error otherwise, and tests skip, saying why.
+//! Linux only: elsewhere the crate is empty.
+
+#![cfg(target_os = "linux")]
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};

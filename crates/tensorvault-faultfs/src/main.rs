@@ -9,10 +9,17 @@
 //! still holds open, a mapping a view keeps alive, would make a plain unmount fail with `EBUSY`) and
 //! exits 0; a mount that fails exits 2 with the reason on stderr.
 
-use std::io::{BufRead, Write};
-use std::path::PathBuf;
-
+#[cfg(not(target_os = "linux"))]
 fn main() {
+    eprintln!("tensorvault-faultfs: Linux only");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "linux")]
+fn main() {
+    use std::io::{BufRead, Write};
+    use std::path::PathBuf;
+
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [backing, mountpoint] = args.as_slice() else {
         eprintln!("usage: tensorvault-faultfs BACKING MOUNTPOINT");

@@ -6,6 +6,7 @@
 //!
 //! `TV_BADSEC_CAMPAIGN_CASES` (default 16) and `TV_BADSEC_CAMPAIGN_SEED` (default 1) set the run; needs
 //! FUSE like `bad_sectors.rs` (skips without it unless `TV_REQUIRE_FAULTFS=1`).
+#![cfg(target_os = "linux")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

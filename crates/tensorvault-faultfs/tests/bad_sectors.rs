@@ -5,6 +5,7 @@
 //!
 //! Needs `/dev/fuse` and the right to mount (root). Without them every test says it skipped, unless
 //! `TV_REQUIRE_FAULTFS=1` (set by `npm test` where both are present) makes that a failure.
+#![cfg(target_os = "linux")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -185,7 +186,9 @@ fn an_unreadable_parity_slot_is_damaged_parity() {
     // sidecar, so one page holds the end of one and the start of the other): both are unreadable,
     // though only the first to touch the page through the mapping faults.
     let boundary = layout.parity_offset(7);
-    s.fs.faults.set_bad("f.bin.tvecc", boundary - 8, 16).unwrap();
+    s.fs.faults
+        .set_bad("f.bin.tvecc", boundary - 8, 16)
+        .unwrap();
     let r = verify(&path, None, &Control::new()).unwrap();
     assert_eq!(r.status, Status::Repairable, "{r:?}");
     assert!(r.damaged_chunks.is_empty());
