@@ -284,6 +284,165 @@ impl WideEncoder {
     }
 }
 
+/// The high-rate encode of [`WideEncoder`] (`k` rounded up to a power of two above `m`'s), streamed:
+/// the data shards are transformed a chunk of `m.next_power_of_two()` at a time as they arrive, in a
+/// work area of two such chunks, instead of being copied into a work area of all `k` and transformed
+/// afterwards. The crate's high-rate encoder (`rate_high.rs`) does the same steps in the same order
+/// (IFFT of the first chunk in place, IFFT of each further chunk with its own skew and XOR into the
+/// first, one FFT), so the parity is bit-identical; what changes is that each chunk is transformed
+/// while it is still in the core's cache (4 KiB shards: 512 KiB, against 4 MiB for `k` = 1024).
+/// Shards must be a multiple of 64 bytes (no tail block to lay out).
+pub struct StreamEncoder {
+    engine: WideEngine,
+    k: usize,
+    m: usize,
+    /// Shards per chunk: `m.next_power_of_two()`.
+    cs: usize,
+    shard_bytes: usize,
+    /// Chunk 0 (the accumulator) in shards `[0, cs)`, the chunk being filled in `[cs, 2 cs)`.
+    work: Vec<[u8; 64]>,
+    /// Data shards added so far.
+    added: usize,
+}
+
+impl StreamEncoder {
+    /// Whether `k` data and `m` parity shards of `shard_bytes` bytes take this encoder (else use
+    /// [`WideEncoder`]): the crate's high rate by the strict rule, whole 64-byte blocks.
+    #[must_use]
+    pub fn supports(k: usize, m: usize, shard_bytes: usize) -> bool {
+        shard_bytes > 0
+            && shard_bytes.is_multiple_of(64)
+            && m > 0
+            && k.next_power_of_two() > m.next_power_of_two()
+            && k.checked_add(m.next_power_of_two())
+                .is_some_and(|n| n <= GF_ORDER)
+    }
+
+    /// An encoder for `k` data and `m` parity shards of `shard_bytes` bytes on the detected engine.
+    ///
+    /// # Errors
+    /// `UnsupportedShardCount` when [`StreamEncoder::supports`] says no.
+    pub fn new(k: usize, m: usize, shard_bytes: usize) -> Result<Self, Error> {
+        Self::with_engine(k, m, shard_bytes, WideEngine::detect())
+    }
+
+    /// The same on `engine`.
+    ///
+    /// # Errors
+    /// As [`StreamEncoder::new`].
+    pub fn with_engine(
+        k: usize,
+        m: usize,
+        shard_bytes: usize,
+        engine: WideEngine,
+    ) -> Result<Self, Error> {
+        let mut e = Self {
+            engine,
+            k: 0,
+            m: 0,
+            cs: 0,
+            shard_bytes: 0,
+            work: Vec::new(),
+            added: 0,
+        };
+        e.reset(k, m, shard_bytes)?;
+        Ok(e)
+    }
+
+    /// Start over with a new shape (the work area is reused).
+    ///
+    /// # Errors
+    /// As [`StreamEncoder::new`].
+    pub fn reset(&mut self, k: usize, m: usize, shard_bytes: usize) -> Result<(), Error> {
+        if !Self::supports(k, m, shard_bytes) {
+            return Err(Error::UnsupportedShardCount {
+                original_count: k,
+                recovery_count: m,
+            });
+        }
+        self.k = k;
+        self.m = m;
+        self.cs = m.next_power_of_two();
+        self.shard_bytes = shard_bytes;
+        self.added = 0;
+        self.work.resize(2 * self.cs * (shard_bytes / 64), [0; 64]);
+        Ok(())
+    }
+
+    /// The work area as the engine's shards (a function of the fields, so that the engine can be
+    /// borrowed beside it).
+    fn shards(work: &mut [[u8; 64]], cs: usize, shard_bytes: usize) -> ShardsRefMut<'_> {
+        ShardsRefMut::new(2 * cs, shard_bytes / 64, work)
+    }
+
+    /// Add the next data shard (transforming its chunk once the chunk is complete).
+    ///
+    /// # Errors
+    /// `TooManyOriginalShards`, `DifferentShardSize`.
+    pub fn add_original_shard(&mut self, shard: &[u8]) -> Result<(), Error> {
+        if self.added == self.k {
+            return Err(Error::TooManyOriginalShards {
+                original_count: self.k,
+            });
+        }
+        if shard.len() != self.shard_bytes {
+            return Err(Error::DifferentShardSize {
+                shard_bytes: self.shard_bytes,
+                got: shard.len(),
+            });
+        }
+        let (cs, at) = (self.cs, self.added);
+        let chunk_start = at - at % cs;
+        // Chunk 0 goes straight into the accumulator; later chunks into the second half.
+        let slot = if chunk_start == 0 { at } else { cs + at % cs };
+        let mut data = Self::shards(&mut self.work, cs, self.shard_bytes);
+        data[slot].as_flattened_mut().copy_from_slice(shard);
+        self.added += 1;
+        if self.added.is_multiple_of(cs) || self.added == self.k {
+            self.transform(chunk_start, self.added - chunk_start);
+        }
+        Ok(())
+    }
+
+    /// The chunk starting at data shard `chunk_start`, of `count` shards, now complete: as the
+    /// crate's `HighRateEncoder::encode` does for it.
+    fn transform(&mut self, chunk_start: usize, count: usize) {
+        let cs = self.cs;
+        let mut data = Self::shards(&mut self.work, cs, self.shard_bytes);
+        if chunk_start == 0 {
+            data.zero(count..cs);
+            self.engine.ifft(&mut data, 0, cs, count, cs);
+        } else {
+            data.zero(cs + count..2 * cs);
+            self.engine.ifft(&mut data, cs, cs, count, chunk_start + cs);
+            reed_solomon_simd::engine::utils::xor_within(&mut data, 0, cs, cs);
+        }
+    }
+
+    /// The parity shards, once all `k` data shards were added (the `m` parity shards, each
+    /// `shard_bytes` long, in order).
+    ///
+    /// # Errors
+    /// `TooFewOriginalShards`.
+    pub fn encode(&mut self) -> Result<impl Iterator<Item = &[u8]>, Error> {
+        if self.added != self.k {
+            return Err(Error::TooFewOriginalShards {
+                original_count: self.k,
+                original_received_count: self.added,
+            });
+        }
+        let (cs, m) = (self.cs, self.m);
+        let mut data = Self::shards(&mut self.work, cs, self.shard_bytes);
+        self.engine.fft(&mut data, 0, cs, m, 0);
+        let len64 = self.shard_bytes / 64;
+        Ok(self
+            .work
+            .chunks_exact(len64)
+            .take(m)
+            .map(<[[u8; 64]]>::as_flattened))
+    }
+}
+
 /// The wide code's decoder: the crate's `ReedSolomonDecoder` over a [`WideEngine`].
 pub struct WideDecoder(DefaultRateDecoder<WideEngine>);
 
@@ -865,6 +1024,66 @@ mod tests {
             .iter()
             .map(|&i| r.restored_original(i).unwrap().to_vec())
             .collect()
+    }
+
+    #[test]
+    fn the_streamed_encode_is_bit_identical_to_the_crates() {
+        let engines = engines();
+        // (k, m, shard bytes): the medium shape, a last chunk of 1 and of cs - 1 shards, one chunk
+        // and a bit, m not a power of two, the smallest high rate.
+        for (k, m, len) in [
+            (1024usize, 128usize, 128usize),
+            (1025, 128, 64),
+            (1151, 128, 64),
+            (129, 128, 64),
+            (300, 100, 192),
+            (64, 16, 4096),
+            (37, 5, 128),
+            (3, 1, 64),
+            (2, 1, 64),
+        ] {
+            assert!(StreamEncoder::supports(k, m, len), "k {k} m {m}");
+            let shards: Vec<Vec<u8>> = (0..k)
+                .map(|i| pattern(len, (k * 7919 + i) as u32))
+                .collect();
+            let want = reed_solomon_simd::encode(k, m, &shards).unwrap();
+            for e in &engines {
+                let mut enc = StreamEncoder::with_engine(k, m, len, e.clone()).unwrap();
+                // Twice: the second time on the reused work area (reset), which still holds the
+                // first encode's values.
+                for round in 0..2 {
+                    enc.reset(k, m, len).unwrap();
+                    for s in &shards {
+                        enc.add_original_shard(s).unwrap();
+                    }
+                    let got: Vec<Vec<u8>> = enc.encode().unwrap().map(<[u8]>::to_vec).collect();
+                    assert!(
+                        got == want,
+                        "{:?} k {k} m {m} len {len} round {round}",
+                        e.kind()
+                    );
+                }
+            }
+        }
+        // Shapes it does not take (the caller uses WideEncoder): low rate, equal powers of two, a
+        // tail block, nothing.
+        for (k, m, len) in [
+            (5, 11, 192),
+            (128, 128, 64),
+            (64, 64, 64),
+            (1000, 125, 66),
+            (4, 1, 0),
+        ] {
+            assert!(!StreamEncoder::supports(k, m, len), "k {k} m {m} len {len}");
+            assert!(StreamEncoder::new(k, m, len).is_err());
+        }
+        let mut enc = StreamEncoder::new(3, 1, 64).unwrap();
+        assert!(enc.add_original_shard(&[0; 63]).is_err());
+        assert!(enc.encode().is_err());
+        for _ in 0..3 {
+            enc.add_original_shard(&[1; 64]).unwrap();
+        }
+        assert!(enc.add_original_shard(&[1; 64]).is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::hash::{ChunkSize, Digest, Sha256};
 use crate::io::Mapping;
 use crate::io::{open_regular, read_exact_at, IoError};
 
-use super::gf16_gfni::{WideDecoder, WideEncoder};
+use super::gf16_gfni::{StreamEncoder, WideDecoder, WideEncoder};
 use super::sidecar::{ChunkDigest, Layout, Level, Params, Sidecar};
 use super::{ErasureError, VerifyReport};
 
@@ -303,6 +303,8 @@ fn span_width(w: usize, slots: usize, cs: usize, workers: usize) -> usize {
 /// the local parity of every group; each `[slot][span]`).
 struct EncodeSlot {
     enc: Option<WideEncoder>,
+    /// The streamed encoder of the shapes it takes (see [`StreamEncoder`]).
+    stream: Option<StreamEncoder>,
     parity: Vec<u8>,
     local: Vec<u8>,
     pad: Vec<u8>,
@@ -361,36 +363,85 @@ fn encode_span<S: Source + ?Sized>(
     while sub < start + width {
         let ws = w.min(start + width - sub);
         let at = sub - start;
-        let enc = reused(
-            &mut slot.enc,
-            |e| e.reset(k, m, ws),
-            || WideEncoder::new(k, m, ws),
-        )?;
-        for idx in 0..chunks {
-            let p = piece_of(src, layout, idx, sub, ws, &mut slot.gather);
-            if let Some(acc) = layout
-                .group_of(idx)
-                .and_then(|q| slot.local.get_mut(usize_of(q) * width + at..))
-            {
-                xor_into(acc.get_mut(..ws).unwrap_or_default(), p);
-            }
-            enc.add_original_shard(padded(p, ws, &mut slot.pad))
-                .map_err(|e| codec_err(&e))?;
-        }
-        if chunks == 0 {
-            // An empty file: one virtual all-zero chunk.
-            slot.pad.clear();
-            slot.pad.resize(ws, 0);
-            enc.add_original_shard(&slot.pad)
-                .map_err(|e| codec_err(&e))?;
-        }
-        let out = enc.encode().map_err(|e| codec_err(&e))?;
-        for (j, r) in out.recovery_iter().enumerate() {
-            if let Some(dst) = slot.parity.get_mut(j * width + at..j * width + at + ws) {
+        let parity = &mut slot.parity;
+        let mut put = |j: usize, r: &[u8]| {
+            if let Some(dst) = parity.get_mut(j * width + at..j * width + at + ws) {
                 dst.copy_from_slice(r);
+            }
+        };
+        if chunks > 0 && StreamEncoder::supports(k, m, ws) {
+            // The common shapes: each chunk of shards transformed while it is in cache.
+            let enc = reused(
+                &mut slot.stream,
+                |e| e.reset(k, m, ws),
+                || StreamEncoder::new(k, m, ws),
+            )?;
+            let mut add = |p: &[u8]| enc.add_original_shard(p);
+            feed(
+                src,
+                layout,
+                &mut slot.local,
+                &mut slot.gather,
+                &mut slot.pad,
+                (sub, ws, at, width),
+                &mut add,
+            )?;
+            for (j, r) in enc.encode().map_err(|e| codec_err(&e))?.enumerate() {
+                put(j, r);
+            }
+        } else {
+            let enc = reused(
+                &mut slot.enc,
+                |e| e.reset(k, m, ws),
+                || WideEncoder::new(k, m, ws),
+            )?;
+            let mut add = |p: &[u8]| enc.add_original_shard(p);
+            feed(
+                src,
+                layout,
+                &mut slot.local,
+                &mut slot.gather,
+                &mut slot.pad,
+                (sub, ws, at, width),
+                &mut add,
+            )?;
+            if chunks == 0 {
+                // An empty file: one virtual all-zero chunk.
+                slot.pad.clear();
+                slot.pad.resize(ws, 0);
+                enc.add_original_shard(&slot.pad)
+                    .map_err(|e| codec_err(&e))?;
+            }
+            let out = enc.encode().map_err(|e| codec_err(&e))?;
+            for (j, r) in out.recovery_iter().enumerate() {
+                put(j, r);
             }
         }
         sub += ws;
+    }
+    Ok(())
+}
+
+/// Hand the slice `[sub, sub + ws)` of every data chunk to `add` (zero-padded to `ws`), and XOR it
+/// into its group's local parity (at `at` in each group's `width` columns) while it is in cache.
+fn feed<S: Source + ?Sized>(
+    src: &S,
+    layout: &Layout,
+    local: &mut [u8],
+    gather: &mut Vec<u8>,
+    pad: &mut Vec<u8>,
+    (sub, ws, at, width): (usize, usize, usize, usize),
+    add: &mut dyn FnMut(&[u8]) -> Result<(), reed_solomon_simd::Error>,
+) -> Result<(), ErasureError> {
+    for idx in 0..layout.chunks {
+        let p = piece_of(src, layout, idx, sub, ws, gather);
+        if let Some(acc) = layout
+            .group_of(idx)
+            .and_then(|q| local.get_mut(usize_of(q) * width + at..))
+        {
+            xor_into(acc.get_mut(..ws).unwrap_or_default(), p);
+        }
+        add(padded(p, ws, pad)).map_err(|e| codec_err(&e))?;
     }
     Ok(())
 }
@@ -426,6 +477,7 @@ pub fn encode_source<S: Source + ?Sized>(
     let mut slots: Vec<EncodeSlot> = (0..workers)
         .map(|_| EncodeSlot {
             enc: None,
+            stream: None,
             parity: Vec::new(),
             local: Vec::new(),
             pad: Vec::new(),
