@@ -8,7 +8,10 @@
 //! (the short last chunk zero-padded) are one set of 32 GF(2^16) codewords, and the matching 64 bytes of
 //! every parity chunk are their parity. So a file of any size is encoded in column slices of `w` bytes
 //! (`w` a multiple of 64) with memory `≈ threads · (k + 2m) · w`, reading the file through an mmap, and
-//! the result does not depend on `w` (a test checks it).
+//! the result does not depend on `w` (a test checks it). The high-rate shapes (every preset) are
+//! encoded by [`StreamEncoder`], which transforms the data shards a chunk of `next_pow2(m)` at a time as
+//! they are read (the crate's own steps in its order, so the same parity), in a work area of two such
+//! chunks rather than all `k`.
 
 use std::fs::File;
 use std::path::Path;
