@@ -193,6 +193,37 @@ enum Check {
     Unreadable,
 }
 
+/// `bytes` against digest `index` of `entries` (the data chunks' digests, then the parity slots'):
+/// intact when they hash to it, damaged otherwise (a missing entry included).
+fn check_bytes(layout: &Layout, entries: &[Digest], index: u64, bytes: &[u8]) -> Check {
+    if entries.get(usize_of(index)) == Some(&layout.params.digest().hash(bytes)) {
+        Check::Intact
+    } else {
+        Check::Damaged
+    }
+}
+
+/// Data chunk `idx` checked where `map` (the file's mapping, or none) holds it, else read from `file`
+/// into `buf` (resized to one chunk) by [`check_chunk`].
+#[allow(clippy::too_many_arguments)] // the chunk, its two sources and the table: all needed
+fn check_mapped_chunk(
+    file: &File,
+    path: &Path,
+    layout: &Layout,
+    entries: &[Digest],
+    idx: u64,
+    actual_len: u64,
+    map: Option<&Mapping>,
+    buf: &mut Vec<u8>,
+) -> Result<Check, ErasureError> {
+    let (off, len) = layout.chunk_range(idx);
+    if let Some(bytes) = mapped(map, off, len) {
+        return Ok(check_bytes(layout, entries, idx, bytes));
+    }
+    buf.resize(layout.params.chunk_size().as_usize(), 0);
+    check_chunk(file, path, layout, entries, idx, actual_len, buf)
+}
+
 /// Check data chunk `idx` of `file` against its digest in `entries` (`buf`: scratch of one chunk).
 fn check_chunk(
     file: &File,
@@ -206,20 +237,12 @@ fn check_chunk(
     let (_, clen) = layout.chunk_range(idx);
     match read_chunk(file, path, layout, idx, actual_len, buf) {
         Ok(false) => Ok(Check::Damaged),
-        Ok(true) => Ok(
-            if entries.get(usize_of(idx))
-                == Some(
-                    &layout
-                        .params
-                        .digest()
-                        .hash(buf.get(..usize_of(clen)).unwrap_or_default()),
-                )
-            {
-                Check::Intact
-            } else {
-                Check::Damaged
-            },
-        ),
+        Ok(true) => Ok(check_bytes(
+            layout,
+            entries,
+            idx,
+            buf.get(..usize_of(clen)).unwrap_or_default(),
+        )),
         Err(e) if lost_to_medium(&e) => Ok(Check::Unreadable),
         Err(e) => Err(e),
     }
@@ -258,12 +281,12 @@ fn check_parity(
         }
         buf.as_slice()
     };
-    let entry = sc.table.entries().get(usize_of(layout.chunks + slot));
-    Ok(if entry == Some(&layout.params.digest().hash(bytes)) {
-        Check::Intact
-    } else {
-        Check::Damaged
-    })
+    Ok(check_bytes(
+        &layout,
+        sc.table.entries(),
+        layout.chunks + slot,
+        bytes,
+    ))
 }
 
 /// One check's result per data chunk or parity slot (`None`: intact).
@@ -736,23 +759,13 @@ fn verify_with(
     let entries = sc.table.entries();
     let chunks = layout.chunks;
 
-    let digest = layout.params.digest();
     let damaged_chunks = checked_through_map(
         map_for_hashing(&file, path, actual_len.min(layout.file_len)),
         chunks,
         control,
         |idx| layout.chunk_range(idx).1,
         |idx, map, buf| {
-            let (off, len) = layout.chunk_range(idx);
-            if let Some(bytes) = mapped(map, off, len) {
-                return Ok(if entries.get(usize_of(idx)) == Some(&digest.hash(bytes)) {
-                    Check::Intact
-                } else {
-                    Check::Damaged
-                });
-            }
-            buf.resize(cs, 0);
-            check_chunk(&file, path, &layout, entries, idx, actual_len, buf)
+            check_mapped_chunk(&file, path, &layout, entries, idx, actual_len, map, buf)
         },
     )?;
 
@@ -1504,20 +1517,7 @@ mod tests {
             4,
             &control,
             |i| layout.chunk_range(i).1,
-            |i, m, buf| {
-                let (off, clen) = layout.chunk_range(i);
-                if let Some(b) = mapped(m, off, clen) {
-                    return Ok(
-                        if entries.get(usize_of(i)) == Some(&layout.params.digest().hash(b)) {
-                            Check::Intact
-                        } else {
-                            Check::Damaged
-                        },
-                    );
-                }
-                buf.resize(4096, 0);
-                check_chunk(&file, &path, &layout, entries, i, len, buf)
-            },
+            |i, m, buf| check_mapped_chunk(&file, &path, &layout, entries, i, len, m, buf),
         )
         .unwrap();
         assert_eq!(found.damaged, vec![3]);
