@@ -372,57 +372,79 @@ fn encode_span<S: Source + ?Sized>(
                 dst.copy_from_slice(r);
             }
         };
-        if chunks > 0 && StreamEncoder::supports(k, m, ws) {
-            // The common shapes: each chunk of shards transformed while it is in cache.
-            let enc = reused(
+        // The common shapes streamed (each chunk of shards transformed while it is in cache), the
+        // rest (and an empty file) through the crate's encoder.
+        let coder: &mut dyn SpanCoder = if chunks > 0 && StreamEncoder::supports(k, m, ws) {
+            reused(
                 &mut slot.stream,
                 |e| e.reset(k, m, ws),
                 || StreamEncoder::new(k, m, ws),
-            )?;
-            let mut add = |p: &[u8]| enc.add_original_shard(p);
-            feed(
-                src,
-                layout,
-                &mut slot.local,
-                &mut slot.gather,
-                &mut slot.pad,
-                (sub, ws, at, width),
-                &mut add,
-            )?;
-            for (j, r) in enc.encode().map_err(|e| codec_err(&e))?.enumerate() {
-                put(j, r);
-            }
+            )?
         } else {
-            let enc = reused(
+            reused(
                 &mut slot.enc,
                 |e| e.reset(k, m, ws),
                 || WideEncoder::new(k, m, ws),
-            )?;
-            let mut add = |p: &[u8]| enc.add_original_shard(p);
-            feed(
-                src,
-                layout,
-                &mut slot.local,
-                &mut slot.gather,
-                &mut slot.pad,
-                (sub, ws, at, width),
-                &mut add,
-            )?;
-            if chunks == 0 {
-                // An empty file: one virtual all-zero chunk.
-                slot.pad.clear();
-                slot.pad.resize(ws, 0);
-                enc.add_original_shard(&slot.pad)
-                    .map_err(|e| codec_err(&e))?;
-            }
-            let out = enc.encode().map_err(|e| codec_err(&e))?;
-            for (j, r) in out.recovery_iter().enumerate() {
-                put(j, r);
-            }
+            )?
+        };
+        feed(
+            src,
+            layout,
+            &mut slot.local,
+            &mut slot.gather,
+            &mut slot.pad,
+            (sub, ws, at, width),
+            coder,
+        )?;
+        if chunks == 0 {
+            // An empty file: one virtual all-zero chunk.
+            slot.pad.clear();
+            slot.pad.resize(ws, 0);
+            coder.add(&slot.pad).map_err(|e| codec_err(&e))?;
         }
+        coder.parity(&mut put).map_err(|e| codec_err(&e))?;
         sub += ws;
     }
     Ok(())
+}
+
+/// The encoder of one slice of columns: [`StreamEncoder`] or the crate's ([`WideEncoder`]).
+trait SpanCoder {
+    /// The next data shard.
+    fn add(&mut self, shard: &[u8]) -> Result<(), reed_solomon_simd::Error>;
+    /// Every parity shard, in order, to `put` (its index and bytes).
+    fn parity(&mut self, put: &mut dyn FnMut(usize, &[u8]))
+        -> Result<(), reed_solomon_simd::Error>;
+}
+
+impl SpanCoder for StreamEncoder {
+    fn add(&mut self, shard: &[u8]) -> Result<(), reed_solomon_simd::Error> {
+        self.add_original_shard(shard)
+    }
+    fn parity(
+        &mut self,
+        put: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<(), reed_solomon_simd::Error> {
+        for (j, r) in self.encode()?.enumerate() {
+            put(j, r);
+        }
+        Ok(())
+    }
+}
+
+impl SpanCoder for WideEncoder {
+    fn add(&mut self, shard: &[u8]) -> Result<(), reed_solomon_simd::Error> {
+        self.add_original_shard(shard)
+    }
+    fn parity(
+        &mut self,
+        put: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<(), reed_solomon_simd::Error> {
+        for (j, r) in self.encode()?.recovery_iter().enumerate() {
+            put(j, r);
+        }
+        Ok(())
+    }
 }
 
 /// Hand the slice `[sub, sub + ws)` of every data chunk to `add` (zero-padded to `ws`), and XOR it
@@ -434,7 +456,7 @@ fn feed<S: Source + ?Sized>(
     gather: &mut Vec<u8>,
     pad: &mut Vec<u8>,
     (sub, ws, at, width): (usize, usize, usize, usize),
-    add: &mut dyn FnMut(&[u8]) -> Result<(), reed_solomon_simd::Error>,
+    coder: &mut dyn SpanCoder,
 ) -> Result<(), ErasureError> {
     for idx in 0..layout.chunks {
         let p = piece_of(src, layout, idx, sub, ws, gather);
@@ -444,7 +466,7 @@ fn feed<S: Source + ?Sized>(
         {
             xor_into(acc.get_mut(..ws).unwrap_or_default(), p);
         }
-        add(padded(p, ws, pad)).map_err(|e| codec_err(&e))?;
+        coder.add(padded(p, ws, pad)).map_err(|e| codec_err(&e))?;
     }
     Ok(())
 }
