@@ -447,7 +447,7 @@ impl SpanCoder for WideEncoder {
     }
 }
 
-/// Hand the slice `[sub, sub + ws)` of every data chunk to `add` (zero-padded to `ws`), and XOR it
+/// Hand the slice `[sub, sub + ws)` of every data chunk to `coder` (zero-padded to `ws`), and XOR it
 /// into its group's local parity (at `at` in each group's `width` columns) while it is in cache.
 fn feed<S: Source + ?Sized>(
     src: &S,
