@@ -30,6 +30,7 @@ use reed_solomon_simd::engine::{Avx2, Ssse3};
 use reed_solomon_simd::rate::{DefaultRateDecoder, DefaultRateEncoder, RateDecoder, RateEncoder};
 use reed_solomon_simd::{DecoderResult, EncoderResult, Error};
 
+use super::wide::copy_xor;
 use crate::ecc::cpu::{self, Level};
 
 /// An engine of the wide code.
@@ -303,6 +304,9 @@ pub struct StreamEncoder {
     work: Vec<[u8; 64]>,
     /// Data shards added so far.
     added: usize,
+    /// Whether [`StreamEncoder::encode`] has run (the parity is in the work area; another call
+    /// hands it out again instead of transforming it a second time).
+    encoded: bool,
 }
 
 impl StreamEncoder {
@@ -344,6 +348,7 @@ impl StreamEncoder {
             shard_bytes: 0,
             work: Vec::new(),
             added: 0,
+            encoded: false,
         };
         e.reset(k, m, shard_bytes)?;
         Ok(e)
@@ -365,6 +370,7 @@ impl StreamEncoder {
         self.cs = m.next_power_of_two();
         self.shard_bytes = shard_bytes;
         self.added = 0;
+        self.encoded = false;
         self.work.resize(2 * self.cs * (shard_bytes / 64), [0; 64]);
         Ok(())
     }
@@ -380,15 +386,31 @@ impl StreamEncoder {
     /// # Errors
     /// `TooManyOriginalShards`, `DifferentShardSize`.
     pub fn add_original_shard(&mut self, shard: &[u8]) -> Result<(), Error> {
+        if shard.len() != self.shard_bytes {
+            return Err(Error::DifferentShardSize {
+                shard_bytes: self.shard_bytes,
+                got: shard.len(),
+            });
+        }
+        self.add_padded_shard(shard, None)
+    }
+
+    /// Add the next data shard: `piece` zero-padded to the shard size (at most that long), `XORed`
+    /// into `acc` (its first `piece.len()` bytes) in the same pass when given. The wide encode's
+    /// local parity accumulates this way while the piece is read once (see [`copy_xor`]).
+    ///
+    /// # Errors
+    /// `TooManyOriginalShards`, `DifferentShardSize` (a piece longer than a shard).
+    pub fn add_padded_shard(&mut self, piece: &[u8], acc: Option<&mut [u8]>) -> Result<(), Error> {
         if self.added == self.k {
             return Err(Error::TooManyOriginalShards {
                 original_count: self.k,
             });
         }
-        if shard.len() != self.shard_bytes {
+        if piece.len() > self.shard_bytes {
             return Err(Error::DifferentShardSize {
                 shard_bytes: self.shard_bytes,
-                got: shard.len(),
+                got: piece.len(),
             });
         }
         let (cs, at) = (self.cs, self.added);
@@ -396,7 +418,11 @@ impl StreamEncoder {
         // Chunk 0 goes straight into the accumulator; later chunks into the second half.
         let slot = if chunk_start == 0 { at } else { cs + at % cs };
         let mut data = Self::shards(&mut self.work, cs, self.shard_bytes);
-        data[slot].as_flattened_mut().copy_from_slice(shard);
+        let dst = data[slot].as_flattened_mut();
+        copy_xor(dst, acc, piece);
+        if let Some(rest) = dst.get_mut(piece.len()..) {
+            rest.fill(0);
+        }
         self.added += 1;
         if self.added.is_multiple_of(cs) || self.added == self.k {
             self.transform(chunk_start, self.added - chunk_start);
@@ -432,8 +458,11 @@ impl StreamEncoder {
             });
         }
         let (cs, m) = (self.cs, self.m);
-        let mut data = Self::shards(&mut self.work, cs, self.shard_bytes);
-        self.engine.fft(&mut data, 0, cs, m, 0);
+        if !self.encoded {
+            let mut data = Self::shards(&mut self.work, cs, self.shard_bytes);
+            self.engine.fft(&mut data, 0, cs, m, 0);
+            self.encoded = true;
+        }
         let len64 = self.shard_bytes / 64;
         Ok(self
             .work
@@ -1062,6 +1091,9 @@ mod tests {
                         "{:?} k {k} m {m} len {len} round {round}",
                         e.kind()
                     );
+                    // Asked again, the same parity (it once transformed the work area a second time).
+                    let again: Vec<Vec<u8>> = enc.encode().unwrap().map(<[u8]>::to_vec).collect();
+                    assert!(again == want, "{:?} k {k} m {m} len {len} again", e.kind());
                 }
             }
         }
@@ -1084,6 +1116,48 @@ mod tests {
             enc.add_original_shard(&[1; 64]).unwrap();
         }
         assert!(enc.add_original_shard(&[1; 64]).is_err());
+    }
+
+    #[test]
+    fn padded_shards_pad_with_zeros_and_xor_into_the_accumulator() {
+        // Pieces of every length up to the shard, the last ones short (a short last chunk), each
+        // XORed into one of two accumulators on the way: the parity of the zero-padded shards, and
+        // the accumulators equal to the XOR of their pieces.
+        let (k, m, len) = (37usize, 5usize, 192usize);
+        let pieces: Vec<Vec<u8>> = (0..k)
+            .map(|i| {
+                let mut p = pattern(len, (i * 31 + 7) as u32);
+                p.truncate(if i < 30 { len } else { (i * 13) % (len + 1) });
+                p
+            })
+            .collect();
+        let padded: Vec<Vec<u8>> = pieces
+            .iter()
+            .map(|p| {
+                let mut q = p.clone();
+                q.resize(len, 0);
+                q
+            })
+            .collect();
+        let want = reed_solomon_simd::encode(k, m, &padded).unwrap();
+        let mut want_acc = [vec![0u8; len], vec![0u8; len]];
+        for (i, p) in pieces.iter().enumerate() {
+            for (a, b) in want_acc[i % 2].iter_mut().zip(p) {
+                *a ^= b;
+            }
+        }
+        for e in engines() {
+            let mut enc = StreamEncoder::with_engine(k, m, len, e.clone()).unwrap();
+            let mut acc = [vec![0u8; len], vec![0u8; len]];
+            for (i, p) in pieces.iter().enumerate() {
+                enc.add_padded_shard(p, Some(&mut acc[i % 2])).unwrap();
+            }
+            let got: Vec<Vec<u8>> = enc.encode().unwrap().map(<[u8]>::to_vec).collect();
+            assert!(got == want, "{:?}", e.kind());
+            assert!(acc == want_acc, "{:?}", e.kind());
+        }
+        let mut enc = StreamEncoder::new(k, m, len).unwrap();
+        assert!(enc.add_padded_shard(&[0; 193], None).is_err());
     }
 
     #[test]

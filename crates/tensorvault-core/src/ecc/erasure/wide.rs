@@ -321,6 +321,84 @@ pub(super) fn xor_into(acc: &mut [u8], src: &[u8]) {
     }
 }
 
+/// Copy `src` to the front of `dst` and, when `acc` is given, XOR it into the front of `acc`, in one
+/// pass (over the bytes all three have).
+///
+/// Not `copy_from_slice`: glibc's `memmove` copies 4 KiB and more with `rep movsb`, which on the AMD
+/// EPYC machine measured here ran many times slower for some placements of the encoder's work area
+/// than for others. A `v2` protect of 1 GiB took 2.4–2.5 CPU-s in a fresh process and 1.3–1.9 in
+/// later calls, most of the difference in that `memmove`; with
+/// `GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=4194304` the fresh process took 1.6–1.7
+/// (`docs/benchmarks.md`, twelfth session). Plain vector loads and stores do not depend on the
+/// placement, and the local parity's XOR rides on the same load.
+pub(crate) fn copy_xor(dst: &mut [u8], acc: Option<&mut [u8]>, src: &[u8]) {
+    let len = src.len().min(dst.len());
+    let (Some(dst), Some(src)) = (dst.get_mut(..len), src.get(..len)) else {
+        return;
+    };
+    let acc = match acc {
+        Some(acc) if acc.len() >= len => acc.get_mut(..len),
+        Some(acc) => {
+            xor_into(acc, src);
+            None
+        }
+        None => None,
+    };
+    let (mut to, mut from) = (dst.chunks_exact_mut(16), src.chunks_exact(16));
+    if let Some(acc) = acc {
+        let mut into = acc.chunks_exact_mut(16);
+        for ((d, a), s) in (&mut to).zip(&mut into).zip(&mut from) {
+            copy_xor16(d, Some(a), s);
+        }
+        let tail = to.into_remainder().iter_mut().zip(into.into_remainder());
+        for ((d, a), s) in tail.zip(from.remainder()) {
+            *d = *s;
+            *a ^= *s;
+        }
+    } else {
+        for (d, s) in (&mut to).zip(&mut from) {
+            copy_xor16(d, None, s);
+        }
+        for (d, s) in to.into_remainder().iter_mut().zip(from.remainder()) {
+            *d = *s;
+        }
+    }
+}
+
+/// One 16-byte block of [`copy_xor`]: an SSE2 load, a store the compiler cannot fold back into a
+/// call of `memcpy` (a loop of `_mm_storeu_si128` copies came out as `memmove`), and the XOR.
+#[allow(unsafe_code, clippy::cast_ptr_alignment)] // unaligned loads and stores only
+#[inline]
+fn copy_xor16(dst: &mut [u8], acc: Option<&mut [u8]>, src: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if dst.len() == 16 && src.len() == 16 && acc.as_ref().is_none_or(|a| a.len() == 16) {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_xor_si128};
+        // SAFETY: all three slices are 16 bytes long (checked above); the loads and stores are
+        // unaligned (`movdqu`); SSE2 is part of the x86_64 baseline; the `asm!` block only writes
+        // the 16 bytes of `dst`.
+        unsafe {
+            let block = _mm_loadu_si128(src.as_ptr().cast::<__m128i>());
+            std::arch::asm!(
+                "movdqu [{p}], {v}",
+                p = in(reg) dst.as_mut_ptr(),
+                v = in(xmm_reg) block,
+                options(nostack, preserves_flags),
+            );
+            if let Some(acc) = acc {
+                let at = acc.as_mut_ptr().cast::<__m128i>();
+                _mm_storeu_si128(at, _mm_xor_si128(_mm_loadu_si128(at), block));
+            }
+        }
+        return;
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = *s;
+    }
+    if let Some(acc) = acc {
+        xor_into(acc, src);
+    }
+}
+
 /// Encode the whole file (format v2): write every parity chunk into the sidecar `sc` at its place and
 /// return the digest entries (data chunks, then parity chunks). The file is read through a private
 /// mapping; a truncation while it is read is [`ErasureError::FileChanged`].
@@ -369,7 +447,7 @@ fn encode_span<S: Source + ?Sized>(
         let parity = &mut slot.parity;
         let mut put = |j: usize, r: &[u8]| {
             if let Some(dst) = parity.get_mut(j * width + at..j * width + at + ws) {
-                dst.copy_from_slice(r);
+                copy_xor(dst, None, r);
             }
         };
         // The common shapes streamed (each chunk of shards transformed while it is in cache), the
@@ -398,9 +476,9 @@ fn encode_span<S: Source + ?Sized>(
         )?;
         if chunks == 0 {
             // An empty file: one virtual all-zero chunk.
-            slot.pad.clear();
-            slot.pad.resize(ws, 0);
-            coder.add(&slot.pad).map_err(|e| codec_err(&e))?;
+            coder
+                .add(&[], ws, None, &mut slot.pad)
+                .map_err(|e| codec_err(&e))?;
         }
         coder.parity(&mut put).map_err(|e| codec_err(&e))?;
         sub += ws;
@@ -410,16 +488,30 @@ fn encode_span<S: Source + ?Sized>(
 
 /// The encoder of one slice of columns: [`StreamEncoder`] or the crate's ([`WideEncoder`]).
 trait SpanCoder {
-    /// The next data shard.
-    fn add(&mut self, shard: &[u8]) -> Result<(), reed_solomon_simd::Error>;
+    /// The next data shard: `piece` zero-padded to `width` bytes (`pad`: scratch), `XORed` into
+    /// `acc` (its group's local parity) when given.
+    fn add(
+        &mut self,
+        piece: &[u8],
+        width: usize,
+        acc: Option<&mut [u8]>,
+        pad: &mut Vec<u8>,
+    ) -> Result<(), reed_solomon_simd::Error>;
     /// Every parity shard, in order, to `put` (its index and bytes).
     fn parity(&mut self, put: &mut dyn FnMut(usize, &[u8]))
         -> Result<(), reed_solomon_simd::Error>;
 }
 
 impl SpanCoder for StreamEncoder {
-    fn add(&mut self, shard: &[u8]) -> Result<(), reed_solomon_simd::Error> {
-        self.add_original_shard(shard)
+    fn add(
+        &mut self,
+        piece: &[u8],
+        _width: usize,
+        acc: Option<&mut [u8]>,
+        _pad: &mut Vec<u8>,
+    ) -> Result<(), reed_solomon_simd::Error> {
+        // Copied into the work area, padded and XORed into `acc` in one pass.
+        self.add_padded_shard(piece, acc)
     }
     fn parity(
         &mut self,
@@ -433,8 +525,17 @@ impl SpanCoder for StreamEncoder {
 }
 
 impl SpanCoder for WideEncoder {
-    fn add(&mut self, shard: &[u8]) -> Result<(), reed_solomon_simd::Error> {
-        self.add_original_shard(shard)
+    fn add(
+        &mut self,
+        piece: &[u8],
+        width: usize,
+        acc: Option<&mut [u8]>,
+        pad: &mut Vec<u8>,
+    ) -> Result<(), reed_solomon_simd::Error> {
+        if let Some(acc) = acc {
+            xor_into(acc, piece);
+        }
+        self.add_original_shard(padded(piece, width, pad))
     }
     fn parity(
         &mut self,
@@ -460,13 +561,11 @@ fn feed<S: Source + ?Sized>(
 ) -> Result<(), ErasureError> {
     for idx in 0..layout.chunks {
         let p = piece_of(src, layout, idx, sub, ws, gather);
-        if let Some(acc) = layout
+        let acc = layout
             .group_of(idx)
             .and_then(|q| local.get_mut(usize_of(q) * width + at..))
-        {
-            xor_into(acc.get_mut(..ws).unwrap_or_default(), p);
-        }
-        coder.add(padded(p, ws, pad)).map_err(|e| codec_err(&e))?;
+            .map(|acc| acc.get_mut(..ws).unwrap_or_default());
+        coder.add(p, ws, acc, pad).map_err(|e| codec_err(&e))?;
     }
     Ok(())
 }
@@ -973,6 +1072,35 @@ mod tests {
                 start = end;
             }
             assert_eq!(got, whole, "slice width {w}");
+        }
+    }
+
+    #[test]
+    fn copy_xor_copies_and_xors_every_length_and_offset() {
+        let src = pattern(200, 5);
+        for off in 0..17 {
+            for n in [0usize, 1, 15, 16, 17, 31, 32, 33, 100, 183] {
+                let s = &src[off..off + n];
+                for acc_len in [None, Some(n), Some(n / 2), Some(n + 9)] {
+                    let mut dst = vec![0xA5u8; n + 5];
+                    let mut acc = acc_len.map(|l| pattern(l, 9));
+                    let mut want_acc = acc.clone();
+                    if let Some(a) = want_acc.as_mut() {
+                        xor_into(a, s);
+                    }
+                    copy_xor(&mut dst, acc.as_deref_mut(), s);
+                    assert_eq!(&dst[..n], s, "off {off} n {n}");
+                    assert!(
+                        dst[n..].iter().all(|&b| b == 0xA5),
+                        "off {off} n {n}: past the end"
+                    );
+                    assert_eq!(acc, want_acc, "off {off} n {n} acc {acc_len:?}");
+                }
+                // A destination shorter than the source: only what fits.
+                let mut short = vec![0u8; n / 2];
+                copy_xor(&mut short, None, s);
+                assert_eq!(&short[..], &s[..n / 2]);
+            }
         }
     }
 
