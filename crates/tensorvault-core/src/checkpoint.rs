@@ -316,27 +316,6 @@ fn create_new(path: &Path) -> Result<File, IoError> {
 /// Bytes written between two requests to start their writeback.
 const WRITEBACK: u64 = 32 << 20;
 
-/// Ask the kernel to start writing bytes `[offset, offset + len)` of `file` to the disk now, without
-/// waiting (best effort; errors are ignored: the fsync that follows is what makes the file durable).
-/// Otherwise a fresh file's dirty pages wait for the fsync, and the disk idles while the save
-/// computes its hashes and parity.
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return;
-        };
-        // SAFETY: sync_file_range only reads its integer arguments; a bad fd or range is an error
-        // code, not undefined behaviour.
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len);
-}
-
 fn write_parts(
     file: &File,
     path: &Path,
@@ -354,7 +333,7 @@ fn write_parts(
             control.add(piece.len() as u64);
             at += piece.len() as u64;
             if at - flushed >= WRITEBACK {
-                start_writeback(file, flushed, at - flushed);
+                crate::io::start_writeback(file, flushed, at - flushed);
                 flushed = at;
             }
         }

@@ -167,6 +167,27 @@ pub fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> R
     Ok(())
 }
 
+/// Ask the kernel to start writing bytes `[offset, offset + len)` of `file` to the disk now, without
+/// waiting (best effort; errors are ignored: the fsync that follows is what makes the file durable).
+/// Otherwise a fresh file's dirty pages wait for the fsync, and the disk idles while the caller
+/// computes its hashes and parity.
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: sync_file_range only reads its integer arguments; a bad fd or range is an error
+        // code, not undefined behaviour.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
 /// Advise the kernel that `file` will be read sequentially (best effort; errors are ignored).
 pub fn advise_sequential(file: &File) {
     #[cfg(target_os = "linux")]

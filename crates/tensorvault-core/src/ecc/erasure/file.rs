@@ -700,6 +700,8 @@ fn stripe_entries(
                     let buf = buf.as_slice();
                     let slot = layout.parity_slot(s, j);
                     write_all_at(sc, tmp_path, buf, layout.parity_offset(slot))?;
+                    // To the disk while the next stripes are encoded, not all at the commit.
+                    crate::io::start_writeback(sc, layout.parity_offset(slot), buf.len() as u64);
                     pd.push((slot, digest.hash(buf)));
                 }
                 Ok((dd, pd))
