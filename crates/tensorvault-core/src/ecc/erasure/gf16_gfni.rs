@@ -291,7 +291,8 @@ impl WideEncoder {
 /// afterwards. The crate's high-rate encoder (`rate_high.rs`) does the same steps in the same order
 /// (IFFT of the first chunk in place, IFFT of each further chunk with its own skew and XOR into the
 /// first, one FFT), so the parity is bit-identical; what changes is that each chunk is transformed
-/// while it is still in the core's cache (4 KiB shards: 512 KiB, against 4 MiB for `k` = 1024).
+/// while it is still in the core's cache (4 KiB shards: chunks of 512 KiB in a work area of 1 MiB,
+/// against a work area of 4 MiB for `k` = 1024).
 /// Shards must be a multiple of 64 bytes (no tail block to lay out).
 pub struct StreamEncoder {
     engine: WideEngine,
