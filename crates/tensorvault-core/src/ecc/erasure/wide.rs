@@ -350,8 +350,12 @@ pub(crate) fn copy_xor(dst: &mut [u8], acc: Option<&mut [u8]>, src: &[u8]) {
         }
         None => None,
     };
+    // The `TV_CPU` cap (`crate::ecc::cpu`) decides as for the ECC kernels, so that a capped run
+    // tests the SSE2 path.
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::ecc::cpu::level() >= crate::ecc::cpu::Level::Avx2
+        && std::arch::is_x86_feature_detected!("avx2")
+    {
         // SAFETY: AVX2 is present (checked just above).
         unsafe { copy_xor_avx2(dst, acc, src) };
         return;
@@ -1174,6 +1178,19 @@ mod tests {
                         "off {off} n {n}: past the end"
                     );
                     assert_eq!(acc, want_acc, "off {off} n {n} acc {acc_len:?}");
+                    // The SSE2 path alone (the dispatch takes AVX2 where the CPU has it), on slices
+                    // of one length as the dispatch hands them over.
+                    if acc_len.is_none_or(|l| l >= n) {
+                        let mut dst = vec![0xA5u8; n];
+                        let mut acc = acc_len.map(|_| pattern(n, 9));
+                        let mut want_acc = acc.clone();
+                        if let Some(a) = want_acc.as_mut() {
+                            xor_into(a, s);
+                        }
+                        copy_xor_sse2(&mut dst, acc.as_deref_mut(), s);
+                        assert_eq!(&dst[..], s, "sse2 off {off} n {n}");
+                        assert_eq!(acc, want_acc, "sse2 off {off} n {n}");
+                    }
                 }
                 // A destination shorter than the source: only what fits.
                 let mut short = vec![0u8; n / 2];
