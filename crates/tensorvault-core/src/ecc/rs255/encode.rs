@@ -44,6 +44,8 @@ pub(super) struct Encoder {
     /// j) mod g`; bytes past `n` are zero.
     rows: Vec<Lane>,
     /// Which AVX2 kernel is faster on this CPU for this `n` (measured on first use).
+    /// (Unused off x86-64, like the AVX2 kernels.)
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     avx2_choice: OnceLock<Avx2Kernel>,
 }
 
@@ -51,6 +53,7 @@ pub(super) struct Encoder {
 /// is bound by `vpshufb` throughput (two per product), the slicing-by-8 kernel by the latency of its
 /// 64 KiB row table (L1-resident on CPUs with 48 KiB L1D or more, L2 otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the AVX2 kernels are x86-64 only
 pub(super) enum Avx2Kernel {
     /// Many blocks at once, split-nibble products ([`super::interleave`]).
     Interleaved,
@@ -61,6 +64,7 @@ pub(super) enum Avx2Kernel {
 impl Avx2Kernel {
     /// The kernel's name as reported (`avx2-interleaved`, `avx2-sliced`).
     #[must_use]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the AVX2 kernels are x86-64 only
     pub(super) fn name(self) -> &'static str {
         match self {
             Self::Interleaved => "avx2-interleaved",
@@ -263,6 +267,7 @@ impl Encoder {
 
     /// The kernel [`Encoder::encode_blocks_at`] uses at `level`, with the AVX2 variant
     /// (`avx512-gfni`, `avx2-interleaved`, `avx2-sliced`, `portable`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(clippy::unused_self))] // used by the AVX2 choice
     pub(super) fn kernel_at(&self, level: Level) -> &'static str {
         #[cfg(target_arch = "x86_64")]
         {
@@ -472,6 +477,7 @@ pub fn kernel_name_at(level: Level) -> &'static str {
     "portable"
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the AVX2 kernels are x86-64 only
 fn store_parity(acc: &[Lane], out: &mut [u8]) {
     let bytes = acc
         .iter()
