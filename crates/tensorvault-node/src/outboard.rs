@@ -273,10 +273,12 @@ impl NativeOutboard {
 
     /// [`NativeOutboard::verify`] of the first `last` pieces of chunk 0, which hold the header: the
     /// header's bytes as it was parsed (`parsed`, read at the open), then the rest of those pieces
-    /// where the weights are mapped (`map`, the loader's own mapping), against the values that must
-    /// merge to `leaf` (32 bytes). The header hashed is thus the one the views are cut by, whatever a
-    /// writer did to the file since it was read. A page the mapping lost (the file truncated under
-    /// it) counts as damage.
+    /// read from the mapped file (`map`'s descriptor: the same page-cache pages the mapping shows),
+    /// against the values that must merge to `leaf` (32 bytes). The header hashed is thus the one the
+    /// views are cut by, whatever a writer did to the file since it was read. A short read (the file
+    /// truncated) counts as damage. Read with `pread`, not through the mapping: touching the mapping
+    /// faulted its pages in one by one and made the close unmap them, 15 µs of a 162 µs open
+    /// (`docs/benchmarks.md`, thirteenth session); a view of those bytes faults in only what it reads.
     pub(crate) fn check_header(
         &self,
         leaf: &[u8],
@@ -295,13 +297,20 @@ impl NativeOutboard {
         let leaf_hex = tensorvault_core::hash::to_hex(leaf);
         // A file shorter than the block says is damage (1).
         let r = self.with_values(0, |cvs| {
-            let Some(rest) = end.and_then(|e| map.bytes().get(parsed.len()..e)) else {
+            let Some(end) = end else {
                 return 1;
             };
             with_scratch(&PIECES, |buf| {
+                use std::os::unix::fs::FileExt as _;
                 buf.clear();
                 buf.extend_from_slice(parsed);
-                buf.extend_from_slice(rest);
+                buf.resize(end, 0);
+                let Some(rest) = buf.get_mut(parsed.len()..) else {
+                    return 1;
+                };
+                if map.file().read_exact_at(rest, parsed.len() as u64).is_err() {
+                    return 1;
+                }
                 check_pieces(cvs, &leaf_hex, buf, 0, piece)
             })
         });
