@@ -1,10 +1,12 @@
 // Checkpoints: the three layouts, PyFolds's own checkpoint tests (contract section 5), the contract's
 // known answers, damage and repair, the key policy, set replacement after a crash.
+import { createHash, createHmac } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as layout from '../dist/checkpoint/layout.js';
+import { canonicalJson } from '../dist/eventlog/canonical.js';
 import * as tv from '../dist/index.js';
 import { xorAt } from './helpers/bytes';
 import { runUnderFileLimit } from './helpers/full-disk';
@@ -50,6 +52,108 @@ async function rejects(p: Promise<unknown>): Promise<tv.TensorVaultError> {
 
 afterEach(() => {
   delete process.env.PYFOLDS_CHECKPOINT_HMAC_KEY;
+});
+
+/**
+ * The seal as `docs/formats/checkpoint.md` ("Seal message") defines it, built here with node:crypto: the
+ * reference the addon's `checkpointSeal` (through `layout.sealOf`) must match.
+ */
+function referenceSeal(
+  block: {
+    algorithm: string;
+    chunk_size: number;
+    file_length: number;
+    header_length: number;
+    header_sha256: string;
+    root: string;
+    ecc: unknown;
+  },
+  metadata: unknown,
+  integrityHash: string,
+  key?: string | Uint8Array,
+): string {
+  const field = (b: Buffer): Buffer => {
+    const n = Buffer.alloc(8);
+    n.writeBigUInt64BE(BigInt(b.length));
+    return Buffer.concat([n, b]);
+  };
+  const int = (v: number): Buffer => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64BE(BigInt(v));
+    return b;
+  };
+  const message = Buffer.concat(
+    [
+      Buffer.from('tensorvault-checkpoint-seal-v1'),
+      Buffer.from(block.algorithm),
+      int(block.chunk_size),
+      int(block.file_length),
+      int(block.header_length),
+      Buffer.from(block.header_sha256, 'hex'),
+      Buffer.from(block.root, 'hex'),
+      Buffer.from(canonicalJson(metadata), 'utf8'),
+      Buffer.from(integrityHash, 'utf8'),
+      Buffer.from(canonicalJson(block.ecc), 'utf8'),
+    ].map(field),
+  );
+  return key === undefined
+    ? `sha256:${createHash('sha256').update(message).digest('hex')}`
+    : `hmac-sha256:${createHmac('sha256', typeof key === 'string' ? Buffer.from(key, 'utf8') : key)
+        .update(message)
+        .digest('hex')}`;
+}
+
+describe('the seal', () => {
+  it('the addon computes it as the format document defines it (fields, framing, keys)', () => {
+    const block = {
+      integrity: 1 as const,
+      algorithm: 'blake3-tree-v1+sha256' as const,
+      chunk_size: 1024 * 1024,
+      file_length: 2 ** 40 + 12345,
+      header_length: 24_584,
+      header_sha256: 'ab'.repeat(32),
+      root: '0f'.repeat(32),
+      ecc: { kind: 'tvecc' as const, file: 'm.safetensors.tvecc' },
+    };
+    const ih = `sha256:${'ef'.repeat(32)}`;
+    const metas: unknown[] = [
+      {},
+      { version: '1', created_at: '2026-12-04T00:00:00Z', config: { lr: 0.001, layers: [1, 2, 3] } },
+      { 'ação ✓ 🙂': 'é\u0000"\n', nested: { b: null, a: [true, false, -0, 1e21, 2 ** 53] } },
+    ];
+    const keys: (string | Uint8Array | undefined)[] = [
+      undefined,
+      'k3y',
+      'ação',
+      new Uint8Array([0, 1, 255]),
+      '',
+    ];
+    for (const metadata of metas) {
+      for (const key of keys) {
+        for (const b of [block, { ...block, algorithm: 'sha256-tree-v1+hmac-sha256' as const, ecc: null }]) {
+          expect(layout.sealOf(b, metadata, ih, key)).toBe(referenceSeal(b, metadata, ih, key));
+        }
+      }
+    }
+    // Every field counts: one changed field, another seal.
+    const base = layout.sealOf(block, metas[1], ih, undefined);
+    for (const changed of [
+      { ...block, chunk_size: block.chunk_size * 2 },
+      { ...block, file_length: block.file_length + 1 },
+      { ...block, header_length: block.header_length + 1 },
+      { ...block, header_sha256: `ac${'ab'.repeat(31)}` },
+      { ...block, root: `${'0f'.repeat(31)}0e` },
+      { ...block, ecc: null },
+    ]) {
+      expect(layout.sealOf(changed, metas[1], ih, undefined)).not.toBe(base);
+    }
+    expect(layout.sealOf(block, metas[1], `${ih.slice(0, -1)}0`, undefined)).not.toBe(base);
+    expect(layout.sealOf(block, { ...(metas[1] as object), extra: 1 }, ih, undefined)).not.toBe(base);
+    // A digest that is not 32 bytes of hex is refused with a code.
+    expect(() => layout.sealOf({ ...block, root: 'zz'.repeat(32) }, {}, ih, undefined)).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+  });
 });
 
 describe('contract known answers (section 2)', () => {
@@ -797,7 +901,7 @@ describe('integrity block algorithms (issue 14, item 2)', () => {
     side.tensorvault = {
       ...partial,
       leaves: (tree.leaves as string[]).join(''),
-      seal: layout.seal(layout.sealMessage(partial, side.metadata, side.integrity_hash), undefined),
+      seal: referenceSeal(partial, side.metadata, side.integrity_hash),
     };
     writeFileSync(meta, JSON.stringify(side, null, 2));
     for (const verify of ['lazy', 'full'] as const) {

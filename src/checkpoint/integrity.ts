@@ -16,8 +16,7 @@ import {
   leafAt,
   pyfoldsDigest,
   pyfoldsHashMatches,
-  seal,
-  sealMessage,
+  sealOf,
   treeHashOf,
 } from './layout';
 import type { CheckpointReport, Parsed } from './parse';
@@ -314,7 +313,7 @@ export function checkSealMessage(p: Parsed, key: HmacKey | undefined): boolean {
     root: block.root,
     ecc: block.ecc,
   };
-  const want = seal(sealMessage(rest, p.metadata, p.integrityHash), keyed ? key : undefined);
+  const want = sealOf(rest, p.metadata, p.integrityHash, keyed ? key : undefined);
   if (!equalHex(want, block.seal)) {
     throw new TensorVaultError(
       ErrorCode.CHECKPOINT_INTEGRITY,

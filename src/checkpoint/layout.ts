@@ -3,7 +3,7 @@
  * (contract section 2) and tensorvault's integrity block (`docs/formats/checkpoint.md`).
  */
 import { basename, dirname, join } from 'node:path';
-import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { callNative, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { canonicalJson } from '../eventlog/canonical';
 import { createSha256, hmacSha256, sha256 } from '../hash/index';
 import { native } from '../native';
@@ -220,8 +220,6 @@ export function equalHex(a: string, b: string): boolean {
 export const INTEGRITY_VERSION = 1;
 /** Chunk size of the checkpoint's chunk tree (1 MiB: a tensor's first view checks at most 1 MiB more than it needs). */
 export const CHECKPOINT_CHUNK_SIZE = 1024 * 1024;
-/** Domain tag of the seal message. */
-const SEAL_TAG = 'tensorvault-checkpoint-seal-v1';
 
 /**
  * The integrity block's algorithm: the chunk tree (`sha256-tree-v1`, or `blake3-tree-v1` written by
@@ -283,56 +281,33 @@ export interface IntegrityBlock {
   seal: string;
 }
 
-/** The length-framed seal message (see the format document), written into one buffer. */
-export function sealMessage(
+/**
+ * The seal of an integrity block: `sha256:<hex>` of its seal message, or `hmac-sha256:<hex>` with a key
+ * (`docs/formats/checkpoint.md`, "Seal message"). The metadata and `ecc` are made canonical here; the
+ * addon frames the fields and hashes them in one call.
+ */
+export function sealOf(
   block: Omit<IntegrityBlock, 'seal' | 'leaves'>,
   metadata: unknown,
   integrityHash: string,
-): Buffer {
+  key: HmacKey | undefined,
+): string {
   const meta = canonicalJson(metadata);
   const ecc = canonicalJson(block.ecc);
-  const texts = [SEAL_TAG, block.algorithm, meta, integrityHash, ecc];
-  const lens = texts.map((t) => Buffer.byteLength(t, 'utf8'));
-  const headerDigest = Buffer.from(block.header_sha256, 'hex');
-  const root = Buffer.from(block.root, 'hex');
-  // ten length prefixes, three u64 fields, two digests, five texts
-  const out = Buffer.allocUnsafe(
-    10 * 8 + 3 * 8 + headerDigest.length + root.length + lens.reduce((a, b) => a + b, 0),
+  return callNative(() =>
+    native().checkpointSeal(
+      block.algorithm,
+      block.chunk_size,
+      block.file_length,
+      block.header_length,
+      block.header_sha256,
+      block.root,
+      meta,
+      integrityHash,
+      ecc,
+      key === undefined ? null : keyBytes(key),
+    ),
   );
-  let at = 0;
-  const u64 = (n: number): void => {
-    // n is a safe integer: high and low 32 bits
-    out.writeUInt32BE(Math.floor(n / 2 ** 32), at);
-    out.writeUInt32BE(n >>> 0, at + 4);
-    at += 8;
-  };
-  const text = (i: number): void => {
-    u64(lens[i] as number);
-    at += out.write(texts[i] as string, at, 'utf8');
-  };
-  const digest = (bytes: Buffer): void => {
-    u64(bytes.length);
-    at += bytes.copy(out, at);
-  };
-  text(0);
-  text(1);
-  for (const n of [block.chunk_size, block.file_length, block.header_length]) {
-    u64(8);
-    u64(n);
-  }
-  digest(headerDigest);
-  digest(root);
-  text(2);
-  text(3);
-  text(4);
-  return out;
-}
-
-/** The seal: `hmac-sha256:<hex>` with a key, `sha256:<hex>` without. */
-export function seal(message: Uint8Array, key: HmacKey | undefined): string {
-  return key === undefined
-    ? `sha256:${sha256(message).toString('hex')}`
-    : `hmac-sha256:${hmacSha256(keyBytes(key), message).toString('hex')}`;
 }
 
 /**

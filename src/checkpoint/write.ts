@@ -22,8 +22,7 @@ import {
   LAYOUTS,
   pyfoldsDigest,
   pythonShape,
-  seal,
-  sealMessage,
+  sealOf,
   type TreeHash,
   torchDtype,
   treeRoot,
@@ -275,7 +274,7 @@ export async function buildIntegrityBlock(
     root,
     ecc,
   };
-  return { ...partial, leaves, seal: seal(sealMessage(partial, metadata, await integrityHash), key) };
+  return { ...partial, leaves, seal: sealOf(partial, metadata, await integrityHash, key) };
 }
 
 /** The checked arguments of {@link saveCheckpoint}. */
@@ -537,5 +536,5 @@ export function integrityBlockOf(
     root,
     ecc,
   };
-  return { ...partial, leaves: r.leaves, seal: seal(sealMessage(partial, metadata, integrityHash), key) };
+  return { ...partial, leaves: r.leaves, seal: sealOf(partial, metadata, integrityHash, key) };
 }

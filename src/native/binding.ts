@@ -320,6 +320,15 @@ export interface CheckpointSaveResult {
  */
 export declare function checkpointSaveWeights(path: string, names: Array<string>, dtypes: Array<string>, shapes: Array<Array<number>>, data: Array<Uint8Array>, hashPrefixes: Array<string>, options: CheckpointSaveOptions, control: JobControl): Promise<CheckpointSaveResult>
 
+/**
+ * The integrity block's seal, `sha256:<hex>` (or `hmac-sha256:<hex>` with `key`), over its fields,
+ * the canonical JSON of the sidecar's `metadata` and of the block's `ecc`, and the sidecar's
+ * `integrity_hash` (`docs/formats/checkpoint.md`, "Seal message"): one call instead of the message
+ * built from a dozen `Buffer` operations and hashed by another call (`docs/benchmarks.md`, thirteenth
+ * session). `headerSha256` and `root`: 32-byte digests in hex.
+ */
+export declare function checkpointSeal(algorithm: string, chunkSize: number, fileLength: number, headerLength: number, headerSha256: string, root: string, metadata: string, integrityHash: string, ecc: string, key?: Uint8Array | undefined | null): string
+
 /** The root (hex) of a tree from its leaves: lower-case hex digests, concatenated, as UTF-8 bytes. */
 export declare function checkpointTreeRoot(leaves: Uint8Array, chunkSize: number, fileLength: number, tree: string): string
 

@@ -65,6 +65,7 @@ const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   checkpointOutboardOpen: true,
   checkpointReadSidecar: true,
   checkpointSaveWeights: true,
+  checkpointSeal: true,
   checkpointTreeRoot: true,
   checkpointWriteOutboard: true,
   cpuInfo: true,

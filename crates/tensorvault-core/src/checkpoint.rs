@@ -776,6 +776,74 @@ pub fn file_leaves(
         .collect()
 }
 
+/// Domain tag of the integrity block's seal message (`docs/formats/checkpoint.md`, "Seal message").
+pub const SEAL_TAG: &str = "tensorvault-checkpoint-seal-v1";
+
+/// The fields of an integrity block its seal covers (`docs/formats/checkpoint.md`, "Seal message").
+#[derive(Debug, Clone, Copy)]
+pub struct SealFields<'a> {
+    /// `algorithm` (`TREE+SEAL`).
+    pub algorithm: &'a str,
+    /// `chunk_size`.
+    pub chunk_size: u64,
+    /// `file_length`.
+    pub file_length: u64,
+    /// `header_length`.
+    pub header_length: u64,
+    /// `header_sha256`, raw (32 bytes).
+    pub header_sha256: &'a [u8],
+    /// `root`, raw (32 bytes).
+    pub root: &'a [u8],
+    /// The canonical JSON (RFC 8785) of the sidecar's `metadata`.
+    pub metadata: &'a str,
+    /// The sidecar's `integrity_hash`.
+    pub integrity_hash: &'a str,
+    /// The canonical JSON of the block's `ecc`.
+    pub ecc: &'a str,
+}
+
+/// The length-framed seal message: each field as its length (u64, big-endian) and its bytes; the three
+/// integers as 8 big-endian bytes each.
+#[must_use]
+pub fn seal_message(f: &SealFields<'_>) -> Vec<u8> {
+    let (n1, n2, n3) = (
+        f.chunk_size.to_be_bytes(),
+        f.file_length.to_be_bytes(),
+        f.header_length.to_be_bytes(),
+    );
+    let fields: [&[u8]; 10] = [
+        SEAL_TAG.as_bytes(),
+        f.algorithm.as_bytes(),
+        &n1,
+        &n2,
+        &n3,
+        f.header_sha256,
+        f.root,
+        f.metadata.as_bytes(),
+        f.integrity_hash.as_bytes(),
+        f.ecc.as_bytes(),
+    ];
+    let mut out = Vec::with_capacity(fields.iter().map(|b| 8 + b.len()).sum());
+    for b in fields {
+        out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+/// The seal as stored: `sha256:<hex>` of the message, or `hmac-sha256:<hex>` with a key.
+#[must_use]
+pub fn seal(f: &SealFields<'_>, key: Option<&[u8]>) -> String {
+    let m = seal_message(f);
+    match key {
+        None => format!("sha256:{}", crate::hash::to_hex(&crate::hash::sha256(&m))),
+        Some(k) => format!(
+            "hmac-sha256:{}",
+            crate::hash::to_hex(&crate::hash::hmac_sha256(k, &m))
+        ),
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -788,6 +856,45 @@ mod tests {
     use crate::ecc::erasure::{verify, ChunkDigest, Level, Status};
     use crate::hash::{hash_file, to_hex, FileDigest, HashFileOptions, HashMode};
     use crate::safetensors::{Dtype, SafetensorsWriter};
+
+    /// The seal's known answers, computed by the TypeScript writer's message builder (the one every
+    /// checkpoint saved before the seal moved into the addon was sealed with): unkeyed, keyed with a
+    /// string key, and keyed with bytes over an empty metadata and no parity.
+    #[test]
+    fn seal_known_answers() {
+        let (h, r) = ([0xab_u8; 32], [0xcd_u8; 32]);
+        let ih = format!("sha256:{}", "ef".repeat(32));
+        let f = SealFields {
+            algorithm: "blake3-tree-v1+sha256",
+            chunk_size: 1_048_576,
+            file_length: 536_813_568,
+            header_length: 24_584,
+            header_sha256: &h,
+            root: &r,
+            metadata: r#"{"config":{"lr":0.001},"created_at":"2026-12-04T00:00:00Z","note":"ação ✓ 🙂","version":"1"}"#,
+            integrity_hash: &ih,
+            ecc: r#"{"file":"m.safetensors.tvecc","kind":"tvecc"}"#,
+        };
+        assert_eq!(seal_message(&f).len(), 433);
+        assert_eq!(
+            seal(&f, None),
+            "sha256:5c62eb866e579c785a6c2d0ed072c33fa3ea079daa7a9a9fc875aaa3584ab73d"
+        );
+        assert_eq!(
+            seal(&f, Some(b"k3y")),
+            "hmac-sha256:8b7cfad9eccb5037ced38faa755118d5d06e20b495ab9e8058950c17abd91b89"
+        );
+        let g = SealFields {
+            algorithm: "blake3-tree-v1+hmac-sha256",
+            metadata: "{}",
+            ecc: "null",
+            ..f
+        };
+        assert_eq!(
+            seal(&g, Some(&[0, 1, 2, 255])),
+            "hmac-sha256:0532d939760318f1ce8ad7572403571c357a163b924e031ef861c73f6591e884"
+        );
+    }
 
     fn spec(name: &str, dtype: Dtype, shape: &[u64]) -> TensorSpec {
         TensorSpec {

@@ -353,3 +353,49 @@ pub fn checkpoint_tree_root(
         Ok(to_hex(&alg.root(cs, len, &digests)))
     })
 }
+
+/// The integrity block's seal, `sha256:<hex>` (or `hmac-sha256:<hex>` with `key`), over its fields,
+/// the canonical JSON of the sidecar's `metadata` and of the block's `ecc`, and the sidecar's
+/// `integrity_hash` (`docs/formats/checkpoint.md`, "Seal message"): one call instead of the message
+/// built from a dozen `Buffer` operations and hashed by another call (`docs/benchmarks.md`, thirteenth
+/// session). `headerSha256` and `root`: 32-byte digests in hex.
+#[napi]
+#[allow(clippy::too_many_arguments)] // positional: one call, no object to read back
+pub fn checkpoint_seal(
+    algorithm: String,
+    chunk_size: f64,
+    file_length: f64,
+    header_length: f64,
+    header_sha256: String,
+    root: String,
+    metadata: String,
+    integrity_hash: String,
+    ecc: String,
+    key: Option<Uint8Array>,
+) -> napi::Result<String> {
+    guard(|| {
+        let digest = |name: &'static str, hex: &str| {
+            from_hex(hex.as_bytes())
+                .filter(|d| d.len() == 32)
+                .ok_or_else(|| {
+                    invalid_argument(name, format!("{name} must be a 32-byte digest in hex"))
+                })
+        };
+        let (h, r) = (
+            digest("headerSha256", &header_sha256)?,
+            digest("root", &root)?,
+        );
+        let f = tensorvault_core::checkpoint::SealFields {
+            algorithm: &algorithm,
+            chunk_size: to_u64("chunkSize", chunk_size)?,
+            file_length: to_u64("fileLength", file_length)?,
+            header_length: to_u64("headerLength", header_length)?,
+            header_sha256: &h,
+            root: &r,
+            metadata: &metadata,
+            integrity_hash: &integrity_hash,
+            ecc: &ecc,
+        };
+        Ok(tensorvault_core::checkpoint::seal(&f, key.as_deref()))
+    })
+}
