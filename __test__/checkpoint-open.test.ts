@@ -1,5 +1,7 @@
 // The cheap verified open (issue 14, opening targets): the header digest from the mapping, and the
 // outboard (`NAME.safetensors.tvob`) that lets a first view check only the 64 KiB pieces it covers.
+
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import {
   closeSync,
   existsSync,
@@ -215,6 +217,27 @@ describe('the outboard (NAME.safetensors.tvob)', () => {
     const c = await tv.loadCheckpoint(other.path);
     expect((await rejects(c.tensor('b.weight'))).code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
     c.close();
+  });
+
+  it('a view of pieces the open already checked is recorded and published like any verified view', async () => {
+    const { path } = await saved();
+    const events: Record<string, unknown>[] = [];
+    const on = (e: unknown) => events.push(e as Record<string, unknown>);
+    subscribe('tensorvault:checkpoint', on);
+    try {
+      const c = await tv.loadCheckpoint(path);
+      // a.bias lies in the pieces of chunk 0 that the open checked with the header: no check is queued.
+      const t = await c.tensor('a.bias');
+      expect(Buffer.from(t.data as Uint8Array)).toEqual(Buffer.from(tensors()['a.bias']));
+      expect(c.report.verifiedTensors).toEqual(['a.bias']);
+      expect(events.filter((e) => e.event === 'verified').map((e) => e.tensor)).toEqual(['a.bias']);
+      // Two views at once, one of them needing a check: both verified, each recorded once.
+      await Promise.all([c.tensor('b.weight'), c.tensor('a.bias')]);
+      expect([...c.report.verifiedTensors].sort()).toEqual(['a.bias', 'b.weight']);
+      c.close();
+    } finally {
+      unsubscribe('tensorvault:checkpoint', on);
+    }
   });
 
   it('pieces verified by earlier views are not hashed again; the chunk counts once every piece is', async () => {
