@@ -126,14 +126,33 @@ impl AtomicFile {
             // Checked again just before the rename: a device or FIFO put at the path meanwhile is
             // still never replaced.
             writable_target(&self.dest)?;
+            // The file being replaced, held open across the rename, is freed when it is closed
+            // later on a background thread, not inside the rename (`super::close_later`).
+            // (`O_NONBLOCK`: should a FIFO be put there after the check, the open does not wait.)
+            let replaced = {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&self.dest)
+                    .ok()
+            };
             std::fs::rename(&self.tmp, &self.dest)
-                .map_err(|e| IoError::from_os(&self.dest, "rename", e))
+                .map_err(|e| IoError::from_os(&self.dest, "rename", e))?;
+            Ok(replaced)
         })();
-        if let Err(e) = placed {
-            let _ = std::fs::remove_file(&self.tmp);
-            return Err(e);
+        let replaced = match placed {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.tmp);
+                return Err(e);
+            }
+        };
+        let synced = sync_parent(&self.dest);
+        if let Some(f) = replaced {
+            super::close_later(f);
         }
-        sync_parent(&self.dest)
+        synced
     }
 }
 
@@ -271,6 +290,39 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<(), IoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Descriptors of this process open on a deleted file whose path was `path`.
+    fn open_on_deleted(path: &Path) -> usize {
+        let want = format!("{} (deleted)", path.display());
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == want))
+            .count()
+    }
+
+    #[test]
+    fn the_replaced_file_is_released_after_the_commit() {
+        // The old file is held across the rename and closed on the closer thread: the new bytes are
+        // in place at once, and the old inode is not kept open for good.
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("big.bin");
+        std::fs::write(&dest, vec![7u8; 1 << 20]).unwrap();
+        for round in 0..3u8 {
+            let mut f = AtomicFile::create(&dest).unwrap();
+            f.write_all(&[round; 100]).unwrap();
+            f.commit().unwrap();
+            assert_eq!(std::fs::read(&dest).unwrap(), vec![round; 100]);
+        }
+        let t0 = std::time::Instant::now();
+        while open_on_deleted(&dest) > 0 {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(10),
+                "the replaced file is still open"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
 
     #[test]
     fn never_replaces_what_is_not_a_regular_file_and_follows_symlinks() {
