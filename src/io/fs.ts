@@ -3,7 +3,6 @@
  * rule as the Rust core's `IoError`), folder fsync, full positioned writes, and small reads.
  */
 import {
-  close,
   closeSync,
   constants,
   promises as fsp,
@@ -70,28 +69,6 @@ export async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh?.close();
   }
-}
-
-/**
- * Open `path` for reading, without waiting (`O_NONBLOCK`: a FIFO does not block), to hold it across a
- * rename or unlink that replaces it; undefined when there is nothing to hold. Give the descriptor to
- * {@link releaseLater} afterwards.
- */
-export function holdReplaced(path: string): number | undefined {
-  try {
-    return openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Close `fd` on the libuv pool. For a file that a rename or unlink has just replaced, that close is
- * where the file system frees its blocks: about 0.5 s per GiB on the ext4 disk measured
- * (`docs/benchmarks.md`, thirteenth session), work that {@link holdReplaced} keeps off the caller's path.
- */
-export function releaseLater(fd: number | undefined): void {
-  if (fd !== undefined) close(fd, () => {});
 }
 
 /** {@link fsyncDir} on the calling thread (for synchronous writers such as the ring log). */

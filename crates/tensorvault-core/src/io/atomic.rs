@@ -128,7 +128,9 @@ impl AtomicFile {
             writable_target(&self.dest)?;
             // The file being replaced, held open across the rename, is freed when it is closed
             // later on a background thread, not inside the rename (`super::close_later`).
-            // (`O_NONBLOCK`: should a FIFO be put there after the check, the open does not wait.)
+            // (`O_NONBLOCK`: should a FIFO be put there after the check, the open does not wait.
+            // Not on Windows, which refuses to rename over an open file.)
+            #[cfg(unix)]
             let replaced = {
                 use std::os::unix::fs::OpenOptionsExt as _;
                 OpenOptions::new()
@@ -137,6 +139,8 @@ impl AtomicFile {
                     .open(&self.dest)
                     .ok()
             };
+            #[cfg(not(unix))]
+            let replaced: Option<File> = None;
             std::fs::rename(&self.tmp, &self.dest)
                 .map_err(|e| IoError::from_os(&self.dest, "rename", e))?;
             Ok(replaced)
@@ -292,6 +296,7 @@ mod tests {
     use super::*;
 
     /// Descriptors of this process open on a deleted file whose path was `path`.
+    #[cfg(target_os = "linux")]
     fn open_on_deleted(path: &Path) -> usize {
         let want = format!("{} (deleted)", path.display());
         std::fs::read_dir("/proc/self/fd")
@@ -302,6 +307,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn the_replaced_file_is_released_after_the_commit() {
         // The old file is held across the rename and closed on the closer thread: the new bytes are
         // in place at once, and the old inode is not kept open for good.
