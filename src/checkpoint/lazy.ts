@@ -153,12 +153,19 @@ export class Checkpoint {
     if (this.#verifiedChunks.has(first)) return true;
     const mask = this.#pieces.get(first);
     if (mask === undefined) return false;
-    const piece = cs / mask.length;
-    const start = first * cs;
-    const a = Math.floor((info.fileOffset - start) / piece);
-    const b = Math.ceil((info.fileOffset + info.byteLength - start) / piece);
+    const [a, b] = this.#pieceSpan(info, first, mask.length);
     for (let i = a; i < b; i++) if (mask[i] !== 1) return false;
     return true;
+  }
+
+  /** The pieces `[a, b)` of chunk `c` (cut in `n` pieces) that hold bytes of `info`. */
+  #pieceSpan(info: TensorInfo, c: number, n: number): [number, number] {
+    const cs = (this.#p.block as IntegrityBlock).chunk_size;
+    const start = c * cs;
+    const piece = cs / n;
+    const lo = Math.max(info.fileOffset, start) - start;
+    const hi = Math.min(info.fileOffset + info.byteLength, start + cs) - start;
+    return [Math.floor(lo / piece), Math.ceil(hi / piece)];
   }
 
   /** Every tensor, verified as {@link Checkpoint.tensor} does, by name. */
@@ -321,12 +328,8 @@ export class Checkpoint {
     if (ob === undefined || start + cs > block.file_length) return 'unusable';
     const n = ob.pieces();
     if (n === 0) return 'unusable';
-    const piece = cs / n;
-    const lo = Math.max(info.fileOffset, start) - start;
-    const hi = Math.min(info.fileOffset + info.byteLength, start + cs) - start;
     const mask = this.#pieces.get(c);
-    let a = Math.floor(lo / piece);
-    let b = Math.ceil(hi / piece);
+    let [a, b] = this.#pieceSpan(info, c, n);
     while (a < b && mask?.[a] === 1) a++;
     while (b > a && mask?.[b - 1] === 1) b--;
     if (a === b) return 'ok';

@@ -196,28 +196,20 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
 /// started, the file is closed here.
 pub fn close_later(file: File) {
     use std::sync::mpsc::{channel, Sender};
-    use std::sync::{Mutex, OnceLock};
-    static CLOSER: OnceLock<Option<Mutex<Sender<File>>>> = OnceLock::new();
+    use std::sync::OnceLock;
+    static CLOSER: OnceLock<Option<Sender<File>>> = OnceLock::new();
     let closer = CLOSER.get_or_init(|| {
         let (tx, rx) = channel::<File>();
         std::thread::Builder::new()
             .name("tv-close".into())
-            .spawn(move || {
-                for f in rx {
-                    drop(f);
-                }
-            })
+            .spawn(move || rx.into_iter().for_each(drop))
             .ok()
-            .map(|_| Mutex::new(tx))
+            .map(|_| tx)
     });
-    let rejected = match closer {
-        Some(tx) => match tx.lock() {
-            Ok(tx) => tx.send(file).err().map(|e| e.0),
-            Err(_) => Some(file),
-        },
-        None => Some(file),
-    };
-    drop(rejected);
+    // A file that cannot be sent (no closer thread) is dropped, i.e. closed, here.
+    if let Some(tx) = closer {
+        let _ = tx.send(file);
+    }
 }
 
 /// Advise the kernel that `file` will be read sequentially (best effort; errors are ignored).
