@@ -158,11 +158,17 @@ fn hash_sequential(
             total_hashed += n as u64;
             control.add(n as u64);
             let _ = free_tx.send(buf);
+            #[cfg(test)]
+            tests::after_buffer_returned(control);
             if control.is_cancelled() {
                 break;
             }
         }
+        // Both ends go before the join. The reader may have passed its cancellation check and be
+        // waiting for a free buffer while every buffer sits in the full queue: dropping `free_tx`
+        // wakes it (`recv` fails), where keeping it alive hung the job for good.
         drop(full_rx);
+        drop(free_tx);
         let read_result = reader.join().unwrap_or(Err(HashError::Io(IoError::Os {
             path: path.to_path_buf(),
             op: "read",
@@ -240,6 +246,22 @@ mod tests {
     use std::io::Write;
     use std::sync::Arc;
 
+    type Hook = Box<dyn FnMut(&Control)>;
+
+    thread_local! {
+        /// Test hook run by the hasher right after it returned a buffer to the reader.
+        static AFTER_BUFFER_RETURNED: std::cell::RefCell<Option<Hook>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    pub(super) fn after_buffer_returned(control: &Control) {
+        AFTER_BUFFER_RETURNED.with_borrow_mut(|hook| {
+            if let Some(hook) = hook.as_mut() {
+                hook(control);
+            }
+        });
+    }
+
     fn temp_with(data: &[u8]) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(data).unwrap();
@@ -307,6 +329,42 @@ mod tests {
             matches!(e, HashError::Io(IoError::IsADirectory { .. })),
             "{e:?}"
         );
+    }
+
+    /// Regression (CI, 2026-12-04: `hashFile` with an `AbortSignal` hung for good, about once in
+    /// 200 aborts). The reader passes its cancellation check and waits for a free buffer while all
+    /// of them are queued for the hasher; the cancellation then lands before the hasher's own check,
+    /// it stops and drops the queue, and the reader waited forever. The hook forces that order.
+    #[test]
+    fn a_cancel_while_the_reader_waits_for_a_buffer_ends_the_job() {
+        let data = pattern(64 * READ_BLOCK);
+        let f = temp_with(&data);
+        let path = f.path().to_path_buf();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut calls = 0;
+            AFTER_BUFFER_RETURNED.with_borrow_mut(|hook| {
+                *hook = Some(Box::new(move |control: &Control| {
+                    calls += 1;
+                    // Let the reader run ahead until every buffer is queued (or being read into)…
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    if calls == 3 {
+                        // …then, with the buffer just returned, let it read, queue it, pass its
+                        // check and wait for the next one; only then cancel.
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        control.cancel();
+                    }
+                }));
+            });
+            let ctl = Control::new();
+            let r = hash_file(&path, &HashFileOptions::default(), &ctl);
+            let _ = tx.send((r.map(|d| d.len()), ctl.done()));
+        });
+        let (result, done) = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("hash_file hung after a cancellation");
+        assert!(matches!(result, Err(HashError::Cancelled)), "{result:?}");
+        assert_eq!(done, 3 * READ_BLOCK as u64);
     }
 
     #[test]
