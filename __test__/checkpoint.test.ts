@@ -1000,6 +1000,77 @@ describe('integrity block algorithms (issue 14, item 2)', () => {
   });
 });
 
+describe('the PyFolds hash on the pool', () => {
+  /** PyFolds's framing hashed with node:crypto: sorted by code point; key, torch dtype, shape tuple, bytes. */
+  function reference(tensors: Record<string, { dtype: string; shape: number[]; data: Uint8Array }>): string {
+    const h = createHash('sha256');
+    const names = Object.keys(tensors).sort((a, b) => layout.codePointCompare(a, b));
+    for (const name of names) {
+      const t = tensors[name] as { dtype: string; shape: number[]; data: Uint8Array };
+      h.update(`${name}${layout.hashDtypeLabel(t.dtype as tv.Dtype)}${tv.pythonShape(t.shape)}`, 'utf8');
+      h.update(t.data);
+    }
+    return h.digest('hex');
+  }
+
+  it('from buffers and from the file it equals node:crypto over the framing (names by code point, empty tensors, 1 MiB edges)', async () => {
+    const bytes = (n: number, seed: number) => {
+      const b = new Uint8Array(n);
+      for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
+      return b;
+    };
+    const tensors = {
+      Z: { dtype: 'U8', shape: [(1 << 20) + 3], data: bytes((1 << 20) + 3, 1) },
+      a: { dtype: 'F32', shape: [2, 3], data: bytes(24, 2) },
+      '\u{1d538}': { dtype: 'U8', shape: [1 << 20], data: bytes(1 << 20, 3) },
+      '\uffff': { dtype: 'I16', shape: [0], data: new Uint8Array(0) },
+      é: { dtype: 'BF16', shape: [3], data: bytes(6, 4) },
+    };
+    const expected = reference(tensors);
+    const fromBuffers = await layout.pyfoldsDigest(
+      Object.entries(tensors).map(([name, t]) => ({
+        name,
+        dtype: t.dtype as tv.Dtype,
+        shape: t.shape,
+        bytes: () => [t.data.subarray(0, 5), t.data.subarray(5)],
+      })),
+    );
+    expect(fromBuffers).toBe(expected);
+    const path = fresh('framing');
+    await tv.saveSafetensors(path, tensors as never);
+    const file = await tv.openSafetensors(path);
+    const infos = file.infos();
+    file.close();
+    expect(await layout.pyfoldsDigestOfFile(path, infos)).toBe(expected);
+    // A range past the end of the file (a file shorter than its header says) is a typed error.
+    const last = infos.reduce((x, y) => (x.fileOffset + x.byteLength > y.fileOffset + y.byteLength ? x : y));
+    truncateSync(path, last.fileOffset + last.byteLength - 1);
+    await expect(layout.pyfoldsDigestOfFile(path, infos)).rejects.toMatchObject({ code: 'TV_FILE_CHANGED' });
+  });
+
+  it('a full verify honours its signal while the PyFolds hash runs (it ignored it when the hash ran on the JS thread)', async () => {
+    const big = new Uint8Array(256 << 20);
+    for (let i = 0; i < big.length; i += 4096) big[i] = i >>> 12;
+    const path = fresh('verify-abort');
+    await tv.saveCheckpoint(path, { big }, { ecc: 'off' });
+    const ac = new AbortController();
+    // The tree check (parallel) ends long before the sequential SHA-256 of the same 256 MiB: abort then.
+    const onJob = (m: unknown) => {
+      if ((m as { op: string }).op === 'checkpointLeaves') ac.abort(new Error('stop'));
+    };
+    subscribe('tensorvault:job', onJob);
+    try {
+      await expect(tv.verifyCheckpoint(path, { signal: ac.signal })).rejects.toMatchObject({
+        name: 'AbortError',
+        code: 'TV_ABORTED',
+      });
+    } finally {
+      unsubscribe('tensorvault:job', onJob);
+    }
+    expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
+  });
+});
+
 describe('progress', () => {
   it('one count over every pass, never backwards, ending at its total', async () => {
     for (const [layout, ecc] of [

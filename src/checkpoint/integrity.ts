@@ -14,14 +14,14 @@ import {
   type IntegrityBlock,
   isKeyedAlgorithm,
   leafAt,
-  pyfoldsDigest,
+  pyfoldsDigestOfFile,
   pyfoldsHashMatches,
   sealOf,
   treeHashOf,
 } from './layout';
 import type { CheckpointReport, Parsed } from './parse';
 import { chunkSpan, headerSha, type RsRepair, rsCheck } from './rs';
-import { hashableOf, writeRsParity } from './save';
+import { writeRsParity } from './save';
 import { fileLeaves } from './write';
 
 /**
@@ -132,124 +132,169 @@ export async function verifyWhole(
   let status: CheckpointReport['status'] = 'intact';
   let parityDamaged = false;
   let f = file;
-  if (p.layout === 'tensorvault') {
-    const block = p.block as IntegrityBlock;
-    const unreadable: number[] = [];
-    let bad = await treeDamage(p, block, options, p.weights, unreadable);
-    if (bad.length > 0) {
-      report.damagedChunks = bad;
-      report.unreadableChunks = unreadable;
-      report.damagedTensors = tensorsIn(f, bad, block.chunk_size);
-      publish({
-        event: 'damaged',
-        path: p.files.weights,
-        chunks: bad,
-        tensors: report.damagedTensors,
-        unreadableChunks: unreadable,
-      });
-      if (!repair || p.tvecc === undefined) {
-        return {
-          file: f,
-          report: { ...report, status: 'damaged' },
-          why: p.tvecc === undefined ? 'no parity' : 'repair is off',
-        };
-      }
-      try {
-        const t0 = performance.now();
-        const sidecar = p.tvecc;
-        const r = await underLock(p, ino, () => eccRepair(p.weights, { sidecar, ...options, force: true }));
+  // The PyFolds hash of the file as it is now runs on the pool beside the tree check of the tensorvault
+  // layout (two hashes over the same cached bytes at once: the sequential SHA-256 on one thread, the
+  // tree's chunks on the others); it is dropped when the tree finds damage, and started again beside
+  // the second tree check after a repair.
+  let pending = p.layout === 'tensorvault' ? pyfoldsBeside(p.weights, f, options.signal) : undefined;
+  try {
+    return await checkAll();
+  } finally {
+    pending?.drop();
+  }
+
+  async function checkAll(): Promise<{
+    file: SafetensorsFile;
+    report: Partial<CheckpointReport>;
+    why?: string;
+  }> {
+    if (p.layout === 'tensorvault') {
+      const block = p.block as IntegrityBlock;
+      const unreadable: number[] = [];
+      let bad = await treeDamage(p, block, options, p.weights, unreadable);
+      if (bad.length > 0) {
+        pending?.drop();
+        pending = undefined;
+        report.damagedChunks = bad;
+        report.unreadableChunks = unreadable;
+        report.damagedTensors = tensorsIn(f, bad, block.chunk_size);
         publish({
-          event: 'repaired',
+          event: 'damaged',
           path: p.files.weights,
           chunks: bad,
-          eccChunks: r.repairedChunks,
-          ms: performance.now() - t0,
+          tensors: report.damagedTensors,
+          unreadableChunks: unreadable,
         });
-      } catch (err) {
-        if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
-        // A full disk, a read error, a lock: the repair could not run, which says nothing of the parity.
-        if (notAboutParity(err)) throw err;
-        return {
-          file: f,
-          report: { ...report, status: 'damaged' },
-          why: `parity cannot repair it (${(err as TensorVaultError).code ?? 'error'})`,
-        };
-      }
-      f.close();
-      f = await openSafetensors(p.weights);
-      bad = await treeDamage(p, block, options);
-      if (bad.length > 0)
-        return { file: f, report: { ...report, status: 'damaged' }, why: 'bytes still differ after repair' };
-      report.repairedChunks = [...(report.damagedChunks ?? [])];
-      status = 'repaired';
-    }
-  } else if (p.rs !== undefined) {
-    // The parity may be unusable (wrong length: a truncated weights file or parity stream) or beyond
-    // its budget; the data are then judged by the hash alone (intact data with damaged parity load).
-    let r: RsRepair | undefined;
-    try {
-      r = await rsCheck(p, key, false, options);
-    } catch (err) {
-      if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.ECC_PARITY_LENGTH) throw err;
-      parityDamaged = true;
-      publish({ event: 'damaged', path: p.files.weights, part: 'parity', reason: err.code });
-    }
-    if (r !== undefined && r.badBlocks.length > 0) {
-      report.damagedChunks = r.badBlocks;
-      publish({ event: 'damaged', path: p.files.weights, blocks: r.badBlocks });
-      if (r.uncorrectable.length > 0) parityDamaged = true;
-      else if (repair) {
+        if (!repair || p.tvecc === undefined) {
+          return {
+            file: f,
+            report: { ...report, status: 'damaged' },
+            why: p.tvecc === undefined ? 'no parity' : 'repair is off',
+          };
+        }
         try {
           const t0 = performance.now();
-          const w = await underLock(p, ino, () => rsCheck(p, key, true, options));
+          const sidecar = p.tvecc;
+          const r = await underLock(p, ino, () => eccRepair(p.weights, { sidecar, ...options, force: true }));
           publish({
             event: 'repaired',
             path: p.files.weights,
-            blocks: w.badBlocks,
+            chunks: bad,
+            eccChunks: r.repairedChunks,
             ms: performance.now() - t0,
           });
-          f.close();
-          f = await openSafetensors(p.weights);
-          report.repairedChunks = r.badBlocks;
-          status = 'repaired';
         } catch (err) {
           if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
-          parityDamaged = true;
+          // A full disk, a read error, a lock: the repair could not run, which says nothing of the parity.
+          if (notAboutParity(err)) throw err;
+          return {
+            file: f,
+            report: { ...report, status: 'damaged' },
+            why: `parity cannot repair it (${(err as TensorVaultError).code ?? 'error'})`,
+          };
         }
-      } else parityDamaged = true;
+        f.close();
+        f = await openSafetensors(p.weights);
+        pending = pyfoldsBeside(p.weights, f, options.signal);
+        bad = await treeDamage(p, block, options);
+        if (bad.length > 0)
+          return {
+            file: f,
+            report: { ...report, status: 'damaged' },
+            why: 'bytes still differ after repair',
+          };
+        report.repairedChunks = [...(report.damagedChunks ?? [])];
+        status = 'repaired';
+      }
+    } else if (p.rs !== undefined) {
+      // The parity may be unusable (wrong length: a truncated weights file or parity stream) or beyond
+      // its budget; the data are then judged by the hash alone (intact data with damaged parity load).
+      let r: RsRepair | undefined;
+      try {
+        r = await rsCheck(p, key, false, options);
+      } catch (err) {
+        if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.ECC_PARITY_LENGTH) throw err;
+        parityDamaged = true;
+        publish({ event: 'damaged', path: p.files.weights, part: 'parity', reason: err.code });
+      }
+      if (r !== undefined && r.badBlocks.length > 0) {
+        report.damagedChunks = r.badBlocks;
+        publish({ event: 'damaged', path: p.files.weights, blocks: r.badBlocks });
+        if (r.uncorrectable.length > 0) parityDamaged = true;
+        else if (repair) {
+          try {
+            const t0 = performance.now();
+            const w = await underLock(p, ino, () => rsCheck(p, key, true, options));
+            publish({
+              event: 'repaired',
+              path: p.files.weights,
+              blocks: w.badBlocks,
+              ms: performance.now() - t0,
+            });
+            f.close();
+            f = await openSafetensors(p.weights);
+            report.repairedChunks = r.badBlocks;
+            status = 'repaired';
+          } catch (err) {
+            if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
+            parityDamaged = true;
+          }
+        } else parityDamaged = true;
+      }
     }
+    const digest =
+      pending !== undefined
+        ? await pending.digest
+        : await pyfoldsDigestOfFile(p.weights, f.infos(), options.signal ? { signal: options.signal } : {});
+    const ok = pyfoldsHashMatches(p.stored, digest, key);
+    report.pyfoldsHash = ok ? 'ok' : 'mismatch';
+    if (!ok) {
+      if (p.layout !== 'tensorvault') report.damagedTensors = [...f.names];
+      const why = parityDamaged
+        ? 'the integrity hash does not match and the rs(N) parity cannot repair it'
+        : 'the integrity hash does not match';
+      return { file: f, report: { ...report, status: 'damaged' }, why };
+    }
+    if (parityDamaged && p.rs !== undefined) {
+      // The data verify; only the parity is damaged: rewrite it from the data, or say it can be.
+      if (repair) {
+        const rs = p.rs;
+        await underLock(p, ino, async () => {
+          const tmp = tempName(rs.path);
+          try {
+            await writeRsParity(p.weights, tmp, rs.codec, {});
+            await fsp.rename(tmp, rs.path);
+            await fsyncDir(dirname(rs.path));
+          } finally {
+            await fsp.rm(tmp, { force: true }).catch(() => {});
+          }
+        });
+        publish({ event: 'repaired', path: p.files.weights, part: 'parity' });
+        status = 'repaired';
+      } else status = 'repairable';
+    }
+    report.status = status;
+    report.verifiedTensors = [...f.names];
+    return { file: f, report };
   }
-  const digest = await pyfoldsDigest(hashableOf(f));
-  const ok = pyfoldsHashMatches(p.stored, digest, key);
-  report.pyfoldsHash = ok ? 'ok' : 'mismatch';
-  if (!ok) {
-    if (p.layout !== 'tensorvault') report.damagedTensors = [...f.names];
-    const why = parityDamaged
-      ? 'the integrity hash does not match and the rs(N) parity cannot repair it'
-      : 'the integrity hash does not match';
-    return { file: f, report: { ...report, status: 'damaged' }, why };
-  }
-  if (parityDamaged && p.rs !== undefined) {
-    // The data verify; only the parity is damaged: rewrite it from the data, or say it can be.
-    if (repair) {
-      const rs = p.rs;
-      await underLock(p, ino, async () => {
-        const tmp = tempName(rs.path);
-        try {
-          await writeRsParity(p.weights, tmp, rs.codec, {});
-          await fsp.rename(tmp, rs.path);
-          await fsyncDir(dirname(rs.path));
-        } finally {
-          await fsp.rm(tmp, { force: true }).catch(() => {});
-        }
-      });
-      publish({ event: 'repaired', path: p.files.weights, part: 'parity' });
-      status = 'repaired';
-    } else status = 'repairable';
-  }
-  report.status = status;
-  report.verifiedTensors = [...f.names];
-  return { file: f, report };
+}
+
+/**
+ * The PyFolds hash of the weights at `path` (the tensors `file` lists) started on the pool now; `drop`
+ * cancels it (its result is then never read). Follows `signal` too.
+ */
+function pyfoldsBeside(
+  path: string,
+  file: SafetensorsFile,
+  signal: AbortSignal | undefined,
+): { digest: Promise<string>; drop: () => void } {
+  const own = new AbortController();
+  const digest = pyfoldsDigestOfFile(path, file.infos(), {
+    signal: signal === undefined ? own.signal : AbortSignal.any([signal, own.signal]),
+  });
+  // Read by the caller when the file did not change, dropped otherwise: never an unhandled rejection.
+  digest.catch(() => {});
+  return { digest, drop: () => own.abort() };
 }
 
 /** The native leaves' mark for a chunk that could not be read (`EIO`). */

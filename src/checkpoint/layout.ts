@@ -5,9 +5,11 @@
 import { basename, dirname, join } from 'node:path';
 import { callNative, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { canonicalJson } from '../eventlog/canonical';
-import { createSha256, hmacSha256, sha256 } from '../hash/index';
+import { hmacSha256, sha256 } from '../hash/index';
+import { type JobOptions, runJob } from '../job';
 import { native } from '../native';
 import type { Dtype } from '../safetensors/dtype';
+import type { TensorInfo } from '../safetensors/types';
 
 /**
  * A checkpoint layout: `tensorvault` (the default: PyFolds 2.0.2's files plus tensorvault's integrity
@@ -128,34 +130,50 @@ export interface HashableTensor {
   bytes: () => Iterable<Uint8Array>;
 }
 
-/** Bytes hashed between two yields to the event loop. */
-const YIELD_EVERY = 16 * 1024 * 1024;
+/** PyFolds's framing of one tensor: key, torch dtype, `str(tuple(shape))`, no separators. */
+function framingOf(t: { name: string; dtype: Dtype; shape: readonly number[] }): Buffer {
+  return Buffer.from(`${t.name}${hashDtypeLabel(t.dtype)}${pythonShape(t.shape)}`, 'utf8');
+}
+
+function byName<T extends { name: string }>(tensors: readonly T[]): T[] {
+  return [...tensors].sort((a, b) => codePointCompare(a.name, b.name));
+}
 
 /**
  * The plain hex SHA-256 of PyFolds's framing over `tensors` (sorted by name; key, torch dtype,
- * `str(tuple(shape))`, raw bytes; no separators). Yields to the event loop every 16 MiB.
+ * `str(tuple(shape))`, raw bytes; no separators), hashed on the libuv pool. Honours `signal`.
  */
-export async function pyfoldsDigest(tensors: readonly HashableTensor[]): Promise<string> {
-  const h = createSha256();
-  const sorted = [...tensors].sort((a, b) => codePointCompare(a.name, b.name));
-  let since = 0;
-  for (const t of sorted) {
-    h.update(t.name, 'utf8');
-    h.update(hashDtypeLabel(t.dtype), 'utf8');
-    h.update(pythonShape(t.shape), 'utf8');
-    for (const piece of t.bytes()) {
-      for (let at = 0; at < piece.byteLength; at += YIELD_EVERY) {
-        const part = piece.subarray(at, Math.min(piece.byteLength, at + YIELD_EVERY));
-        h.update(part);
-        since += part.byteLength;
-        if (since >= YIELD_EVERY) {
-          since = 0;
-          await new Promise<void>((resolve) => setImmediate(resolve));
-        }
-      }
-    }
+export async function pyfoldsDigest(
+  tensors: readonly HashableTensor[],
+  options: JobOptions = {},
+): Promise<string> {
+  const pieces: Uint8Array[] = [];
+  for (const t of byName(tensors)) {
+    pieces.push(framingOf(t));
+    for (const piece of t.bytes()) pieces.push(piece);
   }
-  return h.digest('hex');
+  const digest = await runJob('pyfoldsDigest', options, (control) =>
+    native().sha256Pieces(null, pieces, control),
+  );
+  return digest.toString('hex');
+}
+
+/**
+ * {@link pyfoldsDigest} of the tensors of the safetensors file at `path` (as its header lists them in
+ * `infos`), read from the file by the addon in 1 MiB blocks while it hashes: nothing is mapped, and no
+ * tensor is limited by the largest `ArrayBuffer`.
+ */
+export async function pyfoldsDigestOfFile(
+  path: string,
+  infos: readonly TensorInfo[],
+  options: JobOptions = {},
+): Promise<string> {
+  const pieces: (Uint8Array | number[])[] = [];
+  for (const t of byName(infos)) pieces.push(framingOf(t), [t.fileOffset, t.byteLength]);
+  const digest = await runJob('pyfoldsDigest', options, (control) =>
+    native().sha256Pieces(path, pieces, control),
+  );
+  return digest.toString('hex');
 }
 
 /** A key for the HMAC: a string (UTF-8, as PyFolds's environment variable) or bytes. */

@@ -7,9 +7,9 @@ import { tempName } from '../io/atomic';
 import { fsyncDir, ioError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { openSafetensors } from '../safetensors/reader';
-import { type HmacKey, pyfoldsDigest, pyfoldsHashMatches } from './layout';
+import { type HmacKey, pyfoldsDigestOfFile, pyfoldsHashMatches } from './layout';
 import type { Parsed } from './parse';
-import { hashableOf, writeRsParity } from './save';
+import { writeRsParity } from './save';
 
 /** `fs.read` on the libuv pool, resolving with the bytes read. */
 export function readAsync(
@@ -139,12 +139,9 @@ export async function rsCheck(
       }
       // A mis-correction must not replace the weights: check the PyFolds hash on the repaired copy.
       const f = await openSafetensors(tmp);
-      let digest: string;
-      try {
-        digest = await pyfoldsDigest(hashableOf(f));
-      } finally {
-        f.close();
-      }
+      const infos = f.infos();
+      f.close();
+      const digest = await pyfoldsDigestOfFile(tmp, infos, options.signal ? { signal: options.signal } : {});
       if (!pyfoldsHashMatches(p.stored, digest, key)) {
         throw new TensorVaultError(
           ErrorCode.ECC_REPAIR_FAILED,

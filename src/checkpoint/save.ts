@@ -41,7 +41,6 @@ export {
   buildIntegrityBlock,
   eccPlan,
   gitHash,
-  hashableOf,
   headerDigest,
   keyInForce,
   writeRsParity,

@@ -8,7 +8,7 @@ import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
 import { type JobOptions, type Progress, runJob } from '../job';
 import { native } from '../native';
-import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
+import { openSafetensors } from '../safetensors/reader';
 import { entriesOf, prepare, saveSafetensors, type TensorsToSave } from '../safetensors/writer';
 import {
   CHECKPOINT_CHUNK_SIZE,
@@ -21,6 +21,7 @@ import {
   integrityAlgorithm,
   LAYOUTS,
   pyfoldsDigest,
+  pyfoldsDigestOfFile,
   pythonShape,
   sealOf,
   type TreeHash,
@@ -127,16 +128,6 @@ export function checkJsonObject(v: unknown, name: string): Record<string, unknow
   } catch (err) {
     throw invalidArgument(name, `${name} must be JSON-serialisable: ${(err as Error).message}`);
   }
-}
-
-/** @internal The tensors' bytes of an open file, for the PyFolds hash. */
-export function hashableOf(file: SafetensorsFile) {
-  return file.infos().map((t) => ({
-    name: t.name,
-    dtype: t.dtype,
-    shape: t.shape,
-    bytes: () => file.chunks(t.name, { chunkBytes: 16 * 1024 * 1024 }),
-  }));
 }
 
 /** @internal Write `data` to a fresh temporary file (O_EXCL) and fsync it. */
@@ -317,10 +308,10 @@ export function checkSaveArgs(path: string, tensors: TensorsToSave, options: Sav
 export type Prepared = ReturnType<typeof prepare>;
 
 /**
- * Write the weights to `tmpWeights`. Tensors held in memory are hashed (PyFolds framing, on this
- * thread) while the pool writes them; streamed sources are hashed from the written file afterwards:
- * `digest` is then still running when this resolves (on this thread, in slices), so that the caller
- * can read the file for the parity and the tree at the same time.
+ * Write the weights to `tmpWeights`. Tensors held in memory are hashed (PyFolds framing, on the libuv
+ * pool) while the pool writes them; streamed sources are hashed from the written file afterwards:
+ * `digest` is then still running when this resolves (on the pool), so that the caller can read the
+ * file for the parity and the tree at the same time.
  */
 export async function writeWeights(
   tmpWeights: string,
@@ -345,17 +336,19 @@ export async function writeWeights(
             shape: t.shape,
             bytes: () => [bytesOf(t.data as ArrayBufferView | ArrayBuffer)],
           })),
+          signal ? { signal } : {},
         )
       : Promise.resolve(undefined),
   ]);
   const file = await openSafetensors(tmpWeights);
   const headerLength = file.dataStart;
+  const infos = file.infos();
+  file.close();
   if (inputDigest !== undefined) {
-    file.close();
     return { size: writeResult.byteLength, headerLength, digest: Promise.resolve(inputDigest) };
   }
   const hashProgress = ph.next(dataBytes);
-  const digest = pyfoldsDigest(hashableOf(file)).finally(() => file.close());
+  const digest = pyfoldsDigestOfFile(tmpWeights, infos, signal ? { signal } : {});
   return {
     size: writeResult.byteLength,
     headerLength,

@@ -716,6 +716,13 @@ export declare function sha256Many(data: Uint8Array, ends: Uint32Array): Buffer
 export declare function sha256ManyHex(data: Uint8Array, ends: Uint32Array): string
 
 /**
+ * SHA-256 over `pieces` in order, on the libuv pool: each piece is bytes, or `[offset, length]`, a
+ * range of the file at `path` (read in 1 MiB blocks while the previous ones are hashed). Progress and
+ * cancellation through `control`.
+ */
+export declare function sha256Pieces(path: string | undefined | null, pieces: Array<Uint8Array | Array<number>>, control: JobControl): Promise<Buffer>
+
+/**
  * Replace `path` with `data` atomically (temporary file, fsync, rename, fsync folder) on the libuv
  * pool.
  */

@@ -103,6 +103,7 @@ const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   sha256: true,
   sha256Many: true,
   sha256ManyHex: true,
+  sha256Pieces: true,
   writeFileAtomic: true,
 };
 

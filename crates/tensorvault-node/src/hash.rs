@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{AsyncTask, Buffer, Uint32ArraySlice, Uint8ArraySlice};
+use napi::bindgen_prelude::{
+    AsyncTask, Buffer, Either, Uint32ArraySlice, Uint8Array, Uint8ArraySlice,
+};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::hash::{self, ChunkSize, FileDigest, HashFileOptions, HashMode};
@@ -177,6 +179,79 @@ pub fn hash_file(
         Ok(AsyncTask::new(HashFileTask {
             path: PathBuf::from(path),
             options: HashFileOptions { mode, threads },
+            control: Arc::clone(&control.inner),
+        }))
+    })
+}
+
+/// One piece as the task holds it: bytes from JS, or a file range.
+enum HeldPiece {
+    Bytes(Uint8Array),
+    Range { offset: u64, len: u64 },
+}
+
+pub struct HashPiecesTask {
+    path: Option<PathBuf>,
+    pieces: Vec<HeldPiece>,
+    control: Arc<Control>,
+}
+
+impl Task for HashPiecesTask {
+    type Output = hash::Digest;
+    type JsValue = Buffer;
+
+    fn compute(&mut self) -> napi::Result<hash::Digest> {
+        guard(|| {
+            let pieces: Vec<hash::Piece<'_>> = self
+                .pieces
+                .iter()
+                .map(|p| match p {
+                    HeldPiece::Bytes(b) => hash::Piece::Bytes(b),
+                    HeldPiece::Range { offset, len } => hash::Piece::Range {
+                        offset: *offset,
+                        len: *len,
+                    },
+                })
+                .collect();
+            hash::hash_pieces(self.path.as_deref(), &pieces, &self.control)
+                .map_err(|e| TvError::from(e).into())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: hash::Digest) -> napi::Result<Buffer> {
+        Ok(output.to_vec().into())
+    }
+}
+
+/// SHA-256 over `pieces` in order, on the libuv pool: each piece is bytes, or `[offset, length]`, a
+/// range of the file at `path` (read in 1 MiB blocks while the previous ones are hashed). Progress and
+/// cancellation through `control`.
+#[napi(ts_return_type = "Promise<Buffer>")]
+pub fn sha256_pieces(
+    path: Option<String>,
+    pieces: Vec<Either<Uint8Array, Vec<f64>>>,
+    control: &JobControl,
+) -> napi::Result<AsyncTask<HashPiecesTask>> {
+    guard(|| {
+        let pieces = pieces
+            .into_iter()
+            .map(|p| match p {
+                Either::A(bytes) => Ok(HeldPiece::Bytes(bytes)),
+                Either::B(range) => match range[..] {
+                    [offset, len] => Ok(HeldPiece::Range {
+                        offset: crate::args::to_u64("pieces", offset)?,
+                        len: crate::args::to_u64("pieces", len)?,
+                    }),
+                    _ => Err(crate::errors::invalid_argument(
+                        "pieces",
+                        "a file range must be [offset, length]",
+                    )),
+                },
+            })
+            .collect::<napi::Result<Vec<_>>>()?;
+        Ok(AsyncTask::new(HashPiecesTask {
+            path: path.map(PathBuf::from),
+            pieces,
             control: Arc::clone(&control.inner),
         }))
     })

@@ -124,38 +124,138 @@ fn hash_sequential(
     control: &Control,
 ) -> Result<Digest, HashError> {
     io::advise_sequential(file);
-    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPELINE_DEPTH);
+    let digest = hash_pieces_of(file, path, &[Piece::Range { offset: 0, len }], control)?;
+    // A file that grew after stat is reported rather than silently hashed short.
+    check_unchanged(file, path, len)?;
+    Ok(digest)
+}
+
+/// One piece of the message of [`hash_pieces`]: bytes in memory, or a range of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// `len` bytes of the file from `offset`.
+    Range { offset: u64, len: u64 },
+}
+
+/// One SHA-256 over `pieces` in order: bytes in memory (a framing's prefixes, or a buffer's data) and
+/// ranges of the file at `path` (opened once; a range past its end is [`IoError::Truncated`]). The
+/// ranges are read as [`hash_file`] reads a file, 1 MiB at a time by a reader thread while this one
+/// hashes; progress counts every hashed byte; a cancelled job stops at the next 1 MiB.
+pub fn hash_pieces(
+    path: Option<&Path>,
+    pieces: &[Piece<'_>],
+    control: &Control,
+) -> Result<Digest, HashError> {
+    let total = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::Range { len, .. } => *len,
+        })
+        .sum();
+    control.set_total(total);
+    let has_ranges = pieces
+        .iter()
+        .any(|p| matches!(p, Piece::Range { len, .. } if *len > 0));
+    match path {
+        Some(path) if has_ranges => {
+            let (file, _) = io::open_regular(path)?;
+            hash_pieces_of(&file, path, pieces, control)
+        }
+        _ if has_ranges => Err(HashError::Io(IoError::Os {
+            path: std::path::PathBuf::new(),
+            op: "read",
+            source: std::io::Error::other("file ranges to hash without a file"),
+        })),
+        _ => {
+            let mut hasher = Sha256::new();
+            for piece in pieces {
+                if let Piece::Bytes(bytes) = piece {
+                    hash_bytes(&mut hasher, bytes, control)?;
+                }
+            }
+            Ok(hasher.finalize())
+        }
+    }
+}
+
+/// Hash `bytes` 1 MiB at a time, with progress and cancellation.
+fn hash_bytes(hasher: &mut Sha256, bytes: &[u8], control: &Control) -> Result<(), HashError> {
+    for part in bytes.chunks(READ_BLOCK) {
+        control.checkpoint()?;
+        hasher.update(part);
+        control.add(part.len() as u64);
+    }
+    Ok(())
+}
+
+/// [`hash_pieces`] over an open file: a reader thread fills 1 MiB buffers from the ranges (each tagged
+/// with its piece's index) while this thread hashes them, and the byte pieces between, in order.
+fn hash_pieces_of(
+    file: &File,
+    path: &Path,
+    pieces: &[Piece<'_>],
+    control: &Control,
+) -> Result<Digest, HashError> {
+    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize, usize)>(PIPELINE_DEPTH);
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
     for _ in 0..PIPELINE_DEPTH {
         // The receiver is alive in this scope, so sending cannot fail.
         let _ = free_tx.send(vec![0u8; READ_BLOCK]);
     }
+    let range_bytes: u64 = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Range { len, .. } => *len,
+            Piece::Bytes(_) => 0,
+        })
+        .sum();
     std::thread::scope(|s| {
         let reader = s.spawn(move || -> Result<(), HashError> {
-            let mut offset = 0u64;
-            while offset < len {
-                control.checkpoint()?;
-                let Ok(mut buf) = free_rx.recv() else {
-                    return Ok(()); // hasher gone: it stopped on its own error
+            for (index, piece) in pieces.iter().enumerate() {
+                let Piece::Range { offset, len } = *piece else {
+                    continue;
                 };
-                let n =
-                    usize::try_from((len - offset).min(READ_BLOCK as u64)).unwrap_or(READ_BLOCK);
-                let part = buf.get_mut(..n).unwrap_or_default();
-                io::read_exact_at(file, path, part, offset)?;
-                offset += n as u64;
-                if full_tx.send((buf, n)).is_err() {
-                    return Ok(());
+                let mut done = 0u64;
+                while done < len {
+                    control.checkpoint()?;
+                    let Ok(mut buf) = free_rx.recv() else {
+                        return Ok(()); // hasher gone: it stopped on its own error
+                    };
+                    let n =
+                        usize::try_from((len - done).min(READ_BLOCK as u64)).unwrap_or(READ_BLOCK);
+                    let part = buf.get_mut(..n).unwrap_or_default();
+                    io::read_exact_at(file, path, part, offset + done)?;
+                    done += n as u64;
+                    if full_tx.send((buf, n, index)).is_err() {
+                        return Ok(());
+                    }
                 }
             }
-            // A file that grew after stat is reported rather than silently hashed short.
-            check_unchanged(file, path, len)?;
             Ok(())
         });
         let mut hasher = Sha256::new();
-        let mut total_hashed = 0u64;
-        for (buf, n) in &full_rx {
+        let mut range_done = 0u64;
+        // Pieces before `next` are hashed (or being hashed: a range whose blocks are arriving).
+        let mut next = 0usize;
+        let bytes_before = |hasher: &mut Sha256, upto: usize, next: &mut usize| {
+            while *next < upto {
+                if let Some(Piece::Bytes(b)) = pieces.get(*next) {
+                    hasher.update(b);
+                    control.add(b.len() as u64);
+                }
+                *next += 1;
+            }
+        };
+        for (buf, n, index) in &full_rx {
+            if index >= next {
+                bytes_before(&mut hasher, index, &mut next);
+                next = index + 1;
+            }
             hasher.update(buf.get(..n).unwrap_or_default());
-            total_hashed += n as u64;
+            range_done += n as u64;
             control.add(n as u64);
             let _ = free_tx.send(buf);
             #[cfg(test)]
@@ -176,13 +276,14 @@ fn hash_sequential(
         })));
         read_result?;
         control.checkpoint()?;
-        if total_hashed != len {
+        if range_done != range_bytes {
             return Err(HashError::Io(IoError::Truncated {
                 path: path.to_path_buf(),
-                expected: len,
-                actual: total_hashed,
+                expected: range_bytes,
+                actual: range_done,
             }));
         }
+        bytes_before(&mut hasher, pieces.len(), &mut next);
         Ok(hasher.finalize())
     })
 }
@@ -365,6 +466,87 @@ mod tests {
             .expect("hash_file hung after a cancellation");
         assert!(matches!(result, Err(HashError::Cancelled)), "{result:?}");
         assert_eq!(done, 3 * READ_BLOCK as u64);
+    }
+
+    #[test]
+    fn pieces_hash_like_their_concatenation() {
+        let data = pattern(5 * READ_BLOCK + 333);
+        let f = temp_with(&data);
+        let len = data.len() as u64;
+        let b = READ_BLOCK as u64;
+        let cases: Vec<Vec<Piece<'_>>> = vec![
+            vec![],
+            vec![Piece::Bytes(b"")],
+            vec![Piece::Bytes(b"only bytes"), Piece::Bytes(b" and more")],
+            vec![Piece::Range { offset: 0, len }],
+            vec![Piece::Range { offset: 7, len: 0 }, Piece::Bytes(b"x")],
+            vec![
+                Piece::Bytes(b"w1torch.float32(3, 4)"),
+                Piece::Range {
+                    offset: 1,
+                    len: b - 1,
+                },
+                Piece::Bytes(b"w2torch.int8(2,)"),
+                Piece::Range {
+                    offset: b - 3,
+                    len: 2 * b + 7,
+                },
+                Piece::Range { offset: 0, len: 0 },
+                Piece::Range {
+                    offset: 4 * b,
+                    len: len - 4 * b,
+                },
+                Piece::Bytes(b"tail"),
+            ],
+        ];
+        for pieces in &cases {
+            let mut expected = Vec::new();
+            for p in pieces {
+                match *p {
+                    Piece::Bytes(bytes) => expected.extend_from_slice(bytes),
+                    Piece::Range { offset, len } => {
+                        expected.extend_from_slice(&data[offset as usize..(offset + len) as usize]);
+                    }
+                }
+            }
+            let ctl = Control::new();
+            let got = hash_pieces(Some(f.path()), pieces, &ctl).unwrap();
+            assert_eq!(got, sha256(&expected), "{pieces:?}");
+            assert_eq!(ctl.done(), expected.len() as u64);
+            assert_eq!(ctl.total(), expected.len() as u64);
+            if pieces.iter().all(|p| matches!(p, Piece::Bytes(_))) {
+                assert_eq!(hash_pieces(None, pieces, &Control::new()).unwrap(), got);
+            }
+        }
+    }
+
+    #[test]
+    fn pieces_past_the_end_or_cancelled_fail() {
+        let data = pattern(3 * READ_BLOCK);
+        let f = temp_with(&data);
+        let past = [Piece::Range {
+            offset: 2 * READ_BLOCK as u64,
+            len: READ_BLOCK as u64 + 1,
+        }];
+        let e = hash_pieces(Some(f.path()), &past, &Control::new()).unwrap_err();
+        assert!(
+            matches!(e, HashError::Io(IoError::Truncated { .. })),
+            "{e:?}"
+        );
+        let e = hash_pieces(None, &past, &Control::new()).unwrap_err();
+        assert!(matches!(e, HashError::Io(_)), "{e:?}");
+        let whole = [Piece::Range {
+            offset: 0,
+            len: data.len() as u64,
+        }];
+        let big = pattern(4 * READ_BLOCK);
+        for pieces in [&whole[..], &[Piece::Bytes(&big)][..]] {
+            let ctl = Control::new();
+            ctl.cancel();
+            let e = hash_pieces(Some(f.path()), pieces, &ctl).unwrap_err();
+            assert!(matches!(e, HashError::Cancelled), "{e:?}");
+            assert_eq!(ctl.done(), 0);
+        }
     }
 
     #[test]

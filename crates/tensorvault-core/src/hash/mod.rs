@@ -4,7 +4,7 @@
 mod file;
 mod tree;
 
-pub use file::{hash_file, FileDigest, HashFileOptions, HashMode};
+pub use file::{hash_file, hash_pieces, FileDigest, HashFileOptions, HashMode, Piece};
 pub use tree::{ChunkSize, ChunkTree, TREE_HEADER_LEN, TREE_MAGIC};
 
 use hmac::{Hmac, Mac};
