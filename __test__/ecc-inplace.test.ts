@@ -131,6 +131,22 @@ describe('repair in place', () => {
     expect(sha(readFileSync(path))).toBe(sha(original));
   });
 
+  it('damaged byte ranges (from another check) select their chunks as a list does', async () => {
+    const { path, original } = await protectedFile('r.bin', 5);
+    damage(path, [2, 12, 33]);
+    const cs = (await tv.verify(path)).layout.chunkSize;
+    // The bytes of chunk 2 (its stripe holds 12 too) and a range across the end of 32 into 33.
+    const r = await tv.repair(path, {
+      ranges: [
+        [2 * cs + 10, 5],
+        [33 * cs - 1, 2],
+      ],
+    });
+    expect(r.checkedBefore).toBe('listed');
+    expect(r.repairedChunks).toEqual([2, 12, 33]);
+    expect(sha(readFileSync(path))).toBe(sha(original));
+  });
+
   it('bad options are TV_INVALID_ARGUMENT and change nothing', async () => {
     const { path } = await protectedFile('d.bin', 4);
     damage(path, [1]);
@@ -142,6 +158,10 @@ describe('repair in place', () => {
     expect(await code(tv.repair(path, { chunks: [1.5] }))).toBe('TV_INVALID_ARGUMENT');
     // biome-ignore lint/suspicious/noExplicitAny: a wrong value on purpose
     expect(await code(tv.repair(path, { chunks: 1 as any }))).toBe('TV_INVALID_ARGUMENT');
+    // biome-ignore lint/suspicious/noExplicitAny: a wrong value on purpose
+    expect(await code(tv.repair(path, { ranges: [[1, 2, 3]] as any }))).toBe('TV_INVALID_ARGUMENT');
+    expect(await code(tv.repair(path, { ranges: [[-1, 2]] }))).toBe('TV_INVALID_ARGUMENT');
+    expect(await code(tv.repair(path, { ranges: [[0, 0.5]] }))).toBe('TV_INVALID_ARGUMENT');
     expect(sha(readFileSync(path))).toBe(damaged);
   });
 

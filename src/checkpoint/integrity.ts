@@ -175,7 +175,15 @@ export async function verifyWhole(
         try {
           const t0 = performance.now();
           const sidecar = p.tvecc;
-          const r = await underLock(p, ino, () => eccRepair(p.weights, { sidecar, ...options, force: true }));
+          const r = await underLock(p, ino, () =>
+            eccRepair(p.weights, {
+              sidecar,
+              ...options,
+              force: true,
+              // The tree has just checked every byte: the parity needs to look only where it differed.
+              ranges: bad.map((c) => [c * block.chunk_size, block.chunk_size] as const),
+            }),
+          );
           publish({
             event: 'repaired',
             path: p.files.weights,

@@ -148,6 +148,11 @@ export interface RepairOptions extends SidecarOptions {
    * their local groups are read when each has one damaged chunk and intact local parity.
    */
   chunks?: readonly number[];
+  /**
+   * Byte ranges `[offset, length]` of the file known to be damaged (from another check, such as a
+   * checkpoint's chunk tree): their chunks are checked and repaired as if listed in `chunks`.
+   */
+  ranges?: readonly (readonly [number, number])[];
 }
 
 /** Health of the sidecar's own structure. */
@@ -347,16 +352,29 @@ export async function repair(path: string, options: RepairOptions = {}): Promise
   if (options.force !== undefined && typeof options.force !== 'boolean')
     throw invalidArgument('force', 'force must be a boolean');
   const force = options.force === true;
-  const { mode, chunks } = options;
+  const { mode, chunks, ranges } = options;
   if (mode !== undefined && mode !== 'auto' && mode !== 'in-place' && mode !== 'copy')
     throw invalidArgument('mode', "mode must be 'auto', 'in-place' or 'copy'");
   if (chunks !== undefined && !Array.isArray(chunks))
     throw invalidArgument('chunks', 'chunks must be an array of chunk numbers');
+  if (
+    ranges !== undefined &&
+    (!Array.isArray(ranges) || !ranges.every((r) => Array.isArray(r) && r.length === 2))
+  )
+    throw invalidArgument('ranges', 'ranges must be an array of [offset, length] pairs');
   const t0 = performance.now();
   let r: Awaited<ReturnType<ReturnType<typeof native>['eccRepair']>>;
   try {
     r = await runJob('eccRepair', options, (control) =>
-      native().eccRepair(file, sidecar ?? null, force, mode ?? null, chunks ? [...chunks] : null, control),
+      native().eccRepair(
+        file,
+        sidecar ?? null,
+        force,
+        mode ?? null,
+        chunks ? [...chunks] : null,
+        ranges ? ranges.flat() : null,
+        control,
+      ),
     );
   } catch (err) {
     if (eccChannel.hasSubscribers && err instanceof TensorVaultError && err.code !== 'TV_ABORTED') {

@@ -455,7 +455,7 @@ export interface EccProtectResult {
  * not writable), `in-place` or `copy`. `chunks`: damaged chunks from a verify report (only their
  * stripes are checked).
  */
-export declare function eccRepair(path: string, sidecar: string | undefined | null, force: boolean | undefined | null, mode: string | undefined | null, chunks: Array<number> | undefined | null, control: JobControl): Promise<EccRepairResult>
+export declare function eccRepair(path: string, sidecar: string | undefined | null, force: boolean | undefined | null, mode: string | undefined | null, chunks: Array<number> | undefined | null, ranges: Array<number> | undefined | null, control: JobControl): Promise<EccRepairResult>
 
 /** Result of `eccRepair`. */
 export interface EccRepairResult {

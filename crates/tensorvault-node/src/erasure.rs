@@ -323,6 +323,7 @@ pub struct RepairTask {
     force: bool,
     mode: RepairMode,
     chunks: Option<Vec<u64>>,
+    ranges: Option<Vec<(u64, u64)>>,
     control: Arc<Control>,
 }
 
@@ -339,6 +340,7 @@ impl Task for RepairTask {
                     force: self.force,
                     mode: self.mode,
                     chunks: self.chunks.as_deref(),
+                    ranges: self.ranges.as_deref(),
                 },
                 &self.control,
             )
@@ -375,6 +377,7 @@ pub fn ecc_repair(
     force: Option<bool>,
     mode: Option<String>,
     chunks: Option<Vec<f64>>,
+    ranges: Option<Vec<f64>>,
     control: &JobControl,
 ) -> napi::Result<AsyncTask<RepairTask>> {
     guard(|| {
@@ -396,12 +399,33 @@ pub fn ecc_repair(
                 v.dedup();
                 v
             });
+        // `[offset, length, offset, length, …]`, as pairs.
+        let ranges = ranges
+            .map(|v| {
+                if v.len() % 2 != 0 {
+                    return Err(invalid_argument(
+                        "ranges",
+                        "ranges must be [offset, length] pairs",
+                    ));
+                }
+                v.chunks_exact(2)
+                    .map(|p| match *p {
+                        [offset, len] => Ok((to_u64("ranges", offset)?, to_u64("ranges", len)?)),
+                        _ => Err(invalid_argument(
+                            "ranges",
+                            "ranges must be [offset, length] pairs",
+                        )),
+                    })
+                    .collect::<napi::Result<Vec<(u64, u64)>>>()
+            })
+            .transpose()?;
         Ok(AsyncTask::new(RepairTask {
             path: PathBuf::from(path),
             sidecar: sidecar_arg(sidecar),
             force: force.unwrap_or(false),
             mode,
             chunks,
+            ranges,
             control: Arc::clone(&control.inner),
         }))
     })

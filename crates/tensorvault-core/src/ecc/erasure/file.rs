@@ -906,6 +906,9 @@ pub struct RepairOptions<'a> {
     /// parity (format v2), only their local groups, when each holds one damaged chunk and intact local
     /// parity.
     pub chunks: Option<&'a [u64]>,
+    /// Byte ranges `(offset, length)` of the file known to be damaged (found by another check, such as
+    /// a checkpoint's chunk tree): their chunks are added to `chunks`, with the same effect.
+    pub ranges: Option<&'a [(u64, u64)]>,
 }
 
 /// What a repair's `before` and `after` reports cover.
@@ -956,11 +959,21 @@ pub fn repair_with(
 ) -> Result<RepairReport, ErasureError> {
     let sidecar_path = sidecar.map_or_else(|| sidecar_path_for(path), Path::to_path_buf);
     let sc = Sidecar::open(&sidecar_path)?;
-    let before = match options.chunks {
+    let listed: Option<Vec<u64>> = match (options.chunks, options.ranges) {
+        (None, None) => None,
+        (chunks, ranges) => {
+            let mut all = ranges.map_or_else(Vec::new, |r| sc.header.layout.chunks_touching(r));
+            all.extend_from_slice(chunks.unwrap_or_default());
+            all.sort_unstable();
+            all.dedup();
+            Some(all)
+        }
+    };
+    let before = match listed.as_deref() {
         None => verify_with(path, &sidecar_path, &sc, control)?,
         Some(list) => verify_listed(path, &sidecar_path, &sc, list, control)?,
     };
-    let checked_before = if options.chunks.is_some() {
+    let checked_before = if listed.is_some() {
         Checked::Changed
     } else {
         Checked::Whole

@@ -328,9 +328,10 @@ mod tests {
 
     use super::*;
     use crate::ecc::erasure::file::{
-        protect, repair_with, verify, Checked, ProtectOptions, RepairOptions, Status,
+        protect, repair_with, sidecar_path_for, verify, Checked, ProtectOptions, RepairOptions,
+        Status,
     };
-    use crate::ecc::erasure::sidecar::Params;
+    use crate::ecc::erasure::sidecar::{Params, Sidecar};
 
     const CS: usize = 4096;
 
@@ -374,6 +375,7 @@ mod tests {
             force: false,
             mode,
             chunks,
+            ranges: None,
         }
     }
 
@@ -513,6 +515,40 @@ mod tests {
                 chunks: 40
             })
         ));
+    }
+
+    #[test]
+    fn damaged_byte_ranges_select_their_chunks_like_a_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, d) = setup(dir.path());
+        let layout = Sidecar::open(&sidecar_path_for(&path))
+            .unwrap()
+            .header
+            .layout;
+        let cs = CS as u64;
+        // A range inside one chunk, one across a boundary, an empty one, one past the protected end.
+        assert_eq!(
+            layout.chunks_touching(&[(3 * cs + 17, 1), (7 * cs - 1, 2), (9 * cs, 0), (40 * cs, 5)]),
+            vec![3, 6, 7]
+        );
+        assert_eq!(layout.chunks_touching(&[(39 * cs, 10 * cs)]), vec![39]);
+        damage(&path, &[3, 13, 25]);
+        // The damaged bytes as another check (a checkpoint's tree) reports them, and one chunk listed.
+        let ranges = [(3 * cs + 17, 1), (13 * cs, cs)];
+        let r = repair_with(
+            &path,
+            None,
+            &RepairOptions {
+                chunks: Some(&[25]),
+                ranges: Some(&ranges),
+                ..RepairOptions::default()
+            },
+            &Control::new(),
+        )
+        .unwrap();
+        assert_eq!(r.checked_before, Checked::Changed);
+        assert_eq!(r.repaired_chunks, vec![3, 13, 25]);
+        assert_eq!(std::fs::read(&path).unwrap(), d);
     }
 
     #[test]

@@ -423,6 +423,25 @@ impl Layout {
         })
     }
 
+    /// The data chunks that bytes `[offset, offset + len)` of the protected file fall in, for each of
+    /// `ranges`, in order without repeats; bytes past the protected length belong to no chunk.
+    #[must_use]
+    pub fn chunks_touching(&self, ranges: &[(u64, u64)]) -> Vec<u64> {
+        let cs = self.params.chunk_size().get();
+        let mut out: Vec<u64> = ranges
+            .iter()
+            .filter(|&&(_, len)| len > 0)
+            .flat_map(|&(offset, len)| {
+                let first = offset / cs;
+                let end = offset.saturating_add(len).div_ceil(cs).min(self.chunks);
+                first..end
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// The data chunk at `pos` of `stripe`, or `None` for a virtual all-zero chunk past the end.
     #[must_use]
     pub fn chunk_at(&self, stripe: u64, pos: usize) -> Option<u64> {
