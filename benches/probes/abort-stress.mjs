@@ -76,6 +76,17 @@ function protectCase(format) {
   };
 }
 
+/**
+ * The check after a job that writes `path`: an aborted write leaves the previous complete file or none
+ * (then `check(path)` must pass); a finished one leaves a file.
+ */
+function afterWrite(path, check) {
+  return async (outcome) => {
+    if (existsSync(path)) await check(path);
+    else if (outcome === 'finished') throw new Error(`finished, but no ${path}`);
+  };
+}
+
 // Each case: `run(signal)` starts the operation; `after(outcome)` checks the state it left (may throw).
 const cases = {
   hashFile: {
@@ -109,32 +120,20 @@ const cases = {
   },
   saveSafetensors: {
     run: (signal) => tv.saveSafetensors(join(dir, 's.safetensors'), tensors(), { signal }),
-    after: async (outcome) => {
-      // An aborted save leaves the previous complete file or none.
-      const p = join(dir, 's.safetensors');
-      if (!existsSync(p)) {
-        if (outcome === 'finished') throw new Error('saved, but no file');
-        return;
-      }
+    after: afterWrite(join(dir, 's.safetensors'), async (p) => {
       const f = await tv.openSafetensors(p);
       const same = Buffer.from(f.tensor('w').bytes).equals(buffer);
       f.close();
       if (!same) throw new Error('safetensors after abort: wrong bytes');
-    },
+    }),
   },
   saveCheckpoint: {
     run: (signal) =>
       tv.saveCheckpoint(join(dir, 'ck', 'model.safetensors'), tensors(), { signal, ecc: 'medium' }),
-    after: async (outcome) => {
-      const p = join(dir, 'ck', 'model.safetensors');
-      if (!existsSync(p)) {
-        if (outcome === 'finished') throw new Error('saved, but no checkpoint');
-        return;
-      }
+    after: afterWrite(join(dir, 'ck', 'model.safetensors'), async (p) => {
       const r = await tv.verifyCheckpoint(p);
-      if (r.status !== 'intact')
-        throw new Error(`checkpoint after abort: ${JSON.stringify(r).slice(0, 300)}`);
-    },
+      if (r.status !== 'intact') throw new Error(`checkpoint after abort: ${r.status}`);
+    }),
   },
   repairCheckpoint: {
     setup: () => tv.saveCheckpoint(join(dir, 'ck2', 'model.safetensors'), tensors(), { ecc: 'medium' }),
@@ -154,16 +153,10 @@ const cases = {
         signal,
         ecc: 'rs(16)',
       }),
-    after: async (outcome) => {
-      // An aborted write leaves the previous file or none.
-      const p = join(dir, 'm.fold');
-      if (!existsSync(p)) {
-        if (outcome === 'finished') throw new Error('written, but no file');
-        return;
-      }
+    after: afterWrite(join(dir, 'm.fold'), async (p) => {
       const r = await tv.verifyFold(p);
-      if (r.status !== 'intact') throw new Error(`fold after abort: ${JSON.stringify(r).slice(0, 300)}`);
-    },
+      if (r.status !== 'intact') throw new Error(`fold after abort: ${r.status}`);
+    }),
   },
   repairFold: {
     setup: () =>
