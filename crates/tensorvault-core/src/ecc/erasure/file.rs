@@ -16,7 +16,9 @@ use crate::io::atomic::AtomicFile;
 use crate::io::{open_regular, read_exact_at, IoError, Mapping};
 
 use super::place::{open_target, RepairMode, TargetSpec, WriteMode};
-use super::sidecar::{ChunkDigest, Header, Layout, Level, Params, Sidecar, SidecarHealth, Table};
+use super::sidecar::{
+    ChunkDigest, Header, Layout, Level, Params, Sidecar, SidecarHealth, Table, BLOCK_LEN,
+};
 use super::{AlignedBuf, ErasureCodec, ErasureError, Format};
 
 /// `n` zeroed, cache-line-aligned buffers of `len` bytes.
@@ -730,6 +732,49 @@ fn write_all_at(file: &File, path: &Path, buf: &[u8], offset: u64) -> Result<(),
         .map_err(|e| IoError::from_os(path, "write", e))
 }
 
+/// Rewrite in place the copies of the sidecar's header and digest-table blocks that failed their
+/// checks, from the copies [`Sidecar::open`] recovered, and sync. Only damaged bytes are written and a
+/// block's other copy is never touched, so a crash at any instant leaves every copy that was valid
+/// before still valid. `false` (nothing written) when the sidecar's length is wrong: that needs the
+/// whole sidecar written again.
+fn mend_structure(sc: &Sidecar, path: &Path) -> Result<bool, ErasureError> {
+    let health = &sc.health;
+    if health.actual_len != health.expected_len {
+        return Ok(false);
+    }
+    let layout = sc.header.layout;
+    let file = match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        // A sidecar this process may not write in place is replaced whole (a rename in its folder).
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(false),
+        Err(e) => return Err(IoError::from_os(path, "open", e).into()),
+    };
+    let header = sc.header.encode();
+    if !health.header_a {
+        write_all_at(&file, path, &header, 0)?;
+    }
+    if !health.header_b {
+        write_all_at(&file, path, &header, layout.header_b_offset())?;
+    }
+    let table = sc.table.encode();
+    let copies = [
+        (&health.table_a_bad_blocks, layout.table_a_offset()),
+        (&health.table_b_bad_blocks, layout.table_b_offset()),
+    ];
+    for (bad, base) in copies {
+        for &i in bad {
+            let start = usize_of(i.saturating_mul(BLOCK_LEN));
+            let block = table
+                .get(start..start.saturating_add(usize_of(BLOCK_LEN)).min(table.len()))
+                .unwrap_or_default();
+            write_all_at(&file, path, block, base + i * BLOCK_LEN)?;
+        }
+    }
+    file.sync_all()
+        .map_err(|e| IoError::from_os(path, "fsync", e))?;
+    Ok(true)
+}
+
 /// Verify `path` against its sidecar, read-only.
 pub fn verify(
     path: &Path,
@@ -1073,7 +1118,14 @@ pub fn repair_with(
         )?)
     };
     let sidecar_rewritten = !before.damaged_parity.is_empty() || !before.sidecar.structure_intact();
-    if sidecar_rewritten {
+    // Only the header or table copies damaged (the parity intact): those bytes are written again from
+    // the valid copies, instead of encoding the whole file's parity again.
+    // (`copy` mode writes new files, so it replaces the sidecar too.)
+    let mended = sidecar_rewritten
+        && before.damaged_parity.is_empty()
+        && options.mode != RepairMode::Copy
+        && mend_structure(&sc, &sidecar_path)?;
+    if sidecar_rewritten && !mended {
         let report = protect_with(
             path,
             Some(&sidecar_path),
@@ -1093,7 +1145,8 @@ pub fn repair_with(
     let sc = Sidecar::open(&sidecar_path)?;
     // A copy is a new file: every byte of it is checked again. In place, the bytes that were not
     // written are the ones `before` found intact; only the written chunks (and the length) are checked
-    // again. A rebuilt sidecar already hashed the whole file and matched the old root.
+    // again. A rebuilt sidecar already hashed the whole file and matched the old root; a mended one is
+    // opened again below, and its header and every table block must pass their checks.
     let (after, checked_after) = if write_mode == Some(WriteMode::Copy) {
         (
             verify_with(path, &sidecar_path, &sc, control)?,
@@ -1101,7 +1154,7 @@ pub fn repair_with(
         )
     } else {
         let after = recheck_written(path, &sc, &before, control)?;
-        let scope = if sidecar_rewritten {
+        let scope = if sidecar_rewritten && !mended {
             Checked::Whole
         } else {
             Checked::Changed
