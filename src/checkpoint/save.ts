@@ -247,7 +247,7 @@ export async function saveCheckpoint(
       const w = await writeWeights(tmpWeights, entries, prepared, inMemory, ph, dataBytes, signal);
       mark('weights');
       size = w.size;
-      // The PyFolds hash (this thread), the parity and the chunk tree (the pool) read the written file
+      // The PyFolds hash, the parity and the chunk tree (three jobs on the pool) read the written file
       // (from the page cache) at the same time; the tree's seal waits for the hash. All settle before
       // anything is decided, so that no part still writes a temporary file when the save fails.
       const hash = w.digest.then((d) => formatPyfoldsHash(d, key));
