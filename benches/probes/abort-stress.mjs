@@ -109,13 +109,17 @@ const cases = {
     },
     before: () => {
       for (const at of [17, bytes >> 1, bytes - 5]) flip(join(dir, 'r.bin'), at);
+      // And a byte of the sidecar's header copy A (mended in place by the repair).
+      flip(join(dir, 'r.bin.tvecc'), 20);
     },
     run: (signal) => tv.repair(join(dir, 'r.bin'), { signal }),
     after: async () => {
-      // Whatever the abort left, a repair without abort gives back the original bytes.
+      // Whatever the abort left, a repair without abort gives back the original bytes and sidecar.
       const r = await tv.verify(join(dir, 'r.bin'));
       if (r.status !== 'intact') await tv.repair(join(dir, 'r.bin'));
       if (sha(join(dir, 'r.bin')) !== dataSha) throw new Error('repair after an abort: wrong bytes');
+      if (sha(join(dir, 'r.bin.tvecc')) !== sha(join(dir, 'rv2.tvecc')))
+        throw new Error('repair after an abort: a different sidecar');
     },
   },
   saveSafetensors: {
