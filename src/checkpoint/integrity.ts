@@ -138,16 +138,6 @@ export async function verifyWhole(
   // the second tree check after a repair.
   let pending = p.layout === 'tensorvault' ? pyfoldsBeside(p.weights, f, options.signal) : undefined;
   try {
-    return await checkAll();
-  } finally {
-    pending?.drop();
-  }
-
-  async function checkAll(): Promise<{
-    file: SafetensorsFile;
-    report: Partial<CheckpointReport>;
-    why?: string;
-  }> {
     if (p.layout === 'tensorvault') {
       const block = p.block as IntegrityBlock;
       const unreadable: number[] = [];
@@ -284,6 +274,8 @@ export async function verifyWhole(
     report.status = status;
     report.verifiedTensors = [...f.names];
     return { file: f, report };
+  } finally {
+    pending?.drop();
   }
 }
 

@@ -152,10 +152,7 @@ export async function pyfoldsDigest(
     pieces.push(framingOf(t));
     for (const piece of t.bytes()) pieces.push(piece);
   }
-  const digest = await runJob('pyfoldsDigest', options, (control) =>
-    native().sha256Pieces(null, pieces, control),
-  );
-  return digest.toString('hex');
+  return framedDigest(null, pieces, options);
 }
 
 /**
@@ -170,6 +167,15 @@ export async function pyfoldsDigestOfFile(
 ): Promise<string> {
   const pieces: (Uint8Array | number[])[] = [];
   for (const t of byName(infos)) pieces.push(framingOf(t), [t.fileOffset, t.byteLength]);
+  return framedDigest(path, pieces, options);
+}
+
+/** The hex SHA-256 of `pieces` (bytes, or `[offset, length]` ranges of the file at `path`) on the pool. */
+async function framedDigest(
+  path: string | null,
+  pieces: (Uint8Array | number[])[],
+  options: JobOptions,
+): Promise<string> {
   const digest = await runJob('pyfoldsDigest', options, (control) =>
     native().sha256Pieces(path, pieces, control),
   );

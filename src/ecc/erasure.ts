@@ -373,7 +373,7 @@ export async function repair(path: string, options: RepairOptions = {}): Promise
         force,
         mode ?? null,
         chunks ? [...chunks] : null,
-        ranges ? ranges.flat() : null,
+        ranges ? ranges.map((r) => [...r]) : null,
         control,
       ),
     );

@@ -453,9 +453,9 @@ export interface EccProtectResult {
  * Repair a file and its sidecar from parity, then re-verify. A stale-looking sidecar is refused
  * (`TV_ECC_STALE_SIDECAR`) unless `force`. `mode`: `auto` (default: in place, a copy when the file is
  * not writable), `in-place` or `copy`. `chunks`: damaged chunks from a verify report (only their
- * stripes are checked).
+ * stripes are checked); `ranges`: damaged `[offset, length]` byte ranges, the same by their chunks.
  */
-export declare function eccRepair(path: string, sidecar: string | undefined | null, force: boolean | undefined | null, mode: string | undefined | null, chunks: Array<number> | undefined | null, ranges: Array<number> | undefined | null, control: JobControl): Promise<EccRepairResult>
+export declare function eccRepair(path: string, sidecar: string | undefined | null, force: boolean | undefined | null, mode: string | undefined | null, chunks: Array<number> | undefined | null, ranges: Array<Array<number>> | undefined | null, control: JobControl): Promise<EccRepairResult>
 
 /** Result of `eccRepair`. */
 export interface EccRepairResult {

@@ -53,3 +53,14 @@ pub fn threads(threads: Option<u32>) -> napi::Result<Option<usize>> {
         Some(t) => Ok(Some(usize::try_from(t).unwrap_or(usize::MAX))),
     }
 }
+
+/// A byte range given as `[offset, length]` (two non-negative safe integers).
+pub fn range(argument: &'static str, v: &[f64]) -> napi::Result<(u64, u64)> {
+    match *v {
+        [offset, len] => Ok((to_u64(argument, offset)?, to_u64(argument, len)?)),
+        _ => Err(invalid_argument(
+            argument,
+            format!("{argument}: a range must be [offset, length]"),
+        )),
+    }
+}

@@ -15,7 +15,7 @@ use tensorvault_core::ecc::erasure::{
 use tensorvault_core::hash::to_hex;
 use tensorvault_core::Control;
 
-use crate::args::{to_int, to_u64};
+use crate::args::{range, to_int, to_u64};
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, TvError};
 
@@ -369,7 +369,7 @@ impl Task for RepairTask {
 /// Repair a file and its sidecar from parity, then re-verify. A stale-looking sidecar is refused
 /// (`TV_ECC_STALE_SIDECAR`) unless `force`. `mode`: `auto` (default: in place, a copy when the file is
 /// not writable), `in-place` or `copy`. `chunks`: damaged chunks from a verify report (only their
-/// stripes are checked).
+/// stripes are checked); `ranges`: damaged `[offset, length]` byte ranges, the same by their chunks.
 #[napi(ts_return_type = "Promise<EccRepairResult>")]
 pub fn ecc_repair(
     path: String,
@@ -377,7 +377,7 @@ pub fn ecc_repair(
     force: Option<bool>,
     mode: Option<String>,
     chunks: Option<Vec<f64>>,
-    ranges: Option<Vec<f64>>,
+    ranges: Option<Vec<Vec<f64>>>,
     control: &JobControl,
 ) -> napi::Result<AsyncTask<RepairTask>> {
     guard(|| {
@@ -399,23 +399,10 @@ pub fn ecc_repair(
                 v.dedup();
                 v
             });
-        // `[offset, length, offset, length, …]`, as pairs.
         let ranges = ranges
             .map(|v| {
-                if v.len() % 2 != 0 {
-                    return Err(invalid_argument(
-                        "ranges",
-                        "ranges must be [offset, length] pairs",
-                    ));
-                }
-                v.chunks_exact(2)
-                    .map(|p| match *p {
-                        [offset, len] => Ok((to_u64("ranges", offset)?, to_u64("ranges", len)?)),
-                        _ => Err(invalid_argument(
-                            "ranges",
-                            "ranges must be [offset, length] pairs",
-                        )),
-                    })
+                v.iter()
+                    .map(|r| range("ranges", r))
                     .collect::<napi::Result<Vec<(u64, u64)>>>()
             })
             .transpose()?;

@@ -237,16 +237,10 @@ pub fn sha256_pieces(
             .into_iter()
             .map(|p| match p {
                 Either::A(bytes) => Ok(HeldPiece::Bytes(bytes)),
-                Either::B(range) => match range[..] {
-                    [offset, len] => Ok(HeldPiece::Range {
-                        offset: crate::args::to_u64("pieces", offset)?,
-                        len: crate::args::to_u64("pieces", len)?,
-                    }),
-                    _ => Err(crate::errors::invalid_argument(
-                        "pieces",
-                        "a file range must be [offset, length]",
-                    )),
-                },
+                Either::B(range) => {
+                    let (offset, len) = crate::args::range("pieces", &range)?;
+                    Ok(HeldPiece::Range { offset, len })
+                }
             })
             .collect::<napi::Result<Vec<_>>>()?;
         Ok(AsyncTask::new(HashPiecesTask {

@@ -148,17 +148,8 @@ pub fn hash_pieces(
     pieces: &[Piece<'_>],
     control: &Control,
 ) -> Result<Digest, HashError> {
-    let total = pieces
-        .iter()
-        .map(|p| match p {
-            Piece::Bytes(b) => b.len() as u64,
-            Piece::Range { len, .. } => *len,
-        })
-        .sum();
-    control.set_total(total);
-    let has_ranges = pieces
-        .iter()
-        .any(|p| matches!(p, Piece::Range { len, .. } if *len > 0));
+    control.set_total(pieces.iter().map(Piece::len).sum());
+    let has_ranges = range_bytes(pieces) > 0;
     match path {
         Some(path) if has_ranges => {
             let (file, _) = io::open_regular(path)?;
@@ -179,6 +170,25 @@ pub fn hash_pieces(
             Ok(hasher.finalize())
         }
     }
+}
+
+impl Piece<'_> {
+    /// Its length in bytes.
+    fn len(&self) -> u64 {
+        match self {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::Range { len, .. } => *len,
+        }
+    }
+}
+
+/// The bytes `pieces` take from the file.
+fn range_bytes(pieces: &[Piece<'_>]) -> u64 {
+    pieces
+        .iter()
+        .filter(|p| matches!(p, Piece::Range { .. }))
+        .map(Piece::len)
+        .sum()
 }
 
 /// Hash `bytes` 1 MiB at a time, with progress and cancellation.
@@ -205,13 +215,7 @@ fn hash_pieces_of(
         // The receiver is alive in this scope, so sending cannot fail.
         let _ = free_tx.send(vec![0u8; READ_BLOCK]);
     }
-    let range_bytes: u64 = pieces
-        .iter()
-        .map(|p| match p {
-            Piece::Range { len, .. } => *len,
-            Piece::Bytes(_) => 0,
-        })
-        .sum();
+    let range_bytes = range_bytes(pieces);
     std::thread::scope(|s| {
         let reader = s.spawn(move || -> Result<(), HashError> {
             for (index, piece) in pieces.iter().enumerate() {
