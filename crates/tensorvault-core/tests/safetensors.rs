@@ -82,6 +82,18 @@ fn fast_path_agrees_with_serde() {
         (format!(r#"{{"b":{{{e}[8,16]}},"a":{{{e}[0,8]}}}}"#), 16, true),
         (r#"{"s":{"dtype":"U8","shape":[],"data_offsets":[0,1]},"z":{"dtype":"U8","shape":[0],"data_offsets":[1,1]}}"#.into(), 1, true),
         ("{\"\u{1F600}\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}".into(), 1, true),
+        // as the writers write it (read by literals), and near misses of that form that the general
+        // reader still takes or that both refuse
+        (r#"{"a.long.name.over.8":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]}}"#.into(), 8, true),
+        (r#"{"a":{"dtype":"F32","shape":[2] ,"data_offsets":[0,8]}}"#.into(), 8, true),
+        (r#"{"a":{"dtype":"F32","data_offsets":[0,8],"shape":[2]}}"#.into(), 8, true),
+        (r#"{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}"#.into(), 4, true),
+        (r#"{"a":{"dtype":"F32","shape":[2,],"data_offsets":[0,8]}}"#.into(), 8, false),
+        (r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,]}}"#.into(), 8, false),
+        (r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},}"#.into(), 8, false),
+        (r#"{"a":{"dtype":"F8_E4M3X","shape":[2],"data_offsets":[0,2]}}"#.into(), 2, false),
+        ("{\"abcdefghij\u{1}k\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}".into(), 1, false),
+        ("{\"abcdefghijé\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}".into(), 1, true),
         // not taken: escapes, unknown fields, number forms, duplicates, metadata forms, errors
         (format!(r#"{{"\u0061":{{{e}[0,8]}}}}"#), 8, false),
         (format!(r#"{{"a\"b":{{{e}[0,8]}}}}"#), 8, false),

@@ -104,7 +104,12 @@ impl Dtype {
     /// Parse a header dtype name; `None` for an unknown one.
     #[must_use]
     pub fn parse(s: &str) -> Option<Dtype> {
-        Dtype::ALL.into_iter().find(|d| d.as_str() == s)
+        // Every name is at most 7 bytes: its bytes and length packed in one u64, compared with each
+        // dtype's (integer compares instead of a string compare per dtype; a header names a dtype per
+        // tensor).
+        let key = name_key(s.as_bytes())?;
+        let at = KEYS.iter().position(|&k| k == key)?;
+        Dtype::ALL.get(at).copied()
     }
 
     /// Size of one element in bits (4 and 6 for the packed sub-byte floats).
@@ -139,6 +144,37 @@ impl Dtype {
         }
     }
 }
+
+/// A dtype name's bytes (little-endian) and its length in the top byte; None for a name longer than
+/// 7 bytes (no dtype's is).
+#[allow(clippy::indexing_slicing)] // `i < b.len()`; `slice::get` is not usable in a const fn
+const fn name_key(b: &[u8]) -> Option<u64> {
+    if b.len() > 7 {
+        return None;
+    }
+    let mut k = (b.len() as u64) << 56;
+    let mut i = 0;
+    while i < b.len() {
+        k |= (b[i] as u64) << (8 * i);
+        i += 1;
+    }
+    Some(k)
+}
+
+/// [`name_key`] of every dtype, in [`Dtype::ALL`]'s order.
+#[allow(clippy::indexing_slicing)] // `i < 20`, evaluated at compile time
+const KEYS: [u64; 20] = {
+    let mut out = [0u64; 20];
+    let mut i = 0;
+    while i < 20 {
+        out[i] = match name_key(Dtype::ALL[i].as_str().as_bytes()) {
+            Some(k) => k,
+            None => panic!("a dtype name longer than 7 bytes"),
+        };
+        i += 1;
+    }
+    out
+};
 
 impl fmt::Display for Dtype {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::BuildHasher as _;
+use std::hash::{BuildHasher as _, Hasher as _};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -132,7 +132,12 @@ impl NameIndex {
         // The mask keeps the slot below the table's length (a power of two).
         // Truncating the hash on a 32-bit target is fine: only its low bits are used.
         #[allow(clippy::cast_possible_truncation)]
-        let h = self.hasher.hash_one(name) as usize;
+        let h = {
+            // The name's bytes in one write (`hash_one(name)` adds a second for `str`'s terminator).
+            let mut h = self.hasher.build_hasher();
+            h.write(name.as_bytes());
+            h.finish() as usize
+        };
         h & (self.slots.len() - 1)
     }
 
@@ -943,6 +948,39 @@ fn parse_plain(text: &str) -> Option<RawHeader> {
     (r.at == json.len()).then_some(out)
 }
 
+/// Position of the first `"`, `\\` or control character (below 0x20) in `bytes`, eight bytes at a
+/// time: in each word, the lowest byte flagged by the classic "has a zero byte" / "has a byte less than"
+/// tests is exact (only bytes above a flagged one can be flagged falsely, by a borrow), so the lowest
+/// flag of the three tests together is the first stop.
+fn string_stop(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const QUOTE: u64 = ONES * b'"' as u64;
+    const BACKSLASH: u64 = ONES * b'\\' as u64;
+    const SPACE: u64 = ONES * 0x20;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0usize;
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        let x = u64::from_le_bytes(word);
+        let (q, b) = (x ^ QUOTE, x ^ BACKSLASH);
+        let flags = ((q.wrapping_sub(ONES) & !q)
+            | (b.wrapping_sub(ONES) & !b)
+            | (x.wrapping_sub(SPACE) & !x))
+            & HIGH;
+        if flags != 0 {
+            return Some(at + flags.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| at + p)
+}
+
 /// The fast path's cursor.
 struct Plain<'a> {
     /// The header text (valid UTF-8).
@@ -990,9 +1028,7 @@ impl<'a> Plain<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let rest = self.text.as_bytes().get(self.at..)?;
-        let len = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let len = string_stop(rest)?;
         if rest.get(len) != Some(&b'"') {
             return None;
         }
@@ -1002,32 +1038,47 @@ impl<'a> Plain<'a> {
     }
 
     /// A non-negative integer as JSON writes it (no sign, fraction, exponent or leading zero) that fits
-    /// in a u64. Up to 19 digits always fit, so they are summed without overflow checks (whose 128-bit
-    /// multiplies were most of the parse); only a 20th digit is checked.
+    /// in a u64, read in one pass. Up to 19 digits always fit, so they are summed without overflow
+    /// checks (whose 128-bit multiplies were most of the parse); only a 20th digit is checked, and a
+    /// 21st refused.
     fn integer(&mut self) -> Option<u64> {
-        let rest = self.text.as_bytes().get(self.at..)?;
-        let digits = rest
-            .iter()
-            .take(21)
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        let text = rest.get(..digits)?;
-        if digits == 0 || digits > 20 || (digits > 1 && text.first() == Some(&b'0')) {
+        let bytes = self.text.as_bytes();
+        let start = self.at;
+        let mut at = start;
+        let mut n = 0u64;
+        while at - start < 19 {
+            match bytes.get(at) {
+                Some(&b) if b.is_ascii_digit() => {
+                    n = n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+                    at += 1;
+                }
+                _ => break,
+            }
+        }
+        if let Some(&b) = bytes.get(at).filter(|b| b.is_ascii_digit()) {
+            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            at += 1;
+            if bytes.get(at).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+        }
+        let digits = at - start;
+        if digits == 0 || (digits > 1 && bytes.get(start) == Some(&b'0')) {
             return None;
         }
-        let (head, last) = text.split_at(digits.min(19));
-        let n = head.iter().fold(0u64, |n, &b| {
-            n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'))
-        });
-        let n = match last.first() {
-            Some(&b) => n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?,
-            None => n,
-        };
-        if matches!(rest.get(digits), Some(b'.' | b'e' | b'E')) {
+        if matches!(bytes.get(at), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        self.at += digits;
+        self.at = at;
         Some(n)
+    }
+
+    /// The literal `lit` (Some, and past it) or not (None, the cursor unmoved). Its length is a constant,
+    /// so the compare is a few integer compares.
+    fn lit<const N: usize>(&mut self, lit: &[u8; N]) -> Option<()> {
+        let end = self.at.checked_add(N)?;
+        let here: &[u8; N] = self.text.as_bytes().get(self.at..end)?.try_into().ok()?;
+        (here == lit).then(|| self.at = end)
     }
 
     /// `[a, b]`: exactly two plain integers (anything else is left to serde, which reports it).
@@ -1062,6 +1113,11 @@ impl<'a> Plain<'a> {
     /// `{"dtype": …, "shape": […], "data_offsets": [a, b]}` in any order, each field once; the shape
     /// is left in `shape`.
     fn entry(&mut self, shape: &mut Vec<u64>) -> Option<(Dtype, u64, u64)> {
+        let start = self.at;
+        if let Some(e) = self.entry_as_written(shape) {
+            return Some(e);
+        }
+        self.at = start;
         let mut dtype = None;
         let mut have_shape = false;
         let mut offsets = None;
@@ -1087,6 +1143,34 @@ impl<'a> Plain<'a> {
         }
         let (start, end) = offsets?;
         have_shape.then_some((dtype?, start, end))
+    }
+
+    /// [`Plain::entry`] as every writer writes it, `{"dtype":"…","shape":[…],"data_offsets":[a,b]}`
+    /// with no whitespace and the fields in this order: literals compared at once instead of each
+    /// field's name read and matched. None for anything else (the caller then reads the entry from its
+    /// start the general way), so this never accepts what the general way would not, nor reads it
+    /// differently.
+    fn entry_as_written(&mut self, shape: &mut Vec<u64>) -> Option<(Dtype, u64, u64)> {
+        self.lit(b"{\"dtype\":")?;
+        let dtype = Dtype::parse(self.string()?)?;
+        self.lit(b",\"shape\":[")?;
+        shape.clear();
+        if self.lit(b"]").is_none() {
+            loop {
+                shape.push(self.integer()?);
+                match self.next()? {
+                    b',' => {}
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+        }
+        self.lit(b",\"data_offsets\":[")?;
+        let a = self.integer()?;
+        self.lit(b",")?;
+        let b = self.integer()?;
+        self.lit(b"]}")?;
+        Some((dtype, a, b))
     }
 
     /// `{"k": "v", ...}` of plain strings, no key twice.
@@ -1226,4 +1310,83 @@ fn validate(header_len: u64, raw: RawHeader, data_len: u64) -> Result<Header, Sa
         table,
         index,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{string_stop, Plain};
+    use crate::safetensors::Dtype;
+
+    /// The word-at-a-time scan finds the same first stop as a byte loop: each stop byte (and the
+    /// bytes beside the classes' edges) at every position of the first three words, over fillers that
+    /// include UTF-8 bytes (0x80 and up, which are not control characters).
+    #[test]
+    fn string_stop_matches_a_byte_loop() {
+        let naive = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        let probes = [
+            b'"', b'\\', 0x00, 0x01, 0x1f, 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xc3, 0xff,
+        ];
+        let fillers = [b'a', b' ', 0x21, 0x23, 0x5d, 0x80, 0xa9, 0xff];
+        for len in 0..26 {
+            for &fill in &fillers {
+                let base = vec![fill; len];
+                assert_eq!(string_stop(&base), naive(&base), "{len} × {fill:#x}");
+                for at in 0..len {
+                    for &p in &probes {
+                        let mut b = base.clone();
+                        b[at] = p;
+                        // a second stop after the first must not hide it
+                        if at + 3 < len {
+                            b[at + 3] = b'"';
+                        }
+                        assert_eq!(
+                            string_stop(&b),
+                            naive(&b),
+                            "{len} × {fill:#x}, {p:#x} at {at}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Integers read in one pass: the same values and refusals as JSON's grammar and u64 allow.
+    #[test]
+    fn integers_read_in_one_pass() {
+        let read = |t: &str| {
+            let mut p = Plain { text: t, at: 0 };
+            p.integer().map(|n| (n, p.at))
+        };
+        assert_eq!(read("0]"), Some((0, 1)));
+        assert_eq!(read("7"), Some((7, 1)));
+        assert_eq!(read("4096,"), Some((4096, 4)));
+        assert_eq!(
+            read("9999999999999999999]"),
+            Some((9_999_999_999_999_999_999, 19))
+        );
+        assert_eq!(read("18446744073709551615"), Some((u64::MAX, 20)));
+        assert_eq!(read("18446744073709551616"), None);
+        assert_eq!(read("99999999999999999999"), None);
+        assert_eq!(read("100000000000000000000"), None);
+        for bad in ["", "]", "-1", "01", "00", "1.5", "1e3", "2E1", "+1", " 1"] {
+            assert_eq!(read(bad), None, "{bad:?}");
+        }
+    }
+
+    /// Dtype names: each parses to itself; near misses (a longer name, a prefix, a NUL, other case)
+    /// do not.
+    #[test]
+    fn dtype_names_parse_exactly() {
+        for d in Dtype::ALL {
+            assert_eq!(Dtype::parse(d.as_str()), Some(d));
+            let longer = format!("{}X", d.as_str());
+            assert_eq!(Dtype::parse(&longer), None);
+            assert_eq!(Dtype::parse(&format!("{}\0", d.as_str())), None);
+            assert_eq!(Dtype::parse(&d.as_str()[..d.as_str().len() - 1]), None);
+            assert_eq!(Dtype::parse(&d.as_str().to_lowercase()), None);
+        }
+        for bad in ["", "F", "F8_E4M3X", "FLOAT32", "bool"] {
+            assert_eq!(Dtype::parse(bad), None, "{bad:?}");
+        }
+    }
 }
