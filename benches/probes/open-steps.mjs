@@ -42,12 +42,12 @@ const cases = {
     o?.takeOutboard()?.close();
   },
 };
-const res = {};
+const res = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
 for (let r = 0; r < 5; r++) {
   for (const [k, fn] of Object.entries(cases)) {
     const t0 = performance.now();
     for (let i = 0; i < N; i++) fn();
-    (res[k] ??= []).push(((performance.now() - t0) / N) * 1000);
+    res[k].push(((performance.now() - t0) / N) * 1000);
   }
 }
 for (const [k, v] of Object.entries(res)) {
