@@ -6,7 +6,9 @@ import {
   closeSync,
   existsSync,
   openSync,
+  readdirSync,
   readFileSync,
+  readlinkSync,
   readSync,
   rmSync,
   statSync,
@@ -441,6 +443,49 @@ describe('the verified open', () => {
     );
     expect(() => parseCheckpoint(other, { keyedOnly: false })).toThrow(/leaves do not match the root/);
   });
+
+  it.skipIf(!existsSync('/proc/self/fd'))(
+    'a lazy open duplicates no descriptor until it reads beside its views, then reads the mapped file even after a new save',
+    async () => {
+      const { path } = await saved();
+      // Descriptors of this process on the weights at `path`: the live file, and the file a new save
+      // replaced (the link then ends in " (deleted)").
+      const weightFds = () => {
+        const out = { live: 0, replaced: 0 };
+        for (const fd of readdirSync('/proc/self/fd')) {
+          let link: string;
+          try {
+            link = readlinkSync(`/proc/self/fd/${fd}`);
+          } catch {
+            continue;
+          }
+          if (link === path) out.live++;
+          else if (link === `${path} (deleted)`) out.replaced++;
+        }
+        return out;
+      };
+      const c = await tv.loadCheckpoint(path);
+      // The mapping's file only (the session's first build also held a duplicate from the open on).
+      expect(weightFds()).toEqual({ live: 1, replaced: 0 });
+      await c.tensor('a.bias'); // inside the pieces the open checked: nothing read beside the view
+      expect(weightFds()).toEqual({ live: 1, replaced: 0 });
+      // A new save replaces the set at the path; b.weight's first view reads its chunks for the check
+      // from the file the checkpoint mapped (not the path), so the old bytes verify against the old block.
+      const other = tensors();
+      other['b.weight'].fill(7);
+      await tv.saveCheckpoint(path, other);
+      const b = await c.tensor('b.weight');
+      expect(Buffer.from(b.bytes).equals(Buffer.from(tensors()['b.weight']))).toBe(true);
+      expect(c.report.verifiedTensors).toEqual(['a.bias', 'b.weight']);
+      expect(c.report.damagedChunks).toEqual([]);
+      expect(weightFds()).toEqual({ live: 0, replaced: 2 }); // the mapping's and its duplicate
+      c.close();
+      expect(weightFds()).toEqual({ live: 0, replaced: 0 });
+      const d = await tv.loadCheckpoint(path);
+      expect(Buffer.from((await d.tensor('b.weight')).bytes).every((x) => x === 7)).toBe(true);
+      d.close();
+    },
+  );
 
   it("the header checked through the outboard at open: its piece's damage, a stale outboard, a short file", async () => {
     const opened = (path: string) => {

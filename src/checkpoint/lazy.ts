@@ -2,7 +2,7 @@
 /**
  * Loading, verifying and repairing checkpoints of the three layouts; lazy verification per tensor.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
@@ -75,7 +75,7 @@ export class Checkpoint {
   constructor(
     p: Parsed,
     file: SafetensorsFile,
-    fd: number,
+    fd: number | undefined,
     report: CheckpointReport,
     key: HmacKey | undefined,
     repair: boolean,
@@ -174,12 +174,12 @@ export class Checkpoint {
       this.report.verify === 'lazy' &&
       !this.#allVerified &&
       this.#p.block !== undefined &&
-      this.#fd !== undefined
+      !this.#file.closed
     ) {
       // All of them: hash the whole file's chunks at once (all cores), then only damage is handled
       // per tensor below.
       const block = this.#p.block;
-      const fd = this.#fd;
+      const fd = this.#descriptor();
       const run = this.#queue.then(async () => {
         const bad = new Set(await treeDamage(this.#p, block, {}, fdPath(fd, this.#p.weights)));
         const n = Math.ceil(block.file_length / block.chunk_size);
@@ -191,6 +191,15 @@ export class Checkpoint {
     const out = new Map<string, Tensor>();
     for (const n of this.names) out.set(n, await this.tensor(n));
     return out;
+  }
+
+  /**
+   * The mapped file's own descriptor, duplicated on first use (a lazy open that never reads beside
+   * its views makes none): reads through it see the file the views map, even if the path was replaced.
+   */
+  #descriptor(): number {
+    this.#fd ??= this.#file.dupFd();
+    return this.#fd;
   }
 
   /** Close the files now (views handed out keep only their mapped pages, until collected). */
@@ -264,8 +273,7 @@ export class Checkpoint {
     if (todo.length === 0) return [];
     // The chunks are read with pread from the mapped file's own descriptor: the same page-cache pages
     // the views map (this process never writes to the mapping before a view is handed out).
-    if (this.#fd === undefined) this.#fd = openSync(this.#p.weights, 'r');
-    const fd = this.#fd;
+    const fd = this.#descriptor();
     const tree = treeHashOf(block.algorithm);
     const nChunks = Math.ceil(block.file_length / cs);
     const bad: number[] = [];
@@ -348,7 +356,7 @@ export class Checkpoint {
   async #repairTvecc(tensor: string, chunks: number[]): Promise<void> {
     const t0 = performance.now();
     try {
-      const ino = this.#fd === undefined ? undefined : fstatSync(this.#fd).ino;
+      const ino = this.#file.closed ? undefined : fstatSync(this.#descriptor()).ino;
       const sidecar = this.#p.tvecc as string;
       // force: the sealed integrity block already proved these bytes are damage, not an edit after the
       // save, so rolling back to the protected bytes is right even when the sidecar's hints call it stale.
@@ -390,11 +398,12 @@ export class Checkpoint {
 
   async #verifyWhole(tensor: string): Promise<void> {
     const t0 = performance.now();
-    const ino = this.#fd === undefined ? undefined : fstatSync(this.#fd).ino;
+    const ino = this.#file.closed ? undefined : fstatSync(this.#descriptor()).ino;
     const r = await verifyWhole(this.#p, this.#file, this.#key, this.#repair, {}, ino);
     if (r.file !== this.#file && this.#fd !== undefined) {
+      // The repaired file is a new mapping: its own descriptor is made on the next read.
       closeSync(this.#fd);
-      this.#fd = openSync(this.#p.weights, 'r');
+      this.#fd = undefined;
     }
     if (r.file !== this.#file) this.#file = r.file;
     mergeReport(this.report, r.report);

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath } from 'node:path';
 import { type EccVerifyResult, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
@@ -15,7 +15,6 @@ import {
   headerMatches,
   mergeReport,
   openPair,
-  pairOf,
   underLock,
   verifyWhole,
 } from './integrity';
@@ -68,7 +67,7 @@ async function verifyAndFollow(
   let fd = open.fd;
   if (r.file !== open.file) {
     closeSync(fd);
-    fd = openSync(p.weights, 'r');
+    fd = r.file.dupFd();
   }
   mergeReport(report, r.report);
   return { file: r.file, fd, why: r.why };
@@ -136,14 +135,16 @@ export async function loadCheckpoint(
     throw err;
   }
   let file: SafetensorsFile;
-  let fd = -1;
+  // The mapped file's own descriptor, for reads beside the views: made here by the step-by-step path
+  // and for a full verify; a lazy load on the fast path leaves it to the checkpoint's first read.
+  let fd: number | undefined;
   // Opened by the fast path: the header (by its digest or the outboard's pieces) and length already
   // matched the block.
   const pre = opened !== undefined && sealed ? openedPair(p, opened.file) : undefined;
   const outboard = pre === undefined ? undefined : (opened?.outboard ?? undefined);
   if (pre === undefined) closeOpened(opened);
   try {
-    let pair: { file: SafetensorsFile; fd: number } | undefined;
+    let pair: { file: SafetensorsFile; fd: number | undefined } | undefined;
     try {
       pair = pre ?? (await openPair(p.weights, options.signal));
     } catch (err) {
@@ -152,14 +153,14 @@ export async function loadCheckpoint(
     if (sealed && pre === undefined && (pair === undefined || !headerMatches(p, pair.file))) {
       if (pair !== undefined) {
         pair.file.close();
-        closeSync(pair.fd);
+        if (pair.fd !== undefined) closeSync(pair.fd);
       }
       const rebuilt = await checkSeal(p, key, repair && mode !== 'none');
       repairedAtOpen = rebuilt !== undefined;
       rebuiltAtOpen = rebuilt ?? [];
       pair = await openPair(p.weights, options.signal);
     }
-    ({ file, fd } = pair as { file: SafetensorsFile; fd: number });
+    ({ file, fd } = pair as { file: SafetensorsFile; fd: number | undefined });
   } catch (err) {
     // A damaged header of a pyfolds-ecc checkpoint: repair from the rs(N) parity, then open again.
     if (
@@ -207,6 +208,7 @@ export async function loadCheckpoint(
   try {
     applyExpect(file, options, p.files.weights, report);
     if (mode === 'full') {
+      fd ??= file.dupFd();
       const r = await verifyAndFollow(p, { file, fd }, key, repair, options, report, fstatSync(fd).ino);
       ({ file, fd } = r);
       if (report.status === 'damaged') {
@@ -233,7 +235,7 @@ export async function loadCheckpoint(
     }
   } catch (err) {
     file.close();
-    closeSync(fd);
+    if (fd !== undefined) closeSync(fd);
     outboard?.close();
     if (!(err instanceof CheckpointMismatchError)) {
       publish({
@@ -251,10 +253,16 @@ export async function loadCheckpoint(
   return new Checkpoint(p, file, fd, report, key, repair, outboard, headerPieces);
 }
 
-/** The fast path's weights as the loader's pair (undefined when the descriptor cannot be had). */
-function openedPair(p: Parsed, handle: NativeSafetensors): { file: SafetensorsFile; fd: number } | undefined {
+/**
+ * The fast path's weights as the loader's pair, without a descriptor yet (the checkpoint duplicates
+ * the mapped file's own when it first reads beside the views); undefined when they cannot be wrapped.
+ */
+function openedPair(
+  p: Parsed,
+  handle: NativeSafetensors,
+): { file: SafetensorsFile; fd: number | undefined } | undefined {
   try {
-    return pairOf(wrapNativeFile(p.weights, handle));
+    return { file: wrapNativeFile(p.weights, handle), fd: undefined };
   } catch {
     return undefined;
   }
