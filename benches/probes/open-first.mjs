@@ -7,11 +7,12 @@
 // `get_tensor` (the real `safetensors` from PyPI, `.venv` or TV_PYTHON). Then, with --loop N, the
 // steady state of each: rounds of N opens in one process (medians per open).
 //   node benches/probes/open-first.mjs CHECKPOINT [TENSOR] [--k 20] [--procs 2] [--loop 1000]
+//        [--dist OTHER/dist/index.js (another build)] [--no-python]
 // CHECKPOINT: e.g. `node benches/probes/open-loop.mjs --make /tmp/probe/model.safetensors`.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { arg, loadBuild, root } from '../lib/cli.mjs';
+import { arg, flag, loadBuild, root } from '../lib/cli.mjs';
 
 const path = process.argv[2];
 if (path === undefined || path.startsWith('--')) throw new Error('usage: open-first.mjs CHECKPOINT [TENSOR]');
@@ -19,7 +20,7 @@ const K = Number(arg('k', 20));
 const procs = Number(arg('procs', 2));
 const loop = Number(arg('loop', 0));
 const python = process.env.TV_PYTHON ?? join(root, '.venv', 'bin', 'python');
-const dist = join(root, 'dist', 'index.js');
+const dist = arg('dist', join(root, 'dist', 'index.js'));
 
 const nodeChild = `
 const tv = require(${JSON.stringify(dist)});
@@ -60,7 +61,7 @@ print(json.dumps(out))
 const name =
   process.argv[3] !== undefined && !process.argv[3].startsWith('--')
     ? process.argv[3]
-    : (await loadBuild().openSafetensors(path)).names[0];
+    : (await loadBuild(dist).openSafetensors(path)).names[0];
 const run = (cmd, args) => {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
@@ -80,7 +81,7 @@ for (const [label, cmd, args] of [
     process.execPath,
     (p) => ['-e', nodeChild, 'lazy', p, String(K), String(loop), name],
   ],
-  ...(existsSync(python)
+  ...(existsSync(python) && !flag('no-python')
     ? [['Python safe_open + get_tensor', python, (p) => ['-c', pyChild, p, name, String(K), String(loop)]]]
     : []),
 ]) {
@@ -95,7 +96,7 @@ for (const [label, cmd, args] of [
     imp: runs.map((r) => r.import).filter((x) => x !== undefined),
   });
 }
-console.log(`\n${path} · tensor ${name} · ${K} opens per process, ${procs} processes each (µs)\n`);
+console.log(`\n${dist}\n${path} · tensor ${name} · ${K} opens per process, ${procs} processes each (µs)\n`);
 console.log(
   `| contender | 1st | 2nd | 3rd–${K}th (range · median) |${loop > 0 ? ` loop of ${loop} (per open, range over 5 rounds × processes) |` : ''}`,
 );
