@@ -426,6 +426,26 @@ describe('backup create / verify / restore', () => {
     expect(wrong.manifest.chain_valid_at_backup).toBe(false);
   });
 
+  it('a segment the writer is creating (its header not written yet) is left out of the cut, not archived as damage', async () => {
+    // The instant between a rotation's O_CREAT and its header write, made by hand: an empty newest
+    // segment, then one with part of its header. A backup taken then reported the chain broken
+    // ("segment 3: header does not link to the previous segment"; seen about once in 300 backups of
+    // a live log under load, and once in a CI run of the test below).
+    for (const partial of ['', '{"tv_eventlog":2,"segm']) {
+      const d = await makeLog(6);
+      const segs = readdirSync(join(d, 'event-log')).filter((f) => /^segment-\d{6}\.jsonl$/.test(f));
+      const next = `segment-${String(segs.length + 1).padStart(6, '0')}.jsonl`;
+      writeFileSync(join(d, 'event-log', next), partial);
+      const r = await tv.createBackup(d, fresh());
+      expect(r.manifest.tensorvault?.chain_problem).toBeNull();
+      expect(r.manifest.chain_valid_at_backup).toBe(true);
+      expect(r.manifest.files.map((f) => f.path)).not.toContain(`event-log/${next}`);
+      expect(r.manifest.eventlog_summary.total_events).toBe(6);
+      const res = await tv.restoreBackup(r.archivePath, fresh());
+      expect(res.totalEvents).toBe(6);
+    }
+  });
+
   it('backs up a live log while a writer appends, without blocking it or changing its files', async () => {
     const d = fresh();
     const c = spawn(process.execPath, [child, d, '0', 'forever'], { stdio: ['ignore', 'pipe', 'inherit'] });

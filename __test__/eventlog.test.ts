@@ -361,6 +361,32 @@ describe('audit: export and replay', () => {
 });
 
 describe('weaknesses fixed (v2)', () => {
+  it('a reader verifying a live log while the writer creates a segment (no header line yet) sees the log before it, not damage', async () => {
+    for (const partial of ['', '{"tv_eventlog":2,"se']) {
+      const d = fresh();
+      const log = await tv.EventLog.open(d, { fsync: 'never', segmentSize: 3, snapshotEvery: 2 });
+      for (let i = 0; i < 6; i++) await log.append('a', 'E', 'S', `s${i}`, { i });
+      await log.close();
+      // The instant between a rotation's O_CREAT and its header write.
+      writeFileSync(join(d, 'event-log', 'segment-000003.jsonl'), partial);
+      const ro = await tv.EventLog.open(d, { readOnly: true });
+      for (const r of [await ro.verifyChain(), await ro.verifyChainFull()]) {
+        expect(r.reason).toBeUndefined();
+        expect(r.valid).toBe(true);
+        expect(r.totalEvents).toBe(6);
+        expect(r.warnings).toContain(
+          'segment 3 has no header yet (being created by a writer): not part of the log',
+        );
+      }
+      await ro.close();
+      // An older segment without its header is damage, as before.
+      writeFileSync(join(d, 'event-log', 'segment-000004.jsonl'), partial);
+      const ro2 = await tv.EventLog.open(d, { readOnly: true });
+      expect((await ro2.verifyChain()).valid).toBe(false);
+      await ro2.close();
+    }
+  });
+
   it('ambiguous preimage: legacy collides, v2 does not', () => {
     const base = { previous_hash: null, timestamp: 't', evento: 'E', entidade: 'X', payload_hash: 'p' };
     const a = { ...base, actor: 'a|b', entidade_id: 'c' };
