@@ -337,11 +337,11 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
  * Repair `path` and its sidecar from parity: every rebuilt chunk is checked against its digest before
  * it is written. By default only the damaged chunks are written, into the file itself, in an order that
  * a crash at any instant leaves repairable to the same bytes (`mode: 'copy'` writes a new file and
- * renames it over instead); a sidecar with only its header or table copies damaged is mended in place from the valid copies,
- * one with damaged parity replaced atomically; then what changed is checked
+ * renames it over instead); a sidecar with only its header or table copies damaged is mended in place
+ * from the valid copies, one with damaged parity replaced atomically; then what changed is checked
  * again (see {@link RepairResult.checkedAfter}). Pass `chunks` (a verify report's `damagedChunks`) to
- * check only their stripes instead of the whole file first. Damage beyond the parity
- * budget rejects with `TV_ECC_UNREPAIRABLE` (context lists the chunks) and changes nothing. A file
+ * check only their stripes instead of the whole file first. Damage beyond the parity budget rejects
+ * with `TV_ECC_UNREPAIRABLE` (context lists the chunks) and changes nothing. A file
  * edited after `protect` (status `stale`) rejects with `TV_ECC_STALE_SIDECAR` and changes nothing,
  * unless `force: true` rolls it back to the protected bytes. The repaired file gets back the
  * modification time it had when protected.
