@@ -546,7 +546,12 @@ fn run(
     control: &Control,
     clock: &Clock,
 ) -> Result<Computed, CheckpointError> {
-    // A failing thread cancels the others through this control (the caller's is forwarded to it).
+    // A failing thread cancels the others through this control (the caller's is forwarded to it by a
+    // thread that polls it every 5 ms, so a cancellation from before the start is checked here: a
+    // small save could otherwise finish before the forwarder first runs, and succeed).
+    if control.is_cancelled() {
+        return Err(CheckpointError::Cancelled);
+    }
     let inner = Arc::new(Control::new());
     let written = AtomicBool::new(false);
     let finished = AtomicBool::new(false);
@@ -1231,6 +1236,33 @@ mod tests {
         assert!(matches!(e, CheckpointError::Io(_)));
         // O_EXCL failed before anything was written: the file that was there is not removed.
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
+    }
+
+    /// A save whose control was cancelled before it started never succeeds, however quickly its
+    /// work is done: the cancellation used to reach the workers only through a thread polling every
+    /// 5 ms, so a small save could finish first and report success (this test failed once under
+    /// load in `cancelled_save_removes_the_file_and_existing_path_is_kept`).
+    #[test]
+    fn a_save_cancelled_before_it_starts_never_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let bufs = model(2, 16);
+        let tensors: Vec<SaveTensor<'_>> = bufs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| SaveTensor {
+                spec: spec(&format!("t{i}"), Dtype::U8, &[d.len() as u64]),
+                data: d,
+                hash_prefix: Vec::new(),
+            })
+            .collect();
+        for i in 0..200 {
+            let path = dir.path().join(format!("c{i}.safetensors"));
+            let c = Control::new();
+            c.cancel();
+            let r = save_weights(&path, &tensors, &opts(vec![0, 1], None), &c);
+            assert!(matches!(r, Err(CheckpointError::Cancelled)), "save {i}");
+            assert!(!path.exists(), "save {i}");
+        }
     }
 
     #[test]
