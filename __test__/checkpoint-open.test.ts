@@ -17,6 +17,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { sealOf } from '../dist/checkpoint/layout.js';
 import { parseCheckpoint } from '../dist/checkpoint/parse.js';
 import * as tv from '../dist/index.js';
 import { native } from '../dist/native/index.js';
@@ -564,5 +565,181 @@ describe('the verified open', () => {
     const { path } = await saved();
     const e = await rejects(tv.loadCheckpoint(path, { hmacKey: 'k', requireHmac: true }));
     expect(e.code).toBe('TV_CHECKPOINT_HMAC_REQUIRED');
+  });
+});
+
+describe('the open checks the sidecar and its seal in the addon (one call)', () => {
+  /** A deterministic generator (xorshift32). */
+  function rng(seed: number) {
+    let s = seed >>> 0 || 1;
+    return () => {
+      s ^= s << 13;
+      s >>>= 0;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      s >>>= 0;
+      return s / 2 ** 32;
+    };
+  }
+  // Characters where JSON writers and sorters differ: escapes, controls, DEL, U+2028, a private-use
+  // BMP character (sorts after surrogate pairs in UTF-16, before them by code point), astral ones.
+  const CHARS = [
+    'a',
+    'Z',
+    '0',
+    ' ',
+    '"',
+    '\\',
+    '/',
+    '\u0000',
+    '\u0008',
+    '\u001f',
+    '\u007f',
+    '\u2028',
+    'é',
+    '\ue000',
+    '\uffff',
+    '😀',
+    '𝄞',
+    '\n',
+    '\t',
+  ];
+  function value(r: () => number, depth: number): unknown {
+    const k = r();
+    const str = (): string => {
+      let s = '';
+      const n = Math.floor(r() * 6);
+      for (let i = 0; i < n; i++) s += CHARS[Math.floor(r() * CHARS.length)];
+      return s;
+    };
+    if (depth > 3 || k < 0.3) {
+      const t = Math.floor(r() * 8);
+      if (t === 0) return null;
+      if (t === 1) return r() < 0.5;
+      if (t === 2) return str();
+      if (t === 3) return Math.floor(r() * 2 ** 31) - 2 ** 30;
+      if (t === 4)
+        return (Math.floor(r() * 2 ** 21) * 2 ** 32 + Math.floor(r() * 2 ** 32)) * 2 ** Math.floor(r() * 40); // beyond 2^53
+      if (t === 5) {
+        // A double from random bits (finite only).
+        const b = Buffer.alloc(8);
+        b.writeUInt32LE(Math.floor(r() * 2 ** 32), 0);
+        b.writeUInt32LE(Math.floor(r() * 2 ** 32), 4);
+        const x = b.readDoubleLE(0);
+        return Number.isFinite(x) ? x : 0.5;
+      }
+      if (t === 6)
+        return [0.1, 1e21, 1e-7, 5e-324, 1.7976931348623157e308, 123e-20, 0.30000000000000004, 2 ** 53 + 2][
+          Math.floor(r() * 8)
+        ];
+      return r() * 1000 - 500;
+    }
+    if (k < 0.6) return Array.from({ length: Math.floor(r() * 4) }, () => value(r, depth + 1));
+    const o: Record<string, unknown> = {};
+    const n = Math.floor(r() * 5);
+    for (let i = 0; i < n; i++) {
+      const key = r() < 0.1 ? ['__proto__', 'toJSON', '', 'constructor'][Math.floor(r() * 4)] : str();
+      Object.defineProperty(o, key as string, {
+        value: value(r, depth + 1),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return o;
+  }
+
+  /** The sidecar with `metadataText` as its metadata, sealed as the writer seals it (JavaScript's canonical form). */
+  type Side = { integrity_hash: string; tensorvault: tv.IntegrityBlock; metadata: Record<string, unknown> };
+  function reseal(side: Side, metadataText: string, key?: string): string {
+    const metadata = JSON.parse(metadataText);
+    const { leaves: _l, seal: _s, ...rest } = side.tensorvault;
+    const seal = sealOf(rest, metadata, side.integrity_hash, key);
+    const body = JSON.stringify(
+      { ...side, metadata: '@@META@@', tensorvault: { ...side.tensorvault, seal } },
+      null,
+      2,
+    );
+    return body.replace('"@@META@@"', metadataText);
+  }
+
+  it("the metadata it hands out is the sidecar's as JSON.parse reads it, for random metadata (200 cases)", async () => {
+    const { path } = await saved();
+    const side = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8'));
+    const r = rng(20261204);
+    for (let i = 0; i < 200; i++) {
+      const m = value(r, 1);
+      const meta = m !== null && typeof m === 'object' && !Array.isArray(m) ? m : { v: m };
+      const text = JSON.stringify(meta);
+      writeFileSync(`${path}.meta.json`, reseal(side, text));
+      const p = parseCheckpoint(path, { keyedOnly: false });
+      const taken = p.opened !== undefined;
+      p.opened?.file.close();
+      p.opened?.outboard?.close();
+      // Taken means the addon's canonical form matched JavaScript's (the seal was made by JavaScript).
+      expect(taken && p.sealChecked === true, text).toBe(true);
+      expect(JSON.stringify(p.metadata), text).toBe(text);
+      expect(p.metadata, text).toEqual(JSON.parse(text));
+    }
+  });
+
+  it('repeated keys keep their first place, -0 keeps its sign, a lone surrogate steps aside (and still loads)', async () => {
+    const { path } = await saved();
+    const side = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8'));
+    const cases: [string, boolean][] = [
+      ['{"b": 1, "x": -0, "a": 2.50, "b": 3, "n": 1E21, "big": 123456789012345678901}', true],
+      ['{"s": "\\ud83d\\ude00\\u00e9\\u2028", "t": "\\/"}', true],
+      ['{"s": "\\ud800"}', false],
+    ];
+    for (const [text, fast] of cases) {
+      writeFileSync(`${path}.meta.json`, reseal(side, text));
+      const p = parseCheckpoint(path, { keyedOnly: false });
+      expect(p.opened !== undefined, text).toBe(fast);
+      p.opened?.file.close();
+      p.opened?.outboard?.close();
+      const want = JSON.parse(text);
+      expect(Object.keys(p.metadata), text).toEqual(Object.keys(want));
+      for (const k of Object.keys(want))
+        expect(Object.is(p.metadata[k], want[k]) || p.metadata[k] === want[k], `${text} ${k}`).toBe(true);
+      const c = await tv.loadCheckpoint(path);
+      expect(c.metadata, text).toEqual(want);
+      expect(c.report.seal).toBe('ok');
+      c.close();
+    }
+    expect(Object.is(JSON.parse(cases[0]?.[0] ?? '').x, -0)).toBe(true);
+  });
+
+  it('a metadata change the seal does not cover is refused on the fast path and reported by the loader', async () => {
+    for (const key of [undefined, 'k3']) {
+      const { path } = await saved(key === undefined ? {} : { hmacKey: key });
+      const text = readFileSync(`${path}.meta.json`, 'utf8');
+      const side = JSON.parse(text);
+      side.metadata.version = 'tampered';
+      writeFileSync(`${path}.meta.json`, JSON.stringify(side, null, 2));
+      const p = parseCheckpoint(path, { keyedOnly: false, key });
+      expect(p.opened, String(key)).toBeUndefined();
+      const e = await rejects(tv.loadCheckpoint(path, { hmacKey: key ?? null }));
+      expect(e.code).toBe('TV_CHECKPOINT_INTEGRITY');
+      expect(e.context.reason).toBe('seal');
+      // Resealed with the wrong key: the same.
+      if (key !== undefined) {
+        writeFileSync(`${path}.meta.json`, reseal(side, JSON.stringify(side.metadata), 'other'));
+        expect(parseCheckpoint(path, { keyedOnly: true, key }).opened).toBeUndefined();
+        expect((await rejects(tv.loadCheckpoint(path, { hmacKey: key }))).context.reason).toBe('seal');
+        // With the right key the fast path takes it and checks the seal there.
+        writeFileSync(`${path}.meta.json`, reseal(side, JSON.stringify(side.metadata), key));
+        const q = parseCheckpoint(path, { keyedOnly: true, key });
+        expect(q.opened).toBeDefined();
+        expect(q.sealChecked).toBe(true);
+        q.opened?.file.close();
+        q.opened?.outboard?.close();
+        // Without the key: opened, but the seal left unchecked (the key policy decides).
+        const u = parseCheckpoint(path, { keyedOnly: false });
+        expect(u.opened).toBeDefined();
+        expect(u.sealChecked).toBe(false);
+        u.opened?.file.close();
+        u.opened?.outboard?.close();
+      }
+    }
   });
 });

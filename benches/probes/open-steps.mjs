@@ -2,7 +2,8 @@
 // Probe (issue 14): the verified open's native steps, each in a loop of its own (N iterations × 5 rounds,
 // medians): the unverified open (`openSafetensorsSmall`), the sidecar read and checked
 // (`checkpointReadSidecar`), the same file opened, read and closed by node:fs (the I/O floor), the
-// one-call verified open (`checkpointOpenLazy`) with and without the outboard.
+// one-call verified open (`checkpointOpenLazy`: since the sixteenth session with the document, block and
+// seal checks) with and without the outboard.
 //   node benches/probes/open-steps.mjs CHECKPOINT [--n 5000]
 // CHECKPOINT: a tensorvault-layout checkpoint, e.g. `node benches/probes/open-loop.mjs --make /tmp/x.safetensors`.
 import { closeSync, openSync, readSync } from 'node:fs';
@@ -32,12 +33,12 @@ const cases = {
   },
   'checkpointOpenLazy, no outboard'() {
     const o = native().checkpointOpenLazy(path, meta, `${tvob}.absent`, MAX, false);
-    o?.takeText();
+    o?.takeFields();
     o?.takeFile()?.close();
   },
   checkpointOpenLazy() {
     const o = native().checkpointOpenLazy(path, meta, tvob, MAX, false);
-    o?.takeText();
+    o?.takeFields();
     o?.takeFile()?.close();
     o?.takeOutboard()?.close();
   },

@@ -185,7 +185,7 @@ async function framedDigest(
 /** A key for the HMAC: a string (UTF-8, as PyFolds's environment variable) or bytes. */
 export type HmacKey = string | Uint8Array;
 
-function keyBytes(key: HmacKey): Uint8Array {
+export function keyBytes(key: HmacKey): Uint8Array {
   return typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
 }
 
@@ -441,6 +441,20 @@ function parseWithLeafSource(
     '',
     bad,
   );
+  return withLeafSource(block, source);
+}
+
+/**
+ * A block checked by the addon in full (`checkpointOpenLazy`: the checks of
+ * {@link parseIntegrityBlock}, the leaves against the root), with its leaves kept there.
+ */
+export function checkedBlock(fields: Omit<IntegrityBlock, 'leaves'>, source: LeafSource): IntegrityBlock {
+  return withLeafSource({ ...fields, leaves: '' }, source);
+}
+
+/** `block` whose `leaves` hex is made from `source` when first read (see {@link leafAt}). */
+function withLeafSource(block: IntegrityBlock, source: LeafSource): IntegrityBlock {
+  const chunks = source.byteLength / 32;
   let hex: string | undefined;
   Object.defineProperty(block, 'leaves', {
     enumerable: true,

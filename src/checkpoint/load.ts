@@ -104,7 +104,7 @@ export async function loadCheckpoint(
   let opened: Parsed['opened'];
   try {
     // lazy and full loads open the weights in the same step when they can (see Parsed.opened).
-    p = parseCheckpoint(path, mode === 'none' ? undefined : { keyedOnly: requireHmac });
+    p = parseCheckpoint(path, mode === 'none' ? undefined : { keyedOnly: requireHmac, key });
     opened = p.opened;
     checkKeyPolicy(p, key, requireHmac, mode);
     if (options.expectedVersion !== undefined) {
@@ -123,7 +123,7 @@ export async function loadCheckpoint(
     }
     // The seal now; the header digest and length once the weights are mapped (headerMatches), or, when
     // they differ or the file does not open, by checkSeal below (repair from parity, or the error).
-    sealed = p.block !== undefined && checkSealMessage(p, key);
+    sealed = p.block !== undefined && (p.sealChecked === true || checkSealMessage(p, key));
   } catch (err) {
     closeOpened(opened);
     publish({

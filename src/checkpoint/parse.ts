@@ -14,10 +14,12 @@ import type { CheckpointMismatches } from './errors';
 import {
   type CheckpointFiles,
   type CheckpointLayout,
+  checkedBlock,
   checkpointFiles,
   type HmacKey,
   type IntegrityBlock,
   isKeyedAlgorithm,
+  keyBytes,
   type LeafSource,
   parseIntegrityBlock,
   parseStoredHash,
@@ -108,6 +110,11 @@ export interface Parsed {
    * digest). The loader takes them over (or closes them when a later check fails).
    */
   opened?: { file: NativeSafetensors; outboard: NativeOutboard | null; headerPieces: number };
+  /**
+   * The open's fast path checked the seal (with the key the load uses, when keyed) and it matched;
+   * the loader does not check it again.
+   */
+  sealChecked?: boolean;
 }
 
 export function invalid(path: string, reason: string, message: string): TensorVaultError {
@@ -133,7 +140,7 @@ export function readJson(path: string): Record<string, unknown> {
 }
 
 /**
- * A sidecar read on the fast path (`checkpointReadSidecar` / `checkpointOpenLazy` in the addon): its text
+ * A sidecar read on the fast path (`checkpointReadSidecar` in the addon): its text
  * without the leaves, parsed here, and the leaves, decoded and checked against the block's root by the
  * addon (kept there). Undefined when the text does not parse to an object whose `tensorvault.leaves` was
  * cut (`""`).
@@ -164,40 +171,77 @@ function readSidecarFast(path: string): { doc: Record<string, unknown>; leaves: 
   return o === null || o === undefined ? undefined : fastDoc(o);
 }
 
+/** What the addon checked on the open's fast path (`SidecarDoc::loader_json` in `checkpoint_sidecar.rs`). */
+interface CheckedFields {
+  metadata: Record<string, unknown>;
+  integrity_hash: string;
+  block: Omit<IntegrityBlock, 'leaves'>;
+}
+
+/** The open's fast path: the sidecar's fields as the addon checked them, and the opened weights. */
+interface FastOpen {
+  fields: CheckedFields;
+  leaves: LeafSource;
+  sealChecked: boolean;
+  opened: NonNullable<Parsed['opened']>;
+}
+
 /**
- * The checkpoint open's fast path (`checkpointOpenLazy` in the addon): the sidecar as
- * {@link readSidecarFast} reads it, and the weights opened and their length and header checked (by the
- * outboard's values for the pieces that hold it, or by its digest),
- * in one call. Undefined when anything does not go through: the caller takes the step-by-step path.
+ * The checkpoint open's fast path (`checkpointOpenLazy` in the addon), in one call: the sidecar read
+ * (its leaves cut out of the JSON, decoded and checked against the root), the document and integrity
+ * block checked as {@link parseWith} and `parseIntegrityBlock` check them, the seal checked (with `key`
+ * when the block is keyed), the weights opened and their length and header checked (by the outboard's
+ * values for the pieces that hold it, or by its digest). The metadata arrives as the addon wrote it from
+ * the values the seal covers (members in the sidecar's order), so what the loader hands out is what was
+ * checked. Undefined when anything does not go through (a mismatch included): the caller takes the
+ * step-by-step path, which reports it.
  */
 function openFast(
   weights: string,
   metaPath: string,
   tvob: string,
   keyedOnly: boolean,
-): { doc: Record<string, unknown>; leaves: LeafSource; opened: NonNullable<Parsed['opened']> } | undefined {
-  const o = native().checkpointOpenLazy(weights, metaPath, tvob, SYNC_HEADER_MAX, keyedOnly);
+  key: HmacKey | undefined,
+): FastOpen | undefined {
+  const o = native().checkpointOpenLazy(
+    weights,
+    metaPath,
+    tvob,
+    SYNC_HEADER_MAX,
+    keyedOnly,
+    key === undefined ? null : keyBytes(key),
+  );
   if (o === null || o === undefined) return undefined;
   const file = o.takeFile();
   const outboard = o.takeOutboard() ?? null;
-  const sidecar = fastDoc(o);
-  if (file === null || file === undefined || sidecar === undefined) {
+  const text = o.takeFields();
+  if (file === null || file === undefined || text === null || text === undefined) {
     file?.close();
     outboard?.close();
     return undefined;
   }
+  const leaves: LeafSource = { byteLength: o.leafBytes(), hex: (first, count) => o.leavesHex(first, count) };
   // The header was checked through the outboard's pieces (0: by its digest): those pieces are verified.
-  return { ...sidecar, opened: { file, outboard, headerPieces: o.headerPieces() } };
+  return {
+    fields: JSON.parse(text) as CheckedFields,
+    leaves,
+    sealChecked: o.sealChecked(),
+    opened: { file, outboard, headerPieces: o.headerPieces() },
+  };
 }
 
 /**
  * Detect the layout at `path` and parse its sidecar (after recovering an interrupted save). With
  * `open`, a `tensorvault` checkpoint is opened in the same step when it can be (see
  * {@link Parsed.opened}); `open.keyedOnly` (a key is required) opens only a keyed one, so that a
- * downgrade is refused before anything is mapped. `recovered`: the caller has just recovered the set
+ * downgrade is refused before anything is mapped; `open.key` checks a keyed seal on that path. `recovered`: the caller has just recovered the set
  * (a `CheckpointManager` listing its run), so the recovery check is skipped.
  */
-export function parseCheckpoint(path: string, open?: { keyedOnly: boolean }, recovered = false): Parsed {
+export function parseCheckpoint(
+  path: string,
+  open?: { keyedOnly: boolean; key?: HmacKey | undefined },
+  recovered = false,
+): Parsed {
   const box: { opened?: Parsed['opened'] } = {};
   try {
     return parseWith(path, open, box, recovered);
@@ -209,7 +253,7 @@ export function parseCheckpoint(path: string, open?: { keyedOnly: boolean }, rec
 
 function parseWith(
   path: string,
-  open: { keyedOnly: boolean } | undefined,
+  open: { keyedOnly: boolean; key?: HmacKey | undefined } | undefined,
   box: { opened?: Parsed['opened'] },
   recovered: boolean,
 ): Parsed {
@@ -221,14 +265,28 @@ function parseWith(
   let layout: CheckpointLayout;
   let weights = at(files.weights);
   let leaves: LeafSource | undefined;
-  let opened: Parsed['opened'];
-  // The common case first: a sidecar on the fast path (no separate existence check).
-  const both = open ? openFast(weights, metaPath, at(files.tvob), open.keyedOnly) : undefined;
-  const fast = both ?? readSidecarFast(metaPath);
+  // The common case first: a lazy or full load on the fast path, checked in the addon.
+  const both = open ? openFast(weights, metaPath, at(files.tvob), open.keyedOnly, open.key) : undefined;
   if (both !== undefined) {
-    opened = both.opened;
-    box.opened = opened;
+    box.opened = both.opened;
+    const { metadata, integrity_hash: integrityHash, block } = both.fields;
+    const parsed: Parsed = {
+      files,
+      layout: 'tensorvault',
+      weights,
+      metadata,
+      integrityHash,
+      stored: parseStoredHash(integrityHash, path),
+      block: checkedBlock(block, both.leaves),
+      tvob: at(files.tvob),
+      opened: both.opened,
+      sealChecked: both.sealChecked,
+    };
+    if (block.ecc !== null) parsed.tvecc = at(join(dirname(files.weights), block.ecc.file));
+    return parsed;
   }
+  // Then a sidecar on its own fast path (no separate existence check).
+  const fast = readSidecarFast(metaPath);
   if (fast !== undefined || existsSync(metaPath)) {
     doc = fast?.doc ?? readJson(metaPath);
     leaves = fast?.leaves;
@@ -274,8 +332,7 @@ function parseWith(
     parsed.block = parseIntegrityBlock(doc.tensorvault, metaPath, leaves);
     if (parsed.block.ecc !== null) parsed.tvecc = at(join(dirname(files.weights), parsed.block.ecc.file));
     parsed.tvob = at(files.tvob);
-    if (opened !== undefined) parsed.opened = opened;
-  } else closeOpened(opened);
+  }
   if (layout === 'pyfolds-ecc') {
     const algo = doc.ecc_algo ?? 'none';
     if (typeof algo !== 'string') throw invalid(path, 'ecc_algo', 'ecc_algo is not a string');

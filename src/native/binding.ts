@@ -20,13 +20,25 @@ export declare class JobControl {
 
 /**
  * What the checkpoint open's fast path read and checked (see [`checkpoint_open_lazy`] and
- * [`checkpoint_read_sidecar`]): the sidecar's text without the leaves, the leaves (kept here, checked
- * against the root: no buffer per open for V8 to account), and for a lazy load the weights' handle and
- * the outboard. `takeText` / `takeFile` / `takeOutboard` hand each over once.
+ * [`checkpoint_read_sidecar`]): the sidecar's text without the leaves (`checkpointReadSidecar`), or
+ * its checked fields and whether the seal matched (`checkpointOpenLazy`), the leaves (kept here,
+ * checked against the root: no buffer per open for V8 to account), and for a lazy load the weights'
+ * handle and the outboard. `takeText` / `takeFields` / `takeFile` / `takeOutboard` hand each over once.
  */
 export declare class NativeCheckpointOpen {
   /** The sidecar's JSON text with `tensorvault.leaves` emptied (once). */
   takeText(): string | null
+  /**
+   * The sidecar's fields as the loader takes them, checked as it checks them (once; lazy open
+   * only): `{ metadata, integrity_hash, block }`, the metadata's members in the sidecar's order,
+   * the block without its leaves.
+   */
+  takeFields(): string | null
+  /**
+   * Whether the seal was checked and matched in this call (false for a keyed block opened without
+   * its key: nothing could be checked).
+   */
+  sealChecked(): boolean
   /** The mapped weights, whose length and header digest matched the block (once). */
   takeFile(): NativeSafetensors | null
   /** The outboard, or null when it is missing or unusable (once). */
@@ -245,15 +257,18 @@ export declare function checkpointLeaf(data: Uint8Array, tree: string): string
 
 /**
  * The verified open of a `tensorvault`-layout checkpoint in one call, for the common case: read the
- * sidecar on the fast path, check its leaves against the block's root, open and map the weights, and
- * check their length and header digest against the block; open the outboard. Null when any step does
- * not go through (not on the fast path, a mismatch, a file that does not open): the loader then takes
- * its step-by-step path, which reports, repairs or fails exactly as before. The loader still parses
- * and validates the returned text in full and checks the seal (and key policy, version, …) before
- * any tensor is handed out. `keyedOnly` (a key is required): null before the weights are opened unless
- * both the seal and the hash are keyed, so that the loader refuses a downgrade before mapping anything.
+ * sidecar on the fast path, check its leaves against the block's root, check the document and the
+ * integrity block as the loader does (`sidecar_doc`) and the seal over the canonical metadata (with
+ * `key` when the block is keyed), open and map the weights, and check their length and header digest
+ * against the block; open the outboard. Null when any step does not go through (not on the fast path,
+ * a mismatch, a file that does not open): the loader then takes its step-by-step path, which
+ * reports, repairs or fails exactly as before. The loader takes the checked fields as they are
+ * (`takeFields`: the metadata as the values the seal covers) and still checks the key policy, the
+ * version and the expectations before any tensor is handed out. `keyedOnly` (a key is required):
+ * null before the weights are opened unless both the seal and the hash are keyed, so that the loader
+ * refuses a downgrade before mapping anything.
  */
-export declare function checkpointOpenLazy(weights: string, meta: string, outboard: string, maxHeader: number, keyedOnly: boolean): NativeCheckpointOpen | null
+export declare function checkpointOpenLazy(weights: string, meta: string, outboard: string, maxHeader: number, keyedOnly: boolean, key?: Uint8Array | undefined | null): NativeCheckpointOpen | null
 
 /**
  * Open the outboard at `path` for a tree at `chunkSize` over `fileLength` bytes; null when it is

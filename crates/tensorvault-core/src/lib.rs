@@ -12,6 +12,7 @@ pub mod ecc;
 pub mod fold;
 pub mod hash;
 pub mod io;
+pub mod json;
 pub mod safetensors;
 
 pub use control::Control;

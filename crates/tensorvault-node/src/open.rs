@@ -1,11 +1,13 @@
 //! The fast path of a checkpoint's verified open: the sidecar's leaves cut out of its JSON, decoded
 //! and checked against the block's root here (`tensorvault_core::checkpoint_sidecar`), and, for a
-//! lazy load, the weights mapped and their header checked in the same call.
+//! lazy or full load, the document and the seal checked and the weights mapped and their header
+//! checked in the same call.
 
+use napi::bindgen_prelude::Uint8Array;
 use napi_derive::napi;
 use tensorvault_core::checkpoint::TreeAlgorithm;
 use tensorvault_core::checkpoint_sidecar::{
-    block_fields, split_leaves, tree_root_of_bytes, BlockFields, SplitSidecar,
+    sidecar_doc, split_leaves, tree_root_of_bytes, BlockFields, SidecarDoc, SplitSidecar,
 };
 use tensorvault_core::hash::{to_hex, ChunkSize};
 
@@ -23,6 +25,8 @@ pub fn checkpoint_read_sidecar(path: String) -> napi::Result<Option<NativeCheckp
         Ok(read_checked(&path).map(|(split, _)| NativeCheckpointOpen {
             text: Some(split.text),
             leaves: split.leaves,
+            fields: None,
+            sealed: false,
             file: None,
             outboard: None,
             header_pieces: 0,
@@ -36,8 +40,9 @@ thread_local! {
     static TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The sidecar at `meta`, split, with its block's fields; None unless its leaves match the root.
-fn read_checked(meta: &str) -> Option<(SplitSidecar, BlockFields)> {
+/// The sidecar at `meta`, split and checked (see [`sidecar_doc`]); None unless its leaves match the
+/// root.
+fn read_checked(meta: &str) -> Option<(SplitSidecar, SidecarDoc)> {
     with_scratch(&TEXT, |buf| {
         buf.clear();
         std::fs::File::open(meta)
@@ -48,25 +53,31 @@ fn read_checked(meta: &str) -> Option<(SplitSidecar, BlockFields)> {
 }
 
 /// [`read_checked`] on the sidecar's text.
-fn check_text(text: &str) -> Option<(SplitSidecar, BlockFields)> {
+fn check_text(text: &str) -> Option<(SplitSidecar, SidecarDoc)> {
     let split = split_leaves(text)?;
-    let f = block_fields(&split.text)?;
+    let doc = sidecar_doc(&split.text)?;
+    let f = &doc.block;
     let cs = ChunkSize::new(f.chunk_size).ok()?;
     let chunks = f.file_length.div_ceil(f.chunk_size);
     if u64::try_from(split.leaves.len()).ok()? != chunks.checked_mul(32)? {
         return None;
     }
     let root = tree_root_of_bytes(f.tree, cs, f.file_length, &split.leaves);
-    (to_hex(&root) == f.root).then_some((split, f))
+    (to_hex(&root) == f.root).then_some((split, doc))
 }
 
 /// What the checkpoint open's fast path read and checked (see [`checkpoint_open_lazy`] and
-/// [`checkpoint_read_sidecar`]): the sidecar's text without the leaves, the leaves (kept here, checked
-/// against the root: no buffer per open for V8 to account), and for a lazy load the weights' handle and
-/// the outboard. `takeText` / `takeFile` / `takeOutboard` hand each over once.
+/// [`checkpoint_read_sidecar`]): the sidecar's text without the leaves (`checkpointReadSidecar`), or
+/// its checked fields and whether the seal matched (`checkpointOpenLazy`), the leaves (kept here,
+/// checked against the root: no buffer per open for V8 to account), and for a lazy load the weights'
+/// handle and the outboard. `takeText` / `takeFields` / `takeFile` / `takeOutboard` hand each over once.
 #[napi]
 pub struct NativeCheckpointOpen {
     text: Option<String>,
+    /// The loader's fields (`SidecarDoc::loader_json`; lazy open only).
+    fields: Option<String>,
+    /// Whether the seal was checked here and matched.
+    sealed: bool,
     leaves: Vec<u8>,
     file: Option<NativeSafetensors>,
     outboard: Option<NativeOutboard>,
@@ -79,6 +90,21 @@ impl NativeCheckpointOpen {
     #[napi]
     pub fn take_text(&mut self) -> Option<String> {
         self.text.take()
+    }
+
+    /// The sidecar's fields as the loader takes them, checked as it checks them (once; lazy open
+    /// only): `{ metadata, integrity_hash, block }`, the metadata's members in the sidecar's order,
+    /// the block without its leaves.
+    #[napi]
+    pub fn take_fields(&mut self) -> Option<String> {
+        self.fields.take()
+    }
+
+    /// Whether the seal was checked and matched in this call (false for a keyed block opened without
+    /// its key: nothing could be checked).
+    #[napi]
+    pub fn seal_checked(&self) -> bool {
+        self.sealed
     }
 
     /// The mapped weights, whose length and header digest matched the block (once).
@@ -124,13 +150,16 @@ impl NativeCheckpointOpen {
 }
 
 /// The verified open of a `tensorvault`-layout checkpoint in one call, for the common case: read the
-/// sidecar on the fast path, check its leaves against the block's root, open and map the weights, and
-/// check their length and header digest against the block; open the outboard. Null when any step does
-/// not go through (not on the fast path, a mismatch, a file that does not open): the loader then takes
-/// its step-by-step path, which reports, repairs or fails exactly as before. The loader still parses
-/// and validates the returned text in full and checks the seal (and key policy, version, …) before
-/// any tensor is handed out. `keyedOnly` (a key is required): null before the weights are opened unless
-/// both the seal and the hash are keyed, so that the loader refuses a downgrade before mapping anything.
+/// sidecar on the fast path, check its leaves against the block's root, check the document and the
+/// integrity block as the loader does (`sidecar_doc`) and the seal over the canonical metadata (with
+/// `key` when the block is keyed), open and map the weights, and check their length and header digest
+/// against the block; open the outboard. Null when any step does not go through (not on the fast path,
+/// a mismatch, a file that does not open): the loader then takes its step-by-step path, which
+/// reports, repairs or fails exactly as before. The loader takes the checked fields as they are
+/// (`takeFields`: the metadata as the values the seal covers) and still checks the key policy, the
+/// version and the expectations before any tensor is handed out. `keyedOnly` (a key is required):
+/// null before the weights are opened unless both the seal and the hash are keyed, so that the loader
+/// refuses a downgrade before mapping anything.
 #[napi]
 pub fn checkpoint_open_lazy(
     weights: String,
@@ -138,10 +167,18 @@ pub fn checkpoint_open_lazy(
     outboard: String,
     max_header: f64,
     keyed_only: bool,
+    key: Option<Uint8Array>,
 ) -> napi::Result<Option<NativeCheckpointOpen>> {
     guard(|| {
         let max = to_u64("maxHeader", max_header)?;
-        Ok(open_lazy(&weights, &meta, &outboard, max, keyed_only))
+        Ok(open_lazy(
+            &weights,
+            &meta,
+            &outboard,
+            max,
+            keyed_only,
+            key.as_deref(),
+        ))
     })
 }
 
@@ -151,11 +188,21 @@ fn open_lazy(
     outboard: &str,
     max: u64,
     keyed_only: bool,
+    key: Option<&[u8]>,
 ) -> Option<NativeCheckpointOpen> {
-    let (split, f) = read_checked(meta)?;
+    let (split, doc) = read_checked(meta)?;
+    let f = &doc.block;
     if keyed_only && !f.keyed {
         return None;
     }
+    // The seal, before anything is mapped: a mismatch leaves the open to the loader's step-by-step
+    // path, which reports it. A keyed block without its key is not checked (the loader's key policy
+    // then decides).
+    let sealed = doc.seal_matches(key);
+    if !sealed && (key.is_some() || !doc.algorithm.ends_with("+hmac-sha256")) {
+        return None;
+    }
+    let fields = doc.loader_json()?;
     let file = tensorvault_core::safetensors::SafetensorsFile::open_small(
         std::path::Path::new(weights),
         max,
@@ -183,7 +230,7 @@ fn open_lazy(
     }
     let header_pieces = match ob
         .as_ref()
-        .map(|o| header_by_tree(o, &f, &split.leaves, parsed, map))
+        .map(|o| header_by_tree(o, f, &split.leaves, parsed, map))
     {
         Some(Some((PieceCheck::Ok, n))) => n,
         Some(Some((PieceCheck::Damaged, _))) => return None,
@@ -195,7 +242,9 @@ fn open_lazy(
         }
     };
     Some(NativeCheckpointOpen {
-        text: Some(split.text),
+        text: None,
+        fields: Some(fields),
+        sealed,
         leaves: split.leaves,
         file: Some(NativeSafetensors::from_file(file)),
         outboard: ob,
