@@ -41,23 +41,36 @@ export interface CheckpointFiles {
   lock: string;
 }
 
-/** The file names of a checkpoint whose weights are at `path`. */
+/**
+ * The file names of a checkpoint whose weights are at `path`. `json` and `lock` (a `path.join` each, the
+ * only costly names, and not read by an open whose folder holds nothing to recover) are made when first
+ * read.
+ */
 export function checkpointFiles(path: string): CheckpointFiles {
   if (typeof path !== 'string' || path.length === 0) {
     throw invalidArgument('path', 'path must be a non-empty string');
   }
-  const base = basename(path);
-  const dir = dirname(path);
-  const stem = base.endsWith('.safetensors') ? base.slice(0, -'.safetensors'.length) : base;
+  let json: string | undefined;
+  let lock: string | undefined;
   return {
     weights: path,
     meta: `${path}.meta.json`,
-    json: join(dir, `${stem}.json`),
+    get json(): string {
+      if (json === undefined) {
+        const base = basename(path);
+        const stem = base.endsWith('.safetensors') ? base.slice(0, -'.safetensors'.length) : base;
+        json = join(dirname(path), `${stem}.json`);
+      }
+      return json;
+    },
     rsEcc: `${path}.ecc`,
     tvecc: `${path}.tvecc`,
     tvob: `${path}.tvob`,
     journal: `${path}.ckpt-commit`,
-    lock: join(dir, `.${base}.ckpt-lock`),
+    get lock(): string {
+      lock ??= join(dirname(path), `.${basename(path)}.ckpt-lock`);
+      return lock;
+    },
   };
 }
 

@@ -100,7 +100,7 @@ export interface Parsed {
   stored: { kind: StoredHashKind; hex: string };
   block?: IntegrityBlock;
   rs?: { codec: RsCodec; eccLen: number; path: string };
-  tvecc?: string;
+  tvecc?: string | undefined;
   /** The outboard's path (tensorvault layout; may not exist: see `outboard.ts`). */
   tvob?: string;
   /**
@@ -260,7 +260,6 @@ function parseWith(
   const files = checkpointFiles(path);
   const at = recovered ? (p: string) => p : prepareRead(files);
   const metaPath = at(files.meta);
-  const jsonPath = at(files.json);
   let doc: Record<string, unknown>;
   let layout: CheckpointLayout;
   let weights = at(files.weights);
@@ -270,7 +269,9 @@ function parseWith(
   if (both !== undefined) {
     box.opened = both.opened;
     const { metadata, integrity_hash: integrityHash, block } = both.fields;
-    const parsed: Parsed = {
+    const ecc = block.ecc;
+    let tvecc: string | undefined;
+    return {
       files,
       layout: 'tensorvault',
       weights,
@@ -278,12 +279,15 @@ function parseWith(
       integrityHash,
       stored: parseStoredHash(integrityHash, path),
       block: checkedBlock(block, both.leaves),
+      // The parity's path (a `path.join`) is made when a repair or a verify first asks for it.
+      get tvecc(): string | undefined {
+        if (tvecc === undefined && ecc !== null) tvecc = at(join(dirname(files.weights), ecc.file));
+        return tvecc;
+      },
       tvob: at(files.tvob),
       opened: both.opened,
       sealChecked: both.sealChecked,
     };
-    if (block.ecc !== null) parsed.tvecc = at(join(dirname(files.weights), block.ecc.file));
-    return parsed;
   }
   // Then a sidecar on its own fast path (no separate existence check).
   const fast = readSidecarFast(metaPath);
@@ -292,10 +296,11 @@ function parseWith(
     leaves = fast?.leaves;
     layout = 'tensorvault' in doc ? 'tensorvault' : 'pyfolds';
   } else if (
-    existsSync(jsonPath) &&
-    readJson(jsonPath).format === 'safetensors' &&
-    'tensor_file' in readJson(jsonPath)
+    existsSync(at(files.json)) &&
+    readJson(at(files.json)).format === 'safetensors' &&
+    'tensor_file' in readJson(at(files.json))
   ) {
+    const jsonPath = at(files.json);
     doc = readJson(jsonPath);
     layout = 'pyfolds-ecc';
     const tf = doc.tensor_file;
