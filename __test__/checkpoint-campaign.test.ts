@@ -6,21 +6,10 @@ import { readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { rng } from './helpers/random';
 import { tempDir } from './helpers/tmp';
 
 const trials = Number(process.env.TV_CKPT_CAMPAIGN ?? 240);
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 const configs = [
   { layout: 'tensorvault', ecc: 'off' },

@@ -6,22 +6,11 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { rng } from './helpers/random';
 import { tempDir } from './helpers/tmp';
 
 const child = join(__dirname, 'fixtures', 'checkpoint-kill-child.cjs');
 const kills = Number(process.env.TV_CKPT_KILLS ?? 50);
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 /** Run the child until it has saved at least once, then kill -9 it after a random delay. */
 function runAndKill(args: string[], delayMs: number, out: string[] = []): Promise<number> {

@@ -22,6 +22,7 @@ import { parseCheckpoint } from '../dist/checkpoint/parse.js';
 import * as tv from '../dist/index.js';
 import { native } from '../dist/native/index.js';
 import { xorAt } from './helpers/bytes';
+import { rng } from './helpers/random';
 import { tempDir } from './helpers/tmp';
 
 const dir = tempDir('tv-ckpt-open-');
@@ -569,18 +570,6 @@ describe('the verified open', () => {
 });
 
 describe('the open checks the sidecar and its seal in the addon (one call)', () => {
-  /** A deterministic generator (xorshift32). */
-  function rng(seed: number) {
-    let s = seed >>> 0 || 1;
-    return () => {
-      s ^= s << 13;
-      s >>>= 0;
-      s ^= s >>> 17;
-      s ^= s << 5;
-      s >>>= 0;
-      return s / 2 ** 32;
-    };
-  }
   // Characters where JSON writers and sorters differ: escapes, controls, DEL, U+2028, a private-use
   // BMP character (sorts after surrogate pairs in UTF-16, before them by code point), astral ones.
   const CHARS = [

@@ -13,24 +13,13 @@ import { readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { rng } from './helpers/random';
 import { tempDir } from './helpers/tmp';
 
 const child = join(__dirname, 'fixtures', 'ecc-repair-kill-child.cjs');
 const kills = Number(process.env.TV_ECC_KILLS ?? (process.env.TV_MATRIX_EXTRA === '1' ? 20 : 40));
 const PAUSE_MS = 12;
 const CS = 4096;
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 function bytes(n: number, seed: number): Buffer {
   const r = rng(seed);

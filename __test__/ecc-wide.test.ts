@@ -9,24 +9,12 @@ import { readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from 
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { xorshift32 as rng } from './helpers/random';
 import { tempDir } from './helpers/tmp';
 
 const dir = tempDir('tv-ecc-wide-');
 const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
 const MiB = 1 << 20;
-
-/** Deterministic pseudo-random generator (xorshift32), so that failures reproduce. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 function bytes(n: number, seed: number): Buffer {
   const out = Buffer.alloc(n);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
 import { xorAt } from './helpers/bytes';
+import { xorshift32 as rng } from './helpers/random';
 import { tempDir } from './helpers/tmp';
 
 const root = join(__dirname, '..');
@@ -27,18 +28,6 @@ function reedsolo(jobs: Job[]): Result[] {
     maxBuffer: 256 << 20,
   });
   return JSON.parse(out.toString('utf8')) as Result[];
-}
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
 }
 
 function randomBytes(len: number, next: () => number): Buffer {
