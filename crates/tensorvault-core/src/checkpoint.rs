@@ -969,6 +969,18 @@ mod tests {
         );
     }
 
+    /// `bufs` as U8 tensors `t0`, `t1`, … without a hash prefix.
+    fn u8_tensors(bufs: &[Vec<u8>]) -> Vec<SaveTensor<'_>> {
+        bufs.iter()
+            .enumerate()
+            .map(|(i, d)| SaveTensor {
+                spec: spec(&format!("t{i}"), Dtype::U8, &[d.len() as u64]),
+                data: d,
+                hash_prefix: Vec::new(),
+            })
+            .collect()
+    }
+
     fn model(n: usize, each: usize) -> Vec<Vec<u8>> {
         (0..n)
             .map(|i| {
@@ -1068,15 +1080,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let tensors: Vec<SaveTensor<'_>> = bufs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| SaveTensor {
-                spec: spec(&format!("t{i}"), Dtype::U8, &[d.len() as u64]),
-                data: d,
-                hash_prefix: Vec::new(),
-            })
-            .collect();
+        let tensors = u8_tensors(&bufs);
         for level in [Level::Low, Level::Medium, Level::High] {
             let path = dir.path().join(format!("{level:?}.safetensors"));
             let sidecar = dir.path().join(format!("{level:?}.tvecc"));
@@ -1210,15 +1214,7 @@ mod tests {
     fn cancelled_save_removes_the_file_and_existing_path_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let bufs = model(4, 100_000);
-        let tensors: Vec<SaveTensor<'_>> = bufs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| SaveTensor {
-                spec: spec(&format!("t{i}"), Dtype::U8, &[d.len() as u64]),
-                data: d,
-                hash_prefix: Vec::new(),
-            })
-            .collect();
+        let tensors = u8_tensors(&bufs);
         let path = dir.path().join("c.safetensors");
         let c = Control::new();
         c.cancel();
@@ -1246,15 +1242,7 @@ mod tests {
     fn a_save_cancelled_before_it_starts_never_succeeds() {
         let dir = tempfile::tempdir().unwrap();
         let bufs = model(2, 16);
-        let tensors: Vec<SaveTensor<'_>> = bufs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| SaveTensor {
-                spec: spec(&format!("t{i}"), Dtype::U8, &[d.len() as u64]),
-                data: d,
-                hash_prefix: Vec::new(),
-            })
-            .collect();
+        let tensors = u8_tensors(&bufs);
         for i in 0..200 {
             let path = dir.path().join(format!("c{i}.safetensors"));
             let c = Control::new();
@@ -1269,15 +1257,7 @@ mod tests {
     fn file_leaves_match_the_saved_tree_and_flag_missing_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let bufs = model(3, 9_000);
-        let tensors: Vec<SaveTensor<'_>> = bufs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| SaveTensor {
-                spec: spec(&format!("t{i}"), Dtype::U8, &[d.len() as u64]),
-                data: d,
-                hash_prefix: Vec::new(),
-            })
-            .collect();
+        let tensors = u8_tensors(&bufs);
         for alg in [TreeAlgorithm::Sha256, TreeAlgorithm::Blake3] {
             let path = dir.path().join(format!("{alg:?}.safetensors"));
             let mut o = opts((0..3).collect(), None);
