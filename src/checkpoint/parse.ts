@@ -260,6 +260,8 @@ function parseWith(
   const files = checkpointFiles(path);
   const at = recovered ? (p: string) => p : prepareRead(files);
   const metaPath = at(files.meta);
+  /** A file of the set named in its sidecar (parity, pyfolds-ecc weights): in the weights' folder. */
+  const beside = (name: string): string => at(join(dirname(files.weights), name));
   let doc: Record<string, unknown>;
   let layout: CheckpointLayout;
   let weights = at(files.weights);
@@ -281,7 +283,7 @@ function parseWith(
       block: checkedBlock(block, both.leaves),
       // The parity's path (a `path.join`) is made when a repair or a verify first asks for it.
       get tvecc(): string | undefined {
-        if (tvecc === undefined && ecc !== null) tvecc = at(join(dirname(files.weights), ecc.file));
+        if (tvecc === undefined && ecc !== null) tvecc = beside(ecc.file);
         return tvecc;
       },
       tvob: at(files.tvob),
@@ -295,27 +297,27 @@ function parseWith(
     doc = fast?.doc ?? readJson(metaPath);
     leaves = fast?.leaves;
     layout = 'tensorvault' in doc ? 'tensorvault' : 'pyfolds';
-  } else if (
-    existsSync(at(files.json)) &&
-    readJson(at(files.json)).format === 'safetensors' &&
-    'tensor_file' in readJson(at(files.json))
-  ) {
+  } else {
+    // The pyfolds-ecc layout's `NAME.json`, read once.
     const jsonPath = at(files.json);
-    doc = readJson(jsonPath);
+    const json = existsSync(jsonPath) ? readJson(jsonPath) : undefined;
+    if (json === undefined || json.format !== 'safetensors' || !('tensor_file' in json)) {
+      if (existsSync(weights)) {
+        throw invalid(
+          path,
+          'no_sidecar',
+          `no checkpoint sidecar (${basename(files.meta)} or ${basename(files.json)})`,
+        );
+      }
+      throw new TensorVaultError(ErrorCode.NOT_FOUND, `${path}: no such checkpoint`, { path });
+    }
+    doc = json;
     layout = 'pyfolds-ecc';
     const tf = doc.tensor_file;
     if (typeof tf !== 'string' || tf.length === 0 || /[/\\]/.test(tf) || tf === '.' || tf === '..') {
       throw invalid(jsonPath, 'tensor_file', 'tensor_file must be a file name in the same folder');
     }
-    weights = at(join(dirname(files.weights), tf));
-  } else if (existsSync(weights)) {
-    throw invalid(
-      path,
-      'no_sidecar',
-      `no checkpoint sidecar (${basename(files.meta)} or ${basename(files.json)})`,
-    );
-  } else {
-    throw new TensorVaultError(ErrorCode.NOT_FOUND, `${path}: no such checkpoint`, { path });
+    weights = beside(tf);
   }
   if (doc.format !== undefined && doc.format !== 'safetensors') {
     throw invalid(path, 'format', `unsupported format ${JSON.stringify(doc.format)}`);
@@ -335,7 +337,7 @@ function parseWith(
   };
   if (layout === 'tensorvault') {
     parsed.block = parseIntegrityBlock(doc.tensorvault, metaPath, leaves);
-    if (parsed.block.ecc !== null) parsed.tvecc = at(join(dirname(files.weights), parsed.block.ecc.file));
+    if (parsed.block.ecc !== null) parsed.tvecc = beside(parsed.block.ecc.file);
     parsed.tvob = at(files.tvob);
   }
   if (layout === 'pyfolds-ecc') {
