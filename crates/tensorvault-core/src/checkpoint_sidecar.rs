@@ -11,7 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 use crate::checkpoint::TreeAlgorithm;
 use std::fmt::Write as _;
 
-use crate::hash::{ChunkSize, ChunkTree, Digest};
+use crate::hash::{is_lower_hex_digest, ChunkSize, ChunkTree, Digest};
 use crate::json::Json;
 
 /// [`TreeAlgorithm::root`] from the leaves as one contiguous slice (32 bytes each, as the fast path
@@ -170,6 +170,8 @@ pub struct SidecarDoc {
     pub block: BlockFields,
     /// `tensorvault.algorithm`.
     pub algorithm: String,
+    /// Whether `algorithm`'s seal is keyed (`…+hmac-sha256`).
+    pub seal_keyed: bool,
     /// `integrity_hash`, as written.
     pub integrity_hash: String,
     /// `tensorvault.ecc.file` (None: `ecc` is null).
@@ -186,12 +188,6 @@ const ALGORITHMS: [&str; 4] = [
     "blake3-tree-v1+sha256",
     "blake3-tree-v1+hmac-sha256",
 ];
-
-fn lower_hex64(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// `integrity_hash` as the loader accepts it (`parseStoredHash`), with the prefixes in lower case.
 fn stored_hash_ok(s: &str) -> bool {
@@ -249,7 +245,10 @@ pub fn sidecar_doc(text: &str) -> Option<SidecarDoc> {
     }
     let header_sha256 = b.get("header_sha256")?.as_str()?;
     let root = b.get("root")?.as_str()?;
-    if !lower_hex64(header_sha256) || !lower_hex64(root) || !b.get("leaves")?.as_str()?.is_empty() {
+    if !is_lower_hex_digest(header_sha256)
+        || !is_lower_hex_digest(root)
+        || !b.get("leaves")?.as_str()?.is_empty()
+    {
         return None;
     }
     let ecc_file = match b.get("ecc")? {
@@ -272,7 +271,7 @@ pub fn sidecar_doc(text: &str) -> Option<SidecarDoc> {
     } else {
         seal.strip_prefix("sha256:")?
     };
-    if !lower_hex64(seal_hex) {
+    if !is_lower_hex_digest(seal_hex) {
         return None;
     }
     Some(SidecarDoc {
@@ -286,6 +285,7 @@ pub fn sidecar_doc(text: &str) -> Option<SidecarDoc> {
             keyed: keyed_alg && integrity_hash.starts_with("hmac-sha256:"),
         },
         algorithm: algorithm.to_owned(),
+        seal_keyed: keyed_alg,
         integrity_hash: integrity_hash.to_owned(),
         ecc_file,
         seal: seal.to_owned(),
@@ -312,7 +312,7 @@ impl SidecarDoc {
     /// one: nothing can be checked), unkeyed otherwise (the key is then not used, as in the loader).
     #[must_use]
     pub fn seal_matches(&self, key: Option<&[u8]>) -> bool {
-        let keyed = self.algorithm.ends_with("+hmac-sha256");
+        let keyed = self.seal_keyed;
         if keyed && key.is_none() {
             return false;
         }

@@ -199,7 +199,7 @@ fn open_lazy(
     // path, which reports it. A keyed block without its key is not checked (the loader's key policy
     // then decides).
     let sealed = doc.seal_matches(key);
-    if !sealed && (key.is_some() || !doc.algorithm.ends_with("+hmac-sha256")) {
+    if !sealed && (key.is_some() || !doc.seal_keyed) {
         return None;
     }
     let fields = doc.loader_json()?;

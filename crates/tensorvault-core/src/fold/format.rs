@@ -250,7 +250,7 @@ fn is_digest(s: &str) -> bool {
         .strip_prefix("sha256:")
         .or_else(|| s.strip_prefix("hmac-sha256:"))
         .or(Some(s));
-    hex.is_some_and(|h| h.len() == 64 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+    hex.is_some_and(crate::hash::is_lower_hex_digest)
 }
 
 fn opt_u64(e: &Value, key: &str, name: &str) -> Result<Option<u64>, FoldError> {

@@ -214,6 +214,12 @@ fn hex_digit(c: u8) -> (u8, u8) {
     (v, u8::from(!(is_digit | is_letter)))
 }
 
+/// Whether `s` is a 32-byte digest as 64 lower-case hex digits (the form every digest here is written in).
+#[must_use]
+pub fn is_lower_hex_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The bytes of lower-case hexadecimal `hex` (the inverse of [`to_hex`]), or None for an odd length or
 /// any other character (upper case included). Branch-free over the digits.
 #[must_use]
