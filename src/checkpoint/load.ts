@@ -2,6 +2,7 @@ import { closeSync, fstatSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath } from 'node:path';
 import { type EccVerifyResult, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { settleClosedMappings } from '../io/mappings';
 import type { JobOptions } from '../job';
 import type { NativeSafetensors } from '../native/binding';
 import { loadRemoteCheckpoint, type RemoteCheckpoint, type RemoteLoadOptions } from '../remote/lazy';
@@ -97,6 +98,10 @@ export async function loadCheckpoint(
   const repair = options.repair ?? true;
   if (options.signal?.aborted)
     throw new TensorVaultAbortError('The operation was aborted before it started', options.signal.reason);
+  // Closed checkpoints whose views were collected are unmapped on a turn of the event loop (see
+  // settleClosedMappings): a loop of loads that never yields gets one every ORPHAN_STEP of them.
+  const settling = settleClosedMappings();
+  if (settling !== undefined) await settling;
   let p: Parsed;
   let repairedAtOpen = false;
   let rebuiltAtOpen: number[] = [];

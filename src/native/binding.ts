@@ -681,6 +681,13 @@ export declare function openSafetensors(path: string): Promise<NativeSafetensors
 export declare function openSafetensorsSmall(path: string, maxHeader: number): NativeSafetensors | null
 
 /**
+ * Mappings kept alive only by views after their file was closed: their finalizers (run by Node on a
+ * later turn of the event loop) have not released them yet. See
+ * `tensorvault_core::io::orphaned_mappings` and `settleClosedMappings` (`src/io/mappings.ts`).
+ */
+export declare function orphanedMappings(): number
+
+/**
  * Repair `data` from its sidecar `parity` (or, when `parity` is null, recover the data of the inline
  * chunk `data`). `erasures`: byte offsets known to be wrong (in `data`, or in the inline chunk);
  * `parityErasures`: byte offsets in `parity` known to be wrong.

@@ -93,6 +93,7 @@ const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   lockFile: true,
   openSafetensors: true,
   openSafetensorsSmall: true,
+  orphanedMappings: true,
   rsDecode: true,
   rsEncode: true,
   rsEncodeSync: true,

@@ -13,6 +13,7 @@ import {
   TensorVaultAbortError,
   TensorVaultError,
 } from '../errors';
+import { settleClosedMappings } from '../io/mappings';
 import { type JobOptions, runJob } from '../job';
 import { type NativeSafetensorsHandle, type NativeTensorInfo, native } from '../native';
 import { describeValue, optionalBoolean } from '../validate';
@@ -543,6 +544,10 @@ export async function openSafetensors(
   const signal = options.signal;
   if (signal?.aborted)
     throw new TensorVaultAbortError('The operation was aborted before it started', signal.reason);
+  // Closed files whose views were collected are unmapped on a turn of the event loop (see
+  // settleClosedMappings): a loop of opens that never yields gets one every ORPHAN_STEP of them.
+  const settling = settleClosedMappings();
+  if (settling !== undefined) await settling;
   let handle: NativeSafetensorsHandle;
   try {
     // A header of at most SYNC_HEADER_MAX bytes is read and validated on this thread (cheaper than

@@ -51,3 +51,11 @@ impl NativeFileLock {
         self.inner.is_some()
     }
 }
+
+/// Mappings kept alive only by views after their file was closed: their finalizers (run by Node on a
+/// later turn of the event loop) have not released them yet. See
+/// `tensorvault_core::io::orphaned_mappings` and `settleClosedMappings` (`src/io/mappings.ts`).
+#[napi]
+pub fn orphaned_mappings() -> u32 {
+    u32::try_from(tensorvault_core::io::orphaned_mappings()).unwrap_or(u32::MAX)
+}

@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use memmap2::{MmapMut, MmapOptions};
@@ -26,6 +27,25 @@ pub struct Mapping {
 pub struct Pages {
     map: Option<MmapMut>,
     sigbus_slot: Option<usize>,
+    /// Set when the [`Mapping`] was dropped while views still held these pages (counted in
+    /// [`ORPHANED`] until the last view lets go).
+    orphan: AtomicBool,
+}
+
+/// Mappings whose [`Mapping`] (the file's handle) was dropped while views still held their pages: see
+/// [`orphaned_mappings`].
+static ORPHANED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many mappings are still mapped only because views hold their pages after the file was closed.
+///
+/// A runtime that frees the views late (Node runs the finalizers of collected external buffers on a
+/// later turn of its event loop, never while a loop of `await`s that all resolve at once keeps it busy)
+/// can pile up one mapping per open + view + close until the kernel's limit on mappings per process
+/// (`vm.max_map_count`, 65,530 by default) makes the next `mmap` or `malloc` fail. The caller watches
+/// this count and lets its runtime catch up (`settleClosedMappings` in the Node package).
+#[must_use]
+pub fn orphaned_mappings() -> usize {
+    ORPHANED.load(Ordering::Relaxed)
 }
 
 impl Drop for Pages {
@@ -33,6 +53,21 @@ impl Drop for Pages {
         // Unregister before the pages are unmapped (fields drop after this).
         if let Some(slot) = self.sigbus_slot.take() {
             super::sigbus::unregister(slot);
+        }
+        if *self.orphan.get_mut() {
+            ORPHANED.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // Views still hold the pages: they outlive the file's handle (`self.pages` is dropped after
+        // this, so the last owner's `Pages::drop` sees the flag, whoever that is). No new owner can
+        // appear meanwhile: owners are cloned from a `Mapping`, and this one is being dropped.
+        if Arc::strong_count(&self.pages) > 1 {
+            self.pages.orphan.store(true, Ordering::Relaxed);
+            ORPHANED.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -79,7 +114,11 @@ impl Mapping {
             .as_ref()
             .and_then(|m| super::sigbus::register(m.as_ptr() as usize, m.len()));
         Ok(Mapping {
-            pages: Arc::new(Pages { map, sigbus_slot }),
+            pages: Arc::new(Pages {
+                map,
+                sigbus_slot,
+                orphan: AtomicBool::new(false),
+            }),
             file,
             path: path.to_path_buf(),
             len,
@@ -282,6 +321,40 @@ fn populate_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mapping_closed_while_views_hold_its_pages_is_counted_until_they_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("o");
+        std::fs::write(&p, b"orphan").unwrap();
+        // Closed with no view: never counted.
+        let m = Mapping::open(&p).unwrap();
+        let only = Arc::clone(m.pages());
+        drop(only);
+        let pages = Arc::clone(m.pages());
+        assert!(!pages.orphan.load(Ordering::Relaxed));
+        // Closed while a view holds the pages: flagged and counted (other tests may add their own).
+        drop(m);
+        assert!(pages.orphan.load(Ordering::Relaxed));
+        assert!(orphaned_mappings() >= 1);
+        // SAFETY: the pages are still mapped (six bytes, private).
+        assert_eq!(unsafe { *pages.as_mut_ptr() }, b'o');
+        drop(pages);
+        // Many at once, released from other threads: the count comes back to where it was (no test
+        // that is not this one holds orphans for long, so a lower bound is checked).
+        let held: Vec<Arc<Pages>> = (0..64)
+            .map(|_| Arc::clone(Mapping::open(&p).unwrap().pages()))
+            .collect();
+        assert!(orphaned_mappings() >= 64);
+        assert!(held.iter().all(|h| h.orphan.load(Ordering::Relaxed)));
+        std::thread::scope(|s| {
+            for part in held.chunks(16) {
+                let part = part.to_vec();
+                s.spawn(move || drop(part));
+            }
+        });
+        drop(held);
+    }
 
     #[test]
     fn writes_through_a_private_mapping_never_reach_the_file() {

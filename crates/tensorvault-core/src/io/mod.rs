@@ -8,7 +8,7 @@ pub mod sigbus;
 
 pub use atomic::{sync_parent, writable_target, write_atomic, AtomicFile};
 pub use lock::{FileLock, LockError};
-pub use map::{Mapping, Pages, Populated};
+pub use map::{orphaned_mappings, Mapping, Pages, Populated};
 
 use std::fs::File;
 use std::io;
