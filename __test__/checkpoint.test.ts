@@ -656,6 +656,57 @@ describe('keys: no downgrade', () => {
 });
 
 describe('set replacement', () => {
+  // Regression (2026-12-04): the wait for the set's writer lock blocked the thread (Atomics.wait), so
+  // a second save of the same checkpoint in the same process froze the event loop for the whole
+  // lockTimeoutMs while the first, which needs the event loop to finish, could not let go; the second
+  // then failed with TV_LOCKED. Now it waits on timers, and both saves complete in turn.
+  it('two saves of one checkpoint at once in one process: both complete, the later replaces the earlier', async () => {
+    const path = fresh();
+    const a = new Float32Array(1 << 16).fill(1);
+    const b = new Float32Array(1 << 16).fill(2);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    const t0 = performance.now();
+    const done: string[] = [];
+    const r = await Promise.allSettled([
+      tv.saveCheckpoint(path, { w: a }, { lockTimeoutMs: 4000 }).then(() => done.push('a')),
+      tv.saveCheckpoint(path, { w: b }, { lockTimeoutMs: 4000 }).then(() => done.push('b')),
+    ]);
+    clearInterval(timer);
+    expect(r.map((x) => x.status)).toEqual(['fulfilled', 'fulfilled']);
+    expect(performance.now() - t0).toBeLessThan(3900); // not the blocked wait's timeout
+    expect(ticks).toBeGreaterThan(0);
+    const k = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect((await k.tensor('w')).data[0]).toBe(done[1] === 'a' ? 1 : 2);
+    k.close();
+  });
+
+  it('a save waiting for the lock keeps the event loop running and stops on its signal', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small());
+    const { WriterLock } = await import('../dist/io/lock.js');
+    const held = WriterLock.acquire(tv.checkpointFiles(path).lock);
+    const ac = new AbortController();
+    const save = tv.saveCheckpoint(
+      path,
+      { w: new Float32Array([7]) },
+      { lockTimeoutMs: 30_000, signal: ac.signal },
+    );
+    // The event loop turns while the save waits: this timer fires, and aborts it.
+    await new Promise((r) => setTimeout(r, 50));
+    ac.abort();
+    await expect(save).rejects.toMatchObject({ code: 'TV_ABORTED' });
+    // Nothing changed; with the lock free, a save goes through.
+    const k = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(k.report.status).toBe('intact');
+    k.close();
+    held.release();
+    await tv.saveCheckpoint(path, { w: new Float32Array([7]) }, { lockTimeoutMs: 1000 });
+    const k2 = await tv.loadCheckpoint(path);
+    expect((await k2.tensor('w')).data[0]).toBe(7);
+    k2.close();
+  });
+
   it('an interrupted commit is rolled forward by the next load; dead temps are removed', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, small(), { version: 'old' });

@@ -584,6 +584,22 @@ describe('weaknesses fixed (v2)', () => {
     await log.close();
   });
 
+  // Regression (2026-12-04): `lockTimeoutMs` waited by blocking the thread, so a writer waiting for
+  // another in the same process froze the event loop and the holder could not close in time.
+  it('a writer waiting for the lock (lockTimeoutMs) lets the event loop run and takes over when the holder closes', async () => {
+    const d = fresh();
+    const first = await tv.EventLog.open(d);
+    await first.append('a', 'E', 'X', '1', { k: 1 });
+    const second = tv.EventLog.open(d, { lockTimeoutMs: 5000 });
+    // With a blocked wait this timer could not fire before the wait gave up.
+    await new Promise((r) => setTimeout(r, 50));
+    await first.close();
+    const log = await second;
+    await log.append('a', 'E', 'X', '2', { k: 2 });
+    expect((await log.verifyChain()).valid).toBe(true);
+    await log.close();
+  });
+
   it('single writer lock: a second writer gets TV_LOCKED; readers are fine; a stale lock is broken', async () => {
     const d = fresh();
     const log = await tv.EventLog.open(d);

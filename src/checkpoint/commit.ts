@@ -198,13 +198,26 @@ export function recoverLocked(files: CheckpointFiles): { rolledForward: boolean;
   return { rolledForward, removed };
 }
 
-/** Take the set's writer lock (waiting up to `timeoutMs` for a live writer). */
+const describeHolder =
+  (files: CheckpointFiles) =>
+  (h: { pid?: number }): string =>
+    `${files.weights} is being saved by ${h.pid === undefined ? 'another writer' : `process ${h.pid}`}`;
+
+/** Take the set's writer lock (waiting up to `timeoutMs` for a live writer, blocking this thread). */
 export function lockSet(files: CheckpointFiles, timeoutMs: number): WriterLock {
-  return WriterLock.acquire(files.lock, {
-    timeoutMs,
-    describe: (h) =>
-      `${files.weights} is being saved by ${h.pid === undefined ? 'another writer' : `process ${h.pid}`}`,
-  });
+  return WriterLock.acquire(files.lock, { timeoutMs, describe: describeHolder(files) });
+}
+
+/**
+ * {@link lockSet} for async callers (saves, repairs, prunes): the wait for a live writer keeps the
+ * event loop running and honours `signal`.
+ */
+export function lockSetAsync(
+  files: CheckpointFiles,
+  timeoutMs: number,
+  signal?: AbortSignal | undefined,
+): Promise<WriterLock> {
+  return WriterLock.acquireAsync(files.lock, { timeoutMs, describe: describeHolder(files), signal });
 }
 
 /**

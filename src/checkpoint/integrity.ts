@@ -7,7 +7,7 @@ import { tempName } from '../io/atomic';
 import { fsyncDir } from '../io/fs';
 import type { JobOptions } from '../job';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
-import { lockSet, publish } from './commit';
+import { lockSetAsync, publish } from './commit';
 import {
   equalHex,
   type HmacKey,
@@ -85,7 +85,7 @@ export function mergeReport(into: CheckpointReport, from: Partial<CheckpointRepo
  * a repaired old file must never be renamed over a newer set.
  */
 export async function underLock<T>(p: Parsed, ino: number | undefined, fn: () => Promise<T>): Promise<T> {
-  const lock = lockSet(p.files, 30_000);
+  const lock = await lockSetAsync(p.files, 30_000);
   try {
     if (ino !== undefined) {
       let now: number | undefined;

@@ -7,7 +7,7 @@ import { existsSync, promises as fsp, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import type { TensorsToSave } from '../safetensors/writer';
-import { commitSet, lockSet, needsRecovery, publish, recoverLocked } from './commit';
+import { commitSet, lockSet, lockSetAsync, needsRecovery, publish, recoverLocked } from './commit';
 import { checkSealMessage } from './integrity';
 import type { CheckpointLayout } from './layout';
 import { checkpointFiles, type HmacKey, sidecarFiles } from './layout';
@@ -272,7 +272,7 @@ export class CheckpointManager {
         continue;
       }
       const files = checkpointFiles(c.path);
-      const lock = lockSet(files, 30_000);
+      const lock = await lockSetAsync(files, 30_000);
       try {
         recoverLocked(files);
         const names = [files.weights, ...sidecarFiles(files)]

@@ -13,7 +13,7 @@ import { ioError } from '../io/fs';
 import type { JobOptions, Progress } from '../job';
 import { packageVersion } from '../native';
 import type { TensorsToSave } from '../safetensors/writer';
-import { commitSet, lockSet, publish, recoverLocked } from './commit';
+import { commitSet, lockSetAsync, publish, recoverLocked } from './commit';
 import {
   type CheckpointLayout,
   formatPyfoldsHash,
@@ -80,7 +80,10 @@ export interface SaveCheckpointOptions extends JobOptions {
   hmacKey?: HmacKey | null;
   /** Metadata `git_hash` (default: `git rev-parse HEAD` in the current folder, or `"unknown"`). */
   gitHash?: string;
-  /** How long to wait for another save of the same path (default 30 s; `TV_LOCKED` after). */
+  /**
+   * How long to wait for another save of the same path (default 30 s; `TV_LOCKED` after). The wait
+   * does not block the event loop.
+   */
   lockTimeoutMs?: number;
 }
 
@@ -139,7 +142,8 @@ function releaseOld(fds: number[]): void {
  * integrity hash is keyed with `hmacKey` when there is one. The files are written under temporary
  * names and replaced as a set (`commit.ts`): a crash at any instant leaves the previous complete
  * checkpoint or the new one; leftovers are cleaned by the next save or load. Another save of the same
- * path waits (`lockTimeoutMs`). Honours `signal` (nothing changes) and reports `onProgress` over all
+ * path, in this process or another, waits (`lockTimeoutMs`, on timers: the event loop keeps running,
+ * and `signal` stops the wait); saves of one path thus complete in turn, the last one's files kept. Honours `signal` (nothing changes) and reports `onProgress` over all
  * passes (write, hashes, parity). Tensor buffers are read while the promise is pending (the write, the
  * hashes and the parity read them at different times): do not change them until it settles. A change
  * meanwhile leaves a checkpoint whose bytes and hashes may disagree: it is reported at load or verify
@@ -168,7 +172,7 @@ export async function saveCheckpoint(
     ...user,
   };
   await fsp.mkdir(dirname(resolve(path)), { recursive: true });
-  const lock = lockSet(files, options.lockTimeoutMs ?? 30_000);
+  const lock = await lockSetAsync(files, options.lockTimeoutMs ?? 30_000, signal);
   const temps: string[] = [];
   const set: NewSet = {
     renames: [],

@@ -114,7 +114,7 @@ export class EventLog {
       await fsp.mkdir(dataDir, { recursive: true }).catch((err: unknown) => {
         throw ioError(err, dataDir, 'cannot create');
       });
-      lock = WriterLock.acquire(join(dataDir, LAYOUT.lock), {
+      lock = await WriterLock.acquireAsync(join(dataDir, LAYOUT.lock), {
         timeoutMs: opts.lockTimeoutMs,
         describe: (h) =>
           `event log is locked by ${h.pid !== undefined ? `pid ${h.pid} on ${h.hostname ?? 'an unknown host'}` : 'another process'}: ${join(dataDir, LAYOUT.lock)}`,

@@ -8,8 +8,9 @@
  * process is refused as well. The file is removed on release.
  */
 import { hostname } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
 import { disposeSymbol } from '../dispose';
-import { callNative, ErrorCode, TensorVaultError } from '../errors';
+import { callNative, ErrorCode, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { type NativeFileLock, native } from '../native';
 
 /** What a lock file says about its holder. */
@@ -100,6 +101,37 @@ export class WriterLock {
           },
         );
       }
+    }
+  }
+
+  /**
+   * {@link WriterLock.acquire} for async callers: the wait for another writer (up to `timeoutMs`)
+   * sleeps on timers instead of blocking the thread, so the event loop keeps running (and a holder in
+   * this same process, such as an earlier save of the same checkpoint, can finish and let go; with
+   * the blocking wait it could not, and the second save failed with `TV_LOCKED` after freezing the
+   * process for the whole timeout). `signal` aborts the wait (`TensorVaultAbortError`).
+   */
+  static async acquireAsync(
+    path: string,
+    options: AcquireLockOptions & { signal?: AbortSignal | undefined } = {},
+  ): Promise<WriterLock> {
+    const { signal, ...rest } = options;
+    const deadline = Date.now() + (options.timeoutMs ?? 0);
+    let wait = 1;
+    for (;;) {
+      try {
+        return WriterLock.acquire(path, { ...rest, timeoutMs: 0 });
+      } catch (err) {
+        if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.LOCKED) throw err;
+        if (Date.now() >= deadline) throw err;
+      }
+      if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
+      try {
+        await delay(Math.min(wait, Math.max(1, deadline - Date.now())), undefined, signal ? { signal } : {});
+      } catch {
+        throw new TensorVaultAbortError('The operation was aborted', signal?.reason);
+      }
+      wait = Math.min(wait * 2, 20);
     }
   }
 
