@@ -10,7 +10,9 @@ import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } f
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { readNpz } from '../dist/fold/npz.js';
 import * as tv from '../dist/index.js';
+import { npy, zip } from './helpers/npz';
 import { tempDir } from './helpers/tmp';
 
 const root = tempDir('tv-hostile-');
@@ -430,6 +432,148 @@ describe('shard indexes and ring logs with hostile contents', () => {
         await outcome(() => tv.readRingLog(path));
       }),
       params(0x4109),
+    );
+  });
+});
+
+describe('.npz chunks (PyFolds NPZ0) with hostile contents', () => {
+  const f32 = new Uint8Array(new Float32Array([1, 2, 3, 4, 5, 6]).buffer);
+  const i64 = new Uint8Array(new BigInt64Array([1n, -2n, 3n, -4n]).buffer);
+  const archives = [1, 2, 3].map((major) =>
+    zip([
+      ['w.npy', npy('<f4', [2, 3], f32, major)],
+      ['idx.npy', npy('<i8', [4], i64, major), true],
+      ['flag.npy', npy('|b1', [], new Uint8Array([1]), major)],
+    ]),
+  );
+  const original = readNpz('c', archives[0] as Uint8Array, 1 << 20);
+
+  // Regressions (2026-12-04): a format 2/3 member shorter than its 12-byte preamble threw a
+  // RangeError, and two members of one name a TypeError ("Cannot redefine property").
+  it('a short member and a repeated name are refused with TV_FOLD_INVALID', () => {
+    for (const z of [
+      zip([['a.npy', Buffer.from('\x93NUMPY\x02\x00\x00\x00\x00', 'latin1')]]),
+      zip([['a.npy', Buffer.from('\x93NUMPY\x07\x00\x10\x00\x00\x00\x00\x00', 'latin1')]]),
+      zip([
+        ['a.npy', npy('<f4', [1], new Uint8Array(4))],
+        ['a.npy', npy('<f4', [1], new Uint8Array(4))],
+      ]),
+    ]) {
+      expect(() => readNpz('c', z, 1 << 20)).toThrow(
+        expect.objectContaining({
+          code: 'TV_FOLD_INVALID',
+          context: expect.objectContaining({ reason: 'npz_invalid' }),
+        }),
+      );
+    }
+    expect(Object.keys(original)).toEqual(['w', 'idx', 'flag']);
+  });
+
+  /** A little-endian field written anywhere: zip sizes, offsets, counts and the .npy header length. */
+  const field = fc.record({
+    at: fc.nat(),
+    width: fc.constantFrom(1, 2, 4),
+    value: fc.oneof(
+      fc.constantFrom(0, 1, 0xff, 0xffff, 0xfffe, 0xffffffff, 0x7fffffff, 22, 30, 46),
+      fc.nat({ max: 0xffffffff }),
+    ),
+  });
+
+  it('a mutated archive gives the original arrays or TV_FOLD_INVALID, never a TypeError or RangeError', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat({ max: 2 }),
+        fc.array(
+          fc.oneof(
+            rawMutation.map((r) => ({ r })),
+            field.map((f) => ({ f })),
+          ),
+          {
+            minLength: 1,
+            maxLength: 4,
+          },
+        ),
+        async (which, muts) => {
+          let b: Buffer = Buffer.from(archives[which] as Buffer);
+          for (const m of muts) {
+            if ('r' in m) b = applyRaw(b, [m.r]);
+            else if (b.length > 0) {
+              const at = m.f.at % b.length;
+              const max = m.f.width === 1 ? 0xff : m.f.width === 2 ? 0xffff : 0xffffffff;
+              if (at + m.f.width <= b.length) b.writeUIntLE(m.f.value % (max + 1), at, m.f.width);
+            }
+          }
+          const r = await outcome(() => readNpz('c', b, 1 << 20));
+          if (!r.ok) return;
+          // What is handed out is one of the archive's arrays, whole (each member is CRC-checked).
+          for (const a of Object.values(r.value)) {
+            const same = Object.values(original).find(
+              (o) => o.dtype === a.dtype && Buffer.from(o.bytes).equals(Buffer.from(a.bytes)),
+            );
+            expect(same).toBeDefined();
+            expect(a.shape).toEqual(same?.shape);
+            expect(a.data.byteLength).toBe(a.bytes.byteLength);
+          }
+        },
+      ),
+      { ...params(0x4e50), numRuns: RUNS * 4 },
+    );
+  });
+
+  /** Hostile `.npy` headers: what a writer of a consistent (CRC-correct) archive can put there. */
+  const header = fc.record({
+    descr: fc.constantFrom('<f4', '<i8', '|b1', '|O', '<c16', '>f4', "<f4', 'x': '", ''),
+    shape: fc.oneof(
+      fc.constantFrom(
+        '2, 3',
+        '',
+        '6,',
+        '-1,',
+        '2**60, 2**60',
+        '9007199254740993,',
+        '1e3,',
+        'True,',
+        '3, 0',
+        '0,',
+      ),
+      fc
+        .array(fc.nat({ max: 2 ** 31 }), { maxLength: 4 })
+        .map((d) => d.join(', ') + (d.length === 1 ? ',' : '')),
+    ),
+    fortran: fc.constantFrom('False', 'True', 'false', ''),
+    major: fc.constantFrom(1, 2, 3, 0, 4, 255),
+  });
+
+  it('archives with hostile but CRC-correct members give a consistent array or TV_FOLD_INVALID', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        header,
+        fc.array(rawMutation, { maxLength: 2 }),
+        fc.boolean(),
+        fc.boolean(),
+        async (h, raw, deflate, twice) => {
+          const text = `{'descr': '${h.descr}', 'fortran_order': ${h.fortran}, 'shape': (${h.shape}), }`;
+          const pre = h.major === 1 ? 10 : 12;
+          const body = Buffer.alloc(pre + text.length + 1 + f32.length);
+          body.write('\x93NUMPY', 0, 'latin1');
+          body[6] = h.major;
+          if (h.major === 1) body.writeUInt16LE(text.length + 1, 8);
+          else body.writeUInt32LE(text.length + 1, 8);
+          body.write(`${text}\n`, pre, 'latin1');
+          Buffer.from(f32).copy(body, pre + text.length + 1);
+          const member = applyRaw(body, raw);
+          const members: [string, Buffer, boolean][] = [['m.npy', member, deflate]];
+          if (twice) members.push(['m.npy', member, !deflate]);
+          const r = await outcome(() => readNpz('c', zip(members), 1 << 20));
+          if (!r.ok) return;
+          expect(Object.keys(r.value)).toEqual(['m']);
+          const a = r.value.m as tv.NpzArray;
+          const per = (a.data as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+          expect(a.bytes.byteLength).toBe(a.shape.reduce((x, d) => x * d, 1) * per);
+          expect(a.data.byteLength).toBe(a.bytes.byteLength);
+        },
+      ),
+      { ...params(0x4e51), numRuns: RUNS * 4 },
     );
   });
 });

@@ -53,10 +53,14 @@ function parseNpy(chunk: string, name: string, b: Buffer): NpzArray {
   if (b.length < 10 || b.toString('latin1', 0, 6) !== '\x93NUMPY')
     throw bad(chunk, `${name}: not a .npy file`);
   const major = b[6] ?? 0;
+  if (major < 1 || major > 3) throw bad(chunk, `${name}: .npy format version ${major} is not supported`);
+  // Format 1 has a 2-byte header length, formats 2 and 3 a 4-byte one.
+  const pre = major === 1 ? 10 : 12;
+  if (b.length < pre) throw bad(chunk, `${name}: shorter than its .npy preamble`);
   const hlen = major === 1 ? b.readUInt16LE(8) : b.readUInt32LE(8);
-  const start = (major === 1 ? 10 : 12) + hlen;
+  const start = pre + hlen;
   if (start > b.length) throw bad(chunk, `${name}: header runs past the member`);
-  const header = b.toString(major === 3 ? 'utf8' : 'latin1', major === 1 ? 10 : 12, start);
+  const header = b.toString(major === 3 ? 'utf8' : 'latin1', pre, start);
   const descr = /'descr':\s*'([^']*)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
@@ -137,6 +141,7 @@ export function readNpz(chunk: string, payload: Uint8Array, budget: number): Rec
       throw bad(chunk, `${name}: ${member.length} bytes, the directory says ${usize}`);
     if (crc32(member) >>> 0 !== crc) throw bad(chunk, `${name}: CRC-32 mismatch`);
     const key = name.endsWith('.npy') ? name.slice(0, -4) : name;
+    if (Object.hasOwn(out, key)) throw bad(chunk, `two members named ${JSON.stringify(key)}`);
     Object.defineProperty(out, key, { value: parseNpy(chunk, name, member), enumerable: true });
   }
   return out;
