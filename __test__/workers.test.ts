@@ -1,0 +1,56 @@
+// The addon in worker threads (a pool such as piscina runs it so): each worker loads its own instance
+// of the addon, opens, views, hashes and saves, and is terminated while its views are alive; the main
+// thread's addon keeps working. A view is sent to another thread by copy (structured clone); its buffer
+// is an external one, which Node 22+ refuses to transfer (DataCloneError) and Node 20 copies.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from './helpers/tmp';
+
+const dir = tempDir('tv-workers-');
+
+describe('worker threads', () => {
+  it('workers open, view, save and are terminated with live views; the main thread goes on', () => {
+    const dist = join(__dirname, '..', 'dist', 'index.js');
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const tv = require(${JSON.stringify(dist)});
+      const code = \`
+        const tv = require(${JSON.stringify(dist)});
+        const { parentPort, workerData } = require('node:worker_threads');
+        (async () => {
+          const path = workerData.dir + '/w' + workerData.id + '.safetensors';
+          const w = new Float32Array(4096).map((_, i) => i + workerData.id);
+          await tv.saveCheckpoint(path, { w }, { ecc: 'medium' });
+          const k = await tv.loadCheckpoint(path);
+          const t = await k.tensor('w');
+          const f = await tv.openSafetensors(path);
+          const v = f.tensor('w');
+          const h = tv.sha256(v.data).toString('hex');
+          parentPort.postMessage({ id: workerData.id, first: t.data[0], last: t.data[4095], h, view: t.data });
+          // Keep the views and the handles open: the worker is terminated with them alive.
+          globalThis.keep = [k, t, f, v];
+        })().catch((e) => parentPort.postMessage({ id: workerData.id, err: String(e && e.code) + ' ' + e.message }));
+      \`;
+      (async () => {
+        const out = [];
+        for (let round = 0; round < 3; round++) {
+          const ws = [0, 1, 2, 3].map((i) => new Worker(code, { eval: true, workerData: { dir: ${JSON.stringify(dir)}, id: round * 4 + i } }));
+          const msgs = await Promise.all(ws.map((w) => new Promise((res, rej) => { w.once('message', res); w.once('error', rej); })));
+          await Promise.all(ws.map((w) => w.terminate()));
+          out.push(...msgs);
+        }
+        const bad = out.filter((m) => m.err !== undefined || m.first !== m.id || m.last !== 4095 + m.id || m.view.length !== 4096 || m.view[10] !== 10 + m.id);
+        const want = tv.sha256(new Float32Array(4096).map((_, i) => i + 5)).toString('hex');
+        const k = await tv.loadCheckpoint(${JSON.stringify(dir)} + '/w5.safetensors', { verify: 'full' });
+        const main = (await k.tensor('w')).data[7];
+        k.close();
+        console.log(JSON.stringify({ n: out.length, bad: bad.length, hash: out.find((m) => m.id === 5).h === want, main }));
+      })().catch((e) => { console.error(e); process.exit(3); });
+    `;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ n: 12, bad: 0, hash: true, main: 12 });
+  });
+});
