@@ -8,10 +8,10 @@
  * Temporary files of dead writers are removed on the next open. `docs/formats/checkpoint.md`.
  */
 import { channel } from 'node:diagnostics_channel';
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { alive, atomicWriteFile } from '../io/atomic';
+import { alive, atomicWriteFile, forgetTemp, tempsIn } from '../io/atomic';
 import { fsyncDirSync, ioError } from '../io/fs';
 import { WriterLock } from '../io/lock';
 import { type CheckpointFiles, sidecarFiles } from './layout';
@@ -127,20 +127,17 @@ export function deadTemps(files: CheckpointFiles): string[] {
   return scanTemps(files).dead;
 }
 
-/** {@link deadTemps}, and whether the folder holds any temporary of the set (live writers' too). */
-function scanTemps(files: CheckpointFiles): { dead: string[]; any: boolean } {
+/**
+ * {@link deadTemps}, and whether the folder holds any temporary of the set (live writers' too). The
+ * folder's listing may be a recent costly one (`tempsIn`: a large folder is not listed on every save);
+ * `fresh` lists it now.
+ */
+function scanTemps(files: CheckpointFiles, fresh = false): { dead: string[]; any: boolean } {
   const dir = dirname(files.weights);
   const names = new Set([files.weights, files.journal, ...sidecarFiles(files)].map((p) => basename(p)));
-  let entries: string[];
-  try {
-    entries = readdirSync(dir);
-  } catch {
-    return { dead: [], any: false };
-  }
   const out: string[] = [];
   let any = false;
-  for (const e of entries) {
-    if (!e.startsWith('.') || !e.endsWith('.tmp')) continue;
+  for (const e of tempsIn(dir, fresh)) {
     const m = /^\.{1,2}(.+?)\.(\d+)\.([0-9a-z]+)\.tmp(?:\.(\d+)\.(\d+)\.tmp)?$/.exec(e);
     if (m === null || !names.has(m[1] as string)) continue;
     any = true;
@@ -180,6 +177,7 @@ export function recoverLocked(files: CheckpointFiles): { rolledForward: boolean;
   }
   const removed: string[] = [];
   for (const t of deadTemps(files)) {
+    forgetTemp(dirname(t), basename(t));
     try {
       unlinkSync(t);
       removed.push(t);
@@ -245,7 +243,7 @@ export function prepareRead(files: CheckpointFiles, timeoutMs = 10_000): (final:
   if (stamp !== undefined && cleanFolders.get(files.weights) === stamp) return identity;
   const pending = existsSync(files.journal);
   if (!pending && !existsSync(files.lock)) {
-    const temps = scanTemps(files);
+    const temps = scanTemps(files, true);
     if (temps.dead.length === 0) {
       if (stamp !== undefined && quiet && !temps.any) {
         if (cleanFolders.size >= CLEAN_FOLDERS_MAX) cleanFolders.clear();

@@ -43,29 +43,74 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** A folder's `.*.tmp` entries as its last listing found them, by folder (see {@link tempsIn}). */
+const listings = new Map<string, { at: number; entries: number; temps: string[] }>();
+const LISTINGS_MAX = 1024;
+/** A folder of at least this many entries is large: its listing is reused for a while. */
+const LARGE_FOLDER = 2048;
+/** How long a large folder's listing is reused, per entry (ms): 50,000 entries for 1 s. */
+const REUSE_MS_PER_ENTRY = 0.02;
+
+/**
+ * The `.*.tmp` entries of `dir`: listed now, or, for a large folder ({@link LARGE_FOLDER} entries),
+ * from its last listing when that is recent (`fresh` forces a listing). Listing the folder on every
+ * write made writing N files into one folder cost O(N²): 17 ms per write at 50,000 entries, against
+ * 0.6 ms in a small folder. A small folder is listed on every call, so a dead writer's temp is gone
+ * after the next write; in a large one, a temp left by a writer that died since the listing is removed
+ * by a later write.
+ */
+export function tempsIn(dir: string, fresh = false): string[] {
+  const last = listings.get(dir);
+  const now = performance.now();
+  if (
+    !fresh &&
+    last !== undefined &&
+    last.entries >= LARGE_FOLDER &&
+    now - last.at < last.entries * REUSE_MS_PER_ENTRY
+  )
+    return last.temps;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const temps = names.filter((n) => n.startsWith('.') && n.endsWith('.tmp'));
+  if (listings.size >= LISTINGS_MAX) listings.clear();
+  listings.set(dir, { at: now, entries: names.length, temps });
+  return temps;
+}
+
+/** @internal Tests: the last listing of `dir`, or undefined. */
+export function lastListing(dir: string): { at: number; entries: number; temps: string[] } | undefined {
+  return listings.get(dir);
+}
+
+/** Forget `name` in `dir`'s last listing (it was removed). */
+export function forgetTemp(dir: string, name: string): void {
+  const last = listings.get(dir);
+  if (last !== undefined) last.temps = last.temps.filter((t) => t !== name);
+}
+
 /**
  * Remove temporary files for `path` left by writers that are dead (a kill mid-write leaves one as large
  * as the file): `.NAME.PID.X.tmp` whose PID does not run. Live writers' files are kept. Best effort.
  */
 export function removeDeadTemps(path: string): void {
   const prefix = `.${basename(path)}.`;
-  let names: string[];
-  try {
-    names = readdirSync(dirname(path));
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+  const dir = dirname(path);
+  for (const name of tempsIn(dir)) {
+    if (!name.startsWith(prefix)) continue;
     const m = /^(\d+)\.[0-9a-z]+$/.exec(name.slice(prefix.length, -'.tmp'.length));
     if (m === null) continue;
     const pid = Number(m[1]);
     if (pid > 0 && !alive(pid)) {
       try {
-        unlinkSync(join(dirname(path), name));
+        unlinkSync(join(dir, name));
       } catch {
         // gone already, or not ours to remove
       }
+      forgetTemp(dir, name);
     }
   }
 }

@@ -2,10 +2,13 @@
 //! over the destination, fsync the folder. A crash at any moment leaves the old file or the new one;
 //! a reader that has the old file mapped keeps its (unlinked) inode, never a truncated one.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::IoError;
 
@@ -168,23 +171,89 @@ impl Drop for AtomicFile {
     }
 }
 
+/// A folder's temporary-looking entries (`.*.tmp`) as its last scan found them.
+struct Scan {
+    at: Instant,
+    /// Entries the folder had then.
+    entries: usize,
+    temps: Vec<String>,
+}
+
+/// The last scan of each folder a writer of this process wrote into (bounded: cleared when full).
+static SCANS: Mutex<Option<HashMap<PathBuf, Scan>>> = Mutex::new(None);
+const SCANS_MAX: usize = 1024;
+/// A folder of at least this many entries is large: its scan is reused for a while (see [`temps_in`]).
+const LARGE_FOLDER: usize = 2048;
+/// How long a large folder's scan is reused, per entry: 50,000 entries (a 17 ms listing here) for
+/// 1 s, so listings cost under 2 % of the time spent writing into the folder.
+const REUSE_PER_ENTRY: Duration = Duration::from_micros(20);
+
+/// The `.*.tmp` entries of `dir`: read from the folder, or, for a large folder ([`LARGE_FOLDER`]),
+/// from its last scan when that is recent. Listing the folder on every write made writing N files into
+/// one folder cost O(N²): 17 ms per write at 50,000 entries, against 0.6 ms in a small folder. A small
+/// folder is listed on every write, so a dead writer's temp there is gone after the next write.
+fn temps_in(dir: &Path) -> Vec<String> {
+    let mut guard = SCANS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let scans = guard.get_or_insert_with(HashMap::new);
+    if let Some(s) = scans.get(dir) {
+        let window = REUSE_PER_ENTRY.saturating_mul(u32::try_from(s.entries).unwrap_or(u32::MAX));
+        if s.entries >= LARGE_FOLDER && s.at.elapsed() < window {
+            return s.temps.clone();
+        }
+    }
+    let at = Instant::now();
+    let Ok(list) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut entries = 0usize;
+    let temps: Vec<String> = list
+        .flatten()
+        .inspect(|_| entries += 1)
+        .filter_map(|e| e.file_name().into_string().ok())
+        // Exactly `.tmp`, as the writers name their temporaries (a case-insensitive test would
+        // also take files that are not theirs).
+        .filter(|f| f.starts_with('.') && f.as_bytes().ends_with(b".tmp"))
+        .collect();
+    if scans.len() >= SCANS_MAX {
+        scans.clear();
+    }
+    scans.insert(
+        dir.to_path_buf(),
+        Scan {
+            at,
+            entries,
+            temps: temps.clone(),
+        },
+    );
+    temps
+}
+
+/// Forget `file` in `dir`'s last scan (it was removed).
+fn forget_temp(dir: &Path, file: &str) {
+    let mut guard = SCANS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(s) = guard.as_mut().and_then(|m| m.get_mut(dir)) {
+        s.temps.retain(|t| t != file);
+    }
+}
+
 /// Remove temporary files for `dest` (`.NAME.PID.N.tmp`) left by writers that are dead: a kill or a
 /// crash mid-write leaves one as large as the file. A temp whose pid is alive (ours included) is kept;
-/// a pid reused by an unrelated process only delays the clean-up. Best effort: errors are ignored.
+/// a pid reused by an unrelated process only delays the clean-up. Best effort: errors are ignored. In a
+/// large folder the listing is reused for a while ([`temps_in`]): a temp left there by a writer that
+/// died since is removed by a later write.
 fn remove_dead_temps(dest: &Path, name: &str) {
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
     let prefix = format!(".{name}.");
-    for entry in entries.flatten() {
-        let file = entry.file_name();
+    for file in temps_in(dir) {
         let Some(rest) = file
-            .to_str()
-            .and_then(|f| f.strip_prefix(&prefix))
+            .strip_prefix(&prefix)
             .and_then(|r| r.strip_suffix(".tmp"))
         else {
             continue;
@@ -197,7 +266,8 @@ fn remove_dead_temps(dest: &Path, name: &str) {
             continue;
         };
         if pid > 0 && !process_alive(pid) {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = std::fs::remove_file(dir.join(&file));
+            forget_temp(dir, &file);
         }
     }
 }
@@ -420,6 +490,76 @@ mod tests {
         assert!(!dead.exists(), "a dead writer's temp was left behind");
         assert!(live.exists(), "a live writer's temp was removed");
         assert!(other.exists(), "another file's temp was removed");
+    }
+
+    /// Regression (2026-12-04): every atomic write listed its whole folder to find dead writers'
+    /// temporaries, so writing N files into one folder cost O(N²) (protect or saveSafetensors 17 ms
+    /// per file at 50,000 entries, 0.6–0.9 ms in a small folder). A small folder is still listed on
+    /// every write (a dead temp is gone after the next one); a large one's listing is reused for a
+    /// time proportional to its size.
+    #[test]
+    fn a_large_folder_is_not_listed_on_every_write_and_a_small_one_is() {
+        let listed = |d: &Path| {
+            SCANS
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|m| m.get(d).map(|s| (s.at, s.entries)))
+        };
+        // Small: listed again by each write, so a dead temp made in between is removed at once.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write_atomic(&d.join("a.bin"), b"1").unwrap();
+        let (first, _) = listed(d).unwrap();
+        let dead = d.join(".a.bin.4194999.3.tmp");
+        std::fs::write(&dead, b"left").unwrap();
+        write_atomic(&d.join("a.bin"), b"2").unwrap();
+        assert!(listed(d).unwrap().0 > first);
+        assert!(!dead.exists());
+        // Large: a dead temp present at the listing is removed; then 20 writes list it no more.
+        let big = tempfile::tempdir().unwrap();
+        let b = big.path();
+        for i in 0..LARGE_FOLDER + 10 {
+            std::fs::File::create(b.join(format!("f{i}"))).unwrap();
+        }
+        let dead = b.join(".x.bin.4194999.5.tmp");
+        std::fs::write(&dead, b"left").unwrap();
+        write_atomic(&b.join("x.bin"), b"1").unwrap();
+        assert!(
+            !dead.exists(),
+            "a dead temp present at the listing is removed"
+        );
+        let (at, entries) = listed(b).unwrap();
+        assert!(entries > LARGE_FOLDER);
+        // (The reuse window made long, whatever this machine's speed.)
+        SCANS
+            .lock()
+            .unwrap()
+            .as_mut()
+            .unwrap()
+            .get_mut(b)
+            .unwrap()
+            .entries = 1 << 30;
+        for i in 0..20 {
+            write_atomic(&b.join(format!("y{i}.bin")), b"1").unwrap();
+        }
+        assert_eq!(
+            listed(b).unwrap().0,
+            at,
+            "the large folder was listed again"
+        );
+        // Once the window is over, the next write lists it again.
+        {
+            let mut g = SCANS.lock().unwrap();
+            let s = g.as_mut().unwrap().get_mut(b).unwrap();
+            s.entries = LARGE_FOLDER;
+            s.at = Instant::now().checked_sub(Duration::from_secs(1)).unwrap();
+        }
+        let dead = b.join(".z.bin.4194999.6.tmp");
+        std::fs::write(&dead, b"left").unwrap();
+        write_atomic(&b.join("z.bin"), b"1").unwrap();
+        assert!(listed(b).unwrap().0 > at);
+        assert!(!dead.exists());
     }
 
     #[test]
