@@ -132,12 +132,16 @@ export function deadTemps(files: CheckpointFiles): string[] {
  * folder's listing may be a recent costly one (`tempsIn`: a large folder is not listed on every save);
  * `fresh` lists it now.
  */
-function scanTemps(files: CheckpointFiles, fresh = false): { dead: string[]; any: boolean } {
+function scanTemps(
+  files: CheckpointFiles,
+  fresh = false,
+  listing: string[] = tempsIn(dirname(files.weights), fresh),
+): { dead: string[]; any: boolean } {
   const dir = dirname(files.weights);
   const names = new Set([files.weights, files.journal, ...sidecarFiles(files)].map((p) => basename(p)));
   const out: string[] = [];
   let any = false;
-  for (const e of tempsIn(dir, fresh)) {
+  for (const e of listing) {
     const m = /^\.{1,2}(.+?)\.(\d+)\.([0-9a-z]+)\.tmp(?:\.(\d+)\.(\d+)\.tmp)?$/.exec(e);
     if (m === null || !names.has(m[1] as string)) continue;
     any = true;
@@ -151,6 +155,13 @@ function scanTemps(files: CheckpointFiles, fresh = false): { dead: string[]; any
 const cleanFolders = new Map<string, string>();
 /** Bound of {@link cleanFolders} (it is cleared when full). */
 const CLEAN_FOLDERS_MAX = 4096;
+/**
+ * The temporaries a quiet folder held when {@link prepareRead} listed it, with its `dev:ino:mtimeNs`:
+ * the next set read from that folder while the stamp is the same needs no listing (any entry made or
+ * removed since changes the mtime; the folder was quiet, so that change cannot hide in the same clock
+ * tick). Loading 60 checkpoints of a folder of 50,000 files took 29 ms each, one listing per set.
+ */
+const quietListings = new Map<string, { stamp: string; temps: string[] }>();
 /** How long a folder must have been unchanged before a clean scan of it is remembered (2 s, in ns). */
 const QUIET_NS = 2_000_000_000n;
 
@@ -243,7 +254,13 @@ export function prepareRead(files: CheckpointFiles, timeoutMs = 10_000): (final:
   if (stamp !== undefined && cleanFolders.get(files.weights) === stamp) return identity;
   const pending = existsSync(files.journal);
   if (!pending && !existsSync(files.lock)) {
-    const temps = scanTemps(files, true);
+    const known = quietListings.get(dir);
+    const listing = quiet && stamp !== undefined && known?.stamp === stamp ? known.temps : tempsIn(dir, true);
+    if (quiet && stamp !== undefined) {
+      if (quietListings.size >= CLEAN_FOLDERS_MAX) quietListings.clear();
+      quietListings.set(dir, { stamp, temps: listing });
+    }
+    const temps = scanTemps(files, true, listing);
     if (temps.dead.length === 0) {
       if (stamp !== undefined && quiet && !temps.any) {
         if (cleanFolders.size >= CLEAN_FOLDERS_MAX) cleanFolders.clear();
