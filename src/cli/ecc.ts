@@ -142,7 +142,9 @@ const protectUsage = `tensorvault protect <file> [options]
   Write <file>.tvecc: per-chunk digests and interleaved Reed-Solomon parity that locate and repair
   damage to the file (and to the sidecar itself). docs/formats/ecc-sidecar.md.
 
-  --level L          low (32+2, 6.25 %), medium (16+2, 12.5 %, default), high (10+4, 40 %)
+  --level L          low (6.25 % parity), medium (12.5 %, default), high (40 %); format v2 repairs
+                     any that share of the chunks (a 1 GiB file at medium: any 128 chunks of 1 MiB),
+                     v1 stripes of 32+2, 16+2, 10+4 (2, 2, 4 damaged chunks per stripe)
   --k N --m N --chunk-size S
                      custom code: N data + N parity chunks per stripe, chunk size (power of two, 4k..1G)
   --digest D         chunk digest: blake3 (default, fastest verify) or sha256 (the chunk tree's leaves)
