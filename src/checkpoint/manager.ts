@@ -3,7 +3,7 @@
  * one at a time off the event loop, pruned to the last N and the best K by a metric, restored with a
  * fall-back to the newest checkpoint that verifies.
  */
-import { existsSync, promises as fsp, readdirSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import type { TensorsToSave } from '../safetensors/writer';
@@ -111,6 +111,16 @@ export class CheckpointManager {
 
   /** Every checkpoint of the run, oldest first (from the folder). */
   list(): ManagedCheckpoint[] {
+    return this.#sets().map((c) => ({ ...c, ...this.#metricsOf(c.path) }));
+  }
+
+  /**
+   * The steps and paths of the run's checkpoints, oldest first, after finishing interrupted saves and
+   * prunes: what `latest()`, `restore()` and a prune without `keepBest` need, without reading every
+   * sidecar (a run that keeps many checkpoints paid one sidecar read and seal check per checkpoint on
+   * every save and every `latest()`: saves took 6.4 ms with 100 kept, 17 ms with 400).
+   */
+  #sets(): { step: number; path: string }[] {
     let names: string[];
     try {
       names = readdirSync(this.dir);
@@ -137,15 +147,37 @@ export class CheckpointManager {
         lock.release();
       }
     }
-    const out: ManagedCheckpoint[] = [];
+    const out: { step: number; path: string }[] = [];
     for (const name of sets.size > 0 ? readdirSync(this.dir) : names) {
       const m = NAME.exec(name);
       if (m === null) continue;
-      const step = Number(m[1]);
-      const path = join(this.dir, name);
-      out.push({ step, path, ...this.#metricsOf(path) });
+      out.push({ step: Number(m[1]), path: join(this.dir, name) });
     }
     return out.sort((a, b) => a.step - b.step);
+  }
+
+  /** Metrics read by {@link CheckpointManager.#rankedMetricsOf}, by weights path, with the files' stamps. */
+  #metricCache = new Map<string, { stamp: string; value: Pick<ManagedCheckpoint, 'metrics' | 'sidecar'> }>();
+
+  /**
+   * {@link CheckpointManager.#metricsOf} for ranking by `keepBest`: reused while the weights and the
+   * sidecars keep their inode, mtime and size. A sidecar that rots afterwards keeps its checked metrics
+   * for the ranking (the values it was saved with); a deletion checks the sidecar afresh.
+   */
+  #rankedMetricsOf(path: string): Pick<ManagedCheckpoint, 'metrics' | 'sidecar'> {
+    const files = checkpointFiles(path);
+    const stamp = [files.weights, files.meta, files.json]
+      .map((f) => {
+        const st = statSync(f, { bigint: true, throwIfNoEntry: false });
+        return st === undefined ? '-' : `${st.dev}:${st.ino}:${st.mtimeNs}:${st.size}`;
+      })
+      .join('|');
+    const hit = this.#metricCache.get(path);
+    if (hit !== undefined && hit.stamp === stamp) return hit.value;
+    const value = this.#metricsOf(path);
+    if (this.#metricCache.size >= 65_536) this.#metricCache.clear();
+    this.#metricCache.set(path, { stamp, value });
+    return value;
   }
 
   /**
@@ -182,7 +214,7 @@ export class CheckpointManager {
 
   /** The newest step, or undefined when the run has none. */
   latest(): number | undefined {
-    return this.list().at(-1)?.step;
+    return this.#sets().at(-1)?.step;
   }
 
   /**
@@ -262,12 +294,17 @@ export class CheckpointManager {
    * recover it from): it is kept, and a `damaged` event names it on every prune.
    */
   async prune(): Promise<number[]> {
-    const all = this.list();
+    const ranked = this.#o.keepBest > 0 && this.#o.metric !== undefined;
+    const all: ManagedCheckpoint[] = this.#sets().map((c) => ({
+      ...c,
+      ...(ranked ? this.#rankedMetricsOf(c.path) : { metrics: {}, sidecar: 'unchecked' as const }),
+    }));
     const keep = this.kept(all);
     const removed: number[] = [];
     for (const c of all) {
       if (keep.has(c.step)) continue;
-      if (c.sidecar === 'damaged') {
+      // What is deleted is checked now, whatever the ranking read earlier.
+      if (this.#metricsOf(c.path).sidecar === 'damaged') {
         publish({ event: 'damaged', path: c.path, part: 'sidecar', op: 'prune', action: 'kept' });
         continue;
       }
@@ -297,7 +334,7 @@ export class CheckpointManager {
     step?: number,
     options: Omit<LoadCheckpointOptions, 'verify'> = {},
   ): Promise<{ checkpoint: Checkpoint; report: RestoreReport }> {
-    const all = this.list()
+    const all = this.#sets()
       .filter((c) => step === undefined || c.step <= step)
       .reverse();
     if (step !== undefined && !all.some((c) => c.step === step)) {
