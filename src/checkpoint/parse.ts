@@ -156,8 +156,12 @@ function fastDoc(o: NativeCheckpointOpen): { doc: Record<string, unknown>; leave
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
   const block = (v as Record<string, unknown>).tensorvault as Record<string, unknown> | undefined;
   if (typeof block !== 'object' || block === null || block.leaves !== '') return undefined;
-  const leaves: LeafSource = { byteLength: o.leafBytes(), hex: (first, count) => o.leavesHex(first, count) };
-  return { doc: v as Record<string, unknown>, leaves };
+  return { doc: v as Record<string, unknown>, leaves: leafSourceOf(o) };
+}
+
+/** The leaves the addon decoded and checked, kept there: read as hex on demand (see `LeafSource`). */
+function leafSourceOf(o: NativeCheckpointOpen): LeafSource {
+  return { byteLength: o.leafBytes(), hex: (first, count) => o.leavesHex(first, count) };
 }
 
 /**
@@ -220,11 +224,10 @@ function openFast(
     outboard?.close();
     return undefined;
   }
-  const leaves: LeafSource = { byteLength: o.leafBytes(), hex: (first, count) => o.leavesHex(first, count) };
   // The header was checked through the outboard's pieces (0: by its digest): those pieces are verified.
   return {
     fields: JSON.parse(text) as CheckedFields,
-    leaves,
+    leaves: leafSourceOf(o),
     sealChecked: o.sealChecked(),
     opened: { file, outboard, headerPieces: o.headerPieces() },
   };
