@@ -25,23 +25,22 @@ export function zip(members: [name: string, data: Buffer, deflate?: boolean][]):
     const n = Buffer.from(name);
     const body = deflate ? deflateRawSync(data) : data;
     const crc = crc32(data) >>> 0;
-    const local = Buffer.alloc(30);
+    // The local header and the central directory entry share their fields from "version needed";
+    // the central entry has "version made by" before it, so they sit 2 bytes further on.
+    const shared = (b: Buffer, at: number): Buffer => {
+      b.writeUInt16LE(20, at); // version needed
+      b.writeUInt16LE(deflate ? 8 : 0, at + 4);
+      b.writeUInt32LE(crc, at + 10);
+      b.writeUInt32LE(body.length, at + 14);
+      b.writeUInt32LE(data.length, at + 18);
+      b.writeUInt16LE(n.length, at + 22);
+      return b;
+    };
+    const local = shared(Buffer.alloc(30), 4);
     local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(deflate ? 8 : 0, 8);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(body.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(n.length, 26);
-    const central = Buffer.alloc(46);
+    const central = shared(Buffer.alloc(46), 6);
     central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE(20, 4);
-    central.writeUInt16LE(20, 6);
-    central.writeUInt16LE(deflate ? 8 : 0, 10);
-    central.writeUInt32LE(crc, 16);
-    central.writeUInt32LE(body.length, 20);
-    central.writeUInt32LE(data.length, 24);
-    central.writeUInt16LE(n.length, 28);
+    central.writeUInt16LE(20, 4); // version made by
     central.writeUInt32LE(off, 42);
     parts.push(local, n, body);
     dir.push(central, n);
