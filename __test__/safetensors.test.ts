@@ -97,6 +97,42 @@ describe('saveSafetensors / openSafetensors', () => {
     expect((await tv.openSafetensors(q)).tensor('y').data).toEqual(new Float64Array([1]));
   });
 
+  // Node 24 and later have Float16Array: a bare one was refused as "a DataView" before.
+  const F16 = (globalThis as { Float16Array?: new (v: number[]) => tv.Float16ArrayLike }).Float16Array;
+  it.skipIf(F16 === undefined)(
+    'writes a bare Float16Array as F16 (Node 24+), in saves and checkpoints',
+    async () => {
+      const a = new (F16 as new (v: number[]) => tv.Float16ArrayLike)([1.5, -2, 65504, 0.000061035156]);
+      const bits = [0x3e00, 0xc000, 0x7bff, 0x0400];
+      const p = tmp();
+      await tv.saveSafetensors(p, { a });
+      const f = await tv.openSafetensors(p);
+      expect(f.tensor('a')).toMatchObject({ dtype: 'F16', shape: [4] });
+      expect(Array.from(f.tensor('a').data as Uint16Array)).toEqual(bits);
+      f.close();
+      const q = tmp();
+      await tv.saveCheckpoint(q, { a });
+      const c = await tv.loadCheckpoint(q);
+      expect(Array.from((await c.tensor('a')).data as Uint16Array)).toEqual(bits);
+      c.close();
+    },
+  );
+
+  it('a view with no dtype of its own is refused with a message that names it', async () => {
+    const cases: [ArrayBufferView, string][] = [
+      [new DataView(new ArrayBuffer(8)), 'DataView'],
+      [new Uint8ClampedArray(4), 'Uint8ClampedArray'],
+    ];
+    for (const [v, kind] of cases) {
+      const err = await tv.saveSafetensors(tmp(), { v: v as tv.TensorArray }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+      expect((err as Error).message).toContain(`a ${kind} has no dtype of its own`);
+    }
+  });
+
   it('streams async sources chunk by chunk and checks their byte counts', async () => {
     const p = tmp();
     async function* gen() {

@@ -230,6 +230,7 @@ export {
   type ChunkOptions,
   DTYPES,
   type Dtype,
+  type Float16ArrayLike,
   isDtype,
   type OpenSafetensorsOptions,
   openSafetensors,

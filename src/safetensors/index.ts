@@ -21,6 +21,7 @@ export {
   saveShardedSafetensors,
 } from './sharded';
 export {
+  type Float16ArrayLike,
   type SaveSafetensorsOptions,
   type SaveSafetensorsResult,
   saveSafetensors,

@@ -28,9 +28,9 @@ export interface TensorInput {
  * as a 1-D tensor of its element type), or an iterable of `[name, input]` pairs.
  */
 export type TensorsToSave =
-  | Readonly<Record<string, TensorInput | TensorArray>>
-  | ReadonlyMap<string, TensorInput | TensorArray>
-  | Iterable<readonly [string, TensorInput | TensorArray]>;
+  | Readonly<Record<string, TensorInput | TensorArray | Float16ArrayLike>>
+  | ReadonlyMap<string, TensorInput | TensorArray | Float16ArrayLike>
+  | Iterable<readonly [string, TensorInput | TensorArray | Float16ArrayLike]>;
 
 /** Options of {@link saveSafetensors}. */
 export interface SaveSafetensorsOptions extends JobOptions {
@@ -48,7 +48,20 @@ export interface SaveSafetensorsResult {
   names: string[];
 }
 
+/**
+ * `Float16Array` where the runtime has it (Node 24 and later; not Node 20 or 22), typed structurally
+ * so that the declarations need no `lib` that names it.
+ */
+export interface Float16ArrayLike extends ArrayBufferView {
+  readonly [Symbol.toStringTag]: 'Float16Array';
+  readonly BYTES_PER_ELEMENT: 2;
+}
+
+const Float16ArrayCtor = (globalThis as { Float16Array?: abstract new (...args: never[]) => object })
+  .Float16Array;
+
 function dtypeOfArray(a: ArrayBufferView): Dtype | undefined {
+  if (Float16ArrayCtor !== undefined && a instanceof Float16ArrayCtor) return 'F16';
   if (a instanceof Float64Array) return 'F64';
   if (a instanceof Float32Array) return 'F32';
   if (a instanceof BigInt64Array) return 'I64';
@@ -60,6 +73,12 @@ function dtypeOfArray(a: ArrayBufferView): Dtype | undefined {
   if (a instanceof Int8Array) return 'I8';
   if (a instanceof Uint8Array) return 'U8';
   return undefined;
+}
+
+/** The class name of a view (`DataView`, `Uint8ClampedArray`, …) for messages. */
+function kindOfView(v: ArrayBufferView): string {
+  const tag = Object.prototype.toString.call(v).slice(8, -1);
+  return tag === 'Object' ? 'view' : tag;
 }
 
 /** @internal A tensor to save, checked and normalised. */
@@ -104,7 +123,7 @@ export function prepare(tensors: TensorsToSave): Prepared[] {
       if (dtype === undefined) {
         throw invalidArgument(
           'tensors',
-          `tensor ${JSON.stringify(name)}: pass { dtype, shape, data } for a DataView`,
+          `tensor ${JSON.stringify(name)}: a ${kindOfView(value)} has no dtype of its own; pass { dtype, shape, data }`,
         );
       }
       const bpe = BITS[dtype] / 8;
