@@ -1247,6 +1247,7 @@ describe('arguments', () => {
     await tv.saveSafetensors(bare, small());
     const e = await rejects(tv.loadCheckpoint(bare));
     expect([e.code, e.context.reason]).toEqual(['TV_CHECKPOINT_INVALID', 'no_sidecar']);
+    expect(e.message).toContain('a plain safetensors file opens with openSafetensors');
   });
 });
 

@@ -309,7 +309,7 @@ function parseWith(
         throw invalid(
           path,
           'no_sidecar',
-          `no checkpoint sidecar (${basename(files.meta)} or ${basename(files.json)})`,
+          `no checkpoint sidecar (${basename(files.meta)} or ${basename(files.json)}): a plain safetensors file opens with openSafetensors`,
         );
       }
       throw new TensorVaultError(ErrorCode.NOT_FOUND, `${path}: no such checkpoint`, { path });
