@@ -33,7 +33,20 @@ describe('ring log across process death', () => {
       'the error line',
       'pending at exit',
     ]);
-    expect(existsSync(`${file}.lock`)).toBe(false); // released by the exit hook
+    // Held until the process ended (the kernel released it); the next writer takes it over at once.
+    const next = new tv.RingFileLog(file, { capacityLines: 100 });
+    expect(next.stats().records).toBe(3);
+    next.close();
+    expect(existsSync(`${file}.lock`)).toBe(false);
+  });
+
+  it('the lock is held through the exit event, and a record logged by a later exit listener is written', () => {
+    const file = join(dir, 'exit-listener.log');
+    const r = runChild('exit-listener', file);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe('second writer during exit: TV_LOCKED\n');
+    expect(records(file).map((x) => x.msg)).toEqual(['pending at exit', 'logged by a later exit listener']);
   });
 
   it('an idle process with only pending records exits at once (the timer is unref’d) and writes them', () => {

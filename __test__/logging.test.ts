@@ -1,6 +1,16 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { spawnSync } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -167,6 +177,18 @@ describe('RingFileLog: PyFolds behaviours', () => {
     expect(msgs(path)).toEqual(['r6', 'r7']);
   });
 
+  it('opening with another capacity and closing without logging leaves the file as it was', () => {
+    const path = fresh();
+    const a = new tv.RingFileLog(path, { capacityLines: 50, flushIntervalMs: 0 });
+    for (let i = 1; i <= 40; i++) a.info(`r${i}`);
+    a.close();
+    const before = readFileSync(path);
+    // A reader that opens it with the default capacity of 1000, or a smaller one: nothing logged.
+    for (const capacityLines of [10, 1000]) new tv.RingFileLog(path, { capacityLines }).close();
+    expect(readFileSync(path).equals(before)).toBe(true);
+    expect(msgs(path)).toHaveLength(40);
+  });
+
   it('loads a PyFolds plain text log and converts it at the first write', () => {
     const path = fresh('pyfolds.log');
     mkdirSync(join(path, '..'), { recursive: true });
@@ -267,6 +289,60 @@ describe('RingFileLog: records', () => {
     expect(tv.readRingLog(path).records.map((r) => r.raw)).toEqual(['{"custom":1}', '"a text record"']);
     expectCode(() => log.appendLine('{"a":1}\n{"b":2}', 30), 'TV_INVALID_ARGUMENT');
     log.close();
+  });
+
+  it('appendLine stores a line that is not JSON (a pretty-printed record) as a JSON string, never as damage', () => {
+    const path = fresh();
+    const dest = tv.ringDestination(path, { flushIntervalMs: 0 });
+    const log = dest.log;
+    dest.write('[12:00:01] INFO: a pretty-printed line\n');
+    log.appendLine('not json either', 30);
+    log.appendLine('{"level":30,"msg":"json"}', 30);
+    log.appendLine('{broken', 30);
+    const r = tv.readRingLog(path);
+    expect(r.skipped).toBe(0);
+    expect(r.records.map((x) => x.value)).toEqual([
+      '[12:00:01] INFO: a pretty-printed line',
+      'not json either',
+      { level: 30, msg: 'json' },
+      '{broken',
+    ]);
+    log.close();
+  });
+
+  it('fields that throw when read, a revoked proxy, a cyclic cause and an AggregateError', () => {
+    const path = fresh();
+    const log = new tv.RingFileLog(path, { flushIntervalMs: 0 });
+    const getter = {
+      get boom(): never {
+        throw new Error('getter boom');
+      },
+    };
+    log.info('getter', getter);
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    expectCode(() => log.info('revoked', proxy), 'TV_INVALID_ARGUMENT');
+    const a = new Error('a');
+    const b = new Error('b', { cause: a });
+    a.cause = b;
+    log.info('cyclic', { err: a });
+    log.info('aggregate', { err: new AggregateError([new Error('inner1'), new Error('inner2')], 'outer') });
+    log.close();
+    const [g, c, ag] = tv.readRingLog(path).records.map((r) => r.value as Record<string, unknown>);
+    expect(g).toMatchObject({ msg: 'getter', fieldsError: 'getter boom' });
+    expect(c).toMatchObject({
+      msg: 'cyclic',
+      err: { type: 'Error', message: 'a', cause: { message: 'b', cause: '[Circular]' } },
+    });
+    expect(c?.fieldsError).toBeUndefined();
+    expect(ag).toMatchObject({
+      msg: 'aggregate',
+      err: {
+        type: 'AggregateError',
+        message: 'outer',
+        errors: [{ message: 'inner1' }, { message: 'inner2' }],
+      },
+    });
   });
 });
 
@@ -417,6 +493,42 @@ describe('RingFileLog: damaged files', () => {
     expectCode(() => tv.readRingLog(q), 'TV_CORRUPT');
   });
 
+  it('a file larger than the longest string V8 makes is read and reopened (it threw ERR_STRING_TOO_LONG)', () => {
+    // 2 MiB records: a window of 200 with the default slack of 4,096 lets the file grow past 512 MiB.
+    const p = ringFile(`${JSON.stringify({ tvring: 1, capacity: 200 })}\n`);
+    const line = Buffer.from(`${JSON.stringify({ level: 'info', msg: 'big', pad: 'x'.repeat(2 << 20) })}\n`);
+    const fd = openSync(p, 'a');
+    const count = Math.ceil((bufferConstants.MAX_STRING_LENGTH + 1) / line.length) + 1;
+    for (let i = 0; i < count; i++) writeSync(fd, line);
+    closeSync(fd);
+    try {
+      const r = tv.readRingLog(p);
+      expect(r).toMatchObject({ format: 'tvring1', capacity: 200, recordsInFile: count, skipped: 0 });
+      expect(r.records).toHaveLength(200);
+      const log = new tv.RingFileLog(p, { capacityLines: 200 });
+      expect(log.stats()).toMatchObject({ records: 200, recordsInFile: count });
+      log.close();
+    } finally {
+      rmSync(p, { force: true });
+    }
+  }, 120_000);
+
+  it('a damaged header line is a damaged ring log, not plain text: records stay records', () => {
+    const body = `${rec('one')}\n${rec('two')}\n`;
+    for (const header of ['{"tvring":1,"capac\u0001ty":10}', '{"tvring":1,"capacity":1', '{"tvring"]']) {
+      const p = ringFile(`${header}\n${body}`);
+      const r = tv.readRingLog(p);
+      expect(r).toMatchObject({ format: 'tvring1', capacity: undefined, skipped: 1 });
+      expect(r.records.map((x) => (x.value as { msg: string }).msg)).toEqual(['one', 'two']);
+      // The next writer keeps them as records and writes a good header.
+      const log = new tv.RingFileLog(p, { capacityLines: 10, flushIntervalMs: 0 });
+      log.info('three');
+      log.close();
+      expect(tv.readRingLog(p)).toMatchObject({ format: 'tvring1', capacity: 10, skipped: 0 });
+      expect(msgs(p)).toEqual(['one', 'two', 'three']);
+    }
+  });
+
   it('readRingLog: missing file TV_NOT_FOUND, empty file, a torn header', () => {
     expectCode(() => tv.readRingLog(join(dir, 'missing.log')), 'TV_NOT_FOUND');
     expect(tv.readRingLog(ringFile('')).records).toEqual([]);
@@ -472,6 +584,13 @@ describe('RingFileLog: one writer per file', () => {
     b.close();
     expect(msgs(path)).toEqual(['from a', 'from b']);
     expect(existsSync(`${path}.lock`)).toBe(false);
+  });
+
+  it('many logs open at once add no exit listener each (no MaxListenersExceededWarning)', () => {
+    const before = process.listenerCount('exit');
+    const logs = Array.from({ length: 12 }, (_, i) => new tv.RingFileLog(fresh(`many-${i}.log`)));
+    expect(process.listenerCount('exit') - before).toBeLessThanOrEqual(1);
+    for (const l of logs) l.close();
   });
 
   it('a lock file nobody holds is taken over whatever it says (dead pid, reused pid 1, our own pid, torn)', () => {

@@ -26,6 +26,21 @@ export interface AcquireLockOptions {
   timeoutMs?: number;
   /** Builds the `TV_LOCKED` message from the holder's description. */
   describe?: (holder: LockHolder) => string;
+  /**
+   * Release the lock (and remove its file) in the process's `exit` event (default true). The ring log
+   * passes false: it still writes during `exit` (its pending records, then records logged by later
+   * `exit` listeners), so its lock is held until the process ends and the kernel lets go of it; the
+   * lock file stays behind and the next writer takes it over.
+   */
+  releaseAtExit?: boolean;
+}
+
+/** Locks released in the process's `exit` event: one listener for all of them, not one per lock. */
+const releasedAtExit = new Set<WriterLock>();
+let exitListener = false;
+
+function releaseAllAtExit(): void {
+  for (const lock of [...releasedAtExit]) lock.release();
 }
 
 const sleep = (ms: number): void => {
@@ -55,12 +70,17 @@ export class WriterLock {
   /** The lock file. */
   readonly path: string;
   #native: NativeFileLock;
-  readonly #onExit = (): void => this.release();
 
-  private constructor(path: string, lock: NativeFileLock) {
+  private constructor(path: string, lock: NativeFileLock, releaseAtExit: boolean) {
     this.path = path;
     this.#native = lock;
-    process.once('exit', this.#onExit);
+    if (releaseAtExit) {
+      releasedAtExit.add(this);
+      if (!exitListener) {
+        process.on('exit', releaseAllAtExit);
+        exitListener = true;
+      }
+    }
   }
 
   /**
@@ -75,6 +95,7 @@ export class WriterLock {
         return new WriterLock(
           path,
           callNative(() => native().lockFile(path, holderLine())),
+          options.releaseAtExit ?? true,
         );
       } catch (err) {
         if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.LOCKED) throw err;
@@ -143,7 +164,7 @@ export class WriterLock {
   /** Remove the lock file and release the lock. Idempotent. */
   release(): void {
     if (!this.#native.held) return;
-    process.removeListener('exit', this.#onExit);
+    releasedAtExit.delete(this);
     this.#native.release();
   }
 

@@ -5,31 +5,44 @@ export type LogFields = Readonly<Record<string, unknown>>;
 
 const RESERVED = new Set(['time', 'level', 'msg']);
 
-function replacer(_key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return value.toString();
-  if (value instanceof Error) {
-    const e = value as Error & { code?: unknown };
-    return {
-      type: e.name,
-      message: e.message,
-      stack: e.stack,
-      ...(e.code !== undefined ? { code: e.code } : {}),
-      ...(e.cause !== undefined ? { cause: e.cause } : {}),
-    };
-  }
-  return value;
+/**
+ * The JSON replacer of one record. An `Error` becomes `{ type, message, stack, code?, errors?, cause? }`
+ * (`errors`: an `AggregateError`'s). Each is a new object, so JSON's own cycle check never sees an error
+ * again: an error met a second time in the same record (a `cause` that leads back to it) is written as
+ * `"[Circular]"`, where the record used to lose all its fields to a stack overflow.
+ */
+function replacerFor(): (key: string, value: unknown) => unknown {
+  const seen = new WeakSet<Error>();
+  return (_key, value) => {
+    if (typeof value === 'bigint') return value.toString();
+    if (value instanceof Error) {
+      if (seen.has(value)) return '[Circular]';
+      seen.add(value);
+      const e = value as Error & { code?: unknown; errors?: unknown };
+      return {
+        type: e.name,
+        message: e.message,
+        stack: e.stack,
+        ...(e.code !== undefined ? { code: e.code } : {}),
+        ...(value instanceof AggregateError && Array.isArray(e.errors) ? { errors: e.errors } : {}),
+        ...(e.cause !== undefined ? { cause: e.cause } : {}),
+      };
+    }
+    return value;
+  };
 }
 
 /** Serialise one record as a single JSON line (newlines inside strings are escaped by JSON). */
 export function serialise(level: string | number, msg: string, fields: LogFields | undefined): string {
   const rec: Record<string, unknown> = { time: new Date().toISOString(), level, msg };
-  if (fields !== undefined) {
-    for (const k of Object.keys(fields)) if (!RESERVED.has(k)) rec[k] = fields[k];
-  }
   try {
-    return JSON.stringify(rec, replacer);
+    // Inside the try: a field's getter (or a revoked proxy) may throw, like a toJSON() can.
+    if (fields !== undefined) {
+      for (const k of Object.keys(fields)) if (!RESERVED.has(k)) rec[k] = fields[k];
+    }
+    return JSON.stringify(rec, replacerFor());
   } catch (err) {
-    // Circular structures and throwing toJSON(): keep the record, say why the fields are missing.
+    // Circular structures, throwing getters and toJSON(): keep the record, say why the fields are missing.
     return JSON.stringify({
       time: rec.time,
       level,

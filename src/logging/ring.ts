@@ -17,6 +17,7 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import { disposeSymbol } from '../dispose';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import {
@@ -28,7 +29,7 @@ import {
   writeAllAt,
 } from '../io/index';
 import { describeValue, optionsObject, requiredInteger } from '../validate';
-import { headerLine, LEVELS, type LevelName, parseRingLog } from './format';
+import { headerLine, LEVELS, type LevelName, linesBuffer, parseRingLog } from './format';
 import { type LogFields, Ring, serialise } from './record';
 
 export type { LogFields } from './record';
@@ -88,12 +89,8 @@ const diag = channel(RING_LOG_CHANNEL);
 
 const open = new Set<RingFileLog>();
 let exitHookInstalled = false;
+/** The process's `exit` event has begun: every record is written as it is logged. */
 let exiting = false;
-
-function onExit(): void {
-  exiting = true;
-  for (const log of [...open]) log.close();
-}
 
 /**
  * The default `onError`: a process warning, or, during the `exit` event (when warnings, emitted on the
@@ -111,6 +108,21 @@ function resolveLevel(level: unknown, argument: string): number {
     argument,
     `${argument} must be one of ${Object.keys(LEVELS).join(', ')} or a number, got ${describeValue(level)}`,
   );
+}
+
+/**
+ * `line` as one JSON value: pino's and winston's records (`{…}`) and any other valid JSON as they are;
+ * anything else (a pretty-printed or plain text line from a formatter upstream) as a JSON string. It
+ * was stored as it came, and the reader then dropped it as a damaged line.
+ */
+function asJsonLine(line: string): string {
+  if (line.charCodeAt(0) === 0x7b && line.charCodeAt(line.length - 1) === 0x7d) return line;
+  try {
+    JSON.parse(line);
+    return line;
+  } catch {
+    return JSON.stringify(line);
+  }
 }
 
 /** Smallest default compaction slack (records), so small windows are not rewritten every few records. */
@@ -217,6 +229,9 @@ export class RingFileLog {
       throw ioError(err, dirname(this.path));
     }
     this.#lock = WriterLock.acquire(`${this.path}.lock`, {
+      // Held through the `exit` event (see #atExit): the kernel releases it when the process ends. A
+      // worker thread ends without its process, so it lets go of the lock in its `exit` event.
+      releaseAtExit: !isMainThread,
       describe: (h) =>
         `${this.path} is already open for writing by ${h.pid === process.pid ? 'another logger in this process' : h.pid !== undefined ? `process ${h.pid} on ${h.hostname ?? 'an unknown host'}` : 'another process'} (lock ${this.path}.lock); one writer per file`,
     });
@@ -229,16 +244,33 @@ export class RingFileLog {
     this.#lastWrite = performance.now();
     open.add(this);
     if (!exitHookInstalled) {
-      process.on('exit', onExit);
+      process.on('exit', () => RingFileLog.#atExit());
       exitHookInstalled = true;
+    }
+  }
+
+  /**
+   * The process's `exit` event: every open log writes its pending records. In the main thread the logs
+   * stay open with their locks held (released by the kernel when the process ends, an instant later):
+   * a record logged by an `exit` listener that runs after this one is written at once, and no other
+   * process can take the file over while this one still writes it. (A lock released here let another
+   * process load the file before the last records were written, which then overwrote its own; and a
+   * record logged from a later `exit` listener threw `TV_CLOSED`.) A worker thread's logs are closed,
+   * since its process goes on.
+   */
+  static #atExit(): void {
+    exiting = true;
+    for (const log of [...open]) {
+      if (isMainThread) {
+        if (log.#pending > 0) log.#flushReporting();
+      } else log.close();
     }
   }
 
   #load(): void {
     const bytes = readRegularFileSync(this.path, true);
     if (bytes === undefined) return; // created at the first write
-    const text = bytes.toString('utf8');
-    const contents = parseRingLog(text, this.path, this.capacityLines);
+    const contents = parseRingLog(bytes, this.path, this.capacityLines);
     for (const r of contents.records) this.#ring.push(r.raw);
     // Stale temp file of a writer that died mid-compaction (we hold the lock: it is not in use).
     this.#removeTemp();
@@ -280,7 +312,15 @@ export class RingFileLog {
     const label = typeof level === 'string' ? level : value;
     if (typeof msg !== 'string')
       throw invalidArgument('msg', `msg must be a string, got ${describeValue(msg)}`);
-    if (fields !== undefined) optionsObject(fields, 'fields');
+    if (fields !== undefined) {
+      try {
+        optionsObject(fields, 'fields');
+      } catch (err) {
+        // A revoked proxy throws a TypeError from Array.isArray.
+        if (err instanceof TensorVaultError) throw err;
+        throw invalidArgument('fields', `fields cannot be read: ${(err as Error)?.message ?? String(err)}`);
+      }
+    }
     this.#add(serialise(label, msg, fields), value);
   }
 
@@ -310,8 +350,8 @@ export class RingFileLog {
   }
 
   /**
-   * Add one pre-serialised record: `line` must be a single JSON value without newline (pino's and
-   * winston's JSON lines are). `level` is its numeric level on the scale of `flushLevel`. Used by the
+   * Add one pre-serialised record: `line` is a single JSON value without newline (pino's and winston's
+   * JSON lines are); a line that is not JSON is stored as a JSON string. `level` is its numeric level on the scale of `flushLevel`. Used by the
    * pino destination and the winston transport.
    */
   appendLine(line: string, level: number): void {
@@ -320,7 +360,7 @@ export class RingFileLog {
     }
     if (typeof level !== 'number' || Number.isNaN(level))
       throw invalidArgument('level', `level must be a number, got ${describeValue(level)}`);
-    this.#add(line, level);
+    this.#add(asJsonLine(line), level);
   }
 
   #add(line: string, level: number): void {
@@ -329,7 +369,7 @@ export class RingFileLog {
     }
     this.#ring.push(line);
     this.#pending++;
-    if (level >= this.flushLevel || this.flushIntervalMs === 0) {
+    if (level >= this.flushLevel || this.flushIntervalMs === 0 || exiting) {
       this.#flushReporting();
       return;
     }
@@ -425,7 +465,7 @@ export class RingFileLog {
 
   #append(count: number): void {
     const fd = this.#fd as number;
-    const buf = Buffer.from(`${this.#ring.tail(count).join('\n')}\n`, 'utf8');
+    const buf = linesBuffer(undefined, this.#ring.tail(count));
     try {
       writeAllAt(fd, buf, this.#size);
       if (this.#fsync) fdatasyncSync(fd);
@@ -447,11 +487,7 @@ export class RingFileLog {
   #rewrite(): void {
     const started = performance.now();
     const lines = this.#ring.tail(this.capacityLines);
-    const body =
-      lines.length > 0
-        ? `${headerLine(this.capacityLines)}\n${lines.join('\n')}\n`
-        : `${headerLine(this.capacityLines)}\n`;
-    const buf = Buffer.from(body, 'utf8');
+    const buf = linesBuffer(headerLine(this.capacityLines), lines);
     let fd: number | undefined;
     try {
       fd = atomicWriteFileSync(this.path, buf, { keepOpen: true, tmpPath: this.#tempPath });
@@ -479,11 +515,13 @@ export class RingFileLog {
 
   /**
    * Write pending records, close the file and release the lock. Idempotent. Logging afterwards throws
-   * `TV_CLOSED`. A final write error is reported through `onError`.
+   * `TV_CLOSED`. A final write error is reported through `onError`. A log that logged nothing leaves
+   * the file as it found it (a different capacity or a plain text file is converted at the first
+   * write, not by opening and closing).
    */
   close(): void {
     if (this.#closed) return;
-    if (this.#pending > 0 || (this.#needsRewrite && this.#ring.count > 0)) this.#flushReporting();
+    if (this.#pending > 0) this.#flushReporting();
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
