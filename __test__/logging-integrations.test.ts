@@ -201,6 +201,26 @@ describe('winston transport (tensorvault/winston)', () => {
     logger.close();
   });
 
+  it("a flushLevel that is not one of the logger's levels is refused at set-up, and the file let go", () => {
+    const path = fresh();
+    expect(() =>
+      winston.createLogger({
+        format: winston.format.json(),
+        transports: [new RingTransport({ path, flushIntervalMs: 60_000, flushLevel: 'eror' })],
+      }),
+    ).toThrow(expect.objectContaining({ code: 'TV_INVALID_ARGUMENT', context: { argument: 'flushLevel' } }));
+    // A transport with the name right opens the same file at once: the refused one closed it.
+    const ok = new RingTransport({ path, flushLevel: 'error' });
+    ok.close();
+    // With syslog levels, 'crit' is one of them (and 'fatal' is not).
+    expect(() =>
+      winston.createLogger({
+        levels: winston.config.syslog.levels,
+        transports: [new RingTransport({ path, flushLevel: 'fatal' })],
+      }),
+    ).toThrow(expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }));
+  });
+
   it('honours the transport level filter and silent (standard transport options)', async () => {
     const path = fresh();
     const transport = new RingTransport({ path, flushIntervalMs: 0, level: 'warn' });

@@ -104,6 +104,19 @@ export class RingTransport extends Base {
       ...(onError !== undefined ? { onError } : {}),
     };
     this.ring = new RingFileLog(path, ringOptions);
+    // The logger's levels are known once it pipes into the transport (`logger.add`, `createLogger`): a
+    // `flushLevel` that is not one of them (a typo such as 'eror') would never match, and errors would
+    // then be written lazily. Refuse it there, at set-up, and let go of the file.
+    this.once('pipe', (logger: { levels?: Record<string, number> } | undefined) => {
+      const levels = logger?.levels;
+      if (levels !== undefined && !Object.hasOwn(levels, this.#flushLevel)) {
+        this.ring.close();
+        throw invalidArgument(
+          'flushLevel',
+          `flushLevel ${JSON.stringify(this.#flushLevel)} is not one of the logger's levels (${Object.keys(levels).join(', ')})`,
+        );
+      }
+    });
   }
 
   #isUrgent(level: unknown): boolean {
