@@ -49,6 +49,25 @@ describe('ring log across process death', () => {
     expect(records(file).map((x) => x.msg)).toEqual(['pending at exit', 'logged by a later exit listener']);
   });
 
+  it('a log in a worker thread writes its pending records when the worker exits, then lets go of the lock', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const file = join(dir, 'worker.log');
+    const dist = join(__dirname, '..', 'dist', 'index.js');
+    const w = new Worker(
+      `const { RingFileLog } = require(${JSON.stringify(dist)});
+       const log = new RingFileLog(${JSON.stringify(file)}, { capacityLines: 10, flushIntervalMs: 60000 });
+       log.info('pending in the worker');
+       process.exit(0);`,
+      { eval: true },
+    );
+    await new Promise((r) => w.once('exit', r));
+    expect(records(file).map((x) => x.msg)).toEqual(['pending in the worker']);
+    // The process goes on: the worker's lock was released (closed), so this one may write the file.
+    const log = new tv.RingFileLog(file, { capacityLines: 10 });
+    log.close();
+    expect(existsSync(`${file}.lock`)).toBe(false);
+  });
+
   it('an idle process with only pending records exits at once (the timer is unref’d) and writes them', () => {
     const file = join(dir, 'idle.log');
     const r = runChild('idle-exit', file);

@@ -229,9 +229,10 @@ export class RingFileLog {
       throw ioError(err, dirname(this.path));
     }
     this.#lock = WriterLock.acquire(`${this.path}.lock`, {
-      // Held through the `exit` event (see #atExit): the kernel releases it when the process ends. A
-      // worker thread ends without its process, so it lets go of the lock in its `exit` event.
-      releaseAtExit: !isMainThread,
+      // Released by #atExit, after the last records are written, not by the lock's own exit listener
+      // (which may run first): in a worker thread by close(); in the main thread by the kernel, when
+      // the process has ended.
+      releaseAtExit: false,
       describe: (h) =>
         `${this.path} is already open for writing by ${h.pid === process.pid ? 'another logger in this process' : h.pid !== undefined ? `process ${h.pid} on ${h.hostname ?? 'an unknown host'}` : 'another process'} (lock ${this.path}.lock); one writer per file`,
     });
@@ -351,8 +352,8 @@ export class RingFileLog {
 
   /**
    * Add one pre-serialised record: `line` is a single JSON value without newline (pino's and winston's
-   * JSON lines are); a line that is not JSON is stored as a JSON string. `level` is its numeric level on the scale of `flushLevel`. Used by the
-   * pino destination and the winston transport.
+   * JSON lines are); a line that is not JSON is stored as a JSON string. `level` is its numeric level
+   * on the scale of `flushLevel`. Used by the pino destination and the winston transport.
    */
   appendLine(line: string, level: number): void {
     if (typeof line !== 'string' || line.includes('\n')) {
