@@ -274,6 +274,52 @@ describe('writeFold', () => {
     });
     expect(readdirSync(dir).filter((n) => n.startsWith('bad') || n.includes('.bad.'))).toEqual([]);
   });
+
+  it('refuses names and state dicts its own reader would refuse (they were written, then unreadable)', async () => {
+    const path = join(dir, 'names.fold');
+    const f32 = (n: number) => ({ dtype: 'F32' as const, shape: [n], data: new Float32Array(n) });
+    const bad: unknown[] = [
+      [{ name: 'x'.repeat(5000), data: new Uint8Array(1) }],
+      [{ name: 'a\uD800', data: new Uint8Array(1) }],
+      [{ name: 'torch_state', stateDict: { __metadata__: f32(1) } }],
+      [{ name: 'torch_state', stateDict: { 'b\uDC00': f32(1) } }],
+      [{ name: 'torch_state', stateDict: { w: { dtype: 'F32', shape: [1] } } }],
+      [{ name: 'torch_state', stateDict: { w: { dtype: 'F32', shape: [-1], data: new Float32Array(1) } } }],
+      [{ name: 'torch_state', stateDict: { w: null } }],
+      [{ name: 'torch_state', stateDict: null }],
+    ];
+    for (const chunks of bad) {
+      await expect(tv.writeFold(path, chunks as tv.FoldChunkInput[])).rejects.toMatchObject({
+        code: 'TV_INVALID_ARGUMENT',
+      });
+    }
+    // A tensor named __proto__ is a tensor like any other, and a 4,096-byte name is accepted.
+    const sd = JSON.parse('{"__proto__": 0}') as Record<string, unknown>;
+    Object.defineProperty(sd, '__proto__', { value: f32(2), enumerable: true });
+    await tv.writeFold(path, [
+      { name: 'torch_state', stateDict: sd as Record<string, tv.FoldTensorInput> },
+      { name: 'n'.repeat(4096), data: new Uint8Array([7]) },
+    ]);
+    const f = await tv.openFold(path);
+    const state = await f.stateDict();
+    expect(state.names).toEqual(['__proto__']);
+    expect(state.tensor('__proto__').shape).toEqual([2]);
+    expect(Array.from(await f.bytes('n'.repeat(4096)))).toEqual([7]);
+    f.close();
+  });
+});
+
+describe('FoldFile.close()', () => {
+  it('while a chunk read is in flight: the read completes, the handle is released after it, later calls are TV_CLOSED', async () => {
+    for (const name of ['sample.fold', 'plain.fold']) {
+      const f = await tv.openFold(join(FIX, name));
+      const pending = f.bytes('torch_state');
+      expect(() => f.close()).not.toThrow();
+      expect((await pending).length).toBe(expected.files[name]?.chunks.torch_state?.payload_len);
+      await expect(f.bytes('llm_manifest')).rejects.toMatchObject({ code: 'TV_CLOSED' });
+      f.close();
+    }
+  });
 });
 
 describe('verifyFold / repairFold', () => {

@@ -133,6 +133,10 @@ export class FoldFile {
   readonly layout: { indexOffset: number; indexLength: number; fileLength: number };
   #handle: NativeFold | undefined;
   #cache = new Map<number, Promise<FoldChunk>>();
+  /** Chunk reads in flight on the native handle. */
+  #reading = 0;
+  /** A handle closed while reads were in flight: released when the last one settles. */
+  #closeWhenIdle: NativeFold | undefined;
 
   /** @internal */
   constructor(path: string, handle: NativeFold) {
@@ -203,6 +207,20 @@ export class FoldFile {
 
   async #read(i: number, signal: AbortSignal | undefined): Promise<FoldChunk> {
     const handle = this.#native();
+    this.#reading++;
+    try {
+      return await this.#readOn(handle, i, signal);
+    } finally {
+      this.#reading--;
+      const idle = this.#closeWhenIdle;
+      if (this.#reading === 0 && idle !== undefined) {
+        this.#closeWhenIdle = undefined;
+        idle.close();
+      }
+    }
+  }
+
+  async #readOn(handle: NativeFold, i: number, signal: AbortSignal | undefined): Promise<FoldChunk> {
     const info = this.chunks[i] as FoldChunkInfo;
     const r = await runJob('fold.read', signal === undefined ? {} : { signal }, (control) =>
       handle.readChunk(i, control),
@@ -314,11 +332,18 @@ export class FoldFile {
     };
   }
 
-  /** Release the native handle (views already handed out stay valid). */
+  /**
+   * Release the native handle (views already handed out stay valid). Reads already started complete;
+   * the handle is released when the last one settles (closing it under a running read threw an untyped
+   * N-API error and left the file open). Later calls throw `TV_CLOSED`. Idempotent.
+   */
   close(): void {
-    this.#handle?.close();
+    const handle = this.#handle;
     this.#handle = undefined;
     this.#cache.clear();
+    if (handle === undefined) return;
+    if (this.#reading > 0) this.#closeWhenIdle = handle;
+    else handle.close();
   }
 }
 

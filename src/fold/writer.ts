@@ -57,14 +57,57 @@ export interface WriteFoldOptions extends JobOptions {
   legacyDigests?: boolean;
 }
 
+/** Longest chunk name the reader accepts (bytes of UTF-8; `MAX_NAME_LEN` in the core's fold format). */
+const MAX_NAME_BYTES = 4096;
+
+/**
+ * A name the reader will accept back: well-formed Unicode (a lone surrogate was written as U+FFFD, so
+ * the chunk came back under another name) and at most 4096 bytes (the reader refused longer ones).
+ */
+function checkName(name: string, what: string): void {
+  // With the `u` flag a surrogate pair is one code point: only a lone surrogate matches.
+  if (/[\uD800-\uDFFF]/u.test(name)) {
+    throw invalidArgument(
+      'chunks',
+      `${what} ${JSON.stringify(name)} is not well-formed Unicode (a lone surrogate)`,
+    );
+  }
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes > MAX_NAME_BYTES) {
+    throw invalidArgument('chunks', `${what} of ${bytes} bytes: the limit is ${MAX_NAME_BYTES}`);
+  }
+}
+
 /** A safetensors file (no `__metadata__`) of `tensors`, in the given order, contiguous. */
 export function encodeStateDict(tensors: Readonly<Record<string, FoldTensorInput>>): Uint8Array {
-  const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
+  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors)) {
+    throw invalidArgument('chunks', 'stateDict must be an object of name → { dtype, shape, data }');
+  }
+  // No prototype: a tensor named `__proto__` is an entry like any other (on `{}` it set the prototype,
+  // and the tensor's bytes were written without a header entry).
+  const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> =
+    Object.create(null);
   const parts: Uint8Array[] = [];
   let at = 0;
   for (const [name, t] of Object.entries(tensors)) {
+    checkName(name, 'tensor');
+    if (name === '__metadata__') {
+      throw invalidArgument('chunks', 'a tensor may not be named __metadata__ (safetensors keeps that key)');
+    }
+    if (typeof t !== 'object' || t === null) {
+      throw invalidArgument('chunks', `tensor ${JSON.stringify(name)} must be { dtype, shape, data }`);
+    }
     if (!isDtype(t.dtype))
       throw invalidArgument('chunks', `tensor ${JSON.stringify(name)}: unknown dtype ${String(t.dtype)}`);
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw invalidArgument(
+        'chunks',
+        `tensor ${JSON.stringify(name)}: shape must be an array of non-negative integers`,
+      );
+    }
+    if (!ArrayBuffer.isView(t.data)) {
+      throw invalidArgument('chunks', `tensor ${JSON.stringify(name)}: data must be a typed array or Buffer`);
+    }
     const want = byteLengthOf(t.dtype, t.shape);
     const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     if (bytes.length !== want) {
@@ -95,6 +138,7 @@ function toNativeChunk(c: FoldChunkInput): NativeChunk {
   if (typeof c !== 'object' || c === null || typeof c.name !== 'string') {
     throw invalidArgument('chunks', 'each chunk must be an object with a string name');
   }
+  checkName(c.name, 'chunk name');
   if ('stateDict' in c) return { name: c.name, ctype: 'STEN', data: encodeStateDict(c.stateDict) };
   if ('json' in c) return { name: c.name, json: toFoldJson(c.json, `chunk ${JSON.stringify(c.name)}`) };
   if ('data' in c && c.data instanceof Uint8Array)
