@@ -82,6 +82,15 @@ describe('ErasureCodec (in memory)', () => {
     }
   });
 
+  it('a lost shard may be a hole in the array (never assigned), like null', () => {
+    const codec = new tv.ErasureCodec(4, 2);
+    const data = Array.from({ length: 4 }, (_, i) => bytes(1001, i + 40));
+    const all = [...data, ...codec.encode(data)];
+    const shards: (Uint8Array | null)[] = new Array(6);
+    for (const i of [1, 2, 3, 4]) shards[i] = all[i] as Uint8Array;
+    expect(codec.reconstruct(shards).map(sha)).toEqual(all.map(sha));
+  });
+
   it('encodes into and rebuilds in caller buffers without copying the present shards', () => {
     const codec = new tv.ErasureCodec(5, 3);
     const data = Array.from({ length: 5 }, (_, i) => bytes(70_001, i + 21));

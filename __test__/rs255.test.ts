@@ -138,10 +138,20 @@ describe('protection levels and names', () => {
   it('parses codec names', () => {
     expect(tv.eccFromName('rs(10)')?.parity).toBe(10);
     expect(tv.eccFromName('none')).toBeNull();
-    for (const bad of ['rs()', 'rs(016)', 'RS(16)', 'reed-solomon', 'rs(0)']) {
-      expect(thrown(() => tv.eccFromName(bad)).code).toBe('TV_ECC_UNKNOWN_CODEC');
+    // rs(0), rs(255) and rs(999) alike (rs(255) was TV_INVALID_ARGUMENT while rs(0) was not).
+    for (const bad of ['rs()', 'rs(016)', 'RS(16)', 'reed-solomon', 'rs(0)', 'rs(255)', 'rs(999)']) {
+      const e = thrown(() => tv.eccFromName(bad));
+      expect([e.code, e.context.name]).toEqual(['TV_ECC_UNKNOWN_CODEC', bad]);
     }
-    expect(thrown(() => tv.eccFromName('rs(255)')).code).toBe('TV_INVALID_ARGUMENT');
+  });
+
+  it('blockCount and eccLength require a length (they returned NaN without one)', () => {
+    const codec = new tv.RsCodec(16);
+    for (const bad of [undefined, -1, 1.5, Number.NaN, '10']) {
+      expect(thrown(() => codec.eccLength(bad as number)).code).toBe('TV_INVALID_ARGUMENT');
+      expect(thrown(() => codec.blockCount(bad as number)).code).toBe('TV_INVALID_ARGUMENT');
+    }
+    expect(codec.eccLength(0)).toBe(0);
   });
 
   it('validates the parity count', () => {

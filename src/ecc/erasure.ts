@@ -513,7 +513,9 @@ export class ErasureCodec {
     if (!Array.isArray(shards) || shards.length !== n) {
       throw invalidArgument('shards', `shards must be an array of ${n} entries (null for a lost shard)`);
     }
-    const list = shards.map((s) => (s === undefined ? null : s));
+    // Array.from, not map: a hole (a lost shard never assigned, `new Array(n)`) becomes null, where map
+    // kept it and the native call failed with "Get TypedArray info failed".
+    const list = Array.from(shards, (s) => (s === undefined ? null : s));
     if (!list.every((s) => s === null || s instanceof Uint8Array)) {
       throw invalidArgument('shards', 'each shard must be a Uint8Array or null');
     }

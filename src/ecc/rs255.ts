@@ -11,10 +11,10 @@
  * `AbortSignal`. A block that cannot be repaired rejects with `TV_ECC_UNCORRECTABLE` naming the block;
  * damaged data is never returned as if it were repaired.
  */
-import { callNative, invalidArgument } from '../errors';
+import { callNative, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { type JobOptions, runJob } from '../job';
 import { native } from '../native';
-import { bytesOf, describeValue, optionalInteger, optionsObject } from '../validate';
+import { bytesOf, describeValue, optionsObject, requiredInteger } from '../validate';
 
 /** A PyFolds protection level: `off`/`none`/`0` (no ECC), `low` (rs(16)), `med` (rs(32)), `high` (rs(64)). */
 export type RsProtectionLevel = 'off' | 'none' | '0' | 'low' | 'med' | 'high';
@@ -125,7 +125,8 @@ export class RsCodec {
 
   /** Number of blocks for `dataLength` bytes. */
   blockCount(dataLength: number): number {
-    optionalInteger(dataLength, 'dataLength', 0, Number.MAX_SAFE_INTEGER);
+    // Required: `blockCount()` / `eccLength(undefined)` returned NaN.
+    requiredInteger(dataLength, 'dataLength', 0, Number.MAX_SAFE_INTEGER);
     return Math.ceil(dataLength / this.blockDataLength);
   }
 
@@ -235,8 +236,23 @@ export function eccFromProtection(level: RsProtectionLevel | string | null | und
 /** The codec named `rs(N)` (`none` → `null`); anything else throws `TV_ECC_UNKNOWN_CODEC`. */
 export function eccFromName(name: string): RsCodec | null {
   if (typeof name !== 'string') throw invalidArgument('name', 'codec name must be a string');
-  const n = callNative(() => native().rsParseName(name));
-  return n === null || n === undefined ? null : new RsCodec(n);
+  const unknown = () =>
+    new TensorVaultError(
+      ErrorCode.ECC_UNKNOWN_CODEC,
+      `unknown codec ${JSON.stringify(name)}: rs(N) takes N from 1 to ${RsCodec.MAX_PARITY}`,
+      { name },
+    );
+  let n: number | null | undefined;
+  try {
+    n = callNative(() => native().rsParseName(name));
+  } catch (err) {
+    // `rs(255)`, `rs(999)`: the right form, an N out of range; the same code as any other unknown name.
+    if (err instanceof TensorVaultError && err.code === ErrorCode.INVALID_ARGUMENT) throw unknown();
+    throw err;
+  }
+  if (n === null || n === undefined) return null;
+  if (n < 1 || n > RsCodec.MAX_PARITY) throw unknown();
+  return new RsCodec(n);
 }
 
 /**
