@@ -2,7 +2,7 @@
 import { promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { canonicalJson, EventLog, LAYOUT, type VerifyResult } from '../eventlog/index';
+import { canonicalJson, EventLog, LAYOUT, type VerifyResult, writeRestoredHead } from '../eventlog/index';
 import { hashFile } from '../hash/index';
 import { assertRegularFile, exists, ioError } from '../io/index';
 import { requiredString } from '../validate';
@@ -95,9 +95,9 @@ export async function verifyStaged(
   const keyOpt = o.logKey !== undefined ? { hmacKey: o.logKey } : {};
   const isV2 = await exists(join(dir, LAYOUT.dir, LAYOUT.v2Meta));
   if (isV2) {
-    // The head record is not archived: write it from the restored events, then verify everything.
-    const w = await EventLog.open(dir, { ...keyOpt, fsync: 'always' });
-    await w.close();
+    // The head record is not archived: write it from the restored events (under the log's key, when it
+    // has one), then verify everything, and the events against the manifest's count and last hash.
+    await writeRestoredHead(dir, o.logKey);
   }
   const log = await EventLog.open(dir, { ...keyOpt, readOnly: true });
   let r = await log.verifyChainFull();

@@ -17,6 +17,7 @@ import {
   progressBar,
   UsageError,
 } from './common';
+import { logKeyOf } from './eventlog';
 
 /** Exit code when a restore refuses to replace an existing (or locked) event log. */
 
@@ -24,6 +25,8 @@ export const usage = `tensorvault backup <create|verify|restore> ...
 
   create <dataDir> <outDir>     pack DATA/event-log/* and the snapshot into
                                 OUT/backup-eventlog-YYYYMMDD-HHMMSS-xxxxxx.tar.gz + .manifest.json
+      --log-key-env NAME        the log's hmacKey, from environment variable NAME (hex or text):
+                                also check the log's authentication at the cut
       --sign-key FILE           sign the manifest with this Ed25519 private key (PEM)
       --hmac-key-file FILE      sign the manifest with HMAC-SHA256 under this key (raw or hex)
       --encrypt-key-file FILE   encrypt the archive with AES-256-GCM (32-byte key, raw or hex)
@@ -37,10 +40,13 @@ export const usage = `tensorvault backup <create|verify|restore> ...
       --hmac-key-file FILE      check an HMAC signature
       --require-signature       fail when the manifest is unsigned
       --encrypt-key-file FILE   key of an encrypted archive
+      --log-key-env NAME        the log's hmacKey, from environment variable NAME (hex or text);
+                                needed with --read-data for a log opened with hmacKey
 
   restore <archive> <destDir>   staging, checksums, full chain verification, then atomic placement
       --overwrite               replace an existing event log (kept until the new one verifies)
-      (and --manifest, --public-key, --hmac-key-file, --require-signature, --encrypt-key-file)
+      (and --manifest, --public-key, --hmac-key-file, --require-signature, --encrypt-key-file,
+      --log-key-env: needed for a log opened with hmacKey)
 
   --json                        machine-readable output
 
@@ -92,12 +98,14 @@ function manifestKey(values: Map<string, string>, signing: boolean): ManifestKey
 function readOptions(a: ParsedArgs, onProgress: ((p: Progress) => void) | undefined): BackupReadOptions {
   const key = manifestKey(a.values, false);
   const ek = encKey(a.values);
+  const lk = logKeyOf(a.values);
   return {
     requireSignature: a.flags.has('require-signature'),
     signal: interruptSignal(),
     ...(a.values.has('manifest') ? { manifestPath: a.values.get('manifest') as string } : {}),
     ...(key ? { key } : {}),
     ...(ek ? { encryptionKey: ek } : {}),
+    ...(lk ? { logKey: lk } : {}),
     ...(onProgress ? { onProgress } : {}),
   };
 }
@@ -120,7 +128,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     out(usage);
     return sub === undefined ? ExitCode.USAGE : ExitCode.OK;
   }
-  const common = ['manifest', 'public-key', 'hmac-key-file', 'encrypt-key-file'];
+  const common = ['manifest', 'public-key', 'hmac-key-file', 'encrypt-key-file', 'log-key-env'];
   if (sub === 'create') return await create(rest);
   if (sub === 'verify') {
     const a = parseArgs(rest, ['read-data', 'require-signature', 'json'], common);
@@ -168,12 +176,17 @@ export async function run(argv: readonly string[]): Promise<number> {
 }
 
 async function create(argv: readonly string[]): Promise<number> {
-  const a = parseArgs(argv, ['json'], ['sign-key', 'hmac-key-file', 'encrypt-key-file', 'level', 'threads']);
+  const a = parseArgs(
+    argv,
+    ['json'],
+    ['sign-key', 'hmac-key-file', 'encrypt-key-file', 'log-key-env', 'level', 'threads'],
+  );
   if (a.positionals.length !== 2)
     throw new UsageError('backup create takes a data folder and an output folder');
   const [dataDir, outDir] = a.positionals as [string, string];
   const key = manifestKey(a.values, true);
   const ek = encKey(a.values);
+  const lk = logKeyOf(a.values);
   const json = a.flags.has('json');
   const bar = progressBar('backing up', 16 * 1024 * 1024);
   const t0 = performance.now();
@@ -181,6 +194,7 @@ async function create(argv: readonly string[]): Promise<number> {
     signal: interruptSignal(),
     ...(key ? { sign: key } : {}),
     ...(ek ? { encryptionKey: ek } : {}),
+    ...(lk ? { logKey: lk } : {}),
     ...(a.values.has('level') ? { compressionLevel: Number(a.values.get('level')) } : {}),
     ...(a.values.has('threads') ? { threads: Number(a.values.get('threads')) } : {}),
     ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),

@@ -9,10 +9,29 @@ export const usage = `tensorvault eventlog <verify|info> <dataDir> [options]
   verify <dataDir>   verify the hash chain (fast: snapshot, sealed segments, tail and head)
       --full         verify every event from the first kept one
   info <dataDir>     format, segments, events, last event
+  --log-key-env NAME the log's hmacKey, from environment variable NAME (hex or text): needed
+                     to open a log created with hmacKey
   --json             machine-readable output
 
 Exit codes: 0 valid, 2 the chain does not verify, 3 bad command line, 6 I/O error (README table).
 `;
+
+/**
+ * `--log-key-env NAME`: the event log's `hmacKey`, read from environment variable NAME (never from the
+ * command line, where other users could see it): hex (an even number of hex digits, at least 32) or
+ * else the text's UTF-8 bytes.
+ */
+export function logKeyOf(values: Map<string, string>): Uint8Array | undefined {
+  const name = values.get('log-key-env');
+  if (name === undefined) return undefined;
+  const text = process.env[name];
+  if (text === undefined || text === '') {
+    throw new UsageError(`--log-key-env: the environment variable ${name} is not set or empty`);
+  }
+  return /^[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0 && text.length >= 32
+    ? Buffer.from(text, 'hex')
+    : Buffer.from(text, 'utf8');
+}
 
 /** Run the `eventlog` verb; returns the exit code. */
 export async function run(argv: readonly string[]): Promise<number> {
@@ -21,9 +40,13 @@ export async function run(argv: readonly string[]): Promise<number> {
     process.stdout.write(usage);
     return sub === undefined ? ExitCode.USAGE : ExitCode.OK;
   }
-  const a = parseArgs(rest, ['full', 'json'], []);
+  const a = parseArgs(rest, ['full', 'json'], ['log-key-env']);
   if (a.positionals.length !== 1) throw new UsageError(`eventlog ${sub} takes one data folder`);
-  const log = await EventLog.open(a.positionals[0] as string, { readOnly: true });
+  const key = logKeyOf(a.values);
+  const log = await EventLog.open(a.positionals[0] as string, {
+    readOnly: true,
+    ...(key ? { hmacKey: key } : {}),
+  });
   if (sub === 'verify') {
     const r = a.flags.has('full') ? await log.verifyChainFull() : await log.verifyChain();
     if (a.flags.has('json')) process.stdout.write(`${JSON.stringify(r)}\n`);

@@ -14,7 +14,8 @@ export {
   v2PayloadHash,
 } from './hashing';
 export { type EventLogFormat, LAYOUT } from './layout';
-export { EVENT_LOG_CHANNEL, EventLog, type NewEvent } from './log';
+/** For restores (not re-exported at the package root): write a staged log's head record. */
+export { EVENT_LOG_CHANNEL, EventLog, type NewEvent, writeRestoredHead } from './log';
 export {
   DEFAULT_RETENTION_SEGMENTS,
   DEFAULT_SEGMENT_SIZE,

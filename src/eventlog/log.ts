@@ -48,6 +48,9 @@ export interface NewEvent {
 export const EVENT_LOG_CHANNEL = 'tensorvault:eventlog';
 const eventLogDiag = channel(EVENT_LOG_CHANNEL);
 
+/** {@link EventLog}'s open with options already resolved (set in its static block). */
+let openResolved: (dataDir: string, opts: ResolvedOptions) => Promise<EventLog>;
+
 /** The log's segmented, hash-chained store. Create with {@link EventLog.open}. */
 export class EventLog {
   /** The data folder. */
@@ -92,6 +95,7 @@ export class EventLog {
       readOnly: opts.readOnly,
       fsync: opts.fsync === 'always',
       segmentSize: opts.segmentSize,
+      headFromEvents: opts.headFromEvents,
     };
     this.#fmt = format === 'v2' ? new V2Format(ctx, hasMeta) : new LegacyFormat(ctx);
   }
@@ -106,7 +110,14 @@ export class EventLog {
     if (typeof dataDir !== 'string' || dataDir.length === 0) {
       throw invalidArgument('dataDir', 'dataDir must be a non-empty string');
     }
-    const opts = resolveOptions(options);
+    return await EventLog.#open(dataDir, resolveOptions(options));
+  }
+
+  static {
+    openResolved = (dataDir, opts) => EventLog.#open(dataDir, opts);
+  }
+
+  static async #open(dataDir: string, opts: ResolvedOptions): Promise<EventLog> {
     // A writer locks first, then finishes or undoes a restore that was killed mid-swap (io/swap.ts) before
     // it looks for a log: never an empty log where a restore was placing one. A reader refuses a half swap.
     let lock: WriterLock | undefined;
@@ -444,4 +455,17 @@ async function detectLegacy(dataDir: string, wanted: EventLogFormat): Promise<Ev
   const names = await fsp.readdir(join(dataDir, LAYOUT.dir)).catch(() => [] as string[]);
   if (names.some((n) => LEGACY_SEGMENT_RE.test(n))) return 'legacy';
   return (await exists(join(dataDir, LAYOUT.legacySingle))) ? 'legacy' : wanted;
+}
+
+/**
+ * For restores (not re-exported at the package root): write the head record of a v2 log that was just
+ * extracted from a backup. The head is not archived; the restore vouches for the events instead (every
+ * file's SHA-256, the full chain, the manifest's event count and last hash), so the head is written
+ * from them, under `hmacKey` when the log has one. An ordinary writer's open with a key refuses a log
+ * whose head is missing instead.
+ */
+export async function writeRestoredHead(dataDir: string, hmacKey: Uint8Array | undefined): Promise<void> {
+  const opts = resolveOptions({ fsync: 'always', ...(hmacKey !== undefined ? { hmacKey } : {}) });
+  const log = await openResolved(dataDir, { ...opts, headFromEvents: true });
+  await log.close();
 }

@@ -46,6 +46,11 @@ export interface ResolvedOptions {
   readOnly: boolean;
   lockTimeoutMs: number;
   hmacKey: Uint8Array;
+  /**
+   * Restores only (`writeRestoredHead`): the head record is not archived, so a missing one is written
+   * from the events (with a key too) instead of refusing them. Never set by `EventLog.open`.
+   */
+  headFromEvents: boolean;
 }
 
 /** Checks `EventLog.open`'s options and fills in the defaults. */
@@ -74,5 +79,6 @@ export function resolveOptions(o: EventLogOptions): ResolvedOptions {
     readOnly: optionalBoolean(o.readOnly, 'readOnly') === true,
     lockTimeoutMs: checkInt('lockTimeoutMs', o.lockTimeoutMs ?? 0, 0, 24 * 3600 * 1000),
     hmacKey: o.hmacKey ?? new Uint8Array(0),
+    headFromEvents: false,
   };
 }

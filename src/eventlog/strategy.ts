@@ -37,6 +37,8 @@ export interface FormatContext {
   fsync: boolean;
   /** Events per segment. */
   segmentSize: number;
+  /** Write a missing v2 head record from the events (a restore's staged log; see `writeRestoredHead`). */
+  headFromEvents: boolean;
 }
 
 /** One on-disk format. */

@@ -74,7 +74,7 @@ export class V2Format implements LogFormat {
   }
 
   async open(): Promise<void> {
-    const { store, tail, recovery, readOnly } = this.ctx;
+    const { store, tail, recovery, readOnly, headFromEvents } = this.ctx;
     if (!this.hasMeta) {
       if (readOnly) throw new TensorVaultError(ErrorCode.NOT_FOUND, `no event log in ${store.dataDir}`);
       await store.writeMeta({
@@ -104,7 +104,8 @@ export class V2Format implements LogFormat {
       // With a key, only what the authenticated head vouches for is the log. Events after it were
       // never acknowledged (append() returns after the head update) and carry no MAC: they may be a
       // crash's leftovers or forgeries, and must never be re-signed. They are moved aside.
-      if (head === undefined && lastSeq >= meta.anchor.seq) {
+      // (A restore's staged log has no head: the restore vouches for its events; `writeRestoredHead`.)
+      if (head === undefined && lastSeq >= meta.anchor.seq && !headFromEvents) {
         tail.chainBroken = 'the head record is missing: the events cannot be authenticated';
       } else if (head !== undefined && head.seq < lastSeq) {
         lastSeq = await this.#quarantineAfter(head.seq);
