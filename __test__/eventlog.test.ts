@@ -14,7 +14,7 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import * as tv from '../dist/index.js';
 import { runUnderFileLimit } from './helpers/full-disk';
 import {
@@ -456,6 +456,57 @@ describe('weaknesses fixed (v2)', () => {
     const w = await tv.EventLog.open(d);
     await expect(w.append('a', 'E', 'X', '1')).rejects.toMatchObject({ code: 'TV_CHAIN_INVALID' });
     await w.close();
+  });
+
+  it('a writer that moves the head on while a reader walks the segments is not a cut tail (fast and full, with and without a key)', async () => {
+    // Regression: verification read the head record after the segments, so an event appended (and
+    // acknowledged) in between looked like 'head ahead of the log = tail cut', and `eventlog verify`
+    // of a live log exited 2. Made deterministic: the writer appends right after the reader has read
+    // the last segment's bytes.
+    for (const hmacKey of [undefined, Buffer.alloc(32, 3)]) {
+      const keyOpt = hmacKey ? { hmacKey } : {};
+      const { d, log } = await filled('v2', 5, { segmentSize: 100, snapshotEvery: 100, ...keyOpt });
+      const seg = segFile(d, 'v2', 1);
+      const fsp = (await import('node:fs')).promises;
+      const readFile = fsp.readFile;
+      const ro = await tv.EventLog.open(d, { readOnly: true, ...keyOpt });
+      // After the segment: the head moved on (was a false cut tail). After the head, before the
+      // segments: events after the head as first read (with a key they must not be called forged).
+      const cases = [false, true].flatMap((full) =>
+        [seg, join(d, 'event-log', 'HEAD')].map((at) => ({ full, at })),
+      );
+      for (const { full, at } of cases) {
+        let appended = 0;
+        const spy = vi.spyOn(fsp, 'readFile').mockImplementation((async (
+          ...args: Parameters<typeof readFile>
+        ) => {
+          const data = await readFile(...args);
+          if (args[0] === at && appended === 0) {
+            appended++;
+            await log.append('a', 'E', 'X', 'live');
+          }
+          return data;
+        }) as typeof readFile);
+        try {
+          const r = full ? await ro.verifyChainFull() : await ro.verifyChain();
+          expect(appended).toBe(1);
+          expect(r.reason).toBeUndefined();
+          expect(r.valid).toBe(true);
+          expect(r.warnings).toEqual([]);
+        } finally {
+          spy.mockRestore();
+        }
+      }
+      expect((await ro.verifyChainFull()).totalEvents).toBe(9);
+      await log.close();
+      // A head that is really ahead of the events is still a cut tail.
+      const s1 = readSeg(d, 'v2', 1);
+      writeSeg(d, 'v2', 1, { header: s1.header as string, entries: s1.entries.slice(0, 8) });
+      for (const r of [await ro.verifyChainFull(), await ro.verifyChain()]) {
+        expect(r.valid).toBe(false);
+        expect(r.reason).toMatch(/tail cut/);
+      }
+    }
   });
 
   it('tail cut of a whole segment and deletion of the head record are detected', async () => {

@@ -63,6 +63,11 @@ interface Start {
   checkFirst: boolean;
   /** v2: hashes the snapshot vouches for, by seq. */
   vouched: Map<number, string>;
+  /**
+   * v2: the head record, read before the segments (so every event it vouches for is in the segments
+   * as read), and the hash and index of the event at its seq once the walk has seen it.
+   */
+  head?: { rec: Head; hash?: string | null; index?: number } | undefined;
 }
 
 /**
@@ -84,12 +89,16 @@ export async function verifyLog(store: LogStore, fast: boolean): Promise<VerifyR
     const snapR = await store.readSnapshot();
     if (snapR.corrupt) res.warnings.push(`${snapR.problem ?? 'snapshot unusable'}: ignored`);
     const snap = snapR.snap;
+    // v2: the head record is read before any segment. A writer appends the event, then moves the
+    // head; read after the segments, a head moved on meanwhile would look like a cut tail.
+    const head = v2 ? await store.readHead() : undefined;
     const start = v2 ? await startV2(store, snap, fast, res) : await startLegacy(store, snap, fast, res);
+    if (head !== undefined) start.head = { rec: head };
     if (fast && !res.usedSnapshot) res.mode = 'full';
     const index = await walkEvents(store, start, res);
     res.totalEvents = index;
     res.head = { seq: v2 ? start.chain.prevSeq : null, hash: start.chain.prevHash };
-    if (v2) await endV2(store, snap, start.chain, index, res);
+    if (v2) await endV2(store, snap, start, index, res);
     else endLegacy(snap, start, index, res);
     return res;
   } catch (err) {
@@ -222,9 +231,13 @@ async function startLegacy(
 
 /** Read the segments from `start` on, event by event; returns the number of events present. */
 async function walkEvents(store: LogStore, start: Start, res: VerifyResult): Promise<number> {
-  const { present, chain, vouched } = start;
+  const { present, chain, vouched, head } = start;
   const v2 = chain.v2;
   let { index, snapPoint } = start;
+  if (head !== undefined && head.rec.seq === chain.prevSeq) {
+    head.hash = chain.prevHash; // the head is at the anchor or at the end of the sealed segments
+    head.index = index - 1;
+  }
   let prevTs = '';
   let tornWarned = false;
   for (let si = start.fromSegment; si < present.length; si++) {
@@ -298,6 +311,10 @@ async function walkEvents(store: LogStore, start: Start, res: VerifyResult): Pro
           e.id,
         );
       }
+      if (head !== undefined && e.seq === head.rec.seq) {
+        head.hash = e.current_hash;
+        head.index = index;
+      }
       if (v2 && prevTs !== '' && e.timestamp < prevTs)
         res.warnings.push(`time goes backwards at seq ${e.seq}`);
       prevTs = e.timestamp;
@@ -318,32 +335,76 @@ function endLegacy(snap: Snapshot | undefined, start: Start, index: number, res:
   }
 }
 
-/** v2 end checks: the head record (a cut tail, a rewritten last event, unauthenticated events). */
+/**
+ * v2 end checks: the head record (a cut tail, a rewritten last event, unauthenticated events). The head
+ * was read before the segments: every event it vouches for must be in them (else the tail was cut),
+ * and the event at its seq must have its hash. Events after it were appended while the segments were
+ * read, or were never acknowledged (a crash before the head update); the head as it is now tells which.
+ */
 async function endV2(
   store: LogStore,
   snap: Snapshot | undefined,
-  chain: ChainChecker,
+  start: Start,
   index: number,
   res: VerifyResult,
 ): Promise<void> {
+  const chain = start.chain;
   const last = chain.prevSeq;
-  const head: Head | undefined = await store.readHead();
-  if (head === undefined) {
-    if (index > 0) throw new Failed('the head record is missing: a cut tail could not be detected');
-  } else if (head.seq > last) {
-    throw new Failed(`tail cut: the head records seq ${head.seq} but the log ends at seq ${last}`, index);
-  } else if (head.seq === last && head.hash !== chain.prevHash) {
-    throw new Failed('the head hash does not match the last event', index - 1);
-  } else if (head.seq < last && store.key !== undefined) {
-    // With a key, events past the authenticated head are unauthenticated: never accepted.
+  const before = start.head;
+  if (before === undefined) {
+    // No head before the walk: a log with events had none, unless a writer created the log meanwhile.
+    const now = await store.readHead();
+    if (now === undefined) {
+      if (index > 0) throw new Failed('the head record is missing: a cut tail could not be detected');
+    } else if (now.seq < last) await headBehind(store, now, last, index, res);
+  } else if (before.rec.seq > last) {
     throw new Failed(
-      `${last - head.seq} event(s) after the authenticated head (seq ${head.seq}) carry no authentication`,
-      index - (last - head.seq),
+      `tail cut: the head records seq ${before.rec.seq} but the log ends at seq ${last}`,
+      index,
     );
-  } else if (head.seq < last) {
-    res.warnings.push(`the head lags the log by ${last - head.seq} events (crash before the head update)`);
+  } else {
+    if (before.hash !== undefined && before.hash !== before.rec.hash) {
+      throw new Failed(
+        before.rec.seq === last
+          ? 'the head hash does not match the last event'
+          : `the head hash does not match the event at seq ${before.rec.seq}`,
+        before.index ?? index - 1,
+      );
+    }
+    if (before.rec.seq < last) await headBehind(store, before.rec, last, index, res);
   }
   if (snap?.last_seq !== undefined && snap.last_seq > last) {
     throw new Failed(`tail cut: the snapshot records seq ${snap.last_seq} but the log ends at seq ${last}`);
   }
+}
+
+/**
+ * Events after `head` (read before the segments): a live writer appended them meanwhile and moves the
+ * head just after each append, so the head is read again (with a key, a few times over ~0.3 s, as the
+ * backup's check does: an event after the authenticated head is refused). Still behind: without a key
+ * the head lags (a crash before its update); with one, the events are unauthenticated.
+ */
+async function headBehind(
+  store: LogStore,
+  head: Head,
+  last: number,
+  index: number,
+  res: VerifyResult,
+): Promise<void> {
+  let seq = head.seq;
+  const tries = store.key !== undefined ? 5 : 1;
+  for (let i = 0; i < tries && seq < last; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 20 * i));
+    const now = await store.readHead();
+    if (now !== undefined && now.seq > seq) seq = now.seq;
+  }
+  if (seq >= last) return;
+  if (store.key !== undefined) {
+    // With a key, events past the authenticated head are unauthenticated: never accepted.
+    throw new Failed(
+      `${last - seq} event(s) after the authenticated head (seq ${seq}) carry no authentication`,
+      index - (last - seq),
+    );
+  }
+  res.warnings.push(`the head lags the log by ${last - seq} events (crash before the head update)`);
 }
