@@ -509,6 +509,36 @@ describe('weaknesses fixed (v2)', () => {
     }
   });
 
+  it('a field injected into a v2 entry (not covered by its hash) fails verification; a legacy entry may carry one, as in Libervia', async () => {
+    // Regression: the shape check looked at the required keys only, so an injected
+    // "approved_by"/"payload" verified valid and getById returned it.
+    const { d, log } = await filled('v2', 3, { segmentSize: 100, snapshotEvery: 100 });
+    await log.close();
+    const seg = readSeg(d, 'v2', 1);
+    const e0 = seg.entries[0] as Record<string, unknown>;
+    writeSeg(d, 'v2', 1, {
+      header: seg.header as string,
+      entries: [{ v: 2, approved_by: 'mallory', ...e0 }, ...seg.entries.slice(1)],
+    });
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    for (const r of [await ro.verifyChainFull(), await ro.verifyChain()]) {
+      expect(r.valid).toBe(false);
+      expect(r.firstInvalidIndex).toBe(0);
+      expect(r.reason).toMatch(/unexpected field "approved_by"/);
+    }
+    // A backup's check of the archived bytes says the same.
+    const b = await tv.createBackup(d, fresh());
+    expect(b.manifest.chain_valid_at_backup).toBe(false);
+    expect(b.manifest.tensorvault?.chain_problem).toMatch(/unexpected field/);
+    // Legacy: Libervia hashes seven fields and ignores others; tensorvault verifies legacy logs as it does.
+    const l = await filled('legacy', 3);
+    await l.log.close();
+    const ls = readSeg(l.d, 'legacy', 1);
+    writeSeg(l.d, 'legacy', 1, { entries: [{ ...ls.entries[0], extra: 1 }, ...ls.entries.slice(1)] });
+    const lr = await tv.EventLog.open(l.d, { readOnly: true });
+    expect((await lr.verifyChainFull()).valid).toBe(true);
+  });
+
   it('tail cut of a whole segment and deletion of the head record are detected', async () => {
     const { d, log } = await filled('v2', 7, { segmentSize: 3, snapshotEvery: 100 });
     await log.close();

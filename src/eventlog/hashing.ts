@@ -184,7 +184,26 @@ export function v2PreimageGeneric(e: Omit<EventLogEntry, 'current_hash'>): strin
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
-/** Shape check of an entry read from disk: returns a reason when it is malformed. */
+/** The keys of a v2 entry line (docs/formats/eventlog.md), and no others. */
+const V2_ENTRY_KEYS = new Set([
+  'v',
+  'seq',
+  'id',
+  'timestamp',
+  'actor',
+  'evento',
+  'entidade',
+  'entidade_id',
+  'payload_hash',
+  'previous_hash',
+  'current_hash',
+]);
+
+/**
+ * Shape check of an entry read from disk: returns a reason when it is malformed. A v2 entry has
+ * exactly its eleven keys: any other is not covered by its hash, so it would be returned by queries
+ * unauthenticated. A legacy entry may carry others, as Libervia accepts them (they are not hashed).
+ */
 export function entryShapeProblem(e: unknown, v2: boolean): string | undefined {
   if (typeof e !== 'object' || e === null || Array.isArray(e)) return 'entry is not an object';
   const r = e as Record<string, unknown>;
@@ -199,6 +218,9 @@ export function entryShapeProblem(e: unknown, v2: boolean): string | undefined {
   if (v2) {
     if (r.v !== 2) return 'entry is not a v2 entry';
     if (typeof r.seq !== 'number' || !Number.isSafeInteger(r.seq) || r.seq < 1) return 'seq is malformed';
+    for (const k in r) {
+      if (!V2_ENTRY_KEYS.has(k)) return `unexpected field ${JSON.stringify(k)} (not covered by the hash)`;
+    }
   }
   return undefined;
 }
