@@ -910,6 +910,19 @@ describe('batched hashing: segments larger than one hash batch (1,024 events)', 
   });
 });
 
+describe('v2 canonical JSON', () => {
+  it('writes array holes as null, as JSON.stringify does (was `[,1]`, not JSON)', () => {
+    // biome-ignore lint/suspicious/noSparseArray: the hole is the point of the test
+    const sparse = { a: [, 1], b: new Array(3), c: [undefined, 2] };
+    const text = tv.canonicalJson(sparse);
+    expect(text).toBe('{"a":[null,1],"b":[null,null,null],"c":[null,2]}');
+    expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(sparse)));
+    expect(tv.v2PayloadHash(sparse)).toBe(
+      tv.v2PayloadHash({ a: [null, 1], b: [null, null, null], c: [null, 2] }),
+    );
+  });
+});
+
 describe('v2 preimage fast path', () => {
   it('is byte-identical to the generic canonical JSON for arbitrary strings (property)', async () => {
     const fc = (await import('fast-check')).default;

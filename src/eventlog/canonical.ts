@@ -2,7 +2,8 @@
  * Canonical JSON (RFC 8785, JCS) for the v2 event log: object keys sorted by UTF-16 code units, no
  * whitespace, numbers in ECMAScript shortest form, strings as `JSON.stringify` writes them. Values that
  * JSON cannot represent exactly (functions, symbols, bigint, NaN, ±Infinity, cycles) are rejected
- * rather than silently dropped or changed; `undefined` object members are omitted as in JSON.
+ * rather than silently dropped or changed; `undefined` object members are omitted and `undefined`
+ * array elements and holes are `null`, as in JSON.
  */
 import { invalidArgument } from '../errors';
 import { describeValue } from '../validate';
@@ -41,7 +42,14 @@ function write(value: unknown, depth: number, seen: Set<object>): string {
   seen.add(obj);
   let out: string;
   if (Array.isArray(obj)) {
-    out = `[${obj.map((v) => (v === undefined ? 'null' : write(v, depth + 1, seen))).join(',')}]`;
+    // Every index, holes included (`map` skips holes, which gave `[,1]`): a hole, like `undefined`, is
+    // `null`, as JSON.stringify writes it.
+    const parts: string[] = new Array(obj.length);
+    for (let i = 0; i < obj.length; i++) {
+      const v: unknown = obj[i];
+      parts[i] = v === undefined ? 'null' : write(v, depth + 1, seen);
+    }
+    out = `[${parts.join(',')}]`;
   } else {
     const rec = obj as Record<string, unknown>;
     const keys = Object.keys(rec)
