@@ -550,6 +550,39 @@ describe('weaknesses fixed (v2)', () => {
     );
   });
 
+  it('a writer does not rebuild a missing head record (it would hide a cut tail): reported, not extended', async () => {
+    // Regression: after the last segment and HEAD were deleted, a read-only verify said invalid, but an
+    // ordinary writer open wrote a new HEAD from the remaining events: the log verified valid again and
+    // `recovery` said nothing.
+    const { d, log } = await filled('v2', 8, { segmentSize: 3, snapshotEvery: 100 });
+    await log.close();
+    unlinkSync(segFile(d, 'v2', 3));
+    unlinkSync(join(d, 'event-log', 'HEAD'));
+    const w = await tv.EventLog.open(d);
+    expect(w.recovery.headMissing).toBe(true);
+    expect(existsSync(join(d, 'event-log', 'HEAD'))).toBe(false);
+    expect((await w.verifyChainFull()).reason).toMatch(/head record is missing/);
+    await expect(w.append('a', 'E', 'X', '1')).rejects.toMatchObject({
+      code: 'TV_CHAIN_INVALID',
+      message: expect.stringMatching(/head record is missing/),
+    });
+    await w.close();
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    expect((await ro.verifyChainFull()).valid).toBe(false);
+    // A new log's head starts with both slots valid, so a torn write of one never leaves none.
+    const fresh2 = await filled('v2', 0);
+    await fresh2.log.close();
+    const head = readFileSync(join(fresh2.d, 'event-log', 'HEAD'));
+    expect(head.length).toBe(512);
+    for (const slot of [head.subarray(0, 256), head.subarray(256)])
+      expect(JSON.parse(slot.toString()).seq).toBe(0);
+    const reopened = await tv.EventLog.open(fresh2.d);
+    expect(reopened.recovery.headMissing).toBe(false);
+    await reopened.append('a', 'E', 'X', '1');
+    expect((await reopened.verifyChainFull()).valid).toBe(true);
+    await reopened.close();
+  });
+
   it('middle segment deletion is detected by fast and full verification', async () => {
     const { d, log } = await filled('v2', 12, { segmentSize: 3, snapshotEvery: 2 });
     await log.close();

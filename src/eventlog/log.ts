@@ -65,6 +65,7 @@ export class EventLog {
     removedTempFiles: 0,
     removedSegments: 0,
     headAdvanced: false,
+    headMissing: false,
     snapshotIgnored: false,
     migratedLegacySingleFile: false,
     quarantinedEvents: 0,
@@ -461,8 +462,8 @@ async function detectLegacy(dataDir: string, wanted: EventLogFormat): Promise<Ev
  * For restores (not re-exported at the package root): write the head record of a v2 log that was just
  * extracted from a backup. The head is not archived; the restore vouches for the events instead (every
  * file's SHA-256, the full chain, the manifest's event count and last hash), so the head is written
- * from them, under `hmacKey` when the log has one. An ordinary writer's open with a key refuses a log
- * whose head is missing instead.
+ * from them, under `hmacKey` when the log has one. An ordinary writer's open refuses a log whose head
+ * is missing instead (`recovery.headMissing`).
  */
 export async function writeRestoredHead(dataDir: string, hmacKey: Uint8Array | undefined): Promise<void> {
   const opts = resolveOptions({ fsync: 'always', ...(hmacKey !== undefined ? { hmacKey } : {}) });

@@ -62,6 +62,12 @@ export interface RecoveryReport {
   removedSegments: number;
   /** The head record was behind the log and was moved forward. */
   headAdvanced: boolean;
+  /**
+   * The log holds events but its v2 head record is missing (or no slot of it verifies): a cut tail
+   * cannot be ruled out. The head is not rewritten (that would hide the cut) and appends fail with
+   * `TV_CHAIN_INVALID`; restore the log from a backup.
+   */
+  headMissing: boolean;
   /** A corrupt snapshot was ignored (and rewritten). */
   snapshotIgnored: boolean;
   /** The legacy single-file log was migrated into segment 1. */

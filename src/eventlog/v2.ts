@@ -100,14 +100,23 @@ export class V2Format implements LogFormat {
     tail.segments = segs.map((s) => s.n);
     let lastSeq = await this.#loadTail(segs);
     let head = await store.readHead();
+    if (!readOnly && head === undefined && lastSeq >= meta.anchor.seq && !headFromEvents) {
+      // Events and no head (deleted, or no slot verifies): the head is what shows a cut tail, and a
+      // crash never leaves a log with events without one. Writing a new one from the events would
+      // erase that evidence (the log would verify again), so it is not written and the log is not
+      // extended. (A restore's staged log has no head: the restore vouches for its events and writes
+      // it, `writeRestoredHead`.)
+      recovery.headMissing = true;
+      tail.chainBroken ??=
+        store.key !== undefined
+          ? 'the head record is missing: the events cannot be authenticated'
+          : 'the head record is missing: a cut tail cannot be ruled out';
+    }
     if (!readOnly && store.key !== undefined && tail.chainBroken === undefined) {
       // With a key, only what the authenticated head vouches for is the log. Events after it were
       // never acknowledged (append() returns after the head update) and carry no MAC: they may be a
       // crash's leftovers or forgeries, and must never be re-signed. They are moved aside.
-      // (A restore's staged log has no head: the restore vouches for its events; `writeRestoredHead`.)
-      if (head === undefined && lastSeq >= meta.anchor.seq && !headFromEvents) {
-        tail.chainBroken = 'the head record is missing: the events cannot be authenticated';
-      } else if (head !== undefined && head.seq < lastSeq) {
+      if (head !== undefined && head.seq < lastSeq) {
         lastSeq = await this.#quarantineAfter(head.seq);
         head = await store.readHead();
       }
@@ -341,7 +350,9 @@ export class V2Format implements LogFormat {
       const existed = await exists(path);
       this.#headFh = await fsp.open(path, existed ? 'r+' : 'w+');
       if (!existed) {
-        await this.#headFh.write(Buffer.alloc(2 * HEAD_SLOT, 0x20), 0, 2 * HEAD_SLOT, 0);
+        // Both slots start with this record, so that a torn write of either one later always leaves
+        // a valid slot (a head with no valid slot is a missing head, which stops the writer).
+        await this.#headFh.write(Buffer.concat([buf, buf]), 0, 2 * HEAD_SLOT, 0);
         await this.#headFh.sync();
         await fsyncDir(store.dir);
       }
