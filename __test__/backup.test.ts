@@ -242,6 +242,30 @@ describe('backup create / verify / restore', () => {
     ).rejects.toMatchObject({ code: 'TV_CORRUPT' });
   });
 
+  it('reading an archive of more than 10 MiB adds no listener per backpressure wait (no MaxListenersExceededWarning)', async () => {
+    // Regression: each wait for the gunzip stream's 'drain' also added a 'close' listener that was
+    // never removed; an archive of 11 MiB or more (read in 1 MiB chunks) passed the limit of 10.
+    const d = fresh();
+    const tar = rawTar([
+      { name: 'event-log/', type: '5' },
+      { name: 'event-log/segment-000001.jsonl', data: randomBytes(12 * 1024 * 1024) },
+    ]);
+    const archive = join(d, 'backup-eventlog-20260101-000000-dddddd.tar.gz');
+    writeFileSync(archive, gzipSync(tar, { level: 1 }));
+    expect(statSync(archive).size).toBeGreaterThan(11 * 1024 * 1024);
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const v = await tv.verifyBackup(archive);
+      expect(v.problems.join(' ')).toMatch(/no manifest/); // walked to the end, then refused
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((w) => /MaxListeners/.test(w))).toEqual([]);
+  });
+
   it('never writes a name outside the log layout, even when the manifest lists it (issue 13)', async () => {
     const d = await makeLog(3);
     const out = fresh();

@@ -134,9 +134,16 @@ async function* gunzipped(source: AsyncGenerator<Buffer>, path: string): AsyncGe
       for await (const c of source) {
         if (gz.destroyed) break;
         if (!gz.write(c)) {
-          await new Promise((r) => {
-            gz.once('drain', r);
-            gz.once('close', r);
+          // Wait for 'drain' or 'close', then remove both listeners (one of them never fires: left
+          // behind, one per wait, they passed the limit of 10 on a multi-MB archive with a warning).
+          await new Promise<void>((r) => {
+            const done = (): void => {
+              gz.off('drain', done);
+              gz.off('close', done);
+              r();
+            };
+            gz.on('drain', done);
+            gz.on('close', done);
           });
         }
       }
