@@ -956,6 +956,51 @@ describe('v2 canonical JSON', () => {
   });
 });
 
+describe('a payload that throws while it is read', () => {
+  it('is refused with TV_INVALID_ARGUMENT (cause kept) in v2, as in legacy, and nothing is appended', async () => {
+    // Regression: in v2 the getter's RangeError escaped untyped (no code); legacy wrapped it.
+    const boom = new RangeError('boom');
+    const payloads: Record<string, unknown>[] = [
+      {
+        get x() {
+          throw boom;
+        },
+      },
+      new Proxy(
+        {},
+        {
+          ownKeys: () => {
+            throw boom;
+          },
+        },
+      ),
+      {
+        toJSON: () => ({
+          y: {
+            toJSON: () => {
+              throw boom;
+            },
+          },
+        }),
+      },
+    ];
+    for (const fmt of ['v2', 'legacy'] as const) {
+      const { log } = await filled(fmt, 1);
+      for (const [i, p] of payloads.entries()) {
+        if (fmt === 'legacy' && i === 2) continue; // JSON.stringify with a key whitelist: another rule
+        await expect(log.append('a', 'E', 'X', '1', p)).rejects.toMatchObject({
+          code: 'TV_INVALID_ARGUMENT',
+          message: expect.stringMatching(/boom/),
+          cause: boom,
+        });
+      }
+      expect(await log.count()).toBe(1);
+      expect((await log.verifyChainFull()).valid).toBe(true);
+      await log.close();
+    }
+  });
+});
+
 describe('v2 preimage fast path', () => {
   it('is byte-identical to the generic canonical JSON for arbitrary strings (property)', async () => {
     const fc = (await import('fast-check')).default;

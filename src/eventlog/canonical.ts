@@ -5,14 +5,28 @@
  * rather than silently dropped or changed; `undefined` object members are omitted and `undefined`
  * array elements and holes are `null`, as in JSON.
  */
-import { invalidArgument } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { describeValue } from '../validate';
 
 const MAX_DEPTH = 256;
 
-/** Canonical JSON text of `value` (RFC 8785). Throws `TV_INVALID_ARGUMENT` for non-JSON values. */
+/**
+ * Canonical JSON text of `value` (RFC 8785). Throws `TV_INVALID_ARGUMENT` for non-JSON values, and
+ * for any error thrown while reading the value (a getter, a Proxy trap, a `toJSON`), with it as `cause`,
+ * as the legacy payload hash does.
+ */
 export function canonicalJson(value: unknown): string {
-  return write(value, 0, new Set());
+  try {
+    return write(value, 0, new Set());
+  } catch (err) {
+    if (err instanceof TensorVaultError) throw err;
+    throw new TensorVaultError(
+      ErrorCode.INVALID_ARGUMENT,
+      `payload cannot be hashed as JSON: ${err instanceof Error ? err.message : String(err)}`,
+      { argument: 'payload' },
+      { cause: err },
+    );
+  }
 }
 
 function write(value: unknown, depth: number, seen: Set<object>): string {
