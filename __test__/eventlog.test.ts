@@ -733,6 +733,25 @@ describe('weaknesses fixed (v2)', () => {
     expect(existsSync(join(d, 'event-log.lock'))).toBe(false);
   });
 
+  it('the lock file holds {pid, hostname, since}, as docs/formats/eventlog.md describes it (a flock, no O_EXCL token)', async () => {
+    // Regression (docs): the format doc described an O_CREAT|O_EXCL lock holding a token, with pid staleness.
+    const d = fresh();
+    const log = await tv.EventLog.open(d);
+    const holder = JSON.parse(readFileSync(join(d, 'event-log.lock'), 'utf8'));
+    expect(Object.keys(holder).sort()).toEqual(['hostname', 'pid', 'since']);
+    expect(holder.pid).toBe(process.pid);
+    await expect(tv.EventLog.open(d)).rejects.toMatchObject({
+      code: 'TV_LOCKED',
+      context: { pid: process.pid, since: holder.since },
+    });
+    await log.close();
+    const doc = readFileSync(join(__dirname, '..', 'docs', 'formats', 'eventlog.md'), 'utf8');
+    const para = doc.slice(doc.indexOf('- **Single writer**'), doc.indexOf('- **Append**'));
+    expect(para).toMatch(/`flock`/);
+    expect(para).toContain('`{pid, hostname, since}`');
+    expect(para).not.toMatch(/O_EXCL|token|stale and is broken/);
+  });
+
   it('a lock file left by a holder whose pid is now reused (pid 1, our own pid) or torn is taken over at once', async () => {
     // Issue 13: a container restarted with Node as pid 1 found `locked by pid 1` forever, and a torn
     // lock file gave TV_LOCKED for 5 s. The lock is now the kernel's (flock): the text locks nothing.
