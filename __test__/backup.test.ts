@@ -873,6 +873,22 @@ describe('CLI: tensorvault backup', () => {
     expect(e.stdout).toMatch(/^valid/);
   });
 
+  it('-q: backup create prints no size line on stderr, backup restore no notes (README: no notes)', async () => {
+    // Regression: create -q still printed 'N KiB -> M KiB in …' on stderr, restore -q its notes.
+    const d = await makeLog(3);
+    const out = fresh();
+    const c = run('backup', 'create', d, out, '-q');
+    expect(c.status).toBe(0);
+    expect(c.stderr).toBe('');
+    const archive = join(out, readdirSync(out).find((f) => f.endsWith('.tar.gz')) as string);
+    const loud = run('backup', 'restore', archive, join(fresh(), 'a'));
+    expect(loud.stdout).toMatch(/note: the manifest is not signed/); // the note exists without -q
+    const q = run('backup', 'restore', archive, join(fresh(), 'b'), '-q');
+    expect(q.status).toBe(0);
+    expect(q.stdout).not.toMatch(/note:/);
+    expect(q.stderr).toBe('');
+  });
+
   it('--log-key-env NAME: a log with an hmacKey backs up, verifies, restores and verifies by the CLI', async () => {
     // Regression: the CLI had no way to give the log's key, and such a backup could not be restored.
     const key = Buffer.alloc(32, 7);

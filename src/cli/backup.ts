@@ -12,6 +12,8 @@ import {
   formatBytes,
   formatRate,
   interruptSignal,
+  note,
+  output,
   type ParsedArgs,
   parseArgs,
   progressBar,
@@ -168,7 +170,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       out(`[2/4] Extracted ${r.files} file(s) into a private staging folder; every SHA-256 matches\n`);
       out(`[3/4] Chain verified: ${r.totalEvents} events, last hash ${r.chain.head.hash ?? '-'}\n`);
       out(`[4/4] Restored into ${r.destDir}${r.replaced ? ' (previous log replaced)' : ''}\n`);
-      for (const w of r.warnings) out(`  note: ${w}\n`);
+      if (!output.quiet) for (const w of r.warnings) out(`  note: ${w}\n`);
     }
     return ExitCode.OK;
   }
@@ -206,8 +208,8 @@ async function create(argv: readonly string[]): Promise<number> {
       `${JSON.stringify({ archive: r.archivePath, manifest: r.manifestPath, bytesIn: r.bytesIn, bytesOut: r.bytesOut, seconds: secs, chainValid: r.manifest.chain_valid_at_backup })}\n`,
     );
   else {
-    process.stderr.write(
-      `${formatBytes(r.bytesIn)} -> ${formatBytes(r.bytesOut)} in ${secs.toFixed(2)} s (${formatRate(r.bytesIn, secs)})\n`,
+    note(
+      `${formatBytes(r.bytesIn)} -> ${formatBytes(r.bytesOut)} in ${secs.toFixed(2)} s (${formatRate(r.bytesIn, secs)})`,
     );
   }
   return r.manifest.chain_valid_at_backup ? ExitCode.OK : ExitCode.UNREPAIRABLE;
