@@ -678,6 +678,28 @@ describe('hostile archives (nothing is written outside staging)', () => {
     return v;
   }
 
+  it('the CLI refuses a hostile archive with exit 5, as the runbook and the usage text say', async () => {
+    // Regression (docs): the runbook and `backup --help` said a hostile archive exits 2; it exits 5.
+    const { r, real } = await base();
+    const a = hostile(
+      rawTar([...real, { name: '../../tar-slip-cli.txt', data: Buffer.from('pwned') }]),
+      r.manifest,
+      (m) => m.files.push({ path: '../../tar-slip-cli.txt', size: 5, sha256: sha('pwned') }),
+    );
+    const res = spawnSync(process.execPath, [cli, 'backup', 'restore', a, fresh()], { encoding: 'utf8' });
+    expect(res.stderr).toMatch(/TV_UNSAFE_ARCHIVE/);
+    expect(res.status).toBe(5);
+    const rows = readFileSync(join(__dirname, '..', 'docs', 'runbooks', 'backup-restore.md'), 'utf8')
+      .split('\n')
+      .filter((l) => /^\| [0-9]+ \|/.test(l));
+    expect(rows.find((l) => l.startsWith('| 5 |'))).toMatch(/hostile archive/);
+    // The restore column (verify reports a hostile archive as a failed check: exit 2 there).
+    expect(rows.find((l) => l.startsWith('| 2 |'))?.split('|')[4]).not.toMatch(/hostile/);
+    const usage = spawnSync(process.execPath, [cli, 'backup', '--help'], { encoding: 'utf8' }).stdout;
+    expect(usage).toMatch(/5 invalid input[^;]*hostile archive/);
+    expect(usage.slice(usage.indexOf('Exit codes'))).not.toMatch(/2 [^;]*hostile/);
+  });
+
   it('tar-slip (../)', async () => {
     const { r, real } = await base();
     const a = hostile(
