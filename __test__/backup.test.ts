@@ -353,6 +353,31 @@ describe('backup create / verify / restore', () => {
     expect(readdirSync(dest).filter((x) => x.startsWith('.tv-restore'))).toEqual([]);
   });
 
+  it('a failed restore into a folder that did not exist removes the folders it created', async () => {
+    // Regression: the runbook says any failure leaves the destination as it was, but a destination the
+    // restore had created was left behind, empty.
+    const d = await makeLog(4);
+    const seg = join(d, 'event-log', 'segment-000001.jsonl');
+    writeFileSync(seg, readFileSync(seg, 'utf8').replace('"Bazari"', '"Mallory"'));
+    const r = await tv.createBackup(d, fresh());
+    const parent = fresh();
+    await expect(tv.restoreBackup(r.archivePath, join(parent, 'new', 'dest'))).rejects.toMatchObject({
+      code: 'TV_CHAIN_INVALID',
+    });
+    expect(readdirSync(parent)).toEqual([]);
+    // A destination that existed stays (empty, as it was).
+    const existing = fresh();
+    await expect(tv.restoreBackup(r.archivePath, existing)).rejects.toMatchObject({
+      code: 'TV_CHAIN_INVALID',
+    });
+    expect(readdirSync(existing)).toEqual([]);
+    // The CLI too.
+    const p2 = fresh();
+    const res = spawnSync(process.execPath, [cli, 'backup', 'restore', r.archivePath, join(p2, 'x')]);
+    expect(res.status).toBe(2);
+    expect(readdirSync(p2)).toEqual([]);
+  });
+
   it("restores Libervia's own backups (GNU tar archive, v1 sidecar manifest, no signature)", async () => {
     const d = fresh();
     const entries = refChain(10);

@@ -1,6 +1,6 @@
 /** `restoreBackup`: staging → verify everything → journaled, atomic placement. */
 import { promises as fsp } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { EventLog, LAYOUT, type VerifyResult } from '../eventlog/index';
 import {
@@ -230,12 +230,20 @@ export async function restoreBackup(
   checkReadOptions(options);
   const dest = resolve(destDir);
   const { sidecar, warnings } = await preflight(archivePath, options);
-  await fsp.mkdir(dest, { recursive: true }).catch((err: unknown) => {
+  // The first folder this call creates (undefined when `dest` exists): removed again on failure.
+  const created = await fsp.mkdir(dest, { recursive: true }).catch((err: unknown) => {
     throw ioError(err, dest, 'cannot create');
   });
-  // Hold the destination's writer lock for the whole restore: no writer may start meanwhile.
-  const lock = WriterLock.acquire(join(dest, LAYOUT.lock));
+  let lock: WriterLock;
+  try {
+    // Hold the destination's writer lock for the whole restore: no writer may start meanwhile.
+    lock = WriterLock.acquire(join(dest, LAYOUT.lock));
+  } catch (err) {
+    await removeCreated(dest, created);
+    throw err;
+  }
   let staging: string | undefined;
+  let done = false;
   try {
     // A restore killed earlier in this folder is finished or undone first (and its leftovers removed).
     await settleSwap(dest, false);
@@ -252,6 +260,7 @@ export async function restoreBackup(
     await fsp.chmod(staging, 0o700);
     const { chain, files } = await stageAndCheck(archivePath, staging, sidecar, options, warnings);
     await place(dest, staging, present, archivePath, options);
+    done = true;
     return {
       destDir: dest,
       files,
@@ -262,6 +271,25 @@ export async function restoreBackup(
     };
   } finally {
     if (staging !== undefined) await fsp.rm(staging, { recursive: true, force: true }).catch(() => {});
-    lock.release();
+    lock.release(); // removes the lock file
+    if (!done) await removeCreated(dest, created);
+  }
+}
+
+/**
+ * After a failed restore, remove the folders it created for `dest` (from `dest` up to `created`, the
+ * first one `mkdir` made), so the destination is as it was. Only empty folders are removed (`rmdir`):
+ * anything another process put there meanwhile stays.
+ */
+async function removeCreated(dest: string, created: string | undefined): Promise<void> {
+  if (created === undefined) return;
+  const top = resolve(created);
+  for (let d = dest; ; d = dirname(d)) {
+    try {
+      await fsp.rmdir(d);
+    } catch {
+      return;
+    }
+    if (d === top || dirname(d) === d) return;
   }
 }
