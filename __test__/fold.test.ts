@@ -325,6 +325,15 @@ describe('FoldFile.close()', () => {
 describe('verifyFold / repairFold', () => {
   const dir = tempDir('tv-fold-repair-');
 
+  it('repairFold of an intact file into an output writes the output (it was left absent)', async () => {
+    const src = join(FIX, 'sample.fold');
+    const out = join(dir, 'intact-out.fold');
+    const r = await tv.repairFold(src, { output: out });
+    expect([r.before.status, r.rewritten]).toEqual(['intact', []]);
+    expect(sha(readFileSync(out))).toBe(sha(readFileSync(src)));
+    expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+
   it('reports intact fixtures and repairs damage within the parity budget atomically', async () => {
     const ok = await tv.verifyFold(join(FIX, 'sample.fold'));
     expect(ok.status).toBe('intact');

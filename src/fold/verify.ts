@@ -3,7 +3,9 @@
  * degraded mode (one damaged chunk never hides the others), the file-level checks reported, and the
  * chunks that rs(N) can repair rewritten atomically.
  */
+import { resolve } from 'node:path';
 import { ErrorCode, type ErrorContext, fromNative, invalidArgument, TensorVaultError } from '../errors';
+import { atomicCopyFile } from '../io/index';
 import { runJob } from '../job';
 import { native } from '../native';
 import { type FoldJson, revive } from './json';
@@ -167,8 +169,10 @@ export async function repairFold(
       file?: unknown;
     };
     if (raw.after === undefined) {
-      // Nothing to rewrite: the verification alone came back.
+      // Nothing to rewrite: the verification alone came back. An `output` still gets the file (as it
+      // is), so that a caller who reads `output` next finds it: it was left absent.
       const only = toReport(raw as unknown as RawReport);
+      if (options.output !== undefined && resolve(dest) !== resolve(path)) await atomicCopyFile(path, dest);
       return { before: only, after: only, rewritten: [] };
     }
     return { before: toReport(raw.before), after: toReport(raw.after), rewritten: raw.rewritten ?? [] };

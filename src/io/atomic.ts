@@ -206,6 +206,33 @@ export async function atomicWriteFile(
 }
 
 /**
+ * Copy `src` to `dest` atomically: a temporary file beside `dest` (the kernel's copy, reflinked where
+ * the file system can), fsync, rename over `dest`, folder fsync. A failure leaves `dest` as it was and
+ * no temporary file behind.
+ */
+export async function atomicCopyFile(src: string, dest: string): Promise<string> {
+  const target = writableTarget(dest);
+  removeDeadTemps(target);
+  const tmp = tempName(target);
+  try {
+    await fsp.copyFile(src, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+    const fh = await fsp.open(tmp, 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    writableTarget(target);
+    await fsp.rename(tmp, target);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true }).catch(() => {});
+    throw ioError(err, dest, 'cannot write');
+  }
+  await fsyncDir(dirname(target));
+  return target;
+}
+
+/**
  * {@link atomicWriteFile} on the calling thread, for synchronous writers (the ring log's compaction).
  * With `keepOpen`, returns the new file's descriptor (open for writing, positioned by the caller);
  * otherwise closes it and returns undefined. `tmpPath` names the temporary file (default: a fresh

@@ -4,6 +4,7 @@
  */
 export {
   type AtomicWriteOptions,
+  atomicCopyFile,
   atomicWriteFile,
   atomicWriteFileSync,
   removeDeadTemps,
