@@ -325,6 +325,23 @@ describe('FoldFile.close()', () => {
 describe('verifyFold / repairFold', () => {
   const dir = tempDir('tv-fold-repair-');
 
+  it('a keyed file with an rs-repairable flip, checked without the key, is unverifiable, not damaged', async () => {
+    const key = expected.keys.hmac_key_utf8;
+    const f = await tv.openFold(join(FIX, 'hmac.fold'), { hmacKey: key });
+    const first = f.chunks[0] as tv.FoldChunkInfo;
+    f.close();
+    const raw = readFileSync(join(FIX, 'hmac.fold'));
+    xorAt(raw, first.dataOffset + 2, 0x11);
+    const path = join(dir, 'hmac-flip.fold');
+    writeFileSync(path, raw);
+    const blind = await tv.verifyFold(path);
+    expect(blind.status).toBe('unverifiable');
+    expect(blind.chunks.find((c) => c.name === first.name)?.status).toBe('unverifiable');
+    const keyed = await tv.verifyFold(path, { hmacKey: key });
+    expect(keyed.status).toBe('repairable');
+    expect(keyed.chunks.find((c) => c.name === first.name)?.status).toBe('repaired');
+  });
+
   it('repairFold of an intact file into an output writes the output (it was left absent)', async () => {
     const src = join(FIX, 'sample.fold');
     const out = join(dir, 'intact-out.fold');

@@ -805,12 +805,16 @@ impl FoldFile {
                             format!("{e}; rs({n}) cannot repair it: {x}"),
                         ),
                     })?;
-                self.check_bytes(r, &fixed).map_err(|x| {
-                    FoldError::corrupt(
+                self.check_bytes(r, &fixed).map_err(|x| match x {
+                    // A keyed digest and no key: rs(N) found bytes that pass CRC-32C, but nothing
+                    // can authenticate them; unverifiable, as the intact chunk would be, not corrupt
+                    // (a disk check without the key was told the chunk was lost).
+                    x @ FoldError::Unverifiable { .. } => x,
+                    x => FoldError::corrupt(
                         "ecc",
                         Some(&r.name),
                         format!("rs({n}) produced bytes that do not verify: {x}"),
-                    )
+                    ),
                 })?;
                 Stored::Repaired(
                     Arc::new(fixed),

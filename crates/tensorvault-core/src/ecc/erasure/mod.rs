@@ -111,7 +111,7 @@ pub enum ErasureError {
     #[error("chunk {chunk} is out of range: the file has {chunks} chunks")]
     ChunkOutOfRange { chunk: u64, chunks: u64 },
     /// The protected file changed while it was being read.
-    #[error("{path} changed while it was being protected")]
+    #[error("{path} changed while it was being read (by protect, verify or repair)")]
     FileChanged { path: PathBuf },
     /// The caller cancelled the operation.
     #[error("the operation was cancelled")]
