@@ -7,7 +7,7 @@
  * the seal, the header digest and every chunk digest are checked by the same code as on a local disk.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TensorDamagedError } from '../checkpoint/errors';
 import type { CheckpointLayout } from '../checkpoint/layout';
@@ -30,37 +30,68 @@ export interface RemoteLoadOptions extends LoadCheckpointOptions, RemoteOptions 
   /** The cache folder (default: the cache folder's `remote-cache/`; env `TV_REMOTE_CACHE`). */
   cacheDir?: string;
   /**
-   * Bound of the cache folder in bytes on disk (default 8 GiB): on open, other checkpoints' cached
-   * bytes are removed, least recently used first, until the folder is under it.
+   * Bound of the cache folder in bytes on disk (default 8 GiB): on open, other checkpoints' cache
+   * entries are removed, least recently used first, until the entries are under it (nothing else in
+   * `cacheDir` is counted or removed).
    */
   cacheBytes?: number;
   /** Ranged requests in flight (default 8). */
   concurrency?: number;
 }
 
-/** How much of a cache entry is on disk (allocated blocks of its files, sparse holes not counted). */
-async function allocated(dir: string): Promise<number> {
-  let n = 0;
-  for (const e of await readdir(dir).catch(() => [] as string[])) {
-    const s = await stat(join(dir, e)).catch(() => undefined);
-    if (s?.isFile()) n += s.blocks * 512;
+/** A cache entry's folder name: the first 32 hex digits of the weights' SHA-256. */
+const ENTRY_NAME = /^[0-9a-f]{32}$/;
+/** The files a cache entry holds: `NAME.safetensors` and its `.meta.json`, `.chunks` hint, `.tvob`. */
+const ENTRY_FILE = /^(.+\.safetensors)(\.meta\.json|\.chunks|\.tvob)?$/;
+/** Temporary files of an atomic write into an entry. */
+const ENTRY_TEMP = /^\..+\.tmp$/;
+
+/**
+ * The files of `dir` when it is provably a cache entry (a 32-hex name, a real folder holding only
+ * regular files of one checkpoint: its weights, sidecar, chunk hint, outboard, and temporaries of their
+ * atomic writes), else undefined: anything else in the cache folder is not ours and is never removed.
+ */
+async function entryFiles(dir: string, name: string): Promise<{ files: string[]; used: number } | undefined> {
+  if (!ENTRY_NAME.test(name)) return undefined;
+  const st = await lstat(dir).catch(() => undefined);
+  if (st === undefined || !st.isDirectory()) return undefined;
+  const names = await readdir(dir).catch(() => undefined);
+  if (names === undefined) return undefined;
+  let base: string | undefined;
+  let used = 0;
+  for (const n of names) {
+    const fst = await lstat(join(dir, n)).catch(() => undefined);
+    if (fst === undefined || !fst.isFile()) return undefined;
+    used += fst.blocks * 512;
+    if (ENTRY_TEMP.test(n)) continue;
+    const m = ENTRY_FILE.exec(n);
+    if (m === null || (base !== undefined && base !== m[1])) return undefined;
+    base = m[1];
   }
-  return n;
+  return { files: names, used };
 }
 
-/** Remove other entries, least recently used first, until the folder holds at most `limit` bytes. */
+/**
+ * Remove other cache entries, least recently used first, until the entries hold at most `limit` bytes
+ * (allocated blocks, sparse holes not counted). Only provable cache entries are counted or removed
+ * (see {@link entryFiles}): a `cacheDir` shared with other data loses none of it. An entry is removed
+ * file by file, then its folder (which fails, leaving it, if something new appeared in it).
+ */
 async function evict(root: string, keep: string, limit: number): Promise<void> {
-  const entries: { dir: string; used: number; at: number }[] = [];
+  const entries: { dir: string; files: string[]; used: number; at: number }[] = [];
   for (const e of await readdir(root).catch(() => [] as string[])) {
     const dir = join(root, e);
+    const found = await entryFiles(dir, e);
+    if (found === undefined) continue;
     const s = await stat(dir).catch(() => undefined);
-    if (s?.isDirectory()) entries.push({ dir, used: await allocated(dir), at: s.mtimeMs });
+    if (s !== undefined) entries.push({ dir, ...found, at: s.mtimeMs });
   }
   let total = entries.reduce((a, e) => a + e.used, 0);
   for (const e of entries.sort((a, b) => a.at - b.at)) {
     if (total <= limit) break;
     if (e.dir === keep) continue;
-    await rm(e.dir, { recursive: true, force: true });
+    for (const f of e.files) await rm(join(e.dir, f), { force: true });
+    await rmdir(e.dir).catch(() => {});
     total -= e.used;
   }
 }

@@ -1,0 +1,114 @@
+// Regressions of the object-storage code found by a QA probe: data loss (cache eviction, damaged
+// pushes), lazy loads sharing a cache, damaged or missing stored objects, configuration mistakes. Same
+// real S3-compatible server as __test__/remote.test.ts (s3s-fs, built by scripts/setup-s3.mjs into a
+// cache folder outside the clone), started here on 127.0.0.1 with a random port and fresh credentials.
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { tempDir } from './helpers/tmp';
+
+interface S3Server {
+  endpoint: string;
+  port: number;
+  root: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+interface SetupS3 {
+  startS3Server(o?: { root?: string }): Promise<S3Server>;
+}
+
+const setupPath = join(__dirname, '..', 'scripts', 'setup-s3.mjs');
+const version = /S3S_FS_VERSION = '([^']+)'/.exec(readFileSync(setupPath, 'utf8'))?.[1] ?? '';
+const cache =
+  process.env.TV_S3_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'tensorvault');
+const available = existsSync(join(cache, `s3s-fs-${version}`, 'bin', 's3s-fs'));
+if (!available && process.env.TV_REQUIRE_S3 === '1') throw new Error('S3 test server missing');
+
+const dir = tempDir('tv-remote-safety-');
+const MiB = 1024 * 1024;
+const BUCKET = 'tvsafe';
+
+/** `n` tensors of `floats` float32 each, values a function of (seed, tensor, index). */
+function tensors(n: number, floats: number, seed = 0): Record<string, Float32Array> {
+  const out: Record<string, Float32Array> = {};
+  for (let i = 0; i < n; i++)
+    out[`layer.${i}`] = new Float32Array(floats).map((_, j) => seed + i * 1000 + (j % 997));
+  return out;
+}
+
+describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () => {
+  let s: S3Server;
+  let opts: {
+    endpoint: string;
+    credentials: { accessKeyId: string; secretAccessKey: string };
+    region: string;
+  };
+  const state = join(dir, 'state');
+
+  /** Save a checkpoint of `n` 1 MiB tensors under `dir/src-NAME/` and push it to `s3://BUCKET/NAME`. */
+  async function pushed(name: string, n = 3, o: { ecc?: 'medium'; seed?: number } = {}): Promise<string> {
+    const f = join(dir, `src-${name}`, 'model.safetensors');
+    mkdirSync(join(dir, `src-${name}`), { recursive: true });
+    await tv.saveCheckpoint(f, tensors(n, 262_144, o.seed ?? 0), o.ecc === undefined ? {} : { ecc: o.ecc });
+    return (await tv.push(f, `s3://${BUCKET}/${name}`, { ...opts, stateDir: state })).url;
+  }
+
+  beforeAll(async () => {
+    const setup = (await import(setupPath)) as SetupS3;
+    s = await setup.startS3Server({ root: join(dir, 'store') });
+    mkdirSync(join(s.root, BUCKET), { recursive: true });
+    opts = {
+      endpoint: s.endpoint,
+      credentials: { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey },
+      region: 'us-east-1',
+    };
+  });
+  afterAll(async () => {
+    await s?.stop();
+  });
+
+  it('cache eviction removes only cache entries, never other folders inside cacheDir', async () => {
+    // Regression: eviction ran rm -rf on every subfolder of cacheDir, cache entry or not.
+    const cacheDir = join(dir, 'shared-cache');
+    const keepers = {
+      'my-dataset/shard-0/data.bin': Buffer.alloc(4 * MiB, 7),
+      'my-dataset/README': 'precious',
+      // A 32-hex name is not enough: this one holds a subfolder and a foreign file.
+      '0123456789abcdef0123456789abcdef/notes/a.txt': 'mine',
+      '0123456789abcdef0123456789abcdef/model.safetensors': Buffer.alloc(3 * MiB, 1),
+      'fedcba9876543210fedcba9876543210/report.pdf': Buffer.alloc(2 * MiB, 2),
+    };
+    for (const [p, data] of Object.entries(keepers)) {
+      mkdirSync(join(cacheDir, p, '..'), { recursive: true });
+      writeFileSync(join(cacheDir, p), data);
+    }
+    const foreign = Object.fromEntries(readdirSync(cacheDir).map((d) => [d, true]));
+    const old = new Date(Date.now() - 86_400_000);
+    for (const d of readdirSync(cacheDir)) utimesSync(join(cacheDir, d), old, old);
+    const a = await tv.loadCheckpoint((await pushed('evict-a')) as `s3://${string}`, {
+      ...opts,
+      cacheDir,
+      cacheBytes: MiB,
+    });
+    await a.tensors();
+    a.close();
+    const aEntry = readdirSync(cacheDir).filter((d) => !(d in foreign));
+    expect(aEntry.length).toBe(1);
+    utimesSync(join(cacheDir, aEntry[0] as string), old, old);
+    const b = await tv.loadCheckpoint((await pushed('evict-b', 3, { seed: 5 })) as `s3://${string}`, {
+      ...opts,
+      cacheDir,
+      cacheBytes: MiB,
+    });
+    b.close();
+    for (const [p, data] of Object.entries(keepers))
+      expect(readFileSync(join(cacheDir, p)).equals(Buffer.from(data))).toBe(true);
+    // The real cache entry of the first checkpoint is still evicted.
+    expect(existsSync(join(cacheDir, aEntry[0] as string))).toBe(false);
+  });
+});
