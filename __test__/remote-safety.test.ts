@@ -111,4 +111,36 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     // The real cache entry of the first checkpoint is still evicted.
     expect(existsSync(join(cacheDir, aEntry[0] as string))).toBe(false);
   });
+
+  it('a locally damaged checkpoint is not pushed: the stored set and a fresh prefix are unchanged', async () => {
+    // Regression: the sealed leaves were compared only after the upload completed, and with overwrite
+    // the old manifest was deleted first: the good set was replaced by the damaged weights.
+    const url = await pushed('damaged-push', 12, { ecc: 'medium' });
+    const key = join(s.root, BUCKET, 'damaged-push');
+    const before = Object.fromEntries(readdirSync(key).map((f) => [f, readFileSync(join(key, f))]));
+    for (const [n, at] of [
+      [12, 9 * MiB + 17], // multipart (12 MiB > 8 MiB parts), damage in the second part
+      [3, 2 * MiB + 5], // one PutObject
+    ] as const) {
+      const bad = join(dir, `src-bad-${n}`, 'model.safetensors');
+      mkdirSync(join(dir, `src-bad-${n}`), { recursive: true });
+      await tv.saveCheckpoint(bad, tensors(n, 262_144, 9), { ecc: 'medium' });
+      const b = readFileSync(bad);
+      b[at] = (b[at] as number) ^ 1; // bit rot after the save
+      writeFileSync(bad, b);
+      for (const [target, o] of [
+        ['damaged-push', { overwrite: true }],
+        [`damaged-fresh-${n}`, {}],
+      ] as const) {
+        await expect(
+          tv.push(bad, `s3://${BUCKET}/${target}`, { ...opts, ...o, stateDir: state }),
+        ).rejects.toMatchObject({ code: 'TV_CHECKPOINT_INTEGRITY' });
+      }
+      expect(existsSync(join(s.root, BUCKET, `damaged-fresh-${n}`, 'model.safetensors'))).toBe(false);
+      expect(await tv.listRemote(`s3://${BUCKET}/damaged-fresh-${n}`, opts)).toEqual([]);
+    }
+    for (const [f, data] of Object.entries(before))
+      expect(readFileSync(join(key, f)).equals(data)).toBe(true);
+    expect((await tv.verifyRemote(url, { ...opts, cacheDir: join(dir, 'cache-dp') })).status).toBe('intact');
+  });
 });

@@ -108,7 +108,29 @@ interface UploadState {
   parts: Record<string, string>;
 }
 
-/** Upload one file; returns its manifest entry and what was sent. */
+/** The local weights do not match their sealed chunk digests: they are not published. */
+function damagedLocal(path: string): TensorVaultError {
+  return new TensorVaultError(
+    ErrorCode.CHECKPOINT_INTEGRITY,
+    `${path}: the weights do not match their sealed chunk digests; repair or re-save before pushing`,
+    { path, reason: 'chunk_digest' },
+  );
+}
+
+/** A file sent but not yet visible in the store: `commit` makes it so (PutObject or CompleteMultipartUpload). */
+interface StagedFile {
+  entry: RemoteFileEntry;
+  parts: number;
+  reused: number;
+  commit: () => Promise<void>;
+}
+
+/**
+ * Send one file without making it visible: a small file is read (its PutObject waits for `commit`), a
+ * large one has all its parts uploaded (the multipart upload is completed by `commit`). When `sealed`
+ * is given (the weights' sealed chunk leaves), the leaves of the bytes read must equal it, else the
+ * multipart upload is aborted and `TV_CHECKPOINT_INTEGRITY` thrown: nothing in the store changed.
+ */
 async function uploadFile(
   store: Store,
   key: string,
@@ -116,7 +138,8 @@ async function uploadFile(
   o: Required<Pick<PushOptions, 'partSize' | 'concurrency' | 'stateDir'>> & JobOptions,
   progress: (bytes: number) => void,
   leafHash: LeafHash,
-): Promise<{ entry: RemoteFileEntry; parts: number; reused: number }> {
+  sealed?: string,
+): Promise<StagedFile> {
   const st = await stat(path);
   const size = st.size;
   const signal = o.signal;
@@ -125,17 +148,16 @@ async function uploadFile(
     const data = await readFile(path);
     if (data.byteLength !== size)
       throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${path}: changed while read`, { path });
-    await store.put(key, data, signal);
-    progress(size);
+    const leaves = chunkLeaves(data, REMOTE_CHUNK_SIZE, leafHash);
+    if (sealed !== undefined && leaves !== sealed) throw damagedLocal(path);
     return {
-      entry: {
-        name,
-        size,
-        sha256: createHash('sha256').update(data).digest('hex'),
-        leaves: chunkLeaves(data, REMOTE_CHUNK_SIZE, leafHash),
-      },
+      entry: { name, size, sha256: createHash('sha256').update(data).digest('hex'), leaves },
       parts: 1,
       reused: 0,
+      commit: async () => {
+        await store.put(key, data, signal);
+        progress(size);
+      },
     };
   }
   const url = store.url(key);
@@ -205,6 +227,11 @@ async function uploadFile(
       const md5 = md5Raw.toString('hex');
       const [leafDigests, partSha] = await pool;
       leaves += leafDigests.join('');
+      // A damaged local chunk stops the upload at its part (checked again on the whole file below).
+      if (sealed !== undefined && !sealed.startsWith(leaves)) {
+        await Promise.all(inFlight);
+        break;
+      }
       const digests = { md5: md5Raw, sha256: Buffer.from(partSha) };
       const have = stored.get(n);
       // A part is reused when the store still lists it with this size and its ETag (as listed, or as the
@@ -252,9 +279,21 @@ async function uploadFile(
   if (after.size !== size || after.mtimeMs !== st.mtimeMs) {
     throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${path}: changed while it was uploaded`, { path });
   }
-  await store.complete(key, id, done, signal);
-  await rm(stateFile, { force: true });
-  return { entry: { name, size, sha256: whole.digest('hex'), leaves }, parts: nParts, reused };
+  if (sealed !== undefined && leaves !== sealed) {
+    // Damaged on the local disk: the parts sent are dropped, nothing becomes visible.
+    await store.abort(key, id);
+    await rm(stateFile, { force: true });
+    throw damagedLocal(path);
+  }
+  return {
+    entry: { name, size, sha256: whole.digest('hex'), leaves },
+    parts: nParts,
+    reused,
+    commit: async () => {
+      await store.complete(key, id, done, signal);
+      await rm(stateFile, { force: true });
+    },
+  };
 }
 
 /**
@@ -284,16 +323,13 @@ export async function push(localPath: string, url: string, options: PushOptions 
   const main = basename(localPath);
   const manifestKey = joinKey(prefix, `${main}${MANIFEST_SUFFIX}`);
   try {
-    if ((await store.head(manifestKey, options.signal)) !== undefined) {
-      if (options.overwrite !== true) {
-        throw new TensorVaultError(
-          ErrorCode.EXISTS,
-          `${store.url(manifestKey)}: a set is already stored there (pass overwrite to replace it)`,
-          { path: store.url(manifestKey) },
-        );
-      }
-      // Readers see no set (rather than a mix of old and new files) until the new manifest is written.
-      await store.delete(manifestKey, options.signal);
+    const existing = (await store.head(manifestKey, options.signal)) !== undefined;
+    if (existing && options.overwrite !== true) {
+      throw new TensorVaultError(
+        ErrorCode.EXISTS,
+        `${store.url(manifestKey)}: a set is already stored there (pass overwrite to replace it)`,
+        { path: store.url(manifestKey) },
+      );
     }
     const sizes = await Promise.all(set.files.map(async (f) => (await stat(f)).size));
     const total = sizes.reduce((a, b) => a + b, 0);
@@ -311,19 +347,20 @@ export async function push(localPath: string, url: string, options: PushOptions 
     const up0 = store.metrics.bytesUp;
     const entries: RemoteFileEntry[] = [];
     const files: PushedFile[] = [];
+    const staged: StagedFile[] = [];
+    // Every file is sent first without becoming visible; the weights' chunks are compared with their
+    // sealed leaves as they are read, so a locally damaged checkpoint changes nothing in the store.
     for (const f of set.files) {
-      const r = await uploadFile(store, joinKey(prefix, basename(f)), f, o, progress, set.leafHash);
-      if (f === set.files[0] && set.leaves !== undefined && r.entry.leaves !== set.leaves) {
-        // The local weights do not match their sealed digests: do not publish them.
-        throw new TensorVaultError(
-          ErrorCode.CHECKPOINT_INTEGRITY,
-          `${f}: the weights do not match their sealed chunk digests; repair or re-save before pushing`,
-          { path: f, reason: 'chunk_digest' },
-        );
-      }
+      const sealed = f === set.files[0] ? set.leaves : undefined;
+      const r = await uploadFile(store, joinKey(prefix, basename(f)), f, o, progress, set.leafHash, sealed);
+      staged.push(r);
       entries.push(r.entry);
       files.push({ name: r.entry.name, size: r.entry.size, parts: r.parts, reusedParts: r.reused });
     }
+    // The new set is known good: only now is the old one replaced. Readers see no set (rather than a
+    // mix of old and new files) from the deletion of the old manifest until the new one is written.
+    if (existing) await store.delete(manifestKey, options.signal);
+    for (const r of staged) await r.commit();
     const manifest: RemoteManifest = {
       tensorvault_remote: 1,
       main,
