@@ -2,7 +2,7 @@
 // pushes), lazy loads sharing a cache, damaged or missing stored objects, configuration mistakes. Same
 // real S3-compatible server as __test__/remote.test.ts (s3s-fs, built by scripts/setup-s3.mjs into a
 // cache folder outside the clone), started here on 127.0.0.1 with a random port and fresh credentials.
-import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -142,5 +142,41 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     for (const [f, data] of Object.entries(before))
       expect(readFileSync(join(key, f)).equals(data)).toBe(true);
     expect((await tv.verifyRemote(url, { ...opts, cacheDir: join(dir, 'cache-dp') })).status).toBe('intact');
+  });
+
+  it('opening another checkpoint never evicts the entry of one still open (in this or another process)', async () => {
+    // Regression: eviction kept only the entry being opened; a RemoteCheckpoint still open then failed
+    // for good (TV_NOT_FOUND) on its next tensor().
+    const cacheDir = join(dir, 'cache-open');
+    const o = { ...opts, cacheDir, cacheBytes: 2 * MiB };
+    const urlA = (await pushed('open-a', 4, { seed: 1 })) as `s3://${string}`;
+    const urlB = (await pushed('open-b', 4, { seed: 2 })) as `s3://${string}`;
+    const a = await tv.loadCheckpoint(urlA, o);
+    await a.tensor('layer.0');
+    await a.tensor('layer.2');
+    const b = await tv.loadCheckpoint(urlB, o);
+    await b.tensor('layer.1');
+    const b2 = await tv.loadCheckpoint(urlB, o); // an open runs the eviction again
+    const want = tensors(4, 262_144, 1);
+    for (const n of ['layer.0', 'layer.3']) {
+      const t = await a.tensor(n);
+      expect(Buffer.from(t.bytes).equals(Buffer.from((want[n] as Float32Array).buffer))).toBe(true);
+    }
+    const entryA = join(cacheDir, readdirSync(cacheDir).find((d) => a.path.includes(d)) as string);
+    a.close();
+    b.close();
+    b2.close();
+    // Marked open by another live process (the parent of this one): kept as well; a dead process's
+    // mark does not keep it.
+    writeFileSync(join(entryA, `.tv-open-${process.ppid}-abcdef`), '');
+    const utime = new Date(Date.now() - 60_000);
+    utimesSync(entryA, utime, utime);
+    (await tv.loadCheckpoint(urlB, o)).close();
+    expect(existsSync(a.path)).toBe(true);
+    rmSync(join(entryA, `.tv-open-${process.ppid}-abcdef`));
+    writeFileSync(join(entryA, '.tv-open-2147483646-abcdef'), '');
+    utimesSync(entryA, utime, utime);
+    (await tv.loadCheckpoint(urlB, o)).close();
+    expect(existsSync(entryA)).toBe(false);
   });
 });

@@ -6,9 +6,10 @@
  * folder holds a tensorvault checkpoint whose weights file is sparse, opened with `loadCheckpoint`, so
  * the seal, the header digest and every chunk digest are checked by the same code as on a local disk.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { TensorDamagedError } from '../checkpoint/errors';
 import type { CheckpointLayout } from '../checkpoint/layout';
 import type { Checkpoint } from '../checkpoint/lazy';
@@ -16,6 +17,7 @@ import { loadCheckpoint } from '../checkpoint/load';
 import type { CheckpointReport, LoadCheckpointOptions } from '../checkpoint/parse';
 import { chunkSpan } from '../checkpoint/rs';
 import { ErrorCode, TensorVaultError } from '../errors';
+import { alive } from '../io/atomic';
 import { typedIoError } from '../io/fs';
 import type { Tensor, TensorInfo } from '../safetensors/reader';
 import { publishRemote, remoteCacheDir } from './common';
@@ -45,13 +47,18 @@ const ENTRY_NAME = /^[0-9a-f]{32}$/;
 const ENTRY_FILE = /^(.+\.safetensors)(\.meta\.json|\.chunks|\.tvob)?$/;
 /** Temporary files of an atomic write into an entry. */
 const ENTRY_TEMP = /^\..+\.tmp$/;
+/** The mark of an open `RemoteCheckpoint` on its entry: `.tv-open-PID-RANDOM` (removed by `close`). */
+const ENTRY_MARK = /^\.tv-open-(\d+)-[0-9a-f]+$/;
 
 /**
  * The files of `dir` when it is provably a cache entry (a 32-hex name, a real folder holding only
  * regular files of one checkpoint: its weights, sidecar, chunk hint, outboard, and temporaries of their
  * atomic writes), else undefined: anything else in the cache folder is not ours and is never removed.
  */
-async function entryFiles(dir: string, name: string): Promise<{ files: string[]; used: number } | undefined> {
+async function entryFiles(
+  dir: string,
+  name: string,
+): Promise<{ files: string[]; used: number; open: boolean } | undefined> {
   if (!ENTRY_NAME.test(name)) return undefined;
   const st = await lstat(dir).catch(() => undefined);
   if (st === undefined || !st.isDirectory()) return undefined;
@@ -59,26 +66,34 @@ async function entryFiles(dir: string, name: string): Promise<{ files: string[];
   if (names === undefined) return undefined;
   let base: string | undefined;
   let used = 0;
+  let isOpen = false;
   for (const n of names) {
     const fst = await lstat(join(dir, n)).catch(() => undefined);
     if (fst === undefined || !fst.isFile()) return undefined;
     used += fst.blocks * 512;
+    const mark = ENTRY_MARK.exec(n);
+    if (mark !== null) {
+      // Open in a live process (this one or another sharing the cache); a dead one's mark is stale.
+      if (alive(Number(mark[1]))) isOpen = true;
+      continue;
+    }
     if (ENTRY_TEMP.test(n)) continue;
     const m = ENTRY_FILE.exec(n);
     if (m === null || (base !== undefined && base !== m[1])) return undefined;
     base = m[1];
   }
-  return { files: names, used };
+  return { files: names, used, open: isOpen };
 }
 
 /**
  * Remove other cache entries, least recently used first, until the entries hold at most `limit` bytes
  * (allocated blocks, sparse holes not counted). Only provable cache entries are counted or removed
- * (see {@link entryFiles}): a `cacheDir` shared with other data loses none of it. An entry is removed
+ * (see {@link entryFiles}): a `cacheDir` shared with other data loses none of it. Entries marked open
+ * by a live process are kept (the bound is then exceeded until they close). An entry is removed
  * file by file, then its folder (which fails, leaving it, if something new appeared in it).
  */
 async function evict(root: string, keep: string, limit: number): Promise<void> {
-  const entries: { dir: string; files: string[]; used: number; at: number }[] = [];
+  const entries: { dir: string; files: string[]; used: number; open: boolean; at: number }[] = [];
   for (const e of await readdir(root).catch(() => [] as string[])) {
     const dir = join(root, e);
     const found = await entryFiles(dir, e);
@@ -89,7 +104,8 @@ async function evict(root: string, keep: string, limit: number): Promise<void> {
   let total = entries.reduce((a, e) => a + e.used, 0);
   for (const e of entries.sort((a, b) => a.at - b.at)) {
     if (total <= limit) break;
-    if (e.dir === keep) continue;
+    // Never the entry being opened, nor one a live RemoteCheckpoint (of any process) still reads.
+    if (e.dir === keep || e.open) continue;
     for (const f of e.files) await rm(join(e.dir, f), { force: true });
     await rmdir(e.dir).catch(() => {});
     total -= e.used;
@@ -117,6 +133,7 @@ export class RemoteCheckpoint {
   #concurrency: number;
   #signal: AbortSignal | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  #mark: string;
 
   /** @internal Use `loadCheckpoint('s3://…')`. */
   constructor(
@@ -126,6 +143,7 @@ export class RemoteCheckpoint {
     store: Store,
     src: ChunkSource,
     concurrency: number,
+    mark: string,
     signal?: AbortSignal,
   ) {
     this.url = url;
@@ -140,6 +158,7 @@ export class RemoteCheckpoint {
     this.#signal = signal;
     this.#hintPath = `${local.path}.chunks`;
     this.#have = have;
+    this.#mark = mark;
   }
 
   /** The verification state (as a local lazy load's). */
@@ -182,6 +201,9 @@ export class RemoteCheckpoint {
           onChunk: (c) => this.#have.add(c),
         });
         await writeFile(this.#hintPath, JSON.stringify([...this.#have])).catch(() => {});
+        // Recently used: evicted after the entries not used since (least recently used first).
+        const now = new Date();
+        await utimes(dirname(this.path), now, now).catch(() => {});
         publishRemote({
           event: 'fetched',
           url: this.url,
@@ -247,6 +269,8 @@ export class RemoteCheckpoint {
   close(): void {
     this.#local.close();
     this.#store.close();
+    // The entry may be evicted again (by a later open of another checkpoint).
+    rmSync(this.#mark, { force: true });
   }
 }
 
@@ -260,6 +284,7 @@ export async function loadRemoteCheckpoint(
 ): Promise<RemoteCheckpoint> {
   const t0 = performance.now();
   const { store, prefix, manifest } = await openManifest(url, options);
+  let mark: string | undefined;
   try {
     const mainUrl = store.url(joinKey(prefix, manifest.main));
     if (manifest.layout !== 'tensorvault') {
@@ -297,7 +322,18 @@ export async function loadRemoteCheckpoint(
     // The cache entry is named by the weights' digest: the same bytes share one entry whatever the URL.
     const root = options.cacheDir ?? join(remoteCacheDir(), 'remote-cache');
     const dir = join(root, weights.sha256.slice(0, 32));
-    await mkdir(dir, { recursive: true });
+    // Marked open before anything else: no other open (here or in another process) evicts it meanwhile.
+    mark = join(dir, `.tv-open-${process.pid}-${randomBytes(6).toString('hex')}`);
+    for (let attempt = 0; ; attempt++) {
+      await mkdir(dir, { recursive: true });
+      try {
+        await writeFile(mark, '', { flag: 'wx' });
+        break;
+      } catch (err) {
+        // The folder was evicted by another process between the two calls: made again.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 0) throw err;
+      }
+    }
     const now = new Date();
     await utimes(dir, now, now);
     await evict(root, dir, options.cacheBytes ?? 8 * 1024 ** 3);
@@ -377,8 +413,24 @@ export async function loadRemoteCheckpoint(
     } catch {
       // no hint: every chunk is fetched when first needed
     }
-    const remote = new RemoteCheckpoint(have, mainUrl, ck, store, src, concurrency ?? 8, options.signal);
-    if (options.verify === 'full') await remote.tensors();
+    const remote = new RemoteCheckpoint(
+      have,
+      mainUrl,
+      ck,
+      store,
+      src,
+      concurrency ?? 8,
+      mark,
+      options.signal,
+    );
+    if (options.verify === 'full') {
+      try {
+        await remote.tensors();
+      } catch (err) {
+        ck.close();
+        throw err;
+      }
+    }
     publishRemote({
       event: 'opened',
       url: mainUrl,
@@ -388,6 +440,7 @@ export async function loadRemoteCheckpoint(
     return remote;
   } catch (err) {
     store.close();
+    if (mark !== undefined) rmSync(mark, { force: true });
     // A full disk under the cache, a failing read: TV_IO (not a bare Node error).
     throw typedIoError(err, options.cacheDir ?? url);
   }
