@@ -2,7 +2,17 @@
 // pushes), lazy loads sharing a cache, damaged or missing stored objects, configuration mistakes. Same
 // real S3-compatible server as __test__/remote.test.ts (s3s-fs, built by scripts/setup-s3.mjs into a
 // cache folder outside the clone), started here on 127.0.0.1 with a random port and fresh credentials.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -178,5 +188,29 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     utimesSync(entryA, utime, utime);
     (await tv.loadCheckpoint(urlB, o)).close();
     expect(existsSync(entryA)).toBe(false);
+  });
+
+  it('an open replaces the cached sidecar atomically: a reader of the old file never sees it rewritten', async () => {
+    // Regression: each open rewrote meta.json in place (truncate, write): processes lazily loading one
+    // URL through a shared cache read it half-written ("sidecar is not valid JSON") at random.
+    const cacheDir = join(dir, 'cache-meta');
+    const url = (await pushed('meta', 2, { seed: 3 })) as `s3://${string}`;
+    (await tv.loadCheckpoint(url, { ...opts, cacheDir })).close();
+    const metaPath = join(cacheDir, readdirSync(cacheDir)[0] as string, 'model.safetensors.meta.json');
+    const good = readFileSync(metaPath);
+    writeFileSync(metaPath, good.subarray(0, 100)); // a stale, torn copy, held open by a "reader"
+    const fd = openSync(metaPath, 'r');
+    try {
+      const ck = await tv.loadCheckpoint(url, { ...opts, cacheDir });
+      expect((await ck.tensor('layer.1')).byteLength).toBe(MiB);
+      ck.close();
+      expect(readFileSync(metaPath).equals(good)).toBe(true);
+      // The reader's file was replaced, not written into: it still reads what it opened.
+      expect(readFileSync(fd).equals(good.subarray(0, 100))).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+    // No temporary file is left in the entry.
+    expect(readdirSync(join(metaPath, '..')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 });

@@ -17,7 +17,7 @@ import { loadCheckpoint } from '../checkpoint/load';
 import type { CheckpointReport, LoadCheckpointOptions } from '../checkpoint/parse';
 import { chunkSpan } from '../checkpoint/rs';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { alive } from '../io/atomic';
+import { alive, atomicWriteFile } from '../io/atomic';
 import { typedIoError } from '../io/fs';
 import type { Tensor, TensorInfo } from '../safetensors/reader';
 import { publishRemote, remoteCacheDir } from './common';
@@ -200,7 +200,9 @@ export class RemoteCheckpoint {
           signal: this.#signal,
           onChunk: (c) => this.#have.add(c),
         });
-        await writeFile(this.#hintPath, JSON.stringify([...this.#have])).catch(() => {});
+        await atomicWriteFile(this.#hintPath, JSON.stringify([...this.#have]), { sync: false }).catch(
+          () => {},
+        );
         // Recently used: evicted after the entries not used since (least recently used first).
         const now = new Date();
         await utimes(dirname(this.path), now, now).catch(() => {});
@@ -338,7 +340,11 @@ export async function loadRemoteCheckpoint(
     await utimes(dir, now, now);
     await evict(root, dir, options.cacheBytes ?? 8 * 1024 ** 3);
     const local = join(dir, manifest.main);
-    await writeFile(`${local}.meta.json`, meta);
+    // Other processes sharing the cache may be opening this entry right now: the sidecar is replaced
+    // atomically (temporary file and rename), never rewritten in place, and only when it differs.
+    const cachedMeta = await readFile(`${local}.meta.json`).catch(() => undefined);
+    if (cachedMeta === undefined || !cachedMeta.equals(meta))
+      await atomicWriteFile(`${local}.meta.json`, meta, { sync: false });
     const fh = await open(local, 'a+');
     try {
       const st = await fh.stat();
