@@ -2,6 +2,7 @@
 // pushes), lazy loads sharing a cache, damaged or missing stored objects, configuration mistakes. Same
 // real S3-compatible server as __test__/remote.test.ts (s3s-fs, built by scripts/setup-s3.mjs into a
 // cache folder outside the clone), started here on 127.0.0.1 with a random port and fresh credentials.
+import { spawnSync } from 'node:child_process';
 import {
   closeSync,
   existsSync,
@@ -10,6 +11,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  truncateSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
@@ -212,5 +214,64 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     }
     // No temporary file is left in the entry.
     expect(readdirSync(join(metaPath, '..')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('a truncated stored object is damage, repaired from the parity (was TV_REMOTE_UNAVAILABLE, HTTP 416)', async () => {
+    // Regression: a ranged GET past the end of a shorter object (HTTP 416 InvalidRange) was taken for an
+    // outage: verify, pull and a lazy tensor() failed with TV_REMOTE_UNAVAILABLE, the CLI exited 6.
+    const url = await pushed('short', 12, { ecc: 'medium' });
+    const obj = join(s.root, BUCKET, 'short', 'model.safetensors');
+    const original = readFileSync(obj);
+    const cacheDir = join(dir, 'cache-short');
+    truncateSync(obj, original.byteLength - 300_000); // the last two chunks (11, 12) missing
+    const v = await tv.verifyRemote(url, { ...opts, cacheDir });
+    expect(v.status).toBe('repairable');
+    expect(v.files[0]).toMatchObject({ storedSize: original.byteLength - 300_000, damagedChunks: [11, 12] });
+    const p = await tv.pull(url, join(dir, 'pulled-short'), opts);
+    expect(p.repairedChunks).toEqual([11, 12]);
+    expect(readFileSync(p.path).equals(original)).toBe(true);
+    const ck = await tv.loadCheckpoint(url as `s3://${string}`, { ...opts, cacheDir });
+    await expect(ck.tensor(ck.names[ck.names.length - 1] as string)).rejects.toMatchObject({
+      code: 'TV_REMOTE_DAMAGED',
+    });
+    ck.close();
+    const cli = spawnSync(
+      process.execPath,
+      [join(__dirname, '..', 'dist', 'cli', 'main.js'), 'verify', url],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, ...s.env, TV_REMOTE_CACHE: join(dir, 'cli-cache') },
+      },
+    );
+    expect(cli.status).toBe(1); // repairable
+  });
+
+  it('an extended or replaced object, a truncated parity: damage in the report, repair restores the size', async () => {
+    // Regression: the stored size was never compared with the manifest's (100 bytes more verified
+    // intact); a replaced object failed the verify at the header instead of being reported.
+    const url = await pushed('long', 12, { ecc: 'medium' });
+    const obj = join(s.root, BUCKET, 'long', 'model.safetensors');
+    const original = readFileSync(obj);
+    const cacheDir = join(dir, 'cache-long');
+    // Longer than recorded: every chunk matches, but the object is not what was pushed.
+    writeFileSync(obj, Buffer.concat([original, Buffer.alloc(100)]));
+    const w = await tv.verifyRemote(url, { ...opts, cacheDir });
+    expect(w.status).toBe('repairable');
+    expect(w.files[0]).toMatchObject({ storedSize: original.byteLength + 100, damagedChunks: [] });
+    expect((await tv.repairRemote(url, { ...opts, workDir: dir })).status).toBe('repaired');
+    expect(readFileSync(obj).equals(original)).toBe(true);
+    // Replaced by a file of another size, and a truncated parity: damage, never an outage.
+    writeFileSync(obj, readFileSync(`${obj}.tvecc`));
+    const r = await tv.verifyRemote(url, { ...opts, cacheDir: join(dir, 'cache-long2') });
+    expect(r.status).toBe('repairable');
+    expect(r.files[0]?.damagedChunks.slice(0, 2)).toEqual([0, 1]);
+    await expect(tv.pull(url, join(dir, 'pulled-long2'), opts)).rejects.toMatchObject({
+      code: 'TV_REMOTE_DAMAGED',
+    });
+    writeFileSync(obj, original);
+    truncateSync(`${obj}.tvecc`, 1000);
+    const e = await tv.verifyRemote(url, { ...opts, cacheDir });
+    expect(e.status).toBe('damaged');
+    expect(e.files[1]?.damagedChunks.length).toBeGreaterThan(0);
   });
 });

@@ -187,10 +187,15 @@ ${exits}`,
     bar.done();
     if (a.flags.has('json')) process.stdout.write(`${JSON.stringify(r)}\n`);
     else {
-      for (const f of r.files)
+      for (const f of r.files) {
+        const why = [
+          ...(f.storedSize === f.size ? [] : [`stored size ${f.storedSize} (recorded ${f.size})`]),
+          ...(f.damagedChunks.length === 0 ? [] : [`damaged chunks ${f.damagedChunks.join(', ')}`]),
+        ];
         process.stdout.write(
-          `${f.name}  ${formatBytes(f.size)}  ${f.damagedChunks.length === 0 ? 'ok' : `damaged chunks ${f.damagedChunks.join(', ')}`}\n`,
+          `${f.name}  ${formatBytes(f.size)}  ${why.length === 0 ? 'ok' : why.join(', ')}\n`,
         );
+      }
       process.stdout.write(`${r.status}: ${r.url}\n`);
     }
     return r.status === 'intact'

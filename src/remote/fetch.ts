@@ -5,6 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { equalHex } from '../checkpoint/layout';
+import { TensorVaultError } from '../errors';
 import { type LeafHash, leafHex, mapLimit } from './manifest';
 import type { Store } from './store';
 
@@ -79,7 +80,18 @@ async function fetchRun(
       o.onChunk?.(idx, buf.byteLength);
     } else bad.add(idx);
   };
-  for await (const piece of await src.store.read(src.key, [start, end], o.signal)) {
+  let body: AsyncIterable<Uint8Array>;
+  try {
+    body = await src.store.read(src.key, [start, end], o.signal);
+  } catch (err) {
+    // The object ends before this run (HTTP 416): its chunks are missing, which is damage, not an outage.
+    if (err instanceof TensorVaultError && err.context.reason === 'short_object') {
+      for (const c of run) bad.add(c);
+      return;
+    }
+    throw err;
+  }
+  for await (const piece of body) {
     let p = 0;
     while (p < piece.byteLength) {
       if (idx > last) {

@@ -67,7 +67,10 @@ export async function repairRemote(
     const key = joinKey(prefix, manifest.main);
     const mainUrl = store.url(key);
     try {
-      if (pulled.repairedChunks.length === 0) {
+      // A weights object longer (or shorter) than recorded is rewritten too, every part copied.
+      const storedSize = await store.head(key, options.signal);
+      const entry = manifest.files.find((f) => f.name === manifest.main) as RemoteFileEntry;
+      if (pulled.repairedChunks.length === 0 && storedSize === entry.size) {
         return {
           url: mainUrl,
           status: 'intact',
@@ -77,7 +80,6 @@ export async function repairRemote(
           bytesUploaded: 0,
         };
       }
-      const entry = manifest.files.find((f) => f.name === manifest.main) as RemoteFileEntry;
       const cs = manifest.chunk_size;
       const up0 = store.metrics.bytesUp;
       const fh = await open(pulled.path, 'r');

@@ -131,6 +131,14 @@ export function storeError(err: unknown, url: string, signal?: AbortSignal): Ten
       reason: name,
     });
   }
+  if (status === 416 || name === 'InvalidRange') {
+    // A range past the end of the object: it is shorter than the manifest says (truncated or replaced).
+    return new TensorVaultError(
+      ErrorCode.REMOTE_DAMAGED,
+      `${url}: the stored object is shorter than recorded (${name}${status === undefined ? '' : `, HTTP ${status}`})`,
+      { url, status: status ?? null, reason: 'short_object' },
+    );
+  }
   if (name === 'NoSuchUpload') {
     return new TensorVaultError(ErrorCode.REMOTE_NOT_FOUND, `${url}: the multipart upload no longer exists`, {
       url,

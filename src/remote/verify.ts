@@ -29,8 +29,12 @@ export interface RemoteVerifyReport {
   layout: RemoteManifest['layout'];
   /** `intact`: every chunk matches; `repairable`: only weights chunks are damaged and the parity arrived intact; else `damaged`. */
   status: 'intact' | 'repairable' | 'damaged';
-  /** Per file: size and damaged chunk indexes (of `chunkSize` bytes). */
-  files: { name: string; size: number; damagedChunks: number[] }[];
+  /**
+   * Per file: size (as the manifest records it), the size of the stored object, and the damaged chunk
+   * indexes (of `chunkSize` bytes; a chunk past the end of a shorter object is damaged). A file whose
+   * stored size differs from `size` is damaged even when every chunk of `size` bytes matches.
+   */
+  files: { name: string; size: number; storedSize: number; damagedChunks: number[] }[];
   chunkSize: number;
   /** Body bytes read from the store. */
   bytesRead: number;
@@ -56,13 +60,21 @@ export async function verifyRemote(
   try {
     if (manifest.layout === 'tensorvault') {
       const { concurrency: _c, onProgress: _p, ...o } = options;
-      (await loadRemoteCheckpoint(mainUrl, { ...o, verify: 'none' })).close();
+      try {
+        (await loadRemoteCheckpoint(mainUrl, { ...o, verify: 'none' })).close();
+      } catch (err) {
+        // A damaged header (chunk 0 of the weights) is reported with the other chunks below; the
+        // parity may rebuild it (pull checks the seal after the repair).
+        const c = err instanceof TensorVaultError ? err.context : undefined;
+        if (c?.reason !== 'chunk_digest' || c.file !== manifest.main) throw err;
+      }
     }
     const total = manifest.files.reduce((a, f) => a + f.size, 0);
     let done = 0;
     const files: RemoteVerifyReport['files'] = [];
     const before = store.metrics.bytesDown;
     for (const f of manifest.files) {
+      const storedSize = (await store.head(joinKey(prefix, f.name), options.signal)) ?? 0;
       const n = Math.ceil(f.size / manifest.chunk_size);
       const all = Array.from({ length: n }, (_, i) => i);
       const bad = await fetchChunks(
@@ -86,9 +98,11 @@ export async function verifyRemote(
           },
         },
       );
-      files.push({ name: f.name, size: f.size, damagedChunks: bad });
+      files.push({ name: f.name, size: f.size, storedSize, damagedChunks: bad });
     }
-    const damagedFiles = files.filter((f) => f.damagedChunks.length > 0).map((f) => f.name);
+    const damagedFiles = files
+      .filter((f) => f.damagedChunks.length > 0 || f.storedSize !== f.size)
+      .map((f) => f.name);
     const parity = `${manifest.main}.tvecc`;
     const status: RemoteVerifyReport['status'] =
       damagedFiles.length === 0
