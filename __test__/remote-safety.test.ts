@@ -274,4 +274,39 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     expect(e.status).toBe('damaged');
     expect(e.files[1]?.damagedChunks.length).toBeGreaterThan(0);
   });
+
+  it('a deleted parity object: verify reports it missing; pull places the intact weights without it', async () => {
+    // Regression: verifyRemote threw TV_REMOTE_NOT_FOUND and pull refused intact weights because the
+    // optional .tvecc had been deleted from the store.
+    const url = await pushed('noecc', 6, { ecc: 'medium' });
+    const obj = join(s.root, BUCKET, 'noecc', 'model.safetensors');
+    const original = readFileSync(obj);
+    rmSync(`${obj}.tvecc`);
+    const v = await tv.verifyRemote(url, { ...opts, cacheDir: join(dir, 'cache-noecc') });
+    expect(v.status).toBe('damaged');
+    expect(v.files.find((f) => f.name === 'model.safetensors.tvecc')).toMatchObject({
+      missing: true,
+      storedSize: 0,
+    });
+    expect(v.files.find((f) => f.name === 'model.safetensors')?.damagedChunks).toEqual([]);
+    const dest = join(dir, 'pulled-noecc');
+    mkdirSync(dest, { recursive: true });
+    writeFileSync(join(dest, 'model.safetensors.tvecc'), 'stale parity of an earlier pull');
+    const p = await tv.pull(url, dest, { ...opts, overwrite: true });
+    expect(p.skippedFiles).toEqual(['model.safetensors.tvecc']);
+    expect(readFileSync(p.path).equals(original)).toBe(true);
+    expect(existsSync(`${p.path}.tvecc`)).toBe(false); // not placed, and the stale one is gone
+    const ck = await tv.loadCheckpoint(p.path, { verify: 'full' });
+    expect(Buffer.from((await ck.tensor('layer.2')).bytes).length).toBe(MiB);
+    ck.close();
+    // Damaged weights need the parity: without it, the pull fails and places nothing.
+    const b = Buffer.from(original);
+    b[3 * MiB + 9] = (b[3 * MiB + 9] as number) ^ 1;
+    writeFileSync(obj, b);
+    await expect(tv.pull(url, join(dir, 'pulled-noecc2'), opts)).rejects.toMatchObject({
+      code: 'TV_REMOTE_DAMAGED',
+      context: { file: 'model.safetensors', chunks: '3' },
+    });
+    expect(existsSync(join(dir, 'pulled-noecc2', 'model.safetensors'))).toBe(false);
+  });
 });

@@ -131,6 +131,9 @@ ${exits}`,
     });
     bar.done();
     const secs = (performance.now() - t0) / 1000;
+    // A parity file missing or damaged in the store was left out: the weights verified without it.
+    for (const name of r.skippedFiles)
+      process.stderr.write(`tensorvault: warning: ${name} is missing or damaged in the store; not placed\n`);
     if (a.flags.has('json')) process.stdout.write(`${JSON.stringify({ ...r, seconds: secs })}\n`);
     else {
       process.stdout.write(

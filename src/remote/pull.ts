@@ -55,6 +55,11 @@ export interface PullResult {
   reusedChunks: number;
   /** Weights chunks that arrived damaged and were rebuilt from the parity. */
   repairedChunks: number[];
+  /**
+   * Parity files of the set (`.tvecc`, `.ecc`) missing or damaged in the store and therefore not
+   * placed: the weights verified without them (run `repair` or push again to restore the parity).
+   */
+  skippedFiles: string[];
 }
 
 /** Split a main-object URL into its store, prefix and main name; fetch and parse its manifest. */
@@ -194,6 +199,10 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       (a, b) => Number(b.name.endsWith('.json')) - Number(a.name.endsWith('.json')),
     );
     const badByFile = new Map<string, number[]>();
+    // The parity is optional: the weights are verified chunk by chunk without it; it is needed only to
+    // repair them. A parity file missing from the store is noted here instead of failing the pull.
+    const parityNames = new Set([`${manifest.main}.tvecc`, `${manifest.main}.ecc`]);
+    const missing = new Set<string>();
     let block: ReturnType<typeof parseIntegrityBlock> | undefined;
     for (const f of order) {
       const path = join(staging, f.name);
@@ -216,6 +225,15 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
             reused += 1;
             progress(Math.min(manifest.chunk_size, f.size - i * manifest.chunk_size));
           } else todo.push(i);
+        }
+        if (
+          todo.length > 0 &&
+          parityNames.has(f.name) &&
+          (await store.head(src.key, options.signal)) === undefined
+        ) {
+          missing.add(f.name);
+          badByFile.set(f.name, todo);
+          continue;
         }
         const bad = await fetchChunks(src, todo, fh, {
           concurrency,
@@ -271,6 +289,16 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
         publishRemote({ event: 'repaired', url: mainUrl, chunks: badWeights });
       } else badByFile.set(manifest.main, still);
     }
+    // Intact (or repaired) weights do not need the parity: a missing or damaged parity file is left out.
+    const skipped: string[] = [];
+    if (!badByFile.has(manifest.main)) {
+      for (const name of parityNames) {
+        if (badByFile.has(name)) {
+          badByFile.delete(name);
+          skipped.push(name);
+        }
+      }
+    }
     for (const [file, chunks] of badByFile) {
       throw damaged(
         mainUrl,
@@ -289,9 +317,21 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       ck.close();
     }
     await mkdir(dest, { recursive: true });
-    const place = [...manifest.files].sort(
-      (a, b) => Number(a.name.endsWith('.json')) - Number(b.name.endsWith('.json')),
-    );
+    for (const name of skipped) {
+      publishRemote({
+        event: 'damaged',
+        url: mainUrl,
+        file: name,
+        missing: missing.has(name),
+        skipped: true,
+      });
+      await rm(join(staging, name), { force: true });
+      // No stale parity of an earlier pull next to the new weights (overwrite).
+      await rm(join(dest, name), { force: true });
+    }
+    const place = [...manifest.files]
+      .filter((f) => !skipped.includes(f.name))
+      .sort((a, b) => Number(a.name.endsWith('.json')) - Number(b.name.endsWith('.json')));
     for (const f of place) await rename(join(staging, f.name), join(dest, f.name));
     await fsyncDir(dest);
     await rm(staging, { recursive: true, force: true });
@@ -310,6 +350,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       bytesDownloaded: store.metrics.bytesDown - down0,
       reusedChunks: reused,
       repairedChunks: repaired,
+      skippedFiles: skipped,
     };
     publishRemote({
       event: 'pulled',

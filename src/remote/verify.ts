@@ -32,9 +32,10 @@ export interface RemoteVerifyReport {
   /**
    * Per file: size (as the manifest records it), the size of the stored object, and the damaged chunk
    * indexes (of `chunkSize` bytes; a chunk past the end of a shorter object is damaged). A file whose
-   * stored size differs from `size` is damaged even when every chunk of `size` bytes matches.
+   * stored size differs from `size` is damaged even when every chunk of `size` bytes matches. A file
+   * the manifest lists but the store no longer has is `missing` (every chunk damaged, `storedSize` 0).
    */
-  files: { name: string; size: number; storedSize: number; damagedChunks: number[] }[];
+  files: { name: string; size: number; storedSize: number; damagedChunks: number[]; missing?: true }[];
   chunkSize: number;
   /** Body bytes read from the store. */
   bytesRead: number;
@@ -74,9 +75,15 @@ export async function verifyRemote(
     const files: RemoteVerifyReport['files'] = [];
     const before = store.metrics.bytesDown;
     for (const f of manifest.files) {
-      const storedSize = (await store.head(joinKey(prefix, f.name), options.signal)) ?? 0;
+      const stored = await store.head(joinKey(prefix, f.name), options.signal);
       const n = Math.ceil(f.size / manifest.chunk_size);
       const all = Array.from({ length: n }, (_, i) => i);
+      if (stored === undefined) {
+        // Deleted from the store (a parity file, a sidecar): reported, not thrown.
+        files.push({ name: f.name, size: f.size, storedSize: 0, damagedChunks: all, missing: true });
+        continue;
+      }
+      const storedSize = stored;
       const bad = await fetchChunks(
         {
           store,
