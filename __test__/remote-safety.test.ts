@@ -309,4 +309,42 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     });
     expect(existsSync(join(dir, 'pulled-noecc2', 'model.safetensors'))).toBe(false);
   });
+
+  it('configuration mistakes are TV_INVALID_ARGUMENT, not TV_REMOTE_UNAVAILABLE', async () => {
+    // Regression: an endpoint without a scheme, a bad region and a key the store refuses (HTTP 400) were
+    // reported as an outage; maxAttempts 0 / -1 and cacheBytes -1 were accepted silently.
+    const url = `s3://${BUCKET}/cfg/model.safetensors` as const;
+    const bad: [string, Record<string, unknown>][] = [
+      ['endpoint', { endpoint: s.endpoint.replace('http://', '') }],
+      ['endpoint', { endpoint: 'not a url' }],
+      ['region', { region: 'us east 1!' }],
+      ['maxAttempts', { maxAttempts: 0 }],
+      ['maxAttempts', { maxAttempts: -1 }],
+      ['maxAttempts', { maxAttempts: 1.5 }],
+      ['cacheBytes', { cacheBytes: -1 }],
+      ['concurrency', { concurrency: 0 }],
+    ];
+    for (const [argument, o] of bad) {
+      await expect(
+        tv.loadCheckpoint(url, { ...opts, ...o, cacheDir: join(dir, 'cache-cfg') }),
+      ).rejects.toMatchObject({
+        code: 'TV_INVALID_ARGUMENT',
+        context: { argument },
+      });
+    }
+    await expect(tv.listRemote(`s3://${BUCKET}/`, { ...opts, maxAttempts: 0 })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+    // A key longer than the store accepts (HTTP 400 KeyTooLongError): refused at once, nothing stored.
+    const f = join(dir, 'src-cfg', 'model.safetensors');
+    mkdirSync(join(dir, 'src-cfg'), { recursive: true });
+    await tv.saveCheckpoint(f, tensors(1, 1000));
+    const t0 = performance.now();
+    const err = (await tv
+      .push(f, `s3://${BUCKET}/${'k'.repeat(2000)}`, { ...opts, stateDir: state })
+      .catch((e: unknown) => e)) as tv.TensorVaultError;
+    expect(err).toMatchObject({ code: 'TV_INVALID_ARGUMENT', context: { status: 400 } });
+    expect(performance.now() - t0).toBeLessThan(2000); // not retried with backoff
+    expect(readdirSync(join(s.root, BUCKET)).some((k) => k.startsWith('kkk'))).toBe(false);
+  });
 });

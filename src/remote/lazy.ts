@@ -16,7 +16,7 @@ import type { Checkpoint } from '../checkpoint/lazy';
 import { loadCheckpoint } from '../checkpoint/load';
 import type { CheckpointReport, LoadCheckpointOptions } from '../checkpoint/parse';
 import { chunkSpan } from '../checkpoint/rs';
-import { ErrorCode, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { alive, atomicWriteFile } from '../io/atomic';
 import { typedIoError } from '../io/fs';
 import type { Tensor, TensorInfo } from '../safetensors/reader';
@@ -284,6 +284,12 @@ export async function loadRemoteCheckpoint(
   url: string,
   options: RemoteLoadOptions = {},
 ): Promise<RemoteCheckpoint> {
+  const cacheBytes = options.cacheBytes ?? 8 * 1024 ** 3;
+  if (typeof cacheBytes !== 'number' || !Number.isFinite(cacheBytes) || cacheBytes < 0)
+    throw invalidArgument('cacheBytes', 'cacheBytes must be a number of bytes, 0 or more');
+  const concurrency = options.concurrency ?? 8;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)
+    throw invalidArgument('concurrency', 'concurrency must be an integer from 1 to 64');
   const t0 = performance.now();
   const { store, prefix, manifest } = await openManifest(url, options);
   let mark: string | undefined;
@@ -338,7 +344,7 @@ export async function loadRemoteCheckpoint(
     }
     const now = new Date();
     await utimes(dir, now, now);
-    await evict(root, dir, options.cacheBytes ?? 8 * 1024 ** 3);
+    await evict(root, dir, cacheBytes);
     const local = join(dir, manifest.main);
     // Other processes sharing the cache may be opening this entry right now: the sidecar is replaced
     // atomically (temporary file and rename), never rewritten in place, and only when it differs.
@@ -398,7 +404,7 @@ export async function loadRemoteCheckpoint(
     const {
       cacheDir: _c,
       cacheBytes: _b,
-      concurrency,
+      concurrency: _n,
       endpoint: _e,
       region: _r,
       credentials: _k,

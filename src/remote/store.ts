@@ -5,7 +5,7 @@
  * {@link StoreMetrics}; every store error becomes a typed {@link TensorVaultError}.
  */
 import { createHash } from 'node:crypto';
-import { ErrorCode, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 
 /** Bytes and requests a store has moved (read them to see what a lazy load transferred). */
 export interface StoreMetrics {
@@ -42,6 +42,36 @@ export interface RemoteOptions {
   forcePathStyle?: boolean;
   /** Attempts per request, retries included, with exponential backoff and jitter (default 5). */
   maxAttempts?: number;
+}
+
+/**
+ * Check the connection options (and the endpoint / region variables they fall back to) before any
+ * request: a mistake there is `TV_INVALID_ARGUMENT`, not an outage after retries.
+ */
+export function checkRemoteOptions(options: RemoteOptions): void {
+  const env = process.env;
+  const endpoint = options.endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  if (endpoint !== undefined && endpoint !== '') {
+    const from = options.endpoint !== undefined ? 'endpoint' : 'AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL';
+    let ok = false;
+    try {
+      const u = new URL(endpoint);
+      ok = (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+    } catch {
+      ok = false;
+    }
+    if (!ok)
+      throw invalidArgument(
+        'endpoint',
+        `${from} must be an http:// or https:// URL (for example http://localhost:9000): ${JSON.stringify(endpoint)}`,
+      );
+  }
+  const region = options.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
+  if (region !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(region))
+    throw invalidArgument('region', `not a valid region name: ${JSON.stringify(region)}`);
+  const attempts = options.maxAttempts;
+  if (attempts !== undefined && (!Number.isSafeInteger(attempts) || attempts < 1 || attempts > 100))
+    throw invalidArgument('maxAttempts', 'maxAttempts must be an integer from 1 to 100');
 }
 
 /** The operations push, pull, lazy load and verify need from a store. */
@@ -151,6 +181,18 @@ export function storeError(err: unknown, url: string, signal?: AbortSignal): Ten
       `${url}: the store received bytes that do not match their checksum (${name})`,
       { url, reason: 'bad_digest' },
     );
+  }
+  const transient = ['SlowDown', 'RequestTimeout', 'IncompleteBody', 'OperationAborted', 'Throttling'];
+  if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
+    if (!transient.includes(name)) {
+      // The store refused the request itself (a key too long, an invalid argument): retrying cannot help.
+      return new TensorVaultError(
+        ErrorCode.INVALID_ARGUMENT,
+        `${url}: the store refused the request (${name}, HTTP ${status})`,
+        { url, status, reason: name },
+        { cause: err },
+      );
+    }
   }
   const netCode = typeof e?.code === 'string' ? e.code : undefined;
   const why = netCode ?? name;
