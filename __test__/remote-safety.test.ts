@@ -347,4 +347,15 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     expect(performance.now() - t0).toBeLessThan(2000); // not retried with backoff
     expect(readdirSync(join(s.root, BUCKET)).some((k) => k.startsWith('kkk'))).toBe(false);
   });
+
+  it('a pull refused because the files exist leaves no staging folder behind', async () => {
+    // Regression: the staging folder .tv-pull-* was made before the existence check, and left empty.
+    const url = await pushed('exists', 1);
+    const dest = join(dir, 'pulled-exists');
+    await tv.pull(url, dest, opts);
+    const before = readdirSync(dest).sort();
+    await expect(tv.pull(url, dest, opts)).rejects.toMatchObject({ code: 'TV_EXISTS' });
+    expect(readdirSync(dest).sort()).toEqual(before);
+    expect(before.some((f) => f.startsWith('.tv-pull-'))).toBe(false);
+  });
 });

@@ -177,7 +177,6 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
   try {
     const dest = resolvePath(destDir);
     const staging = join(dest, `.tv-pull-${createHash('sha256').update(mainUrl).digest('hex').slice(0, 16)}`);
-    await mkdir(staging, { recursive: true });
     if (options.overwrite !== true) {
       for (const f of manifest.files) {
         if (existsSync(join(dest, f.name)))
@@ -186,6 +185,8 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
           });
       }
     }
+    // Made only once the pull may go ahead: a refused pull leaves nothing behind.
+    await mkdir(staging, { recursive: true });
     const total = manifest.files.reduce((a, f) => a + f.size, 0);
     let doneBytes = 0;
     const down0 = store.metrics.bytesDown;
