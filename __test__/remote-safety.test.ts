@@ -358,4 +358,28 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     expect(readdirSync(dest).sort()).toEqual(before);
     expect(before.some((f) => f.startsWith('.tv-pull-'))).toBe(false);
   });
+
+  it('pull progress reaches the total when chunks are repaired from the parity or the parity is left out', async () => {
+    // Regression: the chunks rebuilt from the parity were never counted: the progress stopped short.
+    const url = await pushed('progress', 12, { ecc: 'medium' });
+    const obj = join(s.root, BUCKET, 'progress', 'model.safetensors');
+    const b = readFileSync(obj);
+    b[2 * MiB + 3] = (b[2 * MiB + 3] as number) ^ 1;
+    writeFileSync(obj, b);
+    const last = async (dest: string): Promise<{ bytesDone: number; bytesTotal: number }> => {
+      let at = { bytesDone: 0, bytesTotal: -1 };
+      const onProgress = (pr: { bytesDone: number; bytesTotal: number }): void => {
+        at = pr;
+      };
+      const p = await tv.pull(url, join(dir, dest), { ...opts, onProgress });
+      expect(p.repairedChunks.length + p.skippedFiles.length).toBeGreaterThan(0);
+      return at;
+    };
+    const r = await last('pulled-progress');
+    expect(r.bytesDone).toBe(r.bytesTotal);
+    writeFileSync(obj, readFileSync(join(dir, 'pulled-progress', 'model.safetensors')));
+    rmSync(`${obj}.tvecc`);
+    const q = await last('pulled-progress2');
+    expect(q.bytesDone).toBe(q.bytesTotal);
+  });
 });

@@ -286,6 +286,8 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       }
       if (still.length === 0) {
         repaired.push(...badWeights);
+        // The rebuilt chunks are done too (they were never counted as fetched).
+        for (const c of badWeights) progress(Math.min(manifest.chunk_size, f.size - c * manifest.chunk_size));
         badByFile.delete(manifest.main);
         publishRemote({ event: 'repaired', url: mainUrl, chunks: badWeights });
       } else badByFile.set(manifest.main, still);
@@ -318,6 +320,8 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       ck.close();
     }
     await mkdir(dest, { recursive: true });
+    // A parity file left out is settled too: the progress of a successful pull ends at its total.
+    if (skipped.length > 0 && doneBytes < total) progress(total - doneBytes);
     for (const name of skipped) {
       publishRemote({
         event: 'damaged',
