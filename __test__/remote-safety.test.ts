@@ -15,6 +15,8 @@ import {
   utimesSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -382,4 +384,55 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     const q = await last('pulled-progress2');
     expect(q.bytesDone).toBe(q.bytesTotal);
   });
+
+  it('close() stops the fetches in flight: tensor() / tensors() reject with TV_CLOSED', async () => {
+    // Regression: closing while a fetch ran gave TV_REMOTE_UNAVAILABLE (ECONNRESET), and closing right
+    // after starting tensors() let the whole fetch run to the end.
+    const url = (await pushed('close', 16)) as `s3://${string}`;
+    // A proxy that sends the first 64 KiB of each ranged GET of the weights, then holds the rest.
+    const up = new URL(s.endpoint);
+    const held = createServer((req, res) => {
+      const fwd = request(
+        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 500, r.headers);
+          const hold = req.headers.range !== undefined && Number(r.headers['content-length'] ?? 0) > 65_536;
+          let sent = 0;
+          r.on('data', (c: Buffer) => {
+            if (hold && sent >= 65_536) return void r.pause();
+            sent += c.byteLength;
+            res.write(c);
+          });
+          r.on('end', () => res.end());
+        },
+      );
+      fwd.on('error', () => res.destroy());
+      req.pipe(fwd);
+    });
+    await new Promise<void>((r) => held.listen(0, '127.0.0.1', r));
+    const endpoint = `http://127.0.0.1:${(held.address() as AddressInfo).port}`;
+    try {
+      const o = { ...opts, endpoint, cacheDir: join(dir, 'cache-close') };
+      // Closed at once: nothing of the weights is fetched.
+      const a = await tv.loadCheckpoint(url, o);
+      const opened = a.transfer.bytesDown;
+      const pa = a.tensors();
+      a.close();
+      await expect(pa).rejects.toMatchObject({ code: 'TV_CLOSED' });
+      expect(a.transfer.bytesDown).toBe(opened);
+      // Closed while the bytes stream in.
+      const b = await tv.loadCheckpoint(url, o);
+      const start = b.transfer.bytesDown;
+      const pb = b.tensor('layer.7');
+      while (b.transfer.bytesDown === start) await new Promise((r) => setTimeout(r, 5));
+      const t0 = performance.now();
+      b.close();
+      await expect(pb).rejects.toMatchObject({ code: 'TV_CLOSED' });
+      expect(performance.now() - t0).toBeLessThan(1000);
+      await expect(b.tensor('layer.0')).rejects.toMatchObject({ code: 'TV_CLOSED' });
+    } finally {
+      held.closeAllConnections();
+      held.close();
+    }
+  }, 10_000); // without the fix, the held fetch never ends
 });

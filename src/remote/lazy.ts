@@ -134,6 +134,10 @@ export class RemoteCheckpoint {
   #signal: AbortSignal | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #mark: string;
+  /** Aborted by `close()`: the fetches in flight stop at once. */
+  #closer = new AbortController();
+  #closed = false;
+  #unlink: (() => void) | undefined;
 
   /** @internal Use `loadCheckpoint('s3://…')`. */
   constructor(
@@ -155,7 +159,19 @@ export class RemoteCheckpoint {
     this.#store = store;
     this.#src = src;
     this.#concurrency = concurrency;
-    this.#signal = signal;
+    // The caller's signal or close(), whichever comes first, stops a fetch.
+    const closer = this.#closer;
+    if (signal === undefined) this.#signal = closer.signal;
+    else {
+      const both = new AbortController();
+      const onCaller = (): void => both.abort(signal.reason);
+      const onClose = (): void => both.abort(closer.signal.reason);
+      if (signal.aborted) onCaller();
+      else signal.addEventListener('abort', onCaller, { once: true });
+      closer.signal.addEventListener('abort', onClose, { once: true });
+      this.#unlink = () => signal.removeEventListener('abort', onCaller);
+      this.#signal = both.signal;
+    }
     this.#hintPath = `${local.path}.chunks`;
     this.#have = have;
     this.#mark = mark;
@@ -185,6 +201,7 @@ export class RemoteCheckpoint {
   async #ensureRange(start: number, end: number): Promise<void> {
     const [first, last] = chunkSpan(start, end, this.#src.chunkSize);
     const run = this.#queue.then(async () => {
+      if (this.#closed) throw this.#closedError();
       const fh = await open(this.path, 'r+');
       try {
         const todo: number[] = [];
@@ -252,6 +269,7 @@ export class RemoteCheckpoint {
    * again, once; a local write or read error (a full disk under the cache) is `TV_IO`.
    */
   async #fetched<T>(start: number, end: number, read: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw this.#closedError();
     try {
       await this.#ensureRange(start, end);
       try {
@@ -263,12 +281,30 @@ export class RemoteCheckpoint {
         return await read();
       }
     } catch (err) {
+      // Closed meanwhile: whatever the interrupted request reported (an abort, a reset connection).
+      if (this.#closed) throw this.#closedError(err);
       throw typedIoError(err, this.#local.path);
     }
   }
 
-  /** Close the cached file and the store's connections. */
+  #closedError(cause?: unknown): TensorVaultError {
+    return new TensorVaultError(
+      ErrorCode.CLOSED,
+      `${this.url}: the remote checkpoint is closed`,
+      { url: this.url },
+      cause === undefined ? undefined : { cause },
+    );
+  }
+
+  /**
+   * Close the cached file and the store's connections. Fetches in flight stop at once and their
+   * `tensor()` / `tensors()` reject with `TV_CLOSED`, as does any later call. Idempotent.
+   */
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closer.abort(this.#closedError());
+    this.#unlink?.();
     this.#local.close();
     this.#store.close();
     // The entry may be evicted again (by a later open of another checkpoint).
