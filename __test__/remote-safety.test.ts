@@ -435,4 +435,67 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
       held.close();
     }
   }, 10_000); // without the fix, the held fetch never ends
+
+  it('a connection reset in the middle of a response body is retried like a failed request', async () => {
+    // Regression: the SDK retries a request that fails, not a body cut off half-way: one reset failed a
+    // pull, a lazy tensor() and a verify at once although maxAttempts was 5.
+    const url = await pushed('reset', 12, { ecc: 'medium' });
+    const original = readFileSync(join(s.root, BUCKET, 'reset', 'model.safetensors'));
+    let resets = 0;
+    const up = new URL(s.endpoint);
+    const cutter = createServer((req, res) => {
+      const fwd = request(
+        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 500, r.headers);
+          const cut =
+            req.headers.range !== undefined && Number(r.headers['content-length'] ?? 0) > 512 * 1024;
+          if (!(cut && resets > 0)) return void r.pipe(res);
+          resets -= 1;
+          let sent = 0;
+          r.on('data', (c: Buffer) => {
+            sent += c.byteLength;
+            res.write(c);
+            if (sent > 256 * 1024) {
+              r.destroy();
+              res.socket?.destroy();
+            }
+          });
+        },
+      );
+      fwd.on('error', () => res.destroy());
+      req.pipe(fwd);
+    });
+    await new Promise<void>((r) => cutter.listen(0, '127.0.0.1', r));
+    const o = { ...opts, endpoint: `http://127.0.0.1:${(cutter.address() as AddressInfo).port}` };
+    try {
+      resets = 1;
+      const p = await tv.pull(url, join(dir, 'pulled-reset'), o);
+      expect(readFileSync(p.path).equals(original)).toBe(true);
+      expect(resets).toBe(0);
+      resets = 1;
+      const ck = await tv.loadCheckpoint(url as `s3://${string}`, {
+        ...o,
+        cacheDir: join(dir, 'cache-reset'),
+      });
+      expect((await ck.tensor('layer.5')).byteLength).toBe(MiB);
+      ck.close();
+      expect(resets).toBe(0);
+      resets = 1;
+      expect((await tv.verifyRemote(url, { ...o, cacheDir: join(dir, 'cache-reset') })).status).toBe(
+        'intact',
+      );
+      expect(resets).toBe(0);
+      // Cut off every time: TV_REMOTE_UNAVAILABLE after maxAttempts reads, nothing placed.
+      resets = 1000;
+      const err = await tv
+        .pull(url, join(dir, 'pulled-reset2'), { ...o, maxAttempts: 2 })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'TV_REMOTE_UNAVAILABLE', context: { attempts: 2 } });
+      expect(existsSync(join(dir, 'pulled-reset2', 'model.safetensors'))).toBe(false);
+    } finally {
+      cutter.closeAllConnections();
+      cutter.close();
+    }
+  }, 10_000);
 });

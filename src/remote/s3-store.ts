@@ -1,5 +1,6 @@
 /** The S3-compatible store (AWS SDK for JavaScript v3, loaded only when an `s3://` URL is used). */
 import { createHash } from 'node:crypto';
+import { ErrorCode, TensorVaultError } from '../errors';
 import {
   abortError,
   missingAsUndefined,
@@ -10,6 +11,23 @@ import {
   storeError,
   type UploadedPart,
 } from './store';
+
+/** Wait before retry `attempt` (1-based): up to 100 ms × 2^(attempt-1), at most 5 s, with full jitter. */
+function backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
+  const ms = Math.random() * Math.min(5000, 100 * 2 ** (attempt - 1));
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError(signal));
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(abortError(signal));
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 function stripQuotes(etag: string | undefined): string {
   return (etag ?? '').replace(/^"|"$/g, '').toLowerCase();
@@ -22,11 +40,13 @@ export class S3Store implements Store {
   readonly metrics: StoreMetrics = { requests: 0, bytesDown: 0, bytesUp: 0 };
   readonly bucket: string;
   #sdk: S3Module;
+  #attempts: number;
   #client: import('@aws-sdk/client-s3').S3Client;
 
   constructor(sdk: S3Module, bucket: string, options: RemoteOptions) {
     this.#sdk = sdk;
     this.bucket = bucket;
+    this.#attempts = options.maxAttempts ?? 5;
     const env = process.env;
     const endpoint = options.endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
     this.#client = new sdk.S3Client({
@@ -71,33 +91,70 @@ export class S3Store implements Store {
     return r === undefined ? undefined : (r.ContentLength ?? 0);
   }
 
+  #get(
+    key: string,
+    from: number,
+    end: number | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ Body?: AsyncIterable<Uint8Array> }> {
+    const whole = from === 0 && end === undefined;
+    return this.#send<{ Body?: AsyncIterable<Uint8Array> }>(
+      key,
+      new this.#sdk.GetObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        ...(whole ? {} : { Range: `bytes=${from}-${end === undefined ? '' : end - 1}` }),
+      }),
+      signal,
+    );
+  }
+
+  /**
+   * Bytes `[start, end)` of `key`. The SDK retries a request that fails, but not a response body cut
+   * off half-way (a connection reset): that is retried here too, with the same attempts and a backoff,
+   * by asking for the bytes not yet received (each caller verifies what it reads against its digests).
+   */
   async read(
     key: string,
     range?: [number, number],
     signal?: AbortSignal,
   ): Promise<AsyncIterable<Uint8Array>> {
     if (range !== undefined && range[1] <= range[0]) return (async function* () {})();
-    const r = await this.#send<{ Body?: AsyncIterable<Uint8Array> }>(
-      key,
-      new this.#sdk.GetObjectCommand({
-        Bucket: this.bucket,
-        Key: key,
-        ...(range === undefined ? {} : { Range: `bytes=${range[0]}-${range[1] - 1}` }),
-      }),
-      signal,
-    );
-    const body = r.Body;
-    if (body === undefined) return (async function* () {})();
+    const end = range?.[1];
+    let pos = range?.[0] ?? 0;
+    const first = await this.#get(key, pos, end, signal);
     const metrics = this.metrics;
     const url = this.url(key);
+    const attempts = this.#attempts;
+    const get = (from: number): Promise<{ Body?: AsyncIterable<Uint8Array> }> =>
+      this.#get(key, from, end, signal);
     return (async function* () {
-      try {
-        for await (const c of body) {
-          metrics.bytesDown += c.byteLength;
-          yield c;
+      let body = first.Body;
+      for (let attempt = 1; ; attempt++) {
+        if (body === undefined) return;
+        try {
+          for await (const c of body) {
+            metrics.bytesDown += c.byteLength;
+            pos += c.byteLength;
+            yield c;
+          }
+          return;
+        } catch (err) {
+          const e = storeError(err, url, signal);
+          if (e.code !== ErrorCode.REMOTE_UNAVAILABLE) throw e;
+          if (attempt >= attempts) {
+            throw new TensorVaultError(
+              ErrorCode.REMOTE_UNAVAILABLE,
+              `${url}: the response was cut off ${attempt} time${attempt === 1 ? '' : 's'} (${e.context.reason})`,
+              { ...e.context, attempts: attempt },
+              { cause: err },
+            );
+          }
         }
-      } catch (err) {
-        throw storeError(err, url, signal);
+        // Exponential backoff with jitter (as the SDK's standard mode), then the rest of the range.
+        await backoff(attempt, signal);
+        if (end !== undefined && pos >= end) return;
+        body = (await get(pos)).Body;
       }
     })();
   }
