@@ -498,4 +498,21 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
       cutter.close();
     }
   }, 10_000);
+
+  it('verify progress reaches the total when chunks are damaged or a file is missing', async () => {
+    // Regression: only the chunks that matched were counted: a damaged set's verify stopped short.
+    const url = await pushed('vprogress', 12, { ecc: 'medium' });
+    const obj = join(s.root, BUCKET, 'vprogress', 'model.safetensors');
+    const b = readFileSync(obj);
+    b[5 * MiB + 3] = (b[5 * MiB + 3] as number) ^ 1;
+    writeFileSync(obj, b);
+    rmSync(`${obj}.tvecc`);
+    let at = { bytesDone: 0, bytesTotal: -1 };
+    const onProgress = (pr: { bytesDone: number; bytesTotal: number }): void => {
+      at = pr;
+    };
+    const v = await tv.verifyRemote(url, { ...opts, cacheDir: join(dir, 'cache-vprogress'), onProgress });
+    expect(v.status).toBe('damaged');
+    expect(at.bytesDone).toBe(at.bytesTotal);
+  });
 });

@@ -81,6 +81,8 @@ export async function verifyRemote(
       if (stored === undefined) {
         // Deleted from the store (a parity file, a sidecar): reported, not thrown.
         files.push({ name: f.name, size: f.size, storedSize: 0, damagedChunks: all, missing: true });
+        done += f.size;
+        options.onProgress?.({ bytesDone: done, bytesTotal: total });
         continue;
       }
       const storedSize = stored;
@@ -105,6 +107,11 @@ export async function verifyRemote(
           },
         },
       );
+      // Damaged chunks were checked too: the progress reaches the total.
+      if (bad.length > 0) {
+        for (const c of bad) done += Math.min(manifest.chunk_size, f.size - c * manifest.chunk_size);
+        options.onProgress?.({ bytesDone: done, bytesTotal: total });
+      }
       files.push({ name: f.name, size: f.size, storedSize, damagedChunks: bad });
     }
     const damagedFiles = files
