@@ -218,6 +218,21 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     expect(readdirSync(join(metaPath, '..')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('pull repairs one flipped byte of a small checkpoint from its parity (it failed: "no usable parity")', async () => {
+    // Regression: a chunk whose digest failed was never written to the staging file, so the parity
+    // repair saw a whole transfer chunk of zeros, beyond the parity budget of a small file.
+    const url = await pushed('flip1', 6, { ecc: 'medium' });
+    const obj = join(s.root, BUCKET, 'flip1', 'model.safetensors');
+    const original = readFileSync(obj);
+    const damaged = Buffer.from(original);
+    const at = original.byteLength - 2 * MiB + 12_345;
+    damaged[at] = (damaged[at] as number) ^ 0x40;
+    writeFileSync(obj, damaged);
+    const p = await tv.pull(url, join(dir, 'pulled-flip1'), opts);
+    expect(p.repairedChunks).toHaveLength(1);
+    expect(readFileSync(p.path).equals(original)).toBe(true);
+  });
+
   it('a truncated stored object is damage, repaired from the parity (was TV_REMOTE_UNAVAILABLE, HTTP 416)', async () => {
     // Regression: a ranged GET past the end of a shorter object (HTTP 416 InvalidRange) was taken for an
     // outage: verify, pull and a lazy tensor() failed with TV_REMOTE_UNAVAILABLE, the CLI exited 6.

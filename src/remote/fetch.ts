@@ -16,6 +16,13 @@ export interface FetchOptions {
   rangeSize: number;
   signal?: AbortSignal | undefined;
   onChunk?: ((index: number, bytes: number) => void) | undefined;
+  /**
+   * Write a chunk that does not match its leaf too (still reported bad), and the part received of a
+   * chunk cut short: a pull's staging copy then holds the stored bytes, so the parity repair sees only
+   * the bytes that are damaged. A chunk left unwritten was a whole chunk of zeros, beyond the parity of
+   * a small file (one flipped byte: 'no usable parity').
+   */
+  keepDamaged?: boolean;
 }
 
 /** The chunks of a file, its digests and where it is. */
@@ -78,7 +85,10 @@ async function fetchRun(
       await fh.write(buf, 0, buf.byteLength, idx * src.chunkSize);
       bad.delete(idx);
       o.onChunk?.(idx, buf.byteLength);
-    } else bad.add(idx);
+    } else {
+      bad.add(idx);
+      if (o.keepDamaged === true) await fh.write(buf, 0, buf.byteLength, idx * src.chunkSize);
+    }
   };
   let body: AsyncIterable<Uint8Array>;
   try {
@@ -114,6 +124,7 @@ async function fetchRun(
     }
   }
   // A short body: the chunks not completed are missing.
+  if (o.keepDamaged === true && idx <= last && fill > 0) await fh.write(buf, 0, fill, idx * src.chunkSize);
   for (let c = idx; c <= last; c++) bad.add(c);
 }
 

@@ -241,6 +241,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
           rangeSize,
           signal: options.signal,
           onChunk: (_i, b) => progress(b),
+          keepDamaged: true,
         });
         await fh.sync();
         if (bad.length > 0) badByFile.set(f.name, bad);
