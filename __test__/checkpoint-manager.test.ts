@@ -202,3 +202,51 @@ describe('CheckpointManager', () => {
     expect(() => m.save(1, t(0), { metrics: { loss: Number.NaN } })).toThrow(/finite/);
   });
 });
+
+describe('CheckpointManager: reads during its own saves', () => {
+  it('latest(), list() and restore() while this process saves never block or fail (they waited 30 s, then TV_LOCKED)', async () => {
+    const dir = tempDir('tv-mgr-inproc-');
+    const m = new tv.CheckpointManager(dir, { keepLast: 2 });
+    const w = new Float32Array(64 * 1024);
+    let stop = false;
+    let slowest = 0;
+    let calls = 0;
+    let restores = 0;
+    const errors: string[] = [];
+    const poll = (): void => {
+      if (stop) return;
+      const t0 = performance.now();
+      try {
+        m.latest();
+        if (calls % 7 === 0) m.list();
+      } catch (err) {
+        errors.push(String((err as tv.TensorVaultError).code ?? err));
+      }
+      slowest = Math.max(slowest, performance.now() - t0);
+      calls++;
+      setImmediate(poll);
+    };
+    poll();
+    await m.save(0, { w }, { metrics: { loss: 1 } });
+    const restoring = (async () => {
+      while (!stop) {
+        try {
+          const r = await m.restore();
+          r?.checkpoint.close();
+          restores++;
+        } catch (err) {
+          errors.push(String((err as tv.TensorVaultError).code ?? err));
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    for (let step = 1; step < 8; step++) await m.save(step, { w }, { metrics: { loss: 1 / (step + 1) } });
+    stop = true;
+    await restoring;
+    expect(errors).toEqual([]);
+    expect(slowest).toBeLessThan(1000);
+    expect(calls).toBeGreaterThan(10);
+    expect(restores).toBeGreaterThan(0);
+    expect(m.list().map((c) => c.step)).toEqual([6, 7]);
+  }, 60_000);
+});

@@ -230,6 +230,30 @@ export function lockSetAsync(
 }
 
 /**
+ * Before an async read of a set: a commit record means a save has committed and is applying its
+ * renames; wait for its writer on timers (`lockSetAsync`), then finish whatever is left, so that the
+ * synchronous {@link prepareRead} after it finds nothing to wait for. A save in this same process can
+ * then finish while the reader waits: the synchronous wait blocked the event loop the save needed, for
+ * the whole timeout, and then failed with `TV_LOCKED`. A read-only folder is left to `prepareRead`.
+ */
+export async function settleCommit(files: CheckpointFiles, signal?: AbortSignal | undefined): Promise<void> {
+  if (!existsSync(files.journal)) return;
+  let lock: WriterLock;
+  try {
+    lock = await lockSetAsync(files, 10_000, signal);
+  } catch (err) {
+    const code = err instanceof TensorVaultError ? err.code : undefined;
+    if (code === ErrorCode.PERMISSION_DENIED || code === ErrorCode.IO) return;
+    throw err;
+  }
+  try {
+    if (needsRecovery(files)) recoverLocked(files);
+  } finally {
+    lock.release();
+  }
+}
+
+/**
  * Before reading a set: recover it when needed. Takes the lock (waiting for a live saver to finish);
  * when the folder is read-only, nothing is changed and the paths to read are resolved through the
  * commit record instead. Returns the path each final file name should be read from.

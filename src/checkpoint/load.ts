@@ -8,7 +8,7 @@ import type { NativeSafetensors } from '../native/binding';
 import { loadRemoteCheckpoint, type RemoteCheckpoint, type RemoteLoadOptions } from '../remote/lazy';
 import { isRemoteUrl, type RemoteUrl } from '../remote/url';
 import { openSafetensors, type SafetensorsFile, wrapNativeFile } from '../safetensors/reader';
-import { publish } from './commit';
+import { publish, settleCommit } from './commit';
 import { CheckpointMismatchError } from './errors';
 import {
   checkSeal,
@@ -102,6 +102,9 @@ export async function loadCheckpoint(
   // settleClosedMappings): a loop of loads that never yields gets one every ORPHAN_STEP of them.
   const settling = settleClosedMappings();
   if (settling !== undefined) await settling;
+  // A save of this set that has committed and is still applying its renames (this process's own, say,
+  // in a CheckpointManager) is waited for without blocking the event loop.
+  await settleCommit(checkpointFiles(path), options.signal);
   let p: Parsed;
   let repairedAtOpen = false;
   let rebuiltAtOpen: number[] = [];
@@ -290,6 +293,7 @@ export async function verifyCheckpoint(
 ): Promise<CheckpointReport> {
   const t0 = performance.now();
   const { key, requireHmac } = checkOptions({ ...options, verify: 'full' });
+  await settleCommit(checkpointFiles(path), options.signal);
   const p = parseCheckpoint(path);
   checkKeyPolicy(p, key, requireHmac, 'full');
   if (p.block !== undefined) await checkSeal(p, key, false);

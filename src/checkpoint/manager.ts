@@ -6,6 +6,7 @@
 import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import type { WriterLock } from '../io/lock';
 import type { TensorsToSave } from '../safetensors/writer';
 import { commitSet, lockSet, lockSetAsync, needsRecovery, publish, recoverLocked } from './commit';
 import { checkSealMessage } from './integrity';
@@ -140,7 +141,17 @@ export class CheckpointManager {
     for (const step of sets) {
       const files = checkpointFiles(this.pathOf(step));
       if (!needsRecovery(files)) continue;
-      const lock = lockSet(files, 30_000);
+      // A set whose lock a live writer holds is being saved (by this process, or another): it is not
+      // interrupted, and its writer finishes it. Never wait here: this is synchronous, and a save of this
+      // process cannot finish while the event loop is blocked (latest() during a save froze the process
+      // for 30 s and failed with TV_LOCKED).
+      let lock: WriterLock;
+      try {
+        lock = lockSet(files, 0);
+      } catch (err) {
+        if (err instanceof TensorVaultError && err.code === ErrorCode.LOCKED) continue;
+        throw err;
+      }
       try {
         recoverLocked(files);
       } finally {
