@@ -250,3 +250,12 @@ describe('CheckpointManager: reads during its own saves', () => {
     expect(m.list().map((c) => c.step)).toEqual([6, 7]);
   }, 60_000);
 });
+
+describe('CheckpointManager: arguments', () => {
+  it('save(step, tensors, null) is TV_INVALID_ARGUMENT (it was a TypeError)', () => {
+    const m = new tv.CheckpointManager(tempDir('tv-mgr-args-'));
+    expect(() => m.save(1, t(1), null as unknown as object)).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+  });
+});

@@ -336,6 +336,41 @@ describe("PyFolds's checkpoint tests (section 5)", () => {
     c.close();
   });
 
+  it('load_secure: a name starting with .. is in the folder; a symbolic link that leads out is not', async () => {
+    const { mkdirSync, symlinkSync } = await import('node:fs');
+    const sub = join(dir, `secure-links-${n++}`);
+    const out = join(dir, `secure-out-${n++}`);
+    mkdirSync(sub);
+    mkdirSync(out);
+    const inside = join(sub, '..in.safetensors');
+    const r1 = await tv.saveCheckpoint(inside, small(), { layout: 'pyfolds' });
+    const m1 = join(sub, 'dots.json');
+    writeFileSync(m1, JSON.stringify({ weight_file: '..in.safetensors', integrity_hash: r1.integrityHash }));
+    (await tv.loadSecure(m1)).close();
+    const target = join(out, 'w.safetensors');
+    const r2 = await tv.saveCheckpoint(target, small(), { layout: 'pyfolds' });
+    symlinkSync(target, join(sub, 'link.safetensors'));
+    symlinkSync(out, join(sub, 'linkdir'));
+    for (const wf of ['link.safetensors', 'linkdir/w.safetensors']) {
+      const m = join(sub, `m-${n++}.json`);
+      writeFileSync(m, JSON.stringify({ weight_file: wf, integrity_hash: r2.integrityHash }));
+      const e = await rejects(tv.loadSecure(m));
+      expect([e.code, e.context.reason]).toEqual(['TV_CHECKPOINT_UNSAFE_MANIFEST', 'outside_folder']);
+      (await tv.loadSecure(m, { allowOutsideFolder: true })).close();
+    }
+  });
+
+  it('expect lists unexpected tensors named like Object.prototype members (constructor, toString)', async () => {
+    const path = fresh('proto-names');
+    const f = new Float32Array([1, 2]);
+    await tv.saveCheckpoint(path, { w: f, constructor: f, toString: f, __proto__x: f });
+    const err = await rejects(tv.loadCheckpoint(path, { expect: { w: { dtype: 'F32', shape: [2] } } }));
+    expect(err.code).toBe('TV_CHECKPOINT_MISMATCH');
+    expect([...(err as unknown as { unexpected: string[] }).unexpected].sort()).toEqual(
+      ['__proto__x', 'constructor', 'toString'].sort(),
+    );
+  });
+
   it('ECC layout: NAME.json sidecar with rs(16) and a non-zero ecc_len; round trip', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, small(), { layout: 'pyfolds-ecc', ecc: 'LOW', version: '3' });

@@ -1,5 +1,5 @@
-import { closeSync, fstatSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath } from 'node:path';
+import { closeSync, fstatSync, realpathSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath, sep } from 'node:path';
 import { type EccVerifyResult, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { settleClosedMappings } from '../io/mappings';
@@ -384,10 +384,27 @@ export async function loadSecure(manifestPath: string, options: LoadSecureOption
     throw invalid(manifestPath, 'weight_file', 'weight_file must be a non-empty string');
   const dir = resolvePath(dirname(manifestPath));
   const weights = resolvePath(dir, wf);
-  const rel = relativePath(dir, weights);
+  // Outside: a path that climbs out (`..` as a whole component: `..in.safetensors` is a name in the
+  // folder), checked on the names as written and again on the real paths, so that a symbolic link
+  // in the folder cannot lead out of it.
+  const outside = (from: string, to: string): boolean => {
+    const rel = relativePath(from, to);
+    return rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel);
+  };
+  const real = (p: string): string | undefined => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return undefined; // a missing file fails when it is opened
+    }
+  };
+  const realDir = real(dir);
+  const realWeights = real(weights);
   if (
     options.allowOutsideFolder !== true &&
-    (isAbsolute(wf) || rel === '' || rel.startsWith('..') || isAbsolute(rel))
+    (isAbsolute(wf) ||
+      outside(dir, weights) ||
+      (realDir !== undefined && realWeights !== undefined && outside(realDir, realWeights)))
   ) {
     throw new TensorVaultError(
       ErrorCode.CHECKPOINT_UNSAFE_MANIFEST,

@@ -246,6 +246,12 @@ export class CheckpointManager {
     if (!Number.isSafeInteger(step) || step < 0 || step > 999_999_999_999_999) {
       throw invalidArgument('step', 'step must be a non-negative integer');
     }
+    if (typeof options !== 'object' || options === null) {
+      throw invalidArgument(
+        'options',
+        `options must be an object, got ${options === null ? 'null' : typeof options}`,
+      );
+    }
     const metrics = options.metrics ?? {};
     for (const [k, v] of Object.entries(metrics)) {
       if (typeof v !== 'number' || !Number.isFinite(v))

@@ -385,7 +385,9 @@ export function compareExpect(
     if (want.dtype !== undefined && want.dtype !== t.dtype)
       m.wrongDtype.push({ name, expected: want.dtype, actual: t.dtype });
   }
-  for (const name of have.keys()) if (!(name in expect)) m.unexpected.push(name);
+  // Own keys only: `in` also found `constructor`, `toString`…, so tensors of those names were never
+  // listed as unexpected.
+  for (const name of have.keys()) if (!Object.hasOwn(expect, name)) m.unexpected.push(name);
   return m;
 }
 
