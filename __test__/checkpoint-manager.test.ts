@@ -259,3 +259,27 @@ describe('CheckpointManager: arguments', () => {
     );
   });
 });
+
+describe('CheckpointManager: resuming from a fallback', () => {
+  it('after restore() skipped a damaged newest checkpoint, saves keep keepLast good ones and the damaged one', async () => {
+    // Regression: keepLast counted the damaged step 300, so the checkpoint the run resumed from (200) was
+    // deleted by the first save after it, and only one good checkpoint was left at a time.
+    const dir = tempDir('tv-mgr-fallback-');
+    const m = new tv.CheckpointManager(dir, { keepLast: 2 });
+    const big = (v: number) => ({ w: new Float32Array(300_000).fill(v) });
+    for (const step of [100, 200, 300]) await m.save(step, big(step));
+    const raw = readFileSync(m.pathOf(300));
+    for (let k = 0; k < 64; k++) xorAt(raw, raw.length - 1 - k * 4099, 0xff);
+    writeFileSync(m.pathOf(300), raw);
+    const r = await m.restore();
+    expect(r.report.step).toBe(200);
+    expect(r.report.skipped.map((s) => s.step)).toEqual([300]);
+    r.checkpoint.close();
+    await m.save(210, big(210));
+    await m.save(220, big(220));
+    expect(m.list().map((c) => c.step)).toEqual([210, 220, 300]);
+    const again = await m.restore();
+    expect(again.report.step).toBe(220);
+    again.checkpoint.close();
+  });
+});

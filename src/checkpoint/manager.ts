@@ -287,10 +287,22 @@ export class CheckpointManager {
     return run;
   }
 
+  /**
+   * Steps that `restore()` found damaged beyond repair in this process. They are kept (never pruned:
+   * what is left of them may be all a person has) but do not count toward `keepLast`: a run that fell
+   * back from a damaged newest checkpoint and trained on kept the damaged one and lost the checkpoint it
+   * resumed from at its next save, leaving one good checkpoint at a time.
+   */
+  #damaged = new Set<number>();
+
   /** The steps kept by the retention rules. */
   kept(all: readonly ManagedCheckpoint[] = this.list()): Set<number> {
     const keep = new Set<number>();
-    if (this.#o.keepLast > 0) for (const c of all.slice(-this.#o.keepLast)) keep.add(c.step);
+    for (const c of all) if (this.#damaged.has(c.step)) keep.add(c.step);
+    if (this.#o.keepLast > 0) {
+      const good = all.filter((c) => !this.#damaged.has(c.step));
+      for (const c of good.slice(-this.#o.keepLast)) keep.add(c.step);
+    }
     const metric = this.#o.metric;
     if (this.#o.keepBest > 0 && metric !== undefined) {
       const ranked = all
@@ -372,10 +384,13 @@ export class CheckpointManager {
           ...options,
           verify: 'full',
         });
+        this.#damaged.delete(c.step);
         return { checkpoint, report: { step: c.step, skipped } };
       } catch (err) {
         if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
         last = err;
+        // Gone meanwhile (a prune in another process) is not damage.
+        if (!(err instanceof TensorVaultError && err.code === ErrorCode.NOT_FOUND)) this.#damaged.add(c.step);
         skipped.push({
           step: c.step,
           code: err instanceof TensorVaultError ? err.code : ErrorCode.INTERNAL,
