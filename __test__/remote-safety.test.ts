@@ -17,31 +17,13 @@ import {
 } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { flipStored, type S3Server, type SetupS3, s3Available, setupPath } from './helpers/s3';
 import { tempDir } from './helpers/tmp';
 
-interface S3Server {
-  endpoint: string;
-  port: number;
-  root: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  env: Record<string, string>;
-  stop(): Promise<void>;
-}
-interface SetupS3 {
-  startS3Server(o?: { root?: string }): Promise<S3Server>;
-}
-
-const setupPath = join(__dirname, '..', 'scripts', 'setup-s3.mjs');
-const version = /S3S_FS_VERSION = '([^']+)'/.exec(readFileSync(setupPath, 'utf8'))?.[1] ?? '';
-const cache =
-  process.env.TV_S3_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'tensorvault');
-const available = existsSync(join(cache, `s3s-fs-${version}`, 'bin', 's3s-fs'));
-if (!available && process.env.TV_REQUIRE_S3 === '1') throw new Error('S3 test server missing');
+const available = s3Available;
 
 const dir = tempDir('tv-remote-safety-');
 const MiB = 1024 * 1024;
@@ -224,10 +206,7 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     const url = await pushed('flip1', 6, { ecc: 'medium' });
     const obj = join(s.root, BUCKET, 'flip1', 'model.safetensors');
     const original = readFileSync(obj);
-    const damaged = Buffer.from(original);
-    const at = original.byteLength - 2 * MiB + 12_345;
-    damaged[at] = (damaged[at] as number) ^ 0x40;
-    writeFileSync(obj, damaged);
+    flipStored(obj, original.byteLength - 2 * MiB + 12_345, 0x40);
     const p = await tv.pull(url, join(dir, 'pulled-flip1'), opts);
     expect(p.repairedChunks).toHaveLength(1);
     expect(readFileSync(p.path).equals(original)).toBe(true);
@@ -380,9 +359,7 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     // Regression: the chunks rebuilt from the parity were never counted: the progress stopped short.
     const url = await pushed('progress', 12, { ecc: 'medium' });
     const obj = join(s.root, BUCKET, 'progress', 'model.safetensors');
-    const b = readFileSync(obj);
-    b[2 * MiB + 3] = (b[2 * MiB + 3] as number) ^ 1;
-    writeFileSync(obj, b);
+    flipStored(obj, 2 * MiB + 3);
     const last = async (dest: string): Promise<{ bytesDone: number; bytesTotal: number }> => {
       let at = { bytesDone: 0, bytesTotal: -1 };
       const onProgress = (pr: { bytesDone: number; bytesTotal: number }): void => {
@@ -518,9 +495,7 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     // Regression: only the chunks that matched were counted: a damaged set's verify stopped short.
     const url = await pushed('vprogress', 12, { ecc: 'medium' });
     const obj = join(s.root, BUCKET, 'vprogress', 'model.safetensors');
-    const b = readFileSync(obj);
-    b[5 * MiB + 3] = (b[5 * MiB + 3] as number) ^ 1;
-    writeFileSync(obj, b);
+    flipStored(obj, 5 * MiB + 3);
     rmSync(`${obj}.tvecc`);
     let at = { bytesDone: 0, bytesTotal: -1 };
     const onProgress = (pr: { bytesDone: number; bytesTotal: number }): void => {

@@ -7,44 +7,16 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
 import { runUnderFileLimit } from './helpers/full-disk';
+import { type S3Server, type SetupS3, s3Available, s3Binary, setupPath } from './helpers/s3';
 import { tempDir } from './helpers/tmp';
 
-interface S3Server {
-  endpoint: string;
-  port: number;
-  root: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  env: Record<string, string>;
-  stop(): Promise<void>;
-  kill(): Promise<void>;
-}
-interface SetupS3 {
-  serverBinary(): string;
-  startS3Server(o?: {
-    root?: string;
-    port?: number;
-    accessKeyId?: string;
-    secretAccessKey?: string;
-  }): Promise<S3Server>;
-}
-
-const setupPath = join(__dirname, '..', 'scripts', 'setup-s3.mjs');
 let setup: SetupS3; // loaded in beforeAll (an ES module, from this CommonJS spec)
-// The binary's place, as scripts/setup-s3.mjs computes it (cacheDir()/s3s-fs-VERSION/bin/s3s-fs).
-const version = /S3S_FS_VERSION = '([^']+)'/.exec(readFileSync(setupPath, 'utf8'))?.[1] ?? '';
-const cache =
-  process.env.TV_S3_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'tensorvault');
-const binary = join(cache, `s3s-fs-${version}`, 'bin', 's3s-fs');
-// npm test builds the server first (step "S3 test server") and sets TV_REQUIRE_S3: then a missing
-// server fails here instead of skipping.
-const available = existsSync(binary);
-if (!available && process.env.TV_REQUIRE_S3 === '1') throw new Error(`S3 test server missing: ${binary}`);
+const binary = s3Binary;
+const available = s3Available;
 
 const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
 const dir = tempDir('tv-remote-');
