@@ -1,5 +1,6 @@
 // CheckpointManager: queued saves, keepLast / keepBest retention, latest(), restore() with fall-back.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import * as tv from '../dist/index.js';
 import { xorAt } from './helpers/bytes';
@@ -281,5 +282,20 @@ describe('CheckpointManager: resuming from a fallback', () => {
     const again = await m.restore();
     expect(again.report.step).toBe(220);
     again.checkpoint.close();
+  });
+});
+
+describe('CheckpointManager: restore() and sets gone meanwhile', () => {
+  it('a set listed but gone when it is loaded (pruned by another process) is not reported as skipped', async () => {
+    // Regression: restore() reported it in `skipped` (TV_NOT_FOUND), a false alarm for the runbook's
+    // "alert on a non-empty skipped". A dangling link stands for weights deleted after the listing.
+    const { symlinkSync } = await import('node:fs');
+    const dir = tempDir('tv-mgr-gone-');
+    const m = new tv.CheckpointManager(dir, { keepLast: 3 });
+    await m.save(1, t(1));
+    symlinkSync(join(dir, 'deleted-meanwhile.safetensors'), m.pathOf(2));
+    const r = await m.restore();
+    expect(r.report).toEqual({ step: 1, skipped: [] });
+    r.checkpoint.close();
   });
 });

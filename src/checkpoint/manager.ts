@@ -388,9 +388,12 @@ export class CheckpointManager {
         return { checkpoint, report: { step: c.step, skipped } };
       } catch (err) {
         if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
+        // Pruned meanwhile (by a save in another process): not damage, and not worth an alert on
+        // `skipped` (the runbook's advice); the next older one is tried.
+        if (err instanceof TensorVaultError && err.code === ErrorCode.NOT_FOUND && !existsSync(c.path))
+          continue;
         last = err;
-        // Gone meanwhile (a prune in another process) is not damage.
-        if (!(err instanceof TensorVaultError && err.code === ErrorCode.NOT_FOUND)) this.#damaged.add(c.step);
+        this.#damaged.add(c.step);
         skipped.push({
           step: c.step,
           code: err instanceof TensorVaultError ? err.code : ErrorCode.INTERNAL,
