@@ -331,6 +331,13 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     await expect(tv.listRemote(`s3://${BUCKET}/`, { ...opts, maxAttempts: 0 })).rejects.toMatchObject({
       code: 'TV_INVALID_ARGUMENT',
     });
+    // A pull's rangeSize of 0, a fraction or NaN was taken as one chunk per request, without a word.
+    for (const rangeSize of [0, 1.5, Number.NaN, 1024]) {
+      await expect(tv.pull(url, join(dir, 'pulled-cfg'), { ...opts, rangeSize })).rejects.toMatchObject({
+        code: 'TV_INVALID_ARGUMENT',
+        context: { argument: 'rangeSize' },
+      });
+    }
     // A key longer than the store accepts (HTTP 400 KeyTooLongError): refused at once, nothing stored.
     const f = join(dir, 'src-cfg', 'model.safetensors');
     mkdirSync(join(dir, 'src-cfg'), { recursive: true });

@@ -171,6 +171,9 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
   if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)
     throw invalidArgument('concurrency', 'concurrency must be an integer from 1 to 64');
   const rangeSize = options.rangeSize ?? 8 * 1024 * 1024;
+  // Whole chunks per request: 0, a fraction or NaN fetched one chunk per request without a word.
+  if (!Number.isSafeInteger(rangeSize) || rangeSize < 1024 * 1024 || rangeSize > 1024 ** 3)
+    throw invalidArgument('rangeSize', 'rangeSize must be an integer number of bytes from 1 MiB to 1 GiB');
   const t0 = performance.now();
   const { store, prefix, manifest } = await openManifest(url, options);
   const mainUrl = store.url(joinKey(prefix, manifest.main));
