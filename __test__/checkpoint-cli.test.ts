@@ -56,6 +56,23 @@ describe('tensorvault checkpoint', () => {
     expect(r2.stderr).toContain('TV_CHECKPOINT_INTEGRITY');
   });
 
+  it('verify exits 1 on damaged .tvecc parity and names it; repair rebuilds it', async () => {
+    const path = join(dir, 'p.safetensors');
+    await tv.saveCheckpoint(path, tensors(), { ecc: 'medium' });
+    const parity = readFileSync(`${path}.tvecc`);
+    damage(`${path}.tvecc`, parity.length - 60_000, 2048);
+    const v = run('verify', path);
+    expect(v.status).toBe(1);
+    expect(v.stdout).toMatch(/REPAIRABLE[\s\S]*\.tvecc parity: repairable \(damaged parity slots: \d/);
+    const j = JSON.parse(run('verify', path, '--json').stdout);
+    expect([j.status, j.parity]).toEqual(['repairable', 'repairable']);
+    const r = run('repair', path);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('REPAIRED');
+    expect(readFileSync(`${path}.tvecc`).equals(parity)).toBe(true);
+    expect(run('verify', path).status).toBe(0);
+  });
+
   it('convert --layout writes another layout that verifies; ls lists a run', async () => {
     const path = join(dir, 'd.safetensors');
     await tv.saveCheckpoint(path, tensors(), { layout: 'pyfolds', metadata: { keep: 'me' } });

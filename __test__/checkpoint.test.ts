@@ -7,6 +7,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  rmSync,
   statSync,
   truncateSync,
   writeFileSync,
@@ -569,6 +570,61 @@ describe('tensorvault layout', () => {
     // repairCheckpoint reports it the same way.
     corrupt(path, 20);
     expect((await tv.repairCheckpoint(path)).repairedChunks).toContain(0);
+  });
+});
+
+describe('tensorvault layout: the .tvecc parity in verify and repair', () => {
+  it('damaged parity slots: verify says repairable and lists them, repair rebuilds the sidecar', async () => {
+    const path = fresh();
+    const src = large();
+    await tv.saveCheckpoint(path, src, { ecc: 'medium' });
+    const weights = readFileSync(path);
+    const parity = readFileSync(`${path}.tvecc`);
+    // Inside the parity (the sidecar ends with parity slots, then header copy B).
+    corrupt(`${path}.tvecc`, parity.length - 100_000, 4096);
+    const v = await tv.verifyCheckpoint(path);
+    expect(v.status).toBe('repairable');
+    expect(v.parity).toBe('repairable');
+    expect((v.damagedParity ?? []).length).toBeGreaterThan(0);
+    expect(v.damagedChunks).toEqual([]);
+    // A load does not read the parity (lazy, or full: the weights are intact).
+    const c = await tv.loadCheckpoint(path, { verify: 'full', repair: false });
+    expect(c.report.status).toBe('intact');
+    c.close();
+    const r = await tv.repairCheckpoint(path);
+    expect([r.status, r.parity]).toEqual(['repaired', 'repaired']);
+    expect(readFileSync(`${path}.tvecc`).equals(parity)).toBe(true);
+    expect(readFileSync(path).equals(weights)).toBe(true);
+    const after = await tv.verifyCheckpoint(path);
+    expect([after.status, after.parity]).toEqual(['intact', 'intact']);
+    // The rebuilt parity repairs later damage to the weights.
+    corrupt(path, 2_000_000, 70_000);
+    expect((await tv.verifyCheckpoint(path)).status).toBe('repairable');
+    expect((await tv.repairCheckpoint(path)).status).toBe('repaired');
+    expect(readFileSync(path).equals(weights)).toBe(true);
+  });
+
+  it('a missing or foreign .tvecc is unusable: verify says damaged, repair refuses and writes nothing', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+    const weights = readFileSync(path);
+    const parity = readFileSync(`${path}.tvecc`);
+    rmSync(`${path}.tvecc`);
+    const v = await tv.verifyCheckpoint(path);
+    expect([v.status, v.parity, v.damagedChunks]).toEqual(['damaged', 'unusable', []]);
+    expect((await rejects(tv.repairCheckpoint(path))).code).toBe('TV_CHECKPOINT_INTEGRITY');
+    // The parity of other bytes (one chunk differs): never used to write these weights.
+    const other = Buffer.from(weights);
+    xorAt(other, 3_000_000, 0xff);
+    writeFileSync(`${path}.other`, other);
+    await tv.protect(`${path}.other`, { sidecar: `${path}.tvecc`, level: 'medium' });
+    const v2 = await tv.verifyCheckpoint(path);
+    expect([v2.status, v2.parity]).toEqual(['damaged', 'unusable']);
+    expect((await rejects(tv.repairCheckpoint(path))).code).toBe('TV_CHECKPOINT_INTEGRITY');
+    expect(readFileSync(path).equals(weights)).toBe(true);
+    // The set's own parity back: intact again.
+    writeFileSync(`${path}.tvecc`, parity);
+    expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
   });
 });
 

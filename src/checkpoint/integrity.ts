@@ -1,7 +1,7 @@
 /** Whole-file checks and repairs of a checkpoint set: the seal and header, the chunk tree, the parity, all under the set's lock. */
 import { promises as fsp, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { repair as eccRepair } from '../ecc/erasure';
+import { type EccVerifyResult, repair as eccRepair, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { tempName } from '../io/atomic';
 import { fsyncDir } from '../io/fs';
@@ -113,7 +113,9 @@ export async function underLock<T>(p: Parsed, ino: number | undefined, fn: () =>
 /**
  * Full verification of an open checkpoint (every layout): the chunk tree (tensorvault) or the rs(N)
  * blocks (pyfolds-ecc), then the PyFolds hash; with `repair`, damage is repaired from parity and the
- * file re-opened and re-checked. Never throws for damage: the report says `damaged` (with `why`).
+ * file re-opened and re-checked. With `checkParity` (verifyCheckpoint, repairCheckpoint), the `.tvecc`
+ * sidecar of verified tensorvault weights is checked too ({@link parityCheck}). Never throws for damage:
+ * the report says `damaged` (with `why`).
  */
 export async function verifyWhole(
   p: Parsed,
@@ -122,6 +124,7 @@ export async function verifyWhole(
   repair: boolean,
   options: JobOptions,
   ino?: number,
+  checkParity = false,
 ): Promise<{ file: SafetensorsFile; report: Partial<CheckpointReport>; why?: string }> {
   const report: Partial<CheckpointReport> = {
     damagedChunks: [],
@@ -271,11 +274,113 @@ export async function verifyWhole(
         status = 'repaired';
       } else status = 'repairable';
     }
+    if (checkParity && p.layout === 'tensorvault' && p.tvecc !== undefined) {
+      // The weights verify: now their parity, so that later damage stays repairable.
+      const c = await parityCheck(p, repair, options, ino);
+      report.parity = c.parity;
+      report.damagedParity = c.damagedParity;
+      if (c.parity === 'unusable')
+        return {
+          file: f,
+          report: { ...report, status: 'damaged' },
+          why: c.why ?? 'the .tvecc parity is unusable',
+        };
+      if (c.parity === 'repairable') status = 'repairable';
+      if (c.parity === 'repaired') {
+        status = 'repaired';
+        if (c.fileRewritten) {
+          // The parity repair also rebuilt weights chunks (damaged since the tree check): check again.
+          f.close();
+          f = await openSafetensors(p.weights);
+          if ((await treeDamage(p, p.block as IntegrityBlock, options)).length > 0)
+            return {
+              file: f,
+              report: { ...report, status: 'damaged' },
+              why: 'bytes still differ after repair',
+            };
+        }
+      }
+    }
     report.status = status;
     report.verifiedTensors = [...f.names];
     return { file: f, report };
   } finally {
     pending?.drop();
+  }
+}
+
+/** The `.tvecc` sidecar's own state in an erasure verify (its parity slots, header and table copies). */
+export function sidecarState(v: EccVerifyResult): 'intact' | 'repairable' {
+  const s = v.sidecar;
+  const whole =
+    s.headerA &&
+    s.headerB &&
+    s.tableABadBlocks.length === 0 &&
+    s.tableBBadBlocks.length === 0 &&
+    s.actualLength === s.expectedLength;
+  return whole && v.damagedParity.length === 0 ? 'intact' : 'repairable';
+}
+
+/**
+ * The `.tvecc` parity of tensorvault weights that have just verified against the sealed tree: an
+ * erasure verify of the pair (it reads the weights again, hashing their chunks with the sidecar's
+ * digest, and the whole sidecar). Damage confined to the sidecar (parity slots, header or table copies)
+ * is `repairable`, and with `repair` rebuilt from the weights by the erasure repair (every data chunk
+ * checked against its digest first) under the set's lock. A sidecar that is missing or unreadable, or
+ * that finds damage in weights the tree found intact (not their parity), is `unusable`: it is never
+ * used to write the weights.
+ */
+export async function parityCheck(
+  p: Parsed,
+  repair: boolean,
+  options: JobOptions,
+  ino: number | undefined,
+): Promise<{
+  parity: 'intact' | 'repairable' | 'repaired' | 'unusable';
+  damagedParity: number[];
+  fileRewritten?: boolean;
+  why?: string;
+}> {
+  const sidecar = p.tvecc as string;
+  // Not options.onProgress: the tree check's progress already reached its total.
+  const job = options.signal ? { signal: options.signal } : {};
+  let v: EccVerifyResult;
+  try {
+    v = await eccVerify(p.weights, { sidecar, ...job });
+  } catch (err) {
+    if (!(err instanceof TensorVaultError) || err.code === ErrorCode.ABORTED || notAboutParity(err))
+      throw err;
+    publish({ event: 'damaged', path: p.files.weights, part: 'parity', reason: err.code });
+    return { parity: 'unusable', damagedParity: [], why: `the .tvecc parity cannot be read (${err.code})` };
+  }
+  const damagedParity = [...v.damagedParity];
+  if (v.status === 'intact') return { parity: 'intact', damagedParity };
+  publish({ event: 'damaged', path: p.files.weights, part: 'parity', parity: damagedParity });
+  if (v.status !== 'repairable' || v.damagedChunks.length > 0 || v.actualLength !== v.layout.fileLength) {
+    return {
+      parity: 'unusable',
+      damagedParity,
+      why: 'the .tvecc parity does not match the verified weights',
+    };
+  }
+  if (!repair) return { parity: 'repairable', damagedParity };
+  const t0 = performance.now();
+  try {
+    // No force: the data chunks matched their digests a moment ago; anything else is refused.
+    const r = await underLock(p, ino, () => eccRepair(p.weights, { sidecar, ...job }));
+    publish({
+      event: 'repaired',
+      path: p.files.weights,
+      part: 'parity',
+      parity: damagedParity,
+      ms: performance.now() - t0,
+    });
+    return { parity: 'repaired', damagedParity, fileRewritten: r.fileRewritten };
+  } catch (err) {
+    if (!(err instanceof TensorVaultError) || err.code === ErrorCode.ABORTED || notAboutParity(err))
+      throw err;
+    if (err.code === ErrorCode.FILE_CHANGED) throw err;
+    return { parity: 'unusable', damagedParity, why: `the .tvecc parity cannot be repaired (${err.code})` };
   }
 }
 

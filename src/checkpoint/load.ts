@@ -16,6 +16,7 @@ import {
   headerMatches,
   mergeReport,
   openPair,
+  sidecarState,
   underLock,
   verifyWhole,
 } from './integrity';
@@ -63,8 +64,9 @@ async function verifyAndFollow(
   options: JobOptions,
   report: CheckpointReport,
   ino?: number,
+  checkParity = false,
 ): Promise<{ file: SafetensorsFile; fd: number; why?: string | undefined }> {
-  const r = await verifyWhole(p, open.file, key, repair, options, ino);
+  const r = await verifyWhole(p, open.file, key, repair, options, ino, checkParity);
   let fd = open.fd;
   if (r.file !== open.file) {
     closeSync(fd);
@@ -93,6 +95,18 @@ export async function loadCheckpoint(
 ): Promise<Checkpoint | RemoteCheckpoint> {
   // `s3://…` and `file://…`: a lazy remote load (src/remote/lazy.ts), ranged reads into a local cache.
   if (isRemoteUrl(path)) return loadRemoteCheckpoint(path, options);
+  return loadLocal(path, options, false);
+}
+
+/**
+ * {@link loadCheckpoint} of a local checkpoint; `checkParity` (repairCheckpoint) also checks, and with
+ * `repair` rebuilds, the `.tvecc` parity of a full verification (see `parityCheck`).
+ */
+async function loadLocal(
+  path: string,
+  options: LoadCheckpointOptions,
+  checkParity: boolean,
+): Promise<Checkpoint> {
   const t0 = performance.now();
   const { mode, key, requireHmac } = checkOptions(options);
   const repair = options.repair ?? true;
@@ -217,7 +231,16 @@ export async function loadCheckpoint(
     applyExpect(file, options, p.files.weights, report);
     if (mode === 'full') {
       fd ??= file.dupFd();
-      const r = await verifyAndFollow(p, { file, fd }, key, repair, options, report, fstatSync(fd).ino);
+      const r = await verifyAndFollow(
+        p,
+        { file, fd },
+        key,
+        repair,
+        options,
+        report,
+        fstatSync(fd).ino,
+        checkParity,
+      );
       ({ file, fd } = r);
       if (report.status === 'damaged') {
         const err = new TensorVaultError(
@@ -284,8 +307,9 @@ export type VerifyCheckpointOptions = Pick<
 
 /**
  * Verify every byte of the checkpoint at `path`, read-only. Resolves with the report: `intact`,
- * `repairable` (damage that its parity can repair; see `damagedChunks`) or `damaged`. Rejects for a
- * checkpoint that cannot be read at all (missing, malformed sidecar, key policy, tampered seal).
+ * `repairable` (damage that its parity can repair; see `damagedChunks`, and `parity`/`damagedParity`
+ * for the `.tvecc` sidecar's own state, checked too) or `damaged`. Rejects for a checkpoint that cannot
+ * be read at all (missing, malformed sidecar, key policy, tampered seal).
  */
 export async function verifyCheckpoint(
   path: string,
@@ -299,7 +323,7 @@ export async function verifyCheckpoint(
   if (p.block !== undefined) await checkSeal(p, key, false);
   const file = await openSafetensors(p.weights);
   try {
-    const r = await verifyWhole(p, file, key, false, options);
+    const r = await verifyWhole(p, file, key, false, options, undefined, true);
     const report: CheckpointReport = {
       path: p.files.weights,
       layout: p.layout,
@@ -316,10 +340,12 @@ export async function verifyCheckpoint(
       repairedChunks: [],
     };
     mergeReport(report, r.report);
-    if (report.status === 'damaged') {
+    if (report.status === 'damaged' && report.parity !== 'unusable') {
       // Would the parity repair it? Ask the parity without changing anything.
       if (p.tvecc !== undefined) {
         const v: EccVerifyResult = await eccVerify(p.weights, { sidecar: p.tvecc });
+        report.parity = sidecarState(v);
+        report.damagedParity = [...v.damagedParity];
         if (v.status === 'repairable') report.status = 'repairable';
       } else if (p.rs !== undefined && report.damagedChunks.length > 0) {
         const rs = await rsCheck(p, key, false, {}).catch(() => undefined);
@@ -344,14 +370,16 @@ export async function verifyCheckpoint(
 
 /**
  * Repair the checkpoint at `path` from its parity (tvecc sidecar or rs(N) stream), replacing damaged
- * files atomically and re-verifying. Resolves with the report (`intact`, `repaired`); rejects with
- * `TV_CHECKPOINT_INTEGRITY` when the damage is beyond the parity or there is none.
+ * files atomically and re-verifying; damaged parity (of either) is rebuilt from the verified weights.
+ * Resolves with the report (`intact`, `repaired`); rejects with `TV_CHECKPOINT_INTEGRITY` when the
+ * damage is beyond the parity or there is none (or the `.tvecc` sidecar is unusable: `parity`).
  */
 export async function repairCheckpoint(
   path: string,
   options: VerifyCheckpointOptions = {},
 ): Promise<CheckpointReport> {
-  const ckpt = await loadCheckpoint(path, { ...options, verify: 'full', repair: true });
+  const full = { ...options, verify: 'full' as const, repair: true };
+  const ckpt = isRemoteUrl(path) ? await loadCheckpoint(path, full) : await loadLocal(path, full, true);
   ckpt.close();
   return ckpt.report;
 }

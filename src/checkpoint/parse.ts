@@ -87,6 +87,16 @@ export interface CheckpointReport {
   unreadableChunks: number[];
   /** Chunks or blocks rebuilt from parity. */
   repairedChunks: number[];
+  /**
+   * tensorvault layout with a `.tvecc` sidecar, set by `verifyCheckpoint` and `repairCheckpoint`
+   * only (a load does not read the parity): the sidecar's own state. `intact`; `repairable` (damaged
+   * parity slots, see `damagedParity`, or a damaged header or digest-table copy: rebuilt from the
+   * verified weights by a repair); `repaired`; `unusable` (missing, unreadable, or not the parity of
+   * the verified weights: the set's status is then `damaged`, though `damagedChunks` may be empty).
+   */
+  parity?: 'intact' | 'repairable' | 'repaired' | 'unusable';
+  /** The `.tvecc` sidecar's damaged parity slots (see `parity`). */
+  damagedParity?: number[];
   /** Differences from `expect` when `strict: false`. */
   mismatches?: CheckpointMismatches;
 }

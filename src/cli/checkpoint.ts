@@ -49,6 +49,13 @@ function describeReport(r: CheckpointReport): string {
       '  the medium returned read errors: parity rebuilds these, but check the disk (SMART, dmesg) and copy the run off it\n';
   }
   if (r.damagedTensors.length > 0) s += `  damaged tensors: ${r.damagedTensors.join(', ')}\n`;
+  if (r.parity !== undefined && r.parity !== 'intact') {
+    const slots = r.damagedParity ?? [];
+    s += `  .tvecc parity: ${r.parity}${slots.length > 0 ? ` (damaged parity slots: ${slots.slice(0, 20).join(', ')}${slots.length > 20 ? ', …' : ''})` : ''}\n`;
+    if (r.parity === 'unusable')
+      s +=
+        '  the parity is missing, unreadable or not that of these weights: later damage cannot be repaired (runbook: docs/runbooks/checkpoint-corruption.md)\n';
+  }
   if (r.repairedChunks.length > 0) s += `  repaired: ${r.repairedChunks.length}\n`;
   return s;
 }
