@@ -73,6 +73,22 @@ describe('tensorvault checkpoint', () => {
     expect(run('verify', path).status).toBe(0);
   });
 
+  it('verify exits 1 on a damaged header the parity repairs, 2 without parity (not 5)', async () => {
+    for (const layout of ['tensorvault', 'pyfolds-ecc'] as const) {
+      const path = join(dir, `h-${layout}.safetensors`);
+      await tv.saveCheckpoint(path, tensors(), { layout, ecc: layout === 'tensorvault' ? 'medium' : 'med' });
+      damage(path, 20, 4);
+      const v = run('verify', path, '--json');
+      expect([layout, v.status, JSON.parse(v.stdout).status]).toEqual([layout, 1, 'repairable']);
+      expect(run('repair', path).status).toBe(0);
+      expect(run('verify', path).status).toBe(0);
+    }
+    const bare = join(dir, 'h-bare.safetensors');
+    await tv.saveCheckpoint(bare, tensors());
+    damage(bare, 20, 4);
+    expect(run('verify', bare).status).toBe(2);
+  });
+
   it('convert --layout writes another layout that verifies; ls lists a run', async () => {
     const path = join(dir, 'd.safetensors');
     await tv.saveCheckpoint(path, tensors(), { layout: 'pyfolds', metadata: { keep: 'me' } });

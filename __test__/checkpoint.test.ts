@@ -628,6 +628,66 @@ describe('tensorvault layout: the .tvecc parity in verify and repair', () => {
   });
 });
 
+describe('verifyCheckpoint: a damaged header or length', () => {
+  const damages: [string, (path: string) => void][] = [
+    ['header bytes', (path) => corrupt(path, 20, 4)],
+    ['header length prefix', (path) => corrupt(path, 1)],
+    ['truncated', (path) => truncateSync(path, statSync(path).size - 5000)],
+    ['appended', (path) => writeFileSync(path, Buffer.alloc(4096, 1), { flag: 'a' })],
+  ];
+
+  it('tensorvault: repairable when the .tvecc parity restores it (read-only), then repaired byte-exactly', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+    const weights = readFileSync(path);
+    for (const [what, damage] of damages) {
+      damage(path);
+      const before = readFileSync(path);
+      const v = await tv.verifyCheckpoint(path);
+      expect([what, v.status, v.seal]).toEqual([what, 'repairable', 'ok']);
+      expect(v.damagedChunks).toContain(0);
+      expect(readFileSync(path).equals(before)).toBe(true);
+      const r = await tv.repairCheckpoint(path);
+      expect([what, r.status]).toEqual([what, 'repaired']);
+      expect(readFileSync(path).equals(weights)).toBe(true);
+      expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
+    }
+  });
+
+  it('tensorvault without parity: damaged (resolves); a tampered seal is still refused', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { metadata: { lr: 1 } });
+    corrupt(path, 20, 4);
+    const v = await tv.verifyCheckpoint(path);
+    expect([v.status, v.damagedChunks]).toEqual(['damaged', [0]]);
+    const side = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8'));
+    side.metadata.lr = 2;
+    writeFileSync(`${path}.meta.json`, JSON.stringify(side));
+    const e = await rejects(tv.verifyCheckpoint(path));
+    expect([e.code, e.context.reason]).toEqual(['TV_CHECKPOINT_INTEGRITY', 'seal']);
+  });
+
+  it('pyfolds-ecc: repairable when the rs(N) parity restores the header; damaged when it cannot', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, small(), { layout: 'pyfolds-ecc', ecc: 'med' });
+    const weights = readFileSync(path);
+    corrupt(path, 20, 4);
+    const v = await tv.verifyCheckpoint(path);
+    expect(v.status).toBe('repairable');
+    expect(v.damagedChunks.length).toBeGreaterThan(0);
+    await tv.repairCheckpoint(path);
+    expect(readFileSync(path).equals(weights)).toBe(true);
+    // A changed length is beyond the rs(N) parity.
+    truncateSync(path, weights.length - 3);
+    expect((await tv.verifyCheckpoint(path)).status).toBe('damaged');
+    // pyfolds: no parity.
+    const plain = fresh();
+    await tv.saveCheckpoint(plain, small(), { layout: 'pyfolds' });
+    corrupt(plain, 9, 6);
+    expect((await tv.verifyCheckpoint(plain)).status).toBe('damaged');
+  });
+});
+
 describe('PyFolds layouts: damage', () => {
   it('pyfolds-ecc: rs(N) repairs a damaged payload, then the hash is checked', async () => {
     const path = fresh();

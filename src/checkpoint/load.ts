@@ -15,8 +15,10 @@ import {
   checkSealMessage,
   headerMatches,
   mergeReport,
+  notAboutParity,
   openPair,
   sidecarState,
+  treeDamage,
   underLock,
   verifyWhole,
 } from './integrity';
@@ -320,25 +322,43 @@ export async function verifyCheckpoint(
   await settleCommit(checkpointFiles(path), options.signal);
   const p = parseCheckpoint(path);
   checkKeyPolicy(p, key, requireHmac, 'full');
-  if (p.block !== undefined) await checkSeal(p, key, false);
-  const file = await openSafetensors(p.weights);
+  const report: CheckpointReport = {
+    path: p.files.weights,
+    layout: p.layout,
+    verify: 'full',
+    status: 'intact',
+    hashKind: p.stored.kind,
+    keyed: p.stored.kind === 'hmac-sha256',
+    pyfoldsHash: 'unchecked',
+    seal: p.block === undefined ? 'none' : 'ok',
+    verifiedTensors: [],
+    damagedTensors: [],
+    damagedChunks: [],
+    unreadableChunks: [],
+    repairedChunks: [],
+  };
+  let file: SafetensorsFile;
   try {
-    const r = await verifyWhole(p, file, key, false, options, undefined, true);
-    const report: CheckpointReport = {
+    // The seal (a tampered one rejects), then the header digest and length against the block.
+    if (p.block !== undefined) await checkSeal(p, key, false);
+    file = await openSafetensors(p.weights);
+  } catch (err) {
+    if (!damagedHeader(p, err)) throw err;
+    await verifyDamagedHeader(p, key, options, report);
+    publish({
+      event: 'damaged',
       path: p.files.weights,
       layout: p.layout,
-      verify: 'full',
-      status: 'intact',
-      hashKind: p.stored.kind,
-      keyed: p.stored.kind === 'hmac-sha256',
-      pyfoldsHash: 'unchecked',
-      seal: p.block === undefined ? 'none' : 'ok',
-      verifiedTensors: [],
-      damagedTensors: [],
-      damagedChunks: [],
-      unreadableChunks: [],
-      repairedChunks: [],
-    };
+      part: 'header',
+      status: report.status,
+      chunks: report.damagedChunks,
+      unreadableChunks: report.unreadableChunks,
+      ms: performance.now() - t0,
+    });
+    return report;
+  }
+  try {
+    const r = await verifyWhole(p, file, key, false, options, undefined, true);
     mergeReport(report, r.report);
     if (report.status === 'damaged' && report.parity !== 'unusable') {
       // Would the parity repair it? Ask the parity without changing anything.
@@ -365,6 +385,65 @@ export async function verifyCheckpoint(
     return report;
   } finally {
     file.close();
+  }
+}
+
+/**
+ * Whether `err`, from the seal-and-header check or the open of {@link verifyCheckpoint}, is damage to
+ * the weights' header or length (not a tampered seal, a missing file or an I/O error): the header or
+ * length differs from the sealed block (tensorvault), or the header does not parse (PyFolds layouts,
+ * whose header nothing seals).
+ */
+function damagedHeader(p: Parsed, err: unknown): boolean {
+  if (!(err instanceof TensorVaultError)) return false;
+  if (p.block !== undefined)
+    return err.code === ErrorCode.CHECKPOINT_INTEGRITY && err.context.reason === 'header';
+  return err.code === ErrorCode.SAFETENSORS_INVALID;
+}
+
+/**
+ * {@link verifyCheckpoint} of weights whose header is damaged (see {@link damagedHeader}), read-only:
+ * `repairable` when the parity can restore the header and length (what `repairCheckpoint` then does),
+ * `damaged` otherwise. tensorvault layout: the chunk tree lists every damaged chunk, the `.tvecc`
+ * sidecar says whether it repairs them all; pyfolds-ecc: the rs(N) blocks. The tensors cannot be named
+ * (their offsets are in the damaged header).
+ */
+async function verifyDamagedHeader(
+  p: Parsed,
+  key: HmacKey | undefined,
+  options: VerifyCheckpointOptions,
+  report: CheckpointReport,
+): Promise<void> {
+  report.status = 'damaged';
+  const job = options.signal ? { signal: options.signal } : {};
+  // Errors about the machine or the call (I/O, abort) reject; any other error of the parity means it
+  // cannot repair the damage.
+  const machine = (err: unknown): boolean =>
+    !(err instanceof TensorVaultError) || err.code === ErrorCode.ABORTED || notAboutParity(err);
+  if (p.block !== undefined) {
+    const unreadable: number[] = [];
+    const bad = await treeDamage(p, p.block, options, p.weights, unreadable);
+    report.damagedChunks = bad.includes(0) ? bad : [0, ...bad];
+    report.unreadableChunks = unreadable;
+    if (p.tvecc === undefined) return;
+    try {
+      const v = await eccVerify(p.weights, { sidecar: p.tvecc, ...job });
+      report.parity = sidecarState(v);
+      report.damagedParity = [...v.damagedParity];
+      if (v.status === 'repairable') report.status = 'repairable';
+    } catch (err) {
+      if (machine(err)) throw err;
+      report.parity = 'unusable';
+      report.damagedParity = [];
+    }
+  } else if (p.rs !== undefined) {
+    try {
+      const rs = await rsCheck(p, key, false, job);
+      report.damagedChunks = rs.badBlocks;
+      if (rs.badBlocks.length > 0 && rs.uncorrectable.length === 0) report.status = 'repairable';
+    } catch (err) {
+      if (machine(err)) throw err;
+    }
   }
 }
 
