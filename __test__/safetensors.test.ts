@@ -861,6 +861,41 @@ describe('sharded checkpoints', () => {
     await expect(s.tensor('layer.0.w')).rejects.toMatchObject({ code: 'TV_CLOSED' });
   });
 
+  it('every tensor is in the index: one named __proto__ too, and a name given twice is refused', async () => {
+    // Regression: `__proto__` set the prototype of the index's plain object (the tensor was written to
+    // a shard but left out of the index), and two copies of a name in two shards were both written.
+    const { mkdirSync } = await import('node:fs');
+    const d = join(dir, 'sharded-names');
+    mkdirSync(d);
+    const res = await tv.saveShardedSafetensors(
+      d,
+      new Map([
+        ['__proto__', new Float32Array([1, 2])],
+        ['x', new Float32Array([3, 4])],
+      ]),
+      { maxShardBytes: 8 },
+    );
+    expect(res.shards).toHaveLength(2);
+    expect(Object.keys(JSON.parse(readFileSync(res.indexPath, 'utf8')).weight_map)).toEqual([
+      '__proto__',
+      'x',
+    ]);
+    const s = await tv.openShardedSafetensors(res.indexPath);
+    expect([...s.names].sort()).toEqual(['__proto__', 'x']);
+    expect(Array.from((await s.tensor('__proto__')).data as Float32Array)).toEqual([1, 2]);
+    await s.close();
+    const twice: [string, Float32Array][] = [
+      ['a', new Float32Array([1, 1])],
+      ['a', new Float32Array([2, 2])],
+    ];
+    const d2 = join(dir, 'sharded-twice');
+    mkdirSync(d2);
+    await expect(tv.saveShardedSafetensors(d2, twice, { maxShardBytes: 8 })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+    });
+    expect(readdirSync(d2)).toEqual([]);
+  });
+
   it('refuses indexes that escape their folder or point at the wrong shard', async () => {
     const p = join(dir, 'bad.index.json');
     writeFileSync(p, JSON.stringify({ weight_map: { a: '../etc/passwd' } }));

@@ -242,6 +242,15 @@ export async function saveShardedSafetensors(
   }
   const entries = entriesOf(tensors);
   const prepared = prepare(entries);
+  // One name once across all shards (each shard refuses a duplicate of its own, but two copies in two
+  // shards were written, and the index kept one of them).
+  const seen = new Set<string>();
+  for (const t of prepared) {
+    if (seen.has(t.name)) {
+      throw invalidArgument('tensors', `tensor ${JSON.stringify(t.name)} is given twice`, { name: t.name });
+    }
+    seen.add(t.name);
+  }
   const groups: [string, TensorInput | TensorArray][][] = [];
   let current: [string, TensorInput | TensorArray][] = [];
   let size = 0;
@@ -258,7 +267,8 @@ export async function saveShardedSafetensors(
   const width = 5;
   const n = String(groups.length).padStart(width, '0');
   const shards = groups.map((_, i) => `${prefix}-${String(i + 1).padStart(width, '0')}-of-${n}.safetensors`);
-  const weightMap: Record<string, string> = {};
+  // A Map: a tensor named `__proto__` set the prototype of a plain object and was left out of the index.
+  const weightMap = new Map<string, string>();
   let totalSize = 0;
   for (const [i, group] of groups.entries()) {
     const shard = shards[i] as string;
@@ -266,14 +276,11 @@ export async function saveShardedSafetensors(
       ...options,
       metadata: options.metadata ?? { format: 'pt' },
     });
-    for (const [name] of group) weightMap[name] = shard;
+    for (const [name] of group) weightMap.set(name, shard);
   }
   for (const t of prepared) totalSize += t.byteLength;
-  const sortedMap = Object.fromEntries(
-    Object.keys(weightMap)
-      .sort()
-      .map((k) => [k, weightMap[k]]),
-  );
+  // Object.fromEntries defines own properties, `__proto__` included.
+  const sortedMap = Object.fromEntries([...weightMap].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   const index = { metadata: { total_size: totalSize }, weight_map: sortedMap };
   const indexPath = join(dir, `${prefix}.safetensors.index.json`);
   try {
