@@ -147,6 +147,43 @@ describe('command line conventions', () => {
     }
   });
 
+  it('--help states the exit codes the CLI uses (4 refused, 5 invalid input: they were swapped)', async () => {
+    const help = run(['--help']).stdout.replace(/\s+/g, ' ');
+    expect(help).toMatch(/\b4 refused\b/);
+    expect(help).toMatch(/\b5 invalid or corrupt input\b/);
+    // And the CLI exits so: an invalid safetensors file is 5.
+    const bad = join(fresh(), 'bad.safetensors');
+    writeFileSync(bad, 'not a safetensors file');
+    expect(run(['inspect', bad]).status).toBe(5);
+  });
+
+  it('hash --check: names sha256sum escapes (backslash, newline) are checked; nothing to check fails', () => {
+    // Regression: an escaped line (`\<hex>  back\\slash`) was skipped as badly formatted, so a
+    // tampered file passed (exit 0), and a SUMS file with no valid line at all exited 0 too.
+    const d = fresh();
+    const names = [join(d, 'back\\slash.txt'), join(d, 'new\nline.txt'), join(d, 'plain.txt')];
+    for (const [i, f] of names.entries()) writeFileSync(f, `content ${i}`);
+    const mine = run(['hash', ...names]);
+    expect(mine.status).toBe(0);
+    const ref = spawnSync('sha256sum', names, { encoding: 'utf8' });
+    if (ref.status === 0) expect(mine.stdout).toBe(ref.stdout);
+    const sums = join(d, 'SUMS');
+    writeFileSync(sums, mine.stdout);
+    expect(run(['hash', '--check', sums]).status).toBe(0);
+    writeFileSync(names[0] as string, 'tampered');
+    writeFileSync(names[1] as string, 'tampered');
+    const bad = run(['hash', '--check', sums]);
+    expect(bad.status).toBe(1);
+    expect(bad.stdout.split('\n').filter((l) => l.endsWith(': FAILED'))).toHaveLength(2);
+    if (ref.status === 0) expect(spawnSync('sha256sum', ['-c', sums]).status).toBe(1);
+    for (const junk of ['garbage\n', '']) {
+      writeFileSync(sums, junk);
+      const none = run(['hash', '--check', sums]);
+      expect(none.status).toBe(1);
+      expect(none.stderr).toMatch(/no properly formatted checksum lines found/);
+    }
+  });
+
   it('backup create reports an error once; a restore refusal exits 4 and names --overwrite', async () => {
     const c = run(['backup', 'create', join(fresh(), 'nope'), fresh()]);
     expect(c.status).toBe(6);

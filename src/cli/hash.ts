@@ -36,10 +36,34 @@ tensorvault hash --check SUMS
   -q, --quiet        no progress and no timing on stderr
 `;
 
-/** One line of a sha256sum file: `<64 hex> <space or *><name>` (text or binary mode). */
+/**
+ * One line of a sha256sum file: `<64 hex> <space or *><name>` (text or binary mode), or GNU's escaped
+ * form for a name holding a backslash, a newline or a carriage return: the line starts with `\` and the
+ * name has `\\`, `\n`, `\r` (such lines were skipped as badly formatted, so the file was never checked).
+ */
 export function parseSumLine(line: string): { digest: string; file: string } | undefined {
-  const m = /^([0-9a-fA-F]{64}) [ *](.+)$/.exec(line);
-  return m ? { digest: (m[1] as string).toLowerCase(), file: m[2] as string } : undefined;
+  const m = /^(\\?)([0-9a-fA-F]{64}) [ *](.+)$/.exec(line);
+  if (m === null) return undefined;
+  let file = m[3] as string;
+  if (m[1] === '\\') {
+    let bad = false;
+    file = file.replace(/\\(.?)/g, (_, c: string) => {
+      if (c === '\\') return '\\';
+      if (c === 'n') return '\n';
+      if (c === 'r') return '\r';
+      bad = true;
+      return '';
+    });
+    if (bad) return undefined;
+  }
+  return { digest: (m[2] as string).toLowerCase(), file };
+}
+
+/** `<hex>  <name>` as sha256sum writes it: a name with a backslash, newline or CR escaped, the line marked. */
+export function sumLine(digest: string, file: string): string {
+  if (!/[\\\n\r]/.test(file)) return `${digest}  ${file}`;
+  const escaped = file.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
+  return `\\${digest}  ${escaped}`;
 }
 
 async function check(sums: string): Promise<number> {
@@ -52,6 +76,7 @@ async function check(sums: string): Promise<number> {
   let failed = 0;
   let unreadable = 0;
   let malformed = 0;
+  let checked = 0;
   const signal = interruptSignal();
   for (const line of text.split(/\r?\n/)) {
     if (line.trim() === '') continue;
@@ -60,6 +85,7 @@ async function check(sums: string): Promise<number> {
       malformed++;
       continue;
     }
+    checked++;
     try {
       const r = await hashFile(entry.file, { signal });
       const ok = r.digest === entry.digest;
@@ -70,6 +96,11 @@ async function check(sums: string): Promise<number> {
       unreadable++;
       process.stdout.write(`${entry.file}: FAILED open or read\n`);
     }
+  }
+  if (checked === 0) {
+    // As sha256sum -c: a file with nothing to check fails (it exited 0, having checked nothing).
+    process.stderr.write(`tensorvault: ${sums}: no properly formatted checksum lines found\n`);
+    return ExitCode.REPAIRABLE;
   }
   if (malformed > 0) note(`tensorvault: WARNING: ${malformed} line(s) are improperly formatted`);
   if (unreadable > 0) note(`tensorvault: WARNING: ${unreadable} listed file(s) could not be read`);
@@ -107,7 +138,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       continue;
     }
     const prefix = result.algorithm === 'sha256' ? '' : `${result.algorithm}:`;
-    process.stdout.write(`${prefix}${result.digest}  ${file}\n`);
+    process.stdout.write(`${sumLine(`${prefix}${result.digest}`, file)}\n`);
     for (const [i, leaf] of (result.leaves ?? []).entries()) process.stdout.write(`  chunk ${i}: ${leaf}\n`);
     note(`${formatBytes(result.length)} in ${seconds.toFixed(2)} s (${formatRate(result.length, seconds)})`);
   }

@@ -85,8 +85,8 @@ Options (every command):
   --version, -v  print the version
 
 Exit codes: 0 success, 1 damage found but repairable, 2 damage not repairable (or verification
-            failed), 3 bad command line, 4 invalid or corrupt input, 5 refused (locked, or the
-            destination exists), 6 file I/O error, 7 internal error, 130 interrupted.
+            failed), 3 bad command line, 4 refused (locked, or the destination exists), 5 invalid
+            or corrupt input, 6 file I/O error, 7 internal error, 130 interrupted.
 `;
 }
 
