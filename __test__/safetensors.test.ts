@@ -861,6 +861,10 @@ describe('sharded checkpoints', () => {
     await expect(s.tensor('layer.0.w')).rejects.toMatchObject({ code: 'TV_CLOSED' });
   });
 
+  it('a shape whose packed elements do not fill whole bytes names the element count, not the rank', () => {
+    expect(() => tv.byteLengthOf('F6_E2M3', [2, 3])).toThrow(/^6 F6_E2M3 elements do not fill whole bytes/);
+  });
+
   it('every tensor is in the index: one named __proto__ too, and a name given twice is refused', async () => {
     // Regression: `__proto__` set the prototype of the index's plain object (the tensor was written to
     // a shard but left out of the index), and two copies of a name in two shards were both written.

@@ -147,7 +147,7 @@ export function byteLengthOf(dtype: Dtype, shape: readonly number[]): number {
     throw invalidArgument('shape', `shape [${shape.join(', ')}] holds more elements than a number can count`);
   const bits = n * BITS[dtype];
   if (bits % 8 !== 0) {
-    throw invalidArgument('shape', `${shape.length} ${dtype} elements do not fill whole bytes`, {
+    throw invalidArgument('shape', `${n} ${dtype} elements do not fill whole bytes`, {
       dtype,
     });
   }

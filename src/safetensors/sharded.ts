@@ -222,8 +222,9 @@ export interface SaveShardedResult {
 
 /**
  * Write `tensors` as a Hugging Face sharded checkpoint in folder `dir`: shards of at most
- * `maxShardBytes` tensor bytes (tensors in the given order, as `huggingface_hub` plans them), each
- * written atomically, then `PREFIX.safetensors.index.json` (atomically, last).
+ * `maxShardBytes` tensor bytes (tensors in the given order; docs/formats/safetensors.md says how the
+ * plan differs from `huggingface_hub`'s), each written atomically, then `PREFIX.safetensors.index.json`
+ * (atomically, last).
  */
 export async function saveShardedSafetensors(
   dir: string,
