@@ -257,6 +257,15 @@ describe('protect / verify / repair', () => {
     const file = join(dir, 'errors.bin');
     writeFileSync(file, bytes(50_000, 3));
     await expect(tv.verify(file)).rejects.toMatchObject({ code: 'TV_NOT_FOUND' });
+    // A mistyped path names the file, not its sidecar (it said "no such file: PATH.tvecc").
+    const typo = join(dir, 'no-such-file.bin');
+    for (const op of [tv.verify, tv.repair]) {
+      const e = await op(typo).then(
+        () => undefined,
+        (err: unknown) => err as tv.TensorVaultError,
+      );
+      expect([e?.code, e?.message, e?.context.path]).toEqual(['TV_NOT_FOUND', `no such file: ${typo}`, typo]);
+    }
     writeFileSync(`${file}.tvecc`, 'definitely not a sidecar');
     await expect(tv.verify(file)).rejects.toMatchObject({ code: 'TV_ECC_SIDECAR_CORRUPT' });
     await expect(tv.protect(file, { k: 4, m: 2, chunkSize: 5000 })).rejects.toMatchObject({

@@ -4,7 +4,8 @@
  * in-memory {@link ErasureCodec} for buffers.
  */
 import { channel } from 'node:diagnostics_channel';
-import { callNative, invalidArgument, TensorVaultError } from '../errors';
+import { existsSync } from 'node:fs';
+import { callNative, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { type JobOptions, runJob } from '../job';
 import {
   type NativeEccLayout,
@@ -306,10 +307,20 @@ function verifyResultOf(r: NativeEccVerifyResult): EccVerifyResult {
   };
 }
 
+/**
+ * The protected file must exist: the core opens the sidecar first, so a mistyped path was reported as
+ * "no such file: PATH.tvecc", which sent people looking for a sidecar.
+ */
+function mustExist(file: string): void {
+  if (!existsSync(file))
+    throw new TensorVaultError(ErrorCode.NOT_FOUND, `no such file: ${file}`, { path: file, errno: 2 });
+}
+
 /** Verify `path` against its sidecar, read-only: intact, repairable (which chunks) or unrepairable. */
 export async function verify(path: string, options: SidecarOptions = {}): Promise<EccVerifyResult> {
   const file = checkPath(path);
   optionsObject(options);
+  mustExist(file);
   const sidecar = optionalPath(options.sidecar);
   const t0 = performance.now();
   const r = verifyResultOf(
@@ -349,6 +360,7 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
 export async function repair(path: string, options: RepairOptions = {}): Promise<RepairResult> {
   const file = checkPath(path);
   optionsObject(options);
+  mustExist(file);
   const sidecar = optionalPath(options.sidecar);
   if (options.force !== undefined && typeof options.force !== 'boolean')
     throw invalidArgument('force', 'force must be a boolean');
