@@ -147,6 +147,26 @@ describe('command line conventions', () => {
     }
   });
 
+  it('hash goes on past a file it cannot read (as sha256sum) and --check of a missing SUMS is a file error', () => {
+    const d = fresh();
+    const a = join(d, 'a.txt');
+    const b = join(d, 'b.txt');
+    writeFileSync(a, 'a');
+    writeFileSync(b, 'b');
+    const r = run(['hash', a, join(d, 'missing.txt'), b]);
+    expect(r.status).toBe(6);
+    expect(
+      r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split('  ')[1]),
+    ).toEqual([a, b]);
+    expect(r.stderr).toMatch(/missing\.txt.*\[TV_NOT_FOUND\]/);
+    const c = run(['hash', '--check', join(d, 'NO-SUMS')]);
+    expect(c.status).toBe(6);
+    expect(c.stderr).toMatch(/\[TV_NOT_FOUND\]/);
+  });
+
   it('--help states the exit codes the CLI uses (4 refused, 5 invalid input: they were swapped)', async () => {
     const help = run(['--help']).stdout.replace(/\s+/g, ' ');
     expect(help).toMatch(/\b4 refused\b/);

@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { TensorVaultError } from '../errors';
 import { hashFile } from '../hash/index';
+import { ioError } from '../io/fs';
 import {
   ExitCode,
   formatBytes,
@@ -17,6 +18,7 @@ import {
   parseArgs,
   parseSize,
   progressBar,
+  reportError,
   UsageError,
 } from './common';
 
@@ -71,7 +73,8 @@ async function check(sums: string): Promise<number> {
   try {
     text = readFileSync(sums === '-' ? 0 : sums, 'utf8');
   } catch (err) {
-    throw new UsageError(`--check: cannot read ${sums}: ${(err as Error).message}`);
+    // A missing or unreadable SUMS file is a file error (exit 6), not a bad command line.
+    throw ioError(err, sums, 'cannot read');
   }
   let failed = 0;
   let unreadable = 0;
@@ -121,17 +124,33 @@ export async function run(argv: readonly string[]): Promise<number> {
   const threads = args.values.get('threads');
   const tree = args.flags.has('tree') || args.flags.has('leaves') || chunk !== undefined;
   const signal = interruptSignal();
+  let exit: number = ExitCode.OK;
   for (const file of args.positionals) {
     const bar = progressBar('hashing');
     const started = performance.now();
-    const result = await hashFile(file, {
-      tree,
-      leaves: args.flags.has('leaves'),
-      signal,
-      ...(chunk !== undefined ? { chunkSize: parseSize(chunk, 'chunk-size') } : {}),
-      ...(threads !== undefined ? { threads: Number(threads) } : {}),
-      ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
-    }).finally(bar.done);
+    // As sha256sum: a file that cannot be hashed is reported and the others are still hashed; the exit
+    // code is the error's (it stopped at the first one).
+    let result: Awaited<ReturnType<typeof hashFile>>;
+    try {
+      result = await hashFile(file, {
+        tree,
+        leaves: args.flags.has('leaves'),
+        signal,
+        ...(chunk !== undefined ? { chunkSize: parseSize(chunk, 'chunk-size') } : {}),
+        ...(threads !== undefined ? { threads: Number(threads) } : {}),
+        ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
+      }).finally(bar.done);
+    } catch (err) {
+      // Only a file's own errors: a bad option or an interrupt stops the command as before.
+      if (
+        !(err instanceof TensorVaultError) ||
+        err.code === 'TV_ABORTED' ||
+        err.code === 'TV_INVALID_ARGUMENT'
+      )
+        throw err;
+      exit = Math.max(exit, reportError(err));
+      continue;
+    }
     const seconds = (performance.now() - started) / 1000;
     if (args.flags.has('json')) {
       process.stdout.write(`${JSON.stringify({ file, ...result, seconds })}\n`);
@@ -142,5 +161,5 @@ export async function run(argv: readonly string[]): Promise<number> {
     for (const [i, leaf] of (result.leaves ?? []).entries()) process.stdout.write(`  chunk ${i}: ${leaf}\n`);
     note(`${formatBytes(result.length)} in ${seconds.toFixed(2)} s (${formatRate(result.length, seconds)})`);
   }
-  return ExitCode.OK;
+  return exit;
 }
