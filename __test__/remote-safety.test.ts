@@ -513,3 +513,21 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
     expect(at.bytesDone).toBe(at.bytesTotal);
   });
 });
+
+describe('remote URLs (no server needed)', () => {
+  it('a key with a control character or an empty component is refused before any request', async () => {
+    // Regression: a NUL or newline in a key was sent to the store, and `a//b` made s3s-fs answer HTTP 500,
+    // reported as TV_REMOTE_UNAVAILABLE (an outage) after retries.
+    const o = { endpoint: 'http://127.0.0.1:9', region: 'us-east-1', maxAttempts: 1 };
+    for (const url of [
+      's3://tvsafe/a\u0000b/m.safetensors',
+      's3://tvsafe/a\nb/m.safetensors',
+      's3://tvsafe/a//m.safetensors',
+    ]) {
+      await expect(tv.verifyRemote(url as `s3://${string}`, o)).rejects.toMatchObject({
+        code: 'TV_INVALID_ARGUMENT',
+        context: { argument: 'url' },
+      });
+    }
+  });
+});

@@ -34,6 +34,14 @@ export function parseRemoteUrl(url: string): RemoteTarget {
     if (key.split('/').some((p) => p === '.' || p === '..')) {
       throw invalidArgument('url', `a key may not contain . or .. components: ${JSON.stringify(url)}`);
     }
+    // Control characters (NUL, newline) and empty components (`a//b`) were sent to the store, which
+    // refused them with an error taken for an outage (s3s-fs: HTTP 500 for `//`).
+    if ([...key].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)) {
+      throw invalidArgument('url', `a key may not contain control characters: ${JSON.stringify(url)}`);
+    }
+    if (key.includes('//')) {
+      throw invalidArgument('url', `a key may not contain an empty component (//): ${JSON.stringify(url)}`);
+    }
     return { kind: 's3', bucket, key };
   }
   let path: string;
