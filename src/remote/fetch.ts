@@ -37,7 +37,8 @@ export interface ChunkSource {
   hash: LeafHash;
 }
 
-function chunkLen(src: ChunkSource, i: number): number {
+/** The length of chunk `i` (the last one may be short). */
+export function chunkLen(src: ChunkSource, i: number): number {
   return Math.min(src.chunkSize, src.size - i * src.chunkSize);
 }
 

@@ -137,7 +137,6 @@ export class RemoteCheckpoint {
   /** Aborted by `close()`: the fetches in flight stop at once. */
   #closer = new AbortController();
   #closed = false;
-  #unlink: (() => void) | undefined;
 
   /** @internal Use `loadCheckpoint('s3://…')`. */
   constructor(
@@ -159,19 +158,9 @@ export class RemoteCheckpoint {
     this.#store = store;
     this.#src = src;
     this.#concurrency = concurrency;
-    // The caller's signal or close(), whichever comes first, stops a fetch.
-    const closer = this.#closer;
-    if (signal === undefined) this.#signal = closer.signal;
-    else {
-      const both = new AbortController();
-      const onCaller = (): void => both.abort(signal.reason);
-      const onClose = (): void => both.abort(closer.signal.reason);
-      if (signal.aborted) onCaller();
-      else signal.addEventListener('abort', onCaller, { once: true });
-      closer.signal.addEventListener('abort', onClose, { once: true });
-      this.#unlink = () => signal.removeEventListener('abort', onCaller);
-      this.#signal = both.signal;
-    }
+    // The caller's signal or close(), whichever comes first, stops a fetch (as in integrity.ts).
+    this.#signal =
+      signal === undefined ? this.#closer.signal : AbortSignal.any([signal, this.#closer.signal]);
     this.#hintPath = `${local.path}.chunks`;
     this.#have = have;
     this.#mark = mark;
@@ -304,7 +293,6 @@ export class RemoteCheckpoint {
     if (this.#closed) return;
     this.#closed = true;
     this.#closer.abort(this.#closedError());
-    this.#unlink?.();
     this.#local.close();
     this.#store.close();
     // The entry may be evicted again (by a later open of another checkpoint).

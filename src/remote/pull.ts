@@ -16,7 +16,7 @@ import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { fsyncDir, typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publishRemote } from './common';
-import { type ChunkSource, fetchChunks, localChunkGood } from './fetch';
+import { type ChunkSource, chunkLen, fetchChunks, localChunkGood } from './fetch';
 import {
   leafHashOf,
   leafOf,
@@ -227,7 +227,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
         for (let i = 0; i < n; i++) {
           if (!fresh && (await localChunkGood(fh, src, i))) {
             reused += 1;
-            progress(Math.min(manifest.chunk_size, f.size - i * manifest.chunk_size));
+            progress(chunkLen(src, i));
           } else todo.push(i);
         }
         if (
@@ -291,7 +291,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       if (still.length === 0) {
         repaired.push(...badWeights);
         // The rebuilt chunks are done too (they were never counted as fetched).
-        for (const c of badWeights) progress(Math.min(manifest.chunk_size, f.size - c * manifest.chunk_size));
+        for (const c of badWeights) progress(chunkLen(src, c));
         badByFile.delete(manifest.main);
         publishRemote({ event: 'repaired', url: mainUrl, chunks: badWeights });
       } else badByFile.set(manifest.main, still);

@@ -1,11 +1,14 @@
 /** The S3-compatible store (AWS SDK for JavaScript v3, loaded only when an `s3://` URL is used). */
 import { createHash } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ErrorCode, TensorVaultError } from '../errors';
 import {
   abortError,
+  endpointOf,
   missingAsUndefined,
   type PartDigests,
   type RemoteOptions,
+  regionOf,
   type Store,
   type StoreMetrics,
   storeError,
@@ -13,20 +16,13 @@ import {
 } from './store';
 
 /** Wait before retry `attempt` (1-based): up to 100 ms × 2^(attempt-1), at most 5 s, with full jitter. */
-function backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
+async function backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
   const ms = Math.random() * Math.min(5000, 100 * 2 ** (attempt - 1));
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortError(signal));
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(abortError(signal));
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  try {
+    await delay(ms, undefined, signal ? { signal } : {});
+  } catch {
+    throw abortError(signal);
+  }
 }
 
 function stripQuotes(etag: string | undefined): string {
@@ -47,11 +43,10 @@ export class S3Store implements Store {
     this.#sdk = sdk;
     this.bucket = bucket;
     this.#attempts = options.maxAttempts ?? 5;
-    const env = process.env;
-    const endpoint = options.endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+    const endpoint = endpointOf(options);
     this.#client = new sdk.S3Client({
       ...(endpoint === undefined || endpoint === '' ? {} : { endpoint }),
-      region: options.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      region: regionOf(options) ?? 'us-east-1',
       forcePathStyle: options.forcePathStyle ?? (endpoint !== undefined && endpoint !== ''),
       maxAttempts: options.maxAttempts ?? 5,
       retryMode: 'standard',

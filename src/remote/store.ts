@@ -44,13 +44,22 @@ export interface RemoteOptions {
   maxAttempts?: number;
 }
 
+/** The endpoint of `options`, else of the environment (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`). */
+export function endpointOf(options: RemoteOptions): string | undefined {
+  return options.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+}
+
+/** The region of `options`, else of the environment (`AWS_REGION`, `AWS_DEFAULT_REGION`). */
+export function regionOf(options: RemoteOptions): string | undefined {
+  return options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+}
+
 /**
  * Check the connection options (and the endpoint / region variables they fall back to) before any
  * request: a mistake there is `TV_INVALID_ARGUMENT`, not an outage after retries.
  */
 export function checkRemoteOptions(options: RemoteOptions): void {
-  const env = process.env;
-  const endpoint = options.endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  const endpoint = endpointOf(options);
   if (endpoint !== undefined && endpoint !== '') {
     const from = options.endpoint !== undefined ? 'endpoint' : 'AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL';
     let ok = false;
@@ -66,7 +75,7 @@ export function checkRemoteOptions(options: RemoteOptions): void {
         `${from} must be an http:// or https:// URL (for example http://localhost:9000): ${JSON.stringify(endpoint)}`,
       );
   }
-  const region = options.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
+  const region = regionOf(options);
   if (region !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(region))
     throw invalidArgument('region', `not a valid region name: ${JSON.stringify(region)}`);
   const attempts = options.maxAttempts;

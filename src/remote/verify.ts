@@ -6,7 +6,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { ErrorCode, TensorVaultError } from '../errors';
 import type { JobOptions } from '../job';
 import { publishRemote } from './common';
-import { type ChunkSink, fetchChunks } from './fetch';
+import { type ChunkSink, type ChunkSource, chunkLen, fetchChunks } from './fetch';
 import { loadRemoteCheckpoint, type RemoteLoadOptions } from './lazy';
 import { leafHashOf, leafOf, MANIFEST_SUFFIX, parseManifest, type RemoteManifest } from './manifest';
 import { openStore } from './open-store';
@@ -86,30 +86,26 @@ export async function verifyRemote(
         continue;
       }
       const storedSize = stored;
-      const bad = await fetchChunks(
-        {
-          store,
-          key: joinKey(prefix, f.name),
-          size: f.size,
-          chunkSize: manifest.chunk_size,
-          leaf: (i) => leafOf(f, i),
-          hash: leafHashOf(manifest),
+      const src: ChunkSource = {
+        store,
+        key: joinKey(prefix, f.name),
+        size: f.size,
+        chunkSize: manifest.chunk_size,
+        leaf: (i) => leafOf(f, i),
+        hash: leafHashOf(manifest),
+      };
+      const bad = await fetchChunks(src, all, dropSink, {
+        concurrency: options.concurrency ?? 8,
+        rangeSize: 8 * 1024 * 1024,
+        signal: options.signal,
+        onChunk: (_i, b) => {
+          done += b;
+          options.onProgress?.({ bytesDone: done, bytesTotal: total });
         },
-        all,
-        dropSink,
-        {
-          concurrency: options.concurrency ?? 8,
-          rangeSize: 8 * 1024 * 1024,
-          signal: options.signal,
-          onChunk: (_i, b) => {
-            done += b;
-            options.onProgress?.({ bytesDone: done, bytesTotal: total });
-          },
-        },
-      );
+      });
       // Damaged chunks were checked too: the progress reaches the total.
       if (bad.length > 0) {
-        for (const c of bad) done += Math.min(manifest.chunk_size, f.size - c * manifest.chunk_size);
+        for (const c of bad) done += chunkLen(src, c);
         options.onProgress?.({ bytesDone: done, bytesTotal: total });
       }
       files.push({ name: f.name, size: f.size, storedSize, damagedChunks: bad });
