@@ -40,6 +40,14 @@ export function notAboutParity(err: unknown): boolean {
     (err.code === ErrorCode.IO || err.code === ErrorCode.PERMISSION_DENIED || err.code === ErrorCode.LOCKED)
   );
 }
+
+/**
+ * An error of a parity check to rethrow: about the machine or the call (not typed, an abort,
+ * {@link notAboutParity}). Any other error of the parity means it cannot repair the damage.
+ */
+export function rethrownByParity(err: unknown): boolean {
+  return !(err instanceof TensorVaultError) || err.code === ErrorCode.ABORTED || notAboutParity(err);
+}
 export async function openPair(
   path: string,
   signal?: AbortSignal,
@@ -348,10 +356,10 @@ export async function parityCheck(
   try {
     v = await eccVerify(p.weights, { sidecar, ...job });
   } catch (err) {
-    if (!(err instanceof TensorVaultError) || err.code === ErrorCode.ABORTED || notAboutParity(err))
-      throw err;
-    publish({ event: 'damaged', path: p.files.weights, part: 'parity', reason: err.code });
-    return { parity: 'unusable', damagedParity: [], why: `the .tvecc parity cannot be read (${err.code})` };
+    if (rethrownByParity(err)) throw err;
+    const code = (err as TensorVaultError).code;
+    publish({ event: 'damaged', path: p.files.weights, part: 'parity', reason: code });
+    return { parity: 'unusable', damagedParity: [], why: `the .tvecc parity cannot be read (${code})` };
   }
   const damagedParity = [...v.damagedParity];
   if (v.status === 'intact') return { parity: 'intact', damagedParity };
@@ -377,10 +385,10 @@ export async function parityCheck(
     });
     return { parity: 'repaired', damagedParity, fileRewritten: r.fileRewritten };
   } catch (err) {
-    if (!(err instanceof TensorVaultError) || err.code === ErrorCode.ABORTED || notAboutParity(err))
-      throw err;
-    if (err.code === ErrorCode.FILE_CHANGED) throw err;
-    return { parity: 'unusable', damagedParity, why: `the .tvecc parity cannot be repaired (${err.code})` };
+    if (rethrownByParity(err)) throw err;
+    const code = (err as TensorVaultError).code;
+    if (code === ErrorCode.FILE_CHANGED) throw err;
+    return { parity: 'unusable', damagedParity, why: `the .tvecc parity cannot be repaired (${code})` };
   }
 }
 

@@ -15,8 +15,8 @@ import {
   checkSealMessage,
   headerMatches,
   mergeReport,
-  notAboutParity,
   openPair,
+  rethrownByParity,
   sidecarState,
   treeDamage,
   underLock,
@@ -363,10 +363,7 @@ export async function verifyCheckpoint(
     if (report.status === 'damaged' && report.parity !== 'unusable') {
       // Would the parity repair it? Ask the parity without changing anything.
       if (p.tvecc !== undefined) {
-        const v: EccVerifyResult = await eccVerify(p.weights, { sidecar: p.tvecc });
-        report.parity = sidecarState(v);
-        report.damagedParity = [...v.damagedParity];
-        if (v.status === 'repairable') report.status = 'repairable';
+        await askParity(p.weights, p.tvecc, report, {});
       } else if (p.rs !== undefined && report.damagedChunks.length > 0) {
         const rs = await rsCheck(p, key, false, {}).catch(() => undefined);
         if (rs !== undefined && rs.uncorrectable.length === 0) report.status = 'repairable';
@@ -386,6 +383,22 @@ export async function verifyCheckpoint(
   } finally {
     file.close();
   }
+}
+
+/**
+ * Ask the `.tvecc` parity of `weights`, read-only, what it would do: the report gets the sidecar's own
+ * state and its damaged slots, and `repairable` when the parity repairs the damage.
+ */
+async function askParity(
+  weights: string,
+  sidecar: string,
+  report: CheckpointReport,
+  job: { signal?: AbortSignal },
+): Promise<void> {
+  const v: EccVerifyResult = await eccVerify(weights, { sidecar, ...job });
+  report.parity = sidecarState(v);
+  report.damagedParity = [...v.damagedParity];
+  if (v.status === 'repairable') report.status = 'repairable';
 }
 
 /**
@@ -418,8 +431,6 @@ async function verifyDamagedHeader(
   const job = options.signal ? { signal: options.signal } : {};
   // Errors about the machine or the call (I/O, abort) reject; any other error of the parity means it
   // cannot repair the damage.
-  const machine = (err: unknown): boolean =>
-    !(err instanceof TensorVaultError) || err.code === ErrorCode.ABORTED || notAboutParity(err);
   if (p.block !== undefined) {
     const unreadable: number[] = [];
     const bad = await treeDamage(p, p.block, options, p.weights, unreadable);
@@ -427,12 +438,9 @@ async function verifyDamagedHeader(
     report.unreadableChunks = unreadable;
     if (p.tvecc === undefined) return;
     try {
-      const v = await eccVerify(p.weights, { sidecar: p.tvecc, ...job });
-      report.parity = sidecarState(v);
-      report.damagedParity = [...v.damagedParity];
-      if (v.status === 'repairable') report.status = 'repairable';
+      await askParity(p.weights, p.tvecc, report, job);
     } catch (err) {
-      if (machine(err)) throw err;
+      if (rethrownByParity(err)) throw err;
       report.parity = 'unusable';
       report.damagedParity = [];
     }
@@ -442,7 +450,7 @@ async function verifyDamagedHeader(
       report.damagedChunks = rs.badBlocks;
       if (rs.badBlocks.length > 0 && rs.uncorrectable.length === 0) report.status = 'repairable';
     } catch (err) {
-      if (machine(err)) throw err;
+      if (rethrownByParity(err)) throw err;
     }
   }
 }
