@@ -352,7 +352,8 @@ export class RingFileLog {
 
   /**
    * Add one pre-serialised record: `line` is a single JSON value without newline (pino's and winston's
-   * JSON lines are); a line that is not JSON is stored as a JSON string. `level` is its numeric level
+   * JSON lines are); a line that is not JSON is stored as a JSON string (one shaped `{…}` is taken as
+   * JSON unparsed). `level` is its numeric level
    * on the scale of `flushLevel`. Used by the pino destination and the winston transport.
    */
   appendLine(line: string, level: number): void {
