@@ -804,6 +804,96 @@ describe('keys: no downgrade', () => {
     expect(c.report.hashKind).toBe('legacy-sha256');
     c.close();
   });
+
+  describe('a wrong key on the PyFolds layouts', () => {
+    /** Every file of the checkpoint's folder and its bytes, to show a call wrote nothing. */
+    const snapshot = (path: string): Record<string, string> => {
+      const d = join(path, '..');
+      const out: Record<string, string> = {};
+      for (const f of readdirSync(d).sort())
+        out[f] = createHash('sha256')
+          .update(readFileSync(join(d, f)))
+          .digest('hex');
+      return out;
+    };
+    const inOwnDir = (): string => {
+      const d = join(dir, `wrong-key-${n++}`);
+      return join(d, 'model.safetensors');
+    };
+
+    // Regression: the intact rs(N) stream proves the bytes are what was saved, yet a wrong key was reported as
+    // damage of every tensor; and with damaged parity a repair with the wrong key rewrote the .ecc stream from
+    // data the (wrong-keyed) hash had not verified.
+    it('pyfolds-ecc: the rs(N) stream vouches for the bytes, so the wrong key is named and nothing is written', async () => {
+      const path = inOwnDir();
+      await tv.saveCheckpoint(path, large(), {
+        layout: 'pyfolds-ecc',
+        ecc: 'low',
+        hmacKey: 'k1',
+        gitHash: 't',
+      });
+      corrupt(`${path}.ecc`, 100, 3); // damaged parity only: the data still decode to themselves
+      const before = snapshot(path);
+      for (const call of [
+        () => tv.verifyCheckpoint(path, { hmacKey: 'k2' }),
+        () => tv.repairCheckpoint(path, { hmacKey: 'k2' }),
+        () => tv.loadCheckpoint(path, { hmacKey: 'k2', verify: 'full' }),
+        async () => (await tv.loadCheckpoint(path, { hmacKey: 'k2' })).tensor('tiny'),
+      ]) {
+        const e = await rejects(call());
+        expect(e.code).toBe('TV_CHECKPOINT_INTEGRITY');
+        expect(e.context).toMatchObject({ reason: 'key', evidence: 'rs' });
+        expect(e.message).toMatch(/key is probably wrong/);
+      }
+      expect(snapshot(path)).toEqual(before);
+      // With the right key the damaged parity is rewritten from the verified data.
+      expect((await tv.repairCheckpoint(path, { hmacKey: 'k1' })).status).toBe('repaired');
+      expect((await tv.verifyCheckpoint(path, { hmacKey: 'k1' })).status).toBe('intact');
+    });
+
+    it('pyfolds with a .tvecc sidecar (tensorvault protect): its chunk digests vouch for the bytes', async () => {
+      const path = inOwnDir();
+      await tv.saveCheckpoint(path, large(), { layout: 'pyfolds', hmacKey: 'k1', gitHash: 't' });
+      await tv.protect(path, { level: 'low' });
+      const before = snapshot(path);
+      for (const call of [
+        () => tv.verifyCheckpoint(path, { hmacKey: 'k2' }),
+        () => tv.repairCheckpoint(path, { hmacKey: 'k2' }),
+      ]) {
+        const e = await rejects(call());
+        expect(e.code).toBe('TV_CHECKPOINT_INTEGRITY');
+        expect(e.context).toMatchObject({ reason: 'key', evidence: 'tvecc' });
+      }
+      expect(snapshot(path)).toEqual(before);
+      // Real damage (the digests disagree too) is still damage.
+      corrupt(path, statSync(path).size - 2);
+      const r = await tv.verifyCheckpoint(path, { hmacKey: 'k2' });
+      expect(r).toMatchObject({ status: 'damaged', pyfoldsHash: 'mismatch', hashMismatch: 'damage' });
+    });
+
+    it('pyfolds without other evidence: damage and a wrong key are said to be indistinguishable', async () => {
+      const path = inOwnDir();
+      await tv.saveCheckpoint(path, small(), { layout: 'pyfolds', hmacKey: 'k1', gitHash: 't' });
+      const r = await tv.verifyCheckpoint(path, { hmacKey: 'k2' });
+      expect(r).toMatchObject({ status: 'damaged', hashMismatch: 'damage-or-wrong-key' });
+      const e = await rejects(tv.repairCheckpoint(path, { hmacKey: 'k2' }));
+      expect(e.code).toBe('TV_CHECKPOINT_INTEGRITY');
+      expect(e.message).toMatch(/damage and a wrong HMAC key cannot be told apart/);
+      const c = await tv.loadCheckpoint(path, { hmacKey: 'k2' });
+      const t = await rejects(c.tensor('w'));
+      c.close();
+      expect(t.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+      expect(t.message).toMatch(/cannot be told apart/);
+      // An unkeyed hash that does not match is plain damage.
+      const plain = inOwnDir();
+      await tv.saveCheckpoint(plain, small(), { layout: 'pyfolds', hmacKey: null, gitHash: 't' });
+      corrupt(plain, statSync(plain).size - 2);
+      expect(await tv.verifyCheckpoint(plain, { hmacKey: null })).toMatchObject({
+        status: 'damaged',
+        hashMismatch: 'damage',
+      });
+    });
+  });
 });
 
 describe('set replacement', () => {

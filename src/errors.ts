@@ -278,8 +278,13 @@ export interface ErrorContextMap {
   TV_CHECKPOINT_INVALID: { readonly path?: string; readonly reason?: string; readonly actual?: string };
   TV_CHECKPOINT_INTEGRITY: {
     readonly path?: string;
-    /** `seal`, `header`, `hash` or a description of the damage. */
+    /**
+     * `seal`, `header`, `hash`, `key` (PyFolds layouts: the keyed hash does not match bytes that
+     * independent evidence says are intact; the key is probably wrong) or a description of the damage.
+     */
     readonly reason?: string;
+    /** With `reason: 'key'`: what vouches for the bytes, `rs` (the rs(N) stream) or `tvecc`. */
+    readonly evidence?: string;
     /** Damaged chunks and tensors, comma-separated. */
     readonly chunks?: string;
     readonly tensors?: string;

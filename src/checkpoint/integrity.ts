@@ -1,5 +1,5 @@
 /** Whole-file checks and repairs of a checkpoint set: the seal and header, the chunk tree, the parity, all under the set's lock. */
-import { promises as fsp, statSync } from 'node:fs';
+import { existsSync, promises as fsp, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type EccVerifyResult, repair as eccRepair, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
@@ -142,6 +142,7 @@ export async function verifyWhole(
   };
   let status: CheckpointReport['status'] = 'intact';
   let parityDamaged = false;
+  let rsSays: 'intact' | 'damage' | undefined;
   let f = file;
   // The PyFolds hash of the file as it is now runs on the pool beside the tree check of the tensorvault
   // layout (two hashes over the same cached bytes at once: the sequential SHA-256 on one thread, the
@@ -226,10 +227,14 @@ export async function verifyWhole(
         parityDamaged = true;
         publish({ event: 'damaged', path: p.files.weights, part: 'parity', reason: err.code });
       }
+      // All syndromes zero, or only parity bytes differ: the rs(N) stream vouches for the data as they
+      // are (evidence that a keyed hash which does not match has the wrong key; see below).
+      if (r !== undefined) rsSays = r.uncorrectable.length === 0 && !r.dataChanged ? 'intact' : 'damage';
       if (r !== undefined && r.badBlocks.length > 0) {
         report.damagedChunks = r.badBlocks;
         publish({ event: 'damaged', path: p.files.weights, blocks: r.badBlocks });
-        if (r.uncorrectable.length > 0) parityDamaged = true;
+        // Damage confined to the parity: rewritten below, once the data verify against the hash.
+        if (r.uncorrectable.length > 0 || !r.dataChanged) parityDamaged = true;
         else if (repair) {
           try {
             const t0 = performance.now();
@@ -258,10 +263,24 @@ export async function verifyWhole(
     const ok = pyfoldsHashMatches(p.stored, digest, key);
     report.pyfoldsHash = ok ? 'ok' : 'mismatch';
     if (!ok) {
-      if (p.layout !== 'tensorvault') report.damagedTensors = [...f.names];
-      const why = parityDamaged
+      let why = parityDamaged
         ? 'the integrity hash does not match and the rs(N) parity cannot repair it'
         : 'the integrity hash does not match';
+      if (p.layout !== 'tensorvault') {
+        report.damagedTensors = [...f.names];
+        report.hashMismatch = 'damage';
+        if (p.stored.kind === 'hmac-sha256' && key !== undefined && status !== 'repaired') {
+          // A keyed hash: a wrong key looks exactly like damage, unless something else vouches for
+          // the bytes. Nothing has been written (see rsCheck and the parity rewrite below).
+          if (rsSays === 'intact') throw wrongKey(p, 'rs');
+          const tvecc = await tveccSays(p, options);
+          if (tvecc === 'intact') throw wrongKey(p, 'tvecc');
+          if (rsSays === undefined && tvecc === undefined) {
+            report.hashMismatch = 'damage-or-wrong-key';
+            why = `${why}: damage and a wrong HMAC key cannot be told apart (the ${p.layout} layout keeps no other record of the bytes)`;
+          }
+        }
+      }
       return { file: f, report: { ...report, status: 'damaged' }, why };
     }
     if (parityDamaged && p.rs !== undefined) {
@@ -279,6 +298,7 @@ export async function verifyWhole(
           }
         });
         publish({ event: 'repaired', path: p.files.weights, part: 'parity' });
+        report.repairedChunks = [...(report.damagedChunks ?? [])];
         status = 'repaired';
       } else status = 'repairable';
     }
@@ -314,6 +334,42 @@ export async function verifyWhole(
     return { file: f, report };
   } finally {
     pending?.drop();
+  }
+}
+
+/**
+ * A PyFolds layout's keyed hash does not match, yet independent evidence says the bytes are intact:
+ * `TV_CHECKPOINT_INTEGRITY` with `reason: 'key'` (the tensorvault layout reports a wrong key as the same
+ * code, `reason: 'seal'`). `evidence`: `rs` (the rs(N) stream finds no damage in the data) or `tvecc`
+ * (a `.tvecc` sidecar's chunk digests all match).
+ */
+function wrongKey(p: Parsed, evidence: 'rs' | 'tvecc'): TensorVaultError {
+  const by =
+    evidence === 'rs'
+      ? 'the rs(N) parity finds no damage in the data'
+      : 'every chunk digest of the .tvecc sidecar matches';
+  return new TensorVaultError(
+    ErrorCode.CHECKPOINT_INTEGRITY,
+    `${p.files.weights}: the keyed integrity hash does not match, but the bytes are intact (${by}): the HMAC key is probably wrong (or the sidecar's integrity_hash was changed); nothing was repaired or written`,
+    { path: p.files.weights, reason: 'key', evidence },
+  );
+}
+
+/**
+ * What a `.tvecc` sidecar next to PyFolds weights (`tensorvault protect`; a PyFolds save deletes an
+ * older one) says of them, read-only: `intact` (every chunk digest matches, the length is the one
+ * protected), `damage`, or undefined (no sidecar, or one that cannot be read: no evidence; an abort
+ * or a machine error is rethrown).
+ */
+async function tveccSays(p: Parsed, options: JobOptions): Promise<'intact' | 'damage' | undefined> {
+  const sidecar = `${p.weights}.tvecc`;
+  if (!existsSync(sidecar)) return undefined;
+  try {
+    const v = await eccVerify(p.weights, { sidecar, ...(options.signal ? { signal: options.signal } : {}) });
+    return v.damagedChunks.length === 0 && v.actualLength === v.layout.fileLength ? 'intact' : 'damage';
+  } catch (err) {
+    if (rethrownByParity(err)) throw err;
+    return undefined;
   }
 }
 

@@ -71,6 +71,14 @@ export interface CheckpointReport {
   keyed: boolean;
   /** PyFolds hash over the tensors: `ok`, `mismatch` or `unchecked`. */
   pyfoldsHash: 'ok' | 'mismatch' | 'unchecked';
+  /**
+   * PyFolds layouts, when `pyfoldsHash` is `mismatch`: `damage`, or `damage-or-wrong-key` for a keyed
+   * hash with nothing else that records the bytes (no rs(N) stream, no `.tvecc` sidecar): damage and
+   * a wrong HMAC key then cannot be told apart. (When the rs(N) stream or a `.tvecc` sidecar vouches
+   * for the bytes, a keyed hash that does not match is not damage: the call rejects with
+   * `TV_CHECKPOINT_INTEGRITY`, `reason: 'key'`.)
+   */
+  hashMismatch?: 'damage' | 'damage-or-wrong-key';
   /** tensorvault layout: the seal over header, metadata and chunk tree; `none` for the PyFolds layouts. */
   seal: 'ok' | 'none' | 'unchecked';
   /** Tensors whose bytes were verified so far. */

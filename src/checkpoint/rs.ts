@@ -54,6 +54,11 @@ export interface RsRepair {
   badBlocks: number[];
   uncorrectable: number[];
   rewritten: boolean;
+  /**
+   * Whether decoding changes data bytes (false: every block is intact, or only parity bytes differ, so
+   * the parity itself vouches for the data as it is).
+   */
+  dataChanged: boolean;
 }
 
 // Over 100 lines on purpose: the rs(N) stream is checked block by block with the repair of each damaged
@@ -123,8 +128,9 @@ export async function rsCheck(
     await fh.close();
     await ph.close();
   }
+  const dataChanged = fixed.size > 0;
   if (!write || badBlocks.length === 0 || uncorrectable.length > 0)
-    return { badBlocks, uncorrectable, rewritten: false };
+    return { badBlocks, uncorrectable, rewritten: false, dataChanged };
   let rewritten = false;
   if (fixed.size > 0) {
     const tmp = tempName(p.weights);
@@ -145,7 +151,7 @@ export async function rsCheck(
       if (!pyfoldsHashMatches(p.stored, digest, key)) {
         throw new TensorVaultError(
           ErrorCode.ECC_REPAIR_FAILED,
-          `${p.weights}: the rs(N) repair does not match the integrity hash (mis-correction); nothing was replaced`,
+          `${p.weights}: the rs(N) repair does not match the integrity hash (${p.stored.kind === 'hmac-sha256' ? 'a mis-correction, or a wrong HMAC key' : 'mis-correction'}); nothing was replaced`,
           {
             path: p.weights,
           },
@@ -158,7 +164,26 @@ export async function rsCheck(
       await fsp.rm(tmp, { force: true }).catch(() => {});
     }
   }
-  // Damaged parity (or parity of repaired data): rewrite the stream from the good data.
+  if (!rewritten) {
+    // Only parity bytes differed: the data are rewritten into parity only once they verify (a wrong
+    // key, or damage the parity missed, must not have its bytes turned into new parity).
+    const f = await openSafetensors(p.weights);
+    const infos = f.infos();
+    f.close();
+    const digest = await pyfoldsDigestOfFile(
+      p.weights,
+      infos,
+      options.signal ? { signal: options.signal } : {},
+    );
+    if (!pyfoldsHashMatches(p.stored, digest, key)) {
+      throw new TensorVaultError(
+        ErrorCode.ECC_REPAIR_FAILED,
+        `${p.weights}: the weights do not match the integrity hash; the rs(N) parity was not rebuilt from them`,
+        { path: p.weights },
+      );
+    }
+  }
+  // Damaged parity (or parity of repaired data): rewrite the stream from the verified data.
   const tmpEcc = tempName(rs.path);
   try {
     await writeRsParity(p.weights, tmpEcc, codec, {});
@@ -167,5 +192,5 @@ export async function rsCheck(
   } finally {
     await fsp.rm(tmpEcc, { force: true }).catch(() => {});
   }
-  return { badBlocks, uncorrectable, rewritten };
+  return { badBlocks, uncorrectable, rewritten, dataChanged };
 }

@@ -49,6 +49,9 @@ function describeReport(r: CheckpointReport): string {
       '  the medium returned read errors: parity rebuilds these, but check the disk (SMART, dmesg) and copy the run off it\n';
   }
   if (r.damagedTensors.length > 0) s += `  damaged tensors: ${r.damagedTensors.join(', ')}\n`;
+  if (r.hashMismatch === 'damage-or-wrong-key')
+    s +=
+      '  the keyed integrity hash does not match and this layout keeps no other record of the bytes: damage and a wrong HMAC key (PYFOLDS_CHECKPOINT_HMAC_KEY) cannot be told apart\n';
   if (r.parity !== undefined && r.parity !== 'intact') {
     const slots = r.damagedParity ?? [];
     s += `  .tvecc parity: ${r.parity}${slots.length > 0 ? ` (damaged parity slots: ${slots.slice(0, 20).join(', ')}${slots.length > 20 ? ', …' : ''})` : ''}\n`;
