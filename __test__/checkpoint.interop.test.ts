@@ -122,8 +122,11 @@ print(integrity_hash(t, None)); print(integrity_hash(t, "secret"))`;
           layout,
           hmacKey: key ?? null,
           version: '5',
-          ...(layout === 'pyfolds-ecc' ? { ecc: 'med' } : {}),
+          // tensorvault: with parity, so that the sidecar's integrity block records the level too.
+          ...(layout === 'pyfolds-ecc' ? { ecc: 'med' } : layout === 'tensorvault' ? { ecc: 'medium' } : {}),
         });
+        if (layout === 'tensorvault')
+          expect(JSON.parse(readFileSync(`${path}.meta.json`, 'utf8')).tensorvault.ecc.level).toBe('medium');
         const p = py('load', path, key ?? '-');
         expect(p.ok).toBe(true);
         expect(p.integrity_hash).toBe(r.integrityHash);

@@ -63,6 +63,13 @@ afterEach(() => {
   delete process.env.PYFOLDS_CHECKPOINT_HMAC_KEY;
 });
 
+/** The members of `ecc` the seal frames: `kind` and `file`, or null. */
+function sealedEcc(ecc: unknown): unknown {
+  if (ecc === null || typeof ecc !== 'object') return ecc;
+  const { kind, file } = ecc as { kind: unknown; file: unknown };
+  return { kind, file };
+}
+
 /**
  * The seal as `docs/formats/checkpoint.md` ("Seal message") defines it, built here with node:crypto: the
  * reference the addon's `checkpointSeal` (through `layout.sealOf`) must match.
@@ -102,7 +109,8 @@ function referenceSeal(
       Buffer.from(block.root, 'hex'),
       Buffer.from(canonicalJson(metadata), 'utf8'),
       Buffer.from(integrityHash, 'utf8'),
-      Buffer.from(canonicalJson(block.ecc), 'utf8'),
+      // Only `kind` and `file` of `ecc` are sealed (its `level` is a hint).
+      Buffer.from(canonicalJson(sealedEcc(block.ecc)), 'utf8'),
     ].map(field),
   );
   return key === undefined
@@ -417,7 +425,10 @@ describe('tensorvault layout', () => {
     // blake3-tree-v1: the root binds the leaves (known answer of the construction in the Rust tests).
     expect(b.root).toBe(layout.treeRoot(b.leaves, b.chunk_size, b.file_length, 'blake3'));
     expect(b.root).not.toBe(layout.treeRoot(b.leaves, b.chunk_size, b.file_length, 'sha256'));
-    expect(b.ecc).toEqual({ kind: 'tvecc', file: `${path.slice(dir.length + 1)}.tvecc` });
+    expect(b.ecc).toEqual({ kind: 'tvecc', file: `${path.slice(dir.length + 1)}.tvecc`, level: 'medium' });
+    // The seal frames only `kind` and `file` of `ecc` (the level is a hint).
+    const { seal, leaves: _l, ...partial } = b;
+    expect(seal).toBe(referenceSeal(partial, side.metadata, side.integrity_hash));
   });
 
   it('lazy status: unverified until every chunk was checked, then intact', async () => {
@@ -573,6 +584,13 @@ describe('tensorvault layout', () => {
   });
 });
 
+/** Remove the `.tvecc` level from a set's `.meta.json`, as saves before it was recorded wrote it. */
+function forgetLevel(path: string): void {
+  const doc = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8'));
+  delete doc.tensorvault.ecc.level;
+  writeFileSync(`${path}.meta.json`, JSON.stringify(doc, null, 2));
+}
+
 describe('tensorvault layout: the .tvecc parity in verify and repair', () => {
   it('damaged parity slots: verify says repairable and lists them, repair rebuilds the sidecar', async () => {
     const path = fresh();
@@ -604,15 +622,20 @@ describe('tensorvault layout: the .tvecc parity in verify and repair', () => {
     expect(readFileSync(path).equals(weights)).toBe(true);
   });
 
-  it('a missing or foreign .tvecc is unusable: verify says damaged, repair refuses and writes nothing', async () => {
+  it('a missing or foreign .tvecc of a save that did not record its level is unusable: verify says damaged, repair refuses and writes nothing', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+    forgetLevel(path);
     const weights = readFileSync(path);
     const parity = readFileSync(`${path}.tvecc`);
     rmSync(`${path}.tvecc`);
     const v = await tv.verifyCheckpoint(path);
     expect([v.status, v.parity, v.damagedChunks]).toEqual(['damaged', 'unusable', []]);
-    expect((await rejects(tv.repairCheckpoint(path))).code).toBe('TV_CHECKPOINT_INTEGRITY');
+    expect(v.parityRebuild).toBeUndefined();
+    const e = await rejects(tv.repairCheckpoint(path));
+    expect(e.code).toBe('TV_CHECKPOINT_INTEGRITY');
+    expect(e.message).toMatch(/protection level is not recorded/);
+    expect(existsSync(`${path}.tvecc`)).toBe(false);
     // The parity of other bytes (one chunk differs): never used to write these weights.
     const other = Buffer.from(weights);
     xorAt(other, 3_000_000, 0xff);
@@ -625,6 +648,65 @@ describe('tensorvault layout: the .tvecc parity in verify and repair', () => {
     // The set's own parity back: intact again.
     writeFileSync(`${path}.tvecc`, parity);
     expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
+  });
+
+  // Regression: a deleted .tvecc, or one whose two header copies are damaged, could not be rebuilt by
+  // repairCheckpoint (the set stayed `damaged` for ever) because nothing recorded the protection level.
+  // Saves now record it next to the sealed `ecc` member, and the repair writes the sidecar anew from
+  // the verified weights: byte-identical to the one the save wrote.
+  for (const ecc of ['medium', { k: 8, m: 3, chunkSize: 65536 }] as const) {
+    it(`a deleted or unreadable .tvecc is rebuilt from the verified weights at the recorded level (${JSON.stringify(ecc)})`, async () => {
+      const path = fresh();
+      await tv.saveCheckpoint(path, large(), { ecc, gitHash: 't' });
+      const level = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8')).tensorvault.ecc.level;
+      expect(level).toEqual(typeof ecc === 'string' ? ecc : { k: 8, m: 3, chunk_size: 65536 });
+      const weights = readFileSync(path);
+      const parity = readFileSync(`${path}.tvecc`);
+      const headersDamaged = Buffer.from(parity);
+      for (const at of [10, 100, parity.length - 246, parity.length - 156]) xorAt(headersDamaged, at, 0xff);
+      for (const lose of [
+        () => rmSync(`${path}.tvecc`),
+        () => writeFileSync(`${path}.tvecc`, headersDamaged),
+      ]) {
+        lose();
+        const v = await tv.verifyCheckpoint(path);
+        expect(v).toMatchObject({
+          status: 'repairable',
+          parity: 'repairable',
+          parityRebuild: true,
+          damagedChunks: [],
+        });
+        const r = await tv.repairCheckpoint(path);
+        expect(r).toMatchObject({ status: 'repaired', parity: 'repaired', parityRebuild: true });
+        expect(readFileSync(`${path}.tvecc`).equals(parity)).toBe(true);
+        expect(readFileSync(path).equals(weights)).toBe(true);
+        expect(await tv.verifyCheckpoint(path)).toMatchObject({ status: 'intact', parity: 'intact' });
+      }
+    });
+  }
+
+  it('no parity is built from weights that do not verify', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large(), { ecc: 'medium', gitHash: 't' });
+    rmSync(`${path}.tvecc`);
+    corrupt(path, 2_000_000);
+    expect((await tv.verifyCheckpoint(path)).status).toBe('damaged');
+    expect((await rejects(tv.repairCheckpoint(path))).code).toBe('TV_CHECKPOINT_INTEGRITY');
+    expect(existsSync(`${path}.tvecc`)).toBe(false);
+  });
+
+  it('the recorded level is outside the seal: removed or edited, the checkpoint still opens and verifies', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large(), { ecc: 'low', hmacKey: 'k1', gitHash: 't' });
+    const doc = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8'));
+    for (const level of [undefined, 'no such level', { k: -1 }]) {
+      doc.tensorvault.ecc.level = level;
+      writeFileSync(`${path}.meta.json`, JSON.stringify(doc, null, 2));
+      const c = await tv.loadCheckpoint(path, { hmacKey: 'k1', verify: 'full' });
+      expect(c.report.status).toBe('intact');
+      c.close();
+      expect((await tv.verifyCheckpoint(path, { hmacKey: 'k1' })).status).toBe('intact');
+    }
   });
 });
 

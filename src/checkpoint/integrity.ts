@@ -1,7 +1,7 @@
 /** Whole-file checks and repairs of a checkpoint set: the seal and header, the chunk tree, the parity, all under the set's lock. */
 import { existsSync, promises as fsp, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { type EccVerifyResult, repair as eccRepair, verify as eccVerify } from '../ecc/erasure';
+import { type EccVerifyResult, repair as eccRepair, verify as eccVerify, protect } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { tempName } from '../io/atomic';
 import { fsyncDir } from '../io/fs';
@@ -16,10 +16,12 @@ import {
   leafAt,
   pyfoldsDigestOfFile,
   pyfoldsHashMatches,
+  recordedTveccLevel,
   sealOf,
+  type TveccLevel,
   treeHashOf,
 } from './layout';
-import type { CheckpointReport, Parsed } from './parse';
+import { type CheckpointReport, type Parsed, readJson } from './parse';
 import { chunkSpan, headerSha, type RsRepair, rsCheck } from './rs';
 import { writeRsParity } from './save';
 import { fileLeaves } from './write';
@@ -307,6 +309,7 @@ export async function verifyWhole(
       const c = await parityCheck(p, repair, options, ino);
       report.parity = c.parity;
       report.damagedParity = c.damagedParity;
+      if (c.rebuild === true) report.parityRebuild = true;
       if (c.parity === 'unusable')
         return {
           file: f,
@@ -399,12 +402,7 @@ export async function parityCheck(
   repair: boolean,
   options: JobOptions,
   ino: number | undefined,
-): Promise<{
-  parity: 'intact' | 'repairable' | 'repaired' | 'unusable';
-  damagedParity: number[];
-  fileRewritten?: boolean;
-  why?: string;
-}> {
+): Promise<ParityOutcome> {
   const sidecar = p.tvecc as string;
   // Not options.onProgress: the tree check's progress already reached its total.
   const job = options.signal ? { signal: options.signal } : {};
@@ -415,7 +413,8 @@ export async function parityCheck(
     if (rethrownByParity(err)) throw err;
     const code = (err as TensorVaultError).code;
     publish({ event: 'damaged', path: p.files.weights, part: 'parity', reason: code });
-    return { parity: 'unusable', damagedParity: [], why: `the .tvecc parity cannot be read (${code})` };
+    // Missing, or unreadable (both header copies, or a table block in both copies, damaged).
+    return rebuildOrUnusable(p, repair, job, ino, `the .tvecc parity cannot be read (${code})`);
   }
   const damagedParity = [...v.damagedParity];
   if (v.status === 'intact') return { parity: 'intact', damagedParity };
@@ -446,6 +445,114 @@ export async function parityCheck(
     if (code === ErrorCode.FILE_CHANGED) throw err;
     return { parity: 'unusable', damagedParity, why: `the .tvecc parity cannot be repaired (${code})` };
   }
+}
+
+/** What {@link parityCheck} found and did. */
+interface ParityOutcome {
+  parity: 'intact' | 'repairable' | 'repaired' | 'unusable';
+  damagedParity: number[];
+  fileRewritten?: boolean;
+  /** The sidecar is (to be) written anew from the weights at its recorded level (report `parityRebuild`). */
+  rebuild?: boolean;
+  why?: string;
+}
+
+/**
+ * A `.tvecc` sidecar that cannot serve the verified weights (`why`): with the protection level the
+ * `.meta.json` records (`tensorvault.ecc.level`, saves since it is written), `repairable`, and with
+ * `repair` written anew from the weights ({@link rebuildTvecc}); without it, `unusable` (nothing tells
+ * which parity to build; the runbook says how to protect the weights again by hand).
+ */
+async function rebuildOrUnusable(
+  p: Parsed,
+  repair: boolean,
+  job: { signal?: AbortSignal },
+  ino: number | undefined,
+  why: string,
+  damagedParity: number[] = [],
+): Promise<ParityOutcome> {
+  const level = levelInSidecar(p);
+  if (level === undefined) {
+    return {
+      parity: 'unusable',
+      damagedParity,
+      why: `${why}; its protection level is not recorded (saved before the level was), so a repair cannot rebuild it: protect the weights again`,
+    };
+  }
+  if (!repair) return { parity: 'repairable', damagedParity, rebuild: true };
+  const t0 = performance.now();
+  try {
+    await rebuildTvecc(p, level, ino, job);
+  } catch (err) {
+    if (rethrownByParity(err)) throw err;
+    const code = (err as TensorVaultError).code;
+    if (code === ErrorCode.FILE_CHANGED) throw err;
+    return { parity: 'unusable', damagedParity, why: `${why}; rebuilding it failed (${code})` };
+  }
+  publish({
+    event: 'repaired',
+    path: p.files.weights,
+    part: 'parity',
+    parity: damagedParity,
+    rebuilt: true,
+    ms: performance.now() - t0,
+  });
+  return { parity: 'repaired', damagedParity, rebuild: true };
+}
+
+/**
+ * The `.tvecc` level recorded next to the sealed `ecc` member of the set's `.meta.json` (read again
+ * here: the loader's fast path hands out only the sealed members), when it names this set's sidecar.
+ */
+function levelInSidecar(p: Parsed): TveccLevel | undefined {
+  let ecc: unknown;
+  try {
+    const block = readJson(p.files.meta).tensorvault as Record<string, unknown> | undefined;
+    ecc = block?.ecc;
+  } catch {
+    return undefined;
+  }
+  const file = (ecc as { file?: unknown } | null | undefined)?.file;
+  return file === p.block?.ecc?.file ? recordedTveccLevel(ecc) : undefined;
+}
+
+/**
+ * Write the `.tvecc` sidecar anew from weights that have just verified against the sealed tree and the
+ * PyFolds hash, at `level`, under the set's lock and only while the weights are still the verified file
+ * (`ino`). The sidecar is made under a temporary name; it replaces the old one only once it verifies
+ * against the weights and the weights verify against the sealed tree again, so the parity is never
+ * built from bytes that did not verify (before and after it read them).
+ */
+async function rebuildTvecc(
+  p: Parsed,
+  level: TveccLevel,
+  ino: number | undefined,
+  job: { signal?: AbortSignal },
+): Promise<void> {
+  const sidecar = p.tvecc as string;
+  const block = p.block as IntegrityBlock;
+  await underLock(p, ino, async () => {
+    const tmp = tempName(sidecar);
+    try {
+      await protect(p.weights, {
+        sidecar: tmp,
+        ...job,
+        ...(typeof level === 'string' ? { level } : { k: level.k, m: level.m, chunkSize: level.chunk_size }),
+      });
+      const v = await eccVerify(p.weights, { sidecar: tmp, ...job });
+      if (v.status !== 'intact' || (await treeDamage(p, block, job)).length > 0) {
+        throw new TensorVaultError(
+          ErrorCode.FILE_CHANGED,
+          `${p.files.weights} changed while its .tvecc parity was rebuilt; the parity was not replaced`,
+          { path: p.files.weights },
+        );
+      }
+      await fsp.rename(tmp, sidecar);
+      await fsyncDir(dirname(sidecar));
+    } finally {
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+    }
+  });
 }
 
 /**

@@ -312,7 +312,10 @@ export interface IntegrityBlock {
   root: string;
   /** The tree's leaves: 64 hex characters per chunk, concatenated. */
   leaves: string;
-  /** Parity sidecar, or null: `{ kind: 'tvecc', file: '<basename>' }`. */
+  /**
+   * Parity sidecar, or null: `{ kind: 'tvecc', file: '<basename>' }` (the sealed members; the sidecar
+   * may also record the protection `level`, outside the seal: see {@link recordedTveccLevel}).
+   */
   ecc: { kind: 'tvecc'; file: string } | null;
   /** `sha256:<hex>` or `hmac-sha256:<hex>` of the seal message. */
   seal: string;
@@ -330,7 +333,8 @@ export function sealOf(
   key: HmacKey | undefined,
 ): string {
   const meta = canonicalJson(metadata);
-  const ecc = canonicalJson(block.ecc);
+  // Only `kind` and `file` are sealed, as every reader rebuilds them (other members are hints).
+  const ecc = canonicalJson(block.ecc === null ? null : { kind: block.ecc.kind, file: block.ecc.file });
   return callNative(() =>
     native().checkpointSeal(
       block.algorithm,
@@ -545,4 +549,27 @@ export function leafAt(block: IntegrityBlock, i: number): string {
   const source = LEAF_SOURCES.get(block);
   if (source !== undefined) return source.hex(i, 1);
   return block.leaves.slice(i * 64, i * 64 + 64);
+}
+
+/**
+ * The `.tvecc` protection a save asked for, as the `.meta.json` sidecar records it in
+ * `tensorvault.ecc.level` (absent in files saved before it was written): a preset, or the custom parameters. It is
+ * outside the seal (older readers seal only `kind` and `file`), so it is a hint: it decides only the
+ * strength of parity rebuilt from weights that verified against the sealed tree.
+ */
+export type TveccLevel = 'low' | 'medium' | 'high' | { k: number; m: number; chunk_size: number };
+
+/**
+ * The recorded {@link TveccLevel} of a parsed `tensorvault.ecc` member, or undefined when it has none or
+ * an unusable one (a file saved before it was recorded, or an edited hint: never a reason to refuse the
+ * checkpoint, only to leave the parity to be rebuilt by hand).
+ */
+export function recordedTveccLevel(ecc: unknown): TveccLevel | undefined {
+  if (typeof ecc !== 'object' || ecc === null) return undefined;
+  const level = (ecc as Record<string, unknown>).level;
+  if (level === 'low' || level === 'medium' || level === 'high') return level;
+  if (typeof level !== 'object' || level === null || Array.isArray(level)) return undefined;
+  const { k, m, chunk_size: cs } = level as Record<string, unknown>;
+  const int = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+  return int(k) && int(m) && int(cs) ? { k, m, chunk_size: cs } : undefined;
 }

@@ -363,7 +363,15 @@ export async function verifyCheckpoint(
     if (report.status === 'damaged' && report.parity !== 'unusable') {
       // Would the parity repair it? Ask the parity without changing anything.
       if (p.tvecc !== undefined) {
-        await askParity(p.weights, p.tvecc, report, {});
+        try {
+          await askParity(p.weights, p.tvecc, report, {});
+        } catch (err) {
+          // A missing or unreadable sidecar cannot repair the damage: the report says so (it rejected
+          // with the sidecar's error, TV_NOT_FOUND for a deleted one).
+          if (rethrownByParity(err)) throw err;
+          report.parity = 'unusable';
+          report.damagedParity = [];
+        }
       } else if (p.rs !== undefined && report.damagedChunks.length > 0) {
         const rs = await rsCheck(p, key, false, {}).catch(() => undefined);
         if (rs !== undefined && rs.uncorrectable.length === 0) report.status = 'repairable';

@@ -105,6 +105,13 @@ export interface CheckpointReport {
   parity?: 'intact' | 'repairable' | 'repaired' | 'unusable';
   /** The `.tvecc` sidecar's damaged parity slots (see `parity`). */
   damagedParity?: number[];
+  /**
+   * The `.tvecc` sidecar is missing or unreadable, and the protection level recorded in the `.meta.json`
+   * (`tensorvault.ecc.level`) lets a repair write it anew from the verified weights: `verifyCheckpoint`
+   * reports `parity: 'repairable'` (status `repairable`), `repairCheckpoint` does it (`parity:
+   * 'repaired'`). Without a recorded level (older saves) such parity stays `unusable`.
+   */
+  parityRebuild?: boolean;
   /** Differences from `expect` when `strict: false`. */
   mismatches?: CheckpointMismatches;
 }

@@ -32,6 +32,7 @@ import {
   phases,
   saveNative,
   sidecarOf,
+  tveccLevelOf,
   writeParity,
   writeTemp,
   writeWeights,
@@ -287,7 +288,7 @@ export async function saveCheckpoint(
       ];
       mark('parity+tree');
     }
-    const sidecar = sidecarOf(layout, files, { metadata, integrityHash, ...ecc }, block);
+    const sidecar = sidecarOf(layout, files, { metadata, integrityHash, ...ecc }, block, tveccLevelOf(plan));
     const tmpSidecar = set.temp(sidecar.path);
     await writeTemp(tmpSidecar, sidecar.text);
     set.renames.push([basename(tmpSidecar), basename(sidecar.path)]);

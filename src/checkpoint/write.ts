@@ -25,6 +25,7 @@ import {
   pythonShape,
   sealOf,
   type TreeHash,
+  type TveccLevel,
   torchDtype,
   treeRoot,
 } from './layout';
@@ -400,12 +401,27 @@ export async function writeParity(
   return { eccName: 'none', eccLen: 0 };
 }
 
-/** The metadata sidecar of the layout: PyFolds's fields, plus the integrity block (tensorvault layout). */
+/**
+ * The protection level a `.tvecc` plan records in the integrity block's `ecc` member (outside the seal;
+ * see {@link TveccLevel}), so that a repair can write a lost sidecar anew: the preset, or the custom
+ * parameters (the sidecar `protect` then writes is byte-identical to the save's).
+ */
+export function tveccLevelOf(plan: EccPlan): TveccLevel | undefined {
+  if (plan.kind !== 'tvecc') return undefined;
+  if (plan.k !== undefined) return { k: plan.k, m: plan.m as number, chunk_size: plan.chunkSize as number };
+  return plan.level ?? 'medium';
+}
+
+/**
+ * The metadata sidecar of the layout: PyFolds's fields, plus the integrity block (tensorvault layout),
+ * whose `ecc` member also gets the parity's `level` (unsealed) when there is one.
+ */
 export function sidecarOf(
   layout: CheckpointLayout,
   files: ReturnType<typeof checkpointFiles>,
   fields: { metadata: Record<string, unknown>; integrityHash: string; eccName: string; eccLen: number },
   block: IntegrityBlock | undefined,
+  level?: TveccLevel,
 ): { path: string; text: string } {
   const { metadata, integrityHash, eccName, eccLen } = fields;
   if (layout === 'pyfolds-ecc') {
@@ -420,7 +436,10 @@ export function sidecarOf(
     return { path: files.json, text: JSON.stringify(doc, null, 2) };
   }
   const doc: Record<string, unknown> = { metadata, integrity_hash: integrityHash, format: 'safetensors' };
-  if (block !== undefined) doc.tensorvault = block;
+  if (block !== undefined) {
+    doc.tensorvault =
+      block.ecc !== null && level !== undefined ? { ...block, ecc: { ...block.ecc, level } } : block;
+  }
   return { path: files.meta, text: JSON.stringify(doc, null, 2) };
 }
 

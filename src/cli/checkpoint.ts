@@ -55,6 +55,11 @@ function describeReport(r: CheckpointReport): string {
   if (r.parity !== undefined && r.parity !== 'intact') {
     const slots = r.damagedParity ?? [];
     s += `  .tvecc parity: ${r.parity}${slots.length > 0 ? ` (damaged parity slots: ${slots.slice(0, 20).join(', ')}${slots.length > 20 ? ', …' : ''})` : ''}\n`;
+    if (r.parityRebuild === true)
+      s +=
+        r.parity === 'repaired'
+          ? '  the sidecar was missing or unreadable: written anew from the verified weights at its recorded level\n'
+          : '  the sidecar is missing or unreadable: a repair writes it anew from the verified weights at its recorded level\n';
     if (r.parity === 'unusable')
       s +=
         '  the parity is missing, unreadable or not that of these weights: later damage cannot be repaired (runbook: docs/runbooks/checkpoint-corruption.md)\n';
