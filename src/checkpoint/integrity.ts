@@ -420,11 +420,16 @@ export async function parityCheck(
   if (v.status === 'intact') return { parity: 'intact', damagedParity };
   publish({ event: 'damaged', path: p.files.weights, part: 'parity', parity: damagedParity });
   if (v.status !== 'repairable' || v.damagedChunks.length > 0 || v.actualLength !== v.layout.fileLength) {
-    return {
-      parity: 'unusable',
+    // The parity of other bytes (a save whose buffers changed while it was pending, a foreign sidecar):
+    // never used to write these weights; rebuilt from them at the recorded level.
+    return rebuildOrUnusable(
+      p,
+      repair,
+      job,
+      ino,
+      'the .tvecc parity does not match the verified weights',
       damagedParity,
-      why: 'the .tvecc parity does not match the verified weights',
-    };
+    );
   }
   if (!repair) return { parity: 'repairable', damagedParity };
   const t0 = performance.now();
@@ -458,7 +463,8 @@ interface ParityOutcome {
 }
 
 /**
- * A `.tvecc` sidecar that cannot serve the verified weights (`why`): with the protection level the
+ * A `.tvecc` sidecar that cannot serve the verified weights (`why`: missing, unreadable, or the parity
+ * of other bytes): with the protection level the
  * `.meta.json` records (`tensorvault.ecc.level`, saves since it is written), `repairable`, and with
  * `repair` written anew from the weights ({@link rebuildTvecc}); without it, `unusable` (nothing tells
  * which parity to build; the runbook says how to protect the weights again by hand).

@@ -106,7 +106,8 @@ export interface CheckpointReport {
   /** The `.tvecc` sidecar's damaged parity slots (see `parity`). */
   damagedParity?: number[];
   /**
-   * The `.tvecc` sidecar is missing or unreadable, and the protection level recorded in the `.meta.json`
+   * The `.tvecc` sidecar is missing, unreadable or the parity of other bytes (a save whose buffers
+   * changed while it was pending), and the protection level recorded in the `.meta.json`
    * (`tensorvault.ecc.level`) lets a repair write it anew from the verified weights: `verifyCheckpoint`
    * reports `parity: 'repairable'` (status `repairable`), `repairCheckpoint` does it (`parity:
    * 'repaired'`). Without a recorded level (older saves) such parity stays `unusable`.

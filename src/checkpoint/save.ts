@@ -148,8 +148,9 @@ function releaseOld(fds: number[]): void {
  * passes (write, hashes, parity). Tensor buffers are read while the promise is pending (the write, the
  * hashes and the parity read them at different times): do not change them until it settles. A change
  * meanwhile leaves a checkpoint whose bytes and hashes may disagree: it is reported at load or verify
- * (`TV_CHECKPOINT_INTEGRITY`), never loaded with bytes its hash does not cover; a change after the
- * promise settles does not reach the checkpoint.
+ * (`TV_CHECKPOINT_INTEGRITY`), never loaded with bytes its hash does not cover (when only the `.tvecc`
+ * parity is of other bytes, {@link repairCheckpoint} writes it anew from the verified weights); a change
+ * after the promise settles does not reach the checkpoint.
  */
 export async function saveCheckpoint(
   path: string,

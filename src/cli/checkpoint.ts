@@ -58,8 +58,8 @@ function describeReport(r: CheckpointReport): string {
     if (r.parityRebuild === true)
       s +=
         r.parity === 'repaired'
-          ? '  the sidecar was missing or unreadable: written anew from the verified weights at its recorded level\n'
-          : '  the sidecar is missing or unreadable: a repair writes it anew from the verified weights at its recorded level\n';
+          ? '  the sidecar was missing, unreadable or not that of these weights: written anew from the verified weights at its recorded level\n'
+          : '  the sidecar is missing, unreadable or not that of these weights: a repair writes it anew from the verified weights at its recorded level\n';
     if (r.parity === 'unusable')
       s +=
         '  the parity is missing, unreadable or not that of these weights: later damage cannot be repaired (runbook: docs/runbooks/checkpoint-corruption.md)\n';
