@@ -248,3 +248,87 @@ describe('format v2: any m damaged chunks anywhere', () => {
     expect(bad.status).toBe(3);
   });
 });
+
+describe('repair progress', () => {
+  const child = join(__dirname, 'fixtures', 'ecc-repair-progress-child.cjs');
+
+  /** Repair `path` in a child process (the pause hook on), returning its progress events and result. */
+  function repairWatched(path: string): {
+    events: { bytesDone: number; bytesTotal: number }[];
+    repairedChunks: number[];
+    sidecarRewritten: boolean;
+  } {
+    const r = spawnSync(process.execPath, [child, path], {
+      encoding: 'utf8',
+      env: { ...process.env, TV_TEST_REPAIR_PAUSE_MS: '3' },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    return JSON.parse(r.stdout);
+  }
+
+  /** Every event at or below its total, and the last one at it. */
+  function expectWithinTotal(
+    events: readonly { bytesDone: number; bytesTotal: number }[],
+    what: string,
+  ): void {
+    expect(events.length, what).toBeGreaterThan(0);
+    const over = events.filter((e) => e.bytesDone > e.bytesTotal);
+    // Soft: every case is reported, not only the first.
+    expect.soft(over.length, `${what}: events past their total`).toBe(0);
+    const last = events.at(-1);
+    expect.soft(last?.bytesTotal, what).toBeGreaterThan(0);
+    expect.soft(last?.bytesDone, `${what}: the last event`).toBe(last?.bytesTotal);
+  }
+
+  /** Flip one byte in the middle of the sidecar: a parity chunk (the sidecar is rebuilt by the repair). */
+  function damageParity(path: string): void {
+    const side = `${path}.tvecc`;
+    const s = readFileSync(side);
+    const at = Math.floor(s.length / 2);
+    s[at] = (s[at] as number) ^ 1;
+    writeFileSync(side, s);
+  }
+
+  // Issue: the progress of a repair passed its total by about the size of the damage. The chunks
+  // format v2 rebuilds (from local parity and through the global code) were counted but never added to
+  // the total (v1 added them), and a sidecar rebuilt by the repair set the total back to the file's
+  // length, below what the verify and the rebuild had already counted.
+  it('never passes its total and ends at it: v2 (medium) bursts, scattered flips, local + global, damaged parity; v1', async () => {
+    const len = 16 * MiB + 4321;
+    const { path, hash } = fileOf('progress.bin', len, 31);
+    const { layout } = await tv.protect(path, { level: 'medium', format: 'v2' });
+    expect(layout.formatVersion).toBe(2);
+    const { chunkSize: cs, localGroups: g } = layout;
+    // Interleaved groups (chunk i in group i % g): 2 + g shares chunk 2's group, 3 + 2g chunk 3's.
+    expect([layout.interleavedGroups, g > 12]).toEqual([true, true]);
+    const cases: [string, number[], boolean][] = [
+      // Five neighbouring chunks: each alone in its (interleaved) group, rebuilt from local parity.
+      ['burst', Array.from({ length: 5 * cs - 20 }, (_, i) => 3 * cs + 10 + i), false],
+      // One byte in each of four chunks.
+      ['scattered', [1, 9 + g, 12 + 2 * g, 30].map((c) => c * cs + 77), false],
+      // A burst and chunks sharing its groups: local parity and the global code.
+      ['local + global', [2, 3, 4, 2 + g, 3 + 2 * g, 11 + g].map((c) => c * cs + 5), false],
+      // Data and a parity chunk: the sidecar is rebuilt from the repaired file.
+      ['burst + parity', Array.from({ length: 2 * cs }, (_, i) => 20 * cs + i), true],
+    ];
+    for (const [what, offsets, parity] of cases) {
+      flipAt(path, offsets);
+      if (parity) damageParity(path);
+      const r = repairWatched(path);
+      expect(r.repairedChunks.length, what).toBeGreaterThan(0);
+      expect(r.sidecarRewritten, what).toBe(parity);
+      expectWithinTotal(r.events, what);
+      expect(shaFile(path), what).toBe(hash);
+    }
+    // Format v1: damaged chunks in two stripes and a damaged parity slot (the sidecar is rebuilt).
+    const l1 = (await tv.protect(path, { format: 'v1' })).layout;
+    expect([l1.formatVersion, l1.stripes > 1]).toEqual([1, true]);
+    flipAt(path, [5, l1.chunkSize + 5]);
+    damageParity(path);
+    const r1 = repairWatched(path);
+    expect(r1.sidecarRewritten).toBe(true);
+    expectWithinTotal(r1.events, 'v1');
+    expect(shaFile(path)).toBe(hash);
+  }, 120_000);
+});

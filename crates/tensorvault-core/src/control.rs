@@ -12,6 +12,9 @@ pub struct Control {
     cancelled: AtomicBool,
     done: AtomicU64,
     total: AtomicU64,
+    /// Unit tests only: the most `done` ever exceeded `total` by (a progress report past its total).
+    #[cfg(test)]
+    peak_excess: AtomicU64,
 }
 
 /// Returned by [`Control::checkpoint`] when the job was cancelled.
@@ -48,7 +51,10 @@ impl Control {
 
     /// Record `n` more units (bytes) processed.
     pub fn add(&self, n: u64) {
+        #[cfg(not(test))]
         self.done.fetch_add(n, Ordering::Relaxed);
+        #[cfg(test)]
+        self.note_excess(self.done.fetch_add(n, Ordering::Relaxed).saturating_add(n));
     }
 
     /// Units processed so far.
@@ -60,11 +66,27 @@ impl Control {
     /// Set the total amount of work, once it is known.
     pub fn set_total(&self, total: u64) {
         self.total.store(total, Ordering::Relaxed);
+        #[cfg(test)]
+        self.note_excess(self.done());
     }
 
     /// The total amount of work (0 until known).
     #[must_use]
     pub fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    fn note_excess(&self, done: u64) {
+        self.peak_excess
+            .fetch_max(done.saturating_sub(self.total()), Ordering::Relaxed);
+    }
+
+    /// Unit tests only: the most [`Control::done`] has exceeded [`Control::total`] by at any `add` or
+    /// `set_total` (0: progress never passed its total).
+    #[cfg(test)]
+    #[must_use]
+    pub fn peak_excess(&self) -> u64 {
+        self.peak_excess.load(Ordering::Relaxed)
     }
 }

@@ -504,7 +504,9 @@ fn protect_with(
         ProtectOptions::Custom(p) => p,
     };
     let layout = Layout::new(params, len)?;
-    control.set_total(len);
+    // Added to what the control has counted: a repair that rebuilds the sidecar has verified and
+    // rebuilt before (setting `len` alone put the total below the bytes already done).
+    control.set_total(control.done() + len);
     crate::io::advise_sequential(&file);
 
     // The sidecar takes the protected file's permissions (with k = 1 it holds the data verbatim).
@@ -1082,8 +1084,14 @@ pub fn repair_with(
         // checked against its digest.
         let (local, global) =
             super::wide::local_plan(&layout, &before.damaged_chunks, &before.damaged_parity);
+        // Both phases count the bytes they rebuild: add them to the total first. A chunk whose local
+        // rebuild did not match its digest is rebuilt again by the global code, and counted again.
+        let bytes_of =
+            |chunks: &[u64]| -> u64 { chunks.iter().map(|&i| layout.chunk_range(i).1).sum() };
+        control.set_total(control.done() + bytes_of(&local) + bytes_of(&global));
         let (mut rebuilt, failed) =
             super::wide::rebuild_local(path, &sidecar_path, &sc, &layout, &local, control)?;
+        control.set_total(control.total() + bytes_of(&failed));
         let mut global = global;
         global.extend(failed);
         global.sort_unstable();
@@ -1597,5 +1605,112 @@ mod tests {
         let r = verify(&path, None, &control).unwrap();
         assert_eq!(r.damaged_chunks, vec![3]);
         assert_eq!(r.actual_len, 3 * 4096);
+    }
+
+    fn flip_bytes(path: &Path, offsets: impl IntoIterator<Item = u64>) {
+        let mut d = std::fs::read(path).unwrap();
+        for at in offsets {
+            d[usize_of(at)] ^= 0xa5;
+        }
+        std::fs::write(path, d).unwrap();
+    }
+
+    /// Repair `path` with a fresh control; the progress must never have passed its total, and must end
+    /// at it. Returns the report.
+    fn repair_counted(path: &Path, mode: RepairMode) -> RepairReport {
+        let control = Control::new();
+        let r = repair_with(
+            path,
+            None,
+            &RepairOptions {
+                mode,
+                ..RepairOptions::default()
+            },
+            &control,
+        )
+        .unwrap();
+        assert_eq!(
+            control.peak_excess(),
+            0,
+            "progress passed its total (done {}, total {})",
+            control.done(),
+            control.total()
+        );
+        assert_eq!(control.done(), control.total());
+        r
+    }
+
+    /// Issue: a repair's progress reported done > total. Format v2 (the `medium` preset): the chunks
+    /// rebuilt by local parity and by the global code were counted without being added to the total;
+    /// v1 and v2: a sidecar rebuilt by the repair set the total back to the file's length.
+    #[test]
+    fn repair_progress_never_passes_its_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let data: Vec<u8> = (0..(8u64 << 20) + 4321)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let medium_v2 =
+            ProtectOptions::LevelFormat(Level::Medium, ChunkDigest::default(), Format::V2);
+        let l = protect(&path, None, medium_v2, &Control::new())
+            .unwrap()
+            .layout;
+        assert!(l.params.is_wide() && l.local_groups > 1, "{l:?}");
+        let cs = l.params.chunk_size().get();
+        let sp = sidecar_path_for(&path);
+        let g = l.local_groups;
+        // A burst over 5 neighbouring chunks (each alone in its interleaved group: local parity).
+        flip_bytes(&path, (3 * cs + 7..8 * cs - 7).step_by(997));
+        // Scattered flips, one per chunk, each in its own group (local) ...
+        let scattered = [1 + 2 * g, 9 + g, 12 + 3 * g];
+        // ... and a mix: a burst plus chunks sharing a group with it (global code), plus local ones.
+        let mixed = [2, 3, 4, 2 + g, 3 + 2 * g, 11 + g];
+        let v = |p: &Path| verify(p, None, &Control::new()).unwrap();
+        let (local, global) = super::super::wide::local_plan(&l, &mixed, &[]);
+        assert!(
+            !local.is_empty() && !global.is_empty(),
+            "{local:?} {global:?}"
+        );
+        let cases: [(&str, Vec<u64>); 3] = [
+            ("burst", Vec::new()),
+            (
+                "scattered",
+                scattered.iter().map(|&c| c * cs + 100).collect(),
+            ),
+            ("mixed", mixed.iter().map(|&c| c * cs + 5).collect()),
+        ];
+        for (name, flips) in cases {
+            flip_bytes(&path, flips);
+            assert_eq!(v(&path).status, Status::Repairable, "{name}");
+            let r = repair_counted(&path, RepairMode::Auto);
+            assert!(!r.repaired_chunks.is_empty(), "{name}");
+            assert_eq!(std::fs::read(&path).unwrap(), data, "{name}");
+        }
+        // Damaged parity (the sidecar is rebuilt from the file) with a burst, in place and as a copy.
+        for mode in [RepairMode::InPlace, RepairMode::Copy] {
+            flip_bytes(&path, (20 * cs..22 * cs).step_by(4099));
+            flip_bytes(&sp, [l.parity_offset(1) + 3]);
+            let r = repair_counted(&path, mode);
+            assert!(r.sidecar_rewritten);
+            assert_eq!(std::fs::read(&path).unwrap(), data);
+            assert_eq!(v(&path).status, Status::Intact);
+        }
+        // Format v1: damaged chunks in two stripes, a damaged parity slot (sidecar rebuilt), then a
+        // damaged header copy (mended in place).
+        let params = Params::new(16, 2, 64 * 1024).unwrap();
+        let l = protect(&path, None, ProtectOptions::Custom(params), &Control::new())
+            .unwrap()
+            .layout;
+        assert!(!l.params.is_wide() && l.stripes > 1);
+        let cs = l.params.chunk_size().get();
+        for sidecar_damage in [l.parity_offset(0) + 9, 17] {
+            flip_bytes(&path, [5, cs + 5, 2 * cs + 5]);
+            flip_bytes(&sp, [sidecar_damage]);
+            let r = repair_counted(&path, RepairMode::Auto);
+            assert!(r.sidecar_rewritten);
+            assert_eq!(std::fs::read(&path).unwrap(), data);
+            assert_eq!(v(&path).status, Status::Intact);
+        }
     }
 }
