@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import diagnostics_channel from 'node:diagnostics_channel';
 import {
   chmodSync,
+  chownSync,
   linkSync,
   mkdirSync,
   readFileSync,
@@ -194,6 +195,139 @@ describe('repair in place', () => {
     expect(run('{}')).toEqual({ writeMode: 'copy' });
     expect(sha(readFileSync(path))).toBe(sha(original));
     expect(statSync(path).mode & 0o777).toBe(0o444);
+  });
+});
+
+// Issue: a repair in a folder where the sidecar cannot be rewritten repaired the file and then threw
+// the sidecar's error (TV_PERMISSION_DENIED on its temporary file), as if nothing had been repaired.
+// Now the repair resolves with `sidecarError` (the file repaired, the sidecar's damage listed in
+// `after`), and the CLI prints the repair and exits with that error's code (6).
+describe('a repair whose sidecar cannot be rewritten', () => {
+  const asRoot = process.getuid?.() === 0;
+  /** Root may write anywhere: the repairs run as an unprivileged user then (nobody). */
+  const user = asRoot ? { uid: 65534, gid: 65534 } : {};
+
+  /**
+   * A protected file in a folder of its own, damaged in `chunks` and in its sidecar (`sidecarAt`: a
+   * byte offset of the sidecar, or `parity` for the middle one), then the folder made read-only and
+   * the sidecar too (the file stays writable by the user that repairs it).
+   */
+  async function readOnlyFolder(
+    name: string,
+    options: tv.ProtectOptions,
+    chunks: readonly number[],
+    sidecarAt: number | 'parity',
+  ): Promise<{ folder: string; path: string; original: Buffer; damagedSidecar: string }> {
+    const folder = join(dir, name);
+    mkdirSync(folder);
+    chmodSync(dir, 0o755);
+    const path = join(folder, 'f.bin');
+    const original = bytes(40 * CS - 123, 21);
+    writeFileSync(path, original);
+    await tv.protect(path, options);
+    damage(path, chunks);
+    const side = `${path}.tvecc`;
+    const s = readFileSync(side);
+    const at = sidecarAt === 'parity' ? s.length >> 1 : sidecarAt;
+    s[at] = (s[at] as number) ^ 0x40;
+    writeFileSync(side, s);
+    if (asRoot) chownSync(path, 65534, 65534); // its owner may write it and set its time back
+    chmodSync(side, 0o444);
+    chmodSync(folder, 0o555);
+    return { folder, path, original, damagedSidecar: sha(readFileSync(side)) };
+  }
+
+  function repairAsUser(path: string): {
+    error?: { code: string };
+    r?: tv.RepairResult & {
+      sidecarError: { code: string; message: string; context: { path?: string } } | null;
+    };
+  } {
+    const src = `require(${JSON.stringify(dist)}).repair(${JSON.stringify(path)}).then(
+      (r) => console.log(JSON.stringify({ r: { ...r, sidecarError: r.sidecarError && { code: r.sidecarError.code, message: r.sidecarError.message, context: r.sidecarError.context } } })),
+      (e) => console.log(JSON.stringify({ error: { code: e.code } })))`;
+    const out = spawnSync(process.execPath, ['-e', src], { encoding: 'utf8', ...user });
+    expect(out.stderr).toBe('');
+    return JSON.parse(out.stdout);
+  }
+
+  const cases: [string, tv.ProtectOptions, number | 'parity'][] = [
+    ['v1, damaged parity', { k: 4, m: 2, chunkSize: CS }, 'parity'],
+    ['v1, damaged header copy (mended in place when writable)', { k: 4, m: 2, chunkSize: CS }, 30],
+    ['v2, damaged parity', { format: 'v2', k: 40, m: 4, chunkSize: CS }, 'parity'],
+  ];
+  it.each(cases)(
+    '%s: the file is repaired, the result says the sidecar was not (sidecarError)',
+    async (what, options, at) => {
+      const name = `ro-${what.replace(/[^a-z0-9]+/gi, '-')}`;
+      const { folder, path, original, damagedSidecar } = await readOnlyFolder(name, options, [3, 9], at);
+      const { r, error } = repairAsUser(path);
+      expect(error).toBeUndefined();
+      expect(r?.sidecarError?.code).toBe('TV_PERMISSION_DENIED');
+      expect(r?.sidecarError?.context.path?.startsWith(folder)).toBe(true);
+      expect(r).toMatchObject({
+        repairedChunks: [3, 9],
+        fileRewritten: true,
+        sidecarRewritten: false,
+        writeMode: 'in-place',
+      });
+      // The file holds the protected bytes; the sidecar is as it was, its damage still reported.
+      expect(r?.after.damagedChunks).toEqual([]);
+      expect(r?.after.status).toBe('repairable');
+      if (at === 'parity') expect(r?.after.damagedParity.length).toBe(1);
+      else expect(r?.after.sidecar.headerA).toBe(false);
+      expect(sha(readFileSync(path))).toBe(sha(original));
+      expect(sha(readFileSync(`${path}.tvecc`))).toBe(damagedSidecar);
+      const v = await tv.verify(path);
+      expect([v.status, v.damagedChunks]).toEqual(['repairable', []]);
+      // With only the sidecar left to rewrite, a repair that cannot write it did nothing: it rejects.
+      expect(repairAsUser(path).error?.code).toBe('TV_PERMISSION_DENIED');
+      // Once the folder is writable, the sidecar is rewritten.
+      chmodSync(folder, 0o755);
+      const again = await tv.repair(path);
+      expect([again.sidecarRewritten, again.sidecarError, again.after.status]).toEqual([
+        true,
+        null,
+        'intact',
+      ]);
+      expect((await tv.verify(path)).status).toBe('intact');
+    },
+  );
+
+  it('the CLI prints the repair and exits with the sidecar error code (6), as JSON too', async () => {
+    const { folder, path, original } = await readOnlyFolder(
+      'ro-cli',
+      { k: 4, m: 2, chunkSize: CS },
+      [5],
+      'parity',
+    );
+    const cliAsUser = (...args: string[]) =>
+      spawnSync(process.execPath, [cli, 'repair', path, ...args], { encoding: 'utf8', ...user });
+    let r = cliAsUser();
+    expect(r.status).toBe(6);
+    expect(r.stdout).toContain(`repaired ${path}: 1 chunk(s) rebuilt, written in place`);
+    expect(r.stdout).toContain('the sidecar was NOT rewritten and is still damaged');
+    expect(r.stderr).toContain(`${path} is repaired, but its sidecar ${path}.tvecc could not be rewritten`);
+    expect(r.stderr).toContain('[TV_PERMISSION_DENIED]');
+    expect(sha(readFileSync(path))).toBe(sha(original));
+    // Damaged again: --json prints the result with the error, and the error on stderr.
+    chmodSync(folder, 0o755);
+    damage(path, [5]);
+    chmodSync(folder, 0o555);
+    r = cliAsUser('--json');
+    expect(r.status).toBe(6);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({
+      repairedChunks: [5],
+      sidecarRewritten: false,
+      sidecarError: { code: 'TV_PERMISSION_DENIED' },
+    });
+    expect(typeof out.sidecarError.message).toBe('string');
+    expect(JSON.parse(r.stderr.trim().split('\n').at(-1) as string)).toMatchObject({
+      error: { code: 'TV_PERMISSION_DENIED' },
+    });
+    expect(sha(readFileSync(path))).toBe(sha(original));
+    chmodSync(folder, 0o755);
   });
 });
 

@@ -12,6 +12,7 @@ import {
   type EccLayout,
   type EccVerifyResult,
   type ErasureProtectionLevel,
+  eccSidecarPath,
   type ProtectOptions,
   protect,
   type RepairResult,
@@ -19,6 +20,7 @@ import {
   type SidecarOptions,
   verify,
 } from '../ecc/erasure';
+import { type ErrorContext, TensorVaultError } from '../errors';
 import {
   ExitCode,
   formatBytes,
@@ -28,6 +30,7 @@ import {
   parseArgs,
   parseSize,
   progressBar,
+  reportError,
   UsageError,
 } from './common';
 
@@ -280,7 +283,9 @@ const repairUsage = `tensorvault repair <file> [options]
   against its digest before it is written. By default only the damaged chunks are written, into the
   file itself (a kill at any moment leaves it repairable to the same bytes), the length is restored,
   and what was written is checked again; a file that cannot be opened for writing is repaired through
-  a copy. A damaged sidecar is replaced atomically. Damage beyond the parity budget changes nothing
+  a copy. A damaged sidecar is replaced atomically; when it cannot be (a read-only folder, a full
+  disk), the file stays repaired, the sidecar as it was, and the error's exit code is returned (6 for
+  a permission or I/O error). Damage beyond the parity budget changes nothing
   and exits 2 with the unrepairable chunks listed. A file edited after protect (verify says stale) is
   not rolled back: repair exits 2 and changes nothing, unless --force. A repaired file gets back the
   modification time it had when it was protected.
@@ -321,17 +326,44 @@ async function runRepair(argv: readonly string[]): Promise<number> {
   );
   if (done === null) return ExitCode.OK;
   const { file, args, r, seconds } = done;
-  if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ file, ...r, seconds })}\n`);
+  const sidecarError = r.sidecarError;
+  if (args.flags.has('json'))
+    process.stdout.write(`${JSON.stringify({ file, ...r, seconds }, jsonErrors)}\n`);
   else if (r.before.status === 'intact') process.stdout.write(`${file}: intact, nothing to repair\n`);
   else {
     process.stdout.write(describeVerify(file, r.before));
+    const how =
+      r.writeMode === 'in-place'
+        ? ', written in place'
+        : r.writeMode === 'copy'
+          ? ', file replaced by a repaired copy'
+          : '';
+    const scope = r.checkedAfter === 'file' ? 'whole file' : 'written chunks and length';
     process.stdout.write(
-      `repaired ${file}: ${r.repairedChunks.length} chunk(s) rebuilt${r.writeMode === 'in-place' ? ', written in place' : r.writeMode === 'copy' ? ', file replaced by a repaired copy' : ''}${r.sidecarRewritten ? ', sidecar rewritten' : ''}; re-verified ${r.after.status} (${r.checkedAfter === 'file' ? 'whole file' : 'written chunks and length'})\n`,
+      sidecarError === null
+        ? `repaired ${file}: ${r.repairedChunks.length} chunk(s) rebuilt${how}${r.sidecarRewritten ? ', sidecar rewritten' : ''}; re-verified ${r.after.status} (${scope})\n`
+        : `repaired ${file}: ${r.repairedChunks.length} chunk(s) rebuilt${how}; re-verified (${scope}); the sidecar was NOT rewritten and is still damaged\n`,
     );
     process.stderr.write(`in ${seconds.toFixed(2)} s\n`);
   }
+  // The file is repaired, its sidecar is not: the sidecar's error, with that error's exit code (6 for
+  // a permission or I/O error), as any command that could not write what it had to.
+  if (sidecarError !== null) {
+    const sidecar = args.values.get('sidecar') ?? eccSidecarPath(file);
+    return reportError(
+      new TensorVaultError(
+        sidecarError.code,
+        `${file} is repaired, but its sidecar ${sidecar} could not be rewritten and is still damaged (repair again once it can be written): ${sidecarError.message}`,
+        sidecarError.context as ErrorContext,
+      ),
+    );
+  }
   return ExitCode.OK;
 }
+
+/** `JSON.stringify` replacer: a `TensorVaultError` in a result as `{ code, message, context }`. */
+const jsonErrors = (_k: string, v: unknown): unknown =>
+  v instanceof TensorVaultError ? { code: v.code, message: v.message, context: v.context } : v;
 
 /** `tensorvault protect`. */
 export const protectVerb: Verb = { run: runProtect, usage: protectUsage };

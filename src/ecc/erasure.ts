@@ -5,7 +5,7 @@
  */
 import { channel } from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
-import { callNative, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { callNative, ErrorCode, fromNative, invalidArgument, TensorVaultError } from '../errors';
 import { type JobOptions, runJob } from '../job';
 import {
   type NativeEccLayout,
@@ -21,7 +21,8 @@ import { optionsObject, requiredInteger } from '../validate';
  * unrepairableChunks, damagedParity, unreadableChunks, unreadableParity, bytes, ms }` (unreadable:
  * the read failed with `EIO`, a bad sector: alert on it, the medium is failing); after each `repair`,
  * `{ event: 'repaired' | 'verified', op: 'repair', path, status, repairedChunks, sidecarRewritten,
- * writeMode, bytes, ms }`, or
+ * sidecarError, writeMode, bytes, ms }` (`sidecarError`: the code of {@link RepairResult.sidecarError},
+ * or null), or
  * `{ event: 'failed', op: 'repair', path, code, context }` when it throws. (The job channel
  * `tensorvault:job` reports only that the native job ended.)
  */
@@ -217,14 +218,26 @@ export interface EccVerifyResult {
 export interface RepairResult {
   /** The state found before repair. */
   before: EccVerifyResult;
-  /** The state after repair (always `intact`). */
+  /**
+   * The state after repair: `intact`, except when {@link RepairResult.sidecarError} is set (the file
+   * is repaired; the sidecar's damage is still listed).
+   */
   after: EccVerifyResult;
   /** Data chunks rebuilt from parity. */
   repairedChunks: number[];
   /** Whether the file was replaced. */
   fileRewritten: boolean;
-  /** Whether the sidecar was rewritten. */
+  /** Whether the sidecar was rewritten (or mended). */
   sidecarRewritten: boolean;
+  /**
+   * Set when the file was repaired but its damaged sidecar could not be rewritten (a folder or a
+   * sidecar this process may not write, a read-only or full file system): the typed error that stopped
+   * it (`TV_PERMISSION_DENIED`, `TV_IO`, …; `context.path` names what could not be written). The file
+   * holds the protected bytes (checked again, see `after`); the sidecar is as it was, its damage listed
+   * in `after`: repair again once it can be written. `null` otherwise. (A repair that had only the
+   * sidecar to rewrite rejects with the error instead: it did nothing.)
+   */
+  sidecarError: TensorVaultError | null;
   /** How the file was written (`in-place` or `copy`), or null when it was not. */
   writeMode: 'in-place' | 'copy' | null;
   /** What `before` covers: `file` (every chunk and parity slot) or `listed` (the stripes of `chunks`). */
@@ -350,7 +363,9 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
  * a crash at any instant leaves repairable to the same bytes (`mode: 'copy'` writes a new file and
  * renames it over instead); a sidecar with only its header or table copies damaged is mended in place
  * from the valid copies, one with damaged parity replaced atomically; then what changed is checked
- * again (see {@link RepairResult.checkedAfter}). Pass `chunks` (a verify report's `damagedChunks`) to
+ * again (see {@link RepairResult.checkedAfter}). A repaired file whose sidecar cannot then be written
+ * (a read-only folder, a full disk) resolves with {@link RepairResult.sidecarError} set: the file is
+ * repaired, the sidecar's damage remains. Pass `chunks` (a verify report's `damagedChunks`) to
  * check only their stripes instead of the whole file first. Damage beyond the parity budget rejects
  * with `TV_ECC_UNREPAIRABLE` (context lists the chunks) and changes nothing. A file
  * edited after `protect` (status `stale`) rejects with `TV_ECC_STALE_SIDECAR` and changes nothing,
@@ -399,6 +414,7 @@ export async function repair(path: string, options: RepairOptions = {}): Promise
     ...r,
     before: verifyResultOf(r.before),
     after: verifyResultOf(r.after),
+    sidecarError: r.sidecarError == null ? null : fromNative(r.sidecarError),
     writeMode: (r.writeMode ?? null) as RepairResult['writeMode'],
     checkedBefore: r.checkedBefore as RepairResult['checkedBefore'],
     checkedAfter: r.checkedAfter as RepairResult['checkedAfter'],
@@ -411,6 +427,7 @@ export async function repair(path: string, options: RepairOptions = {}): Promise
       status: out.after.status,
       repairedChunks: out.repairedChunks,
       sidecarRewritten: out.sidecarRewritten,
+      sidecarError: out.sidecarError?.code ?? null,
       writeMode: out.writeMode,
       bytes: out.after.actualLength,
       ms: performance.now() - t0,

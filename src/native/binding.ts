@@ -488,6 +488,11 @@ export interface EccRepairResult {
   checkedBefore: string
   /** What `after` covers: `file` or `written` (the chunks written, the length, the sidecar's structure). */
   checkedAfter: string
+  /**
+   * The file was repaired but its sidecar could not be rewritten: that error, encoded as a thrown
+   * error's message is (`src/errors.ts` `fromNative` reads it); null otherwise.
+   */
+  sidecarError?: string
 }
 
 /** The sidecar's own structure. */

@@ -158,6 +158,9 @@ pub struct EccRepairResult {
     pub checked_before: String,
     /// What `after` covers: `file` or `written` (the chunks written, the length, the sidecar's structure).
     pub checked_after: String,
+    /// The file was repaired but its sidecar could not be rewritten: that error, encoded as a thrown
+    /// error's message is (`src/errors.ts` `fromNative` reads it); null otherwise.
+    pub sidecar_error: Option<String>,
 }
 
 fn sidecar_arg(sidecar: Option<String>) -> Option<PathBuf> {
@@ -362,6 +365,10 @@ impl Task for RepairTask {
             write_mode: r.write_mode.map(|w| w.name().to_owned()),
             checked_before: scope(r.checked_before, "listed"),
             checked_after: scope(r.checked_after, "written"),
+            sidecar_error: r
+                .sidecar_error
+                .as_deref()
+                .map(|e| napi::Error::from(TvError::from(e)).reason),
         })
     }
 }

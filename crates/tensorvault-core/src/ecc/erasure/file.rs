@@ -145,7 +145,13 @@ pub struct RepairReport {
     pub checked_before: Checked,
     /// What `after` covers: the whole file (a copy, or a rebuilt sidecar), or the written chunks.
     pub checked_after: Checked,
-    /// The state after repair (always intact on success).
+    /// The file was repaired but its damaged sidecar could not be rewritten or mended (a folder or a
+    /// sidecar this process may not write, a full disk): the error that stopped it. The sidecar's
+    /// damage remains (`after` lists it); its valid copies and parity are as they were. `None` when the
+    /// sidecar needed nothing or was rewritten. (A repair with only the sidecar to rewrite fails with
+    /// the error instead: it did nothing.)
+    pub sidecar_error: Option<std::sync::Arc<IoError>>,
+    /// The state after repair: intact, except for the sidecar's damage when `sidecar_error` is set.
     pub after: VerifyReport,
 }
 
@@ -1048,6 +1054,7 @@ pub fn repair_with(
                 write_mode: None,
                 checked_before,
                 checked_after: checked_before,
+                sidecar_error: None,
             })
         }
         Status::Unrepairable => {
@@ -1125,43 +1132,49 @@ pub fn repair_with(
             control,
         )?)
     };
-    let sidecar_rewritten = !before.damaged_parity.is_empty() || !before.sidecar.structure_intact();
-    // Only the header or table copies damaged (the parity intact): those bytes are written again from
-    // the valid copies, instead of encoding the whole file's parity again.
-    // (`copy` mode writes new files, so it replaces the sidecar too.)
-    let mended = sidecar_rewritten
-        && before.damaged_parity.is_empty()
-        && options.mode != RepairMode::Copy
-        && mend_structure(&sc, &sidecar_path)?;
-    if sidecar_rewritten && !mended {
-        let report = protect_with(
-            path,
-            Some(&sidecar_path),
-            ProtectOptions::Custom(layout.params),
-            MtimeHint::Keep(sc.header.file_mtime_ns),
-            control,
-        )?;
-        if report.root != sc.header.root || report.layout != layout {
-            return Err(ErasureError::RepairVerification {
-                path: path.to_path_buf(),
-                reason: "rebuilt sidecar does not describe the original file".into(),
-            });
+    let sidecar_damaged = !before.damaged_parity.is_empty() || !before.sidecar.structure_intact();
+    // The file is repaired by now. A sidecar that cannot be written (a read-only folder, a full disk)
+    // does not undo that: the error is reported with the result, and the re-check below still runs.
+    // Other failures (the file changed, a rebuilt sidecar that does not describe it) fail the repair.
+    let mut mended = false;
+    let mut sidecar_error = None;
+    if sidecar_damaged {
+        match rewrite_sidecar(path, &sidecar_path, &sc, &before, options.mode, control) {
+            Ok(m) => mended = m,
+            Err(ErasureError::Io(e))
+                if file_rewritten && !matches!(e, IoError::Truncated { .. }) =>
+            {
+                tracing::warn!(path = %path.display(), sidecar = %sidecar_path.display(), error = %e,
+                    "repaired the file, but its sidecar could not be rewritten");
+                sidecar_error = Some(std::sync::Arc::new(e));
+            }
+            Err(e) => return Err(e),
         }
     }
+    let sidecar_rewritten = sidecar_damaged && sidecar_error.is_none();
     let old_root = sc.header.root;
     drop(sc);
     let sc = Sidecar::open(&sidecar_path)?;
     // A copy is a new file: every byte of it is checked again. In place, the bytes that were not
     // written are the ones `before` found intact; only the written chunks (and the length) are checked
     // again. A rebuilt sidecar already hashed the whole file and matched the old root; a mended one is
-    // opened again below, and its header and every table block must pass their checks.
+    // opened again below, and its header and every table block must pass their checks. A sidecar that
+    // could not be rewritten keeps the damaged parity `before` found.
     let (after, checked_after) = if write_mode == Some(WriteMode::Copy) {
         (
             verify_with(path, &sidecar_path, &sc, control)?,
             Checked::Whole,
         )
     } else {
-        let after = recheck_written(path, &sc, &before, control)?;
+        let parity_left = if sidecar_error.is_some() {
+            Found {
+                damaged: before.damaged_parity.clone(),
+                unreadable: before.unreadable_parity.clone(),
+            }
+        } else {
+            Found::default()
+        };
+        let after = recheck_written(path, &sc, &before, parity_left, control)?;
         let scope = if sidecar_rewritten && !mended {
             Checked::Whole
         } else {
@@ -1169,7 +1182,12 @@ pub fn repair_with(
         };
         (after, scope)
     };
-    if after.damage_status != Status::Intact || sc.header.root != old_root {
+    let repaired = if sidecar_error.is_some() {
+        after.damaged_chunks.is_empty() && after.actual_len == layout.file_len
+    } else {
+        after.damage_status == Status::Intact
+    };
+    if !repaired || sc.header.root != old_root {
         return Err(ErasureError::RepairVerification {
             path: path.to_path_buf(),
             reason: format!("re-verification found the pair {}", after.status.name()),
@@ -1183,8 +1201,44 @@ pub fn repair_with(
         write_mode,
         checked_before,
         checked_after,
+        sidecar_error,
         after,
     })
+}
+
+/// Rewrite a damaged sidecar after the file was repaired: only the header or table copies damaged (the
+/// parity intact) are written again from the valid copies, instead of encoding the whole file's parity
+/// again (`copy` mode writes new files, so it replaces the sidecar too); otherwise the sidecar is
+/// rebuilt from the file, atomically, and must describe the original file. Returns whether it was
+/// mended in place.
+fn rewrite_sidecar(
+    path: &Path,
+    sidecar_path: &Path,
+    sc: &Sidecar,
+    before: &VerifyReport,
+    mode: RepairMode,
+    control: &Control,
+) -> Result<bool, ErasureError> {
+    if before.damaged_parity.is_empty()
+        && mode != RepairMode::Copy
+        && mend_structure(sc, sidecar_path)?
+    {
+        return Ok(true);
+    }
+    let report = protect_with(
+        path,
+        Some(sidecar_path),
+        ProtectOptions::Custom(before.layout.params),
+        MtimeHint::Keep(sc.header.file_mtime_ns),
+        control,
+    )?;
+    if report.root != sc.header.root || report.layout != before.layout {
+        return Err(ErasureError::RepairVerification {
+            path: path.to_path_buf(),
+            reason: "rebuilt sidecar does not describe the original file".into(),
+        });
+    }
+    Ok(false)
 }
 
 fn layout_is_wide(r: &VerifyReport) -> bool {
@@ -1346,11 +1400,13 @@ fn verify_groups(
 }
 
 /// The `after` report of an in-place repair: the file's length and modification time, and the digest
-/// of every chunk that was written (the others are the ones `before` found intact).
+/// of every chunk that was written (the others are the ones `before` found intact); `parity`: the
+/// parity slots still damaged (those `before` found, when the sidecar could not be rewritten).
 fn recheck_written(
     path: &Path,
     sc: &Sidecar,
     before: &VerifyReport,
+    parity: Found,
     control: &Control,
 ) -> Result<VerifyReport, ErasureError> {
     let layout = sc.header.layout;
@@ -1383,7 +1439,7 @@ fn recheck_written(
         actual_len,
         actual_mtime,
         damaged_chunks,
-        Found::default(),
+        parity,
     ))
 }
 
