@@ -414,6 +414,38 @@ describe('stale sidecars: edits made after protect (issue 13, item 16)', () => {
     expect(sha(readFileSync(file))).toBe(sha(original));
   });
 
+  it('appended bytes (new modification time) are cut by repair; an append longer than the file is stale', async () => {
+    const file = join(dir, 'appended.bin');
+    const original = bytes(20_000, 23);
+    writeFileSync(file, original);
+    await tv.protect(file, { k: 3, m: 2, chunkSize: 4096 });
+    const protectedMtime = statSync(file).mtimeMs;
+    const later = new Date(protectedMtime + 60_000);
+    // An append shorter than the file: differing bytes, not most of the file; repair cuts it in place.
+    writeFileSync(file, Buffer.concat([original, bytes(9_000, 24)]));
+    utimesSync(file, later, later);
+    const v = await tv.verify(file);
+    expect([v.status, v.modifiedSinceProtect, v.differingBytes, v.damagedChunks]).toEqual([
+      'repairable',
+      true,
+      9_000,
+      [],
+    ]);
+    const r = await tv.repair(file);
+    expect([r.writeMode, r.repairedChunks]).toEqual(['in-place', []]);
+    expect(readFileSync(file).equals(original)).toBe(true);
+    expect(statSync(file).mtimeMs).toBe(protectedMtime);
+    // An append longer than the file: most of its bytes differ, so it is an edit (stale), kept unless forced.
+    const longer = Buffer.concat([original, bytes(20_001, 25)]);
+    writeFileSync(file, longer);
+    utimesSync(file, later, later);
+    expect((await tv.verify(file)).status).toBe('stale');
+    await expect(tv.repair(file)).rejects.toMatchObject({ code: 'TV_ECC_STALE_SIDECAR' });
+    expect(readFileSync(file).equals(longer)).toBe(true);
+    await tv.repair(file, { force: true });
+    expect(readFileSync(file).equals(original)).toBe(true);
+  });
+
   it('the same bytes changed with the modification time kept are damage, repaired as before', async () => {
     const file = join(dir, 'rotted.bin');
     const original = bytes(20_000, 22);
