@@ -147,6 +147,16 @@ describe('command line conventions', () => {
     }
   });
 
+  it('hash of a procfs file (stat size 0) prints the SHA-256 of its content, as sha256sum', () => {
+    // Regression (QA): it printed the empty string's SHA-256 for /proc/version.
+    const r = run(['hash', '/proc/version']);
+    expect(r.status).toBe(0);
+    const want = createHash('sha256').update(readFileSync('/proc/version')).digest('hex');
+    expect(r.stdout).toBe(`${want}  /proc/version\n`);
+    const ref = spawnSync('sha256sum', ['/proc/version'], { encoding: 'utf8' });
+    if (ref.status === 0) expect(r.stdout).toBe(ref.stdout);
+  });
+
   it('hash goes on past a file it cannot read (as sha256sum) and --check of a missing SUMS is a file error', () => {
     const d = fresh();
     const a = join(d, 'a.txt');

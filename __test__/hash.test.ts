@@ -3,8 +3,10 @@ import {
   chmodSync,
   closeSync,
   createReadStream,
+  existsSync,
   ftruncateSync,
   openSync,
+  readFileSync,
   rmSync,
   writeFileSync,
   writeSync,
@@ -224,6 +226,29 @@ describe('hashFile', () => {
     const t = await tv.hashFile(file, { tree: true, leaves: true });
     expect(t.leaves).toEqual([]);
     expect(t.chunkCount).toBe(0);
+  });
+
+  it('a file whose stat length is a placeholder (procfs 0, sysfs 4096) is hashed as read, like sha256sum', async () => {
+    // Regression (QA): /proc/version has stat size 0 and was hashed as the empty string; a sysfs
+    // attribute (size 4096, a few bytes) failed as TV_FILE_CHANGED.
+    const files = ['/proc/version', '/sys/kernel/mm/transparent_hugepage/enabled'].filter((f) =>
+      existsSync(f),
+    );
+    expect(files).toContain('/proc/version');
+    for (const f of files) {
+      const data = readFileSync(f);
+      expect(data.length, f).toBeGreaterThan(0);
+      expect(await tv.hashFile(f), f).toEqual({
+        algorithm: 'sha256',
+        digest: nodeSha(data),
+        length: data.length,
+      });
+      const t = await tv.hashFile(f, { chunkSize: 4096, leaves: true });
+      const leaves: string[] = [];
+      for (let i = 0; i < data.length; i += 4096) leaves.push(nodeSha(data.subarray(i, i + 4096)));
+      expect(t.leaves, f).toEqual(leaves);
+      expect(t.length, f).toBe(data.length);
+    }
   });
 
   it('typed errors: missing file, folder, no permission, bad arguments', async () => {

@@ -48,7 +48,9 @@ function checkPositiveInt(name: string, v: unknown, min: number, max: number): n
 /**
  * Hash the file at `path` on the libuv pool (the JS thread is never blocked). Plain SHA-256 by
  * default; with `tree`, `chunkSize` or `leaves`, the chunk tree (chunks hashed in parallel). Honours
- * `signal` (rejects with an `AbortError` and stops reading) and reports `onProgress`.
+ * `signal` (rejects with an `AbortError` and stops reading) and reports `onProgress`. A file whose
+ * length is a placeholder (0, as every procfs file reports, or any length on sysfs) is read to its
+ * end, as `sha256sum` reads it, and `length` is what was read.
  */
 export async function hashFile(path: string, options: HashFileOptions = {}): Promise<HashFileResult> {
   if (typeof path !== 'string' || path.length === 0) {

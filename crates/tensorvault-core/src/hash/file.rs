@@ -87,6 +87,11 @@ pub fn hash_file(
     control: &Control,
 ) -> Result<FileDigest, HashError> {
     let (file, len) = io::open_regular(path)?;
+    if io::length_is_placeholder(&file, len) {
+        // procfs and friends: the length is not what a read returns (it hashed `/proc/cpuinfo` as
+        // the empty string).
+        return hash_to_end(&file, path, options.mode, control);
+    }
     control.set_total(len);
     match options.mode {
         HashMode::Plain => {
@@ -114,6 +119,64 @@ pub fn hash_file(
             Ok(FileDigest::Tree(ChunkTree::from_leaves(
                 chunk_size, len, leaves,
             )?))
+        }
+    }
+}
+
+/// Size of one read of a file whose length is not known beforehand ([`hash_to_end`]): such files are
+/// made by the kernel when read and are small.
+const READ_TO_END_BLOCK: usize = 64 << 10;
+
+/// [`hash_file`] of a file whose length `fstat` does not give ([`io::length_is_placeholder`]): read
+/// from its start until a read returns nothing, on this thread, hashing as the bytes arrive (a tree's
+/// chunks one after the other). The total is set to the bytes read once the end is reached.
+fn hash_to_end(
+    mut file: &File,
+    path: &Path,
+    mode: HashMode,
+    control: &Control,
+) -> Result<FileDigest, HashError> {
+    use std::io::Read as _;
+    let chunk = match mode {
+        HashMode::Plain => u64::MAX,
+        HashMode::Tree(cs) => cs.get(),
+    };
+    let mut buf = vec![0u8; READ_TO_END_BLOCK];
+    let mut hasher = Sha256::new();
+    let mut leaves = Vec::new();
+    let mut in_chunk = 0u64;
+    let mut total = 0u64;
+    loop {
+        control.checkpoint()?;
+        // Never past the end of the current chunk, so a chunk's bytes all go to its own leaf.
+        let room = usize::try_from(chunk - in_chunk).map_or(buf.len(), |r| r.min(buf.len()));
+        let part = buf.get_mut(..room).unwrap_or_default();
+        let n = match file.read(part) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(IoError::from_os(path, "read", e).into()),
+        };
+        hasher.update(part.get(..n).unwrap_or_default());
+        in_chunk += n as u64;
+        total += n as u64;
+        control.add(n as u64);
+        if in_chunk == chunk {
+            leaves.push(std::mem::replace(&mut hasher, Sha256::new()).finalize());
+            in_chunk = 0;
+        }
+    }
+    control.set_total(total);
+    match mode {
+        HashMode::Plain => Ok(FileDigest::Plain {
+            len: total,
+            digest: hasher.finalize(),
+        }),
+        HashMode::Tree(cs) => {
+            if in_chunk > 0 {
+                leaves.push(hasher.finalize());
+            }
+            Ok(FileDigest::Tree(ChunkTree::from_leaves(cs, total, leaves)?))
         }
     }
 }
@@ -511,6 +574,72 @@ mod tests {
             assert_eq!(got.len(), n as u64);
             assert_eq!(ctl.done(), n as u64);
         }
+    }
+
+    /// Regression (QA, 2026-12-05): `/proc/version` and every procfs file report length 0, and were
+    /// hashed as the empty string (`sha256sum` hashes what a read returns); a sysfs attribute
+    /// reports 4096 and read as "file changed". Both are now read to their end.
+    #[test]
+    fn files_whose_length_is_a_placeholder_are_hashed_as_read() {
+        let mut files = vec!["/proc/version"];
+        let thp = "/sys/kernel/mm/transparent_hugepage/enabled";
+        if Path::new(thp).exists() {
+            files.push(thp);
+        }
+        for p in files {
+            let path = Path::new(p);
+            let want = std::fs::read(path).unwrap();
+            assert!(!want.is_empty(), "{p}");
+            let ctl = Control::new();
+            let got = hash_file(path, &HashFileOptions::default(), &ctl).unwrap();
+            assert_eq!(got.digest(), sha256(&want), "{p}");
+            assert_eq!(got.len(), want.len() as u64, "{p}");
+            assert_eq!(
+                (ctl.done(), ctl.total()),
+                (want.len() as u64, want.len() as u64)
+            );
+            let cs = ChunkSize::new(4096).unwrap();
+            let tree = HashFileOptions {
+                mode: HashMode::Tree(cs),
+                threads: None,
+            };
+            let got = hash_file(path, &tree, &Control::new()).unwrap();
+            assert_eq!(got, FileDigest::Tree(ChunkTree::of_bytes(&want, cs)), "{p}");
+        }
+    }
+
+    /// The read-to-end path gives what the ranged path gives, at the edges of its reads and of the
+    /// tree's chunks (run here on regular files, whose content is known).
+    #[test]
+    fn reading_to_the_end_equals_the_ranged_hash_at_every_edge() {
+        let cs = ChunkSize::new(1 << 16).unwrap();
+        let b = READ_TO_END_BLOCK;
+        for n in [0, 1, b - 1, b, b + 1, 3 * b + 5, (1 << 17) + 1] {
+            let data = pattern(n);
+            let f = temp_with(&data);
+            for mode in [HashMode::Plain, HashMode::Tree(cs)] {
+                let file = File::open(f.path()).unwrap();
+                let ctl = Control::new();
+                let got = hash_to_end(&file, f.path(), mode, &ctl).unwrap();
+                let want = hash_file(
+                    f.path(),
+                    &HashFileOptions {
+                        mode,
+                        threads: None,
+                    },
+                    &Control::new(),
+                )
+                .unwrap();
+                assert_eq!(got, want, "len {n} {mode:?}");
+                assert_eq!(ctl.done(), n as u64);
+            }
+        }
+        let f = temp_with(&pattern(3 * b));
+        let ctl = Control::new();
+        ctl.cancel();
+        let file = File::open(f.path()).unwrap();
+        let e = hash_to_end(&file, f.path(), HashMode::Plain, &ctl).unwrap_err();
+        assert!(matches!(e, HashError::Cancelled), "{e:?}");
     }
 
     #[test]

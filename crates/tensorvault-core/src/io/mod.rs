@@ -212,6 +212,42 @@ pub fn close_later(file: File) {
     }
 }
 
+/// Whether `len`, the length `fstat` gave for `file`, may be a placeholder rather than the number of
+/// bytes a read returns: 0 (every file of procfs, cgroupfs, debugfs and tracefs, whose content is made
+/// when read: `/proc/cpuinfo` reads as kilobytes), or any length on sysfs (an attribute reports a page,
+/// 4096, and reads as a few bytes). Such a file is read until end of file; any other regular file's
+/// length is trusted (it is what lets a file be hashed in parallel ranges and a short read be reported
+/// as a change). An empty regular file counts too: reading it to the end returns nothing at once.
+#[must_use]
+pub fn length_is_placeholder(file: &File, len: u64) -> bool {
+    len == 0 || on_sysfs(file)
+}
+
+/// Whether `file` lives on sysfs (one `fstatfs`; false when that fails or off Linux).
+fn on_sysfs(file: &File) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+        // SAFETY: fstatfs writes one `statfs` into the buffer it is given (sized for it) and only
+        // reads the descriptor number; the buffer is read only when the call succeeded.
+        let st = unsafe {
+            if libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) != 0 {
+                return false;
+            }
+            st.assume_init()
+        };
+        #[allow(clippy::useless_conversion)] // `f_type`'s width differs between targets
+        let fs = i128::from(st.f_type);
+        fs == i128::from(libc::SYSFS_MAGIC)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        false
+    }
+}
+
 /// Advise the kernel that `file` will be read sequentially (best effort; errors are ignored).
 pub fn advise_sequential(file: &File) {
     #[cfg(target_os = "linux")]
