@@ -230,6 +230,10 @@ describe('contract known answers (section 2)', () => {
     expect(tv.pythonShape([2, 4])).toBe('(2, 4)');
     expect(tv.torchDtype('BF16')).toBe('torch.bfloat16');
     expect(tv.torchDtype('F8_E4M3')).toBe('torch.float8_e4m3fn');
+    // The FNUZ floats (new with the reference's 0.8 dtypes) have torch names: PyFolds layouts take them.
+    expect(tv.torchDtype('F8_E4M3FNUZ')).toBe('torch.float8_e4m3fnuz');
+    expect(tv.torchDtype('F8_E5M2FNUZ')).toBe('torch.float8_e5m2fnuz');
+    expect(tv.torchDtype('F4')).toBeUndefined();
   });
 });
 

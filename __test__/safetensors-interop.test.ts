@@ -175,6 +175,112 @@ save_file({'w': np.arange(6, dtype=np.float32).reshape(2, 3), 'ids': np.arange(4
     );
   });
 
+  it("accepts exactly the reference's dtypes, in the reference's order (F8_E4M3FNUZ and F8_E5M2FNUZ were refused)", () => {
+    // The reference names every dtype it knows when it refuses an unknown one (serde's variant list,
+    // in declaration order: the order the writer sorts by).
+    const out = py(
+      `import sys, json, struct
+from safetensors import safe_open
+h = json.dumps({'t': {'dtype': 'NOT_A_DTYPE', 'shape': [1], 'data_offsets': [0, 1]}}).encode()
+open(sys.argv[1], 'wb').write(struct.pack('<Q', len(h)) + h + b'\\0')
+try:
+    safe_open(sys.argv[1], 'np')
+except Exception as e:
+    print(str(e))`,
+      join(dir, 'unknown-dtype.safetensors'),
+    );
+    const list = /expected one of (.*?) at line/.exec(out)?.[1];
+    expect(list, out).toBeDefined();
+    const reference = [...(list as string).matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+    expect(reference).toContain('F8_E4M3FNUZ');
+    expect([...tv.DTYPES]).toEqual(reference);
+  });
+
+  it('every dtype both ways: Python-written files read with their bytes, ours byte-identical and readable by Python', async () => {
+    // Raw bytes through the reference's TensorSpec (its torch-style names); F6 has none there.
+    const cases: [tv.Dtype, string, number[], number[]][] = [
+      ['BOOL', 'bool', [3], [1, 0, 1]],
+      ['F4', 'float4_e2m1fn_x2', [4], [0x21, 0x43]],
+      ['U8', 'uint8', [2], [0, 255]],
+      ['I8', 'int8', [2], [0x80, 0x7f]],
+      ['F8_E5M2', 'float8_e5m2', [2], [0x3c, 0xbc]],
+      ['F8_E4M3', 'float8_e4m3fn', [2], [0x38, 0xb8]],
+      ['F8_E8M0', 'float8_e8m0fnu', [2], [0x7f, 0x80]],
+      ['F8_E4M3FNUZ', 'float8_e4m3fnuz', [3], [0x40, 0xc0, 0x80]],
+      ['F8_E5M2FNUZ', 'float8_e5m2fnuz', [2, 2], [0x40, 0xc0, 0x80, 0x01]],
+      ['I16', 'int16', [1], [0x34, 0x12]],
+      ['U16', 'uint16', [1], [0xff, 0xff]],
+      ['F16', 'float16', [1], [0x00, 0x3c]],
+      ['BF16', 'bfloat16', [1], [0x80, 0x3f]],
+      ['I32', 'int32', [1], [1, 2, 3, 4]],
+      ['U32', 'uint32', [1], [4, 3, 2, 1]],
+      ['F32', 'float32', [1], [0, 0, 0x80, 0x3f]],
+      ['C64', 'complex64', [1], [0, 0, 0x80, 0x3f, 0, 0, 0x80, 0xbf]],
+      ['F64', 'float64', [1], [0, 0, 0, 0, 0, 0, 0xf0, 0x3f]],
+      ['I64', 'int64', [1], [1, 0, 0, 0, 0, 0, 0, 0x80]],
+      ['U64', 'uint64', [1], [8, 7, 6, 5, 4, 3, 2, 1]],
+    ];
+    const spec: Record<string, [string, number[], string]> = {};
+    const ours = new Map<string, tv.TensorInput>();
+    for (const [dtype, torchName, shape, bytes] of cases) {
+      const name = `t_${dtype}`;
+      // The reference takes F4's storage shape (bytes) and doubles the last dimension.
+      spec[name] = [torchName, dtype === 'F4' ? [bytes.length] : shape, Buffer.from(bytes).toString('hex')];
+      ours.set(name, { dtype, shape, data: new Uint8Array(bytes) });
+    }
+    const pyPath = join(dir, 'dtypes-py.safetensors');
+    py(
+      `import sys, json, ctypes
+from safetensors import TensorSpec, serialize_file
+keep, d = [], {}
+for k, (dt, shape, hx) in json.loads(sys.argv[2]).items():
+    b = bytes.fromhex(hx)
+    buf = ctypes.create_string_buffer(b, len(b))
+    keep.append(buf)
+    d[k] = TensorSpec(dtype=dt, shape=shape, data_ptr=ctypes.addressof(buf), data_len=len(b))
+serialize_file(d, sys.argv[1], None)`,
+      pyPath,
+      JSON.stringify(spec),
+    );
+    // Python → tensorvault: every tensor with its dtype, shape and bytes (the 8-bit floats as bytes).
+    const f = await tv.openSafetensors(pyPath);
+    for (const [dtype, , shape, bytes] of cases) {
+      const t = f.tensor(`t_${dtype}`);
+      expect([t.dtype, t.shape], dtype).toEqual([dtype, shape]);
+      expect([...t.bytes], dtype).toEqual(bytes);
+    }
+    expect(f.tensor('t_F8_E4M3FNUZ').data).toBeInstanceOf(Uint8Array);
+    f.close();
+    // tensorvault → Python: the same tensors give the same file, byte for byte (the layout sorts by the
+    // dtype order, so the new dtypes must sit where the reference has them).
+    const tvPath = join(dir, 'dtypes-tv.safetensors');
+    await tv.saveSafetensors(tvPath, ours);
+    expect(readFileSync(tvPath).equals(readFileSync(pyPath))).toBe(true);
+    // And a file of all the dtypes we write (F6 too) opens in Python with each one's dtype and shape.
+    const all = join(dir, 'dtypes-all.safetensors');
+    const f6 = { dtype: 'F6_E2M3', shape: [4], data: new Uint8Array(3) } as const;
+    await tv.saveSafetensors(
+      all,
+      new Map([...ours, ['t_F6_E2M3', f6], ['t_F6_E3M2', { ...f6, dtype: 'F6_E3M2' }]]),
+    );
+    const seen = JSON.parse(
+      py(
+        `import sys, json
+from safetensors import safe_open
+with safe_open(sys.argv[1], 'np') as f:
+    print(json.dumps({k: [f.get_slice(k).get_dtype(), f.get_slice(k).get_shape()] for k in f.keys()}))`,
+        all,
+      ),
+    ) as Record<string, [string, number[]]>;
+    expect(Object.keys(seen).sort()).toEqual(tv.DTYPES.map((d) => `t_${d}`).sort());
+    const shapeOf = new Map<string, number[]>(cases.map(([d, , shape]) => [d, shape]));
+    for (const [name, [dtype, shape]] of Object.entries(seen)) {
+      expect(`t_${dtype}`).toBe(name);
+      expect(shape, name).toEqual(shapeOf.get(dtype) ?? [4]);
+    }
+    expect(seen.t_F8_E5M2FNUZ).toEqual(['F8_E5M2FNUZ', [2, 2]]);
+  });
+
   it('byte-identical without metadata, with empty metadata, and for BF16/F8 tensors (via raw bytes)', async () => {
     for (const [label, meta] of [
       ['none', null],

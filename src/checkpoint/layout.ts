@@ -100,6 +100,8 @@ const TORCH_DTYPE: Partial<Record<Dtype, string>> = {
   F8_E5M2: 'torch.float8_e5m2',
   C64: 'torch.complex64',
   F8_E8M0: 'torch.float8_e8m0fnu',
+  F8_E4M3FNUZ: 'torch.float8_e4m3fnuz',
+  F8_E5M2FNUZ: 'torch.float8_e5m2fnuz',
 };
 
 /** PyTorch's name of a safetensors dtype, or undefined for the packed 4/6-bit floats. */

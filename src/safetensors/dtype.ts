@@ -12,6 +12,8 @@ export const DTYPES = [
   'F8_E5M2',
   'F8_E4M3',
   'F8_E8M0',
+  'F8_E4M3FNUZ',
+  'F8_E5M2FNUZ',
   'I16',
   'U16',
   'F16',
@@ -39,6 +41,8 @@ export const BITS: Readonly<Record<Dtype, number>> = {
   F8_E5M2: 8,
   F8_E4M3: 8,
   F8_E8M0: 8,
+  F8_E4M3FNUZ: 8,
+  F8_E5M2FNUZ: 8,
   I16: 16,
   U16: 16,
   F16: 16,
@@ -76,6 +80,8 @@ export interface ArrayOfDtype {
   F8_E5M2: Uint8Array;
   F8_E4M3: Uint8Array;
   F8_E8M0: Uint8Array;
+  F8_E4M3FNUZ: Uint8Array;
+  F8_E5M2FNUZ: Uint8Array;
   I16: Int16Array;
   U16: Uint16Array;
   F16: Uint16Array;
@@ -110,6 +116,8 @@ export const VIEW: Readonly<Record<Dtype, ViewCtor>> = {
   F8_E5M2: Uint8Array,
   F8_E4M3: Uint8Array,
   F8_E8M0: Uint8Array,
+  F8_E4M3FNUZ: Uint8Array,
+  F8_E5M2FNUZ: Uint8Array,
   I16: Int16Array,
   U16: Uint16Array,
   F16: Uint16Array,

@@ -317,6 +317,42 @@ fn attack_unknown_dtype() {
     );
 }
 
+/// Regression (QA, 2026-12-05): the reference (`safetensors` 0.8) reads `F8_E4M3FNUZ` and
+/// `F8_E5M2FNUZ`; they were refused as unknown dtypes. One byte per element, through the fast path and
+/// serde alike; a wrong byte count is still a size mismatch and a near miss still unknown.
+#[test]
+fn fnuz_float8_dtypes_are_read_as_one_byte_elements() {
+    for (name, dtype) in [
+        ("F8_E4M3FNUZ", Dtype::F8E4M3FNUZ),
+        ("F8_E5M2FNUZ", Dtype::F8E5M2FNUZ),
+    ] {
+        for j in [
+            format!(r#"{{"a":{{"dtype":"{name}","shape":[2,3],"data_offsets":[0,6]}}}}"#),
+            format!(r#"{{ "a" : {{ "shape":[2,3], "dtype" : "{name}", "data_offsets":[0,6] }} }}"#),
+        ] {
+            let m = agrees(&file(&j, 6)).unwrap();
+            assert_eq!(m.1, vec![("a".to_string(), dtype, vec![2, 3], 0, 6)], "{j}");
+        }
+        let j = format!(r#"{{"a":{{"dtype":"{name}","shape":[2,3],"data_offsets":[0,12]}}}}"#);
+        assert!(
+            matches!(
+                parse(&file(&j, 12)),
+                Err(E::SizeMismatch {
+                    expected: 6,
+                    actual: 12,
+                    ..
+                })
+            ),
+            "{j}"
+        );
+        let j = format!(r#"{{"a":{{"dtype":"{name}Z","shape":[1],"data_offsets":[0,1]}}}}"#);
+        assert!(
+            matches!(parse(&file(&j, 1)), Err(E::UnknownDtype { .. })),
+            "{j}"
+        );
+    }
+}
+
 #[test]
 fn attack_malformed_tensor_entries() {
     for j in [

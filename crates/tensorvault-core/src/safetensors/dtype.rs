@@ -25,6 +25,10 @@ pub enum Dtype {
     F8E4M3,
     /// 8-bit exponent-only scale (E8M0).
     F8E8M0,
+    /// 8-bit float E4M3, finite, no negative zero (`torch.float8_e4m3fnuz`).
+    F8E4M3FNUZ,
+    /// 8-bit float E5M2, finite, no negative zero (`torch.float8_e5m2fnuz`).
+    F8E5M2FNUZ,
     /// Signed 16-bit integer.
     I16,
     /// Unsigned 16-bit integer.
@@ -51,7 +55,7 @@ pub enum Dtype {
 
 impl Dtype {
     /// Every dtype, in the reference order.
-    pub const ALL: [Dtype; 20] = [
+    pub const ALL: [Dtype; 22] = [
         Dtype::Bool,
         Dtype::F4,
         Dtype::F6E2M3,
@@ -61,6 +65,8 @@ impl Dtype {
         Dtype::F8E5M2,
         Dtype::F8E4M3,
         Dtype::F8E8M0,
+        Dtype::F8E4M3FNUZ,
+        Dtype::F8E5M2FNUZ,
         Dtype::I16,
         Dtype::U16,
         Dtype::F16,
@@ -87,6 +93,8 @@ impl Dtype {
             Dtype::F8E5M2 => "F8_E5M2",
             Dtype::F8E4M3 => "F8_E4M3",
             Dtype::F8E8M0 => "F8_E8M0",
+            Dtype::F8E4M3FNUZ => "F8_E4M3FNUZ",
+            Dtype::F8E5M2FNUZ => "F8_E5M2FNUZ",
             Dtype::I16 => "I16",
             Dtype::U16 => "U16",
             Dtype::F16 => "F16",
@@ -104,7 +112,7 @@ impl Dtype {
     /// Parse a header dtype name; `None` for an unknown one.
     #[must_use]
     pub fn parse(s: &str) -> Option<Dtype> {
-        // Every name is at most 7 bytes: its bytes and length packed in one u64, compared with each
+        // Every name is at most 15 bytes: its bytes and length packed in one u128, compared with each
         // dtype's (integer compares instead of a string compare per dtype; a header names a dtype per
         // tensor).
         let key = name_key(s.as_bytes())?;
@@ -118,9 +126,14 @@ impl Dtype {
         match self {
             Dtype::F4 => 4,
             Dtype::F6E2M3 | Dtype::F6E3M2 => 6,
-            Dtype::Bool | Dtype::U8 | Dtype::I8 | Dtype::F8E5M2 | Dtype::F8E4M3 | Dtype::F8E8M0 => {
-                8
-            }
+            Dtype::Bool
+            | Dtype::U8
+            | Dtype::I8
+            | Dtype::F8E5M2
+            | Dtype::F8E4M3
+            | Dtype::F8E8M0
+            | Dtype::F8E4M3FNUZ
+            | Dtype::F8E5M2FNUZ => 8,
             Dtype::I16 | Dtype::U16 | Dtype::F16 | Dtype::BF16 => 16,
             Dtype::I32 | Dtype::U32 | Dtype::F32 => 32,
             Dtype::C64 | Dtype::F64 | Dtype::I64 | Dtype::U64 => 64,
@@ -146,30 +159,30 @@ impl Dtype {
 }
 
 /// A dtype name's bytes (little-endian) and its length in the top byte; None for a name longer than
-/// 7 bytes (no dtype's is).
+/// 15 bytes (no dtype's is).
 #[allow(clippy::indexing_slicing)] // `i < b.len()`; `slice::get` is not usable in a const fn
-const fn name_key(b: &[u8]) -> Option<u64> {
-    if b.len() > 7 {
+const fn name_key(b: &[u8]) -> Option<u128> {
+    if b.len() > 15 {
         return None;
     }
-    let mut k = (b.len() as u64) << 56;
+    let mut k = (b.len() as u128) << 120;
     let mut i = 0;
     while i < b.len() {
-        k |= (b[i] as u64) << (8 * i);
+        k |= (b[i] as u128) << (8 * i);
         i += 1;
     }
     Some(k)
 }
 
 /// [`name_key`] of every dtype, in [`Dtype::ALL`]'s order.
-#[allow(clippy::indexing_slicing)] // `i < 20`, evaluated at compile time
-const KEYS: [u64; 20] = {
-    let mut out = [0u64; 20];
+#[allow(clippy::indexing_slicing)] // `i < ALL.len()`, evaluated at compile time
+const KEYS: [u128; Dtype::ALL.len()] = {
+    let mut out = [0u128; Dtype::ALL.len()];
     let mut i = 0;
-    while i < 20 {
+    while i < Dtype::ALL.len() {
         out[i] = match name_key(Dtype::ALL[i].as_str().as_bytes()) {
             Some(k) => k,
-            None => panic!("a dtype name longer than 7 bytes"),
+            None => panic!("a dtype name longer than 15 bytes"),
         };
         i += 1;
     }
@@ -196,5 +209,23 @@ mod tests {
         assert_eq!(sorted, Dtype::ALL);
         assert_eq!(Dtype::parse("f32"), None);
         assert_eq!(Dtype::parse("F8_E4M3FN"), None);
+    }
+
+    /// Regression (QA, 2026-12-05): `F8_E4M3FNUZ` and `F8_E5M2FNUZ` (`torch.float8_e4m3fnuz`,
+    /// `float8_e5m2fnuz`), which the reference `safetensors` 0.8 reads and writes, were refused as
+    /// unknown dtypes. They are 8-bit and sit after `F8_E8M0` in the reference order.
+    #[test]
+    fn the_fnuz_floats_are_known_one_byte_dtypes_after_e8m0() {
+        for (name, d) in [
+            ("F8_E4M3FNUZ", Dtype::F8E4M3FNUZ),
+            ("F8_E5M2FNUZ", Dtype::F8E5M2FNUZ),
+        ] {
+            assert_eq!(Dtype::parse(name), Some(d));
+            assert_eq!((d.bits(), d.alignment()), (8, 1));
+            assert!(Dtype::F8E8M0 < d && d < Dtype::I16);
+        }
+        assert_eq!(Dtype::parse("F8_E4M3FNUZX"), None);
+        assert_eq!(Dtype::parse("F8_E4M3FNU"), None);
+        assert_eq!(Dtype::parse("F8_E4M3B11FNUZ"), None);
     }
 }
