@@ -3,7 +3,7 @@
  * `scripts/setup-python.sh`; `TV_PYTHON` overrides the interpreter). Fails, never skips, under CI.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -279,6 +279,76 @@ with safe_open(sys.argv[1], 'np') as f:
       expect(shape, name).toEqual(shapeOf.get(dtype) ?? [4]);
     }
     expect(seen.t_F8_E5M2FNUZ).toEqual(['F8_E5M2FNUZ', [2, 2]]);
+  });
+
+  it('__metadata__ shapes: accepted and refused as the reference does (null is no metadata)', async () => {
+    // Regression (QA): `"__metadata__": null` was refused; the reference reads it as no metadata.
+    const cases = [
+      'null',
+      '{}',
+      '{"a":"b","é":"\\u00e9 \\n"}',
+      '{"a":1}',
+      '{"a":null}',
+      '{"a":true}',
+      '{"a":{}}',
+      '{"a":[]}',
+      '"x"',
+      '[]',
+      '1',
+      'true',
+    ];
+    const tensor = '"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}';
+    const paths: string[] = [];
+    for (const [i, m] of cases.entries()) {
+      for (const [j, header] of [
+        `{"__metadata__":${m},${tensor}}`,
+        `{${tensor},"__metadata__":${m}}`,
+      ].entries()) {
+        const h = Buffer.from(header);
+        const len = Buffer.alloc(8);
+        len.writeBigUInt64LE(BigInt(h.length));
+        const p = join(dir, `meta-${i}-${j}.safetensors`);
+        writeFileSync(p, Buffer.concat([len, h, Buffer.from([7])]));
+        paths.push(p);
+      }
+    }
+    const reference = JSON.parse(
+      py(
+        `import sys, json
+from safetensors import safe_open
+out = []
+for p in sys.argv[1:]:
+    try:
+        with safe_open(p, 'np') as f:
+            out.append(['ok', f.metadata(), list(f.keys())])
+    except Exception:
+        out.append(['refused'])
+print(json.dumps(out))`,
+        ...paths,
+      ),
+    ) as unknown[][];
+    const ours: unknown[][] = [];
+    for (const p of paths) {
+      try {
+        const f = await tv.openSafetensors(p);
+        ours.push(['ok', f.metadata, [...f.names]]);
+        f.close();
+      } catch (e) {
+        expect(e, p).toMatchObject({
+          code: 'TV_SAFETENSORS_INVALID',
+          context: { reason: 'metadata_not_string_map' },
+        });
+        ours.push(['refused']);
+      }
+    }
+    expect(ours).toEqual(reference);
+    expect(reference.slice(0, 4)).toEqual([
+      ['ok', null, ['t']],
+      ['ok', null, ['t']],
+      ['ok', {}, ['t']],
+      ['ok', {}, ['t']],
+    ]);
+    expect(reference.filter((r) => r[0] === 'refused')).toHaveLength(2 * (cases.length - 3));
   });
 
   it('byte-identical without metadata, with empty metadata, and for BF16/F8 tensors (via raw bytes)', async () => {

@@ -599,6 +599,18 @@ describe('adversarial headers: each attack gets its typed error', () => {
   });
   it('metadata that is not a string map', async () => {
     await expectInvalid(rawFile(tmp(), '{"__metadata__":{"a":1}}'), 'metadata_not_string_map');
+    for (const m of ['"x"', '[]', '1', 'true', '{"a":null}', '{"a":{}}'])
+      await expectInvalid(rawFile(tmp(), `{"__metadata__":${m}}`), 'metadata_not_string_map');
+  });
+  it('"__metadata__": null is no metadata, as in the reference; twice is a duplicate', async () => {
+    // Regression (QA): null was refused as metadata_not_string_map; safetensors 0.8 reads it as none.
+    const f = await tv.openSafetensors(
+      rawFile(tmp(), `{"__metadata__":null,"a":${T('U8', '[2]', '[0,2]')}}`, new Uint8Array([5, 6])),
+    );
+    expect(f.metadata).toBeNull();
+    expect([...f.tensor('a').bytes]).toEqual([5, 6]);
+    f.close();
+    await expectInvalid(rawFile(tmp(), '{"__metadata__":null,"__metadata__":{"k":"v"}}'), 'duplicate_name');
   });
   it('duplicate names', async () => {
     const e = await expectInvalid(

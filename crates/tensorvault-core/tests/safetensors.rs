@@ -243,6 +243,8 @@ fn attack_metadata_not_a_string_map() {
         r#"{"__metadata__":{"k":{"x":"y"}}}"#,
         r#"{"__metadata__":["a"]}"#,
         r#"{"__metadata__":"a"}"#,
+        r#"{"__metadata__":1}"#,
+        r#"{"__metadata__":true}"#,
     ] {
         assert!(
             matches!(parse(&file(j, 0)), Err(E::MetadataNotStringMap { .. })),
@@ -252,6 +254,37 @@ fn attack_metadata_not_a_string_map() {
     let h = parse(&file(r#"{"__metadata__":{"format":"pt","b":"é"}}"#, 0)).unwrap();
     let m = h.metadata().unwrap();
     assert_eq!(m.get("format").map(String::as_str), Some("pt"));
+}
+
+/// Regression (QA, 2026-12-05): `"__metadata__": null` was refused as `MetadataNotStringMap`; the
+/// reference (`safetensors` 0.8, whose field is an `Option`) reads it as no metadata. A second
+/// `__metadata__` key is still refused, whichever of the two is null (the reference refuses it too).
+#[test]
+fn metadata_null_is_no_metadata_as_in_the_reference() {
+    let a = r#""a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}"#;
+    for (j, n) in [
+        (format!(r#"{{"__metadata__":null,{a}}}"#), 1),
+        (format!(r#"{{{a}, "__metadata__" : null }}"#), 1),
+        (r#"{"__metadata__":null}"#.to_string(), 0),
+    ] {
+        let (metadata, tensors, _) = agrees(&file(&j, n)).unwrap();
+        assert_eq!(metadata, None, "{j}");
+        assert_eq!(tensors.len(), n, "{j}");
+    }
+    for j in [
+        format!(r#"{{"__metadata__":null,"__metadata__":{{"k":"v"}},{a}}}"#),
+        format!(r#"{{"__metadata__":{{"k":"v"}},"__metadata__":null,{a}}}"#),
+        format!(r#"{{"__metadata__":null,"__metadata__":null,{a}}}"#),
+    ] {
+        assert!(
+            matches!(agrees(&file(&j, 1)), Err(m) if m.contains("__metadata__")),
+            "{j}"
+        );
+        assert!(
+            matches!(parse(&file(&j, 1)), Err(E::DuplicateName { .. })),
+            "{j}"
+        );
+    }
 }
 
 #[test]

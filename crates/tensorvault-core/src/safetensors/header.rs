@@ -1,7 +1,7 @@
 //! Header parsing and validation, in the reference implementation's order:
 //!
 //! 1. at least 8 bytes; 2. header length ≤ 100 MB; 3. header within the file; 4. UTF-8;
-//! 5. a JSON object (duplicate keys refused, `__metadata__` a string→string map, each tensor entry
+//! 5. a JSON object (duplicate keys refused, `__metadata__` a string→string map or null, each tensor entry
 //!    well-formed with a known dtype); 6. tensors sorted by offsets: each starts where the previous ended
 //!    (no gap, no overlap), ends after it starts, its element and byte counts (checked arithmetic) equal
 //!    its byte range, and it lies inside the data area; 7. no bytes after the last tensor.
@@ -502,9 +502,10 @@ impl<'de> Visitor<'de> for HeaderVisitor<'_> {
                         SafetensorsError::DuplicateName { name: key },
                     ));
                 }
-                out.metadata = Some(map.next_value_seed(MetadataSeed {
+                // `null` is no metadata, as in the reference (its field is an `Option`).
+                out.metadata = map.next_value_seed(MetadataSeed {
                     failure: self.failure,
-                })?);
+                })?;
                 continue;
             }
             let at = u32::try_from(out.table.entries.len()).unwrap_or(EMPTY);
@@ -529,17 +530,17 @@ struct MetadataSeed<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for MetadataSeed<'_> {
-    type Value = BTreeMap<String, String>;
+    type Value = Option<BTreeMap<String, String>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for MetadataSeed<'_> {
-    type Value = BTreeMap<String, String>;
+    type Value = Option<BTreeMap<String, String>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map of strings to strings")
+        f.write_str("a map of strings to strings, or null")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -564,11 +565,11 @@ impl<'de> Visitor<'de> for MetadataSeed<'_> {
                 ));
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Err(self.not_a_map("null"))
+        Ok(None)
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
         Err(self.not_a_map("a boolean"))
