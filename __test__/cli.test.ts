@@ -157,6 +157,53 @@ describe('command line conventions', () => {
     if (ref.status === 0) expect(r.stdout).toBe(ref.stdout);
   });
 
+  it('hash --check --json prints one JSON object (it printed the text lines)', () => {
+    // Regression (QA): --json was ignored by --check, which printed `<file>: OK` lines.
+    const d = fresh();
+    const [a, b] = [join(d, 'a.txt'), join(d, 'b.txt')];
+    writeFileSync(a, 'a');
+    writeFileSync(b, 'b');
+    const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+    const sums = join(d, 'SUMS');
+    writeFileSync(
+      sums,
+      `${sha('a')}  ${a}\n${sha('x')}  ${b}\nnot a line\n${sha('m')}  ${join(d, 'missing')}\n`,
+    );
+    const r = run(['hash', '--check', sums, '--json']);
+    expect(r.status).toBe(1);
+    expect(r.stdout.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(r.stdout)).toEqual({
+      sums,
+      passed: false,
+      checked: 3,
+      ok: 1,
+      failed: 1,
+      unreadable: 1,
+      malformed: 1,
+      files: [
+        { file: a, status: 'ok', expected: sha('a'), actual: sha('a') },
+        { file: b, status: 'failed', expected: sha('x'), actual: sha('b') },
+        {
+          file: join(d, 'missing'),
+          status: 'unreadable',
+          expected: sha('m'),
+          error: { code: 'TV_NOT_FOUND', message: expect.stringContaining('missing') },
+        },
+      ],
+    });
+    const ok = run(['hash', '--check', '-', '--json'], { input: `${sha('a')}  ${a}\n` });
+    expect(ok.status).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ sums: '-', passed: true, checked: 1, ok: 1 });
+    // A missing SUMS file: exit 6, the error as JSON on stderr and nothing on stdout.
+    const none = run(['hash', '--json', '--check', join(d, 'NO-SUMS')]);
+    expect([none.status, none.stdout]).toEqual([6, '']);
+    expect(JSON.parse(none.stderr)).toMatchObject({ error: { code: 'TV_NOT_FOUND' } });
+    writeFileSync(join(d, 'EMPTY'), '');
+    const empty = run(['hash', '--json', '--check', join(d, 'EMPTY')]);
+    expect(empty.status).toBe(1);
+    expect(JSON.parse(empty.stdout)).toMatchObject({ passed: false, checked: 0, files: [] });
+  });
+
   it('hash goes on past a file it cannot read (as sha256sum) and --check of a missing SUMS is a file error', () => {
     const d = fresh();
     const a = join(d, 'a.txt');

@@ -34,7 +34,9 @@ tensorvault hash --check SUMS
   --chunk-size N     tree chunk size (power of two, 4k..1G; default 4M); implies --tree
   --threads N        threads for the tree (default: all cores)
   --leaves           also print each chunk's SHA-256; implies --tree
-  --json             one JSON object per file
+  --json             one JSON object per file; with --check, one object for the whole check:
+                     { sums, passed, checked, ok, failed, unreadable, malformed, files: [{ file,
+                     status: ok|failed|unreadable, expected, actual?, error? }] }
   -q, --quiet        no progress and no timing on stderr
 `;
 
@@ -68,7 +70,19 @@ export function sumLine(digest: string, file: string): string {
   return `\\${digest}  ${escaped}`;
 }
 
-async function check(sums: string): Promise<number> {
+/** One listed file's outcome in `hash --check --json`. */
+interface CheckedFile {
+  file: string;
+  /** `ok`: the digest matches; `failed`: it does not; `unreadable`: the file could not be hashed. */
+  status: 'ok' | 'failed' | 'unreadable';
+  expected: string;
+  /** The file's SHA-256 (absent when unreadable). */
+  actual?: string;
+  /** Why the file could not be hashed (unreadable only). */
+  error?: { code: string; message: string };
+}
+
+async function check(sums: string, json: boolean): Promise<number> {
   let text: string;
   try {
     text = readFileSync(sums === '-' ? 0 : sums, 'utf8');
@@ -79,7 +93,7 @@ async function check(sums: string): Promise<number> {
   let failed = 0;
   let unreadable = 0;
   let malformed = 0;
-  let checked = 0;
+  const files: CheckedFile[] = [];
   const signal = interruptSignal();
   for (const line of text.split(/\r?\n/)) {
     if (line.trim() === '') continue;
@@ -88,27 +102,50 @@ async function check(sums: string): Promise<number> {
       malformed++;
       continue;
     }
-    checked++;
+    let result: CheckedFile;
     try {
       const r = await hashFile(entry.file, { signal });
       const ok = r.digest === entry.digest;
       if (!ok) failed++;
-      process.stdout.write(`${entry.file}: ${ok ? 'OK' : 'FAILED'}\n`);
+      result = { file: entry.file, status: ok ? 'ok' : 'failed', expected: entry.digest, actual: r.digest };
+      if (!json) process.stdout.write(`${entry.file}: ${ok ? 'OK' : 'FAILED'}\n`);
     } catch (err) {
       if (err instanceof TensorVaultError && err.code === 'TV_ABORTED') throw err;
       unreadable++;
-      process.stdout.write(`${entry.file}: FAILED open or read\n`);
+      result = {
+        file: entry.file,
+        status: 'unreadable',
+        expected: entry.digest,
+        error: {
+          code: err instanceof TensorVaultError ? err.code : 'TV_INTERNAL',
+          message: err instanceof Error ? err.message : String(err),
+        },
+      };
+      if (!json) process.stdout.write(`${entry.file}: FAILED open or read\n`);
     }
+    files.push(result);
   }
-  if (checked === 0) {
+  const exit = files.length === 0 || failed + unreadable > 0 ? ExitCode.REPAIRABLE : ExitCode.OK;
+  if (json) {
+    // One object for the whole check, as the other commands print one per result.
+    const summary = {
+      checked: files.length,
+      ok: files.length - failed - unreadable,
+      failed,
+      unreadable,
+      malformed,
+    };
+    process.stdout.write(`${JSON.stringify({ sums, passed: exit === ExitCode.OK, ...summary, files })}\n`);
+  }
+  if (files.length === 0) {
     // As sha256sum -c: a file with nothing to check fails (it exited 0, having checked nothing).
     process.stderr.write(`tensorvault: ${sums}: no properly formatted checksum lines found\n`);
-    return ExitCode.REPAIRABLE;
+    return exit;
   }
   if (malformed > 0) note(`tensorvault: WARNING: ${malformed} line(s) are improperly formatted`);
   if (unreadable > 0) note(`tensorvault: WARNING: ${unreadable} listed file(s) could not be read`);
   if (failed > 0) note(`tensorvault: WARNING: ${failed} computed checksum(s) did NOT match`);
-  return failed + unreadable > 0 ? ExitCode.REPAIRABLE : ExitCode.OK;
+  return exit;
 }
 
 /** Run the `hash` verb; returns the exit code. */
@@ -117,7 +154,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const sums = args.values.get('check');
   if (sums !== undefined) {
     if (args.positionals.length > 0) throw new UsageError('hash --check takes no file arguments');
-    return check(sums);
+    return check(sums, args.flags.has('json'));
   }
   if (args.positionals.length === 0) throw new UsageError('hash needs at least one file');
   const chunk = args.values.get('chunk-size');
