@@ -13,7 +13,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
 import { tempDir } from './helpers/tmp';
@@ -257,5 +257,95 @@ describe('temporary files of dead writers (issue 13)', () => {
     await atomicWriteFile(json, '{}');
     expect(existsSync(deadTs)).toBe(false);
     expect(existsSync(liveTs)).toBe(true);
+  });
+});
+
+describe('write errors name the destination, not the temporary file (QA)', () => {
+  // Regression: a write that failed on its temporary file (`.NAME.PID.X.tmp`) reported that file:
+  // the native writers in the message and `context.path`, the TS writers in the message.
+  type Reported = { code: string; message: string; context: Record<string, unknown> };
+  /** The error is about `dest`; the temporary beside it is in `tempPath` only. */
+  function aboutDestination(err: Reported, dest: string, code: string): void {
+    expect(err.code, err.message).toBe(code);
+    expect(err.context.path).toBe(dest);
+    const temp = err.context.tempPath;
+    expect(typeof temp, err.message).toBe('string');
+    expect(temp as string).toMatch(/\/\.[^/]+\.tmp$/);
+    expect(dirname(temp as string)).toBe(dirname(dest));
+    expect(err.message).toContain(dest);
+    expect(err.message).not.toContain(basename(temp as string));
+  }
+  const rejection = (p: Promise<unknown> | (() => unknown)) =>
+    Promise.resolve()
+      .then(typeof p === 'function' ? p : () => p)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+
+  it('a destination whose folder does not exist: TV_NOT_FOUND about the destination', async () => {
+    const { atomicWriteFile, atomicWriteFileSync, atomicCopyFile } = await import('../dist/io/atomic.js');
+    const missing = join(fresh('gone'), 'sub');
+    const src = fresh('src.bin');
+    writeFileSync(src, Buffer.alloc(70_000, 3));
+    const cases: [string, () => Promise<unknown> | unknown][] = [
+      ['atomicWriteFile', () => atomicWriteFile(join(missing, 'a.json'), '{}')],
+      ['atomicWriteFileSync', () => atomicWriteFileSync(join(missing, 'b.json'), Buffer.from('{}'))],
+      ['atomicCopyFile', () => atomicCopyFile(src, join(missing, 'c.bin'))],
+      [
+        'saveSafetensors',
+        () => tv.saveSafetensors(join(missing, 'd.safetensors'), { x: new Float32Array(4) }),
+      ],
+      ['protect', () => tv.protect(src, { sidecar: join(missing, 'e.tvecc') })],
+    ];
+    const dests = ['a.json', 'b.json', 'c.bin', 'd.safetensors', 'e.tvecc'];
+    for (const [i, [label, run]] of cases.entries()) {
+      const e = await rejection(run as () => unknown);
+      expect(e, label).toBeInstanceOf(tv.TensorVaultError);
+      aboutDestination(e as Reported, join(missing, dests[i] as string), 'TV_NOT_FOUND');
+    }
+  });
+
+  it('a write that fails midway (file-size limit, EFBIG): TV_IO about the destination, nothing left behind', () => {
+    // `ulimit -f` makes every write past 64 KiB fail with EFBIG (SIGXFSZ ignored), as a full disk
+    // fails with ENOSPC, in a child so that the limit stays there.
+    const d = fresh('efbig');
+    mkdirSync(d);
+    const script = `
+process.on('SIGXFSZ', () => {});
+const tv = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
+const io = require(${JSON.stringify(join(__dirname, '..', 'dist', 'io', 'atomic.js'))});
+const d = ${JSON.stringify(d)};
+const big = new Float32Array(1 << 18);
+const runs = {
+  saveSafetensors: () => tv.saveSafetensors(d + '/a.safetensors', { x: big }),
+  atomicWriteFile: () => io.atomicWriteFile(d + '/b.json', Buffer.alloc(1 << 20)),
+  saveCheckpoint: () => tv.saveCheckpoint(d + '/c.safetensors', { x: big }),
+};
+(async () => {
+  const out = {};
+  for (const [k, run] of Object.entries(runs)) {
+    try { await run(); out[k] = 'resolved'; } catch (e) { out[k] = { code: e.code, message: e.message, context: e.context }; }
+  }
+  out.left = require('node:fs').readdirSync(d);
+  process.stdout.write(JSON.stringify(out));
+})();`;
+    const r = spawnSync('bash', ['-c', `ulimit -f 64 && exec "${process.execPath}" -e "$0"`, script], {
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    const dests: Record<string, string> = {
+      saveSafetensors: join(d, 'a.safetensors'),
+      atomicWriteFile: join(d, 'b.json'),
+      saveCheckpoint: join(d, 'c.safetensors'),
+    };
+    for (const [k, dest] of Object.entries(dests)) {
+      const e = out[k] as Reported;
+      expect(e, k).not.toBe('resolved');
+      aboutDestination(e, dest, 'TV_IO');
+      expect(e.context.errno === 27 || e.context.errno === -27, k).toBe(true);
+    }
+    expect((out.left as string[]).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 });

@@ -174,6 +174,11 @@ export interface FileContext {
   readonly errno?: number;
   /** The system call that failed. */
   readonly syscall?: string;
+  /**
+   * The temporary file an atomic write went through, when the failure was there (`path` is then the
+   * destination the caller asked for).
+   */
+  readonly tempPath?: string;
 }
 
 /**

@@ -9,7 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { protect } from '../ecc/erasure';
 import { TensorVaultAbortError, TensorVaultError } from '../errors';
 import { tempName } from '../io/atomic';
-import { ioError } from '../io/fs';
+import { ioError, namingDestination } from '../io/fs';
 import type { JobOptions, Progress } from '../job';
 import { packageVersion } from '../native';
 import type { TensorsToSave } from '../safetensors/writer';
@@ -176,12 +176,15 @@ export async function saveCheckpoint(
   await fsp.mkdir(dirname(resolve(path)), { recursive: true });
   const lock = await lockSetAsync(files, options.lockTimeoutMs ?? 30_000, signal);
   const temps: string[] = [];
+  /** Each temporary's final file, so that an error about a temporary names the file asked for. */
+  const finalOf = new Map<string, string>();
   const set: NewSet = {
     renames: [],
     finals: new Set<string>([files.weights]),
     temp: (final) => {
       const t = tempName(final);
       temps.push(t);
+      finalOf.set(t, final);
       return t;
     },
   };
@@ -339,7 +342,11 @@ export async function saveCheckpoint(
       code: err instanceof TensorVaultError ? err.code : 'TV_INTERNAL',
       ms: performance.now() - t0,
     });
-    if (err instanceof TensorVaultError) throw err;
+    if (err instanceof TensorVaultError) {
+      const temp = err.context.path;
+      const final = typeof temp === 'string' ? finalOf.get(temp) : undefined;
+      throw typeof temp === 'string' && final !== undefined ? namingDestination(err, temp, final) : err;
+    }
     throw ioError(err, path, 'cannot save checkpoint');
   } finally {
     lock.release();

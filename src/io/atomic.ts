@@ -199,7 +199,7 @@ export async function atomicWriteFile(
   } catch (err) {
     await fh?.close().catch(() => {});
     await fsp.rm(tmp, { force: true }).catch(() => {});
-    throw ioError(err, path, 'cannot write');
+    throw ioError(err, path, 'cannot write', tmp);
   }
   if (sync) await fsyncDir(dirname(target));
   return target;
@@ -226,7 +226,7 @@ export async function atomicCopyFile(src: string, dest: string): Promise<string>
     await fsp.rename(tmp, target);
   } catch (err) {
     await fsp.rm(tmp, { force: true }).catch(() => {});
-    throw ioError(err, dest, 'cannot write');
+    throw ioError(err, dest, 'cannot write', tmp);
   }
   await fsyncDir(dirname(target));
   return target;
@@ -276,7 +276,7 @@ export function atomicWriteFileSync(
     } catch {
       // not created, or already renamed
     }
-    throw ioError(err, path, 'cannot write');
+    throw ioError(err, path, 'cannot write', tmp);
   }
   try {
     if (sync) fsyncDirSync(dirname(target));

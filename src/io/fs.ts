@@ -18,10 +18,13 @@ import { ErrorCode, TensorVaultError } from '../errors';
 /**
  * A Node fs error as a typed error about `path`: `ENOENT` → `TV_NOT_FOUND`, `EACCES`/`EPERM` →
  * `TV_PERMISSION_DENIED`, `EISDIR` → `TV_IS_DIRECTORY`, anything else (`EROFS`, `ENOSPC`, …) →
- * `TV_IO`; `context` carries `path`, `errno` and `syscall`. `what` prefixes the message.
+ * `TV_IO`; `context` carries `path`, `errno` and `syscall`. `what` prefixes the message. `tempPath`:
+ * the error happened while writing `path` through that temporary file (an atomic write); the message
+ * names `path` only and `context.tempPath` the temporary.
  */
-export function ioError(err: unknown, path: string, what?: string): TensorVaultError {
-  if (err instanceof TensorVaultError) return err;
+export function ioError(err: unknown, path: string, what?: string, tempPath?: string): TensorVaultError {
+  if (err instanceof TensorVaultError)
+    return tempPath === undefined ? err : namingDestination(err, tempPath, path);
   const e = err as NodeJS.ErrnoException | undefined;
   const code =
     e?.code === 'ENOENT'
@@ -31,11 +34,42 @@ export function ioError(err: unknown, path: string, what?: string): TensorVaultE
         : e?.code === 'EISDIR'
           ? ErrorCode.IS_DIRECTORY
           : ErrorCode.IO;
-  const detail = e?.message ?? String(err);
+  let detail = e?.message ?? String(err);
+  // A failure while writing through the temporary file of an atomic write is the destination's:
+  // Node's message names the temporary (`, open '<temp>'`, `, rename '<temp>' -> '<dest>'`), so that
+  // part is cut; the temporary goes to `tempPath`.
+  if (tempPath !== undefined && e?.path === tempPath && typeof e?.syscall === 'string') {
+    const at = detail.indexOf(`, ${e.syscall} '`);
+    if (at >= 0) detail = detail.slice(0, at + 2 + e.syscall.length);
+  } else if (tempPath !== undefined && (e as { dest?: unknown } | undefined)?.dest === tempPath) {
+    detail = detail.replace(` -> '${tempPath}'`, ''); // copyfile '<src>' -> '<temp>'
+  }
   return new TensorVaultError(
     code,
     what === undefined ? `${path}: ${detail}` : `${what} ${path}: ${detail}`,
-    { path, errno: typeof e?.errno === 'number' ? e.errno : null, syscall: e?.syscall ?? null },
+    {
+      path,
+      errno: typeof e?.errno === 'number' ? e.errno : null,
+      syscall: e?.syscall ?? null,
+      ...(tempPath !== undefined ? { tempPath } : {}),
+    },
+    { cause: err },
+  );
+}
+
+/**
+ * `err` as an error about `dest` when it is about `temp`, the temporary file written in place of
+ * `dest` (its `context.path`): the same code, the message naming `dest`, `context.path` = `dest` and
+ * `context.tempPath` = the temporary (kept when the error already has one: the native writers' own
+ * temporary inside `temp`). Any other error is returned as it is.
+ */
+export function namingDestination(err: TensorVaultError, temp: string, dest: string): TensorVaultError {
+  if (err.context.path !== temp) return err;
+  const ctx = err.context as Record<string, unknown>;
+  return new TensorVaultError(
+    err.code,
+    err.message.split(temp).join(dest),
+    { ...err.context, path: dest, tempPath: typeof ctx.tempPath === 'string' ? ctx.tempPath : temp },
     { cause: err },
   );
 }

@@ -107,14 +107,24 @@ impl From<&IoError> for TvError {
             IoError::NotARegularFile { .. } => "TV_NOT_A_FILE",
             IoError::Truncated { .. } => "TV_FILE_CHANGED",
             IoError::Os { .. } => "TV_IO",
+            // The destination's error, classified as an error on the file itself would be.
+            IoError::Temporary { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => "TV_NOT_FOUND",
+                std::io::ErrorKind::PermissionDenied => "TV_PERMISSION_DENIED",
+                std::io::ErrorKind::IsADirectory => "TV_IS_DIRECTORY",
+                _ => "TV_IO",
+            },
         };
         let mut out = TvError::new(code, e.to_string())
             .with("path", Ctx::Str(e.path().display().to_string()));
         if let Some(errno) = e.errno() {
             out = out.with("errno", Ctx::Num(f64::from(errno)));
         }
-        if let IoError::Os { op, .. } = e {
+        if let IoError::Os { op, .. } | IoError::Temporary { op, .. } = e {
             out = out.with("syscall", Ctx::Str((*op).to_string()));
+        }
+        if let IoError::Temporary { temp, .. } = e {
+            out = out.with("tempPath", Ctx::Str(temp.display().to_string()));
         }
         if let IoError::Truncated {
             expected, actual, ..

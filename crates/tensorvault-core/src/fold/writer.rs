@@ -17,7 +17,7 @@ use super::format::{
 use super::json::{Form, Value};
 use super::FoldError;
 use crate::ecc::rs255::RsCodec;
-use crate::io::{AtomicFile, IoError};
+use crate::io::AtomicFile;
 use crate::Control;
 
 /// `PyFolds`'s security levels (§6.3).
@@ -219,7 +219,7 @@ fn now() -> f64 {
 }
 
 fn write_err(a: &AtomicFile, e: std::io::Error) -> FoldError {
-    FoldError::Io(IoError::from_os(a.tmp_path(), "write", e))
+    FoldError::Io(a.error("write", e))
 }
 
 /// Positioned write into the temporary file (the layout is the writer's own; nothing goes through
@@ -465,7 +465,7 @@ pub fn write_fold(
         .file()
         .ok_or_else(|| write_err(&out, std::io::Error::other("temporary file closed")))?;
     file.sync_all()
-        .map_err(|e| FoldError::Io(IoError::from_os(out.tmp_path(), "fsync", e)))?;
+        .map_err(|e| FoldError::Io(out.error("fsync", e)))?;
     put(&out, 0, &header.to_bytes())?;
     // commit: fsync, rename over `path`, fsync the folder.
     out.commit()?;

@@ -71,12 +71,12 @@ impl AtomicFile {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 1000 => {
                     attempts += 1;
                 }
-                Err(e) => return Err(IoError::from_os(&tmp, "create", e)),
+                Err(e) => return Err(temporary(&dest, &tmp, "create", e)),
             }
         };
         if let Err(e) = keep_attributes(&file, existing.as_ref(), mode) {
             let _ = std::fs::remove_file(&tmp);
-            return Err(IoError::from_os(&tmp, "chmod", e));
+            return Err(temporary(&dest, &tmp, "chmod", e));
         }
         Ok(AtomicFile {
             out: Some(BufWriter::with_capacity(1 << 20, file)),
@@ -104,13 +104,28 @@ impl AtomicFile {
         &self.dest
     }
 
+    /// The error of operation `op` on the temporary file, reported against the destination the caller
+    /// asked for ([`IoError::Temporary`], the temporary's path kept beside it).
+    #[must_use]
+    pub fn error(&self, op: &'static str, source: std::io::Error) -> IoError {
+        temporary(&self.dest, &self.tmp, op, source)
+    }
+
+    /// `e` as the destination's error when it is about the temporary file (see
+    /// [`IoError::in_temporary_of`]); others unchanged. For writers that pass [`AtomicFile::tmp_path`]
+    /// to helpers that report their own errors.
+    #[must_use]
+    pub fn naming_destination(&self, e: IoError) -> IoError {
+        e.in_temporary_of(&self.tmp, &self.dest)
+    }
+
     /// Append `data`.
     pub fn write_all(&mut self, data: &[u8]) -> Result<(), IoError> {
         match self.out.as_mut() {
             Some(out) => out
                 .write_all(data)
-                .map_err(|e| IoError::from_os(&self.tmp, "write", e)),
-            None => Err(closed(&self.tmp)),
+                .map_err(|e| temporary(&self.dest, &self.tmp, "write", e)),
+            None => Err(closed(&self.dest)),
         }
     }
 
@@ -118,13 +133,13 @@ impl AtomicFile {
     /// rename fails (the last buffered bytes or the fsync on a full disk), the temporary file is
     /// removed and the destination left as it was.
     pub fn commit(mut self) -> Result<(), IoError> {
-        let out = self.out.take().ok_or_else(|| closed(&self.tmp))?;
+        let out = self.out.take().ok_or_else(|| closed(&self.dest))?;
         let placed = (|| {
             let file = out
                 .into_inner()
-                .map_err(|e| IoError::from_os(&self.tmp, "write", e.into_error()))?;
+                .map_err(|e| temporary(&self.dest, &self.tmp, "write", e.into_error()))?;
             file.sync_all()
-                .map_err(|e| IoError::from_os(&self.tmp, "fsync", e))?;
+                .map_err(|e| temporary(&self.dest, &self.tmp, "fsync", e))?;
             drop(file);
             // Checked again just before the rename: a device or FIFO put at the path meanwhile is
             // still never replaced.
@@ -297,6 +312,16 @@ fn keep_attributes(
     match mode.or_else(|| existing.map(|m| m.permissions().mode() & 0o7777)) {
         Some(bits) => file.set_permissions(std::fs::Permissions::from_mode(bits)),
         None => Ok(()),
+    }
+}
+
+/// An OS error on `tmp`, the temporary file of `dest`, reported against `dest`.
+fn temporary(dest: &Path, tmp: &Path, op: &'static str, source: std::io::Error) -> IoError {
+    IoError::Temporary {
+        dest: dest.to_path_buf(),
+        temp: tmp.to_path_buf(),
+        op,
+        source,
     }
 }
 
@@ -626,10 +651,69 @@ mod tests {
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
+    /// Regression (QA, 2026-12-05): the error of a write that failed on the temporary file named the
+    /// temporary (`.x.PID.N.tmp`), a file the caller never asked for. It now names the destination,
+    /// the temporary kept beside it; the errno (here ENOENT: the folder is missing) is unchanged.
     #[test]
-    fn missing_folder_is_not_found() {
+    fn missing_folder_is_not_found_and_names_the_destination() {
         let dir = tempfile::tempdir().unwrap();
-        let err = AtomicFile::create(&dir.path().join("nope/x")).unwrap_err();
-        assert!(matches!(err, IoError::NotFound { .. }), "{err:?}");
+        let dest = dir.path().join("nope/x");
+        let err = AtomicFile::create(&dest).unwrap_err();
+        let IoError::Temporary {
+            dest: d, temp, op, ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!((d.as_path(), *op), (dest.as_path(), "create"));
+        assert_eq!(temp.parent(), dest.parent());
+        assert!(temp.to_string_lossy().ends_with(".tmp"), "{temp:?}");
+        assert_eq!(
+            (err.path(), err.errno()),
+            (dest.as_path(), Some(libc::ENOENT))
+        );
+        let name = temp.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!err.to_string().contains(&name), "{err}");
+        assert!(err.to_string().contains(&*dest.to_string_lossy()), "{err}");
+    }
+
+    /// Errors a writer's helpers report about the temporary file are renamed to the destination's;
+    /// others (about another file, or not OS errors) stay as they are.
+    #[test]
+    fn errors_about_the_temporary_name_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        let f = AtomicFile::create(&dest).unwrap();
+        let tmp = f.tmp_path().to_path_buf();
+        let e = f.naming_destination(IoError::from_os(
+            &tmp,
+            "write",
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        ));
+        assert!(
+            matches!(&e, IoError::Temporary { dest: d, temp, op: "write", .. } if *d == dest && *temp == tmp),
+            "{e:?}"
+        );
+        assert_eq!(e.errno(), Some(libc::ENOSPC));
+        let e = f.naming_destination(IoError::from_os(
+            &tmp,
+            "open",
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        ));
+        assert!(matches!(&e, IoError::Temporary { .. }) && e.errno() == Some(libc::EACCES));
+        let other = dir.path().join("other");
+        let e = f.naming_destination(IoError::NotFound {
+            path: other.clone(),
+        });
+        assert!(
+            matches!(&e, IoError::NotFound { path } if *path == other),
+            "{e:?}"
+        );
+        let e = f.naming_destination(IoError::Truncated {
+            path: tmp.clone(),
+            expected: 2,
+            actual: 1,
+        });
+        assert!(matches!(e, IoError::Truncated { .. }), "{e:?}");
     }
 }

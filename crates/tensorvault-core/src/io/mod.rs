@@ -44,6 +44,16 @@ pub enum IoError {
         #[source]
         source: io::Error,
     },
+    /// An operation on the temporary file written in place of `dest` ([`AtomicFile`]) failed: the
+    /// error is about `dest`, the file the caller asked for; `temp` is the temporary file's path.
+    #[error("{op} failed on {dest}: {source}")]
+    Temporary {
+        dest: PathBuf,
+        temp: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl IoError {
@@ -69,6 +79,32 @@ impl IoError {
             | Self::NotARegularFile { path }
             | Self::Truncated { path, .. }
             | Self::Os { path, .. } => path,
+            Self::Temporary { dest, .. } => dest,
+        }
+    }
+
+    /// This error as the destination's when it is about `temp`, the temporary file written in place
+    /// of `dest`: [`IoError::Temporary`] (an OS error on the temporary, which is kept beside it). Any
+    /// other error is returned unchanged.
+    #[must_use]
+    pub fn in_temporary_of(self, temp: &Path, dest: &Path) -> Self {
+        if self.path() != temp {
+            return self;
+        }
+        let errno = self.errno();
+        let (op, source) = match self {
+            Self::Os { op, source, .. } => (op, source),
+            Self::NotFound { .. } | Self::PermissionDenied { .. } | Self::IsADirectory { .. } => (
+                "open",
+                io::Error::from_raw_os_error(errno.unwrap_or(libc::EIO)),
+            ),
+            other => return other,
+        };
+        Self::Temporary {
+            dest: dest.to_path_buf(),
+            temp: temp.to_path_buf(),
+            op,
+            source,
         }
     }
 
@@ -91,7 +127,7 @@ impl IoError {
             Self::NotFound { .. } => Some(2),
             Self::PermissionDenied { .. } => Some(13),
             Self::IsADirectory { .. } => Some(21),
-            Self::Os { source, .. } => source.raw_os_error(),
+            Self::Os { source, .. } | Self::Temporary { source, .. } => source.raw_os_error(),
             Self::NotARegularFile { .. } | Self::Truncated { .. } => None,
         }
     }

@@ -524,13 +524,18 @@ fn protect_with(
         path: sidecar_path.clone(),
     })?;
     sc.set_len(layout.sidecar_len)
-        .map_err(|e| IoError::from_os(out.tmp_path(), "set_len", e))?;
+        .map_err(|e| out.error("set_len", e))?;
     let tmp_path = out.tmp_path().to_path_buf();
+    // Errors about the temporary sidecar name the sidecar asked for.
+    let named = |e: ErasureError| match e {
+        ErasureError::Io(e) => ErasureError::Io(out.naming_destination(e)),
+        e => e,
+    };
 
     let entries = if params.is_wide() {
-        super::wide::encode_file(&file, path, &layout, sc, &tmp_path, control)?
+        super::wide::encode_file(&file, path, &layout, sc, &tmp_path, control).map_err(named)?
     } else {
-        stripe_entries(&file, path, &layout, sc, &tmp_path, control)?
+        stripe_entries(&file, path, &layout, sc, &tmp_path, control).map_err(named)?
     };
     // The file must not have changed under us.
     let now_meta = file
@@ -545,7 +550,7 @@ fn protect_with(
         MtimeHint::FromFile => Some(mtime_ns(&data_meta)),
         MtimeHint::Keep(t) => t,
     };
-    let root = write_tables(sc, &tmp_path, path, &layout, entries, file_mtime_ns)?;
+    let root = write_tables(sc, &tmp_path, path, &layout, entries, file_mtime_ns).map_err(named)?;
     control.checkpoint()?;
     out.commit()?;
     Ok(ProtectReport {

@@ -250,7 +250,6 @@ impl CopyTarget {
             .map_err(|e| IoError::from_os(path, "stat", e))?
             .permissions();
         let out = AtomicFile::create(path)?;
-        let tmp_path = out.tmp_path().to_path_buf();
         let dst = out.file().ok_or_else(|| ErasureError::FileChanged {
             path: path.to_path_buf(),
         })?;
@@ -271,14 +270,14 @@ impl CopyTarget {
                 let mut writer = dst;
                 writer
                     .seek(SeekFrom::Start(at))
-                    .map_err(|e| IoError::from_os(&tmp_path, "seek", e))?;
+                    .map_err(|e| out.error("seek", e))?;
                 std::io::copy(&mut src.take(upto - at), &mut writer)
-                    .map_err(|e| IoError::from_os(&tmp_path, "copy", e))?;
+                    .map_err(|e| out.error("copy", e))?;
             }
             at = at.max(skip_to);
         }
         dst.set_len(spec.file_len)
-            .map_err(|e| IoError::from_os(&tmp_path, "set_len", e))?;
+            .map_err(|e| out.error("set_len", e))?;
         Ok(Self {
             out,
             perms,
@@ -299,7 +298,8 @@ impl RepairTarget for CopyTarget {
     }
 
     fn write_chunk(&self, offset: u64, bytes: &[u8]) -> Result<(), ErasureError> {
-        write_all_at(self.dst()?, self.out.tmp_path(), bytes, offset)?;
+        write_all_at(self.dst()?, self.out.tmp_path(), bytes, offset)
+            .map_err(|e| self.out.naming_destination(e))?;
         Ok(())
     }
 
@@ -307,10 +307,10 @@ impl RepairTarget for CopyTarget {
         let dst = self.dst()?;
         let tmp = self.out.tmp_path();
         dst.set_permissions(self.perms.clone())
-            .map_err(|e| IoError::from_os(tmp, "chmod", e))?;
+            .map_err(|e| self.out.error("chmod", e))?;
         // The repaired file holds exactly the protected bytes: it gets back the modification time they
         // had when protected, so that the sidecar's hint keeps telling later edits from damage.
-        set_mtime(dst, tmp, self.mtime_ns)?;
+        set_mtime(dst, tmp, self.mtime_ns).map_err(|e| self.out.naming_destination(e))?;
         control.checkpoint()?;
         self.out.commit()?;
         Ok(())
