@@ -685,6 +685,55 @@ describe('backup create / verify / restore', () => {
     });
     expect(readdirSync(out)).toEqual([]);
   });
+
+  it('an AbortSignal fired during the chain check stops restore and verify --read-data there (the destination, even with overwrite, unchanged)', async () => {
+    const src = await makeLog(12); // 4 segments: the chain check reads them one by one
+    const r = await tv.createBackup(src, fresh());
+    /** Options that abort once the chain check has read its first segment, and record the steps. */
+    const abortingInChain = () => {
+      const ac = new AbortController();
+      const phases: string[] = [];
+      let phase = '';
+      return {
+        phases,
+        options: {
+          signal: ac.signal,
+          onPhase: (p: tv.BackupPhase) => {
+            phase = p;
+            phases.push(p);
+          },
+          onProgress: (p: tv.Progress) => {
+            if (phase === 'chain' && p.bytesDone > 0) ac.abort(new Error('stop'));
+          },
+        },
+      };
+    };
+    // Over an existing log: the old log stays, byte for byte; placement never starts.
+    const old = await makeLog(5);
+    const before = tree(old);
+    const a = abortingInChain();
+    await expect(
+      tv.restoreBackup(r.archivePath, old, { overwrite: true, ...a.options }),
+    ).rejects.toMatchObject({
+      code: 'TV_ABORTED',
+    });
+    expect(a.phases).toEqual(['checksum', 'archive', 'chain']);
+    expect(tree(old)).toEqual(before);
+    // Into a new folder: it is not left behind.
+    const dest = join(fresh(), 'new');
+    const b = abortingInChain();
+    await expect(tv.restoreBackup(r.archivePath, dest, b.options)).rejects.toMatchObject({
+      code: 'TV_ABORTED',
+    });
+    expect(b.phases).not.toContain('place');
+    expect(existsSync(dest)).toBe(false);
+    // verify --read-data: rejects instead of finishing the chain and reporting ok.
+    const c = abortingInChain();
+    await expect(tv.verifyBackup(r.archivePath, { readData: true, ...c.options })).rejects.toMatchObject({
+      code: 'TV_ABORTED',
+    });
+    expect(c.phases).toEqual(['checksum', 'archive', 'chain']);
+  });
 });
 
 describe('hostile archives (nothing is written outside staging)', () => {

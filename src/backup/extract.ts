@@ -83,10 +83,21 @@ export async function isEncrypted(path: string): Promise<boolean> {
   }
 }
 
-async function* decryptedChunks(path: string, key: Uint8Array | undefined): AsyncGenerator<Buffer> {
+/**
+ * The archive's bytes, decrypted when it is encrypted. `read.bytes` counts the archive file's bytes
+ * read so far (for progress: the decompressed size is not known in advance).
+ */
+async function* decryptedChunks(
+  path: string,
+  key: Uint8Array | undefined,
+  read: { bytes: number },
+): AsyncGenerator<Buffer> {
   const st = await fsp.stat(path);
   if (!(await isEncrypted(path))) {
-    for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) yield c as Buffer;
+    for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) {
+      read.bytes += (c as Buffer).length;
+      yield c as Buffer;
+    }
     return;
   }
   if (key === undefined) {
@@ -113,9 +124,12 @@ async function* decryptedChunks(path: string, key: Uint8Array | undefined): Asyn
   const d = createDecipheriv('aes-256-gcm', key, iv);
   d.setAAD(ENCRYPTED_MAGIC);
   d.setAuthTag(tag);
+  read.bytes = head;
   for await (const c of createReadStream(path, { start: head, end: st.size - 17, highWaterMark: 1 << 20 })) {
+    read.bytes += (c as Buffer).length;
     yield d.update(c as Buffer);
   }
+  read.bytes = st.size;
   try {
     yield d.final();
   } catch {
@@ -351,8 +365,16 @@ export async function walkArchive(archivePath: string, o: WalkOptions): Promise<
     },
   );
   let total = 0;
+  // Progress counts the archive's own bytes read: its size is known, its decompressed size is not.
+  const read = { bytes: 0 };
+  const archiveSize = (
+    await fsp.stat(archivePath).catch((err: unknown) => {
+      throw ioError(err, archivePath, 'cannot open archive');
+    })
+  ).size;
+  o.onProgress?.({ bytesDone: 0, bytesTotal: archiveSize });
   try {
-    for await (const chunk of gunzipped(decryptedChunks(archivePath, o.encryptionKey), archivePath)) {
+    for await (const chunk of gunzipped(decryptedChunks(archivePath, o.encryptionKey, read), archivePath)) {
       if (o.signal?.aborted) throw new TensorVaultAbortError('aborted', o.signal.reason);
       total += chunk.length;
       if (total > budget) {
@@ -363,9 +385,10 @@ export async function walkArchive(archivePath: string, o: WalkOptions): Promise<
         );
       }
       await reader.push(chunk);
-      o.onProgress?.({ bytesDone: total, bytesTotal: o.manifest !== undefined ? budget : 0 });
+      o.onProgress?.({ bytesDone: Math.min(read.bytes, archiveSize), bytesTotal: archiveSize });
     }
     reader.end();
+    o.onProgress?.({ bytesDone: archiveSize, bytesTotal: archiveSize });
   } finally {
     await checks.cur?.fh?.close().catch(() => {});
   }

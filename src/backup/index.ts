@@ -12,6 +12,7 @@ export {
   verifyManifestSignature,
 } from './manifest';
 export {
+  type BackupPhase,
   type BackupReadOptions,
   type BackupVerifyOptions,
   type BackupVerifyResult,

@@ -4,6 +4,7 @@ import {
   bytesOf,
   checkJobOptions,
   optionalBoolean,
+  optionalFunction,
   optionalInteger,
   optionalString,
   optionsObject,
@@ -27,7 +28,17 @@ export interface BackupReadOptions extends JobOptions {
    * (default: 100 times the archive's size, at least 16 MiB). A decompression bomb stops there.
    */
   maxExpandedBytes?: number;
+  /**
+   * Called as each step starts: `checksum` (the archive's SHA-256 against its sidecar), `archive`
+   * (reading the archive, each file checked or extracted: `onProgress` counts the archive bytes read),
+   * `chain` (the full chain check of the staged log: `onProgress` counts its segment bytes), and for a
+   * restore `place` (the log moved in and checked in place). `onProgress` starts from 0 at each step.
+   */
+  onPhase?: (phase: BackupPhase) => void;
 }
+
+/** A step of a backup verify or restore (see {@link BackupReadOptions.onPhase}). */
+export type BackupPhase = 'checksum' | 'archive' | 'chain' | 'place';
 
 /** Options of `verifyBackup`. */
 export interface BackupVerifyOptions extends BackupReadOptions {
@@ -46,6 +57,7 @@ export function checkReadOptions(o: RestoreOptions & BackupVerifyOptions): void 
   optionsObject(o);
   checkJobOptions(o);
   optionalString(o.manifestPath, 'manifestPath');
+  optionalFunction(o.onPhase, 'onPhase');
   if (o.key !== undefined) checkManifestKey(o.key, 'key', false);
   for (const f of ['requireSignature', 'readData', 'overwrite'] as const) optionalBoolean(o[f], f);
   for (const f of ['encryptionKey', 'logKey'] as const) if (o[f] !== undefined) bytesOf(o[f], f);

@@ -100,11 +100,16 @@ export async function verifyStaged(
     await writeRestoredHead(dir, o.logKey);
   }
   const log = await EventLog.open(dir, { ...keyOpt, readOnly: true });
-  let r = await log.verifyChainFull();
+  o.onPhase?.('chain');
+  const vo = {
+    ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+  };
+  let r = await log.verifyChainFull(vo);
   if (!r.valid && !isV2 && /earlier segments were deleted/.test(r.reason ?? '')) {
     // A legacy log pruned by Libervia has no anchor: its full verification cannot pass; use the
     // snapshot-based check Libervia itself used, and say so.
-    const fast = await log.verifyChain();
+    const fast = await log.verifyChain(vo);
     if (fast.valid) {
       r = {
         ...fast,
@@ -160,6 +165,10 @@ export async function archiveHashStatus(
   o: BackupReadOptions,
 ): Promise<'ok' | 'mismatch' | 'unrecorded'> {
   if (sidecar.archive === undefined) return 'unrecorded';
-  const h = await hashFile(archivePath, { ...(o.signal ? { signal: o.signal } : {}) });
+  o.onPhase?.('checksum');
+  const h = await hashFile(archivePath, {
+    ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+  });
   return h.digest === sidecar.archive.sha256 && h.length === sidecar.archive.size ? 'ok' : 'mismatch';
 }

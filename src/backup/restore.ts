@@ -28,7 +28,7 @@ import {
   verifyStaged,
 } from './read';
 
-export type { BackupReadOptions, BackupVerifyOptions, RestoreOptions } from './options';
+export type { BackupPhase, BackupReadOptions, BackupVerifyOptions, RestoreOptions } from './options';
 export { backupManifestPath } from './read';
 export { type BackupVerifyResult, verifyBackup } from './verify';
 
@@ -98,6 +98,7 @@ async function stageAndCheck(
   options: RestoreOptions,
   warnings: string[],
 ): Promise<{ chain: VerifyResult; files: number }> {
+  options.onPhase?.('archive');
   const walk = await walkArchive(archivePath, {
     ...(sidecar ? { manifest: sidecar } : {}),
     extractTo: staging,
@@ -187,12 +188,17 @@ async function place(
       { path: archivePath, names: foreign.join(', ') },
     );
   }
+  o.onPhase?.('place');
   const journal = await beginSwap(dest, basename(staging), present, staged);
   try {
     await placeSwap(dest, journal);
+    // Interrupted here, the swap is rolled back below: the old log (if any) is put back.
     const check = await (
       await EventLog.open(dest, { readOnly: true, ...(o.logKey ? { hmacKey: o.logKey } : {}) })
-    ).verifyChain();
+    ).verifyChain({
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    });
     swapStep('verified');
     if (!check.valid) {
       throw new TensorVaultError(

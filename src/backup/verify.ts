@@ -72,6 +72,7 @@ export async function verifyBackup(
   let staging: string | undefined;
   try {
     if (options.readData) staging = await fsp.mkdtemp(join(tmpdir(), 'tv-verify-'));
+    options.onPhase?.('archive');
     const walk = await walkArchive(archivePath, {
       ...(sidecar ? { manifest: sidecar } : {}),
       ...(staging ? { extractTo: staging } : {}),

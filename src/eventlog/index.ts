@@ -32,3 +32,4 @@ export type {
   ReplayResult,
   VerifyResult,
 } from './types';
+export type { VerifyChainOptions } from './verify';

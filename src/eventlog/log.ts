@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { asyncDisposeSymbol } from '../dispose';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { exists, fsyncDir, ioError, settleSwap, typedIoError, WriterLock } from '../io/index';
-import { optionsObject } from '../validate';
+import { checkJobOptions, optionsObject } from '../validate';
 import type { EventLogEntry } from './hashing';
 import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE } from './layout';
 import { LegacyFormat } from './legacy';
@@ -30,7 +30,7 @@ import type {
   VerifyResult,
 } from './types';
 import { V2Format } from './v2';
-import { verifyLog } from './verify';
+import { type VerifyChainOptions, verifyLog } from './verify';
 
 /** An event as given to {@link EventLog.appendMany}. */
 export interface NewEvent {
@@ -336,17 +336,25 @@ export class EventLog {
    * tail one by one, and the head record (a cut tail fails). Legacy: Libervia's rule (from the
    * snapshot's event on; contract `libervia.md` §2) plus the first event when the log was not pruned
    * by Libervia. Without a usable snapshot it falls back to {@link verifyChainFull}.
+   * `options.signal` stops it between segments (rejects with `TV_ABORTED`); `options.onProgress`
+   * counts the segment bytes read event by event.
    */
-  async verifyChain(): Promise<VerifyResult> {
-    return verifyLog(this.#store, true);
+  async verifyChain(options: VerifyChainOptions = {}): Promise<VerifyResult> {
+    optionsObject(options);
+    checkJobOptions(options);
+    return verifyLog(this.#store, true, options);
   }
 
   /**
    * Full verification: every event's hash and link from the first kept event (or the prune anchor).
    * A legacy log pruned by Libervia (no anchor) fails it as pruned, not corrupt: use {@link verifyChain}.
+   * `options.signal` stops it between segments (rejects with `TV_ABORTED`); `options.onProgress`
+   * counts the segment bytes read.
    */
-  async verifyChainFull(): Promise<VerifyResult> {
-    return verifyLog(this.#store, false);
+  async verifyChainFull(options: VerifyChainOptions = {}): Promise<VerifyResult> {
+    optionsObject(options);
+    checkJobOptions(options);
+    return verifyLog(this.#store, false, options);
   }
 
   // ---------------------------------------------------------------- prune

@@ -4,7 +4,10 @@
  * the prune anchor and the digests of sealed segments; legacy: Libervia's snapshot rule) and what is
  * checked at the end (v2: the head record and the snapshot's tail).
  */
+import { promises as fsp } from 'node:fs';
+import { TensorVaultAbortError } from '../errors';
 import { hashFile } from '../hash/index';
+import type { JobOptions } from '../job';
 import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from './hashing';
 import type { Head, LogStore, Segment, Snapshot } from './store';
 import type { VerifyResult } from './types';
@@ -70,11 +73,25 @@ interface Start {
   head?: { rec: Head; hash?: string | null; index?: number } | undefined;
 }
 
+/** Options of a verification: `signal` stops it between segments; `onProgress` counts segment bytes read. */
+export type VerifyChainOptions = Pick<JobOptions, 'signal' | 'onProgress'>;
+
+/** Throw the abort error when `signal` has fired. */
+function checkAbort(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new TensorVaultAbortError('verification aborted', signal.reason);
+}
+
 /**
  * Verify the log in `store`. `fast` uses the snapshot (legacy: Libervia's rule; v2: sealed digests);
- * without a usable one it verifies every event.
+ * without a usable one it verifies every event. An aborted `signal` rejects with `TV_ABORTED` before
+ * the next segment is read.
  */
-export async function verifyLog(store: LogStore, fast: boolean): Promise<VerifyResult> {
+export async function verifyLog(
+  store: LogStore,
+  fast: boolean,
+  o: VerifyChainOptions = {},
+): Promise<VerifyResult> {
+  checkAbort(o.signal);
   const v2 = store.format === 'v2';
   const res: VerifyResult = {
     valid: true,
@@ -92,10 +109,12 @@ export async function verifyLog(store: LogStore, fast: boolean): Promise<VerifyR
     // v2: the head record is read before any segment. A writer appends the event, then moves the
     // head; read after the segments, a head moved on meanwhile would look like a cut tail.
     const head = v2 ? await store.readHead() : undefined;
-    const start = v2 ? await startV2(store, snap, fast, res) : await startLegacy(store, snap, fast, res);
+    const start = v2
+      ? await startV2(store, snap, fast, res, o.signal)
+      : await startLegacy(store, snap, fast, res);
     if (head !== undefined) start.head = { rec: head };
     if (fast && !res.usedSnapshot) res.mode = 'full';
-    const index = await walkEvents(store, start, res);
+    const index = await walkEvents(store, start, res, o);
     res.totalEvents = index;
     res.head = { seq: v2 ? start.chain.prevSeq : null, hash: start.chain.prevHash };
     if (v2) await endV2(store, snap, start, index, res);
@@ -131,6 +150,7 @@ async function startV2(
   snap: Snapshot | undefined,
   fast: boolean,
   res: VerifyResult,
+  signal: AbortSignal | undefined,
 ): Promise<Start> {
   let anchor: Awaited<ReturnType<LogStore['readMeta']>>['anchor'];
   try {
@@ -150,11 +170,12 @@ async function startV2(
     for (const s of present) {
       const rec = sealed.get(s.n);
       if (rec === undefined) break;
+      checkAbort(signal);
       const h = await store.readSegmentHeader(s);
       if (h?.first_seq !== rec.first_seq || h?.prev_hash !== chain.prevHash || h?.segment !== s.n) {
         throw new Failed(`segment ${s.n}: header does not link to the previous segment`, index);
       }
-      const d = await hashFile(s.file);
+      const d = await hashFile(s.file, signal !== undefined ? { signal } : {});
       if (d.digest !== rec.sha256 || d.length !== rec.size) {
         throw new Failed(`segment ${s.n} differs from its sealed digest (history was rewritten)`, index);
       }
@@ -229,9 +250,26 @@ async function startLegacy(
   };
 }
 
-/** Read the segments from `start` on, event by event; returns the number of events present. */
-async function walkEvents(store: LogStore, start: Start, res: VerifyResult): Promise<number> {
+/** The size of each segment (0 when it cannot be read: its read reports why). */
+async function sizesOf(segs: Segment[]): Promise<number[]> {
+  return Promise.all(segs.map(async (s) => (await fsp.stat(s.file).catch(() => ({ size: 0 }))).size));
+}
+
+/**
+ * Read the segments from `start` on, event by event; returns the number of events present. Checks the
+ * signal before each segment and reports the segment bytes read.
+ */
+async function walkEvents(
+  store: LogStore,
+  start: Start,
+  res: VerifyResult,
+  o: VerifyChainOptions,
+): Promise<number> {
   const { present, chain, vouched, head } = start;
+  const sizes = o.onProgress !== undefined ? await sizesOf(present.slice(start.fromSegment)) : [];
+  const bytesTotal = sizes.reduce((a, n) => a + n, 0);
+  let bytesDone = 0;
+  o.onProgress?.({ bytesDone, bytesTotal });
   const v2 = chain.v2;
   let { index, snapPoint } = start;
   if (head !== undefined && head.rec.seq === chain.prevSeq) {
@@ -242,6 +280,7 @@ async function walkEvents(store: LogStore, start: Start, res: VerifyResult): Pro
   let tornWarned = false;
   for (let si = start.fromSegment; si < present.length; si++) {
     const s = present[si] as Segment;
+    checkAbort(o.signal);
     const r = await store.readSegment(s);
     if (r.problem !== undefined) throw new Failed(`segment ${s.n}: ${r.problem}`, index);
     if (r.tornBytes > 0 && !tornWarned) {
@@ -320,6 +359,10 @@ async function walkEvents(store: LogStore, start: Start, res: VerifyResult): Pro
       prevTs = e.timestamp;
       res.totalVerified++;
       index++;
+    }
+    if (o.onProgress !== undefined) {
+      bytesDone += sizes[si - start.fromSegment] ?? 0;
+      o.onProgress({ bytesDone, bytesTotal });
     }
   }
   if (snapPoint !== undefined) throw new Failed('the snapshot points past the end of the log (tail cut)');
