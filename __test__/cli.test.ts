@@ -2,7 +2,7 @@
  * The command line's conventions (issue 16): help everywhere, one exit-code table, JSON errors, quiet,
  * sha256sum-compatible `hash`, and the fixes found by trying it as a new user.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -330,6 +330,57 @@ describe('command line conventions', () => {
       'rs(32) decode (1 error / 8 blocks)',
     ]);
     expect(run(['bench', 'rs', '--codecs', '300']).status).toBe(3);
+  });
+
+  it('stdout closed by its reader (| head, | true): every command exits 141 quietly, fold extract too', async () => {
+    /** Run with stdout a pipe whose read end is closed before the CLI writes anything. */
+    const closedStdout = (args: string[]) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const ch = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        ch.stdout.destroy();
+        let stderr = '';
+        ch.stderr.on('data', (d) => {
+          stderr += d;
+        });
+        ch.on('close', (code) => resolve({ code, stderr }));
+      });
+    const d = fresh();
+    const files = Array.from({ length: 300 }, (_, i) => join(d, `f${i}`));
+    for (const f of files) writeFileSync(f, f);
+    const fold = join(__dirname, 'fixtures', 'fold', 'plain.fold');
+    for (const args of [
+      ['--help'],
+      ['hash', '-q', ...files],
+      ['hash', '--json', ...files],
+      ['fold', 'extract', fold, '--chunk', 'torch_state'],
+    ]) {
+      const r = await closedStdout(args);
+      expect(r, args.join(' ')).toEqual({ code: 141, stderr: '' });
+    }
+  });
+
+  it('a second Ctrl-C while a command cleans up is absorbed (the cleanup runs); a third exits 130', () => {
+    const common = join(__dirname, '..', 'dist', 'cli', 'common.js');
+    // The abort's cleanup (a temp file removed after the native job stops) takes a moment; a second
+    // SIGINT arrives meanwhile. It used to find no handler (process.once) and kill the process.
+    const child = (signals: number) => `
+      const { interruptSignal } = require(${JSON.stringify(common)});
+      const signal = interruptSignal();
+      signal.addEventListener('abort', () => {
+        for (let i = 1; i < ${signals}; i++) process.kill(process.pid, 'SIGINT');
+        setTimeout(() => { process.stdout.write('cleaned up'); process.exit(130); }, 300);
+      });
+      process.kill(process.pid, 'SIGINT');
+      setTimeout(() => {}, 10000);`;
+    const two = spawnSync(process.execPath, ['-e', child(2)], { encoding: 'utf8' });
+    expect({ status: two.status, signal: two.signal, stdout: two.stdout }).toEqual({
+      status: 130,
+      signal: null,
+      stdout: 'cleaned up',
+    });
+    expect(two.stderr).toMatch(/interrupt again to exit now/);
+    const three = spawnSync(process.execPath, ['-e', child(3)], { encoding: 'utf8' });
+    expect({ status: three.status, stdout: three.stdout }).toEqual({ status: 130, stdout: '' });
   });
 
   it('the progress line never exceeds the terminal width', async () => {

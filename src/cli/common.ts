@@ -29,6 +29,12 @@ export const ExitCode = {
   INTERNAL: 7,
   /** Interrupted (Ctrl-C, SIGTERM). */
   INTERRUPTED: 130,
+  /**
+   * The reader of stdout (or stderr) went away (`| head -1`, `| true`): what a shell reports for a
+   * command killed by SIGPIPE (128 + 13), as coreutils and git are. Node ignores SIGPIPE, so the write
+   * fails with EPIPE instead; the command stops quietly with this code.
+   */
+  PIPE_CLOSED: 141,
 } as const;
 
 /** The exit code of an error code (every `TV_…` code has one; a test checks that none falls through). */
@@ -266,11 +272,57 @@ export function reportError(err: unknown): number {
   return exit;
 }
 
-/** An AbortSignal that fires on SIGINT/SIGTERM, so long commands stop cleanly. */
+const interrupt = new AbortController();
+/** Whether a command asked for {@link interruptSignal} (it has work to stop and clean up). */
+let interruptible = false;
+/** Whether stdout or stderr was closed by its reader. */
+let closedPipe = false;
+
+/** True once stdout or stderr was closed by its reader (see {@link ExitCode.PIPE_CLOSED}). */
+export function pipeClosed(): boolean {
+  return closedPipe;
+}
+
+/**
+ * The reader of stdout or stderr went away: print nothing more, stop the command's work through its
+ * interrupt signal (so temp files are removed) and exit {@link ExitCode.PIPE_CLOSED}; at once when the command
+ * has no interruptible work running.
+ */
+export function onPipeClosed(): void {
+  if (closedPipe) return;
+  closedPipe = true;
+  process.exitCode = ExitCode.PIPE_CLOSED;
+  if (!interruptible) process.exit(ExitCode.PIPE_CLOSED);
+  interrupt.abort(new Error('output closed'));
+}
+
+/** Whether `err` is a write to a pipe whose reader went away. */
+export function isBrokenPipe(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'EPIPE';
+}
+
+/**
+ * An AbortSignal that fires on SIGINT/SIGTERM (and when the output pipe is closed), so long commands
+ * stop cleanly. A second signal while the first abort is being cleaned up is absorbed (the cleanup,
+ * e.g. removing a temp file, still runs); a third exits at once with 130.
+ */
 export function interruptSignal(): AbortSignal {
-  const ac = new AbortController();
-  const stop = (): void => ac.abort(new Error('interrupted'));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  return ac.signal;
+  if (!interruptible) {
+    interruptible = true;
+    let count = 0;
+    const stop = (): void => {
+      count++;
+      if (count === 1) {
+        interrupt.abort(new Error('interrupted'));
+      } else if (count === 2) {
+        if (!output.quiet)
+          process.stderr.write('tensorvault: stopping (cleaning up); interrupt again to exit now\n');
+      } else {
+        process.exit(ExitCode.INTERRUPTED);
+      }
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  }
+  return interrupt.signal;
 }

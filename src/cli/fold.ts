@@ -187,7 +187,8 @@ async function extract(args: ParsedArgs): Promise<number> {
   const fold = await openFold(file, { ...keyOptions(args), signal: interruptSignal() });
   const c = await fold.chunk(name);
   const out = args.values.get('out');
-  if (out === undefined) writeFileSync(1, c.bytes);
+  if (out === undefined)
+    writeFileSync(1, c.bytes); // EPIPE: exit 141 (main.ts)
   else await atomicWriteFile(out, c.bytes);
   if (args.flags.has('json')) {
     process.stderr.write(

@@ -3,7 +3,16 @@
  * The `tensorvault` command. One file per verb group; each exports `run(argv) → exit code` and `usage`.
  */
 import { packageVersion } from '../native';
-import { ExitCode, HelpRequested, output, reportError, UsageError } from './common';
+import {
+  ExitCode,
+  HelpRequested,
+  isBrokenPipe,
+  onPipeClosed,
+  output,
+  pipeClosed,
+  reportError,
+  UsageError,
+} from './common';
 
 interface Verb {
   summary: string;
@@ -86,7 +95,8 @@ Options (every command):
 
 Exit codes: 0 success, 1 damage found but repairable, 2 damage not repairable (or verification
             failed), 3 bad command line, 4 refused (locked, or the destination exists), 5 invalid
-            or corrupt input, 6 file I/O error, 7 internal error, 130 interrupted.
+            or corrupt input, 6 file I/O error, 7 internal error, 130 interrupted, 141 the
+            output's reader went away (| head).
 `;
 }
 
@@ -118,11 +128,22 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+// `| head -1`, `| true`: the reader went away. Exit quietly (exit 141), as a command killed by
+// SIGPIPE does, instead of an unhandled 'error' event's stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: unknown) => {
+    if (!isBrokenPipe(err)) throw err;
+    onPipeClosed();
+  });
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    process.exitCode = pipeClosed() ? ExitCode.PIPE_CLOSED : code;
   },
   (err: unknown) => {
-    process.exitCode = reportError(err);
+    // After a closed pipe the command's own error (usually its abort) is not worth a message; a
+    // synchronous write to fd 1 (fold extract) throws the EPIPE itself.
+    process.exitCode = pipeClosed() || isBrokenPipe(err) ? ExitCode.PIPE_CLOSED : reportError(err);
   },
 );
