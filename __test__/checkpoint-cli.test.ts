@@ -1,6 +1,6 @@
 // `tensorvault checkpoint …`: inspect, verify (exit 0/1/2), repair, convert --layout, ls, --json.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -119,5 +119,34 @@ describe('tensorvault checkpoint', () => {
     writeFileSync(`${m.pathOf(1)}.meta.json`, '{ not json');
     expect(run('ls', runDir).stdout).toMatch(/step +1 .*\(sidecar damaged\)/);
     expect(run('frobnicate').status).toBe(3);
+  });
+
+  it('ls of a missing path, a file or a folder it cannot read is an error (exit 6), not "(no checkpoints)"', async () => {
+    const err = (r: { stderr: string }) => JSON.parse(r.stderr).error;
+    const missing = run('ls', join(dir, 'no-such-run'), '--json');
+    expect([missing.status, missing.stdout, err(missing).code]).toEqual([6, '', 'TV_NOT_FOUND']);
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    const notDir = run('ls', file, '--json');
+    expect([notDir.status, notDir.stdout, err(notDir).code]).toEqual([6, '', 'TV_NOT_A_FILE']);
+    expect(run('ls', file).stderr).toMatch(/is a regular file, not a run folder/);
+    // The API: a run folder not created yet lists nothing (before the first save); a file is refused.
+    expect(new tv.CheckpointManager(join(dir, 'not-yet')).list()).toEqual([]);
+    expect(() => new tv.CheckpointManager(file).list()).toThrow(
+      expect.objectContaining({ code: 'TV_NOT_A_FILE' }),
+    );
+    // A folder that exists but cannot be listed (as an unprivileged user: root reads any folder).
+    const locked = join(dir, 'locked-run');
+    await new tv.CheckpointManager(locked).save(1, tensors());
+    chmodSync(dir, 0o711);
+    chmodSync(locked, 0o700);
+    const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    if (process.getuid?.() !== 0) chmodSync(locked, 0o000);
+    const r = spawnSync(process.execPath, [cli, 'checkpoint', 'ls', locked, '--json'], {
+      encoding: 'utf8',
+      ...asNobody,
+    });
+    chmodSync(locked, 0o700);
+    expect([r.status, r.stdout, JSON.parse(r.stderr).error.code]).toEqual([6, '', 'TV_PERMISSION_DENIED']);
   });
 });

@@ -14,7 +14,10 @@ export const ErrorCode = {
   PERMISSION_DENIED: 'TV_PERMISSION_DENIED',
   /** A folder was given where a file is expected. */
   IS_DIRECTORY: 'TV_IS_DIRECTORY',
-  /** A socket, FIFO or device was given where a regular file is expected. */
+  /**
+   * A socket, FIFO or device was given where a regular file is expected, or anything but a folder where
+   * a folder is expected (`context.kind`: `a regular file`, `a FIFO`, …).
+   */
   NOT_A_FILE: 'TV_NOT_A_FILE',
   /** The file changed size while it was being read. */
   FILE_CHANGED: 'TV_FILE_CHANGED',

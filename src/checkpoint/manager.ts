@@ -6,6 +6,7 @@
 import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { ioError, notAFolder } from '../io/fs';
 import type { WriterLock } from '../io/lock';
 import type { TensorsToSave } from '../safetensors/writer';
 import { commitSet, lockSet, lockSetAsync, needsRecovery, publish, recoverLocked } from './commit';
@@ -110,7 +111,11 @@ export class CheckpointManager {
     return join(this.dir, `step-${String(step).padStart(9, '0')}.safetensors`);
   }
 
-  /** Every checkpoint of the run, oldest first (from the folder). */
+  /**
+   * Every checkpoint of the run, oldest first (from the folder). A run folder that does not exist yet
+   * (before the first save) lists nothing; a path that is not a folder throws `TV_NOT_A_FILE`, one
+   * that cannot be listed `TV_PERMISSION_DENIED` (or `TV_IO`).
+   */
   list(): ManagedCheckpoint[] {
     return this.#sets().map((c) => ({ ...c, ...this.#metricsOf(c.path) }));
   }
@@ -125,8 +130,14 @@ export class CheckpointManager {
     let names: string[];
     try {
       names = readdirSync(this.dir);
-    } catch {
-      return [];
+    } catch (err) {
+      // A run folder not created yet (before the first save) holds no checkpoint; anything else (a
+      // file where the folder should be, no permission to list it) is an error, not an empty run.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return [];
+      if (code === 'ENOTDIR')
+        throw notAFolder(this.dir, statSync(this.dir, { throwIfNoEntry: false }), 'a run folder');
+      throw ioError(err, this.dir, 'cannot list the run folder');
     }
     // Finish interrupted saves and prunes first (commit records, dead writers' temporaries), so that
     // the list holds whole sets only.

@@ -15,6 +15,7 @@ import {
 } from '../checkpoint/load';
 import { CheckpointManager } from '../checkpoint/manager';
 import { saveCheckpoint } from '../checkpoint/save';
+import { assertFolderSync } from '../io/index';
 import { ExitCode, formatBytes, interruptSignal, output, parseArgs, progressBar, UsageError } from './common';
 
 const usage = `tensorvault checkpoint <command> [options]
@@ -157,7 +158,11 @@ async function run(argv: readonly string[]): Promise<number> {
     }
     case 'ls': {
       if (args.positionals.length !== 1) throw new UsageError('checkpoint ls takes one run folder');
-      const m = new CheckpointManager(args.positionals[0] as string);
+      const runDir = args.positionals[0] as string;
+      // The API lists a run folder not created yet as empty (before a first save); asked for by name
+      // here, a missing path, a file or a folder that cannot be read is an error, not "(no checkpoints)".
+      assertFolderSync(runDir, 'a run folder');
+      const m = new CheckpointManager(runDir);
       const list = m.list().map((c) => ({ ...c, byteLength: statSync(c.path).size }));
       let text = '';
       for (const c of list)

@@ -11,6 +11,7 @@ import {
   openSync,
   readFileSync,
   type Stats,
+  statSync,
   writeSync,
 } from 'node:fs';
 import { ErrorCode, TensorVaultError } from '../errors';
@@ -175,6 +176,46 @@ export function notRegularFile(path: string, st: Stats, verb: string): TensorVau
     `${path} is ${kind}, not a regular file; refusing to ${verb} it`,
     { path, kind },
   );
+}
+
+/**
+ * The typed error for a path that is not a folder where one is expected: `TV_NOT_A_FILE` with
+ * `context.kind` saying what it is (a regular file, a FIFO, …). `what` names the folder's role, with its
+ * article (`a run folder`).
+ */
+export function notAFolder(path: string, st: Stats | undefined, what = 'a folder'): TensorVaultError {
+  const kind =
+    st === undefined
+      ? 'not a folder'
+      : st.isFile()
+        ? 'a regular file'
+        : st.isCharacterDevice()
+          ? 'a character device'
+          : st.isBlockDevice()
+            ? 'a block device'
+            : st.isFIFO()
+              ? 'a FIFO'
+              : st.isSocket()
+                ? 'a socket'
+                : 'not a folder';
+  return new TensorVaultError(ErrorCode.NOT_A_FILE, `${path} is ${kind}, not ${what}`, {
+    path,
+    kind,
+  });
+}
+
+/**
+ * Check that `path` is a folder (following symlinks) and can be listed: `TV_NOT_FOUND`,
+ * `TV_NOT_A_FILE` (see {@link notAFolder}) or `TV_PERMISSION_DENIED` otherwise.
+ */
+export function assertFolderSync(path: string, what = 'a folder'): void {
+  let st: Stats;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    throw ioError(err, path, `cannot open ${what.replace(/^an? /, 'the ')}`);
+  }
+  if (!st.isDirectory()) throw notAFolder(path, st, what);
 }
 
 /**

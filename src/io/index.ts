@@ -12,11 +12,13 @@ export {
   writableTarget,
 } from './atomic';
 export {
+  assertFolderSync,
   assertRegularFile,
   exists,
   fsyncDir,
   fsyncDirSync,
   ioError,
+  notAFolder,
   notRegularFile,
   readIfExists,
   readRegularFileSync,
