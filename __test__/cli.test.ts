@@ -383,6 +383,31 @@ describe('command line conventions', () => {
     expect({ status: three.status, stdout: three.stdout }).toEqual({ status: 130, stdout: '' });
   });
 
+  it('context.errno is the positive OS number from every command; eventlog verify of a file says "not a folder"', () => {
+    const d = fresh();
+    for (const args of [
+      ['verify', join(d, 'nope.bin')],
+      ['inspect', join(d, 'nope.json')],
+      ['log', 'tail', join(d, 'nope')],
+      ['backup', 'verify', join(d, 'nope.tar.gz')],
+      ['hash', join(d, 'nope')],
+    ]) {
+      const r = run([...args, '--json']);
+      expect([r.status, JSON.parse(r.stderr).error], args.join(' ')).toMatchObject([
+        6,
+        { code: 'TV_NOT_FOUND', context: { errno: 2 } },
+      ]);
+    }
+    const file = join(d, 'a-file');
+    writeFileSync(file, 'x');
+    const r = run(['eventlog', 'verify', file, '--json']);
+    expect(r.status).toBe(6);
+    expect(JSON.parse(r.stderr).error).toMatchObject({
+      code: 'TV_NOT_A_FILE',
+      message: `${file} is a regular file, not an event-log folder`,
+    });
+  });
+
   it('the progress line never exceeds the terminal width', async () => {
     const { progressLine } = await import('../dist/cli/common.js');
     for (const columns of [10, 20, 40, 60, 80, 200]) {

@@ -173,7 +173,11 @@ export interface CommonContext {
 export interface FileContext {
   /** The path the error is about. */
   readonly path?: string;
-  /** The OS errno (negative on Linux in Node's convention; as the OS reports it in the core). */
+  /**
+   * The OS error number, positive as in `errno.h` and `os.constants.errno` (2 for ENOENT, 13 for
+   * EACCES), from the native core and the TypeScript side alike (Node's own `err.errno` is libuv's
+   * negative number; it is turned positive here).
+   */
   readonly errno?: number;
   /** The system call that failed. */
   readonly syscall?: string;
@@ -377,7 +381,7 @@ export class TensorVaultError<C extends ErrorCode = ErrorCode> extends Error {
     return typeof p === 'string' ? p : undefined;
   }
 
-  /** The OS errno behind the error, when there is one. */
+  /** The OS errno behind the error, when there is one (positive: `os.constants.errno`). */
   get errno(): number | undefined {
     const e = this.context.errno;
     return typeof e === 'number' ? e : undefined;

@@ -5,6 +5,7 @@
  */
 import { channel } from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
+import { constants } from 'node:os';
 import { callNative, ErrorCode, fromNative, invalidArgument, TensorVaultError } from '../errors';
 import { type JobOptions, runJob } from '../job';
 import {
@@ -326,7 +327,10 @@ function verifyResultOf(r: NativeEccVerifyResult): EccVerifyResult {
  */
 function mustExist(file: string): void {
   if (!existsSync(file))
-    throw new TensorVaultError(ErrorCode.NOT_FOUND, `no such file: ${file}`, { path: file, errno: 2 });
+    throw new TensorVaultError(ErrorCode.NOT_FOUND, `no such file: ${file}`, {
+      path: file,
+      errno: constants.errno.ENOENT,
+    });
 }
 
 /** Verify `path` against its sidecar, read-only: intact, repairable (which chunks) or unrepairable. */

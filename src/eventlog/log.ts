@@ -11,7 +11,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { asyncDisposeSymbol } from '../dispose';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { exists, fsyncDir, ioError, settleSwap, typedIoError, WriterLock } from '../io/index';
+import { exists, fsyncDir, ioError, notAFolder, settleSwap, typedIoError, WriterLock } from '../io/index';
 import { checkJobOptions, optionsObject } from '../validate';
 import type { EventLogEntry } from './hashing';
 import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE } from './layout';
@@ -122,6 +122,9 @@ export class EventLog {
     // A writer locks first, then finishes or undoes a restore that was killed mid-swap (io/swap.ts) before
     // it looks for a log: never an empty log where a restore was placing one. A reader refuses a half swap.
     let lock: WriterLock | undefined;
+    // A file where the folder should be: said so (it failed as an I/O error on a path inside it).
+    const st = await fsp.stat(dataDir).catch(() => undefined);
+    if (st !== undefined && !st.isDirectory()) throw notAFolder(dataDir, st, 'an event-log folder');
     if (!opts.readOnly) {
       await fsp.mkdir(dataDir, { recursive: true }).catch((err: unknown) => {
         throw ioError(err, dataDir, 'cannot create');

@@ -50,7 +50,8 @@ export function ioError(err: unknown, path: string, what?: string, tempPath?: st
     what === undefined ? `${path}: ${detail}` : `${what} ${path}: ${detail}`,
     {
       path,
-      errno: typeof e?.errno === 'number' ? e.errno : null,
+      // errno positive, as errno.h and the native core report it (libuv's is negative).
+      errno: typeof e?.errno === 'number' ? Math.abs(e.errno) : null,
       syscall: e?.syscall ?? null,
       ...(tempPath !== undefined ? { tempPath } : {}),
     },
