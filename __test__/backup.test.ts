@@ -686,6 +686,35 @@ describe('backup create / verify / restore', () => {
     expect(readdirSync(out)).toEqual([]);
   });
 
+  it('restore and verify --read-data report each step from 0 to its whole (the archive bytes, then the segment bytes)', async () => {
+    const src = await makeLog(12);
+    const r = await tv.createBackup(src, fresh());
+    const size = statSync(r.archivePath).size;
+    for (const call of [
+      (o: tv.RestoreOptions) => tv.restoreBackup(r.archivePath, join(fresh(), 'dest'), o),
+      (o: tv.RestoreOptions) => tv.verifyBackup(r.archivePath, { readData: true, ...o }),
+    ]) {
+      const seen = new Map<string, tv.Progress[]>();
+      let phase = '';
+      await call({
+        onPhase: (p) => {
+          phase = p;
+          seen.set(p, []);
+        },
+        onProgress: (p) => seen.get(phase)?.push(p),
+      });
+      // The archive: its own bytes read, up to its size (the total was the decompression budget, so a
+      // bar stopped at 1 % of it).
+      const archive = seen.get('archive') ?? [];
+      expect(archive.at(-1)).toEqual({ bytesDone: size, bytesTotal: size });
+      expect(archive.every((p) => p.bytesTotal === size)).toBe(true);
+      const chain = seen.get('chain') ?? [];
+      expect(chain.length).toBeGreaterThan(1);
+      expect(chain[0]?.bytesDone).toBe(0);
+      expect(chain.at(-1)?.bytesDone).toBe(chain.at(-1)?.bytesTotal);
+    }
+  });
+
   it('an AbortSignal fired during the chain check stops restore and verify --read-data there (the destination, even with overwrite, unchanged)', async () => {
     const src = await makeLog(12); // 4 segments: the chain check reads them one by one
     const r = await tv.createBackup(src, fresh());

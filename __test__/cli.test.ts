@@ -408,6 +408,43 @@ describe('command line conventions', () => {
     });
   });
 
+  it('the progress bar: a pass that starts over gets its own bar, a step its label, and a 0-column terminal is 80', async () => {
+    const { progressBar, terminalColumns } = await import('../dist/cli/common.js');
+    expect([terminalColumns(0), terminalColumns(undefined), terminalColumns(120)]).toEqual([80, 80, 120]);
+    const stderr = process.stderr as NodeJS.WriteStream & { isTTY: boolean };
+    const saved = { write: stderr.write, isTTY: stderr.isTTY, columns: stderr.columns };
+    const writes: string[] = [];
+    stderr.isTTY = true;
+    stderr.columns = 0; // some terminals (a serial console) report 0
+    stderr.write = ((s: string) => writes.push(String(s)) > 0) as typeof stderr.write;
+    try {
+      const bar = progressBar('repairing', 0);
+      for (const [d, t] of [
+        [50, 100],
+        [100, 100],
+        [20, 100], // the next pass of the repair
+        [100, 100],
+      ] as const)
+        bar.onProgress?.({ bytesDone: d, bytesTotal: t });
+      bar.phase('writing');
+      bar.onProgress?.({ bytesDone: 5, bytesTotal: 10 });
+      bar.done();
+    } finally {
+      Object.assign(stderr, saved);
+    }
+    const lines = writes.filter((w) => w.includes('%')).map((w) => w.replace(/^\r/, ''));
+    expect(lines.map((l) => /^(.*?) \[[#.]*\]\s+(\d+)%/.exec(l)?.slice(1, 3))).toEqual([
+      ['repairing', '50'],
+      ['repairing', '100'],
+      ['repairing (pass 2)', '20'],
+      ['repairing (pass 2)', '100'],
+      ['writing', '50'],
+    ]);
+    for (const l of lines) expect(l.length).toBeLessThan(80);
+    // Each new pass or step clears the line first; done() clears it at the end.
+    expect(writes.filter((w) => w === '\r\x1b[K').length).toBe(3);
+  });
+
   it('the progress line never exceeds the terminal width', async () => {
     const { progressLine } = await import('../dist/cli/common.js');
     for (const columns of [10, 20, 40, 60, 80, 200]) {

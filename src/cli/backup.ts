@@ -5,8 +5,7 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createBackup } from '../backup/create';
 import type { ManifestKey } from '../backup/manifest';
-import { type BackupReadOptions, restoreBackup, verifyBackup } from '../backup/restore';
-import type { Progress } from '../job';
+import { type BackupPhase, type BackupReadOptions, restoreBackup, verifyBackup } from '../backup/restore';
 import {
   ExitCode,
   formatBytes,
@@ -98,7 +97,15 @@ function manifestKey(values: Map<string, string>, signing: boolean): ManifestKey
 }
 
 /** The options `verify` and `restore` share: manifest, keys, signature policy, Ctrl-C, progress. */
-function readOptions(a: ParsedArgs, onProgress: ((p: Progress) => void) | undefined): BackupReadOptions {
+/** The bar's label at each step of a verify or restore. */
+const PHASE_LABEL: Record<BackupPhase, string> = {
+  checksum: 'archive sha256',
+  archive: 'reading archive',
+  chain: 'verifying chain',
+  place: 'checking in place',
+};
+
+function readOptions(a: ParsedArgs, bar: ReturnType<typeof progressBar>): BackupReadOptions {
   const key = manifestKey(a.values, false);
   const ek = encKey(a.values);
   const lk = logKeyOf(a.values);
@@ -109,7 +116,7 @@ function readOptions(a: ParsedArgs, onProgress: ((p: Progress) => void) | undefi
     ...(key ? { key } : {}),
     ...(ek ? { encryptionKey: ek } : {}),
     ...(lk ? { logKey: lk } : {}),
-    ...(onProgress ? { onProgress } : {}),
+    ...(bar.onProgress ? { onProgress: bar.onProgress, onPhase: (p) => bar.phase(PHASE_LABEL[p]) } : {}),
   };
 }
 
@@ -140,7 +147,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     const bar = progressBar('verifying', 0);
     const r = await verifyBackup(archive, {
       readData: a.flags.has('read-data'),
-      ...readOptions(a, bar.onProgress),
+      ...readOptions(a, bar),
     }).finally(bar.done);
     if (a.flags.has('json')) out(`${JSON.stringify(r)}\n`);
     else {
@@ -163,7 +170,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     const bar = progressBar('restoring', 0);
     const r = await restoreBackup(archive, dest, {
       overwrite: a.flags.has('overwrite'),
-      ...readOptions(a, bar.onProgress),
+      ...readOptions(a, bar),
     }).finally(bar.done);
     if (a.flags.has('json')) out(`${JSON.stringify(r)}\n`);
     else {
@@ -201,7 +208,14 @@ async function create(argv: readonly string[]): Promise<number> {
     ...(a.values.has('level') ? { compressionLevel: Number(a.values.get('level')) } : {}),
     ...(a.values.has('threads') ? { threads: Number(a.values.get('threads')) } : {}),
     ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
-    ...(json ? {} : { onStep: (line: string) => out(`${line}\n`) }),
+    ...(json
+      ? {}
+      : {
+          onStep: (line: string) => {
+            bar.done(); // the bar comes back at the next report, below the step line
+            out(`${line}\n`);
+          },
+        }),
   }).finally(bar.done);
   const secs = (performance.now() - t0) / 1000;
   if (json)

@@ -195,7 +195,11 @@ export function formatRate(bytes: number, seconds: number): string {
 
 /**
  * A progress bar on stderr, shown only when stderr is a terminal and the work is large enough to
- * notice. Returns the `onProgress` callback and a `done()` that clears the line.
+ * notice. Returns the `onProgress` callback, a `done()` that clears the line (also before a line of
+ * text is printed: the bar comes back at the next report), and `phase(label)` for work done in steps:
+ * the bar is cleared and counts the next step from 0 under its own label. Work that runs several
+ * passes without naming them (a repair: verify, rebuild, check again) restarts its count: each pass
+ * gets its own bar, labelled `(pass N)`, rather than one bar that falls back from 100 %.
  */
 export function progressBar(
   label: string,
@@ -203,23 +207,53 @@ export function progressBar(
 ): {
   onProgress: ((p: Progress) => void) | undefined;
   done: () => void;
+  phase: (label: string) => void;
 } {
   const tty = process.stderr.isTTY === true;
-  if (!tty || output.quiet) return { onProgress: undefined, done: () => {} };
-  const start = performance.now();
+  if (!tty || output.quiet) return { onProgress: undefined, done: () => {}, phase: () => {} };
+  let start = performance.now();
   let shown = false;
+  let current = label;
+  let pass = 1;
+  let last: Progress | undefined;
+  const done = (): void => {
+    if (shown) process.stderr.write('\r\x1b[K');
+    shown = false;
+  };
   return {
     onProgress: (p) => {
+      if (
+        last !== undefined &&
+        last.bytesTotal > 0 &&
+        (p.bytesDone < last.bytesDone || p.bytesTotal !== last.bytesTotal)
+      ) {
+        // A new pass of the same work: its own bar from 0.
+        done();
+        pass++;
+        start = performance.now();
+      }
+      last = p;
       if (p.bytesTotal < minBytes) return;
       const frac = p.bytesTotal > 0 ? Math.min(1, p.bytesDone / p.bytesTotal) : 0;
       const secs = (performance.now() - start) / 1000;
-      process.stderr.write(`\r${progressLine(label, frac, p.bytesDone, secs, process.stderr.columns ?? 80)}`);
+      const text = pass > 1 ? `${current} (pass ${pass})` : current;
+      process.stderr.write(`\r${progressLine(text, frac, p.bytesDone, secs, terminalColumns())}`);
       shown = true;
     },
-    done: () => {
-      if (shown) process.stderr.write('\r\x1b[K');
+    done,
+    phase: (next) => {
+      done();
+      current = next;
+      pass = 1;
+      last = undefined;
+      start = performance.now();
     },
   };
+}
+
+/** The terminal's width: `columns` is undefined off a terminal and 0 on some (a serial console, CI). */
+export function terminalColumns(columns = process.stderr.columns): number {
+  return columns !== undefined && columns > 0 ? columns : 80;
 }
 
 /**

@@ -269,7 +269,9 @@ async function walkEvents(
   const sizes = o.onProgress !== undefined ? await sizesOf(present.slice(start.fromSegment)) : [];
   const bytesTotal = sizes.reduce((a, n) => a + n, 0);
   let bytesDone = 0;
-  o.onProgress?.({ bytesDone, bytesTotal });
+  // Nothing to read event by event (every segment vouched for by its sealed digest): no progress.
+  const report = bytesTotal > 0 ? o.onProgress : undefined;
+  report?.({ bytesDone, bytesTotal });
   const v2 = chain.v2;
   let { index, snapPoint } = start;
   if (head !== undefined && head.rec.seq === chain.prevSeq) {
@@ -360,9 +362,9 @@ async function walkEvents(
       res.totalVerified++;
       index++;
     }
-    if (o.onProgress !== undefined) {
+    if (report !== undefined) {
       bytesDone += sizes[si - start.fromSegment] ?? 0;
-      o.onProgress({ bytesDone, bytesTotal });
+      report({ bytesDone, bytesTotal });
     }
   }
   if (snapPoint !== undefined) throw new Failed('the snapshot points past the end of the log (tail cut)');
