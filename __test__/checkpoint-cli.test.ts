@@ -121,6 +121,53 @@ describe('tensorvault checkpoint', () => {
     expect(run('frobnicate').status).toBe(3);
   });
 
+  it("convert without --ecc keeps the source's parity level (never drops it silently); --ecc medium for pyfolds-ecc is a usage error", async () => {
+    const src = join(dir, 'par.safetensors');
+    await tv.saveCheckpoint(src, tensors(), { ecc: 'high' });
+    // What `high` gives these tensors, for comparison.
+    const ref = await tv.saveCheckpoint(join(dir, 'ref.safetensors'), tensors(), { ecc: 'high' });
+    expect(ref.ecc).toMatch(/^tvecc \d+\+\d+$/);
+    // In place, same layout: the .tvecc stays, at the same level.
+    const same = run('convert', src, '--layout', 'tensorvault', '--json');
+    expect(same.status).toBe(0);
+    expect(JSON.parse(same.stdout)).toMatchObject({ ecc: ref.ecc, sourceParity: `${ref.ecc} = high` });
+    expect(existsSync(`${src}.tvecc`)).toBe(true);
+    expect((await tv.verifyCheckpoint(src)).parity).toBe('intact');
+    // To pyfolds-ecc: PyFolds's level of the same name (high = rs(64)); and back: tensorvault's high.
+    const py = join(dir, 'par-py.safetensors');
+    const toPy = run('convert', src, '--layout', 'pyfolds-ecc', '--out', py, '--json');
+    expect([toPy.status, JSON.parse(toPy.stdout).ecc]).toEqual([0, 'rs(64)']);
+    const back = run(
+      'convert',
+      py,
+      '--layout',
+      'tensorvault',
+      '--out',
+      join(dir, 'back.safetensors'),
+      '--json',
+    );
+    expect([back.status, JSON.parse(back.stdout).ecc]).toEqual([0, ref.ecc]);
+    // The pyfolds layout has no parity: refused unless --ecc off says to drop it.
+    const plain = join(dir, 'par-plain.safetensors');
+    const drop = run('convert', py, '--layout', 'pyfolds', '--out', plain);
+    expect(drop.status).toBe(3);
+    expect(drop.stderr).toMatch(/--ecc off/);
+    expect(existsSync(plain)).toBe(false);
+    expect(run('convert', py, '--layout', 'pyfolds', '--out', plain, '--ecc', 'off').status).toBe(0);
+    // medium is tensorvault's name; PyFolds's is med.
+    const bad = run(
+      'convert',
+      src,
+      '--layout',
+      'pyfolds-ecc',
+      '--ecc',
+      'medium',
+      '--out',
+      join(dir, 'bad.safetensors'),
+    );
+    expect(bad.status).toBe(3);
+  });
+
   it('ls of a missing path, a file or a folder it cannot read is an error (exit 6), not "(no checkpoints)"', async () => {
     const err = (r: { stderr: string }) => JSON.parse(r.stderr).error;
     const missing = run('ls', join(dir, 'no-such-run'), '--json');

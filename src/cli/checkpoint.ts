@@ -14,8 +14,13 @@ import {
   verifyCheckpoint,
 } from '../checkpoint/load';
 import { CheckpointManager } from '../checkpoint/manager';
+import { parseCheckpoint } from '../checkpoint/parse';
 import { saveCheckpoint } from '../checkpoint/save';
+import { eccPlan } from '../checkpoint/write';
+import { verify as eccVerify } from '../ecc/erasure';
+import { TensorVaultError } from '../errors';
 import { assertFolderSync } from '../io/index';
+import type { Progress } from '../job';
 import { ExitCode, formatBytes, interruptSignal, output, parseArgs, progressBar, UsageError } from './common';
 
 const usage = `tensorvault checkpoint <command> [options]
@@ -24,7 +29,10 @@ const usage = `tensorvault checkpoint <command> [options]
   verify <file>             check every byte (read-only): exit 0 intact, 1 repairable, 2 damaged
   repair <file>             repair from parity (.tvecc or rs(N) .ecc), replace atomically, re-verify
   convert <file> --layout L [--out FILE] [--ecc LEVEL]
-                            rewrite in another layout (tensorvault, pyfolds, pyfolds-ecc), verified first
+                            rewrite in another layout (tensorvault, pyfolds, pyfolds-ecc), verified first;
+                            without --ecc the source's parity level is kept (refused where the target
+                            cannot hold it: pyfolds has no parity; --ecc off drops it). LEVEL:
+                            tensorvault off|low|medium|high, pyfolds-ecc off|low|med|high|rs(N)
   ls <run folder>           the checkpoints of a CheckpointManager run (step, size, metrics; a sidecar
                             that fails its seal is marked damaged: its metrics are not trusted)
 
@@ -67,6 +75,78 @@ function describeReport(r: CheckpointReport): string {
   }
   if (r.repairedChunks.length > 0) s += `  repaired: ${r.repairedChunks.length}\n`;
   return s;
+}
+
+type Level = 'low' | 'medium' | 'high';
+
+/** The `.tvecc` presets, data + parity chunks per stripe (`docs/formats/ecc-sidecar.md`). */
+const PRESETS: readonly [Level, number, number][] = [
+  ['high', 10, 4],
+  ['medium', 16, 2],
+  ['low', 32, 2],
+];
+/** PyFolds's rs(N) levels (`eccFromProtection`) and tensorvault's of the same name. */
+const RS_LEVELS: Readonly<Record<number, Level>> = { 16: 'low', 32: 'medium', 64: 'high' };
+const PYFOLDS_LEVEL: Readonly<Record<Level, string>> = { low: 'low', medium: 'med', high: 'high' };
+
+/**
+ * The parity a checkpoint has, as a level: its `.tvecc` sidecar's `k` data and `m` parity chunks
+ * (each preset has `m = ⌈k · mp / kp⌉`; where two presets give the same `m`, the stronger is taken, so
+ * a conversion never lowers the protection), or its rs(N) stream (rs(16), rs(32), rs(64): PyFolds's
+ * low, med, high). The level is not recorded elsewhere. `level` is undefined for custom parameters.
+ */
+async function parityOf(
+  file: string,
+  job: { signal?: AbortSignal; onProgress?: (p: Progress) => void },
+): Promise<{ source: string; level?: Level; rs?: number }> {
+  const p = parseCheckpoint(file);
+  if (p.rs !== undefined) {
+    const n = p.rs.codec.parity;
+    const level = RS_LEVELS[n];
+    return { source: `rs(${n})`, rs: n, ...(level !== undefined ? { level } : {}) };
+  }
+  if (p.tvecc === undefined) return { source: 'none' };
+  let k: number;
+  let m: number;
+  try {
+    ({ k, m } = (await eccVerify(p.weights, { sidecar: p.tvecc, ...job })).layout);
+  } catch (err) {
+    if (err instanceof TensorVaultError && err.code === 'TV_ABORTED') throw err;
+    throw new UsageError(
+      `the parity of ${file} (${p.tvecc}) cannot be read (${(err as Error).message}): repair it first, or pass --ecc LEVEL (or --ecc off to drop it)`,
+    );
+  }
+  const level = PRESETS.find(([, kp, mp]) => m === Math.ceil((k * mp) / kp))?.[0];
+  return {
+    source: `tvecc ${k}+${m}${level !== undefined ? ` = ${level}` : ''}`,
+    ...(level ? { level } : {}),
+  };
+}
+
+/**
+ * The `ecc` option that keeps the source's parity in the `target` layout. A parity the target cannot
+ * hold (the pyfolds layout has none) or a custom one with no level is never dropped silently: a usage
+ * error asks for `--ecc` (`--ecc off` to drop it).
+ */
+async function keptParity(
+  file: string,
+  target: CheckpointLayout,
+  job: { signal?: AbortSignal; onProgress?: (p: Progress) => void },
+): Promise<{ source: string; ecc?: string }> {
+  const src = await parityOf(file, job);
+  if (src.source === 'none') return src;
+  if (target === 'pyfolds') {
+    throw new UsageError(
+      `${file} has parity (${src.source}) and the pyfolds layout has none: pass --ecc off to drop it, or convert to pyfolds-ecc or tensorvault`,
+    );
+  }
+  if (target === 'pyfolds-ecc' && src.rs !== undefined) return { ...src, ecc: `rs(${src.rs})` };
+  if (src.level === undefined) {
+    throw new UsageError(
+      `the parity of ${file} (${src.source}) is not one of the levels low, medium, high: pass --ecc LEVEL (or --ecc off to drop it)`,
+    );
+  }
+  return { ...src, ecc: target === 'pyfolds-ecc' ? (PYFOLDS_LEVEL[src.level] as string) : src.level };
 }
 
 function oneFile(p: readonly string[], verb: string): string {
@@ -135,22 +215,48 @@ async function run(argv: readonly string[]): Promise<number> {
       if (layout === undefined || !LAYOUTS.includes(layout as CheckpointLayout)) {
         throw new UsageError(`--layout must be one of ${LAYOUTS.join(', ')}`);
       }
+      const target = layout as CheckpointLayout;
+      const given = args.values.get('ecc');
+      if (given !== undefined) {
+        // A level the target layout does not take (medium for pyfolds-ecc) is a bad command line.
+        try {
+          eccPlan(target, given);
+        } catch (err) {
+          if (err instanceof TensorVaultError) throw new UsageError(`--ecc ${given}: ${err.message}`);
+          throw err;
+        }
+      }
       const dest = args.values.get('out') ?? file;
-      const c = await loadCheckpoint(file, { verify: 'full', signal });
+      const bar = progressBar('verifying', 16 * 1024 * 1024);
+      const job = { signal, ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) };
+      // Without --ecc the source's parity is kept (its level, in the target layout's terms).
+      const kept = given === undefined ? await keptParity(file, target, job) : undefined;
+      const ecc = given ?? kept?.ecc;
+      bar.phase('verifying');
+      const c = await loadCheckpoint(file, { verify: 'full', ...job }).catch((err: unknown) => {
+        bar.done();
+        throw err;
+      });
       try {
         const tensors = await c.tensors();
-        const ecc = args.values.get('ecc');
+        bar.phase('writing');
         const r = await saveCheckpoint(
           dest,
           [...tensors].map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, data: t.bytes }] as const),
           {
-            layout: layout as CheckpointLayout,
+            layout: target,
             metadata: c.metadata as Record<string, unknown>,
-            signal,
+            ...job,
             ...(ecc !== undefined ? { ecc } : {}),
           },
+        ).finally(bar.done);
+        const why =
+          kept !== undefined && kept.source !== 'none' ? `, kept from the source's ${kept.source}` : '';
+        out(
+          json,
+          { ...r, ...(kept !== undefined ? { sourceParity: kept.source } : {}) },
+          `converted ${file} (${c.layout}) → ${r.path} (${r.layout}, parity ${r.ecc}${why})\n`,
         );
-        out(json, r, `converted ${file} (${c.layout}) → ${r.path} (${r.layout}, parity ${r.ecc})\n`);
       } finally {
         c.close();
       }
