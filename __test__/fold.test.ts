@@ -435,11 +435,47 @@ describe('tensorvault fold (CLI)', () => {
     expect(run('verify', plain).status).toBe(2);
     expect(run('repair', plain).status).toBe(2);
     expect(run('verify').status).toBe(3);
-    expect(run('verify', join(FIX, 'README.md')).status).toBe(2);
+    expect(run('verify', join(FIX, 'README.md')).status).toBe(5); // not a container: invalid input
     // A file that verifies but breaks the policy: refused, exit 2.
     const strict = run('verify', join(FIX, 'edge.fold'), '--policy', 'strict', '--json');
     expect(strict.status).toBe(2);
     expect(JSON.parse(strict.stdout).status).toBe('refused');
+  });
+});
+
+describe('tensorvault fold errors (CLI)', () => {
+  const cli = join(__dirname, '..', 'dist', 'cli', 'main.js');
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [cli, 'fold', ...args], { encoding: 'utf8' });
+  const dir = tempDir('tv-fold-err-');
+
+  it('errors follow --json and the shared exit-code table, as the usage text says; a missing key file is exit 6', () => {
+    const junk = join(dir, 'junk.fold');
+    writeFileSync(junk, Buffer.alloc(3000, 7));
+    const cases: [string[], number, string][] = [
+      [['verify', junk], 5, 'TV_FOLD_INVALID'],
+      [['inspect', junk], 5, 'TV_FOLD_INVALID'],
+      [['extract', join(FIX, 'encrypted.fold'), '--chunk', 'torch_state'], 3, 'TV_FOLD_KEY_REQUIRED'],
+      [['verify', join(FIX, 'sample.fold'), '--trust-key', join(dir, 'nope.pem')], 6, 'TV_NOT_FOUND'],
+      [
+        ['verify', join(FIX, 'sample.fold'), '--decryption-key-file', join(dir, 'nope.key')],
+        6,
+        'TV_NOT_FOUND',
+      ],
+    ];
+    for (const [args, exit, code] of cases) {
+      const j = run(...args, '--json');
+      expect([j.status, j.stdout], args.join(' ')).toEqual([exit, '']);
+      expect(JSON.parse(j.stderr).error.code, args.join(' ')).toBe(code);
+      const t = run(...args);
+      expect(t.status).toBe(exit);
+      expect(t.stderr, args.join(' ')).toMatch(new RegExp(`^tensorvault: .*\\[${code}\\]\\n$`));
+    }
+    // The usage text states these codes.
+    const usage = run('--help').stdout.replace(/\s+/g, ' ');
+    expect(usage).toMatch(/3 bad command line \(also: an encrypted chunk and no key given\)/);
+    expect(usage).toMatch(/5 invalid input \(not a valid container/);
+    expect(usage).toMatch(/6 I\/O error \(a missing file, a key file included\)/);
   });
 });
 

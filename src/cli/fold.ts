@@ -1,11 +1,10 @@
 /**
  * `tensorvault fold inspect|verify|repair|extract <file>`: PyFolds `.fold` / `.mind` containers.
  *
- * Exit codes as `verify` / `repair`: 0 intact (or repaired), 1 damage found and repairable (verify),
- * 2 damage not repairable or the container invalid, 3 bad command line, 6 I/O error, 7 internal
- * error, 130 interrupted.
+ * Exit codes from the shared table (`common.ts`, README "Command line"); errors go through
+ * `reportError` like every command's (`--json`: one `{"error":{…}}` object on stderr).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { TensorVaultError } from '../errors';
 import {
   type FoldChecks,
@@ -16,7 +15,7 @@ import {
   type VerifyFoldOptions,
   verifyFold,
 } from '../fold/index';
-import { atomicWriteFile } from '../io/index';
+import { atomicWriteFile, readRegularFileSync } from '../io/index';
 import {
   ExitCode,
   formatBytes,
@@ -34,7 +33,10 @@ const KEY_TEXT = `  --hmac-key TEXT        integrity key (default: $PYFOLDS_INTE
   --json                 machine-readable output`;
 
 const EXIT_TEXT = `Exit codes: 0 intact (or repaired), 1 damage found but repairable (verify), 2 damage not
-            repairable or container invalid, 3 bad command line, 6 I/O error, 7 internal error,
+            repairable or verification failed (corrupt chunk, failed decryption, unverifiable
+            digest, bad signature, refused by --policy), 3 bad command line (also: an encrypted
+            chunk and no key given), 5 invalid input (not a valid container, unsupported chunk,
+            no such chunk), 6 I/O error (a missing file, a key file included), 7 internal error,
             130 interrupted.`;
 
 const usage = `tensorvault fold <inspect|verify|repair|extract> <file> [options]
@@ -64,6 +66,16 @@ const VALUES = [
   'out',
 ];
 
+/** A key file named on the command line: a missing or unreadable one is a typed I/O error (exit 6). */
+function readKeyFile(path: string, option: string): Buffer {
+  try {
+    return readRegularFileSync(path) as Buffer;
+  } catch (err) {
+    if (!(err instanceof TensorVaultError)) throw err;
+    throw new TensorVaultError(err.code, `${option}: ${err.message}`, err.context, { cause: err });
+  }
+}
+
 function keyOptions(args: ParsedArgs): OpenFoldOptions {
   const o: OpenFoldOptions = {};
   const hmac = args.values.get('hmac-key') ?? process.env.PYFOLDS_INTEGRITY_KEY;
@@ -73,9 +85,9 @@ function keyOptions(args: ParsedArgs): OpenFoldOptions {
   if (hex !== undefined) {
     if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new UsageError('--decryption-key must be 64 hex digits');
     o.decryptionKey = Buffer.from(hex, 'hex');
-  } else if (keyFile !== undefined) o.decryptionKey = readFileSync(keyFile);
+  } else if (keyFile !== undefined) o.decryptionKey = readKeyFile(keyFile, '--decryption-key-file');
   const trust = args.values.get('trust-key');
-  if (trust !== undefined) o.trustPublicKey = readFileSync(trust, 'utf8');
+  if (trust !== undefined) o.trustPublicKey = readKeyFile(trust, '--trust-key').toString('utf8');
   const policy = args.values.get('policy');
   if (policy === 'strict') o.policy = 'strict';
   else if (policy === 'authenticated') o.policy = { strict: true, requireAuthenticated: true };
@@ -209,31 +221,19 @@ export async function run(argv: readonly string[]): Promise<number> {
     process.stdout.write(usage);
     return sub === undefined ? ExitCode.USAGE : ExitCode.OK;
   }
-  try {
-    switch (sub) {
-      case 'inspect':
-        return await inspect(args);
-      case 'verify':
-        return await verifyOrRepair(args, false);
-      case 'repair':
-        return await verifyOrRepair(args, true);
-      case 'extract':
-        return await extract(args);
-      default:
-        throw new UsageError(`unknown fold command '${sub}' (inspect, verify, repair, extract)`);
-    }
-  } catch (err) {
-    // A container that cannot be trusted at all is "damage not repairable", like an unusable sidecar.
-    if (
-      err instanceof TensorVaultError &&
-      /^TV_(FOLD_(INVALID|CORRUPT|POLICY|UNVERIFIABLE|DECRYPT_FAILED|KEY_REQUIRED|UNSUPPORTED)|SIGNATURE_INVALID|BUDGET_EXCEEDED)$/.test(
-        err.code,
-      )
-    ) {
-      process.stderr.write(`tensorvault: ${err.message} [${err.code}]\n`);
-      return ExitCode.UNREPAIRABLE;
-    }
-    throw err;
+  // Errors, a container that cannot be trusted included, go to reportError (main.ts): --json is
+  // honoured and the exit code is the shared table's.
+  switch (sub) {
+    case 'inspect':
+      return await inspect(args);
+    case 'verify':
+      return await verifyOrRepair(args, false);
+    case 'repair':
+      return await verifyOrRepair(args, true);
+    case 'extract':
+      return await extract(args);
+    default:
+      throw new UsageError(`unknown fold command '${sub}' (inspect, verify, repair, extract)`);
   }
 }
 
