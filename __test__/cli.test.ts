@@ -115,6 +115,26 @@ describe('command line conventions', () => {
     expect(q.stdout).toMatch(/^[0-9a-f]{64} {2}/);
   });
 
+  it('-q silences the timing notes of protect, verify and repair (damaged and intact); without it they are there', () => {
+    const f = join(fresh(), 'q.bin');
+    writeFileSync(f, Buffer.alloc(300_000, 3));
+    const damage = () => {
+      const b = readFileSync(f);
+      b.fill(9, 1000, 1100);
+      writeFileSync(f, b);
+    };
+    for (const q of ['-q', '--quiet']) {
+      expect(run(['protect', f, q])).toMatchObject({ status: 0, stderr: '' });
+      expect(run(['verify', f, q])).toMatchObject({ status: 0, stderr: '' });
+      damage();
+      expect(run(['repair', f, q])).toMatchObject({ status: 0, stderr: '' });
+    }
+    expect(run(['protect', f]).stderr).toMatch(/ in [\d.]+ s /);
+    expect(run(['verify', f]).stderr).toMatch(/^verified in /);
+    damage();
+    expect(run(['repair', f]).stderr).toMatch(/^in [\d.]+ s/);
+  });
+
   it('hash prints what sha256sum prints, and --check reads sha256sum files (OK, FAILED, exit 1)', () => {
     const d = fresh();
     const a = join(d, 'a.bin');

@@ -26,6 +26,7 @@ import {
   formatBytes,
   formatRate,
   interruptSignal,
+  note,
   type ParsedArgs,
   parseArgs,
   parseSize,
@@ -211,9 +212,7 @@ async function runProtect(argv: readonly string[]): Promise<number> {
     process.stdout.write(
       `protected ${file} → ${r.sidecarPath}\n  ${describeCode(l)}, ${l.digest} digests, sidecar ${formatBytes(l.sidecarLength)} (${overhead} %)\n  ${describeGuarantee(l)}\n`,
     );
-    process.stderr.write(
-      `${formatBytes(l.fileLength)} in ${seconds.toFixed(2)} s (${formatRate(l.fileLength, seconds)})\n`,
-    );
+    note(`${formatBytes(l.fileLength)} in ${seconds.toFixed(2)} s (${formatRate(l.fileLength, seconds)})`);
   }
   return ExitCode.OK;
 }
@@ -239,9 +238,7 @@ async function runVerify(argv: readonly string[]): Promise<number> {
   if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ file, ...r, seconds })}\n`);
   else {
     process.stdout.write(describeVerify(file, r));
-    process.stderr.write(
-      `verified in ${seconds.toFixed(2)} s (${formatRate(r.layout.fileLength, seconds)})\n`,
-    );
+    note(`verified in ${seconds.toFixed(2)} s (${formatRate(r.layout.fileLength, seconds)})`);
   }
   return r.status === 'intact'
     ? ExitCode.OK
@@ -344,7 +341,7 @@ async function runRepair(argv: readonly string[]): Promise<number> {
         ? `repaired ${file}: ${r.repairedChunks.length} chunk(s) rebuilt${how}${r.sidecarRewritten ? ', sidecar rewritten' : ''}; re-verified ${r.after.status} (${scope})\n`
         : `repaired ${file}: ${r.repairedChunks.length} chunk(s) rebuilt${how}; re-verified (${scope}); the sidecar was NOT rewritten and is still damaged\n`,
     );
-    process.stderr.write(`in ${seconds.toFixed(2)} s\n`);
+    note(`in ${seconds.toFixed(2)} s`);
   }
   // The file is repaired, its sidecar is not: the sidecar's error, with that error's exit code (6 for
   // a permission or I/O error), as any command that could not write what it had to.

@@ -20,6 +20,7 @@ import {
   ExitCode,
   formatBytes,
   interruptSignal,
+  note,
   type ParsedArgs,
   parseArgs,
   progressBar,
@@ -207,7 +208,7 @@ async function extract(args: ParsedArgs): Promise<number> {
       `${JSON.stringify({ file, chunk: name, bytes: c.bytes.length, status: c.status, correctedBytes: c.correctedBytes })}\n`,
     );
   } else if (out !== undefined) {
-    process.stderr.write(`${name}: ${formatBytes(c.bytes.length)} (${c.status}) → ${out}\n`);
+    note(`${name}: ${formatBytes(c.bytes.length)} (${c.status}) → ${out}`);
   }
   fold.close();
   return ExitCode.OK;
