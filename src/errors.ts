@@ -208,7 +208,12 @@ export interface ErrorContextMap {
   TV_IS_DIRECTORY: FileContext;
   TV_NOT_A_FILE: FileContext;
   TV_IO: FileContext;
-  TV_FILE_CHANGED: FileContext & { readonly expected?: number; readonly actual?: number };
+  TV_FILE_CHANGED: FileContext & {
+    readonly expected?: number;
+    readonly actual?: number;
+    /** `replaced`: a checkpoint repair found its set replaced by a newer save and repaired nothing. */
+    readonly reason?: string;
+  };
   TV_LOCKED: {
     readonly path?: string;
     /** The holder's process id, host and since when it holds the lock (when the lock file says). */

@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { type EccVerifyResult, repair as eccRepair, verify as eccVerify, protect } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { tempName } from '../io/atomic';
-import { fsyncDir } from '../io/fs';
+import { fsyncDir, ioError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
 import { lockSetAsync, publish } from './commit';
@@ -39,7 +39,22 @@ import { fileLeaves } from './write';
 export function notAboutParity(err: unknown): boolean {
   return (
     err instanceof TensorVaultError &&
-    (err.code === ErrorCode.IO || err.code === ErrorCode.PERMISSION_DENIED || err.code === ErrorCode.LOCKED)
+    (err.code === ErrorCode.IO ||
+      err.code === ErrorCode.PERMISSION_DENIED ||
+      err.code === ErrorCode.LOCKED ||
+      replacedMeanwhile(err))
+  );
+}
+
+/**
+ * The refusal of {@link underLock}: the weights were replaced by a newer save since they were opened,
+ * so nothing was repaired. It says nothing of the parity (the newer set is another checkpoint).
+ */
+export function replacedMeanwhile(err: unknown): boolean {
+  return (
+    err instanceof TensorVaultError &&
+    err.code === ErrorCode.FILE_CHANGED &&
+    (err.context as { reason?: unknown }).reason === 'replaced'
   );
 }
 
@@ -92,10 +107,16 @@ export function mergeReport(into: CheckpointReport, from: Partial<CheckpointRepo
 /**
  * Run a repair (which replaces files) under the set's writer lock, after checking that the weights on
  * disk are still the file that was verified (`ino`): a newer save may have replaced them meanwhile, and
- * a repaired old file must never be renamed over a newer set.
+ * a repaired old file must never be renamed over a newer set (`TV_FILE_CHANGED`, `reason: 'replaced'`).
+ * `signal` stops the wait for the lock.
  */
-export async function underLock<T>(p: Parsed, ino: number | undefined, fn: () => Promise<T>): Promise<T> {
-  const lock = await lockSetAsync(p.files, 30_000);
+export async function underLock<T>(
+  p: Parsed,
+  ino: number | undefined,
+  fn: () => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
+  const lock = await lockSetAsync(p.files, 30_000, signal);
   try {
     if (ino !== undefined) {
       let now: number | undefined;
@@ -108,7 +129,7 @@ export async function underLock<T>(p: Parsed, ino: number | undefined, fn: () =>
         throw new TensorVaultError(
           ErrorCode.FILE_CHANGED,
           `${p.files.weights} was replaced (by a newer save?) since it was opened; not repaired`,
-          { path: p.files.weights },
+          { path: p.files.weights, reason: 'replaced' },
         );
       }
     }
@@ -187,6 +208,7 @@ export async function verifyWhole(
               // The tree has just checked every byte: the parity needs to look only where it differed.
               ranges: bad.map((c) => [c * block.chunk_size, block.chunk_size] as const),
             }),
+            options.signal,
           );
           publish({
             event: 'repaired',
@@ -240,7 +262,7 @@ export async function verifyWhole(
         else if (repair) {
           try {
             const t0 = performance.now();
-            const w = await underLock(p, ino, () => rsCheck(p, key, true, options));
+            const w = await underLock(p, ino, () => rsCheck(p, key, true, options), options.signal);
             publish({
               event: 'repaired',
               path: p.files.weights,
@@ -298,7 +320,7 @@ export async function verifyWhole(
           } finally {
             await fsp.rm(tmp, { force: true }).catch(() => {});
           }
-        });
+        }, options.signal);
         publish({ event: 'repaired', path: p.files.weights, part: 'parity' });
         report.repairedChunks = [...(report.damagedChunks ?? [])];
         status = 'repaired';
@@ -435,7 +457,7 @@ export async function parityCheck(
   const t0 = performance.now();
   try {
     // No force: the data chunks matched their digests a moment ago; anything else is refused.
-    const r = await underLock(p, ino, () => eccRepair(p.weights, { sidecar, ...job }));
+    const r = await underLock(p, ino, () => eccRepair(p.weights, { sidecar, ...job }), job.signal);
     publish({
       event: 'repaired',
       path: p.files.weights,
@@ -558,7 +580,7 @@ async function rebuildTvecc(
     } finally {
       await fsp.rm(tmp, { force: true }).catch(() => {});
     }
-  });
+  }, job.signal);
 }
 
 /**
@@ -593,7 +615,12 @@ export async function treeDamage(
   path: string = p.weights,
   unreadable?: number[],
 ): Promise<number[]> {
-  const size = statSync(path).size;
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch (err) {
+    throw ioError(err, path); // pruned meanwhile: TV_NOT_FOUND
+  }
   const n = Math.ceil(block.file_length / block.chunk_size);
   const leaves = await fileLeaves(path, treeHashOf(block.algorithm), 0, n, options, block.chunk_size);
   const bad: number[] = [];

@@ -203,7 +203,9 @@ async function loadLocal(
       throw err;
     }
     publish({ event: 'damaged', path: p.files.weights, part: 'header' });
-    const r = await underLock(p, undefined, () => rsCheck(p, key, true, options)).catch(() => undefined);
+    const r = await underLock(p, undefined, () => rsCheck(p, key, true, options), options.signal).catch(
+      () => undefined,
+    );
     if (r === undefined || !r.rewritten) throw err;
     repairedAtOpen = true;
     publish({ event: 'repaired', path: p.files.weights, part: 'header', blocks: r.badBlocks });
@@ -261,7 +263,7 @@ async function loadLocal(
         event: 'verified',
         path: p.files.weights,
         layout: p.layout,
-        bytes: statSync(p.weights).size,
+        bytes: file.fileLength,
         mode,
         ms: performance.now() - t0,
       });

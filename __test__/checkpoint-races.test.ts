@@ -1,0 +1,147 @@
+// Checkpoint calls that meet another writer's work on the same set: a prune during a full load, a newer
+// save during a repair, a repair waiting for a save's lock. Each case is driven from a progress callback
+// or a held lock, so the interleaving is the same on every run.
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { tempDir } from './helpers/tmp';
+
+/** Flip every bit of the byte at `offset` of the file at `path`. */
+function xorAt(path: string, offset: number, mask: number): void {
+  const fd = openSync(path, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, offset);
+    b[0] = (b[0] as number) ^ mask;
+    writeSync(fd, b, 0, 1, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const tensors = (v: number) => ({ w: new Float32Array(4 << 20).fill(v) }); // 16 MiB
+
+describe('checkpoint calls racing another writer', () => {
+  it('a full load whose set is pruned while it verifies gives a typed result, never a raw Node error', async () => {
+    // Regression: the `verified` event took the size with statSync(path) after the descriptors had
+    // verified the set, so a prune by another process in between rejected with a raw ENOENT Error
+    // (CheckpointManager.restore() passed it on).
+    const dir = tempDir('tv-race-prune-');
+    const p = join(dir, 'm.safetensors');
+    await tv.saveCheckpoint(p, tensors(1), { ecc: 'medium' });
+    let pruned = false;
+    const outcome = await tv
+      .loadCheckpoint(p, {
+        verify: 'full',
+        onProgress: () => {
+          if (pruned) return;
+          pruned = true;
+          for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
+        },
+      })
+      .then(
+        async (c) => {
+          const first = (await c.tensor('w')).data[0];
+          c.close();
+          return { ok: first };
+        },
+        (err: unknown) => ({ err }),
+      );
+    expect(pruned).toBe(true);
+    if ('err' in outcome) expect(outcome.err).toBeInstanceOf(tv.TensorVaultError);
+    else expect(outcome.ok).toBe(1); // verified through the descriptors opened before the prune
+  });
+
+  it('a repair that finds its set replaced by a newer save says so (TV_FILE_CHANGED), not damage beyond the parity', async () => {
+    // Regression: underLock's refusal ("replaced by a newer save; not repaired") was reported as
+    // TV_CHECKPOINT_INTEGRITY "parity cannot repair it (TV_FILE_CHANGED)", sending an operator to the
+    // runbook's "beyond the parity" step for a healthy, newer checkpoint.
+    const dir = tempDir('tv-race-replaced-');
+    const p = join(dir, 'm.safetensors');
+    const newer = join(dir, 'newer');
+    await tv.saveCheckpoint(join(newer, 'm.safetensors'), tensors(2), { ecc: 'medium' });
+    await tv.saveCheckpoint(p, tensors(1), { ecc: 'medium' });
+    xorAt(p, 1 << 20, 0xff);
+    let replaced = false;
+    const err = await tv
+      .repairCheckpoint(p, {
+        onProgress: () => {
+          if (replaced) return;
+          replaced = true;
+          // A newer save's rename of its weights (a new inode) while the repair verifies the old one.
+          copyFileSync(join(newer, 'm.safetensors'), `${p}.incoming`);
+          renameSync(`${p}.incoming`, p);
+        },
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(replaced).toBe(true);
+    expect(err).toBeInstanceOf(tv.TensorVaultError);
+    expect((err as tv.TensorVaultError).code).toBe('TV_FILE_CHANGED');
+    expect((err as tv.TensorVaultError).context).toMatchObject({ reason: 'replaced' });
+  });
+
+  it("a repair's signal stops its wait for the lock a save holds", async () => {
+    // Regression: underLock waited for the set's lock without the caller's signal, so an aborted repair
+    // went on waiting until the other save finished (and then reported its outcome).
+    const dir = tempDir('tv-race-lockwait-');
+    const p = join(dir, 'm.safetensors');
+    await tv.saveCheckpoint(p, tensors(1), { ecc: 'medium' });
+    xorAt(p, 1 << 20, 0xff);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let started!: () => void;
+    const holding = new Promise<void>((r) => {
+      started = r;
+    });
+    async function* slow() {
+      yield new Uint8Array(1 << 20);
+      started();
+      await gate; // the save holds the set's lock until the test lets it go
+      yield new Uint8Array(1 << 20);
+    }
+    let saveDone = false;
+    const save = tv
+      .saveCheckpoint(p, { w: { dtype: 'U8', shape: [2 << 20], data: slow() } }, { ecc: 'medium' })
+      .then(() => {
+        saveDone = true;
+      });
+    await holding;
+    const ac = new AbortController();
+    const repair = tv
+      .repairCheckpoint(p, {
+        signal: ac.signal,
+        // The verify has read every chunk: the repair is about to wait for the lock.
+        onProgress: (pr) => {
+          if (pr.bytesDone >= pr.bytesTotal) ac.abort();
+        },
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    const err = await Promise.race([repair, new Promise((r) => setTimeout(r, 20_000, 'still waiting'))]);
+    const doneBeforeRelease = saveDone;
+    release();
+    await save;
+    expect(doneBeforeRelease).toBe(false);
+    expect(err).toBeInstanceOf(tv.TensorVaultError);
+    expect((err as tv.TensorVaultError).code).toBe('TV_ABORTED');
+    expect(existsSync(p)).toBe(true);
+  });
+});
