@@ -12,7 +12,7 @@ import {
   rmSync,
   writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
 import { tempDir } from './helpers/tmp';
@@ -143,5 +143,43 @@ describe('checkpoint calls racing another writer', () => {
     expect(err).toBeInstanceOf(tv.TensorVaultError);
     expect((err as tv.TensorVaultError).code).toBe('TV_ABORTED');
     expect(existsSync(p)).toBe(true);
+  });
+});
+
+describe('CheckpointManager.restore() racing a save of the same step', () => {
+  it('a step whose set a newer save replaced during the repair is loaded afresh, not skipped as damaged', async () => {
+    // Regression: the repair's "replaced by a newer save" refusal made restore() skip the step (and
+    // remember it as damaged), falling back to an older checkpoint although an intact set of the step was
+    // at the path.
+    const dir = tempDir('tv-race-restore-');
+    const other = tempDir('tv-race-restore-other-');
+    const m = new tv.CheckpointManager(dir, { keepLast: 5, ecc: 'medium' });
+    const o = new tv.CheckpointManager(other, { keepLast: 5, ecc: 'medium' });
+    await m.save(1, tensors(1));
+    await m.save(2, tensors(2));
+    await o.save(2, tensors(3));
+    xorAt(m.pathOf(2), 1 << 20, 0xff);
+    let replaced = false;
+    const { checkpoint, report } = await m.restore(undefined, {
+      onProgress: () => {
+        if (replaced) return;
+        replaced = true;
+        // Another process's save of step 2: the whole set, each file by a rename (weights last).
+        const names = readdirSync(other).filter((f) => !f.startsWith('.'));
+        const weights = basename(o.pathOf(2));
+        for (const f of [...names.filter((f) => f !== weights), weights]) {
+          copyFileSync(join(other, f), join(dir, `${f}.incoming`));
+          renameSync(join(dir, `${f}.incoming`), join(dir, f));
+        }
+      },
+    });
+    try {
+      expect(replaced).toBe(true);
+      expect(report.step).toBe(2);
+      expect(report.skipped).toEqual([]);
+      expect((await checkpoint.tensor('w')).data[0]).toBe(3);
+    } finally {
+      checkpoint.close();
+    }
   });
 });

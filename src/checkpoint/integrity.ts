@@ -200,14 +200,17 @@ export async function verifyWhole(
         try {
           const t0 = performance.now();
           const sidecar = p.tvecc;
-          const r = await underLock(p, ino, () =>
-            eccRepair(p.weights, {
-              sidecar,
-              ...options,
-              force: true,
-              // The tree has just checked every byte: the parity needs to look only where it differed.
-              ranges: bad.map((c) => [c * block.chunk_size, block.chunk_size] as const),
-            }),
+          const r = await underLock(
+            p,
+            ino,
+            () =>
+              eccRepair(p.weights, {
+                sidecar,
+                ...options,
+                force: true,
+                // The tree has just checked every byte: the parity needs to look only where it differed.
+                ranges: bad.map((c) => [c * block.chunk_size, block.chunk_size] as const),
+              }),
             options.signal,
           );
           publish({
@@ -311,16 +314,21 @@ export async function verifyWhole(
       // The data verify; only the parity is damaged: rewrite it from the data, or say it can be.
       if (repair) {
         const rs = p.rs;
-        await underLock(p, ino, async () => {
-          const tmp = tempName(rs.path);
-          try {
-            await writeRsParity(p.weights, tmp, rs.codec, {});
-            await fsp.rename(tmp, rs.path);
-            await fsyncDir(dirname(rs.path));
-          } finally {
-            await fsp.rm(tmp, { force: true }).catch(() => {});
-          }
-        }, options.signal);
+        await underLock(
+          p,
+          ino,
+          async () => {
+            const tmp = tempName(rs.path);
+            try {
+              await writeRsParity(p.weights, tmp, rs.codec, {});
+              await fsp.rename(tmp, rs.path);
+              await fsyncDir(dirname(rs.path));
+            } finally {
+              await fsp.rm(tmp, { force: true }).catch(() => {});
+            }
+          },
+          options.signal,
+        );
         publish({ event: 'repaired', path: p.files.weights, part: 'parity' });
         report.repairedChunks = [...(report.damagedChunks ?? [])];
         status = 'repaired';
@@ -559,28 +567,35 @@ async function rebuildTvecc(
 ): Promise<void> {
   const sidecar = p.tvecc as string;
   const block = p.block as IntegrityBlock;
-  await underLock(p, ino, async () => {
-    const tmp = tempName(sidecar);
-    try {
-      await protect(p.weights, {
-        sidecar: tmp,
-        ...job,
-        ...(typeof level === 'string' ? { level } : { k: level.k, m: level.m, chunkSize: level.chunk_size }),
-      });
-      const v = await eccVerify(p.weights, { sidecar: tmp, ...job });
-      if (v.status !== 'intact' || (await treeDamage(p, block, job)).length > 0) {
-        throw new TensorVaultError(
-          ErrorCode.FILE_CHANGED,
-          `${p.files.weights} changed while its .tvecc parity was rebuilt; the parity was not replaced`,
-          { path: p.files.weights },
-        );
+  await underLock(
+    p,
+    ino,
+    async () => {
+      const tmp = tempName(sidecar);
+      try {
+        await protect(p.weights, {
+          sidecar: tmp,
+          ...job,
+          ...(typeof level === 'string'
+            ? { level }
+            : { k: level.k, m: level.m, chunkSize: level.chunk_size }),
+        });
+        const v = await eccVerify(p.weights, { sidecar: tmp, ...job });
+        if (v.status !== 'intact' || (await treeDamage(p, block, job)).length > 0) {
+          throw new TensorVaultError(
+            ErrorCode.FILE_CHANGED,
+            `${p.files.weights} changed while its .tvecc parity was rebuilt; the parity was not replaced`,
+            { path: p.files.weights },
+          );
+        }
+        await fsp.rename(tmp, sidecar);
+        await fsyncDir(dirname(sidecar));
+      } finally {
+        await fsp.rm(tmp, { force: true }).catch(() => {});
       }
-      await fsp.rename(tmp, sidecar);
-      await fsyncDir(dirname(sidecar));
-    } finally {
-      await fsp.rm(tmp, { force: true }).catch(() => {});
-    }
-  }, job.signal);
+    },
+    job.signal,
+  );
 }
 
 /**

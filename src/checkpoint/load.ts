@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath, sep } from 'node:path';
 import { type EccVerifyResult, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
