@@ -130,9 +130,23 @@ describe('tensorvault checkpoint', () => {
     // In place, same layout: the .tvecc stays, at the same level.
     const same = run('convert', src, '--layout', 'tensorvault', '--json');
     expect(same.status).toBe(0);
-    expect(JSON.parse(same.stdout)).toMatchObject({ ecc: ref.ecc, sourceParity: `${ref.ecc} = high` });
+    // The level the save recorded decides (not a guess from the sidecar's k and m).
+    expect(JSON.parse(same.stdout)).toMatchObject({ ecc: ref.ecc, sourceParity: 'tvecc high (recorded)' });
     expect(existsSync(`${src}.tvecc`)).toBe(true);
     expect((await tv.verifyCheckpoint(src)).parity).toBe('intact');
+    // Custom parameters the save recorded are kept as they are (they match no preset: refused before).
+    const custom = join(dir, 'custom.safetensors');
+    await tv.saveCheckpoint(custom, tensors(), { ecc: { k: 6, m: 3, chunkSize: 65536 } });
+    const kept = run(
+      'convert',
+      custom,
+      '--layout',
+      'tensorvault',
+      '--out',
+      join(dir, 'custom2.safetensors'),
+      '--json',
+    );
+    expect([kept.status, JSON.parse(kept.stdout || '{}').ecc]).toEqual([0, 'tvecc 6+3']);
     // To pyfolds-ecc: PyFolds's level of the same name (high = rs(64)); and back: tensorvault's high.
     const py = join(dir, 'par-py.safetensors');
     const toPy = run('convert', src, '--layout', 'pyfolds-ecc', '--out', py, '--json');

@@ -540,7 +540,7 @@ async function rebuildOrUnusable(
  * The `.tvecc` level recorded next to the sealed `ecc` member of the set's `.meta.json` (read again
  * here: the loader's fast path hands out only the sealed members), when it names this set's sidecar.
  */
-function levelInSidecar(p: Parsed): TveccLevel | undefined {
+export function levelInSidecar(p: Parsed): TveccLevel | undefined {
   let ecc: unknown;
   try {
     const block = readJson(p.files.meta).tensorvault as Record<string, unknown> | undefined;

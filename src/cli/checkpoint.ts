@@ -6,6 +6,7 @@
  * The HMAC key is read from `PYFOLDS_CHECKPOINT_HMAC_KEY`.
  */
 import { statSync } from 'node:fs';
+import { levelInSidecar } from '../checkpoint/integrity';
 import { type CheckpointLayout, LAYOUTS } from '../checkpoint/layout';
 import {
   type CheckpointReport,
@@ -93,13 +94,27 @@ const PYFOLDS_LEVEL: Readonly<Record<Level, string>> = { low: 'low', medium: 'me
  * The parity a checkpoint has, as a level: its `.tvecc` sidecar's `k` data and `m` parity chunks
  * (each preset has `m = ⌈k · mp / kp⌉`; where two presets give the same `m`, the stronger is taken, so
  * a conversion never lowers the protection), or its rs(N) stream (rs(16), rs(32), rs(64): PyFolds's
- * low, med, high). The level is not recorded elsewhere. `level` is undefined for custom parameters.
+ * low, med, high). A level the save recorded in the `.meta.json` (`tensorvault.ecc.level`) is taken as
+ * it is, custom parameters included (`custom`). `level` is undefined for custom parameters.
  */
 async function parityOf(
   file: string,
   job: { signal?: AbortSignal; onProgress?: (p: Progress) => void },
-): Promise<{ source: string; level?: Level; rs?: number }> {
+): Promise<{
+  source: string;
+  level?: Level;
+  rs?: number;
+  custom?: { k: number; m: number; chunkSize: number };
+}> {
   const p = parseCheckpoint(file);
+  // The level the save recorded (tensorvault layout, saves since it is recorded) decides; custom
+  // parameters are kept as they are.
+  const recorded = p.tvecc !== undefined ? levelInSidecar(p) : undefined;
+  if (typeof recorded === 'string') return { source: `tvecc ${recorded} (recorded)`, level: recorded };
+  if (recorded !== undefined) {
+    const { k, m, chunk_size: chunkSize } = recorded;
+    return { source: `tvecc ${k}+${m} × ${chunkSize} B (recorded)`, custom: { k, m, chunkSize } };
+  }
   if (p.rs !== undefined) {
     const n = p.rs.codec.parity;
     const level = RS_LEVELS[n];
@@ -132,7 +147,7 @@ async function keptParity(
   file: string,
   target: CheckpointLayout,
   job: { signal?: AbortSignal; onProgress?: (p: Progress) => void },
-): Promise<{ source: string; ecc?: string }> {
+): Promise<{ source: string; ecc?: string | { k: number; m: number; chunkSize: number } }> {
   const src = await parityOf(file, job);
   if (src.source === 'none') return src;
   if (target === 'pyfolds') {
@@ -141,6 +156,7 @@ async function keptParity(
     );
   }
   if (target === 'pyfolds-ecc' && src.rs !== undefined) return { ...src, ecc: `rs(${src.rs})` };
+  if (target === 'tensorvault' && src.custom !== undefined) return { source: src.source, ecc: src.custom };
   if (src.level === undefined) {
     throw new UsageError(
       `the parity of ${file} (${src.source}) is not one of the levels low, medium, high: pass --ecc LEVEL (or --ecc off to drop it)`,
