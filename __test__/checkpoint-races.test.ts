@@ -63,35 +63,39 @@ describe('checkpoint calls racing another writer', () => {
     else expect(outcome.ok).toBe(1); // verified through the descriptors opened before the prune
   });
 
-  it('a repair that finds its set replaced by a newer save says so (TV_FILE_CHANGED), not damage beyond the parity', async () => {
+  it('a repair that finds its set replaced by a newer save repairs nothing and checks the newer set, never reporting damage beyond the parity', async () => {
     // Regression: underLock's refusal ("replaced by a newer save; not repaired") was reported as
     // TV_CHECKPOINT_INTEGRITY "parity cannot repair it (TV_FILE_CHANGED)", sending an operator to the
-    // runbook's "beyond the parity" step for a healthy, newer checkpoint.
+    // runbook's "beyond the parity" step for a healthy, newer checkpoint. Now the refusal is
+    // TV_FILE_CHANGED (reason 'replaced'), and repairCheckpoint checks the set that replaced it.
     const dir = tempDir('tv-race-replaced-');
     const p = join(dir, 'm.safetensors');
-    const newer = join(dir, 'newer');
+    const newer = tempDir('tv-race-replaced-new-');
     await tv.saveCheckpoint(join(newer, 'm.safetensors'), tensors(2), { ecc: 'medium' });
     await tv.saveCheckpoint(p, tensors(1), { ecc: 'medium' });
     xorAt(p, 1 << 20, 0xff);
     let replaced = false;
-    const err = await tv
-      .repairCheckpoint(p, {
-        onProgress: () => {
-          if (replaced) return;
-          replaced = true;
-          // A newer save's rename of its weights (a new inode) while the repair verifies the old one.
-          copyFileSync(join(newer, 'm.safetensors'), `${p}.incoming`);
-          renameSync(`${p}.incoming`, p);
-        },
-      })
-      .then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+    const report = await tv.repairCheckpoint(p, {
+      onProgress: () => {
+        if (replaced) return;
+        replaced = true;
+        // A newer save's renames (each file of the set, the weights last) while the repair verifies
+        // the old one.
+        const names = readdirSync(newer).filter((f) => !f.startsWith('.'));
+        for (const f of [...names.filter((f) => f !== 'm.safetensors'), 'm.safetensors']) {
+          copyFileSync(join(newer, f), join(dir, `${f}.incoming`));
+          renameSync(join(dir, `${f}.incoming`), join(dir, f));
+        }
+      },
+    });
     expect(replaced).toBe(true);
-    expect(err).toBeInstanceOf(tv.TensorVaultError);
-    expect((err as tv.TensorVaultError).code).toBe('TV_FILE_CHANGED');
-    expect((err as tv.TensorVaultError).context).toMatchObject({ reason: 'replaced' });
+    expect(report.status).toBe('intact');
+    const c = await tv.loadCheckpoint(p, { verify: 'full' });
+    try {
+      expect((await c.tensor('w')).data[0]).toBe(2); // the newer set, untouched
+    } finally {
+      c.close();
+    }
   });
 
   it("a repair's signal stops its wait for the lock a save holds", async () => {
@@ -180,6 +184,43 @@ describe('CheckpointManager.restore() racing a save of the same step', () => {
       expect((await checkpoint.tensor('w')).data[0]).toBe(3);
     } finally {
       checkpoint.close();
+    }
+  });
+});
+
+describe("a whole-set check meeting another process's commit", () => {
+  it('verifyCheckpoint that read the old sidecar beside the new weights checks the set again: a healthy checkpoint is not reported damaged', async () => {
+    // Regression: a monitor's verifyCheckpoint during a save in another process returned `damaged`
+    // with every chunk listed (seal ok, parity intact) when the save's renames fell between its read of
+    // the sidecar and of the weights. The state such a reader meets is built here: the newer weights in
+    // place, the older sidecar still there; the commit's remaining renames land during the verify.
+    const dir = tempDir('tv-race-verify-');
+    const other = tempDir('tv-race-verify-new-');
+    const p = join(dir, 'm.safetensors');
+    const q = join(other, 'm.safetensors');
+    await tv.saveCheckpoint(p, tensors(1), { ecc: 'medium' });
+    await tv.saveCheckpoint(q, tensors(2), { ecc: 'medium' });
+    const move = (name: string) => {
+      copyFileSync(join(other, name), join(dir, `${name}.incoming`));
+      renameSync(join(dir, `${name}.incoming`), join(dir, name));
+    };
+    move('m.safetensors');
+    let committed = false;
+    const report = await tv.verifyCheckpoint(p, {
+      onProgress: () => {
+        if (committed) return;
+        committed = true;
+        for (const f of readdirSync(other)) if (f !== 'm.safetensors' && !f.startsWith('.')) move(f);
+      },
+    });
+    expect(committed).toBe(true);
+    expect(report.status).toBe('intact');
+    expect(report.damagedChunks).toEqual([]);
+    const c = await tv.loadCheckpoint(p, { verify: 'full' });
+    try {
+      expect((await c.tensor('w')).data[0]).toBe(2);
+    } finally {
+      c.close();
     }
   });
 });

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, realpathSync } from 'node:fs';
+import { closeSync, fstatSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath, sep } from 'node:path';
 import { type EccVerifyResult, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
@@ -22,7 +22,7 @@ import {
   underLock,
   verifyWhole,
 } from './integrity';
-import { checkpointFiles, type HmacKey, parseStoredHash } from './layout';
+import { type CheckpointFiles, checkpointFiles, type HmacKey, parseStoredHash } from './layout';
 import { Checkpoint } from './lazy';
 import {
   type CheckpointReport,
@@ -97,7 +97,67 @@ export async function loadCheckpoint(
 ): Promise<Checkpoint | RemoteCheckpoint> {
   // `s3://…` and `file://…`: a lazy remote load (src/remote/lazy.ts), ranged reads into a local cache.
   if (isRemoteUrl(path)) return loadRemoteCheckpoint(path, options);
+  // A full load takes long enough to meet another process's save of the set: retried when it did.
+  if (options.verify === 'full') return unlessRaced(path, () => loadLocal(path, options, false));
   return loadLocal(path, options, false);
+}
+
+/**
+ * The set's files as they are on disk: each one's inode and modification time, and whether a commit
+ * record is there. Two equal stamps around a read mean no save replaced any file of the set meanwhile.
+ */
+function setStamp(files: CheckpointFiles): string {
+  const one = (f: string): string => {
+    try {
+      const st = statSync(f, { bigint: true });
+      return `${st.ino}:${st.mtimeNs}`;
+    } catch {
+      return '-';
+    }
+  };
+  return [files.weights, files.meta, files.json, files.tvecc, files.rsEcc, files.journal].map(one).join('|');
+}
+
+/** Errors and outcomes that a read of a set replaced meanwhile (old sidecar, new weights) can give. */
+const RACED_CODES = new Set<string>([
+  ErrorCode.CHECKPOINT_INTEGRITY,
+  ErrorCode.CHECKPOINT_TENSOR_DAMAGED,
+  ErrorCode.CHECKPOINT_INVALID,
+  ErrorCode.FILE_CHANGED,
+  ErrorCode.NOT_FOUND,
+]);
+
+/**
+ * Run a whole-set check (`verifyCheckpoint`, `repairCheckpoint`, a full load) and, when it found damage
+ * or failed as a torn read does while another process's save replaced the set between the reads of its
+ * files, run it again on the set now there (up to 3 more times). Without this a monitor's verify
+ * during a save reported a healthy checkpoint `damaged` in every chunk. Damage that is really there
+ * is reported as before: the set did not change around that read.
+ */
+async function unlessRaced<T>(path: string, run: () => Promise<T>): Promise<T> {
+  const files = checkpointFiles(path);
+  for (let attempt = 0; ; attempt++) {
+    const before = setStamp(files);
+    let result: T;
+    try {
+      result = await run();
+    } catch (err) {
+      if (
+        attempt < 3 &&
+        err instanceof TensorVaultError &&
+        RACED_CODES.has(err.code) &&
+        setStamp(files) !== before
+      )
+        continue;
+      throw err;
+    }
+    const status = (result as { status?: unknown }).status;
+    if (attempt < 3 && status === 'damaged' && setStamp(files) !== before) {
+      (result as { close?: () => void }).close?.();
+      continue;
+    }
+    return result;
+  }
 }
 
 /**
@@ -319,6 +379,11 @@ export async function verifyCheckpoint(
   path: string,
   options: VerifyCheckpointOptions = {},
 ): Promise<CheckpointReport> {
+  if (typeof path === 'string' && path.length > 0) return unlessRaced(path, () => verifyOnce(path, options));
+  return verifyOnce(path, options);
+}
+
+async function verifyOnce(path: string, options: VerifyCheckpointOptions): Promise<CheckpointReport> {
   const t0 = performance.now();
   const { key, requireHmac } = checkOptions({ ...options, verify: 'full' });
   await settleCommit(checkpointFiles(path), options.signal);
@@ -476,7 +541,9 @@ export async function repairCheckpoint(
   options: VerifyCheckpointOptions = {},
 ): Promise<CheckpointReport> {
   const full = { ...options, verify: 'full' as const, repair: true };
-  const ckpt = isRemoteUrl(path) ? await loadCheckpoint(path, full) : await loadLocal(path, full, true);
+  const ckpt = isRemoteUrl(path)
+    ? await loadCheckpoint(path, full)
+    : await unlessRaced(path, () => loadLocal(path, full, true));
   ckpt.close();
   return ckpt.report;
 }

@@ -10,7 +10,7 @@ import { ioError, notAFolder } from '../io/fs';
 import type { WriterLock } from '../io/lock';
 import type { TensorsToSave } from '../safetensors/writer';
 import { commitSet, lockSet, lockSetAsync, needsRecovery, publish, recoverLocked } from './commit';
-import { checkSealMessage, replacedMeanwhile } from './integrity';
+import { checkSealMessage } from './integrity';
 import type { CheckpointLayout } from './layout';
 import { checkpointFiles, type HmacKey, sidecarFiles } from './layout';
 import { type Checkpoint, type LoadCheckpointOptions, loadCheckpoint } from './load';
@@ -390,17 +390,10 @@ export class CheckpointManager {
     let last: unknown;
     for (const c of all) {
       try {
-        const load = () =>
-          loadCheckpoint(c.path, {
-            ...(this.#o.hmacKey !== undefined ? { hmacKey: this.#o.hmacKey } : {}),
-            ...options,
-            verify: 'full',
-          });
-        // A save in another process replaced this step's set while its repair was being decided: the
-        // set now at the path is another checkpoint of the step, loaded afresh (once).
-        const checkpoint = await load().catch((err: unknown) => {
-          if (replacedMeanwhile(err)) return load();
-          throw err;
+        const checkpoint = await loadCheckpoint(c.path, {
+          ...(this.#o.hmacKey !== undefined ? { hmacKey: this.#o.hmacKey } : {}),
+          ...options,
+          verify: 'full',
         });
         this.#damaged.delete(c.step);
         return { checkpoint, report: { step: c.step, skipped } };
