@@ -98,7 +98,7 @@ export async function loadCheckpoint(
   // `s3://…` and `file://…`: a lazy remote load (src/remote/lazy.ts), ranged reads into a local cache.
   if (isRemoteUrl(path)) return loadRemoteCheckpoint(path, options);
   // A full load takes long enough to meet another process's save of the set: retried when it did.
-  if (options.verify === 'full') return unlessRaced(path, () => loadLocal(path, options, false));
+  if (options?.verify === 'full') return unlessRaced(path, () => loadLocal(path, options, false));
   return loadLocal(path, options, false);
 }
 
