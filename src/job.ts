@@ -30,6 +30,17 @@ export interface JobOptions {
  */
 export const jobChannel = channel('tensorvault:job');
 
+/**
+ * `options` without its `signal`, for the work that follows a step that has changed the user's files
+ * (a repair written or renamed into place). From there an abort no longer turns the outcome into
+ * `TV_ABORTED`: the re-check runs to its end (bounded: at most a read of the file) and the call
+ * resolves with what it did, as the native repairs do once they commit.
+ */
+export function withoutSignal<T extends JobOptions>(options: T): Omit<T, 'signal'> {
+  const { signal, ...rest } = options;
+  return rest;
+}
+
 /** Start `start(control)` and wire progress and cancellation to it; `op` names it for telemetry. */
 export async function runJob<T>(
   op: string,

@@ -5,7 +5,7 @@ import { type EccVerifyResult, repair as eccRepair, verify as eccVerify, protect
 import { ErrorCode, TensorVaultError } from '../errors';
 import { tempName } from '../io/atomic';
 import { fsyncDir, ioError } from '../io/fs';
-import type { JobOptions } from '../job';
+import { type JobOptions, withoutSignal } from '../job';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
 import { lockSetAsync, publish } from './commit';
 import {
@@ -146,7 +146,8 @@ export async function underLock<T>(
  * blocks (pyfolds-ecc), then the PyFolds hash; with `repair`, damage is repaired from parity and the
  * file re-opened and re-checked. With `checkParity` (verifyCheckpoint, repairCheckpoint), the `.tvecc`
  * sidecar of verified tensorvault weights is checked too ({@link parityCheck}). Never throws for damage:
- * the report says `damaged` (with `why`).
+ * the report says `damaged` (with `why`). `options.signal` stops it only until a repair has changed
+ * the weights or their parity: the re-checks after that run to their end (see {@link withoutSignal}).
  */
 export async function verifyWhole(
   p: Parsed,
@@ -167,6 +168,9 @@ export async function verifyWhole(
   let parityDamaged = false;
   let rsSays: 'intact' | 'damage' | undefined;
   let f = file;
+  // The options of each step: `options` until a repair has changed the files, then without the signal
+  // (an abort after that point no longer rejects: the re-check runs to its end; see withoutSignal).
+  let job: JobOptions = options;
   // The PyFolds hash of the file as it is now runs on the pool beside the tree check of the tensorvault
   // layout (two hashes over the same cached bytes at once: the sequential SHA-256 on one thread, the
   // tree's chunks on the others); it is dropped when the tree finds damage, and started again beside
@@ -213,6 +217,7 @@ export async function verifyWhole(
               }),
             options.signal,
           );
+          job = withoutSignal(options);
           publish({
             event: 'repaired',
             path: p.files.weights,
@@ -232,8 +237,8 @@ export async function verifyWhole(
         }
         f.close();
         f = await openSafetensors(p.weights);
-        pending = pyfoldsBeside(p.weights, f, options.signal);
-        bad = await treeDamage(p, block, options);
+        pending = pyfoldsBeside(p.weights, f, job.signal);
+        bad = await treeDamage(p, block, job);
         if (bad.length > 0)
           return {
             file: f,
@@ -266,6 +271,7 @@ export async function verifyWhole(
           try {
             const t0 = performance.now();
             const w = await underLock(p, ino, () => rsCheck(p, key, true, options), options.signal);
+            job = withoutSignal(options);
             publish({
               event: 'repaired',
               path: p.files.weights,
@@ -286,7 +292,7 @@ export async function verifyWhole(
     const digest =
       pending !== undefined
         ? await pending.digest
-        : await pyfoldsDigestOfFile(p.weights, f.infos(), options.signal ? { signal: options.signal } : {});
+        : await pyfoldsDigestOfFile(p.weights, f.infos(), job.signal ? { signal: job.signal } : {});
     const ok = pyfoldsHashMatches(p.stored, digest, key);
     report.pyfoldsHash = ok ? 'ok' : 'mismatch';
     if (!ok) {
@@ -300,7 +306,7 @@ export async function verifyWhole(
           // A keyed hash: a wrong key looks exactly like damage, unless something else vouches for
           // the bytes. Nothing has been written (see rsCheck and the parity rewrite below).
           if (rsSays === 'intact') throw wrongKey(p, 'rs');
-          const tvecc = await tveccSays(p, options);
+          const tvecc = await tveccSays(p, job);
           if (tvecc === 'intact') throw wrongKey(p, 'tvecc');
           if (rsSays === undefined && tvecc === undefined) {
             report.hashMismatch = 'damage-or-wrong-key';
@@ -329,6 +335,7 @@ export async function verifyWhole(
           },
           options.signal,
         );
+        job = withoutSignal(options);
         publish({ event: 'repaired', path: p.files.weights, part: 'parity' });
         report.repairedChunks = [...(report.damagedChunks ?? [])];
         status = 'repaired';
@@ -336,7 +343,7 @@ export async function verifyWhole(
     }
     if (checkParity && p.layout === 'tensorvault' && p.tvecc !== undefined) {
       // The weights verify: now their parity, so that later damage stays repairable.
-      const c = await parityCheck(p, repair, options, ino);
+      const c = await parityCheck(p, repair, job, ino);
       report.parity = c.parity;
       report.damagedParity = c.damagedParity;
       if (c.rebuild === true) report.parityRebuild = true;
@@ -349,11 +356,12 @@ export async function verifyWhole(
       if (c.parity === 'repairable') status = 'repairable';
       if (c.parity === 'repaired') {
         status = 'repaired';
+        job = withoutSignal(options);
         if (c.fileRewritten) {
           // The parity repair also rebuilt weights chunks (damaged since the tree check): check again.
           f.close();
           f = await openSafetensors(p.weights);
-          if ((await treeDamage(p, p.block as IntegrityBlock, options)).length > 0)
+          if ((await treeDamage(p, p.block as IntegrityBlock, job)).length > 0)
             return {
               file: f,
               report: { ...report, status: 'damaged' },

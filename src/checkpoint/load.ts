@@ -3,7 +3,7 @@ import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath, 
 import { type EccVerifyResult, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { settleClosedMappings } from '../io/mappings';
-import type { JobOptions } from '../job';
+import { type JobOptions, withoutSignal } from '../job';
 import type { NativeSafetensors } from '../native/binding';
 import { loadRemoteCheckpoint, type RemoteCheckpoint, type RemoteLoadOptions } from '../remote/lazy';
 import { isRemoteUrl, type RemoteUrl } from '../remote/url';
@@ -242,7 +242,7 @@ async function loadLocal(
       const rebuilt = await checkSeal(p, key, repair && mode !== 'none');
       repairedAtOpen = rebuilt !== undefined;
       rebuiltAtOpen = rebuilt ?? [];
-      pair = await openPair(p.weights, options.signal);
+      pair = await openPair(p.weights, repairedAtOpen ? undefined : options.signal);
     }
     ({ file, fd } = pair as { file: SafetensorsFile; fd: number | undefined });
   } catch (err) {
@@ -269,7 +269,7 @@ async function loadLocal(
     if (r === undefined || !r.rewritten) throw err;
     repairedAtOpen = true;
     publish({ event: 'repaired', path: p.files.weights, part: 'header', blocks: r.badBlocks });
-    ({ file, fd } = await openPair(p.weights, options.signal));
+    ({ file, fd } = await openPair(p.weights));
   }
   const report: CheckpointReport = {
     path: p.files.weights,
@@ -300,7 +300,8 @@ async function loadLocal(
         { file, fd },
         key,
         repair,
-        options,
+        // A header repaired at open has changed the weights: the full check after it runs to its end.
+        repairedAtOpen ? withoutSignal(options) : options,
         report,
         fstatSync(fd).ino,
         checkParity,

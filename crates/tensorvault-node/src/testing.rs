@@ -73,3 +73,23 @@ pub(crate) fn after_header_read(path: &str) {
         }
     }
 }
+
+/// Arm a one-shot cancel of the next native job whose progress reaches `bytes` (as if its
+/// `AbortSignal` fired at that instant); a negative value disarms. See
+/// `tensorvault_core::control::test_hooks`.
+#[napi(js_name = "__testCancelAtProgress")]
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a test's byte count
+pub fn test_cancel_at_progress(bytes: f64) {
+    tensorvault_core::control::test_hooks::cancel_at(if bytes < 0.0 {
+        u64::MAX
+    } else {
+        bytes as u64
+    });
+}
+
+/// Whether the cancel armed by `__testCancelAtProgress` has fired.
+#[napi(js_name = "__testCancelFired")]
+#[must_use]
+pub fn test_cancel_fired() -> bool {
+    tensorvault_core::control::test_hooks::fired()
+}

@@ -1072,7 +1072,8 @@ impl FoldFile {
 
     /// Rewrite damaged stored bytes from parity (and stale parity from intact data) into `dest`
     /// (usually the file's own path), atomically. Returns the names of the chunks rewritten; chunks
-    /// that cannot be repaired are left as they are and reported by `verify_all`.
+    /// that cannot be repaired are left as they are and reported by `verify_all`. `control` is
+    /// committed ([`Control::try_commit`]) just before the rename: a cancellation after it is ignored.
     #[allow(clippy::many_single_char_names)]
     pub fn repair_to(&self, dest: &Path, control: &Control) -> Result<Vec<String>, FoldError> {
         // The rebuilt chunks only are held in memory (data and parity at their offsets); the rest of
@@ -1126,6 +1127,9 @@ impl FoldFile {
             control.checkpoint()?;
             f.write_all(block)?;
         }
+        // The last moment a cancellation is honoured: once the new file is renamed into place the
+        // repair has happened, and the caller's re-check runs to its end with this control.
+        control.try_commit()?;
         f.commit()?;
         Ok(fixed)
     }

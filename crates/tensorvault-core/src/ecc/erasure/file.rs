@@ -1145,7 +1145,12 @@ pub fn repair_with(
     let mut sidecar_error = None;
     if sidecar_damaged {
         match rewrite_sidecar(path, &sidecar_path, &sc, &before, options.mode, control) {
-            Ok(m) => mended = m,
+            Ok(m) => {
+                // The sidecar is replaced (or mended): like a rewritten file, a cancellation no
+                // longer turns the outcome into "cancelled" (the rebuild honoured it up to its rename).
+                control.set_committed();
+                mended = m;
+            }
             Err(ErasureError::Io(e))
                 if file_rewritten && !matches!(e, IoError::Truncated { .. }) =>
             {
@@ -1455,6 +1460,7 @@ fn repair_target(
     sc: &Sidecar,
     report: &VerifyReport,
     mode: RepairMode,
+    control: &Control,
 ) -> Result<(std::fs::File, u64, Box<dyn super::place::RepairTarget>), ErasureError> {
     let layout = report.layout;
     let (src, actual_len) = open_regular(path)?;
@@ -1482,6 +1488,7 @@ fn repair_target(
             damaged: &damaged,
         },
         mode,
+        control,
     )?;
     Ok((src, actual_len, target))
 }
@@ -1498,7 +1505,7 @@ fn write_rebuilt(
     control: &Control,
 ) -> Result<WriteMode, ErasureError> {
     let layout = report.layout;
-    let (_src, _, target) = repair_target(path, sc, report, mode)?;
+    let (_src, _, target) = repair_target(path, sc, report, mode, control)?;
     let written = target.mode();
     for rc in rebuilt {
         control.checkpoint()?;
@@ -1527,7 +1534,7 @@ fn rebuild_file(
     let (k, m) = (params.k(), params.m());
     let cs = params.chunk_size().as_usize();
     let codec = ErasureCodec::new(k, m)?;
-    let (src, actual_len, target) = repair_target(path, sc, report, mode)?;
+    let (src, actual_len, target) = repair_target(path, sc, report, mode, control)?;
     let written = target.mode();
     let rebuilt: u64 = report
         .damaged_chunks

@@ -98,15 +98,20 @@ pub struct TargetSpec<'a> {
 
 /// The writer for `mode`. [`RepairMode::Auto`] opens the file in place and falls back to a copy when
 /// that is refused for permission (or when the file is mostly damaged).
+///
+/// An in-place target commits `control` ([`Control::try_commit`]) when it is opened, before it
+/// changes the file: from then on the repair is not cancelled (it finishes writing and re-checks). A
+/// copy commits just before its rename, in [`RepairTarget::finish`].
 pub fn open_target(
     spec: &TargetSpec<'_>,
     mode: RepairMode,
+    control: &Control,
 ) -> Result<Box<dyn RepairTarget>, ErasureError> {
     match mode {
         RepairMode::Copy => Ok(Box::new(CopyTarget::create(spec)?)),
-        RepairMode::InPlace => Ok(Box::new(InPlace::open(spec)?)),
+        RepairMode::InPlace => Ok(Box::new(InPlace::open(spec, control)?)),
         RepairMode::Auto if spec.mostly_damaged => Ok(Box::new(CopyTarget::create(spec)?)),
-        RepairMode::Auto => match InPlace::open(spec) {
+        RepairMode::Auto => match InPlace::open(spec, control) {
             Ok(t) => Ok(Box::new(t)),
             Err(ErasureError::Io(IoError::PermissionDenied { .. })) => {
                 tracing::debug!(path = %spec.path.display(), "not writable: repairing into a copy");
@@ -171,9 +176,11 @@ pub struct InPlace {
 }
 
 impl InPlace {
-    /// Open `spec.path` for writing (it must still be the file the damage was found in) and restore
-    /// its protected length: appended bytes are cut, a truncated file is extended with zeros.
-    pub fn open(spec: &TargetSpec<'_>) -> Result<Self, ErasureError> {
+    /// Open `spec.path` for writing (it must still be the file the damage was found in), commit
+    /// `control` (the writes that follow change the file: a cancellation no longer stops the repair;
+    /// `Err(Cancelled)` if it came first) and restore its protected length: appended bytes are cut,
+    /// a truncated file is extended with zeros.
+    pub fn open(spec: &TargetSpec<'_>, control: &Control) -> Result<Self, ErasureError> {
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         let path = spec.path;
         let file = std::fs::OpenOptions::new()
@@ -191,6 +198,7 @@ impl InPlace {
                 path: path.to_path_buf(),
             });
         }
+        control.try_commit()?;
         if spec.actual_len != spec.file_len {
             file.set_len(spec.file_len)
                 .map_err(|e| IoError::from_os(path, "set_len", e))?;
@@ -215,8 +223,8 @@ impl RepairTarget for InPlace {
         Ok(())
     }
 
-    fn finish(self: Box<Self>, control: &Control) -> Result<(), ErasureError> {
-        control.checkpoint()?;
+    fn finish(self: Box<Self>, _control: &Control) -> Result<(), ErasureError> {
+        // Committed when opened: the chunks are written, a cancellation does not stop the sync.
         test_pause();
         // The protected modification time back, then one fsync for data and time together. No sync is
         // needed between them: whichever of the writes a power cut keeps, every chunk is intact or in
@@ -311,7 +319,9 @@ impl RepairTarget for CopyTarget {
         // The repaired file holds exactly the protected bytes: it gets back the modification time they
         // had when protected, so that the sidecar's hint keeps telling later edits from damage.
         set_mtime(dst, tmp, self.mtime_ns).map_err(|e| self.out.naming_destination(e))?;
-        control.checkpoint()?;
+        // The last moment a cancellation is honoured: after the rename the file is repaired, and
+        // the repair runs to its end (the re-check) whatever happens to the signal.
+        control.try_commit()?;
         self.out.commit()?;
         Ok(())
     }
