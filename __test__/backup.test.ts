@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -1070,5 +1070,85 @@ describe('a backup on a full disk', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout.trim())).toEqual({ name: 'TensorVaultError', code: 'TV_IO', tv: true });
     expect(readdirSync(out)).toEqual([]);
+  });
+});
+
+describe('leftovers of a backup process killed with SIGKILL', () => {
+  const dist = join(__dirname, '..', 'dist', 'index.js');
+  /**
+   * Run `body` (CommonJS, `tv` in scope) in a child; it prints `ready` and blocks where `body` says,
+   * and is killed there with SIGKILL. Resolves once it is dead.
+   */
+  const killAtReady = (body: string, env: NodeJS.ProcessEnv = process.env): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const script = `const tv = require(${JSON.stringify(dist)});
+        const block = () => { process.stdout.write('ready\\n'); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000); };
+        (async () => { ${body} })().then(() => process.stdout.write('finished\\n'));`;
+      const c = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'], env });
+      let out = '';
+      c.stdout?.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (out.includes('ready')) c.kill('SIGKILL');
+      });
+      c.on('exit', (_code, sig) =>
+        sig === 'SIGKILL' ? resolve() : reject(new Error(`the child was not killed: ${out}`)),
+      );
+    });
+  /** Run `body` in a child to its end (with `env`). */
+  const runChild = (body: string, env: NodeJS.ProcessEnv): void => {
+    const script = `const tv = require(${JSON.stringify(dist)}); (async () => { ${body} })().catch((e) => { console.error(e); process.exit(1); });`;
+    const r = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+  };
+
+  it('backup create: the partial archive of a killed create is removed by the next create', async () => {
+    // Defect: the archive was written to `.NAME.RANDOM.tmp` (no PID), which no later create replaces
+    // (the archive's name is new on every run) and nothing swept: every killed create left its partial
+    // archive in the output folder for good.
+    const d = await makeLog(40);
+    const out = fresh();
+    // Killed when every file is archived (step 3 of 5), before the archive is published.
+    await killAtReady(
+      `await tv.createBackup(${JSON.stringify(d)}, ${JSON.stringify(out)}, { onStep: (s) => { if (s.startsWith('[3/5]')) block(); } });`,
+    );
+    const left = readdirSync(out);
+    expect(left).toHaveLength(1);
+    expect(left[0]).toMatch(/^\.backup-eventlog-.*\.tar\.gz\.\d+\.[0-9a-f]+\.tmp$/);
+    const r = await tv.createBackup(d, out);
+    expect(readdirSync(out).sort()).toEqual([basename(r.archivePath), basename(r.manifestPath)].sort());
+    // A live writer's temporary (this process's PID) is left alone.
+    const live = join(out, `.backup-eventlog-20990101-000000-abcdef.tar.gz.${process.pid}.0123456789ab.tmp`);
+    writeFileSync(live, 'partial');
+    await tv.createBackup(d, out);
+    expect(existsSync(live)).toBe(true);
+  });
+
+  it('backup verify --read-data: the staging folder of a killed verify is removed by the next verify or restore', async () => {
+    // Defect: the staging folder (`tv-verify-XXXXXX` in the OS temp folder, a full extracted copy of
+    // the log) was removed only in a `finally`, which a killed verify never runs, and nothing swept it.
+    const d = await makeLog(40);
+    const { archivePath } = await tv.createBackup(d, fresh());
+    const tmp = fresh(); // the children's OS temp folder
+    const env = { ...process.env, TMPDIR: tmp };
+    const stagings = () => readdirSync(tmp).filter((name) => name.startsWith('tv-verify-'));
+    const killVerify = () =>
+      killAtReady(
+        `await tv.verifyBackup(${JSON.stringify(archivePath)}, { readData: true, onPhase: (p) => { if (p === 'chain') block(); } });`,
+        env,
+      );
+    // A live verify's folder (this process's PID) must survive every sweep.
+    const live = join(tmp, `tv-verify-${process.pid}-aBc123`);
+    mkdirSync(live);
+    await killVerify();
+    expect(stagings()).toHaveLength(2);
+    const dead = stagings().find((name) => name !== basename(live)) as string;
+    expect(readdirSync(join(tmp, dead)).length).toBeGreaterThan(0); // the extracted log
+    runChild(`await tv.verifyBackup(${JSON.stringify(archivePath)}, { readData: true });`, env);
+    expect(stagings()).toEqual([basename(live)]);
+    // A restore sweeps them too.
+    await killVerify();
+    expect(stagings()).toHaveLength(2);
+    runChild(`await tv.restoreBackup(${JSON.stringify(archivePath)}, ${JSON.stringify(fresh())});`, env);
+    expect(stagings()).toEqual([basename(live)]);
   });
 });

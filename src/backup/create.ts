@@ -9,7 +9,14 @@ import { basename, join, resolve } from 'node:path';
 import { fromNative, invalidArgument, TensorVaultAbortError } from '../errors';
 import { CutChainCheck, LAYOUT, type LogCut, takeCut } from '../eventlog/index';
 import { Sha256, sha256 } from '../hash/index';
-import { atomicWriteFile, fsyncDir, ioError, typedIoError } from '../io/index';
+import {
+  atomicWriteFile,
+  fsyncDir,
+  ioError,
+  removeDeadTempsMatching,
+  tempName,
+  typedIoError,
+} from '../io/index';
 import type { JobOptions } from '../job';
 import { type NativeJobControl, native } from '../native';
 import { bytesOf, checkJobOptions, optionalFunction, optionalString, optionsObject } from '../validate';
@@ -292,6 +299,13 @@ function manifestOf(
 }
 
 /**
+ * The temporaries of a backup create in its output folder (the archive's and the manifest's, named by
+ * `tempName`: `.backup-eventlog-STAMP-ID.tar.gz[.enc].PID.RANDOM.tmp`), with the writer's PID.
+ */
+const BACKUP_TEMP =
+  /^\.backup-eventlog-[0-9A-Za-z-]+\.(?:tar\.gz(?:\.enc)?|manifest\.json)\.(?<pid>\d+)\.[0-9a-z]+\.tmp$/;
+
+/**
  * Back up the event log of `dataDir` into `outDir`: `backup-eventlog-YYYYMMDD-HHMMSS-xxxxxx.tar.gz`
  * (`.tar.gz.enc` when encrypted) holding the segments, the snapshot and `manifest.json`, plus the
  * sidecar manifest `…manifest.json` that also records the archive's own size and SHA-256. The writer
@@ -331,7 +345,11 @@ export async function createBackup(
     const archiveName = `${base}.tar.gz${encKey ? '.enc' : ''}`;
     const archivePath = join(outDir, archiveName);
     const manifestPath = join(outDir, `${base}.manifest.json`);
-    const tmp = join(outDir, `.${archiveName}.${randomBytes(6).toString('hex')}.tmp`);
+    // `.NAME.PID.RANDOM.tmp`: a create killed mid-write leaves its partial archive (or manifest) under
+    // a name of its own, which no later create would replace; the next create in `outDir` removes
+    // those whose writer is dead.
+    removeDeadTempsMatching(outDir, BACKUP_TEMP);
+    const tmp = tempName(archivePath);
     sink = await ArchiveSink.open(tmp, { level, threads, encKey, createdAt });
     const chain = new CutChainCheck(cut, options.logKey);
     const files: ManifestFile[] = [];

@@ -27,6 +27,7 @@ import {
   strip,
   verifyStaged,
 } from './read';
+import { removeDeadVerifyStagings } from './verify';
 
 export type { BackupPhase, BackupReadOptions, BackupVerifyOptions, RestoreOptions } from './options';
 export { backupManifestPath } from './read';
@@ -235,6 +236,9 @@ export async function restoreBackup(
     throw invalidArgument('destDir', 'destDir must be a path');
   checkReadOptions(options);
   const dest = resolve(destDir);
+  // A restore stages in `dest` (`.tv-restore-XXXXXX`, removed by settleSwap below when its restore
+  // died); the staging folders killed `readData` verifies left in the OS temp folder go here too.
+  await removeDeadVerifyStagings();
   const { sidecar, warnings } = await preflight(archivePath, options);
   // The first folder this call creates (undefined when `dest` exists): removed again on failure.
   const created = await fsp.mkdir(dest, { recursive: true }).catch((err: unknown) => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import type { VerifyResult } from '../eventlog/index';
-import { assertRegularFile } from '../io/index';
+import { alive, assertRegularFile } from '../io/index';
 import { type EntryCheck, walkArchive } from './extract';
 import { type BackupManifest, parseManifest } from './manifest';
 import { type BackupVerifyOptions, checkReadOptions } from './options';
@@ -40,9 +40,45 @@ export interface BackupVerifyResult {
 }
 
 /**
+ * The private staging folders of `readData` verifies in the OS temp folder: `tv-verify-PID-XXXXXX`
+ * (the verifying process's PID, then `mkdtemp`'s suffix).
+ */
+const VERIFY_STAGING = /^tv-verify-(?<pid>\d+)-[0-9A-Za-z]{6}$/;
+
+/**
+ * Remove the staging folders that `readData` verifies left in the OS temp folder when they were
+ * killed (`kill -9`, a crash: the `finally` that removes one never ran; each is a full extracted copy of
+ * the archive's log): those named with the PID of a process that no longer runs and owned by this
+ * user. A live verify's folder (its PID runs) is kept. Best effort; returns how many were removed.
+ * Called by every `readData` verify and every restore.
+ */
+export async function removeDeadVerifyStagings(): Promise<number> {
+  const dir = tmpdir();
+  const names = await fsp.readdir(dir).catch(() => [] as string[]);
+  const uid = process.getuid?.();
+  let removed = 0;
+  for (const name of names) {
+    const pid = VERIFY_STAGING.exec(name)?.groups?.pid;
+    if (pid === undefined || alive(Number(pid))) continue;
+    const path = join(dir, name);
+    const st = await fsp.lstat(path).catch(() => undefined);
+    if (st === undefined || !st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+    try {
+      await fsp.rm(path, { recursive: true, force: true });
+      removed++;
+    } catch {
+      // not ours to remove, or removed by another sweep meanwhile
+    }
+  }
+  return removed;
+}
+
+/**
  * Verify a backup without changing anything. Quick mode: manifest (and signature), the archive's
  * SHA-256, the entry list against the manifest, and sizes. `readData`: also every file's SHA-256 and
- * a full chain verification (in a private temp folder that is removed afterwards).
+ * a full chain verification (in a private temp folder, `tv-verify-PID-XXXXXX` in the OS temp folder,
+ * that is removed afterwards; one that a killed verify left is removed by the next `readData` verify or
+ * restore: {@link removeDeadVerifyStagings}).
  */
 export async function verifyBackup(
   archivePath: string,
@@ -71,7 +107,10 @@ export async function verifyBackup(
   }
   let staging: string | undefined;
   try {
-    if (options.readData) staging = await fsp.mkdtemp(join(tmpdir(), 'tv-verify-'));
+    if (options.readData) {
+      await removeDeadVerifyStagings();
+      staging = await fsp.mkdtemp(join(tmpdir(), `tv-verify-${process.pid}-`));
+    }
     options.onPhase?.('archive');
     const walk = await walkArchive(archivePath, {
       ...(sidecar ? { manifest: sidecar } : {}),

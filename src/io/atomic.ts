@@ -103,16 +103,32 @@ export function removeDeadTemps(path: string): void {
     if (!name.startsWith(prefix)) continue;
     const m = /^(\d+)\.[0-9a-z]+$/.exec(name.slice(prefix.length, -'.tmp'.length));
     if (m === null) continue;
-    const pid = Number(m[1]);
-    if (pid > 0 && !alive(pid)) {
-      try {
-        unlinkSync(join(dir, name));
-      } catch {
-        // gone already, or not ours to remove
-      }
-      forgetTemp(dir, name);
-    }
+    removeIfDead(dir, name, Number(m[1]));
   }
+}
+
+/**
+ * Remove the temporaries in `dir` whose name matches `pattern` (which captures the writer's PID as
+ * the group `pid`, as {@link tempName} puts it) and whose writer is dead: for writers whose target
+ * name is new on every run (a backup's archive and manifest), where {@link removeDeadTemps} of the
+ * next run's target would never see the last run's leftover. Best effort.
+ */
+export function removeDeadTempsMatching(dir: string, pattern: RegExp): void {
+  for (const name of tempsIn(dir)) {
+    const pid = pattern.exec(name)?.groups?.pid;
+    if (pid !== undefined) removeIfDead(dir, name, Number(pid));
+  }
+}
+
+/** Unlink `dir/name` when process `pid` is not running. */
+function removeIfDead(dir: string, name: string, pid: number): void {
+  if (!(pid > 0) || alive(pid)) return;
+  try {
+    unlinkSync(join(dir, name));
+  } catch {
+    // gone already, or not ours to remove
+  }
+  forgetTemp(dir, name);
 }
 
 /**

@@ -4,10 +4,12 @@
  */
 export {
   type AtomicWriteOptions,
+  alive,
   atomicCopyFile,
   atomicWriteFile,
   atomicWriteFileSync,
   removeDeadTemps,
+  removeDeadTempsMatching,
   tempName,
   writableTarget,
 } from './atomic';
