@@ -174,7 +174,10 @@ export function needsRecovery(files: CheckpointFiles): boolean {
  * Finish or undo an interrupted save, holding the set's lock (the caller may already hold it): roll a
  * commit record forward, remove dead writers' temporaries. Returns what was done.
  */
-export function recoverLocked(files: CheckpointFiles): { rolledForward: boolean; removed: string[] } {
+export function recoverLocked(
+  files: CheckpointFiles,
+  listing?: string[],
+): { rolledForward: boolean; removed: string[] } {
   let rolledForward = false;
   if (existsSync(files.journal)) {
     let text: string;
@@ -187,7 +190,11 @@ export function recoverLocked(files: CheckpointFiles): { rolledForward: boolean;
     rolledForward = true;
   }
   const removed: string[] = [];
-  for (const t of deadTemps(files)) {
+  // `listing`: the folder's listing the caller has just taken (prepareRead), so that a big folder is
+  // not listed twice by one open when the lock took long to get (the reuse window of tempsIn is short).
+  for (const t of rolledForward || listing === undefined
+    ? deadTemps(files)
+    : scanTemps(files, false, listing).dead) {
     forgetTemp(dirname(t), basename(t));
     try {
       unlinkSync(t);
@@ -277,9 +284,11 @@ export function prepareRead(files: CheckpointFiles, timeoutMs = 10_000): (final:
   }
   if (stamp !== undefined && cleanFolders.get(files.weights) === stamp) return identity;
   const pending = existsSync(files.journal);
+  let listed: string[] | undefined;
   if (!pending && !existsSync(files.lock)) {
     const known = quietListings.get(dir);
     const listing = quiet && stamp !== undefined && known?.stamp === stamp ? known.temps : tempsIn(dir, true);
+    listed = listing;
     if (quiet && stamp !== undefined) {
       if (quietListings.size >= CLEAN_FOLDERS_MAX) quietListings.clear();
       quietListings.set(dir, { stamp, temps: listing });
@@ -315,7 +324,7 @@ export function prepareRead(files: CheckpointFiles, timeoutMs = 10_000): (final:
     return (p) => map.get(p) ?? (gone.has(p) ? join(dir, `.deleted-by-commit.${basename(p)}`) : p);
   }
   try {
-    recoverLocked(files);
+    recoverLocked(files, listed);
   } finally {
     lock.release();
   }
