@@ -379,6 +379,30 @@ describe('command line conventions', () => {
     }
   });
 
+  it('eventlog verify honours Ctrl-C: an interrupted check exits 130, not valid', async () => {
+    // Regression: `eventlog verify` ran the chain check without the CLI's interrupt signal, so Ctrl-C
+    // during a long --full check was either ignored to the end (exit 0) or killed the process.
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { fsync: 'never' });
+    for (let i = 0; i < 5; i++) await log.append('a', 'E', 'X', String(i));
+    await log.close();
+    const common = join(__dirname, '..', 'dist', 'cli', 'common.js');
+    for (const full of [['--full'], []]) {
+      // The signal is interrupted before the check starts (its handler installed first, as in a run).
+      const child = `
+        const { interruptSignal } = require(${JSON.stringify(common)});
+        interruptSignal().addEventListener('abort', () => {
+          process.argv = [process.argv[0], ${JSON.stringify(cli)}, 'eventlog', 'verify', ${JSON.stringify(d)}, ...${JSON.stringify(full)}];
+          require(${JSON.stringify(cli)});
+        });
+        process.kill(process.pid, 'SIGINT');
+        setTimeout(() => {}, 10000);`;
+      const r = spawnSync(process.execPath, ['-e', child], { encoding: 'utf8' });
+      expect({ status: r.status, stdout: r.stdout }, full.join(' ')).toEqual({ status: 130, stdout: '' });
+    }
+    expect(run(['eventlog', 'verify', d, '--full']).status).toBe(0);
+  });
+
   it('a second Ctrl-C while a command cleans up is absorbed (the cleanup runs); a third exits 130', () => {
     const common = join(__dirname, '..', 'dist', 'cli', 'common.js');
     // The abort's cleanup (a temp file removed after the native job stops) takes a moment; a second

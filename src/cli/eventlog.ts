@@ -2,7 +2,7 @@
  * `tensorvault eventlog verify|info <dataDir>`: check an event log (legacy Libervia or v2) read-only.
  */
 import { EventLog } from '../eventlog/index';
-import { ExitCode, parseArgs, UsageError } from './common';
+import { ExitCode, interruptSignal, parseArgs, progressBar, UsageError } from './common';
 
 export const usage = `tensorvault eventlog <verify|info> <dataDir> [options]
 
@@ -48,7 +48,10 @@ export async function run(argv: readonly string[]): Promise<number> {
     ...(key ? { hmacKey: key } : {}),
   });
   if (sub === 'verify') {
-    const r = a.flags.has('full') ? await log.verifyChainFull() : await log.verifyChain();
+    // Ctrl-C / SIGTERM stop the check between segments (exit 130); a bar on a terminal.
+    const bar = progressBar('verifying');
+    const job = { signal: interruptSignal(), ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) };
+    const r = await (a.flags.has('full') ? log.verifyChainFull(job) : log.verifyChain(job)).finally(bar.done);
     if (a.flags.has('json')) process.stdout.write(`${JSON.stringify(r)}\n`);
     else {
       process.stdout.write(
