@@ -379,6 +379,30 @@ describe('command line conventions', () => {
     }
   });
 
+  it('a missing key file of backup (--public-key, --hmac-key-file, --encrypt-key-file, --sign-key) is TV_NOT_FOUND, exit 6, as for fold', async () => {
+    // Regression: backup reported a missing key file as a bad command line (exit 3) while fold and
+    // every other command report a missing file as exit 6.
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { fsync: 'never' });
+    await log.append('a', 'E', 'X', '1');
+    await log.close();
+    const out = fresh();
+    expect(run(['backup', 'create', d, out]).status).toBe(0);
+    const archive = join(out, readdirSync(out).find((f) => f.endsWith('.tar.gz')) as string);
+    const nope = join(fresh(), 'no-such-key');
+    for (const args of [
+      ['backup', 'verify', archive, '--public-key', nope],
+      ['backup', 'verify', archive, '--hmac-key-file', nope],
+      ['backup', 'verify', archive, '--encrypt-key-file', nope],
+      ['backup', 'create', d, fresh(), '--sign-key', nope],
+    ]) {
+      const r = run([...args, '--json']);
+      const option = args.at(-2) as string;
+      expect([r.status, JSON.parse(r.stderr).error.code], args.join(' ')).toEqual([6, 'TV_NOT_FOUND']);
+      expect(JSON.parse(r.stderr).error.message, option).toContain(option);
+    }
+  });
+
   it('eventlog verify honours Ctrl-C: an interrupted check exits 130, not valid', async () => {
     // Regression: `eventlog verify` ran the chain check without the CLI's interrupt signal, so Ctrl-C
     // during a long --full check was either ignored to the end (exit 0) or killed the process.

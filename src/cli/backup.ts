@@ -2,7 +2,6 @@
  * `tensorvault backup create|verify|restore`: cold backups of an event log.
  */
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createBackup } from '../backup/create';
 import type { ManifestKey } from '../backup/manifest';
 import { type BackupPhase, type BackupReadOptions, restoreBackup, verifyBackup } from '../backup/restore';
@@ -16,6 +15,7 @@ import {
   type ParsedArgs,
   parseArgs,
   progressBar,
+  readKeyFile,
   UsageError,
 } from './common';
 import { logKeyOf } from './eventlog';
@@ -58,12 +58,7 @@ decompression bomb, corrupt archive or manifest); 6 I/O error; 7 internal error;
 `;
 
 function keyBytes(path: string, what: string): Buffer {
-  let raw: Buffer;
-  try {
-    raw = readFileSync(path);
-  } catch (err) {
-    throw new UsageError(`${what}: cannot read ${path}: ${(err as Error).message}`);
-  }
+  const raw = readKeyFile(path, what);
   const text = raw.toString('latin1').trim();
   return /^[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0 && text.length >= 32
     ? Buffer.from(text, 'hex')
@@ -75,13 +70,8 @@ function manifestKey(values: Map<string, string>, signing: boolean): ManifestKey
   const hmac = values.get('hmac-key-file');
   if (pem !== undefined && hmac !== undefined) throw new UsageError('give one key, not both');
   if (pem !== undefined) {
-    let key: Buffer;
-    try {
-      key = readFileSync(pem);
-    } catch (err) {
-      throw new UsageError(`cannot read ${pem}: ${(err as Error).message}`);
-    }
     const option = signing ? '--sign-key' : '--public-key';
+    const key = readKeyFile(pem, option);
     try {
       const k = signing ? createPrivateKey(key) : createPublicKey(key);
       if (k.asymmetricKeyType !== 'ed25519') throw new Error(`a ${k.asymmetricKeyType} key`);

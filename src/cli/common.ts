@@ -4,6 +4,7 @@
  */
 import { parseArgs as nodeParseArgs } from 'node:util';
 import { TensorVaultError } from '../errors';
+import { readRegularFileSync } from '../io/index';
 import type { Progress } from '../job';
 
 /**
@@ -359,4 +360,18 @@ export function interruptSignal(): AbortSignal {
     process.on('SIGTERM', stop);
   }
   return interrupt.signal;
+}
+
+/**
+ * A key file named by a command-line option (`--trust-key`, `--public-key`, `--hmac-key-file`, …): a
+ * missing or unreadable file is the typed error of the read (`TV_NOT_FOUND`, exit 6), its message
+ * prefixed with the option, like every other file a command reads.
+ */
+export function readKeyFile(path: string, option: string): Buffer {
+  try {
+    return readRegularFileSync(path) as Buffer;
+  } catch (err) {
+    if (!(err instanceof TensorVaultError)) throw err;
+    throw new TensorVaultError(err.code, `${option}: ${err.message}`, err.context, { cause: err });
+  }
 }

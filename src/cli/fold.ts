@@ -15,7 +15,7 @@ import {
   type VerifyFoldOptions,
   verifyFold,
 } from '../fold/index';
-import { atomicWriteFile, readRegularFileSync } from '../io/index';
+import { atomicWriteFile } from '../io/index';
 import {
   ExitCode,
   formatBytes,
@@ -24,6 +24,7 @@ import {
   type ParsedArgs,
   parseArgs,
   progressBar,
+  readKeyFile,
   UsageError,
 } from './common';
 
@@ -68,14 +69,6 @@ const VALUES = [
 ];
 
 /** A key file named on the command line: a missing or unreadable one is a typed I/O error (exit 6). */
-function readKeyFile(path: string, option: string): Buffer {
-  try {
-    return readRegularFileSync(path) as Buffer;
-  } catch (err) {
-    if (!(err instanceof TensorVaultError)) throw err;
-    throw new TensorVaultError(err.code, `${option}: ${err.message}`, err.context, { cause: err });
-  }
-}
 
 function keyOptions(args: ParsedArgs): OpenFoldOptions {
   const o: OpenFoldOptions = {};
