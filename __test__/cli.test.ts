@@ -24,6 +24,17 @@ function run(args: string[], opts: { cwd?: string; input?: string } = {}) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** A one-event log in a fresh folder, and a backup of it made by the CLI. */
+async function loggedAndBackedUp(): Promise<{ d: string; archive: string }> {
+  const d = fresh();
+  const log = await tv.EventLog.open(d, { fsync: 'never' });
+  await log.append('a', 'E', 'X', '1');
+  await log.close();
+  const out = fresh();
+  expect(run(['backup', 'create', d, out]).status).toBe(0);
+  return { d, archive: join(out, readdirSync(out).find((f) => f.endsWith('.tar.gz')) as string) };
+}
+
 /** Every command and subcommand, as a user would ask for its help. */
 const COMMANDS = [
   ['hash'],
@@ -285,13 +296,7 @@ describe('command line conventions', () => {
     const c = run(['backup', 'create', join(fresh(), 'nope'), fresh()]);
     expect(c.status).toBe(6);
     expect(c.stderr.trim().split('\n')).toHaveLength(1);
-    const d = fresh();
-    const log = await tv.EventLog.open(d, { fsync: 'never' });
-    await log.append('a', 'E', 'X', '1');
-    await log.close();
-    const out = fresh();
-    expect(run(['backup', 'create', d, out]).status).toBe(0);
-    const archive = join(out, readdirSync(out).find((f) => f.endsWith('.tar.gz')) as string);
+    const { d, archive } = await loggedAndBackedUp();
     const r = run(['backup', 'restore', archive, d]);
     expect(r.status).toBe(4);
     expect(r.stderr).toMatch(/--overwrite/);
@@ -382,13 +387,7 @@ describe('command line conventions', () => {
   it('a missing key file of backup (--public-key, --hmac-key-file, --encrypt-key-file, --sign-key) is TV_NOT_FOUND, exit 6, as for fold', async () => {
     // Regression: backup reported a missing key file as a bad command line (exit 3) while fold and
     // every other command report a missing file as exit 6.
-    const d = fresh();
-    const log = await tv.EventLog.open(d, { fsync: 'never' });
-    await log.append('a', 'E', 'X', '1');
-    await log.close();
-    const out = fresh();
-    expect(run(['backup', 'create', d, out]).status).toBe(0);
-    const archive = join(out, readdirSync(out).find((f) => f.endsWith('.tar.gz')) as string);
+    const { d, archive } = await loggedAndBackedUp();
     const nope = join(fresh(), 'no-such-key');
     for (const args of [
       ['backup', 'verify', archive, '--public-key', nope],

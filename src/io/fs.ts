@@ -152,6 +152,15 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** What a special file is, with its article (`a FIFO`), or undefined for a file or folder. */
+function kindOf(st: Stats): string | undefined {
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  return undefined;
+}
+
 /**
  * The typed error for a path that is not a regular file: `TV_IS_DIRECTORY` for a folder, else
  * `TV_NOT_A_FILE` naming what it is (a character or block device, a FIFO, a socket). `verb` says what
@@ -163,15 +172,7 @@ export function notRegularFile(path: string, st: Stats, verb: string): TensorVau
       path,
     });
   }
-  const kind = st.isCharacterDevice()
-    ? 'a character device'
-    : st.isBlockDevice()
-      ? 'a block device'
-      : st.isFIFO()
-        ? 'a FIFO'
-        : st.isSocket()
-          ? 'a socket'
-          : 'not a regular file';
+  const kind = kindOf(st) ?? 'not a regular file';
   return new TensorVaultError(
     ErrorCode.NOT_A_FILE,
     `${path} is ${kind}, not a regular file; refusing to ${verb} it`,
@@ -185,20 +186,7 @@ export function notRegularFile(path: string, st: Stats, verb: string): TensorVau
  * article (`a run folder`).
  */
 export function notAFolder(path: string, st: Stats | undefined, what = 'a folder'): TensorVaultError {
-  const kind =
-    st === undefined
-      ? 'not a folder'
-      : st.isFile()
-        ? 'a regular file'
-        : st.isCharacterDevice()
-          ? 'a character device'
-          : st.isBlockDevice()
-            ? 'a block device'
-            : st.isFIFO()
-              ? 'a FIFO'
-              : st.isSocket()
-                ? 'a socket'
-                : 'not a folder';
+  const kind = (st?.isFile() ? 'a regular file' : st && kindOf(st)) ?? 'not a folder';
   return new TensorVaultError(ErrorCode.NOT_A_FILE, `${path} is ${kind}, not ${what}`, {
     path,
     kind,
