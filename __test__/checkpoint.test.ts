@@ -699,6 +699,22 @@ describe('tensorvault layout: the .tvecc parity in verify and repair', () => {
     expect(existsSync(`${path}.tvecc`)).toBe(false);
   });
 
+  it('an edited recorded level that asks for more parity than data is not used for a rebuild', async () => {
+    // The level is unsealed: an edit of `{ k: 1, m: 255 }` made the rebuild write 255 times the weights.
+    // A level with more parity chunks than data chunks (no preset has that) is not taken: the parity stays
+    // `unusable`, as for an older save, and the runbook's manual protect applies.
+    const path = fresh();
+    await tv.saveCheckpoint(path, large(), { ecc: 'medium', gitHash: 't' });
+    const doc = JSON.parse(readFileSync(`${path}.meta.json`, 'utf8'));
+    doc.tensorvault.ecc.level = { k: 1, m: 255, chunk_size: 65536 };
+    writeFileSync(`${path}.meta.json`, JSON.stringify(doc, null, 2));
+    rmSync(`${path}.tvecc`);
+    const v = await tv.verifyCheckpoint(path);
+    expect([v.status, v.parity, v.parityRebuild]).toEqual(['damaged', 'unusable', undefined]);
+    expect((await rejects(tv.repairCheckpoint(path))).code).toBe('TV_CHECKPOINT_INTEGRITY');
+    expect(existsSync(`${path}.tvecc`)).toBe(false);
+  });
+
   it('the recorded level is outside the seal: removed or edited, the checkpoint still opens and verifies', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, large(), { ecc: 'low', hmacKey: 'k1', gitHash: 't' });

@@ -563,8 +563,9 @@ export type TveccLevel = 'low' | 'medium' | 'high' | { k: number; m: number; chu
 
 /**
  * The recorded {@link TveccLevel} of a parsed `tensorvault.ecc` member, or undefined when it has none or
- * an unusable one (a file saved before it was recorded, or an edited hint: never a reason to refuse the
- * checkpoint, only to leave the parity to be rebuilt by hand).
+ * an unusable one (a file saved before it was recorded, or an edited hint, custom parameters with more
+ * parity chunks than data chunks included: never a reason to refuse the checkpoint, only to leave the
+ * parity to be rebuilt by hand).
  */
 export function recordedTveccLevel(ecc: unknown): TveccLevel | undefined {
   if (typeof ecc !== 'object' || ecc === null) return undefined;
@@ -573,5 +574,7 @@ export function recordedTveccLevel(ecc: unknown): TveccLevel | undefined {
   if (typeof level !== 'object' || level === null || Array.isArray(level)) return undefined;
   const { k, m, chunk_size: cs } = level as Record<string, unknown>;
   const int = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
-  return int(k) && int(m) && int(cs) ? { k, m, chunk_size: cs } : undefined;
+  // More parity than data (no preset; `{ k: 1, m: 255 }` would rebuild 255 times the weights): an
+  // edited hint, not taken.
+  return int(k) && int(m) && int(cs) && m <= k ? { k, m, chunk_size: cs } : undefined;
 }
