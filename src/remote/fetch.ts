@@ -6,8 +6,17 @@
 import type { FileHandle } from 'node:fs/promises';
 import { equalHex } from '../checkpoint/layout';
 import { TensorVaultError } from '../errors';
-import { type LeafHash, leafHex, mapLimit } from './manifest';
+import {
+  type LeafHash,
+  leafHashOf,
+  leafHex,
+  leafOf,
+  mapLimit,
+  type RemoteFileEntry,
+  type RemoteManifest,
+} from './manifest';
 import type { Store } from './store';
+import { joinKey } from './url';
 
 /** How to fetch: parallel requests, bytes per request, cancellation, a callback per chunk written. */
 export interface FetchOptions {
@@ -35,6 +44,23 @@ export interface ChunkSource {
   leaf: (i: number) => string;
   /** The hash of the leaves. */
   hash: LeafHash;
+}
+
+/** File `f` of `manifest`, stored under `prefix` in `store`, as a {@link ChunkSource}. */
+export function chunkSourceOf(
+  store: Store,
+  prefix: string,
+  manifest: RemoteManifest,
+  f: RemoteFileEntry,
+): ChunkSource {
+  return {
+    store,
+    key: joinKey(prefix, f.name),
+    size: f.size,
+    chunkSize: manifest.chunk_size,
+    leaf: (i) => leafOf(f, i),
+    hash: leafHashOf(manifest),
+  };
 }
 
 /** The length of chunk `i` (the last one may be short). */

@@ -21,8 +21,8 @@ import { alive, atomicWriteFile } from '../io/atomic';
 import { typedIoError } from '../io/fs';
 import type { Tensor, TensorInfo } from '../safetensors/reader';
 import { publishRemote, remoteCacheDir } from './common';
-import { type ChunkSource, fetchChunks } from './fetch';
-import { leafHashOf, leafOf, type RemoteFileEntry } from './manifest';
+import { type ChunkSource, chunkSourceOf, fetchChunks } from './fetch';
+import type { RemoteFileEntry } from './manifest';
 import { crossCheck, openManifest } from './pull';
 import { type RemoteOptions, readAll, type Store, type StoreMetrics } from './store';
 import { joinKey } from './url';
@@ -383,14 +383,7 @@ export async function loadRemoteCheckpoint(
       await fh.close();
     }
     // The header: one ranged request of exactly its length, checked against the sealed header digest.
-    const src: ChunkSource = {
-      store,
-      key: joinKey(prefix, manifest.main),
-      size: weights.size,
-      chunkSize: manifest.chunk_size,
-      leaf: (i) => leafOf(weights, i),
-      hash: leafHashOf(manifest),
-    };
+    const src = chunkSourceOf(store, prefix, manifest, weights);
     const hfh = await open(local, 'r+');
     try {
       const hbuf = Buffer.allocUnsafe(block.header_length);

@@ -16,15 +16,8 @@ import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { fsyncDir, typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publishRemote } from './common';
-import { type ChunkSource, chunkLen, fetchChunks, localChunkGood } from './fetch';
-import {
-  leafHashOf,
-  leafOf,
-  MANIFEST_SUFFIX,
-  parseManifest,
-  type RemoteFileEntry,
-  type RemoteManifest,
-} from './manifest';
+import { chunkLen, chunkSourceOf, fetchChunks, localChunkGood } from './fetch';
+import { MANIFEST_SUFFIX, parseManifest, type RemoteFileEntry, type RemoteManifest } from './manifest';
 import { openStore } from './open-store';
 import { type RemoteOptions, readAll, type Store } from './store';
 import { joinKey, parseRemoteUrl } from './url';
@@ -214,14 +207,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       const fh = await open(path, fresh ? 'w+' : 'r+');
       try {
         await fh.truncate(f.size);
-        const src: ChunkSource = {
-          store,
-          key: joinKey(prefix, f.name),
-          size: f.size,
-          chunkSize: manifest.chunk_size,
-          leaf: (i) => leafOf(f, i),
-          hash: leafHashOf(manifest),
-        };
+        const src = chunkSourceOf(store, prefix, manifest, f);
         const n = Math.ceil(f.size / manifest.chunk_size);
         const todo: number[] = [];
         for (let i = 0; i < n; i++) {
@@ -273,14 +259,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       const weights = join(staging, manifest.main);
       await eccRepair(weights, { sidecar: join(staging, tvecc), force: true }).catch(() => undefined);
       const f = manifest.files.find((e) => e.name === manifest.main) as RemoteFileEntry;
-      const src: ChunkSource = {
-        store,
-        key: '',
-        size: f.size,
-        chunkSize: manifest.chunk_size,
-        leaf: (i) => leafOf(f, i),
-        hash: leafHashOf(manifest),
-      };
+      const src = chunkSourceOf(store, prefix, manifest, f); // only its local chunks are read
       const fh = await open(weights, 'r');
       const still: number[] = [];
       try {

@@ -6,9 +6,9 @@ import type { FileHandle } from 'node:fs/promises';
 import { ErrorCode, TensorVaultError } from '../errors';
 import type { JobOptions } from '../job';
 import { publishRemote } from './common';
-import { type ChunkSink, type ChunkSource, chunkLen, fetchChunks } from './fetch';
+import { type ChunkSink, chunkLen, chunkSourceOf, fetchChunks } from './fetch';
 import { loadRemoteCheckpoint, type RemoteLoadOptions } from './lazy';
-import { leafHashOf, leafOf, MANIFEST_SUFFIX, parseManifest, type RemoteManifest } from './manifest';
+import { MANIFEST_SUFFIX, parseManifest, type RemoteManifest } from './manifest';
 import { openStore } from './open-store';
 import { openManifest } from './pull';
 import { type RemoteOptions, readAll } from './store';
@@ -86,14 +86,7 @@ export async function verifyRemote(
         continue;
       }
       const storedSize = stored;
-      const src: ChunkSource = {
-        store,
-        key: joinKey(prefix, f.name),
-        size: f.size,
-        chunkSize: manifest.chunk_size,
-        leaf: (i) => leafOf(f, i),
-        hash: leafHashOf(manifest),
-      };
+      const src = chunkSourceOf(store, prefix, manifest, f);
       const bad = await fetchChunks(src, all, dropSink, {
         concurrency: options.concurrency ?? 8,
         rangeSize: 8 * 1024 * 1024,
