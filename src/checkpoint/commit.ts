@@ -14,7 +14,7 @@ import { ErrorCode, TensorVaultError } from '../errors';
 import { alive, atomicWriteFile, forgetTemp, tempsIn } from '../io/atomic';
 import { fsyncDirSync, ioError } from '../io/fs';
 import { WriterLock } from '../io/lock';
-import { type CheckpointFiles, sidecarFiles } from './layout';
+import { type CheckpointFiles, checkpointFiles, sidecarFiles } from './layout';
 
 /** Telemetry channel of checkpoint integrity events (`docs/formats/checkpoint.md#telemetry`). */
 export const checkpointChannel = channel('tensorvault:checkpoint');
@@ -329,4 +329,62 @@ export function prepareRead(files: CheckpointFiles, timeoutMs = 10_000): (final:
     lock.release();
   }
   return identity;
+}
+
+/**
+ * The set's files as they are on disk: each one's inode and modification time, and whether a commit
+ * record is there. Two equal stamps around a read mean no save replaced any file of the set meanwhile.
+ */
+function setStamp(files: CheckpointFiles): string {
+  const one = (f: string): string => {
+    try {
+      const st = statSync(f, { bigint: true });
+      return `${st.ino}:${st.mtimeNs}`;
+    } catch {
+      return '-';
+    }
+  };
+  return [files.weights, files.meta, files.json, files.tvecc, files.rsEcc, files.journal].map(one).join('|');
+}
+
+/** Errors and outcomes that a read of a set replaced meanwhile (old sidecar, new weights) can give. */
+const RACED_CODES = new Set<string>([
+  ErrorCode.CHECKPOINT_INTEGRITY,
+  ErrorCode.CHECKPOINT_TENSOR_DAMAGED,
+  ErrorCode.CHECKPOINT_INVALID,
+  ErrorCode.FILE_CHANGED,
+  ErrorCode.NOT_FOUND,
+]);
+
+/**
+ * Run a whole-set check (`verifyCheckpoint`, `repairCheckpoint`, a full load) and, when it found damage
+ * or failed as a torn read does while another process's save replaced the set between the reads of its
+ * files, run it again on the set now there (up to 3 more times). Without this a monitor's verify
+ * during a save reported a healthy checkpoint `damaged` in every chunk. Damage that is really there
+ * is reported as before: the set did not change around that read.
+ */
+export async function unlessRaced<T>(path: string, run: () => Promise<T>): Promise<T> {
+  const files = checkpointFiles(path);
+  for (let attempt = 0; ; attempt++) {
+    const before = setStamp(files);
+    let result: T;
+    try {
+      result = await run();
+    } catch (err) {
+      if (
+        attempt < 3 &&
+        err instanceof TensorVaultError &&
+        RACED_CODES.has(err.code) &&
+        setStamp(files) !== before
+      )
+        continue;
+      throw err;
+    }
+    const status = (result as { status?: unknown }).status;
+    if (attempt < 3 && status === 'damaged' && setStamp(files) !== before) {
+      (result as { close?: () => void }).close?.();
+      continue;
+    }
+    return result;
+  }
 }

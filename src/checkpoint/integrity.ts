@@ -1,70 +1,33 @@
-/** Whole-file checks and repairs of a checkpoint set: the seal and header, the chunk tree, the parity, all under the set's lock. */
-import { existsSync, promises as fsp, statSync } from 'node:fs';
+/** Whole-file checks and repairs of a checkpoint set: the seal and header, the chunk tree, the rs(N) stream and the PyFolds hash (the `.tvecc` parity: parity.ts). */
+import { promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
-import { type EccVerifyResult, repair as eccRepair, verify as eccVerify, protect } from '../ecc/erasure';
+import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { tempName } from '../io/atomic';
-import { fsyncDir, ioError } from '../io/fs';
+import { fsyncDir } from '../io/fs';
 import { type JobOptions, withoutSignal } from '../job';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
-import { lockSetAsync, publish } from './commit';
+import { publish } from './commit';
 import {
   equalHex,
   type HmacKey,
   type IntegrityBlock,
   isKeyedAlgorithm,
-  leafAt,
   pyfoldsDigestOfFile,
   pyfoldsHashMatches,
-  recordedTveccLevel,
   sealOf,
-  type TveccLevel,
-  treeHashOf,
 } from './layout';
-import { type CheckpointReport, type Parsed, readJson } from './parse';
-import { chunkSpan, headerSha, type RsRepair, rsCheck } from './rs';
+import { parityCheck, tveccSays } from './parity';
+import type { CheckpointReport, Parsed } from './parse';
+import { notAboutParity, underLock } from './repair-lock';
+import { headerSha, type RsRepair, rsCheck } from './rs';
 import { writeRsParity } from './save';
-import { fileLeaves } from './write';
+import { tensorsIn, treeDamage } from './tree-check';
 
 /**
  * Open the weights: the mapping, and a descriptor of the same file (for the chunk reads of lazy
  * verification), duplicated from the mapping's own so that both are the same file by construction.
  */
-
-/**
- * Whether a repair's error is about the machine rather than the parity: the disk (full, failing
- * reads: `TV_IO`), permissions, a lock held by another writer. The damage may still be repairable,
- * so the error is reported as it is, not as damage beyond the parity.
- */
-export function notAboutParity(err: unknown): boolean {
-  return (
-    err instanceof TensorVaultError &&
-    (err.code === ErrorCode.IO ||
-      err.code === ErrorCode.PERMISSION_DENIED ||
-      err.code === ErrorCode.LOCKED ||
-      replacedMeanwhile(err))
-  );
-}
-
-/**
- * The refusal of {@link underLock}: the weights were replaced by a newer save since they were opened,
- * so nothing was repaired. It says nothing of the parity (the newer set is another checkpoint).
- */
-export function replacedMeanwhile(err: unknown): boolean {
-  return (
-    err instanceof TensorVaultError &&
-    err.code === ErrorCode.FILE_CHANGED &&
-    (err.context as { reason?: unknown }).reason === 'replaced'
-  );
-}
-
-/**
- * An error of a parity check to rethrow: about the machine or the call (not typed, an abort,
- * {@link notAboutParity}). Any other error of the parity means it cannot repair the damage.
- */
-export function rethrownByParity(err: unknown): boolean {
-  return !(err instanceof TensorVaultError) || err.code === ErrorCode.ABORTED || notAboutParity(err);
-}
 export async function openPair(
   path: string,
   signal?: AbortSignal,
@@ -102,41 +65,6 @@ export function mergeReport(into: CheckpointReport, from: Partial<CheckpointRepo
   const repairedChunks = union(into.repairedChunks, from.repairedChunks);
   Object.assign(into, from, { damagedChunks, unreadableChunks, repairedChunks });
   if (repairedBefore && into.status === 'intact') into.status = 'repaired';
-}
-
-/**
- * Run a repair (which replaces files) under the set's writer lock, after checking that the weights on
- * disk are still the file that was verified (`ino`): a newer save may have replaced them meanwhile, and
- * a repaired old file must never be renamed over a newer set (`TV_FILE_CHANGED`, `reason: 'replaced'`).
- * `signal` stops the wait for the lock.
- */
-export async function underLock<T>(
-  p: Parsed,
-  ino: number | undefined,
-  fn: () => Promise<T>,
-  signal?: AbortSignal,
-): Promise<T> {
-  const lock = await lockSetAsync(p.files, 30_000, signal);
-  try {
-    if (ino !== undefined) {
-      let now: number | undefined;
-      try {
-        now = statSync(p.weights).ino;
-      } catch {
-        now = undefined;
-      }
-      if (now !== ino) {
-        throw new TensorVaultError(
-          ErrorCode.FILE_CHANGED,
-          `${p.files.weights} was replaced (by a newer save?) since it was opened; not repaired`,
-          { path: p.files.weights, reason: 'replaced' },
-        );
-      }
-    }
-    return await fn();
-  } finally {
-    lock.release();
-  }
 }
 
 // Over 100 lines on purpose: one pass per layout (tree, rs(N), PyFolds hash) sharing the report and the
@@ -397,216 +325,6 @@ function wrongKey(p: Parsed, evidence: 'rs' | 'tvecc'): TensorVaultError {
 }
 
 /**
- * What a `.tvecc` sidecar next to PyFolds weights (`tensorvault protect`; a PyFolds save deletes an
- * older one) says of them, read-only: `intact` (every chunk digest matches, the length is the one
- * protected), `damage`, or undefined (no sidecar, or one that cannot be read: no evidence; an abort
- * or a machine error is rethrown).
- */
-async function tveccSays(p: Parsed, options: JobOptions): Promise<'intact' | 'damage' | undefined> {
-  const sidecar = `${p.weights}.tvecc`;
-  if (!existsSync(sidecar)) return undefined;
-  try {
-    const v = await eccVerify(p.weights, { sidecar, ...(options.signal ? { signal: options.signal } : {}) });
-    return v.damagedChunks.length === 0 && v.actualLength === v.layout.fileLength ? 'intact' : 'damage';
-  } catch (err) {
-    if (rethrownByParity(err)) throw err;
-    return undefined;
-  }
-}
-
-/** The `.tvecc` sidecar's own state in an erasure verify (its parity slots, header and table copies). */
-export function sidecarState(v: EccVerifyResult): 'intact' | 'repairable' {
-  const s = v.sidecar;
-  const whole =
-    s.headerA &&
-    s.headerB &&
-    s.tableABadBlocks.length === 0 &&
-    s.tableBBadBlocks.length === 0 &&
-    s.actualLength === s.expectedLength;
-  return whole && v.damagedParity.length === 0 ? 'intact' : 'repairable';
-}
-
-/**
- * The `.tvecc` parity of tensorvault weights that have just verified against the sealed tree: an
- * erasure verify of the pair (it reads the weights again, hashing their chunks with the sidecar's
- * digest, and the whole sidecar). Damage confined to the sidecar (parity slots, header or table copies)
- * is `repairable`, and with `repair` rebuilt from the weights by the erasure repair (every data chunk
- * checked against its digest first) under the set's lock. A sidecar that is missing or unreadable, or
- * that finds damage in weights the tree found intact (not their parity), is `unusable`: it is never
- * used to write the weights.
- */
-export async function parityCheck(
-  p: Parsed,
-  repair: boolean,
-  options: JobOptions,
-  ino: number | undefined,
-): Promise<ParityOutcome> {
-  const sidecar = p.tvecc as string;
-  // Not options.onProgress: the tree check's progress already reached its total.
-  const job = options.signal ? { signal: options.signal } : {};
-  let v: EccVerifyResult;
-  try {
-    v = await eccVerify(p.weights, { sidecar, ...job });
-  } catch (err) {
-    if (rethrownByParity(err)) throw err;
-    const code = (err as TensorVaultError).code;
-    publish({ event: 'damaged', path: p.files.weights, part: 'parity', reason: code });
-    // Missing, or unreadable (both header copies, or a table block in both copies, damaged).
-    return rebuildOrUnusable(p, repair, job, ino, `the .tvecc parity cannot be read (${code})`);
-  }
-  const damagedParity = [...v.damagedParity];
-  if (v.status === 'intact') return { parity: 'intact', damagedParity };
-  publish({ event: 'damaged', path: p.files.weights, part: 'parity', parity: damagedParity });
-  if (v.status !== 'repairable' || v.damagedChunks.length > 0 || v.actualLength !== v.layout.fileLength) {
-    // The parity of other bytes (a save whose buffers changed while it was pending, a foreign sidecar):
-    // never used to write these weights; rebuilt from them at the recorded level.
-    return rebuildOrUnusable(
-      p,
-      repair,
-      job,
-      ino,
-      'the .tvecc parity does not match the verified weights',
-      damagedParity,
-    );
-  }
-  if (!repair) return { parity: 'repairable', damagedParity };
-  const t0 = performance.now();
-  try {
-    // No force: the data chunks matched their digests a moment ago; anything else is refused.
-    const r = await underLock(p, ino, () => eccRepair(p.weights, { sidecar, ...job }), job.signal);
-    publish({
-      event: 'repaired',
-      path: p.files.weights,
-      part: 'parity',
-      parity: damagedParity,
-      ms: performance.now() - t0,
-    });
-    return { parity: 'repaired', damagedParity, fileRewritten: r.fileRewritten };
-  } catch (err) {
-    if (rethrownByParity(err)) throw err;
-    const code = (err as TensorVaultError).code;
-    if (code === ErrorCode.FILE_CHANGED) throw err;
-    return { parity: 'unusable', damagedParity, why: `the .tvecc parity cannot be repaired (${code})` };
-  }
-}
-
-/** What {@link parityCheck} found and did. */
-interface ParityOutcome {
-  parity: 'intact' | 'repairable' | 'repaired' | 'unusable';
-  damagedParity: number[];
-  fileRewritten?: boolean;
-  /** The sidecar is (to be) written anew from the weights at its recorded level (report `parityRebuild`). */
-  rebuild?: boolean;
-  why?: string;
-}
-
-/**
- * A `.tvecc` sidecar that cannot serve the verified weights (`why`: missing, unreadable, or the parity
- * of other bytes): with the protection level the
- * `.meta.json` records (`tensorvault.ecc.level`, saves since it is written), `repairable`, and with
- * `repair` written anew from the weights ({@link rebuildTvecc}); without it, `unusable` (nothing tells
- * which parity to build; the runbook says how to protect the weights again by hand).
- */
-async function rebuildOrUnusable(
-  p: Parsed,
-  repair: boolean,
-  job: { signal?: AbortSignal },
-  ino: number | undefined,
-  why: string,
-  damagedParity: number[] = [],
-): Promise<ParityOutcome> {
-  const level = levelInSidecar(p);
-  if (level === undefined) {
-    return {
-      parity: 'unusable',
-      damagedParity,
-      why: `${why}; its protection level is not recorded (saved before the level was), so a repair cannot rebuild it: protect the weights again`,
-    };
-  }
-  if (!repair) return { parity: 'repairable', damagedParity, rebuild: true };
-  const t0 = performance.now();
-  try {
-    await rebuildTvecc(p, level, ino, job);
-  } catch (err) {
-    if (rethrownByParity(err)) throw err;
-    const code = (err as TensorVaultError).code;
-    if (code === ErrorCode.FILE_CHANGED) throw err;
-    return { parity: 'unusable', damagedParity, why: `${why}; rebuilding it failed (${code})` };
-  }
-  publish({
-    event: 'repaired',
-    path: p.files.weights,
-    part: 'parity',
-    parity: damagedParity,
-    rebuilt: true,
-    ms: performance.now() - t0,
-  });
-  return { parity: 'repaired', damagedParity, rebuild: true };
-}
-
-/**
- * The `.tvecc` level recorded next to the sealed `ecc` member of the set's `.meta.json` (read again
- * here: the loader's fast path hands out only the sealed members), when it names this set's sidecar.
- */
-export function levelInSidecar(p: Parsed): TveccLevel | undefined {
-  let ecc: unknown;
-  try {
-    const block = readJson(p.files.meta).tensorvault as Record<string, unknown> | undefined;
-    ecc = block?.ecc;
-  } catch {
-    return undefined;
-  }
-  const file = (ecc as { file?: unknown } | null | undefined)?.file;
-  return file === p.block?.ecc?.file ? recordedTveccLevel(ecc) : undefined;
-}
-
-/**
- * Write the `.tvecc` sidecar anew from weights that have just verified against the sealed tree and the
- * PyFolds hash, at `level`, under the set's lock and only while the weights are still the verified file
- * (`ino`). The sidecar is made under a temporary name; it replaces the old one only once it verifies
- * against the weights and the weights verify against the sealed tree again, so the parity is never
- * built from bytes that did not verify (before and after it read them).
- */
-async function rebuildTvecc(
-  p: Parsed,
-  level: TveccLevel,
-  ino: number | undefined,
-  job: { signal?: AbortSignal },
-): Promise<void> {
-  const sidecar = p.tvecc as string;
-  const block = p.block as IntegrityBlock;
-  await underLock(
-    p,
-    ino,
-    async () => {
-      const tmp = tempName(sidecar);
-      try {
-        await protect(p.weights, {
-          sidecar: tmp,
-          ...job,
-          ...(typeof level === 'string'
-            ? { level }
-            : { k: level.k, m: level.m, chunkSize: level.chunk_size }),
-        });
-        const v = await eccVerify(p.weights, { sidecar: tmp, ...job });
-        if (v.status !== 'intact' || (await treeDamage(p, block, job)).length > 0) {
-          throw new TensorVaultError(
-            ErrorCode.FILE_CHANGED,
-            `${p.files.weights} changed while its .tvecc parity was rebuilt; the parity was not replaced`,
-            { path: p.files.weights },
-          );
-        }
-        await fsp.rename(tmp, sidecar);
-        await fsyncDir(dirname(sidecar));
-      } finally {
-        await fsp.rm(tmp, { force: true }).catch(() => {});
-      }
-    },
-    job.signal,
-  );
-}
-
-/**
  * The PyFolds hash of the weights at `path` (the tensors `file` lists) started on the pool now; `drop`
  * cancels it (its result is then never read). Follows `signal` too.
  */
@@ -622,52 +340,6 @@ function pyfoldsBeside(
   // Read by the caller when the file did not change, dropped otherwise: never an unhandled rejection.
   digest.catch(() => {});
   return { digest, drop: () => own.abort() };
-}
-
-/** The native leaves' mark for a chunk that could not be read (`EIO`). */
-const UNREADABLE_LEAF = '!'.repeat(64);
-
-/**
- * Chunks whose digest differs from the block's leaves (hashing the whole file on the pool); those
- * among them that could not be read at all (`EIO`) are also pushed to `unreadable`.
- */
-export async function treeDamage(
-  p: Parsed,
-  block: IntegrityBlock,
-  options: JobOptions,
-  path: string = p.weights,
-  unreadable?: number[],
-): Promise<number[]> {
-  let size: number;
-  try {
-    size = statSync(path).size;
-  } catch (err) {
-    throw ioError(err, path); // pruned meanwhile: TV_NOT_FOUND
-  }
-  const n = Math.ceil(block.file_length / block.chunk_size);
-  const leaves = await fileLeaves(path, treeHashOf(block.algorithm), 0, n, options, block.chunk_size);
-  const bad: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const leaf = leaves.slice(i * 64, i * 64 + 64);
-    if (!equalHex(leaf, leafAt(block, i))) {
-      bad.push(i);
-      if (leaf === UNREADABLE_LEAF) unreadable?.push(i);
-    }
-  }
-  if (size !== block.file_length && bad.length === 0) bad.push(Math.max(0, n - 1));
-  return bad;
-}
-
-export function tensorsIn(f: SafetensorsFile, chunks: readonly number[], cs: number): string[] {
-  const set = new Set(chunks);
-  return f
-    .infos()
-    .filter((t) => {
-      const [a, b] = chunkSpan(t.fileOffset, t.fileOffset + t.byteLength, cs);
-      for (let c = a; c < b; c++) if (set.has(c)) return true;
-      return false;
-    })
-    .map((t) => t.name);
 }
 
 /**

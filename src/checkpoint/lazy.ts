@@ -11,15 +11,7 @@ import type { NativeOutboard } from '../native/binding';
 import type { SafetensorsFile, Tensor, TensorInfo } from '../safetensors/reader';
 import { publish } from './commit';
 import { TensorDamagedError } from './errors';
-import {
-  fdPath,
-  mergeReport,
-  notAboutParity,
-  openPair,
-  treeDamage,
-  underLock,
-  verifyWhole,
-} from './integrity';
+import { fdPath, mergeReport, openPair, verifyWhole } from './integrity';
 import {
   type CheckpointLayout,
   equalHex,
@@ -31,7 +23,9 @@ import {
 import { loadCheckpoint } from './load';
 import { OutboardReader } from './outboard';
 import type { CheckpointReport, Parsed } from './parse';
+import { notAboutParity, underLock } from './repair-lock';
 import { chunkSpan } from './rs';
+import { treeDamage } from './tree-check';
 import { fileLeaves } from './write';
 
 /** Chunks verified by one read-ahead job when tensors are viewed one after another (32 MiB at 1 MiB). */

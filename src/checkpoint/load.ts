@@ -1,6 +1,5 @@
-import { closeSync, fstatSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath, sep } from 'node:path';
-import { type EccVerifyResult, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { settleClosedMappings } from '../io/mappings';
 import { type JobOptions, withoutSignal } from '../job';
@@ -8,22 +7,12 @@ import type { NativeSafetensors } from '../native/binding';
 import { loadRemoteCheckpoint, type RemoteCheckpoint, type RemoteLoadOptions } from '../remote/lazy';
 import { isRemoteUrl, type RemoteUrl } from '../remote/url';
 import { openSafetensors, type SafetensorsFile, wrapNativeFile } from '../safetensors/reader';
-import { publish, settleCommit } from './commit';
+import { publish, settleCommit, unlessRaced } from './commit';
 import { CheckpointMismatchError } from './errors';
-import {
-  checkSeal,
-  checkSealMessage,
-  headerMatches,
-  mergeReport,
-  openPair,
-  rethrownByParity,
-  sidecarState,
-  treeDamage,
-  underLock,
-  verifyWhole,
-} from './integrity';
-import { type CheckpointFiles, checkpointFiles, type HmacKey, parseStoredHash } from './layout';
+import { checkSeal, checkSealMessage, headerMatches, mergeReport, openPair, verifyWhole } from './integrity';
+import { checkpointFiles, type HmacKey, parseStoredHash } from './layout';
 import { Checkpoint } from './lazy';
+import { askParity } from './parity';
 import {
   type CheckpointReport,
   checkKeyPolicy,
@@ -38,7 +27,9 @@ import {
   readJson,
   type VerifyMode,
 } from './parse';
+import { rethrownByParity, underLock } from './repair-lock';
 import { rsCheck } from './rs';
+import { treeDamage } from './tree-check';
 
 /** Check the tensors against `expect`: a mismatch throws, or is recorded in the report with `strict: false`. */
 function applyExpect(
@@ -100,64 +91,6 @@ export async function loadCheckpoint(
   // A full load takes long enough to meet another process's save of the set: retried when it did.
   if (options?.verify === 'full') return unlessRaced(path, () => loadLocal(path, options, false));
   return loadLocal(path, options, false);
-}
-
-/**
- * The set's files as they are on disk: each one's inode and modification time, and whether a commit
- * record is there. Two equal stamps around a read mean no save replaced any file of the set meanwhile.
- */
-function setStamp(files: CheckpointFiles): string {
-  const one = (f: string): string => {
-    try {
-      const st = statSync(f, { bigint: true });
-      return `${st.ino}:${st.mtimeNs}`;
-    } catch {
-      return '-';
-    }
-  };
-  return [files.weights, files.meta, files.json, files.tvecc, files.rsEcc, files.journal].map(one).join('|');
-}
-
-/** Errors and outcomes that a read of a set replaced meanwhile (old sidecar, new weights) can give. */
-const RACED_CODES = new Set<string>([
-  ErrorCode.CHECKPOINT_INTEGRITY,
-  ErrorCode.CHECKPOINT_TENSOR_DAMAGED,
-  ErrorCode.CHECKPOINT_INVALID,
-  ErrorCode.FILE_CHANGED,
-  ErrorCode.NOT_FOUND,
-]);
-
-/**
- * Run a whole-set check (`verifyCheckpoint`, `repairCheckpoint`, a full load) and, when it found damage
- * or failed as a torn read does while another process's save replaced the set between the reads of its
- * files, run it again on the set now there (up to 3 more times). Without this a monitor's verify
- * during a save reported a healthy checkpoint `damaged` in every chunk. Damage that is really there
- * is reported as before: the set did not change around that read.
- */
-async function unlessRaced<T>(path: string, run: () => Promise<T>): Promise<T> {
-  const files = checkpointFiles(path);
-  for (let attempt = 0; ; attempt++) {
-    const before = setStamp(files);
-    let result: T;
-    try {
-      result = await run();
-    } catch (err) {
-      if (
-        attempt < 3 &&
-        err instanceof TensorVaultError &&
-        RACED_CODES.has(err.code) &&
-        setStamp(files) !== before
-      )
-        continue;
-      throw err;
-    }
-    const status = (result as { status?: unknown }).status;
-    if (attempt < 3 && status === 'damaged' && setStamp(files) !== before) {
-      (result as { close?: () => void }).close?.();
-      continue;
-    }
-    return result;
-  }
 }
 
 /**
@@ -459,22 +392,6 @@ async function verifyOnce(path: string, options: VerifyCheckpointOptions): Promi
   } finally {
     file.close();
   }
-}
-
-/**
- * Ask the `.tvecc` parity of `weights`, read-only, what it would do: the report gets the sidecar's own
- * state and its damaged slots, and `repairable` when the parity repairs the damage.
- */
-async function askParity(
-  weights: string,
-  sidecar: string,
-  report: CheckpointReport,
-  job: { signal?: AbortSignal },
-): Promise<void> {
-  const v: EccVerifyResult = await eccVerify(weights, { sidecar, ...job });
-  report.parity = sidecarState(v);
-  report.damagedParity = [...v.damagedParity];
-  if (v.status === 'repairable') report.status = 'repairable';
 }
 
 /**

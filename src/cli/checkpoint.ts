@@ -6,7 +6,6 @@
  * The HMAC key is read from `PYFOLDS_CHECKPOINT_HMAC_KEY`.
  */
 import { statSync } from 'node:fs';
-import { levelInSidecar } from '../checkpoint/integrity';
 import { type CheckpointLayout, LAYOUTS } from '../checkpoint/layout';
 import {
   type CheckpointReport,
@@ -15,6 +14,7 @@ import {
   verifyCheckpoint,
 } from '../checkpoint/load';
 import { CheckpointManager } from '../checkpoint/manager';
+import { levelInSidecar } from '../checkpoint/parity';
 import { parseCheckpoint } from '../checkpoint/parse';
 import { saveCheckpoint } from '../checkpoint/save';
 import { eccPlan } from '../checkpoint/write';
