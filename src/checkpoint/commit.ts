@@ -380,11 +380,9 @@ export async function unlessRaced<T>(path: string, run: () => Promise<T>): Promi
         continue;
       throw err;
     }
+    // A report (verifyCheckpoint); a load throws on damage instead, so it has no status to read here.
     const status = (result as { status?: unknown }).status;
-    if (attempt < 3 && status === 'damaged' && setStamp(files) !== before) {
-      (result as { close?: () => void }).close?.();
-      continue;
-    }
+    if (attempt < 3 && status === 'damaged' && setStamp(files) !== before) continue;
     return result;
   }
 }
