@@ -674,7 +674,7 @@ fn parity(
     }
     wait()?;
     clock.mark("parity.start");
-    Ok(erasure::protect(path, Some(sidecar), opts, control)?)
+    Ok(erasure::protect_new(path, sidecar, opts, control)?)
 }
 
 fn join<T>(

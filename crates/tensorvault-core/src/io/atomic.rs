@@ -21,6 +21,8 @@ pub struct AtomicFile {
     out: Option<BufWriter<File>>,
     tmp: PathBuf,
     dest: PathBuf,
+    /// Written at `dest` itself (see [`AtomicFile::create_fresh_with_mode`]): no rename.
+    fresh: bool,
 }
 
 impl AtomicFile {
@@ -38,6 +40,34 @@ impl AtomicFile {
     /// the file it protects).
     pub fn create_with_mode(dest: &Path, mode: u32) -> Result<AtomicFile, IoError> {
         Self::create_inner(dest, Some(mode))
+    }
+
+    /// A new file written at `dest` itself, which must not exist (`O_EXCL`): for a writer whose
+    /// destination is already a private temporary name that something else renames into place (a
+    /// checkpoint's set of files, committed together). [`AtomicFile::commit`] then flushes and
+    /// fsyncs it, without a second temporary, rename and folder fsync; dropping it uncommitted
+    /// removes it, as it removes a temporary.
+    pub fn create_fresh_with_mode(dest: &Path, mode: u32) -> Result<AtomicFile, IoError> {
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(mode & 0o777);
+        }
+        let file = opts
+            .open(dest)
+            .map_err(|e| IoError::from_os(dest, "create", e))?;
+        if let Err(e) = keep_attributes(&file, None, Some(mode)) {
+            let _ = std::fs::remove_file(dest);
+            return Err(IoError::from_os(dest, "chmod", e));
+        }
+        Ok(AtomicFile {
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
+            tmp: dest.to_path_buf(),
+            dest: dest.to_path_buf(),
+            fresh: true,
+        })
     }
 
     fn create_inner(dest: &Path, mode: Option<u32>) -> Result<AtomicFile, IoError> {
@@ -82,6 +112,7 @@ impl AtomicFile {
             out: Some(BufWriter::with_capacity(1 << 20, file)),
             tmp,
             dest,
+            fresh: false,
         })
     }
 
@@ -141,6 +172,9 @@ impl AtomicFile {
             file.sync_all()
                 .map_err(|e| temporary(&self.dest, &self.tmp, "fsync", e))?;
             drop(file);
+            if self.fresh {
+                return Ok(None);
+            }
             // Checked again just before the rename: a device or FIFO put at the path meanwhile is
             // still never replaced.
             writable_target(&self.dest)?;
@@ -170,6 +204,9 @@ impl AtomicFile {
                 return Err(e);
             }
         };
+        if self.fresh {
+            return Ok(());
+        }
         let synced = sync_parent(&self.dest);
         if let Some(f) = replaced {
             super::close_later(f);
@@ -649,6 +686,44 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_fresh_file_is_written_in_place_refuses_an_existing_one_and_is_removed_unless_committed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".set.x.123.abc.tmp");
+        let names = || -> Vec<String> {
+            let mut v: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        {
+            let mut f = AtomicFile::create_fresh_with_mode(&p, 0o600).unwrap();
+            f.write_all(b"abandoned").unwrap();
+            // Written at the destination itself: no temporary beside it.
+            assert_eq!(names(), [".set.x.123.abc.tmp"]);
+        }
+        assert!(names().is_empty(), "{:?}", names());
+        let mut f = AtomicFile::create_fresh_with_mode(&p, 0o600).unwrap();
+        f.write_all(b"kept").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"kept");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // An existing file is never overwritten (nor removed by the failed create).
+        let err = AtomicFile::create_fresh_with_mode(&p, 0o644).err().unwrap();
+        assert!(
+            matches!(&err, IoError::Os { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+            "{err:?}"
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), b"kept");
+        assert_eq!(names(), [".set.x.123.abc.tmp"]);
     }
 
     /// Regression (QA, 2026-12-05): the error of a write that failed on the temporary file named the

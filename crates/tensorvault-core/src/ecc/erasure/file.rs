@@ -473,7 +473,28 @@ pub fn protect(
     options: ProtectOptions,
     control: &Control,
 ) -> Result<ProtectReport, ErasureError> {
-    protect_with(path, sidecar, options, MtimeHint::FromFile, control)
+    protect_with(path, sidecar, options, MtimeHint::FromFile, false, control)
+}
+
+/// [`protect`] into a new file at `sidecar`, which must not exist: written there directly (created
+/// with `O_EXCL`, fsynced, removed on failure) instead of through a temporary renamed over it. For a
+/// writer whose `sidecar` is already a private temporary name that it renames into place itself (a
+/// checkpoint save: its set of files is committed together), where the second temporary cost a rename
+/// and a folder fsync per save.
+pub fn protect_new(
+    path: &Path,
+    sidecar: &Path,
+    options: ProtectOptions,
+    control: &Control,
+) -> Result<ProtectReport, ErasureError> {
+    protect_with(
+        path,
+        Some(sidecar),
+        options,
+        MtimeHint::FromFile,
+        true,
+        control,
+    )
 }
 
 #[allow(clippy::too_many_lines)]
@@ -482,6 +503,7 @@ fn protect_with(
     sidecar: Option<&Path>,
     options: ProtectOptions,
     mtime: MtimeHint,
+    fresh: bool,
     control: &Control,
 ) -> Result<ProtectReport, ErasureError> {
     let (file, len) = open_regular(path)?;
@@ -516,10 +538,15 @@ fn protect_with(
     crate::io::advise_sequential(&file);
 
     // The sidecar takes the protected file's permissions (with k = 1 it holds the data verbatim).
-    let out = AtomicFile::create_with_mode(&sidecar_path, {
+    let mode = {
         use std::os::unix::fs::PermissionsExt;
         data_meta.permissions().mode() & 0o7777
-    })?;
+    };
+    let out = if fresh {
+        AtomicFile::create_fresh_with_mode(&sidecar_path, mode)?
+    } else {
+        AtomicFile::create_with_mode(&sidecar_path, mode)?
+    };
     let sc = out.file().ok_or_else(|| ErasureError::FileChanged {
         path: sidecar_path.clone(),
     })?;
@@ -1240,6 +1267,7 @@ fn rewrite_sidecar(
         Some(sidecar_path),
         ProtectOptions::Custom(before.layout.params),
         MtimeHint::Keep(sc.header.file_mtime_ns),
+        false,
         control,
     )?;
     if report.root != sc.header.root || report.layout != before.layout {

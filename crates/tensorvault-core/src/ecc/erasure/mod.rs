@@ -21,7 +21,7 @@ pub mod wide;
 pub use aligned::AlignedBuf;
 pub use codec::{ErasureCodec, MAX_SHARDS};
 pub use file::{
-    protect, protect_source, repair, repair_with, sidecar_path_for, verify, Checked,
+    protect, protect_new, protect_source, repair, repair_with, sidecar_path_for, verify, Checked,
     ProtectOptions, ProtectReport, RepairOptions, RepairReport, Status, VerifyReport,
 };
 pub use kernels::Kernel;
