@@ -1,6 +1,7 @@
 // Checkpoint calls that meet another writer's work on the same set: a prune during a full load, a newer
 // save during a repair, a repair waiting for a save's lock. Each case is driven from a progress callback
 // or a held lock, so the interleaving is the same on every run.
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import {
   closeSync,
   copyFileSync,
@@ -189,13 +190,13 @@ describe('CheckpointManager.restore() racing a save of the same step', () => {
 });
 
 describe("a whole-set check meeting another process's commit", () => {
-  it('verifyCheckpoint that read the old sidecar beside the new weights checks the set again: a healthy checkpoint is not reported damaged', async () => {
-    // Regression: a monitor's verifyCheckpoint during a save in another process returned `damaged`
-    // with every chunk listed (seal ok, parity intact) when the save's renames fell between its read of
-    // the sidecar and of the weights. The state such a reader meets is built here: the newer weights in
-    // place, the older sidecar still there; the commit's remaining renames land during the verify.
-    const dir = tempDir('tv-race-verify-');
-    const other = tempDir('tv-race-verify-new-');
+  /**
+   * The state a reader meets during another process's save, built in `dir`: the newer weights (of
+   * tensors(2)) in place, the older sidecar still there. `commit` lands the remaining renames.
+   */
+  async function tornSet(prefix: string): Promise<{ p: string; commit: () => void }> {
+    const dir = tempDir(prefix);
+    const other = tempDir(`${prefix}new-`);
     const p = join(dir, 'm.safetensors');
     const q = join(other, 'm.safetensors');
     await tv.saveCheckpoint(p, tensors(1), { ecc: 'medium' });
@@ -205,12 +206,23 @@ describe("a whole-set check meeting another process's commit", () => {
       renameSync(join(dir, `${name}.incoming`), join(dir, name));
     };
     move('m.safetensors');
+    const commit = () => {
+      for (const f of readdirSync(other)) if (f !== 'm.safetensors' && !f.startsWith('.')) move(f);
+    };
+    return { p, commit };
+  }
+
+  it('verifyCheckpoint that read the old sidecar beside the new weights checks the set again: a healthy checkpoint is not reported damaged', async () => {
+    // Regression: a monitor's verifyCheckpoint during a save in another process returned `damaged`
+    // with every chunk listed (seal ok, parity intact) when the save's renames fell between its read of
+    // the sidecar and of the weights. The commit's remaining renames land during the verify.
+    const { p, commit } = await tornSet('tv-race-verify-');
     let committed = false;
     const report = await tv.verifyCheckpoint(p, {
       onProgress: () => {
         if (committed) return;
         committed = true;
-        for (const f of readdirSync(other)) if (f !== 'm.safetensors' && !f.startsWith('.')) move(f);
+        commit();
       },
     });
     expect(committed).toBe(true);
@@ -222,5 +234,34 @@ describe("a whole-set check meeting another process's commit", () => {
     } finally {
       c.close();
     }
+  });
+
+  it('the torn attempt that is checked again publishes no `damaged` telemetry: only the result that stands', async () => {
+    // Regression: unlessRaced ran the check again, but the torn first attempt had already published
+    // `damaged` (every chunk) on tensorvault:checkpoint, so a monitor alerting on the channel paged
+    // for a healthy checkpoint that verifyCheckpoint then reported intact.
+    const { p, commit } = await tornSet('tv-race-telemetry-');
+    const events: Record<string, unknown>[] = [];
+    const on = (m: unknown) => {
+      if ((m as { path?: unknown }).path === p) events.push(m as Record<string, unknown>);
+    };
+    subscribe('tensorvault:checkpoint', on);
+    let committed = false;
+    let report: tv.CheckpointReport;
+    try {
+      report = await tv.verifyCheckpoint(p, {
+        onProgress: () => {
+          if (committed) return;
+          committed = true;
+          commit();
+        },
+      });
+    } finally {
+      unsubscribe('tensorvault:checkpoint', on);
+    }
+    expect(committed).toBe(true);
+    expect(report.status).toBe('intact'); // the check did run again (the race happened)
+    expect(events.map((e) => e.event)).toEqual(['verified']);
+    expect(events[0]).toMatchObject({ status: 'intact', chunks: [] });
   });
 });

@@ -7,6 +7,7 @@
  * old complete set (no record was written) or the new complete set (the record is rolled forward).
  * Temporary files of dead writers are removed on the next open. `docs/formats/checkpoint.md`.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { channel } from 'node:diagnostics_channel';
 import { existsSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -19,9 +20,34 @@ import { type CheckpointFiles, checkpointFiles, sidecarFiles } from './layout';
 /** Telemetry channel of checkpoint integrity events (`docs/formats/checkpoint.md#telemetry`). */
 export const checkpointChannel = channel('tensorvault:checkpoint');
 
-/** Publish `event` on `tensorvault:checkpoint` when someone listens. */
+/**
+ * The events of the {@link unlessRaced} attempt running in this async context: held back until the
+ * attempt is known to stand (not run again because it raced a commit).
+ */
+const heldEvents = new AsyncLocalStorage<Record<string, unknown>[]>();
+
+/**
+ * Publish `event` on `tensorvault:checkpoint` when someone listens; inside an attempt of
+ * {@link unlessRaced}, once that attempt is known to stand.
+ */
 export function publish(event: Record<string, unknown>): void {
-  if (checkpointChannel.hasSubscribers) checkpointChannel.publish(event);
+  if (!checkpointChannel.hasSubscribers) return;
+  const held = heldEvents.getStore();
+  if (held !== undefined) held.push(event);
+  else checkpointChannel.publish(event);
+}
+
+/** Events that record a change made to the set's files (a repair, a roll-forward): never withdrawn. */
+const WROTE_EVENTS = new Set(['repaired', 'recovered']);
+
+/**
+ * Publish the held events of an attempt of {@link unlessRaced}: all of them when it stands, or when it
+ * changed the files (its `repaired`/`recovered` events say what was done, and what it found led to
+ * that); none when it was a torn read run again.
+ */
+function release(held: Record<string, unknown>[], stands: boolean): void {
+  if (!stands && !held.some((e) => WROTE_EVENTS.has(e.event as string))) return;
+  for (const e of held) if (checkpointChannel.hasSubscribers) checkpointChannel.publish(e);
 }
 
 /**
@@ -367,22 +393,27 @@ export async function unlessRaced<T>(path: string, run: () => Promise<T>): Promi
   const files = checkpointFiles(path);
   for (let attempt = 0; ; attempt++) {
     const before = setStamp(files);
+    // The attempt's telemetry is held until it is known to stand: a torn attempt run again must not
+    // publish `damaged` (or `failed`) for a healthy set (only the result that stands is published).
+    const held: Record<string, unknown>[] = [];
     let result: T;
     try {
-      result = await run();
+      result = await heldEvents.run(held, run);
     } catch (err) {
-      if (
+      const again =
         attempt < 3 &&
         err instanceof TensorVaultError &&
         RACED_CODES.has(err.code) &&
-        setStamp(files) !== before
-      )
-        continue;
+        setStamp(files) !== before;
+      release(held, !again);
+      if (again) continue;
       throw err;
     }
     // A report (verifyCheckpoint); a load throws on damage instead, so it has no status to read here.
     const status = (result as { status?: unknown }).status;
-    if (attempt < 3 && status === 'damaged' && setStamp(files) !== before) continue;
+    const again = attempt < 3 && status === 'damaged' && setStamp(files) !== before;
+    release(held, !again);
+    if (again) continue;
     return result;
   }
 }
