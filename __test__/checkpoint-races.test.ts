@@ -1,6 +1,7 @@
 // Checkpoint calls that meet another writer's work on the same set: a prune during a full load, a newer
 // save during a repair, a repair waiting for a save's lock. Each case is driven from a progress callback
 // or a held lock, so the interleaving is the same on every run.
+import { createHash } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import {
   closeSync,
@@ -8,6 +9,7 @@ import {
   existsSync,
   openSync,
   readdirSync,
+  readFileSync,
   readSync,
   renameSync,
   rmSync,
@@ -264,4 +266,95 @@ describe("a whole-set check meeting another process's commit", () => {
     expect(events.map((e) => e.event)).toEqual(['verified']);
     expect(events[0]).toMatchObject({ status: 'intact', chunks: [] });
   });
+});
+
+describe('a lazy checkpoint whose set another save replaced after the open', () => {
+  const layouts = [
+    ['tensorvault', { ecc: 'medium' }],
+    ['tensorvault without parity', {}],
+    ['pyfolds', { layout: 'pyfolds', hmacKey: null, gitHash: 't' }],
+    ['pyfolds-ecc', { layout: 'pyfolds-ecc', ecc: 'low', hmacKey: null, gitHash: 't' }],
+  ] as const;
+
+  /** Every file of `dir` and its bytes. */
+  const snapshot = (dir: string): Record<string, string> => {
+    const out: Record<string, string> = {};
+    for (const f of readdirSync(dir).sort())
+      out[f] = createHash('sha256')
+        .update(readFileSync(join(dir, f)))
+        .digest('hex');
+    return out;
+  };
+
+  /**
+   * A lazy open of the set of tensors(1) at `dir/m.safetensors` (with `damage`, one byte of `w` flipped
+   * first), then another process's save of tensors(2) lands on the path: every file of the newer set
+   * renamed into place (the weights last), as its commit does.
+   */
+  async function openThenReplace(
+    prefix: string,
+    options: tv.SaveCheckpointOptions,
+    damage: boolean,
+  ): Promise<{ c: tv.Checkpoint; dir: string }> {
+    const dir = tempDir(prefix);
+    const other = tempDir(`${prefix}new-`);
+    const p = join(dir, 'm.safetensors');
+    await tv.saveCheckpoint(p, tensors(1), options);
+    await tv.saveCheckpoint(join(other, 'm.safetensors'), tensors(2), options);
+    if (damage) {
+      const f = await tv.openSafetensors(p);
+      const at = f.info('w').fileOffset + (1 << 20);
+      f.close();
+      xorAt(p, at, 0xff);
+    }
+    const c = await tv.loadCheckpoint(p);
+    const names = readdirSync(other).filter((f) => !f.startsWith('.'));
+    for (const f of [...names.filter((f) => f !== 'm.safetensors'), 'm.safetensors']) {
+      copyFileSync(join(other, f), join(dir, `${f}.incoming`));
+      renameSync(join(dir, `${f}.incoming`), join(dir, f));
+    }
+    return { c, dir };
+  }
+
+  for (const [name, options] of layouts) {
+    it(`${name}: a first view after the replacement maps and verifies the bytes that were opened`, async () => {
+      // Regression: the first view of a PyFolds layout hashed the weights by path (the newer file)
+      // against the opened sidecar's integrity_hash and failed with TV_CHECKPOINT_TENSOR_DAMAGED for
+      // two healthy checkpoints.
+      const { c } = await openThenReplace('tv-lazy-replaced-', options, false);
+      try {
+        expect((await c.tensor('w')).data[0]).toBe(1);
+        expect(c.report.status).not.toBe('damaged');
+      } finally {
+        c.close();
+      }
+    });
+
+    it(`${name}: a first view whose check fails after the replacement says so (TV_FILE_CHANGED, replaced) and repairs nothing`, async () => {
+      // Regression: the failure was reported as damage of the opened checkpoint (or, for a PyFolds
+      // layout, of every tensor), sending an operator to the runbook for a path that holds a newer,
+      // healthy set; a repair must never touch the newer set.
+      const { c, dir } = await openThenReplace('tv-lazy-replaced-bad-', options, true);
+      const before = snapshot(dir);
+      try {
+        const err = await c.tensor('w').then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(tv.TensorVaultError);
+        expect((err as tv.TensorVaultError).code).toBe('TV_FILE_CHANGED');
+        expect((err as tv.TensorVaultError).context).toMatchObject({ reason: 'replaced', tensor: 'w' });
+        expect(c.report.status).not.toBe('damaged');
+      } finally {
+        c.close();
+      }
+      expect(snapshot(dir)).toEqual(before);
+      const again = await tv.loadCheckpoint(join(dir, 'm.safetensors'), { verify: 'full' });
+      try {
+        expect((await again.tensor('w')).data[0]).toBe(2);
+      } finally {
+        again.close();
+      }
+    });
+  }
 });

@@ -383,6 +383,14 @@ const RACED_CODES = new Set<string>([
 ]);
 
 /**
+ * Whether `err` is one that a read of a set replaced meanwhile can give (damage, a changed or missing
+ * file): worth asking whether the set was replaced before reporting it.
+ */
+export function racedError(err: unknown): boolean {
+  return err instanceof TensorVaultError && RACED_CODES.has(err.code);
+}
+
+/**
  * Run a whole-set check (`verifyCheckpoint`, `repairCheckpoint`, a full load) and, when it found damage
  * or failed as a torn read does while another process's save replaced the set between the reads of its
  * files, run it again on the set now there (up to 3 more times). Without this a monitor's verify
@@ -400,11 +408,7 @@ export async function unlessRaced<T>(path: string, run: () => Promise<T>): Promi
     try {
       result = await heldEvents.run(held, run);
     } catch (err) {
-      const again =
-        attempt < 3 &&
-        err instanceof TensorVaultError &&
-        RACED_CODES.has(err.code) &&
-        setStamp(files) !== before;
+      const again = attempt < 3 && racedError(err) && setStamp(files) !== before;
       release(held, !again);
       if (again) continue;
       throw err;

@@ -76,6 +76,9 @@ export function mergeReport(into: CheckpointReport, from: Partial<CheckpointRepo
  * sidecar of verified tensorvault weights is checked too ({@link parityCheck}). Never throws for damage:
  * the report says `damaged` (with `why`). `options.signal` stops it only until a repair has changed
  * the weights or their parity: the re-checks after that run to their end (see {@link withoutSignal}).
+ * `readFrom`: where the checks read the bytes of `file` (a lazy checkpoint's own descriptor,
+ * {@link fdPath}: the bytes it opened, even if a newer save has replaced the path since); a repair, and
+ * the checks after it, read `p.weights` under the set's lock.
  */
 export async function verifyWhole(
   p: Parsed,
@@ -85,6 +88,7 @@ export async function verifyWhole(
   options: JobOptions,
   ino?: number,
   checkParity = false,
+  readFrom: string = p.weights,
 ): Promise<{ file: SafetensorsFile; report: Partial<CheckpointReport>; why?: string }> {
   const report: Partial<CheckpointReport> = {
     damagedChunks: [],
@@ -103,12 +107,12 @@ export async function verifyWhole(
   // layout (two hashes over the same cached bytes at once: the sequential SHA-256 on one thread, the
   // tree's chunks on the others); it is dropped when the tree finds damage, and started again beside
   // the second tree check after a repair.
-  let pending = p.layout === 'tensorvault' ? pyfoldsBeside(p.weights, f, options.signal) : undefined;
+  let pending = p.layout === 'tensorvault' ? pyfoldsBeside(readFrom, f, options.signal) : undefined;
   try {
     if (p.layout === 'tensorvault') {
       const block = p.block as IntegrityBlock;
       const unreadable: number[] = [];
-      let bad = await treeDamage(p, block, options, p.weights, unreadable);
+      let bad = await treeDamage(p, block, options, readFrom, unreadable);
       if (bad.length > 0) {
         pending?.drop();
         pending = undefined;
@@ -181,7 +185,7 @@ export async function verifyWhole(
       // its budget; the data are then judged by the hash alone (intact data with damaged parity load).
       let r: RsRepair | undefined;
       try {
-        r = await rsCheck(p, key, false, options);
+        r = await rsCheck(p, key, false, options, readFrom);
       } catch (err) {
         if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.ECC_PARITY_LENGTH) throw err;
         parityDamaged = true;
@@ -220,7 +224,11 @@ export async function verifyWhole(
     const digest =
       pending !== undefined
         ? await pending.digest
-        : await pyfoldsDigestOfFile(p.weights, f.infos(), job.signal ? { signal: job.signal } : {});
+        : await pyfoldsDigestOfFile(
+            f === file ? readFrom : p.weights,
+            f.infos(),
+            job.signal ? { signal: job.signal } : {},
+          );
     const ok = pyfoldsHashMatches(p.stored, digest, key);
     report.pyfoldsHash = ok ? 'ok' : 'mismatch';
     if (!ok) {

@@ -2,14 +2,14 @@
 /**
  * Loading, verifying and repairing checkpoints of the three layouts; lazy verification per tensor.
  */
-import { closeSync, fstatSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, readSync, statSync } from 'node:fs';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
 import { native } from '../native';
 import type { NativeOutboard } from '../native/binding';
 import type { SafetensorsFile, Tensor, TensorInfo } from '../safetensors/reader';
-import { publish } from './commit';
+import { publish, racedError } from './commit';
 import { TensorDamagedError } from './errors';
 import { fdPath, mergeReport, openPair, verifyWhole } from './integrity';
 import {
@@ -23,7 +23,7 @@ import {
 import { loadCheckpoint } from './load';
 import { OutboardReader } from './outboard';
 import type { CheckpointReport, Parsed } from './parse';
-import { notAboutParity, underLock } from './repair-lock';
+import { notAboutParity, replacedError, underLock } from './repair-lock';
 import { chunkSpan } from './rs';
 import { treeDamage } from './tree-check';
 import { fileLeaves } from './write';
@@ -212,6 +212,9 @@ export class Checkpoint {
     }
     let bad = await this.#checkChunks(info);
     if (bad.length > 0) {
+      // The failure path only (no stat per view): a set replaced since the open is reported as such,
+      // and never repaired with the opened set's digests.
+      if (this.#replaced()) this.#failReplaced(info.name, bad);
       this.#damaged(info.name, bad);
       if (!this.#repair || this.#p.tvecc === undefined) {
         const why = this.#p.tvecc === undefined ? 'the checkpoint has no parity' : 'repair is off';
@@ -251,8 +254,40 @@ export class Checkpoint {
   }
 
   #fail(tensor: string, chunks: number[], why: string): never {
+    if (this.#replaced()) this.#failReplaced(tensor, chunks);
     this.report.status = 'damaged';
     const err = new TensorDamagedError(this.path, tensor, chunks, why);
+    publish({ event: 'failed', op: 'load', path: this.path, tensor, chunks, code: err.code });
+    throw err;
+  }
+
+  /**
+   * Whether the set at the path is no longer the one this checkpoint opened: another file is there (a
+   * newer save, or another process's repair, renamed one into place), or a commit record says a save
+   * is replacing it. Asked only once a check has failed: the views never stat the path.
+   */
+  #replaced(): boolean {
+    if (this.#file.closed) return false;
+    try {
+      const opened = fstatSync(this.#descriptor());
+      if (existsSync(this.#p.files.journal)) return true;
+      const now = statSync(this.#p.weights);
+      return now.ino !== opened.ino || now.dev !== opened.dev;
+    } catch {
+      return false; // removed (a prune): the check's own error stands
+    }
+  }
+
+  /**
+   * A first view's check failed and the set was replaced since the open (see {@link #replaced}):
+   * `TV_FILE_CHANGED`, `reason: 'replaced'`, not damage; nothing was repaired.
+   */
+  #failReplaced(tensor: string, chunks: number[]): never {
+    const err = replacedError(
+      this.path,
+      `tensor "${tensor}" could not be verified against it and nothing was repaired: load the checkpoint again`,
+      { tensor },
+    );
     publish({ event: 'failed', op: 'load', path: this.path, tensor, chunks, code: err.code });
     throw err;
   }
@@ -392,8 +427,28 @@ export class Checkpoint {
 
   async #verifyWhole(tensor: string): Promise<void> {
     const t0 = performance.now();
-    const ino = this.#file.closed ? undefined : fstatSync(this.#descriptor()).ino;
-    const r = await verifyWhole(this.#p, this.#file, this.#key, this.#repair, {}, ino);
+    const fd = this.#file.closed ? undefined : this.#descriptor();
+    const ino = fd === undefined ? undefined : fstatSync(fd).ino;
+    // The weights are read through the mapped file's own descriptor: the bytes the views map, even if
+    // a newer save has replaced the path since the open.
+    const from = fd === undefined ? this.#p.weights : fdPath(fd, this.#p.weights);
+    let r: Awaited<ReturnType<typeof verifyWhole>> | undefined;
+    try {
+      r = await verifyWhole(this.#p, this.#file, this.#key, this.#repair, {}, ino, false, from);
+    } catch (err) {
+      if (!racedError(err) || !this.#replaced()) throw err;
+    }
+    if (r === undefined || (r.report.status === 'damaged' && this.#replaced())) {
+      // The set was replaced since the open, and the parity (read by path) is the newer set's: check
+      // the opened bytes against the opened set's hash again without repairing anything.
+      try {
+        r = await verifyWhole(this.#p, this.#file, this.#key, false, {}, ino, false, from);
+      } catch (err) {
+        if (racedError(err)) this.#failReplaced(tensor, []);
+        throw err;
+      }
+      if (r.report.status === 'damaged') this.#failReplaced(tensor, r.report.damagedChunks ?? []);
+    }
     if (r.file !== this.#file && this.#fd !== undefined) {
       // The repaired file is a new mapping: its own descriptor is made on the next read.
       closeSync(this.#fd);

@@ -40,6 +40,23 @@ export function rethrownByParity(err: unknown): boolean {
 }
 
 /**
+ * `TV_FILE_CHANGED` (`reason: 'replaced'`): the weights at `path` are no longer the file that was
+ * opened (a newer save, or another process's repair, renamed another file into place). `outcome` says
+ * what was therefore not done.
+ */
+export function replacedError(
+  path: string,
+  outcome: string,
+  context: Record<string, string | number> = {},
+): TensorVaultError {
+  return new TensorVaultError(
+    ErrorCode.FILE_CHANGED,
+    `${path} was replaced (by a newer save?) since it was opened; ${outcome}`,
+    { ...context, path, reason: 'replaced' },
+  );
+}
+
+/**
  * Run a repair (which replaces files) under the set's writer lock, after checking that the weights on
  * disk are still the file that was verified (`ino`): a newer save may have replaced them meanwhile, and
  * a repaired old file must never be renamed over a newer set (`TV_FILE_CHANGED`, `reason: 'replaced'`).
@@ -60,13 +77,7 @@ export async function underLock<T>(
       } catch {
         now = undefined;
       }
-      if (now !== ino) {
-        throw new TensorVaultError(
-          ErrorCode.FILE_CHANGED,
-          `${p.files.weights} was replaced (by a newer save?) since it was opened; not repaired`,
-          { path: p.files.weights, reason: 'replaced' },
-        );
-      }
+      if (now !== ino) throw replacedError(p.files.weights, 'not repaired');
     }
     return await fn();
   } finally {

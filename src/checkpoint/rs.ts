@@ -66,19 +66,22 @@ export interface RsRepair {
 /**
  * Check (and with `write`, repair) the weights against their rs(N) parity stream, in block-aligned
  * pieces. A repaired copy is checked against the PyFolds hash before it replaces the weights.
+ * `readFrom`: where a check without `write` reads the weights (an open checkpoint's own descriptor,
+ * `fdPath` of integrity.ts, so that it checks the bytes that were opened); a repair always reads `p.weights`.
  */
 export async function rsCheck(
   p: Parsed,
   key: HmacKey | undefined,
   write: boolean,
   options: JobOptions,
+  readFrom: string = p.weights,
 ): Promise<RsRepair> {
   const rs = p.rs as NonNullable<Parsed['rs']>;
   const codec = rs.codec;
   const per = codec.blockDataLength;
   const blocksPerPiece = Math.floor((32 * 1024 * 1024) / per);
   const piece = blocksPerPiece * per;
-  const fh = await fsp.open(p.weights, 'r');
+  const fh = await fsp.open(write ? p.weights : readFrom, 'r');
   const ph = await fsp.open(rs.path, 'r');
   const badBlocks: number[] = [];
   const uncorrectable: number[] = [];
