@@ -953,6 +953,65 @@ describe('keys: no downgrade', () => {
       expect((await tv.verifyCheckpoint(path, { hmacKey: 'k1' })).status).toBe('intact');
     });
 
+    // Regression: with damaged data the rs(N) parity corrects, verifyCheckpoint with a wrong key said
+    // `repairable` (it asked only whether every block decodes), then repairCheckpoint refused: its
+    // repaired copy did not match the keyed hash. The verify now judges the correction as the repair
+    // does, and both (and loads) name the key, as the tensorvault layout's seal and the intact-data case
+    // above do.
+    for (const [part, offset] of [
+      ['the data', 1 << 20],
+      ['the header', 20],
+    ] as const) {
+      it(`pyfolds-ecc, wrong key and damage to ${part} the parity corrects: verify promises no repair the repair refuses`, async () => {
+        const path = inOwnDir();
+        await tv.saveCheckpoint(path, large(), {
+          layout: 'pyfolds-ecc',
+          ecc: 'low',
+          hmacKey: 'k1',
+          gitHash: 't',
+        });
+        corrupt(path, offset);
+        const before = snapshot(path);
+        for (const call of [
+          () => tv.verifyCheckpoint(path, { hmacKey: 'k2' }),
+          () => tv.repairCheckpoint(path, { hmacKey: 'k2' }),
+          () => tv.loadCheckpoint(path, { hmacKey: 'k2', verify: 'full' }),
+        ]) {
+          const e = await rejects(call());
+          expect(e.code).toBe('TV_CHECKPOINT_INTEGRITY');
+          expect(e.context).toMatchObject({ reason: 'key', evidence: 'rs' });
+          expect(e.message).toMatch(/key is probably wrong/);
+        }
+        expect(snapshot(path)).toEqual(before);
+        // With the right key the same damage is repairable, and repaired.
+        expect((await tv.verifyCheckpoint(path, { hmacKey: 'k1' })).status).toBe('repairable');
+        expect((await tv.repairCheckpoint(path, { hmacKey: 'k1' })).status).toBe('repaired');
+        expect((await tv.verifyCheckpoint(path, { hmacKey: 'k1' })).status).toBe('intact');
+      });
+    }
+
+    it('pyfolds-ecc: a correction that does not match an unkeyed hash (a mis-correction) is not called repairable', async () => {
+      // Regression (same cause): `repairable` whenever every block decoded, though the repair refuses a
+      // correction whose hash does not match. A changed integrity_hash stands in for a mis-correction.
+      const path = inOwnDir();
+      await tv.saveCheckpoint(path, large(), {
+        layout: 'pyfolds-ecc',
+        ecc: 'low',
+        hmacKey: null,
+        gitHash: 't',
+      });
+      corrupt(path, 1 << 20);
+      const sidecar = join(path, '..', 'model.json');
+      const doc = JSON.parse(readFileSync(sidecar, 'utf8')) as Record<string, unknown>;
+      writeFileSync(sidecar, JSON.stringify({ ...doc, integrity_hash: `sha256:${'0'.repeat(64)}` }));
+      const r = await tv.verifyCheckpoint(path, { hmacKey: null });
+      expect(r).toMatchObject({ status: 'damaged', hashMismatch: 'damage' });
+      expect(r.damagedChunks.length).toBeGreaterThan(0);
+      const e = await rejects(tv.repairCheckpoint(path, { hmacKey: null }));
+      expect(e.code).toBe('TV_CHECKPOINT_INTEGRITY');
+      expect(e.message).toMatch(/mis-correction/);
+    });
+
     it('pyfolds with a .tvecc sidecar (tensorvault protect): its chunk digests vouch for the bytes', async () => {
       const path = inOwnDir();
       await tv.saveCheckpoint(path, large(), { layout: 'pyfolds', hmacKey: 'k1', gitHash: 't' });

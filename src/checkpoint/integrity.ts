@@ -20,7 +20,7 @@ import {
 import { parityCheck, tveccSays } from './parity';
 import type { CheckpointReport, Parsed } from './parse';
 import { notAboutParity, underLock } from './repair-lock';
-import { headerSha, type RsRepair, rsCheck } from './rs';
+import { correctionVerifies, headerSha, type RsRepair, rsCheck } from './rs';
 import { writeRsParity } from './save';
 import { tensorsIn, treeDamage } from './tree-check';
 
@@ -76,6 +76,8 @@ export function mergeReport(into: CheckpointReport, from: Partial<CheckpointRepo
  * sidecar of verified tensorvault weights is checked too ({@link parityCheck}). Never throws for damage:
  * the report says `damaged` (with `why`). `options.signal` stops it only until a repair has changed
  * the weights or their parity: the re-checks after that run to their end (see {@link withoutSignal}).
+ * Without `repair`, an rs(N) correction of damaged data is judged as a repair would judge it
+ * ({@link correctionVerifies}): `repairable` in the result says the repair would be accepted.
  * `readFrom`: where the checks read the bytes of `file` (a lazy checkpoint's own descriptor,
  * {@link fdPath}: the bytes it opened, even if a newer save has replaced the path since); a repair, and
  * the checks after it, read `p.weights` under the set's lock.
@@ -89,7 +91,12 @@ export async function verifyWhole(
   ino?: number,
   checkParity = false,
   readFrom: string = p.weights,
-): Promise<{ file: SafetensorsFile; report: Partial<CheckpointReport>; why?: string }> {
+): Promise<{
+  file: SafetensorsFile;
+  report: Partial<CheckpointReport>;
+  why?: string;
+  repairable?: boolean;
+}> {
   const report: Partial<CheckpointReport> = {
     damagedChunks: [],
     unreadableChunks: [],
@@ -99,6 +106,9 @@ export async function verifyWhole(
   let status: CheckpointReport['status'] = 'intact';
   let parityDamaged = false;
   let rsSays: 'intact' | 'damage' | undefined;
+  // The rs(N) parity corrects every damaged block of the data: whether the corrected bytes match the
+  // hash (undefined: not judged, or nothing to correct).
+  let correction: 'verifies' | 'refused' | undefined;
   let f = file;
   // The options of each step: `options` until a repair has changed the files, then without the signal
   // (an abort after that point no longer rejects: the re-check runs to its end; see withoutSignal).
@@ -216,9 +226,17 @@ export async function verifyWhole(
             status = 'repaired';
           } catch (err) {
             if (err instanceof TensorVaultError && err.code === ErrorCode.ABORTED) throw err;
+            // The repaired copy does not match the hash (a mis-correction, or a wrong key): refused.
+            if (err instanceof TensorVaultError && err.code === ErrorCode.ECC_REPAIR_FAILED)
+              correction = 'refused';
             parityDamaged = true;
           }
-        } else parityDamaged = true;
+        } else {
+          parityDamaged = true;
+          // Read-only: judge the correction as the repair judges its repaired copy, so that a verify
+          // never calls `repairable` what the repair then refuses.
+          correction = (await correctionVerifies(p, key, r, options, readFrom)) ? 'verifies' : 'refused';
+        }
       }
     }
     const digest =
@@ -232,9 +250,12 @@ export async function verifyWhole(
     const ok = pyfoldsHashMatches(p.stored, digest, key);
     report.pyfoldsHash = ok ? 'ok' : 'mismatch';
     if (!ok) {
-      let why = parityDamaged
-        ? 'the integrity hash does not match and the rs(N) parity cannot repair it'
-        : 'the integrity hash does not match';
+      let why =
+        correction === 'refused'
+          ? "the integrity hash does not match, nor does the rs(N) parity's correction of the damaged blocks (a mis-correction: damage beyond the parity)"
+          : parityDamaged
+            ? 'the integrity hash does not match and the rs(N) parity cannot repair it'
+            : 'the integrity hash does not match';
       if (p.layout !== 'tensorvault') {
         report.damagedTensors = [...f.names];
         report.hashMismatch = 'damage';
@@ -242,6 +263,9 @@ export async function verifyWhole(
           // A keyed hash: a wrong key looks exactly like damage, unless something else vouches for
           // the bytes. Nothing has been written (see rsCheck and the parity rewrite below).
           if (rsSays === 'intact') throw wrongKey(p, 'rs');
+          // Damaged data the parity corrects, and the keyed hash matches neither the data nor their
+          // correction: with the right key the correction would match (unless it is a mis-correction).
+          if (correction === 'refused') throw wrongKey(p, 'rs', report.damagedChunks);
           const tvecc = await tveccSays(p, job);
           if (tvecc === 'intact') throw wrongKey(p, 'tvecc');
           if (rsSays === undefined && tvecc === undefined) {
@@ -250,7 +274,12 @@ export async function verifyWhole(
           }
         }
       }
-      return { file: f, report: { ...report, status: 'damaged' }, why };
+      return {
+        file: f,
+        report: { ...report, status: 'damaged' },
+        why,
+        repairable: correction === 'verifies',
+      };
     }
     if (parityDamaged && p.rs !== undefined) {
       // The data verify; only the parity is damaged: rewrite it from the data, or say it can be.
@@ -317,10 +346,27 @@ export async function verifyWhole(
 /**
  * A PyFolds layout's keyed hash does not match, yet independent evidence says the bytes are intact:
  * `TV_CHECKPOINT_INTEGRITY` with `reason: 'key'` (the tensorvault layout reports a wrong key as the same
- * code, `reason: 'seal'`). `evidence`: `rs` (the rs(N) stream finds no damage in the data) or `tvecc`
- * (a `.tvecc` sidecar's chunk digests all match).
+ * code, `reason: 'seal'`). `evidence`: `rs` (the rs(N) stream finds no damage in the data or, with
+ * `damagedBlocks`, corrects the damaged blocks to bytes that the keyed hash does not match either) or
+ * `tvecc` (a `.tvecc` sidecar's chunk digests all match).
  */
-function wrongKey(p: Parsed, evidence: 'rs' | 'tvecc'): TensorVaultError {
+export function wrongKey(
+  p: Parsed,
+  evidence: 'rs' | 'tvecc',
+  damagedBlocks?: readonly number[],
+): TensorVaultError {
+  if (damagedBlocks !== undefined) {
+    return new TensorVaultError(
+      ErrorCode.CHECKPOINT_INTEGRITY,
+      `${p.files.weights}: the keyed integrity hash matches neither the weights nor the rs(N) parity's correction of their damaged blocks: the HMAC key is probably wrong (or the correction is: damage beyond the parity); nothing was repaired or written. Verify again with the right key`,
+      {
+        path: p.files.weights,
+        reason: 'key',
+        evidence,
+        ...(damagedBlocks.length > 0 ? { blocks: damagedBlocks.join(',') } : {}),
+      },
+    );
+  }
   const by =
     evidence === 'rs'
       ? 'the rs(N) parity finds no damage in the data'

@@ -185,6 +185,36 @@ export async function pyfoldsDigestOfFile(
   return framedDigest(path, pieces, options);
 }
 
+/**
+ * {@link pyfoldsDigestOfFile} of the file at `path` as it would be with `patches` (byte offset → the
+ * bytes written there) applied, without writing it: the tensors' ranges are read from the file except
+ * where a patch covers them. For the read-only check of an rs(N) correction (`rs.ts`).
+ */
+export async function pyfoldsDigestPatched(
+  path: string,
+  infos: readonly TensorInfo[],
+  patches: ReadonlyMap<number, Uint8Array>,
+  options: JobOptions = {},
+): Promise<string> {
+  const sorted = [...patches].sort((a, b) => a[0] - b[0]);
+  const pieces: (Uint8Array | number[])[] = [];
+  for (const t of byName(infos)) {
+    pieces.push(framingOf(t));
+    const end = t.fileOffset + t.byteLength;
+    let at = t.fileOffset;
+    for (const [from, bytes] of sorted) {
+      const to = from + bytes.length;
+      if (to <= at || from >= end) continue;
+      if (from > at) pieces.push([at, from - at]);
+      const hi = Math.min(to, end);
+      pieces.push(bytes.subarray(Math.max(at, from) - from, hi - from));
+      at = hi;
+    }
+    if (at < end) pieces.push([at, end - at]);
+  }
+  return framedDigest(path, pieces, options);
+}
+
 /** The hex SHA-256 of `pieces` (bytes, or `[offset, length]` ranges of the file at `path`) on the pool. */
 async function framedDigest(
   path: string | null,

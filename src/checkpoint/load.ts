@@ -9,7 +9,15 @@ import { isRemoteUrl, type RemoteUrl } from '../remote/url';
 import { openSafetensors, type SafetensorsFile, wrapNativeFile } from '../safetensors/reader';
 import { publish, settleCommit, unlessRaced } from './commit';
 import { CheckpointMismatchError } from './errors';
-import { checkSeal, checkSealMessage, headerMatches, mergeReport, openPair, verifyWhole } from './integrity';
+import {
+  checkSeal,
+  checkSealMessage,
+  headerMatches,
+  mergeReport,
+  openPair,
+  verifyWhole,
+  wrongKey,
+} from './integrity';
 import { checkpointFiles, type HmacKey, parseStoredHash } from './layout';
 import { Checkpoint } from './lazy';
 import { askParity } from './parity';
@@ -28,7 +36,7 @@ import {
   type VerifyMode,
 } from './parse';
 import { rethrownByParity, underLock } from './repair-lock';
-import { rsCheck } from './rs';
+import { correctionVerifies, rsCheck } from './rs';
 import { treeDamage } from './tree-check';
 
 /** Check the tensors against `expect`: a mismatch throws, or is recorded in the report with `strict: false`. */
@@ -196,10 +204,18 @@ async function loadLocal(
       throw err;
     }
     publish({ event: 'damaged', path: p.files.weights, part: 'header' });
+    let refused = false;
     const r = await underLock(p, undefined, () => rsCheck(p, key, true, options), options.signal).catch(
-      () => undefined,
+      (e: unknown) => {
+        refused = e instanceof TensorVaultError && e.code === ErrorCode.ECC_REPAIR_FAILED;
+        return undefined;
+      },
     );
-    if (r === undefined || !r.rewritten) throw err;
+    if (r === undefined || !r.rewritten) {
+      // The repaired copy matched no keyed hash: the key, as verifyCheckpoint reports it.
+      if (refused && p.stored.kind === 'hmac-sha256' && key !== undefined) throw wrongKey(p, 'rs', []);
+      throw err;
+    }
     repairedAtOpen = true;
     publish({ event: 'repaired', path: p.files.weights, part: 'header', blocks: r.badBlocks });
     ({ file, fd } = await openPair(p.weights));
@@ -373,9 +389,10 @@ async function verifyOnce(path: string, options: VerifyCheckpointOptions): Promi
           report.parity = 'unusable';
           report.damagedParity = [];
         }
-      } else if (p.rs !== undefined && report.damagedChunks.length > 0) {
-        const rs = await rsCheck(p, key, false, {}).catch(() => undefined);
-        if (rs !== undefined && rs.uncorrectable.length === 0) report.status = 'repairable';
+      } else if (p.rs !== undefined && r.repairable === true) {
+        // The rs(N) parity corrects every damaged block, and the correction matches the hash (judged
+        // by verifyWhole as the repair judges its repaired copy).
+        report.status = 'repairable';
       }
     }
     publish({
@@ -438,13 +455,21 @@ async function verifyDamagedHeader(
       report.damagedParity = [];
     }
   } else if (p.rs !== undefined) {
+    let refused: number[] | undefined;
     try {
       const rs = await rsCheck(p, key, false, job);
       report.damagedChunks = rs.badBlocks;
-      if (rs.badBlocks.length > 0 && rs.uncorrectable.length === 0) report.status = 'repairable';
+      if (rs.badBlocks.length > 0 && rs.uncorrectable.length === 0 && rs.dataChanged) {
+        // `repairable` only for a correction the repair accepts (it matches the hash).
+        if (await correctionVerifies(p, key, rs, job)) report.status = 'repairable';
+        else refused = rs.badBlocks;
+      }
     } catch (err) {
       if (rethrownByParity(err)) throw err;
     }
+    // A keyed hash that matches neither the bytes nor their correction: the key, as verifyWhole says.
+    if (refused !== undefined && p.stored.kind === 'hmac-sha256' && key !== undefined)
+      throw wrongKey(p, 'rs', refused);
   }
 }
 

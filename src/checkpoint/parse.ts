@@ -75,8 +75,9 @@ export interface CheckpointReport {
    * PyFolds layouts, when `pyfoldsHash` is `mismatch`: `damage`, or `damage-or-wrong-key` for a keyed
    * hash with nothing else that records the bytes (no rs(N) stream, no `.tvecc` sidecar): damage and
    * a wrong HMAC key then cannot be told apart. (When the rs(N) stream or a `.tvecc` sidecar vouches
-   * for the bytes, a keyed hash that does not match is not damage: the call rejects with
-   * `TV_CHECKPOINT_INTEGRITY`, `reason: 'key'`.)
+   * for the bytes, or corrects their damage to bytes that the keyed hash does not match either, a keyed
+   * hash that does not match is not reported as damage: the call rejects with `TV_CHECKPOINT_INTEGRITY`,
+   * `reason: 'key'`.)
    */
   hashMismatch?: 'damage' | 'damage-or-wrong-key';
   /** tensorvault layout: the seal over header, metadata and chunk tree; `none` for the PyFolds layouts. */

@@ -6,8 +6,10 @@ import { sha256 } from '../hash/index';
 import { tempName } from '../io/atomic';
 import { fsyncDir, ioError } from '../io/fs';
 import type { JobOptions } from '../job';
+import { isDtype } from '../safetensors/dtype';
 import { openSafetensors } from '../safetensors/reader';
-import { type HmacKey, pyfoldsDigestOfFile, pyfoldsHashMatches } from './layout';
+import type { TensorInfo } from '../safetensors/types';
+import { type HmacKey, pyfoldsDigestOfFile, pyfoldsDigestPatched, pyfoldsHashMatches } from './layout';
 import type { Parsed } from './parse';
 import { writeRsParity } from './save';
 
@@ -59,6 +61,11 @@ export interface RsRepair {
    * the parity itself vouches for the data as it is).
    */
   dataChanged: boolean;
+  /**
+   * A check without `write`: the data pieces the parity corrects (byte offset → the corrected bytes
+   * of the piece there), to judge the correction with {@link correctionVerifies}.
+   */
+  corrections?: ReadonlyMap<number, Buffer>;
 }
 
 // Over 100 lines on purpose: the rs(N) stream is checked block by block with the repair of each damaged
@@ -132,7 +139,8 @@ export async function rsCheck(
     await ph.close();
   }
   const dataChanged = fixed.size > 0;
-  if (!write || badBlocks.length === 0 || uncorrectable.length > 0)
+  if (!write) return { badBlocks, uncorrectable, rewritten: false, dataChanged, corrections: fixed };
+  if (badBlocks.length === 0 || uncorrectable.length > 0)
     return { badBlocks, uncorrectable, rewritten: false, dataChanged };
   let rewritten = false;
   if (fixed.size > 0) {
@@ -196,4 +204,77 @@ export async function rsCheck(
     await fsp.rm(tmpEcc, { force: true }).catch(() => {});
   }
   return { badBlocks, uncorrectable, rewritten, dataChanged };
+}
+
+/**
+ * Whether the weights as the rs(N) parity corrects them (`r`: a check without `write` that found every
+ * damaged block correctable) match the PyFolds hash with `key`: what a repair checks on its repaired
+ * copy before that copy replaces the weights, here without writing anything (the corrected pieces are
+ * hashed from memory, the rest from `readFrom`). A correction that does not match is one the repair
+ * refuses (a mis-correction, or a wrong HMAC key).
+ */
+export async function correctionVerifies(
+  p: Parsed,
+  key: HmacKey | undefined,
+  r: RsRepair,
+  options: JobOptions,
+  readFrom: string = p.weights,
+): Promise<boolean> {
+  const patches = r.corrections ?? new Map<number, Buffer>();
+  const infos = await correctedInfos(readFrom, patches);
+  if (infos === undefined) return false;
+  const job = options.signal ? { signal: options.signal } : {};
+  return pyfoldsHashMatches(p.stored, await pyfoldsDigestPatched(readFrom, infos, patches, job), key);
+}
+
+/** The largest safetensors header read by {@link correctedInfos} (as the reader's limit). */
+const HEADER_MAX = 100 * 1024 * 1024;
+
+/**
+ * The tensor entries of the safetensors header of `path` with `patches` applied (the header may be
+ * among the corrected blocks, so the file's own cannot be trusted): name, dtype, shape and the byte
+ * range of each, as the PyFolds hash reads them. Undefined when the corrected header does not parse
+ * or names bytes past the end (such a correction would not open either).
+ */
+async function correctedInfos(
+  path: string,
+  patches: ReadonlyMap<number, Buffer>,
+): Promise<TensorInfo[] | undefined> {
+  const fh = await fsp.open(path, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const read = async (at: number, len: number): Promise<Buffer> => {
+      const b = Buffer.alloc(len);
+      await fh.read(b, 0, len, at);
+      for (const [from, bytes] of patches) {
+        const lo = Math.max(at, from);
+        const hi = Math.min(at + len, from + bytes.length);
+        if (lo < hi) bytes.copy(b, lo - at, lo - from, hi - from);
+      }
+      return b;
+    };
+    if (size < 8) return undefined;
+    const n = Number((await read(0, 8)).readBigUInt64LE(0));
+    if (n < 2 || n > HEADER_MAX || 8 + n > size) return undefined;
+    let doc: unknown;
+    try {
+      doc = JSON.parse((await read(8, n)).toString('utf8'));
+    } catch {
+      return undefined;
+    }
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return undefined;
+    const count = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+    const out: TensorInfo[] = [];
+    for (const [name, v] of Object.entries(doc as Record<string, unknown>)) {
+      if (name === '__metadata__') continue;
+      const e = (v ?? {}) as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+      const [a, b] = Array.isArray(e.data_offsets) ? (e.data_offsets as unknown[]) : [];
+      if (!isDtype(e.dtype) || !Array.isArray(e.shape) || !e.shape.every(count)) return undefined;
+      if (!count(a) || !count(b) || b < a || 8 + n + b > size) return undefined;
+      out.push({ name, dtype: e.dtype, shape: e.shape, fileOffset: 8 + n + a, byteLength: b - a });
+    }
+    return out;
+  } finally {
+    await fh.close();
+  }
 }
