@@ -2,7 +2,7 @@
 /**
  * Loading, verifying and repairing checkpoints of the three layouts; lazy verification per tensor.
  */
-import { closeSync, existsSync, fstatSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, readSync, statSync } from 'node:fs';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
@@ -263,14 +263,14 @@ export class Checkpoint {
 
   /**
    * Whether the set at the path is no longer the one this checkpoint opened: another file is there (a
-   * newer save, or another process's repair, renamed one into place), or a commit record says a save
-   * is replacing it. Asked only once a check has failed: the views never stat the path.
+   * newer save, or another process's repair, renamed one into place; a save's commit renames the
+   * weights first, so a sidecar or parity file of the newer set comes with newer weights). Asked only
+   * once a check has failed: the views never stat the path.
    */
   #replaced(): boolean {
     if (this.#file.closed) return false;
     try {
       const opened = fstatSync(this.#descriptor());
-      if (existsSync(this.#p.files.journal)) return true;
       const now = statSync(this.#p.weights);
       return now.ino !== opened.ino || now.dev !== opened.dev;
     } catch {
