@@ -17,6 +17,7 @@ import {
 } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { publish, unlessRaced } from '../dist/checkpoint/commit.js';
 import * as tv from '../dist/index.js';
 import { tempDir } from './helpers/tmp';
 
@@ -235,6 +236,30 @@ describe("a whole-set check meeting another process's commit", () => {
       expect((await c.tensor('w')).data[0]).toBe(2);
     } finally {
       c.close();
+    }
+  });
+
+  it('an event published by work an attempt started, after the attempt settled, is not lost', async () => {
+    // Regression (review of fd881db): the attempt's events were held in its async context, and work it
+    // started that outlived it (a timer, a promise settled later) pushed into a buffer nobody would
+    // publish again: the event was dropped silently.
+    const p = join(await tempDir('tv-race-held-'), 'm.safetensors');
+    const seen: unknown[] = [];
+    const on = (m: unknown) => {
+      if ((m as { path?: unknown }).path === p) seen.push((m as { event?: unknown }).event);
+    };
+    subscribe('tensorvault:checkpoint', on);
+    try {
+      let late!: Promise<void>;
+      await unlessRaced(p, async () => {
+        publish({ event: 'during', path: p });
+        late = new Promise((r) => setTimeout(r, 10)).then(() => publish({ event: 'after', path: p }));
+        return { status: 'ok' };
+      });
+      await late;
+      expect(seen).toEqual(['during', 'after']);
+    } finally {
+      unsubscribe('tensorvault:checkpoint', on);
     }
   });
 

@@ -24,7 +24,13 @@ export const checkpointChannel = channel('tensorvault:checkpoint');
  * The events of the {@link unlessRaced} attempt running in this async context: held back until the
  * attempt is known to stand (not run again because it raced a commit).
  */
-const heldEvents = new AsyncLocalStorage<Record<string, unknown>[]>();
+const heldEvents = new AsyncLocalStorage<Held>();
+
+/** The events an attempt holds back; `open` until the attempt is settled (then they publish at once). */
+interface Held {
+  events: Record<string, unknown>[];
+  open: boolean;
+}
 
 /**
  * Publish `event` on `tensorvault:checkpoint` when someone listens; inside an attempt of
@@ -33,7 +39,8 @@ const heldEvents = new AsyncLocalStorage<Record<string, unknown>[]>();
 export function publish(event: Record<string, unknown>): void {
   if (!checkpointChannel.hasSubscribers) return;
   const held = heldEvents.getStore();
-  if (held !== undefined) held.push(event);
+  // Work the attempt started and that outlives it (its context is inherited) publishes at once.
+  if (held?.open === true) held.events.push(event);
   else checkpointChannel.publish(event);
 }
 
@@ -45,9 +52,10 @@ const WROTE_EVENTS = new Set(['repaired', 'recovered']);
  * changed the files (its `repaired`/`recovered` events say what was done, and what it found led to
  * that); none when it was a torn read run again.
  */
-function release(held: Record<string, unknown>[], stands: boolean): void {
-  if (!stands && !held.some((e) => WROTE_EVENTS.has(e.event as string))) return;
-  for (const e of held) if (checkpointChannel.hasSubscribers) checkpointChannel.publish(e);
+function release(held: Held, stands: boolean): void {
+  held.open = false;
+  if (!stands && !held.events.some((e) => WROTE_EVENTS.has(e.event as string))) return;
+  for (const e of held.events) if (checkpointChannel.hasSubscribers) checkpointChannel.publish(e);
 }
 
 /**
@@ -403,7 +411,7 @@ export async function unlessRaced<T>(path: string, run: () => Promise<T>): Promi
     const before = setStamp(files);
     // The attempt's telemetry is held until it is known to stand: a torn attempt run again must not
     // publish `damaged` (or `failed`) for a healthy set (only the result that stands is published).
-    const held: Record<string, unknown>[] = [];
+    const held: Held = { events: [], open: true };
     let result: T;
     try {
       result = await heldEvents.run(held, run);
