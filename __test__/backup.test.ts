@@ -1063,12 +1063,19 @@ describe('a backup on a full disk', () => {
           await tv.createBackup(${JSON.stringify(d)}, ${JSON.stringify(out)});
           console.log(JSON.stringify({ ok: true }));
         } catch (e) {
-          console.log(JSON.stringify({ name: e.constructor.name, code: e.code, tv: e instanceof tv.TensorVaultError }));
+          console.log(JSON.stringify({ name: e.constructor.name, code: e.code, tv: e instanceof tv.TensorVaultError, message: e.message, context: e.context }));
         }
       })();`;
     const r = runUnderFileLimit(64, script);
     expect(r.status, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout.trim())).toEqual({ name: 'TensorVaultError', code: 'TV_IO', tv: true });
+    const got = JSON.parse(r.stdout.trim());
+    expect(got).toMatchObject({ name: 'TensorVaultError', code: 'TV_IO', tv: true });
+    // Regression (QA, 2026-12-05): the error named the output folder (`context.path` = out, no
+    // `tempPath`), not the archive being written, as the README promises for every writer.
+    expect(got.context.path).toMatch(/\/out\/backup-eventlog-[^/]+\.tar\.gz$/);
+    expect(got.message).toContain(got.context.path);
+    expect(got.context.tempPath).toMatch(/\/out\/\.backup-eventlog-[^/]+\.tar\.gz\.\d+\.[^/]+\.tmp$/);
+    expect(got.context.errno).toBe(27); // EFBIG
     expect(readdirSync(out)).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@ import { type CipherGCM, createCipheriv, randomBytes } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { fromNative, invalidArgument, TensorVaultAbortError } from '../errors';
+import { fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { CutChainCheck, LAYOUT, type LogCut, takeCut } from '../eventlog/index';
 import { Sha256, sha256 } from '../hash/index';
 import {
@@ -336,6 +336,8 @@ export async function createBackup(
   let done = false;
   /** The archive once published (removed again when a later step fails: no archive without manifest). */
   let published: string | undefined;
+  /** The archive being written and its temporary (named by a write error: not `outDir`). */
+  let archive: { path: string; tmp: string } | undefined;
   try {
     await fsp.mkdir(outDir, { recursive: true }).catch((err: unknown) => {
       throw ioError(err, outDir, 'cannot create');
@@ -350,6 +352,7 @@ export async function createBackup(
     // those whose writer is dead.
     removeDeadTempsMatching(outDir, BACKUP_TEMP);
     const tmp = tempName(archivePath);
+    archive = { path: archivePath, tmp };
     sink = await ArchiveSink.open(tmp, { level, threads, encKey, createdAt });
     const chain = new CutChainCheck(cut, options.logKey);
     const files: ManifestFile[] = [];
@@ -391,6 +394,19 @@ export async function createBackup(
     // A full disk, a failed fsync…: a typed error, and nothing left in `outDir` (an archive published
     // before its manifest could be written is removed with the temp file).
     if (published !== undefined) await fsp.rm(published, { force: true }).catch(() => {});
+    // A write error of the archive (a stream's has no path, or names the temporary): the archive's,
+    // with its temporary in `context.tempPath`, as every writer reports it. Errors reading the log
+    // name their own file.
+    const e = err as NodeJS.ErrnoException | undefined;
+    if (
+      archive !== undefined &&
+      published === undefined &&
+      !(err instanceof TensorVaultError) &&
+      typeof e?.code === 'string' &&
+      typeof e?.syscall === 'string' &&
+      (e.path === undefined || e.path === archive.tmp)
+    )
+      throw ioError(err, archive.path, undefined, archive.tmp);
     throw typedIoError(err, outDir);
   } finally {
     await cut.close();
