@@ -221,7 +221,15 @@ export interface ErrorContextMap {
     readonly hostname?: string;
     readonly since?: string;
   };
-  TV_EXISTS: { readonly path?: string };
+  TV_EXISTS: {
+    readonly path?: string;
+    /**
+     * `object_exists`: a push without `overwrite` found an object already stored at one of its keys
+     * when it made it visible (a conditional write, `If-None-Match: *`, refused it: another push won).
+     * `write_conflict`: the store refused it because another conditional write to the key was in flight.
+     */
+    readonly reason?: string;
+  };
   TV_REMOTE_AUTH: { readonly url?: string; readonly status?: number; readonly reason?: string };
   TV_REMOTE_NOT_FOUND: { readonly url?: string; readonly key?: string; readonly reason?: string };
   TV_REMOTE_DAMAGED: {

@@ -1,7 +1,7 @@
 /** The `file://` store: objects as files under a folder, with the semantics of the S3 store. */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { fsyncDir, ioError } from '../io/fs';
@@ -9,9 +9,11 @@ import {
   abortError,
   md5Hex,
   missingAsUndefined,
+  objectExists,
   type Store,
   type StoreMetrics,
   type UploadedPart,
+  type WriteOptions,
 } from './store';
 
 /** Objects as files under a folder (`file://`): the same semantics, for tests and NFS. */
@@ -74,7 +76,17 @@ export class FileStore implements Store {
     })();
   }
 
-  async #writeAtomic(path: string, parts: readonly (Uint8Array | string)[]): Promise<void> {
+  /**
+   * Write `parts` (bytes, or the path of a file to copy) to a temporary file and move it to `path`.
+   * With `ifAbsent` the move is a hard link, which the OS refuses atomically when `path` exists
+   * (`EEXIST`, also on NFS): then nothing is written and `TV_EXISTS` is thrown.
+   */
+  async #writeAtomic(
+    path: string,
+    parts: readonly (Uint8Array | string)[],
+    ifAbsent = false,
+    url = path,
+  ): Promise<void> {
     await mkdir(dirname(path), { recursive: true });
     const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     const fh = await open(tmp, 'w');
@@ -93,13 +105,26 @@ export class FileStore implements Store {
     } finally {
       await fh.close();
     }
-    await rename(tmp, path);
+    if (ifAbsent) {
+      try {
+        await link(tmp, path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw objectExists(url);
+        throw err;
+      } finally {
+        await unlink(tmp).catch(() => {});
+      }
+    } else await rename(tmp, path);
     await fsyncDir(dirname(path));
   }
 
-  async put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+  async put(key: string, data: Uint8Array, signal?: AbortSignal, write?: WriteOptions): Promise<void> {
     this.metrics.bytesUp += data.byteLength;
-    await this.#wrap(key, () => this.#writeAtomic(this.#path(key), [data]), signal);
+    await this.#wrap(
+      key,
+      () => this.#writeAtomic(this.#path(key), [data], write?.ifAbsent === true, this.url(key)),
+      signal,
+    );
   }
 
   async createUpload(key: string, signal?: AbortSignal): Promise<string> {
@@ -170,14 +195,18 @@ export class FileStore implements Store {
     id: string,
     parts: readonly UploadedPart[],
     signal?: AbortSignal,
+    write?: WriteOptions,
   ): Promise<void> {
     const dir = this.#uploadDir(key, id);
     await this.#wrap(
       key,
       async () => {
+        // Refused (TV_EXISTS): the upload stays, as an S3 store keeps it after a failed condition.
         await this.#writeAtomic(
           this.#path(key),
           parts.map((p) => join(dir, String(p.part))),
+          write?.ifAbsent === true,
+          this.url(key),
         );
         await rm(dir, { recursive: true, force: true });
       },

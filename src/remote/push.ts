@@ -24,7 +24,7 @@ import {
   type RemoteSetKind,
 } from './manifest';
 import { openStore } from './open-store';
-import type { RemoteOptions, Store, UploadedPart } from './store';
+import { type RemoteOptions, readAll, type Store, type UploadedPart, type WriteOptions } from './store';
 import { joinKey, parseRemoteUrl } from './url';
 
 /** Options of {@link push}. */
@@ -117,12 +117,15 @@ function damagedLocal(path: string): TensorVaultError {
   );
 }
 
-/** A file sent but not yet visible in the store: `commit` makes it so (PutObject or CompleteMultipartUpload). */
+/**
+ * A file sent but not yet visible in the store: `commit` makes it so (PutObject or
+ * CompleteMultipartUpload; with `ifAbsent`, only when no object is stored at its key, else `TV_EXISTS`).
+ */
 interface StagedFile {
   entry: RemoteFileEntry;
   parts: number;
   reused: number;
-  commit: () => Promise<void>;
+  commit: (write: WriteOptions) => Promise<void>;
 }
 
 /**
@@ -154,8 +157,8 @@ async function uploadFile(
       entry: { name, size, sha256: createHash('sha256').update(data).digest('hex'), leaves },
       parts: 1,
       reused: 0,
-      commit: async () => {
-        await store.put(key, data, signal);
+      commit: async (write) => {
+        await store.put(key, data, signal, write);
         progress(size);
       },
     };
@@ -289,8 +292,8 @@ async function uploadFile(
     entry: { name, size, sha256: whole.digest('hex'), leaves },
     parts: nParts,
     reused,
-    commit: async () => {
-      await store.complete(key, id, done, signal);
+    commit: async (write) => {
+      await store.complete(key, id, done, signal, write);
       await rm(stateFile, { force: true });
     },
   };
@@ -360,7 +363,13 @@ export async function push(localPath: string, url: string, options: PushOptions 
     // The new set is known good: only now is the old one replaced. Readers see no set (rather than a
     // mix of old and new files) from the deletion of the old manifest until the new one is written.
     if (existing) await store.delete(manifestKey, options.signal);
-    for (const r of staged) await r.commit();
+    // Without overwrite nothing stored is replaced, and the HEAD above is not enough: another push to
+    // the same key may have passed it too. Every object is made visible only if none exists at its key
+    // (If-None-Match: *, decided by the store), the manifest (the commit point) included: of pushes
+    // racing to one key exactly one wins, the others fail with TV_EXISTS, and the loser, refused at its
+    // first file, never replaces a file of the winner's set.
+    const write: WriteOptions = { ifAbsent: options.overwrite !== true };
+    for (const r of staged) await r.commit(write);
     const manifest: RemoteManifest = {
       tensorvault_remote: 1,
       main,
@@ -370,7 +379,16 @@ export async function push(localPath: string, url: string, options: PushOptions 
       created_at: new Date().toISOString(),
       files: entries,
     };
-    await store.put(manifestKey, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`), options.signal);
+    const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+    try {
+      await store.put(manifestKey, manifestBytes, options.signal, write);
+    } catch (err) {
+      // Refused because the manifest now exists: ours when a retried request's first attempt was
+      // applied (the same bytes, creation time included), else another push's, which won.
+      if (!(err instanceof TensorVaultError && err.code === ErrorCode.EXISTS)) throw err;
+      const stored = await readAll(store, manifestKey, options.signal).catch(() => undefined);
+      if (stored === undefined || !stored.equals(manifestBytes)) throw err;
+    }
     const result: PushResult = {
       url: store.url(joinKey(prefix, main)),
       manifest: store.url(manifestKey),

@@ -13,6 +13,7 @@ import {
   type StoreMetrics,
   storeError,
   type UploadedPart,
+  type WriteOptions,
 } from './store';
 
 /** Wait before retry `attempt` (1-based): up to 100 ms × 2^(attempt-1), at most 5 s, with full jitter. */
@@ -154,13 +155,14 @@ export class S3Store implements Store {
     })();
   }
 
-  async put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+  async put(key: string, data: Uint8Array, signal?: AbortSignal, write?: WriteOptions): Promise<void> {
     this.metrics.bytesUp += data.byteLength;
     await this.#send(
       key,
       new this.#sdk.PutObjectCommand({
         Bucket: this.bucket,
         Key: key,
+        ...(write?.ifAbsent === true ? { IfNoneMatch: '*' } : {}),
         Body: data,
         ContentLength: data.byteLength,
         ChecksumSHA256: createHash('sha256').update(data).digest('base64'),
@@ -267,6 +269,7 @@ export class S3Store implements Store {
     id: string,
     parts: readonly UploadedPart[],
     signal?: AbortSignal,
+    write?: WriteOptions,
   ): Promise<void> {
     await this.#send(
       key,
@@ -274,6 +277,7 @@ export class S3Store implements Store {
         Bucket: this.bucket,
         Key: key,
         UploadId: id,
+        ...(write?.ifAbsent === true ? { IfNoneMatch: '*' } : {}),
         MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.part, ETag: `"${p.etag}"` })) },
       }),
       signal,

@@ -83,6 +83,16 @@ export function checkRemoteOptions(options: RemoteOptions): void {
     throw invalidArgument('maxAttempts', 'maxAttempts must be an integer from 1 to 100');
 }
 
+/** How a write that makes an object visible (PutObject, CompleteMultipartUpload) treats an existing one. */
+export interface WriteOptions {
+  /**
+   * Only create: when an object is already stored at the key, nothing is written and the write fails
+   * with `TV_EXISTS` (`reason: object_exists`). S3: `If-None-Match: *`, decided by the store itself, so
+   * of two such writes racing to one key at most one succeeds (on a store that honours the header).
+   */
+  ifAbsent?: boolean;
+}
+
 /** The operations push, pull, lazy load and verify need from a store. */
 export interface Store {
   /** The URL of `key` (for messages and results). */
@@ -93,7 +103,7 @@ export interface Store {
   /** Bytes `[start, end)` of `key` as a stream (the whole object without a range). */
   read(key: string, range?: [number, number], signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
   /** Put a small object in one request, with its SHA-256 for the store to check. */
-  put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void>;
+  put(key: string, data: Uint8Array, signal?: AbortSignal, write?: WriteOptions): Promise<void>;
   createUpload(key: string, signal?: AbortSignal): Promise<string>;
   /** Upload part `part` (1-based); resolves with the ETag the store computed. */
   uploadPart(
@@ -114,13 +124,34 @@ export interface Store {
   ): Promise<string>;
   /** The parts stored so far, or undefined when the upload no longer exists. */
   listParts(key: string, id: string, signal?: AbortSignal): Promise<UploadedPart[] | undefined>;
-  complete(key: string, id: string, parts: readonly UploadedPart[], signal?: AbortSignal): Promise<void>;
+  /** Make the upload the object `key` (with `write.ifAbsent`, only when none exists: the upload then stays). */
+  complete(
+    key: string,
+    id: string,
+    parts: readonly UploadedPart[],
+    signal?: AbortSignal,
+    write?: WriteOptions,
+  ): Promise<void>;
   abort(key: string, id: string): Promise<void>;
   /** Every key under `prefix` with its size. */
   list(prefix: string, signal?: AbortSignal): Promise<{ key: string; size: number }[]>;
   delete(key: string, signal?: AbortSignal): Promise<void>;
   /** Release connections. */
   close(): void;
+}
+
+/** The error of a write refused because an object is already stored at `url` (see {@link WriteOptions}). */
+export function objectExists(
+  url: string,
+  reason: 'object_exists' | 'write_conflict' = 'object_exists',
+): TensorVaultError {
+  return new TensorVaultError(
+    ErrorCode.EXISTS,
+    reason === 'object_exists'
+      ? `${url}: an object is already stored there (written by another push meanwhile?); pass overwrite to replace it`
+      : `${url}: another write to this key was in progress; nothing was written`,
+    { path: url, reason },
+  );
 }
 
 /** The MD5 ETag of `data` as an S3 store computes it for a part or a single-request object. */
@@ -170,6 +201,10 @@ export function storeError(err: unknown, url: string, signal?: AbortSignal): Ten
       reason: name,
     });
   }
+  // A conditional write (If-None-Match: *) refused: the object exists (412), or another conditional
+  // write to the key was in flight (409, AWS).
+  if (status === 412 || name === 'PreconditionFailed') return objectExists(url);
+  if (name === 'ConditionalRequestConflict') return objectExists(url, 'write_conflict');
   if (status === 416 || name === 'InvalidRange') {
     // A range past the end of the object: it is shorter than the manifest says (truncated or replaced).
     return new TensorVaultError(

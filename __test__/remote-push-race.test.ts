@@ -1,0 +1,199 @@
+// Pushes racing to one key without `overwrite`. The check "is a set already stored there?" was a HEAD
+// of the manifest followed, much later, by the writes: two pushes that both passed the HEAD both
+// succeeded, the later one's objects replacing the earlier one's under its manifest (a stored set that
+// no longer matched its manifest: TV_REMOTE_DAMAGED on pull). Now every object of a push without
+// overwrite is made visible with a conditional write (If-None-Match: *, on PutObject and on
+// CompleteMultipartUpload; a hard link, which refuses an existing name, in the file:// store): exactly
+// one push wins, the other fails with TV_EXISTS, and the stored set is the winner's.
+//
+// Against the real S3-compatible server of the remote specs (s3s-fs, scripts/setup-s3.mjs), with a small
+// HTTP proxy in front of it that holds back one chosen request of one push until the test lets it go:
+// the interleavings that lose are made to happen, not hoped for. (Nor could two pushes started together
+// be asserted against s3s-fs: it checks If-None-Match before it writes the object, not atomically, so
+// two conditional writes that reach it within the same moment both pass. AWS S3 decides atomically;
+// the file:// store's hard link does too, and is tested so below.)
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tv from '../dist/index.js';
+import { type S3Server, type SetupS3, s3Available, setupPath } from './helpers/s3';
+import { tempDir } from './helpers/tmp';
+
+const dir = tempDir('tv-remote-race-');
+const MiB = 1024 * 1024;
+const BUCKET = 'tvrace';
+
+/** Save a checkpoint of six 1 MiB tensors (values from `seed`) with parity; its weights path. */
+async function checkpoint(name: string, seed: number): Promise<string> {
+  const d = join(dir, `src-${name}`);
+  mkdirSync(d, { recursive: true });
+  const t: Record<string, Float32Array> = {};
+  for (let i = 0; i < 6; i++)
+    t[`layer.${i}`] = new Float32Array(262_144).map((_, j) => seed + i * 1000 + (j % 997));
+  const f = join(d, 'model.safetensors');
+  await tv.saveCheckpoint(f, t, { ecc: 'medium' });
+  return f;
+}
+
+/** A request that makes an object visible: PutObject, or CompleteMultipartUpload. */
+function commits(req: IncomingMessage): boolean {
+  const url = req.url ?? '';
+  return (
+    (req.method === 'PUT' && !/[?&]partNumber=/.test(url)) ||
+    (req.method === 'POST' && /[?&]uploadId=/.test(url))
+  );
+}
+
+/**
+ * A proxy in front of the server that holds back the first request matching `hold` (its response is
+ * not sent) until `release()`; `held` resolves when that request has arrived.
+ */
+async function gate(
+  upstream: string,
+  hold: (req: IncomingMessage) => boolean,
+): Promise<{ endpoint: string; server: Server; held: Promise<void>; release: () => void }> {
+  const up = new URL(upstream);
+  let arrived!: () => void;
+  const held = new Promise<void>((r) => {
+    arrived = r;
+  });
+  let open!: () => void;
+  const released = new Promise<void>((r) => {
+    open = r;
+  });
+  let taken = false;
+  const server = createServer((req, res) => {
+    const forward = (): void => {
+      const fwd = request(
+        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 500, r.headers);
+          r.pipe(res);
+        },
+      );
+      fwd.on('error', () => res.destroy());
+      req.pipe(fwd);
+    };
+    if (!taken && hold(req)) {
+      taken = true;
+      req.pause();
+      arrived();
+      void released.then(forward);
+    } else forward();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    server,
+    held,
+    release: open,
+  };
+}
+
+/** Exactly one of two settled pushes won and the other failed with TV_EXISTS; the winner's index. */
+function oneWinner(r: PromiseSettledResult<tv.PushResult>[]): number {
+  expect(r.map((x) => x.status).sort()).toEqual(['fulfilled', 'rejected']);
+  const lost = r.find((x) => x.status === 'rejected') as PromiseRejectedResult;
+  expect(lost.reason).toMatchObject({ code: 'TV_EXISTS' });
+  return r.findIndex((x) => x.status === 'fulfilled');
+}
+
+describe.skipIf(!s3Available)('pushes racing to one key (S3-compatible server s3s-fs)', () => {
+  let s: S3Server;
+  let opts: {
+    endpoint: string;
+    credentials: { accessKeyId: string; secretAccessKey: string };
+    region: string;
+    partSize: number;
+    stateDir: string;
+  };
+  let a: string;
+  let b: string;
+
+  beforeAll(async () => {
+    const setup = (await import(setupPath)) as SetupS3;
+    s = await setup.startS3Server({ root: join(dir, 'store') });
+    mkdirSync(join(s.root, BUCKET), { recursive: true });
+    opts = {
+      endpoint: s.endpoint,
+      credentials: { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey },
+      region: 'us-east-1',
+      // The weights (6 MiB) go up as a multipart upload: its CompleteMultipartUpload is conditional too.
+      partSize: 5 * MiB,
+      stateDir: join(dir, 'state'),
+    };
+    a = await checkpoint('a', 0);
+    b = await checkpoint('b', 7);
+  });
+  afterAll(async () => {
+    await s?.stop();
+  });
+
+  it('the later push is refused at its first object: the earlier one keeps its whole set (both won before)', async () => {
+    const url = `s3://${BUCKET}/late`;
+    // B passes its HEAD (no set yet) and sends everything; its first commit is held back while A pushes
+    // the whole set. Before: B's objects replaced A's, then B's manifest replaced A's too (both pushes
+    // succeeded) or, with only the manifest conditional, A's manifest described B's weights.
+    const g = await gate(s.endpoint, commits);
+    try {
+      const pb = tv.push(b, url, { ...opts, endpoint: g.endpoint });
+      const settled = Promise.allSettled([pb]);
+      await g.held;
+      const ra = await tv.push(a, url, opts);
+      g.release();
+      const [rb] = await settled;
+      expect(oneWinner([{ status: 'fulfilled', value: ra }, rb as PromiseSettledResult<tv.PushResult>])).toBe(
+        0,
+      );
+      expect((rb as PromiseRejectedResult).reason).toMatchObject({
+        code: 'TV_EXISTS',
+        context: { reason: 'object_exists' },
+      });
+    } finally {
+      g.server.close();
+    }
+    const p = await tv.pull(`${url}/model.safetensors`, join(dir, 'pulled-late'), opts);
+    expect(readFileSync(p.path).equals(readFileSync(a))).toBe(true);
+    expect((await tv.verifyRemote(`${url}/model.safetensors`, opts)).status).toBe('intact');
+  });
+
+  it('the manifest (the commit point) is written only if none exists: a manifest written meanwhile stays', async () => {
+    const url = `s3://${BUCKET}/commit`;
+    const manifestKey = 'commit/model.safetensors.tvremote.json';
+    // A's objects are visible; its manifest PUT is held back while another writer's manifest appears.
+    const g = await gate(
+      s.endpoint,
+      (req) =>
+        req.method === 'PUT' && ((req.url ?? '').split('?')[0] ?? '').endsWith(`/${BUCKET}/${manifestKey}`),
+    );
+    const other = `${JSON.stringify({ written: 'by another push' })}\n`;
+    try {
+      const pa = Promise.allSettled([tv.push(a, url, { ...opts, endpoint: g.endpoint })]);
+      await g.held;
+      writeFileSync(join(s.root, BUCKET, manifestKey), other);
+      g.release();
+      const [ra] = await pa;
+      expect(ra).toMatchObject({ status: 'rejected', reason: { code: 'TV_EXISTS' } });
+    } finally {
+      g.server.close();
+    }
+    expect(readFileSync(join(s.root, BUCKET, manifestKey), 'utf8')).toBe(other);
+  });
+});
+
+describe('pushes racing to one key (file:// store)', () => {
+  it('file:// store: two pushes started together, exactly one wins and the stored set is its own', async () => {
+    const a = await checkpoint('fa', 0);
+    const b = await checkpoint('fb', 7);
+    const fopts = { partSize: 5 * MiB, stateDir: join(dir, 'state') };
+    const url = `file://${join(dir, 'file-store')}`;
+    const r = await Promise.allSettled([tv.push(a, url, fopts), tv.push(b, url, fopts)]);
+    const won = oneWinner(r);
+    const p = await tv.pull(`${url}/model.safetensors`, join(dir, 'pulled-file'));
+    expect(readFileSync(p.path).equals(readFileSync(won === 0 ? a : b))).toBe(true);
+    // The loser left nothing visible of its own: a further push is still refused by the plain check.
+    await expect(tv.push(b, url, fopts)).rejects.toMatchObject({ code: 'TV_EXISTS' });
+  });
+});
