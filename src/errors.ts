@@ -235,6 +235,8 @@ export interface ErrorContextMap {
   TV_REMOTE_DAMAGED: {
     readonly url?: string;
     readonly file?: string;
+    /** The tensor a lazy remote load was asked for, when the damage is in its chunks. */
+    readonly tensor?: string;
     /** The damaged chunks (of `chunk_size` bytes), comma-separated. */
     readonly chunks?: string;
     readonly reason?: string;

@@ -8,7 +8,19 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
+import {
+  type FileHandle,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rm,
+  rmdir,
+  stat,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TensorDamagedError } from '../checkpoint/errors';
 import type { CheckpointLayout } from '../checkpoint/layout';
@@ -16,12 +28,13 @@ import type { Checkpoint } from '../checkpoint/lazy';
 import { loadCheckpoint } from '../checkpoint/load';
 import type { CheckpointReport, LoadCheckpointOptions } from '../checkpoint/parse';
 import { chunkSpan } from '../checkpoint/rs';
+import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { alive, atomicWriteFile } from '../io/atomic';
 import { typedIoError } from '../io/fs';
 import type { Tensor, TensorInfo } from '../safetensors/reader';
 import { publishRemote, remoteCacheDir } from './common';
-import { type ChunkSource, chunkSourceOf, fetchChunks } from './fetch';
+import { type ChunkSource, chunkSourceOf, fetchChunks, localChunkGood } from './fetch';
 import type { RemoteFileEntry } from './manifest';
 import { crossCheck, openManifest } from './pull';
 import { type RemoteOptions, readAll, type Store, type StoreMetrics } from './store';
@@ -43,8 +56,12 @@ export interface RemoteLoadOptions extends LoadCheckpointOptions, RemoteOptions 
 
 /** A cache entry's folder name: the first 32 hex digits of the weights' SHA-256. */
 const ENTRY_NAME = /^[0-9a-f]{32}$/;
-/** The files a cache entry holds: `NAME.safetensors` and its `.meta.json`, `.chunks` hint, `.tvob`. */
-const ENTRY_FILE = /^(.+\.safetensors)(\.meta\.json|\.chunks|\.tvob)?$/;
+/**
+ * The files a cache entry holds: `NAME.safetensors` and its `.meta.json`, `.chunks` hint, `.tvob`, and
+ * `.remote.tvecc`, the stored parity, fetched only to repair damaged chunks (not named `.tvecc`, so
+ * that the local load never takes it for the set's own parity).
+ */
+const ENTRY_FILE = /^(.+\.safetensors)(\.meta\.json|\.chunks|\.tvob|\.remote\.tvecc)?$/;
 /** Temporary files of an atomic write into an entry. */
 const ENTRY_TEMP = /^\..+\.tmp$/;
 /** The mark of an open `RemoteCheckpoint` on its entry: `.tv-open-PID-RANDOM` (removed by `close`). */
@@ -128,6 +145,10 @@ export class RemoteCheckpoint {
   #local: Checkpoint;
   #store: Store;
   #src: ChunkSource;
+  /** The stored `.tvecc` parity, when the set has one and repair is on. */
+  #parity: ChunkSource | undefined;
+  /** Why there is no {@link RemoteCheckpoint.#parity} (for the error message). */
+  #noParity: string;
   #have: Set<number>;
   #hintPath: string;
   #concurrency: number;
@@ -147,9 +168,12 @@ export class RemoteCheckpoint {
     src: ChunkSource,
     concurrency: number,
     mark: string,
+    parity: ChunkSource | string,
     signal?: AbortSignal,
   ) {
     this.url = url;
+    this.#parity = typeof parity === 'string' ? undefined : parity;
+    this.#noParity = typeof parity === 'string' ? parity : '';
     this.path = local.path;
     this.layout = local.layout;
     this.metadata = local.metadata;
@@ -186,8 +210,13 @@ export class RemoteCheckpoint {
     return this.#local.info(name);
   }
 
-  /** Fetch (once) and verify the chunks of `[start, end)` of the weights. */
-  async #ensureRange(start: number, end: number): Promise<void> {
+  /**
+   * Fetch (once) and verify the chunks of `[start, end)` of the weights (`tensor`: what they are for,
+   * named in an error). Chunks that arrive damaged twice are repaired from the stored parity when the set
+   * has one (see {@link RemoteCheckpoint.#repairFromParity}); otherwise, or when the parity cannot
+   * rebuild them, `TV_REMOTE_DAMAGED` names the tensor and the chunks.
+   */
+  async #ensureRange(start: number, end: number, tensor?: string): Promise<void> {
     const [first, last] = chunkSpan(start, end, this.#src.chunkSize);
     const run = this.#queue.then(async () => {
       if (this.#closed) throw this.#closedError();
@@ -205,7 +234,15 @@ export class RemoteCheckpoint {
           rangeSize: 8 * 1024 * 1024,
           signal: this.#signal,
           onChunk: (c) => this.#have.add(c),
+          // With a parity to repair from, a chunk damaged as stored is written as stored (never listed
+          // as fetched: the local load refuses it), so that the repair need not fetch it again.
+          keepDamaged: this.#parity !== undefined,
         });
+        let still = bad;
+        let why = this.#noParity;
+        if (bad.length > 0 && this.#parity !== undefined) {
+          [still, why] = await this.#repairFromParity(fh, bad, this.#parity);
+        }
         await atomicWriteFile(this.#hintPath, JSON.stringify([...this.#have]), { sync: false }).catch(
           () => {},
         );
@@ -219,14 +256,16 @@ export class RemoteCheckpoint {
           bytes: this.#store.metrics.bytesDown - before,
           ms: performance.now() - t0,
         });
-        if (bad.length > 0) {
+        if (still.length > 0) {
+          const what = tensor === undefined ? '' : `tensor ${JSON.stringify(tensor)}: `;
           throw new TensorVaultError(
             ErrorCode.REMOTE_DAMAGED,
-            `${this.url}: chunks ${bad.join(', ')} do not match their digests (fetched twice)`,
+            `${this.url}: ${what}chunks ${still.join(', ')} do not match their digests (fetched twice; ${why})`,
             {
               url: this.url,
               file: this.url.slice(this.url.lastIndexOf('/') + 1),
-              chunks: bad.join(','),
+              ...(tensor === undefined ? {} : { tensor }),
+              chunks: still.join(','),
               reason: 'chunk_digest',
             },
           );
@@ -240,12 +279,89 @@ export class RemoteCheckpoint {
   }
 
   /**
+   * Rebuild the weights chunks `bad` (damaged as stored) from the stored `.tvecc` parity, locally, in the
+   * cache entry; nothing is ever written to the store. The parity object is fetched into the entry
+   * (`NAME.safetensors.remote.tvecc`, every chunk checked against the manifest's digests; kept for later
+   * repairs), then the rest of the weights not yet cached (what the erasure repair reads of the
+   * damaged chunks' stripes: for a single-stripe v1 sidecar or the wide v2 code, every other chunk).
+   * Damaged chunks are in the cached file as stored (`keepDamaged`), so that the parity sees only their
+   * damaged bytes, not zeros (a checkpoint's parity chunks are often smaller than 1 MiB). The repair then
+   * rebuilds them in place in the cached file (every rebuilt piece checked against the parity's own
+   * digests) and each is checked again against its sealed leaf before it counts as fetched. Returns the
+   * chunks still damaged, and why.
+   */
+  async #repairFromParity(fh: FileHandle, bad: number[], parity: ChunkSource): Promise<[number[], string]> {
+    publishRemote({ event: 'damaged', url: this.url, chunks: bad });
+    const o = { concurrency: this.#concurrency, rangeSize: 8 * 1024 * 1024, signal: this.#signal };
+    const sidecar = `${this.path}.remote.tvecc`;
+    const pfh = await open(sidecar, 'a+');
+    let parityBad: number[];
+    try {
+      const st = await pfh.stat();
+      if (st.size !== parity.size) await pfh.truncate(parity.size);
+    } finally {
+      await pfh.close();
+    }
+    const rw = await open(sidecar, 'r+');
+    try {
+      const todo: number[] = [];
+      const n = Math.ceil(parity.size / parity.chunkSize);
+      for (let i = 0; i < n; i++) if (!(await localChunkGood(rw, parity, i))) todo.push(i);
+      // Damaged parity chunks are kept as stored: the erasure repair finds them by its own digests.
+      parityBad = await fetchChunks(parity, todo, rw, { ...o, keepDamaged: true });
+      await rw.sync();
+    } finally {
+      await rw.close();
+    }
+    // The rest of the weights, verified as they arrive; the damaged chunks written as stored.
+    const rest: number[] = [];
+    const n = Math.ceil(this.#src.size / this.#src.chunkSize);
+    for (let c = 0; c < n; c++) if (!this.#have.has(c) && !bad.includes(c)) rest.push(c);
+    const alsoBad = await fetchChunks(this.#src, rest, fh, {
+      ...o,
+      onChunk: (c) => this.#have.add(c),
+      keepDamaged: true,
+    });
+    const damaged = [...new Set([...bad, ...alsoBad])].sort((a, b) => a - b);
+    await fh.sync();
+    let why = 'the stored parity cannot rebuild them';
+    try {
+      await eccRepair(this.path, {
+        sidecar,
+        // The cached file's modification time is not the one protected: never a reason to refuse.
+        force: true,
+        // In place: the cached file stays the inode the local load has mapped.
+        mode: 'in-place',
+        ...(this.#signal === undefined ? {} : { signal: this.#signal }),
+      });
+    } catch (err) {
+      if (this.#signal?.aborted) throw err;
+      const code = err instanceof TensorVaultError ? err.code : 'TV_INTERNAL';
+      why = `the stored parity cannot rebuild them: ${code}${parityBad.length > 0 ? `, parity chunks ${parityBad.join(', ')} damaged too` : ''}`;
+    }
+    const still: number[] = [];
+    for (const c of damaged) {
+      if (await localChunkGood(fh, this.#src, c)) this.#have.add(c);
+      else still.push(c);
+    }
+    const repaired = damaged.filter((c) => !still.includes(c));
+    if (repaired.length > 0) publishRemote({ event: 'repaired', url: this.url, chunks: repaired });
+    // Only the chunks asked for fail this call; others still damaged are tried again when needed.
+    return [bad.filter((c) => still.includes(c)), why];
+  }
+
+  /**
    * Tensor `name`: its chunks are fetched with ranged requests the first time (verified as they stream
    * in), then checked and viewed as a local lazy load does (zero-copy view on the cached file).
    */
   async tensor(name: string): Promise<Tensor> {
     const info = this.#local.info(name);
-    return this.#fetched(info.fileOffset, info.fileOffset + info.byteLength, () => this.#local.tensor(name));
+    return this.#fetched(
+      info.fileOffset,
+      info.fileOffset + info.byteLength,
+      () => this.#local.tensor(name),
+      name,
+    );
   }
 
   /** Every tensor (the whole weights file is fetched, in parallel ranged requests). */
@@ -257,16 +373,16 @@ export class RemoteCheckpoint {
    * `read` once bytes `[start, end)` are cached. Cached bytes that changed on the local disk are fetched
    * again, once; a local write or read error (a full disk under the cache) is `TV_IO`.
    */
-  async #fetched<T>(start: number, end: number, read: () => Promise<T>): Promise<T> {
+  async #fetched<T>(start: number, end: number, read: () => Promise<T>, tensor?: string): Promise<T> {
     if (this.#closed) throw this.#closedError();
     try {
-      await this.#ensureRange(start, end);
+      await this.#ensureRange(start, end, tensor);
       try {
         return await read();
       } catch (err) {
         if (!(err instanceof TensorDamagedError)) throw err;
         for (const c of err.chunks) this.#have.delete(c);
-        await this.#ensureRange(start, end);
+        await this.#ensureRange(start, end, tensor);
         return await read();
       }
     } catch (err) {
@@ -442,6 +558,14 @@ export async function loadRemoteCheckpoint(
     } catch {
       // no hint: every chunk is fetched when first needed
     }
+    // The stored parity repairs damaged chunks (unless repair is off); never written to.
+    const tveccEntry = manifest.files.find((f) => f.name === `${manifest.main}.tvecc`);
+    const parity =
+      tveccEntry === undefined
+        ? 'the set has no parity'
+        : options.repair === false
+          ? 'repair is off'
+          : chunkSourceOf(store, prefix, manifest, tveccEntry);
     const remote = new RemoteCheckpoint(
       have,
       mainUrl,
@@ -450,6 +574,7 @@ export async function loadRemoteCheckpoint(
       src,
       concurrency ?? 8,
       mark,
+      parity,
       options.signal,
     );
     if (options.verify === 'full') {
