@@ -79,7 +79,8 @@ export class FileStore implements Store {
   /**
    * Write `parts` (bytes, or the path of a file to copy) to a temporary file and move it to `path`.
    * With `ifAbsent` the move is a hard link, which the OS refuses atomically when `path` exists
-   * (`EEXIST`, also on NFS): then nothing is written and `TV_EXISTS` is thrown.
+   * (`EEXIST`, also on NFS): then nothing is written and `TV_EXISTS` is thrown. Where the file system
+   * has no hard links, a check then a rename (not atomic).
    */
   async #writeAtomic(
     path: string,
@@ -109,8 +110,13 @@ export class FileStore implements Store {
       try {
         await link(tmp, path);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw objectExists(url);
-        throw err;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') throw objectExists(url);
+        // A file system without hard links (some FUSE, SMB, exFAT mounts): a check, then the rename,
+        // which is not atomic (two writers within the same moment may both pass: docs/remote.md).
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
+        if ((await stat(path).catch(() => undefined)) !== undefined) throw objectExists(url);
+        await rename(tmp, path);
       } finally {
         await unlink(tmp).catch(() => {});
       }
