@@ -6,7 +6,7 @@
 //
 // Against the real S3-compatible server of the remote specs (s3s-fs, scripts/setup-s3.mjs; each object
 // is a plain file in its data folder, damaged here by flipping a byte) and the file:// store.
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -178,4 +178,32 @@ describe('lazy remote loads repair damaged chunks from the stored parity', () =>
       expect(statSync(join(over.folder, 'model.safetensors')).size).toBe(statSync(withParity).size);
     },
   );
+
+  it('a parity object listed larger than any parity of the weights is not fetched for a repair', async () => {
+    // The manifest's entry of the .tvecc is not sealed: a store that lists it with an absurd size does not
+    // make a lazy load fetch (and write into its cache) that much.
+    const { url, folder } = await pushed(withParity, `file://${join(dir, 'file-store', 'huge')}`);
+    const at = await offsetOf(url, 'layer.1', join(dir, 'probe-huge'));
+    flipStored(join(folder, 'model.safetensors'), at + 100, 0xff);
+    const manifestPath = join(folder, 'model.safetensors.tvremote.json');
+    const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
+      files: { name: string; size: number; leaves: string }[];
+    };
+    const entry = m.files.find((f) => f.name === 'model.safetensors.tvecc') as {
+      size: number;
+      leaves: string;
+    };
+    entry.size = 2 * statSync(withParity).size + 65 * MiB;
+    entry.leaves = '0'.repeat(64 * Math.ceil(entry.size / MiB));
+    writeFileSync(manifestPath, JSON.stringify(m));
+    const ck = await tv.loadCheckpoint(url, { ...opts, cacheDir: join(dir, 'cache-huge') });
+    try {
+      const err = await ck.tensor('layer.1').catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'TV_REMOTE_DAMAGED', context: { tensor: 'layer.1' } });
+      expect((err as Error).message).toMatch(/more than any parity of these weights/);
+      expect(ck.transfer.bytesDown).toBeLessThan(4 * MiB); // the tensor's chunks, twice; no parity
+    } finally {
+      ck.close();
+    }
+  });
 });

@@ -292,6 +292,13 @@ export class RemoteCheckpoint {
    */
   async #repairFromParity(fh: FileHandle, bad: number[], parity: ChunkSource): Promise<[number[], string]> {
     publishRemote({ event: 'damaged', url: this.url, chunks: bad });
+    // The manifest's size of the parity is not sealed: a parity larger than the weights twice over (a
+    // sidecar has at most as many parity chunks as data chunks, plus its tables) is not fetched.
+    if (parity.size > 2 * this.#src.size + 64 * 1024 * 1024)
+      return [
+        bad,
+        `the stored parity is listed with ${parity.size} bytes, more than any parity of these weights`,
+      ];
     const o = { concurrency: this.#concurrency, rangeSize: 8 * 1024 * 1024, signal: this.#signal };
     const sidecar = `${this.path}.remote.tvecc`;
     const pfh = await open(sidecar, 'a+');
