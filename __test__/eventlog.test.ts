@@ -15,6 +15,7 @@ import {
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
+import * as layout from '../dist/eventlog/layout.js';
 import * as tv from '../dist/index.js';
 import { runUnderFileLimit } from './helpers/full-disk';
 import {
@@ -279,6 +280,188 @@ describe.each(['legacy', 'v2'] as const)('chain (%s)', (fmt) => {
     await again.append('a', 'E', 'X', '1');
     expect(JSON.parse(readFileSync(join(d, 'event-log-snapshot.json'), 'utf8')).total_events).toBe(6);
     await again.close();
+  });
+});
+
+describe.each(['legacy', 'v2'] as const)('verification in slices (%s)', (fmt) => {
+  /** One segment of 7,000 events (over three check slices of 2,048 and three 1 MiB parse slices). */
+  async function oneBigSegment(): Promise<tv.EventLog> {
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { format: fmt, fsync: 'never', segmentSize: 10_000 });
+    await log.appendMany(
+      Array.from({ length: 7000 }, (_, i) => ({
+        actor: 'a',
+        evento: 'E',
+        entidade: 'X',
+        entidadeId: String(i),
+        payload: { i, data: `Evento ${i}` },
+      })),
+    );
+    expect(readdirSync(join(d, 'event-log')).filter((f) => f.startsWith('segment-'))).toHaveLength(1);
+    return log;
+  }
+
+  it('progress moves within a segment, up to its size, and the verdict is unchanged', async () => {
+    const log = await oneBigSegment();
+    const seen: tv.Progress[] = [];
+    const r = await log.verifyChainFull({ onProgress: (p) => seen.push(p) });
+    expect(r).toMatchObject({ valid: true, totalEvents: 7000, totalVerified: 7000 });
+    const total = seen[0]?.bytesTotal ?? 0;
+    expect(total).toBeGreaterThan(2 ** 21);
+    const inside = seen.filter((p) => p.bytesDone > 0 && p.bytesDone < total);
+    expect(inside.length).toBeGreaterThanOrEqual(4);
+    for (let i = 1; i < seen.length; i++) {
+      expect(seen[i]?.bytesDone).toBeGreaterThanOrEqual(seen[i - 1]?.bytesDone ?? 0);
+    }
+    expect(seen[seen.length - 1]).toEqual({ bytesDone: total, bytesTotal: total });
+    await log.close();
+  });
+
+  it('an abort queued on the event loop while the only segment is checked rejects with TV_ABORTED', async () => {
+    // The signal is aborted from a separate turn of the event loop (setImmediate), queued at the first
+    // progress report inside the segment: it only runs if the verification lets the loop turn before
+    // the segment is done, and then the verification must stop there instead of resolving.
+    const log = await oneBigSegment();
+    const ac = new AbortController();
+    let queuedAt: tv.Progress | undefined;
+    const job = log.verifyChainFull({
+      signal: ac.signal,
+      onProgress: (p) => {
+        if (queuedAt === undefined && p.bytesDone > 0) {
+          queuedAt = p;
+          setImmediate(() => ac.abort());
+        }
+      },
+    });
+    await expect(job).rejects.toMatchObject({ code: 'TV_ABORTED' });
+    expect(queuedAt?.bytesDone).toBeLessThan(queuedAt?.bytesTotal ?? 0);
+    // The log is unchanged and verifies in full afterwards.
+    expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalEvents: 7000 });
+    await log.close();
+  });
+});
+
+describe('segment parsing in slices', () => {
+  /** The parse as it was before slicing (one decode, one JSON.parse of a legacy file). */
+  function reference(raw: Buffer, format: Fmt): Record<string, unknown> {
+    if (format === 'legacy') {
+      try {
+        const v: unknown = JSON.parse(raw.toString('utf8'));
+        if (!Array.isArray(v)) return { entries: [], problem: 'not a JSON array' };
+        return { entries: v };
+      } catch {
+        return { entries: [], problem: 'not valid JSON' };
+      }
+    }
+    const end = raw.lastIndexOf(0x0a) + 1;
+    const out: Record<string, unknown> = { entries: [], tornBytes: raw.length - end };
+    if (end === 0) return out;
+    const lines = raw
+      .subarray(0, end - 1)
+      .toString('utf8')
+      .split('\n');
+    try {
+      out.header = JSON.parse(lines[0] as string);
+    } catch {
+      return { ...out, problem: 'header line is not valid JSON' };
+    }
+    if ((out.header as { tv_eventlog?: unknown })?.tv_eventlog !== 2)
+      return { ...out, problem: 'not a v2 segment header' };
+    for (let i = 1; i < lines.length; i++) {
+      try {
+        (out.entries as unknown[]).push(JSON.parse(lines[i] as string));
+      } catch {
+        return { ...out, problem: `line ${i + 1} is not valid JSON` };
+      }
+    }
+    return out;
+  }
+  function sliced(raw: Buffer, format: Fmt, sliceBytes: number): Record<string, unknown> {
+    const steps = layout.parseSegmentSteps(raw, format, sliceBytes);
+    let last = 0;
+    for (;;) {
+      const r = steps.next();
+      if (r.done === true) {
+        const { completeBytes: _c, ...rest } = r.value;
+        if (format === 'legacy') delete (rest as { tornBytes?: number }).tornBytes;
+        return rest;
+      }
+      expect(r.value).toBeGreaterThanOrEqual(last);
+      expect(r.value).toBeLessThanOrEqual(1);
+      last = r.value;
+    }
+  }
+
+  const legacyCases = [
+    '[]',
+    ' [ ] ',
+    '[1,2,3]',
+    '[1,]',
+    '[,1]',
+    '[1,,2]',
+    '[1}',
+    '{"a":[1,2]}',
+    '5',
+    '',
+    '\ufeff[1]',
+    '[1] x',
+    '[1]]',
+    '[[1,2],[3,{"a":"],[,\\"}"}],"x,y",{"b":{"c":[]}}]',
+    '[{"s":"\\\\"},{"t":"\\\\\\","u":1}]',
+    '["unterminated]',
+    '[{"a":1},\n  {"b":2},\n  {"c":3}\n]\n',
+  ];
+  it.each(legacyCases)('legacy %j: the same entries or problem as a parse of the whole', (text) => {
+    const raw = Buffer.from(text, 'utf8');
+    for (const slice of [1, 2, 3, 5, 1 << 20])
+      expect(sliced(raw, 'legacy', slice)).toEqual(reference(raw, 'legacy'));
+  });
+
+  it('property: any bytes, both formats, any slice size: the same result as a parse of the whole', async () => {
+    const fc = (await import('fast-check')).default;
+    // Pieces that make valid, nearly valid and broken JSON and UTF-8 (a lone continuation byte, a
+    // truncated 3-byte sequence, a 4-byte character).
+    const piece = fc.constantFrom(
+      '[',
+      ']',
+      '{',
+      '}',
+      ',',
+      '"',
+      '\\',
+      ':',
+      ' ',
+      '\n',
+      '1',
+      'a',
+      '"k":',
+      '{"tv_eventlog":2}',
+      '{"a":"b"}',
+      '"x,y]"',
+      '\\"',
+      '\xc3\xa9',
+      '\x80',
+      '\xe2\x82',
+      '\xf0\x9f\x98\x80',
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 40 }), fc.integer({ min: 1, max: 12 }), (pieces, slice) => {
+        const raw = Buffer.from(pieces.join(''), 'latin1');
+        for (const format of ['legacy', 'v2'] as const) {
+          expect(sliced(raw, format, slice)).toEqual(reference(raw, format));
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('a v2 segment with invalid UTF-8 next to its newlines decodes as a whole decode would', () => {
+    const header = '{"tv_eventlog":2}';
+    const raw = Buffer.concat([
+      Buffer.from(`${header}\n"a\xe2\x82`, 'latin1'),
+      Buffer.from('\n"\x80b"\n"\xf0\x9f\x98\x80"\n', 'latin1'),
+    ]);
+    for (const slice of [1, 4, 1 << 20]) expect(sliced(raw, 'v2', slice)).toEqual(reference(raw, 'v2'));
   });
 });
 

@@ -48,7 +48,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     ...(key ? { hmacKey: key } : {}),
   });
   if (sub === 'verify') {
-    // Ctrl-C / SIGTERM stop the check between segments (exit 130); a bar on a terminal.
+    // Ctrl-C / SIGTERM stop the check within a segment (exit 130); a bar on a terminal.
     const bar = progressBar('verifying');
     const job = { signal: interruptSignal(), ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) };
     const r = await (a.flags.has('full') ? log.verifyChainFull(job) : log.verifyChain(job)).finally(bar.done);

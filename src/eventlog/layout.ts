@@ -40,7 +40,33 @@ export interface SegmentRead {
  * line; bytes after the last newline are a torn write and are reported, not parsed.
  */
 export function parseSegment(raw: Buffer, format: EventLogFormat): SegmentRead {
+  const steps = parseSegmentSteps(raw, format);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/** Bytes of a segment parsed between two pauses of {@link parseSegmentSteps}. */
+export const PARSE_SLICE_BYTES = 1 << 20;
+
+/**
+ * {@link parseSegment} in slices: yields the fraction of the bytes parsed (0 to 1) after about every
+ * `sliceBytes`, so a caller can let the event loop run between slices; returns what `parseSegment`
+ * returns, the same for the same bytes. v2 lines are decoded and parsed a slice of whole lines at a
+ * time; a legacy array is split into runs of elements by a scan of its bytes and each run is parsed
+ * on its own. The split is only used when the array, put back together, is exactly what was read
+ * (`[`, the elements, `,` between them, `]`, JSON whitespace around): anything else is parsed whole,
+ * as before, so a malformed file gets the same verdict.
+ */
+export function* parseSegmentSteps(
+  raw: Buffer,
+  format: EventLogFormat,
+  sliceBytes = PARSE_SLICE_BYTES,
+): Generator<number, SegmentRead, void> {
   if (format === 'legacy') {
+    const entries = yield* splitJsonArray(raw, sliceBytes);
+    if (entries !== undefined) return { entries, tornBytes: 0, completeBytes: raw.length };
     try {
       const v: unknown = JSON.parse(raw.toString('utf8'));
       if (!Array.isArray(v))
@@ -54,12 +80,11 @@ export function parseSegment(raw: Buffer, format: EventLogFormat): SegmentRead {
   const tornBytes = raw.length - end;
   const out: SegmentRead = { entries: [], tornBytes, completeBytes: end };
   if (end === 0) return out;
-  const lines = raw
-    .subarray(0, end - 1)
-    .toString('utf8')
-    .split('\n');
+  // Lines are decoded a slice at a time, each slice ending at a newline: a newline byte is never part
+  // of a multi-byte UTF-8 sequence, so this decodes every line as one decode of the whole would.
+  const nl = raw.indexOf(0x0a);
   try {
-    out.header = JSON.parse(lines[0] as string) as Record<string, unknown>;
+    out.header = JSON.parse(raw.toString('utf8', 0, nl)) as Record<string, unknown>;
   } catch {
     out.problem = 'header line is not valid JSON';
     return out;
@@ -68,13 +93,93 @@ export function parseSegment(raw: Buffer, format: EventLogFormat): SegmentRead {
     out.problem = 'not a v2 segment header';
     return out;
   }
-  for (let i = 1; i < lines.length; i++) {
-    try {
-      out.entries.push(JSON.parse(lines[i] as string));
-    } catch {
-      out.problem = `line ${i + 1} is not valid JSON`;
-      return out;
+  let pos = nl + 1;
+  let line = 2;
+  while (pos < end) {
+    let stop = raw.lastIndexOf(0x0a, Math.min(end, pos + sliceBytes) - 1) + 1;
+    if (stop <= pos) stop = raw.indexOf(0x0a, pos) + 1; // one line longer than a slice
+    const lines = raw.toString('utf8', pos, stop - 1).split('\n');
+    for (const text of lines) {
+      try {
+        out.entries.push(JSON.parse(text));
+      } catch {
+        out.problem = `line ${line} is not valid JSON`;
+        return out;
+      }
+      line++;
     }
+    pos = stop;
+    if (pos < end) yield pos / end;
+  }
+  return out;
+}
+
+/** JSON whitespace (RFC 8259): space, tab, line feed, carriage return. */
+const isWs = (b: number): boolean => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
+
+/**
+ * The elements of the JSON array `raw`, parsed a run of elements at a time, yielding the fraction done
+ * after about every `sliceBytes`; `undefined` when `raw` is not `[`, runs separated by `,`, `]` (JSON
+ * whitespace around) where each run, put between `[` and `]`, parses to at least one element (to any
+ * number when it is the only run): the caller then parses it whole. Such runs joined by `,` are a
+ * valid list of the same values, so the elements are exactly those a parse of the whole returns,
+ * whichever commas the scan splits at; the scan (bytes, strings skipped, depth counted) only picks
+ * commas that usually separate elements. It works on bytes: structural characters are ASCII and the
+ * bytes of a multi-byte UTF-8 sequence are 0x80 or more, so each run is decoded as a decode of the
+ * whole would decode it (it starts and ends next to an ASCII byte).
+ */
+function* splitJsonArray(raw: Buffer, sliceBytes: number): Generator<number, unknown[] | undefined, void> {
+  const n = raw.length;
+  let i = 0;
+  while (i < n && isWs(raw[i] as number)) i++;
+  if (raw[i] !== 0x5b) return undefined; // '['
+  /** Start and end of each run, end excluded: the `,` that follows it or the closing `]`. */
+  const runs: number[] = [i + 1];
+  let depth = 1;
+  let next = i + sliceBytes;
+  for (i++; i < n; i++) {
+    const b = raw[i] as number;
+    if (b === 0x22) {
+      // '"': on to the closing quote, one not escaped by an odd number of backslashes.
+      let j = i;
+      for (;;) {
+        j = raw.indexOf(0x22, j + 1);
+        if (j < 0) return undefined;
+        let k = j - 1;
+        while (raw[k] === 0x5c) k--;
+        if ((j - 1 - k) % 2 === 0) break;
+      }
+      i = j;
+    } else if (b === 0x5b || b === 0x7b)
+      depth++; // '[' '{'
+    else if (b === 0x5d || b === 0x7d) {
+      depth--; // ']' '}'
+      if (depth === 0) {
+        if (b !== 0x5d) return undefined;
+        runs.push(i);
+        break;
+      }
+    } else if (b === 0x2c && depth === 1 && i >= next) {
+      runs.push(i, i + 1); // ','
+      next = i + sliceBytes;
+      yield i / n / 2;
+    }
+  }
+  if (depth !== 0) return undefined;
+  for (i++; i < n; i++) if (!isWs(raw[i] as number)) return undefined;
+  const out: unknown[] = [];
+  for (let r = 0; r < runs.length; r += 2) {
+    const z = runs[r + 1] as number;
+    let v: unknown;
+    try {
+      v = JSON.parse(`[${raw.toString('utf8', runs[r], z)}]`);
+    } catch {
+      return undefined;
+    }
+    // A run that holds no element (`[1,]` split after its `,`) is not part of a valid array.
+    if (!Array.isArray(v) || (v.length === 0 && runs.length > 2)) return undefined;
+    for (const e of v) out.push(e);
+    if (z < n) yield 0.5 + z / n / 2;
   }
   return out;
 }

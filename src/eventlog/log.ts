@@ -339,8 +339,9 @@ export class EventLog {
    * tail one by one, and the head record (a cut tail fails). Legacy: Libervia's rule (from the
    * snapshot's event on; contract `libervia.md` §2) plus the first event when the log was not pruned
    * by Libervia. Without a usable snapshot it falls back to {@link verifyChainFull}.
-   * `options.signal` stops it between segments (rejects with `TV_ABORTED`); `options.onProgress`
-   * counts the segment bytes read event by event.
+   * Segments are parsed and checked in slices, letting the event loop turn between two:
+   * `options.signal` stops it there (rejects with `TV_ABORTED`); `options.onProgress` counts the bytes
+   * of the segments read event by event.
    */
   async verifyChain(options: VerifyChainOptions = {}): Promise<VerifyResult> {
     optionsObject(options);
@@ -351,8 +352,9 @@ export class EventLog {
   /**
    * Full verification: every event's hash and link from the first kept event (or the prune anchor).
    * A legacy log pruned by Libervia (no anchor) fails it as pruned, not corrupt: use {@link verifyChain}.
-   * `options.signal` stops it between segments (rejects with `TV_ABORTED`); `options.onProgress`
-   * counts the segment bytes read.
+   * Segments are parsed and checked in slices, letting the event loop turn between two:
+   * `options.signal` stops it there (rejects with `TV_ABORTED`); `options.onProgress` counts the
+   * segment bytes read.
    */
   async verifyChainFull(options: VerifyChainOptions = {}): Promise<VerifyResult> {
     optionsObject(options);

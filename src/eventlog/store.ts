@@ -16,6 +16,7 @@ import {
   LAYOUT,
   LEGACY_SEGMENT_RE,
   parseSegment,
+  parseSegmentSteps,
   type SegmentRead,
   V2_SEGMENT_RE,
 } from './layout';
@@ -117,6 +118,26 @@ export class LogStore {
       throw ioError(err, s.file, 'cannot read segment');
     }
     return parseSegment(raw, this.format);
+  }
+
+  /**
+   * {@link readSegment}, parsed in slices ({@link parseSegmentSteps}): `between(fraction)` is awaited
+   * between two slices with the fraction of the bytes parsed, so a caller can let the event loop run,
+   * report progress and stop. Same result as `readSegment`.
+   */
+  async readSegmentInSlices(s: Segment, between: (fraction: number) => Promise<void>): Promise<SegmentRead> {
+    let raw: Buffer;
+    try {
+      raw = await fsp.readFile(s.file);
+    } catch (err) {
+      throw ioError(err, s.file, 'cannot read segment');
+    }
+    const steps = parseSegmentSteps(raw, this.format);
+    for (;;) {
+      const r = steps.next();
+      if (r.done === true) return r.value;
+      await between(r.value);
+    }
   }
 
   /** The entries of a segment (empty when it cannot be parsed). */

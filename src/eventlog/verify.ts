@@ -5,6 +5,7 @@
  * checked at the end (v2: the head record and the snapshot's tail).
  */
 import { promises as fsp } from 'node:fs';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { TensorVaultAbortError } from '../errors';
 import { hashFile } from '../hash/index';
 import type { JobOptions } from '../job';
@@ -73,8 +74,19 @@ interface Start {
   head?: { rec: Head; hash?: string | null; index?: number } | undefined;
 }
 
-/** Options of a verification: `signal` stops it between segments; `onProgress` counts segment bytes read. */
+/**
+ * Options of a verification: `signal` stops it (checked between slices of a segment); `onProgress`
+ * counts the bytes of the segments read event by event (half of a segment's bytes as it is parsed,
+ * half as its events are checked).
+ */
 export type VerifyChainOptions = Pick<JobOptions, 'signal' | 'onProgress'>;
+
+/**
+ * Events checked between two turns of the event loop (two native hash calls): a few milliseconds of
+ * work, so a segment of any size never holds the event loop for long; parsing is sliced likewise
+ * (`PARSE_SLICE_BYTES`).
+ */
+export const CHECK_SLICE = 2048;
 
 /** Throw the abort error when `signal` has fired. */
 function checkAbort(signal: AbortSignal | undefined): void {
@@ -83,8 +95,8 @@ function checkAbort(signal: AbortSignal | undefined): void {
 
 /**
  * Verify the log in `store`. `fast` uses the snapshot (legacy: Libervia's rule; v2: sealed digests);
- * without a usable one it verifies every event. An aborted `signal` rejects with `TV_ABORTED` before
- * the next segment is read.
+ * without a usable one it verifies every event. An aborted `signal` rejects with `TV_ABORTED` at the
+ * next pause between two slices of a segment (or before the next segment).
  */
 export async function verifyLog(
   store: LogStore,
@@ -256,8 +268,9 @@ async function sizesOf(segs: Segment[]): Promise<number[]> {
 }
 
 /**
- * Read the segments from `start` on, event by event; returns the number of events present. Checks the
- * signal before each segment and reports the segment bytes read.
+ * Read the segments from `start` on, event by event; returns the number of events present. Each
+ * segment is parsed and checked in slices: between two, the event loop runs, progress is reported
+ * and the signal is checked (and before each segment).
  */
 async function walkEvents(
   store: LogStore,
@@ -283,7 +296,14 @@ async function walkEvents(
   for (let si = start.fromSegment; si < present.length; si++) {
     const s = present[si] as Segment;
     checkAbort(o.signal);
-    const r = await store.readSegment(s);
+    const size = sizes[si - start.fromSegment] ?? 0;
+    /** Between two slices of this segment: a turn of the event loop, progress, the signal. */
+    const pause = async (fraction: number): Promise<void> => {
+      await nextTurn();
+      report?.({ bytesDone: bytesDone + Math.floor(size * fraction), bytesTotal });
+      checkAbort(o.signal);
+    };
+    const r = await store.readSegmentInSlices(s, (f) => pause(f / 2));
     if (r.problem !== undefined) throw new Failed(`segment ${s.n}: ${r.problem}`, index);
     if (r.tornBytes > 0 && !tornWarned) {
       res.warnings.push(
@@ -307,6 +327,7 @@ async function walkEvents(
     const entries = r.entries;
     const hasher = new EntryHashChecker(entries, v2);
     for (let k = 0; k < entries.length; k++) {
+      if (k > 0 && k % CHECK_SLICE === 0) await pause(0.5 + k / entries.length / 2);
       const e = entries[k] as EventLogEntry;
       const shape = entryShapeProblem(e, v2);
       if (shape !== undefined) throw new Failed(`segment ${s.n} entry ${k}: ${shape}`, index);
@@ -363,7 +384,7 @@ async function walkEvents(
       index++;
     }
     if (report !== undefined) {
-      bytesDone += sizes[si - start.fromSegment] ?? 0;
+      bytesDone += size;
       report({ bytesDone, bytesTotal });
     }
   }
