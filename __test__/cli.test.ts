@@ -329,6 +329,30 @@ describe('command line conventions', () => {
     expect(existsSync(join(cwd, 'ecc-bench.svg'))).toBe(false);
   });
 
+  it('bench ecc -q prints its table and nothing on stderr (the kernel line is a note)', () => {
+    const args = [
+      'bench',
+      'ecc',
+      '--codes',
+      '2+1',
+      '--shard-size',
+      '4k',
+      '--threads',
+      '1',
+      '--round-ms',
+      '1',
+    ];
+    const loud = run([...args, '--file-size', '0'], { cwd: fresh() });
+    expect(loud.status, loud.stderr).toBe(0);
+    expect(loud.stderr).toMatch(/^kernel \S+/);
+    for (const q of ['-q', '--quiet']) {
+      const r = run([...args, '--file-size', '0', q], { cwd: fresh() });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^2\+1 /m);
+      expect(r.stderr).toBe('');
+    }
+  });
+
   it('bench covers both codecs, hashing and safetensors reads, each beside a same-run yardstick', () => {
     const cases: Record<string, string[]> = {
       rs: ['--codecs', '16,rs(32)', '--size', '1M'],

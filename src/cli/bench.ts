@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { cpuInfo, describeCpu } from '../ecc/cpu';
 import { benchmarkErasure, type ErasureBenchResult, protect, verify } from '../ecc/erasure';
 import { runTopic, topicsUsage } from './bench-topics';
-import { ExitCode, formatBytes, parseArgs, parseSize, UsageError } from './common';
+import { ExitCode, formatBytes, note, parseArgs, parseSize, UsageError } from './common';
 
 export const usage = `tensorvault bench ecc [options]
 
@@ -25,6 +25,7 @@ export const usage = `tensorvault bench ecc [options]
                      side (default 256M; 0 skips)
   --svg FILE         also write a bar chart to FILE (none unless asked for)
   --json             machine-readable output
+  -q, --quiet        no closing note on stderr (the kernel in use, where the chart went)
 
   Columns: encode; reconstruct with 1 and with m data shards lost; verify (SHA-256 and BLAKE3 of the data: the
   two chunk digests a sidecar can use).
@@ -171,10 +172,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     process.stdout.write(
       `${JSON.stringify({ kernel: rows[0]?.kernel, cpu, rows, files, svg: svg ?? null })}\n`,
     );
-  else
-    process.stderr.write(
-      `kernel ${rows[0]?.kernel ?? '?'}${svg !== undefined ? `; chart written to ${svg}` : ''}\n`,
-    );
+  else note(`kernel ${rows[0]?.kernel ?? '?'}${svg !== undefined ? `; chart written to ${svg}` : ''}`);
   return ExitCode.OK;
 }
 
