@@ -1143,13 +1143,14 @@ describe('leftovers of a backup process killed with SIGKILL', () => {
         `await tv.verifyBackup(${JSON.stringify(archivePath)}, { readData: true, onPhase: (p) => { if (p === 'chain') block(); } });`,
         env,
       );
-    // A live verify's folder (this process's PID) must survive every sweep.
+    // A folder without a lock file (a verify creating it, or an older version's) survives every sweep.
     const live = join(tmp, `tv-verify-${process.pid}-aBc123`);
     mkdirSync(live);
     await killVerify();
     expect(stagings()).toHaveLength(2);
     const dead = stagings().find((name) => name !== basename(live)) as string;
-    expect(readdirSync(join(tmp, dead)).length).toBeGreaterThan(0); // the extracted log
+    expect(readdirSync(join(tmp, dead))).toContain('.tv-verify.lock'); // left locked by nobody
+    expect(readdirSync(join(tmp, dead)).length).toBeGreaterThan(1); // and the extracted log
     runChild(`await tv.verifyBackup(${JSON.stringify(archivePath)}, { readData: true });`, env);
     expect(stagings()).toEqual([basename(live)]);
     // A restore sweeps them too.
@@ -1157,5 +1158,53 @@ describe('leftovers of a backup process killed with SIGKILL', () => {
     expect(stagings()).toHaveLength(2);
     runChild(`await tv.restoreBackup(${JSON.stringify(archivePath)}, ${JSON.stringify(fresh())});`, env);
     expect(stagings()).toEqual([basename(live)]);
+  });
+
+  it("backup verify --read-data: a live verify's staging folder is kept even when its PID is not running here (another PID namespace)", async () => {
+    // Defect: the sweep trusted the PID in the folder's name. A temp folder shared by two containers
+    // (two PID namespaces) holds a live verify's folder whose PID is free (or another process's) in
+    // this one: the sweep removed the folder from under the running verify. Liveness is now the
+    // verify's flock on the folder's lock file.
+    const d = await makeLog(40);
+    const { archivePath } = await tv.createBackup(d, fresh());
+    const tmp = fresh();
+    const env = { ...process.env, TMPDIR: tmp };
+    // 2^22 + 1 is above every pid_max: no process here has it, as for a verify in another namespace.
+    const foreign = join(tmp, 'tv-verify-4194305-LiVe01');
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, 'event-log-snapshot.json'), '{}');
+    const lockPath = join(foreign, '.tv-verify.lock');
+    // The "other container's" verify: a child that holds the folder's lock, as a verify does.
+    const holder = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const { WriterLock } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'io', 'lock.js'))});
+         WriterLock.acquire(${JSON.stringify(lockPath)}, { releaseAtExit: false });
+         process.stdout.write('ready\\n'); setInterval(() => {}, 1000);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const gone = new Promise((resolve) => holder.on('exit', resolve));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout?.on('data', (b: Buffer) => (b.toString().includes('ready') ? resolve() : undefined));
+        holder.on('exit', () => reject(new Error('the lock holder died')));
+      });
+      // An older version's leftover (no lock file) under a PID that is not running: left alone too.
+      const old = join(tmp, 'tv-verify-4194305-OlD001');
+      mkdirSync(old);
+      runChild(`await tv.verifyBackup(${JSON.stringify(archivePath)}, { readData: true });`, env);
+      expect(readdirSync(foreign).sort()).toEqual(['.tv-verify.lock', 'event-log-snapshot.json']);
+      expect(existsSync(old)).toBe(true);
+      // The holder dies (its lock with it): the next sweep removes the folder, lock file included.
+      holder.kill('SIGKILL');
+      await gone;
+      runChild(`await tv.verifyBackup(${JSON.stringify(archivePath)}, { readData: true });`, env);
+      expect(existsSync(foreign)).toBe(false);
+      expect(readdirSync(tmp).sort()).toEqual(['tv-verify-4194305-OlD001']);
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import type { VerifyResult } from '../eventlog/index';
-import { alive, assertRegularFile } from '../io/index';
+import { assertRegularFile, WriterLock } from '../io/index';
 import { type EntryCheck, walkArchive } from './extract';
 import { type BackupManifest, parseManifest } from './manifest';
 import { type BackupVerifyOptions, checkReadOptions } from './options';
@@ -41,16 +41,58 @@ export interface BackupVerifyResult {
 
 /**
  * The private staging folders of `readData` verifies in the OS temp folder: `tv-verify-PID-XXXXXX`
- * (the verifying process's PID, then `mkdtemp`'s suffix).
+ * (the verifying process's PID, for diagnostics, then `mkdtemp`'s suffix).
  */
 const VERIFY_STAGING = /^tv-verify-(?<pid>\d+)-[0-9A-Za-z]{6}$/;
 
 /**
+ * The lock file inside a staging folder: its verify holds an exclusive `flock` on it (through the
+ * native writer lock) from just after creating the folder until the folder is gone. The kernel
+ * releases it when the verify dies, however it dies.
+ */
+export const VERIFY_STAGING_LOCK = '.tv-verify.lock';
+
+/**
+ * A new staging folder, with its lock taken. The lock is not released in the process's `exit` event:
+ * a verify that exits without its `finally` leaves the lock file behind, so the folder can be swept.
+ */
+async function makeStaging(): Promise<{ dir: string; lock: WriterLock }> {
+  const dir = await fsp.mkdtemp(join(tmpdir(), `tv-verify-${process.pid}-`));
+  try {
+    return { dir, lock: WriterLock.acquire(join(dir, VERIFY_STAGING_LOCK), { releaseAtExit: false }) };
+  } catch (err) {
+    await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Remove a staging folder whose lock `lock` holds: everything but the lock file first, then the lock
+ * (which removes its file), then the empty folder. Killed in the middle, it leaves the folder with its
+ * lock file (swept later) or empty.
+ */
+async function removeStaging(dir: string, lock: WriterLock): Promise<void> {
+  try {
+    const names = await fsp.readdir(dir).catch(() => [] as string[]);
+    for (const name of names) {
+      if (name !== VERIFY_STAGING_LOCK) await fsp.rm(join(dir, name), { recursive: true, force: true });
+    }
+  } finally {
+    lock.release();
+  }
+  // Not empty: a sweep took the released lock meanwhile (recreating its file); it removes the folder.
+  await fsp.rmdir(dir).catch(() => {});
+}
+
+/**
  * Remove the staging folders that `readData` verifies left in the OS temp folder when they were
  * killed (`kill -9`, a crash: the `finally` that removes one never ran; each is a full extracted copy of
- * the archive's log): those named with the PID of a process that no longer runs and owned by this
- * user. A live verify's folder (its PID runs) is kept. Best effort; returns how many were removed.
- * Called by every `readData` verify and every restore.
+ * the archive's log): those owned by this user whose lock this process can take, so whose verify is
+ * gone. Liveness is the lock, not the PID in the name: a live verify in another PID namespace sharing
+ * this temp folder (two containers) has a PID that may be free or reused here, but its lock is held. A
+ * folder without a lock file is left alone: a verify that is creating it, or one left by a version that
+ * took no lock (remove those by hand). Best effort; returns how many were removed. Called by every
+ * `readData` verify and every restore.
  */
 export async function removeDeadVerifyStagings(): Promise<number> {
   const dir = tmpdir();
@@ -58,13 +100,21 @@ export async function removeDeadVerifyStagings(): Promise<number> {
   const uid = process.getuid?.();
   let removed = 0;
   for (const name of names) {
-    const pid = VERIFY_STAGING.exec(name)?.groups?.pid;
-    if (pid === undefined || alive(Number(pid))) continue;
+    if (!VERIFY_STAGING.test(name)) continue;
     const path = join(dir, name);
     const st = await fsp.lstat(path).catch(() => undefined);
     if (st === undefined || !st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+    const lockPath = join(path, VERIFY_STAGING_LOCK);
+    const lst = await fsp.lstat(lockPath).catch(() => undefined);
+    if (lst === undefined || !lst.isFile()) continue;
+    let lock: WriterLock;
     try {
-      await fsp.rm(path, { recursive: true, force: true });
+      lock = WriterLock.acquire(lockPath, { releaseAtExit: false });
+    } catch {
+      continue; // held: its verify runs (here or in another PID namespace); or not ours to lock
+    }
+    try {
+      await removeStaging(path, lock);
       removed++;
     } catch {
       // not ours to remove, or removed by another sweep meanwhile
@@ -77,8 +127,8 @@ export async function removeDeadVerifyStagings(): Promise<number> {
  * Verify a backup without changing anything. Quick mode: manifest (and signature), the archive's
  * SHA-256, the entry list against the manifest, and sizes. `readData`: also every file's SHA-256 and
  * a full chain verification (in a private temp folder, `tv-verify-PID-XXXXXX` in the OS temp folder,
- * that is removed afterwards; one that a killed verify left is removed by the next `readData` verify or
- * restore: {@link removeDeadVerifyStagings}).
+ * locked while the verify runs and removed afterwards; one that a killed verify left is removed by the
+ * next `readData` verify or restore: {@link removeDeadVerifyStagings}).
  */
 export async function verifyBackup(
   archivePath: string,
@@ -106,10 +156,11 @@ export async function verifyBackup(
       problems.push('the archive file does not match the SHA-256 in its manifest');
   }
   let staging: string | undefined;
+  let stagingLock: WriterLock | undefined;
   try {
     if (options.readData) {
       await removeDeadVerifyStagings();
-      staging = await fsp.mkdtemp(join(tmpdir(), `tv-verify-${process.pid}-`));
+      ({ dir: staging, lock: stagingLock } = await makeStaging());
     }
     options.onPhase?.('archive');
     const walk = await walkArchive(archivePath, {
@@ -156,7 +207,7 @@ export async function verifyBackup(
     if (err instanceof TensorVaultError && (found as string[]).includes(err.code)) problems.push(err.message);
     else throw err;
   } finally {
-    if (staging !== undefined) await fsp.rm(staging, { recursive: true, force: true });
+    if (staging !== undefined && stagingLock !== undefined) await removeStaging(staging, stagingLock);
   }
   res.ok = problems.length === 0;
   return res;
