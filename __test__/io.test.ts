@@ -1,7 +1,7 @@
 // File plumbing shared by every reader and writer (src/io, core io/): special files are refused with
 // a typed error at once, never waited on (issue 13: a FIFO hung the libuv pool forever), and never
 // replaced (issue 17: a writer renamed a regular file over /dev/null).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -257,6 +257,71 @@ describe('temporary files of dead writers (issue 13)', () => {
     await atomicWriteFile(json, '{}');
     expect(existsSync(deadTs)).toBe(false);
     expect(existsSync(liveTs)).toBe(true);
+  });
+});
+
+describe('temporary files of live writers in another PID namespace', () => {
+  // Defect: the sweeps (TypeScript and core) removed `.NAME.PID.X.tmp` whenever PID did not run here. A
+  // folder shared by two PID namespaces (two containers) holds live writers' temps whose PID is free
+  // or someone else's here: the sweep removed them and those writers' renames failed. A writer now
+  // holds a `flock` on its temp until after the rename; a sweep removes only temps it can lock.
+  it('a temp whose PID is not running here is kept while its lock is held, removed once it is not', async () => {
+    const { atomicWriteFile } = await import('../dist/io/index.js');
+    const json = fresh('state.json');
+    const base = dirname(json);
+    const ckpt = fresh('model.safetensors');
+    // 4194999 is above the kernel's pid_max (2^22): not running here, as in another namespace.
+    const rustTemp = join(base, `.${basename(ckpt)}.4194999.0.tmp`);
+    const tsTemp = join(base, `.${basename(json)}.4194999.0123456789ab.tmp`);
+    writeFileSync(rustTemp, 'x'.repeat(1000));
+    writeFileSync(tsTemp, 'y');
+    // The "other container's" writers: a child holding both temps' locks, as a writer does.
+    const native = join(__dirname, '..', 'dist', 'native', 'index.js');
+    const holder = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const fs = require('node:fs'); const { native } = require(${JSON.stringify(native)});
+         for (const p of ${JSON.stringify([rustTemp, tsTemp])})
+           if (!native().tryLockFd(fs.openSync(p, 'r'), p)) throw new Error('not locked');
+         process.stdout.write('ready\\n'); setInterval(() => {}, 1000);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const gone = new Promise((resolve) => holder.on('exit', resolve));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout?.on('data', (b: Buffer) => (b.toString().includes('ready') ? resolve() : undefined));
+        holder.on('exit', () => reject(new Error('the lock holder died')));
+      });
+      await tv.saveSafetensors(ckpt, { a: new Float32Array(2) }); // the core's sweep
+      await atomicWriteFile(json, '{}'); // the TypeScript sweep
+      expect(existsSync(rustTemp)).toBe(true);
+      expect(existsSync(tsTemp)).toBe(true);
+      holder.kill('SIGKILL');
+      await gone;
+      await tv.saveSafetensors(ckpt, { a: new Float32Array(2) });
+      await atomicWriteFile(json, '{}');
+      expect(existsSync(rustTemp)).toBe(false);
+      expect(existsSync(tsTemp)).toBe(false);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+
+  it("a TypeScript writer's temp is locked while it is written (a sweep in another process cannot take it)", async () => {
+    const { createLockedTemp } = await import('../dist/io/index.js');
+    const target = fresh('locked.json');
+    const { fh, tmp } = await createLockedTemp(target, 0o644);
+    try {
+      expect(basename(tmp).startsWith(`.${basename(target)}.${process.pid}.`)).toBe(true);
+      const script = `const fs = require('node:fs'); const { native } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'native', 'index.js'))});
+        process.stdout.write(String(native().tryLockFd(fs.openSync(${JSON.stringify(tmp)}, 'r'), 'x')));`;
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+      expect(r.stdout).toBe('false');
+    } finally {
+      await fh.close();
+    }
   });
 });
 

@@ -3,7 +3,7 @@
  * manifest inside and beside it. Each file is read once; the bytes hashed are the bytes archived.
  */
 import { type CipherGCM, createCipheriv, randomBytes } from 'node:crypto';
-import { constants, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
@@ -11,10 +11,10 @@ import { CutChainCheck, LAYOUT, type LogCut, takeCut } from '../eventlog/index';
 import { Sha256, sha256 } from '../hash/index';
 import {
   atomicWriteFile,
+  createLockedTemp,
   fsyncDir,
   ioError,
   removeDeadTempsMatching,
-  tempName,
   typedIoError,
 } from '../io/index';
 import type { JobOptions } from '../job';
@@ -202,15 +202,15 @@ class ArchiveSink {
     );
   }
 
+  /**
+   * A sink writing to a new temp beside `archivePath` (`tempName`'s name, mode 0600), locked as a live
+   * writer's temp (`createLockedTemp`) until the archive is published or abandoned.
+   */
   static async open(
-    tmp: string,
+    archivePath: string,
     o: { level: number; threads: number; encKey?: Uint8Array | undefined; createdAt: Date },
   ) {
-    const out = await fsp
-      .open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
-      .catch((err: unknown) => {
-        throw ioError(err, tmp, 'cannot create');
-      });
+    const { fh: out, tmp } = await createLockedTemp(archivePath, 0o600, 'cannot create');
     const sink = new ArchiveSink(tmp, out, o.level, o.threads, o.createdAt);
     if (o.encKey !== undefined) {
       const iv = randomBytes(12);
@@ -249,9 +249,9 @@ class ArchiveSink {
       await this.#emit(this.#cipher.getAuthTag());
     }
     await this.out.sync();
-    await this.out.close();
     await fsp.link(this.tmp, archivePath); // fails if the name exists
     await fsp.rm(this.tmp, { force: true });
+    await this.out.close(); // the temp's lock, held until its name is gone
     await fsyncDir(outDir);
   }
 
@@ -351,9 +351,8 @@ export async function createBackup(
     // a name of its own, which no later create would replace; the next create in `outDir` removes
     // those whose writer is dead.
     removeDeadTempsMatching(outDir, BACKUP_TEMP);
-    const tmp = tempName(archivePath);
-    archive = { path: archivePath, tmp };
-    sink = await ArchiveSink.open(tmp, { level, threads, encKey, createdAt });
+    sink = await ArchiveSink.open(archivePath, { level, threads, encKey, createdAt });
+    archive = { path: archivePath, tmp: sink.tmp };
     const chain = new CutChainCheck(cut, options.logKey);
     const files: ManifestFile[] = [];
     let bytesDone = 0;

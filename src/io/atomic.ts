@@ -12,6 +12,7 @@ import {
   fchownSync,
   fdatasyncSync,
   promises as fsp,
+  fstatSync,
   lstatSync,
   openSync,
   readdirSync,
@@ -22,7 +23,8 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { ErrorCode, TensorVaultError } from '../errors';
+import { callNative, ErrorCode, TensorVaultError } from '../errors';
+import { native } from '../native';
 import { fsyncDir, fsyncDirSync, ioError, notRegularFile, writeAllAt } from './fs';
 
 /**
@@ -31,6 +33,59 @@ import { fsyncDir, fsyncDirSync, ioError, notRegularFile, writeAllAt } from './f
  */
 export function tempName(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/**
+ * Lock the temp just created at `tmp` through its descriptor `fd`: an exclusive `flock`, held until
+ * `fd` is closed, that marks its writer alive for every sweep of dead writers' temps (here and in the
+ * core, in this PID namespace or another). True when it is locked and `tmp` still names it; false when
+ * a sweep took it between its creation and the lock (the writer then uses another name). On a file
+ * system without `flock` the temp is used unlocked.
+ */
+export function lockTemp(fd: number, tmp: string): boolean {
+  try {
+    if (!callNative(() => native().tryLockFd(fd, tmp))) return false;
+  } catch {
+    // no flock here: unlocked, as before locks
+  }
+  try {
+    const mine = fstatSync(fd);
+    const now = lstatSync(tmp);
+    return mine.dev === now.dev && mine.ino === now.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** How many fresh names a writer tries when sweeps keep taking its new temps. */
+const TEMP_TRIES = 64;
+
+/**
+ * Create and lock ({@link lockTemp}) a new temp for `target` (`O_EXCL`, `mode`), retrying under a new
+ * name when a sweep took it; returns the open file and its path. A failure is a typed error about
+ * `target` (`what` it says), the temp's path in `context.tempPath`.
+ */
+export async function createLockedTemp(
+  target: string,
+  mode: number,
+  what = 'cannot write',
+): Promise<{ fh: fsp.FileHandle; tmp: string }> {
+  for (let i = 0; ; i++) {
+    const tmp = tempName(target);
+    const fh = await fsp
+      .open(tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, mode)
+      .catch((err: unknown) => {
+        throw ioError(err, target, what, tmp);
+      });
+    if (lockTemp(fh.fd, tmp)) return { fh, tmp };
+    await fh.close();
+    if (i + 1 >= TEMP_TRIES) {
+      throw new TensorVaultError(ErrorCode.IO, `${target}: its temporary files kept being removed`, {
+        path: target,
+        tempPath: tmp,
+      });
+    }
+  }
 }
 
 /** Whether process `pid` exists on this host (`EPERM`: it exists, owned by someone else). */
@@ -94,7 +149,9 @@ export function forgetTemp(dir: string, name: string): void {
 
 /**
  * Remove temporary files for `path` left by writers that are dead (a kill mid-write leaves one as large
- * as the file): `.NAME.PID.X.tmp` whose PID does not run. Live writers' files are kept. Best effort.
+ * as the file): `.NAME.PID.X.tmp` whose PID does not run here and whose lock ({@link lockTemp}) can be
+ * taken. Live writers' files are kept, also those of writers in another PID namespace sharing the
+ * folder (two containers), whose PID means nothing here: they hold their temp's lock. Best effort.
  */
 export function removeDeadTemps(path: string): void {
   const prefix = `.${basename(path)}.`;
@@ -120,15 +177,37 @@ export function removeDeadTempsMatching(dir: string, pattern: RegExp): void {
   }
 }
 
-/** Unlink `dir/name` when process `pid` is not running. */
+/**
+ * Unlink `dir/name` when process `pid` is not running here and no writer holds the temp's lock (on a
+ * file system without `flock`: by the PID alone, as before locks).
+ */
 function removeIfDead(dir: string, name: string, pid: number): void {
   if (!(pid > 0) || alive(pid)) return;
+  const path = join(dir, name);
+  let fd: number;
   try {
-    unlinkSync(join(dir, name));
-  } catch {
-    // gone already, or not ours to remove
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') forgetTemp(dir, name);
+    return;
   }
-  forgetTemp(dir, name);
+  try {
+    let free = true;
+    try {
+      free = callNative(() => native().tryLockFd(fd, path));
+    } catch {
+      // no flock here: by the PID alone
+    }
+    if (!free) return; // a live writer, in another PID namespace
+    try {
+      unlinkSync(path);
+    } catch {
+      // gone already, or not ours to remove
+    }
+    forgetTemp(dir, name);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -197,24 +276,24 @@ export async function atomicWriteFile(
   const { mode = 0o644, sync = true } = options;
   const target = writableTarget(path);
   removeDeadTemps(target);
-  const tmp = tempName(target);
+  let tmp: string | undefined;
   const keep = existingAttributes(target);
   let fh: fsp.FileHandle | undefined;
   try {
-    fh = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+    ({ fh, tmp } = await createLockedTemp(target, mode));
     if (keep !== undefined) {
       await fh.chown(keep.uid, keep.gid).catch(ignoreEperm);
       await fh.chmod(keep.mode);
     }
     await fh.writeFile(data);
     if (sync) await fh.sync();
+    writableTarget(target); // again just before the rename: never replace what appeared meanwhile
+    await fsp.rename(tmp, target); // the temp's lock (its open file) is held until after the rename
     await fh.close();
     fh = undefined;
-    writableTarget(target); // again just before the rename: never replace what appeared meanwhile
-    await fsp.rename(tmp, target);
   } catch (err) {
     await fh?.close().catch(() => {});
-    await fsp.rm(tmp, { force: true }).catch(() => {});
+    if (tmp !== undefined) await fsp.rm(tmp, { force: true }).catch(() => {});
     throw ioError(err, path, 'cannot write', tmp);
   }
   if (sync) await fsyncDir(dirname(target));
@@ -229,19 +308,22 @@ export async function atomicWriteFile(
 export async function atomicCopyFile(src: string, dest: string): Promise<string> {
   const target = writableTarget(dest);
   removeDeadTemps(target);
-  const tmp = tempName(target);
+  let tmp: string | undefined;
+  let fh: fsp.FileHandle | undefined;
   try {
-    await fsp.copyFile(src, tmp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
-    const fh = await fsp.open(tmp, 'r+');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    // The temp is created and locked first, then the copy goes into it (same file: the lock, held by
+    // `fh`, marks it live for the whole copy, however long).
+    ({ fh, tmp } = await createLockedTemp(target, 0o644));
+    await fsp.copyFile(src, tmp, constants.COPYFILE_FICLONE);
+    if (!lockTemp(fh.fd, tmp)) throw new Error(`${tmp} was replaced during the copy`);
+    await fh.sync();
     writableTarget(target);
     await fsp.rename(tmp, target);
+    await fh.close();
+    fh = undefined;
   } catch (err) {
-    await fsp.rm(tmp, { force: true }).catch(() => {});
+    await fh?.close().catch(() => {});
+    if (tmp !== undefined) await fsp.rm(tmp, { force: true }).catch(() => {});
     throw ioError(err, dest, 'cannot write', tmp);
   }
   await fsyncDir(dirname(target));
@@ -262,17 +344,25 @@ export function atomicWriteFileSync(
   const { mode = 0o644, sync = true, keepOpen = false } = options;
   const target = writableTarget(path);
   if (options.tmpPath === undefined) removeDeadTemps(target);
-  const tmp = options.tmpPath ?? tempName(target);
+  let tmp = options.tmpPath ?? tempName(target);
   const keep = existingAttributes(target);
   let fd: number | undefined;
   try {
-    fd = openSync(
-      tmp,
-      constants.O_RDWR |
-        constants.O_CREAT |
-        (options.tmpPath === undefined ? constants.O_EXCL : constants.O_TRUNC),
-      mode,
-    );
+    for (let i = 0; ; i++) {
+      fd = openSync(
+        tmp,
+        constants.O_RDWR |
+          constants.O_CREAT |
+          (options.tmpPath === undefined ? constants.O_EXCL : constants.O_TRUNC),
+        mode,
+      );
+      // Locked and still at its path (a fixed `tmpPath` is never swept: it carries no PID).
+      if (lockTemp(fd, tmp) || options.tmpPath !== undefined) break;
+      closeSync(fd);
+      fd = undefined;
+      if (i + 1 >= TEMP_TRIES) throw new Error('the temporary files kept being removed');
+      tmp = tempName(target);
+    }
     if (keep !== undefined) {
       try {
         fchownSync(fd, keep.uid, keep.gid);

@@ -8,6 +8,8 @@ export {
   atomicCopyFile,
   atomicWriteFile,
   atomicWriteFileSync,
+  createLockedTemp,
+  lockTemp,
   removeDeadTemps,
   removeDeadTempsMatching,
   tempName,

@@ -750,6 +750,15 @@ export declare function sha256ManyHex(data: Uint8Array, ends: Uint32Array): stri
 export declare function sha256Pieces(path: string | undefined | null, pieces: Array<Uint8Array | Array<number>>, control: JobControl): Promise<Buffer>
 
 /**
+ * Take an exclusive `flock` on the open descriptor `fd` (of the file at `path`, named in errors)
+ * without waiting: true when taken (held until the descriptor is closed), false when another open
+ * file description holds it. The liveness mark of the TypeScript writers' temporary files, as of the
+ * core's (`tensorvault_core::io::try_lock_fd`). `TV_IO` (with `errno`) when the call fails (a closed
+ * descriptor, a file system without `flock`).
+ */
+export declare function tryLockFd(fd: number, path: string): boolean
+
+/**
  * Replace `path` with `data` atomically (temporary file, fsync, rename, fsync folder) on the libuv
  * pool.
  */

@@ -105,6 +105,7 @@ const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   sha256Many: true,
   sha256ManyHex: true,
   sha256Pieces: true,
+  tryLockFd: true,
   writeFileAtomic: true,
 };
 

@@ -52,6 +52,25 @@ impl NativeFileLock {
     }
 }
 
+/// Take an exclusive `flock` on the open descriptor `fd` (of the file at `path`, named in errors)
+/// without waiting: true when taken (held until the descriptor is closed), false when another open
+/// file description holds it. The liveness mark of the TypeScript writers' temporary files, as of the
+/// core's (`tensorvault_core::io::try_lock_fd`). `TV_IO` (with `errno`) when the call fails (a closed
+/// descriptor, a file system without `flock`).
+#[napi]
+pub fn try_lock_fd(fd: i32, path: String) -> napi::Result<bool> {
+    guard(|| {
+        tensorvault_core::io::try_lock_fd(fd).map_err(|e| {
+            TvError::from(&tensorvault_core::io::IoError::from_os(
+                std::path::Path::new(&path),
+                "flock",
+                e,
+            ))
+            .into()
+        })
+    })
+}
+
 /// Mappings kept alive only by views after their file was closed: their finalizers (run by Node on a
 /// later turn of the event loop) have not released them yet. See
 /// `tensorvault_core::io::orphaned_mappings` and `settleClosedMappings` (`src/io/mappings.ts`).

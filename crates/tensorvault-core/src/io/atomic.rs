@@ -97,7 +97,14 @@ impl AtomicFile {
                 std::process::id()
             ));
             match opts.open(&tmp) {
-                Ok(file) => break (file, tmp),
+                // Locked and still at its path: ours. Else a sweep took it between the create and
+                // the lock (its writer's pid is free in the sweeper's pid namespace): the next name.
+                Ok(file) if locked_in_place(&file, &tmp) => break (file, tmp),
+                Ok(_) if attempts < 1000 => attempts += 1,
+                Ok(_) => {
+                    let e = std::io::Error::other("the temporary file kept being removed");
+                    return Err(temporary(&dest, &tmp, "create", e));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 1000 => {
                     attempts += 1;
                 }
@@ -171,10 +178,10 @@ impl AtomicFile {
                 .map_err(|e| temporary(&self.dest, &self.tmp, "write", e.into_error()))?;
             file.sync_all()
                 .map_err(|e| temporary(&self.dest, &self.tmp, "fsync", e))?;
-            drop(file);
             if self.fresh {
                 return Ok(None);
             }
+            // `file` (and its lock, the temp's liveness mark) stays open until after the rename.
             // Checked again just before the rename: a device or FIFO put at the path meanwhile is
             // still never replaced.
             writable_target(&self.dest)?;
@@ -195,6 +202,7 @@ impl AtomicFile {
             let replaced: Option<File> = None;
             std::fs::rename(&self.tmp, &self.dest)
                 .map_err(|e| IoError::from_os(&self.dest, "rename", e))?;
+            drop(file);
             Ok(replaced)
         })();
         let replaced = match placed {
@@ -294,7 +302,9 @@ fn forget_temp(dir: &Path, file: &str) {
 
 /// Remove temporary files for `dest` (`.NAME.PID.N.tmp`) left by writers that are dead: a kill or a
 /// crash mid-write leaves one as large as the file. A temp whose pid is alive (ours included) is kept;
-/// a pid reused by an unrelated process only delays the clean-up. Best effort: errors are ignored. In a
+/// a pid reused by an unrelated process only delays the clean-up. A temp whose pid is not running here
+/// is removed only when its lock can be taken ([`remove_if_unlocked`]): a live writer in another pid
+/// namespace sharing the folder (two containers) holds it. Best effort: errors are ignored. In a
 /// large folder the listing is reused for a while ([`temps_in`]): a temp left there by a writer that
 /// died since is removed by a later write.
 fn remove_dead_temps(dest: &Path, name: &str) {
@@ -317,10 +327,44 @@ fn remove_dead_temps(dest: &Path, name: &str) {
         let (Ok(pid), true) = (pid.parse::<i32>(), n.bytes().all(|c| c.is_ascii_digit())) else {
             continue;
         };
-        if pid > 0 && !process_alive(pid) {
-            let _ = std::fs::remove_file(dir.join(&file));
+        if pid > 0 && !process_alive(pid) && remove_if_unlocked(&dir.join(&file)) {
             forget_temp(dir, &file);
         }
+    }
+}
+
+/// Lock the temp just created at `tmp` (the writer's liveness mark, held until the file is closed) and
+/// check that `tmp` still names it. On a file system without `flock` the temp is used unlocked.
+fn locked_in_place(file: &File, tmp: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::io::AsRawFd as _;
+    match super::try_lock_fd(file.as_raw_fd()) {
+        Ok(true) | Err(_) => {}
+        Ok(false) => return false,
+    }
+    match (file.metadata(), std::fs::symlink_metadata(tmp)) {
+        (Ok(mine), Ok(now)) => mine.dev() == now.dev() && mine.ino() == now.ino(),
+        _ => false,
+    }
+}
+
+/// Remove a dead writer's temp at `path` when its lock can be taken (no live writer holds it; a file
+/// system without `flock`: by its pid alone, as before locks). Returns whether the temp is gone.
+fn remove_if_unlocked(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::io::AsRawFd as _;
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+        Err(_) => return false,
+    };
+    match super::try_lock_fd(file.as_raw_fd()) {
+        Ok(false) => false,
+        Ok(true) | Err(_) => std::fs::remove_file(path).is_ok(),
     }
 }
 
@@ -552,6 +596,48 @@ mod tests {
         assert!(!dead.exists(), "a dead writer's temp was left behind");
         assert!(live.exists(), "a live writer's temp was removed");
         assert!(other.exists(), "another file's temp was removed");
+    }
+
+    /// Defect: the sweep trusted the pid in a temp's name. A folder shared by two pid namespaces (two
+    /// containers) holds a live writer's temp whose pid is free here: the sweep removed it, and that
+    /// writer's rename failed. A writer now holds a `flock` on its temp until after the rename and the
+    /// sweep removes only temps it can lock.
+    #[test]
+    fn a_locked_temp_of_a_pid_not_running_here_is_kept_until_its_lock_is_gone() {
+        use std::os::unix::io::AsRawFd as _;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // The pid is above pid_max (2^22): not running here, as for a writer in another namespace.
+        let foreign = d.join(".ckpt.bin.4194999.3.tmp");
+        std::fs::write(&foreign, b"a live writer's partial file").unwrap();
+        // Its writer's lock: another open file description (flock is per description).
+        let holder = File::open(&foreign).unwrap();
+        assert!(super::super::try_lock_fd(holder.as_raw_fd()).unwrap());
+        write_atomic(&d.join("ckpt.bin"), b"new").unwrap();
+        assert!(foreign.exists(), "a live writer's temp was removed");
+        drop(holder); // the writer dies: the kernel drops its lock
+        write_atomic(&d.join("ckpt.bin"), b"newer").unwrap();
+        assert!(!foreign.exists(), "a dead writer's temp was left behind");
+    }
+
+    #[test]
+    fn a_writer_holds_the_lock_on_its_temp_until_the_commit() {
+        use std::os::unix::io::AsRawFd as _;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("w.bin");
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"data").unwrap();
+        let other = File::open(f.tmp_path()).unwrap();
+        assert!(
+            !super::super::try_lock_fd(other.as_raw_fd()).unwrap(),
+            "the temp is not locked"
+        );
+        f.commit().unwrap();
+        assert!(
+            super::super::try_lock_fd(other.as_raw_fd()).unwrap(),
+            "still locked after the commit"
+        );
+        assert_eq!(std::fs::read(&dest).unwrap(), b"data");
     }
 
     /// Regression (2026-12-04): every atomic write listed its whole folder to find dead writers'

@@ -157,6 +157,25 @@ fn lock_opened(
     }
 }
 
+/// Take an exclusive `flock` on the open file `fd` without waiting: `Ok(true)` when taken (it lasts
+/// until that open file description is closed), `Ok(false)` when another open file description, in
+/// this process or another, holds it. The liveness mark of atomic writers' temporary files: a writer
+/// holds it on its temp from creation to rename, and the sweep of dead writers' temps removes only
+/// those it can lock ([`super::atomic`]). `fd` must be an open descriptor (`EBADF` otherwise).
+pub fn try_lock_fd(fd: std::os::unix::io::RawFd) -> std::io::Result<bool> {
+    // SAFETY: plain syscall on a descriptor number; an invalid one fails with EBADF.
+    let rc = unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
 /// Whether a write failed for want of space (a full disk, a quota, a file-size limit).
 fn no_space(e: &std::io::Error) -> bool {
     use std::io::ErrorKind;

@@ -7,7 +7,7 @@ mod map;
 pub mod sigbus;
 
 pub use atomic::{sync_parent, writable_target, write_atomic, AtomicFile};
-pub use lock::{FileLock, LockError};
+pub use lock::{try_lock_fd, FileLock, LockError};
 pub use map::{orphaned_mappings, Mapping, Pages, Populated};
 
 use std::fs::File;
