@@ -376,9 +376,12 @@ describe('segment parsing in slices', () => {
     }
     return out;
   }
+  /** The fractions the last {@link sliced} parse yielded. */
+  let yielded: number[] = [];
   function sliced(raw: Buffer, format: Fmt, sliceBytes: number): Record<string, unknown> {
     const steps = layout.parseSegmentSteps(raw, format, sliceBytes);
     let last = 0;
+    yielded = [];
     for (;;) {
       const r = steps.next();
       if (r.done === true) {
@@ -389,6 +392,7 @@ describe('segment parsing in slices', () => {
       expect(r.value).toBeGreaterThanOrEqual(last);
       expect(r.value).toBeLessThanOrEqual(1);
       last = r.value;
+      yielded.push(r.value);
     }
   }
 
@@ -452,6 +456,26 @@ describe('segment parsing in slices', () => {
         }
       }),
       { numRuns: 3000 },
+    );
+  });
+
+  it('property: valid arrays (any JSON elements, compact or indented, any slice size) split into runs parse as a whole', async () => {
+    const fc = (await import('fast-check')).default;
+    fc.assert(
+      fc.property(
+        fc.array(fc.jsonValue({ stringUnit: 'binary', maxDepth: 3 }), { maxLength: 12 }),
+        fc.constantFrom(undefined, 2, '\t'),
+        fc.integer({ min: 1, max: 64 }),
+        (items, indent, slice) => {
+          const raw = Buffer.from(JSON.stringify(items, null, indent), 'utf8');
+          const got = sliced(raw, 'legacy', slice);
+          expect(got).toEqual(reference(raw, 'legacy'));
+          expect(got.problem).toBeUndefined();
+          // Parsed in runs, not whole: a run parsed before the last one yields past one half.
+          if (items.length >= 2 && slice === 1) expect(yielded.some((f) => f >= 0.5)).toBe(true);
+        },
+      ),
+      { numRuns: 2000 },
     );
   });
 
