@@ -55,23 +55,37 @@ export const VERIFY_STAGING_LOCK = '.tv-verify.lock';
 /**
  * A new staging folder, with its lock taken. The lock is not released in the process's `exit` event:
  * a verify that exits without its `finally` leaves the lock file behind, so the folder can be swept.
+ * A sweep in another process can take a new folder's lock between its creation and ours (and then
+ * removes the folder): a fresh folder is made. Where the temp folder has no `flock` (some network
+ * file systems) the folder is used without a lock file, so no sweep ever takes it.
  */
-async function makeStaging(): Promise<{ dir: string; lock: WriterLock }> {
-  const dir = await fsp.mkdtemp(join(tmpdir(), `tv-verify-${process.pid}-`));
-  try {
-    return { dir, lock: WriterLock.acquire(join(dir, VERIFY_STAGING_LOCK), { releaseAtExit: false }) };
-  } catch (err) {
-    await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
-    throw err;
+async function makeStaging(): Promise<{ dir: string; lock: WriterLock | undefined }> {
+  for (let attempt = 1; ; attempt++) {
+    const dir = await fsp.mkdtemp(join(tmpdir(), `tv-verify-${process.pid}-`));
+    try {
+      return { dir, lock: WriterLock.acquire(join(dir, VERIFY_STAGING_LOCK), { releaseAtExit: false }) };
+    } catch (err) {
+      const code = err instanceof TensorVaultError ? err.code : undefined;
+      if (code === ErrorCode.LOCKED || code === ErrorCode.NOT_FOUND) {
+        if (attempt < 8) continue; // swept meanwhile: the sweep removes it
+        throw err;
+      }
+      await fsp.rm(join(dir, VERIFY_STAGING_LOCK), { force: true }).catch(() => {});
+      return { dir, lock: undefined };
+    }
   }
 }
 
 /**
- * Remove a staging folder whose lock `lock` holds: everything but the lock file first, then the lock
+ * Remove a staging folder whose lock `lock` holds (none: see `makeStaging`): everything but the lock file first, then the lock
  * (which removes its file), then the empty folder. Killed in the middle, it leaves the folder with its
  * lock file (swept later) or empty.
  */
-async function removeStaging(dir: string, lock: WriterLock): Promise<void> {
+async function removeStaging(dir: string, lock: WriterLock | undefined): Promise<void> {
+  if (lock === undefined) {
+    await fsp.rm(dir, { recursive: true, force: true });
+    return;
+  }
   try {
     const names = await fsp.readdir(dir).catch(() => [] as string[]);
     for (const name of names) {
@@ -207,7 +221,7 @@ export async function verifyBackup(
     if (err instanceof TensorVaultError && (found as string[]).includes(err.code)) problems.push(err.message);
     else throw err;
   } finally {
-    if (staging !== undefined && stagingLock !== undefined) await removeStaging(staging, stagingLock);
+    if (staging !== undefined) await removeStaging(staging, stagingLock);
   }
   res.ok = problems.length === 0;
   return res;
