@@ -111,13 +111,15 @@ export class LogStore {
   }
 
   async readSegment(s: Segment): Promise<SegmentRead> {
-    let raw: Buffer;
+    return parseSegment(await this.#segmentBytes(s), this.format);
+  }
+
+  async #segmentBytes(s: Segment): Promise<Buffer> {
     try {
-      raw = await fsp.readFile(s.file);
+      return await fsp.readFile(s.file);
     } catch (err) {
       throw ioError(err, s.file, 'cannot read segment');
     }
-    return parseSegment(raw, this.format);
   }
 
   /**
@@ -126,13 +128,7 @@ export class LogStore {
    * report progress and stop. Same result as `readSegment`.
    */
   async readSegmentInSlices(s: Segment, between: (fraction: number) => Promise<void>): Promise<SegmentRead> {
-    let raw: Buffer;
-    try {
-      raw = await fsp.readFile(s.file);
-    } catch (err) {
-      throw ioError(err, s.file, 'cannot read segment');
-    }
-    const steps = parseSegmentSteps(raw, this.format);
+    const steps = parseSegmentSteps(await this.#segmentBytes(s), this.format);
     for (;;) {
       const r = steps.next();
       if (r.done === true) return r.value;
