@@ -68,7 +68,7 @@ export const pushVerb = {
   .manifest.json) to s3://bucket/prefix or file:///folder: parallel multipart, a SHA-256 and MD5 per
   part, the manifest NAME.tvremote.json written last. An interrupted push resumes where it stopped.
 
-  --part-size SIZE    multipart part size (default 8M; multiple of 1M, at least 5M)
+  --part-size SIZE    multipart part size (default 8M; multiple of 1M, 5M to 5G)
   --concurrency N     parts in flight (default 8)
   --overwrite         replace a set already stored at the URL
   --json              print the result as JSON
@@ -218,7 +218,7 @@ export const repairVerb = {
   hold repaired chunks are sent; the others are copied by the store (UploadPartCopy). Exit 0 intact or
   repaired, 2 beyond the parity.
 
-  --part-size SIZE    part size of the rewritten object (default 8M)
+  --part-size SIZE    part size of the rewritten object (default 8M; multiple of 1M, 5M to 5G)
 
 ${connection}
 ${exits}`,

@@ -24,12 +24,19 @@ import {
   type RemoteSetKind,
 } from './manifest';
 import { openStore } from './open-store';
-import { type RemoteOptions, readAll, type Store, type UploadedPart, type WriteOptions } from './store';
+import {
+  checkPartSize,
+  type RemoteOptions,
+  readAll,
+  type Store,
+  type UploadedPart,
+  type WriteOptions,
+} from './store';
 import { joinKey, parseRemoteUrl } from './url';
 
 /** Options of {@link push}. */
 export interface PushOptions extends JobOptions, RemoteOptions {
-  /** Multipart part size (default 8 MiB; a multiple of 1 MiB, at least 5 MiB as S3 requires). */
+  /** Multipart part size (default 8 MiB; a multiple of 1 MiB, at least 5 MiB and at most 5 GiB as S3 requires; else `TV_INVALID_ARGUMENT`). */
   partSize?: number;
   /** Parts in flight at once (default 8). */
   concurrency?: number;
@@ -62,8 +69,6 @@ export interface PushResult {
   /** Body bytes sent in this call (less than `bytes` after a resume). */
   bytesUploaded: number;
 }
-
-const MiB = 1024 * 1024;
 
 /** The files of the set at `localPath`, data files first and JSON sidecars last. */
 function setFiles(localPath: string): {
@@ -310,9 +315,7 @@ async function uploadFile(
 export async function push(localPath: string, url: string, options: PushOptions = {}): Promise<PushResult> {
   if (typeof localPath !== 'string' || localPath.length === 0)
     throw invalidArgument('localPath', 'localPath must be a non-empty string');
-  const partSize = options.partSize ?? 8 * MiB;
-  if (!Number.isSafeInteger(partSize) || partSize < 5 * MiB || partSize % REMOTE_CHUNK_SIZE !== 0)
-    throw invalidArgument('partSize', 'partSize must be a multiple of 1 MiB, at least 5 MiB');
+  const partSize = checkPartSize(options.partSize);
   const concurrency = options.concurrency ?? 8;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)
     throw invalidArgument('concurrency', 'concurrency must be an integer from 1 to 64');

@@ -3,25 +3,32 @@
  * it, and rewrite only the parts of the object that hold them. The set is pulled into a temporary folder
  * (which verifies every chunk and repairs the weights from the parity); then the weights object is
  * replaced by a multipart upload in which the parts holding repaired chunks are sent and every other part
- * is copied by the store from the stored object (UploadPartCopy: no transfer). Each part's ETag is checked
- * against the MD5 of the right bytes, and the repaired chunks are read back and checked against their
- * digests. The manifest and the sidecars are unchanged: the object gets back the bytes they describe.
+ * is copied by the store from the stored object (UploadPartCopy: no transfer). All or nothing: every
+ * part's bytes are checked against the manifest's chunk digests as they are read from the pulled copy,
+ * each part's ETag against the MD5 of those bytes (a copied part's too), and only then is the upload
+ * completed; any failure before that aborts it and leaves the stored object as it was. The repaired
+ * chunks are then read back and checked against their digests. The manifest and the sidecars are
+ * unchanged: the object gets back the bytes they describe.
  */
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { equalHex } from '../checkpoint/layout';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { typedIoError } from '../io/fs';
 import { publishRemote } from './common';
 import { type ChunkSink, fetchChunks } from './fetch';
-import { leafHashOf, leafOf, type RemoteFileEntry } from './manifest';
+import { type LeafHash, leafHashOf, leafHex, leafOf, type RemoteFileEntry } from './manifest';
 import { openManifest, type PullOptions, pull } from './pull';
-import { md5Hex, type UploadedPart } from './store';
+import { checkPartSize, md5Hex, type UploadedPart } from './store';
 import { joinKey } from './url';
 
 /** Options of {@link repairRemote}. */
 export interface RepairRemoteOptions extends Omit<PullOptions, 'overwrite' | 'repair'> {
-  /** Part size of the rewritten object (default 8 MiB; a multiple of 1 MiB, at least 5 MiB). */
+  /**
+   * Part size of the rewritten object (default 8 MiB; a multiple of 1 MiB, at least 5 MiB and at most
+   * 5 GiB, as for push; else `TV_INVALID_ARGUMENT` before anything is read or written).
+   */
   partSize?: number;
   /** Where the set is pulled to while it is repaired (default the OS temp folder). */
   workDir?: string;
@@ -47,6 +54,44 @@ const dropSink: ChunkSink = {
 };
 
 /**
+ * A check of the bytes of `entry` fed in order from its start (in pieces of any length): resolves with
+ * the chunks completed by each piece whose leaf differs from the manifest's.
+ */
+function orderedLeafCheck(
+  entry: RemoteFileEntry,
+  chunkSize: number,
+  hash: LeafHash,
+): (piece: Buffer) => Promise<number[]> {
+  let chunk = 0;
+  let pending: Buffer[] = [];
+  let have = 0;
+  return async (piece) => {
+    const bad: number[] = [];
+    let p = 0;
+    while (p < piece.byteLength) {
+      const want = Math.min(chunkSize, entry.size - chunk * chunkSize) - have;
+      if (want <= 0) {
+        // More bytes than the file has: every further piece is wrong.
+        bad.push(chunk);
+        break;
+      }
+      const take = Math.min(want, piece.byteLength - p);
+      pending.push(piece.subarray(p, p + take));
+      have += take;
+      p += take;
+      if (take === want) {
+        const data = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending);
+        if (!equalHex(await leafHex(data, hash), leafOf(entry, chunk))) bad.push(chunk);
+        chunk += 1;
+        pending = [];
+        have = 0;
+      }
+    }
+    return bad;
+  };
+}
+
+/**
  * Repair the stored set whose main object is `url` in place (see the module comment). Rejects with
  * `TV_REMOTE_DAMAGED` when the damage is beyond the parity, or is in a file other than the weights.
  */
@@ -54,7 +99,8 @@ export async function repairRemote(
   url: string,
   options: RepairRemoteOptions = {},
 ): Promise<RemoteRepairReport> {
-  const partSize = options.partSize ?? 8 * 1024 * 1024;
+  // Checked before anything is read or written (the rule push uses).
+  const partSize = checkPartSize(options.partSize);
   const t0 = performance.now();
   const workRoot = options.workDir ?? tmpdir();
   const work = await mkdtemp(join(workRoot, 'tv-remote-repair-')).catch((err: unknown) => {
@@ -83,12 +129,28 @@ export async function repairRemote(
       const cs = manifest.chunk_size;
       const up0 = store.metrics.bytesUp;
       const fh = await open(pulled.path, 'r');
+      // Every byte sent or copied is first checked against the manifest's chunk digests (the pulled copy
+      // could have changed on the local disk since the pull verified it): the new object is made visible
+      // (one PutObject, or CompleteMultipartUpload) only once all of it is known to be the recorded bytes.
+      const check = orderedLeafCheck(entry, cs, leafHashOf(manifest));
+      const readVerified = async (start: number, end: number): Promise<Buffer> => {
+        const buf = Buffer.alloc(end - start);
+        const { bytesRead } = await fh.read(buf, 0, buf.byteLength, start);
+        const bad = bytesRead === buf.byteLength ? await check(buf) : [Math.floor((start + bytesRead) / cs)];
+        if (bad.length > 0) {
+          throw new TensorVaultError(
+            ErrorCode.FILE_CHANGED,
+            `${pulled.path}: the repaired copy changed after it was verified (chunks ${bad.join(', ')}); the stored object is unchanged`,
+            { path: pulled.path, reason: 'chunk_digest' },
+          );
+        }
+        return buf;
+      };
       let rewritten = 0;
       let copied = 0;
       try {
         if (entry.size <= partSize) {
-          const buf = Buffer.alloc(entry.size);
-          await fh.read(buf, 0, entry.size, 0);
+          const buf = await readVerified(0, entry.size);
           await store.put(key, buf, options.signal);
           rewritten = 1;
         } else {
@@ -100,8 +162,7 @@ export async function repairRemote(
             for (let part = 1; part <= n; part++) {
               const start = (part - 1) * partSize;
               const end = Math.min(entry.size, start + partSize);
-              const buf = Buffer.alloc(end - start);
-              await fh.read(buf, 0, buf.byteLength, start);
+              const buf = await readVerified(start, end);
               const md5 = md5Hex(buf);
               let etag: string;
               if (damagedParts.has(part)) {
@@ -121,6 +182,14 @@ export async function repairRemote(
               }
               parts.push({ part, etag, size: buf.byteLength });
             }
+            // INVARIANT: the parts cover [0, entry.size) in order, each checked above.
+            const sent = parts.reduce((a, p) => a + p.size, 0);
+            if (sent !== entry.size)
+              throw new TensorVaultError(
+                ErrorCode.INTERNAL,
+                `${mainUrl}: the rewrite covers ${sent} bytes, not ${entry.size}`,
+                { url: mainUrl },
+              );
             await store.complete(key, id, parts, options.signal);
           } catch (err) {
             await store.abort(key, id);

@@ -83,6 +83,32 @@ export function checkRemoteOptions(options: RemoteOptions): void {
     throw invalidArgument('maxAttempts', 'maxAttempts must be an integer from 1 to 100');
 }
 
+/** The default multipart part size of push and remote repair (8 MiB). */
+export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+
+/**
+ * The `partSize` option of push and remote repair (default 8 MiB), checked before any request: a
+ * multiple of 1 MiB, at least 5 MiB (S3's smallest part but the last) and at most 5 GiB (its largest),
+ * else `TV_INVALID_ARGUMENT`. One rule for every caller: a negative, zero or tiny part size once made
+ * a repair complete an empty upload over the stored weights, or loop without end.
+ */
+export function checkPartSize(partSize: unknown): number {
+  if (partSize === undefined) return DEFAULT_PART_SIZE;
+  const MiB = 1024 * 1024;
+  if (
+    typeof partSize !== 'number' ||
+    !Number.isSafeInteger(partSize) ||
+    partSize < 5 * MiB ||
+    partSize > 5 * 1024 * MiB ||
+    partSize % MiB !== 0
+  )
+    throw invalidArgument(
+      'partSize',
+      `partSize must be a multiple of 1 MiB, at least 5 MiB and at most 5 GiB: ${typeof partSize === 'number' ? String(partSize) : `a ${typeof partSize}`}`,
+    );
+  return partSize;
+}
+
 /** How a write that makes an object visible (PutObject, CompleteMultipartUpload) treats an existing one. */
 export interface WriteOptions {
   /**
