@@ -4,8 +4,10 @@
 //   1000 looped without end, 3 MiB was accepted although push refuses it;
 // - a repair sent the pulled copy's bytes without checking them again: a copy changed on the local disk
 //   after the pull verified it replaced the stored weights with wrong bytes, and the repair resolved;
+// - remote verify said `repairable` for damage far beyond the parity (a local verify of the same bytes
+//   says `damaged`), and pull then blamed "no usable parity" although the parity was intact;
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -141,6 +143,43 @@ function suite(kind: 's3' | 'file', target: () => Target): void {
     // Nothing half-done stays in the way: the next repair rebuilds the recorded bytes.
     expect((await tv.repairRemote(url, { ...t.opts, workDir: work })).status).toBe('repaired');
     expect(readFileSync(obj).equals(original)).toBe(true);
+  });
+
+  it(`${kind}: remote verify gives the local verdict for damage beyond the parity; pull says it exceeds it`, async () => {
+    const t = target();
+    const { url, obj } = await pushed('budget');
+    const local = join(dir, `local-${kind}`);
+    mkdirSync(local, { recursive: true });
+    /** The verdict of a local verify of the stored set's bytes. */
+    const localVerdict = async (): Promise<string> => {
+      for (const f of ['model.safetensors', 'model.safetensors.meta.json', 'model.safetensors.tvecc'])
+        copyFileSync(join(t.folder('budget'), f), join(local, f));
+      return (await tv.verifyCheckpoint(join(local, 'model.safetensors'))).status;
+    };
+    // Within the parity: both say repairable.
+    damage(obj, 2 * MiB + 77);
+    expect(await localVerdict()).toBe('repairable');
+    expect((await tv.verifyRemote(url, { ...t.opts, workDir: work })).status).toBe('repairable');
+    // 8 MiB of 12 damaged: far beyond the parity. Remote verify said `repairable` (CLI exit 1).
+    damage(obj, MiB, 8 * MiB);
+    expect(await localVerdict()).toBe('damaged');
+    const v = await tv.verifyRemote(url, { ...t.opts, workDir: work });
+    expect(v.status).toBe('damaged');
+    expect(v.files.find((f) => f.name === 'model.safetensors.tvecc')?.damagedChunks).toEqual([]);
+    expect(leftovers()).toEqual([]);
+    const c = spawnSync(process.execPath, [cli, 'verify', url, '--json'], {
+      encoding: 'utf8',
+      env: { ...process.env, ...t.env, TV_REMOTE_CACHE: join(dir, `cli-cache-${kind}`) },
+    });
+    expect(c.status).toBe(2);
+    expect(JSON.parse(c.stdout).status).toBe('damaged');
+    // The parity arrived intact: the message says the damage exceeds it ("no usable parity" before).
+    const err = (await tv
+      .pull(url, join(dir, `pulled-budget-${kind}`), t.opts)
+      .catch((e: unknown) => e)) as tv.TensorVaultError;
+    expect(err).toMatchObject({ code: 'TV_REMOTE_DAMAGED', context: { file: 'model.safetensors' } });
+    expect(err.message).toMatch(/the damage exceeds what the parity can rebuild/);
+    expect(err.message).not.toMatch(/no usable parity/);
   });
 }
 

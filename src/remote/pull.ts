@@ -11,6 +11,7 @@ import { checkpointFiles, parseIntegrityBlock } from '../checkpoint/layout';
 import { loadCheckpoint } from '../checkpoint/load';
 import { syncOutboard } from '../checkpoint/outboard';
 import type { LoadCheckpointOptions } from '../checkpoint/parse';
+import { rethrownByParity } from '../checkpoint/repair-lock';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { fsyncDir, typedIoError } from '../io/fs';
@@ -249,6 +250,15 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
     const repaired: number[] = [];
     const tvecc = `${manifest.main}.tvecc`;
     const badWeights = badByFile.get(manifest.main);
+    // Why damaged weights were not repaired (the message of TV_REMOTE_DAMAGED).
+    let whyNot =
+      options.repair === false
+        ? 'repair is off'
+        : !manifest.files.some((f) => f.name === tvecc)
+          ? 'the set has no parity'
+          : missing.has(tvecc)
+            ? 'the parity is missing from the store'
+            : 'the stored parity is damaged too';
     if (
       badWeights !== undefined &&
       options.repair !== false &&
@@ -257,7 +267,19 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
     ) {
       publishRemote({ event: 'damaged', url: mainUrl, chunks: badWeights });
       const weights = join(staging, manifest.main);
-      await eccRepair(weights, { sidecar: join(staging, tvecc), force: true }).catch(() => undefined);
+      whyNot = 'the parity arrived intact but could not rebuild them';
+      await eccRepair(weights, { sidecar: join(staging, tvecc), force: true }).catch((err: unknown) => {
+        // An abort, a full disk or a read error is not the parity's verdict: it rejects the pull.
+        if (rethrownByParity(err)) throw err;
+        const e = err as TensorVaultError;
+        const lost = String(e.context.chunks ?? '')
+          .split(',')
+          .filter((c) => c !== '').length;
+        whyNot =
+          e.code === ErrorCode.ECC_UNREPAIRABLE
+            ? `the damage exceeds what the parity can rebuild${lost > 0 ? `: ${lost} of the parity code's data chunks cannot be rebuilt` : ''}`
+            : `the parity cannot rebuild them (${e.code})`;
+      });
       const f = manifest.files.find((e) => e.name === manifest.main) as RemoteFileEntry;
       const src = chunkSourceOf(store, prefix, manifest, f); // only its local chunks are read
       const fh = await open(weights, 'r');
@@ -286,12 +308,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       }
     }
     for (const [file, chunks] of badByFile) {
-      throw damaged(
-        mainUrl,
-        file,
-        chunks,
-        repaired.length === 0 && file === manifest.main ? 'no usable parity' : 'not repairable',
-      );
+      throw damaged(mainUrl, file, chunks, file === manifest.main ? whyNot : 'not repairable');
     }
     // The seal (metadata, header digest, PyFolds hash) of a tensorvault checkpoint, read-only.
     if (manifest.layout === 'tensorvault') {

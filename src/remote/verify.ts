@@ -1,17 +1,23 @@
 /**
  * Remote verify and listing: check a stored set without writing it to disk (every chunk of every file
- * streamed in ranged requests and compared with its digest), and list the sets under a prefix.
+ * streamed in ranged requests and compared with its digest; damaged weights are fetched once more, with
+ * their parity, for the erasure code to say whether it rebuilds them), and list the sets under a prefix.
  */
-import type { FileHandle } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { rethrownByParity } from '../checkpoint/repair-lock';
+import { verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
+import { typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publishRemote } from './common';
 import { type ChunkSink, chunkLen, chunkSourceOf, fetchChunks } from './fetch';
 import { loadRemoteCheckpoint, type RemoteLoadOptions } from './lazy';
-import { MANIFEST_SUFFIX, parseManifest, type RemoteManifest } from './manifest';
+import { MANIFEST_SUFFIX, parseManifest, type RemoteFileEntry, type RemoteManifest } from './manifest';
 import { openStore } from './open-store';
 import { openManifest } from './pull';
-import { type RemoteOptions, readAll } from './store';
+import { type RemoteOptions, readAll, type Store } from './store';
 import { joinKey, parseRemoteUrl } from './url';
 
 /** Options of {@link verifyRemote}. */
@@ -21,13 +27,21 @@ export interface VerifyRemoteOptions
     Pick<RemoteLoadOptions, 'hmacKey' | 'requireHmac' | 'cacheDir'> {
   /** Ranged requests in flight (default 8). */
   concurrency?: number;
+  /**
+   * Where damaged weights and their parity are fetched to, to ask the parity whether it rebuilds them
+   * (default the OS temp folder; only when the weights are damaged and the set has parity).
+   */
+  workDir?: string;
 }
 
 /** What {@link verifyRemote} found. */
 export interface RemoteVerifyReport {
   url: string;
   layout: RemoteManifest['layout'];
-  /** `intact`: every chunk matches; `repairable`: only weights chunks are damaged and the parity arrived intact; else `damaged`. */
+  /**
+   * `intact`: every chunk matches; `repairable`: only the weights are damaged, the parity arrived intact
+   * and rebuilds them (the erasure code's own budget decides, as for a local verify); else `damaged`.
+   */
   status: 'intact' | 'repairable' | 'damaged';
   /**
    * Per file: size (as the manifest records it), the size of the stored object, and the damaged chunk
@@ -41,6 +55,64 @@ export interface RemoteVerifyReport {
   bytesRead: number;
 }
 
+/**
+ * Whether the stored parity rebuilds the stored weights: both are fetched (every chunk of the weights
+ * written as stored, damaged or not, in the manifest's length, as a pull stages them) into a temporary
+ * folder under `workDir`, and the erasure code verifies them, read-only. Its verdict, within its budget
+ * or not, is the one a local verify of the same bytes gives and the one the repair of a pull meets.
+ */
+async function parityRebuilds(
+  store: Store,
+  prefix: string,
+  manifest: RemoteManifest,
+  options: VerifyRemoteOptions,
+): Promise<boolean> {
+  const root = options.workDir ?? tmpdir();
+  const work = await mkdtemp(join(root, 'tv-remote-verify-')).catch((err: unknown) => {
+    throw typedIoError(err, root);
+  });
+  try {
+    const weights = join(work, manifest.main);
+    const sidecar = `${weights}.tvecc`;
+    for (const [name, path] of [
+      [manifest.main, weights],
+      [`${manifest.main}.tvecc`, sidecar],
+    ] as const) {
+      const f = manifest.files.find((e) => e.name === name) as RemoteFileEntry;
+      const src = chunkSourceOf(store, prefix, manifest, f);
+      const all = Array.from({ length: Math.ceil(f.size / manifest.chunk_size) }, (_, i) => i);
+      const fh = await open(path, 'w+');
+      try {
+        await fh.truncate(f.size);
+        await fetchChunks(src, all, fh, {
+          concurrency: options.concurrency ?? 8,
+          rangeSize: 8 * 1024 * 1024,
+          signal: options.signal,
+          keepDamaged: true,
+        });
+      } finally {
+        await fh.close();
+      }
+    }
+    try {
+      const v = await eccVerify(weights, {
+        sidecar,
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      });
+      // The staged copy's modification time is not the one protected: `damageStatus`, never `stale`.
+      return v.damageStatus === 'repairable';
+    } catch (err) {
+      // An unusable sidecar cannot repair anything; an abort, a full disk or a read error rejects.
+      if (rethrownByParity(err)) throw err;
+      return false;
+    }
+  } catch (err) {
+    throw typedIoError(err, work);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
 const dropSink: ChunkSink = {
   write: (async () => ({ bytesWritten: 0, buffer: Buffer.alloc(0) })) as unknown as FileHandle['write'],
 };
@@ -48,7 +120,9 @@ const dropSink: ChunkSink = {
 /**
  * Verify the set whose main object is `url` where it is stored: for a tensorvault checkpoint the seal
  * and header first (as a lazy load opens it), then every chunk of every file, streamed and compared
- * with its digest; nothing is written to disk but the checkpoint's header in the lazy-load cache.
+ * with its digest; nothing is written to disk but the checkpoint's header in the lazy-load cache and,
+ * when the weights are damaged and the set has parity, a temporary copy of both (under `workDir`) that
+ * the erasure code checks to say whether the damage is within what the parity rebuilds.
  * Resolves with the report; rejects when the set cannot be read at all (missing, no manifest, seal).
  */
 export async function verifyRemote(
@@ -60,7 +134,7 @@ export async function verifyRemote(
   const mainUrl = store.url(joinKey(prefix, manifest.main));
   try {
     if (manifest.layout === 'tensorvault') {
-      const { concurrency: _c, onProgress: _p, ...o } = options;
+      const { concurrency: _c, onProgress: _p, workDir: _w, ...o } = options;
       try {
         (await loadRemoteCheckpoint(mainUrl, { ...o, verify: 'none' })).close();
       } catch (err) {
@@ -107,12 +181,18 @@ export async function verifyRemote(
       .filter((f) => f.damagedChunks.length > 0 || f.storedSize !== f.size)
       .map((f) => f.name);
     const parity = `${manifest.main}.tvecc`;
+    // Only the weights damaged, the parity intact: repairable if the parity rebuilds them, which the
+    // erasure code itself decides (its budget), as a local verify and the pull of a repair ask it. An
+    // object only longer than recorded (every chunk matches) needs no parity: the rewrite drops the rest.
+    const weightsOnly = damagedFiles.length === 1 && damagedFiles[0] === manifest.main;
+    const chunksBad = (files.find((f) => f.name === manifest.main)?.damagedChunks.length ?? 0) > 0;
     const status: RemoteVerifyReport['status'] =
       damagedFiles.length === 0
         ? 'intact'
-        : damagedFiles.length === 1 &&
-            damagedFiles[0] === manifest.main &&
-            manifest.files.some((f) => f.name === parity)
+        : weightsOnly &&
+            (!chunksBad ||
+              (manifest.files.some((f) => f.name === parity) &&
+                (await parityRebuilds(store, prefix, manifest, options))))
           ? 'repairable'
           : 'damaged';
     const report: RemoteVerifyReport = {
