@@ -6,6 +6,7 @@
 //   after the pull verified it replaced the stored weights with wrong bytes, and the repair resolved;
 // - remote verify said `repairable` for damage far beyond the parity (a local verify of the same bytes
 //   says `damaged`), and pull then blamed "no usable parity" although the parity was intact;
+// - with no credentials anywhere, the error said the store refused them although no request was sent.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -227,4 +228,30 @@ describe('remote repair and verify (file:// store)', () => {
     opts: {},
     env: {},
   }));
+});
+
+describe('no credentials anywhere (no server needed)', () => {
+  it('TV_REMOTE_AUTH says none were found and where they are looked up, not that the store refused them', () => {
+    const home = join(dir, 'empty-home');
+    mkdirSync(home, { recursive: true });
+    // Only what the CLI needs: no AWS_* credentials, an empty home (no ~/.aws), no instance metadata.
+    const c = spawnSync(process.execPath, [cli, 'ls', `s3://${BUCKET}/`, '--json'], {
+      encoding: 'utf8',
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: home,
+        AWS_EC2_METADATA_DISABLED: 'true',
+        AWS_ENDPOINT_URL: 'http://127.0.0.1:1',
+        AWS_MAX_ATTEMPTS: '1',
+      },
+      timeout: 60_000,
+    });
+    expect(c.status, c.stderr).toBe(6);
+    const e = JSON.parse(c.stderr.trim().split('\n').pop() as string).error;
+    expect(e.code).toBe('TV_REMOTE_AUTH');
+    expect(e.message).toMatch(/no usable credentials were found, so no request was sent/);
+    expect(e.message).toContain('AWS_ACCESS_KEY_ID');
+    expect(e.message).toContain('~/.aws/credentials');
+    expect(e.message).not.toMatch(/refused/);
+  });
 });

@@ -128,7 +128,8 @@ export const ErrorCode = {
   FOLD_CHUNK_NOT_FOUND: 'TV_FOLD_CHUNK_NOT_FOUND',
   /**
    * An object store refused the credentials (HTTP 401/403: unknown access key, bad signature, access
-   * denied). `context.url`, `status`, `reason` (the store's error name); never a key or a signature.
+   * denied), or none were found (`reason: CredentialsProviderError`; no request was sent). `context.url`,
+   * `status`, `reason` (the store's error name); never a key or a signature.
    */
   REMOTE_AUTH: 'TV_REMOTE_AUTH',
   /**

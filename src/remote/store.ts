@@ -206,13 +206,20 @@ export function storeError(err: unknown, url: string, signal?: AbortSignal): Ten
   if (name === 'AbortError') return abortError(signal);
   const status = e?.$metadata?.httpStatusCode;
   const attempts = e?.$metadata?.attempts ?? 1;
+  if (name === 'CredentialsProviderError') {
+    // The SDK's credential chain found nothing usable: no request was sent, nothing was refused.
+    return new TensorVaultError(
+      ErrorCode.REMOTE_AUTH,
+      `${url}: no usable credentials were found, so no request was sent (looked for the credentials option, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the profile AWS_PROFILE (else default) in ~/.aws/credentials and ~/.aws/config (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE), SSO, web identity, the container and the instance metadata)`,
+      { url, status: null, reason: name },
+    );
+  }
   const authNames = [
     'InvalidAccessKeyId',
     'SignatureDoesNotMatch',
     'AccessDenied',
     'InvalidToken',
     'ExpiredToken',
-    'CredentialsProviderError',
   ];
   if (status === 401 || status === 403 || authNames.includes(name)) {
     return new TensorVaultError(
