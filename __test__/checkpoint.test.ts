@@ -756,6 +756,57 @@ describe('verifyCheckpoint: a damaged header or length', () => {
     }
   });
 
+  // Regression: a repair of a damaged header or length reported the .tvecc sidecar's 64 KiB chunks as
+  // the checkpoint's chunks (header + chunk 3 damaged: [0, 56] where verify said [0, 3]; a truncated
+  // file: sidecar chunks past the tree's end; an appended one: nothing at all), and no tensors.
+  it("tensorvault: the repair reports the chunk tree's chunks verify reported, the damaged tensors, and the repaired event the same", async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+    const weights = readFileSync(path);
+    const chunks = Math.ceil(weights.length / (1024 * 1024));
+    const cases: [string, (path: string) => void, string[]][] = [
+      // The header (and `big`'s start), and `big`'s end and `mid`'s start; not `tiny` (at the end).
+      [
+        'header + chunk 3',
+        (p) => {
+          corrupt(p, 20, 4);
+          corrupt(p, 3 * 1024 * 1024 + 100, 8);
+        },
+        ['big', 'mid'],
+      ],
+      ['truncated', (p) => truncateSync(p, weights.length - 5000), ['mid', 'tiny']],
+      // Bytes appended: no tensor's bytes were damaged.
+      ['appended', (p) => writeFileSync(p, Buffer.alloc(4096, 1), { flag: 'a' }), []],
+    ];
+    for (const [what, damage, tensors] of cases) {
+      damage(path);
+      const v = await tv.verifyCheckpoint(path);
+      expect([what, v.status]).toEqual([what, 'repairable']);
+      const events: Record<string, unknown>[] = [];
+      const on = (m: unknown): void => {
+        events.push(m as Record<string, unknown>);
+      };
+      subscribe('tensorvault:checkpoint', on);
+      let r: tv.CheckpointReport;
+      try {
+        r = await tv.repairCheckpoint(path);
+      } finally {
+        unsubscribe('tensorvault:checkpoint', on);
+      }
+      expect([what, r.status, r.damagedChunks, r.repairedChunks]).toEqual([
+        what,
+        'repaired',
+        v.damagedChunks,
+        v.damagedChunks,
+      ]);
+      expect(r.damagedChunks.every((c) => c < chunks)).toBe(true);
+      expect([what, [...r.damagedTensors].sort()]).toEqual([what, tensors]);
+      const repaired = events.filter((e) => e.event === 'repaired' && e.part === 'header');
+      expect([what, repaired.map((e) => e.chunks)]).toEqual([what, [v.damagedChunks]]);
+      expect(readFileSync(path).equals(weights)).toBe(true);
+    }
+  });
+
   it('tensorvault without parity: damaged (resolves); a tampered seal is still refused', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, small(), { metadata: { lr: 1 } });

@@ -22,7 +22,7 @@ import type { CheckpointReport, Parsed } from './parse';
 import { notAboutParity, underLock } from './repair-lock';
 import { correctionVerifies, headerSha, type RsRepair, rsCheck } from './rs';
 import { writeRsParity } from './save';
-import { tensorsIn, treeDamage } from './tree-check';
+import { headerDamage, tensorsIn, treeDamage } from './tree-check';
 
 /**
  * Open the weights: the mapping, and a descriptor of the same file (for the chunk reads of lazy
@@ -60,10 +60,11 @@ export function mergeReport(into: CheckpointReport, from: Partial<CheckpointRepo
   const union = (a: readonly number[], b: readonly number[] | undefined) => [
     ...new Set([...a, ...(b ?? [])]),
   ];
+  const damagedTensors = [...new Set([...into.damagedTensors, ...(from.damagedTensors ?? [])])];
   const damagedChunks = union(into.damagedChunks, from.damagedChunks);
   const unreadableChunks = union(into.unreadableChunks, from.unreadableChunks);
   const repairedChunks = union(into.repairedChunks, from.repairedChunks);
-  Object.assign(into, from, { damagedChunks, unreadableChunks, repairedChunks });
+  Object.assign(into, from, { damagedTensors, damagedChunks, unreadableChunks, repairedChunks });
   if (repairedBefore && into.status === 'intact') into.status = 'repaired';
 }
 
@@ -444,33 +445,66 @@ export function headerMatches(p: Parsed, file: SafetensorsFile): boolean {
   return h !== null && equalHex(h, block.header_sha256);
 }
 
+/** What a repair of a damaged header or length rebuilt (see {@link checkSeal}). */
+export interface HeaderRepair {
+  /** The chunk tree's chunks that differed, as `verifyCheckpoint` reports them ({@link headerDamage}). */
+  chunks: number[];
+  /** The byte ranges (`[start, end)`) the `.tvecc` parity rebuilt: the tensors in them were damaged. */
+  spans: [number, number][];
+}
+
 /**
  * Check the integrity block's seal and the header digest; with `repair`, rebuild a damaged header from
- * the parity. Returns the chunks the repair rebuilt (`undefined` when nothing was repaired).
+ * the parity. Returns what the repair rebuilt (`undefined` when nothing was repaired), in the chunk
+ * tree's own chunks (never the sidecar's: those are the `repaired` event's `eccChunks`).
  */
 export async function checkSeal(
   p: Parsed,
   key: HmacKey | undefined,
   repair: boolean,
-): Promise<number[] | undefined> {
+): Promise<HeaderRepair | undefined> {
   const block = p.block as IntegrityBlock;
   if (!checkSealMessage(p, key)) return undefined;
   let h = await headerSha(p.weights, block.header_length);
   if (h.hex !== block.header_sha256 || h.size !== block.file_length) {
-    publish({ event: 'damaged', path: p.files.weights, part: 'header', chunks: [0] });
-    let rebuilt: number[] = [];
+    let rebuilt: HeaderRepair | undefined;
+    // The chunk 0 alone unless the repair's tree check finds (and publishes) them all.
+    let told = false;
+    const tell = (chunks: number[]) => {
+      told = true;
+      publish({ event: 'damaged', path: p.files.weights, part: 'header', chunks });
+    };
     if (repair && p.tvecc !== undefined) {
       try {
         const sidecar = p.tvecc;
-        // force: the seal proved this is damage, not an edit after the save.
-        const r = await underLock(p, undefined, () => eccRepair(p.weights, { sidecar, force: true }));
-        rebuilt = r.repairedChunks;
-        publish({ event: 'repaired', path: p.files.weights, part: 'header', chunks: rebuilt });
+        const t0 = performance.now();
+        // force: the seal proved this is damage, not an edit after the save. The tree's chunks that
+        // differ are found first (under the lock, on the bytes the repair then rewrites): the report
+        // and the events name them, not the sidecar's own chunks (`eccChunks`).
+        const r = await underLock(p, undefined, async () => {
+          const found = await headerDamage(p, block, {});
+          tell(found);
+          return { found, ecc: await eccRepair(p.weights, { sidecar, force: true }) };
+        });
+        const ecs = r.ecc.before.layout.chunkSize;
+        rebuilt = {
+          chunks: r.found,
+          spans: r.ecc.repairedChunks.map((c) => [c * ecs, (c + 1) * ecs] as [number, number]),
+        };
+        publish({
+          event: 'repaired',
+          path: p.files.weights,
+          part: 'header',
+          chunks: r.found,
+          eccChunks: r.ecc.repairedChunks,
+          ms: performance.now() - t0,
+        });
       } catch {
         // reported below
       }
       h = await headerSha(p.weights, block.header_length);
     }
+    if (!told) tell([0]);
     if (h.hex !== block.header_sha256 || h.size !== block.file_length) {
       throw new TensorVaultError(
         ErrorCode.CHECKPOINT_INTEGRITY,

@@ -37,7 +37,7 @@ import {
 } from './parse';
 import { rethrownByParity, underLock } from './repair-lock';
 import { correctionVerifies, rsCheck } from './rs';
-import { treeDamage } from './tree-check';
+import { headerDamage, tensorsOverlapping } from './tree-check';
 
 /** Check the tensors against `expect`: a mismatch throws, or is recorded in the report with `strict: false`. */
 function applyExpect(
@@ -125,6 +125,7 @@ async function loadLocal(
   let p: Parsed;
   let repairedAtOpen = false;
   let rebuiltAtOpen: number[] = [];
+  let damagedAtOpen: string[] = [];
   let sealed = false;
   let opened: Parsed['opened'];
   try {
@@ -182,8 +183,10 @@ async function loadLocal(
       }
       const rebuilt = await checkSeal(p, key, repair && mode !== 'none');
       repairedAtOpen = rebuilt !== undefined;
-      rebuiltAtOpen = rebuilt ?? [];
+      rebuiltAtOpen = rebuilt?.chunks ?? [];
       pair = await openPair(p.weights, repairedAtOpen ? undefined : options.signal);
+      // The repaired header names the tensors again: those in the bytes the parity rebuilt.
+      if (rebuilt !== undefined) damagedAtOpen = tensorsOverlapping(pair.file, rebuilt.spans);
     }
     ({ file, fd } = pair as { file: SafetensorsFile; fd: number | undefined });
   } catch (err) {
@@ -235,7 +238,7 @@ async function loadLocal(
           ? 'unchecked'
           : 'ok',
     verifiedTensors: [],
-    damagedTensors: [],
+    damagedTensors: damagedAtOpen,
     damagedChunks: [...rebuiltAtOpen],
     unreadableChunks: [],
     repairedChunks: [...rebuiltAtOpen],
@@ -443,8 +446,7 @@ async function verifyDamagedHeader(
   // cannot repair the damage.
   if (p.block !== undefined) {
     const unreadable: number[] = [];
-    const bad = await treeDamage(p, p.block, options, p.weights, unreadable);
-    report.damagedChunks = bad.includes(0) ? bad : [0, ...bad];
+    report.damagedChunks = await headerDamage(p, p.block, options, unreadable);
     report.unreadableChunks = unreadable;
     if (p.tvecc === undefined) return;
     try {

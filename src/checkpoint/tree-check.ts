@@ -42,6 +42,23 @@ export async function treeDamage(
   return bad;
 }
 
+/**
+ * The damage of weights whose header or length differs from the sealed block, in the tree's own
+ * chunks (what `verifyCheckpoint` reports and `repairCheckpoint` repairs): every chunk whose digest
+ * differs, with chunk 0 (the header's) always among them, and the last chunk when the length alone
+ * differs.
+ */
+export async function headerDamage(
+  p: Parsed,
+  block: IntegrityBlock,
+  options: JobOptions,
+  unreadable?: number[],
+): Promise<number[]> {
+  const bad = await treeDamage(p, block, options, p.weights, unreadable);
+  return bad.includes(0) ? bad : [0, ...bad];
+}
+
+/** The tensors of `f` with bytes in any of the tree's `chunks` (of `cs` bytes each). */
 export function tensorsIn(f: SafetensorsFile, chunks: readonly number[], cs: number): string[] {
   const set = new Set(chunks);
   return f
@@ -51,5 +68,16 @@ export function tensorsIn(f: SafetensorsFile, chunks: readonly number[], cs: num
       for (let c = a; c < b; c++) if (set.has(c)) return true;
       return false;
     })
+    .map((t) => t.name);
+}
+
+/** The tensors of `f` with bytes in any of the byte ranges `spans` (`[start, end)`). */
+export function tensorsOverlapping(
+  f: SafetensorsFile,
+  spans: readonly (readonly [number, number])[],
+): string[] {
+  return f
+    .infos()
+    .filter((t) => spans.some(([a, b]) => t.fileOffset < b && a < t.fileOffset + t.byteLength))
     .map((t) => t.name);
 }
