@@ -562,6 +562,20 @@ describe('tensorvault layout', () => {
     expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
   });
 
+  // Regression: verifyCheckpoint listed no verified tensor as soon as one chunk was damaged, though the
+  // tree check had read and verified every other tensor's bytes.
+  it('verify of a damaged chunk lists the other tensors as verified', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+    corrupt(path, 2 * 1024 * 1024); // chunk 2: inside `big` alone
+    const v = await tv.verifyCheckpoint(path);
+    expect([v.status, v.damagedChunks, v.damagedTensors]).toEqual(['repairable', [2], ['big']]);
+    expect([...v.verifiedTensors].sort()).toEqual(['mid', 'tiny']);
+    rmSync(`${path}.tvecc`);
+    const d = await tv.verifyCheckpoint(path);
+    expect([d.status, [...d.verifiedTensors].sort()]).toEqual(['damaged', ['mid', 'tiny']]);
+  });
+
   it('damage without parity: verify says damaged', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, large());
@@ -635,6 +649,8 @@ describe('tensorvault layout: the .tvecc parity in verify and repair', () => {
     rmSync(`${path}.tvecc`);
     const v = await tv.verifyCheckpoint(path);
     expect([v.status, v.parity, v.damagedChunks]).toEqual(['damaged', 'unusable', []]);
+    // The weights verified: only their parity is unusable.
+    expect([...v.verifiedTensors].sort()).toEqual(['big', 'mid', 'tiny']);
     expect(v.parityRebuild).toBeUndefined();
     const e = await rejects(tv.repairCheckpoint(path));
     expect(e.code).toBe('TV_CHECKPOINT_INTEGRITY');

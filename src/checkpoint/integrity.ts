@@ -22,7 +22,7 @@ import type { CheckpointReport, Parsed } from './parse';
 import { notAboutParity, underLock } from './repair-lock';
 import { correctionVerifies, headerSha, type RsRepair, rsCheck } from './rs';
 import { writeRsParity } from './save';
-import { headerDamage, tensorsIn, treeDamage } from './tree-check';
+import { headerDamage, tensorsIn, tensorsOutside, treeDamage } from './tree-check';
 
 /**
  * Open the weights: the mapping, and a descriptor of the same file (for the chunk reads of lazy
@@ -130,6 +130,8 @@ export async function verifyWhole(
         report.damagedChunks = bad;
         report.unreadableChunks = unreadable;
         report.damagedTensors = tensorsIn(f, bad, block.chunk_size);
+        // The tree read every chunk: the tensors outside the damaged ones verified.
+        report.verifiedTensors = tensorsOutside(f, bad, block.chunk_size);
         publish({
           event: 'damaged',
           path: p.files.weights,
@@ -185,7 +187,11 @@ export async function verifyWhole(
         if (bad.length > 0)
           return {
             file: f,
-            report: { ...report, status: 'damaged' },
+            report: {
+              ...report,
+              status: 'damaged',
+              verifiedTensors: tensorsOutside(f, bad, block.chunk_size),
+            },
             why: 'bytes still differ after repair',
           };
         report.repairedChunks = [...(report.damagedChunks ?? [])];
@@ -316,7 +322,8 @@ export async function verifyWhole(
       if (c.parity === 'unusable')
         return {
           file: f,
-          report: { ...report, status: 'damaged' },
+          // The weights verified; only their parity is unusable.
+          report: { ...report, status: 'damaged', verifiedTensors: [...f.names] },
           why: c.why ?? 'the .tvecc parity is unusable',
         };
       if (c.parity === 'repairable') status = 'repairable';
@@ -327,10 +334,16 @@ export async function verifyWhole(
           // The parity repair also rebuilt weights chunks (damaged since the tree check): check again.
           f.close();
           f = await openSafetensors(p.weights);
-          if ((await treeDamage(p, p.block as IntegrityBlock, job)).length > 0)
+          const block = p.block as IntegrityBlock;
+          const still = await treeDamage(p, block, job);
+          if (still.length > 0)
             return {
               file: f,
-              report: { ...report, status: 'damaged' },
+              report: {
+                ...report,
+                status: 'damaged',
+                verifiedTensors: tensorsOutside(f, still, block.chunk_size),
+              },
               why: 'bytes still differ after repair',
             };
         }

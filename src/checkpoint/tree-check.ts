@@ -71,6 +71,15 @@ export function tensorsIn(f: SafetensorsFile, chunks: readonly number[], cs: num
     .map((t) => t.name);
 }
 
+/**
+ * The tensors of `f` with no bytes in any of `chunks`: after a whole-file tree check that found
+ * `chunks` damaged, those whose bytes all verified.
+ */
+export function tensorsOutside(f: SafetensorsFile, chunks: readonly number[], cs: number): string[] {
+  const damaged = new Set(tensorsIn(f, chunks, cs));
+  return f.names.filter((n) => !damaged.has(n));
+}
+
 /** The tensors of `f` with bytes in any of the byte ranges `spans` (`[start, end)`). */
 export function tensorsOverlapping(
   f: SafetensorsFile,
