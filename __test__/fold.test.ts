@@ -225,6 +225,38 @@ describe('writeFold', () => {
     expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 
+  // Regression: security_features followed the level alone, so level high or paranoid without an
+  // encryption key (the README's writeFold, with a signing key only) claimed encryption, and without a
+  // signing key a trust block: the writer's own files were refused by policy 'strict' (TV_FOLD_POLICY).
+  it('claims in security_features only what it wrote: its files open under policy strict', async () => {
+    const chunks: tv.FoldChunkInput[] = [{ name: 'llm_manifest', json: { hyperparameters: { n: 2 } } }];
+    const cases: [string, tv.WriteFoldOptions][] = [
+      [
+        'high, signing key only (the README)',
+        { level: 'high', signingKey: expected.keys.ed25519_private_pem },
+      ],
+      ['high, no key', { level: 'high' }],
+      ['paranoid, no key', { level: 'paranoid' }],
+      ['paranoid, encryption only', { level: 'paranoid', encryptionKey: aesKey }],
+    ];
+    for (const [i, [what, opts]] of cases.entries()) {
+      const path = join(dir, `claims${i}.fold`);
+      await tv.writeFold(path, chunks, opts);
+      const f = await tv.openFold(path, {
+        policy: 'strict',
+        trustPublicKey: expected.keys.ed25519_public_pem,
+        ...(opts.encryptionKey === undefined ? {} : { decryptionKey: aesKey }),
+      });
+      const claims = f.metadata.security_features as Record<string, unknown>;
+      expect([what, claims.encryption, claims.trust_block, claims.merkle]).toEqual([
+        what,
+        opts.encryptionKey !== undefined,
+        opts.signingKey !== undefined,
+        true,
+      ]);
+    }
+  });
+
   it('a state dict written from typed arrays reads back as the same tensors', async () => {
     const path = join(dir, 'sd.fold');
     const w = new Float32Array([1.5, -2, 3.25, 4]);

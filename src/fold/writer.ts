@@ -39,7 +39,11 @@ export interface WriteFoldOptions extends JobOptions {
   ecc?: string;
   /** Integrity key: digests, manifest and trust-block hashes become `hmac-sha256:`. */
   hmacKey?: string | Uint8Array;
-  /** Security level (default `basic`); `high`/`paranoid` add the Merkle root and allow encryption and signing. */
+  /**
+   * Security level (default `basic`); `high`/`paranoid` add the Merkle root and allow encryption and
+   * signing. The metadata's `security_features` claims only what the file holds (a trust block only
+   * with `signingKey`, encryption only with `encryptionKey`), so the file opens under `policy: 'strict'`.
+   */
   level?: 'basic' | 'standard' | 'high' | 'paranoid';
   /** AES-256 key (32 bytes): every chunk encrypted (needs level high or paranoid). */
   encryptionKey?: Uint8Array;

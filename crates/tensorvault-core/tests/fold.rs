@@ -394,6 +394,66 @@ fn round_trip_every_option_and_known_answers() {
     }
 }
 
+/// Regression: `security_features` followed the level alone, so a file written at level high or
+/// paranoid without an encryption key (or a signing key) claimed encryption (a trust block) it lacks,
+/// and the writer's own files were refused by a strict open (`TV_FOLD_POLICY`).
+#[test]
+fn security_features_claim_only_what_the_writer_wrote() {
+    let e = expected();
+    let (_, aes, seed, public) = keys(&e);
+    let chunks = fixture_chunks(&e);
+    let d = tempfile::tempdir().unwrap();
+    let mut i = 0;
+    for level in [Level::Basic, Level::Standard, Level::High, Level::Paranoid] {
+        let high = matches!(level, Level::High | Level::Paranoid);
+        for (ecc, enc, sign) in [
+            (false, false, false),
+            (true, false, true),
+            (false, true, false),
+            (true, true, true),
+        ] {
+            if !high && (enc || sign) {
+                continue; // refused below high (writer_refuses_what_pyfolds_would_silently_accept)
+            }
+            i += 1;
+            let p = d.path().join(format!("sf{i}.fold"));
+            let w = WriteOptions {
+                ecc: ecc.then_some(8),
+                level,
+                encryption_key: enc.then_some(aes),
+                signing_seed: sign.then_some(seed),
+                ..WriteOptions::default()
+            };
+            write_fold(&p, &chunks, &w, &Control::new()).unwrap();
+            let o = OpenOptions {
+                decryption_key: enc.then_some(aes),
+                trust_key: Some(public),
+                policy: Policy {
+                    strict: true,
+                    ..Policy::default()
+                },
+                ..OpenOptions::default()
+            };
+            let case = format!("{level:?} ecc={ecc} enc={enc} sign={sign}");
+            let ff = FoldFile::open(&p, o).unwrap_or_else(|err| panic!("{case}: {err}"));
+            let f = ff.index().metadata.get("security_features").unwrap();
+            let claim = |k: &str| matches!(f.get(k), Some(json::Value::Bool(true)));
+            assert_eq!(claim("encryption"), enc, "{case}");
+            assert_eq!(claim("trust_block"), sign, "{case}");
+            assert_eq!(claim("signature"), sign, "{case}");
+            assert_eq!(claim("merkle"), high, "{case}");
+            assert_eq!(claim("ecc"), ecc, "{case}");
+            assert!(!claim("provenance") && !claim("sharding"), "{case}");
+            assert_eq!(claim("merkle"), ff.index().merkle_root.is_some(), "{case}");
+            assert_eq!(
+                claim("trust_block"),
+                ff.index().trust_block.is_some(),
+                "{case}"
+            );
+        }
+    }
+}
+
 #[test]
 fn writer_refuses_what_pyfolds_would_silently_accept() {
     let d = tempfile::tempdir().unwrap();

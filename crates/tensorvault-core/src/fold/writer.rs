@@ -52,24 +52,34 @@ impl Level {
             Level::Paranoid => "paranoid",
         }
     }
-    fn features(self) -> Value {
-        let (std, high, par) = (
-            self != Level::Basic,
-            matches!(self, Level::High | Level::Paranoid),
-            self == Level::Paranoid,
-        );
+    /// `security_features`: the level's switches (§6.3), each claiming only what this file holds, so
+    /// that a strict reader (ours included) never finds a claim the file lacks. `PyFolds` sets them from
+    /// the level alone (its `paranoid` without keys claims a trust block and encryption it never
+    /// writes); its readers never act on them. `merkle`, `trust_block`, `encryption`, `ecc`,
+    /// `provenance` and `sharding` name things in the file: true only when written (this writer never
+    /// writes provenance or sharding); `signature` is the trust block's (the only signature written);
+    /// `recovery` names nothing in the file (it changes nothing in `PyFolds` either) and follows the level.
+    fn features(self, chunks: &[ChunkInput], opts: &WriteOptions) -> Value {
+        let high = matches!(self, Level::High | Level::Paranoid);
+        let any = !chunks.is_empty();
+        // What `seal` and `write_chunk` put in the file: the Merkle root needs a chunk (no leaves, no
+        // root); encryption below high and a trust block below high are refused by `check_inputs`.
+        let trust_block = high && opts.signing_seed.is_some();
         Value::Object(vec![
             ("level".into(), Value::Str(self.name().into())),
             ("crc32c".into(), Value::Bool(true)),
             ("sha256".into(), Value::Bool(true)),
-            ("ecc".into(), Value::Bool(std)),
-            ("signature".into(), Value::Bool(std)),
-            ("trust_block".into(), Value::Bool(high)),
-            ("merkle".into(), Value::Bool(high)),
-            ("encryption".into(), Value::Bool(high)),
-            ("provenance".into(), Value::Bool(par)),
-            ("sharding".into(), Value::Bool(par)),
-            ("recovery".into(), Value::Bool(par)),
+            ("ecc".into(), Value::Bool(any && opts.ecc.is_some())),
+            ("signature".into(), Value::Bool(trust_block)),
+            ("trust_block".into(), Value::Bool(trust_block)),
+            ("merkle".into(), Value::Bool(high && any)),
+            (
+                "encryption".into(),
+                Value::Bool(high && any && opts.encryption_key.is_some()),
+            ),
+            ("provenance".into(), Value::Bool(false)),
+            ("sharding".into(), Value::Bool(false)),
+            ("recovery".into(), Value::Bool(self == Level::Paranoid)),
         ])
     }
 }
@@ -427,7 +437,10 @@ pub fn write_fold(
         "security_level".into(),
         Value::Str(opts.level.name().into()),
     ));
-    metadata.push(("security_features".into(), opts.level.features()));
+    metadata.push((
+        "security_features".into(),
+        opts.level.features(chunks, opts),
+    ));
     metadata.push((
         "chunk_hashes".into(),
         Value::Object(
