@@ -69,6 +69,47 @@ describe('command line conventions', () => {
     expect(run(['verify', 'x', '--json', '--help']).status).toBe(0);
   });
 
+  // Regression: the README's command table lacked options that --help lists (fold extract --chunk/--out,
+  // fold repair --output, --decryption-key-file, bench ecc --round-ms/--file-size, bench rs --threads),
+  // bench took a --no-svg no help listed, and verify/repair --help said nothing of the URL form's
+  // connection options while listing --sidecar, which the URL form refuses.
+  it("every option a command's --help lists is in the README's command line section", () => {
+    const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Command line'), readme.indexOf('## Errors'));
+    const url = 's3://bucket/prefix/model.safetensors';
+    const helps = [
+      ...COMMANDS,
+      ['checkpoint'],
+      ['fold'],
+      ['bench', 'rs'],
+      ['push'],
+      ['pull'],
+      ['ls'],
+      ['verify', url],
+      ['repair', url],
+    ];
+    for (const cmd of helps) {
+      const r = run([...cmd, '--help']);
+      expect(r.status, cmd.join(' ')).toBe(0);
+      for (const [flag] of r.stdout.matchAll(/(?<![\w-])--[a-z][a-z0-9-]*/g)) {
+        const listed = new RegExp(`${flag}(?![a-z0-9-])`).test(section);
+        expect(listed, `${cmd.join(' ')} --help lists ${flag}; the README does not`).toBe(true);
+      }
+    }
+    // Options taken without being listed: none of these may be hidden.
+    expect(run(['bench', 'ecc', '--help']).stdout).toMatch(/--no-svg/);
+    // The file forms' help names the URL form and its connection options, and that --sidecar is not one.
+    for (const verb of ['verify', 'repair']) {
+      const h = run([verb, '--help']).stdout;
+      expect(h, verb).toMatch(/s3:\/\//);
+      for (const o of ['--endpoint', '--region', '--retries']) expect(h, `${verb} ${o}`).toContain(o);
+      expect(h, verb).toMatch(/not --sidecar/);
+      const remote = run([verb, url, '--help']).stdout;
+      expect(remote, verb).toContain('--endpoint');
+      expect(remote, verb).not.toMatch(/^\s+--sidecar/m);
+    }
+  });
+
   it("the README's exit-code table is ExitCode, and every error code maps to a documented exit code", async () => {
     const { ExitCode, exitCodeOf } = await import('../dist/cli/common.js');
     const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');

@@ -24,6 +24,7 @@ export const usage = `tensorvault bench ecc [options]
                      (medium, 16+2 GF(2^8) stripes) and v2 (medium, one wide GF(2^16) code), side by
                      side (default 256M; 0 skips)
   --svg FILE         also write a bar chart to FILE (none unless asked for)
+  --no-svg           no chart (the default; still taken, for older scripts, and wins over --svg)
   --json             machine-readable output
   -q, --quiet        no closing note on stderr (the kernel in use, where the chart went)
 

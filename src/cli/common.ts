@@ -120,6 +120,17 @@ export class HelpRequested extends Error {
 /** Output settings every command shares, from `--json` and `--quiet` anywhere on the command line. */
 export const output = { json: false, quiet: false };
 
+/**
+ * The connection options of the commands that take an `s3://…` or `file://…` URL (push, pull, ls,
+ * and the URL forms of verify and repair), as their help lists them.
+ */
+export const CONNECTION_HELP = `Connection (each falls back to the standard environment variables):
+  --endpoint URL      AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL (self-hosted stores: path-style requests)
+  --region NAME       AWS_REGION, AWS_DEFAULT_REGION (default us-east-1)
+  credentials         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS profiles
+  --retries N         attempts per request, with exponential backoff (default 5)
+`;
+
 /** A note on stderr (timing, hints); silenced by `--quiet`. Errors never go through here. */
 export function note(text: string): void {
   if (!output.quiet) process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);

@@ -22,6 +22,7 @@ import {
 } from '../ecc/erasure';
 import { type ErrorContext, TensorVaultError } from '../errors';
 import {
+  CONNECTION_HELP,
   ExitCode,
   formatBytes,
   formatRate,
@@ -226,6 +227,12 @@ const verifyUsage = `tensorvault verify <file> [options]
   --sidecar PATH     sidecar path (default <file>.tvecc)
   --json             machine-readable output
 
+A stored set instead of <file>: tensorvault verify <url> [options], <url> = s3://bucket/prefix/NAME
+  or file:///dir/NAME; it verifies the set where it is (exit 0 intact, 1 repairable, 2 damaged) and
+  takes --concurrency N, --json and the connection options below, not --sidecar (full help:
+  tensorvault verify s3://… --help).
+
+${CONNECTION_HELP}
 ${EXIT_TEXT}
 `;
 
@@ -297,6 +304,12 @@ const repairUsage = `tensorvault repair <file> [options]
   --force            repair a file whose sidecar looks stale, rolling the edit back
   --json             machine-readable output
 
+A stored set instead of <file>: tensorvault repair <url> [options], <url> = s3://bucket/prefix/NAME
+  or file:///dir/NAME; it rebuilds a stored checkpoint's damaged chunks from its stored parity and
+  takes --part-size SIZE, --json and the connection options below, not --sidecar or the options above
+  (full help: tensorvault repair s3://… --help).
+
+${CONNECTION_HELP}
 ${EXIT_TEXT}
 `;
 

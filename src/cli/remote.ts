@@ -7,6 +7,7 @@ import { repairRemote } from '../remote/repair';
 import type { RemoteOptions } from '../remote/store';
 import { listRemote, verifyRemote } from '../remote/verify';
 import {
+  CONNECTION_HELP,
   ExitCode,
   formatBytes,
   formatRate,
@@ -18,12 +19,7 @@ import {
   UsageError,
 } from './common';
 
-const connection = `Connection (each falls back to the standard environment variables):
-  --endpoint URL      AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL (self-hosted stores: path-style requests)
-  --region NAME       AWS_REGION, AWS_DEFAULT_REGION (default us-east-1)
-  credentials         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS profiles
-  --retries N         attempts per request, with exponential backoff (default 5)
-`;
+const connection = CONNECTION_HELP;
 
 const exits = `Exit codes: 0 success; 1 damage found that the stored parity can repair (verify); 2 damage
 that cannot be repaired (TV_REMOTE_DAMAGED); 3 bad command line; 4 refused (the destination exists:
@@ -176,7 +172,11 @@ export const verifyVerb = {
   streamed and compared with its digest; nothing is written to disk (damaged weights are fetched once
   more, with their parity, into a temporary folder for the parity to say whether it rebuilds them).
   Exit 0 intact, 1 repairable (only weights chunks damaged, within what the stored parity rebuilds),
-  2 damaged.
+  2 damaged. (A local file: tensorvault verify <file>, against its parity sidecar; its --sidecar is not
+  taken here.)
+
+  --concurrency N     ranged requests in flight (default 8)
+  --json              print the result as JSON
 
 ${connection}
 ${exits}`,
@@ -218,9 +218,11 @@ export const repairVerb = {
   Repair a stored checkpoint in place: the set is pulled into a temporary folder (every chunk verified,
   damaged weights chunks rebuilt from the stored parity), then only the parts of the weights object that
   hold repaired chunks are sent; the others are copied by the store (UploadPartCopy). Exit 0 intact or
-  repaired, 2 beyond the parity.
+  repaired, 2 beyond the parity. (A local file: tensorvault repair <file>, from its parity sidecar;
+  its --sidecar, --chunks and other options are not taken here.)
 
   --part-size SIZE    part size of the rewritten object (default 8M; multiple of 1M, 5M to 5G)
+  --json              print the result as JSON
 
 ${connection}
 ${exits}`,
