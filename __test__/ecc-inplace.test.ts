@@ -360,4 +360,30 @@ describe('CLI repair --copy / --chunks / --report', () => {
     expect(runCli('repair', path, '--copy', '--in-place').status).toBe(3);
     expect(runCli('repair', path, '--chunks', '1,x').status).toBe(3);
   });
+
+  // Regression: `repair FILE --chunks 10,11` on a file damaged only at chunk 4 printed "intact, nothing to
+  // repair" and exited 0, though the file is not intact.
+  it('--chunks naming only intact chunks of a damaged file: reports the damage elsewhere, exits as verify would', async () => {
+    const { path, original } = await protectedFile('f.bin', 8);
+    damage(path, [4]);
+    const damaged = readFileSync(path);
+    let r = runCli('repair', path, '--chunks', '10,11');
+    expect(r.status).toBe(1); // verify's exit code for the file: repairable
+    expect(r.stdout).not.toContain('intact, nothing to repair');
+    expect(r.stdout).toMatch(/listed chunks are intact.*the file is not intact/);
+    expect(r.stdout).toMatch(/damaged chunks: 4\b/);
+    expect(runCli('verify', path).status).toBe(r.status);
+    r = runCli('repair', path, '--chunks', '10', '--json');
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      repairedChunks: [],
+      wholeFile: { status: 'repairable', damagedChunks: [4] },
+    });
+    expect(readFileSync(path).equals(damaged)).toBe(true); // nothing written
+    // Repaired: the listed chunks and the file are intact, exit 0.
+    expect(runCli('repair', path).status).toBe(0);
+    r = runCli('repair', path, '--chunks', '10');
+    expect([r.status, r.stdout.trim()]).toEqual([0, `${path}: intact, nothing to repair`]);
+    expect(sha(readFileSync(path))).toBe(sha(original));
+  });
 });

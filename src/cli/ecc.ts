@@ -298,7 +298,9 @@ const repairUsage = `tensorvault repair <file> [options]
                      keep their bytes), as for a shared or read-only file
   --in-place         in place or fail (no fallback to a copy)
   --chunks LIST      the damaged chunks (comma-separated, from verify): check only their stripes, not
-                     the whole file (damage elsewhere is neither seen nor repaired)
+                     the whole file (damage elsewhere is neither seen nor repaired). When the listed
+                     chunks are all intact, the whole file is verified: damage elsewhere is reported
+                     and the exit code is verify's (1 repairable, 2 not), never "intact"
   --report FILE      the same list from the output of \`tensorvault verify --json\`
   --sidecar PATH     sidecar path (default <file>.tvecc)
   --force            repair a file whose sidecar looks stale, rolling the edit back
@@ -320,26 +322,38 @@ async function runRepair(argv: readonly string[]): Promise<number> {
     repairUsage,
     ['chunks', 'report'],
     'repairing',
-    async (file, args, options): Promise<RepairResult> => {
+    async (file, args, options): Promise<RepairResult & { wholeFile?: EccVerifyResult }> => {
       if (args.flags.has('copy') && args.flags.has('in-place'))
         throw new UsageError('--copy and --in-place exclude each other');
       const mode = args.flags.has('copy') ? 'copy' : args.flags.has('in-place') ? 'in-place' : 'auto';
       const chunks = await listedChunks(args.values.get('chunks'), args.values.get('report'));
-      return repair(file, {
+      const r = await repair(file, {
         ...options,
         force: args.flags.has('force'),
         mode,
         ...(chunks !== undefined ? { chunks } : {}),
       });
+      // The listed chunks are all intact: a stale or wrong list. That says nothing of the rest of the
+      // file, which is checked now (never "intact" for a file that is not).
+      if (chunks !== undefined && r.before.status === 'intact')
+        return { ...r, wholeFile: await verify(file, options) };
+      return r;
     },
     ['force', 'copy', 'in-place'],
   );
   if (done === null) return ExitCode.OK;
   const { file, args, r, seconds } = done;
   const sidecarError = r.sidecarError;
+  const whole = r.wholeFile;
   if (args.flags.has('json'))
     process.stdout.write(`${JSON.stringify({ file, ...r, seconds }, jsonErrors)}\n`);
-  else if (r.before.status === 'intact') process.stdout.write(`${file}: intact, nothing to repair\n`);
+  else if (whole !== undefined && whole.status !== 'intact') {
+    process.stdout.write(
+      `${file}: the listed chunks are intact, nothing was repaired; but the file is not intact:\n${describeVerify(file, whole)}`,
+    );
+    if (whole.status === 'repairable')
+      process.stdout.write(`repair without --chunks (or with the damaged chunks above) to rebuild them\n`);
+  } else if (r.before.status === 'intact') process.stdout.write(`${file}: intact, nothing to repair\n`);
   else {
     process.stdout.write(describeVerify(file, r.before));
     const how =
@@ -368,6 +382,9 @@ async function runRepair(argv: readonly string[]): Promise<number> {
       ),
     );
   }
+  // The listed chunks were intact, the file is not: verify's exit code for the file.
+  if (whole !== undefined && whole.status !== 'intact')
+    return whole.status === 'repairable' ? ExitCode.REPAIRABLE : ExitCode.UNREPAIRABLE;
   return ExitCode.OK;
 }
 
