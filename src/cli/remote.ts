@@ -169,7 +169,7 @@ export const verifyVerb = {
   usage: `tensorvault verify <url> [options]
 
   Verify a stored set where it is: for a checkpoint the seal and header, then every chunk of every file
-  streamed and compared with its digest; nothing is written to disk (damaged weights are fetched once
+  streamed and compared with its digest; nothing is kept on disk (damaged weights are fetched once
   more, with their parity, into a temporary folder for the parity to say whether it rebuilds them).
   Exit 0 intact, 1 repairable (only weights chunks damaged, within what the stored parity rebuilds),
   2 damaged. (A local file: tensorvault verify <file>, against its parity sidecar; its --sidecar is not
