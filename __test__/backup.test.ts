@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
@@ -473,6 +473,118 @@ describe('backup create / verify / restore', () => {
     // The wrong key is refused too.
     const wrong = await tv.createBackup(d, fresh(), { logKey: Buffer.alloc(32, 8) });
     expect(wrong.manifest.chain_valid_at_backup).toBe(false);
+  });
+
+  it("the chain at backup is verifyChainFull's verdict, HEAD included (a cut tail or a lost HEAD is never hidden), keyed or not", async () => {
+    // Regression (QA 20, repro 14): the backup's check read HEAD only with a key and never compared the
+    // last seq with it: a v2 log whose tail was cut (HEAD at seq 21, segments ending at 20) or whose HEAD
+    // was deleted backed up as "valid", verify --read-data passed, and the restore wrote a fresh HEAD, so
+    // the restored log verified valid: the cut was hidden for good.
+    const lastSegment = (d: string) =>
+      join(
+        d,
+        'event-log',
+        readdirSync(join(d, 'event-log'))
+          .filter((f) => f.endsWith('.jsonl'))
+          .sort()
+          .at(-1) as string,
+      );
+    const dropLastEvent = (d: string) => {
+      const seg = lastSegment(d);
+      const lines = readFileSync(seg, 'utf8').split('\n');
+      writeFileSync(seg, `${lines.slice(0, -2).join('\n')}\n`);
+    };
+    const key = Buffer.alloc(32, 5);
+    const damages: Record<string, (d: string) => void> = {
+      // No snapshot to give the cut away: only HEAD shows it.
+      'tail cut, no snapshot': (d) => {
+        dropLastEvent(d);
+        rmSync(join(d, 'event-log-snapshot.json'));
+      },
+      'tail cut': dropLastEvent,
+      'HEAD deleted': (d) => rmSync(join(d, 'event-log', 'HEAD')),
+      'HEAD unreadable': (d) => writeFileSync(join(d, 'event-log', 'HEAD'), Buffer.alloc(512, 0x20)),
+      'last event rewritten and re-hashed (HEAD hash differs)': (d) => {
+        const seg = lastSegment(d);
+        const lines = readFileSync(seg, 'utf8').trimEnd().split('\n');
+        const { current_hash: _h, ...e } = JSON.parse(lines.at(-1) as string);
+        const forged = { ...e, actor: 'Mallory' };
+        lines[lines.length - 1] = JSON.stringify({
+          ...forged,
+          current_hash: tv.v2EntryHash(forged as never),
+        });
+        writeFileSync(seg, `${lines.join('\n')}\n`);
+        rmSync(join(d, 'event-log-snapshot.json')); // else the snapshot's hash is what differs
+      },
+    };
+    for (const keyed of [false, true]) {
+      for (const [name, damage] of Object.entries(damages)) {
+        const what = `${name}${keyed ? ', keyed' : ''}`;
+        const d = await makeLog(9, keyed ? { hmacKey: key, snapshotEvery: 100 } : { snapshotEvery: 100 });
+        damage(d);
+        const ro = await tv.EventLog.open(d, { readOnly: true, ...(keyed ? { hmacKey: key } : {}) });
+        const full = await ro.verifyChainFull();
+        await ro.close();
+        expect(full.valid, what).toBe(false);
+        const withKey = keyed ? { logKey: key } : {};
+        for (const opts of keyed ? [withKey, {}] : [withKey]) {
+          const b = await tv.createBackup(d, fresh(), opts);
+          expect(b.manifest.chain_valid_at_backup, what).toBe(false);
+          // The same reason (an event's prefixed with where it is: "event N (id): ").
+          if (opts === withKey)
+            expect(b.manifest.tensorvault?.chain_problem?.endsWith(full.reason as string), what).toBe(true);
+          else
+            expect(b.manifest.tensorvault?.chain_problem, `${what}, backed up without the key`).toBeTruthy();
+          // Evidence, not a backup: verify fails, restore refuses and leaves the destination as it was.
+          const v = await tv.verifyBackup(b.archivePath, { readData: true, ...withKey });
+          expect(v.ok, what).toBe(false);
+          expect(v.problems.join(' '), what).toMatch(/INVALID at backup time/);
+          const dest = fresh();
+          await expect(tv.restoreBackup(b.archivePath, dest, withKey), what).rejects.toMatchObject({
+            code: 'TV_CHAIN_INVALID',
+            message: expect.stringMatching(/INVALID at backup time/),
+          });
+          expect(readdirSync(dest), what).toEqual([]);
+        }
+      }
+    }
+    // The same source, undamaged, and one whose HEAD lags (a crash before its update: a warning for
+    // verifyChainFull, with a key invalid): the same verdicts at backup.
+    for (const keyed of [false, true]) {
+      const d = await makeLog(4, keyed ? { hmacKey: key } : {});
+      const head = readFileSync(join(d, 'event-log', 'HEAD'));
+      const b0 = await tv.createBackup(d, fresh(), keyed ? { logKey: key } : {});
+      expect(b0.manifest.chain_valid_at_backup).toBe(true);
+      const log = await tv.EventLog.open(d, { fsync: 'never', ...(keyed ? { hmacKey: key } : {}) });
+      await log.append('Bazari', 'E', 'Situacao', 'late', {});
+      await log.close();
+      writeFileSync(join(d, 'event-log', 'HEAD'), head);
+      const ro = await tv.EventLog.open(d, { readOnly: true, ...(keyed ? { hmacKey: key } : {}) });
+      const full = await ro.verifyChainFull();
+      await ro.close();
+      expect(full.valid).toBe(!keyed);
+      const b = await tv.createBackup(d, fresh(), keyed ? { logKey: key } : {});
+      expect(b.manifest.chain_valid_at_backup).toBe(full.valid);
+      expect(b.manifest.tensorvault?.chain_problem).toBe(full.reason ?? null);
+    }
+    // The CLI: exit 2 from create, verify and restore, as the runbook says.
+    const d = await makeLog(9);
+    dropLastEvent(d);
+    const out = fresh();
+    const c = spawnSync(process.execPath, [cli, 'backup', 'create', d, out], { encoding: 'utf8' });
+    expect(c.stdout).toMatch(
+      /Chain at backup: INVALID \(tail cut: the head records seq 9 but the log ends at seq 8\)/,
+    );
+    expect(c.status).toBe(2);
+    const archive = join(out, readdirSync(out).find((f) => f.endsWith('.tar.gz')) as string);
+    const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+    expect(run('backup', 'verify', archive).status).toBe(2);
+    expect(run('backup', 'verify', archive, '--read-data').status).toBe(2);
+    const dest = join(fresh(), 'r');
+    const r = run('backup', 'restore', archive, dest);
+    expect(r.stderr).toMatch(/INVALID at backup time.*TV_CHAIN_INVALID/);
+    expect(r.status).toBe(2);
+    expect(existsSync(dest)).toBe(false);
   });
 
   it('a backup of a log with an hmacKey verifies and restores with the key, and the restored log takes appends', async () => {

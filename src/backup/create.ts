@@ -370,7 +370,7 @@ export async function createBackup(
     await chain.finish();
     step(
       chain.problem === null
-        ? `[4/5] Chain at backup: valid (${chain.count} events)`
+        ? `[4/5] Chain at backup: valid (${chain.count} events${chain.warnings.map((w) => `; note: ${w}`).join('')})`
         : `[4/5] Chain at backup: INVALID (${chain.problem})`,
     );
     let manifest = manifestOf({ createdAt, source, archiveName, options }, cut, files, chain);

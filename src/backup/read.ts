@@ -77,6 +77,18 @@ export function summaryProblems(m: BackupManifest, chain: VerifyResult): string[
   return out;
 }
 
+/**
+ * Why a backup whose manifest says its source chain was invalid at backup time cannot be trusted, or
+ * undefined. Such an archive is evidence, not a log to put back: its events end where the damage is,
+ * and a restore writes the head record from them, which would hide a cut tail for good. Verify reports
+ * it as a failed check; restore refuses it (extract it by hand with `tar` to inspect it).
+ */
+export function invalidAtBackup(m: BackupManifest): string | undefined {
+  if (m.chain_valid_at_backup !== false) return undefined;
+  const why = m.tensorvault?.chain_problem ?? null;
+  return `the source chain was INVALID at backup time${why === null ? '' : ` (${why})`}: the archive is evidence of a damaged log, not a backup to restore`;
+}
+
 /** The options of a verify or restore that the archive walk takes as they are. */
 export function readOptions(o: BackupReadOptions) {
   return {

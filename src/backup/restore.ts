@@ -21,6 +21,7 @@ import { checkReadOptions, type RestoreOptions } from './options';
 import {
   archiveHashStatus,
   entriesAgainst,
+  invalidAtBackup,
   loadSidecar,
   readOptions,
   signatureStatus,
@@ -142,6 +143,13 @@ async function stageAndCheck(
         path: archivePath,
       },
     );
+  }
+  const invalid = invalidAtBackup(manifest);
+  if (invalid !== undefined) {
+    throw new TensorVaultError(ErrorCode.CHAIN_INVALID, invalid, {
+      path: archivePath,
+      reason: manifest.tensorvault?.chain_problem ?? null,
+    });
   }
   const bad = walk.entries.filter((e) => e.status !== 'ok');
   if (bad.length > 0) {

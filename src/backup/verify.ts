@@ -11,6 +11,7 @@ import { type BackupVerifyOptions, checkReadOptions } from './options';
 import {
   archiveHashStatus,
   entriesAgainst,
+  invalidAtBackup,
   loadSidecar,
   readOptions,
   type SignatureStatus,
@@ -204,6 +205,8 @@ export async function verifyBackup(
     } else if (sidecar === undefined)
       problems.push('no manifest: neither a sidecar nor manifest.json in the archive');
     else if (sidecar.tensorvault !== undefined) problems.push('manifest.json is missing from the archive');
+    const invalid = manifest === undefined ? undefined : invalidAtBackup(manifest);
+    if (invalid !== undefined) problems.push(invalid);
     res.entries = walk.entries;
     for (const e of walk.entries)
       if (e.status !== 'ok' && e.status !== 'unchecked') problems.push(`${e.path}: ${e.status}`);

@@ -10,7 +10,7 @@ import { ErrorCode, TensorVaultError } from '../errors';
 import { ioError } from '../io/index';
 import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from './hashing';
 import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE, parseSegment, V2_SEGMENT_RE } from './layout';
-import { type Head, LogStore, type SealRecord, type Snapshot } from './store';
+import { type Head, LogStore, type SealRecord, type Snapshot, sealedWithHmac } from './store';
 import { ChainChecker } from './verify';
 
 /** One file of the cut. `path` is relative to the data folder, with `/` separators. */
@@ -31,8 +31,15 @@ export interface LogCut {
   format: EventLogFormat;
   files: CutFile[];
   /**
+   * v2: the head record, read before the segments were listed (so every event it vouches for is in
+   * the cut: a head ahead of the cut's last event is a cut tail, as `verifyChainFull` says). Not
+   * archived: a restore writes it anew from the events it verified, which a backup whose check found
+   * a cut tail is refused.
+   */
+  headAtStart?: Buffer | undefined;
+  /**
    * v2: the head record, read after every segment's size was taken (so it vouches for at least the
-   * events in the cut). Not archived: a restore writes it anew.
+   * events in the cut, unless they were never acknowledged).
    */
   head?: Buffer | undefined;
   /** v2: the head record as it is now. */
@@ -98,6 +105,9 @@ export async function takeCut(dataDir: string): Promise<LogCut> {
     const meta = format === 'v2' ? await fsp.readFile(metaPath) : undefined;
     const anchorPath = join(dataDir, LAYOUT.legacyAnchor);
     const anchor = format === 'legacy' ? await fsp.readFile(anchorPath).catch(() => undefined) : undefined;
+    // The head before the segments: a writer appends an event, then moves the head.
+    const headAtStart =
+      format === 'v2' ? await fsp.readFile(join(dir, LAYOUT.v2Head)).catch(() => undefined) : undefined;
     // 2. Segments: list, then open them all (an open handle keeps a file readable even if pruned).
     const re = format === 'v2' ? V2_SEGMENT_RE : LEGACY_SEGMENT_RE;
     const segs = (await fsp.readdir(dir))
@@ -169,6 +179,7 @@ export async function takeCut(dataDir: string): Promise<LogCut> {
     return {
       format,
       files,
+      headAtStart,
       head,
       rereadHead: () => fsp.readFile(join(dir, LAYOUT.v2Head)).catch(() => undefined),
       async read(f: CutFile): Promise<Buffer> {
@@ -181,30 +192,46 @@ export async function takeCut(dataDir: string): Promise<LogCut> {
 }
 
 /**
- * The chain check on the bytes of a cut, as they stream past, by the rules of `verify.ts`: from the
- * v2 anchor (sealed segments whose bytes match the snapshot's digest are checked by their links
- * only) or the legacy anchor; a legacy log pruned by Libervia (no anchor) is chained from its first
- * kept event and must hold the snapshot's event with its recorded hash (contract `libervia.md` §2).
- * With the log's key, the v2 metadata and snapshot must carry its HMAC.
+ * The chain check on the bytes of a cut, as they stream past, with the verdict `verifyChainFull` gives
+ * for the same files (`verify.ts`): from the v2 anchor (sealed segments whose bytes match the snapshot's
+ * digest are checked by their links only) or the legacy anchor; a legacy log pruned by Libervia (no
+ * anchor) is chained from its first kept event and must hold the snapshot's event with its recorded
+ * hash (contract `libervia.md` §2). At the end, as `verifyChainFull`: v2, the head record (read before
+ * the segments: a head ahead of the last event is a cut tail, a missing one hides it, its hash must be
+ * the event's at its seq) and the snapshot's tail; legacy, a snapshot past the last segment. With the
+ * log's key, the v2 metadata, snapshot and head must carry its HMAC and no event may follow the head;
+ * without it, the records of a keyed log are read as they are (unauthenticated).
  */
 export class CutChainCheck {
   problem: string | null = null;
   count = 0;
   first: EventLogEntry | undefined;
   last: EventLogEntry | undefined;
+  /** Notes that do not make the chain invalid (a head that lags: a crash before its update). */
+  readonly warnings: string[] = [];
   readonly #v2: boolean;
   readonly #chain: ChainChecker;
   #unanchored = false;
   #sealed = new Map<number, SealRecord>();
   #snapPoint: { seg: number; idx: number; id: string | null; hash: string | null } | undefined;
   #snapMatched = false;
-  #head: Head | undefined;
-  #headMissing = false;
+  /** The (checked) snapshot, when usable. */
+  #snap: Snapshot | undefined;
+  /** v2: hashes the snapshot vouches for, by seq. */
+  #vouched = new Map<number, string>();
+  /** v2: segments before the prune anchor (an interrupted prune) are not part of the log. */
+  #anchorSegment = 0;
+  /** v2: the head read before the segments, and the hash of the event at its seq once seen. */
+  #head: { rec: Head; hash?: string | null } | undefined;
+  /** Segment numbers checked, in order. */
+  #segments: number[] = [];
+  /** A keyed log checked without its key: its head is read unauthenticated. */
+  readonly #unverifiedHmac: boolean;
   readonly #cut: LogCut;
   readonly #store: LogStore;
 
   get #lastSeq(): number {
-    return this.last?.seq ?? this.#chain.prevSeq;
+    return this.#chain.prevSeq;
   }
 
   constructor(cut: LogCut, key?: Uint8Array) {
@@ -213,53 +240,58 @@ export class CutChainCheck {
     const store = new LogStore('', cut.format, key);
     this.#cut = cut;
     this.#store = store;
+    const data = (kind: CutFile['kind']): Buffer | undefined => cut.files.find((f) => f.kind === kind)?.data;
     const json = (kind: CutFile['kind']): unknown => {
-      const data = cut.files.find((f) => f.kind === kind)?.data;
-      if (data === undefined) return undefined;
+      const d = data(kind);
+      if (d === undefined) return undefined;
       try {
-        return JSON.parse(data.toString('utf8'));
+        return JSON.parse(d.toString('utf8'));
       } catch {
         return null;
       }
     };
-    const unsealed = (kind: CutFile['kind']): Record<string, unknown> | undefined => {
-      const r = store.unseal(json(kind));
-      return 'ok' in r ? r.ok : undefined;
-    };
+    const snapRaw = data('snapshot');
+    this.#snap = snapRaw === undefined ? undefined : store.parseSnapshot(snapRaw).snap;
     const firstSeg = cut.files.find((f) => f.kind === 'segment')?.segment;
     if (this.#v2) {
-      // Without the key the metadata's own check cannot be verified (it may be an HMAC): read as is.
-      const meta = (key === undefined ? json('meta') : unsealed('meta')) as
-        | { anchor?: unknown }
-        | null
-        | undefined;
-      const a = meta?.anchor as { prev_hash?: string | null; seq?: number } | undefined;
-      if (typeof a?.seq !== 'number') {
-        this.problem =
-          key === undefined
-            ? 'the log metadata is unreadable'
-            : 'the log metadata does not verify with the key';
-      } else {
+      // Checked as `verifyChainFull` checks it, but without the key an HMAC cannot be verified: the
+      // metadata (and head) of a keyed log are then read as they are.
+      this.#unverifiedHmac = key === undefined && sealedWithHmac(json('meta'));
+      const metaFile = cut.files.find((f) => f.kind === 'meta');
+      try {
+        if (metaFile?.data === undefined) throw new Error('the log metadata is missing');
+        const a = store.parseMeta(metaFile.data, metaFile.path, this.#unverifiedHmac).anchor;
         this.#chain.prevHash = a.prev_hash ?? null;
         this.#chain.prevSeq = a.seq - 1;
+        this.#anchorSegment = a.segment;
+      } catch (err) {
+        this.problem = err instanceof Error ? err.message : String(err);
       }
-      // A snapshot whose own check verifies vouches for the sealed segments' digests.
-      for (const r of ((unsealed('snapshot') as Snapshot | undefined)?.sealed ?? []) as SealRecord[]) {
+      // A snapshot whose own check verifies vouches for the sealed segments' digests and hashes.
+      for (const r of this.#snap?.sealed ?? []) {
         this.#sealed.set(r.segment, r);
+        this.#vouched.set(r.last_seq, r.last_hash);
       }
-      if (key !== undefined) {
-        this.#head = cut.head === undefined ? undefined : store.parseHead(cut.head);
-        this.#headMissing = this.#head === undefined;
+      const snap = this.#snap;
+      if (snap?.last_seq !== undefined && snap.last_current_hash !== null) {
+        this.#vouched.set(snap.last_seq, snap.last_current_hash);
+      }
+      const rec = this.#parseHead(cut.headAtStart);
+      if (rec !== undefined) {
+        this.#head = { rec };
+        // The head at the anchor (no event since the prune).
+        if (rec.seq === this.#chain.prevSeq) this.#head.hash = this.#chain.prevHash;
       }
       return;
     }
+    this.#unverifiedHmac = false;
     const anchor = json('anchor') as { first_previous_hash?: string | null } | null | undefined;
     if (anchor === null) this.problem = 'the prune anchor is unreadable';
     else if (anchor !== undefined) this.#chain.prevHash = anchor.first_previous_hash ?? null;
     else if (firstSeg !== undefined && firstSeg !== 1) {
       this.#unanchored = true;
-      const s = json('snapshot') as Snapshot | null | undefined;
-      if (s && Number.isSafeInteger(s.last_segment) && Number.isSafeInteger(s.last_index_in_segment)) {
+      const s = this.#snap;
+      if (s !== undefined) {
         this.#snapPoint = {
           seg: s.last_segment,
           idx: s.last_index_in_segment,
@@ -270,9 +302,15 @@ export class CutChainCheck {
     }
   }
 
+  #parseHead(raw: Buffer | undefined): Head | undefined {
+    return raw === undefined ? undefined : this.#store.parseHead(raw, this.#unverifiedHmac);
+  }
+
   /** Check the archived bytes of segment `n` (with their SHA-256 `digest`). */
   segment(n: number, data: Buffer, digest: string): void {
     if (this.problem !== null) return;
+    if (this.#v2 && n < this.#anchorSegment) return; // before the prune anchor: not part of the log
+    this.#segments.push(n);
     if (this.#v2 && this.#sealedLinks(n, data, digest)) return;
     const r = parseSegment(data, this.#v2 ? 'v2' : 'legacy');
     if (r.problem !== undefined) {
@@ -285,6 +323,7 @@ export class CutChainCheck {
       return;
     }
     const hasher = new EntryHashChecker(r.entries, this.#v2);
+    const head = this.#head;
     for (let k = 0; k < r.entries.length; k++) {
       const e = r.entries[k] as EventLogEntry;
       const shape = entryShapeProblem(e, this.#v2);
@@ -308,6 +347,14 @@ export class CutChainCheck {
         this.problem = `${at} (${e.id}): ${problem}`;
         return;
       }
+      if (this.#v2) {
+        const vouched = this.#vouched.get(e.seq as number);
+        if (vouched !== undefined && vouched !== e.current_hash) {
+          this.problem = `${at} (${e.id}): the event differs from the snapshot (history before it was rewritten)`;
+          return;
+        }
+        if (head !== undefined && e.seq === head.rec.seq) head.hash = e.current_hash;
+      }
       this.first ??= e;
       this.last = e;
       this.count++;
@@ -315,28 +362,72 @@ export class CutChainCheck {
   }
 
   /**
-   * After the last segment: a log pruned without an anchor must have held the snapshot's event; with
-   * a key, no event may follow the authenticated head.
+   * After the last segment, the end checks of `verifyChainFull`: a log pruned without an anchor must
+   * have held the snapshot's event; v2, the head (see the class) and the snapshot's tail; legacy, a
+   * snapshot that names a segment past the last one is a cut tail.
    */
   async finish(): Promise<void> {
     if (this.problem !== null) return;
-    // A live writer updates the head just after the segment: give it a moment before calling the
-    // events after the head unauthenticated (a forged event never gets a head that covers it).
-    for (let i = 0; i < 5 && this.#head !== undefined && this.#lastSeq > this.#head.seq; i++) {
-      await new Promise((r) => setTimeout(r, 20 * (i + 1)));
-      const raw = await this.#cut.rereadHead();
-      const h = raw === undefined ? undefined : this.#store.parseHead(raw);
-      if (h !== undefined && h.seq > this.#head.seq) this.#head = h;
-    }
     if (this.#unanchored && !this.#snapMatched) {
       this.problem =
         'legacy log pruned without an anchor, and the snapshot event it could be verified from is not kept';
-    } else if (this.#head !== undefined && this.#lastSeq > this.#head.seq) {
-      const extra = this.#lastSeq - this.#head.seq;
-      this.problem = `${extra} event(s) after the authenticated head (seq ${this.#head.seq}) carry no authentication`;
-    } else if (this.#headMissing && this.count > 0) {
-      this.problem = 'the head record is missing or does not verify with the key';
+      return;
     }
+    if (!this.#v2) {
+      const snap = this.#snap;
+      const lastSeg = this.#segments.at(-1) ?? 0;
+      if (
+        !this.#unanchored &&
+        snap !== undefined &&
+        this.count > 0 &&
+        snap.last_event_id !== null &&
+        !this.#segments.includes(snap.last_segment) &&
+        snap.last_segment > lastSeg
+      ) {
+        this.problem = 'the snapshot points past the end of the log (tail cut)';
+      }
+      return;
+    }
+    const last = this.#lastSeq;
+    const before = this.#head;
+    if (before === undefined) {
+      // No head before the segments: a log with events had none, unless a writer created it meanwhile.
+      const now = this.#parseHead(await this.#cut.rereadHead());
+      if (now === undefined) {
+        if (this.count > 0) this.problem = 'the head record is missing: a cut tail could not be detected';
+      } else if (now.seq < last) await this.#headBehind(now, last);
+    } else if (before.rec.seq > last) {
+      this.problem = `tail cut: the head records seq ${before.rec.seq} but the log ends at seq ${last}`;
+    } else if (before.hash !== undefined && before.hash !== before.rec.hash) {
+      this.problem =
+        before.rec.seq === last
+          ? 'the head hash does not match the last event'
+          : `the head hash does not match the event at seq ${before.rec.seq}`;
+    } else if (before.rec.seq < last) await this.#headBehind(before.rec, last);
+    const snap = this.#snap;
+    if (this.problem === null && snap?.last_seq !== undefined && snap.last_seq > last) {
+      this.problem = `tail cut: the snapshot records seq ${snap.last_seq} but the log ends at seq ${last}`;
+    }
+  }
+
+  /**
+   * Events after the head read before the segments: a live writer appended them meanwhile and moves
+   * the head just after each append, so the head is read again (with a key, a few times over ~0.3 s:
+   * a forged event never gets a head that covers it). Still behind: with a key, the events carry no
+   * authentication (invalid); without, the head lags (a crash before its update; a warning).
+   */
+  async #headBehind(head: Head, last: number): Promise<void> {
+    let seq = Math.max(head.seq, this.#parseHead(this.#cut.head)?.seq ?? head.seq);
+    const tries = this.#store.key !== undefined ? 5 : 1;
+    for (let i = 0; i < tries && seq < last; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 20 * i));
+      const now = this.#parseHead(await this.#cut.rereadHead());
+      if (now !== undefined && now.seq > seq) seq = now.seq;
+    }
+    if (seq >= last) return;
+    if (this.#store.key !== undefined) {
+      this.problem = `${last - seq} event(s) after the authenticated head (seq ${seq}) carry no authentication`;
+    } else this.warnings.push(`the head lags the log by ${last - seq} events (crash before the head update)`);
   }
 
   /** A sealed v2 segment with the same bytes as when it was sealed: check only its links. */
@@ -344,6 +435,10 @@ export class CutChainCheck {
     const seal = this.#sealed.get(n);
     const chain = this.#chain;
     if (seal === undefined || seal.sha256 !== digest) return false;
+    // A hash to match inside the segment (the head's, the snapshot's): read it event by event.
+    const inside = (seq: number): boolean => seq >= seal.first_seq && seq < seal.last_seq;
+    if (this.#head !== undefined && inside(this.#head.rec.seq)) return false;
+    for (const seq of this.#vouched.keys()) if (inside(seq)) return false;
     const nl1 = data.indexOf(0x0a);
     const nl2 = data.indexOf(0x0a, nl1 + 1);
     const lastStart = data.lastIndexOf(0x0a, data.length - 2) + 1;
@@ -351,13 +446,15 @@ export class CutChainCheck {
       const header = JSON.parse(data.subarray(0, nl1).toString('utf8')) as Record<string, unknown>;
       const first = JSON.parse(data.subarray(nl1 + 1, nl2).toString('utf8')) as EventLogEntry;
       const last = JSON.parse(data.subarray(lastStart, data.length - 1).toString('utf8')) as EventLogEntry;
+      const vouched = this.#vouched.get(seal.last_seq);
       if (
         header.segment !== n ||
         (header.prev_hash ?? null) !== chain.prevHash ||
         seal.first_seq !== chain.prevSeq + 1 ||
         first.seq !== seal.first_seq ||
         last.seq !== seal.last_seq ||
-        last.current_hash !== seal.last_hash
+        last.current_hash !== seal.last_hash ||
+        (vouched !== undefined && vouched !== seal.last_hash)
       ) {
         return false;
       }
@@ -365,6 +462,7 @@ export class CutChainCheck {
       this.last = last;
       chain.prevHash = seal.last_hash;
       chain.prevSeq = seal.last_seq;
+      if (this.#head?.rec.seq === seal.last_seq) this.#head.hash = seal.last_hash;
       this.count += seal.last_seq - seal.first_seq + 1;
       return true;
     } catch {

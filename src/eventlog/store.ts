@@ -78,6 +78,20 @@ export interface LegacyAnchor {
   first_previous_hash: string | null;
 }
 
+/** A snapshot file read: the snapshot when it is usable, else whether it was there but unusable, and why. */
+export interface SnapshotRead {
+  snap?: Snapshot;
+  corrupt: boolean;
+  problem?: string;
+}
+
+/** Whether a parsed record carries an HMAC check (a record of a log created with `hmacKey`). */
+export function sealedWithHmac(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const c = (v as { check?: { alg?: unknown; value?: unknown } }).check;
+  return typeof c === 'object' && c !== null && c.alg === 'hmac-sha256' && typeof c.value === 'string';
+}
+
 /** Bytes per head slot; the head file holds two, written alternately. */
 export const HEAD_SLOT = 256;
 
@@ -203,13 +217,26 @@ export class LogStore {
     const path = join(this.dir, LAYOUT.v2Meta);
     const raw = await readIfExists(path);
     if (raw === undefined) throw new TensorVaultError(ErrorCode.CORRUPT, `missing ${path}`, { path });
+    return this.parseMeta(raw, path);
+  }
+
+  /**
+   * The metadata in the bytes of `path`, checked (its seal, format, anchor). `unverifiedHmac`: a store
+   * without the key takes metadata sealed with an HMAC as it is (unauthenticated: a backup of a keyed
+   * log taken without its key).
+   */
+  parseMeta(raw: Buffer, path: string, unverifiedHmac = false): V2Meta {
     let v: unknown;
     try {
       v = JSON.parse(raw.toString('utf8'));
     } catch {
       throw new TensorVaultError(ErrorCode.CORRUPT, `event log metadata is not JSON: ${path}`, { path });
     }
-    const r = this.unseal(v);
+    let r = this.unseal(v);
+    if ('problem' in r && unverifiedHmac && this.key === undefined && sealedWithHmac(v)) {
+      const { check: _check, ...rest } = v as Record<string, unknown>;
+      r = { ok: rest };
+    }
     if ('problem' in r) {
       throw new TensorVaultError(ErrorCode.CORRUPT, `event log metadata rejected (${r.problem}): ${path}`, {
         path,
@@ -242,10 +269,13 @@ export class LogStore {
     await atomicWriteFile(join(this.dir, LAYOUT.v2Meta), `${JSON.stringify(this.seal(meta), null, 2)}\n`);
   }
 
-  async readSnapshot(): Promise<{ snap?: Snapshot; corrupt: boolean; problem?: string }> {
-    const path = join(this.dataDir, LAYOUT.snapshot);
-    const raw = await readIfExists(path);
-    if (raw === undefined) return { corrupt: false };
+  async readSnapshot(): Promise<SnapshotRead> {
+    const raw = await readIfExists(join(this.dataDir, LAYOUT.snapshot));
+    return raw === undefined ? { corrupt: false } : this.parseSnapshot(raw);
+  }
+
+  /** The snapshot in a snapshot file's bytes, when its check verifies and its fields are sound. */
+  parseSnapshot(raw: Buffer): SnapshotRead {
     let v: unknown;
     try {
       v = JSON.parse(raw.toString('utf8'));
@@ -279,17 +309,23 @@ export class LogStore {
     return raw === undefined ? undefined : this.parseHead(raw);
   }
 
-  /** The newest slot of a head file's bytes whose check verifies. */
-  parseHead(raw: Buffer): Head | undefined {
+  /**
+   * The newest slot of a head file's bytes whose check verifies. `unverifiedHmac`: a store without the
+   * key also takes a slot sealed with an HMAC as it is (the check cannot be verified without the key; a
+   * backup of a keyed log taken without it still sees where the head is, unauthenticated).
+   */
+  parseHead(raw: Buffer, unverifiedHmac = false): Head | undefined {
     let best: Head | undefined;
     for (let slot = 0; slot < 2; slot++) {
       const text = raw.subarray(slot * HEAD_SLOT, (slot + 1) * HEAD_SLOT).toString('utf8');
       try {
-        const r = this.unseal(JSON.parse(text));
-        if ('ok' in r) {
-          const h = r.ok as unknown as Head;
-          if (Number.isSafeInteger(h.seq) && (best === undefined || h.seq > best.seq)) best = h;
-        }
+        const v: unknown = JSON.parse(text);
+        const r = this.unseal(v);
+        let h: Head | undefined;
+        if ('ok' in r) h = r.ok as unknown as Head;
+        else if (unverifiedHmac && this.key === undefined && sealedWithHmac(v)) h = v as Head;
+        if (h !== undefined && Number.isSafeInteger(h.seq) && (best === undefined || h.seq > best.seq))
+          best = h;
       } catch {
         // torn or empty slot
       }
