@@ -1155,6 +1155,47 @@ describe('CLI: tensorvault backup', () => {
     expect(unset.status).toBe(3);
     expect(unset.stderr).toMatch(/TV_TEST_NO_SUCH_VARIABLE is not set/);
   });
+
+  it('a keyed log without --log-key-env: TV_EVENTLOG_HMAC_REQUIRED, exit 2 as --help and the runbook say (not TV_CORRUPT, exit 5)', async () => {
+    // Regression (QA 20, repro 23): `eventlog verify` of a log created with hmacKey, run without the key,
+    // exited 5 with TV_CORRUPT "metadata rejected", an exit code its help did not list, read as damage.
+    const key = Buffer.alloc(32, 7);
+    const d = await makeLog(3, { hmacKey: key });
+    const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+    for (const cmd of [
+      ['eventlog', 'verify', d, '--full'],
+      ['eventlog', 'info', d],
+    ]) {
+      const r = run(...cmd);
+      expect(r.stderr, cmd.join(' ')).toMatch(
+        /this event log is keyed .*give its key.*--log-key-env.*\[TV_EVENTLOG_HMAC_REQUIRED\]/,
+      );
+      expect(r.status, cmd.join(' ')).toBe(2);
+    }
+    const help = run('eventlog', 'verify', '--help').stdout;
+    expect(help).toMatch(
+      /2 the chain does not verify, or the log is keyed and --log-key-env was not\s+given \(TV_EVENTLOG_HMAC_REQUIRED\)/,
+    );
+    const runbook = readFileSync(join(__dirname, '..', 'docs', 'runbooks', 'backup-restore.md'), 'utf8');
+    expect(runbook).toMatch(/\| 2 \| the chain does not verify .*TV_EVENTLOG_HMAC_REQUIRED/);
+    // The backup commands that open the log say the same.
+    const out = fresh();
+    const env = { ...process.env, TV_TEST_LOG_KEY: key.toString('hex') };
+    expect(
+      spawnSync(process.execPath, [cli, 'backup', 'create', d, out, '--log-key-env', 'TV_TEST_LOG_KEY'], {
+        env,
+      }).status,
+    ).toBe(0);
+    const archive = join(out, readdirSync(out).find((f) => f.endsWith('.tar.gz')) as string);
+    const v = run('backup', 'verify', archive, '--read-data');
+    expect(v.stdout).toMatch(/this event log is keyed/);
+    expect(v.status).toBe(2);
+    const dest = join(fresh(), 'r');
+    const rs = run('backup', 'restore', archive, dest);
+    expect(rs.stderr).toMatch(/\[TV_EVENTLOG_HMAC_REQUIRED\]/);
+    expect(rs.status).toBe(2);
+    expect(existsSync(dest)).toBe(false);
+  });
 });
 
 describe('a backup on a full disk', () => {

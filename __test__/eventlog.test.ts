@@ -1045,7 +1045,20 @@ describe('weaknesses fixed (v2)', () => {
     const { d, log } = await filled('v2', 5, { hmacKey: key, snapshotEvery: 2 });
     expect((await log.verifyChainFull()).valid).toBe(true);
     await log.close();
-    await expect(tv.EventLog.open(d, { readOnly: true })).rejects.toMatchObject({ code: 'TV_CORRUPT' });
+    // Without the key: not "corrupt", the key is missing (QA 20, repro 23: it was TV_CORRUPT, exit 5).
+    await expect(tv.EventLog.open(d, { readOnly: true })).rejects.toMatchObject({
+      code: 'TV_EVENTLOG_HMAC_REQUIRED',
+      message: expect.stringMatching(/keyed .*give its key/),
+      context: { path: join(d, 'event-log', 'log.json'), reason: 'key_missing' },
+    });
+    await expect(tv.EventLog.open(d)).rejects.toMatchObject({ code: 'TV_EVENTLOG_HMAC_REQUIRED' });
+    // A wrong key is a check that fails: TV_CORRUPT, which says the key may be wrong.
+    await expect(tv.EventLog.open(d, { readOnly: true, hmacKey: Buffer.alloc(32, 8) })).rejects.toMatchObject(
+      {
+        code: 'TV_CORRUPT',
+        message: expect.stringMatching(/wrong key/),
+      },
+    );
     // A snapshot forged without the key is ignored, not trusted.
     const snapPath = join(d, 'event-log-snapshot.json');
     const snap = JSON.parse(readFileSync(snapPath, 'utf8'));

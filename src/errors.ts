@@ -97,6 +97,12 @@ export const ErrorCode = {
   CHECKPOINT_HMAC_REQUIRED: 'TV_CHECKPOINT_HMAC_REQUIRED',
   /** A load_secure manifest points outside its folder or carries no hash (`context.reason`). */
   CHECKPOINT_UNSAFE_MANIFEST: 'TV_CHECKPOINT_UNSAFE_MANIFEST',
+  /**
+   * A v2 event log created with `hmacKey` was opened (or restored, or verified from a backup) without
+   * it: its records carry an HMAC that cannot be checked (`context.path`: its `log.json`,
+   * `context.reason: 'key_missing'`). Give the key: `hmacKey` / `logKey`, CLI `--log-key-env NAME`.
+   */
+  EVENTLOG_HMAC_REQUIRED: 'TV_EVENTLOG_HMAC_REQUIRED',
   /** A caller-supplied data source (a tensor's iterator) threw; `cause` is its error, `context.name` the tensor. */
   SOURCE_FAILED: 'TV_SOURCE_FAILED',
   /**
@@ -339,6 +345,7 @@ export interface ErrorContextMap {
     readonly actual?: string | null;
   };
   TV_CHECKPOINT_HMAC_REQUIRED: { readonly path?: string; readonly actual?: string };
+  TV_EVENTLOG_HMAC_REQUIRED: { readonly path?: string; readonly reason?: 'key_missing' };
   TV_CHECKPOINT_UNSAFE_MANIFEST: {
     readonly path?: string;
     readonly reason?: string;

@@ -220,6 +220,7 @@ export async function verifyBackup(
       ErrorCode.BUDGET_EXCEEDED,
       ErrorCode.CORRUPT,
       ErrorCode.CHECKSUM_MISMATCH,
+      ErrorCode.EVENTLOG_HMAC_REQUIRED,
     ];
     if (err instanceof TensorVaultError && (found as string[]).includes(err.code)) problems.push(err.message);
     else throw err;

@@ -237,11 +237,24 @@ export class LogStore {
       const { check: _check, ...rest } = v as Record<string, unknown>;
       r = { ok: rest };
     }
+    if ('problem' in r && this.key === undefined && sealedWithHmac(v)) {
+      // Not damage: the log was created with a key, and none was given.
+      throw new TensorVaultError(
+        ErrorCode.EVENTLOG_HMAC_REQUIRED,
+        `this event log is keyed (created with hmacKey): give its key to read it (hmacKey, logKey; CLI: --log-key-env NAME): ${path}`,
+        { path, reason: 'key_missing' },
+      );
+    }
     if ('problem' in r) {
-      throw new TensorVaultError(ErrorCode.CORRUPT, `event log metadata rejected (${r.problem}): ${path}`, {
-        path,
-        reason: r.problem,
-      });
+      const why = this.key !== undefined && sealedWithHmac(v) ? ': a wrong key, or the file was changed' : '';
+      throw new TensorVaultError(
+        ErrorCode.CORRUPT,
+        `event log metadata rejected (${r.problem}${why}): ${path}`,
+        {
+          path,
+          reason: r.problem,
+        },
+      );
     }
     const m = r.ok as unknown as V2Meta;
     const a = m.anchor as V2Anchor | undefined;
