@@ -877,6 +877,71 @@ describe('backup create / verify / restore', () => {
   });
 });
 
+describe.each(['legacy', 'v2'] as const)("backup create's chain check in slices (%s)", (fmt) => {
+  /** One segment of 7,000 events (over three check slices of 2,048 and three 1 MiB parse slices). */
+  async function oneBigSegment(): Promise<{ d: string; start: number; size: number }> {
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { format: fmt, fsync: 'never', segmentSize: 10_000 });
+    await log.appendMany(
+      Array.from({ length: 7000 }, (_, i) => ({
+        actor: 'a',
+        evento: 'E',
+        entidade: 'X',
+        entidadeId: String(i),
+        payload: { i, data: `Evento ${i}` },
+      })),
+    );
+    await log.close();
+    const segs = readdirSync(join(d, 'event-log')).filter((f) => f.startsWith('segment-'));
+    expect(segs).toHaveLength(1);
+    // The archive's files in order: (v2) log.json, the segment, …: where the segment's bytes lie.
+    const start = fmt === 'v2' ? statSync(join(d, 'event-log', 'log.json')).size : 0;
+    return { d, start, size: statSync(join(d, 'event-log', segs[0] as string)).size };
+  }
+
+  it('progress moves within the segment as it is checked, and the verdict is unchanged', async () => {
+    // Regression: the check parsed and checked a whole segment in one synchronous stretch (the event
+    // loop held for all of it): progress only moved between files.
+    const { d, start, size } = await oneBigSegment();
+    expect(size).toBeGreaterThan(2 ** 21);
+    const seen: tv.Progress[] = [];
+    const r = await tv.createBackup(d, fresh(), { onProgress: (p) => seen.push(p) });
+    expect(r.manifest.chain_valid_at_backup).toBe(true);
+    expect(r.manifest.eventlog_summary.total_events).toBe(7000);
+    const inside = seen.filter((p) => p.bytesDone > start && p.bytesDone < start + size);
+    expect(inside.length).toBeGreaterThanOrEqual(4);
+    for (let i = 1; i < seen.length; i++) {
+      expect(seen[i]?.bytesDone).toBeGreaterThanOrEqual(seen[i - 1]?.bytesDone ?? 0);
+    }
+    const total = seen[0]?.bytesTotal ?? 0;
+    expect(seen[seen.length - 1]).toEqual({ bytesDone: total, bytesTotal: total });
+  });
+
+  it('an abort queued on the event loop while the only segment is checked stops the create there, leaving nothing', async () => {
+    // The signal is aborted from a separate turn of the event loop (setImmediate), queued at the first
+    // progress report inside the segment: it only runs if the check lets the loop turn before the
+    // segment is done, and then the create must stop there instead of publishing an archive.
+    const { d, start, size } = await oneBigSegment();
+    const out = fresh();
+    const ac = new AbortController();
+    let queuedAt: tv.Progress | undefined;
+    const job = tv.createBackup(d, out, {
+      signal: ac.signal,
+      onProgress: (p) => {
+        if (queuedAt === undefined && p.bytesDone > start && p.bytesDone < start + size) {
+          queuedAt = p;
+          setImmediate(() => ac.abort());
+        }
+      },
+    });
+    await expect(job).rejects.toMatchObject({ name: 'AbortError', code: 'TV_ABORTED' });
+    expect(queuedAt?.bytesDone).toBeLessThan(start + size);
+    expect(readdirSync(out)).toEqual([]);
+    // The source is unchanged and backs up afterwards.
+    expect((await tv.createBackup(d, fresh())).manifest.chain_valid_at_backup).toBe(true);
+  });
+});
+
 describe('hostile archives (nothing is written outside staging)', () => {
   async function base() {
     const d = await makeLog(5);

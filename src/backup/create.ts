@@ -6,6 +6,7 @@ import { type CipherGCM, createCipheriv, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { CutChainCheck, LAYOUT, type LogCut, takeCut } from '../eventlog/index';
 import { Sha256, sha256 } from '../hash/index';
@@ -360,7 +361,16 @@ export async function createBackup(
       checkAbort();
       const data = await cut.read(f);
       const digest = sha256(data).toString('hex');
-      if (f.kind === 'segment') chain.segment(f.segment as number, data, digest);
+      if (f.kind === 'segment') {
+        // Checked in slices: between two, the event loop turns, progress moves within the segment (its
+        // bytes as the check goes) and the signal is honoured.
+        const before = bytesDone;
+        await chain.segment(f.segment as number, data, digest, async (fraction) => {
+          await nextTurn();
+          checkAbort();
+          options.onProgress?.({ bytesDone: before + Math.floor(f.size * fraction), bytesTotal });
+        });
+      }
       files.push({ path: f.path, size: data.length, sha256: digest });
       await sink.file(f.path, data);
       bytesDone += f.size;

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { ioError } from '../io/index';
 import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from './hashing';
-import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE, parseSegment, V2_SEGMENT_RE } from './layout';
+import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE, parseSegmentSteps, V2_SEGMENT_RE } from './layout';
 import { type Head, LogStore, type SealRecord, type Snapshot, sealedWithHmac } from './store';
-import { ChainChecker } from './verify';
+import { CHECK_SLICE, ChainChecker } from './verify';
 
 /** One file of the cut. `path` is relative to the data folder, with `/` separators. */
 export interface CutFile {
@@ -306,13 +306,31 @@ export class CutChainCheck {
     return raw === undefined ? undefined : this.#store.parseHead(raw, this.#unverifiedHmac);
   }
 
-  /** Check the archived bytes of segment `n` (with their SHA-256 `digest`). */
-  segment(n: number, data: Buffer, digest: string): void {
+  /**
+   * Check the archived bytes of segment `n` (with their SHA-256 `digest`), in slices as `verify.ts`
+   * does: about 1 MiB of lines (or of a legacy array's elements) parsed, then {@link CHECK_SLICE}
+   * events checked at a time, with `between(fraction)` awaited between two slices (the fraction of
+   * the segment done: half for the parse, half for the checks), so a caller lets the event loop turn,
+   * reports progress and stops on its signal there. A sealed segment whose digest matches is checked
+   * by its links at once.
+   */
+  async segment(
+    n: number,
+    data: Buffer,
+    digest: string,
+    between: (fraction: number) => Promise<void> = async () => {},
+  ): Promise<void> {
     if (this.problem !== null) return;
     if (this.#v2 && n < this.#anchorSegment) return; // before the prune anchor: not part of the log
     this.#segments.push(n);
     if (this.#v2 && this.#sealedLinks(n, data, digest)) return;
-    const r = parseSegment(data, this.#v2 ? 'v2' : 'legacy');
+    const steps = parseSegmentSteps(data, this.#v2 ? 'v2' : 'legacy');
+    let step = steps.next();
+    while (step.done !== true) {
+      await between(step.value / 2);
+      step = steps.next();
+    }
+    const r = step.value;
     if (r.problem !== undefined) {
       this.problem = `segment ${n}: ${r.problem}`;
       return;
@@ -325,6 +343,7 @@ export class CutChainCheck {
     const hasher = new EntryHashChecker(r.entries, this.#v2);
     const head = this.#head;
     for (let k = 0; k < r.entries.length; k++) {
+      if (k > 0 && k % CHECK_SLICE === 0) await between(0.5 + k / r.entries.length / 2);
       const e = r.entries[k] as EventLogEntry;
       const shape = entryShapeProblem(e, this.#v2);
       const at = `event ${this.count}`;
