@@ -1304,6 +1304,10 @@ mod tests {
         let inner = Arc::new(Control::new());
         let finished = Arc::new(Flag::default());
         let (tx, rx) = std::sync::mpsc::channel();
+        // Progress made before the forwarder's first look (added before it starts: were it added
+        // after, a forwarder scheduled first would look at 0 and then sleep its hour, and the loop
+        // below would spin for ever, as it did once in CI under load).
+        inner.add(77);
         {
             let (outer, inner, finished) = (outer.clone(), inner.clone(), finished.clone());
             std::thread::spawn(move || {
@@ -1312,8 +1316,12 @@ mod tests {
             });
         }
         // Its first look forwards 77; then it waits for its next one.
-        inner.add(77);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while outer.done() < 77 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the forwarder's first look did not forward the progress made before it"
+            );
             std::thread::yield_now();
         }
         std::thread::sleep(Duration::from_millis(20));
