@@ -4,6 +4,7 @@ import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { native } from '../dist/native/index.js';
 import { xorAt } from './helpers/bytes';
 import { tempDir } from './helpers/tmp';
 
@@ -351,6 +352,21 @@ describe('FoldFile.close()', () => {
       await expect(f.bytes('llm_manifest')).rejects.toMatchObject({ code: 'TV_CLOSED' });
       f.close();
     }
+  });
+
+  it('the native handle itself: close() during readChunk() returns (no untyped InvalidArg), the read completes', async () => {
+    // Regression: NativeFold.close took `&mut self`, which napi-rs refuses while a readChunk() task it
+    // returned holds the handle ("cannot be borrowed mutably while another borrow is active").
+    const n = native();
+    const control = new n.JobControl();
+    const handle = await n.foldOpen(join(FIX, 'sample.fold'), {}, control);
+    const info = JSON.parse(handle.infoJson()) as { chunks: { name: string }[] };
+    const i = info.chunks.findIndex((c) => c.name === 'torch_state');
+    const read = handle.readChunk(i, new n.JobControl());
+    expect(() => handle.close()).not.toThrow();
+    expect((await read).length).toBe(expected.files['sample.fold']?.chunks.torch_state?.payload_len);
+    expect(() => handle.infoJson()).toThrow(/TV_CLOSED/);
+    expect(() => handle.close()).not.toThrow();
   });
 });
 

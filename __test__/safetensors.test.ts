@@ -8,6 +8,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -558,6 +559,79 @@ describe('populate and prefetch (mapping pages before they are read)', () => {
     expect(aborted).toBeInstanceOf(tv.TensorVaultAbortError);
     f.close();
     await expect(f.prefetch()).rejects.toMatchObject({ code: 'TV_CLOSED' });
+  });
+});
+
+describe('close() while a read is in flight', () => {
+  // Regression: napi-rs keeps the native handle borrowed while a readRange() or prefetch() it started
+  // runs, and close() (a `&mut self` method) threw an untyped Error (code 'InvalidArg', "cannot be
+  // borrowed mutably") and left the file open; inside `using`, that error replaced the caller's.
+  // Now close() returns, the read in flight completes on its own reference, and the descriptor is
+  // closed when it returns.
+  async function bigFile(): Promise<{ path: string; data: Uint8Array }> {
+    const path = tmp();
+    const data = new Uint8Array(24 << 20).map((_, i) => (i * 13) % 251);
+    await tv.saveSafetensors(path, { w: data, b: new Uint8Array(5).fill(7) });
+    return { path, data };
+  }
+  /** Descriptors of this process that name `path` (Linux; -1 elsewhere). */
+  const openOn = (path: string): number => {
+    if (process.platform !== 'linux') return -1;
+    let n = 0;
+    for (const fd of readdirSync('/proc/self/fd')) {
+      try {
+        if (readlinkSync(`/proc/self/fd/${fd}`) === path) n++;
+      } catch {
+        // closed meanwhile
+      }
+    }
+    return n;
+  };
+
+  it('readRange(): close() returns, the read resolves with the bytes, the descriptor is then closed', async () => {
+    const { path, data } = await bigFile();
+    const f = await tv.openSafetensors(path);
+    if (process.platform === 'linux') expect(openOn(path)).toBe(1); // the count sees the open file
+    const p = f.readRange('w', 1000, data.length - 1000);
+    expect(() => f.close()).not.toThrow();
+    expect(f.closed).toBe(true);
+    expect(() => f.tensor('w')).toThrow(expect.objectContaining({ code: 'TV_CLOSED' }));
+    await expect(f.readRange('w', 0, 8)).rejects.toMatchObject({ code: 'TV_CLOSED' });
+    const got = await p;
+    expect(got.equals(Buffer.from(data.subarray(1000)))).toBe(true);
+    if (process.platform === 'linux') expect(openOn(path)).toBe(0);
+    expect(() => f.close()).not.toThrow();
+  });
+
+  it('prefetch(): close() returns, the prefetch resolves, the descriptor is then closed', async () => {
+    const { path, data } = await bigFile();
+    const f = await tv.openSafetensors(path);
+    const view = f.tensor('w');
+    const p = f.prefetch();
+    expect(() => f.close()).not.toThrow();
+    expect(f.closed).toBe(true);
+    expect((await p).byteLength).toBe(data.length + 5);
+    expect(Buffer.from(view.bytes).equals(Buffer.from(data))).toBe(true); // the view outlives close()
+    if (process.platform === 'linux') expect(openOn(path)).toBe(0);
+  });
+
+  it('Symbol.dispose at the end of a scope that threw: the caller sees its own error', async () => {
+    const { path } = await bigFile();
+    const f = await tv.openSafetensors(path);
+    let warm: Promise<unknown> | undefined;
+    const scope = (): void => {
+      try {
+        warm = f.prefetch();
+        warm.catch(() => {});
+        throw new tv.TensorVaultError('TV_INVALID_ARGUMENT', 'request rejected', {});
+      } finally {
+        f[Symbol.dispose](); // what `using f = ...` does
+      }
+    };
+    expect(scope).toThrow(expect.objectContaining({ message: 'request rejected' }));
+    expect(f.closed).toBe(true);
+    await warm;
+    if (process.platform === 'linux') expect(openOn(path)).toBe(0);
   });
 });
 

@@ -85,7 +85,11 @@ export declare class NativeFileLock {
   get held(): boolean
 }
 
-/** An open `.fold` / `.mind` file. */
+/**
+ * An open `.fold` / `.mind` file. Behind a mutex so that `close()` takes `&self`: napi-rs keeps the
+ * receiver borrowed while a `readChunk()` task is in flight, and a `close(&mut self)` then threw an
+ * untyped `InvalidArg` error (see `NativeSafetensors`).
+ */
 export declare class NativeFold {
   /**
    * Header, index (JS form: big integers as `{"$int"}`, non-finite floats as `{"$float"}`), file
@@ -99,7 +103,10 @@ export declare class NativeFold {
    * is); it keeps the mapping alive until collected.
    */
   regionBuffer(offset: number, length: number): unknown
-  /** Release this handle (views already handed out keep the mapping alive). */
+  /**
+   * Release this handle (views already handed out keep the mapping alive; a `readChunk()` in
+   * flight completes on its own reference). Idempotent; never throws.
+   */
   close(): void
 }
 
@@ -118,13 +125,19 @@ export declare class NativeOutboard {
    * 2 when the outboard is unusable for this chunk (closed, unreadable, stale or tampered).
    */
   verify(chunk: number, leafHex: string, first: number, last: number, fd: number): number
-  /** Close the outboard (a later `verify` answers 2). */
+  /** Close the outboard (a later `verify` answers 2). Idempotent; never throws. */
   close(): void
 }
 
 /**
  * An open, validated safetensors file. The header stays here: JS looks tensors up by name through
  * `info`, so opening a file costs the JS thread nothing per tensor (issue 13, item 14).
+ *
+ * The file sits behind a mutex so that `close()` takes `&self`: napi-rs keeps the receiver borrowed
+ * (shared) while an `AsyncTask` a method returned is in flight, so a `close(&mut self)` during a
+ * `readRange()` or `prefetch()` threw an untyped `InvalidArg` error and left the file open. Each
+ * task holds its own `Arc` of the file: it completes, and the descriptor is closed when the last
+ * holder lets go.
  */
 export declare class NativeSafetensors {
   /**
@@ -193,7 +206,11 @@ export declare class NativeSafetensors {
    * (nothing was done).
    */
   prefetch(names: Array<string> | undefined | null, control: JobControl): Promise<boolean>
-  /** Release this handle's reference to the mapping (views already handed out stay valid). */
+  /**
+   * Release this handle's reference to the file: its descriptor is closed now, or, when a
+   * `readRange()` or `prefetch()` is in flight, as soon as the last of them returns (each completes
+   * on its own reference). Views already handed out stay valid. Idempotent; never throws.
+   */
   close(): void
   /** Whether `close()` was called. */
   get closed(): boolean

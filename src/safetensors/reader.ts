@@ -484,10 +484,13 @@ export class SafetensorsFile {
 
   /**
    * Close the file: its descriptor now, its mapping once no view handed out is left (views stay valid
-   * until they are garbage-collected; they hold the mapped pages, not the descriptor).
+   * until they are garbage-collected; they hold the mapped pages, not the descriptor). A `readRange()`
+   * or `prefetch()` already started completes (it holds the file until it returns; the descriptor is
+   * closed then); calls made after `close()` throw `TV_CLOSED`. Idempotent; never throws.
    */
   close(): void {
-    this.#handle.close();
+    const handle = this.#handle;
+    callNative(() => handle.close());
     this.#regions.clear();
     this.#first = undefined;
   }

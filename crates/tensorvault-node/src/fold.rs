@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array, Unknown};
 use napi::{Env, Task};
@@ -95,10 +95,12 @@ fn fold_err(path: &std::path::Path, e: FoldError) -> napi::Error {
     }
 }
 
-/// An open `.fold` / `.mind` file.
+/// An open `.fold` / `.mind` file. Behind a mutex so that `close()` takes `&self`: napi-rs keeps the
+/// receiver borrowed while a `readChunk()` task is in flight, and a `close(&mut self)` then threw an
+/// untyped `InvalidArg` error (see `NativeSafetensors`).
 #[napi]
 pub struct NativeFold {
-    inner: Option<Arc<FoldFile>>,
+    inner: Mutex<Option<Arc<FoldFile>>>,
 }
 
 pub struct OpenFoldTask {
@@ -120,7 +122,7 @@ impl Task for OpenFoldTask {
 
     fn resolve(&mut self, _env: Env, output: FoldFile) -> napi::Result<NativeFold> {
         Ok(NativeFold {
-            inner: Some(Arc::new(output)),
+            inner: Mutex::new(Some(Arc::new(output))),
         })
     }
 }
@@ -288,9 +290,12 @@ impl Task for ReadChunkTask {
 
 #[napi]
 impl NativeFold {
-    fn file(&self) -> napi::Result<&Arc<FoldFile>> {
+    /// The open file (a clone of its `Arc`: the lock is not held while it is used).
+    fn file(&self) -> napi::Result<Arc<FoldFile>> {
         self.inner
-            .as_ref()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
             .ok_or_else(|| TvError::new("TV_CLOSED", "the .fold file is closed").into())
     }
 
@@ -298,7 +303,10 @@ impl NativeFold {
     /// checks and chunk records, as one JSON text.
     #[napi]
     pub fn info_json(&self) -> napi::Result<String> {
-        guard(|| Ok(info_json(self.file()?)))
+        guard(|| {
+            let file = self.file()?;
+            Ok(info_json(&file))
+        })
     }
 
     /// Read chunk number `index` on the libuv pool (verified once per open).
@@ -310,7 +318,7 @@ impl NativeFold {
     ) -> napi::Result<AsyncTask<ReadChunkTask>> {
         guard(|| {
             Ok(AsyncTask::new(ReadChunkTask {
-                file: Arc::clone(self.file()?),
+                file: self.file()?,
                 index: usize::try_from(index).unwrap_or(usize::MAX),
                 control: Arc::clone(&control.inner),
             }))
@@ -342,10 +350,16 @@ impl NativeFold {
         })
     }
 
-    /// Release this handle (views already handed out keep the mapping alive).
+    /// Release this handle (views already handed out keep the mapping alive; a `readChunk()` in
+    /// flight completes on its own reference). Idempotent; never throws.
     #[napi]
-    pub fn close(&mut self) {
-        self.inner = None;
+    pub fn close(&self) {
+        let file = self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(file);
     }
 }
 

@@ -3,7 +3,7 @@
 //! thread than a round trip to the pool).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use napi::bindgen_prelude::AsyncTask;
 use napi::{Env, Task};
@@ -108,7 +108,9 @@ fn check_pieces(cvs: &[u8], leaf_hex: &str, data: &[u8], first: u64, piece: u64)
 /// descriptors, reads or buffers on the JS side: they cost more than the hashing of a 64 KiB piece).
 #[napi]
 pub struct NativeOutboard {
-    file: Option<std::fs::File>,
+    /// Behind a mutex so that `close()` takes `&self` (a `&mut self` receiver conflicts with any
+    /// borrow napi-rs holds on the object: see `NativeSafetensors`).
+    file: Mutex<Option<std::fs::File>>,
     header: OutboardHeader,
 }
 
@@ -174,7 +176,7 @@ pub(crate) fn open_outboard(path: &str, cs: u64, fl: u64) -> Option<NativeOutboa
     match OutboardHeader::parse(&head) {
         Ok(h) if h.chunk_size == cs && h.file_length == fl && h.total_len() == Some(len) => {
             Some(NativeOutboard {
-                file: Some(file),
+                file: Mutex::new(Some(file)),
                 header: h,
             })
         }
@@ -242,10 +244,15 @@ impl NativeOutboard {
         })
     }
 
-    /// Close the outboard (a later `verify` answers 2).
+    /// Close the outboard (a later `verify` answers 2). Idempotent; never throws.
     #[napi]
-    pub fn close(&mut self) {
-        self.file = None;
+    pub fn close(&self) {
+        let file = self
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(file);
     }
 }
 
@@ -259,7 +266,8 @@ impl NativeOutboard {
     /// them (closed, unreadable, or not a full chunk).
     fn with_values<R>(&self, chunk: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         use std::os::unix::fs::FileExt as _;
-        let file = self.file.as_ref()?;
+        let guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let file = guard.as_ref()?;
         let at = self.header.chunk_offset(chunk)?;
         let len = usize::try_from(self.header.pieces_per_chunk())
             .ok()?

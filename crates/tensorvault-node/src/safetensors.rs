@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use napi::bindgen_prelude::{AsyncTask, Buffer, FromNapiValue, Uint8Array, Unknown};
 use napi::{sys, Env, Task};
@@ -40,9 +40,15 @@ pub struct NativeTensorEntry {
 
 /// An open, validated safetensors file. The header stays here: JS looks tensors up by name through
 /// `info`, so opening a file costs the JS thread nothing per tensor (issue 13, item 14).
+///
+/// The file sits behind a mutex so that `close()` takes `&self`: napi-rs keeps the receiver borrowed
+/// (shared) while an `AsyncTask` a method returned is in flight, so a `close(&mut self)` during a
+/// `readRange()` or `prefetch()` threw an untyped `InvalidArg` error and left the file open. Each
+/// task holds its own `Arc` of the file: it completes, and the descriptor is closed when the last
+/// holder lets go.
 #[napi]
 pub struct NativeSafetensors {
-    inner: Option<Arc<SafetensorsFile>>,
+    inner: Mutex<Option<Arc<SafetensorsFile>>>,
 }
 
 /// Headers with more tensors than this are freed on a thread of their own when released (freeing a
@@ -65,14 +71,19 @@ impl NativeSafetensors {
     /// A handle on a file the addon opened itself (the checkpoint open's fast path).
     pub(crate) fn from_file(file: SafetensorsFile) -> NativeSafetensors {
         NativeSafetensors {
-            inner: Some(Arc::new(file)),
+            inner: Mutex::new(Some(Arc::new(file))),
         }
     }
 }
 
 impl Drop for NativeSafetensors {
     fn drop(&mut self) {
-        release(self.inner.take());
+        release(
+            self.inner
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 }
 
@@ -89,9 +100,7 @@ impl Task for OpenTask {
     }
 
     fn resolve(&mut self, _env: Env, output: SafetensorsFile) -> napi::Result<NativeSafetensors> {
-        Ok(NativeSafetensors {
-            inner: Some(Arc::new(output)),
-        })
+        Ok(NativeSafetensors::from_file(output))
     }
 }
 
@@ -128,9 +137,7 @@ pub fn open_safetensors_small(
         if opened.is_some() {
             crate::testing::after_header_read(&path.to_string_lossy());
         }
-        Ok(opened.map(|file| NativeSafetensors {
-            inner: Some(Arc::new(file)),
-        }))
+        Ok(opened.map(NativeSafetensors::from_file))
     })
 }
 
@@ -182,8 +189,13 @@ fn copied_buffer<'env>(env: &'env Env, bytes: &[u8]) -> napi::Result<Unknown<'en
 
 #[napi]
 impl NativeSafetensors {
-    fn file(&self) -> napi::Result<&Arc<SafetensorsFile>> {
-        self.inner.as_ref().ok_or_else(closed)
+    /// The open file (a clone of its `Arc`: the lock is not held while it is used).
+    fn file(&self) -> napi::Result<Arc<SafetensorsFile>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(closed)
     }
 
     /// The tensors in file order as one JSON array of `{name, dtype, shape, fileOffset, byteLength}`
@@ -256,7 +268,8 @@ impl NativeSafetensors {
     #[napi]
     pub fn names_json(&self) -> napi::Result<String> {
         guard(|| {
-            let tensors = self.file()?.header().tensors();
+            let file = self.file()?;
+            let tensors = file.header().tensors();
             let mut out = String::with_capacity(tensors.len() * 24 + 2);
             out.push('[');
             for (i, t) in tensors.enumerate() {
@@ -364,7 +377,7 @@ impl NativeSafetensors {
         guard(|| {
             let file = self.file()?;
             let (info, offset, len) =
-                checked_range(file, &name, byte_offset, byte_length, max_bytes)?;
+                checked_range(&file, &name, byte_offset, byte_length, max_bytes)?;
             if populate == Some(true) {
                 file.populate(&info, offset, len).map_err(TvError::from)?;
             }
@@ -386,7 +399,7 @@ impl NativeSafetensors {
         guard(|| {
             let file = self.file()?;
             let (info, offset, len) =
-                checked_range(file, &name, byte_offset, byte_length, max_bytes)?;
+                checked_range(&file, &name, byte_offset, byte_length, max_bytes)?;
             let bytes = file.bytes_of(&info, offset, len).map_err(TvError::from)?;
             copied_buffer(env, bytes)
         })
@@ -428,10 +441,10 @@ impl NativeSafetensors {
         length: f64,
     ) -> napi::Result<AsyncTask<ReadRangeTask>> {
         guard(|| {
-            let file = Arc::clone(self.file()?);
+            let file = self.file()?;
             file.info(&name).map_err(TvError::from)?;
             Ok(AsyncTask::new(ReadRangeTask {
-                file,
+                file: Some(file),
                 name,
                 offset: to_u64("offset", offset)?,
                 length: to_u64("length", length)?,
@@ -449,35 +462,47 @@ impl NativeSafetensors {
         control: &JobControl,
     ) -> napi::Result<AsyncTask<PrefetchTask>> {
         guard(|| {
-            let file = Arc::clone(self.file()?);
+            let file = self.file()?;
             if let Some(names) = &names {
                 for n in names {
                     file.info(n).map_err(TvError::from)?;
                 }
             }
             Ok(AsyncTask::new(PrefetchTask {
-                file,
+                file: Some(file),
                 names,
                 control: Arc::clone(&control.inner),
             }))
         })
     }
 
-    /// Release this handle's reference to the mapping (views already handed out stay valid).
+    /// Release this handle's reference to the file: its descriptor is closed now, or, when a
+    /// `readRange()` or `prefetch()` is in flight, as soon as the last of them returns (each completes
+    /// on its own reference). Views already handed out stay valid. Idempotent; never throws.
     #[napi]
-    pub fn close(&mut self) {
-        release(self.inner.take());
+    pub fn close(&self) {
+        let file = self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        release(file);
     }
 
     /// Whether `close()` was called.
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.inner.is_none()
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
     }
 }
 
 pub struct ReadRangeTask {
-    file: Arc<SafetensorsFile>,
+    /// Taken (and dropped) by `compute`, on the pool: a handle closed meanwhile has its descriptor
+    /// closed there, not on the JS thread.
+    file: Option<Arc<SafetensorsFile>>,
     name: String,
     offset: u64,
     length: u64,
@@ -489,16 +514,16 @@ impl Task for ReadRangeTask {
 
     fn compute(&mut self) -> napi::Result<Vec<u8>> {
         guard(|| {
-            let info = self.file.info(&self.name).map_err(TvError::from)?;
-            self.file.check_unchanged().map_err(TvError::from)?;
-            let bytes = self
-                .file
+            let file = self.file.take().ok_or_else(closed)?;
+            let info = file.info(&self.name).map_err(TvError::from)?;
+            file.check_unchanged().map_err(TvError::from)?;
+            let bytes = file
                 .bytes_of(&info, self.offset, self.length)
                 .map_err(TvError::from)?;
             let copy = bytes.to_vec();
             // Checked again after the copy: a truncation (or a media error) while copying makes the
             // SIGBUS guard fill pages with zeros, which must never be returned as the file's bytes.
-            self.file.check_unchanged().map_err(TvError::from)?;
+            file.check_unchanged().map_err(TvError::from)?;
             Ok(copy)
         })
     }
@@ -509,7 +534,8 @@ impl Task for ReadRangeTask {
 }
 
 pub struct PrefetchTask {
-    file: Arc<SafetensorsFile>,
+    /// Taken by `compute`, as in [`ReadRangeTask`].
+    file: Option<Arc<SafetensorsFile>>,
     names: Option<Vec<String>>,
     control: Arc<Control>,
 }
@@ -520,7 +546,7 @@ impl Task for PrefetchTask {
 
     fn compute(&mut self) -> napi::Result<bool> {
         guard(|| {
-            let file = &self.file;
+            let file = self.file.take().ok_or_else(closed)?;
             let infos = match &self.names {
                 None => file.header().tensors().collect::<Vec<_>>(),
                 Some(names) => names
