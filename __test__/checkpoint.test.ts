@@ -3,7 +3,9 @@
 import { createHash, createHmac } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import {
+  closeSync,
   existsSync,
+  openSync,
   readdirSync,
   readFileSync,
   readlinkSync,
@@ -14,6 +16,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WeightsFd } from '../dist/checkpoint/descriptor.js';
 import * as layout from '../dist/checkpoint/layout.js';
 import { canonicalJson } from '../dist/eventlog/canonical.js';
 import * as tv from '../dist/index.js';
@@ -1775,5 +1778,108 @@ describe('a repair that cannot write', () => {
     const c = await tv.loadCheckpoint(path, { verify: 'full' });
     expect(Buffer.from((await c.tensor('data')).bytes).equals(Buffer.from(data))).toBe(true);
     c.close();
+  });
+});
+
+describe('close() while a check is in flight', () => {
+  /** Descriptors of this process that name `path`. */
+  const openOn = (path: string): number =>
+    readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === path;
+      } catch {
+        return false;
+      }
+    }).length;
+
+  it('tensors() then close(): TV_CLOSED, not TV_NOT_FOUND naming /proc/self/fd/N', async () => {
+    // Regression: tensors() took the descriptor's number at the call and read /proc/self/fd/N when its
+    // check started, after close() had freed N: TV_NOT_FOUND for a path the caller never named.
+    const path = fresh('tensors-close');
+    await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+    const c = await tv.loadCheckpoint(path);
+    const p = c.tensors();
+    c.close();
+    const err = await rejects(p);
+    expect(err.code).toBe('TV_CLOSED');
+    expect(err.message).not.toContain('/proc/self/fd');
+    await expect(c.tensors()).rejects.toMatchObject({ code: 'TV_CLOSED' });
+    await expect(c.tensor('big')).rejects.toMatchObject({ code: 'TV_CLOSED' });
+  });
+
+  it.skipIf(process.platform !== 'linux')(
+    'the numbers close() frees, taken by other opens: the pending check never reads those files',
+    async () => {
+      // Regression: the check read /proc/self/fd/N after close() had freed N and another open had taken
+      // it: it hashed ANOTHER file's bytes as the checkpoint's. The other opens here are of a folder, so
+      // that a read through a reused number shows (TV_IS_DIRECTORY) instead of passing unseen.
+      const path = fresh('fd-reuse');
+      await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+      const other = tempDir('tv-ckpt-other-');
+      const events: string[] = [];
+      const seen = (m: unknown): void => {
+        events.push((m as { event: string }).event);
+      };
+      subscribe('tensorvault:checkpoint', seen);
+      const fds: number[] = [];
+      try {
+        const c = await tv.loadCheckpoint(path);
+        const p = c.tensors();
+        c.close();
+        for (let i = 0; i < 6; i++) fds.push(openSync(other, 'r'));
+        expect((await rejects(p)).code).toBe('TV_CLOSED');
+      } finally {
+        for (const fd of fds) closeSync(fd);
+        unsubscribe('tensorvault:checkpoint', seen);
+      }
+      expect(events.filter((e) => e === 'damaged' || e === 'failed' || e === 'repaired')).toEqual([]);
+      expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
+    },
+  );
+
+  it.skipIf(process.platform !== 'linux')(
+    'a check already reading keeps the descriptor until it returns, then it is closed',
+    async () => {
+      const path = fresh('lease');
+      await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+      const file = await tv.openSafetensors(path);
+      const d = new WeightsFd(file);
+      file.close();
+      const number = d.fd;
+      expect(readlinkSync(`/proc/self/fd/${number}`)).toBe(path);
+      const got = await d.lend(async (fd) => {
+        d.close(); // while the read is out
+        expect(() => d.fd).toThrow(expect.objectContaining({ code: 'TV_CLOSED' }));
+        await new Promise((r) => setTimeout(r, 5));
+        return readlinkSync(`/proc/self/fd/${fd}`);
+      });
+      expect(got).toBe(path);
+      expect(openOn(path)).toBe(0);
+      await expect(d.lend(async () => 1)).rejects.toMatchObject({ code: 'TV_CLOSED' });
+
+      // The same through a checkpoint: closed once its check has started on the pool.
+      const c = await tv.loadCheckpoint(path);
+      const p = c.tensors();
+      await new Promise((r) => setImmediate(r));
+      c.close();
+      expect((await rejects(p)).code).toBe('TV_CLOSED');
+      expect(openOn(path)).toBe(0);
+    },
+  );
+
+  it('Symbol.dispose and Symbol.asyncDispose close the checkpoint', async () => {
+    const path = fresh('dispose');
+    await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+    const c = await tv.loadCheckpoint(path);
+    expect((await c.tensor('tiny')).data[0]).toBe(7);
+    c[Symbol.dispose]();
+    await expect(c.tensor('big')).rejects.toMatchObject({ code: 'TV_CLOSED' });
+    const d = await tv.loadCheckpoint(path);
+    const p = d.tensors();
+    p.catch(() => {});
+    await d[Symbol.asyncDispose]();
+    // The checks in flight have settled: no descriptor on the weights is left.
+    if (process.platform === 'linux') expect(openOn(path)).toBe(0);
+    await expect(d.tensor('tiny')).rejects.toMatchObject({ code: 'TV_CLOSED' });
   });
 });

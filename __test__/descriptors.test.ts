@@ -128,4 +128,48 @@ describe('descriptors', () => {
     expect(out.turns).toBeGreaterThanOrEqual(3);
     expect(out.turns).toBeLessThanOrEqual(4);
   });
+
+  it.skipIf(process.platform !== 'linux')(
+    'checkpoints dropped without close(): the collector closes their descriptors (400 loads under `ulimit -n 200`)',
+    async () => {
+      // Regression: a Checkpoint's duplicated descriptor was a bare number in JS with no finalizer: a
+      // model server that dropped checkpoints without close() kept one descriptor per load for the life
+      // of the process (the 145th load failed with EMFILE under `ulimit -n 256`). It is now owned by the
+      // addon and closed when the checkpoint is collected, as an openSafetensors handle's is.
+      const ckpt = join(dir, 'dropped.safetensors');
+      await tv.saveCheckpoint(
+        ckpt,
+        { w: new Float32Array(300_000).fill(2), b: new Float32Array(8) },
+        { ecc: 'low' },
+      );
+      const dist = join(__dirname, '..', 'dist', 'index.js');
+      const script = `
+      const tv = require(${JSON.stringify(dist)});
+      const { readdirSync, readlinkSync } = require('node:fs');
+      const onFile = () => readdirSync('/proc/self/fd').filter((fd) => {
+        try { return readlinkSync('/proc/self/fd/' + fd) === ${JSON.stringify(ckpt)}; } catch { return false; }
+      }).length;
+      (async () => {
+        let bad = 0;
+        for (let i = 0; i < 400; i++) {
+          const c = await tv.loadCheckpoint(${JSON.stringify(ckpt)});
+          if ((await c.tensor('w')).data[3] !== 2) bad++; // the first view reads beside it: a descriptor
+          if (i % 50 === 49) { globalThis.gc(); await new Promise((r) => setTimeout(r, 5)); }
+        }
+        for (let k = 0; k < 5; k++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
+        console.log(JSON.stringify({ bad, left: onFile() }));
+      })().catch((e) => { console.error(e.code, e.message); process.exit(3); });
+    `;
+      const r = spawnSync(
+        'sh',
+        ['-c', 'ulimit -n 200 && exec "$0" --expose-gc -e "$1"', process.execPath, script],
+        { encoding: 'utf8' },
+      );
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      const out = JSON.parse(r.stdout) as { bad: number; left: number };
+      expect(out.bad).toBe(0);
+      expect(out.left).toBeLessThan(5);
+    },
+  );
 });

@@ -53,4 +53,56 @@ describe('worker threads', () => {
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ n: 12, bad: 0, hash: true, main: 12 });
   });
+
+  it.skipIf(process.platform !== 'linux')(
+    'a worker terminated with a loaded checkpoint leaves no descriptor open; close() in a worker prints no warning',
+    () => {
+      // Regressions: the checkpoint's duplicated descriptor was a bare number in JS, never closed when
+      // its worker was terminated (one descriptor per terminated worker for the life of the process);
+      // and close() closed it with fs.closeSync, which Node reports in a worker as "File descriptor N
+      // closed but not opened in unmanaged mode". The addon owns it now: closed by close(), by the
+      // collector, or when the worker's environment is torn down.
+      const dist = join(__dirname, '..', 'dist', 'index.js');
+      const path = join(dir, 'terminated.safetensors');
+      const script = `
+        const { Worker } = require('node:worker_threads');
+        const { readdirSync, readlinkSync } = require('node:fs');
+        const tv = require(${JSON.stringify(dist)});
+        const onFile = () => readdirSync('/proc/self/fd').filter((fd) => {
+          try { return readlinkSync('/proc/self/fd/' + fd) === ${JSON.stringify(path)}; } catch { return false; }
+        }).length;
+        const code = \`
+          const tv = require(${JSON.stringify(dist)});
+          const { parentPort, workerData } = require('node:worker_threads');
+          (async () => {
+            const c = await tv.loadCheckpoint(${JSON.stringify(path)});
+            const t = await c.tensor('w');
+            parentPort.postMessage(t.data[5]);
+            if (workerData.close) c.close();
+            else globalThis.keep = [c, t];
+          })().catch((e) => parentPort.postMessage(String(e && e.code) + ' ' + e.message));
+        \`;
+        // A worker that closes its checkpoint ends on its own (a warning it prints reaches stderr); the
+        // others are terminated with the checkpoint and its view alive.
+        const run = async (close) => {
+          const w = new Worker(code, { eval: true, workerData: { close } });
+          const m = await new Promise((res, rej) => { w.once('message', res); w.once('error', rej); });
+          if (close) await new Promise((res) => w.once('exit', res));
+          else await w.terminate();
+          return m;
+        };
+        (async () => {
+          await tv.saveCheckpoint(${JSON.stringify(path)}, { w: new Float32Array(300000).fill(3) }, { ecc: 'low' });
+          const msgs = [];
+          for (let i = 0; i < 10; i++) msgs.push(await run(false));
+          for (let i = 0; i < 3; i++) msgs.push(await run(true));
+          console.log(JSON.stringify({ bad: msgs.filter((m) => m !== 3).length, left: onFile() }));
+        })().catch((e) => { console.error(e); process.exit(3); });
+      `;
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(JSON.parse(r.stdout)).toEqual({ bad: 0, left: 0 });
+    },
+  );
 });

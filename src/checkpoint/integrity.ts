@@ -8,6 +8,7 @@ import { fsyncDir } from '../io/fs';
 import { type JobOptions, withoutSignal } from '../job';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
 import { publish } from './commit';
+import { WeightsFd } from './descriptor';
 import {
   equalHex,
   type HmacKey,
@@ -31,14 +32,14 @@ import { headerDamage, tensorsIn, tensorsOutside, treeDamage } from './tree-chec
 export async function openPair(
   path: string,
   signal?: AbortSignal,
-): Promise<{ file: SafetensorsFile; fd: number }> {
+): Promise<{ file: SafetensorsFile; fd: WeightsFd }> {
   return pairOf(await openSafetensors(path, signal ? { signal } : {}));
 }
 
 /** An open file and a duplicate of its descriptor (see {@link openPair}); the file is closed if that fails. */
-export function pairOf(file: SafetensorsFile): { file: SafetensorsFile; fd: number } {
+export function pairOf(file: SafetensorsFile): { file: SafetensorsFile; fd: WeightsFd } {
   try {
-    return { file, fd: file.dupFd() };
+    return { file, fd: new WeightsFd(file) };
   } catch (err) {
     file.close();
     throw err;

@@ -2,7 +2,8 @@
 /**
  * Loading, verifying and repairing checkpoints of the three layouts; lazy verification per tensor.
  */
-import { closeSync, fstatSync, readSync, statSync } from 'node:fs';
+import { fstatSync, readSync, statSync } from 'node:fs';
+import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
@@ -10,6 +11,7 @@ import { native } from '../native';
 import type { NativeOutboard } from '../native/binding';
 import type { SafetensorsFile, Tensor, TensorInfo } from '../safetensors/reader';
 import { publish, racedError } from './commit';
+import { closedError, WeightsFd } from './descriptor';
 import { TensorDamagedError } from './errors';
 import { fdPath, mergeReport, openPair, verifyWhole } from './integrity';
 import {
@@ -59,7 +61,10 @@ export class Checkpoint {
   #queue: Promise<unknown> = Promise.resolve();
   /** Checks queued on {@link Checkpoint.#queue} and not finished (a repair may be among them). */
   #pending = 0;
-  #fd: number | undefined;
+  /** The weights' own descriptor (see {@link Checkpoint.#descriptor}). */
+  #fd: WeightsFd | undefined;
+  /** Whether {@link Checkpoint.close} was called. */
+  #closed = false;
   /** The outboard (blake3 trees): first views check only the 64 KiB pieces a tensor covers. */
   #outboard: OutboardReader | undefined;
   /** Chunks verified in part through the outboard: chunk → verified pieces (1 = verified). */
@@ -69,7 +74,7 @@ export class Checkpoint {
   constructor(
     p: Parsed,
     file: SafetensorsFile,
-    fd: number | undefined,
+    fd: WeightsFd | undefined,
     report: CheckpointReport,
     key: HmacKey | undefined,
     repair: boolean,
@@ -173,9 +178,13 @@ export class Checkpoint {
       // All of them: hash the whole file's chunks at once (all cores), then only damage is handled
       // per tensor below.
       const block = this.#p.block;
-      const fd = this.#descriptor();
       const run = this.#queue.then(async () => {
-        const bad = new Set(await treeDamage(this.#p, block, {}, fdPath(fd, this.#p.weights)));
+        // The descriptor is taken here, when the check starts, and held until it ends: a close() in
+        // between fails the check with TV_CLOSED instead of freeing the number it reads through.
+        const damage = await this.#descriptor().lend((fd) =>
+          treeDamage(this.#p, block, {}, fdPath(fd, this.#p.weights)),
+        );
+        const bad = new Set(damage);
         const n = Math.ceil(block.file_length / block.chunk_size);
         for (let i = 0; i < n; i++) if (!bad.has(i)) this.#verifiedChunks.add(i);
       });
@@ -190,21 +199,45 @@ export class Checkpoint {
   /**
    * The mapped file's own descriptor, duplicated on first use (a lazy open that never reads beside
    * its views makes none): reads through it see the file the views map, even if the path was replaced.
+   * `TV_CLOSED` after {@link Checkpoint.close}.
    */
-  #descriptor(): number {
-    this.#fd ??= this.#file.dupFd();
+  #descriptor(): WeightsFd {
+    if (this.#closed) throw closedError(this.path);
+    this.#fd ??= new WeightsFd(this.#file);
     return this.#fd;
   }
 
-  /** Close the files now (views handed out keep only their mapped pages, until collected). */
+  /**
+   * Close the files now (views handed out keep only their mapped pages, until collected). A check in
+   * flight (a first {@link Checkpoint.tensor} view, {@link Checkpoint.tensors}) rejects with
+   * `TV_CLOSED`; one already reading keeps the weights' descriptor open until that read returns, never
+   * longer. A checkpoint dropped without `close()` has its files closed when it is garbage-collected.
+   * Idempotent.
+   */
   close(): void {
+    this.#closed = true;
     this.#file.close();
-    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd?.close();
     this.#fd = undefined;
     this.#outboard?.close();
   }
 
+  /** `using ckpt = await loadCheckpoint(...)`: {@link Checkpoint.close} at the end of the scope. */
+  [disposeSymbol](): void {
+    this.close();
+  }
+
+  /**
+   * `await using ckpt = await loadCheckpoint(...)`: {@link Checkpoint.close}, then wait until the checks
+   * in flight have settled (their descriptor is closed when this resolves).
+   */
+  async [asyncDisposeSymbol](): Promise<void> {
+    this.close();
+    await this.#queue;
+  }
+
   async #ensure(info: TensorInfo): Promise<void> {
+    if (this.#closed) throw closedError(this.path);
     const t0 = performance.now();
     if (this.#p.layout !== 'tensorvault') {
       await this.#verifyWhole(info.name);
@@ -270,7 +303,7 @@ export class Checkpoint {
   #replaced(): boolean {
     if (this.#file.closed) return false;
     try {
-      const opened = fstatSync(this.#descriptor());
+      const opened = fstatSync(this.#descriptor().fd);
       const now = statSync(this.#p.weights);
       return now.ino !== opened.ino || now.dev !== opened.dev;
     } catch {
@@ -302,14 +335,14 @@ export class Checkpoint {
     if (todo.length === 0) return [];
     // The chunks are read with pread from the mapped file's own descriptor: the same page-cache pages
     // the views map (this process never writes to the mapping before a view is handed out).
-    const fd = this.#descriptor();
+    const weights = this.#descriptor();
     const tree = treeHashOf(block.algorithm);
     const nChunks = Math.ceil(block.file_length / cs);
     const bad: number[] = [];
     const sequential = first > 0 && this.#verifiedChunks.has(first - 1);
     if (todo.length === 1 && !sequential) {
       const c = todo[0] as number;
-      const r = this.#checkPieces(info, c, fd);
+      const r = this.#checkPieces(info, c, weights.fd);
       if (r === 'ok') return [];
       if (r === 'damaged') return [c];
     }
@@ -323,7 +356,7 @@ export class Checkpoint {
       // 1 MiB buffer per first view is external memory that makes V8 collect.
       if (scratch.length < len) scratch = Buffer.allocUnsafe(Math.max(len, CHUNK_SCRATCH));
       const buf = scratch.subarray(0, len);
-      const got = readSync(fd, buf, 0, len, start);
+      const got = readSync(weights.fd, buf, 0, len, start);
       const digest =
         got !== len
           ? ''
@@ -342,7 +375,9 @@ export class Checkpoint {
     const from = todo[0] as number;
     let to = last;
     if (sequential) while (to < nChunks && to - from < READ_AHEAD && !this.#verifiedChunks.has(to)) to++;
-    const leaves = await fileLeaves(fdPath(fd, this.#p.weights), tree, from, to - from, {}, cs);
+    const leaves = await weights.lend((fd) =>
+      fileLeaves(fdPath(fd, this.#p.weights), tree, from, to - from, {}, cs),
+    );
     for (let c = from; c < to; c++) {
       if (this.#verifiedChunks.has(c)) continue;
       const i = c - from;
@@ -385,7 +420,7 @@ export class Checkpoint {
   async #repairTvecc(tensor: string, chunks: number[]): Promise<void> {
     const t0 = performance.now();
     try {
-      const ino = this.#file.closed ? undefined : fstatSync(this.#descriptor()).ino;
+      const ino = this.#file.closed ? undefined : fstatSync(this.#descriptor().fd).ino;
       const sidecar = this.#p.tvecc as string;
       // force: the sealed integrity block already proved these bytes are damage, not an edit after the
       // save, so rolling back to the protected bytes is right even when the sidecar's hints call it stale.
@@ -414,9 +449,15 @@ export class Checkpoint {
     }
     // The repaired file is a new inode: map it again and verify from scratch.
     this.#file.close();
-    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd?.close();
     this.#fd = undefined;
     const pair = await openPair(this.#p.weights);
+    if (this.#closed) {
+      // Closed while the repaired file was opened: it is not kept.
+      pair.file.close();
+      pair.fd.close();
+      throw closedError(this.path);
+    }
     this.#file = pair.file;
     this.#fd = pair.fd;
     this.#verifiedChunks.clear();
@@ -427,34 +468,41 @@ export class Checkpoint {
 
   async #verifyWhole(tensor: string): Promise<void> {
     const t0 = performance.now();
-    const fd = this.#file.closed ? undefined : this.#descriptor();
-    const ino = fd === undefined ? undefined : fstatSync(fd).ino;
-    // The weights are read through the mapped file's own descriptor: the bytes the views map, even if
-    // a newer save has replaced the path since the open.
-    const from = fd === undefined ? this.#p.weights : fdPath(fd, this.#p.weights);
-    let r: Awaited<ReturnType<typeof verifyWhole>> | undefined;
-    try {
-      r = await verifyWhole(this.#p, this.#file, this.#key, this.#repair, {}, ino, false, from);
-    } catch (err) {
-      if (!racedError(err) || !this.#replaced()) throw err;
-    }
-    if (r === undefined || (r.report.status === 'damaged' && this.#replaced())) {
-      // The set was replaced since the open, and the parity (read by path) is the newer set's: check
-      // the opened bytes against the opened set's hash again without repairing anything.
+    // The weights are read through the mapped file's own descriptor, held open until the check ends:
+    // the bytes the views map, even if a newer save has replaced the path since the open.
+    const r = await this.#descriptor().lend(async (fd) => {
+      const ino = fstatSync(fd).ino;
+      const from = fdPath(fd, this.#p.weights);
+      let r: Awaited<ReturnType<typeof verifyWhole>> | undefined;
       try {
-        r = await verifyWhole(this.#p, this.#file, this.#key, false, {}, ino, false, from);
+        r = await verifyWhole(this.#p, this.#file, this.#key, this.#repair, {}, ino, false, from);
       } catch (err) {
-        if (racedError(err)) this.#failReplaced(tensor, []);
-        throw err;
+        if (!racedError(err) || !this.#replaced()) throw err;
       }
-      if (r.report.status === 'damaged') this.#failReplaced(tensor, r.report.damagedChunks ?? []);
+      if (r === undefined || (r.report.status === 'damaged' && this.#replaced())) {
+        // The set was replaced since the open, and the parity (read by path) is the newer set's: check
+        // the opened bytes against the opened set's hash again without repairing anything.
+        try {
+          r = await verifyWhole(this.#p, this.#file, this.#key, false, {}, ino, false, from);
+        } catch (err) {
+          if (racedError(err)) this.#failReplaced(tensor, []);
+          throw err;
+        }
+        if (r.report.status === 'damaged') this.#failReplaced(tensor, r.report.damagedChunks ?? []);
+      }
+      return r;
+    });
+    if (this.#closed) {
+      // Closed while the check ran: a file it repaired and mapped again is not kept.
+      if (r.file !== this.#file) r.file.close();
+      throw closedError(this.path);
     }
-    if (r.file !== this.#file && this.#fd !== undefined) {
+    if (r.file !== this.#file) {
       // The repaired file is a new mapping: its own descriptor is made on the next read.
-      closeSync(this.#fd);
+      this.#fd?.close();
       this.#fd = undefined;
+      this.#file = r.file;
     }
-    if (r.file !== this.#file) this.#file = r.file;
     mergeReport(this.report, r.report);
     if (r.report.status === 'damaged') {
       this.#fail(tensor, r.report.damagedChunks ?? [], r.why ?? 'the integrity hash does not match');

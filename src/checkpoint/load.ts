@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, realpathSync } from 'node:fs';
+import { fstatSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath, sep } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { settleClosedMappings } from '../io/mappings';
@@ -8,6 +8,7 @@ import { loadRemoteCheckpoint, type RemoteCheckpoint, type RemoteLoadOptions } f
 import { isRemoteUrl, type RemoteUrl } from '../remote/url';
 import { openSafetensors, type SafetensorsFile, wrapNativeFile } from '../safetensors/reader';
 import { publish, settleCommit, unlessRaced } from './commit';
+import { WeightsFd } from './descriptor';
 import { CheckpointMismatchError } from './errors';
 import {
   checkSeal,
@@ -59,19 +60,19 @@ function applyExpect(
  */
 async function verifyAndFollow(
   p: Parsed,
-  open: { file: SafetensorsFile; fd: number },
+  open: { file: SafetensorsFile; fd: WeightsFd },
   key: HmacKey | undefined,
   repair: boolean,
   options: JobOptions,
   report: CheckpointReport,
   ino?: number,
   checkParity = false,
-): Promise<{ file: SafetensorsFile; fd: number; why?: string | undefined }> {
+): Promise<{ file: SafetensorsFile; fd: WeightsFd; why?: string | undefined }> {
   const r = await verifyWhole(p, open.file, key, repair, options, ino, checkParity);
   let fd = open.fd;
   if (r.file !== open.file) {
-    closeSync(fd);
-    fd = r.file.dupFd();
+    fd.close();
+    fd = new WeightsFd(r.file);
   }
   mergeReport(report, r.report);
   return { file: r.file, fd, why: r.why };
@@ -163,14 +164,14 @@ async function loadLocal(
   let file: SafetensorsFile;
   // The mapped file's own descriptor, for reads beside the views: made here by the step-by-step path
   // and for a full verify; a lazy load on the fast path leaves it to the checkpoint's first read.
-  let fd: number | undefined;
+  let fd: WeightsFd | undefined;
   // Opened by the fast path: the header (by its digest or the outboard's pieces) and length already
   // matched the block.
   const pre = opened !== undefined && sealed ? openedPair(p, opened.file) : undefined;
   const outboard = pre === undefined ? undefined : (opened?.outboard ?? undefined);
   if (pre === undefined) closeOpened(opened);
   try {
-    let pair: { file: SafetensorsFile; fd: number | undefined } | undefined;
+    let pair: { file: SafetensorsFile; fd: WeightsFd | undefined } | undefined;
     try {
       pair = pre ?? (await openPair(p.weights, options.signal));
     } catch (err) {
@@ -179,7 +180,7 @@ async function loadLocal(
     if (sealed && pre === undefined && (pair === undefined || !headerMatches(p, pair.file))) {
       if (pair !== undefined) {
         pair.file.close();
-        if (pair.fd !== undefined) closeSync(pair.fd);
+        pair.fd?.close();
       }
       const rebuilt = await checkSeal(p, key, repair && mode !== 'none');
       repairedAtOpen = rebuilt !== undefined;
@@ -188,7 +189,7 @@ async function loadLocal(
       // The repaired header names the tensors again: those in the bytes the parity rebuilt.
       if (rebuilt !== undefined) damagedAtOpen = tensorsOverlapping(pair.file, rebuilt.spans);
     }
-    ({ file, fd } = pair as { file: SafetensorsFile; fd: number | undefined });
+    ({ file, fd } = pair as { file: SafetensorsFile; fd: WeightsFd | undefined });
   } catch (err) {
     // A damaged header of a pyfolds-ecc checkpoint: repair from the rs(N) parity, then open again.
     if (
@@ -246,7 +247,7 @@ async function loadLocal(
   try {
     applyExpect(file, options, p.files.weights, report);
     if (mode === 'full') {
-      fd ??= file.dupFd();
+      fd ??= new WeightsFd(file);
       const r = await verifyAndFollow(
         p,
         { file, fd },
@@ -255,7 +256,7 @@ async function loadLocal(
         // A header repaired at open has changed the weights: the full check after it runs to its end.
         repairedAtOpen ? withoutSignal(options) : options,
         report,
-        fstatSync(fd).ino,
+        fstatSync(fd.fd).ino,
         checkParity,
       );
       ({ file, fd } = r);
@@ -283,7 +284,7 @@ async function loadLocal(
     }
   } catch (err) {
     file.close();
-    if (fd !== undefined) closeSync(fd);
+    fd?.close();
     outboard?.close();
     if (!(err instanceof CheckpointMismatchError)) {
       publish({
@@ -308,7 +309,7 @@ async function loadLocal(
 function openedPair(
   p: Parsed,
   handle: NativeSafetensors,
-): { file: SafetensorsFile; fd: number | undefined } | undefined {
+): { file: SafetensorsFile; fd: WeightsFd | undefined } | undefined {
   try {
     return { file: wrapNativeFile(p.weights, handle), fd: undefined };
   } catch {
@@ -608,7 +609,7 @@ export async function loadSecure(manifestPath: string, options: LoadSecureOption
     }
   } catch (err) {
     file.close();
-    closeSync(fd);
+    fd.close();
     throw err;
   }
   return new Checkpoint(p, file, fd, report, key, false);

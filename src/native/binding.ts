@@ -75,6 +75,25 @@ export declare class NativeErasureCodec {
 }
 
 /**
+ * A file descriptor owned by the addon and lent to JS by number (`fd`), for reads beside a mapping
+ * (`NativeSafetensors::dup_fd`). It is closed by `close()` or, failing that, when the object is
+ * garbage-collected or its environment (a worker) torn down: a descriptor handed to JS as a bare
+ * number leaked when its holder was dropped without `close()`, and closing it with `fs.closeSync` in
+ * a worker printed Node's "closed but not opened in unmanaged mode" warning.
+ */
+export declare class NativeFd {
+  /**
+   * The descriptor's number; `TV_CLOSED` after `close()`. Valid only until `close()`: the number
+   * may then name another file.
+   */
+  get fd(): number
+  /** Close the descriptor. Idempotent. */
+  close(): void
+  /** Whether `close()` was called. */
+  get closed(): boolean
+}
+
+/**
  * A held writer lock (an advisory `flock` on the lock file). Dropping it (garbage collection,
  * process exit) releases the lock; `release()` also removes the file.
  */
@@ -172,9 +191,10 @@ export declare class NativeSafetensors {
   /**
    * A new descriptor (close-on-exec) of the mapped file itself, for reads beside the mapping: the
    * same file as the views by construction, without opening the path again (which could name
-   * another file by then). The caller closes it.
+   * another file by then). Owned by the returned object: closed by its `close()`, or when it is
+   * garbage-collected (a checkpoint dropped without `close()`, a worker terminated).
    */
-  dupFd(): number
+  dupFd(): NativeFd
   /** Header length and file size. */
   dataStart(): number
   /**

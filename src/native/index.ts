@@ -71,6 +71,7 @@ const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   cpuInfo: true,
   NativeCheckpointOpen: true,
   NativeErasureCodec: true,
+  NativeFd: true,
   NativeFileLock: true,
   NativeFold: true,
   NativeOutboard: true,

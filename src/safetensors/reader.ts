@@ -16,6 +16,7 @@ import {
 import { settleClosedMappings } from '../io/mappings';
 import { type JobOptions, runJob } from '../job';
 import { type NativeSafetensorsHandle, type NativeTensorInfo, native } from '../native';
+import type { NativeFd } from '../native/binding';
 import { describeValue, optionalBoolean } from '../validate';
 import { type Dtype, isDtype, VIEW } from './dtype';
 import type {
@@ -264,9 +265,10 @@ export class SafetensorsFile {
 
   /**
    * @internal A new descriptor of the mapped file (close-on-exec), for reads beside the views: the
-   * same file by construction, not the path opened again. The caller closes it.
+   * same file by construction, not the path opened again. Owned by the addon: closed by the returned
+   * object's `close()`, or when it is garbage-collected.
    */
-  dupFd(): number {
+  dupFd(): NativeFd {
     const handle = this.#handle;
     return callNative(() => handle.dupFd());
   }

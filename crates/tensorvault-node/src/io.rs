@@ -1,6 +1,9 @@
 //! io: the writer lock (`tensorvault_core::io::FileLock`), held by a JS object until `release()`.
 
+use std::fs::File;
+use std::os::fd::AsRawFd as _;
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 
 use napi_derive::napi;
 use tensorvault_core::io::{FileLock, LockError};
@@ -77,4 +80,59 @@ pub fn try_lock_fd(fd: i32, path: String) -> napi::Result<bool> {
 #[napi]
 pub fn orphaned_mappings() -> u32 {
     u32::try_from(tensorvault_core::io::orphaned_mappings()).unwrap_or(u32::MAX)
+}
+
+/// A file descriptor owned by the addon and lent to JS by number (`fd`), for reads beside a mapping
+/// (`NativeSafetensors::dup_fd`). It is closed by `close()` or, failing that, when the object is
+/// garbage-collected or its environment (a worker) torn down: a descriptor handed to JS as a bare
+/// number leaked when its holder was dropped without `close()`, and closing it with `fs.closeSync` in
+/// a worker printed Node's "closed but not opened in unmanaged mode" warning.
+#[napi]
+pub struct NativeFd {
+    file: Mutex<Option<File>>,
+}
+
+impl NativeFd {
+    pub(crate) fn new(file: File) -> NativeFd {
+        NativeFd {
+            file: Mutex::new(Some(file)),
+        }
+    }
+}
+
+#[napi]
+impl NativeFd {
+    /// The descriptor's number; `TV_CLOSED` after `close()`. Valid only until `close()`: the number
+    /// may then name another file.
+    #[napi(getter)]
+    pub fn fd(&self) -> napi::Result<i32> {
+        guard(|| {
+            self.file
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(File::as_raw_fd)
+                .ok_or_else(|| TvError::new("TV_CLOSED", "the descriptor is closed").into())
+        })
+    }
+
+    /// Close the descriptor. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        let file = self
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(file);
+    }
+
+    /// Whether `close()` was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
 }

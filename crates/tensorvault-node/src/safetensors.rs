@@ -19,6 +19,7 @@ use tensorvault_core::Control;
 use crate::args::to_u64;
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, num, push_json_str, Ctx, TvError};
+use crate::io::NativeFd;
 use crate::region::external_region;
 
 /// One `__metadata__` entry (order preserved: sorted by key).
@@ -339,10 +340,10 @@ impl NativeSafetensors {
 
     /// A new descriptor (close-on-exec) of the mapped file itself, for reads beside the mapping: the
     /// same file as the views by construction, without opening the path again (which could name
-    /// another file by then). The caller closes it.
+    /// another file by then). Owned by the returned object: closed by its `close()`, or when it is
+    /// garbage-collected (a checkpoint dropped without `close()`, a worker terminated).
     #[napi]
-    pub fn dup_fd(&self) -> napi::Result<i32> {
-        use std::os::fd::IntoRawFd as _;
+    pub fn dup_fd(&self) -> napi::Result<NativeFd> {
         guard(|| {
             let file = self.file()?;
             let dup = file
@@ -350,7 +351,7 @@ impl NativeSafetensors {
                 .file()
                 .try_clone()
                 .map_err(|e| TvError::from(&IoError::from_os(file.path(), "dup", e)))?;
-            Ok(dup.into_raw_fd())
+            Ok(NativeFd::new(dup))
         })
     }
 
