@@ -1791,6 +1791,10 @@ describe('close() while a check is in flight', () => {
         return false;
       }
     }).length;
+  /** Wait until no descriptor of this process names `path` (a save closes its files on the pool, a little later). */
+  const untilClosed = async (path: string): Promise<void> => {
+    for (let i = 0; i < 300 && openOn(path) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  };
 
   it('tensors() then close(): TV_CLOSED, not TV_NOT_FOUND naming /proc/self/fd/N', async () => {
     // Regression: tensors() took the descriptor's number at the call and read /proc/self/fd/N when its
@@ -1842,6 +1846,7 @@ describe('close() while a check is in flight', () => {
     async () => {
       const path = fresh('lease');
       await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+      await untilClosed(path);
       const file = await tv.openSafetensors(path);
       const d = new WeightsFd(file);
       file.close();
@@ -1870,6 +1875,7 @@ describe('close() while a check is in flight', () => {
   it('Symbol.dispose and Symbol.asyncDispose close the checkpoint', async () => {
     const path = fresh('dispose');
     await tv.saveCheckpoint(path, large(), { ecc: 'medium' });
+    if (process.platform === 'linux') await untilClosed(path);
     const c = await tv.loadCheckpoint(path);
     expect((await c.tensor('tiny')).data[0]).toBe(7);
     c[Symbol.dispose]();

@@ -572,6 +572,7 @@ describe('close() while a read is in flight', () => {
     const path = tmp();
     const data = new Uint8Array(24 << 20).map((_, i) => (i * 13) % 251);
     await tv.saveSafetensors(path, { w: data, b: new Uint8Array(5).fill(7) });
+    await untilClosed(path);
     return { path, data };
   }
   /** Descriptors of this process that name `path` (Linux; -1 elsewhere). */
@@ -586,6 +587,10 @@ describe('close() while a read is in flight', () => {
       }
     }
     return n;
+  };
+  /** Wait until no descriptor of this process names `path` (a save closes its file on the pool, a little later). */
+  const untilClosed = async (path: string): Promise<void> => {
+    for (let i = 0; i < 300 && openOn(path) > 0; i++) await new Promise((r) => setTimeout(r, 10));
   };
 
   it('readRange(): close() returns, the read resolves with the bytes, the descriptor is then closed', async () => {
