@@ -2,10 +2,11 @@
 // loads (fully verified) as the old or the new set, never a torn one, and no temporary file outlives the
 // next open. TV_CKPT_KILLS sets the number of kills per scenario (default 50 each, 100 in all).
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { native } from '../dist/native/index.js';
 import { rng } from './helpers/random';
 import { tempDir } from './helpers/tmp';
 
@@ -110,5 +111,46 @@ describe('kill -9 during saves', () => {
       gen = Math.max(last, ...steps);
       expect(readdirSync(dir).filter((f) => f.endsWith('.tmp') || f.endsWith('.ckpt-commit'))).toEqual([]);
     }
+  });
+});
+
+describe('a save stopped inside this process (a worker thread terminated mid-save)', () => {
+  it("its temporaries (this process's PID, unlocked) go at the next save or load; a locked one stays until it is let go", async () => {
+    // Regression: the sweeps kept every temporary whose PID was alive, and this process's own is: a
+    // worker terminated during saveCheckpoint left its temporaries (as large as the weights) for the
+    // rest of the process's life. A live writer holds its temp's flock (per open file description, so
+    // in any thread of this process): a temp of our PID whose lock is free has no writer left.
+    const dir = tempDir('tv-ckpt-own-');
+    const path = join(dir, 'm.safetensors');
+    await tv.saveCheckpoint(path, { w: new Float32Array(1000).fill(1) }, { ecc: 'low' });
+    const pid = process.pid;
+    const stale = [
+      `.m.safetensors.${pid}.aa11.tmp`,
+      `.m.safetensors.tvecc.${pid}.bb22.tmp`,
+      `.m.safetensors.tvob.${pid}.cc33.tmp`,
+      `..m.safetensors.${pid}.dd44.tmp.${pid}.7.tmp`,
+    ];
+    for (const n of stale) writeFileSync(join(dir, n), Buffer.alloc(1 << 20, 0x11));
+    // A live writer's temp in this process: its lock held through another descriptor.
+    const live = `.m.safetensors.${pid}.ee55.tmp`;
+    writeFileSync(join(dir, live), Buffer.alloc(4096, 0x22));
+    const fd = openSync(join(dir, live), 'r');
+    try {
+      expect(native().tryLockFd(fd, join(dir, live))).toBe(true);
+      // Another file's temp of this PID is none of the set's business.
+      writeFileSync(join(dir, `.other.bin.${pid}.ff66.tmp`), 'x');
+      await tv.saveCheckpoint(path, { w: new Float32Array(1000).fill(2) }, { ecc: 'low' });
+      expect(
+        readdirSync(dir)
+          .filter((f) => f.endsWith('.tmp'))
+          .sort(),
+      ).toEqual([live, `.other.bin.${pid}.ff66.tmp`].sort());
+    } finally {
+      closeSync(fd); // the writer ends: its lock is gone
+    }
+    const c = await tv.loadCheckpoint(path);
+    expect((await c.tensor('w')).data[0]).toBe(2);
+    c.close();
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([`.other.bin.${pid}.ff66.tmp`]);
   });
 });

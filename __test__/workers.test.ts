@@ -109,4 +109,47 @@ describe('worker threads', () => {
       expect(JSON.parse(r.stdout)).toEqual({ bad: 0, left: 0 });
     },
   );
+
+  it('workers terminated during saveCheckpoint: the next save in this process leaves no temporary', () => {
+    // Regression: a worker terminated mid-save left `.m.safetensors.PID.X.tmp` (as large as the weights)
+    // and the parity's and outboard's temporaries, kept by every sweep for the life of the process
+    // because their PID (this process's) was alive.
+    const dist = join(__dirname, '..', 'dist', 'index.js');
+    const path = join(dir, 'stopped.safetensors');
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const { readdirSync } = require('node:fs');
+      const tv = require(${JSON.stringify(dist)});
+      const code = \`
+        const tv = require(${JSON.stringify(dist)});
+        const { parentPort } = require('node:worker_threads');
+        (async () => {
+          parentPort.postMessage('go');
+          for (;;) await tv.saveCheckpoint(${JSON.stringify(path)}, { w: new Float32Array(4 << 20).fill(1) }, { ecc: 'medium' });
+        })();
+      \`;
+      (async () => {
+        let seen = 0;
+        for (let i = 0; i < 6; i++) {
+          const w = new Worker(code, { eval: true });
+          await new Promise((res) => w.once('message', res));
+          await new Promise((res) => setTimeout(res, 20 + i * 15));
+          await w.terminate();
+          seen += readdirSync(${JSON.stringify(dir)}).filter((f) => f.startsWith('.stopped.') && f.endsWith('.tmp')).length;
+        }
+        await tv.saveCheckpoint(${JSON.stringify(path)}, { w: new Float32Array(10).fill(3) }, { lockTimeoutMs: 10000 });
+        const left = readdirSync(${JSON.stringify(dir)}).filter((f) => f.startsWith('.stopped.') && f.endsWith('.tmp'));
+        const c = await tv.loadCheckpoint(${JSON.stringify(path)}, { verify: 'full' });
+        const v = (await c.tensor('w')).data[9];
+        c.close();
+        console.log(JSON.stringify({ left, v, seen: seen > 0 }));
+      })().catch((e) => { console.error(e); process.exit(3); });
+    `;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { left: string[]; v: number; seen: boolean };
+    expect(out.left).toEqual([]);
+    expect(out.v).toBe(3);
+  });
 });

@@ -12,7 +12,7 @@ import { channel } from 'node:diagnostics_channel';
 import { existsSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { alive, atomicWriteFile, forgetTemp, tempsIn } from '../io/atomic';
+import { alive, atomicWriteFile, forgetTemp, removeUnlockedTemp, tempsIn, tempUnlocked } from '../io/atomic';
 import { fsyncDirSync, ioError } from '../io/fs';
 import { WriterLock } from '../io/lock';
 import { type CheckpointFiles, checkpointFiles, sidecarFiles } from './layout';
@@ -155,11 +155,18 @@ export async function commitSet(
 
 /**
  * Temporary files of the set's writers that are dead: `.F.PID.X.tmp` (and the nested
- * `..F.PID.X.tmp.PID.N.tmp` of a native writer given such a name) for each file name F of the set.
+ * `..F.PID.X.tmp.PID.N.tmp` of a native writer given such a name) for each file name F of the set,
+ * whose PIDs do not run here, or are this process's own and no writer holds the temp's lock: a save
+ * whose worker thread was terminated left them for the life of the process (some as large as the
+ * weights). A live writer of this process, in any thread, holds its temp's lock (flock is per open
+ * file description); and the set's writers all hold the set's lock, under which they are removed.
  */
 export function deadTemps(files: CheckpointFiles): string[] {
   return scanTemps(files).dead;
 }
+
+/** A temporary of a set's file: `.F.PID.X.tmp`, or `..F.PID.X.tmp.PID.N.tmp` (F, PID, X, PID, N). */
+const TEMP = /^\.{1,2}(.+?)\.(\d+)\.([0-9a-z]+)\.tmp(?:\.(\d+)\.(\d+)\.tmp)?$/;
 
 /**
  * {@link deadTemps}, and whether the folder holds any temporary of the set (live writers' too). The
@@ -176,13 +183,21 @@ function scanTemps(
   const out: string[] = [];
   let any = false;
   for (const e of listing) {
-    const m = /^\.{1,2}(.+?)\.(\d+)\.([0-9a-z]+)\.tmp(?:\.(\d+)\.(\d+)\.tmp)?$/.exec(e);
+    const m = TEMP.exec(e);
     if (m === null || !names.has(m[1] as string)) continue;
     any = true;
     const pids = [Number(m[2]), ...(m[4] === undefined ? [] : [Number(m[4])])];
-    if (pids.every((p) => p > 0 && !alive(p))) out.push(join(dir, e));
+    if (!pids.every((p) => p > 0 && (p === process.pid || !alive(p)))) continue;
+    if (pids.includes(process.pid) && !tempUnlocked(join(dir, e))) continue;
+    out.push(join(dir, e));
   }
   return { dead: out, any };
+}
+
+/** Whether the temporary `path` (found by {@link scanTemps}) names this process's own PID. */
+function ownTemp(path: string): boolean {
+  const m = TEMP.exec(basename(path));
+  return m !== null && (Number(m[2]) === process.pid || Number(m[4]) === process.pid);
 }
 
 /** Sets found with nothing to recover by {@link prepareRead}: weights path → the folder's `dev:ino:mtimeNs` then. */
@@ -229,6 +244,11 @@ export function recoverLocked(
   for (const t of rolledForward || listing === undefined
     ? deadTemps(files)
     : scanTemps(files, false, listing).dead) {
+    if (ownTemp(t)) {
+      // Taken again and held across the unlink: a writer that locked it since the scan keeps it.
+      if (removeUnlockedTemp(t, false)) removed.push(t);
+      continue;
+    }
     forgetTemp(dirname(t), basename(t));
     try {
       unlinkSync(t);

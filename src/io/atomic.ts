@@ -183,28 +183,62 @@ export function removeDeadTempsMatching(dir: string, pattern: RegExp): void {
  */
 function removeIfDead(dir: string, name: string, pid: number): void {
   if (!(pid > 0) || alive(pid)) return;
-  const path = join(dir, name);
+  removeUnlockedTemp(join(dir, name), true);
+}
+
+/**
+ * Unlink the temporary at `path` when no writer holds its lock ({@link lockTemp}), holding that lock
+ * across the unlink. `withoutFlock`: whether to remove it where the file system has no `flock` (true
+ * for a temp whose writer's PID is dead; false for one named with this process's own PID, whose writer
+ * nothing else tells from a live one). flock is per open file description: a live writer of this
+ * process, in any thread, still holds it. Returns whether the temp is gone.
+ */
+export function removeUnlockedTemp(path: string, withoutFlock: boolean): boolean {
+  const dir = dirname(path);
+  const name = basename(path);
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') forgetTemp(dir, name);
-    return;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return false;
+    forgetTemp(dir, name);
+    return true;
   }
   try {
-    let free = true;
+    let free = withoutFlock;
     try {
       free = callNative(() => native().tryLockFd(fd, path));
     } catch {
-      // no flock here: by the PID alone
+      // no flock here: as `withoutFlock` says
     }
-    if (!free) return; // a live writer, in another PID namespace
+    if (!free) return false; // a live writer (in another PID namespace, or in this process)
     try {
       unlinkSync(path);
     } catch {
-      // gone already, or not ours to remove
+      return false; // not ours to remove
     }
     forgetTemp(dir, name);
+    return true;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Whether no writer holds the lock of the temporary at `path` (a probe: the lock is taken and let go
+ * at once). False when it is locked or gone, and where the file system has no `flock`.
+ */
+export function tempUnlocked(path: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return false;
+  }
+  try {
+    return callNative(() => native().tryLockFd(fd, path));
+  } catch {
+    return false;
   } finally {
     closeSync(fd);
   }

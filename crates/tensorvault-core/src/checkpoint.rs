@@ -24,7 +24,7 @@
 //! any failure.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -300,16 +300,10 @@ impl<'a> Segments<'a> {
 /// Bytes written or hashed between two looks at the control.
 const PIECE: usize = 8 << 20;
 
+/// The weights' new file at `path` (the caller's private temporary name), locked while it is written
+/// (see [`crate::io::atomic::create_new_locked`]).
 fn create_new(path: &Path) -> Result<File, IoError> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o644);
-    }
-    opts.open(path)
-        .map_err(|e| IoError::from_os(path, "open", e))
+    crate::io::atomic::create_new_locked(path, 0o644)
 }
 
 /// Bytes written between two requests to start their writeback.

@@ -47,17 +47,11 @@ impl AtomicFile {
     /// checkpoint's set of files, committed together). [`AtomicFile::commit`] then flushes and
     /// fsyncs it, without a second temporary, rename and folder fsync; dropping it uncommitted
     /// removes it, as it removes a temporary.
+    ///
+    /// The file is locked as a temporary is ([`create_new_locked`]): a sweep of temporaries left by
+    /// writers that died (or whose worker thread was terminated) keeps it while it is written.
     pub fn create_fresh_with_mode(dest: &Path, mode: u32) -> Result<AtomicFile, IoError> {
-        let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(mode & 0o777);
-        }
-        let file = opts
-            .open(dest)
-            .map_err(|e| IoError::from_os(dest, "create", e))?;
+        let file = create_new_locked(dest, mode)?;
         if let Err(e) = keep_attributes(&file, None, Some(mode)) {
             let _ = std::fs::remove_file(dest);
             return Err(IoError::from_os(dest, "chmod", e));
@@ -330,6 +324,35 @@ fn remove_dead_temps(dest: &Path, name: &str) {
         if pid > 0 && !process_alive(pid) && remove_if_unlocked(&dir.join(&file)) {
             forget_temp(dir, &file);
         }
+    }
+}
+
+/// Create the new file `path` (`O_EXCL`, permission bits `mode`) and lock it as atomic writers lock
+/// their temporaries ([`locked_in_place`]): for writers given a private temporary name by their caller
+/// (a checkpoint's weights and parity, renamed into place together by the caller). The lock marks the
+/// writer alive until the file is closed, for sweeps that remove the temporaries of this process's
+/// own writers that were stopped (a terminated worker thread) only when their lock is free. Fails
+/// when a sweep took the file between its creation and the lock (the name is the caller's: no other
+/// one is tried).
+pub fn create_new_locked(path: &Path, mode: u32) -> Result<File, IoError> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode & 0o777);
+    }
+    let file = opts
+        .open(path)
+        .map_err(|e| IoError::from_os(path, "create", e))?;
+    if locked_in_place(&file, path) {
+        Ok(file)
+    } else {
+        Err(IoError::from_os(
+            path,
+            "flock",
+            std::io::Error::other("the file was removed as it was created"),
+        ))
     }
 }
 
@@ -810,6 +833,32 @@ mod tests {
         );
         assert_eq!(std::fs::read(&p).unwrap(), b"kept");
         assert_eq!(names(), [".set.x.123.abc.tmp"]);
+    }
+
+    /// A fresh file at a caller's temporary name (a checkpoint's weights or parity) is locked while it
+    /// is written, as a temporary is: a sweep of this process's stopped writers (a terminated worker
+    /// thread) keeps it until it is closed. It was written unlocked, so such a sweep could not tell it
+    /// from a dead writer's.
+    #[test]
+    fn a_fresh_file_is_locked_until_it_is_committed_or_dropped() {
+        use std::os::unix::io::AsRawFd as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".w.bin.123.abc.tmp");
+        let locked = || {
+            let other = File::open(&p).unwrap();
+            !super::super::try_lock_fd(other.as_raw_fd()).unwrap()
+        };
+        let mut f = AtomicFile::create_fresh_with_mode(&p, 0o644).unwrap();
+        f.write_all(b"data").unwrap();
+        assert!(locked(), "the fresh file is not locked while written");
+        f.commit().unwrap();
+        assert!(!locked(), "still locked after the commit");
+        let q = dir.path().join(".v.bin.123.abc.tmp");
+        let g = create_new_locked(&q, 0o644).unwrap();
+        let other = File::open(&q).unwrap();
+        assert!(!super::super::try_lock_fd(other.as_raw_fd()).unwrap());
+        drop(g);
+        assert!(super::super::try_lock_fd(other.as_raw_fd()).unwrap());
     }
 
     /// Regression (QA, 2026-12-05): the error of a write that failed on the temporary file named the
