@@ -13,6 +13,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { MessageChannel } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
 import { runUnderFileLimit } from './helpers/full-disk';
@@ -559,6 +560,38 @@ describe('populate and prefetch (mapping pages before they are read)', () => {
     expect(aborted).toBeInstanceOf(tv.TensorVaultAbortError);
     f.close();
     await expect(f.prefetch()).rejects.toMatchObject({ code: 'TV_CLOSED' });
+  });
+});
+
+describe('sending a view to another thread (README, "Worker threads")', () => {
+  it('a view is a window on the whole region; view.data.slice() holds only its bytes, and posts only them', async () => {
+    // The README said to post `view.data`: its structured clone copies the whole region buffer behind
+    // the view (a 16-byte tensor of a 192 MiB file posted 192 MiB). It now says `view.data.slice()`.
+    const path = tmp();
+    await tv.saveSafetensors(path, {
+      big: new Float32Array(1 << 20).fill(1),
+      tiny: new Float32Array([1, 2, 3, 4]),
+      u8: new Uint8Array([5, 6, 7]),
+    });
+    const f = await tv.openSafetensors(path);
+    f.tensor('big');
+    for (const name of ['tiny', 'u8']) {
+      const t = f.tensor(name);
+      expect(t.data.buffer.byteLength).toBeGreaterThan(1 << 20); // the region, not the tensor
+      const copy = t.data.slice();
+      expect(copy.buffer.byteLength).toBe(t.byteLength);
+      expect([...copy]).toEqual([...t.data]);
+      const { port1, port2 } = new MessageChannel();
+      const got = new Promise<ArrayBufferView>((res) => {
+        port2.once('message', res);
+      });
+      port1.postMessage(copy, [copy.buffer]);
+      const received = await got;
+      expect(received.buffer.byteLength).toBe(t.byteLength);
+      port1.close();
+      port2.close();
+    }
+    f.close();
   });
 });
 

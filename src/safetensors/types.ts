@@ -18,7 +18,12 @@ export interface TensorInfo {
 
 /** A tensor read from a file: a typed view with its dtype and shape beside it. */
 export interface Tensor extends TensorInfo {
-  /** The elements, typed by dtype (see {@link DTYPES} for the mapping). */
+  /**
+   * The elements, typed by dtype (see {@link DTYPES} for the mapping). A zero-copy view is a window on
+   * a region buffer (`data.buffer`) that covers the whole mapped file, or a large part of it: to send
+   * the tensor to another thread, post `data.slice()` (its own bytes), not `data`, whose structured
+   * clone copies the whole region.
+   */
   data: TensorArray;
   /** The same bytes as a `Uint8Array`. */
   bytes: Uint8Array;
