@@ -64,3 +64,10 @@ pub fn range(argument: &'static str, v: &[f64]) -> napi::Result<(u64, u64)> {
         )),
     }
 }
+
+/// The guard of a handle's resource behind a mutex (`None` once closed), poisoning ignored: the
+/// handles whose `close()` can come while a task holds a reference (safetensors, fold, outboard, the
+/// weights' descriptor) keep their file so.
+pub fn locked<T>(m: &std::sync::Mutex<Option<T>>) -> std::sync::MutexGuard<'_, Option<T>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

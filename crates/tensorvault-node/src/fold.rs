@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array, Unknown};
 use napi::{Env, Task};
@@ -17,7 +17,7 @@ use tensorvault_core::fold::{
 use tensorvault_core::safetensors::Header;
 use tensorvault_core::Control;
 
-use crate::args::to_u64;
+use crate::args::{locked, to_u64};
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, push_json_str, Ctx, TvError};
 use crate::region::external_region;
@@ -292,9 +292,7 @@ impl Task for ReadChunkTask {
 impl NativeFold {
     /// The open file (a clone of its `Arc`: the lock is not held while it is used).
     fn file(&self) -> napi::Result<Arc<FoldFile>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        locked(&self.inner)
             .clone()
             .ok_or_else(|| TvError::new("TV_CLOSED", "the .fold file is closed").into())
     }
@@ -354,11 +352,7 @@ impl NativeFold {
     /// flight completes on its own reference). Idempotent; never throws.
     #[napi]
     pub fn close(&self) {
-        let file = self
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let file = locked(&self.inner).take();
         drop(file);
     }
 }

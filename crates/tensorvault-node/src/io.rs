@@ -3,11 +3,12 @@
 use std::fs::File;
 use std::os::fd::AsRawFd as _;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use napi_derive::napi;
 use tensorvault_core::io::{FileLock, LockError};
 
+use crate::args::locked;
 use crate::errors::{guard, Ctx, TvError};
 
 /// A held writer lock (an advisory `flock` on the lock file). Dropping it (garbage collection,
@@ -107,9 +108,7 @@ impl NativeFd {
     #[napi(getter)]
     pub fn fd(&self) -> napi::Result<i32> {
         guard(|| {
-            self.file
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
+            locked(&self.file)
                 .as_ref()
                 .map(File::as_raw_fd)
                 .ok_or_else(|| TvError::new("TV_CLOSED", "the descriptor is closed").into())
@@ -119,20 +118,13 @@ impl NativeFd {
     /// Close the descriptor. Idempotent.
     #[napi]
     pub fn close(&self) {
-        let file = self
-            .file
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let file = locked(&self.file).take();
         drop(file);
     }
 
     /// Whether `close()` was called.
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.file
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
+        locked(&self.file).is_none()
     }
 }

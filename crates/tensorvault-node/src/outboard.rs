@@ -3,7 +3,7 @@
 //! thread than a round trip to the pool).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::AsyncTask;
 use napi::{Env, Task};
@@ -13,7 +13,7 @@ use tensorvault_core::checkpoint_outboard::{
 };
 use tensorvault_core::Control;
 
-use crate::args::to_u64;
+use crate::args::{locked, to_u64};
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, TvError};
 
@@ -247,11 +247,7 @@ impl NativeOutboard {
     /// Close the outboard (a later `verify` answers 2). Idempotent; never throws.
     #[napi]
     pub fn close(&self) {
-        let file = self
-            .file
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let file = locked(&self.file).take();
         drop(file);
     }
 }
@@ -266,7 +262,7 @@ impl NativeOutboard {
     /// them (closed, unreadable, or not a full chunk).
     fn with_values<R>(&self, chunk: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         use std::os::unix::fs::FileExt as _;
-        let guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = locked(&self.file);
         let file = guard.as_ref()?;
         let at = self.header.chunk_offset(chunk)?;
         let len = usize::try_from(self.header.pieces_per_chunk())

@@ -16,7 +16,7 @@ use tensorvault_core::safetensors::{
 };
 use tensorvault_core::Control;
 
-use crate::args::to_u64;
+use crate::args::{locked, to_u64};
 use crate::control::JobControl;
 use crate::errors::{guard, invalid_argument, num, push_json_str, Ctx, TvError};
 use crate::io::NativeFd;
@@ -192,11 +192,7 @@ fn copied_buffer<'env>(env: &'env Env, bytes: &[u8]) -> napi::Result<Unknown<'en
 impl NativeSafetensors {
     /// The open file (a clone of its `Arc`: the lock is not held while it is used).
     fn file(&self) -> napi::Result<Arc<SafetensorsFile>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(closed)
+        locked(&self.inner).clone().ok_or_else(closed)
     }
 
     /// The tensors in file order as one JSON array of `{name, dtype, shape, fileOffset, byteLength}`
@@ -482,21 +478,14 @@ impl NativeSafetensors {
     /// on its own reference). Views already handed out stay valid. Idempotent; never throws.
     #[napi]
     pub fn close(&self) {
-        let file = self
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let file = locked(&self.inner).take();
         release(file);
     }
 
     /// Whether `close()` was called.
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
+        locked(&self.inner).is_none()
     }
 }
 
