@@ -1781,6 +1781,63 @@ describe('a repair that cannot write', () => {
   });
 });
 
+describe('a repair of the file length (truncated weights)', () => {
+  /** A 3 MiB checkpoint with `medium` parity, the last 32 KiB of its weights cut off (the length differs from the block). */
+  const truncated = async (name: string): Promise<{ path: string; data: Uint8Array; cut: Buffer }> => {
+    const path = fresh(name);
+    const data = new Uint8Array(3 << 20).map((_, i) => (i * 13) & 0xff);
+    await tv.saveCheckpoint(path, { data }, { ecc: 'medium' });
+    truncateSync(path, (3 << 20) - (32 << 10)); // the last 32 KiB: within the parity
+    return { path, data, cut: readFileSync(path) };
+  };
+
+  it('that cannot write reports the write error, not damage beyond the parity', async () => {
+    // Regression (QA, 2026-12-05): the repair of a damaged header or length swallowed every error of
+    // the repair and then said TV_CHECKPOINT_INTEGRITY (reason 'header'), which sends an operator to an
+    // older checkpoint, though verifyCheckpoint called it repairable. `ulimit -f 1024` makes the write
+    // that restores the length (past 1 MiB) fail as a full disk does.
+    const { path, data } = await truncated('length-cannot-write');
+    expect((await tv.verifyCheckpoint(path)).status).toBe('repairable');
+    const dist = join(__dirname, '..', 'dist', 'index.js');
+    const script = `
+      const tv = require(${JSON.stringify(dist)});
+      tv.repairCheckpoint(${JSON.stringify(path)}).then(
+        (r) => console.log(JSON.stringify({ status: r.status })),
+        (e) => console.log(JSON.stringify({ code: e instanceof tv.TensorVaultError ? e.code : 'untyped' })),
+      );`;
+    const r = runUnderFileLimit(1024, script);
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual({ code: 'TV_IO' });
+    expect((await tv.repairCheckpoint(path)).status).toBe('repaired');
+    const c = await tv.loadCheckpoint(path, { verify: 'full' });
+    expect(Buffer.from((await c.tensor('data')).bytes).equals(Buffer.from(data))).toBe(true);
+    c.close();
+  });
+
+  it('honours its signal and reports progress until it changes the file', async () => {
+    // Regression (QA, 2026-12-05): the header/length repair ran without the caller's signal and
+    // progress: an abort (Ctrl-C on `checkpoint repair`) was ignored and the call resolved 'repaired'
+    // seconds later, and a TTY showed no progress. Aborted at its first progress report, it now rejects
+    // with TV_ABORTED and leaves the weights as they were.
+    const { path, cut } = await truncated('length-abort');
+    const ac = new AbortController();
+    let reports = 0;
+    const err = await rejects(
+      tv.repairCheckpoint(path, {
+        signal: ac.signal,
+        onProgress: () => {
+          reports++;
+          ac.abort();
+        },
+      }),
+    );
+    expect(err.code).toBe('TV_ABORTED');
+    expect(reports).toBeGreaterThan(0);
+    expect(readFileSync(path).equals(cut)).toBe(true);
+    expect((await tv.repairCheckpoint(path)).status).toBe('repaired');
+  });
+});
+
 describe('close() while a check is in flight', () => {
   /** Descriptors of this process that name `path`. */
   const openOn = (path: string): number =>

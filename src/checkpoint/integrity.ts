@@ -20,7 +20,7 @@ import {
 } from './layout';
 import { parityCheck, tveccSays } from './parity';
 import type { CheckpointReport, Parsed } from './parse';
-import { notAboutParity, underLock } from './repair-lock';
+import { notAboutParity, rethrownByParity, underLock } from './repair-lock';
 import { correctionVerifies, headerSha, type RsRepair, rsCheck } from './rs';
 import { writeRsParity } from './save';
 import { headerDamage, tensorsIn, tensorsOutside, treeDamage } from './tree-check';
@@ -476,6 +476,7 @@ export async function checkSeal(
   p: Parsed,
   key: HmacKey | undefined,
   repair: boolean,
+  options: JobOptions = {},
 ): Promise<HeaderRepair | undefined> {
   const block = p.block as IntegrityBlock;
   if (!checkSealMessage(p, key)) return undefined;
@@ -495,11 +496,19 @@ export async function checkSeal(
         // force: the seal proved this is damage, not an edit after the save. The tree's chunks that
         // differ are found first (under the lock, on the bytes the repair then rewrites): the report
         // and the events name them, not the sidecar's own chunks (`eccChunks`).
-        const r = await underLock(p, undefined, async () => {
-          const found = await headerDamage(p, block, {});
-          tell(found);
-          return { found, ecc: await eccRepair(p.weights, { sidecar, force: true }) };
-        });
+        // `options` (signal, progress) for both steps: the tree check stops at an abort, and the
+        // repair until it has changed the file (the core ignores an abort after that, as for every
+        // repair).
+        const r = await underLock(
+          p,
+          undefined,
+          async () => {
+            const found = await headerDamage(p, block, options);
+            tell(found);
+            return { found, ecc: await eccRepair(p.weights, { sidecar, ...options, force: true }) };
+          },
+          options.signal,
+        );
         const ecs = r.ecc.before.layout.chunkSize;
         rebuilt = {
           chunks: r.found,
@@ -513,8 +522,11 @@ export async function checkSeal(
           eccChunks: r.ecc.repairedChunks,
           ms: performance.now() - t0,
         });
-      } catch {
-        // reported below
+      } catch (err) {
+        // An abort, or a repair that could not run for the machine (a full disk, a read error, a
+        // lock, permissions): said as such, never as damage beyond the parity. The rest is reported
+        // below from the bytes as they are.
+        if (rethrownByParity(err)) throw err;
       }
       h = await headerSha(p.weights, block.header_length);
     }

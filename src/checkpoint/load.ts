@@ -182,7 +182,7 @@ async function loadLocal(
         pair.file.close();
         pair.fd?.close();
       }
-      const rebuilt = await checkSeal(p, key, repair && mode !== 'none');
+      const rebuilt = await checkSeal(p, key, repair && mode !== 'none', options);
       repairedAtOpen = rebuilt !== undefined;
       rebuiltAtOpen = rebuilt?.chunks ?? [];
       pair = await openPair(p.weights, repairedAtOpen ? undefined : options.signal);
