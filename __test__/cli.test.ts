@@ -577,6 +577,33 @@ describe('command line conventions', () => {
     expect(writes.filter((w) => w === '\r\x1b[K').length).toBe(3);
   });
 
+  it('the progress bar times a new pass from the report before it, not from its own first report', async () => {
+    // Regression (QA, 2026-12-05): a repair's second pass was timed from its first report, which
+    // already counted the bytes done since the pass began: 'repairing (pass 2) … 2533611.63 GB/s'.
+    const { progressBar } = await import('../dist/cli/common.js');
+    const stderr = process.stderr as NodeJS.WriteStream & { isTTY: boolean };
+    const saved = { write: stderr.write, isTTY: stderr.isTTY, columns: stderr.columns };
+    const writes: string[] = [];
+    stderr.isTTY = true;
+    stderr.columns = 120;
+    stderr.write = ((s: string) => writes.push(String(s)) > 0) as typeof stderr.write;
+    try {
+      const bar = progressBar('repairing', 0);
+      bar.onProgress?.({ bytesDone: 100e6, bytesTotal: 100e6 });
+      await new Promise((r) => setTimeout(r, 50));
+      bar.onProgress?.({ bytesDone: 1e6, bytesTotal: 100e6 }); // pass 2, 1 MB done since the last report
+      bar.done();
+    } finally {
+      Object.assign(stderr, saved);
+    }
+    const second = writes.find((w) => w.includes('(pass 2)')) ?? '';
+    const m = /([\d.]+) (MB|GB)\/s/.exec(second);
+    expect(m, second).not.toBeNull();
+    const rate = Number(m?.[1]) * (m?.[2] === 'GB' ? 1e9 : 1e6);
+    // 1 MB over at least the 50 ms since the report before: at most 20 MB/s.
+    expect(rate).toBeLessThanOrEqual(20e6);
+  });
+
   it('the progress line never exceeds the terminal width', async () => {
     const { progressLine } = await import('../dist/cli/common.js');
     for (const columns of [10, 20, 40, 60, 80, 200]) {

@@ -229,6 +229,8 @@ export function progressBar(
   let current = label;
   let pass = 1;
   let last: Progress | undefined;
+  /** When the last report came: a new pass began after it. */
+  let lastAt = start;
   const done = (): void => {
     if (shown) process.stderr.write('\r\x1b[K');
     shown = false;
@@ -240,12 +242,15 @@ export function progressBar(
         last.bytesTotal > 0 &&
         (p.bytesDone < last.bytesDone || p.bytesTotal !== last.bytesTotal)
       ) {
-        // A new pass of the same work: its own bar from 0.
+        // A new pass of the same work: its own bar from 0, timed from the report before (the pass began
+        // after it; its first report already counts the bytes done since, so timing it from now showed
+        // rates of millions of GB/s).
         done();
         pass++;
-        start = performance.now();
+        start = lastAt;
       }
       last = p;
+      lastAt = performance.now();
       if (p.bytesTotal < minBytes) return;
       const frac = p.bytesTotal > 0 ? Math.min(1, p.bytesDone / p.bytesTotal) : 0;
       const secs = (performance.now() - start) / 1000;
@@ -260,6 +265,7 @@ export function progressBar(
       pass = 1;
       last = undefined;
       start = performance.now();
+      lastAt = start;
     },
   };
 }
