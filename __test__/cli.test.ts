@@ -600,8 +600,10 @@ describe('command line conventions', () => {
     const m = /([\d.]+) (MB|GB)\/s/.exec(second);
     expect(m, second).not.toBeNull();
     const rate = Number(m?.[1]) * (m?.[2] === 'GB' ? 1e9 : 1e6);
-    // 1 MB over at least the 50 ms since the report before: at most 20 MB/s.
-    expect(rate).toBeLessThanOrEqual(20e6);
+    // 1 MB over the ~50 ms since the report before: about 20 MB/s (a timer may fire a little early, so
+    // the bound leaves room: 100 MB/s would need the timer to fire 40 ms early). Timed from the pass's
+    // own first report it was hundreds of GB/s.
+    expect(rate).toBeLessThan(100e6);
   });
 
   it('the progress line never exceeds the terminal width', async () => {
