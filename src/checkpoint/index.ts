@@ -26,9 +26,7 @@ export {
   loadCheckpoint,
   loadSecure,
   repairCheckpoint,
-  type VerifyCheckpointOptions,
   type VerifyMode,
-  verifyCheckpoint,
 } from './load';
 export {
   CheckpointManager,
@@ -43,3 +41,4 @@ export {
   type SaveCheckpointResult,
   saveCheckpoint,
 } from './save';
+export { type VerifyCheckpointOptions, verifyCheckpoint } from './verify';

@@ -7,16 +7,12 @@
  */
 import { statSync } from 'node:fs';
 import { type CheckpointLayout, LAYOUTS } from '../checkpoint/layout';
-import {
-  type CheckpointReport,
-  loadCheckpoint,
-  repairCheckpoint,
-  verifyCheckpoint,
-} from '../checkpoint/load';
+import { type CheckpointReport, loadCheckpoint, repairCheckpoint } from '../checkpoint/load';
 import { CheckpointManager } from '../checkpoint/manager';
 import { levelInSidecar } from '../checkpoint/parity';
 import { parseCheckpoint } from '../checkpoint/parse';
 import { saveCheckpoint } from '../checkpoint/save';
+import { verifyCheckpoint } from '../checkpoint/verify';
 import { eccPlan } from '../checkpoint/write';
 import { verify as eccVerify } from '../ecc/erasure';
 import { TensorVaultError } from '../errors';
