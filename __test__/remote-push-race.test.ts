@@ -12,13 +12,18 @@
 // be asserted against s3s-fs: it checks If-None-Match before it writes the object, not atomically, so
 // two conditional writes that reach it within the same moment both pass. AWS S3 decides atomically;
 // the file:// store's hard link does too, and is tested so below.)
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+//
+// Also a remote repair racing another writer: the repair's final write was unconditional, so weights
+// replaced between the repair's read and its write (a push with overwrite) were overwritten with the
+// repaired old ones. It is now conditional on the version the repair read (If-Match on the ETag; the
+// file:// store compares the file's identity under the key's lock): TV_FILE_CHANGED, nothing written.
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
-import { type S3Server, type SetupS3, s3Available, setupPath } from './helpers/s3';
+import { flipStored, type S3Server, type SetupS3, s3Available, setupPath } from './helpers/s3';
 import { tempDir } from './helpers/tmp';
 
 const dir = tempDir('tv-remote-race-');
@@ -181,6 +186,43 @@ describe.skipIf(!s3Available)('pushes racing to one key (S3-compatible server s3
     }
     expect(readFileSync(join(s.root, BUCKET, manifestKey), 'utf8')).toBe(other);
   });
+
+  it('a remote repair never overwrites weights another writer replaced after the repair read them', async () => {
+    const url = `s3://${BUCKET}/repair-race`;
+    const weightsKey = 'repair-race/model.safetensors';
+    await tv.push(a, url, opts);
+    flipStored(join(s.root, BUCKET, weightsKey), 2 * MiB + 100); // chunk 2: within the parity
+    // The repair pulls and rebuilds A; its CompleteMultipartUpload of the repaired weights is held back
+    // while another writer pushes B over the set. Before: the repair then wrote A's repaired weights
+    // over B's under B's manifest (and resolved `repaired`): a set no reader could load.
+    const g = await gate(
+      s.endpoint,
+      (req) => commits(req) && ((req.url ?? '').split('?')[0] ?? '').endsWith(`/${BUCKET}/${weightsKey}`),
+    );
+    try {
+      const rep = Promise.allSettled([
+        tv.repairRemote(`${url}/model.safetensors`, {
+          ...opts,
+          endpoint: g.endpoint,
+          workDir: dir,
+        }),
+      ]);
+      await g.held;
+      await tv.push(b, url, { ...opts, overwrite: true });
+      g.release();
+      const [r] = await rep;
+      expect(r).toMatchObject({
+        status: 'rejected',
+        reason: { code: 'TV_FILE_CHANGED', context: { reason: 'object_changed' } },
+      });
+    } finally {
+      g.server.close();
+    }
+    // The stored set is B's, whole.
+    expect((await tv.verifyRemote(`${url}/model.safetensors`, opts)).status).toBe('intact');
+    const p = await tv.pull(`${url}/model.safetensors`, join(dir, 'pulled-repair-race'), opts);
+    expect(readFileSync(p.path).equals(readFileSync(b))).toBe(true);
+  });
 });
 
 describe('pushes racing to one key (file:// store)', () => {
@@ -195,5 +237,33 @@ describe('pushes racing to one key (file:// store)', () => {
     expect(readFileSync(p.path).equals(readFileSync(won === 0 ? a : b))).toBe(true);
     // The loser left nothing visible of its own: a further push is still refused by the plain check.
     await expect(tv.push(b, url, fopts)).rejects.toMatchObject({ code: 'TV_EXISTS' });
+  });
+
+  it('file:// store: a remote repair never overwrites weights another writer replaced after the repair read them', async () => {
+    const a = await checkpoint('ra', 0);
+    const b = await checkpoint('rb', 7);
+    const root = join(dir, 'file-repair');
+    const url = `file://${root}`;
+    await tv.push(a, url, { stateDir: join(dir, 'state') });
+    const obj = join(root, 'model.safetensors');
+    flipStored(obj, 2 * MiB + 100); // chunk 2: within the parity
+    // When the repair has pulled (and rebuilt) A, another writer replaces the stored weights (a new
+    // file renamed into place, as the store writes). Before: the repair renamed A's repaired weights
+    // over them and resolved `repaired`.
+    const replaced = readFileSync(b);
+    const onPulled = (m: unknown): void => {
+      if ((m as { event?: string }).event !== 'pulled') return;
+      writeFileSync(`${obj}.other`, replaced);
+      renameSync(`${obj}.other`, obj);
+    };
+    tv.remoteChannel.subscribe(onPulled);
+    let err: unknown;
+    try {
+      err = await tv.repairRemote(`${url}/model.safetensors`, { workDir: dir }).catch((e: unknown) => e);
+    } finally {
+      tv.remoteChannel.unsubscribe(onPulled);
+    }
+    expect(err).toMatchObject({ code: 'TV_FILE_CHANGED', context: { reason: 'object_changed' } });
+    expect(readFileSync(obj).equals(replaced)).toBe(true);
   });
 });

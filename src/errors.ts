@@ -218,7 +218,12 @@ export interface ErrorContextMap {
   TV_FILE_CHANGED: FileContext & {
     readonly expected?: number;
     readonly actual?: number;
-    /** `replaced`: a checkpoint repair found its set replaced by a newer save and repaired nothing. */
+    /**
+     * `replaced`: a checkpoint repair found its set replaced by a newer save and repaired nothing.
+     * `object_changed`: a remote repair found the stored weights replaced by another writer after it
+     * read them, and wrote nothing (`write_conflict`: another conditional write to the key was in
+     * flight). `chunk_digest`: its pulled copy changed on the local disk before the rewrite.
+     */
     readonly reason?: string;
   };
   TV_LOCKED: {

@@ -1,20 +1,36 @@
 /** The `file://` store: objects as files under a folder, with the semantics of the S3 store. */
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { type BigIntStats, createReadStream, linkSync, renameSync, statSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { fsyncDir, ioError } from '../io/fs';
+import { WriterLock } from '../io/lock';
 import {
   abortError,
   md5Hex,
   missingAsUndefined,
+  type ObjectStat,
+  objectChanged,
   objectExists,
   type Store,
   type StoreMetrics,
   type UploadedPart,
   type WriteOptions,
 } from './store';
+
+/**
+ * The version of an object file: its identity (inode), size and modification time. Every write goes
+ * through a new temporary file renamed (or linked) into place, so another write gives another inode;
+ * a rename keeps the modification time, so the version read from the temporary file before it is
+ * moved is the object's.
+ */
+function versionOf(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
+}
+
+/** How long a write waits for another writer of the same key to move its file into place. */
+const KEY_LOCK_MS = 30_000;
 
 /** Objects as files under a folder (`file://`): the same semantics, for tests and NFS. */
 export class FileStore implements Store {
@@ -58,6 +74,19 @@ export class FileStore implements Store {
     return missingAsUndefined(this.#wrap(key, async () => (await stat(this.#path(key))).size, signal));
   }
 
+  stat(key: string, signal?: AbortSignal): Promise<ObjectStat | undefined> {
+    return missingAsUndefined(
+      this.#wrap(
+        key,
+        async () => {
+          const st = await stat(this.#path(key), { bigint: true });
+          return { size: Number(st.size), etag: versionOf(st) };
+        },
+        signal,
+      ),
+    );
+  }
+
   async read(
     key: string,
     range?: [number, number],
@@ -77,20 +106,26 @@ export class FileStore implements Store {
   }
 
   /**
-   * Write `parts` (bytes, or the path of a file to copy) to a temporary file and move it to `path`.
-   * With `ifAbsent` the move is a hard link, which the OS refuses atomically when `path` exists
-   * (`EEXIST`, also on NFS): then nothing is written and `TV_EXISTS` is thrown. Where the file system
-   * has no hard links, a check then a rename (not atomic).
+   * Write `parts` (bytes, or the path of a file to copy) to a temporary file and move it to `path`;
+   * resolves with the new file's version. With `ifAbsent` the move is a hard link, which the OS refuses
+   * atomically when `path` exists (`EEXIST`, also on NFS): then nothing is written and `TV_EXISTS` is
+   * thrown. Where the file system has no hard links, a check then a rename (not atomic). With `ifMatch`
+   * the file at `path` must be that version, else nothing is written and `TV_FILE_CHANGED` is thrown.
+   * The move of an object into place (`write` set) happens under the key's lock (a `flock` on
+   * `.tv-uploads/NAME.lock` beside it, which every write of an object takes), so that the comparison
+   * of `ifMatch` and the rename are one step for every writer through this store.
    */
   async #writeAtomic(
     path: string,
     parts: readonly (Uint8Array | string)[],
-    ifAbsent = false,
+    write?: WriteOptions,
     url = path,
-  ): Promise<void> {
+  ): Promise<string> {
+    const ifAbsent = write?.ifAbsent === true;
     await mkdir(dirname(path), { recursive: true });
     const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     const fh = await open(tmp, 'w');
+    let version: string;
     try {
       for (const p of parts) {
         if (typeof p === 'string') {
@@ -103,32 +138,59 @@ export class FileStore implements Store {
         } else await fh.write(p);
       }
       await fh.sync();
-    } finally {
-      await fh.close();
+      version = versionOf(await fh.stat({ bigint: true }));
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await unlink(tmp).catch(() => {});
+      throw err;
     }
-    if (ifAbsent) {
-      try {
-        await link(tmp, path);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') throw objectExists(url);
-        // A file system without hard links (some FUSE, SMB, exFAT mounts): a check, then the rename,
-        // which is not atomic (two writers within the same moment may both pass: docs/remote.md).
-        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
-        if ((await stat(path).catch(() => undefined)) !== undefined) throw objectExists(url);
-        await rename(tmp, path);
-      } finally {
-        await unlink(tmp).catch(() => {});
+    await fh.close();
+    // Parts of an upload are not objects: no lock.
+    let lock: WriterLock | undefined;
+    try {
+      if (write !== undefined) {
+        const locks = join(dirname(path), '.tv-uploads');
+        await mkdir(locks, { recursive: true });
+        lock = await WriterLock.acquireAsync(join(locks, `${basename(path)}.lock`), {
+          timeoutMs: KEY_LOCK_MS,
+        });
       }
-    } else await rename(tmp, path);
+      // From here to the rename nothing awaits: the comparison and the move are one step.
+      if (write?.ifMatch !== undefined) {
+        let now: string | undefined;
+        try {
+          now = versionOf(statSync(path, { bigint: true }));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+        if (now !== write.ifMatch) throw objectChanged(url);
+      }
+      if (ifAbsent) {
+        try {
+          linkSync(tmp, path);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'EEXIST') throw objectExists(url);
+          // A file system without hard links (some FUSE, SMB, exFAT mounts): a check, then the rename,
+          // which is not atomic for writers outside this store (docs/remote.md).
+          if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
+          if (statSync(path, { throwIfNoEntry: false }) !== undefined) throw objectExists(url);
+          renameSync(tmp, path);
+        }
+      } else renameSync(tmp, path);
+    } finally {
+      lock?.release();
+      await unlink(tmp).catch(() => {});
+    }
     await fsyncDir(dirname(path));
+    return version;
   }
 
-  async put(key: string, data: Uint8Array, signal?: AbortSignal, write?: WriteOptions): Promise<void> {
+  async put(key: string, data: Uint8Array, signal?: AbortSignal, write?: WriteOptions): Promise<string> {
     this.metrics.bytesUp += data.byteLength;
-    await this.#wrap(
+    return this.#wrap(
       key,
-      () => this.#writeAtomic(this.#path(key), [data], write?.ifAbsent === true, this.url(key)),
+      () => this.#writeAtomic(this.#path(key), [data], write ?? {}, this.url(key)),
       signal,
     );
   }
@@ -202,19 +264,21 @@ export class FileStore implements Store {
     parts: readonly UploadedPart[],
     signal?: AbortSignal,
     write?: WriteOptions,
-  ): Promise<void> {
+  ): Promise<string> {
     const dir = this.#uploadDir(key, id);
-    await this.#wrap(
+    return this.#wrap(
       key,
       async () => {
-        // Refused (TV_EXISTS): the upload stays, as an S3 store keeps it after a failed condition.
-        await this.#writeAtomic(
+        // Refused (TV_EXISTS, TV_FILE_CHANGED): the upload stays, as an S3 store keeps it after a
+        // failed condition.
+        const version = await this.#writeAtomic(
           this.#path(key),
           parts.map((p) => join(dir, String(p.part))),
-          write?.ifAbsent === true,
+          write ?? {},
           this.url(key),
         );
         await rm(dir, { recursive: true, force: true });
+        return version;
       },
       signal,
     );

@@ -6,7 +6,10 @@
  * is copied by the store from the stored object (UploadPartCopy: no transfer). All or nothing: every
  * part's bytes are checked against the manifest's chunk digests as they are read from the pulled copy,
  * each part's ETag against the MD5 of those bytes (a copied part's too), and only then is the upload
- * completed; any failure before that aborts it and leaves the stored object as it was. The repaired
+ * completed; any failure before that aborts it and leaves the stored object as it was. The final
+ * write is conditional on the version of the object the repair read (If-Match on its ETag, taken
+ * before the pull): weights replaced meanwhile by another writer are never overwritten with repaired
+ * old ones (`TV_FILE_CHANGED`, `reason: object_changed`, nothing written). The repaired
  * chunks are then read back and checked against their digests. The manifest and the sidecars are
  * unchanged: the object gets back the bytes they describe.
  */
@@ -20,7 +23,7 @@ import { publishRemote } from './common';
 import { type ChunkSink, fetchChunks } from './fetch';
 import { type LeafHash, leafHashOf, leafHex, leafOf, type RemoteFileEntry } from './manifest';
 import { openManifest, type PullOptions, pull } from './pull';
-import { checkPartSize, md5Hex, type UploadedPart } from './store';
+import { checkPartSize, md5Hex, type UploadedPart, type WriteOptions } from './store';
 import { joinKey } from './url';
 
 /** Options of {@link repairRemote}. */
@@ -93,7 +96,9 @@ function orderedLeafCheck(
 
 /**
  * Repair the stored set whose main object is `url` in place (see the module comment). Rejects with
- * `TV_REMOTE_DAMAGED` when the damage is beyond the parity, or is in a file other than the weights.
+ * `TV_REMOTE_DAMAGED` when the damage is beyond the parity, or is in a file other than the weights, and
+ * with `TV_FILE_CHANGED` (`reason: object_changed`) when another writer replaced the weights object
+ * after the repair read it (nothing is written then).
  */
 export async function repairRemote(
   url: string,
@@ -108,13 +113,18 @@ export async function repairRemote(
   });
   try {
     const { workDir: _w, partSize: _p, ...pullOptions } = options;
-    const pulled = await pull(url, work, { ...pullOptions, repair: true });
     const { store, prefix, manifest } = await openManifest(url, options);
     const key = joinKey(prefix, manifest.main);
     const mainUrl = store.url(key);
     try {
+      // The version of the weights object the repair reads, taken before the pull reads it: the
+      // rewrite replaces only that version (If-Match), so a newer object written meanwhile by another
+      // writer is never overwritten with a repaired old one (TV_FILE_CHANGED, nothing written).
+      const read = await store.stat(key, options.signal);
+      const pulled = await pull(url, work, { ...pullOptions, repair: true });
       // A weights object longer (or shorter) than recorded is rewritten too, every part copied.
-      const storedSize = await store.head(key, options.signal);
+      const storedSize = read?.size;
+      const write: WriteOptions = read === undefined ? { ifAbsent: true } : { ifMatch: read.etag };
       const entry = manifest.files.find((f) => f.name === manifest.main) as RemoteFileEntry;
       if (pulled.repairedChunks.length === 0 && storedSize === entry.size) {
         return {
@@ -151,7 +161,7 @@ export async function repairRemote(
       try {
         if (entry.size <= partSize) {
           const buf = await readVerified(0, entry.size);
-          await store.put(key, buf, options.signal);
+          await store.put(key, buf, options.signal, write);
           rewritten = 1;
         } else {
           const damagedParts = new Set(pulled.repairedChunks.map((c) => Math.floor((c * cs) / partSize) + 1));
@@ -190,7 +200,7 @@ export async function repairRemote(
                 `${mainUrl}: the rewrite covers ${sent} bytes, not ${entry.size}`,
                 { url: mainUrl },
               );
-            await store.complete(key, id, parts, options.signal);
+            await store.complete(key, id, parts, options.signal, write);
           } catch (err) {
             await store.abort(key, id);
             throw err;

@@ -6,6 +6,8 @@ import {
   abortError,
   endpointOf,
   missingAsUndefined,
+  type ObjectStat,
+  objectChanged,
   type PartDigests,
   type RemoteOptions,
   regionOf,
@@ -77,14 +79,52 @@ export class S3Store implements Store {
   }
 
   async head(key: string, signal?: AbortSignal): Promise<number | undefined> {
+    return (await this.stat(key, signal))?.size;
+  }
+
+  async stat(key: string, signal?: AbortSignal): Promise<ObjectStat | undefined> {
     const r = await missingAsUndefined(
-      this.#send<{ ContentLength?: number }>(
+      this.#send<{ ContentLength?: number; ETag?: string }>(
         key,
         new this.#sdk.HeadObjectCommand({ Bucket: this.bucket, Key: key }),
         signal,
       ),
     );
-    return r === undefined ? undefined : (r.ContentLength ?? 0);
+    return r === undefined ? undefined : { size: r.ContentLength ?? 0, etag: r.ETag ?? '' };
+  }
+
+  /**
+   * A write that makes an object visible, with its conditions; resolves with the new object's ETag. A
+   * write with `ifMatch` refused because the stored object is another one (412; 404: none is stored)
+   * or because another conditional write to the key was in flight (409) is `TV_FILE_CHANGED`.
+   */
+  async #write(
+    key: string,
+    command: object,
+    write: WriteOptions | undefined,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    try {
+      return (await this.#send<{ ETag?: string }>(key, command, signal)).ETag ?? '';
+    } catch (err) {
+      if (write?.ifMatch === undefined || !(err instanceof TensorVaultError)) throw err;
+      if (err.code === ErrorCode.EXISTS)
+        throw objectChanged(
+          this.url(key),
+          err.context.reason === 'write_conflict' ? 'write_conflict' : 'object_changed',
+        );
+      if (err.code === ErrorCode.REMOTE_NOT_FOUND && err.context.reason !== 'NoSuchUpload')
+        throw objectChanged(this.url(key));
+      throw err;
+    }
+  }
+
+  /** The conditional headers of `write`. */
+  static #conditions(write: WriteOptions | undefined): { IfNoneMatch?: string; IfMatch?: string } {
+    return {
+      ...(write?.ifAbsent === true ? { IfNoneMatch: '*' } : {}),
+      ...(write?.ifMatch === undefined ? {} : { IfMatch: write.ifMatch }),
+    };
   }
 
   #get(
@@ -155,19 +195,20 @@ export class S3Store implements Store {
     })();
   }
 
-  async put(key: string, data: Uint8Array, signal?: AbortSignal, write?: WriteOptions): Promise<void> {
+  async put(key: string, data: Uint8Array, signal?: AbortSignal, write?: WriteOptions): Promise<string> {
     this.metrics.bytesUp += data.byteLength;
-    await this.#send(
+    return this.#write(
       key,
       new this.#sdk.PutObjectCommand({
         Bucket: this.bucket,
         Key: key,
-        ...(write?.ifAbsent === true ? { IfNoneMatch: '*' } : {}),
+        ...S3Store.#conditions(write),
         Body: data,
         ContentLength: data.byteLength,
         ChecksumSHA256: createHash('sha256').update(data).digest('base64'),
         ContentMD5: createHash('md5').update(data).digest('base64'),
       }),
+      write,
       signal,
     );
   }
@@ -270,16 +311,17 @@ export class S3Store implements Store {
     parts: readonly UploadedPart[],
     signal?: AbortSignal,
     write?: WriteOptions,
-  ): Promise<void> {
-    await this.#send(
+  ): Promise<string> {
+    return this.#write(
       key,
       new this.#sdk.CompleteMultipartUploadCommand({
         Bucket: this.bucket,
         Key: key,
         UploadId: id,
-        ...(write?.ifAbsent === true ? { IfNoneMatch: '*' } : {}),
+        ...S3Store.#conditions(write),
         MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.part, ETag: `"${p.etag}"` })) },
       }),
+      write,
       signal,
     );
   }

@@ -117,6 +117,25 @@ export interface WriteOptions {
    * of two such writes racing to one key at most one succeeds (on a store that honours the header).
    */
   ifAbsent?: boolean;
+  /**
+   * Only replace the object whose version is this one (its ETag as {@link Store.stat} gave it): when
+   * the object stored at the key is another one (replaced meanwhile by another writer) or none,
+   * nothing is written and the write fails with `TV_FILE_CHANGED` (`reason: object_changed`). S3:
+   * `If-Match: <etag>`, decided by the store; `file://`: the file's identity compared and the file
+   * renamed into place under one lock.
+   */
+  ifMatch?: string;
+}
+
+/** The size and version of a stored object. */
+export interface ObjectStat {
+  size: number;
+  /**
+   * The object's version: its ETag (S3), or the identity of its file (`file://`: inode, size and
+   * modification time). Another object written to the key has another one (unless it holds the same
+   * bytes, for an S3 ETag).
+   */
+  etag: string;
 }
 
 /** The operations push, pull, lazy load and verify need from a store. */
@@ -126,10 +145,12 @@ export interface Store {
   readonly metrics: StoreMetrics;
   /** Size of `key`, or undefined when it does not exist. */
   head(key: string, signal?: AbortSignal): Promise<number | undefined>;
+  /** Size and version of `key`, or undefined when it does not exist. */
+  stat(key: string, signal?: AbortSignal): Promise<ObjectStat | undefined>;
   /** Bytes `[start, end)` of `key` as a stream (the whole object without a range). */
   read(key: string, range?: [number, number], signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
-  /** Put a small object in one request, with its SHA-256 for the store to check. */
-  put(key: string, data: Uint8Array, signal?: AbortSignal, write?: WriteOptions): Promise<void>;
+  /** Put a small object in one request, with its SHA-256 for the store to check; its version. */
+  put(key: string, data: Uint8Array, signal?: AbortSignal, write?: WriteOptions): Promise<string>;
   createUpload(key: string, signal?: AbortSignal): Promise<string>;
   /** Upload part `part` (1-based); resolves with the ETag the store computed. */
   uploadPart(
@@ -150,14 +171,17 @@ export interface Store {
   ): Promise<string>;
   /** The parts stored so far, or undefined when the upload no longer exists. */
   listParts(key: string, id: string, signal?: AbortSignal): Promise<UploadedPart[] | undefined>;
-  /** Make the upload the object `key` (with `write.ifAbsent`, only when none exists: the upload then stays). */
+  /**
+   * Make the upload the object `key` (with `write.ifAbsent`, only when none exists, with `write.ifMatch`
+   * only when the stored one is that version: else the upload stays); the new object's version.
+   */
   complete(
     key: string,
     id: string,
     parts: readonly UploadedPart[],
     signal?: AbortSignal,
     write?: WriteOptions,
-  ): Promise<void>;
+  ): Promise<string>;
   abort(key: string, id: string): Promise<void>;
   /** Every key under `prefix` with its size. */
   list(prefix: string, signal?: AbortSignal): Promise<{ key: string; size: number }[]>;
@@ -177,6 +201,23 @@ export function objectExists(
       ? `${url}: an object is already stored there (written by another push meanwhile?); pass overwrite to replace it`
       : `${url}: another write to this key was in progress; nothing was written`,
     { path: url, reason },
+  );
+}
+
+/**
+ * The error of a conditional write (`ifMatch`) refused because the object stored at `url` is no longer
+ * the version the writer read: another writer replaced (or deleted) it meanwhile. Nothing was written.
+ */
+export function objectChanged(
+  url: string,
+  reason: 'object_changed' | 'write_conflict' = 'object_changed',
+): TensorVaultError {
+  return new TensorVaultError(
+    ErrorCode.FILE_CHANGED,
+    reason === 'object_changed'
+      ? `${url}: the stored object changed since it was read (another writer replaced or deleted it); nothing was written`
+      : `${url}: another write to this key was in progress; nothing was written`,
+    { path: url, url, reason },
   );
 }
 
