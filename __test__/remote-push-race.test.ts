@@ -13,6 +13,11 @@
 // two conditional writes that reach it within the same moment both pass. AWS S3 decides atomically;
 // the file:// store's hard link does too, and is tested so below.)
 //
+// Pushes with overwrite write unconditionally, so two racing to one key could leave the weights of
+// one under the manifest of the other, and both resolved. Readers refuse such a mix (the manifest binds
+// every object's digests); now the push whose manifest is left also reads the set back and fails
+// (TV_FILE_CHANGED, reason concurrent_push).
+//
 // Also a remote repair racing another writer: the repair's final write was unconditional, so weights
 // replaced between the repair's read and its write (a push with overwrite) were overwritten with the
 // repaired old ones. It is now conditional on the version the repair read (If-Match on the ETag; the
@@ -185,6 +190,49 @@ describe.skipIf(!s3Available)('pushes racing to one key (S3-compatible server s3
       g.server.close();
     }
     expect(readFileSync(join(s.root, BUCKET, manifestKey), 'utf8')).toBe(other);
+  });
+
+  it('overwrite: of two pushes whose objects interleave, the one whose manifest is left sees the mix and fails', async () => {
+    const url = `s3://${BUCKET}/overwrite`;
+    const manifestKey = 'overwrite/model.safetensors.tvremote.json';
+    await tv.push(a, url, opts);
+    // B (overwrite) makes its objects visible; its manifest PUT is held back while A (overwrite) pushes
+    // its whole set; then B's manifest lands over A's objects: B's manifest, A's weights and sidecars.
+    // Before: both pushes resolved and the set was a mix of the two.
+    const g = await gate(
+      s.endpoint,
+      (req) =>
+        req.method === 'PUT' && ((req.url ?? '').split('?')[0] ?? '').endsWith(`/${BUCKET}/${manifestKey}`),
+    );
+    try {
+      const pb = Promise.allSettled([tv.push(b, url, { ...opts, endpoint: g.endpoint, overwrite: true })]);
+      await g.held;
+      // A's push saw no set (B deleted the manifest) and wrote every object over B's: its own set.
+      await tv.push(a, url, { ...opts, overwrite: true });
+      g.release();
+      const [rb] = await pb;
+      expect(rb).toMatchObject({
+        status: 'rejected',
+        reason: {
+          code: 'TV_FILE_CHANGED',
+          context: { reason: 'concurrent_push', file: 'model.safetensors' },
+        },
+      });
+    } finally {
+      g.server.close();
+    }
+    // The mix is never loaded as a set: the manifest (B's) binds B's digests, the objects are A's.
+    const weights = `${url}/model.safetensors`;
+    await expect(tv.pull(weights, join(dir, 'pulled-overwrite'), opts)).rejects.toMatchObject({
+      code: 'TV_REMOTE_DAMAGED',
+    });
+    const v = await tv.verifyRemote(weights, opts).catch((e: unknown) => e);
+    expect(v).toMatchObject({ code: 'TV_REMOTE_DAMAGED' });
+    await expect(tv.loadCheckpoint(weights, { ...opts, cacheDir: join(dir, 'cache') })).rejects.toMatchObject(
+      {
+        code: 'TV_REMOTE_DAMAGED',
+      },
+    );
   });
 
   it('a remote repair never overwrites weights another writer replaced after the repair read them', async () => {

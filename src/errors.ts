@@ -223,6 +223,8 @@ export interface ErrorContextMap {
      * `object_changed`: a remote repair found the stored weights replaced by another writer after it
      * read them, and wrote nothing (`write_conflict`: another conditional write to the key was in
      * flight). `chunk_digest`: its pulled copy changed on the local disk before the rewrite.
+     * `concurrent_push`: another push to the same key replaced an object of the set a push had just
+     * written (`file`), so the stored set is not that push's.
      */
     readonly reason?: string;
   };

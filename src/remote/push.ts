@@ -26,6 +26,7 @@ import {
 import { openStore } from './open-store';
 import {
   checkPartSize,
+  missingAsUndefined,
   type RemoteOptions,
   readAll,
   type Store,
@@ -130,7 +131,8 @@ interface StagedFile {
   entry: RemoteFileEntry;
   parts: number;
   reused: number;
-  commit: (write: WriteOptions) => Promise<void>;
+  /** Resolves with the version (ETag) of the object it made visible. */
+  commit: (write: WriteOptions) => Promise<string>;
 }
 
 /**
@@ -163,8 +165,9 @@ async function uploadFile(
       parts: 1,
       reused: 0,
       commit: async (write) => {
-        await store.put(key, data, signal, write);
+        const version = await store.put(key, data, signal, write);
         progress(size);
+        return version;
       },
     };
   }
@@ -298,10 +301,47 @@ async function uploadFile(
     parts: nParts,
     reused,
     commit: async (write) => {
-      await store.complete(key, id, done, signal, write);
+      const version = await store.complete(key, id, done, signal, write);
       await rm(stateFile, { force: true });
+      return version;
     },
   };
+}
+
+/** An ETag as a comparable value: without quotes or a weak `W/` prefix. */
+function bareVersion(etag: string): string {
+  return etag.replace(/^W\//, '').replace(/^"|"$/g, '');
+}
+
+/**
+ * After the manifest is written: the stored manifest must be this push's bytes and every object of the
+ * set the version this push made visible. Else another push to the same key replaced part of the set
+ * meanwhile: `TV_FILE_CHANGED`, `reason: concurrent_push`, naming the first file found replaced.
+ */
+async function confirmOwnSet(
+  store: Store,
+  manifestKey: string,
+  manifestBytes: Buffer,
+  objects: readonly { name: string; version: string }[],
+  prefix: string,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const replaced = (key: string, name: string): TensorVaultError =>
+    new TensorVaultError(
+      ErrorCode.FILE_CHANGED,
+      `${store.url(key)}: another push to this key replaced ${name} while this push was writing the set; the stored set is not this push's (readers find a mix of two sets damaged): push again`,
+      { path: store.url(key), url: store.url(key), file: name, reason: 'concurrent_push' },
+    );
+  const stored = await missingAsUndefined(readAll(store, manifestKey, signal));
+  if (stored === undefined || !stored.equals(manifestBytes))
+    throw replaced(manifestKey, manifestKey.slice(manifestKey.lastIndexOf('/') + 1));
+  for (const o of objects) {
+    // A store that answered no ETag for the write: nothing to compare with (the manifest check stands).
+    if (o.version === '') continue;
+    const key = joinKey(prefix, o.name);
+    const now = await store.stat(key, signal);
+    if (now === undefined || bareVersion(now.etag) !== bareVersion(o.version)) throw replaced(key, o.name);
+  }
 }
 
 /**
@@ -310,7 +350,9 @@ async function uploadFile(
  * Parts go up in parallel with a SHA-256 and MD5 each; the manifest `NAME.tvremote.json` is written
  * last (the commit point: until it exists, readers see no set). An interrupted push resumes: the parts
  * already stored are listed and only the others are sent. The checkpoint's chunks are checked against
- * its sealed digests while they are read: a damaged local checkpoint is not pushed.
+ * its sealed digests while they are read: a damaged local checkpoint is not pushed. After the
+ * manifest, the set is read back: when another push to the same key (with `overwrite`) replaced any of
+ * it meanwhile, `TV_FILE_CHANGED` (`reason: concurrent_push`; readers refuse such a mix as damaged).
  */
 export async function push(localPath: string, url: string, options: PushOptions = {}): Promise<PushResult> {
   if (typeof localPath !== 'string' || localPath.length === 0)
@@ -372,7 +414,8 @@ export async function push(localPath: string, url: string, options: PushOptions 
     // racing to one key exactly one wins, the others fail with TV_EXISTS, and the loser, refused at its
     // first file, never replaces a file of the winner's set.
     const write: WriteOptions = { ifAbsent: options.overwrite !== true };
-    for (const r of staged) await r.commit(write);
+    const versions: string[] = [];
+    for (const r of staged) versions.push(await r.commit(write));
     const manifest: RemoteManifest = {
       tensorvault_remote: 1,
       main,
@@ -392,6 +435,18 @@ export async function push(localPath: string, url: string, options: PushOptions 
       const stored = await readAll(store, manifestKey, options.signal).catch(() => undefined);
       if (stored === undefined || !stored.equals(manifestBytes)) throw err;
     }
+    // Pushes with overwrite racing to one key write unconditionally, so their objects can interleave
+    // (weights of one, manifest of the other). The manifest binds every object's digests, so readers
+    // find such a mix damaged, never load it; and each push checks, after its manifest, that the set
+    // stored is still its own: whichever push wrote the manifest last sees the other's objects.
+    await confirmOwnSet(
+      store,
+      manifestKey,
+      manifestBytes,
+      staged.map((r, i) => ({ name: r.entry.name, version: versions[i] as string })),
+      prefix,
+      options.signal,
+    );
     const result: PushResult = {
       url: store.url(joinKey(prefix, main)),
       manifest: store.url(manifestKey),
