@@ -6,9 +6,13 @@
 //   after the pull verified it replaced the stored weights with wrong bytes, and the repair resolved;
 // - remote verify said `repairable` for damage far beyond the parity (a local verify of the same bytes
 //   says `damaged`), and pull then blamed "no usable parity" although the parity was intact;
-// - with no credentials anywhere, the error said the store refused them although no request was sent.
-import { spawnSync } from 'node:child_process';
+// - with no credentials anywhere, the error said the store refused them although no request was sent;
+// - `tensorvault repair <url> --concurrency N` was taken and the rewrite still sent one part at a time
+//   (N reached only the pull; the read-back used 4).
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -33,6 +37,78 @@ function damage(path: string, at: number, len = 1): void {
   const b = readFileSync(path);
   for (let i = at; i < at + len; i++) b[i] = (b[i] as number) ^ 0x5a;
   writeFileSync(path, b);
+}
+
+/** Run the CLI without blocking this process (a proxy in it must answer): exit code and output. */
+function run(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, args, { env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    c.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    c.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/**
+ * A proxy in front of the server that counts the multipart part requests (UploadPart, UploadPartCopy)
+ * in flight at once. The first part request is held until a second one arrives, so that a client with
+ * two in flight is seen to have two; a client sending one part at a time would wait for ever, so after
+ * 20 s the held request goes on and the count (1) fails the test instead of a hang.
+ */
+async function partCounter(
+  upstream: string,
+): Promise<{ endpoint: string; server: Server; most: () => number }> {
+  const up = new URL(upstream);
+  let inFlight = 0;
+  let most = 0;
+  let first: (() => void) | undefined;
+  let held = false;
+  const server = createServer((req, res) => {
+    const forward = (): void => {
+      const fwd = request(
+        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 500, r.headers);
+          r.pipe(res);
+        },
+      );
+      fwd.on('error', () => res.destroy());
+      req.pipe(fwd);
+    };
+    if (!(req.method === 'PUT' && /[?&]partNumber=/.test(req.url ?? ''))) {
+      forward();
+      return;
+    }
+    inFlight += 1;
+    most = Math.max(most, inFlight);
+    res.on('close', () => {
+      inFlight -= 1;
+    });
+    if (!held) {
+      held = true;
+      req.pause();
+      const deadline = setTimeout(() => first?.(), 20_000);
+      first = () => {
+        clearTimeout(deadline);
+        first = undefined;
+        forward();
+      };
+    } else {
+      first?.();
+      forward();
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, most: () => most };
 }
 
 /** Where a set is stored: its URL prefix, the folder holding its objects, the options and CLI env. */
@@ -206,6 +282,64 @@ describe.skipIf(!s3Available)('remote repair and verify (S3-compatible server s3
     await s?.stop();
   });
   suite('s3', () => t);
+
+  it('s3: repair --concurrency N has N parts of the rewrite in flight (it was taken and the rewrite sent one part at a time)', async () => {
+    const url = (await tv.push(ckpt, t.prefix('concurrency'), { ...t.opts, stateDir: join(dir, 'state') }))
+      .url;
+    const obj = join(s.root, BUCKET, 'concurrency', 'model.safetensors');
+    const original = readFileSync(obj);
+    damage(obj, 9 * MiB + 100); // chunk 9: part 2 of 3 (5 MiB parts) is sent, parts 1 and 3 copied
+    const proxy = await partCounter(s.endpoint);
+    try {
+      const c = await run(
+        [
+          cli,
+          'repair',
+          url,
+          '--endpoint',
+          proxy.endpoint,
+          '--part-size',
+          '5M',
+          '--concurrency',
+          '2',
+          '--json',
+        ],
+        s.env,
+      );
+      expect(c.code, c.stderr).toBe(0);
+      expect(JSON.parse(c.stdout)).toMatchObject({ status: 'repaired', partsRewritten: 1, partsCopied: 2 });
+      // The first part was held until a second one arrived: two in flight.
+      expect(proxy.most()).toBe(2);
+    } finally {
+      proxy.server.close();
+    }
+    expect(readFileSync(obj).equals(original)).toBe(true);
+    // Out of range: a usage error, nothing written.
+    damage(obj, 9 * MiB + 100);
+    const damaged = readFileSync(obj);
+    for (const n of ['0', '65', 'x']) {
+      const c = await run([cli, 'repair', url, '--concurrency', n, '--json'], s.env);
+      expect(c.code, `${n}: ${c.stderr}`).toBe(3);
+      expect(readFileSync(obj).equals(damaged)).toBe(true);
+    }
+  });
+
+  it('s3: a bad concurrency is refused before any request (no store listening)', async () => {
+    for (const concurrency of [0, 65, 1.5]) {
+      const err = await tv
+        .repairRemote(`s3://${BUCKET}/x/model.safetensors`, {
+          endpoint: 'http://127.0.0.1:1',
+          credentials: { accessKeyId: 'a', secretAccessKey: 'b' },
+          maxAttempts: 1,
+          concurrency,
+        })
+        .catch((e: unknown) => e);
+      expect(err, String(concurrency)).toMatchObject({
+        code: 'TV_INVALID_ARGUMENT',
+        context: { argument: 'concurrency' },
+      });
+    }
+  });
 
   it('s3: a bad partSize is refused before any request (no store listening)', async () => {
     const err = await tv

@@ -217,11 +217,14 @@ export const repairVerb = {
 
   Repair a stored checkpoint in place: the set is pulled into a temporary folder (every chunk verified,
   damaged weights chunks rebuilt from the stored parity), then only the parts of the weights object that
-  hold repaired chunks are sent; the others are copied by the store (UploadPartCopy). Exit 0 intact or
-  repaired, 2 beyond the parity. (A local file: tensorvault repair <file>, from its parity sidecar;
-  its --sidecar, --chunks and other options are not taken here.)
+  hold repaired chunks are sent; the others are copied by the store (UploadPartCopy). The rewrite
+  replaces only the object the repair read: weights replaced meanwhile by another writer are left as
+  they are (TV_FILE_CHANGED, exit 6). Exit 0 intact or repaired, 2 beyond the parity. (A local file:
+  tensorvault repair <file>, from its parity sidecar; its --sidecar, --chunks and other options are not
+  taken here.)
 
   --part-size SIZE    part size of the rewritten object (default 8M; multiple of 1M, 5M to 5G)
+  --concurrency N     requests in flight: ranged GETs of the pull, parts of the rewrite (default 8)
   --json              print the result as JSON
 
 ${connection}

@@ -17,7 +17,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { equalHex } from '../checkpoint/layout';
-import { ErrorCode, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { typedIoError } from '../io/fs';
 import { publishRemote } from './common';
 import { type ChunkSink, fetchChunks } from './fetch';
@@ -35,6 +35,12 @@ export interface RepairRemoteOptions extends Omit<PullOptions, 'overwrite' | 're
   partSize?: number;
   /** Where the set is pulled to while it is repaired (default the OS temp folder). */
   workDir?: string;
+  /**
+   * Requests in flight at once (default 8; an integer from 1 to 64, else `TV_INVALID_ARGUMENT` before
+   * anything is read or written): the pull's ranged GETs, the rewrite's parts (sent or copied by the
+   * store) and the read-back of the repaired chunks.
+   */
+  concurrency?: number;
 }
 
 /** What {@link repairRemote} did. */
@@ -106,6 +112,9 @@ export async function repairRemote(
 ): Promise<RemoteRepairReport> {
   // Checked before anything is read or written (the rule push uses).
   const partSize = checkPartSize(options.partSize);
+  const concurrency = options.concurrency ?? 8;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)
+    throw invalidArgument('concurrency', 'concurrency must be an integer from 1 to 64');
   const t0 = performance.now();
   const workRoot = options.workDir ?? tmpdir();
   const work = await mkdtemp(join(workRoot, 'tv-remote-repair-')).catch((err: unknown) => {
@@ -166,32 +175,47 @@ export async function repairRemote(
         } else {
           const damagedParts = new Set(pulled.repairedChunks.map((c) => Math.floor((c * cs) / partSize) + 1));
           const id = await store.createUpload(key, options.signal);
+          const inFlight = new Set<Promise<void>>();
           try {
-            const parts: UploadedPart[] = [];
             const n = Math.ceil(entry.size / partSize);
-            for (let part = 1; part <= n; part++) {
+            const parts: UploadedPart[] = new Array(n);
+            // Parts are read and checked in order on this side; their uploads and copies run
+            // `concurrency` at a time (as push's parts).
+            let failure: unknown;
+            for (let part = 1; part <= n && failure === undefined; part++) {
               const start = (part - 1) * partSize;
               const end = Math.min(entry.size, start + partSize);
-              const buf = await readVerified(start, end);
-              const md5 = md5Hex(buf);
-              let etag: string;
-              if (damagedParts.has(part)) {
-                etag = await store.uploadPart(key, id, part, buf, options.signal);
-                rewritten += 1;
-              } else {
-                etag = await store.uploadPartCopy(key, id, part, [start, end], options.signal);
-                copied += 1;
-              }
-              // A copied part must hold the verified bytes too (its ETag is the MD5 of what was copied).
-              if (etag !== md5) {
-                throw new TensorVaultError(
-                  ErrorCode.REMOTE_DAMAGED,
-                  `${mainUrl}: part ${part} of the rewritten object does not hold the verified bytes`,
-                  { url: mainUrl, file: manifest.main, reason: 'part_etag', chunks: String(part) },
-                );
-              }
-              parts.push({ part, etag, size: buf.byteLength });
+              const verified = await readVerified(start, end);
+              const md5 = md5Hex(verified);
+              const size = verified.byteLength;
+              const send = damagedParts.has(part);
+              // A copied part's bytes are not kept: only their MD5 is needed.
+              const buf = send ? verified : undefined;
+              const task = (async () => {
+                const etag =
+                  buf !== undefined
+                    ? await store.uploadPart(key, id, part, buf, options.signal)
+                    : await store.uploadPartCopy(key, id, part, [start, end], options.signal);
+                // A copied part must hold the verified bytes too (its ETag is the MD5 of what was copied).
+                if (etag !== md5) {
+                  throw new TensorVaultError(
+                    ErrorCode.REMOTE_DAMAGED,
+                    `${mainUrl}: part ${part} of the rewritten object does not hold the verified bytes`,
+                    { url: mainUrl, file: manifest.main, reason: 'part_etag', chunks: String(part) },
+                  );
+                }
+                if (send) rewritten += 1;
+                else copied += 1;
+                parts[part - 1] = { part, etag, size };
+              })().catch((err: unknown) => {
+                if (failure === undefined) failure = err;
+              });
+              inFlight.add(task);
+              void task.finally(() => inFlight.delete(task));
+              if (inFlight.size >= concurrency) await Promise.race(inFlight);
             }
+            await Promise.all(inFlight);
+            if (failure !== undefined) throw failure;
             // INVARIANT: the parts cover [0, entry.size) in order, each checked above.
             const sent = parts.reduce((a, p) => a + p.size, 0);
             if (sent !== entry.size)
@@ -202,6 +226,8 @@ export async function repairRemote(
               );
             await store.complete(key, id, parts, options.signal, write);
           } catch (err) {
+            // The parts in flight settle first (their failures are caught): then nothing writes to it.
+            await Promise.all(inFlight);
             await store.abort(key, id);
             throw err;
           }
@@ -221,7 +247,7 @@ export async function repairRemote(
         },
         pulled.repairedChunks,
         dropSink,
-        { concurrency: 4, rangeSize: 8 * 1024 * 1024, signal: options.signal },
+        { concurrency, rangeSize: 8 * 1024 * 1024, signal: options.signal },
       );
       if (still.length > 0) {
         throw new TensorVaultError(
