@@ -103,6 +103,7 @@ let file: tv.SafetensorsFile;
 let log: tv.EventLog;
 let sharded: tv.ShardedSafetensors;
 let ring: tv.RingFileLog;
+let ckpt: tv.Checkpoint;
 
 // Bad values include relative names ('x', 'false'): run in a scratch folder so nothing lands in the checkout.
 const cwd = process.cwd();
@@ -132,6 +133,9 @@ beforeAll(async () => {
   sharded = await tv.openShardedSafetensors(shardIndex);
   ringPath = fresh('ring');
   ring = new tv.RingFileLog(ringPath, { capacityLines: 100 });
+  const cp = `${fresh('ck')}.safetensors`;
+  await tv.saveCheckpoint(cp, { w: new Float32Array(4) }, { ecc: 'off', hmacKey: null, gitHash: 't' });
+  ckpt = await tv.loadCheckpoint(cp);
 });
 
 const rs = () => new tv.RsCodec(4);
@@ -467,6 +471,23 @@ const SPECS: Spec[] = [
     args: () => [['w'], {}],
     call: (x, o) => file.prefetch(x as string[], o as tv.JobOptions),
     options: { index: 1, fields: JOB },
+  },
+  {
+    name: 'Checkpoint.readRange',
+    args: () => ['w', 0, 4, {}],
+    call: (x, o, l, opts) =>
+      ckpt.readRange(x as string, o as number, l as number, opts as tv.CheckpointReadOptions),
+    options: { index: 3, fields: ['signal'] },
+  },
+  {
+    name: 'Checkpoint.chunks',
+    args: () => ['w', {}],
+    call: async (x, o) => {
+      const out: Uint8Array[] = [];
+      for await (const piece of ckpt.chunks(x as string, o as tv.CheckpointChunkOptions)) out.push(piece);
+      return out;
+    },
+    options: { index: 1, fields: ['chunkBytes', 'signal'] },
   },
   { name: 'ShardedSafetensors.shardOf', args: () => ['a'], call: (x) => sharded.shardOf(x as string) },
   { name: 'ShardedSafetensors.info', args: () => ['a'], call: (x) => sharded.info(x as string) },

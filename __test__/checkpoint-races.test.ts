@@ -381,5 +381,23 @@ describe('a lazy checkpoint whose set another save replaced after the open', () 
         again.close();
       }
     });
+
+    it(`${name}: a readRange whose check fails after the replacement: TV_FILE_CHANGED (replaced), nothing repaired`, async () => {
+      const { c, dir } = await openThenReplace('tv-range-replaced-bad-', options, true);
+      const before = snapshot(dir);
+      try {
+        // The range holds the damaged byte (1 MiB into w).
+        const err = await c.readRange('w', (1 << 20) - 8, 16).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(tv.TensorVaultError);
+        expect((err as tv.TensorVaultError).code).toBe('TV_FILE_CHANGED');
+        expect((err as tv.TensorVaultError).context).toMatchObject({ reason: 'replaced', tensor: 'w' });
+      } finally {
+        c.close();
+      }
+      expect(snapshot(dir)).toEqual(before);
+    });
   }
 });

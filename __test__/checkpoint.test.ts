@@ -1,6 +1,7 @@
 // Checkpoints: the three layouts, PyFolds's own checkpoint tests (contract section 5), the contract's
 // known answers, damage and repair, the key policy, set replacement after a crash.
-import { createHash, createHmac } from 'node:crypto';
+import { constants as bufferConstants } from 'node:buffer';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import {
   closeSync,
@@ -9,10 +10,12 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  readSync,
   rmSync,
   statSync,
   truncateSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -603,6 +606,263 @@ describe('tensorvault layout', () => {
     corrupt(path, 20);
     expect((await tv.repairCheckpoint(path)).repairedChunks).toContain(0);
   });
+});
+
+describe('Checkpoint.readRange and chunks(): verified reads of any size', () => {
+  const MiB = 2 ** 20;
+  /** The bytes of `a` as a Buffer (no copy). */
+  const bytesOf = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  /** Collect every piece of `it`, or the error it stopped with (and the pieces before it). */
+  async function drain(
+    it: AsyncIterable<Uint8Array>,
+  ): Promise<{ pieces: Buffer[]; err?: tv.TensorVaultError }> {
+    const pieces: Buffer[] = [];
+    try {
+      for await (const p of it) pieces.push(Buffer.from(p));
+    } catch (err) {
+      expect(err).toBeInstanceOf(tv.TensorVaultError);
+      return { pieces, err: err as tv.TensorVaultError };
+    }
+    return { pieces };
+  }
+
+  it('damage outside the range does not stop it; inside it is refused (named chunk), never returned', async () => {
+    const path = fresh('range-damage');
+    const src = large();
+    await tv.saveCheckpoint(path, src, { ecc: 'off' });
+    const c0 = await tv.loadCheckpoint(path, { verify: 'none' });
+    const big = c0.info('big');
+    c0.close();
+    // One byte in the last 1 MiB chunk of `big` (3 MiB), well past its first two chunks.
+    const at = big.byteLength - 100;
+    const chunk = Math.floor((big.fileOffset + at) / MiB);
+    corrupt(path, big.fileOffset + at);
+    const want = bytesOf(src.big);
+    const c = await tv.loadCheckpoint(path);
+    // Before the damage (a small range inside one chunk, then one over two chunks): the bytes.
+    expect((await c.readRange('big', 4096, 1000)).equals(want.subarray(4096, 5096))).toBe(true);
+    const early = await c.readRange('big', 1000, MiB + 5000);
+    expect(early.equals(want.subarray(1000, MiB + 6000))).toBe(true);
+    // A small range holding the damaged byte, and the whole tensor.
+    for (const [offset, length] of [
+      [at - 10, 20],
+      [0, big.byteLength],
+    ] as const) {
+      const e = await rejects(c.readRange('big', offset, length));
+      expect(e.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+      expect((e as tv.TensorDamagedError).tensor).toBe('big');
+      expect((e as tv.TensorDamagedError).chunks).toEqual([chunk]);
+    }
+    expect(c.report.damagedTensors).toEqual(['big']);
+    // A range that only verified part of the tensor does not count the tensor as verified.
+    expect(c.report.verifiedTensors).not.toContain('big');
+    // chunks(): the pieces before the damaged one come out intact, then the typed error.
+    const { pieces, err } = await drain(c.chunks('big', { chunkBytes: MiB }));
+    expect(err?.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    expect((err as tv.TensorDamagedError).chunks).toEqual([chunk]);
+    const got = Buffer.concat(pieces);
+    expect(got.length).toBeLessThanOrEqual(at);
+    expect(got.equals(want.subarray(0, got.length))).toBe(true);
+    c.close();
+  });
+
+  it('damage inside the range is repaired from the .tvecc parity first (readRange and chunks)', async () => {
+    const src = large();
+    const want = bytesOf(src.mid);
+    for (const read of ['readRange', 'chunks'] as const) {
+      const path = fresh(`range-repair-${read}`);
+      await tv.saveCheckpoint(path, src, { ecc: 'medium' });
+      const c0 = await tv.loadCheckpoint(path, { verify: 'none' });
+      const mid = c0.info('mid');
+      c0.close();
+      corrupt(path, mid.fileOffset + 700_000, 64);
+      const c = await tv.loadCheckpoint(path);
+      if (read === 'readRange') {
+        const got = await c.readRange('mid', 699_000, 4000);
+        expect(got.equals(want.subarray(699_000, 703_000))).toBe(true);
+      } else {
+        const { pieces, err } = await drain(c.chunks('mid', { chunkBytes: 300_000 }));
+        expect(err).toBeUndefined();
+        expect(pieces.map((p) => p.length)).toEqual([300_000, 300_000, 300_000, 300_000, 300_000, 72_864]);
+        expect(Buffer.concat(pieces).equals(want)).toBe(true);
+      }
+      expect(c.report.status).toBe('repaired');
+      expect(c.report.repairedChunks.length).toBeGreaterThan(0);
+      c.close();
+      expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
+    }
+  });
+
+  it('PyFolds layout: the whole hash is checked before a range is returned', async () => {
+    const path = fresh('range-pyfolds');
+    const src = large();
+    await tv.saveCheckpoint(path, src, { layout: 'pyfolds', hmacKey: null });
+    const c0 = await tv.loadCheckpoint(path, { verify: 'none' });
+    const big = c0.info('big');
+    c0.close();
+    corrupt(path, big.fileOffset + 2 * MiB);
+    const c = await tv.loadCheckpoint(path);
+    // The range lies before the damaged byte: the layout has only one hash, so it cannot be vouched for.
+    const e = await rejects(c.readRange('big', 0, 16));
+    expect(e.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    c.close();
+    const ok = fresh('range-pyfolds-ok');
+    await tv.saveCheckpoint(ok, src, { layout: 'pyfolds', hmacKey: null });
+    const d = await tv.loadCheckpoint(ok);
+    expect((await d.readRange('big', 16, 64)).equals(bytesOf(src.big).subarray(16, 80))).toBe(true);
+    expect(d.report.status).toBe('intact');
+    d.close();
+  });
+
+  it('arguments, TV_CLOSED and the signal', async () => {
+    const path = fresh('range-args');
+    const src = large();
+    await tv.saveCheckpoint(path, src, { ecc: 'medium' });
+    const c = await tv.loadCheckpoint(path);
+    for (const [o, l] of [
+      [-1, 1],
+      [0, 3 * MiB + 1],
+      [1.5, 1],
+      [0, Number.NaN],
+    ] as const) {
+      await expect(c.readRange('big', o, l)).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+    }
+    await expect(c.readRange('nope', 0, 1)).rejects.toMatchObject({ code: 'TV_TENSOR_NOT_FOUND' });
+    expect(() => c.chunks('big', { chunkBytes: 0 })).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+    expect(() => c.chunks('big', { signal: 'x' as never })).toThrow(
+      expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }),
+    );
+    expect((await c.readRange('tiny', 0, 0)).length).toBe(0);
+    // An aborted signal: AbortError before anything is read.
+    const gone = AbortSignal.abort();
+    await expect(c.readRange('big', 0, 10, { signal: gone })).rejects.toMatchObject({
+      name: 'AbortError',
+      code: 'TV_ABORTED',
+    });
+    const { err } = await drain(c.chunks('big', { signal: gone }));
+    expect(err?.code).toBe('TV_ABORTED');
+    // Aborted while it waits behind another check: rejects then, and the queue goes on.
+    const ac = new AbortController();
+    const first = c.tensors();
+    const waiting = c.readRange('mid', 0, 10, { signal: ac.signal });
+    ac.abort();
+    await expect(waiting).rejects.toMatchObject({ code: 'TV_ABORTED' });
+    await first;
+    expect((await c.readRange('mid', 0, 8)).equals(bytesOf(src.mid).subarray(0, 8))).toBe(true);
+    // Closed: TV_CLOSED at once, and for a read still queued.
+    const d = await tv.loadCheckpoint(path);
+    const queued = d.readRange('big', 0, 2 * MiB);
+    d.close();
+    expect((await rejects(queued)).code).toBe('TV_CLOSED');
+    await expect(d.readRange('big', 0, 1)).rejects.toMatchObject({ code: 'TV_CLOSED' });
+    expect(() => d.chunks('big')).toThrow(expect.objectContaining({ code: 'TV_CLOSED' }));
+    c.close();
+  });
+
+  // A real tensor above 4 GiB (one ArrayBuffer's limit on Node 20): saved, hashed and read for real
+  // (about 4 GiB written and read twice; 1–3 minutes), so it runs only when asked:
+  // TV_BIG_CHECKPOINT=1 npx vitest run __test__/checkpoint.test.ts -t "above 4 GiB"
+  it.runIf(process.env.TV_BIG_CHECKPOINT === '1')(
+    'a tensor above 4 GiB: tensor() names the verified readers; readRange and chunks() check every byte',
+    async () => {
+      const big = tempDir('tv-ckpt-big-');
+      const path = join(big, 'huge.safetensors');
+      const PIECE = 64 * MiB;
+      const n = 2 ** 32 + 3 * MiB + 5;
+      // Every 64 MiB piece is `pattern` with its index in its first 8 bytes.
+      const pattern = randomBytes(PIECE);
+      const pieceAt = (p: number): Buffer => {
+        const b = Buffer.from(pattern);
+        b.writeDoubleLE(p, 0);
+        return b.subarray(0, Math.min(PIECE, n - p * PIECE));
+      };
+      /** The bytes `offset .. offset + length` of the tensor as saved. */
+      const expected = (offset: number, length: number): Buffer => {
+        const out = Buffer.alloc(length);
+        for (let at = offset; at < offset + length; ) {
+          const p = Math.floor(at / PIECE);
+          const piece = pieceAt(p);
+          const from = at - p * PIECE;
+          const take = Math.min(piece.length - from, offset + length - at);
+          piece.copy(out, at - offset, from, from + take);
+          at += take;
+        }
+        return out;
+      };
+      async function* source(): AsyncGenerator<Buffer> {
+        for (let p = 0; p * PIECE < n; p++) yield pieceAt(p);
+      }
+      await tv.saveCheckpoint(
+        path,
+        { huge: { dtype: 'U8', shape: [n], data: source() }, small: new Float32Array([1, 2]) },
+        { ecc: 'off', hmacKey: null },
+      );
+      const events: string[] = [];
+      const on = (m: unknown): void => {
+        events.push((m as { event: string }).event);
+      };
+      subscribe('tensorvault:checkpoint', on);
+      try {
+        const c = await tv.loadCheckpoint(path);
+        const info = c.info('huge');
+        expect(info.byteLength).toBe(n);
+        if (n > bufferConstants.MAX_LENGTH) {
+          // Node 20: refused at once (not after checking 4 GiB), naming the calls that read it.
+          const e = await rejects(c.tensor('huge'));
+          expect(e.code).toBe('TV_TENSOR_TOO_LARGE');
+          expect(e.message).toContain('checkpoint.chunks("huge")');
+          expect(e.message).toContain('checkpoint.readRange("huge", offset, length)');
+          expect(e.context).toMatchObject({ name: 'huge', actual: n, max: bufferConstants.MAX_LENGTH });
+          expect(events).not.toContain('verified');
+        }
+        // Ranges past 4 GiB and across the 4 GiB boundary.
+        expect((await c.readRange('huge', n - 100, 100)).equals(expected(n - 100, 100))).toBe(true);
+        expect((await c.readRange('huge', 2 ** 32 - 50, 100)).equals(expected(2 ** 32 - 50, 100))).toBe(true);
+        // Every byte, in 1 GiB pieces: each compared with what was saved.
+        let at = 0;
+        for await (const piece of c.chunks('huge', { chunkBytes: 1024 * MiB })) {
+          for (let s = 0; s < piece.length; s += PIECE) {
+            const want = pieceAt((at + s) / PIECE);
+            expect(Buffer.compare(piece.subarray(s, s + want.length), want)).toBe(0);
+          }
+          at += piece.length;
+        }
+        expect(at).toBe(n);
+        c.close();
+
+        // One byte past 4 GiB damaged: a range holding it is refused (its chunk named), one beside it
+        // in another chunk is read, chunks() stops at the piece that holds it.
+        const dmg = 2 ** 32 + MiB + 7;
+        const fd = openSync(path, 'r+');
+        const b = Buffer.alloc(1);
+        readSync(fd, b, 0, 1, info.fileOffset + dmg);
+        b[0] = (b[0] ?? 0) ^ 0xff;
+        writeSync(fd, b, 0, 1, info.fileOffset + dmg);
+        closeSync(fd);
+        const d = await tv.loadCheckpoint(path);
+        const e = await rejects(d.readRange('huge', dmg - 3, 8));
+        expect(e.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+        expect((e as tv.TensorDamagedError).chunks).toEqual([Math.floor((info.fileOffset + dmg) / MiB)]);
+        expect((await d.readRange('huge', n - 100, 100)).equals(expected(n - 100, 100))).toBe(true);
+        let pieces = 0;
+        let err: unknown;
+        try {
+          for await (const _ of d.chunks('huge', { chunkBytes: 1024 * MiB })) pieces++;
+        } catch (x) {
+          err = x;
+        }
+        expect(pieces).toBe(4);
+        expect(err).toMatchObject({ code: 'TV_CHECKPOINT_TENSOR_DAMAGED' });
+        d.close();
+      } finally {
+        unsubscribe('tensorvault:checkpoint', on);
+        rmSync(big, { recursive: true, force: true });
+      }
+    },
+    20 * 60_000,
+  );
 });
 
 /** Remove the `.tvecc` level from a set's `.meta.json`, as saves before it was recorded wrote it. */

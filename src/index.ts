@@ -36,6 +36,7 @@ export {
 } from './backup/index';
 export {
   Checkpoint,
+  type CheckpointChunkOptions,
   type CheckpointEcc,
   type CheckpointFiles,
   type CheckpointLayout,
@@ -43,6 +44,7 @@ export {
   type CheckpointManagerOptions,
   CheckpointMismatchError,
   type CheckpointMismatches,
+  type CheckpointReadOptions,
   type CheckpointReport,
   checkpointChannel,
   checkpointFiles,

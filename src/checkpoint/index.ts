@@ -17,6 +17,7 @@ export {
   pythonShape,
   torchDtype,
 } from './layout';
+export type { CheckpointChunkOptions, CheckpointReadOptions } from './lazy';
 export {
   Checkpoint,
   type CheckpointReport,

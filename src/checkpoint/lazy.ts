@@ -2,14 +2,21 @@
 /**
  * Loading, verifying and repairing checkpoints of the three layouts; lazy verification per tensor.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { fstatSync, readSync, statSync } from 'node:fs';
 import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
-import { ErrorCode, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
 import { native } from '../native';
 import type { NativeOutboard } from '../native/binding';
-import type { SafetensorsFile, Tensor, TensorInfo } from '../safetensors/reader';
+import {
+  checkOptionsObject,
+  type SafetensorsFile,
+  type Tensor,
+  type TensorInfo,
+} from '../safetensors/reader';
+import { describeValue } from '../validate';
 import { publish, racedError } from './commit';
 import { closedError, WeightsFd } from './descriptor';
 import { TensorDamagedError } from './errors';
@@ -35,6 +42,54 @@ const READ_AHEAD = 32;
 /** Size of the shared scratch buffer of single-chunk checks. */
 const CHUNK_SCRATCH = 1024 * 1024;
 let scratch = Buffer.alloc(0);
+/** Default size of the pieces {@link Checkpoint.chunks} yields (64 MiB, as `SafetensorsFile.chunks`). */
+const CHUNK_BYTES = 64 * 1024 * 1024;
+
+/** Options of {@link Checkpoint.readRange}. */
+export interface CheckpointReadOptions {
+  /**
+   * Cancels the read: the promise rejects with an `AbortError` (`TV_ABORTED`), at once while it waits
+   * behind another check, otherwise when the check or copy running for it stops. A repair from parity
+   * that has already replaced the file is not undone.
+   */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Checkpoint.chunks}. */
+export interface CheckpointChunkOptions extends CheckpointReadOptions {
+  /**
+   * Bytes per piece yielded (default 64 MiB; at most one ArrayBuffer, `buffer.constants.MAX_LENGTH`).
+   * Each piece's checkpoint chunks are checked before it is yielded.
+   */
+  chunkBytes?: number;
+}
+
+/** `signal` of `options`, checked (`TV_INVALID_ARGUMENT` for anything but an AbortSignal). */
+function signalOf(options: unknown): AbortSignal | undefined {
+  checkOptionsObject(options);
+  const signal = (options as CheckpointReadOptions).signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw invalidArgument('signal', 'signal must be an AbortSignal');
+  return signal;
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
+}
+
+/** `wait`, or an `AbortError` as soon as `signal` aborts (what waits is not cancelled by this). */
+function untilAborted(wait: Promise<unknown>, signal: AbortSignal | undefined): Promise<unknown> {
+  if (signal === undefined) return wait;
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    wait.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
 
 /**
  * A loaded checkpoint: metadata, version, verified tensor views and the verification report. Views are
@@ -120,6 +175,18 @@ export class Checkpoint {
    */
   async tensor(name: string): Promise<Tensor> {
     const info = this.#file.info(name);
+    if (info.byteLength > bufferConstants.MAX_LENGTH) {
+      // Refused before its bytes are checked (a check of more than 4 GiB for a view that cannot be
+      // made), and the error names the calls that can read it.
+      const q = JSON.stringify(name);
+      throw new TensorVaultError(
+        ErrorCode.TENSOR_TOO_LARGE,
+        `tensor ${q} is ${info.byteLength} bytes, more than one ArrayBuffer may hold here ` +
+          `(${bufferConstants.MAX_LENGTH}); read it verified with checkpoint.chunks(${q}) or ` +
+          `checkpoint.readRange(${q}, offset, length)`,
+        { name, actual: info.byteLength, max: bufferConstants.MAX_LENGTH },
+      );
+    }
     if (this.report.verify !== 'none' && !this.#allVerified) {
       if (this.#pending === 0 && this.#vouched(info)) {
         // Its bytes were already checked (its chunks, or the outboard pieces it lies in): nothing to
@@ -197,6 +264,112 @@ export class Checkpoint {
   }
 
   /**
+   * A copy of `length` bytes of tensor `name` from `offset` bytes into it (made on the libuv pool),
+   * after the bytes were checked as {@link Checkpoint.tensor} checks a tensor (verify `lazy`: the
+   * checkpoint chunks the range covers, or the outboard pieces it lies in, the first time they are
+   * read; PyFolds layouts: the whole hash once). Works for tensors of any size, including those over
+   * 4 GiB that {@link Checkpoint.tensor} refuses on Node 20; damage outside the range does not stop it.
+   * Damage inside it is repaired from parity when the checkpoint has some and `repair` is on, otherwise
+   * rejects with {@link TensorDamagedError} (`TV_CHECKPOINT_TENSOR_DAMAGED`) naming the tensor and the
+   * chunks: never unverified bytes. `TV_INVALID_ARGUMENT` for a range outside the tensor,
+   * `TV_TENSOR_NOT_FOUND`, `TV_CLOSED` after {@link Checkpoint.close}, `TV_FILE_CHANGED` when the set
+   * was replaced since the load (`reason: 'replaced'`; nothing is repaired), `AbortError` on `signal`.
+   * A file truncated under it gives `TV_FILE_CHANGED` or, like a first view, damage of the chunks cut.
+   */
+  async readRange(
+    name: string,
+    offset: number,
+    length: number,
+    options: CheckpointReadOptions = {},
+  ): Promise<Buffer> {
+    if (this.#closed) throw closedError(this.path);
+    const info = this.#file.info(name);
+    const signal = signalOf(options);
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > info.byteLength
+    ) {
+      throw invalidArgument(
+        'range',
+        `range [${describeValue(offset)}, +${describeValue(length)}) is outside tensor ${JSON.stringify(name)} (${info.byteLength} bytes)`,
+        { name, offset, length, byteLength: info.byteLength },
+      );
+    }
+    return this.#verifiedRead(info, offset, length, signal, () =>
+      this.#file.readRange(info.name, offset, length),
+    );
+  }
+
+  /**
+   * The bytes of tensor `name` in pieces of `chunkBytes` (default 64 MiB), each checked before it is
+   * yielded exactly as {@link Checkpoint.readRange} checks a range (repaired from parity, or
+   * `TV_CHECKPOINT_TENSOR_DAMAGED` from the first piece that covers damage; the pieces before it were
+   * intact). Each piece is a zero-copy `Uint8Array` window on the mapping (a copy where the runtime
+   * forbids external buffers). The accessor for a tensor larger than one ArrayBuffer
+   * (`TV_TENSOR_TOO_LARGE` from {@link Checkpoint.tensor} on Node 20). Arguments are checked when it is
+   * called (`TV_INVALID_ARGUMENT`, `TV_TENSOR_NOT_FOUND`, `TV_CLOSED`); `signal` stops the iteration
+   * with an `AbortError`.
+   */
+  chunks(name: string, options: CheckpointChunkOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
+    if (this.#closed) throw closedError(this.path);
+    const info = this.#file.info(name);
+    const signal = signalOf(options);
+    const step = options.chunkBytes ?? CHUNK_BYTES;
+    if (!Number.isSafeInteger(step) || step < 1 || step > bufferConstants.MAX_LENGTH) {
+      throw invalidArgument(
+        'chunkBytes',
+        `chunkBytes must be an integer from 1 to ${bufferConstants.MAX_LENGTH}`,
+        { actual: step },
+      );
+    }
+    return this.#verifiedPieces(info, step, signal);
+  }
+
+  async *#verifiedPieces(
+    info: TensorInfo,
+    step: number,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<Uint8Array, void, undefined> {
+    for (let at = 0; at < info.byteLength; at += step) {
+      const len = Math.min(step, info.byteLength - at);
+      yield await this.#verifiedRead(info, at, len, signal, () => this.#file.rangeBytes(info.name, at, len));
+    }
+  }
+
+  /**
+   * `read()` of bytes `offset .. offset + length` of tensor `info`, once they are checked (queued
+   * behind the checks in flight, like a first {@link Checkpoint.tensor} view; the read runs in the
+   * same turn of the queue, so no repair replaces the file between the check and the read).
+   */
+  async #verifiedRead<T>(
+    info: TensorInfo,
+    offset: number,
+    length: number,
+    signal: AbortSignal | undefined,
+    read: () => T | Promise<T>,
+  ): Promise<T> {
+    if (this.#closed) throw closedError(this.path);
+    throwIfAborted(signal);
+    const span: TensorInfo = { ...info, fileOffset: info.fileOffset + offset, byteLength: length };
+    if (this.report.verify === 'none' || this.#allVerified || length === 0) return read();
+    if (this.#pending === 0 && this.#vouched(span)) return read();
+    this.#pending++;
+    const prior = this.#queue;
+    const run = untilAborted(prior, signal).then(async () => {
+      throwIfAborted(signal);
+      await this.#ensure(info, span, signal);
+      if (this.#closed) throw closedError(this.path);
+      throwIfAborted(signal);
+      return read();
+    });
+    this.#queue = Promise.allSettled([prior, run]).finally(() => this.#pending--);
+    return await run;
+  }
+
+  /**
    * The mapped file's own descriptor, duplicated on first use (a lazy open that never reads beside
    * its views makes none): reads through it see the file the views map, even if the path was replaced.
    * `TV_CLOSED` after {@link Checkpoint.close}.
@@ -236,14 +409,18 @@ export class Checkpoint {
     await this.#queue;
   }
 
-  async #ensure(info: TensorInfo): Promise<void> {
+  /**
+   * Check the bytes `span` (by default all of tensor `info`; a range of it for
+   * {@link Checkpoint.readRange}) as the first view of `info` does, repairing them when allowed.
+   */
+  async #ensure(info: TensorInfo, span: TensorInfo = info, signal?: AbortSignal): Promise<void> {
     if (this.#closed) throw closedError(this.path);
     const t0 = performance.now();
     if (this.#p.layout !== 'tensorvault') {
-      await this.#verifyWhole(info.name);
+      await this.#verifyWhole(info.name, signal);
       return;
     }
-    let bad = await this.#checkChunks(info);
+    let bad = await this.#checkChunks(span, signal);
     if (bad.length > 0) {
       // The failure path only (no stat per view): a set replaced since the open is reported as such,
       // and never repaired with the opened set's digests.
@@ -253,17 +430,23 @@ export class Checkpoint {
         const why = this.#p.tvecc === undefined ? 'the checkpoint has no parity' : 'repair is off';
         this.#fail(info.name, bad, why);
       }
-      await this.#repairTvecc(info.name, bad);
-      bad = await this.#checkChunks(info);
+      await this.#repairTvecc(info.name, bad, signal);
+      bad = await this.#checkChunks(span, signal);
       if (bad.length > 0) this.#fail(info.name, bad, 'bytes still differ after repair');
     }
-    this.#verifiedView(info, t0);
+    this.#verifiedView(span, t0);
   }
 
-  /** Record `info`'s tensor as verified (report, status, the `verified` event). */
-  #verifiedView(info: TensorInfo, t0: number): void {
+  /**
+   * Record the bytes `span` of a tensor as verified (report, status, the `verified` event, whose
+   * `bytes` and `chunks` are those of the span); the tensor counts in `verifiedTensors` once the span
+   * is all of it.
+   */
+  #verifiedView(span: TensorInfo, t0: number): void {
     const block = this.#p.block as IntegrityBlock;
-    if (!this.report.verifiedTensors.includes(info.name)) this.report.verifiedTensors.push(info.name);
+    const whole = this.#file.info(span.name);
+    const all = span.fileOffset === whole.fileOffset && span.byteLength === whole.byteLength;
+    if (all && !this.report.verifiedTensors.includes(span.name)) this.report.verifiedTensors.push(span.name);
     if (
       this.report.status === 'unverified' &&
       this.#verifiedChunks.size === Math.ceil(block.file_length / block.chunk_size)
@@ -273,9 +456,9 @@ export class Checkpoint {
     publish({
       event: 'verified',
       path: this.path,
-      tensor: info.name,
-      bytes: info.byteLength,
-      chunks: chunkSpan(info.fileOffset, info.fileOffset + info.byteLength, block.chunk_size),
+      tensor: span.name,
+      bytes: span.byteLength,
+      chunks: chunkSpan(span.fileOffset, span.fileOffset + span.byteLength, block.chunk_size),
       ms: performance.now() - t0,
     });
   }
@@ -326,7 +509,7 @@ export class Checkpoint {
   }
 
   /** The tensor's chunks not yet verified that do not match their leaves. */
-  async #checkChunks(info: TensorInfo): Promise<number[]> {
+  async #checkChunks(info: TensorInfo, signal?: AbortSignal): Promise<number[]> {
     const block = this.#p.block as IntegrityBlock;
     const cs = block.chunk_size;
     const [first, last] = chunkSpan(info.fileOffset, info.fileOffset + info.byteLength, cs);
@@ -376,7 +559,7 @@ export class Checkpoint {
     let to = last;
     if (sequential) while (to < nChunks && to - from < READ_AHEAD && !this.#verifiedChunks.has(to)) to++;
     const leaves = await weights.lend((fd) =>
-      fileLeaves(fdPath(fd, this.#p.weights), tree, from, to - from, {}, cs),
+      fileLeaves(fdPath(fd, this.#p.weights), tree, from, to - from, signal ? { signal } : {}, cs),
     );
     for (let c = from; c < to; c++) {
       if (this.#verifiedChunks.has(c)) continue;
@@ -417,14 +600,19 @@ export class Checkpoint {
     return 'ok';
   }
 
-  async #repairTvecc(tensor: string, chunks: number[]): Promise<void> {
+  async #repairTvecc(tensor: string, chunks: number[], signal?: AbortSignal): Promise<void> {
     const t0 = performance.now();
     try {
       const ino = this.#file.closed ? undefined : fstatSync(this.#descriptor().fd).ino;
       const sidecar = this.#p.tvecc as string;
       // force: the sealed integrity block already proved these bytes are damage, not an edit after the
       // save, so rolling back to the protected bytes is right even when the sidecar's hints call it stale.
-      const r = await underLock(this.#p, ino, () => eccRepair(this.#p.weights, { sidecar, force: true }));
+      const r = await underLock(
+        this.#p,
+        ino,
+        () => eccRepair(this.#p.weights, { sidecar, force: true, ...(signal ? { signal } : {}) }),
+        signal,
+      );
       for (const c of chunks) if (!this.report.repairedChunks.includes(c)) this.report.repairedChunks.push(c);
       publish({
         event: 'repaired',
@@ -466,7 +654,7 @@ export class Checkpoint {
     this.report.status = 'repaired';
   }
 
-  async #verifyWhole(tensor: string): Promise<void> {
+  async #verifyWhole(tensor: string, signal?: AbortSignal): Promise<void> {
     const t0 = performance.now();
     // The weights are read through the mapped file's own descriptor, held open until the check ends:
     // the bytes the views map, even if a newer save has replaced the path since the open.
@@ -475,7 +663,8 @@ export class Checkpoint {
       const from = fdPath(fd, this.#p.weights);
       let r: Awaited<ReturnType<typeof verifyWhole>> | undefined;
       try {
-        r = await verifyWhole(this.#p, this.#file, this.#key, this.#repair, {}, ino, false, from);
+        const options = signal ? { signal } : {};
+        r = await verifyWhole(this.#p, this.#file, this.#key, this.#repair, options, ino, false, from);
       } catch (err) {
         if (!racedError(err) || !this.#replaced()) throw err;
       }

@@ -452,9 +452,20 @@ export class SafetensorsFile {
     }
     for (let at = 0; at < info.byteLength; at += step) {
       const len = Math.min(step, info.byteLength - at);
-      const w = this.#bytes(name, info, at, len, populate);
-      yield new Uint8Array(w.buffer, w.byteOffset, len);
+      yield this.rangeBytes(name, at, len, populate);
     }
+  }
+
+  /**
+   * @internal Bytes `offset .. offset + length` of tensor `name` as a `Uint8Array`: a zero-copy window
+   * on the mapping, or a copy where the runtime forbids external buffers (the checked range of
+   * {@link SafetensorsFile.chunks}; `TV_TENSOR_TOO_LARGE` above one ArrayBuffer, `TV_FILE_CHANGED`,
+   * `TV_CLOSED`).
+   */
+  rangeBytes(name: string, offset: number, length: number, populate = this.#populate): Uint8Array {
+    const info = this.info(name);
+    const w = this.#bytes(name, info, offset, length, populate);
+    return new Uint8Array(w.buffer, w.byteOffset, length);
   }
 
   /**
