@@ -1263,6 +1263,42 @@ describe('CLI: tensorvault backup', () => {
   });
 });
 
+describe('a key given for a log created without one', () => {
+  it('is TV_EVENTLOG_HMAC_UNEXPECTED, exit 2 as --help and the runbook say (not TV_CORRUPT, exit 5)', async () => {
+    // Regression: `eventlog verify --log-key-env` (and restore with it) of a log created without a key
+    // failed with TV_CORRUPT "event log metadata rejected (not authenticated (no HMAC))", exit 5.
+    const d = await makeLog(3);
+    const env = { ...process.env, TV_TEST_LOG_KEY: Buffer.alloc(32, 7).toString('hex') };
+    const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env });
+    for (const cmd of [
+      ['eventlog', 'verify', d, '--full'],
+      ['eventlog', 'info', d],
+    ]) {
+      const r = run(...cmd, '--log-key-env', 'TV_TEST_LOG_KEY');
+      expect(r.stderr, cmd.join(' ')).toMatch(
+        /this event log is not keyed .*open it without the key.*\[TV_EVENTLOG_HMAC_UNEXPECTED\]/,
+      );
+      expect(r.status, cmd.join(' ')).toBe(2);
+      expect(run(...cmd).status, `${cmd.join(' ')} without the key`).toBe(0);
+    }
+    expect(run('eventlog', 'verify', '--help').stdout).toMatch(
+      /--log-key-env was given for a log without a key\s+\(TV_EVENTLOG_HMAC_UNEXPECTED\)/,
+    );
+    const runbook = readFileSync(join(__dirname, '..', 'docs', 'runbooks', 'backup-restore.md'), 'utf8');
+    expect(runbook).toMatch(/\| 2 \| the chain does not verify .*TV_EVENTLOG_HMAC_UNEXPECTED/);
+    // The backup readers say the same, and a restore leaves nothing behind.
+    const b = await tv.createBackup(d, fresh());
+    const v = run('backup', 'verify', b.archivePath, '--read-data', '--log-key-env', 'TV_TEST_LOG_KEY');
+    expect(v.stdout).toMatch(/this event log is not keyed/);
+    expect(v.status).toBe(2);
+    const dest = join(fresh(), 'r');
+    const rs = run('backup', 'restore', b.archivePath, dest, '--log-key-env', 'TV_TEST_LOG_KEY');
+    expect(rs.stderr).toMatch(/\[TV_EVENTLOG_HMAC_UNEXPECTED\]/);
+    expect(rs.status).toBe(2);
+    expect(existsSync(dest)).toBe(false);
+  });
+});
+
 describe('a backup on a full disk', () => {
   it('fails with TV_IO and leaves nothing in the output folder', () => {
     // Regression: the archive's write error (ENOSPC, EFBIG) came out as a plain Node error (code

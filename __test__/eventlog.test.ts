@@ -1069,6 +1069,48 @@ describe('weaknesses fixed (v2)', () => {
     expect(r.warnings.join(' ')).toMatch(/hmac-sha256 check does not match/);
   });
 
+  it('a key given for a log created without one is TV_EVENTLOG_HMAC_UNEXPECTED, not TV_CORRUPT; damage stays TV_CORRUPT', async () => {
+    // Regression: opening (or verifying) an unkeyed v2 log with hmacKey failed with TV_CORRUPT "event log
+    // metadata rejected (not authenticated (no HMAC))", exit 5: it read as damage.
+    const key = Buffer.alloc(32, 7);
+    const { d, log } = await filled('v2', 3);
+    await log.close();
+    const meta = join(d, 'event-log', 'log.json');
+    for (const opts of [{ readOnly: true }, {}]) {
+      await expect(tv.EventLog.open(d, { ...opts, hmacKey: key })).rejects.toMatchObject({
+        code: 'TV_EVENTLOG_HMAC_UNEXPECTED',
+        message: expect.stringMatching(/not keyed .*open it without the key/),
+        context: { path: meta, reason: 'log_not_keyed' },
+      });
+    }
+    // Refused before anything is written: the log opens and verifies without the key, as it was.
+    const plain = await tv.EventLog.open(d, { readOnly: true });
+    expect(await plain.verifyChainFull()).toMatchObject({ valid: true, totalEvents: 3 });
+    await plain.close();
+    // Unkeyed metadata whose SHA-256 check does not verify is damage, with or without a key.
+    const good = readFileSync(meta, 'utf8');
+    writeFileSync(meta, good.replace('"pruned_events": 0', '"pruned_events": 1'));
+    for (const opts of [{ hmacKey: key }, {}]) {
+      await expect(tv.EventLog.open(d, { readOnly: true, ...opts })).rejects.toMatchObject({
+        code: 'TV_CORRUPT',
+      });
+    }
+    writeFileSync(meta, good);
+    // A keyed log whose metadata's HMAC does not match (tampered, or a wrong key) is still TV_CORRUPT.
+    const k = await filled('v2', 3, { hmacKey: key });
+    await k.log.close();
+    const kmeta = join(k.d, 'event-log', 'log.json');
+    const m = JSON.parse(readFileSync(kmeta, 'utf8'));
+    m.anchor.pruned_events = 5;
+    writeFileSync(kmeta, JSON.stringify(m));
+    await expect(tv.EventLog.open(k.d, { readOnly: true, hmacKey: key })).rejects.toMatchObject({
+      code: 'TV_CORRUPT',
+      message: expect.stringMatching(
+        /hmac-sha256 check does not match: a wrong key, or the file was changed/,
+      ),
+    });
+  });
+
   it('with a key, events forged after the head are never accepted nor re-signed (issue 13)', async () => {
     const key = Buffer.alloc(32, 9);
     const { d, log } = await filled('v2', 5, { hmacKey: key });

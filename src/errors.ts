@@ -103,6 +103,13 @@ export const ErrorCode = {
    * `context.reason: 'key_missing'`). Give the key: `hmacKey` / `logKey`, CLI `--log-key-env NAME`.
    */
   EVENTLOG_HMAC_REQUIRED: 'TV_EVENTLOG_HMAC_REQUIRED',
+  /**
+   * A key was given (`hmacKey` / `logKey`, CLI `--log-key-env NAME`) for a v2 event log that is not
+   * keyed: its metadata carries a plain SHA-256 check, which verifies, and no HMAC (`context.path`: its
+   * `log.json`, `context.reason: 'log_not_keyed'`). Created without `hmacKey`, or rewritten by someone
+   * without the key: refused either way (no downgrade). A check that does not verify is `TV_CORRUPT`.
+   */
+  EVENTLOG_HMAC_UNEXPECTED: 'TV_EVENTLOG_HMAC_UNEXPECTED',
   /** A caller-supplied data source (a tensor's iterator) threw; `cause` is its error, `context.name` the tensor. */
   SOURCE_FAILED: 'TV_SOURCE_FAILED',
   /**
@@ -353,6 +360,7 @@ export interface ErrorContextMap {
   };
   TV_CHECKPOINT_HMAC_REQUIRED: { readonly path?: string; readonly actual?: string };
   TV_EVENTLOG_HMAC_REQUIRED: { readonly path?: string; readonly reason?: 'key_missing' };
+  TV_EVENTLOG_HMAC_UNEXPECTED: { readonly path?: string; readonly reason?: 'log_not_keyed' };
   TV_CHECKPOINT_UNSAFE_MANIFEST: {
     readonly path?: string;
     readonly reason?: string;

@@ -221,6 +221,7 @@ export async function verifyBackup(
       ErrorCode.CORRUPT,
       ErrorCode.CHECKSUM_MISMATCH,
       ErrorCode.EVENTLOG_HMAC_REQUIRED,
+      ErrorCode.EVENTLOG_HMAC_UNEXPECTED,
     ];
     if (err instanceof TensorVaultError && (found as string[]).includes(err.code)) problems.push(err.message);
     else throw err;

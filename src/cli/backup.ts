@@ -52,7 +52,8 @@ export const usage = `tensorvault backup <create|verify|restore> ...
   --json                        machine-readable output
 
 Exit codes: 0 success; 2 verification failed (checksum, missing/extra entry, invalid chain now or
-at backup time, bad signature, a keyed log without --log-key-env; verify: any failed check); 3 bad
+at backup time, bad signature, a keyed log without --log-key-env or an unkeyed one with it; verify:
+any failed check); 3 bad
 command line; 4 restore refused (an event log exists and
 --overwrite was not given, or a writer holds it); 5 invalid input (restore: hostile archive,
 decompression bomb, corrupt archive or manifest); 6 I/O error; 7 internal error; 130 interrupted.

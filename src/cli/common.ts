@@ -60,6 +60,7 @@ export function exitCodeOf(code: string): number {
     case 'TV_CHECKPOINT_TENSOR_DAMAGED':
     case 'TV_CHECKPOINT_HMAC_REQUIRED':
     case 'TV_EVENTLOG_HMAC_REQUIRED':
+    case 'TV_EVENTLOG_HMAC_UNEXPECTED':
     case 'TV_FOLD_CORRUPT':
     case 'TV_FOLD_UNVERIFIABLE':
     case 'TV_FOLD_DECRYPT_FAILED':

@@ -14,7 +14,8 @@ export const usage = `tensorvault eventlog <verify|info> <dataDir> [options]
   --json             machine-readable output
 
 Exit codes: 0 valid; 2 the chain does not verify, or the log is keyed and --log-key-env was not
-given (TV_EVENTLOG_HMAC_REQUIRED); 3 bad command line; 4 a restore into the folder was interrupted
+given (TV_EVENTLOG_HMAC_REQUIRED), or --log-key-env was given for a log without a key
+(TV_EVENTLOG_HMAC_UNEXPECTED); 3 bad command line; 4 a restore into the folder was interrupted
 (TV_RESTORE_INCOMPLETE); 5 invalid input (the log's metadata is damaged, TV_CORRUPT); 6 I/O error
 (no such log: TV_NOT_FOUND); 7 internal error; 130 interrupted (README table).
 `;

@@ -92,6 +92,14 @@ export function sealedWithHmac(v: unknown): boolean {
   return typeof c === 'object' && c !== null && c.alg === 'hmac-sha256' && typeof c.value === 'string';
 }
 
+/** Whether a parsed record carries a plain SHA-256 check that verifies (a record of an unkeyed log). */
+function unkeyedCheckVerifies(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const { check, ...rest } = v as Record<string, unknown>;
+  const c = check as { alg?: unknown; value?: unknown } | undefined;
+  return c?.alg === 'sha256' && c.value === sha256(canonicalJson(rest)).toString('hex');
+}
+
 /** Bytes per head slot; the head file holds two, written alternately. */
 export const HEAD_SLOT = 256;
 
@@ -243,6 +251,15 @@ export class LogStore {
         ErrorCode.EVENTLOG_HMAC_REQUIRED,
         `this event log is keyed (created with hmacKey): give its key to read it (hmacKey, logKey; CLI: --log-key-env NAME): ${path}`,
         { path, reason: 'key_missing' },
+      );
+    }
+    if ('problem' in r && this.key !== undefined && !sealedWithHmac(v) && unkeyedCheckVerifies(v)) {
+      // Not damage either: the metadata's plain SHA-256 check verifies, so the log was created without
+      // a key (or rewritten by someone without it). Refused (no downgrade), and said as it is.
+      throw new TensorVaultError(
+        ErrorCode.EVENTLOG_HMAC_UNEXPECTED,
+        `this event log is not keyed (created without hmacKey: its metadata carries a SHA-256 check, no HMAC) but a key was given: open it without the key (no hmacKey / logKey; CLI: no --log-key-env), or, if it was created with one, its metadata was rewritten without the key: restore it from a backup: ${path}`,
+        { path, reason: 'log_not_keyed' },
       );
     }
     if ('problem' in r) {
