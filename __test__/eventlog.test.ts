@@ -4,6 +4,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import {
   appendFileSync,
   existsSync,
+  promises as fsp,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -337,6 +338,119 @@ describe.each(['legacy', 'v2'] as const)('verification in slices (%s)', (fmt) =>
     expect(queuedAt?.bytesDone).toBeLessThan(queuedAt?.bytesTotal ?? 0);
     // The log is unchanged and verifies in full afterwards.
     expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalEvents: 7000 });
+    await log.close();
+  });
+});
+
+describe.each(['legacy', 'v2'] as const)('open and queries in slices (%s)', (fmt) => {
+  /**
+   * Turns of the event loop while `call` runs with the bytes of `file` read and nothing else asked of the
+   * file system: from the moment `fs.promises.readFile(file)` resolves to the next call into
+   * `fs.promises` (or the end of `call`). Parsing the segment and handing out its events happen there;
+   * file I/O, which turns the loop by itself, is not counted. A parse of the whole segment at once
+   * counts none.
+   */
+  async function turnsWhileParsing<T>(
+    file: string,
+    call: () => Promise<T>,
+  ): Promise<{ value: T; turns: number }> {
+    let armed = false;
+    let turns = 0;
+    let running = true;
+    const spies = [];
+    const fns = fsp as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+    for (const name of Object.keys(fns)) {
+      const orig = fns[name];
+      if (typeof orig !== 'function') continue;
+      spies.push(
+        vi.spyOn(fns, name).mockImplementation(async (...args: unknown[]) => {
+          armed = false;
+          const r = await orig.apply(fsp, args);
+          if (name === 'readFile' && args[0] === file) armed = true;
+          return r;
+        }),
+      );
+    }
+    const tick = (): void => {
+      if (!running) return;
+      if (armed) turns++;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    try {
+      const value = await call();
+      return { value, turns };
+    } finally {
+      running = false;
+      armed = false;
+      for (const spy of spies) spy.mockRestore();
+    }
+  }
+
+  /** A closed log of one segment of 7,000 events (over 2 MiB: three check slices, several parse slices). */
+  async function oneBigSegment(): Promise<{ d: string; file: string; last: string }> {
+    const d = fresh();
+    const log = await tv.EventLog.open(d, { format: fmt, fsync: 'never', segmentSize: 10_000 });
+    const written = await log.appendMany(
+      Array.from({ length: 7000 }, (_, i) => ({
+        actor: i % 2 ? 'a' : 'b',
+        evento: i % 7 ? 'E' : 'F',
+        entidade: 'X',
+        entidadeId: String(i % 10),
+        payload: { i, data: `Evento ${i}` },
+      })),
+    );
+    await log.close();
+    const file = segFile(d, fmt, 1);
+    expect(statSync(file).size).toBeGreaterThan(2 ** 21);
+    return { d, file, last: (written.at(-1) as tv.EventLogEntry).id };
+  }
+
+  it('opening a log lets the event loop turn while its last segment is parsed (reader and writer)', async () => {
+    const { d, file } = await oneBigSegment();
+    for (const readOnly of [true, false]) {
+      const { value: log, turns } = await turnsWhileParsing(file, () =>
+        tv.EventLog.open(d, { readOnly, fsync: 'never' }),
+      );
+      expect(turns, `readOnly ${readOnly}`).toBeGreaterThanOrEqual(2);
+      expect(await log.count()).toBe(7000);
+      expect((await log.getLastEntry())?.entidade_id).toBe('9');
+      await log.close();
+    }
+  });
+
+  it('every query lets the event loop turn while it parses and walks a segment; the answers are unchanged', async () => {
+    const { d, file, last } = await oneBigSegment();
+    // Opening parses the segment, and only that: the turns of the parse alone.
+    const { value: log, turns: parseTurns } = await turnsWhileParsing(file, () =>
+      tv.EventLog.open(d, { readOnly: true }),
+    );
+    expect(parseTurns).toBeGreaterThanOrEqual(2);
+    const queries: [string, () => Promise<unknown>, (v: unknown) => void][] = [
+      ['getAll', () => log.getAll(), (v) => expect((v as unknown[]).length).toBe(7000)],
+      ['getById', () => log.getById(last), (v) => expect((v as tv.EventLogEntry).id).toBe(last)],
+      ['getByEvento', () => log.getByEvento('F'), (v) => expect((v as unknown[]).length).toBe(1000)],
+      ['getByEntidade', () => log.getByEntidade('X', '3'), (v) => expect((v as unknown[]).length).toBe(700)],
+      ['exportRange', () => log.exportRange(), (v) => expect(v).toMatchObject({ count: 7000, linked: true })],
+      [
+        'replay',
+        () => log.replay(),
+        (v) =>
+          expect(v).toMatchObject({
+            totalEvents: 7000,
+            byEvento: { E: 6000, F: 1000 },
+            uniqueEntities: 10,
+            inconsistencies: [],
+          }),
+      ],
+    ];
+    for (const [name, query, check] of queries) {
+      const { value, turns } = await turnsWhileParsing(file, query);
+      check(value);
+      // The parse's slices, then a pause after every 2,048 events handed out (three for 7,000; one of
+      // margin for where the first and last turn fall).
+      expect(turns, name).toBeGreaterThanOrEqual(parseTurns + 2);
+    }
     await log.close();
   });
 });

@@ -9,6 +9,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { asyncDisposeSymbol } from '../dispose';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { exists, fsyncDir, ioError, notAFolder, settleSwap, typedIoError, WriterLock } from '../io/index';
@@ -30,7 +31,7 @@ import type {
   VerifyResult,
 } from './types';
 import { V2Format } from './v2';
-import { type VerifyChainOptions, verifyLog } from './verify';
+import { CHECK_SLICE, type VerifyChainOptions, verifyLog } from './verify';
 
 /** An event as given to {@link EventLog.appendMany}. */
 export interface NewEvent {
@@ -169,12 +170,21 @@ export class EventLog {
     return log;
   }
 
-  /** Every present event in order (segments that cannot be parsed are skipped). */
+  /**
+   * Every present event in order (segments that cannot be parsed are skipped). Each segment is parsed
+   * in slices and its events handed out {@link CHECK_SLICE} at a time, with a turn of the event loop
+   * between two slices: a query (and what it does with each event, as `replay` hashing it) never holds
+   * the loop for a whole segment.
+   */
   async *#iterate(fromSegment?: number, toSegment?: number): AsyncGenerator<EventLogEntry> {
     for (const s of await this.#fmt.liveSegments()) {
       if (fromSegment !== undefined && s.n < fromSegment) continue;
       if (toSegment !== undefined && s.n > toSegment) break;
-      yield* await this.#store.entries(s);
+      const entries = await this.#store.entries(s);
+      for (let k = 0; k < entries.length; k++) {
+        if (k > 0 && k % CHECK_SLICE === 0) await nextTurn();
+        yield entries[k] as EventLogEntry;
+      }
     }
   }
 

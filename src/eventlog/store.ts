@@ -5,6 +5,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { hmacSha256, sha256 } from '../hash/index';
 import { atomicWriteFile, ioError, readIfExists } from '../io/index';
@@ -15,7 +16,6 @@ import {
   type EventLogFormat,
   LAYOUT,
   LEGACY_SEGMENT_RE,
-  parseSegment,
   parseSegmentSteps,
   type SegmentRead,
   V2_SEGMENT_RE,
@@ -132,8 +132,12 @@ export class LogStore {
     return out.sort((a, b) => a.n - b.n);
   }
 
+  /**
+   * The segment parsed ({@link parseSegment}'s result), in slices with a turn of the event loop between
+   * two, so that opening a log or querying it never holds the loop for a whole segment.
+   */
   async readSegment(s: Segment): Promise<SegmentRead> {
-    return parseSegment(await this.#segmentBytes(s), this.format);
+    return this.readSegmentInSlices(s, () => nextTurn());
   }
 
   async #segmentBytes(s: Segment): Promise<Buffer> {
@@ -158,7 +162,7 @@ export class LogStore {
     }
   }
 
-  /** The entries of a segment (empty when it cannot be parsed). */
+  /** The entries of a segment (empty when it cannot be parsed), parsed in slices as {@link readSegment}. */
   async entries(s: Segment): Promise<EventLogEntry[]> {
     return (await this.readSegment(s)).entries as EventLogEntry[];
   }
