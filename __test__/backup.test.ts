@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -1260,6 +1261,145 @@ describe('CLI: tensorvault backup', () => {
     expect(rs.stderr).toMatch(/\[TV_EVENTLOG_HMAC_REQUIRED\]/);
     expect(rs.status).toBe(2);
     expect(existsSync(dest)).toBe(false);
+  });
+});
+
+describe('a backup whose chain was invalid at backup time, restored with allowInvalidChain', () => {
+  /** The newest segment of a v2 log loses its last event: HEAD (not archived) is what shows the cut. */
+  const cutTail = (d: string) => {
+    const seg = join(
+      d,
+      'event-log',
+      readdirSync(join(d, 'event-log'))
+        .filter((f) => f.endsWith('.jsonl'))
+        .sort()
+        .at(-1) as string,
+    );
+    const lines = readFileSync(seg, 'utf8').split('\n');
+    writeFileSync(seg, `${lines.slice(0, -2).join('\n')}\n`);
+  };
+
+  it('is placed as archived after every file is checked, reported and published; without it, refused', async () => {
+    // Regression: such a restore was refused (TV_CHAIN_INVALID) with no way through in the tool: the
+    // runbook said to extract the archive with tar, which checks nothing against the manifest.
+    const key = Buffer.alloc(32, 3);
+    const cases: [string, tv.EventLogOptions, (d: string) => void][] = [
+      ['v2, tail cut', {}, cutTail],
+      ['v2 keyed, HEAD deleted', { hmacKey: key }, (d) => rmSync(join(d, 'event-log', 'HEAD'))],
+      [
+        'legacy, a changed event',
+        { format: 'legacy' },
+        (d) => {
+          const f = join(d, 'event-log', 'segment-000002.json');
+          writeFileSync(f, readFileSync(f, 'utf8').replace('"Bazari"', '"Mallory"'));
+        },
+      ],
+    ];
+    const published: Record<string, unknown>[] = [];
+    const onMessage = (m: unknown) => published.push(m as Record<string, unknown>);
+    subscribe(tv.EVENT_LOG_CHANNEL, onMessage);
+    try {
+      for (const [what, opts, damage] of cases) {
+        const d = await makeLog(7, opts);
+        damage(d);
+        const logKey = opts.hmacKey !== undefined ? { logKey: key } : {};
+        const b = await tv.createBackup(d, fresh(), logKey);
+        expect(b.manifest.chain_valid_at_backup, what).toBe(false);
+        const problem = b.manifest.tensorvault?.chain_problem as string;
+        expect(problem, what).toBeTruthy();
+        // The default is unchanged: refused, the destination untouched; the error names the way through.
+        const refused = fresh();
+        await expect(tv.restoreBackup(b.archivePath, refused, logKey), what).rejects.toMatchObject({
+          code: 'TV_CHAIN_INVALID',
+          message: expect.stringMatching(/INVALID at backup time.*allowInvalidChain/),
+        });
+        expect(readdirSync(refused), what).toEqual([]);
+        // Opted in: restored, every file as the manifest lists it, and said so.
+        const dest = join(fresh(), 'evidence');
+        published.length = 0;
+        const r = await tv.restoreBackup(b.archivePath, dest, { ...logKey, allowInvalidChain: true });
+        expect(r, what).toMatchObject({ chainValidAtBackup: false, chainProblemAtBackup: problem });
+        expect(r.chain.valid, what).toBe(false);
+        expect(r.warnings.join(' '), what).toMatch(/INVALID at backup time.*restored as evidence/);
+        for (const f of b.manifest.files) {
+          expect(sha(readFileSync(join(dest, f.path))), `${what}: ${f.path}`).toBe(f.sha256);
+        }
+        expect(published, what).toEqual([
+          expect.objectContaining({ event: 'restored-invalid-chain', dataDir: dest, reason: problem }),
+        ]);
+        const ro = await tv.EventLog.open(dest, {
+          readOnly: true,
+          ...(opts.hmacKey ? { hmacKey: key } : {}),
+        });
+        expect((await ro.verifyChainFull()).valid, what).toBe(false);
+        await ro.close();
+        if (opts.format !== 'legacy') {
+          // No HEAD was rebuilt from the events (it would hide a cut tail): a writer refuses to extend it.
+          expect(existsSync(join(dest, 'event-log', 'HEAD')), what).toBe(false);
+          const w = await tv.EventLog.open(dest, opts);
+          expect(w.recovery.headMissing, what).toBe(true);
+          await expect(w.append('a', 'E', 'X', '1'), what).rejects.toMatchObject({
+            code: 'TV_CHAIN_INVALID',
+          });
+          await w.close();
+        }
+      }
+      // A file that differs from the manifest is still refused before anything is placed.
+      const d = await makeLog(7);
+      cutTail(d);
+      const b = await tv.createBackup(d, fresh());
+      const bad = realEntries(b.archivePath).map((e) =>
+        e.name === 'event-log/segment-000001.jsonl'
+          ? { ...e, data: Buffer.from((e.data as Buffer).toString().replace('Bazari', 'Bazarj')) }
+          : e,
+      );
+      const archive = hostile(rawTar(bad), b.manifest);
+      const dest = join(fresh(), 'r');
+      published.length = 0;
+      await expect(tv.restoreBackup(archive, dest, { allowInvalidChain: true })).rejects.toMatchObject({
+        code: 'TV_CHECKSUM_MISMATCH',
+        message: expect.stringMatching(/segment-000001\.jsonl \(sha256-mismatch\)/),
+      });
+      expect(existsSync(dest)).toBe(false);
+      expect(published).toEqual([]);
+      await expect(
+        tv.restoreBackup(b.archivePath, fresh(), { allowInvalidChain: 'yes' as never }),
+      ).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT', context: { argument: 'allowInvalidChain' } });
+    } finally {
+      unsubscribe(tv.EVENT_LOG_CHANNEL, onMessage);
+    }
+  });
+
+  it('the CLI: --allow-invalid-chain restores and prints that the chain was invalid at backup (exit 2), as --help and the runbook say', async () => {
+    const d = await makeLog(7);
+    cutTail(d);
+    const b = await tv.createBackup(d, fresh());
+    const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+    const refused = join(fresh(), 'r');
+    const no = run('backup', 'restore', b.archivePath, refused);
+    expect(no.stderr).toMatch(/INVALID at backup time.*--allow-invalid-chain.*TV_CHAIN_INVALID/);
+    expect(no.status).toBe(2);
+    expect(existsSync(refused)).toBe(false);
+    const dest = join(fresh(), 'r');
+    const yes = run('backup', 'restore', b.archivePath, dest, '--allow-invalid-chain');
+    expect(yes.stdout).toMatch(
+      /\[3\/4\] Chain INVALID at backup time \(tail cut: the head records seq 7 but the log ends at seq 6\); now: INVALID .*restored as evidence/,
+    );
+    expect(yes.stdout).toMatch(/\[4\/4\] Restored into /);
+    expect(yes.status).toBe(2);
+    const e = run('eventlog', 'verify', dest, '--full');
+    expect(e.stdout).toMatch(/^INVALID/);
+    expect(e.status).toBe(2);
+    const json = JSON.parse(
+      run('backup', 'restore', b.archivePath, join(fresh(), 'j'), '--allow-invalid-chain', '--json').stdout,
+    );
+    expect(json).toMatchObject({
+      chainValidAtBackup: false,
+      chainProblemAtBackup: expect.stringMatching(/tail cut/),
+    });
+    expect(run('backup', 'restore', '--help').stdout).toMatch(/--allow-invalid-chain/);
+    const runbook = readFileSync(join(__dirname, '..', 'docs', 'runbooks', 'backup-restore.md'), 'utf8');
+    expect(runbook).toMatch(/--allow-invalid-chain/);
   });
 });
 

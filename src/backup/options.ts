@@ -50,6 +50,16 @@ export interface BackupVerifyOptions extends BackupReadOptions {
 export interface RestoreOptions extends BackupReadOptions {
   /** Replace an existing event log in `destDir` (kept until the new one is verified in place). */
   overwrite?: boolean;
+  /**
+   * Restore a backup whose manifest says the source chain was invalid at backup time
+   * (`chain_valid_at_backup: false`), which is refused by default (`TV_CHAIN_INVALID`): the archive is
+   * evidence of a damaged log. Every file's size and SHA-256 is still checked against the manifest
+   * before anything is placed; the log is then placed as archived (a v2 log without a head record, so
+   * it keeps failing verification and a writer refuses to extend it), and the result says the chain was
+   * invalid at backup (`chainValidAtBackup`, `chainProblemAtBackup`, a warning, and `restored-invalid-chain`
+   * on `diagnostics_channel` `tensorvault:eventlog`). No effect on a backup valid at backup time.
+   */
+  allowInvalidChain?: boolean;
 }
 
 /** Refuse bad options up front (`TV_INVALID_ARGUMENT` naming the field): booleans are booleans. */
@@ -59,7 +69,8 @@ export function checkReadOptions(o: RestoreOptions & BackupVerifyOptions): void 
   optionalString(o.manifestPath, 'manifestPath');
   optionalFunction(o.onPhase, 'onPhase');
   if (o.key !== undefined) checkManifestKey(o.key, 'key', false);
-  for (const f of ['requireSignature', 'readData', 'overwrite'] as const) optionalBoolean(o[f], f);
+  for (const f of ['requireSignature', 'readData', 'overwrite', 'allowInvalidChain'] as const)
+    optionalBoolean(o[f], f);
   for (const f of ['encryptionKey', 'logKey'] as const) if (o[f] !== undefined) bytesOf(o[f], f);
   optionalInteger(o.maxExpandedBytes, 'maxExpandedBytes', 0, Number.MAX_SAFE_INTEGER);
 }

@@ -81,7 +81,8 @@ export function summaryProblems(m: BackupManifest, chain: VerifyResult): string[
  * Why a backup whose manifest says its source chain was invalid at backup time cannot be trusted, or
  * undefined. Such an archive is evidence, not a log to put back: its events end where the damage is,
  * and a restore writes the head record from them, which would hide a cut tail for good. Verify reports
- * it as a failed check; restore refuses it (extract it by hand with `tar` to inspect it).
+ * it as a failed check; restore refuses it, unless asked to restore it as evidence
+ * (`allowInvalidChain`: every file still checked, the v2 head record not rebuilt).
  */
 export function invalidAtBackup(m: BackupManifest): string | undefined {
   if (m.chain_valid_at_backup !== false) return undefined;
@@ -99,19 +100,43 @@ export function readOptions(o: BackupReadOptions) {
   };
 }
 
+/**
+ * The full chain verdict of a staged log, and its events against the manifest's count and last hash.
+ * A v2 log's head record (not archived) is written from the events first, except for `evidence` (a
+ * backup invalid at backup time, restored with `allowInvalidChain`): its head is left missing, so that
+ * the damage the check at backup found (a cut tail shows only against HEAD) is never hidden, and a
+ * log whose files cannot even be opened (`TV_CORRUPT`) is an invalid verdict rather than an error.
+ */
 export async function verifyStaged(
   dir: string,
   m: BackupManifest | undefined,
   o: BackupReadOptions,
+  evidence = false,
 ): Promise<VerifyResult> {
   const keyOpt = o.logKey !== undefined ? { hmacKey: o.logKey } : {};
   const isV2 = await exists(join(dir, LAYOUT.dir, LAYOUT.v2Meta));
-  if (isV2) {
+  if (isV2 && !evidence) {
     // The head record is not archived: write it from the restored events (under the log's key, when it
     // has one), then verify everything, and the events against the manifest's count and last hash.
     await writeRestoredHead(dir, o.logKey);
   }
-  const log = await EventLog.open(dir, { ...keyOpt, readOnly: true });
+  let log: EventLog;
+  try {
+    log = await EventLog.open(dir, { ...keyOpt, readOnly: true });
+  } catch (err) {
+    if (!evidence || !(err instanceof TensorVaultError) || err.code !== ErrorCode.CORRUPT) throw err;
+    o.onPhase?.('chain');
+    return {
+      valid: false,
+      reason: err.message,
+      totalVerified: 0,
+      mode: 'full',
+      usedSnapshot: false,
+      totalEvents: 0,
+      head: { seq: null, hash: null },
+      warnings: [],
+    };
+  }
   o.onPhase?.('chain');
   const vo = {
     ...(o.signal ? { signal: o.signal } : {}),

@@ -1,8 +1,9 @@
 /** `restoreBackup`: staging → verify everything → journaled, atomic placement. */
+import { channel } from 'node:diagnostics_channel';
 import { promises as fsp } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { EventLog, LAYOUT, type VerifyResult } from '../eventlog/index';
+import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { EVENT_LOG_CHANNEL, EventLog, LAYOUT, type VerifyResult } from '../eventlog/index';
 import {
   assertRegularFile,
   beginSwap,
@@ -42,8 +43,15 @@ export interface RestoreResult {
   files: number;
   /** Events in the restored log. */
   totalEvents: number;
-  /** The full verification of the restored log. */
+  /**
+   * The full verification of the restored log (always valid, except for a backup invalid at backup
+   * time restored with `allowInvalidChain`: then the verdict on the log as restored).
+   */
   chain: VerifyResult;
+  /** False for a backup whose source chain was invalid at backup time (restored with `allowInvalidChain`). */
+  chainValidAtBackup: boolean;
+  /** Why the source chain was invalid at backup time (the manifest's `tensorvault.chain_problem`), or null. */
+  chainProblemAtBackup: string | null;
   /** True when an existing log was replaced (`overwrite`). */
   replaced: boolean;
   /** Notes (e.g. unsigned manifest, Libervia archive without an archive hash). */
@@ -51,6 +59,14 @@ export interface RestoreResult {
 }
 
 const OWNED = [LAYOUT.dir, LAYOUT.snapshot, LAYOUT.legacyAnchor, LAYOUT.legacySingle] as const;
+
+const eventLogDiag = channel(EVENT_LOG_CHANNEL);
+
+/** What the manifest says of the source chain at backup time. */
+interface AtBackup {
+  valid: boolean;
+  problem: string | null;
+}
 
 /**
  * Before anything is written: the sidecar's archive hash and signature (a mismatch throws). Returns
@@ -99,7 +115,7 @@ async function stageAndCheck(
   sidecar: BackupManifest | undefined,
   options: RestoreOptions,
   warnings: string[],
-): Promise<{ chain: VerifyResult; files: number }> {
+): Promise<{ chain: VerifyResult; files: number; atBackup: AtBackup }> {
   options.onPhase?.('archive');
   const walk = await walkArchive(archivePath, {
     ...(sidecar ? { manifest: sidecar } : {}),
@@ -145,12 +161,21 @@ async function stageAndCheck(
     );
   }
   const invalid = invalidAtBackup(manifest);
-  if (invalid !== undefined) {
-    throw new TensorVaultError(ErrorCode.CHAIN_INVALID, invalid, {
-      path: archivePath,
-      reason: manifest.tensorvault?.chain_problem ?? null,
-    });
+  const atBackup: AtBackup = {
+    valid: invalid === undefined,
+    problem: invalid === undefined ? null : (manifest.tensorvault?.chain_problem ?? null),
+  };
+  if (invalid !== undefined && options.allowInvalidChain !== true) {
+    throw new TensorVaultError(
+      ErrorCode.CHAIN_INVALID,
+      `${invalid} (to restore it anyway, as evidence: allowInvalidChain, CLI --allow-invalid-chain)`,
+      {
+        path: archivePath,
+        reason: manifest.tensorvault?.chain_problem ?? null,
+      },
+    );
   }
+  // Every file's size and SHA-256 against the manifest, an archive invalid at backup time included.
   const bad = walk.entries.filter((e) => e.status !== 'ok');
   if (bad.length > 0) {
     throw new TensorVaultError(
@@ -159,8 +184,10 @@ async function stageAndCheck(
       { path: archivePath, first: bad[0]?.path ?? null },
     );
   }
-  const chain = await verifyStaged(staging, manifest, options);
-  if (!chain.valid) {
+  const evidence = !atBackup.valid;
+  const chain = await verifyStaged(staging, manifest, options, evidence);
+  // Evidence is placed whatever its chain says now (the manifest already says it was invalid).
+  if (!chain.valid && !evidence) {
     throw new TensorVaultError(
       ErrorCode.CHAIN_INVALID,
       `the restored chain does not verify: ${chain.reason ?? ''}`,
@@ -171,7 +198,7 @@ async function stageAndCheck(
       },
     );
   }
-  return { chain, files: walk.entries.length };
+  return { chain, files: walk.entries.length, atBackup };
 }
 
 /**
@@ -187,6 +214,7 @@ async function place(
   present: string[],
   archivePath: string,
   o: RestoreOptions,
+  evidence: boolean,
 ) {
   const staged = (await fsp.readdir(staging)).filter((n) => n !== LAYOUT.lock && n !== 'manifest.json');
   const foreign = staged.filter((n) => !(OWNED as readonly string[]).includes(n));
@@ -201,15 +229,20 @@ async function place(
   const journal = await beginSwap(dest, basename(staging), present, staged);
   try {
     await placeSwap(dest, journal);
+    // Evidence (invalid at backup, `allowInvalidChain`) is not expected to verify: its files were
+    // checked against the manifest in staging, and it is placed as it is.
+    if (evidence && o.signal?.aborted) throw new TensorVaultAbortError('restore aborted', o.signal.reason);
     // Interrupted here, the swap is rolled back below: the old log (if any) is put back.
-    const check = await (
-      await EventLog.open(dest, { readOnly: true, ...(o.logKey ? { hmacKey: o.logKey } : {}) })
-    ).verifyChain({
-      ...(o.signal ? { signal: o.signal } : {}),
-      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
-    });
+    const check = evidence
+      ? undefined
+      : await (
+          await EventLog.open(dest, { readOnly: true, ...(o.logKey ? { hmacKey: o.logKey } : {}) })
+        ).verifyChain({
+          ...(o.signal ? { signal: o.signal } : {}),
+          ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+        });
     swapStep('verified');
-    if (!check.valid) {
+    if (check !== undefined && !check.valid) {
       throw new TensorVaultError(
         ErrorCode.CHAIN_INVALID,
         `the restored log does not verify in place: ${check.reason ?? ''}`,
@@ -276,14 +309,34 @@ export async function restoreBackup(
     }
     staging = await fsp.mkdtemp(join(dest, '.tv-restore-'));
     await fsp.chmod(staging, 0o700);
-    const { chain, files } = await stageAndCheck(archivePath, staging, sidecar, options, warnings);
-    await place(dest, staging, present, archivePath, options);
+    const { chain, files, atBackup } = await stageAndCheck(archivePath, staging, sidecar, options, warnings);
+    await place(dest, staging, present, archivePath, options, !atBackup.valid);
     done = true;
+    if (!atBackup.valid) {
+      const why = atBackup.problem === null ? '' : ` (${atBackup.problem})`;
+      const now = chain.valid ? 'it verifies now' : `it does not verify now (${chain.reason ?? 'invalid'})`;
+      const v2 = await exists(join(dest, LAYOUT.dir, LAYOUT.v2Meta));
+      warnings.push(
+        `the source chain was INVALID at backup time${why}: restored as evidence (allowInvalidChain); ${now}${v2 ? '; its head record was not rebuilt, so a writer refuses to extend it' : ''}`,
+      );
+      if (eventLogDiag.hasSubscribers) {
+        eventLogDiag.publish({
+          event: 'restored-invalid-chain',
+          dataDir: dest,
+          archive: archivePath,
+          reason: atBackup.problem,
+          chainValid: chain.valid,
+          chainReason: chain.reason ?? null,
+        });
+      }
+    }
     return {
       destDir: dest,
       files,
       totalEvents: chain.totalEvents,
       chain,
+      chainValidAtBackup: atBackup.valid,
+      chainProblemAtBackup: atBackup.problem,
       replaced: present.length > 0,
       warnings: [...warnings, ...chain.warnings],
     };

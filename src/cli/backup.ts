@@ -46,13 +46,17 @@ export const usage = `tensorvault backup <create|verify|restore> ...
 
   restore <archive> <destDir>   staging, checksums, full chain verification, then atomic placement
       --overwrite               replace an existing event log (kept until the new one verifies)
+      --allow-invalid-chain     restore a backup whose chain was INVALID at backup time (refused
+                                without it), as evidence: every file's SHA-256 is still checked,
+                                the log is placed as archived (no HEAD rebuilt: a writer refuses
+                                to extend it) and the restore says so (exit 2)
       (and --manifest, --public-key, --hmac-key-file, --require-signature, --encrypt-key-file,
       --log-key-env: needed for a log opened with hmacKey)
 
   --json                        machine-readable output
 
 Exit codes: 0 success; 2 verification failed (checksum, missing/extra entry, invalid chain now or
-at backup time, bad signature, a keyed log without --log-key-env or an unkeyed one with it; verify:
+at backup time (restore --allow-invalid-chain: restored, but the chain was invalid at backup), bad signature, a keyed log without --log-key-env or an unkeyed one with it; verify:
 any failed check); 3 bad
 command line; 4 restore refused (an event log exists and
 --overwrite was not given, or a writer holds it); 5 invalid input (restore: hostile archive,
@@ -155,24 +159,32 @@ export async function run(argv: readonly string[]): Promise<number> {
     return r.ok ? ExitCode.OK : ExitCode.UNREPAIRABLE;
   }
   if (sub === 'restore') {
-    const a = parseArgs(rest, ['overwrite', 'require-signature', 'json'], common);
+    const a = parseArgs(rest, ['overwrite', 'allow-invalid-chain', 'require-signature', 'json'], common);
     if (a.positionals.length !== 2)
       throw new UsageError('backup restore takes an archive and a destination folder');
     const [archive, dest] = a.positionals as [string, string];
     const bar = progressBar('restoring', 0);
     const r = await restoreBackup(archive, dest, {
       overwrite: a.flags.has('overwrite'),
+      allowInvalidChain: a.flags.has('allow-invalid-chain'),
       ...readOptions(a, bar),
     }).finally(bar.done);
     if (a.flags.has('json')) out(`${JSON.stringify(r)}\n`);
     else {
       out(`[1/4] Manifest and archive checksum verified\n`);
       out(`[2/4] Extracted ${r.files} file(s) into a private staging folder; every SHA-256 matches\n`);
-      out(`[3/4] Chain verified: ${r.totalEvents} events, last hash ${r.chain.head.hash ?? '-'}\n`);
+      if (r.chainValidAtBackup)
+        out(`[3/4] Chain verified: ${r.totalEvents} events, last hash ${r.chain.head.hash ?? '-'}\n`);
+      else
+        out(
+          `[3/4] Chain INVALID at backup time${r.chainProblemAtBackup === null ? '' : ` (${r.chainProblemAtBackup})`}; ${r.chain.valid ? 'verifies now' : `now: INVALID (${r.chain.reason ?? 'invalid'})`}; restored as evidence (--allow-invalid-chain)\n`,
+        );
       out(`[4/4] Restored into ${r.destDir}${r.replaced ? ' (previous log replaced)' : ''}\n`);
       if (!output.quiet) for (const w of r.warnings) out(`  note: ${w}\n`);
     }
-    return ExitCode.OK;
+    // Restored as asked, but the chain it holds was invalid at backup time: as `backup create` says of
+    // such a log (written, exit 2).
+    return r.chainValidAtBackup ? ExitCode.OK : ExitCode.UNREPAIRABLE;
   }
   throw new UsageError(`unknown backup command '${sub}' (create, verify or restore)`);
 }
