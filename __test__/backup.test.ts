@@ -1437,6 +1437,34 @@ describe('a key given for a log created without one', () => {
     expect(rs.status).toBe(2);
     expect(existsSync(dest)).toBe(false);
   });
+
+  it('backup create with a key refuses a log that has none (v2 unkeyed, legacy) before writing anything', async () => {
+    // Regression: create archived such a log as a chain INVALID at backup time (v2: "metadata rejected
+    // (not authenticated (no HMAC))", exit 2), or ignored the key (legacy), instead of refusing the key.
+    const key = Buffer.alloc(32, 7);
+    for (const format of ['v2', 'legacy'] as const) {
+      const d = await makeLog(3, { format });
+      const out = join(fresh(), 'out');
+      await expect(tv.createBackup(d, out, { logKey: key }), format).rejects.toMatchObject({
+        code: 'TV_EVENTLOG_HMAC_UNEXPECTED',
+        context: { reason: 'log_not_keyed' },
+      });
+      expect(existsSync(out), format).toBe(false);
+      const env = { ...process.env, TV_TEST_LOG_KEY: key.toString('hex') };
+      const r = spawnSync(
+        process.execPath,
+        [cli, 'backup', 'create', d, out, '--log-key-env', 'TV_TEST_LOG_KEY'],
+        {
+          encoding: 'utf8',
+          env,
+        },
+      );
+      expect(r.stderr, format).toMatch(/not keyed .*\[TV_EVENTLOG_HMAC_UNEXPECTED\]/);
+      expect(r.status, format).toBe(2);
+      expect(existsSync(out), format).toBe(false);
+      expect((await tv.createBackup(d, out)).manifest.chain_valid_at_backup, format).toBe(true);
+    }
+  });
 });
 
 describe('a backup on a full disk', () => {

@@ -1225,6 +1225,29 @@ describe('weaknesses fixed (v2)', () => {
     });
   });
 
+  it('a key given for a legacy log (no HMAC in that format) is TV_EVENTLOG_HMAC_UNEXPECTED, not silently ignored', async () => {
+    // Regression: the key was ignored: a legacy log (or a keyed v2 log rewritten as one) opened, verified
+    // valid and took appends under a key that authenticated nothing (a downgrade).
+    const key = Buffer.alloc(32, 7);
+    const { d, log } = await filled('legacy', 3);
+    await log.close();
+    const before = readFileSync(segFile(d, 'legacy', 1));
+    for (const opts of [{ readOnly: true }, {}]) {
+      await expect(tv.EventLog.open(d, { ...opts, hmacKey: key })).rejects.toMatchObject({
+        code: 'TV_EVENTLOG_HMAC_UNEXPECTED',
+        message: expect.stringMatching(/not keyed \(the legacy \(Libervia\) format carries no HMAC\)/),
+        context: { path: join(d, 'event-log'), reason: 'log_not_keyed' },
+      });
+    }
+    expect(readFileSync(segFile(d, 'legacy', 1))).toEqual(before);
+    // A new legacy log asked for with a key: refused too, nothing created in the folder.
+    const empty = fresh();
+    await expect(tv.EventLog.open(empty, { format: 'legacy', hmacKey: key })).rejects.toMatchObject({
+      code: 'TV_EVENTLOG_HMAC_UNEXPECTED',
+    });
+    expect(readdirSync(empty)).toEqual([]);
+  });
+
   it('with a key, events forged after the head are never accepted nor re-signed (issue 13)', async () => {
     const key = Buffer.alloc(32, 9);
     const { d, log } = await filled('v2', 5, { hmacKey: key });

@@ -104,10 +104,12 @@ export const ErrorCode = {
    */
   EVENTLOG_HMAC_REQUIRED: 'TV_EVENTLOG_HMAC_REQUIRED',
   /**
-   * A key was given (`hmacKey` / `logKey`, CLI `--log-key-env NAME`) for a v2 event log that is not
-   * keyed: its metadata carries a plain SHA-256 check, which verifies, and no HMAC (`context.path`: its
-   * `log.json`, `context.reason: 'log_not_keyed'`). Created without `hmacKey`, or rewritten by someone
-   * without the key: refused either way (no downgrade). A check that does not verify is `TV_CORRUPT`.
+   * A key was given (`hmacKey` / `logKey`, CLI `--log-key-env NAME`) for an event log that is not
+   * keyed: a v2 log whose metadata carries a plain SHA-256 check, which verifies, and no HMAC
+   * (`context.path`: its `log.json`), or a legacy (Libervia) log, a format without HMAC
+   * (`context.path`: its `event-log` folder); `context.reason: 'log_not_keyed'`. Created without
+   * `hmacKey`, or rewritten by someone without the key: refused either way (no downgrade). A check that
+   * does not verify is `TV_CORRUPT`.
    */
   EVENTLOG_HMAC_UNEXPECTED: 'TV_EVENTLOG_HMAC_UNEXPECTED',
   /** A caller-supplied data source (a tensor's iterator) threw; `cause` is its error, `context.name` the tensor. */

@@ -340,6 +340,9 @@ export async function createBackup(
   /** The archive being written and its temporary (named by a write error: not `outDir`). */
   let archive: { path: string; tmp: string } | undefined;
   try {
+    // First, before anything is written: a key for a log that has none is refused here
+    // (TV_EVENTLOG_HMAC_UNEXPECTED), not archived as a chain that is invalid.
+    const chain = new CutChainCheck(cut, options.logKey);
     await fsp.mkdir(outDir, { recursive: true }).catch((err: unknown) => {
       throw ioError(err, outDir, 'cannot create');
     });
@@ -354,7 +357,6 @@ export async function createBackup(
     removeDeadTempsMatching(outDir, BACKUP_TEMP);
     sink = await ArchiveSink.open(archivePath, { level, threads, encKey, createdAt });
     archive = { path: archivePath, tmp: sink.tmp };
-    const chain = new CutChainCheck(cut, options.logKey);
     const files: ManifestFile[] = [];
     let bytesDone = 0;
     for (const f of cut.files) {

@@ -10,7 +10,7 @@ import { ErrorCode, TensorVaultError } from '../errors';
 import { ioError } from '../io/index';
 import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from './hashing';
 import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE, parseSegmentSteps, V2_SEGMENT_RE } from './layout';
-import { type Head, LogStore, type SealRecord, type Snapshot, sealedWithHmac } from './store';
+import { type Head, hmacUnexpected, LogStore, type SealRecord, type Snapshot, sealedWithHmac } from './store';
 import { CHECK_SLICE, ChainChecker } from './verify';
 
 /** One file of the cut. `path` is relative to the data folder, with `/` separators. */
@@ -265,6 +265,8 @@ export class CutChainCheck {
         this.#chain.prevSeq = a.seq - 1;
         this.#anchorSegment = a.segment;
       } catch (err) {
+        // A key for a log that has none is the caller's mistake (or a downgrade), not the log's damage.
+        if (err instanceof TensorVaultError && err.code === ErrorCode.EVENTLOG_HMAC_UNEXPECTED) throw err;
         this.problem = err instanceof Error ? err.message : String(err);
       }
       // A snapshot whose own check verifies vouches for the sealed segments' digests and hashes.
@@ -284,6 +286,7 @@ export class CutChainCheck {
       }
       return;
     }
+    if (key !== undefined) throw hmacUnexpected(LAYOUT.dir, 'the legacy (Libervia) format carries no HMAC');
     this.#unverifiedHmac = false;
     const anchor = json('anchor') as { first_previous_hash?: string | null } | null | undefined;
     if (anchor === null) this.problem = 'the prune anchor is unreadable';

@@ -19,7 +19,7 @@ import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE } from './layout';
 import { LegacyFormat } from './legacy';
 import { checkField, checkInt, type ResolvedOptions, resolveOptions } from './options';
 import { collect, type EventSource, exportRange, findFirst, replay } from './queries';
-import { LogStore, type Segment, type Snapshot } from './store';
+import { hmacUnexpected, LogStore, type Segment, type Snapshot } from './store';
 import type { LogFormat, PreparedEvent, Tail } from './strategy';
 import type {
   EventLogOptions,
@@ -158,6 +158,10 @@ export class EventLog {
         throw new TensorVaultError(ErrorCode.NOT_FOUND, `no event log in ${dataDir}`, { path: dir });
       }
       format = 'legacy'; // an event-log folder without v2 metadata or segments: an empty legacy log
+    }
+    if (format === 'legacy' && opts.hmacKey.length > 0) {
+      // The legacy (Libervia) format authenticates nothing: a key for it is a key for an unkeyed log.
+      throw hmacUnexpected(dir, 'the legacy (Libervia) format carries no HMAC');
     }
     const log = new EventLog(dataDir, format, opts, hasMeta);
     if (!opts.readOnly) {

@@ -92,6 +92,19 @@ export function sealedWithHmac(v: unknown): boolean {
   return typeof c === 'object' && c !== null && c.alg === 'hmac-sha256' && typeof c.value === 'string';
 }
 
+/**
+ * `TV_EVENTLOG_HMAC_UNEXPECTED`: a key was given for the log at `path`, which is not keyed (`why`). It
+ * is refused, never read as authenticated (no downgrade): created without a key, or rewritten by
+ * someone without it.
+ */
+export function hmacUnexpected(path: string, why: string): TensorVaultError {
+  return new TensorVaultError(
+    ErrorCode.EVENTLOG_HMAC_UNEXPECTED,
+    `this event log is not keyed (${why}) but a key was given: open it without the key (no hmacKey / logKey; CLI: no --log-key-env), or, if it was created with one, it was rewritten without the key: restore it from a backup: ${path}`,
+    { path, reason: 'log_not_keyed' },
+  );
+}
+
 /** Whether a parsed record carries a plain SHA-256 check that verifies (a record of an unkeyed log). */
 function unkeyedCheckVerifies(v: unknown): boolean {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
@@ -260,11 +273,7 @@ export class LogStore {
     if ('problem' in r && this.key !== undefined && !sealedWithHmac(v) && unkeyedCheckVerifies(v)) {
       // Not damage either: the metadata's plain SHA-256 check verifies, so the log was created without
       // a key (or rewritten by someone without it). Refused (no downgrade), and said as it is.
-      throw new TensorVaultError(
-        ErrorCode.EVENTLOG_HMAC_UNEXPECTED,
-        `this event log is not keyed (created without hmacKey: its metadata carries a SHA-256 check, no HMAC) but a key was given: open it without the key (no hmacKey / logKey; CLI: no --log-key-env), or, if it was created with one, its metadata was rewritten without the key: restore it from a backup: ${path}`,
-        { path, reason: 'log_not_keyed' },
-      );
+      throw hmacUnexpected(path, 'created without hmacKey: its metadata carries a SHA-256 check, no HMAC');
     }
     if ('problem' in r) {
       const why = this.key !== undefined && sealedWithHmac(v) ? ': a wrong key, or the file was changed' : '';

@@ -23,7 +23,8 @@ export interface EventLogOptions {
   lockTimeoutMs?: number;
   /**
    * Key that authenticates the v2 metadata, snapshot and head with HMAC-SHA256 (without it they carry
-   * a plain SHA-256 checksum, which detects corruption but not a deliberate rewrite).
+   * a plain SHA-256 checksum, which detects corruption but not a deliberate rewrite). A log created
+   * without a key, and any legacy log, is refused with it (`TV_EVENTLOG_HMAC_UNEXPECTED`).
    */
   hmacKey?: Uint8Array;
 }
