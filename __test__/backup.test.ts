@@ -1286,6 +1286,7 @@ describe('a backup whose chain was invalid at backup time, restored with allowIn
     const cases: [string, tv.EventLogOptions, (d: string) => void][] = [
       ['v2, tail cut', {}, cutTail],
       ['v2 keyed, HEAD deleted', { hmacKey: key }, (d) => rmSync(join(d, 'event-log', 'HEAD'))],
+      ['v2, metadata not JSON', {}, (d) => writeFileSync(join(d, 'event-log', 'log.json'), '{not json')],
       [
         'legacy, a changed event',
         { format: 'legacy' },
@@ -1320,6 +1321,8 @@ describe('a backup whose chain was invalid at backup time, restored with allowIn
         const r = await tv.restoreBackup(b.archivePath, dest, { ...logKey, allowInvalidChain: true });
         expect(r, what).toMatchObject({ chainValidAtBackup: false, chainProblemAtBackup: problem });
         expect(r.chain.valid, what).toBe(false);
+        // Said of the restored files, not of the staging folder they were checked in (now gone).
+        expect(r.chain.reason, what).not.toMatch(/\.tv-restore-/);
         expect(r.warnings.join(' '), what).toMatch(/INVALID at backup time.*restored as evidence/);
         for (const f of b.manifest.files) {
           expect(sha(readFileSync(join(dest, f.path))), `${what}: ${f.path}`).toBe(f.sha256);
@@ -1327,6 +1330,14 @@ describe('a backup whose chain was invalid at backup time, restored with allowIn
         expect(published, what).toEqual([
           expect.objectContaining({ event: 'restored-invalid-chain', dataDir: dest, reason: problem }),
         ]);
+        if (what.includes('metadata')) {
+          // Files that cannot even be opened are placed too (reported as the chain verdict above).
+          expect(r.chain.reason, what).toContain(`not JSON: ${join(dest, 'event-log', 'log.json')}`);
+          await expect(tv.EventLog.open(dest, { readOnly: true }), what).rejects.toMatchObject({
+            code: 'TV_CORRUPT',
+          });
+          continue;
+        }
         const ro = await tv.EventLog.open(dest, {
           readOnly: true,
           ...(opts.hmacKey ? { hmacKey: key } : {}),

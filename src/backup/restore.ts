@@ -309,8 +309,14 @@ export async function restoreBackup(
     }
     staging = await fsp.mkdtemp(join(dest, '.tv-restore-'));
     await fsp.chmod(staging, 0o700);
-    const { chain, files, atBackup } = await stageAndCheck(archivePath, staging, sidecar, options, warnings);
+    const staged = await stageAndCheck(archivePath, staging, sidecar, options, warnings);
+    const { files, atBackup } = staged;
     await place(dest, staging, present, archivePath, options, !atBackup.valid);
+    // The verdict was reached in the staging folder: name the files where they now are.
+    const chain: VerifyResult =
+      staged.chain.reason === undefined
+        ? staged.chain
+        : { ...staged.chain, reason: staged.chain.reason.replaceAll(staging, dest) };
     done = true;
     if (!atBackup.valid) {
       const why = atBackup.problem === null ? '' : ` (${atBackup.problem})`;
