@@ -264,7 +264,8 @@ async function place(
  * manifest names), verifies every checksum and the full chain there, and only then moves the log
  * into place by rename. An existing log is never touched without `overwrite`; with it, the old log
  * is moved aside and deleted only after the new one verifies in place. Any failure leaves `destDir`
- * as it was.
+ * as it was. A backup whose chain was invalid at backup time is refused (`TV_CHAIN_INVALID`) unless
+ * `allowInvalidChain` is set: then it is restored as evidence (see {@link RestoreOptions.allowInvalidChain}).
  */
 export async function restoreBackup(
   archivePath: string,
