@@ -23,12 +23,19 @@
 // repaired old ones. It is now conditional on the version the repair read (If-Match on the ETag; the
 // file:// store compares the file's identity under the key's lock): TV_FILE_CHANGED, nothing written.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, request, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
-import { flipStored, type S3Server, type SetupS3, s3Available, setupPath } from './helpers/s3';
+import {
+  flipStored,
+  forwardRequest,
+  type S3Server,
+  type SetupS3,
+  s3Available,
+  setupPath,
+} from './helpers/s3';
 import { tempDir } from './helpers/tmp';
 
 const dir = tempDir('tv-remote-race-');
@@ -75,17 +82,7 @@ async function gate(
   });
   let taken = false;
   const server = createServer((req, res) => {
-    const forward = (): void => {
-      const fwd = request(
-        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
-        (r) => {
-          res.writeHead(r.statusCode ?? 500, r.headers);
-          r.pipe(res);
-        },
-      );
-      fwd.on('error', () => res.destroy());
-      req.pipe(fwd);
-    };
+    const forward = (): void => forwardRequest(up, req, res);
     if (!taken && hold(req)) {
       taken = true;
       req.pause();

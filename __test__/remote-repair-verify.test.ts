@@ -11,12 +11,12 @@
 //   (N reached only the pull; the read-back used 4).
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
-import { type S3Server, type SetupS3, s3Available, setupPath } from './helpers/s3';
+import { forwardRequest, type S3Server, type SetupS3, s3Available, setupPath } from './helpers/s3';
 import { tempDir } from './helpers/tmp';
 
 const dir = tempDir('tv-remote-rv-');
@@ -73,17 +73,7 @@ async function partCounter(
   let first: (() => void) | undefined;
   let held = false;
   const server = createServer((req, res) => {
-    const forward = (): void => {
-      const fwd = request(
-        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers },
-        (r) => {
-          res.writeHead(r.statusCode ?? 500, r.headers);
-          r.pipe(res);
-        },
-      );
-      fwd.on('error', () => res.destroy());
-      req.pipe(fwd);
-    };
+    const forward = (): void => forwardRequest(up, req, res);
     if (!(req.method === 'PUT' && /[?&]partNumber=/.test(req.url ?? ''))) {
       forward();
       return;

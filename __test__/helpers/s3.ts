@@ -1,5 +1,6 @@
 // The S3-compatible test server (s3s-fs, scripts/setup-s3.mjs) as the remote specs use it.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { type IncomingMessage, request, type ServerResponse } from 'node:http';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -43,4 +44,20 @@ export function flipStored(path: string, at: number, mask = 1): Buffer {
   b[at] = (b[at] as number) ^ mask;
   writeFileSync(path, b);
   return b;
+}
+
+/**
+ * Forward one request of a test proxy to the server at `upstream` and pipe its answer back: what the
+ * proxies of the race tests do with every request they do not hold.
+ */
+export function forwardRequest(upstream: URL, req: IncomingMessage, res: ServerResponse): void {
+  const fwd = request(
+    { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+    (r) => {
+      res.writeHead(r.statusCode ?? 500, r.headers);
+      r.pipe(res);
+    },
+  );
+  fwd.on('error', () => res.destroy());
+  req.pipe(fwd);
 }

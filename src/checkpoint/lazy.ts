@@ -12,11 +12,11 @@ import { native } from '../native';
 import type { NativeOutboard } from '../native/binding';
 import {
   checkOptionsObject,
+  checkTensorRange,
   type SafetensorsFile,
   type Tensor,
   type TensorInfo,
 } from '../safetensors/reader';
-import { describeValue } from '../validate';
 import { publish, racedError } from './commit';
 import { closedError, WeightsFd } from './descriptor';
 import { TensorDamagedError } from './errors';
@@ -285,19 +285,7 @@ export class Checkpoint {
     if (this.#closed) throw closedError(this.path);
     const info = this.#file.info(name);
     const signal = signalOf(options);
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(length) ||
-      offset < 0 ||
-      length < 0 ||
-      offset + length > info.byteLength
-    ) {
-      throw invalidArgument(
-        'range',
-        `range [${describeValue(offset)}, +${describeValue(length)}) is outside tensor ${JSON.stringify(name)} (${info.byteLength} bytes)`,
-        { name, offset, length, byteLength: info.byteLength },
-      );
-    }
+    checkTensorRange(info, offset, length);
     return this.#verifiedRead(info, offset, length, signal, () =>
       this.#file.readRange(info.name, offset, length),
     );

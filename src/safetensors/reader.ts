@@ -75,6 +75,26 @@ function checkPopulate(populate: unknown): boolean | undefined {
 }
 
 /**
+ * `TV_INVALID_ARGUMENT` (`range`) unless `offset` and `length` are safe integers naming bytes inside
+ * tensor `info`: the check of every `readRange`.
+ */
+export function checkTensorRange(info: TensorInfo, offset: number, length: number): void {
+  if (
+    !Number.isSafeInteger(offset) ||
+    !Number.isSafeInteger(length) ||
+    offset < 0 ||
+    length < 0 ||
+    offset + length > info.byteLength
+  ) {
+    throw invalidArgument(
+      'range',
+      `range [${describeValue(offset)}, +${describeValue(length)}) is outside tensor ${JSON.stringify(info.name)} (${info.byteLength} bytes)`,
+      { name: info.name, offset, length, byteLength: info.byteLength },
+    );
+  }
+}
+
+/**
  * An open safetensors file. Tensor views are zero-copy windows on a private copy-on-write mapping:
  * writing through a view changes this process's copy only, never the file. The mapping lives until
  * `close()` has been called and every view has been garbage-collected, so views stay valid after
@@ -408,25 +428,7 @@ export class SafetensorsFile {
    * tensors of any size.
    */
   async readRange(name: string, offset: number, length: number): Promise<Buffer> {
-    const info = this.info(name);
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(length) ||
-      offset < 0 ||
-      length < 0 ||
-      offset + length > info.byteLength
-    ) {
-      throw invalidArgument(
-        'range',
-        `range [${describeValue(offset)}, +${describeValue(length)}) is outside tensor ${JSON.stringify(name)} (${info.byteLength} bytes)`,
-        {
-          name,
-          offset,
-          length,
-          byteLength: info.byteLength,
-        },
-      );
-    }
+    checkTensorRange(this.info(name), offset, length);
     const handle = this.#handle;
     try {
       return await handle.readRange(name, offset, length);
