@@ -187,6 +187,37 @@ function removeIfDead(dir: string, name: string, pid: number): void {
 }
 
 /**
+ * Open the temporary at `path` and try to take its lock ({@link lockTemp}), then run `fn` with the
+ * answer, the lock held while `fn` runs when it was free, and close the file (which lets the lock go).
+ * `free` is true when the lock was taken (no writer holds it), false when a writer holds it, undefined
+ * where the file system has no `flock`. When the temp cannot be opened, returns `unopened(err)`
+ * instead (`ENOENT`: it is gone).
+ */
+function withTempLock<T>(
+  path: string,
+  fn: (free: boolean | undefined) => T,
+  unopened: (err: NodeJS.ErrnoException) => T,
+): T {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    return unopened(err as NodeJS.ErrnoException);
+  }
+  try {
+    let free: boolean | undefined;
+    try {
+      free = callNative(() => native().tryLockFd(fd, path));
+    } catch {
+      free = undefined; // no flock here
+    }
+    return fn(free);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Unlink the temporary at `path` when no writer holds its lock ({@link lockTemp}), holding that lock
  * across the unlink. `withoutFlock`: whether to remove it where the file system has no `flock` (true
  * for a temp whose writer's PID is dead; false for one named with this process's own PID, whose writer
@@ -196,32 +227,25 @@ function removeIfDead(dir: string, name: string, pid: number): void {
 export function removeUnlockedTemp(path: string, withoutFlock: boolean): boolean {
   const dir = dirname(path);
   const name = basename(path);
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return false;
-    forgetTemp(dir, name);
-    return true;
-  }
-  try {
-    let free = withoutFlock;
-    try {
-      free = callNative(() => native().tryLockFd(fd, path));
-    } catch {
-      // no flock here: as `withoutFlock` says
-    }
-    if (!free) return false; // a live writer (in another PID namespace, or in this process)
-    try {
-      unlinkSync(path);
-    } catch {
-      return false; // not ours to remove
-    }
-    forgetTemp(dir, name);
-    return true;
-  } finally {
-    closeSync(fd);
-  }
+  return withTempLock(
+    path,
+    (free) => {
+      // Locked: a live writer (in another PID namespace, or in this process).
+      if (!(free ?? withoutFlock)) return false;
+      try {
+        unlinkSync(path);
+      } catch {
+        return false; // not ours to remove
+      }
+      forgetTemp(dir, name);
+      return true;
+    },
+    (err) => {
+      if (err.code !== 'ENOENT') return false;
+      forgetTemp(dir, name);
+      return true;
+    },
+  );
 }
 
 /**
@@ -229,19 +253,11 @@ export function removeUnlockedTemp(path: string, withoutFlock: boolean): boolean
  * at once). False when it is locked or gone, and where the file system has no `flock`.
  */
 export function tempUnlocked(path: string): boolean {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch {
-    return false;
-  }
-  try {
-    return callNative(() => native().tryLockFd(fd, path));
-  } catch {
-    return false;
-  } finally {
-    closeSync(fd);
-  }
+  return withTempLock(
+    path,
+    (free) => free === true,
+    () => false,
+  );
 }
 
 /**
