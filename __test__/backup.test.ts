@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
 import { runUnderFileLimit } from './helpers/full-disk';
 import { refChain, writeLiberviaLog, writeLiberviaPrunedLog } from './helpers/libervia-ref';
+import { holdLocks } from './helpers/lock-holder';
 import { tempDir } from './helpers/tmp';
 
 const root = tempDir('tv-backup-');
@@ -1608,22 +1609,11 @@ describe('leftovers of a backup process killed with SIGKILL', () => {
     writeFileSync(join(foreign, 'event-log-snapshot.json'), '{}');
     const lockPath = join(foreign, '.tv-verify.lock');
     // The "other container's" verify: a child that holds the folder's lock, as a verify does.
-    const holder = spawn(
-      process.execPath,
-      [
-        '-e',
-        `const { WriterLock } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'io', 'lock.js'))});
-         WriterLock.acquire(${JSON.stringify(lockPath)}, { releaseAtExit: false });
-         process.stdout.write('ready\\n'); setInterval(() => {}, 1000);`,
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
+    const holder = await holdLocks(
+      `const { WriterLock } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'io', 'lock.js'))});
+       WriterLock.acquire(${JSON.stringify(lockPath)}, { releaseAtExit: false });`,
     );
-    const gone = new Promise((resolve) => holder.on('exit', resolve));
     try {
-      await new Promise<void>((resolve, reject) => {
-        holder.stdout?.on('data', (b: Buffer) => (b.toString().includes('ready') ? resolve() : undefined));
-        holder.on('exit', () => reject(new Error('the lock holder died')));
-      });
       // An older version's leftover (no lock file) under a PID that is not running: left alone too.
       const old = join(tmp, 'tv-verify-4194305-OlD001');
       mkdirSync(old);
@@ -1631,13 +1621,12 @@ describe('leftovers of a backup process killed with SIGKILL', () => {
       expect(readdirSync(foreign).sort()).toEqual(['.tv-verify.lock', 'event-log-snapshot.json']);
       expect(existsSync(old)).toBe(true);
       // The holder dies (its lock with it): the next sweep removes the folder, lock file included.
-      holder.kill('SIGKILL');
-      await gone;
+      await holder.stop();
       runChild(`await tv.verifyBackup(${JSON.stringify(archivePath)}, { readData: true });`, env);
       expect(existsSync(foreign)).toBe(false);
       expect(readdirSync(tmp).sort()).toEqual(['tv-verify-4194305-OlD001']);
     } finally {
-      holder.kill('SIGKILL');
+      await holder.stop();
     }
   });
 });

@@ -1,7 +1,7 @@
 // File plumbing shared by every reader and writer (src/io, core io/): special files are refused with
 // a typed error at once, never waited on (issue 13: a FIFO hung the libuv pool forever), and never
 // replaced (issue 17: a writer renamed a regular file over /dev/null).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -16,6 +16,7 @@ import {
 import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { holdLocks } from './helpers/lock-holder';
 import { tempDir } from './helpers/tmp';
 
 const dir = tempDir('tv-io-');
@@ -277,35 +278,23 @@ describe('temporary files of live writers in another PID namespace', () => {
     writeFileSync(tsTemp, 'y');
     // The "other container's" writers: a child holding both temps' locks, as a writer does.
     const native = join(__dirname, '..', 'dist', 'native', 'index.js');
-    const holder = spawn(
-      process.execPath,
-      [
-        '-e',
-        `const fs = require('node:fs'); const { native } = require(${JSON.stringify(native)});
-         for (const p of ${JSON.stringify([rustTemp, tsTemp])})
-           if (!native().tryLockFd(fs.openSync(p, 'r'), p)) throw new Error('not locked');
-         process.stdout.write('ready\\n'); setInterval(() => {}, 1000);`,
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
+    const holder = await holdLocks(
+      `const fs = require('node:fs'); const { native } = require(${JSON.stringify(native)});
+       for (const p of ${JSON.stringify([rustTemp, tsTemp])})
+         if (!native().tryLockFd(fs.openSync(p, 'r'), p)) throw new Error('not locked');`,
     );
-    const gone = new Promise((resolve) => holder.on('exit', resolve));
     try {
-      await new Promise<void>((resolve, reject) => {
-        holder.stdout?.on('data', (b: Buffer) => (b.toString().includes('ready') ? resolve() : undefined));
-        holder.on('exit', () => reject(new Error('the lock holder died')));
-      });
       await tv.saveSafetensors(ckpt, { a: new Float32Array(2) }); // the core's sweep
       await atomicWriteFile(json, '{}'); // the TypeScript sweep
       expect(existsSync(rustTemp)).toBe(true);
       expect(existsSync(tsTemp)).toBe(true);
-      holder.kill('SIGKILL');
-      await gone;
+      await holder.stop();
       await tv.saveSafetensors(ckpt, { a: new Float32Array(2) });
       await atomicWriteFile(json, '{}');
       expect(existsSync(rustTemp)).toBe(false);
       expect(existsSync(tsTemp)).toBe(false);
     } finally {
-      holder.kill('SIGKILL');
+      await holder.stop();
     }
   });
 
