@@ -3,8 +3,9 @@
 // next open. TV_CKPT_KILLS sets the number of kills per scenario (default 50 each, 100 in all).
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { sweepHooks } from '../dist/checkpoint/commit.js';
 import * as tv from '../dist/index.js';
 import { native } from '../dist/native/index.js';
 import { rng } from './helpers/random';
@@ -152,5 +153,36 @@ describe('a save stopped inside this process (a worker thread terminated mid-sav
     expect((await c.tensor('w')).data[0]).toBe(2);
     c.close();
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([`.other.bin.${pid}.ff66.tmp`]);
+  });
+
+  it("a temporary whose lock is taken between the sweep's probe and its unlink is kept", async () => {
+    // The sweep probes an own-PID temp's lock when it lists the set's dead temporaries, and removes it
+    // later: a writer (another thread of this process) that locked it in between must keep its file.
+    // The lock is taken again and held across the unlink (removeUnlockedTemp), so the sweep sees it.
+    const dir = tempDir('tv-ckpt-own-race-');
+    const path = join(dir, 'm.safetensors');
+    await tv.saveCheckpoint(path, { w: new Float32Array(1000).fill(1) }, { ecc: 'low' });
+    const temp = join(dir, `.m.safetensors.${process.pid}.ab12.tmp`);
+    writeFileSync(temp, Buffer.alloc(1 << 16, 0x33)); // unlocked: dead at the probe
+    let fd: number | undefined;
+    let seen: readonly string[] = [];
+    sweepHooks.afterScan = (dead) => {
+      seen = dead;
+      if (dead.includes(temp) && fd === undefined) {
+        fd = openSync(temp, 'r'); // its writer takes the lock now (its own open file description)
+        expect(native().tryLockFd(fd, temp)).toBe(true);
+      }
+    };
+    try {
+      await tv.saveCheckpoint(path, { w: new Float32Array(1000).fill(2) }, { ecc: 'low' });
+      expect(seen).toContain(temp); // the probe found it unlocked (the hook runs in a test build)
+      expect(fd).toBeDefined();
+      expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([basename(temp)]);
+    } finally {
+      delete sweepHooks.afterScan;
+      if (fd !== undefined) closeSync(fd); // the writer ends
+    }
+    await tv.saveCheckpoint(path, { w: new Float32Array(1000).fill(3) }, { ecc: 'low' });
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 });

@@ -15,6 +15,7 @@ import { ErrorCode, TensorVaultError } from '../errors';
 import { alive, atomicWriteFile, forgetTemp, removeUnlockedTemp, tempsIn, tempUnlocked } from '../io/atomic';
 import { fsyncDirSync, ioError } from '../io/fs';
 import { WriterLock } from '../io/lock';
+import { testHooksBuilt } from '../native';
 import { type CheckpointFiles, checkpointFiles, sidecarFiles } from './layout';
 
 /** Telemetry channel of checkpoint integrity events (`docs/formats/checkpoint.md#telemetry`). */
@@ -220,6 +221,13 @@ export function needsRecovery(files: CheckpointFiles): boolean {
 }
 
 /**
+ * @internal Test hook (`__test__/checkpoint-crash.test.ts` only): `afterScan` is called by
+ * {@link recoverLocked} with the temporaries it found dead, before it removes them (a writer may lock
+ * one in between). Called only when the addon is a test build (`testHooksBuilt()`).
+ */
+export const sweepHooks: { afterScan?: (dead: readonly string[]) => void } = {};
+
+/**
  * Finish or undo an interrupted save, holding the set's lock (the caller may already hold it): roll a
  * commit record forward, remove dead writers' temporaries. Returns what was done.
  */
@@ -241,9 +249,10 @@ export function recoverLocked(
   const removed: string[] = [];
   // `listing`: the folder's listing the caller has just taken (prepareRead), so that a big folder is
   // not listed twice by one open when the lock took long to get (the reuse window of tempsIn is short).
-  for (const t of rolledForward || listing === undefined
-    ? deadTemps(files)
-    : scanTemps(files, false, listing).dead) {
+  const dead =
+    rolledForward || listing === undefined ? deadTemps(files) : scanTemps(files, false, listing).dead;
+  if (sweepHooks.afterScan !== undefined && testHooksBuilt()) sweepHooks.afterScan(dead);
+  for (const t of dead) {
     if (ownTemp(t)) {
       // Taken again and held across the unlink: a writer that locked it since the scan keeps it.
       if (removeUnlockedTemp(t, false)) removed.push(t);
