@@ -1086,6 +1086,39 @@ describe('verifyCheckpoint: a damaged header or length', () => {
     }
   });
 
+  it('tensorvault: a repair of a damaged header reads the weights once before it rebuilds them', async () => {
+    // Regression: the header repair ran the chunk tree's whole-file check, then the parity's repair,
+    // which verified the whole file again: two full reads (2.2x the weights) before anything was
+    // rebuilt. The parity's verify now finds the damage, the tree hashes only its chunks holding it,
+    // and the repair checks only those stripes (here one local group of the v2 parity).
+    const path = fresh();
+    const w = new Float32Array(5 << 20); // 20 MiB: parity v2 with local groups
+    for (let i = 0; i < w.length; i++) w[i] = i * 0.25;
+    await tv.saveCheckpoint(path, { w }, { ecc: 'medium' });
+    const weights = readFileSync(path);
+    corrupt(path, 20, 4);
+    const v = await tv.verifyCheckpoint(path);
+    expect([v.status, v.damagedChunks]).toEqual(['repairable', [0]]);
+    const jobs: { op: string; bytes: number }[] = [];
+    const on = (m: unknown): void => {
+      jobs.push(m as { op: string; bytes: number });
+    };
+    subscribe('tensorvault:job', on);
+    let r: tv.CheckpointReport;
+    try {
+      r = await tv.repairCheckpoint(path);
+    } finally {
+      unsubscribe('tensorvault:job', on);
+    }
+    expect([r.status, r.damagedChunks, r.repairedChunks]).toEqual(['repaired', [0], [0]]);
+    expect(readFileSync(path).equals(weights)).toBe(true);
+    // The bytes read by the jobs up to the end of the parity's repair (its parity included).
+    const end = jobs.findIndex((j) => j.op === 'eccRepair');
+    expect(end).toBeGreaterThan(0);
+    const read = jobs.slice(0, end + 1).reduce((a, j) => a + j.bytes, 0);
+    expect(read / weights.length).toBeLessThan(1.6);
+  });
+
   it('tensorvault without parity: damaged (resolves); a tampered seal is still refused', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, small(), { metadata: { lr: 1 } });

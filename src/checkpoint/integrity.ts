@@ -1,7 +1,7 @@
 /** Whole-file checks and repairs of a checkpoint set: the seal and header, the chunk tree, the rs(N) stream and the PyFolds hash (the `.tvecc` parity: parity.ts). */
 import { promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
-import { repair as eccRepair } from '../ecc/erasure';
+import { repair as eccRepair, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { tempName } from '../io/atomic';
 import { fsyncDir } from '../io/fs';
@@ -23,7 +23,7 @@ import type { CheckpointReport, Parsed } from './parse';
 import { notAboutParity, rethrownByParity, underLock } from './repair-lock';
 import { correctionVerifies, headerSha, type RsRepair, rsCheck } from './rs';
 import { writeRsParity } from './save';
-import { headerDamage, tensorsIn, tensorsOutside, treeDamage } from './tree-check';
+import { headerDamage, tensorsIn, tensorsOutside, treeChunksHolding, treeDamage } from './tree-check';
 
 /**
  * Open the weights: the mapping, and a descriptor of the same file (for the chunk reads of lazy
@@ -499,13 +499,29 @@ export async function checkSeal(
         // `options` (signal, progress) for both steps: the tree check stops at an abort, and the
         // repair until it has changed the file (the core ignores an abort after that, as for every
         // repair).
+        // One read of the file: the parity's verify reads it all and names its damaged chunks; the
+        // tree then hashes only its chunks holding them (the rest are intact), and the repair checks
+        // only their stripes. (The tree's whole-file check first, then the repair's own whole-file
+        // verify, read the file twice.)
         const r = await underLock(
           p,
           undefined,
           async () => {
-            const found = await headerDamage(p, block, options);
+            const v = await eccVerify(p.weights, { sidecar, ...options });
+            const n = Math.ceil(block.file_length / block.chunk_size);
+            const suspects = treeChunksHolding(
+              v.damagedChunks,
+              v.layout.chunkSize,
+              block.chunk_size,
+              n,
+              v.actualLength !== block.file_length,
+            );
+            // (Its progress is not reported: a few chunks after the whole pass.)
+            const signal = options.signal === undefined ? {} : { signal: options.signal };
+            const found = await headerDamage(p, block, signal, undefined, suspects);
             tell(found);
-            return { found, ecc: await eccRepair(p.weights, { sidecar, ...options, force: true }) };
+            const chunks = v.damagedChunks;
+            return { found, ecc: await eccRepair(p.weights, { sidecar, ...options, force: true, chunks }) };
           },
           options.signal,
         );
