@@ -491,6 +491,36 @@ describe('command line conventions', () => {
     expect(run(['eventlog', 'verify', d, '--full']).status).toBe(0);
   });
 
+  it('a Ctrl-C or SIGTERM in the first milliseconds (modules loading, before the command runs) exits 130, not by the signal', () => {
+    // Regression: the handlers were installed only when a command asked for the interrupt signal,
+    // after its module was loaded and its arguments parsed: a signal before that killed the process
+    // by the signal (no exit code) instead of the documented 130. They are now installed by the first
+    // module the command loads. The signal is sent as soon as the command's main module has been
+    // evaluated (its command not yet loaded), every time, so the test does not depend on timing.
+    const file = join(fresh(), 'f.bin');
+    writeFileSync(file, 'x'.repeat(1000));
+    for (const sig of ['SIGINT', 'SIGTERM']) {
+      for (const args of [
+        ['hash', file],
+        ['inspect', file],
+      ]) {
+        const child = `
+          process.argv = [process.argv[0], ${JSON.stringify(cli)}, ...${JSON.stringify(args)}];
+          require(${JSON.stringify(cli)});
+          process.kill(process.pid, ${JSON.stringify(sig)});
+          setTimeout(() => {}, 10000);`;
+        const r = spawnSync(process.execPath, ['-e', child], { encoding: 'utf8' });
+        expect({ sig, args, status: r.status, signal: r.signal, stdout: r.stdout }).toEqual({
+          sig,
+          args,
+          status: 130,
+          signal: null,
+          stdout: '',
+        });
+      }
+    }
+  });
+
   it('a second Ctrl-C while a command cleans up is absorbed (the cleanup runs); a third exits 130', () => {
     const common = join(__dirname, '..', 'dist', 'cli', 'common.js');
     // The abort's cleanup (a temp file removed after the native job stops) takes a moment; a second

@@ -6,6 +6,7 @@ import { parseArgs as nodeParseArgs } from 'node:util';
 import { TensorVaultError } from '../errors';
 import { readRegularFileSync } from '../io/index';
 import type { Progress } from '../job';
+import { abortWork, hasInterruptibleWork, INTERRUPTED_EXIT, interruptibleWork } from './interrupt';
 
 /**
  * Exit codes, one table for every command (README "Command line"; a test keeps the two in step).
@@ -29,7 +30,7 @@ export const ExitCode = {
   /** Internal error (a bug) or the native addon is unavailable. */
   INTERNAL: 7,
   /** Interrupted (Ctrl-C, SIGTERM). */
-  INTERRUPTED: 130,
+  INTERRUPTED: INTERRUPTED_EXIT,
   /**
    * The reader of stdout (or stderr) went away (`| head -1`, `| true`): what a shell reports for a
    * command killed by SIGPIPE (128 + 13), as coreutils and git are. Node ignores SIGPIPE, so the write
@@ -326,9 +327,6 @@ export function reportError(err: unknown): number {
   return exit;
 }
 
-const interrupt = new AbortController();
-/** Whether a command asked for {@link interruptSignal} (it has work to stop and clean up). */
-let interruptible = false;
 /** Whether stdout or stderr was closed by its reader. */
 let closedPipe = false;
 
@@ -346,8 +344,8 @@ export function onPipeClosed(): void {
   if (closedPipe) return;
   closedPipe = true;
   process.exitCode = ExitCode.PIPE_CLOSED;
-  if (!interruptible) process.exit(ExitCode.PIPE_CLOSED);
-  interrupt.abort(new Error('output closed'));
+  if (!hasInterruptibleWork()) process.exit(ExitCode.PIPE_CLOSED);
+  abortWork(new Error('output closed'));
 }
 
 /** Whether `err` is a write to a pipe whose reader went away. */
@@ -358,27 +356,14 @@ export function isBrokenPipe(err: unknown): boolean {
 /**
  * An AbortSignal that fires on SIGINT/SIGTERM (and when the output pipe is closed), so long commands
  * stop cleanly. A second signal while the first abort is being cleaned up is absorbed (the cleanup,
- * e.g. removing a temp file, still runs); a third exits at once with 130.
+ * e.g. removing a temp file, still runs); a third exits at once with 130. The handlers are installed
+ * when the command starts (`interrupt.ts`): before a command asks for this signal, a signal exits 130.
  */
 export function interruptSignal(): AbortSignal {
-  if (!interruptible) {
-    interruptible = true;
-    let count = 0;
-    const stop = (): void => {
-      count++;
-      if (count === 1) {
-        interrupt.abort(new Error('interrupted'));
-      } else if (count === 2) {
-        if (!output.quiet)
-          process.stderr.write('tensorvault: stopping (cleaning up); interrupt again to exit now\n');
-      } else {
-        process.exit(ExitCode.INTERRUPTED);
-      }
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  }
-  return interrupt.signal;
+  return interruptibleWork(() => {
+    if (!output.quiet)
+      process.stderr.write('tensorvault: stopping (cleaning up); interrupt again to exit now\n');
+  });
 }
 
 /**

@@ -2,6 +2,8 @@
 /**
  * The `tensorvault` command. One file per verb group; each exports `run(argv) → exit code` and `usage`.
  */
+// First: the SIGINT/SIGTERM handlers, before any other module loads (a Ctrl-C then exits 130).
+import './interrupt';
 import { packageVersion } from '../native';
 import {
   ExitCode,
