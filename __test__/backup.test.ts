@@ -1,12 +1,23 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { native } from '../dist/native/index.js';
 import { runUnderFileLimit } from './helpers/full-disk';
 import { refChain, writeLiberviaLog, writeLiberviaPrunedLog } from './helpers/libervia-ref';
 import { holdLocks } from './helpers/lock-holder';
@@ -1557,11 +1568,20 @@ describe('leftovers of a backup process killed with SIGKILL', () => {
     expect(left[0]).toMatch(/^\.backup-eventlog-.*\.tar\.gz\.\d+\.[0-9a-f]+\.tmp$/);
     const r = await tv.createBackup(d, out);
     expect(readdirSync(out).sort()).toEqual([basename(r.archivePath), basename(r.manifestPath)].sort());
-    // A live writer's temporary (this process's PID) is left alone.
+    // A live writer's temporary (this process's PID, its lock held) is left alone; once its lock is
+    // free (a create stopped inside this process), the next create removes it.
     const live = join(out, `.backup-eventlog-20990101-000000-abcdef.tar.gz.${process.pid}.0123456789ab.tmp`);
     writeFileSync(live, 'partial');
+    const fd = openSync(live, 'r');
+    try {
+      expect(native().tryLockFd(fd, live)).toBe(true);
+      await tv.createBackup(d, out);
+      expect(existsSync(live)).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
     await tv.createBackup(d, out);
-    expect(existsSync(live)).toBe(true);
+    expect(existsSync(live)).toBe(false);
   });
 
   it('backup verify --read-data: the staging folder of a killed verify is removed by the next verify or restore', async () => {

@@ -4,10 +4,12 @@
 import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
+  closeSync,
   existsSync,
   linkSync,
   lstatSync,
   mkdirSync,
+  openSync,
   readFileSync,
   statSync,
   symlinkSync,
@@ -16,6 +18,7 @@ import {
 import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { native } from '../dist/native/index.js';
 import { holdLocks } from './helpers/lock-holder';
 import { tempDir } from './helpers/tmp';
 
@@ -255,9 +258,42 @@ describe('temporary files of dead writers (issue 13)', () => {
     const liveTs = join(base, `.${jb}.${process.pid}.0123456789ab.tmp`);
     writeFileSync(deadTs, 'x');
     writeFileSync(liveTs, 'y');
-    await atomicWriteFile(json, '{}');
-    expect(existsSync(deadTs)).toBe(false);
-    expect(existsSync(liveTs)).toBe(true);
+    // A live writer holds its temp's lock (its own open file description).
+    const fd = openSync(liveTs, 'r');
+    try {
+      expect(native().tryLockFd(fd, liveTs)).toBe(true);
+      await atomicWriteFile(json, '{}');
+      expect(existsSync(deadTs)).toBe(false);
+      expect(existsSync(liveTs)).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it("a temp of this process's own PID whose lock is free (a write stopped in this process) goes at the next write of its target", async () => {
+    // Regression: the TypeScript writers' sweep kept every temp whose PID was alive, and this
+    // process's own always is: a write stopped inside this process (a worker thread terminated
+    // mid-write) left its temp, as large as the file, until the process exited. A live writer of this
+    // process, in any thread, holds its temp's flock; one whose lock is free has no writer left.
+    const { atomicWriteFile, atomicWriteFileSync } = await import('../dist/io/index.js');
+    const json = fresh('own.json');
+    const base = dirname(json);
+    const stopped = join(base, `.${basename(json)}.${process.pid}.0a0b0c0d0e0f.tmp`);
+    const live = join(base, `.${basename(json)}.${process.pid}.0f0e0d0c0b0a.tmp`);
+    const other = join(base, `.other.json.${process.pid}.0a0b0c0d0e0f.tmp`);
+    for (const p of [stopped, live, other]) writeFileSync(p, 'partial');
+    const fd = openSync(live, 'r');
+    try {
+      expect(native().tryLockFd(fd, live)).toBe(true);
+      await atomicWriteFile(json, '{}');
+      expect([existsSync(stopped), existsSync(live), existsSync(other)]).toEqual([false, true, true]);
+    } finally {
+      closeSync(fd); // the live writer ends
+    }
+    // The synchronous writer sweeps the same way; another target's temp is left to that target's writes.
+    atomicWriteFileSync(json, Buffer.from('{}'));
+    expect([existsSync(live), existsSync(other)]).toEqual([false, true]);
+    expect(readFileSync(json, 'utf8')).toBe('{}');
   });
 });
 

@@ -3,6 +3,7 @@
 // thread's addon keeps working. A view is sent to another thread by copy (structured clone); its buffer
 // is an external one, which Node 22+ refuses to transfer (DataCloneError) and Node 20 copies.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from './helpers/tmp';
@@ -151,5 +152,50 @@ describe('worker threads', () => {
     const out = JSON.parse(r.stdout) as { left: string[]; v: number; seen: boolean };
     expect(out.left).toEqual([]);
     expect(out.v).toBe(3);
+  });
+
+  it('workers terminated during atomic writes (sidecars, manifests, the event log): the next write in this process leaves no temporary', () => {
+    // Regression: a worker terminated mid-write left `.state.json.PID.X.tmp` (as large as the file),
+    // kept by every later write of the file for the life of the process because its PID (this
+    // process's) was alive. Its lock is free once the worker is gone: the next write removes it.
+    const atomic = join(__dirname, '..', 'dist', 'io', 'atomic.js');
+    const path = join(dir, 'state.json');
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const { readdirSync } = require('node:fs');
+      const { atomicWriteFile, atomicWriteFileSync } = require(${JSON.stringify(atomic)});
+      const code = (sync) => \`
+        const { atomicWriteFile, atomicWriteFileSync } = require(${JSON.stringify(atomic)});
+        const { parentPort } = require('node:worker_threads');
+        const big = Buffer.alloc(8 << 20, 0x61);
+        (async () => {
+          parentPort.postMessage('go');
+          for (;;) \${sync} ? atomicWriteFileSync(${JSON.stringify(path)}, big) : await atomicWriteFile(${JSON.stringify(path)}, big);
+        })();
+      \`;
+      const temps = () => readdirSync(${JSON.stringify(dir)}).filter((f) => f.startsWith('.state.json.') && f.endsWith('.tmp'));
+      (async () => {
+        let seen = 0;
+        for (let i = 0; i < 8; i++) {
+          const w = new Worker(code(i % 2 === 1), { eval: true });
+          await new Promise((res) => w.once('message', res));
+          await new Promise((res) => setTimeout(res, 20 + i * 13));
+          await w.terminate();
+          seen = Math.max(seen, temps().length);
+        }
+        await atomicWriteFile(${JSON.stringify(path)}, '{"a":1}');
+        const afterAsync = temps();
+        atomicWriteFileSync(${JSON.stringify(path)}, Buffer.from('{"a":2}'));
+        console.log(JSON.stringify({ seen, afterAsync, left: temps() }));
+      })().catch((e) => { console.error(e); process.exit(3); });
+    `;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { seen: number; afterAsync: string[]; left: string[] };
+    expect(out.seen).toBeGreaterThan(0); // the terminations did leave temporaries
+    expect(out.afterAsync).toEqual([]);
+    expect(out.left).toEqual([]);
+    expect(readFileSync(path, 'utf8')).toBe('{"a":2}');
   });
 });

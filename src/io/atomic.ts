@@ -151,7 +151,11 @@ export function forgetTemp(dir: string, name: string): void {
  * Remove temporary files for `path` left by writers that are dead (a kill mid-write leaves one as large
  * as the file): `.NAME.PID.X.tmp` whose PID does not run here and whose lock ({@link lockTemp}) can be
  * taken. Live writers' files are kept, also those of writers in another PID namespace sharing the
- * folder (two containers), whose PID means nothing here: they hold their temp's lock. Best effort.
+ * folder (two containers), whose PID means nothing here: they hold their temp's lock. Temps named with
+ * this process's own PID are removed when their lock is free: a write stopped inside this process (its
+ * worker thread terminated mid-write) left them, and a live writer of this process, in any thread,
+ * holds its temp's lock. This costs no listing of its own (the folder's listing is the one this write
+ * already takes, see {@link tempsIn}). Best effort.
  */
 export function removeDeadTemps(path: string): void {
   const prefix = `.${basename(path)}.`;
@@ -166,7 +170,7 @@ export function removeDeadTemps(path: string): void {
 
 /**
  * Remove the temporaries in `dir` whose name matches `pattern` (which captures the writer's PID as
- * the group `pid`, as {@link tempName} puts it) and whose writer is dead: for writers whose target
+ * the group `pid`, as {@link tempName} puts it) and whose writer is dead (or is this process, stopped: see {@link removeDeadTemps}): for writers whose target
  * name is new on every run (a backup's archive and manifest), where {@link removeDeadTemps} of the
  * next run's target would never see the last run's leftover. Best effort.
  */
@@ -178,12 +182,14 @@ export function removeDeadTempsMatching(dir: string, pattern: RegExp): void {
 }
 
 /**
- * Unlink `dir/name` when process `pid` is not running here and no writer holds the temp's lock (on a
- * file system without `flock`: by the PID alone, as before locks).
+ * Unlink `dir/name` when no writer holds the temp's lock and its writer `pid` is not running here (on a
+ * file system without `flock`: by the PID alone, as before locks), or is this process (then only by the
+ * lock: without `flock` nothing tells a stopped writer of this process from a live one, and it is kept).
  */
 function removeIfDead(dir: string, name: string, pid: number): void {
-  if (!(pid > 0) || alive(pid)) return;
-  removeUnlockedTemp(join(dir, name), true);
+  if (!(pid > 0)) return;
+  if (pid === process.pid) removeUnlockedTemp(join(dir, name), false);
+  else if (!alive(pid)) removeUnlockedTemp(join(dir, name), true);
 }
 
 /**
