@@ -49,6 +49,20 @@ function large() {
   return { big, mid, tiny: new Uint8Array([7, 8, 9]) };
 }
 
+/** Run `fn`; its result, with the messages published on the diagnostics channel `name` meanwhile. */
+async function withMessages<T>(name: string, fn: () => Promise<T>): Promise<[T, Record<string, unknown>[]]> {
+  const seen: Record<string, unknown>[] = [];
+  const on = (m: unknown): void => {
+    seen.push(m as Record<string, unknown>);
+  };
+  subscribe(name, on);
+  try {
+    return [await fn(), seen];
+  } finally {
+    unsubscribe(name, on);
+  }
+}
+
 function corrupt(path: string, offset: number, len = 1): void {
   const buf = readFileSync(path);
   for (let i = 0; i < len; i++) xorAt(buf, offset + i, 0xff);
@@ -1061,17 +1075,7 @@ describe('verifyCheckpoint: a damaged header or length', () => {
       damage(path);
       const v = await tv.verifyCheckpoint(path);
       expect([what, v.status]).toEqual([what, 'repairable']);
-      const events: Record<string, unknown>[] = [];
-      const on = (m: unknown): void => {
-        events.push(m as Record<string, unknown>);
-      };
-      subscribe('tensorvault:checkpoint', on);
-      let r: tv.CheckpointReport;
-      try {
-        r = await tv.repairCheckpoint(path);
-      } finally {
-        unsubscribe('tensorvault:checkpoint', on);
-      }
+      const [r, events] = await withMessages('tensorvault:checkpoint', () => tv.repairCheckpoint(path));
       expect([what, r.status, r.damagedChunks, r.repairedChunks]).toEqual([
         what,
         'repaired',
@@ -1099,23 +1103,13 @@ describe('verifyCheckpoint: a damaged header or length', () => {
     corrupt(path, 20, 4);
     const v = await tv.verifyCheckpoint(path);
     expect([v.status, v.damagedChunks]).toEqual(['repairable', [0]]);
-    const jobs: { op: string; bytes: number }[] = [];
-    const on = (m: unknown): void => {
-      jobs.push(m as { op: string; bytes: number });
-    };
-    subscribe('tensorvault:job', on);
-    let r: tv.CheckpointReport;
-    try {
-      r = await tv.repairCheckpoint(path);
-    } finally {
-      unsubscribe('tensorvault:job', on);
-    }
+    const [r, jobs] = await withMessages('tensorvault:job', () => tv.repairCheckpoint(path));
     expect([r.status, r.damagedChunks, r.repairedChunks]).toEqual(['repaired', [0], [0]]);
     expect(readFileSync(path).equals(weights)).toBe(true);
     // The bytes read by the jobs up to the end of the parity's repair (its parity included).
     const end = jobs.findIndex((j) => j.op === 'eccRepair');
     expect(end).toBeGreaterThan(0);
-    const read = jobs.slice(0, end + 1).reduce((a, j) => a + j.bytes, 0);
+    const read = jobs.slice(0, end + 1).reduce((a, j) => a + (j.bytes as number), 0);
     expect(read / weights.length).toBeLessThan(1.6);
   });
 
