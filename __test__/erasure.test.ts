@@ -573,6 +573,17 @@ describe('CLI', () => {
     const p = bench('2+1', '--kernel', 'portable', '--no-svg', '--json');
     expect(p.status).toBe(0);
     expect(JSON.parse(p.stdout).kernel).toBe('portable');
+    // The sidecar rows run the process's kernels whatever --kernel says, and say so; the first line
+    // names the --kernel of the codec rows (it named only the process's kernels).
+    const cpu = tv.cpuInfo();
+    expect(JSON.parse(p.stdout).files.map((f: { kernel: string }) => f.kernel)).toEqual([
+      cpu.erasureKernel,
+      cpu.wideEngine,
+    ]);
+    const text = bench('2+1', '--kernel', 'portable', '--no-svg', '-q');
+    expect(text.status).toBe(0);
+    expect(text.stdout.split('\n')[0]).toMatch(/^cpu: .*; codec rows: --kernel portable$/);
+    expect(text.stdout).toContain(`v1 ${cpu.erasureKernel}, v2 ${cpu.wideEngine}; --kernel does not apply`);
     const bad = runCli('bench', 'ecc', '--kernel', 'nope', '--no-svg');
     expect(bad.status).toBe(3);
     expect(bad.stdout).toBe('');

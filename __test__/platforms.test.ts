@@ -217,6 +217,7 @@ describe.skipIf(!haveArm64)('linux-arm64-gnu binary (cross-built here, run under
         sha256: t.sha256(data).toString('hex'),
         hmac: t.hmacSha256(Buffer.from('k'), data).toString('hex'),
         repaired: back[0].equals(shards[0]),
+        cpu: (({ arch, features, wideEngine, blake3 }) => ({ arch, features, wideEngine, blake3 }))(t.cpuInfo()),
       }));`;
     const r = spawnSync('qemu-aarch64', ['-L', '/usr/aarch64-linux-gnu', arm64Node, '-e', script], {
       encoding: 'utf8',
@@ -230,6 +231,8 @@ describe.skipIf(!haveArm64)('linux-arm64-gnu binary (cross-built here, run under
       sha256: createHash('sha256').update(data).digest('hex'),
       hmac: createHmac('sha256', 'k').update(data).digest('hex'),
       repaired: true,
+      // What runs there is reported (it said BLAKE3 "portable" and no features, over Neon code).
+      cpu: { arch: 'aarch64', features: ['neon'], wideEngine: 'neon', blake3: 'neon' },
     });
   });
 

@@ -12,7 +12,10 @@ import { native } from '../native';
 export interface CpuInfo {
   /** `x86_64`, `aarch64`, … */
   arch: string;
-  /** SIMD features of this CPU that tensorvault's code paths use (`avx2`, `avx512f`, `gfni`, `sha`, …). */
+  /**
+   * SIMD features of this CPU that tensorvault's code paths use (`avx2`, `avx512f`, `gfni`, `sha`, …; `neon`
+   * on AArch64).
+   */
   features: string[];
   /** The highest ECC feature level this CPU supports: `portable`, `ssse3`, `avx2` or `avx512`. */
   detected: string;
@@ -30,7 +33,7 @@ export interface CpuInfo {
   rsKernel: string;
   /** The SHA-256 path: `sha-ni` or `software` (not capped by `TV_CPU`). */
   sha256: string;
-  /** The BLAKE3 path: `avx512`, `avx2`, `sse4.1`, `sse2` or `portable` (not capped by `TV_CPU`). */
+  /** The BLAKE3 path: `avx512`, `avx2`, `sse4.1`, `sse2`, `neon` or `portable` (not capped by `TV_CPU`). */
   blake3: string;
 }
 

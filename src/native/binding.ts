@@ -397,7 +397,10 @@ export declare function cpuInfo(): CpuInfo
 export interface CpuInfo {
   /** `x86_64`, `aarch64`, … */
   arch: string
-  /** SIMD features of this CPU that tensorvault's code paths use (`avx2`, `avx512f`, `gfni`, `sha`, …). */
+  /**
+   * SIMD features of this CPU that tensorvault's code paths use (`avx2`, `avx512f`, `gfni`, `sha`, …;
+   * `neon` on arm64).
+   */
   features: Array<string>
   /** The highest ECC feature level this CPU supports (`portable`, `ssse3`, `avx2`, `avx512`). */
   detected: string
@@ -415,7 +418,7 @@ export interface CpuInfo {
   rsKernel: string
   /** The SHA-256 path (`sha-ni` or `software`; not capped by `TV_CPU`). */
   sha256: string
-  /** The BLAKE3 path (`avx512`, `avx2`, `sse4.1`, `sse2`, `portable`; not capped by `TV_CPU`). */
+  /** The BLAKE3 path (`avx512`, `avx2`, `sse4.1`, `sse2`, `neon`, `portable`; not capped by `TV_CPU`). */
   blake3: string
 }
 

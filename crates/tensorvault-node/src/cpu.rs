@@ -10,7 +10,8 @@ use crate::errors::guard;
 pub struct CpuInfo {
     /// `x86_64`, `aarch64`, …
     pub arch: String,
-    /// SIMD features of this CPU that tensorvault's code paths use (`avx2`, `avx512f`, `gfni`, `sha`, …).
+    /// SIMD features of this CPU that tensorvault's code paths use (`avx2`, `avx512f`, `gfni`, `sha`, …;
+    /// `neon` on arm64).
     pub features: Vec<String>,
     /// The highest ECC feature level this CPU supports (`portable`, `ssse3`, `avx2`, `avx512`).
     pub detected: String,
@@ -28,7 +29,7 @@ pub struct CpuInfo {
     pub rs_kernel: String,
     /// The SHA-256 path (`sha-ni` or `software`; not capped by `TV_CPU`).
     pub sha256: String,
-    /// The BLAKE3 path (`avx512`, `avx2`, `sse4.1`, `sse2`, `portable`; not capped by `TV_CPU`).
+    /// The BLAKE3 path (`avx512`, `avx2`, `sse4.1`, `sse2`, `neon`, `portable`; not capped by `TV_CPU`).
     pub blake3: String,
 }
 

@@ -206,7 +206,17 @@ fn features() -> Vec<&'static str> {
     found!("ssse3", "sse4.1", "avx2", "avx512f", "avx512bw", "avx512vl", "gfni", "sha")
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+/// On `aarch64`: Neon, which the wide code's engine (`reed-solomon-simd`) and BLAKE3 use.
+#[cfg(target_arch = "aarch64")]
+fn features() -> Vec<&'static str> {
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        vec!["neon"]
+    } else {
+        Vec::new()
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn features() -> Vec<&'static str> {
     Vec::new()
 }
@@ -225,7 +235,9 @@ fn sha256_path() -> &'static str {
     "software"
 }
 
-/// What the `blake3` crate selects (its x86 order: AVX-512 F+VL, AVX2, SSE4.1, SSE2).
+/// What the `blake3` crate selects (its x86 order: AVX-512 F+VL, AVX2, SSE4.1, SSE2). On little-endian
+/// `aarch64` its build script compiles the Neon implementation in (default features, as here) and
+/// `Platform::detect` then always picks it; elsewhere the portable code.
 fn blake3_path() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
@@ -242,7 +254,14 @@ fn blake3_path() -> &'static str {
         }
         "sse2"
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    {
+        "neon"
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_endian = "little")
+    )))]
     {
         "portable"
     }
