@@ -6,7 +6,7 @@
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cpuInfo, describeCpu } from '../ecc/cpu';
+import { type CpuInfo, cpuInfo, describeCpu } from '../ecc/cpu';
 import { benchmarkErasure, type ErasureBenchResult, protect, verify } from '../ecc/erasure';
 import { runTopic, topicsUsage } from './bench-topics';
 import { ExitCode, formatBytes, note, parseArgs, parseSize, UsageError } from './common';
@@ -31,7 +31,8 @@ export const usage = `tensorvault bench ecc [options]
   Columns: encode; reconstruct with 1 and with m data shards lost; verify (SHA-256 and BLAKE3 of the data: the
   two chunk digests a sidecar can use).
 
-  The first line names the kernels in use and the CPU features found. TV_CPU=portable|ssse3|avx2|avx512
+  The first line names the kernels in use and the CPU features found (with --kernel, also the kernel
+  of the codec rows); the sidecar rows name theirs (--kernel does not apply to them: TV_CPU does). TV_CPU=portable|ssse3|avx2|avx512
   in the environment caps the ECC kernels' feature level (e.g. TV_CPU=avx2 on an AVX-512 machine measures
   what an AVX2-only CPU gets); SHA-256 and BLAKE3 are not capped.
 
@@ -152,8 +153,10 @@ export async function run(argv: readonly string[]): Promise<number> {
         rows.push(row);
         if (!json && rows.length === 1) {
           // After the first measurement, so that a bad --kernel fails before any output.
+          // With --kernel the codec rows run that kernel, not the one the CPU line names as in use.
+          const chosen = args.values.has('kernel') ? `; codec rows: --kernel ${r.kernel}` : '';
           process.stdout.write(
-            `${describeCpu(cpu)}\n${'code'.padEnd(7)}${'shard'.padStart(9)}${'threads'.padStart(8)}${'encode'.padStart(9)}${'rec 1'.padStart(9)}${'rec m'.padStart(9)}${'sha256'.padStart(9)}${'blake3'.padStart(9)}  GB/s\n`,
+            `${describeCpu(cpu)}${chosen}\n${'code'.padEnd(7)}${'shard'.padStart(9)}${'threads'.padStart(8)}${'encode'.padStart(9)}${'rec 1'.padStart(9)}${'rec m'.padStart(9)}${'sha256'.padStart(9)}${'blake3'.padStart(9)}  GB/s\n`,
           );
         }
         if (!json) {
@@ -165,7 +168,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     }
   }
   const fileSize = parseSize(args.values.get('file-size') ?? '256M', 'file-size');
-  const files = fileSize > 0 ? await fileFormats(fileSize, json) : [];
+  const files = fileSize > 0 ? await fileFormats(fileSize, json, cpu) : [];
   // A chart only when asked for, where asked (`--no-svg` is still accepted: it is now the default).
   const svg = args.flags.has('no-svg') ? undefined : args.values.get('svg');
   if (svg !== undefined) writeFileSync(svg, svgChart(rows));
@@ -180,6 +183,11 @@ export async function run(argv: readonly string[]): Promise<number> {
 /** One row of the file comparison: a sidecar format's protect and verify throughput (bytes/s). */
 interface FileRow {
   formatVersion: number;
+  /**
+   * The kernel that ran: the process's (`erasureKernel` for v1, `wideEngine` for v2, capped by
+   * `TV_CPU`), never `--kernel`, which chooses the codec rows' kernel only.
+   */
+  kernel: string;
   code: string;
   chunkSize: number;
   protect: number;
@@ -190,7 +198,7 @@ interface FileRow {
  * Protect and verify one page-cached temp file of `size` bytes with sidecar format v1 and v2 (both
  * `medium`), in the same run: what the formats cost beside each other (issue 18).
  */
-async function fileFormats(size: number, json: boolean): Promise<FileRow[]> {
+async function fileFormats(size: number, json: boolean, cpu: CpuInfo): Promise<FileRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'tv-bench-ecc-'));
   const file = join(dir, 'data.bin');
   try {
@@ -205,7 +213,12 @@ async function fileFormats(size: number, json: boolean): Promise<FileRow[]> {
     }
     closeSync(fd);
     const out: FileRow[] = [];
-    if (!json) process.stdout.write(`\nsidecar formats on a ${formatBytes(size)} file (medium, 12.5 %)\n`);
+    if (!json) {
+      process.stdout.write(
+        `\nsidecar formats on a ${formatBytes(size)} file (medium, 12.5 %; the process's kernels: v1 ` +
+          `${cpu.erasureKernel}, v2 ${cpu.wideEngine}; --kernel does not apply here, TV_CPU caps them)\n`,
+      );
+    }
     for (const format of ['v1', 'v2'] as const) {
       let t0 = performance.now();
       const p = await protect(file, { level: 'medium', format });
@@ -216,6 +229,7 @@ async function fileFormats(size: number, json: boolean): Promise<FileRow[]> {
       const l = p.layout;
       const row: FileRow = {
         formatVersion: l.formatVersion,
+        kernel: l.formatVersion === 1 ? cpu.erasureKernel : cpu.wideEngine,
         code: `${l.k}+${l.m}${l.formatVersion === 1 ? ` ×${l.stripes}` : ''}`,
         chunkSize: l.chunkSize,
         protect: size / tp,
