@@ -596,6 +596,34 @@ describe('tensorvault layout', () => {
     expect([d.status, [...d.verifiedTensors].sort()]).toEqual(['damaged', ['mid', 'tiny']]);
   });
 
+  // Issue 21, item 1: a small checkpoint (one or two .tvecc chunks) with a byte overwritten (a new
+  // modification time, as any write gives) was verified `damaged` (exit 2, "beyond the parity") while
+  // repairCheckpoint repaired it: the sidecar's hints called it stale (its damaged chunk is most of the
+  // file), which the forced repair ignores. A change of most of the bytes looks stale to the sidecar even
+  // counted exactly, but the seal proves it is damage: verify says repairable, as the repair does.
+  it('small checkpoints with parity: a stray write is repairable, as repairCheckpoint finds', async () => {
+    // Weights of 80, 4,072 and 8,072 bytes: one .tvecc chunk of 4 KiB (k = m = 1), or two (k = 2, m = 1).
+    const cases: [number, string, number, number][] = [4, 1000, 2000].flatMap((floats) => [
+      [floats, 'one header byte', 9, 1],
+      [floats, 'one data byte', -2, 1],
+    ]);
+    // Most of a one-chunk file (header and data; data alone): within the parity, stale by the hints.
+    cases.push([4, 'most bytes', 8, 70], [1000, 'most data bytes', 100, 3900]);
+    for (const [floats, what, offset, len] of cases) {
+      const path = fresh();
+      const data = new Float32Array(floats).fill(1.25);
+      await tv.saveCheckpoint(path, { w: data }, { ecc: 'medium' });
+      const weights = readFileSync(path);
+      corrupt(path, offset < 0 ? weights.length + offset : offset, len);
+      const v = await tv.verifyCheckpoint(path);
+      expect([floats, what, v.status, v.parity]).toEqual([floats, what, 'repairable', 'intact']);
+      const r = await tv.repairCheckpoint(path);
+      expect([floats, what, r.status]).toEqual([floats, what, 'repaired']);
+      expect(readFileSync(path).equals(weights)).toBe(true);
+      expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
+    }
+  });
+
   it('damage without parity: verify says damaged', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, large());

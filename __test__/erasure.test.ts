@@ -414,6 +414,43 @@ describe('stale sidecars: edits made after protect (issue 13, item 16)', () => {
     expect(sha(readFileSync(file))).toBe(sha(original));
   });
 
+  // Issue 21, item 1: in a file of one or two chunks, one changed byte damages a chunk that is most of
+  // the file, so a stray write (new modification time) was reported stale and repair refused it, saying
+  // "80 of its 80 bytes differ". The damaged chunks are now rebuilt and compared byte by byte.
+  it('a small file with one byte changed and a new modification time is repairable, not stale', async () => {
+    for (const size of [80, 4072, 8072]) {
+      const file = join(dir, `small-${size}.bin`);
+      const original = bytes(size, size);
+      writeFileSync(file, original);
+      await tv.protect(file);
+      const later = new Date(statSync(file).mtimeMs + 60_000);
+      const changed = Buffer.from(original);
+      changed[9] = ((changed[9] as number) ^ 0x5a) & 0xff;
+      writeFileSync(file, changed);
+      utimesSync(file, later, later);
+      const v = await tv.verify(file);
+      expect([size, v.status, v.modifiedSinceProtect, v.differingBytes, v.differingExact]).toEqual([
+        size,
+        'repairable',
+        true,
+        1,
+        true,
+      ]);
+      const cli = runCli('verify', file);
+      expect([size, cli.status]).toEqual([size, 1]);
+      expect(runCli('repair', file).status).toBe(0);
+      expect(sha(readFileSync(file))).toBe(sha(original));
+      // Its first chunk rewritten (most of the file): an edit, stale, the bytes that differ counted exactly.
+      const n = Math.min(size, 4096);
+      const edited = Buffer.from(original.map((b, i) => (i < n ? (b + 1) & 0xff : b)));
+      writeFileSync(file, edited);
+      utimesSync(file, later, later);
+      const e = await tv.verify(file);
+      expect([e.status, e.differingBytes, e.differingExact]).toEqual(['stale', n, true]);
+      expect(runCli('verify', file).stdout).toContain(`and ${n} of its bytes differ`);
+    }
+  });
+
   it('appended bytes (new modification time) are cut by repair; an append longer than the file is stale', async () => {
     const file = join(dir, 'appended.bin');
     const original = bytes(20_000, 23);

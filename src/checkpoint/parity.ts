@@ -224,7 +224,10 @@ async function rebuildTvecc(
 
 /**
  * Ask the `.tvecc` parity of `weights`, read-only, what it would do: the report gets the sidecar's own
- * state and its damaged slots, and `repairable` when the parity repairs the damage.
+ * state and its damaged slots, and `repairable` when the parity repairs the damage. A sidecar that looks
+ * `stale` (the weights' modification time changed and the damaged chunks cover most of them) counts by
+ * what its damage amounts to: the sealed integrity block (only the tensorvault layout has a `.tvecc`)
+ * already proved these bytes are damage, not an edit, and repairCheckpoint forces that repair.
  */
 export async function askParity(
   weights: string,
@@ -235,5 +238,6 @@ export async function askParity(
   const v: EccVerifyResult = await eccVerify(weights, { sidecar, ...job });
   report.parity = sidecarState(v);
   report.damagedParity = [...v.damagedParity];
-  if (v.status === 'repairable') report.status = 'repairable';
+  const damage = v.status === 'stale' ? v.damageStatus : v.status;
+  if (damage === 'repairable') report.status = 'repairable';
 }

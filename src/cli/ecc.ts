@@ -96,7 +96,10 @@ function describeVerify(file: string, r: EccVerifyResult): string {
   }
   out += listChunks('UNREPAIRABLE chunks', r.unrepairableChunks);
   if (r.status === 'stale') {
-    out += `  STALE sidecar: ${file} was modified after it was protected and ${r.differingBytes} of its bytes differ\n`;
+    const differ = r.differingExact
+      ? `${r.differingBytes} of its bytes differ`
+      : `chunks holding ${r.differingBytes} of its bytes differ`;
+    out += `  STALE sidecar: ${file} was modified after it was protected and ${differ}\n`;
     out += `  protect it again, or \`tensorvault repair --force\` to roll it back (the damage would be ${r.damageStatus})\n`;
   } else if (r.modifiedSinceProtect === true && r.status !== 'intact') {
     out += '  note: the file was modified after it was protected (modification time or length differ)\n';

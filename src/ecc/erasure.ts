@@ -188,8 +188,15 @@ export interface EccVerifyResult {
    * sidecar written before these hints were recorded (such a sidecar is never reported `stale`).
    */
   modifiedSinceProtect: boolean | null;
-  /** Bytes of the file that differ from what was protected: damaged or missing chunks, and appended bytes. */
+  /**
+   * Bytes of the file that differ from what was protected, appended bytes included. Counted byte by byte
+   * (`differingExact`) when the file was modified and its damaged chunks cover most of it but parity can
+   * rebuild them (a small file: one changed byte damages a chunk that is most of it); otherwise the
+   * length of the damaged or missing chunks, an upper bound.
+   */
   differingBytes: number;
+  /** Whether `differingBytes` was counted byte by byte against the protected bytes rebuilt from parity. */
+  differingExact: boolean;
   /** The sidecar's parameters. */
   layout: EccLayout;
   /** Actual length of the file (differs from `layout.fileLength` after truncation or appends). */

@@ -562,8 +562,13 @@ export interface EccVerifyResult {
    * sidecar predates these hints).
    */
   modifiedSinceProtect?: boolean
-  /** Bytes of the file that differ from what was protected (damaged chunks and appended bytes). */
+  /**
+   * Bytes of the file that differ from what was protected (appended bytes included): counted byte by
+   * byte when `differing_exact`, else the bytes of the damaged chunks.
+   */
   differingBytes: number
+  /** Whether `differing_bytes` was counted byte by byte (the damaged chunks rebuilt and compared). */
+  differingExact: boolean
   layout: EccLayout
   actualLength: number
   damagedChunks: Array<number>

@@ -110,8 +110,11 @@ pub struct EccVerifyResult {
     /// Whether the file's modification time or length differs from the sidecar's record (None: the
     /// sidecar predates these hints).
     pub modified_since_protect: Option<bool>,
-    /// Bytes of the file that differ from what was protected (damaged chunks and appended bytes).
+    /// Bytes of the file that differ from what was protected (appended bytes included): counted byte by
+    /// byte when `differing_exact`, else the bytes of the damaged chunks.
     pub differing_bytes: f64,
+    /// Whether `differing_bytes` was counted byte by byte (the damaged chunks rebuilt and compared).
+    pub differing_exact: bool,
     pub layout: EccLayout,
     pub actual_length: f64,
     pub damaged_chunks: Vec<f64>,
@@ -131,6 +134,7 @@ fn verify_result(r: &VerifyReport) -> EccVerifyResult {
         damage_status: r.damage_status.name().to_string(),
         modified_since_protect: r.modified_since_protect,
         differing_bytes: f(r.differing_bytes),
+        differing_exact: r.differing_exact,
         layout: layout(&r.layout),
         actual_length: f(r.actual_len),
         damaged_chunks: list(&r.damaged_chunks),

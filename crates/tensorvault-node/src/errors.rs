@@ -470,6 +470,7 @@ impl From<ErasureError> for TvError {
                 path,
                 sidecar,
                 differing_bytes,
+                exact: _,
                 file_len,
             } => TvError::new("TV_ECC_STALE_SIDECAR", msg)
                 .with("path", Ctx::Str(path.display().to_string()))

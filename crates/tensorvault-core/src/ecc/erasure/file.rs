@@ -120,9 +120,13 @@ pub struct VerifyReport {
     /// Whether the file's modification time or length differs from the one recorded at `protect`
     /// (`None` for a sidecar written before these hints were recorded).
     pub modified_since_protect: Option<bool>,
-    /// Bytes of the file that differ from what was protected: damaged or missing chunks, plus bytes
-    /// appended past the protected length.
+    /// Bytes of the file that differ from what was protected, plus bytes appended past the protected
+    /// length. Counted byte by byte (`differing_exact`) when the file was modified and its damaged
+    /// chunks cover most of it but parity can rebuild them (they are rebuilt in memory and compared);
+    /// otherwise the length of the damaged or missing chunks (an upper bound).
     pub differing_bytes: u64,
+    /// Whether `differing_bytes` was counted byte by byte against the rebuilt protected bytes.
+    pub differing_exact: bool,
     /// What the damage amounts to when the sidecar is not taken as stale: `Repairable` or
     /// `Unrepairable` (equal to `status` unless `status` is `Stale`).
     pub damage_status: Status,
@@ -823,7 +827,116 @@ pub fn verify(
 ) -> Result<VerifyReport, ErasureError> {
     let sidecar_path = sidecar.map_or_else(|| sidecar_path_for(path), Path::to_path_buf);
     let sc = Sidecar::open(&sidecar_path)?;
-    verify_with(path, &sidecar_path, &sc, control)
+    let report = verify_with(path, &sidecar_path, &sc, control)?;
+    count_differing(path, &sidecar_path, &sc, report, control)
+}
+
+/// A report that looks stale by its damaged chunks (the file modified, and those chunks cover most of
+/// it) while parity can rebuild them: rebuild them in memory, count the bytes that really differ from
+/// the protected ones and classify again. With few chunks per stripe (`k ≤ 2m`, a small file) one
+/// changed byte damages a chunk that is most of the file; only a comparison tells a stray write from
+/// an edit. Other reports, and a rebuild that fails (its chunks do not match their digests), are
+/// returned as they are: their `differing_bytes` counts whole damaged chunks (`differing_exact` false).
+fn count_differing(
+    path: &Path,
+    sidecar_path: &Path,
+    sc: &Sidecar,
+    mut report: VerifyReport,
+    control: &Control,
+) -> Result<VerifyReport, ErasureError> {
+    if report.status != Status::Stale
+        || report.damage_status != Status::Repairable
+        || report.damaged_chunks.is_empty()
+    {
+        return Ok(report);
+    }
+    let layout = report.layout;
+    let rebuilt = match rebuild_in_memory(path, sidecar_path, sc, &report, control) {
+        Ok(r) => r,
+        Err(ErasureError::RepairVerification { .. } | ErasureError::Unrepairable { .. }) => {
+            return Ok(report)
+        }
+        Err(e) => return Err(e),
+    };
+    let (file, actual_len) = open_regular(path)?;
+    if actual_len != report.actual_len {
+        return Err(ErasureError::FileChanged {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut differing = actual_len.saturating_sub(layout.file_len);
+    let mut now = Vec::new();
+    for rc in &rebuilt {
+        control.checkpoint()?;
+        let (off, len) = layout.chunk_range(rc.index);
+        let readable = len.min(actual_len.saturating_sub(off));
+        now.resize(usize_of(readable), 0);
+        read_exact_at(&file, path, &mut now, off)?;
+        let changed = rc.bytes.iter().zip(&now).filter(|(a, b)| a != b).count() as u64;
+        differing = differing
+            .saturating_add(changed)
+            .saturating_add(len - readable);
+    }
+    let whole = layout
+        .file_len
+        .saturating_add(actual_len.saturating_sub(layout.file_len));
+    report.differing_bytes = differing;
+    report.differing_exact = true;
+    if u128::from(differing) * 2 <= u128::from(whole) {
+        report.status = report.damage_status;
+    }
+    Ok(report)
+}
+
+/// The damaged data chunks of `report` rebuilt from parity in memory (each checked against its digest),
+/// as a repair rebuilds them; nothing is written.
+fn rebuild_in_memory(
+    path: &Path,
+    sidecar_path: &Path,
+    sc: &Sidecar,
+    report: &VerifyReport,
+    control: &Control,
+) -> Result<Vec<super::wide::RebuiltChunk>, ErasureError> {
+    let layout = report.layout;
+    if layout.params.is_wide() {
+        let (local, global) =
+            super::wide::local_plan(&layout, &report.damaged_chunks, &report.damaged_parity);
+        let bytes_of =
+            |chunks: &[u64]| -> u64 { chunks.iter().map(|&i| layout.chunk_range(i).1).sum() };
+        control.set_total(control.done() + bytes_of(&local) + bytes_of(&global));
+        let (mut rebuilt, failed) =
+            super::wide::rebuild_local(path, sidecar_path, sc, &layout, &local, control)?;
+        control.set_total(control.total() + bytes_of(&failed));
+        let mut global = global;
+        global.extend(failed);
+        global.sort_unstable();
+        rebuilt.sort_unstable_by_key(|rc| rc.index);
+        let more =
+            super::wide::rebuild(path, sidecar_path, sc, report, &global, &rebuilt, control)?;
+        rebuilt.extend(more);
+        return Ok(rebuilt);
+    }
+    let (src, actual_len) = open_regular(path)?;
+    let out = std::sync::Mutex::new(Vec::new());
+    rebuild_stripes(
+        path,
+        sidecar_path,
+        sc,
+        report,
+        &src,
+        actual_len.min(layout.file_len),
+        &|index, bytes| {
+            if let Ok(mut v) = out.lock() {
+                v.push(super::wide::RebuiltChunk {
+                    index,
+                    bytes: bytes.to_vec(),
+                });
+            }
+            Ok(())
+        },
+        control,
+    )?;
+    Ok(out.into_inner().unwrap_or_default())
 }
 
 #[allow(clippy::too_many_lines)]
@@ -975,6 +1088,7 @@ fn classify(
         sidecar: sc.health.clone(),
         modified_since_protect,
         differing_bytes,
+        differing_exact: false,
         damage_status,
     }
 }
@@ -1058,6 +1172,7 @@ pub fn repair_with(
         None => verify_with(path, &sidecar_path, &sc, control)?,
         Some(list) => verify_listed(path, &sidecar_path, &sc, list, control)?,
     };
+    let before = count_differing(path, &sidecar_path, &sc, before, control)?;
     let checked_before = if listed.is_some() {
         Checked::Changed
     } else {
@@ -1069,6 +1184,7 @@ pub fn repair_with(
                 path: path.to_path_buf(),
                 sidecar: sidecar_path,
                 differing_bytes: before.differing_bytes,
+                exact: before.differing_exact,
                 file_len: before.actual_len,
             })
         }
@@ -1557,22 +1673,55 @@ fn rebuild_file(
     control: &Control,
 ) -> Result<WriteMode, ErasureError> {
     let layout = report.layout;
+    let (src, actual_len, target) = repair_target(path, sc, report, mode, control)?;
+    let written = target.mode();
+    // In place the file now has its protected length; survivors are read below it either way.
+    let read_len = actual_len.min(layout.file_len);
+    let target_ref = &*target;
+    rebuild_stripes(
+        path,
+        sidecar_path,
+        sc,
+        report,
+        &src,
+        read_len,
+        &|idx, bytes| target_ref.write_chunk(layout.chunk_range(idx).0, bytes),
+        control,
+    )?;
+    control.checkpoint()?;
+    target.finish(control)?;
+    Ok(written)
+}
+
+/// Where [`rebuild_stripes`] hands each rebuilt chunk: its index and its bytes.
+type ChunkSink<'a> = dyn Fn(u64, &[u8]) -> Result<(), ErasureError> + Sync + 'a;
+
+/// Rebuild the damaged data chunks of `report` stripe by stripe (format v1), reading the survivors
+/// from `src` below `read_len`; each rebuilt chunk is checked against its digest and handed to `sink`
+/// with its index (its bytes: the chunk's real length).
+#[allow(clippy::too_many_arguments)]
+fn rebuild_stripes(
+    path: &Path,
+    sidecar_path: &Path,
+    sc: &Sidecar,
+    report: &VerifyReport,
+    src: &File,
+    read_len: u64,
+    sink: &ChunkSink<'_>,
+    control: &Control,
+) -> Result<(), ErasureError> {
+    let layout = report.layout;
     let params = layout.params;
     let digest = params.digest();
     let (k, m) = (params.k(), params.m());
     let cs = params.chunk_size().as_usize();
     let codec = ErasureCodec::new(k, m)?;
-    let (src, actual_len, target) = repair_target(path, sc, report, mode, control)?;
-    let written = target.mode();
     let rebuilt: u64 = report
         .damaged_chunks
         .iter()
         .map(|&i| layout.chunk_range(i).1)
         .sum();
     control.set_total(control.done() + rebuilt);
-    // In place the file now has its protected length; survivors are read below it either way.
-    let read_len = actual_len.min(layout.file_len);
-
     let mut stripes: Vec<u64> = report
         .damaged_chunks
         .iter()
@@ -1581,7 +1730,6 @@ fn rebuild_file(
     stripes.sort_unstable();
     stripes.dedup();
     let entries = sc.table.entries();
-    let target_ref = &*target;
     stripes
         .into_par_iter()
         .map_init(
@@ -1602,7 +1750,7 @@ fn rebuild_file(
                             lost_data.push((pos, idx));
                         }
                         Some(idx) => {
-                            if !read_chunk(&src, path, &layout, idx, read_len, buf)? {
+                            if !read_chunk(src, path, &layout, idx, read_len, buf)? {
                                 return Err(ErasureError::FileChanged {
                                     path: path.to_path_buf(),
                                 });
@@ -1628,7 +1776,7 @@ fn rebuild_file(
                     shards.iter_mut().map(AlignedBuf::as_mut_slice).collect();
                 codec.reconstruct(&mut refs, &present)?;
                 for (pos, idx) in lost_data {
-                    let (off, len) = layout.chunk_range(idx);
+                    let (_, len) = layout.chunk_range(idx);
                     let bytes = shards
                         .get(pos)
                         .and_then(|b| b.as_slice().get(..usize_of(len)))
@@ -1639,16 +1787,14 @@ fn rebuild_file(
                             reason: format!("rebuilt chunk {idx} does not match its digest"),
                         });
                     }
-                    target_ref.write_chunk(off, bytes)?;
+                    sink(idx, bytes)?;
                     control.add(len);
                 }
                 Ok(())
             },
         )
         .collect::<Result<Vec<()>, ErasureError>>()?;
-    control.checkpoint()?;
-    target.finish(control)?;
-    Ok(written)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -96,15 +96,17 @@ pub enum ErasureError {
     /// The sidecar looks stale: the file was modified after `protect` (its modification time or length
     /// differs from the recorded one) and most of it differs from what was protected. Repairing would
     /// roll that edit back; it is refused unless forced.
+    /// `differing_bytes` counts bytes compared one by one when `exact`, else whole damaged chunks.
     #[error(
-        "{path} was modified after it was protected and {differing_bytes} of its {file_len} bytes differ: \
-         the sidecar {sidecar} looks stale, not the file damaged (protect the file again, or force the \
-         repair to roll the file back)"
+        "{path} was modified after it was protected and {}: the sidecar {sidecar} looks stale, not the \
+         file damaged (protect the file again, or force the repair to roll the file back)",
+        differing_text(*differing_bytes, *file_len, *exact)
     )]
     StaleSidecar {
         path: PathBuf,
         sidecar: PathBuf,
         differing_bytes: u64,
+        exact: bool,
         file_len: u64,
     },
     /// A chunk listed for repair does not exist in the protected file.
@@ -121,5 +123,15 @@ pub enum ErasureError {
 impl From<crate::control::Cancelled> for ErasureError {
     fn from(_: crate::control::Cancelled) -> Self {
         Self::Cancelled
+    }
+}
+
+/// How many bytes of a stale pair differ, as the error says it: a count compared byte by byte, or the
+/// bytes of the chunks whose digests differ (not compared, so not said to differ one by one).
+fn differing_text(differing: u64, file_len: u64, exact: bool) -> String {
+    if exact {
+        format!("{differing} of its {file_len} bytes differ")
+    } else {
+        format!("chunks holding {differing} of its {file_len} bytes differ")
     }
 }
