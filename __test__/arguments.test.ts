@@ -4,7 +4,7 @@
 // argument itself), never a plain TypeError/RangeError, and never a TV_INTERNAL.
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -681,5 +681,119 @@ describe('every public entry point refuses bad arguments with a typed error (iss
     expect(r.stderr).toMatch(/\[TV_[A-Z_]+\]/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(r.status).not.toBe(7);
+  });
+});
+
+// Issue 21, items 2 and 5: strings the addon cannot take as they are, and writer argument errors that
+// reached the native writer and came back as a damaged header.
+describe('names, metadata and shapes the writers refuse before the addon (issue 21)', () => {
+  // The file or folder the last call wrote to.
+  let last = '';
+  const at = (p: string): string => {
+    last = p;
+    return p;
+  };
+  const writers = [
+    [
+      'saveSafetensors',
+      (t: tv.TensorsToSave, o = {}) => tv.saveSafetensors(at(`${fresh('w')}.safetensors`), t, o),
+    ],
+    [
+      'saveCheckpoint',
+      (t: tv.TensorsToSave) => tv.saveCheckpoint(at(`${fresh('c')}.safetensors`), t, { gitHash: 'x' }),
+    ],
+    [
+      'saveShardedSafetensors',
+      (t: tv.TensorsToSave, o = {}) => tv.saveShardedSafetensors(at(freshDir()), t, o),
+    ],
+  ] as const;
+  /** Nothing was written: an empty folder (sharded), or no file at all starting with that path. */
+  const nothingWritten = (): boolean =>
+    statSync(last, { throwIfNoEntry: false })?.isDirectory()
+      ? readdirSync(last).length === 0
+      : readdirSync(root).every((f) => !join(root, f).startsWith(last));
+
+  // N-API's UTF-8 conversion turned a lone UTF-16 surrogate into U+FFFD: saveCheckpoint wrote a tensor
+  // named "\ufffd" (two different lone surrogates collapsed into a duplicate), saveSafetensors failed with
+  // TV_TENSOR_SIZE_MISMATCH ("got 0"), and lookups found the U+FFFD tensor.
+  it('a tensor name with a lone surrogate is TV_INVALID_ARGUMENT, and nothing is written', async () => {
+    for (const [fn, save] of writers) {
+      for (const name of ['\ud800', 'a\udfffb', '\udbff']) {
+        const e = await save({ [name]: new Uint8Array([1]) }).then(
+          () => undefined,
+          (err: unknown) => err as tv.TensorVaultError,
+        );
+        expect([fn, name, e?.code, e?.context.argument]).toEqual([
+          fn,
+          name,
+          'TV_INVALID_ARGUMENT',
+          'tensors',
+        ]);
+        expect(e?.message).toContain('lone UTF-16 surrogate');
+        expect([fn, name, nothingWritten()]).toEqual([fn, name, true]);
+      }
+    }
+    // A surrogate pair (an emoji) is well-formed and kept.
+    const p = `${fresh('emoji')}.safetensors`;
+    await tv.saveSafetensors(p, { '\ud83d\ude00': new Uint8Array([7]) });
+    const f = await tv.openSafetensors(p);
+    expect(f.names).toEqual(['😀']);
+    expect([...f.tensor('😀').data]).toEqual([7]);
+    f.close();
+  });
+
+  it('metadata keys and values with a lone surrogate are TV_INVALID_ARGUMENT (not rewritten)', async () => {
+    for (const metadata of [{ k: 'x\ud800y' }, { 'k\udc00': 'v' }]) {
+      for (const [, save] of [writers[0], writers[2]]) {
+        await expect(save({ a: new Uint8Array([1]) }, { metadata })).rejects.toMatchObject({
+          code: 'TV_INVALID_ARGUMENT',
+          context: { argument: 'metadata' },
+        });
+      }
+    }
+  });
+
+  it('lookups with a lone surrogate do not find the U+FFFD tensor', async () => {
+    const p = `${fresh('fffd')}.safetensors`;
+    await tv.saveSafetensors(p, { '\ufffd': new Uint8Array([42]) });
+    const f = await tv.openSafetensors(p);
+    expect(f.has('\ufffd')).toBe(true);
+    expect(f.has('\ud800')).toBe(false);
+    expect(() => f.tensor('\ud800')).toThrow(expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }));
+    expect(() => f.info('\udfff')).toThrow(expect.objectContaining({ code: 'TV_INVALID_ARGUMENT' }));
+    f.close();
+    const ck = `${fresh('ck')}.safetensors`;
+    await tv.saveCheckpoint(ck, { '\ufffd': new Uint8Array([42]) }, { gitHash: 'x' });
+    const c = await tv.loadCheckpoint(ck);
+    await expect(c.tensor('\ud800')).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });
+    expect([...(await c.tensor('\ufffd')).data]).toEqual([42]);
+    c.close();
+  });
+
+  // saveSafetensors and saveCheckpoint reported these as TV_SAFETENSORS_INVALID (a damaged header),
+  // saveShardedSafetensors as TV_INVALID_ARGUMENT (duplicates) or TV_SAFETENSORS_INVALID (overflow).
+  it('duplicate names from an iterable and a shape overflowing 64 bits are TV_INVALID_ARGUMENT in every writer', async () => {
+    for (const [fn, save] of writers) {
+      await expect(
+        save([
+          ['a', new Uint8Array([1])],
+          ['a', new Uint8Array([2])],
+        ]),
+      ).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT', context: { argument: 'tensors', name: 'a' } });
+      const big = { a: { dtype: 'F32' as const, shape: [2 ** 33, 2 ** 33, 0], data: new Float32Array(0) } };
+      const e = await save(big).then(
+        () => undefined,
+        (err: unknown) => err as tv.TensorVaultError,
+      );
+      expect([fn, e?.code, e?.context.argument, e?.context.name]).toEqual([
+        fn,
+        'TV_INVALID_ARGUMENT',
+        'shape',
+        'a',
+      ]);
+      expect([fn, nothingWritten()]).toEqual([fn, true]);
+      // The same dimensions with the zero first: the product stays 0 at every step, and is written.
+      await save({ a: { dtype: 'F32', shape: [0, 2 ** 33, 2 ** 33], data: new Float32Array(0) } });
+    }
   });
 });

@@ -38,6 +38,29 @@ export function describeValue(v: unknown): string {
   }
 }
 
+/**
+ * Whether `s` holds a lone UTF-16 surrogate: not well-formed Unicode, so UTF-8 cannot encode it and the
+ * addon's string conversion would turn it into U+FFFD (two different names into one). With the `u` flag a
+ * surrogate pair is one code point: only a lone surrogate matches `\p{Cs}`.
+ */
+export function hasLoneSurrogate(s: string): boolean {
+  return /\p{Cs}/u.test(s);
+}
+
+/**
+ * Throws `TV_INVALID_ARGUMENT` (`context.argument`: `argument`) when the string `s` holds a lone UTF-16
+ * surrogate (see {@link hasLoneSurrogate}); `what` names it in the message ("tensor name").
+ */
+export function checkWellFormed(argument: string, s: string, what: string): void {
+  if (hasLoneSurrogate(s)) {
+    throw invalidArgument(
+      argument,
+      `${what} ${JSON.stringify(s)} is not well-formed Unicode (it holds a lone UTF-16 surrogate, which UTF-8 cannot encode)`,
+      { value: JSON.stringify(s) },
+    );
+  }
+}
+
 function viewName(v: ArrayBufferView): string {
   const n = (Object.getPrototypeOf(v) as { constructor?: { name?: unknown } } | null)?.constructor?.name;
   return typeof n === 'string' ? n : 'typed array';

@@ -17,7 +17,7 @@ import { settleClosedMappings } from '../io/mappings';
 import { type JobOptions, runJob } from '../job';
 import { type NativeSafetensorsHandle, type NativeTensorInfo, native } from '../native';
 import type { NativeFd } from '../native/binding';
-import { describeValue, optionalBoolean } from '../validate';
+import { checkWellFormed, describeValue, hasLoneSurrogate, optionalBoolean } from '../validate';
 import { type Dtype, isDtype, VIEW } from './dtype';
 import type {
   ChunkOptions,
@@ -57,6 +57,8 @@ function freezeInfo(t: NativeTensorInfo): TensorInfo {
 function checkName(name: unknown): string {
   if (typeof name !== 'string')
     throw invalidArgument('name', `tensor name must be a string, got ${typeof name}`);
+  // The addon would look up the name with its lone surrogates turned into U+FFFD: another tensor.
+  checkWellFormed('name', name, 'tensor name');
   return name;
 }
 
@@ -300,7 +302,9 @@ export class SafetensorsFile {
 
   /** Whether the file holds a tensor called `name`. */
   has(name: string): boolean {
-    if (typeof name !== 'string') return false;
+    // A name with a lone surrogate cannot be in a file (names are UTF-8); the addon would have looked up
+    // its U+FFFD form.
+    if (typeof name !== 'string' || hasLoneSurrogate(name)) return false;
     if (this.#infos.has(name)) return true;
     const handle = this.#handle;
     return callNative(() => handle.has(name));

@@ -242,16 +242,9 @@ export async function saveShardedSafetensors(
     throw invalidArgument('prefix', 'prefix must be a plain file name');
   }
   const entries = entriesOf(tensors);
+  // One name once across all shards: prepare refuses a duplicate (before, two copies in two shards were
+  // written, and the index kept one of them).
   const prepared = prepare(entries);
-  // One name once across all shards (each shard refuses a duplicate of its own, but two copies in two
-  // shards were written, and the index kept one of them).
-  const seen = new Set<string>();
-  for (const t of prepared) {
-    if (seen.has(t.name)) {
-      throw invalidArgument('tensors', `tensor ${JSON.stringify(t.name)} is given twice`, { name: t.name });
-    }
-    seen.add(t.name);
-  }
   const groups: [string, TensorInput | TensorArray][][] = [];
   let current: [string, TensorInput | TensorArray][] = [];
   let size = 0;

@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
 import { type JobOptions, runJob } from '../job';
 import { type NativeJobControl, type NativeSafetensorsWriterHandle, native } from '../native';
-import { bytesOf, describeValue } from '../validate';
+import { bytesOf, checkWellFormed, describeValue } from '../validate';
 import { BITS, byteLengthOf, type Dtype, isDtype, type TensorArray } from './dtype';
 import { checkOptionsObject } from './reader';
 
@@ -115,8 +115,16 @@ export function entriesOf(tensors: TensorsToSave): [string, TensorInput | Tensor
 /** @internal Checks and normalises the tensors to write (shared with the sharded writer). */
 export function prepare(tensors: TensorsToSave): Prepared[] {
   const out: Prepared[] = [];
+  const seen = new Set<string>();
   for (const [name, value] of entriesOf(tensors)) {
     if (typeof name !== 'string') throw invalidArgument('tensors', 'tensor names must be strings');
+    // Checked here, before the addon: it would turn a lone surrogate into U+FFFD (a different name, and
+    // two of them into a duplicate), and report a duplicate as a damaged header (TV_SAFETENSORS_INVALID).
+    checkWellFormed('tensors', name, 'tensor name');
+    if (seen.has(name)) {
+      throw invalidArgument('tensors', `tensor ${JSON.stringify(name)} is given twice`, { name });
+    }
+    seen.add(name);
     if (ArrayBuffer.isView(value)) {
       bytesOf(value, `tensors.${name}`);
       const dtype = dtypeOfArray(value);
@@ -159,6 +167,15 @@ export function prepare(tensors: TensorsToSave): Prepared[] {
     const byteLength = byteLengthOf(dtype, shape);
     if (!Number.isSafeInteger(byteLength)) {
       throw invalidArgument('shape', `tensor ${JSON.stringify(name)}: shape is too large`, { name });
+    }
+    if (overflowsU64(shape, BITS[dtype])) {
+      // A zero-size tensor whose other dimensions multiply past 2^64: no safetensors reader (this one,
+      // Rust's or Python's) can compute its size, so the header would be refused.
+      throw invalidArgument(
+        'shape',
+        `tensor ${JSON.stringify(name)}: shape [${shape.join(', ')}] × ${BITS[dtype]} bits overflows 64 bits`,
+        { name },
+      );
     }
     if (data === undefined || data === null) {
       throw invalidArgument('data', `tensor ${JSON.stringify(name)}: data is missing`, { name });
@@ -318,8 +335,24 @@ function checkMetadata(metadata: unknown): { key: string; value: string }[] | nu
     if (typeof value !== 'string') {
       throw invalidArgument('metadata', `metadata value of ${JSON.stringify(key)} must be a string`, { key });
     }
+    checkWellFormed('metadata', key, 'metadata key');
+    checkWellFormed('metadata', value, `metadata value of ${JSON.stringify(key)}`);
     return { key, value };
   });
+}
+
+/**
+ * Whether the core's size rule overflows for `shape` of `bits`-bit elements: the product of the
+ * dimensions, in order, then times the bits, each step within an unsigned 64-bit integer.
+ */
+function overflowsU64(shape: readonly number[], bits: number): boolean {
+  const max = 2n ** 64n - 1n;
+  let n = 1n;
+  for (const d of shape) {
+    n *= BigInt(d);
+    if (n > max) return true;
+  }
+  return n * BigInt(bits) > max;
 }
 
 /**
