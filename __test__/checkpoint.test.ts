@@ -434,6 +434,70 @@ describe("PyFolds's checkpoint tests (section 5)", () => {
   });
 });
 
+// Issue 21, item 3: a zero-size tensor may have a dimension above 2^53 (PyFolds writes it from torch:
+// torch.empty(2**53 + 1, 0)). The addon handed dimensions to JS as numbers (rounded), so the contract hash
+// (Python's str(tuple(shape))) was computed over "(9007199254740992, 0)": such a checkpoint was damaged
+// and could not load, and `expect` took the rounded shape for the real one.
+describe('a dimension above 2^53 (issue 21)', () => {
+  const big = '9007199254740993';
+  function pyfoldsFile(): string {
+    const path = fresh('bigdim');
+    const header = `{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"z":{"dtype":"F32","shape":[${big},0],"data_offsets":[8,8]}}`;
+    const h = Buffer.from(header.padEnd(Math.ceil(header.length / 8) * 8, ' '));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    const data = Buffer.from(new Float32Array([1, 2]).buffer);
+    writeFileSync(path, Buffer.concat([len, h, data]));
+    // The contract's hash, by name: key, torch dtype, str(tuple(shape)), raw bytes.
+    const hash = createHash('sha256')
+      .update('wtorch.float32(2,)')
+      .update(data)
+      .update(`ztorch.float32(${big}, 0)`)
+      .digest('hex');
+    const metadata = { created_at: '2026-01-01T00:00:00', version: '1', git_hash: 'x', config: {} };
+    writeFileSync(
+      `${path}.meta.json`,
+      JSON.stringify({ metadata, integrity_hash: `sha256:${hash}`, format: 'safetensors' }),
+    );
+    return path;
+  }
+
+  it('a PyFolds checkpoint with one verifies, loads, and reports the exact shape', async () => {
+    const path = pyfoldsFile();
+    const v = await tv.verifyCheckpoint(path);
+    expect([v.status, v.pyfoldsHash]).toEqual(['intact', 'ok']);
+    for (const verify of ['lazy', 'full'] as const) {
+      const c = await tv.loadCheckpoint(path, { verify });
+      expect([...(await c.tensor('w')).data]).toEqual([1, 2]);
+      expect((await c.tensor('z')).data.length).toBe(0);
+      const z = c.info('z');
+      expect(z.exactShape).toEqual([big, '0']);
+      expect(BigInt(z.exactShape?.[0] ?? 0)).toBe(2n ** 53n + 1n);
+      // Below 2^53 every dimension is exact as a number, and no exactShape is given.
+      expect('exactShape' in c.info('w')).toBe(false);
+      c.close();
+    }
+    const f = await tv.openSafetensors(path);
+    expect(f.infos().find((t) => t.name === 'z')?.exactShape).toEqual([big, '0']);
+    f.close();
+    expect(tv.pythonShape([2n ** 53n + 1n, 0])).toBe(`(${big}, 0)`);
+  });
+
+  it('a shape mismatch names the exact dimension, not its rounding', async () => {
+    const path = pyfoldsFile();
+    // An expectation can only hold safe integers; the file's dimension was shown rounded (…992).
+    const e = await tv
+      .loadCheckpoint(path, { expect: { z: { dtype: 'F32', shape: [Number.MAX_SAFE_INTEGER, 0] } } })
+      .then(
+        () => undefined,
+        (err: unknown) => err as tv.TensorVaultError,
+      );
+    expect(e?.code).toBe('TV_CHECKPOINT_MISMATCH');
+    expect(e?.message).toContain(`[${big},0]`);
+    expect(e?.message).not.toContain('9007199254740992');
+  });
+});
+
 describe('tensorvault layout', () => {
   it('keeps the PyFolds sidecar fields and adds a sealed integrity block', async () => {
     const path = fresh();

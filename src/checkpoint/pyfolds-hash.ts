@@ -42,8 +42,12 @@ export function hashDtypeLabel(dtype: Dtype): string {
   return TORCH_DTYPE[dtype] ?? `safetensors.${dtype}`;
 }
 
-/** Python's `str(tuple(shape))`: `()`, `(2,)`, `(2, 4)`. */
-export function pythonShape(shape: readonly number[]): string {
+/**
+ * Python's `str(tuple(shape))`: `()`, `(2,)`, `(2, 4)`. A dimension above `Number.MAX_SAFE_INTEGER`
+ * (only a zero-size tensor can have one) must be given as a bigint (from `TensorInfo.exactShape`): a
+ * number there has already been rounded, and the text would not be Python's.
+ */
+export function pythonShape(shape: readonly (number | bigint)[]): string {
   if (shape.length === 0) return '()';
   if (shape.length === 1) return `(${shape[0]},)`;
   return `(${shape.join(', ')})`;
@@ -69,13 +73,22 @@ export interface HashableTensor {
   name: string;
   dtype: Dtype;
   shape: readonly number[];
+  /** The exact dimensions as decimal text, when one is above 2^53 - 1 (see `TensorInfo.exactShape`). */
+  exactShape?: readonly string[] | undefined;
   /** The tensor's bytes, possibly in pieces (read on demand, in order). */
   bytes: () => Iterable<Uint8Array>;
 }
 
 /** PyFolds's framing of one tensor: key, torch dtype, `str(tuple(shape))`, no separators. */
-function framingOf(t: { name: string; dtype: Dtype; shape: readonly number[] }): Buffer {
-  return Buffer.from(`${t.name}${hashDtypeLabel(t.dtype)}${pythonShape(t.shape)}`, 'utf8');
+function framingOf(t: {
+  name: string;
+  dtype: Dtype;
+  shape: readonly number[];
+  exactShape?: readonly string[] | undefined;
+}): Buffer {
+  // A dimension above 2^53 - 1 is exact only in `exactShape` (decimal text from the addon).
+  const shape = t.exactShape !== undefined ? t.exactShape.map((d) => BigInt(d)) : t.shape;
+  return Buffer.from(`${t.name}${hashDtypeLabel(t.dtype)}${pythonShape(shape)}`, 'utf8');
 }
 
 function byName<T extends { name: string }>(tensors: readonly T[]): T[] {

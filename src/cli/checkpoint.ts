@@ -193,7 +193,7 @@ async function run(argv: readonly string[]): Promise<number> {
       let text = `${c.path}: ${c.layout} checkpoint, version ${c.version ?? '(none)'}, hash ${c.report.hashKind}, seal ${c.report.seal}\n`;
       text += `  metadata: ${JSON.stringify(c.metadata)}\n`;
       for (const t of infos)
-        text += `  ${t.name.padEnd(30)} ${t.dtype.padEnd(8)} [${t.shape.join(', ')}] ${formatBytes(t.byteLength)}\n`;
+        text += `  ${t.name.padEnd(30)} ${t.dtype.padEnd(8)} [${(t.exactShape ?? t.shape).join(', ')}] ${formatBytes(t.byteLength)}\n`;
       out(json, value, text);
       return ExitCode.OK;
     }

@@ -54,7 +54,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   }
   const nameW = Math.min(60, Math.max(4, ...rows.map((r) => r.name.length)));
   const lines = rows.map((r) => {
-    const shape = `[${r.shape.join(', ')}]`;
+    const shape = `[${(r.exactShape ?? r.shape).join(', ')}]`;
     const shard = r.shard === undefined ? '' : `  ${r.shard}`;
     return `${r.name.padEnd(nameW)}  ${r.dtype.padEnd(8)} ${shape.padEnd(20)} ${formatBytes(r.byteLength).padStart(10)}${shard}`;
   });

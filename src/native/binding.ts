@@ -715,7 +715,13 @@ export interface MetadataEntry {
 export interface NativeTensorEntry {
   name: string
   dtype: string
+  /** The dimensions as numbers: exact up to 2^53 - 1, rounded above (see `exact_shape`). */
   shape: Array<number>
+  /**
+   * Every dimension as decimal text, present only when one is above 2^53 - 1 (possible only for a
+   * zero-size tensor, e.g. `[9007199254740993, 0]`), where `shape` rounds it.
+   */
+  exactShape?: Array<string>
   fileOffset: number
   byteLength: number
 }

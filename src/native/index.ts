@@ -48,6 +48,8 @@ export interface NativeTensorInfo {
   name: string;
   dtype: string;
   shape: number[];
+  /** Every dimension as decimal text, only when one is above 2^53 - 1 (`shape` rounds it). */
+  exactShape?: string[] | null;
   fileOffset: number;
   byteLength: number;
 }

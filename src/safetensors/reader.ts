@@ -49,6 +49,8 @@ function freezeInfo(t: NativeTensorInfo): TensorInfo {
     name: t.name,
     dtype: t.dtype as Dtype,
     shape: Object.freeze([...t.shape]),
+    // Only when a dimension is above 2^53 - 1 (the addon then sends every dimension as text).
+    ...(t.exactShape ? { exactShape: Object.freeze([...t.exactShape]) } : {}),
     byteLength: t.byteLength,
     fileOffset: t.fileOffset,
   });

@@ -8,8 +8,17 @@ export interface TensorInfo {
   name: string;
   /** Element type. */
   dtype: Dtype;
-  /** Dimensions (empty for a scalar). */
+  /**
+   * Dimensions (empty for a scalar). A dimension above `Number.MAX_SAFE_INTEGER` (2^53 - 1), which only a
+   * zero-size tensor can have (`[9007199254740993, 0]`), cannot be a number exactly: it is rounded here,
+   * and {@link TensorInfo.exactShape} is present with the exact values.
+   */
   shape: readonly number[];
+  /**
+   * Every dimension as exact decimal text (`BigInt(d)` gives it as a bigint), present only when one is
+   * above `Number.MAX_SAFE_INTEGER`; absent otherwise (`shape` is then exact). JSON-safe.
+   */
+  exactShape?: readonly string[];
   /** Size in bytes. */
   byteLength: number;
   /** Absolute offset of the tensor's first byte in the file. */

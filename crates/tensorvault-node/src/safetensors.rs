@@ -34,9 +34,24 @@ pub struct MetadataEntry {
 pub struct NativeTensorEntry {
     pub name: String,
     pub dtype: String,
+    /// The dimensions as numbers: exact up to 2^53 - 1, rounded above (see `exact_shape`).
     pub shape: Vec<f64>,
+    /// Every dimension as decimal text, present only when one is above 2^53 - 1 (possible only for a
+    /// zero-size tensor, e.g. `[9007199254740993, 0]`), where `shape` rounds it.
+    pub exact_shape: Option<Vec<String>>,
     pub file_offset: f64,
     pub byte_length: f64,
+}
+
+/// The largest integer an f64 (a JS number) holds exactly with every smaller one: 2^53 - 1.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// `shape` as decimal text when a dimension is above [`MAX_SAFE_INTEGER`], else None.
+fn exact_shape(shape: &[u64]) -> Option<Vec<String>> {
+    shape
+        .iter()
+        .any(|&d| d > MAX_SAFE_INTEGER)
+        .then(|| shape.iter().map(u64::to_string).collect())
 }
 
 /// An open, validated safetensors file. The header stays here: JS looks tensors up by name through
@@ -154,7 +169,10 @@ fn closed() -> napi::Error {
     TvError::new("TV_CLOSED", "the safetensors file is closed").into()
 }
 
-#[allow(clippy::cast_precision_loss)] // shapes and offsets of a valid file are below 2^53
+/// `n` as a JS number. Offsets and byte lengths are bounded by the file's size, far below 2^53; a
+/// dimension is not (a zero-size tensor's other dimensions may be anything up to 2^64 - 1), so a shape
+/// that holds one above 2^53 - 1 is also given exactly (`exact_shape`, `exactShape` in JSON).
+#[allow(clippy::cast_precision_loss)]
 fn f(n: u64) -> f64 {
     n as f64
 }
@@ -218,9 +236,21 @@ impl NativeSafetensors {
                     }
                     let _ = write!(out, "{d}");
                 }
+                out.push(']');
+                if t.shape.iter().any(|&d| d > MAX_SAFE_INTEGER) {
+                    // JSON.parse rounds a number above 2^53 - 1: the exact dimensions as strings too.
+                    out.push_str(",\"exactShape\":[");
+                    for (j, d) in t.shape.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        let _ = write!(out, "\"{d}\"");
+                    }
+                    out.push(']');
+                }
                 let _ = write!(
                     out,
-                    "],\"fileOffset\":{},\"byteLength\":{}}}",
+                    ",\"fileOffset\":{},\"byteLength\":{}}}",
                     file.absolute_offset(&t),
                     t.byte_len()
                 );
@@ -249,6 +279,7 @@ impl NativeSafetensors {
                 name: t.name.to_string(),
                 dtype: t.dtype.to_string(),
                 shape: t.shape.iter().map(|&d| f(d)).collect(),
+                exact_shape: exact_shape(t.shape),
                 file_offset: f(file.absolute_offset(&t)),
                 byte_length: f(t.byte_len()),
             }))
