@@ -1076,6 +1076,46 @@ describe('tensorvault inspect', () => {
     expect(e.status).not.toBe(0);
     expect(e.stderr).toContain('TV_SAFETENSORS_INVALID');
   });
+
+  // Issue 21, item 4: names and metadata from an untrusted header were printed raw, so a name holding a
+  // newline forged a row, and ANSI / OSC escapes (erase line, window title) reached the terminal.
+  it('escapes control characters in names and metadata (text, --json, checkpoint inspect)', async () => {
+    const p = tmp();
+    const forged = 'evil\nfake.weight  F32      [4096]    16.0 KiB';
+    const ansi = 'w\u001b[2K\rSPOOFED';
+    const c1 = 'x\u009b31m\u202eY';
+    const tensors = {
+      [forged]: new Float32Array([1]),
+      [ansi]: new Float32Array([2]),
+      [c1]: new Uint8Array(1),
+    };
+    const metadata = { format: 'pt\u001b]0;title\u0007\nINJECTED', 'k\r\u007f': 'v' };
+    await tv.saveSafetensors(p, tensors, { metadata });
+    const ck = `${tmp()}.safetensors`;
+    await tv.saveCheckpoint(ck, tensors, { gitHash: 'x', version: 'v\u001b[31m' });
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
+    const unsafe = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/;
+    for (const args of [
+      ['inspect', p],
+      ['checkpoint', 'inspect', ck],
+    ]) {
+      const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+      expect([args, r.status]).toEqual([args, 0]);
+      expect(r.stdout).not.toMatch(unsafe);
+      expect(r.stdout).not.toMatch(/^fake\.weight|^INJECTED/m);
+      expect(r.stdout).toContain('evil\\nfake.weight');
+      expect(r.stdout).toContain('w\\x1b[2K\\rSPOOFED');
+      expect(r.stdout).toContain('x\\x9b31m\\u202eY');
+      const j = spawnSync(process.execPath, [cli, ...args, '--json'], { encoding: 'utf8' });
+      expect(j.stdout).not.toMatch(unsafe);
+      // The same JSON value: the names read back exactly.
+      const names = (JSON.parse(j.stdout).tensors as { name: string }[]).map((t) => t.name).sort();
+      expect(names).toEqual(Object.keys(tensors).sort());
+    }
+    const r = spawnSync(process.execPath, [cli, 'inspect', p], { encoding: 'utf8' });
+    expect(r.stdout).toContain('format: pt\\x1b]0;title\\x07\\nINJECTED');
+    expect(r.stdout).toContain('k\\r\\x7f: v');
+  });
 });
 
 describe('a save on a full disk', () => {

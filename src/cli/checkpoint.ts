@@ -19,6 +19,7 @@ import { TensorVaultError } from '../errors';
 import { assertFolderSync } from '../io/index';
 import type { Progress } from '../job';
 import { ExitCode, formatBytes, interruptSignal, output, parseArgs, progressBar, UsageError } from './common';
+import { printable, printableJson } from './text';
 
 const usage = `tensorvault checkpoint <command> [options]
 
@@ -42,7 +43,8 @@ Exit codes: 0 intact (or repaired), 1 damage found but repairable (verify), 2 da
 `;
 
 function out(json: boolean, value: unknown, text: string): void {
-  process.stdout.write(json ? `${JSON.stringify(value)}\n` : text);
+  // Reports carry tensor names and metadata from the file: JSON keeps them escaped (text.ts).
+  process.stdout.write(json ? `${printableJson(JSON.stringify(value))}\n` : text);
 }
 
 function describeReport(r: CheckpointReport): string {
@@ -54,7 +56,7 @@ function describeReport(r: CheckpointReport): string {
     s +=
       '  the medium returned read errors: parity rebuilds these, but check the disk (SMART, dmesg) and copy the run off it\n';
   }
-  if (r.damagedTensors.length > 0) s += `  damaged tensors: ${r.damagedTensors.join(', ')}\n`;
+  if (r.damagedTensors.length > 0) s += `  damaged tensors: ${r.damagedTensors.map(printable).join(', ')}\n`;
   if (r.hashMismatch === 'damage-or-wrong-key')
     s +=
       '  the keyed integrity hash does not match and this layout keeps no other record of the bytes: damage and a wrong HMAC key (PYFOLDS_CHECKPOINT_HMAC_KEY) cannot be told apart\n';
@@ -190,10 +192,11 @@ async function run(argv: readonly string[]): Promise<number> {
         report: c.report,
         tensors: infos,
       };
-      let text = `${c.path}: ${c.layout} checkpoint, version ${c.version ?? '(none)'}, hash ${c.report.hashKind}, seal ${c.report.seal}\n`;
-      text += `  metadata: ${JSON.stringify(c.metadata)}\n`;
+      // The version, metadata and names come from the file: control characters are escaped (text.ts).
+      let text = `${printable(c.path)}: ${c.layout} checkpoint, version ${c.version === undefined ? '(none)' : printable(String(c.version))}, hash ${c.report.hashKind}, seal ${c.report.seal}\n`;
+      text += `  metadata: ${printableJson(JSON.stringify(c.metadata))}\n`;
       for (const t of infos)
-        text += `  ${t.name.padEnd(30)} ${t.dtype.padEnd(8)} [${(t.exactShape ?? t.shape).join(', ')}] ${formatBytes(t.byteLength)}\n`;
+        text += `  ${printable(t.name).padEnd(30)} ${t.dtype.padEnd(8)} [${(t.exactShape ?? t.shape).join(', ')}] ${formatBytes(t.byteLength)}\n`;
       out(json, value, text);
       return ExitCode.OK;
     }

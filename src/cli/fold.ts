@@ -27,6 +27,7 @@ import {
   readKeyFile,
   UsageError,
 } from './common';
+import { printable, printableJson } from './text';
 
 const KEY_TEXT = `  --hmac-key TEXT        integrity key (default: $PYFOLDS_INTEGRITY_KEY when set)
   --decryption-key HEX   AES-256 key, 64 hex digits (or --decryption-key-file PATH: 32 raw bytes)
@@ -111,7 +112,7 @@ function describeReport(file: string, r: FoldVerifyReport): string {
     const extra = c.correctedBytes > 0 ? `, ${c.correctedBytes} byte(s) correctable` : '';
     const parity = c.parityDamaged ? ', parity damaged' : '';
     const err = c.error ? `: ${c.error.message} [${c.error.code}]` : '';
-    out += `  chunk ${JSON.stringify(c.name).padEnd(18)} ${c.status}${extra}${parity}${err}\n`;
+    out += `  chunk ${printableJson(JSON.stringify(c.name)).padEnd(18)} ${c.status}${extra}${parity}${err}\n`;
   }
   return out + describeChecks(r.checks);
 }
@@ -144,14 +145,14 @@ async function inspect(args: ParsedArgs): Promise<number> {
   if (args.flags.has('json')) {
     const { layout, isMind, version, chunks, checks, metadata } = fold;
     process.stdout.write(
-      `${JSON.stringify({ file, version, isMind, layout, chunks, checks, metadata }, jsonReplacer)}\n`,
+      `${printableJson(JSON.stringify({ file, version, isMind, layout, chunks, checks, metadata }, jsonReplacer))}\n`,
     );
   } else {
     let out = `${file}: .fold ${fold.version}${fold.isMind ? ' (.mind)' : ''}, ${formatBytes(fold.layout.fileLength)}, index ${formatBytes(fold.layout.indexLength)} at ${fold.layout.indexOffset}\n`;
     for (const c of fold.chunks) {
-      out += `  ${JSON.stringify(c.name).padEnd(18)} ${c.ctype} ${formatBytes(c.length).padStart(10)} stored ${formatBytes(c.storedLength).padStart(10)}${c.flags === 1 ? ' zstd' : ''} ${c.ecc}${c.encrypted ? ' encrypted' : ''}\n`;
+      out += `  ${printableJson(JSON.stringify(c.name)).padEnd(18)} ${c.ctype} ${formatBytes(c.length).padStart(10)} stored ${formatBytes(c.storedLength).padStart(10)}${c.flags === 1 ? ' zstd' : ''} ${c.ecc}${c.encrypted ? ' encrypted' : ''}\n`;
     }
-    out += `  security_level     ${String(fold.metadata.security_level ?? '-')}\n`;
+    out += `  security_level     ${printable(String(fold.metadata.security_level ?? '-'))}\n`;
     process.stdout.write(out + describeChecks(fold.checks));
   }
   fold.close();
@@ -170,7 +171,8 @@ async function verifyOrRepair(args: ParsedArgs, repair: boolean): Promise<number
   };
   if (!repair) {
     const r = await verifyFold(file, options).finally(bar.done);
-    if (args.flags.has('json')) process.stdout.write(`${JSON.stringify({ file, ...r }, jsonReplacer)}\n`);
+    if (args.flags.has('json'))
+      process.stdout.write(`${printableJson(JSON.stringify({ file, ...r }, jsonReplacer))}\n`);
     else process.stdout.write(describeReport(file, r));
     return exitOf(r);
   }

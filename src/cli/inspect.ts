@@ -3,6 +3,7 @@
  */
 import { openSafetensors, openShardedSafetensors, type TensorInfo } from '../safetensors';
 import { ExitCode, formatBytes, parseArgs, UsageError } from './common';
+import { printable, printableJson } from './text';
 
 export const usage = `tensorvault inspect <file.safetensors | model.safetensors.index.json> [options]
 
@@ -48,21 +49,25 @@ export async function run(argv: readonly string[]): Promise<number> {
   const total = rows.reduce((s, r) => s + r.byteLength, 0);
   if (args.flags.has('json')) {
     process.stdout.write(
-      `${JSON.stringify({ file, kind, metadata, tensorCount: rows.length, totalBytes: total, tensors: rows })}\n`,
+      `${printableJson(JSON.stringify({ file, kind, metadata, tensorCount: rows.length, totalBytes: total, tensors: rows }))}\n`,
     );
     return ExitCode.OK;
   }
-  const nameW = Math.min(60, Math.max(4, ...rows.map((r) => r.name.length)));
-  const lines = rows.map((r) => {
+  // Names, shard names and metadata come from the file: control characters are escaped (src/cli/text.ts).
+  const names = rows.map((r) => printable(r.name));
+  const nameW = Math.min(60, Math.max(4, ...names.map((n) => n.length)));
+  const lines = rows.map((r, i) => {
     const shape = `[${(r.exactShape ?? r.shape).join(', ')}]`;
-    const shard = r.shard === undefined ? '' : `  ${r.shard}`;
-    return `${r.name.padEnd(nameW)}  ${r.dtype.padEnd(8)} ${shape.padEnd(20)} ${formatBytes(r.byteLength).padStart(10)}${shard}`;
+    const shard = r.shard === undefined ? '' : `  ${printable(r.shard)}`;
+    return `${(names[i] as string).padEnd(nameW)}  ${r.dtype.padEnd(8)} ${shape.padEnd(20)} ${formatBytes(r.byteLength).padStart(10)}${shard}`;
   });
-  process.stdout.write(`${file}: ${rows.length} tensors, ${formatBytes(total)}\n`);
+  process.stdout.write(`${printable(file)}: ${rows.length} tensors, ${formatBytes(total)}\n`);
   if (metadata !== null && Object.keys(metadata).length > 0) {
     process.stdout.write('metadata:\n');
     for (const [k, v] of Object.entries(metadata))
-      process.stdout.write(`  ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}\n`);
+      process.stdout.write(
+        `  ${printable(k)}: ${typeof v === 'string' ? printable(v) : printableJson(JSON.stringify(v))}\n`,
+      );
   }
   process.stdout.write(
     `${'name'.padEnd(nameW)}  ${'dtype'.padEnd(8)} ${'shape'.padEnd(20)} ${'size'.padStart(10)}\n`,
