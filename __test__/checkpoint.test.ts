@@ -498,6 +498,47 @@ describe('a dimension above 2^53 (issue 21)', () => {
   });
 });
 
+// Issue 21, item 6.
+describe('checkpoints without tensor bytes; expect shapes with holes (issue 21)', () => {
+  it('a lazy load of a tensorvault checkpoint with no tensor bytes is intact, not unverified forever', async () => {
+    const sets: Record<string, Record<string, tv.TensorInput>> = {
+      none: {},
+      zeros: {
+        z: { dtype: 'F32', shape: [0], data: new Float32Array(0) },
+        y: { dtype: 'U8', shape: [5, 0, 2], data: new Uint8Array(0) },
+      },
+    };
+    for (const [what, tensors] of Object.entries(sets)) {
+      for (const ecc of ['medium', undefined] as const) {
+        const path = fresh();
+        await tv.saveCheckpoint(path, tensors, ecc === undefined ? {} : { ecc });
+        const c = await tv.loadCheckpoint(path, { verify: 'lazy' });
+        for (const n of c.names) expect((await c.tensor(n)).data.length).toBe(0);
+        expect([what, ecc, c.report.status]).toEqual([what, ecc, 'intact']);
+        c.close();
+      }
+    }
+    // With a byte past the header the lazy rule is unchanged: unverified until every chunk was viewed.
+    const path = fresh();
+    await tv.saveCheckpoint(path, { w: new Float32Array([1]) });
+    const c = await tv.loadCheckpoint(path, { verify: 'lazy' });
+    expect(c.report.status).toBe('unverified');
+    await c.tensor('w');
+    expect(c.report.status).toBe('intact');
+    c.close();
+  });
+
+  it('an expect shape with holes is TV_INVALID_ARGUMENT', async () => {
+    const path = fresh();
+    await tv.saveCheckpoint(path, { w: { dtype: 'F32', shape: [2, 1, 3], data: new Float32Array(6) } });
+    // biome-ignore lint/suspicious/noSparseArray: the hole is the point.
+    const holes = [2, , 3] as number[];
+    await expect(
+      tv.loadCheckpoint(path, { expect: { w: { dtype: 'F32', shape: holes } } }),
+    ).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT', context: { argument: 'expect.w.shape' } });
+  });
+});
+
 describe('tensorvault layout', () => {
   it('keeps the PyFolds sidecar fields and adds a sealed integrity block', async () => {
     const path = fresh();

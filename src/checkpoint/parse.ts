@@ -63,7 +63,12 @@ export interface CheckpointReport {
   path: string;
   layout: CheckpointLayout;
   verify: VerifyMode;
-  /** `intact` (all checked bytes good), `repaired`, `damaged`, `repairable` (verify only) or `unverified`. */
+  /**
+   * `intact` (all checked bytes good), `repaired`, `damaged`, `repairable` (verify only) or `unverified`.
+   * A lazy load is `unverified` until every chunk has been checked; a sealed tensorvault checkpoint with
+   * no byte past its header (no tensors, or only zero-size ones) is `intact` at open (its header and
+   * length matched the sealed block).
+   */
   status: 'intact' | 'repaired' | 'repairable' | 'damaged' | 'unverified';
   /** How the PyFolds hash is stored. */
   hashKind: StoredHashKind;
@@ -456,7 +461,9 @@ export function checkOptions(options: LoadCheckpointOptions): {
       }
       if (
         want.shape !== undefined &&
-        (!Array.isArray(want.shape) || !want.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+        // Array.from: `every` skips the holes of a sparse array (`[2, , 3]`), which were accepted.
+        (!Array.isArray(want.shape) ||
+          !Array.from(want.shape).every((d) => Number.isSafeInteger(d) && d >= 0))
       ) {
         throw invalidArgument(
           `expect.${name}.shape`,
