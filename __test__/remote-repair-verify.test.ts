@@ -8,7 +8,10 @@
 //   says `damaged`), and pull then blamed "no usable parity" although the parity was intact;
 // - with no credentials anywhere, the error said the store refused them although no request was sent;
 // - `tensorvault repair <url> --concurrency N` was taken and the rewrite still sent one part at a time
-//   (N reached only the pull; the read-back used 4).
+//   (N reached only the pull; the read-back used 4);
+// - a pyfolds-ecc set never used its stored rs(N) parity (NAME.safetensors.ecc): with one byte of the
+//   weights damaged, remote verify said `damaged` (a local verify of the same bytes says `repairable`)
+//   and pull and repairRemote failed with "the set has no parity".
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -110,10 +113,12 @@ interface Target {
 }
 
 const ckpt = join(dir, 'src', 'model.safetensors'); // 12 tensors of 1 MiB, `medium` parity
+const pfe = join(dir, 'src', 'pfe.safetensors'); // the same tensors, layout pyfolds-ecc, rs(N) `med`
 
 beforeAll(async () => {
   mkdirSync(join(dir, 'src'), { recursive: true });
   await tv.saveCheckpoint(ckpt, tensors(12, 262_144), { ecc: 'medium' });
+  await tv.saveCheckpoint(pfe, tensors(12, 262_144), { layout: 'pyfolds-ecc', ecc: 'med' });
 });
 
 function suite(kind: 's3' | 'file', target: () => Target): void {
@@ -247,6 +252,53 @@ function suite(kind: 's3' | 'file', target: () => Target): void {
     expect(err).toMatchObject({ code: 'TV_REMOTE_DAMAGED', context: { file: 'model.safetensors' } });
     expect(err.message).toMatch(/the damage exceeds what the parity can rebuild/);
     expect(err.message).not.toMatch(/no usable parity/);
+  });
+
+  it(`${kind}: a pyfolds-ecc set is verified, pulled and repaired with its stored rs(N) parity (.ecc)`, async () => {
+    const t = target();
+    const url = (await tv.push(pfe, t.prefix('pfe'), { ...t.opts, stateDir: join(dir, 'state') })).url;
+    const folder = t.folder('pfe');
+    const obj = join(folder, 'pfe.safetensors');
+    expect(readdirSync(folder)).toContain('pfe.safetensors.ecc');
+    const original = readFileSync(obj);
+    const local = join(dir, `local-pfe-${kind}`);
+    mkdirSync(local, { recursive: true });
+    /** The verdict of a local verify of the stored set's bytes. */
+    const localVerdict = async (): Promise<string> => {
+      for (const f of ['pfe.safetensors', 'pfe.safetensors.ecc', 'pfe.json'])
+        copyFileSync(join(folder, f), join(local, f));
+      return (await tv.verifyCheckpoint(join(local, 'pfe.safetensors'))).status;
+    };
+    // One byte in chunk 9 (part 2 of 2 with 8 MiB parts): the rs(N) parity corrects it.
+    damage(obj, 9 * MiB + 100);
+    expect(await localVerdict()).toBe('repairable');
+    const v = await tv.verifyRemote(url, { ...t.opts, workDir: work });
+    expect(v.layout).toBe('pyfolds-ecc');
+    expect(v.files.find((f) => f.name === 'pfe.safetensors')?.damagedChunks).toEqual([9]);
+    expect(v.status).toBe('repairable'); // was `damaged`
+    expect(leftovers()).toEqual([]);
+    // pull rebuilds the chunk (it failed with "the set has no parity").
+    const dest = join(dir, `pulled-pfe-${kind}`);
+    const pulled = await tv.pull(url, dest, t.opts);
+    expect(pulled.repairedChunks).toEqual([9]);
+    expect(readFileSync(join(dest, 'pfe.safetensors')).equals(original)).toBe(true);
+    expect((await tv.verifyCheckpoint(join(dest, 'pfe.safetensors'))).status).toBe('intact');
+    // repairRemote rewrites the part that holds it; the other part is copied by the store.
+    const r = await tv.repairRemote(url, { ...t.opts, workDir: work });
+    expect(r).toMatchObject({ status: 'repaired', repairedChunks: [9], partsRewritten: 1, partsCopied: 1 });
+    expect(readFileSync(obj).equals(original)).toBe(true);
+    expect((await tv.verifyRemote(url, { ...t.opts, workDir: work })).status).toBe('intact');
+    // Beyond the rs(N) parity (every block of 64 KiB hit): both verdicts `damaged`; pull says why.
+    damage(obj, 2 * MiB, 64 * 1024);
+    expect(await localVerdict()).toBe('damaged');
+    expect((await tv.verifyRemote(url, { ...t.opts, workDir: work })).status).toBe('damaged');
+    const err = (await tv
+      .pull(url, join(dir, `pulled-pfe-bad-${kind}`), t.opts)
+      .catch((e: unknown) => e)) as tv.TensorVaultError;
+    expect(err).toMatchObject({ code: 'TV_REMOTE_DAMAGED', context: { file: 'pfe.safetensors' } });
+    expect(err.message).toMatch(/the damage exceeds what the parity can rebuild/);
+    expect(err.message).not.toMatch(/no parity/);
+    expect(leftovers()).toEqual([]);
   });
 }
 

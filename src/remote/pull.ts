@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { checkpointFiles, parseIntegrityBlock } from '../checkpoint/layout';
-import { loadCheckpoint } from '../checkpoint/load';
+import { loadCheckpoint, repairCheckpoint } from '../checkpoint/load';
 import { syncOutboard } from '../checkpoint/outboard';
 import type { LoadCheckpointOptions } from '../checkpoint/parse';
 import { rethrownByParity } from '../checkpoint/repair-lock';
@@ -143,6 +143,15 @@ export function crossCheck(
   return block;
 }
 
+/**
+ * The parity file of the set the weights are repaired from, when the manifest lists one: the `.tvecc`
+ * erasure sidecar, or for the `pyfolds-ecc` layout its rs(N) stream `NAME.safetensors.ecc`.
+ */
+export function parityName(manifest: RemoteManifest): string | undefined {
+  const name = `${manifest.main}${manifest.layout === 'pyfolds-ecc' ? '.ecc' : '.tvecc'}`;
+  return manifest.files.some((f) => f.name === name) ? name : undefined;
+}
+
 function damaged(url: string, file: string, chunks: readonly number[], why: string): TensorVaultError {
   return new TensorVaultError(
     ErrorCode.REMOTE_DAMAGED,
@@ -155,8 +164,9 @@ function damaged(url: string, file: string, chunks: readonly number[], why: stri
  * Download the set whose main object is `url` (`s3://bucket/prefix/NAME.safetensors`) into the folder
  * `destDir`. Files are staged in `destDir/.tv-pull-…/`, every chunk verified as it arrives; an
  * interrupted pull resumes from the chunks already verified there. Damaged weights chunks are rebuilt
- * from the stored parity (`.tvecc`) when there is one; the checkpoint's seal is checked; then the files
- * are renamed into `destDir` (sidecars last).
+ * from the stored parity (`.tvecc`, or the rs(N) stream `.ecc` of a `pyfolds-ecc` set, repaired as
+ * `repairCheckpoint` repairs it locally) when there is one; the checkpoint's seal is checked; then the
+ * files are renamed into `destDir` (sidecars last).
  */
 export async function pull(url: string, destDir: string, options: PullOptions = {}): Promise<PullResult> {
   if (typeof destDir !== 'string' || destDir.length === 0)
@@ -248,30 +258,52 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
     }
     // Damaged weights chunks: rebuild from the parity stored with the set, when it arrived intact.
     const repaired: number[] = [];
-    const tvecc = `${manifest.main}.tvecc`;
+    const parity = parityName(manifest);
     const badWeights = badByFile.get(manifest.main);
     // Why damaged weights were not repaired (the message of TV_REMOTE_DAMAGED).
     let whyNot =
       options.repair === false
         ? 'repair is off'
-        : !manifest.files.some((f) => f.name === tvecc)
+        : parity === undefined
           ? 'the set has no parity'
-          : missing.has(tvecc)
+          : missing.has(parity)
             ? 'the parity is missing from the store'
             : 'the stored parity is damaged too';
     if (
       badWeights !== undefined &&
       options.repair !== false &&
-      manifest.files.some((f) => f.name === tvecc) &&
-      !badByFile.has(tvecc)
+      parity !== undefined &&
+      !badByFile.has(parity) &&
+      // pyfolds-ecc: the rs(N) repair checks its correction against the PyFolds hash in NAME.json.
+      (manifest.layout !== 'pyfolds-ecc' || !badByFile.has(checkpointFiles(manifest.main).json))
     ) {
       publishRemote({ event: 'damaged', url: mainUrl, chunks: badWeights });
       const weights = join(staging, manifest.main);
       whyNot = 'the parity arrived intact but could not rebuild them';
-      await eccRepair(weights, { sidecar: join(staging, tvecc), force: true }).catch((err: unknown) => {
+      const rebuild: Promise<unknown> =
+        manifest.layout === 'pyfolds-ecc'
+          ? // The local repair of the staged set (weights, NAME.json, the rs(N) stream NAME.safetensors.ecc):
+            // rs(N) decoding, the corrected copy checked against the PyFolds hash before it replaces them.
+            repairCheckpoint(weights, {
+              ...(options.hmacKey === undefined ? {} : { hmacKey: options.hmacKey }),
+              ...(options.signal === undefined ? {} : { signal: options.signal }),
+            })
+          : eccRepair(weights, { sidecar: join(staging, parity), force: true });
+      await rebuild.catch((err: unknown) => {
         // An abort, a full disk or a read error is not the parity's verdict: it rejects the pull.
         if (rethrownByParity(err)) throw err;
         const e = err as TensorVaultError;
+        if (manifest.layout === 'pyfolds-ecc') {
+          whyNot =
+            e.code === ErrorCode.CHECKPOINT_HMAC_REQUIRED
+              ? 'the rs(N) repair checks its correction against the keyed integrity hash: pass hmacKey'
+              : e.context.reason === 'key'
+                ? 'the keyed integrity hash matches neither the weights nor the rs(N) correction: the HMAC key is probably wrong'
+                : e.code === ErrorCode.CHECKPOINT_INTEGRITY
+                  ? `the damage exceeds what the parity can rebuild (${String(e.context.reason)})`
+                  : `the parity cannot rebuild them (${e.code})`;
+          return;
+        }
         const lost = String(e.context.chunks ?? '')
           .split(',')
           .filter((c) => c !== '').length;

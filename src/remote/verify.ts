@@ -5,8 +5,10 @@
  */
 import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { checkpointFiles } from '../checkpoint/layout';
 import { rethrownByParity } from '../checkpoint/repair-lock';
+import { verifyCheckpoint } from '../checkpoint/verify';
 import { verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { typedIoError } from '../io/fs';
@@ -14,9 +16,9 @@ import type { JobOptions } from '../job';
 import { publishRemote } from './common';
 import { type ChunkSink, chunkLen, chunkSourceOf, fetchChunks } from './fetch';
 import { loadRemoteCheckpoint, type RemoteLoadOptions } from './lazy';
-import { MANIFEST_SUFFIX, parseManifest, type RemoteFileEntry, type RemoteManifest } from './manifest';
+import { MANIFEST_SUFFIX, parseManifest, type RemoteManifest } from './manifest';
 import { openStore } from './open-store';
-import { openManifest } from './pull';
+import { openManifest, parityName } from './pull';
 import { type RemoteOptions, readAll, type Store } from './store';
 import { joinKey, parseRemoteUrl } from './url';
 
@@ -60,11 +62,14 @@ export interface RemoteVerifyReport {
  * written as stored, damaged or not, in the manifest's length, as a pull stages them) into a temporary
  * folder under `workDir`, and the erasure code verifies them, read-only. Its verdict, within its budget
  * or not, is the one a local verify of the same bytes gives and the one the repair of a pull meets.
+ * `parity`: the `.tvecc` sidecar, or the rs(N) stream `.ecc` of a `pyfolds-ecc` set, fetched with its
+ * `NAME.json` and judged by the local `verifyCheckpoint` (rs(N) blocks, the correction against the hash).
  */
 async function parityRebuilds(
   store: Store,
   prefix: string,
   manifest: RemoteManifest,
+  parity: string,
   options: VerifyRemoteOptions,
 ): Promise<boolean> {
   const root = options.workDir ?? tmpdir();
@@ -73,12 +78,16 @@ async function parityRebuilds(
   });
   try {
     const weights = join(work, manifest.main);
-    const sidecar = `${weights}.tvecc`;
-    for (const [name, path] of [
+    const fetched: [string, string][] = [
       [manifest.main, weights],
-      [`${manifest.main}.tvecc`, sidecar],
-    ] as const) {
-      const f = manifest.files.find((e) => e.name === name) as RemoteFileEntry;
+      [parity, join(work, parity)],
+    ];
+    // pyfolds-ecc: the rs(N) verdict needs the PyFolds hash (NAME.json) to judge the correction.
+    const json = basename(checkpointFiles(weights).json);
+    if (manifest.layout === 'pyfolds-ecc') fetched.push([json, join(work, json)]);
+    for (const [name, path] of fetched) {
+      const f = manifest.files.find((e) => e.name === name);
+      if (f === undefined) return false;
       const src = chunkSourceOf(store, prefix, manifest, f);
       const all = Array.from({ length: Math.ceil(f.size / manifest.chunk_size) }, (_, i) => i);
       const fh = await open(path, 'w+');
@@ -95,15 +104,25 @@ async function parityRebuilds(
       }
     }
     try {
+      if (manifest.layout === 'pyfolds-ecc') {
+        // The local verify of the same bytes: the rs(N) stream corrects every damaged block and the
+        // correction matches the PyFolds hash (what the repair of a pull then checks and writes).
+        const r = await verifyCheckpoint(weights, {
+          ...(options.hmacKey === undefined ? {} : { hmacKey: options.hmacKey }),
+          ...(options.signal === undefined ? {} : { signal: options.signal }),
+        });
+        return r.status === 'repairable';
+      }
       const v = await eccVerify(weights, {
-        sidecar,
+        sidecar: join(work, parity),
         ...(options.signal === undefined ? {} : { signal: options.signal }),
       });
       // The staged copy's modification time is not the one protected: `damageStatus`, never `stale`.
       return v.damageStatus === 'repairable';
     } catch (err) {
-      // An unusable sidecar cannot repair anything; an abort, a full disk or a read error rejects.
-      if (rethrownByParity(err)) throw err;
+      // An unusable sidecar cannot repair anything; an abort, a full disk or a read error rejects, as
+      // does a keyed PyFolds hash without its key or with the wrong one (the local verify's answer).
+      if (rethrownByParity(err) || keyError(err)) throw err;
       return false;
     }
   } catch (err) {
@@ -111,6 +130,15 @@ async function parityRebuilds(
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** A keyed integrity hash checked without its key (or with a wrong one): the caller's to fix. */
+function keyError(err: unknown): boolean {
+  return (
+    err instanceof TensorVaultError &&
+    (err.code === ErrorCode.CHECKPOINT_HMAC_REQUIRED ||
+      (err.code === ErrorCode.CHECKPOINT_INTEGRITY && err.context.reason === 'key'))
+  );
 }
 
 const dropSink: ChunkSink = {
@@ -180,7 +208,7 @@ export async function verifyRemote(
     const damagedFiles = files
       .filter((f) => f.damagedChunks.length > 0 || f.storedSize !== f.size)
       .map((f) => f.name);
-    const parity = `${manifest.main}.tvecc`;
+    const parity = parityName(manifest);
     // Only the weights damaged, the parity intact: repairable if the parity rebuilds them, which the
     // erasure code itself decides (its budget), as a local verify and the pull of a repair ask it. An
     // object only longer than recorded (every chunk matches) needs no parity: the rewrite drops the rest.
@@ -191,8 +219,7 @@ export async function verifyRemote(
         ? 'intact'
         : weightsOnly &&
             (!chunksBad ||
-              (manifest.files.some((f) => f.name === parity) &&
-                (await parityRebuilds(store, prefix, manifest, options))))
+              (parity !== undefined && (await parityRebuilds(store, prefix, manifest, parity, options))))
           ? 'repairable'
           : 'damaged';
     const report: RemoteVerifyReport = {
