@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -544,5 +544,68 @@ describe('openFold cancellation and progress', () => {
       name: 'AbortError',
       code: 'TV_ABORTED',
     });
+  });
+});
+
+// Regression (QA probe qa21-upgrade): files written by tensorvault before 15f42fd at level high carry
+// security_features claiming a trust block and encryption they lack; under policy strict they were
+// refused with messages that read like tampering, and nothing said why or how to rewrite them.
+// old-tensorvault-high.mind: writeFold of build dc54eac, level high, protection med, zstd, no keys.
+describe('.fold files of tensorvault before 15f42fd (over-claiming security_features)', () => {
+  const dir = tempDir('tv-fold-old-');
+  const old = join(FIX, 'old-tensorvault-high.mind');
+  const root = join(__dirname, '..');
+
+  it('strict refuses the claim and the message says an older writer over-claims and how to rewrite', async () => {
+    // Compatible: the file verifies.
+    const f = await tv.openFold(old, { verify: 'full' });
+    expect((f.metadata.security_features as Record<string, unknown>).trust_block).toBe(true);
+    expect(f.checks.trustBlock.status).toBe('absent');
+    f.close();
+    const err = (await tv
+      .openFold(old, { policy: 'strict' })
+      .catch((e: unknown) => e)) as tv.TensorVaultError;
+    expect(err).toMatchObject({ code: 'TV_FOLD_POLICY', context: { rule: 'strict' } });
+    expect(err.message).toMatch(/security_features claims a trust block the file lacks/);
+    expect(err.message).toMatch(/before commit 15f42fd/);
+    expect(err.message).toMatch(
+      /rewrite it with a current writeFold \(docs\/formats\/fold\.md, "Files that over-claim"\)/,
+    );
+  });
+
+  it('the rewrite sample of docs/formats/fold.md, run verbatim, gives a file that opens under strict', async () => {
+    const doc = readFileSync(join(root, 'docs', 'formats', 'fold.md'), 'utf8');
+    const from = doc.indexOf('\n## Files that over-claim');
+    expect(from).toBeGreaterThanOrEqual(0);
+    const m = /```js\n([\s\S]*?)```/.exec(doc.slice(from));
+    expect(m).not.toBeNull();
+    const app = join(dir, 'app');
+    mkdirSync(join(app, 'node_modules'), { recursive: true });
+    symlinkSync(root, join(app, 'node_modules', 'tensorvault'), 'dir');
+    writeFileSync(join(app, 'rewrite-fold.mjs'), (m as RegExpExecArray)[1] as string);
+    const copy = join(dir, 'model.mind');
+    copyFileSync(old, copy);
+    // NEW is OLD itself, as the doc allows.
+    const r = spawnSync(process.execPath, ['rewrite-fold.mjs', copy, copy], { cwd: app, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const a = await tv.openFold(old, { verify: 'full' });
+    const b = await tv.openFold(copy, { verify: 'full', policy: 'strict' });
+    expect(b.metadata.security_level).toBe('high');
+    const claims = b.metadata.security_features as Record<string, unknown>;
+    expect([claims.trust_block, claims.encryption, claims.merkle, claims.ecc]).toEqual([
+      false,
+      false,
+      true,
+      true,
+    ]);
+    expect(b.chunks.map((c) => [c.name, c.ctype, c.ecc, c.flags])).toEqual(
+      a.chunks.map((c) => [c.name, c.ctype, c.ecc, c.flags]),
+    );
+    for (const c of a.chunks) {
+      const x = Buffer.from((await a.chunk(c.name)).bytes);
+      expect(Buffer.from((await b.chunk(c.name)).bytes).equals(x), c.name).toBe(true);
+    }
+    a.close();
+    b.close();
   });
 });

@@ -189,6 +189,14 @@ fn features_claim(metadata: &Value, key: &str) -> bool {
     )
 }
 
+/// Added to a strict refusal of a `security_features` claim the file does not back: the claim is
+/// metadata, not evidence of tampering. The file holds no writer name or version to tell who wrote it.
+const OVER_CLAIM: &str = ". The switches are only a claim: tensorvault's writeFold before commit 15f42fd \
+(2026-12-05) and PyFolds's writer set them from the level alone: a file they wrote at level high or \
+paranoid without a signing or encryption key claims a trust block and encryption anyway (this file \
+names no writer). If the file otherwise verifies, rewrite it with a current writeFold \
+(docs/formats/fold.md, \"Files that over-claim\")";
+
 impl FoldFile {
     /// Open and validate `path`.
     pub fn open(path: &Path, opts: OpenOptions) -> Result<FoldFile, FoldError> {
@@ -624,13 +632,13 @@ impl FoldFile {
             if features_claim(md, "merkle") && self.index.merkle_root.is_none() {
                 violations.push((
                     "strict",
-                    "security_features claims a Merkle root the file lacks".into(),
+                    format!("security_features claims a Merkle root the file lacks{OVER_CLAIM}"),
                 ));
             }
             if features_claim(md, "trust_block") && self.index.trust_block.is_none() {
                 violations.push((
                     "strict",
-                    "security_features claims a trust block the file lacks".into(),
+                    format!("security_features claims a trust block the file lacks{OVER_CLAIM}"),
                 ));
             }
             if features_claim(md, "encryption")
@@ -641,7 +649,7 @@ impl FoldFile {
             {
                 violations.push((
                     "strict",
-                    "security_features claims encryption but chunks are plaintext (W7)".into(),
+                    format!("security_features claims encryption but chunks are plaintext (W7){OVER_CLAIM}"),
                 ));
             }
             if self.index.unknown_version {
