@@ -395,44 +395,81 @@ const KNOWN_CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode));
 
 /**
  * The error every tensorvault API throws or rejects with. `code` is stable; `context` carries the facts
- * of the failure, typed per code ({@link ErrorContextMap}) once narrowed with {@link TensorVaultError.is}.
+ * of the failure, typed per code ({@link ErrorContextMap}). `err instanceof TensorVaultError` gives a
+ * `TensorVaultError` whose `code` is an {@link ErrorCode} (a misspelt code does not compile) and whose
+ * `context` is the union of the documented contexts; {@link TensorVaultError.is} narrows both to one code.
+ * `TensorVaultError<'TV_X'>` is the error of code `TV_X`.
  */
-export class TensorVaultError<C extends ErrorCode = ErrorCode> extends Error {
+export interface TensorVaultError<C extends ErrorCode = ErrorCode> extends Error {
   /** Stable machine-readable code. */
   readonly code: C;
   /** Facts about the failure (path, errno, expected, actual, ...); see {@link ErrorContextMap}. */
   readonly context: ContextOf<C>;
+  /** Whether this error has code `code`; narrows `code` and `context` to that code's. */
+  is<K extends ErrorCode>(code: K): this is TensorVaultError<K>;
+  /** The path the error is about, when there is one. */
+  readonly path: string | undefined;
+  /** The OS errno behind the error, when there is one (positive: `os.constants.errno`). */
+  readonly errno: number | undefined;
+}
 
-  constructor(code: C, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+/**
+ * The {@link TensorVaultError} class. Its `prototype` is typed `TensorVaultError` (every code), so that
+ * `instanceof` narrows to the union of codes: a generic class would narrow to `TensorVaultError<any>`,
+ * whose `code` and `context` accept anything.
+ */
+export interface TensorVaultErrorConstructor {
+  new <C extends ErrorCode>(
+    code: C,
+    message: string,
+    /** The facts of the failure; another error's `context` may be passed on as it is. */
+    context?: ErrorContext | CommonContext,
+    options?: { cause?: unknown },
+  ): TensorVaultError<C>;
+  readonly prototype: TensorVaultError;
+}
+
+/** The implementation of {@link TensorVaultError} (exported under that name, typed by the interface). */
+class TensorVaultErrorClass extends Error {
+  readonly code: ErrorCode;
+  readonly context: ContextOf<ErrorCode>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    context: ErrorContext | CommonContext = {},
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'TensorVaultError';
     this.code = code;
-    this.context = Object.freeze({ ...context }) as ContextOf<C>;
+    this.context = Object.freeze({ ...context }) as ContextOf<ErrorCode>;
   }
 
-  /** Whether this error has code `code`; narrows `context` to that code's fields. */
-  is<K extends ErrorCode>(code: K): this is TensorVaultError<K> {
-    return (this.code as ErrorCode) === code;
+  is(code: ErrorCode): boolean {
+    return this.code === code;
   }
 
-  /** The path the error is about, when there is one. */
   get path(): string | undefined {
     const p = this.context.path;
     return typeof p === 'string' ? p : undefined;
   }
 
-  /** The OS errno behind the error, when there is one (positive: `os.constants.errno`). */
   get errno(): number | undefined {
     const e = this.context.errno;
     return typeof e === 'number' ? e : undefined;
   }
 }
+// The constructor's own name, as `class TensorVaultError` had (`err.constructor.name`, stack headers).
+Object.defineProperty(TensorVaultErrorClass, 'name', { value: 'TensorVaultError' });
+
+export const TensorVaultError = TensorVaultErrorClass as unknown as TensorVaultErrorConstructor;
 
 /**
  * Rejection of an operation cancelled through an `AbortSignal`. Its `name` is `'AbortError'` as in the
  * rest of Node; `cause` is the signal's `reason`.
  */
-export class TensorVaultAbortError extends TensorVaultError {
+export class TensorVaultAbortError extends TensorVaultError<'TV_ABORTED'> {
   constructor(message = 'The operation was aborted', cause?: unknown) {
     super(ErrorCode.ABORTED, message, {}, cause === undefined ? undefined : { cause });
     this.name = 'AbortError';

@@ -21,7 +21,10 @@ export interface CheckpointMismatches {
 }
 
 /** `TV_CHECKPOINT_MISMATCH`: the tensors are not the expected ones; every difference is listed. */
-export class CheckpointMismatchError extends TensorVaultError implements CheckpointMismatches {
+export class CheckpointMismatchError
+  extends TensorVaultError<'TV_CHECKPOINT_MISMATCH'>
+  implements CheckpointMismatches
+{
   readonly missing: string[];
   readonly unexpected: string[];
   readonly wrongShape: TensorMismatch[];
@@ -56,7 +59,7 @@ export class CheckpointMismatchError extends TensorVaultError implements Checkpo
  * `TV_CHECKPOINT_TENSOR_DAMAGED`: a tensor's bytes do not match their chunk digests (or, in the PyFolds
  * layouts, the checkpoint's hash) and parity could not repair them. Names the tensor and the chunks.
  */
-export class TensorDamagedError extends TensorVaultError {
+export class TensorDamagedError extends TensorVaultError<'TV_CHECKPOINT_TENSOR_DAMAGED'> {
   /** The tensor that was asked for. */
   readonly tensor: string;
   /** Damaged chunk indices (chunk-tree chunks of the integrity block; empty for the PyFolds layouts). */
