@@ -579,3 +579,37 @@ describe('pulls and lazy loads that cannot write locally (full disk)', () => {
     }
   });
 });
+
+describe('lazy remote loads are disposable (using / await using)', () => {
+  it('Symbol.dispose and Symbol.asyncDispose close a RemoteCheckpoint', async () => {
+    // Regression: RemoteCheckpoint had neither method while the README and the types promised
+    // `using ckpt = await loadCheckpoint(url)`: "Object not disposable" at the end of the scope, and the
+    // load (cached file, store connections) left open.
+    const base = join(dir, `dispose-${Date.now()}`);
+    const data = new Uint8Array(2 * MiB).map((_, i) => (i * 7) & 0xff);
+    await tv.saveCheckpoint(join(base, 'src', 'model.safetensors'), { data }, { ecc: 'low' });
+    const pushed = await tv.push(join(base, 'src', 'model.safetensors'), `file://${join(base, 'store')}`, {
+      stateDir: join(base, 'state'),
+    });
+    expect(tv.isRemoteUrl(pushed.url)).toBe(true);
+    if (!tv.isRemoteUrl(pushed.url)) return;
+    const options = { cacheDir: join(base, 'cache') };
+
+    const a = await tv.loadCheckpoint(pushed.url, options);
+    expect(typeof a[Symbol.dispose]).toBe('function');
+    expect(Buffer.from((await a.tensor('data')).bytes).equals(Buffer.from(data))).toBe(true);
+    a[Symbol.dispose]();
+    await expect(a.tensor('data')).rejects.toMatchObject({ code: 'TV_CLOSED' });
+
+    const b = await tv.loadCheckpoint(pushed.url, options);
+    expect(typeof b[Symbol.asyncDispose]).toBe('function');
+    const inFlight = b.tensor('data').then(
+      () => 'ok',
+      (e: unknown) => (e instanceof tv.TensorVaultError ? e.code : 'untyped'),
+    );
+    await b[Symbol.asyncDispose]();
+    // The view in flight ends as the view it asked for or as TV_CLOSED, never as another error.
+    expect(['ok', 'TV_CLOSED']).toContain(await inFlight);
+    await expect(b.tensor('data')).rejects.toMatchObject({ code: 'TV_CLOSED' });
+  });
+});

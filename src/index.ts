@@ -220,6 +220,7 @@ export {
   type RemoteOptions,
   type RemoteRepairReport,
   type RemoteSetKind,
+  type RemoteUrl,
   type RemoteVerifyReport,
   type RepairRemoteOptions,
   remoteChannel,

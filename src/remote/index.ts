@@ -6,7 +6,7 @@ export { type PullOptions, type PullResult, pull } from './pull';
 export { type PushedFile, type PushOptions, type PushResult, push } from './push';
 export { type RemoteRepairReport, type RepairRemoteOptions, repairRemote } from './repair';
 export type { RemoteOptions, StoreMetrics } from './store';
-export { isRemoteUrl } from './url';
+export { isRemoteUrl, type RemoteUrl } from './url';
 export {
   listRemote,
   type RemoteListEntry,

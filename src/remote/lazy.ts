@@ -16,6 +16,7 @@ import type { Checkpoint } from '../checkpoint/lazy';
 import { loadCheckpoint } from '../checkpoint/load';
 import type { CheckpointReport, LoadCheckpointOptions } from '../checkpoint/parse';
 import { chunkSpan } from '../checkpoint/rs';
+import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { atomicWriteFile } from '../io/atomic';
@@ -45,8 +46,8 @@ export interface RemoteLoadOptions extends LoadCheckpointOptions, RemoteOptions 
 
 /**
  * A checkpoint read lazily from an object store: the same surface as {@link Checkpoint} (names, info,
- * tensor, tensors, report, close), plus {@link RemoteCheckpoint.transfer}, the bytes and requests
- * this load has made.
+ * tensor, tensors, report, close, `using` / `await using`), plus {@link RemoteCheckpoint.transfer}, the
+ * bytes and requests this load has made.
  */
 export class RemoteCheckpoint {
   /** URL of the weights object. */
@@ -334,6 +335,22 @@ export class RemoteCheckpoint {
     this.#store.close();
     // The entry may be evicted again (by a later open of another checkpoint).
     rmSync(this.#mark, { force: true });
+  }
+
+  /** `using ckpt = await loadCheckpoint('s3://…')`: {@link RemoteCheckpoint.close} at the end of the scope. */
+  [disposeSymbol](): void {
+    this.close();
+  }
+
+  /**
+   * `await using ckpt = await loadCheckpoint('s3://…')`: {@link RemoteCheckpoint.close}, then wait until
+   * the fetches and checks in flight have settled (the cached file's descriptors are closed when this
+   * resolves).
+   */
+  async [asyncDisposeSymbol](): Promise<void> {
+    this.close();
+    await this.#queue.catch(() => undefined);
+    await this.#local[asyncDisposeSymbol]();
   }
 }
 

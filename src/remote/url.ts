@@ -8,11 +8,19 @@ export type RemoteTarget =
   | { kind: 's3'; bucket: string; key: string }
   | { kind: 'file'; root: string; key: string };
 
-/** An `s3://` or `file://` URL (the type that selects the remote overload of `loadCheckpoint`). */
-export type RemoteUrl = `s3://${string}` | `file://${string}`;
+/**
+ * An `s3://` or `file://` URL (the type that selects the remote overload of `loadCheckpoint`). The scheme
+ * is matched without regard to case, as {@link isRemoteUrl} and the loaders match it (`S3://`, `File://`).
+ */
+export type RemoteUrl =
+  | `${'s' | 'S'}3://${string}`
+  | `${'f' | 'F'}${'i' | 'I'}${'l' | 'L'}${'e' | 'E'}://${string}`;
 
-/** True when `text` names a remote target (`s3://…` or `file://…`) rather than a local path. */
-export function isRemoteUrl(text: unknown): text is string {
+/**
+ * True when `text` names a remote target (`s3://…` or `file://…`, any case) rather than a local path.
+ * Narrows `text` to {@link RemoteUrl}, so `loadCheckpoint(text)` is typed as the remote load it is.
+ */
+export function isRemoteUrl(text: unknown): text is RemoteUrl {
   return typeof text === 'string' && /^(s3|file):\/\//i.test(text);
 }
 
