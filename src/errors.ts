@@ -253,7 +253,12 @@ export interface ErrorContextMap {
      */
     readonly reason?: string;
   };
-  TV_REMOTE_AUTH: { readonly url?: string; readonly status?: number; readonly reason?: string };
+  TV_REMOTE_AUTH: {
+    readonly url?: string;
+    /** The HTTP status; `null` when no response was received (no credentials found: no request sent). */
+    readonly status?: number | null;
+    readonly reason?: string;
+  };
   TV_REMOTE_NOT_FOUND: { readonly url?: string; readonly key?: string; readonly reason?: string };
   TV_REMOTE_DAMAGED: {
     readonly url?: string;
@@ -262,12 +267,15 @@ export interface ErrorContextMap {
     readonly tensor?: string;
     /** The damaged chunks (of `chunk_size` bytes), comma-separated. */
     readonly chunks?: string;
+    /** With `reason: 'short_object'`: the HTTP status of the refused range (`null`: none received). */
+    readonly status?: number | null;
     readonly reason?: string;
   };
   TV_REMOTE_UNAVAILABLE: {
     readonly url?: string;
     readonly attempts?: number;
-    readonly status?: number;
+    /** The last HTTP status; `null` when the last attempt got no response (a network error). */
+    readonly status?: number | null;
     readonly reason?: string;
   };
   TV_CORRUPT: {
