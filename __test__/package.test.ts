@@ -169,4 +169,24 @@ describe('packed package', () => {
     expect(code).toBe('TV_NATIVE_UNAVAILABLE');
     expect(message).toContain('tensorvault-linux-x64-gnu (not installed)');
   });
+
+  it('without winston, an optional ESM import of tensorvault/winston is caught as TV_MISSING_PEER and the process lives on', () => {
+    // Regression (Node 20): the ESM face imported the throwing CommonJS module with `import cjs from`,
+    // and Node 20 reported its error twice: after the caller caught TV_MISSING_PEER, an uncaught copy
+    // ended the process with exit 1.
+    writeFileSync(
+      join(bare, 'optional-winston.mjs'),
+      `try {
+         await import('tensorvault/winston');
+         console.log('imported');
+       } catch (e) {
+         console.log('caught', e.code);
+       }
+       await new Promise((r) => setTimeout(r, 100));
+       console.log('alive');`,
+    );
+    const r = node(bare, ['optional-winston.mjs']);
+    expect([r.status, r.stdout.trim().split('\n')]).toEqual([0, ['caught TV_MISSING_PEER', 'alive']]);
+    expect(r.stderr).toBe('');
+  });
 });
