@@ -246,9 +246,10 @@ describe('winston transport (tensorvault/winston)', () => {
     ]);
   });
 
-  it('without winston-transport installed, loading tensorvault/winston is TV_MISSING_PEER', () => {
+  it('without winston installed, loading tensorvault/winston is TV_MISSING_PEER naming winston', () => {
     const r = spawnSync(process.execPath, [child, 'missing-winston', fresh()], { encoding: 'utf8' });
     expect(JSON.parse(r.stdout)).toMatchObject({ code: 'TV_MISSING_PEER' });
+    expect(JSON.parse(r.stdout).message).toContain('npm install winston');
   });
 });
 

@@ -1,16 +1,24 @@
 // The published shape: pack the root and platform packages with `npm pack`, install the tarballs into an
 // empty project with no Rust toolchain on the PATH, and use the package from require, import and its CLI.
+// Also: an isolated node_modules (npm --install-strategy=linked, as pnpm lays it out) with winston, and
+// the declarations as a TypeScript consumer compiles them.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './helpers/tmp';
+import { type ModuleSetting, typecheck } from './helpers/typecheck';
 
 const root = join(__dirname, '..');
 const work = tempDir('tv-pack-');
 const project = join(work, 'consumer');
 const bare = join(work, 'bare');
+// npm's isolated layout: each package sees only its own dependencies and peers.
+const linked = join(work, 'linked');
+/** The winston of the dev dependencies (npm's cache has it). */
+const winstonVersion = JSON.parse(readFileSync(join(root, 'node_modules', 'winston', 'package.json'), 'utf8'))
+  .version as string;
 // Only node's own folder and the system folders: no ~/.cargo/bin, so no cargo or rustc.
 const PATH = [dirname(process.execPath), '/usr/bin', '/bin'].join(':');
 const env = { ...process.env, PATH, TENSORVAULT_NATIVE_PATH: '' };
@@ -39,14 +47,19 @@ beforeAll(() => {
   for (const [dir, tarballs, extra] of [
     [project, [packed.platform, packed.root], []],
     [bare, [packed.root], ['--omit=optional']],
+    [linked, [packed.platform, packed.root, `winston@${winstonVersion}`], ['--install-strategy=linked']],
   ] as const) {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'package.json'), '{"name":"consumer","private":true}\n');
-    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', ...extra, ...tarballs], {
-      cwd: dir,
-      env,
-      stdio: 'pipe',
-    });
+    execFileSync(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--prefer-offline', ...extra, ...tarballs],
+      {
+        cwd: dir,
+        env,
+        stdio: 'pipe',
+      },
+    );
   }
 });
 
@@ -188,5 +201,35 @@ describe('packed package', () => {
     const r = node(bare, ['optional-winston.mjs']);
     expect([r.status, r.stdout.trim().split('\n')]).toEqual([0, ['caught TV_MISSING_PEER', 'alive']]);
     expect(r.stderr).toBe('');
+  });
+
+  it('tensorvault/winston works with an isolated node_modules (npm --install-strategy=linked), from require and import', () => {
+    // Regression: tensorvault/winston required 'winston-transport', neither a dependency nor a peer of
+    // tensorvault, so it resolved only when hoisted: TV_MISSING_PEER with winston installed.
+    const script = (kind: 'cjs' | 'mjs', file: string) => `
+      ${kind === 'cjs' ? "const winston = require('winston'); const { RingTransport } = require('tensorvault/winston'); const { readRingLog } = require('tensorvault');" : "import winston from 'winston'; import { RingTransport } from 'tensorvault/winston'; import { readRingLog } from 'tensorvault';"}
+      const logger = winston.createLogger({ format: winston.format.json(), transports: [new RingTransport({ path: ${JSON.stringify(file)} })] });
+      logger.error('stored');
+      logger.on('finish', () => console.log(JSON.stringify(readRingLog(${JSON.stringify(file)}).records.map((r) => r.value.message))));
+      logger.end();`;
+    for (const kind of ['cjs', 'mjs'] as const) {
+      writeFileSync(join(linked, `ring.${kind}`), script(kind, join(linked, `ring-${kind}.log`)));
+      const r = node(linked, [`ring.${kind}`]);
+      expect([r.status, r.stderr], kind).toEqual([0, '']);
+      expect(JSON.parse(r.stdout.trim()), kind).toEqual(['stored']);
+    }
+  });
+
+  it('its declarations type-check for a consumer (isolated node_modules, every module setting)', () => {
+    const fixtures = join(__dirname, 'fixtures', 'types');
+    const checks: [string, ModuleSetting][] = [
+      // Regression: winston.d.ts imported 'winston-transport', not resolvable from tensorvault's folder.
+      ['require.cts', 'node16'],
+      ['require.cts', 'nodenext'],
+    ];
+    for (const [file, setting] of checks) {
+      copyFileSync(join(fixtures, file), join(linked, file));
+      expect(typecheck(linked, [file], setting), `${file} under ${setting}`).toEqual([]);
+    }
   });
 });

@@ -168,7 +168,7 @@ export const ErrorCode = {
   NATIVE_UNAVAILABLE: 'TV_NATIVE_UNAVAILABLE',
   /** The object was used after `close()`. */
   CLOSED: 'TV_CLOSED',
-  /** An optional peer package (for example `winston-transport`) is not installed. */
+  /** An optional peer package (`winston` for `tensorvault/winston`) is not installed (`context.package`). */
   MISSING_PEER: 'TV_MISSING_PEER',
   /** A bug inside tensorvault (for example a caught Rust panic). Please report it. */
   INTERNAL: 'TV_INTERNAL',

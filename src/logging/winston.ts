@@ -1,24 +1,39 @@
 /**
  * `tensorvault/winston`: {@link RingTransport}, a winston transport that keeps the last N records in a
  * ring log file ({@link RingFileLog}). A separate entry point so that `tensorvault` itself never needs
- * winston: this module loads `winston-transport` (installed with winston 3) when it is imported, and
- * throws `TV_MISSING_PEER` if it is not installed.
+ * winston: this module loads winston's transport base class (`winston.Transport`, winston's own
+ * `winston-transport` dependency) when it is imported, and throws `TV_MISSING_PEER` if winston is not
+ * installed. It is reached through winston, a declared peer, never required by name: with an isolated
+ * node_modules (pnpm, `npm --install-strategy=linked`) tensorvault sees only its own dependencies and
+ * peers, and `winston-transport` is neither.
  */
-import type TransportStream from 'winston-transport';
+import type * as winston from 'winston';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { RingFileLog, type RingFileLogOptions } from './ring';
 
-function loadTransportStream(): typeof TransportStream {
+/** winston's transport base class (the `winston-transport` package, as winston exports it). */
+type TransportClass = new (options?: winston.transport.TransportStreamOptions) => winston.transport;
+
+function loadTransportStream(): TransportClass {
+  let Transport: unknown;
   try {
-    return require('winston-transport') as typeof TransportStream;
+    Transport = (require('winston') as { Transport?: unknown }).Transport;
   } catch (err) {
     throw new TensorVaultError(
       ErrorCode.MISSING_PEER,
-      "tensorvault/winston needs the 'winston-transport' package (installed with winston 3): npm install winston",
-      { package: 'winston-transport' },
+      "tensorvault/winston needs the 'winston' package (3.x): npm install winston",
+      { package: 'winston' },
       { cause: err },
     );
   }
+  if (typeof Transport !== 'function') {
+    throw new TensorVaultError(
+      ErrorCode.MISSING_PEER,
+      "tensorvault/winston needs the 'winston' package 3.x, whose winston.Transport is the transport base class: npm install winston@3",
+      { package: 'winston' },
+    );
+  }
+  return Transport as TransportClass;
 }
 
 const Base = loadTransportStream();
@@ -37,7 +52,7 @@ const NPM_LEVELS: Readonly<Record<string, number>> = {
 
 /** Options of {@link RingTransport}: winston's transport options plus those of {@link RingFileLog}. */
 export interface RingTransportOptions
-  extends TransportStream.TransportStreamOptions,
+  extends winston.transport.TransportStreamOptions,
     Omit<RingFileLogOptions, 'flushLevel'> {
   /** The ring log file. */
   path: string;
