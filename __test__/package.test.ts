@@ -1,7 +1,7 @@
 // The published shape: pack the root and platform packages with `npm pack`, install the tarballs into an
 // empty project with no Rust toolchain on the PATH, and use the package from require, import and its CLI.
-// Also: an isolated node_modules (npm --install-strategy=linked, as pnpm lays it out) with winston, and
-// the declarations as a TypeScript consumer compiles them.
+// Also: an isolated node_modules (npm --install-strategy=linked, as pnpm lays it out) with winston, the
+// declarations as a TypeScript consumer compiles them, and bundles of an application (CommonJS and ESM).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -230,6 +230,70 @@ describe('packed package', () => {
     for (const [file, setting] of checks) {
       copyFileSync(join(fixtures, file), join(linked, file));
       expect(typecheck(linked, [file], setting), `${file} under ${setting}`).toEqual([]);
+    }
+  });
+
+  it('bundled into an application (CommonJS and ESM), reports its own version and finds the addon', () => {
+    // Regression: version() and every saved checkpoint's metadata read <bundle>/../../package.json:
+    // an untyped ENOENT without one, the application's version with its own; an ESM bundle failed on
+    // __dirname. The addon is found as the README says: the platform package resolvable from the
+    // bundle's folder, or TENSORVAULT_NATIVE_PATH.
+    const appDir = join(project, 'my-service');
+    mkdirSync(join(appDir, 'dist', 'js'), { recursive: true });
+    writeFileSync(join(appDir, 'package.json'), '{"name":"my-service","version":"9.9.9"}\n');
+    writeFileSync(
+      join(project, 'app-src.mjs'),
+      `import { saveCheckpoint, loadCheckpoint, version } from 'tensorvault';
+       import { mkdtempSync } from 'node:fs';
+       import { join } from 'node:path';
+       (async () => {
+         const dir = mkdtempSync(join(process.argv[2], 'ck-'));
+         await saveCheckpoint(join(dir, 'm.safetensors'), { w: new Float32Array(10) });
+         const ck = await loadCheckpoint(join(dir, 'm.safetensors'));
+         console.log(JSON.stringify({ version: version(), runtime: ck.metadata.runtime }));
+         ck.close();
+       })();`,
+    );
+    writeFileSync(
+      join(project, 'bundle.mjs'),
+      `import { rolldown } from ${JSON.stringify(join(root, 'node_modules', 'rolldown', 'dist', 'index.mjs'))};
+       for (const [format, file] of [['cjs', 'app.cjs'], ['esm', 'app.mjs']]) {
+         const b = await rolldown({ input: 'app-src.mjs', platform: 'node', logLevel: 'silent' });
+         await b.write({ file: ${JSON.stringify(join(appDir, 'dist', 'js'))} + '/' + file, format, codeSplitting: false });
+       }`,
+    );
+    const b = node(project, ['bundle.mjs']);
+    expect([b.status, b.stderr]).toEqual([0, '']);
+    const lone = join(work, 'lone');
+    mkdirSync(lone, { recursive: true });
+    const published = JSON.parse(
+      execFileSync('tar', ['-xzOf', packed.root, 'package/package.json'], { encoding: 'utf8' }),
+    ).version as string;
+    const addon = join(
+      project,
+      'node_modules',
+      'tensorvault-linux-x64-gnu',
+      'tensorvault.linux-x64-gnu.node',
+    );
+    for (const file of ['app.cjs', 'app.mjs']) {
+      // Beside the application's own package.json; the platform package resolves from node_modules above.
+      const bundle = join(appDir, 'dist', 'js', file);
+      let r = node(appDir, [bundle, work]);
+      expect([r.status, r.stderr], file).toEqual([0, '']);
+      expect(JSON.parse(r.stdout), file).toEqual({
+        version: published,
+        runtime: `node ${process.version}; tensorvault ${published}`,
+      });
+      // Alone in a folder with no package.json or node_modules: the addon through TENSORVAULT_NATIVE_PATH.
+      copyFileSync(bundle, join(lone, file));
+      r = spawnSync(process.execPath, [join(lone, file), work], {
+        cwd: lone,
+        env: { ...env, TENSORVAULT_NATIVE_PATH: addon },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect([r.status, r.stderr], `${file} alone`).toEqual([0, '']);
+      expect(JSON.parse(r.stdout).version, `${file} alone`).toBe(published);
     }
   });
 });

@@ -9,6 +9,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
+import { VERSION } from '../version';
 import type * as Binding from './binding';
 
 /**
@@ -230,7 +231,8 @@ export function native(): NativeBinding {
   const override = overrideVar === undefined ? undefined : process.env[overrideVar];
   if (override) candidates.push(override);
   else {
-    for (const t of targets) {
+    // (an ES-module bundle of this code has no __dirname: no local build to look for there)
+    for (const t of typeof __dirname === 'string' ? targets : []) {
       const local = join(__dirname, '..', '..', 'native', t.file);
       if (existsSync(local)) candidates.push(local);
     }
@@ -285,10 +287,11 @@ export function testHooksBuilt(): boolean {
   return '__testPanicSync' in native();
 }
 
-/** The package's version, from its package.json. */
+/**
+ * The package's version: its package.json's, written into `src/version.ts` by the build. Not read from
+ * a package.json at run time: in a bundle (esbuild, rollup) the folder two levels up holds no package.json,
+ * or the application's own, whose version was recorded as tensorvault's.
+ */
 export function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
+  return VERSION;
 }
