@@ -226,6 +226,10 @@ describe('packed package', () => {
       // Regression: winston.d.ts imported 'winston-transport', not resolvable from tensorvault's folder.
       ['require.cts', 'node16'],
       ['require.cts', 'nodenext'],
+      // Regression: the ESM default of tensorvault/pino was typed as the module object (not callable).
+      ['pino-default.mts', 'node16'],
+      ['pino-default.mts', 'nodenext'],
+      ['pino-default.mts', 'bundler'],
     ];
     for (const [file, setting] of checks) {
       copyFileSync(join(fixtures, file), join(linked, file));

@@ -82,3 +82,7 @@ export default async function ringTransport(options: RingTransportOptions): Prom
     throw invalidArgument('path', 'the transport needs options.path');
   return new RingStream(new RingFileLog(path, rest));
 }
+
+// Also a named export: the ESM face's declarations (.d.mts) type the default export through it (a default
+// re-exported from a CommonJS declaration file is the module object under node16/nodenext).
+export { ringTransport };
