@@ -3,11 +3,14 @@
 // Regression: the first sample ("Checkpoints in four lines") mixed require() with top-level await
 // (ERR_AMBIGUOUS_MODULE_SYNTAX), used tensors it never defined and expected only one of the two
 // tensors it saved (TV_CHECKPOINT_MISMATCH); the EventLog sample had the same module problem.
+// The same samples also compile as TypeScript (strict, nodenext) against the built declarations.
+// Regression: the first sample's `const weights = { dtype: 'F32', … }` widened dtype to string (TS2322).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from './helpers/tmp';
+import { typecheck } from './helpers/typecheck';
 
 const root = join(__dirname, '..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -48,5 +51,18 @@ describe('README samples run verbatim', () => {
   it('the EventLog sample appends, verifies, queries and closes its log', () => {
     const r = run('events.mjs', sample('## Event log and cold backups'));
     expect([r.status, r.stderr]).toEqual([0, '']);
+  });
+
+  it('both samples type-check as TypeScript modules (strict, nodenext)', () => {
+    const dir = join(tempDir('tv-readme-ts-'), 'app');
+    mkdirSync(join(dir, 'node_modules'), { recursive: true });
+    symlinkSync(root, join(dir, 'node_modules', 'tensorvault'), 'dir');
+    writeFileSync(join(dir, 'package.json'), '{"name":"readme","private":true}\n');
+    writeFileSync(join(dir, 'model.mts'), sample());
+    writeFileSync(join(dir, 'events.mts'), sample('## Event log and cold backups'));
+    // Plain `strict`, as most users compile (process.env.X is string | undefined for an optional key).
+    expect(
+      typecheck(dir, ['model.mts', 'events.mts'], 'nodenext', { exactOptionalPropertyTypes: false }),
+    ).toEqual([]);
   });
 });
