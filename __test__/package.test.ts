@@ -230,6 +230,8 @@ describe('packed package', () => {
       ['pino-default.mts', 'node16'],
       ['pino-default.mts', 'nodenext'],
       ['pino-default.mts', 'bundler'],
+      // Regression: no types for the subpath entry points under node10 resolution (module commonjs).
+      ['commonjs-subpaths.ts', 'commonjs'],
     ];
     for (const [file, setting] of checks) {
       copyFileSync(join(fixtures, file), join(linked, file));

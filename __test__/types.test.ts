@@ -30,4 +30,8 @@ describe('declarations as a TypeScript consumer sees them', () => {
       expect(typecheck(app, all, setting)).toEqual([]);
     });
   }
+
+  it('compile as expected under module commonjs (node10 resolution: no exports)', () => {
+    expect(typecheck(app, ['commonjs-subpaths.ts'], 'commonjs')).toEqual([]);
+  });
 });
