@@ -159,6 +159,8 @@ describe('command line conventions', () => {
     const u = run(['hash', '--json', '--bogus']);
     expect(u.status).toBe(3);
     expect(JSON.parse(u.stderr.trim()).error.code).toBe('TV_USAGE');
+    // Regression: TV_USAGE (not an ErrorCode: the CLI's own) was documented nowhere.
+    expect(readFileSync(join(__dirname, '..', 'README.md'), 'utf8')).toContain("CLI's own code `TV_USAGE`");
     const f = join(fresh(), 'f');
     writeFileSync(f, 'abc');
     expect(run(['hash', f]).stderr).toMatch(/B in/);

@@ -218,11 +218,18 @@ export interface ErrorContextMap {
     readonly actual?: string | number;
     readonly min?: number;
     readonly max?: number;
+    /** A request an object store refused (any other HTTP 4xx): the URL, the status and its error name. */
+    readonly url?: string;
+    readonly status?: number;
+    readonly reason?: string;
   };
   TV_NOT_FOUND: FileContext;
   TV_PERMISSION_DENIED: FileContext;
   TV_IS_DIRECTORY: FileContext;
-  TV_NOT_A_FILE: FileContext;
+  TV_NOT_A_FILE: FileContext & {
+    /** What the path is instead (`a FIFO`, `a socket`, `a regular file`, …). */
+    readonly kind?: string;
+  };
   TV_IO: FileContext;
   TV_FILE_CHANGED: FileContext & {
     readonly expected?: number;
@@ -326,6 +333,12 @@ export interface ErrorContextMap {
     readonly end?: number;
     readonly parity?: number;
   };
+  TV_ECC_INVALID_LENGTH: {
+    /** The inline chunk's length, and the parity bytes per block. */
+    readonly length?: number;
+    readonly parity?: number;
+  };
+  TV_ECC_SIDECAR_CORRUPT: { readonly path?: string; readonly reason?: string };
   TV_ECC_UNKNOWN_PROTECTION: { readonly level?: string };
   TV_ECC_UNKNOWN_CODEC: { readonly name?: string };
   TV_ECC_PARITY_LENGTH: {
@@ -346,6 +359,8 @@ export interface ErrorContextMap {
     /** Damaged chunks and tensors, comma-separated. */
     readonly chunks?: string;
     readonly tensors?: string;
+    /** With `reason: 'key'`: the rs(N) blocks whose correction was tried too, comma-separated. */
+    readonly blocks?: string;
     readonly expected?: number;
     readonly actual?: number;
   };
@@ -376,6 +391,10 @@ export interface ErrorContextMap {
     readonly reason?: string;
     readonly weightFile?: string;
   };
+  TV_SOURCE_FAILED: {
+    /** The tensor whose data source threw (its error is the `cause`). */
+    readonly name?: string;
+  };
   TV_FOLD_INVALID: { readonly path?: string; readonly reason?: string; readonly chunk?: string };
   TV_FOLD_CORRUPT: { readonly path?: string; readonly check?: string; readonly chunk?: string };
   TV_FOLD_UNVERIFIABLE: { readonly path?: string; readonly reason?: string };
@@ -384,6 +403,7 @@ export interface ErrorContextMap {
   TV_FOLD_POLICY: { readonly path?: string; readonly rule?: string };
   TV_FOLD_UNSUPPORTED: { readonly path?: string; readonly chunk?: string };
   TV_FOLD_CHUNK_NOT_FOUND: { readonly path?: string; readonly chunk?: string };
+  TV_MISSING_PEER: { readonly package?: string };
   TV_NATIVE_UNAVAILABLE: {
     readonly platform?: string;
     readonly arch?: string;
