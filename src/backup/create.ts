@@ -31,7 +31,8 @@ import {
 import { tarEnd, tarHeader, tarPadding } from './tar';
 
 /** Magic at the start of an encrypted archive (then a 12-byte IV, the ciphertext, a 16-byte tag). */
-export const ENCRYPTED_MAGIC = Buffer.from('TVAEGCM1', 'latin1');
+// (typed `Buffer`: inferred, it is `Buffer<ArrayBuffer>`, which TypeScript before 5.7 rejects)
+export const ENCRYPTED_MAGIC: Buffer = Buffer.from('TVAEGCM1', 'latin1');
 
 /** Options of {@link createBackup}. */
 export interface BackupCreateOptions extends JobOptions {

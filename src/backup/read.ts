@@ -91,7 +91,14 @@ export function invalidAtBackup(m: BackupManifest): string | undefined {
 }
 
 /** The options of a verify or restore that the archive walk takes as they are. */
-export function readOptions(o: BackupReadOptions) {
+// The return type is written out: inferred, it was emitted as `Uint8Array<ArrayBufferLike>`, which
+// TypeScript before 5.7 rejects (Uint8Array is not generic there).
+export function readOptions(o: BackupReadOptions): {
+  encryptionKey?: Uint8Array;
+  maxBytes?: number;
+  signal?: AbortSignal;
+  onProgress?: NonNullable<BackupReadOptions['onProgress']>;
+} {
   return {
     ...(o.encryptionKey ? { encryptionKey: o.encryptionKey } : {}),
     ...(o.maxExpandedBytes !== undefined ? { maxBytes: o.maxExpandedBytes } : {}),
