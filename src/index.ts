@@ -38,6 +38,7 @@ export {
   Checkpoint,
   type CheckpointChunkOptions,
   type CheckpointEcc,
+  type CheckpointEvent,
   type CheckpointFiles,
   type CheckpointLayout,
   CheckpointManager,
@@ -81,6 +82,7 @@ export {
   ECC_CHANNEL,
   type EccDecodeOptions,
   type EccDecodeResult,
+  type EccEvent,
   type EccFormat,
   type EccInput,
   type EccLayout,
@@ -125,6 +127,7 @@ export {
   EVENT_LOG_CHANNEL,
   EventLog,
   type EventLogEntry,
+  type EventLogEvent,
   type EventLogFormat,
   type EventLogOptions,
   EXPORT_LIMIT,
@@ -181,7 +184,7 @@ export {
   sha256Many,
   sha256ManyHex,
 } from './hash/index';
-export type { JobOptions, Progress } from './job';
+export type { JobEvent, JobOptions, Progress } from './job';
 export {
   LEVELS,
   type LevelName,
@@ -195,6 +198,7 @@ export {
   type RingFileLogOptions,
   type RingFileLogStats,
   type RingLogContents,
+  type RingLogEvent,
   type RingLogRecord,
   readRingLog,
   ringDestination,
@@ -213,6 +217,7 @@ export {
   pull,
   push,
   RemoteCheckpoint,
+  type RemoteEvent,
   type RemoteFileEntry,
   type RemoteListEntry,
   type RemoteLoadOptions,

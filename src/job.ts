@@ -2,7 +2,7 @@
  * Runs a native job on the libuv pool with progress polling and `AbortSignal` cancellation.
  */
 import { channel } from 'node:diagnostics_channel';
-import { fromNative, invalidArgument, TensorVaultAbortError } from './errors';
+import { type ErrorCode, fromNative, invalidArgument, TensorVaultAbortError } from './errors';
 import { type NativeJobControl, native } from './native';
 
 /** Progress of a long operation. */
@@ -29,6 +29,15 @@ export interface JobOptions {
  * `diagnostics_channel.subscribe('tensorvault:job', fn)`; it costs nothing when nobody listens.
  */
 export const jobChannel = channel('tensorvault:job');
+
+/** A message on `tensorvault:job`: a native job (`op`: its name, diagnostic) ended after `bytes` and `ms`. */
+export interface JobEvent {
+  op: string;
+  bytes: number;
+  ms: number;
+  /** `ok`, `aborted` or the error code it failed with. */
+  outcome: 'ok' | 'aborted' | ErrorCode;
+}
 
 /**
  * `options` without its `signal`, for the work that follows a step that has changed the user's files
@@ -70,9 +79,10 @@ export async function runJob<T>(
   const timer = onProgress === undefined ? undefined : setInterval(report, options.progressIntervalMs ?? 100);
   timer?.unref();
   const t0 = performance.now();
-  const publish = (outcome: string): void => {
+  const publish = (outcome: JobEvent['outcome']): void => {
     if (jobChannel.hasSubscribers) {
-      jobChannel.publish({ op, bytes: control.done, ms: performance.now() - t0, outcome });
+      const message: JobEvent = { op, bytes: control.done, ms: performance.now() - t0, outcome };
+      jobChannel.publish(message);
     }
   };
   try {

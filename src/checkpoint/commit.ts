@@ -18,7 +18,81 @@ import { WriterLock } from '../io/lock';
 import { testHooksBuilt } from '../native';
 import { type CheckpointFiles, checkpointFiles, sidecarFiles } from './layout';
 
-/** Telemetry channel of checkpoint integrity events (`docs/formats/checkpoint.md#telemetry`). */
+/**
+ * A message on {@link checkpointChannel} (`tensorvault:checkpoint`), as the table in
+ * `docs/formats/checkpoint.md#telemetry` lists them. A field that only some of an event's sources carry
+ * is optional (a lazy view's `verified` names its `tensor`, a full verification's its `status`).
+ */
+export type CheckpointEvent =
+  | {
+      event: 'saved';
+      path: string;
+      layout: string;
+      bytes: number;
+      ecc: string;
+      keyed: boolean;
+      ms: number;
+      /** The save's timeline: `{ name, ms }` in the order the phases ended (names may change). */
+      phases: readonly { name: string; ms: number }[];
+    }
+  | {
+      event: 'verified' | 'damaged';
+      path: string;
+      /** A lazy view's tensor (`null`: a whole-file check of a PyFolds layout). */
+      tensor?: string | null | undefined;
+      tensors?: readonly string[] | undefined;
+      /** Tree chunks: damaged ones, or `[first, last)` of a verified view. */
+      chunks?: readonly number[] | undefined;
+      /** rs(N) blocks (pyfolds-ecc). */
+      blocks?: readonly number[] | undefined;
+      /** Full verification: the chunks among `chunks` whose read failed (`EIO`). */
+      unreadableChunks?: readonly number[] | undefined;
+      /** `header`, `parity` (the `.tvecc` sidecar: `parity` slots or `reason`) or, from a prune, `sidecar`. */
+      part?: 'header' | 'parity' | 'sidecar' | undefined;
+      parity?: readonly number[] | undefined;
+      reason?: string | undefined;
+      layout?: string | undefined;
+      mode?: string | undefined;
+      status?: string | undefined;
+      bytes?: number | undefined;
+      /** From a `CheckpointManager` prune: the checkpoint was `kept`. */
+      op?: 'prune' | undefined;
+      action?: 'kept' | undefined;
+      ms?: number | undefined;
+    }
+  | {
+      event: 'repaired';
+      path: string;
+      tensor?: string | undefined;
+      chunks?: readonly number[] | undefined;
+      blocks?: readonly number[] | undefined;
+      /** The sidecar's chunks rebuilt. */
+      eccChunks?: readonly number[] | undefined;
+      part?: 'header' | 'parity' | undefined;
+      parity?: readonly number[] | undefined;
+      /** The `.tvecc` sidecar was written anew at its recorded level. */
+      rebuilt?: true | undefined;
+      ms?: number | undefined;
+    }
+  | {
+      event: 'failed';
+      op: 'save' | 'load' | 'restore' | 'prune';
+      /** The checkpoint (`dir`: the run folder, for a prune). */
+      path?: string | undefined;
+      dir?: string | undefined;
+      code: string | undefined;
+      tensor?: string | undefined;
+      chunks?: readonly number[] | undefined;
+      message?: string | undefined;
+      ms?: number | undefined;
+    }
+  | { event: 'recovered'; path: string; rolledForward: boolean; removedTemps: readonly string[] }
+  | { event: 'pruned'; dir: string; steps: readonly number[] };
+
+/**
+ * Telemetry channel of checkpoint integrity events, messages {@link CheckpointEvent}
+ * (`docs/formats/checkpoint.md#telemetry`).
+ */
 export const checkpointChannel = channel('tensorvault:checkpoint');
 
 /**
@@ -37,7 +111,7 @@ interface Held {
  * Publish `event` on `tensorvault:checkpoint` when someone listens; inside an attempt of
  * {@link unlessRaced}, once that attempt is known to stand.
  */
-export function publish(event: Record<string, unknown>): void {
+export function publish(event: CheckpointEvent): void {
   if (!checkpointChannel.hasSubscribers) return;
   const held = heldEvents.getStore();
   // Work the attempt started and that outlives it (its context is inherited) publishes at once.

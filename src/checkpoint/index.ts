@@ -1,5 +1,5 @@
 /** Checkpoints: save, load, verify and repair, in the tensorvault and PyFolds layouts. */
-export { checkpointChannel } from './commit';
+export { type CheckpointEvent, checkpointChannel } from './commit';
 export {
   CheckpointMismatchError,
   type CheckpointMismatches,

@@ -6,7 +6,14 @@
 import { channel } from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
-import { callNative, ErrorCode, fromNative, invalidArgument, TensorVaultError } from '../errors';
+import {
+  type ContextOf,
+  callNative,
+  ErrorCode,
+  fromNative,
+  invalidArgument,
+  TensorVaultError,
+} from '../errors';
 import { type JobOptions, runJob } from '../job';
 import {
   type NativeEccLayout,
@@ -29,6 +36,42 @@ import { optionsObject, requiredInteger } from '../validate';
  */
 export const ECC_CHANNEL = 'tensorvault:ecc';
 const eccChannel = channel(ECC_CHANNEL);
+
+/** A message on {@link ECC_CHANNEL} (`tensorvault:ecc`): the outcome of each `verify` and `repair`. */
+export type EccEvent =
+  | {
+      event: 'verified' | 'damaged' | 'stale';
+      op: 'verify';
+      path: string;
+      status: EccStatus;
+      damagedChunks: number[];
+      unrepairableChunks: number[];
+      damagedParity: number[];
+      unreadableChunks: number[];
+      unreadableParity: number[];
+      /** The file's length. */
+      bytes: number;
+      ms: number;
+    }
+  | {
+      event: 'repaired' | 'verified';
+      op: 'repair';
+      path: string;
+      /** The state after the repair. */
+      status: EccStatus;
+      repairedChunks: number[];
+      sidecarRewritten: boolean;
+      /** The error code when the sidecar could not be rewritten, else null. */
+      sidecarError: ErrorCode | null;
+      writeMode: RepairResult['writeMode'];
+      bytes: number;
+      ms: number;
+    }
+  | { event: 'failed'; op: 'repair'; path: string; code: ErrorCode; context: ContextOf<ErrorCode> };
+
+function publishEcc(event: EccEvent): void {
+  eccChannel.publish(event);
+}
 
 /** Named protection levels: `low` 32+2 (6.25 % overhead), `medium` 16+2 (12.5 %), `high` 10+4 (40 %). */
 export type ErasureProtectionLevel = 'low' | 'medium' | 'high';
@@ -351,7 +394,7 @@ export async function verify(path: string, options: SidecarOptions = {}): Promis
     await runJob('eccVerify', options, (control) => native().eccVerify(file, sidecar ?? null, control)),
   );
   if (eccChannel.hasSubscribers) {
-    eccChannel.publish({
+    publishEcc({
       event: r.status === 'intact' ? 'verified' : r.status === 'stale' ? 'stale' : 'damaged',
       op: 'verify',
       path: file,
@@ -417,7 +460,7 @@ export async function repair(path: string, options: RepairOptions = {}): Promise
     );
   } catch (err) {
     if (eccChannel.hasSubscribers && err instanceof TensorVaultError && err.code !== 'TV_ABORTED') {
-      eccChannel.publish({ event: 'failed', op: 'repair', path: file, code: err.code, context: err.context });
+      publishEcc({ event: 'failed', op: 'repair', path: file, code: err.code, context: err.context });
     }
     throw err;
   }
@@ -431,7 +474,7 @@ export async function repair(path: string, options: RepairOptions = {}): Promise
     checkedAfter: r.checkedAfter as RepairResult['checkedAfter'],
   };
   if (eccChannel.hasSubscribers) {
-    eccChannel.publish({
+    publishEcc({
       event: out.repairedChunks.length > 0 || out.sidecarRewritten ? 'repaired' : 'verified',
       op: 'repair',
       path: file,

@@ -6,6 +6,7 @@ export { type CpuInfo, cpuInfo, describeCpu } from './cpu';
 export {
   type ChunkDigestName,
   ECC_CHANNEL,
+  type EccEvent,
   type EccFormat,
   type EccLayout,
   type EccStatus,

@@ -15,7 +15,7 @@ export {
 } from './hashing';
 export { type EventLogFormat, LAYOUT } from './layout';
 /** For restores (not re-exported at the package root): write a staged log's head record. */
-export { EVENT_LOG_CHANNEL, EventLog, type NewEvent, writeRestoredHead } from './log';
+export { EVENT_LOG_CHANNEL, EventLog, type EventLogEvent, type NewEvent, writeRestoredHead } from './log';
 export {
   DEFAULT_RETENTION_SEGMENTS,
   DEFAULT_SEGMENT_SIZE,

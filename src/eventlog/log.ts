@@ -47,6 +47,15 @@ export interface NewEvent {
  * code, message }` when a snapshot after committed events could not be written (retried later).
  */
 export const EVENT_LOG_CHANNEL = 'tensorvault:eventlog';
+
+/** A message on {@link EVENT_LOG_CHANNEL} (`tensorvault:eventlog`). */
+export type EventLogEvent = {
+  /** A snapshot after committed events could not be written (it is retried after the next append). */
+  event: 'snapshot-failed';
+  dataDir: string;
+  code: ErrorCode;
+  message: string;
+};
 const eventLogDiag = channel(EVENT_LOG_CHANNEL);
 
 /** {@link EventLog}'s open with options already resolved (set in its static block). */
@@ -318,12 +327,13 @@ export class EventLog {
       const e = typedIoError(err, this.dataDir);
       if (!(e instanceof TensorVaultError)) throw e;
       if (eventLogDiag.hasSubscribers) {
-        eventLogDiag.publish({
+        const message: EventLogEvent = {
           event: 'snapshot-failed',
           dataDir: this.dataDir,
           code: e.code,
           message: e.message,
-        });
+        };
+        eventLogDiag.publish(message);
       }
       if (!this.#snapshotDue) process.emitWarning(e);
       this.#snapshotDue = true;

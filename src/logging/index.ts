@@ -15,4 +15,5 @@ export {
   RingFileLog,
   type RingFileLogOptions,
   type RingFileLogStats,
+  type RingLogEvent,
 } from './ring';

@@ -87,6 +87,17 @@ export interface RingFileLogStats {
 export const RING_LOG_CHANNEL = 'tensorvault:ring-log';
 const diag = channel(RING_LOG_CHANNEL);
 
+/** A message on {@link RING_LOG_CHANNEL} (`tensorvault:ring-log`). */
+export type RingLogEvent =
+  /** A compaction rewrote the file: `records` kept, `bytes` written. */
+  | { event: 'compaction'; path: string; records: number; bytes: number; ms: number }
+  /** A write error, as reported through `onError`. */
+  | { event: 'error'; path: string; error: TensorVaultError };
+
+function publishRing(event: RingLogEvent): void {
+  diag.publish(event);
+}
+
 const open = new Set<RingFileLog>();
 let exitHookInstalled = false;
 /** The process's `exit` event has begun: every record is written as it is logged. */
@@ -392,7 +403,7 @@ export class RingFileLog {
       this.flushSync();
     } catch (err) {
       const e = err instanceof TensorVaultError ? err : ioError(err, this.path);
-      if (diag.hasSubscribers) diag.publish({ event: 'error', path: this.path, error: e });
+      if (diag.hasSubscribers) publishRing({ event: 'error', path: this.path, error: e });
       // The default handler warns once per streak of failures (a full disk fails every flush, and an
       // `error` record flushes at once, until there is room again: one warning, not one per record); a
       // caller's `onError` and the channel see every one.
@@ -505,7 +516,7 @@ export class RingFileLog {
     this.#compactions++;
     this.#bytes += buf.length;
     if (diag.hasSubscribers) {
-      diag.publish({
+      publishRing({
         event: 'compaction',
         path: this.path,
         records: lines.length,

@@ -1,5 +1,5 @@
 /** Object-storage targets: push, pull, lazy remote loads, remote verify and listing. */
-export { remoteChannel } from './common';
+export { type RemoteEvent, remoteChannel } from './common';
 export { loadRemoteCheckpoint, RemoteCheckpoint, type RemoteLoadOptions } from './lazy';
 export { MANIFEST_SUFFIX, type RemoteFileEntry, type RemoteManifest, type RemoteSetKind } from './manifest';
 export { type PullOptions, type PullResult, pull } from './pull';
