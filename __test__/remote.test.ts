@@ -612,4 +612,33 @@ describe('lazy remote loads are disposable (using / await using)', () => {
     expect(['ok', 'TV_CLOSED']).toContain(await inFlight);
     await expect(b.tensor('data')).rejects.toMatchObject({ code: 'TV_CLOSED' });
   });
+
+  it("verify: 'full' reports report.verify 'full', every tensor verified", async () => {
+    // Regression: the lazy remote load fetched and checked every chunk for verify: 'full', but its report
+    // (that of the local lazy open of the cache) said verify: 'lazy'.
+    const base = join(dir, `full-${Date.now()}`);
+    await tv.saveCheckpoint(
+      join(base, 'src', 'model.safetensors'),
+      { a: new Float32Array(1000).fill(1), b: new Float32Array(10).fill(2) },
+      { ecc: 'low' },
+    );
+    const pushed = await tv.push(join(base, 'src', 'model.safetensors'), `file://${join(base, 'store')}`, {
+      stateDir: join(base, 'state'),
+    });
+    if (!tv.isRemoteUrl(pushed.url)) throw new Error(`not a remote URL: ${pushed.url}`);
+    const full = await tv.loadCheckpoint(pushed.url, { cacheDir: join(base, 'cache'), verify: 'full' });
+    try {
+      expect(full.report.verify).toBe('full');
+      expect([...full.report.verifiedTensors].sort()).toEqual(['a', 'b']);
+      expect(full.report.status).toBe('intact');
+    } finally {
+      full.close();
+    }
+    const lazy = await tv.loadCheckpoint(pushed.url, { cacheDir: join(base, 'cache-lazy') });
+    try {
+      expect(lazy.report.verify).toBe('lazy');
+    } finally {
+      lazy.close();
+    }
+  });
 });

@@ -522,6 +522,9 @@ export async function loadRemoteCheckpoint(
         ck.close();
         throw err;
       }
+      // Every tensor was fetched and its chunks checked: a full verification (the local open above was
+      // lazy, so its report said 'lazy').
+      ck.report.verify = 'full';
     }
     publishRemote({
       event: 'opened',
