@@ -682,6 +682,30 @@ describe('audit: export and replay', () => {
 });
 
 describe('weaknesses fixed (v2)', () => {
+  it('a log reopened with a larger segmentSize never appends to the segment its snapshot sealed (fast and full verification agree)', async () => {
+    const d = fresh();
+    let log = await tv.EventLog.open(d, { fsync: 'never', segmentSize: 7, snapshotEvery: 5 });
+    for (let i = 0; i < 14; i++) await log.append('a', 'E', 'X', `id${i}`, { i });
+    await log.close();
+    const sealed = readFileSync(segFile(d, 'v2', 2));
+    const snap = JSON.parse(readFileSync(join(d, 'event-log-snapshot.json'), 'utf8'));
+    expect(snap.sealed.map((r: { segment: number }) => r.segment)).toEqual([1, 2]);
+    for (const size of [10_000, 8]) {
+      log = await tv.EventLog.open(d, { fsync: 'never', segmentSize: size });
+      await log.append('a', 'E', 'X', `new${size}`, { size });
+      // The sealed segment keeps its bytes; the event starts a new segment.
+      expect(readFileSync(segFile(d, 'v2', 2)).equals(sealed)).toBe(true);
+      expect(await log.verifyChain()).toMatchObject({ valid: true });
+      expect(await log.verifyChainFull()).toMatchObject({ valid: true });
+      await log.close();
+    }
+    const ro = await tv.EventLog.open(d, { readOnly: true });
+    expect(ro.segments).toEqual([1, 2, 3]);
+    expect(await ro.verifyChain()).toMatchObject({ valid: true, usedSnapshot: true });
+    expect(await ro.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 16 });
+    await ro.close();
+  });
+
   it('a reader verifying a live log while the writer creates a segment (no header line yet) sees the log before it, not damage', async () => {
     for (const partial of ['', '{"tv_eventlog":2,"se']) {
       const d = fresh();

@@ -99,6 +99,10 @@ export class LegacyFormat implements LogFormat {
     this.#current = next;
   }
 
+  sealed(_seg: number): boolean {
+    return false; // the legacy format records no segment digests
+  }
+
   async rotate(_n: number): Promise<void> {
     this.#current = [];
   }

@@ -276,7 +276,11 @@ export class EventLog {
     let i = 0;
     while (i < prepared.length) {
       let seg = tail.segments[tail.segments.length - 1];
-      if (seg === undefined || (tail.segCounts.get(seg) ?? 0) >= size) seg = await this.#rotate();
+      // A sealed segment is never appended to: a log reopened with a larger segmentSize whose last
+      // segment the snapshot sealed (full under the old size) goes on in a new segment.
+      if (seg === undefined || (tail.segCounts.get(seg) ?? 0) >= size || this.#fmt.sealed(seg)) {
+        seg = await this.#rotate();
+      }
       const batch = prepared.slice(i, i + size - (tail.segCounts.get(seg) ?? 0));
       i += batch.length;
       const entries: EventLogEntry[] = [];

@@ -55,6 +55,11 @@ export interface LogFormat {
   liveSegments(): Promise<Segment[]>;
   /** Write entries at the end of segment `seg` (all or none on a crash). */
   write(seg: number, entries: EventLogEntry[]): Promise<void>;
+  /**
+   * Whether segment `seg` is sealed: its digest is recorded (v2 snapshot), so it must never be
+   * appended to again, whatever `segmentSize` this open was given.
+   */
+  sealed(seg: number): boolean;
   /** Start segment `n` after the current one. */
   rotate(n: number): Promise<void>;
   /** After a write: record what was acknowledged (the v2 head). */

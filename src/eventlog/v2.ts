@@ -63,6 +63,8 @@ export class V2Format implements LogFormat {
   /** Set when a failed batch's partial lines could not be cut off yet: the length to cut back to. */
   #tornEnd: number | undefined;
   #headFh: fsp.FileHandle | undefined;
+  /** Segments whose digest the last snapshot read or written records (never appended to again). */
+  #sealed = new Set<number>();
   constructor(
     readonly ctx: FormatContext,
     readonly hasMeta: boolean,
@@ -123,13 +125,17 @@ export class V2Format implements LogFormat {
     }
     tail.total = Math.max(0, lastSeq - meta.anchor.seq + 1);
     if (readOnly) return;
+    const snapRead = await store.readSnapshot();
+    // A segment the snapshot sealed is full, whatever `segmentSize` this open was given (it is not
+    // kept in the log): the next append starts a new segment instead of changing its bytes.
+    this.#sealed = new Set((snapRead.snap?.sealed ?? []).map((r) => r.segment));
     if (head !== undefined && head.seq > lastSeq) {
       tail.chainBroken = `tail cut: the head records seq ${head.seq} but the log ends at seq ${lastSeq}`;
     } else if (tail.chainBroken === undefined && (head === undefined || head.seq < lastSeq)) {
       if (head !== undefined || lastSeq >= meta.anchor.seq) recovery.headAdvanced = head !== undefined;
       await this.acknowledge();
     }
-    if ((await store.readSnapshot()).corrupt) recovery.snapshotIgnored = true;
+    if (snapRead.corrupt) recovery.snapshotIgnored = true;
   }
 
   /** Read the last segment (cutting a torn write, removing a header-less one); returns the last seq. */
@@ -293,6 +299,10 @@ export class V2Format implements LogFormat {
     this.#tornEnd = undefined;
   }
 
+  sealed(seg: number): boolean {
+    return this.#sealed.has(seg);
+  }
+
   async rotate(n: number): Promise<void> {
     const { store, tail } = this.ctx;
     await this.#appendFh?.close();
@@ -379,6 +389,7 @@ export class V2Format implements LogFormat {
       if (rec !== undefined) sealed.push(rec);
     }
     sealed.sort((a, b) => a.segment - b.segment);
+    this.#sealed = new Set(sealed.map((r) => r.segment));
     const snap: Snapshot = {
       ...base,
       last_seq: tail.last?.seq ?? this.#seqBefore,
