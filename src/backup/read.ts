@@ -2,7 +2,14 @@
 import { promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { canonicalJson, EventLog, LAYOUT, type VerifyResult, writeRestoredHead } from '../eventlog/index';
+import {
+  canonicalJson,
+  EventLog,
+  LAYOUT,
+  type VerifyChainOptions,
+  type VerifyResult,
+  writeRestoredHead,
+} from '../eventlog/index';
 import { hashFile } from '../hash/index';
 import { assertRegularFile, exists, ioError } from '../io/index';
 import { requiredString } from '../validate';
@@ -149,21 +156,33 @@ export async function verifyStaged(
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
   };
-  let r = await log.verifyChainFull(vo);
+  let r = await chainVerdict(log, isV2, vo);
+  if (r.valid && m !== undefined) {
+    const p = summaryProblems(m, r);
+    if (p.length > 0) r = { ...r, valid: false, reason: p.join('; ') };
+  }
+  return r;
+}
+
+/**
+ * The chain verdict a backup gives a log, the same at create (the cut's event-by-event check), verify
+ * and restore (in staging and again in place): the full check, or for a legacy log pruned by Libervia
+ * (no anchor: its full verification cannot pass) the snapshot-based check Libervia itself used.
+ */
+export async function chainVerdict(
+  log: EventLog,
+  isV2: boolean,
+  vo: VerifyChainOptions,
+): Promise<VerifyResult> {
+  const r = await log.verifyChainFull(vo);
   if (!r.valid && !isV2 && /earlier segments were deleted/.test(r.reason ?? '')) {
-    // A legacy log pruned by Libervia has no anchor: its full verification cannot pass; use the
-    // snapshot-based check Libervia itself used, and say so.
     const fast = await log.verifyChain(vo);
     if (fast.valid) {
-      r = {
+      return {
         ...fast,
         warnings: [...fast.warnings, 'legacy log pruned without an anchor: verified from its snapshot'],
       };
     }
-  }
-  if (r.valid && m !== undefined) {
-    const p = summaryProblems(m, r);
-    if (p.length > 0) r = { ...r, valid: false, reason: p.join('; ') };
   }
   return r;
 }

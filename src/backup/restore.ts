@@ -21,6 +21,7 @@ import { type BackupManifest, parseManifest } from './manifest';
 import { checkReadOptions, type RestoreOptions } from './options';
 import {
   archiveHashStatus,
+  chainVerdict,
   entriesAgainst,
   invalidAtBackup,
   loadSidecar,
@@ -201,6 +202,19 @@ async function stageAndCheck(
   return { chain, files: walk.entries.length, atBackup };
 }
 
+/** The chain verdict of the log just placed in `dest` (see {@link chainVerdict}). */
+async function checkInPlace(dest: string, o: RestoreOptions): Promise<VerifyResult> {
+  const log = await EventLog.open(dest, { readOnly: true, ...(o.logKey ? { hmacKey: o.logKey } : {}) });
+  try {
+    return await chainVerdict(log, log.format === 'v2', {
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    });
+  } finally {
+    await log.close();
+  }
+}
+
 /**
  * Put the staged log in place. Only the log's own layout is ever placed: a manifest (signed or not)
  * naming anything else at the top of the destination (`.bashrc`, `config.json`) is refused before
@@ -233,14 +247,9 @@ async function place(
     // checked against the manifest in staging, and it is placed as it is.
     if (evidence && o.signal?.aborted) throw new TensorVaultAbortError('restore aborted', o.signal.reason);
     // Interrupted here, the swap is rolled back below: the old log (if any) is put back.
-    const check = evidence
-      ? undefined
-      : await (
-          await EventLog.open(dest, { readOnly: true, ...(o.logKey ? { hmacKey: o.logKey } : {}) })
-        ).verifyChain({
-          ...(o.signal ? { signal: o.signal } : {}),
-          ...(o.onProgress ? { onProgress: o.onProgress } : {}),
-        });
+    // The same verdict as the one in staging (and at create and verify): a backup that verifies is
+    // one that restores (the fast check alone could refuse what the full check accepted).
+    const check = evidence ? undefined : await checkInPlace(dest, o);
     swapStep('verified');
     if (check !== undefined && !check.valid) {
       throw new TensorVaultError(
