@@ -1091,7 +1091,9 @@ describe('weaknesses fixed (v2)', () => {
     });
     await log.close();
     const doc = readFileSync(join(__dirname, '..', 'docs', 'formats', 'eventlog.md'), 'utf8');
-    const para = doc.slice(doc.indexOf('- **Single writer**'), doc.indexOf('- **Append**'));
+    const start = doc.indexOf('- **Single writer**');
+    // (the next bullet, on older builds' notes in a rolling upgrade, names their token)
+    const para = doc.slice(start, doc.indexOf('\n- **', start));
     expect(para).toMatch(/`flock`/);
     expect(para).toContain('`{pid, hostname, since}`');
     expect(para).not.toMatch(/O_EXCL|token|stale and is broken/);
@@ -1099,12 +1101,14 @@ describe('weaknesses fixed (v2)', () => {
 
   it('a lock file left by a holder whose pid is now reused (pid 1, our own pid) or torn is taken over at once', async () => {
     // Issue 13: a container restarted with Node as pid 1 found `locked by pid 1` forever, and a torn
-    // lock file gave TV_LOCKED for 5 s. The lock is now the kernel's (flock): the text locks nothing.
+    // lock file gave TV_LOCKED for 5 s. The lock is now the kernel's (flock): the text locks nothing,
+    // except an older build's note naming a live process here (see 'a lock held by an older build'),
+    // which a pid reused since (a process started after the note: pid 1 here; our own pid) is not.
     const d = fresh();
     const log = await tv.EventLog.open(d);
     await log.close();
     for (const text of [
-      JSON.stringify({ pid: 1, hostname: hostname(), created_at: '', token: 'x' }),
+      JSON.stringify({ pid: 1, hostname: hostname(), created_at: '1970-01-01T00:00:00.000Z', token: 'x' }),
       JSON.stringify({ pid: process.pid, hostname: hostname(), created_at: '', token: 'y' }),
       '{"pid":1,"host',
     ]) {
@@ -1118,6 +1122,49 @@ describe('weaknesses fixed (v2)', () => {
       });
       await again.close();
     }
+  });
+
+  it('a lock held by an older build (its note naming a live process here) refuses open and restore; a dead one is taken over', async () => {
+    // Regression: builds before f236a3e locked event-log.lock by its note alone ({pid, hostname,
+    // created_at, token}, no flock); today's writer took the free flock and both appended (the log
+    // broke), and `backup restore --overwrite` replaced the log under the live older writer.
+    const d = fresh();
+    const log = await tv.EventLog.open(d);
+    await log.append('a', 'E', 'X', '1');
+    await log.close();
+    const archive = (await tv.createBackup(d, fresh())).archivePath;
+    const old = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const pid = old.pid as number;
+    const note = JSON.stringify({
+      pid,
+      hostname: hostname(),
+      created_at: new Date().toISOString(),
+      token: 'ab',
+    });
+    const lockFile = join(d, 'event-log.lock');
+    const before = readFileSync(segFile(d, 'v2', 1));
+    try {
+      writeFileSync(lockFile, note);
+      const refused = { code: 'TV_LOCKED', context: { pid, hostname: hostname(), olderBuild: 'note-lock' } };
+      await expect(tv.EventLog.open(d)).rejects.toMatchObject(refused);
+      await expect(tv.EventLog.open(d)).rejects.toThrow(`older tensorvault (pid ${pid}`);
+      await expect(tv.restoreBackup(archive, d, { overwrite: true })).rejects.toMatchObject(refused);
+      // Nothing was written: the note and the log are as the older writer left them.
+      expect(readFileSync(lockFile, 'utf8')).toBe(note);
+      expect(readFileSync(segFile(d, 'v2', 1)).equals(before)).toBe(true);
+    } finally {
+      old.kill('SIGKILL');
+      await new Promise((r) => old.once('exit', r));
+    }
+    // Its process is gone: the note is stale and taken over, by a writer and by a restore.
+    const again = await tv.EventLog.open(d);
+    await again.append('a', 'E', 'X', '2');
+    await again.close();
+    writeFileSync(lockFile, note);
+    expect(await tv.restoreBackup(archive, d, { overwrite: true })).toMatchObject({
+      totalEvents: 1,
+      replaced: true,
+    });
   });
 
   it('concurrent appends from two processes lose nothing', async () => {

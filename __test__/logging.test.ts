@@ -1,5 +1,5 @@
 import { constants as bufferConstants } from 'node:buffer';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import {
   closeSync,
@@ -615,6 +615,36 @@ describe('RingFileLog: one writer per file', () => {
       log.close();
       expect(existsSync(`${path}.lock`)).toBe(false);
     }
+  });
+
+  it('the lock note of an older build (before the flock lock) naming a live process here refuses the ring log; a dead one is taken over', async () => {
+    // Regression: builds before f236a3e locked `<file>.lock` by its note alone ({pid, hostname,
+    // since, start}, no flock); today's logger took the free flock and both wrote the file (records lost).
+    const path = fresh();
+    mkdirSync(join(path, '..'), { recursive: true });
+    const old = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const pid = old.pid as number;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3];
+    const note = `${JSON.stringify({ pid, hostname: hostname(), since: new Date().toISOString(), start })}\n`;
+    try {
+      writeFileSync(`${path}.lock`, note);
+      const e = expectCode(() => new tv.RingFileLog(path), 'TV_LOCKED');
+      expect(e.message).toContain(`older tensorvault (pid ${pid}`);
+      expect(e.context).toMatchObject({ pid, hostname: hostname(), olderBuild: 'note-lock' });
+      // The older writer's note is left as it was, and nothing was written.
+      expect(readFileSync(`${path}.lock`, 'utf8')).toBe(note);
+      expect(existsSync(path)).toBe(false);
+    } finally {
+      old.kill('SIGKILL');
+      await new Promise((r) => old.once('exit', r));
+    }
+    // Its process is gone: the note is stale and taken over.
+    const log = new tv.RingFileLog(path, { flushIntervalMs: 0 });
+    log.info('after');
+    expect(JSON.parse(readFileSync(`${path}.lock`, 'utf8'))).toMatchObject({ pid: process.pid });
+    log.close();
+    expect(msgs(path)).toEqual(['after']);
   });
 
   it('a lock path that is a folder or a FIFO is refused with a typed error, not waited on', () => {

@@ -250,6 +250,11 @@ export interface ErrorContextMap {
     readonly pid?: number;
     readonly hostname?: string;
     readonly since?: string;
+    /**
+     * `'note-lock'` when the holder is a tensorvault from before the flock lock (built before f236a3e),
+     * which locks by its lock-file note alone: a live process on this host that the note names.
+     */
+    readonly olderBuild?: 'note-lock';
   };
   TV_EXISTS: {
     readonly path?: string;

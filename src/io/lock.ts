@@ -5,7 +5,10 @@
  * writer as pid 1), a lock file torn by a crash or written by hand, and two processes racing for a
  * free lock are all handled by the kernel. The file holds one JSON line about the holder (pid, host,
  * since), used only in the message of a refused writer. A second writer in the same
- * process is refused as well. The file is removed on release.
+ * process is refused as well. The file is removed on release. One exception reads the note: a
+ * tensorvault from before this lock (built before f236a3e) locked by its note alone, and a note of that
+ * kind naming a live process on this host refuses the lock during a rolling upgrade (`TV_LOCKED`,
+ * `context.olderBuild: 'note-lock'`); a dead process's note is taken over.
  */
 import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -59,6 +62,8 @@ function parseHolder(text: unknown): LockHolder {
       ...(typeof v.pid === 'number' ? { pid: v.pid } : {}),
       ...(typeof v.hostname === 'string' ? { hostname: v.hostname } : {}),
       ...(typeof v.since === 'string' ? { since: v.since } : {}),
+      // An older build's event-log note says when it was taken as `created_at`.
+      ...(typeof v.since !== 'string' && typeof v.created_at === 'string' ? { since: v.created_at } : {}),
     };
   } catch {
     return {};
@@ -104,6 +109,22 @@ export class WriterLock {
           continue;
         }
         const holder = parseHolder(err.context.holder);
+        if ((err.context as { olderBuild?: unknown }).olderBuild !== undefined) {
+          // A tensorvault from before the flock lock, still running here: it takes no flock, so the
+          // free flock meant nothing (io/lock.rs, `older_live_holder`).
+          throw new TensorVaultError(
+            ErrorCode.LOCKED,
+            `${path} is held by an older tensorvault (pid ${holder.pid ?? '?'} on ${holder.hostname ?? 'this host'}), which locks by its lock-file note and takes no flock: stop it or let it finish before a newer version writes here`,
+            {
+              path,
+              lock: path,
+              pid: holder.pid ?? null,
+              hostname: holder.hostname ?? null,
+              since: holder.since ?? null,
+              olderBuild: 'note-lock',
+            },
+          );
+        }
         const who =
           holder.pid === undefined
             ? 'another writer'

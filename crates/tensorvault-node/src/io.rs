@@ -34,6 +34,19 @@ pub fn lock_file(path: String, holder: String) -> napi::Result<NativeFileLock> {
             .with("path", Ctx::Str(path.display().to_string()))
             .with("holder", Ctx::Str(holder))
             .into()),
+            Err(LockError::HeldByOlder { path, pid, holder }) => Err(TvError::new(
+                "TV_LOCKED",
+                format!(
+                    "{} is held by an older tensorvault (pid {pid}), which locks by its lock-file note \
+                     and takes no flock: stop it (or let it finish) before a newer version writes here",
+                    path.display()
+                ),
+            )
+            .with("path", Ctx::Str(path.display().to_string()))
+            .with("holder", Ctx::Str(holder))
+            .with("pid", Ctx::Num(f64::from(pid)))
+            .with("olderBuild", Ctx::Str("note-lock".to_string()))
+            .into()),
             Err(LockError::Io(e)) => Err(TvError::from(&e).into()),
         }
     })

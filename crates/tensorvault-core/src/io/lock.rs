@@ -33,6 +33,18 @@ pub enum LockError {
         /// The holder's own description of itself (its JSON line), or `unknown`.
         holder: String,
     },
+    /// The file holds the note of a tensorvault from before the flock lock (built before f236a3e),
+    /// naming a live process on this host: that writer locks by the note alone and takes no flock,
+    /// so the flock being free does not mean the file is free.
+    #[error("{path} is held by an older tensorvault (pid {pid}), which locks by its note and takes no flock")]
+    HeldByOlder {
+        /// The lock file.
+        path: PathBuf,
+        /// The older writer's pid.
+        pid: i32,
+        /// The note (its JSON line).
+        holder: String,
+    },
     /// The lock file could not be opened, checked or written.
     #[error(transparent)]
     Io(#[from] IoError),
@@ -56,6 +68,16 @@ impl FileLock {
         for _ in 0..REOPEN_TRIES {
             let (file, meta) = open_lock_file(path)?;
             if let Some(lock) = lock_opened(path, file, &meta)? {
+                // The flock is ours; an older build's writer may still hold the file by its note.
+                // Refused without touching the note (the lock is let go, the file left as it is).
+                if let Some((pid, note)) = older_live_holder(&lock.file) {
+                    drop(lock);
+                    return Err(LockError::HeldByOlder {
+                        path: path.to_path_buf(),
+                        pid,
+                        holder: note,
+                    });
+                }
                 match lock.write_holder(holder) {
                     // The holder's text only serves a refused writer's message; the lock is the
                     // flock. A full disk (or quota, or file-size limit) must not stop the writer that
@@ -155,6 +177,136 @@ fn lock_opened(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(IoError::from_os(path, "stat", e).into()),
     }
+}
+
+/// The note of an older tensorvault's lock that names a live process on this host, as `(pid, note)`.
+///
+/// Builds before f236a3e locked by the note alone: the event log (and restore) created the lock file
+/// with `O_EXCL` holding `{pid, hostname, created_at, token}`, the ring log hard-linked
+/// `{pid, hostname, since, start}` into place (`start`: field 22 of `/proc/PID/stat`, when readable).
+/// Today's note is `{pid, hostname, since}` and never has `token` or `start`, so it is never taken for
+/// an old one (and is only read once its flock is free: its writer is gone). An old note is stale, and
+/// taken over as before, when its pid is not alive, is this process (a reused pid: this process is not
+/// an old build), or names a process started at another time than `start` (ring) or after `created_at`
+/// (event log): the pid was reused. A note from another host cannot be checked from here and is taken
+/// over too (as before; `docs/formats/eventlog.md`, Single writer). An old ring note without `start` (no `/proc` where
+/// it was written) looks like today's and is not recognised.
+fn older_live_holder(file: &File) -> Option<(i32, String)> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 4096];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    let text = String::from_utf8_lossy(buf.get(..n)?).trim().to_string();
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let token = v.get("token").is_some_and(serde_json::Value::is_string)
+        && v.get("created_at")
+            .is_some_and(serde_json::Value::is_string);
+    let start = v.get("start").and_then(serde_json::Value::as_str);
+    if !token && start.is_none() {
+        return None; // today's note (or not a note at all)
+    }
+    let pid = i32::try_from(v.get("pid")?.as_u64()?).ok()?;
+    if pid <= 0 || u32::try_from(pid).ok()? == std::process::id() {
+        return None;
+    }
+    if v.get("hostname")?.as_str()? != local_hostname()? {
+        return None;
+    }
+    // SAFETY: kill with signal 0 only checks that the pid exists and may be signalled.
+    let rc = unsafe { libc::kill(pid, 0) };
+    if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+        return None; // no such process: a stale note
+    }
+    if let Some(start) = start {
+        // The same pid started at another time is another process (the pid was reused).
+        if process_start(pid).is_some_and(|now| now != start) {
+            return None;
+        }
+    }
+    let created = v
+        .get("created_at")
+        .and_then(serde_json::Value::as_str)
+        .and_then(iso_millis);
+    if let (Some(created), Some(started)) = (created, process_started_millis(pid)) {
+        // A process that started after the note was written is not its writer (the pid was reused);
+        // one second of slack for the boot time's whole seconds.
+        if started > created + 1000 {
+            return None;
+        }
+    }
+    Some((pid, text))
+}
+
+/// When process `pid` started, in milliseconds since the Unix epoch (`/proc/stat`'s boot time plus
+/// the process's start time after boot), or `None` where `/proc` does not say.
+fn process_started_millis(pid: i32) -> Option<i64> {
+    let ticks: i64 = process_start(pid)?.parse().ok()?;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: i64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = i64::from(i32::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?);
+    if hz <= 0 {
+        return None;
+    }
+    Some(btime * 1000 + ticks * 1000 / hz)
+}
+
+/// Milliseconds since the Unix epoch of a UTC time as JavaScript's `toISOString()` writes it
+/// (`YYYY-MM-DDTHH:MM:SS.sssZ`), or `None` for anything else.
+fn iso_millis(text: &str) -> Option<i64> {
+    if text.len() != 24 || !text.ends_with('Z') {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let part = text.get(from..to)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second, milli) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // Days from the civil date (H. Hinnant's algorithm).
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + milli)
+}
+
+/// Field 22 (start time, in clock ticks after boot) of `/proc/PID/stat`, as the older ring log wrote it.
+fn process_start(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count the fields after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split(' ').nth(22 - 3).map(str::to_string)
+}
+
+/// This host's name (as `os.hostname()` gives it), or `None` when it cannot be read.
+fn local_hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(buf.get(..end)?).into_owned())
 }
 
 /// Take an exclusive `flock` on the open file `fd` without waiting: `Ok(true)` when taken (it lasts
@@ -274,6 +426,90 @@ mod tests {
             .unwrap();
         assert!(st.success(), "child: {st:?}");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_older_builds_note_naming_a_live_local_process_refuses_the_lock() {
+        // Regression: builds before f236a3e locked by the note alone (no flock); today's writer took
+        // the free flock, overwrote the note, and both appended to the same log.
+        let d = dir();
+        let host = local_hostname().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let start = process_start(i32::try_from(pid).unwrap()).unwrap();
+        let notes = [
+            // the event log's (and restore's) note, written after the child started
+            format!(
+                "{{\"pid\":{pid},\"hostname\":\"{host}\",\"created_at\":\"2999-01-01T00:00:00.000Z\",\"token\":\"ab\"}}"
+            ),
+            // the ring log's note
+            format!(
+                "{{\"pid\":{pid},\"hostname\":\"{host}\",\"since\":\"2026-11-30T00:00:00.000Z\",\"start\":\"{start}\"}}\n"
+            ),
+        ];
+        for note in &notes {
+            let p = d.join("old.lock");
+            std::fs::write(&p, note).unwrap();
+            match FileLock::try_acquire(&p, "mine") {
+                Err(LockError::HeldByOlder {
+                    pid: p2, holder, ..
+                }) => {
+                    assert_eq!(u32::try_from(p2).unwrap(), pid);
+                    assert_eq!(holder, note.trim());
+                }
+                other => panic!("expected HeldByOlder, got {other:?}"),
+            }
+            // The note is left as it was, and nothing holds the flock.
+            assert_eq!(&std::fs::read_to_string(&p).unwrap(), note);
+        }
+        // Taken over: the same pid with another start time or started after the note (reused), another
+        // host, today's note.
+        for note in [
+            format!("{{\"pid\":{pid},\"hostname\":\"{host}\",\"created_at\":\"2000-01-01T00:00:00.000Z\",\"token\":\"t\"}}"),
+            format!("{{\"pid\":{pid},\"hostname\":\"{host}\",\"since\":\"x\",\"start\":\"1\"}}"),
+            format!("{{\"pid\":{pid},\"hostname\":\"elsewhere-{host}\",\"created_at\":\"x\",\"token\":\"t\"}}"),
+            format!("{{\"pid\":{pid},\"hostname\":\"{host}\",\"since\":\"x\"}}"),
+        ] {
+            let p = d.join("other.lock");
+            std::fs::write(&p, &note).unwrap();
+            FileLock::try_acquire(&p, "mine").unwrap().release();
+        }
+        // A dead process's note is stale: taken over as before.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for note in &notes {
+            let p = d.join("old.lock");
+            std::fs::write(&p, note).unwrap();
+            let l = FileLock::try_acquire(&p, "mine").unwrap();
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), "mine");
+            l.release();
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn iso_times_as_javascript_writes_them() {
+        assert_eq!(iso_millis("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(
+            iso_millis("2026-12-02T10:20:30.456Z"),
+            Some(1_796_206_830_456)
+        );
+        assert_eq!(
+            iso_millis("2000-02-29T00:00:00.001Z"),
+            Some(951_782_400_001)
+        );
+        for bad in [
+            "",
+            "2026-12-02",
+            "2026-13-02T10:20:30.456Z",
+            "2026-12-02T10:20:30.456+01",
+            "x026-12-02T10:20:30.456Z",
+        ] {
+            assert_eq!(iso_millis(bad), None, "{bad}");
+        }
     }
 
     #[test]
