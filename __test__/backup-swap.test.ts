@@ -141,6 +141,41 @@ describe('restore --overwrite killed at every step of the swap (issue 13 item 7)
     expect(leftovers(dest)).toEqual([]);
   });
 
+  it('until a writer puts it back, a log set aside by an older restore is TV_RESTORE_INCOMPLETE to readers and backups, not TV_NOT_FOUND', async () => {
+    // Regression: read-only opens, `eventlog verify` and `backup create` said there was no event log
+    // (TV_NOT_FOUND, exit 6) while a writer's open moved it back.
+    const dest = await makeLog(4);
+    const aside = join(dest, '.tv-restore-old-Ab12Cd');
+    mkdirSync(aside);
+    for (const name of ['event-log', 'event-log-snapshot.json'])
+      renameSync(join(dest, name), join(aside, name));
+    mkdirSync(join(dest, '.tv-restore-Zz99Yy'));
+    const before = readdirSync(dest).sort();
+    const incomplete = { code: 'TV_RESTORE_INCOMPLETE', context: { path: aside } };
+    await expect(tv.EventLog.open(dest, { readOnly: true })).rejects.toMatchObject(incomplete);
+    await expect(tv.EventLog.open(dest, { readOnly: true })).rejects.toThrow(/moves it back/);
+    await expect(tv.createBackup(dest, fresh())).rejects.toMatchObject(incomplete);
+    const cli = spawnSync(
+      process.execPath,
+      [join(__dirname, '..', 'dist', 'cli', 'main.js'), 'eventlog', 'verify', dest],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(cli.status).toBe(4);
+    expect(cli.stderr).toContain('.tv-restore-old-Ab12Cd');
+    // Nothing moved; a writer's open puts the log back, and readers see it again.
+    expect(readdirSync(dest).sort()).toEqual(before);
+    expect(await writerView(dest)).toBe(4);
+    const ro = await tv.EventLog.open(dest, { readOnly: true });
+    expect(await ro.count()).toBe(4);
+    await ro.close();
+    // A folder with no log and nothing set aside is still "no event log".
+    await expect(tv.EventLog.open(fresh(), { readOnly: true })).rejects.toMatchObject({
+      code: 'TV_NOT_FOUND',
+    });
+  });
+
   it('a published build (no test exports in the addon) ignores the swap hooks in its environment', async () => {
     // A shim addon: the real one without its test-build exports, loaded through TENSORVAULT_NATIVE_PATH.
     const shim = join(fresh(), 'release-shim.cjs');

@@ -7,7 +7,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { ioError } from '../io/index';
+import { checkSettled, ioError } from '../io/index';
 import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from './hashing';
 import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE, parseSegmentSteps, V2_SEGMENT_RE } from './layout';
 import { type Head, hmacUnexpected, LogStore, type SealRecord, type Snapshot, sealedWithHmac } from './store';
@@ -85,6 +85,8 @@ export async function takeCut(dataDir: string): Promise<LogCut> {
     if (!st.isDirectory()) throw new Error('not a folder');
     names = await fsp.readdir(dir);
   } catch (err) {
+    // A log a restore set aside and has not put back (an interrupted restore) is not a missing log.
+    await checkSettled(dataDir);
     throw new TensorVaultError(
       ErrorCode.NOT_FOUND,
       `no event-log folder in ${dataDir}`,

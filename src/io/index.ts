@@ -32,6 +32,7 @@ export {
 export { type AcquireLockOptions, type LockHolder, WriterLock } from './lock';
 export {
   beginSwap,
+  checkSettled,
   commitSwap,
   placeSwap,
   rollBackSwap,

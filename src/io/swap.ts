@@ -252,14 +252,7 @@ export async function settleSwap(dir: string, readOnly: boolean): Promise<Settle
   const report: SettleReport = { removedFolders: 0 };
   const j = await readJournal(dir);
   if (readOnly) {
-    if (j !== undefined && !(j.phase === 'placing' && complete(await state(dir, j)))) {
-      throw new TensorVaultError(
-        ErrorCode.RESTORE_INCOMPLETE,
-        `a restore into ${dir} was interrupted (or is running) before its log was in place; ` +
-          'a read-write open or the next restore finishes or undoes it',
-        { path: join(dir, SWAP_JOURNAL), phase: j.phase },
-      );
-    }
+    await checkSettled(dir, j);
     return report;
   }
   if (j !== undefined) {
@@ -275,6 +268,56 @@ export async function settleSwap(dir: string, readOnly: boolean): Promise<Settle
   }
   report.removedFolders = await removeDeadRestoreFolders(dir);
   return report;
+}
+
+/**
+ * Refuse (`TV_RESTORE_INCOMPLETE`) a folder whose restore was interrupted (or is running) before its
+ * log was in place, without changing anything: a swap journal whose swap is not complete, or, without a
+ * journal, an aside folder left by a restore older than the journal that a writer's open would move
+ * back (see {@link removeDeadRestoreFolders}). Read-only opens and backups call it: they never read a
+ * half-placed log, nor report a log that is only set aside as missing.
+ */
+export async function checkSettled(dir: string, journal?: SwapJournal): Promise<void> {
+  const j = journal ?? (await readJournal(dir));
+  if (j !== undefined) {
+    if (j.phase === 'placing' && complete(await state(dir, j))) return;
+    throw new TensorVaultError(
+      ErrorCode.RESTORE_INCOMPLETE,
+      `a restore into ${dir} was interrupted (or is running) before its log was in place; ` +
+        'a read-write open or the next restore finishes or undoes it',
+      { path: join(dir, SWAP_JOURNAL), phase: j.phase },
+    );
+  }
+  const aside = await oldAsideToMoveBack(dir);
+  if (aside !== undefined) {
+    throw new TensorVaultError(
+      ErrorCode.RESTORE_INCOMPLETE,
+      `a restore into ${dir} by an older tensorvault (without the restore journal) was interrupted (or ` +
+        `is running): the log was moved aside into ${aside} and nothing replaced it; make sure no restore ` +
+        'is running, then a read-write open (EventLog.open) or the next restore moves it back',
+      { path: aside, phase: 'aside' },
+    );
+  }
+}
+
+/**
+ * The first aside folder (`.tv-restore-old-XXXXXX`) a restore older than the journal left, which a
+ * writer's open would move back: not committed, not empty, and none of its names taken in `dir`.
+ */
+async function oldAsideToMoveBack(dir: string): Promise<string | undefined> {
+  const names = await fsp.readdir(dir).catch(() => [] as string[]);
+  for (const name of names.sort()) {
+    if (!ASIDE_RE.test(name)) continue;
+    const path = join(dir, name);
+    const st = await fsp.lstat(path).catch(() => undefined);
+    if (st === undefined || !st.isDirectory() || (await exists(join(path, COMMITTED)))) continue;
+    const inside = await fsp.readdir(path).catch(() => [] as string[]);
+    if (inside.length === 0) continue;
+    let taken = false;
+    for (const n of inside) if (await exists(join(dir, n))) taken = true;
+    if (!taken) return path;
+  }
+  return undefined;
 }
 
 /**
