@@ -888,6 +888,38 @@ fn count_differing(
     Ok(report)
 }
 
+/// Sidecar format v2: the damaged data chunks of `report` rebuilt in memory, each checked against its
+/// digest, in index order; nothing is written. Phase 1: groups with one damaged chunk and intact local
+/// parity, from that group alone. Phase 2: the rest (and any local rebuild that did not match its
+/// digest) through the global code, fed the chunks phase 1 rebuilt. Both phases count the bytes they
+/// rebuild: they are added to the total first; a chunk whose local rebuild did not match its digest is
+/// rebuilt again by the global code, and counted again.
+fn rebuild_wide(
+    path: &Path,
+    sidecar_path: &Path,
+    sc: &Sidecar,
+    report: &VerifyReport,
+    control: &Control,
+) -> Result<Vec<super::wide::RebuiltChunk>, ErasureError> {
+    let layout = report.layout;
+    let (local, global) =
+        super::wide::local_plan(&layout, &report.damaged_chunks, &report.damaged_parity);
+    let bytes_of =
+        |chunks: &[u64]| -> u64 { chunks.iter().map(|&i| layout.chunk_range(i).1).sum() };
+    control.set_total(control.done() + bytes_of(&local) + bytes_of(&global));
+    let (mut rebuilt, failed) =
+        super::wide::rebuild_local(path, sidecar_path, sc, &layout, &local, control)?;
+    control.set_total(control.total() + bytes_of(&failed));
+    let mut global = global;
+    global.extend(failed);
+    global.sort_unstable();
+    rebuilt.sort_unstable_by_key(|rc| rc.index);
+    let more = super::wide::rebuild(path, sidecar_path, sc, report, &global, &rebuilt, control)?;
+    rebuilt.extend(more);
+    rebuilt.sort_unstable_by_key(|rc| rc.index);
+    Ok(rebuilt)
+}
+
 /// The damaged data chunks of `report` rebuilt from parity in memory (each checked against its digest),
 /// as a repair rebuilds them; nothing is written.
 fn rebuild_in_memory(
@@ -899,22 +931,7 @@ fn rebuild_in_memory(
 ) -> Result<Vec<super::wide::RebuiltChunk>, ErasureError> {
     let layout = report.layout;
     if layout.params.is_wide() {
-        let (local, global) =
-            super::wide::local_plan(&layout, &report.damaged_chunks, &report.damaged_parity);
-        let bytes_of =
-            |chunks: &[u64]| -> u64 { chunks.iter().map(|&i| layout.chunk_range(i).1).sum() };
-        control.set_total(control.done() + bytes_of(&local) + bytes_of(&global));
-        let (mut rebuilt, failed) =
-            super::wide::rebuild_local(path, sidecar_path, sc, &layout, &local, control)?;
-        control.set_total(control.total() + bytes_of(&failed));
-        let mut global = global;
-        global.extend(failed);
-        global.sort_unstable();
-        rebuilt.sort_unstable_by_key(|rc| rc.index);
-        let more =
-            super::wide::rebuild(path, sidecar_path, sc, report, &global, &rebuilt, control)?;
-        rebuilt.extend(more);
-        return Ok(rebuilt);
+        return rebuild_wide(path, sidecar_path, sc, report, control);
     }
     let (src, actual_len) = open_regular(path)?;
     let out = std::sync::Mutex::new(Vec::new());
@@ -1233,35 +1250,8 @@ pub fn repair_with(
     let write_mode = if !file_rewritten {
         None
     } else if layout.params.is_wide() {
-        // Phase 1: groups with one damaged chunk and intact local parity, from that group alone.
-        // Phase 2: the rest (and any local rebuild that did not match its digest) through the global
-        // code, fed the chunks phase 1 rebuilt. Nothing is written until every chunk is rebuilt and
-        // checked against its digest.
-        let (local, global) =
-            super::wide::local_plan(&layout, &before.damaged_chunks, &before.damaged_parity);
-        // Both phases count the bytes they rebuild: add them to the total first. A chunk whose local
-        // rebuild did not match its digest is rebuilt again by the global code, and counted again.
-        let bytes_of =
-            |chunks: &[u64]| -> u64 { chunks.iter().map(|&i| layout.chunk_range(i).1).sum() };
-        control.set_total(control.done() + bytes_of(&local) + bytes_of(&global));
-        let (mut rebuilt, failed) =
-            super::wide::rebuild_local(path, &sidecar_path, &sc, &layout, &local, control)?;
-        control.set_total(control.total() + bytes_of(&failed));
-        let mut global = global;
-        global.extend(failed);
-        global.sort_unstable();
-        rebuilt.sort_unstable_by_key(|rc| rc.index);
-        let more = super::wide::rebuild(
-            path,
-            &sidecar_path,
-            &sc,
-            &before,
-            &global,
-            &rebuilt,
-            control,
-        )?;
-        rebuilt.extend(more);
-        rebuilt.sort_unstable_by_key(|rc| rc.index);
+        // Nothing is written until every chunk is rebuilt and checked against its digest.
+        let rebuilt = rebuild_wide(path, &sidecar_path, &sc, &before, control)?;
         Some(write_rebuilt(
             path,
             &sc,
