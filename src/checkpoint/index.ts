@@ -17,7 +17,6 @@ export {
   pythonShape,
   torchDtype,
 } from './layout';
-export type { CheckpointChunkOptions, CheckpointReadOptions } from './lazy';
 export {
   Checkpoint,
   type CheckpointReport,
@@ -35,6 +34,7 @@ export {
   type ManagedCheckpoint,
   type RestoreReport,
 } from './manager';
+export type { CheckpointChunkOptions, CheckpointReadOptions } from './read-options';
 export {
   type CheckpointEcc,
   PYFOLDS_HMAC_ENV,

@@ -6,17 +6,12 @@ import { constants as bufferConstants } from 'node:buffer';
 import { fstatSync, readSync, statSync } from 'node:fs';
 import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
-import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
 import { native } from '../native';
 import type { NativeOutboard } from '../native/binding';
-import {
-  checkOptionsObject,
-  checkTensorRange,
-  type SafetensorsFile,
-  type Tensor,
-  type TensorInfo,
-} from '../safetensors/reader';
+import { checkTensorRange, type SafetensorsFile, type Tensor, type TensorInfo } from '../safetensors/reader';
+import { CheckedBytes } from './checked';
 import { publish, racedError } from './commit';
 import { closedError, WeightsFd } from './descriptor';
 import { TensorDamagedError } from './errors';
@@ -32,6 +27,15 @@ import {
 import { loadCheckpoint } from './load';
 import { OutboardReader } from './outboard';
 import type { CheckpointReport, Parsed } from './parse';
+import {
+  CHUNK_BYTES,
+  type CheckpointChunkOptions,
+  type CheckpointReadOptions,
+  signalOf,
+  throwIfAborted,
+  tooLargeForView,
+  untilAborted,
+} from './read-options';
 import { notAboutParity, replacedError, underLock } from './repair-lock';
 import { chunkSpan } from './rs';
 import { treeDamage } from './tree-check';
@@ -42,55 +46,6 @@ const READ_AHEAD = 32;
 /** Size of the shared scratch buffer of single-chunk checks. */
 const CHUNK_SCRATCH = 1024 * 1024;
 let scratch = Buffer.alloc(0);
-/** Default size of the pieces {@link Checkpoint.chunks} yields (64 MiB, as `SafetensorsFile.chunks`). */
-const CHUNK_BYTES = 64 * 1024 * 1024;
-
-/** Options of {@link Checkpoint.readRange}. */
-export interface CheckpointReadOptions {
-  /**
-   * Cancels the read: the promise rejects with an `AbortError` (`TV_ABORTED`), at once while it waits
-   * behind another check, otherwise when the check or copy running for it stops. A repair from parity
-   * that has already replaced the file is not undone.
-   */
-  signal?: AbortSignal;
-}
-
-/** Options of {@link Checkpoint.chunks}. */
-export interface CheckpointChunkOptions extends CheckpointReadOptions {
-  /**
-   * Bytes per piece yielded (default 64 MiB; at most one ArrayBuffer, `buffer.constants.MAX_LENGTH`).
-   * Each piece's checkpoint chunks are checked before it is yielded.
-   */
-  chunkBytes?: number;
-}
-
-/** `signal` of `options`, checked (`TV_INVALID_ARGUMENT` for anything but an AbortSignal). */
-function signalOf(options: unknown): AbortSignal | undefined {
-  checkOptionsObject(options);
-  const signal = (options as CheckpointReadOptions).signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal))
-    throw invalidArgument('signal', 'signal must be an AbortSignal');
-  return signal;
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
-}
-
-/** `wait`, or an `AbortError` as soon as `signal` aborts (what waits is not cancelled by this). */
-function untilAborted(wait: Promise<unknown>, signal: AbortSignal | undefined): Promise<unknown> {
-  if (signal === undefined) return wait;
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
-    if (signal.aborted) {
-      onAbort();
-      return;
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-    wait.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
 /**
  * A loaded checkpoint: metadata, version, verified tensor views and the verification report. Views are
  * zero-copy windows on the mapped weights (see {@link SafetensorsFile}); {@link Checkpoint.tensor}
@@ -111,7 +66,8 @@ export class Checkpoint {
   #file: SafetensorsFile;
   #key: HmacKey | undefined;
   #repair: boolean;
-  #verifiedChunks = new Set<number>();
+  /** What has been checked of the mapped weights (chunks, outboard pieces). */
+  #checked = new CheckedBytes();
   #allVerified = false;
   #queue: Promise<unknown> = Promise.resolve();
   /** Checks queued on {@link Checkpoint.#queue} and not finished (a repair may be among them). */
@@ -122,8 +78,6 @@ export class Checkpoint {
   #closed = false;
   /** The outboard (blake3 trees): first views check only the 64 KiB pieces a tensor covers. */
   #outboard: OutboardReader | undefined;
-  /** Chunks verified in part through the outboard: chunk → verified pieces (1 = verified). */
-  #pieces = new Map<number, Uint8Array>();
 
   /** @internal Use {@link loadCheckpoint}. */
   constructor(
@@ -154,7 +108,7 @@ export class Checkpoint {
     // The open checked the header through the outboard (the handle passed in): the pieces of chunk 0
     // that hold it are verified.
     const n = headerPieces > 0 ? (this.#outboard?.pieces() ?? 0) : 0;
-    if (headerPieces < n) this.#pieces.set(0, new Uint8Array(n).fill(1, 0, headerPieces));
+    if (headerPieces < n) this.#checked.addPieces(0, 0, headerPieces, n);
   }
 
   /** Tensor names in file order. */
@@ -175,18 +129,8 @@ export class Checkpoint {
    */
   async tensor(name: string): Promise<Tensor> {
     const info = this.#file.info(name);
-    if (info.byteLength > bufferConstants.MAX_LENGTH) {
-      // Refused before its bytes are checked (a check of more than 4 GiB for a view that cannot be
-      // made), and the error names the calls that can read it.
-      const q = JSON.stringify(name);
-      throw new TensorVaultError(
-        ErrorCode.TENSOR_TOO_LARGE,
-        `tensor ${q} is ${info.byteLength} bytes, more than one ArrayBuffer may hold here ` +
-          `(${bufferConstants.MAX_LENGTH}); read it verified with checkpoint.chunks(${q}) or ` +
-          `checkpoint.readRange(${q}, offset, length)`,
-        { name, actual: info.byteLength, max: bufferConstants.MAX_LENGTH },
-      );
-    }
+    // Refused before its bytes are checked (a check of more than 4 GiB for a view that cannot be made).
+    if (info.byteLength > bufferConstants.MAX_LENGTH) throw tooLargeForView(name, info.byteLength);
     if (this.report.verify !== 'none' && !this.#allVerified) {
       if (this.#pending === 0 && this.#vouched(info)) {
         // Its bytes were already checked (its chunks, or the outboard pieces it lies in): nothing to
@@ -210,28 +154,7 @@ export class Checkpoint {
   #vouched(info: TensorInfo): boolean {
     const block = this.#p.block;
     if (this.#p.layout !== 'tensorvault' || block === undefined) return false;
-    const cs = block.chunk_size;
-    const [first, last] = chunkSpan(info.fileOffset, info.fileOffset + info.byteLength, cs);
-    if (last - first !== 1) {
-      for (let c = first; c < last; c++) if (!this.#verifiedChunks.has(c)) return false;
-      return true;
-    }
-    if (this.#verifiedChunks.has(first)) return true;
-    const mask = this.#pieces.get(first);
-    if (mask === undefined) return false;
-    const [a, b] = this.#pieceSpan(info, first, mask.length);
-    for (let i = a; i < b; i++) if (mask[i] !== 1) return false;
-    return true;
-  }
-
-  /** The pieces `[a, b)` of chunk `c` (cut in `n` pieces) that hold bytes of `info`. */
-  #pieceSpan(info: TensorInfo, c: number, n: number): [number, number] {
-    const cs = (this.#p.block as IntegrityBlock).chunk_size;
-    const start = c * cs;
-    const piece = cs / n;
-    const lo = Math.max(info.fileOffset, start) - start;
-    const hi = Math.min(info.fileOffset + info.byteLength, start + cs) - start;
-    return [Math.floor(lo / piece), Math.ceil(hi / piece)];
+    return this.#checked.vouches(info.fileOffset, info.byteLength, block.chunk_size);
   }
 
   /** Every tensor, verified as {@link Checkpoint.tensor} does, by name. */
@@ -253,7 +176,7 @@ export class Checkpoint {
         );
         const bad = new Set(damage);
         const n = Math.ceil(block.file_length / block.chunk_size);
-        for (let i = 0; i < n; i++) if (!bad.has(i)) this.#verifiedChunks.add(i);
+        for (let i = 0; i < n; i++) if (!bad.has(i)) this.#checked.add(i);
       });
       this.#queue = run.catch(() => {});
       await run;
@@ -437,7 +360,7 @@ export class Checkpoint {
     if (all && !this.report.verifiedTensors.includes(span.name)) this.report.verifiedTensors.push(span.name);
     if (
       this.report.status === 'unverified' &&
-      this.#verifiedChunks.size === Math.ceil(block.file_length / block.chunk_size)
+      this.#checked.count === Math.ceil(block.file_length / block.chunk_size)
     ) {
       this.report.status = 'intact'; // every byte of the file has been checked
     }
@@ -502,7 +425,7 @@ export class Checkpoint {
     const cs = block.chunk_size;
     const [first, last] = chunkSpan(info.fileOffset, info.fileOffset + info.byteLength, cs);
     const todo: number[] = [];
-    for (let c = first; c < last; c++) if (!this.#verifiedChunks.has(c)) todo.push(c);
+    for (let c = first; c < last; c++) if (!this.#checked.has(c)) todo.push(c);
     if (todo.length === 0) return [];
     // The chunks are read with pread from the mapped file's own descriptor: the same page-cache pages
     // the views map (this process never writes to the mapping before a view is handed out).
@@ -510,7 +433,7 @@ export class Checkpoint {
     const tree = treeHashOf(block.algorithm);
     const nChunks = Math.ceil(block.file_length / cs);
     const bad: number[] = [];
-    const sequential = first > 0 && this.#verifiedChunks.has(first - 1);
+    const sequential = first > 0 && this.#checked.has(first - 1);
     if (todo.length === 1 && !sequential) {
       const c = todo[0] as number;
       const r = this.#checkPieces(info, c, weights.fd);
@@ -534,7 +457,7 @@ export class Checkpoint {
           : tree === 'sha256'
             ? sha256(buf).toString('hex')
             : native().checkpointLeaf(buf, tree);
-      if (equalHex(digest, leafAt(block, c))) this.#verifiedChunks.add(c);
+      if (equalHex(digest, leafAt(block, c))) this.#checked.add(c);
       else bad.push(c);
       return bad;
     }
@@ -545,14 +468,14 @@ export class Checkpoint {
     // unverified and are checked again when their tensor is viewed.
     const from = todo[0] as number;
     let to = last;
-    if (sequential) while (to < nChunks && to - from < READ_AHEAD && !this.#verifiedChunks.has(to)) to++;
+    if (sequential) while (to < nChunks && to - from < READ_AHEAD && !this.#checked.has(to)) to++;
     const leaves = await weights.lend((fd) =>
       fileLeaves(fdPath(fd, this.#p.weights), tree, from, to - from, signal ? { signal } : {}, cs),
     );
     for (let c = from; c < to; c++) {
-      if (this.#verifiedChunks.has(c)) continue;
+      if (this.#checked.has(c)) continue;
       const i = c - from;
-      if (equalHex(leaves.slice(i * 64, i * 64 + 64), leafAt(block, c))) this.#verifiedChunks.add(c);
+      if (equalHex(leaves.slice(i * 64, i * 64 + 64), leafAt(block, c))) this.#checked.add(c);
       else if (c < last) bad.push(c);
     }
     return bad;
@@ -571,20 +494,12 @@ export class Checkpoint {
     if (ob === undefined || start + cs > block.file_length) return 'unusable';
     const n = ob.pieces();
     if (n === 0) return 'unusable';
-    const mask = this.#pieces.get(c);
-    let [a, b] = this.#pieceSpan(info, c, n);
-    while (a < b && mask?.[a] === 1) a++;
-    while (b > a && mask?.[b - 1] === 1) b--;
+    const [a, b] = this.#checked.uncheckedPieces(info.fileOffset, info.byteLength, c, n, cs);
     if (a === b) return 'ok';
     if (b - a === n) return 'unusable'; // every piece: one whole-chunk hash is as cheap
     const r = ob.verify(c, leafAt(block, c), a, b, fd);
     if (r !== 'ok') return r;
-    const m = mask ?? new Uint8Array(n);
-    m.fill(1, a, b);
-    if (m.every((x) => x === 1)) {
-      this.#pieces.delete(c);
-      this.#verifiedChunks.add(c);
-    } else this.#pieces.set(c, m);
+    this.#checked.addPieces(c, a, b, n);
     return 'ok';
   }
 
@@ -636,8 +551,7 @@ export class Checkpoint {
     }
     this.#file = pair.file;
     this.#fd = pair.fd;
-    this.#verifiedChunks.clear();
-    this.#pieces.clear();
+    this.#checked.clear();
     this.#outboard?.close();
     this.report.status = 'repaired';
   }

@@ -1,0 +1,73 @@
+/**
+ * The options of a checkpoint's verified range reads ({@link Checkpoint.readRange},
+ * {@link Checkpoint.chunks}), the checks and cancellation they share, and the error of a view too
+ * large for one ArrayBuffer that points to them.
+ */
+import { constants as bufferConstants } from 'node:buffer';
+import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { checkOptionsObject } from '../safetensors/reader';
+import type { Checkpoint } from './lazy';
+
+/** Default size of the pieces {@link Checkpoint.chunks} yields (64 MiB, as `SafetensorsFile.chunks`). */
+export const CHUNK_BYTES = 64 * 1024 * 1024;
+
+/** Options of {@link Checkpoint.readRange}. */
+export interface CheckpointReadOptions {
+  /**
+   * Cancels the read: the promise rejects with an `AbortError` (`TV_ABORTED`), at once while it waits
+   * behind another check, otherwise when the check or copy running for it stops. A repair from parity
+   * that has already replaced the file is not undone.
+   */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Checkpoint.chunks}. */
+export interface CheckpointChunkOptions extends CheckpointReadOptions {
+  /**
+   * Bytes per piece yielded (default 64 MiB; at most one ArrayBuffer, `buffer.constants.MAX_LENGTH`).
+   * Each piece's checkpoint chunks are checked before it is yielded.
+   */
+  chunkBytes?: number;
+}
+
+/** `signal` of `options`, checked (`TV_INVALID_ARGUMENT` for anything but an AbortSignal). */
+export function signalOf(options: unknown): AbortSignal | undefined {
+  checkOptionsObject(options);
+  const signal = (options as CheckpointReadOptions).signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw invalidArgument('signal', 'signal must be an AbortSignal');
+  return signal;
+}
+
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
+}
+
+/** `wait`, or an `AbortError` as soon as `signal` aborts (what waits is not cancelled by this). */
+export function untilAborted(wait: Promise<unknown>, signal: AbortSignal | undefined): Promise<unknown> {
+  if (signal === undefined) return wait;
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    wait.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * `TV_TENSOR_TOO_LARGE` for a view of tensor `name` (`bytes` long) larger than one ArrayBuffer may
+ * hold here, naming the verified range reads that can read it.
+ */
+export function tooLargeForView(name: string, bytes: number): TensorVaultError {
+  const q = JSON.stringify(name);
+  return new TensorVaultError(
+    ErrorCode.TENSOR_TOO_LARGE,
+    `tensor ${q} is ${bytes} bytes, more than one ArrayBuffer may hold here ` +
+      `(${bufferConstants.MAX_LENGTH}); read it verified with checkpoint.chunks(${q}) or ` +
+      `checkpoint.readRange(${q}, offset, length)`,
+    { name, actual: bytes, max: bufferConstants.MAX_LENGTH },
+  );
+}
