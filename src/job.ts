@@ -102,3 +102,24 @@ export async function runJob<T>(
     signal?.removeEventListener('abort', onAbort);
   }
 }
+
+/** `p`, or a rejection with an AbortError as soon as `signal` fires (whichever comes first). */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  if (signal.aborted)
+    return Promise.reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

@@ -8,6 +8,7 @@ import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
+import { abortable } from '../job';
 import { native } from '../native';
 import type { NativeOutboard } from '../native/binding';
 import { checkTensorRange, type SafetensorsFile, type Tensor, type TensorInfo } from '../safetensors/reader';
@@ -34,7 +35,6 @@ import {
   signalOf,
   throwIfAborted,
   tooLargeForView,
-  untilAborted,
 } from './read-options';
 import { notAboutParity, replacedError, underLock } from './repair-lock';
 import { chunkSpan } from './rs';
@@ -269,7 +269,8 @@ export class Checkpoint {
     if (this.#pending === 0 && this.#vouched(span)) return read();
     this.#pending++;
     const prior = this.#queue;
-    const run = untilAborted(prior, signal).then(async () => {
+    // What waits is not cancelled by this: only this read stops waiting.
+    const run = abortable(prior, signal).then(async () => {
       throwIfAborted(signal);
       await this.#ensure(info, span, signal);
       if (this.#closed) throw closedError(this.path);

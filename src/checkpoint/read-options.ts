@@ -43,20 +43,6 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
 }
 
-/** `wait`, or an `AbortError` as soon as `signal` aborts (what waits is not cancelled by this). */
-export function untilAborted(wait: Promise<unknown>, signal: AbortSignal | undefined): Promise<unknown> {
-  if (signal === undefined) return wait;
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
-    if (signal.aborted) {
-      onAbort();
-      return;
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-    wait.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
 /**
  * `TV_TENSOR_TOO_LARGE` for a view of tensor `name` (`bytes` long) larger than one ArrayBuffer may
  * hold here, naming the verified range reads that can read it.

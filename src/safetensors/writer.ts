@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
-import { type JobOptions, runJob } from '../job';
+import { abortable, type JobOptions, runJob } from '../job';
 import { type NativeJobControl, type NativeSafetensorsWriterHandle, native } from '../native';
 import { bytesOf, checkWellFormed, describeValue } from '../validate';
 import { BITS, byteLengthOf, type Dtype, isDtype, type TensorArray } from './dtype';
@@ -218,27 +218,6 @@ function asBytes(chunk: unknown, name: string): Uint8Array {
 const ASYNC_WRITE_MIN = 1024 * 1024;
 /** Large views are handed to the pool in pieces of this size (so cancellation is prompt). */
 const WRITE_PIECE = 64 * 1024 * 1024;
-
-/** `p`, or a rejection with an AbortError as soon as `signal` fires (whichever comes first). */
-function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p;
-  if (signal.aborted)
-    return Promise.reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
 
 async function writeTensor(
   writer: NativeSafetensorsWriterHandle,
