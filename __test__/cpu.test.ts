@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { tempDir } from './helpers/tmp.js';
 
 const dist = join(__dirname, '..', 'dist');
 const cli = join(dist, 'cli', 'main.js');
@@ -40,7 +40,7 @@ out.rs = [2, 10, 16, 32, 64, 200].map((n) => sha(new tv.RsCodec(n).encodeSync(st
 `;
 
 /** The file every child protects with a v2 sidecar (fixed bytes and mtime: the sidecar is deterministic). */
-const wideFile = join(mkdtempSync(join(tmpdir(), 'tv-cpu-')), 'wide.bin');
+const wideFile = join(tempDir('tv-cpu-'), 'wide.bin');
 {
   const b = Buffer.alloc(3_000_123);
   let x = 12345;
