@@ -706,6 +706,70 @@ describe('weaknesses fixed (v2)', () => {
     await ro.close();
   });
 
+  it('a log an older build appended to after sealing a segment: the fast check recognises exactly that shape (sealed-segment-appended) and agrees with the full one', async () => {
+    // The damage as builds before a3248bc left it: segments 1 and 2 sealed by the snapshot (size 3),
+    // then the log reopened with a larger segmentSize appended to segment 2, the snapshot keeping its
+    // old record of segment 2 (rebuilt here by putting that snapshot back). Then today's build goes on.
+    const build = async (): Promise<string> => {
+      const d = fresh();
+      let log = await tv.EventLog.open(d, { fsync: 'never', segmentSize: 3 });
+      for (let i = 0; i < 6; i++) await log.append('a', 'E', 'X', `s${i}`, { i });
+      await log.close();
+      const snapPath = join(d, 'event-log-snapshot.json');
+      const sealedSnap = readFileSync(snapPath);
+      rmSync(snapPath);
+      log = await tv.EventLog.open(d, { fsync: 'never', segmentSize: 100 });
+      for (let i = 6; i < 8; i++) await log.append('a', 'E', 'X', `s${i}`, { i });
+      await log.close();
+      writeFileSync(snapPath, sealedSnap);
+      log = await tv.EventLog.open(d, { fsync: 'never', segmentSize: 3, snapshotEvery: 2 });
+      for (let i = 8; i < 13; i++) await log.append('a', 'E', 'X', `s${i}`, { i });
+      await log.close();
+      return d;
+    };
+    const d = await build();
+    const snap = JSON.parse(readFileSync(join(d, 'event-log-snapshot.json'), 'utf8'));
+    expect(snap.sealed.map((r: { segment: number }) => r.segment)).toEqual([1, 2, 3]);
+    const sealed2 = snap.sealed[1] as { size: number };
+    expect(statSync(segFile(d, 'v2', 2)).size).toBeGreaterThan(sealed2.size);
+    let ro = await tv.EventLog.open(d, { readOnly: true });
+    const fast = await ro.verifyChain();
+    expect(fast).toMatchObject({ valid: true, mode: 'fast', usedSnapshot: true, totalEvents: 13 });
+    expect(fast.conditions).toEqual([
+      {
+        code: 'sealed-segment-appended',
+        segment: 2,
+        appendedBytes: statSync(segFile(d, 'v2', 2)).size - sealed2.size,
+      },
+    ]);
+    expect(fast.warnings.join('\n')).toMatch(/sealed-segment-appended: segment 2/);
+    // Segment 1 by its digest; segments 2 to 4 event by event.
+    expect(fast.totalVerified).toBe(10);
+    expect(await ro.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 13 });
+    await ro.close();
+
+    // Only that shape: an appended event changed, or the sealed bytes changed, still fail.
+    const bad = await build();
+    const seg2 = readSeg(bad, 'v2', 2);
+    (seg2.entries[4] as Record<string, unknown>).actor = 'mallory';
+    writeSeg(bad, 'v2', 2, seg2);
+    ro = await tv.EventLog.open(bad, { readOnly: true });
+    const r1 = await ro.verifyChain();
+    expect(r1).toMatchObject({ valid: false, reason: 'current_hash does not match the event' });
+    expect(r1.conditions).toBeUndefined();
+    await ro.close();
+    const bad2 = await build();
+    const seg = readSeg(bad2, 'v2', 2);
+    (seg.entries[0] as Record<string, unknown>).actor = 'mallory';
+    writeSeg(bad2, 'v2', 2, seg);
+    ro = await tv.EventLog.open(bad2, { readOnly: true });
+    const r2 = await ro.verifyChain();
+    expect(r2).toMatchObject({ valid: false });
+    expect(r2.reason).toMatch(/segment 2 differs from its sealed digest/);
+    expect(r2.conditions).toBeUndefined();
+    await ro.close();
+  });
+
   it('a reader verifying a live log while the writer creates a segment (no header line yet) sees the log before it, not damage', async () => {
     for (const partial of ['', '{"tv_eventlog":2,"se']) {
       const d = fresh();

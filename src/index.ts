@@ -133,6 +133,7 @@ export {
   EXPORT_LIMIT,
   type ExportRangeOptions,
   type ExportResult,
+  type KnownCondition,
   legacyEntryHash,
   legacyPayloadHash,
   REPLAY_LIMIT,

@@ -27,6 +27,7 @@ export type {
   EventLogOptions,
   ExportRangeOptions,
   ExportResult,
+  KnownCondition,
   RecoveryReport,
   ReplayOptions,
   ReplayResult,

@@ -51,6 +51,29 @@ export interface VerifyResult {
   head: { seq: number | null; hash: string | null };
   /** Things worth knowing that do not make the log invalid (ignored corrupt snapshot, torn tail, ...). */
   warnings: string[];
+  /**
+   * Known, harmless shapes left by older builds that a valid log was found in, each with a stable
+   * `code` (absent when there are none; each also has a line in `warnings`).
+   */
+  conditions?: KnownCondition[];
+}
+
+/**
+ * `code` of a {@link KnownCondition}: a v2 segment that builds before a3248bc appended to after the
+ * snapshot had sealed it (a log reopened with a larger `segmentSize`). Its sealed bytes still match
+ * the snapshot's digest and the events after them chain on; the fast check then checks that segment
+ * and the ones after it event by event, as the full check does.
+ */
+export const SEALED_SEGMENT_APPENDED = 'sealed-segment-appended';
+
+/** A known shape left by an older build, found in a log that verifies (`VerifyResult.conditions`). */
+export interface KnownCondition {
+  /** Stable name of the condition ({@link SEALED_SEGMENT_APPENDED}). */
+  code: typeof SEALED_SEGMENT_APPENDED;
+  /** The segment concerned. */
+  segment: number;
+  /** Bytes after the sealed ones (the appended events' lines). */
+  appendedBytes: number;
 }
 
 /** What opening for writing had to repair after a crash. */

@@ -4,14 +4,15 @@
  * the prune anchor and the digests of sealed segments; legacy: Libervia's snapshot rule) and what is
  * checked at the end (v2: the head record and the snapshot's tail).
  */
-import { promises as fsp } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fsp } from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { TensorVaultAbortError } from '../errors';
 import { hashFile } from '../hash/index';
 import type { JobOptions } from '../job';
 import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from './hashing';
-import type { Head, LogStore, Segment, Snapshot } from './store';
-import type { VerifyResult } from './types';
+import type { Head, LogStore, SealRecord, Segment, Snapshot } from './store';
+import { type KnownCondition, SEALED_SEGMENT_APPENDED, type VerifyResult } from './types';
 
 /**
  * The rule every event of a chain must meet, checked in order: its link to the previous event, its
@@ -72,6 +73,8 @@ interface Start {
    * as read), and the hash and index of the event at its seq once the walk has seen it.
    */
   head?: { rec: Head; hash?: string | null; index?: number } | undefined;
+  /** Known conditions met while choosing the start (reported when the log verifies). */
+  conditions?: KnownCondition[];
 }
 
 /**
@@ -131,6 +134,7 @@ export async function verifyLog(
     res.head = { seq: v2 ? start.chain.prevSeq : null, hash: start.chain.prevHash };
     if (v2) await endV2(store, snap, start, index, res);
     else endLegacy(snap, start, index, res);
+    if (start.conditions !== undefined && start.conditions.length > 0) res.conditions = start.conditions;
     return res;
   } catch (err) {
     if (!(err instanceof Failed)) throw err;
@@ -176,6 +180,7 @@ async function startV2(
   const chain = new ChainChecker(true, anchor.prev_hash ?? null, anchor.seq - 1);
   let fromSegment = 0;
   let index = 0;
+  const conditions: KnownCondition[] = [];
   if (fast && snap !== undefined) {
     // Sealed segments are checked by their bytes against the (checked) snapshot's digests.
     const sealed = new Map((snap.sealed ?? []).map((r) => [r.segment, r]));
@@ -189,6 +194,17 @@ async function startV2(
       }
       const d = await hashFile(s.file, signal !== undefined ? { signal } : {});
       if (d.digest !== rec.sha256 || d.length !== rec.size) {
+        if (d.length > rec.size && (await sealedPrefixIntact(s, rec))) {
+          // An older build's bug (before a3248bc): events appended to this segment after the snapshot
+          // sealed it. Its sealed bytes are intact; this segment and the ones after it are checked
+          // event by event below (as the full check does), so the appended events must chain on.
+          const appended = d.length - rec.size;
+          conditions.push({ code: SEALED_SEGMENT_APPENDED, segment: s.n, appendedBytes: appended });
+          res.warnings.push(
+            `${SEALED_SEGMENT_APPENDED}: segment ${s.n} was appended to after the snapshot sealed it (${appended} bytes after its sealed ${rec.size}; a bug of builds before a3248bc): its sealed bytes match their digest, and it and the segments after it were checked event by event`,
+          );
+          break;
+        }
         throw new Failed(`segment ${s.n} differs from its sealed digest (history was rewritten)`, index);
       }
       index += rec.last_seq - rec.first_seq + 1;
@@ -205,7 +221,38 @@ async function startV2(
       vouched.set(snap.last_seq, snap.last_current_hash);
     }
   }
-  return { present, fromSegment, index, chain, skipToSnapshot: false, checkFirst: true, vouched };
+  return {
+    present,
+    fromSegment,
+    index,
+    chain,
+    skipToSnapshot: false,
+    checkFirst: true,
+    vouched,
+    conditions,
+  };
+}
+
+/**
+ * Whether the first `rec.size` bytes of segment `s` are the bytes the snapshot sealed (their SHA-256
+ * is `rec.sha256`) and end with a complete line: the shape an append to a sealed segment left (the
+ * bytes after them must then be further events, which the event-by-event check establishes). Read as a
+ * stream, so memory does not grow with the segment.
+ */
+async function sealedPrefixIntact(s: Segment, rec: SealRecord): Promise<boolean> {
+  if (!Number.isSafeInteger(rec.size) || rec.size <= 0) return false;
+  const h = createHash('sha256');
+  let last = -1;
+  try {
+    for await (const chunk of createReadStream(s.file, { start: 0, end: rec.size - 1 })) {
+      const b = chunk as Buffer;
+      h.update(b);
+      if (b.length > 0) last = b[b.length - 1] as number;
+    }
+  } catch {
+    return false; // unreadable: the digest mismatch stands
+  }
+  return last === 0x0a && h.digest('hex') === rec.sha256;
 }
 
 /**
