@@ -1429,6 +1429,78 @@ describe('weaknesses fixed (v2)', () => {
     await rw.close();
   });
 
+  it('a keyed open quarantines events after its head across segments reading them as streams, never a segment whole', async () => {
+    // Regression: the quarantine read every segment it moved events from whole (memory ∝ segment
+    // size), and cut the log before the aside file was written.
+    const key = Buffer.alloc(32, 7);
+    const d = fresh();
+    let log = await tv.EventLog.open(d, { fsync: 'never', hmacKey: key, segmentSize: 4 });
+    for (let i = 0; i < 2; i++) await log.append('a', 'E', 'X', `k${i}`, { i });
+    await log.close();
+    const headPath = join(d, 'event-log', 'HEAD');
+    const oldHead = readFileSync(headPath);
+    log = await tv.EventLog.open(d, { fsync: 'never', hmacKey: key, segmentSize: 4 });
+    for (let i = 2; i < 9; i++) await log.append('a', 'E', 'X', `k${i}`, { i });
+    await log.close();
+    // The head back at seq 2: seq 3 and 4 (segment 1), 5 to 8 (segment 2) and 9 (segment 3) are
+    // events it does not vouch for.
+    writeFileSync(headPath, oldHead);
+    const lines = [1, 2, 3].flatMap((n) => readSeg(d, 'v2', n).entries.map((e) => JSON.stringify(e)));
+    expect(lines).toHaveLength(9);
+    const segs = [1, 2, 3].map((n) => segFile(d, 'v2', n));
+    const reads = new Map<string, number>();
+    const real = fsp.readFile.bind(fsp);
+    const spy = vi.spyOn(fsp, 'readFile').mockImplementation(((path: unknown, ...rest: unknown[]) => {
+      if (typeof path === 'string') reads.set(path, (reads.get(path) ?? 0) + 1);
+      return (real as (...a: unknown[]) => Promise<unknown>)(path, ...rest);
+    }) as typeof fsp.readFile);
+    let rw: tv.EventLog;
+    try {
+      rw = await tv.EventLog.open(d, { fsync: 'never', hmacKey: key, segmentSize: 4 });
+    } finally {
+      spy.mockRestore();
+    }
+    // The open itself reads its last segment (3) and then the new tail (1), once each; the quarantine
+    // reads none of them whole.
+    for (const f of segs) expect(reads.get(f) ?? 0).toBeLessThanOrEqual(1);
+    expect(rw.recovery.quarantinedEvents).toBe(7);
+    expect(readFileSync(rw.recovery.quarantineFile as string, 'utf8')).toBe(`${lines.slice(2).join('\n')}\n`);
+    expect(rw.segments).toEqual([1]);
+    expect(await rw.count()).toBe(2);
+    expect(readSeg(d, 'v2', 1).entries).toHaveLength(2);
+    await rw.close();
+  });
+
+  it('the streamed scan for events after a seq gives the answer of the whole-buffer scan, in chunks of any size', () => {
+    const header = '{"tv_eventlog":2,"segment":1}';
+    const ev = (seq: number) => JSON.stringify({ v: 2, seq, id: `é${seq}` });
+    const cases = [
+      `${header}\n${ev(1)}\n${ev(2)}\n${ev(3)}\n`,
+      `${header}\n${ev(1)}\n${ev(2)}\n${ev(3)}`, // last line without its newline
+      `${header}\n${ev(1)}\nnot json\n${ev(3)}\n\n`,
+      `${header}\n${ev(1)}\n\n${ev(3)}\n`, // an empty line before: none past
+      `${header}\n${ev(3)}\n${ev(4)}\n`,
+      `${header}`,
+      '',
+    ];
+    for (const text of cases) {
+      const raw = Buffer.from(text);
+      for (const seq of [0, 1, 2, 3]) {
+        const whole = layout.v2EventsAfter(raw, seq);
+        for (const size of [1, 2, 7, 64]) {
+          const scan = new layout.V2EventsAfterScan(seq);
+          for (let at = 0; at < raw.length; at += size) scan.push(raw.subarray(at, at + size));
+          expect(scan.finish()).toEqual(whole);
+        }
+      }
+    }
+    expect(layout.v2EventsAfter(Buffer.from(cases[0] as string), 1)).toEqual({
+      cut: Buffer.byteLength(`${header}\n${ev(1)}\n`),
+      events: 2,
+      headerBytes: header.length + 1,
+    });
+  });
+
   it('rejects bad arguments with typed errors', async () => {
     const { log } = await filled('v2', 0);
     await expect(log.append('', 'E', 'X', '1')).rejects.toMatchObject({ code: 'TV_INVALID_ARGUMENT' });

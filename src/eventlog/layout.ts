@@ -184,31 +184,124 @@ function* splitJsonArray(raw: Buffer, sliceBytes: number): Generator<number, unk
   return out;
 }
 
+/** Where the events after a seq start in a v2 segment (see {@link V2EventsAfterScan}). */
+export interface EventsAfter {
+  /** Byte offset of the first event line whose `seq` is larger. */
+  cut: number;
+  /** Event lines from there to the end (a last line without its newline included). */
+  events: number;
+  /** Length of the header line, its newline included. */
+  headerBytes: number;
+}
+
+/** The `seq` of an entry line, or undefined when it is not a JSON object with a numeric seq. */
+function seqOfLine(line: Buffer): number | undefined {
+  try {
+    const e = JSON.parse(line.toString('utf8')) as { seq?: unknown } | null;
+    return typeof e?.seq === 'number' ? e.seq : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * {@link v2EventsAfter} over a segment read as a stream: `push` its bytes in order (chunks of any
+ * size), then `finish`. It keeps at most one line (the one being read) until the cut is found, and
+ * only counts lines after it, so its memory does not grow with the segment.
+ */
+export class V2EventsAfterScan {
+  #pending: Buffer[] = [];
+  #pendingLen = 0;
+  /** Byte offset of the start of the pending line. */
+  #offset = 0;
+  /** Index of the pending line (0: the header). */
+  #line = 0;
+  #headerBytes = 0;
+  #cut: number | undefined;
+  #events = 0;
+  /** After the cut: the current line holds bytes. */
+  #lineHasBytes = false;
+  /** An empty line before any event past `seq`: none is. */
+  #stopped = false;
+
+  constructor(readonly seq: number) {}
+
+  /** Feed the next bytes of the segment. */
+  push(chunk: Buffer): void {
+    let from = 0;
+    while (!this.#stopped && from < chunk.length) {
+      if (this.#cut !== undefined) {
+        this.#count(chunk.subarray(from));
+        return;
+      }
+      const nl = chunk.indexOf(0x0a, from);
+      if (nl < 0) {
+        this.#pending.push(chunk.subarray(from));
+        this.#pendingLen += chunk.length - from;
+        return;
+      }
+      this.#takeLine(chunk.subarray(from, nl));
+      from = nl + 1;
+    }
+  }
+
+  /** The answer once every byte was pushed: `undefined` when no event of the segment is past `seq`. */
+  finish(): EventsAfter | undefined {
+    if (this.#cut === undefined && !this.#stopped && this.#pendingLen > 0) {
+      this.#takeLine(Buffer.alloc(0)); // a last line without its newline
+    }
+    if (this.#cut === undefined) return undefined;
+    return {
+      cut: this.#cut,
+      events: this.#events + (this.#lineHasBytes ? 1 : 0),
+      headerBytes: this.#headerBytes,
+    };
+  }
+
+  /** The pending line, completed by `tail`. */
+  #takeLine(tail: Buffer): void {
+    const line = this.#pendingLen === 0 ? tail : Buffer.concat([...this.#pending, tail]);
+    this.#pending = [];
+    this.#pendingLen = 0;
+    const start = this.#offset;
+    this.#offset += line.length + 1;
+    if (this.#line++ === 0) {
+      this.#headerBytes = line.length + 1;
+      return;
+    }
+    if (line.length === 0) {
+      this.#stopped = true;
+      return;
+    }
+    const seq = seqOfLine(line);
+    if (seq !== undefined && seq > this.seq) {
+      this.#cut = start;
+      this.#events = 1;
+    }
+  }
+
+  /** After the cut: count the non-empty lines in `bytes`. */
+  #count(bytes: Buffer): void {
+    let from = 0;
+    while (from < bytes.length) {
+      const nl = bytes.indexOf(0x0a, from);
+      const end = nl < 0 ? bytes.length : nl;
+      if (end > from) this.#lineHasBytes = true;
+      if (nl < 0) return;
+      if (this.#lineHasBytes) this.#events++;
+      this.#lineHasBytes = false;
+      from = nl + 1;
+    }
+  }
+}
+
 /**
  * In the bytes of a v2 segment, where the events after `seq` start: the byte offset of the first
  * event line whose `seq` is larger, how many event lines follow from there, and the header line's
  * length. `undefined` when no event of the segment is past `seq`.
  */
-export function v2EventsAfter(
-  raw: Buffer,
-  seq: number,
-): { cut: number; events: number; headerBytes: number } | undefined {
-  const lines = raw.toString('utf8').split('\n');
-  const headerBytes = Buffer.byteLength(lines[0] ?? '') + 1;
-  let offset = headerBytes;
-  for (let j = 1; j < lines.length; j++) {
-    const line = lines[j] as string;
-    if (line === '') break;
-    let e: { seq?: unknown } | undefined;
-    try {
-      e = JSON.parse(line) as { seq?: unknown };
-    } catch {
-      e = undefined;
-    }
-    if (typeof e?.seq === 'number' && e.seq > seq) {
-      return { cut: offset, events: lines.slice(j).filter((l) => l !== '').length, headerBytes };
-    }
-    offset += Buffer.byteLength(line) + 1;
-  }
-  return undefined;
+export function v2EventsAfter(raw: Buffer, seq: number): EventsAfter | undefined {
+  const scan = new V2EventsAfterScan(seq);
+  scan.push(raw);
+  return scan.finish();
 }

@@ -5,11 +5,19 @@
  * events the head does not vouch for are never accepted.
  */
 import { randomUUID } from 'node:crypto';
-import { constants, fdatasyncSync, promises as fsp, ftruncateSync, unlinkSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  constants,
+  createReadStream,
+  fdatasyncSync,
+  promises as fsp,
+  ftruncateSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { hashFile } from '../hash/index';
-import { atomicWriteFile, exists, fsyncDir, ioError } from '../io/index';
+import { atomicWriteFile, createLockedTemp, exists, fsyncDir, ioError } from '../io/index';
 import { testHooksBuilt } from '../native';
 import {
   type EventLogEntry,
@@ -18,7 +26,7 @@ import {
   v2EntryHash,
   v2PayloadHash,
 } from './hashing';
-import { LAYOUT, segName, v2EventsAfter } from './layout';
+import { type EventsAfter, LAYOUT, segName, V2EventsAfterScan } from './layout';
 import { HEAD_SLOT, type Head, type SealRecord, type Segment, type Snapshot, type V2Anchor } from './store';
 import type { FormatContext, LogFormat, PreparedEvent } from './strategy';
 
@@ -52,6 +60,58 @@ function failpoint(label: string): void {
     });
   }
   if (want === `${label}-bug`) throw new TypeError(`test hook: a bug in ${label}`);
+}
+
+/**
+ * Where the events after `seq` start in the segment `file` ({@link V2EventsAfterScan}), read as a
+ * stream, and how many bytes were read (the end of what the answer covers).
+ */
+async function scanEventsAfter(
+  file: string,
+  seq: number,
+): Promise<{ after: EventsAfter | undefined; end: number }> {
+  const scan = new V2EventsAfterScan(seq);
+  let end = 0;
+  try {
+    for await (const chunk of createReadStream(file)) {
+      const b = chunk as Buffer;
+      scan.push(b);
+      end += b.length;
+    }
+  } catch (err) {
+    throw ioError(err, file, 'cannot read segment');
+  }
+  return { after: scan.finish(), end };
+}
+
+/**
+ * Write the bytes `[cut, end)` of each file, in order, to a new file `dest`, atomically (a locked
+ * temporary file, fsync, rename, folder fsync) and as streams.
+ */
+async function copyRangesAtomically(
+  dest: string,
+  ranges: readonly { s: Segment; cut: number; end: number }[],
+): Promise<void> {
+  let tmp: string | undefined;
+  let fh: fsp.FileHandle | undefined;
+  try {
+    ({ fh, tmp } = await createLockedTemp(dest, 0o644));
+    for (const r of ranges) {
+      if (r.end <= r.cut) continue;
+      for await (const chunk of createReadStream(r.s.file, { start: r.cut, end: r.end - 1 })) {
+        await fh.write(chunk as Buffer);
+      }
+    }
+    await fh.sync();
+    await fsp.rename(tmp, dest);
+    await fh.close();
+    fh = undefined;
+  } catch (err) {
+    await fh?.close().catch(() => {});
+    if (tmp !== undefined) await fsp.rm(tmp, { force: true }).catch(() => {});
+    throw ioError(err, dest, 'cannot write', tmp);
+  }
+  await fsyncDir(dirname(dest));
 }
 
 export class V2Format implements LogFormat {
@@ -182,39 +242,37 @@ export class V2Format implements LogFormat {
   /**
    * Move every event after `seq` out of the log, into `unauthenticated-<time>.jsonl` in the log's
    * folder (never deleted: a person decides), and return the new last seq (`seq`). Whole segments after
-   * it are moved; the segment holding `seq` is cut after that event's line.
+   * it are moved; the segment holding `seq` is cut after that event's line. Segments are read as
+   * streams (memory does not grow with their size), and the aside file is complete and synced before
+   * the log is cut, so a failure or a crash part-way loses no event.
    */
   async #quarantineAfter(seq: number): Promise<number> {
     const { store, tail, recovery } = this.ctx;
     const aside = join(store.dir, `unauthenticated-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`);
-    const parts: Buffer[] = [];
+    const moves: { s: Segment; whole: boolean; cut: number; end: number }[] = [];
     let moved = 0;
     const segs = await store.listSegments();
     for (let i = segs.length - 1; i >= 0; i--) {
       const s = segs[i] as Segment;
-      const raw = await fsp.readFile(s.file).catch((err: unknown) => {
-        throw ioError(err, s.file, 'cannot read segment');
-      });
-      const after = v2EventsAfter(raw, seq);
+      const { after, end } = await scanEventsAfter(s.file, seq);
       if (after === undefined) break; // this segment ends at or before `seq`: done
-      const { cut, headerBytes } = after;
       moved += after.events;
-      parts.unshift(raw.subarray(cut));
       // Every event of this segment is past `seq`: the whole segment goes (the first one is kept,
       // cut back to its header).
-      if (cut === headerBytes && i > 0) {
-        await fsp.rm(s.file, { force: true });
-        tail.segments = tail.segments.filter((n) => n !== s.n);
-      } else {
-        await store.truncate(s.file, cut);
-        break;
-      }
+      const whole = after.cut === after.headerBytes && i > 0;
+      moves.unshift({ s, whole, cut: after.cut, end });
+      if (!whole) break;
     }
     if (moved > 0) {
-      await atomicWriteFile(aside, Buffer.concat(parts));
-      await fsyncDir(store.dir);
+      await copyRangesAtomically(aside, moves);
       recovery.quarantinedEvents += moved;
       recovery.quarantineFile = aside;
+    }
+    for (const m of moves.reverse()) {
+      if (m.whole) {
+        await fsp.rm(m.s.file, { force: true });
+        tail.segments = tail.segments.filter((n) => n !== m.s.n);
+      } else await store.truncate(m.s.file, m.cut);
     }
     // Re-read the new tail.
     const last = tail.segments[tail.segments.length - 1];
