@@ -626,15 +626,25 @@ describe('RingFileLog: one writer per file', () => {
     const pid = old.pid as number;
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3];
-    const note = `${JSON.stringify({ pid, hostname: hostname(), since: new Date().toISOString(), start })}\n`;
+    const since = new Date().toISOString();
+    const notes = [
+      `${JSON.stringify({ pid, hostname: hostname(), since, start })}\n`,
+      // Written where that build could not read /proc: no `start`, today's keys, but its newline.
+      `${JSON.stringify({ pid, hostname: hostname(), since })}\n`,
+    ];
     try {
-      writeFileSync(`${path}.lock`, note);
-      const e = expectCode(() => new tv.RingFileLog(path), 'TV_LOCKED');
-      expect(e.message).toContain(`older tensorvault (pid ${pid}`);
-      expect(e.context).toMatchObject({ pid, hostname: hostname(), olderBuild: 'note-lock' });
-      // The older writer's note is left as it was, and nothing was written.
-      expect(readFileSync(`${path}.lock`, 'utf8')).toBe(note);
-      expect(existsSync(path)).toBe(false);
+      for (const note of notes) {
+        writeFileSync(`${path}.lock`, note);
+        const e = expectCode(() => new tv.RingFileLog(path), 'TV_LOCKED');
+        expect(e.message).toContain(`older tensorvault (pid ${pid}`);
+        expect(e.context).toMatchObject({ pid, hostname: hostname(), olderBuild: 'note-lock' });
+        // The older writer's note is left as it was, and nothing was written.
+        expect(readFileSync(`${path}.lock`, 'utf8')).toBe(note);
+        expect(existsSync(path)).toBe(false);
+      }
+      // Today's note (no newline) naming that live pid: its writer is gone (the flock was free).
+      writeFileSync(`${path}.lock`, JSON.stringify({ pid, hostname: hostname(), since }));
+      new tv.RingFileLog(path, { flushIntervalMs: 0 }).close();
     } finally {
       old.kill('SIGKILL');
       await new Promise((r) => old.once('exit', r));

@@ -50,7 +50,11 @@ const sleep = (ms: number): void => {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 };
 
-/** This process's description, written into the lock file for a refused writer's message. */
+/**
+ * This process's description, written into the lock file for a refused writer's message. Never ended by
+ * a newline: the ring log of a build before the flock lock wrote `{pid, hostname, since}` plus a newline
+ * where it had no `start`, and that newline is how io/lock.rs tells its note from this one.
+ */
 function holderLine(): string {
   return JSON.stringify({ pid: process.pid, hostname: hostname(), since: new Date().toISOString() });
 }

@@ -189,19 +189,25 @@ fn lock_opened(
 /// taken over as before, when its pid is not alive, is this process (a reused pid: this process is not
 /// an old build), or names a process started at another time than `start` (ring) or after `created_at`
 /// (event log): the pid was reused. A note from another host cannot be checked from here and is taken
-/// over too (as before; `docs/formats/eventlog.md`, Single writer). An old ring note without `start` (no `/proc` where
-/// it was written) looks like today's and is not recognised.
+/// over too (as before; `docs/formats/eventlog.md`, Single writer).
+///
+/// An old ring note without `start` (written where `/proc` could not be read) has today's three keys,
+/// but the old ring log ended its note with a newline and today's note has none: a note of exactly
+/// `{pid, hostname, since}` followed by `\n` is the old ring log's, and `since` serves as its
+/// `created_at` (a process started after it is not its writer).
 fn older_live_holder(file: &File) -> Option<(i32, String)> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; 4096];
     let n = file.read_at(&mut buf, 0).ok()?;
-    let text = String::from_utf8_lossy(buf.get(..n)?).trim().to_string();
+    let raw = String::from_utf8_lossy(buf.get(..n)?).into_owned();
+    let text = raw.trim().to_string();
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     let token = v.get("token").is_some_and(serde_json::Value::is_string)
         && v.get("created_at")
             .is_some_and(serde_json::Value::is_string);
     let start = v.get("start").and_then(serde_json::Value::as_str);
-    if !token && start.is_none() {
+    let ring_without_start = start.is_none() && old_ring_note_without_start(&raw, &v);
+    if !token && start.is_none() && !ring_without_start {
         return None; // today's note (or not a note at all)
     }
     let pid = i32::try_from(v.get("pid")?.as_u64()?).ok()?;
@@ -223,7 +229,11 @@ fn older_live_holder(file: &File) -> Option<(i32, String)> {
         }
     }
     let created = v
-        .get("created_at")
+        .get(if ring_without_start {
+            "since"
+        } else {
+            "created_at"
+        })
         .and_then(serde_json::Value::as_str)
         .and_then(iso_millis);
     if let (Some(created), Some(started)) = (created, process_started_millis(pid)) {
@@ -234,6 +244,26 @@ fn older_live_holder(file: &File) -> Option<(i32, String)> {
         }
     }
     Some((pid, text))
+}
+
+/// Whether `raw` (the lock file's whole text, parsed as `v`) is the note of a ring log from before the
+/// flock lock written without `start`: exactly the keys `pid`, `hostname` and `since` (a string), and
+/// one newline after the JSON, as that build wrote it (`JSON.stringify(info) + "\n"`). Today's note is
+/// written without the newline (`src/io/lock.ts`, `holderLine`), so it is never taken for this one.
+fn old_ring_note_without_start(raw: &str, v: &serde_json::Value) -> bool {
+    let Some(obj) = v.as_object() else {
+        return false;
+    };
+    let body = raw.strip_suffix('\n');
+    obj.len() == 3
+        && obj.get("pid").is_some_and(serde_json::Value::is_u64)
+        && obj
+            .get("hostname")
+            .is_some_and(serde_json::Value::is_string)
+        && obj.get("since").is_some_and(serde_json::Value::is_string)
+        && body.is_some_and(|b| {
+            !b.ends_with(char::is_whitespace) && !b.starts_with(char::is_whitespace)
+        })
 }
 
 /// When process `pid` started, in milliseconds since the Unix epoch (`/proc/stat`'s boot time plus
@@ -449,6 +479,11 @@ mod tests {
             format!(
                 "{{\"pid\":{pid},\"hostname\":\"{host}\",\"since\":\"2026-11-30T00:00:00.000Z\",\"start\":\"{start}\"}}\n"
             ),
+            // the ring log's note where `/proc` could not be read (no `start`), written after the
+            // child started: today's keys, but ended by a newline as the old ring log wrote it
+            format!(
+                "{{\"pid\":{pid},\"hostname\":\"{host}\",\"since\":\"2999-01-01T00:00:00.000Z\"}}\n"
+            ),
         ];
         for note in &notes {
             let p = d.join("old.lock");
@@ -472,6 +507,10 @@ mod tests {
             format!("{{\"pid\":{pid},\"hostname\":\"{host}\",\"since\":\"x\",\"start\":\"1\"}}"),
             format!("{{\"pid\":{pid},\"hostname\":\"elsewhere-{host}\",\"created_at\":\"x\",\"token\":\"t\"}}"),
             format!("{{\"pid\":{pid},\"hostname\":\"{host}\",\"since\":\"x\"}}"),
+            // today's note (no newline) naming a live pid, and an old ring note without `start`
+            // written before that process started (a reused pid)
+            format!("{{\"pid\":{pid},\"hostname\":\"{host}\",\"since\":\"2999-01-01T00:00:00.000Z\"}}"),
+            format!("{{\"pid\":{pid},\"hostname\":\"{host}\",\"since\":\"2000-01-01T00:00:00.000Z\"}}\n"),
         ] {
             let p = d.join("other.lock");
             std::fs::write(&p, &note).unwrap();
