@@ -873,6 +873,58 @@ describe('backup create / verify / restore', () => {
     }
   });
 
+  it('the in-place check of a restore reads no event again: the placed files are the ones the staging check read', async () => {
+    // Regression: after the full check in staging, the placed log was checked in full a second time
+    // (every event parsed and hashed again: twice the chain time on a large log).
+    const src = await makeLog(12);
+    const r = await tv.createBackup(src, fresh());
+    const old = await makeLog(4);
+    const seen = new Map<string, tv.Progress[]>();
+    let phase = '';
+    const res = await tv.restoreBackup(r.archivePath, old, {
+      overwrite: true,
+      onPhase: (p) => {
+        phase = p;
+        seen.set(p, []);
+      },
+      onProgress: (p) => seen.get(phase)?.push(p),
+    });
+    expect([...seen.keys()]).toEqual(['checksum', 'archive', 'chain', 'place']);
+    expect((seen.get('chain') ?? []).length).toBeGreaterThan(1);
+    expect(seen.get('place')).toEqual([]);
+    expect(res).toMatchObject({ totalEvents: 12, replaced: true });
+    expect(res.chain.valid).toBe(true);
+    const back = await tv.EventLog.open(old, { readOnly: true });
+    expect(await back.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 12 });
+    await back.close();
+  });
+
+  it('a staged file changed after the staging check is refused in place, and the old log is kept', async () => {
+    const src = await makeLog(12);
+    const r = await tv.createBackup(src, fresh());
+    const old = await makeLog(4);
+    const before = tree(old);
+    const changes = [
+      // an event rewritten (same size) in the staged segment
+      (seg: string) => writeFileSync(seg, readFileSync(seg, 'utf8').replace('"Bazari"', '"Mallor"')),
+      // a byte appended
+      (seg: string) => writeFileSync(seg, Buffer.concat([readFileSync(seg), Buffer.from(' ')])),
+    ];
+    for (const change of changes) {
+      await expect(
+        tv.restoreBackup(r.archivePath, old, {
+          overwrite: true,
+          onPhase: (p) => {
+            if (p !== 'place') return;
+            const staging = readdirSync(old).find((n) => n.startsWith('.tv-restore-')) as string;
+            change(join(old, staging, 'event-log', 'segment-000002.jsonl'));
+          },
+        }),
+      ).rejects.toMatchObject({ code: 'TV_CHAIN_INVALID', message: expect.stringMatching(/does not verify in place/) });
+      expect(tree(old)).toEqual(before);
+    }
+  });
+
   it('an AbortSignal fired during the chain check stops restore and verify --read-data there (the destination, even with overwrite, unchanged)', async () => {
     const src = await makeLog(12); // 4 segments: the chain check reads them one by one
     const r = await tv.createBackup(src, fresh());

@@ -3,7 +3,7 @@ import { channel } from 'node:diagnostics_channel';
 import { promises as fsp } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
-import { EVENT_LOG_CHANNEL, EventLog, LAYOUT, type VerifyResult } from '../eventlog/index';
+import { EVENT_LOG_CHANNEL, LAYOUT, type VerifyResult } from '../eventlog/index';
 import {
   assertRegularFile,
   beginSwap,
@@ -116,7 +116,12 @@ async function stageAndCheck(
   sidecar: BackupManifest | undefined,
   options: RestoreOptions,
   warnings: string[],
-): Promise<{ chain: VerifyResult; files: number; atBackup: AtBackup }> {
+): Promise<{
+  chain: VerifyResult;
+  files: number;
+  atBackup: AtBackup;
+  checked: { fingerprint: Fingerprint; chain: VerifyResult };
+}> {
   options.onPhase?.('archive');
   const walk = await walkArchive(archivePath, {
     ...(sidecar ? { manifest: sidecar } : {}),
@@ -187,6 +192,15 @@ async function stageAndCheck(
   }
   const evidence = !atBackup.valid;
   const chain = await verifyStaged(staging, manifest, options, evidence);
+  // The files the verdict was reached on (HEAD written from the checked events included): the check
+  // in place makes sure that these, and only these, are what was placed.
+  const checked = {
+    fingerprint: await fingerprint(
+      staging,
+      (await fsp.readdir(staging)).filter((n) => n !== LAYOUT.lock && n !== 'manifest.json'),
+    ),
+    chain,
+  };
   // Evidence is placed whatever its chain says now (the manifest already says it was invalid).
   if (!chain.valid && !evidence) {
     throw new TensorVaultError(
@@ -199,20 +213,57 @@ async function stageAndCheck(
       },
     );
   }
-  return { chain, files: walk.entries.length, atBackup };
+  return { chain, files: walk.entries.length, atBackup, checked };
 }
 
-/** The chain verdict of the log just placed in `dest` (see {@link chainVerdict}). */
-async function checkInPlace(dest: string, o: RestoreOptions): Promise<VerifyResult> {
-  const log = await EventLog.open(dest, { readOnly: true, ...(o.logKey ? { hmacKey: o.logKey } : {}) });
-  try {
-    return await chainVerdict(log, log.format === 'v2', {
-      ...(o.signal ? { signal: o.signal } : {}),
-      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+/**
+ * What identifies each file and folder of a log, by path relative to its root: device and inode
+ * (which a rename keeps), and for a file its size and modification time (ns). Two equal fingerprints
+ * are the same files, with the same bytes unless something wrote them and set their time back.
+ */
+type Fingerprint = Map<string, string>;
+
+/** The {@link Fingerprint} of the entries `names` (those that exist) under `root`, recursively. */
+async function fingerprint(root: string, names: readonly string[]): Promise<Fingerprint> {
+  const out: Fingerprint = new Map();
+  const walk = async (rel: string): Promise<void> => {
+    const path = join(root, rel);
+    const st = await fsp.lstat(path, { bigint: true }).catch((err: unknown) => {
+      throw ioError(err, path, 'cannot read');
     });
-  } finally {
-    await log.close();
+    if (st.isDirectory()) {
+      out.set(rel, `dir ${st.dev}:${st.ino}`);
+      const names = await fsp.readdir(path).catch((err: unknown) => {
+        throw ioError(err, path, 'cannot read');
+      });
+      for (const n of names.sort()) await walk(join(rel, n));
+    } else out.set(rel, `${st.isFile() ? 'file' : 'other'} ${st.dev}:${st.ino} ${st.size} ${st.mtimeNs}`);
+  };
+  for (const n of names) if (await exists(join(root, n))) await walk(n);
+  return out;
+}
+
+/** The first path where `now` differs from `checked`, or undefined when they are the same files. */
+function fingerprintDiff(checked: Fingerprint, now: Fingerprint): string | undefined {
+  for (const [rel, id] of now) {
+    const was = checked.get(rel);
+    if (was === undefined) return `${rel} was not in the log that was checked`;
+    if (was !== id) return `${rel} is not the file that was checked`;
   }
+  for (const rel of checked.keys()) if (!now.has(rel)) return `${rel} is missing`;
+  return undefined;
+}
+
+/**
+ * The check of the log just placed in `dest`: that its files are the very files the staged check
+ * (the full chain verdict, {@link chainVerdict}) read, moved by rename, and nothing else of the
+ * layout. Equal, the staged verdict is the verdict in place (the same bytes give the same verdict),
+ * without reading every event again; otherwise it is invalid, naming the first difference.
+ */
+async function checkInPlace(dest: string, checked: Fingerprint, staged: VerifyResult): Promise<VerifyResult> {
+  const diff = fingerprintDiff(checked, await fingerprint(dest, OWNED));
+  if (diff === undefined) return staged;
+  return { ...staged, valid: false, reason: `the placed files are not the ones checked in staging: ${diff}` };
 }
 
 /**
@@ -229,6 +280,7 @@ async function place(
   archivePath: string,
   o: RestoreOptions,
   evidence: boolean,
+  checked: { fingerprint: Fingerprint; chain: VerifyResult },
 ) {
   const staged = (await fsp.readdir(staging)).filter((n) => n !== LAYOUT.lock && n !== 'manifest.json');
   const foreign = staged.filter((n) => !(OWNED as readonly string[]).includes(n));
@@ -247,9 +299,9 @@ async function place(
     // checked against the manifest in staging, and it is placed as it is.
     if (evidence && o.signal?.aborted) throw new TensorVaultAbortError('restore aborted', o.signal.reason);
     // Interrupted here, the swap is rolled back below: the old log (if any) is put back.
-    // The same verdict as the one in staging (and at create and verify): a backup that verifies is
-    // one that restores (the fast check alone could refuse what the full check accepted).
-    const check = evidence ? undefined : await checkInPlace(dest, o);
+    // The verdict of the staging check (the full one, as at create and verify: a backup that
+    // verifies is one that restores), which holds in place when the placed files are the ones it read.
+    const check = evidence ? undefined : await checkInPlace(dest, checked.fingerprint, checked.chain);
     swapStep('verified');
     if (check !== undefined && !check.valid) {
       throw new TensorVaultError(
@@ -321,7 +373,7 @@ export async function restoreBackup(
     await fsp.chmod(staging, 0o700);
     const staged = await stageAndCheck(archivePath, staging, sidecar, options, warnings);
     const { files, atBackup } = staged;
-    await place(dest, staging, present, archivePath, options, !atBackup.valid);
+    await place(dest, staging, present, archivePath, options, !atBackup.valid, staged.checked);
     // The verdict was reached in the staging folder: name the files where they now are.
     const chain: VerifyResult =
       staged.chain.reason === undefined
