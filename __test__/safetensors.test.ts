@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { MessageChannel } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { native } from '../dist/native/index.js';
 import { runUnderFileLimit } from './helpers/full-disk';
 import { tempDir } from './helpers/tmp';
 
@@ -240,6 +241,42 @@ describe('saveSafetensors / openSafetensors', () => {
     expect((err as Error).cause).toEqual(new Error('stop'));
     expect(readdirSync(sub)).toEqual([]);
   }, 10_000);
+
+  it('an abort between the pieces of a large tensor rejects with the signal reason as cause; nothing is left behind', async () => {
+    // Defect: a tensor over one write piece (64 MiB) is handed to the pool piece by piece; an abort
+    // that landed after a piece was written was caught by the check before the next one, which threw
+    // an AbortError without the signal's reason (every other abort path carries it as `cause`).
+    const sub = join(dir, 'pieces');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(sub);
+    const p = join(sub, 'm.safetensors');
+    const ac = new AbortController();
+    const reason = new Error('stop between pieces');
+    const proto = native().NativeSafetensorsWriter.prototype;
+    const write = proto.write;
+    // The abort lands just after the first piece has been written, before the next is handed over.
+    proto.write = async function (this: typeof proto, ...args: Parameters<typeof write>) {
+      await write.apply(this, args);
+      ac.abort(reason);
+    };
+    try {
+      const n = 64 * 1024 * 1024 + 1;
+      const err = await tv
+        .saveSafetensors(
+          p,
+          { a: { dtype: 'U8', shape: [n], data: new Uint8Array(n) } },
+          { signal: ac.signal },
+        )
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(tv.TensorVaultAbortError);
+      expect(err).toMatchObject({ name: 'AbortError', code: 'TV_ABORTED' });
+      expect((err as Error).cause).toBe(reason);
+      expect(ac.signal.aborted).toBe(true);
+    } finally {
+      proto.write = write;
+    }
+    expect(readdirSync(sub)).toEqual([]);
+  }, 60_000);
 
   it('reports progress up to the data size', async () => {
     const p = tmp();
