@@ -509,6 +509,19 @@ export class TensorVaultAbortError extends TensorVaultError<'TV_ABORTED'> {
   }
 }
 
+/**
+ * The {@link TensorVaultAbortError} of work stopped by `signal`: `cause` is `signal.reason` (none
+ * without a signal); `message` when the default ("The operation was aborted") says too little.
+ */
+export function abortError(signal: AbortSignal | undefined, message?: string): TensorVaultAbortError {
+  return new TensorVaultAbortError(message, signal?.reason);
+}
+
+/** Throw {@link abortError} when `signal` has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined, message?: string): void {
+  if (signal?.aborted) throw abortError(signal, message);
+}
+
 /** Shorthand for an invalid-argument error naming the argument. */
 export function invalidArgument(
   argument: string,
@@ -550,7 +563,7 @@ export function fromNative(err: unknown, signal?: AbortSignal): TensorVaultError
     const payload = parsePayload(message.slice(MARKER.length));
     if (payload !== undefined) {
       if (payload.code === ErrorCode.ABORTED) {
-        return new TensorVaultAbortError(payload.message, signal?.reason);
+        return abortError(signal, payload.message);
       }
       const code = KNOWN_CODES.has(payload.code) ? (payload.code as ErrorCode) : ErrorCode.INTERNAL;
       return new TensorVaultError(code, payload.message, payload.context ?? {});

@@ -2,7 +2,7 @@
  * Runs a native job on the libuv pool with progress polling and `AbortSignal` cancellation.
  */
 import { channel } from 'node:diagnostics_channel';
-import { type ErrorCode, fromNative, invalidArgument, TensorVaultAbortError } from './errors';
+import { abortError, type ErrorCode, fromNative, invalidArgument, throwIfAborted } from './errors';
 import { type NativeJobControl, native } from './native';
 
 /** Progress of a long operation. */
@@ -63,8 +63,7 @@ export async function runJob<T>(
   if (onProgress !== undefined && typeof onProgress !== 'function') {
     throw invalidArgument('onProgress', 'onProgress must be a function');
   }
-  if (signal?.aborted)
-    throw new TensorVaultAbortError('The operation was aborted before it started', signal.reason);
+  throwIfAborted(signal, 'The operation was aborted before it started');
   let control: NativeJobControl;
   let promise: Promise<T>;
   try {
@@ -106,10 +105,9 @@ export async function runJob<T>(
 /** `p`, or a rejection with an AbortError as soon as `signal` fires (whichever comes first). */
 export function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) return p;
-  if (signal.aborted)
-    return Promise.reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
+  if (signal.aborted) return Promise.reject(abortError(signal));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new TensorVaultAbortError('The operation was aborted', signal.reason));
+    const onAbort = (): void => reject(abortError(signal));
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(
       (v) => {

@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { fromNative, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { CutChainCheck, LAYOUT, type LogCut, takeCut } from '../eventlog/index';
 import { Sha256, sha256 } from '../hash/index';
 import {
@@ -320,9 +320,7 @@ export async function createBackup(
 ): Promise<BackupCreateResult> {
   const { level, threads, encKey } = checkOptions(dataDir, outDir, options);
   const signal = options.signal;
-  const checkAbort = (): void => {
-    if (signal?.aborted) throw new TensorVaultAbortError('backup aborted', signal.reason);
-  };
+  const checkAbort = (): void => throwIfAborted(signal, 'backup aborted');
   checkAbort();
   const step = options.onStep ?? (() => {});
   const source = resolve(dataDir);

@@ -7,7 +7,7 @@ import { createDecipheriv } from 'node:crypto';
 import { constants, createReadStream, promises as fsp } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { LAYOUT } from '../eventlog/index';
 import { Sha256 } from '../hash/index';
 import { ioError } from '../io/index';
@@ -375,7 +375,7 @@ export async function walkArchive(archivePath: string, o: WalkOptions): Promise<
   o.onProgress?.({ bytesDone: 0, bytesTotal: archiveSize });
   try {
     for await (const chunk of gunzipped(decryptedChunks(archivePath, o.encryptionKey, read), archivePath)) {
-      if (o.signal?.aborted) throw new TensorVaultAbortError('aborted', o.signal.reason);
+      throwIfAborted(o.signal, 'aborted');
       total += chunk.length;
       if (total > budget) {
         throw new TensorVaultError(

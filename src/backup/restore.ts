@@ -2,7 +2,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { promises as fsp } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { EVENT_LOG_CHANNEL, LAYOUT, type VerifyResult } from '../eventlog/index';
 import {
   assertRegularFile,
@@ -297,7 +297,7 @@ async function place(
     await placeSwap(dest, journal);
     // Evidence (invalid at backup, `allowInvalidChain`) is not expected to verify: its files were
     // checked against the manifest in staging, and it is placed as it is.
-    if (evidence && o.signal?.aborted) throw new TensorVaultAbortError('restore aborted', o.signal.reason);
+    if (evidence) throwIfAborted(o.signal, 'restore aborted');
     // Interrupted here, the swap is rolled back below: the old log (if any) is put back.
     // The verdict of the staging check (the full one, as at create and verify: a backup that
     // verifies is one that restores), which holds in place when the placed files are the ones it read.

@@ -6,7 +6,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import { fstatSync, readSync, statSync } from 'node:fs';
 import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
-import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { sha256 } from '../hash/index';
 import { abortable } from '../job';
 import { native } from '../native';
@@ -33,7 +33,6 @@ import {
   type CheckpointChunkOptions,
   type CheckpointReadOptions,
   signalOf,
-  throwIfAborted,
   tooLargeForView,
 } from './read-options';
 import { notAboutParity, replacedError, underLock } from './repair-lock';

@@ -1,6 +1,6 @@
 import { fstatSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, relative as relativePath, resolve as resolvePath, sep } from 'node:path';
-import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { settleClosedMappings } from '../io/mappings';
 import { type JobOptions, withoutSignal } from '../job';
 import type { NativeSafetensors } from '../native/binding';
@@ -114,8 +114,7 @@ async function loadLocal(
   const t0 = performance.now();
   const { mode, key, requireHmac } = checkOptions(options);
   const repair = options.repair ?? true;
-  if (options.signal?.aborted)
-    throw new TensorVaultAbortError('The operation was aborted before it started', options.signal.reason);
+  throwIfAborted(options.signal, 'The operation was aborted before it started');
   // Closed checkpoints whose views were collected are unmapped on a turn of the event loop (see
   // settleClosedMappings): a loop of loads that never yields gets one every ORPHAN_STEP of them.
   const settling = settleClosedMappings();

@@ -4,7 +4,7 @@
  * large for one ArrayBuffer that points to them.
  */
 import { constants as bufferConstants } from 'node:buffer';
-import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { checkOptionsObject } from '../safetensors/reader';
 import type { Checkpoint } from './lazy';
 
@@ -37,10 +37,6 @@ export function signalOf(options: unknown): AbortSignal | undefined {
   if (signal !== undefined && !(signal instanceof AbortSignal))
     throw invalidArgument('signal', 'signal must be an AbortSignal');
   return signal;
-}
-
-export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
 }
 
 /**

@@ -1,7 +1,7 @@
 /** The rs(N) parity of the `pyfolds-ecc` layout (check and repair), and header digests. */
 import { closeSync, constants, promises as fsp, openSync, read as readCb, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ErrorCode, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { ErrorCode, TensorVaultError, throwIfAborted } from '../errors';
 import { sha256 } from '../hash/index';
 import { tempName } from '../io/atomic';
 import { fsyncDir, ioError } from '../io/fs';
@@ -112,8 +112,7 @@ export async function rsCheck(
     const buf = Buffer.allocUnsafe(Math.min(piece, Math.max(1, size)));
     const pbuf = Buffer.allocUnsafe(blocksPerPiece * codec.parity);
     for (let at = 0, k = 0; at < size; at += piece, k++) {
-      if (options.signal?.aborted)
-        throw new TensorVaultAbortError('The operation was aborted', options.signal.reason);
+      throwIfAborted(options.signal);
       const len = Math.min(piece, size - at);
       const plen = codec.eccLength(len);
       await fh.read(buf, 0, len, at);

@@ -7,7 +7,7 @@ export { PYFOLDS_HMAC_ENV } from './write';
 import { close, constants, promises as fsp, openSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { protect } from '../ecc/erasure';
-import { TensorVaultAbortError, TensorVaultError } from '../errors';
+import { TensorVaultError, throwIfAborted } from '../errors';
 import { tempName } from '../io/atomic';
 import { ioError, namingDestination } from '../io/fs';
 import type { JobOptions, Progress } from '../job';
@@ -163,8 +163,7 @@ export async function saveCheckpoint(
   const mark = (name: string) => timeline.push({ name, ms: performance.now() - t0 });
   const { layout, files, plan, entries, prepared, key, user, config } = checkSaveArgs(path, tensors, options);
   const { signal } = options;
-  if (signal?.aborted)
-    throw new TensorVaultAbortError('The operation was aborted before it started', signal.reason);
+  throwIfAborted(signal, 'The operation was aborted before it started');
   const metadata: Record<string, unknown> = {
     created_at: new Date().toISOString(),
     version: options.version ?? '1',
@@ -188,9 +187,7 @@ export async function saveCheckpoint(
       return t;
     },
   };
-  const checkAbort = () => {
-    if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
-  };
+  const checkAbort = () => throwIfAborted(signal);
   try {
     recoverLocked(files);
     const tmpWeights = set.temp(files.weights);

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { TensorVaultAbortError } from '../errors';
+import { throwIfAborted } from '../errors';
 import { hashFile } from '../hash/index';
 import type { JobOptions } from '../job';
 import { EntryHashChecker, type EventLogEntry, entryShapeProblem } from './hashing';
@@ -93,7 +93,7 @@ export const CHECK_SLICE = 2048;
 
 /** Throw the abort error when `signal` has fired. */
 function checkAbort(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new TensorVaultAbortError('verification aborted', signal.reason);
+  throwIfAborted(signal, 'verification aborted');
 }
 
 /**

@@ -13,7 +13,7 @@
 import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { disposeSymbol } from '../dispose';
-import { callNative, ErrorCode, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { abortError, callNative, ErrorCode, TensorVaultError, throwIfAborted } from '../errors';
 import { type NativeFileLock, native } from '../native';
 
 /** What a lock file says about its holder. */
@@ -171,11 +171,11 @@ export class WriterLock {
         if (!(err instanceof TensorVaultError) || err.code !== ErrorCode.LOCKED) throw err;
         if (Date.now() >= deadline) throw err;
       }
-      if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
+      throwIfAborted(signal);
       try {
         await delay(Math.min(wait, Math.max(1, deadline - Date.now())), undefined, signal ? { signal } : {});
       } catch {
-        throw new TensorVaultAbortError('The operation was aborted', signal?.reason);
+        throw abortError(signal);
       }
       wait = Math.min(wait * 2, 20);
     }

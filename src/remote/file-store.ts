@@ -3,11 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { type BigIntStats, createReadStream, linkSync, renameSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { ErrorCode, TensorVaultError } from '../errors';
+import { abortError, ErrorCode, TensorVaultError } from '../errors';
 import { fsyncDir, ioError } from '../io/fs';
 import { WriterLock } from '../io/lock';
 import {
-  abortError,
   md5Hex,
   missingAsUndefined,
   type ObjectStat,

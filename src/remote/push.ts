@@ -9,7 +9,7 @@ import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { checkpointFiles, treeHashOf } from '../checkpoint/layout';
 import { parseCheckpoint } from '../checkpoint/parse';
-import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publishRemote, remoteCacheDir } from './common';
@@ -213,7 +213,7 @@ async function uploadFile(
     let failure: unknown;
     for (let n = 1; n <= nParts; n++) {
       if (failure !== undefined) break;
-      if (signal?.aborted) throw new TensorVaultAbortError('The operation was aborted', signal.reason);
+      throwIfAborted(signal);
       const start = (n - 1) * o.partSize;
       const len = Math.min(o.partSize, size - start);
       const buf = Buffer.allocUnsafe(len);

@@ -1,9 +1,8 @@
 /** The S3-compatible store (AWS SDK for JavaScript v3, loaded only when an `s3://` URL is used). */
 import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { ErrorCode, TensorVaultError } from '../errors';
+import { abortError, ErrorCode, TensorVaultError } from '../errors';
 import {
-  abortError,
   endpointOf,
   missingAsUndefined,
   type ObjectStat,

@@ -5,7 +5,7 @@
  * {@link StoreMetrics}; every store error becomes a typed {@link TensorVaultError}.
  */
 import { createHash } from 'node:crypto';
-import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { abortError, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 
 /** Bytes and requests a store has moved (read them to see what a lazy load transferred). */
 export interface StoreMetrics {
@@ -224,10 +224,6 @@ export function objectChanged(
 /** The MD5 ETag of `data` as an S3 store computes it for a part or a single-request object. */
 export function md5Hex(data: Uint8Array): string {
   return createHash('md5').update(data).digest('hex');
-}
-
-export function abortError(signal: AbortSignal | undefined): TensorVaultAbortError {
-  return new TensorVaultAbortError('The operation was aborted', signal?.reason);
 }
 
 /**

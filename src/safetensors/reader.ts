@@ -6,12 +6,13 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { disposeSymbol } from '../dispose';
 import {
+  abortError,
   callNative,
   ErrorCode,
   fromNative,
   invalidArgument,
-  TensorVaultAbortError,
   TensorVaultError,
+  throwIfAborted,
 } from '../errors';
 import { settleClosedMappings } from '../io/mappings';
 import { type JobOptions, runJob } from '../job';
@@ -566,8 +567,7 @@ export async function openSafetensors(
   checkPopulate(options.populate);
   optionalBoolean(options.copy, 'copy');
   const signal = options.signal;
-  if (signal?.aborted)
-    throw new TensorVaultAbortError('The operation was aborted before it started', signal.reason);
+  throwIfAborted(signal, 'The operation was aborted before it started');
   // Closed files whose views were collected are unmapped on a turn of the event loop (see
   // settleClosedMappings): a loop of opens that never yields gets one every ORPHAN_STEP of them.
   const settling = settleClosedMappings();
@@ -583,7 +583,7 @@ export async function openSafetensors(
   }
   if (signal?.aborted) {
     handle.close();
-    throw new TensorVaultAbortError('The operation was aborted', signal.reason);
+    throw abortError(signal);
   }
   return new SafetensorsFile(path, handle, options);
 }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { asyncDisposeSymbol } from '../dispose';
-import { ErrorCode, fromNative, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { abortError, ErrorCode, fromNative, invalidArgument, TensorVaultError } from '../errors';
 import { assertRegularFile, ioError } from '../io/index';
 import { native } from '../native';
 import { optionalBoolean, requiredString } from '../validate';
@@ -195,8 +195,7 @@ export async function openShardedSafetensors(
     await assertRegularFile(indexPath);
     text = await readFile(indexPath, { encoding: 'utf8', signal: options.signal });
   } catch (err) {
-    if ((err as Error).name === 'AbortError')
-      throw new TensorVaultAbortError('The operation was aborted', options.signal?.reason);
+    if ((err as Error).name === 'AbortError') throw abortError(options.signal);
     throw ioError(err, indexPath, 'cannot read');
   }
   return new ShardedSafetensors(resolve(indexPath), parseShardIndex(text, indexPath), options);

@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { ErrorCode, invalidArgument, TensorVaultAbortError, TensorVaultError } from '../errors';
+import { abortError, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { abortable, type JobOptions, runJob } from '../job';
 import { type NativeJobControl, type NativeSafetensorsWriterHandle, native } from '../native';
 import { bytesOf, checkWellFormed, describeValue } from '../validate';
@@ -227,7 +227,7 @@ async function writeTensor(
 ): Promise<void> {
   const put = async (bytes: Uint8Array): Promise<void> => {
     for (let at = 0; at < bytes.byteLength; at += WRITE_PIECE) {
-      if (control.cancelled) throw new TensorVaultAbortError('The operation was aborted', signal?.reason);
+      if (control.cancelled) throw abortError(signal);
       const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + WRITE_PIECE));
       if (piece.byteLength < ASYNC_WRITE_MIN) writer.writeSync(piece, control);
       else await writer.write(piece, control);
