@@ -2,8 +2,9 @@
  * Runs a native job on the libuv pool with progress polling and `AbortSignal` cancellation.
  */
 import { channel } from 'node:diagnostics_channel';
-import { abortError, type ErrorCode, fromNative, invalidArgument, throwIfAborted } from './errors';
+import { abortError, type ErrorCode, fromNative, throwIfAborted } from './errors';
 import { type NativeJobControl, native } from './native';
+import { optionalFunction, optionalSignal } from './validate';
 
 /** Progress of a long operation. */
 export interface Progress {
@@ -57,12 +58,8 @@ export async function runJob<T>(
   start: (control: NativeJobControl) => Promise<T>,
 ): Promise<T> {
   const { signal, onProgress } = options;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw invalidArgument('signal', 'signal must be an AbortSignal');
-  }
-  if (onProgress !== undefined && typeof onProgress !== 'function') {
-    throw invalidArgument('onProgress', 'onProgress must be a function');
-  }
+  optionalSignal(signal);
+  optionalFunction(onProgress, 'onProgress');
   throwIfAborted(signal, 'The operation was aborted before it started');
   let control: NativeJobControl;
   let promise: Promise<T>;

@@ -146,14 +146,19 @@ export function bytesOf(v: unknown, path: string): Uint8Array {
   throw refuse(path, 'a Buffer, TypedArray, DataView or ArrayBuffer', v);
 }
 
+/** An optional `AbortSignal` (the `signal` option of every cancellable call). */
+export function optionalSignal(v: unknown, path = 'signal'): AbortSignal | undefined {
+  if (v === undefined || v instanceof AbortSignal) return v;
+  throw refuse(path, 'an AbortSignal', v);
+}
+
 /** The fields every long job takes (`signal`, `onProgress`, `progressIntervalMs`). */
 export function checkJobOptions(o: {
   signal?: unknown;
   onProgress?: unknown;
   progressIntervalMs?: unknown;
 }): void {
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal))
-    throw refuse('signal', 'an AbortSignal', o.signal);
+  optionalSignal(o.signal);
   optionalFunction(o.onProgress, 'onProgress');
   optionalInteger(o.progressIntervalMs, 'progressIntervalMs', 1, 2 ** 31 - 1);
 }

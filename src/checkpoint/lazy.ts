@@ -11,7 +11,14 @@ import { sha256 } from '../hash/index';
 import { abortable } from '../job';
 import { native } from '../native';
 import type { NativeOutboard } from '../native/binding';
-import { checkTensorRange, type SafetensorsFile, type Tensor, type TensorInfo } from '../safetensors/reader';
+import {
+  checkOptionsObject,
+  checkTensorRange,
+  type SafetensorsFile,
+  type Tensor,
+  type TensorInfo,
+} from '../safetensors/reader';
+import { optionalSignal } from '../validate';
 import { CheckedBytes } from './checked';
 import { publish, racedError } from './commit';
 import { closedError, WeightsFd } from './descriptor';
@@ -32,7 +39,6 @@ import {
   CHUNK_BYTES,
   type CheckpointChunkOptions,
   type CheckpointReadOptions,
-  signalOf,
   tooLargeForView,
 } from './read-options';
 import { notAboutParity, replacedError, underLock } from './repair-lock';
@@ -206,7 +212,8 @@ export class Checkpoint {
   ): Promise<Buffer> {
     if (this.#closed) throw closedError(this.path);
     const info = this.#file.info(name);
-    const signal = signalOf(options);
+    checkOptionsObject(options);
+    const signal = optionalSignal(options.signal);
     checkTensorRange(info, offset, length);
     return this.#verifiedRead(info, offset, length, signal, () =>
       this.#file.readRange(info.name, offset, length),
@@ -226,7 +233,8 @@ export class Checkpoint {
   chunks(name: string, options: CheckpointChunkOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
     if (this.#closed) throw closedError(this.path);
     const info = this.#file.info(name);
-    const signal = signalOf(options);
+    checkOptionsObject(options);
+    const signal = optionalSignal(options.signal);
     const step = options.chunkBytes ?? CHUNK_BYTES;
     if (!Number.isSafeInteger(step) || step < 1 || step > bufferConstants.MAX_LENGTH) {
       throw invalidArgument(

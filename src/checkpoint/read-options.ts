@@ -1,11 +1,10 @@
 /**
  * The options of a checkpoint's verified range reads ({@link Checkpoint.readRange},
- * {@link Checkpoint.chunks}), the checks and cancellation they share, and the error of a view too
- * large for one ArrayBuffer that points to them.
+ * {@link Checkpoint.chunks}) and the error of a view too large for one ArrayBuffer that points to
+ * them.
  */
 import { constants as bufferConstants } from 'node:buffer';
-import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { checkOptionsObject } from '../safetensors/reader';
+import { ErrorCode, TensorVaultError } from '../errors';
 import type { Checkpoint } from './lazy';
 
 /** Default size of the pieces {@link Checkpoint.chunks} yields (64 MiB, as `SafetensorsFile.chunks`). */
@@ -28,15 +27,6 @@ export interface CheckpointChunkOptions extends CheckpointReadOptions {
    * Each piece's checkpoint chunks are checked before it is yielded.
    */
   chunkBytes?: number;
-}
-
-/** `signal` of `options`, checked (`TV_INVALID_ARGUMENT` for anything but an AbortSignal). */
-export function signalOf(options: unknown): AbortSignal | undefined {
-  checkOptionsObject(options);
-  const signal = (options as CheckpointReadOptions).signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal))
-    throw invalidArgument('signal', 'signal must be an AbortSignal');
-  return signal;
 }
 
 /**
