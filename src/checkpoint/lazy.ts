@@ -143,10 +143,7 @@ export class Checkpoint {
         // checked the pieces that hold the header and the first tensors).
         this.#verifiedView(info, performance.now());
       } else {
-        this.#pending++;
-        const run = this.#queue.then(() => this.#ensure(info));
-        this.#queue = run.catch(() => {}).finally(() => this.#pending--);
-        await run;
+        await this.#inTurn(() => this.#ensure(info));
       }
     }
     return this.#file.tensor(name);
@@ -274,16 +271,25 @@ export class Checkpoint {
     const span: TensorInfo = { ...info, fileOffset: info.fileOffset + offset, byteLength: length };
     if (this.report.verify === 'none' || this.#allVerified || length === 0) return read();
     if (this.#pending === 0 && this.#vouched(span)) return read();
-    this.#pending++;
-    const prior = this.#queue;
-    // What waits is not cancelled by this: only this read stops waiting.
-    const run = abortable(prior, signal).then(async () => {
+    return this.#inTurn(async () => {
       throwIfAborted(signal);
       await this.#ensure(info, span, signal);
       if (this.#closed) throw closedError(this.path);
       throwIfAborted(signal);
       return read();
-    });
+    }, signal);
+  }
+
+  /**
+   * `work` in its turn of the queue: after the checks queued before it, and before any queued after
+   * it starts (a repair among them cannot replace the file under it); counted in
+   * {@link Checkpoint.#pending} until both it and the turn before it have settled. `signal` ends only
+   * this caller's wait: what waits ahead is not cancelled, and the queue still waits for it.
+   */
+  async #inTurn<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    this.#pending++;
+    const prior = this.#queue;
+    const run = abortable(prior, signal).then(work);
     this.#queue = Promise.allSettled([prior, run]).finally(() => this.#pending--);
     return await run;
   }
