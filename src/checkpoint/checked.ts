@@ -1,8 +1,9 @@
 /**
  * What a lazily loaded checkpoint has checked of its mapped weights: whole chunks (their digests
  * matched the sealed leaves) and, for a chunk checked in part through the outboard, the 64 KiB pieces
- * that matched. Only the record: the checks run in {@link Checkpoint}; a view is handed out without a
- * check only when this record vouches for every byte of it.
+ * that matched. Only the record: the checks run in chunk-check.ts (`checkChunks`, for
+ * {@link Checkpoint}); a view is handed out without a check only when this record vouches for every
+ * byte of it.
  */
 import { chunkSpan } from './rs';
 

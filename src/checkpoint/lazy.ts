@@ -3,13 +3,11 @@
  * Loading, verifying and repairing checkpoints of the three layouts; lazy verification per tensor.
  */
 import { constants as bufferConstants } from 'node:buffer';
-import { fstatSync, readSync, statSync } from 'node:fs';
+import { fstatSync, statSync } from 'node:fs';
 import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
-import { sha256 } from '../hash/index';
 import { abortable } from '../job';
-import { native } from '../native';
 import type { NativeOutboard } from '../native/binding';
 import {
   checkOptionsObject,
@@ -20,18 +18,12 @@ import {
 } from '../safetensors/reader';
 import { optionalSignal } from '../validate';
 import { CheckedBytes } from './checked';
+import { type ChunkCheckState, checkChunks } from './chunk-check';
 import { publish, racedError } from './commit';
 import { closedError, WeightsFd } from './descriptor';
 import { TensorDamagedError } from './errors';
 import { fdPath, mergeReport, openPair, verifyWhole } from './integrity';
-import {
-  type CheckpointLayout,
-  equalHex,
-  type HmacKey,
-  type IntegrityBlock,
-  leafAt,
-  treeHashOf,
-} from './layout';
+import { type CheckpointLayout, type HmacKey, type IntegrityBlock, treeHashOf } from './layout';
 import { loadCheckpoint } from './load';
 import { OutboardReader } from './outboard';
 import type { CheckpointReport, Parsed } from './parse';
@@ -44,13 +36,7 @@ import {
 import { notAboutParity, replacedError, underLock } from './repair-lock';
 import { chunkSpan } from './rs';
 import { treeDamage } from './tree-check';
-import { fileLeaves } from './write';
 
-/** Chunks verified by one read-ahead job when tensors are viewed one after another (32 MiB at 1 MiB). */
-const READ_AHEAD = 32;
-/** Size of the shared scratch buffer of single-chunk checks. */
-const CHUNK_SCRATCH = 1024 * 1024;
-let scratch = Buffer.alloc(0);
 /**
  * A loaded checkpoint: metadata, version, verified tensor views and the verification report. Views are
  * zero-copy windows on the mapped weights (see {@link SafetensorsFile}); {@link Checkpoint.tensor}
@@ -433,88 +419,16 @@ export class Checkpoint {
     throw err;
   }
 
-  /** The tensor's chunks not yet verified that do not match their leaves. */
-  async #checkChunks(info: TensorInfo, signal?: AbortSignal): Promise<number[]> {
-    const block = this.#p.block as IntegrityBlock;
-    const cs = block.chunk_size;
-    const [first, last] = chunkSpan(info.fileOffset, info.fileOffset + info.byteLength, cs);
-    const todo: number[] = [];
-    for (let c = first; c < last; c++) if (!this.#checked.has(c)) todo.push(c);
-    if (todo.length === 0) return [];
-    // The chunks are read with pread from the mapped file's own descriptor: the same page-cache pages
-    // the views map (this process never writes to the mapping before a view is handed out).
-    const weights = this.#descriptor();
-    const tree = treeHashOf(block.algorithm);
-    const nChunks = Math.ceil(block.file_length / cs);
-    const bad: number[] = [];
-    const sequential = first > 0 && this.#checked.has(first - 1);
-    if (todo.length === 1 && !sequential) {
-      const c = todo[0] as number;
-      const r = this.#checkPieces(info, c, weights.fd);
-      if (r === 'ok') return [];
-      if (r === 'damaged') return [c];
-    }
-    if (todo.length === 1 && !sequential) {
-      // One chunk (≤ 1 MiB, from the page cache in the common case) is read and hashed on this thread:
-      // a pool round trip costs more than the work.
-      const c = todo[0] as number;
-      const start = c * cs;
-      const len = Math.min(block.file_length, start + cs) - start;
-      // One scratch buffer for every single-chunk check (read and hashed synchronously): a fresh
-      // 1 MiB buffer per first view is external memory that makes V8 collect.
-      if (scratch.length < len) scratch = Buffer.allocUnsafe(Math.max(len, CHUNK_SCRATCH));
-      const buf = scratch.subarray(0, len);
-      const got = readSync(weights.fd, buf, 0, len, start);
-      const digest =
-        got !== len
-          ? ''
-          : tree === 'sha256'
-            ? sha256(buf).toString('hex')
-            : native().checkpointLeaf(buf, tree);
-      if (equalHex(digest, leafAt(block, c))) this.#checked.add(c);
-      else bad.push(c);
-      return bad;
-    }
-    // Several chunks, or tensors read one after another: one native job reads and hashes the
-    // tensor's chunks and, when the reads look sequential, the next unverified ones up to READ_AHEAD
-    // chunks in all (in parallel on the pool), so a loop over tensor() pays one job per READ_AHEAD
-    // chunks rather than one per tensor. Damage found ahead is not reported here: those chunks stay
-    // unverified and are checked again when their tensor is viewed.
-    const from = todo[0] as number;
-    let to = last;
-    if (sequential) while (to < nChunks && to - from < READ_AHEAD && !this.#checked.has(to)) to++;
-    const leaves = await weights.lend((fd) =>
-      fileLeaves(fdPath(fd, this.#p.weights), tree, from, to - from, signal ? { signal } : {}, cs),
-    );
-    for (let c = from; c < to; c++) {
-      if (this.#checked.has(c)) continue;
-      const i = c - from;
-      if (equalHex(leaves.slice(i * 64, i * 64 + 64), leafAt(block, c))) this.#checked.add(c);
-      else if (c < last) bad.push(c);
-    }
-    return bad;
-  }
-
-  /**
-   * A tensor in one full chunk, first view: check only the 64 KiB pieces it covers (not yet checked)
-   * against the outboard, whose values for the chunk must first merge to the sealed leaf. `unusable`
-   * (no outboard, stale, tampered, or the tensor covers the whole chunk): hash the whole chunk.
-   */
-  #checkPieces(info: TensorInfo, c: number, fd: number): 'ok' | 'damaged' | 'unusable' {
-    const ob = this.#outboard;
-    const block = this.#p.block as IntegrityBlock;
-    const cs = block.chunk_size;
-    const start = c * cs;
-    if (ob === undefined || start + cs > block.file_length) return 'unusable';
-    const n = ob.pieces();
-    if (n === 0) return 'unusable';
-    const [a, b] = this.#checked.uncheckedPieces(info.fileOffset, info.byteLength, c, n, cs);
-    if (a === b) return 'ok';
-    if (b - a === n) return 'unusable'; // every piece: one whole-chunk hash is as cheap
-    const r = ob.verify(c, leafAt(block, c), a, b, fd);
-    if (r !== 'ok') return r;
-    this.#checked.addPieces(c, a, b, n);
-    return 'ok';
+  /** The chunks of `span` not yet verified that do not match their leaves (see {@link checkChunks}). */
+  #checkChunks(span: TensorInfo, signal?: AbortSignal): Promise<number[]> {
+    const state: ChunkCheckState = {
+      block: this.#p.block as IntegrityBlock,
+      weights: this.#p.weights,
+      checked: this.#checked,
+      outboard: this.#outboard,
+      descriptor: () => this.#descriptor(),
+    };
+    return checkChunks(state, span, signal);
   }
 
   async #repairTvecc(tensor: string, chunks: number[], signal?: AbortSignal): Promise<void> {
