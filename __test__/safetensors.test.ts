@@ -24,6 +24,13 @@ const dir = tempDir('tv-st-');
 let seq = 0;
 const tmp = (name = 'm.safetensors') => join(dir, `${seq++}-${name}`);
 
+/** A new empty folder `name` in the test folder, and the path of an `m.safetensors` in it. */
+function folderFor(name: string): { sub: string; p: string } {
+  const sub = join(dir, name);
+  mkdirSync(sub);
+  return { sub, p: join(sub, 'm.safetensors') };
+}
+
 /** A raw safetensors file from a JSON header text (not padded unless asked) and data bytes. */
 function rawFile(path: string, header: string, data: Uint8Array | number = 0, pad = true): string {
   let h = Buffer.from(header, 'utf8');
@@ -203,10 +210,7 @@ describe('saveSafetensors / openSafetensors', () => {
   });
 
   it('abort leaves the previous file intact and no temporary file behind', async () => {
-    const sub = join(dir, 'abort');
-    const { mkdirSync } = await import('node:fs');
-    mkdirSync(sub);
-    const p = join(sub, 'm.safetensors');
+    const { sub, p } = folderFor('abort');
     await tv.saveSafetensors(p, { a: new Uint8Array([1]) });
     const before = readFileSync(p);
     const ac = new AbortController();
@@ -224,10 +228,7 @@ describe('saveSafetensors / openSafetensors', () => {
   });
 
   it('an abort ends a save whose streamed source has stalled; nothing is left behind (issue 13)', async () => {
-    const sub = join(dir, 'stalled');
-    const { mkdirSync } = await import('node:fs');
-    mkdirSync(sub);
-    const p = join(sub, 'm.safetensors');
+    const { sub, p } = folderFor('stalled');
     const ac = new AbortController();
     async function* stalled() {
       yield new Uint8Array(1024);
@@ -246,10 +247,7 @@ describe('saveSafetensors / openSafetensors', () => {
     // Defect: a tensor over one write piece (64 MiB) is handed to the pool piece by piece; an abort
     // that landed after a piece was written was caught by the check before the next one, which threw
     // an AbortError without the signal's reason (every other abort path carries it as `cause`).
-    const sub = join(dir, 'pieces');
-    const { mkdirSync } = await import('node:fs');
-    mkdirSync(sub);
-    const p = join(sub, 'm.safetensors');
+    const { sub, p } = folderFor('pieces');
     const ac = new AbortController();
     const reason = new Error('stop between pieces');
     const proto = native().NativeSafetensorsWriter.prototype;
