@@ -12,6 +12,8 @@
 // - a pyfolds-ecc set never used its stored rs(N) parity (NAME.safetensors.ecc): with one byte of the
 //   weights damaged, remote verify said `damaged` (a local verify of the same bytes says `repairable`)
 //   and pull and repairRemote failed with "the set has no parity".
+// - remote verify ignored a configured key and `requireHmac` for pyfolds-ecc (and pyfolds) sets: an
+//   unkeyed set was `intact` where the local verifyCheckpoint says TV_CHECKPOINT_HMAC_REQUIRED.
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -114,6 +116,7 @@ interface Target {
 
 const ckpt = join(dir, 'src', 'model.safetensors'); // 12 tensors of 1 MiB, `medium` parity
 const pfe = join(dir, 'src', 'pfe.safetensors'); // the same tensors, layout pyfolds-ecc, rs(N) `med`
+const KEY = 'remote-verify-key-0123456789abcdef';
 
 beforeAll(async () => {
   mkdirSync(join(dir, 'src'), { recursive: true });
@@ -298,6 +301,39 @@ function suite(kind: 's3' | 'file', target: () => Target): void {
     expect(err).toMatchObject({ code: 'TV_REMOTE_DAMAGED', context: { file: 'pfe.safetensors' } });
     expect(err.message).toMatch(/the damage exceeds what the parity can rebuild/);
     expect(err.message).not.toMatch(/no parity/);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it(`${kind}: a configured key or requireHmac refuses an unkeyed pyfolds-ecc (or pyfolds) set as the local verify does`, async () => {
+    const t = target();
+    const url = (await tv.push(pfe, t.prefix('pfe-policy'), { ...t.opts, stateDir: join(dir, 'state') })).url;
+    const plain = join(dir, 'src', 'plain.safetensors'); // layout pyfolds: NAME.safetensors.meta.json
+    await tv.saveCheckpoint(plain, tensors(2, 1024), { layout: 'pyfolds' });
+    const plainUrl = (
+      await tv.push(plain, t.prefix('pf-policy'), { ...t.opts, stateDir: join(dir, 'state') })
+    ).url;
+    for (const [path, at, policy] of [
+      [pfe, url, { hmacKey: KEY }],
+      [pfe, url, { hmacKey: KEY, requireHmac: true }],
+      [plain, plainUrl, { hmacKey: KEY }],
+    ] as const) {
+      const local = (await tv.verifyCheckpoint(path, policy).catch((e: unknown) => e)) as tv.TensorVaultError;
+      expect(local).toMatchObject({ code: 'TV_CHECKPOINT_HMAC_REQUIRED', context: { actual: 'sha256' } });
+      // It said `intact`: the key policy was never applied to a PyFolds set.
+      const remote = (await tv
+        .verifyRemote(at, { ...t.opts, workDir: work, ...policy })
+        .catch((e: unknown) => e)) as tv.TensorVaultError;
+      expect(remote).toBeInstanceOf(tv.TensorVaultError);
+      expect(remote.code).toBe(local.code);
+      expect(remote.context).toEqual({ ...local.context, path: at });
+      expect(remote.message).toBe(local.message.replace(path, at));
+    }
+    // requireHmac without a key is the local argument error; without either, the set verifies.
+    await expect(tv.verifyRemote(url, { ...t.opts, requireHmac: true })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+      context: { argument: 'requireHmac' },
+    });
+    expect((await tv.verifyRemote(url, { ...t.opts, workDir: work })).status).toBe('intact');
     expect(leftovers()).toEqual([]);
   });
 }

@@ -483,9 +483,12 @@ export function checkOptions(options: LoadCheckpointOptions): {
   return { mode, key, requireHmac };
 }
 
-/** The key policy: no downgrade, and a keyed hash needs its key. */
+/**
+ * The key policy: no downgrade, and a keyed hash needs its key. `p` needs only what it reads (a remote
+ * verify passes the stored hash of a PyFolds set and its URL as `files.weights`).
+ */
 export function checkKeyPolicy(
-  p: Parsed,
+  p: Pick<Parsed, 'stored' | 'block'> & { files: Pick<CheckpointFiles, 'weights'> },
   key: HmacKey | undefined,
   requireHmac: boolean,
   mode: VerifyMode,

@@ -3,10 +3,13 @@
  * streamed in ranged requests and compared with its digest; damaged weights are fetched once more, with
  * their parity, for the erasure code to say whether it rebuilds them), and list the sets under a prefix.
  */
+import { createHash } from 'node:crypto';
 import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { checkpointFiles } from '../checkpoint/layout';
+import { checkKeyPolicy, checkOptions } from '../checkpoint/parse';
+import { parseStoredHash } from '../checkpoint/pyfolds-hash';
 import { rethrownByParity } from '../checkpoint/repair-lock';
 import { verifyCheckpoint } from '../checkpoint/verify';
 import { verify as eccVerify } from '../ecc/erasure';
@@ -141,6 +144,56 @@ function keyError(err: unknown): boolean {
   );
 }
 
+/**
+ * The key policy of a PyFolds set (`pyfolds`, `pyfolds-ecc`), as the local `verifyCheckpoint` applies
+ * it: with a key configured (`hmacKey`, `PYFOLDS_CHECKPOINT_HMAC_KEY`) or `requireHmac: true`, an
+ * unkeyed integrity hash is `TV_CHECKPOINT_HMAC_REQUIRED` (`context.path`: the weights' URL, `actual`:
+ * the stored hash's kind). The hash's kind is read from the stored sidecar (`NAME.json` or
+ * `NAME.safetensors.meta.json`) once it matches the manifest's digest; a sidecar that does not is
+ * reported damaged by the chunk pass, never taken as evidence either way.
+ */
+async function checkPyfoldsKeyPolicy(
+  store: Store,
+  prefix: string,
+  manifest: RemoteManifest,
+  mainUrl: string,
+  options: VerifyRemoteOptions,
+): Promise<void> {
+  const { key, requireHmac } = checkOptions({
+    verify: 'full',
+    ...(options.hmacKey === undefined ? {} : { hmacKey: options.hmacKey }),
+    ...(options.requireHmac === undefined ? {} : { requireHmac: options.requireHmac }),
+  });
+  if (!requireHmac) return;
+  const name =
+    manifest.layout === 'pyfolds-ecc'
+      ? basename(checkpointFiles(manifest.main).json)
+      : `${manifest.main}.meta.json`;
+  const entry = manifest.files.find((f) => f.name === name);
+  if (entry === undefined) return;
+  let doc: unknown;
+  try {
+    const bytes = await readAll(store, joinKey(prefix, name), options.signal);
+    if (createHash('sha256').update(bytes).digest('hex') !== entry.sha256) return;
+    doc = JSON.parse(bytes.toString('utf8')) as unknown;
+  } catch (err) {
+    // Missing, damaged or not JSON: the chunk pass reports the file. An outage, an abort: rejected.
+    const reported =
+      !(err instanceof TensorVaultError) ||
+      err.code === ErrorCode.REMOTE_NOT_FOUND ||
+      err.code === ErrorCode.REMOTE_DAMAGED;
+    if (!reported) throw err;
+    return;
+  }
+  const text =
+    typeof doc === 'object' && doc !== null
+      ? (doc as { integrity_hash?: unknown }).integrity_hash
+      : undefined;
+  const stored = parseStoredHash(text, mainUrl);
+  // The local policy (mode 'none': whether the hash matches, under the key, is not this pass's to say).
+  checkKeyPolicy({ files: { weights: mainUrl }, stored }, key, true, 'none');
+}
+
 const dropSink: ChunkSink = {
   write: (async () => ({ bytesWritten: 0, buffer: Buffer.alloc(0) })) as unknown as FileHandle['write'],
 };
@@ -151,7 +204,8 @@ const dropSink: ChunkSink = {
  * with its digest; nothing is written to disk but the checkpoint's header in the lazy-load cache and,
  * when the weights are damaged and the set has parity, a temporary copy of both (under `workDir`) that
  * the erasure code checks to say whether the damage is within what the parity rebuilds.
- * Resolves with the report; rejects when the set cannot be read at all (missing, no manifest, seal).
+ * Resolves with the report; rejects when the set cannot be read at all (missing, no manifest, seal) or
+ * the key policy refuses it (`hmacKey` / `requireHmac` and an unkeyed set: `TV_CHECKPOINT_HMAC_REQUIRED`).
  */
 export async function verifyRemote(
   url: string,
@@ -161,7 +215,9 @@ export async function verifyRemote(
   const { store, prefix, manifest } = await openManifest(url, options);
   const mainUrl = store.url(joinKey(prefix, manifest.main));
   try {
-    if (manifest.layout === 'tensorvault') {
+    if (manifest.layout === 'pyfolds' || manifest.layout === 'pyfolds-ecc') {
+      await checkPyfoldsKeyPolicy(store, prefix, manifest, mainUrl, options);
+    } else if (manifest.layout === 'tensorvault') {
       const { concurrency: _c, onProgress: _p, workDir: _w, ...o } = options;
       try {
         (await loadRemoteCheckpoint(mainUrl, { ...o, verify: 'none' })).close();
