@@ -14,8 +14,11 @@
 //   and pull and repairRemote failed with "the set has no parity".
 // - remote verify ignored a configured key and `requireHmac` for pyfolds-ecc (and pyfolds) sets: an
 //   unkeyed set was `intact` where the local verifyCheckpoint says TV_CHECKPOINT_HMAC_REQUIRED.
+// - keyed pyfolds-ecc sets were untested remotely; with damaged weights and no key or a wrong one,
+//   remote verify's TV_CHECKPOINT_HMAC_REQUIRED / TV_CHECKPOINT_INTEGRITY named the temporary copy
+//   (removed before the caller saw the error) instead of the stored weights.
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -117,11 +120,18 @@ interface Target {
 const ckpt = join(dir, 'src', 'model.safetensors'); // 12 tensors of 1 MiB, `medium` parity
 const pfe = join(dir, 'src', 'pfe.safetensors'); // the same tensors, layout pyfolds-ecc, rs(N) `med`
 const KEY = 'remote-verify-key-0123456789abcdef';
+const WRONG = 'not-the-key-0123456789abcdef-0000';
+const pfeKeyed = join(dir, 'src', 'pfek.safetensors'); // as pfe, its hash keyed with KEY (hmac-sha256)
 
 beforeAll(async () => {
   mkdirSync(join(dir, 'src'), { recursive: true });
   await tv.saveCheckpoint(ckpt, tensors(12, 262_144), { ecc: 'medium' });
   await tv.saveCheckpoint(pfe, tensors(12, 262_144), { layout: 'pyfolds-ecc', ecc: 'med' });
+  await tv.saveCheckpoint(pfeKeyed, tensors(12, 262_144), {
+    layout: 'pyfolds-ecc',
+    ecc: 'med',
+    hmacKey: KEY,
+  });
 });
 
 function suite(kind: 's3' | 'file', target: () => Target): void {
@@ -335,6 +345,85 @@ function suite(kind: 's3' | 'file', target: () => Target): void {
     });
     expect((await tv.verifyRemote(url, { ...t.opts, workDir: work })).status).toBe('intact');
     expect(leftovers()).toEqual([]);
+  });
+
+  it(`${kind}: a keyed pyfolds-ecc set: verify, pull, lazy load and repairRemote with the right key, a wrong key, no key`, async () => {
+    const t = target();
+    const url = (await tv.push(pfeKeyed, t.prefix('pfek'), { ...t.opts, stateDir: join(dir, 'state') })).url;
+    const obj = join(t.folder('pfek'), 'pfek.safetensors');
+    const original = readFileSync(obj);
+    // Intact: the key (and requireHmac) are accepted; a lazy load is refused for the layout, as documented.
+    expect((await tv.verifyRemote(url, { ...t.opts, workDir: work, hmacKey: KEY })).status).toBe('intact');
+    expect(
+      (await tv.verifyRemote(url, { ...t.opts, workDir: work, hmacKey: KEY, requireHmac: true })).status,
+    ).toBe('intact');
+    await expect(
+      tv.loadCheckpoint(url as tv.RemoteUrl, {
+        ...t.opts,
+        hmacKey: KEY,
+        cacheDir: join(dir, `cache-pfek-${kind}`),
+      }),
+    ).rejects.toMatchObject({ code: 'TV_CHECKPOINT_INVALID', context: { reason: 'remote_layout' } });
+    const dest = join(dir, `pulled-pfek-${kind}`);
+    await tv.pull(url, dest, { ...t.opts, hmacKey: KEY });
+    expect(readFileSync(join(dest, 'pfek.safetensors')).equals(original)).toBe(true);
+    const pulled = await tv.verifyCheckpoint(join(dest, 'pfek.safetensors'), { hmacKey: KEY });
+    expect(pulled).toMatchObject({ status: 'intact', keyed: true });
+
+    // One damaged byte (chunk 9): the rs(N) correction is judged against the keyed hash.
+    damage(obj, 9 * MiB + 100);
+    const damaged = readFileSync(obj);
+    const v = await tv.verifyRemote(url, { ...t.opts, workDir: work, hmacKey: KEY });
+    expect(v).toMatchObject({ status: 'repairable', layout: 'pyfolds-ecc' });
+    // No key, a wrong key: the local verify's errors, naming the stored weights (they named the
+    // temporary copy, removed by the time the caller read the error).
+    const noKey = (await tv
+      .verifyRemote(url, { ...t.opts, workDir: work })
+      .catch((e: unknown) => e)) as tv.TensorVaultError;
+    expect(noKey).toMatchObject({
+      code: 'TV_CHECKPOINT_HMAC_REQUIRED',
+      context: { path: url, actual: 'hmac-sha256' },
+    });
+    expect(noKey.message).toContain(url);
+    expect(noKey.message).not.toContain(work);
+    const wrong = (await tv
+      .verifyRemote(url, { ...t.opts, workDir: work, hmacKey: WRONG })
+      .catch((e: unknown) => e)) as tv.TensorVaultError;
+    expect(wrong).toMatchObject({ code: 'TV_CHECKPOINT_INTEGRITY', context: { path: url, reason: 'key' } });
+    expect(wrong.message).not.toContain(work);
+    expect(leftovers()).toEqual([]);
+    // pull and repairRemote without the key or with a wrong one: refused with the reason, nothing placed
+    // or written.
+    for (const [opts, why] of [
+      [{}, /pass hmacKey/],
+      [{ hmacKey: WRONG }, /the HMAC key is probably wrong/],
+    ] as const) {
+      const to = join(dir, `pulled-pfek-bad-${kind}`);
+      const p = (await tv
+        .pull(url, to, { ...t.opts, ...opts })
+        .catch((e: unknown) => e)) as tv.TensorVaultError;
+      expect(p).toMatchObject({
+        code: 'TV_REMOTE_DAMAGED',
+        context: { file: 'pfek.safetensors', chunks: '9' },
+      });
+      expect(p.message).toMatch(why);
+      expect(existsSync(join(to, 'pfek.safetensors'))).toBe(false);
+      const r = (await tv
+        .repairRemote(url, { ...t.opts, workDir: work, ...opts })
+        .catch((e: unknown) => e)) as tv.TensorVaultError;
+      expect(r).toMatchObject({
+        code: 'TV_REMOTE_DAMAGED',
+        context: { file: 'pfek.safetensors', chunks: '9' },
+      });
+      expect(r.message).toMatch(why);
+      expect(readFileSync(obj).equals(damaged)).toBe(true);
+      expect(leftovers()).toEqual([]);
+    }
+    // The right key: repaired in place, only the part holding chunk 9 sent.
+    const r = await tv.repairRemote(url, { ...t.opts, workDir: work, hmacKey: KEY });
+    expect(r).toMatchObject({ status: 'repaired', repairedChunks: [9], partsRewritten: 1, partsCopied: 1 });
+    expect(readFileSync(obj).equals(original)).toBe(true);
+    expect((await tv.verifyRemote(url, { ...t.opts, workDir: work, hmacKey: KEY })).status).toBe('intact');
   });
 }
 

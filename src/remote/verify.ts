@@ -125,7 +125,9 @@ async function parityRebuilds(
     } catch (err) {
       // An unusable sidecar cannot repair anything; an abort, a full disk or a read error rejects, as
       // does a keyed PyFolds hash without its key or with the wrong one (the local verify's answer).
-      if (rethrownByParity(err) || keyError(err)) throw err;
+      if (keyError(err))
+        throw atUrl(err as TensorVaultError, weights, store.url(joinKey(prefix, manifest.main)));
+      if (rethrownByParity(err)) throw err;
       return false;
     }
   } catch (err) {
@@ -133,6 +135,19 @@ async function parityRebuilds(
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * `err` of the local check of the temporary copy `local` (removed when the verify returns), naming the
+ * stored weights' `url` instead, in its message and `context.path`.
+ */
+function atUrl(err: TensorVaultError, local: string, url: string): TensorVaultError {
+  return new TensorVaultError(
+    err.code,
+    err.message.split(local).join(url),
+    { ...err.context, path: url },
+    { cause: err },
+  );
 }
 
 /** A keyed integrity hash checked without its key (or with a wrong one): the caller's to fix. */
