@@ -6,7 +6,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import { fstatSync, statSync } from 'node:fs';
 import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
-import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
+import { ErrorCode, TensorVaultError, throwIfAborted } from '../errors';
 import { abortable } from '../job';
 import type { NativeOutboard } from '../native/binding';
 import {
@@ -28,9 +28,9 @@ import { loadCheckpoint } from './load';
 import { OutboardReader } from './outboard';
 import type { CheckpointReport, Parsed } from './parse';
 import {
-  CHUNK_BYTES,
   type CheckpointChunkOptions,
   type CheckpointReadOptions,
+  chunkBytesOf,
   tooLargeForView,
 } from './read-options';
 import { notAboutParity, replacedError, underLock } from './repair-lock';
@@ -218,14 +218,7 @@ export class Checkpoint {
     const info = this.#file.info(name);
     checkOptionsObject(options);
     const signal = optionalSignal(options.signal);
-    const step = options.chunkBytes ?? CHUNK_BYTES;
-    if (!Number.isSafeInteger(step) || step < 1 || step > bufferConstants.MAX_LENGTH) {
-      throw invalidArgument(
-        'chunkBytes',
-        `chunkBytes must be an integer from 1 to ${bufferConstants.MAX_LENGTH}`,
-        { actual: step },
-      );
-    }
+    const step = chunkBytesOf(options);
     return this.#verifiedPieces(info, step, signal);
   }
 

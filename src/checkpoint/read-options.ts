@@ -4,7 +4,7 @@
  * them.
  */
 import { constants as bufferConstants } from 'node:buffer';
-import { ErrorCode, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import type { Checkpoint } from './lazy';
 
 /** Default size of the pieces {@link Checkpoint.chunks} yields (64 MiB, as `SafetensorsFile.chunks`). */
@@ -27,6 +27,24 @@ export interface CheckpointChunkOptions extends CheckpointReadOptions {
    * Each piece's checkpoint chunks are checked before it is yielded.
    */
   chunkBytes?: number;
+}
+
+/**
+ * `chunkBytes` of `options` (default {@link CHUNK_BYTES}), checked: an integer from 1 to one
+ * ArrayBuffer's maximum (`TV_INVALID_ARGUMENT`).
+ */
+export function chunkBytesOf(options: CheckpointChunkOptions): number {
+  const step = options.chunkBytes ?? CHUNK_BYTES;
+  if (!Number.isSafeInteger(step) || step < 1 || step > bufferConstants.MAX_LENGTH) {
+    throw invalidArgument(
+      'chunkBytes',
+      `chunkBytes must be an integer from 1 to ${bufferConstants.MAX_LENGTH}`,
+      {
+        actual: step,
+      },
+    );
+  }
+  return step;
 }
 
 /**

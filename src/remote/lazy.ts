@@ -6,6 +6,7 @@
  * folder holds a tensorvault checkpoint whose weights file is sparse, opened with `loadCheckpoint`, so
  * the seal, the header digest and every chunk digest are checked by the same code as on a local disk.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, utimes, writeFile } from 'node:fs/promises';
@@ -15,13 +16,21 @@ import type { CheckpointLayout } from '../checkpoint/layout';
 import type { Checkpoint } from '../checkpoint/lazy';
 import { loadCheckpoint } from '../checkpoint/load';
 import type { CheckpointReport, LoadCheckpointOptions } from '../checkpoint/parse';
+import {
+  type CheckpointChunkOptions,
+  type CheckpointReadOptions,
+  chunkBytesOf,
+  tooLargeForView,
+} from '../checkpoint/read-options';
 import { chunkSpan } from '../checkpoint/rs';
 import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
-import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { atomicWriteFile } from '../io/atomic';
 import { typedIoError } from '../io/fs';
-import type { Tensor, TensorInfo } from '../safetensors/reader';
+import { abortable } from '../job';
+import { checkOptionsObject, checkTensorRange, type Tensor, type TensorInfo } from '../safetensors/reader';
+import { optionalSignal } from '../validate';
 import { evict } from './cache';
 import { publishRemote, remoteCacheDir } from './common';
 import { type ChunkSource, chunkSourceOf, fetchChunks, localChunkGood } from './fetch';
@@ -67,7 +76,7 @@ export class RemoteCheckpoint {
   #have: Set<number>;
   #hintPath: string;
   #concurrency: number;
-  #signal: AbortSignal | undefined;
+  #signal: AbortSignal;
   #queue: Promise<unknown> = Promise.resolve();
   #mark: string;
   /** Aborted by `close()`: the fetches in flight stop at once. */
@@ -129,12 +138,17 @@ export class RemoteCheckpoint {
    * Fetch (once) and verify the chunks of `[start, end)` of the weights (`tensor`: what they are for,
    * named in an error). Chunks that arrive damaged twice are repaired from the stored parity when the set
    * has one (see {@link RemoteCheckpoint.#repairFromParity}); otherwise, or when the parity cannot
-   * rebuild them, `TV_REMOTE_DAMAGED` names the tensor and the chunks.
+   * rebuild them, `TV_REMOTE_DAMAGED` names the tensor and the chunks. `callSignal` (a range read's
+   * own) stops this call only: at once while it waits behind another fetch, else its requests.
    */
-  async #ensureRange(start: number, end: number, tensor?: string): Promise<void> {
+  async #ensureRange(start: number, end: number, tensor?: string, callSignal?: AbortSignal): Promise<void> {
     const [first, last] = chunkSpan(start, end, this.#src.chunkSize);
-    const run = this.#queue.then(async () => {
+    const signal = callSignal === undefined ? this.#signal : AbortSignal.any([this.#signal, callSignal]);
+    const prior = this.#queue;
+    // What waits is not cancelled by this: only this call stops waiting.
+    const run = abortable(prior, callSignal).then(async () => {
       if (this.#closed) throw this.#closedError();
+      throwIfAborted(callSignal);
       const fh = await open(this.path, 'r+');
       try {
         const todo: number[] = [];
@@ -147,7 +161,7 @@ export class RemoteCheckpoint {
         const bad = await fetchChunks(this.#src, todo, fh, {
           concurrency: this.#concurrency,
           rangeSize: 8 * 1024 * 1024,
-          signal: this.#signal,
+          signal,
           onChunk: (c) => this.#have.add(c),
           // With a parity to repair from, a chunk damaged as stored is written as stored (never listed
           // as fetched: the local load refuses it), so that the repair need not fetch it again.
@@ -156,7 +170,7 @@ export class RemoteCheckpoint {
         let still = bad;
         let why = this.#noParity;
         if (bad.length > 0 && this.#parity !== undefined) {
-          [still, why] = await this.#repairFromParity(fh, bad, this.#parity);
+          [still, why] = await this.#repairFromParity(fh, bad, this.#parity, signal);
         }
         await atomicWriteFile(this.#hintPath, JSON.stringify([...this.#have]), { sync: false }).catch(
           () => {},
@@ -189,7 +203,7 @@ export class RemoteCheckpoint {
         await fh.close();
       }
     });
-    this.#queue = run.catch(() => {});
+    this.#queue = Promise.allSettled([prior, run]);
     await run;
   }
 
@@ -205,7 +219,12 @@ export class RemoteCheckpoint {
    * digests) and each is checked again against its sealed leaf before it counts as fetched. Returns the
    * chunks still damaged, and why.
    */
-  async #repairFromParity(fh: FileHandle, bad: number[], parity: ChunkSource): Promise<[number[], string]> {
+  async #repairFromParity(
+    fh: FileHandle,
+    bad: number[],
+    parity: ChunkSource,
+    signal: AbortSignal,
+  ): Promise<[number[], string]> {
     publishRemote({ event: 'damaged', url: this.url, chunks: bad });
     // The manifest's size of the parity is not sealed: a parity larger than the weights twice over (a
     // sidecar has at most as many parity chunks as data chunks, plus its tables) is not fetched.
@@ -214,7 +233,7 @@ export class RemoteCheckpoint {
         bad,
         `the stored parity is listed with ${parity.size} bytes, more than any parity of these weights`,
       ];
-    const o = { concurrency: this.#concurrency, rangeSize: 8 * 1024 * 1024, signal: this.#signal };
+    const o = { concurrency: this.#concurrency, rangeSize: 8 * 1024 * 1024, signal };
     const sidecar = `${this.path}.remote.tvecc`;
     const pfh = await open(sidecar, 'a+');
     let parityBad: number[];
@@ -254,10 +273,10 @@ export class RemoteCheckpoint {
         force: true,
         // In place: the cached file stays the inode the local load has mapped.
         mode: 'in-place',
-        ...(this.#signal === undefined ? {} : { signal: this.#signal }),
+        signal,
       });
     } catch (err) {
-      if (this.#signal?.aborted) throw err;
+      if (signal.aborted) throw err;
       const code = err instanceof TensorVaultError ? err.code : 'TV_INTERNAL';
       why = `the stored parity cannot rebuild them: ${code}${parityBad.length > 0 ? `, parity chunks ${parityBad.join(', ')} damaged too` : ''}`;
     }
@@ -278,6 +297,8 @@ export class RemoteCheckpoint {
    */
   async tensor(name: string): Promise<Tensor> {
     const info = this.#local.info(name);
+    // Refused before anything is fetched (a view larger than one ArrayBuffer cannot be made).
+    if (info.byteLength > bufferConstants.MAX_LENGTH) throw tooLargeForView(name, info.byteLength);
     return this.#fetched(
       info.fileOffset,
       info.fileOffset + info.byteLength,
@@ -292,19 +313,96 @@ export class RemoteCheckpoint {
   }
 
   /**
+   * A copy of `length` bytes of tensor `name` from `offset` bytes into it, as the local
+   * {@link Checkpoint.readRange} gives it: only the 1 MiB chunks the range covers are fetched (ranged
+   * GETs, once; verified as they stream in, then checked again by the local lazy load before the copy is
+   * made), so a read costs its length rounded out to the chunk boundaries it touches. Works for tensors
+   * of any size, including those over 4 GiB that {@link RemoteCheckpoint.tensor} refuses on Node 20;
+   * damage outside the range does not stop it. A chunk damaged as stored inside the range is repaired
+   * from the stored parity as {@link RemoteCheckpoint.tensor} does (unless the set has none or `repair`
+   * is `false`); otherwise `TV_REMOTE_DAMAGED` names the tensor (`context.tensor`) and the chunks: never
+   * unverified bytes. `TV_INVALID_ARGUMENT` for a range outside the tensor, `TV_TENSOR_NOT_FOUND`,
+   * `TV_CLOSED` after {@link RemoteCheckpoint.close}, `AbortError` (`TV_ABORTED`) on `signal` (at once
+   * while the read waits behind another fetch; its requests in flight are aborted).
+   */
+  async readRange(
+    name: string,
+    offset: number,
+    length: number,
+    options: CheckpointReadOptions = {},
+  ): Promise<Buffer> {
+    if (this.#closed) throw this.#closedError();
+    const info = this.#local.info(name);
+    checkOptionsObject(options);
+    const signal = optionalSignal(options.signal);
+    checkTensorRange(info, offset, length);
+    const start = info.fileOffset + offset;
+    return this.#fetched(
+      start,
+      start + length,
+      () => this.#local.readRange(name, offset, length, signal === undefined ? {} : { signal }),
+      name,
+      signal,
+    );
+  }
+
+  /**
+   * The bytes of tensor `name` in pieces of `chunkBytes` (default 64 MiB), each fetched and checked
+   * before it is yielded exactly as {@link RemoteCheckpoint.readRange} reads a range (only the chunks
+   * each piece covers are fetched, when the iteration reaches it; repaired from the stored parity, or
+   * `TV_REMOTE_DAMAGED` from the first piece that covers damage: the pieces before it were intact). Each
+   * piece is a copy. The accessor for a tensor larger than one ArrayBuffer (`TV_TENSOR_TOO_LARGE` from
+   * {@link RemoteCheckpoint.tensor} on Node 20). Arguments are checked when it is called
+   * (`TV_INVALID_ARGUMENT`, `TV_TENSOR_NOT_FOUND`, `TV_CLOSED`); `signal` stops the iteration with an
+   * `AbortError`.
+   */
+  chunks(name: string, options: CheckpointChunkOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
+    if (this.#closed) throw this.#closedError();
+    const info = this.#local.info(name);
+    checkOptionsObject(options);
+    const signal = optionalSignal(options.signal);
+    const step = chunkBytesOf(options);
+    return this.#pieces(info, step, signal);
+  }
+
+  async *#pieces(
+    info: TensorInfo,
+    step: number,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<Uint8Array, void, undefined> {
+    for (let at = 0; at < info.byteLength; at += step) {
+      const len = Math.min(step, info.byteLength - at);
+      const start = info.fileOffset + at;
+      yield await this.#fetched(
+        start,
+        start + len,
+        () => this.#local.readRange(info.name, at, len, signal === undefined ? {} : { signal }),
+        info.name,
+        signal,
+      );
+    }
+  }
+
+  /**
    * `read` once bytes `[start, end)` are cached. Cached bytes that changed on the local disk are fetched
    * again, once; a local write or read error (a full disk under the cache) is `TV_IO`.
    */
-  async #fetched<T>(start: number, end: number, read: () => Promise<T>, tensor?: string): Promise<T> {
+  async #fetched<T>(
+    start: number,
+    end: number,
+    read: () => Promise<T>,
+    tensor?: string,
+    signal?: AbortSignal,
+  ): Promise<T> {
     if (this.#closed) throw this.#closedError();
     try {
-      await this.#ensureRange(start, end, tensor);
+      await this.#ensureRange(start, end, tensor, signal);
       try {
         return await read();
       } catch (err) {
         if (!(err instanceof TensorDamagedError)) throw err;
         for (const c of err.chunks) this.#have.delete(c);
-        await this.#ensureRange(start, end, tensor);
+        await this.#ensureRange(start, end, tensor, signal);
         return await read();
       }
     } catch (err) {
