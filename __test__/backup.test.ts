@@ -920,7 +920,10 @@ describe('backup create / verify / restore', () => {
             change(join(old, staging, 'event-log', 'segment-000002.jsonl'));
           },
         }),
-      ).rejects.toMatchObject({ code: 'TV_CHAIN_INVALID', message: expect.stringMatching(/does not verify in place/) });
+      ).rejects.toMatchObject({
+        code: 'TV_CHAIN_INVALID',
+        message: expect.stringMatching(/does not verify in place/),
+      });
       expect(tree(old)).toEqual(before);
     }
   });
