@@ -218,18 +218,21 @@ impl Clock {
         }
     }
 
+    /// The marks, a poisoned lock recovered: a push is the only thing done under it, so the list is
+    /// whole whatever panicked (dropping it, as before, lost every phase of the save).
+    fn marks(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, f64)>> {
+        self.marks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn mark(&self, name: &'static str) {
         let ms = self.t0.elapsed().as_secs_f64() * 1e3;
-        if let Ok(mut m) = self.marks.lock() {
-            m.push((name, ms));
-        }
+        self.marks().push((name, ms));
     }
 
     fn take(&self) -> Vec<(&'static str, f64)> {
-        self.marks
-            .lock()
-            .map(|mut m| std::mem::take(&mut *m))
-            .unwrap_or_default()
+        std::mem::take(&mut *self.marks())
     }
 }
 
@@ -892,6 +895,22 @@ mod tests {
     use crate::ecc::erasure::{verify, ChunkDigest, Level, Status};
     use crate::hash::{hash_file, to_hex, FileDigest, HashFileOptions, HashMode};
     use crate::safetensors::{Dtype, SafetensorsWriter};
+
+    /// A thread that panicked while it held the phase timeline's lock (poisoning it) no longer empties
+    /// the timeline: the marks before and after the panic are all in the save report.
+    #[test]
+    fn a_poisoned_phase_clock_keeps_every_mark() {
+        let clock = Clock::new();
+        clock.mark("write");
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _held = clock.marks.lock();
+            panic!("injected panic while holding the phase marks");
+        }));
+        assert!(clock.marks.is_poisoned());
+        clock.mark("fsync");
+        let names: Vec<&str> = clock.take().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["write", "fsync"]);
+    }
 
     /// The seal's known answers, computed by the TypeScript writer's message builder (the one every
     /// checkpoint saved before the seal moved into the addon was sealed with): unkeyed, keyed with a

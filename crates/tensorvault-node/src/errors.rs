@@ -435,7 +435,9 @@ impl From<ErasureError> for TvError {
                     .with("lost", num(lost as u64))
                     .with("budget", num(budget as u64))
             }
-            ErasureError::SingularMatrix => TvError::new("TV_INTERNAL", msg),
+            ErasureError::SingularMatrix | ErasureError::WorkerPanicked { .. } => {
+                TvError::new("TV_INTERNAL", msg)
+            }
             ErasureError::WideCodec { reason } => {
                 TvError::new("TV_INTERNAL", msg).with("reason", Ctx::Str(reason))
             }

@@ -230,18 +230,15 @@ impl ErasureCodec {
                 budget: self.m,
             });
         }
-        if let Ok(cache) = self.cache.lock() {
-            if let Some(p) = cache.get(present) {
-                return Ok(Arc::clone(p));
-            }
+        if let Some(p) = self.plans().get(present) {
+            return Ok(Arc::clone(p));
         }
         let plan = Arc::new(self.build_plan(present)?);
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(present.to_vec(), Arc::clone(&plan));
+        let mut cache = self.plans();
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
         }
+        cache.insert(present.to_vec(), Arc::clone(&plan));
         Ok(plan)
     }
 
@@ -284,10 +281,19 @@ impl ErasureCodec {
         })
     }
 
+    /// The plan cache, a poisoned lock recovered: each entry is inserted whole (a plan built before the
+    /// lock is taken), so a panic elsewhere leaves it consistent; ignoring the lock, as before, turned
+    /// the cache off for good (every decode rebuilt its plan) and made `cached_plans` say 0.
+    fn plans(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<bool>, Arc<Plan>>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Decode plans currently cached (for tests and diagnostics).
     #[must_use]
     pub fn cached_plans(&self) -> usize {
-        self.cache.lock().map_or(0, |c| c.len())
+        self.plans().len()
     }
 }
 
@@ -311,6 +317,27 @@ fn split<'a>(shards: &'a mut [&mut [u8]], plan: &Plan) -> (Vec<&'a [u8]>, Vec<&'
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A panic while the plan cache's lock was held (poisoning it) no longer turns the cache off: the
+    /// plans cached before stay, new ones are cached, and `cached_plans` counts them.
+    #[test]
+    #[allow(clippy::panic, clippy::unwrap_used)]
+    fn a_poisoned_plan_cache_keeps_caching() {
+        let codec = ErasureCodec::new(4, 2).unwrap();
+        codec
+            .plan(6, &[false, true, true, true, true, true])
+            .unwrap();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _held = codec.cache.lock();
+            panic!("injected panic while holding the plan cache");
+        }));
+        assert!(codec.cache.is_poisoned());
+        assert_eq!(codec.cached_plans(), 1);
+        codec
+            .plan(6, &[true, false, true, true, true, true])
+            .unwrap();
+        assert_eq!(codec.cached_plans(), 2);
+    }
 
     #[test]
     fn reconstruct_lost_rebuilds_only_the_missing_shards() {

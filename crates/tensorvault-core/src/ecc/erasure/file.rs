@@ -935,6 +935,11 @@ fn rebuild_in_memory(
     }
     let (src, actual_len) = open_regular(path)?;
     let out = std::sync::Mutex::new(Vec::new());
+    // A poisoned lock means a worker panicked while it pushed: the chunks collected may be short of
+    // one, and a short list would be compared as if complete (a wrong `differing_bytes`). Refused.
+    let poisoned = || ErasureError::WorkerPanicked {
+        during: "it collected the chunks rebuilt in memory",
+    };
     rebuild_stripes(
         path,
         sidecar_path,
@@ -943,17 +948,19 @@ fn rebuild_in_memory(
         &src,
         actual_len.min(layout.file_len),
         &|index, bytes| {
-            if let Ok(mut v) = out.lock() {
-                v.push(super::wide::RebuiltChunk {
+            #[cfg(test)]
+            tests::panic_holding_if_armed(path, &out);
+            out.lock()
+                .map_err(|_| poisoned())?
+                .push(super::wide::RebuiltChunk {
                     index,
                     bytes: bytes.to_vec(),
                 });
-            }
             Ok(())
         },
         control,
     )?;
-    Ok(out.into_inner().unwrap_or_default())
+    out.into_inner().map_err(|_| poisoned())
 }
 
 #[allow(clippy::too_many_lines)]
@@ -1790,6 +1797,63 @@ fn rebuild_stripes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file whose in-memory rebuild gets a panic injected while its result lock is held.
+    static PANIC_HOLDING_FOR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+    /// Test-only panic injection: when armed for `path`, panic while holding `out`'s lock (caught here,
+    /// so the lock is left poisoned and the rebuild goes on, as it would after a worker's panic that
+    /// did not reach the caller).
+    pub(super) fn panic_holding_if_armed<T>(path: &Path, out: &std::sync::Mutex<T>) {
+        let armed = PANIC_HOLDING_FOR
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_deref()
+            == Some(path);
+        if armed {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _held = out.lock();
+                panic!("injected panic while holding the rebuilt chunks");
+            }));
+        }
+    }
+
+    /// A worker that panics while it holds the lock on the rebuilt chunks (poisoning it) makes the
+    /// small-file stale count fail with a typed error; before, the poisoned lock dropped every chunk
+    /// and the count compared none of them: a one-byte change reported 0 differing bytes.
+    #[test]
+    fn a_poisoned_rebuild_lock_is_an_error_not_a_shorter_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small.bin");
+        let data: Vec<u8> = (0..4072u32).map(|i| (i % 251).to_le_bytes()[0]).collect();
+        std::fs::write(&path, &data).unwrap();
+        let control = Control::new();
+        protect(
+            &path,
+            None,
+            ProtectOptions::LevelFormat(Level::Medium, ChunkDigest::default(), Format::V1),
+            &control,
+        )
+        .unwrap();
+        let t0 = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut changed = data.clone();
+        changed[9] ^= 0x5a;
+        std::fs::write(&path, &changed).unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(t0 + std::time::Duration::from_secs(60))
+            .unwrap();
+        drop(f);
+        // Unarmed: the one changed byte is counted.
+        let v = verify(&path, None, &Control::new()).unwrap();
+        assert_eq!((v.differing_bytes, v.differing_exact), (1, true));
+        *PANIC_HOLDING_FOR.lock().unwrap() = Some(path.clone());
+        let got = verify(&path, None, &Control::new());
+        *PANIC_HOLDING_FOR.lock().unwrap() = None;
+        match got {
+            Err(ErasureError::WorkerPanicked { .. }) => {}
+            other => panic!("expected WorkerPanicked, got {other:?}"),
+        }
+    }
 
     /// A file whose last chunk is zeros loses it after verify mapped the file: the mapping then reads
     /// zeros there (the SIGBUS handler's zero page), which match that chunk's digest, but the chunk is

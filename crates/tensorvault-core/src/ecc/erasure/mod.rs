@@ -118,6 +118,10 @@ pub enum ErasureError {
     /// The caller cancelled the operation.
     #[error("the operation was cancelled")]
     Cancelled,
+    /// A worker thread panicked while it held the lock on results shared with the others (the lock is
+    /// poisoned): what was collected may be incomplete, so none of it is used (a bug, never bad input).
+    #[error("a worker panicked while {during}: its results are incomplete and were not used")]
+    WorkerPanicked { during: &'static str },
 }
 
 impl From<crate::control::Cancelled> for ErasureError {
