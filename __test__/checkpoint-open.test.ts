@@ -354,6 +354,19 @@ describe('the verified open', () => {
     expect(e.context.reason).toBe('seal');
   });
 
+  it('a string hmacKey with a lone UTF-16 surrogate is refused on save and on open (two keys never act as one)', async () => {
+    // Converted to UTF-8, '\ud800' and '\udfff' were the same key (U+FFFD): a checkpoint saved with one
+    // opened with the other.
+    const path = fresh();
+    const e = await rejects(tv.saveCheckpoint(path, tensors(), { hmacKey: 'k\ud800' }));
+    expect(e).toMatchObject({ code: 'TV_INVALID_ARGUMENT', context: { argument: 'hmacKey', position: 1 } });
+    expect(e.message).not.toContain('k\ud800');
+    expect(existsSync(path)).toBe(false);
+    const { path: keyed } = await saved({ hmacKey: 'k1' });
+    const o = await rejects(tv.loadCheckpoint(keyed, { hmacKey: 'k\udfff' }));
+    expect(o).toMatchObject({ code: 'TV_INVALID_ARGUMENT', context: { argument: 'hmacKey', position: 1 } });
+  });
+
   it('the sidecar fast path and the full parser agree (escapes, duplicate keys, upper case, tampered leaves)', async () => {
     const { path } = await saved();
     const text = readFileSync(`${path}.meta.json`, 'utf8');

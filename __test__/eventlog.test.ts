@@ -80,6 +80,25 @@ describe('known answers (contract section 1)', () => {
     const { payload, hashed_as } = ka.nested_key_quirk;
     expect(tv.legacyPayloadHash(payload)).toBe(createHash('sha256').update(hashed_as).digest('hex'));
   });
+  it("legacy entry hashes keep node:crypto's conversion of a lone surrogate (Libervia, bit for bit)", async () => {
+    // The public sha256() refuses such strings; the legacy rule hashes the raw fields as Libervia did.
+    const e = { ...ka.first_event, actor: 'a\ud800' };
+    const pre = [
+      e.previous_hash ?? '',
+      e.timestamp,
+      e.actor,
+      e.evento,
+      e.entidade,
+      e.entidade_id,
+      e.payload_hash,
+    ];
+    expect(tv.legacyEntryHash(e)).toBe(createHash('sha256').update(pre.join('|')).digest('hex'));
+    const { log } = await filled('legacy', 0);
+    await log.append('\udfff', 'CRIADA', 'Situacao', 'e\ud800', { s: '\udc00' });
+    await log.append('x', 'CRIADA', 'Situacao', 'e1', {});
+    expect(await log.verifyChainFull()).toMatchObject({ valid: true, totalVerified: 2 });
+    expect((await log.getLastEntry())?.previous_hash).toMatch(/^[0-9a-f]{64}$/);
+  });
   it('legacy first event hash', () => {
     expect(tv.legacyEntryHash(ka.first_event)).toBe(ka.first_event.current_hash);
   });

@@ -1,6 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -167,6 +175,24 @@ describe('openFold over the PyFolds fixtures', () => {
 
 describe('writeFold', () => {
   const dir = tempDir('tv-fold-');
+
+  it('a string hmacKey with a lone UTF-16 surrogate is refused by writeFold and openFold (two keys never act as one)', async () => {
+    // UTF-8 cannot encode a lone surrogate: '\ud800' and '\udfff' were both used as U+FFFD's bytes.
+    const path = join(dir, 'lone-surrogate-key.mind');
+    const e = await tv
+      .writeFold(path, [{ name: 'a', ctype: 'raw', data: Buffer.from('x') }], { hmacKey: 'k\ud800' })
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect(e).toMatchObject({ code: 'TV_INVALID_ARGUMENT', context: { argument: 'hmacKey', position: 1 } });
+    expect(existsSync(path)).toBe(false);
+    const o = await tv.openFold(join(FIX, 'plain.fold'), { verify: 'none', hmacKey: '\udfff' }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(o).toMatchObject({ code: 'TV_INVALID_ARGUMENT', context: { argument: 'hmacKey', position: 0 } });
+  });
 
   it('round-trips every option and re-opens with full verification', async () => {
     const src = await tv.openFold(join(FIX, 'sample.mind'));

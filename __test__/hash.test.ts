@@ -103,6 +103,48 @@ describe('sha256 / hmacSha256 / Sha256', () => {
   });
 });
 
+describe('strings that are not well-formed Unicode (a lone UTF-16 surrogate)', () => {
+  const refused = (fn: () => unknown, context: Record<string, unknown>) => {
+    let err: unknown;
+    try {
+      fn();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ name: 'TensorVaultError', code: 'TV_INVALID_ARGUMENT', context });
+    return err as Error;
+  };
+
+  it('sha256, hmacSha256 and sha256Many/Hex refuse them: two different strings never share a digest', () => {
+    // UTF-8 cannot encode a lone surrogate: converted, '\ud800' and '\udfff' both became U+FFFD.
+    refused(() => tv.sha256('a\ud800'), { argument: 'data', position: 1 });
+    refused(() => tv.sha256('\udfff'), { argument: 'data', position: 0 });
+    refused(() => tv.sha256('\udc00\ud800'), { argument: 'data', position: 0 });
+    const keyErr = refused(() => tv.hmacSha256('secret\ud800', 'x'), { argument: 'key', position: 6 });
+    expect(keyErr.message).not.toContain('secret');
+    refused(() => tv.hmacSha256('k', 'x\udc00'), { argument: 'data', position: 1 });
+    refused(() => tv.sha256Many(['ok', 'b\ud800']), { argument: 'items', index: 1, position: 1 });
+    refused(() => tv.sha256ManyHex([Buffer.from('x'), 'ok', '\udbff!']), {
+      argument: 'items',
+      index: 2,
+      position: 0,
+    });
+    // A surrogate pair is one well-formed character, hashed as node:crypto hashes it.
+    const emoji = 'a\ud83d\ude00b';
+    expect(tv.sha256(emoji).toString('hex')).toBe(nodeSha(emoji));
+    expect(tv.sha256ManyHex([emoji, 'x'])).toBe(nodeSha(emoji) + nodeSha('x'));
+    expect(tv.hmacSha256(emoji, emoji).toString('hex')).toBe(
+      createHmac('sha256', emoji).update(emoji).digest('hex'),
+    );
+  });
+
+  it('Sha256.update converts them as crypto.Hash.update does (documented node:crypto compatibility)', () => {
+    for (const s of ['\ud800', 'x\udfff']) {
+      expect(tv.createSha256().update(s).digest('hex')).toBe(nodeSha(s));
+    }
+  });
+});
+
 describe('sha256Many / sha256ManyHex (batched native hash)', () => {
   const one = (x: string | Uint8Array) => createHash('sha256').update(x).digest('hex');
 

@@ -291,6 +291,21 @@ describe('RingFileLog: records', () => {
     log.close();
   });
 
+  it('appendLine keeps a lone UTF-16 surrogate: the record read back is the one appended', () => {
+    // Written raw, a lone surrogate became U+FFFD in the UTF-8 file: '\ud800' and '\udfff' read back alike.
+    const path = fresh();
+    const log = new tv.RingFileLog(path, { flushIntervalMs: 0 });
+    log.appendLine('{"msg":"a\ud800b","k":"\udfff"}', 30);
+    log.appendLine('"\udc00 text"', 30);
+    log.appendLine('plain \ud83d text with a pair \ud83d\ude00', 30);
+    log.close();
+    expect(tv.readRingLog(path).records.map((r) => r.value)).toEqual([
+      { msg: 'a\ud800b', k: '\udfff' },
+      '\udc00 text',
+      'plain \ud83d text with a pair \ud83d\ude00',
+    ]);
+  });
+
   it('appendLine stores a line that is not JSON (a pretty-printed record) as a JSON string, never as damage', () => {
     const path = fresh();
     const dest = tv.ringDestination(path, { flushIntervalMs: 0 });

@@ -4,7 +4,7 @@
  * builds its message with {@link describeValue}, which never throws (a Symbol, `Object.create(null)`,
  * a detached buffer or a revoked proxy cannot turn a refusal into a `TypeError`).
  */
-import { invalidArgument, type TensorVaultError } from './errors';
+import { type ErrorContext, invalidArgument, type TensorVaultError } from './errors';
 
 /** A short description of any value for an error message; never throws. */
 export function describeValue(v: unknown): string {
@@ -59,6 +59,25 @@ export function checkWellFormed(argument: string, s: string, what: string): void
       { value: JSON.stringify(s) },
     );
   }
+}
+
+/**
+ * The UTF-8 bytes of `s`; throws `TV_INVALID_ARGUMENT` (`context.argument`: `argument`, `context.position`:
+ * the UTF-16 index of the first lone surrogate, plus `context`) when `s` holds a lone UTF-16 surrogate,
+ * which `Buffer.from(s, 'utf8')` would turn into U+FFFD (two different strings into the same bytes). The
+ * message never repeats the string (it may be a key); `what` names it ("data", "hmacKey").
+ */
+export function utf8Exact(argument: string, s: string, what: string, context: ErrorContext = {}): Buffer {
+  const at = s.search(/\p{Cs}/u);
+  if (at >= 0) {
+    const unit = s.charCodeAt(at).toString(16).toUpperCase();
+    throw invalidArgument(
+      argument,
+      `${what} is not well-formed Unicode: it holds a lone UTF-16 surrogate (U+${unit} at index ${at}), which UTF-8 cannot encode (pass bytes to use them as they are)`,
+      { ...context, position: at },
+    );
+  }
+  return Buffer.from(s, 'utf8');
 }
 
 function viewName(v: ArrayBufferView): string {

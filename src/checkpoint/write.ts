@@ -10,6 +10,7 @@ import { type JobOptions, type Progress, runJob } from '../job';
 import { native } from '../native';
 import { openSafetensors } from '../safetensors/reader';
 import { entriesOf, prepare, saveSafetensors, type TensorsToSave } from '../safetensors/writer';
+import { utf8Exact } from '../validate';
 import {
   CHECKPOINT_CHUNK_SIZE,
   type CheckpointLayout,
@@ -113,6 +114,8 @@ export function keyInForce(option: HmacKey | null | undefined): HmacKey | undefi
       throw invalidArgument('hmacKey', 'hmacKey must be a string or a Uint8Array');
     }
     if (option.length === 0) throw invalidArgument('hmacKey', 'hmacKey must not be empty');
+    // A lone surrogate would become U+FFFD in UTF-8: two different keys would sign alike.
+    if (typeof option === 'string') utf8Exact('hmacKey', option, 'hmacKey');
     return option;
   }
   const env = process.env[PYFOLDS_HMAC_ENV];

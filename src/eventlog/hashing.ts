@@ -10,7 +10,7 @@
  *   entry includes `v`, `seq` and `id`. JCS is RFC 8785 canonical JSON: unambiguous and length-safe.
  */
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { sha256, sha256ManyHex } from '../hash/index';
+import { sha256Lossy, sha256ManyHexLossy } from '../hash/sha256';
 import { describeValue } from '../validate';
 import { canonicalJson } from './canonical';
 
@@ -50,7 +50,11 @@ function checkPayload(payload: unknown): Record<string, unknown> {
   return payload as Record<string, unknown>;
 }
 
-const hex = (data: string): string => sha256(data).toString('hex');
+// Strings converted as Libervia's node:crypto converted them (a lone UTF-16 surrogate becomes U+FFFD):
+// the legacy preimage joins raw fields, and its hashes must be reproduced bit for bit (the public
+// sha256() refuses such strings). v2 preimages are JSON text, where JSON.stringify escapes a lone
+// surrogate (`\ud800`): they never hold one, and convert exactly either way.
+const hex = (data: string): string => sha256Lossy(data).toString('hex');
 
 /** Legacy (Libervia) payload hash, quirk included. */
 export function legacyPayloadHash(payload: unknown): string {
@@ -148,7 +152,8 @@ function preimageOf(e: unknown, v2: boolean): string {
 
 /**
  * Checks entries' `current_hash` under the legacy or v2 rule, hashing them in chunks of consecutive
- * entries with one native call each ({@link sha256ManyHex}) instead of one call per entry.
+ * entries with one native call each (`sha256ManyHex`, strings converted as {@link hex} does) instead of
+ * one call per entry.
  * Bit-identical to comparing with {@link v2EntryHash} / {@link legacyEntryHash}.
  */
 export class EntryHashChecker {
@@ -168,7 +173,7 @@ export class EntryHashChecker {
       const end = Math.min(this.entries.length, k + HASH_CHUNK);
       const pre: string[] = new Array(Math.max(0, end - k));
       for (let i = k; i < end; i++) pre[i - k] = preimageOf(this.entries[i], this.v2);
-      this.#hex = sha256ManyHex(pre);
+      this.#hex = sha256ManyHexLossy(pre);
       this.#from = k;
       this.#to = end;
     }

@@ -6,6 +6,7 @@ import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { invalidArgument } from '../errors';
 import type { JobOptions } from '../job';
 import type { FoldOpenOptions } from '../native/binding';
+import { utf8Exact } from '../validate';
 
 /**
  * What to refuse beyond what PyFolds refuses. Every rule is off by default, so that every file PyFolds
@@ -58,7 +59,8 @@ export interface OpenFoldOptions extends JobOptions {
 
 function bytes(v: string | Uint8Array | undefined, argument: string): Uint8Array | undefined {
   if (v === undefined) return undefined;
-  if (typeof v === 'string') return Buffer.from(v, 'utf8');
+  // A lone surrogate would become U+FFFD in UTF-8: two different keys would act as one.
+  if (typeof v === 'string') return utf8Exact(argument, v, argument);
   if (v instanceof Uint8Array) return v;
   throw invalidArgument(argument, `${argument} must be a string or a Uint8Array`);
 }

@@ -10,6 +10,7 @@ import { type JobOptions, runJob } from '../job';
 import { native } from '../native';
 import type { FoldWriteResult, FoldChunkInput as NativeChunk } from '../native/binding';
 import { byteLengthOf, type Dtype, isDtype } from '../safetensors/dtype';
+import { utf8Exact } from '../validate';
 import { toFoldJson } from './json';
 import { compact, rawSigningSeed } from './options';
 
@@ -182,7 +183,7 @@ export async function writeFold(
     throw invalidArgument('zstdLevel', 'zstdLevel must be an integer from 1 to 22');
   }
   const hmacKey =
-    typeof options.hmacKey === 'string' ? Buffer.from(options.hmacKey, 'utf8') : options.hmacKey;
+    typeof options.hmacKey === 'string' ? utf8Exact('hmacKey', options.hmacKey, 'hmacKey') : options.hmacKey;
   const native_ = chunks.map(toNativeChunk);
   const opts = compact({
     zstdLevel: compress === 'zstd' ? zstdLevel : undefined,

@@ -5,9 +5,14 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { callNative, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { type NativeSha256State, native } from '../native';
-import { bytesOf, describeValue } from '../validate';
+import { bytesOf, describeValue, hasLoneSurrogate, utf8Exact } from '../validate';
 
-/** Bytes accepted by the hashing functions: a Buffer, any typed array or DataView, or a string (UTF-8). */
+/**
+ * Bytes accepted by the hashing functions: a Buffer, any typed array or DataView, or a string (UTF-8). A
+ * string must be well-formed Unicode: one holding a lone UTF-16 surrogate is `TV_INVALID_ARGUMENT` (UTF-8
+ * cannot encode it; converting it to U+FFFD would give two different strings one digest), except in
+ * {@link Sha256.update}, which converts as `crypto.Hash.update` does.
+ */
 export type BinaryInput = string | NodeJS.ArrayBufferView | ArrayBuffer;
 
 /** Encodings accepted for string input (as in `Hash.update`). */
@@ -19,10 +24,15 @@ export type DigestEncoding = 'hex' | 'base64' | 'base64url' | 'latin1' | 'binary
 const INPUT_ENCODINGS = new Set(['utf8', 'utf-8', 'latin1', 'binary', 'ascii', 'hex', 'base64', 'base64url']);
 const DIGEST_ENCODINGS = new Set(['hex', 'base64', 'base64url', 'latin1', 'binary']);
 
-function toBytes(data: unknown, argument: string, encoding?: InputEncoding): Uint8Array {
+/**
+ * `data` as bytes. A string is UTF-8 (or `encoding`): refused when it holds a lone surrogate if `exact`,
+ * else converted as Node does (each lone surrogate becomes U+FFFD).
+ */
+function toBytes(data: unknown, argument: string, exact: boolean, encoding?: InputEncoding): Uint8Array {
   if (typeof data === 'string') {
     if (encoding !== undefined && !INPUT_ENCODINGS.has(encoding as string))
       throw invalidArgument('encoding', `encoding must be a string encoding, got ${describeValue(encoding)}`);
+    if (exact && encoding === undefined) return utf8Exact(argument, data, argument);
     return Buffer.from(data, encoding ?? 'utf8');
   }
   if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) return bytesOf(data, argument);
@@ -35,9 +45,21 @@ function toBytes(data: unknown, argument: string, encoding?: InputEncoding): Uin
 /** @internal A short description of a value for error messages (never throws). */
 export const describe = describeValue;
 
-/** SHA-256 of `data` (strings are UTF-8). Returns the 32-byte digest. */
+/**
+ * SHA-256 of `data` (strings are UTF-8; one with a lone UTF-16 surrogate is `TV_INVALID_ARGUMENT`).
+ * Returns the 32-byte digest.
+ */
 export function sha256(data: BinaryInput): Buffer {
-  const bytes = toBytes(data, 'data');
+  const bytes = toBytes(data, 'data', true);
+  return callNative(() => native().sha256(bytes));
+}
+
+/**
+ * @internal SHA-256 of a string converted as `Buffer.from(s, 'utf8')` does (a lone surrogate becomes
+ * U+FFFD): the legacy (Libervia) event-log rule, reproduced bit for bit. Nothing public hashes this way.
+ */
+export function sha256Lossy(data: string): Buffer {
+  const bytes = Buffer.from(data, 'utf8');
   return callNative(() => native().sha256(bytes));
 }
 
@@ -56,6 +78,7 @@ function hashPacked<T>(
   items: readonly BinaryInput[],
   call: (data: Uint8Array, ends: Uint32Array) => T,
   each: (result: T) => void,
+  exact = true,
 ): void {
   if (!Array.isArray(items)) {
     throw invalidArgument('items', `items must be an array, got ${describe(items)}`);
@@ -104,6 +127,7 @@ function hashPacked<T>(
       // every character was ASCII (any other takes more bytes than units), so the ends follow from
       // the string lengths; otherwise the items are written again one by one below.
       const joined = (i === 0 && j === items.length ? items : items.slice(i, j)).join('');
+      if (exact && hasLoneSurrogate(joined)) refuseLoneSurrogate(items, i, j);
       if (buf.write(joined, 0, 'utf8') === joined.length) {
         for (let k = i; k < j; k++) {
           at += (items[k] as string).length;
@@ -113,9 +137,11 @@ function hashPacked<T>(
     }
     for (let k = at === 0 ? i : j; k < j; k++) {
       const it = items[k] as BinaryInput;
-      if (typeof it === 'string') at += buf.write(it, at, 'utf8');
-      else {
-        const bytes = toBytes(it, 'items');
+      if (typeof it === 'string') {
+        if (exact && hasLoneSurrogate(it)) refuseLoneSurrogate(items, k, k + 1);
+        at += buf.write(it, at, 'utf8');
+      } else {
+        const bytes = toBytes(it, 'items', exact);
         buf.set(bytes, at);
         at += bytes.length;
       }
@@ -127,8 +153,16 @@ function hashPacked<T>(
   } while (i < items.length);
 }
 
+/** Throws for the first string of `items[from..to)` that holds a lone surrogate (its index in context). */
+function refuseLoneSurrogate(items: readonly BinaryInput[], from: number, to: number): void {
+  for (let k = from; k < to; k++) {
+    const it = items[k];
+    if (typeof it === 'string') utf8Exact('items', it, `items[${k}]`, { index: k });
+  }
+}
+
 /**
- * SHA-256 of each item (strings are UTF-8), computed with one native call for the whole list (per
+ * SHA-256 of each item (strings are UTF-8, each well-formed: see {@link BinaryInput}), computed with one native call for the whole list (per
  * 256 MiB), so thousands of small inputs do not pay one call each. Synchronous: meant for many small
  * items; for large inputs use {@link hashFile} or {@link Sha256}. Returns one 32-byte digest per item.
  */
@@ -149,6 +183,18 @@ export function sha256Many(items: readonly BinaryInput[]): Buffer[] {
  * characters at `i * 64` (compare with `hex.startsWith(expected, i * 64)`, no slicing needed).
  */
 export function sha256ManyHex(items: readonly BinaryInput[]): string {
+  return manyHex(items, true);
+}
+
+/**
+ * @internal {@link sha256ManyHex} of strings converted as `Buffer.from(s, 'utf8')` does (a lone surrogate
+ * becomes U+FFFD): the legacy (Libervia) event-log rule. Nothing public hashes this way.
+ */
+export function sha256ManyHexLossy(items: readonly string[]): string {
+  return manyHex(items, false);
+}
+
+function manyHex(items: readonly BinaryInput[], exact: boolean): string {
   let hex = '';
   hashPacked(
     items,
@@ -156,14 +202,18 @@ export function sha256ManyHex(items: readonly BinaryInput[]): string {
     (h) => {
       hex += h;
     },
+    exact,
   );
   return hex;
 }
 
-/** HMAC-SHA256 (RFC 2104) of `data` under `key` (strings are UTF-8). Returns the 32-byte MAC. */
+/**
+ * HMAC-SHA256 (RFC 2104) of `data` under `key` (strings are UTF-8; a key or data string with a lone UTF-16
+ * surrogate is `TV_INVALID_ARGUMENT`, so two different keys never act as one). Returns the 32-byte MAC.
+ */
 export function hmacSha256(key: BinaryInput, data: BinaryInput): Buffer {
-  const k = toBytes(key, 'key');
-  const d = toBytes(data, 'data');
+  const k = toBytes(key, 'key', true);
+  const d = toBytes(data, 'data', true);
   return callNative(() => native().hmacSha256(k, d));
 }
 
@@ -180,10 +230,15 @@ export class Sha256 extends Transform {
     this.#state = state ?? callNative(() => new (native().NativeSha256)());
   }
 
-  /** Feed `data` (strings in `encoding`, default UTF-8). Returns `this`. */
+  /**
+   * Feed `data` (strings in `encoding`, default UTF-8). Returns `this`. Strings are converted exactly as
+   * `crypto.Hash.update` converts them, for digests identical to `crypto.createHash('sha256')`'s: in
+   * UTF-8 a lone UTF-16 surrogate becomes U+FFFD (so `'\ud800'` and `'\udfff'` feed the same bytes). To
+   * have such a string refused, hash it with {@link sha256}, or pass bytes.
+   */
   update(data: BinaryInput, encoding?: InputEncoding): this {
     const state = this.#live();
-    const bytes = toBytes(data, 'data', encoding);
+    const bytes = toBytes(data, 'data', false, encoding);
     callNative(() => state.update(bytes));
     return this;
   }

@@ -28,7 +28,7 @@ import {
   writableTarget,
   writeAllAt,
 } from '../io/index';
-import { describeValue, optionsObject, requiredInteger } from '../validate';
+import { describeValue, hasLoneSurrogate, optionsObject, requiredInteger } from '../validate';
 import { headerLine, LEVELS, type LevelName, linesBuffer, parseRingLog } from './format';
 import { type LogFields, Ring, serialise } from './record';
 
@@ -126,13 +126,19 @@ function resolveLevel(level: unknown, argument: string): number {
  * anything else (a pretty-printed or plain text line from a formatter upstream) as a JSON string. It
  * was stored as it came, and the reader then dropped it as a damaged line.
  */
-function asJsonLine(line: string): string {
+function asJsonLine(raw: string): string {
+  // A lone UTF-16 surrogate written raw would be stored as U+FFFD (the file is UTF-8): the record read
+  // back would differ. In JSON text one can only stand inside a string, where its `\uXXXX` escape is the
+  // same string; a line that is not JSON is escaped by JSON.stringify below anyway.
+  const line = hasLoneSurrogate(raw)
+    ? raw.replace(/\p{Cs}/gu, (c) => `\\u${c.charCodeAt(0).toString(16)}`)
+    : raw;
   if (line.charCodeAt(0) === 0x7b && line.charCodeAt(line.length - 1) === 0x7d) return line;
   try {
     JSON.parse(line);
     return line;
   } catch {
-    return JSON.stringify(line);
+    return JSON.stringify(raw);
   }
 }
 
