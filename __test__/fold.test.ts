@@ -309,6 +309,32 @@ describe('writeFold', () => {
     expect(() => sd.tensor('x')).toThrow(expect.objectContaining({ code: 'TV_TENSOR_NOT_FOUND' }));
   });
 
+  it('a STEN tensor with a dimension above 2^53 has its exact shape, as the safetensors reader gives it', async () => {
+    // Only a zero-size tensor can have one (torch.empty(2**53 + 1, 0)); JSON.parse rounded it to 2^53.
+    const big = '9007199254740993';
+    const header = Buffer.from(
+      `{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"z":{"dtype":"F32","shape":[${big},0],"data_offsets":[8,8]}}`,
+    );
+    const padded = Buffer.concat([header, Buffer.alloc((8 - (header.length % 8)) % 8, 0x20)]);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(padded.length));
+    const payload = Buffer.concat([len, padded, Buffer.from(new Float32Array([1, 2]).buffer)]);
+    for (const compress of ['none', 'zstd'] as const) {
+      const path = join(dir, `exact-shape-${compress}.fold`);
+      await tv.writeFold(path, [{ name: 'torch_state', ctype: 'STEN', data: payload }], { compress });
+      const sd = await (await tv.openFold(path)).stateDict();
+      const z = sd.tensor('z');
+      expect(z.exactShape).toEqual([big, '0']);
+      expect(BigInt(z.exactShape?.[0] ?? 0)).toBe(2n ** 53n + 1n);
+      expect(z.data.length).toBe(0);
+      const w = sd.tensor('w');
+      expect([...w.data]).toEqual([1, 2]);
+      // Below 2^53 every dimension is exact as a number, and no exactShape is given.
+      expect('exactShape' in w).toBe(false);
+      expect(sd.tensors().map((t) => t.exactShape)).toEqual([undefined, [big, '0']]);
+    }
+  });
+
   it('refuses what PyFolds would silently accept', async () => {
     const path = join(dir, 'bad.fold');
     const data = new Uint8Array([1, 2, 3]);

@@ -109,6 +109,8 @@ interface NativeTensor {
   name: string;
   dtype: string;
   shape: number[];
+  /** Every dimension as decimal text, only when one is above 2^53 - 1 (`shape` then holds it rounded). */
+  exactShape?: string[];
   start: number;
   byteLength: number;
 }
@@ -303,6 +305,8 @@ export class FoldFile {
         name: t.name,
         dtype,
         shape: t.shape,
+        // Only when a dimension is above 2^53 - 1, as the safetensors reader gives it (TensorInfo.exactShape).
+        ...(t.exactShape ? { exactShape: Object.freeze([...t.exactShape]) } : {}),
         byteLength: t.byteLength,
         fileOffset: base + t.start,
         data: new Ctor(buffer, byteOffset, t.byteLength / Ctor.BYTES_PER_ELEMENT),

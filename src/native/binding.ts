@@ -632,7 +632,7 @@ export interface FoldOpenOptions {
 
 /**
  * The tensors of a safetensors payload (a `STEN` chunk), validated by the safetensors header parser:
- * JSON `[{name, dtype, shape, start, byteLength}]` with `start` relative to the payload.
+ * JSON `[{name, dtype, shape, exactShape?, start, byteLength}]` with `start` relative to the payload.
  */
 export declare function foldSafetensorsTensors(payload: Uint8Array): string
 

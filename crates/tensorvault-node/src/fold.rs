@@ -358,7 +358,7 @@ impl NativeFold {
 }
 
 /// The tensors of a safetensors payload (a `STEN` chunk), validated by the safetensors header parser:
-/// JSON `[{name, dtype, shape, start, byteLength}]` with `start` relative to the payload.
+/// JSON `[{name, dtype, shape, exactShape?, start, byteLength}]` with `start` relative to the payload.
 #[napi]
 pub fn fold_safetensors_tensors(payload: Uint8Array) -> napi::Result<String> {
     guard(|| {
@@ -371,16 +371,13 @@ pub fn fold_safetensors_tensors(payload: Uint8Array) -> napi::Result<String> {
             }
             out.push_str("{\"name\":");
             push_json_str(&mut out, t.name);
-            let _ = write!(out, ",\"dtype\":\"{}\",\"shape\":[", t.dtype);
-            for (j, d) in t.shape.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{d}");
-            }
+            let _ = write!(out, ",\"dtype\":\"{}\",", t.dtype);
+            // A dimension above 2^53 - 1 (only a zero-size tensor has one) also as exact text, as
+            // the safetensors reader gives it: JSON.parse would round it.
+            crate::safetensors::push_shape_json(&mut out, t.shape);
             let _ = write!(
                 out,
-                "],\"start\":{},\"byteLength\":{}}}",
+                ",\"start\":{},\"byteLength\":{}}}",
                 base + t.start,
                 t.byte_len()
             );

@@ -165,6 +165,31 @@ pub fn open_safetensors(path: String) -> AsyncTask<OpenTask> {
     })
 }
 
+/// `"shape":[…]` for a JSON object, and `,"exactShape":["…",…]` too when a dimension is above
+/// [`MAX_SAFE_INTEGER`]: `JSON.parse` rounds such a number, so the exact dimensions go as strings as well.
+/// Shared by the safetensors reader and the `.fold` reader's `STEN` chunks.
+pub(crate) fn push_shape_json(out: &mut String, shape: &[u64]) {
+    use std::fmt::Write as _;
+    out.push_str("\"shape\":[");
+    for (j, d) in shape.iter().enumerate() {
+        if j > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{d}");
+    }
+    out.push(']');
+    if shape.iter().any(|&d| d > MAX_SAFE_INTEGER) {
+        out.push_str(",\"exactShape\":[");
+        for (j, d) in shape.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "\"{d}\"");
+        }
+        out.push(']');
+    }
+}
+
 fn closed() -> napi::Error {
     TvError::new("TV_CLOSED", "the safetensors file is closed").into()
 }
@@ -229,25 +254,8 @@ impl NativeSafetensors {
                 }
                 out.push_str("{\"name\":");
                 push_json_str(&mut out, t.name);
-                let _ = write!(out, ",\"dtype\":\"{}\",\"shape\":[", t.dtype);
-                for (j, d) in t.shape.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
-                    }
-                    let _ = write!(out, "{d}");
-                }
-                out.push(']');
-                if t.shape.iter().any(|&d| d > MAX_SAFE_INTEGER) {
-                    // JSON.parse rounds a number above 2^53 - 1: the exact dimensions as strings too.
-                    out.push_str(",\"exactShape\":[");
-                    for (j, d) in t.shape.iter().enumerate() {
-                        if j > 0 {
-                            out.push(',');
-                        }
-                        let _ = write!(out, "\"{d}\"");
-                    }
-                    out.push(']');
-                }
+                let _ = write!(out, ",\"dtype\":\"{}\",", t.dtype);
+                push_shape_json(&mut out, t.shape);
                 let _ = write!(
                     out,
                     ",\"fileOffset\":{},\"byteLength\":{}}}",
