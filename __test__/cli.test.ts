@@ -349,6 +349,31 @@ describe('command line conventions', () => {
     ).toBe(3);
   });
 
+  it('a file name with an ANSI escape and a newline is printed escaped on stderr, as inspect escapes names', () => {
+    // Printed raw, the name turned the terminal red and forged a second line of output.
+    const d = fresh();
+    const name = 'bad\x1b[31m\nname';
+    const shown = 'bad\\x1b[31m\\nname';
+    const missing = run(['inspect', join(d, `${name}.safetensors`)]);
+    expect(missing.status).toBe(6);
+    expect(missing.stderr).toBe(
+      `tensorvault: no such file: ${join(d, `${shown}.safetensors`)} [TV_NOT_FOUND]\n`,
+    );
+    // --json: the same message, escaped by JSON (\u001b, \n), the name exact once parsed.
+    const json = run(['inspect', join(d, `${name}.safetensors`), '--json']);
+    expect(json.stderr).not.toContain('\x1b');
+    expect(JSON.parse(json.stderr).error.message).toBe(`no such file: ${join(d, `${name}.safetensors`)}`);
+    // A usage error quoting the argument, and a note naming an existing file so named.
+    const usage = run(['log', `x${name}`]);
+    expect(usage.stderr.split('\n')[0]).toBe(`tensorvault: unknown log subcommand 'x${shown}' [TV_USAGE]`);
+    const sums = join(d, `${name}.sha256`);
+    writeFileSync(sums, '');
+    const check = run(['hash', '--check', sums]);
+    expect(check.stderr).toBe(
+      `tensorvault: ${join(d, `${shown}.sha256`)}: no properly formatted checksum lines found\n`,
+    );
+  });
+
   it('log tail refuses a binary file (exit 5) instead of dumping it', () => {
     const f = join(fresh(), 'blob.bin');
     writeFileSync(f, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0, 1, 2, 0xff, 0xfe, 10, 0, 0, 10]));

@@ -10,6 +10,7 @@ import { type CpuInfo, cpuInfo, describeCpu } from '../ecc/cpu';
 import { benchmarkErasure, type ErasureBenchResult, protect, verify } from '../ecc/erasure';
 import { runTopic, topicsUsage } from './bench-topics';
 import { ExitCode, formatBytes, note, parseArgs, parseSize, UsageError } from './common';
+import { printable } from './text';
 
 export const usage = `tensorvault bench ecc [options]
 
@@ -176,7 +177,10 @@ export async function run(argv: readonly string[]): Promise<number> {
     process.stdout.write(
       `${JSON.stringify({ kernel: rows[0]?.kernel, cpu, rows, files, svg: svg ?? null })}\n`,
     );
-  else note(`kernel ${rows[0]?.kernel ?? '?'}${svg !== undefined ? `; chart written to ${svg}` : ''}`);
+  else
+    note(
+      `kernel ${rows[0]?.kernel ?? '?'}${svg !== undefined ? `; chart written to ${printable(svg)}` : ''}`,
+    );
   return ExitCode.OK;
 }
 

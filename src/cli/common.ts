@@ -7,6 +7,7 @@ import { TensorVaultError } from '../errors';
 import { readRegularFileSync } from '../io/index';
 import type { Progress } from '../job';
 import { abortWork, hasInterruptibleWork, INTERRUPTED_EXIT, interruptibleWork } from './interrupt';
+import { printable } from './text';
 
 /**
  * Exit codes, one table for every command (README "Command line"; a test keeps the two in step).
@@ -317,11 +318,20 @@ export function reportError(err: unknown): number {
   }
   if (output.json) {
     process.stderr.write(`${JSON.stringify({ error: { code, message, context } })}\n`);
-  } else if (err instanceof UsageError) {
-    process.stderr.write(`tensorvault: ${message} [${code}]\nTry 'tensorvault --help'.\n`);
+    return exit;
+  }
+  // A message quotes paths, names and arguments as given or read from a file: its control characters
+  // (a newline, an ANSI escape) are escaped as `inspect` escapes names, so one error is one line of plain
+  // characters. An internal error's stack keeps its lines, each escaped.
+  const shown =
+    code === 'TV_INTERNAL' && !(err instanceof TensorVaultError)
+      ? message.split('\n').map(printable).join('\n')
+      : printable(message);
+  if (err instanceof UsageError) {
+    process.stderr.write(`tensorvault: ${shown} [${code}]\nTry 'tensorvault --help'.\n`);
   } else {
     process.stderr.write(
-      `tensorvault: ${message}${code === 'TV_INTERNAL' && !(err instanceof TensorVaultError) ? '' : ` [${code}]`}\n`,
+      `tensorvault: ${shown}${code === 'TV_INTERNAL' && !(err instanceof TensorVaultError) ? '' : ` [${code}]`}\n`,
     );
   }
   return exit;

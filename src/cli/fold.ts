@@ -203,7 +203,7 @@ async function extract(args: ParsedArgs): Promise<number> {
       `${JSON.stringify({ file, chunk: name, bytes: c.bytes.length, status: c.status, correctedBytes: c.correctedBytes })}\n`,
     );
   } else if (out !== undefined) {
-    note(`${name}: ${formatBytes(c.bytes.length)} (${c.status}) → ${out}`);
+    note(`${printable(name)}: ${formatBytes(c.bytes.length)} (${c.status}) → ${printable(out)}`);
   }
   fold.close();
   return ExitCode.OK;

@@ -21,6 +21,7 @@ import {
   reportError,
   UsageError,
 } from './common';
+import { printable } from './text';
 
 export const usage = `tensorvault hash <file>... [options]
 tensorvault hash --check SUMS
@@ -139,7 +140,7 @@ async function check(sums: string, json: boolean): Promise<number> {
   }
   if (files.length === 0) {
     // As sha256sum -c: a file with nothing to check fails (it exited 0, having checked nothing).
-    process.stderr.write(`tensorvault: ${sums}: no properly formatted checksum lines found\n`);
+    process.stderr.write(`tensorvault: ${printable(sums)}: no properly formatted checksum lines found\n`);
     return exit;
   }
   if (malformed > 0) note(`tensorvault: WARNING: ${malformed} line(s) are improperly formatted`);

@@ -5,6 +5,7 @@
 import { ErrorCode, TensorVaultError } from '../errors';
 import { levelName, readRingLog } from '../logging/format';
 import { ExitCode, note, parseArgs, UsageError } from './common';
+import { printable } from './text';
 
 export const usage = `tensorvault log tail <file> [options]
 
@@ -80,9 +81,10 @@ export async function run(argv: readonly string[]): Promise<number> {
   const out: string[] = [];
   for (const r of records) out.push(args.flags.has('json') ? r.raw : human(r.value));
   if (out.length > 0) process.stdout.write(`${out.join('\n')}\n`);
-  if (contents.tornTail) note(`tensorvault: ${file}: ignored an unterminated last line (a write cut short)`);
+  if (contents.tornTail)
+    note(`tensorvault: ${printable(file)}: ignored an unterminated last line (a write cut short)`);
   if (contents.skipped > 0) {
-    process.stderr.write(`tensorvault: ${file}: skipped ${contents.skipped} damaged line(s)\n`);
+    process.stderr.write(`tensorvault: ${printable(file)}: skipped ${contents.skipped} damaged line(s)\n`);
     return ExitCode.REPAIRABLE;
   }
   return ExitCode.OK;

@@ -18,6 +18,7 @@ import {
   progressBar,
   UsageError,
 } from './common';
+import { printable } from './text';
 
 const connection = CONNECTION_HELP;
 
@@ -129,7 +130,9 @@ ${exits}`,
     const secs = (performance.now() - t0) / 1000;
     // A parity file missing or damaged in the store was left out: the weights verified without it.
     for (const name of r.skippedFiles)
-      process.stderr.write(`tensorvault: warning: ${name} is missing or damaged in the store; not placed\n`);
+      process.stderr.write(
+        `tensorvault: warning: ${printable(name)} is missing or damaged in the store; not placed\n`,
+      );
     if (a.flags.has('json')) process.stdout.write(`${JSON.stringify({ ...r, seconds: secs })}\n`);
     else {
       process.stdout.write(
