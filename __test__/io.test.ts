@@ -4,16 +4,19 @@
 import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
+  chownSync,
   closeSync,
   existsSync,
   linkSync,
   lstatSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   statSync,
   symlinkSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -204,6 +207,62 @@ describe('replacing a file keeps what protects it (issue 13)', () => {
     ring.close();
     expect(statSync(log).mode & 0o777).toBe(0o600);
     expect(tv.readRingLog(log).records.length).toBe(2);
+  });
+});
+
+describe("a re-saved checkpoint set keeps its files' modes and owners (QA qa22-ident 1)", () => {
+  const ecc = { tensorvault: 'medium', pyfolds: 'off', 'pyfolds-ecc': 'med' } as const;
+  for (const layout of ['tensorvault', 'pyfolds', 'pyfolds-ecc'] as const) {
+    it(`${layout}: every file of a private set stays 0600 (and its owner, as root) after a save over it`, async () => {
+      const d = fresh(`resave-${layout}`);
+      mkdirSync(d);
+      const p = join(d, 'm.safetensors');
+      const old = process.umask(0o022);
+      try {
+        await tv.saveCheckpoint(
+          p,
+          { w: new Float32Array(70_000).fill(1) },
+          { layout, ecc: ecc[layout], hmacKey: null },
+        );
+        const names = readdirSync(d).filter((f) => !f.startsWith('.'));
+        expect(names.length).toBeGreaterThan(1);
+        for (const f of names) {
+          chmodSync(join(d, f), 0o600);
+          if (isRoot) chownSync(join(d, f), 65534, 65534);
+        }
+        await tv.saveCheckpoint(
+          p,
+          { w: new Float32Array(70_000).fill(2) },
+          { layout, ecc: ecc[layout], hmacKey: null },
+        );
+        const after = readdirSync(d).filter((f) => !f.startsWith('.'));
+        expect(after.sort()).toEqual(names.sort());
+        for (const f of after) {
+          const st = statSync(join(d, f));
+          expect((st.mode & 0o777).toString(8), f).toBe('600');
+          if (isRoot) expect([st.uid, st.gid], f).toEqual([65534, 65534]);
+        }
+      } finally {
+        process.umask(old);
+      }
+      expect((await (await tv.loadCheckpoint(p, { hmacKey: null })).tensor('w')).data[0]).toBe(2);
+    });
+  }
+
+  it("a sidecar new to the set takes the old weights' mode (a private checkpoint stays private)", async () => {
+    const d = fresh('resave-new-sidecar');
+    mkdirSync(d);
+    const p = join(d, 'm.safetensors');
+    const old = process.umask(0o022);
+    try {
+      await tv.saveCheckpoint(p, { w: new Float32Array(70_000) }, { hmacKey: null });
+      chmodSync(p, 0o640);
+      await tv.saveCheckpoint(p, { w: new Float32Array(70_000) }, { ecc: 'medium', hmacKey: null });
+    } finally {
+      process.umask(old);
+    }
+    expect(statSync(`${p}.tvecc`).mode & 0o777).toBe(0o640);
+    expect(statSync(p).mode & 0o777).toBe(0o640);
   });
 });
 

@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
 import { repair as eccRepair, verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { tempName } from '../io/atomic';
+import { keepAttributesOf, tempName } from '../io/atomic';
 import { fsyncDir } from '../io/fs';
 import { type JobOptions, withoutSignal } from '../job';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
@@ -300,6 +300,7 @@ export async function verifyWhole(
             const tmp = tempName(rs.path);
             try {
               await writeRsParity(p.weights, tmp, rs.codec, {});
+              await keepAttributesOf(tmp, rs.path, p.weights);
               await fsp.rename(tmp, rs.path);
               await fsyncDir(dirname(rs.path));
             } finally {

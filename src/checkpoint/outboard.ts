@@ -7,7 +7,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
-import { tempName } from '../io/atomic';
+import { keepAttributesOf, tempName } from '../io/atomic';
 import { fsyncDir } from '../io/fs';
 import { runJob } from '../job';
 import { native } from '../native';
@@ -32,6 +32,7 @@ export async function syncOutboard(files: CheckpointFiles, block: IntegrityBlock
     await runJob('checkpointOutboard', {}, (control) =>
       native().checkpointWriteOutboard(files.weights, tmp, chunkSize, control),
     );
+    await keepAttributesOf(tmp, out, files.weights);
     await fsp.rename(tmp, out);
     await fsyncDir(dirname(out));
   } catch {

@@ -3,7 +3,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
 import { type EccVerifyResult, repair as eccRepair, verify as eccVerify, protect } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { tempName } from '../io/atomic';
+import { keepAttributesOf, tempName } from '../io/atomic';
 import { fsyncDir } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publish } from './commit';
@@ -212,6 +212,7 @@ async function rebuildTvecc(
             { path: p.files.weights },
           );
         }
+        await keepAttributesOf(tmp, sidecar, p.weights);
         await fsp.rename(tmp, sidecar);
         await fsyncDir(dirname(sidecar));
       } finally {

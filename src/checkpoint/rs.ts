@@ -3,7 +3,7 @@ import { closeSync, constants, promises as fsp, openSync, read as readCb, readSy
 import { dirname } from 'node:path';
 import { ErrorCode, TensorVaultError, throwIfAborted } from '../errors';
 import { sha256 } from '../hash/index';
-import { tempName } from '../io/atomic';
+import { keepAttributesOf, tempName } from '../io/atomic';
 import { fsyncDir, ioError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { isDtype } from '../safetensors/dtype';
@@ -167,6 +167,7 @@ export async function rsCheck(
           },
         );
       }
+      await keepAttributesOf(tmp, p.weights);
       await fsp.rename(tmp, p.weights);
       await fsyncDir(dirname(p.weights));
       rewritten = true;
@@ -197,6 +198,7 @@ export async function rsCheck(
   const tmpEcc = tempName(rs.path);
   try {
     await writeRsParity(p.weights, tmpEcc, codec, {});
+    await keepAttributesOf(tmpEcc, rs.path, p.weights);
     await fsp.rename(tmpEcc, rs.path);
     await fsyncDir(dirname(rs.path));
   } finally {

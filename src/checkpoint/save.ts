@@ -8,7 +8,7 @@ import { close, constants, promises as fsp, openSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { protect } from '../ecc/erasure';
 import { TensorVaultError, throwIfAborted } from '../errors';
-import { tempName } from '../io/atomic';
+import { keepAttributesOf, tempName } from '../io/atomic';
 import { ioError, namingDestination } from '../io/fs';
 import type { JobOptions, Progress } from '../job';
 import { packageVersion } from '../native';
@@ -299,6 +299,10 @@ export async function saveCheckpoint(
     const deletes = sidecarFiles(files)
       .filter((f) => !set.finals.has(f))
       .map((f) => basename(f));
+    // Each file replaced keeps its mode and owner; a file new to the set takes the old weights'.
+    const dir = dirname(files.weights);
+    for (const [from, to] of set.renames)
+      await keepAttributesOf(join(dir, from), join(dir, to), files.weights);
     const old = holdOld([...set.finals, ...deletes.map((d) => join(dirname(files.weights), d))]);
     try {
       await commitSet(files, { tensorvault_commit: 1, renames: set.renames, deletes }, mark);

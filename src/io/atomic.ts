@@ -312,6 +312,25 @@ const ignoreEperm = (err: unknown): void => {
   if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
 };
 
+/**
+ * Give the temporary `tmp`, about to be renamed over `final`, the permission bits and (where this
+ * process may set it) the owner of `final`; when `final` does not exist, those of `like` when given
+ * and present (a sidecar new to a checkpoint set takes its weights'), else nothing changes (a new
+ * file: the creation mode less the umask). For writers that make their temporaries themselves (the
+ * checkpoint set, its repairs); {@link atomicWriteFile} does the same on its own temporary.
+ */
+export async function keepAttributesOf(tmp: string, final: string, like?: string): Promise<void> {
+  const keep = existingAttributes(final) ?? (like === undefined ? undefined : existingAttributes(like));
+  if (keep === undefined) return;
+  try {
+    // chown first: it clears set-id bits, which the chmod then puts back.
+    await fsp.chown(tmp, keep.uid, keep.gid).catch(ignoreEperm);
+    await fsp.chmod(tmp, keep.mode);
+  } catch (err) {
+    throw ioError(err, final, 'cannot keep the mode and owner of', tmp);
+  }
+}
+
 /** Options of {@link atomicWriteFile}. */
 export interface AtomicWriteOptions {
   /**
