@@ -266,6 +266,50 @@ describe("a re-saved checkpoint set keeps its files' modes and owners (QA qa22-i
   });
 });
 
+describe('a checkpoint through a symlink is the set beside its target (QA qa22-ident 2)', () => {
+  it("a save through a link replaces the target's set and the link stays; load, verify and repair follow it", async () => {
+    const d = fresh('ckpt-link');
+    mkdirSync(join(d, 'store'), { recursive: true });
+    mkdirSync(join(d, 'run'));
+    const real = join(d, 'store', 'model.safetensors');
+    const link = join(d, 'run', 'model.safetensors');
+    await tv.saveCheckpoint(real, { w: new Float32Array(300_000) }, { ecc: 'medium', hmacKey: null });
+    symlinkSync(real, link);
+    await tv.saveCheckpoint(
+      link,
+      { w: new Float32Array(300_000).fill(42) },
+      { ecc: 'medium', hmacKey: null },
+    );
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readdirSync(join(d, 'run'))).toEqual(['model.safetensors']);
+    expect((await tv.openSafetensors(real)).tensor('w').data[0]).toBe(42);
+    expect(
+      (await (await tv.loadCheckpoint(link, { hmacKey: null, verify: 'full' })).tensor('w')).data[7],
+    ).toBe(42);
+    expect((await tv.verifyCheckpoint(link, { hmacKey: null })).status).toBe('intact');
+    // Damage the target's bytes: a repair through the link finds the target's parity and fixes it in place.
+    const fd = openSync(real, 'r+');
+    writeSync(fd, Buffer.alloc(64, 0xee), 0, 64, 200_000);
+    closeSync(fd);
+    expect((await tv.repairCheckpoint(link, { hmacKey: null })).status).toBe('repaired');
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect((await tv.verifyCheckpoint(real, { hmacKey: null })).status).toBe('intact');
+  });
+
+  it('a save through a dangling link is refused and nothing is written', async () => {
+    const d = fresh('ckpt-dangling');
+    mkdirSync(d);
+    const link = join(d, 'model.safetensors');
+    symlinkSync(join(d, 'nowhere.safetensors'), link);
+    await expect(
+      tv.saveCheckpoint(link, { w: new Float32Array(4) }, { hmacKey: null }),
+    ).rejects.toMatchObject({
+      code: 'TV_NOT_A_FILE',
+    });
+    expect(readdirSync(d)).toEqual(['model.safetensors']);
+  });
+});
+
 describe('temporary files of dead writers (issue 13)', () => {
   // Regression (2026-12-04): every write listed its whole folder, so writing N files into one folder
   // cost O(N²): protect and saveSafetensors took 17 ms per file at 50,000 entries (0.6 ms in a small

@@ -2,6 +2,7 @@
  * The on-disk pieces of a checkpoint: file names of the three layouts and tensorvault's integrity
  * block (`docs/formats/checkpoint.md`); PyFolds's integrity hash is in `pyfolds-hash.ts`.
  */
+import { lstatSync, realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { callNative, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { canonicalJson } from '../eventlog/canonical';
@@ -46,12 +47,16 @@ export interface CheckpointFiles {
 /**
  * The file names of a checkpoint whose weights are at `path`. `json` and `lock` (a `path.join` each, the
  * only costly names, and not read by an open whose folder holds nothing to recover) are made when first
- * read.
+ * read. When `given` is a symlink to a file, the set is the one beside the file it names (its real
+ * path): a save replaces that file and its sidecars and the link stays, and a load, verify or repair
+ * through the link finds the sidecars beside the target, as the other writers follow a link
+ * (README "Files on disk"). A dangling link or any other path is taken as given.
  */
-export function checkpointFiles(path: string): CheckpointFiles {
-  if (typeof path !== 'string' || path.length === 0) {
+export function checkpointFiles(given: string): CheckpointFiles {
+  if (typeof given !== 'string' || given.length === 0) {
     throw invalidArgument('path', 'path must be a non-empty string');
   }
+  const path = followLink(given);
   let json: string | undefined;
   let lock: string | undefined;
   return {
@@ -74,6 +79,15 @@ export function checkpointFiles(path: string): CheckpointFiles {
       return lock;
     },
   };
+}
+
+/** `path`, or the real path of the file it names when it is a symlink that resolves. */
+function followLink(path: string): string {
+  try {
+    return lstatSync(path).isSymbolicLink() ? realpathSync(path) : path;
+  } catch {
+    return path; // absent, or a dangling link (a save refuses that: writableTarget)
+  }
 }
 
 /** The sidecar files of a checkpoint (everything but the weights, the journal and the lock). */

@@ -6,6 +6,7 @@ import { type ErasureProtectionLevel, protect } from '../ecc/erasure';
 import { eccFromName, eccFromProtection, RsCodec } from '../ecc/rs255';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
+import { writableTarget } from '../io/atomic';
 import { type JobOptions, type Progress, runJob } from '../job';
 import { native } from '../native';
 import { openSafetensors } from '../safetensors/reader';
@@ -282,7 +283,8 @@ export function checkSaveArgs(path: string, tensors: TensorsToSave, options: Sav
       actual: String(layout),
     });
   }
-  const files = checkpointFiles(path);
+  // A symlink is followed (a dangling one, a folder or a device refused): the set goes beside the file it names.
+  const files = checkpointFiles(typeof path === 'string' && path !== '' ? writableTarget(path) : path);
   const plan = eccPlan(layout, options.ecc);
   // Read the tensors argument once (it may be a one-shot iterable) and check it before anything.
   const entries = entriesOf(tensors);
