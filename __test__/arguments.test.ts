@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
 import { tempDir } from './helpers/tmp';
@@ -794,6 +795,36 @@ describe('names, metadata and shapes the writers refuse before the addon (issue 
       expect([fn, nothingWritten()]).toEqual([fn, true]);
       // The same dimensions with the zero first: the product stays 0 at every step, and is written.
       await save({ a: { dtype: 'F32', shape: [0, 2 ** 33, 2 ** 33], data: new Float32Array(0) } });
+    }
+  });
+});
+
+describe('a key refused as an argument is never printed (QA qa22-ident 3)', () => {
+  // A natural mistake: the CLI takes keys "as hex or text", so a caller passes the text where bytes are taken.
+  const KEY = 'prod-hmac-secret-42';
+  it('logKey, encryptionKey and manifest keys given as a string: type and length only, in every part of the error', async () => {
+    const calls: [string, () => Promise<unknown>][] = [
+      ['verifyBackup logKey', () => tv.verifyBackup(archive, { readData: true, logKey: KEY as never })],
+      ['restoreBackup logKey', () => tv.restoreBackup(archive, fresh('r'), { logKey: KEY as never })],
+      [
+        'restoreBackup encryptionKey',
+        () => tv.restoreBackup(archive, fresh('r'), { encryptionKey: KEY as never }),
+      ],
+      ['verifyBackup key', () => tv.verifyBackup(archive, { key: KEY as never })],
+      [
+        'verifyBackup key.key',
+        () => tv.verifyBackup(archive, { key: { type: 'hmac-sha256', key: KEY as never } }),
+      ],
+    ];
+    for (const [name, call] of calls) {
+      const e = await call().then(
+        () => undefined,
+        (err: unknown) => err as tv.TensorVaultError,
+      );
+      expect([name, e?.code]).toEqual([name, 'TV_INVALID_ARGUMENT']);
+      const all = [e?.message, e?.stack, JSON.stringify(e?.context), inspect(e)].join('\n');
+      expect([name, all.includes(KEY)]).toEqual([name, false]);
+      expect([name, e?.message.includes(`a string of ${KEY.length} characters`)]).toEqual([name, true]);
     }
   });
 });

@@ -38,6 +38,36 @@ export function describeValue(v: unknown): string {
   }
 }
 
+/** Whether the argument `path` (`logKey`, `keys.0.key`, `credentials`) carries a secret. */
+export function isSecretArgument(path: string): boolean {
+  return /key|secret|passw|token|credential/i.test(path);
+}
+
+/**
+ * A description of a secret for an error message: its type and size only, never its content (a key
+ * passed as a string where bytes are taken must not land in a message, a stack or a log). Never throws.
+ */
+export function describeSecret(v: unknown): string {
+  try {
+    switch (typeof v) {
+      case 'string':
+        return `a string of ${v.length} characters`;
+      case 'number':
+        return 'a number';
+      case 'bigint':
+        return 'a bigint';
+    }
+    return describeValue(v);
+  } catch {
+    return 'an unprintable value';
+  }
+}
+
+/** {@link describeValue}, or {@link describeSecret} when the argument `path` carries a secret. */
+export function describeArgument(path: string, v: unknown): string {
+  return isSecretArgument(path) ? describeSecret(v) : describeValue(v);
+}
+
 /**
  * Whether `s` holds a lone UTF-16 surrogate: not well-formed Unicode, so UTF-8 cannot encode it and the
  * addon's string conversion would turn it into U+FFFD (two different names into one). With the `u` flag a
@@ -99,7 +129,7 @@ export function isDetached(buf: ArrayBufferLike): boolean {
 }
 
 const refuse = (path: string, what: string, v: unknown): TensorVaultError =>
-  invalidArgument(path, `${path} must be ${what}, got ${describeValue(v)}`);
+  invalidArgument(path, `${path} must be ${what}, got ${describeArgument(path, v)}`);
 
 /**
  * An options argument: `undefined` is `{}`; anything but a plain object (null, an array, a string) is
@@ -141,9 +171,13 @@ export function requiredString(v: unknown, path: string, nonEmpty = true): strin
 /** An integer in [min, max] (a safe integer: min and max are), refused as `TV_INVALID_ARGUMENT` naming `path`. */
 export function requiredInteger(v: unknown, path: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    throw invalidArgument(path, `${path} must be an integer from ${min} to ${max}, got ${describeValue(v)}`, {
-      actual: describeValue(v),
-    });
+    throw invalidArgument(
+      path,
+      `${path} must be an integer from ${min} to ${max}, got ${describeArgument(path, v)}`,
+      {
+        actual: describeArgument(path, v),
+      },
+    );
   return v;
 }
 

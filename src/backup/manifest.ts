@@ -7,7 +7,7 @@ import { createPrivateKey, createPublicKey, KeyObject, sign, timingSafeEqual, ve
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { canonicalJson } from '../eventlog/index';
 import { hmacSha256 } from '../hash/index';
-import { bytesOf, describeValue, optionalString } from '../validate';
+import { bytesOf, describeSecret, describeValue, optionalString } from '../validate';
 
 /** One archived file. */
 export interface ManifestFile {
@@ -88,14 +88,14 @@ export function signedBytes(m: BackupManifest): Buffer {
  */
 export function checkManifestKey(key: unknown, path: string, signing: boolean): KeyObject | undefined {
   if (typeof key !== 'object' || key === null || Array.isArray(key))
-    throw invalidArgument(path, `${path} must be a manifest key object, got ${describeValue(key)}`);
+    throw invalidArgument(path, `${path} must be a manifest key object, got ${describeSecret(key)}`);
   const k = key as Record<string, unknown>;
   optionalString(k.keyId, `${path}.keyId`, false);
   if (k.type === 'hmac-sha256') {
     if (!(k.key instanceof Uint8Array) || bytesOf(k.key, `${path}.key`).length === 0)
       throw invalidArgument(
         `${path}.key`,
-        `${path}.key must be a non-empty Uint8Array, got ${describeValue(k.key)}`,
+        `${path}.key must be a non-empty Uint8Array, got ${describeSecret(k.key)}`,
       );
     return undefined;
   }
@@ -110,7 +110,7 @@ export function checkManifestKey(key: unknown, path: string, signing: boolean): 
   if (typeof raw !== 'string' && !(raw instanceof Uint8Array))
     throw invalidArgument(
       `${path}.key`,
-      `${path}.key must be a KeyObject, PEM string or Buffer, got ${describeValue(raw)}`,
+      `${path}.key must be a KeyObject, PEM string or Buffer, got ${describeSecret(raw)}`,
     );
   const material = typeof raw === 'string' ? raw : Buffer.from(bytesOf(raw, `${path}.key`));
   try {

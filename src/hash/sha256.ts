@@ -5,7 +5,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { callNative, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { type NativeSha256State, native } from '../native';
-import { bytesOf, describeValue, hasLoneSurrogate, utf8Exact } from '../validate';
+import { bytesOf, describeArgument, describeValue, hasLoneSurrogate, utf8Exact } from '../validate';
 
 /**
  * Bytes accepted by the hashing functions: a Buffer, any typed array or DataView, or a string (UTF-8). A
@@ -38,7 +38,7 @@ function toBytes(data: unknown, argument: string, exact: boolean, encoding?: Inp
   if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) return bytesOf(data, argument);
   throw invalidArgument(
     argument,
-    `${argument} must be a string, Buffer, TypedArray, DataView or ArrayBuffer, got ${describeValue(data)}`,
+    `${argument} must be a string, Buffer, TypedArray, DataView or ArrayBuffer, got ${describeArgument(argument, data)}`,
   );
 }
 
