@@ -2,6 +2,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import {
+  chmodSync,
+  chownSync,
   closeSync,
   existsSync,
   mkdirSync,
@@ -1736,5 +1738,68 @@ describe('leftovers of a backup process killed with SIGKILL', () => {
     } finally {
       await holder.stop();
     }
+  });
+});
+
+describe('restored files get the modes a replaced log had, else the archive modes less the umask (QA qa22-ident 4)', () => {
+  const isRoot = process.getuid?.() === 0;
+  const modes = (dir: string): Record<string, string> => {
+    const out: Record<string, string> = {};
+    const walk = (rel: string): void => {
+      for (const name of readdirSync(join(dir, rel)).sort()) {
+        const r = rel === '' ? name : `${rel}/${name}`;
+        if (name === 'event-log.lock') continue;
+        const st = statSync(join(dir, r));
+        out[r] = `${(st.mode & 0o777).toString(8)}${isRoot ? ` ${st.uid}` : ''}`;
+        if (st.isDirectory()) walk(r);
+      }
+    };
+    walk('');
+    return out;
+  };
+
+  it('a fresh restore: the archive modes (0755/0644) less the umask, HEAD included, one rule for every file', async () => {
+    const d = await makeLog(3);
+    const b = await tv.createBackup(d, fresh());
+    for (const umask of [0o022, 0o027]) {
+      const dest = join(fresh(), 'r');
+      const old = process.umask(umask);
+      try {
+        await tv.restoreBackup(b.archivePath, dest);
+      } finally {
+        process.umask(old);
+      }
+      const got = modes(dest);
+      expect(Object.keys(got)).toContain('event-log/HEAD');
+      const file = (0o644 & ~umask).toString(8);
+      const folder = (0o755 & ~umask).toString(8);
+      for (const [p, m] of Object.entries(got)) {
+        const dir = statSync(join(dest, p)).isDirectory();
+        expect([p, m.split(' ')[0]]).toEqual([p, dir ? folder : file]);
+      }
+    }
+  });
+
+  it("an overwrite keeps the replaced log's modes (0750/0640) and, as root, its owner", async () => {
+    const d = await makeLog(3);
+    const b = await tv.createBackup(d, fresh());
+    const dest = join(fresh(), 'r');
+    await tv.restoreBackup(b.archivePath, dest);
+    const log = join(dest, 'event-log');
+    chmodSync(log, 0o750);
+    if (isRoot) chownSync(log, 65534, 65534);
+    for (const f of readdirSync(log)) {
+      chmodSync(join(log, f), 0o640);
+      if (isRoot) chownSync(join(log, f), 65534, 65534);
+    }
+    const before = modes(dest);
+    const old = process.umask(0o022);
+    try {
+      await tv.restoreBackup(b.archivePath, dest, { overwrite: true });
+    } finally {
+      process.umask(old);
+    }
+    expect(modes(dest)).toEqual(before);
+    expect(modes(dest)['event-log/HEAD']).toBe(isRoot ? '640 65534' : '640');
   });
 });

@@ -250,7 +250,12 @@ class EntryChecks {
       }
       this.seen.set(e.name, { size: 0 });
       if (o.extractTo !== undefined) {
-        await fsp.mkdir(join(o.extractTo, ...e.name.split('/')), { recursive: true, mode: 0o700 });
+        // The mode the archive recorded, less the umask (as tar does), never without the owner's rwx;
+        // the staging folder around it is private until the log is placed.
+        await fsp.mkdir(join(o.extractTo, ...e.name.split('/')), {
+          recursive: true,
+          mode: (e.mode & 0o777) | 0o700,
+        });
       }
       this.cur = { e, skip: true };
       return;
@@ -285,9 +290,14 @@ class EntryChecks {
     if (this.#hashing) c.hash = new Sha256();
     if (o.extractTo !== undefined) {
       const target = join(o.extractTo, ...e.name.split('/'));
-      await fsp.mkdir(dirname(target), { recursive: true, mode: 0o700 });
+      await fsp.mkdir(dirname(target), { recursive: true, mode: 0o755 });
+      // The mode the archive recorded, less the umask (as tar does); never set-id, always owner rw.
       c.fh = await fsp
-        .open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+        .open(
+          target,
+          constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+          (e.mode & 0o777) | 0o600,
+        )
         .catch((err: unknown) => {
           throw ioError(err, target, 'cannot create');
         });

@@ -373,6 +373,7 @@ export async function restoreBackup(
     await fsp.chmod(staging, 0o700);
     const staged = await stageAndCheck(archivePath, staging, sidecar, options, warnings);
     const { files, atBackup } = staged;
+    if (present.length > 0) await keepReplacedAttributes(dest, staging);
     await place(dest, staging, present, archivePath, options, !atBackup.valid, staged.checked);
     // The verdict was reached in the staging folder: name the files where they now are.
     const chain: VerifyResult =
@@ -413,6 +414,41 @@ export async function restoreBackup(
     lock.release(); // removes the lock file
     if (!done) await removeCreated(dest, created);
   }
+}
+
+/**
+ * Before an overwrite is placed: every staged file and folder that replaces one of the old log's takes
+ * that one's mode and, where this process may set it, its owner (README "Files on disk"); one the old
+ * log did not have keeps the mode the archive recorded, less the umask, and takes the owner of the
+ * replaced folder it goes into. Best effort for the owner (a non-root restore cannot give files away).
+ */
+async function keepReplacedAttributes(dest: string, staging: string): Promise<void> {
+  const walk = async (rel: string, parent: { uid: number; gid: number } | undefined): Promise<void> => {
+    const names = await fsp.readdir(join(staging, rel));
+    for (const name of names) {
+      if (rel === '' && (name === LAYOUT.lock || name === 'manifest.json')) continue;
+      const r = rel === '' ? name : join(rel, name);
+      const staged = join(staging, r);
+      const st = await fsp.lstat(staged);
+      const old = await fsp.stat(join(dest, r)).catch(() => undefined);
+      const keep = old !== undefined && old.isDirectory() === st.isDirectory() ? old : undefined;
+      const owner = keep ?? parent;
+      if (owner !== undefined) await fsp.chown(staged, owner.uid, owner.gid).catch(ignoreEperm);
+      if (keep !== undefined) await fsp.chmod(staged, keep.mode & 0o7777);
+      if (st.isDirectory()) await walk(r, owner);
+    }
+  };
+  try {
+    const top = await fsp.stat(dest);
+    await walk('', { uid: top.uid, gid: top.gid });
+  } catch (err) {
+    throw ioError(err, dest, 'cannot give the restored log the modes of the one it replaces');
+  }
+}
+
+/** Ignore only "not permitted" from a chown: a non-root restore cannot give a file away. */
+function ignoreEperm(err: unknown): void {
+  if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
 }
 
 /**
