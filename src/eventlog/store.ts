@@ -3,6 +3,7 @@
  * records (each carries a SHA-256 or HMAC `check`), the legacy prune anchor. Shared by the two format
  * strategies, verification and queries; it holds no tail state.
  */
+import { timingSafeEqual } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -115,6 +116,17 @@ function unkeyedCheckVerifies(v: unknown): boolean {
 
 /** Bytes per head slot; the head file holds two, written alternately. */
 export const HEAD_SLOT = 256;
+
+/**
+ * Whether a stored check equals the one computed, in time that does not depend on where they differ
+ * (an HMAC compared with `!==` stops at the first differing character, which lets a forger learn a
+ * valid MAC for chosen bytes one character at a time).
+ */
+function sameCheck(stored: string, computed: string): boolean {
+  const a = Buffer.from(stored, 'utf8');
+  const b = Buffer.from(computed, 'utf8');
+  return a.length === b.length && timingSafeEqual(a, b);
+}
 
 export class LogStore {
   /** `DATA/event-log`. */
@@ -234,7 +246,7 @@ export class LogStore {
           want.alg === 'hmac-sha256' ? 'not authenticated (no HMAC)' : 'authenticated with a key (HMAC)',
       };
     }
-    if (c.value !== want.value) return { problem: `${want.alg} check does not match` };
+    if (!sameCheck(c.value, want.value)) return { problem: `${want.alg} check does not match` };
     return { ok: rest };
   }
 
