@@ -21,6 +21,7 @@ import {
 import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { tempStem } from '../dist/io/atomic.js';
 import { native } from '../dist/native/index.js';
 import { holdLocks } from './helpers/lock-holder';
 import { tempDir } from './helpers/tmp';
@@ -307,6 +308,39 @@ describe('a checkpoint through a symlink is the set beside its target (QA qa22-i
       code: 'TV_NOT_A_FILE',
     });
     expect(readdirSync(d)).toEqual(['model.safetensors']);
+  });
+});
+
+describe('names near NAME_MAX (255 bytes) can be written (QA qa22-ident 5)', () => {
+  it('a 252-byte safetensors name, a 245-byte protected file, a 240-byte checkpoint and a 250-byte ring log', async () => {
+    const d = fresh('name-max');
+    mkdirSync(d);
+    // 252 bytes with a two-byte character across the 190-byte cut of a temporary's name.
+    const st = join(d, `${'a'.repeat(187)}é${'b'.repeat(51)}.safetensors`);
+    expect(Buffer.byteLength(basename(st))).toBe(252);
+    // A dead writer's temporary of that name, named as the TypeScript side names them: the core's
+    // writer (saveSafetensors) sweeps it, so both sides cut and hash a long name the same way.
+    const dead = join(d, `.${tempStem(basename(st))}.4194999.0.tmp`);
+    writeFileSync(dead, 'leftover');
+    await tv.saveSafetensors(st, { a: new Float32Array([1, 2, 3, 4]) });
+    expect((await tv.openSafetensors(st)).tensor('a').data).toEqual(new Float32Array([1, 2, 3, 4]));
+    expect(existsSync(dead)).toBe(false);
+    const data = join(d, 'c'.repeat(245));
+    writeFileSync(data, Buffer.alloc(100_000, 1));
+    const r = await tv.protect(data);
+    expect(Buffer.byteLength(basename(r.sidecarPath))).toBe(251);
+    expect((await tv.verify(data)).status).toBe('intact');
+    const ck = join(d, `${'e'.repeat(228)}.safetensors`);
+    await tv.saveCheckpoint(ck, { w: new Float32Array(1000).fill(3) }, { hmacKey: null, ecc: 'medium' });
+    expect((await tv.verifyCheckpoint(ck, { hmacKey: null })).status).toBe('intact');
+    const ringPath = join(d, 'r'.repeat(250));
+    const ring = new tv.RingFileLog(ringPath, { capacityLines: 1, compactionSlack: 0, flushIntervalMs: 0 });
+    for (let i = 0; i < 3; i++) ring.info(`line ${i}`);
+    ring.close();
+    expect(tv.readRingLog(ringPath).records.length).toBe(1);
+    expect(readdirSync(d).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    // A short name's temporary holds it whole, as before.
+    expect(tempStem('m.safetensors')).toBe('m.safetensors');
   });
 });
 

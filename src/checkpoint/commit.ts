@@ -12,7 +12,15 @@ import { channel } from 'node:diagnostics_channel';
 import { existsSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { alive, atomicWriteFile, forgetTemp, removeUnlockedTemp, tempsIn, tempUnlocked } from '../io/atomic';
+import {
+  alive,
+  atomicWriteFile,
+  forgetTemp,
+  removeUnlockedTemp,
+  tempStem,
+  tempsIn,
+  tempUnlocked,
+} from '../io/atomic';
 import { fsyncDirSync, ioError } from '../io/fs';
 import { WriterLock } from '../io/lock';
 import { testHooksBuilt } from '../native';
@@ -151,8 +159,9 @@ function setNames(files: CheckpointFiles): Set<string> {
 
 /** Whether `from` is a temporary of `to` (`.TO.PID.X.tmp`, as `tempName` makes them). */
 function isTempOf(from: unknown, to: string): boolean {
-  if (typeof from !== 'string' || !from.startsWith(`.${to}.`)) return false;
-  return /^\d+\.[0-9a-z]+\.tmp$/.test(from.slice(to.length + 2));
+  const stem = tempStem(to);
+  if (typeof from !== 'string' || !from.startsWith(`.${stem}.`)) return false;
+  return /^\d+\.[0-9a-z]+\.tmp$/.test(from.slice(stem.length + 2));
 }
 
 /**
@@ -254,7 +263,9 @@ function scanTemps(
   listing: string[] = tempsIn(dirname(files.weights), fresh),
 ): { dead: string[]; any: boolean } {
   const dir = dirname(files.weights);
-  const names = new Set([files.weights, files.journal, ...sidecarFiles(files)].map((p) => basename(p)));
+  const names = new Set(
+    [files.weights, files.journal, ...sidecarFiles(files)].map((p) => tempStem(basename(p))),
+  );
   const out: string[] = [];
   let any = false;
   for (const e of listing) {

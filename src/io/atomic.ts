@@ -27,12 +27,38 @@ import { callNative, ErrorCode, TensorVaultError } from '../errors';
 import { native } from '../native';
 import { fsyncDir, fsyncDirSync, ioError, notRegularFile, writeAllAt } from './fs';
 
+/** Longest file name (UTF-8 bytes) a temporary's name holds whole ({@link tempStem}). */
+export const TEMP_STEM_MAX = 200;
+/** How many bytes of a longer name a temporary's name keeps, before `~` and the hash. */
+const TEMP_STEM_CUT = 190;
+
 /**
- * Temp-file name next to `path` (same folder, so the rename is atomic): `.NAME.PID.RANDOM.tmp`, so a
- * later writer can tell a dead writer's leftover from a live one's file ({@link removeDeadTemps}).
+ * The part of a temporary's name that stands for the file `name` it replaces: `name` itself, or, for
+ * a name longer than {@link TEMP_STEM_MAX} bytes (whose `.NAME.PID.X.tmp` could pass NAME_MAX, 255
+ * bytes, and fail with ENAMETOOLONG although the name itself is legal), its first 190 bytes (whole
+ * characters), `~` and the FNV-1a 32-bit hash of the whole name (8 hex digits). The core makes the
+ * same (`temp_stem` in `io/atomic.rs`), so each side's sweeps recognise the other's temporaries.
+ */
+export function tempStem(name: string): string {
+  const bytes = Buffer.from(name, 'utf8');
+  if (bytes.length <= TEMP_STEM_MAX) return name;
+  let cut = TEMP_STEM_CUT;
+  while (cut > 0 && ((bytes[cut] as number) & 0xc0) === 0x80) cut--;
+  let h = 0x811c9dc5;
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return `${bytes.subarray(0, cut).toString('utf8')}~${h.toString(16).padStart(8, '0')}`;
+}
+
+/**
+ * Temp-file name next to `path` (same folder, so the rename is atomic): `.NAME.PID.RANDOM.tmp` (NAME
+ * as {@link tempStem} gives it), so a later writer can tell a dead writer's leftover from a live one's
+ * file ({@link removeDeadTemps}).
  */
 export function tempName(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  return join(
+    dirname(path),
+    `.${tempStem(basename(path))}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+  );
 }
 
 /**
@@ -158,7 +184,7 @@ export function forgetTemp(dir: string, name: string): void {
  * already takes, see {@link tempsIn}). Best effort.
  */
 export function removeDeadTemps(path: string): void {
-  const prefix = `.${basename(path)}.`;
+  const prefix = `.${tempStem(basename(path))}.`;
   const dir = dirname(path);
   for (const name of tempsIn(dir)) {
     if (!name.startsWith(prefix)) continue;

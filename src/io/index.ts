@@ -13,6 +13,7 @@ export {
   removeDeadTemps,
   removeDeadTempsMatching,
   tempName,
+  tempStem,
   writableTarget,
 } from './atomic';
 export {

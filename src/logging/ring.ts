@@ -24,6 +24,7 @@ import {
   atomicWriteFileSync,
   ioError,
   readRegularFileSync,
+  tempStem,
   WriterLock,
   writableTarget,
   writeAllAt,
@@ -313,7 +314,7 @@ export class RingFileLog {
   }
 
   get #tempPath(): string {
-    return join(dirname(this.path), `.${basename(this.path)}.tmp`);
+    return join(dirname(this.path), `.${tempStem(basename(this.path))}.tmp`);
   }
 
   #removeTemp(): void {

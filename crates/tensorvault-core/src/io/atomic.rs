@@ -72,7 +72,8 @@ impl AtomicFile {
             op: "create",
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
         })?;
-        remove_dead_temps(&dest, &name.to_string_lossy());
+        let stem = temp_stem(name);
+        remove_dead_temps(&dest, &stem);
         let mut opts = OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -85,11 +86,7 @@ impl AtomicFile {
         let mut attempts = 0;
         let (file, tmp) = loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let tmp = dest.with_file_name(format!(
-                ".{}.{}.{n}.tmp",
-                name.to_string_lossy(),
-                std::process::id()
-            ));
+            let tmp = dest.with_file_name(format!(".{stem}.{}.{n}.tmp", std::process::id()));
             match opts.open(&tmp) {
                 // Locked and still at its path: ours. Else a sweep took it between the create and
                 // the lock (its writer's pid is free in the sweeper's pid namespace): the next name.
@@ -301,6 +298,41 @@ fn forget_temp(dir: &Path, file: &str) {
 /// namespace sharing the folder (two containers) holds it. Best effort: errors are ignored. In a
 /// large folder the listing is reused for a while ([`temps_in`]): a temp left there by a writer that
 /// died since is removed by a later write.
+/// Longest file name (bytes) a temporary's name holds whole (see [`temp_stem`]).
+pub const TEMP_STEM_MAX: usize = 200;
+/// How many bytes of a longer name a temporary's name keeps, before `~` and the hash.
+const TEMP_STEM_CUT: usize = 190;
+
+/// The part of a temporary's name that stands for the file `name` it replaces: `name` itself, or, for
+/// a name longer than [`TEMP_STEM_MAX`] bytes (whose `.NAME.PID.N.tmp` could pass `NAME_MAX`, 255
+/// bytes, and fail with `ENAMETOOLONG` although the name itself is legal), its first 190 bytes (whole
+/// UTF-8 characters), `~` and the FNV-1a 32-bit hash of the whole name (8 hex digits). The TypeScript
+/// side makes the same (`tempStem` in `src/io/atomic.ts`), so each side's sweeps recognise the other's
+/// temporaries.
+#[must_use]
+pub fn temp_stem(name: &std::ffi::OsStr) -> String {
+    #[cfg(unix)]
+    let bytes: std::borrow::Cow<'_, [u8]> = {
+        use std::os::unix::ffi::OsStrExt as _;
+        std::borrow::Cow::Borrowed(name.as_bytes())
+    };
+    #[cfg(not(unix))]
+    let bytes: std::borrow::Cow<'_, [u8]> =
+        std::borrow::Cow::Owned(name.to_string_lossy().into_owned().into_bytes());
+    if bytes.len() <= TEMP_STEM_MAX {
+        return name.to_string_lossy().into_owned();
+    }
+    let mut cut = TEMP_STEM_CUT;
+    while cut > 0 && bytes.get(cut).is_some_and(|b| b & 0xc0 == 0x80) {
+        cut -= 1;
+    }
+    let hash = bytes.iter().fold(0x811c_9dc5_u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let head = String::from_utf8_lossy(bytes.get(..cut).unwrap_or_default());
+    format!("{head}~{hash:08x}")
+}
+
 fn remove_dead_temps(dest: &Path, name: &str) {
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -601,6 +633,45 @@ mod tests {
         assert_eq!(
             std::fs::metadata(&q).unwrap().permissions().mode() & 0o7777,
             0o640
+        );
+    }
+
+    /// Defect (QA qa22-ident 5): the temporary `.NAME.PID.N.tmp` of a legal name within about 15 bytes
+    /// of `NAME_MAX` passed 255 bytes, so the write failed with `ENAMETOOLONG`. Such a name's temporary
+    /// now holds a cut of it and a hash ([`temp_stem`]); the sweep still finds a dead writer's.
+    #[test]
+    fn a_name_near_name_max_is_written_and_its_dead_temps_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // 252 bytes, with a two-byte character across the cut.
+        let name = format!("{}é{}", "a".repeat(189), "b".repeat(61));
+        assert_eq!(name.len(), 252);
+        let stem = temp_stem(std::ffi::OsStr::new(&name));
+        assert!(stem.len() <= TEMP_STEM_MAX, "{}", stem.len());
+        assert!(
+            stem.starts_with(&"a".repeat(189)) && !stem.contains('é'),
+            "{stem}"
+        );
+        let dead = d.join(format!(".{stem}.4194999.0.tmp"));
+        std::fs::write(&dead, b"leftover").unwrap();
+        write_atomic(&d.join(&name), b"new").unwrap();
+        assert_eq!(std::fs::read(d.join(&name)).unwrap(), b"new");
+        assert!(
+            !dead.exists(),
+            "a dead writer's temp of the long name was left behind"
+        );
+        // A short name is kept whole, as before; the hash is the one the TypeScript side computes.
+        assert_eq!(
+            temp_stem(std::ffi::OsStr::new("m.safetensors")),
+            "m.safetensors"
+        );
+        assert_eq!(
+            temp_stem(std::ffi::OsStr::new(&"x".repeat(201))),
+            format!("{}~{:08x}", "x".repeat(190), {
+                "x".repeat(201).bytes().fold(0x811c_9dc5_u32, |h, b| {
+                    (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+                })
+            })
         );
     }
 
