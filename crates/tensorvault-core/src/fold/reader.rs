@@ -316,6 +316,12 @@ impl FoldFile {
                 let fresh = crypto::digest_like(stored, self.key(), data);
                 if crypto::ct_eq(&fresh, stored) {
                     CheckStatus::Valid
+                } else if keyed {
+                    // Never the computed MAC: it would hand whoever planted these bytes a valid MAC
+                    // for them under the caller's key (forge the file, read the message, fix it up).
+                    CheckStatus::Invalid(format!(
+                        "stored {stored} does not match the HMAC-SHA256 of the bytes under the key given (the computed value is not shown)"
+                    ))
                 } else {
                     CheckStatus::Invalid(format!("stored {stored}, computed {fresh}"))
                 }
@@ -1145,3 +1151,54 @@ impl FoldFile {
 
 /// Bytes copied per write when a repair copies the intact part of a file.
 const COPY_BLOCK: usize = 8 << 20;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::fold::{write_fold, ChunkInput, WriteOptions};
+
+    /// Defect (QA qa22-ident 7): a keyed chunk digest that did not match printed "stored X, computed
+    /// Y", Y being the HMAC of the bytes read under the caller's key: whoever planted the bytes (with a
+    /// fixed-up CRC) got a valid MAC for them from the error. The computed value of a keyed digest is
+    /// never printed now; an unkeyed SHA-256 still is.
+    #[test]
+    fn a_keyed_digest_mismatch_never_prints_the_computed_mac() {
+        let d = tempfile::tempdir().unwrap();
+        let key = b"fold-secret-key".to_vec();
+        let p = d.path().join("k.fold");
+        let chunks = vec![ChunkInput::json("m", r#"{"a":1}"#).unwrap()];
+        let w = WriteOptions {
+            hmac_key: Some(key.clone()),
+            ..WriteOptions::default()
+        };
+        write_fold(&p, &chunks, &w, &Control::new()).unwrap();
+        let o = OpenOptions {
+            hmac_key: Some(key.clone()),
+            ..OpenOptions::default()
+        };
+        let ff = FoldFile::open(&p, o).unwrap();
+        let stored = ff.index().entries.first().unwrap().digest.clone();
+        assert!(stored.starts_with("hmac-sha256:"), "{stored}");
+        let forged = b"attacker-chosen bytes";
+        let mac = crypto::digest_like(&stored, Some(&key), forged);
+        let CheckStatus::Invalid(msg) = ff.digest_check(&stored, forged) else {
+            panic!("a forged chunk was not refused");
+        };
+        assert!(
+            !msg.contains(mac.trim_start_matches("hmac-sha256:")),
+            "{msg}"
+        );
+        assert!(msg.contains(&stored), "{msg}");
+        // Unkeyed: the computed SHA-256 stays in the message (no secret in it).
+        let plain = crypto::digest_like("sha256:00", None, forged);
+        let p2 = d.path().join("p.fold");
+        write_fold(&p2, &chunks, &WriteOptions::default(), &Control::new()).unwrap();
+        let ff2 = FoldFile::open(&p2, OpenOptions::default()).unwrap();
+        let stored2 = ff2.index().entries.first().unwrap().digest.clone();
+        let CheckStatus::Invalid(msg2) = ff2.digest_check(&stored2, forged) else {
+            panic!("a changed chunk was not refused");
+        };
+        assert!(msg2.contains(&plain), "{msg2}");
+    }
+}
