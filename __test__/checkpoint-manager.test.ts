@@ -196,6 +196,19 @@ describe('CheckpointManager', () => {
     checkpoint.close();
   });
 
+  it('save() into a run folder that is a regular file: TV_NOT_A_FILE, the file untouched (qa22 #1)', async () => {
+    const file = join(tempDir('tv-mgr-file-'), 'run');
+    writeFileSync(file, 'x');
+    // Before: a bare Error (EEXIST from mkdir).
+    await expect(new tv.CheckpointManager(file).save(1, t(1))).rejects.toMatchObject({
+      name: 'TensorVaultError',
+      code: 'TV_NOT_A_FILE',
+      message: expect.stringMatching(/is a regular file, not a run folder/),
+      context: { path: file, kind: 'a regular file' },
+    });
+    expect(readFileSync(file, 'utf8')).toBe('x');
+  });
+
   it('checks its arguments', () => {
     expect(() => new tv.CheckpointManager('x', { keepBest: 1 })).toThrow(/metric/);
     const m = new tv.CheckpointManager(tempDir('tv-mgr-args-'));

@@ -2088,6 +2088,20 @@ describe('progress', () => {
 });
 
 describe('arguments', () => {
+  it('a regular file where a parent folder should be: TV_NOT_A_FILE naming it, nothing written (qa22 #1)', async () => {
+    const file = join(dir, 'parent-is-a-file');
+    writeFileSync(file, 'x');
+    // Before: a bare Error (EEXIST from mkdir for the parent, ENOTDIR for a grandparent).
+    for (const path of [join(file, 'x.safetensors'), join(file, 'sub', 'x.safetensors')]) {
+      await expect(tv.saveCheckpoint(path, small())).rejects.toMatchObject({
+        name: 'TensorVaultError',
+        code: 'TV_NOT_A_FILE',
+        context: { path: file, kind: 'a regular file' },
+      });
+    }
+    expect(readFileSync(file, 'utf8')).toBe('x');
+  });
+
   it('bad arguments are TV_INVALID_ARGUMENT, never an untyped error', async () => {
     const path = fresh();
     await tv.saveCheckpoint(path, small());

@@ -3,10 +3,10 @@
  * one at a time off the event loop, pruned to the last N and the best K by a metric, restored with a
  * fall-back to the newest checkpoint that verifies.
  */
-import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { ioError, notAFolder } from '../io/fs';
+import { ioError, makeFolder, notAFolder } from '../io/fs';
 import type { WriterLock } from '../io/lock';
 import type { TensorsToSave } from '../safetensors/writer';
 import { commitSet, lockSet, lockSetAsync, needsRecovery, publish, recoverLocked } from './commit';
@@ -269,7 +269,7 @@ export class CheckpointManager {
         throw invalidArgument('metrics', `metric ${k} must be a finite number`);
     }
     const run = this.#queue.then(async () => {
-      await fsp.mkdir(this.dir, { recursive: true });
+      await makeFolder(this.dir, 'a run folder');
       const r = await saveCheckpoint(this.pathOf(step), tensors, {
         layout: this.#o.layout,
         version: String(step),

@@ -9,7 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { protect } from '../ecc/erasure';
 import { TensorVaultError, throwIfAborted } from '../errors';
 import { keepAttributesOf, tempName } from '../io/atomic';
-import { ioError, namingDestination } from '../io/fs';
+import { ioError, makeFolder, namingDestination } from '../io/fs';
 import type { JobOptions, Progress } from '../job';
 import { packageVersion } from '../native';
 import type { TensorsToSave } from '../safetensors/writer';
@@ -172,7 +172,8 @@ export async function saveCheckpoint(
     runtime: `node ${process.version}; tensorvault ${packageVersion()}`,
     ...user,
   };
-  await fsp.mkdir(dirname(resolve(path)), { recursive: true });
+  // A regular file where a parent folder should be: TV_NOT_A_FILE (a bare EEXIST / ENOTDIR before).
+  await makeFolder(dirname(resolve(path)));
   const lock = await lockSetAsync(files, options.lockTimeoutMs ?? 30_000, signal);
   const temps: string[] = [];
   /** Each temporary's final file, so that an error about a temporary names the file asked for. */

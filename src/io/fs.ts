@@ -14,6 +14,7 @@ import {
   statSync,
   writeSync,
 } from 'node:fs';
+import { dirname } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
 
 /**
@@ -191,6 +192,33 @@ export function notAFolder(path: string, st: Stats | undefined, what = 'a folder
     path,
     kind,
   });
+}
+
+/**
+ * Create the folder `dir` and its missing parents (`mkdir -p`), failing with a typed error: a path
+ * component that exists but is not a folder (a regular file where a parent folder should be) is
+ * `TV_NOT_A_FILE` naming that component (see {@link notAFolder}; `what` is the role of `dir` itself,
+ * with its article), anything else the {@link ioError} of `dir` (`TV_PERMISSION_DENIED`, `TV_IO`, …).
+ * Node's own `mkdir` rejects with a bare `EEXIST` or `ENOTDIR` there.
+ */
+export async function makeFolder(dir: string, what = 'a folder'): Promise<void> {
+  try {
+    await fsp.mkdir(dir, { recursive: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') {
+      // The nearest existing component, from `dir` up: the one that is not a folder.
+      for (let p = dir; ; p = dirname(p)) {
+        const st = await fsp.stat(p).catch(() => undefined);
+        if (st !== undefined) {
+          if (!st.isDirectory()) throw notAFolder(p, st, p === dir ? what : 'a folder');
+          break;
+        }
+        if (dirname(p) === p) break;
+      }
+    }
+    throw ioError(err, dir, 'cannot create');
+  }
 }
 
 /**

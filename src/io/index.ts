@@ -23,6 +23,7 @@ export {
   fsyncDir,
   fsyncDirSync,
   ioError,
+  makeFolder,
   notAFolder,
   notRegularFile,
   readIfExists,
