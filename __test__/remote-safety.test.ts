@@ -529,6 +529,24 @@ describe.skipIf(!available)('remote safety (S3-compatible server s3s-fs)', () =>
 });
 
 describe('remote URLs (no server needed)', () => {
+  it('a file:// lazy load whose cacheDir cannot be made is a typed error, not the cleanup ENOTDIR (qa22 #2)', async () => {
+    const local = join(dir, 'enotdir-src', 'ck.safetensors');
+    mkdirSync(join(dir, 'enotdir-src'), { recursive: true });
+    await tv.saveCheckpoint(local, tensors(2, 256));
+    const r = await tv.push(local, `file://${join(dir, 'enotdir-store')}`, { stateDir: join(dir, 'state') });
+    const file = join(dir, 'enotdir-file');
+    writeFileSync(file, 'x');
+    for (const cacheDir of [join(file, 'cache'), join(file, 'a', 'cache')]) {
+      // Before: a bare Error (ENOTDIR, lstat of the open mark) thrown by the cleanup in the catch.
+      await expect(tv.loadCheckpoint(r.url as `file://${string}`, { cacheDir })).rejects.toMatchObject({
+        name: 'TensorVaultError',
+        code: 'TV_NOT_A_FILE',
+        context: { path: file, kind: 'a regular file' },
+      });
+    }
+    expect(readFileSync(file, 'utf8')).toBe('x');
+  });
+
   it('a key with a control character or an empty component is refused before any request', async () => {
     // Regression: a NUL or newline in a key was sent to the store, and `a//b` made s3s-fs answer HTTP 500,
     // reported as TV_REMOTE_UNAVAILABLE (an outage) after retries.

@@ -9,7 +9,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile, utimes, writeFile } from 'node:fs/promises';
+import { type FileHandle, open, readFile, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TensorDamagedError } from '../checkpoint/errors';
 import type { CheckpointLayout } from '../checkpoint/layout';
@@ -27,7 +27,7 @@ import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { atomicWriteFile } from '../io/atomic';
-import { typedIoError } from '../io/fs';
+import { makeFolder, typedIoError } from '../io/fs';
 import { abortable } from '../job';
 import { checkOptionsObject, checkTensorRange, type Tensor, type TensorInfo } from '../safetensors/reader';
 import { optionalSignal } from '../validate';
@@ -509,7 +509,7 @@ export async function loadRemoteCheckpoint(
     // Marked open before anything else: no other open (here or in another process) evicts it meanwhile.
     mark = join(dir, `.tv-open-${process.pid}-${randomBytes(6).toString('hex')}`);
     for (let attempt = 0; ; attempt++) {
-      await mkdir(dir, { recursive: true });
+      await makeFolder(dir, 'a cache folder');
       try {
         await writeFile(mark, '', { flag: 'wx' });
         break;
@@ -633,7 +633,15 @@ export async function loadRemoteCheckpoint(
     return remote;
   } catch (err) {
     store.close();
-    if (mark !== undefined) rmSync(mark, { force: true });
+    if (mark !== undefined) {
+      // Cleanup never replaces the error: a mark in a folder that could not be made (a cacheDir under
+      // a regular file) fails here with ENOTDIR, which `force` does not ignore.
+      try {
+        rmSync(mark, { force: true });
+      } catch {
+        // not made, or not reachable
+      }
+    }
     // A full disk under the cache, a failing read: TV_IO (not a bare Node error).
     throw typedIoError(err, options.cacheDir ?? url);
   }
