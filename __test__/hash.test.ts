@@ -1,4 +1,5 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import {
   chmodSync,
   closeSync,
@@ -414,6 +415,64 @@ describe('hashFile', () => {
     const ac = new AbortController();
     ac.abort();
     await expect(tv.hashFile(file, { signal: ac.signal })).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
+  it('one AbortSignal shared by 40 concurrent calls: no MaxListenersExceededWarning, no listener left (qa22 #5)', async () => {
+    const file = join(dir, 'shared-signal.bin');
+    writeFileSync(file, randomBytes(64 << 10));
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w);
+    };
+    process.on('warning', onWarning);
+    try {
+      const ac = new AbortController();
+      const { signal } = ac;
+      // runJob (hashFile) and abortable (a streamed save waits on its source through it).
+      const hashes = Array.from({ length: 40 }, () => tv.hashFile(file, { signal }));
+      const saves = Array.from({ length: 40 }, (_, i) => {
+        async function* src() {
+          yield new Uint8Array(8).fill(i);
+        }
+        return tv.saveSafetensors(
+          join(dir, `shared-signal-${i}.safetensors`),
+          {
+            a: { dtype: 'U8', shape: [8], data: src() },
+          },
+          { signal },
+        );
+      });
+      const done = await Promise.all([...hashes, ...saves]);
+      expect(done).toHaveLength(80);
+      // A warning is emitted on the next tick.
+      await new Promise((r) => setImmediate(r));
+      expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+      // Still honoured: an abort ends every call waiting on the signal (saves whose sources stalled),
+      // and a call made after it.
+      const stalledSaves = Array.from({ length: 15 }, (_, i) => {
+        async function* stalled(): AsyncGenerator<Uint8Array> {
+          await new Promise(() => {});
+        }
+        return tv.saveSafetensors(
+          join(dir, `shared-signal-stalled-${i}.safetensors`),
+          {
+            a: { dtype: 'U8', shape: [8], data: stalled() },
+          },
+          { signal },
+        );
+      });
+      await new Promise((r) => setImmediate(r));
+      ac.abort();
+      const outcomes = await Promise.allSettled(stalledSaves);
+      expect(outcomes.map((o) => (o.status === 'rejected' ? (o.reason as Error).name : o.status))).toEqual(
+        Array(15).fill('AbortError'),
+      );
+      expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+      await expect(tv.hashFile(file, { signal })).rejects.toMatchObject({ name: 'AbortError' });
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
   });
 
   it('reports progress up to the full length', async () => {

@@ -51,6 +51,45 @@ export function withoutSignal<T extends JobOptions>(options: T): Omit<T, 'signal
   return rest;
 }
 
+/** The library's callbacks waiting on one signal, and the one `abort` listener that runs them. */
+interface AbortWaiters {
+  readonly callbacks: Set<() => void>;
+  readonly listener: () => void;
+}
+const abortWaiters = new WeakMap<AbortSignal, AbortWaiters>();
+
+/**
+ * Run `callback` when `signal` aborts; the returned function stops waiting. However many calls wait on
+ * one signal (a service's shutdown signal shared by its concurrent loads), the library adds one
+ * `abort` listener to it, removed when the last stops waiting: one listener per call printed
+ * Node's MaxListenersExceededWarning past 10 concurrent calls (`events.addAbortListener` counts
+ * toward the same limit).
+ */
+function whenAborted(signal: AbortSignal, callback: () => void): () => void {
+  let w = abortWaiters.get(signal);
+  if (w === undefined) {
+    const callbacks = new Set<() => void>();
+    const listener = (): void => {
+      abortWaiters.delete(signal);
+      for (const c of callbacks) c();
+    };
+    w = { callbacks, listener };
+    abortWaiters.set(signal, w);
+    signal.addEventListener('abort', listener, { once: true });
+  }
+  const waiters = w;
+  // A wrapper per call: the same callback waiting twice is two waits.
+  const entry = (): void => callback();
+  waiters.callbacks.add(entry);
+  return () => {
+    waiters.callbacks.delete(entry);
+    if (waiters.callbacks.size === 0 && abortWaiters.get(signal) === waiters) {
+      abortWaiters.delete(signal);
+      signal.removeEventListener('abort', waiters.listener);
+    }
+  };
+}
+
 /** Start `start(control)` and wire progress and cancellation to it; `op` names it for telemetry. */
 export async function runJob<T>(
   op: string,
@@ -69,8 +108,7 @@ export async function runJob<T>(
   } catch (err) {
     throw fromNative(err, signal);
   }
-  const onAbort = (): void => control.cancel();
-  signal?.addEventListener('abort', onAbort, { once: true });
+  const stopWaiting = signal === undefined ? undefined : whenAborted(signal, () => control.cancel());
   const report = (): void => onProgress?.({ bytesDone: control.done, bytesTotal: control.total });
   const timer = onProgress === undefined ? undefined : setInterval(report, options.progressIntervalMs ?? 100);
   timer?.unref();
@@ -95,7 +133,7 @@ export async function runJob<T>(
     throw e;
   } finally {
     if (timer !== undefined) clearInterval(timer);
-    signal?.removeEventListener('abort', onAbort);
+    stopWaiting?.();
   }
 }
 
@@ -104,15 +142,14 @@ export function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Pr
   if (signal === undefined) return p;
   if (signal.aborted) return Promise.reject(abortError(signal));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(abortError(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
+    const stopWaiting = whenAborted(signal, () => reject(abortError(signal)));
     p.then(
       (v) => {
-        signal.removeEventListener('abort', onAbort);
+        stopWaiting();
         resolve(v);
       },
       (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
+        stopWaiting();
         reject(e);
       },
     );
