@@ -172,4 +172,59 @@ describe('descriptors', () => {
       expect(out.left).toBeLessThan(5);
     },
   );
+  it.skipIf(process.platform !== 'linux')(
+    'checkpoints and files dropped without close(), 2,000 each under `ulimit -n 256`, no gc() and no yield: no EMFILE (qa22 #3)',
+    async () => {
+      // Regression: nothing told the collector what an unclosed handle holds (a descriptor, a mapping),
+      // and Node runs the finalizers that close them on a later turn of the event loop, which a loop of
+      // loads that all resolve at once never gives: the 336th unclosed lazy load failed with EMFILE
+      // under `ulimit -n 1024` (3 descriptors each), the 1,006th openSafetensors. Each handle now reports
+      // its cost to the collector while open, and opens wait one turn once handles pile up.
+      const ckpt = join(dir, 'unclosed.safetensors');
+      const plain = join(dir, 'unclosed-plain.safetensors');
+      const w = new Float32Array(4096).map((_, i) => i * 0.5);
+      await tv.saveCheckpoint(ckpt, { w, b: new Float32Array(8).fill(1) }, { ecc: 'medium' });
+      await tv.saveSafetensors(plain, { w });
+      const dist = join(__dirname, '..', 'dist');
+      const script = `
+      const tv = require(${JSON.stringify(join(dist, 'index.js'))});
+      const { native } = require(${JSON.stringify(join(dist, 'native', 'index.js'))});
+      const { readdirSync } = require('node:fs');
+      const fds = () => readdirSync('/proc/self/fd').length;
+      (async () => {
+        let bad = 0;
+        let peak = 0;
+        for (let i = 0; i < 2000; i++) {
+          const c = await tv.loadCheckpoint(${JSON.stringify(ckpt)});
+          if ((await c.tensor('b')).data[7] !== 1) bad++; // a lazy first view: weights, .tvob, checks
+          if (i % 100 === 99) peak = Math.max(peak, fds());
+        }
+        for (let i = 0; i < 2000; i++) {
+          const f = await tv.openSafetensors(${JSON.stringify(plain)});
+          if (f.tensor('w').data[3] !== 1.5) bad++;
+          if (i % 100 === 99) peak = Math.max(peak, fds());
+        }
+        // A loop that closes what it opens leaves no handle reported to the collector.
+        await new Promise((r) => setTimeout(r, 50));
+        const before = native().openHandles();
+        for (let i = 0; i < 200; i++) {
+          const c = await tv.loadCheckpoint(${JSON.stringify(ckpt)});
+          if ((await c.tensor('b')).data[0] !== 1) bad++;
+          c.close();
+          const f = await tv.openSafetensors(${JSON.stringify(plain)});
+          f.close();
+        }
+        console.log(JSON.stringify({ bad, peak, added: native().openHandles() - before }));
+      })().catch((e) => { console.error(e.code, e.message); process.exit(3); });
+    `;
+      const r = spawnSync('bash', ['-c', 'ulimit -n 256 && exec "$0" -e "$1"', process.execPath, script], {
+        encoding: 'utf8',
+      });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      const out = JSON.parse(r.stdout) as { bad: number; peak: number; added: number };
+      expect(out.bad).toBe(0);
+      expect(out.added).toBeLessThanOrEqual(0);
+    },
+  );
 });

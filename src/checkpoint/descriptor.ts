@@ -1,13 +1,14 @@
 /**
  * The weights' own descriptor, for the reads a checkpoint makes beside its views (chunk checks, the
- * stat that tells a replaced set): a duplicate of the mapped file's descriptor, owned by the addon.
+ * stat that tells a replaced set): the mapped file's descriptor, held open by the addon.
  */
 import { callNative, ErrorCode, TensorVaultError } from '../errors';
 import type { NativeFd } from '../native/binding';
 import type { SafetensorsFile } from '../safetensors/reader';
 
 /**
- * A duplicate of a mapped file's descriptor, owned by the addon: closed by {@link WeightsFd.close}, or
+ * A mapped file's descriptor, held by the addon (the file itself, not a duplicate of its descriptor:
+ * one descriptor per open checkpoint, not two): let go by {@link WeightsFd.close}, or
  * by the garbage collector when its holder is dropped without `close()` (and when a worker is
  * terminated), never with `fs.closeSync`. Reads that run on the pool borrow it with
  * {@link WeightsFd.lend}: a `close()` while one is out closes the descriptor when the last returns, so
@@ -20,7 +21,7 @@ export class WeightsFd {
   #leases = 0;
   #closed = false;
 
-  /** The descriptor of `file`, duplicated now (`TV_CLOSED` when `file` is closed). */
+  /** The descriptor of `file`, held from now on (`TV_CLOSED` when `file` is closed). */
   constructor(file: SafetensorsFile) {
     this.#handle = file.dupFd();
     this.#path = file.path;

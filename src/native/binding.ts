@@ -75,11 +75,14 @@ export declare class NativeErasureCodec {
 }
 
 /**
- * A file descriptor owned by the addon and lent to JS by number (`fd`), for reads beside a mapping
- * (`NativeSafetensors::dup_fd`). It is closed by `close()` or, failing that, when the object is
- * garbage-collected or its environment (a worker) torn down: a descriptor handed to JS as a bare
- * number leaked when its holder was dropped without `close()`, and closing it with `fs.closeSync` in
- * a worker printed Node's "closed but not opened in unmanaged mode" warning.
+ * A mapped file's descriptor, held by the addon and lent to JS by number (`fd`), for reads beside
+ * the mapping (`NativeSafetensors::dup_fd`). It holds the open file (its `Arc`), so the descriptor
+ * stays open until `close()` or, failing that, until the object is garbage-collected or its
+ * environment (a worker) torn down, whatever happens to the handle it came from: a descriptor handed
+ * to JS as a bare number leaked when its holder was dropped without `close()`, and closing it with
+ * `fs.closeSync` in a worker printed Node's "closed but not opened in unmanaged mode" warning. (It
+ * was a `dup` of the descriptor: a third descriptor per lazily loaded checkpoint.) Reported to the
+ * collector while it holds the file (`cost.rs`).
  */
 export declare class NativeFd {
   /**
@@ -87,7 +90,10 @@ export declare class NativeFd {
    * may then name another file.
    */
   get fd(): number
-  /** Close the descriptor. Idempotent. */
+  /**
+   * Let go of the file: its descriptor is closed unless the handle it came from (or a read in
+   * flight) still holds it. Idempotent.
+   */
   close(): void
   /** Whether `close()` was called. */
   get closed(): boolean
@@ -157,6 +163,9 @@ export declare class NativeOutboard {
  * `readRange()` or `prefetch()` threw an untyped `InvalidArg` error and left the file open. Each
  * task holds its own `Arc` of the file: it completes, and the descriptor is closed when the last
  * holder lets go.
+ *
+ * While open it reports its descriptor and mapping to the garbage collector (`cost.rs`), so that a
+ * loop dropping files without `close()` has them finalized before it runs out of descriptors.
  */
 export declare class NativeSafetensors {
   /**
@@ -189,10 +198,11 @@ export declare class NativeSafetensors {
    */
   headerSha256(length: number): string | null
   /**
-   * A new descriptor (close-on-exec) of the mapped file itself, for reads beside the mapping: the
-   * same file as the views by construction, without opening the path again (which could name
-   * another file by then). Owned by the returned object: closed by its `close()`, or when it is
-   * garbage-collected (a checkpoint dropped without `close()`, a worker terminated).
+   * The mapped file's own descriptor, for reads beside the mapping: the same file as the views by
+   * construction, without opening the path again (which could name another file by then). The
+   * returned object holds the file open (not a duplicate of its descriptor: one descriptor per
+   * open file, not two) until its `close()`, or until it is garbage-collected (a checkpoint
+   * dropped without `close()`, a worker terminated), whatever this handle's `close()` does.
    */
   dupFd(): NativeFd
   /** Header length and file size. */
@@ -725,6 +735,12 @@ export interface NativeTensorEntry {
   fileOffset: number
   byteLength: number
 }
+
+/**
+ * Handles of this thread reported to the collector and not yet closed or finalized (open files,
+ * including those dropped without `close()` whose finalizers have not run yet).
+ */
+export declare function openHandles(): number
 
 /** Open and validate a safetensors file on the libuv pool. */
 export declare function openSafetensors(path: string): Promise<NativeSafetensors>

@@ -97,6 +97,7 @@ const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   lockFile: true,
   openSafetensors: true,
   openSafetensorsSmall: true,
+  openHandles: true,
   orphanedMappings: true,
   rsDecode: true,
   rsEncode: true,

@@ -1,15 +1,19 @@
 //! io: the writer lock (`tensorvault_core::io::FileLock`), held by a JS object until `release()`.
 
-use std::fs::File;
 use std::os::fd::AsRawFd as _;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use napi::bindgen_prelude::ObjectFinalize;
+use napi::Env;
 use napi_derive::napi;
 use tensorvault_core::io::{FileLock, LockError};
+use tensorvault_core::safetensors::SafetensorsFile;
 
 use crate::args::locked;
+use crate::cost::GcCharge;
 use crate::errors::{guard, Ctx, TvError};
+use crate::safetensors::release;
 
 /// A held writer lock (an advisory `flock` on the lock file). Dropping it (garbage collection,
 /// process exit) releases the lock; `release()` also removes the file.
@@ -96,21 +100,36 @@ pub fn orphaned_mappings() -> u32 {
     u32::try_from(tensorvault_core::io::orphaned_mappings()).unwrap_or(u32::MAX)
 }
 
-/// A file descriptor owned by the addon and lent to JS by number (`fd`), for reads beside a mapping
-/// (`NativeSafetensors::dup_fd`). It is closed by `close()` or, failing that, when the object is
-/// garbage-collected or its environment (a worker) torn down: a descriptor handed to JS as a bare
-/// number leaked when its holder was dropped without `close()`, and closing it with `fs.closeSync` in
-/// a worker printed Node's "closed but not opened in unmanaged mode" warning.
-#[napi]
+/// A mapped file's descriptor, held by the addon and lent to JS by number (`fd`), for reads beside
+/// the mapping (`NativeSafetensors::dup_fd`). It holds the open file (its `Arc`), so the descriptor
+/// stays open until `close()` or, failing that, until the object is garbage-collected or its
+/// environment (a worker) torn down, whatever happens to the handle it came from: a descriptor handed
+/// to JS as a bare number leaked when its holder was dropped without `close()`, and closing it with
+/// `fs.closeSync` in a worker printed Node's "closed but not opened in unmanaged mode" warning. (It
+/// was a `dup` of the descriptor: a third descriptor per lazily loaded checkpoint.) Reported to the
+/// collector while it holds the file (`cost.rs`).
+#[napi(custom_finalize)]
 pub struct NativeFd {
-    file: Mutex<Option<File>>,
+    file: Mutex<Option<Arc<SafetensorsFile>>>,
+    charge: GcCharge,
 }
 
 impl NativeFd {
-    pub(crate) fn new(file: File) -> NativeFd {
-        NativeFd {
+    pub(crate) fn new(file: Arc<SafetensorsFile>, env: Env) -> NativeFd {
+        let fd = NativeFd {
             file: Mutex::new(Some(file)),
-        }
+            charge: GcCharge::default(),
+        };
+        fd.charge.charge(env);
+        fd
+    }
+}
+
+impl ObjectFinalize for NativeFd {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        self.charge.release(env);
+        release(locked(&self.file).take());
+        Ok(())
     }
 }
 
@@ -123,16 +142,18 @@ impl NativeFd {
         guard(|| {
             locked(&self.file)
                 .as_ref()
-                .map(File::as_raw_fd)
+                .map(|f| f.mapping().file().as_raw_fd())
                 .ok_or_else(|| TvError::new("TV_CLOSED", "the descriptor is closed").into())
         })
     }
 
-    /// Close the descriptor. Idempotent.
+    /// Let go of the file: its descriptor is closed unless the handle it came from (or a read in
+    /// flight) still holds it. Idempotent.
     #[napi]
-    pub fn close(&self) {
+    pub fn close(&self, env: Env) {
         let file = locked(&self.file).take();
-        drop(file);
+        release(file);
+        self.charge.release(env);
     }
 
     /// Whether `close()` was called.

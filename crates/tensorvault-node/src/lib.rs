@@ -13,6 +13,7 @@ mod args;
 mod checkpoint;
 mod compress;
 mod control;
+mod cost;
 mod cpu;
 mod erasure;
 mod errors;

@@ -4,6 +4,7 @@
 //! checked in the same call.
 
 use napi::bindgen_prelude::Uint8Array;
+use napi::Env;
 use napi_derive::napi;
 use tensorvault_core::checkpoint::TreeAlgorithm;
 use tensorvault_core::checkpoint_sidecar::{
@@ -109,14 +110,14 @@ impl NativeCheckpointOpen {
 
     /// The mapped weights, whose length and header digest matched the block (once).
     #[napi]
-    pub fn take_file(&mut self) -> Option<NativeSafetensors> {
-        self.file.take()
+    pub fn take_file(&mut self, env: Env) -> Option<NativeSafetensors> {
+        self.file.take().map(|f| f.charged(env))
     }
 
     /// The outboard, or null when it is missing or unusable (once).
     #[napi]
-    pub fn take_outboard(&mut self) -> Option<NativeOutboard> {
-        self.outboard.take()
+    pub fn take_outboard(&mut self, env: Env) -> Option<NativeOutboard> {
+        self.outboard.take().map(|o| o.charged(env))
     }
 
     /// Leading pieces of chunk 0 whose bytes were checked against the outboard (they hold the

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::AsyncTask;
+use napi::bindgen_prelude::{AsyncTask, ObjectFinalize};
 use napi::{Env, Task};
 use napi_derive::napi;
 use tensorvault_core::checkpoint_outboard::{
@@ -15,6 +15,7 @@ use tensorvault_core::Control;
 
 use crate::args::{locked, to_u64};
 use crate::control::JobControl;
+use crate::cost::GcCharge;
 use crate::errors::{guard, invalid_argument, TvError};
 
 impl From<OutboardError> for TvError {
@@ -106,12 +107,29 @@ fn check_pieces(cvs: &[u8], leaf_hex: &str, data: &[u8], first: u64, piece: u64)
 /// An open outboard of a lazily loaded checkpoint: the file, held open, and its piece count. The
 /// first view's check is one call that reads the chunk's values and the pieces itself (no file
 /// descriptors, reads or buffers on the JS side: they cost more than the hashing of a 64 KiB piece).
-#[napi]
+#[napi(custom_finalize)]
 pub struct NativeOutboard {
     /// Behind a mutex so that `close()` takes `&self` (a `&mut self` receiver conflicts with any
     /// borrow napi-rs holds on the object: see `NativeSafetensors`).
     file: Mutex<Option<std::fs::File>>,
     header: OutboardHeader,
+    /// Its descriptor, reported to the collector while open (`cost.rs`).
+    charge: GcCharge,
+}
+
+impl NativeOutboard {
+    /// This outboard, its cost reported to the collector (it is handed to JS).
+    pub(crate) fn charged(self, env: Env) -> NativeOutboard {
+        self.charge.charge(env);
+        self
+    }
+}
+
+impl ObjectFinalize for NativeOutboard {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        self.charge.release(env);
+        Ok(())
+    }
 }
 
 thread_local! {
@@ -155,6 +173,7 @@ pub(crate) enum PieceCheck {
 /// missing, unreadable, malformed or describes another file (the loader then hashes whole leaves).
 #[napi]
 pub fn checkpoint_outboard_open(
+    env: Env,
     path: String,
     chunk_size: f64,
     file_length: f64,
@@ -162,7 +181,7 @@ pub fn checkpoint_outboard_open(
     guard(|| {
         let cs = to_u64("chunkSize", chunk_size)?;
         let fl = to_u64("fileLength", file_length)?;
-        Ok(open_outboard(&path, cs, fl))
+        Ok(open_outboard(&path, cs, fl).map(|o| o.charged(env)))
     })
 }
 
@@ -178,6 +197,7 @@ pub(crate) fn open_outboard(path: &str, cs: u64, fl: u64) -> Option<NativeOutboa
             Some(NativeOutboard {
                 file: Mutex::new(Some(file)),
                 header: h,
+                charge: GcCharge::default(),
             })
         }
         _ => None,
@@ -246,9 +266,10 @@ impl NativeOutboard {
 
     /// Close the outboard (a later `verify` answers 2). Idempotent; never throws.
     #[napi]
-    pub fn close(&self) {
+    pub fn close(&self, env: Env) {
         let file = locked(&self.file).take();
         drop(file);
+        self.charge.release(env);
     }
 }
 

@@ -7,10 +7,12 @@ use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use napi::bindgen_prelude::{AsyncTask, Buffer, FromNapiValue, Uint8Array, Unknown};
+use napi::bindgen_prelude::{
+    AsyncTask, Buffer, FromNapiValue, ObjectFinalize, Uint8Array, Unknown,
+};
 use napi::{sys, Env, Task};
 use napi_derive::napi;
-use tensorvault_core::io::{IoError, Populated};
+use tensorvault_core::io::Populated;
 use tensorvault_core::safetensors::{
     Dtype, SafetensorsFile, SafetensorsWriter, TensorInfo, TensorSpec,
 };
@@ -18,6 +20,7 @@ use tensorvault_core::Control;
 
 use crate::args::{locked, to_u64};
 use crate::control::JobControl;
+use crate::cost::GcCharge;
 use crate::errors::{guard, invalid_argument, num, push_json_str, Ctx, TvError};
 use crate::io::NativeFd;
 use crate::region::external_region;
@@ -62,9 +65,13 @@ fn exact_shape(shape: &[u64]) -> Option<Vec<String>> {
 /// `readRange()` or `prefetch()` threw an untyped `InvalidArg` error and left the file open. Each
 /// task holds its own `Arc` of the file: it completes, and the descriptor is closed when the last
 /// holder lets go.
-#[napi]
+///
+/// While open it reports its descriptor and mapping to the garbage collector (`cost.rs`), so that a
+/// loop dropping files without `close()` has them finalized before it runs out of descriptors.
+#[napi(custom_finalize)]
 pub struct NativeSafetensors {
     inner: Mutex<Option<Arc<SafetensorsFile>>>,
+    charge: GcCharge,
 }
 
 /// Headers with more tensors than this are freed on a thread of their own when released (freeing a
@@ -72,7 +79,7 @@ pub struct NativeSafetensors {
 /// `close()` or in the garbage collector's finalizer).
 const FREE_OFF_THREAD: usize = 10_000;
 
-fn release(file: Option<Arc<SafetensorsFile>>) {
+pub(crate) fn release(file: Option<Arc<SafetensorsFile>>) {
     if let Some(file) = file {
         if Arc::strong_count(&file) == 1 && file.header().tensor_count() > FREE_OFF_THREAD {
             // If no thread can be spawned, the closure (and the file) is dropped here instead.
@@ -88,7 +95,21 @@ impl NativeSafetensors {
     pub(crate) fn from_file(file: SafetensorsFile) -> NativeSafetensors {
         NativeSafetensors {
             inner: Mutex::new(Some(Arc::new(file))),
+            charge: GcCharge::default(),
         }
+    }
+
+    /// This handle, its cost reported to the collector (it is handed to JS).
+    pub(crate) fn charged(self, env: Env) -> NativeSafetensors {
+        self.charge.charge(env);
+        self
+    }
+}
+
+impl ObjectFinalize for NativeSafetensors {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        self.charge.release(env);
+        Ok(())
     }
 }
 
@@ -115,8 +136,8 @@ impl Task for OpenTask {
         guard(|| SafetensorsFile::open(&self.path).map_err(|e| open_error(e, &self.path)))
     }
 
-    fn resolve(&mut self, _env: Env, output: SafetensorsFile) -> napi::Result<NativeSafetensors> {
-        Ok(NativeSafetensors::from_file(output))
+    fn resolve(&mut self, env: Env, output: SafetensorsFile) -> napi::Result<NativeSafetensors> {
+        Ok(NativeSafetensors::from_file(output).charged(env))
     }
 }
 
@@ -142,6 +163,7 @@ fn open_error(
 /// larger, after reading only its 8-byte length: open it with `openSafetensors` then.
 #[napi]
 pub fn open_safetensors_small(
+    env: Env,
     path: String,
     max_header: f64,
 ) -> napi::Result<Option<NativeSafetensors>> {
@@ -153,7 +175,7 @@ pub fn open_safetensors_small(
         if opened.is_some() {
             crate::testing::after_header_read(&path.to_string_lossy());
         }
-        Ok(opened.map(NativeSafetensors::from_file))
+        Ok(opened.map(|f| NativeSafetensors::from_file(f).charged(env)))
     })
 }
 
@@ -373,21 +395,14 @@ impl NativeSafetensors {
         })
     }
 
-    /// A new descriptor (close-on-exec) of the mapped file itself, for reads beside the mapping: the
-    /// same file as the views by construction, without opening the path again (which could name
-    /// another file by then). Owned by the returned object: closed by its `close()`, or when it is
-    /// garbage-collected (a checkpoint dropped without `close()`, a worker terminated).
+    /// The mapped file's own descriptor, for reads beside the mapping: the same file as the views by
+    /// construction, without opening the path again (which could name another file by then). The
+    /// returned object holds the file open (not a duplicate of its descriptor: one descriptor per
+    /// open file, not two) until its `close()`, or until it is garbage-collected (a checkpoint
+    /// dropped without `close()`, a worker terminated), whatever this handle's `close()` does.
     #[napi]
-    pub fn dup_fd(&self) -> napi::Result<NativeFd> {
-        guard(|| {
-            let file = self.file()?;
-            let dup = file
-                .mapping()
-                .file()
-                .try_clone()
-                .map_err(|e| TvError::from(&IoError::from_os(file.path(), "dup", e)))?;
-            Ok(NativeFd::new(dup))
-        })
+    pub fn dup_fd(&self, env: Env) -> napi::Result<NativeFd> {
+        guard(|| Ok(NativeFd::new(self.file()?, env)))
     }
 
     /// Header length and file size.
@@ -516,9 +531,10 @@ impl NativeSafetensors {
     /// `readRange()` or `prefetch()` is in flight, as soon as the last of them returns (each completes
     /// on its own reference). Views already handed out stay valid. Idempotent; never throws.
     #[napi]
-    pub fn close(&self) {
+    pub fn close(&self, env: Env) {
         let file = locked(&self.inner).take();
         release(file);
+        self.charge.release(env);
     }
 
     /// Whether `close()` was called.
