@@ -68,6 +68,41 @@ describe('ring log across process death', () => {
     expect(existsSync(`${file}.lock`)).toBe(false);
   });
 
+  it('20 workers terminated while idle (a pool reaping them) all leave their last record (qa22 #4)', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const dist = join(__dirname, '..', 'dist', 'index.js');
+    const code = `const { parentPort, workerData } = require('node:worker_threads');
+       const { RingFileLog } = require(${JSON.stringify(dist)});
+       const log = new RingFileLog(workerData.file, { capacityLines: 10, flushIntervalMs: 60000 });
+       log.info('job started', { id: workerData.id });
+       log.info('job finished', { id: workerData.id });
+       parentPort.postMessage('done');
+       setInterval(() => {}, 1000); // idle, like a pool's worker`;
+    const files = Array.from({ length: 20 }, (_, i) => join(dir, `terminated-${i}.log`));
+    const workers = files.map((file, id) => new Worker(code, { eval: true, workerData: { file, id } }));
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise((res, rej) => {
+            w.once('message', res);
+            w.once('error', rej);
+          }),
+      ),
+    );
+    // terminate() runs no `exit` event in the worker (the records were lost when they waited for it).
+    await Promise.all(workers.map((w) => w.terminate()));
+    for (const [id, file] of files.entries()) {
+      expect(records(file).map((x) => [x.msg, (x as Rec & { id: number }).id])).toEqual([
+        ['job started', id],
+        ['job finished', id],
+      ]);
+      // Its lock file stays behind (as after SIGKILL); the next writer takes it over.
+      const next = new tv.RingFileLog(file, { capacityLines: 10 });
+      expect(next.stats().records).toBe(2);
+      next.close();
+    }
+  });
+
   it('an idle process with only pending records exits at once (the timer is unref’d) and writes them', () => {
     const file = join(dir, 'idle.log');
     const r = runChild('idle-exit', file);

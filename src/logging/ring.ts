@@ -103,6 +103,13 @@ const open = new Set<RingFileLog>();
 let exitHookInstalled = false;
 /** The process's `exit` event has begun: every record is written as it is logged. */
 let exiting = false;
+/**
+ * In a worker thread every record is written as it is logged (write-through). `worker.terminate()`
+ * (a pool's idle timeout: piscina's `idleTimeout`, a pool's shutdown) stops the worker's JavaScript
+ * without its `exit` event, so records waiting for the lazy write were lost; nothing else runs at that
+ * teardown but native cleanup, which does not have the records. The cost: one `write()` per record.
+ */
+const writeThrough = !isMainThread;
 
 /**
  * The default `onError`: a process warning, or, during the `exit` event (when warnings, emitted on the
@@ -157,6 +164,8 @@ export const MAX_CAPACITY_LINES = 100_000_000;
  * - Records at or above `flushLevel` (default `error`) are on disk (in the page cache; fsync with
  *   `fsync: true`) when the logging call returns, together with everything logged before them.
  * - Pending records are written synchronously at process exit and by {@link close}.
+ * - In a worker thread every record is written as it is logged (`flushIntervalMs` is not used there): a
+ *   terminated worker (`worker.terminate()`) runs no `exit` event, and its pending records were lost.
  * - Writes append; the file is compacted by atomic replacement once it holds `capacityLines +
  *   compactionSlack` records. A crash at any instant leaves a readable file holding every record written
  *   before the last completed write (`docs/formats/ring-log.md`).
@@ -389,7 +398,7 @@ export class RingFileLog {
     }
     this.#ring.push(line);
     this.#pending++;
-    if (level >= this.flushLevel || this.flushIntervalMs === 0 || exiting) {
+    if (level >= this.flushLevel || this.flushIntervalMs === 0 || exiting || writeThrough) {
       this.#flushReporting();
       return;
     }
