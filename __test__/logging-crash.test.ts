@@ -76,11 +76,12 @@ describe('ring log across process death', () => {
        const log = new RingFileLog(workerData.file, { capacityLines: 10, flushIntervalMs: 60000 });
        log.info('job started', { id: workerData.id });
        log.info('job finished', { id: workerData.id });
-       parentPort.postMessage('done');
+       // Back in its event loop (the next turn), the worker reports it is idle, and then sits there.
+       setImmediate(() => parentPort.postMessage(log.stats()));
        setInterval(() => {}, 1000); // idle, like a pool's worker`;
     const files = Array.from({ length: 20 }, (_, i) => join(dir, `terminated-${i}.log`));
     const workers = files.map((file, id) => new Worker(code, { eval: true, workerData: { file, id } }));
-    await Promise.all(
+    const stats = await Promise.all(
       workers.map(
         (w) =>
           new Promise((res, rej) => {
@@ -89,6 +90,12 @@ describe('ring log across process death', () => {
           }),
       ),
     );
+    // The two records of the turn that logged them went to the file in one write, at the turn's end.
+    const writes = (stats as { pending: number; appends: number; compactions: number }[]).map((s) => ({
+      pending: s.pending,
+      writes: s.appends + s.compactions,
+    }));
+    expect(writes).toEqual(files.map(() => ({ pending: 0, writes: 1 })));
     // terminate() runs no `exit` event in the worker (the records were lost when they waited for it).
     await Promise.all(workers.map((w) => w.terminate()));
     for (const [id, file] of files.entries()) {

@@ -104,12 +104,15 @@ let exitHookInstalled = false;
 /** The process's `exit` event has begun: every record is written as it is logged. */
 let exiting = false;
 /**
- * In a worker thread every record is written as it is logged (write-through). `worker.terminate()`
- * (a pool's idle timeout: piscina's `idleTimeout`, a pool's shutdown) stops the worker's JavaScript
- * without its `exit` event, so records waiting for the lazy write were lost; nothing else runs at that
- * teardown but native cleanup, which does not have the records. The cost: one `write()` per record.
+ * In a worker thread, records are written at the end of the event-loop turn that logged them (one
+ * `write()` per turn, however many records it logged). `worker.terminate()` (a pool's idle timeout:
+ * piscina's `idleTimeout`, a pool's shutdown) stops the worker's JavaScript without its `exit` event,
+ * and nothing else runs at that teardown but native cleanup, which does not have the records: records
+ * waiting for the lazy write were lost. A worker that has gone back to its event loop (idle, or waiting
+ * for its next task) has written everything it logged; only a terminate that lands in the turn that
+ * logged them can lose records, as it stops any JavaScript.
  */
-const writeThrough = !isMainThread;
+const inWorker = !isMainThread;
 
 /**
  * The default `onError`: a process warning, or, during the `exit` event (when warnings, emitted on the
@@ -164,8 +167,9 @@ export const MAX_CAPACITY_LINES = 100_000_000;
  * - Records at or above `flushLevel` (default `error`) are on disk (in the page cache; fsync with
  *   `fsync: true`) when the logging call returns, together with everything logged before them.
  * - Pending records are written synchronously at process exit and by {@link close}.
- * - In a worker thread every record is written as it is logged (`flushIntervalMs` is not used there): a
- *   terminated worker (`worker.terminate()`) runs no `exit` event, and its pending records were lost.
+ * - In a worker thread records are written at the end of the event-loop turn that logged them
+ *   (`flushIntervalMs` is not used there): a terminated worker (`worker.terminate()`) runs no `exit`
+ *   event, and records waiting for a later write were lost.
  * - Writes append; the file is compacted by atomic replacement once it holds `capacityLines +
  *   compactionSlack` records. A crash at any instant leaves a readable file holding every record written
  *   before the last completed write (`docs/formats/ring-log.md`).
@@ -198,6 +202,8 @@ export class RingFileLog {
   #needsRewrite = true;
   #lastWrite: number;
   #timer: NodeJS.Timeout | undefined;
+  /** In a worker thread: the write at the end of this event-loop turn, when one is scheduled. */
+  #turnEnd: NodeJS.Immediate | undefined;
   #closed = false;
   #appends = 0;
   #compactions = 0;
@@ -398,8 +404,15 @@ export class RingFileLog {
     }
     this.#ring.push(line);
     this.#pending++;
-    if (level >= this.flushLevel || this.flushIntervalMs === 0 || exiting || writeThrough) {
+    if (level >= this.flushLevel || this.flushIntervalMs === 0 || exiting) {
       this.#flushReporting();
+      return;
+    }
+    if (inWorker) {
+      this.#turnEnd ??= setImmediate(() => {
+        this.#turnEnd = undefined;
+        this.#flushReporting();
+      });
       return;
     }
     const due = this.#lastWrite + this.flushIntervalMs;
@@ -453,6 +466,10 @@ export class RingFileLog {
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
+    }
+    if (this.#turnEnd !== undefined) {
+      clearImmediate(this.#turnEnd);
+      this.#turnEnd = undefined;
     }
     if (this.#closed) return;
     const pending = this.pending;
@@ -554,6 +571,8 @@ export class RingFileLog {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#turnEnd !== undefined) clearImmediate(this.#turnEnd);
+    this.#turnEnd = undefined;
     if (this.#fd !== undefined) {
       try {
         closeSync(this.#fd);
