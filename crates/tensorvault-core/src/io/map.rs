@@ -62,6 +62,11 @@ impl Drop for Pages {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // The file's descriptor closes after this (fields drop after the body): the SIGBUS guard must
+        // not `fstat` it any more (the number may be reused), even if views keep the pages mapped.
+        if let Some(slot) = self.pages.sigbus_slot {
+            super::sigbus::forget_file(slot);
+        }
         // Views still hold the pages: they outlive the file's handle (`self.pages` is dropped after
         // this, so the last owner's `Pages::drop` sees the flag, whoever that is). No new owner can
         // appear meanwhile: owners are cloned from a `Mapping`, and this one is being dropped.
@@ -110,9 +115,14 @@ impl Mapping {
                 .map_err(|e| IoError::from_os(path, "mmap", e))?;
             Some(m)
         };
+        #[cfg(unix)]
+        let fd = std::os::unix::io::AsRawFd::as_raw_fd(&file);
+        #[cfg(not(unix))]
+        let fd = -1;
+        // The guard may `fstat` the descriptor until `Mapping::drop` tells it the file is closing.
         let sigbus_slot = map
             .as_ref()
-            .and_then(|m| super::sigbus::register(m.as_ptr() as usize, m.len()));
+            .and_then(|m| super::sigbus::register(m.as_ptr() as usize, m.len(), fd));
         Ok(Mapping {
             pages: Arc::new(Pages {
                 map,
@@ -389,6 +399,98 @@ mod tests {
         assert_eq!(v, 0);
         assert!(super::super::sigbus::faults() > before);
         assert!(m.check_len().is_err());
+    }
+
+    /// Kernel mappings (lines of /proc/self/maps) that start inside `[base, base + len)`.
+    fn vmas_in(base: *const u8, len: usize) -> usize {
+        let (lo, hi) = (base as usize, base as usize + len);
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter_map(|l| usize::from_str_radix(l.split('-').next().unwrap(), 16).ok())
+            .filter(|&a| a >= lo && a < hi)
+            .count()
+    }
+
+    /// Read every other page of `len` bytes at `base`, from `from`: the sum of the bytes read.
+    fn strided_sum(base: *const u8, from: usize, len: usize) -> u64 {
+        (from..len)
+            .step_by(8192)
+            // SAFETY: inside the mapping; pages past the file's end fault and read zeros.
+            .map(|i| u64::from(unsafe { std::ptr::read_volatile(base.add(i)) }))
+            .sum()
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn strided_reads_past_a_truncation_keep_the_number_of_kernel_mappings_bounded() {
+        // qa22 #1: each SIGBUS mapped one zero page MAP_FIXED in the middle of the file mapping,
+        // splitting it: reading every other page added two kernel mappings per fault until
+        // vm.max_map_count (65,530) made the handler's mmap fail and the next fault killed the
+        // process. Here 255 faults would have left about 510 mappings in this range; now the tail
+        // past the new end is zeroed in one go.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        let len = 4 << 20;
+        std::fs::write(&p, vec![0x11u8; len]).unwrap();
+        let m = Mapping::open(&p).unwrap();
+        let base = m.as_mut_ptr().cast_const();
+        assert_eq!(strided_sum(base, 0, len), 512 * 0x11);
+        assert_eq!(vmas_in(base, len), 1);
+        // Cut in the middle of a page: that page keeps its bytes before the cut.
+        let cut = (1 << 20) + 100;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(cut as u64)
+            .unwrap();
+        assert_eq!(strided_sum(base, 1 << 20, len), 0x11);
+        assert!(m.faults() > 0);
+        assert!(vmas_in(base, len) <= 2, "{} mappings", vmas_in(base, len));
+        // Everything before the cut is still the file's; everything past it reads zeros.
+        let bytes = m.bytes();
+        assert!(bytes[..cut].iter().all(|&b| b == 0x11));
+        assert!(bytes[cut..].iter().all(|&b| b == 0));
+        // A second, shorter cut extends the zeroed tail downwards: still bounded.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        assert_eq!(strided_sum(base, 0, len), 0x11);
+        assert!(vmas_in(base, len) <= 3, "{} mappings", vmas_in(base, len));
+        assert!(m.check_len().is_err());
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn strided_reads_of_pages_kept_after_the_file_closed_stay_bounded_too() {
+        // Same as above for views that outlive the file's handle: the guard can no longer fstat the
+        // file, so it zeroes from the faulting page to the end (everything past a page that is gone
+        // is gone too). Reading backwards makes each fault extend the zeroed tail downwards.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("o");
+        let len = 4 << 20;
+        std::fs::write(&p, vec![0x22u8; len]).unwrap();
+        let m = Mapping::open(&p).unwrap();
+        let pages = Arc::clone(m.pages());
+        drop(m);
+        let base = pages.as_mut_ptr().cast_const();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        let sum: u64 = (0..len / 8192)
+            .rev()
+            // SAFETY: inside the live mapping (the pages are held); gone pages read zeros.
+            .map(|i| u64::from(unsafe { std::ptr::read_volatile(base.add(i * 8192)) }))
+            .sum();
+        assert_eq!(sum, 0x22);
+        assert!(vmas_in(base, len) <= 3, "{} mappings", vmas_in(base, len));
     }
 
     #[test]

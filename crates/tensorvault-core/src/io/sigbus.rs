@@ -1,41 +1,79 @@
 //! Surviving a mapped file that another process truncates.
 //!
 //! Reading a page of a `MAP_PRIVATE` mapping that lies past the file's new end raises SIGBUS, which
-//! kills the process. Mappings made by [`super::Mapping`] register their address range here. A SIGBUS
-//! inside a registered range is answered by mapping an anonymous zero page over the faulting page, and
-//! the read then continues. The fault is counted ([`faults`]), and the mapping's next size check
-//! (`Mapping::check_len`) reports the truncation as a typed error. A SIGBUS anywhere else goes to the
-//! previous handler, or to the default action, which ends the process as before.
+//! kills the process. Mappings made by [`super::Mapping`] register their address range (and, while the
+//! file is open, its descriptor) here. A SIGBUS inside a registered range is answered by mapping
+//! anonymous zeros over *the whole part of the mapping past the file's current end* (found with
+//! `fstat`, rounded up to a page), in one `mmap`, and the read then continues. The fault is counted
+//! ([`faults`]), and the mapping's next size check (`Mapping::check_len`) reports the truncation as a
+//! typed error. A SIGBUS anywhere else goes to the previous handler, or to the default action, which
+//! ends the process as before.
 //!
-//! The bytes read from such a page are zeros, not file data. That is why every new view is preceded by
+//! One range per truncation, not one page per fault: every `MAP_FIXED` page mapped in the middle of the
+//! file mapping splits it into more kernel mappings (VMAs), so a view read with a stride (every other
+//! page) past a truncation used to add two VMAs per fault until `vm.max_map_count` (65,530) made the
+//! handler's `mmap` fail, and the fault then killed the process. Now a mapping gains at most one VMA
+//! per truncation (the zeroed tail; a later, shorter truncation extends it downwards, where the kernel
+//! merges the two). Where the file end cannot be known (the file's handle was closed while views keep
+//! the pages), the zeros cover from the faulting page to the tail already zeroed or the mapping's end:
+//! every page past a truncated-away page is gone too. A fault *inside* the file's current size (a
+//! media error, or a file that grew back) still gets one zero page. If that `mmap` fails (the process
+//! is at its VMA limit), the whole registered mapping is replaced by one anonymous range, which needs
+//! no new VMA: the old views then read zeros everywhere, but the process lives.
+//!
+//! The bytes read from such pages are zeros, not file data. That is why every new view is preceded by
 //! a size check. Views handed out *before* a truncation read zeros where the file's bytes are gone.
 
 #[cfg(target_os = "linux")]
 mod imp {
     use std::ptr;
-    use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
     use std::sync::Once;
 
     /// Slots per block. Blocks are chained: when every slot is taken, `register` allocates another
     /// block (outside the signal handler) and links it in with one atomic store, so there is no fixed
-    /// limit on live mappings. Blocks are never freed (about 24 KiB each), so the handler can walk the
+    /// limit on live mappings. Blocks are never freed (about 40 KiB each), so the handler can walk the
     /// chain with plain atomic loads, which is async-signal-safe.
     const SLOTS: usize = 1024;
 
+    /// One registered mapping.
+    struct Slot {
+        /// Base address (page aligned); 0 when the slot is free.
+        start: AtomicUsize,
+        /// Length in bytes; 0 when the slot is free.
+        len: AtomicUsize,
+        /// Faults answered since it was registered.
+        faults: AtomicUsize,
+        /// The mapped file's descriptor while its handle is open (-1 after), for `fstat` in the handler.
+        fd: AtomicI32,
+        /// Lowest address of the zeroed tail the handler mapped (0: none yet).
+        zero_from: AtomicUsize,
+    }
+
+    impl Slot {
+        const fn new() -> Self {
+            Slot {
+                start: AtomicUsize::new(0),
+                len: AtomicUsize::new(0),
+                faults: AtomicUsize::new(0),
+                fd: AtomicI32::new(-1),
+                zero_from: AtomicUsize::new(0),
+            }
+        }
+    }
+
     struct Block {
-        starts: [AtomicUsize; SLOTS],
-        lens: [AtomicUsize; SLOTS],
-        /// Faults answered in each slot since it was registered.
-        faults: [AtomicUsize; SLOTS],
+        slots: [Slot; SLOTS],
         next: AtomicPtr<Block>,
     }
 
     impl Block {
+        // About 40 KiB: built at compile time for `FIRST`, and once per 1,024 live mappings (then
+        // boxed) by `register`, on a thread's normal stack, never in the signal handler.
+        #[allow(clippy::large_stack_arrays)]
         const fn new() -> Self {
             Block {
-                starts: [const { AtomicUsize::new(0) }; SLOTS],
-                lens: [const { AtomicUsize::new(0) }; SLOTS],
-                faults: [const { AtomicUsize::new(0) }; SLOTS],
+                slots: [const { Slot::new() }; SLOTS],
                 next: AtomicPtr::new(ptr::null_mut()),
             }
         }
@@ -59,11 +97,11 @@ mod imp {
         })
     }
 
-    /// The block and index of slot number `slot`.
-    fn locate(slot: usize) -> Option<(&'static Block, usize)> {
+    /// Slot number `slot`.
+    fn locate(slot: usize) -> Option<&'static Slot> {
         blocks()
             .find(|(base, _)| slot >= *base && slot < base + SLOTS)
-            .map(|(base, b)| (b, slot - base))
+            .and_then(|(base, b)| b.slots.get(slot - base))
     }
     static PAGE: AtomicUsize = AtomicUsize::new(4096);
     static OLD: AtomicPtr<libc::sigaction> = AtomicPtr::new(ptr::null_mut());
@@ -103,7 +141,7 @@ mod imp {
     }
 
     /// Take a free slot among `[lo, hi)` (slot numbers), or None.
-    fn take(lo: usize, hi: usize, start: usize, len: usize) -> Option<usize> {
+    fn take(lo: usize, hi: usize, start: usize, len: usize, fd: i32) -> Option<usize> {
         for (base, b) in blocks() {
             if base >= hi {
                 break;
@@ -113,25 +151,26 @@ mod imp {
             }
             let from = lo.saturating_sub(base);
             let to = (hi - base).min(SLOTS);
-            let (Some(starts), Some(lens), Some(faults)) = (
-                b.starts.get(from..to),
-                b.lens.get(from..to),
-                b.faults.get(from..to),
-            ) else {
+            let Some(slots) = b.slots.get(from..to) else {
                 continue;
             };
-            for (j, ((s, l), f)) in starts.iter().zip(lens).zip(faults).enumerate() {
+            for (j, sl) in slots.iter().enumerate() {
                 #[cfg(test)]
                 PROBES.with(|p| p.set(p.get() + 1));
                 // A plain load first: a taken slot costs a read, not a locked compare-exchange.
-                if l.load(Ordering::Relaxed) != 0
-                    || l.compare_exchange(0, len, Ordering::SeqCst, Ordering::SeqCst)
+                if sl.len.load(Ordering::Relaxed) != 0
+                    || sl
+                        .len
+                        .compare_exchange(0, len, Ordering::SeqCst, Ordering::SeqCst)
                         .is_err()
                 {
                     continue;
                 }
-                f.store(0, Ordering::SeqCst);
-                s.store(start, Ordering::SeqCst);
+                sl.faults.store(0, Ordering::SeqCst);
+                sl.zero_from.store(0, Ordering::SeqCst);
+                sl.fd.store(fd, Ordering::SeqCst);
+                // Last: the handler matches on `start`.
+                sl.start.store(start, Ordering::SeqCst);
                 let slot = base + from + j;
                 CURSOR.store(slot + 1, Ordering::Relaxed);
                 return Some(slot);
@@ -140,12 +179,14 @@ mod imp {
         None
     }
 
-    /// Register `[start, start + len)`; returns the slot to release (None only for an empty range).
-    /// There is no fixed limit: a new block of slots is chained when all are taken. The search starts
-    /// after the slot taken last and wraps around (next fit): mappings are released roughly in the
-    /// order they were made (views are collected oldest first), so with thousands of live mappings a
-    /// registration still finds a free slot in a few steps instead of scanning every taken one.
-    pub fn register(start: usize, len: usize) -> Option<usize> {
+    /// Register `[start, start + len)`, a mapping of file descriptor `fd` from offset 0 (-1 if
+    /// unknown); returns the slot to release (None only for an empty range). The descriptor must stay
+    /// open until [`forget_file`] or [`unregister`]. There is no fixed limit: a new block of slots is
+    /// chained when all are taken. The search starts after the slot taken last and wraps around (next
+    /// fit): mappings are released roughly in the order they were made (views are collected oldest
+    /// first), so with thousands of live mappings a registration still finds a free slot in a few steps
+    /// instead of scanning every taken one.
+    pub fn register(start: usize, len: usize, fd: i32) -> Option<usize> {
         if start == 0 || len == 0 {
             return None;
         }
@@ -153,7 +194,7 @@ mod imp {
         loop {
             let from = CURSOR.load(Ordering::Relaxed);
             if let Some(slot) =
-                take(from, usize::MAX, start, len).or_else(|| take(0, from, start, len))
+                take(from, usize::MAX, start, len, fd).or_else(|| take(0, from, start, len, fd))
             {
                 return Some(slot);
             }
@@ -172,13 +213,20 @@ mod imp {
         }
     }
 
+    /// The file's descriptor is about to be closed (the pages may stay mapped for views): the handler
+    /// stops using it.
+    pub fn forget_file(slot: usize) {
+        if let Some(sl) = locate(slot) {
+            sl.fd.store(-1, Ordering::SeqCst);
+        }
+    }
+
     /// Release a slot returned by [`register`].
     pub fn unregister(slot: usize) {
-        if let Some((b, i)) = locate(slot) {
-            if let (Some(s), Some(l)) = (b.starts.get(i), b.lens.get(i)) {
-                s.store(0, Ordering::SeqCst);
-                l.store(0, Ordering::SeqCst);
-            }
+        if let Some(sl) = locate(slot) {
+            sl.start.store(0, Ordering::SeqCst);
+            sl.fd.store(-1, Ordering::SeqCst);
+            sl.len.store(0, Ordering::SeqCst);
         }
     }
 
@@ -187,41 +235,92 @@ mod imp {
     }
 
     pub fn slot_faults(slot: usize) -> usize {
-        locate(slot)
-            .and_then(|(b, i)| b.faults.get(i))
-            .map_or(0, |f| f.load(Ordering::SeqCst))
+        locate(slot).map_or(0, |sl| sl.faults.load(Ordering::SeqCst))
+    }
+
+    /// The size of the file open as `fd`, or None (no descriptor, or `fstat` failed).
+    /// Async-signal-safe: one system call on a stack buffer.
+    fn file_size(fd: i32) -> Option<usize> {
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a zeroed `stat` is a valid buffer; `fstat` only writes into it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `st` is a valid, writable `stat`; a stale descriptor only makes `fstat` fail (or
+        // describe another file, which at worst zeroes more of a mapping that is going away).
+        if unsafe { libc::fstat(fd, ptr::addr_of_mut!(st)) } != 0 {
+            return None;
+        }
+        usize::try_from(st.st_size).ok()
+    }
+
+    /// Map anonymous zeros over `[lo, hi)`; true on success. Async-signal-safe (a plain system call).
+    fn zeros(lo: usize, hi: usize) -> bool {
+        // SAFETY: callers pass a page-aligned range inside a mapping registered here (ours), which is
+        // replaced by anonymous private memory of the same protection.
+        let r = unsafe {
+            libc::mmap(
+                lo as *mut libc::c_void,
+                hi - lo,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        r != libc::MAP_FAILED
+    }
+
+    /// Answer a SIGBUS at `addr` inside the mapping of slot `sl` (`start`, `len`): map zeros where
+    /// the file is gone (see the module doc). True when the fault can be retried.
+    fn answer(sl: &Slot, start: usize, len: usize, addr: usize) -> bool {
+        let ps = PAGE.load(Ordering::Relaxed);
+        let up = |x: usize| x.saturating_add(ps - 1) & !(ps - 1);
+        let page = addr & !(ps - 1);
+        let end = up(start.saturating_add(len));
+        let z = sl.zero_from.load(Ordering::SeqCst);
+        let tail = if z == 0 { end } else { z };
+        let (lo, hi) = if page >= tail {
+            // Inside the tail already zeroed (another thread's fault is mapping it): that page.
+            (page, page + ps)
+        } else {
+            match file_size(sl.fd.load(Ordering::SeqCst)).map(|n| start.saturating_add(up(n))) {
+                // The page is inside the file: a media error, or the file grew back. That page only.
+                Some(eof) if eof > page => (page, page + ps),
+                // Everything from the file's end (or the mapping's start) to the zeroed tail.
+                Some(eof) => (eof.max(start), tail),
+                // The file's handle is closed: from this page on, all is past the end.
+                None => (page, tail),
+            }
+        };
+        if zeros(lo, hi) {
+            if hi == tail {
+                let _ = sl
+                    .zero_from
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
+                        Some(if cur == 0 { lo } else { cur.min(lo) })
+                    });
+            }
+            return true;
+        }
+        // No room for one more VMA: replace the whole mapping with one anonymous range (no split).
+        if zeros(start, end) {
+            sl.zero_from.store(start, Ordering::SeqCst);
+            return true;
+        }
+        false
     }
 
     extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
         let addr = unsafe { (*info).si_addr() } as usize;
-        for (s, l, f) in blocks().flat_map(|(_, b)| {
-            b.starts
-                .iter()
-                .zip(b.lens.iter())
-                .zip(b.faults.iter())
-                .map(|((s, l), f)| (s, l, f))
-        }) {
-            let start = s.load(Ordering::SeqCst);
-            if start != 0 && addr >= start && addr - start < l.load(Ordering::SeqCst) {
-                let page = addr & !(PAGE.load(Ordering::Relaxed) - 1);
-                // SAFETY: replaces exactly one page inside a mapping we own with anonymous zeroed
-                // memory; mmap is async-signal-safe (a plain system call).
-                let r = unsafe {
-                    libc::mmap(
-                        page as *mut libc::c_void,
-                        PAGE.load(Ordering::Relaxed),
-                        libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-                        -1,
-                        0,
-                    )
-                };
-                if r != libc::MAP_FAILED {
-                    FAULTS.fetch_add(1, Ordering::SeqCst);
-                    f.fetch_add(1, Ordering::SeqCst);
-                    return;
-                }
+        for sl in blocks().flat_map(|(_, b)| b.slots.iter()) {
+            let start = sl.start.load(Ordering::SeqCst);
+            let len = sl.len.load(Ordering::SeqCst);
+            if start != 0 && addr >= start && addr - start < len && answer(sl, start, len, addr) {
+                FAULTS.fetch_add(1, Ordering::SeqCst);
+                sl.faults.fetch_add(1, Ordering::SeqCst);
+                return;
             }
         }
         // Not ours: hand over to whoever was there before.
@@ -250,9 +349,10 @@ mod imp {
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
-    pub fn register(_start: usize, _len: usize) -> Option<usize> {
+    pub fn register(_start: usize, _len: usize, _fd: i32) -> Option<usize> {
         None
     }
+    pub fn forget_file(_slot: usize) {}
     pub fn unregister(_slot: usize) {}
     pub fn faults() -> usize {
         0
@@ -262,7 +362,7 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{register, slot_faults, unregister};
+pub(crate) use imp::{forget_file, register, slot_faults, unregister};
 
 /// How many SIGBUS faults in registered mappings were answered with a zero page (process-wide).
 #[must_use]
@@ -277,7 +377,7 @@ mod tests {
     /// Register `n` page-sized ranges from `base` that are never mapped or touched (live slots).
     fn fake_slots(base: usize, n: usize) -> Vec<usize> {
         let slots: Vec<usize> = (0..n)
-            .filter_map(|i| register(base + i * 4096, 4096))
+            .filter_map(|i| register(base + i * 4096, 4096, -1))
             .collect();
         assert_eq!(slots.len(), n);
         slots
