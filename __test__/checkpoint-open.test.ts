@@ -479,6 +479,10 @@ describe('the verified open', () => {
         }
         return out;
       };
+      // Past the file clock's tick since the save: what the open checked is then trusted while the
+      // file's stat is unchanged (a fresher file is checked again at its first views, through a
+      // duplicate; docs/formats/checkpoint.md).
+      await new Promise((r) => setTimeout(r, 250));
       const c = await tv.loadCheckpoint(path);
       // The mapping's file only (the session's first build also held a duplicate from the open on).
       expect(weightFds()).toEqual({ live: 1, replaced: 0 });

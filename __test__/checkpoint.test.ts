@@ -2381,3 +2381,61 @@ describe('close() while a check is in flight', () => {
     await expect(d.tensor('tiny')).rejects.toMatchObject({ code: 'TV_CLOSED' });
   });
 });
+
+describe('bytes checked earlier, then changed (qa22)', () => {
+  const MiB = 2 ** 20;
+  /** a, b, c of 4 MiB each (c within the read-ahead of b's check), `medium` parity. */
+  async function three(name: string): Promise<string> {
+    const path = fresh(name);
+    const mk = (v: number) => new Float32Array(MiB).fill(v);
+    await tv.saveCheckpoint(path, { a: mk(1), b: mk(2), c: mk(3) }, { ecc: 'medium' });
+    // Past the file clock's tick: the stamp a check takes is not racy, so what it checked is kept
+    // while the file stays as it is (a fresher file is simply checked again at each first view).
+    await new Promise((r) => setTimeout(r, 250));
+    return path;
+  }
+  /** Another writer's in-place rewrite (same inode, same length), as `dd conv=notrunc` does. */
+  function rewrite(path: string, at: number, bytes: Uint8Array): void {
+    const fd = openSync(path, 'r+');
+    try {
+      writeSync(fd, bytes, 0, bytes.length, at);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  it('a tensor the read-ahead checked, rewritten in place before its first view, is checked again then', async () => {
+    // qa22 #2: the read-ahead of b's check also checked c's chunks; an in-place rewrite of c after
+    // that was handed out by c's first view as verified (status intact, nothing repaired).
+    const path = await three('ahead-rewrite');
+    // File unchanged: c's first view is vouched by the read-ahead (no job runs).
+    const same = await tv.loadCheckpoint(path);
+    await same.tensor('a');
+    await same.tensor('b');
+    const [, jobs] = await withMessages('tensorvault:job', () => same.tensor('c'));
+    expect(jobs).toEqual([]);
+    same.close();
+    const ck = await tv.loadCheckpoint(path);
+    await ck.tensor('a');
+    await ck.tensor('b');
+    rewrite(path, ck.info('c').fileOffset + 5 * 4096, Buffer.alloc(8192, 0xee));
+    const c = (await ck.tensor('c')).data as Float32Array;
+    expect(c.filter((x) => x !== 3).length).toBe(0);
+    expect(ck.report.status).toBe('repaired');
+    expect(ck.report.repairedChunks).toHaveLength(1);
+    ck.close();
+    expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
+  });
+
+  it('without parity the rewritten tensor is refused at its first view, never handed out', async () => {
+    const path = await three('ahead-rewrite-noecc');
+    const ck = await tv.loadCheckpoint(path, { repair: false });
+    await ck.tensor('a');
+    await ck.tensor('b');
+    rewrite(path, ck.info('c').fileOffset + 5 * 4096, Buffer.alloc(8192, 0xee));
+    const err = await rejects(ck.tensor('c'));
+    expect(err.code).toBe('TV_CHECKPOINT_TENSOR_DAMAGED');
+    expect(ck.report.damagedTensors).toEqual(['c']);
+    ck.close();
+  });
+});

@@ -3,15 +3,68 @@
  * matched the sealed leaves) and, for a chunk checked in part through the outboard, the 64 KiB pieces
  * that matched. Only the record: the checks run in chunk-check.ts (`checkChunks`, for
  * {@link Checkpoint}); a view is handed out without a check only when this record vouches for every
- * byte of it.
+ * byte of it, and only while the file is provably the one that was checked ({@link CheckedBytes.current}).
  */
 import { chunkSpan } from './rs';
+
+/**
+ * How recent a file's change time may be, at the moment the stamp is taken, for a later write to be
+ * sure to change it: the kernel stamps writes with a clock that ticks every 1-10 ms (a jiffy; Linux
+ * 6.13+ with multigrain timestamps stamps a write after a stat with a finer, newer time), so a ctime
+ * older than this is never given again to a later write. File systems that keep whole seconds
+ * (both ctime and mtime with no fraction) get {@link COARSE_NS}.
+ */
+const RACY_NS = 100_000_000n;
+const COARSE_NS = 2_100_000_000n;
+
+/** The file state a record of checks is valid for (fstat before the first check in it). */
+interface Stamp {
+  /** `"dev ino size mtime_sec mtime_nsec ctime_sec ctime_nsec"`, as the mapped file's fstat gave it. */
+  readonly key: string;
+  /** The ctime was too close to the clock when stamped: a write after it may leave it unchanged. */
+  readonly racy: boolean;
+}
+
+/** A stamp from the text of `SafetensorsFile.fileStamp()`, taken now. */
+function stampOf(key: string): Stamp {
+  const [, , , , mns = '0', cs = '0', cns = '0'] = key.split(' ');
+  const now = BigInt(Date.now()) * 1_000_000n;
+  const ctimeNs = BigInt(cs) * 1_000_000_000n + BigInt(cns);
+  // Whole seconds in both times: a file system that keeps no fraction (FAT, some network mounts).
+  const coarse = cns === '0' && mns === '0';
+  return { key, racy: ctimeNs > now - (coarse ? COARSE_NS : RACY_NS) };
+}
 
 export class CheckedBytes {
   /** Chunks whose every byte matched. */
   readonly #chunks = new Set<number>();
   /** Chunks checked in part through the outboard: chunk → its pieces (1 = matched). */
   readonly #pieces = new Map<number, Uint8Array>();
+  /** The file's state before the first check recorded here (undefined: none taken yet). */
+  #stamp: Stamp | undefined;
+
+  /** Every chunk ever recorded as checked whole (since the file was last replaced): the report's status. */
+  readonly #ever = new Set<number>();
+
+  /**
+   * Keep the record only while the file is provably unchanged since the first check in it, given its
+   * `stamp` now (`SafetensorsFile.fileStamp()`, an fstat of the mapped file's own descriptor): inode,
+   * size, mtime and ctime to the nanosecond must equal the stamp taken before that check, and that
+   * stamp must not be racy (a ctime within the clock's tick of the moment it was taken: a write right
+   * after it could leave every field as it was). Otherwise the record is forgotten and a
+   * new stamp is taken: the checks that follow start over from the file as it is now. Call before
+   * every use of the record (a view it vouches for, a check that skips the chunks in it) and before
+   * adding to it. Another process's in-place write changes the ctime (and the mtime), so a rewrite
+   * after a read-ahead, or after a neighbouring tensor's check, is caught at the first view of the
+   * bytes it changed.
+   */
+  current(stamp: string): void {
+    if (this.#stamp !== undefined && !this.#stamp.racy && this.#stamp.key === stamp) return;
+    const now = stampOf(stamp);
+    this.#chunks.clear();
+    this.#pieces.clear();
+    this.#stamp = now;
+  }
 
   /** Whether chunk `c` was checked whole. */
   has(c: number): boolean {
@@ -21,17 +74,23 @@ export class CheckedBytes {
   /** Record chunk `c` as checked whole. */
   add(c: number): void {
     this.#chunks.add(c);
+    this.#ever.add(c);
   }
 
-  /** How many chunks were checked whole. */
+  /**
+   * How many chunks were checked whole at least once (also those forgotten by {@link current} since:
+   * each matched when it was checked).
+   */
   get count(): number {
-    return this.#chunks.size;
+    return this.#ever.size;
   }
 
   /** Forget everything (the file was replaced by a repair: it is checked again from scratch). */
   clear(): void {
     this.#chunks.clear();
     this.#pieces.clear();
+    this.#ever.clear();
+    this.#stamp = undefined;
   }
 
   /**
@@ -70,7 +129,7 @@ export class CheckedBytes {
     m.fill(1, a, b);
     if (m.every((x) => x === 1)) {
       this.#pieces.delete(c);
-      this.#chunks.add(c);
+      this.add(c);
     } else this.#pieces.set(c, m);
   }
 }

@@ -50,7 +50,8 @@ export async function checkChunks(
   for (let c = first; c < last; c++) if (!checked.has(c)) todo.push(c);
   if (todo.length === 0) return [];
   // The chunks are read with pread from the mapped file's own descriptor: the same page-cache pages
-  // the views map (this process never writes to the mapping before a view is handed out).
+  // the views map (this process never writes to the mapping before a view is handed out). The caller
+  // has dropped what was checked before if the file changed since (CheckedBytes.current).
   const weights = s.descriptor();
   const tree = treeHashOf(block.algorithm);
   const nChunks = Math.ceil(block.file_length / cs);

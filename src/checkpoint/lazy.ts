@@ -99,7 +99,10 @@ export class Checkpoint {
     // The open checked the header through the outboard (the handle passed in): the pieces of chunk 0
     // that hold it are verified.
     const n = headerPieces > 0 ? (this.#outboard?.pieces() ?? 0) : 0;
-    if (headerPieces < n) this.#checked.addPieces(0, 0, headerPieces, n);
+    if (headerPieces < n) {
+      this.#checked.current(this.#file.fileStamp()); // the file's state they were checked in
+      this.#checked.addPieces(0, 0, headerPieces, n);
+    }
   }
 
   /** Tensor names in file order. */
@@ -142,6 +145,7 @@ export class Checkpoint {
   #vouched(info: TensorInfo): boolean {
     const block = this.#p.block;
     if (this.#p.layout !== 'tensorvault' || block === undefined) return false;
+    this.#checked.current(this.#file.fileStamp());
     return this.#checked.vouches(info.fileOffset, info.byteLength, block.chunk_size);
   }
 
@@ -159,9 +163,10 @@ export class Checkpoint {
       const run = this.#queue.then(async () => {
         // The descriptor is taken here, when the check starts, and held until it ends: a close() in
         // between fails the check with TV_CLOSED instead of freeing the number it reads through.
-        const damage = await this.#descriptor().lend((fd) =>
-          treeDamage(this.#p, block, {}, fdPath(fd, this.#p.weights)),
-        );
+        const damage = await this.#descriptor().lend((fd) => {
+          this.#checked.current(this.#file.fileStamp());
+          return treeDamage(this.#p, block, {}, fdPath(fd, this.#p.weights));
+        });
         const bad = new Set(damage);
         const n = Math.ceil(block.file_length / block.chunk_size);
         for (let i = 0; i < n; i++) if (!bad.has(i)) this.#checked.add(i);
@@ -375,6 +380,7 @@ export class Checkpoint {
 
   #fail(tensor: string, chunks: number[], why: string): never {
     if (this.#replaced()) this.#failReplaced(tensor, chunks);
+    this.#failIfCut(tensor, chunks);
     this.report.status = 'damaged';
     const err = new TensorDamagedError(this.path, tensor, chunks, why);
     publish({ event: 'failed', op: 'load', path: this.path, tensor, chunks, code: err.code });
@@ -412,8 +418,26 @@ export class Checkpoint {
     throw err;
   }
 
+  /**
+   * The weights were cut short under the mapping (another process truncated them) and could not be
+   * repaired: `TV_FILE_CHANGED`, as the views' own size check reports it, rather than damage.
+   */
+  #failIfCut(tensor: string, chunks: number[]): void {
+    if (this.#file.closed) return;
+    const expected = this.#file.fileLength;
+    const actual = fstatSync(this.#descriptor().fd).size;
+    if (actual >= expected) return;
+    const err = new TensorVaultError(
+      ErrorCode.FILE_CHANGED,
+      `file changed while open: ${this.path} was ${expected} bytes, now ${actual}`,
+      { path: this.path, expected, actual },
+    );
+    publish({ event: 'failed', op: 'load', path: this.path, tensor, chunks, code: err.code });
+    throw err;
+  }
+
   /** The chunks of `span` not yet verified that do not match their leaves (see {@link checkChunks}). */
-  #checkChunks(span: TensorInfo, signal?: AbortSignal): Promise<number[]> {
+  async #checkChunks(span: TensorInfo, signal?: AbortSignal): Promise<number[]> {
     const state: ChunkCheckState = {
       block: this.#p.block as IntegrityBlock,
       weights: this.#p.weights,
@@ -421,7 +445,10 @@ export class Checkpoint {
       outboard: this.#outboard,
       descriptor: () => this.#descriptor(),
     };
-    return checkChunks(state, span, signal);
+    // Chunks checked earlier (ahead, or for another tensor) are skipped only while the file is unchanged.
+    this.#descriptor(); // TV_CLOSED first, as a check that reads
+    this.#checked.current(this.#file.fileStamp());
+    return await checkChunks(state, span, signal);
   }
 
   async #repairTvecc(tensor: string, chunks: number[], signal?: AbortSignal): Promise<void> {

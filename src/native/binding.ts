@@ -205,6 +205,12 @@ export declare class NativeSafetensors {
    * dropped without `close()`, a worker terminated), whatever this handle's `close()` does.
    */
   dupFd(): NativeFd
+  /**
+   * The mapped file's state now, from `fstat` of its own descriptor (no duplicate made):
+   * `"dev ino size mtime_sec mtime_nsec ctime_sec ctime_nsec"` (decimal). A lazy checkpoint keys
+   * what it has checked to it.
+   */
+  fileStamp(): string
   /** Header length and file size. */
   dataStart(): number
   /**

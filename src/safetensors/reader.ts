@@ -298,6 +298,15 @@ export class SafetensorsFile {
     return callNative(() => handle.dupFd());
   }
 
+  /**
+   * @internal The mapped file's state now (`fstat` of its own descriptor, none duplicated):
+   * `"dev ino size mtime_sec mtime_nsec ctime_sec ctime_nsec"`. `TV_CLOSED` when closed.
+   */
+  fileStamp(): string {
+    const handle = this.#handle;
+    return callNative(() => handle.fileStamp());
+  }
+
   /** Whether `close()` was called. */
   get closed(): boolean {
     return this.#handle.closed;

@@ -405,6 +405,22 @@ impl NativeSafetensors {
         guard(|| Ok(NativeFd::new(self.file()?, env)))
     }
 
+    /// The mapped file's state now, from `fstat` of its own descriptor (no duplicate made):
+    /// `"dev ino size mtime_sec mtime_nsec ctime_sec ctime_nsec"` (decimal). A lazy checkpoint keys
+    /// what it has checked to it.
+    #[napi]
+    pub fn file_stamp(&self) -> napi::Result<String> {
+        guard(|| {
+            let file = self.file()?;
+            let m = file
+                .mapping()
+                .file()
+                .metadata()
+                .map_err(|e| TvError::from(&IoError::from_os(file.path(), "stat", e)))?;
+            Ok(stamp_of(&m))
+        })
+    }
+
     /// Header length and file size.
     #[napi]
     pub fn data_start(&self) -> napi::Result<f64> {
@@ -871,4 +887,37 @@ pub fn write_file_atomic(path: String, data: Uint8Array) -> AsyncTask<WriteAtomi
         path: PathBuf::from(path),
         data,
     })
+}
+
+#[cfg(unix)]
+fn stamp_of(m: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{} {} {} {} {} {} {}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
+
+#[cfg(not(unix))]
+fn stamp_of(m: &std::fs::Metadata) -> String {
+    // No inode or change time: the size and modification time only.
+    let t = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    format!(
+        "0 0 {} {} {} {} {}",
+        m.len(),
+        t.as_secs(),
+        t.subsec_nanos(),
+        t.as_secs(),
+        t.subsec_nanos()
+    )
 }
