@@ -2438,4 +2438,18 @@ describe('bytes checked earlier, then changed (qa22)', () => {
     expect(ck.report.damagedTensors).toEqual(['c']);
     ck.close();
   });
+
+  it('readRange returns the checked bytes of the file, not what this process wrote through a view', async () => {
+    // qa22 #3: the copy was taken from the mapping, so a write through a view (a private
+    // copy-on-write page) came back from readRange as if it were the checkpoint's bytes.
+    const path = fresh('cow-range');
+    await tv.saveCheckpoint(path, { a: new Float32Array(4096).fill(1), b: new Float32Array(4096).fill(2) });
+    const ck = await tv.loadCheckpoint(path);
+    const a = (await ck.tensor('a')).data as Float32Array;
+    a.fill(-7);
+    const got = await ck.readRange('a', 8, 16);
+    expect([...new Float32Array(got.buffer, got.byteOffset, 4)]).toEqual([1, 1, 1, 1]);
+    expect(a[2]).toBe(-7); // the view keeps the process's own write
+    ck.close();
+  });
 });

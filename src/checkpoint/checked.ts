@@ -66,6 +66,15 @@ export class CheckedBytes {
     this.#stamp = now;
   }
 
+  /**
+   * Whether the file is still as stamped, given its `stamp` now (`SafetensorsFile.fileStamp()`; a
+   * racy stamp counts as unchanged here: this only tells a change made since the stamp, after a read
+   * that followed a check).
+   */
+  unchanged(stamp: string): boolean {
+    return this.#stamp === undefined || this.#stamp.key === stamp;
+  }
+
   /** Whether chunk `c` was checked whole. */
   has(c: number): boolean {
     return this.#chunks.has(c);

@@ -3,10 +3,11 @@
  * Loading, verifying and repairing checkpoints of the three layouts; lazy verification per tensor.
  */
 import { constants as bufferConstants } from 'node:buffer';
-import { fstatSync, statSync } from 'node:fs';
+import { fstatSync, read, statSync } from 'node:fs';
 import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError, throwIfAborted } from '../errors';
+import { ioError } from '../io/fs';
 import { abortable } from '../job';
 import type { NativeOutboard } from '../native/binding';
 import {
@@ -36,6 +37,24 @@ import {
 import { notAboutParity, replacedError, underLock } from './repair-lock';
 import { chunkSpan } from './rs';
 import { treeDamage } from './tree-check';
+
+/**
+ * `length` bytes of `fd` from `position`, read on the libuv pool (`fs.read`, in pieces below its 2 GiB
+ * limit); undefined when the file ends first.
+ */
+async function preadAll(fd: number, length: number, position: number): Promise<Buffer | undefined> {
+  const buf = Buffer.allocUnsafeSlow(length); // its own ArrayBuffer, as the addon's copies have
+  let done = 0;
+  while (done < length) {
+    const n = Math.min(length - done, 1 << 30);
+    const got = await new Promise<number>((resolve, reject) =>
+      read(fd, buf, done, n, position + done, (err, bytes) => (err ? reject(err) : resolve(bytes))),
+    );
+    if (got === 0) return undefined;
+    done += got;
+  }
+  return buf;
+}
 
 /**
  * A loaded checkpoint: metadata, version, verified tensor views and the verification report. Views are
@@ -180,7 +199,8 @@ export class Checkpoint {
   }
 
   /**
-   * A copy of `length` bytes of tensor `name` from `offset` bytes into it (made on the libuv pool),
+   * A copy of `length` bytes of tensor `name` from `offset` bytes into it (read from the file on the
+   * libuv pool, not from the mapping: never what this process wrote through a view),
    * after the bytes were checked as {@link Checkpoint.tensor} checks a tensor (verify `lazy`: the
    * checkpoint chunks the range covers, or the outboard pieces it lies in, the first time they are
    * read; PyFolds layouts: the whole hash once). Works for tensors of any size, including those over
@@ -204,8 +224,48 @@ export class Checkpoint {
     const signal = optionalSignal(options.signal);
     checkTensorRange(info, offset, length);
     return this.#verifiedRead(info, offset, length, signal, () =>
-      this.#file.readRange(info.name, offset, length),
+      this.#checkedCopy(info, offset, length, signal),
     );
+  }
+
+  /**
+   * The copy {@link Checkpoint.readRange} returns: read from the file through the mapped file's own
+   * descriptor (the bytes the check read), not from the mapping, whose pages this process may have
+   * written through a view (private copy-on-write). When the file changed on disk since the check
+   * (its stat differs from the stamp the check was made under), the range is checked again and read
+   * again; `TV_FILE_CHANGED` if it keeps changing or was cut short.
+   */
+  async #checkedCopy(
+    info: TensorInfo,
+    offset: number,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<Buffer> {
+    const at = info.fileOffset + offset;
+    const span: TensorInfo = { ...info, fileOffset: at, byteLength: length };
+    for (let attempt = 1; ; attempt++) {
+      const buf = await this.#descriptor()
+        .lend((fd) => preadAll(fd, length, at))
+        .catch((err: unknown) => {
+          throw ioError(err, this.path, 'reading');
+        });
+      if (buf === undefined) {
+        throw new TensorVaultError(
+          ErrorCode.FILE_CHANGED,
+          `${this.path} was cut short under a read of tensor "${info.name}"; load the checkpoint again`,
+          { path: this.path, reason: 'truncated', expected: at + length },
+        );
+      }
+      if (this.#checked.unchanged(this.#file.fileStamp())) return buf;
+      if (attempt === 3) {
+        throw new TensorVaultError(
+          ErrorCode.FILE_CHANGED,
+          `${this.path} kept changing on disk while tensor "${info.name}" was read; load the checkpoint again`,
+          { path: this.path, reason: 'changed' },
+        );
+      }
+      await this.#ensure(info, span, signal);
+    }
   }
 
   /**
