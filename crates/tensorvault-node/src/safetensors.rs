@@ -12,7 +12,7 @@ use napi::bindgen_prelude::{
 };
 use napi::{sys, Env, Task};
 use napi_derive::napi;
-use tensorvault_core::io::Populated;
+use tensorvault_core::io::{IoError, Populated};
 use tensorvault_core::safetensors::{
     Dtype, SafetensorsFile, SafetensorsWriter, TensorInfo, TensorSpec,
 };
