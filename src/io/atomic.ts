@@ -305,7 +305,10 @@ export function writableTarget(path: string): string {
   try {
     st = lstatSync(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return path;
+    // Absent, or under a component that is not a folder (ENOTDIR): the writer's own folder creation
+    // names that component (makeFolder: TV_NOT_A_FILE).
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return path;
     throw ioError(err, path, 'cannot stat');
   }
   if (st.isFile()) return path;
