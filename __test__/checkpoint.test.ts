@@ -2041,20 +2041,37 @@ describe('the PyFolds hash on the pool', () => {
     for (let i = 0; i < big.length; i += 4096) big[i] = i >>> 12;
     const path = fresh('verify-abort');
     await tv.saveCheckpoint(path, { big }, { ecc: 'off' });
-    const ac = new AbortController();
-    // The tree check (parallel) ends long before the sequential SHA-256 of the same 256 MiB: abort then.
-    const onJob = (m: unknown) => {
-      if ((m as { op: string }).op === 'checkpointLeaves') ac.abort(new Error('stop'));
-    };
-    subscribe('tensorvault:job', onJob);
-    try {
-      await expect(tv.verifyCheckpoint(path, { signal: ac.signal })).rejects.toMatchObject({
-        name: 'AbortError',
-        code: 'TV_ABORTED',
-      });
-    } finally {
-      unsubscribe('tensorvault:job', onJob);
+    // The tree check (parallel) usually ends long before the sequential SHA-256 of the same 256 MiB: abort
+    // then. On a loaded machine the tree's threads can be starved until the SHA-256 has ended, and then
+    // there is nothing left to abort (the verify rightly resolves): such a run is not this test's case, and
+    // is tried again (the jobs' end events say which case a run was).
+    let exercised = 0;
+    for (let attempt = 0; attempt < 6 && exercised === 0; attempt++) {
+      const ac = new AbortController();
+      const ended: string[] = [];
+      let hashRunningAtAbort = false;
+      const onJob = (m: unknown) => {
+        const op = (m as { op: string }).op;
+        ended.push(op);
+        if (op === 'checkpointLeaves' && !ac.signal.aborted) {
+          hashRunningAtAbort = !ended.includes('pyfoldsDigest');
+          ac.abort(new Error('stop'));
+        }
+      };
+      subscribe('tensorvault:job', onJob);
+      try {
+        const outcome = await tv.verifyCheckpoint(path, { signal: ac.signal }).then(
+          (r) => r,
+          (e: unknown) => e,
+        );
+        if (!hashRunningAtAbort) continue;
+        exercised++;
+        expect(outcome).toMatchObject({ name: 'AbortError', code: 'TV_ABORTED' });
+      } finally {
+        unsubscribe('tensorvault:job', onJob);
+      }
     }
+    expect(exercised).toBe(1);
     expect((await tv.verifyCheckpoint(path)).status).toBe('intact');
   });
 });
