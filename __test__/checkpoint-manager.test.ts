@@ -1,5 +1,5 @@
 // CheckpointManager: queued saves, keepLast / keepBest retention, latest(), restore() with fall-back.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import * as tv from '../dist/index.js';
@@ -24,6 +24,25 @@ describe('CheckpointManager', () => {
     expect([...max.kept()].sort()).toEqual([6, 7]);
     const min = new tv.CheckpointManager(dir, { keepLast: 0, keepBest: 1, metric: 'loss' });
     expect([...min.kept()]).toEqual([4]);
+  });
+
+  it('pruning a step that is a symlink removes the link, never the checkpoint it names', async () => {
+    // Regression: since checkpoint paths follow symlinks (a save through a link replaces its target), the
+    // prune of a step whose file was a link deleted the target's whole set (a checkpoint shared with
+    // another run, or kept outside the run folder) and left the link dangling.
+    const dir = tempDir('tv-mgr-link-');
+    const elsewhere = join(tempDir('tv-mgr-link-shared-'), 'shared.safetensors');
+    await tv.saveCheckpoint(elsewhere, t(42), { ecc: 'medium', metadata: { metrics: { loss: 9 } } });
+    const m = new tv.CheckpointManager(dir, { keepLast: 2 });
+    symlinkSync(elsewhere, m.pathOf(1));
+    expect(m.list().map((c) => c.step)).toEqual([1]);
+    await m.save(2, t(2));
+    await m.save(3, t(3));
+    expect(m.list().map((c) => c.step)).toEqual([2, 3]);
+    expect(lstatSync(m.pathOf(1), { throwIfNoEntry: false })).toBeUndefined();
+    for (const f of [elsewhere, `${elsewhere}.meta.json`, `${elsewhere}.tvecc`])
+      expect(existsSync(f), f).toBe(true);
+    expect((await tv.verifyCheckpoint(elsewhere)).status).toBe('intact');
   });
 
   it('a metric changed on disk does not decide what is pruned; a checkpoint with a damaged sidecar is kept, not deleted', async () => {

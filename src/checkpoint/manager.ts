@@ -3,7 +3,7 @@
  * one at a time off the event loop, pruned to the last N and the best K by a metric, restored with a
  * fall-back to the newest checkpoint that verifies.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, promises as fsp, lstatSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { ioError, makeFolder, notAFolder } from '../io/fs';
@@ -343,6 +343,16 @@ export class CheckpointManager {
     const removed: number[] = [];
     for (const c of all) {
       if (keep.has(c.step)) continue;
+      if (lstatSync(c.path, { throwIfNoEntry: false })?.isSymbolicLink()) {
+        // A step that is a symlink names a checkpoint kept elsewhere (shared with another run, or outside
+        // the run folder): pruning it removes the run's link, never the set it names (checkpoint paths
+        // follow links, so the set below would be the target's).
+        await fsp.unlink(c.path).catch((err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, c.path, 'cannot remove');
+        });
+        removed.push(c.step);
+        continue;
+      }
       // What is deleted is checked now, whatever the ranking read earlier.
       if (this.#metricsOf(c.path).sidecar === 'damaged') {
         publish({ event: 'damaged', path: c.path, part: 'sidecar', op: 'prune', action: 'kept' });
