@@ -15,6 +15,7 @@ import {
   createLockedTemp,
   fsyncDir,
   ioError,
+  makeFolder,
   removeDeadTempsMatching,
   typedIoError,
 } from '../io/index';
@@ -342,9 +343,7 @@ export async function createBackup(
     // First, before anything is written: a key for a log that has none is refused here
     // (TV_EVENTLOG_HMAC_UNEXPECTED), not archived as a chain that is invalid.
     const chain = new CutChainCheck(cut, options.logKey);
-    await fsp.mkdir(outDir, { recursive: true }).catch((err: unknown) => {
-      throw ioError(err, outDir, 'cannot create');
-    });
+    await makeFolder(outDir, 'an output folder');
     const createdAt = new Date();
     const base = `backup-eventlog-${stamp(createdAt)}-${randomBytes(3).toString('hex')}`;
     const archiveName = `${base}.tar.gz${encKey ? '.enc' : ''}`;

@@ -10,7 +10,7 @@ import { createGunzip } from 'node:zlib';
 import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { LAYOUT } from '../eventlog/index';
 import { Sha256 } from '../hash/index';
-import { ioError } from '../io/index';
+import { ioError, makeFolder } from '../io/index';
 import type { Progress } from '../job';
 import { ENCRYPTED_MAGIC } from './create';
 import type { BackupManifest, ManifestFile } from './manifest';
@@ -252,8 +252,7 @@ class EntryChecks {
       if (o.extractTo !== undefined) {
         // The mode the archive recorded, less the umask (as tar does), never without the owner's rwx;
         // the staging folder around it is private until the log is placed.
-        await fsp.mkdir(join(o.extractTo, ...e.name.split('/')), {
-          recursive: true,
+        await makeFolder(join(o.extractTo, ...e.name.split('/')), 'a folder', {
           mode: (e.mode & 0o777) | 0o700,
         });
       }
@@ -290,7 +289,7 @@ class EntryChecks {
     if (this.#hashing) c.hash = new Sha256();
     if (o.extractTo !== undefined) {
       const target = join(o.extractTo, ...e.name.split('/'));
-      await fsp.mkdir(dirname(target), { recursive: true, mode: 0o755 });
+      await makeFolder(dirname(target), 'a folder', { mode: 0o755 });
       // The mode the archive recorded, less the umask (as tar does); never set-id, always owner rw.
       c.fh = await fsp
         .open(

@@ -10,6 +10,7 @@ import {
   commitSwap,
   exists,
   ioError,
+  makeFolder,
   placeSwap,
   rollBackSwap,
   settleSwap,
@@ -344,9 +345,7 @@ export async function restoreBackup(
   await removeDeadVerifyStagings();
   const { sidecar, warnings } = await preflight(archivePath, options);
   // The first folder this call creates (undefined when `dest` exists): removed again on failure.
-  const created = await fsp.mkdir(dest, { recursive: true }).catch((err: unknown) => {
-    throw ioError(err, dest, 'cannot create');
-  });
+  const created = await makeFolder(dest, 'a destination folder');
   let lock: WriterLock;
   try {
     // Hold the destination's writer lock for the whole restore: no writer may start meanwhile.

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { asyncDisposeSymbol } from '../dispose';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { exists, fsyncDir, ioError, notAFolder, settleSwap, typedIoError, WriterLock } from '../io/index';
+import { exists, fsyncDir, makeFolder, notAFolder, settleSwap, typedIoError, WriterLock } from '../io/index';
 import { checkJobOptions, optionsObject } from '../validate';
 import type { EventLogEntry } from './hashing';
 import { type EventLogFormat, LAYOUT, LEGACY_SEGMENT_RE } from './layout';
@@ -136,9 +136,7 @@ export class EventLog {
     const st = await fsp.stat(dataDir).catch(() => undefined);
     if (st !== undefined && !st.isDirectory()) throw notAFolder(dataDir, st, 'an event-log folder');
     if (!opts.readOnly) {
-      await fsp.mkdir(dataDir, { recursive: true }).catch((err: unknown) => {
-        throw ioError(err, dataDir, 'cannot create');
-      });
+      await makeFolder(dataDir, 'an event-log folder');
       lock = await WriterLock.acquireAsync(join(dataDir, LAYOUT.lock), {
         timeoutMs: opts.lockTimeoutMs,
         describe: (h) =>
@@ -174,9 +172,7 @@ export class EventLog {
     }
     const log = new EventLog(dataDir, format, opts, hasMeta);
     if (!opts.readOnly) {
-      await fsp.mkdir(dir, { recursive: true }).catch((err: unknown) => {
-        throw ioError(err, dir, 'cannot create');
-      });
+      await makeFolder(dir);
       log.#lock = lock;
     }
     await log.#fmt.open();

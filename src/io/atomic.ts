@@ -25,7 +25,7 @@ import {
 import { basename, dirname, join } from 'node:path';
 import { callNative, ErrorCode, TensorVaultError } from '../errors';
 import { native } from '../native';
-import { fsyncDir, fsyncDirSync, ioError, notRegularFile, writeAllAt } from './fs';
+import { folderError, fsyncDir, fsyncDirSync, ioError, notRegularFile, writeAllAt } from './fs';
 
 /** Longest file name (UTF-8 bytes) a temporary's name holds whole ({@link tempStem}). */
 export const TEMP_STEM_MAX = 200;
@@ -305,11 +305,9 @@ export function writableTarget(path: string): string {
   try {
     st = lstatSync(path);
   } catch (err) {
-    // Absent, or under a component that is not a folder (ENOTDIR): the writer's own folder creation
-    // names that component (makeFolder: TV_NOT_A_FILE).
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return path;
-    throw ioError(err, path, 'cannot stat');
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return path;
+    // A regular file where a parent folder should be: TV_NOT_A_FILE naming it.
+    throw folderError(err, path) ?? ioError(err, path, 'cannot stat');
   }
   if (st.isFile()) return path;
   if (!st.isSymbolicLink()) throw notRegularFile(path, st, 'replace');

@@ -8,12 +8,14 @@ import {
   promises as fsp,
   fstatSync,
   fsyncSync,
+  mkdirSync,
   openSync,
   readFileSync,
   type Stats,
   statSync,
   writeSync,
 } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { dirname } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
 
@@ -195,29 +197,84 @@ export function notAFolder(path: string, st: Stats | undefined, what = 'a folder
 }
 
 /**
+ * The {@link notAFolder} error for the nearest existing component of `path` (from `path` itself up)
+ * when that component is not a folder, else `undefined`: what an `EEXIST` / `ENOTDIR` on a path
+ * under a regular file means. `what` is the role of `path` itself, with its article.
+ */
+export function notAFolderAbove(path: string, what = 'a folder'): TensorVaultError | undefined {
+  for (let p = path; ; p = dirname(p)) {
+    let st: Stats | undefined;
+    try {
+      st = statSync(p);
+    } catch {
+      st = undefined;
+    }
+    if (st !== undefined)
+      return st.isDirectory() ? undefined : notAFolder(p, st, p === path ? what : 'a folder');
+    if (dirname(p) === p) return undefined;
+  }
+}
+
+const errnos = osConstants.errno;
+
+/** Whether `err` is a Node error, or a typed one from the core, with the errno of `ENOTDIR` / `EEXIST`. */
+function isNotDirError(err: unknown): boolean {
+  if (err instanceof TensorVaultError) {
+    const errno = (err.context as { errno?: unknown }).errno;
+    return errno === errnos.ENOTDIR || errno === errnos.EEXIST;
+  }
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOTDIR' || code === 'EEXIST';
+}
+
+/**
+ * For `err`, raised while creating, opening or stat-ing `path`: `TV_NOT_A_FILE` naming the path
+ * component above `path` that is a regular file (or another non-folder) where a folder should be,
+ * when that is what an `ENOTDIR` / `EEXIST` in it means; otherwise `undefined`. Works on Node's
+ * errors and on the core's (whose `ENOTDIR` is a `TV_IO` with `context.errno` 20).
+ */
+export function folderError(err: unknown, path: string): TensorVaultError | undefined {
+  return isNotDirError(err) ? notAFolderAbove(dirname(path)) : undefined;
+}
+
+/** Options of {@link makeFolder}. */
+export interface MakeFolderOptions {
+  /** The mode of each folder created (less the umask), as `fs.mkdir`'s. */
+  mode?: number;
+}
+
+/**
  * Create the folder `dir` and its missing parents (`mkdir -p`), failing with a typed error: a path
  * component that exists but is not a folder (a regular file where a parent folder should be) is
  * `TV_NOT_A_FILE` naming that component (see {@link notAFolder}; `what` is the role of `dir` itself,
  * with its article), anything else the {@link ioError} of `dir` (`TV_PERMISSION_DENIED`, `TV_IO`, …).
- * Node's own `mkdir` rejects with a bare `EEXIST` or `ENOTDIR` there.
+ * Node's own `mkdir` rejects with a bare `EEXIST` or `ENOTDIR` there. Resolves to the first folder it
+ * created, `undefined` when `dir` existed (as `fs.mkdir` with `recursive`). Every `mkdir` of this
+ * library on a caller's path goes through it (or {@link makeFolderSync}), so the same situation has
+ * the same code everywhere.
  */
-export async function makeFolder(dir: string, what = 'a folder'): Promise<void> {
+export async function makeFolder(
+  dir: string,
+  what = 'a folder',
+  options: MakeFolderOptions = {},
+): Promise<string | undefined> {
   try {
-    await fsp.mkdir(dir, { recursive: true });
+    return await fsp.mkdir(dir, { recursive: true, ...options });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException | undefined)?.code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') {
-      // The nearest existing component, from `dir` up: the one that is not a folder.
-      for (let p = dir; ; p = dirname(p)) {
-        const st = await fsp.stat(p).catch(() => undefined);
-        if (st !== undefined) {
-          if (!st.isDirectory()) throw notAFolder(p, st, p === dir ? what : 'a folder');
-          break;
-        }
-        if (dirname(p) === p) break;
-      }
-    }
-    throw ioError(err, dir, 'cannot create');
+    throw (isNotDirError(err) ? notAFolderAbove(dir, what) : undefined) ?? ioError(err, dir, 'cannot create');
+  }
+}
+
+/** {@link makeFolder} on the calling thread (for synchronous writers such as the ring log). */
+export function makeFolderSync(
+  dir: string,
+  what = 'a folder',
+  options: MakeFolderOptions = {},
+): string | undefined {
+  try {
+    return mkdirSync(dir, { recursive: true, ...options });
+  } catch (err) {
+    throw (isNotDirError(err) ? notAFolderAbove(dir, what) : undefined) ?? ioError(err, dir, 'cannot create');
   }
 }
 

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { testHooksBuilt } from '../native';
 import { atomicWriteFile } from './atomic';
-import { exists, fsyncDir, ioError, readIfExists } from './fs';
+import { exists, fsyncDir, ioError, makeFolder, readIfExists } from './fs';
 
 /** The journal of a swap in progress, inside the folder whose entries are swapped. */
 export const SWAP_JOURNAL = '.tv-restore.journal';
@@ -203,7 +203,7 @@ export async function rollBackSwap(dir: string, j: SwapJournal): Promise<void> {
     await atomicWriteFile(join(dir, SWAP_JOURNAL), `${JSON.stringify(j)}\n`, { mode: 0o600 });
   }
   const s = await state(dir, j);
-  if (s.newIn.length > 0) await fsp.mkdir(join(dir, j.staging), { recursive: true, mode: 0o700 });
+  if (s.newIn.length > 0) await makeFolder(join(dir, j.staging), 'a folder', { mode: 0o700 });
   for (const n of s.newIn) {
     swapStep(`out:${n}`);
     await move(join(dir, n), join(dir, j.staging, n));

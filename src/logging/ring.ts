@@ -6,16 +6,7 @@
  */
 
 import { channel } from 'node:diagnostics_channel';
-import {
-  closeSync,
-  fdatasync,
-  fdatasyncSync,
-  fstatSync,
-  ftruncateSync,
-  mkdirSync,
-  openSync,
-  unlinkSync,
-} from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { disposeSymbol } from '../dispose';
@@ -23,6 +14,7 @@ import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import {
   atomicWriteFileSync,
   ioError,
+  makeFolderSync,
   readRegularFileSync,
   tempStem,
   WriterLock,
@@ -256,11 +248,7 @@ export class RingFileLog {
     this.path = writableTarget(resolve(path));
     this.#ring = new Ring(this.capacityLines);
 
-    try {
-      mkdirSync(dirname(this.path), { recursive: true });
-    } catch (err) {
-      throw ioError(err, dirname(this.path));
-    }
+    makeFolderSync(dirname(this.path));
     this.#lock = WriterLock.acquire(`${this.path}.lock`, {
       // Released by #atExit, after the last records are written, not by the lock's own exit listener
       // (which may run first): in a worker thread by close(); in the main thread by the kernel, when

@@ -1,10 +1,10 @@
 /** The `file://` store: objects as files under a folder, with the semantics of the S3 store. */
 import { randomBytes } from 'node:crypto';
 import { type BigIntStats, createReadStream, linkSync, renameSync, statSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { abortError, ErrorCode, TensorVaultError } from '../errors';
-import { fsyncDir, ioError } from '../io/fs';
+import { folderError, fsyncDir, ioError, makeFolder } from '../io/fs';
 import { WriterLock } from '../io/lock';
 import {
   md5Hex,
@@ -65,7 +65,8 @@ export class FileStore implements Store {
           reason: 'NoSuchKey',
         });
       }
-      throw ioError(err, this.#path(key));
+      // A regular file where a folder of the store should be: TV_NOT_A_FILE naming it.
+      throw folderError(err, this.#path(key)) ?? ioError(err, this.#path(key));
     }
   }
 
@@ -121,7 +122,7 @@ export class FileStore implements Store {
     url = path,
   ): Promise<string> {
     const ifAbsent = write?.ifAbsent === true;
-    await mkdir(dirname(path), { recursive: true });
+    await makeFolder(dirname(path));
     const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     const fh = await open(tmp, 'w');
     let version: string;
@@ -149,7 +150,7 @@ export class FileStore implements Store {
     try {
       if (write !== undefined) {
         const locks = join(dirname(path), '.tv-uploads');
-        await mkdir(locks, { recursive: true });
+        await makeFolder(locks);
         lock = await WriterLock.acquireAsync(join(locks, `${basename(path)}.lock`), {
           timeoutMs: KEY_LOCK_MS,
         });
@@ -196,7 +197,7 @@ export class FileStore implements Store {
 
   async createUpload(key: string, signal?: AbortSignal): Promise<string> {
     const id = randomBytes(12).toString('hex');
-    await this.#wrap(key, () => mkdir(this.#uploadDir(key, id), { recursive: true }), signal);
+    await this.#wrap(key, () => makeFolder(this.#uploadDir(key, id)), signal);
     return id;
   }
 

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { checkpointFiles, parseIntegrityBlock } from '../checkpoint/layout';
 import { loadCheckpoint, repairCheckpoint } from '../checkpoint/load';
@@ -14,7 +14,7 @@ import type { LoadCheckpointOptions } from '../checkpoint/parse';
 import { rethrownByParity } from '../checkpoint/repair-lock';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { fsyncDir, typedIoError } from '../io/fs';
+import { fsyncDir, makeFolder, typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publishRemote } from './common';
 import { chunkLen, chunkSourceOf, fetchChunks, localChunkGood } from './fetch';
@@ -193,7 +193,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       }
     }
     // Made only once the pull may go ahead: a refused pull leaves nothing behind.
-    await mkdir(staging, { recursive: true });
+    await makeFolder(staging);
     const total = manifest.files.reduce((a, f) => a + f.size, 0);
     let doneBytes = 0;
     const down0 = store.metrics.bytesDown;
@@ -351,7 +351,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       });
       ck.close();
     }
-    await mkdir(dest, { recursive: true });
+    await makeFolder(dest, 'a destination folder');
     // A parity file left out is settled too: the progress of a successful pull ends at its total.
     if (skipped.length > 0 && doneBytes < total) progress(total - doneBytes);
     for (const name of skipped) {

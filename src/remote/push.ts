@@ -5,12 +5,12 @@
  */
 import { createHash, webcrypto } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
-import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { checkpointFiles, treeHashOf } from '../checkpoint/layout';
 import { parseCheckpoint } from '../checkpoint/parse';
 import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
-import { typedIoError } from '../io/fs';
+import { makeFolder, typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publishRemote, remoteCacheDir } from './common';
 import {
@@ -195,7 +195,7 @@ async function uploadFile(
   }
   if (uploadId === undefined) {
     uploadId = await store.createUpload(key, signal);
-    await mkdir(o.stateDir, { recursive: true });
+    await makeFolder(o.stateDir, 'a state folder');
     state = { url, uploadId, size, mtimeMs: st.mtimeMs, partSize: o.partSize, parts: {} };
     await writeFile(stateFile, JSON.stringify(state));
   }

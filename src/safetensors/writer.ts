@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { abortError, ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { folderError } from '../io/fs';
 import { abortable, type JobOptions, runJob } from '../job';
 import { type NativeJobControl, type NativeSafetensorsWriterHandle, native } from '../native';
 import { bytesOf, checkWellFormed, describeValue } from '../validate';
@@ -372,5 +373,9 @@ export async function saveSafetensors(
       writer.abort();
       throw err;
     }
+  }).catch((err: unknown) => {
+    // A regular file where a parent folder should be: TV_NOT_A_FILE naming it, as saveCheckpoint's
+    // (the core reports the ENOTDIR as TV_IO).
+    throw folderError(err, path) ?? err;
   });
 }
