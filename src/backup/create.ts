@@ -12,6 +12,7 @@ import { CutChainCheck, LAYOUT, type LogCut, takeCut } from '../eventlog/index';
 import { Sha256, sha256 } from '../hash/index';
 import {
   atomicWriteFile,
+  closeQuietly,
   createLockedTemp,
   fsyncDir,
   ioError,
@@ -418,7 +419,7 @@ export async function createBackup(
       throw ioError(err, archive.path, undefined, archive.tmp);
     throw typedIoError(err, outDir);
   } finally {
-    await cut.close();
+    await closeQuietly(cut);
     if (!done) await sink?.abort();
   }
 }

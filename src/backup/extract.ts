@@ -10,7 +10,7 @@ import { createGunzip } from 'node:zlib';
 import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { LAYOUT } from '../eventlog/index';
 import { Sha256 } from '../hash/index';
-import { ioError, makeFolder } from '../io/index';
+import { closeQuietly, ioError, makeFolder } from '../io/index';
 import type { Progress } from '../job';
 import { ENCRYPTED_MAGIC } from './create';
 import type { BackupManifest, ManifestFile } from './manifest';
@@ -79,7 +79,7 @@ export async function isEncrypted(path: string): Promise<boolean> {
     const { bytesRead } = await fh.read(b, 0, b.length, 0);
     return bytesRead === b.length && b.equals(ENCRYPTED_MAGIC);
   } finally {
-    await fh.close();
+    await closeQuietly(fh);
   }
 }
 
@@ -119,7 +119,7 @@ async function* decryptedChunks(
     await fh.read(iv, 0, 12, ENCRYPTED_MAGIC.length);
     await fh.read(tag, 0, 16, st.size - 16);
   } finally {
-    await fh.close();
+    await closeQuietly(fh);
   }
   const d = createDecipheriv('aes-256-gcm', key, iv);
   d.setAAD(ENCRYPTED_MAGIC);

@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { ErrorCode, TensorVaultError, throwIfAborted } from '../errors';
 import { sha256 } from '../hash/index';
 import { keepAttributesOf, tempName } from '../io/atomic';
-import { fsyncDir, ioError } from '../io/fs';
+import { closeQuietly, fsyncDir, ioError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { isDtype } from '../safetensors/dtype';
 import { openSafetensors } from '../safetensors/reader';
@@ -134,8 +134,8 @@ export async function rsCheck(
       options.onProgress?.({ bytesDone: at + len, bytesTotal: size });
     }
   } finally {
-    await fh.close();
-    await ph.close();
+    await closeQuietly(fh);
+    await closeQuietly(ph);
   }
   const dataChanged = fixed.size > 0;
   if (!write) return { badBlocks, uncorrectable, rewritten: false, dataChanged, corrections: fixed };
@@ -151,7 +151,7 @@ export async function rsCheck(
         for (const [at, data] of fixed) await out.write(data, 0, data.length, at);
         await out.sync();
       } finally {
-        await out.close();
+        await closeQuietly(out);
       }
       // A mis-correction must not replace the weights: check the PyFolds hash on the repaired copy.
       const f = await openSafetensors(tmp);
@@ -276,6 +276,6 @@ async function correctedInfos(
     }
     return out;
   } finally {
-    await fh.close();
+    await closeQuietly(fh);
   }
 }

@@ -7,6 +7,7 @@ import { eccFromName, eccFromProtection, RsCodec } from '../ecc/rs255';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { sha256 } from '../hash/index';
 import { writableTarget } from '../io/atomic';
+import { closeQuietly } from '../io/fs';
 import { type JobOptions, type Progress, runJob } from '../job';
 import { native } from '../native';
 import { openSafetensors } from '../safetensors/reader';
@@ -142,7 +143,7 @@ export async function writeTemp(path: string, data: Uint8Array | string): Promis
     await fh.writeFile(data);
     await fh.sync();
   } finally {
-    await fh.close();
+    await closeQuietly(fh);
   }
 }
 
@@ -176,8 +177,8 @@ export async function writeRsParity(
     }
     await dst.sync();
   } finally {
-    await src.close();
-    await dst.close();
+    await closeQuietly(src);
+    await closeQuietly(dst);
   }
   return total;
 }
@@ -238,7 +239,7 @@ export async function headerDigest(path: string, headerLength: number): Promise<
       throw new TensorVaultError(ErrorCode.FILE_CHANGED, `${path} is shorter than its header`, { path });
     return sha256(buf).toString('hex');
   } finally {
-    await fh.close();
+    await closeQuietly(fh);
   }
 }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { hmacSha256, sha256 } from '../hash/index';
-import { atomicWriteFile, ioError, readIfExists } from '../io/index';
+import { atomicWriteFile, closeQuietly, ioError, readIfExists } from '../io/index';
 import { canonicalJson } from './canonical';
 import type { EventLogEntry } from './hashing';
 import { V2_HASH_ALGORITHM } from './hashing';
@@ -204,7 +204,7 @@ export class LogStore {
     } catch {
       return undefined;
     } finally {
-      await fh.close();
+      await closeQuietly(fh);
     }
   }
 
@@ -215,7 +215,7 @@ export class LogStore {
       await fh.truncate(length);
       await fh.sync();
     } finally {
-      await fh.close();
+      await closeQuietly(fh);
     }
   }
 

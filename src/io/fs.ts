@@ -93,6 +93,33 @@ export function typedIoError(err: unknown, path: string): unknown {
   return err;
 }
 
+/**
+ * Close `handle` (a `FileHandle`, or anything with a `close()`) as a clean-up in a `finally` or a
+ * `catch`: best effort, never throws, so that it never replaces the error that is on its way out (or
+ * leaves what comes after it undone). Only for handles whose writes were already fsynced, or that were
+ * only read or are temporaries: a failed close loses nothing there.
+ */
+export async function closeQuietly(handle: { close(): unknown } | undefined): Promise<void> {
+  try {
+    await handle?.close();
+  } catch {
+    // best effort: the error on its way out, if any, is the one the caller sees
+  }
+}
+
+/**
+ * Remove `path` (recursively, `force`) as a clean-up of a temporary file or work folder in a `finally`
+ * or a `catch`: best effort, never throws, so that it never replaces the error that is on its way out
+ * (`force` ignores only `ENOENT`: an `EACCES`, `EBUSY` or `ENOTDIR` would otherwise be thrown instead).
+ */
+export async function removeQuietly(path: string): Promise<void> {
+  try {
+    await fsp.rm(path, { recursive: true, force: true });
+  } catch {
+    // best effort: a leftover temporary is harmless, a replaced error is not
+  }
+}
+
 /** Errors of an fsync on a folder that mean "this file system cannot", not "it failed". */
 const FSYNC_DIR_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP']);
 
@@ -106,7 +133,7 @@ export async function fsyncDir(dir: string): Promise<void> {
     if (FSYNC_DIR_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) return;
     throw ioError(err, dir, 'cannot fsync folder');
   } finally {
-    await fh?.close();
+    await closeQuietly(fh);
   }
 }
 
@@ -120,7 +147,13 @@ export function fsyncDirSync(dir: string): void {
     if (FSYNC_DIR_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) return;
     throw ioError(err, dir, 'cannot fsync folder');
   } finally {
-    if (fd !== undefined) closeSync(fd);
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        // best effort: never replaces the error on its way out
+      }
+    }
   }
 }
 

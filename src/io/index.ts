@@ -19,6 +19,7 @@ export {
 export {
   assertFolderSync,
   assertRegularFile,
+  closeQuietly,
   exists,
   folderError,
   fsyncDir,
@@ -31,6 +32,7 @@ export {
   notRegularFile,
   readIfExists,
   readRegularFileSync,
+  removeQuietly,
   typedIoError,
   writeAllAt,
 } from './fs';

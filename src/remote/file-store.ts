@@ -4,7 +4,7 @@ import { type BigIntStats, createReadStream, linkSync, renameSync, statSync } fr
 import { open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { abortError, ErrorCode, TensorVaultError } from '../errors';
-import { folderError, fsyncDir, ioError, makeFolder } from '../io/fs';
+import { closeQuietly, folderError, fsyncDir, ioError, makeFolder } from '../io/fs';
 import { WriterLock } from '../io/lock';
 import {
   md5Hex,
@@ -238,7 +238,7 @@ export class FileStore implements Store {
           await this.#writeAtomic(join(this.#uploadDir(key, id), String(part)), [buf.subarray(0, bytesRead)]);
           return md5Hex(buf.subarray(0, bytesRead));
         } finally {
-          await fh.close();
+          await closeQuietly(fh);
         }
       },
       signal,

@@ -27,7 +27,7 @@ import { asyncDisposeSymbol, disposeSymbol } from '../dispose';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { atomicWriteFile } from '../io/atomic';
-import { makeFolder, typedIoError } from '../io/fs';
+import { closeQuietly, makeFolder, typedIoError } from '../io/fs';
 import { abortable } from '../job';
 import { checkOptionsObject, checkTensorRange, type Tensor, type TensorInfo } from '../safetensors/reader';
 import { optionalSignal } from '../validate';
@@ -200,7 +200,7 @@ export class RemoteCheckpoint {
           );
         }
       } finally {
-        await fh.close();
+        await closeQuietly(fh);
       }
     });
     this.#queue = Promise.allSettled([prior, run]);
@@ -241,7 +241,7 @@ export class RemoteCheckpoint {
       const st = await pfh.stat();
       if (st.size !== parity.size) await pfh.truncate(parity.size);
     } finally {
-      await pfh.close();
+      await closeQuietly(pfh);
     }
     const rw = await open(sidecar, 'r+');
     try {
@@ -252,7 +252,7 @@ export class RemoteCheckpoint {
       parityBad = await fetchChunks(parity, todo, rw, { ...o, keepDamaged: true });
       await rw.sync();
     } finally {
-      await rw.close();
+      await closeQuietly(rw);
     }
     // The rest of the weights, verified as they arrive; the damaged chunks written as stored.
     const rest: number[] = [];
@@ -532,7 +532,7 @@ export async function loadRemoteCheckpoint(
       const st = await fh.stat();
       if (st.size !== weights.size) await fh.truncate(weights.size);
     } finally {
-      await fh.close();
+      await closeQuietly(fh);
     }
     // The header: one ranged request of exactly its length, checked against the sealed header digest.
     const src = chunkSourceOf(store, prefix, manifest, weights);
@@ -567,7 +567,7 @@ export async function loadRemoteCheckpoint(
         await hfh.write(header, 0, header.byteLength, 0);
       }
     } finally {
-      await hfh.close();
+      await closeQuietly(hfh);
     }
     // The local lazy load checks the seal, the header and file length, the key policy and `expect`.
     const {

@@ -14,7 +14,7 @@ import type { LoadCheckpointOptions } from '../checkpoint/parse';
 import { rethrownByParity } from '../checkpoint/repair-lock';
 import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { fsyncDir, makeFolder, typedIoError } from '../io/fs';
+import { closeQuietly, fsyncDir, makeFolder, typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publishRemote } from './common';
 import { chunkLen, chunkSourceOf, fetchChunks, localChunkGood } from './fetch';
@@ -246,7 +246,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
         await fh.sync();
         if (bad.length > 0) badByFile.set(f.name, bad);
       } finally {
-        await fh.close();
+        await closeQuietly(fh);
       }
       if (
         f.name === `${manifest.main}.meta.json` &&
@@ -319,7 +319,7 @@ export async function pull(url: string, destDir: string, options: PullOptions = 
       try {
         for (const c of badWeights) if (!(await localChunkGood(fh, src, c))) still.push(c);
       } finally {
-        await fh.close();
+        await closeQuietly(fh);
       }
       if (still.length === 0) {
         repaired.push(...badWeights);

@@ -10,7 +10,7 @@ import { basename, join } from 'node:path';
 import { checkpointFiles, treeHashOf } from '../checkpoint/layout';
 import { parseCheckpoint } from '../checkpoint/parse';
 import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
-import { makeFolder, typedIoError } from '../io/fs';
+import { closeQuietly, makeFolder, typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publishRemote, remoteCacheDir } from './common';
 import {
@@ -283,7 +283,7 @@ async function uploadFile(
     await Promise.all(inFlight);
     if (failure !== undefined) throw failure;
   } finally {
-    await fh.close();
+    await closeQuietly(fh);
   }
   // The file must not have changed while it was sent.
   const after = await stat(path);

@@ -13,12 +13,12 @@
  * chunks are then read back and checked against their digests. The manifest and the sidecars are
  * unchanged: the object gets back the bytes they describe.
  */
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { equalHex } from '../checkpoint/layout';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
-import { typedIoError } from '../io/fs';
+import { closeQuietly, removeQuietly, typedIoError } from '../io/fs';
 import { publishRemote } from './common';
 import { type ChunkSink, fetchChunks } from './fetch';
 import { type LeafHash, leafHashOf, leafHex, leafOf, type RemoteFileEntry } from './manifest';
@@ -233,7 +233,7 @@ export async function repairRemote(
           }
         }
       } finally {
-        await fh.close();
+        await closeQuietly(fh);
       }
       // Read the repaired chunks back from the store.
       const still = await fetchChunks(
@@ -278,6 +278,6 @@ export async function repairRemote(
     // A full disk under the work folder, a failing read: TV_IO.
     throw typedIoError(err, work);
   } finally {
-    await rm(work, { recursive: true, force: true });
+    await removeQuietly(work);
   }
 }

@@ -4,7 +4,7 @@
  * their parity, for the erasure code to say whether it rebuilds them), and list the sets under a prefix.
  */
 import { createHash } from 'node:crypto';
-import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { checkpointFiles } from '../checkpoint/layout';
@@ -14,7 +14,7 @@ import { rethrownByParity } from '../checkpoint/repair-lock';
 import { verifyCheckpoint } from '../checkpoint/verify';
 import { verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
-import { typedIoError } from '../io/fs';
+import { closeQuietly, removeQuietly, typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
 import { publishRemote } from './common';
 import { type ChunkSink, chunkLen, chunkSourceOf, fetchChunks } from './fetch';
@@ -103,7 +103,7 @@ async function parityRebuilds(
           keepDamaged: true,
         });
       } finally {
-        await fh.close();
+        await closeQuietly(fh);
       }
     }
     try {
@@ -133,7 +133,7 @@ async function parityRebuilds(
   } catch (err) {
     throw typedIoError(err, work);
   } finally {
-    await rm(work, { recursive: true, force: true });
+    await removeQuietly(work);
   }
 }
 
