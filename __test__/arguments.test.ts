@@ -573,8 +573,14 @@ async function settle(label: string, run: () => unknown): Promise<Outcome> {
   }
 }
 
-function calls(): { label: string; run: () => unknown; boolean?: boolean }[] {
-  const out: { label: string; run: () => unknown; boolean?: boolean }[] = [];
+/** A call, and whether its value must be refused with TV_INVALID_ARGUMENT (a boolean or a job field). */
+type Call = { label: string; run: () => unknown; boolean?: boolean; refused?: boolean };
+
+/** Values of the corpus that are a valid `progressIntervalMs` (an integer from 1 to 2**31 - 1), or none. */
+const VALID_INTERVALS = new Set(['undefined', '1']);
+
+function calls(): Call[] {
+  const out: Call[] = [];
   for (const s of SPECS) {
     const arity = s.args().length;
     for (let i = 0; i < arity; i++) {
@@ -597,6 +603,8 @@ function calls(): { label: string; run: () => unknown; boolean?: boolean }[] {
         out.push({
           label: `${s.name} options.${f} = ${label}`,
           boolean: booleans.includes(f) && label !== 'undefined' && label !== 'true' && label !== 'false',
+          // Checked by every job, whether or not it has an onProgress (runJob accepted -5 before).
+          refused: f === 'progressIntervalMs' && !VALID_INTERVALS.has(label),
           run: () => {
             const a = s.args();
             const o = (a[index] ?? {}) as Record<string, unknown>;
@@ -614,10 +622,12 @@ describe('every public entry point refuses bad arguments with a typed error (iss
   it('the corpus over every exported function, constructor, method and option field', async () => {
     const results: Outcome[] = [];
     const booleanMisses: string[] = [];
+    const refusedMisses: string[] = [];
     for (const c of calls()) {
       const r = await settle(c.label, c.run);
       results.push(r);
       if (c.boolean && r.code !== 'TV_INVALID_ARGUMENT') booleanMisses.push(`${c.label}: ${r.kind}`);
+      if (c.refused && r.code !== 'TV_INVALID_ARGUMENT') refusedMisses.push(`${c.label}: ${r.kind}`);
     }
     const untyped = results.filter((r) => r.kind === 'untyped');
     const summary = `${results.length} calls, ${untyped.length} untyped`;
@@ -630,7 +640,17 @@ describe('every public entry point refuses bad arguments with a typed error (iss
     });
     // Booleans are booleans: { overwrite: 'false' } and friends are refused, not read as true.
     expect(booleanMisses).toEqual([]);
+    // progressIntervalMs out of range or not an integer is refused by every job that takes it.
+    expect(refusedMisses).toEqual([]);
   }, 600_000);
+
+  it('hashFile(p, { progressIntervalMs: -5 }) is TV_INVALID_ARGUMENT, as checkJobOptions says it', async () => {
+    await expect(tv.hashFile(st, { progressIntervalMs: -5 })).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+      context: { argument: 'progressIntervalMs' },
+      message: expect.stringMatching(/progressIntervalMs/),
+    });
+  });
 
   it('null as options is refused with TV_INVALID_ARGUMENT naming options (verify(p, null))', async () => {
     await expect(tv.verify(protectedFile, null as never)).rejects.toMatchObject({

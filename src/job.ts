@@ -4,7 +4,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { abortError, type ErrorCode, fromNative, throwIfAborted } from './errors';
 import { type NativeJobControl, native } from './native';
-import { optionalFunction, optionalSignal } from './validate';
+import { checkJobOptions } from './validate';
 
 /** Progress of a long operation. */
 export interface Progress {
@@ -97,8 +97,8 @@ export async function runJob<T>(
   start: (control: NativeJobControl) => Promise<T>,
 ): Promise<T> {
   const { signal, onProgress } = options;
-  optionalSignal(signal);
-  optionalFunction(onProgress, 'onProgress');
+  // Every job field, progressIntervalMs included (it was not checked here: -5 was accepted).
+  checkJobOptions(options);
   throwIfAborted(signal, 'The operation was aborted before it started');
   let control: NativeJobControl;
   let promise: Promise<T>;
