@@ -659,6 +659,28 @@ describe('every public entry point refuses bad arguments with a typed error (iss
     });
   });
 
+  it.each<[string, () => unknown]>([
+    ['openSafetensors', () => tv.openSafetensors(st, [] as never)],
+    ['SafetensorsFile.tensor', () => file.tensor('w', [] as never)],
+    ['SafetensorsFile.slice', () => file.slice('w', 0, 1, [] as never)],
+    ['SafetensorsFile.chunks', () => [...file.chunks('w', [] as never)]],
+    ['SafetensorsFile.prefetch', () => file.prefetch(undefined, [] as never)],
+    ['saveSafetensors', () => tv.saveSafetensors(fresh('arr'), tensors() as tv.TensorsToSave, [] as never)],
+    [
+      'saveShardedSafetensors',
+      () => tv.saveShardedSafetensors(freshDir('arr'), tensors() as tv.TensorsToSave, [] as never),
+    ],
+    ['openShardedSafetensors', () => tv.openShardedSafetensors(shardIndex, [] as never)],
+    ['Checkpoint.readRange', () => ckpt.readRange('w', 0, 4, [] as never)],
+    ['Checkpoint.chunks', () => ckpt.chunks('w', [] as never).next()],
+  ])('an array as options is TV_INVALID_ARGUMENT naming options: %s', async (_name, call) => {
+    // checkOptionsObject (the safetensors and checkpoint readers, the writers) took an array.
+    await expect((async () => call())()).rejects.toMatchObject({
+      code: 'TV_INVALID_ARGUMENT',
+      context: { argument: 'options' },
+    });
+  });
+
   it('{ overwrite: "false" } is refused and the destination keeps its log', async () => {
     await expect(tv.restoreBackup(archive, logDir, { overwrite: 'false' as never })).rejects.toMatchObject({
       code: 'TV_INVALID_ARGUMENT',

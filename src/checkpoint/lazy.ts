@@ -10,14 +10,8 @@ import { ErrorCode, TensorVaultError, throwIfAborted } from '../errors';
 import { ioError } from '../io/fs';
 import { abortable } from '../job';
 import type { NativeOutboard } from '../native/binding';
-import {
-  checkOptionsObject,
-  checkTensorRange,
-  type SafetensorsFile,
-  type Tensor,
-  type TensorInfo,
-} from '../safetensors/reader';
-import { optionalSignal } from '../validate';
+import { checkTensorRange, type SafetensorsFile, type Tensor, type TensorInfo } from '../safetensors/reader';
+import { optionalSignal, optionsObject } from '../validate';
 import { CheckedBytes } from './checked';
 import { type ChunkCheckState, checkChunks } from './chunk-check';
 import { publish, racedError } from './commit';
@@ -220,7 +214,7 @@ export class Checkpoint {
   ): Promise<Buffer> {
     if (this.#closed) throw closedError(this.path);
     const info = this.#file.info(name);
-    checkOptionsObject(options);
+    optionsObject(options);
     const signal = optionalSignal(options.signal);
     checkTensorRange(info, offset, length);
     return this.#verifiedRead(info, offset, length, signal, () =>
@@ -281,7 +275,7 @@ export class Checkpoint {
   chunks(name: string, options: CheckpointChunkOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
     if (this.#closed) throw closedError(this.path);
     const info = this.#file.info(name);
-    checkOptionsObject(options);
+    optionsObject(options);
     const signal = optionalSignal(options.signal);
     const step = chunkBytesOf(options);
     return this.#verifiedPieces(info, step, signal);

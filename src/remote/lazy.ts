@@ -29,8 +29,8 @@ import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '..
 import { atomicWriteFile } from '../io/atomic';
 import { closeQuietly, makeFolder, typedIoError } from '../io/fs';
 import { abortable } from '../job';
-import { checkOptionsObject, checkTensorRange, type Tensor, type TensorInfo } from '../safetensors/reader';
-import { optionalSignal } from '../validate';
+import { checkTensorRange, type Tensor, type TensorInfo } from '../safetensors/reader';
+import { optionalSignal, optionsObject } from '../validate';
 import { evict } from './cache';
 import { publishRemote, remoteCacheDir } from './common';
 import { type ChunkSource, chunkSourceOf, fetchChunks, localChunkGood } from './fetch';
@@ -333,7 +333,7 @@ export class RemoteCheckpoint {
   ): Promise<Buffer> {
     if (this.#closed) throw this.#closedError();
     const info = this.#local.info(name);
-    checkOptionsObject(options);
+    optionsObject(options);
     const signal = optionalSignal(options.signal);
     checkTensorRange(info, offset, length);
     const start = info.fileOffset + offset;
@@ -359,7 +359,7 @@ export class RemoteCheckpoint {
   chunks(name: string, options: CheckpointChunkOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
     if (this.#closed) throw this.#closedError();
     const info = this.#local.info(name);
-    checkOptionsObject(options);
+    optionsObject(options);
     const signal = optionalSignal(options.signal);
     const step = chunkBytesOf(options);
     return this.#pieces(info, step, signal);

@@ -18,7 +18,13 @@ import { settleClosedMappings } from '../io/mappings';
 import { type JobOptions, runJob } from '../job';
 import { type NativeSafetensorsHandle, type NativeTensorInfo, native } from '../native';
 import type { NativeFd } from '../native/binding';
-import { checkWellFormed, describeValue, hasLoneSurrogate, optionalBoolean } from '../validate';
+import {
+  checkWellFormed,
+  describeValue,
+  hasLoneSurrogate,
+  optionalBoolean,
+  optionsObject,
+} from '../validate';
 import { type Dtype, isDtype, VIEW } from './dtype';
 import type {
   ChunkOptions,
@@ -63,13 +69,6 @@ function checkName(name: unknown): string {
   // The addon would look up the name with its lone surrogates turned into U+FFFD: another tensor.
   checkWellFormed('name', name, 'tensor name');
   return name;
-}
-
-/** @internal Throws `TV_INVALID_ARGUMENT` unless `options` is an object (shared by the writers). */
-export function checkOptionsObject(options: unknown): void {
-  if (typeof options !== 'object' || options === null) {
-    throw invalidArgument('options', 'options must be an object');
-  }
 }
 
 function checkPopulate(populate: unknown): boolean | undefined {
@@ -373,7 +372,7 @@ export class SafetensorsFile {
     const options = given === undefined ? {} : given; // null is refused below, not defaulted
     const info = this.info(name);
     if (typed) checkDtype(info, dtypeOrOptions);
-    checkOptionsObject(options);
+    optionsObject(options);
     return this.#view(
       info,
       0,
@@ -392,7 +391,7 @@ export class SafetensorsFile {
    */
   slice(name: string, start: number, end?: number, options: TensorOptions = {}): Tensor {
     const info = this.info(name);
-    checkOptionsObject(options);
+    optionsObject(options);
     const rows = info.shape[0];
     if (rows === undefined)
       throw invalidArgument('name', `tensor ${JSON.stringify(name)} is a scalar: it has no rows to slice`);
@@ -460,7 +459,7 @@ export class SafetensorsFile {
    */
   *chunks(name: string, options: ChunkOptions = {}): Generator<Uint8Array, void, undefined> {
     const info = this.info(name);
-    checkOptionsObject(options);
+    optionsObject(options);
     const populate = checkPopulate(options.populate) ?? this.#populate;
     const step = options.chunkBytes ?? 64 * 1024 * 1024;
     if (!Number.isSafeInteger(step) || step < 1 || step > this.#max) {
@@ -502,7 +501,7 @@ export class SafetensorsFile {
       if (!Array.isArray(names)) throw invalidArgument('names', 'names must be an array of tensor names');
       list = [...new Set(names.map((n) => this.info(n).name))];
     }
-    checkOptionsObject(options);
+    optionsObject(options);
     let byteLength = 0;
     if (list === undefined) byteLength = this.#dataLength;
     else for (const n of list) byteLength += this.info(n).byteLength;
@@ -560,7 +559,7 @@ export async function openSafetensors(
 ): Promise<SafetensorsFile> {
   if (typeof path !== 'string' || path.length === 0)
     throw invalidArgument('path', 'path must be a non-empty string');
-  checkOptionsObject(options);
+  optionsObject(options);
   if (
     options.maxTensorBytes !== undefined &&
     (!Number.isSafeInteger(options.maxTensorBytes) || options.maxTensorBytes < 1)

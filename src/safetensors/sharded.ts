@@ -4,10 +4,9 @@ import { asyncDisposeSymbol } from '../dispose';
 import { abortError, ErrorCode, fromNative, invalidArgument, TensorVaultError } from '../errors';
 import { assertRegularFile, ioError } from '../io/index';
 import { native } from '../native';
-import { optionalBoolean, requiredString } from '../validate';
+import { optionalBoolean, optionsObject, requiredString } from '../validate';
 import type { TensorArray } from './dtype';
 import {
-  checkOptionsObject,
   type OpenSafetensorsOptions,
   openSafetensors,
   type SafetensorsFile,
@@ -187,7 +186,7 @@ export async function openShardedSafetensors(
   if (typeof indexPath !== 'string' || indexPath.length === 0) {
     throw invalidArgument('indexPath', 'indexPath must be a non-empty string');
   }
-  checkOptionsObject(options);
+  optionsObject(options);
   optionalBoolean(options.copy, 'copy');
   optionalBoolean(options.populate, 'populate');
   let text: string;
@@ -232,7 +231,7 @@ export async function saveShardedSafetensors(
 ): Promise<SaveShardedResult> {
   if (typeof dir !== 'string' || dir.length === 0)
     throw invalidArgument('dir', 'dir must be a non-empty string');
-  checkOptionsObject(options);
+  optionsObject(options);
   const max = options.maxShardBytes ?? 5_000_000_000;
   if (!Number.isSafeInteger(max) || max < 1)
     throw invalidArgument('maxShardBytes', 'maxShardBytes must be a positive integer');

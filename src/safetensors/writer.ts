@@ -3,9 +3,8 @@ import { abortError, ErrorCode, invalidArgument, TensorVaultError } from '../err
 import { folderError } from '../io/fs';
 import { abortable, type JobOptions, runJob } from '../job';
 import { type NativeJobControl, type NativeSafetensorsWriterHandle, native } from '../native';
-import { bytesOf, checkWellFormed, describeValue } from '../validate';
+import { bytesOf, checkWellFormed, describeValue, optionsObject } from '../validate';
 import { BITS, byteLengthOf, type Dtype, isDtype, type TensorArray } from './dtype';
-import { checkOptionsObject } from './reader';
 
 /** Bytes accepted as a tensor's data. */
 export type TensorSource =
@@ -349,7 +348,7 @@ export async function saveSafetensors(
 ): Promise<SaveSafetensorsResult> {
   if (typeof path !== 'string' || path.length === 0)
     throw invalidArgument('path', 'path must be a non-empty string');
-  checkOptionsObject(options);
+  optionsObject(options);
   const prepared = prepare(tensors);
   const metadata = checkMetadata(options.metadata);
   return runJob('saveSafetensors', options, async (control) => {
