@@ -15,13 +15,14 @@ import {
   readFileSync,
   statSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
-import { tempStem } from '../dist/io/atomic.js';
+import { atomicWriteFile, atomicWriteFileSync, tempStem } from '../dist/io/atomic.js';
 import { native } from '../dist/native/index.js';
 import { holdLocks } from './helpers/lock-holder';
 import { tempDir } from './helpers/tmp';
@@ -266,6 +267,159 @@ describe("a re-saved checkpoint set keeps its files' modes and owners (QA qa22-i
     expect(statSync(p).mode & 0o777).toBe(0o640);
   });
 });
+
+/** The test build's xattr hooks (`__testSetXattr` returns 0 or the errno). */
+const xattrHooks = (() => {
+  type Hooked = {
+    __testSetXattr?: (path: string, name: string, value: Buffer) => number;
+    __testGetXattr?: (path: string, name: string) => Buffer | null;
+  };
+  const h = native() as unknown as Hooked;
+  const set = h.__testSetXattr;
+  const get = h.__testGetXattr;
+  if (set === undefined || get === undefined) throw new Error('the addon was built without TV_TEST_HOOKS=1');
+  return { set, get };
+})();
+const setX = (path: string, name: string, value: string | Buffer): number =>
+  xattrHooks.set(path, name, Buffer.from(value));
+const getX = (path: string, name: string): string | undefined => xattrHooks.get(path, name)?.toString();
+/** Whether this folder's file system takes user xattrs (checked once; the tests below skip if not). */
+const userXattrs = (() => {
+  const p = fresh('xattr-probe');
+  writeFileSync(p, '');
+  return setX(p, 'user.tv.probe', '1') === 0;
+})();
+
+/**
+ * A POSIX access ACL as the kernel stores it in `system.posix_acl_access` (version 2, entries of tag,
+ * permission and id): user::rw-, user:4242:r--, group::r--, mask::r--, other::--- (mode 0640).
+ */
+function aclBytes(): Buffer {
+  const none = 0xffffffff;
+  const entries: [number, number, number][] = [
+    [0x01, 6, none], // ACL_USER_OBJ
+    [0x02, 4, 4242], // ACL_USER
+    [0x04, 4, none], // ACL_GROUP_OBJ
+    [0x10, 4, none], // ACL_MASK
+    [0x20, 0, none], // ACL_OTHER
+  ];
+  const b = Buffer.alloc(4 + entries.length * 8);
+  b.writeUInt32LE(2, 0);
+  entries.forEach(([tag, perm, id], i) => {
+    b.writeUInt16LE(tag, 4 + i * 8);
+    b.writeUInt16LE(perm, 6 + i * 8);
+    b.writeUInt32LE(id, 8 + i * 8);
+  });
+  return b;
+}
+
+describe.skipIf(!userXattrs)(
+  'replacing a file keeps its extended attributes and ACLs (QA qa22-ident 7)',
+  () => {
+    // Defect: every replacing writer copied only the owner and mode onto its temporary, so a file's
+    // xattrs, and with them its POSIX ACL and SELinux label, were gone after the rename.
+    it('a re-protected sidecar keeps its user xattrs', async () => {
+      const data = fresh('x-protected.bin');
+      writeFileSync(data, Buffer.alloc(40 * 4096 - 99, 7));
+      const opts = { k: 4, m: 2, chunkSize: 4096 };
+      const { sidecarPath } = await tv.protect(data, opts);
+      expect(setX(sidecarPath, 'user.tv.sidecar', 'kept')).toBe(0);
+      await tv.protect(data, opts);
+      expect(getX(sidecarPath, 'user.tv.sidecar')).toBe('kept');
+    });
+
+    it('a re-saved safetensors file keeps its user xattrs', async () => {
+      const st = fresh('x.safetensors');
+      await tv.saveSafetensors(st, { a: new Float32Array(4) });
+      expect(setX(st, 'user.tv.st', 'kept')).toBe(0);
+      const { size } = statSync(st);
+      await tv.saveSafetensors(st, { a: new Float32Array(8) });
+      expect(statSync(st).size).toBe(size + 16); // the new content
+      expect(getX(st, 'user.tv.st')).toBe('kept');
+    });
+
+    it("a file repaired with mode 'copy' keeps its user xattrs", async () => {
+      const data = fresh('x-repaired.bin');
+      const original = Buffer.alloc(40 * 4096 - 99, 7);
+      writeFileSync(data, original);
+      await tv.protect(data, { k: 4, m: 2, chunkSize: 4096 });
+      expect(setX(data, 'user.tv.data', 'kept')).toBe(0);
+      const { ino, mtime, atime } = statSync(data);
+      const b = readFileSync(data);
+      b[5 * 4096 + 33] = (b[5 * 4096 + 33] as number) ^ 0x81;
+      writeFileSync(data, b);
+      utimesSync(data, atime, mtime);
+      const r = await tv.repair(data, { mode: 'copy' });
+      expect(r.writeMode).toBe('copy');
+      expect(statSync(data).ino).not.toBe(ino); // a new file, renamed over the damaged one
+      expect(readFileSync(data).equals(original)).toBe(true);
+      expect(getX(data, 'user.tv.data')).toBe('kept');
+    });
+
+    const ecc = { tensorvault: 'medium', pyfolds: 'off', 'pyfolds-ecc': 'med' } as const;
+    for (const layout of ['tensorvault', 'pyfolds', 'pyfolds-ecc'] as const) {
+      it(`${layout}: every file of a re-saved checkpoint set keeps its user xattrs`, async () => {
+        const d = fresh(`x-ckpt-${layout}`);
+        mkdirSync(d);
+        const p = join(d, 'm.safetensors');
+        const opts = { layout, ecc: ecc[layout], hmacKey: null };
+        await tv.saveCheckpoint(p, { w: new Float32Array(70_000).fill(1) }, opts);
+        const names = readdirSync(d).filter((f) => !f.startsWith('.'));
+        expect(names.length).toBeGreaterThan(1);
+        for (const f of names) expect(setX(join(d, f), 'user.tv.name', f)).toBe(0);
+        await tv.saveCheckpoint(p, { w: new Float32Array(70_000).fill(2) }, opts);
+        for (const f of names) expect(getX(join(d, f), 'user.tv.name'), f).toBe(f);
+        expect((await (await tv.loadCheckpoint(p, { hmacKey: null })).tensor('w')).data[0]).toBe(2);
+      });
+    }
+
+    it("the ring log's compaction and the event log's writer (TypeScript atomic writes) keep user xattrs", async () => {
+      const log = fresh('x-ring.log');
+      writeFileSync(log, '');
+      expect(setX(log, 'user.tv.ring', 'kept')).toBe(0);
+      const held = openSync(log, 'r'); // the old inode stays allocated: its number is not reused
+      const { ino } = statSync(log);
+      const ring = new tv.RingFileLog(log, { capacityLines: 2, compactionSlack: 0, flushIntervalMs: 0 });
+      for (let i = 0; i < 5; i++) ring.info(`line ${i}`);
+      ring.close();
+      closeSync(held);
+      expect(statSync(log).ino).not.toBe(ino); // compacted: a new file renamed over it
+      expect(tv.readRingLog(log).records.length).toBe(2);
+      expect(getX(log, 'user.tv.ring')).toBe('kept');
+
+      // atomicWriteFile: the event log's metadata and segments, manifests, journals.
+      const meta = fresh('x-meta.json');
+      writeFileSync(meta, '{}');
+      expect(setX(meta, 'user.tv.meta', 'kept')).toBe(0);
+      await atomicWriteFile(meta, '{"a":1}');
+      expect(readFileSync(meta, 'utf8')).toBe('{"a":1}');
+      expect(getX(meta, 'user.tv.meta')).toBe('kept');
+      const sync = fresh('x-sync.bin');
+      writeFileSync(sync, 'old');
+      expect(setX(sync, 'user.tv.sync', 'kept')).toBe(0);
+      atomicWriteFileSync(sync, Buffer.from('new'));
+      expect(getX(sync, 'user.tv.sync')).toBe('kept');
+    });
+
+    it('a POSIX ACL is kept across a re-save (core writer) and an atomic write (TypeScript writer)', async (ctx) => {
+      const st = fresh('x-acl.safetensors');
+      await tv.saveSafetensors(st, { a: new Float32Array(4) });
+      const json = fresh('x-acl.json');
+      writeFileSync(json, '{}');
+      const acl = aclBytes();
+      const rc = setX(st, 'system.posix_acl_access', acl);
+      if (rc !== 0) ctx.skip(`this file system takes no POSIX ACLs (errno ${rc})`);
+      expect(setX(json, 'system.posix_acl_access', acl)).toBe(0);
+      expect(statSync(st).mode & 0o777).toBe(0o640); // the ACL set the mode
+      await tv.saveSafetensors(st, { a: new Float32Array(8) });
+      await atomicWriteFile(json, '{"b":2}');
+      for (const p of [st, json]) {
+        expect(xattrHooks.get(p, 'system.posix_acl_access')?.equals(acl), p).toBe(true);
+        expect(statSync(p).mode & 0o777, p).toBe(0o640);
+      }
+    });
+  },
+);
 
 describe('a checkpoint through a symlink is the set beside its target (QA qa22-ident 2)', () => {
   it("a save through a link replaces the target's set and the link stays; load, verify and repair follow it", async () => {

@@ -334,24 +334,38 @@ function existingAttributes(target: string): { mode: number; uid: number; gid: n
   }
 }
 
+/**
+ * Copy the extended attributes of `from`, the file being replaced, onto the temporary `tmp` (on Linux:
+ * its xattrs, so its POSIX ACLs and SELinux label too; not `security.capability`). Best effort, as
+ * in the core's writers: what this process may not set, or a file system without xattrs, is skipped.
+ * One `listxattr` when `from` has none.
+ */
+function keepXattrs(from: string, tmp: string): void {
+  callNative(() => native().copyXattrs(from, tmp));
+}
+
 /** Ignore only "not permitted" from a chown: a non-root writer cannot give a file away. */
 const ignoreEperm = (err: unknown): void => {
   if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
 };
 
 /**
- * Give the temporary `tmp`, about to be renamed over `final`, the permission bits and (where this
- * process may set it) the owner of `final`; when `final` does not exist, those of `like` when given
- * and present (a sidecar new to a checkpoint set takes its weights'), else nothing changes (a new
- * file: the creation mode less the umask). For writers that make their temporaries themselves (the
+ * Give the temporary `tmp`, about to be renamed over `final`, the permission bits, the extended
+ * attributes ({@link keepXattrs}) and (where this process may set it) the owner of `final`; when
+ * `final` does not exist, the mode and owner of `like` when given and present (a sidecar new to a
+ * checkpoint set takes its weights'; not their xattrs), else nothing changes (a new file: the
+ * creation mode less the umask). For writers that make their temporaries themselves (the
  * checkpoint set, its repairs); {@link atomicWriteFile} does the same on its own temporary.
  */
 export async function keepAttributesOf(tmp: string, final: string, like?: string): Promise<void> {
-  const keep = existingAttributes(final) ?? (like === undefined ? undefined : existingAttributes(like));
+  const replaced = existingAttributes(final);
+  const keep = replaced ?? (like === undefined ? undefined : existingAttributes(like));
   if (keep === undefined) return;
   try {
-    // chown first: it clears set-id bits, which the chmod then puts back.
+    // chown first: it clears set-id bits (and file capabilities), which the chmod then puts back;
+    // the xattrs before the chmod, so the mode (and an ACL's mask, the group bits) is the one kept.
     await fsp.chown(tmp, keep.uid, keep.gid).catch(ignoreEperm);
+    if (replaced !== undefined) keepXattrs(final, tmp);
     await fsp.chmod(tmp, keep.mode);
   } catch (err) {
     throw ioError(err, final, 'cannot keep the mode and owner of', tmp);
@@ -361,8 +375,8 @@ export async function keepAttributesOf(tmp: string, final: string, like?: string
 /** Options of {@link atomicWriteFile}. */
 export interface AtomicWriteOptions {
   /**
-   * File mode of a new file (default 0o644, less the umask). A replaced file keeps its own mode and,
-   * where this process may set it, its owner.
+   * File mode of a new file (default 0o644, less the umask). A replaced file keeps its own mode, its
+   * extended attributes (Linux; best effort) and, where this process may set it, its owner.
    */
   mode?: number;
   /** fsync the file and its folder (default true). */
@@ -385,6 +399,7 @@ export async function atomicWriteFile(
     ({ fh, tmp } = await createLockedTemp(target, mode));
     if (keep !== undefined) {
       await fh.chown(keep.uid, keep.gid).catch(ignoreEperm);
+      keepXattrs(target, tmp);
       await fh.chmod(keep.mode);
     }
     await fh.writeFile(data);
@@ -471,6 +486,7 @@ export function atomicWriteFileSync(
       } catch (err) {
         ignoreEperm(err);
       }
+      keepXattrs(target, tmp);
       fchmodSync(fd, keep.mode);
     }
     writeAllAt(fd, data, 0);

@@ -406,6 +406,17 @@ export declare function checkpointTreeRoot(leaves: Uint8Array, chunkSize: number
  */
 export declare function checkpointWriteOutboard(weights: string, out: string, chunkSize: number, control: JobControl): Promise<number>
 
+/**
+ * Copy the extended attributes of the file at `from` (a file about to be replaced; symlinks followed)
+ * onto the file at `to` (the writer's temporary, renamed over it next): on Linux its xattrs, so also
+ * its POSIX ACLs and `SELinux` label, except `security.capability` (see
+ * `tensorvault_core::io::copy_xattrs`). The TypeScript writers' counterpart of the core writers' own
+ * copy. Best effort: returns how many were copied; an attribute this process may not read or set,
+ * a file system without xattrs or a `to` that cannot be opened copies nothing and is no error.
+ * Other platforms: 0, nothing copied.
+ */
+export declare function copyXattrs(from: string, to: string): number
+
 /** The CPU features detected and the kernels in use. */
 export declare function cpuInfo(): CpuInfo
 

@@ -71,6 +71,7 @@ const EXPORT_NAMES: Record<keyof NativeBinding, true> = {
   checkpointSeal: true,
   checkpointTreeRoot: true,
   checkpointWriteOutboard: true,
+  copyXattrs: true,
   cpuInfo: true,
   NativeCheckpointOpen: true,
   NativeErasureCodec: true,

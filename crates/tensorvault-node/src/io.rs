@@ -92,6 +92,24 @@ pub fn try_lock_fd(fd: i32, path: String) -> napi::Result<bool> {
     })
 }
 
+/// Copy the extended attributes of the file at `from` (a file about to be replaced; symlinks followed)
+/// onto the file at `to` (the writer's temporary, renamed over it next): on Linux its xattrs, so also
+/// its POSIX ACLs and `SELinux` label, except `security.capability` (see
+/// `tensorvault_core::io::copy_xattrs`). The TypeScript writers' counterpart of the core writers' own
+/// copy. Best effort: returns how many were copied; an attribute this process may not read or set,
+/// a file system without xattrs or a `to` that cannot be opened copies nothing and is no error.
+/// Other platforms: 0, nothing copied.
+#[napi]
+pub fn copy_xattrs(from: String, to: String) -> napi::Result<u32> {
+    guard(|| {
+        let n = tensorvault_core::io::copy_xattrs_to_path(
+            std::path::Path::new(&from),
+            std::path::Path::new(&to),
+        );
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    })
+}
+
 /// Mappings kept alive only by views after their file was closed: their finalizers (run by Node on a
 /// later turn of the event loop) have not released them yet. See
 /// `tensorvault_core::io::orphaned_mappings` and `settleClosedMappings` (`src/io/mappings.ts`).

@@ -93,3 +93,63 @@ pub fn test_cancel_at_progress(bytes: f64) {
 pub fn test_cancel_fired() -> bool {
     tensorvault_core::control::test_hooks::fired()
 }
+
+/// Set the extended attribute `name` of the file at `path` to `value` (`setxattr`, symlinks
+/// followed): 0, or the errno it failed with (`EOPNOTSUPP` on a file system without user xattrs).
+/// Linux only (elsewhere `EOPNOTSUPP`). For the tests of what a replaced file keeps.
+#[napi(js_name = "__testSetXattr")]
+#[must_use]
+pub fn test_set_xattr(path: String, name: String, value: napi::bindgen_prelude::Buffer) -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        let (Ok(p), Ok(n)) = (std::ffi::CString::new(path), std::ffi::CString::new(name)) else {
+            return libc::EINVAL;
+        };
+        // SAFETY: NUL-terminated path and name; `value` is `value.len()` readable bytes.
+        let rc = unsafe {
+            libc::setxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        if rc == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO)
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (path, name, value);
+        libc::EOPNOTSUPP
+    }
+}
+
+/// The value of the extended attribute `name` of the file at `path` (`getxattr`, symlinks followed),
+/// or null when it has none (or it cannot be read). Linux only (elsewhere null).
+#[napi(js_name = "__testGetXattr")]
+#[must_use]
+pub fn test_get_xattr(path: String, name: String) -> Option<napi::bindgen_prelude::Buffer> {
+    #[cfg(target_os = "linux")]
+    {
+        let p = std::ffi::CString::new(path).ok()?;
+        let n = std::ffi::CString::new(name).ok()?;
+        let mut buf = vec![0u8; 65_536];
+        // SAFETY: NUL-terminated path and name; `buf` is `buf.len()` writable bytes.
+        let got =
+            unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let len = usize::try_from(got).ok()?;
+        buf.truncate(len);
+        Some(buf.into())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (path, name);
+        None
+    }
+}

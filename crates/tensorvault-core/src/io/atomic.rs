@@ -30,8 +30,9 @@ impl AtomicFile {
     /// [`writable_target`]: a destination that exists and is not a regular file is refused, and a
     /// symlink is followed (the file it names is replaced; the link stays).
     ///
-    /// The new file keeps the permissions and (where the process may set it) the owner of the file it
-    /// replaces; a new file gets mode 0644 less the umask.
+    /// The new file keeps the permissions, the extended attributes (Linux: ACLs and security labels
+    /// too, where the process may set them; see [`super::copy_xattrs`]) and (where the process may
+    /// set it) the owner of the file it replaces; a new file gets mode 0644 less the umask.
     pub fn create(dest: &Path) -> Result<AtomicFile, IoError> {
         Self::create_inner(dest, None)
     }
@@ -102,7 +103,7 @@ impl AtomicFile {
                 Err(e) => return Err(temporary(&dest, &tmp, "create", e)),
             }
         };
-        if let Err(e) = keep_attributes(&file, existing.as_ref(), mode) {
+        if let Err(e) = keep_attributes(&file, existing.as_ref().map(|m| (&*dest, m)), mode) {
             let _ = std::fs::remove_file(&tmp);
             return Err(temporary(&dest, &tmp, "chmod", e));
         }
@@ -430,21 +431,26 @@ fn process_alive(pid: i32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Give the temporary file the replaced file's permission bits and owner (or `mode` when given).
-/// Changing the owner is best effort: only a privileged process may give a file away.
+/// Give the temporary file the replaced file's (`existing`: its path and metadata) owner, extended
+/// attributes and permission bits (or `mode` when given). Changing the owner is best effort (only a
+/// privileged process may give a file away), and so is each xattr ([`super::copy_xattrs`]). The
+/// order matters: a chown drops file capabilities and set-id bits, and the chmod comes last so the
+/// mode (and an ACL's mask, which follows the group bits) is the one asked for.
 fn keep_attributes(
     file: &File,
-    existing: Option<&std::fs::Metadata>,
+    existing: Option<(&Path, &std::fs::Metadata)>,
     mode: Option<u32>,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if let Some(m) = existing {
+    if let Some((path, m)) = existing {
         if let Err(e) = std::os::unix::fs::fchown(file, Some(m.uid()), Some(m.gid())) {
             if e.raw_os_error() != Some(libc::EPERM) {
                 return Err(e);
             }
         }
+        let _ = super::copy_xattrs(path, file);
     }
+    let existing = existing.map(|(_, m)| m);
     match mode.or_else(|| existing.map(|m| m.permissions().mode() & 0o7777)) {
         Some(bits) => file.set_permissions(std::fs::Permissions::from_mode(bits)),
         None => Ok(()),

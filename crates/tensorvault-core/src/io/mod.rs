@@ -5,10 +5,12 @@ pub mod atomic;
 mod lock;
 mod map;
 pub mod sigbus;
+mod xattr;
 
 pub use atomic::{sync_parent, writable_target, write_atomic, AtomicFile};
 pub use lock::{try_lock_fd, FileLock, LockError};
 pub use map::{orphaned_mappings, Mapping, Pages, Populated};
+pub use xattr::{copy_xattrs, copy_xattrs_to_path};
 
 use std::fs::File;
 use std::io;
