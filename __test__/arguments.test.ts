@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tv from '../dist/index.js';
+import { RingTransport } from '../dist/logging/winston.js';
 import { tempDir } from './helpers/tmp';
 
 const root = tempDir('tv-args-');
@@ -105,6 +106,7 @@ let log: tv.EventLog;
 let sharded: tv.ShardedSafetensors;
 let ring: tv.RingFileLog;
 let ckpt: tv.Checkpoint;
+let ckptPath = '';
 
 // Bad values include relative names ('x', 'false'): run in a scratch folder so nothing lands in the checkout.
 const cwd = process.cwd();
@@ -134,9 +136,9 @@ beforeAll(async () => {
   sharded = await tv.openShardedSafetensors(shardIndex);
   ringPath = fresh('ring');
   ring = new tv.RingFileLog(ringPath, { capacityLines: 100 });
-  const cp = `${fresh('ck')}.safetensors`;
-  await tv.saveCheckpoint(cp, { w: new Float32Array(4) }, { ecc: 'off', hmacKey: null, gitHash: 't' });
-  ckpt = await tv.loadCheckpoint(cp);
+  ckptPath = `${fresh('ck')}.safetensors`;
+  await tv.saveCheckpoint(ckptPath, { w: new Float32Array(4) }, { ecc: 'off', hmacKey: null, gitHash: 't' });
+  ckpt = await tv.loadCheckpoint(ckptPath);
 });
 
 const rs = () => new tv.RsCodec(4);
@@ -673,8 +675,30 @@ describe('every public entry point refuses bad arguments with a typed error (iss
     ['openShardedSafetensors', () => tv.openShardedSafetensors(shardIndex, [] as never)],
     ['Checkpoint.readRange', () => ckpt.readRange('w', 0, 4, [] as never)],
     ['Checkpoint.chunks', () => ckpt.chunks('w', [] as never).next()],
+    // Hand-written `typeof options !== 'object' || options === null` checks let an array through too.
+    ['hashFile', () => tv.hashFile(st, [] as never)],
+    ['EventLog.open', async () => (await tv.EventLog.open(fresh('arr'), [] as never)).close()],
+    ['new RingFileLog', () => new tv.RingFileLog(fresh('arr'), [] as never).close()],
+    ['ringDestination', () => tv.ringDestination(fresh('arr'), [] as never).log.close()],
+    ['new RingTransport (winston)', () => new RingTransport([] as never).ring.close()],
+    [
+      'openFold',
+      async () => (await tv.openFold(join(__dirname, 'fixtures', 'fold', 'plain.fold'), [] as never)).close(),
+    ],
+    ['loadCheckpoint', async () => (await tv.loadCheckpoint(ckptPath, [] as never)).close()],
+    ['loadSecure', () => tv.loadSecure(fresh('manifest.json'), [] as never)],
+    [
+      'saveCheckpoint',
+      () => tv.saveCheckpoint(`${fresh('arr')}.safetensors`, { w: new Float32Array(4) }, [] as never),
+    ],
+    ['new CheckpointManager', () => new tv.CheckpointManager(fresh('arr'), [] as never)],
+    [
+      'CheckpointManager.save',
+      () => new tv.CheckpointManager(fresh('arr')).save(1, { w: new Float32Array(4) }, [] as never),
+    ],
   ])('an array as options is TV_INVALID_ARGUMENT naming options: %s', async (_name, call) => {
-    // checkOptionsObject (the safetensors and checkpoint readers, the writers) took an array.
+    // checkOptionsObject (the safetensors and checkpoint readers, the writers) took an array, and so
+    // did the hand-written checks (hashFile, the event log, the ring logs, folds, checkpoints).
     await expect((async () => call())()).rejects.toMatchObject({
       code: 'TV_INVALID_ARGUMENT',
       context: { argument: 'options' },

@@ -7,6 +7,7 @@ import type { NativeSafetensors } from '../native/binding';
 import { loadRemoteCheckpoint, type RemoteCheckpoint, type RemoteLoadOptions } from '../remote/lazy';
 import { isRemoteUrl, type RemoteUrl } from '../remote/url';
 import { type SafetensorsFile, wrapNativeFile } from '../safetensors/reader';
+import { optionsObject } from '../validate';
 import { publish, settleCommit, unlessRaced } from './commit';
 import { WeightsFd } from './descriptor';
 import { CheckpointMismatchError } from './errors';
@@ -366,8 +367,7 @@ export async function loadSecure(manifestPath: string, options: LoadSecureOption
   if (typeof manifestPath !== 'string' || manifestPath.length === 0) {
     throw invalidArgument('manifestPath', 'manifestPath must be a non-empty string');
   }
-  if (typeof options !== 'object' || options === null)
-    throw invalidArgument('options', 'options must be an object');
+  optionsObject(options);
   const { key, requireHmac } = checkOptions({ ...options, verify: 'full' });
   const doc = readJson(manifestPath);
   const wf = doc.weight_file;

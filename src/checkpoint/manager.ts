@@ -9,6 +9,7 @@ import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { ioError, makeFolder, notAFolder } from '../io/fs';
 import type { WriterLock } from '../io/lock';
 import type { TensorsToSave } from '../safetensors/writer';
+import { optionsObject } from '../validate';
 import { commitSet, lockSet, lockSetAsync, needsRecovery, publish, recoverLocked } from './commit';
 import { checkSealMessage } from './integrity';
 import type { CheckpointLayout } from './layout';
@@ -77,9 +78,7 @@ export class CheckpointManager {
   constructor(dir: string, options: CheckpointManagerOptions = {}) {
     if (typeof dir !== 'string' || dir.length === 0)
       throw invalidArgument('dir', 'dir must be a non-empty string');
-    if (typeof options !== 'object' || options === null) {
-      throw invalidArgument('options', 'options must be an object');
-    }
+    optionsObject(options);
     const int = (v: unknown, name: string, dflt: number): number => {
       if (v === undefined) return dflt;
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
@@ -257,12 +256,7 @@ export class CheckpointManager {
     if (!Number.isSafeInteger(step) || step < 0 || step > 999_999_999_999_999) {
       throw invalidArgument('step', 'step must be a non-negative integer');
     }
-    if (typeof options !== 'object' || options === null) {
-      throw invalidArgument(
-        'options',
-        `options must be an object, got ${options === null ? 'null' : typeof options}`,
-      );
-    }
+    optionsObject(options);
     const metrics = options.metrics ?? {};
     for (const [k, v] of Object.entries(metrics)) {
       if (typeof v !== 'number' || !Number.isFinite(v))

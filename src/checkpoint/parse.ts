@@ -9,6 +9,7 @@ import { native } from '../native';
 import type { NativeCheckpointOpen, NativeOutboard, NativeSafetensors } from '../native/binding';
 import { type Dtype, isDtype } from '../safetensors/dtype';
 import { SYNC_HEADER_MAX, type TensorInfo } from '../safetensors/reader';
+import { optionsObject } from '../validate';
 import { prepareRead } from './commit';
 import type { CheckpointMismatches } from './errors';
 import {
@@ -434,8 +435,7 @@ export function checkOptions(options: LoadCheckpointOptions): {
   key: HmacKey | undefined;
   requireHmac: boolean;
 } {
-  if (typeof options !== 'object' || options === null)
-    throw invalidArgument('options', 'options must be an object');
+  optionsObject(options);
   const mode = options.verify ?? 'lazy';
   if (mode !== 'full' && mode !== 'lazy' && mode !== 'none') {
     throw invalidArgument('verify', `verify must be full, lazy or none, got ${String(mode)}`);

@@ -12,7 +12,7 @@ import { type JobOptions, type Progress, runJob } from '../job';
 import { native } from '../native';
 import { openSafetensors } from '../safetensors/reader';
 import { entriesOf, prepare, saveSafetensors, type TensorsToSave } from '../safetensors/writer';
-import { utf8Exact } from '../validate';
+import { optionsObject, utf8Exact } from '../validate';
 import {
   CHECKPOINT_CHUNK_SIZE,
   type CheckpointLayout,
@@ -276,8 +276,7 @@ export async function buildIntegrityBlock(
 
 /** The checked arguments of {@link saveCheckpoint}. */
 export function checkSaveArgs(path: string, tensors: TensorsToSave, options: SaveCheckpointOptions) {
-  if (typeof options !== 'object' || options === null)
-    throw invalidArgument('options', 'options must be an object');
+  optionsObject(options);
   const layout = options.layout ?? 'tensorvault';
   if (!LAYOUTS.includes(layout)) {
     throw invalidArgument('layout', `layout must be one of ${LAYOUTS.join(', ')}`, {

@@ -1,6 +1,6 @@
 /** Option defaults, limits and the argument checks of the event log. */
 import { invalidArgument } from '../errors';
-import { describeValue, optionalBoolean, requiredInteger } from '../validate';
+import { describeValue, optionalBoolean, optionsObject, requiredInteger } from '../validate';
 import type { EventLogFormat } from './layout';
 import type { EventLogOptions } from './types';
 
@@ -55,7 +55,7 @@ export interface ResolvedOptions {
 
 /** Checks `EventLog.open`'s options and fills in the defaults. */
 export function resolveOptions(o: EventLogOptions): ResolvedOptions {
-  if (typeof o !== 'object' || o === null) throw invalidArgument('options', 'options must be an object');
+  optionsObject(o);
   const format = o.format ?? 'v2';
   if (format !== 'v2' && format !== 'legacy')
     throw invalidArgument('format', "format must be 'v2' or 'legacy'");

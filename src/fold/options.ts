@@ -6,7 +6,7 @@ import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { invalidArgument } from '../errors';
 import type { JobOptions } from '../job';
 import type { FoldOpenOptions } from '../native/binding';
-import { utf8Exact } from '../validate';
+import { optionsObject, utf8Exact } from '../validate';
 
 /**
  * What to refuse beyond what PyFolds refuses. Every rule is off by default, so that every file PyFolds
@@ -111,7 +111,7 @@ export function compact<T extends Record<string, unknown>>(
 
 /** The addon's open options. */
 export function nativeOpenOptions(o: OpenFoldOptions): FoldOpenOptions {
-  if (typeof o !== 'object' || o === null) throw invalidArgument('options', 'options must be an object');
+  optionsObject(o);
   const verify = o.verify ?? 'lazy';
   if (verify !== 'full' && verify !== 'lazy' && verify !== 'none') {
     throw invalidArgument('verify', "verify must be 'full', 'lazy' or 'none'");

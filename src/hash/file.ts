@@ -2,7 +2,7 @@
 import { invalidArgument } from '../errors';
 import { type JobOptions, runJob } from '../job';
 import { native } from '../native';
-import { describeValue, optionalBoolean } from '../validate';
+import { describeValue, optionalBoolean, optionsObject } from '../validate';
 import { describe } from './sha256';
 
 /** Default chunk size of the chunk tree: 4 MiB. */
@@ -56,9 +56,7 @@ export async function hashFile(path: string, options: HashFileOptions = {}): Pro
   if (typeof path !== 'string' || path.length === 0) {
     throw invalidArgument('path', `path must be a non-empty string, got ${describe(path)}`);
   }
-  if (typeof options !== 'object' || options === null) {
-    throw invalidArgument('options', `options must be an object, got ${describe(options)}`);
-  }
+  optionsObject(options);
   optionalBoolean(options.tree, 'tree');
   optionalBoolean(options.leaves, 'leaves');
   const tree = options.tree === true || options.chunkSize !== undefined || options.leaves === true;

@@ -209,8 +209,7 @@ export class RingFileLog {
   constructor(path: string, options: RingFileLogOptions = {}) {
     if (typeof path !== 'string' || path.length === 0)
       throw invalidArgument('path', 'path must be a non-empty string');
-    if (typeof options !== 'object' || options === null)
-      throw invalidArgument('options', 'options must be an object');
+    optionsObject(options);
     this.capacityLines = requiredInteger(
       options.capacityLines ?? 1000,
       'capacityLines',

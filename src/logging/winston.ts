@@ -9,6 +9,7 @@
  */
 import type * as winston from 'winston';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { optionsObject } from '../validate';
 import { RingFileLog, type RingFileLogOptions } from './ring';
 
 /** winston's transport base class (the `winston-transport` package, as winston exports it). */
@@ -102,10 +103,8 @@ export class RingTransport extends Base {
   readonly #flushLevel: string;
 
   constructor(options: RingTransportOptions) {
-    if (typeof options !== 'object' || options === null)
-      throw invalidArgument('options', 'options must be an object');
     const { path, flushLevel, capacityLines, flushIntervalMs, fsync, compactionSlack, onError, ...rest } =
-      options;
+      optionsObject(options);
     super(rest);
     this.#flushLevel = flushLevel ?? 'error';
     if (typeof this.#flushLevel !== 'string')
