@@ -4,7 +4,7 @@
 // argument itself), never a plain TypeError/RangeError, and never a TV_INTERNAL.
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -654,6 +654,44 @@ describe('every public entry point refuses bad arguments with a typed error (iss
     });
   });
 
+  // These never checked options at all: an array (or a string) was read as empty options, and null
+  // threw a TypeError reading its first field (repairCheckpoint and verifyCheckpoint spread it away).
+  const uncheckedOptions = (): [string, (o: never) => unknown][] => {
+    const fold = join(__dirname, 'fixtures', 'fold', 'plain.fold');
+    const remote = (): string => `file://${freshDir('remote')}/c.safetensors`;
+    return [
+      ['verifyCheckpoint', (o) => tv.verifyCheckpoint(ckptPath, o)],
+      ['repairCheckpoint', (o) => tv.repairCheckpoint(ckptPath, o)],
+      ['verifyFold', (o) => tv.verifyFold(fold, o)],
+      [
+        'repairFold',
+        (o) => {
+          const copy = fresh('fold');
+          copyFileSync(fold, copy);
+          return tv.repairFold(copy, o);
+        },
+      ],
+      ['writeFold', (o) => tv.writeFold(fresh('fold'), [], o)],
+      ['push', (o) => tv.push(ckptPath, remote(), o)],
+      ['pull', (o) => tv.pull(remote(), fresh('pull'), o)],
+      ['verifyRemote', (o) => tv.verifyRemote(remote(), o)],
+      ['listRemote', (o) => tv.listRemote(remote(), o)],
+      ['repairRemote', (o) => tv.repairRemote(remote(), o)],
+      ['loadRemoteCheckpoint', (o) => tv.loadRemoteCheckpoint(remote(), o)],
+      ['loadCheckpoint (remote URL)', (o) => tv.loadCheckpoint(remote() as tv.RemoteUrl, o)],
+    ];
+  };
+
+  it.each(uncheckedOptions())(
+    'null as options is TV_INVALID_ARGUMENT naming options, not a TypeError: %s',
+    async (_name, call) => {
+      await expect((async () => call(null as never))()).rejects.toMatchObject({
+        code: 'TV_INVALID_ARGUMENT',
+        context: { argument: 'options' },
+      });
+    },
+  );
+
   it('null as options is refused with TV_INVALID_ARGUMENT naming options (verify(p, null))', async () => {
     await expect(tv.verify(protectedFile, null as never)).rejects.toMatchObject({
       code: 'TV_INVALID_ARGUMENT',
@@ -696,6 +734,7 @@ describe('every public entry point refuses bad arguments with a typed error (iss
       'CheckpointManager.save',
       () => new tv.CheckpointManager(fresh('arr')).save(1, { w: new Float32Array(4) }, [] as never),
     ],
+    ...uncheckedOptions().map(([name, call]): [string, () => unknown] => [name, () => call([] as never)]),
   ])('an array as options is TV_INVALID_ARGUMENT naming options: %s', async (_name, call) => {
     // checkOptionsObject (the safetensors and checkpoint readers, the writers) took an array, and so
     // did the hand-written checks (hashFile, the event log, the ring logs, folds, checkpoints).

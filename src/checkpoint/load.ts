@@ -340,6 +340,7 @@ export async function repairCheckpoint(
   path: string,
   options: VerifyCheckpointOptions = {},
 ): Promise<CheckpointReport> {
+  optionsObject(options);
   const full = { ...options, verify: 'full' as const, repair: true };
   const ckpt = isRemoteUrl(path)
     ? await loadCheckpoint(path, full)

@@ -4,6 +4,7 @@
  */
 import { ErrorCode, TensorVaultError } from '../errors';
 import { openSafetensors, type SafetensorsFile } from '../safetensors/reader';
+import { optionsObject } from '../validate';
 import { publish, settleCommit, unlessRaced } from './commit';
 import { checkSeal, mergeReport, verifyWhole, wrongKey } from './integrity';
 import { checkpointFiles, type HmacKey } from './layout';
@@ -35,6 +36,7 @@ export async function verifyCheckpoint(
   path: string,
   options: VerifyCheckpointOptions = {},
 ): Promise<CheckpointReport> {
+  optionsObject(options);
   if (typeof path === 'string' && path.length > 0) return unlessRaced(path, () => verifyOnce(path, options));
   return verifyOnce(path, options);
 }

@@ -8,6 +8,7 @@ import { ErrorCode, type ErrorContext, fromNative, invalidArgument, TensorVaultE
 import { atomicCopyFile } from '../io/index';
 import { runJob } from '../job';
 import { native } from '../native';
+import { optionsObject } from '../validate';
 import { type FoldJson, revive } from './json';
 import { nativeOpenOptions, type OpenFoldOptions } from './options';
 import type { FoldChecks, FoldChunkInfo } from './reader';
@@ -134,6 +135,7 @@ function checkPath(path: unknown, argument = 'path'): string {
  */
 export async function verifyFold(path: string, options: VerifyFoldOptions = {}): Promise<FoldVerifyReport> {
   checkPath(path);
+  optionsObject(options);
   const opts = nativeOpenOptions({ ...options, verify: 'lazy' });
   try {
     const text = await runJob('fold.verify', options, (control) =>
@@ -156,6 +158,7 @@ export async function repairFold(
   options: VerifyFoldOptions & { output?: string } = {},
 ): Promise<FoldRepairResult> {
   checkPath(path);
+  optionsObject(options);
   const dest = options.output === undefined ? path : checkPath(options.output, 'output');
   const opts = nativeOpenOptions({ ...options, verify: 'lazy' });
   try {

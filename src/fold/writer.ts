@@ -10,7 +10,7 @@ import { type JobOptions, runJob } from '../job';
 import { native } from '../native';
 import type { FoldWriteResult, FoldChunkInput as NativeChunk } from '../native/binding';
 import { byteLengthOf, type Dtype, isDtype } from '../safetensors/dtype';
-import { utf8Exact } from '../validate';
+import { optionsObject, utf8Exact } from '../validate';
 import { toFoldJson } from './json';
 import { compact, rawSigningSeed } from './options';
 
@@ -175,6 +175,7 @@ export async function writeFold(
   if (typeof path !== 'string' || path.length === 0)
     throw invalidArgument('path', 'path must be a non-empty string');
   if (!Array.isArray(chunks)) throw invalidArgument('chunks', 'chunks must be an array');
+  optionsObject(options);
   const compress = options.compress ?? 'zstd';
   if (compress !== 'zstd' && compress !== 'none')
     throw invalidArgument('compress', "compress must be 'zstd' or 'none'");

@@ -460,6 +460,7 @@ export async function loadRemoteCheckpoint(
   url: string,
   options: RemoteLoadOptions = {},
 ): Promise<RemoteCheckpoint> {
+  optionsObject(options);
   const cacheBytes = options.cacheBytes ?? 8 * 1024 ** 3;
   if (typeof cacheBytes !== 'number' || !Number.isFinite(cacheBytes) || cacheBytes < 0)
     throw invalidArgument('cacheBytes', 'cacheBytes must be a number of bytes, 0 or more');

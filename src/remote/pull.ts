@@ -16,6 +16,7 @@ import { repair as eccRepair } from '../ecc/erasure';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { closeQuietly, fsyncDir, makeFolder, typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
+import { optionsObject } from '../validate';
 import { publishRemote } from './common';
 import { chunkLen, chunkSourceOf, fetchChunks, localChunkGood } from './fetch';
 import { MANIFEST_SUFFIX, parseManifest, type RemoteFileEntry, type RemoteManifest } from './manifest';
@@ -171,6 +172,7 @@ function damaged(url: string, file: string, chunks: readonly number[], why: stri
 export async function pull(url: string, destDir: string, options: PullOptions = {}): Promise<PullResult> {
   if (typeof destDir !== 'string' || destDir.length === 0)
     throw invalidArgument('destDir', 'destDir must be a non-empty string');
+  optionsObject(options);
   const concurrency = options.concurrency ?? 8;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)
     throw invalidArgument('concurrency', 'concurrency must be an integer from 1 to 64');

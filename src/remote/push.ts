@@ -12,6 +12,7 @@ import { parseCheckpoint } from '../checkpoint/parse';
 import { ErrorCode, invalidArgument, TensorVaultError, throwIfAborted } from '../errors';
 import { closeQuietly, makeFolder, typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
+import { optionsObject } from '../validate';
 import { publishRemote, remoteCacheDir } from './common';
 import {
   chunkLeaves,
@@ -357,6 +358,7 @@ async function confirmOwnSet(
 export async function push(localPath: string, url: string, options: PushOptions = {}): Promise<PushResult> {
   if (typeof localPath !== 'string' || localPath.length === 0)
     throw invalidArgument('localPath', 'localPath must be a non-empty string');
+  optionsObject(options);
   const partSize = checkPartSize(options.partSize);
   const concurrency = options.concurrency ?? 8;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { equalHex } from '../checkpoint/layout';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
 import { closeQuietly, removeQuietly, typedIoError } from '../io/fs';
+import { optionsObject } from '../validate';
 import { publishRemote } from './common';
 import { type ChunkSink, fetchChunks } from './fetch';
 import { type LeafHash, leafHashOf, leafHex, leafOf, type RemoteFileEntry } from './manifest';
@@ -111,6 +112,7 @@ export async function repairRemote(
   options: RepairRemoteOptions = {},
 ): Promise<RemoteRepairReport> {
   // Checked before anything is read or written (the rule push uses).
+  optionsObject(options);
   const partSize = checkPartSize(options.partSize);
   const concurrency = options.concurrency ?? 8;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64)

@@ -16,6 +16,7 @@ import { verify as eccVerify } from '../ecc/erasure';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { closeQuietly, removeQuietly, typedIoError } from '../io/fs';
 import type { JobOptions } from '../job';
+import { optionsObject } from '../validate';
 import { publishRemote } from './common';
 import { type ChunkSink, chunkLen, chunkSourceOf, fetchChunks } from './fetch';
 import { loadRemoteCheckpoint, type RemoteLoadOptions } from './lazy';
@@ -226,6 +227,7 @@ export async function verifyRemote(
   url: string,
   options: VerifyRemoteOptions = {},
 ): Promise<RemoteVerifyReport> {
+  optionsObject(options);
   const t0 = performance.now();
   const { store, prefix, manifest } = await openManifest(url, options);
   const mainUrl = store.url(joinKey(prefix, manifest.main));
@@ -327,6 +329,7 @@ export async function listRemote(
   url: string,
   options: RemoteOptions & { signal?: AbortSignal } = {},
 ): Promise<RemoteListEntry[]> {
+  optionsObject(options);
   const target = parseRemoteUrl(url);
   const { store, key } = await openStore(target, options);
   try {
