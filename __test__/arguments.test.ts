@@ -655,7 +655,8 @@ describe('every public entry point refuses bad arguments with a typed error (iss
   });
 
   // These never checked options at all: an array (or a string) was read as empty options, and null
-  // threw a TypeError reading its first field (repairCheckpoint and verifyCheckpoint spread it away).
+  // threw a TypeError reading its first field (repairCheckpoint spread it away; FoldFile's reads
+  // never looked at it for a chunk already read).
   const uncheckedOptions = (): [string, (o: never) => unknown][] => {
     const fold = join(__dirname, 'fixtures', 'fold', 'plain.fold');
     const remote = (): string => `file://${freshDir('remote')}/c.safetensors`;
@@ -679,6 +680,27 @@ describe('every public entry point refuses bad arguments with a typed error (iss
       ['repairRemote', (o) => tv.repairRemote(remote(), o)],
       ['loadRemoteCheckpoint', (o) => tv.loadRemoteCheckpoint(remote(), o)],
       ['loadCheckpoint (remote URL)', (o) => tv.loadCheckpoint(remote() as tv.RemoteUrl, o)],
+      ...(['chunk', 'bytes', 'json', 'npz', 'stateDict'] as const).map(
+        (method): [string, (o: never) => unknown] => [
+          `FoldFile.${method}`,
+          async (o) => {
+            const f = await tv.openFold(fold);
+            const name = {
+              chunk: 'torch_state',
+              bytes: 'torch_state',
+              json: 'metrics',
+              npz: 'nuclear_arrays',
+            };
+            try {
+              return method === 'stateDict'
+                ? await f.stateDict(undefined, o)
+                : await f[method](name[method], o);
+            } finally {
+              f.close();
+            }
+          },
+        ],
+      ),
     ];
   };
 

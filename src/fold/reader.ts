@@ -11,6 +11,7 @@ import { native } from '../native';
 import type { NativeFold } from '../native/binding';
 import { type Dtype, isDtype, VIEW } from '../safetensors/dtype';
 import type { Tensor } from '../safetensors/reader';
+import { optionsObject } from '../validate';
 import { type FoldJson, parseTagged, revive } from './json';
 import { type NpzArray, readNpz } from './npz';
 import { nativeOpenOptions, type OpenFoldOptions } from './options';
@@ -187,6 +188,11 @@ export class FoldFile {
    * without reading or checking again.
    */
   chunk(name: string, options: { signal?: AbortSignal } = {}): Promise<FoldChunk> {
+    try {
+      optionsObject(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const i = this.chunks.findIndex((x) => x.name === name);
     if (i < 0) return Promise.reject(this.#notFound(name));
     let p = this.#cache.get(i);
@@ -267,6 +273,7 @@ export class FoldFile {
     name: string,
     options: { signal?: AbortSignal; maxBytes?: number } = {},
   ): Promise<Record<string, NpzArray>> {
+    optionsObject(options);
     const c = await this.chunk(name, options.signal === undefined ? {} : { signal: options.signal });
     return readNpz(name, c.bytes, options.maxBytes ?? 1024 ** 3);
   }
