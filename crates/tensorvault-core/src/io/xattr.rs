@@ -5,10 +5,12 @@
 use std::fs::File;
 use std::path::Path;
 
-/// Attributes never copied: `security.capability` (file capabilities) is what the kernel itself
-/// removes when a file's content is written or its owner changed, so new content does not inherit
-/// the old content's privileges.
-const NOT_COPIED: &[&[u8]] = &[b"security.capability"];
+/// Attributes never copied, because they vouch for the old *content*: `security.capability` (file
+/// capabilities), which the kernel itself removes when a file's content is written or its owner
+/// changed, so new content does not inherit the old content's privileges; and `security.ima` /
+/// `security.evm` (the integrity subsystem's hash or signature of the content, and its HMAC over the
+/// attributes), which copied onto new bytes would make an appraising kernel refuse to open the file.
+const NOT_COPIED: &[&[u8]] = &[b"security.capability", b"security.ima", b"security.evm"];
 
 /// Copy every extended attribute of the file at `from` (symlinks followed, as the writers follow
 /// them to the file they replace) onto the open file `to`, except those in [`NOT_COPIED`]. Returns
@@ -212,5 +214,28 @@ mod tests {
         assert_eq!(copy_xattrs_to_path(&a, &d), 2);
         assert_eq!(get(&d, "user.tv.one").as_deref(), Some(&b"1"[..]));
         assert_eq!(copy_xattrs_to_path(&a, &dir.path().join("missing")), 0);
+    }
+
+    #[test]
+    fn never_copies_what_vouches_for_the_old_content() {
+        // security.ima / security.evm hold the integrity subsystem's hash or signature of the old bytes:
+        // on the new bytes they would be wrong (an appraising kernel then refuses the file).
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        if !set(&a, "user.tv.kept", b"1") || !set(&a, "security.ima", b"\x03\x02\x04") {
+            eprintln!("skipped: this file system or process cannot set user or security xattrs");
+            return;
+        }
+        let evm = set(&a, "security.evm", b"\x03\x02\x05");
+        let to = File::options().write(true).open(&b).unwrap();
+        assert_eq!(copy_xattrs(&a, &to), 1);
+        assert_eq!(get(&b, "user.tv.kept").as_deref(), Some(&b"1"[..]));
+        assert_eq!(get(&b, "security.ima"), None);
+        if evm {
+            assert_eq!(get(&b, "security.evm"), None);
+        }
     }
 }
