@@ -25,7 +25,7 @@ import type { CheckpointReport, Parsed } from './parse';
 import {
   type CheckpointChunkOptions,
   type CheckpointReadOptions,
-  chunkBytesOf,
+  chunkOptionsOf,
   tooLargeForView,
 } from './read-options';
 import { notAboutParity, replacedError, underLock } from './repair-lock';
@@ -275,9 +275,7 @@ export class Checkpoint {
   chunks(name: string, options: CheckpointChunkOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
     if (this.#closed) throw closedError(this.path);
     const info = this.#file.info(name);
-    optionsObject(options);
-    const signal = optionalSignal(options.signal);
-    const step = chunkBytesOf(options);
+    const { signal, step } = chunkOptionsOf(options);
     return this.#verifiedPieces(info, step, signal);
   }
 

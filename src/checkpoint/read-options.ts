@@ -5,6 +5,7 @@
  */
 import { constants as bufferConstants } from 'node:buffer';
 import { ErrorCode, invalidArgument, TensorVaultError } from '../errors';
+import { optionalSignal, optionsObject } from '../validate';
 import type { Checkpoint } from './lazy';
 
 /** Default size of the pieces {@link Checkpoint.chunks} yields (64 MiB, as `SafetensorsFile.chunks`). */
@@ -45,6 +46,19 @@ export function chunkBytesOf(options: CheckpointChunkOptions): number {
     );
   }
   return step;
+}
+
+/**
+ * The checked options of a `chunks()` call (local or remote): `options` an options object, its `signal`
+ * an AbortSignal and its `chunkBytes` in range (`TV_INVALID_ARGUMENT` otherwise, in that order).
+ */
+export function chunkOptionsOf(options: CheckpointChunkOptions): {
+  signal: AbortSignal | undefined;
+  step: number;
+} {
+  optionsObject(options);
+  const signal = optionalSignal(options.signal);
+  return { signal, step: chunkBytesOf(options) };
 }
 
 /**

@@ -19,7 +19,7 @@ import type { CheckpointReport, LoadCheckpointOptions } from '../checkpoint/pars
 import {
   type CheckpointChunkOptions,
   type CheckpointReadOptions,
-  chunkBytesOf,
+  chunkOptionsOf,
   tooLargeForView,
 } from '../checkpoint/read-options';
 import { chunkSpan } from '../checkpoint/rs';
@@ -359,9 +359,7 @@ export class RemoteCheckpoint {
   chunks(name: string, options: CheckpointChunkOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
     if (this.#closed) throw this.#closedError();
     const info = this.#local.info(name);
-    optionsObject(options);
-    const signal = optionalSignal(options.signal);
-    const step = chunkBytesOf(options);
+    const { signal, step } = chunkOptionsOf(options);
     return this.#pieces(info, step, signal);
   }
 
