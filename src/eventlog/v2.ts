@@ -17,7 +17,15 @@ import {
 import { dirname, join } from 'node:path';
 import { ErrorCode, TensorVaultError } from '../errors';
 import { hashFile } from '../hash/index';
-import { atomicWriteFile, createLockedTemp, exists, fsyncDir, ioError } from '../io/index';
+import {
+  atomicWriteFile,
+  closeQuietly,
+  createLockedTemp,
+  exists,
+  fsyncDir,
+  ioError,
+  removeQuietly,
+} from '../io/index';
 import { testHooksBuilt } from '../native';
 import {
   type EventLogEntry,
@@ -107,8 +115,8 @@ async function copyRangesAtomically(
     await fh.close();
     fh = undefined;
   } catch (err) {
-    await fh?.close().catch(() => {});
-    if (tmp !== undefined) await fsp.rm(tmp, { force: true }).catch(() => {});
+    await closeQuietly(fh);
+    if (tmp !== undefined) await removeQuietly(tmp);
     throw ioError(err, dest, 'cannot write', tmp);
   }
   await fsyncDir(dirname(dest));
